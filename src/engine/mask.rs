@@ -1,0 +1,64 @@
+//! Attention masks: which keys a query may see.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mask {
+    /// Query i sees keys 0..=i (decoders, GPT-2).
+    Causal,
+    /// Every query sees every key (encoders, BERT).
+    Bidirectional,
+    /// Query i sees keys i+1-w ..= i.
+    Window(u32),
+}
+
+impl Mask {
+    /// Whether query `row` may attend to key `col`.
+    pub fn allows(self, row: usize, col: usize) -> bool {
+        match self {
+            Mask::Causal => col <= row,
+            Mask::Bidirectional => true,
+            Mask::Window(w) => col <= row && row - col < w as usize,
+        }
+    }
+
+    /// The mode and window width as the WGSL kernels receive them.
+    pub fn gpu_code(self) -> (u32, u32) {
+        match self {
+            Mask::Causal => (0, 0),
+            Mask::Bidirectional => (1, 0),
+            Mask::Window(w) => (2, w),
+        }
+    }
+
+    /// Parses `causal`, `bidirectional` or `window:N`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "causal" => Some(Mask::Causal),
+            "bidirectional" => Some(Mask::Bidirectional),
+            _ => text.strip_prefix("window:").and_then(|w| w.parse().ok()).filter(|&w| w > 0).map(Mask::Window),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_the_three_forms_and_rejects_others() {
+        assert_eq!(Mask::parse("causal"), Some(Mask::Causal));
+        assert_eq!(Mask::parse("bidirectional"), Some(Mask::Bidirectional));
+        assert_eq!(Mask::parse("window:3"), Some(Mask::Window(3)));
+        assert_eq!(Mask::parse("window:0"), None);
+        assert_eq!(Mask::parse("sideways"), None);
+    }
+
+    #[test]
+    fn window_is_banded_below_the_diagonal() {
+        let m = Mask::Window(2);
+        assert!(m.allows(5, 5) && m.allows(5, 4));
+        assert!(!m.allows(5, 3) && !m.allows(4, 5));
+    }
+}

@@ -1,0 +1,125 @@
+//! The CPU reference of each GPU kernel, one function per kernel in `shaders/`.
+//! Plain loops in f32, written for clarity: these define what the kernels must compute.
+
+use super::Mask;
+
+/// `x[t] = wte[ids[t]] + wpe[t]` (shaders/embed.wgsl). Ids must be < vocab.
+pub fn embed(ids: &[u32], wte: &[f32], wpe: &[f32], d: usize) -> Vec<f32> {
+    let mut x = vec![0.0; ids.len() * d];
+    for (t, &id) in ids.iter().enumerate() {
+        let tok = &wte[id as usize * d..][..d];
+        let pos = &wpe[t * d..][..d];
+        for c in 0..d {
+            x[t * d + c] = tok[c] + pos[c];
+        }
+    }
+    x
+}
+
+/// Row-wise layernorm with biased variance, as GPT-2 (shaders/layernorm.wgsl).
+pub fn layernorm(x: &[f32], gain: &[f32], bias: &[f32], d: usize, eps: f32) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for (row_in, row_out) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        let mean = row_in.iter().sum::<f32>() / d as f32;
+        let var = row_in.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for c in 0..d {
+            row_out[c] = (row_in[c] - mean) * inv * gain[c] + bias[c];
+        }
+    }
+    y
+}
+
+/// `y[M×N] = x[M×K] · w[K×N] + b[N]` (shaders/matmul_bias.wgsl).
+pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        let out = &mut y[i * n..][..n];
+        out.copy_from_slice(&b[..n]);
+        for kk in 0..k {
+            let xv = x[i * k + kk];
+            let w_row = &w[kk * n..][..n];
+            for j in 0..n {
+                out[j] += xv * w_row[j];
+            }
+        }
+    }
+    y
+}
+
+/// Scores of every head from the fused `qkv[T×3d]` (Q, K, V side by side,
+/// head h in columns h·d_head..). Returns `(raw, masked)`, each `[H×T×T]`:
+/// raw = Q·Kᵀ; masked = raw / √d_head, or −∞ where the mask forbids
+/// (shaders/attn_scores.wgsl).
+pub fn attention_scores(qkv: &[f32], t: usize, n_head: usize, d_head: usize, mask: Mask) -> (Vec<f32>, Vec<f32>) {
+    let d = n_head * d_head;
+    let scale = 1.0 / (d_head as f32).sqrt();
+    let mut raw = vec![0.0; n_head * t * t];
+    let mut masked = vec![0.0; n_head * t * t];
+    for h in 0..n_head {
+        for i in 0..t {
+            let q = &qkv[i * 3 * d + h * d_head..][..d_head];
+            for j in 0..t {
+                let k = &qkv[j * 3 * d + d + h * d_head..][..d_head];
+                let s: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
+                let at = (h * t + i) * t + j;
+                raw[at] = s;
+                masked[at] = if mask.allows(i, j) { s * scale } else { f32::NEG_INFINITY };
+            }
+        }
+    }
+    (raw, masked)
+}
+
+/// Numerically stable softmax of each row of length `n`; a row that is all
+/// −∞ gives all zeros, never NaN (shaders/softmax_rows.wgsl).
+pub fn softmax_rows(scores: &[f32], n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; scores.len()];
+    for (row_in, row_out) in scores.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let max = row_in.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            continue;
+        }
+        let mut sum = 0.0;
+        for (o, &s) in row_out.iter_mut().zip(row_in) {
+            *o = (s - max).exp();
+            sum += *o;
+        }
+        for o in row_out.iter_mut() {
+            *o /= sum;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_of_fully_masked_row_is_zero_not_nan() {
+        let out = softmax_rows(&[f32::NEG_INFINITY; 3], 3);
+        assert_eq!(out, vec![0.0; 3]);
+    }
+
+    #[test]
+    fn softmax_is_stable_for_large_scores() {
+        let out = softmax_rows(&[1000.0, 1000.0, f32::NEG_INFINITY], 3);
+        assert_eq!(out, vec![0.5, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn matmul_bias_matches_hand_computation() {
+        // [1 2] · [[1 0 2] [0 1 3]] + [1 1 1] = [2 3 9]
+        let y = matmul_bias(&[1.0, 2.0], &[1.0, 0.0, 2.0, 0.0, 1.0, 3.0], &[1.0; 3], 1, 2, 3);
+        assert_eq!(y, vec![2.0, 3.0, 9.0]);
+    }
+
+    #[test]
+    fn layernorm_output_has_zero_mean_unit_variance() {
+        let y = layernorm(&[1.0, 2.0, 3.0, 4.0], &[1.0; 4], &[0.0; 4], 4, 0.0);
+        let mean: f32 = y.iter().sum::<f32>() / 4.0;
+        let var: f32 = y.iter().map(|v| v * v).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+}

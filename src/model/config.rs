@@ -1,0 +1,132 @@
+//! `ModelConfig`: the GPT-2 `config.json` keys the engine needs, validated.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::ModelError;
+
+/// The MLP's non-linearity, as named by `activation_function`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// GPT-2's tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    /// The exact erf form (`gelu`).
+    Gelu,
+    Relu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
+            "gelu" => Ok(Self::Gelu),
+            "relu" => Ok(Self::Relu),
+            other => Err(ModelError::UnknownActivation(other.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelConfig {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    pub n_positions: usize,
+    pub vocab_size: usize,
+    pub layer_norm_epsilon: f32,
+    pub activation_function: Activation,
+}
+
+impl ModelConfig {
+    /// Width of one attention head.
+    pub fn d_head(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    /// Parses and checks a Hugging Face GPT-2 `config.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ModelError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ModelError::ConfigJson(e.to_string()))?;
+        let size = |key: &'static str| -> Result<usize, ModelError> {
+            match value.get(key) {
+                None => Err(ModelError::ConfigKey { key, problem: "is missing".into() }),
+                Some(v) => match v.as_u64() {
+                    Some(n) if n > 0 => usize::try_from(n)
+                        .map_err(|_| ModelError::ConfigKey { key, problem: format!("is too large ({n})") }),
+                    _ => Err(ModelError::ConfigKey { key, problem: format!("must be a positive integer, found {v}") }),
+                },
+            }
+        };
+        let layer_norm_epsilon = match value.get("layer_norm_epsilon") {
+            None => 1e-5,
+            Some(v) => match v.as_f64() {
+                Some(e) if e > 0.0 && e < 1.0 => e as f32,
+                _ => {
+                    return Err(ModelError::ConfigKey {
+                        key: "layer_norm_epsilon",
+                        problem: format!("must be a number in (0, 1), found {v}"),
+                    })
+                }
+            },
+        };
+        let activation_function = match value.get("activation_function") {
+            None => Activation::GeluTanh,
+            Some(Value::String(name)) => Activation::parse(name)?,
+            Some(v) => {
+                return Err(ModelError::ConfigKey {
+                    key: "activation_function",
+                    problem: format!("must be a string, found {v}"),
+                })
+            }
+        };
+        let config = Self {
+            n_layer: size("n_layer")?,
+            n_head: size("n_head")?,
+            n_embd: size("n_embd")?,
+            n_positions: size("n_positions")?,
+            vocab_size: size("vocab_size")?,
+            layer_norm_epsilon,
+            activation_function,
+        };
+        if config.n_embd % config.n_head != 0 {
+            return Err(ModelError::ConfigKey {
+                key: "n_head",
+                problem: format!("({}) must divide n_embd ({})", config.n_head, config.n_embd),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GPT2: &str = r#"{"n_layer": 2, "n_head": 4, "n_embd": 64, "n_positions": 64, "vocab_size": 512,
+        "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new", "model_type": "gpt2"}"#;
+
+    #[test]
+    fn parses_gpt2_keys_and_ignores_others() {
+        let config = ModelConfig::from_json(GPT2.as_bytes()).unwrap();
+        assert_eq!((config.n_layer, config.n_head, config.d_head()), (2, 4, 16));
+        assert_eq!(config.activation_function, Activation::GeluTanh);
+    }
+
+    #[test]
+    fn unknown_activation_is_named() {
+        let json = GPT2.replace("gelu_new", "swish");
+        let err = ModelConfig::from_json(json.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("unknown activation_function `swish`"), "{err}");
+    }
+
+    #[test]
+    fn missing_and_bad_keys_are_named() {
+        let err = ModelConfig::from_json(br#"{"n_layer": 2}"#).unwrap_err();
+        assert!(err.to_string().contains("`n_head` is missing"), "{err}");
+        let json = GPT2.replace("\"n_head\": 4", "\"n_head\": 5");
+        let err = ModelConfig::from_json(json.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("must divide n_embd"), "{err}");
+        let err = ModelConfig::from_json(b"{not json").unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+    }
+}

@@ -1,0 +1,156 @@
+//! `Host`: what the page holds outside the reactive graph (wgpu objects are
+//! not `Send`): the model, and where WebGPU works, the GPU context, the
+//! resident attention layer, the canvas surface and the heatmap renderer.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use wasm_bindgen::JsValue;
+
+use super::fetch::fetch_bytes;
+use crate::engine::Mask;
+use crate::gpu::{GpuAttention, GpuContext, PendingRead, Stage};
+use crate::model::{Model, Token};
+use crate::render::{HeatmapParams, HeatmapRenderer};
+
+pub const MODEL_DIR: &str = "models/placeholder";
+pub const MODEL_LABEL: &str = "placeholder: untrained, random weights (2 layers, 4 heads, d=64)";
+
+pub struct GpuHost {
+    pub ctx: GpuContext,
+    pub attn: RefCell<GpuAttention>,
+    surface: wgpu::Surface<'static>,
+    renderer: HeatmapRenderer,
+    surface_size: Cell<(u32, u32)>,
+}
+
+pub struct Host {
+    pub model: Model,
+    pub gpu: Result<GpuHost, String>,
+}
+
+thread_local! {
+    static HOST: RefCell<Option<Rc<Host>>> = const { RefCell::new(None) };
+}
+
+pub fn host() -> Option<Rc<Host>> {
+    HOST.with(|h| h.borrow().clone())
+}
+
+pub async fn load_model() -> Result<Model, String> {
+    let config = fetch_bytes(&format!("{MODEL_DIR}/config.json")).await?;
+    let weights = fetch_bytes(&format!("{MODEL_DIR}/model.safetensors")).await?;
+    let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/tokenizer.json")).await?;
+    Model::from_bytes("placeholder", &config, &weights, &tokenizer).map_err(|e| e.to_string())
+}
+
+fn has_webgpu() -> bool {
+    web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w.navigator(), &JsValue::from_str("gpu")).ok())
+        .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
+}
+
+async fn open_gpu(model: &Model, canvas: web_sys::HtmlCanvasElement) -> Result<GpuHost, String> {
+    if !has_webgpu() {
+        return Err("this browser does not expose WebGPU (navigator.gpu is missing)".into());
+    }
+    let ctx = GpuContext::new().await.map_err(|e| e.to_string())?;
+    let attn = ctx.checked(|| GpuAttention::new(&ctx, model)).await.map_err(|e| e.to_string())?;
+    let surface = ctx
+        .instance
+        .create_surface(wgpu::SurfaceTarget::Canvas(canvas))
+        .map_err(|e| format!("the heatmap canvas cannot use WebGPU: {e}"))?;
+    let format =
+        surface.get_capabilities(&ctx.adapter).formats.first().copied().ok_or("the canvas offers no texture format")?;
+    let renderer = ctx.checked(|| Ok(HeatmapRenderer::new(&ctx.device, format))).await.map_err(|e| e.to_string())?;
+    Ok(GpuHost { ctx, attn: RefCell::new(attn), surface, renderer, surface_size: Cell::new((0, 0)) })
+}
+
+/// Loads the model and opens the GPU, then installs the host. The model is
+/// required; the GPU is not (its error is kept for the banner).
+pub async fn install(canvas: web_sys::HtmlCanvasElement) -> Result<Rc<Host>, String> {
+    let model = load_model().await?;
+    let gpu = open_gpu(&model, canvas).await;
+    let host = Rc::new(Host { model, gpu });
+    HOST.with(|h| *h.borrow_mut() = Some(host.clone()));
+    Ok(host)
+}
+
+impl Host {
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, String> {
+        let tokens = self.model.tokenizer.encode(text).map_err(|e| e.to_string())?;
+        let limit = self.model.config.n_positions;
+        if tokens.len() > limit {
+            return Err(format!(
+                "the text is {} tokens long, but this model's context holds at most {limit}; shorten it",
+                tokens.len()
+            ));
+        }
+        Ok(tokens)
+    }
+}
+
+impl GpuHost {
+    /// Runs the attention layer on `ids`; results stay on the GPU.
+    pub fn run(&self, ids: &[u32], mask: Mask) -> Result<(), String> {
+        let mut attn = self.attn.try_borrow_mut().map_err(|_| "the GPU layer is busy")?;
+        attn.run(&self.ctx, ids, mask).map_err(|e| e.to_string())?;
+        match self.ctx.fault() {
+            Some(fault) => Err(fault),
+            None => Ok(()),
+        }
+    }
+
+    /// Draws `head`'s softmax weights from the GPU buffer onto the canvas.
+    pub fn draw(&self, canvas: &web_sys::HtmlCanvasElement, head: usize, hover: Option<(usize, usize)>) {
+        let Ok(attn) = self.attn.try_borrow() else { return };
+        let (Some(values), Some(masked)) = (attn.buffer(Stage::Weights), attn.buffer(Stage::ScoresMasked)) else {
+            return;
+        };
+        let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
+        let width = ((canvas.client_width() as f64 * dpr).round() as u32).max(1);
+        let height = ((canvas.client_height() as f64 * dpr).round() as u32).max(1);
+        if self.surface_size.get() != (width, height) {
+            canvas.set_width(width);
+            canvas.set_height(height);
+            let Some(config) = self.surface.get_default_config(&self.ctx.adapter, width, height) else { return };
+            let config = wgpu::SurfaceConfiguration { format: self.renderer.format(), ..config };
+            self.surface.configure(&self.ctx.device, &config);
+            self.surface_size.set((width, height));
+        }
+        let frame = match self.surface.get_current_texture() {
+            wgpu::CurrentSurfaceTexture::Success(frame) | wgpu::CurrentSurfaceTexture::Suboptimal(frame) => frame,
+            other => {
+                log::warn!("skipping a frame: {other:?}");
+                self.surface_size.set((0, 0));
+                return;
+            }
+        };
+        let view = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let params = HeatmapParams {
+            t: attn.tokens() as u32,
+            head: head as u32,
+            width,
+            height,
+            lo: 0.0,
+            hi: 1.0,
+            hover: hover.map(|(r, c)| (r as u32, c as u32)),
+        };
+        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &view, params, values, masked);
+        self.ctx.queue.present(frame);
+    }
+
+    /// Starts reading one softmax weight back (4 bytes).
+    pub fn begin_read_weight(&self, head: usize, row: usize, col: usize) -> Result<PendingRead, String> {
+        let attn = self.attn.try_borrow().map_err(|_| "the GPU layer is busy")?;
+        attn.begin_read_cell(&self.ctx, Stage::Weights, head, row, col).map_err(|e| e.to_string())
+    }
+
+    /// Starts reading a head's whole T×T weight matrix (test hook only).
+    pub fn begin_read_head(&self, head: usize) -> Result<(PendingRead, usize), String> {
+        let attn = self.attn.try_borrow().map_err(|_| "the GPU layer is busy")?;
+        let t = attn.tokens();
+        let pending = attn.begin_read(&self.ctx, Stage::Weights, head * t * t, t * t).map_err(|e| e.to_string())?;
+        Ok((pending, t))
+    }
+}

@@ -1,0 +1,41 @@
+//! The Leptos app (wasm32 only). It orchestrates the engine and the renderer
+//! and shows what they produce; it does no math of its own.
+
+mod app;
+mod fetch;
+mod host;
+mod test_hook;
+
+/// Forwards `log` records to the browser console.
+struct ConsoleLogger;
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = wasm_bindgen::JsValue::from_str(&format!("attnscope: {}", record.args()));
+        match record.level() {
+            log::Level::Error => web_sys::console::error_1(&line),
+            log::Level::Warn => web_sys::console::warn_1(&line),
+            _ => web_sys::console::log_1(&line),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: ConsoleLogger = ConsoleLogger;
+
+/// Entry point called by the `attnscope-web` binary.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    leptos::mount::mount_to_body(app::App);
+}

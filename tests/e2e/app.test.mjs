@@ -1,0 +1,128 @@
+// The walking skeleton, end to end in headless Chromium: type, watch the GPU
+// heatmap, and check the page's numbers against the CLI's CPU reference.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats } from './harness.mjs';
+
+const SENTENCE = 'The cat sat on the mat, and then the cat slept.';
+let server;
+
+before(async () => { server = await serveDist(); });
+after(async () => { await server.close(); });
+
+function assertClose(actual, expected, tol, what) {
+  assert.equal(actual.length, expected.length, `${what}: row count`);
+  actual.forEach((row, i) => {
+    assert.equal(row.length, expected[i].length, `${what}: row ${i} length`);
+    row.forEach((v, j) => {
+      const e = expected[i][j];
+      assert.ok(Math.abs(v - e) <= tol, `${what}[${i}][${j}] = ${v}, CPU reference ${e}`);
+    });
+  });
+}
+
+test('typing shows GPU attention weights equal to the CPU reference', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, errors } = await openApp(browser, server.url);
+    const first = await page.evaluate(() => window.attnscope.state());
+    assert.equal(first.phase, 'ready');
+    assert.equal(first.gpu, true, `WebGPU should work with the SwiftShader flags: ${first.gpuError}`);
+    assert.match(await page.locator('.badge').first().innerText(), /placeholder/);
+
+    await typeText(page, SENTENCE);
+    const reference = cliTrace(SENTENCE);
+    const t = reference.tokens.length;
+    await page.waitForFunction(([text, t]) => {
+      const s = window.attnscope.state();
+      return s.text === text && s.gpuTokens === t && s.renders > 0;
+    }, [SENTENCE, t], { timeout: 60_000 });
+
+    const state = await page.evaluate(() => window.attnscope.state());
+    assert.deepEqual(state.tokens.map((x) => x.id), reference.tokens.map((x) => x.id), 'token ids');
+    assert.ok(state.runs >= SENTENCE.length - 5, `one GPU run per keystroke (runs: ${state.runs})`);
+
+    const heads = reference.layers[0].heads.length;
+    for (let h = 0; h < heads; h++) {
+      await page.locator('.head-button').nth(h).click();
+      const snap = await page.evaluate(() => window.attnscope.snapshot());
+      assert.equal(snap.head, h);
+      assertClose(snap.weights, reference.layers[0].heads[h].weights, 1e-4, `head ${h} weights`);
+      snap.weights.forEach((row, i) => {
+        const sum = row.reduce((a, b) => a + b, 0);
+        assert.ok(Math.abs(sum - 1) < 1e-4, `head ${h} row ${i} sums to ${sum}`);
+        row.forEach((v, j) => { if (j > i) assert.equal(v, 0, `head ${h} [${i}][${j}] above the diagonal`); });
+      });
+    }
+
+    // Hover reads back exactly one value (4 bytes) and shows it.
+    await page.locator('.head-button').nth(1).click();
+    const before = (await page.evaluate(() => window.attnscope.state())).bytesReadBack;
+    const box = await page.locator('canvas.heatmap-canvas').boundingBox();
+    const [row, col] = [t - 1, 2];
+    await page.mouse.move(box.x + (col + 0.5) * box.width / t, box.y + (row + 0.5) * box.height / t);
+    await page.waitForFunction(([r, c]) => {
+      const hv = window.attnscope.state().hover;
+      return hv && hv.row === r && hv.col === c && hv.head === 1;
+    }, [row, col], { timeout: 30_000 });
+    const hovered = await page.evaluate(() => window.attnscope.state());
+    assert.equal(hovered.bytesReadBack - before, 4, 'a hover reads back one f32');
+    const expected = reference.layers[0].heads[1].weights[row][col];
+    assert.ok(Math.abs(hovered.hover.value - expected) < 1e-4, `hover ${hovered.hover.value} vs ${expected}`);
+    const readout = await page.locator('[data-testid=readout]').innerText();
+    assert.match(readout, new RegExp(expected.toFixed(4).slice(0, -1)), readout);
+
+    const stats = await canvasStats(page);
+    console.log('desktop canvas pixel statistics', JSON.stringify(stats));
+    assert.ok(stats.opaqueFraction > 0.99, 'the canvas is drawn');
+    assert.ok(stats.stdLuminance > 10, 'the heatmap has contrast');
+    assert.ok(stats.distinctColours > 20, 'the heatmap has many colours');
+    await screenshot(page, 'desktop.png');
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    await page.evaluate(() => window.dispatchEvent(new Event('resize')));
+    await page.waitForTimeout(300);
+    await screenshot(page, 'phone.png');
+    const phone = await canvasStats(page);
+    console.log('phone canvas pixel statistics', JSON.stringify(phone));
+    assert.ok(phone.stdLuminance > 10, 'the phone heatmap has contrast');
+    assert.deepEqual(errors, [], 'no page errors');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('text past the context limit gives a clear message and keeps the last result', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page } = await openApp(browser, server.url);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    const good = await page.evaluate(() => window.attnscope.state());
+    await page.locator('#text-input').fill('word '.repeat(400));
+    await page.waitForFunction(() => window.attnscope.state().inputError !== null, null, { timeout: 30_000 });
+    const state = await page.evaluate(() => window.attnscope.state());
+    assert.match(state.inputError, /context holds at most 256/);
+    assert.equal(state.gpuTokens, good.gpuTokens, 'the last good heatmap stays');
+    assert.match(await page.locator('.input-error').innerText(), /shorten it/);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('without WebGPU the page says so clearly and still tokenizes', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, errors } = await openApp(browser, server.url);
+    const banner = page.locator('[data-testid=no-webgpu]');
+    await banner.waitFor({ timeout: 30_000 });
+    assert.match(await banner.innerText(), /WebGPU is not available/);
+    const state = await page.evaluate(() => window.attnscope.state());
+    assert.equal(state.gpu, false);
+    assert.ok(state.tokens.length > 0, 'tokens are still shown');
+    await screenshot(page, 'no-webgpu.png');
+    assert.deepEqual(errors.filter((e) => !/WebGPU|adapter/i.test(e)), [], 'no unexpected page errors');
+  } finally {
+    await browser.close();
+  }
+});

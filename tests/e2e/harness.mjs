@@ -1,0 +1,118 @@
+// Shared pieces of the browser tests: a static server for dist/, Chromium
+// launched with the flags that make WebGPU work through SwiftShader, and the
+// CLI's CPU trace to compare the page against.
+import { createServer } from 'node:http';
+import { readFile, mkdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const DIST = process.env.ATTNSCOPE_DIST || path.join(ROOT, 'dist');
+export const SCREENS = path.join(ROOT, 'target', 'e2e-screens');
+const CLI = process.env.ATTNSCOPE_CLI || path.join(ROOT, 'target', 'debug', 'attnscope');
+
+const QUIET_FLAGS = [
+  '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--disable-quic',
+];
+// From ../shared/TOOLCHAIN.md: WebGPU compute *and* a WebGPU canvas through SwiftShader.
+const WEBGPU_FLAGS = [
+  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader',
+  '--ignore-gpu-blocklist',
+];
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css',
+  '.json': 'application/json', '.safetensors': 'application/octet-stream', '.md': 'text/markdown' };
+
+/** Serves dist/ on 127.0.0.1 at a free port; resolves to { url, requests, close }. */
+export async function serveDist() {
+  const requests = [];
+  const server = createServer(async (req, res) => {
+    const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    requests.push(urlPath);
+    const file = path.join(DIST, urlPath.endsWith('/') ? urlPath + 'index.html' : urlPath);
+    if (!file.startsWith(DIST)) { res.writeHead(403).end(); return; }
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return { url: `http://127.0.0.1:${port}/`, requests, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** Headless Debian Chromium, with or without WebGPU. */
+export async function launch({ webgpu = true } = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: webgpu ? [...QUIET_FLAGS, ...WEBGPU_FLAGS] : QUIET_FLAGS,
+  });
+}
+
+/** Opens the app and waits until the model is loaded. */
+export async function openApp(browser, url, viewport = { width: 1280, height: 900 }) {
+  const page = await browser.newPage({ viewport });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await page.goto(url);
+  await page.waitForFunction(() => window.attnscope && window.attnscope.state().phase !== 'loading', null,
+    { timeout: 120_000 });
+  return { page, errors };
+}
+
+/** Replaces the text box's contents by typing `text` key by key. */
+export async function typeText(page, text) {
+  const box = page.locator('#text-input');
+  await box.click();
+  await box.press('Control+A');
+  await box.press('Delete');
+  await box.pressSequentially(text, { delay: 15 });
+}
+
+/** The CPU reference trace from the native CLI (`attnscope trace`). */
+export function cliTrace(text) {
+  const out = execFileSync(CLI, ['trace', '--text', text, '--backend', 'cpu'], { maxBuffer: 64 << 20 });
+  return JSON.parse(out.toString());
+}
+
+export async function screenshot(page, name) {
+  await mkdir(SCREENS, { recursive: true });
+  const file = path.join(SCREENS, name);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+/** Pixel statistics of the heatmap canvas, from its own toDataURL(). */
+export async function canvasStats(page) {
+  return page.evaluate(async () => {
+    const canvas = document.querySelector('canvas.heatmap-canvas');
+    const img = new Image();
+    img.src = canvas.toDataURL('image/png');
+    await img.decode();
+    const c2 = document.createElement('canvas');
+    c2.width = img.width; c2.height = img.height;
+    const g = c2.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const { data } = g.getImageData(0, 0, img.width, img.height);
+    let sum = 0, sumSq = 0, opaque = 0;
+    const colours = new Set();
+    const n = data.length / 4;
+    for (let i = 0; i < data.length; i += 4) {
+      const lum = 0.2126 * data[i] + 0.7152 * data[i + 1] + 0.0722 * data[i + 2];
+      sum += lum; sumSq += lum * lum;
+      if (data[i + 3] > 0) opaque++;
+      if (colours.size < 5000) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    }
+    const mean = sum / n;
+    return { width: img.width, height: img.height, meanLuminance: mean,
+      stdLuminance: Math.sqrt(Math.max(0, sumSq / n - mean * mean)), opaqueFraction: opaque / n,
+      distinctColours: colours.size };
+  });
+}
