@@ -88,7 +88,7 @@ impl ModelConfig {
             layer_norm_epsilon,
             activation_function,
         };
-        if config.n_embd % config.n_head != 0 {
+        if !config.n_embd.is_multiple_of(config.n_head) {
             return Err(ModelError::ConfigKey {
                 key: "n_head",
                 problem: format!("({}) must divide n_embd ({})", config.n_head, config.n_embd),

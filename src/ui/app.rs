@@ -36,8 +36,19 @@ pub struct AppState {
     pub renders: RwSignal<u64>,
     /// Hovered or keyboard-focused cell (query row, key column).
     pub hover: RwSignal<Option<(usize, usize)>>,
-    /// The value read back for a cell: (head, row, col, run, value).
-    pub hover_value: RwSignal<Option<(usize, usize, usize, u64, f32)>>,
+    /// The value read back for the hovered cell.
+    pub hover_value: RwSignal<Option<CellValue>>,
+}
+
+/// One cell's value as read back from the GPU, with what it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellValue {
+    pub head: usize,
+    pub row: usize,
+    pub col: usize,
+    /// The GPU run it was read from.
+    pub run: u64,
+    pub value: f32,
 }
 
 const START_TEXT: &str = "The cat sat on the mat because it was tired.";
@@ -134,7 +145,7 @@ impl AppState {
                     // Drop values that a newer run or another head made stale.
                     if self.runs.get_untracked() == run && self.head.get_untracked() == head {
                         if let Some(&value) = values.first() {
-                            self.hover_value.set(Some((head, row, col, run, value)));
+                            self.hover_value.set(Some(CellValue { head, row, col, run, value }));
                         }
                     }
                 }
@@ -288,7 +299,7 @@ pub fn App() -> impl IntoView {
         let tokens = state.tokens.get();
         let token_text = |i: usize| tokens.get(i).map(|t| visible(&t.text)).unwrap_or_default();
         match (state.hover.get(), state.hover_value.get()) {
-            (Some((row, col)), Some((head, r, c, run, value)))
+            (Some((row, col)), Some(CellValue { head, row: r, col: c, run, value }))
                 if (r, c) == (row, col) && head == state.head.get() && run == state.runs.get() =>
             {
                 let what = if col > row { " (masked: a future token)" } else { "" };

@@ -34,8 +34,8 @@ fn state_json(state: AppState) -> Value {
         "runs": state.runs.get_untracked(),
         "renders": state.renders.get_untracked(),
         "bytesReadBack": bytes_read_back,
-        "hover": state.hover_value.get_untracked().map(|(head, row, col, _, value)| json!({
-            "head": head, "row": row, "col": col, "value": value
+        "hover": state.hover_value.get_untracked().map(|v| json!({
+            "head": v.head, "row": v.row, "col": v.col, "value": v.value
         })),
     })
 }

@@ -1,0 +1,53 @@
+//! The `attnscope` command line: its JSON schema and its error messages.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::process::Command;
+
+fn attnscope(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_attnscope")).args(args).output().expect("run attnscope");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn trace_prints_the_documented_schema() {
+    let (ok, stdout, stderr) = attnscope(&["trace", "--text", "Hello there", "--mask", "window:2"]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["model"]["n_head"], 4);
+    let t = json["tokens"].as_array().unwrap().len();
+    assert!(t >= 2);
+    for key in ["id", "text", "start", "end"] {
+        assert!(json["tokens"][0].get(key).is_some(), "token key {key}");
+    }
+    let head = &json["layers"][0]["heads"][0];
+    for key in ["scores_raw", "scores_scaled", "scores_masked", "weights"] {
+        assert_eq!(head[key].as_array().unwrap().len(), t, "{key} has T rows");
+    }
+    // Masked entries are null; window:2 masks (t-1, 0).
+    assert!(head["scores_masked"][t - 1][0].is_null());
+    assert_eq!(head["weights"][t - 1][0], 0.0);
+}
+
+#[test]
+fn ids_trace_matches_text_trace() {
+    let (_, by_text, _) = attnscope(&["trace", "--text", "Hello there"]);
+    let by_text: serde_json::Value = serde_json::from_str(&by_text).unwrap();
+    let ids: Vec<String> = by_text["tokens"].as_array().unwrap().iter().map(|t| t["id"].to_string()).collect();
+    let (ok, by_ids, stderr) = attnscope(&["trace", "--ids", &ids.join(",")]);
+    assert!(ok, "{stderr}");
+    let by_ids: serde_json::Value = serde_json::from_str(&by_ids).unwrap();
+    assert_eq!(by_ids["layers"][0]["heads"][3]["weights"], by_text["layers"][0]["heads"][3]["weights"]);
+}
+
+#[test]
+fn bad_inputs_give_clear_messages() {
+    let (ok, _, stderr) = attnscope(&["trace", "--text", "x", "--mask", "diagonal"]);
+    assert!(!ok && stderr.contains("unknown mask `diagonal`"), "{stderr}");
+    let (ok, _, stderr) = attnscope(&["trace", "--ids", "1,2,99999"]);
+    assert!(!ok && stderr.contains("token id 99999 is outside the vocabulary"), "{stderr}");
+    let (ok, _, stderr) = attnscope(&["trace", "--model", "/nonexistent", "--text", "x"]);
+    assert!(!ok && stderr.contains("/nonexistent/config.json"), "{stderr}");
+    let long = "word ".repeat(400);
+    let (ok, _, stderr) = attnscope(&["trace", "--text", &long]);
+    assert!(!ok && stderr.contains("context holds at most 256"), "{stderr}");
+}
