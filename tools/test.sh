@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need, then runs all of them, stopping at the
+# first failure: formatting, clippy (native and wasm32), native tests (GPU
+# tests on the lavapipe software Vulkan adapter), wasm tests in headless
+# Chromium through WebGPU, and the browser end-to-end tests.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/tools/setup.sh"
+cd "$ROOT"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; STEP_START=$SECONDS; }
+done_step() { printf '\033[2m   (%ss)\033[0m\n' "$((SECONDS - STEP_START))"; }
+
+# System packages: headless Chromium + driver, and the software Vulkan driver.
+PACKAGES=(chromium chromium-driver mesa-vulkan-drivers libvulkan1)
+missing=()
+for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "[test] missing system packages: ${missing[*]}" >&2
+    echo "[test] install them as root: apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  step "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  done_step
+fi
+
+if [ "$(node -p "require('./tests/e2e/node_modules/playwright-core/package.json').version" 2>/dev/null)" \
+     != "$(node -p "require('./tests/e2e/package.json').dependencies['playwright-core']")" ]; then
+  step "installing playwright-core (no browser download: the tests drive /usr/bin/chromium)"
+  (cd tests/e2e && npm ci --silent --no-audit --no-fund)
+  done_step
+fi
+
+# lavapipe wants a private runtime directory.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/attnscope-xdg-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+
+step "cargo fmt --check"
+cargo fmt --check
+done_step
+
+step "cargo clippy (native and wasm32) -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --target wasm32-unknown-unknown --lib --bins --tests -- -D warnings
+done_step
+
+step "native tests (GPU tests on $(cargo run --quiet --locked -- gpu-info 2>/dev/null || echo 'NO ADAPTER'))"
+cargo test --locked
+done_step
+
+step "wasm tests in headless Chromium (WebGPU through SwiftShader)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
+  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --locked --target wasm32-unknown-unknown --test wasm_gpu
+done_step
+
+step "building the app (trunk build --release)"
+trunk build --release
+ls -l dist/*.wasm
+done_step
+
+step "browser end-to-end tests (playwright-core + /usr/bin/chromium)"
+node --test --test-concurrency=1 tests/e2e/
+done_step
+
+echo
+echo "all tests passed; screenshots in target/e2e-screens/"
