@@ -26,6 +26,48 @@ fn trace_prints_the_documented_schema() {
     // Masked entries are null; window:2 masks (t-1, 0).
     assert!(head["scores_masked"][t - 1][0].is_null());
     assert_eq!(head["weights"][t - 1][0], 0.0);
+    let layers = json["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for key in ["ln_1", "attn_out", "resid_mid", "ln_2", "mlp_hidden", "mlp_out", "resid_post"] {
+        assert_eq!(layers[1][key].as_array().unwrap().len(), t, "{key} has T rows");
+    }
+    // Only the last position's logits unless --logits all.
+    assert_eq!(json["logits"].as_array().unwrap().len(), 1);
+    assert_eq!(json["logits"][0].as_array().unwrap().len(), 1024);
+    let (_, all, _) = attnscope(&["trace", "--text", "Hello there", "--mask", "window:2", "--logits", "all"]);
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["logits"].as_array().unwrap().len(), t);
+    assert_eq!(all["logits"][t - 1], json["logits"][0]);
+}
+
+#[test]
+fn generate_is_reproducible_with_a_seed_and_greedy_ignores_it() {
+    let run = |seed: &str, temperature: &str| {
+        let (ok, out, err) = attnscope(&[
+            "generate",
+            "--prompt",
+            "Good morrow",
+            "--steps",
+            "8",
+            "--seed",
+            seed,
+            "--temperature",
+            temperature,
+        ]);
+        assert!(ok, "{err}");
+        out
+    };
+    // The untrained placeholder is very peaked; a high temperature makes seeds matter.
+    assert_eq!(run("3", "4.0"), run("3", "4.0"));
+    assert_ne!(run("3", "4.0"), run("4", "4.0"));
+    assert_eq!(run("3", "0"), run("4", "0"));
+    assert!(run("3", "1.0").starts_with("Good morrow"));
+}
+
+#[test]
+fn gpu_backend_says_clearly_it_is_not_available_yet() {
+    let (ok, _, stderr) = attnscope(&["trace", "--text", "x", "--backend", "gpu"]);
+    assert!(!ok && stderr.contains("Use --backend cpu"), "{stderr}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use attnscope::engine::{attention_layer_cpu, Mask};
+use attnscope::engine::{forward_cpu, Mask};
 use attnscope::gpu::{trace_attention_gpu, GpuAttention, Stage};
 use attnscope::render::{HeatmapParams, HeatmapRenderer};
 use common::{assert_close, gpu, placeholder};
@@ -18,9 +18,10 @@ fn gpu_layer_equals_cpu_reference_for_every_mask_and_length() {
     for text in texts {
         for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(3)] {
             let tokens = model.tokenizer.encode(text).unwrap();
-            let cpu = attention_layer_cpu(&model, tokens.clone(), mask).unwrap();
-            let gpu = pollster::block_on(trace_attention_gpu(ctx, &mut attn, tokens, mask)).unwrap();
-            let (c, g) = (&cpu.layers[0], &gpu.layers[0]);
+            let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+            let cpu = forward_cpu(&model.config, &model.weights, tokens, mask).unwrap();
+            let g = pollster::block_on(trace_attention_gpu(ctx, &mut attn, &ids, mask)).unwrap();
+            let c = &cpu.layers[0].attention;
             let what = format!("{text:?} {mask:?}");
             assert_close(&g.ln_1.data, &c.ln_1.data, &format!("ln_1 {what}"));
             for (h, (gh, ch)) in g.heads.iter().zip(&c.heads).enumerate() {
@@ -30,6 +31,7 @@ fn gpu_layer_equals_cpu_reference_for_every_mask_and_length() {
                 assert_close(&gh.scores_raw.data, &ch.scores_raw.data, &format!("raw head {h} {what}"));
                 assert_close(&gh.scores_masked.data, &ch.scores_masked.data, &format!("masked head {h} {what}"));
                 assert_close(&gh.weights.data, &ch.weights.data, &format!("weights head {h} {what}"));
+                assert_close(&gh.output.data, &ch.output.data, &format!("W·V head {h} {what}"));
             }
         }
     }

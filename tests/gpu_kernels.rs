@@ -118,6 +118,20 @@ proptest! {
     }
 
     #[test]
+    fn weighted_sum_matches_cpu((t, n_head, d_head, weights, qkv) in
+        (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]))
+            .prop_flat_map(|(t, h, dh)| (Just(t), Just(h), Just(dh), vector(h * t * t, 1.0), vector(t * 3 * h * dh, 1.0)))
+    ) {
+        let ctx = gpu();
+        let d = n_head * d_head;
+        let (wb, qb, ob) = (upload(ctx, &weights), upload(ctx, &qkv), output(ctx, t * d));
+        let got = submit_and_read(ctx, |enc| {
+            kernels().weighted_sum(ctx, enc, &wb, &qb, &ob, (t, n_head, d_head)).unwrap();
+        }, &ob, t * d);
+        assert_close(&got, &ops::weighted_sum(&weights, &qkv, t, n_head, d_head), &format!("W·V T={t} H={n_head} d_head={d_head}"));
+    }
+
+    #[test]
     fn softmax_rows_match_cpu((rows, n, scores) in (1usize..60, 1usize..90).prop_flat_map(|(rows, n)| {
         // About one entry in four masked, so some rows are fully masked.
         (Just(rows), Just(n), prop::collection::vec(prop_oneof![3 => -20.0f32..20.0, 1 => Just(f32::NEG_INFINITY)], rows * n))

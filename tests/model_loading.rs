@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use attnscope::engine::{attention_layer_cpu, Mask};
+use attnscope::engine::{forward_cpu, Mask};
 use attnscope::model::{Gpt2Weights, Model, ModelConfig};
 use common::{placeholder, placeholder_dir};
 use safetensors::tensor::TensorView;
@@ -132,10 +132,13 @@ fn transformer_prefix_and_f16_weights_load_and_agree_within_f16_precision() {
     };
     let model32 = placeholder();
     let tokens = model32.tokenizer.encode("Good morning, sir.").unwrap();
-    let a = attention_layer_cpu(&model16, tokens.clone(), Mask::Causal).unwrap();
-    let b = attention_layer_cpu(&model32, tokens, Mask::Causal).unwrap();
-    for (x, y) in a.layers[0].heads[0].weights.data.iter().zip(&b.layers[0].heads[0].weights.data) {
+    let a = forward_cpu(&model16.config, &model16.weights, tokens.clone(), Mask::Causal).unwrap();
+    let b = forward_cpu(&model32.config, &model32.weights, tokens, Mask::Causal).unwrap();
+    for (x, y) in a.layers[1].heads()[0].weights.data.iter().zip(&b.layers[1].heads()[0].weights.data) {
         assert!((x - y).abs() < 5e-3, "f16 weights {x} vs f32 {y}");
+    }
+    for (x, y) in a.logits.data.iter().zip(&b.logits.data) {
+        assert!((x - y).abs() < 2e-2 * (1.0 + y.abs()), "f16 logit {x} vs f32 {y}");
     }
 }
 
@@ -160,8 +163,11 @@ fn cpu_trace_has_the_shapes_of_the_config_and_valid_softmax_rows() {
         let tokens: Vec<_> =
             ids.iter().map(|&id| attnscope::model::Token { id, text: String::new(), start: 0, end: 0 }).collect();
         for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(4)] {
-            let trace = attention_layer_cpu(&model, tokens.clone(), mask).unwrap();
-            let heads = &trace.layers[0].heads;
+            let trace = forward_cpu(&model.config, &model.weights, tokens.clone(), mask).unwrap();
+            assert_eq!(trace.layers.len(), model.config.n_layer);
+            assert_eq!((trace.logits.rows, trace.logits.cols), (t, model.config.vocab_size));
+            assert_eq!(trace.layers[1].mlp_hidden.cols, model.config.n_inner);
+            let heads = trace.layers[1].heads();
             assert_eq!(heads.len(), model.config.n_head);
             for head in heads {
                 assert_eq!((head.q.rows, head.q.cols), (t, model.config.d_head()));
@@ -180,6 +186,6 @@ fn cpu_trace_has_the_shapes_of_the_config_and_valid_softmax_rows() {
         }
     }
     let too_long = vec![attnscope::model::Token { id: 1, text: String::new(), start: 0, end: 0 }; 257];
-    let err = attention_layer_cpu(&model, too_long, Mask::Causal).unwrap_err().to_string();
+    let err = forward_cpu(&model.config, &model.weights, too_long, Mask::Causal).unwrap_err().to_string();
     assert!(err.contains("257 tokens long") && err.contains("at most 256"), "{err}");
 }

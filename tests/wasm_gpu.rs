@@ -4,7 +4,7 @@
 //! because SwiftShader is a CPU emulation.
 #![cfg(target_arch = "wasm32")]
 
-use attnscope::engine::{attention_layer_cpu, ops, Mask};
+use attnscope::engine::{forward_cpu, ops, Mask};
 use attnscope::gpu::{read_f32, trace_attention_gpu, GpuAttention, GpuContext, Kernels};
 use attnscope::model::Model;
 use wasm_bindgen_test::*;
@@ -119,11 +119,13 @@ async fn attention_layer_on_the_placeholder_model_matches_the_cpu_in_the_browser
     let mut attn = GpuAttention::new(&ctx, &model).unwrap();
     for (text, mask) in [("Now is the winter", Mask::Causal), ("of our discontent", Mask::Window(2))] {
         let tokens = model.tokenizer.encode(text).unwrap();
-        let cpu = attention_layer_cpu(&model, tokens.clone(), mask).unwrap();
-        let gpu = trace_attention_gpu(&ctx, &mut attn, tokens, mask).await.unwrap();
-        for (hg, hc) in gpu.layers[0].heads.iter().zip(&cpu.layers[0].heads) {
+        let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+        let cpu = forward_cpu(&model.config, &model.weights, tokens, mask).unwrap();
+        let gpu = trace_attention_gpu(&ctx, &mut attn, &ids, mask).await.unwrap();
+        for (hg, hc) in gpu.heads.iter().zip(cpu.layers[0].heads()) {
             assert_close(&hg.weights.data, &hc.weights.data, &format!("weights {text:?}"));
             assert_close(&hg.scores_masked.data, &hc.scores_masked.data, &format!("masked scores {text:?}"));
+            assert_close(&hg.output.data, &hc.output.data, &format!("W·V {text:?}"));
         }
     }
 }

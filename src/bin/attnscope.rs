@@ -1,34 +1,45 @@
-//! The native command line: prints traces as JSON.
+//! The native command line: traces as JSON, generation, and benchmarks.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::process::ExitCode;
+    use std::time::Instant;
 
-    use attnscope::engine::{attention_layer_cpu, Mask, Trace};
-    use attnscope::gpu::{trace_attention_gpu, GpuAttention, GpuContext};
-    use attnscope::model::{Model, ModelConfig, Token};
+    use attnscope::engine::cost::forward_cost;
+    use attnscope::engine::generate::generate;
+    use attnscope::engine::init::random_weights;
+    use attnscope::engine::sampling::SamplingParams;
+    use attnscope::engine::{forward_cpu, Mask};
+    use attnscope::gpu::GpuContext;
+    use attnscope::model::{Activation, Gpt2Weights, Model, ModelConfig, Token};
     use clap::{Parser, Subcommand, ValueEnum};
-    use serde::Serialize;
+    use serde_json::{json, Value};
 
     const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/placeholder");
 
     #[derive(Parser)]
-    #[command(name = "attnscope", version, about = "Look inside a small transformer: traces as JSON.")]
+    #[command(name = "attnscope", version, about = "Look inside a small transformer: traces, generation, benchmarks.")]
     struct Cli {
         #[command(subcommand)]
         command: Command,
     }
 
-    #[derive(Clone, Copy, ValueEnum)]
+    #[derive(Clone, Copy, PartialEq, ValueEnum)]
     enum Backend {
         Cpu,
         Gpu,
     }
 
+    #[derive(Clone, Copy, PartialEq, ValueEnum)]
+    enum Logits {
+        Last,
+        All,
+    }
+
     #[derive(Subcommand)]
     enum Command {
-        /// Print one JSON object with the tokens and every attention stage.
+        /// Print one JSON object with the tokens and every stage of the forward pass.
         Trace {
             /// Directory holding config.json, model.safetensors and tokenizer.json.
             #[arg(long, default_value = DEFAULT_MODEL)]
@@ -44,9 +55,49 @@ mod cli {
             mask: Mask,
             #[arg(long, value_enum, default_value = "cpu")]
             backend: Backend,
+            /// Logits of the last position only, or of every position.
+            #[arg(long, value_enum, default_value = "last")]
+            logits: Logits,
             /// Write the JSON here instead of standard output.
             #[arg(long)]
             out: Option<PathBuf>,
+        },
+        /// Continue a prompt, one sampled token at a time.
+        Generate {
+            #[arg(long, default_value = DEFAULT_MODEL)]
+            model: PathBuf,
+            #[arg(long)]
+            prompt: String,
+            #[arg(long, default_value_t = 20)]
+            steps: usize,
+            /// 0 is greedy.
+            #[arg(long, default_value_t = 1.0)]
+            temperature: f32,
+            #[arg(long)]
+            top_k: Option<usize>,
+            #[arg(long)]
+            top_p: Option<f32>,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Print each step with its probability as JSON lines.
+            #[arg(long)]
+            json: bool,
+        },
+        /// Time the CPU forward pass at several context lengths.
+        Bench {
+            #[arg(long, default_value = DEFAULT_MODEL)]
+            model: PathBuf,
+            /// Context lengths to time.
+            #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+            t: Vec<usize>,
+            #[arg(long, value_enum, default_value = "cpu")]
+            backend: Backend,
+            /// Also time GPT-2 small's shape (12 layers, d=768, vocab 50257) with random weights.
+            #[arg(long)]
+            gpt2_small: bool,
+            /// Runs per length (the median is reported).
+            #[arg(long, default_value_t = 3)]
+            repeat: usize,
         },
         /// Print the GPU adapter wgpu finds.
         GpuInfo,
@@ -56,29 +107,72 @@ mod cli {
         Mask::parse(text).ok_or_else(|| format!("unknown mask `{text}`: use causal, bidirectional or window:N (N ≥ 1)"))
     }
 
-    #[derive(Serialize)]
-    struct ModelInfo<'a> {
-        name: &'a str,
-        #[serde(flatten)]
-        config: &'a ModelConfig,
-    }
+    const GPU_NOT_YET: &str = "the GPU backend runs only the first layer's attention so far (the browser app's \
+         heatmap); the full GPU forward pass arrives with the GPU backend issue. Use --backend cpu";
 
-    #[derive(Serialize)]
-    struct TraceJson<'a> {
-        model: ModelInfo<'a>,
-        backend: &'static str,
-        mask: Mask,
-        #[serde(flatten)]
-        trace: &'a Trace,
+    fn load(model: &Path) -> Result<Model, String> {
+        Model::load_dir(model).map_err(|e| format!("{}: {e}", model.display()))
     }
 
     fn tokens_of(model: &Model, text: Option<String>, ids: Option<Vec<u32>>) -> Result<Vec<Token>, String> {
         match (text, ids) {
             (Some(text), _) => model.tokenizer.encode(&text).map_err(|e| e.to_string()),
-            (None, Some(ids)) => {
-                Ok(ids.into_iter().map(|id| Token { id, text: String::new(), start: 0, end: 0 }).collect())
-            }
+            (None, Some(ids)) => Ok(ids
+                .into_iter()
+                .map(|id| Token { id, text: model.tokenizer.id_to_text(id), start: 0, end: 0 })
+                .collect()),
             (None, None) => Err("give --text or --ids".into()),
+        }
+    }
+
+    fn trace_json(model: &Model, tokens: Vec<Token>, mask: Mask, logits: Logits) -> Result<Value, String> {
+        let trace = forward_cpu(&model.config, &model.weights, tokens, mask).map_err(|e| e.to_string())?;
+        let mut value = serde_json::to_value(&trace).map_err(|e| e.to_string())?;
+        if logits == Logits::Last {
+            let last = trace.logits.row(trace.logits.rows - 1).to_vec();
+            value["logits"] = json!([last]);
+        }
+        let mut info = serde_json::to_value(&model.config).map_err(|e| e.to_string())?;
+        info["name"] = json!(model.name);
+        value["model"] = info;
+        value["backend"] = json!("cpu");
+        Ok(value)
+    }
+
+    fn median_ms(mut f: impl FnMut(), repeat: usize) -> f64 {
+        let mut times: Vec<f64> = (0..repeat.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    }
+
+    fn bench_shape(name: &str, config: &ModelConfig, weights: &Gpt2Weights, lengths: &[usize], repeat: usize) {
+        println!(
+            "{name}: {} layers, {} heads, d={}, vocab {}",
+            config.n_layer, config.n_head, config.n_embd, config.vocab_size
+        );
+        println!("  {:>5}  {:>10}  {:>10}  {:>9}", "T", "forward ms", "GFLOP", "GFLOP/s");
+        for &t in lengths {
+            if t > config.n_positions {
+                println!("  {t:>5}  skipped: the context holds {}", config.n_positions);
+                continue;
+            }
+            let tokens: Vec<Token> = (0..t)
+                .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
+                .collect();
+            let ms = median_ms(
+                || {
+                    let _ = std::hint::black_box(forward_cpu(config, weights, tokens.clone(), Mask::Causal));
+                },
+                repeat,
+            );
+            let gflop = forward_cost(config, t).total_flops() as f64 / 1e9;
+            println!("  {t:>5}  {ms:>10.2}  {gflop:>10.3}  {:>9.2}", gflop / (ms / 1e3));
         }
     }
 
@@ -89,28 +183,14 @@ mod cli {
                 println!("{}", ctx.describe());
                 Ok(())
             }
-            Command::Trace { model, text, ids, mask, backend, out } => {
-                let model = Model::load_dir(&model).map_err(|e| format!("{}: {e}", model.display()))?;
+            Command::Trace { model, text, ids, mask, backend, logits, out } => {
+                if backend == Backend::Gpu {
+                    return Err(GPU_NOT_YET.into());
+                }
+                let model = load(&model)?;
                 let tokens = tokens_of(&model, text, ids)?;
-                let trace = match backend {
-                    Backend::Cpu => attention_layer_cpu(&model, tokens, mask).map_err(|e| e.to_string())?,
-                    Backend::Gpu => {
-                        let ctx = GpuContext::new_blocking().map_err(|e| e.to_string())?;
-                        let mut attn = GpuAttention::new(&ctx, &model).map_err(|e| e.to_string())?;
-                        pollster::block_on(trace_attention_gpu(&ctx, &mut attn, tokens, mask))
-                            .map_err(|e| e.to_string())?
-                    }
-                };
-                let json = TraceJson {
-                    model: ModelInfo { name: &model.name, config: &model.config },
-                    backend: match backend {
-                        Backend::Cpu => "cpu",
-                        Backend::Gpu => "gpu",
-                    },
-                    mask,
-                    trace: &trace,
-                };
-                let text = serde_json::to_string(&json).map_err(|e| e.to_string())?;
+                let text =
+                    serde_json::to_string(&trace_json(&model, tokens, mask, logits)?).map_err(|e| e.to_string())?;
                 match out {
                     Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())),
                     None => {
@@ -118,6 +198,52 @@ mod cli {
                         Ok(())
                     }
                 }
+            }
+            Command::Generate { model, prompt, steps, temperature, top_k, top_p, seed, json } => {
+                if !(0.0..=100.0).contains(&temperature) {
+                    return Err(format!("--temperature must be between 0 and 100, not {temperature}"));
+                }
+                if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+                    return Err("--top-p must be in (0, 1]".into());
+                }
+                let model = load(&model)?;
+                let tokens = model.tokenizer.encode(&prompt).map_err(|e| e.to_string())?;
+                let params = SamplingParams { temperature, top_k, top_p, seed };
+                let generation = generate(&model, tokens, steps, &params, Mask::Causal).map_err(|e| e.to_string())?;
+                if json {
+                    for step in &generation.steps {
+                        println!("{}", serde_json::to_string(step).map_err(|e| e.to_string())?);
+                    }
+                } else {
+                    println!("{prompt}{}", generation.continuation(&model));
+                }
+                if generation.hit_context_limit {
+                    eprintln!("attnscope: stopped early: the context holds {} tokens", model.config.n_positions);
+                }
+                Ok(())
+            }
+            Command::Bench { model, t, backend, gpt2_small, repeat } => {
+                if backend == Backend::Gpu {
+                    return Err(GPU_NOT_YET.into());
+                }
+                let model = load(&model)?;
+                println!("CPU forward pass (median of {repeat}), full trace kept");
+                bench_shape(&model.name, &model.config, &model.weights, &t, repeat);
+                if gpt2_small {
+                    let config = ModelConfig {
+                        n_layer: 12,
+                        n_head: 12,
+                        n_embd: 768,
+                        n_positions: 1024,
+                        vocab_size: 50257,
+                        n_inner: 3072,
+                        layer_norm_epsilon: 1e-5,
+                        activation_function: Activation::GeluTanh,
+                    };
+                    let weights = random_weights(&config, 1);
+                    bench_shape("GPT-2 small shape (random weights)", &config, &weights, &t, repeat.min(2));
+                }
+                Ok(())
             }
         }
     }

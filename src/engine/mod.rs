@@ -1,11 +1,15 @@
 //! The UI-free engine: the CPU reference forward (the source of truth for
 //! every number) and the `Trace` it fills.
 
-mod attention;
+pub mod cost;
+mod forward;
+pub mod generate;
+pub mod init;
 mod mask;
 pub mod ops;
+pub mod sampling;
 mod trace;
 
-pub use attention::{attention_layer_cpu, check_ids, EngineError};
+pub use forward::{attention_cpu, check_ids, forward_cpu, EngineError};
 pub use mask::Mask;
-pub use trace::{HeadTrace, LayerTrace, Matrix, Trace};
+pub use trace::{AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};

@@ -2,6 +2,7 @@
 //! Plain loops in f32, written for clarity: these define what the kernels must compute.
 
 use super::Mask;
+use crate::model::Activation;
 
 /// `x[t] = wte[ids[t]] + wpe[t]` (shaders/embed.wgsl). Ids must be < vocab.
 pub fn embed(ids: &[u32], wte: &[f32], wpe: &[f32], d: usize) -> Vec<f32> {
@@ -92,6 +93,62 @@ pub fn softmax_rows(scores: &[f32], n: usize) -> Vec<f32> {
     out
 }
 
+/// Each head's weighted sum of values, written side by side: `out[T×d]` with
+/// head h in columns h·d_head.. (shaders/weighted_sum.wgsl).
+/// `weights` is `[H×T×T]`, `qkv` the fused `[T×3d]` projection.
+pub fn weighted_sum(weights: &[f32], qkv: &[f32], t: usize, n_head: usize, d_head: usize) -> Vec<f32> {
+    let d = n_head * d_head;
+    let mut out = vec![0.0; t * d];
+    for h in 0..n_head {
+        for i in 0..t {
+            let w_row = &weights[(h * t + i) * t..][..t];
+            let o = &mut out[i * d + h * d_head..][..d_head];
+            for (j, &w) in w_row.iter().enumerate() {
+                let v = &qkv[j * 3 * d + 2 * d + h * d_head..][..d_head];
+                for c in 0..d_head {
+                    o[c] += w * v[c];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The MLP non-linearity, in place.
+pub fn activate(x: &mut [f32], activation: Activation) {
+    match activation {
+        Activation::GeluTanh => {
+            const C: f32 = 0.797_884_6; // √(2/π)
+            for v in x.iter_mut() {
+                *v = 0.5 * *v * (1.0 + (C * (*v + 0.044_715 * *v * *v * *v)).tanh());
+            }
+        }
+        Activation::Gelu => {
+            for v in x.iter_mut() {
+                *v = 0.5 * *v * (1.0 + libm::erff(*v / std::f32::consts::SQRT_2));
+            }
+        }
+        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+    }
+}
+
+/// `a + b`, elementwise (the residual connection).
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// `logits[T×V] = x[T×d] · wteᵀ` (the tied LM head; wte is `[V×d]`).
+pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<f32> {
+    let mut logits = vec![0.0; t * vocab];
+    for i in 0..t {
+        let row = &x[i * d..][..d];
+        for (v, out) in logits[i * vocab..][..vocab].iter_mut().enumerate() {
+            *out = row.iter().zip(&wte[v * d..][..d]).map(|(a, b)| a * b).sum();
+        }
+    }
+    logits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +170,28 @@ mod tests {
         // [1 2] · [[1 0 2] [0 1 3]] + [1 1 1] = [2 3 9]
         let y = matmul_bias(&[1.0, 2.0], &[1.0, 0.0, 2.0, 0.0, 1.0, 3.0], &[1.0; 3], 1, 2, 3);
         assert_eq!(y, vec![2.0, 3.0, 9.0]);
+    }
+
+    #[test]
+    fn gelu_forms_agree_closely_and_relu_clips() {
+        let xs = [-3.0, -1.0, -0.1, 0.0, 0.5, 2.0];
+        let (mut tanh, mut erf, mut relu) = (xs.to_vec(), xs.to_vec(), xs.to_vec());
+        activate(&mut tanh, Activation::GeluTanh);
+        activate(&mut erf, Activation::Gelu);
+        activate(&mut relu, Activation::Relu);
+        for ((a, b), x) in tanh.iter().zip(&erf).zip(xs) {
+            assert!((a - b).abs() < 1e-3, "gelu({x}): tanh {a} vs erf {b}");
+        }
+        assert!((erf[4] - 0.345_731_3).abs() < 1e-6, "gelu(0.5) = {}", erf[4]);
+        assert_eq!(relu, vec![0.0, 0.0, 0.0, 0.0, 0.5, 2.0]);
+    }
+
+    #[test]
+    fn weighted_sum_picks_values_by_weight() {
+        // T=2, one head of width 1: V = [10, 20]; row 1 weights [0.25, 0.75] → 17.5.
+        let qkv = [0.0, 0.0, 10.0, 0.0, 0.0, 20.0];
+        let out = weighted_sum(&[1.0, 0.0, 0.25, 0.75], &qkv, 2, 1, 1);
+        assert_eq!(out, vec![10.0, 17.5]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::Mask;
 use crate::model::Token;
 
 /// A dense row-major f32 matrix.
@@ -45,6 +46,7 @@ impl Serialize for Matrix {
 /// One attention head of one layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct HeadTrace {
+    /// Queries, keys and values of this head, T×d_head each.
     pub q: Matrix,
     pub k: Matrix,
     pub v: Matrix,
@@ -56,17 +58,54 @@ pub struct HeadTrace {
     pub scores_masked: Matrix,
     /// Row softmax of the masked scores.
     pub weights: Matrix,
+    /// Weights · V, T×d_head.
+    pub output: Matrix,
 }
 
+/// The attention half of a layer, up to the concatenated head outputs:
+/// what the GPU backend computes today.
 #[derive(Debug, Clone, Serialize)]
-pub struct LayerTrace {
+pub struct AttentionTrace {
     /// Layernorm of the residual stream entering the layer, T×d.
     pub ln_1: Matrix,
     pub heads: Vec<HeadTrace>,
 }
 
+/// One transformer block.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerTrace {
+    #[serde(flatten)]
+    pub attention: AttentionTrace,
+    /// concat(head outputs) · W_o + b_o, T×d.
+    pub attn_out: Matrix,
+    /// Residual stream after attention: resid_pre + attn_out, T×d.
+    pub resid_mid: Matrix,
+    /// ln_2(resid_mid), T×d.
+    pub ln_2: Matrix,
+    /// MLP hidden layer after the activation, T×n_inner (4d in GPT-2).
+    pub mlp_hidden: Matrix,
+    /// MLP output, T×d.
+    pub mlp_out: Matrix,
+    /// Residual stream after the block: resid_mid + mlp_out, T×d.
+    pub resid_post: Matrix,
+}
+
+impl LayerTrace {
+    pub fn heads(&self) -> &[HeadTrace] {
+        &self.attention.heads
+    }
+}
+
+/// Every intermediate of one forward pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trace {
     pub tokens: Vec<Token>,
+    pub mask: Mask,
+    /// Token plus position embeddings: the residual stream entering layer 0, T×d.
+    pub embeddings: Matrix,
     pub layers: Vec<LayerTrace>,
+    /// Final layernorm, T×d.
+    pub ln_f: Matrix,
+    /// Next-token logits at every position, T×vocab (the LM head is tied to wte).
+    pub logits: Matrix,
 }

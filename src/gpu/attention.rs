@@ -23,6 +23,8 @@ pub enum Stage {
     ScoresMasked,
     /// Softmax weights, H×T×T.
     Weights,
+    /// Concatenated head outputs W·V, T×d.
+    HeadOut,
 }
 
 struct RunBuffers {
@@ -34,6 +36,7 @@ struct RunBuffers {
     raw: wgpu::Buffer,
     masked: wgpu::Buffer,
     weights: wgpu::Buffer,
+    head_out: wgpu::Buffer,
 }
 
 pub struct GpuAttention {
@@ -122,11 +125,12 @@ impl GpuAttention {
             raw: scratch(ctx, "scores_raw", h * capacity * capacity)?,
             masked: scratch(ctx, "scores_masked", h * capacity * capacity)?,
             weights: scratch(ctx, "weights", h * capacity * capacity)?,
+            head_out: scratch(ctx, "head_out", capacity * d)?,
         });
         Ok(())
     }
 
-    /// Runs embed → ln_1 → QKV → scores → softmax for `ids` and submits the work.
+    /// Runs embed → ln_1 → QKV → scores → softmax → W·V for `ids` and submits the work.
     /// Results stay on the GPU; read slices with [`Self::read`].
     pub fn run(&mut self, ctx: &GpuContext, ids: &[u32], mask: Mask) -> Result<(), GpuError> {
         check_ids(&self.config, ids)?;
@@ -148,6 +152,7 @@ impl GpuAttention {
         k.matmul_bias(ctx, &mut enc, &r.ln, &self.qkv_w, &self.qkv_b, &r.qkv, (t, d, 3 * d))?;
         k.attn_scores(ctx, &mut enc, &r.qkv, &r.raw, &r.masked, (t, h, dh), mask)?;
         k.softmax_rows(ctx, &mut enc, &r.masked, &r.weights, h * t, t)?;
+        k.weighted_sum(ctx, &mut enc, &r.weights, &r.qkv, &r.head_out, (t, h, dh))?;
         ctx.queue.submit([enc.finish()]);
         Ok(())
     }
@@ -162,6 +167,7 @@ impl GpuAttention {
             Stage::ScoresRaw => &r.raw,
             Stage::ScoresMasked => &r.masked,
             Stage::Weights => &r.weights,
+            Stage::HeadOut => &r.head_out,
         })
     }
 
@@ -169,7 +175,7 @@ impl GpuAttention {
     pub fn stage_len(&self, stage: Stage) -> usize {
         let (t, d, h) = (self.t, self.config.n_embd, self.config.n_head);
         match stage {
-            Stage::Embeddings | Stage::Ln1 => t * d,
+            Stage::Embeddings | Stage::Ln1 | Stage::HeadOut => t * d,
             Stage::Qkv => t * 3 * d,
             Stage::ScoresRaw | Stage::ScoresMasked | Stage::Weights => h * t * t,
         }

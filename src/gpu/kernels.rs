@@ -13,6 +13,7 @@ pub struct Kernels {
     matmul_bias: wgpu::ComputePipeline,
     attn_scores: wgpu::ComputePipeline,
     softmax_rows: wgpu::ComputePipeline,
+    weighted_sum: wgpu::ComputePipeline,
 }
 
 #[repr(C)]
@@ -65,6 +66,7 @@ impl Kernels {
             matmul_bias: pipeline(d, "matmul_bias", include_str!("../../shaders/matmul_bias.wgsl")),
             attn_scores: pipeline(d, "attn_scores", include_str!("../../shaders/attn_scores.wgsl")),
             softmax_rows: pipeline(d, "softmax_rows", include_str!("../../shaders/softmax_rows.wgsl")),
+            weighted_sum: pipeline(d, "weighted_sum", include_str!("../../shaders/weighted_sum.wgsl")),
         }
     }
 
@@ -218,6 +220,29 @@ impl Kernels {
             bytemuck::bytes_of(&p),
             &[scores, weights],
             [groups(rows, 64), 1, 1],
+        )
+    }
+
+    /// Each head's W·V, concatenated into `out[T×d]` (shaders/weighted_sum.wgsl).
+    #[allow(clippy::too_many_arguments)]
+    pub fn weighted_sum(
+        &self,
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        weights: &wgpu::Buffer,
+        qkv: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        (t, n_head, d_head): (usize, usize, usize),
+    ) -> Result<(), GpuError> {
+        let p = Params4 { a: t as u32, b: n_head as u32, c: d_head as u32, d: 0 };
+        let d = n_head * d_head;
+        self.dispatch(
+            ctx,
+            enc,
+            &self.weighted_sum,
+            bytemuck::bytes_of(&p),
+            &[weights, qkv, out],
+            [groups(d, 8), groups(t, 8), 1],
         )
     }
 }

@@ -7,12 +7,14 @@ use super::ModelError;
 
 /// The MLP's non-linearity, as named by `activation_function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// GPT-2's tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+    #[serde(rename = "gelu_new")]
     GeluTanh,
     /// The exact erf form (`gelu`).
+    #[serde(rename = "gelu")]
     Gelu,
+    #[serde(rename = "relu")]
     Relu,
 }
 
@@ -34,6 +36,8 @@ pub struct ModelConfig {
     pub n_embd: usize,
     pub n_positions: usize,
     pub vocab_size: usize,
+    /// Width of the MLP's hidden layer (`n_inner`; 4·n_embd when absent or null).
+    pub n_inner: usize,
     pub layer_norm_epsilon: f32,
     pub activation_function: Activation,
 }
@@ -79,12 +83,18 @@ impl ModelConfig {
                 })
             }
         };
+        let (n_layer, n_head, n_embd) = (size("n_layer")?, size("n_head")?, size("n_embd")?);
+        let n_inner = match value.get("n_inner") {
+            None | Some(Value::Null) => 4 * n_embd,
+            Some(_) => size("n_inner")?,
+        };
         let config = Self {
-            n_layer: size("n_layer")?,
-            n_head: size("n_head")?,
-            n_embd: size("n_embd")?,
+            n_layer,
+            n_head,
+            n_embd,
             n_positions: size("n_positions")?,
             vocab_size: size("vocab_size")?,
+            n_inner,
             layer_norm_epsilon,
             activation_function,
         };
@@ -110,6 +120,9 @@ mod tests {
         let config = ModelConfig::from_json(GPT2.as_bytes()).unwrap();
         assert_eq!((config.n_layer, config.n_head, config.d_head()), (2, 4, 16));
         assert_eq!(config.activation_function, Activation::GeluTanh);
+        assert_eq!(config.n_inner, 256, "n_inner defaults to 4·n_embd");
+        let json = GPT2.replace("\"model_type\"", "\"n_inner\": 100, \"model_type\"");
+        assert_eq!(ModelConfig::from_json(json.as_bytes()).unwrap().n_inner, 100);
     }
 
     #[test]

@@ -27,6 +27,17 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The vocabulary string of `id` (e.g. `Ġcat` for byte-level BPE), or `<id>` if unknown.
+    pub fn id_to_text(&self, id: u32) -> String {
+        self.inner.id_to_token(id).unwrap_or_else(|| format!("<{id}>"))
+    }
+
+    /// The text of `ids` (byte-level BPE pieces joined back into UTF-8; lossy
+    /// where ids end inside a character).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, false).unwrap_or_else(|_| ids.iter().map(|&id| self.id_to_text(id)).collect())
+    }
+
     /// Splits `text` into tokens. A token whose span does not fall on character
     /// boundaries (byte-level BPE can split a character) shows its vocabulary string.
     pub fn encode(&self, text: &str) -> Result<Vec<Token>, ModelError> {

@@ -77,7 +77,7 @@ impl Gpt2Weights {
             ""
         };
         let r = Reader { tensors, prefix };
-        let (d, v, p) = (config.n_embd, config.vocab_size, config.n_positions);
+        let (d, v, p, m) = (config.n_embd, config.vocab_size, config.n_positions, config.n_inner);
         let blocks = (0..config.n_layer)
             .map(|i| {
                 let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
@@ -90,9 +90,9 @@ impl Gpt2Weights {
                     attn_proj_b: t("attn.c_proj.bias", &[d])?,
                     ln_2_g: t("ln_2.weight", &[d])?,
                     ln_2_b: t("ln_2.bias", &[d])?,
-                    mlp_fc_w: t("mlp.c_fc.weight", &[d, 4 * d])?,
-                    mlp_fc_b: t("mlp.c_fc.bias", &[4 * d])?,
-                    mlp_proj_w: t("mlp.c_proj.weight", &[4 * d, d])?,
+                    mlp_fc_w: t("mlp.c_fc.weight", &[d, m])?,
+                    mlp_fc_b: t("mlp.c_fc.bias", &[m])?,
+                    mlp_proj_w: t("mlp.c_proj.weight", &[m, d])?,
                     mlp_proj_b: t("mlp.c_proj.bias", &[d])?,
                 })
             })

@@ -379,6 +379,9 @@ pub fn App() -> impl IntoView {
                             on:mousemove=on_move
                             on:mouseleave=move |_| state.hover.set(None)
                             on:keydown=on_key></canvas>
+                        {move || state.gpu_error.get().map(|_| view! {
+                            <div class="heatmap-overlay">"The heatmap needs WebGPU, which this browser does not offer."</div>
+                        })}
                     </div>
                     <div class="readout" aria-live="polite" data-testid="readout">{readout}</div>
                     <div class="legend">

@@ -9,7 +9,7 @@ use wasm_bindgen::JsValue;
 
 use super::fetch::fetch_bytes;
 use crate::engine::Mask;
-use crate::gpu::{GpuAttention, GpuContext, PendingRead, Stage};
+use crate::gpu::{GpuAttention, GpuContext, GpuError, PendingRead, Stage};
 use crate::model::{Model, Token};
 use crate::render::{HeatmapParams, HeatmapRenderer};
 
@@ -54,7 +54,13 @@ async fn open_gpu(model: &Model, canvas: web_sys::HtmlCanvasElement) -> Result<G
     if !has_webgpu() {
         return Err("this browser does not expose WebGPU (navigator.gpu is missing)".into());
     }
-    let ctx = GpuContext::new().await.map_err(|e| e.to_string())?;
+    let ctx = GpuContext::new().await.map_err(|e| match e {
+        GpuError::NoAdapter(_) => {
+            "the browser exposes WebGPU but offers no GPU adapter (WebGPU may be disabled, or this GPU blocklisted)"
+                .to_owned()
+        }
+        other => other.to_string(),
+    })?;
     let attn = ctx.checked(|| GpuAttention::new(&ctx, model)).await.map_err(|e| e.to_string())?;
     let surface = ctx
         .instance

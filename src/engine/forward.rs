@@ -1,0 +1,137 @@
+//! The CPU reference forward pass: the source of truth for every number the
+//! app shows. Plain f32 loops over `ops`, filling a `Trace` of every stage.
+
+use thiserror::Error;
+
+use super::{ops, AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use crate::model::{BlockWeights, Gpt2Weights, Model, ModelConfig, ModelError, Token};
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("the text is {tokens} tokens long, but this model's context holds at most {limit}; shorten it")]
+    TooLong { tokens: usize, limit: usize },
+    #[error("token id {id} is outside the vocabulary (size {vocab})")]
+    IdOutOfVocab { id: u32, vocab: usize },
+    #[error("there is no text to run: give at least one token")]
+    Empty,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// Checks ids against the config before any kernel or loop indexes with them.
+pub fn check_ids(config: &ModelConfig, ids: &[u32]) -> Result<(), EngineError> {
+    if ids.len() > config.n_positions {
+        return Err(EngineError::TooLong { tokens: ids.len(), limit: config.n_positions });
+    }
+    match ids.iter().find(|&&id| id as usize >= config.vocab_size) {
+        Some(&id) => Err(EngineError::IdOutOfVocab { id, vocab: config.vocab_size }),
+        None => Ok(()),
+    }
+}
+
+fn columns(qkv: &[f32], t: usize, d: usize, offset: usize, width: usize) -> Matrix {
+    let data = (0..t).flat_map(|i| qkv[i * 3 * d + offset..][..width].iter().copied()).collect();
+    Matrix::from_vec(t, width, data)
+}
+
+fn square(all: &[f32], t: usize, h: usize) -> Matrix {
+    Matrix::from_vec(t, t, all[h * t * t..(h + 1) * t * t].to_vec())
+}
+
+/// The attention half of one block on the residual stream `x[T×d]`:
+/// ln_1, the fused QKV projection, scores, mask, softmax and W·V per head.
+/// Returns the trace and the concatenated head outputs `[T×d]`.
+pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (AttentionTrace, Vec<f32>) {
+    let (d, n_head, d_head) = (config.n_embd, config.n_head, config.d_head());
+    let t = x.len() / d;
+    let ln_1 = ops::layernorm(x, &block.ln_1_g.data, &block.ln_1_b.data, d, config.layer_norm_epsilon);
+    let qkv = ops::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, t, d, 3 * d);
+    let (raw, masked) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
+    let weights = ops::softmax_rows(&masked, t.max(1));
+    let concat = ops::weighted_sum(&weights, &qkv, t, n_head, d_head);
+    let scale = 1.0 / (d_head as f32).sqrt();
+    let heads = (0..n_head)
+        .map(|h| {
+            let scores_raw = square(&raw, t, h);
+            HeadTrace {
+                q: columns(&qkv, t, d, h * d_head, d_head),
+                k: columns(&qkv, t, d, d + h * d_head, d_head),
+                v: columns(&qkv, t, d, 2 * d + h * d_head, d_head),
+                scores_scaled: Matrix::from_vec(t, t, scores_raw.data.iter().map(|s| s * scale).collect()),
+                scores_raw,
+                scores_masked: square(&masked, t, h),
+                weights: square(&weights, t, h),
+                output: Matrix::from_vec(
+                    t,
+                    d_head,
+                    (0..t).flat_map(|i| concat[i * d + h * d_head..][..d_head].iter().copied()).collect(),
+                ),
+            }
+        })
+        .collect();
+    (AttentionTrace { ln_1: Matrix::from_vec(t, d, ln_1), heads }, concat)
+}
+
+/// The whole forward pass on `tokens`, keeping every intermediate.
+pub fn forward_cpu(
+    config: &ModelConfig,
+    weights: &Gpt2Weights,
+    tokens: Vec<Token>,
+    mask: Mask,
+) -> Result<Trace, EngineError> {
+    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+    check_ids(config, &ids)?;
+    if ids.is_empty() {
+        return Err(EngineError::Empty);
+    }
+    let (t, d, eps) = (ids.len(), config.n_embd, config.layer_norm_epsilon);
+    let embeddings = ops::embed(&ids, &weights.wte.data, &weights.wpe.data, d);
+    let mut x = embeddings.clone();
+    let mut layers = Vec::with_capacity(weights.blocks.len());
+    for block in &weights.blocks {
+        let (attention, concat) = attention_cpu(config, block, &x, mask);
+        let attn_out = ops::matmul_bias(&concat, &block.attn_proj_w.data, &block.attn_proj_b.data, t, d, d);
+        let resid_mid = ops::add(&x, &attn_out);
+        let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, eps);
+        let m = config.n_inner;
+        let mut hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, t, d, m);
+        ops::activate(&mut hidden, config.activation_function);
+        let mlp_out = ops::matmul_bias(&hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, t, m, d);
+        let resid_post = ops::add(&resid_mid, &mlp_out);
+        x = resid_post.clone();
+        layers.push(LayerTrace {
+            attention,
+            attn_out: Matrix::from_vec(t, d, attn_out),
+            resid_mid: Matrix::from_vec(t, d, resid_mid),
+            ln_2: Matrix::from_vec(t, d, ln_2),
+            mlp_hidden: Matrix::from_vec(t, m, hidden),
+            mlp_out: Matrix::from_vec(t, d, mlp_out),
+            resid_post: Matrix::from_vec(t, d, resid_post),
+        });
+    }
+    let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
+    let logits = ops::lm_head(&ln_f, &weights.wte.data, t, d, config.vocab_size);
+    Ok(Trace {
+        tokens,
+        mask,
+        embeddings: Matrix::from_vec(t, d, embeddings),
+        layers,
+        ln_f: Matrix::from_vec(t, d, ln_f),
+        logits: Matrix::from_vec(t, config.vocab_size, logits),
+    })
+}
+
+impl Model {
+    /// Tokenizes `text` and runs the CPU forward pass on it.
+    pub fn trace_text(&self, text: &str, mask: Mask) -> Result<Trace, EngineError> {
+        let tokens = self.tokenizer.encode(text)?;
+        forward_cpu(&self.config, &self.weights, tokens, mask)
+    }
+
+    /// Runs the CPU forward pass on `ids` (tokens without text).
+    pub fn trace_ids(&self, ids: &[u32], mask: Mask) -> Result<Trace, EngineError> {
+        let tokens =
+            ids.iter().map(|&id| Token { id, text: self.tokenizer.id_to_text(id), start: 0, end: 0 }).collect();
+        forward_cpu(&self.config, &self.weights, tokens, mask)
+    }
+}

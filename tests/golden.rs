@@ -1,0 +1,108 @@
+//! Our CPU forward against an independent implementation: Hugging Face
+//! `transformers` (PyTorch, eager attention) on a random GPT-2 written by
+//! tools/make_golden.py into tests/fixtures/.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::PathBuf;
+
+use attnscope::engine::{forward_cpu, Mask, Trace};
+use attnscope::model::{Gpt2Weights, ModelConfig, Token};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    ids: Vec<u32>,
+    /// [T][vocab]
+    logits: Vec<Vec<f32>>,
+    /// [layer][head][T][T]
+    attentions: Vec<Vec<Vec<Vec<f32>>>>,
+}
+
+fn fixture(dir: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
+}
+
+fn load(dir: &str) -> (ModelConfig, Gpt2Weights) {
+    let config = ModelConfig::from_json(&std::fs::read(fixture(dir).join("config.json")).unwrap()).unwrap();
+    let weights =
+        Gpt2Weights::from_safetensors(&std::fs::read(fixture(dir).join("model.safetensors")).unwrap(), &config)
+            .unwrap();
+    (config, weights)
+}
+
+fn reference() -> Reference {
+    serde_json::from_slice(&std::fs::read(fixture("gpt2-tiny").join("reference.json")).unwrap()).unwrap()
+}
+
+fn run(config: &ModelConfig, weights: &Gpt2Weights, ids: &[u32]) -> Trace {
+    let tokens = ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
+    forward_cpu(config, weights, tokens, Mask::Causal).unwrap()
+}
+
+fn max_logit_error(trace: &Trace, case: &Case) -> f32 {
+    let mut worst = 0.0f32;
+    for (i, row) in case.logits.iter().enumerate() {
+        for (v, &want) in row.iter().enumerate() {
+            worst = worst.max((trace.logits.at(i, v) - want).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn logits_and_attention_match_transformers_within_1e_4() {
+    let (config, weights) = load("gpt2-tiny");
+    let reference = reference();
+    assert_eq!(reference.cases.iter().map(|c| c.ids.len()).max(), Some(config.n_positions), "a full-context case");
+    for case in &reference.cases {
+        let trace = run(&config, &weights, &case.ids);
+        let t = case.ids.len();
+        let err = max_logit_error(&trace, case);
+        assert!(err <= 1e-4, "T={t}: max logit error {err}");
+        for (l, layer) in case.attentions.iter().enumerate() {
+            for (h, head) in layer.iter().enumerate() {
+                let ours = &trace.layers[l].heads()[h].weights;
+                for (i, row) in head.iter().enumerate() {
+                    for (j, &want) in row.iter().enumerate() {
+                        let got = ours.at(i, j);
+                        assert!((got - want).abs() <= 1e-4, "T={t} layer {l} head {h} [{i}][{j}]: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_reference_is_not_trivial() {
+    // Peaked attention and spread logits, so agreement above means something.
+    let reference = reference();
+    let case = reference.cases.iter().find(|c| c.ids.len() == 23).unwrap();
+    let max_weight = case.attentions[1].iter().flat_map(|h| h[22].iter().copied()).fold(0.0f32, f32::max);
+    assert!(max_weight > 0.3, "some head attends sharply (max weight {max_weight})");
+    let row = &case.logits[22];
+    let spread = row.iter().copied().fold(f32::MIN, f32::max) - row.iter().copied().fold(f32::MAX, f32::min);
+    assert!(spread > 5.0, "logits spread over {spread}");
+}
+
+#[test]
+fn f16_and_bf16_checkpoints_match_within_their_precision() {
+    let (config, f32_weights) = load("gpt2-tiny");
+    let reference = reference();
+    let case = reference.cases.iter().find(|c| c.ids.len() == 23).unwrap();
+    // bf16 keeps 8 bits of mantissa, f16 11: weights round to 2^-8 and 2^-11 relative.
+    for (dir, weight_tol, logit_tol) in [("gpt2-tiny-f16", 1.0 / 2048.0, 0.05), ("gpt2-tiny-bf16", 1.0 / 256.0, 0.4)] {
+        let (_, weights) = load(dir);
+        for (a, b) in weights.blocks[1].mlp_fc_w.data.iter().zip(&f32_weights.blocks[1].mlp_fc_w.data) {
+            assert!((a - b).abs() <= b.abs() * weight_tol + 1e-7, "{dir}: weight {a} vs f32 {b}");
+        }
+        let err = max_logit_error(&run(&config, &weights, &case.ids), case);
+        assert!(err <= logit_tol, "{dir}: max logit error {err} > {logit_tol}");
+        assert!(err > 0.0, "{dir}: rounding must show somewhere");
+    }
+}
