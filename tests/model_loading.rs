@@ -189,3 +189,62 @@ fn cpu_trace_has_the_shapes_of_the_config_and_valid_softmax_rows() {
     let err = forward_cpu(&model.config, &model.weights, too_long, Mask::Causal).unwrap_err().to_string();
     assert!(err.contains("257 tokens long") && err.contains("at most 256"), "{err}");
 }
+
+mod fuzz {
+    //! The loader on damaged files: any truncation or byte corruption gives
+    //! an error or a model, never a panic.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn original() -> &'static Files {
+        static F: std::sync::OnceLock<Files> = std::sync::OnceLock::new();
+        F.get_or_init(files)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn corrupted_weights_never_panic(cut in 0usize..800_000, flips in prop::collection::vec((0usize..800_000, any::<u8>()), 0..8)) {
+            let f = original();
+            let mut weights = f.weights.clone();
+            // Most flips land in the header's first kilobytes, where parsing happens.
+            for (at, byte) in flips {
+                let at = if at % 2 == 0 { at % 2048 } else { at };
+                if at < weights.len() {
+                    weights[at] = byte;
+                }
+            }
+            weights.truncate(cut.min(weights.len()));
+            let _ = Model::from_bytes("fuzz", &f.config, &weights, &f.tokenizer);
+        }
+
+        #[test]
+        fn corrupted_config_never_panics(flips in prop::collection::vec((0usize..200, any::<u8>()), 1..6)) {
+            let f = original();
+            let mut config = f.config.clone();
+            for (at, byte) in flips {
+                if at < config.len() {
+                    config[at] = byte;
+                }
+            }
+            let _ = Model::from_bytes("fuzz", &config, &f.weights, &f.tokenizer);
+        }
+
+        #[test]
+        fn any_length_up_to_the_context_gives_shapes_of_the_config(t in 1usize..=256, seed in any::<u32>()) {
+            let model = placeholder();
+            let ids: Vec<u32> = (0..t as u32).map(|i| (i.wrapping_mul(2654435761) ^ seed) % 1024).collect();
+            let trace = model.trace_ids(&ids, Mask::Causal).unwrap();
+            prop_assert_eq!(trace.embeddings.rows, t);
+            prop_assert_eq!(trace.logits.rows, t);
+            for layer in &trace.layers {
+                prop_assert_eq!(layer.resid_post.rows, t);
+                for head in layer.heads() {
+                    prop_assert_eq!((head.weights.rows, head.weights.cols), (t, t));
+                    prop_assert_eq!((head.output.rows, head.output.cols), (t, model.config.d_head()));
+                }
+            }
+        }
+    }
+}
