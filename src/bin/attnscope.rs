@@ -6,6 +6,7 @@ mod cli {
     use std::process::ExitCode;
     use std::time::Instant;
 
+    use attnscope::engine::analysis;
     use attnscope::engine::cost::forward_cost;
     use attnscope::engine::generate::generate;
     use attnscope::engine::init::random_weights;
@@ -99,6 +100,25 @@ mod cli {
             #[arg(long, default_value_t = 3)]
             repeat: usize,
         },
+        /// Measure the model: loss on held-out text, what each head attends to, and the induction test.
+        Eval {
+            #[arg(long, default_value = DEFAULT_MODEL)]
+            model: PathBuf,
+            /// Held-out text (UTF-8) for the loss and the attention scores.
+            #[arg(long)]
+            text_file: PathBuf,
+            /// Use at most this many tokens of the text.
+            #[arg(long, default_value_t = 20_000)]
+            max_tokens: usize,
+            /// Random sequences for the induction test (each shown twice).
+            #[arg(long, default_value_t = 20)]
+            sequences: usize,
+            #[arg(long, default_value_t = 0)]
+            seed: u64,
+            /// Print JSON instead of a table.
+            #[arg(long)]
+            json: bool,
+        },
         /// Print the GPU adapter wgpu finds.
         GpuInfo,
     }
@@ -137,6 +157,15 @@ mod cli {
         value["model"] = info;
         value["backend"] = json!("cpu");
         Ok(value)
+    }
+
+    /// Prints to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+    fn emit(text: &str) -> Result<(), String> {
+        use std::io::Write;
+        match writeln!(std::io::stdout().lock(), "{text}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
+            _ => Ok(()),
+        }
     }
 
     fn median_ms(mut f: impl FnMut(), repeat: usize) -> f64 {
@@ -193,10 +222,7 @@ mod cli {
                     serde_json::to_string(&trace_json(&model, tokens, mask, logits)?).map_err(|e| e.to_string())?;
                 match out {
                     Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())),
-                    None => {
-                        println!("{text}");
-                        Ok(())
-                    }
+                    None => emit(&text),
                 }
             }
             Command::Generate { model, prompt, steps, temperature, top_k, top_p, seed, json } => {
@@ -212,13 +238,50 @@ mod cli {
                 let generation = generate(&model, tokens, steps, &params, Mask::Causal).map_err(|e| e.to_string())?;
                 if json {
                     for step in &generation.steps {
-                        println!("{}", serde_json::to_string(step).map_err(|e| e.to_string())?);
+                        emit(&serde_json::to_string(step).map_err(|e| e.to_string())?)?;
                     }
                 } else {
-                    println!("{prompt}{}", generation.continuation(&model));
+                    emit(&format!("{prompt}{}", generation.continuation(&model)))?;
                 }
                 if generation.hit_context_limit {
                     eprintln!("attnscope: stopped early: the context holds {} tokens", model.config.n_positions);
+                }
+                Ok(())
+            }
+            Command::Eval { model, text_file, max_tokens, sequences, seed, json } => {
+                let model = load(&model)?;
+                let text = std::fs::read_to_string(&text_file).map_err(|e| format!("{}: {e}", text_file.display()))?;
+                let mut ids: Vec<u32> =
+                    model.tokenizer.encode(&text).map_err(|e| e.to_string())?.iter().map(|t| t.id).collect();
+                ids.truncate(max_tokens);
+                let (loss, predicted) = analysis::mean_loss(&model, &ids).map_err(|e| e.to_string())?;
+                let heads = analysis::attention_scores_by_head(&model, &ids).map_err(|e| e.to_string())?;
+                let length = 50.min(model.config.n_positions / 2);
+                let induction = analysis::induction_test(&model, length, sequences, seed).map_err(|e| e.to_string())?;
+                let heads: Vec<_> = heads
+                    .into_iter()
+                    .zip(&induction.heads)
+                    .map(|(h, i)| analysis::HeadScore { induction: i.induction, ..h })
+                    .collect();
+                if json {
+                    let value = json!({
+                        "loss": loss, "tokens_predicted": predicted, "heads": heads,
+                        "induction": {"length": induction.length, "sequences": induction.sequences,
+                            "loss_first_copy": induction.loss_first_copy, "loss_second_copy": induction.loss_second_copy},
+                    });
+                    return emit(&value.to_string());
+                }
+                emit(&format!("held-out loss: {loss:.4} nats/token over {predicted} predictions"))?;
+                emit(&format!(
+                    "induction test ({} random tokens shown twice, {} sequences): loss {:.3} on the first copy, {:.3} on the second",
+                    induction.length, induction.sequences, induction.loss_first_copy, induction.loss_second_copy
+                ))?;
+                emit("layer head  previous-token  first-token  induction")?;
+                for h in &heads {
+                    emit(&format!(
+                        "{:>5} {:>4}  {:>14.3}  {:>11.3}  {:>9.3}",
+                        h.layer, h.head, h.previous_token, h.first_token, h.induction
+                    ))?;
                 }
                 Ok(())
             }

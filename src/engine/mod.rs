@@ -1,6 +1,7 @@
 //! The UI-free engine: the CPU reference forward (the source of truth for
 //! every number) and the `Trace` it fills.
 
+pub mod analysis;
 pub mod cost;
 mod forward;
 pub mod generate;
