@@ -3,9 +3,30 @@
 
 use std::process::Command;
 
-fn attnscope(args: &[&str]) -> (bool, String, String) {
+/// Runs the CLI as given (its default model is www/models/default).
+fn attnscope_as_is(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_attnscope")).args(args).output().expect("run attnscope");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Runs the CLI on the fixed placeholder model (2 layers, 4 heads, vocab 1024,
+/// context 256) unless `--model` is given, so these checks do not move when
+/// the default model is retrained.
+fn attnscope(args: &[&str]) -> (bool, String, String) {
+    let placeholder = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/placeholder");
+    let mut full: Vec<&str> = args.to_vec();
+    if !args.contains(&"--model") && matches!(args.first(), Some(&"trace") | Some(&"generate") | Some(&"eval")) {
+        full.splice(1..1, ["--model", placeholder]);
+    }
+    attnscope_as_is(&full)
+}
+
+#[test]
+fn the_default_model_is_the_shipped_one() {
+    let (ok, stdout, stderr) = attnscope_as_is(&["trace", "--text", "Emma"]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["model"]["name"], "default");
 }
 
 #[test]

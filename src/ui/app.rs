@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::host::{self, host, MODEL_LABEL};
+use super::host::{self, host};
 use super::test_hook;
 use crate::engine::Mask;
 use crate::model::Token;
@@ -29,6 +29,8 @@ pub struct AppState {
     /// Why the GPU path is unavailable, if it is.
     pub gpu_error: RwSignal<Option<String>>,
     pub backend: RwSignal<String>,
+    /// Which model is loaded, in words.
+    pub model_label: RwSignal<String>,
     /// Tokens the GPU holds results for (differs from `tokens` when the last run failed).
     pub gpu_tokens: RwSignal<usize>,
     /// Completed GPU runs and heatmap draws.
@@ -86,6 +88,7 @@ impl AppState {
             n_positions: RwSignal::new(0),
             gpu_error: RwSignal::new(None),
             backend: RwSignal::new("loading…".into()),
+            model_label: RwSignal::new("loading…".into()),
             gpu_tokens: RwSignal::new(0),
             runs: RwSignal::new(0),
             renders: RwSignal::new(0),
@@ -170,6 +173,7 @@ pub fn App() -> impl IntoView {
         spawn_local(async move {
             match host::install(canvas).await {
                 Ok(host) => {
+                    state.model_label.set(host.model_label());
                     state.n_head.set(host.model.config.n_head);
                     state.n_positions.set(host.model.config.n_positions);
                     match &host.gpu {
@@ -330,7 +334,7 @@ pub fn App() -> impl IntoView {
         <div class="app">
             <header class="topbar">
                 <h1>"attnscope"</h1>
-                <span class="badge" title="The weights the page runs">"Model: " {MODEL_LABEL}</span>
+                <span class="badge" title="The weights the page runs">"Model: " {move || state.model_label.get()}</span>
                 <span class="badge backend" data-testid="backend">{move || state.backend.get()}</span>
             </header>
             {move || match state.phase.get() {

@@ -13,8 +13,9 @@ use crate::gpu::{GpuAttention, GpuContext, GpuError, PendingRead, Stage};
 use crate::model::{Model, Token};
 use crate::render::{HeatmapParams, HeatmapRenderer};
 
-pub const MODEL_DIR: &str = "models/placeholder";
-pub const MODEL_LABEL: &str = "placeholder: untrained, random weights (2 layers, 4 heads, d=64)";
+/// Where the page fetches the default model from (Trunk copies www/models to models/).
+pub const MODEL_DIR: &str = "models/default";
+pub const MODEL_NAME: &str = "default";
 
 pub struct GpuHost {
     pub ctx: GpuContext,
@@ -41,7 +42,7 @@ pub async fn load_model() -> Result<Model, String> {
     let config = fetch_bytes(&format!("{MODEL_DIR}/config.json")).await?;
     let weights = fetch_bytes(&format!("{MODEL_DIR}/model.safetensors")).await?;
     let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/tokenizer.json")).await?;
-    Model::from_bytes("placeholder", &config, &weights, &tokenizer).map_err(|e| e.to_string())
+    Model::from_bytes(MODEL_NAME, &config, &weights, &tokenizer).map_err(|e| e.to_string())
 }
 
 fn has_webgpu() -> bool {
@@ -83,6 +84,15 @@ pub async fn install(canvas: web_sys::HtmlCanvasElement) -> Result<Rc<Host>, Str
 }
 
 impl Host {
+    /// "default · 3 layers × 4 heads, d=128, context 128, trained on Austen and Shakespeare".
+    pub fn model_label(&self) -> String {
+        let c = &self.model.config;
+        format!(
+            "{} · {} layers × {} heads, d={}, context {}, trained on Austen and Shakespeare",
+            self.model.name, c.n_layer, c.n_head, c.n_embd, c.n_positions
+        )
+    }
+
     pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, String> {
         let tokens = self.model.tokenizer.encode(text).map_err(|e| e.to_string())?;
         let limit = self.model.config.n_positions;

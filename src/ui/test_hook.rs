@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
 use super::app::{AppState, Phase};
-use super::host::{host, MODEL_LABEL};
+use super::host::host;
 
 fn state_json(state: AppState) -> Value {
     let phase = match state.phase.get_untracked() {
@@ -20,7 +20,7 @@ fn state_json(state: AppState) -> Value {
     let bytes_read_back = host().and_then(|h| h.gpu.as_ref().ok().map(|g| g.ctx.bytes_read_back())).unwrap_or(0);
     json!({
         "phase": phase,
-        "model": MODEL_LABEL,
+        "model": state.model_label.get_untracked(),
         "backend": state.backend.get_untracked(),
         "gpu": state.gpu_error.get_untracked().is_none() && host().is_some(),
         "gpuError": state.gpu_error.get_untracked(),

@@ -8,7 +8,7 @@ use attnscope::gpu::GpuContext;
 use attnscope::model::Model;
 
 pub fn placeholder_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www/models/placeholder")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/placeholder")
 }
 
 pub fn placeholder() -> Model {

@@ -28,7 +28,7 @@ test('typing shows GPU attention weights equal to the CPU reference', { timeout:
     const first = await page.evaluate(() => window.attnscope.state());
     assert.equal(first.phase, 'ready');
     assert.equal(first.gpu, true, `WebGPU should work with the SwiftShader flags: ${first.gpuError}`);
-    assert.match(await page.locator('.badge').first().innerText(), /placeholder/);
+    assert.match(await page.locator('.badge').first().innerText(), /default · \d+ layers/);
 
     await typeText(page, SENTENCE);
     const reference = cliTrace(SENTENCE);
@@ -102,7 +102,7 @@ test('text past the context limit gives a clear message and keeps the last resul
     await page.locator('#text-input').fill('word '.repeat(400));
     await page.waitForFunction(() => window.attnscope.state().inputError !== null, null, { timeout: 30_000 });
     const state = await page.evaluate(() => window.attnscope.state());
-    assert.match(state.inputError, /context holds at most 256/);
+    assert.match(state.inputError, /context holds at most 128/);
     assert.equal(state.gpuTokens, good.gpuTokens, 'the last good heatmap stays');
     assert.match(await page.locator('.input-error').innerText(), /shorten it/);
   } finally {

@@ -8,7 +8,9 @@ from out/checkpoint.pt when it exists, and exports it in GPT-2 format.
 
 What it mixes in, for induction heads: with probability --repeat-prob a
 training sequence gets a copy of one of its own spans, of random length
-(8..48 tokens), placed after a random gap (0..32 tokens) at a random position.
+(8..48 tokens), placed after a random gap (0..32 tokens) at a random position;
+with probability --random-repeat-prob the span is first replaced by uniformly
+random tokens (so copying is the only way to predict the second occurrence).
 Period and position are random, so the model must learn "find the earlier
 occurrence and copy what followed", not a fixed look-back.
 
@@ -40,18 +42,22 @@ def encode(tokenizer, path):
     return np.array(ids, dtype=np.int32)
 
 
-def batch(data, rng, size, ctx, repeat_prob):
+def batch(data, rng, size, ctx, repeat_prob, random_repeat_prob=0.0, vocab=1):
     starts = rng.integers(0, len(data) - ctx - 1, size)
     x = np.stack([data[s:s + ctx + 1] for s in starts]).copy()
     for row in x:
-        if rng.random() < repeat_prob:
-            length = int(rng.integers(8, 49))
-            gap = int(rng.integers(0, 33))
-            if 2 * length + gap >= ctx:
-                continue
-            src = int(rng.integers(0, ctx + 1 - (2 * length + gap)))
-            dst = src + length + gap
-            row[dst:dst + length] = row[src:src + length]
+        u = rng.random()
+        if u >= repeat_prob + random_repeat_prob:
+            continue
+        length = int(rng.integers(8, 49))
+        gap = int(rng.integers(0, 33))
+        if 2 * length + gap >= ctx:
+            continue
+        src = int(rng.integers(0, ctx + 1 - (2 * length + gap)))
+        dst = src + length + gap
+        if u < random_repeat_prob:
+            row[src:src + length] = rng.integers(0, vocab, length)
+        row[dst:dst + length] = row[src:src + length]
     x = torch.from_numpy(x).long()
     return x[:, :-1], x[:, 1:]
 
@@ -92,6 +98,7 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--repeat-prob", type=float, default=0.3)
+    p.add_argument("--random-repeat-prob", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=pathlib.Path, default=HERE / "out")
@@ -135,7 +142,8 @@ def main():
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
         for group in opt.param_groups:
             group["lr"] = lr
-        x, y = batch(train, rng, args.batch, args.ctx, args.repeat_prob)
+        x, y = batch(train, rng, args.batch, args.ctx, args.repeat_prob, args.random_repeat_prob,
+                     config.vocab_size)
         logits = model(x).logits
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
