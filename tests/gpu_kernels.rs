@@ -10,23 +10,9 @@ use common::{assert_close, gpu};
 use proptest::prelude::*;
 use wgpu::util::DeviceExt;
 
-fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
-    let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: None,
-        contents: bytemuck::cast_slice(data),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-    })
-}
-
-fn output(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: len.max(1) as u64 * 4,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    })
-}
+#[path = "common/buffers.rs"]
+mod buffers;
+use buffers::{output, upload};
 
 fn kernels() -> &'static Kernels {
     static K: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();

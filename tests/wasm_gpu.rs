@@ -10,6 +10,10 @@ use attnscope::model::Model;
 use wasm_bindgen_test::*;
 use wgpu::util::DeviceExt;
 
+#[path = "common/buffers.rs"]
+mod buffers;
+use buffers::{output, upload};
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 /// Deterministic pseudo-random values in [-scale, scale).
@@ -41,23 +45,6 @@ async fn context() -> GpuContext {
         Ok(ctx) => ctx,
         Err(e) => panic!("no WebGPU adapter in this browser: {e}. Chromium needs the flags in webdriver.json."),
     }
-}
-
-fn upload(ctx: &GpuContext, data: &[f32]) -> wgpu::Buffer {
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: None,
-        contents: bytemuck::cast_slice(data),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-    })
-}
-
-fn output(ctx: &GpuContext, len: usize) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: len as u64 * 4,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    })
 }
 
 #[wasm_bindgen_test]

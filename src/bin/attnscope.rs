@@ -13,7 +13,7 @@ mod cli {
     use attnscope::engine::sampling::SamplingParams;
     use attnscope::engine::{forward_cpu, Mask};
     use attnscope::gpu::GpuContext;
-    use attnscope::model::{Activation, Gpt2Weights, Model, ModelConfig, Token};
+    use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
     use clap::{Parser, Subcommand, ValueEnum};
     use serde_json::{json, Value};
 
@@ -293,16 +293,7 @@ mod cli {
                 println!("CPU forward pass (median of {repeat}), full trace kept");
                 bench_shape(&model.name, &model.config, &model.weights, &t, repeat);
                 if gpt2_small {
-                    let config = ModelConfig {
-                        n_layer: 12,
-                        n_head: 12,
-                        n_embd: 768,
-                        n_positions: 1024,
-                        vocab_size: 50257,
-                        n_inner: 3072,
-                        layer_norm_epsilon: 1e-5,
-                        activation_function: Activation::GeluTanh,
-                    };
+                    let config = ModelConfig::gpt2_small();
                     let weights = random_weights(&config, 1);
                     bench_shape("GPT-2 small shape (random weights)", &config, &weights, &t, repeat.min(2));
                 }

@@ -82,19 +82,9 @@ pub fn quadratic_crossover(config: &ModelConfig) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Activation;
 
     fn gpt2_small() -> ModelConfig {
-        ModelConfig {
-            n_layer: 12,
-            n_head: 12,
-            n_embd: 768,
-            n_positions: 1024,
-            vocab_size: 50257,
-            n_inner: 3072,
-            layer_norm_epsilon: 1e-5,
-            activation_function: Activation::GeluTanh,
-        }
+        ModelConfig::gpt2_small()
     }
 
     #[test]

@@ -43,6 +43,20 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// GPT-2 small's shape (124M parameters), for benchmarks and cost figures.
+    pub fn gpt2_small() -> Self {
+        Self {
+            n_layer: 12,
+            n_head: 12,
+            n_embd: 768,
+            n_positions: 1024,
+            vocab_size: 50257,
+            n_inner: 3072,
+            layer_norm_epsilon: 1e-5,
+            activation_function: Activation::GeluTanh,
+        }
+    }
+
     /// Width of one attention head.
     pub fn d_head(&self) -> usize {
         self.n_embd / self.n_head
