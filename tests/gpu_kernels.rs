@@ -45,7 +45,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn matmul_bias_matches_cpu((m, k, n, x, w, b) in (1usize..70, 1usize..70, 1usize..70).prop_flat_map(|(m, k, n)| {
+    fn matmul_bias_matches_cpu((m, k, n, x, w, b) in (1usize..140, 1usize..70, 1usize..140).prop_flat_map(|(m, k, n)| {
         (Just(m), Just(k), Just(n), vector(m * k, 2.0), vector(k * n, 2.0), vector(n, 1.0))
     })) {
         let ctx = gpu();

@@ -146,7 +146,7 @@ impl Kernels {
         self.dispatch(ctx, enc, &self.layernorm, bytemuck::bytes_of(&p), &[x, gain, bias, y], [groups(rows, 64), 1, 1])
     }
 
-    /// `y[M×N] = x[M×K] · w[K×N] + b[N]` (shaders/matmul_bias.wgsl).
+    /// `y[M×N] = x[M×K] · w[K×N] + b[N]`, 64×64 tiles through workgroup memory (shaders/matmul_bias.wgsl).
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_bias(
         &self,
@@ -165,7 +165,7 @@ impl Kernels {
             &self.matmul_bias,
             bytemuck::bytes_of(&p),
             &[x, w, b, y],
-            [groups(n, 8), groups(m, 8), 1],
+            [groups(n, 64), groups(m, 64), 1],
         )
     }
 
