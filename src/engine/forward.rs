@@ -29,11 +29,6 @@ pub fn check_ids(config: &ModelConfig, ids: &[u32]) -> Result<(), EngineError> {
     }
 }
 
-fn columns(qkv: &[f32], t: usize, d: usize, offset: usize, width: usize) -> Matrix {
-    let data = (0..t).flat_map(|i| qkv[i * 3 * d + offset..][..width].iter().copied()).collect();
-    Matrix::from_vec(t, width, data)
-}
-
 fn square(all: &[f32], t: usize, h: usize) -> Matrix {
     Matrix::from_vec(t, t, all[h * t * t..(h + 1) * t * t].to_vec())
 }
@@ -54,18 +49,14 @@ pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask
         .map(|h| {
             let scores_raw = square(&raw, t, h);
             HeadTrace {
-                q: columns(&qkv, t, d, h * d_head, d_head),
-                k: columns(&qkv, t, d, d + h * d_head, d_head),
-                v: columns(&qkv, t, d, 2 * d + h * d_head, d_head),
+                q: Matrix::from_columns(&qkv, t, 3 * d, h * d_head, d_head),
+                k: Matrix::from_columns(&qkv, t, 3 * d, d + h * d_head, d_head),
+                v: Matrix::from_columns(&qkv, t, 3 * d, 2 * d + h * d_head, d_head),
                 scores_scaled: Matrix::from_vec(t, t, scores_raw.data.iter().map(|s| s * scale).collect()),
                 scores_raw,
                 scores_masked: square(&masked, t, h),
                 weights: square(&weights, t, h),
-                output: Matrix::from_vec(
-                    t,
-                    d_head,
-                    (0..t).flat_map(|i| concat[i * d + h * d_head..][..d_head].iter().copied()).collect(),
-                ),
+                output: Matrix::from_columns(&concat, t, d, h * d_head, d_head),
             }
         })
         .collect();

@@ -23,6 +23,13 @@ impl Matrix {
         Self { rows, cols, data }
     }
 
+    /// Columns `offset..offset + width` of the first `rows` rows of a row-major
+    /// buffer whose rows are `stride` wide (one head's slice of Q, K, V or outputs).
+    pub fn from_columns(all: &[f32], rows: usize, stride: usize, offset: usize, width: usize) -> Self {
+        let data = (0..rows).flat_map(|i| all[i * stride + offset..][..width].iter().copied()).collect();
+        Self { rows, cols: width, data }
+    }
+
     pub fn row(&self, r: usize) -> &[f32] {
         &self.data[r * self.cols..(r + 1) * self.cols]
     }

@@ -19,10 +19,7 @@ pub async fn trace_attention_gpu(
     let ln_1 = attn.read(ctx, Stage::Ln1, 0, t * d).await?;
     let qkv = attn.read(ctx, Stage::Qkv, 0, t * 3 * d).await?;
     let head_out = attn.read(ctx, Stage::HeadOut, 0, t * d).await?;
-    let columns = |all: &[f32], stride: usize, offset: usize| {
-        let data = (0..t).flat_map(|i| all[i * stride + offset..][..d_head].iter().copied()).collect();
-        Matrix::from_vec(t, d_head, data)
-    };
+    let columns = |all: &[f32], stride: usize, offset: usize| Matrix::from_columns(all, t, stride, offset, d_head);
     let mut heads = Vec::with_capacity(n_head);
     for h in 0..n_head {
         let raw = attn.read_head(ctx, Stage::ScoresRaw, h).await?;
