@@ -1,18 +1,25 @@
 // embed.wgsl: token embedding gather plus learned positional embedding.
 //
 // Shapes (row-major f32 unless noted):
-//   ids[T] (u32)   token ids, each < vocab (checked on the CPU before dispatch)
-//   wte[V×d]       token embedding table
-//   wpe[P×d]       position table, T ≤ P
-//   x[T×d]         out: x[t, c] = wte[ids[t], c] + wpe[t, c]
-// One invocation per output element. Workgroup 64; dispatch (ceil(T·d/64), 1, 1).
+//   ids[·] (u32)   token ids, each < vocab (checked on the CPU before dispatch)
+//   wte[Vc×d]      one chunk of the token table: rows v0 .. v0+Vc of the full
+//                  [V×d] table (a table larger than one storage binding is
+//                  uploaded in chunks; each chunk's dispatch writes the rows whose
+//                  id falls in it, so all chunks together write every row)
+//   wpe[P×d]       position table, row0 + M ≤ P
+//   x[·×d]         out: x[t, c] = wte[ids[t] − v0, c] + wpe[t, c] for t in row0 .. row0+M
+// One invocation per output element. Workgroup 64; dispatch (ceil(M·d/64), 1, 1).
 // CPU reference: engine::ops::embed.
 
 struct Params {
-    t: u32,
+    m: u32,
     d: u32,
+    row0: u32,
+    v0: u32,
+    vn: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -24,10 +31,14 @@ struct Params {
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
-    if i >= p.t * p.d {
+    if i >= p.m * p.d {
         return;
     }
-    let row = i / p.d;
+    let row = p.row0 + i / p.d;
     let col = i % p.d;
-    x[i] = wte[ids[row] * p.d + col] + wpe[row * p.d + col];
+    let id = ids[row];
+    if id < p.v0 || id - p.v0 >= p.vn {
+        return;
+    }
+    x[row * p.d + col] = wte[(id - p.v0) * p.d + col] + wpe[row * p.d + col];
 }

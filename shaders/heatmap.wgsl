@@ -1,10 +1,11 @@
 // heatmap.wgsl: draws one head's T×T matrix straight from the storage buffers.
 //
 // Buffers (row-major f32, read-only in the fragment stage):
-//   values[H×T×T]  what is drawn (softmax weights), cell (row i, col j) of head h at
-//                  offset + i·T + j, mapped through viridis (sequential, colour-blind safe)
+//   values[H×S×S]  what is drawn (softmax weights), cell (row i, col j) of head h at
+//                  offset + i·S + j (S = stride, the buffers' capacity ≥ T; offset = h·S·S),
+//                  mapped through viridis (sequential, colour-blind safe)
 //                  after clamping to [lo, hi]
-//   masked[H×T×T]  the masked scores: a cell whose bits are 0xff800000 (−∞) is drawn
+//   masked[H×S×S]  the masked scores: a cell whose bits are 0xff800000 (−∞) is drawn
 //                  as masked (grey hatching), not as a colour.
 // Vertex stage: one full-screen triangle, no vertex buffer (draw 3 vertices).
 // Fragment stage: the pixel's cell from its position and the viewport size in `u`.
@@ -20,7 +21,7 @@ struct Uniforms {
     srgb_target: u32,
     hover_row: i32,
     hover_col: i32,
-    _pad0: u32,
+    stride: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -73,7 +74,7 @@ fn fs_main(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {
     if (cell_w >= 8.0 && fx < 1.0) || (cell_h >= 8.0 && fy < 1.0) {
         return to_target(background);
     }
-    let at = u.offset + i * u.t + j;
+    let at = u.offset + i * u.stride + j;
     var colour: vec3<f32>;
     if bitcast<u32>(masked[at]) == NEG_INF_BITS {
         let stripe = (u32(pos.x) + u32(pos.y)) % 8u;

@@ -1,21 +1,53 @@
-// matmul_bias.wgsl: y = x · w + b, tiled through workgroup memory.
+// matmul_bias.wgsl: y = act(ln?(x) · w + b) (+ res), tiled through workgroup memory.
+//
+// The one matmul of the forward pass; the flags (uniform, so every branch is
+// uniform) fuse what surrounds a GPT-2 linear layer into the same dispatch:
+//   FLAG_LN        layernorm each row of x as it is loaded (gain = ln[0..K],
+//                  bias = ln[K..2K]); row statistics are computed in a prologue
+//                  (two passes: mean, then biased variance, as GPT-2)
+//   FLAG_WRITE_LN  workgroups of column block 0 also write the normalised rows
+//                  to ln_out[rows×K] (the trace's ln_1 / ln_2 / ln_f)
+//   FLAG_B_T       w is [N×K] and used transposed (the tied LM head, wte)
+//   FLAG_BIAS      add b[N]
+//   act            0 none, 1 GELU tanh (gelu_new), 2 GELU erf, 3 ReLU
+//   FLAG_RESIDUAL  y = res + (x·w + b): the residual connection
+//   FLAG_WRITE_PRE also write x·w + b (before the residual) to pre[rows×N]
 //
 // Shapes (row-major f32):
-//   x[M×K], w[K×N] (GPT-2 Conv1D layout [in, out]), b[N], y[M×N] out.
+//   x[·×K]: rows xrow0 .. xrow0+M are used (so a run can compute only new rows)
+//   w[K×N] (GPT-2 Conv1D layout [in, out]) or [N×K] with FLAG_B_T; b[N]; ln[2K]
+//   y: row yrow0 + r, column ycol0 + c at y[(yrow0 + r)·ldy + ycol0 + c]
+//      (ycol0/ldy let a vocabulary split into chunks write one logits matrix)
+//   res, pre: [·×N] at row yrow0 + r; ln_out: [·×K] at row xrow0 + r.
 // Tiling: each workgroup computes a 64×64 block of y; each of its 16×16
-// invocations computes a 4×4 sub-block held in registers. K is walked in
-// steps of 16: the workgroup stages x[64×16] and w[16×64] in workgroup memory
-// (4 KiB each), so each loaded value is reused 64 times. Out-of-range rows,
-// columns and k are loaded as 0 and never written: correct for any M, N, K ≥ 1.
+// invocations a 4×4 sub-block held in registers. K is walked in steps of 16:
+// the workgroup stages x[64×16] and w[16×64] in workgroup memory (4 KiB each),
+// so each loaded value is reused 64 times. Out-of-range rows, columns and k are
+// loaded as 0 and never written: correct for any M, N, K ≥ 1.
 // Workgroup 16×16; dispatch (ceil(N/64), ceil(M/64), 1).
-// CPU reference: engine::ops::matmul_bias (same k order; the bias is added last here).
+// CPU reference: engine::ops::matmul_bias, layernorm, activate, lm_head, add.
 
 struct Params {
     m: u32,
     k: u32,
     n: u32,
-    _pad: u32,
+    xrow0: u32,
+    yrow0: u32,
+    ldy: u32,
+    ycol0: u32,
+    flags: u32,
+    act: u32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
+
+const FLAG_LN: u32 = 1u;
+const FLAG_WRITE_LN: u32 = 2u;
+const FLAG_B_T: u32 = 4u;
+const FLAG_BIAS: u32 = 8u;
+const FLAG_RESIDUAL: u32 = 16u;
+const FLAG_WRITE_PRE: u32 = 32u;
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
@@ -25,15 +57,93 @@ const TILE_K: u32 = 16u;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(6) var<storage, read> ln: array<f32>;
+@group(0) @binding(7) var<storage, read_write> ln_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> pre: array<f32>;
 
 var<workgroup> x_tile: array<f32, 1024>; // [64 rows × 16 k]
 var<workgroup> w_tile: array<f32, 1024>; // [16 k × 64 cols]
+var<workgroup> partial: array<f32, 256>;
+var<workgroup> row_mean: array<f32, 64>;
+var<workgroup> row_rstd: array<f32, 64>;
+
+fn has(flag: u32) -> bool {
+    return (p.flags & flag) != 0u;
+}
+
+// Sums `partial` over the 4 invocations of each row (tid = row·4 + part).
+fn row_sum(tid: u32, value: f32) -> f32 {
+    partial[tid] = value;
+    workgroupBarrier();
+    let base = (tid / 4u) * 4u;
+    let total = partial[base] + partial[base + 1u] + partial[base + 2u] + partial[base + 3u];
+    workgroupBarrier();
+    return total;
+}
+
+// Mean and 1/sqrt(var + eps) of the workgroup's 64 rows of x, 4 invocations a row.
+fn layernorm_prologue(row0: u32, tid: u32) {
+    let r = tid / 4u;
+    let part = tid % 4u;
+    let row = row0 + r;
+    let valid = row < p.m;
+    let base = (p.xrow0 + row) * p.k;
+    var s = 0.0;
+    if valid {
+        for (var c = part; c < p.k; c += 4u) {
+            s += x[base + c];
+        }
+    }
+    let mean = row_sum(tid, s) / f32(p.k);
+    var sq = 0.0;
+    if valid {
+        for (var c = part; c < p.k; c += 4u) {
+            let dev = x[base + c] - mean;
+            sq += dev * dev;
+        }
+    }
+    let variance = row_sum(tid, sq) / f32(p.k);
+    if part == 0u {
+        row_mean[r] = mean;
+        row_rstd[r] = 1.0 / sqrt(variance + p.eps);
+    }
+    workgroupBarrier();
+}
+
+fn erf_approx(v: f32) -> f32 {
+    // Abramowitz & Stegun 7.1.26: |error| ≤ 1.5e-7.
+    let s = sign(v);
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return s * (1.0 - poly * exp(-a * a));
+}
+
+fn activate(v: f32) -> f32 {
+    switch p.act {
+        case 1u: {
+            // tanh saturates long before 15; clamping keeps exp-based tanh finite.
+            let inner = clamp(0.7978846 * (v + 0.044715 * v * v * v), -15.0, 15.0);
+            return 0.5 * v * (1.0 + tanh(inner));
+        }
+        case 2u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678)); }
+        case 3u: { return max(v, 0.0); }
+        default: { return v; }
+    }
+}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
     let tid = lid.y * 16u + lid.x;
+    let normalise = has(FLAG_LN);
+    if normalise {
+        layernorm_prologue(row0, tid);
+    }
+    let write_ln = has(FLAG_WRITE_LN) && wg.x == 0u;
+    let transposed = has(FLAG_B_T);
     var acc: array<f32, 16>;
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
@@ -42,21 +152,38 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var s = 0u; s < 4u; s++) {
             let at = tid + s * 256u;
             // x tile: row at / 16, k at % 16.
-            let xr = row0 + at / TILE_K;
+            let xr = at / TILE_K;
             let xk = k0 + at % TILE_K;
             var xv = 0.0;
-            if xr < p.m && xk < p.k {
-                xv = x[xr * p.k + xk];
+            if row0 + xr < p.m && xk < p.k {
+                let src = (p.xrow0 + row0 + xr) * p.k + xk;
+                xv = x[src];
+                if normalise {
+                    xv = (xv - row_mean[xr]) * row_rstd[xr] * ln[xk] + ln[p.k + xk];
+                    if write_ln {
+                        ln_out[src] = xv;
+                    }
+                }
             }
             x_tile[at] = xv;
-            // w tile: k at / 64, column at % 64.
-            let wk = k0 + at / TILE;
-            let wc = col0 + at % TILE;
-            var wv = 0.0;
-            if wk < p.k && wc < p.n {
-                wv = w[wk * p.n + wc];
+            if transposed {
+                // w[N×K]: walk k fastest so neighbouring invocations read neighbouring words.
+                let wc = col0 + at / TILE_K;
+                let wk = k0 + at % TILE_K;
+                var wv = 0.0;
+                if wk < p.k && wc < p.n {
+                    wv = w[wc * p.k + wk];
+                }
+                w_tile[(at % TILE_K) * TILE + at / TILE_K] = wv;
+            } else {
+                let wk = k0 + at / TILE;
+                let wc = col0 + at % TILE;
+                var wv = 0.0;
+                if wk < p.k && wc < p.n {
+                    wv = w[wk * p.n + wc];
+                }
+                w_tile[at] = wv;
             }
-            w_tile[at] = wv;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
@@ -78,7 +205,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var j = 0u; j < 4u; j++) {
             let c = col0 + lid.x * 4u + j;
             if r < p.m && c < p.n {
-                y[r * p.n + c] = acc[i * 4u + j] + b[c];
+                var v = acc[i * 4u + j];
+                if has(FLAG_BIAS) {
+                    v += b[c];
+                }
+                v = activate(v);
+                let row = p.yrow0 + r;
+                if has(FLAG_WRITE_PRE) {
+                    pre[row * p.n + c] = v;
+                }
+                if has(FLAG_RESIDUAL) {
+                    v = res[row * p.n + c] + v;
+                }
+                y[row * p.ldy + p.ycol0 + c] = v;
             }
         }
     }

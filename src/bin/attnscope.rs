@@ -1,18 +1,21 @@
 //! The native command line: traces as JSON, generation, and benchmarks.
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "attnscope/bench.rs"]
+mod bench;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
-    use std::time::Instant;
 
+    use super::bench;
     use attnscope::engine::analysis;
-    use attnscope::engine::cost::forward_cost;
     use attnscope::engine::generate::generate;
     use attnscope::engine::init::random_weights;
     use attnscope::engine::sampling::SamplingParams;
     use attnscope::engine::{forward_cpu, Mask};
-    use attnscope::gpu::GpuContext;
+    use attnscope::gpu::{GpuContext, GpuForward};
     use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
     use clap::{Parser, Subcommand, ValueEnum};
     use serde_json::{json, Value};
@@ -84,7 +87,7 @@ mod cli {
             #[arg(long)]
             json: bool,
         },
-        /// Time the CPU forward pass at several context lengths.
+        /// Time the forward pass per backend at several context lengths, KV-cache appends, and matmul GFLOP/s.
         Bench {
             #[arg(long, default_value = DEFAULT_MODEL)]
             model: PathBuf,
@@ -99,6 +102,12 @@ mod cli {
             /// Runs per length (the median is reported).
             #[arg(long, default_value_t = 3)]
             repeat: usize,
+            /// Run every backend (CPU and GPU) in this one process, for ratios.
+            #[arg(long)]
+            all_backends: bool,
+            /// Square matmul sizes for the GFLOP/s figures (GPU backend; above 1024 skipped on software adapters).
+            #[arg(long, value_delimiter = ',', default_value = "256,1024,4096")]
+            matmul: Vec<usize>,
         },
         /// Measure the model: loss on held-out text, what each head attends to, and the induction test.
         Eval {
@@ -127,9 +136,6 @@ mod cli {
         Mask::parse(text).ok_or_else(|| format!("unknown mask `{text}`: use causal, bidirectional or window:N (N ≥ 1)"))
     }
 
-    const GPU_NOT_YET: &str = "the GPU backend runs only the first layer's attention so far (the browser app's \
-         heatmap); the full GPU forward pass arrives with the GPU backend issue. Use --backend cpu";
-
     fn load(model: &Path) -> Result<Model, String> {
         Model::load_dir(model).map_err(|e| format!("{}: {e}", model.display()))
     }
@@ -145,8 +151,25 @@ mod cli {
         }
     }
 
-    fn trace_json(model: &Model, tokens: Vec<Token>, mask: Mask, logits: Logits) -> Result<Value, String> {
-        let trace = forward_cpu(&model.config, &model.weights, tokens, mask).map_err(|e| e.to_string())?;
+    fn gpu_context() -> Result<GpuContext, String> {
+        GpuContext::new_blocking().map_err(|e| e.to_string())
+    }
+
+    fn trace_json(
+        model: &Model,
+        tokens: Vec<Token>,
+        mask: Mask,
+        logits: Logits,
+        backend: Backend,
+    ) -> Result<Value, String> {
+        let trace = match backend {
+            Backend::Cpu => forward_cpu(&model.config, &model.weights, tokens, mask).map_err(|e| e.to_string())?,
+            Backend::Gpu => {
+                let ctx = gpu_context()?;
+                let mut fwd = GpuForward::new(&ctx, model).map_err(|e| e.to_string())?;
+                pollster::block_on(fwd.trace(&ctx, tokens, mask, logits == Logits::All)).map_err(|e| e.to_string())?
+            }
+        };
         let mut value = serde_json::to_value(&trace).map_err(|e| e.to_string())?;
         if logits == Logits::Last {
             let last = trace.logits.row(trace.logits.rows - 1).to_vec();
@@ -155,7 +178,10 @@ mod cli {
         let mut info = serde_json::to_value(&model.config).map_err(|e| e.to_string())?;
         info["name"] = json!(model.name);
         value["model"] = info;
-        value["backend"] = json!("cpu");
+        value["backend"] = json!(match backend {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+        });
         Ok(value)
     }
 
@@ -168,43 +194,6 @@ mod cli {
         }
     }
 
-    fn median_ms(mut f: impl FnMut(), repeat: usize) -> f64 {
-        let mut times: Vec<f64> = (0..repeat.max(1))
-            .map(|_| {
-                let start = Instant::now();
-                f();
-                start.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        times[times.len() / 2]
-    }
-
-    fn bench_shape(name: &str, config: &ModelConfig, weights: &Gpt2Weights, lengths: &[usize], repeat: usize) {
-        println!(
-            "{name}: {} layers, {} heads, d={}, vocab {}",
-            config.n_layer, config.n_head, config.n_embd, config.vocab_size
-        );
-        println!("  {:>5}  {:>10}  {:>10}  {:>9}", "T", "forward ms", "GFLOP", "GFLOP/s");
-        for &t in lengths {
-            if t > config.n_positions {
-                println!("  {t:>5}  skipped: the context holds {}", config.n_positions);
-                continue;
-            }
-            let tokens: Vec<Token> = (0..t)
-                .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
-                .collect();
-            let ms = median_ms(
-                || {
-                    let _ = std::hint::black_box(forward_cpu(config, weights, tokens.clone(), Mask::Causal));
-                },
-                repeat,
-            );
-            let gflop = forward_cost(config, t).total_flops() as f64 / 1e9;
-            println!("  {t:>5}  {ms:>10.2}  {gflop:>10.3}  {:>9.2}", gflop / (ms / 1e3));
-        }
-    }
-
     fn run(cli: Cli) -> Result<(), String> {
         match cli.command {
             Command::GpuInfo => {
@@ -213,13 +202,10 @@ mod cli {
                 Ok(())
             }
             Command::Trace { model, text, ids, mask, backend, logits, out } => {
-                if backend == Backend::Gpu {
-                    return Err(GPU_NOT_YET.into());
-                }
                 let model = load(&model)?;
                 let tokens = tokens_of(&model, text, ids)?;
-                let text =
-                    serde_json::to_string(&trace_json(&model, tokens, mask, logits)?).map_err(|e| e.to_string())?;
+                let value = trace_json(&model, tokens, mask, logits, backend)?;
+                let text = serde_json::to_string(&value).map_err(|e| e.to_string())?;
                 match out {
                     Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())),
                     None => emit(&text),
@@ -285,17 +271,28 @@ mod cli {
                 }
                 Ok(())
             }
-            Command::Bench { model, t, backend, gpt2_small, repeat } => {
-                if backend == Backend::Gpu {
-                    return Err(GPU_NOT_YET.into());
-                }
+            Command::Bench { model, t, backend, gpt2_small, repeat, all_backends, matmul } => {
                 let model = load(&model)?;
-                println!("CPU forward pass (median of {repeat}), full trace kept");
-                bench_shape(&model.name, &model.config, &model.weights, &t, repeat);
-                if gpt2_small {
+                let gpt2 = gpt2_small.then(|| {
                     let config = ModelConfig::gpt2_small();
                     let weights = random_weights(&config, 1);
-                    bench_shape("GPT-2 small shape (random weights)", &config, &weights, &t, repeat.min(2));
+                    (config, weights)
+                });
+                let gpt2_name = "GPT-2 small shape (random weights)";
+                println!("median of {repeat} runs per figure");
+                if backend == Backend::Cpu || all_backends {
+                    bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
+                    if let Some((config, weights)) = &gpt2 {
+                        bench::cpu(gpt2_name, config, weights, &t, repeat.min(2))?;
+                    }
+                }
+                if backend == Backend::Gpu || all_backends {
+                    let ctx = gpu_context()?;
+                    bench::gpu(&ctx, &model.name, &model.config, &model.weights, &t, repeat)?;
+                    if let Some((config, weights)) = &gpt2 {
+                        bench::gpu(&ctx, gpt2_name, config, weights, &t, repeat)?;
+                    }
+                    bench::matmul(&ctx, &matmul, repeat)?;
                 }
                 Ok(())
             }

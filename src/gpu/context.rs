@@ -23,6 +23,8 @@ pub enum GpuError {
     Validation(String),
     #[error("the GPU device was lost: {0}")]
     Lost(String),
+    #[error("this GPU path does not support {0}")]
+    Unsupported(String),
     #[error("{0} is outside the computed range")]
     OutOfRange(String),
     #[error(transparent)]

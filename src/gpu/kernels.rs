@@ -1,41 +1,261 @@
-//! `Kernels`: one compute pipeline per WGSL file in `shaders/`, and a typed
-//! encode function for each that checks its shapes and dispatch size.
+//! `Kernels`: one compute pipeline per WGSL file in `shaders/`, the uniform
+//! parameter block of each, and the shape checks that guard every dispatch.
+//!
+//! Two ways to dispatch: [`Kernels::dispatch`] binds fresh buffers (kernel
+//! tests, one-off work); the forward pass builds its bind groups once per
+//! buffer layout with [`Kernels::bind`] and only rewrites parameters per run.
 
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use super::{GpuContext, GpuError};
 use crate::engine::Mask;
+use crate::model::Activation;
+
+/// A kernel, named after its file in `shaders/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    Embed,
+    Layernorm,
+    MatmulBias,
+    AttentionRows,
+    FlashAttention,
+}
 
 pub struct Kernels {
     embed: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     matmul_bias: wgpu::ComputePipeline,
-    attn_scores: wgpu::ComputePipeline,
-    softmax_rows: wgpu::ComputePipeline,
-    weighted_sum: wgpu::ComputePipeline,
+    attention_rows: wgpu::ComputePipeline,
+    flash_attention: wgpu::ComputePipeline,
+}
+
+/// Uniform blocks are padded to this, so several can share one buffer.
+pub const PARAM_STRIDE: u64 = 256;
+
+/// shaders/embed.wgsl: rows `row0..row0+m` of `x = wte[ids] + wpe`, for ids in `v0..v0+vn`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct EmbedParams {
+    pub m: u32,
+    pub d: u32,
+    pub row0: u32,
+    pub v0: u32,
+    pub vn: u32,
+    pub _pad: [u32; 3],
+}
+
+/// shaders/layernorm.wgsl: rows `row0..row0+rows` of `x[·×d]`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct LayernormParams {
+    pub rows: u32,
+    pub d: u32,
+    pub eps: f32,
+    pub row0: u32,
+}
+
+/// What shaders/matmul_bias.wgsl fuses around `x · w` (see its header).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MatmulFusion {
+    /// Layernorm the rows of x with this epsilon (gain and bias in the `ln` binding).
+    pub layernorm: Option<f32>,
+    /// Also write the normalised rows to `ln_out`.
+    pub write_ln: bool,
+    /// `w` is `[N×K]`, used transposed.
+    pub transposed: bool,
+    pub bias: bool,
+    pub activation: Option<Activation>,
+    /// Add `res` after the activation.
+    pub residual: bool,
+    /// Also write the value before the residual to `pre`.
+    pub write_pre: bool,
+}
+
+/// shaders/matmul_bias.wgsl's uniform block.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+    pub xrow0: u32,
+    pub yrow0: u32,
+    pub ldy: u32,
+    pub ycol0: u32,
+    pub flags: u32,
+    pub act: u32,
+    pub eps: f32,
+    pub _pad: [u32; 2],
+}
+
+impl MatmulParams {
+    /// `y[M×N] = fused(x[M×K] · w)`, rows from 0, `y` exactly N wide.
+    pub fn new((m, k, n): (usize, usize, usize), fusion: MatmulFusion) -> Self {
+        let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+        let flags = flag(fusion.layernorm.is_some(), 1)
+            | flag(fusion.write_ln, 2)
+            | flag(fusion.transposed, 4)
+            | flag(fusion.bias, 8)
+            | flag(fusion.residual, 16)
+            | flag(fusion.write_pre, 32);
+        let act = match fusion.activation {
+            None => 0,
+            Some(Activation::GeluTanh) => 1,
+            Some(Activation::Gelu) => 2,
+            Some(Activation::Relu) => 3,
+        };
+        Self {
+            m: m as u32,
+            k: k as u32,
+            n: n as u32,
+            xrow0: 0,
+            yrow0: 0,
+            ldy: n as u32,
+            ycol0: 0,
+            flags,
+            act,
+            eps: fusion.layernorm.unwrap_or(0.0),
+            _pad: [0; 2],
+        }
+    }
+
+    /// Reads rows from `xrow0` and writes rows from `yrow0`.
+    pub fn rows_from(mut self, xrow0: usize, yrow0: usize) -> Self {
+        self.xrow0 = xrow0 as u32;
+        self.yrow0 = yrow0 as u32;
+        self
+    }
+
+    /// Writes into columns `ycol0..ycol0+N` of a `y` that is `ldy` wide.
+    pub fn into_columns(mut self, ycol0: usize, ldy: usize) -> Self {
+        self.ycol0 = ycol0 as u32;
+        self.ldy = ldy as u32;
+        self
+    }
+
+    pub fn workgroups(&self) -> [u32; 3] {
+        [self.n.div_ceil(64), self.m.div_ceil(64), 1]
+    }
+}
+
+/// shaders/attention_rows.wgsl and flash_attention.wgsl: query rows
+/// `row0..row0+m` of every head over keys `0..t`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionShape {
+    pub m: usize,
+    pub t: usize,
+    pub n_head: usize,
+    pub d_head: usize,
+    pub row0: usize,
+    pub mask: Mask,
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params4 {
-    a: u32,
-    b: u32,
-    c: u32,
-    d: u32,
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct AttentionRowsParams {
+    pub m: u32,
+    pub t: u32,
+    pub n_head: u32,
+    pub d_head: u32,
+    pub row0: u32,
+    pub cap: u32,
+    pub mask_mode: u32,
+    pub window: u32,
+    pub scale: f32,
+    pub neg_inf_bits: u32,
+    pub _pad: [u32; 2],
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ScoreParams {
-    t: u32,
-    n_head: u32,
-    d_head: u32,
-    mask_mode: u32,
-    window: u32,
-    scale: f32,
-    neg_inf_bits: u32,
-    _pad: u32,
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct FlashParams {
+    pub m: u32,
+    pub t: u32,
+    pub n_head: u32,
+    pub d_head: u32,
+    pub row0: u32,
+    pub mask_mode: u32,
+    pub window: u32,
+    pub scale: f32,
+    pub neg_inf_bits: u32,
+    pub _pad: [u32; 3],
+}
+
+/// The largest T attention_rows.wgsl holds in workgroup memory, and d_head limits.
+pub const MAX_ROWS_T: usize = 1024;
+pub const MAX_ROWS_D_HEAD: usize = 256;
+pub const MAX_FLASH_D_HEAD: usize = 128;
+
+impl AttentionShape {
+    fn check(&self, max_d_head: usize, max_t: usize, what: &str) -> Result<(), GpuError> {
+        if self.d_head == 0 || self.d_head > max_d_head || self.t > max_t || self.row0 + self.m > self.t {
+            return Err(GpuError::Unsupported(format!(
+                "{what} with T = {}, rows {}..{}, d_head = {} (limits: T ≤ {max_t}, 1 ≤ d_head ≤ {max_d_head})",
+                self.t,
+                self.row0,
+                self.row0 + self.m,
+                self.d_head
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parameters for attention_rows.wgsl; `cap` is the row stride of its T×T outputs.
+    pub fn rows_params(&self, cap: usize) -> Result<AttentionRowsParams, GpuError> {
+        self.check(MAX_ROWS_D_HEAD, MAX_ROWS_T.min(cap), "attention_rows")?;
+        let (mask_mode, window) = self.mask.gpu_code();
+        Ok(AttentionRowsParams {
+            m: self.m as u32,
+            t: self.t as u32,
+            n_head: self.n_head as u32,
+            d_head: self.d_head as u32,
+            row0: self.row0 as u32,
+            cap: cap as u32,
+            mask_mode,
+            window,
+            scale: 1.0 / (self.d_head as f32).sqrt(),
+            neg_inf_bits: f32::NEG_INFINITY.to_bits(),
+            _pad: [0; 2],
+        })
+    }
+
+    pub fn flash_params(&self) -> Result<FlashParams, GpuError> {
+        self.check(MAX_FLASH_D_HEAD, usize::MAX, "flash_attention")?;
+        let (mask_mode, window) = self.mask.gpu_code();
+        Ok(FlashParams {
+            m: self.m as u32,
+            t: self.t as u32,
+            n_head: self.n_head as u32,
+            d_head: self.d_head as u32,
+            row0: self.row0 as u32,
+            mask_mode,
+            window,
+            scale: 1.0 / (self.d_head as f32).sqrt(),
+            neg_inf_bits: f32::NEG_INFINITY.to_bits(),
+            _pad: [0; 3],
+        })
+    }
+
+    pub fn rows_workgroups(&self) -> [u32; 3] {
+        [self.m as u32, self.n_head as u32, 1]
+    }
+
+    pub fn flash_workgroups(&self) -> [u32; 3] {
+        [(self.m as u32).div_ceil(64), self.n_head as u32, 1]
+    }
+}
+
+impl EmbedParams {
+    pub fn workgroups(&self) -> [u32; 3] {
+        [(self.m * self.d).div_ceil(64), 1, 1]
+    }
+}
+
+impl LayernormParams {
+    pub fn workgroups(&self) -> [u32; 3] {
+        [self.rows.div_ceil(64), 1, 1]
+    }
 }
 
 fn pipeline(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ComputePipeline {
@@ -53,10 +273,6 @@ fn pipeline(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ComputePi
     })
 }
 
-fn groups(count: usize, size: u32) -> u32 {
-    (count as u32).div_ceil(size)
-}
-
 impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
         let d = &ctx.device;
@@ -64,185 +280,84 @@ impl Kernels {
             embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl")),
             layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl")),
             matmul_bias: pipeline(d, "matmul_bias", include_str!("../../shaders/matmul_bias.wgsl")),
-            attn_scores: pipeline(d, "attn_scores", include_str!("../../shaders/attn_scores.wgsl")),
-            softmax_rows: pipeline(d, "softmax_rows", include_str!("../../shaders/softmax_rows.wgsl")),
-            weighted_sum: pipeline(d, "weighted_sum", include_str!("../../shaders/weighted_sum.wgsl")),
+            attention_rows: pipeline(d, "attention_rows", include_str!("../../shaders/attention_rows.wgsl")),
+            flash_attention: pipeline(d, "flash_attention", include_str!("../../shaders/flash_attention.wgsl")),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn dispatch(
+    pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        match kernel {
+            Kernel::Embed => &self.embed,
+            Kernel::Layernorm => &self.layernorm,
+            Kernel::MatmulBias => &self.matmul_bias,
+            Kernel::AttentionRows => &self.attention_rows,
+            Kernel::FlashAttention => &self.flash_attention,
+        }
+    }
+
+    /// A bind group for `kernel`: its parameters at `uniform[offset..offset + size]`,
+    /// then `buffers` at bindings 1, 2, ….
+    pub fn bind(
         &self,
         ctx: &GpuContext,
-        encoder: &mut wgpu::CommandEncoder,
-        pipeline: &wgpu::ComputePipeline,
-        params: &[u8],
+        kernel: Kernel,
+        uniform: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
         buffers: &[&wgpu::Buffer],
-        workgroups: [u32; 3],
-    ) -> Result<(), GpuError> {
-        let limit = ctx.device.limits().max_compute_workgroups_per_dimension;
-        if let Some(&too_many) = workgroups.iter().find(|&&g| g > limit) {
-            return Err(GpuError::TooManyWorkgroups { groups: too_many, limit });
-        }
-        if workgroups.contains(&0) {
-            return Ok(());
-        }
-        let uniform = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: params,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+    ) -> wgpu::BindGroup {
+        let params = wgpu::BufferBinding { buffer: uniform, offset, size: wgpu::BufferSize::new(size) };
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) }];
         entries.extend(
             buffers
                 .iter()
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
         );
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &self.pipeline(kernel).get_bind_group_layout(0),
             entries: &entries,
+        })
+    }
+
+    /// Fails clearly when a dispatch exceeds the device's workgroup count limit.
+    pub fn check_workgroups(ctx: &GpuContext, workgroups: [u32; 3]) -> Result<(), GpuError> {
+        Self::check_workgroups_limit(ctx.device.limits().max_compute_workgroups_per_dimension, workgroups)
+    }
+
+    pub fn check_workgroups_limit(limit: u32, workgroups: [u32; 3]) -> Result<(), GpuError> {
+        match workgroups.iter().find(|&&g| g > limit) {
+            Some(&too_many) => Err(GpuError::TooManyWorkgroups { groups: too_many, limit }),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes one dispatch of `kernel` with freshly bound `params` and `buffers`.
+    pub fn dispatch<P: Pod>(
+        &self,
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<(), GpuError> {
+        Self::check_workgroups(ctx, workgroups)?;
+        if workgroups.contains(&0) {
+            return Ok(());
+        }
+        let bytes = bytemuck::bytes_of(params);
+        let uniform = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
         });
+        let bind_group = self.bind(ctx, kernel, &uniform, 0, bytes.len() as u64, buffers);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-        pass.set_pipeline(pipeline);
+        pass.set_pipeline(self.pipeline(kernel));
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         Ok(())
-    }
-
-    /// `x[T×d] = wte[ids] + wpe[0..T]` (shaders/embed.wgsl).
-    #[allow(clippy::too_many_arguments)]
-    pub fn embed(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        ids: &wgpu::Buffer,
-        wte: &wgpu::Buffer,
-        wpe: &wgpu::Buffer,
-        x: &wgpu::Buffer,
-        t: usize,
-        d: usize,
-    ) -> Result<(), GpuError> {
-        let p = Params4 { a: t as u32, b: d as u32, c: 0, d: 0 };
-        self.dispatch(ctx, enc, &self.embed, bytemuck::bytes_of(&p), &[ids, wte, wpe, x], [groups(t * d, 64), 1, 1])
-    }
-
-    /// Row-wise layernorm of `x[rows×d]` into `y` (shaders/layernorm.wgsl).
-    #[allow(clippy::too_many_arguments)]
-    pub fn layernorm(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        gain: &wgpu::Buffer,
-        bias: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        rows: usize,
-        d: usize,
-        eps: f32,
-    ) -> Result<(), GpuError> {
-        let p = Params4 { a: rows as u32, b: d as u32, c: eps.to_bits(), d: 0 };
-        self.dispatch(ctx, enc, &self.layernorm, bytemuck::bytes_of(&p), &[x, gain, bias, y], [groups(rows, 64), 1, 1])
-    }
-
-    /// `y[M×N] = x[M×K] · w[K×N] + b[N]`, 64×64 tiles through workgroup memory (shaders/matmul_bias.wgsl).
-    #[allow(clippy::too_many_arguments)]
-    pub fn matmul_bias(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        y: &wgpu::Buffer,
-        (m, k, n): (usize, usize, usize),
-    ) -> Result<(), GpuError> {
-        let p = Params4 { a: m as u32, b: k as u32, c: n as u32, d: 0 };
-        self.dispatch(
-            ctx,
-            enc,
-            &self.matmul_bias,
-            bytemuck::bytes_of(&p),
-            &[x, w, b, y],
-            [groups(n, 64), groups(m, 64), 1],
-        )
-    }
-
-    /// Raw and scaled+masked scores of every head from the fused QKV (shaders/attn_scores.wgsl).
-    #[allow(clippy::too_many_arguments)]
-    pub fn attn_scores(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        qkv: &wgpu::Buffer,
-        raw: &wgpu::Buffer,
-        masked: &wgpu::Buffer,
-        (t, n_head, d_head): (usize, usize, usize),
-        mask: Mask,
-    ) -> Result<(), GpuError> {
-        let (mask_mode, window) = mask.gpu_code();
-        let p = ScoreParams {
-            t: t as u32,
-            n_head: n_head as u32,
-            d_head: d_head as u32,
-            mask_mode,
-            window,
-            scale: 1.0 / (d_head as f32).sqrt(),
-            neg_inf_bits: f32::NEG_INFINITY.to_bits(),
-            _pad: 0,
-        };
-        self.dispatch(
-            ctx,
-            enc,
-            &self.attn_scores,
-            bytemuck::bytes_of(&p),
-            &[qkv, raw, masked],
-            [groups(t, 8), groups(t, 8), n_head as u32],
-        )
-    }
-
-    /// Softmax of each row of `scores[rows×n]` (shaders/softmax_rows.wgsl).
-    pub fn softmax_rows(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        scores: &wgpu::Buffer,
-        weights: &wgpu::Buffer,
-        rows: usize,
-        n: usize,
-    ) -> Result<(), GpuError> {
-        let p = Params4 { a: rows as u32, b: n as u32, c: 0, d: 0 };
-        self.dispatch(
-            ctx,
-            enc,
-            &self.softmax_rows,
-            bytemuck::bytes_of(&p),
-            &[scores, weights],
-            [groups(rows, 64), 1, 1],
-        )
-    }
-
-    /// Each head's W·V, concatenated into `out[T×d]` (shaders/weighted_sum.wgsl).
-    #[allow(clippy::too_many_arguments)]
-    pub fn weighted_sum(
-        &self,
-        ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
-        weights: &wgpu::Buffer,
-        qkv: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        (t, n_head, d_head): (usize, usize, usize),
-    ) -> Result<(), GpuError> {
-        let p = Params4 { a: t as u32, b: n_head as u32, c: d_head as u32, d: 0 };
-        let d = n_head * d_head;
-        self.dispatch(
-            ctx,
-            enc,
-            &self.weighted_sum,
-            bytemuck::bytes_of(&p),
-            &[weights, qkv, out],
-            [groups(d, 8), groups(t, 8), 1],
-        )
     }
 }

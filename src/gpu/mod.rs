@@ -1,15 +1,22 @@
 //! The GPU backend: wgpu device setup, one compute pipeline per kernel in
-//! `shaders/`, the attention layer kept resident on the GPU, and readback of
-//! just the slices the screen needs.
+//! `shaders/`, the whole forward pass with weights resident and prefix (KV)
+//! reuse, and readback of just the slices the screen needs.
 
-mod attention;
 mod context;
+mod forward;
 mod kernels;
+mod layout;
 mod readback;
+mod stages;
 mod trace;
+mod weights;
 
-pub use attention::{GpuAttention, Stage};
 pub use context::{GpuContext, GpuError};
-pub use kernels::Kernels;
+pub use forward::{GpuForward, RunOptions, RunStats};
+pub use kernels::{
+    AttentionRowsParams, AttentionShape, EmbedParams, FlashParams, Kernel, Kernels, LayernormParams, MatmulFusion,
+    MatmulParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T,
+};
 pub use readback::{begin_read, read_f32, PendingRead};
-pub use trace::trace_attention_gpu;
+pub use stages::Stage;
+pub use weights::{rows_per_chunk, GpuWeights};

@@ -1,40 +1,72 @@
-//! Filling an `AttentionTrace` from the GPU's buffers: for the tests that
-//! compare backends. The app never does this; it reads slices.
+//! A whole `Trace` from the GPU's buffers: what `attnscope trace --backend gpu`
+//! prints and what the tests compare with the CPU reference. The app never
+//! does this; it reads slices.
 
-use super::{GpuAttention, GpuContext, GpuError, Stage};
-use crate::engine::{AttentionTrace, HeadTrace, Mask, Matrix};
+use super::{GpuContext, GpuError, GpuForward, RunOptions, Stage};
+use crate::engine::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use crate::model::Token;
 
-/// Runs the GPU attention layer on `ids` and reads every stage back.
-pub async fn trace_attention_gpu(
-    ctx: &GpuContext,
-    attn: &mut GpuAttention,
-    ids: &[u32],
-    mask: Mask,
-) -> Result<AttentionTrace, GpuError> {
-    attn.run(ctx, ids, mask)?;
-    let t = ids.len();
-    let (n_head, d) = (attn.n_head(), attn.stage_len(Stage::Ln1) / t.max(1));
-    let d_head = d / n_head.max(1);
-    let scale = 1.0 / (d_head as f32).sqrt();
-    let ln_1 = attn.read(ctx, Stage::Ln1, 0, t * d).await?;
-    let qkv = attn.read(ctx, Stage::Qkv, 0, t * 3 * d).await?;
-    let head_out = attn.read(ctx, Stage::HeadOut, 0, t * d).await?;
-    let columns = |all: &[f32], stride: usize, offset: usize| Matrix::from_columns(all, t, stride, offset, d_head);
-    let mut heads = Vec::with_capacity(n_head);
-    for h in 0..n_head {
-        let raw = attn.read_head(ctx, Stage::ScoresRaw, h).await?;
-        let masked = attn.read_head(ctx, Stage::ScoresMasked, h).await?;
-        let weights = attn.read_head(ctx, Stage::Weights, h).await?;
-        heads.push(HeadTrace {
-            q: columns(&qkv, 3 * d, h * d_head),
-            k: columns(&qkv, 3 * d, d + h * d_head),
-            v: columns(&qkv, 3 * d, 2 * d + h * d_head),
-            scores_scaled: Matrix::from_vec(t, t, raw.iter().map(|s| s * scale).collect()),
-            scores_raw: Matrix::from_vec(t, t, raw),
-            scores_masked: Matrix::from_vec(t, t, masked),
-            weights: Matrix::from_vec(t, t, weights),
-            output: columns(&head_out, d, h * d_head),
-        });
+impl GpuForward {
+    /// Runs the traced forward pass on `tokens` and reads every stage back.
+    /// With `all_logits` false, `logits` holds only the last position's row.
+    pub async fn trace(
+        &mut self,
+        ctx: &GpuContext,
+        tokens: Vec<Token>,
+        mask: Mask,
+        all_logits: bool,
+    ) -> Result<Trace, GpuError> {
+        let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+        if ids.is_empty() {
+            return Err(EngineError::Empty.into());
+        }
+        self.run(ctx, &ids, RunOptions { mask, trace: true, all_logits })?;
+        let c = self.config().clone();
+        let (t, d, n_head, d_head) = (ids.len(), c.n_embd, c.n_head, c.d_head());
+        let scale = 1.0 / (d_head as f32).sqrt();
+        let rows = |data: Vec<f32>, cols: usize| Matrix::from_vec(t, cols, data);
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for l in 0..c.n_layer {
+            let qkv = self.read_rows(ctx, Stage::Qkv, l).await?;
+            let head_out = self.read_rows(ctx, Stage::HeadOut, l).await?;
+            let mut heads = Vec::with_capacity(n_head);
+            for h in 0..n_head {
+                let raw = self.read_head(ctx, Stage::ScoresRaw, l, h).await?;
+                heads.push(HeadTrace {
+                    q: Matrix::from_columns(&qkv, t, 3 * d, h * d_head, d_head),
+                    k: Matrix::from_columns(&qkv, t, 3 * d, d + h * d_head, d_head),
+                    v: Matrix::from_columns(&qkv, t, 3 * d, 2 * d + h * d_head, d_head),
+                    scores_scaled: Matrix::from_vec(t, t, raw.iter().map(|s| s * scale).collect()),
+                    scores_raw: Matrix::from_vec(t, t, raw),
+                    scores_masked: Matrix::from_vec(t, t, self.read_head(ctx, Stage::ScoresMasked, l, h).await?),
+                    weights: Matrix::from_vec(t, t, self.read_head(ctx, Stage::Weights, l, h).await?),
+                    output: Matrix::from_columns(&head_out, t, d, h * d_head, d_head),
+                });
+            }
+            layers.push(LayerTrace {
+                attention: AttentionTrace { ln_1: rows(self.read_rows(ctx, Stage::Ln1, l).await?, d), heads },
+                attn_out: rows(self.read_rows(ctx, Stage::AttnOut, l).await?, d),
+                resid_mid: rows(self.read_rows(ctx, Stage::ResidMid, l).await?, d),
+                ln_2: rows(self.read_rows(ctx, Stage::Ln2, l).await?, d),
+                mlp_hidden: rows(self.read_rows(ctx, Stage::MlpHidden, l).await?, c.n_inner),
+                mlp_out: rows(self.read_rows(ctx, Stage::MlpOut, l).await?, d),
+                resid_post: rows(self.read_rows(ctx, Stage::ResidPost, l).await?, d),
+            });
+        }
+        let logits = if all_logits {
+            rows(self.read_all_logits(ctx).await?, c.vocab_size)
+        } else {
+            let mut last = self.begin_read_last_logits(ctx)?.finish(ctx).await?;
+            last.truncate(c.vocab_size);
+            Matrix::from_vec(1, c.vocab_size, last)
+        };
+        Ok(Trace {
+            tokens,
+            mask,
+            embeddings: rows(self.read_rows(ctx, Stage::Embeddings, 0).await?, d),
+            layers,
+            ln_f: rows(self.read_rows(ctx, Stage::LnF, 0).await?, d),
+            logits,
+        })
     }
-    Ok(AttentionTrace { ln_1: Matrix::from_vec(t, d, ln_1), heads })
 }

@@ -7,6 +7,9 @@ use bytemuck::{Pod, Zeroable};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HeatmapParams {
     pub t: u32,
+    /// Row stride of the matrices in the buffers (their capacity, ≥ t): head h's
+    /// cell (i, j) is at (h·stride + i)·stride + j.
+    pub stride: u32,
     pub head: u32,
     pub width: u32,
     pub height: u32,
@@ -29,7 +32,8 @@ struct Uniforms {
     srgb_target: u32,
     hover_row: i32,
     hover_col: i32,
-    _pad: [u32; 3],
+    stride: u32,
+    _pad: [u32; 2],
 }
 
 pub struct HeatmapRenderer {
@@ -91,7 +95,8 @@ impl HeatmapRenderer {
         let (hover_row, hover_col) = params.hover.map_or((-1, -1), |(r, c)| (r as i32, c as i32));
         let uniforms = Uniforms {
             t: params.t,
-            offset: params.head * params.t * params.t,
+            offset: params.head * params.stride * params.stride,
+            stride: params.stride,
             width: params.width as f32,
             height: params.height as f32,
             lo: params.lo,
@@ -99,7 +104,7 @@ impl HeatmapRenderer {
             srgb_target: u32::from(self.format.is_srgb()),
             hover_row,
             hover_col,
-            _pad: [0; 3],
+            _pad: [0; 2],
         };
         queue.write_buffer(&self.uniforms, 0, bytemuck::bytes_of(&uniforms));
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {

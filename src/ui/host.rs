@@ -1,6 +1,6 @@
 //! `Host`: what the page holds outside the reactive graph (wgpu objects are
 //! not `Send`): the model, and where WebGPU works, the GPU context, the
-//! resident attention layer, the canvas surface and the heatmap renderer.
+//! resident forward pass, the canvas surface and the heatmap renderer.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -9,17 +9,19 @@ use wasm_bindgen::JsValue;
 
 use super::fetch::fetch_bytes;
 use crate::engine::Mask;
-use crate::gpu::{GpuAttention, GpuContext, GpuError, PendingRead, Stage};
+use crate::gpu::{GpuContext, GpuError, GpuForward, PendingRead, RunOptions, Stage};
 use crate::model::{Model, Token};
 use crate::render::{HeatmapParams, HeatmapRenderer};
 
 /// Where the page fetches the default model from (Trunk copies www/models to models/).
 pub const MODEL_DIR: &str = "models/default";
 pub const MODEL_NAME: &str = "default";
+/// The layer the heatmap shows (a layer picker comes with the learner's page).
+pub const LAYER: usize = 0;
 
 pub struct GpuHost {
     pub ctx: GpuContext,
-    pub attn: RefCell<GpuAttention>,
+    pub fwd: RefCell<GpuForward>,
     surface: wgpu::Surface<'static>,
     renderer: HeatmapRenderer,
     surface_size: Cell<(u32, u32)>,
@@ -62,7 +64,7 @@ async fn open_gpu(model: &Model, canvas: web_sys::HtmlCanvasElement) -> Result<G
         }
         other => other.to_string(),
     })?;
-    let attn = ctx.checked(|| GpuAttention::new(&ctx, model)).await.map_err(|e| e.to_string())?;
+    let fwd = ctx.checked(|| GpuForward::new(&ctx, model)).await.map_err(|e| e.to_string())?;
     let surface = ctx
         .instance
         .create_surface(wgpu::SurfaceTarget::Canvas(canvas))
@@ -70,7 +72,7 @@ async fn open_gpu(model: &Model, canvas: web_sys::HtmlCanvasElement) -> Result<G
     let format =
         surface.get_capabilities(&ctx.adapter).formats.first().copied().ok_or("the canvas offers no texture format")?;
     let renderer = ctx.checked(|| Ok(HeatmapRenderer::new(&ctx.device, format))).await.map_err(|e| e.to_string())?;
-    Ok(GpuHost { ctx, attn: RefCell::new(attn), surface, renderer, surface_size: Cell::new((0, 0)) })
+    Ok(GpuHost { ctx, fwd: RefCell::new(fwd), surface, renderer, surface_size: Cell::new((0, 0)) })
 }
 
 /// Loads the model and opens the GPU, then installs the host. The model is
@@ -107,10 +109,11 @@ impl Host {
 }
 
 impl GpuHost {
-    /// Runs the attention layer on `ids`; results stay on the GPU.
+    /// Runs the whole forward pass on `ids`, keeping every stage on the GPU
+    /// (only the rows after the prefix shared with the last run are computed).
     pub fn run(&self, ids: &[u32], mask: Mask) -> Result<(), String> {
-        let mut attn = self.attn.try_borrow_mut().map_err(|_| "the GPU layer is busy")?;
-        attn.run(&self.ctx, ids, mask).map_err(|e| e.to_string())?;
+        let mut fwd = self.fwd.try_borrow_mut().map_err(|_| "the GPU is busy")?;
+        fwd.run(&self.ctx, ids, RunOptions::traced(mask)).map_err(|e| e.to_string())?;
         match self.ctx.fault() {
             Some(fault) => Err(fault),
             None => Ok(()),
@@ -119,8 +122,9 @@ impl GpuHost {
 
     /// Draws `head`'s softmax weights from the GPU buffer onto the canvas.
     pub fn draw(&self, canvas: &web_sys::HtmlCanvasElement, head: usize, hover: Option<(usize, usize)>) {
-        let Ok(attn) = self.attn.try_borrow() else { return };
-        let (Some(values), Some(masked)) = (attn.buffer(Stage::Weights), attn.buffer(Stage::ScoresMasked)) else {
+        let Ok(fwd) = self.fwd.try_borrow() else { return };
+        let (Ok(values), Ok(masked)) = (fwd.buffer(Stage::Weights, LAYER), fwd.buffer(Stage::ScoresMasked, LAYER))
+        else {
             return;
         };
         let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
@@ -144,7 +148,8 @@ impl GpuHost {
         };
         let view = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
         let params = HeatmapParams {
-            t: attn.tokens() as u32,
+            t: fwd.tokens() as u32,
+            stride: fwd.square_stride() as u32,
             head: head as u32,
             width,
             height,
@@ -158,15 +163,18 @@ impl GpuHost {
 
     /// Starts reading one softmax weight back (4 bytes).
     pub fn begin_read_weight(&self, head: usize, row: usize, col: usize) -> Result<PendingRead, String> {
-        let attn = self.attn.try_borrow().map_err(|_| "the GPU layer is busy")?;
-        attn.begin_read_cell(&self.ctx, Stage::Weights, head, row, col).map_err(|e| e.to_string())
+        let fwd = self.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+        fwd.begin_read_cell(&self.ctx, Stage::Weights, LAYER, (head, row, col)).map_err(|e| e.to_string())
     }
 
-    /// Starts reading a head's whole T×T weight matrix (test hook only).
-    pub fn begin_read_head(&self, head: usize) -> Result<(PendingRead, usize), String> {
-        let attn = self.attn.try_borrow().map_err(|_| "the GPU layer is busy")?;
-        let t = attn.tokens();
-        let pending = attn.begin_read(&self.ctx, Stage::Weights, head * t * t, t * t).map_err(|e| e.to_string())?;
-        Ok((pending, t))
+    /// Starts reading one query row of a head's weights (T values; the test hook reads each row).
+    pub fn begin_read_weights_row(&self, head: usize, row: usize) -> Result<PendingRead, String> {
+        let fwd = self.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+        fwd.begin_read_square_row(&self.ctx, Stage::Weights, LAYER, (head, row)).map_err(|e| e.to_string())
+    }
+
+    /// Tokens in the last run.
+    pub fn tokens(&self) -> usize {
+        self.fwd.try_borrow().map_or(0, |f| f.tokens())
     }
 }

@@ -6,6 +6,8 @@ from out/checkpoint.pt when it exists, and exports it in GPT-2 format.
     python3 tools/train/train.py --export-only            # export the last checkpoint
     python3 tools/train/train.py --tokens 2e5 --out /tmp/smoke   # a quick end-to-end check
 
+--init-from DIR starts a new run from an exported model (continued training).
+
 What it mixes in, for induction heads: with probability --repeat-prob a
 training sequence gets a copy of one of its own spans, of random length
 (8..48 tokens), placed after a random gap (0..32 tokens) at a random position;
@@ -104,6 +106,9 @@ def main():
     p.add_argument("--out", type=pathlib.Path, default=HERE / "out")
     p.add_argument("--export-to", type=pathlib.Path, default=ROOT / "www" / "models" / "default")
     p.add_argument("--export-only", action="store_true")
+    p.add_argument("--init-from", type=pathlib.Path, default=None,
+                   help="start from an exported model directory (model.safetensors in GPT-2 names) instead of "
+                        "random weights, when out/ has no checkpoint yet; the optimizer starts fresh")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -126,6 +131,15 @@ def main():
         opt.load_state_dict(saved["opt"])
         state = saved["state"]
         print(f"resumed at step {state['step']}")
+    elif args.init_from is not None:
+        from safetensors.torch import load_file
+        saved = load_file(str(args.init_from / "model.safetensors"))
+        missing, unexpected = model.transformer.load_state_dict(saved, strict=False)
+        missing = [k for k in missing if not k.endswith(".attn.bias")]
+        if missing or unexpected:
+            raise SystemExit(f"--init-from {args.init_from}: missing {missing}, unexpected {unexpected}")
+        model.tie_weights()
+        print(f"initialised from {args.init_from}")
     if args.export_only:
         export(model, config, tok_path, args.export_to, state)
         return

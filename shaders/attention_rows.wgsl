@@ -1,0 +1,151 @@
+// attention_rows.wgsl: the whole attention of one query row of one head, keeping
+// every intermediate the trace shows (the "naive" path; flash_attention.wgsl is
+// the one that never materialises T×T).
+//
+// Fused: Q·Kᵀ (raw), ·1/√d_head and the mask (masked, −∞ where forbidden), the
+// numerically stable row softmax (weights; a fully masked row gives 0, not NaN)
+// and W·V (out). Every head in one dispatch.
+//
+// Shapes (row-major f32):
+//   qkv[·×3d]         fused projection: Q in columns [0, d), K in [d, 2d), V in
+//                     [2d, 3d); head h uses columns h·d_head .. (h+1)·d_head of each.
+//   raw, masked, weights[H×cap×cap]  out: element (h, i, j) at (h·cap + i)·cap + j,
+//                     for query rows row0 .. row0+M and keys j < T. The row stride is
+//                     the buffers' capacity `cap`, not T, so rows computed by an
+//                     earlier run stay where they are when the text grows.
+//   out[·×d]          out: head h's W·V in columns h·d_head .. (h+1)·d_head.
+// −∞ is written as the bit pattern `neg_inf_bits` (a constant ∞ is a shader
+// creation error in WebGPU). Mask modes: 0 causal (j ≤ i), 1 bidirectional,
+// 2 sliding window (i − w < j ≤ i).
+// Limits: T ≤ 1024 (the scores of a row live in workgroup memory), d_head ≤ 256.
+// Workgroup 64: invocations stride over keys, then over the d_head outputs.
+// Dispatch (M, H, 1): workgroup (r, h) is query row row0 + r of head h.
+// CPU reference: engine::ops::attention_scores, softmax_rows, weighted_sum.
+
+struct Params {
+    m: u32,
+    t: u32,
+    n_head: u32,
+    d_head: u32,
+    row0: u32,
+    cap: u32,
+    mask_mode: u32,
+    window: u32,
+    scale: f32,
+    neg_inf_bits: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> raw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> masked: array<f32>;
+@group(0) @binding(4) var<storage, read_write> weights: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+var<workgroup> q_s: array<f32, 256>;
+var<workgroup> row_s: array<f32, 1024>;
+var<workgroup> red: array<f32, 64>;
+
+fn allowed(i: u32, j: u32) -> bool {
+    switch p.mask_mode {
+        case 1u: { return true; }
+        case 2u: { return j <= i && i - j < p.window; }
+        default: { return j <= i; }
+    }
+}
+
+fn reduce_max(lid: u32, value: f32) -> f32 {
+    red[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            red[lid] = max(red[lid], red[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn reduce_sum(lid: u32, value: f32) -> f32 {
+    red[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            red[lid] = red[lid] + red[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let i = p.row0 + wg.x;
+    let h = wg.y;
+    let d = p.n_head * p.d_head;
+    let neg_inf = bitcast<f32>(p.neg_inf_bits);
+    for (var c = lid; c < p.d_head; c += WG) {
+        q_s[c] = qkv[i * 3u * d + h * p.d_head + c];
+    }
+    workgroupBarrier();
+
+    // Scores: raw, scaled and masked; the running max of the allowed ones.
+    var local_max = neg_inf;
+    for (var j = lid; j < p.t; j += WG) {
+        let k_base = j * 3u * d + d + h * p.d_head;
+        var s = 0.0;
+        for (var c = 0u; c < p.d_head; c++) {
+            s += q_s[c] * qkv[k_base + c];
+        }
+        let at = (h * p.cap + i) * p.cap + j;
+        raw[at] = s;
+        var m = neg_inf;
+        if allowed(i, j) {
+            m = s * p.scale;
+            local_max = max(local_max, m);
+        }
+        masked[at] = m;
+        row_s[j] = m;
+    }
+    let row_max = reduce_max(lid, local_max);
+
+    // Softmax: exp(s − max) / Σ; a row with no allowed key stays all zero.
+    let any_allowed = row_max != neg_inf;
+    var local_sum = 0.0;
+    for (var j = lid; j < p.t; j += WG) {
+        var e = 0.0;
+        if any_allowed && allowed(i, j) {
+            e = exp(row_s[j] - row_max);
+        }
+        row_s[j] = e;
+        local_sum += e;
+    }
+    let total = reduce_sum(lid, local_sum);
+    for (var j = lid; j < p.t; j += WG) {
+        var wv = 0.0;
+        if total > 0.0 {
+            wv = row_s[j] / total;
+        }
+        row_s[j] = wv;
+        weights[(h * p.cap + i) * p.cap + j] = wv;
+    }
+    workgroupBarrier();
+
+    // W·V for this row, one output column per invocation.
+    for (var c = lid; c < p.d_head; c += WG) {
+        var o = 0.0;
+        for (var j = 0u; j < p.t; j++) {
+            o += row_s[j] * qkv[j * 3u * d + 2u * d + h * p.d_head + c];
+        }
+        out[i * d + h * p.d_head + c] = o;
+    }
+}

@@ -1,0 +1,144 @@
+// flash_attention.wgsl: attention output W·V without materialising the T×T
+// scores: keys and values are walked in tiles through workgroup memory with an
+// online (running max, running sum) softmax. Used when the trace does not need
+// the matrices (generation, benchmarks); equal to attention_rows.wgsl's `out`.
+//
+// Shapes (row-major f32):
+//   qkv[·×3d]   fused projection: Q in columns [0, d), K in [d, 2d), V in [2d, 3d);
+//               head h uses columns h·d_head .. (h+1)·d_head of each.
+//   out[·×d]    out: rows row0 .. row0+M, head h in columns h·d_head ..
+// Keys 0 .. T. Mask modes: 0 causal, 1 bidirectional, 2 sliding window (i − w < j ≤ i);
+// tiles wholly outside every row's mask are skipped. A row with no allowed key gives 0.
+// One invocation per query row: q and the output accumulator live in registers
+// (d_head ≤ 128). A key tile holds 2048 / d_head keys (at most 64) of K and V:
+// 16 KiB of workgroup memory, the WebGPU default limit.
+// Workgroup 64; dispatch (ceil(M/64), H, 1).
+// CPU reference: engine::ops::attention_scores → softmax_rows → weighted_sum.
+
+struct Params {
+    m: u32,
+    t: u32,
+    n_head: u32,
+    d_head: u32,
+    row0: u32,
+    mask_mode: u32,
+    window: u32,
+    scale: f32,
+    neg_inf_bits: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const WG: u32 = 64u;
+const MAX_D_HEAD: u32 = 128u;
+const TILE_WORDS: u32 = 2048u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+var<workgroup> k_s: array<f32, 2048>;
+var<workgroup> v_s: array<f32, 2048>;
+
+fn allowed(i: u32, j: u32) -> bool {
+    switch p.mask_mode {
+        case 1u: { return true; }
+        case 2u: { return j <= i && i - j < p.window; }
+        default: { return j <= i; }
+    }
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let lid = lid3.x;
+    let h = wg.y;
+    let d = p.n_head * p.d_head;
+    let first = p.row0 + wg.x * WG;
+    let last = min(first + WG, p.row0 + p.m) - 1u; // last row of this workgroup
+    let i = first + lid;
+    let active = i <= last;
+    let neg_inf = bitcast<f32>(p.neg_inf_bits);
+    let tile = min(TILE_WORDS / p.d_head, 64u);
+
+    var q: array<f32, MAX_D_HEAD>;
+    var acc: array<f32, MAX_D_HEAD>;
+    for (var c = 0u; c < p.d_head; c++) {
+        acc[c] = 0.0;
+        q[c] = 0.0;
+        if active {
+            q[c] = qkv[i * 3u * d + h * p.d_head + c];
+        }
+    }
+    var run_max = neg_inf;
+    var run_sum = 0.0;
+
+    // Keys any row of this workgroup may see.
+    var key_end = p.t;
+    var key_start = 0u;
+    if p.mask_mode != 1u {
+        key_end = min(p.t, last + 1u);
+    }
+    if p.mask_mode == 2u && first + 1u > p.window {
+        key_start = ((first + 1u - p.window) / tile) * tile;
+    }
+
+    for (var j0 = key_start; j0 < key_end; j0 += tile) {
+        let n = min(tile, key_end - j0);
+        for (var at = lid; at < n * p.d_head; at += WG) {
+            let j = j0 + at / p.d_head;
+            let c = at % p.d_head;
+            k_s[at] = qkv[j * 3u * d + d + h * p.d_head + c];
+            v_s[at] = qkv[j * 3u * d + 2u * d + h * p.d_head + c];
+        }
+        workgroupBarrier();
+        if active {
+            // The tile's scores, kept in registers, and their max.
+            var s_tile: array<f32, 64>;
+            var tile_max = neg_inf;
+            for (var jj = 0u; jj < n; jj++) {
+                var s = neg_inf;
+                if allowed(i, j0 + jj) {
+                    var dot = 0.0;
+                    for (var c = 0u; c < p.d_head; c++) {
+                        dot += q[c] * k_s[jj * p.d_head + c];
+                    }
+                    s = dot * p.scale;
+                    tile_max = max(tile_max, s);
+                }
+                s_tile[jj] = s;
+            }
+            if tile_max != neg_inf {
+                let new_max = max(run_max, tile_max);
+                var correction = 0.0;
+                if run_max != neg_inf {
+                    correction = exp(run_max - new_max);
+                }
+                run_sum *= correction;
+                for (var c = 0u; c < p.d_head; c++) {
+                    acc[c] *= correction;
+                }
+                for (var jj = 0u; jj < n; jj++) {
+                    if s_tile[jj] != neg_inf {
+                        let e = exp(s_tile[jj] - new_max);
+                        run_sum += e;
+                        for (var c = 0u; c < p.d_head; c++) {
+                            acc[c] += e * v_s[jj * p.d_head + c];
+                        }
+                    }
+                }
+                run_max = new_max;
+            }
+        }
+        workgroupBarrier();
+    }
+    if active {
+        for (var c = 0u; c < p.d_head; c++) {
+            var o = 0.0;
+            if run_sum > 0.0 {
+                o = acc[c] / run_sum;
+            }
+            out[i * d + h * p.d_head + c] = o;
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! `GpuForward`: the whole GPT-2 forward pass as WGSL compute kernels, weights
+//! resident, every tensor in its own storage buffer (for rendering and slice
+//! readback), and prefix reuse: when new ids extend or share a prefix with the
+//! last run, the prefix's K and V (and every other per-row tensor) are kept and
+//! only the new rows are computed (the KV cache).
+//!
+//! Per block, 5 dispatches: ln_1+QKV, attention, proj+residual, ln_2+fc+GELU,
+//! proj+residual. Attention is attention_rows.wgsl when the trace wants the T×T
+//! matrices, flash_attention.wgsl otherwise. Buffers and bind groups are built
+//! once per [`Layout`] (capacity in tokens, and which optional buffers exist);
+//! a run only writes the new ids and one block of parameters.
+
+use super::kernels::{
+    AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, PARAM_STRIDE,
+};
+use super::layout::{Buffers, Layout, Slot};
+use super::weights::GpuWeights;
+use super::{GpuContext, GpuError};
+use crate::engine::{check_ids, EngineError, Mask};
+use crate::model::{Model, ModelConfig};
+
+/// What a run computes besides the next-token logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    pub mask: Mask,
+    /// Keep every intermediate the trace shows (naive attention with the T×T
+    /// matrices, layernorm outputs, pre-residual outputs).
+    pub trace: bool,
+    /// Logits for every position, not only the last.
+    pub all_logits: bool,
+}
+
+impl RunOptions {
+    /// Next-token logits only, flash attention: generation and benchmarks.
+    pub fn fast(mask: Mask) -> Self {
+        Self { mask, trace: false, all_logits: false }
+    }
+
+    /// Everything the trace shows.
+    pub fn traced(mask: Mask) -> Self {
+        Self { mask, trace: true, all_logits: false }
+    }
+}
+
+/// What the last run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Tokens in the run.
+    pub tokens: usize,
+    /// Leading tokens whose rows were kept from the previous run.
+    pub reused_prefix: usize,
+    /// Compute dispatches encoded.
+    pub dispatches: usize,
+    /// Whether the buffers were (re)allocated for this run.
+    pub reallocated: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    ids: Vec<u32>,
+    mask: Mask,
+    trace: bool,
+    all_logits: bool,
+}
+
+pub struct GpuForward {
+    kernels: Kernels,
+    config: ModelConfig,
+    weights: GpuWeights,
+    buffers: Option<Buffers>,
+    cached: Option<Cached>,
+    last: RunStats,
+    traced: bool,
+}
+
+/// Where parameters for one slot go in the run's uniform block.
+struct ParamWriter {
+    bytes: Vec<u8>,
+}
+
+impl ParamWriter {
+    fn put<P: bytemuck::Pod>(&mut self, slot: &Slot, params: &P) {
+        let at = slot.index as usize * PARAM_STRIDE as usize;
+        let src = bytemuck::bytes_of(params);
+        self.bytes[at..at + src.len()].copy_from_slice(src);
+    }
+}
+
+/// One dispatch of the run: the slot's bind group with its workgroup counts.
+struct Step<'a> {
+    kernel: Kernel,
+    slot: &'a Slot,
+    workgroups: [u32; 3],
+}
+
+impl GpuForward {
+    /// Uploads the model's weights; buffers for activations come with the first run.
+    pub fn new(ctx: &GpuContext, model: &Model) -> Result<Self, GpuError> {
+        Self::with_weights(ctx, &model.config, GpuWeights::upload(ctx, &model.config, &model.weights)?)
+    }
+
+    pub fn with_weights(ctx: &GpuContext, config: &ModelConfig, weights: GpuWeights) -> Result<Self, GpuError> {
+        if config.d_head() > super::kernels::MAX_FLASH_D_HEAD {
+            return Err(GpuError::Unsupported(format!(
+                "d_head = {} (the GPU kernels hold at most {} per head)",
+                config.d_head(),
+                super::kernels::MAX_FLASH_D_HEAD
+            )));
+        }
+        Ok(Self {
+            kernels: Kernels::new(ctx),
+            config: config.clone(),
+            weights,
+            buffers: None,
+            cached: None,
+            last: RunStats::default(),
+            traced: false,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Tokens in the last run.
+    pub fn tokens(&self) -> usize {
+        self.last.tokens
+    }
+
+    pub fn last_run(&self) -> RunStats {
+        self.last
+    }
+
+    /// Whether the last run kept the trace's intermediates.
+    pub fn traced(&self) -> bool {
+        self.traced
+    }
+
+    /// The mask of the last run.
+    pub fn mask(&self) -> Option<Mask> {
+        self.cached.as_ref().map(|c| c.mask)
+    }
+
+    /// Whether the last run computed the logits of every position.
+    pub fn all_logits(&self) -> bool {
+        self.cached.as_ref().is_some_and(|c| c.all_logits)
+    }
+
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.bytes
+    }
+
+    /// Bytes of activation buffers (the pool) for the current capacity.
+    pub fn activation_bytes(&self) -> u64 {
+        self.buffers.as_ref().map_or(0, |b| b.bytes)
+    }
+
+    pub(crate) fn buffers(&self) -> Option<&Buffers> {
+        self.buffers.as_ref()
+    }
+
+    /// Forgets the cached prefix: the next run computes every row.
+    pub fn clear_cache(&mut self) {
+        self.cached = None;
+    }
+
+    fn ensure_layout(&mut self, ctx: &GpuContext, t: usize, opts: RunOptions) -> Result<bool, GpuError> {
+        let current = self.buffers.as_ref().map(|b| b.layout);
+        let wanted = Layout::for_run(&self.config, current, t, opts.trace, opts.all_logits);
+        if current == Some(wanted) {
+            return Ok(false);
+        }
+        self.buffers = None; // free the old buffers before allocating the new ones
+        self.cached = None;
+        self.buffers = Some(Buffers::new(ctx, &self.kernels, &self.config, &self.weights, wanted)?);
+        Ok(true)
+    }
+
+    /// How many leading rows of the last run `ids` can keep.
+    fn reusable_prefix(&self, ids: &[u32], opts: RunOptions) -> usize {
+        let Some(c) = &self.cached else { return 0 };
+        // Under a bidirectional mask every row depends on every later token.
+        if c.mask != opts.mask || opts.mask == Mask::Bidirectional {
+            return 0;
+        }
+        if (opts.trace && !c.trace) || (opts.all_logits && !c.all_logits) {
+            return 0;
+        }
+        let common = c.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        // At least the last row is recomputed: it produces the logits.
+        common.min(ids.len().saturating_sub(1))
+    }
+
+    /// Runs the forward pass on `ids` and submits it; results stay on the GPU.
+    pub fn run(&mut self, ctx: &GpuContext, ids: &[u32], opts: RunOptions) -> Result<RunStats, GpuError> {
+        check_ids(&self.config, ids)?;
+        if ids.is_empty() {
+            return Err(EngineError::Empty.into());
+        }
+        if let Mask::Window(0) = opts.mask {
+            return Err(GpuError::Unsupported("a sliding window of width 0".into()));
+        }
+        let t = ids.len();
+        let reallocated = self.ensure_layout(ctx, t, opts)?;
+        let p = self.reusable_prefix(ids, opts);
+        let Some(buf) = self.buffers.as_ref() else { return Err(GpuError::OutOfRange("buffers".into())) };
+        let (steps, params) = self.plan(buf, t, p, opts)?;
+        ctx.queue.write_buffer(&buf.ids, p as u64 * 4, bytemuck::cast_slice(&ids[p..]));
+        ctx.queue.write_buffer(&buf.uniform, 0, &params.bytes);
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+        {
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            for step in &steps {
+                pass.set_pipeline(self.kernels.pipeline(step.kernel));
+                pass.set_bind_group(0, &step.slot.bind_group, &[]);
+                pass.dispatch_workgroups(step.workgroups[0], step.workgroups[1], step.workgroups[2]);
+            }
+        }
+        ctx.queue.submit([enc.finish()]);
+        let stats = RunStats { tokens: t, reused_prefix: p, dispatches: steps.len(), reallocated };
+        self.cached =
+            Some(Cached { ids: ids.to_vec(), mask: opts.mask, trace: opts.trace, all_logits: opts.all_logits });
+        self.last = stats;
+        self.traced = opts.trace;
+        Ok(stats)
+    }
+
+    /// The dispatches and parameters for rows `p..t`.
+    fn plan<'a>(
+        &self,
+        buf: &'a Buffers,
+        t: usize,
+        p: usize,
+        opts: RunOptions,
+    ) -> Result<(Vec<Step<'a>>, ParamWriter), GpuError> {
+        let c = &self.config;
+        let (d, n_inner, eps) = (c.n_embd, c.n_inner, c.layer_norm_epsilon);
+        let m = t - p;
+        let mut params = ParamWriter { bytes: vec![0; buf.uniform_size()] };
+        let mut steps = Vec::new();
+        let mut push = |kernel: Kernel, slot: &'a Slot, workgroups: [u32; 3]| -> Result<(), GpuError> {
+            Kernels::check_workgroups_limit(buf.max_workgroups, workgroups)?;
+            if !workgroups.contains(&0) {
+                steps.push(Step { kernel, slot, workgroups });
+            }
+            Ok(())
+        };
+
+        for (slot, chunk) in buf.slots.embed.iter().zip(&self.weights.wte) {
+            let e = EmbedParams {
+                m: m as u32,
+                d: d as u32,
+                row0: p as u32,
+                v0: chunk.v0 as u32,
+                vn: chunk.rows as u32,
+                _pad: [0; 3],
+            };
+            params.put(slot, &e);
+            push(Kernel::Embed, slot, e.workgroups())?;
+        }
+        let trace = opts.trace;
+        let rows = |mp: MatmulParams| mp.rows_from(p, p);
+        for layer in &buf.slots.layers {
+            let qkv = rows(MatmulParams::new(
+                (m, d, 3 * d),
+                MatmulFusion { layernorm: Some(eps), write_ln: trace, bias: true, ..Default::default() },
+            ));
+            params.put(&layer.qkv, &qkv);
+            push(Kernel::MatmulBias, &layer.qkv, qkv.workgroups())?;
+
+            if trace {
+                let shape = AttentionShape { m: t, t, n_head: c.n_head, d_head: c.d_head(), row0: 0, mask: opts.mask };
+                let slot = layer.rows.as_ref().ok_or_else(|| GpuError::OutOfRange("T×T buffers".into()))?;
+                params.put(slot, &shape.rows_params(buf.layout.cap)?);
+                push(Kernel::AttentionRows, slot, shape.rows_workgroups())?;
+            } else {
+                let shape = AttentionShape { m, t, n_head: c.n_head, d_head: c.d_head(), row0: p, mask: opts.mask };
+                params.put(&layer.flash, &shape.flash_params()?);
+                push(Kernel::FlashAttention, &layer.flash, shape.flash_workgroups())?;
+            }
+
+            let residual = MatmulFusion { bias: true, residual: true, write_pre: trace, ..Default::default() };
+            let proj = rows(MatmulParams::new((m, d, d), residual));
+            params.put(&layer.proj, &proj);
+            push(Kernel::MatmulBias, &layer.proj, proj.workgroups())?;
+
+            let fc = rows(MatmulParams::new(
+                (m, d, n_inner),
+                MatmulFusion {
+                    layernorm: Some(eps),
+                    write_ln: trace,
+                    bias: true,
+                    activation: Some(c.activation_function),
+                    ..Default::default()
+                },
+            ));
+            params.put(&layer.fc, &fc);
+            push(Kernel::MatmulBias, &layer.fc, fc.workgroups())?;
+
+            let mlp_proj = rows(MatmulParams::new((m, n_inner, d), residual));
+            params.put(&layer.mlp_proj, &mlp_proj);
+            push(Kernel::MatmulBias, &layer.mlp_proj, mlp_proj.workgroups())?;
+        }
+
+        // ln_f and the tied LM head, chunk by chunk over the vocabulary.
+        let (logit_rows, xrow0, yrow0, slots) = match (opts.all_logits, trace) {
+            (true, true) => (m, p, p, &buf.slots.logits_all_traced),
+            (true, false) => (m, p, p, &buf.slots.logits_all),
+            (false, true) => (1, t - 1, 0, &buf.slots.logits_last_traced),
+            (false, false) => (1, t - 1, 0, &buf.slots.logits_last),
+        };
+        if trace {
+            let ln = LayernormParams { rows: m as u32, d: d as u32, eps, row0: p as u32 };
+            params.put(&buf.slots.ln_f, &ln);
+            push(Kernel::Layernorm, &buf.slots.ln_f, ln.workgroups())?;
+        }
+        let slots = slots.as_ref().ok_or_else(|| GpuError::OutOfRange("all-position logits buffer".into()))?;
+        for (slot, chunk) in slots.iter().zip(&self.weights.wte) {
+            let fusion = MatmulFusion { layernorm: (!trace).then_some(eps), transposed: true, ..Default::default() };
+            let lm = MatmulParams::new((logit_rows, d, chunk.rows), fusion)
+                .rows_from(xrow0, yrow0)
+                .into_columns(chunk.v0, c.vocab_size);
+            params.put(slot, &lm);
+            push(Kernel::MatmulBias, slot, lm.workgroups())?;
+        }
+        Ok((steps, params))
+    }
+}

@@ -1,0 +1,269 @@
+//! The forward pass's activation buffers and bind groups, built once per
+//! [`Layout`] and reused by every run until the text outgrows the capacity
+//! (the buffer pool: typing never allocates).
+
+use super::kernels::{Kernel, Kernels, PARAM_STRIDE};
+use super::weights::{GpuWeights, STORAGE};
+use super::{GpuContext, GpuError};
+use crate::model::ModelConfig;
+
+/// What the buffers can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Tokens the buffers hold; also the row stride of the T×T matrices.
+    pub cap: usize,
+    /// Whether the T×T matrices (raw, masked, weights) exist.
+    pub matrices: bool,
+    /// Whether logits for every position have a buffer.
+    pub all_logits: bool,
+}
+
+impl Layout {
+    /// The layout a run of `t` tokens needs, growing `current` (never shrinking
+    /// it, so that switching views keeps the cache): capacity to the next power
+    /// of two (at least 16, at most the context).
+    pub fn for_run(config: &ModelConfig, current: Option<Layout>, t: usize, matrices: bool, all_logits: bool) -> Self {
+        let mut cap = t.next_power_of_two().max(16).min(config.n_positions.max(t));
+        let (mut m, mut a) = (matrices, all_logits);
+        if let Some(c) = current {
+            m |= c.matrices;
+            a |= c.all_logits;
+            if c.cap >= t {
+                cap = c.cap;
+            }
+        }
+        Layout { cap, matrices: m, all_logits: a }
+    }
+}
+
+/// A bind group and the index of its parameter block in the uniform buffer.
+pub struct Slot {
+    pub bind_group: wgpu::BindGroup,
+    pub index: u32,
+}
+
+/// One block's activations, each `[cap × width]` (T×T ones `[H × cap × cap]`).
+pub struct LayerBuffers {
+    pub ln_1: wgpu::Buffer,
+    pub qkv: wgpu::Buffer,
+    pub raw: Option<wgpu::Buffer>,
+    pub masked: Option<wgpu::Buffer>,
+    pub weights: Option<wgpu::Buffer>,
+    pub head_out: wgpu::Buffer,
+    pub attn_out: wgpu::Buffer,
+    pub resid_mid: wgpu::Buffer,
+    pub ln_2: wgpu::Buffer,
+    pub hidden: wgpu::Buffer,
+    pub mlp_out: wgpu::Buffer,
+    pub resid_post: wgpu::Buffer,
+}
+
+pub struct LayerSlots {
+    pub qkv: Slot,
+    pub rows: Option<Slot>,
+    pub flash: Slot,
+    pub proj: Slot,
+    pub fc: Slot,
+    pub mlp_proj: Slot,
+}
+
+pub struct Slots {
+    pub embed: Vec<Slot>,
+    pub layers: Vec<LayerSlots>,
+    pub ln_f: Slot,
+    pub logits_last: Option<Vec<Slot>>,
+    pub logits_last_traced: Option<Vec<Slot>>,
+    pub logits_all: Option<Vec<Slot>>,
+    pub logits_all_traced: Option<Vec<Slot>>,
+}
+
+pub struct Buffers {
+    pub layout: Layout,
+    pub ids: wgpu::Buffer,
+    pub x: wgpu::Buffer,
+    pub layers: Vec<LayerBuffers>,
+    pub ln_f: wgpu::Buffer,
+    pub logits_last: wgpu::Buffer,
+    pub logits_all: Option<wgpu::Buffer>,
+    pub uniform: wgpu::Buffer,
+    pub slots: Slots,
+    pub max_workgroups: u32,
+    /// Bytes of activation buffers.
+    pub bytes: u64,
+}
+
+struct Alloc<'a> {
+    ctx: &'a GpuContext,
+    bytes: u64,
+}
+
+impl Alloc<'_> {
+    fn buffer(&mut self, name: &str, elements: usize) -> Result<wgpu::Buffer, GpuError> {
+        let size = (elements.max(1) as u64 * 4).next_multiple_of(4);
+        self.ctx.check_binding(name, size)?;
+        self.bytes += size;
+        Ok(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size,
+            usage: STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+}
+
+/// Hands out parameter slots in order.
+struct Binder<'a> {
+    ctx: &'a GpuContext,
+    kernels: &'a Kernels,
+    uniform: &'a wgpu::Buffer,
+    next: u32,
+}
+
+impl Binder<'_> {
+    fn slot(&mut self, kernel: Kernel, buffers: &[&wgpu::Buffer]) -> Slot {
+        let index = self.next;
+        self.next += 1;
+        let offset = index as u64 * PARAM_STRIDE;
+        let bind_group = self.kernels.bind(self.ctx, kernel, self.uniform, offset, PARAM_STRIDE.min(64), buffers);
+        Slot { bind_group, index }
+    }
+}
+
+/// Parameter blocks a layout needs: embed and logits per vocabulary chunk (four
+/// logits variants), five per block plus flash, and ln_f.
+fn slot_count(layers: usize, chunks: usize) -> u64 {
+    (chunks * 5 + layers * 6 + 1) as u64
+}
+
+impl Buffers {
+    pub fn new(
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        config: &ModelConfig,
+        weights: &GpuWeights,
+        layout: Layout,
+    ) -> Result<Self, GpuError> {
+        let (d, h, cap, v) = (config.n_embd, config.n_head, layout.cap, config.vocab_size);
+        let mut a = Alloc { ctx, bytes: 0 };
+        let ids = a.buffer("ids", cap)?;
+        let x = a.buffer("embeddings", cap * d)?;
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for l in 0..config.n_layer {
+            let name = |what: &str| format!("h.{l}.{what}");
+            let square = |a: &mut Alloc, what: &str| -> Result<Option<wgpu::Buffer>, GpuError> {
+                layout.matrices.then(|| a.buffer(&name(what), h * cap * cap)).transpose()
+            };
+            layers.push(LayerBuffers {
+                ln_1: a.buffer(&name("ln_1"), cap * d)?,
+                qkv: a.buffer(&name("qkv"), cap * 3 * d)?,
+                raw: square(&mut a, "scores_raw")?,
+                masked: square(&mut a, "scores_masked")?,
+                weights: square(&mut a, "weights")?,
+                head_out: a.buffer(&name("head_out"), cap * d)?,
+                attn_out: a.buffer(&name("attn_out"), cap * d)?,
+                resid_mid: a.buffer(&name("resid_mid"), cap * d)?,
+                ln_2: a.buffer(&name("ln_2"), cap * d)?,
+                hidden: a.buffer(&name("mlp_hidden"), cap * config.n_inner)?,
+                mlp_out: a.buffer(&name("mlp_out"), cap * d)?,
+                resid_post: a.buffer(&name("resid_post"), cap * d)?,
+            });
+        }
+        let ln_f = a.buffer("ln_f", cap * d)?;
+        let logits_last = a.buffer("logits", v)?;
+        let logits_all = layout.all_logits.then(|| a.buffer("logits (all positions)", cap * v)).transpose()?;
+        let dummy_ro = a.buffer("unused (read)", 1)?;
+        let dummy_a = a.buffer("unused (write a)", 1)?;
+        let dummy_b = a.buffer("unused (write b)", 1)?;
+        let uniform = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("forward params"),
+            size: slot_count(config.n_layer, weights.wte.len()) * PARAM_STRIDE,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+
+        let mut bind = Binder { ctx, kernels, uniform: &uniform, next: 0 };
+        let embed =
+            weights.wte.iter().map(|c| bind.slot(Kernel::Embed, &[&ids, &c.buffer, &weights.wpe, &x])).collect();
+        let mut layer_slots = Vec::with_capacity(layers.len());
+        for (l, (lb, wb)) in layers.iter().zip(&weights.blocks).enumerate() {
+            let input = if l == 0 { &x } else { &layers[l - 1].resid_post };
+            let mm = Kernel::MatmulBias;
+            let rows = match (&lb.raw, &lb.masked, &lb.weights) {
+                (Some(raw), Some(masked), Some(w)) => {
+                    Some(bind.slot(Kernel::AttentionRows, &[&lb.qkv, raw, masked, w, &lb.head_out]))
+                }
+                _ => None,
+            };
+            layer_slots.push(LayerSlots {
+                qkv: bind.slot(mm, &[input, &wb.qkv_w, &wb.qkv_b, &lb.qkv, &dummy_ro, &wb.ln_1, &lb.ln_1, &dummy_b]),
+                rows,
+                flash: bind.slot(Kernel::FlashAttention, &[&lb.qkv, &lb.head_out]),
+                proj: bind.slot(
+                    mm,
+                    &[&lb.head_out, &wb.proj_w, &wb.proj_b, &lb.resid_mid, input, &dummy_ro, &dummy_a, &lb.attn_out],
+                ),
+                fc: bind.slot(
+                    mm,
+                    &[&lb.resid_mid, &wb.fc_w, &wb.fc_b, &lb.hidden, &dummy_ro, &wb.ln_2, &lb.ln_2, &dummy_b],
+                ),
+                mlp_proj: bind.slot(
+                    mm,
+                    &[
+                        &lb.hidden,
+                        &wb.mlp_proj_w,
+                        &wb.mlp_proj_b,
+                        &lb.resid_post,
+                        &lb.resid_mid,
+                        &dummy_ro,
+                        &dummy_a,
+                        &lb.mlp_out,
+                    ],
+                ),
+            });
+        }
+        let last = layers.last().map_or(&x, |l| &l.resid_post);
+        let ln_f_slot = bind.slot(Kernel::Layernorm, &[last, &weights.ln_f, &ln_f]);
+        let mut logits = |input: &wgpu::Buffer, out: &wgpu::Buffer| -> Vec<Slot> {
+            weights
+                .wte
+                .iter()
+                .map(|c| {
+                    let lm = [input, &c.buffer, &dummy_ro, out, &dummy_ro, &weights.ln_f, &dummy_a, &dummy_b];
+                    bind.slot(Kernel::MatmulBias, &lm)
+                })
+                .collect()
+        };
+        let logits_last_slots = Some(logits(last, &logits_last));
+        let logits_last_traced = Some(logits(&ln_f, &logits_last));
+        let (logits_all_slots, logits_all_traced) = match &logits_all {
+            Some(all) => (Some(logits(last, all)), Some(logits(&ln_f, all))),
+            None => (None, None),
+        };
+        let slots = Slots {
+            embed,
+            layers: layer_slots,
+            ln_f: ln_f_slot,
+            logits_last: logits_last_slots,
+            logits_last_traced,
+            logits_all: logits_all_slots,
+            logits_all_traced,
+        };
+        Ok(Self {
+            layout,
+            ids,
+            x,
+            layers,
+            ln_f,
+            logits_last,
+            logits_all,
+            uniform,
+            slots,
+            max_workgroups: ctx.device.limits().max_compute_workgroups_per_dimension,
+            bytes: a.bytes,
+        })
+    }
+
+    pub fn uniform_size(&self) -> usize {
+        self.uniform.size() as usize
+    }
+}

@@ -1,0 +1,198 @@
+//! Which tensor of a run lives in which buffer, and reading back only a slice
+//! of it: one cell, one row, one head's T×T matrix, the last logits row.
+
+use super::forward::GpuForward;
+use super::readback::{begin_read, PendingRead};
+use super::{GpuContext, GpuError};
+
+/// A tensor the forward pass keeps on the GPU. Per-layer stages take a layer index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Token + position embeddings, T×d.
+    Embeddings,
+    /// ln_1 output, T×d (traced runs).
+    Ln1,
+    /// Fused Q|K|V, T×3d: the KV cache.
+    Qkv,
+    /// Q·Kᵀ, H×T×T (traced runs).
+    ScoresRaw,
+    /// Scaled and masked scores (−∞ where masked), H×T×T (traced runs).
+    ScoresMasked,
+    /// Softmax weights, H×T×T (traced runs).
+    Weights,
+    /// Concatenated head outputs W·V, T×d.
+    HeadOut,
+    /// The attention projection before the residual, T×d (traced runs).
+    AttnOut,
+    /// Residual stream after attention, T×d.
+    ResidMid,
+    /// ln_2 output, T×d (traced runs).
+    Ln2,
+    /// MLP hidden activations after the non-linearity, T×n_inner.
+    MlpHidden,
+    /// MLP output before the residual, T×d (traced runs).
+    MlpOut,
+    /// Residual stream after the block, T×d.
+    ResidPost,
+    /// Final layernorm, T×d (traced runs).
+    LnF,
+}
+
+impl Stage {
+    /// Stages written only by traced runs.
+    pub fn needs_trace(self) -> bool {
+        matches!(
+            self,
+            Stage::Ln1
+                | Stage::ScoresRaw
+                | Stage::ScoresMasked
+                | Stage::Weights
+                | Stage::AttnOut
+                | Stage::Ln2
+                | Stage::MlpOut
+                | Stage::LnF
+        )
+    }
+
+    pub fn is_square(self) -> bool {
+        matches!(self, Stage::ScoresRaw | Stage::ScoresMasked | Stage::Weights)
+    }
+}
+
+impl GpuForward {
+    /// Columns of one row of a T×width stage (T×T stages: T per head).
+    pub fn stage_width(&self, stage: Stage) -> usize {
+        let c = self.config();
+        match stage {
+            Stage::Qkv => 3 * c.n_embd,
+            Stage::MlpHidden => c.n_inner,
+            s if s.is_square() => self.tokens(),
+            _ => c.n_embd,
+        }
+    }
+
+    /// The row stride of the T×T stages in their buffers (the capacity).
+    pub fn square_stride(&self) -> usize {
+        self.buffers().map_or(0, |b| b.layout.cap)
+    }
+
+    /// The buffer holding `stage` of `layer` after the last run, for rendering.
+    /// T×T stages are laid out `[H × cap × cap]` ([`Self::square_stride`]).
+    pub fn buffer(&self, stage: Stage, layer: usize) -> Result<&wgpu::Buffer, GpuError> {
+        let b = self.buffers().ok_or_else(|| GpuError::OutOfRange(format!("{stage:?} before any run")))?;
+        if stage.needs_trace() && !self.traced() {
+            return Err(GpuError::OutOfRange(format!("{stage:?}: the last run did not keep the trace")));
+        }
+        let missing = || GpuError::OutOfRange(format!("{stage:?} of layer {layer} (the model has {})", b.layers.len()));
+        let l = || b.layers.get(layer).ok_or_else(missing);
+        Ok(match stage {
+            Stage::Embeddings => &b.x,
+            Stage::LnF => &b.ln_f,
+            Stage::Ln1 => &l()?.ln_1,
+            Stage::Qkv => &l()?.qkv,
+            Stage::ScoresRaw => l()?.raw.as_ref().ok_or_else(missing)?,
+            Stage::ScoresMasked => l()?.masked.as_ref().ok_or_else(missing)?,
+            Stage::Weights => l()?.weights.as_ref().ok_or_else(missing)?,
+            Stage::HeadOut => &l()?.head_out,
+            Stage::AttnOut => &l()?.attn_out,
+            Stage::ResidMid => &l()?.resid_mid,
+            Stage::Ln2 => &l()?.ln_2,
+            Stage::MlpHidden => &l()?.hidden,
+            Stage::MlpOut => &l()?.mlp_out,
+            Stage::ResidPost => &l()?.resid_post,
+        })
+    }
+
+    /// Starts reading rows `rows` of a T×width stage (not T×T).
+    pub fn begin_read_rows(
+        &self,
+        ctx: &GpuContext,
+        stage: Stage,
+        layer: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Result<PendingRead, GpuError> {
+        if stage.is_square() || rows.end > self.tokens() || rows.start > rows.end {
+            return Err(GpuError::OutOfRange(format!("{stage:?} rows {rows:?} with T = {}", self.tokens())));
+        }
+        let w = self.stage_width(stage);
+        begin_read(ctx, self.buffer(stage, layer)?, (rows.start * w) as u64, rows.len() * w)
+    }
+
+    /// Starts reading one cell (query `row`, key `col`) of one head: what a hover costs (4 bytes).
+    pub fn begin_read_cell(
+        &self,
+        ctx: &GpuContext,
+        stage: Stage,
+        layer: usize,
+        (head, row, col): (usize, usize, usize),
+    ) -> Result<PendingRead, GpuError> {
+        let (t, cap) = (self.tokens(), self.square_stride());
+        if !stage.is_square() || row >= t || col >= t || head >= self.config().n_head {
+            return Err(GpuError::OutOfRange(format!(
+                "{stage:?} cell (head {head}, row {row}, col {col}) with T = {t}"
+            )));
+        }
+        begin_read(ctx, self.buffer(stage, layer)?, ((head * cap + row) * cap + col) as u64, 1)
+    }
+
+    /// Starts reading one query row of one head's T×T matrix (T values).
+    pub fn begin_read_square_row(
+        &self,
+        ctx: &GpuContext,
+        stage: Stage,
+        layer: usize,
+        (head, row): (usize, usize),
+    ) -> Result<PendingRead, GpuError> {
+        let (t, cap) = (self.tokens(), self.square_stride());
+        if !stage.is_square() || row >= t || head >= self.config().n_head {
+            return Err(GpuError::OutOfRange(format!("{stage:?} row {row} of head {head} with T = {t}")));
+        }
+        begin_read(ctx, self.buffer(stage, layer)?, ((head * cap + row) * cap) as u64, t)
+    }
+
+    /// One head's T×T matrix, row-major (reads T rows of the capacity-strided buffer).
+    pub async fn read_head(
+        &self,
+        ctx: &GpuContext,
+        stage: Stage,
+        layer: usize,
+        head: usize,
+    ) -> Result<Vec<f32>, GpuError> {
+        let (t, cap) = (self.tokens(), self.square_stride());
+        if !stage.is_square() || head >= self.config().n_head || t == 0 {
+            return Err(GpuError::OutOfRange(format!("{stage:?} head {head} with T = {t}")));
+        }
+        let start = head * cap * cap;
+        let strided = begin_read(ctx, self.buffer(stage, layer)?, start as u64, (t - 1) * cap + t)?.finish(ctx).await?;
+        Ok((0..t).flat_map(|i| strided[i * cap..i * cap + t].iter().copied()).collect())
+    }
+
+    /// Rows of a T×width stage.
+    pub async fn read_rows(&self, ctx: &GpuContext, stage: Stage, layer: usize) -> Result<Vec<f32>, GpuError> {
+        let mut values = self.begin_read_rows(ctx, stage, layer, 0..self.tokens())?.finish(ctx).await?;
+        values.truncate(self.tokens() * self.stage_width(stage));
+        Ok(values)
+    }
+
+    /// Starts reading the logits of the last position (vocab values).
+    pub fn begin_read_last_logits(&self, ctx: &GpuContext) -> Result<PendingRead, GpuError> {
+        let b = self.buffers().ok_or_else(|| GpuError::OutOfRange("logits before any run".into()))?;
+        let v = self.config().vocab_size;
+        match (&b.logits_all, self.all_logits()) {
+            (Some(all), true) => begin_read(ctx, all, ((self.tokens() - 1) * v) as u64, v),
+            _ => begin_read(ctx, &b.logits_last, 0, v),
+        }
+    }
+
+    /// The logits of every position, T×vocab, after a run with `all_logits`.
+    pub async fn read_all_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let b = self.buffers().ok_or_else(|| GpuError::OutOfRange("logits before any run".into()))?;
+        let all = b.logits_all.as_ref().filter(|_| self.all_logits());
+        let all = all
+            .ok_or_else(|| GpuError::OutOfRange("logits of every position: the last run kept only the last".into()))?;
+        let len = self.tokens() * self.config().vocab_size;
+        let mut values = begin_read(ctx, all, 0, len)?.finish(ctx).await?;
+        values.truncate(len);
+        Ok(values)
+    }
+}

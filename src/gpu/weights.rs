@@ -1,0 +1,119 @@
+//! `GpuWeights`: a model's weights uploaded once and kept resident.
+//!
+//! The token table is the one tensor that can exceed a storage binding
+//! (GPT-2's wte is 147 MiB in f32; many phones allow 128 MiB per binding), so
+//! it is uploaded in chunks of whole rows, each within the device's limit; the
+//! embedding gather and the tied LM head run once per chunk.
+
+use wgpu::util::DeviceExt;
+
+use super::{GpuContext, GpuError};
+use crate::model::{Gpt2Weights, ModelConfig, Tensor};
+
+pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
+
+/// Rows `v0..v0 + rows` of the token table.
+pub struct VocabChunk {
+    pub v0: usize,
+    pub rows: usize,
+    pub buffer: wgpu::Buffer,
+}
+
+/// One block's weights. Each layernorm is one buffer: gain then bias (`[2d]`).
+pub struct GpuBlock {
+    pub ln_1: wgpu::Buffer,
+    pub qkv_w: wgpu::Buffer,
+    pub qkv_b: wgpu::Buffer,
+    pub proj_w: wgpu::Buffer,
+    pub proj_b: wgpu::Buffer,
+    pub ln_2: wgpu::Buffer,
+    pub fc_w: wgpu::Buffer,
+    pub fc_b: wgpu::Buffer,
+    pub mlp_proj_w: wgpu::Buffer,
+    pub mlp_proj_b: wgpu::Buffer,
+}
+
+pub struct GpuWeights {
+    pub wte: Vec<VocabChunk>,
+    pub wpe: wgpu::Buffer,
+    pub blocks: Vec<GpuBlock>,
+    pub ln_f: wgpu::Buffer,
+    /// Bytes uploaded.
+    pub bytes: u64,
+}
+
+fn upload_f32(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<wgpu::Buffer, GpuError> {
+    let size = data.len() as u64 * 4;
+    ctx.check_binding(name, size)?;
+    *bytes += size;
+    Ok(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(name),
+        contents: bytemuck::cast_slice(if data.is_empty() { &[0.0f32] } else { data }),
+        usage: STORAGE,
+    }))
+}
+
+fn upload_norm(
+    ctx: &GpuContext,
+    name: &str,
+    g: &Tensor,
+    b: &Tensor,
+    bytes: &mut u64,
+) -> Result<wgpu::Buffer, GpuError> {
+    let joined: Vec<f32> = g.data.iter().chain(&b.data).copied().collect();
+    upload_f32(ctx, name, &joined, bytes)
+}
+
+/// How many rows of `d` floats fit in one binding of `limit` bytes.
+pub fn rows_per_chunk(d: usize, limit: u64) -> usize {
+    ((limit / (d.max(1) as u64 * 4)) as usize).max(1)
+}
+
+impl GpuWeights {
+    pub fn upload(ctx: &GpuContext, config: &ModelConfig, w: &Gpt2Weights) -> Result<Self, GpuError> {
+        Self::upload_with_chunk_limit(ctx, config, w, ctx.device.limits().max_storage_buffer_binding_size)
+    }
+
+    /// As [`Self::upload`], splitting the token table into chunks of at most
+    /// `chunk_bytes` (tests use a small value to exercise the split).
+    pub fn upload_with_chunk_limit(
+        ctx: &GpuContext,
+        config: &ModelConfig,
+        w: &Gpt2Weights,
+        chunk_bytes: u64,
+    ) -> Result<Self, GpuError> {
+        let d = config.n_embd;
+        let mut bytes = 0;
+        let per_chunk = rows_per_chunk(d, chunk_bytes.min(ctx.device.limits().max_storage_buffer_binding_size));
+        let mut wte = Vec::new();
+        for v0 in (0..config.vocab_size).step_by(per_chunk) {
+            let rows = per_chunk.min(config.vocab_size - v0);
+            let name = format!("wte[{v0}..{}]", v0 + rows);
+            let buffer = upload_f32(ctx, &name, &w.wte.data[v0 * d..(v0 + rows) * d], &mut bytes)?;
+            wte.push(VocabChunk { v0, rows, buffer });
+        }
+        let mut blocks = Vec::with_capacity(w.blocks.len());
+        for (l, b) in w.blocks.iter().enumerate() {
+            let name = |what: &str| format!("h.{l}.{what}");
+            blocks.push(GpuBlock {
+                ln_1: upload_norm(ctx, &name("ln_1"), &b.ln_1_g, &b.ln_1_b, &mut bytes)?,
+                qkv_w: upload_f32(ctx, &name("attn.c_attn.weight"), &b.attn_qkv_w.data, &mut bytes)?,
+                qkv_b: upload_f32(ctx, &name("attn.c_attn.bias"), &b.attn_qkv_b.data, &mut bytes)?,
+                proj_w: upload_f32(ctx, &name("attn.c_proj.weight"), &b.attn_proj_w.data, &mut bytes)?,
+                proj_b: upload_f32(ctx, &name("attn.c_proj.bias"), &b.attn_proj_b.data, &mut bytes)?,
+                ln_2: upload_norm(ctx, &name("ln_2"), &b.ln_2_g, &b.ln_2_b, &mut bytes)?,
+                fc_w: upload_f32(ctx, &name("mlp.c_fc.weight"), &b.mlp_fc_w.data, &mut bytes)?,
+                fc_b: upload_f32(ctx, &name("mlp.c_fc.bias"), &b.mlp_fc_b.data, &mut bytes)?,
+                mlp_proj_w: upload_f32(ctx, &name("mlp.c_proj.weight"), &b.mlp_proj_w.data, &mut bytes)?,
+                mlp_proj_b: upload_f32(ctx, &name("mlp.c_proj.bias"), &b.mlp_proj_b.data, &mut bytes)?,
+            });
+        }
+        Ok(Self {
+            wte,
+            wpe: upload_f32(ctx, "wpe", &w.wpe.data, &mut bytes)?,
+            blocks,
+            ln_f: upload_norm(ctx, "ln_f", &w.ln_f_g, &w.ln_f_b, &mut bytes)?,
+            bytes,
+        })
+    }
+}
