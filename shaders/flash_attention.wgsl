@@ -57,7 +57,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let first = p.row0 + wg.x * WG;
     let last = min(first + WG, p.row0 + p.m) - 1u; // last row of this workgroup
     let i = first + lid;
-    let active = i <= last;
+    let in_range = i <= last;
     let neg_inf = bitcast<f32>(p.neg_inf_bits);
     let tile = min(TILE_WORDS / p.d_head, 64u);
 
@@ -66,7 +66,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     for (var c = 0u; c < p.d_head; c++) {
         acc[c] = 0.0;
         q[c] = 0.0;
-        if active {
+        if in_range {
             q[c] = qkv[i * 3u * d + h * p.d_head + c];
         }
     }
@@ -92,7 +92,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
             v_s[at] = qkv[j * 3u * d + 2u * d + h * p.d_head + c];
         }
         workgroupBarrier();
-        if active {
+        if in_range {
             // The tile's scores, kept in registers, and their max.
             var s_tile: array<f32, 64>;
             var tile_max = neg_inf;
@@ -132,7 +132,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
         }
         workgroupBarrier();
     }
-    if active {
+    if in_range {
         for (var c = 0u; c < p.d_head; c++) {
             var o = 0.0;
             if run_sum > 0.0 {

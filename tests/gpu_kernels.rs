@@ -5,7 +5,10 @@
 mod common;
 
 use attnscope::engine::{ops, Mask};
-use attnscope::gpu::{read_f32, GpuContext, Kernels};
+use attnscope::gpu::{
+    read_f32, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
+};
+use attnscope::model::Activation;
 use common::{assert_close, gpu};
 use proptest::prelude::*;
 use wgpu::util::DeviceExt;
@@ -19,16 +22,16 @@ fn kernels() -> &'static Kernels {
     K.get_or_init(|| Kernels::new(gpu()))
 }
 
-fn submit_and_read(
-    ctx: &GpuContext,
-    encode: impl FnOnce(&mut wgpu::CommandEncoder),
-    out: &wgpu::Buffer,
-    len: usize,
-) -> Vec<f32> {
+fn run<P: bytemuck::Pod>(kernel: Kernel, params: &P, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) {
+    let ctx = gpu();
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    encode(&mut enc);
+    kernels().dispatch(ctx, &mut enc, kernel, params, buffers, workgroups).unwrap();
     ctx.queue.submit([enc.finish()]);
-    let values = pollster::block_on(read_f32(ctx, out, 0, len)).expect("readback");
+}
+
+fn read(buffer: &wgpu::Buffer, offset: usize, len: usize) -> Vec<f32> {
+    let ctx = gpu();
+    let values = pollster::block_on(read_f32(ctx, buffer, offset as u64, len)).expect("readback");
     assert_eq!(ctx.fault(), None, "the GPU reported an error");
     values
 }
@@ -41,6 +44,35 @@ fn mask_strategy() -> impl Strategy<Value = Mask> {
     prop_oneof![Just(Mask::Causal), Just(Mask::Bidirectional), (1u32..6).prop_map(Mask::Window)]
 }
 
+/// The fused matmul on the GPU: returns (y, ln_out, pre) for rows `row0..row0+m`.
+#[allow(clippy::too_many_arguments)]
+fn matmul_gpu(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    res: &[f32],
+    ln: &[f32],
+    (row0, m, k, n): (usize, usize, usize, usize),
+    fusion: MatmulFusion,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let ctx = gpu();
+    let rows = row0 + m;
+    let (xb, wb, bb, rb, lb) = (upload(ctx, x), upload(ctx, w), upload(ctx, b), upload(ctx, res), upload(ctx, ln));
+    let (yb, lnb, preb) = (output(ctx, rows * n), output(ctx, rows * k), output(ctx, rows * n));
+    let params = MatmulParams::new((m, k, n), fusion).rows_from(row0, row0);
+    run(Kernel::MatmulBias, &params, &[&xb, &wb, &bb, &yb, &rb, &lb, &lnb, &preb], params.workgroups());
+    (read(&yb, row0 * n, m * n), read(&lnb, row0 * k, m * k), read(&preb, row0 * n, m * n))
+}
+
+fn activation_strategy() -> impl Strategy<Value = Option<Activation>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Activation::GeluTanh)),
+        Just(Some(Activation::Gelu)),
+        Just(Some(Activation::Relu))
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -48,97 +80,169 @@ proptest! {
     fn matmul_bias_matches_cpu((m, k, n, x, w, b) in (1usize..140, 1usize..70, 1usize..140).prop_flat_map(|(m, k, n)| {
         (Just(m), Just(k), Just(n), vector(m * k, 2.0), vector(k * n, 2.0), vector(n, 1.0))
     })) {
-        let ctx = gpu();
-        let (xb, wb, bb, yb) = (upload(ctx, &x), upload(ctx, &w), upload(ctx, &b), output(ctx, m * n));
-        let got = submit_and_read(ctx, |enc| {
-            kernels().matmul_bias(ctx, enc, &xb, &wb, &bb, &yb, (m, k, n)).unwrap();
-        }, &yb, m * n);
-        assert_close(&got, &ops::matmul_bias(&x, &w, &b, m, k, n), &format!("matmul {m}x{k}x{n}"));
+        let fusion = MatmulFusion { bias: true, ..Default::default() };
+        let (y, _, _) = matmul_gpu(&x, &w, &b, &[], &[], (0, m, k, n), fusion);
+        assert_close(&y, &ops::matmul_bias(&x, &w, &b, m, k, n), &format!("matmul {m}x{k}x{n}"));
+    }
+
+    /// Layernorm prologue, transposed weights, bias, activation, residual and the
+    /// extra outputs, on rows after a random offset (what prefix reuse computes).
+    #[test]
+    fn fused_matmul_matches_cpu_composition(
+        (row0, m, k, n, layernorm, transposed, bias, act, residual) in
+            (0usize..20, 1usize..90, 1usize..100, 1usize..90, any::<bool>(), any::<bool>(), any::<bool>(),
+             activation_strategy(), any::<bool>()),
+        seed in any::<u64>(),
+    ) {
+        let rows = row0 + m;
+        let mut rng = common::Lcg(seed);
+        let (x, w, b) = (rng.vec(rows * k, 3.0), rng.vec(k * n, 1.0), rng.vec(n, 1.0));
+        let (res, ln) = (rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5));
+        let fusion = MatmulFusion {
+            layernorm: layernorm.then_some(1e-5),
+            write_ln: layernorm,
+            transposed,
+            bias,
+            activation: act,
+            residual,
+            write_pre: true,
+        };
+        let (y, ln_out, pre) = matmul_gpu(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
+
+        let x_rows = &x[row0 * k..];
+        let normed = if layernorm { ops::layernorm(x_rows, &ln[..k], &ln[k..], k, 1e-5) } else { x_rows.to_vec() };
+        // w as [K×N] for the reference.
+        let w_kn: Vec<f32> = if transposed { (0..k * n).map(|i| w[(i % n) * k + i / n]).collect() } else { w.clone() };
+        let zero_bias = vec![0.0; n];
+        let mut want = ops::matmul_bias(&normed, &w_kn, if bias { &b } else { &zero_bias }, m, k, n);
+        if let Some(a) = act {
+            ops::activate(&mut want, a);
+        }
+        let what = format!("rows {row0}+{m}, {k}x{n}, {fusion:?}");
+        assert_close(&pre, &want, &format!("pre {what}"));
+        if residual {
+            want = ops::add(&res[row0 * n..], &want);
+        }
+        assert_close(&y, &want, &format!("y {what}"));
+        if layernorm {
+            assert_close(&ln_out, &normed, &format!("ln_out {what}"));
+        }
     }
 
     #[test]
-    fn layernorm_matches_cpu((rows, d, x, g, b) in (1usize..40, 1usize..130).prop_flat_map(|(rows, d)| {
-        (Just(rows), Just(d), vector(rows * d, 3.0), vector(d, 1.5), vector(d, 0.5))
+    fn layernorm_matches_cpu((row0, rows, d, x, ln) in (0usize..10, 1usize..40, 1usize..130).prop_flat_map(|(r0, rows, d)| {
+        (Just(r0), Just(rows), Just(d), vector((r0 + rows) * d, 3.0), vector(2 * d, 1.5))
     })) {
         let ctx = gpu();
-        let (xb, gb, bb, yb) = (upload(ctx, &x), upload(ctx, &g), upload(ctx, &b), output(ctx, rows * d));
-        let got = submit_and_read(ctx, |enc| {
-            kernels().layernorm(ctx, enc, &xb, &gb, &bb, &yb, rows, d, 1e-5).unwrap();
-        }, &yb, rows * d);
-        assert_close(&got, &ops::layernorm(&x, &g, &b, d, 1e-5), &format!("layernorm {rows}x{d}"));
+        let (xb, lb, yb) = (upload(ctx, &x), upload(ctx, &ln), output(ctx, (row0 + rows) * d));
+        let params = LayernormParams { rows: rows as u32, d: d as u32, eps: 1e-5, row0: row0 as u32 };
+        run(Kernel::Layernorm, &params, &[&xb, &lb, &yb], params.workgroups());
+        let want = ops::layernorm(&x[row0 * d..], &ln[..d], &ln[d..], d, 1e-5);
+        assert_close(&read(&yb, row0 * d, rows * d), &want, &format!("layernorm rows {row0}+{rows}, d {d}"));
     }
 
+    /// The token table split in two chunks, one dispatch each, rows after an offset.
     #[test]
-    fn embed_matches_cpu((vocab, d, t, wte, wpe, ids) in (1usize..50, 1usize..70, 1usize..40).prop_flat_map(|(v, d, t)| {
-        (Just(v), Just(d), Just(t), vector(v * d, 1.0), vector(t * d, 1.0), prop::collection::vec(0..v as u32, t))
-    })) {
+    fn embed_matches_cpu((vocab, d, t, row0, wte, wpe, ids, split) in (2usize..50, 1usize..70, 1usize..40, 0usize..5)
+        .prop_flat_map(|(v, d, t, r0)| {
+            (Just(v), Just(d), Just(t + r0), Just(r0), vector(v * d, 1.0), vector((t + r0) * d, 1.0),
+             prop::collection::vec(0..v as u32, t + r0), 1..v)
+        })) {
         let ctx = gpu();
         let ids_buf = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None, contents: bytemuck::cast_slice(&ids), usage: wgpu::BufferUsages::STORAGE,
         });
-        let (teb, peb, xb) = (upload(ctx, &wte), upload(ctx, &wpe), output(ctx, t * d));
-        let got = submit_and_read(ctx, |enc| {
-            kernels().embed(ctx, enc, &ids_buf, &teb, &peb, &xb, t, d).unwrap();
-        }, &xb, t * d);
-        prop_assert_eq!(vocab > 0, true);
-        assert_close(&got, &ops::embed(&ids, &wte, &wpe, d), &format!("embed T={t} d={d}"));
+        let (peb, xb) = (upload(ctx, &wpe), output(ctx, t * d));
+        for (v0, vn) in [(0, split), (split, vocab - split)] {
+            let chunk = upload(ctx, &wte[v0 * d..(v0 + vn) * d]);
+            let p = EmbedParams { m: (t - row0) as u32, d: d as u32, row0: row0 as u32, v0: v0 as u32, vn: vn as u32, _pad: [0; 3] };
+            run(Kernel::Embed, &p, &[&ids_buf, &chunk, &peb, &xb], p.workgroups());
+        }
+        let want = ops::embed(&ids, &wte, &wpe, d);
+        assert_close(&read(&xb, row0 * d, (t - row0) * d), &want[row0 * d..], &format!("embed T={t} d={d} split {split}"));
     }
 
+    /// Scores, scale, mask, softmax and W·V of rows row0..T, with matrices strided by a capacity ≥ T.
     #[test]
-    fn attention_scores_match_cpu((t, n_head, d_head, mask, qkv) in
-        (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]), mask_strategy())
-            .prop_flat_map(|(t, h, dh, mask)| (Just(t), Just(h), Just(dh), Just(mask), vector(t * 3 * h * dh, 0.5)))
+    fn attention_rows_match_cpu((t, n_head, d_head, mask, row0, extra, qkv) in
+        (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]), mask_strategy(), 0usize..80, 0usize..9)
+            .prop_flat_map(|(t, h, dh, mask, r0, extra)| {
+                (Just(t), Just(h), Just(dh), Just(mask), Just(r0 % t), Just(extra), vector(t * 3 * h * dh, 0.5))
+            })
     ) {
         let ctx = gpu();
-        let len = n_head * t * t;
-        let (qb, rawb, maskedb) = (upload(ctx, &qkv), output(ctx, len), output(ctx, len));
-        let mut enc = ctx.device.create_command_encoder(&Default::default());
-        kernels().attn_scores(ctx, &mut enc, &qb, &rawb, &maskedb, (t, n_head, d_head), mask).unwrap();
-        ctx.queue.submit([enc.finish()]);
-        let raw = pollster::block_on(read_f32(ctx, &rawb, 0, len)).unwrap();
-        let masked = pollster::block_on(read_f32(ctx, &maskedb, 0, len)).unwrap();
+        let (cap, d) = (t + extra, n_head * d_head);
+        let len = n_head * cap * cap;
+        let qb = upload(ctx, &qkv);
+        let (rawb, maskedb, wb, ob) = (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d));
+        let shape = AttentionShape { m: t - row0, t, n_head, d_head, row0, mask };
+        run(Kernel::AttentionRows, &shape.rows_params(cap).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
         let (raw_cpu, masked_cpu) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
-        let what = format!("scores T={t} H={n_head} d_head={d_head} {mask:?}");
-        assert_close(&raw, &raw_cpu, &format!("raw {what}"));
-        assert_close(&masked, &masked_cpu, &format!("masked {what}"));
+        let weights_cpu = ops::softmax_rows(&masked_cpu, t);
+        let out_cpu = ops::weighted_sum(&weights_cpu, &qkv, t, n_head, d_head);
+        let what = format!("T={t} rows {row0}.. cap {cap} H={n_head} d_head={d_head} {mask:?}");
+        let (raw, masked, weights) = (read(&rawb, 0, len), read(&maskedb, 0, len), read(&wb, 0, len));
+        for h in 0..n_head {
+            for i in row0..t {
+                let (g, c) = ((h * cap + i) * cap, (h * t + i) * t);
+                assert_close(&raw[g..g + t], &raw_cpu[c..c + t], &format!("raw h{h} row {i} {what}"));
+                assert_close(&masked[g..g + t], &masked_cpu[c..c + t], &format!("masked h{h} row {i} {what}"));
+                assert_close(&weights[g..g + t], &weights_cpu[c..c + t], &format!("weights h{h} row {i} {what}"));
+            }
+        }
+        assert_close(&read(&ob, row0 * d, (t - row0) * d), &out_cpu[row0 * d..], &format!("W·V {what}"));
     }
 
+    /// Flash attention never materialises T×T and equals the naive path.
     #[test]
-    fn weighted_sum_matches_cpu((t, n_head, d_head, weights, qkv) in
-        (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]))
-            .prop_flat_map(|(t, h, dh)| (Just(t), Just(h), Just(dh), vector(h * t * t, 1.0), vector(t * 3 * h * dh, 1.0)))
+    fn flash_attention_equals_naive((t, n_head, d_head, mask, row0, qkv) in
+        (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]), mask_strategy(), 0usize..80)
+            .prop_flat_map(|(t, h, dh, mask, r0)| {
+                (Just(t), Just(h), Just(dh), Just(mask), Just(r0 % t), vector(t * 3 * h * dh, 1.0))
+            })
     ) {
         let ctx = gpu();
         let d = n_head * d_head;
-        let (wb, qb, ob) = (upload(ctx, &weights), upload(ctx, &qkv), output(ctx, t * d));
-        let got = submit_and_read(ctx, |enc| {
-            kernels().weighted_sum(ctx, enc, &wb, &qb, &ob, (t, n_head, d_head)).unwrap();
-        }, &ob, t * d);
-        assert_close(&got, &ops::weighted_sum(&weights, &qkv, t, n_head, d_head), &format!("W·V T={t} H={n_head} d_head={d_head}"));
-    }
-
-    #[test]
-    fn softmax_rows_match_cpu((rows, n, scores) in (1usize..60, 1usize..90).prop_flat_map(|(rows, n)| {
-        // About one entry in four masked, so some rows are fully masked.
-        (Just(rows), Just(n), prop::collection::vec(prop_oneof![3 => -20.0f32..20.0, 1 => Just(f32::NEG_INFINITY)], rows * n))
-    })) {
-        let ctx = gpu();
-        let (sb, wb) = (upload(ctx, &scores), output(ctx, rows * n));
-        let got = submit_and_read(ctx, |enc| {
-            kernels().softmax_rows(ctx, enc, &sb, &wb, rows, n).unwrap();
-        }, &wb, rows * n);
-        prop_assert!(got.iter().all(|w| w.is_finite()), "no NaN or ∞ in weights");
-        assert_close(&got, &ops::softmax_rows(&scores, n), &format!("softmax {rows}x{n}"));
+        let (qb, ob) = (upload(ctx, &qkv), output(ctx, t * d));
+        let shape = AttentionShape { m: t - row0, t, n_head, d_head, row0, mask };
+        run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &ob], shape.flash_workgroups());
+        let (_, masked) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
+        let want = ops::weighted_sum(&ops::softmax_rows(&masked, t), &qkv, t, n_head, d_head);
+        let what = format!("flash T={t} rows {row0}.. H={n_head} d_head={d_head} {mask:?}");
+        assert_close(&read(&ob, row0 * d, (t - row0) * d), &want[row0 * d..], &what);
     }
 }
 
+/// Large scores (±1000 after scaling) neither overflow nor give NaN, and a row
+/// with no allowed key (a window of width 0) gives zero weights and output.
 #[test]
-fn softmax_of_large_scores_is_stable_on_gpu() {
+fn attention_is_stable_for_large_scores_and_empty_rows() {
     let ctx = gpu();
-    let scores = [1000.0, 1000.0, f32::NEG_INFINITY, -1000.0];
-    let (sb, wb) = (upload(ctx, &scores), output(ctx, 4));
-    let got = submit_and_read(ctx, |enc| kernels().softmax_rows(ctx, enc, &sb, &wb, 1, 4).unwrap(), &wb, 4);
-    assert_close(&got, &[0.5, 0.5, 0.0, 0.0], "softmax of ±1000");
+    let (t, d_head) = (4, 8);
+    // q·k = ±8·c² for constant rows: c = 32 gives scores of ±2896 after ÷√8.
+    let qkv: Vec<f32> = (0..t * 3 * d_head).map(|i| if (i / (3 * d_head)) % 2 == 0 { 32.0 } else { -32.0 }).collect();
+    let qb = upload(ctx, &qkv);
+    let len = t * t;
+    for mask in [Mask::Causal, Mask::Window(0)] {
+        let (rawb, maskedb, wb, ob, fb) =
+            (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d_head), output(ctx, t * d_head));
+        let shape = AttentionShape { m: t, t, n_head: 1, d_head, row0: 0, mask };
+        run(
+            Kernel::AttentionRows,
+            &shape.rows_params(t).unwrap(),
+            &[&qb, &rawb, &maskedb, &wb, &ob],
+            shape.rows_workgroups(),
+        );
+        run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &fb], shape.flash_workgroups());
+        let (_, masked) = ops::attention_scores(&qkv, t, 1, d_head, mask);
+        let weights = ops::softmax_rows(&masked, t);
+        let got = read(&wb, 0, len);
+        assert!(got.iter().all(|w| w.is_finite()), "{mask:?}: no NaN or ∞ in weights: {got:?}");
+        assert_close(&got, &weights, &format!("weights {mask:?}"));
+        let out = ops::weighted_sum(&weights, &qkv, t, 1, d_head);
+        assert_close(&read(&ob, 0, t * d_head), &out, &format!("W·V {mask:?}"));
+        assert_close(&read(&fb, 0, t * d_head), &out, &format!("flash {mask:?}"));
+    }
 }
 
 #[test]
@@ -147,7 +251,18 @@ fn too_many_workgroups_is_an_error_not_a_crash() {
     let limit = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
     let (a, b) = (output(ctx, 1), output(ctx, 1));
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    let rows = (limit + 1) * 64;
-    let err = kernels().softmax_rows(ctx, &mut enc, &a, &b, rows, 1).unwrap_err();
+    let params = LayernormParams { rows: ((limit + 1) * 64) as u32, d: 1, eps: 1e-5, row0: 0 };
+    let err =
+        kernels().dispatch(ctx, &mut enc, Kernel::Layernorm, &params, &[&a, &a, &b], params.workgroups()).unwrap_err();
     assert!(err.to_string().contains("workgroups"), "{err}");
+}
+
+#[test]
+fn attention_shapes_past_the_kernel_limits_are_refused() {
+    let too_wide = AttentionShape { m: 1, t: 4, n_head: 1, d_head: 200, row0: 0, mask: Mask::Causal };
+    assert!(too_wide.flash_params().unwrap_err().to_string().contains("d_head"));
+    let too_long = AttentionShape { m: 1, t: 2000, n_head: 1, d_head: 64, row0: 0, mask: Mask::Causal };
+    assert!(too_long.rows_params(2048).is_err());
+    let rows_past_t = AttentionShape { m: 3, t: 4, n_head: 1, d_head: 8, row0: 2, mask: Mask::Causal };
+    assert!(rows_past_t.rows_params(4).is_err());
 }

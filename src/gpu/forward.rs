@@ -193,6 +193,11 @@ impl GpuForward {
 
     /// Runs the forward pass on `ids` and submits it; results stay on the GPU.
     pub fn run(&mut self, ctx: &GpuContext, ids: &[u32], opts: RunOptions) -> Result<RunStats, GpuError> {
+        // A shader or validation error reported since the last run means the
+        // numbers cannot be trusted: say so instead of returning them.
+        if let Some(fault) = ctx.fault() {
+            return Err(GpuError::Validation(fault));
+        }
         check_ids(&self.config, ids)?;
         if ids.is_empty() {
             return Err(EngineError::Empty.into());

@@ -49,3 +49,31 @@ pub fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
         }
     }
 }
+
+/// A small deterministic generator for test data drawn from one proptest seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_f32(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// `len` values in (−scale, scale).
+    pub fn vec(&mut self, len: usize, scale: f32) -> Vec<f32> {
+        (0..len).map(|_| self.next_f32() * scale).collect()
+    }
+}
+
+/// Asserts |a − e| ≤ `tol` elementwise: for whole-forward results, where the
+/// error of many kernels adds up (the bound for logits is 1e-4 absolute).
+pub fn assert_close_abs(actual: &[f32], expected: &[f32], tol: f32, what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let (worst, at) = actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| (a - e).abs())
+        .enumerate()
+        .fold((0.0f32, 0), |(w, wi), (i, err)| if err > w || err.is_nan() { (err, i) } else { (w, wi) });
+    assert!(worst <= tol, "{what}[{at}]: GPU {}, CPU {}, abs error {worst} > {tol}", actual[at], expected[at]);
+}

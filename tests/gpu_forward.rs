@@ -1,0 +1,353 @@
+//! The whole GPU forward pass against the CPU reference: every stage of the
+//! trace, the golden fixtures' logits, prefix (KV) reuse, flash vs naive
+//! attention, the vocabulary split, slice readback and the heatmap renderer.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::path::PathBuf;
+
+use attnscope::engine::{forward_cpu, Mask, Matrix, Trace};
+use attnscope::gpu::{GpuContext, GpuForward, GpuWeights, RunOptions, Stage};
+use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
+use attnscope::render::{HeatmapParams, HeatmapRenderer};
+use common::{assert_close, assert_close_abs, gpu, placeholder};
+
+fn tokens(ids: &[u32]) -> Vec<Token> {
+    ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
+}
+
+fn ids_of(model: &Model, text: &str) -> Vec<u32> {
+    model.tokenizer.encode(text).unwrap().iter().map(|t| t.id).collect()
+}
+
+fn close(a: &Matrix, b: &Matrix, what: &str) {
+    assert_eq!((a.rows, a.cols), (b.rows, b.cols), "{what}: shape");
+    assert_close(&a.data, &b.data, what);
+}
+
+/// Every field of two traces within the kernels' tolerance.
+fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
+    close(&g.embeddings, &c.embeddings, &format!("embeddings {what}"));
+    for (l, (gl, cl)) in g.layers.iter().zip(&c.layers).enumerate() {
+        let w = |s: &str| format!("layer {l} {s} {what}");
+        close(&gl.attention.ln_1, &cl.attention.ln_1, &w("ln_1"));
+        for (h, (gh, ch)) in gl.heads().iter().zip(cl.heads()).enumerate() {
+            for (name, a, b) in [
+                ("q", &gh.q, &ch.q),
+                ("k", &gh.k, &ch.k),
+                ("v", &gh.v, &ch.v),
+                ("scores_raw", &gh.scores_raw, &ch.scores_raw),
+                ("scores_scaled", &gh.scores_scaled, &ch.scores_scaled),
+                ("scores_masked", &gh.scores_masked, &ch.scores_masked),
+                ("weights", &gh.weights, &ch.weights),
+                ("output", &gh.output, &ch.output),
+            ] {
+                close(a, b, &w(&format!("head {h} {name}")));
+            }
+        }
+        for (name, a, b) in [
+            ("attn_out", &gl.attn_out, &cl.attn_out),
+            ("resid_mid", &gl.resid_mid, &cl.resid_mid),
+            ("ln_2", &gl.ln_2, &cl.ln_2),
+            ("mlp_hidden", &gl.mlp_hidden, &cl.mlp_hidden),
+            ("mlp_out", &gl.mlp_out, &cl.mlp_out),
+            ("resid_post", &gl.resid_post, &cl.resid_post),
+        ] {
+            close(a, b, &w(name));
+        }
+    }
+    close(&g.ln_f, &c.ln_f, &format!("ln_f {what}"));
+    close(&g.logits, &c.logits, &format!("logits {what}"));
+}
+
+#[test]
+fn gpu_trace_equals_cpu_reference_for_every_mask_and_length() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let texts = ["A", "The cat sat on the mat.", "To be, or not to be, that is the question: whether 'tis nobler"];
+    for text in texts {
+        for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(3)] {
+            let toks = model.tokenizer.encode(text).unwrap();
+            let cpu = forward_cpu(&model.config, &model.weights, toks.clone(), mask).unwrap();
+            let g = pollster::block_on(fwd.trace(ctx, toks, mask, true)).unwrap();
+            assert_traces_close(&g, &cpu, &format!("{text:?} {mask:?}"));
+        }
+    }
+}
+
+fn fixture(dir: &str) -> (ModelConfig, Gpt2Weights) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    let config = ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let weights =
+        Gpt2Weights::from_safetensors(&std::fs::read(dir.join("model.safetensors")).unwrap(), &config).unwrap();
+    (config, weights)
+}
+
+/// The golden fixture (a random GPT-2 that tests/golden.rs checks against
+/// Hugging Face transformers): GPU logits of every position equal the CPU's within 1e-4.
+#[test]
+fn gpu_logits_equal_cpu_on_the_golden_fixture() {
+    let ctx = gpu();
+    let (config, weights) = fixture("gpt2-tiny");
+    let mut fwd = GpuForward::with_weights(ctx, &config, GpuWeights::upload(ctx, &config, &weights).unwrap()).unwrap();
+    for t in [1usize, 5, 23, 64] {
+        let ids: Vec<u32> = (0..t).map(|i| (i * 37 % config.vocab_size) as u32).collect();
+        let cpu = forward_cpu(&config, &weights, tokens(&ids), Mask::Causal).unwrap();
+        for trace in [false, true] {
+            fwd.clear_cache();
+            fwd.run(ctx, &ids, RunOptions { mask: Mask::Causal, trace, all_logits: true }).unwrap();
+            let got = pollster::block_on(fwd.read_all_logits(ctx)).unwrap();
+            assert_close_abs(&got, &cpu.logits.data, 1e-4, &format!("logits T={t} traced={trace}"));
+        }
+    }
+}
+
+/// Typing at the end, editing in the middle, and appending one token at a time:
+/// the cached prefix gives the same numbers as a run from scratch, and only the new rows are computed.
+#[test]
+fn prefix_reuse_equals_a_full_run() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut cached = GpuForward::new(ctx, &model).unwrap();
+    let mut fresh = GpuForward::new(ctx, &model).unwrap();
+    let steps =
+        ["The cat", "The cat sat on", "The cat sat on the mat", "The dog sat on the mat", "The dog sat on the mat."];
+    for mask in [Mask::Causal, Mask::Window(2)] {
+        for trace in [false, true] {
+            let opts = RunOptions { mask, trace, all_logits: false };
+            cached.clear_cache();
+            let mut previous: Vec<u32> = Vec::new();
+            for text in steps {
+                let ids = ids_of(&model, text);
+                let stats = cached.run(ctx, &ids, opts).unwrap();
+                let shared = previous.iter().zip(&ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1);
+                assert_eq!(stats.reused_prefix, if stats.reallocated { 0 } else { shared }, "{text:?} {mask:?}");
+                fresh.clear_cache();
+                fresh.run(ctx, &ids, opts).unwrap();
+                let read =
+                    |f: &GpuForward| pollster::block_on(f.begin_read_last_logits(ctx).unwrap().finish(ctx)).unwrap();
+                let what = format!("{text:?} {mask:?} trace={trace}");
+                assert_close(&read(&cached), &read(&fresh), &format!("logits {what}"));
+                let layer = model.config.n_layer - 1;
+                for stage in [Stage::Qkv, Stage::ResidPost] {
+                    let (a, b) = (
+                        pollster::block_on(cached.read_rows(ctx, stage, layer)),
+                        pollster::block_on(fresh.read_rows(ctx, stage, layer)),
+                    );
+                    assert_close(&a.unwrap(), &b.unwrap(), &format!("{stage:?} {what}"));
+                }
+                if trace {
+                    for h in 0..model.config.n_head {
+                        for stage in [Stage::ScoresRaw, Stage::Weights] {
+                            let a = pollster::block_on(cached.read_head(ctx, stage, layer, h)).unwrap();
+                            let b = pollster::block_on(fresh.read_head(ctx, stage, layer, h)).unwrap();
+                            assert_close(&a, &b, &format!("{stage:?} head {h} {what}"));
+                        }
+                    }
+                }
+                previous = ids;
+            }
+        }
+    }
+    // A bidirectional mask makes every row depend on later tokens: nothing is reused.
+    let ids = ids_of(&model, "The cat sat");
+    cached.run(ctx, &ids[..2], RunOptions::fast(Mask::Bidirectional)).unwrap();
+    assert_eq!(cached.run(ctx, &ids, RunOptions::fast(Mask::Bidirectional)).unwrap().reused_prefix, 0);
+}
+
+/// Generation-style appends, one token at a time, reuse all but the new row.
+#[test]
+fn appending_one_token_computes_one_row() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let ids = ids_of(&model, "Now is the winter of our discontent made glorious summer by this sun of York");
+    for t in 1..=ids.len() {
+        let stats = fwd.run(ctx, &ids[..t], RunOptions::fast(Mask::Causal)).unwrap();
+        if !stats.reallocated {
+            assert_eq!(stats.reused_prefix, t - 1);
+        }
+    }
+}
+
+/// Flash attention (fast runs) and the naive path (traced runs) give the same logits and W·V.
+#[test]
+fn flash_path_equals_naive_path() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let ids =
+        ids_of(&model, "Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not to praise him.");
+    for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(4)] {
+        let mut results = Vec::new();
+        for trace in [true, false] {
+            fwd.clear_cache();
+            fwd.run(ctx, &ids, RunOptions { mask, trace, all_logits: true }).unwrap();
+            let logits = pollster::block_on(fwd.read_all_logits(ctx)).unwrap();
+            let head_out = pollster::block_on(fwd.read_rows(ctx, Stage::HeadOut, 1)).unwrap();
+            results.push((logits, head_out));
+        }
+        assert_close(&results[1].0, &results[0].0, &format!("logits flash vs naive {mask:?}"));
+        assert_close(&results[1].1, &results[0].1, &format!("W·V flash vs naive {mask:?}"));
+    }
+}
+
+/// A token table split into chunks (as when wte exceeds one storage binding) gives the same results.
+#[test]
+fn a_split_vocabulary_gives_the_same_logits() {
+    let model = placeholder();
+    let ctx = gpu();
+    let d = model.config.n_embd;
+    let split = GpuWeights::upload_with_chunk_limit(ctx, &model.config, &model.weights, (300 * d * 4) as u64).unwrap();
+    assert_eq!(split.wte.len(), model.config.vocab_size.div_ceil(300), "the table is split in 300-row chunks");
+    let mut split = GpuForward::with_weights(ctx, &model.config, split).unwrap();
+    let mut whole = GpuForward::new(ctx, &model).unwrap();
+    let ids = ids_of(&model, "What light through yonder window breaks? It is the east, and Juliet is the sun.");
+    for fwd in [&mut split, &mut whole] {
+        fwd.run(ctx, &ids, RunOptions { mask: Mask::Causal, trace: false, all_logits: true }).unwrap();
+    }
+    let read = |f: &GpuForward| pollster::block_on(f.read_all_logits(ctx)).unwrap();
+    assert_close(&read(&split), &read(&whole), "logits with a split table");
+    let emb = |f: &GpuForward| pollster::block_on(f.read_rows(ctx, Stage::Embeddings, 0)).unwrap();
+    assert_close(&emb(&split), &emb(&whole), "embeddings with a split table");
+}
+
+/// At most 6 dispatches per block (5 now), plus the embedding, ln_f and the LM head.
+#[test]
+fn dispatches_per_block_are_at_most_six() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let ids = ids_of(&model, "one two three");
+    let layers = model.config.n_layer;
+    let fast = fwd.run(ctx, &ids, RunOptions::fast(Mask::Causal)).unwrap().dispatches;
+    assert_eq!(fast, 1 + 5 * layers + 1, "embed, 5 per block, LM head");
+    let traced = fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap().dispatches;
+    assert_eq!(traced, 1 + 5 * layers + 2, "embed, 5 per block, ln_f, LM head");
+}
+
+#[test]
+fn a_cell_read_costs_four_bytes_and_matches_the_full_matrix() {
+    let model = placeholder();
+    gpu(); // fails with the install hint if there is no adapter
+           // A context of its own: the shared one's byte counter moves with the other tests.
+    let ctx = &GpuContext::new_blocking().unwrap();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let ids = ids_of(&model, "one two three four");
+    fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap();
+    let t = ids.len();
+    let full = pollster::block_on(fwd.read_head(ctx, Stage::Weights, 1, 2)).unwrap();
+    let before = ctx.bytes_read_back();
+    let cell =
+        pollster::block_on(fwd.begin_read_cell(ctx, Stage::Weights, 1, (2, t - 1, 1)).unwrap().finish(ctx)).unwrap();
+    assert_eq!(ctx.bytes_read_back() - before, 4);
+    assert_eq!(cell[0], full[(t - 1) * t + 1]);
+    assert!(fwd.begin_read_cell(ctx, Stage::Weights, 1, (2, t, 0)).is_err(), "row T is out of range");
+    // After a fast run the T×T matrices are stale: reading them is an error, not old numbers.
+    fwd.run(ctx, &ids, RunOptions::fast(Mask::Causal)).unwrap();
+    assert!(fwd.buffer(Stage::Weights, 1).unwrap_err().to_string().contains("trace"));
+}
+
+#[test]
+fn bad_ids_are_refused_before_the_gpu_runs() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let too_long = vec![1u32; model.config.n_positions + 1];
+    let err = fwd.run(ctx, &too_long, RunOptions::fast(Mask::Causal)).unwrap_err();
+    assert!(err.to_string().contains("context holds at most 256"), "{err}");
+    let err = fwd.run(ctx, &[5000], RunOptions::fast(Mask::Causal)).unwrap_err();
+    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+    assert!(fwd.run(ctx, &[], RunOptions::fast(Mask::Causal)).is_err(), "no tokens");
+}
+
+/// Renders a 3×3 causal matrix into an 30×30 texture and checks the colours:
+/// tolerance ±6 of 255 per channel, for the polynomial colour map and 8-bit rounding.
+#[test]
+fn heatmap_draws_weights_through_viridis_and_hatches_masked_cells() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    fwd.run(ctx, &[10, 20, 30], RunOptions::traced(Mask::Causal)).unwrap();
+    let weights = pollster::block_on(fwd.read_head(ctx, Stage::Weights, 0, 0)).unwrap();
+
+    let (size, format) = (30u32, wgpu::TextureFormat::Rgba8Unorm);
+    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d { width: size, height: size, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    });
+    let renderer = HeatmapRenderer::new(&ctx.device, format);
+    let stride = fwd.square_stride() as u32;
+    let params = HeatmapParams { t: 3, stride, head: 0, width: size, height: size, lo: 0.0, hi: 1.0, hover: None };
+    let view = texture.create_view(&Default::default());
+    renderer.draw(
+        &ctx.device,
+        &ctx.queue,
+        &view,
+        params,
+        fwd.buffer(Stage::Weights, 0).unwrap(),
+        fwd.buffer(Stage::ScoresMasked, 0).unwrap(),
+    );
+    // Copy the texture out (rows padded to 256 bytes).
+    let padded = 256u32;
+    let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (padded * size) as u64,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    enc.copy_texture_to_buffer(
+        texture.as_image_copy(),
+        wgpu::TexelCopyBufferInfo {
+            buffer: &out,
+            layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(padded), rows_per_image: Some(size) },
+        },
+        wgpu::Extent3d { width: size, height: size, depth_or_array_layers: 1 },
+    );
+    ctx.queue.submit([enc.finish()]);
+    let bytes: Vec<u8> = pollster::block_on(attnscope::gpu::read_f32(ctx, &out, 0, (padded * size / 4) as usize))
+        .unwrap()
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    let pixel = |x: u32, y: u32| {
+        let at = (y * padded + x * 4) as usize;
+        [bytes[at], bytes[at + 1], bytes[at + 2]]
+    };
+    let near = |got: [u8; 3], want: [u8; 3], what: &str| {
+        for c in 0..3 {
+            assert!((got[c] as i32 - want[c] as i32).abs() <= 6, "{what}: got {got:?}, want {want:?}");
+        }
+    };
+    // Cell (0, 0) holds weight 1: viridis(1) is yellow (253, 231, 37).
+    assert_eq!(weights[0], 1.0);
+    near(pixel(5, 5), [253, 231, 37], "weight 1");
+    // Cell (0, 2) is masked: hatched greys, never a viridis colour.
+    // The hatch's two greys are (0.22, 0.23, 0.26) and (0.32, 0.33, 0.36) in the shader.
+    let masked = pixel(25, 5);
+    let hatch = [[56, 59, 66], [82, 84, 92]];
+    assert!(
+        hatch.iter().any(|h| (0..3).all(|c| (masked[c] as i32 - h[c]).abs() <= 2)),
+        "masked cell is hatch grey: {masked:?}"
+    );
+    // Every unmasked cell is coloured by its own weight (the map's end points are dark purple and yellow).
+    let dark = [68, 1, 84];
+    for (row, col) in [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2)] {
+        let w = weights[row * 3 + col];
+        let got = pixel(col as u32 * 10 + 5, row as u32 * 10 + 5);
+        if w < 0.02 {
+            near(got, dark, &format!("weight {w} at ({row}, {col})"));
+        } else {
+            assert_ne!(got, masked, "unmasked cell ({row}, {col}) is coloured");
+        }
+    }
+}
