@@ -1,11 +1,15 @@
-//! The WGSL kernels and the attention layer run through WebGPU in headless
+//! The WGSL kernels and the whole forward pass run through WebGPU in headless
 //! Chromium (SwiftShader), checked against the CPU reference compiled to wasm.
 //! Run by tools/test.sh with wasm-bindgen-test-runner; shapes are small
 //! because SwiftShader is a CPU emulation.
 #![cfg(target_arch = "wasm32")]
 
 use attnscope::engine::{forward_cpu, ops, Mask};
-use attnscope::gpu::{read_f32, trace_attention_gpu, GpuAttention, GpuContext, Kernels};
+use attnscope::gpu::{
+    read_f32, AttentionShape, EmbedParams, GpuContext, GpuForward, Kernel, Kernels, LayernormParams, MatmulFusion,
+    MatmulParams, RunOptions,
+};
+use attnscope::model::Activation;
 use attnscope::model::Model;
 use wasm_bindgen_test::*;
 use wgpu::util::DeviceExt;
@@ -47,54 +51,108 @@ async fn context() -> GpuContext {
     }
 }
 
+fn run<P: bytemuck::Pod>(ctx: &GpuContext, k: &Kernels, kernel: Kernel, p: &P, bufs: &[&wgpu::Buffer], wg: [u32; 3]) {
+    let mut enc = ctx.device.create_command_encoder(&Default::default());
+    k.dispatch(ctx, &mut enc, kernel, p, bufs, wg).unwrap();
+    ctx.queue.submit([enc.finish()]);
+}
+
 #[wasm_bindgen_test]
 async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
     let ctx = context().await;
     let k = ctx.checked(|| Ok(Kernels::new(&ctx))).await.expect("all kernels compile in the browser");
 
-    // matmul_bias on an odd shape (not a multiple of the 8×8 workgroup).
+    // matmul_bias, fused: layernorm prologue, bias, GELU, residual, on an odd
+    // shape (not a multiple of the 64×64 tile).
     let (m, kk, n) = (7, 13, 11);
-    let (x, w, b) = (values(m * kk, 1, 2.0), values(kk * n, 2, 2.0), values(n, 3, 1.0));
-    let (xb, wb, bb, yb) = (upload(&ctx, &x), upload(&ctx, &w), upload(&ctx, &b), output(&ctx, m * n));
-    // layernorm, 5 rows of 33.
-    let g = values(33, 4, 1.5);
-    let (lx, lb) = (values(5 * 33, 5, 3.0), values(33, 6, 0.5));
-    let (lxb, lgb, lbb, lyb) = (upload(&ctx, &lx), upload(&ctx, &g), upload(&ctx, &lb), output(&ctx, 5 * 33));
-    // embed: T=6, d=10, vocab 9.
+    let (x, w, b, res, ln) = (
+        values(m * kk, 1, 2.0),
+        values(kk * n, 2, 2.0),
+        values(n, 3, 1.0),
+        values(m * n, 4, 1.0),
+        values(2 * kk, 5, 1.5),
+    );
+    let (xb, wb, bb, rb, lb) =
+        (upload(&ctx, &x), upload(&ctx, &w), upload(&ctx, &b), upload(&ctx, &res), upload(&ctx, &ln));
+    let (yb, lnb, preb) = (output(&ctx, m * n), output(&ctx, m * kk), output(&ctx, m * n));
+    let fusion = MatmulFusion {
+        layernorm: Some(1e-5),
+        write_ln: true,
+        bias: true,
+        activation: Some(Activation::GeluTanh),
+        residual: true,
+        write_pre: true,
+        ..Default::default()
+    };
+    let mp = MatmulParams::new((m, kk, n), fusion);
+    run(&ctx, &k, Kernel::MatmulBias, &mp, &[&xb, &wb, &bb, &yb, &rb, &lb, &lnb, &preb], mp.workgroups());
+    let normed = ops::layernorm(&x, &ln[..kk], &ln[kk..], kk, 1e-5);
+    let mut pre = ops::matmul_bias(&normed, &w, &b, m, kk, n);
+    ops::activate(&mut pre, Activation::GeluTanh);
+    assert_close(&read_f32(&ctx, &lnb, 0, m * kk).await.unwrap(), &normed, "matmul ln_out");
+    assert_close(&read_f32(&ctx, &preb, 0, m * n).await.unwrap(), &pre, "matmul pre-residual");
+    assert_close(&read_f32(&ctx, &yb, 0, m * n).await.unwrap(), &ops::add(&res, &pre), "matmul");
+
+    // layernorm, rows 2..7 of 33.
+    let lx = values(7 * 33, 6, 3.0);
+    let (lxb, lyb) = (upload(&ctx, &lx), output(&ctx, 7 * 33));
+    let lp = LayernormParams { rows: 5, d: 33, eps: 1e-5, row0: 2 };
+    let ln33 = values(66, 7, 1.5);
+    let ln33b = upload(&ctx, &ln33);
+    run(&ctx, &k, Kernel::Layernorm, &lp, &[&lxb, &ln33b, &lyb], lp.workgroups());
+    assert_close(
+        &read_f32(&ctx, &lyb, 66, 5 * 33).await.unwrap(),
+        &ops::layernorm(&lx[66..], &ln33[..33], &ln33[33..], 33, 1e-5),
+        "layernorm",
+    );
+
+    // embed: T=6, d=10, vocab 9 in one chunk.
     let ids = [3u32, 0, 8, 8, 1, 5];
-    let (wte, wpe) = (values(9 * 10, 7, 1.0), values(6 * 10, 8, 1.0));
+    let (wte, wpe) = (values(9 * 10, 8, 1.0), values(6 * 10, 9, 1.0));
     let ids_buf = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: None,
         contents: bytemuck::cast_slice(&ids),
         usage: wgpu::BufferUsages::STORAGE,
     });
     let (teb, peb, eb) = (upload(&ctx, &wte), upload(&ctx, &wpe), output(&ctx, 6 * 10));
-    // scores: T=9, 2 heads of 16, causal; then softmax of the masked scores.
-    let (t, h, dh) = (9, 2, 16);
-    let qkv = values(t * 3 * h * dh, 9, 0.5);
-    let (qb, rawb, maskb, softb) =
-        (upload(&ctx, &qkv), output(&ctx, h * t * t), output(&ctx, h * t * t), output(&ctx, h * t * t));
-
-    let mut enc = ctx.device.create_command_encoder(&Default::default());
-    k.matmul_bias(&ctx, &mut enc, &xb, &wb, &bb, &yb, (m, kk, n)).unwrap();
-    k.layernorm(&ctx, &mut enc, &lxb, &lgb, &lbb, &lyb, 5, 33, 1e-5).unwrap();
-    k.embed(&ctx, &mut enc, &ids_buf, &teb, &peb, &eb, 6, 10).unwrap();
-    k.attn_scores(&ctx, &mut enc, &qb, &rawb, &maskb, (t, h, dh), Mask::Causal).unwrap();
-    k.softmax_rows(&ctx, &mut enc, &maskb, &softb, h * t, t).unwrap();
-    ctx.queue.submit([enc.finish()]);
-
-    assert_close(&read_f32(&ctx, &yb, 0, m * n).await.unwrap(), &ops::matmul_bias(&x, &w, &b, m, kk, n), "matmul_bias");
-    assert_close(&read_f32(&ctx, &lyb, 0, 5 * 33).await.unwrap(), &ops::layernorm(&lx, &g, &lb, 33, 1e-5), "layernorm");
+    let ep = EmbedParams { m: 6, d: 10, row0: 0, v0: 0, vn: 9, _pad: [0; 3] };
+    run(&ctx, &k, Kernel::Embed, &ep, &[&ids_buf, &teb, &peb, &eb], ep.workgroups());
     assert_close(&read_f32(&ctx, &eb, 0, 60).await.unwrap(), &ops::embed(&ids, &wte, &wpe, 10), "embed");
+
+    // attention_rows and flash_attention: T=9, 2 heads of 16, causal.
+    let (t, h, dh) = (9, 2, 16);
+    let qkv = values(t * 3 * h * dh, 10, 0.5);
+    let qb = upload(&ctx, &qkv);
+    let (rawb, maskb, wtb, ob, fb) = (
+        output(&ctx, h * t * t),
+        output(&ctx, h * t * t),
+        output(&ctx, h * t * t),
+        output(&ctx, t * h * dh),
+        output(&ctx, t * h * dh),
+    );
+    let shape = AttentionShape { m: t, t, n_head: h, d_head: dh, row0: 0, mask: Mask::Causal };
+    run(
+        &ctx,
+        &k,
+        Kernel::AttentionRows,
+        &shape.rows_params(t).unwrap(),
+        &[&qb, &rawb, &maskb, &wtb, &ob],
+        shape.rows_workgroups(),
+    );
+    run(&ctx, &k, Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &fb], shape.flash_workgroups());
     let (raw_cpu, masked_cpu) = ops::attention_scores(&qkv, t, h, dh, Mask::Causal);
+    let weights_cpu = ops::softmax_rows(&masked_cpu, t);
+    let out_cpu = ops::weighted_sum(&weights_cpu, &qkv, t, h, dh);
     assert_close(&read_f32(&ctx, &rawb, 0, h * t * t).await.unwrap(), &raw_cpu, "scores raw");
     assert_close(&read_f32(&ctx, &maskb, 0, h * t * t).await.unwrap(), &masked_cpu, "scores masked");
-    assert_close(&read_f32(&ctx, &softb, 0, h * t * t).await.unwrap(), &ops::softmax_rows(&masked_cpu, t), "softmax");
+    assert_close(&read_f32(&ctx, &wtb, 0, h * t * t).await.unwrap(), &weights_cpu, "softmax");
+    assert_close(&read_f32(&ctx, &ob, 0, t * h * dh).await.unwrap(), &out_cpu, "W·V");
+    assert_close(&read_f32(&ctx, &fb, 0, t * h * dh).await.unwrap(), &out_cpu, "flash attention");
     assert_eq!(ctx.fault(), None);
 }
 
 #[wasm_bindgen_test]
-async fn attention_layer_on_the_placeholder_model_matches_the_cpu_in_the_browser() {
+async fn whole_forward_on_the_placeholder_model_matches_the_cpu_in_the_browser() {
     let model = Model::from_bytes(
         "placeholder",
         include_bytes!("fixtures/placeholder/config.json"),
@@ -103,16 +161,26 @@ async fn attention_layer_on_the_placeholder_model_matches_the_cpu_in_the_browser
     )
     .unwrap();
     let ctx = context().await;
-    let mut attn = GpuAttention::new(&ctx, &model).unwrap();
+    let mut fwd = GpuForward::new(&ctx, &model).unwrap();
     for (text, mask) in [("Now is the winter", Mask::Causal), ("of our discontent", Mask::Window(2))] {
         let tokens = model.tokenizer.encode(text).unwrap();
-        let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
-        let cpu = forward_cpu(&model.config, &model.weights, tokens, mask).unwrap();
-        let gpu = trace_attention_gpu(&ctx, &mut attn, &ids, mask).await.unwrap();
-        for (hg, hc) in gpu.heads.iter().zip(cpu.layers[0].heads()) {
-            assert_close(&hg.weights.data, &hc.weights.data, &format!("weights {text:?}"));
-            assert_close(&hg.scores_masked.data, &hc.scores_masked.data, &format!("masked scores {text:?}"));
-            assert_close(&hg.output.data, &hc.output.data, &format!("W·V {text:?}"));
+        let cpu = forward_cpu(&model.config, &model.weights, tokens.clone(), mask).unwrap();
+        let gpu = fwd.trace(&ctx, tokens, mask, true).await.unwrap();
+        for (lg, lc) in gpu.layers.iter().zip(&cpu.layers) {
+            for (hg, hc) in lg.heads().iter().zip(lc.heads()) {
+                assert_close(&hg.weights.data, &hc.weights.data, &format!("weights {text:?}"));
+                assert_close(&hg.scores_masked.data, &hc.scores_masked.data, &format!("masked scores {text:?}"));
+                assert_close(&hg.output.data, &hc.output.data, &format!("W·V {text:?}"));
+            }
         }
+        assert_close(&gpu.logits.data, &cpu.logits.data, &format!("logits {text:?}"));
     }
+    // Typing one more word reuses the cached prefix and gives the same logits as a fresh run.
+    let ids: Vec<u32> = model.tokenizer.encode("Now is the winter of").unwrap().iter().map(|t| t.id).collect();
+    fwd.run(&ctx, &ids[..ids.len() - 1], RunOptions::fast(Mask::Causal)).unwrap();
+    let stats = fwd.run(&ctx, &ids, RunOptions::fast(Mask::Causal)).unwrap();
+    assert_eq!(stats.reused_prefix, ids.len() - 1);
+    let cached = fwd.begin_read_last_logits(&ctx).unwrap().finish(&ctx).await.unwrap();
+    let cpu = model.trace_ids(&ids, Mask::Causal).unwrap();
+    assert_close(&cached[..model.config.vocab_size], cpu.logits.row(ids.len() - 1), "logits with the KV cache");
 }

@@ -16,7 +16,7 @@ mod cli {
     use attnscope::engine::sampling::SamplingParams;
     use attnscope::engine::{forward_cpu, Mask};
     use attnscope::gpu::{GpuContext, GpuForward};
-    use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
+    use attnscope::model::{Model, ModelConfig, Token};
     use clap::{Parser, Subcommand, ValueEnum};
     use serde_json::{json, Value};
 
