@@ -214,6 +214,25 @@ fn a_split_vocabulary_gives_the_same_logits() {
     assert_close(&emb(&split), &emb(&whole), "embeddings with a split table");
 }
 
+/// Forgetting the cached prefix does not forget what the buffers hold: after
+/// an all-positions run, the last logits row is still read from where it was written.
+#[test]
+fn clearing_the_cache_keeps_the_last_run_readable() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let ids = ids_of(&model, "Is this a dagger which I see before me");
+    fwd.run(ctx, &[1, 2, 3], RunOptions::fast(Mask::Causal)).unwrap(); // something else in logits_last
+    fwd.run(ctx, &ids, RunOptions { mask: Mask::Causal, trace: true, all_logits: true }).unwrap();
+    fwd.clear_cache();
+    let all = pollster::block_on(fwd.read_all_logits(ctx)).unwrap();
+    let last = pollster::block_on(fwd.begin_read_last_logits(ctx).unwrap().finish(ctx)).unwrap();
+    let v = model.config.vocab_size;
+    assert_eq!(&last[..v], &all[(ids.len() - 1) * v..]);
+    assert!(fwd.traced(), "the buffers still hold a traced run");
+    assert_eq!(fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap().reused_prefix, 0, "nothing reused");
+}
+
 /// At most 6 dispatches per block (5 now), plus the embedding, ln_f and the LM head.
 #[test]
 fn dispatches_per_block_are_at_most_six() {

@@ -55,22 +55,18 @@ pub struct RunStats {
     pub reallocated: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Cached {
-    ids: Vec<u32>,
-    mask: Mask,
-    trace: bool,
-    all_logits: bool,
-}
-
 pub struct GpuForward {
     kernels: Kernels,
     config: ModelConfig,
     weights: GpuWeights,
     buffers: Option<Buffers>,
-    cached: Option<Cached>,
+    /// What the buffers hold: the last run's options (None before any run and
+    /// after a reallocation).
+    last_opts: Option<RunOptions>,
     last: RunStats,
-    traced: bool,
+    /// The ids whose rows the next run may keep (the KV cache); cleared by
+    /// [`GpuForward::clear_cache`] without forgetting what the buffers hold.
+    cached_ids: Option<Vec<u32>>,
 }
 
 /// Where parameters for one slot go in the run's uniform block.
@@ -112,9 +108,9 @@ impl GpuForward {
             config: config.clone(),
             weights,
             buffers: None,
-            cached: None,
+            last_opts: None,
             last: RunStats::default(),
-            traced: false,
+            cached_ids: None,
         })
     }
 
@@ -133,17 +129,17 @@ impl GpuForward {
 
     /// Whether the last run kept the trace's intermediates.
     pub fn traced(&self) -> bool {
-        self.traced
+        self.last_opts.is_some_and(|o| o.trace)
     }
 
     /// The mask of the last run.
     pub fn mask(&self) -> Option<Mask> {
-        self.cached.as_ref().map(|c| c.mask)
+        self.last_opts.map(|o| o.mask)
     }
 
     /// Whether the last run computed the logits of every position.
     pub fn all_logits(&self) -> bool {
-        self.cached.as_ref().is_some_and(|c| c.all_logits)
+        self.last_opts.is_some_and(|o| o.all_logits)
     }
 
     pub fn weight_bytes(&self) -> u64 {
@@ -161,7 +157,7 @@ impl GpuForward {
 
     /// Forgets the cached prefix: the next run computes every row.
     pub fn clear_cache(&mut self) {
-        self.cached = None;
+        self.cached_ids = None;
     }
 
     fn ensure_layout(&mut self, ctx: &GpuContext, t: usize, opts: RunOptions) -> Result<bool, GpuError> {
@@ -171,22 +167,23 @@ impl GpuForward {
             return Ok(false);
         }
         self.buffers = None; // free the old buffers before allocating the new ones
-        self.cached = None;
+        self.last_opts = None;
+        self.cached_ids = None;
         self.buffers = Some(Buffers::new(ctx, &self.kernels, &self.config, &self.weights, wanted)?);
         Ok(true)
     }
 
     /// How many leading rows of the last run `ids` can keep.
     fn reusable_prefix(&self, ids: &[u32], opts: RunOptions) -> usize {
-        let Some(c) = &self.cached else { return 0 };
+        let (Some(last), Some(cached)) = (self.last_opts, &self.cached_ids) else { return 0 };
         // Under a bidirectional mask every row depends on every later token.
-        if c.mask != opts.mask || opts.mask == Mask::Bidirectional {
+        if last.mask != opts.mask || opts.mask == Mask::Bidirectional {
             return 0;
         }
-        if (opts.trace && !c.trace) || (opts.all_logits && !c.all_logits) {
+        if (opts.trace && !last.trace) || (opts.all_logits && !last.all_logits) {
             return 0;
         }
-        let common = c.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        let common = cached.iter().zip(ids).take_while(|(a, b)| a == b).count();
         // At least the last row is recomputed: it produces the logits.
         common.min(ids.len().saturating_sub(1))
     }
@@ -224,10 +221,9 @@ impl GpuForward {
         }
         ctx.queue.submit([enc.finish()]);
         let stats = RunStats { tokens: t, reused_prefix: p, dispatches: steps.len(), reallocated };
-        self.cached =
-            Some(Cached { ids: ids.to_vec(), mask: opts.mask, trace: opts.trace, all_logits: opts.all_logits });
+        self.cached_ids = Some(ids.to_vec());
+        self.last_opts = Some(opts);
         self.last = stats;
-        self.traced = opts.trace;
         Ok(stats)
     }
 
