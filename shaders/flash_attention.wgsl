@@ -21,13 +21,13 @@ struct Params {
     n_head: u32,
     d_head: u32,
     row0: u32,
+    cap: u32, // unused here: the same block as attention_rows.wgsl
     mask_mode: u32,
     window: u32,
     scale: f32,
     neg_inf_bits: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 const WG: u32 = 64u;

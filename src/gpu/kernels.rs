@@ -151,9 +151,11 @@ pub struct AttentionShape {
     pub mask: Mask,
 }
 
+/// The uniform block of attention_rows.wgsl and flash_attention.wgsl (the same
+/// layout in both; flash attention writes no T×T matrix and ignores `cap`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub struct AttentionRowsParams {
+pub struct AttentionParams {
     pub m: u32,
     pub t: u32,
     pub n_head: u32,
@@ -165,21 +167,6 @@ pub struct AttentionRowsParams {
     pub scale: f32,
     pub neg_inf_bits: u32,
     pub _pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub struct FlashParams {
-    pub m: u32,
-    pub t: u32,
-    pub n_head: u32,
-    pub d_head: u32,
-    pub row0: u32,
-    pub mask_mode: u32,
-    pub window: u32,
-    pub scale: f32,
-    pub neg_inf_bits: u32,
-    pub _pad: [u32; 3],
 }
 
 /// The largest T attention_rows.wgsl holds in workgroup memory, and d_head limits.
@@ -201,11 +188,9 @@ impl AttentionShape {
         Ok(())
     }
 
-    /// Parameters for attention_rows.wgsl; `cap` is the row stride of its T×T outputs.
-    pub fn rows_params(&self, cap: usize) -> Result<AttentionRowsParams, GpuError> {
-        self.check(MAX_ROWS_D_HEAD, MAX_ROWS_T.min(cap), "attention_rows")?;
+    fn params(&self, cap: usize) -> AttentionParams {
         let (mask_mode, window) = self.mask.gpu_code();
-        Ok(AttentionRowsParams {
+        AttentionParams {
             m: self.m as u32,
             t: self.t as u32,
             n_head: self.n_head as u32,
@@ -217,24 +202,19 @@ impl AttentionShape {
             scale: 1.0 / (self.d_head as f32).sqrt(),
             neg_inf_bits: f32::NEG_INFINITY.to_bits(),
             _pad: [0; 2],
-        })
+        }
     }
 
-    pub fn flash_params(&self) -> Result<FlashParams, GpuError> {
+    /// Parameters for attention_rows.wgsl; `cap` is the row stride of its T×T outputs.
+    pub fn rows_params(&self, cap: usize) -> Result<AttentionParams, GpuError> {
+        self.check(MAX_ROWS_D_HEAD, MAX_ROWS_T.min(cap), "attention_rows")?;
+        Ok(self.params(cap))
+    }
+
+    /// Parameters for flash_attention.wgsl.
+    pub fn flash_params(&self) -> Result<AttentionParams, GpuError> {
         self.check(MAX_FLASH_D_HEAD, usize::MAX, "flash_attention")?;
-        let (mask_mode, window) = self.mask.gpu_code();
-        Ok(FlashParams {
-            m: self.m as u32,
-            t: self.t as u32,
-            n_head: self.n_head as u32,
-            d_head: self.d_head as u32,
-            row0: self.row0 as u32,
-            mask_mode,
-            window,
-            scale: 1.0 / (self.d_head as f32).sqrt(),
-            neg_inf_bits: f32::NEG_INFINITY.to_bits(),
-            _pad: [0; 3],
-        })
+        Ok(self.params(self.t))
     }
 
     pub fn rows_workgroups(&self) -> [u32; 3] {

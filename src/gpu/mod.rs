@@ -14,8 +14,8 @@ mod weights;
 pub use context::{GpuContext, GpuError};
 pub use forward::{GpuForward, RunOptions, RunStats};
 pub use kernels::{
-    AttentionRowsParams, AttentionShape, EmbedParams, FlashParams, Kernel, Kernels, LayernormParams, MatmulFusion,
-    MatmulParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T,
+    AttentionParams, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
+    MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::Stage;
