@@ -18,5 +18,5 @@ pub use kernels::{
     MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
-pub use stages::Stage;
+pub use stages::{HeadRead, Stage};
 pub use weights::{rows_per_chunk, GpuWeights};

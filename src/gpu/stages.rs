@@ -59,6 +59,22 @@ impl Stage {
     }
 }
 
+/// A head's matrix on its way back; [`HeadRead::finish`] drops the capacity padding.
+pub struct HeadRead {
+    pending: PendingRead,
+    /// Tokens: the matrix is `t × t`.
+    pub t: usize,
+    cap: usize,
+}
+
+impl HeadRead {
+    pub async fn finish(self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let (t, cap) = (self.t, self.cap);
+        let strided = self.pending.finish(ctx).await?;
+        Ok((0..t).flat_map(|i| strided[i * cap..i * cap + t].iter().copied()).collect())
+    }
+}
+
 impl GpuForward {
     /// Columns of one row of a T×width stage (T×T stages: T per head).
     pub fn stage_width(&self, stage: Stage) -> usize {
@@ -150,7 +166,23 @@ impl GpuForward {
         begin_read(ctx, self.buffer(stage, layer)?, ((head * cap + row) * cap) as u64, t)
     }
 
-    /// One head's T×T matrix, row-major (reads T rows of the capacity-strided buffer).
+    /// Starts reading one head's T×T matrix: one copy of its T capacity-strided rows.
+    pub fn begin_read_head(
+        &self,
+        ctx: &GpuContext,
+        stage: Stage,
+        layer: usize,
+        head: usize,
+    ) -> Result<HeadRead, GpuError> {
+        let (t, cap) = (self.tokens(), self.square_stride());
+        if !stage.is_square() || head >= self.config().n_head || t == 0 {
+            return Err(GpuError::OutOfRange(format!("{stage:?} head {head} with T = {t}")));
+        }
+        let pending = begin_read(ctx, self.buffer(stage, layer)?, (head * cap * cap) as u64, (t - 1) * cap + t)?;
+        Ok(HeadRead { pending, t, cap })
+    }
+
+    /// One head's T×T matrix, row-major.
     pub async fn read_head(
         &self,
         ctx: &GpuContext,
@@ -158,13 +190,7 @@ impl GpuForward {
         layer: usize,
         head: usize,
     ) -> Result<Vec<f32>, GpuError> {
-        let (t, cap) = (self.tokens(), self.square_stride());
-        if !stage.is_square() || head >= self.config().n_head || t == 0 {
-            return Err(GpuError::OutOfRange(format!("{stage:?} head {head} with T = {t}")));
-        }
-        let start = head * cap * cap;
-        let strided = begin_read(ctx, self.buffer(stage, layer)?, start as u64, (t - 1) * cap + t)?.finish(ctx).await?;
-        Ok((0..t).flat_map(|i| strided[i * cap..i * cap + t].iter().copied()).collect())
+        self.begin_read_head(ctx, stage, layer, head)?.finish(ctx).await
     }
 
     /// Rows of a T×width stage.

@@ -9,7 +9,7 @@ use wasm_bindgen::JsValue;
 
 use super::fetch::fetch_bytes;
 use crate::engine::Mask;
-use crate::gpu::{GpuContext, GpuError, GpuForward, PendingRead, RunOptions, Stage};
+use crate::gpu::{GpuContext, GpuError, GpuForward, HeadRead, PendingRead, RunOptions, Stage};
 use crate::model::{Model, Token};
 use crate::render::{HeatmapParams, HeatmapRenderer};
 
@@ -25,6 +25,8 @@ pub struct GpuHost {
     surface: wgpu::Surface<'static>,
     renderer: HeatmapRenderer,
     surface_size: Cell<(u32, u32)>,
+    /// Tokens the heatmap shows: the last run's, or 0 for empty text (which runs nothing).
+    shown: Cell<usize>,
 }
 
 pub struct Host {
@@ -72,7 +74,7 @@ async fn open_gpu(model: &Model, canvas: web_sys::HtmlCanvasElement) -> Result<G
     let format =
         surface.get_capabilities(&ctx.adapter).formats.first().copied().ok_or("the canvas offers no texture format")?;
     let renderer = ctx.checked(|| Ok(HeatmapRenderer::new(&ctx.device, format))).await.map_err(|e| e.to_string())?;
-    Ok(GpuHost { ctx, fwd: RefCell::new(fwd), surface, renderer, surface_size: Cell::new((0, 0)) })
+    Ok(GpuHost { ctx, fwd: RefCell::new(fwd), surface, renderer, surface_size: Cell::new((0, 0)), shown: Cell::new(0) })
 }
 
 /// Loads the model and opens the GPU, then installs the host. The model is
@@ -112,8 +114,13 @@ impl GpuHost {
     /// Runs the whole forward pass on `ids`, keeping every stage on the GPU
     /// (only the rows after the prefix shared with the last run are computed).
     pub fn run(&self, ids: &[u32], mask: Mask) -> Result<(), String> {
+        if ids.is_empty() {
+            self.shown.set(0);
+            return Ok(());
+        }
         let mut fwd = self.fwd.try_borrow_mut().map_err(|_| "the GPU is busy")?;
         fwd.run(&self.ctx, ids, RunOptions::traced(mask)).map_err(|e| e.to_string())?;
+        self.shown.set(ids.len());
         match self.ctx.fault() {
             Some(fault) => Err(fault),
             None => Ok(()),
@@ -148,7 +155,7 @@ impl GpuHost {
         };
         let view = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
         let params = HeatmapParams {
-            t: fwd.tokens() as u32,
+            t: self.shown.get() as u32,
             stride: fwd.square_stride() as u32,
             head: head as u32,
             width,
@@ -167,14 +174,14 @@ impl GpuHost {
         fwd.begin_read_cell(&self.ctx, Stage::Weights, LAYER, (head, row, col)).map_err(|e| e.to_string())
     }
 
-    /// Starts reading one query row of a head's weights (T values; the test hook reads each row).
-    pub fn begin_read_weights_row(&self, head: usize, row: usize) -> Result<PendingRead, String> {
+    /// Starts reading a head's whole T×T weight matrix (test hook only).
+    pub fn begin_read_head(&self, head: usize) -> Result<HeadRead, String> {
         let fwd = self.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
-        fwd.begin_read_square_row(&self.ctx, Stage::Weights, LAYER, (head, row)).map_err(|e| e.to_string())
+        fwd.begin_read_head(&self.ctx, Stage::Weights, LAYER, head).map_err(|e| e.to_string())
     }
 
     /// Tokens in the last run.
     pub fn tokens(&self) -> usize {
-        self.fwd.try_borrow().map_or(0, |f| f.tokens())
+        self.shown.get()
     }
 }

@@ -49,14 +49,15 @@ async fn snapshot(state: AppState) -> Result<JsValue, JsValue> {
     let host = host().ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
     let gpu = host.gpu.as_ref().map_err(|e| JsValue::from_str(e))?;
     let head = state.head.get_untracked();
-    let t = gpu.tokens();
-    let mut rows = Vec::with_capacity(t);
-    for row in 0..t {
-        let pending = gpu.begin_read_weights_row(head, row).map_err(|e| JsValue::from_str(&e))?;
-        let mut values = pending.finish(&gpu.ctx).await.map_err(|e| JsValue::from_str(&e.to_string()))?;
-        values.truncate(t);
-        rows.push(values);
-    }
+    let (t, flat) = match gpu.tokens() {
+        0 => (0, Vec::new()), // empty text: nothing runs, nothing is shown
+        _ => {
+            let read = gpu.begin_read_head(head).map_err(|e| JsValue::from_str(&e))?;
+            let t = read.t;
+            (t, read.finish(&gpu.ctx).await.map_err(|e| JsValue::from_str(&e.to_string()))?)
+        }
+    };
+    let rows: Vec<&[f32]> = flat.chunks(t.max(1)).collect();
     value["weights"] = json!(rows);
     value["weightsTokens"] = json!(t);
     Ok(to_js(&value))
