@@ -239,6 +239,7 @@ impl Buffers {
             Some(all) => (Some(logits(last, all)), Some(logits(&ln_f, all))),
             None => (None, None),
         };
+        debug_assert!(bind.next as u64 <= slot_count(config.n_layer, weights.wte.len()), "uniform slots overflow");
         let slots = Slots {
             embed,
             layers: layer_slots,

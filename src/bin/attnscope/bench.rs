@@ -14,16 +14,25 @@ use attnscope::gpu::{
 use attnscope::model::{Gpt2Weights, ModelConfig, Token};
 use wgpu::util::DeviceExt;
 
+/// The median of at least one time.
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
 /// Median wall time of `f` in milliseconds.
 pub fn median_ms(mut f: impl FnMut() -> Result<(), String>, repeat: usize) -> Result<f64, String> {
     let mut times = Vec::with_capacity(repeat.max(1));
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
         f()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
+        times.push(elapsed_ms(start));
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(median(times))
 }
 
 /// Deterministic ids that cover the vocabulary.
@@ -130,13 +139,12 @@ pub fn gpu(
             run_and_read(ctx, &mut fwd, &ids[..t - 1], fast)?;
             let start = Instant::now();
             run_and_read(ctx, &mut fwd, &ids, fast)?;
-            times.push(start.elapsed().as_secs_f64() * 1e3);
+            times.push(elapsed_ms(start));
             if fwd.last_run().reused_prefix != t - 1 {
                 return Err(format!("the append reused {} rows, not {}", fwd.last_run().reused_prefix, t - 1));
             }
         }
-        times.sort_by(f64::total_cmp);
-        let append_ms = times[times.len() / 2];
+        let append_ms = median(times);
         let gflop = forward_cost(config, t).total_flops() as f64 / 1e9;
         println!(
             "  {t:>5}  {forward_ms:>10.2}  {traced_ms:>10.2}  {:>9.2}  {dispatches:>10}  {read_bytes:>9}  {append_ms:>12.2}  {forward_ms:>12.2}  {:>6.1}×",
