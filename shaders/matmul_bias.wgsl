@@ -12,8 +12,11 @@
 //   act            0 none, 1 GELU tanh (gelu_new), 2 GELU erf, 3 ReLU
 //   FLAG_RESIDUAL  y = res + (x·w + b): the residual connection
 //   FLAG_WRITE_PRE also write x·w + b (before the residual) to pre[rows×N]
+//   FLAG_VEC4      K (and N unless FLAG_B_T) are multiples of 4: tiles are
+//                  loaded as vec4 (one 16-byte load per invocation per tile)
 //
-// Shapes (row-major f32):
+// Shapes (row-major f32; x and w are bound as array<vec4<f32>>, so their
+// buffers are padded to a multiple of 16 bytes, which Kernels::dispatch checks):
 //   x[·×K]: rows xrow0 .. xrow0+M are used (so a run can compute only new rows)
 //   w[K×N] (GPT-2 Conv1D layout [in, out]) or [N×K] with FLAG_B_T; b[N]; ln[2K]
 //   y: row yrow0 + r, column ycol0 + c at y[(yrow0 + r)·ldy + ycol0 + c]
@@ -48,13 +51,14 @@ const FLAG_B_T: u32 = 4u;
 const FLAG_BIAS: u32 = 8u;
 const FLAG_RESIDUAL: u32 = 16u;
 const FLAG_WRITE_PRE: u32 = 32u;
+const FLAG_VEC4: u32 = 64u;
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
@@ -70,6 +74,19 @@ var<workgroup> row_rstd: array<f32, 64>;
 
 fn has(flag: u32) -> bool {
     return (p.flags & flag) != 0u;
+}
+
+fn x_at(i: u32) -> f32 {
+    return x[i >> 2u][i & 3u];
+}
+
+fn w_at(i: u32) -> f32 {
+    return w[i >> 2u][i & 3u];
+}
+
+// x[row, k] normalised when FLAG_LN (r: the row within the tile).
+fn x_value(r: u32, xk: u32, v: f32) -> f32 {
+    return (v - row_mean[r]) * row_rstd[r] * ln[xk] + ln[p.k + xk];
 }
 
 // Sums `partial` over the 4 invocations of each row (tid = row·4 + part).
@@ -92,14 +109,14 @@ fn layernorm_prologue(row0: u32, tid: u32) {
     var s = 0.0;
     if valid {
         for (var c = part; c < p.k; c += 4u) {
-            s += x[base + c];
+            s += x_at(base + c);
         }
     }
     let mean = row_sum(tid, s) / f32(p.k);
     var sq = 0.0;
     if valid {
         for (var c = part; c < p.k; c += 4u) {
-            let dev = x[base + c] - mean;
+            let dev = x_at(base + c) - mean;
             sq += dev * dev;
         }
     }
@@ -133,6 +150,101 @@ fn activate(v: f32) -> f32 {
     }
 }
 
+// Stages x[64 rows × 16 k] and w[16 k × 64 cols] (0 out of range), one scalar
+// at a time: any K and N.
+fn load_tiles(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, write_ln: bool, transposed: bool) {
+    for (var s = 0u; s < 4u; s++) {
+        let at = tid + s * 256u;
+        // x tile: row at / 16, k at % 16.
+        let xr = at / TILE_K;
+        let xk = k0 + at % TILE_K;
+        var xv = 0.0;
+        if row0 + xr < p.m && xk < p.k {
+            let src = (p.xrow0 + row0 + xr) * p.k + xk;
+            xv = x_at(src);
+            if normalise {
+                xv = x_value(xr, xk, xv);
+                if write_ln {
+                    ln_out[src] = xv;
+                }
+            }
+        }
+        x_tile[at] = xv;
+        if transposed {
+            // w[N×K]: walk k fastest so neighbouring invocations read neighbouring words.
+            let wc = col0 + at / TILE_K;
+            let wk = k0 + at % TILE_K;
+            var wv = 0.0;
+            if wk < p.k && wc < p.n {
+                wv = w_at(wc * p.k + wk);
+            }
+            w_tile[(at % TILE_K) * TILE + at / TILE_K] = wv;
+        } else {
+            let wk = k0 + at / TILE;
+            let wc = col0 + at % TILE;
+            var wv = 0.0;
+            if wk < p.k && wc < p.n {
+                wv = w_at(wk * p.n + wc);
+            }
+            w_tile[at] = wv;
+        }
+    }
+}
+
+// The same tiles as load_tiles, one vec4 per invocation per tile: K % 4 == 0
+// (and N % 4 == 0 unless transposed), so a vec4 is wholly in or out of range.
+fn load_tiles_vec4(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, write_ln: bool, transposed: bool) {
+    // x tile: row tid / 4, k k0 + 4·(tid % 4) .. +4.
+    let xr = tid / 4u;
+    let xk = k0 + (tid % 4u) * 4u;
+    var xv = vec4<f32>(0.0);
+    if row0 + xr < p.m && xk < p.k {
+        let src = (p.xrow0 + row0 + xr) * p.k + xk;
+        xv = x[src >> 2u];
+        if normalise {
+            xv = vec4<f32>(x_value(xr, xk, xv.x), x_value(xr, xk + 1u, xv.y), x_value(xr, xk + 2u, xv.z),
+                x_value(xr, xk + 3u, xv.w));
+            if write_ln {
+                ln_out[src] = xv.x;
+                ln_out[src + 1u] = xv.y;
+                ln_out[src + 2u] = xv.z;
+                ln_out[src + 3u] = xv.w;
+            }
+        }
+    }
+    let xt = xr * TILE_K + (tid % 4u) * 4u;
+    x_tile[xt] = xv.x;
+    x_tile[xt + 1u] = xv.y;
+    x_tile[xt + 2u] = xv.z;
+    x_tile[xt + 3u] = xv.w;
+    if transposed {
+        // w[N×K]: column tid / 4, k k0 + 4·(tid % 4) .. +4.
+        let wc = tid / 4u;
+        let wk = (tid % 4u) * 4u;
+        var wv = vec4<f32>(0.0);
+        if k0 + wk < p.k && col0 + wc < p.n {
+            wv = w[((col0 + wc) * p.k + k0 + wk) >> 2u];
+        }
+        w_tile[wk * TILE + wc] = wv.x;
+        w_tile[(wk + 1u) * TILE + wc] = wv.y;
+        w_tile[(wk + 2u) * TILE + wc] = wv.z;
+        w_tile[(wk + 3u) * TILE + wc] = wv.w;
+    } else {
+        // w[K×N]: k k0 + tid / 16, columns col0 + 4·(tid % 16) .. +4.
+        let wk = tid / 16u;
+        let wc = (tid % 16u) * 4u;
+        var wv = vec4<f32>(0.0);
+        if k0 + wk < p.k && col0 + wc < p.n {
+            wv = w[((k0 + wk) * p.n + col0 + wc) >> 2u];
+        }
+        let wt = wk * TILE + wc;
+        w_tile[wt] = wv.x;
+        w_tile[wt + 1u] = wv.y;
+        w_tile[wt + 2u] = wv.z;
+        w_tile[wt + 3u] = wv.w;
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = wg.y * TILE;
@@ -148,42 +260,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     for (var i = 0u; i < 16u; i++) {
         acc[i] = 0.0;
     }
+    let vec4_loads = has(FLAG_VEC4);
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
-        for (var s = 0u; s < 4u; s++) {
-            let at = tid + s * 256u;
-            // x tile: row at / 16, k at % 16.
-            let xr = at / TILE_K;
-            let xk = k0 + at % TILE_K;
-            var xv = 0.0;
-            if row0 + xr < p.m && xk < p.k {
-                let src = (p.xrow0 + row0 + xr) * p.k + xk;
-                xv = x[src];
-                if normalise {
-                    xv = (xv - row_mean[xr]) * row_rstd[xr] * ln[xk] + ln[p.k + xk];
-                    if write_ln {
-                        ln_out[src] = xv;
-                    }
-                }
-            }
-            x_tile[at] = xv;
-            if transposed {
-                // w[N×K]: walk k fastest so neighbouring invocations read neighbouring words.
-                let wc = col0 + at / TILE_K;
-                let wk = k0 + at % TILE_K;
-                var wv = 0.0;
-                if wk < p.k && wc < p.n {
-                    wv = w[wc * p.k + wk];
-                }
-                w_tile[(at % TILE_K) * TILE + at / TILE_K] = wv;
-            } else {
-                let wk = k0 + at / TILE;
-                let wc = col0 + at % TILE;
-                var wv = 0.0;
-                if wk < p.k && wc < p.n {
-                    wv = w[wk * p.n + wc];
-                }
-                w_tile[at] = wv;
-            }
+        if vec4_loads {
+            load_tiles_vec4(row0, col0, k0, tid, normalise, write_ln, transposed);
+        } else {
+            load_tiles(row0, col0, k0, tid, normalise, write_ln, transposed);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {

@@ -4,9 +4,10 @@
 
 mod common;
 
-use attnscope::engine::{ops, Mask};
+use attnscope::engine::{ops, sampling, Mask};
 use attnscope::gpu::{
-    read_f32, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
+    read_f32, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, TopKParams,
+    SKINNY_MAX_ROWS,
 };
 use attnscope::model::Activation;
 use common::{assert_close, gpu};
@@ -54,14 +55,54 @@ fn matmul_gpu(
     ln: &[f32],
     (row0, m, k, n): (usize, usize, usize, usize),
     fusion: MatmulFusion,
+    kernel: Kernel,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let ctx = gpu();
     let rows = row0 + m;
     let (xb, wb, bb, rb, lb) = (upload(ctx, x), upload(ctx, w), upload(ctx, b), upload(ctx, res), upload(ctx, ln));
     let (yb, lnb, preb) = (output(ctx, rows * n), output(ctx, rows * k), output(ctx, rows * n));
     let params = MatmulParams::new((m, k, n), fusion).rows_from(row0, row0);
-    run(Kernel::MatmulBias, &params, &[&xb, &wb, &bb, &yb, &rb, &lb, &lnb, &preb], params.workgroups());
+    run(kernel, &params, &[&xb, &wb, &bb, &yb, &rb, &lb, &lnb, &preb], params.workgroups_for(kernel));
     (read(&yb, row0 * n, m * n), read(&lnb, row0 * k, m * k), read(&preb, row0 * n, m * n))
+}
+
+const MATMULS: [Kernel; 2] = [Kernel::MatmulBias, Kernel::MatmulSkinny];
+
+/// Both matmul kernels against the CPU composition of the same fusions.
+fn check_fused(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    res: &[f32],
+    ln: &[f32],
+    (row0, m, k, n): (usize, usize, usize, usize),
+    fusion: MatmulFusion,
+) {
+    let x_rows = &x[row0 * k..];
+    let normed = match fusion.layernorm {
+        Some(eps) => ops::layernorm(x_rows, &ln[..k], &ln[k..], k, eps),
+        None => x_rows.to_vec(),
+    };
+    // w as [K×N] for the reference.
+    let w_kn: Vec<f32> =
+        if fusion.transposed { (0..k * n).map(|i| w[(i % n) * k + i / n]).collect() } else { w.to_vec() };
+    let zero_bias = vec![0.0; n];
+    let mut pre_want = ops::matmul_bias(&normed, &w_kn, if fusion.bias { b } else { &zero_bias }, m, k, n);
+    if let Some(a) = fusion.activation {
+        ops::activate(&mut pre_want, a);
+    }
+    let want = if fusion.residual { ops::add(&res[row0 * n..], &pre_want) } else { pre_want.clone() };
+    for kernel in MATMULS {
+        let (y, ln_out, pre) = matmul_gpu(x, w, b, res, ln, (row0, m, k, n), fusion, kernel);
+        let what = format!("{kernel:?} rows {row0}+{m}, {k}x{n}, {fusion:?}");
+        if fusion.write_pre {
+            assert_close(&pre, &pre_want, &format!("pre {what}"));
+        }
+        assert_close(&y, &want, &format!("y {what}"));
+        if fusion.write_ln {
+            assert_close(&ln_out, &normed, &format!("ln_out {what}"));
+        }
+    }
 }
 
 fn activation_strategy() -> impl Strategy<Value = Option<Activation>> {
@@ -81,8 +122,11 @@ proptest! {
         (Just(m), Just(k), Just(n), vector(m * k, 2.0), vector(k * n, 2.0), vector(n, 1.0))
     })) {
         let fusion = MatmulFusion { bias: true, ..Default::default() };
-        let (y, _, _) = matmul_gpu(&x, &w, &b, &[], &[], (0, m, k, n), fusion);
-        assert_close(&y, &ops::matmul_bias(&x, &w, &b, m, k, n), &format!("matmul {m}x{k}x{n}"));
+        let want = ops::matmul_bias(&x, &w, &b, m, k, n);
+        for kernel in MATMULS {
+            let (y, _, _) = matmul_gpu(&x, &w, &b, &[], &[], (0, m, k, n), fusion, kernel);
+            assert_close(&y, &want, &format!("{kernel:?} {m}x{k}x{n}"));
+        }
     }
 
     /// Layernorm prologue, transposed weights, bias, activation, residual and the
@@ -107,26 +151,95 @@ proptest! {
             residual,
             write_pre: true,
         };
-        let (y, ln_out, pre) = matmul_gpu(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
+        check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
+    }
 
-        let x_rows = &x[row0 * k..];
-        let normed = if layernorm { ops::layernorm(x_rows, &ln[..k], &ln[k..], k, 1e-5) } else { x_rows.to_vec() };
-        // w as [K×N] for the reference.
-        let w_kn: Vec<f32> = if transposed { (0..k * n).map(|i| w[(i % n) * k + i / n]).collect() } else { w.clone() };
-        let zero_bias = vec![0.0; n];
-        let mut want = ops::matmul_bias(&normed, &w_kn, if bias { &b } else { &zero_bias }, m, k, n);
-        if let Some(a) = act {
-            ops::activate(&mut want, a);
+    /// K and N whole vec4s: matmul_bias.wgsl loads its tiles as vec4.
+    #[test]
+    fn vec4_tile_loads_match_cpu(
+        (row0, m, k4, n4, layernorm, transposed, act) in
+            (0usize..10, 1usize..140, 1usize..40, 1usize..40, any::<bool>(), any::<bool>(), activation_strategy()),
+        seed in any::<u64>(),
+    ) {
+        let (k, n, rows) = (4 * k4, 4 * n4, row0 + m);
+        let mut rng = common::Lcg(seed);
+        let (x, w, b) = (rng.vec(rows * k, 3.0), rng.vec(k * n, 0.5), rng.vec(n, 1.0));
+        let (res, ln) = (rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5));
+        let fusion = MatmulFusion {
+            layernorm: layernorm.then_some(1e-5),
+            write_ln: layernorm,
+            transposed,
+            bias: true,
+            activation: act,
+            residual: true,
+            write_pre: true,
+        };
+        prop_assert!(MatmulParams::new((m, k, n), fusion).flags & 64 != 0, "vec4 flag");
+        check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
+    }
+
+    /// top_k.wgsl ranks like engine::sampling (ties: lower id first; logits
+    /// drawn from few values so ties are common) and its normaliser gives the
+    /// CPU's probabilities; ranks past the vocabulary come back empty.
+    #[test]
+    fn top_k_matches_cpu_ranking((v, rows, k, temperature) in
+        (1usize..3000, 1usize..4, 1usize..40, prop_oneof![Just(0.0f32), Just(0.3), Just(1.0), Just(2.5)]),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = common::Lcg(seed);
+        let logits: Vec<f32> = rng.vec(rows * v, 1.0).iter().map(|x| (x * 8.0).round() * 1.5).collect();
+        let row = rows - 1;
+        let params = TopKParams::new(v, row, k, temperature);
+        let (lb, out) = (upload(gpu(), &logits), output(gpu(), params.output_len()));
+        run(Kernel::TopK, &params, &[&lb, &out], params.workgroups());
+        let got = read(&out, 0, params.output_len());
+        let last = &logits[row * v..];
+        let probs = sampling::probabilities(last, temperature);
+        // The ranking by logit (at temperature 0 every probability but one is 0).
+        let want = sampling::candidates(&sampling::probabilities(last, 1.0), Some(k), None);
+        let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        prop_assert_eq!(got[0], max);
+        for (rank, chunk) in got[2..].chunks_exact(2).enumerate() {
+            let id = chunk[0].to_bits();
+            match want.get(rank) {
+                Some(&(want_id, _)) => {
+                    prop_assert_eq!(id, want_id, "rank {}", rank);
+                    prop_assert_eq!(chunk[1], last[id as usize]);
+                    let p = if temperature > 0.0 {
+                        ((chunk[1] as f64 - max as f64) / temperature as f64).exp() / got[1] as f64
+                    } else if rank == 0 { 1.0 } else { 0.0 };
+                    prop_assert!((p - probs[id as usize]).abs() <= 1e-5, "rank {} p {} vs {}", rank, p, probs[id as usize]);
+                }
+                None => prop_assert_eq!(id, u32::MAX, "rank {} past V = {}", rank, v),
+            }
         }
-        let what = format!("rows {row0}+{m}, {k}x{n}, {fusion:?}");
-        assert_close(&pre, &want, &format!("pre {what}"));
-        if residual {
-            want = ops::add(&res[row0 * n..], &want);
-        }
-        assert_close(&y, &want, &format!("y {what}"));
-        if layernorm {
-            assert_close(&ln_out, &normed, &format!("ln_out {what}"));
-        }
+    }
+
+    /// matmul_skinny.wgsl past its staging sizes: K over several 256-wide
+    /// chunks (and not a multiple of the 8-k tile), N over several 256-column
+    /// workgroups, M up to the skinny limit.
+    #[test]
+    fn skinny_matmul_matches_cpu_on_wide_shapes(
+        (row0, m, k, n, layernorm, transposed, act) in
+            (0usize..4, 1usize..=SKINNY_MAX_ROWS, 1usize..700, 1usize..600, any::<bool>(), any::<bool>(),
+             activation_strategy()),
+        seed in any::<u64>(),
+    ) {
+        let rows = row0 + m;
+        let mut rng = common::Lcg(seed);
+        let (x, w, b) = (rng.vec(rows * k, 3.0), rng.vec(k * n, 0.2), rng.vec(n, 1.0));
+        let (res, ln) = (rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5));
+        let fusion = MatmulFusion {
+            layernorm: layernorm.then_some(1e-5),
+            write_ln: layernorm,
+            transposed,
+            bias: true,
+            activation: act,
+            residual: true,
+            write_pre: true,
+        };
+        prop_assert_eq!(MatmulParams::new((m, k, n), fusion).kernel(), Kernel::MatmulSkinny);
+        check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
     }
 
     #[test]

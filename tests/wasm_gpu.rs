@@ -4,10 +4,10 @@
 //! because SwiftShader is a CPU emulation.
 #![cfg(target_arch = "wasm32")]
 
-use attnscope::engine::{forward_cpu, ops, Mask};
+use attnscope::engine::{forward_cpu, ops, sampling, Mask};
 use attnscope::gpu::{
     read_f32, AttentionShape, EmbedParams, GpuContext, GpuForward, Kernel, Kernels, LayernormParams, MatmulFusion,
-    MatmulParams, RunOptions,
+    MatmulParams, RunOptions, TopKParams,
 };
 use attnscope::model::Activation;
 use attnscope::model::Model;
@@ -57,14 +57,8 @@ fn run<P: bytemuck::Pod>(ctx: &GpuContext, k: &Kernels, kernel: Kernel, p: &P, b
     ctx.queue.submit([enc.finish()]);
 }
 
-#[wasm_bindgen_test]
-async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
-    let ctx = context().await;
-    let k = ctx.checked(|| Ok(Kernels::new(&ctx))).await.expect("all kernels compile in the browser");
-
-    // matmul_bias, fused: layernorm prologue, bias, GELU, residual, on an odd
-    // shape (not a multiple of the 64×64 tile).
-    let (m, kk, n) = (7, 13, 11);
+/// One matmul kernel with every fusion against the CPU composition.
+async fn check_matmul(ctx: &GpuContext, k: &Kernels, kernel: Kernel, (m, kk, n): (usize, usize, usize)) {
     let (x, w, b, res, ln) = (
         values(m * kk, 1, 2.0),
         values(kk * n, 2, 2.0),
@@ -72,9 +66,8 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
         values(m * n, 4, 1.0),
         values(2 * kk, 5, 1.5),
     );
-    let (xb, wb, bb, rb, lb) =
-        (upload(&ctx, &x), upload(&ctx, &w), upload(&ctx, &b), upload(&ctx, &res), upload(&ctx, &ln));
-    let (yb, lnb, preb) = (output(&ctx, m * n), output(&ctx, m * kk), output(&ctx, m * n));
+    let (xb, wb, bb, rb, lb) = (upload(ctx, &x), upload(ctx, &w), upload(ctx, &b), upload(ctx, &res), upload(ctx, &ln));
+    let (yb, lnb, preb) = (output(ctx, m * n), output(ctx, m * kk), output(ctx, m * n));
     let fusion = MatmulFusion {
         layernorm: Some(1e-5),
         write_ln: true,
@@ -85,13 +78,43 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
         ..Default::default()
     };
     let mp = MatmulParams::new((m, kk, n), fusion);
-    run(&ctx, &k, Kernel::MatmulBias, &mp, &[&xb, &wb, &bb, &yb, &rb, &lb, &lnb, &preb], mp.workgroups());
+    run(ctx, k, kernel, &mp, &[&xb, &wb, &bb, &yb, &rb, &lb, &lnb, &preb], mp.workgroups_for(kernel));
     let normed = ops::layernorm(&x, &ln[..kk], &ln[kk..], kk, 1e-5);
     let mut pre = ops::matmul_bias(&normed, &w, &b, m, kk, n);
     ops::activate(&mut pre, Activation::GeluTanh);
-    assert_close(&read_f32(&ctx, &lnb, 0, m * kk).await.unwrap(), &normed, "matmul ln_out");
-    assert_close(&read_f32(&ctx, &preb, 0, m * n).await.unwrap(), &pre, "matmul pre-residual");
-    assert_close(&read_f32(&ctx, &yb, 0, m * n).await.unwrap(), &ops::add(&res, &pre), "matmul");
+    let what = format!("{kernel:?} {m}×{kk}×{n}");
+    assert_close(&read_f32(ctx, &lnb, 0, m * kk).await.unwrap(), &normed, &format!("{what} ln_out"));
+    assert_close(&read_f32(ctx, &preb, 0, m * n).await.unwrap(), &pre, &format!("{what} pre-residual"));
+    assert_close(&read_f32(ctx, &yb, 0, m * n).await.unwrap(), &ops::add(&res, &pre), &what);
+}
+
+#[wasm_bindgen_test]
+async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
+    let ctx = context().await;
+    let k = ctx.checked(|| Ok(Kernels::new(&ctx))).await.expect("all kernels compile in the browser");
+
+    // Both matmul kernels, fused: layernorm prologue, bias, GELU, residual, on
+    // an odd shape (not a multiple of any tile) and an aligned one (vec4 loads).
+    for kernel in [Kernel::MatmulBias, Kernel::MatmulSkinny] {
+        for shape in [(7, 13, 11), (5, 24, 36)] {
+            check_matmul(&ctx, &k, kernel, shape).await;
+        }
+    }
+
+    // top_k: the 5 largest of row 1 of a 2×300 logits matrix, at temperature 0.8.
+    let logits = values(600, 11, 4.0);
+    let tp = TopKParams::new(300, 1, 5, 0.8);
+    let (tlb, tob) = (upload(&ctx, &logits), output(&ctx, tp.output_len()));
+    run(&ctx, &k, Kernel::TopK, &tp, &[&tlb, &tob], tp.workgroups());
+    let got = read_f32(&ctx, &tob, 0, tp.output_len()).await.unwrap();
+    let probs = sampling::probabilities(&logits[300..], 0.8);
+    let want = sampling::candidates(&probs, Some(5), None);
+    for (rank, &(id, p)) in want.iter().enumerate() {
+        assert_eq!(got[2 + 2 * rank].to_bits(), id, "top-k rank {rank}");
+        let logit = got[3 + 2 * rank];
+        let p_gpu = ((logit - got[0]) as f64 / 0.8).exp() / got[1] as f64;
+        assert!((p_gpu - probs[id as usize]).abs() < 1e-5, "top-k p rank {rank}: {p_gpu} vs {p}");
+    }
 
     // layernorm, rows 2..7 of 33.
     let lx = values(7 * 33, 6, 3.0);
@@ -183,4 +206,10 @@ async fn whole_forward_on_the_placeholder_model_matches_the_cpu_in_the_browser()
     let cached = fwd.begin_read_last_logits(&ctx).unwrap().finish(&ctx).await.unwrap();
     let cpu = model.trace_ids(&ids, Mask::Causal).unwrap();
     assert_close(&cached[..model.config.vocab_size], cpu.logits.row(ids.len() - 1), "logits with the KV cache");
+    let top = fwd.begin_read_top_k(&ctx, 3, 1.0).unwrap().finish(&ctx).await.unwrap();
+    let probs = sampling::probabilities(cpu.logits.row(ids.len() - 1), 1.0);
+    for (rank, &(id, _)) in sampling::candidates(&probs, Some(3), None).iter().enumerate() {
+        assert_eq!(top.tokens[rank].0, id, "top-3 rank {rank}");
+        assert!((top.probability(rank) - probs[id as usize]).abs() < 1e-5, "top-3 probability rank {rank}");
+    }
 }

@@ -5,7 +5,9 @@
 //! only the new rows are computed (the KV cache).
 //!
 //! Per block, 5 dispatches: ln_1+QKV, attention, proj+residual, ln_2+fc+GELU,
-//! proj+residual. Attention is attention_rows.wgsl when the trace wants the T×T
+//! proj+residual. Matmuls over few rows (an appended token, the last
+//! position's logits) use matmul_skinny.wgsl, so an append costs O(T) (the
+//! attention row over the cache) plus one pass over the weights. Attention is attention_rows.wgsl when the trace wants the T×T
 //! matrices, flash_attention.wgsl otherwise. Buffers and bind groups are built
 //! once per [`Layout`] (capacity in tokens, and which optional buffers exist);
 //! a run only writes the new ids and one block of parameters.
@@ -151,6 +153,10 @@ impl GpuForward {
         self.buffers.as_ref().map_or(0, |b| b.bytes)
     }
 
+    pub(crate) fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
     pub(crate) fn buffers(&self) -> Option<&Buffers> {
         self.buffers.as_ref()
     }
@@ -268,7 +274,7 @@ impl GpuForward {
                 MatmulFusion { layernorm: Some(eps), write_ln: trace, bias: true, ..Default::default() },
             ));
             params.put(&layer.qkv, &qkv);
-            push(Kernel::MatmulBias, &layer.qkv, qkv.workgroups())?;
+            push(qkv.kernel(), &layer.qkv, qkv.workgroups())?;
 
             if trace {
                 let shape = AttentionShape { m: t, t, n_head: c.n_head, d_head: c.d_head(), row0: 0, mask: opts.mask };
@@ -284,7 +290,7 @@ impl GpuForward {
             let residual = MatmulFusion { bias: true, residual: true, write_pre: trace, ..Default::default() };
             let proj = rows(MatmulParams::new((m, d, d), residual));
             params.put(&layer.proj, &proj);
-            push(Kernel::MatmulBias, &layer.proj, proj.workgroups())?;
+            push(proj.kernel(), &layer.proj, proj.workgroups())?;
 
             let fc = rows(MatmulParams::new(
                 (m, d, n_inner),
@@ -297,11 +303,11 @@ impl GpuForward {
                 },
             ));
             params.put(&layer.fc, &fc);
-            push(Kernel::MatmulBias, &layer.fc, fc.workgroups())?;
+            push(fc.kernel(), &layer.fc, fc.workgroups())?;
 
             let mlp_proj = rows(MatmulParams::new((m, n_inner, d), residual));
             params.put(&layer.mlp_proj, &mlp_proj);
-            push(Kernel::MatmulBias, &layer.mlp_proj, mlp_proj.workgroups())?;
+            push(mlp_proj.kernel(), &layer.mlp_proj, mlp_proj.workgroups())?;
         }
 
         // ln_f and the tied LM head, chunk by chunk over the vocabulary.
@@ -323,7 +329,7 @@ impl GpuForward {
                 .rows_from(xrow0, yrow0)
                 .into_columns(chunk.v0, c.vocab_size);
             params.put(slot, &lm);
-            push(Kernel::MatmulBias, slot, lm.workgroups())?;
+            push(lm.kernel(), slot, lm.workgroups())?;
         }
         Ok((steps, params))
     }

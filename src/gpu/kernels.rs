@@ -18,16 +18,22 @@ pub enum Kernel {
     Embed,
     Layernorm,
     MatmulBias,
+    MatmulSkinny,
     AttentionRows,
     FlashAttention,
+    TopK,
 }
 
 pub struct Kernels {
     embed: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     matmul_bias: wgpu::ComputePipeline,
+    matmul_skinny: wgpu::ComputePipeline,
+    /// The bind group layout both matmul kernels share, so one bind group serves either.
+    matmul_layout: wgpu::BindGroupLayout,
     attention_rows: wgpu::ComputePipeline,
     flash_attention: wgpu::ComputePipeline,
+    top_k: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -98,7 +104,9 @@ impl MatmulParams {
             | flag(fusion.transposed, 4)
             | flag(fusion.bias, 8)
             | flag(fusion.residual, 16)
-            | flag(fusion.write_pre, 32);
+            | flag(fusion.write_pre, 32)
+            // vec4 tile loads: K (and N, unless w is read transposed) whole vec4s.
+            | flag(k % 4 == 0 && (fusion.transposed || n % 4 == 0), 64);
         let act = match fusion.activation {
             None => 0,
             Some(Activation::GeluTanh) => 1,
@@ -134,10 +142,32 @@ impl MatmulParams {
         self
     }
 
+    /// The kernel for this shape: matmul_skinny.wgsl for a few rows (appends
+    /// with the KV cache, the last position's logits), the 64×64 tiles otherwise.
+    pub fn kernel(&self) -> Kernel {
+        if self.m as usize <= SKINNY_MAX_ROWS {
+            Kernel::MatmulSkinny
+        } else {
+            Kernel::MatmulBias
+        }
+    }
+
+    /// Workgroups for [`MatmulParams::kernel`].
     pub fn workgroups(&self) -> [u32; 3] {
-        [self.n.div_ceil(64), self.m.div_ceil(64), 1]
+        self.workgroups_for(self.kernel())
+    }
+
+    /// Workgroups for either matmul kernel (tests run both on every shape).
+    pub fn workgroups_for(&self, kernel: Kernel) -> [u32; 3] {
+        match kernel {
+            Kernel::MatmulSkinny => [self.n.div_ceil(256), self.m.div_ceil(4), 1],
+            _ => [self.n.div_ceil(64), self.m.div_ceil(64), 1],
+        }
     }
 }
+
+/// Up to this many rows, [`MatmulParams::kernel`] picks matmul_skinny.wgsl.
+pub const SKINNY_MAX_ROWS: usize = 16;
 
 /// shaders/attention_rows.wgsl and flash_attention.wgsl: query rows
 /// `row0..row0+m` of every head over keys `0..t`.
@@ -226,6 +256,44 @@ impl AttentionShape {
     }
 }
 
+/// shaders/top_k.wgsl: the `k` largest of `logits[row·v .. row·v + v]` and the
+/// softmax normaliser at `temperature`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct TopKParams {
+    pub v: u32,
+    pub row: u32,
+    pub k: u32,
+    pub temperature: f32,
+    pub neg_inf_bits: u32,
+    pub _pad: [u32; 3],
+}
+
+/// The most ranks top_k.wgsl is asked for (k rounds over the vocabulary each).
+pub const MAX_TOP_K: usize = 256;
+
+impl TopKParams {
+    pub fn new(v: usize, row: usize, k: usize, temperature: f32) -> Self {
+        Self {
+            v: v as u32,
+            row: row as u32,
+            k: k as u32,
+            temperature,
+            neg_inf_bits: f32::NEG_INFINITY.to_bits(),
+            _pad: [0; 3],
+        }
+    }
+
+    pub fn workgroups(&self) -> [u32; 3] {
+        [1, 1, 1]
+    }
+
+    /// f32 values the output holds: max, normaliser, then (id, logit) per rank.
+    pub fn output_len(&self) -> usize {
+        2 + 2 * self.k as usize
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -238,14 +306,19 @@ impl LayernormParams {
     }
 }
 
-fn pipeline(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ComputePipeline {
+fn pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    source: &str,
+    layout: Option<&wgpu::PipelineLayout>,
+) -> wgpu::ComputePipeline {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
     });
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(label),
-        layout: None,
+        layout,
         module: &module,
         entry_point: Some("main"),
         compilation_options: Default::default(),
@@ -253,15 +326,54 @@ fn pipeline(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ComputePi
     })
 }
 
+/// The bindings of matmul_bias.wgsl and matmul_skinny.wgsl: the uniform
+/// block, then x, w, b (read), y (write), res, ln (read), ln_out, pre (write).
+fn matmul_bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let uniform = wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let read_only = [true, true, true, false, true, true, false, false];
+    let mut entries = vec![uniform];
+    entries.extend(read_only.iter().enumerate().map(|(i, &ro)| storage(i as u32 + 1, ro)));
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("matmul"), entries: &entries })
+}
+
 impl Kernels {
     pub fn new(ctx: &GpuContext) -> Self {
         let d = &ctx.device;
+        let matmul_layout = matmul_bind_group_layout(d);
+        let matmul_pipeline_layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("matmul"),
+            bind_group_layouts: &[Some(&matmul_layout)],
+            immediate_size: 0,
+        });
+        let mm = Some(&matmul_pipeline_layout);
         Self {
-            embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl")),
-            layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl")),
-            matmul_bias: pipeline(d, "matmul_bias", include_str!("../../shaders/matmul_bias.wgsl")),
-            attention_rows: pipeline(d, "attention_rows", include_str!("../../shaders/attention_rows.wgsl")),
-            flash_attention: pipeline(d, "flash_attention", include_str!("../../shaders/flash_attention.wgsl")),
+            embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl"), None),
+            layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
+            matmul_bias: pipeline(d, "matmul_bias", include_str!("../../shaders/matmul_bias.wgsl"), mm),
+            matmul_skinny: pipeline(d, "matmul_skinny", include_str!("../../shaders/matmul_skinny.wgsl"), mm),
+            matmul_layout,
+            attention_rows: pipeline(d, "attention_rows", include_str!("../../shaders/attention_rows.wgsl"), None),
+            flash_attention: pipeline(d, "flash_attention", include_str!("../../shaders/flash_attention.wgsl"), None),
+            top_k: pipeline(d, "top_k", include_str!("../../shaders/top_k.wgsl"), None),
         }
     }
 
@@ -270,8 +382,10 @@ impl Kernels {
             Kernel::Embed => &self.embed,
             Kernel::Layernorm => &self.layernorm,
             Kernel::MatmulBias => &self.matmul_bias,
+            Kernel::MatmulSkinny => &self.matmul_skinny,
             Kernel::AttentionRows => &self.attention_rows,
             Kernel::FlashAttention => &self.flash_attention,
+            Kernel::TopK => &self.top_k,
         }
     }
 
@@ -294,11 +408,15 @@ impl Kernels {
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() }),
         );
-        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &self.pipeline(kernel).get_bind_group_layout(0),
-            entries: &entries,
-        })
+        let auto_layout;
+        let layout = match kernel {
+            Kernel::MatmulBias | Kernel::MatmulSkinny => &self.matmul_layout,
+            _ => {
+                auto_layout = self.pipeline(kernel).get_bind_group_layout(0);
+                &auto_layout
+            }
+        };
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout, entries: &entries })
     }
 
     /// Fails clearly when a dispatch exceeds the device's workgroup count limit.
@@ -324,6 +442,15 @@ impl Kernels {
         workgroups: [u32; 3],
     ) -> Result<(), GpuError> {
         Self::check_workgroups(ctx, workgroups)?;
+        if matches!(kernel, Kernel::MatmulBias | Kernel::MatmulSkinny) {
+            // x and w are array<vec4<f32>> in matmul_bias.wgsl: a ragged tail would be unreadable.
+            if let Some(b) = buffers.iter().take(2).find(|b| b.size() % 16 != 0) {
+                return Err(GpuError::Unsupported(format!(
+                    "a matmul input of {} bytes (x and w buffers must be padded to a multiple of 16 bytes)",
+                    b.size()
+                )));
+            }
+        }
         if workgroups.contains(&0) {
             return Ok(());
         }

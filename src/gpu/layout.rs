@@ -99,7 +99,8 @@ struct Alloc<'a> {
 
 impl Alloc<'_> {
     fn buffer(&mut self, name: &str, elements: usize) -> Result<wgpu::Buffer, GpuError> {
-        let size = (elements.max(1) as u64 * 4).next_multiple_of(4);
+        // Whole vec4s: the matmul kernels bind their inputs as array<vec4<f32>>.
+        let size = (elements.max(1) as u64 * 4).next_multiple_of(16);
         self.ctx.check_binding(name, size)?;
         self.bytes += size;
         Ok(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -187,6 +188,7 @@ impl Buffers {
         let mut layer_slots = Vec::with_capacity(layers.len());
         for (l, (lb, wb)) in layers.iter().zip(&weights.blocks).enumerate() {
             let input = if l == 0 { &x } else { &layers[l - 1].resid_post };
+            // matmul_bias and matmul_skinny share one bind group layout.
             let mm = Kernel::MatmulBias;
             let rows = match (&lb.raw, &lb.masked, &lb.weights) {
                 (Some(raw), Some(masked), Some(w)) => {

@@ -15,8 +15,8 @@ pub use context::{GpuContext, GpuError};
 pub use forward::{GpuForward, RunOptions, RunStats};
 pub use kernels::{
     AttentionParams, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
-    MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T,
+    TopKParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
-pub use stages::{HeadRead, Stage};
+pub use stages::{HeadRead, Stage, TopK, TopKRead};
 pub use weights::{rows_per_chunk, GpuWeights};

@@ -1,7 +1,9 @@
 //! Which tensor of a run lives in which buffer, and reading back only a slice
-//! of it: one cell, one row, one head's T×T matrix, the last logits row.
+//! of it: one cell, one row, one head's T×T matrix, the last logits row, the
+//! top-k next tokens.
 
 use super::forward::GpuForward;
+use super::kernels::{Kernel, TopKParams, MAX_TOP_K};
 use super::readback::{begin_read, PendingRead};
 use super::{GpuContext, GpuError};
 
@@ -220,5 +222,79 @@ impl GpuForward {
         let mut values = begin_read(ctx, all, 0, len)?.finish(ctx).await?;
         values.truncate(len);
         Ok(values)
+    }
+
+    /// Ranks the last position's logits on the GPU (shaders/top_k.wgsl) and
+    /// reads back only the `k` best tokens and the softmax normaliser at
+    /// `temperature`: 8 + 8k bytes instead of the vocabulary. A new temperature
+    /// needs only this call again, not a forward pass.
+    pub fn begin_read_top_k(&self, ctx: &GpuContext, k: usize, temperature: f32) -> Result<TopKRead, GpuError> {
+        if k == 0 || k > MAX_TOP_K {
+            return Err(GpuError::Unsupported(format!("top-{k} (1 ≤ k ≤ {MAX_TOP_K})")));
+        }
+        if !temperature.is_finite() || temperature < 0.0 {
+            return Err(GpuError::Unsupported(format!("a temperature of {temperature}")));
+        }
+        let b = self.buffers().ok_or_else(|| GpuError::OutOfRange("logits before any run".into()))?;
+        let v = self.config().vocab_size;
+        let (logits, row) = match (&b.logits_all, self.all_logits()) {
+            (Some(all), true) => (all, self.tokens() - 1),
+            _ => (&b.logits_last, 0),
+        };
+        let params = TopKParams::new(v, row, k, temperature);
+        let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("top-k"),
+            size: params.output_len() as u64 * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("top-k") });
+        self.kernels().dispatch(ctx, &mut enc, Kernel::TopK, &params, &[logits, &out], params.workgroups())?;
+        ctx.queue.submit([enc.finish()]);
+        Ok(TopKRead { read: begin_read(ctx, &out, 0, params.output_len())?, temperature })
+    }
+}
+
+/// The most likely next tokens, as top_k.wgsl ranked them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopK {
+    /// The largest logit.
+    pub max: f32,
+    /// Σ exp((logit − max) / temperature) over the whole vocabulary (1 when greedy).
+    pub normaliser: f32,
+    pub temperature: f32,
+    /// (id, logit), most likely first; equal logits: lower id first.
+    pub tokens: Vec<(u32, f32)>,
+}
+
+impl TopK {
+    /// softmax(logits / temperature) of one of the ranked logits; temperature 0
+    /// is greedy (all probability on the first).
+    pub fn probability(&self, rank: usize) -> f64 {
+        let Some(&(_, logit)) = self.tokens.get(rank) else { return 0.0 };
+        if self.temperature <= 0.0 {
+            return if rank == 0 { 1.0 } else { 0.0 };
+        }
+        ((logit as f64 - self.max as f64) / self.temperature as f64).exp() / self.normaliser as f64
+    }
+}
+
+/// A top-k read in flight.
+pub struct TopKRead {
+    read: PendingRead,
+    temperature: f32,
+}
+
+impl TopKRead {
+    pub async fn finish(self, ctx: &GpuContext) -> Result<TopK, GpuError> {
+        let values = self.read.finish(ctx).await?;
+        let (&max, rest) = values.split_first().ok_or_else(|| GpuError::Readback("empty top-k".into()))?;
+        let (&normaliser, ranks) = rest.split_first().ok_or_else(|| GpuError::Readback("empty top-k".into()))?;
+        let tokens = ranks
+            .chunks_exact(2)
+            .map(|pair| (pair[0].to_bits(), pair[1]))
+            .take_while(|&(id, _)| id != u32::MAX)
+            .collect();
+        Ok(TopK { max, normaliser, temperature: self.temperature, tokens })
     }
 }

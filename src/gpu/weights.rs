@@ -42,13 +42,23 @@ pub struct GpuWeights {
     pub bytes: u64,
 }
 
+/// Uploads `data`, zero-padded to a whole number of vec4s (the matmul kernels
+/// bind their inputs as `array<vec4<f32>>`).
 fn upload_f32(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<wgpu::Buffer, GpuError> {
-    let size = data.len() as u64 * 4;
+    let padded_len = data.len().max(1).next_multiple_of(4);
+    let padded;
+    let contents = if padded_len == data.len() {
+        data
+    } else {
+        padded = [data, &vec![0.0f32; padded_len - data.len()]].concat();
+        &padded
+    };
+    let size = padded_len as u64 * 4;
     ctx.check_binding(name, size)?;
     *bytes += size;
     Ok(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(name),
-        contents: bytemuck::cast_slice(if data.is_empty() { &[0.0f32] } else { data }),
+        contents: bytemuck::cast_slice(contents),
         usage: STORAGE,
     }))
 }
