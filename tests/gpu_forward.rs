@@ -7,8 +7,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use attnscope::engine::{forward_cpu, Mask, Matrix, Trace};
-use attnscope::gpu::{GpuContext, GpuForward, GpuWeights, RunOptions, Stage};
+use attnscope::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
+use attnscope::gpu::{GpuContext, GpuForward, GpuWeights, RunOptions, Stage, MAX_TOP_K};
 use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
 use attnscope::render::{HeatmapParams, HeatmapRenderer};
 use common::{assert_close, assert_close_abs, gpu, placeholder};
@@ -231,6 +231,41 @@ fn clearing_the_cache_keeps_the_last_run_readable() {
     assert_eq!(&last[..v], &all[(ids.len() - 1) * v..]);
     assert!(fwd.traced(), "the buffers still hold a traced run");
     assert_eq!(fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap().reused_prefix, 0, "nothing reused");
+}
+
+/// The top-k read ranks the logits a full read returns, gives the CPU's
+/// probabilities at every temperature, and reads back 8 + 8k bytes.
+#[test]
+fn top_k_reads_the_most_likely_tokens_for_a_few_bytes() {
+    let model = placeholder();
+    gpu(); // fails with the install hint if there is no adapter
+    let ctx = &GpuContext::new_blocking().unwrap(); // its own byte counter
+    let v = model.config.vocab_size;
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let ids = ids_of(&model, "Shall I compare thee to a summer's day? Thou art more lovely");
+    for opts in [RunOptions::fast(Mask::Causal), RunOptions { mask: Mask::Causal, trace: true, all_logits: true }] {
+        fwd.run(ctx, &ids, opts).unwrap();
+        let mut logits = pollster::block_on(fwd.begin_read_last_logits(ctx).unwrap().finish(ctx)).unwrap();
+        logits.truncate(v);
+        let ranked = sampling::candidates(&sampling::probabilities(&logits, 1.0), Some(10), None);
+        for temperature in [0.0, 0.7, 1.0, 1.8] {
+            let before = ctx.bytes_read_back();
+            let top = pollster::block_on(fwd.begin_read_top_k(ctx, 10, temperature).unwrap().finish(ctx)).unwrap();
+            assert_eq!(ctx.bytes_read_back() - before, 8 + 8 * 10, "bytes read back");
+            let got: Vec<u32> = top.tokens.iter().map(|&(id, _)| id).collect();
+            let want: Vec<u32> = ranked.iter().map(|&(id, _)| id).collect();
+            assert_eq!(got, want, "ranking at temperature {temperature} ({opts:?})");
+            let probs = sampling::probabilities(&logits, temperature);
+            for (rank, &(id, logit)) in top.tokens.iter().enumerate() {
+                assert_eq!(logit, logits[id as usize]);
+                let p = top.probability(rank);
+                assert!((p - probs[id as usize]).abs() <= 1e-5, "rank {rank}: {p} vs {}", probs[id as usize]);
+            }
+        }
+    }
+    for (k, temperature) in [(0, 1.0), (MAX_TOP_K + 1, 1.0), (5, -1.0), (5, f32::NAN)] {
+        assert!(fwd.begin_read_top_k(ctx, k, temperature).is_err(), "k = {k}, temperature {temperature}");
+    }
 }
 
 /// At most 6 dispatches per block (5 now), plus the embedding, ln_f and the LM head.

@@ -92,7 +92,7 @@ mod cli {
             #[arg(long, default_value = DEFAULT_MODEL)]
             model: PathBuf,
             /// Context lengths to time.
-            #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+            #[arg(long, value_delimiter = ',', default_value = "16,64,128,256")]
             t: Vec<usize>,
             #[arg(long, value_enum, default_value = "cpu")]
             backend: Backend,

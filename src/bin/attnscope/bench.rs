@@ -81,13 +81,14 @@ pub fn cpu(
     Ok(())
 }
 
-/// Runs, then waits for the last position's logits: what the app does per keystroke.
+/// Runs, then waits for the 10 most likely next tokens (ranked on the GPU):
+/// what the app does per keystroke.
 fn run_and_read(ctx: &GpuContext, fwd: &mut GpuForward, ids: &[u32], opts: RunOptions) -> Result<u64, String> {
     fwd.run(ctx, ids, opts).map_err(|e| e.to_string())?;
     let before = ctx.bytes_read_back();
-    let logits = pollster::block_on(fwd.begin_read_last_logits(ctx).map_err(|e| e.to_string())?.finish(ctx))
+    let top = pollster::block_on(fwd.begin_read_top_k(ctx, 10, 1.0).map_err(|e| e.to_string())?.finish(ctx))
         .map_err(|e| e.to_string())?;
-    std::hint::black_box(logits);
+    std::hint::black_box(top);
     Ok(ctx.bytes_read_back() - before)
 }
 
@@ -153,10 +154,71 @@ pub fn gpu(
         );
     }
     println!(
-        "  forward = flash attention, next-token logits only; traced = every intermediate kept (T×T matrices); \
+        "  forward = flash attention, then the top-10 next tokens read back; traced = every intermediate kept (T×T matrices); \
          append = one new token with T−1 cached (KV reuse), full = the same T tokens with no cache"
     );
     Ok(())
+}
+
+/// Storage buffers for a matmul benchmark: x[m×k], w[k×n] (or [n×k]), b[n], y[m×n].
+struct MatmulBuffers {
+    x: wgpu::Buffer,
+    w: wgpu::Buffer,
+    b: wgpu::Buffer,
+    y: wgpu::Buffer,
+    dummy: [wgpu::Buffer; 3],
+}
+
+impl MatmulBuffers {
+    fn new(ctx: &GpuContext, (m, k, n): (usize, usize, usize)) -> Self {
+        let storage = |len: usize| {
+            let data: Vec<f32> = (0..len.next_multiple_of(4)).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&data),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+        };
+        Self {
+            x: storage(m * k),
+            w: storage(k * n),
+            b: storage(n),
+            y: storage(m * n),
+            dummy: [storage(4), storage(4), storage(4)],
+        }
+    }
+
+    /// Median milliseconds of one dispatch of `kernel` (`reps` per submission).
+    fn time(
+        &self,
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        kernel: Kernel,
+        params: &MatmulParams,
+        reps: usize,
+        repeat: usize,
+    ) -> Result<f64, String> {
+        let [d0, d1, d2] = &self.dummy;
+        let buffers = [&self.x, &self.w, &self.b, &self.y, d0, d0, d1, d2];
+        let mut run = || -> Result<(), String> {
+            let mut enc = ctx.device.create_command_encoder(&Default::default());
+            for _ in 0..reps {
+                kernels
+                    .dispatch(ctx, &mut enc, kernel, params, &buffers, params.workgroups_for(kernel))
+                    .map_err(|e| e.to_string())?;
+            }
+            ctx.queue.submit([enc.finish()]);
+            pollster::block_on(read_f32(ctx, &self.y, 0, 1)).map_err(|e| e.to_string())?;
+            Ok(())
+        };
+        run()?; // warm-up
+        let ms = median_ms(&mut run, repeat)? / reps as f64;
+        // A dispatch the device refused would time as nothing: report it instead.
+        match ctx.fault() {
+            Some(fault) => Err(format!("{kernel:?} {}×{}×{}: {fault}", params.m, params.k, params.n)),
+            None => Ok(ms),
+        }
+    }
 }
 
 /// GFLOP/s of the tiled matmul kernel on square n×n×n problems.
@@ -170,41 +232,27 @@ pub fn matmul(ctx: &GpuContext, sizes: &[usize], repeat: usize) -> Result<(), St
             println!("  {n:>5}  skipped on a software adapter");
             continue;
         }
-        let data: Vec<f32> = (0..n * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-        let storage = |d: &[f32]| {
-            ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(d),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            })
-        };
-        let (x, w, b, y) = (storage(&data), storage(&data), storage(&data[..n]), storage(&data));
-        let dummy = storage(&[0.0]);
-        let (dummy_a, dummy_b) = (storage(&[0.0]), storage(&[0.0]));
+        let bufs = MatmulBuffers::new(ctx, (n, n, n));
         let params = MatmulParams::new((n, n, n), MatmulFusion { bias: true, ..Default::default() });
-        let reps = if n >= 1024 { 3 } else { 20 };
-        let mut run = || -> Result<(), String> {
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            for _ in 0..reps {
-                kernels
-                    .dispatch(
-                        ctx,
-                        &mut enc,
-                        Kernel::MatmulBias,
-                        &params,
-                        &[&x, &w, &b, &y, &dummy, &dummy, &dummy_a, &dummy_b],
-                        params.workgroups(),
-                    )
-                    .map_err(|e| e.to_string())?;
-            }
-            ctx.queue.submit([enc.finish()]);
-            pollster::block_on(read_f32(ctx, &y, 0, 1)).map_err(|e| e.to_string())?;
-            Ok(())
-        };
-        run()?; // warm-up
-        let ms = median_ms(&mut run, repeat)? / reps as f64;
+        let ms = bufs.time(ctx, &kernels, Kernel::MatmulBias, &params, if n >= 1024 { 3 } else { 20 }, repeat)?;
         let gflops = 2.0 * (n as f64).powi(3) / 1e9 / (ms / 1e3);
         println!("  {n:>5}  {ms:>10.3}  {gflops:>9.2}");
+    }
+    // What appending one token multiplies: one row through GPT-2 small's layers.
+    println!("one-row matmuls (a KV-cache append, GPT-2 small shapes): matmul_skinny.wgsl vs the 64×64 tiles");
+    println!("  {:>22}  {:>10}  {:>9}  {:>10}  {:>6}", "m×k×n", "skinny ms", "GB/s (w)", "tiled ms", "ratio");
+    // The LM head per vocabulary chunk: GPT-2 small's 50257 rows split in two (128 MiB bindings).
+    let shapes = [(1, 768, 2304, false), (1, 3072, 768, false), (1, 768, 3072, false), (1, 768, 25129, true)];
+    for (m, k, n, transposed) in shapes {
+        let bufs = MatmulBuffers::new(ctx, (m, k, n));
+        let fusion = MatmulFusion { bias: !transposed, transposed, ..Default::default() };
+        let params = MatmulParams::new((m, k, n), fusion);
+        let reps = if n > 10_000 { 2 } else { 10 };
+        let skinny = bufs.time(ctx, &kernels, Kernel::MatmulSkinny, &params, reps, repeat)?;
+        let tiled = bufs.time(ctx, &kernels, Kernel::MatmulBias, &params, reps, repeat)?;
+        let gbs = (k * n * 4) as f64 / 1e9 / (skinny / 1e3);
+        let shape = format!("{m}×{k}×{n}{}", if transposed { " (wᵀ)" } else { "" });
+        println!("  {shape:>22}  {skinny:>10.3}  {gbs:>9.2}  {tiled:>10.3}  {:>5.1}×", tiled / skinny);
     }
     Ok(())
 }
