@@ -7,10 +7,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use attnscope::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
+use attnscope::engine::{forward_cpu, sampling, AttentionStage, Mask, Matrix, Trace};
 use attnscope::gpu::{GpuContext, GpuForward, GpuWeights, RunOptions, Stage, MAX_TOP_K};
 use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
-use attnscope::render::{HeatmapParams, HeatmapRenderer};
+use attnscope::render::{Colormap, ColourRange, HeatmapRenderer, Panel};
 use common::{assert_close, assert_close_abs, gpu, placeholder};
 
 fn tokens(ids: &[u32]) -> Vec<Token> {
@@ -339,17 +339,16 @@ fn heatmap_draws_weights_through_viridis_and_hatches_masked_cells() {
         view_formats: &[],
     });
     let renderer = HeatmapRenderer::new(&ctx.device, format);
-    let stride = fwd.square_stride() as u32;
-    let params = HeatmapParams { t: 3, stride, head: 0, width: size, height: size, lo: 0.0, hi: 1.0, hover: None };
+    let panel = Panel {
+        matrix: fwd.head_matrix(AttentionStage::Weights, 0, 0).unwrap(),
+        colormap: Colormap::Sequential,
+        range: ColourRange::Fixed(0.0, 1.0),
+        viewport: [0.0, 0.0, size as f32, size as f32],
+        hover: None,
+        outline: false,
+    };
     let view = texture.create_view(&Default::default());
-    renderer.draw(
-        &ctx.device,
-        &ctx.queue,
-        &view,
-        params,
-        fwd.buffer(Stage::Weights, 0).unwrap(),
-        fwd.buffer(Stage::ScoresMasked, 0).unwrap(),
-    );
+    renderer.draw(&ctx.device, &ctx.queue, &view, (size, size), &[panel]);
     // Copy the texture out (rows padded to 256 bytes).
     let padded = 256u32;
     let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -404,4 +403,63 @@ fn heatmap_draws_weights_through_viridis_and_hatches_masked_cells() {
             assert_ne!(got, masked, "unmasked cell ({row}, {col}) is coloured");
         }
     }
+}
+
+/// Every attention stage of every head is found where the trace says: a
+/// cell read through `head_matrix` equals the CPU trace's number, and the
+/// GPU-fitted colour range is the matrix's min and max (masked cells skipped).
+#[test]
+fn stage_matrices_cells_and_ranges_match_the_cpu_trace() {
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let tokens = model.tokenizer.encode("Friends, Romans, countrymen").unwrap();
+    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+    let t = ids.len();
+    for mask in [Mask::Causal, Mask::Window(2), Mask::Bidirectional] {
+        let cpu = forward_cpu(&model.config, &model.weights, tokens.clone(), mask).unwrap();
+        fwd.run(ctx, &ids, RunOptions::traced(mask)).unwrap();
+        let range = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        for layer in 0..model.config.n_layer {
+            for head in [0, model.config.n_head - 1] {
+                for stage in AttentionStage::ALL {
+                    let want = stage.matrix(&cpu.layers[layer].heads()[head]);
+                    let what = format!("{stage:?} layer {layer} head {head} {mask:?}");
+                    for (row, col) in [(0, 0), (t - 1, 0), (t - 1, want.cols - 1), (t / 2, want.cols / 2)] {
+                        let got = pollster::block_on(
+                            fwd.begin_read_head_cell(ctx, stage, layer, (head, row, col)).unwrap().finish(ctx),
+                        )
+                        .unwrap();
+                        let w = want.data[row * want.cols + col];
+                        if w.is_infinite() {
+                            assert_eq!(got, w, "{what} ({row}, {col})");
+                        } else {
+                            assert!((got - w).abs() <= 1e-4, "{what} ({row}, {col}): GPU {got}, CPU {w}");
+                        }
+                    }
+                    let m = fwd.head_matrix(stage, layer, head).unwrap();
+                    fwd.fit_range(ctx, &m, &range).unwrap();
+                    let got = pollster::block_on(attnscope::gpu::read_f32(ctx, &range, 0, 2)).unwrap();
+                    // The range is of the unscaled values, and skips what the stage draws as masked.
+                    let shown: Vec<f32> = (0..want.rows * want.cols)
+                        .filter(|&i| !stage.shows_mask() || mask.allows(i / want.cols, i % want.cols))
+                        .map(|i| want.data[i] / m.scale)
+                        .collect();
+                    let lo = shown.iter().copied().fold(f32::INFINITY, f32::min);
+                    let hi = shown.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    assert!(
+                        (got[0] - lo).abs() <= 1e-4 && (got[1] - hi).abs() <= 1e-4,
+                        "{what}: range {got:?} vs {lo}..{hi}"
+                    );
+                }
+            }
+        }
+    }
+    let past = fwd.begin_read_head_cell(ctx, AttentionStage::Q, 0, (0, t, 0));
+    assert!(past.is_err(), "row T is out of range");
 }

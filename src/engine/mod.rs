@@ -9,8 +9,10 @@ pub mod init;
 mod mask;
 pub mod ops;
 pub mod sampling;
+mod stage;
 mod trace;
 
 pub use forward::{attention_cpu, check_ids, forward_cpu, EngineError};
 pub use mask::Mask;
+pub use stage::AttentionStage;
 pub use trace::{AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};

@@ -22,6 +22,7 @@ pub enum Kernel {
     AttentionRows,
     FlashAttention,
     TopK,
+    ValueRange,
 }
 
 pub struct Kernels {
@@ -34,6 +35,7 @@ pub struct Kernels {
     attention_rows: wgpu::ComputePipeline,
     flash_attention: wgpu::ComputePipeline,
     top_k: wgpu::ComputePipeline,
+    value_range: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -294,6 +296,32 @@ impl TopKParams {
     }
 }
 
+/// shaders/value_range.wgsl: [min, max] of `rows × cols` cells at
+/// `offset + i·row_stride + j`, skipping masked cells when `use_mask` is 1.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct ValueRangeParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub offset: u32,
+    pub row_stride: u32,
+    pub use_mask: u32,
+    pub _pad: [u32; 3],
+}
+
+impl ValueRangeParams {
+    pub fn new(rows: usize, cols: usize, offset: usize, row_stride: usize, use_mask: bool) -> Self {
+        Self {
+            rows: rows as u32,
+            cols: cols as u32,
+            offset: offset as u32,
+            row_stride: row_stride as u32,
+            use_mask: u32::from(use_mask),
+            _pad: [0; 3],
+        }
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -374,6 +402,7 @@ impl Kernels {
             attention_rows: pipeline(d, "attention_rows", include_str!("../../shaders/attention_rows.wgsl"), None),
             flash_attention: pipeline(d, "flash_attention", include_str!("../../shaders/flash_attention.wgsl"), None),
             top_k: pipeline(d, "top_k", include_str!("../../shaders/top_k.wgsl"), None),
+            value_range: pipeline(d, "value_range", include_str!("../../shaders/value_range.wgsl"), None),
         }
     }
 
@@ -386,6 +415,7 @@ impl Kernels {
             Kernel::AttentionRows => &self.attention_rows,
             Kernel::FlashAttention => &self.flash_attention,
             Kernel::TopK => &self.top_k,
+            Kernel::ValueRange => &self.value_range,
         }
     }
 

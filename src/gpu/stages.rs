@@ -3,9 +3,10 @@
 //! top-k next tokens.
 
 use super::forward::GpuForward;
-use super::kernels::{Kernel, TopKParams, MAX_TOP_K};
+use super::kernels::{Kernel, TopKParams, ValueRangeParams, MAX_TOP_K};
 use super::readback::{begin_read, PendingRead};
 use super::{GpuContext, GpuError};
+use crate::engine::AttentionStage;
 
 /// A tensor the forward pass keeps on the GPU. Per-layer stages take a layer index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,54 @@ impl Stage {
 
     pub fn is_square(self) -> bool {
         matches!(self, Stage::ScoresRaw | Stage::ScoresMasked | Stage::Weights)
+    }
+}
+
+/// Where one head's matrix of an attention stage lives on the GPU: cell
+/// (row i, col j) is `values[offset + i·row_stride + j] · scale`, masked where
+/// `masked` (same layout) holds −∞. What the heatmap draws and the hover reads.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadMatrix<'a> {
+    pub values: &'a wgpu::Buffer,
+    /// The masked scores, for stages that show the mask.
+    pub masked: Option<&'a wgpu::Buffer>,
+    pub rows: usize,
+    pub cols: usize,
+    pub offset: usize,
+    pub row_stride: usize,
+    /// 1/√d_head for the scaled scores (drawn from the raw ones), else 1.
+    pub scale: f32,
+}
+
+/// One cell on its way back; [`CellRead::finish`] applies the stage's scale.
+pub struct CellRead {
+    pending: PendingRead,
+    scale: f32,
+}
+
+impl CellRead {
+    pub async fn finish(self, ctx: &GpuContext) -> Result<f32, GpuError> {
+        let values = self.pending.finish(ctx).await?;
+        let raw = values.first().copied().ok_or_else(|| GpuError::Readback("an empty cell read".into()))?;
+        Ok(raw * self.scale)
+    }
+}
+
+/// A head's stage matrix on its way back.
+pub struct MatrixRead {
+    pending: PendingRead,
+    pub rows: usize,
+    pub cols: usize,
+    row_stride: usize,
+    scale: f32,
+}
+
+impl MatrixRead {
+    /// The matrix, row-major `rows × cols`, scaled as the stage shows it.
+    pub async fn finish(self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
+        let span = self.pending.finish(ctx).await?;
+        let (cols, stride, scale) = (self.cols, self.row_stride, self.scale);
+        Ok((0..self.rows).flat_map(|i| span[i * stride..i * stride + cols].iter().map(move |v| v * scale)).collect())
     }
 }
 
@@ -119,6 +168,97 @@ impl GpuForward {
             Stage::MlpOut => &l()?.mlp_out,
             Stage::ResidPost => &l()?.resid_post,
         })
+    }
+
+    /// Where `head`'s matrix of an attention `stage` in `layer` lives (after a traced run).
+    pub fn head_matrix(&self, stage: AttentionStage, layer: usize, head: usize) -> Result<HeadMatrix<'_>, GpuError> {
+        let c = self.config();
+        let (t, cap, d, dh) = (self.tokens(), self.square_stride(), c.n_embd, c.d_head());
+        if head >= c.n_head || t == 0 {
+            return Err(GpuError::OutOfRange(format!("{stage:?} of head {head} with T = {t}")));
+        }
+        // Q, K, V are column blocks of the fused qkv rows [T × 3d]; the output of head_out [T × d].
+        let column = |part: usize, buffer| HeadMatrix {
+            values: buffer,
+            masked: None,
+            rows: t,
+            cols: dh,
+            offset: (part % 3) * d + head * dh,
+            row_stride: if part < 3 { 3 * d } else { d },
+            scale: 1.0,
+        };
+        let square = |buffer, masked, scale| HeadMatrix {
+            values: buffer,
+            masked,
+            rows: t,
+            cols: t,
+            offset: head * cap * cap,
+            row_stride: cap,
+            scale,
+        };
+        Ok(match stage {
+            AttentionStage::Q => column(0, self.buffer(Stage::Qkv, layer)?),
+            AttentionStage::K => column(1, self.buffer(Stage::Qkv, layer)?),
+            AttentionStage::V => column(2, self.buffer(Stage::Qkv, layer)?),
+            AttentionStage::Output => column(3, self.buffer(Stage::HeadOut, layer)?),
+            AttentionStage::ScoresRaw => square(self.buffer(Stage::ScoresRaw, layer)?, None, 1.0),
+            AttentionStage::ScoresScaled => {
+                square(self.buffer(Stage::ScoresRaw, layer)?, None, 1.0 / (dh as f32).sqrt())
+            }
+            AttentionStage::ScoresMasked => {
+                let masked = self.buffer(Stage::ScoresMasked, layer)?;
+                square(masked, Some(masked), 1.0)
+            }
+            AttentionStage::Weights => {
+                square(self.buffer(Stage::Weights, layer)?, Some(self.buffer(Stage::ScoresMasked, layer)?), 1.0)
+            }
+        })
+    }
+
+    /// Starts reading one cell of a head's stage matrix: what a hover costs (4 bytes).
+    pub fn begin_read_head_cell(
+        &self,
+        ctx: &GpuContext,
+        stage: AttentionStage,
+        layer: usize,
+        (head, row, col): (usize, usize, usize),
+    ) -> Result<CellRead, GpuError> {
+        let m = self.head_matrix(stage, layer, head)?;
+        if row >= m.rows || col >= m.cols {
+            return Err(GpuError::OutOfRange(format!(
+                "{stage:?} cell ({row}, {col}) of a {}×{} matrix",
+                m.rows, m.cols
+            )));
+        }
+        let pending = begin_read(ctx, m.values, (m.offset + row * m.row_stride + col) as u64, 1)?;
+        Ok(CellRead { pending, scale: m.scale })
+    }
+
+    /// Starts reading a head's whole stage matrix (one copy of the span its
+    /// rows cover); [`MatrixRead::finish`] picks the rows and applies the scale.
+    pub fn begin_read_head_matrix(
+        &self,
+        ctx: &GpuContext,
+        stage: AttentionStage,
+        layer: usize,
+        head: usize,
+    ) -> Result<MatrixRead, GpuError> {
+        let m = self.head_matrix(stage, layer, head)?;
+        let span = (m.rows - 1) * m.row_stride + m.cols;
+        let pending = begin_read(ctx, m.values, m.offset as u64, span)?;
+        Ok(MatrixRead { pending, rows: m.rows, cols: m.cols, row_stride: m.row_stride, scale: m.scale })
+    }
+
+    /// Writes [min, max] of a head's stage matrix (unscaled, masked cells
+    /// skipped) into `out` (2 f32s) on the GPU, for the heatmap's colour map
+    /// and legend (shaders/value_range.wgsl): nothing is read back.
+    pub fn fit_range(&self, ctx: &GpuContext, m: &HeadMatrix<'_>, out: &wgpu::Buffer) -> Result<(), GpuError> {
+        let params = ValueRangeParams::new(m.rows, m.cols, m.offset, m.row_stride, m.masked.is_some());
+        let masked = m.masked.unwrap_or(m.values);
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("range") });
+        self.kernels().dispatch(ctx, &mut enc, Kernel::ValueRange, &params, &[m.values, masked, out], [1, 1, 1])?;
+        ctx.queue.submit([enc.finish()]);
+        Ok(())
     }
 
     /// Starts reading rows `rows` of a T×width stage (not T×T).

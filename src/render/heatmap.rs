@@ -1,45 +1,84 @@
-//! `HeatmapRenderer`: one head's T×T matrix drawn by shaders/heatmap.wgsl from
-//! the storage buffer the compute kernels wrote.
+//! `HeatmapRenderer`: matrices of a run drawn by shaders/heatmap.wgsl straight
+//! from the storage buffers the compute kernels wrote, several panels (a
+//! stage, or a grid of every layer × head) in one render pass.
 
 use bytemuck::{Pod, Zeroable};
 
-/// What to draw: the head, the matrix size and the value range of the colour map.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HeatmapParams {
-    pub t: u32,
-    /// Row stride of the matrices in the buffers (their capacity, ≥ t): head h's
-    /// cell (i, j) is at (h·stride + i)·stride + j.
-    pub stride: u32,
-    pub head: u32,
-    pub width: u32,
-    pub height: u32,
-    /// Values at or below `lo` get the map's first colour, at or above `hi` its last.
-    pub lo: f32,
-    pub hi: f32,
-    /// Hovered (query row, key column), outlined.
+use crate::gpu::HeadMatrix;
+
+/// How values become colours (both colour-blind safe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colormap {
+    /// viridis over [lo, hi]: weights.
+    Sequential,
+    /// purple–white–orange centred on 0, symmetric to max(|lo|, |hi|): signed scores.
+    Diverging,
+}
+
+/// Where the colour map's [lo, hi] comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum ColourRange<'a> {
+    Fixed(f32, f32),
+    /// Two f32s written on the GPU (`GpuForward::fit_range`), in unscaled units.
+    Buffer(&'a wgpu::Buffer),
+}
+
+/// One map to draw: a matrix, its colours, and where on the target.
+#[derive(Debug, Clone, Copy)]
+pub struct Panel<'a> {
+    pub matrix: HeadMatrix<'a>,
+    pub colormap: Colormap,
+    pub range: ColourRange<'a>,
+    /// x, y, width, height in target pixels.
+    pub viewport: [f32; 4],
+    /// Hovered (row, column), lightened.
     pub hover: Option<(u32, u32)>,
+    /// Frame the map (the selected one of a grid).
+    pub outline: bool,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Uniforms {
-    t: u32,
+    rows: u32,
+    cols: u32,
     offset: u32,
+    row_stride: u32,
+    x0: f32,
+    y0: f32,
     width: f32,
     height: f32,
+    scale: f32,
+    colormap: u32,
     lo: f32,
     hi: f32,
     srgb_target: u32,
+    use_mask: u32,
+    range_from_buffer: u32,
     hover_row: i32,
     hover_col: i32,
-    stride: u32,
+    outline: u32,
     _pad: [u32; 2],
 }
 
+/// Uniform blocks of successive panels are this far apart (the binding offset alignment).
+const SLOT: u64 = 256;
+
 pub struct HeatmapRenderer {
     pipeline: wgpu::RenderPipeline,
-    uniforms: wgpu::Buffer,
+    uniforms: std::cell::RefCell<wgpu::Buffer>,
+    /// Bound where a panel has no mask or range buffer (never read then).
+    placeholder: wgpu::Buffer,
     format: wgpu::TextureFormat,
+}
+
+fn uniform_buffer(device: &wgpu::Device, panels: usize) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("heatmap uniforms"),
+        size: SLOT * panels.max(1) as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
 }
 
 impl HeatmapRenderer {
@@ -69,53 +108,90 @@ impl HeatmapRenderer {
             multiview_mask: None,
             cache: None,
         });
-        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("heatmap uniforms"),
-            size: std::mem::size_of::<Uniforms>() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("heatmap placeholder"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        Self { pipeline, uniforms, format }
+        Self { pipeline, uniforms: std::cell::RefCell::new(uniform_buffer(device, 16)), placeholder, format }
     }
 
     pub fn format(&self) -> wgpu::TextureFormat {
         self.format
     }
 
-    /// Draws `values` (coloured) and `masked` (hatched where −∞) for `params.head` into `target`.
+    /// The page's panel colour (#1f2126), in the target's encoding.
+    fn background(&self) -> wgpu::Color {
+        let c = |v: f64| if self.format.is_srgb() { v.powf(2.2) } else { v };
+        wgpu::Color { r: c(0.12), g: c(0.13), b: c(0.15), a: 1.0 }
+    }
+
+    /// Clears `target` (`size` pixels) and draws every panel into it, in one render pass.
     pub fn draw(
         &self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         target: &wgpu::TextureView,
-        params: HeatmapParams,
-        values: &wgpu::Buffer,
-        masked: &wgpu::Buffer,
+        size: (u32, u32),
+        panels: &[Panel<'_>],
     ) {
-        let (hover_row, hover_col) = params.hover.map_or((-1, -1), |(r, c)| (r as i32, c as i32));
-        let uniforms = Uniforms {
-            t: params.t,
-            offset: params.head * params.stride * params.stride,
-            stride: params.stride,
-            width: params.width as f32,
-            height: params.height as f32,
-            lo: params.lo,
-            hi: params.hi,
-            srgb_target: u32::from(self.format.is_srgb()),
-            hover_row,
-            hover_col,
-            _pad: [0; 2],
-        };
-        queue.write_buffer(&self.uniforms, 0, bytemuck::bytes_of(&uniforms));
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("heatmap"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: self.uniforms.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: values.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: masked.as_entire_binding() },
-            ],
-        });
+        let Ok(mut uniforms) = self.uniforms.try_borrow_mut() else { return };
+        if uniforms.size() < SLOT * panels.len() as u64 {
+            *uniforms = uniform_buffer(device, panels.len().next_power_of_two());
+        }
+        let mut bytes = vec![0u8; SLOT as usize * panels.len()];
+        let mut bind_groups = Vec::with_capacity(panels.len());
+        for (i, panel) in panels.iter().enumerate() {
+            let m = &panel.matrix;
+            let (hover_row, hover_col) = panel.hover.map_or((-1, -1), |(r, c)| (r as i32, c as i32));
+            let (lo, hi, range_from_buffer, range_buffer) = match panel.range {
+                ColourRange::Fixed(lo, hi) => (lo, hi, 0, &self.placeholder),
+                ColourRange::Buffer(b) => (0.0, 0.0, 1, b),
+            };
+            let [x0, y0, width, height] = panel.viewport;
+            let u = Uniforms {
+                rows: m.rows as u32,
+                cols: m.cols as u32,
+                offset: m.offset as u32,
+                row_stride: m.row_stride as u32,
+                x0,
+                y0,
+                width,
+                height,
+                scale: m.scale,
+                colormap: u32::from(panel.colormap == Colormap::Diverging),
+                lo,
+                hi,
+                srgb_target: u32::from(self.format.is_srgb()),
+                use_mask: u32::from(m.masked.is_some()),
+                range_from_buffer,
+                hover_row,
+                hover_col,
+                outline: u32::from(panel.outline),
+                _pad: [0; 2],
+            };
+            let at = i * SLOT as usize;
+            bytes[at..at + std::mem::size_of::<Uniforms>()].copy_from_slice(bytemuck::bytes_of(&u));
+            let params = wgpu::BufferBinding {
+                buffer: &uniforms,
+                offset: at as u64,
+                size: wgpu::BufferSize::new(std::mem::size_of::<Uniforms>() as u64),
+            };
+            bind_groups.push(device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("heatmap"),
+                layout: &self.pipeline.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) },
+                    wgpu::BindGroupEntry { binding: 1, resource: m.values.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 2, resource: m.masked.unwrap_or(m.values).as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 3, resource: range_buffer.as_entire_binding() },
+                ],
+            }));
+        }
+        if !bytes.is_empty() {
+            queue.write_buffer(&uniforms, 0, &bytes);
+        }
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("heatmap") });
         {
             let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
@@ -124,10 +200,7 @@ impl HeatmapRenderer {
                     view: target,
                     depth_slice: None,
                     resolve_target: None,
-                    ops: wgpu::Operations {
-                        load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
-                        store: wgpu::StoreOp::Store,
-                    },
+                    ops: wgpu::Operations { load: wgpu::LoadOp::Clear(self.background()), store: wgpu::StoreOp::Store },
                 })],
                 depth_stencil_attachment: None,
                 timestamp_writes: None,
@@ -135,8 +208,19 @@ impl HeatmapRenderer {
                 multiview_mask: None,
             });
             pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.draw(0..3, 0..1);
+            for (panel, bind_group) in panels.iter().zip(&bind_groups) {
+                // Clipped to the target: a viewport or scissor outside it is a validation error.
+                let [x, y, w, h] = panel.viewport;
+                let (x, y) = (x.max(0.0), y.max(0.0));
+                let (w, h) = (w.min(size.0 as f32 - x), h.min(size.1 as f32 - y));
+                if w < 1.0 || h < 1.0 {
+                    continue;
+                }
+                pass.set_viewport(x, y, w, h, 0.0, 1.0);
+                pass.set_scissor_rect(x as u32, y as u32, (w as u32).max(1), (h as u32).max(1));
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.draw(0..3, 0..1);
+            }
         }
         queue.submit([encoder.finish()]);
     }

@@ -1,5 +1,6 @@
 //! Render pipelines that draw straight from GPU storage buffers: no readback.
 
 mod heatmap;
+pub mod raster;
 
-pub use heatmap::{HeatmapParams, HeatmapRenderer};
+pub use heatmap::{Colormap, ColourRange, HeatmapRenderer, Panel};

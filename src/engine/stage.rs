@@ -1,0 +1,133 @@
+//! The attention stages a learner steps through for one head, in the order
+//! the computation happens: what each is called, the formula it shows, and
+//! where its numbers live in a [`HeadTrace`].
+
+use super::trace::{HeadTrace, Matrix};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttentionStage {
+    Q,
+    K,
+    V,
+    ScoresRaw,
+    ScoresScaled,
+    ScoresMasked,
+    Weights,
+    Output,
+}
+
+impl AttentionStage {
+    /// Every stage, in the order of the computation.
+    pub const ALL: [AttentionStage; 8] = [
+        AttentionStage::Q,
+        AttentionStage::K,
+        AttentionStage::V,
+        AttentionStage::ScoresRaw,
+        AttentionStage::ScoresScaled,
+        AttentionStage::ScoresMasked,
+        AttentionStage::Weights,
+        AttentionStage::Output,
+    ];
+
+    /// A short name for buttons and the URL.
+    pub fn key(self) -> &'static str {
+        match self {
+            AttentionStage::Q => "q",
+            AttentionStage::K => "k",
+            AttentionStage::V => "v",
+            AttentionStage::ScoresRaw => "raw",
+            AttentionStage::ScoresScaled => "scaled",
+            AttentionStage::ScoresMasked => "masked",
+            AttentionStage::Weights => "weights",
+            AttentionStage::Output => "out",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.key() == key)
+    }
+
+    /// The stage's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            AttentionStage::Q => "Queries Q",
+            AttentionStage::K => "Keys K",
+            AttentionStage::V => "Values V",
+            AttentionStage::ScoresRaw => "Scores Q·Kᵀ",
+            AttentionStage::ScoresScaled => "Scaled ÷ √d_head",
+            AttentionStage::ScoresMasked => "Masked",
+            AttentionStage::Weights => "Softmax weights",
+            AttentionStage::Output => "Output W·V",
+        }
+    }
+
+    /// One line: the formula and how to read the map.
+    pub fn caption(self) -> &'static str {
+        match self {
+            AttentionStage::Q => "Q = ln₁(x)·W_Q: one row per token, what it is looking for (T × d_head).",
+            AttentionStage::K => "K = ln₁(x)·W_K: one row per token, what it offers to be found by (T × d_head).",
+            AttentionStage::V => "V = ln₁(x)·W_V: one row per token, what it passes on when attended to (T × d_head).",
+            AttentionStage::ScoresRaw => {
+                "S = Q·Kᵀ: row i, column j is how well query i matches key j (signed, unbounded)."
+            }
+            AttentionStage::ScoresScaled => {
+                "S / √d_head keeps the scores' spread independent of the head size, so softmax does not saturate."
+            }
+            AttentionStage::ScoresMasked => {
+                "+ mask: −∞ where a query may not look (hatched); those keys get weight 0 after softmax."
+            }
+            AttentionStage::Weights => {
+                "W = softmax(row): each row is a probability distribution over the keys; every row sums to 1."
+            }
+            AttentionStage::Output => "O = W·V: each token's new vector, a weighted mix of the values (T × d_head).",
+        }
+    }
+
+    /// Whether the values are signed (a diverging colour map) rather than in [0, 1].
+    pub fn signed(self) -> bool {
+        self != AttentionStage::Weights
+    }
+
+    /// Whether the matrix is T×T (rows are queries, columns are keys) rather than T×d_head.
+    pub fn square(self) -> bool {
+        matches!(
+            self,
+            AttentionStage::ScoresRaw
+                | AttentionStage::ScoresScaled
+                | AttentionStage::ScoresMasked
+                | AttentionStage::Weights
+        )
+    }
+
+    /// Whether masked cells are drawn as masked.
+    pub fn shows_mask(self) -> bool {
+        matches!(self, AttentionStage::ScoresMasked | AttentionStage::Weights)
+    }
+
+    /// The stage's matrix in a head's trace.
+    pub fn matrix(self, head: &HeadTrace) -> &Matrix {
+        match self {
+            AttentionStage::Q => &head.q,
+            AttentionStage::K => &head.k,
+            AttentionStage::V => &head.v,
+            AttentionStage::ScoresRaw => &head.scores_raw,
+            AttentionStage::ScoresScaled => &head.scores_scaled,
+            AttentionStage::ScoresMasked => &head.scores_masked,
+            AttentionStage::Weights => &head.weights,
+            AttentionStage::Output => &head.output,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_are_distinct() {
+        for s in AttentionStage::ALL {
+            assert_eq!(AttentionStage::from_key(s.key()), Some(s));
+        }
+        assert_eq!(AttentionStage::from_key("softmax"), None);
+    }
+}

@@ -1,0 +1,167 @@
+//! The CPU fallback's heatmaps: a matrix of the trace rasterised to RGBA with
+//! the same colour maps, gaps, hatching and hover highlight as
+//! shaders/heatmap.wgsl, for a page without WebGPU (the UI only blits the
+//! pixels onto a 2D canvas).
+
+use super::heatmap::Colormap;
+use crate::engine::Matrix;
+
+/// Polynomial fit of matplotlib's viridis, as heatmap.wgsl (sRGB components in [0, 1]).
+pub fn viridis(t: f32) -> [f32; 3] {
+    const C: [[f32; 3]; 7] = [
+        [0.277_727_33, 0.005_407_344_5, 0.334_099_8],
+        [0.105_093_04, 1.404_613_5, 1.384_590_2],
+        [-0.330_861_83, 0.214_847_56, 0.095_095_16],
+        [-4.634_230_5, -5.799_101, -19.332_441],
+        [6.228_27, 14.179_933, 56.690_55],
+        [4.776_385, -13.745_145, -65.353_03],
+        [-5.435_456, 4.645_852_6, 26.312_435],
+    ];
+    let mut out = [0.0; 3];
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut v = C[6][c];
+        for k in (0..6).rev() {
+            v = C[k][c] + t * v;
+        }
+        *o = v.clamp(0.0, 1.0);
+    }
+    out
+}
+
+fn mix(a: [f32; 3], b: [f32; 3], t: f32) -> [f32; 3] {
+    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+}
+
+/// Purple (−1) → near-white (0) → orange (+1), as heatmap.wgsl.
+pub fn diverging(s: f32) -> [f32; 3] {
+    let mid = [0.97, 0.97, 0.97];
+    let (far, near) = if s < 0.0 {
+        ([0.329, 0.153, 0.533], [0.698, 0.671, 0.824])
+    } else {
+        ([0.702, 0.345, 0.024], [0.992, 0.722, 0.388])
+    };
+    let a = s.abs().clamp(0.0, 1.0);
+    if a < 0.5 {
+        mix(mid, near, a * 2.0)
+    } else {
+        mix(near, far, (a - 0.5) * 2.0)
+    }
+}
+
+/// The smallest and largest value of `values`, skipping cells `masked` marks
+/// −∞ (0, 0 when none is left): the CPU twin of value_range.wgsl.
+pub fn value_range(values: &Matrix, masked: Option<&Matrix>) -> (f32, f32) {
+    let mut range: Option<(f32, f32)> = None;
+    for (i, &v) in values.data.iter().enumerate() {
+        if masked.is_some_and(|m| m.data.get(i).is_some_and(|x| *x == f32::NEG_INFINITY)) {
+            continue;
+        }
+        range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+    }
+    range.unwrap_or((0.0, 0.0))
+}
+
+/// What to draw and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Raster<'a> {
+    pub values: &'a Matrix,
+    pub masked: Option<&'a Matrix>,
+    pub colormap: Colormap,
+    pub range: (f32, f32),
+    pub width: usize,
+    pub height: usize,
+    pub hover: Option<(usize, usize)>,
+}
+
+const BACKGROUND: [f32; 3] = [0.12, 0.13, 0.15];
+
+impl Raster<'_> {
+    fn colour(&self, v: f32) -> [f32; 3] {
+        let (lo, hi) = self.range;
+        match self.colormap {
+            Colormap::Sequential => viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0)),
+            Colormap::Diverging => diverging(v / lo.abs().max(hi.abs()).max(1e-12)),
+        }
+    }
+
+    /// RGBA8 pixels, `width × height`, row-major.
+    pub fn pixels(&self) -> Vec<u8> {
+        let (rows, cols) = (self.values.rows, self.values.cols);
+        let mut out = vec![0u8; self.width * self.height * 4];
+        let cell_w = self.width as f32 / cols.max(1) as f32;
+        let cell_h = self.height as f32 / rows.max(1) as f32;
+        for y in 0..self.height {
+            for x in 0..self.width {
+                let mut c = BACKGROUND;
+                if rows > 0 && cols > 0 {
+                    let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+                    let j = ((px / cell_w) as usize).min(cols - 1);
+                    let i = ((py / cell_h) as usize).min(rows - 1);
+                    let gap = (cell_w >= 8.0 && px - j as f32 * cell_w < 1.0)
+                        || (cell_h >= 8.0 && py - i as f32 * cell_h < 1.0);
+                    if !gap {
+                        let at = i * cols + j;
+                        let masked = self.masked.is_some_and(|m| m.data[at] == f32::NEG_INFINITY);
+                        c = if masked {
+                            if (x + y) % 8 < 3 {
+                                [0.32, 0.33, 0.36]
+                            } else {
+                                [0.22, 0.23, 0.26]
+                            }
+                        } else {
+                            self.colour(self.values.data[at])
+                        };
+                        if self.hover.is_some_and(|(r, k)| r == i || k == j) {
+                            c = mix(c, [1.0; 3], 0.18);
+                        }
+                    }
+                }
+                let at = (y * self.width + x) * 4;
+                for k in 0..3 {
+                    out[at + k] = (c[k] * 255.0).round() as u8;
+                }
+                out[at + 3] = 255;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_maps_hit_their_end_points() {
+        let to8 = |c: [f32; 3]| c.map(|v| (v * 255.0).round() as i32);
+        let close = |a: [i32; 3], b: [i32; 3]| (0..3).all(|k| (a[k] - b[k]).abs() <= 5);
+        assert!(close(to8(viridis(0.0)), [68, 1, 84]), "{:?}", to8(viridis(0.0)));
+        assert!(close(to8(viridis(1.0)), [253, 231, 37]), "{:?}", to8(viridis(1.0)));
+        assert!(close(to8(diverging(0.0)), [247, 247, 247]));
+        assert!(close(to8(diverging(-1.0)), [84, 39, 136]));
+        assert!(close(to8(diverging(1.0)), [179, 88, 6]));
+    }
+
+    #[test]
+    fn range_skips_masked_cells_and_pixels_hatch_them() {
+        let values = Matrix::from_vec(2, 2, vec![1.0, 9.0, -2.0, 3.0]);
+        let masked = Matrix::from_vec(2, 2, vec![1.0, f32::NEG_INFINITY, -2.0, 3.0]);
+        assert_eq!(value_range(&values, Some(&masked)), (-2.0, 3.0));
+        assert_eq!(value_range(&values, None), (-2.0, 9.0));
+        let raster = Raster {
+            values: &values,
+            masked: Some(&masked),
+            colormap: Colormap::Diverging,
+            range: (-2.0, 3.0),
+            width: 20,
+            height: 20,
+            hover: None,
+        };
+        let px = raster.pixels();
+        let at = |x: usize, y: usize| [px[(y * 20 + x) * 4], px[(y * 20 + x) * 4 + 1], px[(y * 20 + x) * 4 + 2]];
+        let hatch = [[56, 59, 66], [82, 84, 92]];
+        assert!(hatch.contains(&at(15, 5)), "masked cell is hatched: {:?}", at(15, 5));
+        assert_eq!(at(15, 15), [179, 88, 6], "3 is the largest |value|: the far orange");
+        assert_eq!(at(0, 0), [31, 33, 38], "the 1-pixel gap between large cells is background");
+    }
+}
