@@ -1,12 +1,17 @@
-//! The page: text box, token chips, and one head's attention weights drawn
-//! from the GPU buffer, with hover readout of the exact value.
+//! The learner's page: text and tokens, the attention stage stepper for one
+//! layer and head (every stage drawn from the backend's own numbers, hover to
+//! read a cell, click to lock it), the model view of every layer × head, the
+//! mask toggle, and the next-token distribution with a temperature slider.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::host::{self, host};
+use super::host::{self, host, View};
 use super::test_hook;
-use crate::engine::Mask;
+use crate::engine::{AttentionStage, Mask};
 use crate::model::Token;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +21,34 @@ pub enum Phase {
     Failed(String),
 }
 
+/// A value read back for one cell, with what it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellValue {
+    pub view: View,
+    pub row: usize,
+    pub col: usize,
+    /// The run it was read from.
+    pub run: u64,
+    pub value: f32,
+}
+
+/// The colour map's span for a view of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Legend {
+    pub view: View,
+    pub run: u64,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+/// One of the most likely next tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextToken {
+    pub id: u32,
+    pub text: String,
+    pub prob: f64,
+}
+
 /// Everything the page shows, as signals; `Copy`, so handlers and the test hook share it.
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -23,34 +56,40 @@ pub struct AppState {
     pub text: RwSignal<String>,
     pub tokens: RwSignal<Vec<Token>>,
     pub input_error: RwSignal<Option<String>>,
+    pub layer: RwSignal<usize>,
     pub head: RwSignal<usize>,
+    pub stage: RwSignal<AttentionStage>,
+    pub mask: RwSignal<Mask>,
+    /// The sliding window's width, kept while another mask is chosen.
+    pub window: RwSignal<u32>,
+    pub n_layer: RwSignal<usize>,
     pub n_head: RwSignal<usize>,
+    pub d_head: RwSignal<usize>,
     pub n_positions: RwSignal<usize>,
-    /// Why the GPU path is unavailable, if it is.
+    /// Why the page runs on the CPU instead of WebGPU, if it does.
     pub gpu_error: RwSignal<Option<String>>,
     pub backend: RwSignal<String>,
-    /// Which model is loaded, in words.
+    /// Whether the GPU computes and draws. The page has a WebGPU and a 2D
+    /// canvas for each map (a canvas that had a WebGPU context cannot give a
+    /// 2D one), and shows the one in use.
+    pub on_gpu: RwSignal<bool>,
     pub model_label: RwSignal<String>,
-    /// Tokens the GPU holds results for (differs from `tokens` when the last run failed).
-    pub gpu_tokens: RwSignal<usize>,
-    /// Completed GPU runs and heatmap draws.
+    /// Tokens the heatmaps show (differs from `tokens` when the last run failed).
+    pub shown_tokens: RwSignal<usize>,
+    /// Completed runs and stage heatmap draws.
     pub runs: RwSignal<u64>,
     pub renders: RwSignal<u64>,
-    /// Hovered or keyboard-focused cell (query row, key column).
+    /// Hovered or keyboard-focused cell (row, column) of the stage heatmap.
     pub hover: RwSignal<Option<(usize, usize)>>,
-    /// The value read back for the hovered cell.
+    /// Whether a click locked the focused cell.
+    pub locked: RwSignal<bool>,
     pub hover_value: RwSignal<Option<CellValue>>,
-}
-
-/// One cell's value as read back from the GPU, with what it belongs to.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CellValue {
-    pub head: usize,
-    pub row: usize,
-    pub col: usize,
-    /// The GPU run it was read from.
-    pub run: u64,
-    pub value: f32,
+    pub legend: RwSignal<Option<Legend>>,
+    pub temperature: RwSignal<f32>,
+    pub next: RwSignal<Vec<NextToken>>,
+    /// When the last input event arrived and how long until its heatmap was drawn (ms).
+    pub input_at: RwSignal<Option<f64>>,
+    pub latency_ms: RwSignal<Option<f64>>,
 }
 
 const START_TEXT: &str = "The cat sat on the mat because it was tired.";
@@ -67,12 +106,41 @@ fn visible(text: &str) -> String {
         .collect()
 }
 
-fn label_font_px(t: usize) -> Option<u32> {
-    match t {
+fn label_font_px(n: usize) -> Option<u32> {
+    match n {
         0..=12 => Some(13),
         13..=24 => Some(11),
         25..=48 => Some(8),
         _ => None,
+    }
+}
+
+/// The canvas an event was dispatched to (the canvases are re-made when the
+/// backend changes, so a handler must not hold on to one).
+fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasElement> {
+    use wasm_bindgen::JsCast;
+    ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// A sentence on what the mask means.
+fn mask_sentence(mask: Mask) -> String {
+    match mask {
+        Mask::Causal => "Causal (a decoder, like GPT): each token sees itself and the tokens before it, never later \
+                         ones, so text can be generated left to right. This is how the model was trained."
+            .into(),
+        Mask::Bidirectional => "Bidirectional (an encoder, like BERT): every token sees every other, later ones \
+                                included. This model was trained causally, so these numbers show the mechanism, not \
+                                what it learned to do."
+            .into(),
+        Mask::Window(w) => format!(
+            "Sliding window of {w} (Mistral, Longformer): each token sees only itself and the {} tokens before it, \
+             so attention costs T·{w} instead of T².",
+            w.saturating_sub(1)
+        ),
     }
 }
 
@@ -83,24 +151,53 @@ impl AppState {
             text: RwSignal::new(START_TEXT.to_owned()),
             tokens: RwSignal::new(Vec::new()),
             input_error: RwSignal::new(None),
+            layer: RwSignal::new(0),
             head: RwSignal::new(0),
+            stage: RwSignal::new(AttentionStage::Weights),
+            mask: RwSignal::new(Mask::Causal),
+            window: RwSignal::new(4),
+            n_layer: RwSignal::new(0),
             n_head: RwSignal::new(0),
+            d_head: RwSignal::new(0),
             n_positions: RwSignal::new(0),
             gpu_error: RwSignal::new(None),
             backend: RwSignal::new("loading…".into()),
+            on_gpu: RwSignal::new(true),
             model_label: RwSignal::new("loading…".into()),
-            gpu_tokens: RwSignal::new(0),
+            shown_tokens: RwSignal::new(0),
             runs: RwSignal::new(0),
             renders: RwSignal::new(0),
             hover: RwSignal::new(None),
+            locked: RwSignal::new(false),
             hover_value: RwSignal::new(None),
+            legend: RwSignal::new(None),
+            temperature: RwSignal::new(1.0),
+            next: RwSignal::new(Vec::new()),
+            input_at: RwSignal::new(None),
+            latency_ms: RwSignal::new(None),
         }
     }
 
-    /// Tokenizes the text and runs the GPU layer on it.
-    fn compute(self, text: &str) {
+    /// The matrix the stage heatmap shows.
+    pub fn view(self) -> View {
+        View { stage: self.stage.get(), layer: self.layer.get(), head: self.head.get() }
+    }
+
+    pub fn view_untracked(self) -> View {
+        View { stage: self.stage.get_untracked(), layer: self.layer.get_untracked(), head: self.head.get_untracked() }
+    }
+
+    /// Rows × columns of the stage heatmap for the shown tokens.
+    fn dims(self, stage: AttentionStage) -> (usize, usize) {
+        let t = self.shown_tokens.get_untracked();
+        (t, if stage.square() { t } else { self.d_head.get_untracked() })
+    }
+
+    /// Tokenizes the latest text and runs the model on it.
+    fn compute(self) {
         let Some(host) = host() else { return };
-        let tokens = match host.tokenize(text) {
+        let text = self.text.get_untracked();
+        let tokens = match host.tokenize(&text) {
             Ok(tokens) => tokens,
             Err(message) => {
                 self.input_error.set(Some(message));
@@ -108,53 +205,113 @@ impl AppState {
             }
         };
         self.input_error.set(None);
-        let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
-        self.tokens.set(tokens);
-        if let Ok(gpu) = &host.gpu {
-            match gpu.run(&ids, Mask::Causal) {
-                Ok(()) => {
-                    self.gpu_tokens.set(ids.len());
-                    self.runs.update(|r| *r += 1);
-                    let hover = self.hover.get_untracked().filter(|&(r, c)| r < ids.len() && c < ids.len());
-                    self.hover.set(hover);
-                }
-                Err(message) => self.input_error.set(Some(message)),
+        let mask = self.mask.get_untracked();
+        let mut result = host.run(&tokens, mask);
+        if let Err(e) = &result {
+            if host.on_gpu() {
+                // A GPU fault or loss: carry on with the CPU reference, without a reload.
+                host.fall_back_to_cpu(format!("the GPU failed ({e})"));
+                self.gpu_error.set(host.gpu_error.borrow().clone());
+                self.backend.set(host.backend_label());
+                self.on_gpu.set(false);
+                result = host.run(&tokens, mask);
             }
+        }
+        let n = tokens.len();
+        self.tokens.set(tokens);
+        match result {
+            Ok(()) => {
+                self.shown_tokens.set(host.shown());
+                let (rows, cols) = self.dims(self.stage.get_untracked());
+                let hover = self.hover.get_untracked().filter(|&(r, c)| r < rows && c < cols);
+                if hover.is_none() {
+                    self.locked.set(false);
+                }
+                self.hover.set(hover);
+                self.runs.update(|r| *r += 1);
+                debug_assert_eq!(host.shown(), n);
+            }
+            Err(message) => self.input_error.set(Some(message)),
         }
     }
 
     fn draw(self, canvas: &web_sys::HtmlCanvasElement) {
         let Some(host) = host() else { return };
-        if let Ok(gpu) = &host.gpu {
-            gpu.draw(canvas, self.head.get_untracked(), self.hover.get_untracked());
-            self.renders.update(|r| *r += 1);
+        let view = self.view_untracked();
+        host.draw_stage(canvas, view, self.hover.get_untracked());
+        self.renders.update(|r| *r += 1);
+        if let Some(at) = self.input_at.get_untracked() {
+            self.latency_ms.set(Some(now_ms() - at));
+            self.input_at.set(None);
         }
+        let run = self.runs.get_untracked();
+        spawn_local(async move {
+            match host.read_range(view).await {
+                Ok((lo, hi)) => {
+                    if self.runs.get_untracked() == run && self.view_untracked() == view {
+                        self.legend.set(Some(Legend { view, run, lo, hi }));
+                    }
+                }
+                Err(e) => log::warn!("legend: {e}"),
+            }
+        });
     }
 
-    /// Reads the hovered cell's weight back from the GPU (4 bytes).
+    /// Reads the hovered cell's value back (4 bytes on the GPU).
     fn read_hovered(self) {
         let Some(host) = host() else { return };
         let Some((row, col)) = self.hover.get_untracked() else { return };
-        let (head, run) = (self.head.get_untracked(), self.runs.get_untracked());
-        let Ok(gpu) = &host.gpu else { return };
-        let pending = match gpu.begin_read_weight(head, row, col) {
-            Ok(pending) => pending,
-            Err(message) => return log::warn!("hover read: {message}"),
-        };
+        let (view, run) = (self.view_untracked(), self.runs.get_untracked());
         spawn_local(async move {
-            let Ok(gpu) = &host.gpu else { return };
-            match pending.finish(&gpu.ctx).await {
-                Ok(values) => {
-                    // Drop values that a newer run or another head made stale.
-                    if self.runs.get_untracked() == run && self.head.get_untracked() == head {
-                        if let Some(&value) = values.first() {
-                            self.hover_value.set(Some(CellValue { head, row, col, run, value }));
-                        }
-                    }
+            match host.read_cell(view, row, col).await {
+                // Drop values that a newer run or another view made stale.
+                Ok(value) if self.runs.get_untracked() == run && self.view_untracked() == view => {
+                    self.hover_value.set(Some(CellValue { view, row, col, run, value }));
                 }
+                Ok(_) => {}
                 Err(e) => log::warn!("hover read: {e}"),
             }
         });
+    }
+
+    fn read_next(self) {
+        let Some(host) = host() else { return };
+        if self.shown_tokens.get_untracked() == 0 {
+            self.next.set(Vec::new());
+            return;
+        }
+        let (run, temperature) = (self.runs.get_untracked(), self.temperature.get_untracked());
+        spawn_local(async move {
+            match host.top_k(temperature).await {
+                Ok(top) if self.runs.get_untracked() == run => {
+                    let tok = &host.model.tokenizer;
+                    self.next.set(
+                        top.into_iter().map(|(id, prob)| NextToken { id, text: tok.decode(&[id]), prob }).collect(),
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("next tokens: {e}"),
+            }
+        });
+    }
+
+    fn step_stage(self, by: isize) {
+        let all = AttentionStage::ALL;
+        let at = all.iter().position(|&s| s == self.stage.get_untracked()).unwrap_or(0) as isize;
+        let next = (at + by).clamp(0, all.len() as isize - 1) as usize;
+        self.select_stage(all[next]);
+    }
+
+    fn select_stage(self, stage: AttentionStage) {
+        if stage != self.stage.get_untracked() {
+            let (rows, cols) = self.dims(stage);
+            let hover = self.hover.get_untracked().filter(|&(r, c)| r < rows && c < cols);
+            if hover.is_none() {
+                self.locked.set(false);
+            }
+            self.hover.set(hover);
+            self.stage.set(stage);
+        }
     }
 }
 
@@ -162,26 +319,33 @@ impl AppState {
 pub fn App() -> impl IntoView {
     let state = AppState::new();
     test_hook::install(state);
-    let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
+    let stage_ref = NodeRef::<leptos::html::Canvas>::new();
+    let grid_ref = NodeRef::<leptos::html::Canvas>::new();
+    let stage_2d = NodeRef::<leptos::html::Canvas>::new();
+    let grid_2d = NodeRef::<leptos::html::Canvas>::new();
+    // The canvases the backend in use draws on.
+    let stage_canvas_el = move || if state.on_gpu.get() { stage_ref.get() } else { stage_2d.get() };
+    let grid_canvas_el = move || if state.on_gpu.get() { grid_ref.get() } else { grid_2d.get() };
 
-    // Load the model and open the GPU once the canvas exists.
+    // Load the model and open the GPU once the canvases exist.
     Effect::new(move |started: Option<bool>| {
         if started == Some(true) {
             return true;
         }
-        let Some(canvas) = canvas_ref.get() else { return false };
+        let (Some(stage), Some(grid)) = (stage_ref.get(), grid_ref.get()) else { return false };
         spawn_local(async move {
-            match host::install(canvas).await {
+            match host::install(stage, grid).await {
                 Ok(host) => {
+                    let c = &host.model.config;
                     state.model_label.set(host.model_label());
-                    state.n_head.set(host.model.config.n_head);
-                    state.n_positions.set(host.model.config.n_positions);
-                    match &host.gpu {
-                        Ok(gpu) => state.backend.set(format!("WebGPU · {}", gpu.ctx.adapter_name())),
-                        Err(e) => {
-                            state.backend.set("no GPU".into());
-                            state.gpu_error.set(Some(e.clone()));
-                        }
+                    state.n_layer.set(c.n_layer);
+                    state.n_head.set(c.n_head);
+                    state.d_head.set(c.d_head());
+                    state.n_positions.set(c.n_positions);
+                    state.backend.set(host.backend_label());
+                    if let Some(e) = host.gpu_error.borrow().clone() {
+                        state.gpu_error.set(Some(e));
+                        state.on_gpu.set(false);
                     }
                     state.phase.set(Phase::Ready);
                 }
@@ -191,62 +355,103 @@ pub fn App() -> impl IntoView {
         true
     });
 
-    // Recompute on every keystroke once the model is ready.
+    // Recompute at most once a frame, with the newest text: a keystroke never
+    // waits behind the runs of older texts.
+    let scheduled = Rc::new(Cell::new(false));
     Effect::new(move |_| {
-        let text = state.text.get();
-        if state.phase.get() == Phase::Ready {
-            state.compute(&text);
+        state.text.track();
+        state.mask.track();
+        if state.phase.get() != Phase::Ready || scheduled.get() {
+            return;
         }
+        scheduled.set(true);
+        let scheduled = scheduled.clone();
+        request_animation_frame(move || {
+            scheduled.set(false);
+            state.compute();
+        });
     });
 
-    // Redraw when the run, head or hovered cell changes; read the hovered value.
+    // Redraw the stage heatmap when the run, view or focused cell changes, and read what it shows.
     Effect::new(move |_| {
         state.runs.track();
-        state.head.track();
         state.hover.track();
-        if let Some(canvas) = canvas_ref.get() {
+        let _ = state.view();
+        if let Some(canvas) = stage_canvas_el() {
             state.draw(&canvas);
             state.read_hovered();
         }
     });
+    Effect::new(move |_| {
+        state.runs.track();
+        let selected = (state.layer.get(), state.head.get());
+        if let (Some(canvas), Some(host)) = (grid_canvas_el(), host()) {
+            host.draw_grid(&canvas, selected);
+        }
+    });
+    Effect::new(move |_| {
+        state.runs.track();
+        state.temperature.track();
+        state.read_next();
+    });
 
-    // Redraw at the new size when the window is resized.
     let on_resize = move || {
-        if let Some(canvas) = canvas_ref.get_untracked() {
+        if let (Some(canvas), Some(grid)) = (untrack(stage_canvas_el), untrack(grid_canvas_el)) {
             state.draw(&canvas);
+            if let Some(host) = host() {
+                host.draw_grid(&grid, (state.layer.get_untracked(), state.head.get_untracked()));
+            }
         }
     };
-    let _ = leptos::prelude::window_event_listener(leptos::ev::resize, move |_| on_resize());
+    let _ = window_event_listener(leptos::ev::resize, move |_| on_resize());
 
     let cell_at = move |x: f64, y: f64, canvas: &web_sys::HtmlCanvasElement| {
-        let t = state.gpu_tokens.get_untracked();
+        let (rows, cols) = state.dims(state.stage.get_untracked());
         let (w, h) = (canvas.client_width() as f64, canvas.client_height() as f64);
-        if t == 0 || w <= 0.0 || h <= 0.0 || x < 0.0 || y < 0.0 {
+        if rows == 0 || cols == 0 || w <= 0.0 || h <= 0.0 || x < 0.0 || y < 0.0 {
             return None;
         }
-        let col = ((x / w) * t as f64) as usize;
-        let row = ((y / h) * t as f64) as usize;
-        (row < t && col < t).then_some((row, col))
+        let (row, col) = (((y / h) * rows as f64) as usize, ((x / w) * cols as f64) as usize);
+        (row < rows && col < cols).then_some((row, col))
     };
     let on_move = move |ev: web_sys::MouseEvent| {
-        let Some(canvas) = canvas_ref.get_untracked() else { return };
+        if state.locked.get_untracked() {
+            return;
+        }
+        let Some(canvas) = event_canvas(&ev) else { return };
         let cell = cell_at(ev.offset_x() as f64, ev.offset_y() as f64, &canvas);
         if cell != state.hover.get_untracked() {
             state.hover.set(cell);
         }
     };
+    let on_click = move |ev: web_sys::MouseEvent| {
+        let Some(canvas) = event_canvas(&ev) else { return };
+        let cell = cell_at(ev.offset_x() as f64, ev.offset_y() as f64, &canvas);
+        if state.locked.get_untracked() && cell == state.hover.get_untracked() {
+            state.locked.set(false);
+        } else if cell.is_some() {
+            state.hover.set(cell);
+            state.locked.set(true);
+        }
+    };
     let on_key = move |ev: web_sys::KeyboardEvent| {
-        let t = state.gpu_tokens.get_untracked();
-        if t == 0 {
+        let (rows, cols) = state.dims(state.stage.get_untracked());
+        if rows == 0 || cols == 0 {
             return;
         }
         let (row, col) = state.hover.get_untracked().unwrap_or((0, 0));
         let (row, col) = match ev.key().as_str() {
             "ArrowUp" => (row.saturating_sub(1), col),
-            "ArrowDown" => ((row + 1).min(t - 1), col),
+            "ArrowDown" => ((row + 1).min(rows - 1), col),
             "ArrowLeft" => (row, col.saturating_sub(1)),
-            "ArrowRight" => (row, (col + 1).min(t - 1)),
+            "ArrowRight" => (row, (col + 1).min(cols - 1)),
+            "Enter" | " " => {
+                ev.prevent_default();
+                state.locked.update(|l| *l = !*l && state.hover.get_untracked().is_some());
+                return;
+            }
             "Escape" => {
+                state.locked.set(false);
                 state.hover.set(None);
                 return;
             }
@@ -254,6 +459,18 @@ pub fn App() -> impl IntoView {
         };
         ev.prevent_default();
         state.hover.set(Some((row, col)));
+    };
+    let on_grid_click = move |ev: web_sys::MouseEvent| {
+        let Some(canvas) = event_canvas(&ev) else { return };
+        let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
+        let size = (canvas.width(), canvas.height());
+        let (x, y) = ((ev.offset_x() as f64 * dpr) as f32, (ev.offset_y() as f64 * dpr) as f32);
+        let (n_layer, n_head) = (state.n_layer.get_untracked(), state.n_head.get_untracked());
+        let cells = host::grid_cells(size, n_layer, n_head);
+        if let Some(i) = cells.iter().position(|&[cx, cy, w, h]| x >= cx && x < cx + w && y >= cy && y < cy + h) {
+            state.layer.set(i / n_head);
+            state.head.set(i % n_head);
+        }
     };
 
     let token_chips = move || {
@@ -263,10 +480,19 @@ pub fn App() -> impl IntoView {
             .into_iter()
             .enumerate()
             .map(|(i, token)| {
-                let highlighted = move || state.hover.get().is_some_and(|(r, c)| r == i || c == i);
+                let highlighted = move || {
+                    let square = state.stage.get().square();
+                    state.hover.get().is_some_and(|(r, c)| r == i || (square && c == i))
+                };
                 let title = format!("token {i}: id {}, bytes {}..{}", token.id, token.start, token.end);
                 view! {
-                    <li class="chip" class:highlighted=highlighted title=title>
+                    <li class="chip" class:highlighted=highlighted title=title
+                        on:mouseenter=move |_| {
+                            if !state.locked.get_untracked() {
+                                let col = if state.stage.get_untracked().square() { i } else { 0 };
+                                state.hover.set(Some((i, col)));
+                            }
+                        }>
                         <span class="chip-text">{visible(&token.text)}</span>
                         <span class="chip-id">{token.id}</span>
                     </li>
@@ -278,16 +504,23 @@ pub fn App() -> impl IntoView {
     let labels = move |axis: &'static str| {
         move || {
             let tokens = state.tokens.get();
-            let t = state.gpu_tokens.get();
-            let font = label_font_px(t);
-            let shown: Vec<Token> = if tokens.len() == t { tokens } else { Vec::new() };
+            let t = state.shown_tokens.get();
+            let stage = state.stage.get();
+            let shown: Vec<String> = if tokens.len() != t {
+                Vec::new()
+            } else if axis == "row" || stage.square() {
+                tokens.iter().map(|tok| visible(&tok.text)).collect()
+            } else {
+                (0..state.d_head.get()).map(|j| j.to_string()).collect()
+            };
+            let font = label_font_px(shown.len());
             let items = shown
                 .into_iter()
                 .enumerate()
-                .map(|(i, token)| {
+                .map(|(i, text)| {
                     let active =
                         move || state.hover.get().is_some_and(|(r, c)| if axis == "row" { r == i } else { c == i });
-                    view! { <span class="label" class:active=active>{visible(&token.text)}</span> }
+                    view! { <span class="label" class:active=active>{text}</span> }
                 })
                 .collect_view();
             view! {
@@ -302,19 +535,52 @@ pub fn App() -> impl IntoView {
     let readout = move || {
         let tokens = state.tokens.get();
         let token_text = |i: usize| tokens.get(i).map(|t| visible(&t.text)).unwrap_or_default();
+        let view = state.view();
         match (state.hover.get(), state.hover_value.get()) {
-            (Some((row, col)), Some(CellValue { head, row: r, col: c, run, value }))
-                if (r, c) == (row, col) && head == state.head.get() && run == state.runs.get() =>
+            (Some((row, col)), Some(v))
+                if (v.row, v.col) == (row, col) && v.view == view && v.run == state.runs.get() =>
             {
-                let what = if col > row { " (masked: a future token)" } else { "" };
-                format!(
-                    "query “{}” (row {row}) → key “{}” (column {col}): weight {value:.6}{what}",
-                    token_text(row),
-                    token_text(col)
-                )
+                let value = if v.value == f32::NEG_INFINITY { "−∞".to_owned() } else { format!("{:.6}", v.value) };
+                if view.stage.square() {
+                    let what = if !state.mask.get().allows(row, col) { " (masked)" } else { "" };
+                    format!(
+                        "query “{}” (row {row}) → key “{}” (column {col}): {} = {value}{what}",
+                        token_text(row),
+                        token_text(col),
+                        view.stage.title()
+                    )
+                } else {
+                    format!(
+                        "token “{}” (row {row}), dimension {col}: {} = {value}",
+                        token_text(row),
+                        view.stage.title()
+                    )
+                }
             }
-            (Some((row, col)), _) => format!("query row {row}, key column {col}: reading…"),
-            (None, _) => "Hover a cell, or focus the map and use the arrow keys, to read its exact weight.".into(),
+            (Some((row, col)), _) => format!("row {row}, column {col}: reading…"),
+            (None, _) => "Hover a cell to read its exact value; click to lock it. Or focus the map and use the arrow \
+                          keys (Enter locks)."
+                .into(),
+        }
+    };
+
+    let legend = move || {
+        let view = state.view();
+        let (lo, hi) = match state.legend.get() {
+            Some(l) if l.view == view => (l.lo, l.hi),
+            _ => return view! { <span>"…"</span> }.into_any(),
+        };
+        if view.stage.signed() {
+            let a = lo.abs().max(hi.abs());
+            view! {
+                <span>{format!("{:.3}", -a)}</span>
+                <span class="ramp diverging" aria-hidden="true"></span>
+                <span>{format!("+{a:.3}")}</span>
+                <span class="range">{format!("(values {lo:.3} … {hi:.3})")}</span>
+            }
+            .into_any()
+        } else {
+            view! { <span>"0"</span><span class="ramp" aria-hidden="true"></span><span>"1"</span> }.into_any()
         }
     };
 
@@ -322,12 +588,115 @@ pub fn App() -> impl IntoView {
         (0..state.n_head.get())
             .map(|h| {
                 view! {
-                    <button class="head-button" class:active=move || state.head.get() == h
+                    <button class="seg head-button" class:active=move || state.head.get() == h
                         aria-pressed=move || (state.head.get() == h).to_string()
-                        on:click=move |_| state.head.set(h)>{format!("Head {h}")}</button>
+                        on:click=move |_| state.head.set(h)>{format!("H{h}")}</button>
                 }
             })
             .collect_view()
+    };
+    let layer_buttons = move || {
+        (0..state.n_layer.get())
+            .map(|l| {
+                view! {
+                    <button class="seg layer-button" class:active=move || state.layer.get() == l
+                        aria-pressed=move || (state.layer.get() == l).to_string()
+                        on:click=move |_| state.layer.set(l)>{format!("L{l}")}</button>
+                }
+            })
+            .collect_view()
+    };
+    let stage_buttons = move || {
+        AttentionStage::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                view! {
+                    <button class="seg stage-button" class:active=move || state.stage.get() == s
+                        data-stage=s.key()
+                        aria-pressed=move || (state.stage.get() == s).to_string()
+                        on:click=move |_| state.select_stage(s)>
+                        <span class="step-no">{i + 1}</span>{s.title()}
+                    </button>
+                }
+            })
+            .collect_view()
+    };
+    let on_stage_key = move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
+        "ArrowLeft" => {
+            ev.prevent_default();
+            state.step_stage(-1);
+        }
+        "ArrowRight" => {
+            ev.prevent_default();
+            state.step_stage(1);
+        }
+        _ => {}
+    };
+    let mask_kind = move || match state.mask.get() {
+        Mask::Causal => "causal",
+        Mask::Bidirectional => "bidirectional",
+        Mask::Window(_) => "window",
+    };
+    let mask_button = move |kind: &'static str, label: &'static str| {
+        view! {
+            <button class="seg mask-button" data-mask=kind class:active=move || mask_kind() == kind
+                aria-pressed=move || (mask_kind() == kind).to_string()
+                on:click=move |_| state.mask.set(match kind {
+                    "causal" => Mask::Causal,
+                    "bidirectional" => Mask::Bidirectional,
+                    _ => Mask::Window(state.window.get_untracked()),
+                })>{label}</button>
+        }
+    };
+
+    let next_tokens = move || {
+        let next = state.next.get();
+        if next.is_empty() {
+            return view! { <p class="hint">"Type something to see what the model expects next."</p> }.into_any();
+        }
+        let top = next.first().map_or(1.0, |n| n.prob).max(1e-9);
+        view! {
+            <ol class="next-list">
+                {next.into_iter().map(|n| {
+                    let width = format!("{:.1}%", 100.0 * n.prob / top);
+                    view! {
+                        <li class="next-item" title=format!("id {}", n.id)>
+                            <span class="next-text">{visible(&n.text)}</span>
+                            <span class="next-bar"><span class="next-fill" style:width=width></span></span>
+                            <span class="next-prob">{format!("{:.1}%", 100.0 * n.prob)}</span>
+                        </li>
+                    }
+                }).collect_view()}
+            </ol>
+        }
+        .into_any()
+    };
+
+    let stage_canvas = move |node_ref: NodeRef<leptos::html::Canvas>, gpu: bool| {
+        view! {
+            <canvas node_ref=node_ref class="heatmap-canvas" tabindex="0"
+                class:locked=move || state.locked.get()
+                class:off=move || state.on_gpu.get() != gpu
+                aria-hidden=move || (state.on_gpu.get() != gpu).to_string()
+                aria-label="Heatmap of the selected stage; arrow keys move the focused cell, Enter locks it"
+                on:mousemove=on_move
+                on:click=on_click
+                on:mouseleave=move |_| {
+                    if !state.locked.get_untracked() {
+                        state.hover.set(None);
+                    }
+                }
+                on:keydown=on_key></canvas>
+        }
+    };
+    let grid_canvas = move |node_ref: NodeRef<leptos::html::Canvas>, gpu: bool| {
+        view! {
+            <canvas node_ref=node_ref class="grid-canvas"
+                class:off=move || state.on_gpu.get() != gpu
+                aria-label="Softmax weights of every layer (rows) and head (columns); click one to select it"
+                on:click=on_grid_click></canvas>
+        }
     };
 
     view! {
@@ -345,52 +714,110 @@ pub fn App() -> impl IntoView {
                 Phase::Ready => None,
             }}
             {move || state.gpu_error.get().map(|e| view! {
-                <div class="banner error" role="alert" data-testid="no-webgpu">
-                    <strong>"WebGPU is not available, so attention cannot be computed in this browser yet. "</strong>
-                    "Use a browser with WebGPU enabled (Chrome or Edge 113+, or Firefox/Safari with WebGPU turned on). "
-                    "Tokenization still works below; a CPU fallback is coming. "
+                <div class="banner info" role="status" data-testid="cpu-fallback">
+                    <strong>"Running on the CPU. "</strong>
+                    "WebGPU is not available here, so the model runs as its CPU reference compiled to WebAssembly: "
+                    "the same numbers, computed and drawn without the GPU (slower on long texts). "
                     <span class="detail">"(" {e} ")"</span>
                 </div>
             })}
             <main>
-                <section class="panel input-panel">
-                    <label for="text-input">"Text"</label>
-                    <textarea id="text-input" rows="3" spellcheck="false"
-                        prop:value=move || state.text.get()
-                        on:input=move |ev| state.text.set(event_target_value(&ev))></textarea>
-                    <div class="hint">
-                        {move || format!("{} tokens", state.tokens.get().len())}
-                        {move || (state.n_positions.get() > 0).then(|| format!(" · context holds {}", state.n_positions.get()))}
-                    </div>
-                    {move || state.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
-                    <ol class="tokens" aria-label="Tokens">{token_chips}</ol>
-                </section>
+                <div class="column">
+                    <section class="panel input-panel">
+                        <label for="text-input">"Text"</label>
+                        <textarea id="text-input" rows="3" spellcheck="false"
+                            prop:value=move || state.text.get()
+                            on:input=move |ev| {
+                                state.input_at.set(Some(now_ms()));
+                                state.text.set(event_target_value(&ev));
+                            }></textarea>
+                        <div class="hint">
+                            {move || format!("{} tokens", state.tokens.get().len())}
+                            {move || (state.n_positions.get() > 0).then(|| format!(" · context holds {}", state.n_positions.get()))}
+                        </div>
+                        {move || state.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
+                        <ol class="tokens" aria-label="Tokens">{token_chips}</ol>
+                    </section>
+                    <section class="panel next-panel">
+                        <h2>"Next token"</h2>
+                        <p class="formula">"softmax(logits / temperature) after the last token: the model's own distribution."</p>
+                        <div class="temperature">
+                            <label for="temperature">{move || format!("Temperature {:.2}", state.temperature.get())}</label>
+                            <input id="temperature" type="range" min="0" max="2" step="0.05"
+                                prop:value=move || state.temperature.get().to_string()
+                                on:input=move |ev| {
+                                    if let Ok(t) = event_target_value(&ev).parse::<f32>() {
+                                        state.temperature.set(t);
+                                    }
+                                } />
+                            <span class="hint">{move || if state.temperature.get() == 0.0 { "greedy: always the top token" } else { "low: sharper · high: flatter" }}</span>
+                        </div>
+                        {next_tokens}
+                    </section>
+                    <section class="panel model-panel">
+                        <h2>"Every layer and head"</h2>
+                        <p class="formula">"Softmax weights of each head (columns, H0 →) in each layer (rows, L0 ↓). Click one to open it."</p>
+                        <div class="grid-wrap">{grid_canvas(grid_ref, true)}{grid_canvas(grid_2d, false)}</div>
+                        <p class="hint">{move || format!("Open: layer {}, head {} (framed).", state.layer.get(), state.head.get())}</p>
+                    </section>
+                </div>
                 <section class="panel attention-panel">
-                    <div class="panel-head">
-                        <h2>"Attention weights · layer 0"</h2>
-                        <div class="heads" role="group" aria-label="Attention head">{head_buttons}</div>
+                    <div class="controls">
+                        <div class="control"><span class="control-label">"Layer"</span>
+                            <div class="segs" role="group" aria-label="Layer">{layer_buttons}</div></div>
+                        <div class="control"><span class="control-label">"Head"</span>
+                            <div class="segs heads" role="group" aria-label="Attention head">{head_buttons}</div></div>
+                        <div class="control"><span class="control-label">"Mask"</span>
+                            <div class="segs" role="group" aria-label="Attention mask">
+                                {mask_button("causal", "Causal")}
+                                {mask_button("bidirectional", "Bidirectional")}
+                                {mask_button("window", "Window")}
+                            </div>
+                            {move || matches!(state.mask.get(), Mask::Window(_)).then(|| view! {
+                                <input class="window-slider" type="range" min="1" max="16" step="1" aria-label="Window width"
+                                    prop:value=move || state.window.get().to_string()
+                                    on:input=move |ev| {
+                                        if let Ok(w) = event_target_value(&ev).parse::<u32>() {
+                                            state.window.set(w.max(1));
+                                            state.mask.set(Mask::Window(w.max(1)));
+                                        }
+                                    } />
+                                <span class="hint">{move || format!("width {}", state.window.get())}</span>
+                            })}
+                        </div>
                     </div>
-                    <p class="formula">
-                        "softmax(Q·Kᵀ / √d" <sub>"head"</sub> " + causal mask): each row is a query token, "
-                        "each column a key token it may attend to; every row sums to 1."
-                    </p>
-                    <div class="heatmap">
+                    <p class="mask-note">{move || mask_sentence(state.mask.get())}</p>
+                    <div class="stepper">
+                        <button class="nav" aria-label="Previous stage" on:click=move |_| state.step_stage(-1)
+                            disabled=move || state.stage.get() == AttentionStage::ALL[0]>"‹"</button>
+                        <div class="segs stages" role="group" aria-label="Attention stage (arrow keys step)" on:keydown=on_stage_key>
+                            {stage_buttons}
+                        </div>
+                        <button class="nav" aria-label="Next stage" on:click=move |_| state.step_stage(1)
+                            disabled=move || state.stage.get() == AttentionStage::ALL[7]>"›"</button>
+                    </div>
+                    <h2 class="stage-title">
+                        {move || format!("{} · layer {} · head {}", state.stage.get().title(), state.layer.get(), state.head.get())}
+                    </h2>
+                    <p class="formula" data-testid="caption">{move || state.stage.get().caption()}</p>
+                    <div class="heatmap" class:wide=move || !state.stage.get().square()>
                         <div class="corner"></div>
                         {labels("col")}
                         {labels("row")}
-                        <canvas node_ref=canvas_ref class="heatmap-canvas" tabindex="0"
-                            aria-label="Attention weights heatmap; use the arrow keys to read cells"
-                            on:mousemove=on_move
-                            on:mouseleave=move |_| state.hover.set(None)
-                            on:keydown=on_key></canvas>
-                        {move || state.gpu_error.get().map(|_| view! {
-                            <div class="heatmap-overlay">"The heatmap needs WebGPU, which this browser does not offer."</div>
+                        {stage_canvas(stage_ref, true)}
+                        {stage_canvas(stage_2d, false)}
+                    </div>
+                    <div class="readout" aria-live="polite" data-testid="readout">
+                        {readout}
+                        {move || state.locked.get().then(|| view! {
+                            <button class="unlock" on:click=move |_| state.locked.set(false)>"Unlock"</button>
                         })}
                     </div>
-                    <div class="readout" aria-live="polite" data-testid="readout">{readout}</div>
                     <div class="legend">
-                        <span>"0"</span><span class="ramp" aria-hidden="true"></span><span>"1"</span>
-                        <span class="swatch masked" aria-hidden="true"></span><span>"masked (future token)"</span>
+                        {legend}
+                        {move || state.stage.get().shows_mask().then(|| view! {
+                            <span class="swatch masked" aria-hidden="true"></span><span>"masked"</span>
+                        })}
                     </div>
                 </section>
             </main>

@@ -1,37 +1,79 @@
 //! `Host`: what the page holds outside the reactive graph (wgpu objects are
-//! not `Send`): the model, and where WebGPU works, the GPU context, the
-//! resident forward pass, the canvas surface and the heatmap renderer.
+//! not `Send`): the model and a backend. Where WebGPU works that is the GPU
+//! forward pass with its canvas surfaces and heatmap renderer (heatmaps drawn
+//! from the storage buffers, one value read back per hover); elsewhere, or
+//! after the GPU is lost, the CPU reference compiled to wasm, whose trace is
+//! rasterised by `render::raster`. The UI asks the same questions of both.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{Clamped, JsCast, JsValue};
 
 use super::fetch::fetch_bytes;
-use crate::engine::Mask;
-use crate::gpu::{GpuContext, GpuError, GpuForward, HeadRead, PendingRead, RunOptions, Stage};
+use crate::engine::{forward_cpu, sampling, AttentionStage, Mask, Matrix, Trace};
+use crate::gpu::{GpuContext, GpuError, GpuForward, RunOptions};
 use crate::model::{Model, Token};
-use crate::render::{HeatmapParams, HeatmapRenderer};
+use crate::render::raster::{value_range, Raster};
+use crate::render::{Colormap, ColourRange, HeatmapRenderer, Panel};
 
 /// Where the page fetches the default model from (Trunk copies www/models to models/).
 pub const MODEL_DIR: &str = "models/default";
 pub const MODEL_NAME: &str = "default";
-/// The layer the heatmap shows (a layer picker comes with the learner's page).
-pub const LAYER: usize = 0;
+/// How many next tokens the page lists.
+pub const TOP_K: usize = 10;
+
+/// Which matrix a heatmap shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub stage: AttentionStage,
+    pub layer: usize,
+    pub head: usize,
+}
+
+impl View {
+    pub fn colormap(self) -> Colormap {
+        if self.stage.signed() {
+            Colormap::Diverging
+        } else {
+            Colormap::Sequential
+        }
+    }
+}
+
+/// A canvas WebGPU draws into, configured to its current pixel size.
+struct CanvasSurface {
+    surface: wgpu::Surface<'static>,
+    size: Cell<(u32, u32)>,
+}
 
 pub struct GpuHost {
     pub ctx: GpuContext,
     pub fwd: RefCell<GpuForward>,
-    surface: wgpu::Surface<'static>,
+    stage: CanvasSurface,
+    grid: CanvasSurface,
     renderer: HeatmapRenderer,
-    surface_size: Cell<(u32, u32)>,
-    /// Tokens the heatmap shows: the last run's, or 0 for empty text (which runs nothing).
+    /// [min, max] of the stage heatmap, fitted on the GPU (value_range.wgsl).
+    range: wgpu::Buffer,
+    /// Tokens the heatmaps show: the last run's, or 0 for empty text (which runs nothing).
     shown: Cell<usize>,
+}
+
+/// The CPU reference's last trace.
+pub struct CpuHost {
+    trace: RefCell<Option<Trace>>,
+}
+
+pub enum Backend {
+    Gpu(Box<GpuHost>),
+    Cpu(CpuHost),
 }
 
 pub struct Host {
     pub model: Model,
-    pub gpu: Result<GpuHost, String>,
+    pub backend: RefCell<Rc<Backend>>,
+    /// Why the page runs on the CPU, if it does.
+    pub gpu_error: RefCell<Option<String>>,
 }
 
 thread_local! {
@@ -55,7 +97,21 @@ fn has_webgpu() -> bool {
         .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
-async fn open_gpu(model: &Model, canvas: web_sys::HtmlCanvasElement) -> Result<GpuHost, String> {
+/// `?backend=cpu` in the address forces the CPU fallback (to compare, or to test it).
+fn cpu_requested() -> bool {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .is_some_and(|q| q.trim_start_matches('?').split('&').any(|kv| kv == "backend=cpu"))
+}
+
+async fn open_gpu(
+    model: &Model,
+    stage: web_sys::HtmlCanvasElement,
+    grid: web_sys::HtmlCanvasElement,
+) -> Result<GpuHost, String> {
+    if cpu_requested() {
+        return Err("the address asks for the CPU backend (?backend=cpu)".into());
+    }
     if !has_webgpu() {
         return Err("this browser does not expose WebGPU (navigator.gpu is missing)".into());
     }
@@ -67,24 +123,61 @@ async fn open_gpu(model: &Model, canvas: web_sys::HtmlCanvasElement) -> Result<G
         other => other.to_string(),
     })?;
     let fwd = ctx.checked(|| GpuForward::new(&ctx, model)).await.map_err(|e| e.to_string())?;
-    let surface = ctx
-        .instance
-        .create_surface(wgpu::SurfaceTarget::Canvas(canvas))
-        .map_err(|e| format!("the heatmap canvas cannot use WebGPU: {e}"))?;
-    let format =
-        surface.get_capabilities(&ctx.adapter).formats.first().copied().ok_or("the canvas offers no texture format")?;
+    let surface = |canvas| {
+        ctx.instance
+            .create_surface(wgpu::SurfaceTarget::Canvas(canvas))
+            .map(|surface| CanvasSurface { surface, size: Cell::new((0, 0)) })
+            .map_err(|e| format!("a heatmap canvas cannot use WebGPU: {e}"))
+    };
+    let (stage, grid) = (surface(stage)?, surface(grid)?);
+    let format = stage
+        .surface
+        .get_capabilities(&ctx.adapter)
+        .formats
+        .first()
+        .copied()
+        .ok_or("the canvas offers no texture format")?;
     let renderer = ctx.checked(|| Ok(HeatmapRenderer::new(&ctx.device, format))).await.map_err(|e| e.to_string())?;
-    Ok(GpuHost { ctx, fwd: RefCell::new(fwd), surface, renderer, surface_size: Cell::new((0, 0)), shown: Cell::new(0) })
+    let range = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("heatmap range"),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    Ok(GpuHost { ctx, fwd: RefCell::new(fwd), stage, grid, renderer, range, shown: Cell::new(0) })
 }
 
-/// Loads the model and opens the GPU, then installs the host. The model is
-/// required; the GPU is not (its error is kept for the banner).
-pub async fn install(canvas: web_sys::HtmlCanvasElement) -> Result<Rc<Host>, String> {
+/// Loads the model and opens the GPU (falling back to the CPU), then installs
+/// the host. The model is required; the GPU is not.
+pub async fn install(stage: web_sys::HtmlCanvasElement, grid: web_sys::HtmlCanvasElement) -> Result<Rc<Host>, String> {
     let model = load_model().await?;
-    let gpu = open_gpu(&model, canvas).await;
-    let host = Rc::new(Host { model, gpu });
+    let (backend, gpu_error) = match open_gpu(&model, stage, grid).await {
+        Ok(gpu) => (Backend::Gpu(Box::new(gpu)), None),
+        Err(e) => (Backend::Cpu(CpuHost { trace: RefCell::new(None) }), Some(e)),
+    };
+    let host = Rc::new(Host { model, backend: RefCell::new(Rc::new(backend)), gpu_error: RefCell::new(gpu_error) });
     HOST.with(|h| *h.borrow_mut() = Some(host.clone()));
     Ok(host)
+}
+
+/// The device pixel size of a canvas's box.
+fn pixel_size(canvas: &web_sys::HtmlCanvasElement) -> (u32, u32) {
+    let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
+    let w = ((canvas.client_width() as f64 * dpr).round() as u32).max(1);
+    let h = ((canvas.client_height() as f64 * dpr).round() as u32).max(1);
+    (w, h)
+}
+
+/// Grid cell placement: `n_layer` rows × `n_head` columns of square maps with gaps.
+pub fn grid_cells(size: (u32, u32), n_layer: usize, n_head: usize) -> Vec<[f32; 4]> {
+    let gap = 6.0;
+    let (w, h) = (size.0 as f32, size.1 as f32);
+    let cell_w = (w - gap * (n_head as f32 - 1.0)) / n_head as f32;
+    let cell_h = (h - gap * (n_layer as f32 - 1.0)) / n_layer as f32;
+    let side = cell_w.min(cell_h).max(1.0);
+    (0..n_layer)
+        .flat_map(|l| (0..n_head).map(move |hd| [hd as f32 * (side + gap), l as f32 * (side + gap), side, side]))
+        .collect()
 }
 
 impl Host {
@@ -97,6 +190,31 @@ impl Host {
         )
     }
 
+    pub fn backend(&self) -> Rc<Backend> {
+        self.backend.borrow().clone()
+    }
+
+    /// Whether the page computes on the GPU.
+    pub fn on_gpu(&self) -> bool {
+        matches!(*self.backend(), Backend::Gpu(_))
+    }
+
+    /// "WebGPU · adapter" or "CPU (wasm)".
+    pub fn backend_label(&self) -> String {
+        match &*self.backend() {
+            Backend::Gpu(gpu) => format!("WebGPU · {}", gpu.ctx.adapter_name()),
+            Backend::Cpu(_) => "CPU reference (wasm)".into(),
+        }
+    }
+
+    /// Leaves a GPU that faulted or was lost for the CPU backend: the page
+    /// keeps working without a reload, and says why.
+    pub fn fall_back_to_cpu(&self, why: String) {
+        log::error!("switching to the CPU backend: {why}");
+        *self.backend.borrow_mut() = Rc::new(Backend::Cpu(CpuHost { trace: RefCell::new(None) }));
+        *self.gpu_error.borrow_mut() = Some(why);
+    }
+
     pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, String> {
         let tokens = self.model.tokenizer.encode(text).map_err(|e| e.to_string())?;
         let limit = self.model.config.n_positions;
@@ -107,6 +225,158 @@ impl Host {
             ));
         }
         Ok(tokens)
+    }
+
+    /// Runs the whole forward pass (every stage kept) on `tokens`.
+    pub fn run(&self, tokens: &[Token], mask: Mask) -> Result<(), String> {
+        match &*self.backend() {
+            Backend::Gpu(gpu) => {
+                let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+                gpu.run(&ids, mask)
+            }
+            Backend::Cpu(cpu) => {
+                let trace = if tokens.is_empty() {
+                    None
+                } else {
+                    Some(
+                        forward_cpu(&self.model.config, &self.model.weights, tokens.to_vec(), mask)
+                            .map_err(|e| e.to_string())?,
+                    )
+                };
+                *cpu.trace.borrow_mut() = trace;
+                Ok(())
+            }
+        }
+    }
+
+    /// Tokens the heatmaps show.
+    pub fn shown(&self) -> usize {
+        match &*self.backend() {
+            Backend::Gpu(gpu) => gpu.shown.get(),
+            Backend::Cpu(cpu) => cpu.trace.borrow().as_ref().map_or(0, |t| t.tokens.len()),
+        }
+    }
+
+    /// Draws one stage's matrix for one head.
+    pub fn draw_stage(&self, canvas: &web_sys::HtmlCanvasElement, view: View, hover: Option<(usize, usize)>) {
+        match &*self.backend() {
+            Backend::Gpu(gpu) => gpu.draw_stage(canvas, view, hover),
+            Backend::Cpu(cpu) => cpu.draw(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None),
+        }
+    }
+
+    /// Draws every layer × head's softmax weights as small maps (the model
+    /// view), the `selected` (layer, head) framed.
+    pub fn draw_grid(&self, canvas: &web_sys::HtmlCanvasElement, selected: (usize, usize)) {
+        let c = &self.model.config;
+        let size = pixel_size(canvas);
+        let cells = grid_cells(size, c.n_layer, c.n_head);
+        let views: Vec<(View, [f32; 4])> = (0..c.n_layer)
+            .flat_map(|layer| (0..c.n_head).map(move |head| View { stage: AttentionStage::Weights, layer, head }))
+            .zip(cells)
+            .collect();
+        match &*self.backend() {
+            Backend::Gpu(gpu) => gpu.draw_grid(canvas, &views, selected),
+            Backend::Cpu(cpu) => {
+                // Viewports relative to the canvas: the CPU raster works in fractions.
+                let (w, h) = (size.0 as f32, size.1 as f32);
+                let rel: Vec<(View, [f32; 4])> =
+                    views.iter().map(|&(v, [x, y, cw, ch])| (v, [x / w, y / h, cw / w, ch / h])).collect();
+                cpu.draw(canvas, &rel, None, false, Some(selected))
+            }
+        }
+    }
+
+    /// One cell's value, as the stage shows it (4 bytes read back on the GPU).
+    pub async fn read_cell(&self, view: View, row: usize, col: usize) -> Result<f32, String> {
+        let backend = self.backend();
+        match &*backend {
+            Backend::Gpu(gpu) => {
+                let pending = {
+                    let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+                    fwd.begin_read_head_cell(&gpu.ctx, view.stage, view.layer, (view.head, row, col))
+                        .map_err(|e| e.to_string())?
+                };
+                pending.finish(&gpu.ctx).await.map_err(|e| e.to_string())
+            }
+            Backend::Cpu(cpu) => cpu
+                .matrix(view, |m| m.data.get(row * m.cols + col).copied())
+                .flatten()
+                .ok_or_else(|| format!("cell ({row}, {col}) is outside the matrix")),
+        }
+    }
+
+    /// [min, max] of the stage matrix the heatmap's colour map spans (8 bytes read back on the GPU).
+    pub async fn read_range(&self, view: View) -> Result<(f32, f32), String> {
+        if !view.stage.signed() {
+            return Ok((0.0, 1.0));
+        }
+        let backend = self.backend();
+        match &*backend {
+            Backend::Gpu(gpu) => {
+                let pending = crate::gpu::begin_read(&gpu.ctx, &gpu.range, 0, 2).map_err(|e| e.to_string())?;
+                let v = pending.finish(&gpu.ctx).await.map_err(|e| e.to_string())?;
+                let scale = gpu
+                    .fwd
+                    .try_borrow()
+                    .ok()
+                    .and_then(|f| f.head_matrix(view.stage, view.layer, view.head).ok().map(|m| m.scale))
+                    .unwrap_or(1.0);
+                Ok((v[0] * scale, v[1] * scale))
+            }
+            Backend::Cpu(cpu) => cpu.with_view(view, value_range).ok_or_else(|| "no trace yet".into()),
+        }
+    }
+
+    /// The whole stage matrix (test hook: compared with the CPU trace).
+    pub async fn read_matrix(&self, view: View) -> Result<(usize, usize, Vec<f32>), String> {
+        let backend = self.backend();
+        match &*backend {
+            Backend::Gpu(gpu) => {
+                let read = {
+                    let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+                    fwd.begin_read_head_matrix(&gpu.ctx, view.stage, view.layer, view.head)
+                        .map_err(|e| e.to_string())?
+                };
+                let (rows, cols) = (read.rows, read.cols);
+                Ok((rows, cols, read.finish(&gpu.ctx).await.map_err(|e| e.to_string())?))
+            }
+            Backend::Cpu(cpu) => {
+                cpu.matrix(view, |m| (m.rows, m.cols, m.data.clone())).ok_or_else(|| "no trace yet".into())
+            }
+        }
+    }
+
+    /// The most likely next tokens after the last one, with their probabilities at `temperature`.
+    pub async fn top_k(&self, temperature: f32) -> Result<Vec<(u32, f64)>, String> {
+        let backend = self.backend();
+        match &*backend {
+            Backend::Gpu(gpu) => {
+                let read = {
+                    let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+                    fwd.begin_read_top_k(&gpu.ctx, TOP_K, temperature).map_err(|e| e.to_string())?
+                };
+                let top = read.finish(&gpu.ctx).await.map_err(|e| e.to_string())?;
+                Ok(top.tokens.iter().enumerate().map(|(rank, &(id, _))| (id, top.probability(rank))).collect())
+            }
+            Backend::Cpu(cpu) => {
+                let trace = cpu.trace.borrow();
+                let trace = trace.as_ref().ok_or("no trace yet")?;
+                let last = trace.logits.row(trace.logits.rows - 1);
+                let probs = sampling::probabilities(last, temperature);
+                // Ranked by logit (at temperature 0 all but one probability is 0).
+                let ranked = sampling::candidates(&sampling::probabilities(last, 1.0), Some(TOP_K), None);
+                Ok(ranked.into_iter().map(|(id, _)| (id, probs[id as usize])).collect())
+            }
+        }
+    }
+
+    /// Bytes read back from the GPU so far (0 on the CPU).
+    pub fn bytes_read_back(&self) -> u64 {
+        match &*self.backend() {
+            Backend::Gpu(gpu) => gpu.ctx.bytes_read_back(),
+            Backend::Cpu(_) => 0,
+        }
     }
 }
 
@@ -127,61 +397,149 @@ impl GpuHost {
         }
     }
 
-    /// Draws `head`'s softmax weights from the GPU buffer onto the canvas.
-    pub fn draw(&self, canvas: &web_sys::HtmlCanvasElement, head: usize, hover: Option<(usize, usize)>) {
-        let Ok(fwd) = self.fwd.try_borrow() else { return };
-        let (Ok(values), Ok(masked)) = (fwd.buffer(Stage::Weights, LAYER), fwd.buffer(Stage::ScoresMasked, LAYER))
-        else {
-            return;
-        };
-        let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
-        let width = ((canvas.client_width() as f64 * dpr).round() as u32).max(1);
-        let height = ((canvas.client_height() as f64 * dpr).round() as u32).max(1);
-        if self.surface_size.get() != (width, height) {
-            canvas.set_width(width);
-            canvas.set_height(height);
-            let Some(config) = self.surface.get_default_config(&self.ctx.adapter, width, height) else { return };
+    /// A frame of `target`'s surface at the canvas's current pixel size.
+    fn frame(
+        &self,
+        target: &CanvasSurface,
+        canvas: &web_sys::HtmlCanvasElement,
+    ) -> Option<(wgpu::SurfaceTexture, (u32, u32))> {
+        let size = pixel_size(canvas);
+        if target.size.get() != size {
+            canvas.set_width(size.0);
+            canvas.set_height(size.1);
+            let config = target.surface.get_default_config(&self.ctx.adapter, size.0, size.1)?;
             let config = wgpu::SurfaceConfiguration { format: self.renderer.format(), ..config };
-            self.surface.configure(&self.ctx.device, &config);
-            self.surface_size.set((width, height));
+            target.surface.configure(&self.ctx.device, &config);
+            target.size.set(size);
         }
-        let frame = match self.surface.get_current_texture() {
-            wgpu::CurrentSurfaceTexture::Success(frame) | wgpu::CurrentSurfaceTexture::Suboptimal(frame) => frame,
+        match target.surface.get_current_texture() {
+            wgpu::CurrentSurfaceTexture::Success(frame) | wgpu::CurrentSurfaceTexture::Suboptimal(frame) => {
+                Some((frame, size))
+            }
             other => {
                 log::warn!("skipping a frame: {other:?}");
-                self.surface_size.set((0, 0));
-                return;
+                target.size.set((0, 0));
+                None
             }
+        }
+    }
+
+    fn draw_stage(&self, canvas: &web_sys::HtmlCanvasElement, view: View, hover: Option<(usize, usize)>) {
+        let Ok(fwd) = self.fwd.try_borrow() else { return };
+        if self.shown.get() == 0 {
+            return self.clear(&self.stage, canvas);
+        }
+        let Ok(matrix) = fwd.head_matrix(view.stage, view.layer, view.head) else { return };
+        let range = if view.stage.signed() {
+            if let Err(e) = fwd.fit_range(&self.ctx, &matrix, &self.range) {
+                return log::warn!("colour range: {e}");
+            }
+            ColourRange::Buffer(&self.range)
+        } else {
+            ColourRange::Fixed(0.0, 1.0)
         };
-        let view = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let params = HeatmapParams {
-            t: self.shown.get() as u32,
-            stride: fwd.square_stride() as u32,
-            head: head as u32,
-            width,
-            height,
-            lo: 0.0,
-            hi: 1.0,
+        let Some((frame, size)) = self.frame(&self.stage, canvas) else { return };
+        let panel = Panel {
+            matrix,
+            colormap: view.colormap(),
+            range,
+            viewport: [0.0, 0.0, size.0 as f32, size.1 as f32],
             hover: hover.map(|(r, c)| (r as u32, c as u32)),
+            outline: false,
         };
-        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &view, params, values, masked);
+        let target = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
+        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &target, size, &[panel]);
         self.ctx.queue.present(frame);
     }
 
-    /// Starts reading one softmax weight back (4 bytes).
-    pub fn begin_read_weight(&self, head: usize, row: usize, col: usize) -> Result<PendingRead, String> {
-        let fwd = self.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
-        fwd.begin_read_cell(&self.ctx, Stage::Weights, LAYER, (head, row, col)).map_err(|e| e.to_string())
+    fn draw_grid(&self, canvas: &web_sys::HtmlCanvasElement, views: &[(View, [f32; 4])], selected: (usize, usize)) {
+        let Ok(fwd) = self.fwd.try_borrow() else { return };
+        if self.shown.get() == 0 {
+            return self.clear(&self.grid, canvas);
+        }
+        let panels: Vec<Panel> = views
+            .iter()
+            .filter_map(|&(v, viewport)| {
+                let matrix = fwd.head_matrix(v.stage, v.layer, v.head).ok()?;
+                Some(Panel {
+                    matrix,
+                    colormap: Colormap::Sequential,
+                    range: ColourRange::Fixed(0.0, 1.0),
+                    viewport,
+                    hover: None,
+                    outline: (v.layer, v.head) == selected,
+                })
+            })
+            .collect();
+        let Some((frame, size)) = self.frame(&self.grid, canvas) else { return };
+        let target = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
+        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &target, size, &panels);
+        self.ctx.queue.present(frame);
     }
 
-    /// Starts reading a head's whole T×T weight matrix (test hook only).
-    pub fn begin_read_head(&self, head: usize) -> Result<HeadRead, String> {
-        let fwd = self.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
-        fwd.begin_read_head(&self.ctx, Stage::Weights, LAYER, head).map_err(|e| e.to_string())
+    /// Empty text: the background only.
+    fn clear(&self, target: &CanvasSurface, canvas: &web_sys::HtmlCanvasElement) {
+        let Some((frame, size)) = self.frame(target, canvas) else { return };
+        let view = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
+        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &view, size, &[]);
+        self.ctx.queue.present(frame);
+    }
+}
+
+impl CpuHost {
+    /// Applies `f` to the view's matrix in the last trace.
+    fn matrix<R>(&self, view: View, f: impl FnOnce(&Matrix) -> R) -> Option<R> {
+        self.with_view(view, |values, _| f(values))
     }
 
-    /// Tokens in the last run.
-    pub fn tokens(&self) -> usize {
-        self.shown.get()
+    /// Applies `f` to the view's matrix and, for stages that show it, the masked scores.
+    fn with_view<R>(&self, view: View, f: impl FnOnce(&Matrix, Option<&Matrix>) -> R) -> Option<R> {
+        let trace = self.trace.borrow();
+        let head = trace.as_ref()?.layers.get(view.layer)?.heads().get(view.head)?;
+        let masked = view.stage.shows_mask().then_some(&head.scores_masked);
+        Some(f(view.stage.matrix(head), masked))
+    }
+
+    /// Rasterises `views` (viewports as fractions of the canvas) onto a 2D canvas.
+    fn draw(
+        &self,
+        canvas: &web_sys::HtmlCanvasElement,
+        views: &[(View, [f32; 4])],
+        hover: Option<(usize, usize)>,
+        fit_range: bool,
+        selected: Option<(usize, usize)>,
+    ) {
+        let (w, h) = pixel_size(canvas);
+        if canvas.width() != w || canvas.height() != h {
+            canvas.set_width(w);
+            canvas.set_height(h);
+        }
+        let Ok(Some(ctx)) = canvas.get_context("2d") else { return };
+        let Ok(ctx) = ctx.dyn_into::<web_sys::CanvasRenderingContext2d>() else { return };
+        ctx.set_fill_style_str("#1f2126");
+        ctx.fill_rect(0.0, 0.0, w as f64, h as f64);
+        for &(view, [x, y, vw, vh]) in views {
+            let (px, py) = ((x * w as f32) as usize, (y * h as f32) as usize);
+            let (pw, ph) = ((vw * w as f32) as usize, (vh * h as f32) as usize);
+            if pw == 0 || ph == 0 {
+                continue;
+            }
+            let pixels = self.with_view(view, |values, masked| {
+                let range = if fit_range && view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
+                Raster { values, masked, colormap: view.colormap(), range, width: pw, height: ph, hover }.pixels()
+            });
+            let Some(pixels) = pixels else { continue };
+            match web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), pw as u32, ph as u32) {
+                Ok(image) => {
+                    let _ = ctx.put_image_data(&image, px as f64, py as f64);
+                }
+                Err(e) => log::warn!("heatmap image: {e:?}"),
+            }
+            if selected == Some((view.layer, view.head)) {
+                ctx.set_stroke_style_str("#7cc4ff");
+                ctx.set_line_width(3.0);
+                ctx.stroke_rect(px as f64 + 1.5, py as f64 + 1.5, pw as f64 - 3.0, ph as f64 - 3.0);
+            }
+        }
     }
 }

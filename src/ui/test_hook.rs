@@ -1,8 +1,9 @@
 //! `window.attnscope`: a small hook for end-to-end tests and the curious.
 //!
 //! - `state()` returns what the page shows now (no GPU readback).
-//! - `snapshot()` resolves to `state()` plus `weights`: the displayed head's
-//!   T×T softmax weights read back from the GPU buffer the heatmap is drawn from.
+//! - `snapshot()` resolves to `state()` plus `matrix`: the shown stage matrix
+//!   of the selected layer and head, read back from the buffer (or trace) the
+//!   heatmap is drawn from; `weights` too when the stage is the softmax.
 
 use leptos::prelude::*;
 use serde_json::{json, Value};
@@ -10,6 +11,15 @@ use wasm_bindgen::prelude::*;
 
 use super::app::{AppState, Phase};
 use super::host::host;
+use crate::engine::{AttentionStage, Mask};
+
+fn mask_name(mask: Mask) -> String {
+    match mask {
+        Mask::Causal => "causal".into(),
+        Mask::Bidirectional => "bidirectional".into(),
+        Mask::Window(w) => format!("window:{w}"),
+    }
+}
 
 fn state_json(state: AppState) -> Value {
     let phase = match state.phase.get_untracked() {
@@ -17,26 +27,35 @@ fn state_json(state: AppState) -> Value {
         Phase::Ready => "ready".to_owned(),
         Phase::Failed(e) => format!("failed: {e}"),
     };
-    let bytes_read_back = host().and_then(|h| h.gpu.as_ref().ok().map(|g| g.ctx.bytes_read_back())).unwrap_or(0);
+    let host = host();
+    let view = state.view_untracked();
     json!({
         "phase": phase,
         "model": state.model_label.get_untracked(),
         "backend": state.backend.get_untracked(),
-        "gpu": state.gpu_error.get_untracked().is_none() && host().is_some(),
+        "gpu": host.as_ref().is_some_and(|h| h.on_gpu()),
         "gpuError": state.gpu_error.get_untracked(),
         "text": state.text.get_untracked(),
         "tokens": state.tokens.get_untracked(),
-        "gpuTokens": state.gpu_tokens.get_untracked(),
+        "gpuTokens": state.shown_tokens.get_untracked(),
         "inputError": state.input_error.get_untracked(),
-        "layer": 0,
-        "head": state.head.get_untracked(),
-        "mask": "causal",
+        "layer": view.layer,
+        "head": view.head,
+        "stage": view.stage.key(),
+        "mask": mask_name(state.mask.get_untracked()),
         "runs": state.runs.get_untracked(),
         "renders": state.renders.get_untracked(),
-        "bytesReadBack": bytes_read_back,
+        "bytesReadBack": host.as_ref().map_or(0, |h| h.bytes_read_back()),
+        "locked": state.locked.get_untracked(),
         "hover": state.hover_value.get_untracked().map(|v| json!({
-            "head": v.head, "row": v.row, "col": v.col, "value": v.value
+            "stage": v.view.stage.key(), "layer": v.view.layer, "head": v.view.head,
+            "row": v.row, "col": v.col, "value": if v.value.is_finite() { json!(v.value) } else { Value::Null },
+            "run": v.run,
         })),
+        "legend": state.legend.get_untracked().map(|l| json!({ "lo": l.lo, "hi": l.hi, "stage": l.view.stage.key() })),
+        "temperature": state.temperature.get_untracked(),
+        "next": state.next.get_untracked().iter().map(|n| json!({ "id": n.id, "text": n.text, "prob": n.prob })).collect::<Vec<_>>(),
+        "latencyMs": state.latency_ms.get_untracked(),
     })
 }
 
@@ -44,22 +63,26 @@ fn to_js(value: &Value) -> JsValue {
     js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
 }
 
+/// `state()` plus the shown stage matrix, read back from where the heatmap is
+/// drawn from (−∞ as null), as rows.
 async fn snapshot(state: AppState) -> Result<JsValue, JsValue> {
     let mut value = state_json(state);
     let host = host().ok_or_else(|| JsValue::from_str("the model is not loaded yet"))?;
-    let gpu = host.gpu.as_ref().map_err(|e| JsValue::from_str(e))?;
-    let head = state.head.get_untracked();
-    let (t, flat) = match gpu.tokens() {
-        0 => (0, Vec::new()), // empty text: nothing runs, nothing is shown
-        _ => {
-            let read = gpu.begin_read_head(head).map_err(|e| JsValue::from_str(&e))?;
-            let t = read.t;
-            (t, read.finish(&gpu.ctx).await.map_err(|e| JsValue::from_str(&e.to_string()))?)
-        }
+    let view = state.view_untracked();
+    let (rows, cols, flat) = match host.shown() {
+        0 => (0, 0, Vec::new()), // empty text: nothing runs, nothing is shown
+        _ => host.read_matrix(view).await.map_err(|e| JsValue::from_str(&e))?,
     };
-    let rows: Vec<&[f32]> = flat.chunks(t.max(1)).collect();
-    value["weights"] = json!(rows);
-    value["weightsTokens"] = json!(t);
+    let matrix: Vec<Vec<Value>> = flat
+        .chunks(cols.max(1))
+        .take(rows)
+        .map(|row| row.iter().map(|&v| if v.is_finite() { json!(v) } else { Value::Null }).collect())
+        .collect();
+    value["matrix"] = json!(matrix);
+    if view.stage == AttentionStage::Weights {
+        value["weights"] = json!(matrix);
+    }
+    value["weightsTokens"] = json!(rows);
     Ok(to_js(&value))
 }
 

@@ -58,7 +58,7 @@ test('typing shows GPU attention weights equal to the CPU reference', { timeout:
     // Hover reads back exactly one value (4 bytes) and shows it.
     await page.locator('.head-button').nth(1).click();
     const before = (await page.evaluate(() => window.attnscope.state())).bytesReadBack;
-    const box = await page.locator('canvas.heatmap-canvas').boundingBox();
+    const box = await page.locator('canvas.heatmap-canvas:not(.off)').boundingBox();
     const [row, col] = [t - 1, 2];
     await page.mouse.move(box.x + (col + 0.5) * box.width / t, box.y + (row + 0.5) * box.height / t);
     await page.waitForFunction(([r, c]) => {
@@ -105,23 +105,6 @@ test('text past the context limit gives a clear message and keeps the last resul
     assert.match(state.inputError, /context holds at most 128/);
     assert.equal(state.gpuTokens, good.gpuTokens, 'the last good heatmap stays');
     assert.match(await page.locator('.input-error').innerText(), /shorten it/);
-  } finally {
-    await browser.close();
-  }
-});
-
-test('without WebGPU the page says so clearly and still tokenizes', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
-  try {
-    const { page, errors } = await openApp(browser, server.url);
-    const banner = page.locator('[data-testid=no-webgpu]');
-    await banner.waitFor({ timeout: 30_000 });
-    assert.match(await banner.innerText(), /WebGPU is not available/);
-    const state = await page.evaluate(() => window.attnscope.state());
-    assert.equal(state.gpu, false);
-    assert.ok(state.tokens.length > 0, 'tokens are still shown');
-    await screenshot(page, 'no-webgpu.png');
-    assert.deepEqual(errors.filter((e) => !/WebGPU|adapter/i.test(e)), [], 'no unexpected page errors');
   } finally {
     await browser.close();
   }

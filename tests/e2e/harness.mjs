@@ -77,8 +77,8 @@ export async function typeText(page, text) {
 }
 
 /** The CPU reference trace from the native CLI (`attnscope trace`). */
-export function cliTrace(text) {
-  const out = execFileSync(CLI, ['trace', '--text', text, '--backend', 'cpu'], { maxBuffer: 64 << 20 });
+export function cliTrace(text, mask = 'causal') {
+  const out = execFileSync(CLI, ['trace', '--text', text, '--backend', 'cpu', '--mask', mask], { maxBuffer: 64 << 20 });
   return JSON.parse(out.toString());
 }
 
@@ -89,10 +89,10 @@ export async function screenshot(page, name) {
   return file;
 }
 
-/** Pixel statistics of the heatmap canvas, from its own toDataURL(). */
-export async function canvasStats(page) {
-  return page.evaluate(async () => {
-    const canvas = document.querySelector('canvas.heatmap-canvas');
+/** Pixel statistics of a canvas (the shown stage heatmap by default), from its own toDataURL(). */
+export async function canvasStats(page, selector = 'canvas.heatmap-canvas:not(.off)') {
+  return page.evaluate(async (selector) => {
+    const canvas = document.querySelector(selector);
     const img = new Image();
     img.src = canvas.toDataURL('image/png');
     await img.decode();
@@ -114,5 +114,39 @@ export async function canvasStats(page) {
     return { width: img.width, height: img.height, meanLuminance: mean,
       stdLuminance: Math.sqrt(Math.max(0, sumSq / n - mean * mean)), opaqueFraction: opaque / n,
       distinctColours: colours.size };
+  }, selector);
+}
+
+/** The trace's matrix for a page stage key (`raw`, `weights`, `q`, …), −∞ as null like the page. */
+export function traceMatrix(trace, layer, head, stage) {
+  const h = trace.layers[layer].heads[head];
+  const field = { q: 'q', k: 'k', v: 'v', raw: 'scores_raw', scaled: 'scores_scaled', masked: 'scores_masked',
+    weights: 'weights', out: 'output' }[stage];
+  return h[field];
+}
+
+/** Every cell within `tol` (null, the masked −∞, must match null). */
+export function maxAbsDiff(actual, expected, what) {
+  if (actual.length !== expected.length) throw new Error(`${what}: ${actual.length} rows, expected ${expected.length}`);
+  let worst = 0;
+  actual.forEach((row, i) => {
+    if (row.length !== expected[i].length) throw new Error(`${what}: row ${i} has ${row.length}, expected ${expected[i].length}`);
+    row.forEach((v, j) => {
+      const e = expected[i][j];
+      if (v === null || e === null) {
+        if (v !== e) throw new Error(`${what}[${i}][${j}] = ${v}, CPU reference ${e}`);
+        return;
+      }
+      worst = Math.max(worst, Math.abs(v - e));
+    });
   });
+  return worst;
+}
+
+/** softmax(logits / temperature) in float64, like engine::sampling::probabilities. */
+export function softmax(logits, temperature) {
+  const max = Math.max(...logits);
+  const exps = logits.map((l) => Math.exp((l - max) / temperature));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  return exps.map((e) => e / sum);
 }

@@ -1,0 +1,182 @@
+// The learner's page (issue 6): every attention stage, every layer and head,
+// every mask, the next-token distribution and the CPU fallback, each compared
+// with the CLI's CPU reference for the same text.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats, traceMatrix, maxAbsDiff, softmax,
+} from './harness.mjs';
+
+const SENTENCE = 'Mr Darcy walked into the room, and Elizabeth looked at him.';
+const STAGES = ['q', 'k', 'v', 'raw', 'scaled', 'masked', 'weights', 'out'];
+let server;
+
+before(async () => { server = await serveDist(); });
+after(async () => { await server.close(); });
+
+/** Waits until the page shows `text` with `t` tokens, then returns a snapshot once the view settles. */
+async function settle(page, want) {
+  await page.waitForFunction((want) => {
+    const s = window.attnscope.state();
+    return Object.entries(want).every(([k, v]) => s[k] === v) && s.renders > 0;
+  }, want, { timeout: 60_000 });
+  return page.evaluate(() => window.attnscope.snapshot());
+}
+
+/** Sets a range input as a user dragging it would (an input event). */
+async function setRange(page, selector, value) {
+  await page.locator(selector).evaluate((el, v) => {
+    el.value = String(v);
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  }, value);
+}
+
+async function checkStages(page, reference, layer, head, mask, what) {
+  let worst = 0;
+  for (const stage of STAGES) {
+    await page.locator(`[data-stage=${stage}]`).click();
+    const snap = await settle(page, { stage, layer, head, mask });
+    const diff = maxAbsDiff(snap.matrix, traceMatrix(reference, layer, head, stage), `${what} ${stage}`);
+    assert.ok(diff <= 1e-4, `${what} ${stage}: max |page − CPU| = ${diff}`);
+    worst = Math.max(worst, diff);
+  }
+  return worst;
+}
+
+test('every stage, layer, head and mask equals the CPU reference', { timeout: 600_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, errors } = await openApp(browser, server.url);
+    assert.equal((await page.evaluate(() => window.attnscope.state())).gpu, true, 'WebGPU backend');
+    await typeText(page, SENTENCE);
+    const reference = cliTrace(SENTENCE);
+    const t = reference.tokens.length;
+    await settle(page, { text: SENTENCE, gpuTokens: t });
+
+    let worst = 0;
+    // Every stage of layer 0 head 0, then the last layer's last head.
+    worst = Math.max(worst, await checkStages(page, reference, 0, 0, 'causal', 'L0 H0'));
+    const layers = reference.layers.length, heads = reference.layers[0].heads.length;
+    await page.locator('.layer-button').nth(layers - 1).click();
+    await page.locator('.head-button').nth(heads - 1).click();
+    worst = Math.max(worst, await checkStages(page, reference, layers - 1, heads - 1, 'causal', 'last layer, last head'));
+
+    // Weights of every layer × head, selected through the model view's grid.
+    await page.locator('[data-stage=weights]').click();
+    const grid = page.locator('canvas.grid-canvas:not(.off)');
+    await grid.scrollIntoViewIfNeeded();
+    const gstats = await canvasStats(page, 'canvas.grid-canvas:not(.off)');
+    assert.ok(gstats.stdLuminance > 10 && gstats.distinctColours > 20, `the model view is drawn: ${JSON.stringify(gstats)}`);
+    const box = await grid.boundingBox();
+    const side = Math.min(box.width / heads, box.height / layers);
+    for (const [l, h] of [[1, 2], [layers - 1, 0]]) {
+      await page.mouse.click(box.x + (h + 0.5) * side, box.y + (l + 0.5) * side);
+      const snap = await settle(page, { layer: l, head: h, stage: 'weights' });
+      const diff = maxAbsDiff(snap.matrix, traceMatrix(reference, l, h, 'weights'), `grid L${l} H${h}`);
+      assert.ok(diff <= 1e-4, `grid L${l} H${h}: ${diff}`);
+    }
+
+    // Masks: bidirectional, then a sliding window of 3; scores and weights recomputed live.
+    for (const [button, want] of [['bidirectional', 'bidirectional'], ['window', 'window:3']]) {
+      await page.locator(`[data-mask=${button}]`).click();
+      if (button === 'window') await setRange(page, '.window-slider', 3);
+      const ref = cliTrace(SENTENCE, want);
+      for (const stage of ['masked', 'weights']) {
+        await page.locator(`[data-stage=${stage}]`).click();
+        const s = await page.evaluate(() => window.attnscope.state());
+        const snap = await settle(page, { mask: want, stage });
+        const diff = maxAbsDiff(snap.matrix, traceMatrix(ref, s.layer, s.head, stage), `${want} ${stage}`);
+        assert.ok(diff <= 1e-4, `${want} ${stage}: ${diff}`);
+        worst = Math.max(worst, diff);
+      }
+      assert.match(await page.locator('.mask-note').innerText(), button === 'window' ? /Sliding window of 3/ : /encoder/);
+    }
+    console.log(`largest |page − CPU| over every checked stage: ${worst.toExponential(2)}`);
+    await page.locator('[data-mask=causal]').click();
+
+    // Hover a score: the tooltip shows the exact (scaled) value; click locks, the button unlocks.
+    await page.locator('[data-stage=scaled]').click();
+    const s = await settle(page, { stage: 'scaled', mask: 'causal' });
+    const canvas = page.locator('canvas.heatmap-canvas:not(.off)');
+    await canvas.scrollIntoViewIfNeeded();
+    const cb = await canvas.boundingBox();
+    const [row, col] = [t - 1, 3];
+    await page.mouse.click(cb.x + (col + 0.5) * cb.width / t, cb.y + (row + 0.5) * cb.height / t);
+    await page.waitForFunction(([r, c]) => {
+      const h = window.attnscope.state().hover;
+      return h && h.row === r && h.col === c && h.stage === 'scaled';
+    }, [row, col], { timeout: 30_000 });
+    const locked = await page.evaluate(() => window.attnscope.state());
+    assert.equal(locked.locked, true, 'a click locks the focus');
+    const expected = traceMatrix(reference, s.layer, s.head, 'scaled')[row][col];
+    assert.ok(Math.abs(locked.hover.value - expected) <= 1e-4, `hover ${locked.hover.value} vs ${expected}`);
+    assert.match(await page.locator('[data-testid=readout]').innerText(), /Scaled/);
+    await page.mouse.move(cb.x + 2, cb.y + 2);
+    await page.waitForTimeout(200);
+    assert.equal((await page.evaluate(() => window.attnscope.state())).hover.row, row, 'locked: moving does not refocus');
+    await page.locator('button.unlock').click();
+    assert.equal((await page.evaluate(() => window.attnscope.state())).locked, false);
+
+    // Keyboard: the stepper moves with the arrow keys.
+    await page.locator('[data-stage=raw]').click();
+    await settle(page, { stage: 'raw' });
+    await page.keyboard.press('ArrowRight');
+    await settle(page, { stage: 'scaled' });
+    await page.keyboard.press('ArrowLeft');
+    await settle(page, { stage: 'raw' });
+
+    // Next token: the top 10 at temperature 1 and 0.5 equal softmax(logits / T) of the CPU.
+    for (const temperature of [1, 0.5]) {
+      await setRange(page, '#temperature', temperature);
+      await page.waitForFunction((tp) => {
+        const s = window.attnscope.state();
+        return s.temperature === tp && s.next.length === 10;
+      }, temperature, { timeout: 30_000 });
+      await page.waitForTimeout(300);
+      const next = (await page.evaluate(() => window.attnscope.state())).next;
+      const probs = softmax(reference.logits[0], temperature);
+      const order = probs.map((p, id) => [id, p]).sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, 10);
+      assert.deepEqual(next.map((n) => n.id), order.map(([id]) => id), `top 10 ids at temperature ${temperature}`);
+      next.forEach((n, i) => assert.ok(Math.abs(n.prob - order[i][1]) < 1e-5, `p(${n.text}) ${n.prob} vs ${order[i][1]}`));
+    }
+
+    const state = await page.evaluate(() => window.attnscope.state());
+    console.log(`input → heatmap latency of the last keystroke: ${state.latencyMs} ms (SwiftShader: CPU emulation)`);
+    await page.locator('[data-stage=weights]').click();
+    await screenshot(page, 'learner-desktop.png');
+    await page.setViewportSize({ width: 360, height: 800 });
+    await page.evaluate(() => window.dispatchEvent(new Event('resize')));
+    await page.waitForTimeout(400);
+    await screenshot(page, 'learner-phone.png');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no sideways scrolling at 360 px (overflow ${overflow}px)`);
+    assert.deepEqual(errors, [], 'no page errors');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('without WebGPU the CPU fallback shows a banner and the same numbers', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, errors } = await openApp(browser, server.url);
+    const banner = page.locator('[data-testid=cpu-fallback]');
+    await banner.waitFor({ timeout: 30_000 });
+    assert.match(await banner.innerText(), /Running on the CPU/);
+    await typeText(page, SENTENCE);
+    const reference = cliTrace(SENTENCE);
+    const snap = await settle(page, { text: SENTENCE, gpuTokens: reference.tokens.length, gpu: false });
+    const diff = maxAbsDiff(snap.matrix, traceMatrix(reference, 0, 0, 'weights'), 'CPU fallback weights');
+    assert.ok(diff <= 1e-4, `CPU fallback weights: ${diff}`);
+    await page.locator('[data-stage=raw]').click();
+    const raw = await settle(page, { stage: 'raw' });
+    assert.ok(maxAbsDiff(raw.matrix, traceMatrix(reference, 0, 0, 'raw'), 'raw') <= 1e-4);
+    const stats = await canvasStats(page);
+    assert.ok(stats.stdLuminance > 10 && stats.distinctColours > 20, `the 2D heatmap is drawn: ${JSON.stringify(stats)}`);
+    assert.equal(raw.bytesReadBack, 0, 'nothing is read from a GPU');
+    await screenshot(page, 'cpu-fallback.png');
+    assert.deepEqual(errors.filter((e) => !/WebGPU|adapter/i.test(e)), [], 'no unexpected page errors');
+  } finally {
+    await browser.close();
+  }
+});
