@@ -463,3 +463,42 @@ fn stage_matrices_cells_and_ranges_match_the_cpu_trace() {
     let past = fwd.begin_read_head_cell(ctx, AttentionStage::Q, 0, (0, t, 0));
     assert!(past.is_err(), "row T is out of range");
 }
+
+/// The block view's numbers: every token's residual norm at every point of the
+/// stream (row_norms.wgsl) and one token's layernorm and MLP rows equal the CPU trace's.
+#[test]
+fn residual_norms_and_token_rows_match_the_cpu_trace() {
+    use attnscope::engine::residual::{residual_norms, residual_points};
+    let model = placeholder();
+    let ctx = gpu();
+    let mut fwd = GpuForward::new(ctx, &model).unwrap();
+    let tokens = model.tokenizer.encode("It is a truth universally acknowledged").unwrap();
+    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+    let cpu = forward_cpu(&model.config, &model.weights, tokens, Mask::Causal).unwrap();
+    fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap();
+    let stride = model.config.n_positions;
+    let points = residual_points(model.config.n_layer);
+    let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (points * stride * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let m = fwd.residual_norms(ctx, &out, stride).unwrap();
+    let got = pollster::block_on(fwd.begin_read_any_matrix(ctx, &m).unwrap().finish(ctx)).unwrap();
+    let want = residual_norms(&cpu);
+    assert_eq!((m.rows, m.cols), (want.rows, want.cols));
+    for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * w.max(1.0), "norm {i}: GPU {g}, CPU {w}");
+    }
+    let t = ids.len() - 1;
+    let row = |stage, layer| {
+        let m = fwd.token_row(stage, layer, t).unwrap();
+        pollster::block_on(fwd.begin_read_any_matrix(ctx, &m).unwrap().finish(ctx)).unwrap()
+    };
+    let l = model.config.n_layer - 1;
+    assert_close(&row(Stage::Ln1, l), cpu.layers[l].attention.ln_1.row(t), "ln_1 row");
+    assert_close(&row(Stage::MlpHidden, l), cpu.layers[l].mlp_hidden.row(t), "mlp_hidden row");
+    assert_close(&row(Stage::ResidPost, 0), cpu.layers[0].resid_post.row(t), "resid_post row");
+    assert!(fwd.token_row(Stage::Ln1, 0, ids.len()).is_err(), "token T is out of range");
+}

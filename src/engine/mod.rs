@@ -8,6 +8,7 @@ pub mod generate;
 pub mod init;
 mod mask;
 pub mod ops;
+pub mod residual;
 pub mod sampling;
 mod stage;
 mod trace;

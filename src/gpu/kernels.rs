@@ -23,6 +23,7 @@ pub enum Kernel {
     FlashAttention,
     TopK,
     ValueRange,
+    RowNorms,
 }
 
 pub struct Kernels {
@@ -36,6 +37,7 @@ pub struct Kernels {
     flash_attention: wgpu::ComputePipeline,
     top_k: wgpu::ComputePipeline,
     value_range: wgpu::ComputePipeline,
+    row_norms: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -322,6 +324,23 @@ impl ValueRangeParams {
     }
 }
 
+/// shaders/row_norms.wgsl: ‖row‖ of `rows` rows of `d` into row `out_row` of a
+/// matrix `out_stride` wide.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct RowNormsParams {
+    pub rows: u32,
+    pub d: u32,
+    pub out_row: u32,
+    pub out_stride: u32,
+}
+
+impl RowNormsParams {
+    pub fn workgroups(&self) -> [u32; 3] {
+        [self.rows.div_ceil(64), 1, 1]
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -403,6 +422,7 @@ impl Kernels {
             flash_attention: pipeline(d, "flash_attention", include_str!("../../shaders/flash_attention.wgsl"), None),
             top_k: pipeline(d, "top_k", include_str!("../../shaders/top_k.wgsl"), None),
             value_range: pipeline(d, "value_range", include_str!("../../shaders/value_range.wgsl"), None),
+            row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
         }
     }
 
@@ -416,6 +436,7 @@ impl Kernels {
             Kernel::FlashAttention => &self.flash_attention,
             Kernel::TopK => &self.top_k,
             Kernel::ValueRange => &self.value_range,
+            Kernel::RowNorms => &self.row_norms,
         }
     }
 

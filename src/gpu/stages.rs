@@ -3,7 +3,7 @@
 //! top-k next tokens.
 
 use super::forward::GpuForward;
-use super::kernels::{Kernel, TopKParams, ValueRangeParams, MAX_TOP_K};
+use super::kernels::{Kernel, RowNormsParams, TopKParams, ValueRangeParams, MAX_TOP_K};
 use super::readback::{begin_read, PendingRead};
 use super::{GpuContext, GpuError};
 use crate::engine::AttentionStage;
@@ -215,6 +215,60 @@ impl GpuForward {
         })
     }
 
+    /// One token's row of a T×width stage as a 1×width matrix (the block
+    /// view's strips: the layernorm's input and output, the MLP activations).
+    pub fn token_row(&self, stage: Stage, layer: usize, token: usize) -> Result<HeadMatrix<'_>, GpuError> {
+        if stage.is_square() || token >= self.tokens() {
+            return Err(GpuError::OutOfRange(format!("{stage:?} row {token} with T = {}", self.tokens())));
+        }
+        let width = self.stage_width(stage);
+        Ok(HeadMatrix {
+            values: self.buffer(stage, layer)?,
+            masked: None,
+            rows: 1,
+            cols: width,
+            offset: token * width,
+            row_stride: width,
+            scale: 1.0,
+        })
+    }
+
+    /// The residual stream's point `point` (0: embeddings, then resid_mid and
+    /// resid_post of each layer in turn; `engine::residual::residual_norms`'s rows).
+    pub fn residual_point(&self, point: usize) -> (Stage, usize) {
+        match point {
+            0 => (Stage::Embeddings, 0),
+            p if p % 2 == 1 => (Stage::ResidMid, p / 2),
+            p => (Stage::ResidPost, p / 2 - 1),
+        }
+    }
+
+    /// Writes every token's ‖x‖ at every point of the residual stream into
+    /// `out` (`(2·n_layer + 1) × stride` f32, row-major; shaders/row_norms.wgsl)
+    /// and returns where to draw it from. Nothing is read back.
+    pub fn residual_norms<'a>(
+        &'a self,
+        ctx: &GpuContext,
+        out: &'a wgpu::Buffer,
+        stride: usize,
+    ) -> Result<HeadMatrix<'a>, GpuError> {
+        let (t, d) = (self.tokens(), self.config().n_embd);
+        let points = crate::engine::residual::residual_points(self.config().n_layer);
+        if t > stride || (points * stride * 4) as u64 > out.size() {
+            return Err(GpuError::OutOfRange(format!("{points} × {t} norms in a {}-byte buffer", out.size())));
+        }
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("norms") });
+        for point in 0..points {
+            let (stage, layer) = self.residual_point(point);
+            let params =
+                RowNormsParams { rows: t as u32, d: d as u32, out_row: point as u32, out_stride: stride as u32 };
+            let input = self.buffer(stage, layer)?;
+            self.kernels().dispatch(ctx, &mut enc, Kernel::RowNorms, &params, &[input, out], params.workgroups())?;
+        }
+        ctx.queue.submit([enc.finish()]);
+        Ok(HeadMatrix { values: out, masked: None, rows: points, cols: t, offset: 0, row_stride: stride, scale: 1.0 })
+    }
+
     /// Starts reading one cell of a head's stage matrix: what a hover costs (4 bytes).
     pub fn begin_read_head_cell(
         &self,
@@ -223,15 +277,7 @@ impl GpuForward {
         layer: usize,
         (head, row, col): (usize, usize, usize),
     ) -> Result<CellRead, GpuError> {
-        let m = self.head_matrix(stage, layer, head)?;
-        if row >= m.rows || col >= m.cols {
-            return Err(GpuError::OutOfRange(format!(
-                "{stage:?} cell ({row}, {col}) of a {}×{} matrix",
-                m.rows, m.cols
-            )));
-        }
-        let pending = begin_read(ctx, m.values, (m.offset + row * m.row_stride + col) as u64, 1)?;
-        Ok(CellRead { pending, scale: m.scale })
+        self.begin_read_matrix_cell(ctx, &self.head_matrix(stage, layer, head)?, (row, col))
     }
 
     /// Starts reading a head's whole stage matrix (one copy of the span its
@@ -243,7 +289,25 @@ impl GpuForward {
         layer: usize,
         head: usize,
     ) -> Result<MatrixRead, GpuError> {
-        let m = self.head_matrix(stage, layer, head)?;
+        self.begin_read_any_matrix(ctx, &self.head_matrix(stage, layer, head)?)
+    }
+
+    /// Starts reading cell (`row`, `col`) of any matrix this forward's buffers hold.
+    pub fn begin_read_matrix_cell(
+        &self,
+        ctx: &GpuContext,
+        m: &HeadMatrix<'_>,
+        (row, col): (usize, usize),
+    ) -> Result<CellRead, GpuError> {
+        if row >= m.rows || col >= m.cols {
+            return Err(GpuError::OutOfRange(format!("cell ({row}, {col}) of a {}×{} matrix", m.rows, m.cols)));
+        }
+        let pending = begin_read(ctx, m.values, (m.offset + row * m.row_stride + col) as u64, 1)?;
+        Ok(CellRead { pending, scale: m.scale })
+    }
+
+    /// Starts reading a whole matrix this forward's buffers hold (see [`MatrixRead`]).
+    pub fn begin_read_any_matrix(&self, ctx: &GpuContext, m: &HeadMatrix<'_>) -> Result<MatrixRead, GpuError> {
         let span = (m.rows - 1) * m.row_stride + m.cols;
         let pending = begin_read(ctx, m.values, m.offset as u64, span)?;
         Ok(MatrixRead { pending, rows: m.rows, cols: m.cols, row_stride: m.row_stride, scale: m.scale })

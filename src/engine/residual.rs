@@ -1,0 +1,64 @@
+//! The residual stream through the blocks, as the block view shows it: each
+//! token's vector norm after the embeddings and after each half of every
+//! block, and the most active MLP neurons of one token.
+
+use super::trace::{Matrix, Trace};
+
+/// Rows of [`residual_norms`]: the embeddings, then per layer the stream
+/// after attention (resid_mid) and after the MLP (resid_post).
+pub fn residual_points(n_layer: usize) -> usize {
+    2 * n_layer + 1
+}
+
+/// What row `r` of [`residual_norms`] is, in words.
+pub fn residual_point_name(r: usize) -> String {
+    match r {
+        0 => "embeddings".into(),
+        r if r % 2 == 1 => format!("L{} + attention", r / 2),
+        r => format!("L{} + MLP", r / 2 - 1),
+    }
+}
+
+/// ‖x‖₂ of each row of a `rows × d` slice, summed in f32 in column order
+/// (as shaders/row_norms.wgsl does).
+pub fn row_norms(x: &[f32], d: usize) -> Vec<f32> {
+    x.chunks(d.max(1)).map(|row| row.iter().map(|&v| v * v).sum::<f32>().sqrt()).collect()
+}
+
+/// `(2·n_layer + 1) × T`: each token's residual norm after the embeddings and
+/// after each half of every block.
+pub fn residual_norms(trace: &Trace) -> Matrix {
+    let t = trace.tokens.len();
+    let d = trace.embeddings.cols;
+    let mut rows = vec![row_norms(&trace.embeddings.data, d)];
+    for layer in &trace.layers {
+        rows.push(row_norms(&layer.resid_mid.data, d));
+        rows.push(row_norms(&layer.resid_post.data, d));
+    }
+    Matrix::from_vec(rows.len(), t, rows.concat())
+}
+
+/// The `k` largest values of `values` with their indices, largest first
+/// (ties: lower index first).
+pub fn top_indices(values: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut order: Vec<(usize, f32)> = values.iter().copied().enumerate().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    order.truncate(k);
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norms_and_names_follow_the_blocks() {
+        assert_eq!(row_norms(&[3.0, 4.0, 0.0, 1.0], 2), vec![5.0, 1.0]);
+        assert_eq!(residual_points(3), 7);
+        assert_eq!(residual_point_name(0), "embeddings");
+        assert_eq!(residual_point_name(1), "L0 + attention");
+        assert_eq!(residual_point_name(2), "L0 + MLP");
+        assert_eq!(residual_point_name(6), "L2 + MLP");
+        assert_eq!(top_indices(&[0.5, 2.0, -1.0, 2.0], 2), vec![(1, 2.0), (3, 2.0)]);
+    }
+}
