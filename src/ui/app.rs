@@ -9,6 +9,8 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::block_view::BlockView;
+use super::head_view::{HeadView, HeadWeights};
 use super::host::{self, host, View};
 use super::test_hook;
 use crate::engine::{AttentionStage, Mask};
@@ -87,8 +89,13 @@ pub struct AppState {
     pub legend: RwSignal<Option<Legend>>,
     pub temperature: RwSignal<f32>,
     pub next: RwSignal<Vec<NextToken>>,
+    /// The heads of the selected layer the head view draws, and their weights.
+    pub view_heads: RwSignal<Vec<usize>>,
+    pub view_weights: RwSignal<Vec<HeadWeights>>,
     /// When the last input event arrived and how long until its heatmap was drawn (ms).
     pub input_at: RwSignal<Option<f64>>,
+    /// The run an input event started, and when that event came.
+    pub timed_run: RwSignal<Option<(u64, f64)>>,
     pub latency_ms: RwSignal<Option<f64>>,
 }
 
@@ -173,7 +180,10 @@ impl AppState {
             legend: RwSignal::new(None),
             temperature: RwSignal::new(1.0),
             next: RwSignal::new(Vec::new()),
+            view_heads: RwSignal::new(vec![0]),
+            view_weights: RwSignal::new(Vec::new()),
             input_at: RwSignal::new(None),
+            timed_run: RwSignal::new(None),
             latency_ms: RwSignal::new(None),
         }
     }
@@ -228,6 +238,10 @@ impl AppState {
                     self.locked.set(false);
                 }
                 self.hover.set(hover);
+                if let Some(at) = self.input_at.get_untracked() {
+                    self.input_at.set(None);
+                    self.timed_run.set(Some((self.runs.get_untracked() + 1, at)));
+                }
                 self.runs.update(|r| *r += 1);
                 debug_assert_eq!(host.shown(), n);
             }
@@ -240,9 +254,13 @@ impl AppState {
         let view = self.view_untracked();
         host.draw_stage(canvas, view, self.hover.get_untracked());
         self.renders.update(|r| *r += 1);
-        if let Some(at) = self.input_at.get_untracked() {
-            self.latency_ms.set(Some(now_ms() - at));
-            self.input_at.set(None);
+        if let Some((for_run, at)) = self.timed_run.get_untracked() {
+            if for_run == self.runs.get_untracked() {
+                // Input event → the GPU has finished the run and this draw of it.
+                self.timed_run.set(None);
+                let latency = self.latency_ms;
+                host.when_drawn(move || latency.set(Some(now_ms() - at)));
+            }
         }
         let run = self.runs.get_untracked();
         spawn_local(async move {
@@ -323,6 +341,8 @@ pub fn App() -> impl IntoView {
     let grid_ref = NodeRef::<leptos::html::Canvas>::new();
     let stage_2d = NodeRef::<leptos::html::Canvas>::new();
     let grid_2d = NodeRef::<leptos::html::Canvas>::new();
+    let block_ref = NodeRef::<leptos::html::Canvas>::new();
+    let block_2d = NodeRef::<leptos::html::Canvas>::new();
     // The canvases the backend in use draws on.
     let stage_canvas_el = move || if state.on_gpu.get() { stage_ref.get() } else { stage_2d.get() };
     let grid_canvas_el = move || if state.on_gpu.get() { grid_ref.get() } else { grid_2d.get() };
@@ -332,9 +352,11 @@ pub fn App() -> impl IntoView {
         if started == Some(true) {
             return true;
         }
-        let (Some(stage), Some(grid)) = (stage_ref.get(), grid_ref.get()) else { return false };
+        let (Some(stage), Some(grid), Some(block)) = (stage_ref.get(), grid_ref.get(), block_ref.get()) else {
+            return false;
+        };
         spawn_local(async move {
-            match host::install(stage, grid).await {
+            match host::install(host::Canvases { stage, grid, block }).await {
                 Ok(host) => {
                     let c = &host.model.config;
                     state.model_label.set(host.model_label());
@@ -357,6 +379,15 @@ pub fn App() -> impl IntoView {
 
     // Recompute at most once a frame, with the newest text: a keystroke never
     // waits behind the runs of older texts.
+    // The colour theme: the system's (auto), or forced dark or light.
+    let theme = RwSignal::new("auto");
+    Effect::new(move |_| {
+        let t = theme.get();
+        if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+            let _ = if t == "auto" { root.remove_attribute("data-theme") } else { root.set_attribute("data-theme", t) };
+        }
+    });
+
     let scheduled = Rc::new(Cell::new(false));
     Effect::new(move |_| {
         state.text.track();
@@ -705,6 +736,10 @@ pub fn App() -> impl IntoView {
                 <h1>"attnscope"</h1>
                 <span class="badge" title="The weights the page runs">"Model: " {move || state.model_label.get()}</span>
                 <span class="badge backend" data-testid="backend">{move || state.backend.get()}</span>
+                <button class="seg theme-button" title="Colour theme: follow the system, dark or light"
+                    on:click=move |_| theme.update(|t| *t = match *t { "auto" => "dark", "dark" => "light", _ => "auto" })>
+                    {move || format!("Theme: {}", theme.get())}
+                </button>
             </header>
             {move || match state.phase.get() {
                 Phase::Loading => Some(view! { <div class="banner info">"Loading the model…"</div> }.into_any()),
@@ -728,6 +763,7 @@ pub fn App() -> impl IntoView {
                         <textarea id="text-input" rows="3" spellcheck="false"
                             prop:value=move || state.text.get()
                             on:input=move |ev| {
+                                state.latency_ms.set(None);
                                 state.input_at.set(Some(now_ms()));
                                 state.text.set(event_target_value(&ev));
                             }></textarea>
@@ -754,6 +790,7 @@ pub fn App() -> impl IntoView {
                         </div>
                         {next_tokens}
                     </section>
+                    <HeadView state=state />
                     <section class="panel model-panel">
                         <h2>"Every layer and head"</h2>
                         <p class="formula">"Softmax weights of each head (columns, H0 →) in each layer (rows, L0 ↓). Click one to open it."</p>
@@ -761,6 +798,7 @@ pub fn App() -> impl IntoView {
                         <p class="hint">{move || format!("Open: layer {}, head {} (framed).", state.layer.get(), state.head.get())}</p>
                     </section>
                 </div>
+                <div class="column wide-column">
                 <section class="panel attention-panel">
                     <div class="controls">
                         <div class="control"><span class="control-label">"Layer"</span>
@@ -820,6 +858,8 @@ pub fn App() -> impl IntoView {
                         })}
                     </div>
                 </section>
+                <BlockView state=state gpu_ref=block_ref cpu_ref=block_2d />
+                </div>
             </main>
         </div>
     }

@@ -11,8 +11,9 @@ use std::rc::Rc;
 use wasm_bindgen::{Clamped, JsCast, JsValue};
 
 use super::fetch::fetch_bytes;
+use crate::engine::residual::{residual_norms, residual_points, top_indices};
 use crate::engine::{forward_cpu, sampling, AttentionStage, Mask, Matrix, Trace};
-use crate::gpu::{GpuContext, GpuError, GpuForward, RunOptions};
+use crate::gpu::{GpuContext, GpuError, GpuForward, HeadMatrix, RunOptions, Stage};
 use crate::model::{Model, Token};
 use crate::render::raster::{value_range, Raster};
 use crate::render::{Colormap, ColourRange, HeatmapRenderer, Panel};
@@ -52,9 +53,14 @@ pub struct GpuHost {
     pub fwd: RefCell<GpuForward>,
     stage: CanvasSurface,
     grid: CanvasSurface,
+    block: CanvasSurface,
     renderer: HeatmapRenderer,
     /// [min, max] of the stage heatmap, fitted on the GPU (value_range.wgsl).
     range: wgpu::Buffer,
+    /// The block view's residual norms ([(2·n_layer + 1) × n_positions]) and
+    /// the ranges of its four maps.
+    norms: wgpu::Buffer,
+    block_ranges: [wgpu::Buffer; 4],
     /// Tokens the heatmaps show: the last run's, or 0 for empty text (which runs nothing).
     shown: Cell<usize>,
 }
@@ -104,11 +110,8 @@ fn cpu_requested() -> bool {
         .is_some_and(|q| q.trim_start_matches('?').split('&').any(|kv| kv == "backend=cpu"))
 }
 
-async fn open_gpu(
-    model: &Model,
-    stage: web_sys::HtmlCanvasElement,
-    grid: web_sys::HtmlCanvasElement,
-) -> Result<GpuHost, String> {
+async fn open_gpu(model: &Model, canvases: Canvases) -> Result<GpuHost, String> {
+    let Canvases { stage, grid, block } = canvases;
     if cpu_requested() {
         return Err("the address asks for the CPU backend (?backend=cpu)".into());
     }
@@ -129,7 +132,7 @@ async fn open_gpu(
             .map(|surface| CanvasSurface { surface, size: Cell::new((0, 0)) })
             .map_err(|e| format!("a heatmap canvas cannot use WebGPU: {e}"))
     };
-    let (stage, grid) = (surface(stage)?, surface(grid)?);
+    let (stage, grid, block) = (surface(stage)?, surface(grid)?, surface(block)?);
     let format = stage
         .surface
         .get_capabilities(&ctx.adapter)
@@ -138,20 +141,42 @@ async fn open_gpu(
         .copied()
         .ok_or("the canvas offers no texture format")?;
     let renderer = ctx.checked(|| Ok(HeatmapRenderer::new(&ctx.device, format))).await.map_err(|e| e.to_string())?;
-    let range = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("heatmap range"),
-        size: 16,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    Ok(GpuHost { ctx, fwd: RefCell::new(fwd), stage, grid, renderer, range, shown: Cell::new(0) })
+    let storage = |label: &str, bytes: u64| {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.next_multiple_of(16),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    };
+    let c = &model.config;
+    let points = residual_points(c.n_layer);
+    Ok(GpuHost {
+        range: storage("heatmap range", 16),
+        norms: storage("residual norms", (points * c.n_positions * 4) as u64),
+        block_ranges: std::array::from_fn(|_| storage("block range", 16)),
+        ctx,
+        fwd: RefCell::new(fwd),
+        stage,
+        grid,
+        block,
+        renderer,
+        shown: Cell::new(0),
+    })
+}
+
+/// The WebGPU canvases: the stage heatmap, the model view's grid, the block view.
+pub struct Canvases {
+    pub stage: web_sys::HtmlCanvasElement,
+    pub grid: web_sys::HtmlCanvasElement,
+    pub block: web_sys::HtmlCanvasElement,
 }
 
 /// Loads the model and opens the GPU (falling back to the CPU), then installs
 /// the host. The model is required; the GPU is not.
-pub async fn install(stage: web_sys::HtmlCanvasElement, grid: web_sys::HtmlCanvasElement) -> Result<Rc<Host>, String> {
+pub async fn install(canvases: Canvases) -> Result<Rc<Host>, String> {
     let model = load_model().await?;
-    let (backend, gpu_error) = match open_gpu(&model, stage, grid).await {
+    let (backend, gpu_error) = match open_gpu(&model, canvases).await {
         Ok(gpu) => (Backend::Gpu(Box::new(gpu)), None),
         Err(e) => (Backend::Cpu(CpuHost { trace: RefCell::new(None) }), Some(e)),
     };
@@ -261,7 +286,7 @@ impl Host {
     pub fn draw_stage(&self, canvas: &web_sys::HtmlCanvasElement, view: View, hover: Option<(usize, usize)>) {
         match &*self.backend() {
             Backend::Gpu(gpu) => gpu.draw_stage(canvas, view, hover),
-            Backend::Cpu(cpu) => cpu.draw(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None),
+            Backend::Cpu(cpu) => cpu.draw_views(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None),
         }
     }
 
@@ -282,7 +307,7 @@ impl Host {
                 let (w, h) = (size.0 as f32, size.1 as f32);
                 let rel: Vec<(View, [f32; 4])> =
                     views.iter().map(|&(v, [x, y, cw, ch])| (v, [x / w, y / h, cw / w, ch / h])).collect();
-                cpu.draw(canvas, &rel, None, false, Some(selected))
+                cpu.draw_views(canvas, &rel, None, false, Some(selected))
             }
         }
     }
@@ -368,6 +393,98 @@ impl Host {
                 let ranked = sampling::candidates(&sampling::probabilities(last, 1.0), Some(TOP_K), None);
                 Ok(ranked.into_iter().map(|(id, _)| (id, probs[id as usize])).collect())
             }
+        }
+    }
+
+    /// Draws the block view for `token` in `layer`: every token's residual norm
+    /// through the stream, then the token's ln_1 input and output and its MLP
+    /// activations, in the [`BLOCK_PANELS`] fractions of the canvas.
+    pub fn draw_block(
+        &self,
+        canvas: &web_sys::HtmlCanvasElement,
+        layer: usize,
+        token: usize,
+        hover: Option<(usize, usize)>,
+    ) {
+        match &*self.backend() {
+            Backend::Gpu(gpu) => gpu.draw_block(canvas, layer, token, hover),
+            Backend::Cpu(cpu) => {
+                let trace = cpu.trace.borrow();
+                let Some(trace) = trace.as_ref() else { return };
+                let Some(parts) = block_parts_cpu(trace, layer, token) else { return };
+                let items: Vec<Paint> = parts
+                    .iter()
+                    .zip(BLOCK_PANELS)
+                    .enumerate()
+                    .map(|(i, (m, at))| Paint {
+                        values: m,
+                        masked: None,
+                        colormap: if i == 0 { Colormap::Sequential } else { Colormap::Diverging },
+                        range: value_range(m, None),
+                        at,
+                        hover: if i == 0 { hover } else { None },
+                    })
+                    .collect();
+                paint(canvas, &items, None);
+            }
+        }
+    }
+
+    /// One token's residual norm at one point of the stream (4 bytes on the GPU).
+    pub async fn read_norm(&self, point: usize, token: usize) -> Result<f32, String> {
+        let backend = self.backend();
+        match &*backend {
+            Backend::Gpu(gpu) => {
+                let pending = {
+                    let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+                    let m = HeadMatrix {
+                        values: &gpu.norms,
+                        masked: None,
+                        rows: residual_points(self.model.config.n_layer),
+                        cols: gpu.shown.get(),
+                        offset: 0,
+                        row_stride: self.model.config.n_positions,
+                        scale: 1.0,
+                    };
+                    fwd.begin_read_matrix_cell(&gpu.ctx, &m, (point, token)).map_err(|e| e.to_string())?
+                };
+                pending.finish(&gpu.ctx).await.map_err(|e| e.to_string())
+            }
+            Backend::Cpu(cpu) => {
+                let trace = cpu.trace.borrow();
+                let norms = residual_norms(trace.as_ref().ok_or("no trace yet")?);
+                norms.data.get(point * norms.cols + token).copied().ok_or_else(|| "outside the stream".into())
+            }
+        }
+    }
+
+    /// The `k` most active MLP neurons of `token` in `layer` (reads its n_inner activations).
+    pub async fn mlp_top(&self, layer: usize, token: usize, k: usize) -> Result<Vec<(usize, f32)>, String> {
+        let backend = self.backend();
+        let row = match &*backend {
+            Backend::Gpu(gpu) => {
+                let read = {
+                    let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+                    let m = fwd.token_row(Stage::MlpHidden, layer, token).map_err(|e| e.to_string())?;
+                    fwd.begin_read_any_matrix(&gpu.ctx, &m).map_err(|e| e.to_string())?
+                };
+                read.finish(&gpu.ctx).await.map_err(|e| e.to_string())?
+            }
+            Backend::Cpu(cpu) => {
+                let trace = cpu.trace.borrow();
+                let l = trace.as_ref().and_then(|t| t.layers.get(layer)).ok_or("no trace yet")?;
+                l.mlp_hidden.row(token).to_vec()
+            }
+        };
+        Ok(top_indices(&row, k))
+    }
+
+    /// Calls `f` once what was drawn so far is on screen: when the GPU has
+    /// finished the submitted work, or at once on the CPU.
+    pub fn when_drawn(&self, f: impl FnOnce() + Send + 'static) {
+        match &*self.backend() {
+            Backend::Gpu(gpu) => gpu.ctx.queue.on_submitted_work_done(f),
+            Backend::Cpu(_) => f(),
         }
     }
 
@@ -477,6 +594,56 @@ impl GpuHost {
         self.ctx.queue.present(frame);
     }
 
+    fn draw_block(
+        &self,
+        canvas: &web_sys::HtmlCanvasElement,
+        layer: usize,
+        token: usize,
+        hover: Option<(usize, usize)>,
+    ) {
+        let Ok(fwd) = self.fwd.try_borrow() else { return };
+        if self.shown.get() == 0 {
+            return self.clear(&self.block, canvas);
+        }
+        let ln_in = if layer == 0 { (Stage::Embeddings, 0) } else { (Stage::ResidPost, layer - 1) };
+        let parts = (|| -> Result<[HeadMatrix<'_>; 4], GpuError> {
+            Ok([
+                fwd.residual_norms(&self.ctx, &self.norms, fwd.config().n_positions)?,
+                fwd.token_row(ln_in.0, ln_in.1, token)?,
+                fwd.token_row(Stage::Ln1, layer, token)?,
+                fwd.token_row(Stage::MlpHidden, layer, token)?,
+            ])
+        })();
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(e) => return log::warn!("block view: {e}"),
+        };
+        for (m, range) in parts.iter().zip(&self.block_ranges) {
+            if let Err(e) = fwd.fit_range(&self.ctx, m, range) {
+                return log::warn!("block view range: {e}");
+            }
+        }
+        let Some((frame, size)) = self.frame(&self.block, canvas) else { return };
+        let (w, h) = (size.0 as f32, size.1 as f32);
+        let panels: Vec<Panel> = parts
+            .iter()
+            .zip(&self.block_ranges)
+            .zip(BLOCK_PANELS)
+            .enumerate()
+            .map(|(i, ((&matrix, range), [x, y, pw, ph]))| Panel {
+                matrix,
+                colormap: if i == 0 { Colormap::Sequential } else { Colormap::Diverging },
+                range: ColourRange::Buffer(range),
+                viewport: [x * w, y * h, pw * w, ph * h],
+                hover: if i == 0 { hover.map(|(r, c)| (r as u32, c as u32)) } else { None },
+                outline: false,
+            })
+            .collect();
+        let target = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
+        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &target, size, &panels);
+        self.ctx.queue.present(frame);
+    }
+
     /// Empty text: the background only.
     fn clear(&self, target: &CanvasSurface, canvas: &web_sys::HtmlCanvasElement) {
         let Some((frame, size)) = self.frame(target, canvas) else { return };
@@ -501,7 +668,7 @@ impl CpuHost {
     }
 
     /// Rasterises `views` (viewports as fractions of the canvas) onto a 2D canvas.
-    fn draw(
+    fn draw_views(
         &self,
         canvas: &web_sys::HtmlCanvasElement,
         views: &[(View, [f32; 4])],
@@ -509,37 +676,88 @@ impl CpuHost {
         fit_range: bool,
         selected: Option<(usize, usize)>,
     ) {
-        let (w, h) = pixel_size(canvas);
-        if canvas.width() != w || canvas.height() != h {
-            canvas.set_width(w);
-            canvas.set_height(h);
-        }
-        let Ok(Some(ctx)) = canvas.get_context("2d") else { return };
-        let Ok(ctx) = ctx.dyn_into::<web_sys::CanvasRenderingContext2d>() else { return };
-        ctx.set_fill_style_str("#1f2126");
-        ctx.fill_rect(0.0, 0.0, w as f64, h as f64);
-        for &(view, [x, y, vw, vh]) in views {
-            let (px, py) = ((x * w as f32) as usize, (y * h as f32) as usize);
-            let (pw, ph) = ((vw * w as f32) as usize, (vh * h as f32) as usize);
-            if pw == 0 || ph == 0 {
-                continue;
-            }
-            let pixels = self.with_view(view, |values, masked| {
+        let trace = self.trace.borrow();
+        let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
+        let items: Vec<Paint> = views
+            .iter()
+            .filter_map(|&(view, at)| {
+                let head = trace.layers.get(view.layer)?.heads().get(view.head)?;
+                let values = view.stage.matrix(head);
+                let masked = view.stage.shows_mask().then_some(&head.scores_masked);
                 let range = if fit_range && view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
-                Raster { values, masked, colormap: view.colormap(), range, width: pw, height: ph, hover }.pixels()
-            });
-            let Some(pixels) = pixels else { continue };
-            match web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), pw as u32, ph as u32) {
-                Ok(image) => {
-                    let _ = ctx.put_image_data(&image, px as f64, py as f64);
-                }
-                Err(e) => log::warn!("heatmap image: {e:?}"),
-            }
-            if selected == Some((view.layer, view.head)) {
-                ctx.set_stroke_style_str("#7cc4ff");
-                ctx.set_line_width(3.0);
-                ctx.stroke_rect(px as f64 + 1.5, py as f64 + 1.5, pw as f64 - 3.0, ph as f64 - 3.0);
-            }
+                Some(Paint { values, masked, colormap: view.colormap(), range, at, hover })
+            })
+            .collect();
+        let outline = selected.and_then(|sel| views.iter().find(|(v, _)| (v.layer, v.head) == sel).map(|&(_, at)| at));
+        paint(canvas, &items, outline);
+    }
+}
+
+/// Where the block view's four maps sit on its canvas (x, y, width, height as
+/// fractions): the residual norms, the ln_1 input and output strips, the MLP strip.
+pub const BLOCK_PANELS: [[f32; 4]; 4] =
+    [[0.0, 0.0, 1.0, 0.56], [0.0, 0.64, 1.0, 0.08], [0.0, 0.77, 1.0, 0.08], [0.0, 0.90, 1.0, 0.10]];
+
+/// The block view's matrices from a CPU trace (see [`Host::draw_block`]).
+fn block_parts_cpu(trace: &Trace, layer: usize, token: usize) -> Option<[Matrix; 4]> {
+    let l = trace.layers.get(layer)?;
+    let input = if layer == 0 { &trace.embeddings } else { &trace.layers.get(layer - 1)?.resid_post };
+    let row = |m: &Matrix| (token < m.rows).then(|| Matrix::from_vec(1, m.cols, m.row(token).to_vec()));
+    Some([residual_norms(trace), row(input)?, row(&l.attention.ln_1)?, row(&l.mlp_hidden)?])
+}
+
+/// One matrix to rasterise onto a 2D canvas.
+struct Paint<'a> {
+    values: &'a Matrix,
+    masked: Option<&'a Matrix>,
+    colormap: Colormap,
+    range: (f32, f32),
+    /// x, y, width, height as fractions of the canvas.
+    at: [f32; 4],
+    hover: Option<(usize, usize)>,
+}
+
+/// Clears a 2D canvas and rasterises `items` onto it (the CPU backend's
+/// renderer), framing `outline` (fractions) if given.
+fn paint(canvas: &web_sys::HtmlCanvasElement, items: &[Paint<'_>], outline: Option<[f32; 4]>) {
+    let (w, h) = pixel_size(canvas);
+    if canvas.width() != w || canvas.height() != h {
+        canvas.set_width(w);
+        canvas.set_height(h);
+    }
+    let Ok(Some(ctx)) = canvas.get_context("2d") else { return };
+    let Ok(ctx) = ctx.dyn_into::<web_sys::CanvasRenderingContext2d>() else { return };
+    ctx.set_fill_style_str("#1f2126");
+    ctx.fill_rect(0.0, 0.0, w as f64, h as f64);
+    let place = |[x, y, vw, vh]: [f32; 4]| {
+        ((x * w as f32) as usize, (y * h as f32) as usize, (vw * w as f32) as usize, (vh * h as f32) as usize)
+    };
+    for item in items {
+        let (px, py, pw, ph) = place(item.at);
+        if pw == 0 || ph == 0 {
+            continue;
         }
+        let raster = Raster {
+            values: item.values,
+            masked: item.masked,
+            colormap: item.colormap,
+            range: item.range,
+            width: pw,
+            height: ph,
+            hover: item.hover,
+        };
+        let pixels = raster.pixels();
+        match web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), pw as u32, ph as u32) {
+            Ok(image) => {
+                let _ = ctx.put_image_data(&image, px as f64, py as f64);
+            }
+            Err(e) => log::warn!("heatmap image: {e:?}"),
+        }
+    }
+    if let Some(at) = outline {
+        let (px, py, pw, ph) = place(at);
+        ctx.set_stroke_style_str("#7cc4ff");
+        ctx.set_line_width(3.0);
+        ctx.stroke_rect(px as f64 + 1.5, py as f64 + 1.5, pw as f64 - 3.0, ph as f64 - 3.0);
     }
 }

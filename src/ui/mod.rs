@@ -2,7 +2,9 @@
 //! and shows what they produce; it does no math of its own.
 
 mod app;
+mod block_view;
 mod fetch;
+mod head_view;
 mod host;
 mod test_hook;
 

@@ -140,10 +140,43 @@ test('every stage, layer, head and mask equals the CPU reference', { timeout: 60
       next.forEach((n, i) => assert.ok(Math.abs(n.prob - order[i][1]) < 1e-5, `p(${n.text}) ${n.prob} vs ${order[i][1]}`));
     }
 
+    // Head view: lines for the selected heads; hovering a query token keeps only its lines.
+    await page.locator('.view-head').nth(1).click();
+    await page.waitForFunction(() => document.querySelectorAll('.head-view-svg line').length > 0, null, { timeout: 30_000 });
+    const colours = await page.locator('.head-view-svg line').evaluateAll((ls) => [...new Set(ls.map((l) => l.getAttribute('stroke')))]);
+    assert.equal(colours.length, 2, `two heads, two colours: ${colours}`);
+    const hv = page.locator('.head-view-svg');
+    await hv.scrollIntoViewIfNeeded();
+    await page.locator('.hv-label').nth(2 * (t - 1)).hover();
+    await page.waitForTimeout(300);
+    const lastLines = await page.locator('.head-view-svg line').count();
+    assert.ok(lastLines > 0 && lastLines <= 2 * t, `only the last token's lines (${lastLines})`);
+
+    // Block view: hover the norms map; the value is ‖x‖ of the CPU trace's residual stream.
+    const block = page.locator('canvas.block-canvas:not(.off)');
+    await block.scrollIntoViewIfNeeded();
+    const bb = await block.boundingBox();
+    const points = 2 * layers + 1;
+    const [point, tok] = [2, 1]; // after layer 0's MLP, token 1
+    await page.mouse.move(bb.x + (tok + 0.5) * bb.width / t, bb.y + (point + 0.5) * bb.height * 0.56 / points);
+    await page.waitForFunction(() => /after L0 \+ MLP = /.test(document.querySelector('[data-testid=block-readout]')?.innerText ?? ''),
+      null, { timeout: 30_000 });
+    const text = await page.locator('[data-testid=block-readout]').innerText();
+    const shown = Number(/after L0 \+ MLP = (-?[\d.]+)/.exec(text)[1]);
+    const norm = Math.hypot(...reference.layers[0].resid_post[tok]);
+    assert.ok(Math.abs(shown - norm) <= 1e-3 * Math.max(1, norm), `‖x‖ ${shown} vs CPU ${norm}`);
+    assert.match(text, /Most active MLP neurons/);
+    const bstats = await canvasStats(page, 'canvas.block-canvas:not(.off)');
+    assert.ok(bstats.stdLuminance > 10, `the block view is drawn: ${JSON.stringify(bstats)}`);
+
     const state = await page.evaluate(() => window.attnscope.state());
     console.log(`input → heatmap latency of the last keystroke: ${state.latencyMs} ms (SwiftShader: CPU emulation)`);
     await page.locator('[data-stage=weights]').click();
     await screenshot(page, 'learner-desktop.png');
+    await page.locator('.theme-button').click(); // auto → dark
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.equal(bg, 'rgb(17, 19, 24)', 'the dark theme');
+    await screenshot(page, 'learner-dark.png');
     await page.setViewportSize({ width: 360, height: 800 });
     await page.evaluate(() => window.dispatchEvent(new Event('resize')));
     await page.waitForTimeout(400);
@@ -178,5 +211,59 @@ test('without WebGPU the CPU fallback shows a banner and the same numbers', { ti
     assert.deepEqual(errors.filter((e) => !/WebGPU|adapter/i.test(e)), [], 'no unexpected page errors');
   } finally {
     await browser.close();
+  }
+});
+
+/** The longest text of repeated words with at most `n` tokens (counted by the CLI's tokenizer). */
+function textOfTokens(n) {
+  const words = 'the quick brown fox jumps over a lazy dog and'.split(' ');
+  const text = (count) => Array.from({ length: count }, (_, i) => words[i % words.length]).join(' ');
+  const tokens = (count) => {
+    try { return cliTrace(text(count)).tokens.length; } catch { return Infinity; } // past the context
+  };
+  let [lo, hi] = [1, n]; // tokens(lo) ≤ n; at least one token per word, so tokens(n + 1) > n
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (tokens(mid) <= n) lo = mid; else hi = mid - 1;
+  }
+  return text(lo);
+}
+
+/** Input-to-heatmap time of one keystroke appended to a text of `n − 1` tokens, and the bytes it read back. */
+async function keystrokeCost(page, n) {
+  const text = textOfTokens(n - 1);
+  await page.locator('#text-input').fill(text);
+  await page.waitForFunction((t) => window.attnscope.state().text === t && window.attnscope.state().renders > 0,
+    text, { timeout: 60_000 });
+  await page.waitForTimeout(800); // let the reads of that run finish
+  const before = await page.evaluate(() => window.attnscope.state());
+  await page.locator('#text-input').press('End');
+  await page.locator('#text-input').press('s');
+  await page.waitForFunction((r) => {
+    const s = window.attnscope.state();
+    return s.runs > r && s.latencyMs !== null;
+  }, before.runs, { timeout: 60_000 });
+  await page.waitForTimeout(800);
+  const after = await page.evaluate(() => window.attnscope.state());
+  return { tokens: after.gpuTokens, ms: after.latencyMs, bytes: after.bytesReadBack - before.bytesReadBack };
+}
+
+test('keystroke cost at 32 and 128 tokens, per backend', { timeout: 600_000 }, async () => {
+  for (const webgpu of [true, false]) {
+    const browser = await launch({ webgpu });
+    try {
+      const { page } = await openApp(browser, server.url);
+      await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+      for (const n of [32, 128]) {
+        const cost = await keystrokeCost(page, n);
+        const backend = webgpu ? 'WebGPU (SwiftShader: CPU emulation)' : 'CPU reference (wasm)';
+        console.log(`${backend}: ${cost.tokens} tokens, input → heatmap ${cost.ms.toFixed(1)} ms, ` +
+          `${cost.bytes} bytes read back for the keystroke`);
+        assert.ok(cost.ms > 0, 'the latency is measured');
+        if (!webgpu) assert.equal(cost.bytes, 0);
+      }
+    } finally {
+      await browser.close();
+    }
   }
 });
