@@ -379,6 +379,27 @@ pub fn App() -> impl IntoView {
 
     // Recompute at most once a frame, with the newest text: a keystroke never
     // waits behind the runs of older texts.
+    // Back to WebGPU after a loss (or a first failure), on the same canvases.
+    let retry_gpu = move || {
+        let (Some(stage), Some(grid), Some(block)) =
+            (stage_ref.get_untracked(), grid_ref.get_untracked(), block_ref.get_untracked())
+        else {
+            return;
+        };
+        let Some(host) = host() else { return };
+        spawn_local(async move {
+            match host.restore_gpu(host::Canvases { stage, grid, block }).await {
+                Ok(()) => {
+                    state.backend.set(host.backend_label());
+                    state.gpu_error.set(None);
+                    state.on_gpu.set(true);
+                    state.compute();
+                }
+                Err(e) => state.gpu_error.set(Some(format!("WebGPU is still unavailable: {e}"))),
+            }
+        });
+    };
+
     // The colour theme: the system's (auto), or forced dark or light.
     let theme = RwSignal::new("auto");
     Effect::new(move |_| {
@@ -754,6 +775,8 @@ pub fn App() -> impl IntoView {
                     "WebGPU is not available here, so the model runs as its CPU reference compiled to WebAssembly: "
                     "the same numbers, computed and drawn without the GPU (slower on long texts). "
                     <span class="detail">"(" {e} ")"</span>
+                    " "
+                    <button class="seg retry-gpu" on:click=move |_| retry_gpu()>"Try WebGPU again"</button>
                 </div>
             })}
             <main>

@@ -20,8 +20,6 @@ pub struct BlockReadout {
     pub run: u64,
     pub layer: usize,
     pub token: usize,
-    /// The hovered norm: (point, token, value).
-    pub norm: Option<(usize, usize, f32)>,
     pub neurons: Vec<(usize, f32)>,
 }
 
@@ -44,26 +42,45 @@ pub fn BlockView(
 ) -> impl IntoView {
     let norm_hover = RwSignal::new(None::<(usize, usize)>);
     let readout = RwSignal::new(None::<BlockReadout>);
+    let norm_value = RwSignal::new(None::<(usize, usize, f32)>);
 
+    // The token changes far less often than the focused cell: only then redraw and re-read.
+    let token = Memo::new(move |_| block_token(state));
     Effect::new(move |_| {
         state.runs.track();
         let layer = state.layer.get();
         let hover = norm_hover.get();
         let canvas = if state.on_gpu.get() { gpu_ref.get() } else { cpu_ref.get() };
-        let (Some(canvas), Some(host), Some(token)) = (canvas, host(), block_token(state)) else { return };
-        host.draw_block(&canvas, layer, token, hover);
+        if let (Some(canvas), Some(host), Some(token)) = (canvas, host(), token.get()) {
+            host.draw_block(&canvas, layer, token, hover);
+        }
+    });
+    // The token's most active neurons: its n_inner activations read once per run, layer and token.
+    Effect::new(move |_| {
+        state.runs.track();
+        let layer = state.layer.get();
+        let (Some(host), Some(token)) = (host(), token.get()) else { return };
         let run = state.runs.get_untracked();
         spawn_local(async move {
-            let neurons = host.mlp_top(layer, token, TOP_NEURONS).await.unwrap_or_else(|e| {
-                log::warn!("block view: {e}");
-                Vec::new()
-            });
-            let norm = match hover {
-                Some((point, tok)) => host.read_norm(point, tok).await.ok().map(|v| (point, tok, v)),
-                None => None,
-            };
-            if state.runs.get_untracked() == run && state.layer.get_untracked() == layer {
-                readout.set(Some(BlockReadout { run, layer, token, norm, neurons }));
+            match host.mlp_top(layer, token, TOP_NEURONS).await {
+                Ok(neurons) if state.runs.get_untracked() == run && state.layer.get_untracked() == layer => {
+                    readout.set(Some(BlockReadout { run, layer, token, neurons }));
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("block view: {e}"),
+            }
+        });
+    });
+    // A hovered norm: 4 bytes.
+    Effect::new(move |_| {
+        state.runs.track();
+        let Some((point, tok)) = norm_hover.get() else { return norm_value.set(None) };
+        let Some(host) = host() else { return };
+        spawn_local(async move {
+            match host.read_norm(point, tok).await {
+                Ok(v) if norm_hover.get_untracked() == Some((point, tok)) => norm_value.set(Some((point, tok, v))),
+                Ok(_) => {}
+                Err(e) => log::warn!("block view: {e}"),
             }
         });
     });
@@ -101,7 +118,7 @@ pub fn BlockView(
     };
     let describe = move || {
         let r = readout.get()?;
-        let norm = r.norm.map(|(p, tok, v)| {
+        let norm = norm_value.get().map(|(p, tok, v)| {
             format!("‖x‖ of “{}” (token {tok}) after {} = {v:.4}", token_text(tok), residual_point_name(p))
         });
         let neurons = r.neurons.iter().map(|(i, v)| format!("#{i} {v:.3}")).collect::<Vec<_>>().join(" · ");

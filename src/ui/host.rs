@@ -240,6 +240,23 @@ impl Host {
         *self.gpu_error.borrow_mut() = Some(why);
     }
 
+    /// Opens WebGPU again on the same canvases (after a device loss, or when
+    /// the user asks): on success the page computes on the GPU again.
+    pub async fn restore_gpu(&self, canvases: Canvases) -> Result<(), String> {
+        let gpu = open_gpu(&self.model, canvases).await?;
+        *self.backend.borrow_mut() = Rc::new(Backend::Gpu(Box::new(gpu)));
+        *self.gpu_error.borrow_mut() = None;
+        Ok(())
+    }
+
+    /// Destroys the GPU device, as a driver reset or a lost GPU would (the
+    /// test hook's `loseGpu()`, to check that the page recovers).
+    pub fn lose_gpu(&self) {
+        if let Backend::Gpu(gpu) = &*self.backend() {
+            gpu.ctx.device.destroy();
+        }
+    }
+
     pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, String> {
         let tokens = self.model.tokenizer.encode(text).map_err(|e| e.to_string())?;
         let limit = self.model.config.n_positions;

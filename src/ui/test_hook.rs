@@ -4,6 +4,8 @@
 //! - `snapshot()` resolves to `state()` plus `matrix`: the shown stage matrix
 //!   of the selected layer and head, read back from the buffer (or trace) the
 //!   heatmap is drawn from; `weights` too when the stage is the softmax.
+//! - `loseGpu()` destroys the GPU device, as a lost GPU would, to check that
+//!   the page carries on (CPU) and can go back to WebGPU.
 
 use leptos::prelude::*;
 use serde_json::{json, Value};
@@ -94,6 +96,13 @@ pub fn install(state: AppState) {
         Closure::<dyn Fn() -> js_sys::Promise>::new(move || wasm_bindgen_futures::future_to_promise(snapshot(state)));
     let _ = js_sys::Reflect::set(&hook, &"state".into(), state_fn.as_ref());
     let _ = js_sys::Reflect::set(&hook, &"snapshot".into(), snapshot_fn.as_ref());
+    let lose_fn = Closure::<dyn Fn()>::new(|| {
+        if let Some(host) = host() {
+            host.lose_gpu();
+        }
+    });
+    let _ = js_sys::Reflect::set(&hook, &"loseGpu".into(), lose_fn.as_ref());
+    lose_fn.forget();
     let _ = js_sys::Reflect::set(&window, &"attnscope".into(), &hook);
     // The hook lives as long as the page.
     state_fn.forget();

@@ -58,6 +58,8 @@ test('typing shows GPU attention weights equal to the CPU reference', { timeout:
 
     // Hover reads back exactly one value (4 bytes) and shows it.
     await page.locator('.head-button').nth(1).click();
+    await page.locator('canvas.heatmap-canvas:not(.off)').scrollIntoViewIfNeeded();
+    await page.waitForTimeout(300);
     const before = (await page.evaluate(() => window.attnscope.state())).bytesReadBack;
     const box = await page.locator('canvas.heatmap-canvas:not(.off)').boundingBox();
     const [row, col] = [t - 1, 2];

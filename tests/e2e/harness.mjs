@@ -77,8 +77,9 @@ export async function typeText(page, text) {
 }
 
 /** The CPU reference trace from the native CLI (`attnscope trace`). */
-export function cliTrace(text, mask = 'causal') {
-  const out = execFileSync(CLI, ['trace', '--text', text, '--backend', 'cpu', '--mask', mask], { maxBuffer: 64 << 20 });
+export function cliTrace(text, mask = 'causal', { quiet = false } = {}) {
+  const out = execFileSync(CLI, ['trace', '--text', text, '--backend', 'cpu', '--mask', mask],
+    { maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', quiet ? 'ignore' : 'inherit'] });
   return JSON.parse(out.toString());
 }
 

@@ -219,7 +219,7 @@ function textOfTokens(n) {
   const words = 'the quick brown fox jumps over a lazy dog and'.split(' ');
   const text = (count) => Array.from({ length: count }, (_, i) => words[i % words.length]).join(' ');
   const tokens = (count) => {
-    try { return cliTrace(text(count)).tokens.length; } catch { return Infinity; } // past the context
+    try { return cliTrace(text(count), 'causal', { quiet: true }).tokens.length; } catch { return Infinity; } // past the context
   };
   let [lo, hi] = [1, n]; // tokens(lo) ≤ n; at least one token per word, so tokens(n + 1) > n
   while (lo < hi) {
@@ -265,5 +265,34 @@ test('keystroke cost at 32 and 128 tokens, per backend', { timeout: 600_000 }, a
     } finally {
       await browser.close();
     }
+  }
+});
+
+test('a lost GPU device: the page carries on with the CPU, then goes back to WebGPU', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page } = await openApp(browser, server.url);
+    const text = 'It is a truth universally acknowledged';
+    await typeText(page, text);
+    await settle(page, { text, gpu: true });
+    await page.evaluate(() => window.attnscope.loseGpu());
+    await page.waitForTimeout(500);
+    await page.locator('#text-input').press('End');
+    await page.locator('#text-input').press('!');
+    const lost = `${text}!`;
+    await page.locator('[data-testid=cpu-fallback]').waitFor({ timeout: 30_000 });
+    const cpu = await settle(page, { text: lost, gpu: false });
+    const ref = cliTrace(lost);
+    assert.equal(cpu.gpuTokens, ref.tokens.length);
+    assert.ok(maxAbsDiff(cpu.matrix, traceMatrix(ref, 0, 0, 'weights'), 'after the loss') <= 1e-4);
+    assert.match(cpu.gpuError, /GPU/);
+
+    await page.locator('button.retry-gpu').click();
+    await page.waitForFunction(() => window.attnscope.state().gpu === true, null, { timeout: 60_000 });
+    const back = await settle(page, { text: lost, gpu: true });
+    assert.ok(maxAbsDiff(back.matrix, traceMatrix(ref, 0, 0, 'weights'), 'back on WebGPU') <= 1e-4);
+    assert.equal(await page.locator('[data-testid=cpu-fallback]').count(), 0, 'the banner is gone');
+  } finally {
+    await browser.close();
   }
 });
