@@ -9,5 +9,6 @@ pub mod engine;
 pub mod gpu;
 pub mod model;
 pub mod render;
+pub mod share;
 #[cfg(target_arch = "wasm32")]
 pub mod ui;

@@ -13,6 +13,7 @@ use super::block_view::BlockView;
 use super::head_view::{HeadView, HeadWeights};
 use super::host::{self, host, View};
 use super::test_hook;
+use super::url;
 use crate::engine::{AttentionStage, Mask};
 use crate::model::Token;
 
@@ -91,6 +92,10 @@ pub struct AppState {
     pub next: RwSignal<Vec<NextToken>>,
     /// The heads of the selected layer the head view draws, and their weights.
     pub view_heads: RwSignal<Vec<usize>>,
+    /// The colour theme: "auto" (the system's), "dark" or "light".
+    pub theme: RwSignal<&'static str>,
+    /// A message about the address: fields of a link that were ignored, or "Link copied".
+    pub link_note: RwSignal<Option<String>>,
     pub view_weights: RwSignal<Vec<HeadWeights>>,
     /// When the last input event arrived and how long until its heatmap was drawn (ms).
     pub input_at: RwSignal<Option<f64>>,
@@ -181,6 +186,8 @@ impl AppState {
             temperature: RwSignal::new(1.0),
             next: RwSignal::new(Vec::new()),
             view_heads: RwSignal::new(vec![0]),
+            theme: RwSignal::new("auto"),
+            link_note: RwSignal::new(None),
             view_weights: RwSignal::new(Vec::new()),
             input_at: RwSignal::new(None),
             timed_run: RwSignal::new(None),
@@ -337,6 +344,7 @@ impl AppState {
 pub fn App() -> impl IntoView {
     let state = AppState::new();
     test_hook::install(state);
+    url::install(state);
     let stage_ref = NodeRef::<leptos::html::Canvas>::new();
     let grid_ref = NodeRef::<leptos::html::Canvas>::new();
     let stage_2d = NodeRef::<leptos::html::Canvas>::new();
@@ -364,6 +372,23 @@ pub fn App() -> impl IntoView {
                     state.n_head.set(c.n_head);
                     state.d_head.set(c.d_head());
                     state.n_positions.set(c.n_positions);
+                    // A link may name a layer or head this model does not have.
+                    let (l, h) = (state.layer.get_untracked(), state.head.get_untracked());
+                    if l >= c.n_layer || h >= c.n_head {
+                        state.layer.set(l.min(c.n_layer - 1));
+                        state.head.set(h.min(c.n_head - 1));
+                        let msg = format!(
+                            "This link asked for layer {l}, head {h}; this model has {} layers of {} heads, so the \
+                             nearest is shown.",
+                            c.n_layer, c.n_head
+                        );
+                        state.link_note.update(|n| {
+                            *n = Some(match n.take() {
+                                Some(before) => format!("{before} {msg}"),
+                                None => msg,
+                            })
+                        });
+                    }
                     state.backend.set(host.backend_label());
                     if let Some(e) = host.gpu_error.borrow().clone() {
                         state.gpu_error.set(Some(e));
@@ -401,7 +426,7 @@ pub fn App() -> impl IntoView {
     };
 
     // The colour theme: the system's (auto), or forced dark or light.
-    let theme = RwSignal::new("auto");
+    let theme = state.theme;
     Effect::new(move |_| {
         let t = theme.get();
         if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
@@ -757,11 +782,20 @@ pub fn App() -> impl IntoView {
                 <h1>"attnscope"</h1>
                 <span class="badge" title="The weights the page runs">"Model: " {move || state.model_label.get()}</span>
                 <span class="badge backend" data-testid="backend">{move || state.backend.get()}</span>
+                <button class="seg share-button" title="Copy a link that opens this exact screen"
+                    on:click=move |_| url::share(state)>"Share"</button>
                 <button class="seg theme-button" title="Colour theme: follow the system, dark or light"
                     on:click=move |_| theme.update(|t| *t = match *t { "auto" => "dark", "dark" => "light", _ => "auto" })>
                     {move || format!("Theme: {}", theme.get())}
                 </button>
             </header>
+            {move || state.link_note.get().map(|note| view! {
+                <div class="banner info link-note" role="status" data-testid="link-note">
+                    {note}
+                    " "
+                    <button class="seg" on:click=move |_| state.link_note.set(None)>"OK"</button>
+                </div>
+            })}
             {move || match state.phase.get() {
                 Phase::Loading => Some(view! { <div class="banner info">"Loading the model…"</div> }.into_any()),
                 Phase::Failed(e) => Some(view! {

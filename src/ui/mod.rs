@@ -7,6 +7,7 @@ mod fetch;
 mod head_view;
 mod host;
 mod test_hook;
+mod url;
 
 /// Forwards `log` records to the browser console.
 struct ConsoleLogger;

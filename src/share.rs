@@ -1,0 +1,210 @@
+//! The page's state as a URL fragment, so any screen is a link: text, model,
+//! layer, head, stage, mask, focused cell, temperature and theme. Parsing
+//! never fails: a field that is missing or malformed is left unset (the page
+//! keeps its default) and named in `rejected`, so the page can say so.
+//! Plain Rust (no web APIs), tested natively; the UI wires it to the address.
+
+use crate::engine::{AttentionStage, Mask};
+
+/// What a link restores. `None`: not in the link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShareState {
+    pub text: Option<String>,
+    pub model: Option<String>,
+    pub layer: Option<usize>,
+    pub head: Option<usize>,
+    pub stage: Option<AttentionStage>,
+    pub mask: Option<Mask>,
+    /// The focused cell (row, column) and whether it is locked.
+    pub focus: Option<(usize, usize)>,
+    pub locked: bool,
+    pub temperature: Option<f32>,
+    pub theme: Option<String>,
+    /// Fields present but not understood, as `key=value`.
+    pub rejected: Vec<String>,
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), so text
+/// with `&`, `=`, `#`, quotes or markup round-trips and never breaks the link.
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (and `+` as a space); invalid escapes stay as they
+/// are; invalid UTF-8 becomes U+FFFD.
+pub fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn mask_text(mask: Mask) -> String {
+    match mask {
+        Mask::Causal => "causal".into(),
+        Mask::Bidirectional => "bidirectional".into(),
+        Mask::Window(w) => format!("window:{w}"),
+    }
+}
+
+/// The largest layer/head/row index a link may name (far past any model we
+/// load; the page clamps to the model it has).
+const MAX_INDEX: usize = 4096;
+
+impl ShareState {
+    /// Parses a fragment (with or without the leading `#`).
+    pub fn parse(fragment: &str) -> Self {
+        let mut s = ShareState::default();
+        for pair in fragment.trim_start_matches('#').split('&').filter(|p| !p.is_empty()) {
+            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = decode(raw);
+            let index = |v: &str| v.parse::<usize>().ok().filter(|&i| i < MAX_INDEX);
+            let ok = match key {
+                "text" => {
+                    s.text = Some(value.clone());
+                    true
+                }
+                "model" => {
+                    let valid =
+                        !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    if valid {
+                        s.model = Some(value.clone());
+                    }
+                    valid
+                }
+                "layer" => index(&value).map(|i| s.layer = Some(i)).is_some(),
+                "head" => index(&value).map(|i| s.head = Some(i)).is_some(),
+                "stage" => AttentionStage::from_key(&value).map(|st| s.stage = Some(st)).is_some(),
+                "mask" => Mask::parse(&value).map(|m| s.mask = Some(m)).is_some(),
+                "focus" | "lock" => {
+                    let cell = value.split_once(',').and_then(|(r, c)| Some((index(r)?, index(c)?)));
+                    cell.map(|cell| {
+                        s.focus = Some(cell);
+                        s.locked = key == "lock";
+                    })
+                    .is_some()
+                }
+                "t" => value
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|t| t.is_finite() && (0.0..=10.0).contains(t))
+                    .map(|t| s.temperature = Some(t))
+                    .is_some(),
+                "theme" => {
+                    let valid = matches!(value.as_str(), "auto" | "dark" | "light");
+                    if valid {
+                        s.theme = Some(value.clone());
+                    }
+                    valid
+                }
+                _ => false,
+            };
+            if !ok {
+                s.rejected.push(format!("{key}={value}"));
+            }
+        }
+        s
+    }
+
+    /// The fragment (without `#`), fields in a fixed order.
+    pub fn format(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(t) = &self.text {
+            parts.push(format!("text={}", encode(t)));
+        }
+        if let Some(m) = &self.model {
+            parts.push(format!("model={}", encode(m)));
+        }
+        if let Some(l) = self.layer {
+            parts.push(format!("layer={l}"));
+        }
+        if let Some(h) = self.head {
+            parts.push(format!("head={h}"));
+        }
+        if let Some(st) = self.stage {
+            parts.push(format!("stage={}", st.key()));
+        }
+        if let Some(m) = self.mask {
+            parts.push(format!("mask={}", encode(&mask_text(m))));
+        }
+        if let Some((r, c)) = self.focus {
+            parts.push(format!("{}={r}%2C{c}", if self.locked { "lock" } else { "focus" }));
+        }
+        if let Some(t) = self.temperature {
+            parts.push(format!("t={t}"));
+        }
+        if let Some(th) = &self.theme {
+            parts.push(format!("theme={}", encode(th)));
+        }
+        parts.join("&")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_round_trips() {
+        let s = ShareState {
+            text: Some("Tom & Jerry = \"<b>friends</b>\" #1, 100%\nnaïve 日本".into()),
+            model: Some("default".into()),
+            layer: Some(2),
+            head: Some(3),
+            stage: Some(AttentionStage::ScoresScaled),
+            mask: Some(Mask::Window(3)),
+            focus: Some((5, 1)),
+            locked: true,
+            temperature: Some(0.75),
+            theme: Some("dark".into()),
+            rejected: Vec::new(),
+        };
+        let link = s.format();
+        assert!(!link.contains(['<', '>', '"', '#', ' ', '\n']), "{link}");
+        assert_eq!(ShareState::parse(&format!("#{link}")), s);
+    }
+
+    #[test]
+    fn bad_fields_are_named_and_left_unset() {
+        let s = ShareState::parse(
+            "#layer=-1&head=999999&stage=softmax&mask=window:0&t=nan&theme=<x>&model=../x&zoom=2&text=ok",
+        );
+        assert_eq!(s.text.as_deref(), Some("ok"));
+        assert_eq!(
+            (s.layer, s.head, s.stage, s.mask, s.temperature, s.theme.as_deref(), s.model.as_deref()),
+            (None, None, None, None, None, None, None)
+        );
+        assert_eq!(s.rejected.len(), 8, "{:?}", s.rejected);
+    }
+
+    #[test]
+    fn decode_tolerates_broken_escapes() {
+        assert_eq!(decode("a%2"), "a%2");
+        assert_eq!(decode("%zz+b"), "%zz b");
+        assert_eq!(decode("%E2%9C%93"), "✓");
+        assert_eq!(decode("%FF"), "\u{FFFD}");
+    }
+}
