@@ -1,5 +1,6 @@
 //! Render pipelines that draw straight from GPU storage buffers: no readback.
 
+pub mod export;
 mod heatmap;
 pub mod raster;
 

@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::block_view::BlockView;
+use super::export::{self, Format};
 use super::head_view::{HeadView, HeadWeights};
 use super::host::{self, host, View};
 use super::test_hook;
@@ -96,6 +97,8 @@ pub struct AppState {
     pub theme: RwSignal<&'static str>,
     /// A message about the address: fields of a link that were ignored, or "Link copied".
     pub link_note: RwSignal<Option<String>>,
+    /// What the last export saved, or why it failed.
+    pub export_note: RwSignal<Option<String>>,
     pub view_weights: RwSignal<Vec<HeadWeights>>,
     /// When the last input event arrived and how long until its heatmap was drawn (ms).
     pub input_at: RwSignal<Option<f64>>,
@@ -188,6 +191,7 @@ impl AppState {
             view_heads: RwSignal::new(vec![0]),
             theme: RwSignal::new("auto"),
             link_note: RwSignal::new(None),
+            export_note: RwSignal::new(None),
             view_weights: RwSignal::new(Vec::new()),
             input_at: RwSignal::new(None),
             timed_run: RwSignal::new(None),
@@ -907,6 +911,19 @@ pub fn App() -> impl IntoView {
                         {move || state.locked.get().then(|| view! {
                             <button class="unlock" on:click=move |_| state.locked.set(false)>"Unlock"</button>
                         })}
+                    </div>
+                    <div class="export" role="group" aria-label="Export this view">
+                        <span class="control-label">"Export"</span>
+                        {Format::ALL.into_iter().map(|f| view! {
+                            <button class="seg export-button" data-export=f.label().split(' ').next().unwrap_or_default().to_lowercase()
+                                on:click=move |_| spawn_local(async move {
+                                    match export::export(state, f).await {
+                                        Ok(name) => state.export_note.set(Some(format!("Saved {name}"))),
+                                        Err(e) => state.export_note.set(Some(format!("Export failed: {e}"))),
+                                    }
+                                })>{f.label()}</button>
+                        }).collect_view()}
+                        <span class="hint" data-testid="export-note">{move || state.export_note.get()}</span>
                     </div>
                     <div class="legend">
                         {legend}

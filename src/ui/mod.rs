@@ -3,6 +3,7 @@
 
 mod app;
 mod block_view;
+mod export;
 mod fetch;
 mod head_view;
 mod host;

@@ -3,6 +3,7 @@
 // named, ignored and never run as markup.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff } from './harness.mjs';
 
 let server;
@@ -65,6 +66,58 @@ test('bad link fields are named and ignored, and markup in the text stays text',
     assert.ok(s.layer < 3, `the layer is clamped to the model (${s.layer})`);
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
     assert.equal(await page.locator('img[src=x]').count(), 0, 'no markup was injected');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('export: PNG at 2×, SVG, CSV and JSON of the shown view', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const text = 'The cat sat on the mat';
+    const { page } = await openApp(browser, `${server.url}#text=${encodeURIComponent(text)}&stage=weights&head=1`);
+    await page.waitForFunction((t) => {
+      const s = window.attnscope.state();
+      return s.text === t && s.renders > 0;
+    }, text, { timeout: 60_000 });
+    const snap = await page.evaluate(() => window.attnscope.snapshot());
+    const t = snap.gpuTokens;
+    const files = {};
+    for (const f of ['png', 'svg', 'csv', 'json']) {
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`[data-export=${f}]`).click()]);
+      assert.match(download.suggestedFilename(), new RegExp(`^attnscope-weights-L0H1\\.${f}$`));
+      files[f] = await readFile(await download.path());
+    }
+    const svg = files.svg.toString();
+    assert.equal((svg.match(/<rect x=/g) || []).length, t * t + 11, 'one rect per cell and 11 legend swatches');
+    assert.equal((svg.match(/url\(#masked\)/g) || []).length, (t * (t - 1)) / 2, 'the causal mask hatched');
+    const width = Number(/width="([\d.]+)"/.exec(svg)[1]);
+    const png = files.png;
+    assert.equal(png.subarray(1, 4).toString(), 'PNG');
+    assert.equal(png.readUInt32BE(16), Math.round(2 * width), 'the PNG is the figure at 2×');
+    const stats = await page.evaluate(async (b64) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.width; c.height = img.height;
+      const g = c.getContext('2d');
+      g.drawImage(img, 0, 0);
+      const { data } = g.getImageData(0, 0, c.width, c.height);
+      const colours = new Set();
+      let dark = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+        if (data[i] + data[i + 1] + data[i + 2] < 200) dark++;
+      }
+      return { colours: colours.size, dark: dark / (data.length / 4) };
+    }, png.toString('base64'));
+    assert.ok(stats.colours > 50 && stats.dark > 0.05, `the PNG is not blank: ${JSON.stringify(stats)}`);
+    const json = JSON.parse(files.json.toString());
+    assert.equal(maxAbsDiff(json.values.map((r) => r.map((v, j) => v)), snap.matrix.map((r, i) => r.map((v, j) => (j > i ? null : v))), 'json'), 0);
+    const csv = files.csv.toString().trim().split('\n');
+    assert.equal(csv.length, t + 1, 'a header and a row per token');
+    assert.match(await page.locator('[data-testid=export-note]').innerText(), /Saved attnscope-weights-L0H1\.json/);
   } finally {
     await browser.close();
   }

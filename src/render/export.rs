@@ -1,0 +1,243 @@
+//! Figures for lesson authors: one stage matrix as a standalone SVG (a vector
+//! heatmap with its labels, title, legend and every value in a tooltip), as
+//! CSV and as JSON, from the numbers the model computed (read back for the
+//! export). The colours are the heatmap's own maps (`raster`).
+
+use serde_json::json;
+
+use super::heatmap::Colormap;
+use super::raster::{diverging, viridis};
+use crate::engine::Matrix;
+
+/// What a figure shows.
+#[derive(Debug, Clone)]
+pub struct Figure<'a> {
+    pub title: String,
+    pub caption: String,
+    pub values: &'a Matrix,
+    /// Cells drawn as masked (−∞ in the matrix also counts).
+    pub masked: Option<&'a Matrix>,
+    pub colormap: Colormap,
+    pub range: (f32, f32),
+    pub row_labels: Vec<String>,
+    pub col_labels: Vec<String>,
+}
+
+/// Escapes text for XML content and attributes.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn hex(c: [f32; 3]) -> String {
+    let b = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", b(c[0]), b(c[1]), b(c[2]))
+}
+
+impl Figure<'_> {
+    fn is_masked(&self, at: usize) -> bool {
+        self.values.data[at] == f32::NEG_INFINITY
+            || self.masked.is_some_and(|m| m.data.get(at).is_some_and(|v| *v == f32::NEG_INFINITY))
+    }
+
+    fn colour(&self, v: f32) -> [f32; 3] {
+        let (lo, hi) = self.range;
+        match self.colormap {
+            Colormap::Sequential => viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0)),
+            Colormap::Diverging => diverging(v / lo.abs().max(hi.abs()).max(1e-12)),
+        }
+    }
+
+    /// A standalone SVG: labels left and on top, one `<rect>` per cell with a
+    /// `<title>` holding its exact value, masked cells hatched, a legend.
+    pub fn svg(&self) -> String {
+        let (rows, cols) = (self.values.rows, self.values.cols);
+        let cell = if cols.max(rows) > 48 { 8.0 } else { 18.0 };
+        let (left, top) = (110.0, 120.0);
+        // Wide enough for the title (14 px bold) and caption (11 px) in a monospace font.
+        let text_w =
+            (20.0 + 8.6 * self.title.chars().count() as f64).max(20.0 + 6.8 * self.caption.chars().count() as f64);
+        let (w, h) = ((left + cell * cols as f64 + 20.0).max(text_w).ceil(), top + cell * rows as f64 + 70.0);
+        let mut s = String::new();
+        s.push_str(&format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
+             font-family=\"DejaVu Sans Mono, Menlo, monospace\" font-size=\"{}\">\n",
+            if cell > 10.0 { 11 } else { 7 }
+        ));
+        s.push_str(
+            "<defs><pattern id=\"masked\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" \
+                    patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#383a42\"/>\
+                    <rect width=\"2\" height=\"6\" fill=\"#52545c\"/></pattern></defs>\n",
+        );
+        s.push_str(&format!("<rect width=\"{w}\" height=\"{h}\" fill=\"#ffffff\"/>\n"));
+        s.push_str(&format!(
+            "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+            xml_escape(&self.title)
+        ));
+        s.push_str(&format!("<text x=\"10\" y=\"38\" fill=\"#555\">{}</text>\n", xml_escape(&self.caption)));
+        for (i, label) in self.row_labels.iter().enumerate().take(rows) {
+            let y = top + cell * (i as f64 + 0.5);
+            s.push_str(&format!(
+                "<text x=\"{}\" y=\"{y}\" text-anchor=\"end\" dominant-baseline=\"middle\">{}</text>\n",
+                left - 4.0,
+                xml_escape(label)
+            ));
+        }
+        for (j, label) in self.col_labels.iter().enumerate().take(cols) {
+            let x = left + cell * (j as f64 + 0.5);
+            s.push_str(&format!(
+                "<text transform=\"translate({x} {}) rotate(-90)\" dominant-baseline=\"middle\">{}</text>\n",
+                top - 4.0,
+                xml_escape(label)
+            ));
+        }
+        s.push_str("<g class=\"cells\">\n");
+        for i in 0..rows {
+            for j in 0..cols {
+                let at = i * cols + j;
+                let (x, y) = (left + cell * j as f64, top + cell * i as f64);
+                let (fill, value) = if self.is_masked(at) {
+                    ("url(#masked)".to_owned(), "masked (−∞)".to_owned())
+                } else {
+                    let v = self.values.data[at];
+                    (hex(self.colour(v)), format!("{v}"))
+                };
+                let what = match (self.row_labels.get(i), self.col_labels.get(j)) {
+                    (Some(r), Some(c)) => format!("{} → {}: {value}", r, c),
+                    _ => format!("({i}, {j}): {value}"),
+                };
+                s.push_str(&format!(
+                    "<rect x=\"{x}\" y=\"{y}\" width=\"{cell}\" height=\"{cell}\" fill=\"{fill}\" stroke=\"#ffffff\" \
+                     stroke-width=\"0.5\"><title>{}</title></rect>\n",
+                    xml_escape(&what)
+                ));
+            }
+        }
+        s.push_str("</g>\n");
+        // Legend: 11 swatches across the map's range.
+        let (lo, hi) = self.range;
+        let (lo, hi) = match self.colormap {
+            Colormap::Sequential => (lo, hi),
+            Colormap::Diverging => (-lo.abs().max(hi.abs()), lo.abs().max(hi.abs())),
+        };
+        let ly = top + cell * rows as f64 + 24.0;
+        for k in 0..=10 {
+            let v = lo + (hi - lo) * k as f32 / 10.0;
+            s.push_str(&format!(
+                "<rect x=\"{}\" y=\"{ly}\" width=\"16\" height=\"10\" fill=\"{}\"/>\n",
+                left + 16.0 * k as f64,
+                hex(self.colour(v))
+            ));
+        }
+        s.push_str(&format!("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{lo:.3}</text>\n", left - 4.0, ly + 9.0));
+        s.push_str(&format!("<text x=\"{}\" y=\"{}\">{hi:.3}</text>\n", left + 16.0 * 11.0 + 4.0, ly + 9.0));
+        s.push_str(&format!(
+            "<text x=\"10\" y=\"{}\" fill=\"#777\">attnscope · the model's own numbers</text>\n",
+            ly + 30.0
+        ));
+        s.push_str("</svg>\n");
+        s
+    }
+
+    /// CSV: a header row of column labels, then one row per row label; masked
+    /// cells are empty.
+    pub fn csv(&self) -> String {
+        let quote = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
+        let mut out = String::from("\"\"");
+        for label in &self.col_labels {
+            out.push(',');
+            out.push_str(&quote(label));
+        }
+        out.push('\n');
+        for i in 0..self.values.rows {
+            out.push_str(&quote(self.row_labels.get(i).map_or("", |s| s.as_str())));
+            for j in 0..self.values.cols {
+                out.push(',');
+                let at = i * self.values.cols + j;
+                if !self.is_masked(at) {
+                    out.push_str(&format!("{}", self.values.data[at]));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// JSON: title, labels and the matrix (masked cells as null).
+    pub fn json(&self) -> String {
+        let rows: Vec<Vec<serde_json::Value>> = (0..self.values.rows)
+            .map(|i| {
+                (0..self.values.cols)
+                    .map(|j| {
+                        let at = i * self.values.cols + j;
+                        if self.is_masked(at) {
+                            serde_json::Value::Null
+                        } else {
+                            json!(self.values.data[at])
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        json!({
+            "title": self.title,
+            "caption": self.caption,
+            "rows": self.row_labels,
+            "columns": self.col_labels,
+            "values": rows,
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(values: &Matrix) -> Figure<'_> {
+        Figure {
+            title: "weights <L0 H1>".into(),
+            caption: "a & b".into(),
+            values,
+            masked: None,
+            colormap: Colormap::Sequential,
+            range: (0.0, 1.0),
+            row_labels: vec!["The".into(), "<cat>".into()],
+            col_labels: vec!["The".into(), "\"cat\"".into()],
+        }
+    }
+
+    #[test]
+    fn svg_has_a_cell_per_value_escaped_labels_and_hatched_masks() {
+        let values = Matrix::from_vec(2, 2, vec![1.0, f32::NEG_INFINITY, 0.25, 0.75]);
+        let svg = figure(&values).svg();
+        assert_eq!(svg.matches("<rect x=").count(), 4 + 11, "4 cells and 11 legend swatches");
+        assert!(svg.contains("&lt;cat&gt;") && !svg.contains("<cat>"));
+        assert!(svg.contains("&quot;cat&quot;"));
+        assert!(svg.contains("weights &lt;L0 H1&gt;"));
+        assert_eq!(svg.matches("url(#masked)").count(), 1);
+        assert!(svg.contains("#fde725") || svg.contains("#fce721") || svg.contains("#fce621"), "weight 1 is yellow");
+        assert!(svg.contains("<title>&lt;cat&gt; → The: 0.25</title>"));
+    }
+
+    #[test]
+    fn csv_and_json_keep_every_value_and_leave_masked_cells_empty() {
+        let values = Matrix::from_vec(2, 2, vec![1.0, f32::NEG_INFINITY, 0.25, 0.75]);
+        let f = figure(&values);
+        assert_eq!(f.csv(), "\"\",\"The\",\"\"\"cat\"\"\"\n\"The\",1,\n\"<cat>\",0.25,0.75\n");
+        let j: serde_json::Value = serde_json::from_str(&f.json()).unwrap();
+        assert_eq!(j["values"], json!([[1.0, null], [0.25, 0.75]]));
+        assert_eq!(j["rows"][1], "<cat>");
+    }
+}
