@@ -122,3 +122,27 @@ test('export: PNG at 2×, SVG, CSV and JSON of the shown view', { timeout: 300_0
     await browser.close();
   }
 });
+
+test('after the first visit the page works offline', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const text = 'The lamp was lit at the venue';
+    const { page, errors } = await openApp(browser, `${server.url}#text=${encodeURIComponent(text)}`);
+    await page.waitForFunction((t) => window.attnscope.state().text === t && window.attnscope.state().renders > 0,
+      text, { timeout: 60_000 });
+    // The service worker keeps the page, its script, wasm, styles and the model's three files.
+    await page.waitForFunction(() => window.attnscopeOffline.cached >= 7, null, { timeout: 60_000 });
+    await page.context().setOffline(true);
+    await page.reload();
+    await page.waitForFunction((t) => {
+      const s = window.attnscope && window.attnscope.state();
+      return s && s.text === t && s.renders > 0;
+    }, text, { timeout: 60_000 });
+    const snap = await page.evaluate(() => window.attnscope.snapshot());
+    const ref = cliTrace(text);
+    assert.ok(maxAbsDiff(snap.matrix, traceMatrix(ref, 0, 0, 'weights'), 'offline') <= 1e-4, 'the same numbers offline');
+    assert.deepEqual(errors.filter((e) => !/ERR_INTERNET_DISCONNECTED|Failed to fetch/i.test(e)), [], 'no page errors');
+  } finally {
+    await browser.close();
+  }
+});
