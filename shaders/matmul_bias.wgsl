@@ -28,53 +28,21 @@
 // so each loaded value is reused 64 times. Out-of-range rows, columns and k are
 // loaded as 0 and never written: correct for any M, N, K ≥ 1.
 // Workgroup 16×16; dispatch (ceil(N/64), ceil(M/64), 1).
+// The uniform block, flags, shared bindings and the epilogue are in
+// matmul_common.wgsl, prepended by gpu::kernels.
 // CPU reference: engine::ops::matmul_bias, layernorm, activate, lm_head, add.
-
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    xrow0: u32,
-    yrow0: u32,
-    ldy: u32,
-    ycol0: u32,
-    flags: u32,
-    act: u32,
-    eps: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const FLAG_LN: u32 = 1u;
-const FLAG_WRITE_LN: u32 = 2u;
-const FLAG_B_T: u32 = 4u;
-const FLAG_BIAS: u32 = 8u;
-const FLAG_RESIDUAL: u32 = 16u;
-const FLAG_WRITE_PRE: u32 = 32u;
-const FLAG_VEC4: u32 = 64u;
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
-@group(0) @binding(6) var<storage, read> ln: array<f32>;
-@group(0) @binding(7) var<storage, read_write> ln_out: array<f32>;
-@group(0) @binding(8) var<storage, read_write> pre: array<f32>;
 
 var<workgroup> x_tile: array<f32, 1024>; // [64 rows × 16 k]
 var<workgroup> w_tile: array<f32, 1024>; // [16 k × 64 cols]
 var<workgroup> partial: array<f32, 256>;
 var<workgroup> row_mean: array<f32, 64>;
 var<workgroup> row_rstd: array<f32, 64>;
-
-fn has(flag: u32) -> bool {
-    return (p.flags & flag) != 0u;
-}
 
 fn x_at(i: u32) -> f32 {
     return x[i >> 2u][i & 3u];
@@ -126,28 +94,6 @@ fn layernorm_prologue(row0: u32, tid: u32) {
         row_rstd[r] = 1.0 / sqrt(variance + p.eps);
     }
     workgroupBarrier();
-}
-
-fn erf_approx(v: f32) -> f32 {
-    // Abramowitz & Stegun 7.1.26: |error| ≤ 1.5e-7.
-    let s = sign(v);
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return s * (1.0 - poly * exp(-a * a));
-}
-
-fn activate(v: f32) -> f32 {
-    switch p.act {
-        case 1u: {
-            // tanh saturates long before 15; clamping keeps exp-based tanh finite.
-            let inner = clamp(0.7978846 * (v + 0.044715 * v * v * v), -15.0, 15.0);
-            return 0.5 * v * (1.0 + tanh(inner));
-        }
-        case 2u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678)); }
-        case 3u: { return max(v, 0.0); }
-        default: { return v; }
-    }
 }
 
 // Stages x[64 rows × 16 k] and w[16 k × 64 cols] (0 out of range), one scalar
@@ -287,19 +233,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var j = 0u; j < 4u; j++) {
             let c = col0 + lid.x * 4u + j;
             if r < p.m && c < p.n {
-                var v = acc[i * 4u + j];
-                if has(FLAG_BIAS) {
-                    v += b[c];
-                }
-                v = activate(v);
-                let row = p.yrow0 + r;
-                if has(FLAG_WRITE_PRE) {
-                    pre[row * p.n + c] = v;
-                }
-                if has(FLAG_RESIDUAL) {
-                    v = res[row * p.n + c] + v;
-                }
-                y[row * p.ldy + p.ycol0 + c] = v;
+                store(r, c, acc[i * 4u + j]);
             }
         }
     }

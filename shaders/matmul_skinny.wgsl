@@ -22,54 +22,23 @@
 // time, read along k, so the loads stay contiguous too. Out-of-range rows,
 // columns and k are loaded as 0 and never written: correct for any M, N, K ≥ 1.
 // Workgroup 64; dispatch (ceil(N/256), ceil(M/4), 1).
+// The uniform block, flags, shared bindings and the epilogue are in
+// matmul_common.wgsl, prepended by gpu::kernels.
 // CPU reference: engine::ops::matmul_bias, layernorm, activate, lm_head, add.
-
-struct Params {
-    m: u32,
-    k: u32,
-    n: u32,
-    xrow0: u32,
-    yrow0: u32,
-    ldy: u32,
-    ycol0: u32,
-    flags: u32,
-    act: u32,
-    eps: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const FLAG_LN: u32 = 1u;
-const FLAG_WRITE_LN: u32 = 2u;
-const FLAG_B_T: u32 = 4u;
-const FLAG_BIAS: u32 = 8u;
-const FLAG_RESIDUAL: u32 = 16u;
-const FLAG_WRITE_PRE: u32 = 32u;
 
 const ROWS: u32 = 4u;
 const COLS: u32 = 256u;
 const CHUNK_K: u32 = 256u;
 const TILE_K_T: u32 = 8u;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
-@group(0) @binding(6) var<storage, read> ln: array<f32>;
-@group(0) @binding(7) var<storage, read_write> ln_out: array<f32>;
-@group(0) @binding(8) var<storage, read_write> pre: array<f32>;
 
 var<workgroup> x_chunk: array<f32, 1024>; // [4 rows × 256 k]
 var<workgroup> w_tile: array<f32, 2048>; // [8 k × 256 cols], FLAG_B_T only
 var<workgroup> partial: array<f32, 256>; // [4 rows × 64 invocations]
 var<workgroup> row_mean: array<f32, 4>;
 var<workgroup> row_rstd: array<f32, 4>;
-
-fn has(flag: u32) -> bool {
-    return (p.flags & flag) != 0u;
-}
 
 // Sums each row's 64 partial values (tid 0..3 sum one row each).
 fn row_totals(tid: u32, sums: array<f32, 4>) -> array<f32, 4> {
@@ -128,24 +97,21 @@ fn layernorm_prologue(row0: u32, tid: u32) {
     workgroupBarrier();
 }
 
-fn erf_approx(v: f32) -> f32 {
-    // Abramowitz & Stegun 7.1.26: |error| ≤ 1.5e-7.
-    let s = sign(v);
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return s * (1.0 - poly * exp(-a * a));
-}
+// acc[r] holds row r's 4 columns (constant indices only: registers, not memory).
+var<private> acc: array<vec4<f32>, 4>;
 
-fn activate(v: f32) -> f32 {
-    switch p.act {
-        case 1u: {
-            let inner = clamp(0.7978846 * (v + 0.044715 * v * v * v), -15.0, 15.0);
-            return 0.5 * v * (1.0 + tanh(inner));
-        }
-        case 2u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678)); }
-        case 3u: { return max(v, 0.0); }
-        default: { return v; }
+// Adds x[r, k]·w[k, cols] for the staged k `xk` to the first `rows` rows
+// (rows past M are skipped, uniformly).
+fn accumulate(xk: u32, wv: vec4<f32>, rows: u32) {
+    acc[0] += x_chunk[xk] * wv;
+    if rows > 1u {
+        acc[1] += x_chunk[CHUNK_K + xk] * wv;
+    }
+    if rows > 2u {
+        acc[2] += x_chunk[2u * CHUNK_K + xk] * wv;
+    }
+    if rows > 3u {
+        acc[3] += x_chunk[3u * CHUNK_K + xk] * wv;
     }
 }
 
@@ -159,11 +125,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     }
     let write_ln = has(FLAG_WRITE_LN) && wg.x == 0u;
     let transposed = has(FLAG_B_T);
-    // acc_r holds row r's 4 columns; rows past M are skipped (uniformly).
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
     let rows = min(ROWS, p.m - row0);
     // Columns past N read column N−1 (a valid address) and are never written.
     let last = p.n - 1u;
@@ -209,17 +170,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
                 for (var kk = 0u; kk < TILE_K_T; kk++) {
                     let at = kk * COLS + tid;
                     let wv = vec4<f32>(w_tile[at], w_tile[at + 64u], w_tile[at + 128u], w_tile[at + 192u]);
-                    let xk = t0 + kk;
-                    acc0 += x_chunk[xk] * wv;
-                    if rows > 1u {
-                        acc1 += x_chunk[CHUNK_K + xk] * wv;
-                    }
-                    if rows > 2u {
-                        acc2 += x_chunk[2u * CHUNK_K + xk] * wv;
-                    }
-                    if rows > 3u {
-                        acc3 += x_chunk[3u * CHUNK_K + xk] * wv;
-                    }
+                    accumulate(t0 + kk, wv, rows);
                 }
                 workgroupBarrier();
             }
@@ -227,39 +178,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             for (var kk = 0u; kk < len; kk++) {
                 let wrow = (k0 + kk) * p.n;
                 let wv = vec4<f32>(w[wrow + cols.x], w[wrow + cols.y], w[wrow + cols.z], w[wrow + cols.w]);
-                acc0 += x_chunk[kk] * wv;
-                if rows > 1u {
-                    acc1 += x_chunk[CHUNK_K + kk] * wv;
-                }
-                if rows > 2u {
-                    acc2 += x_chunk[2u * CHUNK_K + kk] * wv;
-                }
-                if rows > 3u {
-                    acc3 += x_chunk[3u * CHUNK_K + kk] * wv;
-                }
+                accumulate(kk, wv, rows);
             }
         }
         workgroupBarrier();
     }
-    let accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var r = 0u; r < ROWS; r++) {
         let rr = row0 + r;
         for (var j = 0u; j < 4u; j++) {
             let c = col0 + tid + 64u * j;
             if rr < p.m && c < p.n {
-                var v = accs[r][j];
-                if has(FLAG_BIAS) {
-                    v += b[c];
-                }
-                v = activate(v);
-                let row = p.yrow0 + rr;
-                if has(FLAG_WRITE_PRE) {
-                    pre[row * p.n + c] = v;
-                }
-                if has(FLAG_RESIDUAL) {
-                    v = res[row * p.n + c] + v;
-                }
-                y[row * p.ldy + p.ycol0 + c] = v;
+                store(rr, c, acc[r][j]);
             }
         }
     }

@@ -68,6 +68,26 @@ fn matmul_gpu(
 
 const MATMULS: [Kernel; 2] = [Kernel::MatmulBias, Kernel::MatmulSkinny];
 
+/// Every fusion on (bias, residual, pre-residual write), the layernorm
+/// prologue, transposed weights and activation as given.
+fn every_fusion(layernorm: bool, transposed: bool, activation: Option<Activation>) -> MatmulFusion {
+    MatmulFusion {
+        layernorm: layernorm.then_some(1e-5),
+        write_ln: layernorm,
+        transposed,
+        bias: true,
+        activation,
+        residual: true,
+        write_pre: true,
+    }
+}
+
+/// Random x[rows×k], w[k×n] (entries up to `w_scale`), b[n], res[rows×n], ln[2k].
+fn random_operands(seed: u64, rows: usize, k: usize, n: usize, w_scale: f32) -> [Vec<f32>; 5] {
+    let mut rng = common::Lcg(seed);
+    [rng.vec(rows * k, 3.0), rng.vec(k * n, w_scale), rng.vec(n, 1.0), rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5)]
+}
+
 /// Both matmul kernels against the CPU composition of the same fusions.
 fn check_fused(
     x: &[f32],
@@ -161,19 +181,9 @@ proptest! {
             (0usize..10, 1usize..140, 1usize..40, 1usize..40, any::<bool>(), any::<bool>(), activation_strategy()),
         seed in any::<u64>(),
     ) {
-        let (k, n, rows) = (4 * k4, 4 * n4, row0 + m);
-        let mut rng = common::Lcg(seed);
-        let (x, w, b) = (rng.vec(rows * k, 3.0), rng.vec(k * n, 0.5), rng.vec(n, 1.0));
-        let (res, ln) = (rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5));
-        let fusion = MatmulFusion {
-            layernorm: layernorm.then_some(1e-5),
-            write_ln: layernorm,
-            transposed,
-            bias: true,
-            activation: act,
-            residual: true,
-            write_pre: true,
-        };
+        let (k, n) = (4 * k4, 4 * n4);
+        let [x, w, b, res, ln] = random_operands(seed, row0 + m, k, n, 0.5);
+        let fusion = every_fusion(layernorm, transposed, act);
         prop_assert!(MatmulParams::new((m, k, n), fusion).flags & 64 != 0, "vec4 flag");
         check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
     }
@@ -225,19 +235,8 @@ proptest! {
              activation_strategy()),
         seed in any::<u64>(),
     ) {
-        let rows = row0 + m;
-        let mut rng = common::Lcg(seed);
-        let (x, w, b) = (rng.vec(rows * k, 3.0), rng.vec(k * n, 0.2), rng.vec(n, 1.0));
-        let (res, ln) = (rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5));
-        let fusion = MatmulFusion {
-            layernorm: layernorm.then_some(1e-5),
-            write_ln: layernorm,
-            transposed,
-            bias: true,
-            activation: act,
-            residual: true,
-            write_pre: true,
-        };
+        let [x, w, b, res, ln] = random_operands(seed, row0 + m, k, n, 0.2);
+        let fusion = every_fusion(layernorm, transposed, act);
         prop_assert_eq!(MatmulParams::new((m, k, n), fusion).kernel(), Kernel::MatmulSkinny);
         check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
     }

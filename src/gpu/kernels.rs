@@ -373,6 +373,12 @@ fn pipeline(
     })
 }
 
+/// A matmul kernel's source with matmul_common.wgsl (the uniform block, flags,
+/// shared bindings and epilogue) in front: WGSL has no include.
+fn matmul_source(kernel: &str) -> String {
+    format!("{}\n{kernel}", include_str!("../../shaders/matmul_common.wgsl"))
+}
+
 /// The bindings of matmul_bias.wgsl and matmul_skinny.wgsl: the uniform
 /// block, then x, w, b (read), y (write), res, ln (read), ln_out, pre (write).
 fn matmul_bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
@@ -415,8 +421,13 @@ impl Kernels {
         Self {
             embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl"), None),
             layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
-            matmul_bias: pipeline(d, "matmul_bias", include_str!("../../shaders/matmul_bias.wgsl"), mm),
-            matmul_skinny: pipeline(d, "matmul_skinny", include_str!("../../shaders/matmul_skinny.wgsl"), mm),
+            matmul_bias: pipeline(d, "matmul_bias", &matmul_source(include_str!("../../shaders/matmul_bias.wgsl")), mm),
+            matmul_skinny: pipeline(
+                d,
+                "matmul_skinny",
+                &matmul_source(include_str!("../../shaders/matmul_skinny.wgsl")),
+                mm,
+            ),
             matmul_layout,
             attention_rows: pipeline(d, "attention_rows", include_str!("../../shaders/attention_rows.wgsl"), None),
             flash_attention: pipeline(d, "flash_attention", include_str!("../../shaders/flash_attention.wgsl"), None),

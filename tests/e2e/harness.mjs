@@ -90,12 +90,11 @@ export async function screenshot(page, name) {
   return file;
 }
 
-/** Pixel statistics of a canvas (the shown stage heatmap by default), from its own toDataURL(). */
-export async function canvasStats(page, selector = 'canvas.heatmap-canvas:not(.off)') {
-  return page.evaluate(async (selector) => {
-    const canvas = document.querySelector(selector);
+/** Pixel statistics of an image (a data URL), decoded and measured in the page. */
+export async function imageStats(page, dataUrl) {
+  return page.evaluate(async (src) => {
     const img = new Image();
-    img.src = canvas.toDataURL('image/png');
+    img.src = src;
     await img.decode();
     const c2 = document.createElement('canvas');
     c2.width = img.width; c2.height = img.height;
@@ -115,7 +114,13 @@ export async function canvasStats(page, selector = 'canvas.heatmap-canvas:not(.o
     return { width: img.width, height: img.height, meanLuminance: mean,
       stdLuminance: Math.sqrt(Math.max(0, sumSq / n - mean * mean)), opaqueFraction: opaque / n,
       distinctColours: colours.size };
-  }, selector);
+  }, dataUrl);
+}
+
+/** Pixel statistics of a canvas (the shown stage heatmap by default), from its own toDataURL(). */
+export async function canvasStats(page, selector = 'canvas.heatmap-canvas:not(.off)') {
+  const dataUrl = await page.evaluate((sel) => document.querySelector(sel).toDataURL('image/png'), selector);
+  return imageStats(page, dataUrl);
 }
 
 /** The trace's matrix for a page stage key (`raw`, `weights`, `q`, …), −∞ as null like the page. */

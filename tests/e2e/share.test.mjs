@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff } from './harness.mjs';
+import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, imageStats } from './harness.mjs';
 
 let server;
 before(async () => { server = await serveDist(); });
@@ -39,8 +39,8 @@ test('a link restores the screen, the address follows changes, a reload keeps th
     assert.equal(await page.evaluate(() => history.length), historyBefore, 'no history entry per change');
     await page.reload();
     await page.waitForFunction((t) => {
-      const s = window.attnscope.state();
-      return s.text === t && s.renders > 0;
+      const s = window.attnscope && window.attnscope.state();
+      return s && s.text === t && s.renders > 0;
     }, text, { timeout: 60_000 });
     const r = await page.evaluate(() => window.attnscope.state());
     assert.deepEqual([r.layer, r.head, r.stage, r.mask, r.temperature], [1, 3, 'weights', 'causal', 0.5]);
@@ -95,24 +95,8 @@ test('export: PNG at 2×, SVG, CSV and JSON of the shown view', { timeout: 300_0
     const png = files.png;
     assert.equal(png.subarray(1, 4).toString(), 'PNG');
     assert.equal(png.readUInt32BE(16), Math.round(2 * width), 'the PNG is the figure at 2×');
-    const stats = await page.evaluate(async (b64) => {
-      const img = new Image();
-      img.src = `data:image/png;base64,${b64}`;
-      await img.decode();
-      const c = document.createElement('canvas');
-      c.width = img.width; c.height = img.height;
-      const g = c.getContext('2d');
-      g.drawImage(img, 0, 0);
-      const { data } = g.getImageData(0, 0, c.width, c.height);
-      const colours = new Set();
-      let dark = 0;
-      for (let i = 0; i < data.length; i += 4) {
-        colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-        if (data[i] + data[i + 1] + data[i + 2] < 200) dark++;
-      }
-      return { colours: colours.size, dark: dark / (data.length / 4) };
-    }, png.toString('base64'));
-    assert.ok(stats.colours > 50 && stats.dark > 0.05, `the PNG is not blank: ${JSON.stringify(stats)}`);
+    const stats = await imageStats(page, `data:image/png;base64,${png.toString('base64')}`);
+    assert.ok(stats.distinctColours > 50 && stats.stdLuminance > 10, `the PNG is not blank: ${JSON.stringify(stats)}`);
     const json = JSON.parse(files.json.toString());
     assert.equal(maxAbsDiff(json.values.map((r) => r.map((v, j) => v)), snap.matrix.map((r, i) => r.map((v, j) => (j > i ? null : v))), 'json'), 0);
     const csv = files.csv.toString().trim().split('\n');
