@@ -45,21 +45,26 @@ fn mask_strategy() -> impl Strategy<Value = Mask> {
     prop_oneof![Just(Mask::Causal), Just(Mask::Bidirectional), (1u32..6).prop_map(Mask::Window)]
 }
 
+/// A fused matmul's inputs: x[rows×k], w[k×n] (or [n×k]), b[n], res[rows×n], ln[2k].
+struct Operands {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    res: Vec<f32>,
+    ln: Vec<f32>,
+}
+
 /// The fused matmul on the GPU: returns (y, ln_out, pre) for rows `row0..row0+m`.
-#[allow(clippy::too_many_arguments)]
 fn matmul_gpu(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    res: &[f32],
-    ln: &[f32],
+    o: &Operands,
     (row0, m, k, n): (usize, usize, usize, usize),
     fusion: MatmulFusion,
     kernel: Kernel,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let ctx = gpu();
     let rows = row0 + m;
-    let (xb, wb, bb, rb, lb) = (upload(ctx, x), upload(ctx, w), upload(ctx, b), upload(ctx, res), upload(ctx, ln));
+    let (xb, wb, bb) = (upload(ctx, &o.x), upload(ctx, &o.w), upload(ctx, &o.b));
+    let (rb, lb) = (upload(ctx, &o.res), upload(ctx, &o.ln));
     let (yb, lnb, preb) = (output(ctx, rows * n), output(ctx, rows * k), output(ctx, rows * n));
     let params = MatmulParams::new((m, k, n), fusion).rows_from(row0, row0);
     run(kernel, &params, &[&xb, &wb, &bb, &yb, &rb, &lb, &lnb, &preb], params.workgroups_for(kernel));
@@ -82,22 +87,21 @@ fn every_fusion(layernorm: bool, transposed: bool, activation: Option<Activation
     }
 }
 
-/// Random x[rows×k], w[k×n] (entries up to `w_scale`), b[n], res[rows×n], ln[2k].
-fn random_operands(seed: u64, rows: usize, k: usize, n: usize, w_scale: f32) -> [Vec<f32>; 5] {
+/// Random operands for `rows` rows, w's entries up to `w_scale`.
+fn random_operands(seed: u64, rows: usize, k: usize, n: usize, w_scale: f32) -> Operands {
     let mut rng = common::Lcg(seed);
-    [rng.vec(rows * k, 3.0), rng.vec(k * n, w_scale), rng.vec(n, 1.0), rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5)]
+    Operands {
+        x: rng.vec(rows * k, 3.0),
+        w: rng.vec(k * n, w_scale),
+        b: rng.vec(n, 1.0),
+        res: rng.vec(rows * n, 2.0),
+        ln: rng.vec(2 * k, 1.5),
+    }
 }
 
 /// Both matmul kernels against the CPU composition of the same fusions.
-fn check_fused(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    res: &[f32],
-    ln: &[f32],
-    (row0, m, k, n): (usize, usize, usize, usize),
-    fusion: MatmulFusion,
-) {
+fn check_fused(o: &Operands, (row0, m, k, n): (usize, usize, usize, usize), fusion: MatmulFusion) {
+    let Operands { x, w, b, res, ln } = o;
     let x_rows = &x[row0 * k..];
     let normed = match fusion.layernorm {
         Some(eps) => ops::layernorm(x_rows, &ln[..k], &ln[k..], k, eps),
@@ -113,7 +117,7 @@ fn check_fused(
     }
     let want = if fusion.residual { ops::add(&res[row0 * n..], &pre_want) } else { pre_want.clone() };
     for kernel in MATMULS {
-        let (y, ln_out, pre) = matmul_gpu(x, w, b, res, ln, (row0, m, k, n), fusion, kernel);
+        let (y, ln_out, pre) = matmul_gpu(o, (row0, m, k, n), fusion, kernel);
         let what = format!("{kernel:?} rows {row0}+{m}, {k}x{n}, {fusion:?}");
         if fusion.write_pre {
             assert_close(&pre, &pre_want, &format!("pre {what}"));
@@ -144,7 +148,8 @@ proptest! {
         let fusion = MatmulFusion { bias: true, ..Default::default() };
         let want = ops::matmul_bias(&x, &w, &b, m, k, n);
         for kernel in MATMULS {
-            let (y, _, _) = matmul_gpu(&x, &w, &b, &[], &[], (0, m, k, n), fusion, kernel);
+            let o = Operands { x: x.clone(), w: w.clone(), b: b.clone(), res: Vec::new(), ln: Vec::new() };
+            let (y, _, _) = matmul_gpu(&o, (0, m, k, n), fusion, kernel);
             assert_close(&y, &want, &format!("{kernel:?} {m}x{k}x{n}"));
         }
     }
@@ -159,9 +164,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let rows = row0 + m;
-        let mut rng = common::Lcg(seed);
-        let (x, w, b) = (rng.vec(rows * k, 3.0), rng.vec(k * n, 1.0), rng.vec(n, 1.0));
-        let (res, ln) = (rng.vec(rows * n, 2.0), rng.vec(2 * k, 1.5));
+        let o = random_operands(seed, rows, k, n, 1.0);
         let fusion = MatmulFusion {
             layernorm: layernorm.then_some(1e-5),
             write_ln: layernorm,
@@ -171,7 +174,7 @@ proptest! {
             residual,
             write_pre: true,
         };
-        check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
+        check_fused(&o, (row0, m, k, n), fusion);
     }
 
     /// K and N whole vec4s: matmul_bias.wgsl loads its tiles as vec4.
@@ -182,10 +185,10 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let (k, n) = (4 * k4, 4 * n4);
-        let [x, w, b, res, ln] = random_operands(seed, row0 + m, k, n, 0.5);
+        let o = random_operands(seed, row0 + m, k, n, 0.5);
         let fusion = every_fusion(layernorm, transposed, act);
         prop_assert!(MatmulParams::new((m, k, n), fusion).flags & 64 != 0, "vec4 flag");
-        check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
+        check_fused(&o, (row0, m, k, n), fusion);
     }
 
     /// top_k.wgsl ranks like engine::sampling (ties: lower id first; logits
@@ -235,10 +238,10 @@ proptest! {
              activation_strategy()),
         seed in any::<u64>(),
     ) {
-        let [x, w, b, res, ln] = random_operands(seed, row0 + m, k, n, 0.2);
+        let o = random_operands(seed, row0 + m, k, n, 0.2);
         let fusion = every_fusion(layernorm, transposed, act);
         prop_assert_eq!(MatmulParams::new((m, k, n), fusion).kernel(), Kernel::MatmulSkinny);
-        check_fused(&x, &w, &b, &res, &ln, (row0, m, k, n), fusion);
+        check_fused(&o, (row0, m, k, n), fusion);
     }
 
     #[test]
