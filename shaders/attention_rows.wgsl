@@ -20,27 +20,11 @@
 // Limits: T ≤ 1024 (the scores of a row live in workgroup memory), d_head ≤ 256.
 // Workgroup 64: invocations stride over keys, then over the d_head outputs.
 // Dispatch (M, H, 1): workgroup (r, h) is query row row0 + r of head h.
+// The uniform block, the qkv binding and the mask rule are in
+// attention_common.wgsl, prepended by gpu::kernels.
 // CPU reference: engine::ops::attention_scores, softmax_rows, weighted_sum.
 
-struct Params {
-    m: u32,
-    t: u32,
-    n_head: u32,
-    d_head: u32,
-    row0: u32,
-    cap: u32,
-    mask_mode: u32,
-    window: u32,
-    scale: f32,
-    neg_inf_bits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
 
-const WG: u32 = 64u;
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> raw: array<f32>;
 @group(0) @binding(3) var<storage, read_write> masked: array<f32>;
 @group(0) @binding(4) var<storage, read_write> weights: array<f32>;
@@ -49,14 +33,6 @@ const WG: u32 = 64u;
 var<workgroup> q_s: array<f32, 256>;
 var<workgroup> row_s: array<f32, 1024>;
 var<workgroup> red: array<f32, 64>;
-
-fn allowed(i: u32, j: u32) -> bool {
-    switch p.mask_mode {
-        case 1u: { return true; }
-        case 2u: { return j <= i && i - j < p.window; }
-        default: { return j <= i; }
-    }
-}
 
 fn reduce_max(lid: u32, value: f32) -> f32 {
     red[lid] = value;

@@ -13,41 +13,17 @@
 // (d_head ≤ 128). A key tile holds 2048 / d_head keys (at most 64) of K and V:
 // 16 KiB of workgroup memory, the WebGPU default limit.
 // Workgroup 64; dispatch (ceil(M/64), H, 1).
+// The uniform block, the qkv binding and the mask rule are in
+// attention_common.wgsl, prepended by gpu::kernels.
 // CPU reference: engine::ops::attention_scores → softmax_rows → weighted_sum.
 
-struct Params {
-    m: u32,
-    t: u32,
-    n_head: u32,
-    d_head: u32,
-    row0: u32,
-    cap: u32, // unused here: the same block as attention_rows.wgsl
-    mask_mode: u32,
-    window: u32,
-    scale: f32,
-    neg_inf_bits: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-const WG: u32 = 64u;
 const MAX_D_HEAD: u32 = 128u;
 const TILE_WORDS: u32 = 2048u;
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 var<workgroup> k_s: array<f32, 2048>;
 var<workgroup> v_s: array<f32, 2048>;
-
-fn allowed(i: u32, j: u32) -> bool {
-    switch p.mask_mode {
-        case 1u: { return true; }
-        case 2u: { return j <= i && i - j < p.window; }
-        default: { return j <= i; }
-    }
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {

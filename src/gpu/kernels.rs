@@ -373,11 +373,15 @@ fn pipeline(
     })
 }
 
-/// A matmul kernel's source with matmul_common.wgsl (the uniform block, flags,
-/// shared bindings and epilogue) in front: WGSL has no include.
-fn matmul_source(kernel: &str) -> String {
-    format!("{}\n{kernel}", include_str!("../../shaders/matmul_common.wgsl"))
+/// A kernel's source with the prelude its family shares in front (WGSL has no
+/// include): matmul_common.wgsl (uniform block, flags, shared bindings,
+/// epilogue) or attention_common.wgsl (uniform block, qkv binding, mask rule).
+fn with_prelude(prelude: &str, kernel: &str) -> String {
+    format!("{prelude}\n{kernel}")
 }
+
+const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 
 /// The bindings of matmul_bias.wgsl and matmul_skinny.wgsl: the uniform
 /// block, then x, w, b (read), y (write), res, ln (read), ln_out, pre (write).
@@ -421,16 +425,31 @@ impl Kernels {
         Self {
             embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl"), None),
             layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
-            matmul_bias: pipeline(d, "matmul_bias", &matmul_source(include_str!("../../shaders/matmul_bias.wgsl")), mm),
+            matmul_bias: pipeline(
+                d,
+                "matmul_bias",
+                &with_prelude(MATMUL_COMMON, include_str!("../../shaders/matmul_bias.wgsl")),
+                mm,
+            ),
             matmul_skinny: pipeline(
                 d,
                 "matmul_skinny",
-                &matmul_source(include_str!("../../shaders/matmul_skinny.wgsl")),
+                &with_prelude(MATMUL_COMMON, include_str!("../../shaders/matmul_skinny.wgsl")),
                 mm,
             ),
             matmul_layout,
-            attention_rows: pipeline(d, "attention_rows", include_str!("../../shaders/attention_rows.wgsl"), None),
-            flash_attention: pipeline(d, "flash_attention", include_str!("../../shaders/flash_attention.wgsl"), None),
+            attention_rows: pipeline(
+                d,
+                "attention_rows",
+                &with_prelude(ATTENTION_COMMON, include_str!("../../shaders/attention_rows.wgsl")),
+                None,
+            ),
+            flash_attention: pipeline(
+                d,
+                "flash_attention",
+                &with_prelude(ATTENTION_COMMON, include_str!("../../shaders/flash_attention.wgsl")),
+                None,
+            ),
             top_k: pipeline(d, "top_k", include_str!("../../shaders/top_k.wgsl"), None),
             value_range: pipeline(d, "value_range", include_str!("../../shaders/value_range.wgsl"), None),
             row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
