@@ -18,5 +18,5 @@ pub use kernels::{
     TopKParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
-pub use stages::{CellRead, HeadMatrix, HeadRead, MatrixRead, Stage, TopK, TopKRead};
+pub use stages::{CellRead, HeadMatrix, MatrixRead, Stage, TopK, TopKRead};
 pub use weights::{rows_per_chunk, GpuWeights};

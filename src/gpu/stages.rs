@@ -92,7 +92,7 @@ impl CellRead {
     }
 }
 
-/// A head's stage matrix on its way back.
+/// A matrix on its way back (a head's stage, a token's row, the norms map).
 pub struct MatrixRead {
     pending: PendingRead,
     pub rows: usize,
@@ -107,22 +107,6 @@ impl MatrixRead {
         let span = self.pending.finish(ctx).await?;
         let (cols, stride, scale) = (self.cols, self.row_stride, self.scale);
         Ok((0..self.rows).flat_map(|i| span[i * stride..i * stride + cols].iter().map(move |v| v * scale)).collect())
-    }
-}
-
-/// A head's matrix on its way back; [`HeadRead::finish`] drops the capacity padding.
-pub struct HeadRead {
-    pending: PendingRead,
-    /// Tokens: the matrix is `t × t`.
-    pub t: usize,
-    cap: usize,
-}
-
-impl HeadRead {
-    pub async fn finish(self, ctx: &GpuContext) -> Result<Vec<f32>, GpuError> {
-        let (t, cap) = (self.t, self.cap);
-        let strided = self.pending.finish(ctx).await?;
-        Ok((0..t).flat_map(|i| strided[i * cap..i * cap + t].iter().copied()).collect())
     }
 }
 
@@ -170,10 +154,28 @@ impl GpuForward {
         })
     }
 
+    /// One head's T×T matrix of a square stage (raw scores, masked scores,
+    /// weights): rows strided by the buffers' capacity.
+    pub fn square_matrix(&self, stage: Stage, layer: usize, head: usize) -> Result<HeadMatrix<'_>, GpuError> {
+        let (t, cap) = (self.tokens(), self.square_stride());
+        if !stage.is_square() || head >= self.config().n_head || t == 0 {
+            return Err(GpuError::OutOfRange(format!("{stage:?} of head {head} with T = {t}")));
+        }
+        Ok(HeadMatrix {
+            values: self.buffer(stage, layer)?,
+            masked: None,
+            rows: t,
+            cols: t,
+            offset: head * cap * cap,
+            row_stride: cap,
+            scale: 1.0,
+        })
+    }
+
     /// Where `head`'s matrix of an attention `stage` in `layer` lives (after a traced run).
     pub fn head_matrix(&self, stage: AttentionStage, layer: usize, head: usize) -> Result<HeadMatrix<'_>, GpuError> {
         let c = self.config();
-        let (t, cap, d, dh) = (self.tokens(), self.square_stride(), c.n_embd, c.d_head());
+        let (t, d, dh) = (self.tokens(), c.n_embd, c.d_head());
         if head >= c.n_head || t == 0 {
             return Err(GpuError::OutOfRange(format!("{stage:?} of head {head} with T = {t}")));
         }
@@ -187,31 +189,23 @@ impl GpuForward {
             row_stride: if part < 3 { 3 * d } else { d },
             scale: 1.0,
         };
-        let square = |buffer, masked, scale| HeadMatrix {
-            values: buffer,
-            masked,
-            rows: t,
-            cols: t,
-            offset: head * cap * cap,
-            row_stride: cap,
-            scale,
-        };
         Ok(match stage {
             AttentionStage::Q => column(0, self.buffer(Stage::Qkv, layer)?),
             AttentionStage::K => column(1, self.buffer(Stage::Qkv, layer)?),
             AttentionStage::V => column(2, self.buffer(Stage::Qkv, layer)?),
             AttentionStage::Output => column(3, self.buffer(Stage::HeadOut, layer)?),
-            AttentionStage::ScoresRaw => square(self.buffer(Stage::ScoresRaw, layer)?, None, 1.0),
+            AttentionStage::ScoresRaw => self.square_matrix(Stage::ScoresRaw, layer, head)?,
             AttentionStage::ScoresScaled => {
-                square(self.buffer(Stage::ScoresRaw, layer)?, None, 1.0 / (dh as f32).sqrt())
+                HeadMatrix { scale: 1.0 / (dh as f32).sqrt(), ..self.square_matrix(Stage::ScoresRaw, layer, head)? }
             }
             AttentionStage::ScoresMasked => {
-                let masked = self.buffer(Stage::ScoresMasked, layer)?;
-                square(masked, Some(masked), 1.0)
+                let m = self.square_matrix(Stage::ScoresMasked, layer, head)?;
+                HeadMatrix { masked: Some(m.values), ..m }
             }
-            AttentionStage::Weights => {
-                square(self.buffer(Stage::Weights, layer)?, Some(self.buffer(Stage::ScoresMasked, layer)?), 1.0)
-            }
+            AttentionStage::Weights => HeadMatrix {
+                masked: Some(self.buffer(Stage::ScoresMasked, layer)?),
+                ..self.square_matrix(Stage::Weights, layer, head)?
+            },
         })
     }
 
@@ -266,7 +260,21 @@ impl GpuForward {
             self.kernels().dispatch(ctx, &mut enc, Kernel::RowNorms, &params, &[input, out], params.workgroups())?;
         }
         ctx.queue.submit([enc.finish()]);
-        Ok(HeadMatrix { values: out, masked: None, rows: points, cols: t, offset: 0, row_stride: stride, scale: 1.0 })
+        Ok(self.residual_norms_matrix(out, stride))
+    }
+
+    /// Where [`Self::residual_norms`] wrote the norms of the last run's tokens.
+    pub fn residual_norms_matrix<'a>(&self, out: &'a wgpu::Buffer, stride: usize) -> HeadMatrix<'a> {
+        let points = crate::engine::residual::residual_points(self.config().n_layer);
+        HeadMatrix {
+            values: out,
+            masked: None,
+            rows: points,
+            cols: self.tokens(),
+            offset: 0,
+            row_stride: stride,
+            scale: 1.0,
+        }
     }
 
     /// Starts reading one cell of a head's stage matrix: what a hover costs (4 bytes).
@@ -340,36 +348,15 @@ impl GpuForward {
         begin_read(ctx, self.buffer(stage, layer)?, (rows.start * w) as u64, rows.len() * w)
     }
 
-    /// Starts reading one cell (query `row`, key `col`) of one head: what a hover costs (4 bytes).
+    /// Starts reading one cell (query `row`, key `col`) of one head's T×T stage (4 bytes).
     pub fn begin_read_cell(
         &self,
         ctx: &GpuContext,
         stage: Stage,
         layer: usize,
         (head, row, col): (usize, usize, usize),
-    ) -> Result<PendingRead, GpuError> {
-        let (t, cap) = (self.tokens(), self.square_stride());
-        if !stage.is_square() || row >= t || col >= t || head >= self.config().n_head {
-            return Err(GpuError::OutOfRange(format!(
-                "{stage:?} cell (head {head}, row {row}, col {col}) with T = {t}"
-            )));
-        }
-        begin_read(ctx, self.buffer(stage, layer)?, ((head * cap + row) * cap + col) as u64, 1)
-    }
-
-    /// Starts reading one query row of one head's T×T matrix (T values).
-    pub fn begin_read_square_row(
-        &self,
-        ctx: &GpuContext,
-        stage: Stage,
-        layer: usize,
-        (head, row): (usize, usize),
-    ) -> Result<PendingRead, GpuError> {
-        let (t, cap) = (self.tokens(), self.square_stride());
-        if !stage.is_square() || row >= t || head >= self.config().n_head {
-            return Err(GpuError::OutOfRange(format!("{stage:?} row {row} of head {head} with T = {t}")));
-        }
-        begin_read(ctx, self.buffer(stage, layer)?, ((head * cap + row) * cap) as u64, t)
+    ) -> Result<CellRead, GpuError> {
+        self.begin_read_matrix_cell(ctx, &self.square_matrix(stage, layer, head)?, (row, col))
     }
 
     /// Starts reading one head's T×T matrix: one copy of its T capacity-strided rows.
@@ -379,13 +366,8 @@ impl GpuForward {
         stage: Stage,
         layer: usize,
         head: usize,
-    ) -> Result<HeadRead, GpuError> {
-        let (t, cap) = (self.tokens(), self.square_stride());
-        if !stage.is_square() || head >= self.config().n_head || t == 0 {
-            return Err(GpuError::OutOfRange(format!("{stage:?} head {head} with T = {t}")));
-        }
-        let pending = begin_read(ctx, self.buffer(stage, layer)?, (head * cap * cap) as u64, (t - 1) * cap + t)?;
-        Ok(HeadRead { pending, t, cap })
+    ) -> Result<MatrixRead, GpuError> {
+        self.begin_read_any_matrix(ctx, &self.square_matrix(stage, layer, head)?)
     }
 
     /// One head's T×T matrix, row-major.

@@ -454,15 +454,7 @@ impl Host {
             Backend::Gpu(gpu) => {
                 let pending = {
                     let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
-                    let m = HeadMatrix {
-                        values: &gpu.norms,
-                        masked: None,
-                        rows: residual_points(self.model.config.n_layer),
-                        cols: gpu.shown.get(),
-                        offset: 0,
-                        row_stride: self.model.config.n_positions,
-                        scale: 1.0,
-                    };
+                    let m = fwd.residual_norms_matrix(&gpu.norms, self.model.config.n_positions);
                     fwd.begin_read_matrix_cell(&gpu.ctx, &m, (point, token)).map_err(|e| e.to_string())?
                 };
                 pending.finish(&gpu.ctx).await.map_err(|e| e.to_string())
