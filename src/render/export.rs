@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::heatmap::Colormap;
-use super::raster::{diverging, viridis};
+use super::raster::colour;
 use crate::engine::Matrix;
 
 /// What a figure shows.
@@ -52,11 +52,7 @@ impl Figure<'_> {
     }
 
     fn colour(&self, v: f32) -> [f32; 3] {
-        let (lo, hi) = self.range;
-        match self.colormap {
-            Colormap::Sequential => viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0)),
-            Colormap::Diverging => diverging(v / lo.abs().max(hi.abs()).max(1e-12)),
-        }
+        colour(self.colormap, self.range, v)
     }
 
     /// A standalone SVG: labels left and on top, one `<rect>` per cell with a

@@ -75,15 +75,16 @@ pub struct Raster<'a> {
 
 const BACKGROUND: [f32; 3] = [0.12, 0.13, 0.15];
 
-impl Raster<'_> {
-    fn colour(&self, v: f32) -> [f32; 3] {
-        let (lo, hi) = self.range;
-        match self.colormap {
-            Colormap::Sequential => viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0)),
-            Colormap::Diverging => diverging(v / lo.abs().max(hi.abs()).max(1e-12)),
-        }
+/// The colour of `v` under `colormap` spanning `(lo, hi)`, as heatmap.wgsl
+/// maps it: viridis clamped to [lo, hi], or diverging symmetric to max(|lo|, |hi|).
+pub fn colour(colormap: Colormap, (lo, hi): (f32, f32), v: f32) -> [f32; 3] {
+    match colormap {
+        Colormap::Sequential => viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0)),
+        Colormap::Diverging => diverging(v / lo.abs().max(hi.abs()).max(1e-12)),
     }
+}
 
+impl Raster<'_> {
     /// RGBA8 pixels, `width × height`, row-major.
     pub fn pixels(&self) -> Vec<u8> {
         let (rows, cols) = (self.values.rows, self.values.cols);
@@ -109,7 +110,7 @@ impl Raster<'_> {
                                 [0.22, 0.23, 0.26]
                             }
                         } else {
-                            self.colour(self.values.data[at])
+                            colour(self.colormap, self.range, self.values.data[at])
                         };
                         if self.hover.is_some_and(|(r, k)| r == i || k == j) {
                             c = mix(c, [1.0; 3], 0.18);

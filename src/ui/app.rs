@@ -15,6 +15,7 @@ use super::head_view::{HeadView, HeadWeights};
 use super::host::{self, host, View};
 use super::test_hook;
 use super::url;
+use super::{event_canvas, visible};
 use crate::engine::{AttentionStage, Mask};
 use crate::model::Token;
 
@@ -109,18 +110,6 @@ pub struct AppState {
 
 const START_TEXT: &str = "The cat sat on the mat because it was tired.";
 
-/// Spaces, newlines and tabs made visible in token chips and labels.
-fn visible(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            ' ' => '·',
-            '\n' => '↵',
-            '\t' => '⇥',
-            c => c,
-        })
-        .collect()
-}
-
 fn label_font_px(n: usize) -> Option<u32> {
     match n {
         0..=12 => Some(13),
@@ -128,13 +117,6 @@ fn label_font_px(n: usize) -> Option<u32> {
         25..=48 => Some(8),
         _ => None,
     }
-}
-
-/// The canvas an event was dispatched to (the canvases are re-made when the
-/// backend changes, so a handler must not hold on to one).
-fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasElement> {
-    use wasm_bindgen::JsCast;
-    ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
 }
 
 fn now_ms() -> f64 {

@@ -9,6 +9,7 @@ use leptos::task::spawn_local;
 
 use super::app::AppState;
 use super::host::{host, BLOCK_PANELS};
+use super::{event_canvas, visible};
 use crate::engine::residual::{residual_point_name, residual_points};
 
 /// How many of the token's MLP neurons are listed.
@@ -27,11 +28,6 @@ pub struct BlockReadout {
 pub fn block_token(state: AppState) -> Option<usize> {
     let t = state.shown_tokens.get();
     (t > 0).then(|| state.hover.get().map_or(t - 1, |(r, _)| r.min(t - 1)))
-}
-
-fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasElement> {
-    use wasm_bindgen::JsCast;
-    ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
 }
 
 #[component]
@@ -113,9 +109,7 @@ pub fn BlockView(
             .map(|p| view! { <span>{residual_point_name(p)}</span> })
             .collect_view()
     };
-    let token_text = move |i: usize| {
-        state.tokens.get().get(i).map(|t| t.text.replace(' ', "·").replace('\n', "↵")).unwrap_or_default()
-    };
+    let token_text = move |i: usize| state.tokens.get().get(i).map(|t| visible(&t.text)).unwrap_or_default();
     let describe = move || {
         let r = readout.get()?;
         let norm = norm_value.get().map(|(p, tok, v)| {

@@ -7,6 +7,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use super::app::AppState;
 use super::host::{host, View};
+use super::visible;
 use crate::engine::{AttentionStage, Matrix};
 use crate::render::export::Figure;
 use crate::render::raster::value_range;
@@ -39,10 +40,6 @@ impl Format {
             Format::Json => "json",
         }
     }
-}
-
-fn visible(text: &str) -> String {
-    text.replace(' ', "·").replace('\n', "↵").replace('\t', "⇥")
 }
 
 fn js_err(e: JsValue) -> String {

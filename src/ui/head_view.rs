@@ -8,6 +8,7 @@ use leptos::task::spawn_local;
 
 use super::app::AppState;
 use super::host::{host, View};
+use super::visible;
 use crate::engine::AttentionStage;
 
 /// Okabe–Ito: distinguishable with every common colour-vision deficiency.
@@ -126,7 +127,7 @@ pub fn HeadView(state: AppState) -> impl IntoView {
             .iter()
             .enumerate()
             .map(|(i, tok)| {
-                let text = tok.text.replace(' ', "·").replace('\n', "↵");
+                let text = visible(&tok.text);
                 let active = focus == Some(i);
                 view! {
                     <text x=x0 - 6.0 y=y(i) class="hv-label" class:active=active text-anchor="end"

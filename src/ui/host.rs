@@ -63,6 +63,10 @@ pub struct GpuHost {
     block_ranges: [wgpu::Buffer; 4],
     /// Tokens the heatmaps show: the last run's, or 0 for empty text (which runs nothing).
     shown: Cell<usize>,
+    /// Counts runs, so ranges and norms are fitted once per run and view, not per redraw.
+    run_id: Cell<u64>,
+    stage_fitted: Cell<Option<(u64, View)>>,
+    block_fitted: Cell<Option<(u64, usize, usize)>>,
 }
 
 /// The CPU reference's last trace.
@@ -162,6 +166,9 @@ async fn open_gpu(model: &Model, canvases: Canvases) -> Result<GpuHost, String> 
         block,
         renderer,
         shown: Cell::new(0),
+        run_id: Cell::new(0),
+        stage_fitted: Cell::new(None),
+        block_fitted: Cell::new(None),
     })
 }
 
@@ -517,6 +524,7 @@ impl GpuHost {
         let mut fwd = self.fwd.try_borrow_mut().map_err(|_| "the GPU is busy")?;
         fwd.run(&self.ctx, ids, RunOptions::traced(mask)).map_err(|e| e.to_string())?;
         self.shown.set(ids.len());
+        self.run_id.set(self.run_id.get() + 1);
         match self.ctx.fault() {
             Some(fault) => Err(fault),
             None => Ok(()),
@@ -553,54 +561,55 @@ impl GpuHost {
     fn draw_stage(&self, canvas: &web_sys::HtmlCanvasElement, view: View, hover: Option<(usize, usize)>) {
         let Ok(fwd) = self.fwd.try_borrow() else { return };
         if self.shown.get() == 0 {
-            return self.clear(&self.stage, canvas);
+            return self.present(&self.stage, canvas, |_| Vec::new());
         }
         let Ok(matrix) = fwd.head_matrix(view.stage, view.layer, view.head) else { return };
         let range = if view.stage.signed() {
-            if let Err(e) = fwd.fit_range(&self.ctx, &matrix, &self.range) {
-                return log::warn!("colour range: {e}");
+            // The range changes with the run and the view, not with the focused cell.
+            let key = (self.run_id.get(), view);
+            if self.stage_fitted.get() != Some(key) {
+                if let Err(e) = fwd.fit_range(&self.ctx, &matrix, &self.range) {
+                    return log::warn!("colour range: {e}");
+                }
+                self.stage_fitted.set(Some(key));
             }
             ColourRange::Buffer(&self.range)
         } else {
             ColourRange::Fixed(0.0, 1.0)
         };
-        let Some((frame, size)) = self.frame(&self.stage, canvas) else { return };
-        let panel = Panel {
-            matrix,
-            colormap: view.colormap(),
-            range,
-            viewport: [0.0, 0.0, size.0 as f32, size.1 as f32],
-            hover: hover.map(|(r, c)| (r as u32, c as u32)),
-            outline: false,
-        };
-        let target = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &target, size, &[panel]);
-        self.ctx.queue.present(frame);
+        self.present(&self.stage, canvas, |size| {
+            vec![Panel {
+                matrix,
+                colormap: view.colormap(),
+                range,
+                viewport: [0.0, 0.0, size.0 as f32, size.1 as f32],
+                hover: hover.map(|(r, c)| (r as u32, c as u32)),
+                outline: false,
+            }]
+        });
     }
 
     fn draw_grid(&self, canvas: &web_sys::HtmlCanvasElement, views: &[(View, [f32; 4])], selected: (usize, usize)) {
         let Ok(fwd) = self.fwd.try_borrow() else { return };
         if self.shown.get() == 0 {
-            return self.clear(&self.grid, canvas);
+            return self.present(&self.grid, canvas, |_| Vec::new());
         }
-        let panels: Vec<Panel> = views
-            .iter()
-            .filter_map(|&(v, viewport)| {
-                let matrix = fwd.head_matrix(v.stage, v.layer, v.head).ok()?;
-                Some(Panel {
-                    matrix,
-                    colormap: Colormap::Sequential,
-                    range: ColourRange::Fixed(0.0, 1.0),
-                    viewport,
-                    hover: None,
-                    outline: (v.layer, v.head) == selected,
+        self.present(&self.grid, canvas, |_| {
+            views
+                .iter()
+                .filter_map(|&(v, viewport)| {
+                    let matrix = fwd.head_matrix(v.stage, v.layer, v.head).ok()?;
+                    Some(Panel {
+                        matrix,
+                        colormap: Colormap::Sequential,
+                        range: ColourRange::Fixed(0.0, 1.0),
+                        viewport,
+                        hover: None,
+                        outline: (v.layer, v.head) == selected,
+                    })
                 })
-            })
-            .collect();
-        let Some((frame, size)) = self.frame(&self.grid, canvas) else { return };
-        let target = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &target, size, &panels);
-        self.ctx.queue.present(frame);
+                .collect()
+        });
     }
 
     fn draw_block(
@@ -612,52 +621,68 @@ impl GpuHost {
     ) {
         let Ok(fwd) = self.fwd.try_borrow() else { return };
         if self.shown.get() == 0 {
-            return self.clear(&self.block, canvas);
+            return self.present(&self.block, canvas, |_| Vec::new());
         }
+        let stride = fwd.config().n_positions;
         let ln_in = if layer == 0 { (Stage::Embeddings, 0) } else { (Stage::ResidPost, layer - 1) };
-        let parts = (|| -> Result<[HeadMatrix<'_>; 4], GpuError> {
+        let rows = || -> Result<[HeadMatrix<'_>; 3], GpuError> {
             Ok([
-                fwd.residual_norms(&self.ctx, &self.norms, fwd.config().n_positions)?,
                 fwd.token_row(ln_in.0, ln_in.1, token)?,
                 fwd.token_row(Stage::Ln1, layer, token)?,
                 fwd.token_row(Stage::MlpHidden, layer, token)?,
             ])
-        })();
+        };
+        // The norms and the four ranges change with the run, layer and token;
+        // hovering the norms map only redraws.
+        let key = (self.run_id.get(), layer, token);
+        let parts = if self.block_fitted.get() == Some(key) {
+            rows().map(|[a, b, c]| [fwd.residual_norms_matrix(&self.norms, stride), a, b, c])
+        } else {
+            fwd.residual_norms(&self.ctx, &self.norms, stride).and_then(|norms| {
+                let [a, b, c] = rows()?;
+                let parts = [norms, a, b, c];
+                for (m, range) in parts.iter().zip(&self.block_ranges) {
+                    fwd.fit_range(&self.ctx, m, range)?;
+                }
+                Ok(parts)
+            })
+        };
         let parts = match parts {
             Ok(parts) => parts,
             Err(e) => return log::warn!("block view: {e}"),
         };
-        for (m, range) in parts.iter().zip(&self.block_ranges) {
-            if let Err(e) = fwd.fit_range(&self.ctx, m, range) {
-                return log::warn!("block view range: {e}");
-            }
-        }
-        let Some((frame, size)) = self.frame(&self.block, canvas) else { return };
-        let (w, h) = (size.0 as f32, size.1 as f32);
-        let panels: Vec<Panel> = parts
-            .iter()
-            .zip(&self.block_ranges)
-            .zip(BLOCK_PANELS)
-            .enumerate()
-            .map(|(i, ((&matrix, range), [x, y, pw, ph]))| Panel {
-                matrix,
-                colormap: if i == 0 { Colormap::Sequential } else { Colormap::Diverging },
-                range: ColourRange::Buffer(range),
-                viewport: [x * w, y * h, pw * w, ph * h],
-                hover: if i == 0 { hover.map(|(r, c)| (r as u32, c as u32)) } else { None },
-                outline: false,
-            })
-            .collect();
-        let target = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &target, size, &panels);
-        self.ctx.queue.present(frame);
+        self.block_fitted.set(Some(key));
+        self.present(&self.block, canvas, |size| {
+            let (w, h) = (size.0 as f32, size.1 as f32);
+            parts
+                .iter()
+                .zip(&self.block_ranges)
+                .zip(BLOCK_PANELS)
+                .enumerate()
+                .map(|(i, ((&matrix, range), [x, y, pw, ph]))| Panel {
+                    matrix,
+                    colormap: if i == 0 { Colormap::Sequential } else { Colormap::Diverging },
+                    range: ColourRange::Buffer(range),
+                    viewport: [x * w, y * h, pw * w, ph * h],
+                    hover: if i == 0 { hover.map(|(r, c)| (r as u32, c as u32)) } else { None },
+                    outline: false,
+                })
+                .collect()
+        });
     }
 
-    /// Empty text: the background only.
-    fn clear(&self, target: &CanvasSurface, canvas: &web_sys::HtmlCanvasElement) {
+    /// Draws `panels(size)` (none: the background only) into a new frame of
+    /// `target` at the canvas's pixel size, and presents it.
+    fn present<'a>(
+        &self,
+        target: &CanvasSurface,
+        canvas: &web_sys::HtmlCanvasElement,
+        panels: impl FnOnce((u32, u32)) -> Vec<Panel<'a>>,
+    ) {
         let Some((frame, size)) = self.frame(target, canvas) else { return };
+        let panels = panels(size);
         let view = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &view, size, &[]);
+        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &view, size, &panels);
         self.ctx.queue.present(frame);
     }
 }

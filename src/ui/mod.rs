@@ -10,6 +10,25 @@ mod host;
 mod test_hook;
 mod url;
 
+/// Spaces, newlines and tabs made visible in token chips, labels and exports.
+pub(crate) fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' ' => '·',
+            '\n' => '↵',
+            '\t' => '⇥',
+            c => c,
+        })
+        .collect()
+}
+
+/// The canvas a mouse event was dispatched to: each map has a WebGPU and a 2D
+/// canvas, and a handler serves both.
+pub(crate) fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasElement> {
+    use wasm_bindgen::JsCast;
+    ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
+}
+
 /// Forwards `log` records to the browser console.
 struct ConsoleLogger;
 
