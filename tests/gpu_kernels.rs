@@ -4,12 +4,13 @@
 
 mod common;
 
-use attnscope::engine::{ops, sampling, Mask};
+use attnscope::engine::{ops, residual, sampling, Mask, Matrix};
 use attnscope::gpu::{
-    read_f32, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, TopKParams,
-    SKINNY_MAX_ROWS,
+    read_f32, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
+    RowNormsParams, TopKParams, ValueRangeParams, SKINNY_MAX_ROWS,
 };
 use attnscope::model::Activation;
+use attnscope::render::raster;
 use common::{assert_close, gpu};
 use proptest::prelude::*;
 use wgpu::util::DeviceExt;
@@ -189,6 +190,42 @@ proptest! {
         let fusion = every_fusion(layernorm, transposed, act);
         prop_assert!(MatmulParams::new((m, k, n), fusion).flags & 64 != 0, "vec4 flag");
         check_fused(&o, (row0, m, k, n), fusion);
+    }
+
+    /// value_range.wgsl: [min, max] of a strided sub-matrix, skipping cells the
+    /// mask marks −∞, equals render::raster::value_range (its CPU twin).
+    #[test]
+    fn value_range_matches_cpu((rows, cols, extra, row0, use_mask) in
+        (1usize..40, 1usize..70, 0usize..9, 0usize..5, any::<bool>()),
+        seed in any::<u64>(),
+    ) {
+        let stride = cols + extra;
+        let mut rng = common::Lcg(seed);
+        let values = rng.vec((row0 + rows) * stride, 5.0);
+        // Mask about a third of the cells (and sometimes all of them).
+        let masked: Vec<f32> = values.iter().map(|&v| if v > 1.6 || seed % 11 == 0 { f32::NEG_INFINITY } else { v }).collect();
+        let params = ValueRangeParams::new(rows, cols, row0 * stride, stride, use_mask);
+        let (vb, mb, out) = (upload(gpu(), &values), upload(gpu(), &masked), output(gpu(), 2));
+        run(Kernel::ValueRange, &params, &[&vb, &mb, &out], [1, 1, 1]);
+        let got = read(&out, 0, 2);
+        let pick = |m: &[f32]| {
+            Matrix::from_vec(rows, cols, (0..rows * cols).map(|i| m[(row0 + i / cols) * stride + i % cols]).collect())
+        };
+        let mask_m = pick(&masked);
+        let (lo, hi) = raster::value_range(&pick(&values), use_mask.then_some(&mask_m));
+        prop_assert_eq!((got[0], got[1]), (lo, hi), "{}×{} stride {} from row {}", rows, cols, stride, row0);
+    }
+
+    /// row_norms.wgsl: ‖row‖ of every row into one row of a wider matrix
+    /// equals engine::residual::row_norms (its CPU twin, same summation order).
+    #[test]
+    fn row_norms_match_cpu((rows, d, out_row, extra) in (1usize..130, 1usize..200, 0usize..4, 0usize..7), seed in any::<u64>()) {
+        let stride = rows + extra;
+        let x = common::Lcg(seed).vec(rows * d, 3.0);
+        let params = RowNormsParams { rows: rows as u32, d: d as u32, out_row: out_row as u32, out_stride: stride as u32 };
+        let (xb, out) = (upload(gpu(), &x), output(gpu(), (out_row + 1) * stride));
+        run(Kernel::RowNorms, &params, &[&xb, &out], params.workgroups());
+        assert_close(&read(&out, out_row * stride, rows), &residual::row_norms(&x, d), &format!("{rows}×{d}"));
     }
 
     /// top_k.wgsl ranks like engine::sampling (ties: lower id first; logits
