@@ -6,6 +6,52 @@
 
 use crate::engine::{AttentionStage, Mask};
 
+/// Which part of the page a link (or an embedded widget) is about: the stage
+/// heatmap by default, or the head view, the every-head grid, the residual
+/// stream or the next-token list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Panel {
+    #[default]
+    Stage,
+    Heads,
+    Grid,
+    Residual,
+    Next,
+}
+
+impl Panel {
+    pub const ALL: [Panel; 5] = [Panel::Stage, Panel::Heads, Panel::Grid, Panel::Residual, Panel::Next];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Panel::Stage => "stage",
+            Panel::Heads => "heads",
+            Panel::Grid => "grid",
+            Panel::Residual => "residual",
+            Panel::Next => "next",
+        }
+    }
+
+    /// A `view` value: a panel's key, or a stage (its key or a common name:
+    /// `scores`, `softmax`, `output`), which shows that stage's heatmap.
+    pub fn parse_view(value: &str) -> Option<(Panel, Option<AttentionStage>)> {
+        if let Some(p) = Panel::ALL.into_iter().find(|p| p.key() == value) {
+            return Some((p, None));
+        }
+        let stage = match value {
+            "scores" => Some(AttentionStage::ScoresRaw),
+            "softmax" | "attention" => Some(AttentionStage::Weights),
+            "output" => Some(AttentionStage::Output),
+            _ => AttentionStage::from_key(value),
+        }?;
+        Some((Panel::Stage, Some(stage)))
+    }
+}
+
+/// Every value `view` accepts, for messages.
+pub const VIEW_VALUES: &str = "q, k, v, raw (or scores), scaled, masked, weights (or softmax), out (or output), \
+                               heads, grid, residual, next";
+
 /// What a link restores. `None`: not in the link.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShareState {
@@ -20,6 +66,7 @@ pub struct ShareState {
     pub locked: bool,
     pub temperature: Option<f32>,
     pub theme: Option<String>,
+    pub panel: Option<Panel>,
     /// Fields present but not understood, as `key=value`.
     pub rejected: Vec<String>,
 }
@@ -113,6 +160,14 @@ impl ShareState {
                     .filter(|t| t.is_finite() && (0.0..=10.0).contains(t))
                     .map(|t| s.temperature = Some(t))
                     .is_some(),
+                "view" => Panel::parse_view(&value)
+                    .map(|(panel, stage)| {
+                        s.panel = Some(panel);
+                        if stage.is_some() {
+                            s.stage = stage;
+                        }
+                    })
+                    .is_some(),
                 "theme" => {
                     let valid = matches!(value.as_str(), "auto" | "dark" | "light");
                     if valid {
@@ -159,6 +214,9 @@ impl ShareState {
         if let Some(th) = &self.theme {
             parts.push(format!("theme={}", encode(th)));
         }
+        if let Some(p) = self.panel.filter(|&p| p != Panel::Stage) {
+            parts.push(format!("view={}", p.key()));
+        }
         parts.join("&")
     }
 }
@@ -180,6 +238,7 @@ mod tests {
             locked: true,
             temperature: Some(0.75),
             theme: Some("dark".into()),
+            panel: Some(Panel::Heads),
             rejected: Vec::new(),
         };
         let link = s.format();
@@ -198,6 +257,19 @@ mod tests {
             (None, None, None, None, None, None, None)
         );
         assert_eq!(s.rejected.len(), 8, "{:?}", s.rejected);
+    }
+
+    #[test]
+    fn view_names_a_panel_or_a_stage() {
+        let s = ShareState::parse("view=softmax&layer=1");
+        assert_eq!((s.panel, s.stage, s.layer), (Some(Panel::Stage), Some(AttentionStage::Weights), Some(1)));
+        assert_eq!(ShareState::parse("view=grid").panel, Some(Panel::Grid));
+        assert_eq!(ShareState::parse("view=scaled").stage, Some(AttentionStage::ScoresScaled));
+        let bad = ShareState::parse("view=%3Cscript%3E");
+        assert_eq!((bad.panel, bad.rejected.len()), (None, 1));
+        for p in Panel::ALL {
+            assert_eq!(Panel::parse_view(p.key()), Some((p, None)));
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::url;
 use super::{event_canvas, visible};
 use crate::engine::{AttentionStage, Mask};
 use crate::model::Token;
+use crate::share::Panel;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
@@ -106,6 +107,16 @@ pub struct AppState {
     /// The run an input event started, and when that event came.
     pub timed_run: RwSignal<Option<(u64, f64)>>,
     pub latency_ms: RwSignal<Option<f64>>,
+    /// The part of the page a link names; an embedded widget shows only it.
+    pub panel: RwSignal<Panel>,
+    /// Embed mode (`?embed=1`): one panel, sized to its frame, for a lesson page.
+    pub embed: bool,
+}
+
+/// Whether the address asks for embed mode (`?embed=1`).
+fn embed_requested() -> bool {
+    let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+    search.trim_start_matches('?').split('&').any(|p| p == "embed=1" || p == "embed")
 }
 
 const START_TEXT: &str = "The cat sat on the mat because it was tired.";
@@ -138,6 +149,23 @@ fn mask_sentence(mask: Mask) -> String {
              so attention costs T·{w} instead of T².",
             w.saturating_sub(1)
         ),
+    }
+}
+
+/// What an embedded widget shows, in a line.
+fn embed_title(state: AppState) -> String {
+    let (layer, head) = (state.layer.get(), state.head.get());
+    match state.panel.get() {
+        Panel::Stage => format!("{} · layer {layer} · head {head}", state.stage.get().title()),
+        Panel::Heads => format!("Head view · layer {layer}"),
+        Panel::Grid => "Softmax weights of every layer and head".to_owned(),
+        Panel::Residual => format!("Residual stream · layer {layer}"),
+        Panel::Next => {
+            let text = state.text.get();
+            let short: String = text.chars().take(40).collect();
+            let more = if text.chars().count() > 40 { "…" } else { "" };
+            format!("Next token after “{short}{more}”")
+        }
     }
 }
 
@@ -178,6 +206,8 @@ impl AppState {
             input_at: RwSignal::new(None),
             timed_run: RwSignal::new(None),
             latency_ms: RwSignal::new(None),
+            panel: RwSignal::new(Panel::Stage),
+            embed: embed_requested(),
         }
     }
 
@@ -763,7 +793,14 @@ pub fn App() -> impl IntoView {
     };
 
     view! {
-        <div class="app">
+        <div class="app" class:embed=state.embed data-panel=move || state.panel.get().key()>
+            {state.embed.then(|| view! {
+                <div class="embed-bar">
+                    <span class="embed-title" data-testid="embed-title">{move || embed_title(state)}</span>
+                    <a class="embed-open" target="_blank" rel="noopener" href=move || url::full_page_link(state)
+                        title="Open this view in the full attnscope page">"open in attnscope ↗"</a>
+                </div>
+            })}
             <header class="topbar">
                 <h1>"attnscope"</h1>
                 <span class="badge" title="The weights the page runs">"Model: " {move || state.model_label.get()}</span>

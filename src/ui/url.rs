@@ -29,6 +29,7 @@ pub fn current(state: AppState) -> ShareState {
         locked,
         temperature: Some(state.temperature.get()),
         theme: Some(state.theme.get().to_owned()),
+        panel: Some(state.panel.get()),
         rejected: Vec::new(),
     }
 }
@@ -59,6 +60,9 @@ pub fn apply(state: AppState, link: &ShareState) {
     }
     if let Some(t) = link.temperature {
         state.temperature.set(t);
+    }
+    if let Some(p) = link.panel {
+        state.panel.set(p);
     }
     match link.theme.as_deref() {
         Some("dark") => state.theme.set("dark"),
@@ -100,6 +104,14 @@ pub fn install(state: AppState) {
             apply(state, &ShareState::parse(&hash));
         }
     });
+}
+
+/// The full page (not embed mode) showing the current screen, for an
+/// embedded widget's "open in attnscope" link.
+pub fn full_page_link(state: AppState) -> String {
+    let Some(location) = web_sys::window().map(|w| w.location()) else { return String::new() };
+    let base = format!("{}{}", location.origin().unwrap_or_default(), location.pathname().unwrap_or_default());
+    format!("{base}#{}", current(state).format())
 }
 
 /// Copies the link of the current screen; says whether it worked.

@@ -44,10 +44,17 @@ def encode(tokenizer, path):
     return np.array(ids, dtype=np.int32)
 
 
-def batch(data, rng, size, ctx, repeat_prob, random_repeat_prob=0.0, vocab=1):
+def batch(data, rng, size, ctx, repeat_prob, random_repeat_prob=0.0, vocab=1, synthetic_prob=0.0):
     starts = rng.integers(0, len(data) - ctx - 1, size)
     x = np.stack([data[s:s + ctx + 1] for s in starts]).copy()
     for row in x:
+        if rng.random() < synthetic_prob:
+            # A run of random tokens repeated end to end, from a random phase:
+            # after the first period only copying predicts the next token.
+            period = int(rng.integers(8, 65))
+            phase = int(rng.integers(0, period))
+            row[:] = np.tile(rng.integers(0, vocab, period), ctx // period + 3)[phase:phase + ctx + 1]
+            continue
         u = rng.random()
         if u >= repeat_prob + random_repeat_prob:
             continue
@@ -77,6 +84,30 @@ def evaluate(model, data, ctx, batches=20):
     return float(np.mean(losses))
 
 
+@torch.no_grad()
+def probe(model, data, ctx, vocab, length=50, sequences=8):
+    """The engine's head scores (src/engine/analysis.rs), computed in PyTorch to
+    watch training: best previous-token score on held-out text, best induction
+    score in layers >= 1 and the loss on the first and second copy of random
+    sequences shown twice. The shipped numbers come from `attnscope eval`."""
+    model.eval()
+    rng = np.random.default_rng(7)
+    x, _ = batch(data, rng, 8, ctx, 0.0)
+    att = model(x, output_attentions=True).attentions  # layers × [B, H, T, T]
+    i = torch.arange(1, x.size(1))
+    prev = torch.stack([a[:, :, i, i - 1].mean(dim=(0, 2)) for a in att])  # [L, H]
+    half = torch.from_numpy(rng.integers(0, vocab, (sequences, length))).long()
+    ids = torch.cat([half, half], dim=1)
+    out = model(ids, output_attentions=True)
+    logp = torch.log_softmax(out.logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+    first, second = -logp[:, :length - 1].mean().item(), -logp[:, length:].mean().item()
+    j = torch.arange(0, length - 1)
+    ind = torch.stack([a[:, :, length + j, j + 1].mean(dim=(0, 2)) for a in out.attentions])
+    model.train()
+    return {"prev": round(prev.max().item(), 3), "induction": round(ind[1:].max().item(), 3),
+            "copy1": round(first, 2), "copy2": round(second, 2)}
+
+
 def export(model, config, tokenizer_path, out_dir, info):
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k.removeprefix("transformer."): v.detach().float().contiguous()
@@ -101,6 +132,9 @@ def main():
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--repeat-prob", type=float, default=0.3)
     p.add_argument("--random-repeat-prob", type=float, default=0.0)
+    p.add_argument("--synthetic-prob", type=float, default=0.0,
+                   help="probability that a sequence is random tokens repeated with a random period (8..64)")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between validation loss and probe")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=pathlib.Path, default=HERE / "out")
@@ -119,6 +153,7 @@ def main():
     config = GPT2Config(n_layer=args.layers, n_head=args.heads, n_embd=args.d, n_positions=args.ctx,
                         vocab_size=tokenizer.get_vocab_size(), activation_function="gelu_new",
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    config._attn_implementation = "eager"  # the probe reads attention weights
     model = GPT2LMHeadModel(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.1)
     tokens_per_step = args.batch * args.ctx
@@ -157,7 +192,7 @@ def main():
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = batch(train, rng, args.batch, args.ctx, args.repeat_prob, args.random_repeat_prob,
-                     config.vocab_size)
+                     config.vocab_size, args.synthetic_prob)
         logits = model(x).logits
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -170,8 +205,9 @@ def main():
             rate = state["step"] * tokens_per_step / state["elapsed"]
             entry = {"step": state["step"], "tokens": state["step"] * tokens_per_step, "loss": round(loss.item(), 4),
                      "lr": lr, "tokens_per_s": round(rate), "elapsed_s": round(state["elapsed"])}
-            if state["step"] % 500 == 0 or state["step"] == total_steps:
+            if state["step"] % args.eval_every == 0 or state["step"] == total_steps:
                 entry["val_loss"] = round(evaluate(model, val, args.ctx), 4)
+                entry |= probe(model, val, args.ctx, config.vocab_size)
             state["log"].append(entry)
             print(json.dumps(entry), flush=True)
         if state["step"] % 250 == 0 or state["step"] == total_steps:

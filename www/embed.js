@@ -1,0 +1,113 @@
+// attnscope widgets for lesson pages: one script tag, then elements such as
+//
+//   <script src="https://YOUR-ATTNSCOPE/embed.js"></script>
+//   <attnscope-view text="The cat sat on the mat" view="weights" layer="0" head="2"
+//                   mask="causal" height="360"></attnscope-view>
+//
+// Each element shows one view of the model running on its text, in an iframe of
+// the app in embed mode (`?embed=1`, the state in the fragment as in a shared
+// link), with an "open in attnscope" link. Widgets of one page share one model
+// download (index.html's attnscopeFetch). Attributes are checked here; a bad one
+// gets a visible message in the widget and is left out. Nothing from an
+// attribute is ever parsed as markup: messages are text nodes and values reach
+// the app percent-encoded in the fragment.
+(() => {
+  'use strict';
+  if (customElements.get('attnscope-view')) return;
+  const script = document.currentScript;
+  const APP = new URL('./', script ? script.src : location.href).href;
+
+  const VIEWS = ['q', 'k', 'v', 'raw', 'scores', 'scaled', 'masked', 'weights', 'softmax', 'attention', 'out',
+    'output', 'heads', 'grid', 'residual', 'next'];
+  const ATTRIBUTES = ['text', 'view', 'layer', 'head', 'mask', 'height', 'theme'];
+  const MAX_TEXT = 4000;
+  const DEFAULTS = { text: 'The cat sat on the mat because it was tired.', view: 'weights', height: 360 };
+
+  const index = (name, value) => (/^\d{1,4}$/.test(value) ? null
+    : `${name}="${value}" is not a ${name} number (0, 1, 2, ...); it is left out.`);
+  const CHECKS = {
+    text: (v) => (v.length > MAX_TEXT ? `text is ${v.length} characters; the widget takes at most ${MAX_TEXT}.` : null),
+    view: (v) => (VIEWS.includes(v) ? null : `view="${v}" is not a view; use one of: ${VIEWS.join(', ')}.`),
+    layer: (v) => index('layer', v),
+    head: (v) => index('head', v),
+    mask: (v) => (/^(causal|bidirectional|window:([1-9]\d{0,3}))$/.test(v) ? null
+      : `mask="${v}" is not a mask; use causal, bidirectional or window:N (N >= 1).`),
+    height: (v) => (/^\d{2,4}$/.test(v) && +v >= 120 && +v <= 4000 ? null
+      : `height="${v}" is not a height in pixels (120 to 4000); 360 is used.`),
+    theme: (v) => (['auto', 'dark', 'light'].includes(v) ? null : `theme="${v}" is not auto, dark or light.`),
+  };
+
+  const STYLE = `
+    :host { display: block; margin: 1em 0; }
+    .box { border: 1px solid #8884; border-radius: 10px; overflow: hidden; background: #111318; }
+    iframe { display: block; width: 100%; border: 0; }
+    .messages { font: 13px/1.4 system-ui, sans-serif; background: #fdecee; color: #6b1020; padding: 6px 10px; }
+    .messages:empty { display: none; }
+    .messages p { margin: 2px 0; }
+  `;
+
+  class AttnscopeView extends HTMLElement {
+    static get observedAttributes() { return ATTRIBUTES; }
+
+    constructor() {
+      super();
+      const root = this.attachShadow({ mode: 'open' });
+      const style = document.createElement('style');
+      style.textContent = STYLE;
+      const box = document.createElement('div');
+      box.className = 'box';
+      this.messages = document.createElement('div');
+      this.messages.className = 'messages';
+      this.messages.setAttribute('role', 'alert');
+      this.frame = document.createElement('iframe');
+      this.frame.setAttribute('sandbox', 'allow-scripts allow-same-origin allow-popups allow-popups-to-escape-sandbox');
+      box.append(this.messages, this.frame);
+      root.append(style, box);
+    }
+
+    connectedCallback() { this.render(); }
+    attributeChangedCallback() { if (this.isConnected) this.render(); }
+
+    /** The fragment the app restores, and the messages for what was left out. */
+    settings() {
+      const problems = [];
+      const fields = [];
+      for (const name of this.getAttributeNames()) {
+        const known = ATTRIBUTES.includes(name) || ['id', 'class', 'style', 'title', 'hidden', 'slot'].includes(name)
+          || name.startsWith('data-') || name.startsWith('aria-');
+        if (!known) problems.push(`"${name}" is not an attnscope-view attribute; it takes ${ATTRIBUTES.join(', ')}.`);
+      }
+      const value = (name) => {
+        const v = this.getAttribute(name);
+        if (v === null) return null;
+        const problem = CHECKS[name](name === 'text' ? v : v.trim());
+        if (problem) { problems.push(problem); return null; }
+        return name === 'text' ? v : v.trim();
+      };
+      fields.push(['text', value('text') ?? DEFAULTS.text]);
+      fields.push(['view', value('view') ?? DEFAULTS.view]);
+      for (const name of ['layer', 'head', 'mask', 'theme']) {
+        const v = value(name);
+        if (v !== null) fields.push([name, v]);
+      }
+      const height = value('height');
+      const fragment = fields.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
+      return { fragment, height: height === null ? DEFAULTS.height : +height, problems };
+    }
+
+    render() {
+      const { fragment, height, problems } = this.settings();
+      this.messages.replaceChildren(...problems.map((text) => {
+        const p = document.createElement('p');
+        p.textContent = `attnscope: ${text}`;
+        return p;
+      }));
+      this.frame.style.height = `${height}px`;
+      this.frame.title = `attnscope: ${this.getAttribute('view') || DEFAULTS.view} of "${(this.getAttribute('text') || DEFAULTS.text).slice(0, 60)}"`;
+      const src = `${APP}?embed=1#${fragment}`;
+      if (this.frame.getAttribute('src') !== src) this.frame.setAttribute('src', src);
+    }
+  }
+
+  customElements.define('attnscope-view', AttnscopeView);
+})();
