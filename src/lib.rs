@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod gpu;
 pub mod model;
+pub mod present;
 pub mod render;
 pub mod share;
 #[cfg(target_arch = "wasm32")]

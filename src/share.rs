@@ -8,7 +8,7 @@ use crate::engine::{AttentionStage, Mask};
 
 /// Which part of the page a link (or an embedded widget) is about: the stage
 /// heatmap by default, or the head view, the every-head grid, the residual
-/// stream or the next-token list.
+/// stream, the next-token list or the tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Panel {
     #[default]
@@ -17,10 +17,11 @@ pub enum Panel {
     Grid,
     Residual,
     Next,
+    Tokens,
 }
 
 impl Panel {
-    pub const ALL: [Panel; 5] = [Panel::Stage, Panel::Heads, Panel::Grid, Panel::Residual, Panel::Next];
+    pub const ALL: [Panel; 6] = [Panel::Stage, Panel::Heads, Panel::Grid, Panel::Residual, Panel::Next, Panel::Tokens];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -29,6 +30,7 @@ impl Panel {
             Panel::Grid => "grid",
             Panel::Residual => "residual",
             Panel::Next => "next",
+            Panel::Tokens => "tokens",
         }
     }
 
@@ -50,7 +52,7 @@ impl Panel {
 
 /// Every value `view` accepts, for messages.
 pub const VIEW_VALUES: &str = "q, k, v, raw (or scores), scaled, masked, weights (or softmax), out (or output), \
-                               heads, grid, residual, next";
+                               heads, grid, residual, next, tokens";
 
 /// What a link restores. `None`: not in the link.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,6 +69,8 @@ pub struct ShareState {
     pub temperature: Option<f32>,
     pub theme: Option<String>,
     pub panel: Option<Panel>,
+    /// Presenter mode, at this slide (see `crate::present`).
+    pub present: Option<usize>,
     /// Fields present but not understood, as `key=value`.
     pub rejected: Vec<String>,
 }
@@ -168,6 +172,7 @@ impl ShareState {
                         }
                     })
                     .is_some(),
+                "present" => index(&value).map(|i| s.present = Some(i)).is_some(),
                 "theme" => {
                     let valid = matches!(value.as_str(), "auto" | "dark" | "light");
                     if valid {
@@ -217,6 +222,9 @@ impl ShareState {
         if let Some(p) = self.panel.filter(|&p| p != Panel::Stage) {
             parts.push(format!("view={}", p.key()));
         }
+        if let Some(i) = self.present {
+            parts.push(format!("present={i}"));
+        }
         parts.join("&")
     }
 }
@@ -239,6 +247,7 @@ mod tests {
             temperature: Some(0.75),
             theme: Some("dark".into()),
             panel: Some(Panel::Heads),
+            present: Some(7),
             rejected: Vec::new(),
         };
         let link = s.format();

@@ -18,7 +18,7 @@
   const APP = new URL('./', script ? script.src : location.href).href;
 
   const VIEWS = ['q', 'k', 'v', 'raw', 'scores', 'scaled', 'masked', 'weights', 'softmax', 'attention', 'out',
-    'output', 'heads', 'grid', 'residual', 'next'];
+    'output', 'heads', 'grid', 'residual', 'next', 'tokens'];
   const ATTRIBUTES = ['text', 'view', 'layer', 'head', 'mask', 'height', 'theme'];
   const MAX_TEXT = 4000;
   const DEFAULTS = { text: 'The cat sat on the mat because it was tired.', view: 'weights', height: 360 };

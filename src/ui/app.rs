@@ -13,6 +13,7 @@ use super::block_view::BlockView;
 use super::export::{self, Format};
 use super::head_view::{HeadView, HeadWeights};
 use super::host::{self, host, View};
+use super::present::{self, PresenterBar};
 use super::test_hook;
 use super::url;
 use super::{event_canvas, visible};
@@ -111,6 +112,10 @@ pub struct AppState {
     pub panel: RwSignal<Panel>,
     /// Embed mode (`?embed=1`): one panel, sized to its frame, for a lesson page.
     pub embed: bool,
+    /// Presenter mode, at this slide (`crate::present`).
+    pub present: RwSignal<Option<usize>>,
+    /// The seed of sampling (the presenter's sample slide).
+    pub seed: RwSignal<u64>,
 }
 
 /// Whether the address asks for embed mode (`?embed=1`).
@@ -160,6 +165,7 @@ fn embed_title(state: AppState) -> String {
         Panel::Heads => format!("Head view · layer {layer}"),
         Panel::Grid => "Softmax weights of every layer and head".to_owned(),
         Panel::Residual => format!("Residual stream · layer {layer}"),
+        Panel::Tokens => "Tokens".to_owned(),
         Panel::Next => {
             let text = state.text.get();
             let short: String = text.chars().take(40).collect();
@@ -208,6 +214,8 @@ impl AppState {
             latency_ms: RwSignal::new(None),
             panel: RwSignal::new(Panel::Stage),
             embed: embed_requested(),
+            present: RwSignal::new(None),
+            seed: RwSignal::new(0),
         }
     }
 
@@ -343,7 +351,7 @@ impl AppState {
         self.select_stage(all[next]);
     }
 
-    fn select_stage(self, stage: AttentionStage) {
+    pub(super) fn select_stage(self, stage: AttentionStage) {
         if stage != self.stage.get_untracked() {
             let (rows, cols) = self.dims(stage);
             let hover = self.hover.get_untracked().filter(|&(r, c)| r < rows && c < cols);
@@ -361,6 +369,7 @@ pub fn App() -> impl IntoView {
     let state = AppState::new();
     test_hook::install(state);
     url::install(state);
+    present::install(state);
     let stage_ref = NodeRef::<leptos::html::Canvas>::new();
     let grid_ref = NodeRef::<leptos::html::Canvas>::new();
     let stage_2d = NodeRef::<leptos::html::Canvas>::new();
@@ -444,7 +453,8 @@ pub fn App() -> impl IntoView {
     // The colour theme: the system's (auto), or forced dark or light.
     let theme = state.theme;
     Effect::new(move |_| {
-        let t = theme.get();
+        // Presenting: the high-contrast theme, whatever the page's.
+        let t = if state.present.get().is_some() { "contrast" } else { theme.get() };
         if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
             let _ = if t == "auto" { root.remove_attribute("data-theme") } else { root.set_attribute("data-theme", t) };
         }
@@ -528,6 +538,9 @@ pub fn App() -> impl IntoView {
         }
     };
     let on_key = move |ev: web_sys::KeyboardEvent| {
+        if state.present.get_untracked().is_some() {
+            return; // presenter mode's keys (present.rs)
+        }
         let (rows, cols) = state.dims(state.stage.get_untracked());
         if rows == 0 || cols == 0 {
             return;
@@ -751,10 +764,11 @@ pub fn App() -> impl IntoView {
         let top = next.first().map_or(1.0, |n| n.prob).max(1e-9);
         view! {
             <ol class="next-list">
-                {next.into_iter().map(|n| {
+                {next.into_iter().enumerate().map(|(i, n)| {
                     let width = format!("{:.1}%", 100.0 * n.prob / top);
                     view! {
-                        <li class="next-item" title=format!("id {}", n.id)>
+                        <li class="next-item" title=format!("id {}", n.id)
+                            class:picked=move || present::picked(state) == Some(i)>
                             <span class="next-text">{visible(&n.text)}</span>
                             <span class="next-bar"><span class="next-fill" style:width=width></span></span>
                             <span class="next-prob">{format!("{:.1}%", 100.0 * n.prob)}</span>
@@ -793,7 +807,8 @@ pub fn App() -> impl IntoView {
     };
 
     view! {
-        <div class="app" class:embed=state.embed data-panel=move || state.panel.get().key()>
+        <div class="app" class:embed=state.embed class:present=move || state.present.get().is_some()
+            data-panel=move || state.panel.get().key()>
             {state.embed.then(|| view! {
                 <div class="embed-bar">
                     <span class="embed-title" data-testid="embed-title">{move || embed_title(state)}</span>
@@ -801,10 +816,13 @@ pub fn App() -> impl IntoView {
                         title="Open this view in the full attnscope page">"open in attnscope ↗"</a>
                 </div>
             })}
+            <PresenterBar state=state />
             <header class="topbar">
                 <h1>"attnscope"</h1>
                 <span class="badge" title="The weights the page runs">"Model: " {move || state.model_label.get()}</span>
                 <span class="badge backend" data-testid="backend">{move || state.backend.get()}</span>
+                <button class="seg present-button" title="Presenter mode: full screen, large type, step through the computation (P)"
+                    on:click=move |_| present::enter(state)>"Present"</button>
                 <button class="seg share-button" title="Copy a link that opens this exact screen"
                     on:click=move |_| url::share(state)>"Share"</button>
                 <button class="seg theme-button" title="Colour theme: follow the system, dark or light"

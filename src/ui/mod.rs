@@ -7,6 +7,7 @@ mod export;
 mod fetch;
 mod head_view;
 mod host;
+mod present;
 mod test_hook;
 mod url;
 

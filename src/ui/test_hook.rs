@@ -58,6 +58,11 @@ fn state_json(state: AppState) -> Value {
         "temperature": state.temperature.get_untracked(),
         "next": state.next.get_untracked().iter().map(|n| json!({ "id": n.id, "text": n.text, "prob": n.prob })).collect::<Vec<_>>(),
         "latencyMs": state.latency_ms.get_untracked(),
+        "panel": state.panel.get_untracked().key(),
+        "present": state.present.get_untracked(),
+        "slide": untrack(|| super::present::current_slide(state)).map(|(_, s, _)| s.title()),
+        "picked": untrack(|| super::present::picked(state)),
+        "seed": state.seed.get_untracked(),
     })
 }
 

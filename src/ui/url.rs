@@ -30,6 +30,7 @@ pub fn current(state: AppState) -> ShareState {
         temperature: Some(state.temperature.get()),
         theme: Some(state.theme.get().to_owned()),
         panel: Some(state.panel.get()),
+        present: state.present.get(),
         rejected: Vec::new(),
     }
 }
@@ -64,6 +65,7 @@ pub fn apply(state: AppState, link: &ShareState) {
     if let Some(p) = link.panel {
         state.panel.set(p);
     }
+    state.present.set(link.present);
     match link.theme.as_deref() {
         Some("dark") => state.theme.set("dark"),
         Some("light") => state.theme.set("light"),

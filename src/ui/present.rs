@@ -1,0 +1,239 @@
+//! Presenter mode: the forward pass as slides (`crate::present`), one panel
+//! at a time in large type on a high-contrast theme, full screen on request.
+//! Keys (and a clicker's PageUp/PageDown): → Space PageDown next, ← PageUp
+//! Backspace back, Home/End, ↑↓ move the focused token, M toggles the mask,
+//! F full screen, Esc leaves. A spot follows the pointer for the room.
+
+use leptos::prelude::*;
+
+use super::app::AppState;
+use super::visible;
+use crate::engine::Mask;
+use crate::present::{draw, slides, Slide};
+use crate::share::Panel;
+
+/// The slides for the loaded model.
+fn script(state: AppState) -> Vec<Slide> {
+    slides(state.n_layer.get_untracked().max(1))
+}
+
+/// The slide shown, if presenting.
+pub fn current_slide(state: AppState) -> Option<(usize, Slide, usize)> {
+    let i = state.present.get()?;
+    let all = slides(state.n_layer.get().max(1));
+    let i = i.min(all.len() - 1);
+    Some((i, all[i], all.len()))
+}
+
+/// The next-token list's entry the sample slide draws (seeded), if on it.
+pub fn picked(state: AppState) -> Option<usize> {
+    let (_, slide, _) = current_slide(state)?;
+    if slide != Slide::Sample {
+        return None;
+    }
+    let top: Vec<(u32, f64)> = state.next.get().iter().map(|n| (n.id, n.prob)).collect();
+    draw(&top, state.temperature.get(), state.seed.get())
+}
+
+pub fn enter(state: AppState) {
+    if state.present.get_untracked().is_none() {
+        state.present.set(Some(0));
+    }
+    full_screen(true);
+}
+
+pub fn exit(state: AppState) {
+    state.present.set(None);
+    state.panel.set(Panel::Stage);
+    full_screen(false);
+}
+
+fn full_screen(on: bool) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let is_on = document.fullscreen_element().is_some();
+    if on && !is_on {
+        if let Some(root) = document.document_element() {
+            // Refused without a user gesture (a restored link): the F key or the button asks again.
+            let _ = root.request_fullscreen();
+        }
+    } else if !on && is_on {
+        document.exit_fullscreen();
+    }
+}
+
+fn go(state: AppState, to: usize) {
+    let last = script(state).len() - 1;
+    state.present.set(Some(to.min(last)));
+}
+
+fn step(state: AppState, by: isize) {
+    let at = state.present.get_untracked().unwrap_or(0) as isize;
+    go(state, (at + by).max(0) as usize);
+}
+
+/// Moves the focused token (the query row) by `by`, locked so the pointer does not move it.
+fn move_token(state: AppState, by: isize) {
+    let t = state.shown_tokens.get_untracked();
+    if t == 0 {
+        return;
+    }
+    let row = state.hover.get_untracked().map_or(if by > 0 { -1 } else { t as isize }, |(r, _)| r as isize);
+    let row = (row + by).clamp(0, t as isize - 1) as usize;
+    let col = if state.stage.get_untracked().square() { row } else { 0 };
+    state.hover.set(Some((row, col)));
+    state.locked.set(true);
+}
+
+fn toggle_mask(state: AppState) {
+    state.mask.set(match state.mask.get_untracked() {
+        Mask::Causal => Mask::Bidirectional,
+        Mask::Bidirectional => Mask::Window(state.window.get_untracked()),
+        Mask::Window(_) => Mask::Causal,
+    });
+}
+
+fn mask_label(mask: Mask) -> String {
+    match mask {
+        Mask::Causal => "causal".into(),
+        Mask::Bidirectional => "bidirectional".into(),
+        Mask::Window(w) => format!("window of {w}"),
+    }
+}
+
+/// Wires the keys and keeps the page on the slide's panel, layer and stage.
+pub fn install(state: AppState) {
+    Effect::new(move |_| {
+        let Some((_, slide, _)) = current_slide(state) else { return };
+        state.panel.set(slide.panel());
+        if let Some(layer) = slide.layer() {
+            state.layer.set(layer);
+        }
+        if let Slide::Attention { stage, .. } = slide {
+            state.select_stage(stage);
+        }
+    });
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        let typing = ev
+            .target()
+            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(t).ok())
+            .is_some_and(|e| matches!(e.tag_name().as_str(), "TEXTAREA" | "INPUT" | "SELECT"));
+        if typing || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+            return;
+        }
+        if state.present.get_untracked().is_none() {
+            if ev.key() == "p" && !state.embed {
+                ev.prevent_default();
+                enter(state);
+            }
+            return;
+        }
+        let handled = match ev.key().as_str() {
+            "ArrowRight" | "PageDown" | "Enter" => {
+                step(state, 1);
+                true
+            }
+            " " => {
+                step(state, if ev.shift_key() { -1 } else { 1 });
+                true
+            }
+            "ArrowLeft" | "PageUp" | "Backspace" => {
+                step(state, -1);
+                true
+            }
+            "Home" => {
+                go(state, 0);
+                true
+            }
+            "End" => {
+                go(state, usize::MAX);
+                true
+            }
+            "ArrowUp" => {
+                move_token(state, -1);
+                true
+            }
+            "ArrowDown" => {
+                move_token(state, 1);
+                true
+            }
+            "m" | "M" => {
+                toggle_mask(state);
+                true
+            }
+            "f" | "F" => {
+                let on = web_sys::window().and_then(|w| w.document()).is_some_and(|d| d.fullscreen_element().is_some());
+                full_screen(!on);
+                true
+            }
+            "Escape" => {
+                exit(state);
+                true
+            }
+            _ => false,
+        };
+        if handled {
+            ev.prevent_default();
+            ev.stop_propagation();
+        }
+    });
+}
+
+/// The bar above the slide: where we are, the slide's title and caption, and the controls.
+#[component]
+pub fn PresenterBar(state: AppState) -> impl IntoView {
+    let spot = RwSignal::new(None::<(i32, i32)>);
+    let _ = window_event_listener(leptos::ev::mousemove, move |ev| {
+        if state.present.get_untracked().is_some() {
+            spot.set(Some((ev.client_x(), ev.client_y())));
+        }
+    });
+    let sample_line = move || {
+        let i = picked(state)?;
+        let next = state.next.get();
+        let n = next.get(i)?;
+        let t = state.temperature.get();
+        Some(if t == 0.0 {
+            format!(
+                "Temperature 0: the most likely token, “{}” ({:.1} %), every time.",
+                visible(&n.text),
+                100.0 * n.prob
+            )
+        } else {
+            format!(
+                "Drawn with seed {} at temperature {t:.2} from the {} most likely: “{}” (p = {:.1} %).",
+                state.seed.get(),
+                next.len(),
+                visible(&n.text),
+                100.0 * n.prob
+            )
+        })
+    };
+    move || {
+        current_slide(state).map(|(i, slide, n)| {
+            view! {
+                <div class="present-bar" data-testid="present-bar">
+                    <div class="present-head">
+                        <span class="present-count" data-testid="present-count">{format!("{} / {n}", i + 1)}</span>
+                        <h2 class="present-title" data-testid="present-title">{slide.title()}</h2>
+                        <span class="present-controls">
+                            <button class="seg" aria-label="Previous step (←)" on:click=move |_| step(state, -1)
+                                disabled=i == 0>"‹"</button>
+                            <button class="seg" aria-label="Next step (→)" on:click=move |_| step(state, 1)
+                                disabled=i + 1 == n>"›"</button>
+                            <button class="seg" title="Toggle the mask (M)" on:click=move |_| toggle_mask(state)>
+                                {move || format!("Mask: {}", mask_label(state.mask.get()))}</button>
+                            <button class="seg" title="Full screen (F)" on:click=move |_| full_screen(true)>"Full screen"</button>
+                            <button class="seg" title="Leave presenter mode (Esc)" on:click=move |_| exit(state)>"Exit"</button>
+                        </span>
+                    </div>
+                    <p class="present-caption" data-testid="present-caption">{slide.caption()}</p>
+                    {move || sample_line().map(|line| view! { <p class="present-sample" data-testid="present-sample">{line}</p> })}
+                    <p class="present-keys">"→ Space PgDn: next · ← PgUp: back · ↑ ↓: focused token · M: mask · F: full screen · Esc: exit"</p>
+                </div>
+                {move || spot.get().map(|(x, y)| view! {
+                    <div class="pointer-spot" aria-hidden="true" style:left=format!("{x}px") style:top=format!("{y}px")></div>
+                })}
+            }
+        })
+    }
+}

@@ -1,0 +1,98 @@
+// Presenter mode (issue 8, part 3): the keyboard (and a clicker's PageUp /
+// PageDown) steps through every stage from the tokens to the sample, each
+// with its caption, in large type on the high-contrast theme; M toggles the
+// mask, ↑↓ move the focused token, a link restores the slide.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, screenshot } from './harness.mjs';
+
+let server;
+before(async () => { server = await serveDist(); });
+after(async () => { await server.close(); });
+
+const state = (page) => page.evaluate(() => window.attnscope.state());
+
+test('presenter mode steps through every stage by keyboard', { timeout: 400_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const text = 'The cat sat on the mat';
+    const { page, errors } = await openApp(browser, `${server.url}#text=${encodeURIComponent(text)}&head=1`);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    await page.locator('.present-button').click();
+    await page.waitForFunction(() => window.attnscope.state().present === 0);
+    assert.equal(await page.evaluate(() => document.documentElement.getAttribute('data-theme')), 'contrast');
+    assert.equal(await page.locator('.topbar').isVisible(), false, 'the page chrome is hidden');
+    const fontPx = await page.evaluate(() => parseFloat(getComputedStyle(document.querySelector('.app')).fontSize));
+    assert.ok(fontPx >= 20, `large type (${fontPx}px)`);
+
+    // Walk forward with every "next" key a presenter or a clicker sends.
+    const keys = ['ArrowRight', 'PageDown', 'Space'];
+    const seen = [];
+    for (let i = 0; ; i++) {
+      const s = await state(page);
+      const caption = await page.locator('[data-testid=present-caption]').innerText();
+      assert.ok(caption.length > 20, `slide ${i} has a caption`);
+      seen.push({ slide: s.slide, panel: s.panel, stage: s.stage, layer: s.layer });
+      if (s.slide === 'Sample') break;
+      assert.ok(i < 60, 'the presentation ends');
+      await page.keyboard.press(keys[i % keys.length]);
+      await page.waitForFunction((n) => window.attnscope.state().present === n, i + 1);
+    }
+    const titles = seen.map((x) => x.slide);
+    assert.deepEqual(titles.slice(0, 3), ['Tokens', 'Embeddings', 'Layer 0 · Queries Q']);
+    assert.deepEqual(seen.map((x) => x.panel).filter((p, i, a) => p !== a[i - 1]).slice(0, 4),
+      ['tokens', 'residual', 'stage', 'residual']);
+    for (const stage of ['q', 'k', 'v', 'raw', 'scaled', 'masked', 'weights', 'out']) {
+      for (const layer of [0, 1, 2]) {
+        assert.ok(seen.some((x) => x.panel === 'stage' && x.stage === stage && x.layer === layer), `${stage} of layer ${layer}`);
+      }
+    }
+    assert.ok(titles.includes('Into layer 1') && titles.includes('Into layer 2'));
+    assert.deepEqual(titles.slice(-2), ['Logits → next-token distribution', 'Sample']);
+    assert.equal(titles.length, 30);
+    const last = await state(page);
+    assert.ok(Number.isInteger(last.picked) && last.picked < last.next.length, 'a drawn token is marked');
+    await page.waitForSelector('.next-item.picked');
+    assert.match(await page.locator('[data-testid=present-sample]').innerText(), /seed 0 at temperature 1\.00/);
+    await screenshot(page, 'present-sample.png');
+
+    // Back with PageUp to the softmax of the last layer; the mask key and the focused token.
+    while ((await state(page)).stage !== 'weights' || (await state(page)).panel !== 'stage') {
+      await page.keyboard.press('PageUp');
+    }
+    const onWeights = await state(page);
+    assert.equal(onWeights.layer, 2);
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => window.attnscope.state().hover?.row === 1);
+    assert.equal((await state(page)).locked, true);
+    await page.keyboard.press('m');
+    await page.waitForFunction(() => window.attnscope.state().mask === 'bidirectional');
+    await page.waitForFunction((r) => window.attnscope.state().runs > r, onWeights.runs);
+    const snap = await page.evaluate(() => window.attnscope.snapshot());
+    assert.ok(maxAbsDiff(snap.matrix, traceMatrix(cliTrace(text, 'bidirectional', { quiet: true }), 2, 1, 'weights'),
+      'presented softmax, bidirectional') <= 1e-4);
+    await page.mouse.move(400, 300);
+    await page.waitForSelector('.pointer-spot');
+    await screenshot(page, 'present-desktop.png');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    await screenshot(page, 'present-phone.png');
+    await page.setViewportSize({ width: 1280, height: 900 });
+
+    // The link restores the slide; Esc leaves presenter mode.
+    await page.waitForFunction(() => /present=\d+/.test(location.hash));
+    const link = await page.evaluate(() => location.href);
+    const again = await openApp(browser, link);
+    await again.page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    const restored = await state(again.page);
+    assert.deepEqual([restored.slide, restored.mask, restored.layer, restored.head],
+      [onWeights.slide, 'bidirectional', 2, 1]);
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => window.attnscope.state().present === null);
+    assert.equal(await page.locator('.topbar').isVisible(), true);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
