@@ -113,7 +113,8 @@ pub fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn mask_text(mask: Mask) -> String {
+/// A mask as links and messages name it: `causal`, `bidirectional`, `window:N`.
+pub fn mask_text(mask: Mask) -> String {
     match mask {
         Mask::Causal => "causal".into(),
         Mask::Bidirectional => "bidirectional".into(),

@@ -197,6 +197,76 @@ impl Figure<'_> {
     }
 }
 
+/// Where a figure comes from, for the HTML snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub text: String,
+    pub model: String,
+    pub mask: String,
+    pub backend: String,
+    /// A link to the same screen in attnscope (empty: none).
+    pub link: String,
+}
+
+impl Figure<'_> {
+    /// A standalone HTML page of the figure: the SVG inline (every value in a
+    /// cell's tooltip), where it comes from, and every number in a table. No
+    /// script and nothing fetched: it opens offline, anywhere.
+    pub fn html(&self, from: &Provenance) -> String {
+        let e = xml_escape;
+        let mut table = String::from("<table>\n<tr><th></th>");
+        for label in &self.col_labels {
+            table.push_str(&format!("<th>{}</th>", e(label)));
+        }
+        table.push_str("</tr>\n");
+        for i in 0..self.values.rows {
+            table.push_str(&format!("<tr><th>{}</th>", e(self.row_labels.get(i).map_or("", |s| s.as_str()))));
+            for j in 0..self.values.cols {
+                let at = i * self.values.cols + j;
+                if self.is_masked(at) {
+                    table.push_str("<td class=\"masked\">masked</td>");
+                } else {
+                    table.push_str(&format!("<td>{}</td>", self.values.data[at]));
+                }
+            }
+            table.push_str("</tr>\n");
+        }
+        table.push_str("</table>");
+        let link = if from.link.is_empty() {
+            String::new()
+        } else {
+            format!(" · <a href=\"{}\">open this view in attnscope</a>", e(&from.link))
+        };
+        format!(
+            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <title>{title} — attnscope snapshot</title>\n<style>\n\
+             body {{ margin: 0 auto; max-width: 960px; padding: 16px; font: 15px/1.45 system-ui, sans-serif; \
+             color: #1b1f27; background: #fff; }}\n\
+             h1 {{ font-size: 1.3rem; margin: 0 0 4px; }} .meta, .caption {{ color: #5d6675; margin: 4px 0; }}\n\
+             .text {{ font-family: ui-monospace, monospace; white-space: pre-wrap; background: #f3f4f7; padding: 8px; \
+             border-radius: 6px; }}\n figure {{ margin: 12px 0; overflow-x: auto; }} svg {{ max-width: 100%; height: auto; }}\n\
+             table {{ border-collapse: collapse; font: 12px ui-monospace, monospace; }} \
+             td, th {{ border: 1px solid #d9dde5; padding: 2px 5px; text-align: right; white-space: pre; }}\n\
+             td.masked {{ color: #9aa3b2; }} details {{ margin-top: 12px; overflow-x: auto; }}\n</style>\n</head>\n\
+             <body>\n<h1>{title}</h1>\n<p class=\"caption\">{caption}</p>\n\
+             <p class=\"meta\">Model {model} · mask {mask} · computed on {backend}{link}</p>\n\
+             <p class=\"text\">{text}</p>\n<figure>\n{svg}</figure>\n\
+             <p class=\"meta\">Hover a cell for its exact value.</p>\n\
+             <details><summary>Every value ({rows} × {cols})</summary>\n{table}\n</details>\n</body>\n</html>\n",
+            title = e(&self.title),
+            caption = e(&self.caption),
+            model = e(&from.model),
+            mask = e(&from.mask),
+            backend = e(&from.backend),
+            text = e(&from.text),
+            svg = self.svg(),
+            rows = self.values.rows,
+            cols = self.values.cols,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +305,23 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&f.json()).unwrap();
         assert_eq!(j["values"], json!([[1.0, null], [0.25, 0.75]]));
         assert_eq!(j["rows"][1], "<cat>");
+    }
+
+    #[test]
+    fn html_snapshot_is_standalone_escaped_and_holds_every_value() {
+        let values = Matrix::from_vec(2, 2, vec![1.0, f32::NEG_INFINITY, 0.25, 0.75]);
+        let from = Provenance {
+            text: "<script>alert(1)</script>".into(),
+            model: "default".into(),
+            mask: "causal".into(),
+            backend: "CPU".into(),
+            link: "http://x/#text=a&layer=0".into(),
+        };
+        let html = figure(&values).html(&from);
+        assert!(html.starts_with("<!doctype html>"));
+        assert!(!html.contains("<script") && html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!html.contains("src=\"http") && !html.contains("href=\"http://x/#text=a&layer"), "links escaped");
+        assert!(html.contains("<svg") && html.contains("<td>0.25</td>") && html.contains("<td class=\"masked\">"));
+        assert_eq!(html.matches("<?xml").count(), 0, "the SVG is inline, without its XML declaration");
     }
 }

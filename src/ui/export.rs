@@ -1,5 +1,6 @@
 //! Export the shown stage for slides and lessons: PNG at 2×, SVG (vector,
-//! labelled, every value in a tooltip), CSV and JSON, built by
+//! labelled, every value in a tooltip), CSV, JSON and a standalone HTML
+//! snapshot that opens offline, built by
 //! `render::export` from the matrix read back from where the heatmap is drawn.
 
 use leptos::prelude::*;
@@ -7,9 +8,10 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use super::app::AppState;
 use super::host::{host, View};
+use super::url;
 use super::visible;
 use crate::engine::{AttentionStage, Matrix};
-use crate::render::export::Figure;
+use crate::render::export::{Figure, Provenance};
 use crate::render::raster::value_range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,10 +20,11 @@ pub enum Format {
     Svg,
     Csv,
     Json,
+    Html,
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::Png, Format::Svg, Format::Csv, Format::Json];
+    pub const ALL: [Format; 5] = [Format::Png, Format::Svg, Format::Csv, Format::Json, Format::Html];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -29,6 +32,7 @@ impl Format {
             Format::Svg => "SVG",
             Format::Csv => "CSV",
             Format::Json => "JSON",
+            Format::Html => "HTML snapshot",
         }
     }
 
@@ -38,6 +42,7 @@ impl Format {
             Format::Svg => "svg",
             Format::Csv => "csv",
             Format::Json => "json",
+            Format::Html => "html",
         }
     }
 }
@@ -135,6 +140,16 @@ pub async fn export(state: AppState, format: Format) -> Result<String, String> {
         Format::Csv => save_text(&figure.csv(), "text/csv", &name)?,
         Format::Json => save_text(&figure.json(), "application/json", &name)?,
         Format::Png => save_png(&figure.svg(), &name).await?,
+        Format::Html => {
+            let from = Provenance {
+                text: state.text.get_untracked(),
+                model: state.model_label.get_untracked(),
+                mask: crate::share::mask_text(state.mask.get_untracked()),
+                backend: state.backend.get_untracked(),
+                link: url::full_page_link(state),
+            };
+            save_text(&figure.html(&from), "text/html", &name)?
+        }
     }
     Ok(name)
 }

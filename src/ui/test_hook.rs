@@ -13,15 +13,7 @@ use wasm_bindgen::prelude::*;
 
 use super::app::{AppState, Phase};
 use super::host::host;
-use crate::engine::{AttentionStage, Mask};
-
-fn mask_name(mask: Mask) -> String {
-    match mask {
-        Mask::Causal => "causal".into(),
-        Mask::Bidirectional => "bidirectional".into(),
-        Mask::Window(w) => format!("window:{w}"),
-    }
-}
+use crate::engine::AttentionStage;
 
 fn state_json(state: AppState) -> Value {
     let phase = match state.phase.get_untracked() {
@@ -44,7 +36,7 @@ fn state_json(state: AppState) -> Value {
         "layer": view.layer,
         "head": view.head,
         "stage": view.stage.key(),
-        "mask": mask_name(state.mask.get_untracked()),
+        "mask": crate::share::mask_text(state.mask.get_untracked()),
         "runs": state.runs.get_untracked(),
         "renders": state.renders.get_untracked(),
         "bytesReadBack": host.as_ref().map_or(0, |h| h.bytes_read_back()),

@@ -3,7 +3,9 @@
 // named, ignored and never run as markup.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, copyFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, imageStats } from './harness.mjs';
 
 let server;
@@ -71,7 +73,7 @@ test('bad link fields are named and ignored, and markup in the text stays text',
   }
 });
 
-test('export: PNG at 2×, SVG, CSV and JSON of the shown view', { timeout: 300_000 }, async () => {
+test('export: PNG at 2×, SVG, CSV, JSON and an offline HTML snapshot of the shown view', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {
     const text = 'The cat sat on the mat';
@@ -83,11 +85,26 @@ test('export: PNG at 2×, SVG, CSV and JSON of the shown view', { timeout: 300_0
     const snap = await page.evaluate(() => window.attnscope.snapshot());
     const t = snap.gpuTokens;
     const files = {};
-    for (const f of ['png', 'svg', 'csv', 'json']) {
+    const paths = {};
+    for (const f of ['png', 'svg', 'csv', 'json', 'html']) {
       const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`[data-export=${f}]`).click()]);
       assert.match(download.suggestedFilename(), new RegExp(`^attnscope-weights-L0H1\\.${f}$`));
-      files[f] = await readFile(await download.path());
+      paths[f] = await download.path();
+      files[f] = await readFile(paths[f]);
     }
+    // The HTML snapshot opens with the network off and fetches nothing.
+    const offline = await browser.newContext({ offline: true });
+    const snapshotPage = await offline.newPage();
+    const fetched = [];
+    snapshotPage.on('request', (r) => fetched.push(r.url()));
+    const htmlFile = path.join(await mkdtemp(path.join(tmpdir(), 'attnscope-')), 'snapshot.html');
+    await copyFile(paths.html, htmlFile); // downloads are saved without their extension
+    await snapshotPage.goto(`file://${htmlFile}`);
+    assert.equal(await snapshotPage.locator('svg rect[x]').count(), t * t + 11, 'the heatmap is in the page');
+    assert.equal(await snapshotPage.locator('td').count(), t * t, 'and every value in the table');
+    assert.match(await snapshotPage.locator('.text').innerText(), /The cat sat on the mat/);
+    assert.deepEqual(fetched.filter((u) => !u.startsWith('file:')), [], 'nothing fetched');
+    await offline.close();
     const svg = files.svg.toString();
     assert.equal((svg.match(/<rect x=/g) || []).length, t * t + 11, 'one rect per cell and 11 legend swatches');
     assert.equal((svg.match(/url\(#masked\)/g) || []).length, (t * (t - 1)) / 2, 'the causal mask hatched');
@@ -101,7 +118,7 @@ test('export: PNG at 2×, SVG, CSV and JSON of the shown view', { timeout: 300_0
     assert.equal(maxAbsDiff(json.values.map((r) => r.map((v, j) => v)), snap.matrix.map((r, i) => r.map((v, j) => (j > i ? null : v))), 'json'), 0);
     const csv = files.csv.toString().trim().split('\n');
     assert.equal(csv.length, t + 1, 'a header and a row per token');
-    assert.match(await page.locator('[data-testid=export-note]').innerText(), /Saved attnscope-weights-L0H1\.json/);
+    assert.match(await page.locator('[data-testid=export-note]').innerText(), /Saved attnscope-weights-L0H1\.html/);
   } finally {
     await browser.close();
   }
