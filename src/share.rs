@@ -1,5 +1,6 @@
 //! The page's state as a URL fragment, so any screen is a link: text, model,
-//! layer, head, stage, mask, focused cell, temperature and theme. Parsing
+//! layer, head, stage, mask, focused cell, sampling (temperature, top-k, top-p,
+//! seed), theme, the panel and the presenter's slide. Parsing
 //! never fails: a field that is missing or malformed is left unset (the page
 //! keeps its default) and named in `rejected`, so the page can say so.
 //! Plain Rust (no web APIs), tested natively; the UI wires it to the address.
@@ -71,6 +72,10 @@ pub struct ShareState {
     pub panel: Option<Panel>,
     /// Presenter mode, at this slide (see `crate::present`).
     pub present: Option<usize>,
+    /// Sampling: the seed, top-k and top-p (temperature is `temperature`).
+    pub seed: Option<u64>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
     /// Fields present but not understood, as `key=value`.
     pub rejected: Vec<String>,
 }
@@ -174,6 +179,14 @@ impl ShareState {
                     })
                     .is_some(),
                 "present" => index(&value).map(|i| s.present = Some(i)).is_some(),
+                "seed" => value.parse::<u64>().ok().map(|v| s.seed = Some(v)).is_some(),
+                "topk" => value.parse::<usize>().ok().filter(|&k| k >= 1).map(|k| s.top_k = Some(k)).is_some(),
+                "topp" => value
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1.0)
+                    .map(|p| s.top_p = Some(p))
+                    .is_some(),
                 "theme" => {
                     let valid = matches!(value.as_str(), "auto" | "dark" | "light");
                     if valid {
@@ -226,6 +239,15 @@ impl ShareState {
         if let Some(i) = self.present {
             parts.push(format!("present={i}"));
         }
+        if let Some(seed) = self.seed {
+            parts.push(format!("seed={seed}"));
+        }
+        if let Some(k) = self.top_k {
+            parts.push(format!("topk={k}"));
+        }
+        if let Some(p) = self.top_p {
+            parts.push(format!("topp={p}"));
+        }
         parts.join("&")
     }
 }
@@ -249,6 +271,9 @@ mod tests {
             theme: Some("dark".into()),
             panel: Some(Panel::Heads),
             present: Some(7),
+            seed: Some(42),
+            top_k: Some(40),
+            top_p: Some(0.9),
             rejected: Vec::new(),
         };
         let link = s.format();
@@ -259,14 +284,16 @@ mod tests {
     #[test]
     fn bad_fields_are_named_and_left_unset() {
         let s = ShareState::parse(
-            "#layer=-1&head=999999&stage=softmax&mask=window:0&t=nan&theme=<x>&model=../x&zoom=2&text=ok",
+            "#layer=-1&head=999999&stage=softmax&mask=window:0&t=nan&theme=<x>&model=../x&zoom=2&text=ok&seed=-1&topk=0\
+             &topp=1.5",
         );
         assert_eq!(s.text.as_deref(), Some("ok"));
         assert_eq!(
             (s.layer, s.head, s.stage, s.mask, s.temperature, s.theme.as_deref(), s.model.as_deref()),
             (None, None, None, None, None, None, None)
         );
-        assert_eq!(s.rejected.len(), 8, "{:?}", s.rejected);
+        assert_eq!((s.seed, s.top_k, s.top_p), (None, None, None));
+        assert_eq!(s.rejected.len(), 11, "{:?}", s.rejected);
     }
 
     #[test]

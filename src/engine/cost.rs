@@ -68,6 +68,28 @@ pub fn forward_cost(config: &ModelConfig, t: usize) -> ForwardCost {
     }
 }
 
+/// Costs of one generation step with a KV cache: the token at position
+/// `t − 1` read as one row, attending over `t` cached keys (and its logits
+/// only). Without a cache the same step is a full `forward_cost(config, t)`.
+pub fn step_cost(config: &ModelConfig, t: usize) -> ForwardCost {
+    let (t64, d, l) = (t as u64, config.n_embd as u64, config.n_layer as u64);
+    let (h, v, m) = (config.n_head as u64, config.vocab_size as u64, config.n_inner as u64);
+    let kv_bytes_per_token = 2 * d * l * 4;
+    ForwardCost {
+        t,
+        qkv_flops: 2 * d * 3 * d * l,
+        scores_flops: 2 * t64 * d * l,
+        weighted_sum_flops: 2 * t64 * d * l,
+        attn_proj_flops: 2 * d * d * l,
+        mlp_flops: 2 * 2 * d * m * l,
+        lm_head_flops: 2 * d * v,
+        attention_entries: t64 * h * l,
+        attention_bytes: t64 * h * l * 4,
+        kv_bytes_per_token,
+        kv_bytes: kv_bytes_per_token * t64,
+    }
+}
+
 /// The smallest T at which attention's T² FLOPs reach the per-token linear FLOPs
 /// (4·T·d² vs 24·T·d² per layer: T = 6·d).
 pub fn quadratic_crossover(config: &ModelConfig) -> usize {

@@ -14,6 +14,8 @@ pub enum EngineError {
     IdOutOfVocab { id: u32, vocab: usize },
     #[error("there is no text to run: give at least one token")]
     Empty,
+    #[error("a KV cache only works with a causal (or sliding-window) mask: with a bidirectional one, every new token would change the earlier tokens' keys and values")]
+    CacheNeedsCausalMask,
     #[error(transparent)]
     Model(#[from] ModelError),
 }

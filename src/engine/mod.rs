@@ -6,6 +6,7 @@ pub mod cost;
 mod forward;
 pub mod generate;
 pub mod init;
+pub mod kv_cache;
 mod mask;
 pub mod ops;
 pub mod residual;

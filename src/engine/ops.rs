@@ -1,8 +1,27 @@
 //! The CPU reference of each GPU kernel, one function per kernel in `shaders/`.
 //! Plain loops in f32, written for clarity: these define what the kernels must compute.
 
+use std::cell::Cell;
+
 use super::Mask;
 use crate::model::Activation;
+
+thread_local! {
+    static FLOPS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// FLOPs this thread's matmul-like ops performed since the last call (one
+/// multiply-add = 2; layernorm, softmax and activations are not counted, as
+/// in `cost`). Resets the count; lets tests check the cost model against
+/// what the forward pass actually did.
+pub fn take_flops() -> u64 {
+    FLOPS.with(|f| f.replace(0))
+}
+
+/// Adds FLOPs done outside these ops (the KV cache's one-row attention).
+pub fn count_flops(flops: usize) {
+    FLOPS.with(|f| f.set(f.get() + flops as u64));
+}
 
 /// `x[t] = wte[ids[t]] + wpe[t]` (shaders/embed.wgsl). Ids must be < vocab.
 pub fn embed(ids: &[u32], wte: &[f32], wpe: &[f32], d: usize) -> Vec<f32> {
@@ -33,6 +52,7 @@ pub fn layernorm(x: &[f32], gain: &[f32], bias: &[f32], d: usize, eps: f32) -> V
 
 /// `y[M×N] = x[M×K] · w[K×N] + b[N]` (shaders/matmul_bias.wgsl).
 pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    count_flops(2 * m * k * n);
     let mut y = vec![0.0; m * n];
     for i in 0..m {
         let out = &mut y[i * n..][..n];
@@ -55,6 +75,7 @@ pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize
 pub fn attention_scores(qkv: &[f32], t: usize, n_head: usize, d_head: usize, mask: Mask) -> (Vec<f32>, Vec<f32>) {
     let d = n_head * d_head;
     let scale = 1.0 / (d_head as f32).sqrt();
+    count_flops(2 * n_head * t * t * d_head);
     let mut raw = vec![0.0; n_head * t * t];
     let mut masked = vec![0.0; n_head * t * t];
     for h in 0..n_head {
@@ -98,6 +119,7 @@ pub fn softmax_rows(scores: &[f32], n: usize) -> Vec<f32> {
 /// `weights` is `[H×T×T]`, `qkv` the fused `[T×3d]` projection.
 pub fn weighted_sum(weights: &[f32], qkv: &[f32], t: usize, n_head: usize, d_head: usize) -> Vec<f32> {
     let d = n_head * d_head;
+    count_flops(2 * n_head * t * t * d_head);
     let mut out = vec![0.0; t * d];
     for h in 0..n_head {
         for i in 0..t {
@@ -139,6 +161,7 @@ pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
 
 /// `logits[T×V] = x[T×d] · wteᵀ` (the tied LM head; wte is `[V×d]`).
 pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<f32> {
+    count_flops(2 * t * d * vocab);
     let mut logits = vec![0.0; t * vocab];
     for i in 0..t {
         let row = &x[i * d..][..d];

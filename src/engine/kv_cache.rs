@@ -1,0 +1,271 @@
+//! Generation with a KV cache on the CPU reference: the keys and values of
+//! every token already read are kept per layer, so each new token costs one
+//! row (its Q, K, V, one row of scores over the cached keys, its MLP) instead
+//! of a forward pass over the whole text. `generate_cached` must equal
+//! `generate::generate` (full re-runs) token for token.
+
+use serde::Serialize;
+
+use super::generate::{GeneratedToken, Generation};
+use super::sampling::{sample, Rng, SamplingParams};
+use super::{forward_cpu, ops, EngineError, Mask, Trace};
+use crate::model::{Gpt2Weights, Model, ModelConfig, Token};
+
+/// Keys and values of the first `len` tokens, per layer, `[len × d]` each
+/// (head h in columns h·d_head..).
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    d: usize,
+    len: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+}
+
+/// What one cached step computed, for the stepper.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Position of the token this step read.
+    pub position: usize,
+    /// Its logits (the next-token distribution before softmax).
+    pub logits: Vec<f32>,
+    /// The new query row's softmax weights over every cached key, `[layer][head][position + 1]`.
+    pub weights: Vec<Vec<Vec<f32>>>,
+}
+
+impl KvCache {
+    pub fn new(config: &ModelConfig) -> Self {
+        Self { d: config.n_embd, len: 0, keys: vec![Vec::new(); config.n_layer], values: vec![Vec::new(); config.n_layer] }
+    }
+
+    /// The cache a full forward pass leaves: every token's K and V, from its trace.
+    pub fn from_trace(config: &ModelConfig, trace: &Trace) -> Self {
+        let mut cache = Self::new(config);
+        let t = trace.tokens.len();
+        let d_head = config.d_head();
+        for (l, layer) in trace.layers.iter().enumerate() {
+            let (mut k, mut v) = (vec![0.0; t * cache.d], vec![0.0; t * cache.d]);
+            for (h, head) in layer.attention.heads.iter().enumerate() {
+                for i in 0..t {
+                    k[i * cache.d + h * d_head..][..d_head].copy_from_slice(head.k.row(i));
+                    v[i * cache.d + h * d_head..][..d_head].copy_from_slice(head.v.row(i));
+                }
+            }
+            cache.keys[l] = k;
+            cache.values[l] = v;
+        }
+        cache.len = t;
+        cache
+    }
+
+    /// Tokens cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held (f32 K and V of every layer): `cost::forward_cost(config, len).kv_bytes`.
+    pub fn bytes(&self) -> u64 {
+        self.keys.iter().chain(&self.values).map(|v| v.len() as u64 * 4).sum()
+    }
+
+    /// Reads token `id` at the next position: one row through every layer,
+    /// attending over the cache, which grows by one.
+    pub fn step(&mut self, config: &ModelConfig, weights: &Gpt2Weights, id: u32, mask: Mask) -> Result<Step, EngineError> {
+        if mask == Mask::Bidirectional {
+            return Err(EngineError::CacheNeedsCausalMask);
+        }
+        let p = self.len;
+        if p >= config.n_positions {
+            return Err(EngineError::TooLong { tokens: p + 1, limit: config.n_positions });
+        }
+        if id as usize >= config.vocab_size {
+            return Err(EngineError::IdOutOfVocab { id, vocab: config.vocab_size });
+        }
+        let (d, eps, n_head, d_head) = (self.d, config.layer_norm_epsilon, config.n_head, config.d_head());
+        let tok = &weights.wte.data[id as usize * d..][..d];
+        let pos = &weights.wpe.data[p * d..][..d];
+        let mut x: Vec<f32> = tok.iter().zip(pos).map(|(a, b)| a + b).collect();
+        let mut all_weights = Vec::with_capacity(weights.blocks.len());
+        for (l, block) in weights.blocks.iter().enumerate() {
+            let ln_1 = ops::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
+            let qkv = ops::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, 1, d, 3 * d);
+            self.keys[l].extend_from_slice(&qkv[d..2 * d]);
+            self.values[l].extend_from_slice(&qkv[2 * d..]);
+            let (keys, values) = (&self.keys[l], &self.values[l]);
+            // One query row over p + 1 keys: 2·(p+1)·d FLOPs for the scores, as many for W·V.
+            let mut concat = vec![0.0; d];
+            let mut head_weights = Vec::with_capacity(n_head);
+            for h in 0..n_head {
+                let q = &qkv[h * d_head..][..d_head];
+                let scale = 1.0 / (d_head as f32).sqrt();
+                let scores: Vec<f32> = (0..=p)
+                    .map(|j| {
+                        let k = &keys[j * d + h * d_head..][..d_head];
+                        let s: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
+                        if mask.allows(p, j) {
+                            s * scale
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                    .collect();
+                let w = ops::softmax_rows(&scores, p + 1);
+                let out = &mut concat[h * d_head..][..d_head];
+                for (j, &wj) in w.iter().enumerate() {
+                    let v = &values[j * d + h * d_head..][..d_head];
+                    for c in 0..d_head {
+                        out[c] += wj * v[c];
+                    }
+                }
+                head_weights.push(w);
+            }
+            ops::count_flops(4 * (p + 1) * d);
+            let attn_out = ops::matmul_bias(&concat, &block.attn_proj_w.data, &block.attn_proj_b.data, 1, d, d);
+            let resid_mid = ops::add(&x, &attn_out);
+            let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, eps);
+            let m = config.n_inner;
+            let mut hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, 1, d, m);
+            ops::activate(&mut hidden, config.activation_function);
+            let mlp_out = ops::matmul_bias(&hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, 1, m, d);
+            x = ops::add(&resid_mid, &mlp_out);
+            all_weights.push(head_weights);
+        }
+        self.len = p + 1;
+        let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
+        let logits = ops::lm_head(&ln_f, &weights.wte.data, 1, d, config.vocab_size);
+        Ok(Step { position: p, logits, weights: all_weights })
+    }
+}
+
+/// Samples up to `steps` tokens after `prompt` like [`super::generate::generate`],
+/// but reads the prompt once and then each new token as one cached row.
+pub fn generate_cached(
+    model: &Model,
+    prompt: Vec<Token>,
+    steps: usize,
+    params: &SamplingParams,
+    mask: Mask,
+) -> Result<Generation, EngineError> {
+    if mask == Mask::Bidirectional {
+        return Err(EngineError::CacheNeedsCausalMask);
+    }
+    let (config, weights) = (&model.config, &model.weights);
+    let mut rng = Rng::new(params.seed);
+    let trace = forward_cpu(config, weights, prompt.clone(), mask)?;
+    let mut cache = KvCache::from_trace(config, &trace);
+    let mut logits = trace.logits.row(trace.logits.rows - 1).to_vec();
+    let mut out = Vec::with_capacity(steps);
+    let mut hit_context_limit = false;
+    for _ in 0..steps {
+        if cache.len() >= config.n_positions {
+            hit_context_limit = true;
+            break;
+        }
+        let Some(sampled) = sample(&logits, params, &mut rng) else { break };
+        let text = model.tokenizer.decode(&[sampled.id]);
+        out.push(GeneratedToken { text, sampled });
+        if out.len() == steps || cache.len() + 1 >= config.n_positions {
+            hit_context_limit = out.len() < steps;
+            break;
+        }
+        logits = cache.step(config, weights, sampled.id, mask)?.logits;
+    }
+    Ok(Generation { prompt, steps: out, hit_context_limit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cost::{forward_cost, step_cost};
+    use crate::engine::init::random_weights;
+    use crate::model::Activation;
+
+    fn config(n_layer: usize, n_head: usize, d: usize) -> ModelConfig {
+        ModelConfig {
+            n_layer,
+            n_head,
+            n_embd: d,
+            n_positions: 24,
+            vocab_size: 50,
+            n_inner: 4 * d,
+            layer_norm_epsilon: 1e-5,
+            activation_function: Activation::GeluTanh,
+        }
+    }
+
+    fn tokens(ids: &[u32]) -> Vec<Token> {
+        ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
+    }
+
+    #[test]
+    fn cached_steps_equal_full_runs_in_logits_and_weights() {
+        for (cfg, mask) in [(config(2, 2, 16), Mask::Causal), (config(3, 4, 32), Mask::Window(3))] {
+            let w = random_weights(&cfg, 7);
+            let ids: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 50).collect();
+            let prefix = 5;
+            let trace = forward_cpu(&cfg, &w, tokens(&ids[..prefix]), mask).unwrap();
+            let mut cache = KvCache::from_trace(&cfg, &trace);
+            for p in prefix..ids.len() {
+                let step = cache.step(&cfg, &w, ids[p], mask).unwrap();
+                let full = forward_cpu(&cfg, &w, tokens(&ids[..=p]), mask).unwrap();
+                let diff = step.logits.iter().zip(full.logits.row(p)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(diff <= 1e-4, "position {p}: logits differ by {diff}");
+                for (l, layer) in full.layers.iter().enumerate() {
+                    for (h, head) in layer.attention.heads.iter().enumerate() {
+                        let row = &head.weights.row(p)[..=p];
+                        let got = &step.weights[l][h];
+                        assert!(row.iter().zip(got).all(|(a, b)| (a - b).abs() <= 1e-5), "weights L{l}H{h} row {p}");
+                    }
+                }
+                assert_eq!(cache.len(), p + 1);
+                assert_eq!(cache.bytes(), forward_cost(&cfg, p + 1).kv_bytes, "cache size is the cost model's");
+            }
+        }
+    }
+
+    #[test]
+    fn cache_from_steps_alone_equals_cache_from_a_trace() {
+        let cfg = config(2, 2, 16);
+        let w = random_weights(&cfg, 3);
+        let ids = [4, 9, 1, 33, 2];
+        let mut stepped = KvCache::new(&cfg);
+        for &id in &ids {
+            stepped.step(&cfg, &w, id, Mask::Causal).unwrap();
+        }
+        let traced = KvCache::from_trace(&cfg, &forward_cpu(&cfg, &w, tokens(&ids), Mask::Causal).unwrap());
+        for l in 0..2 {
+            let diff = stepped.keys[l].iter().zip(&traced.keys[l]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff <= 1e-5 && stepped.keys[l].len() == traced.keys[l].len(), "layer {l}: {diff}");
+        }
+    }
+
+    #[test]
+    fn counted_flops_equal_the_cost_model() {
+        let cfg = config(2, 4, 32);
+        let w = random_weights(&cfg, 1);
+        let ids: Vec<u32> = (0..9).collect();
+        ops::take_flops();
+        let trace = forward_cpu(&cfg, &w, tokens(&ids), Mask::Causal).unwrap();
+        assert_eq!(ops::take_flops(), forward_cost(&cfg, 9).total_flops(), "full forward");
+        let mut cache = KvCache::from_trace(&cfg, &trace);
+        ops::take_flops();
+        cache.step(&cfg, &w, 3, Mask::Causal).unwrap();
+        assert_eq!(ops::take_flops(), step_cost(&cfg, 10).total_flops(), "one cached step");
+    }
+
+    #[test]
+    fn bad_steps_are_errors() {
+        let cfg = config(1, 1, 8);
+        let w = random_weights(&cfg, 1);
+        let mut cache = KvCache::new(&cfg);
+        assert!(matches!(cache.step(&cfg, &w, 1, Mask::Bidirectional), Err(EngineError::CacheNeedsCausalMask)));
+        assert!(matches!(cache.step(&cfg, &w, 50, Mask::Causal), Err(EngineError::IdOutOfVocab { .. })));
+        for _ in 0..24 {
+            cache.step(&cfg, &w, 1, Mask::Causal).unwrap();
+        }
+        assert!(matches!(cache.step(&cfg, &w, 1, Mask::Causal), Err(EngineError::TooLong { .. })));
+    }
+}
