@@ -1,7 +1,7 @@
 //! Generation with the KV cache against full re-runs, on the shipped default
-#![cfg(not(target_arch = "wasm32"))]
 //! model: the same tokens (greedy and seeded sampling), the same logits, and
 //! a seed that reproduces its continuation while another seed changes it.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::PathBuf;
 
