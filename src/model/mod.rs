@@ -5,6 +5,7 @@
 
 mod config;
 mod error;
+pub mod fertility;
 mod tokenizer;
 mod weights;
 
