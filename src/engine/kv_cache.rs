@@ -34,7 +34,12 @@ pub struct Step {
 
 impl KvCache {
     pub fn new(config: &ModelConfig) -> Self {
-        Self { d: config.n_embd, len: 0, keys: vec![Vec::new(); config.n_layer], values: vec![Vec::new(); config.n_layer] }
+        Self {
+            d: config.n_embd,
+            len: 0,
+            keys: vec![Vec::new(); config.n_layer],
+            values: vec![Vec::new(); config.n_layer],
+        }
     }
 
     /// The cache a full forward pass leaves: every token's K and V, from its trace.
@@ -73,7 +78,13 @@ impl KvCache {
 
     /// Reads token `id` at the next position: one row through every layer,
     /// attending over the cache, which grows by one.
-    pub fn step(&mut self, config: &ModelConfig, weights: &Gpt2Weights, id: u32, mask: Mask) -> Result<Step, EngineError> {
+    pub fn step(
+        &mut self,
+        config: &ModelConfig,
+        weights: &Gpt2Weights,
+        id: u32,
+        mask: Mask,
+    ) -> Result<Step, EngineError> {
         if mask == Mask::Bidirectional {
             return Err(EngineError::CacheNeedsCausalMask);
         }

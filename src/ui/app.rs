@@ -11,6 +11,7 @@ use leptos::task::spawn_local;
 
 use super::block_view::BlockView;
 use super::export::{self, Format};
+use super::generate_view::{GenStep, GenerateView};
 use super::head_view::{HeadView, HeadWeights};
 use super::host::{self, host, View};
 use super::present::{self, PresenterBar};
@@ -18,7 +19,7 @@ use super::test_hook;
 use super::url;
 use super::{event_canvas, visible};
 use crate::engine::{AttentionStage, Mask};
-use crate::model::Token;
+use crate::model::{ModelConfig, Token};
 use crate::share::Panel;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,8 +115,15 @@ pub struct AppState {
     pub embed: bool,
     /// Presenter mode, at this slide (`crate::present`).
     pub present: RwSignal<Option<usize>>,
-    /// The seed of sampling (the presenter's sample slide).
+    /// Sampling: the seed, top-k and top-p (the temperature is `temperature`).
     pub seed: RwSignal<u64>,
+    pub top_k: RwSignal<Option<usize>>,
+    pub top_p: RwSignal<Option<f32>>,
+    /// Tokens generated after the text (cleared when the text changes).
+    pub generated: RwSignal<Vec<GenStep>>,
+    pub playing: RwSignal<bool>,
+    /// The loaded model's shape.
+    pub config: RwSignal<Option<ModelConfig>>,
 }
 
 /// Whether the address asks for embed mode (`?embed=1`).
@@ -216,6 +224,11 @@ impl AppState {
             embed: embed_requested(),
             present: RwSignal::new(None),
             seed: RwSignal::new(0),
+            top_k: RwSignal::new(None),
+            top_p: RwSignal::new(None),
+            generated: RwSignal::new(Vec::new()),
+            playing: RwSignal::new(false),
+            config: RwSignal::new(None),
         }
     }
 
@@ -234,17 +247,18 @@ impl AppState {
         (t, if stage.square() { t } else { self.d_head.get_untracked() })
     }
 
-    /// Tokenizes the latest text and runs the model on it.
-    fn compute(self) {
+    /// Tokenizes the latest text, appends the generated tokens, and runs the model on them.
+    pub(super) fn compute(self) {
         let Some(host) = host() else { return };
         let text = self.text.get_untracked();
-        let tokens = match host.tokenize(&text) {
+        let mut tokens = match host.tokenize(&text) {
             Ok(tokens) => tokens,
             Err(message) => {
                 self.input_error.set(Some(message));
                 return;
             }
         };
+        tokens.extend(self.generated.get_untracked().into_iter().map(|g| g.token));
         self.input_error.set(None);
         let mask = self.mask.get_untracked();
         let mut result = host.run(&tokens, mask);
@@ -397,6 +411,7 @@ pub fn App() -> impl IntoView {
                     state.n_head.set(c.n_head);
                     state.d_head.set(c.d_head());
                     state.n_positions.set(c.n_positions);
+                    state.config.set(Some(c.clone()));
                     // A link may name a layer or head this model does not have.
                     let (l, h) = (state.layer.get_untracked(), state.head.get_untracked());
                     if l >= c.n_layer || h >= c.n_head {
@@ -464,6 +479,7 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| {
         state.text.track();
         state.mask.track();
+        state.generated.track();
         if state.phase.get() != Phase::Ready || scheduled.get() {
             return;
         }
@@ -863,6 +879,9 @@ pub fn App() -> impl IntoView {
                             on:input=move |ev| {
                                 state.latency_ms.set(None);
                                 state.input_at.set(Some(now_ms()));
+                                // A new prompt: what was generated after the old one goes.
+                                state.playing.set(false);
+                                state.generated.set(Vec::new());
                                 state.text.set(event_target_value(&ev));
                             }></textarea>
                         <div class="hint">
@@ -888,6 +907,7 @@ pub fn App() -> impl IntoView {
                         </div>
                         {next_tokens}
                     </section>
+                    <GenerateView state=state />
                     <HeadView state=state />
                     <section class="panel model-panel">
                         <h2>"Every layer and head"</h2>

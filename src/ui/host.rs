@@ -396,6 +396,28 @@ impl Host {
         }
     }
 
+    /// The last position's logits (vocab values; read back on the GPU), for sampling.
+    pub async fn last_logits(&self) -> Result<Vec<f32>, String> {
+        let backend = self.backend();
+        let v = self.model.config.vocab_size;
+        match &*backend {
+            Backend::Gpu(gpu) => {
+                let read = {
+                    let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+                    fwd.begin_read_last_logits(&gpu.ctx).map_err(|e| e.to_string())?
+                };
+                let mut logits = read.finish(&gpu.ctx).await.map_err(|e| e.to_string())?;
+                logits.truncate(v);
+                Ok(logits)
+            }
+            Backend::Cpu(cpu) => {
+                let trace = cpu.trace.borrow();
+                let trace = trace.as_ref().ok_or("no trace yet")?;
+                Ok(trace.logits.row(trace.logits.rows - 1).to_vec())
+            }
+        }
+    }
+
     /// The most likely next tokens after the last one, with their probabilities at `temperature`.
     pub async fn top_k(&self, temperature: f32) -> Result<Vec<(u32, f64)>, String> {
         let backend = self.backend();

@@ -5,6 +5,7 @@ mod app;
 mod block_view;
 mod export;
 mod fetch;
+mod generate_view;
 mod head_view;
 mod host;
 mod present;

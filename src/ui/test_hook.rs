@@ -55,6 +55,10 @@ fn state_json(state: AppState) -> Value {
         "slide": untrack(|| super::present::current_slide(state)).map(|(_, s, _)| s.title()),
         "picked": untrack(|| super::present::picked(state)),
         "seed": state.seed.get_untracked(),
+        "topK": state.top_k.get_untracked(),
+        "topP": state.top_p.get_untracked(),
+        "generated": state.generated.get_untracked().iter().map(|g| json!({ "id": g.token.id, "text": g.token.text, "prob": g.prob })).collect::<Vec<_>>(),
+        "kvBytes": state.config.get_untracked().map(|c| crate::engine::cost::forward_cost(&c, state.shown_tokens.get_untracked()).kv_bytes),
     })
 }
 

@@ -31,6 +31,9 @@ pub fn current(state: AppState) -> ShareState {
         theme: Some(state.theme.get().to_owned()),
         panel: Some(state.panel.get()),
         present: state.present.get(),
+        seed: Some(state.seed.get()),
+        top_k: state.top_k.get(),
+        top_p: state.top_p.get(),
         rejected: Vec::new(),
     }
 }
@@ -66,6 +69,11 @@ pub fn apply(state: AppState, link: &ShareState) {
         state.panel.set(p);
     }
     state.present.set(link.present);
+    if let Some(seed) = link.seed {
+        state.seed.set(seed);
+    }
+    state.top_k.set(link.top_k);
+    state.top_p.set(link.top_p);
     match link.theme.as_deref() {
         Some("dark") => state.theme.set("dark"),
         Some("light") => state.theme.set("light"),

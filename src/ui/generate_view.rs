@@ -1,0 +1,352 @@
+//! Generation: sample one token at a time from the model's own distribution
+//! (temperature, top-k, top-p, seed: `engine::sampling`, the CLI's rules),
+//! append it, and show what the step cost with the KV cache against a full
+//! re-run, the cache growing per layer and head, and the same prompt under
+//! other seeds side by side with the token where they branch.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::app::AppState;
+use super::host::host;
+use super::visible;
+use crate::engine::cost::{forward_cost, step_cost};
+use crate::engine::kv_cache::generate_cached;
+use crate::engine::sampling::{sample, Rng, SamplingParams};
+use crate::model::Token;
+
+/// One generated token with the probability it had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenStep {
+    pub token: Token,
+    /// Under softmax(logits / temperature).
+    pub prob: f64,
+    /// Within the top-k/top-p set it was drawn from.
+    pub prob_kept: f64,
+}
+
+/// How many tokens "Generate 10" and the seed comparison produce.
+const BATCH: usize = 10;
+
+fn params(state: AppState) -> SamplingParams {
+    SamplingParams {
+        temperature: state.temperature.get_untracked(),
+        top_k: state.top_k.get_untracked(),
+        top_p: state.top_p.get_untracked(),
+        seed: state.seed.get_untracked(),
+    }
+}
+
+/// `1234567` → "1.23 M".
+fn si(v: u64) -> String {
+    let v = v as f64;
+    match v {
+        v if v >= 1e9 => format!("{:.2} G", v / 1e9),
+        v if v >= 1e6 => format!("{:.2} M", v / 1e6),
+        v if v >= 1e3 => format!("{:.1} k", v / 1e3),
+        v => format!("{v:.0} "),
+    }
+}
+
+fn wait_ms(ms: i32) -> impl std::future::Future<Output = ()> {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    async move {
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+}
+
+/// A continuation under another seed, for the side-by-side comparison.
+#[derive(Debug, Clone, PartialEq)]
+struct Branch {
+    seed: u64,
+    tokens: Vec<(String, f64)>,
+}
+
+#[component]
+pub fn GenerateView(state: AppState) -> impl IntoView {
+    // The sampler's random stream, restarted from the seed whenever the continuation is cleared.
+    let rng = StoredValue::new(Rng::new(0));
+    let busy = RwSignal::new(false);
+    let note = RwSignal::new(None::<String>);
+    let speed = RwSignal::new(2u32);
+    let branches = RwSignal::new(Vec::<Branch>::new());
+
+    // One step: the model's distribution after the last token → a sampled token, appended.
+    let step = move || async move {
+        let Some(host) = host() else { return false };
+        if state.generated.get_untracked().is_empty() {
+            rng.set_value(Rng::new(state.seed.get_untracked()));
+        }
+        state.compute(); // the run for the prompt and every token generated so far
+        if state.input_error.get_untracked().is_some() {
+            return false;
+        }
+        let expected = state.tokens.get_untracked().len();
+        if expected >= state.n_positions.get_untracked() {
+            note.set(Some(format!("The context is full ({expected} tokens): generation stops here.")));
+            return false;
+        }
+        let logits = match host.last_logits().await {
+            Ok(l) => l,
+            Err(e) => {
+                note.set(Some(format!("Could not read the logits: {e}")));
+                return false;
+            }
+        };
+        if host.shown() != expected || state.tokens.get_untracked().len() != expected {
+            return false; // the text changed while reading
+        }
+        let mut r = rng.get_value();
+        let Some(s) = sample(&logits, &params(state), &mut r) else { return false };
+        rng.set_value(r);
+        let text = host.model.tokenizer.decode(&[s.id]);
+        let token = Token { id: s.id, text, start: 0, end: 0 };
+        state.generated.update(|g| g.push(GenStep { token, prob: s.prob, prob_kept: s.prob_kept }));
+        note.set(None);
+        true
+    };
+    let run_steps = move |n: usize| {
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            for _ in 0..n {
+                if !step().await {
+                    break;
+                }
+            }
+            state.compute();
+            busy.set(false);
+        });
+    };
+    let play = move || {
+        if state.playing.get_untracked() {
+            state.playing.set(false);
+            return;
+        }
+        state.playing.set(true);
+        spawn_local(async move {
+            while state.playing.get_untracked() {
+                if !busy.get_untracked() {
+                    busy.set(true);
+                    let ok = step().await;
+                    state.compute();
+                    busy.set(false);
+                    if !ok {
+                        break;
+                    }
+                }
+                wait_ms((1000 / speed.get_untracked().max(1)) as i32).await;
+            }
+            state.playing.set(false);
+        });
+    };
+    let clear = move || {
+        state.playing.set(false);
+        state.generated.set(Vec::new());
+        branches.set(Vec::new());
+        note.set(None);
+    };
+    let run_again = move || {
+        let n = state.generated.get_untracked().len().max(BATCH);
+        clear();
+        run_steps(n);
+    };
+    // The same prompt under three seeds (the CPU reference with its KV cache: no drawing needed).
+    let compare = move || {
+        let Some(host) = host() else { return };
+        let prompt_len = state.tokens.get_untracked().len() - state.generated.get_untracked().len();
+        let prompt: Vec<Token> = state.tokens.get_untracked()[..prompt_len].to_vec();
+        if prompt.is_empty() {
+            return;
+        }
+        let base = params(state);
+        let mut out = Vec::new();
+        for seed in base.seed..base.seed + 3 {
+            let p = SamplingParams { seed, ..base };
+            match generate_cached(&host.model, prompt.clone(), BATCH, &p, state.mask.get_untracked()) {
+                Ok(g) => out
+                    .push(Branch { seed, tokens: g.steps.iter().map(|s| (s.text.clone(), s.sampled.prob)).collect() }),
+                Err(e) => {
+                    note.set(Some(e.to_string()));
+                    return;
+                }
+            }
+        }
+        branches.set(out);
+    };
+
+    // The work of the last step, with the cache and without.
+    let cost_line = move || {
+        let c = state.config.get()?;
+        let t = state.shown_tokens.get();
+        (t > 0).then(|| {
+            let with = step_cost(&c, t).total_flops();
+            let without = forward_cost(&c, t).total_flops();
+            format!(
+                "Reading token {t} costs {}FLOP with the KV cache (one new row: its Q, K, V, {t} scores, its MLP) \
+                 against {}FLOP for a full re-run of all {t} tokens: {:.0}× less.",
+                si(with),
+                si(without),
+                without as f64 / with.max(1) as f64
+            )
+        })
+    };
+    // The KV cache: 2 (K and V) × T × d_head × 4 bytes per head and layer.
+    let kv_table = move || {
+        let c = state.config.get()?;
+        let t = state.shown_tokens.get();
+        let per_head = 2 * t as u64 * c.d_head() as u64 * 4;
+        let total = forward_cost(&c, t).kv_bytes;
+        Some(view! {
+            <table class="kv-table" data-testid="kv-table">
+                <caption>{format!("KV cache after {t} tokens: {} bytes", total)}</caption>
+                <thead><tr><th></th>
+                    {(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}
+                    <th>"layer"</th></tr></thead>
+                <tbody>
+                    {(0..c.n_layer).map(|l| view! {
+                        <tr><th>{format!("L{l}")}</th>
+                            {(0..c.n_head).map(|h| view! {
+                                <td title=format!("layer {l}, head {h}: K and V, {t} tokens × {} values × 2 × 4 bytes", c.d_head())>
+                                    {format!("{per_head}")}</td>
+                            }).collect_view()}
+                            <td>{format!("{}", per_head * c.n_head as u64)}</td></tr>
+                    }).collect_view()}
+                </tbody>
+                <tfoot><tr><th colspan=c.n_head + 1>"total (bytes)"</th>
+                    <td data-testid="kv-total">{format!("{total}")}</td></tr></tfoot>
+            </table>
+        })
+    };
+    let continuation = move || {
+        let generated = state.generated.get();
+        let n = generated.len();
+        generated
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let title = format!(
+                    "step {}: id {}, p = {:.2} % (within the kept set {:.2} %)",
+                    i + 1,
+                    g.token.id,
+                    100.0 * g.prob,
+                    100.0 * g.prob_kept
+                );
+                view! { <span class="gen-token" class:last=i + 1 == n title=title>{visible(&g.token.text)}</span> }
+            })
+            .collect_view()
+    };
+    let last_line = move || {
+        let g = state.generated.get();
+        let last = g.last()?;
+        Some(format!(
+            "Step {}: “{}” had p = {:.1} %{}.",
+            g.len(),
+            visible(&last.token.text),
+            100.0 * last.prob,
+            if (last.prob_kept - last.prob).abs() > 1e-9 {
+                format!(" ({:.1} % within the top-k/top-p set it was drawn from)", 100.0 * last.prob_kept)
+            } else {
+                String::new()
+            }
+        ))
+    };
+    let branch_rows = move || {
+        let rows = branches.get();
+        let first = rows.first().cloned();
+        rows.into_iter()
+            .map(|b| {
+                let split = first.as_ref().and_then(|f| f.tokens.iter().zip(&b.tokens).position(|(a, c)| a.0 != c.0));
+                let cells = b
+                    .tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (text, p))| {
+                        let branch = split == Some(i);
+                        view! {
+                            <span class="gen-token" class:branch=branch title=format!("p = {:.2} %", 100.0 * p)>
+                                {visible(text)}
+                                {branch.then(|| view! { <sup>{format!("{:.0}%", 100.0 * p)}</sup> })}
+                            </span>
+                        }
+                    })
+                    .collect_view();
+                view! { <div class="branch-row"><span class="branch-seed">{format!("seed {}", b.seed)}</span>{cells}</div> }
+            })
+            .collect_view()
+    };
+
+    view! {
+        <section class="panel generate-panel" aria-label="Generate">
+            <h2>"Generate"</h2>
+            <p class="formula">"Each step draws one token from the model's distribution and appends it. Its query \
+                attends over every cached key, so with a KV cache a step costs one new row; the cache grows by one \
+                token per step, in every layer and head."</p>
+            <div class="gen-controls">
+                <button class="seg gen-step" title="Generate one token" disabled=move || busy.get()
+                    on:click=move |_| run_steps(1)>"Step ›"</button>
+                <button class="seg gen-play" on:click=move |_| play()>
+                    {move || if state.playing.get() { "Pause ❚❚" } else { "Play ▶" }}</button>
+                <select class="gen-speed" aria-label="Speed" on:change=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).parse::<u32>() { speed.set(v) }
+                }>
+                    <option value="1">"1 token/s"</option>
+                    <option value="2" selected>"2 tokens/s"</option>
+                    <option value="5">"5 tokens/s"</option>
+                </select>
+                <button class="seg gen-ten" disabled=move || busy.get() on:click=move |_| run_steps(BATCH)>"Generate 10"</button>
+                <button class="seg gen-again" title="Clear and generate again with the same seed"
+                    disabled=move || busy.get() on:click=move |_| run_again()>"Run again"</button>
+                <button class="seg gen-clear" on:click=move |_| clear()>"Clear"</button>
+            </div>
+            <div class="gen-sampling">
+                <label class="inline">"top-k"
+                    <input class="gen-topk" type="number" min="0" step="1" placeholder="off"
+                        prop:value=move || state.top_k.get().map(|k| k.to_string()).unwrap_or_default()
+                        on:change=move |ev| state.top_k.set(event_target_value(&ev).parse::<usize>().ok().filter(|&k| k > 0)) />
+                </label>
+                <label class="inline">{move || format!("top-p {}", state.top_p.get().map_or("off".to_owned(), |p| format!("{p:.2}")))}
+                    <input class="gen-topp" type="range" min="0.05" max="1" step="0.05"
+                        prop:value=move || state.top_p.get().unwrap_or(1.0).to_string()
+                        on:input=move |ev| state.top_p.set(event_target_value(&ev).parse::<f32>().ok().filter(|&p| p < 1.0)) />
+                </label>
+                <label class="inline">"seed"
+                    <input class="gen-seed" type="number" min="0" step="1"
+                        prop:value=move || state.seed.get().to_string()
+                        on:change=move |ev| {
+                            if let Ok(s) = event_target_value(&ev).parse::<u64>() { state.seed.set(s) }
+                        } />
+                </label>
+                <button class="seg gen-new-seed" title="A new seed" on:click=move |_| state.seed.update(|s| *s += 1)>"Next seed"</button>
+            </div>
+            <p class="hint" data-testid="gen-determinism">{move || if state.temperature.get() == 0.0 {
+                "Temperature 0 is greedy: always the most likely token, so every seed gives the same text.".to_owned()
+            } else {
+                format!("Temperature {:.2}: the same seed gives the same text every time; another seed, another text.", state.temperature.get())
+            }}</p>
+            <p class="gen-text" data-testid="gen-text">
+                <span class="gen-prompt">{move || {
+                    let g = state.generated.get().len();
+                    let t = state.tokens.get();
+                    t[..t.len().saturating_sub(g)].iter().map(|t| t.text.clone()).collect::<String>()
+                }}</span>
+                {continuation}
+            </p>
+            <p class="hint" data-testid="gen-last">{last_line}</p>
+            <p class="hint" data-testid="gen-cost">{cost_line}</p>
+            {move || note.get().map(|n| view! { <p class="input-error" role="status">{n}</p> })}
+            {kv_table}
+            <div class="gen-compare">
+                <button class="seg gen-compare-button" on:click=move |_| compare()
+                    title="The same prompt under this seed and the next two">"Compare 3 seeds"</button>
+                <div class="branches" data-testid="branches">{branch_rows}</div>
+            </div>
+        </section>
+    }
+}
