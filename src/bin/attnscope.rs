@@ -11,8 +11,8 @@ mod cli {
 
     use super::bench;
     use attnscope::engine::analysis;
-    use attnscope::engine::kv_cache::generate_cached;
     use attnscope::engine::init::random_weights;
+    use attnscope::engine::kv_cache::generate_cached;
     use attnscope::engine::sampling::SamplingParams;
     use attnscope::engine::{forward_cpu, Mask};
     use attnscope::gpu::{GpuContext, GpuForward};
@@ -221,7 +221,8 @@ mod cli {
                 let model = load(&model)?;
                 let tokens = model.tokenizer.encode(&prompt).map_err(|e| e.to_string())?;
                 let params = SamplingParams { temperature, top_k, top_p, seed };
-                let generation = generate_cached(&model, tokens, steps, &params, Mask::Causal).map_err(|e| e.to_string())?;
+                let generation =
+                    generate_cached(&model, tokens, steps, &params, Mask::Causal).map_err(|e| e.to_string())?;
                 if json {
                     for step in &generation.steps {
                         emit(&serde_json::to_string(step).map_err(|e| e.to_string())?)?;

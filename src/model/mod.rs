@@ -11,7 +11,7 @@ mod weights;
 
 pub use config::{Activation, ModelConfig};
 pub use error::ModelError;
-pub use tokenizer::{TextTokenizer, Token};
+pub use tokenizer::{Piece, TextTokenizer, Token};
 pub use weights::{BlockWeights, Gpt2Weights, Tensor};
 
 /// A loaded model: its configuration, weights and tokenizer, plus a display name.

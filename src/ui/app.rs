@@ -16,6 +16,7 @@ use super::head_view::{HeadView, HeadWeights};
 use super::host::{self, host, View};
 use super::present::{self, PresenterBar};
 use super::test_hook;
+use super::tokenizer_view::TokenizerView;
 use super::url;
 use super::{event_canvas, visible};
 use crate::engine::{AttentionStage, Mask};
@@ -990,6 +991,7 @@ pub fn App() -> impl IntoView {
                     </div>
                 </section>
                 <BlockView state=state gpu_ref=block_ref cpu_ref=block_2d />
+                <TokenizerView state=state />
                 </div>
             </main>
         </div>

@@ -10,6 +10,7 @@ mod head_view;
 mod host;
 mod present;
 mod test_hook;
+mod tokenizer_view;
 mod url;
 
 /// Spaces, newlines and tabs made visible in token chips, labels and exports.

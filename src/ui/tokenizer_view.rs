@@ -1,0 +1,247 @@
+//! The tokenizer panel: the same sentence in eleven languages and scripts
+//! (and the page's own text) through several real tokenizers shipped in
+//! `www/tokenizers/`, with tokens per character and per word and the ratio to
+//! English: the "fertility gap". A cell opens its tokens; pieces of a
+//! character show as bytes. Loaded on request (a few MB).
+
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde::Deserialize;
+
+use super::app::AppState;
+use super::fetch::fetch_bytes;
+use super::visible;
+use crate::model::fertility::{fertility, gap, Fertility};
+use crate::model::TextTokenizer;
+
+#[derive(Debug, Clone, Deserialize)]
+struct Entry {
+    id: String,
+    name: String,
+    kind: String,
+    vocab_size: usize,
+    path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Sample {
+    id: String,
+    language: String,
+    text: String,
+}
+
+struct Loaded {
+    tokenizers: Vec<(Entry, TextTokenizer)>,
+    samples: Vec<Sample>,
+}
+
+/// The page's own text, as a row.
+const YOURS: &str = "yours";
+
+async fn load() -> Result<Loaded, String> {
+    let index: Vec<Entry> =
+        serde_json::from_slice(&fetch_bytes("tokenizers/index.json").await?).map_err(|e| format!("index.json: {e}"))?;
+    let samples: Vec<Sample> = serde_json::from_slice(&fetch_bytes("tokenizers/samples.json").await?)
+        .map_err(|e| format!("samples.json: {e}"))?;
+    let mut tokenizers = Vec::new();
+    for entry in index {
+        let json = fetch_bytes(&entry.path).await?;
+        let tokenizer = TextTokenizer::from_bytes(&json).map_err(|e| format!("{}: {e}", entry.path))?;
+        tokenizers.push((entry, tokenizer));
+    }
+    Ok(Loaded { tokenizers, samples })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Cell {
+    sample: String,
+    tokenizer: String,
+    fertility: Fertility,
+    gap: f64,
+    unknown: usize,
+}
+
+#[component]
+pub fn TokenizerView(state: AppState) -> impl IntoView {
+    let loaded = StoredValue::new_local(None::<Rc<Loaded>>);
+    let ready = RwSignal::new(false);
+    let loading = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let selected = RwSignal::new(("hi".to_owned(), "gpt2".to_owned()));
+
+    let start = move || {
+        if loading.get_untracked() || ready.get_untracked() {
+            return;
+        }
+        loading.set(true);
+        spawn_local(async move {
+            match load().await {
+                Ok(l) => {
+                    loaded.set_value(Some(Rc::new(l)));
+                    ready.set(true);
+                }
+                Err(e) => error.set(Some(format!("The tokenizers could not be loaded: {e}"))),
+            }
+            loading.set(false);
+        });
+    };
+
+    // Every sample (and the page's text) under every tokenizer.
+    let table = Memo::new(move |_| {
+        if !ready.get() {
+            return Vec::new();
+        }
+        let text = state.text.get();
+        let Some(l) = loaded.get_value() else { return Vec::new() };
+        let mut rows: Vec<(String, String, String)> =
+            l.samples.iter().map(|s| (s.id.clone(), s.language.clone(), s.text.clone())).collect();
+        rows.push((YOURS.into(), "Your text".into(), text));
+        let english = l.samples.iter().find(|s| s.id == "en").map(|s| s.text.clone()).unwrap_or_default();
+        let mut cells = Vec::new();
+        for (entry, tok) in &l.tokenizers {
+            let count = |t: &str| tok.encode(t).map(|v| v.len()).unwrap_or(0);
+            let en = fertility(count(&english), &english);
+            for (id, _, text) in &rows {
+                let tokens = tok.encode(text).unwrap_or_default();
+                let f = fertility(tokens.len(), text);
+                let unknown = tokens.iter().filter(|t| tok.id_to_text(t.id) == "[UNK]").count();
+                cells.push(Cell {
+                    sample: id.clone(),
+                    tokenizer: entry.id.clone(),
+                    fertility: f,
+                    gap: gap(&f, &en),
+                    unknown,
+                });
+            }
+        }
+        cells
+    });
+
+    let view_table = move || {
+        if !ready.get() {
+            return None;
+        }
+        let l = loaded.get_value()?;
+        let cells = table.get();
+        let mut rows: Vec<(String, String)> = l.samples.iter().map(|s| (s.id.clone(), s.language.clone())).collect();
+        rows.push((YOURS.into(), "Your text".into()));
+        let heads = l
+            .tokenizers
+            .iter()
+            .map(|(e, _)| {
+                let title = format!("{}: {}, {} tokens", e.name, e.kind, e.vocab_size);
+                view! { <th title=title>{e.name.clone()}</th> }
+            })
+            .collect_view();
+        let ids: Vec<String> = l.tokenizers.iter().map(|(e, _)| e.id.clone()).collect();
+        let body = rows
+            .into_iter()
+            .map(|(sample, language)| {
+                let tds = ids
+                    .iter()
+                    .map(|tid| {
+                        let cell = cells.iter().find(|c| &c.sample == &sample && &c.tokenizer == tid).cloned();
+                        let (sample, tid) = (sample.clone(), tid.clone());
+                        let key = (sample.clone(), tid.clone());
+                        let is_selected = move || selected.get() == key;
+                        cell.map(|c| {
+                            let f = c.fertility;
+                            let title = format!(
+                                "{} tokens for {} characters and {} words: {:.2} tokens per character, {:.2} per word; \
+                                 {:.2}× the English sentence{}",
+                                f.tokens,
+                                f.chars,
+                                f.words,
+                                f.tokens_per_char,
+                                f.tokens_per_word,
+                                c.gap,
+                                if c.unknown > 0 { format!("; {} unknown ([UNK]) tokens", c.unknown) } else { String::new() }
+                            );
+                            let hot = c.gap >= 1.5;
+                            view! {
+                                <td class="fert-cell" class:hot=hot class:selected=is_selected title=title
+                                    data-tokenizer=tid.clone() data-sample=sample.clone() data-gap=format!("{:.3}", c.gap)
+                                    data-tokens=f.tokens
+                                    on:click=move |_| selected.set((sample.clone(), tid.clone()))>
+                                    <span class="fert-tokens">{f.tokens}</span>
+                                    <span class="fert-gap">{if c.gap.is_finite() { format!("{:.2}×", c.gap) } else { "–".into() }}</span>
+                                    {(c.unknown > 0).then(|| view! { <span class="fert-unk">{format!("{} UNK", c.unknown)}</span> })}
+                                </td>
+                            }
+                        })
+                    })
+                    .collect_view();
+                view! { <tr><th class="fert-lang">{language}</th>{tds}</tr> }
+            })
+            .collect_view();
+        Some(view! {
+            <div class="fert-wrap">
+                <table class="fert-table" data-testid="fertility-table">
+                    <thead><tr><th></th>{heads}</tr></thead>
+                    <tbody>{body}</tbody>
+                </table>
+            </div>
+        })
+    };
+
+    // The selected cell's tokens.
+    let pieces = move || {
+        if !ready.get() {
+            return None;
+        }
+        let l = loaded.get_value()?;
+        let (sample, tid) = selected.get();
+        let text =
+            if sample == YOURS { state.text.get() } else { l.samples.iter().find(|s| s.id == sample)?.text.clone() };
+        let (entry, tok) = l.tokenizers.iter().find(|(e, _)| e.id == tid)?;
+        let tokens = tok.encode(&text).ok()?;
+        let chips = tokens
+            .iter()
+            .map(|t| {
+                let piece = tok.piece(t.id);
+                let bytes = matches!(piece, crate::model::Piece::Bytes(_));
+                let label = if bytes { piece.label() } else { visible(&piece.label()) };
+                view! {
+                    <li class="chip" class:bytes=bytes title=format!("id {}", t.id)>
+                        <span class="chip-text">{label}</span>
+                    </li>
+                }
+            })
+            .collect_view();
+        let language = if sample == YOURS {
+            "your text".to_owned()
+        } else {
+            l.samples.iter().find(|s| s.id == sample).map(|s| s.language.clone()).unwrap_or_default()
+        };
+        Some(view! {
+            <p class="hint" data-testid="fert-selected">{format!("{} under {}: {} tokens", language, entry.name, tokens.len())}</p>
+            <ol class="tokens fert-pieces">{chips}</ol>
+        })
+    };
+
+    view! {
+        <section class="panel tokenizer-panel" aria-label="Tokenizers">
+            <h2>"Tokenizers: the same sentence, different bills"</h2>
+            <p class="formula">"Models read tokens, not characters, and are priced and limited in tokens. Tokenizers \
+                learn their pieces mostly from English, so the same sentence in another script is cut into many more \
+                tokens: it costs more, fills the context sooner and leaves the model less to see. Each cell: tokens, \
+                and how many times the English sentence's count."</p>
+            {move || (!ready.get()).then(|| view! {
+                <button class="seg fert-load" disabled=move || loading.get() on:click=move |_| start()>
+                    {move || if loading.get() { "Loading the tokenizers…" } else { "Compare 4 real tokenizers (about 4 MB)" }}
+                </button>
+            })}
+            {move || error.get().map(|e| view! { <p class="input-error" role="alert">{e}</p> })}
+            {view_table}
+            {pieces}
+            {move || ready.get().then(|| view! {
+                <p class="hint">"‹E0 A4› is a token holding only part of a character (its UTF-8 bytes): byte-level \
+                    tokenizers never fail on a script, they fall back to bytes. [UNK] is a WordPiece tokenizer giving \
+                    up on a character it has never seen — fewer tokens, but the text is lost. Edit the text box to add \
+                    your own row."</p>
+            })}
+        </section>
+    }
+}
