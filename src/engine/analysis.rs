@@ -80,6 +80,31 @@ pub fn attention_scores_by_head(model: &Model, ids: &[u32]) -> Result<Vec<HeadSc
         .collect())
 }
 
+/// Mean softmax weight that the queries after `key` give to it, per
+/// layer and head (`[layer · heads + head]`): how much later text still attends
+/// to one token (an instruction, say). NaN for every head when no query comes after it.
+pub fn attention_to(trace: &Trace, key: usize) -> Vec<f64> {
+    let t = trace.tokens.len();
+    trace
+        .layers
+        .iter()
+        .flat_map(|layer| layer.heads().iter())
+        .map(|head| {
+            let later = key + 1..t;
+            if later.is_empty() {
+                return f64::NAN;
+            }
+            later.clone().map(|q| head.weights.at(q, key) as f64).sum::<f64>() / later.len() as f64
+        })
+        .collect()
+}
+
+/// Mean weight on the first token from every later query, per layer and
+/// head: the "attention sink" most trained heads park unused weight on.
+pub fn first_token_weights(trace: &Trace) -> Vec<f64> {
+    attention_to(trace, 0)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InductionReport {
     /// Length of the random sequence (it is shown twice).
@@ -139,4 +164,36 @@ pub fn induction_test(
             })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::init::random_weights;
+    use crate::model::{Activation, ModelConfig};
+
+    #[test]
+    fn attention_to_a_key_averages_the_later_queries() {
+        let config = ModelConfig {
+            n_layer: 2,
+            n_head: 3,
+            n_embd: 12,
+            n_positions: 16,
+            vocab_size: 20,
+            n_inner: 48,
+            layer_norm_epsilon: 1e-5,
+            activation_function: Activation::GeluTanh,
+        };
+        let w = random_weights(&config, 2);
+        let trace = forward_cpu(&config, &w, tokens_of(&[1, 5, 9, 2, 7]), Mask::Causal).unwrap();
+        let to_1 = attention_to(&trace, 1);
+        assert_eq!(to_1.len(), 6);
+        let head = &trace.layers[1].heads()[2];
+        let want = (2..5).map(|q| head.weights.at(q, 1) as f64).sum::<f64>() / 3.0;
+        assert!((to_1[5] - want).abs() < 1e-12);
+        assert!(attention_to(&trace, 4).iter().all(|v| v.is_nan()), "nothing after the last token");
+        // The sink score is the same as attention_scores_by_head's first-token score on one window.
+        let sink = first_token_weights(&trace);
+        assert!(sink.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod export;
 mod heatmap;
+pub mod plot;
 pub mod raster;
 
 pub use heatmap::{Colormap, ColourRange, HeatmapRenderer, Panel};

@@ -10,6 +10,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::block_view::BlockView;
+use super::cost_view::CostView;
+use super::dilution_view::DilutionView;
 use super::export::{self, Format};
 use super::generate_view::{GenStep, GenerateView};
 use super::head_view::{HeadView, HeadWeights};
@@ -992,6 +994,8 @@ pub fn App() -> impl IntoView {
                 </section>
                 <BlockView state=state gpu_ref=block_ref cpu_ref=block_2d />
                 <TokenizerView state=state />
+                <CostView state=state />
+                <DilutionView state=state />
                 </div>
             </main>
         </div>

@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 
 use super::app::AppState;
 use super::host::host;
-use super::visible;
+use super::{sleep_ms, visible};
 use crate::engine::cost::{forward_cost, step_cost};
 use crate::engine::kv_cache::generate_cached;
 use crate::engine::sampling::{sample, Rng, SamplingParams};
@@ -45,17 +45,6 @@ fn si(v: u64) -> String {
         v if v >= 1e6 => format!("{:.2} M", v / 1e6),
         v if v >= 1e3 => format!("{:.1} k", v / 1e3),
         v => format!("{v:.0} "),
-    }
-}
-
-fn wait_ms(ms: i32) -> impl std::future::Future<Output = ()> {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-        }
-    });
-    async move {
-        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
     }
 }
 
@@ -141,7 +130,7 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
                         break;
                     }
                 }
-                wait_ms((1000 / speed.get_untracked().max(1)) as i32).await;
+                sleep_ms((1000 / speed.get_untracked().max(1)) as i32).await;
             }
             state.playing.set(false);
         });

@@ -3,6 +3,9 @@
 
 mod app;
 mod block_view;
+mod chart;
+mod cost_view;
+mod dilution_view;
 mod export;
 mod fetch;
 mod generate_view;
@@ -30,6 +33,16 @@ pub(crate) fn visible(text: &str) -> String {
 pub(crate) fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasElement> {
     use wasm_bindgen::JsCast;
     ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
+}
+
+/// Resolves after `ms` milliseconds (a timer), letting the page paint between steps.
+pub(crate) async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// Forwards `log` records to the browser console.

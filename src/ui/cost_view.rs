@@ -1,0 +1,211 @@
+//! The cost panel: for the loaded model, against the context length T on
+//! log axes (the current T marked): the attention matrices' entries, the
+//! attention FLOPs (T²) against the MLP and projections (T) with the point
+//! where the square overtakes, the KV cache, and the forward pass timed live
+//! on this device at a few T.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::app::AppState;
+use super::chart::{LogChart, Marker, Series};
+use super::host::host;
+use super::sleep_ms;
+use crate::engine::cost::{forward_cost, quadratic_crossover};
+use crate::model::Token;
+use crate::render::plot::short;
+
+/// Context lengths the curves run through: powers of two up to 64k.
+fn lengths() -> Vec<usize> {
+    (0..=16).map(|e| 1usize << e).collect()
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// One measured context length: the median of its runs.
+#[derive(Debug, Clone, PartialEq)]
+struct Timing {
+    t: usize,
+    ms: f64,
+}
+
+#[component]
+pub fn CostView(state: AppState) -> impl IntoView {
+    let timings = RwSignal::new(Vec::<Timing>::new());
+    let progress = RwSignal::new(None::<(usize, usize)>);
+    let error = RwSignal::new(None::<String>);
+
+    let flops = Signal::derive(move || {
+        let Some(c) = state.config.get() else { return Vec::new() };
+        let pts = |f: &dyn Fn(usize) -> u64| lengths().into_iter().map(|t| (t as f64, f(t) as f64)).collect();
+        vec![
+            Series {
+                name: "attention (Q·Kᵀ and W·V): ∝ T²".into(),
+                colour: "#D55E00",
+                points: pts(&|t| forward_cost(&c, t).attention_flops()),
+                unit: "FLOPs",
+            },
+            Series {
+                name: "MLP and projections: ∝ T".into(),
+                colour: "#0072B2",
+                points: pts(&|t| forward_cost(&c, t).linear_flops()),
+                unit: "FLOPs",
+            },
+        ]
+    });
+    let memory = Signal::derive(move || {
+        let Some(c) = state.config.get() else { return Vec::new() };
+        let pts = |f: &dyn Fn(usize) -> u64| lengths().into_iter().map(|t| (t as f64, f(t) as f64)).collect();
+        vec![
+            Series {
+                name: "attention weights, all heads and layers (T²·heads·layers × 4 B)".into(),
+                colour: "#CC79A7",
+                points: pts(&|t| forward_cost(&c, t).attention_bytes),
+                unit: "bytes",
+            },
+            Series {
+                name: "KV cache (2·d·layers × 4 B per token)".into(),
+                colour: "#009E73",
+                points: pts(&|t| forward_cost(&c, t).kv_bytes),
+                unit: "bytes",
+            },
+        ]
+    });
+    let markers = Signal::derive(move || {
+        let Some(c) = state.config.get() else { return Vec::new() };
+        let t = state.shown_tokens.get().max(1);
+        vec![
+            Marker { x: t as f64, label: format!("now: T = {t}") },
+            Marker { x: quadratic_crossover(&c) as f64, label: format!("T² overtakes: {}", quadratic_crossover(&c)) },
+            Marker { x: c.n_positions as f64, label: format!("context {}", c.n_positions) },
+        ]
+    });
+    let measured = Signal::derive(move || {
+        let t = timings.get();
+        if t.is_empty() {
+            return Vec::new();
+        }
+        vec![Series {
+            name: format!("forward pass on this device ({})", state.backend.get()),
+            colour: "#E69F00",
+            points: t.iter().map(|m| (m.t as f64, m.ms)).collect(),
+            unit: "ms",
+        }]
+    });
+    let measured_markers = Signal::derive(Vec::new);
+
+    // Times the whole forward pass (and reading its logits back) at a few T.
+    let measure = move || {
+        let Some(host) = host() else { return };
+        if progress.get_untracked().is_some() {
+            return;
+        }
+        let limit = host.model.config.n_positions;
+        let ts: Vec<usize> = [8usize, 16, 32, 64, 128, 256, 512, 1024].into_iter().filter(|&t| t <= limit).collect();
+        const REPEATS: usize = 3;
+        let total = ts.len() * REPEATS;
+        progress.set(Some((0, total)));
+        timings.set(Vec::new());
+        error.set(None);
+        let mask = state.mask.get_untracked();
+        let vocab = host.model.config.vocab_size as u32;
+        spawn_local(async move {
+            let mut done = 0;
+            for &t in &ts {
+                let mut runs = Vec::new();
+                for rep in 0..REPEATS {
+                    // A different first token every run: no prefix is shared with the last run, so nothing is reused.
+                    let tokens: Vec<Token> = (0..t)
+                        .map(|i| Token {
+                            id: ((i as u32 * 31 + rep as u32 * 7 + t as u32) % vocab.max(1)),
+                            text: String::new(),
+                            start: 0,
+                            end: 0,
+                        })
+                        .collect();
+                    let start = now_ms();
+                    let result = match host.run(&tokens, mask) {
+                        Ok(()) => host.last_logits().await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = result {
+                        error.set(Some(format!("The measurement stopped at T = {t}: {e}")));
+                        progress.set(None);
+                        state.compute();
+                        return;
+                    }
+                    runs.push(now_ms() - start);
+                    done += 1;
+                    progress.set(Some((done, total)));
+                    // Let the page paint the progress bar.
+                    sleep_ms(0).await;
+                }
+                runs.sort_by(f64::total_cmp);
+                timings.update(|v| v.push(Timing { t, ms: runs[runs.len() / 2] }));
+            }
+            progress.set(None);
+            state.compute(); // back to the page's own text
+        });
+    };
+
+    let summary = move || {
+        let c = state.config.get()?;
+        let t = state.shown_tokens.get().max(1);
+        let now = forward_cost(&c, t);
+        let double = forward_cost(&c, 2 * t);
+        Some(format!(
+            "At T = {t}: {} attention-matrix entries per stage ({} layers × {} heads × {t}²), {}FLOPs of attention \
+             against {}FLOPs in the MLP and projections, a KV cache of {}B. Doubling the text to {} multiplies \
+             attention by {:.1} but the rest by {:.1}.",
+            short(now.attention_entries as f64),
+            c.n_layer,
+            c.n_head,
+            short(now.attention_flops() as f64),
+            short(now.linear_flops() as f64),
+            short(now.kv_bytes as f64),
+            2 * t,
+            double.attention_flops() as f64 / now.attention_flops().max(1) as f64,
+            double.linear_flops() as f64 / now.linear_flops().max(1) as f64,
+        ))
+    };
+
+    view! {
+        <section class="panel cost-panel" aria-label="Cost against context length">
+            <h2>"Cost grows with the square of the text"</h2>
+            <p class="formula">"Attention compares every token with every other, so its work and its weight matrices \
+                grow with T², while the MLP and the projections grow with T. For short texts the MLP dominates; past \
+                T ≈ 6·d the square takes over. The KV cache grows by a fixed amount per token and is held until the \
+                end. Log axes: a line twice as steep grows with the square. Hover a point for its value."</p>
+            <p class="hint" data-testid="cost-summary">{summary}</p>
+            <LogChart series=flops markers=markers x_label="context length T (tokens)" y_label="FLOPs per forward pass" testid="cost-flops" />
+            <LogChart series=memory markers=markers x_label="context length T (tokens)" y_label="bytes" testid="cost-memory" />
+            <div class="measure">
+                <button class="seg measure-button" disabled=move || progress.get().is_some() on:click=move |_| measure()>
+                    "Measure the forward pass on this device"</button>
+                {move || progress.get().map(|(k, n)| view! {
+                    <progress class="measure-progress" max=n value=k></progress>
+                    <span class="hint">{format!("{k} / {n} runs")}</span>
+                })}
+            </div>
+            {move || error.get().map(|e| view! { <p class="input-error" role="alert">{e}</p> })}
+            {move || (!timings.get().is_empty()).then(|| {
+                let t = timings.get();
+                let base = t.first().map_or(1.0, |m| m.ms.max(1e-6));
+                view! {
+                    <LogChart series=measured markers=measured_markers x_label="context length T (tokens)" y_label="milliseconds" testid="cost-measured" />
+                    <table class="kv-table" data-testid="cost-timings">
+                        <thead><tr><th>"T"</th><th>"ms (median of 3)"</th><th>{format!("× T = {}", t[0].t)}</th></tr></thead>
+                        <tbody>{t.iter().map(|m| view! {
+                            <tr><td>{m.t}</td><td>{format!("{:.1}", m.ms)}</td><td>{format!("{:.2}", m.ms / base)}</td></tr>
+                        }).collect_view()}</tbody>
+                    </table>
+                    <p class="hint">"Measured now, on this device and backend: the whole forward pass with every \
+                        stage kept, plus reading the logits back. Small T is dominated by fixed costs (dispatches, \
+                        synchronisation), so the curve bends upwards only as T grows."</p>
+                }
+            })}
+        </section>
+    }
+}

@@ -1,0 +1,204 @@
+//! Dilution and sinks: mark one token (an instruction), append filler a
+//! sentence at a time, and plot the weight the later tokens give it, per head
+//! of the selected layer, against the context length; and how much weight
+//! each head parks on the first token. Computed on the CPU reference
+//! (`engine::analysis`), step by step, from the model's own traces.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::app::AppState;
+use super::chart::{LogChart, Marker, Series};
+use super::host::host;
+use super::{sleep_ms, visible};
+use crate::engine::analysis::{attention_to, first_token_weights};
+use crate::engine::{forward_cpu, Mask};
+
+/// Okabe–Ito, as the head view.
+const HEAD_COLOURS: [&str; 8] =
+    ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"];
+
+const FILLERS: [&str; 3] = [
+    " It was a fine day, and nothing much happened in the village.",
+    " The rain fell on the fields and the roads for many hours.",
+    " She walked to the window, looked out, and sat down again.",
+];
+
+/// One context length: the weight every head gives the marked token, and the first-token weights.
+#[derive(Debug, Clone, PartialEq)]
+struct Point {
+    t: usize,
+    to_marked: Vec<f64>,
+    sink: Vec<f64>,
+}
+
+#[component]
+pub fn DilutionView(state: AppState) -> impl IntoView {
+    let marked = RwSignal::new(1usize);
+    let filler = RwSignal::new(0usize);
+    let points = RwSignal::new(Vec::<Point>::new());
+    let running = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+
+    let run = move || {
+        let Some(host) = host() else { return };
+        if running.get_untracked() {
+            return;
+        }
+        running.set(true);
+        points.set(Vec::new());
+        error.set(None);
+        let text = state.text.get_untracked();
+        let key = marked.get_untracked();
+        let fill = FILLERS[filler.get_untracked() % FILLERS.len()];
+        let mask = match state.mask.get_untracked() {
+            Mask::Bidirectional => Mask::Causal,
+            m => m,
+        };
+        spawn_local(async move {
+            let model = &host.model;
+            let limit = model.config.n_positions;
+            for k in 0.. {
+                let mut tokens = match model.tokenizer.encode(&format!("{text}{}", fill.repeat(k))) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        error.set(Some(e.to_string()));
+                        break;
+                    }
+                };
+                let full = tokens.len() >= limit;
+                tokens.truncate(limit);
+                if key + 1 >= tokens.len() {
+                    error.set(Some("Mark a token before the last one.".into()));
+                    break;
+                }
+                let t = tokens.len();
+                match forward_cpu(&model.config, &model.weights, tokens, mask) {
+                    Ok(trace) => points.update(|p| {
+                        p.push(Point { t, to_marked: attention_to(&trace, key), sink: first_token_weights(&trace) })
+                    }),
+                    Err(e) => {
+                        error.set(Some(e.to_string()));
+                        break;
+                    }
+                }
+                if full {
+                    break;
+                }
+                sleep_ms(0).await; // let the chart grow step by step
+            }
+            running.set(false);
+        });
+    };
+
+    let series = Signal::derive(move || {
+        let (Some(c), p) = (state.config.get(), points.get()) else { return Vec::new() };
+        let layer = state.layer.get().min(c.n_layer.saturating_sub(1));
+        (0..c.n_head)
+            .map(|h| Series {
+                name: format!("L{layer} H{h}"),
+                colour: HEAD_COLOURS[h % HEAD_COLOURS.len()],
+                points: p.iter().map(|pt| (pt.t as f64, pt.to_marked[layer * c.n_head + h])).collect(),
+                unit: "mean weight",
+            })
+            .collect()
+    });
+    let markers = Signal::derive(move || {
+        let t = state.shown_tokens.get();
+        (t > 0).then(|| Marker { x: t as f64, label: "your text".into() }).into_iter().collect::<Vec<_>>()
+    });
+    let token_options = move || {
+        state
+            .tokens
+            .get()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                view! { <option value=i.to_string() selected=move || marked.get() == i>{format!("{i}: {}", visible(&t.text))}</option> }
+            })
+            .collect_view()
+    };
+    // The first-token weight of every head, at the text as typed (the first point).
+    let sinks = move || {
+        let c = state.config.get()?;
+        let p = points.get();
+        let first = p.first()?;
+        let rows = (0..c.n_layer)
+            .map(|l| {
+                let cells = (0..c.n_head)
+                    .map(|h| {
+                        let v = first.sink[l * c.n_head + h];
+                        let width = format!("{:.0}%", 100.0 * v.clamp(0.0, 1.0));
+                        view! {
+                            <td title=format!("layer {l}, head {h}: {:.1} % of each later token's attention goes to the first token", 100.0 * v)
+                                data-sink=format!("{v:.4}")>
+                                <span class="sink-bar"><span class="sink-fill" style:width=width></span></span>
+                                <span class="sink-value">{format!("{:.0}%", 100.0 * v)}</span>
+                            </td>
+                        }
+                    })
+                    .collect_view();
+                view! { <tr><th>{format!("L{l}")}</th>{cells}</tr> }
+            })
+            .collect_view();
+        Some(view! {
+            <table class="kv-table sink-table" data-testid="sink-table">
+                <caption>"Weight on the first token (attention sink), per head"</caption>
+                <thead><tr><th></th>{(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}</tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        })
+    };
+    let summary = move || {
+        let c = state.config.get()?;
+        let p = points.get();
+        let (first, last) = (p.first()?, p.last()?);
+        if p.len() < 2 {
+            return None;
+        }
+        let layer = state.layer.get().min(c.n_layer.saturating_sub(1));
+        let best = (0..c.n_head)
+            .max_by(|&a, &b| first.to_marked[layer * c.n_head + a].total_cmp(&first.to_marked[layer * c.n_head + b]))?;
+        let (a, b) = (first.to_marked[layer * c.n_head + best], last.to_marked[layer * c.n_head + best]);
+        Some(format!(
+            "Layer {layer}, head {best} gave the marked token {:.1} % of later tokens' attention at T = {}; at T = {} \
+             it gives {:.1} % ({:.1}× less).",
+            100.0 * a,
+            first.t,
+            last.t,
+            100.0 * b,
+            a / b.max(1e-12)
+        ))
+    };
+
+    view! {
+        <section class="panel dilution-panel" aria-label="Attention dilution">
+            <h2>"Long contexts dilute attention"</h2>
+            <p class="formula">"Each row of attention weights sums to 1, so the more tokens there are, the less each \
+                one can get. Mark a token (an instruction, say), append filler, and watch the weight later tokens \
+                give it fall with the length, head by head of the selected layer. Many heads also park weight on \
+                the first token whatever it is: an attention sink."</p>
+            <div class="gen-sampling">
+                <label class="inline">"Marked token"
+                    <select class="dilution-token" on:change=move |ev| {
+                        if let Ok(i) = event_target_value(&ev).parse::<usize>() { marked.set(i) }
+                    }>{token_options}</select>
+                </label>
+                <label class="inline">"Filler"
+                    <select class="dilution-filler" on:change=move |ev| {
+                        if let Ok(i) = event_target_value(&ev).parse::<usize>() { filler.set(i) }
+                    }>{FILLERS.iter().enumerate().map(|(i, f)| view! { <option value=i.to_string()>{f.trim().to_owned()}</option> }).collect_view()}</select>
+                </label>
+                <button class="seg dilution-run" disabled=move || running.get() on:click=move |_| run()>
+                    {move || if running.get() { "Appending…" } else { "Append filler until the context is full" }}</button>
+            </div>
+            {move || error.get().map(|e| view! { <p class="input-error" role="alert">{e}</p> })}
+            {move || (!points.get().is_empty()).then(|| view! {
+                <LogChart series=series markers=markers x_label="context length T (tokens)"
+                    y_label="mean weight on the marked token" linear_y=0.0 testid="dilution-chart" />
+            })}
+            <p class="hint" data-testid="dilution-summary">{summary}</p>
+            {sinks}
+        </section>
+    }
+}
