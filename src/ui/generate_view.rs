@@ -95,6 +95,9 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
         let text = host.model.tokenizer.decode(&[s.id]);
         let token = Token { id: s.id, text, start: 0, end: 0 };
         state.generated.update(|g| g.push(GenStep { token, prob: s.prob, prob_kept: s.prob_kept }));
+        // Focus the new token's query row: what it attends to over every cached key.
+        state.hover.set(Some((expected, if state.stage.get_untracked().square() { expected } else { 0 })));
+        state.locked.set(true);
         note.set(None);
         true
     };

@@ -99,7 +99,7 @@ test('bad widget attributes give visible messages and run no script', { timeout:
     assert.match(note, /layer 999/);
     const s = await frame.evaluate(() => window.attnscope.state());
     assert.equal(s.text, '<img src=x onerror="window.top.__pwned=1">', 'the text is text');
-    assert.ok(s.layer < 3 && s.head === 0, `clamped to the model (layer ${s.layer}, head ${s.head})`);
+    assert.ok(s.layer < 4 && s.head === 0, `clamped to the model (layer ${s.layer}, head ${s.head})`);
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran in the page');
     assert.equal(await frame.evaluate(() => window.__pwned), undefined, 'no script ran in the widget');
     assert.equal(await frame.locator('img[src=x]').count(), 0, 'no markup was injected');

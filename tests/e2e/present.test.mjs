@@ -4,7 +4,12 @@
 // mask, ↑↓ move the focused token, a link restores the slide.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, screenshot } from './harness.mjs';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, screenshot, ROOT } from './harness.mjs';
+
+const { n_layer: L } = JSON.parse(readFileSync(path.join(ROOT, 'www/models/default/config.json'), 'utf8'));
+const layers = [...Array(L).keys()];
 
 let server;
 before(async () => { server = await serveDist(); });
@@ -43,13 +48,13 @@ test('presenter mode steps through every stage by keyboard', { timeout: 400_000 
     assert.deepEqual(seen.map((x) => x.panel).filter((p, i, a) => p !== a[i - 1]).slice(0, 4),
       ['tokens', 'residual', 'stage', 'residual']);
     for (const stage of ['q', 'k', 'v', 'raw', 'scaled', 'masked', 'weights', 'out']) {
-      for (const layer of [0, 1, 2]) {
+      for (const layer of layers) {
         assert.ok(seen.some((x) => x.panel === 'stage' && x.stage === stage && x.layer === layer), `${stage} of layer ${layer}`);
       }
     }
-    assert.ok(titles.includes('Into layer 1') && titles.includes('Into layer 2'));
+    for (const layer of layers.slice(1)) assert.ok(titles.includes(`Into layer ${layer}`));
     assert.deepEqual(titles.slice(-2), ['Logits → next-token distribution', 'Sample']);
-    assert.equal(titles.length, 30);
+    assert.equal(titles.length, 2 + 8 * L + (L - 1) + 2, 'tokens, embeddings, 8 stages a layer, L − 1 steps between, logits, sample');
     const last = await state(page);
     assert.ok(Number.isInteger(last.picked) && last.picked < last.next.length, 'a drawn token is marked');
     await page.waitForSelector('.next-item.picked');
@@ -61,7 +66,7 @@ test('presenter mode steps through every stage by keyboard', { timeout: 400_000 
       await page.keyboard.press('PageUp');
     }
     const onWeights = await state(page);
-    assert.equal(onWeights.layer, 2);
+    assert.equal(onWeights.layer, L - 1);
     await page.keyboard.press('ArrowDown');
     await page.keyboard.press('ArrowDown');
     await page.waitForFunction(() => window.attnscope.state().hover?.row === 1);
@@ -70,7 +75,7 @@ test('presenter mode steps through every stage by keyboard', { timeout: 400_000 
     await page.waitForFunction(() => window.attnscope.state().mask === 'bidirectional');
     await page.waitForFunction((r) => window.attnscope.state().runs > r, onWeights.runs);
     const snap = await page.evaluate(() => window.attnscope.snapshot());
-    assert.ok(maxAbsDiff(snap.matrix, traceMatrix(cliTrace(text, 'bidirectional', { quiet: true }), 2, 1, 'weights'),
+    assert.ok(maxAbsDiff(snap.matrix, traceMatrix(cliTrace(text, 'bidirectional', { quiet: true }), L - 1, 1, 'weights'),
       'presented softmax, bidirectional') <= 1e-4);
     await page.mouse.move(400, 300);
     await page.waitForSelector('.pointer-spot');
@@ -87,7 +92,7 @@ test('presenter mode steps through every stage by keyboard', { timeout: 400_000 
     await again.page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
     const restored = await state(again.page);
     assert.deepEqual([restored.slide, restored.mask, restored.layer, restored.head],
-      [onWeights.slide, 'bidirectional', 2, 1]);
+      [onWeights.slide, 'bidirectional', L - 1, 1]);
     await page.keyboard.press('Escape');
     await page.waitForFunction(() => window.attnscope.state().present === null);
     assert.equal(await page.locator('.topbar').isVisible(), true);

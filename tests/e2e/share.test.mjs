@@ -6,7 +6,10 @@ import assert from 'node:assert/strict';
 import { readFile, copyFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, imageStats } from './harness.mjs';
+import { readFileSync } from 'node:fs';
+import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, imageStats, ROOT } from './harness.mjs';
+
+const { n_layer: L } = JSON.parse(readFileSync(path.join(ROOT, 'www/models/default/config.json'), 'utf8'));
 
 let server;
 before(async () => { server = await serveDist(); });
@@ -16,27 +19,27 @@ test('a link restores the screen, the address follows changes, a reload keeps th
   const browser = await launch({ webgpu: true });
   try {
     const text = 'Tom & Jerry = "friends" #1, 100%';
-    const hash = `#text=${encodeURIComponent(text)}&model=default&layer=2&head=3&stage=scaled&mask=window%3A3&lock=4%2C2&t=0.5&theme=dark`;
+    const hash = `#text=${encodeURIComponent(text)}&model=default&layer=${L - 1}&head=3&stage=scaled&mask=window%3A3&lock=4%2C2&t=0.5&theme=dark`;
     const { page, errors } = await openApp(browser, `${server.url}${hash}`);
     await page.waitForFunction((t) => {
       const s = window.attnscope.state();
       return s.text === t && s.renders > 0 && s.hover !== null;
     }, text, { timeout: 60_000 });
     const s = await page.evaluate(() => window.attnscope.state());
-    assert.deepEqual([s.layer, s.head, s.stage, s.mask, s.locked, s.temperature], [2, 3, 'scaled', 'window:3', true, 0.5]);
+    assert.deepEqual([s.layer, s.head, s.stage, s.mask, s.locked, s.temperature], [L - 1, 3, 'scaled', 'window:3', true, 0.5]);
     assert.deepEqual([s.hover.row, s.hover.col], [4, 2]);
     assert.equal(await page.evaluate(() => document.documentElement.getAttribute('data-theme')), 'dark');
     const ref = cliTrace(text, 'window:3');
     const snap = await page.evaluate(() => window.attnscope.snapshot());
-    assert.ok(maxAbsDiff(snap.matrix, traceMatrix(ref, 2, 3, 'scaled'), 'restored view') <= 1e-4);
+    assert.ok(maxAbsDiff(snap.matrix, traceMatrix(ref, L - 1, 3, 'scaled'), 'restored view') <= 1e-4);
     assert.equal(await page.locator('[data-testid=link-note]').count(), 0, 'a good link gives no message');
 
     // Change the view: the address follows (replaceState: no new history entries).
     const historyBefore = await page.evaluate(() => history.length);
-    await page.locator('.layer-button').nth(1).click();
+    await page.locator('.layer-button').nth(0).click();
     await page.locator('[data-stage=weights]').click();
     await page.locator('[data-mask=causal]').click();
-    await page.waitForFunction(() => /layer=1/.test(location.hash) && /stage=weights/.test(location.hash)
+    await page.waitForFunction(() => /layer=0/.test(location.hash) && /stage=weights/.test(location.hash)
       && /mask=causal/.test(location.hash), null, { timeout: 10_000 });
     assert.equal(await page.evaluate(() => history.length), historyBefore, 'no history entry per change');
     await page.reload();
@@ -45,7 +48,7 @@ test('a link restores the screen, the address follows changes, a reload keeps th
       return s && s.text === t && s.renders > 0;
     }, text, { timeout: 60_000 });
     const r = await page.evaluate(() => window.attnscope.state());
-    assert.deepEqual([r.layer, r.head, r.stage, r.mask, r.temperature], [1, 3, 'weights', 'causal', 0.5]);
+    assert.deepEqual([r.layer, r.head, r.stage, r.mask, r.temperature], [0, 3, 'weights', 'causal', 0.5]);
     assert.deepEqual(errors, [], 'no page errors');
   } finally {
     await browser.close();
@@ -65,7 +68,7 @@ test('bad link fields are named and ignored, and markup in the text stays text',
     assert.match(note, /zoom=3/);
     const s = await page.evaluate(() => window.attnscope.state());
     assert.equal(s.text, evil, 'the text is restored as text');
-    assert.ok(s.layer < 3, `the layer is clamped to the model (${s.layer})`);
+    assert.ok(s.layer < L, `the layer is clamped to the model (${s.layer})`);
     assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no script ran');
     assert.equal(await page.locator('img[src=x]').count(), 0, 'no markup was injected');
   } finally {
