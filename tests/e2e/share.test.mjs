@@ -19,7 +19,7 @@ test('a link restores the screen, the address follows changes, a reload keeps th
   const browser = await launch({ webgpu: true });
   try {
     const text = 'Tom & Jerry = "friends" #1, 100%';
-    const hash = `#text=${encodeURIComponent(text)}&model=default&layer=${L - 1}&head=3&stage=scaled&mask=window%3A3&lock=4%2C2&t=0.5&theme=dark`;
+    const hash = `#text=${encodeURIComponent(text)}&model=default&layer=${L - 1}&head=3&stage=scaled&mask=window%3A3&lock=4%2C2&t=0.5&theme=dark&seed=9&topk=40&topp=0.9`;
     const { page, errors } = await openApp(browser, `${server.url}${hash}`);
     await page.waitForFunction((t) => {
       const s = window.attnscope.state();
@@ -29,6 +29,7 @@ test('a link restores the screen, the address follows changes, a reload keeps th
     assert.deepEqual([s.layer, s.head, s.stage, s.mask, s.locked, s.temperature], [L - 1, 3, 'scaled', 'window:3', true, 0.5]);
     assert.deepEqual([s.hover.row, s.hover.col], [4, 2]);
     assert.equal(await page.evaluate(() => document.documentElement.getAttribute('data-theme')), 'dark');
+    assert.deepEqual([s.seed, s.topK, s.topP], [9, 40, 0.9], 'sampling settings and seed');
     const ref = cliTrace(text, 'window:3');
     const snap = await page.evaluate(() => window.attnscope.snapshot());
     assert.ok(maxAbsDiff(snap.matrix, traceMatrix(ref, L - 1, 3, 'scaled'), 'restored view') <= 1e-4);
