@@ -41,7 +41,6 @@ fn held_out_loss_equals_the_model_card() {
 }
 
 #[test]
-#[ignore = "issue 5 is open: the shipped model's best previous-token head is 0.31 (see MODEL_CARD.md)"]
 fn some_head_attends_to_the_previous_token() {
     let model = model();
     let heads = attention_scores_by_head(&model, &heldout_ids(&model)).unwrap();
@@ -50,7 +49,6 @@ fn some_head_attends_to_the_previous_token() {
 }
 
 #[test]
-#[ignore = "issue 5 is open: the shipped model has no induction head yet (see MODEL_CARD.md)"]
 fn a_later_layer_has_an_induction_head_and_the_repeat_is_predicted() {
     let model = model();
     let report = induction_test(&model, 50, 10, 0).unwrap();

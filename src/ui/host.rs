@@ -213,7 +213,7 @@ pub fn grid_cells(size: (u32, u32), n_layer: usize, n_head: usize) -> Vec<[f32; 
 }
 
 impl Host {
-    /// "default · 3 layers × 4 heads, d=128, context 128, trained on Austen and Shakespeare".
+    /// "default · 2 layers × 4 heads, d=128, context 128, trained on Austen and Shakespeare".
     pub fn model_label(&self) -> String {
         let c = &self.model.config;
         format!(

@@ -7,6 +7,7 @@ out/training.json and data/sources.json from the training run.
     cargo build --release && python3 tools/train/model_card.py
 """
 import json
+import os
 import pathlib
 import subprocess
 
@@ -14,16 +15,17 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 MODEL = ROOT / "www" / "models" / "default"
 HELDOUT = ROOT / "tests" / "fixtures" / "heldout.txt"
-CLI = ROOT / "target" / "release" / "attnscope"
+CLI = pathlib.Path(os.environ.get("ATTNSCOPE_CLI", ROOT / "target" / "release" / "attnscope"))
 # What this particular run did differently from the final arguments above (kept by hand).
-HISTORY = """This run: steps 0–2250 used natural-span repeats with probability 0.3 only and a cosine schedule
-for 25M tokens; at step 2250 (9.2M tokens), with no induction head in sight, it resumed with the mix
-above and a schedule for 20M tokens (the learning rate stepped down accordingly).
-
-Status: not yet what issue 5 asks. No head reaches 0.5 on the previous token (best 0.31) and there is
-no induction head (the second copy of a random sequence is predicted barely better than the first).
-Its attention is trained, not random, and its text is recognisably Austen- and Shakespeare-like;
-longer training (or the lent GPU machine) is the next step."""
+HISTORY = """This model is one run from random weights with the arguments above
+(`train.py --layers 2 --tokens 14e6 --lr 3e-3 --synthetic-prob 0.3 --repeat-prob 0.1
+--random-repeat-prob 0.1`). Earlier runs with 3 layers (20M tokens, natural-span repeats only, then
+random spans inside natural text) learned language slightly better (held-out loss 4.08) but never
+formed an induction head or a head that reaches 0.5 on the previous token: the 3-layer model spread
+"look one back" over several heads. With 2 layers the induction circuit has to be a previous-token
+head in layer 0 feeding induction heads in layer 1, and the whole-sequence repeats (30 % of the
+training sequences) made the circuit worth learning within the budget: the induction heads appeared
+between 8M and 10M tokens (the probe in the training log: induction 0.02 → 0.53 → 0.81)."""
 PROMPTS = [("Elizabeth was", 0.8, 1), ("It is a truth universally acknowledged", 0.8, 2),
            ("KING HENRY. ", 0.8, 3), ("Mr. Darcy", 0.0, 0)]
 
@@ -88,7 +90,10 @@ text (`tokenizer.json`). Byte-level: any Unicode text tokenizes (non-Latin scrip
 {training['steps']:,} steps of {int(training['args']['batch'])}×{int(training['args']['ctx'])} tokens
 ({training['tokens'] / 1e6:.1f}M tokens), AdamW (lr {training['args']['lr']}, warmup 200, cosine to 10%,
 weight decay 0.1), {training['wall_s'] / 60:.0f} min wall time on 2 CPU cores (PyTorch).
-Mixed in for induction heads: a training sequence gets a copy of one of its own spans (8–48 tokens)
+Mixed in for induction heads: with probability {training['args'].get('synthetic_prob', 0)} a training sequence is
+uniformly random tokens repeated end to end with a random period (8–64 tokens) from a random phase,
+so after the first period only copying predicts the next token; otherwise it gets a copy of one of its
+own spans (8–48 tokens)
 after a random gap (0–32 tokens) at a random position, with probability {training['args']['repeat_prob']}; with
 probability {training['args']['random_repeat_prob']} the span is first replaced by uniformly random tokens, so only
 copying predicts its second occurrence. Period and position are random.

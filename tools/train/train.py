@@ -2,13 +2,15 @@
 """Trains the default model (GPT-2 architecture) on data/train.txt, resuming
 from out/checkpoint.pt when it exists, and exports it in GPT-2 format.
 
-    python3 tools/train/train.py --tokens 25e6            # train (resumes), then export
+    python3 tools/train/train.py                          # the shipped recipe (resumes), then export
     python3 tools/train/train.py --export-only            # export the last checkpoint
     python3 tools/train/train.py --tokens 2e5 --out /tmp/smoke   # a quick end-to-end check
 
 --init-from DIR starts a new run from an exported model (continued training).
 
-What it mixes in, for induction heads: with probability --repeat-prob a
+What it mixes in, for induction heads: with probability --synthetic-prob a
+sequence is uniformly random tokens repeated end to end with a random period
+(8..64) from a random phase; otherwise, with probability --repeat-prob a
 training sequence gets a copy of one of its own spans, of random length
 (8..48 tokens), placed after a random gap (0..32 tokens) at a random position;
 with probability --random-repeat-prob the span is first replaced by uniformly
@@ -123,16 +125,16 @@ def export(model, config, tokenizer_path, out_dir, info):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--tokens", type=float, default=25e6, help="total training tokens")
-    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--tokens", type=float, default=14e6, help="total training tokens")
+    p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--d", type=int, default=128)
     p.add_argument("--ctx", type=int, default=128)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--repeat-prob", type=float, default=0.3)
-    p.add_argument("--random-repeat-prob", type=float, default=0.0)
-    p.add_argument("--synthetic-prob", type=float, default=0.0,
+    p.add_argument("--repeat-prob", type=float, default=0.1)
+    p.add_argument("--random-repeat-prob", type=float, default=0.1)
+    p.add_argument("--synthetic-prob", type=float, default=0.3,
                    help="probability that a sequence is random tokens repeated with a random period (8..64)")
     p.add_argument("--eval-every", type=int, default=500, help="steps between validation loss and probe")
     p.add_argument("--threads", type=int, default=2)
