@@ -63,6 +63,11 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
     let note = RwSignal::new(None::<String>);
     let speed = RwSignal::new(2u32);
     let branches = RwSignal::new(Vec::<Branch>::new());
+    // A new prompt: the compared continuations were of the old one.
+    Effect::new(move |_| {
+        state.text.track();
+        branches.set(Vec::new());
+    });
 
     // One step: the model's distribution after the last token → a sampled token, appended.
     let step = move || async move {
