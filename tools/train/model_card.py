@@ -17,15 +17,16 @@ MODEL = ROOT / "www" / "models" / "default"
 HELDOUT = ROOT / "tests" / "fixtures" / "heldout.txt"
 CLI = pathlib.Path(os.environ.get("ATTNSCOPE_CLI", ROOT / "target" / "release" / "attnscope"))
 # What this particular run did differently from the final arguments above (kept by hand).
-HISTORY = """This model is one run from random weights with the arguments above
-(`train.py --layers 2 --tokens 14e6 --lr 3e-3 --synthetic-prob 0.3 --repeat-prob 0.1
---random-repeat-prob 0.1`). Earlier runs with 3 layers (20M tokens, natural-span repeats only, then
-random spans inside natural text) learned language slightly better (held-out loss 4.08) but never
-formed an induction head or a head that reaches 0.5 on the previous token: the 3-layer model spread
-"look one back" over several heads. With 2 layers the induction circuit has to be a previous-token
-head in layer 0 feeding induction heads in layer 1, and the whole-sequence repeats (30 % of the
-training sequences) made the circuit worth learning within the budget: the induction heads appeared
-between 8M and 10M tokens (the probe in the training log: induction 0.02 → 0.53 → 0.81)."""
+HISTORY = """Stage 1 is `train.py` with its defaults (the recipe the script now runs); stage 2
+continued from its export with a lower learning rate and fewer synthetic sequences, which improved
+the held-out loss and sharpened both patterns. Earlier runs with 3 layers (20M tokens, natural-span
+repeats, then random spans inside natural text) learned language slightly better but never formed
+an induction head or a head that reaches 0.5 on the previous token: the 3-layer model spread "look
+one back" over several heads. With 2 layers the induction circuit has to be a previous-token head in
+layer 0 feeding induction heads in layer 1, and whole-sequence repeats made the circuit worth
+learning within the budget: in stage 1 the induction heads appeared between 8M and 10M tokens (the
+training log's probe: induction 0.02 → 0.53 → 0.81). Greedy decoding loops (see the temperature-0 sample): the induction heads copy what came before,
+a real behaviour of small models."""
 PROMPTS = [("Elizabeth was", 0.8, 1), ("It is a truth universally acknowledged", 0.8, 2),
            ("KING HENRY. ", 0.8, 3), ("Mr. Darcy", 0.0, 0)]
 
@@ -49,6 +50,15 @@ def role(h):
 def main():
     config = json.loads((MODEL / "config.json").read_text())
     training = json.loads((HERE / "out" / "training.json").read_text())
+    # Earlier stages of the same model (a run continued with --init-from), oldest first.
+    stages = [json.loads(f.read_text()) for f in sorted((HERE / "out").glob("training-stage*.json"))] + [training]
+    stages_text = "\n".join(
+        f"- Stage {k + 1}: {t['steps']:,} steps ({t['tokens'] / 1e6:.1f}M tokens, {t['wall_s'] / 60:.0f} min), "
+        f"{'continued from the previous stage' if t['args'].get('init_from', 'None') != 'None' else 'from random weights'}, "
+        f"{t['args']['layers']} layers, lr {t['args']['lr']}, synthetic {t['args'].get('synthetic_prob', '0')}, "
+        f"repeat {t['args']['repeat_prob']}, random-repeat {t['args']['random_repeat_prob']}; "
+        f"validation loss at its end {t['val_loss']:.3f}."
+        for k, t in enumerate(stages))
     sources = json.loads((HERE / "data" / "sources.json").read_text())
     ev = json.loads(run("eval", "--model", str(MODEL), "--text-file", str(HELDOUT), "--max-tokens", "100000",
                         "--sequences", "20", "--json"))
@@ -87,16 +97,16 @@ Byte-level BPE, {config['vocab_size']} tokens, trained with Hugging Face `tokeni
 text (`tokenizer.json`). Byte-level: any Unicode text tokenizes (non-Latin scripts cost many tokens).
 
 ## Training
-{training['steps']:,} steps of {int(training['args']['batch'])}×{int(training['args']['ctx'])} tokens
-({training['tokens'] / 1e6:.1f}M tokens), AdamW (lr {training['args']['lr']}, warmup 200, cosine to 10%,
-weight decay 0.1), {training['wall_s'] / 60:.0f} min wall time on 2 CPU cores (PyTorch).
-Mixed in for induction heads: with probability {training['args'].get('synthetic_prob', 0)} a training sequence is
-uniformly random tokens repeated end to end with a random period (8–64 tokens) from a random phase,
-so after the first period only copying predicts the next token; otherwise it gets a copy of one of its
-own spans (8–48 tokens)
-after a random gap (0–32 tokens) at a random position, with probability {training['args']['repeat_prob']}; with
-probability {training['args']['random_repeat_prob']} the span is first replaced by uniformly random tokens, so only
-copying predicts its second occurrence. Period and position are random.
+{stages_text}
+Totals: {sum(t['steps'] for t in stages):,} steps, {sum(t['tokens'] for t in stages) / 1e6:.1f}M tokens,
+{sum(t['wall_s'] for t in stages) / 60:.0f} min wall time on 2 CPU cores (PyTorch); AdamW (warmup 200, cosine to 10%,
+weight decay 0.1), batches of {int(training['args']['batch'])}×{int(training['args']['ctx'])} tokens.
+What is mixed in, for induction heads: with probability *synthetic* a training sequence is uniformly
+random tokens repeated end to end with a random period (8–64 tokens) from a random phase, so after the
+first period only copying predicts the next token; otherwise, with probability *repeat* it gets a copy
+of one of its own spans (8–48 tokens) after a random gap (0–32 tokens) at a random position, and with
+probability *random-repeat* such a span is first replaced by uniformly random tokens. Period and
+position are always random, so no fixed look-back is learned.
 {HISTORY}
 Validation loss at the end of training (PyTorch, random held-out windows): {training['val_loss']:.3f} nats/token.
 
