@@ -142,7 +142,7 @@ pub fn TokenizerView(state: AppState) -> impl IntoView {
                 let tds = ids
                     .iter()
                     .map(|tid| {
-                        let cell = cells.iter().find(|c| &c.sample == &sample && &c.tokenizer == tid).cloned();
+                        let cell = cells.iter().find(|c| c.sample == sample && &c.tokenizer == tid).cloned();
                         let (sample, tid) = (sample.clone(), tid.clone());
                         let key = (sample.clone(), tid.clone());
                         let is_selected = move || selected.get() == key;
