@@ -88,43 +88,48 @@ pub fn TokenizerView(state: AppState) -> impl IntoView {
         });
     };
 
-    // Every sample (and the page's text) under every tokenizer.
-    let table = Memo::new(move |_| {
-        if !ready.get() {
-            return Vec::new();
-        }
-        let text = state.text.get();
-        let Some(l) = loaded.get_value() else { return Vec::new() };
-        let mut rows: Vec<(String, String, String)> =
-            l.samples.iter().map(|s| (s.id.clone(), s.language.clone(), s.text.clone())).collect();
-        rows.push((YOURS.into(), "Your text".into(), text));
-        let english = l.samples.iter().find(|s| s.id == "en").map(|s| s.text.clone()).unwrap_or_default();
-        let mut cells = Vec::new();
-        for (entry, tok) in &l.tokenizers {
-            let count = |t: &str| tok.encode(t).map(|v| v.len()).unwrap_or(0);
-            let en = fertility(count(&english), &english);
-            for (id, _, text) in &rows {
+    // One row of cells: `text` under every tokenizer, against the English sample.
+    let row_cells = move |l: &Loaded, id: &str, text: &str| -> Vec<Cell> {
+        let english = l.samples.iter().find(|s| s.id == "en").map(|s| s.text.as_str()).unwrap_or_default();
+        l.tokenizers
+            .iter()
+            .map(|(entry, tok)| {
+                let en = fertility(tok.encode(english).map(|v| v.len()).unwrap_or(0), english);
                 let tokens = tok.encode(text).unwrap_or_default();
                 let f = fertility(tokens.len(), text);
                 let unknown = tokens.iter().filter(|t| tok.id_to_text(t.id) == "[UNK]").count();
-                cells.push(Cell {
-                    sample: id.clone(),
-                    tokenizer: entry.id.clone(),
-                    fertility: f,
-                    gap: gap(&f, &en),
-                    unknown,
-                });
-            }
+                Cell { sample: id.to_owned(), tokenizer: entry.id.clone(), fertility: f, gap: gap(&f, &en), unknown }
+            })
+            .collect()
+    };
+    // The samples once; the page's text again as it changes (a keystroke costs one row, not the table).
+    let sample_cells = Memo::new(move |_| {
+        if !ready.get() {
+            return Vec::new();
         }
-        cells
+        let Some(l) = loaded.get_value() else { return Vec::new() };
+        l.samples.iter().flat_map(|s| row_cells(&l, &s.id, &s.text)).collect::<Vec<_>>()
     });
+    let your_cells = Memo::new(move |_| {
+        let text = state.text.get();
+        if !ready.get() {
+            return Vec::new();
+        }
+        let Some(l) = loaded.get_value() else { return Vec::new() };
+        row_cells(&l, YOURS, &text)
+    });
+    let table = move || {
+        let mut cells = sample_cells.get();
+        cells.extend(your_cells.get());
+        cells
+    };
 
     let view_table = move || {
         if !ready.get() {
             return None;
         }
         let l = loaded.get_value()?;
-        let cells = table.get();
+        let cells = table();
         let mut rows: Vec<(String, String)> = l.samples.iter().map(|s| (s.id.clone(), s.language.clone())).collect();
         rows.push((YOURS.into(), "Your text".into()));
         let heads = l
