@@ -69,6 +69,26 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
         branches.set(Vec::new());
     });
 
+    // The newest token's query row: its softmax weights over every cached key, for the selected layer and head.
+    let new_row = RwSignal::new(None::<(usize, usize, u64, Vec<f32>)>);
+    Effect::new(move |_| {
+        let run = state.runs.get();
+        let (layer, head) = (state.layer.get(), state.head.get());
+        if state.generated.with(|g| g.is_empty()) {
+            new_row.set(None);
+            return;
+        }
+        let Some(host) = host() else { return };
+        let view = super::host::View { stage: crate::engine::AttentionStage::Weights, layer, head };
+        spawn_local(async move {
+            if let Ok((rows, cols, data)) = host.read_matrix(view).await {
+                if rows > 0 && state.runs.get_untracked() == run {
+                    new_row.set(Some((layer, head, run, data[(rows - 1) * cols..rows * cols].to_vec())));
+                }
+            }
+        });
+    });
+
     // One step: the model's distribution after the last token → a sampled token, appended.
     let step = move || async move {
         let Some(host) = host() else { return false };
@@ -336,6 +356,26 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
                 {continuation}
             </p>
             <p class="hint" data-testid="gen-last">{last_line}</p>
+            {move || new_row.get().map(|(layer, head, _, weights)| {
+                let tokens = state.tokens.get();
+                let top = weights.iter().copied().fold(0.0f32, f32::max).max(1e-6);
+                view! {
+                    <div class="new-row" data-testid="gen-new-row">
+                        <span class="control-label">{format!("The new token attends (layer {layer}, head {head}):")}</span>
+                        <div class="new-row-keys">
+                            {weights.iter().enumerate().map(|(j, &w)| {
+                                let text = tokens.get(j).map(|t| visible(&t.text)).unwrap_or_default();
+                                let alpha = format!("{:.3}", (w / top).clamp(0.0, 1.0));
+                                let title = format!("key {j} “{text}”: weight {w:.4}");
+                                view! {
+                                    <span class="new-row-key" title=title
+                                        style=format!("--w: {alpha}")>{text}</span>
+                                }
+                            }).collect_view()}
+                        </div>
+                    </div>
+                }
+            })}
             <p class="hint" data-testid="gen-cost">{cost_line}</p>
             {move || note.get().map(|n| view! { <p class="input-error" role="status">{n}</p> })}
             {kv_table}

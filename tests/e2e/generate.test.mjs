@@ -47,6 +47,14 @@ test('a seed reproduces its continuation, another seed changes it, and the KV ca
     assert.equal(first.kvBytes, expected);
     assert.equal(Number(await page.locator('[data-testid=kv-total]').innerText()), expected);
     assert.match(await page.locator('[data-testid=gen-cost]').innerText(), /with the KV cache/);
+    // The new token's query row over every cached key: the shown weights are the heatmap's last row.
+    await page.waitForFunction((n) => document.querySelectorAll('.new-row-key').length === n, t, { timeout: 30_000 });
+    const shownRow = await page.locator('.new-row-key').evaluateAll((els) => els.map((e) => Number(/weight (-?[\d.]+)/.exec(e.title)[1])));
+    const snap = await page.evaluate(() => window.attnscope.snapshot());
+    assert.equal(snap.stage, 'weights');
+    shownRow.forEach((w, j) => assert.ok(Math.abs(w - snap.matrix[t - 1][j]) < 1e-4, `key ${j}: ${w} vs ${snap.matrix[t - 1][j]}`));
+    assert.ok(Math.abs(shownRow.reduce((a, b) => a + b, 0) - 1) < 1e-3, 'the row sums to 1');
+    assert.deepEqual([snap.hover?.row, snap.locked], [t - 1, true], 'the heatmap focuses the new query row');
     await screenshot(page, 'generate-desktop.png');
 
     const again = await generateTen(page, '.gen-again');
