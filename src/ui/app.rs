@@ -849,6 +849,28 @@ pub fn App() -> impl IntoView {
                     {move || format!("Theme: {}", theme.get())}
                 </button>
             </header>
+            <nav class="panel-nav" aria-label="Panels">
+                {[
+                    ("Attention", "attention-panel"),
+                    ("Next token", "next-panel"),
+                    ("Generate", "generate-panel"),
+                    ("Heads", "head-view-panel"),
+                    ("Residual stream", "block-panel"),
+                    ("Tokenizers", "tokenizer-panel"),
+                    ("Cost", "cost-panel"),
+                    ("Dilution", "dilution-panel"),
+                ].into_iter().map(|(label, class)| view! {
+                    // Scrolls instead of an #anchor: the address's fragment holds the page's state.
+                    <button class="nav-link" on:click=move |_| {
+                        let el = web_sys::window()
+                            .and_then(|w| w.document())
+                            .and_then(|d| d.query_selector(&format!(".{class}")).ok().flatten());
+                        if let Some(el) = el {
+                            el.scroll_into_view();
+                        }
+                    }>{label}</button>
+                }).collect_view()}
+            </nav>
             {move || state.link_note.get().map(|note| view! {
                 <div class="banner info link-note" role="status" data-testid="link-note">
                     {note}

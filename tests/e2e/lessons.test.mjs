@@ -20,6 +20,14 @@ test('cost panel: the model\'s own cost curves and a live timing', { timeout: 30
     const { page, errors } = await openApp(browser, `${server.url}#text=${encodeURIComponent(text)}`);
     await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
     const t = (await page.evaluate(() => window.attnscope.state())).tokens.length;
+    // The panel bar scrolls to a panel without touching the address (it holds the page's state).
+    const hash = await page.evaluate(() => location.hash);
+    await page.locator('.nav-link', { hasText: 'Cost' }).click();
+    await page.waitForFunction(() => {
+      const r = document.querySelector('.cost-panel').getBoundingClientRect();
+      return r.top >= -2 && r.top < window.innerHeight / 2;
+    }, null, { timeout: 5_000 });
+    assert.equal(await page.evaluate(() => location.hash), hash);
     const summary = await page.locator('[data-testid=cost-summary]').innerText();
     const entries = config.n_layer * config.n_head * t * t;
     assert.match(summary, new RegExp(`At T = ${t}: ${entries < 1000 ? entries : (entries / 1000).toFixed(1) + 'k'} attention-matrix entries`));
