@@ -177,7 +177,7 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
     // The same prompt under three seeds (the CPU reference with its KV cache: no drawing needed).
     let compare = move || {
         let Some(host) = host() else { return };
-        let prompt_len = state.tokens.get_untracked().len() - state.generated.get_untracked().len();
+        let prompt_len = state.tokens.get_untracked().len().saturating_sub(state.generated.get_untracked().len());
         let prompt: Vec<Token> = state.tokens.get_untracked()[..prompt_len].to_vec();
         if prompt.is_empty() {
             return;
