@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod cost;
+pub mod extend;
 mod forward;
 pub mod generate;
 pub mod init;

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use wasm_bindgen::{Clamped, JsCast, JsValue};
 
 use super::fetch::fetch_bytes;
+use crate::engine::extend::extend_cpu;
 use crate::engine::residual::{residual_norms, residual_points, top_indices};
 use crate::engine::{forward_cpu, sampling, AttentionStage, Mask, Matrix, Trace};
 use crate::gpu::{GpuContext, GpuError, GpuForward, HeadMatrix, RunOptions, Stage};
@@ -284,13 +285,17 @@ impl Host {
                 gpu.run(&ids, mask)
             }
             Backend::Cpu(cpu) => {
+                let (config, weights) = (&self.model.config, &self.model.weights);
                 let trace = if tokens.is_empty() {
                     None
                 } else {
-                    Some(
-                        forward_cpu(&self.model.config, &self.model.weights, tokens.to_vec(), mask)
-                            .map_err(|e| e.to_string())?,
-                    )
+                    // Text typed or generated at the end: only the new rows are computed (engine::extend).
+                    let prev = cpu.trace.borrow();
+                    let next = match prev.as_ref() {
+                        Some(prev) => extend_cpu(config, weights, prev, tokens.to_vec(), mask),
+                        None => forward_cpu(config, weights, tokens.to_vec(), mask),
+                    };
+                    Some(next.map_err(|e| e.to_string())?)
                 };
                 *cpu.trace.borrow_mut() = trace;
                 Ok(())

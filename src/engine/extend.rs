@@ -1,0 +1,248 @@
+//! Prefix reuse on the CPU reference: the trace of a text from the trace of
+//! its beginning. With a causal or sliding-window mask a later token never
+//! changes an earlier one, so only the new tokens' rows are computed (and,
+//! for the raw and scaled scores, which the trace keeps unmasked, the old
+//! queries against the new keys). Typing at the end of the text and
+//! generating then cost the new rows, as on the GPU. The result equals
+//! `forward_cpu` on the whole text (tests below).
+
+use super::{forward_cpu, ops, AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use crate::model::{Gpt2Weights, ModelConfig, Token};
+
+/// `old` with `new` (whole rows of the same width) appended.
+fn append_rows(old: &Matrix, new: &[f32]) -> Matrix {
+    let mut data = Vec::with_capacity(old.data.len() + new.len());
+    data.extend_from_slice(&old.data);
+    data.extend_from_slice(new);
+    let rows = old.rows + new.len() / old.cols.max(1);
+    Matrix::from_vec(rows, old.cols, data)
+}
+
+/// A T×T matrix: the old p×p block, every other cell from `cell(i, j)`.
+fn grow_square(old: &Matrix, t: usize, mut cell: impl FnMut(usize, usize) -> f32) -> Matrix {
+    let p = old.rows;
+    let mut data = Vec::with_capacity(t * t);
+    for i in 0..t {
+        for j in 0..t {
+            data.push(if i < p && j < p { old.at(i, j) } else { cell(i, j) });
+        }
+    }
+    Matrix::from_vec(t, t, data)
+}
+
+/// Whether `prev` can be extended to `tokens`: same mask, one that never lets
+/// a token see a later one, and `prev`'s tokens a strict prefix of `tokens`.
+pub fn can_extend(prev: &Trace, tokens: &[Token], mask: Mask) -> bool {
+    let p = prev.tokens.len();
+    prev.mask == mask
+        && mask != Mask::Bidirectional
+        && p > 0
+        && tokens.len() > p
+        && prev.logits.rows == p
+        && prev.tokens.iter().zip(tokens).all(|(a, b)| a.id == b.id)
+}
+
+/// The trace of `tokens`, reusing `prev` (a trace of a prefix of them) when
+/// [`can_extend`] allows, else a full [`forward_cpu`].
+pub fn extend_cpu(
+    config: &ModelConfig,
+    weights: &Gpt2Weights,
+    prev: &Trace,
+    tokens: Vec<Token>,
+    mask: Mask,
+) -> Result<Trace, EngineError> {
+    if !can_extend(prev, &tokens, mask) {
+        return forward_cpu(config, weights, tokens, mask);
+    }
+    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+    super::check_ids(config, &ids)?;
+    let (p, t) = (prev.tokens.len(), tokens.len());
+    let n = t - p;
+    let (d, eps, n_head, d_head) = (config.n_embd, config.layer_norm_epsilon, config.n_head, config.d_head());
+    let scale = 1.0 / (d_head as f32).sqrt();
+    let mut x: Vec<f32> = Vec::with_capacity(n * d);
+    for (i, &id) in ids[p..].iter().enumerate() {
+        let tok = &weights.wte.data[id as usize * d..][..d];
+        let pos = &weights.wpe.data[(p + i) * d..][..d];
+        x.extend(tok.iter().zip(pos).map(|(a, b)| a + b));
+    }
+    let embeddings = append_rows(&prev.embeddings, &x);
+    let mut layers = Vec::with_capacity(weights.blocks.len());
+    for (block, old) in weights.blocks.iter().zip(&prev.layers) {
+        let ln_1 = ops::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
+        let qkv = ops::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, n, d, 3 * d);
+        let mut concat = vec![0.0; n * d];
+        let mut heads = Vec::with_capacity(n_head);
+        for (h, old_head) in old.heads().iter().enumerate() {
+            let q = append_rows(&old_head.q, &Matrix::from_columns(&qkv, n, 3 * d, h * d_head, d_head).data);
+            let k = append_rows(&old_head.k, &Matrix::from_columns(&qkv, n, 3 * d, d + h * d_head, d_head).data);
+            let v = append_rows(&old_head.v, &Matrix::from_columns(&qkv, n, 3 * d, 2 * d + h * d_head, d_head).data);
+            let dot = |i: usize, j: usize| q.row(i).iter().zip(k.row(j)).map(|(a, b)| a * b).sum::<f32>();
+            let scores_raw = grow_square(&old_head.scores_raw, t, dot);
+            let scores_scaled = grow_square(&old_head.scores_scaled, t, |i, j| scores_raw.at(i, j) * scale);
+            let scores_masked = grow_square(&old_head.scores_masked, t, |i, j| {
+                if mask.allows(i, j) {
+                    scores_scaled.at(i, j)
+                } else {
+                    f32::NEG_INFINITY
+                }
+            });
+            // Old rows keep their weights (the new keys are masked for them); new rows get a softmax.
+            let new_rows = ops::softmax_rows(&scores_masked.data[p * t..], t);
+            let weights_m =
+                grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_rows[(i - p) * t + j] });
+            let mut out_new = vec![0.0; n * d_head];
+            for i in 0..n {
+                let o = &mut out_new[i * d_head..][..d_head];
+                for j in 0..t {
+                    let w = weights_m.at(p + i, j);
+                    for (c, vv) in v.row(j).iter().enumerate() {
+                        o[c] += w * vv;
+                    }
+                }
+                concat[i * d + h * d_head..][..d_head].copy_from_slice(o);
+            }
+            heads.push(HeadTrace {
+                output: append_rows(&old_head.output, &out_new),
+                q,
+                k,
+                v,
+                scores_raw,
+                scores_scaled,
+                scores_masked,
+                weights: weights_m,
+            });
+        }
+        let attn_out = ops::matmul_bias(&concat, &block.attn_proj_w.data, &block.attn_proj_b.data, n, d, d);
+        let resid_mid = ops::add(&x, &attn_out);
+        let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, eps);
+        let m = config.n_inner;
+        let mut hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, n, d, m);
+        ops::activate(&mut hidden, config.activation_function);
+        let mlp_out = ops::matmul_bias(&hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, n, m, d);
+        let resid_post = ops::add(&resid_mid, &mlp_out);
+        layers.push(LayerTrace {
+            attention: AttentionTrace { ln_1: append_rows(&old.attention.ln_1, &ln_1), heads },
+            attn_out: append_rows(&old.attn_out, &attn_out),
+            resid_mid: append_rows(&old.resid_mid, &resid_mid),
+            ln_2: append_rows(&old.ln_2, &ln_2),
+            mlp_hidden: append_rows(&old.mlp_hidden, &hidden),
+            mlp_out: append_rows(&old.mlp_out, &mlp_out),
+            resid_post: append_rows(&old.resid_post, &resid_post),
+        });
+        x = resid_post;
+    }
+    let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
+    let logits = ops::lm_head(&ln_f, &weights.wte.data, n, d, config.vocab_size);
+    Ok(Trace {
+        tokens,
+        mask,
+        embeddings,
+        layers,
+        ln_f: append_rows(&prev.ln_f, &ln_f),
+        logits: append_rows(&prev.logits, &logits),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::init::random_weights;
+    use crate::engine::sampling::Rng;
+    use crate::model::Activation;
+
+    fn tokens(ids: &[u32]) -> Vec<Token> {
+        ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
+    }
+
+    fn same(a: &Matrix, b: &Matrix, what: &str) {
+        assert_eq!((a.rows, a.cols), (b.rows, b.cols), "{what}: shape");
+        for (i, (x, y)) in a.data.iter().zip(&b.data).enumerate() {
+            let ok = (x == y) || (x - y).abs() <= 1e-5 * (1.0 + y.abs());
+            assert!(ok, "{what}[{}][{}]: {x} vs {y}", i / a.cols.max(1), i % a.cols.max(1));
+        }
+    }
+
+    fn assert_traces_equal(a: &Trace, b: &Trace) {
+        same(&a.embeddings, &b.embeddings, "embeddings");
+        for (l, (la, lb)) in a.layers.iter().zip(&b.layers).enumerate() {
+            same(&la.attention.ln_1, &lb.attention.ln_1, &format!("L{l} ln_1"));
+            for (h, (ha, hb)) in la.heads().iter().zip(lb.heads()).enumerate() {
+                let w = format!("L{l}H{h}");
+                same(&ha.q, &hb.q, &format!("{w} q"));
+                same(&ha.k, &hb.k, &format!("{w} k"));
+                same(&ha.v, &hb.v, &format!("{w} v"));
+                same(&ha.scores_raw, &hb.scores_raw, &format!("{w} raw"));
+                same(&ha.scores_scaled, &hb.scores_scaled, &format!("{w} scaled"));
+                same(&ha.scores_masked, &hb.scores_masked, &format!("{w} masked"));
+                same(&ha.weights, &hb.weights, &format!("{w} weights"));
+                same(&ha.output, &hb.output, &format!("{w} output"));
+            }
+            same(&la.attn_out, &lb.attn_out, &format!("L{l} attn_out"));
+            same(&la.resid_mid, &lb.resid_mid, &format!("L{l} resid_mid"));
+            same(&la.ln_2, &lb.ln_2, &format!("L{l} ln_2"));
+            same(&la.mlp_hidden, &lb.mlp_hidden, &format!("L{l} mlp_hidden"));
+            same(&la.mlp_out, &lb.mlp_out, &format!("L{l} mlp_out"));
+            same(&la.resid_post, &lb.resid_post, &format!("L{l} resid_post"));
+        }
+        same(&a.ln_f, &b.ln_f, "ln_f");
+        same(&a.logits, &b.logits, "logits");
+        assert_eq!(a.tokens, b.tokens);
+    }
+
+    #[test]
+    fn an_extended_trace_equals_a_full_run_on_random_shapes() {
+        let mut rng = Rng::new(5);
+        for case in 0..40 {
+            let pick = |rng: &mut Rng, lo: u64, hi: u64| (lo + rng.next_u64() % (hi - lo + 1)) as usize;
+            let n_head = pick(&mut rng, 1, 4);
+            let config = ModelConfig {
+                n_layer: pick(&mut rng, 1, 3),
+                n_head,
+                n_embd: n_head * pick(&mut rng, 2, 8),
+                n_positions: 24,
+                vocab_size: 40,
+                n_inner: 4 * n_head * 4,
+                layer_norm_epsilon: 1e-5,
+                activation_function: Activation::GeluTanh,
+            };
+            let w = random_weights(&config, case);
+            let t = pick(&mut rng, 2, 24);
+            let p = pick(&mut rng, 1, t as u64 - 1);
+            let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % 40) as u32).collect();
+            let mask = if case % 2 == 0 { Mask::Causal } else { Mask::Window(pick(&mut rng, 1, 5) as u32) };
+            let prefix = forward_cpu(&config, &w, tokens(&ids[..p]), mask).unwrap();
+            assert!(can_extend(&prefix, &tokens(&ids), mask));
+            let extended = extend_cpu(&config, &w, &prefix, tokens(&ids), mask).unwrap();
+            let full = forward_cpu(&config, &w, tokens(&ids), mask).unwrap();
+            assert_traces_equal(&extended, &full);
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_extended_runs_in_full() {
+        let config = ModelConfig {
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 8,
+            n_positions: 16,
+            vocab_size: 20,
+            n_inner: 32,
+            layer_norm_epsilon: 1e-5,
+            activation_function: Activation::GeluTanh,
+        };
+        let w = random_weights(&config, 1);
+        let prefix = forward_cpu(&config, &w, tokens(&[1, 2, 3]), Mask::Causal).unwrap();
+        for (ids, mask) in [
+            (vec![1, 2, 3, 4], Mask::Bidirectional), // a later token changes earlier rows
+            (vec![1, 9, 3, 4], Mask::Causal),        // not a prefix
+            (vec![1, 2], Mask::Causal),              // shorter
+            (vec![1, 2, 3, 4], Mask::Window(2)),     // another mask than the prefix's
+        ] {
+            assert!(!can_extend(&prefix, &tokens(&ids), mask));
+            let got = extend_cpu(&config, &w, &prefix, tokens(&ids), mask).unwrap();
+            assert_traces_equal(&got, &forward_cpu(&config, &w, tokens(&ids), mask).unwrap());
+        }
+        assert!(extend_cpu(&config, &w, &prefix, tokens(&[1, 2, 3, 99]), Mask::Causal).is_err(), "bad id");
+    }
+}
