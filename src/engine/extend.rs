@@ -6,6 +6,7 @@
 //! generating then cost the new rows, as on the GPU. The result equals
 //! `forward_cpu` on the whole text (tests below).
 
+use super::forward::block_tail;
 use super::{forward_cpu, ops, AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{Gpt2Weights, ModelConfig, Token};
 
@@ -60,12 +61,7 @@ pub fn extend_cpu(
     let n = t - p;
     let (d, eps, n_head, d_head) = (config.n_embd, config.layer_norm_epsilon, config.n_head, config.d_head());
     let scale = 1.0 / (d_head as f32).sqrt();
-    let mut x: Vec<f32> = Vec::with_capacity(n * d);
-    for (i, &id) in ids[p..].iter().enumerate() {
-        let tok = &weights.wte.data[id as usize * d..][..d];
-        let pos = &weights.wpe.data[(p + i) * d..][..d];
-        x.extend(tok.iter().zip(pos).map(|(a, b)| a + b));
-    }
+    let mut x = ops::embed_from(&ids[p..], &weights.wte.data, &weights.wpe.data, d, p);
     let embeddings = append_rows(&prev.embeddings, &x);
     let mut layers = Vec::with_capacity(weights.blocks.len());
     for (block, old) in weights.blocks.iter().zip(&prev.layers) {
@@ -113,24 +109,17 @@ pub fn extend_cpu(
                 weights: weights_m,
             });
         }
-        let attn_out = ops::matmul_bias(&concat, &block.attn_proj_w.data, &block.attn_proj_b.data, n, d, d);
-        let resid_mid = ops::add(&x, &attn_out);
-        let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, eps);
-        let m = config.n_inner;
-        let mut hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, n, d, m);
-        ops::activate(&mut hidden, config.activation_function);
-        let mlp_out = ops::matmul_bias(&hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, n, m, d);
-        let resid_post = ops::add(&resid_mid, &mlp_out);
+        let tail = block_tail(config, block, &x, &concat);
         layers.push(LayerTrace {
             attention: AttentionTrace { ln_1: append_rows(&old.attention.ln_1, &ln_1), heads },
-            attn_out: append_rows(&old.attn_out, &attn_out),
-            resid_mid: append_rows(&old.resid_mid, &resid_mid),
-            ln_2: append_rows(&old.ln_2, &ln_2),
-            mlp_hidden: append_rows(&old.mlp_hidden, &hidden),
-            mlp_out: append_rows(&old.mlp_out, &mlp_out),
-            resid_post: append_rows(&old.resid_post, &resid_post),
+            attn_out: append_rows(&old.attn_out, &tail.attn_out),
+            resid_mid: append_rows(&old.resid_mid, &tail.resid_mid),
+            ln_2: append_rows(&old.ln_2, &tail.ln_2),
+            mlp_hidden: append_rows(&old.mlp_hidden, &tail.mlp_hidden),
+            mlp_out: append_rows(&old.mlp_out, &tail.mlp_out),
+            resid_post: append_rows(&old.resid_post, &tail.resid_post),
         });
-        x = resid_post;
+        x = tail.resid_post;
     }
     let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
     let logits = ops::lm_head(&ln_f, &weights.wte.data, n, d, config.vocab_size);

@@ -65,6 +65,33 @@ pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask
     (AttentionTrace { ln_1: Matrix::from_vec(t, d, ln_1), heads }, concat)
 }
 
+/// The rest of a block after its heads, row by row: the projection and
+/// residual, ln_2, the MLP and residual.
+pub(super) struct BlockTail {
+    pub attn_out: Vec<f32>,
+    pub resid_mid: Vec<f32>,
+    pub ln_2: Vec<f32>,
+    pub mlp_hidden: Vec<f32>,
+    pub mlp_out: Vec<f32>,
+    pub resid_post: Vec<f32>,
+}
+
+/// [`BlockTail`] for rows `x` of the residual stream entering `block` and the
+/// heads' concatenated outputs `concat` for the same rows. Shared by the full
+/// pass, prefix reuse (`extend`) and the KV cache.
+pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], concat: &[f32]) -> BlockTail {
+    let (d, m) = (config.n_embd, config.n_inner);
+    let rows = x.len() / d;
+    let attn_out = ops::matmul_bias(concat, &block.attn_proj_w.data, &block.attn_proj_b.data, rows, d, d);
+    let resid_mid = ops::add(x, &attn_out);
+    let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, config.layer_norm_epsilon);
+    let mut mlp_hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, m);
+    ops::activate(&mut mlp_hidden, config.activation_function);
+    let mlp_out = ops::matmul_bias(&mlp_hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, rows, m, d);
+    let resid_post = ops::add(&resid_mid, &mlp_out);
+    BlockTail { attn_out, resid_mid, ln_2, mlp_hidden, mlp_out, resid_post }
+}
+
 /// The whole forward pass on `tokens`, keeping every intermediate.
 pub fn forward_cpu(
     config: &ModelConfig,
@@ -83,23 +110,16 @@ pub fn forward_cpu(
     let mut layers = Vec::with_capacity(weights.blocks.len());
     for block in &weights.blocks {
         let (attention, concat) = attention_cpu(config, block, &x, mask);
-        let attn_out = ops::matmul_bias(&concat, &block.attn_proj_w.data, &block.attn_proj_b.data, t, d, d);
-        let resid_mid = ops::add(&x, &attn_out);
-        let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, eps);
-        let m = config.n_inner;
-        let mut hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, t, d, m);
-        ops::activate(&mut hidden, config.activation_function);
-        let mlp_out = ops::matmul_bias(&hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, t, m, d);
-        let resid_post = ops::add(&resid_mid, &mlp_out);
-        x = resid_post.clone();
+        let tail = block_tail(config, block, &x, &concat);
+        x = tail.resid_post.clone();
         layers.push(LayerTrace {
             attention,
-            attn_out: Matrix::from_vec(t, d, attn_out),
-            resid_mid: Matrix::from_vec(t, d, resid_mid),
-            ln_2: Matrix::from_vec(t, d, ln_2),
-            mlp_hidden: Matrix::from_vec(t, m, hidden),
-            mlp_out: Matrix::from_vec(t, d, mlp_out),
-            resid_post: Matrix::from_vec(t, d, resid_post),
+            attn_out: Matrix::from_vec(t, d, tail.attn_out),
+            resid_mid: Matrix::from_vec(t, d, tail.resid_mid),
+            ln_2: Matrix::from_vec(t, d, tail.ln_2),
+            mlp_hidden: Matrix::from_vec(t, config.n_inner, tail.mlp_hidden),
+            mlp_out: Matrix::from_vec(t, d, tail.mlp_out),
+            resid_post: Matrix::from_vec(t, d, tail.resid_post),
         });
     }
     let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::forward::block_tail;
 use super::generate::{GeneratedToken, Generation};
 use super::sampling::{sample, Rng, SamplingParams};
 use super::{forward_cpu, ops, EngineError, Mask, Trace};
@@ -96,9 +97,7 @@ impl KvCache {
             return Err(EngineError::IdOutOfVocab { id, vocab: config.vocab_size });
         }
         let (d, eps, n_head, d_head) = (self.d, config.layer_norm_epsilon, config.n_head, config.d_head());
-        let tok = &weights.wte.data[id as usize * d..][..d];
-        let pos = &weights.wpe.data[p * d..][..d];
-        let mut x: Vec<f32> = tok.iter().zip(pos).map(|(a, b)| a + b).collect();
+        let mut x = ops::embed_from(&[id], &weights.wte.data, &weights.wpe.data, d, p);
         let mut all_weights = Vec::with_capacity(weights.blocks.len());
         for (l, block) in weights.blocks.iter().enumerate() {
             let ln_1 = ops::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
@@ -134,14 +133,7 @@ impl KvCache {
                 head_weights.push(w);
             }
             ops::count_flops(4 * (p + 1) * d);
-            let attn_out = ops::matmul_bias(&concat, &block.attn_proj_w.data, &block.attn_proj_b.data, 1, d, d);
-            let resid_mid = ops::add(&x, &attn_out);
-            let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, eps);
-            let m = config.n_inner;
-            let mut hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, 1, d, m);
-            ops::activate(&mut hidden, config.activation_function);
-            let mlp_out = ops::matmul_bias(&hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, 1, m, d);
-            x = ops::add(&resid_mid, &mlp_out);
+            x = block_tail(config, block, &x, &concat).resid_post;
             all_weights.push(head_weights);
         }
         self.len = p + 1;

@@ -25,10 +25,16 @@ pub fn count_flops(flops: usize) {
 
 /// `x[t] = wte[ids[t]] + wpe[t]` (shaders/embed.wgsl). Ids must be < vocab.
 pub fn embed(ids: &[u32], wte: &[f32], wpe: &[f32], d: usize) -> Vec<f32> {
+    embed_from(ids, wte, wpe, d, 0)
+}
+
+/// [`embed`] for tokens at positions `row0..` (the kernel's `row0`: rows
+/// appended after a reused prefix).
+pub fn embed_from(ids: &[u32], wte: &[f32], wpe: &[f32], d: usize, row0: usize) -> Vec<f32> {
     let mut x = vec![0.0; ids.len() * d];
     for (t, &id) in ids.iter().enumerate() {
         let tok = &wte[id as usize * d..][..d];
-        let pos = &wpe[t * d..][..d];
+        let pos = &wpe[(row0 + t) * d..][..d];
         for c in 0..d {
             x[t * d + c] = tok[c] + pos[c];
         }
