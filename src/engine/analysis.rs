@@ -170,20 +170,11 @@ pub fn induction_test(
 mod tests {
     use super::*;
     use crate::engine::init::random_weights;
-    use crate::model::{Activation, ModelConfig};
+    use crate::model::ModelConfig;
 
     #[test]
     fn attention_to_a_key_averages_the_later_queries() {
-        let config = ModelConfig {
-            n_layer: 2,
-            n_head: 3,
-            n_embd: 12,
-            n_positions: 16,
-            vocab_size: 20,
-            n_inner: 48,
-            layer_norm_epsilon: 1e-5,
-            activation_function: Activation::GeluTanh,
-        };
+        let config = ModelConfig::tiny(2, 3, 12, 16, 20);
         let w = random_weights(&config, 2);
         let trace = forward_cpu(&config, &w, tokens_of(&[1, 5, 9, 2, 7]), Mask::Causal).unwrap();
         let to_1 = attention_to(&trace, 1);

@@ -138,7 +138,6 @@ mod tests {
     use super::*;
     use crate::engine::init::random_weights;
     use crate::engine::sampling::Rng;
-    use crate::model::Activation;
 
     fn tokens(ids: &[u32]) -> Vec<Token> {
         ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
@@ -185,16 +184,8 @@ mod tests {
         for case in 0..40 {
             let pick = |rng: &mut Rng, lo: u64, hi: u64| (lo + rng.next_u64() % (hi - lo + 1)) as usize;
             let n_head = pick(&mut rng, 1, 4);
-            let config = ModelConfig {
-                n_layer: pick(&mut rng, 1, 3),
-                n_head,
-                n_embd: n_head * pick(&mut rng, 2, 8),
-                n_positions: 24,
-                vocab_size: 40,
-                n_inner: 4 * n_head * 4,
-                layer_norm_epsilon: 1e-5,
-                activation_function: Activation::GeluTanh,
-            };
+            let (n_layer, d_head) = (pick(&mut rng, 1, 3), pick(&mut rng, 2, 8));
+            let config = ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40);
             let w = random_weights(&config, case);
             let t = pick(&mut rng, 2, 24);
             let p = pick(&mut rng, 1, t as u64 - 1);
@@ -210,16 +201,7 @@ mod tests {
 
     #[test]
     fn what_cannot_be_extended_runs_in_full() {
-        let config = ModelConfig {
-            n_layer: 1,
-            n_head: 2,
-            n_embd: 8,
-            n_positions: 16,
-            vocab_size: 20,
-            n_inner: 32,
-            layer_norm_epsilon: 1e-5,
-            activation_function: Activation::GeluTanh,
-        };
+        let config = ModelConfig::tiny(1, 2, 8, 16, 20);
         let w = random_weights(&config, 1);
         let prefix = forward_cpu(&config, &w, tokens(&[1, 2, 3]), Mask::Causal).unwrap();
         for (ids, mask) in [

@@ -184,19 +184,9 @@ mod tests {
     use super::*;
     use crate::engine::cost::{forward_cost, step_cost};
     use crate::engine::init::random_weights;
-    use crate::model::Activation;
 
     fn config(n_layer: usize, n_head: usize, d: usize) -> ModelConfig {
-        ModelConfig {
-            n_layer,
-            n_head,
-            n_embd: d,
-            n_positions: 24,
-            vocab_size: 50,
-            n_inner: 4 * d,
-            layer_norm_epsilon: 1e-5,
-            activation_function: Activation::GeluTanh,
-        }
+        ModelConfig::tiny(n_layer, n_head, d, 24, 50)
     }
 
     fn tokens(ids: &[u32]) -> Vec<Token> {

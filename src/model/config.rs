@@ -57,6 +57,21 @@ impl ModelConfig {
         }
     }
 
+    /// A small GPT-2 shape for unit tests: MLP 4·d wide, GELU (tanh).
+    #[cfg(test)]
+    pub(crate) fn tiny(n_layer: usize, n_head: usize, n_embd: usize, n_positions: usize, vocab_size: usize) -> Self {
+        Self {
+            n_layer,
+            n_head,
+            n_embd,
+            n_positions,
+            vocab_size,
+            n_inner: 4 * n_embd,
+            layer_norm_epsilon: 1e-5,
+            activation_function: Activation::GeluTanh,
+        }
+    }
+
     /// Width of one attention head.
     pub fn d_head(&self) -> usize {
         self.n_embd / self.n_head
