@@ -51,10 +51,6 @@ impl Panel {
     }
 }
 
-/// Every value `view` accepts, for messages.
-pub const VIEW_VALUES: &str = "q, k, v, raw (or scores), scaled, masked, weights (or softmax), out (or output), \
-                               heads, grid, residual, next, tokens";
-
 /// What a link restores. `None`: not in the link.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShareState {

@@ -443,6 +443,22 @@ fn stage_matrices_cells_and_ranges_match_the_cpu_trace() {
                         }
                     }
                     let m = fwd.head_matrix(stage, layer, head).unwrap();
+                    // One row read back alone (the generation panel's newest query row).
+                    let row = t - 1;
+                    let got =
+                        pollster::block_on(fwd.begin_read_any_matrix(ctx, &m.row(row).unwrap()).unwrap().finish(ctx))
+                            .unwrap();
+                    let w = &want.data[row * want.cols..(row + 1) * want.cols];
+                    assert!(
+                        got.len() == w.len()
+                            && got.iter().zip(w).all(|(a, b)| if b.is_infinite() {
+                                a == b
+                            } else {
+                                (a - b).abs() <= 1e-4
+                            }),
+                        "{what}: row {row}"
+                    );
+                    assert!(m.row(want.rows).is_none(), "{what}: no row past the last");
                     fwd.fit_range(ctx, &m, &range).unwrap();
                     let got = pollster::block_on(attnscope::gpu::read_f32(ctx, &range, 0, 2)).unwrap();
                     // The range is of the unscaled values, and skips what the stage draws as masked.

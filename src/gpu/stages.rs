@@ -78,6 +78,13 @@ pub struct HeadMatrix<'a> {
     pub scale: f32,
 }
 
+impl HeadMatrix<'_> {
+    /// Row `r` alone (1 × cols), to read back one query's row; `None` past the last row.
+    pub fn row(self, r: usize) -> Option<Self> {
+        (r < self.rows).then(|| HeadMatrix { rows: 1, offset: self.offset + r * self.row_stride, ..self })
+    }
+}
+
 /// One cell on its way back; [`CellRead::finish`] applies the stage's scale.
 pub struct CellRead {
     pending: PendingRead,

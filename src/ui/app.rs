@@ -20,7 +20,7 @@ use super::present::{self, PresenterBar};
 use super::test_hook;
 use super::tokenizer_view::TokenizerView;
 use super::url;
-use super::{event_canvas, visible};
+use super::{event_canvas, now_ms, visible};
 use crate::engine::{AttentionStage, Mask};
 use crate::model::{ModelConfig, Token};
 use crate::share::Panel;
@@ -144,10 +144,6 @@ fn label_font_px(n: usize) -> Option<u32> {
         25..=48 => Some(8),
         _ => None,
     }
-}
-
-fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 
 /// A sentence on what the mask means.
@@ -827,6 +823,7 @@ pub fn App() -> impl IntoView {
 
     view! {
         <div class="app" class:embed=state.embed class:present=move || state.present.get().is_some()
+            class:one-panel=move || state.embed || state.present.get().is_some()
             data-panel=move || state.panel.get().key()>
             {state.embed.then(|| view! {
                 <div class="embed-bar">

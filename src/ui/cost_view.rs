@@ -10,7 +10,7 @@ use leptos::task::spawn_local;
 use super::app::AppState;
 use super::chart::{LogChart, Marker, Series};
 use super::host::host;
-use super::sleep_ms;
+use super::{now_ms, sleep_ms};
 use crate::engine::cost::{forward_cost, quadratic_crossover};
 use crate::model::Token;
 use crate::render::plot::short;
@@ -20,8 +20,9 @@ fn lengths() -> Vec<usize> {
     (0..=16).map(|e| 1usize << e).collect()
 }
 
-fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+/// `f` at every context length of the curves, as chart points.
+fn curve(f: impl Fn(usize) -> u64) -> Vec<(f64, f64)> {
+    lengths().into_iter().map(|t| (t as f64, f(t) as f64)).collect()
 }
 
 /// One measured context length: the median of its runs.
@@ -39,36 +40,34 @@ pub fn CostView(state: AppState) -> impl IntoView {
 
     let flops = Signal::derive(move || {
         let Some(c) = state.config.get() else { return Vec::new() };
-        let pts = |f: &dyn Fn(usize) -> u64| lengths().into_iter().map(|t| (t as f64, f(t) as f64)).collect();
         vec![
             Series {
                 name: "attention (Q·Kᵀ and W·V): ∝ T²".into(),
                 colour: "#D55E00",
-                points: pts(&|t| forward_cost(&c, t).attention_flops()),
+                points: curve(|t| forward_cost(&c, t).attention_flops()),
                 unit: "FLOPs",
             },
             Series {
                 name: "MLP and projections: ∝ T".into(),
                 colour: "#0072B2",
-                points: pts(&|t| forward_cost(&c, t).linear_flops()),
+                points: curve(|t| forward_cost(&c, t).linear_flops()),
                 unit: "FLOPs",
             },
         ]
     });
     let memory = Signal::derive(move || {
         let Some(c) = state.config.get() else { return Vec::new() };
-        let pts = |f: &dyn Fn(usize) -> u64| lengths().into_iter().map(|t| (t as f64, f(t) as f64)).collect();
         vec![
             Series {
                 name: "attention weights, all heads and layers (T²·heads·layers × 4 B)".into(),
                 colour: "#CC79A7",
-                points: pts(&|t| forward_cost(&c, t).attention_bytes),
+                points: curve(|t| forward_cost(&c, t).attention_bytes),
                 unit: "bytes",
             },
             Series {
                 name: "KV cache (2·d·layers × 4 B per token)".into(),
                 colour: "#009E73",
-                points: pts(&|t| forward_cost(&c, t).kv_bytes),
+                points: curve(|t| forward_cost(&c, t).kv_bytes),
                 unit: "bytes",
             },
         ]

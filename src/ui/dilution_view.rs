@@ -9,14 +9,12 @@ use leptos::task::spawn_local;
 
 use super::app::AppState;
 use super::chart::{LogChart, Marker, Series};
+use super::head_view::head_colour;
 use super::host::host;
 use super::{sleep_ms, visible};
 use crate::engine::analysis::{attention_to, first_token_weights};
+use crate::engine::extend::extend_cpu;
 use crate::engine::{forward_cpu, Mask};
-
-/// Okabe–Ito, as the head view.
-const HEAD_COLOURS: [&str; 8] =
-    ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"];
 
 const FILLERS: [&str; 3] = [
     " It was a fine day, and nothing much happened in the village.",
@@ -58,6 +56,7 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
         spawn_local(async move {
             let model = &host.model;
             let limit = model.config.n_positions;
+            let mut prev = None;
             for k in 0.. {
                 let mut tokens = match model.tokenizer.encode(&format!("{text}{}", fill.repeat(k))) {
                     Ok(t) => t,
@@ -73,10 +72,19 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
                     break;
                 }
                 let t = tokens.len();
-                match forward_cpu(&model.config, &model.weights, tokens, mask) {
-                    Ok(trace) => points.update(|p| {
-                        p.push(Point { t, to_marked: attention_to(&trace, key), sink: first_token_weights(&trace) })
-                    }),
+                // Each step appends filler: only its rows are computed (engine::extend).
+                let (config, weights) = (&model.config, &model.weights);
+                let next = match &prev {
+                    Some(prev) => extend_cpu(config, weights, prev, tokens, mask),
+                    None => forward_cpu(config, weights, tokens, mask),
+                };
+                match next {
+                    Ok(trace) => {
+                        points.update(|p| {
+                            p.push(Point { t, to_marked: attention_to(&trace, key), sink: first_token_weights(&trace) })
+                        });
+                        prev = Some(trace);
+                    }
                     Err(e) => {
                         error.set(Some(e.to_string()));
                         break;
@@ -97,7 +105,7 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
         (0..c.n_head)
             .map(|h| Series {
                 name: format!("L{layer} H{h}"),
-                colour: HEAD_COLOURS[h % HEAD_COLOURS.len()],
+                colour: head_colour(h),
                 points: p.iter().map(|pt| (pt.t as f64, pt.to_marked[layer * c.n_head + h])).collect(),
                 unit: "mean weight",
             })

@@ -14,6 +14,7 @@ use crate::engine::cost::{forward_cost, step_cost};
 use crate::engine::kv_cache::generate_cached;
 use crate::engine::sampling::{sample, Rng, SamplingParams};
 use crate::model::Token;
+use crate::render::plot::short;
 
 /// One generated token with the probability it had.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,17 +35,6 @@ fn params(state: AppState) -> SamplingParams {
         top_k: state.top_k.get_untracked(),
         top_p: state.top_p.get_untracked(),
         seed: state.seed.get_untracked(),
-    }
-}
-
-/// `1234567` → "1.23 M".
-fn si(v: u64) -> String {
-    let v = v as f64;
-    match v {
-        v if v >= 1e9 => format!("{:.2} G", v / 1e9),
-        v if v >= 1e6 => format!("{:.2} M", v / 1e6),
-        v if v >= 1e3 => format!("{:.1} k", v / 1e3),
-        v => format!("{v:.0} "),
     }
 }
 
@@ -80,10 +70,11 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
         }
         let Some(host) = host() else { return };
         let view = super::host::View { stage: crate::engine::AttentionStage::Weights, layer, head };
+        let last = host.shown().saturating_sub(1);
         spawn_local(async move {
-            if let Ok((rows, cols, data)) = host.read_matrix(view).await {
-                if rows > 0 && state.runs.get_untracked() == run {
-                    new_row.set(Some((layer, head, run, data[(rows - 1) * cols..rows * cols].to_vec())));
+            if let Ok(row) = host.read_row(view, last).await {
+                if state.runs.get_untracked() == run {
+                    new_row.set(Some((layer, head, run, row)));
                 }
             }
         });
@@ -206,10 +197,10 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
             let with = step_cost(&c, t).total_flops();
             let without = forward_cost(&c, t).total_flops();
             format!(
-                "Reading token {t} costs {}FLOP with the KV cache (one new row: its Q, K, V, {t} scores, its MLP) \
-                 against {}FLOP for a full re-run of all {t} tokens: {:.0}× less.",
-                si(with),
-                si(without),
+                "Reading token {t} costs {} FLOP with the KV cache (one new row: its Q, K, V, {t} scores, its MLP) \
+                 against {} FLOP for a full re-run of all {t} tokens: {:.0}× less.",
+                short(with as f64),
+                short(without as f64),
                 without as f64 / with.max(1) as f64
             )
         })

@@ -401,6 +401,26 @@ impl Host {
         }
     }
 
+    /// Row `row` of the view's matrix (cols values; one row read back on the GPU).
+    pub async fn read_row(&self, view: View, row: usize) -> Result<Vec<f32>, String> {
+        let backend = self.backend();
+        match &*backend {
+            Backend::Gpu(gpu) => {
+                let read = {
+                    let fwd = gpu.fwd.try_borrow().map_err(|_| "the GPU is busy")?;
+                    let m = fwd.head_matrix(view.stage, view.layer, view.head).map_err(|e| e.to_string())?;
+                    let m = m.row(row).ok_or_else(|| format!("row {row} is past the matrix"))?;
+                    fwd.begin_read_any_matrix(&gpu.ctx, &m).map_err(|e| e.to_string())?
+                };
+                read.finish(&gpu.ctx).await.map_err(|e| e.to_string())
+            }
+            Backend::Cpu(cpu) => cpu
+                .matrix(view, |m| (row < m.rows).then(|| m.row(row).to_vec()))
+                .flatten()
+                .ok_or_else(|| format!("row {row} is not in the trace")),
+        }
+    }
+
     /// The last position's logits (vocab values; read back on the GPU), for sampling.
     pub async fn last_logits(&self) -> Result<Vec<f32>, String> {
         let backend = self.backend();

@@ -35,6 +35,11 @@ pub(crate) fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanv
     ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
 }
 
+/// Milliseconds on the page's clock (`performance.now()`).
+pub(crate) fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
 /// Resolves after `ms` milliseconds (a timer), letting the page paint between steps.
 pub(crate) async fn sleep_ms(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {

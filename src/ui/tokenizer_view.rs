@@ -35,6 +35,8 @@ struct Sample {
 struct Loaded {
     tokenizers: Vec<(Entry, TextTokenizer)>,
     samples: Vec<Sample>,
+    /// The English sample under each tokenizer (the gap's denominator), in `tokenizers` order.
+    english: Vec<Fertility>,
 }
 
 /// The page's own text, as a row.
@@ -51,7 +53,10 @@ async fn load() -> Result<Loaded, String> {
         let tokenizer = TextTokenizer::from_bytes(&json).map_err(|e| format!("{}: {e}", entry.path))?;
         tokenizers.push((entry, tokenizer));
     }
-    Ok(Loaded { tokenizers, samples })
+    let en = samples.iter().find(|s| s.id == "en").map(|s| s.text.clone()).unwrap_or_default();
+    let english =
+        tokenizers.iter().map(|(_, tok)| fertility(tok.encode(&en).map(|v| v.len()).unwrap_or(0), &en)).collect();
+    Ok(Loaded { tokenizers, samples, english })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,15 +95,14 @@ pub fn TokenizerView(state: AppState) -> impl IntoView {
 
     // One row of cells: `text` under every tokenizer, against the English sample.
     let row_cells = move |l: &Loaded, id: &str, text: &str| -> Vec<Cell> {
-        let english = l.samples.iter().find(|s| s.id == "en").map(|s| s.text.as_str()).unwrap_or_default();
         l.tokenizers
             .iter()
-            .map(|(entry, tok)| {
-                let en = fertility(tok.encode(english).map(|v| v.len()).unwrap_or(0), english);
+            .zip(&l.english)
+            .map(|((entry, tok), en)| {
                 let tokens = tok.encode(text).unwrap_or_default();
                 let f = fertility(tokens.len(), text);
                 let unknown = tokens.iter().filter(|t| tok.id_to_text(t.id) == "[UNK]").count();
-                Cell { sample: id.to_owned(), tokenizer: entry.id.clone(), fertility: f, gap: gap(&f, &en), unknown }
+                Cell { sample: id.to_owned(), tokenizer: entry.id.clone(), fertility: f, gap: gap(&f, en), unknown }
             })
             .collect()
     };
