@@ -5,16 +5,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { serveDist, launch, openApp, screenshot, ROOT } from './harness.mjs';
+import { serveDist, launch, openApp, screenshot, CLI, MODEL_CONFIG as config } from './harness.mjs';
 
 let server;
 before(async () => { server = await serveDist(); });
 after(async () => { await server.close(); });
-
-const CLI = process.env.ATTNSCOPE_CLI || path.join(ROOT, 'target', 'debug', 'attnscope');
-const config = JSON.parse(readFileSync(path.join(ROOT, 'www/models/default/config.json'), 'utf8'));
 
 async function generateTen(page, button = '.gen-ten') {
   await page.locator(button).click();

@@ -3,6 +3,7 @@
 // CLI's CPU trace to compare the page against.
 import { createServer } from 'node:http';
 import { readFile, mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,7 +12,9 @@ import { chromium } from 'playwright-core';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const DIST = process.env.ATTNSCOPE_DIST || path.join(ROOT, 'dist');
 export const SCREENS = path.join(ROOT, 'target', 'e2e-screens');
-const CLI = process.env.ATTNSCOPE_CLI || path.join(ROOT, 'target', 'debug', 'attnscope');
+export const CLI = process.env.ATTNSCOPE_CLI || path.join(ROOT, 'target', 'debug', 'attnscope');
+/** The default model's config.json: the tests follow its shape (layers, heads, d). */
+export const MODEL_CONFIG = JSON.parse(readFileSync(path.join(ROOT, 'www/models/default/config.json'), 'utf8'));
 
 const QUIET_FLAGS = [
   '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',

@@ -3,15 +3,12 @@
 // a progress bar, and attention to a marked token falling as filler is added.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { serveDist, launch, openApp, screenshot, ROOT } from './harness.mjs';
+import { serveDist, launch, openApp, screenshot, MODEL_CONFIG as config } from './harness.mjs';
 
 let server;
 before(async () => { server = await serveDist(); });
 after(async () => { await server.close(); });
 
-const config = JSON.parse(readFileSync(path.join(ROOT, 'www/models/default/config.json'), 'utf8'));
 
 test('cost panel: the model\'s own cost curves and a live timing', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: true });

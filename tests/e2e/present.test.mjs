@@ -4,11 +4,9 @@
 // mask, ↑↓ move the focused token, a link restores the slide.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, screenshot, ROOT } from './harness.mjs';
+import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, screenshot, MODEL_CONFIG } from './harness.mjs';
 
-const { n_layer: L } = JSON.parse(readFileSync(path.join(ROOT, 'www/models/default/config.json'), 'utf8'));
+const { n_layer: L } = MODEL_CONFIG;
 const layers = [...Array(L).keys()];
 
 let server;

@@ -6,10 +6,9 @@ import assert from 'node:assert/strict';
 import { readFile, copyFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
-import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, imageStats, ROOT } from './harness.mjs';
+import { serveDist, launch, openApp, cliTrace, traceMatrix, maxAbsDiff, imageStats, MODEL_CONFIG } from './harness.mjs';
 
-const { n_layer: L } = JSON.parse(readFileSync(path.join(ROOT, 'www/models/default/config.json'), 'utf8'));
+const { n_layer: L } = MODEL_CONFIG;
 
 let server;
 before(async () => { server = await serveDist(); });
