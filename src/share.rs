@@ -248,6 +248,31 @@ impl ShareState {
     }
 }
 
+/// What the address's query string (`?embed=1&backend=cpu`) asks of the page,
+/// apart from the fragment's state: how the page runs, not what it shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageQuery {
+    /// `embed=1` (or a bare `embed`): one panel, sized to its frame.
+    pub embed: bool,
+    /// `backend=cpu`: the CPU fallback even where WebGPU works.
+    pub cpu_backend: bool,
+}
+
+impl PageQuery {
+    /// Parses a query string (with or without the leading `?`); unknown fields are ignored.
+    pub fn parse(search: &str) -> Self {
+        let mut q = PageQuery::default();
+        for pair in search.trim_start_matches('?').split('&') {
+            match pair {
+                "embed" | "embed=1" => q.embed = true,
+                "backend=cpu" => q.cpu_backend = true,
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +336,14 @@ mod tests {
         assert_eq!(decode("%zz+b"), "%zz b");
         assert_eq!(decode("%E2%9C%93"), "✓");
         assert_eq!(decode("%FF"), "\u{FFFD}");
+    }
+
+    #[test]
+    fn the_query_string_asks_for_embed_mode_and_the_cpu_backend() {
+        assert_eq!(PageQuery::parse(""), PageQuery::default());
+        assert_eq!(PageQuery::parse("?embed=1"), PageQuery { embed: true, cpu_backend: false });
+        assert_eq!(PageQuery::parse("embed&backend=cpu"), PageQuery { embed: true, cpu_backend: true });
+        assert_eq!(PageQuery::parse("?embed=0&backend=gpu&x=1"), PageQuery::default());
+        assert_eq!(PageQuery::parse("?foo=embed=1"), PageQuery::default(), "only whole fields count");
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use attnscope::engine::{forward_cpu, sampling, AttentionStage, Mask, Matrix, Trace};
 use attnscope::gpu::{GpuContext, GpuForward, GpuWeights, RunOptions, Stage, MAX_TOP_K};
 use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
-use attnscope::render::{Colormap, ColourRange, HeatmapRenderer, Panel};
+use attnscope::render::{ColourMap, ColourRange, HeatmapRenderer, Tile};
 use common::{assert_close, assert_close_abs, gpu, placeholder};
 
 fn tokens(ids: &[u32]) -> Vec<Token> {
@@ -294,11 +294,16 @@ fn a_cell_read_costs_four_bytes_and_matches_the_full_matrix() {
     let t = ids.len();
     let full = pollster::block_on(fwd.read_head(ctx, Stage::Weights, 1, 2)).unwrap();
     let before = ctx.bytes_read_back();
-    let cell =
-        pollster::block_on(fwd.begin_read_cell(ctx, Stage::Weights, 1, (2, t - 1, 1)).unwrap().finish(ctx)).unwrap();
+    let cell = pollster::block_on(
+        fwd.square_matrix(Stage::Weights, 1, 2).unwrap().begin_read_cell(ctx, (t - 1, 1)).unwrap().finish(ctx),
+    )
+    .unwrap();
     assert_eq!(ctx.bytes_read_back() - before, 4);
     assert_eq!(cell, full[(t - 1) * t + 1]);
-    assert!(fwd.begin_read_cell(ctx, Stage::Weights, 1, (2, t, 0)).is_err(), "row T is out of range");
+    assert!(
+        fwd.square_matrix(Stage::Weights, 1, 2).unwrap().begin_read_cell(ctx, (t, 0)).is_err(),
+        "row T is out of range"
+    );
     // After a fast run the T×T matrices are stale: reading them is an error, not old numbers.
     fwd.run(ctx, &ids, RunOptions::fast(Mask::Causal)).unwrap();
     assert!(fwd.buffer(Stage::Weights, 1).unwrap_err().to_string().contains("trace"));
@@ -339,16 +344,16 @@ fn heatmap_draws_weights_through_viridis_and_hatches_masked_cells() {
         view_formats: &[],
     });
     let renderer = HeatmapRenderer::new(&ctx.device, format);
-    let panel = Panel {
+    let tile = Tile {
         matrix: fwd.head_matrix(AttentionStage::Weights, 0, 0).unwrap(),
-        colormap: Colormap::Sequential,
+        colour_map: ColourMap::Sequential,
         range: ColourRange::Fixed(0.0, 1.0),
         viewport: [0.0, 0.0, size as f32, size as f32],
         hover: None,
         outline: false,
     };
     let view = texture.create_view(&Default::default());
-    renderer.draw(&ctx.device, &ctx.queue, &view, (size, size), &[panel]);
+    renderer.draw(&ctx.device, &ctx.queue, &view, (size, size), &[tile]);
     // Copy the texture out (rows padded to 256 bytes).
     let padded = 256u32;
     let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -432,7 +437,11 @@ fn stage_matrices_cells_and_ranges_match_the_cpu_trace() {
                     let what = format!("{stage:?} layer {layer} head {head} {mask:?}");
                     for (row, col) in [(0, 0), (t - 1, 0), (t - 1, want.cols - 1), (t / 2, want.cols / 2)] {
                         let got = pollster::block_on(
-                            fwd.begin_read_head_cell(ctx, stage, layer, (head, row, col)).unwrap().finish(ctx),
+                            fwd.head_matrix(stage, layer, head)
+                                .unwrap()
+                                .begin_read_cell(ctx, (row, col))
+                                .unwrap()
+                                .finish(ctx),
                         )
                         .unwrap();
                         let w = want.data[row * want.cols + col];
@@ -445,9 +454,7 @@ fn stage_matrices_cells_and_ranges_match_the_cpu_trace() {
                     let m = fwd.head_matrix(stage, layer, head).unwrap();
                     // One row read back alone (the generation panel's newest query row).
                     let row = t - 1;
-                    let got =
-                        pollster::block_on(fwd.begin_read_any_matrix(ctx, &m.row(row).unwrap()).unwrap().finish(ctx))
-                            .unwrap();
+                    let got = pollster::block_on(m.row(row).unwrap().begin_read(ctx).unwrap().finish(ctx)).unwrap();
                     let w = &want.data[row * want.cols..(row + 1) * want.cols];
                     assert!(
                         got.len() == w.len()
@@ -476,7 +483,7 @@ fn stage_matrices_cells_and_ranges_match_the_cpu_trace() {
             }
         }
     }
-    let past = fwd.begin_read_head_cell(ctx, AttentionStage::Q, 0, (0, t, 0));
+    let past = fwd.head_matrix(AttentionStage::Q, 0, 0).unwrap().begin_read_cell(ctx, (t, 0));
     assert!(past.is_err(), "row T is out of range");
 }
 
@@ -501,7 +508,7 @@ fn residual_norms_and_token_rows_match_the_cpu_trace() {
         mapped_at_creation: false,
     });
     let m = fwd.residual_norms(ctx, &out, stride).unwrap();
-    let got = pollster::block_on(fwd.begin_read_any_matrix(ctx, &m).unwrap().finish(ctx)).unwrap();
+    let got = pollster::block_on(m.begin_read(ctx).unwrap().finish(ctx)).unwrap();
     let want = residual_norms(&cpu);
     assert_eq!((m.rows, m.cols), (want.rows, want.cols));
     for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
@@ -510,7 +517,7 @@ fn residual_norms_and_token_rows_match_the_cpu_trace() {
     let t = ids.len() - 1;
     let row = |stage, layer| {
         let m = fwd.token_row(stage, layer, t).unwrap();
-        pollster::block_on(fwd.begin_read_any_matrix(ctx, &m).unwrap().finish(ctx)).unwrap()
+        pollster::block_on(m.begin_read(ctx).unwrap().finish(ctx)).unwrap()
     };
     let l = model.config.n_layer - 1;
     assert_close(&row(Stage::Ln1, l), cpu.layers[l].attention.ln_1.row(t), "ln_1 row");

@@ -33,15 +33,12 @@ fn values(len: usize, seed: u32, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+#[path = "common/close.rs"]
+#[allow(dead_code)]
+mod close;
+
 fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
-        if e.is_infinite() {
-            assert_eq!(a, e, "{what}[{i}] masked");
-        } else {
-            assert!((a - e).abs() <= 1e-4, "{what}[{i}]: WebGPU {a}, CPU {e}");
-        }
-    }
+    close::assert_within(actual, expected, close::BROWSER, what);
 }
 
 async fn context() -> GpuContext {

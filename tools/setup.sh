@@ -35,7 +35,7 @@ install_tool() {
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
     cargo install --force "$@" "$name" --version "$version"
 }
-# wasm-bindgen-cli's own lockfile wants a crate the registry lacks, so no --locked (see TOOLCHAIN.md).
+# wasm-bindgen-cli's own lockfile wants a webpki-roots version the registry lacks, so no --locked.
 install_tool wasm-bindgen-cli "$WASM_BINDGEN_VERSION" "eval wasm-bindgen --version | awk '{print \$2}'"
 install_tool trunk "$TRUNK_VERSION" "eval trunk --version | awk '{print \$2}'" --locked
 

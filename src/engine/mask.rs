@@ -32,6 +32,24 @@ impl Mask {
         }
     }
 
+    /// A sentence on what the mask means, for the page.
+    pub fn explain(self) -> String {
+        match self {
+            Mask::Causal => "Causal (a decoder, like GPT): each token sees itself and the tokens before it, never \
+                             later ones, so text can be generated left to right. This is how the model was trained."
+                .into(),
+            Mask::Bidirectional => "Bidirectional (an encoder, like BERT): every token sees every other, later ones \
+                                    included. This model was trained causally, so these numbers show the mechanism, \
+                                    not what it learned to do."
+                .into(),
+            Mask::Window(w) => format!(
+                "Sliding window of {w} (Mistral, Longformer): each token sees only itself and the {} tokens before \
+                 it, so attention costs T·{w} instead of T².",
+                w.saturating_sub(1)
+            ),
+        }
+    }
+
     /// Parses `causal`, `bidirectional` or `window:N`.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
@@ -53,6 +71,15 @@ mod tests {
         assert_eq!(Mask::parse("window:3"), Some(Mask::Window(3)));
         assert_eq!(Mask::parse("window:0"), None);
         assert_eq!(Mask::parse("sideways"), None);
+    }
+
+    #[test]
+    fn every_mask_is_explained_with_its_own_numbers() {
+        assert!(Mask::Causal.explain().contains("never later ones"));
+        assert!(Mask::Bidirectional.explain().contains("every token sees every other"));
+        let w = Mask::Window(5).explain();
+        assert!(w.contains("window of 5") && w.contains("the 4 tokens before it") && w.contains("T·5"), "{w}");
+        assert!(Mask::Window(0).explain().contains("the 0 tokens"), "no underflow");
     }
 
     #[test]

@@ -47,6 +47,13 @@ impl AttentionStage {
         Self::ALL.into_iter().find(|s| s.key() == key)
     }
 
+    /// The stage `by` steps along [`Self::ALL`], stopping at the first and last.
+    pub fn step(self, by: isize) -> Self {
+        let all = Self::ALL;
+        let at = all.iter().position(|&s| s == self).unwrap_or(0) as isize;
+        all[(at + by).clamp(0, all.len() as isize - 1) as usize]
+    }
+
     /// The stage's title.
     pub fn title(self) -> &'static str {
         match self {
@@ -122,6 +129,15 @@ impl AttentionStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stepping_follows_the_computation_and_stops_at_the_ends() {
+        assert_eq!(AttentionStage::Q.step(1), AttentionStage::K);
+        assert_eq!(AttentionStage::Q.step(-1), AttentionStage::Q);
+        assert_eq!(AttentionStage::Output.step(1), AttentionStage::Output);
+        assert_eq!(AttentionStage::Weights.step(-3), AttentionStage::ScoresRaw);
+        assert_eq!(AttentionStage::K.step(100), AttentionStage::Output);
+    }
 
     #[test]
     fn keys_round_trip_and_are_distinct() {

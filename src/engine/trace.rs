@@ -69,8 +69,7 @@ pub struct HeadTrace {
     pub output: Matrix,
 }
 
-/// The attention half of a layer, up to the concatenated head outputs:
-/// what the GPU backend computes today.
+/// The attention half of a layer, up to the concatenated head outputs.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttentionTrace {
     /// Layernorm of the residual stream entering the layer, T×d.

@@ -116,6 +116,11 @@ impl GpuForward {
         })
     }
 
+    /// The resident weights (cloning them shares the buffers, see [`GpuWeights`]).
+    pub fn weights(&self) -> &GpuWeights {
+        &self.weights
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }

@@ -44,6 +44,7 @@ pub struct Kernels {
 pub const PARAM_STRIDE: u64 = 256;
 
 /// shaders/embed.wgsl: rows `row0..row0+m` of `x = wte[ids] + wpe`, for ids in `v0..v0+vn`.
+/// The Rust mirror of `struct Params` in shaders/embed.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct EmbedParams {
@@ -56,6 +57,7 @@ pub struct EmbedParams {
 }
 
 /// shaders/layernorm.wgsl: rows `row0..row0+rows` of `x[·×d]`.
+/// The Rust mirror of `struct Params` in shaders/layernorm.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct LayernormParams {
@@ -83,6 +85,7 @@ pub struct MatmulFusion {
 }
 
 /// shaders/matmul_bias.wgsl's uniform block.
+/// The Rust mirror of `struct Params` in shaders/matmul_common.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct MatmulParams {
@@ -187,6 +190,7 @@ pub struct AttentionShape {
 
 /// The uniform block of attention_rows.wgsl and flash_attention.wgsl (the same
 /// layout in both; flash attention writes no T×T matrix and ignores `cap`).
+/// The Rust mirror of `struct Params` in shaders/attention_common.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct AttentionParams {
@@ -262,6 +266,7 @@ impl AttentionShape {
 
 /// shaders/top_k.wgsl: the `k` largest of `logits[row·v .. row·v + v]` and the
 /// softmax normaliser at `temperature`.
+/// The Rust mirror of `struct Params` in shaders/top_k.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct TopKParams {
@@ -300,6 +305,7 @@ impl TopKParams {
 
 /// shaders/value_range.wgsl: [min, max] of `rows × cols` cells at
 /// `offset + i·row_stride + j`, skipping masked cells when `use_mask` is 1.
+/// The Rust mirror of `struct Params` in shaders/value_range.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct ValueRangeParams {
@@ -326,6 +332,7 @@ impl ValueRangeParams {
 
 /// shaders/row_norms.wgsl: ‖row‖ of `rows` rows of `d` into row `out_row` of a
 /// matrix `out_stride` wide.
+/// The Rust mirror of `struct Params` in shaders/row_norms.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub struct RowNormsParams {

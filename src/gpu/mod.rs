@@ -19,5 +19,5 @@ pub use kernels::{
     SKINNY_MAX_ROWS,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
-pub use stages::{CellRead, HeadMatrix, MatrixRead, Stage, TopK, TopKRead};
+pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};
 pub use weights::{rows_per_chunk, GpuWeights};

@@ -62,11 +62,12 @@ impl Stage {
     }
 }
 
-/// Where one head's matrix of an attention stage lives on the GPU: cell
-/// (row i, col j) is `values[offset + i·row_stride + j] · scale`, masked where
-/// `masked` (same layout) holds −∞. What the heatmap draws and the hover reads.
+/// Where a matrix lives on the GPU (a head's attention stage, a token's row
+/// of a stage, the residual norms): cell (row i, col j) is
+/// `values[offset + i·row_stride + j] · scale`, masked where `masked` (same
+/// layout) holds −∞. What a heatmap draws and what a hover or a read copies back.
 #[derive(Debug, Clone, Copy)]
-pub struct HeadMatrix<'a> {
+pub struct GpuMatrix<'a> {
     pub values: &'a wgpu::Buffer,
     /// The masked scores, for stages that show the mask.
     pub masked: Option<&'a wgpu::Buffer>,
@@ -78,10 +79,30 @@ pub struct HeadMatrix<'a> {
     pub scale: f32,
 }
 
-impl HeadMatrix<'_> {
+impl GpuMatrix<'_> {
     /// Row `r` alone (1 × cols), to read back one query's row; `None` past the last row.
     pub fn row(self, r: usize) -> Option<Self> {
-        (r < self.rows).then(|| HeadMatrix { rows: 1, offset: self.offset + r * self.row_stride, ..self })
+        (r < self.rows).then(|| GpuMatrix { rows: 1, offset: self.offset + r * self.row_stride, ..self })
+    }
+
+    /// Starts reading cell (`row`, `col`): what a hover costs (4 bytes).
+    pub fn begin_read_cell(&self, ctx: &GpuContext, (row, col): (usize, usize)) -> Result<CellRead, GpuError> {
+        if row >= self.rows || col >= self.cols {
+            return Err(GpuError::OutOfRange(format!("cell ({row}, {col}) of a {}×{} matrix", self.rows, self.cols)));
+        }
+        let pending = begin_read(ctx, self.values, (self.offset + row * self.row_stride + col) as u64, 1)?;
+        Ok(CellRead { pending, scale: self.scale })
+    }
+
+    /// Starts reading the whole matrix (one copy of the span its rows cover);
+    /// [`MatrixRead::finish`] picks the rows and applies the scale.
+    pub fn begin_read(&self, ctx: &GpuContext) -> Result<MatrixRead, GpuError> {
+        if self.rows == 0 || self.cols == 0 {
+            return Err(GpuError::OutOfRange(format!("an empty {}×{} matrix", self.rows, self.cols)));
+        }
+        let span = (self.rows - 1) * self.row_stride + self.cols;
+        let pending = begin_read(ctx, self.values, self.offset as u64, span)?;
+        Ok(MatrixRead { pending, rows: self.rows, cols: self.cols, row_stride: self.row_stride, scale: self.scale })
     }
 }
 
@@ -163,12 +184,12 @@ impl GpuForward {
 
     /// One head's T×T matrix of a square stage (raw scores, masked scores,
     /// weights): rows strided by the buffers' capacity.
-    pub fn square_matrix(&self, stage: Stage, layer: usize, head: usize) -> Result<HeadMatrix<'_>, GpuError> {
+    pub fn square_matrix(&self, stage: Stage, layer: usize, head: usize) -> Result<GpuMatrix<'_>, GpuError> {
         let (t, cap) = (self.tokens(), self.square_stride());
         if !stage.is_square() || head >= self.config().n_head || t == 0 {
             return Err(GpuError::OutOfRange(format!("{stage:?} of head {head} with T = {t}")));
         }
-        Ok(HeadMatrix {
+        Ok(GpuMatrix {
             values: self.buffer(stage, layer)?,
             masked: None,
             rows: t,
@@ -180,14 +201,14 @@ impl GpuForward {
     }
 
     /// Where `head`'s matrix of an attention `stage` in `layer` lives (after a traced run).
-    pub fn head_matrix(&self, stage: AttentionStage, layer: usize, head: usize) -> Result<HeadMatrix<'_>, GpuError> {
+    pub fn head_matrix(&self, stage: AttentionStage, layer: usize, head: usize) -> Result<GpuMatrix<'_>, GpuError> {
         let c = self.config();
         let (t, d, dh) = (self.tokens(), c.n_embd, c.d_head());
         if head >= c.n_head || t == 0 {
             return Err(GpuError::OutOfRange(format!("{stage:?} of head {head} with T = {t}")));
         }
         // Q, K, V are column blocks of the fused qkv rows [T × 3d]; the output of head_out [T × d].
-        let column = |part: usize, buffer| HeadMatrix {
+        let column = |part: usize, buffer| GpuMatrix {
             values: buffer,
             masked: None,
             rows: t,
@@ -203,13 +224,13 @@ impl GpuForward {
             AttentionStage::Output => column(3, self.buffer(Stage::HeadOut, layer)?),
             AttentionStage::ScoresRaw => self.square_matrix(Stage::ScoresRaw, layer, head)?,
             AttentionStage::ScoresScaled => {
-                HeadMatrix { scale: 1.0 / (dh as f32).sqrt(), ..self.square_matrix(Stage::ScoresRaw, layer, head)? }
+                GpuMatrix { scale: 1.0 / (dh as f32).sqrt(), ..self.square_matrix(Stage::ScoresRaw, layer, head)? }
             }
             AttentionStage::ScoresMasked => {
                 let m = self.square_matrix(Stage::ScoresMasked, layer, head)?;
-                HeadMatrix { masked: Some(m.values), ..m }
+                GpuMatrix { masked: Some(m.values), ..m }
             }
-            AttentionStage::Weights => HeadMatrix {
+            AttentionStage::Weights => GpuMatrix {
                 masked: Some(self.buffer(Stage::ScoresMasked, layer)?),
                 ..self.square_matrix(Stage::Weights, layer, head)?
             },
@@ -218,12 +239,12 @@ impl GpuForward {
 
     /// One token's row of a T×width stage as a 1×width matrix (the block
     /// view's strips: the layernorm's input and output, the MLP activations).
-    pub fn token_row(&self, stage: Stage, layer: usize, token: usize) -> Result<HeadMatrix<'_>, GpuError> {
+    pub fn token_row(&self, stage: Stage, layer: usize, token: usize) -> Result<GpuMatrix<'_>, GpuError> {
         if stage.is_square() || token >= self.tokens() {
             return Err(GpuError::OutOfRange(format!("{stage:?} row {token} with T = {}", self.tokens())));
         }
         let width = self.stage_width(stage);
-        Ok(HeadMatrix {
+        Ok(GpuMatrix {
             values: self.buffer(stage, layer)?,
             masked: None,
             rows: 1,
@@ -252,7 +273,7 @@ impl GpuForward {
         ctx: &GpuContext,
         out: &'a wgpu::Buffer,
         stride: usize,
-    ) -> Result<HeadMatrix<'a>, GpuError> {
+    ) -> Result<GpuMatrix<'a>, GpuError> {
         let (t, d) = (self.tokens(), self.config().n_embd);
         let points = crate::engine::residual::residual_points(self.config().n_layer);
         if t > stride || (points * stride * 4) as u64 > out.size() {
@@ -271,9 +292,9 @@ impl GpuForward {
     }
 
     /// Where [`Self::residual_norms`] wrote the norms of the last run's tokens.
-    pub fn residual_norms_matrix<'a>(&self, out: &'a wgpu::Buffer, stride: usize) -> HeadMatrix<'a> {
+    pub fn residual_norms_matrix<'a>(&self, out: &'a wgpu::Buffer, stride: usize) -> GpuMatrix<'a> {
         let points = crate::engine::residual::residual_points(self.config().n_layer);
-        HeadMatrix {
+        GpuMatrix {
             values: out,
             masked: None,
             rows: points,
@@ -284,54 +305,10 @@ impl GpuForward {
         }
     }
 
-    /// Starts reading one cell of a head's stage matrix: what a hover costs (4 bytes).
-    pub fn begin_read_head_cell(
-        &self,
-        ctx: &GpuContext,
-        stage: AttentionStage,
-        layer: usize,
-        (head, row, col): (usize, usize, usize),
-    ) -> Result<CellRead, GpuError> {
-        self.begin_read_matrix_cell(ctx, &self.head_matrix(stage, layer, head)?, (row, col))
-    }
-
-    /// Starts reading a head's whole stage matrix (one copy of the span its
-    /// rows cover); [`MatrixRead::finish`] picks the rows and applies the scale.
-    pub fn begin_read_head_matrix(
-        &self,
-        ctx: &GpuContext,
-        stage: AttentionStage,
-        layer: usize,
-        head: usize,
-    ) -> Result<MatrixRead, GpuError> {
-        self.begin_read_any_matrix(ctx, &self.head_matrix(stage, layer, head)?)
-    }
-
-    /// Starts reading cell (`row`, `col`) of any matrix this forward's buffers hold.
-    pub fn begin_read_matrix_cell(
-        &self,
-        ctx: &GpuContext,
-        m: &HeadMatrix<'_>,
-        (row, col): (usize, usize),
-    ) -> Result<CellRead, GpuError> {
-        if row >= m.rows || col >= m.cols {
-            return Err(GpuError::OutOfRange(format!("cell ({row}, {col}) of a {}×{} matrix", m.rows, m.cols)));
-        }
-        let pending = begin_read(ctx, m.values, (m.offset + row * m.row_stride + col) as u64, 1)?;
-        Ok(CellRead { pending, scale: m.scale })
-    }
-
-    /// Starts reading a whole matrix this forward's buffers hold (see [`MatrixRead`]).
-    pub fn begin_read_any_matrix(&self, ctx: &GpuContext, m: &HeadMatrix<'_>) -> Result<MatrixRead, GpuError> {
-        let span = (m.rows - 1) * m.row_stride + m.cols;
-        let pending = begin_read(ctx, m.values, m.offset as u64, span)?;
-        Ok(MatrixRead { pending, rows: m.rows, cols: m.cols, row_stride: m.row_stride, scale: m.scale })
-    }
-
-    /// Writes [min, max] of a head's stage matrix (unscaled, masked cells
-    /// skipped) into `out` (2 f32s) on the GPU, for the heatmap's colour map
-    /// and legend (shaders/value_range.wgsl): nothing is read back.
-    pub fn fit_range(&self, ctx: &GpuContext, m: &HeadMatrix<'_>, out: &wgpu::Buffer) -> Result<(), GpuError> {
+    /// Writes [min, max] of a matrix (unscaled, masked cells skipped) into
+    /// `out` (2 f32s) on the GPU, for the heatmap's colour map and legend
+    /// (shaders/value_range.wgsl): nothing is read back.
+    pub fn fit_range(&self, ctx: &GpuContext, m: &GpuMatrix<'_>, out: &wgpu::Buffer) -> Result<(), GpuError> {
         let params = ValueRangeParams::new(m.rows, m.cols, m.offset, m.row_stride, m.masked.is_some());
         let masked = m.masked.unwrap_or(m.values);
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("range") });
@@ -340,44 +317,24 @@ impl GpuForward {
         Ok(())
     }
 
-    /// Starts reading rows `rows` of a T×width stage (not T×T).
-    pub fn begin_read_rows(
-        &self,
-        ctx: &GpuContext,
-        stage: Stage,
-        layer: usize,
-        rows: std::ops::Range<usize>,
-    ) -> Result<PendingRead, GpuError> {
-        if stage.is_square() || rows.end > self.tokens() || rows.start > rows.end {
+    /// Rows `rows` of a T×width stage (not T×T) as a matrix.
+    pub fn rows(&self, stage: Stage, layer: usize, rows: std::ops::Range<usize>) -> Result<GpuMatrix<'_>, GpuError> {
+        if stage.is_square() || rows.end > self.tokens() || rows.start >= rows.end {
             return Err(GpuError::OutOfRange(format!("{stage:?} rows {rows:?} with T = {}", self.tokens())));
         }
-        let w = self.stage_width(stage);
-        begin_read(ctx, self.buffer(stage, layer)?, (rows.start * w) as u64, rows.len() * w)
+        let width = self.stage_width(stage);
+        Ok(GpuMatrix {
+            values: self.buffer(stage, layer)?,
+            masked: None,
+            rows: rows.len(),
+            cols: width,
+            offset: rows.start * width,
+            row_stride: width,
+            scale: 1.0,
+        })
     }
 
-    /// Starts reading one cell (query `row`, key `col`) of one head's T×T stage (4 bytes).
-    pub fn begin_read_cell(
-        &self,
-        ctx: &GpuContext,
-        stage: Stage,
-        layer: usize,
-        (head, row, col): (usize, usize, usize),
-    ) -> Result<CellRead, GpuError> {
-        self.begin_read_matrix_cell(ctx, &self.square_matrix(stage, layer, head)?, (row, col))
-    }
-
-    /// Starts reading one head's T×T matrix: one copy of its T capacity-strided rows.
-    pub fn begin_read_head(
-        &self,
-        ctx: &GpuContext,
-        stage: Stage,
-        layer: usize,
-        head: usize,
-    ) -> Result<MatrixRead, GpuError> {
-        self.begin_read_any_matrix(ctx, &self.square_matrix(stage, layer, head)?)
-    }
-
-    /// One head's T×T matrix, row-major.
+    /// One head's T×T matrix of a square stage, row-major.
     pub async fn read_head(
         &self,
         ctx: &GpuContext,
@@ -385,14 +342,12 @@ impl GpuForward {
         layer: usize,
         head: usize,
     ) -> Result<Vec<f32>, GpuError> {
-        self.begin_read_head(ctx, stage, layer, head)?.finish(ctx).await
+        self.square_matrix(stage, layer, head)?.begin_read(ctx)?.finish(ctx).await
     }
 
-    /// Rows of a T×width stage.
+    /// Every row of a T×width stage, row-major.
     pub async fn read_rows(&self, ctx: &GpuContext, stage: Stage, layer: usize) -> Result<Vec<f32>, GpuError> {
-        let mut values = self.begin_read_rows(ctx, stage, layer, 0..self.tokens())?.finish(ctx).await?;
-        values.truncate(self.tokens() * self.stage_width(stage));
-        Ok(values)
+        self.rows(stage, layer, 0..self.tokens())?.begin_read(ctx)?.finish(ctx).await
     }
 
     /// Starts reading the logits of the last position (vocab values).

@@ -13,6 +13,7 @@ use crate::model::{Gpt2Weights, ModelConfig, Tensor};
 pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
 /// Rows `v0..v0 + rows` of the token table.
+#[derive(Clone)]
 pub struct VocabChunk {
     pub v0: usize,
     pub rows: usize,
@@ -20,6 +21,7 @@ pub struct VocabChunk {
 }
 
 /// One block's weights. Each layernorm is one buffer: gain then bias (`[2d]`).
+#[derive(Clone)]
 pub struct GpuBlock {
     pub ln_1: wgpu::Buffer,
     pub qkv_w: wgpu::Buffer,
@@ -33,6 +35,9 @@ pub struct GpuBlock {
     pub mlp_proj_b: wgpu::Buffer,
 }
 
+/// Cloning shares the buffers (wgpu handles), not the memory: two forward
+/// passes over one model hold its weights once.
+#[derive(Clone)]
 pub struct GpuWeights {
     pub wte: Vec<VocabChunk>,
     pub wpe: wgpu::Buffer,

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::heatmap::Colormap;
+use super::heatmap::ColourMap;
 use super::raster::colour;
 use crate::engine::Matrix;
 
@@ -17,7 +17,7 @@ pub struct Figure<'a> {
     pub values: &'a Matrix,
     /// Cells drawn as masked (−∞ in the matrix also counts).
     pub masked: Option<&'a Matrix>,
-    pub colormap: Colormap,
+    pub colour_map: ColourMap,
     pub range: (f32, f32),
     pub row_labels: Vec<String>,
     pub col_labels: Vec<String>,
@@ -52,7 +52,7 @@ impl Figure<'_> {
     }
 
     fn colour(&self, v: f32) -> [f32; 3] {
-        colour(self.colormap, self.range, v)
+        colour(self.colour_map, self.range, v)
     }
 
     /// A standalone SVG: labels left and on top, one `<rect>` per cell with a
@@ -123,9 +123,9 @@ impl Figure<'_> {
         s.push_str("</g>\n");
         // Legend: 11 swatches across the map's range.
         let (lo, hi) = self.range;
-        let (lo, hi) = match self.colormap {
-            Colormap::Sequential => (lo, hi),
-            Colormap::Diverging => (-lo.abs().max(hi.abs()), lo.abs().max(hi.abs())),
+        let (lo, hi) = match self.colour_map {
+            ColourMap::Sequential => (lo, hi),
+            ColourMap::Diverging => (-lo.abs().max(hi.abs()), lo.abs().max(hi.abs())),
         };
         let ly = top + cell * rows as f64 + 24.0;
         for k in 0..=10 {
@@ -277,7 +277,7 @@ mod tests {
             caption: "a & b".into(),
             values,
             masked: None,
-            colormap: Colormap::Sequential,
+            colour_map: ColourMap::Sequential,
             range: (0.0, 1.0),
             row_labels: vec!["The".into(), "<cat>".into()],
             col_labels: vec!["The".into(), "\"cat\"".into()],

@@ -1,14 +1,14 @@
 //! `HeatmapRenderer`: matrices of a run drawn by shaders/heatmap.wgsl straight
-//! from the storage buffers the compute kernels wrote, several panels (a
+//! from the storage buffers the compute kernels wrote, several tiles (a
 //! stage, or a grid of every layer × head) in one render pass.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::gpu::HeadMatrix;
+use crate::gpu::GpuMatrix;
 
 /// How values become colours (both colour-blind safe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Colormap {
+pub enum ColourMap {
     /// viridis over [lo, hi]: weights.
     Sequential,
     /// purple–white–orange centred on 0, symmetric to max(|lo|, |hi|): signed scores.
@@ -23,11 +23,11 @@ pub enum ColourRange<'a> {
     Buffer(&'a wgpu::Buffer),
 }
 
-/// One map to draw: a matrix, its colours, and where on the target.
+/// One map to draw (a tile of the target): a matrix, its colours, and where on the target.
 #[derive(Debug, Clone, Copy)]
-pub struct Panel<'a> {
-    pub matrix: HeadMatrix<'a>,
-    pub colormap: Colormap,
+pub struct Tile<'a> {
+    pub matrix: GpuMatrix<'a>,
+    pub colour_map: ColourMap,
     pub range: ColourRange<'a>,
     /// x, y, width, height in target pixels.
     pub viewport: [f32; 4],
@@ -37,6 +37,7 @@ pub struct Panel<'a> {
     pub outline: bool,
 }
 
+/// The Rust mirror of `struct Uniforms` in shaders/heatmap.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Uniforms {
@@ -61,21 +62,21 @@ struct Uniforms {
     _pad: [u32; 2],
 }
 
-/// Uniform blocks of successive panels are this far apart (the binding offset alignment).
+/// Uniform blocks of successive tiles are this far apart (the binding offset alignment).
 const SLOT: u64 = 256;
 
 pub struct HeatmapRenderer {
     pipeline: wgpu::RenderPipeline,
     uniforms: std::cell::RefCell<wgpu::Buffer>,
-    /// Bound where a panel has no mask or range buffer (never read then).
+    /// Bound where a tile has no mask or range buffer (never read then).
     placeholder: wgpu::Buffer,
     format: wgpu::TextureFormat,
 }
 
-fn uniform_buffer(device: &wgpu::Device, panels: usize) -> wgpu::Buffer {
+fn uniform_buffer(device: &wgpu::Device, tiles: usize) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("heatmap uniforms"),
-        size: SLOT * panels.max(1) as u64,
+        size: SLOT * tiles.max(1) as u64,
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
@@ -127,29 +128,29 @@ impl HeatmapRenderer {
         wgpu::Color { r: c(0.12), g: c(0.13), b: c(0.15), a: 1.0 }
     }
 
-    /// Clears `target` (`size` pixels) and draws every panel into it, in one render pass.
+    /// Clears `target` (`size` pixels) and draws every tile into it, in one render pass.
     pub fn draw(
         &self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         target: &wgpu::TextureView,
         size: (u32, u32),
-        panels: &[Panel<'_>],
+        tiles: &[Tile<'_>],
     ) {
         let Ok(mut uniforms) = self.uniforms.try_borrow_mut() else { return };
-        if uniforms.size() < SLOT * panels.len() as u64 {
-            *uniforms = uniform_buffer(device, panels.len().next_power_of_two());
+        if uniforms.size() < SLOT * tiles.len() as u64 {
+            *uniforms = uniform_buffer(device, tiles.len().next_power_of_two());
         }
-        let mut bytes = vec![0u8; SLOT as usize * panels.len()];
-        let mut bind_groups = Vec::with_capacity(panels.len());
-        for (i, panel) in panels.iter().enumerate() {
-            let m = &panel.matrix;
-            let (hover_row, hover_col) = panel.hover.map_or((-1, -1), |(r, c)| (r as i32, c as i32));
-            let (lo, hi, range_from_buffer, range_buffer) = match panel.range {
+        let mut bytes = vec![0u8; SLOT as usize * tiles.len()];
+        let mut bind_groups = Vec::with_capacity(tiles.len());
+        for (i, tile) in tiles.iter().enumerate() {
+            let m = &tile.matrix;
+            let (hover_row, hover_col) = tile.hover.map_or((-1, -1), |(r, c)| (r as i32, c as i32));
+            let (lo, hi, range_from_buffer, range_buffer) = match tile.range {
                 ColourRange::Fixed(lo, hi) => (lo, hi, 0, &self.placeholder),
                 ColourRange::Buffer(b) => (0.0, 0.0, 1, b),
             };
-            let [x0, y0, width, height] = panel.viewport;
+            let [x0, y0, width, height] = tile.viewport;
             let u = Uniforms {
                 rows: m.rows as u32,
                 cols: m.cols as u32,
@@ -160,7 +161,7 @@ impl HeatmapRenderer {
                 width,
                 height,
                 scale: m.scale,
-                colormap: u32::from(panel.colormap == Colormap::Diverging),
+                colormap: u32::from(tile.colour_map == ColourMap::Diverging),
                 lo,
                 hi,
                 srgb_target: u32::from(self.format.is_srgb()),
@@ -168,7 +169,7 @@ impl HeatmapRenderer {
                 range_from_buffer,
                 hover_row,
                 hover_col,
-                outline: u32::from(panel.outline),
+                outline: u32::from(tile.outline),
                 _pad: [0; 2],
             };
             let at = i * SLOT as usize;
@@ -208,9 +209,9 @@ impl HeatmapRenderer {
                 multiview_mask: None,
             });
             pass.set_pipeline(&self.pipeline);
-            for (panel, bind_group) in panels.iter().zip(&bind_groups) {
+            for (tile, bind_group) in tiles.iter().zip(&bind_groups) {
                 // Clipped to the target: a viewport or scissor outside it is a validation error.
-                let [x, y, w, h] = panel.viewport;
+                let [x, y, w, h] = tile.viewport;
                 let (x, y) = (x.max(0.0), y.max(0.0));
                 let (w, h) = (w.min(size.0 as f32 - x), h.min(size.1 as f32 - y));
                 if w < 1.0 || h < 1.0 {

@@ -83,6 +83,15 @@ pub fn short(v: f64) -> String {
     format!("{s}{unit}")
 }
 
+/// Okabe–Ito: distinguishable with every common colour-vision deficiency.
+const HEAD_COLOURS: [&str; 8] =
+    ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"];
+
+/// The colour of attention head `head` wherever heads are told apart by colour.
+pub fn head_colour(head: usize) -> &'static str {
+    HEAD_COLOURS[head % HEAD_COLOURS.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! shaders/heatmap.wgsl, for a page without WebGPU (the UI only blits the
 //! pixels onto a 2D canvas).
 
-use super::heatmap::Colormap;
+use super::heatmap::ColourMap;
 use crate::engine::Matrix;
 
 /// Polynomial fit of matplotlib's viridis, as heatmap.wgsl (sRGB components in [0, 1]).
@@ -66,7 +66,7 @@ pub fn value_range(values: &Matrix, masked: Option<&Matrix>) -> (f32, f32) {
 pub struct Raster<'a> {
     pub values: &'a Matrix,
     pub masked: Option<&'a Matrix>,
-    pub colormap: Colormap,
+    pub colour_map: ColourMap,
     pub range: (f32, f32),
     pub width: usize,
     pub height: usize,
@@ -75,12 +75,12 @@ pub struct Raster<'a> {
 
 const BACKGROUND: [f32; 3] = [0.12, 0.13, 0.15];
 
-/// The colour of `v` under `colormap` spanning `(lo, hi)`, as heatmap.wgsl
+/// The colour of `v` under `colour_map` spanning `(lo, hi)`, as heatmap.wgsl
 /// maps it: viridis clamped to [lo, hi], or diverging symmetric to max(|lo|, |hi|).
-pub fn colour(colormap: Colormap, (lo, hi): (f32, f32), v: f32) -> [f32; 3] {
-    match colormap {
-        Colormap::Sequential => viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0)),
-        Colormap::Diverging => diverging(v / lo.abs().max(hi.abs()).max(1e-12)),
+pub fn colour(colour_map: ColourMap, (lo, hi): (f32, f32), v: f32) -> [f32; 3] {
+    match colour_map {
+        ColourMap::Sequential => viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0)),
+        ColourMap::Diverging => diverging(v / lo.abs().max(hi.abs()).max(1e-12)),
     }
 }
 
@@ -110,7 +110,7 @@ impl Raster<'_> {
                                 [0.22, 0.23, 0.26]
                             }
                         } else {
-                            colour(self.colormap, self.range, self.values.data[at])
+                            colour(self.colour_map, self.range, self.values.data[at])
                         };
                         if self.hover.is_some_and(|(r, k)| r == i || k == j) {
                             c = mix(c, [1.0; 3], 0.18);
@@ -152,7 +152,7 @@ mod tests {
         let raster = Raster {
             values: &values,
             masked: Some(&masked),
-            colormap: Colormap::Diverging,
+            colour_map: ColourMap::Diverging,
             range: (-2.0, 3.0),
             width: 20,
             height: 20,

@@ -1,54 +1,38 @@
-//! The Leptos app (wasm32 only). It orchestrates the engine and the renderer
-//! and shows what they produce; it does no math of its own.
+//! The Leptos app (wasm32 only). It shows what the engine computes and does
+//! no math of its own. The house, and the rules that keep it standing:
+//!
+//! ```text
+//! ui/
+//!   state.rs       the page's state as plain structs of signals with methods
+//!                  (selection = what a link holds; focus; status; outputs;
+//!                  telemetry; generation). Imports no panel, backend or page.
+//!   backend/       the one `Backend` handle (GPU or CPU) given through context,
+//!     mod.rs       its typed errors, `compute` and `spawn_latest` ("latest run wins")
+//!     gpu.rs       WebGPU: the forward pass, canvas surfaces, draws, reads
+//!     cpu.rs       the CPU reference in wasm and its 2D painting
+//!     timer.rs     a forward pass of its own for the cost panel's timings
+//!   page.rs        provides state and backend, loads the model, runs the newest
+//!                  text once a frame, lays out the bars, banners and columns
+//!   panels/        one file per panel; each takes state and backend from
+//!                  context and never imports the page
+//!   web/           the browser: link state (share), query string, presenter
+//!                  wiring, export, fetch, DOM helpers, the test hook
+//! ```
+//!
+//! - Only `backend/` touches wgpu; panels ask it questions and draw through it.
+//! - No global holds the backend or the state: both are passed through Leptos
+//!   context (`PageState::from_context`, `Backend::from_context`) or as arguments.
+//! - A result read asynchronously is applied through `backend::spawn_latest`,
+//!   which drops it if a newer run or another view made it stale.
+//! - Arithmetic that can be tested without a browser lives outside `ui`:
+//!   layout in `render::layout`, label text in `render::text`, links in
+//!   `crate::share`, slides in `crate::present`, figures in `render::export`.
 
-mod app;
-mod block_view;
-mod chart;
-mod cost_view;
-mod dilution_view;
-mod export;
-mod fetch;
-mod generate_view;
-mod head_view;
-mod host;
-mod present;
-mod test_hook;
-mod tokenizer_view;
-mod url;
-
-/// Spaces, newlines and tabs made visible in token chips, labels and exports.
-pub(crate) fn visible(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            ' ' => '·',
-            '\n' => '↵',
-            '\t' => '⇥',
-            c => c,
-        })
-        .collect()
-}
-
-/// The canvas a mouse event was dispatched to: each map has a WebGPU and a 2D
-/// canvas, and a handler serves both.
-pub(crate) fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasElement> {
-    use wasm_bindgen::JsCast;
-    ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
-}
-
-/// Milliseconds on the page's clock (`performance.now()`).
-pub(crate) fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
-}
-
-/// Resolves after `ms` milliseconds (a timer), letting the page paint between steps.
-pub(crate) async fn sleep_ms(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-        }
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-}
+mod backend;
+mod page;
+mod panels;
+mod state;
+mod web;
 
 /// Forwards `log` records to the browser console.
 struct ConsoleLogger;
@@ -81,5 +65,5 @@ pub fn start() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
-    leptos::mount::mount_to_body(app::App);
+    leptos::mount::mount_to_body(page::Page);
 }

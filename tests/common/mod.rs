@@ -1,6 +1,12 @@
 //! Helpers shared by the native integration tests.
 #![allow(dead_code)]
 
+pub mod close;
+pub mod kernels;
+
+#[allow(unused_imports)]
+pub use close::{assert_close, assert_within};
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -32,24 +38,6 @@ pub fn gpu() -> &'static GpuContext {
     })
 }
 
-/// Asserts `actual ≈ expected` elementwise: |a − e| ≤ 1e-4 everywhere, and
-/// |a − e| ≤ 1e-5·|e| where |e| ≥ 1 (relative error where values are not tiny).
-/// Masked entries (−∞) must match exactly.
-pub fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
-        if e.is_infinite() || a.is_infinite() {
-            assert_eq!(a, e, "{what}[{i}]: masked entries differ");
-            continue;
-        }
-        let err = (a - e).abs();
-        assert!(err <= 1e-4, "{what}[{i}]: GPU {a}, CPU {e}, abs error {err}");
-        if e.abs() >= 1.0 {
-            assert!(err <= 1e-5 * e.abs(), "{what}[{i}]: GPU {a}, CPU {e}, rel error {}", err / e.abs());
-        }
-    }
-}
-
 /// A small deterministic generator for test data drawn from one proptest seed.
 pub struct Lcg(pub u64);
 
@@ -65,15 +53,7 @@ impl Lcg {
     }
 }
 
-/// Asserts |a − e| ≤ `tol` elementwise: for whole-forward results, where the
-/// error of many kernels adds up (the bound for logits is 1e-4 absolute).
+/// Asserts |a − e| ≤ `tol` elementwise (see [`close::abs`]).
 pub fn assert_close_abs(actual: &[f32], expected: &[f32], tol: f32, what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    let (worst, at) = actual
-        .iter()
-        .zip(expected)
-        .map(|(a, e)| (a - e).abs())
-        .enumerate()
-        .fold((0.0f32, 0), |(w, wi), (i, err)| if err > w || err.is_nan() { (err, i) } else { (w, wi) });
-    assert!(worst <= tol, "{what}[{at}]: GPU {}, CPU {}, abs error {worst} > {tol}", actual[at], expected[at]);
+    assert_within(actual, expected, close::abs(tol), what);
 }

@@ -20,7 +20,8 @@ const QUIET_FLAGS = [
   '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--disable-quic',
 ];
-// From ../shared/TOOLCHAIN.md: WebGPU compute *and* a WebGPU canvas through SwiftShader.
+// WebGPU compute *and* a WebGPU canvas through SwiftShader: without the Vulkan/ANGLE flags compute
+// works but the first getCurrentTexture() kills the WebGPU instance (Chromium 156, seen here).
 const WEBGPU_FLAGS = [
   '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader',
   '--ignore-gpu-blocklist',

@@ -4,26 +4,18 @@
 //! weights are the model's own, read back for the heads on screen.
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
-use super::app::AppState;
-use super::host::{host, View};
-use super::visible;
 use crate::engine::AttentionStage;
-
-/// Okabe–Ito: distinguishable with every common colour-vision deficiency.
-const HEAD_COLOURS: [&str; 8] =
-    ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"];
+use crate::render::plot::head_colour;
+use crate::render::text::visible;
+use crate::ui::backend::{spawn_latest, Backend, BackendError};
+use crate::ui::state::{PageState, View};
 
 /// Lines thinner than this weight are not drawn (they would be invisible).
 const MIN_WEIGHT: f32 = 0.02;
 const ROW_H: f64 = 18.0;
 const WIDTH: f64 = 320.0;
 const LABEL_W: f64 = 96.0;
-
-pub fn head_colour(head: usize) -> &'static str {
-    HEAD_COLOURS[head % HEAD_COLOURS.len()]
-}
 
 /// One head's weights for the head view, from the run they belong to.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,48 +27,45 @@ pub struct HeadWeights {
     pub weights: Vec<f32>,
 }
 
-/// Reads the weights of the heads the view shows (T×T floats each).
-pub fn read_heads(state: AppState) {
-    let Some(host) = host() else { return };
-    let (layer, run) = (state.layer.get_untracked(), state.runs.get_untracked());
-    let heads = state.view_heads.get_untracked();
-    if host.shown() == 0 {
-        state.view_weights.set(Vec::new());
-        return;
-    }
-    spawn_local(async move {
-        let mut out = Vec::with_capacity(heads.len());
-        for head in heads {
-            let view = View { stage: AttentionStage::Weights, layer, head };
-            match host.read_matrix(view).await {
-                Ok((t, _, weights)) => out.push(HeadWeights { layer, head, run, t, weights }),
-                Err(e) => return log::warn!("head view: {e}"),
-            }
-        }
-        // A newer run or another layer made these stale: drop them.
-        if state.runs.get_untracked() == run && state.layer.get_untracked() == layer {
-            state.view_weights.set(out);
-        }
-    });
-}
-
 #[component]
-pub fn HeadView(state: AppState) -> impl IntoView {
+pub fn HeadsPanel() -> impl IntoView {
+    let state = PageState::from_context();
+    let backend = Backend::from_context();
+    let (runs, layer) = (state.outputs.runs, state.selection.layer);
+    // The heads of the selected layer the view draws, and their weights.
+    let view_heads = RwSignal::new(vec![0usize]);
+    let view_weights = RwSignal::new(Vec::<HeadWeights>::new());
+
+    // Reads the weights of the heads the view shows (T×T floats each).
     Effect::new(move |_| {
-        state.runs.track();
-        state.layer.track();
-        state.view_heads.track();
-        read_heads(state);
+        let (run, layer, heads) = (runs.get(), layer.get(), view_heads.get());
+        if untrack(|| backend.shown()) == 0 {
+            return view_weights.set(Vec::new());
+        }
+        let read = async move {
+            let mut out = Vec::with_capacity(heads.len());
+            for head in heads {
+                let m = backend.read_matrix(View { stage: AttentionStage::Weights, layer, head }).await?;
+                out.push(HeadWeights { layer, head, run, t: m.rows, weights: m.data });
+            }
+            Ok::<_, BackendError>(out)
+        };
+        spawn_latest(
+            "head view",
+            move || (runs.get(), state.selection.layer.get()),
+            read,
+            move |w| view_weights.set(w),
+        );
     });
 
     let toggles = move || {
-        (0..state.n_head.get())
+        (0..state.shape().1)
             .map(|h| {
-                let on = move || state.view_heads.get().contains(&h);
+                let on = move || view_heads.get().contains(&h);
                 view! {
                     <button class="seg view-head" class:active=on aria-pressed=move || on().to_string()
                         style:border-color=head_colour(h)
-                        on:click=move |_| state.view_heads.update(|hs| {
+                        on:click=move |_| view_heads.update(|hs| {
                             if let Some(i) = hs.iter().position(|&x| x == h) {
                                 if hs.len() > 1 { hs.remove(i); }
                             } else {
@@ -92,13 +81,13 @@ pub fn HeadView(state: AppState) -> impl IntoView {
     };
 
     let svg = move || {
-        let data = state.view_weights.get();
-        let tokens = state.tokens.get();
+        let data = view_weights.get();
+        let tokens = state.outputs.tokens.get();
         let t = data.first().map_or(0, |d| d.t);
         if t == 0 || tokens.len() != t {
             return view! { <p class="hint">"Type something to see where each token looks."</p> }.into_any();
         }
-        let focus = state.hover.get().map(|(r, _)| r).filter(|&r| r < t);
+        let focus = state.focus.cell.get().map(|(r, _)| r).filter(|&r| r < t);
         let height = t as f64 * ROW_H + 4.0;
         let (x0, x1) = (LABEL_W, WIDTH - LABEL_W);
         let y = |i: usize| i as f64 * ROW_H + ROW_H / 2.0 + 2.0;
@@ -132,7 +121,7 @@ pub fn HeadView(state: AppState) -> impl IntoView {
                 view! {
                     <text x=x0 - 6.0 y=y(i) class="hv-label" class:active=active text-anchor="end"
                         dominant-baseline="middle"
-                        on:mouseenter=move |_| if !state.locked.get_untracked() { state.hover.set(Some((i, i))) }>
+                        on:mouseenter=move |_| if !state.focus.locked.get_untracked() { state.focus.cell.set(Some((i, i))) }>
                         {text.clone()}
                     </text>
                     <text x=x1 + 6.0 y=y(i) class="hv-label" dominant-baseline="middle">{text}</text>
@@ -142,7 +131,7 @@ pub fn HeadView(state: AppState) -> impl IntoView {
         view! {
             <svg class="head-view-svg" viewBox=format!("0 0 {WIDTH} {height}") width="100%"
                 role="img" aria-label="Lines from each query token (left) to the keys it attends to (right)"
-                on:mouseleave=move |_| if !state.locked.get_untracked() { state.hover.set(None) }>
+                on:mouseleave=move |_| if !state.focus.locked.get_untracked() { state.focus.cell.set(None) }>
                 <g class="hv-lines">{lines}</g>
                 {labels}
             </svg>
@@ -154,7 +143,7 @@ pub fn HeadView(state: AppState) -> impl IntoView {
         <section class="panel head-view-panel">
             <h2>"Head view"</h2>
             <p class="formula">"Each token (left) joined to the tokens it attends to (right); line width is the softmax weight. Hover a token to see only its lines."</p>
-            <div class="control"><span class="control-label">{move || format!("Layer {} heads", state.layer.get())}</span>
+            <div class="control"><span class="control-label">{move || format!("Layer {} heads", layer.get())}</span>
                 <div class="segs" role="group" aria-label="Heads in the head view">{toggles}</div></div>
             <div class="head-view-scroll">{svg}</div>
         </section>

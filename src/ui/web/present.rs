@@ -6,45 +6,46 @@
 
 use leptos::prelude::*;
 
-use super::app::AppState;
-use super::visible;
 use crate::engine::Mask;
 use crate::present::{draw, slides, Slide};
+use crate::render::layout::move_row;
+use crate::render::text::visible;
 use crate::share::Panel;
+use crate::ui::state::PageState;
 
 /// The slides for the loaded model.
-fn script(state: AppState) -> Vec<Slide> {
-    slides(state.n_layer.get_untracked().max(1))
+fn script(state: PageState) -> Vec<Slide> {
+    slides(untrack(|| state.shape().0).max(1))
 }
 
 /// The slide shown, if presenting.
-pub fn current_slide(state: AppState) -> Option<(usize, Slide, usize)> {
-    let i = state.present.get()?;
-    let all = slides(state.n_layer.get().max(1));
+pub fn current_slide(state: PageState) -> Option<(usize, Slide, usize)> {
+    let i = state.selection.present.get()?;
+    let all = slides(state.shape().0.max(1));
     let i = i.min(all.len() - 1);
     Some((i, all[i], all.len()))
 }
 
 /// The next-token list's entry the sample slide draws (seeded), if on it.
-pub fn picked(state: AppState) -> Option<usize> {
+pub fn picked(state: PageState) -> Option<usize> {
     let (_, slide, _) = current_slide(state)?;
     if slide != Slide::Sample {
         return None;
     }
-    let top: Vec<(u32, f64)> = state.next.get().iter().map(|n| (n.id, n.prob)).collect();
-    draw(&top, state.temperature.get(), state.seed.get())
+    let top: Vec<(u32, f64)> = state.outputs.next.get().iter().map(|n| (n.id, n.prob)).collect();
+    draw(&top, state.selection.temperature.get(), state.selection.seed.get())
 }
 
-pub fn enter(state: AppState) {
-    if state.present.get_untracked().is_none() {
-        state.present.set(Some(0));
+pub fn enter(state: PageState) {
+    if state.selection.present.get_untracked().is_none() {
+        state.selection.present.set(Some(0));
     }
     full_screen(true);
 }
 
-pub fn exit(state: AppState) {
-    state.present.set(None);
-    state.panel.set(Panel::Stage);
+pub fn exit(state: PageState) {
+    state.selection.present.set(None);
+    state.selection.panel.set(Panel::Stage);
     full_screen(false);
 }
 
@@ -61,33 +62,30 @@ fn full_screen(on: bool) {
     }
 }
 
-fn go(state: AppState, to: usize) {
+fn go(state: PageState, to: usize) {
     let last = script(state).len() - 1;
-    state.present.set(Some(to.min(last)));
+    state.selection.present.set(Some(to.min(last)));
 }
 
-fn step(state: AppState, by: isize) {
-    let at = state.present.get_untracked().unwrap_or(0) as isize;
+fn step(state: PageState, by: isize) {
+    let at = state.selection.present.get_untracked().unwrap_or(0) as isize;
     go(state, (at + by).max(0) as usize);
 }
 
 /// Moves the focused token (the query row) by `by`, locked so the pointer does not move it.
-fn move_token(state: AppState, by: isize) {
-    let t = state.shown_tokens.get_untracked();
-    if t == 0 {
-        return;
-    }
-    let row = state.hover.get_untracked().map_or(if by > 0 { -1 } else { t as isize }, |(r, _)| r as isize);
-    let row = (row + by).clamp(0, t as isize - 1) as usize;
-    let col = if state.stage.get_untracked().square() { row } else { 0 };
-    state.hover.set(Some((row, col)));
-    state.locked.set(true);
+fn move_token(state: PageState, by: isize) {
+    let t = state.outputs.shown_tokens.get_untracked();
+    let Some(row) = move_row(state.focus.cell.get_untracked().map(|(r, _)| r), by, t) else { return };
+    let col = if state.selection.stage.get_untracked().square() { row } else { 0 };
+    state.focus.cell.set(Some((row, col)));
+    state.focus.locked.set(true);
 }
 
-fn toggle_mask(state: AppState) {
-    state.mask.set(match state.mask.get_untracked() {
+fn toggle_mask(state: PageState) {
+    let s = state.selection;
+    s.mask.set(match s.mask.get_untracked() {
         Mask::Causal => Mask::Bidirectional,
-        Mask::Bidirectional => Mask::Window(state.window.get_untracked()),
+        Mask::Bidirectional => Mask::Window(s.window.get_untracked()),
         Mask::Window(_) => Mask::Causal,
     });
 }
@@ -101,12 +99,12 @@ fn mask_label(mask: Mask) -> String {
 }
 
 /// Wires the keys and keeps the page on the slide's panel, layer and stage.
-pub fn install(state: AppState) {
+pub fn install(state: PageState) {
     Effect::new(move |_| {
         let Some((_, slide, _)) = current_slide(state) else { return };
-        state.panel.set(slide.panel());
+        state.selection.panel.set(slide.panel());
         if let Some(layer) = slide.layer() {
-            state.layer.set(layer);
+            state.selection.layer.set(layer);
         }
         if let Slide::Attention { stage, .. } = slide {
             state.select_stage(stage);
@@ -120,7 +118,7 @@ pub fn install(state: AppState) {
         if typing || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
             return;
         }
-        if state.present.get_untracked().is_none() {
+        if state.selection.present.get_untracked().is_none() {
             if ev.key() == "p" && !state.embed {
                 ev.prevent_default();
                 enter(state);
@@ -180,18 +178,19 @@ pub fn install(state: AppState) {
 
 /// The bar above the slide: where we are, the slide's title and caption, and the controls.
 #[component]
-pub fn PresenterBar(state: AppState) -> impl IntoView {
+pub fn PresenterBar() -> impl IntoView {
+    let state = PageState::from_context();
     let spot = RwSignal::new(None::<(i32, i32)>);
     let _ = window_event_listener(leptos::ev::mousemove, move |ev| {
-        if state.present.get_untracked().is_some() {
+        if state.selection.present.get_untracked().is_some() {
             spot.set(Some((ev.client_x(), ev.client_y())));
         }
     });
     let sample_line = move || {
         let i = picked(state)?;
-        let next = state.next.get();
+        let next = state.outputs.next.get();
         let n = next.get(i)?;
-        let t = state.temperature.get();
+        let t = state.selection.temperature.get();
         Some(if t == 0.0 {
             format!(
                 "Temperature 0: the most likely token, “{}” ({:.1} %), every time.",
@@ -201,7 +200,7 @@ pub fn PresenterBar(state: AppState) -> impl IntoView {
         } else {
             format!(
                 "Drawn with seed {} at temperature {t:.2} from the {} most likely: “{}” (p = {:.1} %).",
-                state.seed.get(),
+                state.selection.seed.get(),
                 next.len(),
                 visible(&n.text),
                 100.0 * n.prob
@@ -221,7 +220,7 @@ pub fn PresenterBar(state: AppState) -> impl IntoView {
                             <button class="seg" aria-label="Next step (→)" on:click=move |_| step(state, 1)
                                 disabled=i + 1 == n>"›"</button>
                             <button class="seg" title="Toggle the mask (M)" on:click=move |_| toggle_mask(state)>
-                                {move || format!("Mask: {}", mask_label(state.mask.get()))}</button>
+                                {move || format!("Mask: {}", mask_label(state.selection.mask.get()))}</button>
                             <button class="seg" title="Full screen (F)" on:click=move |_| full_screen(true)>"Full screen"</button>
                             <button class="seg" title="Leave presenter mode (Esc)" on:click=move |_| exit(state)>"Exit"</button>
                         </span>

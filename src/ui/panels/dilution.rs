@@ -7,14 +7,15 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::app::AppState;
 use super::chart::{LogChart, Marker, Series};
-use super::head_view::head_colour;
-use super::host::host;
-use super::{sleep_ms, visible};
 use crate::engine::analysis::{attention_to, first_token_weights};
 use crate::engine::extend::extend_cpu;
 use crate::engine::{forward_cpu, Mask};
+use crate::render::plot::head_colour;
+use crate::render::text::visible;
+use crate::ui::backend::Backend;
+use crate::ui::state::PageState;
+use crate::ui::web::dom::sleep_ms;
 
 const FILLERS: [&str; 3] = [
     " It was a fine day, and nothing much happened in the village.",
@@ -31,7 +32,9 @@ struct Point {
 }
 
 #[component]
-pub fn DilutionView(state: AppState) -> impl IntoView {
+pub fn DilutionPanel() -> impl IntoView {
+    let state = PageState::from_context();
+    let backend = Backend::from_context();
     let marked = RwSignal::new(1usize);
     let filler = RwSignal::new(0usize);
     let points = RwSignal::new(Vec::<Point>::new());
@@ -39,17 +42,17 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
 
     let run = move || {
-        let Some(host) = host() else { return };
+        let Some(host) = backend.host() else { return };
         if running.get_untracked() {
             return;
         }
         running.set(true);
         points.set(Vec::new());
         error.set(None);
-        let text = state.text.get_untracked();
+        let text = state.selection.text.get_untracked();
         let key = marked.get_untracked();
         let fill = FILLERS[filler.get_untracked() % FILLERS.len()];
-        let mask = match state.mask.get_untracked() {
+        let mask = match state.selection.mask.get_untracked() {
             Mask::Bidirectional => Mask::Causal,
             m => m,
         };
@@ -100,8 +103,8 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
     };
 
     let series = Signal::derive(move || {
-        let (Some(c), p) = (state.config.get(), points.get()) else { return Vec::new() };
-        let layer = state.layer.get().min(c.n_layer.saturating_sub(1));
+        let (Some(c), p) = (state.status.config.get(), points.get()) else { return Vec::new() };
+        let layer = state.selection.layer.get().min(c.n_layer.saturating_sub(1));
         (0..c.n_head)
             .map(|h| Series {
                 name: format!("L{layer} H{h}"),
@@ -112,11 +115,12 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
             .collect()
     });
     let markers = Signal::derive(move || {
-        let t = state.shown_tokens.get();
+        let t = state.outputs.shown_tokens.get();
         (t > 0).then(|| Marker { x: t as f64, label: "your text".into() }).into_iter().collect::<Vec<_>>()
     });
     let token_options = move || {
         state
+            .outputs
             .tokens
             .get()
             .iter()
@@ -128,7 +132,7 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
     };
     // The first-token weight of every head, at the text as typed (the first point).
     let sinks = move || {
-        let c = state.config.get()?;
+        let c = state.status.config.get()?;
         let p = points.get();
         let first = p.first()?;
         let rows = (0..c.n_layer)
@@ -158,13 +162,13 @@ pub fn DilutionView(state: AppState) -> impl IntoView {
         })
     };
     let summary = move || {
-        let c = state.config.get()?;
+        let c = state.status.config.get()?;
         let p = points.get();
         let (first, last) = (p.first()?, p.last()?);
         if p.len() < 2 {
             return None;
         }
-        let layer = state.layer.get().min(c.n_layer.saturating_sub(1));
+        let layer = state.selection.layer.get().min(c.n_layer.saturating_sub(1));
         let best = (0..c.n_head)
             .max_by(|&a, &b| first.to_marked[layer * c.n_head + a].total_cmp(&first.to_marked[layer * c.n_head + b]))?;
         let (a, b) = (first.to_marked[layer * c.n_head + best], last.to_marked[layer * c.n_head + best]);

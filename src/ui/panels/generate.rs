@@ -7,34 +7,27 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::app::AppState;
-use super::host::host;
-use super::{sleep_ms, visible};
 use crate::engine::cost::{forward_cost, step_cost};
 use crate::engine::kv_cache::generate_cached;
 use crate::engine::sampling::{sample, Rng, SamplingParams};
+use crate::engine::AttentionStage;
 use crate::model::Token;
 use crate::render::plot::short;
-
-/// One generated token with the probability it had.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenStep {
-    pub token: Token,
-    /// Under softmax(logits / temperature).
-    pub prob: f64,
-    /// Within the top-k/top-p set it was drawn from.
-    pub prob_kept: f64,
-}
+use crate::render::text::visible;
+use crate::ui::backend::{spawn_latest, Backend};
+use crate::ui::state::{GenStep, PageState, View};
+use crate::ui::web::dom::sleep_ms;
 
 /// How many tokens "Generate 10" and the seed comparison produce.
 const BATCH: usize = 10;
 
-fn params(state: AppState) -> SamplingParams {
+fn params(state: PageState) -> SamplingParams {
+    let s = state.selection;
     SamplingParams {
-        temperature: state.temperature.get_untracked(),
-        top_k: state.top_k.get_untracked(),
-        top_p: state.top_p.get_untracked(),
-        seed: state.seed.get_untracked(),
+        temperature: s.temperature.get_untracked(),
+        top_k: s.top_k.get_untracked(),
+        top_p: s.top_p.get_untracked(),
+        seed: s.seed.get_untracked(),
     }
 }
 
@@ -46,7 +39,10 @@ struct Branch {
 }
 
 #[component]
-pub fn GenerateView(state: AppState) -> impl IntoView {
+pub fn GeneratePanel() -> impl IntoView {
+    let state = PageState::from_context();
+    let backend = Backend::from_context();
+    let (s, outputs, generation) = (state.selection, state.outputs, state.generation);
     // The sampler's random stream, restarted from the seed whenever the continuation is cleared.
     let rng = StoredValue::new(Rng::new(0));
     let busy = RwSignal::new(false);
@@ -55,65 +51,63 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
     let branches = RwSignal::new(Vec::<Branch>::new());
     // A new prompt: the compared continuations were of the old one.
     Effect::new(move |_| {
-        state.text.track();
+        s.text.track();
         branches.set(Vec::new());
     });
 
     // The newest token's query row: its softmax weights over every cached key, for the selected layer and head.
     let new_row = RwSignal::new(None::<(usize, usize, u64, Vec<f32>)>);
     Effect::new(move |_| {
-        let run = state.runs.get();
-        let (layer, head) = (state.layer.get(), state.head.get());
-        if state.generated.with(|g| g.is_empty()) {
+        let run = outputs.runs.get();
+        let (layer, head) = (s.layer.get(), s.head.get());
+        if generation.steps.with(|g| g.is_empty()) {
             new_row.set(None);
             return;
         }
-        let Some(host) = host() else { return };
-        let view = super::host::View { stage: crate::engine::AttentionStage::Weights, layer, head };
-        let last = host.shown().saturating_sub(1);
-        spawn_local(async move {
-            if let Ok(row) = host.read_row(view, last).await {
-                if state.runs.get_untracked() == run {
-                    new_row.set(Some((layer, head, run, row)));
-                }
-            }
-        });
+        let view = View { stage: AttentionStage::Weights, layer, head };
+        let last = backend.shown().saturating_sub(1);
+        spawn_latest(
+            "generated row",
+            move || outputs.runs.get(),
+            backend.read_row(view, last),
+            move |row| new_row.set(Some((layer, head, run, row))),
+        );
     });
 
     // One step: the model's distribution after the last token → a sampled token, appended.
     let step = move || async move {
-        let Some(host) = host() else { return false };
-        if state.generated.get_untracked().is_empty() {
-            rng.set_value(Rng::new(state.seed.get_untracked()));
+        let Some(host) = backend.host() else { return false };
+        if generation.steps.with_untracked(Vec::is_empty) {
+            rng.set_value(Rng::new(s.seed.get_untracked()));
         }
-        state.compute(); // the run for the prompt and every token generated so far
-        if state.input_error.get_untracked().is_some() {
+        backend.compute(state); // the run for the prompt and every token generated so far
+        if state.status.input_error.get_untracked().is_some() {
             return false;
         }
-        let expected = state.tokens.get_untracked().len();
-        if expected >= state.n_positions.get_untracked() {
+        let expected = outputs.tokens.with_untracked(Vec::len);
+        if expected >= host.model.config.n_positions {
             note.set(Some(format!("The context is full ({expected} tokens): generation stops here.")));
             return false;
         }
-        let logits = match host.last_logits().await {
+        let logits = match backend.last_logits().await {
             Ok(l) => l,
             Err(e) => {
                 note.set(Some(format!("Could not read the logits: {e}")));
                 return false;
             }
         };
-        if host.shown() != expected || state.tokens.get_untracked().len() != expected {
+        if backend.shown() != expected || outputs.tokens.with_untracked(Vec::len) != expected {
             return false; // the text changed while reading
         }
         let mut r = rng.get_value();
-        let Some(s) = sample(&logits, &params(state), &mut r) else { return false };
+        let Some(sampled) = sample(&logits, &params(state), &mut r) else { return false };
         rng.set_value(r);
-        let text = host.model.tokenizer.decode(&[s.id]);
-        let token = Token { id: s.id, text, start: 0, end: 0 };
-        state.generated.update(|g| g.push(GenStep { token, prob: s.prob, prob_kept: s.prob_kept }));
+        let text = host.model.tokenizer.decode(&[sampled.id]);
+        let token = Token { id: sampled.id, text, start: 0, end: 0 };
+        generation.steps.update(|g| g.push(GenStep { token, prob: sampled.prob, prob_kept: sampled.prob_kept }));
         // Focus the new token's query row: what it attends to over every cached key.
-        state.hover.set(Some((expected, if state.stage.get_untracked().square() { expected } else { 0 })));
-        state.locked.set(true);
+        state.focus.cell.set(Some((expected, if s.stage.get_untracked().square() { expected } else { 0 })));
+        state.focus.locked.set(true);
         note.set(None);
         true
     };
@@ -128,22 +122,22 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
                     break;
                 }
             }
-            state.compute();
+            backend.compute(state);
             busy.set(false);
         });
     };
     let play = move || {
-        if state.playing.get_untracked() {
-            state.playing.set(false);
+        if generation.playing.get_untracked() {
+            generation.playing.set(false);
             return;
         }
-        state.playing.set(true);
+        generation.playing.set(true);
         spawn_local(async move {
-            while state.playing.get_untracked() {
+            while generation.playing.get_untracked() {
                 if !busy.get_untracked() {
                     busy.set(true);
                     let ok = step().await;
-                    state.compute();
+                    backend.compute(state);
                     busy.set(false);
                     if !ok {
                         break;
@@ -151,33 +145,33 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
                 }
                 sleep_ms((1000 / speed.get_untracked().max(1)) as i32).await;
             }
-            state.playing.set(false);
+            generation.playing.set(false);
         });
     };
     let clear = move || {
-        state.playing.set(false);
-        state.generated.set(Vec::new());
+        generation.playing.set(false);
+        generation.steps.set(Vec::new());
         branches.set(Vec::new());
         note.set(None);
     };
     let run_again = move || {
-        let n = state.generated.get_untracked().len().max(BATCH);
+        let n = generation.steps.with_untracked(Vec::len).max(BATCH);
         clear();
         run_steps(n);
     };
     // The same prompt under three seeds (the CPU reference with its KV cache: no drawing needed).
     let compare = move || {
-        let Some(host) = host() else { return };
-        let prompt_len = state.tokens.get_untracked().len().saturating_sub(state.generated.get_untracked().len());
-        let prompt: Vec<Token> = state.tokens.get_untracked()[..prompt_len].to_vec();
+        let Some(host) = backend.host() else { return };
+        let prompt = state.prompt_tokens();
         if prompt.is_empty() {
             return;
         }
         let base = params(state);
         let mut out = Vec::new();
-        for seed in base.seed..base.seed + 3 {
+        // Wrapping: a link may carry the largest seed.
+        for seed in (0..3).map(|i| base.seed.wrapping_add(i)) {
             let p = SamplingParams { seed, ..base };
-            match generate_cached(&host.model, prompt.clone(), BATCH, &p, state.mask.get_untracked()) {
+            match generate_cached(&host.model, prompt.clone(), BATCH, &p, s.mask.get_untracked()) {
                 Ok(g) => out
                     .push(Branch { seed, tokens: g.steps.iter().map(|s| (s.text.clone(), s.sampled.prob)).collect() }),
                 Err(e) => {
@@ -191,8 +185,8 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
 
     // The work of the last step, with the cache and without.
     let cost_line = move || {
-        let c = state.config.get()?;
-        let t = state.shown_tokens.get();
+        let c = state.status.config.get()?;
+        let t = outputs.shown_tokens.get();
         (t > 0).then(|| {
             let with = step_cost(&c, t).total_flops();
             let without = forward_cost(&c, t).total_flops();
@@ -207,8 +201,8 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
     };
     // The KV cache: 2 (K and V) × T × d_head × 4 bytes per head and layer.
     let kv_table = move || {
-        let c = state.config.get()?;
-        let t = state.shown_tokens.get();
+        let c = state.status.config.get()?;
+        let t = outputs.shown_tokens.get();
         let per_head = 2 * t as u64 * c.d_head() as u64 * 4;
         let total = forward_cost(&c, t).kv_bytes;
         Some(view! {
@@ -233,7 +227,7 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
         })
     };
     let continuation = move || {
-        let generated = state.generated.get();
+        let generated = generation.steps.get();
         let n = generated.len();
         generated
             .into_iter()
@@ -251,7 +245,7 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
             .collect_view()
     };
     let last_line = move || {
-        let g = state.generated.get();
+        let g = generation.steps.get();
         let last = g.last()?;
         Some(format!(
             "Step {}: “{}” had p = {:.1} %{}.",
@@ -300,7 +294,7 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
                 <button class="seg gen-step" title="Generate one token" disabled=move || busy.get()
                     on:click=move |_| run_steps(1)>"Step ›"</button>
                 <button class="seg gen-play" on:click=move |_| play()>
-                    {move || if state.playing.get() { "Pause ❚❚" } else { "Play ▶" }}</button>
+                    {move || if generation.playing.get() { "Pause ❚❚" } else { "Play ▶" }}</button>
                 <select class="gen-speed" aria-label="Speed" on:change=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<u32>() { speed.set(v) }
                 }>
@@ -316,39 +310,39 @@ pub fn GenerateView(state: AppState) -> impl IntoView {
             <div class="gen-sampling">
                 <label class="inline">"top-k"
                     <input class="gen-topk" type="number" min="0" step="1" placeholder="off"
-                        prop:value=move || state.top_k.get().map(|k| k.to_string()).unwrap_or_default()
-                        on:change=move |ev| state.top_k.set(event_target_value(&ev).parse::<usize>().ok().filter(|&k| k > 0)) />
+                        prop:value=move || s.top_k.get().map(|k| k.to_string()).unwrap_or_default()
+                        on:change=move |ev| s.top_k.set(event_target_value(&ev).parse::<usize>().ok().filter(|&k| k > 0)) />
                 </label>
-                <label class="inline">{move || format!("top-p {}", state.top_p.get().map_or("off".to_owned(), |p| format!("{p:.2}")))}
+                <label class="inline">{move || format!("top-p {}", s.top_p.get().map_or("off".to_owned(), |p| format!("{p:.2}")))}
                     <input class="gen-topp" type="range" min="0.05" max="1" step="0.05"
-                        prop:value=move || state.top_p.get().unwrap_or(1.0).to_string()
-                        on:input=move |ev| state.top_p.set(event_target_value(&ev).parse::<f32>().ok().filter(|&p| p < 1.0)) />
+                        prop:value=move || s.top_p.get().unwrap_or(1.0).to_string()
+                        on:input=move |ev| s.top_p.set(event_target_value(&ev).parse::<f32>().ok().filter(|&p| p < 1.0)) />
                 </label>
                 <label class="inline">"seed"
                     <input class="gen-seed" type="number" min="0" step="1"
-                        prop:value=move || state.seed.get().to_string()
+                        prop:value=move || s.seed.get().to_string()
                         on:change=move |ev| {
-                            if let Ok(s) = event_target_value(&ev).parse::<u64>() { state.seed.set(s) }
+                            if let Ok(v) = event_target_value(&ev).parse::<u64>() { s.seed.set(v) }
                         } />
                 </label>
-                <button class="seg gen-new-seed" title="A new seed" on:click=move |_| state.seed.update(|s| *s += 1)>"Next seed"</button>
+                <button class="seg gen-new-seed" title="A new seed" on:click=move |_| s.seed.update(|s| *s += 1)>"Next seed"</button>
             </div>
-            <p class="hint" data-testid="gen-determinism">{move || if state.temperature.get() == 0.0 {
+            <p class="hint" data-testid="gen-determinism">{move || if s.temperature.get() == 0.0 {
                 "Temperature 0 is greedy: always the most likely token, so every seed gives the same text.".to_owned()
             } else {
-                format!("Temperature {:.2}: the same seed gives the same text every time; another seed, another text.", state.temperature.get())
+                format!("Temperature {:.2}: the same seed gives the same text every time; another seed, another text.", s.temperature.get())
             }}</p>
             <p class="gen-text" data-testid="gen-text">
                 <span class="gen-prompt">{move || {
-                    let g = state.generated.get().len();
-                    let t = state.tokens.get();
+                    let g = generation.steps.get().len();
+                    let t = outputs.tokens.get();
                     t[..t.len().saturating_sub(g)].iter().map(|t| t.text.clone()).collect::<String>()
                 }}</span>
                 {continuation}
             </p>
             <p class="hint" data-testid="gen-last">{last_line}</p>
             {move || new_row.get().map(|(layer, head, _, weights)| {
-                let tokens = state.tokens.get();
+                let tokens = outputs.tokens.get();
                 let top = weights.iter().copied().fold(0.0f32, f32::max).max(1e-6);
                 view! {
                     <div class="new-row" data-testid="gen-new-row">

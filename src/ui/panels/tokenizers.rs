@@ -10,11 +10,11 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Deserialize;
 
-use super::app::AppState;
-use super::fetch::fetch_bytes;
-use super::visible;
 use crate::model::fertility::{fertility, gap, Fertility};
 use crate::model::TextTokenizer;
+use crate::render::text::visible;
+use crate::ui::state::PageState;
+use crate::ui::web::fetch::{fetch_bytes, FetchError};
 
 #[derive(Debug, Clone, Deserialize)]
 struct Entry {
@@ -42,15 +42,27 @@ struct Loaded {
 /// The page's own text, as a row.
 const YOURS: &str = "yours";
 
-async fn load() -> Result<Loaded, String> {
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{file}: {source}")]
+    Json { file: &'static str, source: serde_json::Error },
+    #[error("{path}: {source}")]
+    Tokenizer { path: String, source: crate::model::ModelError },
+}
+
+async fn load() -> Result<Loaded, LoadError> {
+    let json = |file: &'static str| move |source| LoadError::Json { file, source };
     let index: Vec<Entry> =
-        serde_json::from_slice(&fetch_bytes("tokenizers/index.json").await?).map_err(|e| format!("index.json: {e}"))?;
-    let samples: Vec<Sample> = serde_json::from_slice(&fetch_bytes("tokenizers/samples.json").await?)
-        .map_err(|e| format!("samples.json: {e}"))?;
+        serde_json::from_slice(&fetch_bytes("tokenizers/index.json").await?).map_err(json("index.json"))?;
+    let samples: Vec<Sample> =
+        serde_json::from_slice(&fetch_bytes("tokenizers/samples.json").await?).map_err(json("samples.json"))?;
     let mut tokenizers = Vec::new();
     for entry in index {
-        let json = fetch_bytes(&entry.path).await?;
-        let tokenizer = TextTokenizer::from_bytes(&json).map_err(|e| format!("{}: {e}", entry.path))?;
+        let bytes = fetch_bytes(&entry.path).await?;
+        let tokenizer = TextTokenizer::from_bytes(&bytes)
+            .map_err(|source| LoadError::Tokenizer { path: entry.path.clone(), source })?;
         tokenizers.push((entry, tokenizer));
     }
     let en = samples.iter().find(|s| s.id == "en").map(|s| s.text.clone()).unwrap_or_default();
@@ -69,7 +81,8 @@ struct Cell {
 }
 
 #[component]
-pub fn TokenizerView(state: AppState) -> impl IntoView {
+pub fn TokenizersPanel() -> impl IntoView {
+    let state = PageState::from_context();
     let loaded = StoredValue::new_local(None::<Rc<Loaded>>);
     let ready = RwSignal::new(false);
     let loading = RwSignal::new(false);
@@ -115,7 +128,7 @@ pub fn TokenizerView(state: AppState) -> impl IntoView {
         l.samples.iter().flat_map(|s| row_cells(&l, &s.id, &s.text)).collect::<Vec<_>>()
     });
     let your_cells = Memo::new(move |_| {
-        let text = state.text.get();
+        let text = state.selection.text.get();
         if !ready.get() {
             return Vec::new();
         }
@@ -202,8 +215,11 @@ pub fn TokenizerView(state: AppState) -> impl IntoView {
         }
         let l = loaded.get_value()?;
         let (sample, tid) = selected.get();
-        let text =
-            if sample == YOURS { state.text.get() } else { l.samples.iter().find(|s| s.id == sample)?.text.clone() };
+        let text = if sample == YOURS {
+            state.selection.text.get()
+        } else {
+            l.samples.iter().find(|s| s.id == sample)?.text.clone()
+        };
         let (entry, tok) = l.tokenizers.iter().find(|(e, _)| e.id == tid)?;
         let tokens = tok.encode(&text).ok()?;
         let chips = tokens

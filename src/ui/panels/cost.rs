@@ -7,13 +7,13 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::app::AppState;
 use super::chart::{LogChart, Marker, Series};
-use super::host::host;
-use super::{now_ms, sleep_ms};
 use crate::engine::cost::{forward_cost, quadratic_crossover};
 use crate::model::Token;
 use crate::render::plot::short;
+use crate::ui::backend::Backend;
+use crate::ui::state::PageState;
+use crate::ui::web::dom::{now_ms, sleep_ms};
 
 /// Context lengths the curves run through: powers of two up to 64k.
 fn lengths() -> Vec<usize> {
@@ -33,13 +33,15 @@ struct Timing {
 }
 
 #[component]
-pub fn CostView(state: AppState) -> impl IntoView {
+pub fn CostPanel() -> impl IntoView {
+    let state = PageState::from_context();
+    let backend = Backend::from_context();
     let timings = RwSignal::new(Vec::<Timing>::new());
     let progress = RwSignal::new(None::<(usize, usize)>);
     let error = RwSignal::new(None::<String>);
 
     let flops = Signal::derive(move || {
-        let Some(c) = state.config.get() else { return Vec::new() };
+        let Some(c) = state.status.config.get() else { return Vec::new() };
         vec![
             Series {
                 name: "attention (Q·Kᵀ and W·V): ∝ T²".into(),
@@ -56,7 +58,7 @@ pub fn CostView(state: AppState) -> impl IntoView {
         ]
     });
     let memory = Signal::derive(move || {
-        let Some(c) = state.config.get() else { return Vec::new() };
+        let Some(c) = state.status.config.get() else { return Vec::new() };
         vec![
             Series {
                 name: "attention weights, all heads and layers (T²·heads·layers × 4 B)".into(),
@@ -73,8 +75,8 @@ pub fn CostView(state: AppState) -> impl IntoView {
         ]
     });
     let markers = Signal::derive(move || {
-        let Some(c) = state.config.get() else { return Vec::new() };
-        let t = state.shown_tokens.get().max(1);
+        let Some(c) = state.status.config.get() else { return Vec::new() };
+        let t = state.outputs.shown_tokens.get().max(1);
         vec![
             Marker { x: t as f64, label: format!("now: T = {t}") },
             Marker { x: quadratic_crossover(&c) as f64, label: format!("T² overtakes: {}", quadratic_crossover(&c)) },
@@ -87,7 +89,7 @@ pub fn CostView(state: AppState) -> impl IntoView {
             return Vec::new();
         }
         vec![Series {
-            name: format!("forward pass on this device ({})", state.backend.get()),
+            name: format!("forward pass on this device ({})", state.status.backend_label.get()),
             colour: "#E69F00",
             points: t.iter().map(|m| (m.t as f64, m.ms)).collect(),
             unit: "ms",
@@ -95,12 +97,17 @@ pub fn CostView(state: AppState) -> impl IntoView {
     });
     let measured_markers = Signal::derive(Vec::new);
 
-    // Times the whole forward pass (and reading its logits back) at a few T.
+    // Times the whole forward pass (and reading its logits back) at a few T,
+    // on a forward pass of its own: the page's run stays as it is.
     let measure = move || {
-        let Some(host) = host() else { return };
+        let Some(host) = backend.host() else { return };
         if progress.get_untracked().is_some() {
             return;
         }
+        let timer = match backend.forward_timer() {
+            Ok(timer) => timer,
+            Err(e) => return error.set(Some(format!("The measurement could not start: {e}"))),
+        };
         let limit = host.model.config.n_positions;
         let ts: Vec<usize> = [8usize, 16, 32, 64, 128, 256, 512, 1024].into_iter().filter(|&t| t <= limit).collect();
         const REPEATS: usize = 3;
@@ -108,14 +115,13 @@ pub fn CostView(state: AppState) -> impl IntoView {
         progress.set(Some((0, total)));
         timings.set(Vec::new());
         error.set(None);
-        let mask = state.mask.get_untracked();
+        let mask = state.selection.mask.get_untracked();
         let vocab = host.model.config.vocab_size as u32;
         spawn_local(async move {
             let mut done = 0;
             for &t in &ts {
                 let mut runs = Vec::new();
                 for rep in 0..REPEATS {
-                    // A different first token every run: no prefix is shared with the last run, so nothing is reused.
                     let tokens: Vec<Token> = (0..t)
                         .map(|i| Token {
                             id: ((i as u32 * 31 + rep as u32 * 7 + t as u32) % vocab.max(1)),
@@ -125,14 +131,9 @@ pub fn CostView(state: AppState) -> impl IntoView {
                         })
                         .collect();
                     let start = now_ms();
-                    let result = match host.run(&tokens, mask) {
-                        Ok(()) => host.last_logits().await.map(|_| ()),
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = result {
+                    if let Err(e) = timer.run(&tokens, mask).await {
                         error.set(Some(format!("The measurement stopped at T = {t}: {e}")));
                         progress.set(None);
-                        state.compute();
                         return;
                     }
                     runs.push(now_ms() - start);
@@ -145,13 +146,12 @@ pub fn CostView(state: AppState) -> impl IntoView {
                 timings.update(|v| v.push(Timing { t, ms: runs[runs.len() / 2] }));
             }
             progress.set(None);
-            state.compute(); // back to the page's own text
         });
     };
 
     let summary = move || {
-        let c = state.config.get()?;
-        let t = state.shown_tokens.get().max(1);
+        let c = state.status.config.get()?;
+        let t = state.outputs.shown_tokens.get().max(1);
         let now = forward_cost(&c, t);
         let double = forward_cost(&c, 2 * t);
         Some(format!(

@@ -5,12 +5,13 @@
 //! its MLP activations with the most active neurons.
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 
-use super::app::AppState;
-use super::host::{host, BLOCK_PANELS};
-use super::{event_canvas, visible};
 use crate::engine::residual::{residual_point_name, residual_points};
+use crate::render::layout::{block_norm_cell_at, BLOCK_TILES};
+use crate::render::text::visible;
+use crate::ui::backend::{spawn_latest, Backend, CanvasPair};
+use crate::ui::state::PageState;
+use crate::ui::web::dom::event_canvas;
 
 /// How many of the token's MLP neurons are listed.
 const TOP_NEURONS: usize = 8;
@@ -25,17 +26,18 @@ pub struct BlockReadout {
 }
 
 /// The token the strips show: the focused row, else the last token.
-pub fn block_token(state: AppState) -> Option<usize> {
-    let t = state.shown_tokens.get();
-    (t > 0).then(|| state.hover.get().map_or(t - 1, |(r, _)| r.min(t - 1)))
+pub fn block_token(state: PageState) -> Option<usize> {
+    let t = state.outputs.shown_tokens.get();
+    (t > 0).then(|| state.focus.cell.get().map_or(t - 1, |(r, _)| r.min(t - 1)))
 }
 
 #[component]
-pub fn BlockView(
-    state: AppState,
-    gpu_ref: NodeRef<leptos::html::Canvas>,
-    cpu_ref: NodeRef<leptos::html::Canvas>,
-) -> impl IntoView {
+pub fn BlockPanel() -> impl IntoView {
+    let state = PageState::from_context();
+    let backend = Backend::from_context();
+    let (runs, layer) = (state.outputs.runs, state.selection.layer);
+    let gpu_ref = NodeRef::<leptos::html::Canvas>::new();
+    let cpu_ref = NodeRef::<leptos::html::Canvas>::new();
     let norm_hover = RwSignal::new(None::<(usize, usize)>);
     let readout = RwSignal::new(None::<BlockReadout>);
     let norm_value = RwSignal::new(None::<(usize, usize, f32)>);
@@ -43,54 +45,45 @@ pub fn BlockView(
     // The token changes far less often than the focused cell: only then redraw and re-read.
     let token = Memo::new(move |_| block_token(state));
     Effect::new(move |_| {
-        state.runs.track();
-        let layer = state.layer.get();
-        let hover = norm_hover.get();
-        let canvas = if state.on_gpu.get() { gpu_ref.get() } else { cpu_ref.get() };
-        if let (Some(canvas), Some(host), Some(token)) = (canvas, host(), token.get()) {
-            host.draw_block(&canvas, layer, token, hover);
+        runs.track();
+        state.status.on_gpu.track();
+        let (layer, hover) = (layer.get(), norm_hover.get());
+        let (Some(gpu), Some(cpu), Some(token)) = (gpu_ref.get(), cpu_ref.get(), token.get()) else { return };
+        if let Err(e) = backend.draw_block(&CanvasPair { gpu, cpu }, layer, token, hover) {
+            log::warn!("block view: {e}");
         }
     });
     // The token's most active neurons: its n_inner activations read once per run, layer and token.
     Effect::new(move |_| {
-        state.runs.track();
-        let layer = state.layer.get();
-        let (Some(host), Some(token)) = (host(), token.get()) else { return };
-        let run = state.runs.get_untracked();
-        spawn_local(async move {
-            match host.mlp_top(layer, token, TOP_NEURONS).await {
-                Ok(neurons) if state.runs.get_untracked() == run && state.layer.get_untracked() == layer => {
-                    readout.set(Some(BlockReadout { run, layer, token, neurons }));
-                }
-                Ok(_) => {}
-                Err(e) => log::warn!("block view: {e}"),
-            }
-        });
+        let run = runs.get();
+        let layer = layer.get();
+        let Some(token) = token.get() else { return };
+        spawn_latest(
+            "block view",
+            move || (runs.get(), state.selection.layer.get()),
+            backend.mlp_top(layer, token, TOP_NEURONS),
+            move |neurons| readout.set(Some(BlockReadout { run, layer, token, neurons })),
+        );
     });
     // A hovered norm: 4 bytes.
     Effect::new(move |_| {
-        state.runs.track();
+        runs.track();
         let Some((point, tok)) = norm_hover.get() else { return norm_value.set(None) };
-        let Some(host) = host() else { return };
-        spawn_local(async move {
-            match host.read_norm(point, tok).await {
-                Ok(v) if norm_hover.get_untracked() == Some((point, tok)) => norm_value.set(Some((point, tok, v))),
-                Ok(_) => {}
-                Err(e) => log::warn!("block view: {e}"),
-            }
-        });
+        spawn_latest(
+            "block view",
+            move || (runs.get(), norm_hover.get()),
+            backend.read_norm(point, tok),
+            move |v| norm_value.set(Some((point, tok, v))),
+        );
     });
 
     let on_move = move |ev: web_sys::MouseEvent| {
         let Some(canvas) = event_canvas(&ev) else { return };
         let (w, h) = (canvas.client_width() as f32, canvas.client_height() as f32);
-        let t = state.shown_tokens.get_untracked();
-        let points = residual_points(state.n_layer.get_untracked());
-        let [_, _, pw, ph] = BLOCK_PANELS[0];
-        let (x, y) = (ev.offset_x() as f32 / w.max(1.0), ev.offset_y() as f32 / h.max(1.0));
-        let cell = (t > 0 && x < pw && y < ph)
-            .then(|| (((y / ph) * points as f32) as usize, ((x / pw) * t as f32) as usize))
-            .filter(|&(p, c)| p < points && c < t);
+        let t = state.outputs.shown_tokens.get_untracked();
+        let points = residual_points(untrack(|| state.shape().0));
+        let at = (ev.offset_x() as f32 / w.max(1.0), ev.offset_y() as f32 / h.max(1.0));
+        let cell = block_norm_cell_at(points, t, at);
         if cell != norm_hover.get_untracked() {
             norm_hover.set(cell);
         }
@@ -98,18 +91,16 @@ pub fn BlockView(
 
     let canvas = move |node_ref: NodeRef<leptos::html::Canvas>, gpu: bool| {
         view! {
-            <canvas node_ref=node_ref class="block-canvas" class:off=move || state.on_gpu.get() != gpu
+            <canvas node_ref=node_ref class="block-canvas" class:off=move || state.status.on_gpu.get() != gpu
                 aria-label="Residual norms of every token through the blocks, then the focused token's layernorm input, output and MLP activations"
                 on:mousemove=on_move on:mouseleave=move |_| norm_hover.set(None)></canvas>
         }
     };
 
     let point_labels = move || {
-        (0..residual_points(state.n_layer.get()))
-            .map(|p| view! { <span>{residual_point_name(p)}</span> })
-            .collect_view()
+        (0..residual_points(state.shape().0)).map(|p| view! { <span>{residual_point_name(p)}</span> }).collect_view()
     };
-    let token_text = move |i: usize| state.tokens.get().get(i).map(|t| visible(&t.text)).unwrap_or_default();
+    let token_text = move |i: usize| state.outputs.tokens.get().get(i).map(|t| visible(&t.text)).unwrap_or_default();
     let describe = move || {
         let r = readout.get()?;
         let norm = norm_value.get().map(|(p, tok, v)| {
@@ -131,16 +122,16 @@ pub fn BlockView(
                 "x ← x + attention(ln₁(x)); x ← x + MLP(ln₂(x)): every block adds to one shared stream. "
                 "Top: each token's ‖x‖ (columns) after each step (rows). Below, for "
                 {move || block_token(state).map(|t| format!("“{}” (token {t})", token_text(t))).unwrap_or_default()}
-                {move || format!(" in layer {}: ", state.layer.get())}
+                {move || format!(" in layer {}: ", layer.get())}
                 "its vector into ln₁, out of it (mean 0, variance 1, then scaled), and its MLP activations. "
                 "Focus a heatmap row to pick the token."
             </p>
             <div class="block-wrap">
                 <div class="block-labels">
-                    <div class="point-labels" style:height=format!("{}%", BLOCK_PANELS[0][3] * 100.0)>{point_labels}</div>
-                    <span class="strip-label" style:top=format!("{}%", (BLOCK_PANELS[1][1] + BLOCK_PANELS[1][3] / 2.0) * 100.0)>"into ln₁"</span>
-                    <span class="strip-label" style:top=format!("{}%", (BLOCK_PANELS[2][1] + BLOCK_PANELS[2][3] / 2.0) * 100.0)>"ln₁ out"</span>
-                    <span class="strip-label" style:top=format!("{}%", (BLOCK_PANELS[3][1] + BLOCK_PANELS[3][3] / 2.0) * 100.0)>"MLP"</span>
+                    <div class="point-labels" style:height=format!("{}%", BLOCK_TILES[0][3] * 100.0)>{point_labels}</div>
+                    <span class="strip-label" style:top=format!("{}%", (BLOCK_TILES[1][1] + BLOCK_TILES[1][3] / 2.0) * 100.0)>"into ln₁"</span>
+                    <span class="strip-label" style:top=format!("{}%", (BLOCK_TILES[2][1] + BLOCK_TILES[2][3] / 2.0) * 100.0)>"ln₁ out"</span>
+                    <span class="strip-label" style:top=format!("{}%", (BLOCK_TILES[3][1] + BLOCK_TILES[3][3] / 2.0) * 100.0)>"MLP"</span>
                 </div>
                 {canvas(gpu_ref, true)}
                 {canvas(cpu_ref, false)}

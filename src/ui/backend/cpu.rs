@@ -1,0 +1,266 @@
+//! The CPU backend: the reference forward pass compiled to wasm
+//! (`engine::forward_cpu`, extended row by row as text is added), its trace
+//! rasterised onto 2D canvases by `render::raster`, and reads straight from
+//! the trace.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::{Clamped, JsCast};
+
+use super::{pixel_size, BackendError};
+use crate::engine::extend::extend_cpu;
+use crate::engine::residual::residual_norms;
+use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
+use crate::model::{Model, Token};
+use crate::render::layout::{grid_cells, place, to_fractions, BLOCK_TILES};
+use crate::render::raster::{value_range, Raster};
+use crate::render::ColourMap;
+use crate::ui::state::View;
+
+const NO_TRACE: BackendError = BackendError::NotReady("nothing has run yet");
+
+/// The CPU reference's last trace.
+#[derive(Default)]
+pub(super) struct CpuBackend {
+    trace: RefCell<Option<Trace>>,
+}
+
+/// One matrix to rasterise onto a 2D canvas.
+struct Paint<'a> {
+    values: &'a Matrix,
+    masked: Option<&'a Matrix>,
+    colour_map: ColourMap,
+    range: (f32, f32),
+    /// x, y, width, height as fractions of the canvas.
+    at: [f32; 4],
+    hover: Option<(usize, usize)>,
+}
+
+impl CpuBackend {
+    pub fn run(&self, model: &Model, tokens: &[Token], mask: Mask) -> Result<(), BackendError> {
+        let (config, weights) = (&model.config, &model.weights);
+        let trace = if tokens.is_empty() {
+            None
+        } else {
+            // Text typed or generated at the end: only the new rows are computed (engine::extend).
+            let prev = self.trace.borrow();
+            let next = match prev.as_ref() {
+                Some(prev) => extend_cpu(config, weights, prev, tokens.to_vec(), mask),
+                None => forward_cpu(config, weights, tokens.to_vec(), mask),
+            };
+            Some(next?)
+        };
+        *self.trace.borrow_mut() = trace;
+        Ok(())
+    }
+
+    pub fn shown(&self) -> usize {
+        self.trace.borrow().as_ref().map_or(0, |t| t.tokens.len())
+    }
+
+    /// Applies `f` to the view's matrix and, for stages that show it, the masked scores.
+    fn with_view<R>(&self, view: View, f: impl FnOnce(&Matrix, Option<&Matrix>) -> R) -> Result<R, BackendError> {
+        let trace = self.trace.borrow();
+        let trace = trace.as_ref().ok_or(NO_TRACE)?;
+        let head = trace.layers.get(view.layer).and_then(|l| l.heads().get(view.head)).ok_or_else(|| {
+            BackendError::Input(format!("layer {}, head {} is not in the model", view.layer, view.head))
+        })?;
+        let masked = view.stage.shows_mask().then_some(&head.scores_masked);
+        Ok(f(view.stage.matrix(head), masked))
+    }
+
+    fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> Option<R>, what: &str) -> Result<R, BackendError> {
+        let trace = self.trace.borrow();
+        f(trace.as_ref().ok_or(NO_TRACE)?).ok_or_else(|| BackendError::Input(format!("{what} is not in the trace")))
+    }
+
+    pub fn read_cell(&self, view: View, row: usize, col: usize) -> Result<f32, BackendError> {
+        self.with_view(view, |m, _| (row < m.rows && col < m.cols).then(|| m.data[row * m.cols + col]))?
+            .ok_or_else(|| BackendError::Input(format!("cell ({row}, {col}) is outside the matrix")))
+    }
+
+    pub fn read_range(&self, view: View) -> Result<(f32, f32), BackendError> {
+        self.with_view(view, value_range)
+    }
+
+    pub fn read_matrix(&self, view: View) -> Result<Matrix, BackendError> {
+        self.with_view(view, |m, _| m.clone())
+    }
+
+    pub fn read_row(&self, view: View, row: usize) -> Result<Vec<f32>, BackendError> {
+        self.with_view(view, |m, _| (row < m.rows).then(|| m.row(row).to_vec()))?
+            .ok_or_else(|| BackendError::Input(format!("row {row} is not in the trace")))
+    }
+
+    pub fn last_logits(&self) -> Result<Vec<f32>, BackendError> {
+        self.with_trace(|t| t.logits.rows.checked_sub(1).map(|last| t.logits.row(last).to_vec()), "the last position")
+    }
+
+    /// The most likely next tokens, ranked by logit, with their probabilities at `temperature`.
+    pub fn top_k(&self, temperature: f32) -> Result<Vec<(u32, f64)>, BackendError> {
+        let last = self.last_logits()?;
+        let probs = sampling::probabilities(&last, temperature);
+        // Ranked by logit (at temperature 0 all but one probability is 0).
+        let ranked = sampling::candidates(&sampling::probabilities(&last, 1.0), Some(super::TOP_K), None);
+        Ok(ranked.into_iter().map(|(id, _)| (id, probs.get(id as usize).copied().unwrap_or(0.0))).collect())
+    }
+
+    pub fn read_norm(&self, point: usize, token: usize) -> Result<f32, BackendError> {
+        self.with_trace(
+            |t| {
+                let norms = residual_norms(t);
+                (point < norms.rows && token < norms.cols).then(|| norms.data[point * norms.cols + token])
+            },
+            "that point of the stream",
+        )
+    }
+
+    pub fn mlp_row(&self, layer: usize, token: usize) -> Result<Vec<f32>, BackendError> {
+        self.with_trace(
+            |t| {
+                let hidden = &t.layers.get(layer)?.mlp_hidden;
+                (token < hidden.rows).then(|| hidden.row(token).to_vec())
+            },
+            "that token's MLP",
+        )
+    }
+
+    pub fn draw_stage(
+        &self,
+        canvas: &web_sys::HtmlCanvasElement,
+        view: View,
+        hover: Option<(usize, usize)>,
+    ) -> Result<(), BackendError> {
+        self.draw_views(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None)
+    }
+
+    pub fn draw_grid(
+        &self,
+        canvas: &web_sys::HtmlCanvasElement,
+        (n_layer, n_head): (usize, usize),
+        selected: (usize, usize),
+    ) -> Result<(), BackendError> {
+        let size = pixel_size(canvas);
+        // The CPU raster works in fractions of the canvas.
+        let views: Vec<(View, [f32; 4])> = (0..n_layer)
+            .flat_map(|layer| {
+                (0..n_head).map(move |head| View { stage: crate::engine::AttentionStage::Weights, layer, head })
+            })
+            .zip(grid_cells(size, n_layer, n_head).into_iter().map(|at| to_fractions(at, size)))
+            .collect();
+        self.draw_views(canvas, &views, None, false, Some(selected))
+    }
+
+    pub fn draw_block(
+        &self,
+        canvas: &web_sys::HtmlCanvasElement,
+        layer: usize,
+        token: usize,
+        hover: Option<(usize, usize)>,
+    ) -> Result<(), BackendError> {
+        let trace = self.trace.borrow();
+        let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
+        let parts = block_parts(trace, layer, token)
+            .ok_or_else(|| BackendError::Input(format!("token {token} of layer {layer} is not in the trace")))?;
+        let items: Vec<Paint> = parts
+            .iter()
+            .zip(BLOCK_TILES)
+            .enumerate()
+            .map(|(i, (m, at))| Paint {
+                values: m,
+                masked: None,
+                colour_map: if i == 0 { ColourMap::Sequential } else { ColourMap::Diverging },
+                range: value_range(m, None),
+                at,
+                hover: if i == 0 { hover } else { None },
+            })
+            .collect();
+        paint(canvas, &items, None)
+    }
+
+    /// Rasterises `views` (tiles as fractions of the canvas) onto a 2D canvas.
+    fn draw_views(
+        &self,
+        canvas: &web_sys::HtmlCanvasElement,
+        views: &[(View, [f32; 4])],
+        hover: Option<(usize, usize)>,
+        fit_range: bool,
+        selected: Option<(usize, usize)>,
+    ) -> Result<(), BackendError> {
+        let trace = self.trace.borrow();
+        let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
+        let items: Vec<Paint> = views
+            .iter()
+            .filter_map(|&(view, at)| {
+                let head = trace.layers.get(view.layer)?.heads().get(view.head)?;
+                let values = view.stage.matrix(head);
+                let masked = view.stage.shows_mask().then_some(&head.scores_masked);
+                let range = if fit_range && view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
+                Some(Paint { values, masked, colour_map: view.colour_map(), range, at, hover })
+            })
+            .collect();
+        let outline = selected.and_then(|sel| views.iter().find(|(v, _)| (v.layer, v.head) == sel).map(|&(_, at)| at));
+        paint(canvas, &items, outline)
+    }
+}
+
+/// The block view's matrices from a trace: the residual norms, then the
+/// token's rows into ln_1, out of it, and of the MLP activations.
+fn block_parts(trace: &Trace, layer: usize, token: usize) -> Option<[Matrix; 4]> {
+    let l = trace.layers.get(layer)?;
+    let input = if layer == 0 { &trace.embeddings } else { &trace.layers.get(layer - 1)?.resid_post };
+    let row = |m: &Matrix| (token < m.rows).then(|| Matrix::from_vec(1, m.cols, m.row(token).to_vec()));
+    Some([residual_norms(trace), row(input)?, row(&l.attention.ln_1)?, row(&l.mlp_hidden)?])
+}
+
+/// Clears a 2D canvas and rasterises `items` onto it (the CPU backend's
+/// renderer), framing `outline` (fractions) if given.
+fn paint(
+    canvas: &web_sys::HtmlCanvasElement,
+    items: &[Paint<'_>],
+    outline: Option<[f32; 4]>,
+) -> Result<(), BackendError> {
+    let size = pixel_size(canvas);
+    if (canvas.width(), canvas.height()) != size {
+        canvas.set_width(size.0);
+        canvas.set_height(size.1);
+    }
+    let no_context = || BackendError::NotReady("the canvas offers no 2D context");
+    let ctx = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<web_sys::CanvasRenderingContext2d>().ok())
+        .ok_or_else(no_context)?;
+    ctx.set_fill_style_str("#1f2126");
+    ctx.fill_rect(0.0, 0.0, size.0 as f64, size.1 as f64);
+    for item in items {
+        let (px, py, pw, ph) = place(item.at, size);
+        if pw == 0 || ph == 0 {
+            continue;
+        }
+        let raster = Raster {
+            values: item.values,
+            masked: item.masked,
+            colour_map: item.colour_map,
+            range: item.range,
+            width: pw,
+            height: ph,
+            hover: item.hover,
+        };
+        let pixels = raster.pixels();
+        match web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), pw as u32, ph as u32) {
+            Ok(image) => {
+                let _ = ctx.put_image_data(&image, px as f64, py as f64);
+            }
+            Err(e) => log::warn!("heatmap image: {e:?}"),
+        }
+    }
+    if let Some(at) = outline {
+        let (px, py, pw, ph) = place(at, size);
+        ctx.set_stroke_style_str("#7cc4ff");
+        ctx.set_line_width(3.0);
+        ctx.stroke_rect(px as f64 + 1.5, py as f64 + 1.5, pw as f64 - 3.0, ph as f64 - 3.0);
+    }
+    Ok(())
+}

@@ -1,0 +1,525 @@
+//! The backend the page computes and draws with, behind one handle given to
+//! every panel through Leptos context ([`Backend`]): the GPU forward pass with
+//! its canvas surfaces where WebGPU works (`gpu`), otherwise, or after the GPU
+//! is lost, the CPU reference compiled to wasm with 2D painting (`cpu`). The
+//! page asks the same questions of both. Only this module touches wgpu.
+//!
+//! Errors are typed ([`BackendError`]) so a caller can tell a lost device
+//! (fall back to the CPU) from bad input (say so) from work a newer run made
+//! stale (drop it); [`spawn_latest`] is the one place that drops stale results.
+
+mod cpu;
+mod gpu;
+mod timer;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use thiserror::Error;
+
+use self::cpu::CpuBackend;
+use self::gpu::GpuBackend;
+pub use self::timer::ForwardTimer;
+use super::state::{PageState, View};
+use super::web::fetch::{fetch_bytes, FetchError};
+use super::web::query;
+use crate::engine::{EngineError, Mask, Matrix};
+use crate::gpu::GpuError;
+use crate::model::{Model, ModelError, Token};
+
+/// Where the page fetches the default model from (Trunk copies www/models to models/).
+pub const MODEL_DIR: &str = "models/default";
+pub const MODEL_NAME: &str = "default";
+/// How many next tokens the page lists.
+pub const TOP_K: usize = 10;
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// The GPU faulted or was lost: the page carries on with the CPU.
+    #[error("the GPU failed: {0}")]
+    DeviceLost(String),
+    /// WebGPU could not be opened here (no API, no adapter, a canvas refused it).
+    #[error("{0}")]
+    NoGpu(String),
+    /// The text cannot be run as it is.
+    #[error("{0}")]
+    Input(String),
+    /// A newer run or another view made this work stale.
+    #[error("superseded by newer work")]
+    Superseded,
+    /// Nothing has run yet, or the model is not loaded.
+    #[error("{0}")]
+    NotReady(&'static str),
+    /// The GPU is in the middle of other work (a re-entrant call).
+    #[error("the GPU is busy")]
+    Busy,
+    #[error("the model could not be fetched: {0}")]
+    Fetch(#[from] FetchError),
+    #[error("the model could not be loaded: {0}")]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Gpu(GpuError),
+}
+
+impl From<GpuError> for BackendError {
+    fn from(e: GpuError) -> Self {
+        match e {
+            GpuError::Lost(_) | GpuError::Validation(_) | GpuError::Device(_) | GpuError::Readback(_) => {
+                BackendError::DeviceLost(e.to_string())
+            }
+            GpuError::TooLarge { .. } | GpuError::TooManyWorkgroups { .. } => BackendError::Input(e.to_string()),
+            GpuError::Engine(e) => BackendError::Engine(e),
+            other => BackendError::Gpu(other),
+        }
+    }
+}
+
+/// The canvases the backend draws maps on; each has a WebGPU and a 2D element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MapCanvas {
+    /// The stage heatmap.
+    Stage,
+    /// The model view: every layer × head.
+    Grid,
+    /// The block view: residual norms and one token's strips.
+    Block,
+}
+
+/// A map's two canvases: the one WebGPU draws on and the one the CPU paints.
+#[derive(Clone)]
+pub struct CanvasPair {
+    pub gpu: web_sys::HtmlCanvasElement,
+    pub cpu: web_sys::HtmlCanvasElement,
+}
+
+enum Engine {
+    Gpu(Box<GpuBackend>),
+    Cpu(CpuBackend),
+}
+
+/// The model and the engine running it.
+pub struct Host {
+    pub model: Model,
+    engine: RefCell<Rc<Engine>>,
+    /// Why the page runs on the CPU, if it does.
+    gpu_error: RefCell<Option<String>>,
+}
+
+/// The handle panels use: `Copy`, empty until the model is loaded.
+#[derive(Clone, Copy)]
+pub struct Backend {
+    host: StoredValue<Option<Rc<Host>>, LocalStorage>,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Self { host: StoredValue::new_local(None) }
+    }
+}
+
+impl Backend {
+    /// The backend from context (an empty one if none was provided, which
+    /// answers every question with [`BackendError::NotReady`]).
+    pub fn from_context() -> Self {
+        use_context::<Backend>().unwrap_or_default()
+    }
+
+    pub fn host(self) -> Option<Rc<Host>> {
+        self.host.get_value()
+    }
+
+    fn ready(self) -> Result<Rc<Host>, BackendError> {
+        self.host().ok_or(BackendError::NotReady("the model is not loaded yet"))
+    }
+
+    /// Fetches the default model and opens WebGPU (or, failing that, the CPU
+    /// reference); the model is required, the GPU is not.
+    pub async fn load(self) -> Result<Rc<Host>, BackendError> {
+        let config = fetch_bytes(&format!("{MODEL_DIR}/config.json")).await?;
+        let weights = fetch_bytes(&format!("{MODEL_DIR}/model.safetensors")).await?;
+        let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/tokenizer.json")).await?;
+        let model = Model::from_bytes(MODEL_NAME, &config, &weights, &tokenizer)?;
+        let (engine, gpu_error) = match GpuBackend::open(&model).await {
+            Ok(gpu) => (Engine::Gpu(Box::new(gpu)), None),
+            Err(e) => (Engine::Cpu(CpuBackend::default()), Some(e.to_string())),
+        };
+        let host = Rc::new(Host { model, engine: RefCell::new(Rc::new(engine)), gpu_error: RefCell::new(gpu_error) });
+        self.host.set_value(Some(host.clone()));
+        Ok(host)
+    }
+
+    /// Whether the page computes on the GPU.
+    pub fn on_gpu(self) -> bool {
+        self.host().is_some_and(|h| h.on_gpu())
+    }
+
+    /// Bytes read back from the GPU so far (0 on the CPU).
+    pub fn bytes_read_back(self) -> u64 {
+        self.host().map_or(0, |h| match &*h.engine() {
+            Engine::Gpu(gpu) => gpu.ctx.bytes_read_back(),
+            Engine::Cpu(_) => 0,
+        })
+    }
+
+    /// Tokens the heatmaps show.
+    pub fn shown(self) -> usize {
+        self.host().map_or(0, |h| h.shown())
+    }
+
+    /// Tokenizes the latest text, appends the generated tokens, and runs the
+    /// model on them; a GPU fault moves the page to the CPU and runs again.
+    pub fn compute(self, state: PageState) {
+        let Some(host) = self.host() else { return };
+        let (status, outputs) = (state.status, state.outputs);
+        let text = state.selection.text.get_untracked();
+        let mut tokens = match host.tokenize(&text) {
+            Ok(tokens) => tokens,
+            Err(e) => return status.input_error.set(Some(e.to_string())),
+        };
+        tokens.extend(state.generation.steps.get_untracked().into_iter().map(|g| g.token));
+        status.input_error.set(None);
+        let mask = state.selection.mask.get_untracked();
+        let mut result = host.run(&tokens, mask);
+        if let Err(BackendError::DeviceLost(e)) = &result {
+            // A GPU fault or loss: carry on with the CPU reference, without a reload.
+            host.fall_back_to_cpu(format!("the GPU failed ({e})"));
+            self.show_backend(state);
+            result = host.run(&tokens, mask);
+        }
+        outputs.tokens.set(tokens);
+        match result {
+            Ok(()) => {
+                outputs.shown_tokens.set(host.shown());
+                state.keep_focus_inside(state.dims(state.selection.stage.get_untracked()));
+                let telemetry = state.telemetry;
+                if let Some(at) = telemetry.input_at.get_untracked() {
+                    telemetry.input_at.set(None);
+                    telemetry.timed_run.set(Some((outputs.runs.get_untracked() + 1, at)));
+                }
+                outputs.runs.update(|r| *r += 1);
+            }
+            Err(e) => status.input_error.set(Some(e.to_string())),
+        }
+    }
+
+    /// Puts the backend in use and why (if on the CPU) into the page's status.
+    pub fn show_backend(self, state: PageState) {
+        let Some(host) = self.host() else { return };
+        let status = state.status;
+        status.backend_label.set(host.backend_label());
+        let error = host.gpu_error.borrow().clone();
+        status.on_gpu.set(error.is_none() && host.on_gpu());
+        status.gpu_error.set(error);
+    }
+
+    /// Opens WebGPU again (after a loss, or when the user asks): on success
+    /// the page computes and draws on the GPU again.
+    pub async fn restore_gpu(self, state: PageState) -> Result<(), BackendError> {
+        let host = self.ready()?;
+        let gpu = GpuBackend::open(&host.model).await?;
+        *host.engine.borrow_mut() = Rc::new(Engine::Gpu(Box::new(gpu)));
+        *host.gpu_error.borrow_mut() = None;
+        self.show_backend(state);
+        self.compute(state);
+        Ok(())
+    }
+
+    /// Destroys the GPU device, as a driver reset or a lost GPU would (the
+    /// test hook's `loseGpu()`, to check that the page recovers).
+    pub fn lose_gpu(self) {
+        if let Some(host) = self.host() {
+            if let Engine::Gpu(gpu) = &*host.engine() {
+                gpu.ctx.device.destroy();
+            }
+        }
+    }
+
+    /// Draws one stage's matrix for one head, the focused cell lit.
+    pub fn draw_stage(
+        self,
+        canvases: &CanvasPair,
+        view: View,
+        hover: Option<(usize, usize)>,
+    ) -> Result<(), BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        match &*engine {
+            Engine::Gpu(gpu) => gpu.draw_stage(&canvases.gpu, view, hover),
+            Engine::Cpu(cpu) => cpu.draw_stage(&canvases.cpu, view, hover),
+        }
+    }
+
+    /// Draws every layer × head's softmax weights as small maps (the model
+    /// view), the `selected` (layer, head) framed.
+    pub fn draw_grid(self, canvases: &CanvasPair, selected: (usize, usize)) -> Result<(), BackendError> {
+        let host = self.ready()?;
+        let c = &host.model.config;
+        let engine = host.engine();
+        match &*engine {
+            Engine::Gpu(gpu) => gpu.draw_grid(&canvases.gpu, (c.n_layer, c.n_head), selected),
+            Engine::Cpu(cpu) => cpu.draw_grid(&canvases.cpu, (c.n_layer, c.n_head), selected),
+        }
+    }
+
+    /// Draws the block view for `token` in `layer`: every token's residual
+    /// norm through the stream, then the token's ln_1 input and output and
+    /// its MLP activations, in the `render::layout::BLOCK_TILES` of the canvas.
+    pub fn draw_block(
+        self,
+        canvases: &CanvasPair,
+        layer: usize,
+        token: usize,
+        hover: Option<(usize, usize)>,
+    ) -> Result<(), BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        match &*engine {
+            Engine::Gpu(gpu) => gpu.draw_block(&canvases.gpu, layer, token, hover),
+            Engine::Cpu(cpu) => cpu.draw_block(&canvases.cpu, layer, token, hover),
+        }
+    }
+
+    /// Calls `f` once what was drawn so far is on screen: when the GPU has
+    /// finished the submitted work, or at once on the CPU.
+    pub fn when_drawn(self, f: impl FnOnce() + Send + 'static) {
+        match self.host().as_deref().map(|h| h.engine()) {
+            Some(engine) => match &*engine {
+                Engine::Gpu(gpu) => gpu.ctx.queue.on_submitted_work_done(f),
+                Engine::Cpu(_) => f(),
+            },
+            None => f(),
+        }
+    }
+
+    /// One cell's value, as the stage shows it (4 bytes read back on the GPU).
+    pub async fn read_cell(self, view: View, row: usize, col: usize) -> Result<f32, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        let value = match &*engine {
+            Engine::Gpu(gpu) => gpu.read_cell(view, row, col).await,
+            Engine::Cpu(cpu) => cpu.read_cell(view, row, col),
+        };
+        host.unless_replaced(&engine, value)
+    }
+
+    /// [min, max] of the stage matrix the heatmap's colour map spans (8 bytes read back on the GPU).
+    pub async fn read_range(self, view: View) -> Result<(f32, f32), BackendError> {
+        if !view.stage.signed() {
+            return Ok((0.0, 1.0));
+        }
+        let host = self.ready()?;
+        let engine = host.engine();
+        let value = match &*engine {
+            Engine::Gpu(gpu) => gpu.read_range(view).await,
+            Engine::Cpu(cpu) => cpu.read_range(view),
+        };
+        host.unless_replaced(&engine, value)
+    }
+
+    /// The whole stage matrix.
+    pub async fn read_matrix(self, view: View) -> Result<Matrix, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        let value = match &*engine {
+            Engine::Gpu(gpu) => gpu.read_matrix(view).await,
+            Engine::Cpu(cpu) => cpu.read_matrix(view),
+        };
+        host.unless_replaced(&engine, value)
+    }
+
+    /// Row `row` of the view's matrix (one row read back on the GPU).
+    pub async fn read_row(self, view: View, row: usize) -> Result<Vec<f32>, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        let value = match &*engine {
+            Engine::Gpu(gpu) => gpu.read_row(view, row).await,
+            Engine::Cpu(cpu) => cpu.read_row(view, row),
+        };
+        host.unless_replaced(&engine, value)
+    }
+
+    /// The last position's logits (vocab values), for sampling.
+    pub async fn last_logits(self) -> Result<Vec<f32>, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        let value = match &*engine {
+            Engine::Gpu(gpu) => gpu.last_logits(host.model.config.vocab_size).await,
+            Engine::Cpu(cpu) => cpu.last_logits(),
+        };
+        host.unless_replaced(&engine, value)
+    }
+
+    /// The most likely next tokens after the last one with their
+    /// probabilities at `temperature`, and their text.
+    pub async fn top_k(self, temperature: f32) -> Result<Vec<(u32, String, f64)>, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        let top = match &*engine {
+            Engine::Gpu(gpu) => gpu.top_k(temperature).await,
+            Engine::Cpu(cpu) => cpu.top_k(temperature),
+        };
+        let top = host.unless_replaced(&engine, top)?;
+        let tok = &host.model.tokenizer;
+        Ok(top.into_iter().map(|(id, p)| (id, tok.decode(&[id]), p)).collect())
+    }
+
+    /// One token's residual norm at one point of the stream (4 bytes on the GPU).
+    pub async fn read_norm(self, point: usize, token: usize) -> Result<f32, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        let value = match &*engine {
+            Engine::Gpu(gpu) => gpu.read_norm(host.model.config.n_positions, point, token).await,
+            Engine::Cpu(cpu) => cpu.read_norm(point, token),
+        };
+        host.unless_replaced(&engine, value)
+    }
+
+    /// The `k` most active MLP neurons of `token` in `layer` (reads its n_inner activations).
+    pub async fn mlp_top(self, layer: usize, token: usize, k: usize) -> Result<Vec<(usize, f32)>, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        let row = match &*engine {
+            Engine::Gpu(gpu) => gpu.mlp_row(layer, token).await,
+            Engine::Cpu(cpu) => cpu.mlp_row(layer, token),
+        };
+        let row = host.unless_replaced(&engine, row)?;
+        Ok(crate::engine::residual::top_indices(&row, k))
+    }
+
+    /// A forward pass of its own for timing (the cost panel): the page's run
+    /// and its buffers stay as they are.
+    pub fn forward_timer(self) -> Result<ForwardTimer, BackendError> {
+        let host = self.ready()?;
+        let engine = host.engine();
+        ForwardTimer::new(host.clone(), &engine)
+    }
+}
+
+impl Host {
+    fn engine(&self) -> Rc<Engine> {
+        self.engine.borrow().clone()
+    }
+
+    /// `value`, unless the engine it came from was replaced while it was read
+    /// (a GPU lost and left for the CPU): then it belongs to no run on screen.
+    fn unless_replaced<T>(&self, engine: &Rc<Engine>, value: Result<T, BackendError>) -> Result<T, BackendError> {
+        if Rc::ptr_eq(&self.engine(), engine) {
+            value
+        } else {
+            Err(BackendError::Superseded)
+        }
+    }
+
+    /// Whether the page computes on the GPU.
+    pub fn on_gpu(&self) -> bool {
+        matches!(*self.engine(), Engine::Gpu(_))
+    }
+
+    /// "default · 2 layers × 4 heads, d=128, context 128, trained on Austen and Shakespeare".
+    pub fn model_label(&self) -> String {
+        let c = &self.model.config;
+        format!(
+            "{} · {} layers × {} heads, d={}, context {}, trained on Austen and Shakespeare",
+            self.model.name, c.n_layer, c.n_head, c.n_embd, c.n_positions
+        )
+    }
+
+    /// "WebGPU · adapter" or "CPU reference (wasm)".
+    pub fn backend_label(&self) -> String {
+        match &*self.engine() {
+            Engine::Gpu(gpu) => format!("WebGPU · {}", gpu.ctx.adapter_name()),
+            Engine::Cpu(_) => "CPU reference (wasm)".into(),
+        }
+    }
+
+    /// Leaves a GPU that faulted or was lost for the CPU backend: the page
+    /// keeps working without a reload, and says why.
+    fn fall_back_to_cpu(&self, why: String) {
+        log::error!("switching to the CPU backend: {why}");
+        *self.engine.borrow_mut() = Rc::new(Engine::Cpu(CpuBackend::default()));
+        *self.gpu_error.borrow_mut() = Some(why);
+    }
+
+    /// The text's tokens, refused past the model's context.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, BackendError> {
+        let tokens = self.model.tokenizer.encode(text).map_err(|e| BackendError::Input(e.to_string()))?;
+        let limit = self.model.config.n_positions;
+        if tokens.len() > limit {
+            return Err(BackendError::Input(format!(
+                "the text is {} tokens long, but this model's context holds at most {limit}; shorten it",
+                tokens.len()
+            )));
+        }
+        Ok(tokens)
+    }
+
+    /// Runs the whole forward pass (every stage kept) on `tokens`.
+    fn run(&self, tokens: &[Token], mask: Mask) -> Result<(), BackendError> {
+        match &*self.engine() {
+            Engine::Gpu(gpu) => gpu.run(&tokens.iter().map(|t| t.id).collect::<Vec<_>>(), mask),
+            Engine::Cpu(cpu) => cpu.run(&self.model, tokens, mask),
+        }
+    }
+
+    /// Tokens the heatmaps show.
+    fn shown(&self) -> usize {
+        match &*self.engine() {
+            Engine::Gpu(gpu) => gpu.shown(),
+            Engine::Cpu(cpu) => cpu.shown(),
+        }
+    }
+}
+
+/// Runs `work` and hands its result to `apply` only if `current()` still
+/// returns what it returned when the work started: a newer run, another view
+/// or another selection supersedes it, and its result is dropped. Other
+/// errors are logged as `what`. The one "is this still current?" of the page.
+pub fn spawn_latest<K, T, W>(
+    what: &'static str,
+    current: impl Fn() -> K + 'static,
+    work: W,
+    apply: impl FnOnce(T) + 'static,
+) where
+    K: PartialEq + 'static,
+    T: 'static,
+    W: Future<Output = Result<T, BackendError>> + 'static,
+{
+    let started = untrack(&current);
+    spawn_local(async move {
+        let result = work.await;
+        if untrack(&current) != started {
+            return;
+        }
+        match result {
+            Ok(value) => apply(value),
+            Err(BackendError::Superseded) => {}
+            Err(e) => log::warn!("{what}: {e}"),
+        }
+    });
+}
+
+/// Whether WebGPU may be tried here: the browser exposes it and the address
+/// does not ask for the CPU (`?backend=cpu`).
+fn gpu_allowed() -> Result<(), BackendError> {
+    if query::current().cpu_backend {
+        return Err(BackendError::NoGpu("the address asks for the CPU backend (?backend=cpu)".into()));
+    }
+    let has_webgpu = web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w.navigator(), &wasm_bindgen::JsValue::from_str("gpu")).ok())
+        .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null());
+    if !has_webgpu {
+        return Err(BackendError::NoGpu("this browser does not expose WebGPU (navigator.gpu is missing)".into()));
+    }
+    Ok(())
+}
+
+/// The device-pixel size of a canvas's box.
+fn pixel_size(canvas: &web_sys::HtmlCanvasElement) -> (u32, u32) {
+    let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
+    crate::render::layout::pixel_size((canvas.client_width(), canvas.client_height()), dpr)
+}

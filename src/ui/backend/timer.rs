@@ -1,0 +1,59 @@
+//! A forward pass of its own for timing (the cost panel): on the GPU a second
+//! `GpuForward` sharing the page's resident weights with activation buffers
+//! of its own, on the CPU a plain reference run. The page's last run, its
+//! buffers and its KV cache are left as they were.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{BackendError, Engine, Host};
+use crate::engine::{forward_cpu, Mask};
+use crate::gpu::{GpuForward, RunOptions};
+use crate::model::Token;
+
+pub struct ForwardTimer {
+    host: Rc<Host>,
+    engine: Rc<Engine>,
+    /// The timing run's own forward pass on the GPU (None on the CPU).
+    gpu: Option<RefCell<GpuForward>>,
+}
+
+impl ForwardTimer {
+    pub(super) fn new(host: Rc<Host>, engine: &Rc<Engine>) -> Result<Self, BackendError> {
+        let gpu = match &**engine {
+            Engine::Gpu(gpu) => {
+                let weights = gpu.forward()?.weights().clone();
+                Some(RefCell::new(GpuForward::with_weights(&gpu.ctx, &host.model.config, weights)?))
+            }
+            Engine::Cpu(_) => None,
+        };
+        Ok(Self { host, engine: engine.clone(), gpu })
+    }
+
+    /// Runs the whole forward pass on `tokens` with every stage kept, and
+    /// reads its last logits back (on the GPU, the wait for the work to end).
+    pub async fn run(&self, tokens: &[Token], mask: Mask) -> Result<(), BackendError> {
+        match (&*self.engine, &self.gpu) {
+            (Engine::Gpu(gpu), Some(fwd)) => {
+                let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+                let read = {
+                    let mut fwd = fwd.try_borrow_mut().map_err(|_| BackendError::Busy)?;
+                    // A timing run never reuses the previous one's rows.
+                    fwd.clear_cache();
+                    fwd.run(&gpu.ctx, &ids, RunOptions::traced(mask))?;
+                    fwd.begin_read_last_logits(&gpu.ctx)?
+                };
+                read.finish(&gpu.ctx).await?;
+                match gpu.ctx.fault() {
+                    Some(fault) => Err(BackendError::DeviceLost(fault)),
+                    None => Ok(()),
+                }
+            }
+            _ => {
+                let (config, weights) = (&self.host.model.config, &self.host.model.weights);
+                forward_cpu(config, weights, tokens.to_vec(), mask)?;
+                Ok(())
+            }
+        }
+    }
+}

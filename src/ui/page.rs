@@ -1,0 +1,195 @@
+//! The page: it makes the state and the backend and gives them to every
+//! panel through context, loads the model, runs the model on the newest text
+//! at most once a frame, and lays out the top bar, the panel bar, the
+//! banners and the two columns of panels.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::backend::Backend;
+use super::panels::{
+    AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, HeadsPanel, InputPanel, ModelGridPanel,
+    NextTokenPanel, TokenizersPanel,
+};
+use super::state::{PageState, Phase, Theme};
+use super::web::present::{self, PresenterBar};
+use super::web::{dom, query, share, test_hook};
+use crate::share::Panel;
+
+/// The panel bar: label and the class of the panel it scrolls to.
+const PANEL_LINKS: [(&str, &str); 8] = [
+    ("Attention", "attention-panel"),
+    ("Next token", "next-panel"),
+    ("Generate", "generate-panel"),
+    ("Heads", "head-view-panel"),
+    ("Residual stream", "block-panel"),
+    ("Tokenizers", "tokenizer-panel"),
+    ("Cost", "cost-panel"),
+    ("Dilution", "dilution-panel"),
+];
+
+/// What an embedded widget shows, in a line.
+fn embed_title(state: PageState) -> String {
+    let s = state.selection;
+    let (layer, head) = (s.layer.get(), s.head.get());
+    match s.panel.get() {
+        Panel::Stage => format!("{} · layer {layer} · head {head}", s.stage.get().title()),
+        Panel::Heads => format!("Head view · layer {layer}"),
+        Panel::Grid => "Softmax weights of every layer and head".to_owned(),
+        Panel::Residual => format!("Residual stream · layer {layer}"),
+        Panel::Tokens => "Tokens".to_owned(),
+        Panel::Next => {
+            let text = s.text.get();
+            let short: String = text.chars().take(40).collect();
+            let more = if text.chars().count() > 40 { "…" } else { "" };
+            format!("Next token after “{short}{more}”")
+        }
+    }
+}
+
+/// Loads the model and opens the backend, then shows what it is.
+fn load(state: PageState, backend: Backend) {
+    spawn_local(async move {
+        match backend.load().await {
+            Ok(host) => {
+                let status = state.status;
+                status.model_label.set(host.model_label());
+                status.config.set(Some(host.model.config.clone()));
+                // A link may name a layer or head this model does not have.
+                if let Some(note) = state.fit_selection_to_model() {
+                    state.add_link_note(note);
+                }
+                backend.show_backend(state);
+                status.phase.set(Phase::Ready);
+            }
+            Err(e) => state.status.phase.set(Phase::Failed(e.to_string())),
+        }
+    });
+}
+
+#[component]
+pub fn Page() -> impl IntoView {
+    let state = PageState::new(query::current().embed);
+    let backend = Backend::default();
+    provide_context(state);
+    provide_context(backend);
+    test_hook::install(state, backend);
+    share::install(state);
+    present::install(state);
+    load(state, backend);
+    let (s, status) = (state.selection, state.status);
+
+    // Recompute at most once a frame, with the newest text: a keystroke never
+    // waits behind the runs of older texts.
+    let scheduled = Rc::new(Cell::new(false));
+    Effect::new(move |_| {
+        s.text.track();
+        s.mask.track();
+        state.generation.steps.track();
+        if status.phase.get() != Phase::Ready || scheduled.get() {
+            return;
+        }
+        scheduled.set(true);
+        let scheduled = scheduled.clone();
+        request_animation_frame(move || {
+            scheduled.set(false);
+            backend.compute(state);
+        });
+    });
+
+    // The colour theme: the system's (auto), or forced dark or light; the
+    // high-contrast one while presenting.
+    Effect::new(move |_| {
+        let theme = s.theme.get();
+        dom::set_theme_attribute(match (s.present.get(), theme) {
+            (Some(_), _) => Some("contrast"),
+            (None, Theme::Auto) => None,
+            (None, t) => Some(t.key()),
+        });
+    });
+
+    // Back to WebGPU after a loss (or a first failure).
+    let retry_gpu = move || {
+        spawn_local(async move {
+            if let Err(e) = backend.restore_gpu(state).await {
+                status.gpu_error.set(Some(format!("WebGPU is still unavailable: {e}")));
+            }
+        });
+    };
+
+    view! {
+        <div class="app" class:embed=state.embed class:present=move || s.present.get().is_some()
+            class:one-panel=move || state.embed || s.present.get().is_some()
+            data-panel=move || s.panel.get().key()>
+            {state.embed.then(|| view! {
+                <div class="embed-bar">
+                    <span class="embed-title" data-testid="embed-title">{move || embed_title(state)}</span>
+                    <a class="embed-open" target="_blank" rel="noopener" href=move || share::full_page_link(state)
+                        title="Open this view in the full attnscope page">"open in attnscope ↗"</a>
+                </div>
+            })}
+            <PresenterBar />
+            <header class="topbar">
+                <h1>"attnscope"</h1>
+                <span class="badge" title="The weights the page runs">"Model: " {move || status.model_label.get()}</span>
+                <span class="badge backend" data-testid="backend">{move || status.backend_label.get()}</span>
+                <button class="seg present-button" title="Presenter mode: full screen, large type, step through the computation (P)"
+                    on:click=move |_| present::enter(state)>"Present"</button>
+                <button class="seg share-button" title="Copy a link that opens this exact screen"
+                    on:click=move |_| share::share(state)>"Share"</button>
+                <button class="seg theme-button" title="Colour theme: follow the system, dark or light"
+                    on:click=move |_| s.theme.update(|t| *t = t.next())>
+                    {move || format!("Theme: {}", s.theme.get().key())}
+                </button>
+            </header>
+            <nav class="panel-nav" aria-label="Panels">
+                {PANEL_LINKS.into_iter().map(|(label, class)| view! {
+                    <button class="nav-link" on:click=move |_| dom::scroll_to(&format!(".{class}"))>{label}</button>
+                }).collect_view()}
+            </nav>
+            {move || status.link_note.get().map(|note| view! {
+                <div class="banner info link-note" role="status" data-testid="link-note">
+                    {note}
+                    " "
+                    <button class="seg" on:click=move |_| status.link_note.set(None)>"OK"</button>
+                </div>
+            })}
+            {move || match status.phase.get() {
+                Phase::Loading => Some(view! { <div class="banner info">"Loading the model…"</div> }.into_any()),
+                Phase::Failed(e) => Some(view! {
+                    <div class="banner error" role="alert">{e}</div>
+                }.into_any()),
+                Phase::Ready => None,
+            }}
+            {move || status.gpu_error.get().map(|e| view! {
+                <div class="banner info" role="status" data-testid="cpu-fallback">
+                    <strong>"Running on the CPU. "</strong>
+                    "WebGPU is not available here, so the model runs as its CPU reference compiled to WebAssembly: "
+                    "the same numbers, computed and drawn without the GPU (slower on long texts). "
+                    <span class="detail">"(" {e} ")"</span>
+                    " "
+                    <button class="seg retry-gpu" on:click=move |_| retry_gpu()>"Try WebGPU again"</button>
+                </div>
+            })}
+            <main>
+                <div class="column">
+                    <InputPanel />
+                    <NextTokenPanel />
+                    <GeneratePanel />
+                    <HeadsPanel />
+                    <ModelGridPanel />
+                </div>
+                <div class="column wide-column">
+                    <AttentionPanel />
+                    <BlockPanel />
+                    <TokenizersPanel />
+                    <CostPanel />
+                    <DilutionPanel />
+                </div>
+            </main>
+        </div>
+    }
+}

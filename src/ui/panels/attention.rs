@@ -1,0 +1,365 @@
+//! The attention panel: layer, head and mask choices, the stage stepper for
+//! the selected head, and the stage's heatmap drawn from the backend's own
+//! numbers (hover to read a cell, click or Enter to lock it), with its axis
+//! labels, readout, colour legend and export buttons.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::engine::{AttentionStage, Mask};
+use crate::render::layout::{cell_at, label_font_px, move_cell};
+use crate::render::text::visible;
+use crate::ui::backend::{spawn_latest, Backend, CanvasPair};
+use crate::ui::state::{CellValue, Legend, PageState};
+use crate::ui::web::dom::{event_canvas, now_ms};
+use crate::ui::web::export::{self, Format};
+
+#[component]
+pub fn AttentionPanel() -> impl IntoView {
+    let state = PageState::from_context();
+    let backend = Backend::from_context();
+    let (s, focus, outputs) = (state.selection, state.focus, state.outputs);
+    let gpu_ref = NodeRef::<leptos::html::Canvas>::new();
+    let cpu_ref = NodeRef::<leptos::html::Canvas>::new();
+    let canvases = move || Some(CanvasPair { gpu: gpu_ref.get_untracked()?, cpu: cpu_ref.get_untracked()? });
+
+    // Draws the stage heatmap, times the input that led to it, and reads its colour range.
+    let draw = move || {
+        let Some(canvases) = canvases() else { return };
+        let view = state.view_untracked();
+        if let Err(e) = backend.draw_stage(&canvases, view, focus.cell.get_untracked()) {
+            return log::warn!("stage heatmap: {e}");
+        }
+        state.telemetry.renders.update(|r| *r += 1);
+        let telemetry = state.telemetry;
+        if let Some((for_run, at)) = telemetry.timed_run.get_untracked() {
+            if for_run == outputs.runs.get_untracked() {
+                // Input event → the GPU has finished the run and this draw of it.
+                telemetry.timed_run.set(None);
+                let latency = telemetry.latency_ms;
+                backend.when_drawn(move || latency.set(Some(now_ms() - at)));
+            }
+        }
+        let run = outputs.runs.get_untracked();
+        spawn_latest(
+            "legend",
+            move || (outputs.runs.get(), state.view()),
+            backend.read_range(view),
+            move |(lo, hi)| outputs.legend.set(Some(Legend { view, run, lo, hi })),
+        );
+    };
+    // Reads the focused cell's value back (4 bytes on the GPU).
+    let read_focused = move || {
+        let Some((row, col)) = focus.cell.get_untracked() else { return };
+        let (view, run) = (state.view_untracked(), outputs.runs.get_untracked());
+        spawn_latest(
+            "hover read",
+            move || (outputs.runs.get(), state.view()),
+            backend.read_cell(view, row, col),
+            move |value| outputs.hover_value.set(Some(CellValue { view, row, col, run, value })),
+        );
+    };
+    // Redraw when the run, view, backend or focused cell changes, and read what it shows.
+    Effect::new(move |_| {
+        outputs.runs.track();
+        focus.cell.track();
+        state.status.on_gpu.track();
+        let _ = state.view();
+        if gpu_ref.get().is_some() && cpu_ref.get().is_some() {
+            draw();
+            read_focused();
+        }
+    });
+    let _ = window_event_listener(leptos::ev::resize, move |_| draw());
+
+    let at_pointer = move |ev: &web_sys::MouseEvent| {
+        let canvas = event_canvas(ev)?;
+        let css = (canvas.client_width() as f64, canvas.client_height() as f64);
+        cell_at(state.dims(s.stage.get_untracked()), css, (ev.offset_x() as f64, ev.offset_y() as f64))
+    };
+    let on_move = move |ev: web_sys::MouseEvent| {
+        if focus.locked.get_untracked() {
+            return;
+        }
+        let cell = at_pointer(&ev);
+        if cell != focus.cell.get_untracked() {
+            focus.cell.set(cell);
+        }
+    };
+    let on_click = move |ev: web_sys::MouseEvent| {
+        let cell = at_pointer(&ev);
+        if focus.locked.get_untracked() && cell == focus.cell.get_untracked() {
+            focus.locked.set(false);
+        } else if cell.is_some() {
+            focus.cell.set(cell);
+            focus.locked.set(true);
+        }
+    };
+    let on_key = move |ev: web_sys::KeyboardEvent| {
+        if s.present.get_untracked().is_some() {
+            return; // presenter mode's keys (web::present)
+        }
+        let dims = state.dims(s.stage.get_untracked());
+        if dims.0 == 0 || dims.1 == 0 {
+            return;
+        }
+        match ev.key().as_str() {
+            "Enter" | " " => {
+                ev.prevent_default();
+                focus.locked.update(|l| *l = !*l && focus.cell.get_untracked().is_some());
+            }
+            "Escape" => {
+                focus.locked.set(false);
+                focus.cell.set(None);
+            }
+            key => {
+                if let Some(cell) = move_cell(focus.cell.get_untracked(), key, dims) {
+                    ev.prevent_default();
+                    focus.cell.set(Some(cell));
+                }
+            }
+        }
+    };
+
+    let labels = move |axis: &'static str| {
+        move || {
+            let tokens = outputs.tokens.get();
+            let t = outputs.shown_tokens.get();
+            let stage = s.stage.get();
+            let shown: Vec<String> = if tokens.len() != t {
+                Vec::new()
+            } else if axis == "row" || stage.square() {
+                tokens.iter().map(|tok| visible(&tok.text)).collect()
+            } else {
+                (0..state.shape().2).map(|j| j.to_string()).collect()
+            };
+            let font = label_font_px(shown.len());
+            let items = shown
+                .into_iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let active =
+                        move || focus.cell.get().is_some_and(|(r, c)| if axis == "row" { r == i } else { c == i });
+                    view! { <span class="label" class:active=active>{text}</span> }
+                })
+                .collect_view();
+            view! {
+                <div class=format!("labels {axis}-labels") class:hidden=font.is_none()
+                    style:font-size=font.map(|px| format!("{px}px")).unwrap_or_default()>
+                    {items}
+                </div>
+            }
+        }
+    };
+
+    let readout = move || {
+        let tokens = outputs.tokens.get();
+        let token_text = |i: usize| tokens.get(i).map(|t| visible(&t.text)).unwrap_or_default();
+        let view = state.view();
+        match (focus.cell.get(), outputs.hover_value.get()) {
+            (Some((row, col)), Some(v))
+                if (v.row, v.col) == (row, col) && v.view == view && v.run == outputs.runs.get() =>
+            {
+                let value = if v.value == f32::NEG_INFINITY { "−∞".to_owned() } else { format!("{:.6}", v.value) };
+                if view.stage.square() {
+                    let what = if !s.mask.get().allows(row, col) { " (masked)" } else { "" };
+                    format!(
+                        "query “{}” (row {row}) → key “{}” (column {col}): {} = {value}{what}",
+                        token_text(row),
+                        token_text(col),
+                        view.stage.title()
+                    )
+                } else {
+                    format!(
+                        "token “{}” (row {row}), dimension {col}: {} = {value}",
+                        token_text(row),
+                        view.stage.title()
+                    )
+                }
+            }
+            (Some((row, col)), _) => format!("row {row}, column {col}: reading…"),
+            (None, _) => "Hover a cell to read its exact value; click to lock it. Or focus the map and use the arrow \
+                          keys (Enter locks)."
+                .into(),
+        }
+    };
+
+    let legend = move || {
+        let view = state.view();
+        let (lo, hi) = match outputs.legend.get() {
+            Some(l) if l.view == view => (l.lo, l.hi),
+            _ => return view! { <span>"…"</span> }.into_any(),
+        };
+        if view.stage.signed() {
+            let a = lo.abs().max(hi.abs());
+            view! {
+                <span>{format!("{:.3}", -a)}</span>
+                <span class="ramp diverging" aria-hidden="true"></span>
+                <span>{format!("+{a:.3}")}</span>
+                <span class="range">{format!("(values {lo:.3} … {hi:.3})")}</span>
+            }
+            .into_any()
+        } else {
+            view! { <span>"0"</span><span class="ramp" aria-hidden="true"></span><span>"1"</span> }.into_any()
+        }
+    };
+
+    let head_buttons = move || {
+        (0..state.shape().1)
+            .map(|h| {
+                view! {
+                    <button class="seg head-button" class:active=move || s.head.get() == h
+                        aria-pressed=move || (s.head.get() == h).to_string()
+                        on:click=move |_| s.head.set(h)>{format!("H{h}")}</button>
+                }
+            })
+            .collect_view()
+    };
+    let layer_buttons = move || {
+        (0..state.shape().0)
+            .map(|l| {
+                view! {
+                    <button class="seg layer-button" class:active=move || s.layer.get() == l
+                        aria-pressed=move || (s.layer.get() == l).to_string()
+                        on:click=move |_| s.layer.set(l)>{format!("L{l}")}</button>
+                }
+            })
+            .collect_view()
+    };
+    let stage_buttons = move || {
+        AttentionStage::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                view! {
+                    <button class="seg stage-button" class:active=move || s.stage.get() == stage
+                        data-stage=stage.key()
+                        aria-pressed=move || (s.stage.get() == stage).to_string()
+                        on:click=move |_| state.select_stage(stage)>
+                        <span class="step-no">{i + 1}</span>{stage.title()}
+                    </button>
+                }
+            })
+            .collect_view()
+    };
+    let on_stage_key = move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
+        "ArrowLeft" => {
+            ev.prevent_default();
+            state.step_stage(-1);
+        }
+        "ArrowRight" => {
+            ev.prevent_default();
+            state.step_stage(1);
+        }
+        _ => {}
+    };
+    let mask_kind = move || match s.mask.get() {
+        Mask::Causal => "causal",
+        Mask::Bidirectional => "bidirectional",
+        Mask::Window(_) => "window",
+    };
+    let mask_button = move |kind: &'static str, label: &'static str| {
+        view! {
+            <button class="seg mask-button" data-mask=kind class:active=move || mask_kind() == kind
+                aria-pressed=move || (mask_kind() == kind).to_string()
+                on:click=move |_| s.mask.set(match kind {
+                    "causal" => Mask::Causal,
+                    "bidirectional" => Mask::Bidirectional,
+                    _ => Mask::Window(s.window.get_untracked()),
+                })>{label}</button>
+        }
+    };
+    let stage_canvas = move |node_ref: NodeRef<leptos::html::Canvas>, gpu: bool| {
+        view! {
+            <canvas node_ref=node_ref class="heatmap-canvas" tabindex="0"
+                class:locked=move || focus.locked.get()
+                class:off=move || state.status.on_gpu.get() != gpu
+                aria-hidden=move || (state.status.on_gpu.get() != gpu).to_string()
+                aria-label="Heatmap of the selected stage; arrow keys move the focused cell, Enter locks it"
+                on:mousemove=on_move
+                on:click=on_click
+                on:mouseleave=move |_| {
+                    if !focus.locked.get_untracked() {
+                        focus.cell.set(None);
+                    }
+                }
+                on:keydown=on_key></canvas>
+        }
+    };
+
+    view! {
+        <section class="panel attention-panel">
+            <div class="controls">
+                <div class="control"><span class="control-label">"Layer"</span>
+                    <div class="segs" role="group" aria-label="Layer">{layer_buttons}</div></div>
+                <div class="control"><span class="control-label">"Head"</span>
+                    <div class="segs heads" role="group" aria-label="Attention head">{head_buttons}</div></div>
+                <div class="control"><span class="control-label">"Mask"</span>
+                    <div class="segs" role="group" aria-label="Attention mask">
+                        {mask_button("causal", "Causal")}
+                        {mask_button("bidirectional", "Bidirectional")}
+                        {mask_button("window", "Window")}
+                    </div>
+                    {move || matches!(s.mask.get(), Mask::Window(_)).then(|| view! {
+                        <input class="window-slider" type="range" min="1" max="16" step="1" aria-label="Window width"
+                            prop:value=move || s.window.get().to_string()
+                            on:input=move |ev| {
+                                if let Ok(w) = event_target_value(&ev).parse::<u32>() {
+                                    s.window.set(w.max(1));
+                                    s.mask.set(Mask::Window(w.max(1)));
+                                }
+                            } />
+                        <span class="hint">{move || format!("width {}", s.window.get())}</span>
+                    })}
+                </div>
+            </div>
+            <p class="mask-note">{move || s.mask.get().explain()}</p>
+            <div class="stepper">
+                <button class="nav" aria-label="Previous stage" on:click=move |_| state.step_stage(-1)
+                    disabled=move || s.stage.get() == AttentionStage::ALL[0]>"‹"</button>
+                <div class="segs stages" role="group" aria-label="Attention stage (arrow keys step)" on:keydown=on_stage_key>
+                    {stage_buttons}
+                </div>
+                <button class="nav" aria-label="Next stage" on:click=move |_| state.step_stage(1)
+                    disabled=move || s.stage.get() == AttentionStage::ALL[7]>"›"</button>
+            </div>
+            <h2 class="stage-title">
+                {move || format!("{} · layer {} · head {}", s.stage.get().title(), s.layer.get(), s.head.get())}
+            </h2>
+            <p class="formula" data-testid="caption">{move || s.stage.get().caption()}</p>
+            <div class="heatmap" class:wide=move || !s.stage.get().square()>
+                <div class="corner"></div>
+                {labels("col")}
+                {labels("row")}
+                {stage_canvas(gpu_ref, true)}
+                {stage_canvas(cpu_ref, false)}
+            </div>
+            <div class="readout" aria-live="polite" data-testid="readout">
+                {readout}
+                {move || focus.locked.get().then(|| view! {
+                    <button class="unlock" on:click=move |_| focus.locked.set(false)>"Unlock"</button>
+                })}
+            </div>
+            <div class="export" role="group" aria-label="Export this view">
+                <span class="control-label">"Export"</span>
+                {Format::ALL.into_iter().map(|f| view! {
+                    <button class="seg export-button" data-export=f.label().split(' ').next().unwrap_or_default().to_lowercase()
+                        on:click=move |_| spawn_local(async move {
+                            let note = match export::export(state, backend, f).await {
+                                Ok(name) => format!("Saved {name}"),
+                                Err(e) => format!("Export failed: {e}"),
+                            };
+                            state.status.export_note.set(Some(note));
+                        })>{f.label()}</button>
+                }).collect_view()}
+                <span class="hint" data-testid="export-note">{move || state.status.export_note.get()}</span>
+            </div>
+            <div class="legend">
+                {legend}
+                {move || s.stage.get().shows_mask().then(|| view! {
+                    <span class="swatch masked" aria-hidden="true"></span><span>"masked"</span>
+                })}
+            </div>
+        </section>
+    }
+}

@@ -1,0 +1,69 @@
+//! The text box and its tokens: every keystroke is tokenized and run (the
+//! page's compute effect); each token chip shows its text, id and byte span,
+//! and hovering one lights its row (and column) in the stage heatmap.
+
+use leptos::prelude::*;
+
+use crate::render::text::visible;
+use crate::ui::state::PageState;
+use crate::ui::web::dom::now_ms;
+
+#[component]
+pub fn InputPanel() -> impl IntoView {
+    let state = PageState::from_context();
+    let (s, focus) = (state.selection, state.focus);
+
+    let token_chips = move || {
+        state
+            .outputs
+            .tokens
+            .get()
+            .into_iter()
+            .enumerate()
+            .map(|(i, token)| {
+                let highlighted = move || {
+                    let square = s.stage.get().square();
+                    focus.cell.get().is_some_and(|(r, c)| r == i || (square && c == i))
+                };
+                let title = format!("token {i}: id {}, bytes {}..{}", token.id, token.start, token.end);
+                view! {
+                    <li class="chip" class:highlighted=highlighted title=title
+                        on:mouseenter=move |_| {
+                            if !focus.locked.get_untracked() {
+                                let col = if s.stage.get_untracked().square() { i } else { 0 };
+                                focus.cell.set(Some((i, col)));
+                            }
+                        }>
+                        <span class="chip-text">{visible(&token.text)}</span>
+                        <span class="chip-id">{token.id}</span>
+                    </li>
+                }
+            })
+            .collect_view()
+    };
+
+    view! {
+        <section class="panel input-panel">
+            <label for="text-input">"Text"</label>
+            <textarea id="text-input" rows="3" spellcheck="false"
+                prop:value=move || s.text.get()
+                on:input=move |ev| {
+                    state.telemetry.latency_ms.set(None);
+                    state.telemetry.input_at.set(Some(now_ms()));
+                    // A new prompt: what was generated after the old one goes.
+                    state.generation.playing.set(false);
+                    state.generation.steps.set(Vec::new());
+                    s.text.set(event_target_value(&ev));
+                }></textarea>
+            <div class="hint">
+                {move || format!("{} tokens", state.outputs.tokens.get().len())}
+                {move || {
+                    let n = state.shape().3;
+                    (n > 0).then(|| format!(" · context holds {n}"))
+                }}
+            </div>
+            {move || state.status.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
+            <ol class="tokens" aria-label="Tokens">{token_chips}</ol>
+        </section>
+    }
+}

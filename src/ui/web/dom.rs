@@ -1,0 +1,57 @@
+//! Small DOM helpers shared by the page and its panels.
+
+use wasm_bindgen::JsCast;
+
+/// The canvas a mouse event was dispatched to: each map has a WebGPU and a 2D
+/// canvas, and a handler serves both.
+pub fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasElement> {
+    ev.current_target()?.dyn_into::<web_sys::HtmlCanvasElement>().ok()
+}
+
+/// Milliseconds on the page's clock (`performance.now()`).
+pub fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+/// Resolves after `ms` milliseconds (a timer), letting the page paint between steps.
+pub async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// The device pixels per CSS pixel.
+pub fn device_pixel_ratio() -> f64 {
+    web_sys::window().map_or(1.0, |w| w.device_pixel_ratio())
+}
+
+/// Scrolls the first element matching `selector` into view (the panel bar's
+/// links: an #anchor would overwrite the address's fragment, which holds the state).
+pub fn scroll_to(selector: &str) {
+    let el = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(selector).ok().flatten());
+    if let Some(el) = el {
+        el.scroll_into_view();
+    }
+}
+
+/// Sets `data-theme` on the root element (`None`: the system's theme).
+pub fn set_theme_attribute(theme: Option<&str>) {
+    if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+        let _ = match theme {
+            Some(t) => root.set_attribute("data-theme", t),
+            None => root.remove_attribute("data-theme"),
+        };
+    }
+}
+
+/// A JavaScript error's message.
+pub fn js_message(value: &wasm_bindgen::JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}

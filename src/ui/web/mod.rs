@@ -1,0 +1,14 @@
+//! The page's ties to the browser: the state in the address (`share`), the
+//! query string (`query`), presenter mode's keys and bar (`present`),
+//! exports (`export`), fetching files (`fetch`), small DOM helpers (`dom`)
+//! and the end-to-end tests' hook (`test_hook`). Each `web` module wires a
+//! plain-Rust twin of the same name to the page: `crate::share`,
+//! `crate::present`, `crate::render::export`.
+
+pub mod dom;
+pub mod export;
+pub mod fetch;
+pub mod present;
+pub mod query;
+pub mod share;
+pub mod test_hook;

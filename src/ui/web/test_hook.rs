@@ -1,0 +1,112 @@
+//! `window.attnscope`: a small hook for end-to-end tests and the curious.
+//!
+//! - `state()` returns what the page shows now (no GPU readback).
+//! - `snapshot()` resolves to `state()` plus `matrix`: the shown stage matrix
+//!   of the selected layer and head, read back from the buffer (or trace) the
+//!   heatmap is drawn from; `weights` too when the stage is the softmax.
+//! - `loseGpu()` destroys the GPU device, as a lost GPU would, to check that
+//!   the page carries on (CPU) and can go back to WebGPU.
+
+use leptos::prelude::*;
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+use crate::engine::AttentionStage;
+use crate::ui::backend::Backend;
+use crate::ui::state::{PageState, Phase};
+
+fn state_json(state: PageState, backend: Backend) -> Value {
+    let (s, status, outputs) = (state.selection, state.status, state.outputs);
+    let phase = match status.phase.get_untracked() {
+        Phase::Loading => "loading".to_owned(),
+        Phase::Ready => "ready".to_owned(),
+        Phase::Failed(e) => format!("failed: {e}"),
+    };
+    let view = state.view_untracked();
+    json!({
+        "phase": phase,
+        "model": status.model_label.get_untracked(),
+        "backend": status.backend_label.get_untracked(),
+        "gpu": backend.on_gpu(),
+        "gpuError": status.gpu_error.get_untracked(),
+        "text": s.text.get_untracked(),
+        "tokens": outputs.tokens.get_untracked(),
+        "gpuTokens": outputs.shown_tokens.get_untracked(),
+        "inputError": status.input_error.get_untracked(),
+        "layer": view.layer,
+        "head": view.head,
+        "stage": view.stage.key(),
+        "mask": crate::share::mask_text(s.mask.get_untracked()),
+        "runs": outputs.runs.get_untracked(),
+        "renders": state.telemetry.renders.get_untracked(),
+        "bytesReadBack": backend.bytes_read_back(),
+        "locked": state.focus.locked.get_untracked(),
+        "hover": outputs.hover_value.get_untracked().map(|v| json!({
+            "stage": v.view.stage.key(), "layer": v.view.layer, "head": v.view.head,
+            "row": v.row, "col": v.col, "value": if v.value.is_finite() { json!(v.value) } else { Value::Null },
+            "run": v.run,
+        })),
+        "legend": outputs.legend.get_untracked().map(|l| json!({ "lo": l.lo, "hi": l.hi, "stage": l.view.stage.key() })),
+        "temperature": s.temperature.get_untracked(),
+        "next": outputs.next.get_untracked().iter().map(|n| json!({ "id": n.id, "text": n.text, "prob": n.prob })).collect::<Vec<_>>(),
+        "latencyMs": state.telemetry.latency_ms.get_untracked(),
+        "panel": s.panel.get_untracked().key(),
+        "present": s.present.get_untracked(),
+        "slide": untrack(|| super::present::current_slide(state)).map(|(_, s, _)| s.title()),
+        "picked": untrack(|| super::present::picked(state)),
+        "seed": s.seed.get_untracked(),
+        "topK": s.top_k.get_untracked(),
+        "topP": s.top_p.get_untracked(),
+        "generated": state.generation.steps.get_untracked().iter().map(|g| json!({ "id": g.token.id, "text": g.token.text, "prob": g.prob })).collect::<Vec<_>>(),
+        "kvBytes": status.config.get_untracked().map(|c| crate::engine::cost::forward_cost(&c, outputs.shown_tokens.get_untracked()).kv_bytes),
+    })
+}
+
+fn to_js(value: &Value) -> JsValue {
+    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+}
+
+/// `state()` plus the shown stage matrix, read back from where the heatmap is
+/// drawn from (−∞ as null), as rows.
+async fn snapshot(state: PageState, backend: Backend) -> Result<JsValue, JsValue> {
+    let mut value = state_json(state, backend);
+    if backend.host().is_none() {
+        return Err(JsValue::from_str("the model is not loaded yet"));
+    }
+    let view = state.view_untracked();
+    let matrix: Vec<Vec<Value>> = match backend.shown() {
+        0 => Vec::new(), // empty text: nothing runs, nothing is shown
+        _ => {
+            let m = backend.read_matrix(view).await.map_err(|e| JsValue::from_str(&e.to_string()))?;
+            (0..m.rows)
+                .map(|r| m.row(r).iter().map(|&v| if v.is_finite() { json!(v) } else { Value::Null }).collect())
+                .collect()
+        }
+    };
+    let rows = matrix.len();
+    value["matrix"] = json!(matrix);
+    if view.stage == AttentionStage::Weights {
+        value["weights"] = json!(matrix);
+    }
+    value["weightsTokens"] = json!(rows);
+    Ok(to_js(&value))
+}
+
+/// Installs `window.attnscope` for the page's state and backend.
+pub fn install(state: PageState, backend: Backend) {
+    let Some(window) = web_sys::window() else { return };
+    let hook = js_sys::Object::new();
+    let state_fn = Closure::<dyn Fn() -> JsValue>::new(move || to_js(&state_json(state, backend)));
+    let snapshot_fn = Closure::<dyn Fn() -> js_sys::Promise>::new(move || {
+        wasm_bindgen_futures::future_to_promise(snapshot(state, backend))
+    });
+    let lose_fn = Closure::<dyn Fn()>::new(move || backend.lose_gpu());
+    let _ = js_sys::Reflect::set(&hook, &"state".into(), state_fn.as_ref());
+    let _ = js_sys::Reflect::set(&hook, &"snapshot".into(), snapshot_fn.as_ref());
+    let _ = js_sys::Reflect::set(&hook, &"loseGpu".into(), lose_fn.as_ref());
+    let _ = js_sys::Reflect::set(&window, &"attnscope".into(), &hook);
+    // The hook lives as long as the page.
+    state_fn.forget();
+    snapshot_fn.forget();
+    lose_fn.forget();
+}

@@ -1,0 +1,112 @@
+//! The attention kernels (attention_rows.wgsl, flash_attention.wgsl) against engine::ops::attention_scores,
+//! softmax_rows and weighted_sum, on random shapes, masks and row offsets,
+//! through wgpu on whatever adapter is present (lavapipe in CI).
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use attnscope::engine::{ops, Mask};
+use attnscope::gpu::{AttentionShape, Kernel};
+use common::kernels::{mask_strategy, read, run, vector};
+use common::{assert_close, gpu};
+use proptest::prelude::*;
+
+#[path = "common/buffers.rs"]
+mod buffers;
+use buffers::{output, upload};
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Scores, scale, mask, softmax and W·V of rows row0..T, with matrices strided by a capacity ≥ T.
+    #[test]
+    fn attention_rows_match_cpu((t, n_head, d_head, mask, row0, extra, qkv) in
+        (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]), mask_strategy(), 0usize..80, 0usize..9)
+            .prop_flat_map(|(t, h, dh, mask, r0, extra)| {
+                (Just(t), Just(h), Just(dh), Just(mask), Just(r0 % t), Just(extra), vector(t * 3 * h * dh, 0.5))
+            })
+    ) {
+        let ctx = gpu();
+        let (cap, d) = (t + extra, n_head * d_head);
+        let len = n_head * cap * cap;
+        let qb = upload(ctx, &qkv);
+        let (rawb, maskedb, wb, ob) = (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d));
+        let shape = AttentionShape { m: t - row0, t, n_head, d_head, row0, mask };
+        run(Kernel::AttentionRows, &shape.rows_params(cap).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
+        let (raw_cpu, masked_cpu) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
+        let weights_cpu = ops::softmax_rows(&masked_cpu, t);
+        let out_cpu = ops::weighted_sum(&weights_cpu, &qkv, t, n_head, d_head);
+        let what = format!("T={t} rows {row0}.. cap {cap} H={n_head} d_head={d_head} {mask:?}");
+        let (raw, masked, weights) = (read(&rawb, 0, len), read(&maskedb, 0, len), read(&wb, 0, len));
+        for h in 0..n_head {
+            for i in row0..t {
+                let (g, c) = ((h * cap + i) * cap, (h * t + i) * t);
+                assert_close(&raw[g..g + t], &raw_cpu[c..c + t], &format!("raw h{h} row {i} {what}"));
+                assert_close(&masked[g..g + t], &masked_cpu[c..c + t], &format!("masked h{h} row {i} {what}"));
+                assert_close(&weights[g..g + t], &weights_cpu[c..c + t], &format!("weights h{h} row {i} {what}"));
+            }
+        }
+        assert_close(&read(&ob, row0 * d, (t - row0) * d), &out_cpu[row0 * d..], &format!("W·V {what}"));
+    }
+
+    /// Flash attention never materialises T×T and equals the naive path.
+    #[test]
+    fn flash_attention_equals_naive((t, n_head, d_head, mask, row0, qkv) in
+        (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]), mask_strategy(), 0usize..80)
+            .prop_flat_map(|(t, h, dh, mask, r0)| {
+                (Just(t), Just(h), Just(dh), Just(mask), Just(r0 % t), vector(t * 3 * h * dh, 1.0))
+            })
+    ) {
+        let ctx = gpu();
+        let d = n_head * d_head;
+        let (qb, ob) = (upload(ctx, &qkv), output(ctx, t * d));
+        let shape = AttentionShape { m: t - row0, t, n_head, d_head, row0, mask };
+        run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &ob], shape.flash_workgroups());
+        let (_, masked) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
+        let want = ops::weighted_sum(&ops::softmax_rows(&masked, t), &qkv, t, n_head, d_head);
+        let what = format!("flash T={t} rows {row0}.. H={n_head} d_head={d_head} {mask:?}");
+        assert_close(&read(&ob, row0 * d, (t - row0) * d), &want[row0 * d..], &what);
+    }
+}
+
+/// Large scores (±1000 after scaling) neither overflow nor give NaN, and a row
+/// with no allowed key (a window of width 0) gives zero weights and output.
+#[test]
+fn attention_is_stable_for_large_scores_and_empty_rows() {
+    let ctx = gpu();
+    let (t, d_head) = (4, 8);
+    // q·k = ±8·c² for constant rows: c = 32 gives scores of ±2896 after ÷√8.
+    let qkv: Vec<f32> = (0..t * 3 * d_head).map(|i| if (i / (3 * d_head)) % 2 == 0 { 32.0 } else { -32.0 }).collect();
+    let qb = upload(ctx, &qkv);
+    let len = t * t;
+    for mask in [Mask::Causal, Mask::Window(0)] {
+        let (rawb, maskedb, wb, ob, fb) =
+            (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d_head), output(ctx, t * d_head));
+        let shape = AttentionShape { m: t, t, n_head: 1, d_head, row0: 0, mask };
+        run(
+            Kernel::AttentionRows,
+            &shape.rows_params(t).unwrap(),
+            &[&qb, &rawb, &maskedb, &wb, &ob],
+            shape.rows_workgroups(),
+        );
+        run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &fb], shape.flash_workgroups());
+        let (_, masked) = ops::attention_scores(&qkv, t, 1, d_head, mask);
+        let weights = ops::softmax_rows(&masked, t);
+        let got = read(&wb, 0, len);
+        assert!(got.iter().all(|w| w.is_finite()), "{mask:?}: no NaN or ∞ in weights: {got:?}");
+        assert_close(&got, &weights, &format!("weights {mask:?}"));
+        let out = ops::weighted_sum(&weights, &qkv, t, 1, d_head);
+        assert_close(&read(&ob, 0, t * d_head), &out, &format!("W·V {mask:?}"));
+        assert_close(&read(&fb, 0, t * d_head), &out, &format!("flash {mask:?}"));
+    }
+}
+
+#[test]
+fn attention_shapes_past_the_kernel_limits_are_refused() {
+    let too_wide = AttentionShape { m: 1, t: 4, n_head: 1, d_head: 200, row0: 0, mask: Mask::Causal };
+    assert!(too_wide.flash_params().unwrap_err().to_string().contains("d_head"));
+    let too_long = AttentionShape { m: 1, t: 2000, n_head: 1, d_head: 64, row0: 0, mask: Mask::Causal };
+    assert!(too_long.rows_params(2048).is_err());
+    let rows_past_t = AttentionShape { m: 3, t: 4, n_head: 1, d_head: 8, row0: 2, mask: Mask::Causal };
+    assert!(rows_past_t.rows_params(4).is_err());
+}
