@@ -7,7 +7,7 @@ use std::cell::RefCell;
 
 use wasm_bindgen::{Clamped, JsCast};
 
-use super::{pixel_size, BackendError};
+use super::{pixel_size, BackendError, Canvas, Drawn, MapCell};
 use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
 use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
@@ -33,11 +33,11 @@ struct Paint<'a> {
     range: (f32, f32),
     /// x, y, width, height as fractions of the canvas.
     at: [f32; 4],
-    hover: Option<(usize, usize)>,
+    hover: Option<MapCell>,
 }
 
 impl CpuBackend {
-    pub fn run(&self, model: &Model, tokens: &[Token], mask: Mask) -> Result<(), BackendError> {
+    pub fn run(&self, model: &Model, tokens: &[Token], mask: Mask) -> Drawn {
         let (config, weights) = (&model.config, &model.weights);
         let trace = if tokens.is_empty() {
             None
@@ -125,21 +125,11 @@ impl CpuBackend {
         )
     }
 
-    pub fn draw_stage(
-        &self,
-        canvas: &web_sys::HtmlCanvasElement,
-        view: View,
-        hover: Option<(usize, usize)>,
-    ) -> Result<(), BackendError> {
+    pub fn draw_stage(&self, canvas: &Canvas, view: View, hover: Option<MapCell>) -> Drawn {
         self.draw_views(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None)
     }
 
-    pub fn draw_grid(
-        &self,
-        canvas: &web_sys::HtmlCanvasElement,
-        (n_layer, n_head): (usize, usize),
-        selected: (usize, usize),
-    ) -> Result<(), BackendError> {
+    pub fn draw_grid(&self, canvas: &Canvas, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
         let size = pixel_size(canvas);
         // The CPU raster works in fractions of the canvas.
         let views: Vec<(View, [f32; 4])> = (0..n_layer)
@@ -151,13 +141,7 @@ impl CpuBackend {
         self.draw_views(canvas, &views, None, false, Some(selected))
     }
 
-    pub fn draw_block(
-        &self,
-        canvas: &web_sys::HtmlCanvasElement,
-        layer: usize,
-        token: usize,
-        hover: Option<(usize, usize)>,
-    ) -> Result<(), BackendError> {
+    pub fn draw_block(&self, canvas: &Canvas, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
         let trace = self.trace.borrow();
         let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
         let parts = block_parts(trace, layer, token)
@@ -181,12 +165,12 @@ impl CpuBackend {
     /// Rasterises `views` (tiles as fractions of the canvas) onto a 2D canvas.
     fn draw_views(
         &self,
-        canvas: &web_sys::HtmlCanvasElement,
+        canvas: &Canvas,
         views: &[(View, [f32; 4])],
-        hover: Option<(usize, usize)>,
+        hover: Option<MapCell>,
         fit_range: bool,
         selected: Option<(usize, usize)>,
-    ) -> Result<(), BackendError> {
+    ) -> Drawn {
         let trace = self.trace.borrow();
         let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
         let items: Vec<Paint> = views
@@ -215,11 +199,7 @@ fn block_parts(trace: &Trace, layer: usize, token: usize) -> Option<[Matrix; 4]>
 
 /// Clears a 2D canvas and rasterises `items` onto it (the CPU backend's
 /// renderer), framing `outline` (fractions) if given.
-fn paint(
-    canvas: &web_sys::HtmlCanvasElement,
-    items: &[Paint<'_>],
-    outline: Option<[f32; 4]>,
-) -> Result<(), BackendError> {
+fn paint(canvas: &Canvas, items: &[Paint<'_>], outline: Option<[f32; 4]>) -> Drawn {
     let size = pixel_size(canvas);
     if (canvas.width(), canvas.height()) != size {
         canvas.set_width(size.0);

@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use super::{gpu_allowed, pixel_size, BackendError, MapCanvas};
+use super::{gpu_allowed, pixel_size, BackendError, Canvas, Drawn, MapCanvas, MapCell};
 use crate::engine::{AttentionStage, Mask, Matrix};
 use crate::gpu::{GpuContext, GpuError, GpuForward, GpuMatrix, RunOptions, Stage};
 use crate::model::Model;
@@ -115,7 +115,7 @@ impl GpuBackend {
 
     /// Runs the whole forward pass on `ids`, keeping every stage on the GPU
     /// (only the rows after the prefix shared with the last run are computed).
-    pub fn run(&self, ids: &[u32], mask: Mask) -> Result<(), BackendError> {
+    pub fn run(&self, ids: &[u32], mask: Mask) -> Drawn {
         if ids.is_empty() {
             self.shown.set(0);
             return Ok(());
@@ -194,12 +194,7 @@ impl GpuBackend {
         Ok(read.finish(&self.ctx).await?)
     }
 
-    pub fn draw_stage(
-        &self,
-        canvas: &web_sys::HtmlCanvasElement,
-        view: View,
-        hover: Option<(usize, usize)>,
-    ) -> Result<(), BackendError> {
+    pub fn draw_stage(&self, canvas: &Canvas, view: View, hover: Option<MapCell>) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Stage, canvas, |_| Vec::new());
@@ -228,12 +223,7 @@ impl GpuBackend {
         })
     }
 
-    pub fn draw_grid(
-        &self,
-        canvas: &web_sys::HtmlCanvasElement,
-        (n_layer, n_head): (usize, usize),
-        selected: (usize, usize),
-    ) -> Result<(), BackendError> {
+    pub fn draw_grid(&self, canvas: &Canvas, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Grid, canvas, |_| Vec::new());
@@ -260,13 +250,7 @@ impl GpuBackend {
         })
     }
 
-    pub fn draw_block(
-        &self,
-        canvas: &web_sys::HtmlCanvasElement,
-        layer: usize,
-        token: usize,
-        hover: Option<(usize, usize)>,
-    ) -> Result<(), BackendError> {
+    pub fn draw_block(&self, canvas: &Canvas, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Block, canvas, |_| Vec::new());
@@ -316,12 +300,7 @@ impl GpuBackend {
 
     /// Draws `tiles(size)` (none: the background only) into a new frame of
     /// `which`'s surface at the canvas's pixel size, and presents it.
-    fn present<'a>(
-        &self,
-        which: MapCanvas,
-        canvas: &web_sys::HtmlCanvasElement,
-        tiles: impl FnOnce((u32, u32)) -> Vec<Tile<'a>>,
-    ) -> Result<(), BackendError> {
+    fn present<'a>(&self, which: MapCanvas, canvas: &Canvas, tiles: impl FnOnce((u32, u32)) -> Vec<Tile<'a>>) -> Drawn {
         let mut surfaces = busy(self.surfaces.try_borrow_mut())?;
         let stale = surfaces.get(&which).is_none_or(|s| &s.canvas != canvas);
         if stale {

@@ -79,6 +79,13 @@ impl From<GpuError> for BackendError {
     }
 }
 
+/// A map's canvas element (its WebGPU one or its 2D one).
+type Canvas = web_sys::HtmlCanvasElement;
+/// A cell of a map: (row, column).
+pub type MapCell = (usize, usize);
+/// What a draw returns.
+type Drawn = Result<(), BackendError>;
+
 /// The canvases the backend draws maps on; each has a WebGPU and a 2D element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MapCanvas {
@@ -93,8 +100,8 @@ pub enum MapCanvas {
 /// A map's two canvases: the one WebGPU draws on and the one the CPU paints.
 #[derive(Clone)]
 pub struct CanvasPair {
-    pub gpu: web_sys::HtmlCanvasElement,
-    pub cpu: web_sys::HtmlCanvasElement,
+    pub gpu: Canvas,
+    pub cpu: Canvas,
 }
 
 enum Engine {
@@ -239,49 +246,42 @@ impl Backend {
         }
     }
 
-    /// Draws one stage's matrix for one head, the focused cell lit.
-    pub fn draw_stage(
+    /// Draws with the engine in use: `gpu` on the map's WebGPU canvas, `cpu` on its 2D one.
+    fn draw(
         self,
         canvases: &CanvasPair,
-        view: View,
-        hover: Option<(usize, usize)>,
-    ) -> Result<(), BackendError> {
-        let host = self.ready()?;
-        let engine = host.engine();
+        gpu: impl FnOnce(&GpuBackend, &Canvas) -> Drawn,
+        cpu: impl FnOnce(&CpuBackend, &Canvas) -> Drawn,
+    ) -> Drawn {
+        let engine = self.ready()?.engine();
         match &*engine {
-            Engine::Gpu(gpu) => gpu.draw_stage(&canvases.gpu, view, hover),
-            Engine::Cpu(cpu) => cpu.draw_stage(&canvases.cpu, view, hover),
+            Engine::Gpu(g) => gpu(g, &canvases.gpu),
+            Engine::Cpu(c) => cpu(c, &canvases.cpu),
         }
+    }
+
+    /// Draws one stage's matrix for one head, the focused cell lit.
+    pub fn draw_stage(self, canvases: &CanvasPair, view: View, hover: Option<MapCell>) -> Drawn {
+        self.draw(canvases, |g, on| g.draw_stage(on, view, hover), |c, on| c.draw_stage(on, view, hover))
     }
 
     /// Draws every layer × head's softmax weights as small maps (the model
     /// view), the `selected` (layer, head) framed.
-    pub fn draw_grid(self, canvases: &CanvasPair, selected: (usize, usize)) -> Result<(), BackendError> {
-        let host = self.ready()?;
-        let c = &host.model.config;
-        let engine = host.engine();
-        match &*engine {
-            Engine::Gpu(gpu) => gpu.draw_grid(&canvases.gpu, (c.n_layer, c.n_head), selected),
-            Engine::Cpu(cpu) => cpu.draw_grid(&canvases.cpu, (c.n_layer, c.n_head), selected),
-        }
+    pub fn draw_grid(self, canvases: &CanvasPair, selected: (usize, usize)) -> Drawn {
+        let c = &self.ready()?.model.config;
+        let shape = (c.n_layer, c.n_head);
+        self.draw(canvases, |g, on| g.draw_grid(on, shape, selected), |c, on| c.draw_grid(on, shape, selected))
     }
 
     /// Draws the block view for `token` in `layer`: every token's residual
     /// norm through the stream, then the token's ln_1 input and output and
     /// its MLP activations, in the `render::layout::BLOCK_TILES` of the canvas.
-    pub fn draw_block(
-        self,
-        canvases: &CanvasPair,
-        layer: usize,
-        token: usize,
-        hover: Option<(usize, usize)>,
-    ) -> Result<(), BackendError> {
-        let host = self.ready()?;
-        let engine = host.engine();
-        match &*engine {
-            Engine::Gpu(gpu) => gpu.draw_block(&canvases.gpu, layer, token, hover),
-            Engine::Cpu(cpu) => cpu.draw_block(&canvases.cpu, layer, token, hover),
-        }
+    pub fn draw_block(self, canvases: &CanvasPair, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
+        self.draw(
+            canvases,
+            |g, on| g.draw_block(on, layer, token, hover),
+            |c, on| c.draw_block(on, layer, token, hover),
+        )
     }
 
     /// Calls `f` once what was drawn so far is on screen: when the GPU has
@@ -296,15 +296,25 @@ impl Backend {
         }
     }
 
-    /// One cell's value, as the stage shows it (4 bytes read back on the GPU).
-    pub async fn read_cell(self, view: View, row: usize, col: usize) -> Result<f32, BackendError> {
+    /// Asks the engine in use (`gpu` or `cpu`); a value read from an engine
+    /// that was replaced meanwhile is [`BackendError::Superseded`].
+    async fn ask<T>(
+        self,
+        gpu: impl AsyncFnOnce(&GpuBackend) -> Result<T, BackendError>,
+        cpu: impl FnOnce(&CpuBackend) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
         let host = self.ready()?;
         let engine = host.engine();
         let value = match &*engine {
-            Engine::Gpu(gpu) => gpu.read_cell(view, row, col).await,
-            Engine::Cpu(cpu) => cpu.read_cell(view, row, col),
+            Engine::Gpu(g) => gpu(g).await,
+            Engine::Cpu(c) => cpu(c),
         };
         host.unless_replaced(&engine, value)
+    }
+
+    /// One cell's value, as the stage shows it (4 bytes read back on the GPU).
+    pub async fn read_cell(self, view: View, row: usize, col: usize) -> Result<f32, BackendError> {
+        self.ask(async |g| g.read_cell(view, row, col).await, |c| c.read_cell(view, row, col)).await
     }
 
     /// [min, max] of the stage matrix the heatmap's colour map spans (8 bytes read back on the GPU).
@@ -312,82 +322,43 @@ impl Backend {
         if !view.stage.signed() {
             return Ok((0.0, 1.0));
         }
-        let host = self.ready()?;
-        let engine = host.engine();
-        let value = match &*engine {
-            Engine::Gpu(gpu) => gpu.read_range(view).await,
-            Engine::Cpu(cpu) => cpu.read_range(view),
-        };
-        host.unless_replaced(&engine, value)
+        self.ask(async |g| g.read_range(view).await, |c| c.read_range(view)).await
     }
 
     /// The whole stage matrix.
     pub async fn read_matrix(self, view: View) -> Result<Matrix, BackendError> {
-        let host = self.ready()?;
-        let engine = host.engine();
-        let value = match &*engine {
-            Engine::Gpu(gpu) => gpu.read_matrix(view).await,
-            Engine::Cpu(cpu) => cpu.read_matrix(view),
-        };
-        host.unless_replaced(&engine, value)
+        self.ask(async |g| g.read_matrix(view).await, |c| c.read_matrix(view)).await
     }
 
     /// Row `row` of the view's matrix (one row read back on the GPU).
     pub async fn read_row(self, view: View, row: usize) -> Result<Vec<f32>, BackendError> {
-        let host = self.ready()?;
-        let engine = host.engine();
-        let value = match &*engine {
-            Engine::Gpu(gpu) => gpu.read_row(view, row).await,
-            Engine::Cpu(cpu) => cpu.read_row(view, row),
-        };
-        host.unless_replaced(&engine, value)
+        self.ask(async |g| g.read_row(view, row).await, |c| c.read_row(view, row)).await
     }
 
     /// The last position's logits (vocab values), for sampling.
     pub async fn last_logits(self) -> Result<Vec<f32>, BackendError> {
-        let host = self.ready()?;
-        let engine = host.engine();
-        let value = match &*engine {
-            Engine::Gpu(gpu) => gpu.last_logits(host.model.config.vocab_size).await,
-            Engine::Cpu(cpu) => cpu.last_logits(),
-        };
-        host.unless_replaced(&engine, value)
+        let vocab = self.ready()?.model.config.vocab_size;
+        self.ask(async |g| g.last_logits(vocab).await, |c| c.last_logits()).await
     }
 
     /// The most likely next tokens after the last one with their
     /// probabilities at `temperature`, and their text.
     pub async fn top_k(self, temperature: f32) -> Result<Vec<(u32, String, f64)>, BackendError> {
         let host = self.ready()?;
-        let engine = host.engine();
-        let top = match &*engine {
-            Engine::Gpu(gpu) => gpu.top_k(temperature).await,
-            Engine::Cpu(cpu) => cpu.top_k(temperature),
-        };
-        let top = host.unless_replaced(&engine, top)?;
+        let top = self.ask(async |g| g.top_k(temperature).await, |c| c.top_k(temperature)).await?;
         let tok = &host.model.tokenizer;
         Ok(top.into_iter().map(|(id, p)| (id, tok.decode(&[id]), p)).collect())
     }
 
     /// One token's residual norm at one point of the stream (4 bytes on the GPU).
     pub async fn read_norm(self, point: usize, token: usize) -> Result<f32, BackendError> {
-        let host = self.ready()?;
-        let engine = host.engine();
-        let value = match &*engine {
-            Engine::Gpu(gpu) => gpu.read_norm(host.model.config.n_positions, point, token).await,
-            Engine::Cpu(cpu) => cpu.read_norm(point, token),
-        };
-        host.unless_replaced(&engine, value)
+        let stride = self.ready()?.model.config.n_positions;
+        self.ask(async |g| g.read_norm(stride, point, token).await, |c| c.read_norm(point, token)).await
     }
 
     /// The `k` most active MLP neurons of `token` in `layer` (reads its n_inner activations).
     pub async fn mlp_top(self, layer: usize, token: usize, k: usize) -> Result<Vec<(usize, f32)>, BackendError> {
-        let host = self.ready()?;
-        let engine = host.engine();
-        let row = match &*engine {
-            Engine::Gpu(gpu) => gpu.mlp_row(layer, token).await,
-            Engine::Cpu(cpu) => cpu.mlp_row(layer, token),
-        };
-        let row = host.unless_replaced(&engine, row)?;
+        let row = self.ask(async |g| g.mlp_row(layer, token).await, |c| c.mlp_row(layer, token)).await?;
         Ok(crate::engine::residual::top_indices(&row, k))
     }
 

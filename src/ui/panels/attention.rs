@@ -204,28 +204,8 @@ pub fn AttentionPanel() -> impl IntoView {
         }
     };
 
-    let head_buttons = move || {
-        (0..state.shape().1)
-            .map(|h| {
-                view! {
-                    <button class="seg head-button" class:active=move || s.head.get() == h
-                        aria-pressed=move || (s.head.get() == h).to_string()
-                        on:click=move |_| s.head.set(h)>{format!("H{h}")}</button>
-                }
-            })
-            .collect_view()
-    };
-    let layer_buttons = move || {
-        (0..state.shape().0)
-            .map(|l| {
-                view! {
-                    <button class="seg layer-button" class:active=move || s.layer.get() == l
-                        aria-pressed=move || (s.layer.get() == l).to_string()
-                        on:click=move |_| s.layer.set(l)>{format!("L{l}")}</button>
-                }
-            })
-            .collect_view()
-    };
+    let head_buttons = move || index_buttons("head-button", "H", state.shape().1, s.head);
+    let layer_buttons = move || index_buttons("layer-button", "L", state.shape().0, s.layer);
     let stage_buttons = move || {
         AttentionStage::ALL
             .into_iter()
@@ -362,4 +342,17 @@ pub fn AttentionPanel() -> impl IntoView {
             </div>
         </section>
     }
+}
+
+/// One button per index `0..n` (layers or heads, labelled `prefix` + index), the `selected` one pressed.
+fn index_buttons(class: &'static str, prefix: &'static str, n: usize, selected: RwSignal<usize>) -> impl IntoView {
+    (0..n)
+        .map(|i| {
+            view! {
+                <button class=format!("seg {class}") class:active=move || selected.get() == i
+                    aria-pressed=move || (selected.get() == i).to_string()
+                    on:click=move |_| selected.set(i)>{format!("{prefix}{i}")}</button>
+            }
+        })
+        .collect_view()
 }
