@@ -108,3 +108,33 @@ test('bad widget attributes give visible messages and run no script', { timeout:
     await browser.close();
   }
 });
+
+test('an embedded head view fits its frame at the default height: every token and line in view', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 900, height: 700 } });
+    const url = `${server.url}examples/heads-default.html`;
+    const text = 'Mr Darcy walked into the room, and Elizabeth looked at him without a word.';
+    await page.route(url, (route) => route.fulfill({ contentType: 'text/html', body: `<!doctype html>
+      <script src="../embed.js"></script>
+      <attnscope-view text="${text}" view="heads" layer="0"></attnscope-view>` }));
+    await page.goto(url);
+    const [frame] = await widgetFrames(page, 1);
+    await frame.waitForFunction(() => document.querySelectorAll('.head-view-panel svg line').length > 3, null,
+      { timeout: 30_000 });
+    const fit = await frame.evaluate(() => {
+      const svg = document.querySelector('.head-view-svg').getBoundingClientRect();
+      const labels = [...document.querySelectorAll('.head-view-svg .hv-label')].map((l) => l.getBoundingClientRect());
+      return { height: window.innerHeight, width: window.innerWidth, svgBottom: svg.bottom, svgRight: svg.right,
+        lowest: Math.max(...labels.map((r) => r.bottom)), labels: labels.length };
+    });
+    const tokens = (await frame.evaluate(() => window.attnscope.state())).tokens.length;
+    assert.equal(fit.labels, 2 * tokens, 'a label on each side for every token');
+    assert.ok(fit.svgBottom <= fit.height + 0.5, `the drawing ends inside the frame (${fit.svgBottom} > ${fit.height})`);
+    assert.ok(fit.lowest <= fit.height + 0.5, `the last token's label is in view (${fit.lowest} > ${fit.height})`);
+    assert.ok(fit.svgRight <= fit.width + 0.5, 'no sideways overflow');
+    await screenshot(page, 'embed-heads-default.png');
+  } finally {
+    await browser.close();
+  }
+});

@@ -151,3 +151,30 @@ test('after the first visit the page works offline', { timeout: 300_000 }, async
     await browser.close();
   }
 });
+
+test('a link with the largest seed compares three seeds, and a later link naming a missing layer is clamped and said', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, errors } = await openApp(browser, `${server.url}#seed=18446744073709551615`);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    await page.locator('.gen-compare-button').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=branches] .branch-row').length === 3, null,
+      { timeout: 60_000 });
+    const seeds = await page.locator('.branch-seed').allInnerTexts();
+    assert.deepEqual(seeds, ['seed 18446744073709551615', 'seed 0', 'seed 1'], 'the seeds wrap after the largest');
+
+    // After load, a hash change to a layer and head the model lacks: the nearest is shown, and the page says so.
+    const renders = (await page.evaluate(() => window.attnscope.state())).renders;
+    await page.evaluate(() => { location.hash = 'layer=4095&head=4095'; });
+    await page.waitForFunction((r) => window.attnscope.state().renders > r, renders, { timeout: 30_000 });
+    const s = await page.evaluate(() => window.attnscope.state());
+    assert.deepEqual([s.layer, s.head], [L - 1, MODEL_CONFIG.n_head - 1], 'clamped to the model');
+    const note = await page.locator('[data-testid=link-note]').innerText();
+    assert.match(note, /layer 4095, head 4095/);
+    const snap = await page.evaluate(() => window.attnscope.snapshot());
+    assert.ok(snap.matrix.length > 0, 'the map shows the nearest head');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
