@@ -19,17 +19,29 @@ use super::web::present::{self, PresenterBar};
 use super::web::{dom, query, share, test_hook};
 use crate::share::Panel;
 
-/// The panel bar: label and the class of the panel it scrolls to.
-const PANEL_LINKS: [(&str, &str); 8] = [
+/// The panel bar, one entry per panel: the panel's heading (the entry's
+/// label is the heading's text) and the class of the panel.
+const PANEL_LINKS: [(&str, &str); 10] = [
+    ("Text", "input-panel"),
     ("Attention", "attention-panel"),
     ("Next token", "next-panel"),
     ("Generate", "generate-panel"),
-    ("Heads", "head-view-panel"),
+    ("Head view", "head-view-panel"),
+    ("Every layer and head", "model-panel"),
     ("Residual stream", "block-panel"),
     ("Tokenizers", "tokenizer-panel"),
     ("Cost", "cost-panel"),
     ("Dilution", "dilution-panel"),
 ];
+
+/// Whether the page is dark now: forced, or the system's when it follows it.
+fn shows_dark(theme: Theme) -> bool {
+    match theme {
+        Theme::Dark => true,
+        Theme::Light => false,
+        Theme::Auto => dom::system_prefers_dark(),
+    }
+}
 
 /// What an embedded widget shows, in a line.
 fn embed_title(state: PageState) -> String {
@@ -124,6 +136,8 @@ pub fn Page() -> impl IntoView {
         <div class="app" class:embed=state.embed class:present=move || s.present.get().is_some()
             class:one-panel=move || state.embed || s.present.get().is_some()
             data-panel=move || s.panel.get().key()>
+            <button class="skip-link" on:click=move |_| dom::focus(".heatmap-canvas:not(.off)")>
+                "Skip to the heatmap"</button>
             {state.embed.then(|| view! {
                 <div class="embed-bar">
                     <span class="embed-title" data-testid="embed-title">{move || embed_title(state)}</span>
@@ -134,20 +148,28 @@ pub fn Page() -> impl IntoView {
             <PresenterBar />
             <header class="topbar">
                 <h1>"attnscope"</h1>
-                <span class="badge" title="The weights the page runs">"Model: " {move || status.model_label.get()}</span>
+                <span class="badge" title=move || format!("The weights the page runs: {}", status.model_label.get())>
+                    "Model: " {move || status.model_label.get()}</span>
                 <span class="badge backend" data-testid="backend">{move || status.backend_label.get()}</span>
                 <button class="seg present-button" title="Presenter mode: full screen, large type, step through the computation (P)"
                     on:click=move |_| present::enter(state)>"Present"</button>
                 <button class="seg share-button" title="Copy a link that opens this exact screen"
                     on:click=move |_| share::share(state)>"Share"</button>
-                <button class="seg theme-button" title="Colour theme: follow the system, dark or light"
-                    on:click=move |_| s.theme.update(|t| *t = t.next())>
-                    {move || format!("Theme: {}", s.theme.get().key())}
+                // Names what a click does: the other theme than the one shown.
+                <button class="seg theme-button"
+                    title=move || match s.theme.get() {
+                        Theme::Auto => "Switch theme (the page now follows the system's)",
+                        _ => "Switch theme",
+                    }
+                    on:click=move |_| s.theme.set(if shows_dark(s.theme.get_untracked()) { Theme::Light } else { Theme::Dark })>
+                    {move || if shows_dark(s.theme.get()) { "Light theme" } else { "Dark theme" }}
                 </button>
             </header>
             <nav class="panel-nav" aria-label="Panels">
                 {PANEL_LINKS.into_iter().map(|(label, class)| view! {
-                    <button class="nav-link" on:click=move |_| dom::scroll_to(&format!(".{class}"))>{label}</button>
+                    // Scrolls to the panel and moves the focus to its heading (an #anchor would
+                    // overwrite the address's fragment, which holds the page's state).
+                    <button class="nav-link" on:click=move |_| dom::jump_to(&format!(".{class}"))>{label}</button>
                 }).collect_view()}
             </nav>
             {move || status.link_note.get().map(|note| view! {

@@ -58,15 +58,6 @@ impl Theme {
             _ => Theme::Auto,
         }
     }
-
-    /// What the theme button moves to.
-    pub fn next(self) -> Self {
-        match self {
-            Theme::Auto => Theme::Dark,
-            Theme::Dark => Theme::Light,
-            Theme::Light => Theme::Auto,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ use crate::render::layout::{cell_at, label_font_px, move_cell};
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, CanvasPair};
 use crate::ui::state::{CellValue, Legend, PageState};
-use crate::ui::web::dom::{event_canvas, now_ms};
+use crate::ui::web::dom::{self, event_canvas, now_ms};
 use crate::ui::web::export::{self, Format};
 
 #[component]
@@ -184,6 +184,32 @@ pub fn AttentionPanel() -> impl IntoView {
         }
     };
 
+    // The readout floats next to the focused cell (pointer, keyboard or presenter), so the
+    // value is where the eye is; the line under the map says the same for screen readers.
+    let tip = move || {
+        let (row, col) = focus.cell.get()?;
+        outputs.runs.track();
+        let (rows, cols) = state.dims(s.stage.get());
+        let canvas = if state.status.on_gpu.get() { gpu_ref.get() } else { cpu_ref.get() }?;
+        let rect = canvas.get_bounding_client_rect();
+        let window = web_sys::window()?;
+        let (sx, sy) = (window.scroll_x().ok()?, window.scroll_y().ok()?);
+        let (vw, vh) = (window.inner_width().ok()?.as_f64()?, window.inner_height().ok()?.as_f64()?);
+        if rows == 0 || cols == 0 || rect.width() <= 0.0 || row >= rows || col >= cols {
+            return None;
+        }
+        let (cw, ch) = (rect.width() / cols as f64, rect.height() / rows as f64);
+        let x = rect.left() + (col as f64 + 0.5) * cw;
+        // Below the cell, or above it near the bottom of the window.
+        let above = rect.top() + (row + 1) as f64 * ch + 90.0 > vh;
+        let y = if above { rect.top() + row as f64 * ch - 6.0 } else { rect.top() + (row + 1) as f64 * ch + 6.0 };
+        let left = (x - 40.0).min(vw - 330.0).max(4.0) + sx;
+        Some(view! {
+            <div class="readout-tip" class:above=above role="tooltip" data-testid="readout-tip" aria-hidden="true"
+                style:left=format!("{left:.0}px") style:top=format!("{:.0}px", y + sy)>{readout}</div>
+        })
+    };
+
     let legend = move || {
         let view = state.view();
         let (lo, hi) = match outputs.legend.get() {
@@ -222,16 +248,16 @@ pub fn AttentionPanel() -> impl IntoView {
             })
             .collect_view()
     };
-    let on_stage_key = move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
-        "ArrowLeft" => {
-            ev.prevent_default();
-            state.step_stage(-1);
-        }
-        "ArrowRight" => {
-            ev.prevent_default();
-            state.step_stage(1);
-        }
-        _ => {}
+    // The arrow keys step the stage and the focus follows it to its button.
+    let on_stage_key = move |ev: web_sys::KeyboardEvent| {
+        let by = match ev.key().as_str() {
+            "ArrowLeft" => -1,
+            "ArrowRight" => 1,
+            _ => return,
+        };
+        ev.prevent_default();
+        state.step_stage(by);
+        dom::focus(&format!(".stage-button[data-stage={}]", s.stage.get_untracked().key()));
     };
     let mask_kind = move || match s.mask.get() {
         Mask::Causal => "causal",
@@ -269,6 +295,7 @@ pub fn AttentionPanel() -> impl IntoView {
 
     view! {
         <section class="panel attention-panel">
+            <h2 class="panel-heading nav-target" tabindex="-1">"Attention"</h2>
             <div class="controls">
                 <div class="control"><span class="control-label">"Layer"</span>
                     <div class="segs" role="group" aria-label="Layer">{layer_buttons}</div></div>
@@ -314,6 +341,7 @@ pub fn AttentionPanel() -> impl IntoView {
                 {stage_canvas(gpu_ref, true)}
                 {stage_canvas(cpu_ref, false)}
             </div>
+            {tip}
             <div class="readout" aria-live="polite" data-testid="readout">
                 {readout}
                 {move || focus.locked.get().then(|| view! {

@@ -117,7 +117,7 @@ pub fn BlockPanel() -> impl IntoView {
 
     view! {
         <section class="panel block-panel">
-            <h2>"The residual stream"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Residual stream"</h2>
             <p class="formula">
                 "x ← x + attention(ln₁(x)); x ← x + MLP(ln₂(x)): every block adds to one shared stream. "
                 "Top: each token's ‖x‖ (columns) after each step (rows). Below, for "

@@ -11,6 +11,7 @@ use super::chart::{LogChart, Marker, Series};
 use crate::engine::cost::{forward_cost, quadratic_crossover};
 use crate::model::Token;
 use crate::render::plot::short;
+use crate::render::text::bytes;
 use crate::ui::backend::Backend;
 use crate::ui::state::PageState;
 use crate::ui::web::dom::{now_ms, sleep_ms};
@@ -156,14 +157,14 @@ pub fn CostPanel() -> impl IntoView {
         let double = forward_cost(&c, 2 * t);
         Some(format!(
             "At T = {t}: {} attention-matrix entries per stage ({} layers × {} heads × {t}²), {}FLOPs of attention \
-             against {}FLOPs in the MLP and projections, a KV cache of {}B. Doubling the text to {} multiplies \
+             against {}FLOPs in the MLP and projections, a KV cache of {}. Doubling the text to {} multiplies \
              attention by {:.1} but the rest by {:.1}.",
             short(now.attention_entries as f64),
             c.n_layer,
             c.n_head,
             short(now.attention_flops() as f64),
             short(now.linear_flops() as f64),
-            short(now.kv_bytes as f64),
+            bytes(now.kv_bytes),
             2 * t,
             double.attention_flops() as f64 / now.attention_flops().max(1) as f64,
             double.linear_flops() as f64 / now.linear_flops().max(1) as f64,
@@ -172,7 +173,8 @@ pub fn CostPanel() -> impl IntoView {
 
     view! {
         <section class="panel cost-panel" aria-label="Cost against context length">
-            <h2>"Cost grows with the square of the text"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Cost"</h2>
+            <p class="lead">"It grows with the square of the text."</p>
             <p class="formula">"Attention compares every token with every other, so its work and its weight matrices \
                 grow with T², while the MLP and the projections grow with T. For short texts the MLP dominates; past \
                 T ≈ 6·d the square takes over. The KV cache grows by a fixed amount per token and is held until the \

@@ -185,7 +185,8 @@ pub fn DilutionPanel() -> impl IntoView {
 
     view! {
         <section class="panel dilution-panel" aria-label="Attention dilution">
-            <h2>"Long contexts dilute attention"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Dilution"</h2>
+            <p class="lead">"Long contexts dilute attention."</p>
             <p class="formula">"Each row of attention weights sums to 1, so the more tokens there are, the less each \
                 one can get. Mark a token (an instruction, say), append filler, and watch the weight later tokens \
                 give it fall with the length, head by head of the selected layer. Many heads also park weight on \

@@ -13,7 +13,7 @@ use crate::engine::sampling::{sample, Rng, SamplingParams};
 use crate::engine::AttentionStage;
 use crate::model::Token;
 use crate::render::plot::short;
-use crate::render::text::visible;
+use crate::render::text::{bytes, percent, visible};
 use crate::ui::backend::{spawn_latest, Backend};
 use crate::ui::state::{GenStep, PageState, View};
 use crate::ui::web::dom::sleep_ms;
@@ -207,7 +207,7 @@ pub fn GeneratePanel() -> impl IntoView {
         let total = forward_cost(&c, t).kv_bytes;
         Some(view! {
             <table class="kv-table" data-testid="kv-table">
-                <caption>{format!("KV cache after {t} tokens: {} bytes", total)}</caption>
+                <caption>{format!("KV cache after {t} tokens: {}", bytes(total))}</caption>
                 <thead><tr><th></th>
                     {(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}
                     <th>"layer"</th></tr></thead>
@@ -234,11 +234,11 @@ pub fn GeneratePanel() -> impl IntoView {
             .enumerate()
             .map(|(i, g)| {
                 let title = format!(
-                    "step {}: id {}, p = {:.2} % (within the kept set {:.2} %)",
+                    "step {}: id {}, p = {} (within the kept set {})",
                     i + 1,
                     g.token.id,
-                    100.0 * g.prob,
-                    100.0 * g.prob_kept
+                    percent(g.prob),
+                    percent(g.prob_kept)
                 );
                 view! { <span class="gen-token" class:last=i + 1 == n title=title>{visible(&g.token.text)}</span> }
             })
@@ -248,12 +248,12 @@ pub fn GeneratePanel() -> impl IntoView {
         let g = generation.steps.get();
         let last = g.last()?;
         Some(format!(
-            "Step {}: “{}” had p = {:.1} %{}.",
+            "Step {}: “{}” had p = {}{}.",
             g.len(),
             visible(&last.token.text),
-            100.0 * last.prob,
+            percent(last.prob),
             if (last.prob_kept - last.prob).abs() > 1e-9 {
-                format!(" ({:.1} % within the top-k/top-p set it was drawn from)", 100.0 * last.prob_kept)
+                format!(" ({} within the top-k/top-p set it was drawn from)", percent(last.prob_kept))
             } else {
                 String::new()
             }
@@ -272,9 +272,9 @@ pub fn GeneratePanel() -> impl IntoView {
                     .map(|(i, (text, p))| {
                         let branch = split == Some(i);
                         view! {
-                            <span class="gen-token" class:branch=branch title=format!("p = {:.2} %", 100.0 * p)>
+                            <span class="gen-token" class:branch=branch title=format!("p = {}", percent(*p))>
                                 {visible(text)}
-                                {branch.then(|| view! { <sup>{format!("{:.0}%", 100.0 * p)}</sup> })}
+                                {branch.then(|| view! { <sup>{percent(*p)}</sup> })}
                             </span>
                         }
                     })
@@ -286,7 +286,7 @@ pub fn GeneratePanel() -> impl IntoView {
 
     view! {
         <section class="panel generate-panel" aria-label="Generate">
-            <h2>"Generate"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Generate"</h2>
             <p class="formula">"Each step draws one token from the model's distribution and appends it. Its query \
                 attends over every cached key, so with a KV cache a step costs one new row; the cache grows by one \
                 token per step, in every layer and head."</p>
@@ -368,6 +368,11 @@ pub fn GeneratePanel() -> impl IntoView {
                 <button class="seg gen-compare-button" on:click=move |_| compare()
                     title="The same prompt under this seed and the next two">"Compare 3 seeds"</button>
                 <div class="branches" data-testid="branches">{branch_rows}</div>
+                {move || branches.with(|b| !b.is_empty()).then(|| view! {
+                    <p class="hint" data-testid="branches-key">"Each row continues the prompt under one seed. A \
+                        framed token is where that row first differs from the first seed's; the number above it is \
+                        the probability the model gave that token."</p>
+                })}
             </div>
         </section>
     }

@@ -141,7 +141,7 @@ pub fn HeadsPanel() -> impl IntoView {
 
     view! {
         <section class="panel head-view-panel">
-            <h2>"Head view"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Head view"</h2>
             <p class="formula">"Each token (left) joined to the tokens it attends to (right); line width is the softmax weight. Hover a token to see only its lines."</p>
             <div class="control"><span class="control-label">{move || format!("Layer {} heads", layer.get())}</span>
                 <div class="segs" role="group" aria-label="Heads in the head view">{toggles}</div></div>

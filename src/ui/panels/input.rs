@@ -45,7 +45,7 @@ pub fn InputPanel() -> impl IntoView {
     view! {
         <section class="panel input-panel">
             <label for="text-input">"Text"</label>
-            <textarea id="text-input" rows="3" spellcheck="false"
+            <textarea id="text-input" class="nav-target" rows="3" spellcheck="false"
                 prop:value=move || s.text.get()
                 on:input=move |ev| {
                     state.telemetry.latency_ms.set(None);

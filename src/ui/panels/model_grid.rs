@@ -47,7 +47,12 @@ pub fn ModelGridPanel() -> impl IntoView {
     };
     let canvas = move |node_ref: NodeRef<leptos::html::Canvas>, gpu: bool| {
         view! {
+            // As wide as the model has heads and as tall as it has layers: no empty rows.
             <canvas node_ref=node_ref class="grid-canvas"
+                style:aspect-ratio=move || match state.shape() {
+                    (0, ..) | (_, 0, ..) => "4 / 3".to_owned(),
+                    (layers, heads, ..) => format!("{heads} / {layers}"),
+                }
                 class:off=move || state.status.on_gpu.get() != gpu
                 aria-label="Softmax weights of every layer (rows) and head (columns); click one to select it"
                 on:click=on_click></canvas>
@@ -56,7 +61,7 @@ pub fn ModelGridPanel() -> impl IntoView {
 
     view! {
         <section class="panel model-panel">
-            <h2>"Every layer and head"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Every layer and head"</h2>
             <p class="formula">"Softmax weights of each head (columns, H0 →) in each layer (rows, L0 ↓). Click one to open it."</p>
             <div class="grid-wrap">{canvas(gpu_ref, true)}{canvas(cpu_ref, false)}</div>
             <p class="hint">{move || format!("Open: layer {}, head {} (framed).", s.layer.get(), s.head.get())}</p>

@@ -56,7 +56,7 @@ pub fn NextTokenPanel() -> impl IntoView {
 
     view! {
         <section class="panel next-panel">
-            <h2>"Next token"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Next token"</h2>
             <p class="formula">"softmax(logits / temperature) after the last token: the model's own distribution."</p>
             <div class="temperature">
                 <label for="temperature">{move || format!("Temperature {:.2}", s.temperature.get())}</label>

@@ -248,7 +248,8 @@ pub fn TokenizersPanel() -> impl IntoView {
 
     view! {
         <section class="panel tokenizer-panel" aria-label="Tokenizers">
-            <h2>"Tokenizers: the same sentence, different bills"</h2>
+            <h2 class="panel-heading nav-target" tabindex="-1">"Tokenizers"</h2>
+            <p class="lead">"The same sentence, different bills."</p>
             <p class="formula">"Models read tokens, not characters, and are priced and limited in tokens. Tokenizers \
                 learn their pieces mostly from English, so the same sentence in another script is cut into many more \
                 tokens: it costs more, fills the context sooner and leaves the model less to see. Each cell: tokens, \

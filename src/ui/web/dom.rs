@@ -28,13 +28,38 @@ pub fn device_pixel_ratio() -> f64 {
     web_sys::window().map_or(1.0, |w| w.device_pixel_ratio())
 }
 
-/// Scrolls the first element matching `selector` into view (the panel bar's
-/// links: an #anchor would overwrite the address's fragment, which holds the state).
-pub fn scroll_to(selector: &str) {
-    let el = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(selector).ok().flatten());
-    if let Some(el) = el {
-        el.scroll_into_view();
+fn element(selector: &str) -> Option<web_sys::HtmlElement> {
+    let el = web_sys::window()?.document()?.query_selector(selector).ok()??;
+    el.dyn_into::<web_sys::HtmlElement>().ok()
+}
+
+/// Scrolls the first element matching `selector` into view and moves the
+/// focus to the first `.nav-target` inside it (its heading), so the keyboard
+/// continues from there.
+pub fn jump_to(selector: &str) {
+    let Some(panel) = element(selector) else { return };
+    panel.scroll_into_view();
+    let target =
+        panel.query_selector(".nav-target").ok().flatten().and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+    if let Some(target) = target {
+        let options = web_sys::FocusOptions::new();
+        options.set_prevent_scroll(true);
+        let _ = target.focus_with_options(&options);
     }
+}
+
+/// Moves the focus to the first element matching `selector`.
+pub fn focus(selector: &str) {
+    if let Some(el) = element(selector) {
+        let _ = el.focus();
+    }
+}
+
+/// Whether the system asks for a dark colour scheme.
+pub fn system_prefers_dark() -> bool {
+    web_sys::window()
+        .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+        .is_some_and(|m| m.matches())
 }
 
 /// Sets `data-theme` on the root element (`None`: the system's theme).
