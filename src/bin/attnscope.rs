@@ -201,8 +201,21 @@ mod cli {
                 println!("{}", ctx.describe());
                 Ok(())
             }
-            Command::Trace { model, text, ids, mask, backend, logits, out } => {
-                let model = load(&model)?;
+            Command::Trace { model: dir, text, ids, mask, backend, logits, out } => {
+                // Given ids, the tokenizer only names the tokens: run without one if it is absent.
+                let model = if ids.is_some() {
+                    let (model, has_tokenizer) =
+                        Model::load_dir_tokenizer_optional(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    if !has_tokenizer {
+                        eprintln!(
+                            "attnscope: {} has no tokenizer.json: running the given ids, tokens shown by id (<id>)",
+                            dir.display()
+                        );
+                    }
+                    model
+                } else {
+                    load(&dir)?
+                };
                 let tokens = tokens_of(&model, text, ids)?;
                 let value = trace_json(&model, tokens, mask, logits, backend)?;
                 let text = serde_json::to_string(&value).map_err(|e| e.to_string())?;
@@ -237,10 +250,9 @@ mod cli {
             }
             Command::Eval { model, text_file, max_tokens, sequences, seed, json } => {
                 let model = load(&model)?;
+                analysis::check_eval_context(&model).map_err(|e| e.to_string())?;
                 let text = std::fs::read_to_string(&text_file).map_err(|e| format!("{}: {e}", text_file.display()))?;
-                let mut ids: Vec<u32> =
-                    model.tokenizer.encode(&text).map_err(|e| e.to_string())?.iter().map(|t| t.id).collect();
-                ids.truncate(max_tokens);
+                let ids = model.tokenizer.encode_ids_in_pieces(&text, max_tokens).map_err(|e| e.to_string())?;
                 let (loss, predicted) = analysis::mean_loss(&model, &ids).map_err(|e| e.to_string())?;
                 let heads = analysis::attention_scores_by_head(&model, &ids).map_err(|e| e.to_string())?;
                 let length = 50.min(model.config.n_positions / 2);
