@@ -234,3 +234,18 @@ fn trace_ids_without_a_tokenizer_runs_and_says_so() {
     let (ok, _, stderr) = attnscope(&["trace", "--model", dir.to_str().unwrap(), "--text", "Hi"]);
     assert!(!ok && stderr.contains("tokenizer.json"), "{stderr}");
 }
+
+/// `bench --repeat 2^64-1` reserved its timings before running (a capacity
+/// overflow panic), like `--steps`; counts and sizes from flags are bounded.
+#[test]
+fn bench_and_eval_counts_from_flags_are_bounded() {
+    for args in [
+        &["bench", "--repeat", "18446744073709551615", "--t", "4"][..],
+        &["bench", "--repeat", "0", "--t", "4"],
+        &["bench", "--backend", "gpu", "--matmul", "4000000000", "--t", "4"],
+        &["eval", "--text-file", "/dev/null", "--sequences", "18446744073709551615"],
+    ] {
+        let (ok, _, stderr) = attnscope(args);
+        assert!(!ok && stderr.contains("must be") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

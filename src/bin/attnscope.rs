@@ -21,6 +21,10 @@ mod cli {
     use serde_json::{json, Value};
 
     const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/default");
+    /// Bounds on counts and sizes given as flags (`--steps` is bounded by the context).
+    const MAX_REPEAT: usize = 1000;
+    const MAX_MATMUL: usize = 16384;
+    const MAX_SEQUENCES: usize = 10_000;
 
     #[derive(Parser)]
     #[command(name = "attnscope", version, about = "Look inside a small transformer: traces, generation, benchmarks.")]
@@ -249,6 +253,9 @@ mod cli {
                 Ok(())
             }
             Command::Eval { model, text_file, max_tokens, sequences, seed, json } => {
+                if sequences > MAX_SEQUENCES {
+                    return Err(format!("--sequences must be at most {MAX_SEQUENCES}, not {sequences}"));
+                }
                 let model = load(&model)?;
                 analysis::check_eval_context(&model).map_err(|e| e.to_string())?;
                 let text = std::fs::read_to_string(&text_file).map_err(|e| format!("{}: {e}", text_file.display()))?;
@@ -285,6 +292,13 @@ mod cli {
                 Ok(())
             }
             Command::Bench { model, t, backend, gpt2_small, repeat, all_backends, matmul } => {
+                // Counts and sizes from flags are bounded before anything is reserved for them.
+                if !(1..=MAX_REPEAT).contains(&repeat) {
+                    return Err(format!("--repeat must be between 1 and {MAX_REPEAT}, not {repeat}"));
+                }
+                if let Some(n) = matmul.iter().find(|&&n| !(1..=MAX_MATMUL).contains(&n)) {
+                    return Err(format!("--matmul sizes must be between 1 and {MAX_MATMUL}, not {n}"));
+                }
                 let model = load(&model)?;
                 let gpt2 = gpt2_small.then(|| {
                     let config = ModelConfig::gpt2_small();
