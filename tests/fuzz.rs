@@ -8,9 +8,10 @@
 //!
 //! `ATTNSCOPE_FUZZ_SECONDS` (per target; default 2, a smoke run within the
 //! plain `cargo test`; tools/test.sh's fuzz step gives 60), `ATTNSCOPE_FUZZ_INPUTS`
-//! (stop after this many mutated inputs instead) and `ATTNSCOPE_FUZZ_SEED`
-//! (default: from the clock, printed) steer it; the coverage-guided runs use
-//! AFL on the same targets (fuzz/README.md).
+//! (stop after this many mutated inputs instead), `ATTNSCOPE_FUZZ_SEED`
+//! (default: from the clock, printed) and `ATTNSCOPE_FUZZ_REPLAY` (a folder
+//! to replay instead of the seed corpus) steer it; the coverage-guided runs
+//! use AFL on the same targets (fuzz/README.md).
 #![cfg(not(target_arch = "wasm32"))]
 
 #[path = "../fuzz/alloc.rs"]
@@ -176,8 +177,13 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[Vec<u8>], words: &[&[u8]
     input.truncate(MAX_LEN);
 }
 
+/// The seed corpus of `target`, or the folder `ATTNSCOPE_FUZZ_REPLAY` names
+/// (an AFL queue, say, to measure its inputs' allocations; run one target then).
 fn corpus_of(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = match std::env::var_os("ATTNSCOPE_FUZZ_REPLAY") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target),
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
