@@ -6,6 +6,7 @@
 //! Leptos app, which reads traces and never does math.
 
 pub mod engine;
+pub mod escape;
 pub mod gpu;
 pub mod model;
 pub mod present;

@@ -6,6 +6,7 @@
 //! Plain Rust (no web APIs), tested natively; the UI wires it to the address.
 
 use crate::engine::{AttentionStage, Mask};
+use crate::model::MAX_TEXT_BYTES;
 
 /// Which part of the page a link (or an embedded widget) is about: the stage
 /// heatmap by default, or the head view, the every-head grid, the residual
@@ -76,18 +77,7 @@ pub struct ShareState {
     pub rejected: Vec<String>,
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986), so text
-/// with `&`, `=`, `#`, quotes or markup round-trips and never breaks the link.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use crate::escape::url_component as encode;
 
 /// Decodes `%XX` escapes (and `+` as a space); invalid escapes stay as they
 /// are; invalid UTF-8 becomes U+FFFD.
@@ -127,18 +117,31 @@ pub fn mask_text(mask: Mask) -> String {
 /// load; the page clamps to the model it has).
 const MAX_INDEX: usize = 4096;
 
+/// `rejected` names at most this many fields, each value cut to
+/// [`MAX_REJECTED_CHARS`]: a hostile link cannot make the list large.
+pub const MAX_REJECTED: usize = 16;
+pub const MAX_REJECTED_CHARS: usize = 64;
+
 impl ShareState {
     /// Parses a fragment (with or without the leading `#`).
     pub fn parse(fragment: &str) -> Self {
         let mut s = ShareState::default();
         for pair in fragment.trim_start_matches('#').split('&').filter(|p| !p.is_empty()) {
             let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            // Bounded before decoding: each text byte is at most 3 link bytes (`%XX`).
+            if key == "text" && raw.len() > 3 * MAX_TEXT_BYTES {
+                s.reject(key, &format!("({} bytes, more than the {MAX_TEXT_BYTES} a text may have)", raw.len()));
+                continue;
+            }
             let value = decode(raw);
             let index = |v: &str| v.parse::<usize>().ok().filter(|&i| i < MAX_INDEX);
             let ok = match key {
                 "text" => {
-                    s.text = Some(value.clone());
-                    true
+                    let valid = value.len() <= MAX_TEXT_BYTES;
+                    if valid {
+                        s.text = Some(value.clone());
+                    }
+                    valid
                 }
                 "model" => {
                     let valid =
@@ -193,10 +196,19 @@ impl ShareState {
                 _ => false,
             };
             if !ok {
-                s.rejected.push(format!("{key}={value}"));
+                s.reject(key, &value);
             }
         }
         s
+    }
+
+    /// Names a field that was not understood, within [`MAX_REJECTED`] entries
+    /// of at most [`MAX_REJECTED_CHARS`] characters each.
+    fn reject(&mut self, key: &str, value: &str) {
+        if self.rejected.len() < MAX_REJECTED {
+            let entry: String = format!("{key}={value}").chars().take(MAX_REJECTED_CHARS).collect();
+            self.rejected.push(entry);
+        }
     }
 
     /// The fragment (without `#`), fields in a fixed order.
@@ -328,6 +340,25 @@ mod tests {
         for p in Panel::ALL {
             assert_eq!(Panel::parse_view(p.key()), Some((p, None)));
         }
+    }
+
+    /// A 600 KB text took seconds to decode before the page said it was too long.
+    #[test]
+    fn a_text_longer_than_the_bound_is_rejected_before_decoding() {
+        let ok = "a".repeat(MAX_TEXT_BYTES);
+        assert_eq!(ShareState::parse(&format!("text={ok}")).text.as_deref(), Some(ok.as_str()));
+        for long in ["a".repeat(MAX_TEXT_BYTES + 1), "%41".repeat(MAX_TEXT_BYTES + 1), "a".repeat(600_000)] {
+            let s = ShareState::parse(&format!("text={long}&layer=1"));
+            assert_eq!((s.text, s.layer), (None, Some(1)));
+            assert_eq!(s.rejected.len(), 1);
+            assert!(s.rejected[0].starts_with("text=") && s.rejected[0].chars().count() <= MAX_REJECTED_CHARS);
+        }
+    }
+
+    #[test]
+    fn the_rejected_list_is_bounded() {
+        let s = ShareState::parse(&"x=1&".repeat(100_000));
+        assert_eq!(s.rejected.len(), MAX_REJECTED);
     }
 
     #[test]

@@ -147,3 +147,105 @@ fn bad_inputs_give_clear_messages() {
     let (ok, _, stderr) = attnscope(&["trace", "--text", &long]);
     assert!(!ok && stderr.contains("context holds at most 256"), "{stderr}");
 }
+
+/// The placeholder model in a fresh directory under the test's target dir,
+/// with its context cut to `n_positions` (wpe's first rows) and with or
+/// without its tokenizer.json.
+fn placeholder_copy(name: &str, n_positions: usize, with_tokenizer: bool) -> std::path::PathBuf {
+    use safetensors::tensor::TensorView;
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/placeholder");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string(from.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("\"n_positions\": 256", &format!("\"n_positions\": {n_positions}")),
+    )
+    .unwrap();
+    let bytes = std::fs::read(from.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(name, v)| (name, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    for (name, _, shape, data) in &mut tensors {
+        if name.ends_with("wpe.weight") {
+            data.truncate(n_positions * shape[1] * 4);
+            shape[0] = n_positions;
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, dtype, shape, data)| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()))
+        .collect();
+    std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+    if with_tokenizer {
+        std::fs::copy(from.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    }
+    dir
+}
+
+/// `--steps 18446744073709551615` panicked and `--steps 1000000000` aborted on
+/// a 48 GB allocation; both now stop at the context, saying so.
+#[test]
+fn generate_with_any_step_count_stops_at_the_context() {
+    for steps in ["18446744073709551615", "1000000000"] {
+        let (ok, stdout, stderr) =
+            attnscope(&["generate", "--prompt", "Once", "--steps", steps, "--temperature", "0", "--json"]);
+        assert!(ok, "{steps}: {stderr}");
+        assert!(stderr.contains("stopped early: the context holds 256 tokens"), "{stderr}");
+        assert!(stdout.lines().count() < 256, "at most the context's worth of steps");
+    }
+}
+
+/// `eval` on a context below the induction test's 4 tokens failed (n_positions
+/// 1) or printed NaN (2, 3): now it says why.
+#[test]
+fn eval_on_a_context_too_short_says_why() {
+    let heldout = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/heldout.txt");
+    for n in [1usize, 2, 3] {
+        let dir = placeholder_copy(&format!("short-context-{n}"), n, true);
+        let (ok, stdout, stderr) = attnscope(&["eval", "--model", dir.to_str().unwrap(), "--text-file", heldout]);
+        assert!(!ok, "n_positions {n}: {stdout}");
+        assert!(!stdout.contains("NaN"), "{stdout}");
+        assert!(stderr.contains(&format!("needs a context of at least 4 tokens; this model's holds {n}")), "{stderr}");
+    }
+    let dir = placeholder_copy("short-context-4", 4, true);
+    let (ok, stdout, stderr) =
+        attnscope(&["eval", "--model", dir.to_str().unwrap(), "--text-file", heldout, "--sequences", "2", "--json"]);
+    assert!(ok && !stdout.contains("NaN") && !stdout.contains("null"), "{stdout}{stderr}");
+}
+
+/// A checkpoint saved by `save_pretrained` has no tokenizer.json: given ids,
+/// `trace` runs anyway, shows the tokens by id and says so on stderr.
+#[test]
+fn trace_ids_without_a_tokenizer_runs_and_says_so() {
+    let dir = placeholder_copy("no-tokenizer", 256, false);
+    let (ok, stdout, stderr) = attnscope(&["trace", "--model", dir.to_str().unwrap(), "--ids", "5,17,300"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("no tokenizer.json") && stderr.contains("by id"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let texts: Vec<&str> = json["tokens"].as_array().unwrap().iter().map(|t| t["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["<5>", "<17>", "<300>"]);
+    // The same numbers as with the tokenizer.
+    let (_, with, _) = attnscope(&["trace", "--ids", "5,17,300"]);
+    let with: serde_json::Value = serde_json::from_str(&with).unwrap();
+    assert_eq!(json["logits"], with["logits"]);
+    // Text still needs the tokenizer, and says so.
+    let (ok, _, stderr) = attnscope(&["trace", "--model", dir.to_str().unwrap(), "--text", "Hi"]);
+    assert!(!ok && stderr.contains("tokenizer.json"), "{stderr}");
+}
+
+/// `bench --repeat 2^64-1` reserved its timings before running (a capacity
+/// overflow panic), like `--steps`; counts and sizes from flags are bounded.
+#[test]
+fn bench_and_eval_counts_from_flags_are_bounded() {
+    for args in [
+        &["bench", "--repeat", "18446744073709551615", "--t", "4"][..],
+        &["bench", "--repeat", "0", "--t", "4"],
+        &["bench", "--backend", "gpu", "--matmul", "4000000000", "--t", "4"],
+        &["eval", "--text-file", "/dev/null", "--sequences", "18446744073709551615"],
+    ] {
+        let (ok, _, stderr) = attnscope(args);
+        assert!(!ok && stderr.contains("must be") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use attnscope::engine::generate::generate;
 use attnscope::engine::kv_cache::{generate_cached, KvCache};
 use attnscope::engine::sampling::SamplingParams;
-use attnscope::engine::{forward_cpu, Mask};
+use attnscope::engine::{forward_cpu, EngineError, Mask};
 use attnscope::model::Model;
 
 fn model() -> Model {
@@ -78,4 +78,35 @@ fn generation_stops_at_the_context_limit() {
     assert_eq!((cached.steps.len(), cached.hit_context_limit), (3, true));
     assert_eq!((full.steps.len(), full.hit_context_limit), (3, true));
     assert_eq!(ids(&cached), ids(&full));
+}
+
+/// `--steps 18446744073709551615` panicked ("capacity overflow") and
+/// `--steps 1000000000` aborted on a 48 GB allocation: the step count
+/// reserved memory before it met the context.
+#[test]
+fn any_step_count_is_bounded_by_the_context_before_allocating() {
+    let model = model();
+    let prompt = model.tokenizer.encode("It was").unwrap();
+    let params = SamplingParams { temperature: 0.0, ..Default::default() };
+    let left = model.config.n_positions - prompt.len();
+    for steps in [usize::MAX, 1_000_000_000] {
+        let cached = generate_cached(&model, prompt.clone(), steps, &params, Mask::Causal).unwrap();
+        assert_eq!((cached.steps.len(), cached.hit_context_limit), (left, true), "{steps}");
+    }
+    let full = generate(&model, prompt.clone(), usize::MAX, &params, Mask::Causal).unwrap();
+    assert_eq!((full.steps.len(), full.hit_context_limit), (left, true));
+}
+
+/// NaN in a weight made every step pick the last token id with probability `null`.
+#[test]
+fn generation_refuses_a_distribution_that_is_not_finite() {
+    let mut model = model();
+    model.weights.ln_f_g.data[0] = f32::NAN;
+    let prompt = model.tokenizer.encode("It was").unwrap();
+    for params in [SamplingParams::default(), SamplingParams { temperature: 0.0, ..Default::default() }] {
+        let err = generate_cached(&model, prompt.clone(), 4, &params, Mask::Causal).unwrap_err();
+        assert!(matches!(err, EngineError::Sampling(_)), "{err}");
+        let err = generate(&model, prompt.clone(), 4, &params, Mask::Causal).unwrap_err();
+        assert!(matches!(err, EngineError::Sampling(_)), "{err}");
+    }
 }

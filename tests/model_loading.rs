@@ -142,6 +142,44 @@ fn transformer_prefix_and_f16_weights_load_and_agree_within_f16_precision() {
     }
 }
 
+/// NaN or ∞ in any weight was accepted: `trace` printed thousands of `null`s.
+#[test]
+fn a_weight_that_is_not_finite_is_refused_and_its_tensor_named() {
+    let original = files();
+    for (name, dtype, bad) in [
+        ("h.1.mlp.c_fc.weight", Dtype::F32, f32::NAN.to_le_bytes().to_vec()),
+        ("wte.weight", Dtype::F32, f32::INFINITY.to_le_bytes().to_vec()),
+        ("ln_f.bias", Dtype::F16, half::f16::NEG_INFINITY.to_le_bytes().to_vec()),
+        ("h.0.attn.c_attn.bias", Dtype::BF16, half::bf16::NAN.to_le_bytes().to_vec()),
+    ] {
+        let mut f = Files {
+            config: original.config.clone(),
+            weights: original.weights.clone(),
+            tokenizer: original.tokenizer.clone(),
+        };
+        let mut map = tensors(&f.weights);
+        let (old_dtype, shape, data) = map.remove(name).unwrap();
+        assert_eq!(old_dtype, Dtype::F32);
+        let mut data: Vec<u8> = match dtype {
+            Dtype::F32 => data,
+            Dtype::F16 => data
+                .chunks_exact(4)
+                .flat_map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+                .collect(),
+            _ => data
+                .chunks_exact(4)
+                .flat_map(|c| half::bf16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
+                .collect(),
+        };
+        let at = bad.len() * 3;
+        data[at..at + bad.len()].copy_from_slice(&bad);
+        map.insert(name.into(), (dtype, shape, data));
+        f.weights = serialize(&map);
+        let err = load_err(&f);
+        assert!(err.contains(&format!("`{name}`")) && err.contains("at index 3") && err.contains("finite"), "{err}");
+    }
+}
+
 #[test]
 fn bad_tokenizer_is_named() {
     let mut f = files();

@@ -2,8 +2,8 @@
 # Sets up everything the tests need, then runs all of them, stopping at the
 # first failure: formatting, clippy's lints with -D warnings (native and
 # wasm32, inside the builds), native tests (GPU tests on the lavapipe software
-# Vulkan adapter), wasm tests in headless Chromium through WebGPU, and the
-# browser end-to-end tests.
+# Vulkan adapter), the fuzz step (stable Rust, bounded time), wasm tests in
+# headless Chromium through WebGPU, and the browser end-to-end tests.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 . "$ROOT/tools/setup.sh"
@@ -58,6 +58,17 @@ cargo test --locked --all-targets --no-run
 echo "   GPU tests run on: $(target/debug/attnscope gpu-info 2>/dev/null || echo 'NO ADAPTER')"
 cargo test --locked --all-targets
 cargo test --locked --doc
+done_step
+
+# Each fuzz target (fuzz/targets.rs: the safetensors + config loader, the
+# tokenizer wrapper, the link parser, the export escaping) replays its seed
+# corpus (fuzz/corpus/<target>/) and mutates it for ATTNSCOPE_FUZZ_SECONDS,
+# two targets at a time, under a counting allocator that fails any input
+# holding more than 256 MiB; then the embed attribute checks (www/embed.js) in
+# node. About 2.5 minutes; the longer coverage-guided runs are in fuzz/README.md.
+step "fuzzing on stable Rust: corpus replay + mutations, ${ATTNSCOPE_FUZZ_SECONDS:=60}s per target, allocations bounded"
+ATTNSCOPE_FUZZ_SECONDS="$ATTNSCOPE_FUZZ_SECONDS" cargo test --locked --test fuzz -- --nocapture --test-threads=2
+node --test tests/e2e/embed_checks.test.mjs
 done_step
 
 # The wasm tests build in the release profile, the app's: their dependencies

@@ -10,12 +10,15 @@
 // download (index.html's attnscopeFetch). Attributes are checked here; a bad one
 // gets a visible message in the widget and is left out. Nothing from an
 // attribute is ever parsed as markup: messages are text nodes and values reach
-// the app percent-encoded in the fragment.
+// the app percent-encoded in the fragment; a text with a lone surrogate (half
+// of a UTF-16 pair, which no URL can carry) is shown with U+FFFD in its place
+// and a message, never an uncaught URIError.
+//
+// The checks are one pure function, `settings(attributes)`; outside a browser
+// (no customElements: node's vm, for tests/e2e/embed_checks.test.mjs) the
+// script only sets globalThis.attnscopeEmbedSettings to it.
 (() => {
   'use strict';
-  if (customElements.get('attnscope-view')) return;
-  const script = document.currentScript;
-  const APP = new URL('./', script ? script.src : location.href).href;
 
   const VIEWS = ['q', 'k', 'v', 'raw', 'scores', 'scaled', 'masked', 'weights', 'softmax', 'attention', 'out',
     'output', 'heads', 'grid', 'residual', 'next', 'tokens'];
@@ -25,6 +28,22 @@
 
   const index = (name, value) => (/^\d{1,4}$/.test(value) ? null
     : `${name}="${value}" is not a ${name} number (0, 1, 2, ...); it is left out.`);
+  /** Index of the first lone surrogate in `v`, or -1. */
+  const loneSurrogate = (v) => {
+    for (let i = 0; i < v.length; i++) {
+      const c = v.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff) {
+        const next = v.charCodeAt(i + 1);
+        if (next >= 0xdc00 && next <= 0xdfff) { i++; continue; }
+        return i;
+      }
+      if (c >= 0xdc00 && c <= 0xdfff) return i;
+    }
+    return -1;
+  };
+  /** `v` with every lone surrogate replaced by U+FFFD (String.prototype.toWellFormed). */
+  const wellFormed = (v) => v.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+
   const CHECKS = {
     text: (v) => (v.length > MAX_TEXT ? `text is ${v.length} characters; the widget takes at most ${MAX_TEXT}.` : null),
     view: (v) => (VIEWS.includes(v) ? null : `view="${v}" is not a view; use one of: ${VIEWS.join(', ')}.`),
@@ -36,6 +55,54 @@
       : `height="${v}" is not a height in pixels (120 to 4000); 360 is used.`),
     theme: (v) => (['auto', 'dark', 'light'].includes(v) ? null : `theme="${v}" is not auto, dark or light.`),
   };
+
+  /**
+   * The fragment the app restores, the frame height and the messages for what
+   * was left out, from the element's attributes as [name, value] pairs. Never
+   * throws; the fragment is ASCII.
+   */
+  const settings = (attributes) => {
+    const problems = [];
+    const given = new Map();
+    for (const [name, v] of attributes) {
+      const known = ATTRIBUTES.includes(name) || ['id', 'class', 'style', 'title', 'hidden', 'slot'].includes(name)
+        || name.startsWith('data-') || name.startsWith('aria-');
+      if (!known) problems.push(`"${wellFormed(name)}" is not an attnscope-view attribute; it takes ${ATTRIBUTES.join(', ')}.`);
+      else if (ATTRIBUTES.includes(name)) given.set(name, String(v));
+    }
+    const value = (name) => {
+      if (!given.has(name)) return null;
+      const raw = given.get(name);
+      const v = name === 'text' ? raw : raw.trim();
+      const problem = CHECKS[name](v);
+      if (problem) { problems.push(wellFormed(problem)); return null; }
+      return v;
+    };
+    const fields = [];
+    let text = value('text') ?? DEFAULTS.text;
+    const lone = loneSurrogate(text);
+    if (lone >= 0) {
+      problems.push(`text holds half of a UTF-16 surrogate pair at position ${lone}, which is not a character; it is shown as \ufffd.`);
+      text = wellFormed(text);
+    }
+    fields.push(['text', text]);
+    fields.push(['view', value('view') ?? DEFAULTS.view]);
+    for (const name of ['layer', 'head', 'mask', 'theme']) {
+      const v = value(name);
+      if (v !== null) fields.push([name, v]);
+    }
+    const height = value('height');
+    const fragment = fields.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
+    return { fragment, height: height === null ? DEFAULTS.height : +height, problems };
+  };
+
+  if (typeof customElements === 'undefined') {
+    globalThis.attnscopeEmbedSettings = settings;
+    return;
+  }
+  if (customElements.get('attnscope-view')) return;
+  const script = document.currentScript;
+  const APP = new URL('./', script ? script.src : location.href).href;
 
   const STYLE = `
     :host { display: block; margin: 1em 0; }
@@ -68,42 +135,21 @@
     connectedCallback() { this.render(); }
     attributeChangedCallback() { if (this.isConnected) this.render(); }
 
-    /** The fragment the app restores, and the messages for what was left out. */
-    settings() {
-      const problems = [];
-      const fields = [];
-      for (const name of this.getAttributeNames()) {
-        const known = ATTRIBUTES.includes(name) || ['id', 'class', 'style', 'title', 'hidden', 'slot'].includes(name)
-          || name.startsWith('data-') || name.startsWith('aria-');
-        if (!known) problems.push(`"${name}" is not an attnscope-view attribute; it takes ${ATTRIBUTES.join(', ')}.`);
-      }
-      const value = (name) => {
-        const v = this.getAttribute(name);
-        if (v === null) return null;
-        const problem = CHECKS[name](name === 'text' ? v : v.trim());
-        if (problem) { problems.push(problem); return null; }
-        return name === 'text' ? v : v.trim();
-      };
-      fields.push(['text', value('text') ?? DEFAULTS.text]);
-      fields.push(['view', value('view') ?? DEFAULTS.view]);
-      for (const name of ['layer', 'head', 'mask', 'theme']) {
-        const v = value(name);
-        if (v !== null) fields.push([name, v]);
-      }
-      const height = value('height');
-      const fragment = fields.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
-      return { fragment, height: height === null ? DEFAULTS.height : +height, problems };
-    }
-
     render() {
-      const { fragment, height, problems } = this.settings();
+      let fragment, height, problems;
+      try {
+        ({ fragment, height, problems } = settings(this.getAttributeNames().map((n) => [n, this.getAttribute(n)])));
+      } catch (e) {
+        // Not expected (settings never throws); if it does, say so in the widget, never only in the console.
+        ({ fragment, height, problems } = { fragment: '', height: DEFAULTS.height, problems: [`the widget could not read its attributes (${e}).`] });
+      }
       this.messages.replaceChildren(...problems.map((text) => {
         const p = document.createElement('p');
         p.textContent = `attnscope: ${text}`;
         return p;
       }));
       this.frame.style.height = `${height}px`;
-      this.frame.title = `attnscope: ${this.getAttribute('view') || DEFAULTS.view} of "${(this.getAttribute('text') || DEFAULTS.text).slice(0, 60)}"`;
+      this.frame.title = `attnscope: ${this.getAttribute('view') || DEFAULTS.view} of "${wellFormed((this.getAttribute('text') || DEFAULTS.text).slice(0, 60))}"`;
       const src = `${APP}?embed=1#${fragment}`;
       if (this.frame.getAttribute('src') !== src) this.frame.setAttribute('src', src);
     }

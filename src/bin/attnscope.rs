@@ -21,6 +21,10 @@ mod cli {
     use serde_json::{json, Value};
 
     const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/default");
+    /// Bounds on counts and sizes given as flags (`--steps` is bounded by the context).
+    const MAX_REPEAT: usize = 1000;
+    const MAX_MATMUL: usize = 16384;
+    const MAX_SEQUENCES: usize = 10_000;
 
     #[derive(Parser)]
     #[command(name = "attnscope", version, about = "Look inside a small transformer: traces, generation, benchmarks.")]
@@ -201,8 +205,21 @@ mod cli {
                 println!("{}", ctx.describe());
                 Ok(())
             }
-            Command::Trace { model, text, ids, mask, backend, logits, out } => {
-                let model = load(&model)?;
+            Command::Trace { model: dir, text, ids, mask, backend, logits, out } => {
+                // Given ids, the tokenizer only names the tokens: run without one if it is absent.
+                let model = if ids.is_some() {
+                    let (model, has_tokenizer) =
+                        Model::load_dir_tokenizer_optional(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    if !has_tokenizer {
+                        eprintln!(
+                            "attnscope: {} has no tokenizer.json: running the given ids, tokens shown by id (<id>)",
+                            dir.display()
+                        );
+                    }
+                    model
+                } else {
+                    load(&dir)?
+                };
                 let tokens = tokens_of(&model, text, ids)?;
                 let value = trace_json(&model, tokens, mask, logits, backend)?;
                 let text = serde_json::to_string(&value).map_err(|e| e.to_string())?;
@@ -236,11 +253,13 @@ mod cli {
                 Ok(())
             }
             Command::Eval { model, text_file, max_tokens, sequences, seed, json } => {
+                if sequences > MAX_SEQUENCES {
+                    return Err(format!("--sequences must be at most {MAX_SEQUENCES}, not {sequences}"));
+                }
                 let model = load(&model)?;
+                analysis::check_eval_context(&model).map_err(|e| e.to_string())?;
                 let text = std::fs::read_to_string(&text_file).map_err(|e| format!("{}: {e}", text_file.display()))?;
-                let mut ids: Vec<u32> =
-                    model.tokenizer.encode(&text).map_err(|e| e.to_string())?.iter().map(|t| t.id).collect();
-                ids.truncate(max_tokens);
+                let ids = model.tokenizer.encode_ids_in_pieces(&text, max_tokens).map_err(|e| e.to_string())?;
                 let (loss, predicted) = analysis::mean_loss(&model, &ids).map_err(|e| e.to_string())?;
                 let heads = analysis::attention_scores_by_head(&model, &ids).map_err(|e| e.to_string())?;
                 let length = 50.min(model.config.n_positions / 2);
@@ -273,6 +292,13 @@ mod cli {
                 Ok(())
             }
             Command::Bench { model, t, backend, gpt2_small, repeat, all_backends, matmul } => {
+                // Counts and sizes from flags are bounded before anything is reserved for them.
+                if !(1..=MAX_REPEAT).contains(&repeat) {
+                    return Err(format!("--repeat must be between 1 and {MAX_REPEAT}, not {repeat}"));
+                }
+                if let Some(n) = matmul.iter().find(|&&n| !(1..=MAX_MATMUL).contains(&n)) {
+                    return Err(format!("--matmul sizes must be between 1 and {MAX_MATMUL}, not {n}"));
+                }
                 let model = load(&model)?;
                 let gpt2 = gpt2_small.then(|| {
                     let config = ModelConfig::gpt2_small();

@@ -24,9 +24,38 @@ pub fn position_losses(trace: &Trace) -> Vec<f64> {
     (0..trace.tokens.len().saturating_sub(1)).map(|i| nll(trace.logits.row(i), trace.tokens[i + 1].id)).collect()
 }
 
+/// The smallest context the evaluation works in: the induction test shows a
+/// random sequence of at least 2 tokens twice (a 1-token sequence has no
+/// "token after its first occurrence" to attend to).
+pub const MIN_EVAL_CONTEXT: usize = 4;
+
+/// Refuses a model whose context is too short for [`mean_loss`] and
+/// [`induction_test`], saying why, before any work is done.
+pub fn check_eval_context(model: &Model) -> Result<(), EngineError> {
+    if model.config.n_positions < MIN_EVAL_CONTEXT {
+        return Err(EngineError::ContextTooShort {
+            what: "the evaluation (its induction test shows 2 random tokens twice)",
+            needed: MIN_EVAL_CONTEXT,
+            limit: model.config.n_positions,
+        });
+    }
+    Ok(())
+}
+
 /// Mean next-token loss (nats) over `ids`, cut into non-overlapping windows
-/// of the model's context; returns (mean loss, tokens predicted).
+/// of the model's context; returns (mean loss, tokens predicted). An error,
+/// not NaN, when nothing can be predicted.
 pub fn mean_loss(model: &Model, ids: &[u32]) -> Result<(f64, usize), EngineError> {
+    if model.config.n_positions < 2 {
+        return Err(EngineError::ContextTooShort {
+            what: "a loss (a token and the next one)",
+            needed: 2,
+            limit: model.config.n_positions,
+        });
+    }
+    if ids.len() < 2 {
+        return Err(EngineError::TextTooShort { needed: 2, found: ids.len() });
+    }
     let (mut total, mut count) = (0.0, 0);
     for window in ids.chunks(model.config.n_positions).filter(|w| w.len() > 1) {
         let trace = forward_cpu(&model.config, &model.weights, tokens_of(window), Mask::Causal)?;
@@ -125,6 +154,16 @@ pub fn induction_test(
     sequences: usize,
     seed: u64,
 ) -> Result<InductionReport, EngineError> {
+    if length < 2 {
+        return Err(EngineError::ContextTooShort {
+            what: "the induction test (a random sequence of at least 2 tokens, shown twice)",
+            needed: 4,
+            limit: model.config.n_positions,
+        });
+    }
+    if sequences == 0 {
+        return Err(EngineError::TextTooShort { needed: 1, found: 0 });
+    }
     let (layers, heads) = (model.config.n_layer, model.config.n_head);
     let mut rng = Rng::new(seed);
     let mut scores = vec![0.0; layers * heads];

@@ -16,6 +16,12 @@ pub enum EngineError {
     Empty,
     #[error("a KV cache only works with a causal (or sliding-window) mask: with a bidirectional one, every new token would change the earlier tokens' keys and values")]
     CacheNeedsCausalMask,
+    #[error("cannot sample the next token: {0}")]
+    Sampling(#[from] super::sampling::SamplingError),
+    #[error("{what} needs a context of at least {needed} tokens; this model's holds {limit}")]
+    ContextTooShort { what: &'static str, needed: usize, limit: usize },
+    #[error("there is too little to evaluate: {found} tokens (or sequences) where at least {needed} are needed")]
+    TextTooShort { needed: usize, found: usize },
     #[error(transparent)]
     Model(#[from] ModelError),
 }

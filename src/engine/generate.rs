@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::sampling::{sample, Rng, Sampled, SamplingParams};
+use super::sampling::{try_sample, Rng, Sampled, SamplingParams};
 use super::{forward_cpu, EngineError, Mask};
 use crate::model::{Model, Token};
 
@@ -31,6 +31,12 @@ impl Generation {
     }
 }
 
+/// How many of `steps` fit in the context after `prompt_len` tokens: the
+/// bound on what a generation may allocate, whatever `steps` says.
+pub fn steps_that_fit(config: &crate::model::ModelConfig, prompt_len: usize, steps: usize) -> usize {
+    steps.min(config.n_positions.saturating_sub(prompt_len))
+}
+
 /// Samples up to `steps` tokens after `prompt` with `params`.
 pub fn generate(
     model: &Model,
@@ -41,7 +47,7 @@ pub fn generate(
 ) -> Result<Generation, EngineError> {
     let mut rng = Rng::new(params.seed);
     let mut tokens = prompt.clone();
-    let mut out = Vec::with_capacity(steps);
+    let mut out = Vec::with_capacity(steps_that_fit(&model.config, prompt.len(), steps));
     let limit = model.config.n_positions;
     let mut hit_context_limit = false;
     for _ in 0..steps {
@@ -51,7 +57,7 @@ pub fn generate(
         }
         let trace = forward_cpu(&model.config, &model.weights, tokens.clone(), mask)?;
         let last = trace.logits.row(trace.logits.rows - 1);
-        let Some(sampled) = sample(last, params, &mut rng) else { break };
+        let sampled = try_sample(last, params, &mut rng)?;
         let text = model.tokenizer.decode(&[sampled.id]);
         tokens.push(Token { id: sampled.id, text: text.clone(), start: 0, end: 0 });
         out.push(GeneratedToken { text, sampled });

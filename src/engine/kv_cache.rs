@@ -7,8 +7,8 @@
 use serde::Serialize;
 
 use super::forward::block_tail;
-use super::generate::{GeneratedToken, Generation};
-use super::sampling::{sample, Rng, SamplingParams};
+use super::generate::{steps_that_fit, GeneratedToken, Generation};
+use super::sampling::{try_sample, Rng, SamplingParams};
 use super::{forward_cpu, ops, EngineError, Mask, Trace};
 use crate::model::{Gpt2Weights, Model, ModelConfig, Token};
 
@@ -160,14 +160,14 @@ pub fn generate_cached(
     let trace = forward_cpu(config, weights, prompt.clone(), mask)?;
     let mut cache = KvCache::from_trace(config, &trace);
     let mut logits = trace.logits.row(trace.logits.rows - 1).to_vec();
-    let mut out = Vec::with_capacity(steps);
+    let mut out = Vec::with_capacity(steps_that_fit(config, prompt.len(), steps));
     let mut hit_context_limit = false;
     for _ in 0..steps {
         if cache.len() >= config.n_positions {
             hit_context_limit = true;
             break;
         }
-        let Some(sampled) = sample(&logits, params, &mut rng) else { break };
+        let sampled = try_sample(&logits, params, &mut rng)?;
         let text = model.tokenizer.decode(&[sampled.id]);
         out.push(GeneratedToken { text, sampled });
         if out.len() == steps || cache.len() + 1 >= config.n_positions {

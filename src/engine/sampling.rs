@@ -2,6 +2,18 @@
 //! and a seeded random number generator, so a seed reproduces a continuation.
 
 use serde::Serialize;
+use thiserror::Error;
+
+/// Why no token could be drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Error)]
+pub enum SamplingError {
+    #[error("there are no logits to sample from")]
+    Empty,
+    #[error("logit {index} is {value}: a distribution over tokens needs finite logits")]
+    NonFiniteLogit { index: usize, value: f32 },
+    #[error("the probabilities do not form a distribution (they sum to {sum})")]
+    NotADistribution { sum: f64 },
+}
 
 /// How to pick the next token.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -102,16 +114,29 @@ pub struct Sampled {
     pub prob_kept: f64,
 }
 
-/// Draws the next token from `logits`.
+/// Draws the next token from `logits`; `None` where [`try_sample`] refuses.
 pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> Option<Sampled> {
+    try_sample(logits, params, rng).ok()
+}
+
+/// Draws the next token from `logits`, refusing logits that are NaN or +∞
+/// (−∞ is a token ruled out) and probabilities that are not a distribution.
+pub fn try_sample(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<Sampled, SamplingError> {
+    if let Some(index) = logits.iter().position(|l| l.is_nan() || *l == f32::INFINITY) {
+        return Err(SamplingError::NonFiniteLogit { index, value: logits[index] });
+    }
     let probs = probabilities(logits, params.temperature);
+    let sum: f64 = probs.iter().sum();
+    if !(sum.is_finite() && (sum - 1.0).abs() < 1e-6) {
+        return Err(if probs.is_empty() { SamplingError::Empty } else { SamplingError::NotADistribution { sum } });
+    }
     let kept = candidates(&probs, params.top_k, params.top_p);
-    let &(first, first_p) = kept.first()?;
+    let &(first, first_p) = kept.first().ok_or(SamplingError::Empty)?;
     let mut pick = (first, first_p);
     if params.temperature > 0.0 && kept.len() > 1 {
         let u = rng.next_f64();
         let mut cumulative = 0.0;
-        pick = *kept.last()?;
+        pick = *kept.last().ok_or(SamplingError::Empty)?;
         for &(id, q) in &kept {
             cumulative += q;
             if u < cumulative {
@@ -120,7 +145,7 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> Option<
             }
         }
     }
-    Some(Sampled { id: pick.0, prob: probs[pick.0 as usize], prob_kept: pick.1 })
+    Ok(Sampled { id: pick.0, prob: probs[pick.0 as usize], prob_kept: pick.1 })
 }
 
 #[cfg(test)]
@@ -177,6 +202,26 @@ mod tests {
         }
         for (count, want) in counts.iter().zip([0.1, 0.2, 0.7]) {
             assert!((*count as f64 / 20_000.0 - want).abs() < 0.015, "{counts:?}");
+        }
+    }
+
+    /// NaN logits (from NaN weights) made every step pick the last id with probability `null`.
+    #[test]
+    fn a_distribution_that_is_not_finite_is_refused() {
+        let params = SamplingParams::default();
+        let greedy = SamplingParams { temperature: 0.0, ..params };
+        for p in [params, greedy] {
+            let mut rng = Rng::new(0);
+            for logits in [vec![0.5, f32::NAN, 1.0], vec![f32::INFINITY, 0.0], vec![f32::NAN; 4]] {
+                let err = try_sample(&logits, &p, &mut rng).unwrap_err();
+                assert!(matches!(err, SamplingError::NonFiniteLogit { .. }), "{logits:?}: {err}");
+                assert_eq!(sample(&logits, &p, &mut rng), None);
+            }
+            let err = try_sample(&[f32::NEG_INFINITY; 3], &p, &mut rng);
+            assert!(matches!(err, Err(SamplingError::NotADistribution { .. })) || p.temperature == 0.0, "{err:?}");
+            assert_eq!(try_sample(&[], &p, &mut rng), Err(SamplingError::Empty));
+            // −∞ rules a token out; the rest still sample.
+            assert_eq!(try_sample(&[f32::NEG_INFINITY, 2.0], &p, &mut rng).unwrap().id, 1);
         }
     }
 

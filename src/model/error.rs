@@ -14,6 +14,12 @@ pub enum ModelError {
     UnknownActivation(String),
     #[error("model.safetensors is truncated or corrupt: {0}")]
     Safetensors(String),
+    #[error("model.safetensors is truncated or corrupt: its header claims {bytes} bytes; at most {limit} are read")]
+    SafetensorsHeader { bytes: u64, limit: u64 },
+    #[error("model.safetensors lists more than {limit} tensors")]
+    TooManyTensors { limit: usize },
+    #[error("tensor `{name}` holds {value} at index {index}: every weight must be a finite number")]
+    NonFiniteWeight { name: String, index: usize, value: f32 },
     #[error("model.safetensors has no tensor `{0}`")]
     MissingTensor(String),
     #[error("tensor `{name}` has shape {found:?}, but config.json implies {expected:?}")]
@@ -22,6 +28,10 @@ pub enum ModelError {
     TensorDtype { name: String, dtype: String },
     #[error("tokenizer.json could not be loaded: {0}")]
     Tokenizer(String),
+    #[error("tokenizer.json could make a text up to {per_byte} times longer before tokenizing (at most {limit} is accepted)")]
+    TokenizerExpands { per_byte: u64, limit: u64 },
+    #[error("the text is {bytes} bytes long; at most {limit} are tokenized")]
+    TextTooLong { bytes: usize, limit: usize },
     #[error("the tokenizer has {tokenizer} tokens but the model's vocab_size is {model}")]
     TokenizerVocab { tokenizer: usize, model: usize },
 }

@@ -11,7 +11,7 @@ mod weights;
 
 pub use config::{Activation, ModelConfig};
 pub use error::ModelError;
-pub use tokenizer::{Piece, TextTokenizer, Token};
+pub use tokenizer::{Piece, TextTokenizer, Token, MAX_TEXT_BYTES};
 pub use weights::{BlockWeights, Gpt2Weights, Tensor};
 
 /// A loaded model: its configuration, weights and tokenizer, plus a display name.
@@ -48,5 +48,24 @@ impl Model {
         };
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
         Self::from_bytes(&name, &read("config.json")?, &read("model.safetensors")?, &read("tokenizer.json")?)
+    }
+
+    /// Like [`Model::load_dir`], but a directory without `tokenizer.json` (as
+    /// `save_pretrained` writes a model alone) loads with
+    /// [`TextTokenizer::ids_only`]: enough to run given token ids. The flag
+    /// says whether the tokenizer was there.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir_tokenizer_optional(dir: &std::path::Path) -> Result<(Self, bool), ModelError> {
+        if dir.join("tokenizer.json").exists() {
+            return Ok((Self::load_dir(dir)?, true));
+        }
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
+        };
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        let config = ModelConfig::from_json(&read("config.json")?)?;
+        let weights = Gpt2Weights::from_safetensors(&read("model.safetensors")?, &config)?;
+        Ok((Self { name, config, weights, tokenizer: TextTokenizer::ids_only()? }, false))
     }
 }

@@ -1,8 +1,124 @@
 //! `TextTokenizer`: a `tokenizers` tokenizer that reports ids with byte spans.
+//!
+//! Bounded on both sides: a text longer than [`MAX_TEXT_BYTES`] is refused
+//! before it is tokenized, and a `tokenizer.json` whose normalizer and
+//! pre-tokenizer could blow a text up by more than [`MAX_EXPANSION`] bytes
+//! per byte is refused when loaded (a chain of `Replace` normalizers can
+//! double a text twenty times over), so tokenizing costs memory in proportion
+//! to the text.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::ModelError;
+
+/// The longest text (UTF-8 bytes) the app and the CLI tokenize: far more than
+/// any model's context holds (tokens cover a few bytes each), small enough to
+/// tokenize in milliseconds.
+pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+
+/// The most a tokenizer's normalizer and pre-tokenizer together may multiply
+/// a text's length by (BERT's normalizer is at most 16, GPT-2's byte level 2).
+pub const MAX_EXPANSION: u64 = 32;
+
+/// The most bytes a normalizer may add regardless of the text (a prepended `▁`).
+pub const MAX_ADDED_BYTES: u64 = 1024;
+
+/// An upper bound on what a text transformation makes of `n` bytes:
+/// at most `per_byte · n + extra` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Growth {
+    per_byte: u64,
+    extra: u64,
+}
+
+impl Growth {
+    const SAME: Growth = Growth { per_byte: 1, extra: 0 };
+
+    fn times(per_byte: u64) -> Self {
+        Growth { per_byte, extra: 0 }
+    }
+
+    /// `self` then `next`.
+    fn then(self, next: Growth) -> Growth {
+        Growth {
+            per_byte: self.per_byte.saturating_mul(next.per_byte),
+            extra: next.per_byte.saturating_mul(self.extra).saturating_add(next.extra),
+        }
+    }
+}
+
+fn str_len(value: &Value, key: &str) -> u64 {
+    value.get(key).and_then(Value::as_str).map_or(0, |s| s.len() as u64)
+}
+
+/// The growth bound of a `normalizer` entry of `tokenizer.json`; `Err` names
+/// a normalizer whose growth is not known.
+fn normalizer_growth(value: &Value) -> Result<Growth, String> {
+    if value.is_null() {
+        return Ok(Growth::SAME);
+    }
+    let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+    Ok(match kind {
+        "Strip" | "StripAccents" | "Nmt" => Growth::SAME,
+        // Canonical decomposition: at most 3 bytes per byte (U+0390); compatibility: 11 (U+FDFA).
+        "NFC" | "NFD" => Growth::times(4),
+        "NFKC" | "NFKD" => Growth::times(12),
+        "Lowercase" => Growth::times(2),
+        "ByteLevel" => Growth::times(2),
+        // Spaces around CJK (×2), accents stripped through NFD (×4), lower case (×2).
+        "BertNormalizer" => Growth::times(16),
+        "Prepend" => Growth { per_byte: 1, extra: str_len(value, "prepend") },
+        "Replace" => {
+            let content = str_len(value, "content");
+            match value.get("pattern").and_then(|p| p.get("String")).and_then(Value::as_str) {
+                Some(pattern) if !pattern.is_empty() => Growth::times(content.div_ceil(pattern.len() as u64).max(1)),
+                // A regex may match the empty string: content between every two bytes.
+                _ => Growth { per_byte: content + 1, extra: content },
+            }
+        }
+        "Sequence" => {
+            let parts = value.get("normalizers").and_then(Value::as_array).ok_or("a Sequence without normalizers")?;
+            parts.iter().try_fold(Growth::SAME, |g, part| Ok::<_, String>(g.then(normalizer_growth(part)?)))?
+        }
+        other => return Err(format!("normalizer `{other}`")),
+    })
+}
+
+/// The growth bound of a `pre_tokenizer` entry.
+fn pre_tokenizer_growth(value: &Value) -> Result<Growth, String> {
+    if value.is_null() {
+        return Ok(Growth::SAME);
+    }
+    let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
+    Ok(match kind {
+        "BertPreTokenizer" | "CharDelimiterSplit" | "Whitespace" | "WhitespaceSplit" | "Split" | "Punctuation"
+        | "Digits" | "UnicodeScripts" | "FixedLength" => Growth::SAME,
+        "ByteLevel" => Growth::times(2),
+        // Each space becomes the replacement character (at most 4 bytes), and one may be prepended.
+        "Metaspace" => Growth { per_byte: 4, extra: 4 },
+        "Sequence" => {
+            let parts =
+                value.get("pretokenizers").and_then(Value::as_array).ok_or("a Sequence without pretokenizers")?;
+            parts.iter().try_fold(Growth::SAME, |g, part| Ok::<_, String>(g.then(pre_tokenizer_growth(part)?)))?
+        }
+        other => return Err(format!("pre-tokenizer `{other}`")),
+    })
+}
+
+/// Refuses a `tokenizer.json` whose text transformations could grow a text
+/// past [`MAX_EXPANSION`]·n + [`MAX_ADDED_BYTES`] bytes.
+fn check_growth(json: &[u8]) -> Result<(), ModelError> {
+    let value: Value = serde_json::from_slice(json).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let null = Value::Null;
+    let growth = normalizer_growth(value.get("normalizer").unwrap_or(&null))
+        .and_then(|n| Ok(n.then(pre_tokenizer_growth(value.get("pre_tokenizer").unwrap_or(&null))?)))
+        .map_err(|what| ModelError::Tokenizer(format!("{what}: its effect on text length is not known")))?;
+    if growth.per_byte > MAX_EXPANSION || growth.extra > MAX_ADDED_BYTES {
+        return Err(ModelError::TokenizerExpands { per_byte: growth.per_byte, limit: MAX_EXPANSION });
+    }
+    Ok(())
+}
 
 /// One token of the input: its id, the text it covers and that text's byte span.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,8 +165,19 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     pub fn from_bytes(json: &[u8]) -> Result<Self, ModelError> {
+        check_growth(json)?;
         let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(Self { inner })
+    }
+
+    /// A tokenizer that knows no text, for a checkpoint saved without
+    /// `tokenizer.json`: every id shows as `<id>`, and `encode` refuses text.
+    pub fn ids_only() -> Result<Self, ModelError> {
+        Self::from_bytes(
+            br#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":null,"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{},"unk_token":"<unk>"}}"#,
+        )
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -90,9 +217,39 @@ impl TextTokenizer {
         }
     }
 
+    /// The ids of a text of any length, up to `max_tokens` of them: the text
+    /// is tokenized in pieces of at most [`MAX_TEXT_BYTES`], cut after a line
+    /// where one ends in the piece (else at a character boundary), so memory
+    /// stays bounded however long the text (a held-out file, say).
+    pub fn encode_ids_in_pieces(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>, ModelError> {
+        let mut ids = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() && ids.len() < max_tokens {
+            // Pieces about as long as the tokens still wanted need (a token is a few bytes), within the bound.
+            let wanted = (max_tokens - ids.len()).saturating_mul(4).max(1024);
+            let mut cut = rest.len().min(MAX_TEXT_BYTES).min(wanted);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if cut < rest.len() {
+                if let Some(line_end) = rest[..cut].rfind('\n') {
+                    cut = line_end + 1;
+                }
+            }
+            let (piece, after) = rest.split_at(cut);
+            ids.extend(self.encode(piece)?.iter().map(|t| t.id).take(max_tokens - ids.len()));
+            rest = after;
+        }
+        Ok(ids)
+    }
+
     /// Splits `text` into tokens. A token whose span does not fall on character
     /// boundaries (byte-level BPE can split a character) shows its bytes (`‹E0 A4›`).
+    /// A text over [`MAX_TEXT_BYTES`] is refused before it is tokenized.
     pub fn encode(&self, text: &str) -> Result<Vec<Token>, ModelError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(ModelError::TextTooLong { bytes: text.len(), limit: MAX_TEXT_BYTES });
+        }
         let encoding = self.inner.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(encoding
             .get_ids()
@@ -131,6 +288,54 @@ mod tests {
         }
         assert_eq!(byte_of_char('Ġ'), Some(b' '));
         assert_eq!(byte_of_char('中'), None);
+    }
+
+    fn tokenizer_json(normalizer: &str, pre_tokenizer: &str) -> String {
+        format!(
+            r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":{normalizer},
+            "pre_tokenizer":{pre_tokenizer},"post_processor":null,"decoder":null,
+            "model":{{"type":"WordLevel","vocab":{{"a":0,"[UNK]":1}},"unk_token":"[UNK]"}}}}"#
+        )
+    }
+
+    /// Twenty `Replace` steps doubling each `a`: 2 KB of text took 3.45 GB.
+    #[test]
+    fn a_normalizer_that_multiplies_text_is_refused_at_load() {
+        let double = r#"{"type":"Replace","pattern":{"String":"a"},"content":"aa"}"#;
+        let chain = format!(r#"{{"type":"Sequence","normalizers":[{}]}}"#, vec![double; 20].join(","));
+        let err = TextTokenizer::from_bytes(tokenizer_json(&chain, "null").as_bytes()).err();
+        assert!(matches!(err, Some(ModelError::TokenizerExpands { per_byte: 1_048_576, .. })), "{err:?}");
+        let regex = r#"{"type":"Replace","pattern":{"Regex":""},"content":"0123456789012345678901234567890123"}"#;
+        assert!(TextTokenizer::from_bytes(tokenizer_json(regex, "null").as_bytes()).is_err(), "empty regex matches");
+        let bytes = [r#"{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}"#; 6];
+        let pre = format!(r#"{{"type":"Sequence","pretokenizers":[{}]}}"#, bytes.join(","));
+        assert!(TextTokenizer::from_bytes(tokenizer_json("null", &pre).as_bytes()).is_err(), "2^6 through bytes");
+        // Real ones: Llama's Prepend + Replace, BERT's normalizer.
+        let llama = r#"{"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"▁"},
+            {"type":"Replace","pattern":{"String":" "},"content":"▁"}]}"#;
+        assert!(TextTokenizer::from_bytes(tokenizer_json(llama, "null").as_bytes()).is_ok());
+        let bert = r#"{"type":"BertNormalizer","clean_text":true,"handle_chinese_chars":true,
+            "strip_accents":null,"lowercase":true}"#;
+        assert!(TextTokenizer::from_bytes(tokenizer_json(bert, r#"{"type":"BertPreTokenizer"}"#).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_text_over_the_bound_is_refused_before_tokenizing() {
+        let tok = TextTokenizer::from_bytes(tokenizer_json("null", r#"{"type":"Whitespace"}"#).as_bytes()).unwrap();
+        assert_eq!(tok.encode(&"a ".repeat(MAX_TEXT_BYTES / 2)).unwrap().len(), MAX_TEXT_BYTES / 2);
+        let err = tok.encode(&"a".repeat(MAX_TEXT_BYTES + 1)).unwrap_err();
+        assert!(matches!(err, ModelError::TextTooLong { bytes, .. } if bytes == MAX_TEXT_BYTES + 1), "{err}");
+    }
+
+    #[test]
+    fn long_texts_are_tokenized_in_bounded_pieces_cut_after_lines() {
+        let tok = TextTokenizer::from_bytes(tokenizer_json("null", r#"{"type":"Whitespace"}"#).as_bytes()).unwrap();
+        let text = "a a\n".repeat(MAX_TEXT_BYTES); // 4 × the bound
+        let ids = tok.encode_ids_in_pieces(&text, usize::MAX).unwrap();
+        assert_eq!(ids.len(), 2 * MAX_TEXT_BYTES);
+        assert_eq!(tok.encode_ids_in_pieces(&text, 5).unwrap().len(), 5);
+        let one_line = "é".repeat(MAX_TEXT_BYTES); // no newline, 2-byte characters
+        assert!(tok.encode_ids_in_pieces(&one_line, usize::MAX).is_ok());
     }
 
     #[test]

@@ -1,8 +1,70 @@
-//! GPT-2 weights from safetensors: names, shapes and dtypes checked against the config.
+//! GPT-2 weights from safetensors: names, shapes and dtypes checked against
+//! the config, every value checked finite. The header is bounded in bytes and
+//! in tensors before it is parsed: a file's first 8 bytes may claim anything.
+
+use std::fmt;
 
 use safetensors::{Dtype, SafeTensors};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::{ModelConfig, ModelError};
+
+/// The largest safetensors header read (GPT-2's is 15 KB, a 32-layer Llama's under 100 KB).
+pub const MAX_HEADER_BYTES: u64 = 4 << 20;
+/// The most tensors a header may list (GPT-2 small has 160; a 126-layer Llama about 1,150).
+pub const MAX_TENSORS: usize = 16_384;
+
+/// Counts a JSON object's entries without keeping them, and stops at [`MAX_TENSORS`] + 1
+/// (the header may also hold `__metadata__`).
+struct EntryCount;
+
+impl<'de> serde::Deserialize<'de> for EntryCount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl<'de> Visitor<'de> for Count {
+            type Value = EntryCount;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntryCount, A::Error> {
+                let mut n = 0usize;
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                    n += 1;
+                    if n > MAX_TENSORS + 1 {
+                        return Err(serde::de::Error::custom(TOO_MANY));
+                    }
+                }
+                Ok(EntryCount)
+            }
+        }
+        deserializer.deserialize_map(Count)
+    }
+}
+
+const TOO_MANY: &str = "too many tensors";
+
+/// Checks the header's length and its number of entries in constant memory,
+/// before `safetensors` parses it into a map.
+fn check_header(bytes: &[u8]) -> Result<(), ModelError> {
+    let length: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ModelError::Safetensors("shorter than the 8 bytes of its header length".into()))?;
+    let length = u64::from_le_bytes(length);
+    if length > MAX_HEADER_BYTES {
+        return Err(ModelError::SafetensorsHeader { bytes: length, limit: MAX_HEADER_BYTES });
+    }
+    let end = 8 + length as usize; // ≤ MAX_HEADER_BYTES + 8: no overflow
+    let header = bytes.get(8..end).ok_or_else(|| {
+        ModelError::Safetensors(format!("its header claims {length} bytes but the file has {}", bytes.len()))
+    })?;
+    match serde_json::from_slice::<EntryCount>(header) {
+        Ok(EntryCount) => Ok(()),
+        Err(e) if e.to_string().starts_with(TOO_MANY) => Err(ModelError::TooManyTensors { limit: MAX_TENSORS }),
+        // Malformed headers are left to safetensors, which names the problem.
+        Err(_) => Ok(()),
+    }
+}
 
 /// A dense row-major f32 tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +125,9 @@ impl Reader<'_> {
             Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             other => return Err(ModelError::TensorDtype { name: full, dtype: format!("{other:?}") }),
         };
+        if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::NonFiniteWeight { name: full, index, value: data[index] });
+        }
         Ok(Tensor { shape: expected.to_vec(), data })
     }
 }
@@ -70,6 +135,7 @@ impl Reader<'_> {
 impl Gpt2Weights {
     /// Reads every tensor of a GPT-2 checkpoint (with or without the `transformer.` prefix).
     pub fn from_safetensors(bytes: &[u8], config: &ModelConfig) -> Result<Self, ModelError> {
+        check_header(bytes)?;
         let tensors = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors(e.to_string()))?;
         let prefix = if tensors.tensor("wte.weight").is_err() && tensors.tensor("transformer.wte.weight").is_ok() {
             "transformer."
@@ -104,5 +170,46 @@ impl Gpt2Weights {
             ln_f_g: r.get("ln_f.weight", &[d])?,
             ln_f_b: r.get("ln_f.bias", &[d])?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file of `n` empty tensors, its header padded with spaces to `pad` bytes.
+    fn empty_tensors(n: usize, pad: usize) -> Vec<u8> {
+        let entries: Vec<String> =
+            (0..n).map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#)).collect();
+        let mut header = format!("{{{}}}", entries.join(",")).into_bytes();
+        header.resize(header.len().max(pad), b' ');
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend(header);
+        file
+    }
+
+    /// 850k empty tensors in a 67 MB header were parsed in full (731 MB of memory).
+    #[test]
+    fn a_header_over_the_byte_bound_is_refused_unparsed() {
+        let config = ModelConfig::tiny(1, 1, 4, 4, 4);
+        let file = empty_tensors(1, MAX_HEADER_BYTES as usize + 1);
+        let err = Gpt2Weights::from_safetensors(&file, &config).unwrap_err();
+        assert!(matches!(err, ModelError::SafetensorsHeader { .. }), "{err}");
+        // A header length past the file, or past any bound at all.
+        let mut lying = u64::MAX.to_le_bytes().to_vec();
+        lying.extend(b"{}");
+        assert!(matches!(Gpt2Weights::from_safetensors(&lying, &config), Err(ModelError::SafetensorsHeader { .. })));
+        let mut short = 100u64.to_le_bytes().to_vec();
+        short.extend(b"{}");
+        assert!(matches!(Gpt2Weights::from_safetensors(&short, &config), Err(ModelError::Safetensors(_))));
+    }
+
+    #[test]
+    fn a_header_with_too_many_tensors_is_refused_before_parsing() {
+        let config = ModelConfig::tiny(1, 1, 4, 4, 4);
+        let err = Gpt2Weights::from_safetensors(&empty_tensors(MAX_TENSORS + 2, 0), &config).unwrap_err();
+        assert!(matches!(err, ModelError::TooManyTensors { .. }), "{err}");
+        let err = Gpt2Weights::from_safetensors(&empty_tensors(MAX_TENSORS, 0), &config).unwrap_err();
+        assert!(matches!(err, ModelError::MissingTensor(_)), "{err}");
     }
 }

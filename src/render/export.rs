@@ -8,6 +8,7 @@ use serde_json::json;
 use super::heatmap::ColourMap;
 use super::raster::colour;
 use crate::engine::Matrix;
+use crate::escape;
 
 /// What a figure shows.
 #[derive(Debug, Clone)]
@@ -21,23 +22,6 @@ pub struct Figure<'a> {
     pub range: (f32, f32),
     pub row_labels: Vec<String>,
     pub col_labels: Vec<String>,
-}
-
-/// Escapes text for XML content and attributes.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn hex(c: [f32; 3]) -> String {
@@ -79,15 +63,15 @@ impl Figure<'_> {
         s.push_str(&format!("<rect width=\"{w}\" height=\"{h}\" fill=\"#ffffff\"/>\n"));
         s.push_str(&format!(
             "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
-            xml_escape(&self.title)
+            escape::xml(&self.title)
         ));
-        s.push_str(&format!("<text x=\"10\" y=\"38\" fill=\"#555\">{}</text>\n", xml_escape(&self.caption)));
+        s.push_str(&format!("<text x=\"10\" y=\"38\" fill=\"#555\">{}</text>\n", escape::xml(&self.caption)));
         for (i, label) in self.row_labels.iter().enumerate().take(rows) {
             let y = top + cell * (i as f64 + 0.5);
             s.push_str(&format!(
                 "<text x=\"{}\" y=\"{y}\" text-anchor=\"end\" dominant-baseline=\"middle\">{}</text>\n",
                 left - 4.0,
-                xml_escape(label)
+                escape::xml(label)
             ));
         }
         for (j, label) in self.col_labels.iter().enumerate().take(cols) {
@@ -95,7 +79,7 @@ impl Figure<'_> {
             s.push_str(&format!(
                 "<text transform=\"translate({x} {}) rotate(-90)\" dominant-baseline=\"middle\">{}</text>\n",
                 top - 4.0,
-                xml_escape(label)
+                escape::xml(label)
             ));
         }
         s.push_str("<g class=\"cells\">\n");
@@ -116,7 +100,7 @@ impl Figure<'_> {
                 s.push_str(&format!(
                     "<rect x=\"{x}\" y=\"{y}\" width=\"{cell}\" height=\"{cell}\" fill=\"{fill}\" stroke=\"#ffffff\" \
                      stroke-width=\"0.5\"><title>{}</title></rect>\n",
-                    xml_escape(&what)
+                    escape::xml(&what)
                 ));
             }
         }
@@ -149,15 +133,14 @@ impl Figure<'_> {
     /// CSV: a header row of column labels, then one row per row label; masked
     /// cells are empty.
     pub fn csv(&self) -> String {
-        let quote = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
         let mut out = String::from("\"\"");
         for label in &self.col_labels {
             out.push(',');
-            out.push_str(&quote(label));
+            out.push_str(&escape::csv_cell(label));
         }
         out.push('\n');
         for i in 0..self.values.rows {
-            out.push_str(&quote(self.row_labels.get(i).map_or("", |s| s.as_str())));
+            out.push_str(&escape::csv_cell(self.row_labels.get(i).map_or("", |s| s.as_str())));
             for j in 0..self.values.cols {
                 out.push(',');
                 let at = i * self.values.cols + j;
@@ -213,7 +196,7 @@ impl Figure<'_> {
     /// cell's tooltip), where it comes from, and every number in a table. No
     /// script and nothing fetched: it opens offline, anywhere.
     pub fn html(&self, from: &Provenance) -> String {
-        let e = xml_escape;
+        let e = escape::xml;
         let mut table = String::from("<table>\n<tr><th></th>");
         for label in &self.col_labels {
             table.push_str(&format!("<th>{}</th>", e(label)));
@@ -305,6 +288,34 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&f.json()).unwrap();
         assert_eq!(j["values"], json!([[1.0, null], [0.25, 0.75]]));
         assert_eq!(j["rows"][1], "<cat>");
+    }
+
+    /// Labels and titles hold whatever the user typed: U+FFFF, U+FFFE and C0
+    /// controls are not XML 1.0 characters, so they must not reach the SVG.
+    #[test]
+    fn svg_and_html_stay_well_formed_xml_whatever_the_labels_hold() {
+        let values = Matrix::from_vec(2, 2, vec![1.0, f32::NEG_INFINITY, 0.25, 0.75]);
+        let mut f = figure(&values);
+        f.title = "title \u{FFFF}".into();
+        f.row_labels = vec!["a\u{FFFF}b".into(), "\u{FFFE}\u{1}\u{1F}".into()];
+        f.col_labels = vec!["<x\u{0}>".into(), "ok".into()];
+        let svg = f.svg();
+        if let Err(e) = roxmltree::Document::parse(&svg) {
+            panic!("the SVG is not well-formed XML: {e}");
+        }
+        assert!(svg.contains("a\u{FFFD}b"));
+        let html = f.html(&Provenance { text: "t\u{FFFF}".into(), ..Default::default() });
+        assert!(!html.contains(['\u{FFFF}', '\u{FFFE}', '\u{0}', '\u{1}']));
+    }
+
+    #[test]
+    fn csv_label_cells_are_never_spreadsheet_formulas() {
+        let values = Matrix::from_vec(2, 2, vec![1.0, -2.0, 0.25, 0.75]);
+        let mut f = figure(&values);
+        f.row_labels = vec!["=HYPERLINK(\"http://x\")".into(), "+1".into()];
+        f.col_labels = vec!["-2".into(), "@SUM(A1)".into()];
+        let csv = f.csv();
+        assert_eq!(csv, "\"\",\"'-2\",\"'@SUM(A1)\"\n\"'=HYPERLINK(\"\"http://x\"\")\",1,-2\n\"'+1\",0.25,0.75\n");
     }
 
     #[test]

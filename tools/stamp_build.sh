@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Trunk post_build hook (Trunk.toml): stamps this build's id into the staged
+# index.html and sw.js, in place of the __ATTNSCOPE_BUILD__ placeholder. The
+# id is a hash of every staged file (the wasm and its glue carry content hashes
+# already), so any change to what is served gives a new id: the service worker
+# then keeps a new cache and deletes the old one, and the pages' shared model
+# fetch cache (index.html) is per build, so two deploys never mix their files.
+set -euo pipefail
+STAGE="${TRUNK_STAGING_DIR:?run by trunk as a post_build hook (or set TRUNK_STAGING_DIR)}"
+cd "$STAGE"
+BUILD="$(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+for f in index.html sw.js; do
+  [ -f "$f" ] || { echo "stamp_build: $STAGE/$f is missing" >&2; exit 1; }
+  grep -q '__ATTNSCOPE_BUILD__' "$f" || { echo "stamp_build: no placeholder in $f" >&2; exit 1; }
+  sed -i "s/__ATTNSCOPE_BUILD__/$BUILD/g" "$f"
+done
+echo "stamp_build: build $BUILD"
