@@ -60,12 +60,13 @@ cargo test --locked --all-targets
 cargo test --locked --doc
 done_step
 
-# The wasm tests build in the release profile, the app's: their dependencies
-# are then exactly the ones trunk links into the app (the dev-dependencies only
-# add crates), so the app build below compiles nothing but the app's own crate.
+# The wasm tests build in the app's profile (wasm-release, named in index.html
+# for trunk): their dependencies are then exactly the ones trunk links into the
+# app (the dev-dependencies only add crates), so the app build below compiles
+# nothing but the app's own crate.
 step "wasm32 release build with clippy -D warnings, then the wasm tests in headless Chromium (WebGPU through SwiftShader)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
-  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --release --locked --target wasm32-unknown-unknown --test wasm_gpu
+  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu
 done_step
 
 step "building the app with clippy -D warnings (trunk build --release)"
