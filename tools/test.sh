@@ -64,9 +64,9 @@ done_step
 # for trunk): their dependencies are then exactly the ones trunk links into the
 # app (the dev-dependencies only add crates), so the app build below compiles
 # nothing but the app's own crate.
-step "wasm32 release build with clippy -D warnings, then the wasm tests in headless Chromium (WebGPU through SwiftShader)"
+step "wasm32 release build with clippy -D warnings, then the wasm tests in headless Chromium (WebGPU through SwiftShader; the CPU kernels with simd128)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
-  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu
+  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu --test cpu_kernels
 done_step
 
 step "building the app with clippy -D warnings (trunk build --release)"
