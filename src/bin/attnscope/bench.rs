@@ -47,7 +47,25 @@ fn header(name: &str, config: &ModelConfig) {
     );
 }
 
-/// The CPU reference: the full trace is kept (it is what the CPU backend produces).
+/// Runs `f` on a pool of `threads` threads: the CPU kernels split matmuls
+/// over the current pool (feature `threads`).
+#[cfg(feature = "threads")]
+fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
+    Ok(pool.install(f))
+}
+
+/// Without the `threads` feature the kernels run on the calling thread only.
+#[cfg(not(feature = "threads"))]
+fn with_threads<T: Send>(_threads: usize, f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    Ok(f())
+}
+
+/// Thread counts the CPU rows are timed with.
+const CPU_THREADS: &[usize] = if cfg!(feature = "threads") { &[1, 2] } else { &[1] };
+
+/// The CPU engine (the fast kernels; the full trace is kept, as the CPU
+/// backend produces it), on one thread and on two, alternating per run.
 pub fn cpu(
     name: &str,
     config: &ModelConfig,
@@ -57,7 +75,15 @@ pub fn cpu(
 ) -> Result<(), String> {
     header(&format!("CPU backend, {name}"), config);
     println!("  dispatches per forward: 0; bytes read back per forward: 0 (results are in memory)");
-    println!("  {:>5}  {:>10}  {:>10}  {:>9}", "T", "forward ms", "GFLOP", "GFLOP/s");
+    let columns: Vec<String> = CPU_THREADS.iter().map(|n| format!("{n} thr ms")).collect();
+    println!(
+        "  {:>5}  {:>10}  {:>10}  {:>10}  {:>9}",
+        "T",
+        columns[0],
+        columns.last().unwrap_or(&columns[0]),
+        "GFLOP",
+        "GFLOP/s"
+    );
     for &t in lengths {
         if t > config.n_positions {
             println!("  {t:>5}  skipped: the context holds {}", config.n_positions);
@@ -67,16 +93,31 @@ pub fn cpu(
             .into_iter()
             .map(|id| Token { id, text: String::new(), start: 0, end: 0 })
             .collect();
-        let ms = median_ms(
-            || {
-                let trace = forward_cpu(config, weights, tokens.clone(), Mask::Causal).map_err(|e| e.to_string())?;
-                std::hint::black_box(trace);
-                Ok(())
-            },
-            repeat,
-        )?;
+        let run = || -> Result<f64, String> {
+            let start = Instant::now();
+            let trace = forward_cpu(config, weights, tokens.clone(), Mask::Causal).map_err(|e| e.to_string())?;
+            std::hint::black_box(trace);
+            Ok(elapsed_ms(start))
+        };
+        // One warm-up per thread count, then the counts alternate run by run,
+        // so a noisy neighbour slows them alike.
+        let mut times = vec![Vec::new(); CPU_THREADS.len()];
+        for r in 0..=repeat.max(1) {
+            for (slot, &threads) in CPU_THREADS.iter().enumerate() {
+                let ms = with_threads(threads, run)??;
+                if r > 0 {
+                    times[slot].push(ms);
+                }
+            }
+        }
+        let ms: Vec<f64> = times.into_iter().map(median).collect();
         let gflop = forward_cost(config, t).total_flops() as f64 / 1e9;
-        println!("  {t:>5}  {ms:>10.2}  {gflop:>10.3}  {:>9.2}", gflop / (ms / 1e3));
+        println!(
+            "  {t:>5}  {:>10.2}  {:>10.2}  {gflop:>10.3}  {:>9.2}",
+            ms[0],
+            ms[ms.len() - 1],
+            gflop / (ms[ms.len() - 1] / 1e3)
+        );
     }
     Ok(())
 }
