@@ -1,4 +1,6 @@
-//! `y = x·w + b` and the tied LM head `x·wteᵀ` through matrixmultiply's sgemm.
+//! `y = x·w + b` and the tied LM head `x·wteᵀ`: blocked SIMD products from
+//! `gemm` natively and `matrixmultiply` in wasm (tools/gemm-bench measured both
+//! crates on both targets: each is the faster where it is used).
 
 use super::super::ops::count_flops;
 
@@ -21,13 +23,13 @@ impl Strided<'_> {
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: the blocks handed to other threads write disjoint columns of `c`,
-// which outlives them (they are joined before `gemm` returns).
+// which outlives them (they are joined before `product` returns).
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// `c[m×n] += a[m×k] · b[k×n]`, `c` row-major with `n` columns.
-fn gemm(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize)) {
-    assert!(a.covers(m, k) && b.covers(k, n) && c.len() >= m * n, "gemm operands are shorter than {m}×{k}×{n}");
+fn product(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize)) {
+    assert!(a.covers(m, k) && b.covers(k, n) && c.len() >= m * n, "matmul operands are shorter than {m}×{k}×{n}");
     if m == 0 || k == 0 || n == 0 {
         return;
     }
@@ -35,26 +37,9 @@ fn gemm(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize))
     // Columns j0..j1 of the product.
     let block = |(j0, j1): (usize, usize)| {
         let out = out;
-        // SAFETY: `covers` checked every index sgemm reads from a and b; c
-        // holds m×n, and this block touches columns j0..j1 < n of it only.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                j1 - j0,
-                1.0,
-                a.data.as_ptr(),
-                a.rs as isize,
-                a.cs as isize,
-                b.data.as_ptr().add(j0 * b.cs),
-                b.rs as isize,
-                b.cs as isize,
-                1.0,
-                out.0.add(j0),
-                n as isize,
-                1,
-            )
-        }
+        // SAFETY: `covers` checked every index the product reads from a and
+        // b; c holds m×n, and this block touches columns j0..j1 < n of it only.
+        unsafe { sgemm_add((m, k, j1 - j0), a, b.data.as_ptr().add(j0 * b.cs), (b.rs, b.cs), out.0.add(j0), n) }
     };
     let blocks = column_blocks(m, k, n, threads());
     #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
@@ -64,6 +49,75 @@ fn gemm(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize))
         return;
     }
     blocks.into_iter().for_each(block);
+}
+
+/// `c[m×n] += a·b` for c row-major with row stride `rsc`, through gemm.
+///
+/// # Safety
+/// `a` (checked by the caller) and `b` (strides `rsb`, `csb`) must hold every
+/// element of a `m×k` and a `k×n` view, and `c` an `m×n` view.
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn sgemm_add(
+    (m, k, n): (usize, usize, usize),
+    a: Strided,
+    b: *const f32,
+    (rsb, csb): (usize, usize),
+    c: *mut f32,
+    rsc: usize,
+) {
+    // dst = 1·dst + 1·(lhs·rhs); gemm takes column strides first.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        rsc as isize,
+        true,
+        a.data.as_ptr(),
+        a.cs as isize,
+        a.rs as isize,
+        b,
+        csb as isize,
+        rsb as isize,
+        1.0f32,
+        1.0f32,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// `c[m×n] += a·b` through matrixmultiply's simd128 kernel.
+///
+/// # Safety
+/// As the native version.
+#[cfg(target_arch = "wasm32")]
+unsafe fn sgemm_add(
+    (m, k, n): (usize, usize, usize),
+    a: Strided,
+    b: *const f32,
+    (rsb, csb): (usize, usize),
+    c: *mut f32,
+    rsc: usize,
+) {
+    matrixmultiply::sgemm(
+        m,
+        k,
+        n,
+        1.0,
+        a.data.as_ptr(),
+        a.rs as isize,
+        a.cs as isize,
+        b,
+        rsb as isize,
+        csb as isize,
+        1.0,
+        c,
+        rsc as isize,
+        1,
+    )
 }
 
 /// Threads a matmul may use: the current rayon pool's (`threads` feature).
@@ -87,6 +141,11 @@ fn column_blocks(m: usize, k: usize, n: usize, threads: usize) -> Vec<(usize, us
     (0..n).step_by(width.max(1)).map(|j0| (j0, (j0 + width).min(n))).collect()
 }
 
+/// Up to this many rows (a keystroke's new token, a KV-cache step) a matmul
+/// streams the weights once instead of packing them: packing would copy
+/// every weight for a product that reads each only a few times.
+const STREAM_ROWS: usize = 4;
+
 /// `y[M×N] = x[M×K] · w[K×N] + b[N]`: [`crate::engine::ops::matmul_bias`], fast.
 pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     count_flops(2 * m * k * n);
@@ -94,7 +153,20 @@ pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize
     for _ in 0..m {
         y.extend_from_slice(&b[..n]);
     }
-    gemm(Strided { data: x, rs: k, cs: 1 }, Strided { data: w, rs: n, cs: 1 }, &mut y, (m, k, n));
+    if m <= STREAM_ROWS {
+        // Row by row of w: y[i] += x[i][kk]·w[kk] (a vectorised axpy over n).
+        let w = &w[..k * n];
+        for (kk, w_row) in w.chunks_exact(n.max(1)).enumerate() {
+            for (i, y_row) in y.chunks_exact_mut(n.max(1)).enumerate() {
+                let xv = x[i * k + kk];
+                for (o, &wv) in y_row.iter_mut().zip(w_row) {
+                    *o += xv * wv;
+                }
+            }
+        }
+        return y;
+    }
+    product(Strided { data: x, rs: k, cs: 1 }, Strided { data: w, rs: n, cs: 1 }, &mut y, (m, k, n));
     y
 }
 
@@ -102,7 +174,16 @@ pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize
 pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<f32> {
     count_flops(2 * t * d * vocab);
     let mut logits = vec![0.0; t * vocab];
-    gemm(Strided { data: x, rs: d, cs: 1 }, Strided { data: wte, rs: 1, cs: d }, &mut logits, (t, d, vocab));
+    if t <= STREAM_ROWS {
+        // One pass over the table: each of its rows against every x row.
+        for (v, wte_row) in wte[..vocab * d].chunks_exact(d.max(1)).enumerate() {
+            for i in 0..t {
+                logits[i * vocab + v] = super::dot(&x[i * d..][..d], wte_row);
+            }
+        }
+        return logits;
+    }
+    product(Strided { data: x, rs: d, cs: 1 }, Strided { data: wte, rs: 1, cs: d }, &mut logits, (t, d, vocab));
     logits
 }
 

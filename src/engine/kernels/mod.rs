@@ -4,11 +4,13 @@
 //! with them on random shapes, natively and in wasm (`tests/cpu_kernels.rs`,
 //! `tests/wasm_cpu.rs`).
 //!
-//! Matmuls go through `matrixmultiply` (cache-blocked, packed panels, SIMD
-//! microkernels: AVX-512/AVX2+FMA chosen at run time natively, simd128 in the
-//! browser with `.cargo/config.toml`'s target feature). With the `threads`
-//! feature (native builds; the browser stays single-threaded) a matmul's
-//! columns are split over rayon's pool.
+//! Matmuls are cache-blocked with packed panels and SIMD microkernels: `gemm`
+//! natively (AVX-512 or AVX2+FMA chosen at run time), `matrixmultiply` in the
+//! browser (simd128, enabled by `.cargo/config.toml`); tools/gemm-bench has
+//! the figures behind the choice. With the `threads` feature (native builds;
+//! the browser stays single-threaded) a matmul's columns are split over
+//! rayon's pool. Small-row products (a keystroke, a KV-cache step) stream
+//! the weights once instead.
 
 mod attention;
 mod matmul;
