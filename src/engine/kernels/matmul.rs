@@ -36,7 +36,8 @@ fn product(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usiz
     let out = OutPtr(c.as_mut_ptr());
     // Columns j0..j1 of the product.
     let block = |(j0, j1): (usize, usize)| {
-        let out = out;
+        // The whole wrapper (Send), not its raw pointer field.
+        let out = &out;
         // SAFETY: `covers` checked every index the product reads from a and
         // b; c holds m×n, and this block touches columns j0..j1 < n of it only.
         unsafe { sgemm_add((m, k, j1 - j0), a, b.data.as_ptr().add(j0 * b.cs), (b.rs, b.cs), out.0.add(j0), n) }
