@@ -47,18 +47,38 @@ fn header(name: &str, config: &ModelConfig) {
     );
 }
 
-/// Runs `f` on a pool of `threads` threads: the CPU kernels split matmuls
-/// over the current pool (feature `threads`).
+/// Pools of 1 and 2 threads, built once: the CPU kernels split matmuls over
+/// the current pool (feature `threads`). Reusing the pools keeps the same
+/// worker threads, and so their warm allocator arenas, from run to run.
 #[cfg(feature = "threads")]
-fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> Result<T, String> {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
-    Ok(pool.install(f))
+struct Pools(Vec<rayon::ThreadPool>);
+
+#[cfg(feature = "threads")]
+impl Pools {
+    fn new() -> Result<Self, String> {
+        let build = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| e.to_string());
+        Ok(Self(CPU_THREADS.iter().map(|&n| build(n)).collect::<Result<_, _>>()?))
+    }
+
+    /// Runs `f` on the pool for `CPU_THREADS[slot]` threads.
+    fn install<T: Send>(&self, slot: usize, f: impl FnOnce() -> T + Send) -> T {
+        self.0[slot].install(f)
+    }
 }
 
 /// Without the `threads` feature the kernels run on the calling thread only.
 #[cfg(not(feature = "threads"))]
-fn with_threads<T: Send>(_threads: usize, f: impl FnOnce() -> T + Send) -> Result<T, String> {
-    Ok(f())
+struct Pools;
+
+#[cfg(not(feature = "threads"))]
+impl Pools {
+    fn new() -> Result<Self, String> {
+        Ok(Self)
+    }
+
+    fn install<T: Send>(&self, _slot: usize, f: impl FnOnce() -> T + Send) -> T {
+        f()
+    }
 }
 
 /// Thread counts the CPU rows are timed with.
@@ -75,6 +95,7 @@ pub fn cpu(
 ) -> Result<(), String> {
     header(&format!("CPU backend, {name}"), config);
     println!("  dispatches per forward: 0; bytes read back per forward: 0 (results are in memory)");
+    let pools = Pools::new()?;
     let columns: Vec<String> = CPU_THREADS.iter().map(|n| format!("{n} thr ms")).collect();
     println!(
         "  {:>5}  {:>10}  {:>10}  {:>10}  {:>9}",
@@ -103,10 +124,10 @@ pub fn cpu(
         // so a noisy neighbour slows them alike.
         let mut times = vec![Vec::new(); CPU_THREADS.len()];
         for r in 0..=repeat.max(1) {
-            for (slot, &threads) in CPU_THREADS.iter().enumerate() {
-                let ms = with_threads(threads, run)??;
+            for (slot, slot_times) in times.iter_mut().enumerate() {
+                let ms = pools.install(slot, run)?;
                 if r > 0 {
-                    times[slot].push(ms);
+                    slot_times.push(ms);
                 }
             }
         }
