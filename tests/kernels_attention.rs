@@ -1,10 +1,12 @@
-//! The attention kernels (attention_rows.wgsl, flash_attention.wgsl) against engine::ops::attention_scores,
-//! softmax_rows and weighted_sum, on random shapes, masks and row offsets,
+//! The attention kernels (attention_rows.wgsl, flash_attention.wgsl) against their CPU twin with the
+//! same signature (engine::kernels::attention_rows, itself checked against engine::ops in
+//! tests/cpu_kernels.rs) and the naive path, on random shapes, masks and row offsets,
 //! through wgpu on whatever adapter is present (lavapipe in CI).
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
+use attnscope::engine::kernels::{self, AttentionRows, QkvRows, ScoreRows};
 use attnscope::engine::{ops, Mask};
 use attnscope::gpu::{AttentionShape, Kernel};
 use common::kernels::{mask_strategy, read, run, vector};
@@ -33,20 +35,26 @@ proptest! {
         let (rawb, maskedb, wb, ob) = (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d));
         let shape = AttentionShape { m: t - row0, t, n_head, d_head, row0, mask };
         run(Kernel::AttentionRows, &shape.rows_params(cap).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
-        let (raw_cpu, masked_cpu) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
-        let weights_cpu = ops::softmax_rows(&masked_cpu, t);
-        let out_cpu = ops::weighted_sum(&weights_cpu, &qkv, t, n_head, d_head);
+        // The CPU twin (engine::kernels::attention_rows) on the same layout:
+        // whole buffers compare, rows before row0 included (zero on both).
+        let (mut raw_cpu, mut masked_cpu, mut weights_cpu, mut out_cpu) =
+            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
+        let mut dst = ScoreRows {
+            raw: &mut raw_cpu,
+            masked: &mut masked_cpu,
+            weights: &mut weights_cpu,
+            out: &mut out_cpu,
+            cap,
+            rows: cap,
+            first_row: 0,
+        };
+        let rows = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
+        kernels::attention_rows(&rows, &QkvRows::fused(&qkv, d), &mut dst);
         let what = format!("T={t} rows {row0}.. cap {cap} H={n_head} d_head={d_head} {mask:?}");
-        let (raw, masked, weights) = (read(&rawb, 0, len), read(&maskedb, 0, len), read(&wb, 0, len));
-        for h in 0..n_head {
-            for i in row0..t {
-                let (g, c) = ((h * cap + i) * cap, (h * t + i) * t);
-                assert_close(&raw[g..g + t], &raw_cpu[c..c + t], &format!("raw h{h} row {i} {what}"));
-                assert_close(&masked[g..g + t], &masked_cpu[c..c + t], &format!("masked h{h} row {i} {what}"));
-                assert_close(&weights[g..g + t], &weights_cpu[c..c + t], &format!("weights h{h} row {i} {what}"));
-            }
-        }
-        assert_close(&read(&ob, row0 * d, (t - row0) * d), &out_cpu[row0 * d..], &format!("W·V {what}"));
+        assert_close(&read(&rawb, 0, len), &raw_cpu, &format!("raw {what}"));
+        assert_close(&read(&maskedb, 0, len), &masked_cpu, &format!("masked {what}"));
+        assert_close(&read(&wb, 0, len), &weights_cpu, &format!("weights {what}"));
+        assert_close(&read(&ob, 0, t * d), &out_cpu, &format!("W·V {what}"));
     }
 
     /// Flash attention never materialises T×T and equals the naive path.

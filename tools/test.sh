@@ -71,12 +71,13 @@ ATTNSCOPE_FUZZ_SECONDS="$ATTNSCOPE_FUZZ_SECONDS" cargo test --locked --test fuzz
 node --test tests/e2e/embed_checks.test.mjs
 done_step
 
-# The wasm tests build in the release profile, the app's: their dependencies
-# are then exactly the ones trunk links into the app (the dev-dependencies only
-# add crates), so the app build below compiles nothing but the app's own crate.
-step "wasm32 release build with clippy -D warnings, then the wasm tests in headless Chromium (WebGPU through SwiftShader)"
+# The wasm tests build in the app's profile (wasm-release, named in index.html
+# for trunk): their dependencies are then exactly the ones trunk links into the
+# app (the dev-dependencies only add crates), so the app build below compiles
+# nothing but the app's own crate.
+step "wasm32 release build with clippy -D warnings, then the wasm tests in headless Chromium (WebGPU through SwiftShader; the CPU kernels with simd128)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
-  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --release --locked --target wasm32-unknown-unknown --test wasm_gpu
+  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu --test cpu_kernels
 done_step
 
 step "building the app with clippy -D warnings (trunk build --release)"

@@ -310,7 +310,7 @@ mod cli {
                 if backend == Backend::Cpu || all_backends {
                     bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
-                        bench::cpu(gpt2_name, config, weights, &t, repeat.min(2))?;
+                        bench::cpu(gpt2_name, config, weights, &t, repeat)?;
                     }
                 }
                 if backend == Backend::Gpu || all_backends {

@@ -7,6 +7,7 @@
 //! `forward_cpu` on the whole text (tests below).
 
 use super::forward::block_tail;
+use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
 use super::{forward_cpu, ops, AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{Gpt2Weights, ModelConfig, Token};
 
@@ -65,41 +66,62 @@ pub fn extend_cpu(
     let embeddings = append_rows(&prev.embeddings, &x);
     let mut layers = Vec::with_capacity(weights.blocks.len());
     for (block, old) in weights.blocks.iter().zip(&prev.layers) {
-        let ln_1 = ops::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
-        let qkv = ops::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, n, d, 3 * d);
-        let mut concat = vec![0.0; n * d];
+        let ln_1 = kernels::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
+        let qkv = kernels::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, n, d, 3 * d);
+        // Every key and value, [T×d]: the prefix's from its trace, then the new rows'.
+        let (mut keys, mut values) = (vec![0.0; t * d], vec![0.0; t * d]);
+        for (h, old_head) in old.heads().iter().enumerate() {
+            for j in 0..p {
+                keys[j * d + h * d_head..][..d_head].copy_from_slice(old_head.k.row(j));
+                values[j * d + h * d_head..][..d_head].copy_from_slice(old_head.v.row(j));
+            }
+        }
+        for j in 0..n {
+            keys[(p + j) * d..][..d].copy_from_slice(&qkv[j * 3 * d + d..][..d]);
+            values[(p + j) * d..][..d].copy_from_slice(&qkv[j * 3 * d + 2 * d..][..d]);
+        }
+        // The new rows p..T of every head, as the kernel computes them.
+        let len = n_head * n * t;
+        let (mut raw, mut masked, mut weights_new, mut concat) =
+            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; n * d]);
+        let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
+        let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: 3 * d, k: &keys, v: &values, kv_stride: d };
+        let mut dst = ScoreRows {
+            raw: &mut raw,
+            masked: &mut masked,
+            weights: &mut weights_new,
+            out: &mut concat,
+            cap: t,
+            rows: n,
+            first_row: p,
+        };
+        kernels::attention_rows(&shape, &qkv_rows, &mut dst);
         let mut heads = Vec::with_capacity(n_head);
         for (h, old_head) in old.heads().iter().enumerate() {
             let q = append_rows(&old_head.q, &Matrix::from_columns(&qkv, n, 3 * d, h * d_head, d_head).data);
             let k = append_rows(&old_head.k, &Matrix::from_columns(&qkv, n, 3 * d, d + h * d_head, d_head).data);
             let v = append_rows(&old_head.v, &Matrix::from_columns(&qkv, n, 3 * d, 2 * d + h * d_head, d_head).data);
-            let dot = |i: usize, j: usize| q.row(i).iter().zip(k.row(j)).map(|(a, b)| a * b).sum::<f32>();
-            let scores_raw = grow_square(&old_head.scores_raw, t, dot);
-            let scores_scaled = grow_square(&old_head.scores_scaled, t, |i, j| scores_raw.at(i, j) * scale);
-            let scores_masked = grow_square(&old_head.scores_masked, t, |i, j| {
-                if mask.allows(i, j) {
-                    scores_scaled.at(i, j)
+            let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
+            // The old queries against the new keys: raw and scaled (the trace
+            // keeps them unmasked); masked for them, so −∞ and weight 0.
+            let scores_raw = grow_square(&old_head.scores_raw, t, |i, j| {
+                if i < p {
+                    kernels::dot(q.row(i), k.row(j))
                 } else {
-                    f32::NEG_INFINITY
+                    new_row(&raw, i, j)
                 }
             });
-            // Old rows keep their weights (the new keys are masked for them); new rows get a softmax.
-            let new_rows = ops::softmax_rows(&scores_masked.data[p * t..], t);
+            let scores_scaled = grow_square(&old_head.scores_scaled, t, |i, j| scores_raw.at(i, j) * scale);
+            let scores_masked =
+                grow_square(
+                    &old_head.scores_masked,
+                    t,
+                    |i, j| if i < p { f32::NEG_INFINITY } else { new_row(&masked, i, j) },
+                );
             let weights_m =
-                grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_rows[(i - p) * t + j] });
-            let mut out_new = vec![0.0; n * d_head];
-            for i in 0..n {
-                let o = &mut out_new[i * d_head..][..d_head];
-                for j in 0..t {
-                    let w = weights_m.at(p + i, j);
-                    for (c, vv) in v.row(j).iter().enumerate() {
-                        o[c] += w * vv;
-                    }
-                }
-                concat[i * d + h * d_head..][..d_head].copy_from_slice(o);
-            }
+                grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
             heads.push(HeadTrace {
-                output: append_rows(&old_head.output, &out_new),
+                output: append_rows(&old_head.output, &Matrix::from_columns(&concat, n, d, h * d_head, d_head).data),
                 q,
                 k,
                 v,
@@ -121,8 +143,8 @@ pub fn extend_cpu(
         });
         x = tail.resid_post;
     }
-    let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
-    let logits = ops::lm_head(&ln_f, &weights.wte.data, n, d, config.vocab_size);
+    let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
+    let logits = kernels::lm_head(&ln_f, &weights.wte.data, n, d, config.vocab_size);
     Ok(Trace {
         tokens,
         mask,

@@ -1,9 +1,11 @@
-//! The CPU reference forward pass: the source of truth for every number the
-//! app shows. Plain f32 loops over `ops`, filling a `Trace` of every stage.
+//! The CPU forward pass: the source of truth for every number the app shows,
+//! filling a `Trace` of every stage. It runs the fast `kernels`, each tested
+//! against its plain-loop reference in `ops`.
 
 use thiserror::Error;
 
-use super::{ops, AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+use super::{AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{BlockWeights, Gpt2Weights, Model, ModelConfig, ModelError, Token};
 
 #[derive(Debug, Error)]
@@ -47,11 +49,22 @@ fn square(all: &[f32], t: usize, h: usize) -> Matrix {
 pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (AttentionTrace, Vec<f32>) {
     let (d, n_head, d_head) = (config.n_embd, config.n_head, config.d_head());
     let t = x.len() / d;
-    let ln_1 = ops::layernorm(x, &block.ln_1_g.data, &block.ln_1_b.data, d, config.layer_norm_epsilon);
-    let qkv = ops::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, t, d, 3 * d);
-    let (raw, masked) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
-    let weights = ops::softmax_rows(&masked, t.max(1));
-    let concat = ops::weighted_sum(&weights, &qkv, t, n_head, d_head);
+    let ln_1 = kernels::layernorm(x, &block.ln_1_g.data, &block.ln_1_b.data, d, config.layer_norm_epsilon);
+    let qkv = kernels::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, t, d, 3 * d);
+    let len = n_head * t * t;
+    let (mut raw, mut masked, mut weights, mut concat) =
+        (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
+    let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask };
+    let mut dst = ScoreRows {
+        raw: &mut raw,
+        masked: &mut masked,
+        weights: &mut weights,
+        out: &mut concat,
+        cap: t,
+        rows: t,
+        first_row: 0,
+    };
+    kernels::attention_rows(&shape, &QkvRows::fused(&qkv, d), &mut dst);
     let scale = 1.0 / (d_head as f32).sqrt();
     let heads = (0..n_head)
         .map(|h| {
@@ -88,13 +101,13 @@ pub(super) struct BlockTail {
 pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], concat: &[f32]) -> BlockTail {
     let (d, m) = (config.n_embd, config.n_inner);
     let rows = x.len() / d;
-    let attn_out = ops::matmul_bias(concat, &block.attn_proj_w.data, &block.attn_proj_b.data, rows, d, d);
-    let resid_mid = ops::add(x, &attn_out);
-    let ln_2 = ops::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, config.layer_norm_epsilon);
-    let mut mlp_hidden = ops::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, m);
-    ops::activate(&mut mlp_hidden, config.activation_function);
-    let mlp_out = ops::matmul_bias(&mlp_hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, rows, m, d);
-    let resid_post = ops::add(&resid_mid, &mlp_out);
+    let attn_out = kernels::matmul_bias(concat, &block.attn_proj_w.data, &block.attn_proj_b.data, rows, d, d);
+    let resid_mid = kernels::add(x, &attn_out);
+    let ln_2 = kernels::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, config.layer_norm_epsilon);
+    let mut mlp_hidden = kernels::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, m);
+    kernels::activate(&mut mlp_hidden, config.activation_function);
+    let mlp_out = kernels::matmul_bias(&mlp_hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, rows, m, d);
+    let resid_post = kernels::add(&resid_mid, &mlp_out);
     BlockTail { attn_out, resid_mid, ln_2, mlp_hidden, mlp_out, resid_post }
 }
 
@@ -111,7 +124,7 @@ pub fn forward_cpu(
         return Err(EngineError::Empty);
     }
     let (t, d, eps) = (ids.len(), config.n_embd, config.layer_norm_epsilon);
-    let embeddings = ops::embed(&ids, &weights.wte.data, &weights.wpe.data, d);
+    let embeddings = super::ops::embed(&ids, &weights.wte.data, &weights.wpe.data, d);
     let mut x = embeddings.clone();
     let mut layers = Vec::with_capacity(weights.blocks.len());
     for block in &weights.blocks {
@@ -128,8 +141,8 @@ pub fn forward_cpu(
             resid_post: Matrix::from_vec(t, d, tail.resid_post),
         });
     }
-    let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
-    let logits = ops::lm_head(&ln_f, &weights.wte.data, t, d, config.vocab_size);
+    let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
+    let logits = kernels::lm_head(&ln_f, &weights.wte.data, t, d, config.vocab_size);
     Ok(Trace {
         tokens,
         mask,

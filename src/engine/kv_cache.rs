@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::forward::block_tail;
 use super::generate::{steps_that_fit, GeneratedToken, Generation};
+use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
 use super::sampling::{try_sample, Rng, SamplingParams};
 use super::{forward_cpu, ops, EngineError, Mask, Trace};
 use crate::model::{Gpt2Weights, Model, ModelConfig, Token};
@@ -100,45 +101,34 @@ impl KvCache {
         let mut x = ops::embed_from(&[id], &weights.wte.data, &weights.wpe.data, d, p);
         let mut all_weights = Vec::with_capacity(weights.blocks.len());
         for (l, block) in weights.blocks.iter().enumerate() {
-            let ln_1 = ops::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
-            let qkv = ops::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, 1, d, 3 * d);
+            let ln_1 = kernels::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
+            let qkv = kernels::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, 1, d, 3 * d);
             self.keys[l].extend_from_slice(&qkv[d..2 * d]);
             self.values[l].extend_from_slice(&qkv[2 * d..]);
-            let (keys, values) = (&self.keys[l], &self.values[l]);
-            // One query row over p + 1 keys: 2·(p+1)·d FLOPs for the scores, as many for W·V.
-            let mut concat = vec![0.0; d];
-            let mut head_weights = Vec::with_capacity(n_head);
-            for h in 0..n_head {
-                let q = &qkv[h * d_head..][..d_head];
-                let scale = 1.0 / (d_head as f32).sqrt();
-                let scores: Vec<f32> = (0..=p)
-                    .map(|j| {
-                        let k = &keys[j * d + h * d_head..][..d_head];
-                        let s: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
-                        if mask.allows(p, j) {
-                            s * scale
-                        } else {
-                            f32::NEG_INFINITY
-                        }
-                    })
-                    .collect();
-                let w = ops::softmax_rows(&scores, p + 1);
-                let out = &mut concat[h * d_head..][..d_head];
-                for (j, &wj) in w.iter().enumerate() {
-                    let v = &values[j * d + h * d_head..][..d_head];
-                    for c in 0..d_head {
-                        out[c] += wj * v[c];
-                    }
-                }
-                head_weights.push(w);
-            }
-            ops::count_flops(4 * (p + 1) * d);
+            // One query row (position p) over the p + 1 cached keys.
+            let len = n_head * (p + 1);
+            let (mut raw, mut masked, mut w, mut concat) =
+                (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; d]);
+            let shape = AttentionRows { row0: p, m: 1, t: p + 1, n_head, d_head, mask };
+            let qkv_rows =
+                QkvRows { q: &qkv, q_row0: p, q_stride: 3 * d, k: &self.keys[l], v: &self.values[l], kv_stride: d };
+            let mut dst = ScoreRows {
+                raw: &mut raw,
+                masked: &mut masked,
+                weights: &mut w,
+                out: &mut concat,
+                cap: p + 1,
+                rows: 1,
+                first_row: p,
+            };
+            kernels::attention_rows(&shape, &qkv_rows, &mut dst);
+            let head_weights = w.chunks_exact(p + 1).map(<[f32]>::to_vec).collect();
             x = block_tail(config, block, &x, &concat).resid_post;
             all_weights.push(head_weights);
         }
         self.len = p + 1;
-        let ln_f = ops::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
-        let logits = ops::lm_head(&ln_f, &weights.wte.data, 1, d, config.vocab_size);
+        let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
+        let logits = kernels::lm_head(&ln_f, &weights.wte.data, 1, d, config.vocab_size);
         Ok(Step { position: p, logits, weights: all_weights })
     }
 }

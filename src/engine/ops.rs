@@ -1,5 +1,6 @@
-//! The CPU reference of each GPU kernel, one function per kernel in `shaders/`.
-//! Plain loops in f32, written for clarity: these define what the kernels must compute.
+//! The plain-loop reference of what the GPU kernels in `shaders/` and the fast
+//! CPU kernels (`engine::kernels`) compute: f32 loops written for clarity, which
+//! define what both must compute (`shaders/README.md` maps each kernel to its twin).
 
 use std::cell::Cell;
 
@@ -77,7 +78,7 @@ pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize
 /// Scores of every head from the fused `qkv[T×3d]` (Q, K, V side by side,
 /// head h in columns h·d_head..). Returns `(raw, masked)`, each `[H×T×T]`:
 /// raw = Q·Kᵀ; masked = raw / √d_head, or −∞ where the mask forbids
-/// (shaders/attn_scores.wgsl).
+/// (the first two steps of shaders/attention_rows.wgsl).
 pub fn attention_scores(qkv: &[f32], t: usize, n_head: usize, d_head: usize, mask: Mask) -> (Vec<f32>, Vec<f32>) {
     let d = n_head * d_head;
     let scale = 1.0 / (d_head as f32).sqrt();
@@ -100,7 +101,7 @@ pub fn attention_scores(qkv: &[f32], t: usize, n_head: usize, d_head: usize, mas
 }
 
 /// Numerically stable softmax of each row of length `n`; a row that is all
-/// −∞ gives all zeros, never NaN (shaders/softmax_rows.wgsl).
+/// −∞ gives all zeros, never NaN (the softmax step of shaders/attention_rows.wgsl).
 pub fn softmax_rows(scores: &[f32], n: usize) -> Vec<f32> {
     let mut out = vec![0.0; scores.len()];
     for (row_in, row_out) in scores.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
@@ -121,7 +122,8 @@ pub fn softmax_rows(scores: &[f32], n: usize) -> Vec<f32> {
 }
 
 /// Each head's weighted sum of values, written side by side: `out[T×d]` with
-/// head h in columns h·d_head.. (shaders/weighted_sum.wgsl).
+/// head h in columns h·d_head.. (the W·V step of shaders/attention_rows.wgsl and
+/// shaders/flash_attention.wgsl).
 /// `weights` is `[H×T×T]`, `qkv` the fused `[T×3d]` projection.
 pub fn weighted_sum(weights: &[f32], qkv: &[f32], t: usize, n_head: usize, d_head: usize) -> Vec<f32> {
     let d = n_head * d_head;

@@ -31,6 +31,20 @@ PROMPTS = [("Elizabeth was", 0.8, 1), ("It is a truth universally acknowledged",
            ("KING HENRY. ", 0.8, 3), ("Mr. Darcy", 0.0, 0)]
 
 
+F16_NOTE = """ (training exports f32;
+`tools/to_f16.py` halves it for the first visit, and the engine widens it back
+to f32 on load, so every figure below is measured on the f16 weights)"""
+
+
+def safetensors_dtypes(path):
+    """The tensors' dtype in lower case ("f32", "f16"), or a list when mixed."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    kinds = sorted({v["dtype"].lower() for k, v in header.items() if k != "__metadata__"})
+    return kinds[0] if len(kinds) == 1 else "/".join(kinds)
+
+
 def run(*args):
     return subprocess.run([str(CLI), *args], check=True, capture_output=True, text=True).stdout
 
@@ -70,6 +84,7 @@ def main():
                    "--temperature", str(temperature), "--seed", str(seed)).strip()
         samples.append(f"- temperature {temperature}, seed {seed}: “{text}”")
     size = (MODEL / "model.safetensors").stat().st_size
+    dtype = safetensors_dtypes(MODEL / "model.safetensors")
     ind = ev["induction"]
     card = f"""# attnscope default model
 
@@ -82,7 +97,7 @@ what *trained* attention looks like. Reproduce it with the commands in
 GPT-2 (pre-layernorm, learned positions, GELU tanh, tied LM head), stored with
 GPT-2 tensor names and `config.json` keys: {config['n_layer']} layers,
 {config['n_head']} heads, d = {config['n_embd']}, context {config['n_positions']}, vocabulary
-{config['vocab_size']}; `model.safetensors` is f32, {size / 1e6:.2f} MB.
+{config['vocab_size']}; `model.safetensors` is {dtype}, {size / 1e6:.2f} MB{F16_NOTE if dtype == 'f16' else ''}.
 
 ## Corpus and licence
 - {sources['austen']['package']}: {len(sources['austen']['works'])} novels; {sources['austen']['licence']}.

@@ -1,0 +1,214 @@
+//! `y = x·w + b` and the tied LM head `x·wteᵀ`: blocked SIMD products from
+//! `gemm` natively and `matrixmultiply` in wasm (tools/gemm-bench measured both
+//! crates on both targets: each is the faster where it is used).
+
+use super::super::ops::count_flops;
+
+/// A row-major or strided operand: element (i, j) at `i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct Strided<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl Strided<'_> {
+    /// Whether every element of a `rows × cols` view is inside the slice.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// A raw pointer the column blocks of one output share: each writes only its own columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the blocks handed to other threads write disjoint columns of `c`,
+// which outlives them (they are joined before `product` returns).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `c[m×n] += a[m×k] · b[k×n]`, `c` row-major with `n` columns.
+fn product(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize)) {
+    assert!(a.covers(m, k) && b.covers(k, n) && c.len() >= m * n, "matmul operands are shorter than {m}×{k}×{n}");
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    let out = OutPtr(c.as_mut_ptr());
+    // Columns j0..j1 of the product.
+    let block = |(j0, j1): (usize, usize)| {
+        // The whole wrapper (Send), not its raw pointer field.
+        let out = &out;
+        // SAFETY: `covers` checked every index the product reads from a and
+        // b; c holds m×n, and this block touches columns j0..j1 < n of it only.
+        unsafe { sgemm_add((m, k, j1 - j0), a, b.data.as_ptr().add(j0 * b.cs), (b.rs, b.cs), out.0.add(j0), n) }
+    };
+    let blocks = column_blocks(m, k, n, threads());
+    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+    if blocks.len() > 1 {
+        use rayon::prelude::*;
+        blocks.into_par_iter().for_each(block);
+        return;
+    }
+    blocks.into_iter().for_each(block);
+}
+
+/// `c[m×n] += a·b` for c row-major with row stride `rsc`, through gemm.
+///
+/// # Safety
+/// `a` (checked by the caller) and `b` (strides `rsb`, `csb`) must hold every
+/// element of a `m×k` and a `k×n` view, and `c` an `m×n` view.
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn sgemm_add(
+    (m, k, n): (usize, usize, usize),
+    a: Strided,
+    b: *const f32,
+    (rsb, csb): (usize, usize),
+    c: *mut f32,
+    rsc: usize,
+) {
+    // dst = 1·dst + 1·(lhs·rhs); gemm takes column strides first.
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        1,
+        rsc as isize,
+        true,
+        a.data.as_ptr(),
+        a.cs as isize,
+        a.rs as isize,
+        b,
+        csb as isize,
+        rsb as isize,
+        1.0f32,
+        1.0f32,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// `c[m×n] += a·b` through matrixmultiply's simd128 kernel.
+///
+/// # Safety
+/// As the native version.
+#[cfg(target_arch = "wasm32")]
+unsafe fn sgemm_add(
+    (m, k, n): (usize, usize, usize),
+    a: Strided,
+    b: *const f32,
+    (rsb, csb): (usize, usize),
+    c: *mut f32,
+    rsc: usize,
+) {
+    matrixmultiply::sgemm(
+        m,
+        k,
+        n,
+        1.0,
+        a.data.as_ptr(),
+        a.rs as isize,
+        a.cs as isize,
+        b,
+        rsb as isize,
+        csb as isize,
+        1.0,
+        c,
+        rsc as isize,
+        1,
+    )
+}
+
+/// Threads a matmul may use: the current rayon pool's (`threads` feature).
+#[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Without the `threads` feature (and always in the browser), one.
+#[cfg(not(all(feature = "threads", not(target_arch = "wasm32"))))]
+fn threads() -> usize {
+    1
+}
+
+/// Splits the `n` columns into one block per thread (multiples of 64, so
+/// every block but the last fills the SIMD kernels), or one block when the
+/// product is too small to be worth a hand-off (under ~1 MFLOP).
+fn column_blocks(m: usize, k: usize, n: usize, threads: usize) -> Vec<(usize, usize)> {
+    let parts = if m * k * n < 500_000 { 1 } else { threads.clamp(1, n.div_ceil(64)) };
+    let width = n.div_ceil(parts).next_multiple_of(64);
+    (0..n).step_by(width.max(1)).map(|j0| (j0, (j0 + width).min(n))).collect()
+}
+
+/// Up to this many rows (a keystroke's new token, a KV-cache step) a matmul
+/// streams the weights once instead of packing them: packing would copy
+/// every weight for a product that reads each only a few times.
+const STREAM_ROWS: usize = 4;
+
+/// `y[M×N] = x[M×K] · w[K×N] + b[N]`: [`crate::engine::ops::matmul_bias`], fast.
+pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    count_flops(2 * m * k * n);
+    let mut y = Vec::with_capacity(m * n);
+    for _ in 0..m {
+        y.extend_from_slice(&b[..n]);
+    }
+    if m <= STREAM_ROWS {
+        // Row by row of w: y[i] += x[i][kk]·w[kk] (a vectorised axpy over n).
+        let w = &w[..k * n];
+        for (kk, w_row) in w.chunks_exact(n.max(1)).enumerate() {
+            for (i, y_row) in y.chunks_exact_mut(n.max(1)).enumerate() {
+                let xv = x[i * k + kk];
+                for (o, &wv) in y_row.iter_mut().zip(w_row) {
+                    *o += xv * wv;
+                }
+            }
+        }
+        return y;
+    }
+    product(Strided { data: x, rs: k, cs: 1 }, Strided { data: w, rs: n, cs: 1 }, &mut y, (m, k, n));
+    y
+}
+
+/// `logits[T×V] = x[T×d] · wteᵀ` (wte `[V×d]`): [`crate::engine::ops::lm_head`], fast.
+pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<f32> {
+    count_flops(2 * t * d * vocab);
+    let mut logits = vec![0.0; t * vocab];
+    if t <= STREAM_ROWS {
+        // One pass over the table: each of its rows against every x row.
+        for (v, wte_row) in wte[..vocab * d].chunks_exact(d.max(1)).enumerate() {
+            for i in 0..t {
+                logits[i * vocab + v] = super::dot(&x[i * d..][..d], wte_row);
+            }
+        }
+        return logits;
+    }
+    product(Strided { data: x, rs: d, cs: 1 }, Strided { data: wte, rs: 1, cs: d }, &mut logits, (t, d, vocab));
+    logits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_blocks_cover_every_column_once() {
+        for (m, k, n, threads) in
+            [(1, 1, 1, 2), (128, 768, 50257, 2), (16, 768, 2304, 3), (1, 8, 100, 2), (64, 64, 65, 2)]
+        {
+            let blocks = column_blocks(m, k, n, threads);
+            assert_eq!(blocks.first().map(|b| b.0), Some(0));
+            assert_eq!(blocks.last().map(|b| b.1), Some(n));
+            assert!(blocks.windows(2).all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1), "{blocks:?}");
+            assert!(blocks.len() <= threads);
+        }
+        assert_eq!(column_blocks(1, 8, 100, 2).len(), 1, "small products stay on one thread");
+    }
+
+    #[test]
+    fn empty_shapes_leave_the_bias() {
+        assert_eq!(matmul_bias(&[], &[], &[1.0, 2.0], 1, 0, 2), vec![1.0, 2.0]);
+        assert!(matmul_bias(&[], &[0.5; 3], &[1.0], 0, 3, 1).is_empty());
+    }
+}

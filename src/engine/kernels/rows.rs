@@ -1,0 +1,125 @@
+//! Row-wise helpers written so the compiler vectorises them (independent
+//! lanes, fixed-width chunks): SSE natively, simd128 in wasm. Each equals its
+//! `ops` reference up to the order of float additions.
+
+use crate::model::Activation;
+
+const LANES: usize = 8;
+
+/// `Σ a[i]·b[i]` with eight partial sums.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a[i]` with eight partial sums.
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = a.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for x in chunks {
+        for l in 0..LANES {
+            acc[l] += x[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// [`crate::engine::ops::layernorm`], vectorised.
+pub fn layernorm(x: &[f32], gain: &[f32], bias: &[f32], d: usize, eps: f32) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    let (gain, bias) = (&gain[..d], &bias[..d]);
+    for (row_in, row_out) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        let mean = sum(row_in) / d as f32;
+        for (o, &v) in row_out.iter_mut().zip(row_in) {
+            *o = v - mean;
+        }
+        let var = dot(row_out, row_out) / d as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((o, &g), &b) in row_out.iter_mut().zip(gain).zip(bias) {
+            *o = *o * inv * g + b;
+        }
+    }
+    y
+}
+
+/// `a + b`, elementwise.
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// `eˣ` in a form the compiler vectorises: Cephes' expf (range reduction by
+/// ln 2 with the round-to-nearest "magic number" trick, a degree-6
+/// polynomial, the power of two built in the exponent bits), within 2 ulp of
+/// `f32::exp` for x in [−87, 88]; x is clamped to that range (below it the
+/// result is ~1e−38 instead of a denormal or 0, which no sum here notices).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer in the low bits
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
+    let k = shifted - MAGIC;
+    let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    let k_int = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
+    e * f32::from_bits(((k_int + 127) << 23) as u32)
+}
+
+/// [`crate::engine::ops::activate`]. GELU's tanh form as `x·σ(2u)` =
+/// `x / (1 + e^(−2u))`, u = √(2/π)(x + 0.044715x³), with the vectorised
+/// [`exp`]; the erf form and ReLU are the reference's own loops.
+pub fn activate(x: &mut [f32], activation: Activation) {
+    match activation {
+        Activation::GeluTanh => {
+            const C: f32 = 0.797_884_6; // √(2/π)
+            for v in x.iter_mut() {
+                let u = C * (*v + 0.044_715 * *v * *v * *v);
+                *v /= 1.0 + exp(-2.0 * u);
+            }
+        }
+        other => crate::engine::ops::activate(x, other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_std() {
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (got, want) = (exp(x), x.exp());
+            assert!((got - want).abs() <= 2.5 * f32::EPSILON * want, "exp({x}) = {got}, std {want}");
+            x += 0.013_7;
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NEG_INFINITY) < 1e-37 && exp(f32::NEG_INFINITY) >= 0.0);
+    }
+
+    #[test]
+    fn gelu_tanh_matches_the_reference() {
+        let xs: Vec<f32> = (-400..400).map(|i| i as f32 * 0.025).collect();
+        let (mut fast, mut reference) = (xs.clone(), xs.clone());
+        activate(&mut fast, Activation::GeluTanh);
+        crate::engine::ops::activate(&mut reference, Activation::GeluTanh);
+        for ((a, b), x) in fast.iter().zip(&reference).zip(&xs) {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "gelu({x}): {a} vs {b}");
+        }
+    }
+}

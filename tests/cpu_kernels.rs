@@ -1,0 +1,174 @@
+//! The CPU engine's fast kernels (`engine::kernels`) equal their plain-loop
+//! references (`engine::ops`) on random shapes, ragged edges included (sizes
+//! that fill no SIMD register or cache block evenly, one row, one column).
+//! The same file runs natively (`cargo test --test cpu_kernels`) and in wasm
+//! with simd128 in headless Chromium (tools/test.sh, wasm-bindgen-test).
+//!
+//! Tolerance: the kernels add the same products in another order (blocked,
+//! several partial sums), so a result may differ from the reference by a few
+//! ε times the sum of the absolute values of its terms; we allow
+//! 1e−5·(1 + Σ|terms|) (ε = 1.2e−7, so ~80 ε: far above reordering error,
+//! far below any indexing mistake, which is O(1)). Softmax weights use the
+//! kernels' vectorised exp (within 2 ulp of std's).
+
+use attnscope::engine::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+use attnscope::engine::sampling::Rng;
+use attnscope::engine::{ops, Mask};
+use attnscope::model::Activation;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+const TOL: f32 = 1e-5;
+
+fn pick(rng: &mut Rng, lo: usize, hi: usize) -> usize {
+    lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize
+}
+
+fn values(rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
+    (0..len).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect()
+}
+
+/// `got` within TOL·(1 + scale[i]) of `want`; −∞ must match exactly.
+fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        if w.is_infinite() {
+            assert_eq!(g, w, "{what}[{i}]");
+        } else {
+            let s = scale.get(i).copied().unwrap_or(1.0);
+            assert!((g - w).abs() <= TOL * (1.0 + s), "{what}[{i}]: {g} vs reference {w}");
+        }
+    }
+}
+
+/// Σ_k |x[i,k]·w[k,j]| for each output, the scale of a matmul's rounding.
+fn abs_terms(x: &[f32], w: &[f32], (m, k, n): (usize, usize, usize)) -> Vec<f32> {
+    let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+    ops::matmul_bias(&abs(x), &abs(w), &vec![0.0; n], m, k, n)
+}
+
+#[test]
+fn matmul_bias_equals_the_reference_on_random_shapes() {
+    let mut rng = Rng::new(19);
+    // Random ragged shapes, then shapes big enough to be split over threads natively.
+    let mut shapes: Vec<(usize, usize, usize)> =
+        (0..40).map(|_| (pick(&mut rng, 1, 70), pick(&mut rng, 1, 300), pick(&mut rng, 1, 200))).collect();
+    shapes.extend([(1, 1, 1), (1, 768, 77), (3, 5, 1), (16, 257, 300), (33, 128, 513), (1, 300, 2000)]);
+    for (m, k, n) in shapes {
+        let (x, w, b) = (values(&mut rng, m * k, 1.0), values(&mut rng, k * n, 1.0), values(&mut rng, n, 1.0));
+        let got = kernels::matmul_bias(&x, &w, &b, m, k, n);
+        let want = ops::matmul_bias(&x, &w, &b, m, k, n);
+        assert_close(&got, &want, &abs_terms(&x, &w, (m, k, n)), &format!("matmul {m}×{k}×{n}"));
+    }
+}
+
+#[test]
+fn lm_head_equals_the_reference_on_random_shapes() {
+    let mut rng = Rng::new(7);
+    let mut shapes: Vec<(usize, usize, usize)> =
+        (0..30).map(|_| (pick(&mut rng, 1, 20), pick(&mut rng, 1, 100), pick(&mut rng, 1, 400))).collect();
+    shapes.extend([(1, 128, 4096), (17, 64, 1001)]);
+    for (t, d, vocab) in shapes {
+        let (x, wte) = (values(&mut rng, t * d, 1.0), values(&mut rng, vocab * d, 1.0));
+        let got = kernels::lm_head(&x, &wte, t, d, vocab);
+        let want = ops::lm_head(&x, &wte, t, d, vocab);
+        let wte_t: Vec<f32> = (0..d * vocab).map(|i| wte[(i % vocab) * d + i / vocab]).collect();
+        assert_close(&got, &want, &abs_terms(&x, &wte_t, (t, d, vocab)), &format!("lm_head {t}×{d}×{vocab}"));
+    }
+}
+
+/// The kernel's twin on the kernel's own layout (raw, masked, weights strided
+/// by a capacity ≥ T, rows row0..T), against the reference composition.
+#[test]
+fn attention_rows_equal_the_reference_composition() {
+    let mut rng = Rng::new(3);
+    for case in 0..60 {
+        let t = pick(&mut rng, 1, 40);
+        let (n_head, d_head) = (pick(&mut rng, 1, 4), [1, 3, 8, 16, 64, 80][pick(&mut rng, 0, 5)]);
+        let mask = match case % 4 {
+            0 | 1 => Mask::Causal,
+            2 => Mask::Bidirectional,
+            _ => Mask::Window(pick(&mut rng, 1, 6) as u32),
+        };
+        let (row0, cap) = (pick(&mut rng, 0, t - 1), t + pick(&mut rng, 0, 8));
+        let d = n_head * d_head;
+        let qkv = values(&mut rng, t * 3 * d, 1.0);
+        let len = n_head * cap * cap;
+        let (mut raw, mut masked, mut weights, mut out) =
+            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
+        let shape = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
+        let mut dst = ScoreRows {
+            raw: &mut raw,
+            masked: &mut masked,
+            weights: &mut weights,
+            out: &mut out,
+            cap,
+            rows: cap,
+            first_row: 0,
+        };
+        kernels::attention_rows(&shape, &QkvRows::fused(&qkv, d), &mut dst);
+        let (raw_ref, masked_ref) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
+        let weights_ref = ops::softmax_rows(&masked_ref, t);
+        let out_ref = ops::weighted_sum(&weights_ref, &qkv, t, n_head, d_head);
+        let what = format!("T={t} rows {row0}.. cap {cap} H={n_head} d_head={d_head} {mask:?}");
+        let scale = vec![d_head as f32; t];
+        for h in 0..n_head {
+            for i in 0..t {
+                let (g, r) = ((h * cap + i) * cap, (h * t + i) * t);
+                if i < row0 {
+                    assert!(raw[g..g + cap].iter().all(|&v| v == 0.0), "row {i} < row0 untouched, {what}");
+                    continue;
+                }
+                assert_close(&raw[g..g + t], &raw_ref[r..r + t], &scale, &format!("raw h{h} row {i} {what}"));
+                assert_close(&masked[g..g + t], &masked_ref[r..r + t], &scale, &format!("masked h{h} row {i} {what}"));
+                assert_close(&weights[g..g + t], &weights_ref[r..r + t], &[], &format!("weights h{h} row {i} {what}"));
+            }
+        }
+        assert_close(&out[row0 * d..], &out_ref[row0 * d..], &[], &format!("W·V {what}"));
+        assert!(out[..row0 * d].iter().all(|&v| v == 0.0), "rows before row0 untouched, {what}");
+    }
+}
+
+#[test]
+fn attention_rows_with_no_allowed_key_give_zeros_not_nan() {
+    let (t, d_head) = (3, 4);
+    let qkv = vec![1000.0; t * 3 * d_head];
+    let len = t * t;
+    let (mut raw, mut masked, mut weights, mut out) =
+        (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d_head]);
+    let shape = AttentionRows { row0: 0, m: t, t, n_head: 1, d_head, mask: Mask::Window(0) };
+    let mut dst = ScoreRows {
+        raw: &mut raw,
+        masked: &mut masked,
+        weights: &mut weights,
+        out: &mut out,
+        cap: t,
+        rows: t,
+        first_row: 0,
+    };
+    kernels::attention_rows(&shape, &QkvRows::fused(&qkv, d_head), &mut dst);
+    assert!(weights.iter().chain(&out).all(|&w| w == 0.0), "{weights:?} {out:?}");
+    assert!(masked.iter().all(|&m| m == f32::NEG_INFINITY));
+}
+
+#[test]
+fn layernorm_and_gelu_equal_the_reference() {
+    let mut rng = Rng::new(11);
+    for _ in 0..30 {
+        let (rows, d) = (pick(&mut rng, 1, 9), pick(&mut rng, 1, 200));
+        let x = values(&mut rng, rows * d, 4.0);
+        let (g, b) = (values(&mut rng, d, 2.0), values(&mut rng, d, 1.0));
+        let got = kernels::layernorm(&x, &g, &b, d, 1e-5);
+        let want = ops::layernorm(&x, &g, &b, d, 1e-5);
+        assert_close(&got, &want, &vec![4.0; got.len()], &format!("layernorm {rows}×{d}"));
+        for act in [Activation::GeluTanh, Activation::Gelu, Activation::Relu] {
+            let (mut fast, mut reference) = (x.clone(), x.clone());
+            kernels::activate(&mut fast, act);
+            ops::activate(&mut reference, act);
+            assert_close(&fast, &reference, &x.iter().map(|v| v.abs()).collect::<Vec<_>>(), &format!("{act:?}"));
+        }
+    }
+}

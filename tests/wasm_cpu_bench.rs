@@ -1,0 +1,67 @@
+//! The page's CPU engine timed in headless Chromium (wasm, simd128,
+//! single-threaded, the app's wasm-release profile): the full traced forward
+//! on our default model's shape and GPT-2 small's, random weights, at the
+//! lengths ONNX Runtime Web is timed at by tools/peer (tools/bench_browser.sh
+//! runs both and prints the ratios). Not part of the test suite: run it by
+//! name, as that script does.
+#![cfg(target_arch = "wasm32")]
+
+use attnscope::engine::init::random_weights;
+use attnscope::engine::{forward_cpu, Mask};
+use attnscope::model::{Activation, ModelConfig, Token};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+}
+
+/// Gives the browser its event loop back (a macrotask), so a long benchmark
+/// never holds the page past the test driver's patience.
+async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+async fn time(name: &str, config: &ModelConfig, lengths: &[usize], runs: usize) {
+    let weights = random_weights(config, 1);
+    for &t in lengths {
+        let tokens: Vec<Token> = (0..t)
+            .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
+            .collect();
+        let mut times = Vec::with_capacity(runs);
+        for r in 0..=runs {
+            yield_now().await;
+            let start = now_ms();
+            let trace = forward_cpu(config, &weights, tokens.clone(), Mask::Causal).expect("forward");
+            std::hint::black_box(trace);
+            if r > 0 {
+                times.push(now_ms() - start);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        // One line per figure, parsed by tools/bench_browser.py.
+        console_log!("attnscope-cpu-wasm {name} T={t} median_ms={:.2}", times[times.len() / 2]);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn page_cpu_engine_forward_times() {
+    let tiny = ModelConfig {
+        n_layer: 2,
+        n_head: 4,
+        n_embd: 128,
+        n_positions: 128,
+        vocab_size: 4096,
+        n_inner: 512,
+        layer_norm_epsilon: 1e-5,
+        activation_function: Activation::GeluTanh,
+    };
+    time("tiny", &tiny, &[16, 64, 128], 5).await;
+    time("gpt2-small", &ModelConfig::gpt2_small(), &[16, 64, 128], 2).await;
+}

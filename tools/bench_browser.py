@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""The page's CPU engine next to ONNX Runtime Web's wasm (one thread), in the
+same headless Chromium on the same machine, one command: first our traced
+forward compiled to wasm (simd128, the app's wasm-release profile;
+tests/wasm_cpu_bench.rs through wasm-bindgen-test-runner), then tools/peer's
+ORT benchmark on the same shapes (our default model's and GPT-2 small's,
+random weights), then the ratios (ours ÷ ORT's; below 1 is faster).
+
+Setup, once (see tools/peer/README.md; models are never committed):
+    ~/.venvs/attnscope-torch/bin/pip install onnx onnxscript transformers
+    (cd tools/peer && ~/.venvs/attnscope-torch/bin/python make_models.py all && npm ci)
+Run:
+    python3 tools/bench_browser.py
+"""
+import json
+import os
+import re
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ours():
+    env = dict(os.environ, CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="wasm-bindgen-test-runner",
+               CHROMEDRIVER="/usr/bin/chromedriver", WASM_BINDGEN_TEST_TIMEOUT="900")
+    out = subprocess.run(["cargo", "test", "--profile", "wasm-release", "--target", "wasm32-unknown-unknown",
+                          "--test", "wasm_cpu_bench", "--", "--nocapture"],
+                         cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    return {(m[1], int(m[2])): float(m[3])
+            for m in re.finditer(r"attnscope-cpu-wasm (\S+) T=(\d+) median_ms=([\d.]+)", out)}
+
+
+def ort():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "ort.json")
+        subprocess.run(["node", "bench.mjs", "all", "--ep", "wasm", "--threads", "1", "--json", path],
+                       cwd=os.path.join(ROOT, "tools", "peer"), check=True, capture_output=True, text=True)
+        with open(path) as f:
+            data = json.load(f)
+    return {(r["model"], int(t)): x["median_ms"] for r in data["results"]
+            for t, x in r.get("runs", {}).items() if x.get("median_ms") is not None}
+
+
+def main():
+    a = ours()
+    b = ort()
+    print("forward ms in headless Chromium, one thread: attnscope page CPU engine (wasm, full trace) "
+          "vs ONNX Runtime Web 1.30 wasm (logits + every attention)")
+    print(f"  {'model':>11}  {'T':>4}  {'attnscope':>10}  {'ORT wasm':>10}  {'ratio':>6}")
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        ratio = f"{x / y:5.2f}×" if x and y else "   -"
+        fmt = lambda v: f"{v:10.1f}" if v is not None else f"{'-':>10}"
+        print(f"  {key[0]:>11}  {key[1]:>4}  {fmt(x)}  {fmt(y)}  {ratio}")
+
+
+if __name__ == "__main__":
+    main()

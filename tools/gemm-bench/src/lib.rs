@@ -1,0 +1,88 @@
+//! The candidates, each computing `c[m×n] = a[m×k] · b[k×n]` (b row-major, or
+//! `b` given as `[n×k]` when `transposed`, as the tied LM head's `wte`).
+//! On wasm32 the exported `setup`/`run` let node time them (run.mjs).
+
+#[derive(Clone, Copy, Debug)]
+pub enum Impl {
+    Naive,
+    MatrixMultiply,
+    Gemm,
+    /// gemm with rayon on two threads (native only).
+    Gemm2,
+}
+
+pub const IMPLS: [Impl; 4] = [Impl::Naive, Impl::MatrixMultiply, Impl::Gemm, Impl::Gemm2];
+
+/// The engine's reference loop (`engine::ops::matmul_bias` / `lm_head`).
+fn naive(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize), transposed: bool) {
+    c.fill(0.0);
+    for i in 0..m {
+        let out = &mut c[i * n..][..n];
+        if transposed {
+            let row = &a[i * k..][..k];
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = row.iter().zip(&b[j * k..][..k]).map(|(x, y)| x * y).sum();
+            }
+        } else {
+            for kk in 0..k {
+                let xv = a[i * k + kk];
+                for (o, w) in out.iter_mut().zip(&b[kk * n..][..n]) {
+                    *o += xv * w;
+                }
+            }
+        }
+    }
+}
+
+pub fn run(which: Impl, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize), transposed: bool) {
+    // Strides of b as k×n: row-major, or the transpose of an n×k row-major.
+    let (rsb, csb) = if transposed { (1, k as isize) } else { (n as isize, 1) };
+    match which {
+        Impl::Naive => naive(a, b, c, (m, k, n), transposed),
+        Impl::MatrixMultiply => unsafe {
+            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), rsb, csb, 0.0, c.as_mut_ptr(), n as isize, 1)
+        },
+        Impl::Gemm | Impl::Gemm2 => {
+            let par = match which {
+                #[cfg(not(target_arch = "wasm32"))]
+                Impl::Gemm2 => gemm::Parallelism::Rayon(2),
+                _ => gemm::Parallelism::None,
+            };
+            unsafe {
+                gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), csb, rsb, 0.0f32, 1.0f32, false, false, false, par)
+            }
+        }
+    }
+}
+
+/// Deterministic operands in [-1, 1).
+pub fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let fill = |len: usize, s: usize| (0..len).map(|i| ((i * s % 1999) as f32 / 999.5) - 1.0).collect::<Vec<f32>>();
+    (fill(m * k, 37), fill(k * n, 101), vec![0.0; m * n])
+}
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static CASE: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>, (usize, usize, usize), bool)> = RefCell::new(Default::default());
+    }
+
+    #[no_mangle]
+    pub extern "C" fn setup(m: usize, k: usize, n: usize, transposed: u32) {
+        let (a, b, c) = operands(m, k, n);
+        CASE.with(|cs| *cs.borrow_mut() = (a, b, c, (m, k, n), transposed != 0));
+    }
+
+    /// Runs candidate `which` once; returns c's sum (checks and keeps the work).
+    #[no_mangle]
+    pub extern "C" fn run_once(which: u32) -> f32 {
+        CASE.with(|cs| {
+            let (a, b, c, shape, t) = &mut *cs.borrow_mut();
+            run(IMPLS[which as usize % 3], a, b, c, *shape, *t);
+            c.iter().sum()
+        })
+    }
+}
