@@ -14,8 +14,8 @@ after(async () => { await server.close(); });
 
 async function ready(page) {
   await page.waitForFunction(() => {
-    const s = window.attnscope.state();
-    return s.phase === 'ready' && s.renders > 0 && s.runs > 0;
+    const s = window.attnscope && window.attnscope.state();
+    return s && s.phase === 'ready' && s.renders > 0 && s.runs > 0;
   }, null, { timeout: 60_000 });
 }
 
