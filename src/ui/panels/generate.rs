@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 
 use crate::engine::cost::{forward_cost, step_cost};
 use crate::engine::kv_cache::generate_cached;
-use crate::engine::sampling::{sample, Rng, SamplingParams};
+use crate::engine::sampling::{try_sample, Rng, SamplingParams};
 use crate::engine::AttentionStage;
 use crate::model::Token;
 use crate::render::plot::short;
@@ -100,7 +100,13 @@ pub fn GeneratePanel() -> impl IntoView {
             return false; // the text changed while reading
         }
         let mut r = rng.get_value();
-        let Some(sampled) = sample(&logits, &params(state), &mut r) else { return false };
+        let sampled = match try_sample(&logits, &params(state), &mut r) {
+            Ok(sampled) => sampled,
+            Err(e) => {
+                note.set(Some(format!("Generation stopped: {e}")));
+                return false;
+            }
+        };
         rng.set_value(r);
         let text = host.model.tokenizer.decode(&[sampled.id]);
         let token = Token { id: sampled.id, text, start: 0, end: 0 };

@@ -98,7 +98,7 @@ fn save_text(text: &str, mime: &str, name: &str) -> Result<(), ExportError> {
 async fn save_png(svg: &str, name: &str) -> Result<(), ExportError> {
     let document = web_sys::window().and_then(|w| w.document()).ok_or(ExportError::Browser("no document".into()))?;
     let image = web_sys::HtmlImageElement::new()?;
-    image.set_src(&format!("data:image/svg+xml;charset=utf-8,{}", js_sys::encode_uri_component(svg)));
+    image.set_src(&format!("data:image/svg+xml;charset=utf-8,{}", crate::escape::url_component(svg)));
     wasm_bindgen_futures::JsFuture::from(image.decode()).await?;
     let (w, h) = (image.natural_width(), image.natural_height());
     let canvas = document
