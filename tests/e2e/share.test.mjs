@@ -178,3 +178,28 @@ test('a link with the largest seed compares three seeds, and a later link naming
     await browser.close();
   }
 });
+
+test('export of a text holding U+FFFF: the SVG is well-formed XML and the PNG is made', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const text = 'odd \uffff char & <b>';
+    const { page, errors } = await openApp(browser, `${server.url}#text=${encodeURIComponent(text)}&stage=weights`);
+    await page.waitForFunction((t) => window.attnscope.state().text === t && window.attnscope.state().renders > 0,
+      text, { timeout: 60_000 });
+    const files = {};
+    for (const f of ['svg', 'png']) {
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`[data-export=${f}]`).click()]);
+      files[f] = await readFile(await download.path());
+    }
+    const svgOk = await page.evaluate((svg) => {
+      const doc = new DOMParser().parseFromString(svg, 'image/svg+xml');
+      return doc.getElementsByTagName('parsererror').length === 0;
+    }, files.svg.toString('utf8'));
+    assert.ok(svgOk, 'the SVG parses as XML');
+    assert.equal(files.png.subarray(1, 4).toString(), 'PNG', 'the PNG export worked');
+    assert.match(await page.locator('[data-testid=export-note]').innerText(), /^Saved /);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
