@@ -114,7 +114,9 @@ test('a storm with the GPU lost in the middle: the page carries on with the CPU 
     const snap = await settledAgainstCli(page, 'storm with a lost GPU');
     assert.equal(snap.gpu, false, 'on the CPU after the loss');
     assert.ok(snap.gpuError, 'the page says why');
-    assert.deepEqual(errors, [], 'no page error');
+    // The console says the device was lost and the page moved to the CPU; nothing else.
+    const unexpected = errors.filter((e) => !/GPU device lost|switching to the CPU backend/.test(e));
+    assert.deepEqual(unexpected, [], 'no page error');
   } finally {
     await browser.close();
   }
