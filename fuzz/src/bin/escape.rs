@@ -1,18 +1,4 @@
 //! AFL++ target `escape` (see ../../targets.rs): `cargo afl fuzz -i fuzz/corpus/escape …` (fuzz/README.md).
 
-#[path = "../../alloc.rs"]
-mod alloc;
-#[path = "../../targets.rs"]
-#[allow(dead_code)]
-mod targets;
-
-#[global_allocator]
-static ALLOCATOR: alloc::Counting = alloc::Counting;
-
-fn main() {
-    targets::warm_up();
-    afl::fuzz!(|data: &[u8]| {
-        alloc::reset();
-        targets::escape_formats(data);
-    });
-}
+include!("../../afl_main.rs");
+afl_main!(escape_formats);

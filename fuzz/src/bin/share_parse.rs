@@ -1,18 +1,4 @@
 //! AFL++ target `share_parse` (see ../../targets.rs): `cargo afl fuzz -i fuzz/corpus/share_parse …` (fuzz/README.md).
 
-#[path = "../../alloc.rs"]
-mod alloc;
-#[path = "../../targets.rs"]
-#[allow(dead_code)]
-mod targets;
-
-#[global_allocator]
-static ALLOCATOR: alloc::Counting = alloc::Counting;
-
-fn main() {
-    targets::warm_up();
-    afl::fuzz!(|data: &[u8]| {
-        alloc::reset();
-        targets::share_parse(data);
-    });
-}
+include!("../../afl_main.rs");
+afl_main!(share_parse);

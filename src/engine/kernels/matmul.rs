@@ -52,12 +52,13 @@ fn product(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usiz
     blocks.into_iter().for_each(block);
 }
 
-/// `c[m×n] += a·b` for c row-major with row stride `rsc`, through gemm.
+/// `c[m×n] += a·b` for c row-major with row stride `rsc`: through gemm
+/// natively, through matrixmultiply's simd128 kernel in the browser (each
+/// the faster there, tools/gemm-bench).
 ///
 /// # Safety
 /// `a` (checked by the caller) and `b` (strides `rsb`, `csb`) must hold every
 /// element of a `m×k` and a `k×n` view, and `c` an `m×n` view.
-#[cfg(not(target_arch = "wasm32"))]
 unsafe fn sgemm_add(
     (m, k, n): (usize, usize, usize),
     a: Strided,
@@ -67,6 +68,7 @@ unsafe fn sgemm_add(
     rsc: usize,
 ) {
     // dst = 1·dst + 1·(lhs·rhs); gemm takes column strides first.
+    #[cfg(not(target_arch = "wasm32"))]
     gemm::gemm(
         m,
         n,
@@ -87,22 +89,8 @@ unsafe fn sgemm_add(
         false,
         false,
         gemm::Parallelism::None,
-    )
-}
-
-/// `c[m×n] += a·b` through matrixmultiply's simd128 kernel.
-///
-/// # Safety
-/// As the native version.
-#[cfg(target_arch = "wasm32")]
-unsafe fn sgemm_add(
-    (m, k, n): (usize, usize, usize),
-    a: Strided,
-    b: *const f32,
-    (rsb, csb): (usize, usize),
-    c: *mut f32,
-    rsc: usize,
-) {
+    );
+    #[cfg(target_arch = "wasm32")]
     matrixmultiply::sgemm(
         m,
         k,
@@ -118,7 +106,7 @@ unsafe fn sgemm_add(
         c,
         rsc as isize,
         1,
-    )
+    );
 }
 
 /// Threads a matmul may use: the current rayon pool's (`threads` feature).
