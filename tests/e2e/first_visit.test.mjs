@@ -173,3 +173,30 @@ test('the model grid has no empty rows; a drawn token never reads 0.0 %; the KV 
     await browser.close();
   }
 });
+
+test('while the model loads the page says so and its Generate and Measure buttons wait', { timeout: 200_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    let release;
+    const held = new Promise((r) => { release = r; });
+    await page.route('**/model.safetensors', async (route) => { await held; await route.continue(); });
+    await page.goto(server.url);
+    await page.waitForSelector('[data-testid=token-count]');
+    assert.equal(await page.locator('[data-testid=token-count]').innerText(), 'Loading the model…');
+    for (const button of ['.gen-step', '.gen-ten', '.gen-play', '.gen-compare-button', '.measure-button', '.dilution-run']) {
+      assert.ok(await page.locator(button).isDisabled(), `${button} waits for the model`);
+    }
+    release();
+    await ready(page);
+    assert.match(await page.locator('[data-testid=token-count]').innerText(), /^\d+ tokens · context holds \d+$/);
+    for (const button of ['.gen-step', '.gen-ten', '.gen-play', '.gen-compare-button', '.measure-button', '.dilution-run']) {
+      assert.ok(await page.locator(button).isEnabled(), `${button} works once the model is in`);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

@@ -13,7 +13,7 @@ use crate::model::Token;
 use crate::render::plot::short;
 use crate::render::text::bytes;
 use crate::ui::backend::Backend;
-use crate::ui::state::PageState;
+use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::{now_ms, sleep_ms};
 
 /// Context lengths the curves run through: powers of two up to 64k.
@@ -183,7 +183,8 @@ pub fn CostPanel() -> impl IntoView {
             <LogChart series=flops markers=markers x_label="context length T (tokens)" y_label="FLOPs per forward pass" testid="cost-flops" />
             <LogChart series=memory markers=markers x_label="context length T (tokens)" y_label="bytes" testid="cost-memory" />
             <div class="measure">
-                <button class="seg measure-button" disabled=move || progress.get().is_some() on:click=move |_| measure()>
+                <button class="seg measure-button"
+                    disabled=move || progress.get().is_some() || state.status.phase.get() != Phase::Ready on:click=move |_| measure()>
                     "Measure the forward pass on this device"</button>
                 {move || progress.get().map(|(k, n)| view! {
                     <progress class="measure-progress" max=n value=k></progress>

@@ -14,7 +14,7 @@ use crate::engine::{forward_cpu, Mask};
 use crate::render::plot::head_colour;
 use crate::render::text::visible;
 use crate::ui::backend::Backend;
-use crate::ui::state::PageState;
+use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::sleep_ms;
 
 const FILLERS: [&str; 3] = [
@@ -202,7 +202,8 @@ pub fn DilutionPanel() -> impl IntoView {
                         if let Ok(i) = event_target_value(&ev).parse::<usize>() { filler.set(i) }
                     }>{FILLERS.iter().enumerate().map(|(i, f)| view! { <option value=i.to_string()>{f.trim().to_owned()}</option> }).collect_view()}</select>
                 </label>
-                <button class="seg dilution-run" disabled=move || running.get() on:click=move |_| run()>
+                <button class="seg dilution-run"
+                    disabled=move || running.get() || state.status.phase.get() != Phase::Ready on:click=move |_| run()>
                     {move || if running.get() { "Appending…" } else { "Append filler until the context is full" }}</button>
             </div>
             {move || error.get().map(|e| view! { <p class="input-error" role="alert">{e}</p> })}

@@ -15,7 +15,7 @@ use crate::model::Token;
 use crate::render::plot::short;
 use crate::render::text::{bytes, percent, visible};
 use crate::ui::backend::{spawn_latest, Backend};
-use crate::ui::state::{GenStep, PageState, View};
+use crate::ui::state::{GenStep, PageState, Phase, View};
 use crate::ui::web::dom::sleep_ms;
 
 /// How many tokens "Generate 10" and the seed comparison produce.
@@ -49,6 +49,8 @@ pub fn GeneratePanel() -> impl IntoView {
     let note = RwSignal::new(None::<String>);
     let speed = RwSignal::new(2u32);
     let branches = RwSignal::new(Vec::<Branch>::new());
+    // Nothing to generate from until the model is in.
+    let loading = move || state.status.phase.get() != Phase::Ready;
     // A new prompt: the compared continuations were of the old one.
     Effect::new(move |_| {
         s.text.track();
@@ -297,9 +299,9 @@ pub fn GeneratePanel() -> impl IntoView {
                 attends over every cached key, so with a KV cache a step costs one new row; the cache grows by one \
                 token per step, in every layer and head."</p>
             <div class="gen-controls">
-                <button class="seg gen-step" title="Generate one token" disabled=move || busy.get()
+                <button class="seg gen-step" title="Generate one token" disabled=move || busy.get() || loading()
                     on:click=move |_| run_steps(1)>"Step ›"</button>
-                <button class="seg gen-play" on:click=move |_| play()>
+                <button class="seg gen-play" disabled=loading on:click=move |_| play()>
                     {move || if generation.playing.get() { "Pause ❚❚" } else { "Play ▶" }}</button>
                 <select class="gen-speed" aria-label="Speed" on:change=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<u32>() { speed.set(v) }
@@ -308,9 +310,9 @@ pub fn GeneratePanel() -> impl IntoView {
                     <option value="2" selected>"2 tokens/s"</option>
                     <option value="5">"5 tokens/s"</option>
                 </select>
-                <button class="seg gen-ten" disabled=move || busy.get() on:click=move |_| run_steps(BATCH)>"Generate 10"</button>
+                <button class="seg gen-ten" disabled=move || busy.get() || loading() on:click=move |_| run_steps(BATCH)>"Generate 10"</button>
                 <button class="seg gen-again" title="Clear and generate again with the same seed"
-                    disabled=move || busy.get() on:click=move |_| run_again()>"Run again"</button>
+                    disabled=move || busy.get() || loading() on:click=move |_| run_again()>"Run again"</button>
                 <button class="seg gen-clear" on:click=move |_| clear()>"Clear"</button>
             </div>
             <div class="gen-sampling">
@@ -371,7 +373,7 @@ pub fn GeneratePanel() -> impl IntoView {
             {move || note.get().map(|n| view! { <p class="input-error" role="status">{n}</p> })}
             {kv_table}
             <div class="gen-compare">
-                <button class="seg gen-compare-button" on:click=move |_| compare()
+                <button class="seg gen-compare-button" disabled=loading on:click=move |_| compare()
                     title="The same prompt under this seed and the next two">"Compare 3 seeds"</button>
                 <div class="branches" data-testid="branches">{branch_rows}</div>
                 {move || branches.with(|b| !b.is_empty()).then(|| view! {

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use crate::render::text::visible;
-use crate::ui::state::PageState;
+use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::now_ms;
 
 #[component]
@@ -55,8 +55,12 @@ pub fn InputPanel() -> impl IntoView {
                     state.generation.steps.set(Vec::new());
                     s.text.set(event_target_value(&ev));
                 }></textarea>
-            <div class="hint">
-                {move || format!("{} tokens", state.outputs.tokens.get().len())}
+            <div class="hint" data-testid="token-count">
+                {move || match state.status.phase.get() {
+                    Phase::Ready => format!("{} tokens", state.outputs.tokens.get().len()),
+                    Phase::Loading => "Loading the model…".to_owned(),
+                    Phase::Failed(_) => "The model could not be loaded".to_owned(),
+                }}
                 {move || {
                     let n = state.shape().3;
                     (n > 0).then(|| format!(" · context holds {n}"))
