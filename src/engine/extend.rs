@@ -7,7 +7,7 @@
 //! `forward_cpu` on the whole text (tests below).
 
 use super::forward::block_tail;
-use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
 use super::{forward_cpu, ops, AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{Gpt2Weights, ModelConfig, Token};
 
@@ -81,21 +81,10 @@ pub fn extend_cpu(
             values[(p + j) * d..][..d].copy_from_slice(&qkv[j * 3 * d + 2 * d..][..d]);
         }
         // The new rows p..T of every head, as the kernel computes them.
-        let len = n_head * n * t;
-        let (mut raw, mut masked, mut weights_new, mut concat) =
-            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; n * d]);
         let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
         let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: 3 * d, k: &keys, v: &values, kv_stride: d };
-        let mut dst = ScoreRows {
-            raw: &mut raw,
-            masked: &mut masked,
-            weights: &mut weights_new,
-            out: &mut concat,
-            cap: t,
-            rows: n,
-            first_row: p,
-        };
-        kernels::attention_rows(&shape, &qkv_rows, &mut dst);
+        let AttentionOut { raw, masked, weights: weights_new, out: concat } =
+            kernels::attention_rows_owned(&shape, &qkv_rows);
         let mut heads = Vec::with_capacity(n_head);
         for (h, old_head) in old.heads().iter().enumerate() {
             let q = append_rows(&old_head.q, &Matrix::from_columns(&qkv, n, 3 * d, h * d_head, d_head).data);

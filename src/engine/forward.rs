@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
 use super::{AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{BlockWeights, Gpt2Weights, Model, ModelConfig, ModelError, Token};
 
@@ -51,20 +51,9 @@ pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask
     let t = x.len() / d;
     let ln_1 = kernels::layernorm(x, &block.ln_1_g.data, &block.ln_1_b.data, d, config.layer_norm_epsilon);
     let qkv = kernels::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, t, d, 3 * d);
-    let len = n_head * t * t;
-    let (mut raw, mut masked, mut weights, mut concat) =
-        (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
     let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask };
-    let mut dst = ScoreRows {
-        raw: &mut raw,
-        masked: &mut masked,
-        weights: &mut weights,
-        out: &mut concat,
-        cap: t,
-        rows: t,
-        first_row: 0,
-    };
-    kernels::attention_rows(&shape, &QkvRows::fused(&qkv, d), &mut dst);
+    let AttentionOut { raw, masked, weights, out: concat } =
+        kernels::attention_rows_owned(&shape, &QkvRows::fused(&qkv, d));
     let scale = 1.0 / (d_head as f32).sqrt();
     let heads = (0..n_head)
         .map(|h| {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::forward::block_tail;
 use super::generate::{steps_that_fit, GeneratedToken, Generation};
-use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
 use super::sampling::{try_sample, Rng, SamplingParams};
 use super::{forward_cpu, ops, EngineError, Mask, Trace};
 use crate::model::{Gpt2Weights, Model, ModelConfig, Token};
@@ -106,22 +106,10 @@ impl KvCache {
             self.keys[l].extend_from_slice(&qkv[d..2 * d]);
             self.values[l].extend_from_slice(&qkv[2 * d..]);
             // One query row (position p) over the p + 1 cached keys.
-            let len = n_head * (p + 1);
-            let (mut raw, mut masked, mut w, mut concat) =
-                (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; d]);
             let shape = AttentionRows { row0: p, m: 1, t: p + 1, n_head, d_head, mask };
             let qkv_rows =
                 QkvRows { q: &qkv, q_row0: p, q_stride: 3 * d, k: &self.keys[l], v: &self.values[l], kv_stride: d };
-            let mut dst = ScoreRows {
-                raw: &mut raw,
-                masked: &mut masked,
-                weights: &mut w,
-                out: &mut concat,
-                cap: p + 1,
-                rows: 1,
-                first_row: p,
-            };
-            kernels::attention_rows(&shape, &qkv_rows, &mut dst);
+            let AttentionOut { weights: w, out: concat, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
             let head_weights = w.chunks_exact(p + 1).map(<[f32]>::to_vec).collect();
             x = block_tail(config, block, &x, &concat).resid_post;
             all_weights.push(head_weights);

@@ -65,6 +65,42 @@ impl ScoreRows<'_> {
     }
 }
 
+/// What [`attention_rows_owned`] computes for rows `row0..row0+m`, in
+/// buffers of its own: element (h, i, j) of `raw`, `masked` and `weights` at
+/// `(h·m + i − row0)·t + j`; row i's heads side by side at `(i − row0)·d` of
+/// `out` (the [`ScoreRows`] layout with `cap = t`, `rows = m`, `first_row = row0`).
+#[derive(Debug)]
+pub struct AttentionOut {
+    pub raw: Vec<f32>,
+    pub masked: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub out: Vec<f32>,
+}
+
+/// [`attention_rows`] into new buffers holding just the rows it computes:
+/// what the full forward, prefix reuse and the KV cache each need.
+pub fn attention_rows_owned(shape: &AttentionRows, qkv: &QkvRows) -> AttentionOut {
+    let AttentionRows { row0, m, t, n_head, d_head, .. } = *shape;
+    let len = n_head * m * t;
+    let mut o = AttentionOut {
+        raw: vec![0.0; len],
+        masked: vec![0.0; len],
+        weights: vec![0.0; len],
+        out: vec![0.0; m * n_head * d_head],
+    };
+    let mut dst = ScoreRows {
+        raw: &mut o.raw,
+        masked: &mut o.masked,
+        weights: &mut o.weights,
+        out: &mut o.out,
+        cap: t,
+        rows: m,
+        first_row: row0,
+    };
+    attention_rows(shape, qkv, &mut dst);
+    o
+}
+
 /// Keys `lo..hi` are the ones `mask` lets query `i` see among `0..t`.
 fn allowed_keys(mask: Mask, i: usize, t: usize) -> (usize, usize) {
     match mask {

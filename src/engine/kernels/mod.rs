@@ -16,6 +16,6 @@ mod attention;
 mod matmul;
 mod rows;
 
-pub use attention::{attention_rows, AttentionRows, QkvRows, ScoreRows};
+pub use attention::{attention_rows, attention_rows_owned, AttentionOut, AttentionRows, QkvRows, ScoreRows};
 pub use matmul::{lm_head, matmul_bias};
 pub use rows::{activate, add, dot, exp, layernorm};
