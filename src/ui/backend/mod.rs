@@ -491,6 +491,6 @@ fn gpu_allowed() -> Result<(), BackendError> {
 
 /// The device-pixel size of a canvas's box.
 fn pixel_size(canvas: &web_sys::HtmlCanvasElement) -> (u32, u32) {
-    let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
-    crate::render::layout::pixel_size((canvas.client_width(), canvas.client_height()), dpr)
+    let css = (canvas.client_width(), canvas.client_height());
+    crate::render::layout::pixel_size(css, super::web::dom::device_pixel_ratio())
 }

@@ -40,7 +40,11 @@ pub fn AttentionPanel() -> impl IntoView {
                 backend.when_drawn(move || latency.set(Some(now_ms() - at)));
             }
         }
+        // The range changes with the run and the view, not with the focused cell: read it once for them.
         let run = outputs.runs.get_untracked();
+        if outputs.legend.get_untracked().is_some_and(|l| (l.run, l.view) == (run, view)) {
+            return;
+        }
         spawn_latest(
             "legend",
             move || (outputs.runs.get(), state.view()),
