@@ -27,7 +27,7 @@ export async function hostileServer({ host = '127.0.0.1', build = 'build-one' } 
 <title>attnscope stand-in</title></head><body><p id="app">app ${state.build}</p>
 <script>${INDEX_SCRIPT.replaceAll('__ATTNSCOPE_BUILD__', state.build)}</script>
 <script>
-  // As src/ui/fetch.rs does: the model's config through the shared fetch.
+  // As src/ui/web/fetch.rs does: the model's config through the shared fetch.
   window.shared = attnscopeFetch('data/config.json')
     .then((b) => (window.result = new TextDecoder().decode(b)))
     .catch((e) => (window.result = 'error: ' + e.message));
