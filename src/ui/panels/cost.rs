@@ -5,6 +5,8 @@
 //! on this device at a few T.
 
 use leptos::prelude::*;
+
+use super::Terms;
 use leptos::task::spawn_local;
 
 use super::chart::{LogChart, Marker, Series};
@@ -45,7 +47,7 @@ pub fn CostPanel() -> impl IntoView {
         let Some(c) = state.status.config.get() else { return Vec::new() };
         vec![
             Series {
-                name: "attention (Q·Kᵀ and W·V): ∝ T²".into(),
+                name: "attention (Q·Kᵀ and A·V): ∝ T²".into(),
                 colour: "#D55E00",
                 points: curve(|t| forward_cost(&c, t).attention_flops()),
                 unit: "FLOPs",
@@ -156,8 +158,8 @@ pub fn CostPanel() -> impl IntoView {
         let now = forward_cost(&c, t);
         let double = forward_cost(&c, 2 * t);
         Some(format!(
-            "At T = {t}: {} attention-matrix entries per stage ({} layers × {} heads × {t}²), {}FLOPs of attention \
-             against {}FLOPs in the MLP and projections, a KV cache of {}. Doubling the text to {} multiplies \
+            "At T = {t}: {} attention-matrix entries per stage ({} layers × {} heads × {t}²), {} FLOPs of attention \
+             against {} FLOPs in the MLP and projections, a KV cache of {}. Doubling the text to {} multiplies \
              attention by {:.1} but the rest by {:.1}.",
             short(now.attention_entries as f64),
             c.n_layer,
@@ -178,7 +180,7 @@ pub fn CostPanel() -> impl IntoView {
             <p class="formula">"Attention compares every token with every other, so its work and its weight matrices \
                 grow with T², while the MLP and the projections grow with T. For short texts the MLP dominates; past \
                 T ≈ 6·d the square takes over. The KV cache grows by a fixed amount per token and is held until the \
-                end. Log axes: a line twice as steep grows with the square. Hover a point for its value."</p>
+                end. Log axes: a line twice as steep grows with the square. Point at or tap a point for its value, or focus a chart and use the arrow keys."</p>
             <p class="hint" data-testid="cost-summary">{summary}</p>
             <LogChart series=flops markers=markers x_label="context length T (tokens)" y_label="FLOPs per forward pass" testid="cost-flops" />
             <LogChart series=memory markers=markers x_label="context length T (tokens)" y_label="bytes" testid="cost-memory" />
@@ -208,6 +210,7 @@ pub fn CostPanel() -> impl IntoView {
                         synchronisation), so the curve bends upwards only as T grows."</p>
                 }
             })}
+            <Terms keys=crate::glossary::panel::COST.to_vec() />
         </section>
     }
 }

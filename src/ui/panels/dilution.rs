@@ -5,9 +5,11 @@
 //! (`engine::analysis`), step by step, from the model's own traces.
 
 use leptos::prelude::*;
+
+use super::Terms;
 use leptos::task::spawn_local;
 
-use super::chart::{LogChart, Marker, Series};
+use super::chart::{LogChart, Marker, Series, YFormat};
 use crate::engine::analysis::{attention_to, first_token_weights};
 use crate::engine::extend::extend_cpu;
 use crate::engine::{forward_cpu, Mask};
@@ -110,7 +112,7 @@ pub fn DilutionPanel() -> impl IntoView {
                 name: format!("L{layer} H{h}"),
                 colour: head_colour(h),
                 points: p.iter().map(|pt| (pt.t as f64, pt.to_marked[layer * c.n_head + h])).collect(),
-                unit: "mean weight",
+                unit: "of the weight",
             })
             .collect()
     });
@@ -156,7 +158,7 @@ pub fn DilutionPanel() -> impl IntoView {
         Some(view! {
             <table class="kv-table sink-table" data-testid="sink-table">
                 <caption>"Weight on the first token (attention sink), per head"</caption>
-                <thead><tr><th></th>{(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}</tr></thead>
+                <thead><tr><th scope="col">"layer"</th>{(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}</tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         })
@@ -209,10 +211,13 @@ pub fn DilutionPanel() -> impl IntoView {
             {move || error.get().map(|e| view! { <p class="input-error" role="alert">{e}</p> })}
             {move || (!points.get().is_empty()).then(|| view! {
                 <LogChart series=series markers=markers x_label="context length T (tokens)"
-                    y_label="mean weight on the marked token" linear_y=0.0 testid="dilution-chart" />
+                    y_label="mean weight on the marked token" linear_y=0.0 y_format=YFormat::Percent
+                    x_max=state.status.config.get_untracked().map_or(1.0, |c| c.n_positions as f64)
+                    testid="dilution-chart" />
             })}
             <p class="hint" data-testid="dilution-summary">{summary}</p>
             {sinks}
+            <Terms keys=crate::glossary::panel::DILUTION.to_vec() />
         </section>
     }
 }

@@ -4,6 +4,8 @@
 
 use leptos::prelude::*;
 
+use super::Terms;
+
 use crate::render::text::visible;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::now_ms;
@@ -57,7 +59,10 @@ pub fn InputPanel() -> impl IntoView {
                 }></textarea>
             <div class="hint" data-testid="token-count">
                 {move || match state.status.phase.get() {
-                    Phase::Ready => format!("{} tokens", state.outputs.tokens.get().len()),
+                    Phase::Ready => {
+                        let (shown, total) = (state.outputs.tokens.with(Vec::len), state.status.text_tokens.get());
+                        if total > shown { format!("{shown} of {total} tokens") } else { format!("{shown} tokens") }
+                    }
                     Phase::Loading => "Loading the model…".to_owned(),
                     Phase::Failed(_) => "The model could not be loaded".to_owned(),
                 }}
@@ -65,9 +70,13 @@ pub fn InputPanel() -> impl IntoView {
                     let n = state.shape().3;
                     (n > 0).then(|| format!(" · context holds {n}"))
                 }}
+                {move || state.status.working.get().then(|| view! {
+                    <span class="working" data-testid="working"><span class="spinner" aria-hidden="true"></span>" working…"</span>
+                })}
             </div>
             {move || state.status.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
             <ol class="tokens" aria-label="Tokens">{token_chips}</ol>
+            <Terms keys=crate::glossary::panel::INPUT.to_vec() />
         </section>
     }
 }
