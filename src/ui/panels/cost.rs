@@ -17,6 +17,7 @@ use crate::render::text::bytes;
 use crate::ui::backend::Backend;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::{now_ms, sleep_ms};
+use crate::ui::web::visible::on_screen;
 
 /// Context lengths the curves run through: powers of two up to 64k.
 fn lengths() -> Vec<usize> {
@@ -39,6 +40,13 @@ struct Timing {
 pub fn CostPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
+    // The panel follows the text only while on screen (its charts are redrawn per keystroke otherwise).
+    let panel = NodeRef::<leptos::html::Section>::new();
+    let on_view = on_screen(panel, move || state.outputs.runs.track());
+    let shown = Memo::new(move |last: Option<&usize>| match (on_view.get(), last) {
+        (false, Some(&t)) => t,
+        _ => state.outputs.shown_tokens.get(),
+    });
     let timings = RwSignal::new(Vec::<Timing>::new());
     let progress = RwSignal::new(None::<(usize, usize)>);
     let error = RwSignal::new(None::<String>);
@@ -79,7 +87,7 @@ pub fn CostPanel() -> impl IntoView {
     });
     let markers = Signal::derive(move || {
         let Some(c) = state.status.config.get() else { return Vec::new() };
-        let t = state.outputs.shown_tokens.get().max(1);
+        let t = shown.get().max(1);
         vec![
             Marker { x: t as f64, label: format!("now: T = {t}") },
             Marker { x: quadratic_crossover(&c) as f64, label: format!("T² overtakes: {}", quadratic_crossover(&c)) },
@@ -154,7 +162,7 @@ pub fn CostPanel() -> impl IntoView {
 
     let summary = move || {
         let c = state.status.config.get()?;
-        let t = state.outputs.shown_tokens.get().max(1);
+        let t = shown.get().max(1);
         let now = forward_cost(&c, t);
         let double = forward_cost(&c, 2 * t);
         Some(format!(
@@ -174,7 +182,7 @@ pub fn CostPanel() -> impl IntoView {
     };
 
     view! {
-        <section class="panel cost-panel" aria-label="Cost against context length">
+        <section class="panel cost-panel" aria-label="Cost against context length" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Cost"</h2>
             <p class="lead">"It grows with the square of the text."</p>
             <p class="formula">"Attention compares every token with every other, so its work and its weight matrices \

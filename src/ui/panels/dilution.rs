@@ -18,6 +18,7 @@ use crate::render::text::visible;
 use crate::ui::backend::Backend;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::sleep_ms;
+use crate::ui::web::visible::on_screen;
 
 const FILLERS: [&str; 3] = [
     " It was a fine day, and nothing much happened in the village.",
@@ -37,6 +38,13 @@ struct Point {
 pub fn DilutionPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
+    // The text's tokens for the chart's marker, followed only while the panel is on screen.
+    let panel = NodeRef::<leptos::html::Section>::new();
+    let on_view = on_screen(panel, move || state.outputs.runs.track());
+    let shown = Memo::new(move |last: Option<&Vec<crate::model::Token>>| match (on_view.get(), last) {
+        (false, Some(t)) => t.clone(),
+        _ => state.outputs.tokens.get(),
+    });
     let marked = RwSignal::new(1usize);
     let filler = RwSignal::new(0usize);
     let points = RwSignal::new(Vec::<Point>::new());
@@ -117,9 +125,10 @@ pub fn DilutionPanel() -> impl IntoView {
             .collect()
     });
     let markers = Signal::derive(move || {
-        let t = state.outputs.shown_tokens.get();
+        let t = shown.get().len();
         (t > 0).then(|| Marker { x: t as f64, label: "your text".into() }).into_iter().collect::<Vec<_>>()
     });
+    // Every token, always: a lesson may pick one before scrolling here.
     let token_options = move || {
         state
             .outputs
@@ -186,7 +195,7 @@ pub fn DilutionPanel() -> impl IntoView {
     };
 
     view! {
-        <section class="panel dilution-panel" aria-label="Attention dilution">
+        <section class="panel dilution-panel" aria-label="Attention dilution" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Dilution"</h2>
             <p class="lead">"Long contexts dilute attention."</p>
             <p class="formula">"Each row of attention weights sums to 1, so the more tokens there are, the less each \
