@@ -214,7 +214,8 @@ pub fn BlockPanel() -> impl IntoView {
     };
     let token_text = move |i: usize| state.outputs.tokens.get().get(i).map(|t| visible(&t.text)).unwrap_or_default();
     let describe = move || {
-        let r = readout.get()?;
+        // Only the current run's numbers: a panel scrolled away reads again when it comes back.
+        let r = readout.get().filter(|r| r.run == runs.get())?;
         let norm = norm_value.get().map(|(p, tok, v)| {
             format!("‖x‖ of “{}” (token {tok}) after {} = {v:.4}", token_text(tok), residual_point_name(p))
         });

@@ -40,7 +40,8 @@ struct Timing {
 pub fn CostPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
-    // The panel follows the text only while on screen (its charts are redrawn per keystroke otherwise).
+    // The charts follow the text only while on screen (they are redrawn per keystroke otherwise);
+    // the numbers in words always do.
     let panel = NodeRef::<leptos::html::Section>::new();
     let on_view = on_screen(panel, move || state.outputs.runs.track());
     let shown = Memo::new(move |last: Option<&usize>| match (on_view.get(), last) {
@@ -162,7 +163,7 @@ pub fn CostPanel() -> impl IntoView {
 
     let summary = move || {
         let c = state.status.config.get()?;
-        let t = shown.get().max(1);
+        let t = state.outputs.shown_tokens.get().max(1);
         let now = forward_cost(&c, t);
         let double = forward_cost(&c, 2 * t);
         Some(format!(

@@ -100,7 +100,8 @@ pub fn HeadsPanel() -> impl IntoView {
     };
 
     let svg = move || {
-        let data = view_weights.get();
+        // Only the current run's weights: a view scrolled away reads again when it comes back.
+        let data: Vec<HeadWeights> = view_weights.get().into_iter().filter(|w| w.run == runs.get()).collect();
         let tokens = state.outputs.tokens.get();
         let t = data.first().map_or(0, |d| d.t);
         if t == 0 || tokens.len() != t {

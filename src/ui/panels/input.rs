@@ -66,10 +66,10 @@ pub fn InputPanel() -> impl IntoView {
                     let n = state.shape().3;
                     (n > 0).then(|| format!(" · context holds {n}"))
                 }}
-                {move || state.status.working.get().then(|| view! {
-                    <span class="working" data-testid="working"><span class="spinner" aria-hidden="true"></span>" working…"</span>
-                })}
             </div>
+            {move || state.status.working.get().then(|| view! {
+                <div class="working" role="status" data-testid="working"><span class="spinner" aria-hidden="true"></span>" working…"</div>
+            })}
             {move || state.status.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
             <ol class="tokens" aria-label="Tokens">
                 <For each=move || state.outputs.tokens.get().into_iter().enumerate()
