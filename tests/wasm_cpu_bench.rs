@@ -65,3 +65,154 @@ async fn page_cpu_engine_forward_times() {
     time("tiny", &tiny, &[16, 64, 128], 5).await;
     time("gpt2-small", &ModelConfig::gpt2_small(), &[16, 64, 128], 2).await;
 }
+
+/// Median ms of `runs` calls of `f` (after one warm-up).
+async fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times = Vec::with_capacity(runs);
+    for r in 0..=runs {
+        yield_now().await;
+        let start = now_ms();
+        f();
+        if r > 0 {
+            times.push(now_ms() - start);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Where a GPT-2-small forward's time goes in wasm: each kernel one layer
+/// does, timed alone on the layer's shapes and multiplied by the layer count,
+/// then the LM head, then what the full forward spends beyond their sum (the
+/// trace's copies and allocations). One line per part, then the total.
+#[wasm_bindgen_test]
+async fn page_cpu_engine_forward_breakdown() {
+    use attnscope::engine::attention_cpu;
+    use attnscope::engine::kernels::{self, AttentionRows, QkvRows};
+    let config = ModelConfig::gpt2_small();
+    let weights = random_weights(&config, 1);
+    let b = &weights.blocks[0];
+    let (d, n_head, d_head, inner, layers) =
+        (config.n_embd, config.n_head, config.d_head(), config.n_inner, config.n_layer as f64);
+    for t in [16, 64, 128] {
+        let x: Vec<f32> = (0..t * d).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
+        let ln = kernels::layernorm(&x, &b.ln_1_g.data, &b.ln_1_b.data, d, 1e-5);
+        let qkv = kernels::matmul_bias(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, t, d, 3 * d);
+        let mut hidden = kernels::matmul_bias(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner);
+        let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask: Mask::Causal };
+        let mut parts: Vec<(&str, f64)> = vec![
+            (
+                "layernorm×2",
+                2.0 * median_ms(5, || drop(kernels::layernorm(&x, &b.ln_1_g.data, &b.ln_1_b.data, d, 1e-5))).await,
+            ),
+            (
+                "matmul_qkv",
+                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, t, d, 3 * d)))
+                    .await,
+            ),
+            (
+                "attention_rows",
+                median_ms(3, || drop(kernels::attention_rows_owned(&shape, &QkvRows::fused(&qkv, d)))).await,
+            ),
+            (
+                "matmul_proj",
+                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.attn_proj_w.data, &b.attn_proj_b.data, t, d, d)))
+                    .await,
+            ),
+            (
+                "matmul_fc",
+                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner))).await,
+            ),
+            ("gelu", median_ms(5, || kernels::activate(&mut hidden, Activation::GeluTanh)).await),
+            (
+                "matmul_mlp_proj",
+                median_ms(3, || {
+                    drop(kernels::matmul_bias(&hidden, &b.mlp_proj_w.data, &b.mlp_proj_b.data, t, inner, d))
+                })
+                .await,
+            ),
+            ("add×2", 2.0 * median_ms(5, || drop(kernels::add(&x, &ln))).await),
+        ];
+        let attn_total = median_ms(3, || drop(attention_cpu(&config, b, &x, Mask::Causal))).await;
+        let attn_parts: f64 = parts[..3].iter().map(|p| p.1).sum::<f64>() - parts[0].1 / 2.0;
+        parts.push(("attention_trace_copies", attn_total - attn_parts));
+        for p in &mut parts {
+            p.1 *= layers;
+        }
+        parts.push((
+            "lm_head",
+            median_ms(3, || drop(kernels::lm_head(&ln, &weights.wte.data, t, d, config.vocab_size))).await,
+        ));
+        let tokens: Vec<Token> = (0..t)
+            .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
+            .collect();
+        let total =
+            median_ms(3, || drop(forward_cpu(&config, &weights, tokens.clone(), Mask::Causal).expect("forward"))).await;
+        let sum: f64 = parts.iter().map(|p| p.1).sum();
+        parts.push(("rest", total - sum));
+        for (part, ms) in parts {
+            console_log!("attnscope-cpu-wasm-part gpt2-small T={t} {part} ms={ms:.1} ({:.0}%)", 100.0 * ms / total);
+        }
+        console_log!("attnscope-cpu-wasm-part gpt2-small T={t} forward ms={total:.1}");
+    }
+}
+
+/// The forward's own steps timed in place (a replica of `forward_cpu` built
+/// from the public kernels, keeping every intermediate like the trace does).
+#[wasm_bindgen_test]
+async fn page_cpu_engine_forward_in_place() {
+    use attnscope::engine::attention_cpu;
+    use attnscope::engine::kernels;
+    let config = ModelConfig::gpt2_small();
+    let weights = random_weights(&config, 1);
+    let (d, inner) = (config.n_embd, config.n_inner);
+    for t in [64, 128] {
+        for _ in 0..3 {
+            let ids: Vec<u32> = (0..t).map(|i| (i * 7919 % config.vocab_size) as u32).collect();
+            yield_now().await;
+            let mut spent = [0.0f64; 8];
+            let mut mark = now_ms();
+            let mut lap = |i: usize| {
+                let now = now_ms();
+                spent[i] += now - mark;
+                mark = now;
+            };
+            let start = now_ms();
+            let mut x = attnscope::engine::ops::embed(&ids, &weights.wte.data, &weights.wpe.data, d);
+            let mut keep = Vec::new();
+            lap(0);
+            for b in &weights.blocks {
+                let (attention, concat) = attention_cpu(&config, b, &x, Mask::Causal);
+                lap(1);
+                let attn_out = kernels::matmul_bias(&concat, &b.attn_proj_w.data, &b.attn_proj_b.data, t, d, d);
+                let resid_mid = kernels::add(&x, &attn_out);
+                let ln_2 = kernels::layernorm(&resid_mid, &b.ln_2_g.data, &b.ln_2_b.data, d, 1e-5);
+                lap(2);
+                let mut hidden = kernels::matmul_bias(&ln_2, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner);
+                lap(3);
+                kernels::activate(&mut hidden, Activation::GeluTanh);
+                lap(4);
+                let mlp_out = kernels::matmul_bias(&hidden, &b.mlp_proj_w.data, &b.mlp_proj_b.data, t, inner, d);
+                lap(5);
+                x = kernels::add(&resid_mid, &mlp_out);
+                keep.push((attention, attn_out, resid_mid, ln_2, hidden, mlp_out, x.clone()));
+                lap(6);
+            }
+            let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, 1e-5);
+            let logits = kernels::lm_head(&ln_f, &weights.wte.data, t, d, config.vocab_size);
+            lap(7);
+            std::hint::black_box((keep, logits));
+            let total = now_ms() - start;
+            let tokens: Vec<Token> =
+                ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
+            yield_now().await;
+            let s2 = now_ms();
+            std::hint::black_box(forward_cpu(&config, &weights, tokens, Mask::Causal).expect("forward"));
+            console_log!("attnscope-cpu-wasm-inplace T={t} forward_cpu={:.0}", now_ms() - s2);
+            console_log!(
+                "attnscope-cpu-wasm-inplace T={t} total={total:.0} embed={:.0} attention_cpu={:.0} proj+ln={:.0} fc={:.0} gelu={:.0} mlp_proj={:.0} keep={:.0} lm_head={:.0}",
+                spent[0], spent[1], spent[2], spent[3], spent[4], spent[5], spent[6], spent[7]
+            );
+        }
+    }
+}
