@@ -11,10 +11,9 @@
 //!   `b` vectors, a splat and a product fit the 16 vector registers V8 gives
 //!   wasm on x86-64 (matrixmultiply's 8×8 tile needs 16 accumulators alone
 //!   and spills). `a` is packed per depth block into 4-row panels (one
-//!   pointer, immediate offsets), `b` into 8-column panels 16 columns at a time
-//!   (one cache line of each row, so a weight row stride that is a multiple
-//!   of 4 KiB never thrashes one cache set): a panel is packed once and reused by
-//!   every row block while it sits in L1.
+//!   pointer, immediate offsets), `b` into 8-column panels, 128 columns at a
+//!   time read row by row (a run the prefetcher follows): a panel is packed
+//!   once and reused by every row block while it sits in L1.
 //! - **dot** (`b` stored by columns, as the tied LM head's `wteᵀ` and Q·Kᵀ):
 //!   a 2×4 tile of partial-sum vectors along `k`, reduced at the end; no
 //!   packing at all, every operand row is read in order.
@@ -53,8 +52,21 @@ impl Strided<'_> {
 const MR: usize = 4;
 /// Columns of the broadcast kernel's tile (two vectors).
 const NR: usize = 8;
-/// Columns packed together: one 64-byte cache line of a row of `b`.
-const SLAB: usize = 16;
+/// Columns packed together: a run of each row of `b` long enough for the
+/// hardware prefetcher (reading 16 columns, one cache line per row, down a
+/// weight matrix ran at a quarter of the memory's speed).
+const NC: usize = 128;
+/// The distance between packed panels, in vectors past the panel itself:
+/// one cache line, so the panels a row is scattered into do not all fall
+/// in one L1 set (a 8 KiB panel is a multiple of the 4 KiB set period).
+const PANEL_PAD: usize = 4;
+/// Up to this many rows, a product whose `b` is stored by columns takes the
+/// dot kernel; above, packing `b` (transposed on the way) pays off.
+const DOT_ROWS: usize = 32;
+/// Up to this many rows, `b`'s full panels are read in place, not packed:
+/// packing first and computing next cannot overlap the reads of a product
+/// that uses each weight only a few times.
+const IN_PLACE_ROWS: usize = 32;
 /// Deepest `k` block: a 4-row panel of `a` (4 KiB) and an 8-column panel of
 /// `b` (8 KiB) stay in L1 together.
 const KC: usize = 256;
@@ -106,7 +118,7 @@ fn add_into(c: &mut [f32], v: v128, w: usize) {
 struct Scratch {
     /// `a` packed: per 4-row block, `kc` groups of 4 (rows past `m` are 0).
     a: Vec<f32>,
-    /// A slab of `b` packed: per 8-column panel, `kc` pairs of vectors.
+    /// Up to `NC` columns of `b` packed: per 8-column panel, `kc` pairs of vectors.
     b: Vec<v128>,
 }
 
@@ -125,7 +137,7 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
         a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs && b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs,
         "matmul operands are shorter than {m}×{k}×{n}"
     );
-    if a.cs == 1 && b.rs == 1 {
+    if a.cs == 1 && b.rs == 1 && m <= DOT_ROWS {
         return gemm_dot(a, b, c, rsc, (m, k, n));
     }
     SCRATCH.with(|s| {
@@ -138,14 +150,31 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
         while p0 < k {
             let kc = kc_max.min(k - p0);
             pack_a(a, ap, p0, kc, m);
+            let stride = 2 * kc + PANEL_PAD;
             let mut j0 = 0;
+            if m <= IN_PLACE_ROWS && b.cs == 1 {
+                // Few rows: every full 8-column panel read in place.
+                while j0 + NR <= n {
+                    let panel = &b.data[p0 * b.rs + j0..];
+                    for rb in 0..row_blocks {
+                        let acc = kernel_4x8_in_place(&ap[rb * MR * kc..][..MR * kc], panel, b.rs, kc);
+                        let i0 = rb * MR;
+                        for r in 0..MR.min(m - i0) {
+                            let row = &mut c[(i0 + r) * rsc + j0..];
+                            add_into(row, acc[2 * r], 4);
+                            add_into(&mut row[4..], acc[2 * r + 1], 4);
+                        }
+                    }
+                    j0 += NR;
+                }
+            }
             while j0 < n {
-                let slab = SLAB.min(n - j0);
-                pack_b(b, bp, p0, kc, j0, slab);
+                let nc = NC.min(n - j0);
+                pack_b(b, bp, p0, kc, j0, nc);
                 let mut j = j0;
-                while j < j0 + slab {
+                while j < j0 + nc {
                     let w = NR.min(n - j);
-                    let b_panel = &bp[(j - j0) / NR * 2 * kc..][..2 * kc];
+                    let b_panel = &bp[(j - j0) / NR * stride..][..2 * kc];
                     for rb in 0..row_blocks {
                         let acc = kernel_4x8(&ap[rb * MR * kc..][..MR * kc], b_panel);
                         let i0 = rb * MR;
@@ -159,7 +188,7 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
                     }
                     j += NR;
                 }
-                j0 += SLAB;
+                j0 += nc;
             }
             p0 += kc;
         }
@@ -182,28 +211,85 @@ fn pack_a(a: Strided, ap: &mut Vec<f32>, p0: usize, kc: usize, m: usize) {
     }
 }
 
-/// Packs columns `j0..j0+slab` (≤ 16) of `b[p0..p0+kc, ..]` as 8-column
-/// panels of `kc` vector pairs (columns past the slab are 0).
-fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, slab: usize) {
-    let panels = slab.div_ceil(NR);
+/// Packs columns `j0..j0+nc` of `b[p0..p0+kc, ..]` as 8-column panels of
+/// `kc` vector pairs, `2·kc + PANEL_PAD` vectors apart (columns past `nc`
+/// are 0), reading each row's run of columns in order.
+fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, nc: usize) {
+    let (panels, stride) = (nc.div_ceil(NR), 2 * kc + PANEL_PAD);
     bp.clear();
-    bp.resize(panels * 2 * kc, f32x4_splat(0.0));
+    bp.resize(panels * stride, f32x4_splat(0.0));
+    if b.rs == 1 {
+        return pack_b_transposed(b, bp, p0, kc, j0, nc);
+    }
+    let full = if b.cs == 1 { nc / NR } else { 0 };
     for kk in 0..kc {
         let row = p0 + kk;
-        if b.cs == 1 && slab == SLAB {
-            let src = &b.data[row * b.rs + j0..][..SLAB];
-            bp[2 * kk] = load4(four(src));
-            bp[2 * kk + 1] = load4(four(&src[4..]));
-            bp[2 * kc + 2 * kk] = load4(four(&src[8..]));
-            bp[2 * kc + 2 * kk + 1] = load4(four(&src[12..]));
-        } else {
-            let mut vals = [0.0f32; SLAB];
-            for (j, v) in vals.iter_mut().enumerate().take(slab) {
-                *v = b.at(row, j0 + j);
+        if full > 0 {
+            let src = &b.data[row * b.rs + j0..][..full * NR];
+            for p in 0..full {
+                bp[p * stride + 2 * kk] = load4(four(&src[p * NR..]));
+                bp[p * stride + 2 * kk + 1] = load4(four(&src[p * NR + 4..]));
             }
-            for p in 0..panels {
-                bp[p * 2 * kc + 2 * kk] = load4(four(&vals[p * NR..]));
-                bp[p * 2 * kc + 2 * kk + 1] = load4(four(&vals[p * NR + 4..]));
+        }
+        for p in full..panels {
+            let mut vals = [0.0f32; NR];
+            for (j, v) in vals.iter_mut().enumerate().take(nc - p * NR) {
+                *v = b.at(row, j0 + p * NR + j);
+            }
+            bp[p * stride + 2 * kk] = load4(four(&vals));
+            bp[p * stride + 2 * kk + 1] = load4(four(&vals[4..]));
+        }
+    }
+}
+
+/// [`pack_b`] when `b`'s columns are contiguous (`wteᵀ`): each panel's 8
+/// columns read 4 floats at a time and transposed in registers.
+fn pack_b_transposed(b: Strided, bp: &mut [v128], p0: usize, kc: usize, j0: usize, nc: usize) {
+    let stride = 2 * kc + PANEL_PAD;
+    let kc4 = kc / 4 * 4;
+    for p in 0..nc.div_ceil(NR) {
+        let cols = NR.min(nc - p * NR);
+        // Missing columns repeat the panel's first; they are zeroed below.
+        let col = |q: usize| &b.data[(j0 + p * NR + if q < cols { q } else { 0 }) * b.cs + p0..][..kc];
+        let src = [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)];
+        let panel = &mut bp[p * stride..][..2 * kc];
+        let mut kk = 0;
+        while kk < kc4 {
+            for half in 0..2 {
+                let [r0, r1, r2, r3] = [0, 1, 2, 3].map(|q| load4(four(&src[4 * half + q][kk..])));
+                // 4×4 transpose: lane q of out[s] is column q's value at kk + s.
+                let t0 = i32x4_shuffle::<0, 4, 1, 5>(r0, r1);
+                let t1 = i32x4_shuffle::<2, 6, 3, 7>(r0, r1);
+                let t2 = i32x4_shuffle::<0, 4, 1, 5>(r2, r3);
+                let t3 = i32x4_shuffle::<2, 6, 3, 7>(r2, r3);
+                let out = [
+                    i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+                    i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+                    i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+                    i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+                ];
+                for (s, v) in out.into_iter().enumerate() {
+                    panel[2 * (kk + s) + half] = v;
+                }
+            }
+            kk += 4;
+        }
+        for kk in kc4..kc {
+            let mut vals = [0.0f32; NR];
+            for (q, v) in vals.iter_mut().enumerate() {
+                *v = src[q][kk];
+            }
+            panel[2 * kk] = load4(four(&vals));
+            panel[2 * kk + 1] = load4(four(&vals[4..]));
+        }
+        if cols < NR {
+            // Zero the repeated columns' lanes.
+            let keep: [v128; 2] = [0, 1].map(|h| {
+                let lane = |q: usize| if 4 * h + q < cols { -1 } else { 0 };
+                i32x4(lane(0), lane(1), lane(2), lane(3))
+            });
+            for (i, v) in panel.iter_mut().enumerate() {
+                *v = v128_and(*v, keep[i % 2]);
             }
         }
     }
@@ -219,18 +305,37 @@ fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, slab:
 fn kernel_4x8(ap: &[f32], bp: &[v128]) -> [v128; 8] {
     let kc = bp.len() / 2;
     assert!(ap.len() >= MR * kc);
+    // SAFETY: the panel holds kc pairs of vectors, 8 floats each, 8 apart.
+    unsafe { kernel_4x8_strided(ap, bp.as_ptr().cast(), NR, kc) }
+}
+
+/// [`kernel_4x8`] reading `b` in place: 8 floats at `b + s·rs` for step s.
+#[inline(always)]
+fn kernel_4x8_in_place(ap: &[f32], b: &[f32], rs: usize, kc: usize) -> [v128; 8] {
+    assert!(ap.len() >= MR * kc && kc > 0 && b.len() >= (kc - 1) * rs + NR);
+    // SAFETY: step s reads b[s·rs..s·rs + 8], inside b (asserted above).
+    unsafe { kernel_4x8_strided(ap, b.as_ptr(), rs, kc) }
+}
+
+/// The 4×8 kernel's loop.
+///
+/// # Safety
+/// `ap` must hold `4·kc` floats and `b + s·rs .. b + s·rs + 8` be readable
+/// floats for every step `s < kc`.
+#[inline(always)]
+unsafe fn kernel_4x8_strided(ap: &[f32], b: *const f32, rs: usize, kc: usize) -> [v128; 8] {
     let z = f32x4_splat(0.0);
     let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) = (z, z, z, z, z, z, z, z);
-    let (mut pa, mut pb) = (ap.as_ptr(), bp.as_ptr());
+    let (mut pa, mut pb) = (ap.as_ptr(), b);
     let mut left = kc;
     while left > 0 {
-        // SAFETY: step `kc − left` reads ap[4s..4s+4] and bp[2s..2s+2], inside
-        // the 4·kc and 2·kc elements asserted above; v128_load32_splat has
-        // no alignment requirement, and `pb` points at v128s.
+        // SAFETY: step `kc − left` reads ap[4s..4s+4] and 8 floats at
+        // b + s·rs, readable by the caller's contract; v128_load and
+        // v128_load32_splat have no alignment requirement.
         let (b0, b1, s0, s1, s2, s3) = unsafe {
             (
-                *pb,
-                *pb.add(1),
+                v128_load(pb.cast()),
+                v128_load(pb.add(4).cast()),
                 v128_load32_splat(pa.cast()),
                 v128_load32_splat(pa.add(1).cast()),
                 v128_load32_splat(pa.add(2).cast()),
@@ -245,12 +350,14 @@ fn kernel_4x8(ap: &[f32], bp: &[v128]) -> [v128; 8] {
         c5 = f32x4_add(c5, f32x4_mul(s2, b1));
         c6 = f32x4_add(c6, f32x4_mul(s3, b0));
         c7 = f32x4_add(c7, f32x4_mul(s3, b1));
-        // SAFETY: one past the last step's elements at most (in bounds or one past the end).
-        unsafe {
-            pa = pa.add(MR);
-            pb = pb.add(2);
-        }
         left -= 1;
+        if left > 0 {
+            // SAFETY: the next step's elements, readable by the contract.
+            unsafe {
+                pa = pa.add(MR);
+                pb = pb.add(rs);
+            }
+        }
     }
     [c0, c1, c2, c3, c4, c5, c6, c7]
 }
