@@ -1,9 +1,10 @@
 //! The page's CPU engine timed in headless Chromium (wasm, simd128,
 //! single-threaded, the app's wasm-release profile): the full traced forward
 //! on our default model's shape and GPT-2 small's, random weights, at the
-//! lengths ONNX Runtime Web is timed at by tools/peer (tools/bench_browser.sh
-//! runs both and prints the ratios). Not part of the test suite: run it by
-//! name, as that script does.
+//! lengths ONNX Runtime Web is timed at by tools/peer (tools/bench_browser.py
+//! runs both and prints the ratios; `--breakdown` adds where GPT-2 small's
+//! forward spends its time). Not part of the test suite: run it by name, as
+//! that script does.
 #![cfg(target_arch = "wasm32")]
 
 use attnscope::engine::init::random_weights;
@@ -154,65 +155,5 @@ async fn page_cpu_engine_forward_breakdown() {
             console_log!("attnscope-cpu-wasm-part gpt2-small T={t} {part} ms={ms:.1} ({:.0}%)", 100.0 * ms / total);
         }
         console_log!("attnscope-cpu-wasm-part gpt2-small T={t} forward ms={total:.1}");
-    }
-}
-
-/// The forward's own steps timed in place (a replica of `forward_cpu` built
-/// from the public kernels, keeping every intermediate like the trace does).
-#[wasm_bindgen_test]
-async fn page_cpu_engine_forward_in_place() {
-    use attnscope::engine::attention_cpu;
-    use attnscope::engine::kernels;
-    let config = ModelConfig::gpt2_small();
-    let weights = random_weights(&config, 1);
-    let (d, inner) = (config.n_embd, config.n_inner);
-    for t in [64, 128] {
-        for _ in 0..3 {
-            let ids: Vec<u32> = (0..t).map(|i| (i * 7919 % config.vocab_size) as u32).collect();
-            yield_now().await;
-            let mut spent = [0.0f64; 8];
-            let mut mark = now_ms();
-            let mut lap = |i: usize| {
-                let now = now_ms();
-                spent[i] += now - mark;
-                mark = now;
-            };
-            let start = now_ms();
-            let mut x = attnscope::engine::ops::embed(&ids, &weights.wte.data, &weights.wpe.data, d);
-            let mut keep = Vec::new();
-            lap(0);
-            for b in &weights.blocks {
-                let (attention, concat) = attention_cpu(&config, b, &x, Mask::Causal);
-                lap(1);
-                let attn_out = kernels::matmul_bias(&concat, &b.attn_proj_w.data, &b.attn_proj_b.data, t, d, d);
-                let resid_mid = kernels::add(&x, &attn_out);
-                let ln_2 = kernels::layernorm(&resid_mid, &b.ln_2_g.data, &b.ln_2_b.data, d, 1e-5);
-                lap(2);
-                let mut hidden = kernels::matmul_bias(&ln_2, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner);
-                lap(3);
-                kernels::activate(&mut hidden, Activation::GeluTanh);
-                lap(4);
-                let mlp_out = kernels::matmul_bias(&hidden, &b.mlp_proj_w.data, &b.mlp_proj_b.data, t, inner, d);
-                lap(5);
-                x = kernels::add(&resid_mid, &mlp_out);
-                keep.push((attention, attn_out, resid_mid, ln_2, hidden, mlp_out, x.clone()));
-                lap(6);
-            }
-            let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, 1e-5);
-            let logits = kernels::lm_head(&ln_f, &weights.wte.data, t, d, config.vocab_size);
-            lap(7);
-            std::hint::black_box((keep, logits));
-            let total = now_ms() - start;
-            let tokens: Vec<Token> =
-                ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
-            yield_now().await;
-            let s2 = now_ms();
-            std::hint::black_box(forward_cpu(&config, &weights, tokens, Mask::Causal).expect("forward"));
-            console_log!("attnscope-cpu-wasm-inplace T={t} forward_cpu={:.0}", now_ms() - s2);
-            console_log!(
-                "attnscope-cpu-wasm-inplace T={t} total={total:.0} embed={:.0} attention_cpu={:.0} proj+ln={:.0} fc={:.0} gelu={:.0} mlp_proj={:.0} keep={:.0} lm_head={:.0}",
-                spent[0], spent[1], spent[2], spent[3], spent[4], spent[5], spent[6], spent[7]
-            );
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! `y = x·w + b` and the tied LM head `x·wteᵀ`: blocked SIMD products from
-//! `gemm` natively and `matrixmultiply` in wasm (tools/gemm-bench measured both
-//! crates on both targets: each is the faster where it is used).
+//! `gemm` natively and our own simd128 GEMM (`crates/simd128`) in wasm
+//! (tools/gemm-bench measured the candidates on both targets: each is the
+//! faster where it is used).
 
 use super::super::ops::count_flops;
 
