@@ -29,12 +29,24 @@ async fn yield_now() {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+fn tokens(config: &ModelConfig, t: usize) -> Vec<Token> {
+    (0..t).map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 }).collect()
+}
+
 async fn time(name: &str, config: &ModelConfig, lengths: &[usize], runs: usize) {
     let weights = random_weights(config, 1);
+    // One untimed forward at the longest length first: V8 runs new wasm code
+    // in its baseline compiler and swaps optimised code in from a background
+    // thread, which on a loaded 2-core machine took a few forwards; without
+    // this the first shape timed (the default model at T = 16) read 1.5–4.5 ms
+    // where a second pass read 1.1–1.6. A page has long tiered up by the time
+    // one types. (Each length still gets its own warm-up run below.)
+    if let Some(&longest) = lengths.iter().max() {
+        yield_now().await;
+        std::hint::black_box(forward_cpu(config, &weights, tokens(config, longest), Mask::Causal).expect("forward"));
+    }
     for &t in lengths {
-        let tokens: Vec<Token> = (0..t)
-            .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
-            .collect();
+        let tokens = tokens(config, t);
         let mut times = Vec::with_capacity(runs);
         for r in 0..=runs {
             yield_now().await;

@@ -1,6 +1,6 @@
 //! attnscope's matmul in the browser: a simd128 GEMM of our own (wasm32
-//! only), with the row-wise helpers the profile asked for (GELU's and
-//! softmax's `exp` four lanes at a time). `attnscope::engine::kernels` calls
+//! only), with the row-wise helper the profile asked for (GELU four lanes at
+//! a time, on a vector `exp`). `attnscope::engine::kernels` calls
 //! it; its property tests against the plain loops of `attnscope::engine::ops`
 //! run in wasm (tests/cpu_kernels.rs).
 //!
