@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use attnscope::engine::{forward_cpu, Mask};
 use attnscope::escape;
-use attnscope::model::{Gpt2Weights, ModelConfig, ModelError, TextTokenizer, Token, MAX_TEXT_BYTES};
+use attnscope::model::{ModelConfig, ModelError, TextTokenizer, Token, Weights, MAX_TEXT_BYTES};
 use attnscope::share::{self, ShareState, MAX_REJECTED, MAX_REJECTED_CHARS};
 
 /// A target: its name (its corpus folder) and the function.
@@ -36,13 +36,14 @@ pub fn loader(data: &[u8]) {
     let mut configs = vec![tiny];
     if let Ok(config) = ModelConfig::from_json(config_json) {
         assert!(config.layer_norm_epsilon.is_normal() && config.layer_norm_epsilon > 0.0);
-        assert!(config.n_embd.is_multiple_of(config.n_head) && config.n_inner > 0);
+        assert!(config.n_head.is_multiple_of(config.n_kv_head) && config.d_head() > 0 && config.n_inner > 0);
         configs.push(config);
     }
     for config in configs {
-        match Gpt2Weights::from_safetensors(weights, &config) {
+        match Weights::from_safetensors(weights, &config) {
             Ok(w) => {
-                let all = [&w.wte, &w.wpe, &w.ln_f_g, &w.ln_f_b];
+                let all = [Some(&w.wte), w.wpe.as_ref(), Some(&w.ln_f_g), Some(&w.ln_f_b), w.lm_head.as_ref()];
+                let all: Vec<_> = all.into_iter().flatten().collect();
                 assert!(all.iter().all(|t| t.data.iter().all(|v| v.is_finite())), "a loaded weight is not finite");
                 assert_eq!(w.blocks.len(), config.n_layer);
                 // Small enough to run: the numbers must come out (finite or not), never a panic.

@@ -9,7 +9,7 @@
 //                  to ln_out[rows×K] (the trace's ln_1 / ln_2 / ln_f)
 //   FLAG_B_T       w is [N×K] and used transposed (the tied LM head, wte)
 //   FLAG_BIAS      add b[N]
-//   act            0 none, 1 GELU tanh (gelu_new), 2 GELU erf, 3 ReLU
+//   act            0 none, 1 GELU tanh (gelu_new), 2 GELU erf, 3 ReLU, 4 SiLU
 //   FLAG_RESIDUAL  y = res + (x·w + b): the residual connection
 //   FLAG_WRITE_PRE also write x·w + b (before the residual) to pre[rows×N]
 //   FLAG_VEC4      K (and N unless FLAG_B_T) are multiples of 4: tiles are

@@ -58,6 +58,8 @@ fn activate(v: f32) -> f32 {
         }
         case 2u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678)); }
         case 3u: { return max(v, 0.0); }
+        // SiLU; exp's argument clamped so a very negative v gives -0, not NaN.
+        case 4u: { return v / (1.0 + exp(min(-v, 80.0))); }
         default: { return v; }
     }
 }

@@ -7,7 +7,7 @@
 // cost as much as 64; here a row costs one pass over w.
 //
 // Flags (see matmul_bias.wgsl): FLAG_LN, FLAG_WRITE_LN, FLAG_B_T, FLAG_BIAS,
-// act (0 none, 1 GELU tanh, 2 GELU erf, 3 ReLU), FLAG_RESIDUAL, FLAG_WRITE_PRE.
+// act (0 none, 1 GELU tanh, 2 GELU erf, 3 ReLU, 4 SiLU), FLAG_RESIDUAL, FLAG_WRITE_PRE.
 //
 // Shapes (row-major f32), as in matmul_bias.wgsl:
 //   x[·×K] rows xrow0 .. xrow0+M; w[K×N], or [N×K] with FLAG_B_T; b[N]; ln[2K]

@@ -91,6 +91,18 @@ struct Step<'a> {
     workgroups: [u32; 3],
 }
 
+/// The GPU kernels implement GPT-2's forward only; the Llama family (RoPE,
+/// RMSNorm, SwiGLU, grouped KV heads) runs on the CPU reference for now.
+pub(super) fn check_family(config: &ModelConfig) -> Result<(), GpuError> {
+    if config.architecture.is_llama_family() {
+        return Err(GpuError::Unsupported(format!(
+            "{} models (RoPE, RMSNorm, SwiGLU, grouped KV heads) yet: run them on the CPU backend",
+            config.architecture.name()
+        )));
+    }
+    Ok(())
+}
+
 impl GpuForward {
     /// Uploads the model's weights; buffers for activations come with the first run.
     pub fn new(ctx: &GpuContext, model: &Model) -> Result<Self, GpuError> {
@@ -98,6 +110,7 @@ impl GpuForward {
     }
 
     pub fn with_weights(ctx: &GpuContext, config: &ModelConfig, weights: GpuWeights) -> Result<Self, GpuError> {
+        check_family(config)?;
         if config.d_head() > super::kernels::MAX_FLASH_D_HEAD {
             return Err(GpuError::Unsupported(format!(
                 "d_head = {} (the GPU kernels hold at most {} per head)",

@@ -119,6 +119,7 @@ impl MatmulParams {
             Some(Activation::GeluTanh) => 1,
             Some(Activation::Gelu) => 2,
             Some(Activation::Relu) => 3,
+            Some(Activation::Silu) => 4,
         };
         Self {
             m: m as u32,

@@ -41,6 +41,9 @@ impl GpuForward {
                     scores_masked: Matrix::from_vec(t, t, self.read_head(ctx, Stage::ScoresMasked, l, h).await?),
                     weights: Matrix::from_vec(t, t, self.read_head(ctx, Stage::Weights, l, h).await?),
                     output: Matrix::from_columns(&head_out, t, d, h * d_head, d_head),
+                    q_pre_rope: None,
+                    k_pre_rope: None,
+                    kv_head: None,
                 });
             }
             layers.push(LayerTrace {

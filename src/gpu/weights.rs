@@ -8,7 +8,7 @@
 use wgpu::util::DeviceExt;
 
 use super::{GpuContext, GpuError};
-use crate::model::{Gpt2Weights, ModelConfig, Tensor};
+use crate::model::{ModelConfig, Tensor, Weights};
 
 pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
@@ -85,7 +85,7 @@ pub fn rows_per_chunk(d: usize, limit: u64) -> usize {
 }
 
 impl GpuWeights {
-    pub fn upload(ctx: &GpuContext, config: &ModelConfig, w: &Gpt2Weights) -> Result<Self, GpuError> {
+    pub fn upload(ctx: &GpuContext, config: &ModelConfig, w: &Weights) -> Result<Self, GpuError> {
         Self::upload_with_chunk_limit(ctx, config, w, ctx.device.limits().max_storage_buffer_binding_size)
     }
 
@@ -94,9 +94,11 @@ impl GpuWeights {
     pub fn upload_with_chunk_limit(
         ctx: &GpuContext,
         config: &ModelConfig,
-        w: &Gpt2Weights,
+        w: &Weights,
         chunk_bytes: u64,
     ) -> Result<Self, GpuError> {
+        super::forward::check_family(config)?;
+        let wpe = w.wpe.as_ref().ok_or_else(|| GpuError::Unsupported("weights without learned positions".into()))?;
         let d = config.n_embd;
         let mut bytes = 0;
         let per_chunk = rows_per_chunk(d, chunk_bytes.min(ctx.device.limits().max_storage_buffer_binding_size));
@@ -125,7 +127,7 @@ impl GpuWeights {
         }
         Ok(Self {
             wte,
-            wpe: upload_f32(ctx, "wpe", &w.wpe.data, &mut bytes)?,
+            wpe: upload_f32(ctx, "wpe", &wpe.data, &mut bytes)?,
             blocks,
             ln_f: upload_norm(ctx, "ln_f", &w.ln_f_g, &w.ln_f_b, &mut bytes)?,
             bytes,

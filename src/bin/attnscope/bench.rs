@@ -11,7 +11,7 @@ use attnscope::engine::{forward_cpu, Mask};
 use attnscope::gpu::{
     read_f32, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams, RunOptions,
 };
-use attnscope::model::{Gpt2Weights, ModelConfig, Token};
+use attnscope::model::{ModelConfig, Token, Weights};
 use wgpu::util::DeviceExt;
 
 /// The median of at least one time.
@@ -89,7 +89,7 @@ const CPU_THREADS: &[usize] = if cfg!(feature = "threads") { &[1, 2] } else { &[
 pub fn cpu(
     name: &str,
     config: &ModelConfig,
-    weights: &Gpt2Weights,
+    weights: &Weights,
     lengths: &[usize],
     repeat: usize,
 ) -> Result<(), String> {
@@ -158,7 +158,7 @@ pub fn gpu(
     ctx: &GpuContext,
     name: &str,
     config: &ModelConfig,
-    weights: &Gpt2Weights,
+    weights: &Weights,
     lengths: &[usize],
     repeat: usize,
 ) -> Result<(), String> {

@@ -22,8 +22,10 @@ pub struct AttentionRows {
     pub mask: Mask,
 }
 
-/// Where the Q, K and V rows are. Head h's slice of a row is columns
-/// `h·d_head..` of it. Query row `i` (absolute, `row0 ≤ i`) is at
+/// Where the Q, K and V rows are. Query head h's slice of a row is columns
+/// `h·d_head..` of it; the K and V it reads are KV head `h / group`'s,
+/// columns `(h / group)·d_head..` (grouped-query attention; `group` 1 is
+/// full multi-head). Query row `i` (absolute, `row0 ≤ i`) is at
 /// `(i − q_row0)·q_stride`; key and value `j` at `j·kv_stride`.
 #[derive(Debug, Clone, Copy)]
 pub struct QkvRows<'a> {
@@ -33,13 +35,22 @@ pub struct QkvRows<'a> {
     pub k: &'a [f32],
     pub v: &'a [f32],
     pub kv_stride: usize,
+    /// Query heads per KV head.
+    pub group: usize,
 }
 
 impl<'a> QkvRows<'a> {
     /// The fused projection `qkv[T×3d]` the kernel reads: Q, K, V side by side.
     pub fn fused(qkv: &'a [f32], d: usize) -> Self {
+        Self::fused_grouped(qkv, d, d, 1)
+    }
+
+    /// A fused projection `qkv[T×(q_dim + 2·kv_dim)]` with `group` query
+    /// heads per KV head: Q (q_dim wide), K, V (kv_dim each) side by side.
+    pub fn fused_grouped(qkv: &'a [f32], q_dim: usize, kv_dim: usize, group: usize) -> Self {
         let tail = |from: usize| qkv.get(from..).unwrap_or(&[]);
-        Self { q: qkv, q_row0: 0, q_stride: 3 * d, k: tail(d), v: tail(2 * d), kv_stride: 3 * d }
+        let stride = q_dim + 2 * kv_dim;
+        Self { q: qkv, q_row0: 0, q_stride: stride, k: tail(q_dim), v: tail(q_dim + kv_dim), kv_stride: stride, group }
     }
 }
 
@@ -124,12 +135,13 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
     let mut o = vec![0.0f32; d_head];
     for h in 0..n_head {
         let col = h * d_head;
+        let kv_col = h / qkv.group.max(1) * d_head;
         for i in row0..row0 + m {
             let q = &qkv.q[(i - qkv.q_row0) * qkv.q_stride + col..][..d_head];
             let at = dst.at(h, i);
             let raw = &mut dst.raw[at..][..t];
             for (j, r) in raw.iter_mut().enumerate() {
-                *r = dot(q, &qkv.k[j * qkv.kv_stride + col..][..d_head]);
+                *r = dot(q, &qkv.k[j * qkv.kv_stride + kv_col..][..d_head]);
             }
             let (lo, hi) = allowed_keys(mask, i, t);
             let masked = &mut dst.masked[at..][..t];
@@ -152,7 +164,7 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
                     *w /= sum;
                 }
                 for (j, &w) in weights.iter().enumerate().take(hi).skip(lo) {
-                    let v = &qkv.v[j * qkv.kv_stride + col..][..d_head];
+                    let v = &qkv.v[j * qkv.kv_stride + kv_col..][..d_head];
                     for (oc, &vc) in o.iter_mut().zip(v) {
                         *oc += w * vc;
                     }
@@ -185,7 +197,7 @@ mod tests {
     fn one_cached_row_reads_separate_q_k_v() {
         // Two keys, one head of width 2; the query sees both (causal, row 1).
         let (q, k, v) = ([1.0, 0.0], [0.0, 0.0, 2.0, 0.0], [1.0, 1.0, 3.0, 5.0]);
-        let qkv = QkvRows { q: &q, q_row0: 1, q_stride: 2, k: &k, v: &v, kv_stride: 2 };
+        let qkv = QkvRows { q: &q, q_row0: 1, q_stride: 2, k: &k, v: &v, kv_stride: 2, group: 1 };
         let (mut raw, mut masked, mut weights, mut out) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
         let mut dst = ScoreRows {
             raw: &mut raw,
