@@ -49,7 +49,9 @@ mod cli {
     enum Command {
         /// Print one JSON object with the tokens and every stage of the forward pass.
         Trace {
-            /// Directory holding config.json, model.safetensors and tokenizer.json.
+            /// Directory holding config.json, the weights (model.safetensors or
+            /// shards listed by model.safetensors.index.json) and tokenizer.json;
+            /// or a GGUF file (Llama family).
             #[arg(long, default_value = DEFAULT_MODEL)]
             model: PathBuf,
             /// Text to tokenize.
@@ -141,7 +143,7 @@ mod cli {
     }
 
     fn load(model: &Path) -> Result<Model, String> {
-        Model::load_dir(model).map_err(|e| format!("{}: {e}", model.display()))
+        Model::load(model).map_err(|e| format!("{}: {e}", model.display()))
     }
 
     fn tokens_of(model: &Model, text: Option<String>, ids: Option<Vec<u32>>) -> Result<Vec<Token>, String> {

@@ -34,6 +34,8 @@ pub enum ModelError {
     TensorDtype { name: String, dtype: String },
     #[error("model.safetensors.index.json: {0}")]
     ShardIndex(String),
+    #[error(transparent)]
+    Gguf(#[from] super::gguf::GgufError),
     #[error("tokenizer.json could not be loaded: {0}")]
     Tokenizer(String),
     #[error("tokenizer.json could make a text up to {per_byte} times longer before tokenizing (at most {limit} is accepted)")]

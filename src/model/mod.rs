@@ -1,5 +1,6 @@
 //! Model files: `config.json`, safetensors weights (GPT-2's names, or
-//! Hugging Face Llama/Qwen2 names, one file or shards) and `tokenizer.json`.
+//! Hugging Face Llama/Qwen2 names, one file or shards) and `tokenizer.json`;
+//! or one GGUF file holding all three (`gguf`, `gguf_model`).
 //!
 //! Everything here validates what it reads and reports problems as
 //! [`ModelError`], naming the file, tensor or shape at fault.
@@ -8,6 +9,9 @@ mod config;
 mod config_llama;
 mod error;
 pub mod fertility;
+pub mod gguf;
+mod gguf_model;
+mod gguf_quant;
 pub mod shards;
 mod tokenizer;
 mod weights;
@@ -62,6 +66,17 @@ impl Model {
         Ok(Self { name: name.to_owned(), config, weights, tokenizer })
     }
 
+    /// Loads a model from a GGUF file (a path ending in `.gguf`, or any file)
+    /// or from a directory ([`Model::load_dir`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path) -> Result<Self, ModelError> {
+        if path.is_file() || path.extension().is_some_and(|e| e == "gguf") {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+            return Self::from_gguf(&name, &read_file(path)?);
+        }
+        Self::load_dir(path)
+    }
+
     /// Loads `config.json`, the weights (`model.safetensors`, or the shards
     /// `model.safetensors.index.json` names) and `tokenizer.json` from a directory.
     #[cfg(not(target_arch = "wasm32"))]
@@ -97,6 +112,9 @@ impl Model {
     /// says whether the tokenizer was there.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir_tokenizer_optional(dir: &std::path::Path) -> Result<(Self, bool), ModelError> {
+        if dir.is_file() {
+            return Ok((Self::load(dir)?, true));
+        }
         if dir.join("tokenizer.json").exists() {
             return Ok((Self::load_dir(dir)?, true));
         }
