@@ -327,7 +327,7 @@ impl<'a> Gguf<'a> {
             .filter(|&n| n <= 1 << 34)
             .ok_or_else(|| problem(format!("has dimensions {dims:?}: too many elements")))?;
         let (block, block_bytes) = kind.block();
-        if dims[0] % block != 0 {
+        if !dims[0].is_multiple_of(block) {
             return Err(problem(format!("rows of {} elements do not fill {kind:?} blocks of {block}", dims[0])));
         }
         let len = elements / block * block_bytes;
