@@ -150,7 +150,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
         output(&ctx, t * h * dh),
         output(&ctx, t * h * dh),
     );
-    let shape = AttentionShape { m: t, t, n_head: h, d_head: dh, row0: 0, mask: Mask::Causal };
+    let shape = AttentionShape { m: t, t, n_head: h, n_kv_head: h, d_head: dh, row0: 0, mask: Mask::Causal };
     run(
         &ctx,
         &k,

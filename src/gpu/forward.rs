@@ -295,12 +295,28 @@ impl GpuForward {
             push(qkv.kernel(), &layer.qkv, qkv.workgroups())?;
 
             if trace {
-                let shape = AttentionShape { m: t, t, n_head: c.n_head, d_head: c.d_head(), row0: 0, mask: opts.mask };
+                let shape = AttentionShape {
+                    m: t,
+                    t,
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    d_head: c.d_head(),
+                    row0: 0,
+                    mask: opts.mask,
+                };
                 let slot = layer.rows.as_ref().ok_or_else(|| GpuError::OutOfRange("T×T buffers".into()))?;
                 params.put(slot, &shape.rows_params(buf.layout.cap)?);
                 push(Kernel::AttentionRows, slot, shape.rows_workgroups())?;
             } else {
-                let shape = AttentionShape { m, t, n_head: c.n_head, d_head: c.d_head(), row0: p, mask: opts.mask };
+                let shape = AttentionShape {
+                    m,
+                    t,
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    d_head: c.d_head(),
+                    row0: p,
+                    mask: opts.mask,
+                };
                 params.put(&layer.flash, &shape.flash_params()?);
                 push(Kernel::FlashAttention, &layer.flash, shape.flash_workgroups())?;
             }

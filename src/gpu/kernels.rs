@@ -184,6 +184,9 @@ pub struct AttentionShape {
     pub m: usize,
     pub t: usize,
     pub n_head: usize,
+    /// KV heads: query head h reads KV head h / (n_head / n_kv_head); equal
+    /// to `n_head` for full multi-head attention (GPT-2).
+    pub n_kv_head: usize,
     pub d_head: usize,
     pub row0: usize,
     pub mask: Mask,
@@ -205,7 +208,8 @@ pub struct AttentionParams {
     pub window: u32,
     pub scale: f32,
     pub neg_inf_bits: u32,
-    pub _pad: [u32; 2],
+    pub n_kv_head: u32,
+    pub _pad: u32,
 }
 
 /// The largest T attention_rows.wgsl holds in workgroup memory, and d_head limits.
@@ -215,6 +219,13 @@ pub const MAX_FLASH_D_HEAD: usize = 128;
 
 impl AttentionShape {
     fn check(&self, max_d_head: usize, max_t: usize, what: &str) -> Result<(), GpuError> {
+        let grouped = self.n_kv_head > 0 && self.n_head.is_multiple_of(self.n_kv_head);
+        if !grouped {
+            return Err(GpuError::Unsupported(format!(
+                "{what} with {} query heads over {} KV heads (they must divide them)",
+                self.n_head, self.n_kv_head
+            )));
+        }
         if self.d_head == 0 || self.d_head > max_d_head || self.t > max_t || self.row0 + self.m > self.t {
             return Err(GpuError::Unsupported(format!(
                 "{what} with T = {}, rows {}..{}, d_head = {} (limits: T ≤ {max_t}, 1 ≤ d_head ≤ {max_d_head})",
@@ -240,7 +251,8 @@ impl AttentionShape {
             window,
             scale: 1.0 / (self.d_head as f32).sqrt(),
             neg_inf_bits: f32::NEG_INFINITY.to_bits(),
-            _pad: [0; 2],
+            n_kv_head: self.n_kv_head as u32,
+            _pad: 0,
         }
     }
 
