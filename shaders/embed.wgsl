@@ -1,4 +1,5 @@
-// embed.wgsl: token embedding gather plus learned positional embedding.
+// embed.wgsl: token embedding gather plus learned positional embedding (the
+// token rows alone when `positions` is 0: RoPE models).
 //
 // Shapes (row-major f32 unless noted):
 //   ids[·] (u32)   token ids, each < vocab (checked on the CPU before dispatch)
@@ -17,7 +18,7 @@ struct Params {
     row0: u32,
     v0: u32,
     vn: u32,
-    _pad0: u32,
+    positions: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -40,5 +41,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if id < p.v0 || id - p.v0 >= p.vn {
         return;
     }
-    x[row * p.d + col] = wte[(id - p.v0) * p.d + col] + wpe[row * p.d + col];
+    var v = wte[(id - p.v0) * p.d + col];
+    if p.positions != 0u {
+        v += wpe[row * p.d + col];
+    }
+    x[row * p.d + col] = v;
 }

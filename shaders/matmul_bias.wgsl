@@ -5,6 +5,8 @@
 //   FLAG_LN        layernorm each row of x as it is loaded (gain = ln[0..K],
 //                  bias = ln[K..2K]); row statistics are computed in a prologue
 //                  (two passes: mean, then biased variance, as GPT-2)
+//   FLAG_RMS       with FLAG_LN: RMSNorm instead (the Llama family): no mean
+//                  is subtracted, x / sqrt(mean(x²) + eps) · gain (+ bias, zeros)
 //   FLAG_WRITE_LN  workgroups of column block 0 also write the normalised rows
 //                  to ln_out[rows×K] (the trace's ln_1 / ln_2 / ln_f)
 //   FLAG_B_T       w is [N×K] and used transposed (the tied LM head, wte)
@@ -80,7 +82,10 @@ fn layernorm_prologue(row0: u32, tid: u32) {
             s += x_at(base + c);
         }
     }
-    let mean = row_sum(tid, s) / f32(p.k);
+    var mean = row_sum(tid, s) / f32(p.k);
+    if has(FLAG_RMS) {
+        mean = 0.0;
+    }
     var sq = 0.0;
     if valid {
         for (var c = part; c < p.k; c += 4u) {

@@ -27,6 +27,7 @@ const FLAG_BIAS: u32 = 8u;
 const FLAG_RESIDUAL: u32 = 16u;
 const FLAG_WRITE_PRE: u32 = 32u;
 const FLAG_VEC4: u32 = 64u;
+const FLAG_RMS: u32 = 128u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> b: array<f32>;

@@ -6,7 +6,7 @@
 // the last position. matmul_bias.wgsl pads M to 64-row tiles, so one row would
 // cost as much as 64; here a row costs one pass over w.
 //
-// Flags (see matmul_bias.wgsl): FLAG_LN, FLAG_WRITE_LN, FLAG_B_T, FLAG_BIAS,
+// Flags (see matmul_bias.wgsl): FLAG_LN (FLAG_RMS: RMSNorm), FLAG_WRITE_LN, FLAG_B_T, FLAG_BIAS,
 // act (0 none, 1 GELU tanh, 2 GELU erf, 3 ReLU, 4 SiLU), FLAG_RESIDUAL, FLAG_WRITE_PRE.
 //
 // Shapes (row-major f32), as in matmul_bias.wgsl:
@@ -78,7 +78,7 @@ fn layernorm_prologue(row0: u32, tid: u32) {
     let totals = row_totals(tid, sums);
     var means: array<f32, 4>;
     for (var r = 0u; r < ROWS; r++) {
-        means[r] = totals[r] / f32(p.k);
+        means[r] = select(totals[r] / f32(p.k), 0.0, has(FLAG_RMS));
         var sq = 0.0;
         if row0 + r < p.m {
             let base = (p.xrow0 + row0 + r) * p.k;

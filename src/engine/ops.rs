@@ -73,13 +73,32 @@ pub fn rope(x: &mut [f32], rows: usize, stride: usize, n_heads: usize, d_head: u
         for h in 0..n_heads {
             let head = &mut x[r * stride + h * d_head..][..d_head];
             for c in 0..half {
-                let (sin, cos) = (position * inv_freq[c]).sin_cos();
+                let (sin, cos) = rope_angle(position, inv_freq[c]).sin_cos();
                 let (a, b) = (head[c], head[c + half]);
                 head[c] = a * cos - b * sin;
                 head[c + half] = b * cos + a * sin;
             }
         }
     }
+}
+
+/// The angle of pair c at a position: `position · inv_freq[c]` in f32.
+fn rope_angle(position: f32, inv_freq: f32) -> f32 {
+    position * inv_freq
+}
+
+/// The cos/sin table shaders/rope.wgsl reads: row r (position r, for
+/// `positions` rows) holds cos of each pair's angle, then its sin
+/// (`2·inv_freq.len()` = d_head values), the numbers [`rope`] uses.
+pub fn rope_table(inv_freq: &[f32], positions: usize) -> Vec<f32> {
+    let mut table = Vec::with_capacity(positions * 2 * inv_freq.len());
+    for r in 0..positions {
+        let angles = inv_freq.iter().map(|&f| rope_angle(r as f32, f).sin_cos());
+        let (sin, cos): (Vec<f32>, Vec<f32>) = angles.unzip();
+        table.extend(cos);
+        table.extend(sin);
+    }
+    table
 }
 
 /// SwiGLU: rows of `[gate | up]` (each `m` wide) to `silu(gate)·up`, `m` wide.

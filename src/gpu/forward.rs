@@ -279,7 +279,8 @@ impl GpuForward {
                 row0: p as u32,
                 v0: chunk.v0 as u32,
                 vn: chunk.rows as u32,
-                _pad: [0; 3],
+                positions: 1,
+                _pad: [0; 2],
             };
             params.put(slot, &e);
             push(Kernel::Embed, slot, e.workgroups())?;
@@ -352,7 +353,7 @@ impl GpuForward {
             (false, false) => (1, t - 1, 0, &buf.slots.logits_last),
         };
         if trace {
-            let ln = LayernormParams { rows: m as u32, d: d as u32, eps, row0: p as u32 };
+            let ln = LayernormParams { rows: m as u32, d: d as u32, eps, row0: p as u32, rms: 0, _pad: [0; 3] };
             params.put(&buf.slots.ln_f, &ln);
             push(Kernel::Layernorm, &buf.slots.ln_f, ln.workgroups())?;
         }

@@ -24,6 +24,8 @@ pub enum Kernel {
     TopK,
     ValueRange,
     RowNorms,
+    Rope,
+    Swiglu,
 }
 
 pub struct Kernels {
@@ -38,6 +40,8 @@ pub struct Kernels {
     top_k: wgpu::ComputePipeline,
     value_range: wgpu::ComputePipeline,
     row_norms: wgpu::ComputePipeline,
+    rope: wgpu::ComputePipeline,
+    swiglu: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -53,10 +57,12 @@ pub struct EmbedParams {
     pub row0: u32,
     pub v0: u32,
     pub vn: u32,
-    pub _pad: [u32; 3],
+    /// 1: add `wpe` (GPT-2's learned positions); 0: token rows alone (RoPE).
+    pub positions: u32,
+    pub _pad: [u32; 2],
 }
 
-/// shaders/layernorm.wgsl: rows `row0..row0+rows` of `x[·×d]`.
+/// shaders/layernorm.wgsl: rows `row0..row0+rows` of `x[·×d]`; RMSNorm when `rms` is 1.
 /// The Rust mirror of `struct Params` in shaders/layernorm.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
@@ -65,6 +71,8 @@ pub struct LayernormParams {
     pub d: u32,
     pub eps: f32,
     pub row0: u32,
+    pub rms: u32,
+    pub _pad: [u32; 3],
 }
 
 /// What shaders/matmul_bias.wgsl fuses around `x · w` (see its header).
@@ -72,6 +80,8 @@ pub struct LayernormParams {
 pub struct MatmulFusion {
     /// Layernorm the rows of x with this epsilon (gain and bias in the `ln` binding).
     pub layernorm: Option<f32>,
+    /// With `layernorm`: RMSNorm instead (the Llama family).
+    pub rms: bool,
     /// Also write the normalised rows to `ln_out`.
     pub write_ln: bool,
     /// `w` is `[N×K]`, used transposed.
@@ -112,6 +122,7 @@ impl MatmulParams {
             | flag(fusion.bias, 8)
             | flag(fusion.residual, 16)
             | flag(fusion.write_pre, 32)
+            | flag(fusion.rms, 128)
             // vec4 tile loads: K (and N, unless w is read transposed) whole vec4s.
             | flag(k % 4 == 0 && (fusion.transposed || n % 4 == 0), 64);
         let act = match fusion.activation {
@@ -361,6 +372,58 @@ impl RowNormsParams {
     }
 }
 
+/// shaders/rope.wgsl: RoPE on the first `n_heads` head slices of rows
+/// `row0..row0+rows` of a `stride`-wide fused projection, with the cos/sin
+/// table of `engine::ops::rope_table`; `write_pre` keeps the slices before.
+/// The Rust mirror of `struct Params` in shaders/rope.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct RopeParams {
+    pub rows: u32,
+    pub row0: u32,
+    pub stride: u32,
+    pub n_heads: u32,
+    pub d_head: u32,
+    pub write_pre: u32,
+    pub _pad: [u32; 2],
+}
+
+impl RopeParams {
+    pub fn new(rows: usize, row0: usize, stride: usize, n_heads: usize, d_head: usize, write_pre: bool) -> Self {
+        let u = |x: usize| x as u32;
+        Self {
+            rows: u(rows),
+            row0: u(row0),
+            stride: u(stride),
+            n_heads: u(n_heads),
+            d_head: u(d_head),
+            write_pre: u32::from(write_pre),
+            _pad: [0; 2],
+        }
+    }
+
+    pub fn workgroups(&self) -> [u32; 3] {
+        [(self.rows * self.n_heads * (self.d_head / 2)).div_ceil(64), 1, 1]
+    }
+}
+
+/// shaders/swiglu.wgsl: silu(gate)·up of rows `row0..row0+rows` of a `[·×2m]` gate|up.
+/// The Rust mirror of `struct Params` in shaders/swiglu.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct SwigluParams {
+    pub rows: u32,
+    pub m: u32,
+    pub row0: u32,
+    pub _pad: u32,
+}
+
+impl SwigluParams {
+    pub fn workgroups(&self) -> [u32; 3] {
+        [(self.rows * self.m).div_ceil(64), 1, 1]
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -473,6 +536,8 @@ impl Kernels {
             top_k: pipeline(d, "top_k", include_str!("../../shaders/top_k.wgsl"), None),
             value_range: pipeline(d, "value_range", include_str!("../../shaders/value_range.wgsl"), None),
             row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
+            rope: pipeline(d, "rope", include_str!("../../shaders/rope.wgsl"), None),
+            swiglu: pipeline(d, "swiglu", include_str!("../../shaders/swiglu.wgsl"), None),
         }
     }
 
@@ -487,6 +552,8 @@ impl Kernels {
             Kernel::TopK => &self.top_k,
             Kernel::ValueRange => &self.value_range,
             Kernel::RowNorms => &self.row_norms,
+            Kernel::Rope => &self.rope,
+            Kernel::Swiglu => &self.swiglu,
         }
     }
 

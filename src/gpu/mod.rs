@@ -15,8 +15,8 @@ pub use context::{GpuContext, GpuError};
 pub use forward::{GpuForward, RunOptions, RunStats};
 pub use kernels::{
     AttentionParams, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
-    RowNormsParams, TopKParams, ValueRangeParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K,
-    SKINNY_MAX_ROWS,
+    RopeParams, RowNormsParams, SwigluParams, TopKParams, ValueRangeParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD,
+    MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};
