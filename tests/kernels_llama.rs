@@ -36,7 +36,12 @@ fn rmsnorm_prologue_of_both_matmuls_and_the_norm_kernel_equal_the_reference() {
             let fusion = MatmulFusion { layernorm: Some(1e-5), rms: true, write_ln: true, ..Default::default() };
             let params = MatmulParams::new((m, k, n), fusion).rows_from(row0, 0);
             let (yb, lnb) = (output(ctx, m * n), output(ctx, rows * k));
-            run(kernel, &params, &[&xb, &wb, &dummy, &yb, &dummy, &lb, &lnb, &dummy_out], params.workgroups_for(kernel));
+            run(
+                kernel,
+                &params,
+                &[&xb, &wb, &dummy, &yb, &dummy, &lb, &lnb, &dummy_out],
+                params.workgroups_for(kernel),
+            );
             let what = format!("{kernel:?} rows {row0}+{m}, {k}×{n}");
             assert_close(&read(&yb, 0, m * n), &want, &format!("y {what}"));
             assert_close(&read(&lnb, row0 * k, m * k), &normed, &format!("ln_out {what}"));

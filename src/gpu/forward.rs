@@ -1,11 +1,13 @@
-//! `GpuForward`: the whole GPT-2 forward pass as WGSL compute kernels, weights
+//! `GpuForward`: the whole forward pass of either family as WGSL compute kernels, weights
 //! resident, every tensor in its own storage buffer (for rendering and slice
 //! readback), and prefix reuse: when new ids extend or share a prefix with the
 //! last run, the prefix's K and V (and every other per-row tensor) are kept and
 //! only the new rows are computed (the KV cache).
 //!
 //! Per block, 5 dispatches: ln_1+QKV, attention, proj+residual, ln_2+fc+GELU,
-//! proj+residual. Matmuls over few rows (an appended token, the last
+//! proj+residual; the Llama family adds RoPE after the QKV projection and
+//! SwiGLU after the fused gate|up projection (7), its norms RMSNorm in the
+//! same matmul prologues. Matmuls over few rows (an appended token, the last
 //! position's logits) use matmul_skinny.wgsl, so an append costs O(T) (the
 //! attention row over the cache) plus one pass over the weights. Attention is attention_rows.wgsl when the trace wants the T×T
 //! matrices, flash_attention.wgsl otherwise. Buffers and bind groups are built
@@ -13,7 +15,8 @@
 //! a run only writes the new ids and one block of parameters.
 
 use super::kernels::{
-    AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, PARAM_STRIDE,
+    AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, RopeParams,
+    SwigluParams, PARAM_STRIDE,
 };
 use super::layout::{Buffers, Layout, Slot};
 use super::weights::GpuWeights;
@@ -91,18 +94,6 @@ struct Step<'a> {
     workgroups: [u32; 3],
 }
 
-/// The GPU kernels implement GPT-2's forward only; the Llama family (RoPE,
-/// RMSNorm, SwiGLU, grouped KV heads) runs on the CPU reference for now.
-pub(super) fn check_family(config: &ModelConfig) -> Result<(), GpuError> {
-    if config.architecture.is_llama_family() {
-        return Err(GpuError::Unsupported(format!(
-            "{} models (RoPE, RMSNorm, SwiGLU, grouped KV heads) yet: run them on the CPU backend",
-            config.architecture.name()
-        )));
-    }
-    Ok(())
-}
-
 impl GpuForward {
     /// Uploads the model's weights; buffers for activations come with the first run.
     pub fn new(ctx: &GpuContext, model: &Model) -> Result<Self, GpuError> {
@@ -110,7 +101,6 @@ impl GpuForward {
     }
 
     pub fn with_weights(ctx: &GpuContext, config: &ModelConfig, weights: GpuWeights) -> Result<Self, GpuError> {
-        check_family(config)?;
         if config.d_head() > super::kernels::MAX_FLASH_D_HEAD {
             return Err(GpuError::Unsupported(format!(
                 "d_head = {} (the GPU kernels hold at most {} per head)",
@@ -261,6 +251,7 @@ impl GpuForward {
     ) -> Result<(Vec<Step<'a>>, ParamWriter), GpuError> {
         let c = &self.config;
         let (d, n_inner, eps) = (c.n_embd, c.n_inner, c.layer_norm_epsilon);
+        let (llama, q_dim, width) = (c.architecture.is_llama_family(), c.q_dim(), c.qkv_dim());
         let m = t - p;
         let mut params = ParamWriter { bytes: vec![0; buf.uniform_size()] };
         let mut steps = Vec::new();
@@ -279,7 +270,7 @@ impl GpuForward {
                 row0: p as u32,
                 v0: chunk.v0 as u32,
                 vn: chunk.rows as u32,
-                positions: 1,
+                positions: u32::from(!llama),
                 _pad: [0; 2],
             };
             params.put(slot, &e);
@@ -289,11 +280,16 @@ impl GpuForward {
         let rows = |mp: MatmulParams| mp.rows_from(p, p);
         for layer in &buf.slots.layers {
             let qkv = rows(MatmulParams::new(
-                (m, d, 3 * d),
-                MatmulFusion { layernorm: Some(eps), write_ln: trace, bias: true, ..Default::default() },
+                (m, d, width),
+                MatmulFusion { layernorm: Some(eps), rms: llama, write_ln: trace, bias: true, ..Default::default() },
             ));
             params.put(&layer.qkv, &qkv);
             push(qkv.kernel(), &layer.qkv, qkv.workgroups())?;
+            if let Some(slot) = &layer.rope {
+                let rope = RopeParams::new(m, p, width, c.n_head + c.n_kv_head, c.d_head(), trace);
+                params.put(slot, &rope);
+                push(Kernel::Rope, slot, rope.workgroups())?;
+            }
 
             if trace {
                 let shape = AttentionShape {
@@ -323,22 +319,29 @@ impl GpuForward {
             }
 
             let residual = MatmulFusion { bias: true, residual: true, write_pre: trace, ..Default::default() };
-            let proj = rows(MatmulParams::new((m, d, d), residual));
+            let proj = rows(MatmulParams::new((m, q_dim, d), residual));
             params.put(&layer.proj, &proj);
             push(proj.kernel(), &layer.proj, proj.workgroups())?;
 
+            // GPT-2: hidden = act(ln_2 · fc); Llama: gate|up = rms(ln_2) · [gate|up], then SwiGLU.
             let fc = rows(MatmulParams::new(
-                (m, d, n_inner),
+                (m, d, if llama { 2 * n_inner } else { n_inner }),
                 MatmulFusion {
                     layernorm: Some(eps),
+                    rms: llama,
                     write_ln: trace,
                     bias: true,
-                    activation: Some(c.activation_function),
+                    activation: (!llama).then_some(c.activation_function),
                     ..Default::default()
                 },
             ));
             params.put(&layer.fc, &fc);
             push(fc.kernel(), &layer.fc, fc.workgroups())?;
+            if let Some(slot) = &layer.swiglu {
+                let swiglu = SwigluParams { rows: m as u32, m: n_inner as u32, row0: p as u32, _pad: 0 };
+                params.put(slot, &swiglu);
+                push(Kernel::Swiglu, slot, swiglu.workgroups())?;
+            }
 
             let mlp_proj = rows(MatmulParams::new((m, n_inner, d), residual));
             params.put(&layer.mlp_proj, &mlp_proj);
@@ -353,13 +356,21 @@ impl GpuForward {
             (false, false) => (1, t - 1, 0, &buf.slots.logits_last),
         };
         if trace {
-            let ln = LayernormParams { rows: m as u32, d: d as u32, eps, row0: p as u32, rms: 0, _pad: [0; 3] };
+            let ln = LayernormParams {
+                rows: m as u32,
+                d: d as u32,
+                eps,
+                row0: p as u32,
+                rms: u32::from(llama),
+                _pad: [0; 3],
+            };
             params.put(&buf.slots.ln_f, &ln);
             push(Kernel::Layernorm, &buf.slots.ln_f, ln.workgroups())?;
         }
         let slots = slots.as_ref().ok_or_else(|| GpuError::OutOfRange("all-position logits buffer".into()))?;
-        for (slot, chunk) in slots.iter().zip(&self.weights.wte) {
-            let fusion = MatmulFusion { layernorm: (!trace).then_some(eps), transposed: true, ..Default::default() };
+        for (slot, chunk) in slots.iter().zip(self.weights.head()) {
+            let fusion =
+                MatmulFusion { layernorm: (!trace).then_some(eps), rms: llama, transposed: true, ..Default::default() };
             let lm = MatmulParams::new((logit_rows, d, chunk.rows), fusion)
                 .rows_from(xrow0, yrow0)
                 .into_columns(chunk.v0, c.vocab_size);

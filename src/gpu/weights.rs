@@ -3,7 +3,8 @@
 //! The token table is the one tensor that can exceed a storage binding
 //! (GPT-2's wte is 147 MiB in f32; many phones allow 128 MiB per binding), so
 //! it is uploaded in chunks of whole rows, each within the device's limit; the
-//! embedding gather and the tied LM head run once per chunk.
+//! embedding gather and the tied LM head run once per chunk; an untied LM
+//! head (the Llama family's `lm_head`) is chunked the same way.
 
 use wgpu::util::DeviceExt;
 
@@ -40,7 +41,10 @@ pub struct GpuBlock {
 #[derive(Clone)]
 pub struct GpuWeights {
     pub wte: Vec<VocabChunk>,
+    /// GPT-2's learned positions; a 4-value placeholder for RoPE models (never read).
     pub wpe: wgpu::Buffer,
+    /// An untied LM head, chunked like `wte`; `None` when the head is `wte`.
+    pub lm_head: Option<Vec<VocabChunk>>,
     pub blocks: Vec<GpuBlock>,
     pub ln_f: wgpu::Buffer,
     /// Bytes uploaded.
@@ -85,6 +89,11 @@ pub fn rows_per_chunk(d: usize, limit: u64) -> usize {
 }
 
 impl GpuWeights {
+    /// The LM head's chunks: its own, or the token table's when tied.
+    pub fn head(&self) -> &[VocabChunk] {
+        self.lm_head.as_deref().unwrap_or(&self.wte)
+    }
+
     pub fn upload(ctx: &GpuContext, config: &ModelConfig, w: &Weights) -> Result<Self, GpuError> {
         Self::upload_with_chunk_limit(ctx, config, w, ctx.device.limits().max_storage_buffer_binding_size)
     }
@@ -97,18 +106,21 @@ impl GpuWeights {
         w: &Weights,
         chunk_bytes: u64,
     ) -> Result<Self, GpuError> {
-        super::forward::check_family(config)?;
-        let wpe = w.wpe.as_ref().ok_or_else(|| GpuError::Unsupported("weights without learned positions".into()))?;
         let d = config.n_embd;
         let mut bytes = 0;
         let per_chunk = rows_per_chunk(d, chunk_bytes.min(ctx.device.limits().max_storage_buffer_binding_size));
-        let mut wte = Vec::new();
-        for v0 in (0..config.vocab_size).step_by(per_chunk) {
-            let rows = per_chunk.min(config.vocab_size - v0);
-            let name = format!("wte[{v0}..{}]", v0 + rows);
-            let buffer = upload_f32(ctx, &name, &w.wte.data[v0 * d..(v0 + rows) * d], &mut bytes)?;
-            wte.push(VocabChunk { v0, rows, buffer });
-        }
+        let mut chunks = |what: &str, table: &Tensor| -> Result<Vec<VocabChunk>, GpuError> {
+            let mut out = Vec::new();
+            for v0 in (0..config.vocab_size).step_by(per_chunk) {
+                let rows = per_chunk.min(config.vocab_size - v0);
+                let name = format!("{what}[{v0}..{}]", v0 + rows);
+                let buffer = upload_f32(ctx, &name, &table.data[v0 * d..(v0 + rows) * d], &mut bytes)?;
+                out.push(VocabChunk { v0, rows, buffer });
+            }
+            Ok(out)
+        };
+        let wte = chunks("wte", &w.wte)?;
+        let lm_head = w.lm_head.as_ref().map(|head| chunks("lm_head", head)).transpose()?;
         let mut blocks = Vec::with_capacity(w.blocks.len());
         for (l, b) in w.blocks.iter().enumerate() {
             let name = |what: &str| format!("h.{l}.{what}");
@@ -127,7 +139,11 @@ impl GpuWeights {
         }
         Ok(Self {
             wte,
-            wpe: upload_f32(ctx, "wpe", &wpe.data, &mut bytes)?,
+            wpe: match &w.wpe {
+                Some(wpe) => upload_f32(ctx, "wpe", &wpe.data, &mut bytes)?,
+                None => upload_f32(ctx, "wpe (unused: RoPE)", &[0.0; 4], &mut bytes)?,
+            },
+            lm_head,
             blocks,
             ln_f: upload_norm(ctx, "ln_f", &w.ln_f_g, &w.ln_f_b, &mut bytes)?,
             bytes,
