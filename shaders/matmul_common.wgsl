@@ -28,6 +28,8 @@ const FLAG_RESIDUAL: u32 = 16u;
 const FLAG_WRITE_PRE: u32 = 32u;
 const FLAG_VEC4: u32 = 64u;
 const FLAG_RMS: u32 = 128u;
+const FLAG_W16: u32 = 256u;
+const FLAG_W_BF16: u32 = 512u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> b: array<f32>;

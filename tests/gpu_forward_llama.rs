@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use attnscope::engine::init::random_weights;
 use attnscope::engine::{forward_cpu, Mask, Matrix, Trace};
-use attnscope::gpu::{GpuForward, GpuWeights, RunOptions, Stage};
+use attnscope::gpu::{GpuForward, GpuWeights, Half, RunOptions, Stage};
 use attnscope::model::{Model, ModelConfig, Token, Weights};
 use common::{assert_close, gpu};
 
@@ -185,4 +185,43 @@ fn an_untied_head_split_over_vocabulary_chunks_gives_the_same_logits() {
     fwd.run(ctx, &ids, RunOptions { mask: Mask::Causal, trace: false, all_logits: true }).unwrap();
     let cpu = forward_cpu(c, w, tokens(&ids), Mask::Causal).unwrap();
     assert_close(&pollster::block_on(fwd.read_all_logits(ctx)).unwrap(), &cpu.logits.data, "split head logits");
+}
+
+/// A bf16 checkpoint's block matrices stay 16-bit on the GPU (the trace test
+/// above runs on them), an f32 one's stay f32.
+#[test]
+fn a_bf16_checkpoint_keeps_its_matrices_16_bit_on_the_gpu() {
+    let ctx = gpu();
+    let (bf16, f32_model) = (fixture("llama-tiny-mha"), fixture("llama-tiny"));
+    let gw = GpuWeights::upload(ctx, &bf16.config, &bf16.weights).unwrap();
+    for b in &gw.blocks {
+        for w in [&b.qkv_w, &b.proj_w, &b.fc_w, &b.mlp_proj_w] {
+            assert_eq!(w.format, Some(Half::Bf16));
+        }
+    }
+    let matrices: usize = bf16
+        .weights
+        .blocks
+        .iter()
+        .map(|b| b.attn_qkv_w.data.len() + b.attn_proj_w.data.len() + b.mlp_fc_w.data.len() + b.mlp_proj_w.data.len())
+        .sum();
+    let all_f32 = GpuWeights::upload(ctx, &f32_model.config, &f32_model.weights).unwrap();
+    assert!(all_f32.blocks.iter().all(|b| b.qkv_w.format.is_none() && b.fc_w.format.is_none()));
+    // The matrices take 2 bytes a value instead of 4 (every buffer padded to 16 bytes).
+    let w = &bf16.weights;
+    let rest: usize = w
+        .blocks
+        .iter()
+        .map(|b| {
+            [&b.ln_1_g, &b.ln_1_b, &b.attn_qkv_b, &b.attn_proj_b, &b.ln_2_g, &b.ln_2_b, &b.mlp_fc_b, &b.mlp_proj_b]
+                .iter()
+                .map(|t| t.data.len())
+                .sum::<usize>()
+        })
+        .sum::<usize>()
+        + w.wte.data.len()
+        + w.ln_f_g.data.len()
+        + w.ln_f_b.data.len();
+    let want = (rest * 4 + matrices * 2) as u64;
+    assert!(gw.bytes >= want && gw.bytes <= want + 1024, "{} bytes uploaded, {want} expected", gw.bytes);
 }

@@ -50,6 +50,7 @@ fn every_fusion(layernorm: bool, transposed: bool, activation: Option<Activation
     MatmulFusion {
         layernorm: layernorm.then_some(1e-5),
         rms: false,
+        w16: None,
         write_ln: layernorm,
         transposed,
         bias: true,
@@ -140,6 +141,7 @@ proptest! {
         let fusion = MatmulFusion {
             layernorm: layernorm.then_some(1e-5),
             rms: false,
+            w16: None,
             write_ln: layernorm,
             transposed,
             bias,

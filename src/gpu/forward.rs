@@ -278,10 +278,17 @@ impl GpuForward {
         }
         let trace = opts.trace;
         let rows = |mp: MatmulParams| mp.rows_from(p, p);
-        for layer in &buf.slots.layers {
+        for (layer, wb) in buf.slots.layers.iter().zip(&self.weights.blocks) {
             let qkv = rows(MatmulParams::new(
                 (m, d, width),
-                MatmulFusion { layernorm: Some(eps), rms: llama, write_ln: trace, bias: true, ..Default::default() },
+                MatmulFusion {
+                    layernorm: Some(eps),
+                    rms: llama,
+                    w16: wb.qkv_w.format,
+                    write_ln: trace,
+                    bias: true,
+                    ..Default::default()
+                },
             ));
             params.put(&layer.qkv, &qkv);
             push(qkv.kernel(), &layer.qkv, qkv.workgroups())?;
@@ -319,7 +326,7 @@ impl GpuForward {
             }
 
             let residual = MatmulFusion { bias: true, residual: true, write_pre: trace, ..Default::default() };
-            let proj = rows(MatmulParams::new((m, q_dim, d), residual));
+            let proj = rows(MatmulParams::new((m, q_dim, d), MatmulFusion { w16: wb.proj_w.format, ..residual }));
             params.put(&layer.proj, &proj);
             push(proj.kernel(), &layer.proj, proj.workgroups())?;
 
@@ -329,6 +336,7 @@ impl GpuForward {
                 MatmulFusion {
                     layernorm: Some(eps),
                     rms: llama,
+                    w16: wb.fc_w.format,
                     write_ln: trace,
                     bias: true,
                     activation: (!llama).then_some(c.activation_function),
@@ -343,7 +351,8 @@ impl GpuForward {
                 push(Kernel::Swiglu, slot, swiglu.workgroups())?;
             }
 
-            let mlp_proj = rows(MatmulParams::new((m, n_inner, d), residual));
+            let mlp_proj =
+                rows(MatmulParams::new((m, n_inner, d), MatmulFusion { w16: wb.mlp_proj_w.format, ..residual }));
             params.put(&layer.mlp_proj, &mlp_proj);
             push(mlp_proj.kernel(), &layer.mlp_proj, mlp_proj.workgroups())?;
         }

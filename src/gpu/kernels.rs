@@ -19,6 +19,9 @@ pub enum Kernel {
     Layernorm,
     MatmulBias,
     MatmulSkinny,
+    /// The same two with 16-bit weights (shaders/matmul_weights_16.wgsl).
+    MatmulBias16,
+    MatmulSkinny16,
     AttentionRows,
     FlashAttention,
     TopK,
@@ -28,12 +31,30 @@ pub enum Kernel {
     Swiglu,
 }
 
+impl Kernel {
+    /// One of the four matmul pipelines (they share one bind group layout).
+    pub fn is_matmul(self) -> bool {
+        matches!(self, Kernel::MatmulBias | Kernel::MatmulSkinny | Kernel::MatmulBias16 | Kernel::MatmulSkinny16)
+    }
+}
+
+/// A 16-bit weight format the matmul kernels widen to f32 as they read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    /// IEEE binary16.
+    F16,
+    /// bfloat16 (the high half of an f32).
+    Bf16,
+}
+
 pub struct Kernels {
     embed: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     matmul_bias: wgpu::ComputePipeline,
     matmul_skinny: wgpu::ComputePipeline,
-    /// The bind group layout both matmul kernels share, so one bind group serves either.
+    matmul_bias_16: wgpu::ComputePipeline,
+    matmul_skinny_16: wgpu::ComputePipeline,
+    /// The bind group layout every matmul pipeline shares, so one bind group serves any.
     matmul_layout: wgpu::BindGroupLayout,
     attention_rows: wgpu::ComputePipeline,
     flash_attention: wgpu::ComputePipeline,
@@ -82,6 +103,8 @@ pub struct MatmulFusion {
     pub layernorm: Option<f32>,
     /// With `layernorm`: RMSNorm instead (the Llama family).
     pub rms: bool,
+    /// `w` holds 16-bit values packed in pairs (the 16-bit pipelines).
+    pub w16: Option<Half>,
     /// Also write the normalised rows to `ln_out`.
     pub write_ln: bool,
     /// `w` is `[N×K]`, used transposed.
@@ -123,6 +146,8 @@ impl MatmulParams {
             | flag(fusion.residual, 16)
             | flag(fusion.write_pre, 32)
             | flag(fusion.rms, 128)
+            | flag(fusion.w16.is_some(), 256)
+            | flag(fusion.w16 == Some(Half::Bf16), 512)
             // vec4 tile loads: K (and N, unless w is read transposed) whole vec4s.
             | flag(k % 4 == 0 && (fusion.transposed || n % 4 == 0), 64);
         let act = match fusion.activation {
@@ -164,10 +189,12 @@ impl MatmulParams {
     /// The kernel for this shape: matmul_skinny.wgsl for a few rows (appends
     /// with the KV cache, the last position's logits), the 64×64 tiles otherwise.
     pub fn kernel(&self) -> Kernel {
-        if self.m as usize <= SKINNY_MAX_ROWS {
-            Kernel::MatmulSkinny
-        } else {
-            Kernel::MatmulBias
+        let w16 = self.flags & 256 != 0;
+        match (self.m as usize <= SKINNY_MAX_ROWS, w16) {
+            (true, false) => Kernel::MatmulSkinny,
+            (false, false) => Kernel::MatmulBias,
+            (true, true) => Kernel::MatmulSkinny16,
+            (false, true) => Kernel::MatmulBias16,
         }
     }
 
@@ -179,7 +206,7 @@ impl MatmulParams {
     /// Workgroups for either matmul kernel (tests run both on every shape).
     pub fn workgroups_for(&self, kernel: Kernel) -> [u32; 3] {
         match kernel {
-            Kernel::MatmulSkinny => [self.n.div_ceil(256), self.m.div_ceil(4), 1],
+            Kernel::MatmulSkinny | Kernel::MatmulSkinny16 => [self.n.div_ceil(256), self.m.div_ceil(4), 1],
             _ => [self.n.div_ceil(64), self.m.div_ceil(64), 1],
         }
     }
@@ -464,6 +491,16 @@ fn with_prelude(prelude: &str, kernel: &str) -> String {
 }
 
 const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+const MATMUL_BIAS: &str = include_str!("../../shaders/matmul_bias.wgsl");
+const MATMUL_SKINNY: &str = include_str!("../../shaders/matmul_skinny.wgsl");
+const W_F32: &str = include_str!("../../shaders/matmul_weights_f32.wgsl");
+const W_F32_SCALAR: &str = include_str!("../../shaders/matmul_weights_f32_scalar.wgsl");
+const W_16: &str = include_str!("../../shaders/matmul_weights_16.wgsl");
+
+/// A matmul kernel after matmul_common.wgsl and the way it reads w.
+fn matmul_source(kernel: &str, weights: &str) -> String {
+    with_prelude(&with_prelude(MATMUL_COMMON, weights), kernel)
+}
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 
 /// The bindings of matmul_bias.wgsl and matmul_skinny.wgsl: the uniform
@@ -508,18 +545,10 @@ impl Kernels {
         Self {
             embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl"), None),
             layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
-            matmul_bias: pipeline(
-                d,
-                "matmul_bias",
-                &with_prelude(MATMUL_COMMON, include_str!("../../shaders/matmul_bias.wgsl")),
-                mm,
-            ),
-            matmul_skinny: pipeline(
-                d,
-                "matmul_skinny",
-                &with_prelude(MATMUL_COMMON, include_str!("../../shaders/matmul_skinny.wgsl")),
-                mm,
-            ),
+            matmul_bias: pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32), mm),
+            matmul_skinny: pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR), mm),
+            matmul_bias_16: pipeline(d, "matmul_bias (16-bit w)", &matmul_source(MATMUL_BIAS, W_16), mm),
+            matmul_skinny_16: pipeline(d, "matmul_skinny (16-bit w)", &matmul_source(MATMUL_SKINNY, W_16), mm),
             matmul_layout,
             attention_rows: pipeline(
                 d,
@@ -547,6 +576,8 @@ impl Kernels {
             Kernel::Layernorm => &self.layernorm,
             Kernel::MatmulBias => &self.matmul_bias,
             Kernel::MatmulSkinny => &self.matmul_skinny,
+            Kernel::MatmulBias16 => &self.matmul_bias_16,
+            Kernel::MatmulSkinny16 => &self.matmul_skinny_16,
             Kernel::AttentionRows => &self.attention_rows,
             Kernel::FlashAttention => &self.flash_attention,
             Kernel::TopK => &self.top_k,
@@ -578,7 +609,7 @@ impl Kernels {
         );
         let auto_layout;
         let layout = match kernel {
-            Kernel::MatmulBias | Kernel::MatmulSkinny => &self.matmul_layout,
+            k if k.is_matmul() => &self.matmul_layout,
             _ => {
                 auto_layout = self.pipeline(kernel).get_bind_group_layout(0);
                 &auto_layout
@@ -610,7 +641,7 @@ impl Kernels {
         workgroups: [u32; 3],
     ) -> Result<(), GpuError> {
         Self::check_workgroups(ctx, workgroups)?;
-        if matches!(kernel, Kernel::MatmulBias | Kernel::MatmulSkinny) {
+        if kernel.is_matmul() {
             // x and w are array<vec4<f32>> in matmul_bias.wgsl: a ragged tail would be unreadable.
             if let Some(b) = buffers.iter().take(2).find(|b| b.size() % 16 != 0) {
                 return Err(GpuError::Unsupported(format!(

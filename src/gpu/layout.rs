@@ -221,20 +221,32 @@ impl Buffers {
             layer_slots.push(LayerSlots {
                 rope: lb.qk_pre.as_ref().map(|pre| bind.slot(Kernel::Rope, &[&lb.qkv, &rope_table, pre])),
                 swiglu: lb.gate_up.as_ref().map(|gate_up| bind.slot(Kernel::Swiglu, &[gate_up, &lb.hidden])),
-                qkv: bind.slot(mm, &[input, &wb.qkv_w, &wb.qkv_b, &lb.qkv, &dummy_ro, &wb.ln_1, &lb.ln_1, &dummy_b]),
+                qkv: bind
+                    .slot(mm, &[input, &wb.qkv_w.buffer, &wb.qkv_b, &lb.qkv, &dummy_ro, &wb.ln_1, &lb.ln_1, &dummy_b]),
                 rows,
                 flash: bind.slot(Kernel::FlashAttention, &[&lb.qkv, &lb.head_out]),
                 proj: bind.slot(
                     mm,
-                    &[&lb.head_out, &wb.proj_w, &wb.proj_b, &lb.resid_mid, input, &dummy_ro, &dummy_a, &lb.attn_out],
+                    &[
+                        &lb.head_out,
+                        &wb.proj_w.buffer,
+                        &wb.proj_b,
+                        &lb.resid_mid,
+                        input,
+                        &dummy_ro,
+                        &dummy_a,
+                        &lb.attn_out,
+                    ],
                 ),
-                fc: bind
-                    .slot(mm, &[&lb.resid_mid, &wb.fc_w, &wb.fc_b, fc_out, &dummy_ro, &wb.ln_2, &lb.ln_2, &dummy_b]),
+                fc: bind.slot(
+                    mm,
+                    &[&lb.resid_mid, &wb.fc_w.buffer, &wb.fc_b, fc_out, &dummy_ro, &wb.ln_2, &lb.ln_2, &dummy_b],
+                ),
                 mlp_proj: bind.slot(
                     mm,
                     &[
                         &lb.hidden,
-                        &wb.mlp_proj_w,
+                        &wb.mlp_proj_w.buffer,
                         &wb.mlp_proj_b,
                         &lb.resid_post,
                         &lb.resid_mid,

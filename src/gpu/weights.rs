@@ -5,9 +5,16 @@
 //! it is uploaded in chunks of whole rows, each within the device's limit; the
 //! embedding gather and the tied LM head run once per chunk; an untied LM
 //! head (the Llama family's `lm_head`) is chunked the same way.
+//!
+//! A block's weight matrix whose values are all bfloat16 or all IEEE half
+//! (a bf16 or f16 checkpoint, widened to f32 on load) goes back to 16 bits
+//! on the GPU, two values per u32, and the matmul kernels widen them as they
+//! read (shaders/matmul_weights_16.wgsl): half the memory and half the bytes
+//! read per token, the same numbers.
 
 use wgpu::util::DeviceExt;
 
+use super::kernels::Half;
 use super::{GpuContext, GpuError};
 use crate::model::{ModelConfig, Tensor, Weights};
 
@@ -21,18 +28,26 @@ pub struct VocabChunk {
     pub buffer: wgpu::Buffer,
 }
 
+/// A weight matrix on the GPU: f32, or 16-bit values packed in pairs.
+#[derive(Clone)]
+pub struct PackedWeight {
+    pub buffer: wgpu::Buffer,
+    /// `None`: f32.
+    pub format: Option<Half>,
+}
+
 /// One block's weights. Each layernorm is one buffer: gain then bias (`[2d]`).
 #[derive(Clone)]
 pub struct GpuBlock {
     pub ln_1: wgpu::Buffer,
-    pub qkv_w: wgpu::Buffer,
+    pub qkv_w: PackedWeight,
     pub qkv_b: wgpu::Buffer,
-    pub proj_w: wgpu::Buffer,
+    pub proj_w: PackedWeight,
     pub proj_b: wgpu::Buffer,
     pub ln_2: wgpu::Buffer,
-    pub fc_w: wgpu::Buffer,
+    pub fc_w: PackedWeight,
     pub fc_b: wgpu::Buffer,
-    pub mlp_proj_w: wgpu::Buffer,
+    pub mlp_proj_w: PackedWeight,
     pub mlp_proj_b: wgpu::Buffer,
 }
 
@@ -70,6 +85,48 @@ fn upload_f32(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Re
         contents: bytemuck::cast_slice(contents),
         usage: STORAGE,
     }))
+}
+
+/// The 16-bit format every value of `data` is exactly, if any (bfloat16
+/// first: its values are also the cheaper test).
+pub fn half_format(data: &[f32]) -> Option<Half> {
+    if data.iter().all(|v| v.to_bits() & 0xffff == 0) {
+        Some(Half::Bf16)
+    } else if data.iter().all(|&v| half::f16::from_f32(v).to_f32() == v) {
+        Some(Half::F16)
+    } else {
+        None
+    }
+}
+
+/// `data` as 16-bit values of `format`, two per u32 (the even element in
+/// the low half), padded to 16 bytes.
+pub fn pack_half(data: &[f32], format: Half) -> Vec<u32> {
+    let bits = |v: f32| match format {
+        Half::F16 => half::f16::from_f32(v).to_bits(),
+        Half::Bf16 => (v.to_bits() >> 16) as u16,
+    };
+    let mut words: Vec<u32> =
+        data.chunks(2).map(|p| bits(p[0]) as u32 | (p.get(1).map_or(0, |&v| bits(v)) as u32) << 16).collect();
+    words.resize(words.len().max(1).next_multiple_of(4), 0);
+    words
+}
+
+/// A weight matrix, 16-bit when its values allow it.
+fn upload_weight(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<PackedWeight, GpuError> {
+    let Some(format) = half_format(data) else {
+        return Ok(PackedWeight { buffer: upload_f32(ctx, name, data, bytes)?, format: None });
+    };
+    let words = pack_half(data, format);
+    let size = words.len() as u64 * 4;
+    ctx.check_binding(name, size)?;
+    *bytes += size;
+    let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(name),
+        contents: bytemuck::cast_slice(&words),
+        usage: STORAGE,
+    });
+    Ok(PackedWeight { buffer, format: Some(format) })
 }
 
 fn upload_norm(
@@ -126,14 +183,14 @@ impl GpuWeights {
             let name = |what: &str| format!("h.{l}.{what}");
             blocks.push(GpuBlock {
                 ln_1: upload_norm(ctx, &name("ln_1"), &b.ln_1_g, &b.ln_1_b, &mut bytes)?,
-                qkv_w: upload_f32(ctx, &name("attn.c_attn.weight"), &b.attn_qkv_w.data, &mut bytes)?,
+                qkv_w: upload_weight(ctx, &name("attn.c_attn.weight"), &b.attn_qkv_w.data, &mut bytes)?,
                 qkv_b: upload_f32(ctx, &name("attn.c_attn.bias"), &b.attn_qkv_b.data, &mut bytes)?,
-                proj_w: upload_f32(ctx, &name("attn.c_proj.weight"), &b.attn_proj_w.data, &mut bytes)?,
+                proj_w: upload_weight(ctx, &name("attn.c_proj.weight"), &b.attn_proj_w.data, &mut bytes)?,
                 proj_b: upload_f32(ctx, &name("attn.c_proj.bias"), &b.attn_proj_b.data, &mut bytes)?,
                 ln_2: upload_norm(ctx, &name("ln_2"), &b.ln_2_g, &b.ln_2_b, &mut bytes)?,
-                fc_w: upload_f32(ctx, &name("mlp.c_fc.weight"), &b.mlp_fc_w.data, &mut bytes)?,
+                fc_w: upload_weight(ctx, &name("mlp.c_fc.weight"), &b.mlp_fc_w.data, &mut bytes)?,
                 fc_b: upload_f32(ctx, &name("mlp.c_fc.bias"), &b.mlp_fc_b.data, &mut bytes)?,
-                mlp_proj_w: upload_f32(ctx, &name("mlp.c_proj.weight"), &b.mlp_proj_w.data, &mut bytes)?,
+                mlp_proj_w: upload_weight(ctx, &name("mlp.c_proj.weight"), &b.mlp_proj_w.data, &mut bytes)?,
                 mlp_proj_b: upload_f32(ctx, &name("mlp.c_proj.bias"), &b.mlp_proj_b.data, &mut bytes)?,
             });
         }
