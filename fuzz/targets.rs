@@ -10,14 +10,44 @@ use std::sync::OnceLock;
 
 use attnscope::engine::{forward_cpu, Mask};
 use attnscope::escape;
-use attnscope::model::{ModelConfig, ModelError, TextTokenizer, Token, Weights, MAX_TEXT_BYTES};
+use attnscope::model::{Model, ModelConfig, ModelError, TextTokenizer, Token, Weights, MAX_TEXT_BYTES};
 use attnscope::share::{self, ShareState, MAX_REJECTED, MAX_REJECTED_CHARS};
 
 /// A target: its name (its corpus folder) and the function.
 pub type Target = (&'static str, fn(&[u8]));
 
-pub const TARGETS: [Target; 4] =
-    [("loader", loader), ("tokenizer", tokenizer), ("share_parse", share_parse), ("escape", escape_formats)];
+pub const TARGETS: [Target; 5] = [
+    ("loader", loader),
+    ("gguf", gguf),
+    ("tokenizer", tokenizer),
+    ("share_parse", share_parse),
+    ("escape", escape_formats),
+];
+
+/// A GGUF file (`Model::from_gguf`: the reader, dequantization, the config,
+/// names and tokenizer from the metadata). Whatever loads must have a config
+/// of bounded, divisible sizes, finite weights, a tokenizer within the
+/// vocabulary, and run a forward pass when small.
+pub fn gguf(data: &[u8]) {
+    let Ok(model) = Model::from_gguf("fuzz", data) else { return };
+    let c = &model.config;
+    assert!(c.n_head.is_multiple_of(c.n_kv_head) && c.d_head() > 0 && c.d_head().is_multiple_of(2));
+    assert!(model.tokenizer.vocab_size() <= c.vocab_size);
+    let w = &model.weights;
+    let tables = [Some(&w.wte), w.lm_head.as_ref(), Some(&w.ln_f_g)];
+    assert!(
+        tables.into_iter().flatten().all(|t| t.data.iter().all(|v| v.is_finite())),
+        "a loaded weight is not finite"
+    );
+    if c.n_embd * c.vocab_size <= 1 << 16 && c.n_layer <= 4 {
+        let ids = [0, (c.vocab_size - 1) as u32];
+        let t = ids.len().min(c.n_positions);
+        let tokens: Vec<Token> =
+            ids[..t].iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
+        let trace = forward_cpu(c, w, tokens, Mask::Causal);
+        assert!(trace.is_ok(), "{:?}", trace.err());
+    }
+}
 
 /// The safetensors + config loader. Layout: 2 bytes (little-endian) giving
 /// the config's length, the `config.json` bytes, then the safetensors bytes.

@@ -68,11 +68,11 @@ cargo test --locked --doc
 done_step
 
 # Each fuzz target (fuzz/targets.rs: the safetensors + config loader, the
-# tokenizer wrapper, the link parser, the export escaping) replays its seed
+# GGUF loader, the tokenizer wrapper, the link parser, the export escaping) replays its seed
 # corpus (fuzz/corpus/<target>/) and mutates it for ATTNSCOPE_FUZZ_SECONDS,
 # two targets at a time, under a counting allocator that fails any input
 # holding more than 256 MiB; then the embed attribute checks (www/embed.js) in
-# node. About 2.5 minutes; the longer coverage-guided runs are in fuzz/README.md.
+# node. About 3 minutes; the longer coverage-guided runs are in fuzz/README.md.
 step "fuzzing on stable Rust: corpus replay + mutations, ${ATTNSCOPE_FUZZ_SECONDS:=60}s per target, allocations bounded"
 ATTNSCOPE_FUZZ_SECONDS="$ATTNSCOPE_FUZZ_SECONDS" cargo test --locked --test fuzz -- --nocapture --test-threads=2
 node --test tests/e2e/embed_checks.test.mjs
