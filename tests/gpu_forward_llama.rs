@@ -207,7 +207,7 @@ fn a_bf16_checkpoint_keeps_its_matrices_16_bit_on_the_gpu() {
         .sum();
     let all_f32 = GpuWeights::upload(ctx, &f32_model.config, &f32_model.weights).unwrap();
     assert!(all_f32.blocks.iter().all(|b| b.qkv_w.format.is_none() && b.fc_w.format.is_none()));
-    // The matrices take 2 bytes a value instead of 4 (every buffer padded to 16 bytes).
+    // The matrices and the table take 2 bytes a value instead of 4 (every buffer padded to 16 bytes).
     let w = &bf16.weights;
     let rest: usize = w
         .blocks
@@ -219,9 +219,10 @@ fn a_bf16_checkpoint_keeps_its_matrices_16_bit_on_the_gpu() {
                 .sum::<usize>()
         })
         .sum::<usize>()
-        + w.wte.data.len()
         + w.ln_f_g.data.len()
         + w.ln_f_b.data.len();
-    let want = (rest * 4 + matrices * 2) as u64;
+    // The tied token table is 16-bit too.
+    assert!(gw.wte.iter().all(|c| c.format == Some(Half::Bf16)));
+    let want = (rest * 4 + (matrices + w.wte.data.len()) * 2) as u64;
     assert!(gw.bytes >= want && gw.bytes <= want + 1024, "{} bytes uploaded, {want} expected", gw.bytes);
 }

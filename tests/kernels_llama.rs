@@ -60,7 +60,7 @@ fn token_rows_without_positions_equal_the_reference() {
     let (vocab, d, ids) = (9, 10, [3u32, 0, 8, 8, 1]);
     let wte = rng.vec(vocab * d, 1.0);
     let (idb, teb, peb, xb) = (ctx_ids(&ids), upload(ctx, &wte), upload(ctx, &[0.0; 4]), output(ctx, ids.len() * d));
-    let ep = EmbedParams { m: 4, d: d as u32, row0: 1, v0: 0, vn: vocab as u32, positions: 0, _pad: [0; 2] };
+    let ep = EmbedParams { m: 4, d: d as u32, row0: 1, v0: 0, vn: vocab as u32, positions: 0, half: 0, _pad: 0 };
     run(Kernel::Embed, &ep, &[&idb, &teb, &peb, &xb], ep.workgroups());
     let want = ops::embed_tokens(&ids[1..], &wte, d);
     assert_close(&read(&xb, d, 4 * d), &want, "embed without positions");

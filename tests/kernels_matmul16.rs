@@ -2,13 +2,14 @@
 //! IEEE half or bfloat16 packed two per u32, widened as they are read)
 //! against the CPU reference on the same values in f32, on shapes that take
 //! the vec4 and the scalar loads, the transposed and the plain layout, with
-//! half subnormals; and which format a weight matrix is packed in.
+//! half subnormals; the token gather from a 16-bit table (embed.wgsl with
+//! embed_table_16.wgsl); and which format a weight matrix is packed in.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
 use attnscope::engine::ops;
-use attnscope::gpu::{half_format, pack_half, Half, Kernel, MatmulFusion, MatmulParams};
+use attnscope::gpu::{half_format, pack_half, EmbedParams, Half, Kernel, MatmulFusion, MatmulParams};
 use common::kernels::{read, run};
 use common::{assert_close, gpu, Lcg};
 use wgpu::util::DeviceExt;
@@ -92,4 +93,27 @@ fn weights_are_packed_only_when_every_value_fits() {
     assert_eq!(packed.len(), 4, "padded to 16 bytes");
     assert_eq!(packed[0], 0x3c00 | 0xc000 << 16);
     assert_eq!(packed[1], 0x3800);
+}
+
+#[test]
+fn the_token_gather_reads_a_16_bit_table() {
+    let ctx = gpu();
+    let mut rng = Lcg(22);
+    let (vocab, d, ids) = (7, 6, [3u32, 0, 6, 6, 1]);
+    for (format, code) in [(Half::F16, 1), (Half::Bf16, 2)] {
+        let (wte, wpe) = (round(&rng.vec(vocab * d, 1.0), format), rng.vec(ids.len() * d, 1.0));
+        let packed = pack_half(&wte, format);
+        let init = |contents: &[u8]| {
+            ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        let (idb, teb) = (init(bytemuck::cast_slice(&ids)), init(bytemuck::cast_slice(&packed)));
+        let (peb, xb) = (upload(ctx, &wpe), output(ctx, ids.len() * d));
+        let ep = EmbedParams { m: 5, d: d as u32, row0: 0, v0: 0, vn: vocab as u32, positions: 1, half: code, _pad: 0 };
+        run(Kernel::Embed16, &ep, &[&idb, &teb, &peb, &xb], ep.workgroups());
+        assert_close(&read(&xb, 0, ids.len() * d), &ops::embed(&ids, &wte, &wpe, d), &format!("embed {format:?}"));
+    }
 }

@@ -119,7 +119,7 @@ proptest! {
         let (peb, xb) = (upload(ctx, &wpe), output(ctx, t * d));
         for (v0, vn) in [(0, split), (split, vocab - split)] {
             let chunk = upload(ctx, &wte[v0 * d..(v0 + vn) * d]);
-            let p = EmbedParams { m: (t - row0) as u32, d: d as u32, row0: row0 as u32, v0: v0 as u32, vn: vn as u32, positions: 1, _pad: [0; 2] };
+            let p = EmbedParams { m: (t - row0) as u32, d: d as u32, row0: row0 as u32, v0: v0 as u32, vn: vn as u32, positions: 1, half: 0, _pad: 0 };
             run(Kernel::Embed, &p, &[&ids_buf, &chunk, &peb, &xb], p.workgroups());
         }
         let want = ops::embed(&ids, &wte, &wpe, d);

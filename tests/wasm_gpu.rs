@@ -135,7 +135,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
         usage: wgpu::BufferUsages::STORAGE,
     });
     let (teb, peb, eb) = (upload(&ctx, &wte), upload(&ctx, &wpe), output(&ctx, 6 * 10));
-    let ep = EmbedParams { m: 6, d: 10, row0: 0, v0: 0, vn: 9, positions: 1, _pad: [0; 2] };
+    let ep = EmbedParams { m: 6, d: 10, row0: 0, v0: 0, vn: 9, positions: 1, half: 0, _pad: 0 };
     run(&ctx, &k, Kernel::Embed, &ep, &[&ids_buf, &teb, &peb, &eb], ep.workgroups());
     assert_close(&read_f32(&ctx, &eb, 0, 60).await.unwrap(), &ops::embed(&ids, &wte, &wpe, 10), "embed");
 

@@ -15,7 +15,7 @@
 //! a run only writes the new ids and one block of parameters.
 
 use super::kernels::{
-    AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, RopeParams,
+    AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, RopeParams,
     SwigluParams, PARAM_STRIDE,
 };
 use super::layout::{Buffers, Layout, Slot};
@@ -271,10 +271,15 @@ impl GpuForward {
                 v0: chunk.v0 as u32,
                 vn: chunk.rows as u32,
                 positions: u32::from(!llama),
-                _pad: [0; 2],
+                half: match chunk.format {
+                    None => 0,
+                    Some(Half::F16) => 1,
+                    Some(Half::Bf16) => 2,
+                },
+                _pad: 0,
             };
             params.put(slot, &e);
-            push(Kernel::Embed, slot, e.workgroups())?;
+            push(if chunk.format.is_some() { Kernel::Embed16 } else { Kernel::Embed }, slot, e.workgroups())?;
         }
         let trace = opts.trace;
         let rows = |mp: MatmulParams| mp.rows_from(p, p);
@@ -378,8 +383,13 @@ impl GpuForward {
         }
         let slots = slots.as_ref().ok_or_else(|| GpuError::OutOfRange("all-position logits buffer".into()))?;
         for (slot, chunk) in slots.iter().zip(self.weights.head()) {
-            let fusion =
-                MatmulFusion { layernorm: (!trace).then_some(eps), rms: llama, transposed: true, ..Default::default() };
+            let fusion = MatmulFusion {
+                layernorm: (!trace).then_some(eps),
+                rms: llama,
+                w16: chunk.format,
+                transposed: true,
+                ..Default::default()
+            };
             let lm = MatmulParams::new((logit_rows, d, chunk.rows), fusion)
                 .rows_from(xrow0, yrow0)
                 .into_columns(chunk.v0, c.vocab_size);

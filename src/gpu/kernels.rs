@@ -16,6 +16,8 @@ use crate::model::Activation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     Embed,
+    /// embed.wgsl over a 16-bit token table (embed_table_16.wgsl).
+    Embed16,
     Layernorm,
     MatmulBias,
     MatmulSkinny,
@@ -49,6 +51,7 @@ pub enum Half {
 
 pub struct Kernels {
     embed: wgpu::ComputePipeline,
+    embed_16: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     matmul_bias: wgpu::ComputePipeline,
     matmul_skinny: wgpu::ComputePipeline,
@@ -80,7 +83,9 @@ pub struct EmbedParams {
     pub vn: u32,
     /// 1: add `wpe` (GPT-2's learned positions); 0: token rows alone (RoPE).
     pub positions: u32,
-    pub _pad: [u32; 2],
+    /// The table chunk's format for the Embed16 pipeline: 1 IEEE half, 2 bfloat16 (0: f32).
+    pub half: u32,
+    pub _pad: u32,
 }
 
 /// shaders/layernorm.wgsl: rows `row0..row0+rows` of `x[·×d]`; RMSNorm when `rms` is 1.
@@ -496,10 +501,15 @@ const MATMUL_SKINNY: &str = include_str!("../../shaders/matmul_skinny.wgsl");
 const W_F32: &str = include_str!("../../shaders/matmul_weights_f32.wgsl");
 const W_F32_SCALAR: &str = include_str!("../../shaders/matmul_weights_f32_scalar.wgsl");
 const W_16: &str = include_str!("../../shaders/matmul_weights_16.wgsl");
+const HALF: &str = include_str!("../../shaders/half.wgsl");
+const EMBED: &str = include_str!("../../shaders/embed.wgsl");
+const EMBED_F32: &str = include_str!("../../shaders/embed_table_f32.wgsl");
+const EMBED_16: &str = include_str!("../../shaders/embed_table_16.wgsl");
 
-/// A matmul kernel after matmul_common.wgsl and the way it reads w.
+/// A matmul kernel after matmul_common.wgsl and the way it reads w (f32, or
+/// 16-bit after half.wgsl).
 fn matmul_source(kernel: &str, weights: &str) -> String {
-    with_prelude(&with_prelude(MATMUL_COMMON, weights), kernel)
+    with_prelude(&with_prelude(&with_prelude(MATMUL_COMMON, HALF), weights), kernel)
 }
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 
@@ -543,7 +553,8 @@ impl Kernels {
         });
         let mm = Some(&matmul_pipeline_layout);
         Self {
-            embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl"), None),
+            embed: pipeline(d, "embed", &with_prelude(EMBED_F32, EMBED), None),
+            embed_16: pipeline(d, "embed (16-bit table)", &with_prelude(&with_prelude(HALF, EMBED_16), EMBED), None),
             layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
             matmul_bias: pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32), mm),
             matmul_skinny: pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR), mm),
@@ -573,6 +584,7 @@ impl Kernels {
     pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
         match kernel {
             Kernel::Embed => &self.embed,
+            Kernel::Embed16 => &self.embed_16,
             Kernel::Layernorm => &self.layernorm,
             Kernel::MatmulBias => &self.matmul_bias,
             Kernel::MatmulSkinny => &self.matmul_skinny,

@@ -204,8 +204,14 @@ impl Buffers {
         });
 
         let mut bind = Binder { ctx, kernels, uniform: &uniform, next: 0 };
-        let embed =
-            weights.wte.iter().map(|c| bind.slot(Kernel::Embed, &[&ids, &c.buffer, &weights.wpe, &x])).collect();
+        let embed = weights
+            .wte
+            .iter()
+            .map(|c| {
+                let kernel = if c.format.is_some() { Kernel::Embed16 } else { Kernel::Embed };
+                bind.slot(kernel, &[&ids, &c.buffer, &weights.wpe, &x])
+            })
+            .collect();
         let mut layer_slots = Vec::with_capacity(layers.len());
         for (l, (lb, wb)) in layers.iter().zip(&weights.blocks).enumerate() {
             let input = if l == 0 { &x } else { &layers[l - 1].resid_post };

@@ -6,11 +6,11 @@
 //! embedding gather and the tied LM head run once per chunk; an untied LM
 //! head (the Llama family's `lm_head`) is chunked the same way.
 //!
-//! A block's weight matrix whose values are all bfloat16 or all IEEE half
+//! A weight matrix or table whose values are all bfloat16 or all IEEE half
 //! (a bf16 or f16 checkpoint, widened to f32 on load) goes back to 16 bits
-//! on the GPU, two values per u32, and the matmul kernels widen them as they
-//! read (shaders/matmul_weights_16.wgsl): half the memory and half the bytes
-//! read per token, the same numbers.
+//! on the GPU, two values per u32, and the kernels widen them as they read
+//! (shaders/half.wgsl): half the memory and half the bytes read per token,
+//! the same numbers.
 
 use wgpu::util::DeviceExt;
 
@@ -20,12 +20,14 @@ use crate::model::{ModelConfig, Tensor, Weights};
 
 pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
-/// Rows `v0..v0 + rows` of the token table.
+/// Rows `v0..v0 + rows` of the token table (or of an untied LM head).
 #[derive(Clone)]
 pub struct VocabChunk {
     pub v0: usize,
     pub rows: usize,
     pub buffer: wgpu::Buffer,
+    /// 16-bit values packed in pairs when the whole table's values allow it.
+    pub format: Option<Half>,
 }
 
 /// A weight matrix on the GPU: f32, or 16-bit values packed in pairs.
@@ -112,21 +114,33 @@ pub fn pack_half(data: &[f32], format: Half) -> Vec<u32> {
     words
 }
 
-/// A weight matrix, 16-bit when its values allow it.
-fn upload_weight(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<PackedWeight, GpuError> {
-    let Some(format) = half_format(data) else {
-        return Ok(PackedWeight { buffer: upload_f32(ctx, name, data, bytes)?, format: None });
-    };
+/// `data` packed as 16-bit `format` pairs.
+fn upload_packed(
+    ctx: &GpuContext,
+    name: &str,
+    data: &[f32],
+    format: Half,
+    bytes: &mut u64,
+) -> Result<wgpu::Buffer, GpuError> {
     let words = pack_half(data, format);
     let size = words.len() as u64 * 4;
     ctx.check_binding(name, size)?;
     *bytes += size;
-    let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+    Ok(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(name),
         contents: bytemuck::cast_slice(&words),
         usage: STORAGE,
-    });
-    Ok(PackedWeight { buffer, format: Some(format) })
+    }))
+}
+
+/// A weight matrix, 16-bit when its values allow it.
+fn upload_weight(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<PackedWeight, GpuError> {
+    let format = half_format(data);
+    let buffer = match format {
+        Some(half) => upload_packed(ctx, name, data, half, bytes)?,
+        None => upload_f32(ctx, name, data, bytes)?,
+    };
+    Ok(PackedWeight { buffer, format })
 }
 
 fn upload_norm(
@@ -167,12 +181,17 @@ impl GpuWeights {
         let mut bytes = 0;
         let per_chunk = rows_per_chunk(d, chunk_bytes.min(ctx.device.limits().max_storage_buffer_binding_size));
         let mut chunks = |what: &str, table: &Tensor| -> Result<Vec<VocabChunk>, GpuError> {
+            let format = half_format(&table.data);
             let mut out = Vec::new();
             for v0 in (0..config.vocab_size).step_by(per_chunk) {
                 let rows = per_chunk.min(config.vocab_size - v0);
                 let name = format!("{what}[{v0}..{}]", v0 + rows);
-                let buffer = upload_f32(ctx, &name, &table.data[v0 * d..(v0 + rows) * d], &mut bytes)?;
-                out.push(VocabChunk { v0, rows, buffer });
+                let data = &table.data[v0 * d..(v0 + rows) * d];
+                let buffer = match format {
+                    Some(half) => upload_packed(ctx, &name, data, half, &mut bytes)?,
+                    None => upload_f32(ctx, &name, data, &mut bytes)?,
+                };
+                out.push(VocabChunk { v0, rows, buffer, format });
             }
             Ok(out)
         };
