@@ -308,7 +308,9 @@ mod cli {
                 if let Some(n) = matmul.iter().find(|&&n| !(1..=MAX_MATMUL).contains(&n)) {
                     return Err(format!("--matmul sizes must be between 1 and {MAX_MATMUL}, not {n}"));
                 }
-                let model = load(&model)?;
+                // Timing needs ids only: a directory without tokenizer.json benchmarks too.
+                let (model, _) =
+                    Model::load_dir_tokenizer_optional(&model).map_err(|e| format!("{}: {e}", model.display()))?;
                 let gpt2 = gpt2_small.then(|| {
                     let config = ModelConfig::gpt2_small();
                     let weights = random_weights(&config, 1);
