@@ -10,14 +10,44 @@ use std::sync::OnceLock;
 
 use attnscope::engine::{forward_cpu, Mask};
 use attnscope::escape;
-use attnscope::model::{Gpt2Weights, ModelConfig, ModelError, TextTokenizer, Token, MAX_TEXT_BYTES};
+use attnscope::model::{Model, ModelConfig, ModelError, TextTokenizer, Token, Weights, MAX_TEXT_BYTES};
 use attnscope::share::{self, ShareState, MAX_REJECTED, MAX_REJECTED_CHARS};
 
 /// A target: its name (its corpus folder) and the function.
 pub type Target = (&'static str, fn(&[u8]));
 
-pub const TARGETS: [Target; 4] =
-    [("loader", loader), ("tokenizer", tokenizer), ("share_parse", share_parse), ("escape", escape_formats)];
+pub const TARGETS: [Target; 5] = [
+    ("loader", loader),
+    ("gguf", gguf),
+    ("tokenizer", tokenizer),
+    ("share_parse", share_parse),
+    ("escape", escape_formats),
+];
+
+/// A GGUF file (`Model::from_gguf`: the reader, dequantization, the config,
+/// names and tokenizer from the metadata). Whatever loads must have a config
+/// of bounded, divisible sizes, finite weights, a tokenizer within the
+/// vocabulary, and run a forward pass when small.
+pub fn gguf(data: &[u8]) {
+    let Ok(model) = Model::from_gguf("fuzz", data) else { return };
+    let c = &model.config;
+    assert!(c.n_head.is_multiple_of(c.n_kv_head) && c.d_head() > 0 && c.d_head().is_multiple_of(2));
+    assert!(model.tokenizer.vocab_size() <= c.vocab_size);
+    let w = &model.weights;
+    let tables = [Some(&w.wte), w.lm_head.as_ref(), Some(&w.ln_f_g)];
+    assert!(
+        tables.into_iter().flatten().all(|t| t.data.iter().all(|v| v.is_finite())),
+        "a loaded weight is not finite"
+    );
+    if c.n_embd * c.vocab_size <= 1 << 16 && c.n_layer <= 4 {
+        let ids = [0, (c.vocab_size - 1) as u32];
+        let t = ids.len().min(c.n_positions);
+        let tokens: Vec<Token> =
+            ids[..t].iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
+        let trace = forward_cpu(c, w, tokens, Mask::Causal);
+        assert!(trace.is_ok(), "{:?}", trace.err());
+    }
+}
 
 /// The safetensors + config loader. Layout: 2 bytes (little-endian) giving
 /// the config's length, the `config.json` bytes, then the safetensors bytes.
@@ -36,13 +66,14 @@ pub fn loader(data: &[u8]) {
     let mut configs = vec![tiny];
     if let Ok(config) = ModelConfig::from_json(config_json) {
         assert!(config.layer_norm_epsilon.is_normal() && config.layer_norm_epsilon > 0.0);
-        assert!(config.n_embd.is_multiple_of(config.n_head) && config.n_inner > 0);
+        assert!(config.n_head.is_multiple_of(config.n_kv_head) && config.d_head() > 0 && config.n_inner > 0);
         configs.push(config);
     }
     for config in configs {
-        match Gpt2Weights::from_safetensors(weights, &config) {
+        match Weights::from_safetensors(weights, &config) {
             Ok(w) => {
-                let all = [&w.wte, &w.wpe, &w.ln_f_g, &w.ln_f_b];
+                let all = [Some(&w.wte), w.wpe.as_ref(), Some(&w.ln_f_g), Some(&w.ln_f_b), w.lm_head.as_ref()];
+                let all: Vec<_> = all.into_iter().flatten().collect();
                 assert!(all.iter().all(|t| t.data.iter().all(|v| v.is_finite())), "a loaded weight is not finite");
                 assert_eq!(w.blocks.len(), config.n_layer);
                 // Small enough to run: the numbers must come out (finite or not), never a panic.

@@ -7,13 +7,13 @@
 // and A·V (out). Every head in one dispatch.
 //
 // Shapes (row-major f32):
-//   qkv[·×3d]         fused projection: Q in columns [0, d), K in [d, 2d), V in
-//                     [2d, 3d); head h uses columns h·d_head .. (h+1)·d_head of each.
+//   qkv[·×(n_head + 2·n_kv_head)·d_head]  fused projection: Q, K, V side by side
+//                     (attention_common.wgsl's q_col/k_col/v_col; 3d wide for GPT-2).
 //   raw, masked, weights[H×cap×cap]  out: element (h, i, j) at (h·cap + i)·cap + j,
 //                     for query rows row0 .. row0+M and keys j < T. The row stride is
 //                     the buffers' capacity `cap`, not T, so rows computed by an
 //                     earlier run stay where they are when the text grows.
-//   out[·×d]          out: head h's A·V in columns h·d_head .. (h+1)·d_head.
+//   out[·×n_head·d_head]  out: head h's A·V in columns h·d_head .. (h+1)·d_head.
 // −∞ is written as the bit pattern `neg_inf_bits` (a constant ∞ is a shader
 // creation error in WebGPU). Mask modes: 0 causal (j ≤ i), 1 bidirectional,
 // 2 sliding window (i − w < j ≤ i).
@@ -68,16 +68,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let i = p.row0 + wg.x;
     let h = wg.y;
     let d = p.n_head * p.d_head;
+    let stride = qkv_stride();
     let neg_inf = bitcast<f32>(p.neg_inf_bits);
     for (var c = lid; c < p.d_head; c += WG) {
-        q_s[c] = qkv[i * 3u * d + h * p.d_head + c];
+        q_s[c] = qkv[i * stride + q_col(h) + c];
     }
     workgroupBarrier();
 
     // Scores: raw, scaled and masked; the running max of the allowed ones.
     var local_max = neg_inf;
     for (var j = lid; j < p.t; j += WG) {
-        let k_base = j * 3u * d + d + h * p.d_head;
+        let k_base = j * stride + k_col(h);
         var s = 0.0;
         for (var c = 0u; c < p.d_head; c++) {
             s += q_s[c] * qkv[k_base + c];
@@ -120,7 +121,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     for (var c = lid; c < p.d_head; c += WG) {
         var o = 0.0;
         for (var j = 0u; j < p.t; j++) {
-            o += row_s[j] * qkv[j * 3u * d + 2u * d + h * p.d_head + c];
+            o += row_s[j] * qkv[j * stride + v_col(h) + c];
         }
         out[i * d + h * p.d_head + c] = o;
     }

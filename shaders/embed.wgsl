@@ -1,4 +1,5 @@
-// embed.wgsl: token embedding gather plus learned positional embedding.
+// embed.wgsl: token embedding gather plus learned positional embedding (the
+// token rows alone when `positions` is 0: RoPE models).
 //
 // Shapes (row-major f32 unless noted):
 //   ids[·] (u32)   token ids, each < vocab (checked on the CPU before dispatch)
@@ -8,6 +9,9 @@
 //                  id falls in it, so all chunks together write every row)
 //   wpe[P×d]       position table, row0 + M ≤ P
 //   x[·×d]         out: x[t, c] = wte[ids[t] − v0, c] + wpe[t, c] for t in row0 .. row0+M
+// The chunk is read through wte_at: f32 (embed_table_f32.wgsl) or 16-bit
+// (embed_table_16.wgsl, `half` 1 f16 or 2 bf16), appended after this file's
+// uniform block by gpu::kernels.
 // One invocation per output element. Workgroup 64; dispatch (ceil(M·d/64), 1, 1).
 // CPU reference: engine::ops::embed.
 
@@ -17,14 +21,13 @@ struct Params {
     row0: u32,
     v0: u32,
     vn: u32,
-    _pad0: u32,
-    _pad1: u32,
+    positions: u32,
+    half: u32,
     _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> wte: array<f32>;
 @group(0) @binding(3) var<storage, read> wpe: array<f32>;
 @group(0) @binding(4) var<storage, read_write> x: array<f32>;
 
@@ -40,5 +43,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if id < p.v0 || id - p.v0 >= p.vn {
         return;
     }
-    x[row * p.d + col] = wte[(id - p.v0) * p.d + col] + wpe[row * p.d + col];
+    var v = wte_at((id - p.v0) * p.d + col);
+    if p.positions != 0u {
+        v += wpe[row * p.d + col];
+    }
+    x[row * p.d + col] = v;
 }

@@ -4,9 +4,9 @@
 // the matrices (generation, benchmarks); equal to attention_rows.wgsl's `out`.
 //
 // Shapes (row-major f32):
-//   qkv[·×3d]   fused projection: Q in columns [0, d), K in [d, 2d), V in [2d, 3d);
-//               head h uses columns h·d_head .. (h+1)·d_head of each.
-//   out[·×d]    out: rows row0 .. row0+M, head h in columns h·d_head ..
+//   qkv[·×(n_head + 2·n_kv_head)·d_head]  fused projection: Q, K, V side by side
+//               (attention_common.wgsl's q_col/k_col/v_col; 3d wide for GPT-2).
+//   out[·×n_head·d_head]  out: rows row0 .. row0+M, head h in columns h·d_head ..
 // Keys 0 .. T. Mask modes: 0 causal, 1 bidirectional, 2 sliding window (i − w < j ≤ i);
 // tiles wholly outside every row's mask are skipped. A row with no allowed key gives 0.
 // One invocation per query row: q and the output accumulator live in registers
@@ -30,6 +30,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let lid = lid3.x;
     let h = wg.y;
     let d = p.n_head * p.d_head;
+    let stride = qkv_stride();
     let first = p.row0 + wg.x * WG;
     let last = min(first + WG, p.row0 + p.m) - 1u; // last row of this workgroup
     let i = first + lid;
@@ -43,7 +44,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
         acc[c] = 0.0;
         q[c] = 0.0;
         if in_range {
-            q[c] = qkv[i * 3u * d + h * p.d_head + c];
+            q[c] = qkv[i * stride + q_col(h) + c];
         }
     }
     var run_max = neg_inf;
@@ -64,8 +65,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
         for (var at = lid; at < n * p.d_head; at += WG) {
             let j = j0 + at / p.d_head;
             let c = at % p.d_head;
-            k_s[at] = qkv[j * 3u * d + d + h * p.d_head + c];
-            v_s[at] = qkv[j * 3u * d + 2u * d + h * p.d_head + c];
+            k_s[at] = qkv[j * stride + k_col(h) + c];
+            v_s[at] = qkv[j * stride + v_col(h) + c];
         }
         workgroupBarrier();
         if in_range {

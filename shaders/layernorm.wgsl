@@ -1,4 +1,6 @@
-// layernorm.wgsl: y = (x − mean) / sqrt(var + eps) · gain + bias, per row.
+// layernorm.wgsl: y = (x − mean) / sqrt(var + eps) · gain + bias, per row;
+// with `rms` set, RMSNorm (the Llama family): y = x / sqrt(mean(x²) + eps) · gain
+// (+ bias, zeros for those models).
 //
 // Shapes (row-major f32):
 //   x[·×d] in, ln[2d] (gain then bias), y[·×d] out, rows row0 .. row0+R.
@@ -7,13 +9,17 @@
 // matmul_bias.wgsl's prologue instead.
 // One invocation per row (two passes over the row: mean, then variance).
 // Workgroup 64; dispatch (ceil(R/64), 1, 1).
-// CPU reference: engine::ops::layernorm.
+// CPU reference: engine::ops::layernorm, engine::ops::rmsnorm.
 
 struct Params {
     rows: u32,
     d: u32,
     eps: f32,
     row0: u32,
+    rms: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,7 +38,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var c = 0u; c < p.d; c++) {
         sum += x[base + c];
     }
-    let mean = sum / f32(p.d);
+    let mean = select(sum / f32(p.d), 0.0, p.rms != 0u);
     var sq = 0.0;
     for (var c = 0u; c < p.d; c++) {
         let dev = x[base + c] - mean;

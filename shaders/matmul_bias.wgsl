@@ -5,18 +5,24 @@
 //   FLAG_LN        layernorm each row of x as it is loaded (gain = ln[0..K],
 //                  bias = ln[K..2K]); row statistics are computed in a prologue
 //                  (two passes: mean, then biased variance, as GPT-2)
+//   FLAG_RMS       with FLAG_LN: RMSNorm instead (the Llama family): no mean
+//                  is subtracted, x / sqrt(mean(x²) + eps) · gain (+ bias, zeros)
 //   FLAG_WRITE_LN  workgroups of column block 0 also write the normalised rows
 //                  to ln_out[rows×K] (the trace's ln_1 / ln_2 / ln_f)
 //   FLAG_B_T       w is [N×K] and used transposed (the tied LM head, wte)
 //   FLAG_BIAS      add b[N]
-//   act            0 none, 1 GELU tanh (gelu_new), 2 GELU erf, 3 ReLU
+//   act            0 none, 1 GELU tanh (gelu_new), 2 GELU erf, 3 ReLU, 4 SiLU
 //   FLAG_RESIDUAL  y = res + (x·w + b): the residual connection
 //   FLAG_WRITE_PRE also write x·w + b (before the residual) to pre[rows×N]
 //   FLAG_VEC4      K (and N unless FLAG_B_T) are multiples of 4: tiles are
 //                  loaded as vec4 (one 16-byte load per invocation per tile)
+//   FLAG_W16       (the 16-bit pipeline) w holds 16-bit values, FLAG_W_BF16
+//                  bfloat16 else IEEE half: matmul_weights_16.wgsl reads them
 //
-// Shapes (row-major f32; x and w are bound as array<vec4<f32>>, so their
-// buffers are padded to a multiple of 16 bytes, which Kernels::dispatch checks):
+// Shapes (row-major f32; x and w are bound as array<vec4<f32>>, or w as packed
+// 16-bit pairs, so their buffers are padded to a multiple of 16 bytes, which
+// Kernels::dispatch checks; w is read through w_at/w_vec4 of
+// matmul_weights_f32.wgsl or matmul_weights_16.wgsl):
 //   x[·×K]: rows xrow0 .. xrow0+M are used (so a run can compute only new rows)
 //   w[K×N] (GPT-2 Conv1D layout [in, out]) or [N×K] with FLAG_B_T; b[N]; ln[2K]
 //   y: row yrow0 + r, column ycol0 + c at y[(yrow0 + r)·ldy + ycol0 + c]
@@ -36,7 +42,6 @@ const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 
 var<workgroup> x_tile: array<f32, 1024>; // [64 rows × 16 k]
 var<workgroup> w_tile: array<f32, 1024>; // [16 k × 64 cols]
@@ -48,9 +53,6 @@ fn x_at(i: u32) -> f32 {
     return x[i >> 2u][i & 3u];
 }
 
-fn w_at(i: u32) -> f32 {
-    return w[i >> 2u][i & 3u];
-}
 
 // x[row, k] normalised when FLAG_LN (r: the row within the tile).
 fn x_value(r: u32, xk: u32, v: f32) -> f32 {
@@ -80,7 +82,10 @@ fn layernorm_prologue(row0: u32, tid: u32) {
             s += x_at(base + c);
         }
     }
-    let mean = row_sum(tid, s) / f32(p.k);
+    var mean = row_sum(tid, s) / f32(p.k);
+    if has(FLAG_RMS) {
+        mean = 0.0;
+    }
     var sq = 0.0;
     if valid {
         for (var c = part; c < p.k; c += 4u) {
@@ -169,7 +174,7 @@ fn load_tiles_vec4(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, wri
         let wk = (tid % 4u) * 4u;
         var wv = vec4<f32>(0.0);
         if k0 + wk < p.k && col0 + wc < p.n {
-            wv = w[((col0 + wc) * p.k + k0 + wk) >> 2u];
+            wv = w_vec4(((col0 + wc) * p.k + k0 + wk) >> 2u);
         }
         w_tile[wk * TILE + wc] = wv.x;
         w_tile[(wk + 1u) * TILE + wc] = wv.y;
@@ -181,7 +186,7 @@ fn load_tiles_vec4(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, wri
         let wc = (tid % 16u) * 4u;
         var wv = vec4<f32>(0.0);
         if k0 + wk < p.k && col0 + wc < p.n {
-            wv = w[((k0 + wk) * p.n + col0 + wc) >> 2u];
+            wv = w_vec4(((k0 + wk) * p.n + col0 + wc) >> 2u);
         }
         let wt = wk * TILE + wc;
         w_tile[wt] = wv.x;

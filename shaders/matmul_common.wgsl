@@ -27,6 +27,9 @@ const FLAG_BIAS: u32 = 8u;
 const FLAG_RESIDUAL: u32 = 16u;
 const FLAG_WRITE_PRE: u32 = 32u;
 const FLAG_VEC4: u32 = 64u;
+const FLAG_RMS: u32 = 128u;
+const FLAG_W16: u32 = 256u;
+const FLAG_W_BF16: u32 = 512u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
@@ -58,6 +61,8 @@ fn activate(v: f32) -> f32 {
         }
         case 2u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678)); }
         case 3u: { return max(v, 0.0); }
+        // SiLU; exp's argument clamped so a very negative v gives -0, not NaN.
+        case 4u: { return v / (1.0 + exp(min(-v, 80.0))); }
         default: { return v; }
     }
 }

@@ -6,8 +6,10 @@
 // the last position. matmul_bias.wgsl pads M to 64-row tiles, so one row would
 // cost as much as 64; here a row costs one pass over w.
 //
-// Flags (see matmul_bias.wgsl): FLAG_LN, FLAG_WRITE_LN, FLAG_B_T, FLAG_BIAS,
-// act (0 none, 1 GELU tanh, 2 GELU erf, 3 ReLU), FLAG_RESIDUAL, FLAG_WRITE_PRE.
+// w is read through w_at of matmul_weights_f32_scalar.wgsl or (the 16-bit
+// pipeline, FLAG_W16) matmul_weights_16.wgsl.
+// Flags (see matmul_bias.wgsl): FLAG_LN (FLAG_RMS: RMSNorm), FLAG_WRITE_LN, FLAG_B_T, FLAG_BIAS,
+// act (0 none, 1 GELU tanh, 2 GELU erf, 3 ReLU, 4 SiLU), FLAG_RESIDUAL, FLAG_WRITE_PRE.
 //
 // Shapes (row-major f32), as in matmul_bias.wgsl:
 //   x[·×K] rows xrow0 .. xrow0+M; w[K×N], or [N×K] with FLAG_B_T; b[N]; ln[2K]
@@ -32,7 +34,6 @@ const CHUNK_K: u32 = 256u;
 const TILE_K_T: u32 = 8u;
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
 
 var<workgroup> x_chunk: array<f32, 1024>; // [4 rows × 256 k]
 var<workgroup> w_tile: array<f32, 2048>; // [8 k × 256 cols], FLAG_B_T only
@@ -78,7 +79,7 @@ fn layernorm_prologue(row0: u32, tid: u32) {
     let totals = row_totals(tid, sums);
     var means: array<f32, 4>;
     for (var r = 0u; r < ROWS; r++) {
-        means[r] = totals[r] / f32(p.k);
+        means[r] = select(totals[r] / f32(p.k), 0.0, has(FLAG_RMS));
         var sq = 0.0;
         if row0 + r < p.m {
             let base = (p.xrow0 + row0 + r) * p.k;
@@ -162,7 +163,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
                     let kk = t0 + at % TILE_K_T;
                     var wv = 0.0;
                     if kk < len {
-                        wv = w[c * p.k + k0 + kk];
+                        wv = w_at(c * p.k + k0 + kk);
                     }
                     w_tile[(at % TILE_K_T) * COLS + at / TILE_K_T] = wv;
                 }
@@ -177,7 +178,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         } else {
             for (var kk = 0u; kk < len; kk++) {
                 let wrow = (k0 + kk) * p.n;
-                let wv = vec4<f32>(w[wrow + cols.x], w[wrow + cols.y], w[wrow + cols.z], w[wrow + cols.w]);
+                let wv = vec4<f32>(w_at(wrow + cols.x), w_at(wrow + cols.y), w_at(wrow + cols.z), w_at(wrow + cols.w));
                 accumulate(kk, wv, rows);
             }
         }

@@ -55,6 +55,22 @@ fn dictionary(target: &str) -> &'static [&'static [u8]] {
             b"\x00\x00\xc0\x7f",
             b"\x00\x00\x80\x7f",
         ],
+        "gguf" => &[
+            b"GGUF\x03\x00\x00\x00",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x00\x00\x00\x00\x00\x00\x00\x80",
+            b"general.architecture",
+            b"llama.block_count",
+            b"llama.attention.head_count_kv",
+            b"tokenizer.ggml.tokens",
+            b"tokenizer.ggml.merges",
+            b"blk.0.attn_q.weight",
+            b"token_embd.weight",
+            b"\x02\x00\x00\x00",
+            b"\x03\x00\x00\x00",
+            b"\x08\x00\x00\x00",
+            b"\x09\x00\x00\x00",
+        ],
         "tokenizer" => &[
             b"\xed\xa0\x80",
             b"\xf0\x9f\x98\x80",
@@ -254,6 +270,11 @@ fn fuzz(name: &str) {
 #[test]
 fn fuzz_loader() {
     fuzz("loader");
+}
+
+#[test]
+fn fuzz_gguf() {
+    fuzz("gguf");
 }
 
 #[test]

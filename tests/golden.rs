@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use attnscope::engine::{forward_cpu, Mask, Trace};
-use attnscope::model::{Gpt2Weights, ModelConfig, Token};
+use attnscope::model::{ModelConfig, Token, Weights};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -27,11 +27,10 @@ fn fixture(dir: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
 }
 
-fn load(dir: &str) -> (ModelConfig, Gpt2Weights) {
+fn load(dir: &str) -> (ModelConfig, Weights) {
     let config = ModelConfig::from_json(&std::fs::read(fixture(dir).join("config.json")).unwrap()).unwrap();
     let weights =
-        Gpt2Weights::from_safetensors(&std::fs::read(fixture(dir).join("model.safetensors")).unwrap(), &config)
-            .unwrap();
+        Weights::from_safetensors(&std::fs::read(fixture(dir).join("model.safetensors")).unwrap(), &config).unwrap();
     (config, weights)
 }
 
@@ -39,7 +38,7 @@ fn reference() -> Reference {
     serde_json::from_slice(&std::fs::read(fixture("gpt2-tiny").join("reference.json")).unwrap()).unwrap()
 }
 
-fn run(config: &ModelConfig, weights: &Gpt2Weights, ids: &[u32]) -> Trace {
+fn run(config: &ModelConfig, weights: &Weights, ids: &[u32]) -> Trace {
     let tokens = ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
     forward_cpu(config, weights, tokens, Mask::Causal).unwrap()
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use attnscope::engine::{forward_cpu, sampling, AttentionStage, Mask, Matrix, Trace};
 use attnscope::gpu::{GpuContext, GpuForward, GpuWeights, RunOptions, Stage, MAX_TOP_K};
-use attnscope::model::{Gpt2Weights, Model, ModelConfig, Token};
+use attnscope::model::{Model, ModelConfig, Token, Weights};
 use attnscope::render::{ColourMap, ColourRange, HeatmapRenderer, Tile};
 use common::{assert_close, assert_close_abs, gpu, placeholder};
 
@@ -77,11 +77,10 @@ fn gpu_trace_equals_cpu_reference_for_every_mask_and_length() {
     }
 }
 
-fn fixture(dir: &str) -> (ModelConfig, Gpt2Weights) {
+fn fixture(dir: &str) -> (ModelConfig, Weights) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
     let config = ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-    let weights =
-        Gpt2Weights::from_safetensors(&std::fs::read(dir.join("model.safetensors")).unwrap(), &config).unwrap();
+    let weights = Weights::from_safetensors(&std::fs::read(dir.join("model.safetensors")).unwrap(), &config).unwrap();
     (config, weights)
 }
 

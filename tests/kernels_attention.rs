@@ -33,7 +33,7 @@ proptest! {
         let len = n_head * cap * cap;
         let qb = upload(ctx, &qkv);
         let (rawb, maskedb, wb, ob) = (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d));
-        let shape = AttentionShape { m: t - row0, t, n_head, d_head, row0, mask };
+        let shape = AttentionShape { m: t - row0, t, n_head, n_kv_head: n_head, d_head, row0, mask };
         run(Kernel::AttentionRows, &shape.rows_params(cap).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
         // The CPU twin (engine::kernels::attention_rows) on the same layout:
         // whole buffers compare, rows before row0 included (zero on both).
@@ -68,7 +68,7 @@ proptest! {
         let ctx = gpu();
         let d = n_head * d_head;
         let (qb, ob) = (upload(ctx, &qkv), output(ctx, t * d));
-        let shape = AttentionShape { m: t - row0, t, n_head, d_head, row0, mask };
+        let shape = AttentionShape { m: t - row0, t, n_head, n_kv_head: n_head, d_head, row0, mask };
         run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &ob], shape.flash_workgroups());
         let (_, masked) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
         let want = ops::weighted_sum(&ops::softmax_rows(&masked, t), &qkv, t, n_head, d_head);
@@ -90,7 +90,7 @@ fn attention_is_stable_for_large_scores_and_empty_rows() {
     for mask in [Mask::Causal, Mask::Window(0)] {
         let (rawb, maskedb, wb, ob, fb) =
             (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d_head), output(ctx, t * d_head));
-        let shape = AttentionShape { m: t, t, n_head: 1, d_head, row0: 0, mask };
+        let shape = AttentionShape { m: t, t, n_head: 1, n_kv_head: 1, d_head, row0: 0, mask };
         run(
             Kernel::AttentionRows,
             &shape.rows_params(t).unwrap(),
@@ -111,10 +111,10 @@ fn attention_is_stable_for_large_scores_and_empty_rows() {
 
 #[test]
 fn attention_shapes_past_the_kernel_limits_are_refused() {
-    let too_wide = AttentionShape { m: 1, t: 4, n_head: 1, d_head: 200, row0: 0, mask: Mask::Causal };
+    let too_wide = AttentionShape { m: 1, t: 4, n_head: 1, n_kv_head: 1, d_head: 200, row0: 0, mask: Mask::Causal };
     assert!(too_wide.flash_params().unwrap_err().to_string().contains("d_head"));
-    let too_long = AttentionShape { m: 1, t: 2000, n_head: 1, d_head: 64, row0: 0, mask: Mask::Causal };
+    let too_long = AttentionShape { m: 1, t: 2000, n_head: 1, n_kv_head: 1, d_head: 64, row0: 0, mask: Mask::Causal };
     assert!(too_long.rows_params(2048).is_err());
-    let rows_past_t = AttentionShape { m: 3, t: 4, n_head: 1, d_head: 8, row0: 2, mask: Mask::Causal };
+    let rows_past_t = AttentionShape { m: 3, t: 4, n_head: 1, n_kv_head: 1, d_head: 8, row0: 2, mask: Mask::Causal };
     assert!(rows_past_t.rows_params(4).is_err());
 }

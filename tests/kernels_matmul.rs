@@ -49,6 +49,8 @@ const MATMULS: [Kernel; 2] = [Kernel::MatmulBias, Kernel::MatmulSkinny];
 fn every_fusion(layernorm: bool, transposed: bool, activation: Option<Activation>) -> MatmulFusion {
     MatmulFusion {
         layernorm: layernorm.then_some(1e-5),
+        rms: false,
+        w16: None,
         write_ln: layernorm,
         transposed,
         bias: true,
@@ -138,6 +140,8 @@ proptest! {
         let o = random_operands(seed, rows, k, n, 1.0);
         let fusion = MatmulFusion {
             layernorm: layernorm.then_some(1e-5),
+            rms: false,
+            w16: None,
             write_ln: layernorm,
             transposed,
             bias,

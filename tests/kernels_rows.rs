@@ -99,7 +99,7 @@ proptest! {
     })) {
         let ctx = gpu();
         let (xb, lb, yb) = (upload(ctx, &x), upload(ctx, &ln), output(ctx, (row0 + rows) * d));
-        let params = LayernormParams { rows: rows as u32, d: d as u32, eps: 1e-5, row0: row0 as u32 };
+        let params = LayernormParams { rows: rows as u32, d: d as u32, eps: 1e-5, row0: row0 as u32, rms: 0, _pad: [0; 3] };
         run(Kernel::Layernorm, &params, &[&xb, &lb, &yb], params.workgroups());
         let want = ops::layernorm(&x[row0 * d..], &ln[..d], &ln[d..], d, 1e-5);
         assert_close(&read(&yb, row0 * d, rows * d), &want, &format!("layernorm rows {row0}+{rows}, d {d}"));
@@ -119,7 +119,7 @@ proptest! {
         let (peb, xb) = (upload(ctx, &wpe), output(ctx, t * d));
         for (v0, vn) in [(0, split), (split, vocab - split)] {
             let chunk = upload(ctx, &wte[v0 * d..(v0 + vn) * d]);
-            let p = EmbedParams { m: (t - row0) as u32, d: d as u32, row0: row0 as u32, v0: v0 as u32, vn: vn as u32, _pad: [0; 3] };
+            let p = EmbedParams { m: (t - row0) as u32, d: d as u32, row0: row0 as u32, v0: v0 as u32, vn: vn as u32, positions: 1, half: 0, _pad: 0 };
             run(Kernel::Embed, &p, &[&ids_buf, &chunk, &peb, &xb], p.workgroups());
         }
         let want = ops::embed(&ids, &wte, &wpe, d);
@@ -133,7 +133,7 @@ fn too_many_workgroups_is_an_error_not_a_crash() {
     let limit = ctx.device.limits().max_compute_workgroups_per_dimension as usize;
     let (a, b) = (output(ctx, 1), output(ctx, 1));
     let mut enc = ctx.device.create_command_encoder(&Default::default());
-    let params = LayernormParams { rows: ((limit + 1) * 64) as u32, d: 1, eps: 1e-5, row0: 0 };
+    let params = LayernormParams { rows: ((limit + 1) * 64) as u32, d: 1, eps: 1e-5, row0: 0, rms: 0, _pad: [0; 3] };
     let err =
         kernels().dispatch(ctx, &mut enc, Kernel::Layernorm, &params, &[&a, &a, &b], params.workgroups()).unwrap_err();
     assert!(err.to_string().contains("workgroups"), "{err}");

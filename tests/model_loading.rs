@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use attnscope::engine::{forward_cpu, Mask};
-use attnscope::model::{Gpt2Weights, Model, ModelConfig};
+use attnscope::model::{Model, ModelConfig, Weights};
 use common::{placeholder, placeholder_dir};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -108,7 +108,7 @@ fn unsupported_dtype_is_named() {
 fn transformer_prefix_and_f16_weights_load_and_agree_within_f16_precision() {
     let f = files();
     let config = ModelConfig::from_json(&f.config).unwrap();
-    let reference = Gpt2Weights::from_safetensors(&f.weights, &config).unwrap();
+    let reference = Weights::from_safetensors(&f.weights, &config).unwrap();
     let map: BTreeMap<_, _> = tensors(&f.weights)
         .into_iter()
         .map(|(name, (_, shape, data))| {
@@ -119,7 +119,7 @@ fn transformer_prefix_and_f16_weights_load_and_agree_within_f16_precision() {
             (format!("transformer.{name}"), (Dtype::F16, shape, halves))
         })
         .collect();
-    let halved = Gpt2Weights::from_safetensors(&serialize(&map), &config).unwrap();
+    let halved = Weights::from_safetensors(&serialize(&map), &config).unwrap();
     for (a, b) in halved.wte.data.iter().zip(&reference.wte.data) {
         assert!((a - b).abs() <= b.abs() * 1e-3 + 1e-7, "f16 {a} vs f32 {b}");
     }

@@ -9,7 +9,7 @@
 
 use attnscope::engine::init::random_weights;
 use attnscope::engine::{forward_cpu, Mask};
-use attnscope::model::{Activation, ModelConfig, Token};
+use attnscope::model::{ModelConfig, Token};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -65,16 +65,7 @@ async fn time(name: &str, config: &ModelConfig, lengths: &[usize], runs: usize) 
 
 #[wasm_bindgen_test]
 async fn page_cpu_engine_forward_times() {
-    let tiny = ModelConfig {
-        n_layer: 2,
-        n_head: 4,
-        n_embd: 128,
-        n_positions: 128,
-        vocab_size: 4096,
-        n_inner: 512,
-        layer_norm_epsilon: 1e-5,
-        activation_function: Activation::GeluTanh,
-    };
+    let tiny = ModelConfig::gpt2(2, 4, 128, 128, 4096);
     time("tiny", &tiny, &[16, 64, 128], 5).await;
     time("gpt2-small", &ModelConfig::gpt2_small(), &[16, 64, 128], 2).await;
 }

@@ -116,7 +116,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
     // layernorm, rows 2..7 of 33.
     let lx = values(7 * 33, 6, 3.0);
     let (lxb, lyb) = (upload(&ctx, &lx), output(&ctx, 7 * 33));
-    let lp = LayernormParams { rows: 5, d: 33, eps: 1e-5, row0: 2 };
+    let lp = LayernormParams { rows: 5, d: 33, eps: 1e-5, row0: 2, rms: 0, _pad: [0; 3] };
     let ln33 = values(66, 7, 1.5);
     let ln33b = upload(&ctx, &ln33);
     run(&ctx, &k, Kernel::Layernorm, &lp, &[&lxb, &ln33b, &lyb], lp.workgroups());
@@ -135,7 +135,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
         usage: wgpu::BufferUsages::STORAGE,
     });
     let (teb, peb, eb) = (upload(&ctx, &wte), upload(&ctx, &wpe), output(&ctx, 6 * 10));
-    let ep = EmbedParams { m: 6, d: 10, row0: 0, v0: 0, vn: 9, _pad: [0; 3] };
+    let ep = EmbedParams { m: 6, d: 10, row0: 0, v0: 0, vn: 9, positions: 1, half: 0, _pad: 0 };
     run(&ctx, &k, Kernel::Embed, &ep, &[&ids_buf, &teb, &peb, &eb], ep.workgroups());
     assert_close(&read_f32(&ctx, &eb, 0, 60).await.unwrap(), &ops::embed(&ids, &wte, &wpe, 10), "embed");
 
@@ -150,7 +150,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
         output(&ctx, t * h * dh),
         output(&ctx, t * h * dh),
     );
-    let shape = AttentionShape { m: t, t, n_head: h, d_head: dh, row0: 0, mask: Mask::Causal };
+    let shape = AttentionShape { m: t, t, n_head: h, n_kv_head: h, d_head: dh, row0: 0, mask: Mask::Causal };
     run(
         &ctx,
         &k,

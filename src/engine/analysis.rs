@@ -29,6 +29,16 @@ pub fn position_losses(trace: &Trace) -> Vec<f64> {
 /// "token after its first occurrence" to attend to).
 pub const MIN_EVAL_CONTEXT: usize = 4;
 
+/// The longest window [`mean_loss`] and [`attention_scores_by_head`] run:
+/// their traces keep four T×T matrices per head, so a long context (8192 for
+/// SmolLM2, 270 heads) would need terabytes; 256 tokens keep them near 300 MB.
+pub const MAX_EVAL_WINDOW: usize = 256;
+
+/// The window the evaluation cuts text into: the context, at most [`MAX_EVAL_WINDOW`].
+pub fn eval_window(model: &Model) -> usize {
+    model.config.n_positions.min(MAX_EVAL_WINDOW)
+}
+
 /// Refuses a model whose context is too short for [`mean_loss`] and
 /// [`induction_test`], saying why, before any work is done.
 pub fn check_eval_context(model: &Model) -> Result<(), EngineError> {
@@ -43,7 +53,7 @@ pub fn check_eval_context(model: &Model) -> Result<(), EngineError> {
 }
 
 /// Mean next-token loss (nats) over `ids`, cut into non-overlapping windows
-/// of the model's context; returns (mean loss, tokens predicted). An error,
+/// of the model's context (at most [`MAX_EVAL_WINDOW`]); returns (mean loss, tokens predicted). An error,
 /// not NaN, when nothing can be predicted.
 pub fn mean_loss(model: &Model, ids: &[u32]) -> Result<(f64, usize), EngineError> {
     if model.config.n_positions < 2 {
@@ -57,7 +67,7 @@ pub fn mean_loss(model: &Model, ids: &[u32]) -> Result<(f64, usize), EngineError
         return Err(EngineError::TextTooShort { needed: 2, found: ids.len() });
     }
     let (mut total, mut count) = (0.0, 0);
-    for window in ids.chunks(model.config.n_positions).filter(|w| w.len() > 1) {
+    for window in ids.chunks(eval_window(model)).filter(|w| w.len() > 1) {
         let trace = forward_cpu(&model.config, &model.weights, tokens_of(window), Mask::Causal)?;
         let losses = position_losses(&trace);
         total += losses.iter().sum::<f64>();
@@ -80,12 +90,13 @@ pub struct HeadScore {
     pub induction: f64,
 }
 
-/// Previous-token and first-token scores of every head over `ids` (windows of the context).
+/// Previous-token and first-token scores of every head over `ids` (windows
+/// of the context, at most [`MAX_EVAL_WINDOW`]).
 pub fn attention_scores_by_head(model: &Model, ids: &[u32]) -> Result<Vec<HeadScore>, EngineError> {
     let (layers, heads) = (model.config.n_layer, model.config.n_head);
     let mut sums = vec![(0.0, 0.0); layers * heads];
     let mut count = 0usize;
-    for window in ids.chunks(model.config.n_positions).filter(|w| w.len() > 1) {
+    for window in ids.chunks(eval_window(model)).filter(|w| w.len() > 1) {
         let trace = forward_cpu(&model.config, &model.weights, tokens_of(window), Mask::Causal)?;
         for (l, layer) in trace.layers.iter().enumerate() {
             for (h, head) in layer.heads().iter().enumerate() {

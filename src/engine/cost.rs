@@ -1,5 +1,7 @@
 //! The cost model: FLOPs per stage, bytes of the attention matrices and of
-//! the KV cache, as functions of the config and the context length T.
+//! the KV cache, as functions of the config and the context length T, for
+//! both families (grouped KV heads shrink the K/V projections and the cache;
+//! SwiGLU has three MLP products instead of two).
 //! One multiply-add counts as 2 FLOPs; f32 storage (4 bytes a value).
 
 use serde::Serialize;
@@ -9,24 +11,29 @@ use crate::model::ModelConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ForwardCost {
     pub t: usize,
-    /// Q, K, V projections of all layers: 2·T·d·3d per layer.
+    /// Q, K, V projections of all layers: 2·T·d·(q_dim + 2·kv_dim) per layer (3d in GPT-2).
     pub qkv_flops: u64,
-    /// Q·Kᵀ of all heads and layers: 2·T²·d per layer (grows with T²).
+    /// Q·Kᵀ of all heads and layers: 2·T²·q_dim per layer (grows with T²).
     pub scores_flops: u64,
-    /// W·V: 2·T²·d per layer (grows with T²).
+    /// W·V: 2·T²·q_dim per layer (grows with T²).
     pub weighted_sum_flops: u64,
-    /// Attention output projection: 2·T·d² per layer.
+    /// Attention output projection: 2·T·q_dim·d per layer.
     pub attn_proj_flops: u64,
-    /// MLP: 2·T·d·n_inner twice per layer (n_inner = 4d in GPT-2).
+    /// MLP: 2·T·d·n_inner twice per layer (n_inner = 4d in GPT-2), three
+    /// times with SwiGLU (gate, up, down).
     pub mlp_flops: u64,
-    /// Tied LM head: 2·T·d·vocab.
+    /// LM head: 2·T·d·vocab.
     pub lm_head_flops: u64,
     /// Entries of every attention matrix of one stage: T²·heads·layers.
     pub attention_entries: u64,
     /// Bytes to hold one stage's attention matrices (scores or weights) for all heads and layers.
     pub attention_bytes: u64,
-    /// Bytes of K and V for one token across all layers: 2·d·layers·4.
+    /// Bytes of K and V for one token across all layers: 2·kv_dim·layers·4
+    /// (kv_dim = n_kv_head·d_head; d in GPT-2).
     pub kv_bytes_per_token: u64,
+    /// The same with one KV head per query head (full multi-head attention):
+    /// what grouped heads save is this over `kv_bytes_per_token`.
+    pub kv_bytes_per_token_full_mha: u64,
     /// KV cache for T tokens.
     pub kv_bytes: u64,
 }
@@ -47,23 +54,42 @@ impl ForwardCost {
     }
 }
 
+/// The config's widths as u64: (d, layers, heads, vocab, n_inner, q_dim,
+/// qkv_dim, kv_dim, MLP products per layer).
+fn widths(config: &ModelConfig) -> [u64; 9] {
+    let mlp_products = if config.architecture.is_llama_family() { 3 } else { 2 };
+    [
+        config.n_embd,
+        config.n_layer,
+        config.n_head,
+        config.vocab_size,
+        config.n_inner,
+        config.q_dim(),
+        config.qkv_dim(),
+        config.kv_dim(),
+        mlp_products,
+    ]
+    .map(|x| x as u64)
+}
+
 /// Costs of a full forward pass over T tokens.
 pub fn forward_cost(config: &ModelConfig, t: usize) -> ForwardCost {
-    let (t64, d, l) = (t as u64, config.n_embd as u64, config.n_layer as u64);
-    let (h, v, m) = (config.n_head as u64, config.vocab_size as u64, config.n_inner as u64);
+    let t64 = t as u64;
+    let [d, l, h, v, m, q, qkv, kv, mlp] = widths(config);
     let attention_entries = t64 * t64 * h * l;
-    let kv_bytes_per_token = 2 * d * l * 4;
+    let kv_bytes_per_token = 2 * kv * l * 4;
     ForwardCost {
         t,
-        qkv_flops: 2 * t64 * d * 3 * d * l,
-        scores_flops: 2 * t64 * t64 * d * l,
-        weighted_sum_flops: 2 * t64 * t64 * d * l,
-        attn_proj_flops: 2 * t64 * d * d * l,
-        mlp_flops: 2 * 2 * t64 * d * m * l,
+        qkv_flops: 2 * t64 * d * qkv * l,
+        scores_flops: 2 * t64 * t64 * q * l,
+        weighted_sum_flops: 2 * t64 * t64 * q * l,
+        attn_proj_flops: 2 * t64 * q * d * l,
+        mlp_flops: mlp * 2 * t64 * d * m * l,
         lm_head_flops: 2 * t64 * d * v,
         attention_entries,
         attention_bytes: attention_entries * 4,
         kv_bytes_per_token,
+        kv_bytes_per_token_full_mha: 2 * q * l * 4,
         kv_bytes: kv_bytes_per_token * t64,
     }
 }
@@ -72,20 +98,21 @@ pub fn forward_cost(config: &ModelConfig, t: usize) -> ForwardCost {
 /// `t − 1` read as one row, attending over `t` cached keys (and its logits
 /// only). Without a cache the same step is a full `forward_cost(config, t)`.
 pub fn step_cost(config: &ModelConfig, t: usize) -> ForwardCost {
-    let (t64, d, l) = (t as u64, config.n_embd as u64, config.n_layer as u64);
-    let (h, v, m) = (config.n_head as u64, config.vocab_size as u64, config.n_inner as u64);
-    let kv_bytes_per_token = 2 * d * l * 4;
+    let t64 = t as u64;
+    let [d, l, h, v, m, q, qkv, kv, mlp] = widths(config);
+    let kv_bytes_per_token = 2 * kv * l * 4;
     ForwardCost {
         t,
-        qkv_flops: 2 * d * 3 * d * l,
-        scores_flops: 2 * t64 * d * l,
-        weighted_sum_flops: 2 * t64 * d * l,
-        attn_proj_flops: 2 * d * d * l,
-        mlp_flops: 2 * 2 * d * m * l,
+        qkv_flops: 2 * d * qkv * l,
+        scores_flops: 2 * t64 * q * l,
+        weighted_sum_flops: 2 * t64 * q * l,
+        attn_proj_flops: 2 * q * d * l,
+        mlp_flops: mlp * 2 * d * m * l,
         lm_head_flops: 2 * d * v,
         attention_entries: t64 * h * l,
         attention_bytes: t64 * h * l * 4,
         kv_bytes_per_token,
+        kv_bytes_per_token_full_mha: 2 * q * l * 4,
         kv_bytes: kv_bytes_per_token * t64,
     }
 }
@@ -123,5 +150,17 @@ mod tests {
         assert_eq!(b.attention_flops(), 4 * a.attention_flops());
         assert_eq!(b.linear_flops(), 2 * a.linear_flops());
         assert_eq!(quadratic_crossover(&c), 6 * 768);
+    }
+
+    #[test]
+    fn grouped_heads_shrink_the_kv_cache_by_the_group() {
+        // SmolLM2-135M: 30 layers, 9 query heads over 3 KV heads of 64.
+        let c = ModelConfig::llama((30, 9, 3, 64), 576, 1536, 8192, 49152);
+        let cost = forward_cost(&c, 1);
+        assert_eq!(cost.kv_bytes_per_token, 2 * 3 * 64 * 30 * 4);
+        assert_eq!(cost.kv_bytes_per_token_full_mha, 3 * cost.kv_bytes_per_token);
+        assert_eq!(forward_cost(&gpt2_small(), 1).kv_bytes_per_token_full_mha, 73_728);
+        // Three MLP products of 576×1536 per layer and token.
+        assert_eq!(cost.mlp_flops, 3 * 2 * 576 * 1536 * 30);
     }
 }

@@ -6,10 +6,10 @@
 //! generating then cost the new rows, as on the GPU. The result equals
 //! `forward_cpu` on the whole text (tests below).
 
-use super::forward::block_tail;
+use super::forward::{block_tail, embed, logits, norm, project_qkv, HeadColumns};
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
-use super::{forward_cpu, ops, AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
-use crate::model::{Gpt2Weights, ModelConfig, Token};
+use super::{forward_cpu, AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use crate::model::{ModelConfig, Token, Weights};
 
 /// `old` with `new` (whole rows of the same width) appended.
 fn append_rows(old: &Matrix, new: &[f32]) -> Matrix {
@@ -48,7 +48,7 @@ pub fn can_extend(prev: &Trace, tokens: &[Token], mask: Mask) -> bool {
 /// [`can_extend`] allows, else a full [`forward_cpu`].
 pub fn extend_cpu(
     config: &ModelConfig,
-    weights: &Gpt2Weights,
+    weights: &Weights,
     prev: &Trace,
     tokens: Vec<Token>,
     mask: Mask,
@@ -60,36 +60,44 @@ pub fn extend_cpu(
     super::check_ids(config, &ids)?;
     let (p, t) = (prev.tokens.len(), tokens.len());
     let n = t - p;
-    let (d, eps, n_head, d_head) = (config.n_embd, config.layer_norm_epsilon, config.n_head, config.d_head());
+    let (n_head, d_head, width) = (config.n_head, config.d_head(), config.qkv_dim());
+    let (q_dim, kv_dim, group) = (config.q_dim(), config.kv_dim(), config.kv_group().max(1));
     let scale = 1.0 / (d_head as f32).sqrt();
-    let mut x = ops::embed_from(&ids[p..], &weights.wte.data, &weights.wpe.data, d, p);
+    let mut x = embed(config, weights, &ids[p..], p);
     let embeddings = append_rows(&prev.embeddings, &x);
     let mut layers = Vec::with_capacity(weights.blocks.len());
     for (block, old) in weights.blocks.iter().zip(&prev.layers) {
-        let ln_1 = kernels::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
-        let qkv = kernels::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, n, d, 3 * d);
-        // Every key and value, [T×d]: the prefix's from its trace, then the new rows'.
-        let (mut keys, mut values) = (vec![0.0; t * d], vec![0.0; t * d]);
-        for (h, old_head) in old.heads().iter().enumerate() {
+        let ln_1 = norm(config, &x, &block.ln_1_g, &block.ln_1_b);
+        let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
+        // Every key and value, [T×kv_dim]: the prefix's from its trace (the
+        // first query head of each group holds its KV head's), then the new rows'.
+        let (mut keys, mut values) = (vec![0.0; t * kv_dim], vec![0.0; t * kv_dim]);
+        for (g, old_head) in old.heads().iter().step_by(group).enumerate() {
             for j in 0..p {
-                keys[j * d + h * d_head..][..d_head].copy_from_slice(old_head.k.row(j));
-                values[j * d + h * d_head..][..d_head].copy_from_slice(old_head.v.row(j));
+                keys[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.k.row(j));
+                values[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.v.row(j));
             }
         }
         for j in 0..n {
-            keys[(p + j) * d..][..d].copy_from_slice(&qkv[j * 3 * d + d..][..d]);
-            values[(p + j) * d..][..d].copy_from_slice(&qkv[j * 3 * d + 2 * d..][..d]);
+            keys[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim..][..kv_dim]);
+            values[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim + kv_dim..][..kv_dim]);
         }
         // The new rows p..T of every head, as the kernel computes them.
         let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
-        let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: 3 * d, k: &keys, v: &values, kv_stride: d };
+        let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
         let AttentionOut { raw, masked, weights: weights_new, out: concat } =
             kernels::attention_rows_owned(&shape, &qkv_rows);
         let mut heads = Vec::with_capacity(n_head);
         for (h, old_head) in old.heads().iter().enumerate() {
-            let q = append_rows(&old_head.q, &Matrix::from_columns(&qkv, n, 3 * d, h * d_head, d_head).data);
-            let k = append_rows(&old_head.k, &Matrix::from_columns(&qkv, n, 3 * d, d + h * d_head, d_head).data);
-            let v = append_rows(&old_head.v, &Matrix::from_columns(&qkv, n, 3 * d, 2 * d + h * d_head, d_head).data);
+            let cols = HeadColumns::of(config, h);
+            let new_cols = |all: &[f32], stride: usize, col: usize| Matrix::from_columns(all, n, stride, col, d_head);
+            let q = append_rows(&old_head.q, &new_cols(&qkv, width, cols.q).data);
+            let k = append_rows(&old_head.k, &new_cols(&qkv, width, cols.k).data);
+            let v = append_rows(&old_head.v, &new_cols(&qkv, width, cols.v).data);
+            let pre_rows = |old: &Option<Matrix>, col: usize| match (old, &pre) {
+                (Some(old), Some(pre)) => Some(append_rows(old, &new_cols(pre, q_dim + kv_dim, col).data)),
+                _ => None,
+            };
             let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
             // The old queries against the new keys: raw and scaled (the trace
             // keeps them unmasked); masked for them, so −∞ and weight 0.
@@ -110,7 +118,10 @@ pub fn extend_cpu(
             let weights_m =
                 grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
             heads.push(HeadTrace {
-                output: append_rows(&old_head.output, &Matrix::from_columns(&concat, n, d, h * d_head, d_head).data),
+                output: append_rows(&old_head.output, &new_cols(&concat, q_dim, cols.q).data),
+                q_pre_rope: pre_rows(&old_head.q_pre_rope, cols.q),
+                k_pre_rope: pre_rows(&old_head.k_pre_rope, cols.k),
+                kv_head: old_head.kv_head,
                 q,
                 k,
                 v,
@@ -132,8 +143,8 @@ pub fn extend_cpu(
         });
         x = tail.resid_post;
     }
-    let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
-    let logits = kernels::lm_head(&ln_f, &weights.wte.data, n, d, config.vocab_size);
+    let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
+    let logits = logits(config, weights, &ln_f);
     Ok(Trace {
         tokens,
         mask,
@@ -168,6 +179,14 @@ mod tests {
             same(&la.attention.ln_1, &lb.attention.ln_1, &format!("L{l} ln_1"));
             for (h, (ha, hb)) in la.heads().iter().zip(lb.heads()).enumerate() {
                 let w = format!("L{l}H{h}");
+                assert_eq!(ha.kv_head, hb.kv_head, "{w} kv_head");
+                assert_eq!(ha.q_pre_rope.is_some(), hb.q_pre_rope.is_some(), "{w} q_pre_rope");
+                if let (Some(a), Some(b)) = (&ha.q_pre_rope, &hb.q_pre_rope) {
+                    same(a, b, &format!("{w} q_pre_rope"));
+                }
+                if let (Some(a), Some(b)) = (&ha.k_pre_rope, &hb.k_pre_rope) {
+                    same(a, b, &format!("{w} k_pre_rope"));
+                }
                 same(&ha.q, &hb.q, &format!("{w} q"));
                 same(&ha.k, &hb.k, &format!("{w} k"));
                 same(&ha.v, &hb.v, &format!("{w} v"));
@@ -194,14 +213,20 @@ mod tests {
         let mut rng = Rng::new(5);
         for case in 0..40 {
             let pick = |rng: &mut Rng, lo: u64, hi: u64| (lo + rng.next_u64() % (hi - lo + 1)) as usize;
-            let n_head = pick(&mut rng, 1, 4);
-            let (n_layer, d_head) = (pick(&mut rng, 1, 3), pick(&mut rng, 2, 8));
-            let config = ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40);
+            let n_kv_head = pick(&mut rng, 1, 3);
+            let n_head = n_kv_head * pick(&mut rng, 1, 3);
+            let (n_layer, d_head) = (pick(&mut rng, 1, 3), 2 * pick(&mut rng, 1, 4));
+            // Even cases GPT-2, odd ones Llama with grouped KV heads.
+            let config = if case % 2 == 0 {
+                ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40)
+            } else {
+                ModelConfig::llama((n_layer, n_head, n_kv_head, d_head), 12, 20, 24, 40)
+            };
             let w = random_weights(&config, case);
             let t = pick(&mut rng, 2, 24);
             let p = pick(&mut rng, 1, t as u64 - 1);
             let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % 40) as u32).collect();
-            let mask = if case % 2 == 0 { Mask::Causal } else { Mask::Window(pick(&mut rng, 1, 5) as u32) };
+            let mask = if case % 4 < 2 { Mask::Causal } else { Mask::Window(pick(&mut rng, 1, 5) as u32) };
             let prefix = forward_cpu(&config, &w, tokens(&ids[..p]), mask).unwrap();
             assert!(can_extend(&prefix, &tokens(&ids), mask));
             let extended = extend_cpu(&config, &w, &prefix, tokens(&ids), mask).unwrap();

@@ -1,12 +1,15 @@
 //! The CPU forward pass: the source of truth for every number the app shows,
-//! filling a `Trace` of every stage. It runs the fast `kernels`, each tested
+//! filling a `Trace` of every stage. One pass for both families: GPT-2
+//! (learned positions, LayerNorm, GELU MLP) and Llama (RoPE on Q and K,
+//! RMSNorm, SwiGLU, grouped KV heads), told apart by a few `match`es on the
+//! config. It runs the fast `kernels`, each tested
 //! against its plain-loop reference in `ops`.
 
 use thiserror::Error;
 
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
-use super::{AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, Trace};
-use crate::model::{BlockWeights, Gpt2Weights, Model, ModelConfig, ModelError, Token};
+use super::{ops, AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use crate::model::{BlockWeights, Model, ModelConfig, ModelError, Tensor, Token, Weights};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -43,38 +46,119 @@ fn square(all: &[f32], t: usize, h: usize) -> Matrix {
     Matrix::from_vec(t, t, all[h * t * t..(h + 1) * t * t].to_vec())
 }
 
+/// The residual stream entering layer 0 for `ids` at positions `row0..`:
+/// token rows plus learned positions (GPT-2), or token rows alone (RoPE
+/// models rotate Q and K instead). Ids must be checked.
+pub(super) fn embed(config: &ModelConfig, weights: &Weights, ids: &[u32], row0: usize) -> Vec<f32> {
+    match &weights.wpe {
+        Some(wpe) => ops::embed_from(ids, &weights.wte.data, &wpe.data, config.n_embd, row0),
+        None => ops::embed_tokens(ids, &weights.wte.data, config.n_embd),
+    }
+}
+
+/// A block's norm: LayerNorm (GPT-2) or RMSNorm (the Llama family, which has no bias).
+pub(super) fn norm(config: &ModelConfig, x: &[f32], gain: &Tensor, bias: &Tensor) -> Vec<f32> {
+    let (d, eps) = (config.n_embd, config.layer_norm_epsilon);
+    if config.architecture.is_llama_family() {
+        kernels::rmsnorm(x, &gain.data, d, eps)
+    } else {
+        kernels::layernorm(x, &gain.data, &bias.data, d, eps)
+    }
+}
+
+/// The fused Q, K, V projection of normed rows at positions `row0..`, with
+/// RoPE applied to the Q and K columns when the model has it. With `keep`,
+/// also the Q and K columns before the rotation (`[rows × (q_dim + kv_dim)]`).
+pub(super) fn project_qkv(
+    config: &ModelConfig,
+    block: &BlockWeights,
+    ln_1: &[f32],
+    row0: usize,
+    keep: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let (d, width) = (config.n_embd, config.qkv_dim());
+    let rows = ln_1.len() / d;
+    let mut qkv = kernels::matmul_bias(ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, rows, d, width);
+    if config.rope_theta.is_none() {
+        return (qkv, None);
+    }
+    let qk = config.q_dim() + config.kv_dim();
+    let pre = keep.then(|| qkv.chunks_exact(width).flat_map(|row| row[..qk].iter().copied()).collect());
+    let heads = config.n_head + config.n_kv_head;
+    ops::rope(&mut qkv, rows, width, heads, config.d_head(), row0, &config.rope_inv_freq());
+    (qkv, pre)
+}
+
+/// The LM head on normed rows: `[rows × vocab]`.
+pub(super) fn logits(config: &ModelConfig, weights: &Weights, ln_f: &[f32]) -> Vec<f32> {
+    let d = config.n_embd;
+    kernels::lm_head(ln_f, &weights.head().data, ln_f.len() / d, d, config.vocab_size)
+}
+
+/// Columns of query head h, its KV head's key and value, in the fused
+/// projection's rows, and of its Q and K before RoPE (`pre`).
+pub(super) struct HeadColumns {
+    pub q: usize,
+    pub k: usize,
+    pub v: usize,
+    pub kv_head: usize,
+}
+
+impl HeadColumns {
+    pub fn of(config: &ModelConfig, h: usize) -> Self {
+        let (d_head, q_dim, kv_dim) = (config.d_head(), config.q_dim(), config.kv_dim());
+        let kv_head = h / config.kv_group().max(1);
+        Self { q: h * d_head, k: q_dim + kv_head * d_head, v: q_dim + kv_dim + kv_head * d_head, kv_head }
+    }
+}
+
+/// One head's trace from the full-pass buffers of T rows.
+fn head_trace(
+    config: &ModelConfig,
+    h: usize,
+    t: usize,
+    qkv: &[f32],
+    pre: Option<&[f32]>,
+    o: &AttentionOut,
+) -> HeadTrace {
+    let (d_head, width) = (config.d_head(), config.qkv_dim());
+    let scale = 1.0 / (d_head as f32).sqrt();
+    let cols = HeadColumns::of(config, h);
+    let pre_width = config.q_dim() + config.kv_dim();
+    let scores_raw = square(&o.raw, t, h);
+    HeadTrace {
+        q: Matrix::from_columns(qkv, t, width, cols.q, d_head),
+        k: Matrix::from_columns(qkv, t, width, cols.k, d_head),
+        v: Matrix::from_columns(qkv, t, width, cols.v, d_head),
+        scores_scaled: Matrix::from_vec(t, t, scores_raw.data.iter().map(|s| s * scale).collect()),
+        scores_raw,
+        scores_masked: square(&o.masked, t, h),
+        weights: square(&o.weights, t, h),
+        output: Matrix::from_columns(&o.out, t, config.q_dim(), cols.q, d_head),
+        q_pre_rope: pre.map(|p| Matrix::from_columns(p, t, pre_width, cols.q, d_head)),
+        k_pre_rope: pre.map(|p| Matrix::from_columns(p, t, pre_width, cols.k, d_head)),
+        kv_head: config.architecture.is_llama_family().then_some(cols.kv_head),
+    }
+}
+
 /// The attention half of one block on the residual stream `x[T×d]`:
-/// ln_1, the fused QKV projection, scores, mask, softmax and W·V per head.
-/// Returns the trace and the concatenated head outputs `[T×d]`.
+/// the first norm, the fused QKV projection (and RoPE), scores, mask,
+/// softmax and W·V per head. Returns the trace and the concatenated head
+/// outputs `[T×q_dim]`.
 pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (AttentionTrace, Vec<f32>) {
     let (d, n_head, d_head) = (config.n_embd, config.n_head, config.d_head());
     let t = x.len() / d;
-    let ln_1 = kernels::layernorm(x, &block.ln_1_g.data, &block.ln_1_b.data, d, config.layer_norm_epsilon);
-    let qkv = kernels::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, t, d, 3 * d);
+    let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
+    let (qkv, pre) = project_qkv(config, block, &ln_1, 0, true);
     let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask };
-    let AttentionOut { raw, masked, weights, out: concat } =
-        kernels::attention_rows_owned(&shape, &QkvRows::fused(&qkv, d));
-    let scale = 1.0 / (d_head as f32).sqrt();
-    let heads = (0..n_head)
-        .map(|h| {
-            let scores_raw = square(&raw, t, h);
-            HeadTrace {
-                q: Matrix::from_columns(&qkv, t, 3 * d, h * d_head, d_head),
-                k: Matrix::from_columns(&qkv, t, 3 * d, d + h * d_head, d_head),
-                v: Matrix::from_columns(&qkv, t, 3 * d, 2 * d + h * d_head, d_head),
-                scores_scaled: Matrix::from_vec(t, t, scores_raw.data.iter().map(|s| s * scale).collect()),
-                scores_raw,
-                scores_masked: square(&masked, t, h),
-                weights: square(&weights, t, h),
-                output: Matrix::from_columns(&concat, t, d, h * d_head, d_head),
-            }
-        })
-        .collect();
-    (AttentionTrace { ln_1: Matrix::from_vec(t, d, ln_1), heads }, concat)
+    let rows = QkvRows::fused_grouped(&qkv, config.q_dim(), config.kv_dim(), config.kv_group());
+    let out = kernels::attention_rows_owned(&shape, &rows);
+    let heads = (0..n_head).map(|h| head_trace(config, h, t, &qkv, pre.as_deref(), &out)).collect();
+    (AttentionTrace { ln_1: Matrix::from_vec(t, d, ln_1), heads }, out.out)
 }
 
 /// The rest of a block after its heads, row by row: the projection and
-/// residual, ln_2, the MLP and residual.
+/// residual, the second norm, the MLP and residual.
 pub(super) struct BlockTail {
     pub attn_out: Vec<f32>,
     pub resid_mid: Vec<f32>,
@@ -86,15 +170,23 @@ pub(super) struct BlockTail {
 
 /// [`BlockTail`] for rows `x` of the residual stream entering `block` and the
 /// heads' concatenated outputs `concat` for the same rows. Shared by the full
-/// pass, prefix reuse (`extend`) and the KV cache.
+/// pass, prefix reuse (`extend`) and the KV cache. The MLP is GPT-2's
+/// (activation of one projection) or SwiGLU (silu(gate)·up, one fused
+/// gate|up product).
 pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], concat: &[f32]) -> BlockTail {
-    let (d, m) = (config.n_embd, config.n_inner);
+    let (d, m, q_dim) = (config.n_embd, config.n_inner, config.q_dim());
     let rows = x.len() / d;
-    let attn_out = kernels::matmul_bias(concat, &block.attn_proj_w.data, &block.attn_proj_b.data, rows, d, d);
+    let attn_out = kernels::matmul_bias(concat, &block.attn_proj_w.data, &block.attn_proj_b.data, rows, q_dim, d);
     let resid_mid = kernels::add(x, &attn_out);
-    let ln_2 = kernels::layernorm(&resid_mid, &block.ln_2_g.data, &block.ln_2_b.data, d, config.layer_norm_epsilon);
-    let mut mlp_hidden = kernels::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, m);
-    kernels::activate(&mut mlp_hidden, config.activation_function);
+    let ln_2 = norm(config, &resid_mid, &block.ln_2_g, &block.ln_2_b);
+    let mlp_hidden = if config.architecture.is_llama_family() {
+        let gate_up = kernels::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, 2 * m);
+        kernels::swiglu(&gate_up, m)
+    } else {
+        let mut hidden = kernels::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, m);
+        kernels::activate(&mut hidden, config.activation_function);
+        hidden
+    };
     let mlp_out = kernels::matmul_bias(&mlp_hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, rows, m, d);
     let resid_post = kernels::add(&resid_mid, &mlp_out);
     BlockTail { attn_out, resid_mid, ln_2, mlp_hidden, mlp_out, resid_post }
@@ -103,7 +195,7 @@ pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], 
 /// The whole forward pass on `tokens`, keeping every intermediate.
 pub fn forward_cpu(
     config: &ModelConfig,
-    weights: &Gpt2Weights,
+    weights: &Weights,
     tokens: Vec<Token>,
     mask: Mask,
 ) -> Result<Trace, EngineError> {
@@ -112,8 +204,8 @@ pub fn forward_cpu(
     if ids.is_empty() {
         return Err(EngineError::Empty);
     }
-    let (t, d, eps) = (ids.len(), config.n_embd, config.layer_norm_epsilon);
-    let embeddings = super::ops::embed(&ids, &weights.wte.data, &weights.wpe.data, d);
+    let (t, d) = (ids.len(), config.n_embd);
+    let embeddings = embed(config, weights, &ids, 0);
     let mut x = embeddings.clone();
     let mut layers = Vec::with_capacity(weights.blocks.len());
     for block in &weights.blocks {
@@ -130,8 +222,8 @@ pub fn forward_cpu(
             resid_post: Matrix::from_vec(t, d, tail.resid_post),
         });
     }
-    let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
-    let logits = kernels::lm_head(&ln_f, &weights.wte.data, t, d, config.vocab_size);
+    let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
+    let logits = logits(config, weights, &ln_f);
     Ok(Trace {
         tokens,
         mask,

@@ -6,17 +6,20 @@
 
 use serde::Serialize;
 
-use super::forward::block_tail;
+use super::forward::{block_tail, embed, logits, norm, project_qkv};
 use super::generate::{steps_that_fit, GeneratedToken, Generation};
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
 use super::sampling::{try_sample, Rng, SamplingParams};
-use super::{forward_cpu, ops, EngineError, Mask, Trace};
-use crate::model::{Gpt2Weights, Model, ModelConfig, Token};
+use super::{forward_cpu, EngineError, Mask, Trace};
+use crate::model::{Model, ModelConfig, Token, Weights};
 
-/// Keys and values of the first `len` tokens, per layer, `[len × d]` each
-/// (head h in columns h·d_head..).
+/// Keys and values of the first `len` tokens, per layer, `[len × kv_dim]`
+/// each: one entry per KV head (KV head g in columns g·d_head..), so grouped
+/// heads cache n_head / n_kv_head times less than full multi-head. Keys are
+/// kept after RoPE.
 #[derive(Debug, Clone)]
 pub struct KvCache {
+    /// Width of one cached row: n_kv_head·d_head.
     d: usize,
     len: usize,
     keys: Vec<Vec<f32>>,
@@ -37,7 +40,7 @@ pub struct Step {
 impl KvCache {
     pub fn new(config: &ModelConfig) -> Self {
         Self {
-            d: config.n_embd,
+            d: config.kv_dim(),
             len: 0,
             keys: vec![Vec::new(); config.n_layer],
             values: vec![Vec::new(); config.n_layer],
@@ -51,10 +54,11 @@ impl KvCache {
         let d_head = config.d_head();
         for (l, layer) in trace.layers.iter().enumerate() {
             let (mut k, mut v) = (vec![0.0; t * cache.d], vec![0.0; t * cache.d]);
-            for (h, head) in layer.attention.heads.iter().enumerate() {
+            // The first query head of each group holds its KV head's K and V.
+            for (g, head) in layer.attention.heads.iter().step_by(config.kv_group().max(1)).enumerate() {
                 for i in 0..t {
-                    k[i * cache.d + h * d_head..][..d_head].copy_from_slice(head.k.row(i));
-                    v[i * cache.d + h * d_head..][..d_head].copy_from_slice(head.v.row(i));
+                    k[i * cache.d + g * d_head..][..d_head].copy_from_slice(head.k.row(i));
+                    v[i * cache.d + g * d_head..][..d_head].copy_from_slice(head.v.row(i));
                 }
             }
             cache.keys[l] = k;
@@ -80,13 +84,7 @@ impl KvCache {
 
     /// Reads token `id` at the next position: one row through every layer,
     /// attending over the cache, which grows by one.
-    pub fn step(
-        &mut self,
-        config: &ModelConfig,
-        weights: &Gpt2Weights,
-        id: u32,
-        mask: Mask,
-    ) -> Result<Step, EngineError> {
+    pub fn step(&mut self, config: &ModelConfig, weights: &Weights, id: u32, mask: Mask) -> Result<Step, EngineError> {
         if mask == Mask::Bidirectional {
             return Err(EngineError::CacheNeedsCausalMask);
         }
@@ -97,27 +95,34 @@ impl KvCache {
         if id as usize >= config.vocab_size {
             return Err(EngineError::IdOutOfVocab { id, vocab: config.vocab_size });
         }
-        let (d, eps, n_head, d_head) = (self.d, config.layer_norm_epsilon, config.n_head, config.d_head());
-        let mut x = ops::embed_from(&[id], &weights.wte.data, &weights.wpe.data, d, p);
+        let (kv_dim, n_head, d_head) = (self.d, config.n_head, config.d_head());
+        let (q_dim, width, group) = (config.q_dim(), config.qkv_dim(), config.kv_group().max(1));
+        let mut x = embed(config, weights, &[id], p);
         let mut all_weights = Vec::with_capacity(weights.blocks.len());
         for (l, block) in weights.blocks.iter().enumerate() {
-            let ln_1 = kernels::layernorm(&x, &block.ln_1_g.data, &block.ln_1_b.data, d, eps);
-            let qkv = kernels::matmul_bias(&ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, 1, d, 3 * d);
-            self.keys[l].extend_from_slice(&qkv[d..2 * d]);
-            self.values[l].extend_from_slice(&qkv[2 * d..]);
+            let ln_1 = norm(config, &x, &block.ln_1_g, &block.ln_1_b);
+            let (qkv, _) = project_qkv(config, block, &ln_1, p, false);
+            self.keys[l].extend_from_slice(&qkv[q_dim..q_dim + kv_dim]);
+            self.values[l].extend_from_slice(&qkv[q_dim + kv_dim..width]);
             // One query row (position p) over the p + 1 cached keys.
             let shape = AttentionRows { row0: p, m: 1, t: p + 1, n_head, d_head, mask };
-            let qkv_rows =
-                QkvRows { q: &qkv, q_row0: p, q_stride: 3 * d, k: &self.keys[l], v: &self.values[l], kv_stride: d };
+            let qkv_rows = QkvRows {
+                q: &qkv,
+                q_row0: p,
+                q_stride: width,
+                k: &self.keys[l],
+                v: &self.values[l],
+                kv_stride: kv_dim,
+                group,
+            };
             let AttentionOut { weights: w, out: concat, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
             let head_weights = w.chunks_exact(p + 1).map(<[f32]>::to_vec).collect();
             x = block_tail(config, block, &x, &concat).resid_post;
             all_weights.push(head_weights);
         }
         self.len = p + 1;
-        let ln_f = kernels::layernorm(&x, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps);
-        let logits = kernels::lm_head(&ln_f, &weights.wte.data, 1, d, config.vocab_size);
-        Ok(Step { position: p, logits, weights: all_weights })
+        let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
+        Ok(Step { position: p, logits: logits(config, weights, &ln_f), weights: all_weights })
     }
 }
 
@@ -173,7 +178,15 @@ mod tests {
 
     #[test]
     fn cached_steps_equal_full_runs_in_logits_and_weights() {
-        for (cfg, mask) in [(config(2, 2, 16), Mask::Causal), (config(3, 4, 32), Mask::Window(3))] {
+        let llama = ModelConfig::llama((2, 6, 2, 4), 16, 24, 24, 50);
+        let mha = ModelConfig::llama((2, 3, 3, 6), 16, 24, 24, 50);
+        for (cfg, mask) in [
+            (config(2, 2, 16), Mask::Causal),
+            (config(3, 4, 32), Mask::Window(3)),
+            (llama.clone(), Mask::Causal),
+            (llama, Mask::Window(4)),
+            (mha, Mask::Causal),
+        ] {
             let w = random_weights(&cfg, 7);
             let ids: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 50).collect();
             let prefix = 5;
@@ -215,16 +228,18 @@ mod tests {
 
     #[test]
     fn counted_flops_equal_the_cost_model() {
-        let cfg = config(2, 4, 32);
-        let w = random_weights(&cfg, 1);
-        let ids: Vec<u32> = (0..9).collect();
-        ops::take_flops();
-        let trace = forward_cpu(&cfg, &w, tokens(&ids), Mask::Causal).unwrap();
-        assert_eq!(ops::take_flops(), forward_cost(&cfg, 9).total_flops(), "full forward");
-        let mut cache = KvCache::from_trace(&cfg, &trace);
-        ops::take_flops();
-        cache.step(&cfg, &w, 3, Mask::Causal).unwrap();
-        assert_eq!(ops::take_flops(), step_cost(&cfg, 10).total_flops(), "one cached step");
+        use crate::engine::ops;
+        for cfg in [config(2, 4, 32), ModelConfig::llama((2, 6, 2, 4), 16, 24, 24, 50)] {
+            let w = random_weights(&cfg, 1);
+            let ids: Vec<u32> = (0..9).collect();
+            ops::take_flops();
+            let trace = forward_cpu(&cfg, &w, tokens(&ids), Mask::Causal).unwrap();
+            assert_eq!(ops::take_flops(), forward_cost(&cfg, 9).total_flops(), "full forward");
+            let mut cache = KvCache::from_trace(&cfg, &trace);
+            ops::take_flops();
+            cache.step(&cfg, &w, 3, Mask::Causal).unwrap();
+            assert_eq!(ops::take_flops(), step_cost(&cfg, 10).total_flops(), "one cached step");
+        }
     }
 
     #[test]

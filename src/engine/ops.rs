@@ -43,6 +43,74 @@ pub fn embed_from(ids: &[u32], wte: &[f32], wpe: &[f32], d: usize, row0: usize) 
     x
 }
 
+/// `x[t] = wte[ids[t]]`: the token rows alone (RoPE models add no positions).
+pub fn embed_tokens(ids: &[u32], wte: &[f32], d: usize) -> Vec<f32> {
+    ids.iter().flat_map(|&id| wte[id as usize * d..][..d].iter().copied()).collect()
+}
+
+/// Row-wise RMSNorm as Hugging Face's `LlamaRMSNorm`: `x / √(mean(x²) + ε) · gain`.
+pub fn rmsnorm(x: &[f32], gain: &[f32], d: usize, eps: f32) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for (row_in, row_out) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        let mean_sq = row_in.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (mean_sq + eps).sqrt();
+        for c in 0..d {
+            row_out[c] = row_in[c] * inv * gain[c];
+        }
+    }
+    y
+}
+
+/// RoPE in Hugging Face's rotate-half convention, in place: in each of
+/// `rows` rows (`stride` apart, row r at position `row0 + r`), each of the
+/// `n_heads` head slices of width `d_head` at the row's start has element
+/// `c < d_head/2` paired with `c + d_head/2` and rotated by the angle
+/// `position · inv_freq[c]` (computed in f32, as `transformers` does).
+pub fn rope(x: &mut [f32], rows: usize, stride: usize, n_heads: usize, d_head: usize, row0: usize, inv_freq: &[f32]) {
+    let half = d_head / 2;
+    for r in 0..rows {
+        let position = (row0 + r) as f32;
+        for h in 0..n_heads {
+            let head = &mut x[r * stride + h * d_head..][..d_head];
+            for c in 0..half {
+                let (sin, cos) = rope_angle(position, inv_freq[c]).sin_cos();
+                let (a, b) = (head[c], head[c + half]);
+                head[c] = a * cos - b * sin;
+                head[c + half] = b * cos + a * sin;
+            }
+        }
+    }
+}
+
+/// The angle of pair c at a position: `position · inv_freq[c]` in f32.
+fn rope_angle(position: f32, inv_freq: f32) -> f32 {
+    position * inv_freq
+}
+
+/// The cos/sin table shaders/rope.wgsl reads: row r (position r, for
+/// `positions` rows) holds cos of each pair's angle, then its sin
+/// (`2·inv_freq.len()` = d_head values), the numbers [`rope`] uses.
+pub fn rope_table(inv_freq: &[f32], positions: usize) -> Vec<f32> {
+    let mut table = Vec::with_capacity(positions * 2 * inv_freq.len());
+    for r in 0..positions {
+        let angles = inv_freq.iter().map(|&f| rope_angle(r as f32, f).sin_cos());
+        let (sin, cos): (Vec<f32>, Vec<f32>) = angles.unzip();
+        table.extend(cos);
+        table.extend(sin);
+    }
+    table
+}
+
+/// SwiGLU: rows of `[gate | up]` (each `m` wide) to `silu(gate)·up`, `m` wide.
+pub fn swiglu(gate_up: &[f32], m: usize) -> Vec<f32> {
+    let mut y = Vec::with_capacity(gate_up.len() / 2);
+    for row in gate_up.chunks_exact(2 * m) {
+        let (gate, up) = row.split_at(m);
+        y.extend(gate.iter().zip(up).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u));
+    }
+    y
+}
+
 /// Row-wise layernorm with biased variance, as GPT-2 (shaders/layernorm.wgsl).
 pub fn layernorm(x: &[f32], gain: &[f32], bias: &[f32], d: usize, eps: f32) -> Vec<f32> {
     let mut y = vec![0.0; x.len()];
@@ -159,6 +227,7 @@ pub fn activate(x: &mut [f32], activation: Activation) {
             }
         }
         Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
     }
 }
 
@@ -223,6 +292,40 @@ mod tests {
         let qkv = [0.0, 0.0, 10.0, 0.0, 0.0, 20.0];
         let out = weighted_sum(&[1.0, 0.0, 0.25, 0.75], &qkv, 2, 1, 1);
         assert_eq!(out, vec![10.0, 17.5]);
+    }
+
+    #[test]
+    fn rmsnorm_gives_unit_root_mean_square() {
+        let y = rmsnorm(&[3.0, -4.0], &[1.0, 2.0], 2, 0.0);
+        // rms = √12.5; gains 1 and 2.
+        let rms = 12.5f32.sqrt();
+        assert!((y[0] - 3.0 / rms).abs() < 1e-6 && (y[1] + 8.0 / rms).abs() < 1e-6, "{y:?}");
+    }
+
+    #[test]
+    fn rope_rotates_pairs_half_a_head_apart_by_position() {
+        // One head of width 4: pairs (0, 2) and (1, 3), frequencies 1 and 0.5.
+        let mut x = [1.0, 1.0, 0.0, 0.0, /* row 1 */ 1.0, 1.0, 0.0, 0.0];
+        rope(&mut x, 2, 4, 1, 4, 0, &[1.0, 0.5]);
+        assert_eq!(&x[..4], &[1.0, 1.0, 0.0, 0.0], "position 0 is not rotated");
+        let want = [1f32.cos(), 0.5f32.cos(), 1f32.sin(), 0.5f32.sin()];
+        assert!(x[4..].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{x:?}");
+        // A rotation keeps the length, and dot products depend on the offset only.
+        let (mut a, mut b) = ([0.3, -0.7, 0.2, 0.9], [0.5, 0.1, -0.4, 0.8]);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let (mut a2, mut b2) = (a, b);
+        rope(&mut a, 1, 4, 1, 4, 5, &[1.0, 0.1]);
+        rope(&mut b, 1, 4, 1, 4, 3, &[1.0, 0.1]);
+        rope(&mut a2, 1, 4, 1, 4, 12, &[1.0, 0.1]);
+        rope(&mut b2, 1, 4, 1, 4, 10, &[1.0, 0.1]);
+        assert!((dot(&a, &b) - dot(&a2, &b2)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn swiglu_gates_up_by_silu_of_gate() {
+        let y = swiglu(&[0.0, 2.0, /* up */ 5.0, 3.0], 2);
+        let silu2 = 2.0 / (1.0 + (-2.0f32).exp());
+        assert_eq!(y, vec![0.0, silu2 * 3.0]);
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl Serialize for Matrix {
 /// One attention head of one layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct HeadTrace {
-    /// Queries, keys and values of this head, T×d_head each.
+    /// Queries, keys and values of this head, T×d_head each (after RoPE when the model has it).
     pub q: Matrix,
     pub k: Matrix,
     pub v: Matrix,
@@ -67,6 +67,16 @@ pub struct HeadTrace {
     pub weights: Matrix,
     /// Weights · V, T×d_head.
     pub output: Matrix,
+    /// RoPE models: this head's Q and K before the rotation (`q` and `k` are
+    /// after it: what is dotted). Absent for learned positions (GPT-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q_pre_rope: Option<Matrix>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k_pre_rope: Option<Matrix>,
+    /// The Llama family: which KV head this query head reads (its `k` and
+    /// `v` are that head's, shared with the other heads of its group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_head: Option<usize>,
 }
 
 /// The attention half of a layer, up to the concatenated head outputs.
@@ -88,7 +98,8 @@ pub struct LayerTrace {
     pub resid_mid: Matrix,
     /// ln_2(resid_mid), T×d.
     pub ln_2: Matrix,
-    /// MLP hidden layer after the activation, T×n_inner (4d in GPT-2).
+    /// MLP hidden layer after the activation, T×n_inner (4d in GPT-2;
+    /// silu(gate)·up in the Llama family).
     pub mlp_hidden: Matrix,
     /// MLP output, T×d.
     pub mlp_out: Matrix,
@@ -107,11 +118,12 @@ impl LayerTrace {
 pub struct Trace {
     pub tokens: Vec<Token>,
     pub mask: Mask,
-    /// Token plus position embeddings: the residual stream entering layer 0, T×d.
+    /// Token plus position embeddings (token embeddings alone with RoPE):
+    /// the residual stream entering layer 0, T×d.
     pub embeddings: Matrix,
     pub layers: Vec<LayerTrace>,
-    /// Final layernorm, T×d.
+    /// Final norm (LayerNorm or RMSNorm), T×d.
     pub ln_f: Matrix,
-    /// Next-token logits at every position, T×vocab (the LM head is tied to wte).
+    /// Next-token logits at every position, T×vocab.
     pub logits: Matrix,
 }

@@ -1,11 +1,13 @@
-//! `GpuForward`: the whole GPT-2 forward pass as WGSL compute kernels, weights
+//! `GpuForward`: the whole forward pass of either family as WGSL compute kernels, weights
 //! resident, every tensor in its own storage buffer (for rendering and slice
 //! readback), and prefix reuse: when new ids extend or share a prefix with the
 //! last run, the prefix's K and V (and every other per-row tensor) are kept and
 //! only the new rows are computed (the KV cache).
 //!
 //! Per block, 5 dispatches: ln_1+QKV, attention, proj+residual, ln_2+fc+GELU,
-//! proj+residual. Matmuls over few rows (an appended token, the last
+//! proj+residual; the Llama family adds RoPE after the QKV projection and
+//! SwiGLU after the fused gate|up projection (7), its norms RMSNorm in the
+//! same matmul prologues. Matmuls over few rows (an appended token, the last
 //! position's logits) use matmul_skinny.wgsl, so an append costs O(T) (the
 //! attention row over the cache) plus one pass over the weights. Attention is attention_rows.wgsl when the trace wants the T×T
 //! matrices, flash_attention.wgsl otherwise. Buffers and bind groups are built
@@ -13,7 +15,8 @@
 //! a run only writes the new ids and one block of parameters.
 
 use super::kernels::{
-    AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, PARAM_STRIDE,
+    AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, RopeParams,
+    SwigluParams, PARAM_STRIDE,
 };
 use super::layout::{Buffers, Layout, Slot};
 use super::weights::GpuWeights;
@@ -248,6 +251,7 @@ impl GpuForward {
     ) -> Result<(Vec<Step<'a>>, ParamWriter), GpuError> {
         let c = &self.config;
         let (d, n_inner, eps) = (c.n_embd, c.n_inner, c.layer_norm_epsilon);
+        let (llama, q_dim, width) = (c.architecture.is_llama_family(), c.q_dim(), c.qkv_dim());
         let m = t - p;
         let mut params = ParamWriter { bytes: vec![0; buf.uniform_size()] };
         let mut steps = Vec::new();
@@ -266,51 +270,94 @@ impl GpuForward {
                 row0: p as u32,
                 v0: chunk.v0 as u32,
                 vn: chunk.rows as u32,
-                _pad: [0; 3],
+                positions: u32::from(!llama),
+                half: match chunk.format {
+                    None => 0,
+                    Some(Half::F16) => 1,
+                    Some(Half::Bf16) => 2,
+                },
+                _pad: 0,
             };
             params.put(slot, &e);
-            push(Kernel::Embed, slot, e.workgroups())?;
+            push(if chunk.format.is_some() { Kernel::Embed16 } else { Kernel::Embed }, slot, e.workgroups())?;
         }
         let trace = opts.trace;
         let rows = |mp: MatmulParams| mp.rows_from(p, p);
-        for layer in &buf.slots.layers {
+        for (layer, wb) in buf.slots.layers.iter().zip(&self.weights.blocks) {
             let qkv = rows(MatmulParams::new(
-                (m, d, 3 * d),
-                MatmulFusion { layernorm: Some(eps), write_ln: trace, bias: true, ..Default::default() },
+                (m, d, width),
+                MatmulFusion {
+                    layernorm: Some(eps),
+                    rms: llama,
+                    w16: wb.qkv_w.format,
+                    write_ln: trace,
+                    bias: true,
+                    ..Default::default()
+                },
             ));
             params.put(&layer.qkv, &qkv);
             push(qkv.kernel(), &layer.qkv, qkv.workgroups())?;
+            if let Some(slot) = &layer.rope {
+                let rope = RopeParams::new(m, p, width, c.n_head + c.n_kv_head, c.d_head(), trace);
+                params.put(slot, &rope);
+                push(Kernel::Rope, slot, rope.workgroups())?;
+            }
 
             if trace {
-                let shape = AttentionShape { m: t, t, n_head: c.n_head, d_head: c.d_head(), row0: 0, mask: opts.mask };
+                let shape = AttentionShape {
+                    m: t,
+                    t,
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    d_head: c.d_head(),
+                    row0: 0,
+                    mask: opts.mask,
+                };
                 let slot = layer.rows.as_ref().ok_or_else(|| GpuError::OutOfRange("T×T buffers".into()))?;
                 params.put(slot, &shape.rows_params(buf.layout.cap)?);
                 push(Kernel::AttentionRows, slot, shape.rows_workgroups())?;
             } else {
-                let shape = AttentionShape { m, t, n_head: c.n_head, d_head: c.d_head(), row0: p, mask: opts.mask };
+                let shape = AttentionShape {
+                    m,
+                    t,
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    d_head: c.d_head(),
+                    row0: p,
+                    mask: opts.mask,
+                };
                 params.put(&layer.flash, &shape.flash_params()?);
                 push(Kernel::FlashAttention, &layer.flash, shape.flash_workgroups())?;
             }
 
             let residual = MatmulFusion { bias: true, residual: true, write_pre: trace, ..Default::default() };
-            let proj = rows(MatmulParams::new((m, d, d), residual));
+            let proj = rows(MatmulParams::new((m, q_dim, d), MatmulFusion { w16: wb.proj_w.format, ..residual }));
             params.put(&layer.proj, &proj);
             push(proj.kernel(), &layer.proj, proj.workgroups())?;
 
+            // GPT-2: hidden = act(ln_2 · fc); Llama: gate|up = rms(ln_2) · [gate|up], then SwiGLU.
             let fc = rows(MatmulParams::new(
-                (m, d, n_inner),
+                (m, d, if llama { 2 * n_inner } else { n_inner }),
                 MatmulFusion {
                     layernorm: Some(eps),
+                    rms: llama,
+                    w16: wb.fc_w.format,
                     write_ln: trace,
                     bias: true,
-                    activation: Some(c.activation_function),
+                    activation: (!llama).then_some(c.activation_function),
                     ..Default::default()
                 },
             ));
             params.put(&layer.fc, &fc);
             push(fc.kernel(), &layer.fc, fc.workgroups())?;
+            if let Some(slot) = &layer.swiglu {
+                let swiglu = SwigluParams { rows: m as u32, m: n_inner as u32, row0: p as u32, _pad: 0 };
+                params.put(slot, &swiglu);
+                push(Kernel::Swiglu, slot, swiglu.workgroups())?;
+            }
 
-            let mlp_proj = rows(MatmulParams::new((m, n_inner, d), residual));
+            let mlp_proj =
+                rows(MatmulParams::new((m, n_inner, d), MatmulFusion { w16: wb.mlp_proj_w.format, ..residual }));
             params.put(&layer.mlp_proj, &mlp_proj);
             push(mlp_proj.kernel(), &layer.mlp_proj, mlp_proj.workgroups())?;
         }
@@ -323,13 +370,26 @@ impl GpuForward {
             (false, false) => (1, t - 1, 0, &buf.slots.logits_last),
         };
         if trace {
-            let ln = LayernormParams { rows: m as u32, d: d as u32, eps, row0: p as u32 };
+            let ln = LayernormParams {
+                rows: m as u32,
+                d: d as u32,
+                eps,
+                row0: p as u32,
+                rms: u32::from(llama),
+                _pad: [0; 3],
+            };
             params.put(&buf.slots.ln_f, &ln);
             push(Kernel::Layernorm, &buf.slots.ln_f, ln.workgroups())?;
         }
         let slots = slots.as_ref().ok_or_else(|| GpuError::OutOfRange("all-position logits buffer".into()))?;
-        for (slot, chunk) in slots.iter().zip(&self.weights.wte) {
-            let fusion = MatmulFusion { layernorm: (!trace).then_some(eps), transposed: true, ..Default::default() };
+        for (slot, chunk) in slots.iter().zip(self.weights.head()) {
+            let fusion = MatmulFusion {
+                layernorm: (!trace).then_some(eps),
+                rms: llama,
+                w16: chunk.format,
+                transposed: true,
+                ..Default::default()
+            };
             let lm = MatmulParams::new((logit_rows, d, chunk.rows), fusion)
                 .rows_from(xrow0, yrow0)
                 .into_columns(chunk.v0, c.vocab_size);

@@ -16,28 +16,56 @@ use crate::model::Activation;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     Embed,
+    /// embed.wgsl over a 16-bit token table (embed_table_16.wgsl).
+    Embed16,
     Layernorm,
     MatmulBias,
     MatmulSkinny,
+    /// The same two with 16-bit weights (shaders/matmul_weights_16.wgsl).
+    MatmulBias16,
+    MatmulSkinny16,
     AttentionRows,
     FlashAttention,
     TopK,
     ValueRange,
     RowNorms,
+    Rope,
+    Swiglu,
+}
+
+impl Kernel {
+    /// One of the four matmul pipelines (they share one bind group layout).
+    pub fn is_matmul(self) -> bool {
+        matches!(self, Kernel::MatmulBias | Kernel::MatmulSkinny | Kernel::MatmulBias16 | Kernel::MatmulSkinny16)
+    }
+}
+
+/// A 16-bit weight format the matmul kernels widen to f32 as they read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    /// IEEE binary16.
+    F16,
+    /// bfloat16 (the high half of an f32).
+    Bf16,
 }
 
 pub struct Kernels {
     embed: wgpu::ComputePipeline,
+    embed_16: wgpu::ComputePipeline,
     layernorm: wgpu::ComputePipeline,
     matmul_bias: wgpu::ComputePipeline,
     matmul_skinny: wgpu::ComputePipeline,
-    /// The bind group layout both matmul kernels share, so one bind group serves either.
+    matmul_bias_16: wgpu::ComputePipeline,
+    matmul_skinny_16: wgpu::ComputePipeline,
+    /// The bind group layout every matmul pipeline shares, so one bind group serves any.
     matmul_layout: wgpu::BindGroupLayout,
     attention_rows: wgpu::ComputePipeline,
     flash_attention: wgpu::ComputePipeline,
     top_k: wgpu::ComputePipeline,
     value_range: wgpu::ComputePipeline,
     row_norms: wgpu::ComputePipeline,
+    rope: wgpu::ComputePipeline,
+    swiglu: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -53,10 +81,14 @@ pub struct EmbedParams {
     pub row0: u32,
     pub v0: u32,
     pub vn: u32,
-    pub _pad: [u32; 3],
+    /// 1: add `wpe` (GPT-2's learned positions); 0: token rows alone (RoPE).
+    pub positions: u32,
+    /// The table chunk's format for the Embed16 pipeline: 1 IEEE half, 2 bfloat16 (0: f32).
+    pub half: u32,
+    pub _pad: u32,
 }
 
-/// shaders/layernorm.wgsl: rows `row0..row0+rows` of `x[·×d]`.
+/// shaders/layernorm.wgsl: rows `row0..row0+rows` of `x[·×d]`; RMSNorm when `rms` is 1.
 /// The Rust mirror of `struct Params` in shaders/layernorm.wgsl: keep the two in sync (field order, types, padding).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
@@ -65,6 +97,8 @@ pub struct LayernormParams {
     pub d: u32,
     pub eps: f32,
     pub row0: u32,
+    pub rms: u32,
+    pub _pad: [u32; 3],
 }
 
 /// What shaders/matmul_bias.wgsl fuses around `x · w` (see its header).
@@ -72,6 +106,10 @@ pub struct LayernormParams {
 pub struct MatmulFusion {
     /// Layernorm the rows of x with this epsilon (gain and bias in the `ln` binding).
     pub layernorm: Option<f32>,
+    /// With `layernorm`: RMSNorm instead (the Llama family).
+    pub rms: bool,
+    /// `w` holds 16-bit values packed in pairs (the 16-bit pipelines).
+    pub w16: Option<Half>,
     /// Also write the normalised rows to `ln_out`.
     pub write_ln: bool,
     /// `w` is `[N×K]`, used transposed.
@@ -112,6 +150,9 @@ impl MatmulParams {
             | flag(fusion.bias, 8)
             | flag(fusion.residual, 16)
             | flag(fusion.write_pre, 32)
+            | flag(fusion.rms, 128)
+            | flag(fusion.w16.is_some(), 256)
+            | flag(fusion.w16 == Some(Half::Bf16), 512)
             // vec4 tile loads: K (and N, unless w is read transposed) whole vec4s.
             | flag(k % 4 == 0 && (fusion.transposed || n % 4 == 0), 64);
         let act = match fusion.activation {
@@ -119,6 +160,7 @@ impl MatmulParams {
             Some(Activation::GeluTanh) => 1,
             Some(Activation::Gelu) => 2,
             Some(Activation::Relu) => 3,
+            Some(Activation::Silu) => 4,
         };
         Self {
             m: m as u32,
@@ -152,10 +194,12 @@ impl MatmulParams {
     /// The kernel for this shape: matmul_skinny.wgsl for a few rows (appends
     /// with the KV cache, the last position's logits), the 64×64 tiles otherwise.
     pub fn kernel(&self) -> Kernel {
-        if self.m as usize <= SKINNY_MAX_ROWS {
-            Kernel::MatmulSkinny
-        } else {
-            Kernel::MatmulBias
+        let w16 = self.flags & 256 != 0;
+        match (self.m as usize <= SKINNY_MAX_ROWS, w16) {
+            (true, false) => Kernel::MatmulSkinny,
+            (false, false) => Kernel::MatmulBias,
+            (true, true) => Kernel::MatmulSkinny16,
+            (false, true) => Kernel::MatmulBias16,
         }
     }
 
@@ -167,7 +211,7 @@ impl MatmulParams {
     /// Workgroups for either matmul kernel (tests run both on every shape).
     pub fn workgroups_for(&self, kernel: Kernel) -> [u32; 3] {
         match kernel {
-            Kernel::MatmulSkinny => [self.n.div_ceil(256), self.m.div_ceil(4), 1],
+            Kernel::MatmulSkinny | Kernel::MatmulSkinny16 => [self.n.div_ceil(256), self.m.div_ceil(4), 1],
             _ => [self.n.div_ceil(64), self.m.div_ceil(64), 1],
         }
     }
@@ -183,6 +227,9 @@ pub struct AttentionShape {
     pub m: usize,
     pub t: usize,
     pub n_head: usize,
+    /// KV heads: query head h reads KV head h / (n_head / n_kv_head); equal
+    /// to `n_head` for full multi-head attention (GPT-2).
+    pub n_kv_head: usize,
     pub d_head: usize,
     pub row0: usize,
     pub mask: Mask,
@@ -204,7 +251,8 @@ pub struct AttentionParams {
     pub window: u32,
     pub scale: f32,
     pub neg_inf_bits: u32,
-    pub _pad: [u32; 2],
+    pub n_kv_head: u32,
+    pub _pad: u32,
 }
 
 /// The largest T attention_rows.wgsl holds in workgroup memory, and d_head limits.
@@ -214,6 +262,13 @@ pub const MAX_FLASH_D_HEAD: usize = 128;
 
 impl AttentionShape {
     fn check(&self, max_d_head: usize, max_t: usize, what: &str) -> Result<(), GpuError> {
+        let grouped = self.n_kv_head > 0 && self.n_head.is_multiple_of(self.n_kv_head);
+        if !grouped {
+            return Err(GpuError::Unsupported(format!(
+                "{what} with {} query heads over {} KV heads (they must divide them)",
+                self.n_head, self.n_kv_head
+            )));
+        }
         if self.d_head == 0 || self.d_head > max_d_head || self.t > max_t || self.row0 + self.m > self.t {
             return Err(GpuError::Unsupported(format!(
                 "{what} with T = {}, rows {}..{}, d_head = {} (limits: T ≤ {max_t}, 1 ≤ d_head ≤ {max_d_head})",
@@ -239,7 +294,8 @@ impl AttentionShape {
             window,
             scale: 1.0 / (self.d_head as f32).sqrt(),
             neg_inf_bits: f32::NEG_INFINITY.to_bits(),
-            _pad: [0; 2],
+            n_kv_head: self.n_kv_head as u32,
+            _pad: 0,
         }
     }
 
@@ -348,6 +404,58 @@ impl RowNormsParams {
     }
 }
 
+/// shaders/rope.wgsl: RoPE on the first `n_heads` head slices of rows
+/// `row0..row0+rows` of a `stride`-wide fused projection, with the cos/sin
+/// table of `engine::ops::rope_table`; `write_pre` keeps the slices before.
+/// The Rust mirror of `struct Params` in shaders/rope.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct RopeParams {
+    pub rows: u32,
+    pub row0: u32,
+    pub stride: u32,
+    pub n_heads: u32,
+    pub d_head: u32,
+    pub write_pre: u32,
+    pub _pad: [u32; 2],
+}
+
+impl RopeParams {
+    pub fn new(rows: usize, row0: usize, stride: usize, n_heads: usize, d_head: usize, write_pre: bool) -> Self {
+        let u = |x: usize| x as u32;
+        Self {
+            rows: u(rows),
+            row0: u(row0),
+            stride: u(stride),
+            n_heads: u(n_heads),
+            d_head: u(d_head),
+            write_pre: u32::from(write_pre),
+            _pad: [0; 2],
+        }
+    }
+
+    pub fn workgroups(&self) -> [u32; 3] {
+        [(self.rows * self.n_heads * (self.d_head / 2)).div_ceil(64), 1, 1]
+    }
+}
+
+/// shaders/swiglu.wgsl: silu(gate)·up of rows `row0..row0+rows` of a `[·×2m]` gate|up.
+/// The Rust mirror of `struct Params` in shaders/swiglu.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct SwigluParams {
+    pub rows: u32,
+    pub m: u32,
+    pub row0: u32,
+    pub _pad: u32,
+}
+
+impl SwigluParams {
+    pub fn workgroups(&self) -> [u32; 3] {
+        [(self.rows * self.m).div_ceil(64), 1, 1]
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -388,6 +496,21 @@ fn with_prelude(prelude: &str, kernel: &str) -> String {
 }
 
 const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+const MATMUL_BIAS: &str = include_str!("../../shaders/matmul_bias.wgsl");
+const MATMUL_SKINNY: &str = include_str!("../../shaders/matmul_skinny.wgsl");
+const W_F32: &str = include_str!("../../shaders/matmul_weights_f32.wgsl");
+const W_F32_SCALAR: &str = include_str!("../../shaders/matmul_weights_f32_scalar.wgsl");
+const W_16: &str = include_str!("../../shaders/matmul_weights_16.wgsl");
+const HALF: &str = include_str!("../../shaders/half.wgsl");
+const EMBED: &str = include_str!("../../shaders/embed.wgsl");
+const EMBED_F32: &str = include_str!("../../shaders/embed_table_f32.wgsl");
+const EMBED_16: &str = include_str!("../../shaders/embed_table_16.wgsl");
+
+/// A matmul kernel after matmul_common.wgsl and the way it reads w (f32, or
+/// 16-bit after half.wgsl).
+fn matmul_source(kernel: &str, weights: &str) -> String {
+    with_prelude(&with_prelude(&with_prelude(MATMUL_COMMON, HALF), weights), kernel)
+}
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 
 /// The bindings of matmul_bias.wgsl and matmul_skinny.wgsl: the uniform
@@ -430,20 +553,13 @@ impl Kernels {
         });
         let mm = Some(&matmul_pipeline_layout);
         Self {
-            embed: pipeline(d, "embed", include_str!("../../shaders/embed.wgsl"), None),
+            embed: pipeline(d, "embed", &with_prelude(EMBED_F32, EMBED), None),
+            embed_16: pipeline(d, "embed (16-bit table)", &with_prelude(&with_prelude(HALF, EMBED_16), EMBED), None),
             layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
-            matmul_bias: pipeline(
-                d,
-                "matmul_bias",
-                &with_prelude(MATMUL_COMMON, include_str!("../../shaders/matmul_bias.wgsl")),
-                mm,
-            ),
-            matmul_skinny: pipeline(
-                d,
-                "matmul_skinny",
-                &with_prelude(MATMUL_COMMON, include_str!("../../shaders/matmul_skinny.wgsl")),
-                mm,
-            ),
+            matmul_bias: pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32), mm),
+            matmul_skinny: pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR), mm),
+            matmul_bias_16: pipeline(d, "matmul_bias (16-bit w)", &matmul_source(MATMUL_BIAS, W_16), mm),
+            matmul_skinny_16: pipeline(d, "matmul_skinny (16-bit w)", &matmul_source(MATMUL_SKINNY, W_16), mm),
             matmul_layout,
             attention_rows: pipeline(
                 d,
@@ -460,20 +576,27 @@ impl Kernels {
             top_k: pipeline(d, "top_k", include_str!("../../shaders/top_k.wgsl"), None),
             value_range: pipeline(d, "value_range", include_str!("../../shaders/value_range.wgsl"), None),
             row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
+            rope: pipeline(d, "rope", include_str!("../../shaders/rope.wgsl"), None),
+            swiglu: pipeline(d, "swiglu", include_str!("../../shaders/swiglu.wgsl"), None),
         }
     }
 
     pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
         match kernel {
             Kernel::Embed => &self.embed,
+            Kernel::Embed16 => &self.embed_16,
             Kernel::Layernorm => &self.layernorm,
             Kernel::MatmulBias => &self.matmul_bias,
             Kernel::MatmulSkinny => &self.matmul_skinny,
+            Kernel::MatmulBias16 => &self.matmul_bias_16,
+            Kernel::MatmulSkinny16 => &self.matmul_skinny_16,
             Kernel::AttentionRows => &self.attention_rows,
             Kernel::FlashAttention => &self.flash_attention,
             Kernel::TopK => &self.top_k,
             Kernel::ValueRange => &self.value_range,
             Kernel::RowNorms => &self.row_norms,
+            Kernel::Rope => &self.rope,
+            Kernel::Swiglu => &self.swiglu,
         }
     }
 
@@ -498,7 +621,7 @@ impl Kernels {
         );
         let auto_layout;
         let layout = match kernel {
-            Kernel::MatmulBias | Kernel::MatmulSkinny => &self.matmul_layout,
+            k if k.is_matmul() => &self.matmul_layout,
             _ => {
                 auto_layout = self.pipeline(kernel).get_bind_group_layout(0);
                 &auto_layout
@@ -530,7 +653,7 @@ impl Kernels {
         workgroups: [u32; 3],
     ) -> Result<(), GpuError> {
         Self::check_workgroups(ctx, workgroups)?;
-        if matches!(kernel, Kernel::MatmulBias | Kernel::MatmulSkinny) {
+        if kernel.is_matmul() {
             // x and w are array<vec4<f32>> in matmul_bias.wgsl: a ragged tail would be unreadable.
             if let Some(b) = buffers.iter().take(2).find(|b| b.size() % 16 != 0) {
                 return Err(GpuError::Unsupported(format!(

@@ -2,9 +2,12 @@
 //! [`Layout`] and reused by every run until the text outgrows the capacity
 //! (the buffer pool: typing never allocates).
 
+use wgpu::util::DeviceExt;
+
 use super::kernels::{Kernel, Kernels, PARAM_STRIDE};
 use super::weights::{GpuWeights, STORAGE};
 use super::{GpuContext, GpuError};
+use crate::engine::ops;
 use crate::model::ModelConfig;
 
 /// What the buffers can hold.
@@ -56,6 +59,10 @@ pub struct LayerBuffers {
     pub hidden: wgpu::Buffer,
     pub mlp_out: wgpu::Buffer,
     pub resid_post: wgpu::Buffer,
+    /// The Llama family: the fused gate|up projection `[cap × 2·n_inner]`, and
+    /// Q and K before RoPE `[cap × (q_dim + kv_dim)]` (written by traced runs).
+    pub gate_up: Option<wgpu::Buffer>,
+    pub qk_pre: Option<wgpu::Buffer>,
 }
 
 pub struct LayerSlots {
@@ -65,6 +72,9 @@ pub struct LayerSlots {
     pub proj: Slot,
     pub fc: Slot,
     pub mlp_proj: Slot,
+    /// The Llama family's RoPE and SwiGLU dispatches.
+    pub rope: Option<Slot>,
+    pub swiglu: Option<Slot>,
 }
 
 pub struct Slots {
@@ -131,9 +141,9 @@ impl Binder<'_> {
 }
 
 /// Parameter blocks a layout needs: embed and logits per vocabulary chunk (four
-/// logits variants), five per block plus flash, and ln_f.
+/// logits variants), five per block plus flash, RoPE and SwiGLU, and ln_f.
 fn slot_count(layers: usize, chunks: usize) -> u64 {
-    (chunks * 5 + layers * 6 + 1) as u64
+    (chunks * 5 + layers * 8 + 1) as u64
 }
 
 impl Buffers {
@@ -145,7 +155,16 @@ impl Buffers {
         layout: Layout,
     ) -> Result<Self, GpuError> {
         let (d, h, cap, v) = (config.n_embd, config.n_head, layout.cap, config.vocab_size);
+        let (llama, q_dim, width) = (config.architecture.is_llama_family(), config.q_dim(), config.qkv_dim());
         let mut a = Alloc { ctx, bytes: 0 };
+        // RoPE's cos/sin for every position the buffers hold (engine::ops::rope_table).
+        let table = if llama { ops::rope_table(&config.rope_inv_freq(), cap) } else { vec![0.0; 4] };
+        a.bytes += table.len() as u64 * 4;
+        let rope_table = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("rope cos/sin"),
+            contents: bytemuck::cast_slice(&table),
+            usage: STORAGE,
+        });
         let ids = a.buffer("ids", cap)?;
         let x = a.buffer("embeddings", cap * d)?;
         let mut layers = Vec::with_capacity(config.n_layer);
@@ -156,17 +175,19 @@ impl Buffers {
             };
             layers.push(LayerBuffers {
                 ln_1: a.buffer(&name("ln_1"), cap * d)?,
-                qkv: a.buffer(&name("qkv"), cap * 3 * d)?,
+                qkv: a.buffer(&name("qkv"), cap * width)?,
                 raw: square(&mut a, "scores_raw")?,
                 masked: square(&mut a, "scores_masked")?,
                 weights: square(&mut a, "weights")?,
-                head_out: a.buffer(&name("head_out"), cap * d)?,
+                head_out: a.buffer(&name("head_out"), cap * q_dim)?,
                 attn_out: a.buffer(&name("attn_out"), cap * d)?,
                 resid_mid: a.buffer(&name("resid_mid"), cap * d)?,
                 ln_2: a.buffer(&name("ln_2"), cap * d)?,
                 hidden: a.buffer(&name("mlp_hidden"), cap * config.n_inner)?,
                 mlp_out: a.buffer(&name("mlp_out"), cap * d)?,
                 resid_post: a.buffer(&name("resid_post"), cap * d)?,
+                gate_up: llama.then(|| a.buffer(&name("mlp_gate_up"), cap * 2 * config.n_inner)).transpose()?,
+                qk_pre: llama.then(|| a.buffer(&name("qk_pre_rope"), cap * (q_dim + config.kv_dim()))).transpose()?,
             });
         }
         let ln_f = a.buffer("ln_f", cap * d)?;
@@ -177,14 +198,20 @@ impl Buffers {
         let dummy_b = a.buffer("unused (write b)", 1)?;
         let uniform = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("forward params"),
-            size: slot_count(config.n_layer, weights.wte.len()) * PARAM_STRIDE,
+            size: slot_count(config.n_layer, weights.wte.len().max(weights.head().len())) * PARAM_STRIDE,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
 
         let mut bind = Binder { ctx, kernels, uniform: &uniform, next: 0 };
-        let embed =
-            weights.wte.iter().map(|c| bind.slot(Kernel::Embed, &[&ids, &c.buffer, &weights.wpe, &x])).collect();
+        let embed = weights
+            .wte
+            .iter()
+            .map(|c| {
+                let kernel = if c.format.is_some() { Kernel::Embed16 } else { Kernel::Embed };
+                bind.slot(kernel, &[&ids, &c.buffer, &weights.wpe, &x])
+            })
+            .collect();
         let mut layer_slots = Vec::with_capacity(layers.len());
         for (l, (lb, wb)) in layers.iter().zip(&weights.blocks).enumerate() {
             let input = if l == 0 { &x } else { &layers[l - 1].resid_post };
@@ -196,23 +223,36 @@ impl Buffers {
                 }
                 _ => None,
             };
+            let fc_out = lb.gate_up.as_ref().unwrap_or(&lb.hidden);
             layer_slots.push(LayerSlots {
-                qkv: bind.slot(mm, &[input, &wb.qkv_w, &wb.qkv_b, &lb.qkv, &dummy_ro, &wb.ln_1, &lb.ln_1, &dummy_b]),
+                rope: lb.qk_pre.as_ref().map(|pre| bind.slot(Kernel::Rope, &[&lb.qkv, &rope_table, pre])),
+                swiglu: lb.gate_up.as_ref().map(|gate_up| bind.slot(Kernel::Swiglu, &[gate_up, &lb.hidden])),
+                qkv: bind
+                    .slot(mm, &[input, &wb.qkv_w.buffer, &wb.qkv_b, &lb.qkv, &dummy_ro, &wb.ln_1, &lb.ln_1, &dummy_b]),
                 rows,
                 flash: bind.slot(Kernel::FlashAttention, &[&lb.qkv, &lb.head_out]),
                 proj: bind.slot(
                     mm,
-                    &[&lb.head_out, &wb.proj_w, &wb.proj_b, &lb.resid_mid, input, &dummy_ro, &dummy_a, &lb.attn_out],
+                    &[
+                        &lb.head_out,
+                        &wb.proj_w.buffer,
+                        &wb.proj_b,
+                        &lb.resid_mid,
+                        input,
+                        &dummy_ro,
+                        &dummy_a,
+                        &lb.attn_out,
+                    ],
                 ),
                 fc: bind.slot(
                     mm,
-                    &[&lb.resid_mid, &wb.fc_w, &wb.fc_b, &lb.hidden, &dummy_ro, &wb.ln_2, &lb.ln_2, &dummy_b],
+                    &[&lb.resid_mid, &wb.fc_w.buffer, &wb.fc_b, fc_out, &dummy_ro, &wb.ln_2, &lb.ln_2, &dummy_b],
                 ),
                 mlp_proj: bind.slot(
                     mm,
                     &[
                         &lb.hidden,
-                        &wb.mlp_proj_w,
+                        &wb.mlp_proj_w.buffer,
                         &wb.mlp_proj_b,
                         &lb.resid_post,
                         &lb.resid_mid,
@@ -227,7 +267,7 @@ impl Buffers {
         let ln_f_slot = bind.slot(Kernel::Layernorm, &[last, &weights.ln_f, &ln_f]);
         let mut logits = |input: &wgpu::Buffer, out: &wgpu::Buffer| -> Vec<Slot> {
             weights
-                .wte
+                .head()
                 .iter()
                 .map(|c| {
                     let lm = [input, &c.buffer, &dummy_ro, out, &dummy_ro, &weights.ln_f, &dummy_a, &dummy_b];
@@ -241,7 +281,10 @@ impl Buffers {
             Some(all) => (Some(logits(last, all)), Some(logits(&ln_f, all))),
             None => (None, None),
         };
-        debug_assert!(bind.next as u64 <= slot_count(config.n_layer, weights.wte.len()), "uniform slots overflow");
+        debug_assert!(
+            bind.next as u64 <= slot_count(config.n_layer, weights.wte.len().max(weights.head().len())),
+            "uniform slots overflow"
+        );
         let slots = Slots {
             embed,
             layers: layer_slots,

@@ -14,10 +14,10 @@ mod weights;
 pub use context::{GpuContext, GpuError};
 pub use forward::{GpuForward, RunOptions, RunStats};
 pub use kernels::{
-    AttentionParams, AttentionShape, EmbedParams, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
-    RowNormsParams, TopKParams, ValueRangeParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K,
-    SKINNY_MAX_ROWS,
+    AttentionParams, AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
+    RopeParams, RowNormsParams, SwigluParams, TopKParams, ValueRangeParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD,
+    MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};
-pub use weights::{rows_per_chunk, GpuWeights};
+pub use weights::{half_format, pack_half, rows_per_chunk, GpuWeights, PackedWeight};

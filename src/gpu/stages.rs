@@ -15,7 +15,7 @@ pub enum Stage {
     Embeddings,
     /// ln_1 output, T×d (traced runs).
     Ln1,
-    /// Fused Q|K|V, T×3d: the KV cache.
+    /// Fused Q|K|V, T×(q_dim + 2·kv_dim) (3d for GPT-2): the KV cache.
     Qkv,
     /// Q·Kᵀ, H×T×T (traced runs).
     ScoresRaw,
@@ -23,7 +23,7 @@ pub enum Stage {
     ScoresMasked,
     /// Softmax weights, H×T×T (traced runs).
     Weights,
-    /// Concatenated head outputs W·V, T×d.
+    /// Concatenated head outputs W·V, T×q_dim (d for GPT-2).
     HeadOut,
     /// The attention projection before the residual, T×d (traced runs).
     AttnOut,
@@ -39,6 +39,8 @@ pub enum Stage {
     ResidPost,
     /// Final layernorm, T×d (traced runs).
     LnF,
+    /// The Llama family: the Q and K columns before RoPE, T×(q_dim + kv_dim) (traced runs).
+    QkPreRope,
 }
 
 impl Stage {
@@ -54,6 +56,7 @@ impl Stage {
                 | Stage::Ln2
                 | Stage::MlpOut
                 | Stage::LnF
+                | Stage::QkPreRope
         )
     }
 
@@ -143,7 +146,9 @@ impl GpuForward {
     pub fn stage_width(&self, stage: Stage) -> usize {
         let c = self.config();
         match stage {
-            Stage::Qkv => 3 * c.n_embd,
+            Stage::Qkv => c.qkv_dim(),
+            Stage::HeadOut => c.q_dim(),
+            Stage::QkPreRope => c.q_dim() + c.kv_dim(),
             Stage::MlpHidden => c.n_inner,
             s if s.is_square() => self.tokens(),
             _ => c.n_embd,
@@ -179,6 +184,7 @@ impl GpuForward {
             Stage::MlpHidden => &l()?.hidden,
             Stage::MlpOut => &l()?.mlp_out,
             Stage::ResidPost => &l()?.resid_post,
+            Stage::QkPreRope => l()?.qk_pre.as_ref().ok_or_else(missing)?,
         })
     }
 
@@ -203,25 +209,28 @@ impl GpuForward {
     /// Where `head`'s matrix of an attention `stage` in `layer` lives (after a traced run).
     pub fn head_matrix(&self, stage: AttentionStage, layer: usize, head: usize) -> Result<GpuMatrix<'_>, GpuError> {
         let c = self.config();
-        let (t, d, dh) = (self.tokens(), c.n_embd, c.d_head());
+        let (t, dh) = (self.tokens(), c.d_head());
         if head >= c.n_head || t == 0 {
             return Err(GpuError::OutOfRange(format!("{stage:?} of head {head} with T = {t}")));
         }
-        // Q, K, V are column blocks of the fused qkv rows [T × 3d]; the output of head_out [T × d].
-        let column = |part: usize, buffer| GpuMatrix {
+        // Q, K, V are column blocks of the fused qkv rows [T × (q_dim + 2·kv_dim)]
+        // (K and V those of the head's KV head); the output of head_out [T × q_dim].
+        let kv_head = head / c.kv_group().max(1);
+        let column = |offset: usize, row_stride: usize, buffer| GpuMatrix {
             values: buffer,
             masked: None,
             rows: t,
             cols: dh,
-            offset: (part % 3) * d + head * dh,
-            row_stride: if part < 3 { 3 * d } else { d },
+            offset,
+            row_stride,
             scale: 1.0,
         };
+        let (q_dim, kv_dim, width) = (c.q_dim(), c.kv_dim(), c.qkv_dim());
         Ok(match stage {
-            AttentionStage::Q => column(0, self.buffer(Stage::Qkv, layer)?),
-            AttentionStage::K => column(1, self.buffer(Stage::Qkv, layer)?),
-            AttentionStage::V => column(2, self.buffer(Stage::Qkv, layer)?),
-            AttentionStage::Output => column(3, self.buffer(Stage::HeadOut, layer)?),
+            AttentionStage::Q => column(head * dh, width, self.buffer(Stage::Qkv, layer)?),
+            AttentionStage::K => column(q_dim + kv_head * dh, width, self.buffer(Stage::Qkv, layer)?),
+            AttentionStage::V => column(q_dim + kv_dim + kv_head * dh, width, self.buffer(Stage::Qkv, layer)?),
+            AttentionStage::Output => column(head * dh, q_dim, self.buffer(Stage::HeadOut, layer)?),
             AttentionStage::ScoresRaw => self.square_matrix(Stage::ScoresRaw, layer, head)?,
             AttentionStage::ScoresScaled => {
                 GpuMatrix { scale: 1.0 / (dh as f32).sqrt(), ..self.square_matrix(Stage::ScoresRaw, layer, head)? }

@@ -23,24 +23,34 @@ impl GpuForward {
         self.run(ctx, &ids, RunOptions { mask, trace: true, all_logits })?;
         let c = self.config().clone();
         let (t, d, n_head, d_head) = (ids.len(), c.n_embd, c.n_head, c.d_head());
+        let (q_dim, kv_dim, width) = (c.q_dim(), c.kv_dim(), c.qkv_dim());
+        let llama = c.architecture.is_llama_family();
         let scale = 1.0 / (d_head as f32).sqrt();
         let rows = |data: Vec<f32>, cols: usize| Matrix::from_vec(t, cols, data);
         let mut layers = Vec::with_capacity(c.n_layer);
         for l in 0..c.n_layer {
             let qkv = self.read_rows(ctx, Stage::Qkv, l).await?;
             let head_out = self.read_rows(ctx, Stage::HeadOut, l).await?;
+            let pre = if llama { Some(self.read_rows(ctx, Stage::QkPreRope, l).await?) } else { None };
             let mut heads = Vec::with_capacity(n_head);
             for h in 0..n_head {
                 let raw = self.read_head(ctx, Stage::ScoresRaw, l, h).await?;
+                let kv_head = h / c.kv_group().max(1);
+                let (q_col, k_col) = (h * d_head, q_dim + kv_head * d_head);
+                let pre_cols =
+                    |col: usize| pre.as_ref().map(|p| Matrix::from_columns(p, t, q_dim + kv_dim, col, d_head));
                 heads.push(HeadTrace {
-                    q: Matrix::from_columns(&qkv, t, 3 * d, h * d_head, d_head),
-                    k: Matrix::from_columns(&qkv, t, 3 * d, d + h * d_head, d_head),
-                    v: Matrix::from_columns(&qkv, t, 3 * d, 2 * d + h * d_head, d_head),
+                    q: Matrix::from_columns(&qkv, t, width, q_col, d_head),
+                    k: Matrix::from_columns(&qkv, t, width, k_col, d_head),
+                    v: Matrix::from_columns(&qkv, t, width, k_col + kv_dim, d_head),
                     scores_scaled: Matrix::from_vec(t, t, raw.iter().map(|s| s * scale).collect()),
                     scores_raw: Matrix::from_vec(t, t, raw),
                     scores_masked: Matrix::from_vec(t, t, self.read_head(ctx, Stage::ScoresMasked, l, h).await?),
                     weights: Matrix::from_vec(t, t, self.read_head(ctx, Stage::Weights, l, h).await?),
-                    output: Matrix::from_columns(&head_out, t, d, h * d_head, d_head),
+                    output: Matrix::from_columns(&head_out, t, q_dim, q_col, d_head),
+                    q_pre_rope: pre_cols(q_col),
+                    k_pre_rope: pre_cols(k_col),
+                    kv_head: llama.then_some(kv_head),
                 });
             }
             layers.push(LayerTrace {

@@ -3,35 +3,53 @@
 //! The token table is the one tensor that can exceed a storage binding
 //! (GPT-2's wte is 147 MiB in f32; many phones allow 128 MiB per binding), so
 //! it is uploaded in chunks of whole rows, each within the device's limit; the
-//! embedding gather and the tied LM head run once per chunk.
+//! embedding gather and the tied LM head run once per chunk; an untied LM
+//! head (the Llama family's `lm_head`) is chunked the same way.
+//!
+//! A weight matrix or table whose values are all bfloat16 or all IEEE half
+//! (a bf16 or f16 checkpoint, widened to f32 on load) goes back to 16 bits
+//! on the GPU, two values per u32, and the kernels widen them as they read
+//! (shaders/half.wgsl): half the memory and half the bytes read per token,
+//! the same numbers.
 
 use wgpu::util::DeviceExt;
 
+use super::kernels::Half;
 use super::{GpuContext, GpuError};
-use crate::model::{Gpt2Weights, ModelConfig, Tensor};
+use crate::model::{ModelConfig, Tensor, Weights};
 
 pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
-/// Rows `v0..v0 + rows` of the token table.
+/// Rows `v0..v0 + rows` of the token table (or of an untied LM head).
 #[derive(Clone)]
 pub struct VocabChunk {
     pub v0: usize,
     pub rows: usize,
     pub buffer: wgpu::Buffer,
+    /// 16-bit values packed in pairs when the whole table's values allow it.
+    pub format: Option<Half>,
+}
+
+/// A weight matrix on the GPU: f32, or 16-bit values packed in pairs.
+#[derive(Clone)]
+pub struct PackedWeight {
+    pub buffer: wgpu::Buffer,
+    /// `None`: f32.
+    pub format: Option<Half>,
 }
 
 /// One block's weights. Each layernorm is one buffer: gain then bias (`[2d]`).
 #[derive(Clone)]
 pub struct GpuBlock {
     pub ln_1: wgpu::Buffer,
-    pub qkv_w: wgpu::Buffer,
+    pub qkv_w: PackedWeight,
     pub qkv_b: wgpu::Buffer,
-    pub proj_w: wgpu::Buffer,
+    pub proj_w: PackedWeight,
     pub proj_b: wgpu::Buffer,
     pub ln_2: wgpu::Buffer,
-    pub fc_w: wgpu::Buffer,
+    pub fc_w: PackedWeight,
     pub fc_b: wgpu::Buffer,
-    pub mlp_proj_w: wgpu::Buffer,
+    pub mlp_proj_w: PackedWeight,
     pub mlp_proj_b: wgpu::Buffer,
 }
 
@@ -40,7 +58,10 @@ pub struct GpuBlock {
 #[derive(Clone)]
 pub struct GpuWeights {
     pub wte: Vec<VocabChunk>,
+    /// GPT-2's learned positions; a 4-value placeholder for RoPE models (never read).
     pub wpe: wgpu::Buffer,
+    /// An untied LM head, chunked like `wte`; `None` when the head is `wte`.
+    pub lm_head: Option<Vec<VocabChunk>>,
     pub blocks: Vec<GpuBlock>,
     pub ln_f: wgpu::Buffer,
     /// Bytes uploaded.
@@ -68,6 +89,60 @@ fn upload_f32(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Re
     }))
 }
 
+/// The 16-bit format every value of `data` is exactly, if any (bfloat16
+/// first: its values are also the cheaper test).
+pub fn half_format(data: &[f32]) -> Option<Half> {
+    if data.iter().all(|v| v.to_bits() & 0xffff == 0) {
+        Some(Half::Bf16)
+    } else if data.iter().all(|&v| half::f16::from_f32(v).to_f32() == v) {
+        Some(Half::F16)
+    } else {
+        None
+    }
+}
+
+/// `data` as 16-bit values of `format`, two per u32 (the even element in
+/// the low half), padded to 16 bytes.
+pub fn pack_half(data: &[f32], format: Half) -> Vec<u32> {
+    let bits = |v: f32| match format {
+        Half::F16 => half::f16::from_f32(v).to_bits(),
+        Half::Bf16 => (v.to_bits() >> 16) as u16,
+    };
+    let mut words: Vec<u32> =
+        data.chunks(2).map(|p| bits(p[0]) as u32 | (p.get(1).map_or(0, |&v| bits(v)) as u32) << 16).collect();
+    words.resize(words.len().max(1).next_multiple_of(4), 0);
+    words
+}
+
+/// `data` packed as 16-bit `format` pairs.
+fn upload_packed(
+    ctx: &GpuContext,
+    name: &str,
+    data: &[f32],
+    format: Half,
+    bytes: &mut u64,
+) -> Result<wgpu::Buffer, GpuError> {
+    let words = pack_half(data, format);
+    let size = words.len() as u64 * 4;
+    ctx.check_binding(name, size)?;
+    *bytes += size;
+    Ok(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(name),
+        contents: bytemuck::cast_slice(&words),
+        usage: STORAGE,
+    }))
+}
+
+/// A weight matrix, 16-bit when its values allow it.
+fn upload_weight(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<PackedWeight, GpuError> {
+    let format = half_format(data);
+    let buffer = match format {
+        Some(half) => upload_packed(ctx, name, data, half, bytes)?,
+        None => upload_f32(ctx, name, data, bytes)?,
+    };
+    Ok(PackedWeight { buffer, format })
+}
+
 fn upload_norm(
     ctx: &GpuContext,
     name: &str,
@@ -85,7 +160,12 @@ pub fn rows_per_chunk(d: usize, limit: u64) -> usize {
 }
 
 impl GpuWeights {
-    pub fn upload(ctx: &GpuContext, config: &ModelConfig, w: &Gpt2Weights) -> Result<Self, GpuError> {
+    /// The LM head's chunks: its own, or the token table's when tied.
+    pub fn head(&self) -> &[VocabChunk] {
+        self.lm_head.as_deref().unwrap_or(&self.wte)
+    }
+
+    pub fn upload(ctx: &GpuContext, config: &ModelConfig, w: &Weights) -> Result<Self, GpuError> {
         Self::upload_with_chunk_limit(ctx, config, w, ctx.device.limits().max_storage_buffer_binding_size)
     }
 
@@ -94,38 +174,52 @@ impl GpuWeights {
     pub fn upload_with_chunk_limit(
         ctx: &GpuContext,
         config: &ModelConfig,
-        w: &Gpt2Weights,
+        w: &Weights,
         chunk_bytes: u64,
     ) -> Result<Self, GpuError> {
         let d = config.n_embd;
         let mut bytes = 0;
         let per_chunk = rows_per_chunk(d, chunk_bytes.min(ctx.device.limits().max_storage_buffer_binding_size));
-        let mut wte = Vec::new();
-        for v0 in (0..config.vocab_size).step_by(per_chunk) {
-            let rows = per_chunk.min(config.vocab_size - v0);
-            let name = format!("wte[{v0}..{}]", v0 + rows);
-            let buffer = upload_f32(ctx, &name, &w.wte.data[v0 * d..(v0 + rows) * d], &mut bytes)?;
-            wte.push(VocabChunk { v0, rows, buffer });
-        }
+        let mut chunks = |what: &str, table: &Tensor| -> Result<Vec<VocabChunk>, GpuError> {
+            let format = half_format(&table.data);
+            let mut out = Vec::new();
+            for v0 in (0..config.vocab_size).step_by(per_chunk) {
+                let rows = per_chunk.min(config.vocab_size - v0);
+                let name = format!("{what}[{v0}..{}]", v0 + rows);
+                let data = &table.data[v0 * d..(v0 + rows) * d];
+                let buffer = match format {
+                    Some(half) => upload_packed(ctx, &name, data, half, &mut bytes)?,
+                    None => upload_f32(ctx, &name, data, &mut bytes)?,
+                };
+                out.push(VocabChunk { v0, rows, buffer, format });
+            }
+            Ok(out)
+        };
+        let wte = chunks("wte", &w.wte)?;
+        let lm_head = w.lm_head.as_ref().map(|head| chunks("lm_head", head)).transpose()?;
         let mut blocks = Vec::with_capacity(w.blocks.len());
         for (l, b) in w.blocks.iter().enumerate() {
             let name = |what: &str| format!("h.{l}.{what}");
             blocks.push(GpuBlock {
                 ln_1: upload_norm(ctx, &name("ln_1"), &b.ln_1_g, &b.ln_1_b, &mut bytes)?,
-                qkv_w: upload_f32(ctx, &name("attn.c_attn.weight"), &b.attn_qkv_w.data, &mut bytes)?,
+                qkv_w: upload_weight(ctx, &name("attn.c_attn.weight"), &b.attn_qkv_w.data, &mut bytes)?,
                 qkv_b: upload_f32(ctx, &name("attn.c_attn.bias"), &b.attn_qkv_b.data, &mut bytes)?,
-                proj_w: upload_f32(ctx, &name("attn.c_proj.weight"), &b.attn_proj_w.data, &mut bytes)?,
+                proj_w: upload_weight(ctx, &name("attn.c_proj.weight"), &b.attn_proj_w.data, &mut bytes)?,
                 proj_b: upload_f32(ctx, &name("attn.c_proj.bias"), &b.attn_proj_b.data, &mut bytes)?,
                 ln_2: upload_norm(ctx, &name("ln_2"), &b.ln_2_g, &b.ln_2_b, &mut bytes)?,
-                fc_w: upload_f32(ctx, &name("mlp.c_fc.weight"), &b.mlp_fc_w.data, &mut bytes)?,
+                fc_w: upload_weight(ctx, &name("mlp.c_fc.weight"), &b.mlp_fc_w.data, &mut bytes)?,
                 fc_b: upload_f32(ctx, &name("mlp.c_fc.bias"), &b.mlp_fc_b.data, &mut bytes)?,
-                mlp_proj_w: upload_f32(ctx, &name("mlp.c_proj.weight"), &b.mlp_proj_w.data, &mut bytes)?,
+                mlp_proj_w: upload_weight(ctx, &name("mlp.c_proj.weight"), &b.mlp_proj_w.data, &mut bytes)?,
                 mlp_proj_b: upload_f32(ctx, &name("mlp.c_proj.bias"), &b.mlp_proj_b.data, &mut bytes)?,
             });
         }
         Ok(Self {
             wte,
-            wpe: upload_f32(ctx, "wpe", &w.wpe.data, &mut bytes)?,
+            wpe: match &w.wpe {
+                Some(wpe) => upload_f32(ctx, "wpe", &wpe.data, &mut bytes)?,
+                None => upload_f32(ctx, "wpe (unused: RoPE)", &[0.0; 4], &mut bytes)?,
+            },
+            lm_head,
             blocks,
             ln_f: upload_norm(ctx, "ln_f", &w.ln_f_g, &w.ln_f_b, &mut bytes)?,
             bytes,

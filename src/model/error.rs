@@ -10,8 +10,14 @@ pub enum ModelError {
     ConfigJson(String),
     #[error("config.json: key `{key}` {problem}")]
     ConfigKey { key: &'static str, problem: String },
-    #[error("config.json: unknown activation_function `{0}` (expected gelu_new, gelu_pytorch_tanh, gelu or relu)")]
+    #[error(
+        "config.json: unknown activation_function `{0}` (expected gelu_new, gelu_pytorch_tanh, gelu, relu or silu)"
+    )]
     UnknownActivation(String),
+    #[error("config.json: model_type `{0}` is not supported (supported: {supported})", supported = super::Architecture::SUPPORTED)]
+    UnsupportedModelType(String),
+    #[error("config.json: rope_scaling type {0} is not supported (supported: {supported})", supported = super::config_llama::SUPPORTED_ROPE)]
+    UnsupportedRope(String),
     #[error("model.safetensors is truncated or corrupt: {0}")]
     Safetensors(String),
     #[error("model.safetensors is truncated or corrupt: its header claims {bytes} bytes; at most {limit} are read")]
@@ -26,6 +32,10 @@ pub enum ModelError {
     TensorShape { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("tensor `{name}` has dtype {dtype}; only F32, F16 and BF16 are supported")]
     TensorDtype { name: String, dtype: String },
+    #[error("model.safetensors.index.json: {0}")]
+    ShardIndex(String),
+    #[error(transparent)]
+    Gguf(#[from] super::gguf::GgufError),
     #[error("tokenizer.json could not be loaded: {0}")]
     Tokenizer(String),
     #[error("tokenizer.json could make a text up to {per_byte} times longer before tokenizing (at most {limit} is accepted)")]

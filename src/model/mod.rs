@@ -1,24 +1,31 @@
-//! Model files: `config.json`, GPT-2-named safetensors weights and `tokenizer.json`.
+//! Model files: `config.json`, safetensors weights (GPT-2's names, or
+//! Hugging Face Llama/Qwen2 names, one file or shards) and `tokenizer.json`;
+//! or one GGUF file holding all three (`gguf`, `gguf_model`).
 //!
 //! Everything here validates what it reads and reports problems as
 //! [`ModelError`], naming the file, tensor or shape at fault.
 
 mod config;
+mod config_llama;
 mod error;
 pub mod fertility;
+pub mod gguf;
+mod gguf_model;
+mod gguf_quant;
+pub mod shards;
 mod tokenizer;
 mod weights;
 
-pub use config::{Activation, ModelConfig};
+pub use config::{Activation, Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
 pub use tokenizer::{Piece, TextTokenizer, Token, MAX_TEXT_BYTES};
-pub use weights::{BlockWeights, Gpt2Weights, Tensor};
+pub use weights::{BlockWeights, Gpt2Weights, Tensor, Weights};
 
 /// A loaded model: its configuration, weights and tokenizer, plus a display name.
 pub struct Model {
     pub name: String,
     pub config: ModelConfig,
-    pub weights: Gpt2Weights,
+    pub weights: Weights,
     pub tokenizer: TextTokenizer,
 }
 
@@ -30,24 +37,73 @@ impl Model {
         safetensors: &[u8],
         tokenizer_json: &[u8],
     ) -> Result<Self, ModelError> {
+        Self::from_shards(name, config_json, &[safetensors], tokenizer_json)
+    }
+
+    /// [`Model::from_bytes`] for a checkpoint split over several safetensors files.
+    pub fn from_shards(
+        name: &str,
+        config_json: &[u8],
+        shards: &[&[u8]],
+        tokenizer_json: &[u8],
+    ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_json(config_json)?;
-        let weights = Gpt2Weights::from_safetensors(safetensors, &config)?;
+        let weights = Weights::from_shards(shards, &config)?;
         let tokenizer = TextTokenizer::from_bytes(tokenizer_json)?;
+        Self::new(name, config, weights, tokenizer)
+    }
+
+    /// Puts the parts together, checking the tokenizer fits the vocabulary.
+    pub fn new(
+        name: &str,
+        config: ModelConfig,
+        weights: Weights,
+        tokenizer: TextTokenizer,
+    ) -> Result<Self, ModelError> {
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(ModelError::TokenizerVocab { tokenizer: tokenizer.vocab_size(), model: config.vocab_size });
         }
         Ok(Self { name: name.to_owned(), config, weights, tokenizer })
     }
 
-    /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from a directory.
+    /// Loads a model from a GGUF file (a path ending in `.gguf`, or any file)
+    /// or from a directory ([`Model::load_dir`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path) -> Result<Self, ModelError> {
+        if path.is_file() || path.extension().is_some_and(|e| e == "gguf") {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+            return Self::from_gguf(&name, &read_file(path)?);
+        }
+        Self::load_dir(path)
+    }
+
+    /// Loads `config.json`, the weights (`model.safetensors`, or the shards
+    /// `model.safetensors.index.json` names) and `tokenizer.json` from a directory.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: &std::path::Path) -> Result<Self, ModelError> {
-        let read = |file: &str| {
-            let path = dir.join(file);
-            std::fs::read(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
-        };
+        let (name, config, weights) = Self::load_dir_weights(dir)?;
+        let tokenizer = TextTokenizer::from_bytes(&read_file(&dir.join("tokenizer.json"))?)?;
+        Self::new(&name, config, weights, tokenizer)
+    }
+
+    /// The name, config and weights of a model directory.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn load_dir_weights(dir: &std::path::Path) -> Result<(String, ModelConfig, Weights), ModelError> {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-        Self::from_bytes(&name, &read("config.json")?, &read("model.safetensors")?, &read("tokenizer.json")?)
+        let config = ModelConfig::from_json(&read_file(&dir.join("config.json"))?)?;
+        let single = dir.join("model.safetensors");
+        let index = dir.join(shards::INDEX);
+        let files = if !single.exists() && index.exists() {
+            shards::files(&read_file(&index)?)?
+                .iter()
+                .map(|f| read_file(&dir.join(f)))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            vec![read_file(&single)?]
+        };
+        let slices: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+        let weights = Weights::from_shards(&slices, &config)?;
+        Ok((name, config, weights))
     }
 
     /// Like [`Model::load_dir`], but a directory without `tokenizer.json` (as
@@ -56,16 +112,18 @@ impl Model {
     /// says whether the tokenizer was there.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir_tokenizer_optional(dir: &std::path::Path) -> Result<(Self, bool), ModelError> {
+        if dir.is_file() {
+            return Ok((Self::load(dir)?, true));
+        }
         if dir.join("tokenizer.json").exists() {
             return Ok((Self::load_dir(dir)?, true));
         }
-        let read = |file: &str| {
-            let path = dir.join(file);
-            std::fs::read(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
-        };
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-        let config = ModelConfig::from_json(&read("config.json")?)?;
-        let weights = Gpt2Weights::from_safetensors(&read("model.safetensors")?, &config)?;
+        let (name, config, weights) = Self::load_dir_weights(dir)?;
         Ok((Self { name, config, weights, tokenizer: TextTokenizer::ids_only()? }, false))
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, ModelError> {
+    std::fs::read(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
 }

@@ -1,5 +1,6 @@
-//! GPT-2 weights from safetensors: names, shapes and dtypes checked against
-//! the config, every value checked finite. The header is bounded in bytes and
+//! Weights of either family from safetensors (one file or shards): GPT-2's
+//! and Hugging Face Llama's names, shapes and dtypes checked against the
+//! config, every value checked finite. The header is bounded in bytes and
 //! in tensors before it is parsed: a file's first 8 bytes may claim anything.
 
 use std::fmt;
@@ -73,47 +74,106 @@ pub struct Tensor {
     pub data: Vec<f32>,
 }
 
-/// One transformer block. Linear weights keep GPT-2's Conv1D layout `[in, out]`.
+impl Tensor {
+    /// `[rows, cols]` of `value`.
+    pub fn filled(shape: &[usize], value: f32) -> Self {
+        Self { shape: shape.to_vec(), data: vec![value; shape.iter().product()] }
+    }
+
+    /// The transpose of a `[rows, cols]` tensor.
+    fn transposed(&self) -> Self {
+        let (rows, cols) = (self.shape[0], self.shape[1]);
+        let mut data = vec![0.0; rows * cols];
+        for (r, row) in self.data.chunks_exact(cols.max(1)).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                data[c * rows + r] = v;
+            }
+        }
+        Self { shape: vec![cols, rows], data }
+    }
+
+    /// `[Σ rows, cols]`: the tensors' rows one after another.
+    fn stack_rows(parts: &[Tensor]) -> Self {
+        let cols = parts.first().map_or(0, |p| p.shape.get(1).copied().unwrap_or(1));
+        let data: Vec<f32> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        let rows = data.len() / cols.max(1);
+        Self {
+            shape: if parts.first().is_some_and(|p| p.shape.len() == 1) { vec![data.len()] } else { vec![rows, cols] },
+            data,
+        }
+    }
+}
+
+/// One transformer block, in one layout for both families. Linear weights
+/// are `[in, out]` (GPT-2's Conv1D layout; the Llama family's `[out, in]`
+/// Linear weights are transposed on load). Biases a checkpoint lacks are zeros.
 #[derive(Debug, Clone)]
 pub struct BlockWeights {
+    /// The first norm's gain and bias (RMSNorm has no bias: zeros).
     pub ln_1_g: Tensor,
     pub ln_1_b: Tensor,
-    /// `[d, 3d]`: Q, K and V projections side by side.
+    /// `[d, q_dim + 2·kv_dim]`: Q, K and V projections side by side.
     pub attn_qkv_w: Tensor,
     pub attn_qkv_b: Tensor,
+    /// `[q_dim, d]`.
     pub attn_proj_w: Tensor,
     pub attn_proj_b: Tensor,
     pub ln_2_g: Tensor,
     pub ln_2_b: Tensor,
+    /// GPT-2: `[d, n_inner]`. Llama: `[d, 2·n_inner]`, the SwiGLU gate's
+    /// columns then the up projection's.
     pub mlp_fc_w: Tensor,
     pub mlp_fc_b: Tensor,
+    /// `[n_inner, d]`.
     pub mlp_proj_w: Tensor,
     pub mlp_proj_b: Tensor,
 }
 
+/// Every weight of a model of either family.
 #[derive(Debug, Clone)]
-pub struct Gpt2Weights {
-    /// `[vocab, d]`; also the (tied) LM head.
+pub struct Weights {
+    /// `[vocab, d]`; also the LM head when it is tied.
     pub wte: Tensor,
-    /// `[n_positions, d]`.
-    pub wpe: Tensor,
+    /// `[n_positions, d]`: GPT-2's learned positions (none with RoPE).
+    pub wpe: Option<Tensor>,
     pub blocks: Vec<BlockWeights>,
+    /// The final norm (RMSNorm: bias zeros).
     pub ln_f_g: Tensor,
     pub ln_f_b: Tensor,
+    /// `[vocab, d]`: an untied LM head (`lm_head.weight`); `None` when tied to `wte`.
+    pub lm_head: Option<Tensor>,
+}
+
+/// The name the weights had when only GPT-2 loaded.
+pub type Gpt2Weights = Weights;
+
+/// Where named tensors come from: safetensors files (one or shards) or a
+/// GGUF file, each under Hugging Face's names and shapes.
+pub(crate) trait TensorSource {
+    /// The tensor `name` as f32, checked to have `shape` and finite values.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError>;
+    fn has(&self, name: &str) -> bool;
 }
 
 struct Reader<'a> {
-    tensors: SafeTensors<'a>,
-    prefix: &'static str,
+    /// One or more files (the shards of a sharded checkpoint).
+    files: Vec<SafeTensors<'a>>,
 }
 
-impl Reader<'_> {
-    fn get(&self, name: &str, expected: &[usize]) -> Result<Tensor, ModelError> {
-        let full = format!("{}{name}", self.prefix);
-        let view = self.tensors.tensor(&full).map_err(|_| ModelError::MissingTensor(name.to_owned()))?;
+impl TensorSource for Reader<'_> {
+    fn has(&self, name: &str) -> bool {
+        self.files.iter().any(|f| f.tensor(name).is_ok())
+    }
+
+    fn tensor(&self, name: &str, expected: &[usize]) -> Result<Tensor, ModelError> {
+        let view = self
+            .files
+            .iter()
+            .find_map(|f| f.tensor(name).ok())
+            .ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
         if view.shape() != expected {
             return Err(ModelError::TensorShape {
-                name: full,
+                name: name.to_owned(),
                 expected: expected.to_vec(),
                 found: view.shape().to_vec(),
             });
@@ -123,54 +183,145 @@ impl Reader<'_> {
             Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => return Err(ModelError::TensorDtype { name: full, dtype: format!("{other:?}") }),
+            other => return Err(ModelError::TensorDtype { name: name.to_owned(), dtype: format!("{other:?}") }),
         };
-        if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-            return Err(ModelError::NonFiniteWeight { name: full, index, value: data[index] });
-        }
-        Ok(Tensor { shape: expected.to_vec(), data })
+        finite(name, Tensor { shape: expected.to_vec(), data })
     }
 }
 
-impl Gpt2Weights {
-    /// Reads every tensor of a GPT-2 checkpoint (with or without the `transformer.` prefix).
-    pub fn from_safetensors(bytes: &[u8], config: &ModelConfig) -> Result<Self, ModelError> {
-        check_header(bytes)?;
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors(e.to_string()))?;
-        let prefix = if tensors.tensor("wte.weight").is_err() && tensors.tensor("transformer.wte.weight").is_ok() {
-            "transformer."
-        } else {
-            ""
-        };
-        let r = Reader { tensors, prefix };
-        let (d, v, p, m) = (config.n_embd, config.vocab_size, config.n_positions, config.n_inner);
-        let blocks = (0..config.n_layer)
-            .map(|i| {
-                let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
-                Ok(BlockWeights {
-                    ln_1_g: t("ln_1.weight", &[d])?,
-                    ln_1_b: t("ln_1.bias", &[d])?,
-                    attn_qkv_w: t("attn.c_attn.weight", &[d, 3 * d])?,
-                    attn_qkv_b: t("attn.c_attn.bias", &[3 * d])?,
-                    attn_proj_w: t("attn.c_proj.weight", &[d, d])?,
-                    attn_proj_b: t("attn.c_proj.bias", &[d])?,
-                    ln_2_g: t("ln_2.weight", &[d])?,
-                    ln_2_b: t("ln_2.bias", &[d])?,
-                    mlp_fc_w: t("mlp.c_fc.weight", &[d, m])?,
-                    mlp_fc_b: t("mlp.c_fc.bias", &[m])?,
-                    mlp_proj_w: t("mlp.c_proj.weight", &[m, d])?,
-                    mlp_proj_b: t("mlp.c_proj.bias", &[d])?,
-                })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(Self {
-            wte: r.get("wte.weight", &[v, d])?,
-            wpe: r.get("wpe.weight", &[p, d])?,
-            blocks,
-            ln_f_g: r.get("ln_f.weight", &[d])?,
-            ln_f_b: r.get("ln_f.bias", &[d])?,
-        })
+/// `tensor`, or the error naming its first non-finite value.
+pub(crate) fn finite(name: &str, tensor: Tensor) -> Result<Tensor, ModelError> {
+    match tensor.data.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(ModelError::NonFiniteWeight { name: name.to_owned(), index, value: tensor.data[index] }),
+        None => Ok(tensor),
     }
+}
+
+/// Tensors under a name prefix (`transformer.`, `model.`, or none).
+struct Prefixed<'a, S: TensorSource> {
+    source: &'a S,
+    prefix: &'static str,
+}
+
+impl<S: TensorSource> Prefixed<'_, S> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
+        self.source.tensor(&format!("{}{name}", self.prefix), shape)
+    }
+}
+
+impl Weights {
+    /// Reads every tensor of a single-file checkpoint of `config`'s architecture.
+    pub fn from_safetensors(bytes: &[u8], config: &ModelConfig) -> Result<Self, ModelError> {
+        Self::from_shards(&[bytes], config)
+    }
+
+    /// Reads every tensor of a checkpoint split over several safetensors
+    /// files (as `model.safetensors.index.json` lists them); a tensor is
+    /// taken from the first file that holds it.
+    pub fn from_shards(files: &[&[u8]], config: &ModelConfig) -> Result<Self, ModelError> {
+        let files = files
+            .iter()
+            .map(|bytes| {
+                check_header(bytes)?;
+                SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_source(&Reader { files }, config)
+    }
+
+    /// The weights from any source of Hugging Face-named tensors.
+    pub(crate) fn from_source(source: &impl TensorSource, config: &ModelConfig) -> Result<Self, ModelError> {
+        if config.architecture.is_llama_family() {
+            llama(source, config)
+        } else {
+            gpt2(source, config)
+        }
+    }
+
+    /// The LM head, `[vocab, d]`: its own, or the token table when tied.
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.wte)
+    }
+}
+
+/// A GPT-2 checkpoint (with or without the `transformer.` prefix).
+fn gpt2(source: &impl TensorSource, config: &ModelConfig) -> Result<Weights, ModelError> {
+    let prefix = if !source.has("wte.weight") && source.has("transformer.wte.weight") { "transformer." } else { "" };
+    let r = Prefixed { source, prefix };
+    let (d, v, p, m) = (config.n_embd, config.vocab_size, config.n_positions, config.n_inner);
+    let blocks = (0..config.n_layer)
+        .map(|i| {
+            let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
+            Ok(BlockWeights {
+                ln_1_g: t("ln_1.weight", &[d])?,
+                ln_1_b: t("ln_1.bias", &[d])?,
+                attn_qkv_w: t("attn.c_attn.weight", &[d, 3 * d])?,
+                attn_qkv_b: t("attn.c_attn.bias", &[3 * d])?,
+                attn_proj_w: t("attn.c_proj.weight", &[d, d])?,
+                attn_proj_b: t("attn.c_proj.bias", &[d])?,
+                ln_2_g: t("ln_2.weight", &[d])?,
+                ln_2_b: t("ln_2.bias", &[d])?,
+                mlp_fc_w: t("mlp.c_fc.weight", &[d, m])?,
+                mlp_fc_b: t("mlp.c_fc.bias", &[m])?,
+                mlp_proj_w: t("mlp.c_proj.weight", &[m, d])?,
+                mlp_proj_b: t("mlp.c_proj.bias", &[d])?,
+            })
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    Ok(Weights {
+        wte: r.get("wte.weight", &[v, d])?,
+        wpe: Some(r.get("wpe.weight", &[p, d])?),
+        blocks,
+        ln_f_g: r.get("ln_f.weight", &[d])?,
+        ln_f_b: r.get("ln_f.bias", &[d])?,
+        lm_head: None,
+    })
+}
+
+/// A Llama-family checkpoint under Hugging Face's names (`model.` prefix or
+/// none): Linear weights `[out, in]` transposed and Q/K/V and gate/up fused.
+fn llama(source: &impl TensorSource, config: &ModelConfig) -> Result<Weights, ModelError> {
+    let prefix =
+        if !source.has("model.embed_tokens.weight") && source.has("embed_tokens.weight") { "" } else { "model." };
+    let r = Prefixed { source, prefix };
+    let (d, v, m) = (config.n_embd, config.vocab_size, config.n_inner);
+    let (q_dim, kv_dim) = (config.q_dim(), config.kv_dim());
+    let blocks = (0..config.n_layer)
+        .map(|i| {
+            let t = |suffix: &str, shape: &[usize]| r.get(&format!("layers.{i}.{suffix}"), shape);
+            let bias =
+                |on: bool, suffix: &str, n: usize| if on { t(suffix, &[n]) } else { Ok(Tensor::filled(&[n], 0.0)) };
+            let attn = |p: &str, out: usize| t(&format!("self_attn.{p}_proj.weight"), &[out, d]);
+            let attn_b = |p: &str, n: usize| bias(config.qkv_bias, &format!("self_attn.{p}_proj.bias"), n);
+            let mlp = |p: &str, out: usize, inp: usize| t(&format!("mlp.{p}_proj.weight"), &[out, inp]);
+            let mlp_b = |p: &str, n: usize| bias(config.mlp_bias, &format!("mlp.{p}_proj.bias"), n);
+            let qkv = Tensor::stack_rows(&[attn("q", q_dim)?, attn("k", kv_dim)?, attn("v", kv_dim)?]);
+            let gate_up = Tensor::stack_rows(&[mlp("gate", m, d)?, mlp("up", m, d)?]);
+            Ok(BlockWeights {
+                ln_1_g: t("input_layernorm.weight", &[d])?,
+                ln_1_b: Tensor::filled(&[d], 0.0),
+                attn_qkv_w: qkv.transposed(),
+                attn_qkv_b: Tensor::stack_rows(&[attn_b("q", q_dim)?, attn_b("k", kv_dim)?, attn_b("v", kv_dim)?]),
+                attn_proj_w: t("self_attn.o_proj.weight", &[d, q_dim])?.transposed(),
+                attn_proj_b: bias(config.o_bias, "self_attn.o_proj.bias", d)?,
+                ln_2_g: t("post_attention_layernorm.weight", &[d])?,
+                ln_2_b: Tensor::filled(&[d], 0.0),
+                mlp_fc_w: gate_up.transposed(),
+                mlp_fc_b: Tensor::stack_rows(&[mlp_b("gate", m)?, mlp_b("up", m)?]),
+                mlp_proj_w: mlp("down", d, m)?.transposed(),
+                mlp_proj_b: mlp_b("down", d)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let lm_head = if config.tie_word_embeddings { None } else { Some(source.tensor("lm_head.weight", &[v, d])?) };
+    Ok(Weights {
+        wte: r.get("embed_tokens.weight", &[v, d])?,
+        wpe: None,
+        blocks,
+        ln_f_g: r.get("norm.weight", &[d])?,
+        ln_f_b: Tensor::filled(&[d], 0.0),
+        lm_head,
+    })
 }
 
 #[cfg(test)]
@@ -193,23 +344,23 @@ mod tests {
     fn a_header_over_the_byte_bound_is_refused_unparsed() {
         let config = ModelConfig::tiny(1, 1, 4, 4, 4);
         let file = empty_tensors(1, MAX_HEADER_BYTES as usize + 1);
-        let err = Gpt2Weights::from_safetensors(&file, &config).unwrap_err();
+        let err = Weights::from_safetensors(&file, &config).unwrap_err();
         assert!(matches!(err, ModelError::SafetensorsHeader { .. }), "{err}");
         // A header length past the file, or past any bound at all.
         let mut lying = u64::MAX.to_le_bytes().to_vec();
         lying.extend(b"{}");
-        assert!(matches!(Gpt2Weights::from_safetensors(&lying, &config), Err(ModelError::SafetensorsHeader { .. })));
+        assert!(matches!(Weights::from_safetensors(&lying, &config), Err(ModelError::SafetensorsHeader { .. })));
         let mut short = 100u64.to_le_bytes().to_vec();
         short.extend(b"{}");
-        assert!(matches!(Gpt2Weights::from_safetensors(&short, &config), Err(ModelError::Safetensors(_))));
+        assert!(matches!(Weights::from_safetensors(&short, &config), Err(ModelError::Safetensors(_))));
     }
 
     #[test]
     fn a_header_with_too_many_tensors_is_refused_before_parsing() {
         let config = ModelConfig::tiny(1, 1, 4, 4, 4);
-        let err = Gpt2Weights::from_safetensors(&empty_tensors(MAX_TENSORS + 2, 0), &config).unwrap_err();
+        let err = Weights::from_safetensors(&empty_tensors(MAX_TENSORS + 2, 0), &config).unwrap_err();
         assert!(matches!(err, ModelError::TooManyTensors { .. }), "{err}");
-        let err = Gpt2Weights::from_safetensors(&empty_tensors(MAX_TENSORS, 0), &config).unwrap_err();
+        let err = Weights::from_safetensors(&empty_tensors(MAX_TENSORS, 0), &config).unwrap_err();
         assert!(matches!(err, ModelError::MissingTensor(_)), "{err}");
     }
 }

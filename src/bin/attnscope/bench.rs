@@ -7,11 +7,12 @@
 use std::time::Instant;
 
 use attnscope::engine::cost::forward_cost;
+use attnscope::engine::kv_cache::KvCache;
 use attnscope::engine::{forward_cpu, Mask};
 use attnscope::gpu::{
     read_f32, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams, RunOptions,
 };
-use attnscope::model::{Gpt2Weights, ModelConfig, Token};
+use attnscope::model::{ModelConfig, Token, Weights};
 use wgpu::util::DeviceExt;
 
 /// The median of at least one time.
@@ -42,9 +43,87 @@ pub fn bench_ids(t: usize, vocab: usize) -> Vec<u32> {
 
 fn header(name: &str, config: &ModelConfig) {
     println!(
-        "{name}: {} layers, {} heads, d={}, vocab {}",
-        config.n_layer, config.n_head, config.n_embd, config.vocab_size
+        "{name}: {}, {} layers, {} heads over {} KV heads of {}, d={}, vocab {}",
+        config.architecture.name(),
+        config.n_layer,
+        config.n_head,
+        config.n_kv_head,
+        config.d_head(),
+        config.n_embd,
+        config.vocab_size
     );
+}
+
+/// Bytes of f32 weights one cached step reads: every block's matrices and
+/// vectors, the final norm and the LM head (the whole table when tied),
+/// plus one row of the token table (and of the positions, for GPT-2).
+pub fn weight_bytes_per_token(config: &ModelConfig, weights: &Weights) -> u64 {
+    let blocks: usize = weights
+        .blocks
+        .iter()
+        .map(|b| {
+            [&b.ln_1_g, &b.ln_1_b, &b.attn_qkv_w, &b.attn_qkv_b, &b.attn_proj_w, &b.attn_proj_b]
+                .into_iter()
+                .chain([&b.ln_2_g, &b.ln_2_b, &b.mlp_fc_w, &b.mlp_fc_b, &b.mlp_proj_w, &b.mlp_proj_b])
+                .map(|t| t.data.len())
+                .sum::<usize>()
+        })
+        .sum();
+    let rows = if weights.wpe.is_some() { 2 } else { 1 };
+    let tail = weights.ln_f_g.data.len() + weights.ln_f_b.data.len() + weights.head().data.len();
+    ((blocks + tail + rows * config.n_embd) * 4) as u64
+}
+
+/// Cached generation on the CPU: a 16-token prompt read once, then `steps`
+/// tokens one KV-cache step each, on one thread and on two.
+pub fn cpu_generation(
+    name: &str,
+    config: &ModelConfig,
+    weights: &Weights,
+    steps: usize,
+    repeat: usize,
+) -> Result<(), String> {
+    let prompt = 16.min(config.n_positions.saturating_sub(steps));
+    if prompt == 0 {
+        println!("  cached generation skipped: the context holds {}", config.n_positions);
+        return Ok(());
+    }
+    let ids = bench_ids(prompt + steps, config.vocab_size);
+    let tokens: Vec<Token> =
+        ids[..prompt].iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
+    let trace = forward_cpu(config, weights, tokens, Mask::Causal).map_err(|e| e.to_string())?;
+    let pools = Pools::new()?;
+    let run = || -> Result<f64, String> {
+        let mut cache = KvCache::from_trace(config, &trace);
+        let start = Instant::now();
+        for &id in &ids[prompt..] {
+            std::hint::black_box(cache.step(config, weights, id, Mask::Causal).map_err(|e| e.to_string())?);
+        }
+        Ok(elapsed_ms(start) / steps as f64)
+    };
+    let mut times = vec![Vec::new(); CPU_THREADS.len()];
+    for r in 0..=repeat.max(1) {
+        for (slot, slot_times) in times.iter_mut().enumerate() {
+            let ms = pools.install(slot, run)?;
+            if r > 0 {
+                slot_times.push(ms);
+            }
+        }
+    }
+    let bytes = weight_bytes_per_token(config, weights);
+    println!(
+        "CPU cached generation, {name}: {steps} tokens after a {prompt}-token prompt; {:.1} MB of f32 weights read per token",
+        bytes as f64 / 1e6
+    );
+    for (threads, slot_times) in CPU_THREADS.iter().zip(times) {
+        let ms = median(slot_times);
+        println!(
+            "  {threads} thread(s): {ms:.2} ms/token, {:.1} tokens/s, {:.2} GB/s of weights",
+            1e3 / ms,
+            bytes as f64 / 1e9 / (ms / 1e3)
+        );
+    }
+    Ok(())
 }
 
 /// Pools of 1 and 2 threads, built once: the CPU kernels split matmuls over
@@ -89,7 +168,7 @@ const CPU_THREADS: &[usize] = if cfg!(feature = "threads") { &[1, 2] } else { &[
 pub fn cpu(
     name: &str,
     config: &ModelConfig,
-    weights: &Gpt2Weights,
+    weights: &Weights,
     lengths: &[usize],
     repeat: usize,
 ) -> Result<(), String> {
@@ -158,12 +237,18 @@ pub fn gpu(
     ctx: &GpuContext,
     name: &str,
     config: &ModelConfig,
-    weights: &Gpt2Weights,
+    weights: &Weights,
     lengths: &[usize],
     repeat: usize,
 ) -> Result<(), String> {
     header(&format!("GPU backend ({}), {name}", ctx.describe()), config);
     let gpu_weights = GpuWeights::upload(ctx, config, weights).map_err(|e| e.to_string())?;
+    println!(
+        "  weights on the GPU: {:.1} MB (16-bit where every value of a tensor is; f32 in memory: {:.1} MB), \
+         about all of them read per appended token",
+        gpu_weights.bytes as f64 / 1e6,
+        weight_bytes_per_token(config, weights) as f64 / 1e6
+    );
     let mut fwd = GpuForward::with_weights(ctx, config, gpu_weights).map_err(|e| e.to_string())?;
     println!(
         "  {:>5}  {:>10}  {:>10}  {:>9}  {:>10}  {:>9}  {:>12}  {:>12}  {:>7}",

@@ -24,8 +24,10 @@ pub struct AttentionRows {
     pub mask: Mask,
 }
 
-/// Where the Q, K and V rows are. Head h's slice of a row is columns
-/// `h·d_head..` of it. Query row `i` (absolute, `row0 ≤ i`) is at
+/// Where the Q, K and V rows are. Query head h's slice of a row is columns
+/// `h·d_head..` of it; the K and V it reads are KV head `h / group`'s,
+/// columns `(h / group)·d_head..` (grouped-query attention; `group` 1 is
+/// full multi-head). Query row `i` (absolute, `row0 ≤ i`) is at
 /// `(i − q_row0)·q_stride`; key and value `j` at `j·kv_stride`.
 #[derive(Debug, Clone, Copy)]
 pub struct QkvRows<'a> {
@@ -35,13 +37,22 @@ pub struct QkvRows<'a> {
     pub k: &'a [f32],
     pub v: &'a [f32],
     pub kv_stride: usize,
+    /// Query heads per KV head.
+    pub group: usize,
 }
 
 impl<'a> QkvRows<'a> {
     /// The fused projection `qkv[T×3d]` the kernel reads: Q, K, V side by side.
     pub fn fused(qkv: &'a [f32], d: usize) -> Self {
+        Self::fused_grouped(qkv, d, d, 1)
+    }
+
+    /// A fused projection `qkv[T×(q_dim + 2·kv_dim)]` with `group` query
+    /// heads per KV head: Q (q_dim wide), K, V (kv_dim each) side by side.
+    pub fn fused_grouped(qkv: &'a [f32], q_dim: usize, kv_dim: usize, group: usize) -> Self {
         let tail = |from: usize| qkv.get(from..).unwrap_or(&[]);
-        Self { q: qkv, q_row0: 0, q_stride: 3 * d, k: tail(d), v: tail(2 * d), kv_stride: 3 * d }
+        let stride = q_dim + 2 * kv_dim;
+        Self { q: qkv, q_row0: 0, q_stride: stride, k: tail(q_dim), v: tail(q_dim + kv_dim), kv_stride: stride, group }
     }
 }
 
@@ -115,7 +126,7 @@ fn allowed_keys(mask: Mask, i: usize, t: usize) -> (usize, usize) {
 /// Fills rows `row0..row0+m` of every head: Q·Kᵀ (raw, over every key, as
 /// the trace shows it), scaled by 1/√d_head with −∞ where the mask forbids
 /// (masked), the stable softmax (weights; a row with no allowed key is all
-/// zero, never NaN) and W·V (out). Panics if a buffer is shorter than the
+/// zero, never NaN) and A·V (out). Panics if a buffer is shorter than the
 /// shape says, like indexing.
 pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows) {
     let AttentionRows { row0, m, t, n_head, d_head, mask } = *shape;
@@ -128,10 +139,12 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
     }
     for h in 0..n_head {
         let col = h * d_head;
+        // A query head reads the K and V columns of its group's KV head.
+        let kv_col = h / qkv.group.max(1) * d_head;
         // Row i of this head's score rows is at first + (i − row0)·cap.
         let (first, cap) = (dst.at(h, row0), dst.cap);
         let span = (m - 1) * cap + t;
-        head_scores(shape, qkv, col, &mut dst.raw[first..][..span], cap);
+        head_scores(shape, qkv, (col, kv_col), &mut dst.raw[first..][..span], cap);
         for i in row0..row0 + m {
             let at = dst.at(h, i);
             let raw = &dst.raw[at..][..t];
@@ -158,20 +171,21 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
         }
         let out_first = (row0 - dst.first_row) * d + col;
         let out_span = (m - 1) * d + d_head;
-        head_output(shape, qkv, col, &dst.weights[first..][..span], cap, &mut dst.out[out_first..][..out_span], d);
+        head_output(shape, qkv, kv_col, &dst.weights[first..][..span], cap, &mut dst.out[out_first..][..out_span], d);
     }
 }
 
 /// One head's raw scores `raw[(i − row0)·cap + j] = q_i · k_j` for its rows
-/// and every key: a dot product each natively, the simd128 GEMM in the browser.
-fn head_scores(shape: &AttentionRows, qkv: &QkvRows, col: usize, raw: &mut [f32], cap: usize) {
+/// and every key (its query columns `col`, its KV head's key columns
+/// `kv_col`): a dot product each natively, the simd128 GEMM in the browser.
+fn head_scores(shape: &AttentionRows, qkv: &QkvRows, (col, kv_col): (usize, usize), raw: &mut [f32], cap: usize) {
     let AttentionRows { row0, m, t, d_head, .. } = *shape;
     let q = &qkv.q[(row0 - qkv.q_row0) * qkv.q_stride + col..];
     #[cfg(not(target_arch = "wasm32"))]
     for r in 0..m {
         let q = &q[r * qkv.q_stride..][..d_head];
         for (j, out) in raw[r * cap..][..t].iter_mut().enumerate() {
-            *out = dot(q, &qkv.k[j * qkv.kv_stride + col..][..d_head]);
+            *out = dot(q, &qkv.k[j * qkv.kv_stride + kv_col..][..d_head]);
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -181,18 +195,18 @@ fn head_scores(shape: &AttentionRows, qkv: &QkvRows, col: usize, raw: &mut [f32]
             raw[r * cap..][..t].fill(0.0);
         }
         let a = Strided { data: q, rs: qkv.q_stride, cs: 1 };
-        let b = Strided { data: qkv.k.get(col..).unwrap_or(&[]), rs: 1, cs: qkv.kv_stride };
+        let b = Strided { data: qkv.k.get(kv_col..).unwrap_or(&[]), rs: 1, cs: qkv.kv_stride };
         gemm(a, b, raw, cap, (m, d_head, t));
     }
 }
 
 /// One head's outputs `out[(i − row0)·d ..][..d_head] = Σ_j w_ij · v_j` for
 /// its rows, from their weight rows `weights[(i − row0)·cap ..][..t]` (zero
-/// where the mask forbids).
+/// where the mask forbids) and its KV head's value columns `kv_col`.
 fn head_output(
     shape: &AttentionRows,
     qkv: &QkvRows,
-    col: usize,
+    kv_col: usize,
     weights: &[f32],
     cap: usize,
     out: &mut [f32],
@@ -207,7 +221,7 @@ fn head_output(
         let o = &mut out[r * d..][..d_head];
         for (j, &w) in weights[r * cap..][..t].iter().enumerate() {
             if w != 0.0 {
-                let v = &qkv.v[j * qkv.kv_stride + col..][..d_head];
+                let v = &qkv.v[j * qkv.kv_stride + kv_col..][..d_head];
                 for (oc, &vc) in o.iter_mut().zip(v) {
                     *oc += w * vc;
                 }
@@ -218,7 +232,7 @@ fn head_output(
     {
         use attnscope_simd128::{gemm, Strided};
         let a = Strided { data: weights, rs: cap, cs: 1 };
-        let b = Strided { data: qkv.v.get(col..).unwrap_or(&[]), rs: qkv.kv_stride, cs: 1 };
+        let b = Strided { data: qkv.v.get(kv_col..).unwrap_or(&[]), rs: qkv.kv_stride, cs: 1 };
         gemm(a, b, out, d, (m, t, d_head));
     }
 }
@@ -245,7 +259,7 @@ mod tests {
     fn one_cached_row_reads_separate_q_k_v() {
         // Two keys, one head of width 2; the query sees both (causal, row 1).
         let (q, k, v) = ([1.0, 0.0], [0.0, 0.0, 2.0, 0.0], [1.0, 1.0, 3.0, 5.0]);
-        let qkv = QkvRows { q: &q, q_row0: 1, q_stride: 2, k: &k, v: &v, kv_stride: 2 };
+        let qkv = QkvRows { q: &q, q_row0: 1, q_stride: 2, k: &k, v: &v, kv_stride: 2, group: 1 };
         let (mut raw, mut masked, mut weights, mut out) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
         let mut dst = ScoreRows {
             raw: &mut raw,

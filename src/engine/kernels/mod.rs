@@ -30,4 +30,4 @@ mod rows;
 
 pub use attention::{attention_rows, attention_rows_owned, AttentionOut, AttentionRows, QkvRows, ScoreRows};
 pub use matmul::{lm_head, matmul_bias};
-pub use rows::{activate, add, dot, exp, layernorm};
+pub use rows::{activate, add, dot, exp, layernorm, rmsnorm, swiglu};

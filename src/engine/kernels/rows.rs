@@ -52,6 +52,31 @@ pub fn layernorm(x: &[f32], gain: &[f32], bias: &[f32], d: usize, eps: f32) -> V
     y
 }
 
+/// [`crate::engine::ops::rmsnorm`], vectorised.
+pub fn rmsnorm(x: &[f32], gain: &[f32], d: usize, eps: f32) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    let gain = &gain[..d];
+    for (row_in, row_out) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        let inv = 1.0 / (dot(row_in, row_in) / d as f32 + eps).sqrt();
+        for ((o, &v), &g) in row_out.iter_mut().zip(row_in).zip(gain) {
+            *o = v * inv * g;
+        }
+    }
+    y
+}
+
+/// [`crate::engine::ops::swiglu`] with the vectorised [`exp`].
+pub fn swiglu(gate_up: &[f32], m: usize) -> Vec<f32> {
+    let mut y = vec![0.0; gate_up.len() / 2];
+    for (row, out) in gate_up.chunks_exact(2 * m).zip(y.chunks_exact_mut(m.max(1))) {
+        let (gate, up) = row.split_at(m);
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = g / (1.0 + exp(-g)) * u;
+        }
+    }
+    y
+}
+
 /// `a + b`, elementwise.
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
@@ -81,8 +106,8 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// [`crate::engine::ops::activate`]. GELU's tanh form as `x·σ(2u)` =
-/// `x / (1 + e^(−2u))`, u = √(2/π)(x + 0.044715x³), with the vectorised
-/// [`exp`]; the erf form and ReLU are the reference's own loops.
+/// `x / (1 + e^(−2u))`, u = √(2/π)(x + 0.044715x³), and SiLU `x / (1 + e^(−x))`,
+/// with the vectorised [`exp`]; the erf form and ReLU are the reference's own loops.
 pub fn activate(x: &mut [f32], activation: Activation) {
     match activation {
         #[cfg(target_arch = "wasm32")]
@@ -95,6 +120,7 @@ pub fn activate(x: &mut [f32], activation: Activation) {
                 *v /= 1.0 + exp(-2.0 * u);
             }
         }
+        Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + exp(-*v)),
         other => crate::engine::ops::activate(x, other),
     }
 }

@@ -1,0 +1,228 @@
+//! The whole GPU forward pass of the Llama family against the CPU reference,
+//! through wgpu on whatever adapter is present (lavapipe in CI): every stage
+//! of the trace (with q_pre_rope, k_pre_rope and kv_head) on the golden
+//! fixtures (grouped and full multi-head, tied and untied, llama3 RoPE
+//! scaling, Qwen2's biases) and on random shapes with KV ratios 1, 3 and 9
+//! and head widths 64 and 128; prefix (KV) reuse and flash attention against
+//! full and naive runs; an untied head split over vocabulary chunks.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::path::PathBuf;
+
+use attnscope::engine::init::random_weights;
+use attnscope::engine::{forward_cpu, Mask, Matrix, Trace};
+use attnscope::gpu::{GpuForward, GpuWeights, Half, RunOptions, Stage};
+use attnscope::model::{Model, ModelConfig, Token, Weights};
+use common::{assert_close, gpu};
+
+fn tokens(ids: &[u32]) -> Vec<Token> {
+    ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
+}
+
+/// Whole-forward traces: every stage within 1e-4 absolute (measured on
+/// lavapipe: ≤ 5e-5 for weights, logits and every row stage), and each score
+/// within 1e-4 + 1e-5·Σ_c |q_c·k_c| (`scale`): a dot product's rounding grows
+/// with its terms, not its result, and layer 1 of the wide-weight fixtures
+/// sums terms of tens to scores near 0 from Q and K that differ from the CPU's
+/// by reordered sums and RoPE's fused multiply-adds (measured: 4.4e-4 on a
+/// score of 52, 3e-4 on a score of 0.016).
+fn close_scaled(a: &Matrix, b: &Matrix, scale: Option<&[f32]>, what: &str) {
+    assert_eq!((a.rows, a.cols), (b.rows, b.cols), "{what}: shape");
+    for (i, (&g, &c)) in a.data.iter().zip(&b.data).enumerate() {
+        if g.is_infinite() || c.is_infinite() {
+            assert_eq!(g, c, "{what}[{i}]: masked entries differ");
+            continue;
+        }
+        let err = (g - c).abs();
+        let tol = 1e-4 + scale.map_or(0.0, |s| 1e-5 * s[i]);
+        assert!(err <= tol, "{what}[{i}]: GPU {g}, CPU {c}, error {err} > {tol}");
+    }
+}
+
+fn close(a: &Matrix, b: &Matrix, what: &str) {
+    close_scaled(a, b, None, what);
+}
+
+/// Σ_c |q[i,c]·k[j,c]| for every cell of a head's T×T scores.
+fn dot_terms(q: &Matrix, k: &Matrix) -> Vec<f32> {
+    let mut out = Vec::with_capacity(q.rows * k.rows);
+    for i in 0..q.rows {
+        for j in 0..k.rows {
+            out.push(q.row(i).iter().zip(k.row(j)).map(|(a, b)| (a * b).abs()).sum());
+        }
+    }
+    out
+}
+
+fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
+    close(&g.embeddings, &c.embeddings, &format!("embeddings {what}"));
+    for (l, (gl, cl)) in g.layers.iter().zip(&c.layers).enumerate() {
+        let w = |s: &str| format!("layer {l} {s} {what}");
+        close(&gl.attention.ln_1, &cl.attention.ln_1, &w("ln_1"));
+        for (h, (gh, ch)) in gl.heads().iter().zip(cl.heads()).enumerate() {
+            assert_eq!(gh.kv_head, ch.kv_head, "{}", w(&format!("head {h} kv_head")));
+            for (name, a, b) in [
+                ("q", &gh.q, &ch.q),
+                ("k", &gh.k, &ch.k),
+                ("v", &gh.v, &ch.v),
+                ("q_pre_rope", gh.q_pre_rope.as_ref().unwrap(), ch.q_pre_rope.as_ref().unwrap()),
+                ("k_pre_rope", gh.k_pre_rope.as_ref().unwrap(), ch.k_pre_rope.as_ref().unwrap()),
+                ("weights", &gh.weights, &ch.weights),
+                ("output", &gh.output, &ch.output),
+            ] {
+                close(a, b, &w(&format!("head {h} {name}")));
+            }
+            let terms = dot_terms(&ch.q, &ch.k);
+            let scaled: Vec<f32> = terms.iter().map(|t| t / (ch.q.cols as f32).sqrt()).collect();
+            close_scaled(&gh.scores_raw, &ch.scores_raw, Some(&terms), &w(&format!("head {h} scores_raw")));
+            close_scaled(&gh.scores_masked, &ch.scores_masked, Some(&scaled), &w(&format!("head {h} scores_masked")));
+        }
+        for (name, a, b) in [
+            ("attn_out", &gl.attn_out, &cl.attn_out),
+            ("resid_mid", &gl.resid_mid, &cl.resid_mid),
+            ("ln_2", &gl.ln_2, &cl.ln_2),
+            ("mlp_hidden", &gl.mlp_hidden, &cl.mlp_hidden),
+            ("mlp_out", &gl.mlp_out, &cl.mlp_out),
+            ("resid_post", &gl.resid_post, &cl.resid_post),
+        ] {
+            close(a, b, &w(name));
+        }
+    }
+    close(&g.ln_f, &c.ln_f, &format!("ln_f {what}"));
+    close(&g.logits, &c.logits, &format!("logits {what}"));
+}
+
+fn fixture(dir: &str) -> Model {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    Model::load_dir_tokenizer_optional(&path).unwrap().0
+}
+
+fn ids(n: usize, vocab: usize, seed: usize) -> Vec<u32> {
+    (0..n).map(|i| ((i * 7919 + seed * 131) % vocab) as u32).collect()
+}
+
+fn compare(config: &ModelConfig, weights: &Weights, ids: &[u32], masks: &[Mask], what: &str) {
+    let ctx = gpu();
+    let gw = GpuWeights::upload(ctx, config, weights).unwrap();
+    let mut fwd = GpuForward::with_weights(ctx, config, gw).unwrap();
+    for &mask in masks {
+        let cpu = forward_cpu(config, weights, tokens(ids), mask).unwrap();
+        let g = pollster::block_on(fwd.trace(ctx, tokens(ids), mask, true)).unwrap();
+        assert_traces_close(&g, &cpu, &format!("{what} T={} {mask:?}", ids.len()));
+    }
+}
+
+#[test]
+fn gpu_trace_equals_cpu_on_the_llama_family_fixtures() {
+    for (dir, t) in [("llama-tiny", 130), ("llama-tiny-mha", 40), ("qwen2-tiny", 12)] {
+        let model = fixture(dir);
+        let c = &model.config;
+        compare(c, &model.weights, &ids(t, c.vocab_size, 1), &[Mask::Causal, Mask::Window(5)], dir);
+        compare(c, &model.weights, &ids(1, c.vocab_size, 2), &[Mask::Causal], dir);
+    }
+}
+
+#[test]
+fn gpu_trace_equals_cpu_on_kv_ratios_1_3_9_and_head_widths_64_128() {
+    // (query heads, KV heads, head width): KV ratios 1, 3 and 9.
+    for (n_head, n_kv, d_head) in [(2, 2, 64), (3, 1, 128), (9, 1, 64), (6, 2, 128)] {
+        let mut config = ModelConfig::llama((2, n_head, n_kv, d_head), 40, 56, 64, 70);
+        config.tie_word_embeddings = n_head % 2 == 1;
+        let weights = random_weights(&config, n_head as u64);
+        let what = format!("{n_head} heads over {n_kv} of {d_head}");
+        compare(&config, &weights, &ids(23, 70, n_head), &[Mask::Causal, Mask::Bidirectional], &what);
+    }
+}
+
+#[test]
+fn prefix_reuse_and_flash_attention_equal_full_naive_runs() {
+    let model = fixture("llama-tiny");
+    let ctx = gpu();
+    let (c, w) = (&model.config, &model.weights);
+    let mut cached = GpuForward::new(ctx, &model).unwrap();
+    let mut fresh = GpuForward::new(ctx, &model).unwrap();
+    let all = ids(40, c.vocab_size, 3);
+    let read = |f: &GpuForward| pollster::block_on(f.begin_read_last_logits(ctx).unwrap().finish(ctx)).unwrap();
+    for trace in [false, true] {
+        let opts = RunOptions { mask: Mask::Causal, trace, all_logits: false };
+        cached.clear_cache();
+        for t in [5, 6, 20, 21, 40] {
+            let stats = cached.run(ctx, &all[..t], opts).unwrap();
+            fresh.clear_cache();
+            fresh.run(ctx, &all[..t], opts).unwrap();
+            let what = format!("T={t} trace={trace} reused {}", stats.reused_prefix);
+            assert_close(&read(&cached), &read(&fresh), &format!("logits {what}"));
+            let a = pollster::block_on(cached.read_rows(ctx, Stage::Qkv, 1)).unwrap();
+            let b = pollster::block_on(fresh.read_rows(ctx, Stage::Qkv, 1)).unwrap();
+            assert_close(&a, &b, &format!("qkv (K after RoPE: the cache) {what}"));
+        }
+    }
+    // Flash attention (fast) and the naive path (traced) on every position's logits, and against the CPU.
+    let mut results = Vec::new();
+    for trace in [true, false] {
+        fresh.clear_cache();
+        fresh.run(ctx, &all, RunOptions { mask: Mask::Causal, trace, all_logits: true }).unwrap();
+        results.push(pollster::block_on(fresh.read_all_logits(ctx)).unwrap());
+    }
+    assert_close(&results[1], &results[0], "logits flash vs naive");
+    let cpu = forward_cpu(c, w, tokens(&all), Mask::Causal).unwrap();
+    assert_close(&results[1], &cpu.logits.data, "flash logits vs CPU");
+}
+
+#[test]
+fn an_untied_head_split_over_vocabulary_chunks_gives_the_same_logits() {
+    let model = fixture("llama-tiny");
+    let ctx = gpu();
+    let (c, w) = (&model.config, &model.weights);
+    assert!(w.lm_head.is_some());
+    // 96 rows of 64 floats in chunks of at most 40 rows.
+    let gw = GpuWeights::upload_with_chunk_limit(ctx, c, w, 40 * 64 * 4).unwrap();
+    assert_eq!(gw.head().len(), 3);
+    let mut fwd = GpuForward::with_weights(ctx, c, gw).unwrap();
+    let ids = ids(17, c.vocab_size, 4);
+    fwd.run(ctx, &ids, RunOptions { mask: Mask::Causal, trace: false, all_logits: true }).unwrap();
+    let cpu = forward_cpu(c, w, tokens(&ids), Mask::Causal).unwrap();
+    assert_close(&pollster::block_on(fwd.read_all_logits(ctx)).unwrap(), &cpu.logits.data, "split head logits");
+}
+
+/// A bf16 checkpoint's block matrices stay 16-bit on the GPU (the trace test
+/// above runs on them), an f32 one's stay f32.
+#[test]
+fn a_bf16_checkpoint_keeps_its_matrices_16_bit_on_the_gpu() {
+    let ctx = gpu();
+    let (bf16, f32_model) = (fixture("llama-tiny-mha"), fixture("llama-tiny"));
+    let gw = GpuWeights::upload(ctx, &bf16.config, &bf16.weights).unwrap();
+    for b in &gw.blocks {
+        for w in [&b.qkv_w, &b.proj_w, &b.fc_w, &b.mlp_proj_w] {
+            assert_eq!(w.format, Some(Half::Bf16));
+        }
+    }
+    let matrices: usize = bf16
+        .weights
+        .blocks
+        .iter()
+        .map(|b| b.attn_qkv_w.data.len() + b.attn_proj_w.data.len() + b.mlp_fc_w.data.len() + b.mlp_proj_w.data.len())
+        .sum();
+    let all_f32 = GpuWeights::upload(ctx, &f32_model.config, &f32_model.weights).unwrap();
+    assert!(all_f32.blocks.iter().all(|b| b.qkv_w.format.is_none() && b.fc_w.format.is_none()));
+    // The matrices and the table take 2 bytes a value instead of 4 (every buffer padded to 16 bytes).
+    let w = &bf16.weights;
+    let rest: usize = w
+        .blocks
+        .iter()
+        .map(|b| {
+            [&b.ln_1_g, &b.ln_1_b, &b.attn_qkv_b, &b.attn_proj_b, &b.ln_2_g, &b.ln_2_b, &b.mlp_fc_b, &b.mlp_proj_b]
+                .iter()
+                .map(|t| t.data.len())
+                .sum::<usize>()
+        })
+        .sum::<usize>()
+        + w.ln_f_g.data.len()
+        + w.ln_f_b.data.len();
+    // The tied token table is 16-bit too.
+    assert!(gw.wte.iter().all(|c| c.format == Some(Half::Bf16)));
+    let want = (rest * 4 + (matrices + w.wte.data.len()) * 2) as u64;
+    assert!(gw.bytes >= want && gw.bytes <= want + 1024, "{} bytes uploaded, {want} expected", gw.bytes);
+}
