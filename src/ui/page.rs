@@ -73,7 +73,9 @@ fn LoadingBanner() -> impl IntoView {
     let status = PageState::from_context().status;
     let line = move || match status.download.get() {
         None => "Loading the model…".to_owned(),
-        Some((done, total)) if total > 0.0 && done >= total => "Loading the model: starting…".to_owned(),
+        Some((done, total)) if total > 0.0 && done >= total => {
+            "Loading the model: preparing it for this device…".to_owned()
+        }
         Some((done, total)) if total > 0.0 => format!(
             "Loading the model: {} of {} ({:.0} %)",
             crate::render::text::bytes(done as u64),
