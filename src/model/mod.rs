@@ -12,6 +12,8 @@ pub mod fertility;
 pub mod gguf;
 mod gguf_model;
 mod gguf_quant;
+#[cfg(test)]
+mod gguf_writer;
 pub mod shards;
 mod tokenizer;
 mod weights;
