@@ -4,7 +4,7 @@
 //
 // Fused: Q·Kᵀ (raw), ·1/√d_head and the mask (masked, −∞ where forbidden), the
 // numerically stable row softmax (weights; a fully masked row gives 0, not NaN)
-// and W·V (out). Every head in one dispatch.
+// and A·V (out). Every head in one dispatch.
 //
 // Shapes (row-major f32):
 //   qkv[·×(n_head + 2·n_kv_head)·d_head]  fused projection: Q, K, V side by side
@@ -13,7 +13,7 @@
 //                     for query rows row0 .. row0+M and keys j < T. The row stride is
 //                     the buffers' capacity `cap`, not T, so rows computed by an
 //                     earlier run stay where they are when the text grows.
-//   out[·×n_head·d_head]  out: head h's W·V in columns h·d_head .. (h+1)·d_head.
+//   out[·×n_head·d_head]  out: head h's A·V in columns h·d_head .. (h+1)·d_head.
 // −∞ is written as the bit pattern `neg_inf_bits` (a constant ∞ is a shader
 // creation error in WebGPU). Mask modes: 0 causal (j ≤ i), 1 bidirectional,
 // 2 sliding window (i − w < j ≤ i).
@@ -117,7 +117,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     }
     workgroupBarrier();
 
-    // W·V for this row, one output column per invocation.
+    // A·V for this row, one output column per invocation.
     for (var c = lid; c < p.d_head; c += WG) {
         var o = 0.0;
         for (var j = 0u; j < p.t; j++) {

@@ -1,4 +1,4 @@
-// flash_attention.wgsl: attention output W·V without materialising the T×T
+// flash_attention.wgsl: attention output A·V without materialising the T×T
 // scores: keys and values are walked in tiles through workgroup memory with an
 // online (running max, running sum) softmax. Used when the trace does not need
 // the matrices (generation, benchmarks); equal to attention_rows.wgsl's `out`.

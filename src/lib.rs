@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod escape;
+pub mod glossary;
 pub mod gpu;
 pub mod model;
 pub mod present;

@@ -58,11 +58,12 @@ impl Slide {
         }
     }
 
-    pub fn title(self) -> String {
+    /// The slide's title; attention slides name the layer and `head`, the head shown.
+    pub fn title(self, head: usize) -> String {
         match self {
             Slide::Tokens => "Tokens".into(),
             Slide::Embeddings => "Embeddings".into(),
-            Slide::Attention { layer, stage } => format!("Layer {layer} · {}", stage.title()),
+            Slide::Attention { layer, stage } => format!("Layer {layer} · head {head} · {}", stage.title()),
             Slide::NextLayer { layer } => format!("Into layer {}", layer + 1),
             Slide::Logits => "Logits → next-token distribution".into(),
             Slide::Sample => "Sample".into(),
@@ -86,7 +87,9 @@ impl Slide {
                     "The mask sets −∞ where a token may not look (for a decoder: the future).".into()
                 }
                 AttentionStage::Weights => "Softmax turns each row into weights that sum to 1.".into(),
-                AttentionStage::Output => "Each token's output is the weighted mix of the values: O = W·V.".into(),
+                AttentionStage::Output => {
+                    "Each token's output is the weighted mix of the values: O = A·V, A the attention weights.".into()
+                }
             },
             Slide::NextLayer { layer } => format!(
                 "The heads' outputs and the MLP are added to the residual stream, which goes on into layer {}.",
@@ -152,9 +155,16 @@ mod tests {
         assert_eq!(s[into_1 + 1], Slide::Attention { layer: 1, stage: AttentionStage::Q });
         assert!(!s.contains(&Slide::NextLayer { layer: 2 }), "no layer after the last");
         for slide in &s {
-            assert!(!slide.caption().is_empty() && !slide.title().is_empty());
+            assert!(!slide.caption().is_empty() && !slide.title(0).is_empty());
             assert!(slide.layer().is_none_or(|l| l < 3), "{slide:?}");
         }
+    }
+
+    #[test]
+    fn attention_titles_name_the_layer_and_head() {
+        let slide = Slide::Attention { layer: 2, stage: AttentionStage::Weights };
+        assert_eq!(slide.title(5), "Layer 2 · head 5 · Softmax weights");
+        assert_eq!(Slide::Tokens.title(5), "Tokens");
     }
 
     #[test]

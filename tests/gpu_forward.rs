@@ -171,7 +171,7 @@ fn appending_one_token_computes_one_row() {
     }
 }
 
-/// Flash attention (fast runs) and the naive path (traced runs) give the same logits and W·V.
+/// Flash attention (fast runs) and the naive path (traced runs) give the same logits and A·V.
 #[test]
 fn flash_path_equals_naive_path() {
     let model = placeholder();
@@ -189,7 +189,7 @@ fn flash_path_equals_naive_path() {
             results.push((logits, head_out));
         }
         assert_close(&results[1].0, &results[0].0, &format!("logits flash vs naive {mask:?}"));
-        assert_close(&results[1].1, &results[0].1, &format!("W·V flash vs naive {mask:?}"));
+        assert_close(&results[1].1, &results[0].1, &format!("A·V flash vs naive {mask:?}"));
     }
 }
 

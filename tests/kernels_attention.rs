@@ -20,7 +20,7 @@ use buffers::{output, upload};
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Scores, scale, mask, softmax and W·V of rows row0..T, with matrices strided by a capacity ≥ T.
+    /// Scores, scale, mask, softmax and A·V of rows row0..T, with matrices strided by a capacity ≥ T.
     #[test]
     fn attention_rows_match_cpu((t, n_head, d_head, mask, row0, extra, qkv) in
         (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]), mask_strategy(), 0usize..80, 0usize..9)
@@ -54,7 +54,7 @@ proptest! {
         assert_close(&read(&rawb, 0, len), &raw_cpu, &format!("raw {what}"));
         assert_close(&read(&maskedb, 0, len), &masked_cpu, &format!("masked {what}"));
         assert_close(&read(&wb, 0, len), &weights_cpu, &format!("weights {what}"));
-        assert_close(&read(&ob, 0, t * d), &out_cpu, &format!("W·V {what}"));
+        assert_close(&read(&ob, 0, t * d), &out_cpu, &format!("A·V {what}"));
     }
 
     /// Flash attention never materialises T×T and equals the naive path.
@@ -104,7 +104,7 @@ fn attention_is_stable_for_large_scores_and_empty_rows() {
         assert!(got.iter().all(|w| w.is_finite()), "{mask:?}: no NaN or ∞ in weights: {got:?}");
         assert_close(&got, &weights, &format!("weights {mask:?}"));
         let out = ops::weighted_sum(&weights, &qkv, t, 1, d_head);
-        assert_close(&read(&ob, 0, t * d_head), &out, &format!("W·V {mask:?}"));
+        assert_close(&read(&ob, 0, t * d_head), &out, &format!("A·V {mask:?}"));
         assert_close(&read(&fb, 0, t * d_head), &out, &format!("flash {mask:?}"));
     }
 }

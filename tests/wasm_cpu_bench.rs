@@ -1,14 +1,15 @@
 //! The page's CPU engine timed in headless Chromium (wasm, simd128,
 //! single-threaded, the app's wasm-release profile): the full traced forward
 //! on our default model's shape and GPT-2 small's, random weights, at the
-//! lengths ONNX Runtime Web is timed at by tools/peer (tools/bench_browser.sh
-//! runs both and prints the ratios). Not part of the test suite: run it by
-//! name, as that script does.
+//! lengths ONNX Runtime Web is timed at by tools/peer (tools/bench_browser.py
+//! runs both and prints the ratios; `--breakdown` adds where GPT-2 small's
+//! forward spends its time). Not part of the test suite: run it by name, as
+//! that script does.
 #![cfg(target_arch = "wasm32")]
 
 use attnscope::engine::init::random_weights;
 use attnscope::engine::{forward_cpu, Mask};
-use attnscope::model::{ModelConfig, Token};
+use attnscope::model::{Activation, ModelConfig, Token};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -28,12 +29,24 @@ async fn yield_now() {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+fn tokens(config: &ModelConfig, t: usize) -> Vec<Token> {
+    (0..t).map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 }).collect()
+}
+
 async fn time(name: &str, config: &ModelConfig, lengths: &[usize], runs: usize) {
     let weights = random_weights(config, 1);
+    // One untimed forward at the longest length first: V8 runs new wasm code
+    // in its baseline compiler and swaps optimised code in from a background
+    // thread, which on a loaded 2-core machine took a few forwards; without
+    // this the first shape timed (the default model at T = 16) read 1.5–4.5 ms
+    // where a second pass read 1.1–1.6. A page has long tiered up by the time
+    // one types. (Each length still gets its own warm-up run below.)
+    if let Some(&longest) = lengths.iter().max() {
+        yield_now().await;
+        std::hint::black_box(forward_cpu(config, &weights, tokens(config, longest), Mask::Causal).expect("forward"));
+    }
     for &t in lengths {
-        let tokens: Vec<Token> = (0..t)
-            .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
-            .collect();
+        let tokens = tokens(config, t);
         let mut times = Vec::with_capacity(runs);
         for r in 0..=runs {
             yield_now().await;
@@ -55,6 +68,97 @@ async fn page_cpu_engine_forward_times() {
     let tiny = ModelConfig::gpt2(2, 4, 128, 128, 4096);
     time("tiny", &tiny, &[16, 64, 128], 5).await;
     time("gpt2-small", &ModelConfig::gpt2_small(), &[16, 64, 128], 2).await;
+}
+
+/// Median ms of `runs` calls of `f` (after one warm-up).
+async fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times = Vec::with_capacity(runs);
+    for r in 0..=runs {
+        yield_now().await;
+        let start = now_ms();
+        f();
+        if r > 0 {
+            times.push(now_ms() - start);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Where a GPT-2-small forward's time goes in wasm: each kernel one layer
+/// does, timed alone on the layer's shapes and multiplied by the layer count,
+/// then the LM head, then what the full forward spends beyond their sum (the
+/// trace's copies and allocations). One line per part, then the total.
+#[wasm_bindgen_test]
+async fn page_cpu_engine_forward_breakdown() {
+    use attnscope::engine::attention_cpu;
+    use attnscope::engine::kernels::{self, AttentionRows, QkvRows};
+    let config = ModelConfig::gpt2_small();
+    let weights = random_weights(&config, 1);
+    let b = &weights.blocks[0];
+    let (d, n_head, d_head, inner, layers) =
+        (config.n_embd, config.n_head, config.d_head(), config.n_inner, config.n_layer as f64);
+    for t in [16, 64, 128] {
+        let x: Vec<f32> = (0..t * d).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
+        let ln = kernels::layernorm(&x, &b.ln_1_g.data, &b.ln_1_b.data, d, 1e-5);
+        let qkv = kernels::matmul_bias(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, t, d, 3 * d);
+        let mut hidden = kernels::matmul_bias(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner);
+        let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask: Mask::Causal };
+        let mut parts: Vec<(&str, f64)> = vec![
+            (
+                "layernorm×2",
+                2.0 * median_ms(5, || drop(kernels::layernorm(&x, &b.ln_1_g.data, &b.ln_1_b.data, d, 1e-5))).await,
+            ),
+            (
+                "matmul_qkv",
+                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, t, d, 3 * d)))
+                    .await,
+            ),
+            (
+                "attention_rows",
+                median_ms(3, || drop(kernels::attention_rows_owned(&shape, &QkvRows::fused(&qkv, d)))).await,
+            ),
+            (
+                "matmul_proj",
+                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.attn_proj_w.data, &b.attn_proj_b.data, t, d, d)))
+                    .await,
+            ),
+            (
+                "matmul_fc",
+                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner))).await,
+            ),
+            ("gelu", median_ms(5, || kernels::activate(&mut hidden, Activation::GeluTanh)).await),
+            (
+                "matmul_mlp_proj",
+                median_ms(3, || {
+                    drop(kernels::matmul_bias(&hidden, &b.mlp_proj_w.data, &b.mlp_proj_b.data, t, inner, d))
+                })
+                .await,
+            ),
+            ("add×2", 2.0 * median_ms(5, || drop(kernels::add(&x, &ln))).await),
+        ];
+        let attn_total = median_ms(3, || drop(attention_cpu(&config, b, &x, Mask::Causal))).await;
+        let attn_parts: f64 = parts[..3].iter().map(|p| p.1).sum::<f64>() - parts[0].1 / 2.0;
+        parts.push(("attention_trace_copies", attn_total - attn_parts));
+        for p in &mut parts {
+            p.1 *= layers;
+        }
+        parts.push((
+            "lm_head",
+            median_ms(3, || drop(kernels::lm_head(&ln, &weights.wte.data, t, d, config.vocab_size))).await,
+        ));
+        let tokens: Vec<Token> = (0..t)
+            .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
+            .collect();
+        let total =
+            median_ms(3, || drop(forward_cpu(&config, &weights, tokens.clone(), Mask::Causal).expect("forward"))).await;
+        let sum: f64 = parts.iter().map(|p| p.1).sum();
+        parts.push(("rest", total - sum));
+        for (part, ms) in parts {
+            console_log!("attnscope-cpu-wasm-part gpt2-small T={t} {part} ms={ms:.1} ({:.0}%)", 100.0 * ms / total);
+        }
+        console_log!("attnscope-cpu-wasm-part gpt2-small T={t} forward ms={total:.1}");
+    }
 }
 
 /// Cached generation on SmolLM2-135M's shape (30 layers, 9 query heads over

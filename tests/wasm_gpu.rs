@@ -166,7 +166,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
     assert_close(&read_f32(&ctx, &rawb, 0, h * t * t).await.unwrap(), &raw_cpu, "scores raw");
     assert_close(&read_f32(&ctx, &maskb, 0, h * t * t).await.unwrap(), &masked_cpu, "scores masked");
     assert_close(&read_f32(&ctx, &wtb, 0, h * t * t).await.unwrap(), &weights_cpu, "softmax");
-    assert_close(&read_f32(&ctx, &ob, 0, t * h * dh).await.unwrap(), &out_cpu, "W·V");
+    assert_close(&read_f32(&ctx, &ob, 0, t * h * dh).await.unwrap(), &out_cpu, "A·V");
     assert_close(&read_f32(&ctx, &fb, 0, t * h * dh).await.unwrap(), &out_cpu, "flash attention");
     assert_eq!(ctx.fault(), None);
 }
@@ -190,7 +190,7 @@ async fn whole_forward_on_the_placeholder_model_matches_the_cpu_in_the_browser()
             for (hg, hc) in lg.heads().iter().zip(lc.heads()) {
                 assert_close(&hg.weights.data, &hc.weights.data, &format!("weights {text:?}"));
                 assert_close(&hg.scores_masked.data, &hc.scores_masked.data, &format!("masked scores {text:?}"));
-                assert_close(&hg.output.data, &hc.output.data, &format!("W·V {text:?}"));
+                assert_close(&hg.output.data, &hc.output.data, &format!("A·V {text:?}"));
             }
         }
         assert_close(&gpu.logits.data, &cpu.logits.data, &format!("logits {text:?}"));

@@ -10,23 +10,30 @@ Setup, once (see tools/peer/README.md; models are never committed):
     ~/.venvs/attnscope-torch/bin/pip install onnx onnxscript transformers
     (cd tools/peer && ~/.venvs/attnscope-torch/bin/python make_models.py all && npm ci)
 Run:
-    python3 tools/bench_browser.py
+    python3 tools/bench_browser.py [--breakdown]
+--breakdown also prints where GPT-2 small's forward spends its time in wasm
+(each kernel of a layer timed alone × the layer count, the LM head, the rest).
 """
 import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def ours():
+def wasm_bench(test):
     env = dict(os.environ, CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="wasm-bindgen-test-runner",
                CHROMEDRIVER="/usr/bin/chromedriver", WASM_BINDGEN_TEST_TIMEOUT="900")
-    out = subprocess.run(["cargo", "test", "--profile", "wasm-release", "--target", "wasm32-unknown-unknown",
-                          "--test", "wasm_cpu_bench", "--", "--nocapture"],
-                         cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(["cargo", "test", "--profile", "wasm-release", "--target", "wasm32-unknown-unknown",
+                           "--test", "wasm_cpu_bench", "--", "--nocapture", test],
+                          cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def ours():
+    out = wasm_bench("page_cpu_engine_forward_times")  # a name filter: that test alone
     return {(m[1], int(m[2])): float(m[3])
             for m in re.finditer(r"attnscope-cpu-wasm (\S+) T=(\d+) median_ms=([\d.]+)", out)}
 
@@ -43,6 +50,11 @@ def ort():
 
 
 def main():
+    if "--breakdown" in sys.argv[1:]:
+        out = wasm_bench("page_cpu_engine_forward_breakdown")
+        print("where GPT-2 small's forward spends its time in wasm (ms, share of the forward):")
+        for line in re.findall(r"attnscope-cpu-wasm-part (.*)", out):
+            print("  " + line)
     a = ours()
     b = ort()
     print("forward ms in headless Chromium, one thread: attnscope page CPU engine (wasm, full trace) "

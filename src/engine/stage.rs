@@ -64,7 +64,7 @@ impl AttentionStage {
             AttentionStage::ScoresScaled => "Scaled ÷ √d_head",
             AttentionStage::ScoresMasked => "Masked",
             AttentionStage::Weights => "Softmax weights",
-            AttentionStage::Output => "Output W·V",
+            AttentionStage::Output => "Output A·V",
         }
     }
 
@@ -84,9 +84,9 @@ impl AttentionStage {
                 "+ mask: −∞ where a query may not look (hatched); those keys get weight 0 after softmax."
             }
             AttentionStage::Weights => {
-                "W = softmax(row): each row is a probability distribution over the keys; every row sums to 1."
+                "A = softmax(row): the attention weights; each row is a probability distribution over the keys; every row sums to 1."
             }
-            AttentionStage::Output => "O = W·V: each token's new vector, a weighted mix of the values (T × d_head).",
+            AttentionStage::Output => "O = A·V: each token's new vector, a weighted mix of the values (T × d_head).",
         }
     }
 

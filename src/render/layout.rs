@@ -68,15 +68,35 @@ pub fn move_row(from: Option<usize>, by: isize, t: usize) -> Option<usize> {
     Some((start + by).clamp(0, t as isize - 1) as usize)
 }
 
-/// The axis labels' font size for `n` labels along a map (CSS pixels), or
-/// `None` when they would be too small to read (the labels are hidden).
-pub fn label_font_px(n: usize) -> Option<u32> {
-    match n {
-        0..=12 => Some(13),
-        13..=24 => Some(11),
-        25..=48 => Some(8),
-        _ => None,
+/// How big the axis labels of a map may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelSizes {
+    /// The largest font (CSS pixels): the page's type, or a projector's.
+    pub max_px: u32,
+    /// The smallest font still shown; below it the labels hide (the readout names the cell).
+    pub min_px: u32,
+}
+
+impl LabelSizes {
+    /// The learner's page: 13 px at most; on a narrow (phone) screen never under 11 px.
+    pub fn page(narrow: bool) -> Self {
+        Self { max_px: 13, min_px: if narrow { 11 } else { 8 } }
     }
+
+    /// Presenter mode: large type for the room, never under 11 px.
+    pub const PRESENT: Self = Self { max_px: 22, min_px: 11 };
+}
+
+/// The axis labels' font size for `n` labels along `length_px` CSS pixels of
+/// a map (each label gets `length_px / n`, and its type fills 80 % of that),
+/// or `None` when it would fall under `sizes.min_px` (the labels are hidden).
+pub fn label_font_px(n: usize, length_px: f64, sizes: LabelSizes) -> Option<u32> {
+    if n == 0 {
+        return Some(sizes.max_px);
+    }
+    let fits = (0.8 * length_px / n as f64).floor();
+    let px = if fits.is_finite() { fits.min(f64::from(sizes.max_px)) as u32 } else { 0 };
+    (px >= sizes.min_px).then_some(px)
 }
 
 /// Where the block view's four maps sit on its canvas (x, y, width, height as
@@ -187,12 +207,21 @@ mod tests {
 
     #[test]
     fn labels_shrink_with_their_number_then_hide() {
-        assert_eq!(label_font_px(5), Some(13));
-        assert_eq!(label_font_px(20), Some(11));
-        assert_eq!(label_font_px(48), Some(8));
-        assert_eq!(label_font_px(49), None);
-        let sizes: Vec<u32> = (0..=48).filter_map(label_font_px).collect();
+        let page = LabelSizes::page(false);
+        assert_eq!(label_font_px(5, 560.0, page), Some(13));
+        assert_eq!(label_font_px(40, 560.0, page), Some(11));
+        assert_eq!(label_font_px(56, 560.0, page), Some(8));
+        assert_eq!(label_font_px(57, 560.0, page), None);
+        let sizes: Vec<u32> = (0..=60).filter_map(|n| label_font_px(n, 560.0, page)).collect();
         assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "never grows with more labels");
+        // A phone never shows labels under 11 px: it hides them instead.
+        let phone = LabelSizes::page(true);
+        assert!((0..200).filter_map(|n| label_font_px(n, 300.0, phone)).all(|px| px >= 11));
+        assert_eq!(label_font_px(30, 300.0, phone), None);
+        // A projector: big type while it fits.
+        assert_eq!(label_font_px(10, 700.0, LabelSizes::PRESENT), Some(22));
+        assert_eq!(label_font_px(30, 700.0, LabelSizes::PRESENT), Some(18));
+        assert_eq!(label_font_px(3, f64::NAN, page), None);
     }
 
     #[test]

@@ -13,7 +13,10 @@ pub struct LogAxis {
 }
 
 impl LogAxis {
-    /// An axis spanning `values` (non-positive values ignored), widened to whole powers of ten.
+    /// An axis spanning `values` (non-positive values ignored): exactly their
+    /// range when it covers a decade or more (so an axis ends at, say, a
+    /// model's context of 128 and not at 1,000), otherwise widened to the
+    /// nearest 1–2–5 values around it.
     pub fn fit(values: impl IntoIterator<Item = f64>, px0: f64, px1: f64) -> Self {
         let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
         for v in values.into_iter().filter(|v| *v > 0.0 && v.is_finite()) {
@@ -23,8 +26,10 @@ impl LogAxis {
         if !lo.is_finite() {
             (lo, hi) = (1.0, 10.0);
         }
-        let lo = 10f64.powf(lo.log10().floor());
-        let hi = 10f64.powf(hi.log10().ceil()).max(lo * 10.0);
+        if hi < lo * 10.0 {
+            lo = nice(lo, false);
+            hi = nice(hi, true).max(lo * 2.0);
+        }
         Self { lo, hi, px0, px1 }
     }
 
@@ -35,13 +40,59 @@ impl LogAxis {
         self.px0 + f * (self.px1 - self.px0)
     }
 
-    /// Powers of ten inside the axis, at most `max` of them (every other one, … when there are more).
+    /// Round values inside the axis, at most `max` of them: 1, 2, 5 × 10ⁿ
+    /// where they fit, else powers of ten (every other one, … when there are more).
     pub fn ticks(&self, max: usize) -> Vec<f64> {
-        let (a, b) = (self.lo.log10().round() as i32, self.hi.log10().round() as i32);
-        let all: Vec<f64> = (a..=b).map(|e| 10f64.powi(e)).collect();
-        let step = all.len().div_ceil(max.max(1)).max(1);
-        all.into_iter().step_by(step).collect()
+        let max = max.max(2);
+        let inside = |v: &f64| *v >= self.lo * (1.0 - 1e-9) && *v <= self.hi * (1.0 + 1e-9);
+        let (a, b) = (self.lo.log10().floor() as i32, self.hi.log10().ceil() as i32);
+        let decades: Vec<f64> = (a..=b).map(|e| 10f64.powi(e)).filter(inside).collect();
+        let one_two_five: Vec<f64> =
+            (a..=b).flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e))).filter(inside).collect();
+        if one_two_five.len() <= max {
+            return one_two_five;
+        }
+        let step = decades.len().div_ceil(max).max(1);
+        decades.into_iter().step_by(step).collect()
     }
+}
+
+/// The 1–2–5 value at or below (`up` false) or at or above (`up` true) `v` > 0.
+fn nice(v: f64, up: bool) -> f64 {
+    let e = v.log10().floor();
+    let base = 10f64.powf(e);
+    let steps = [1.0, 2.0, 5.0, 10.0];
+    let m = v / base;
+    let pick = if up {
+        steps.iter().copied().find(|&s| s >= m * (1.0 - 1e-12)).unwrap_or(10.0)
+    } else {
+        steps.iter().copied().rev().find(|&s| s <= m * (1.0 + 1e-12)).unwrap_or(1.0)
+    };
+    pick * base
+}
+
+/// Places labels along a line (a chart's top edge) so none overlaps another:
+/// each `(anchor, width)` in pixels starts just right of its anchor (or ends
+/// just left of it where it would run past `right`), in the first row where
+/// it clears every label already there. Returns each label's left edge and row.
+pub fn stack_labels(spans: &[(f64, f64)], left: f64, right: f64) -> Vec<(f64, usize)> {
+    const GAP: f64 = 6.0;
+    let mut rows: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_by(|&a, &b| spans[a].0.total_cmp(&spans[b].0));
+    let mut out = vec![(0.0, 0); spans.len()];
+    for i in order {
+        let (anchor, width) = spans[i];
+        let start = if anchor + 3.0 + width > right { (anchor - 3.0 - width).max(left) } else { anchor + 3.0 };
+        let (a, b) = (start, start + width);
+        let row = rows.iter().position(|r| r.iter().all(|&(c, d)| b + GAP <= c || a >= d + GAP)).unwrap_or(rows.len());
+        if row == rows.len() {
+            rows.push(Vec::new());
+        }
+        rows[row].push((a, b));
+        out[i] = (start, row);
+    }
+    out
 }
 
 /// A linear axis, for weights in [0, 1].
@@ -98,16 +149,44 @@ mod tests {
 
     #[test]
     fn log_axis_maps_decades_evenly_and_fits_whole_decades() {
-        let a = LogAxis::fit([3.0, 4000.0], 0.0, 400.0);
+        let a = LogAxis::fit([1.0, 10_000.0], 0.0, 400.0);
         assert_eq!((a.lo, a.hi), (1.0, 10_000.0));
         assert_eq!(a.at(1.0), 0.0);
         assert_eq!(a.at(100.0), 200.0);
         assert_eq!(a.at(10_000.0), 400.0);
         assert_eq!(a.at(1e9), 400.0, "clamped");
-        assert_eq!(a.ticks(10), vec![1.0, 10.0, 100.0, 1000.0, 10_000.0]);
+        assert_eq!(a.ticks(5), vec![1.0, 10.0, 100.0, 1000.0, 10_000.0]);
         assert_eq!(a.ticks(3).len(), 3);
+        assert_eq!(a.ticks(100).len(), 13, "1, 2, 5 in each decade where they fit");
         let y = LogAxis::fit([0.0, -1.0], 200.0, 0.0);
         assert_eq!((y.lo, y.hi), (1.0, 10.0), "no positive value: a default decade");
+    }
+
+    #[test]
+    fn an_axis_ends_where_its_data_ends() {
+        // The dilution chart: T from 8 to the model's context of 128, not to 1,000.
+        let x = LogAxis::fit([8.0, 16.0, 128.0], 0.0, 400.0);
+        assert_eq!((x.lo, x.hi), (8.0, 128.0));
+        assert_eq!(x.ticks(8), vec![10.0, 20.0, 50.0, 100.0]);
+        // Less than a decade: widened to round values.
+        let y = LogAxis::fit([3.0, 7.0], 0.0, 400.0);
+        assert_eq!((y.lo, y.hi), (2.0, 10.0));
+    }
+
+    #[test]
+    fn stacked_labels_never_overlap_and_stay_inside() {
+        // "now: T = 31" and "context 128" close together, as in the cost chart.
+        let spans = [(300.0, 70.0), (310.0, 75.0), (120.0, 90.0), (515.0, 60.0)];
+        let placed = stack_labels(&spans, 50.0, 520.0);
+        for (i, &(a, ra)) in placed.iter().enumerate() {
+            assert!(a >= 50.0 && a + spans[i].1 <= 520.0 + 1e-9, "label {i} inside: {placed:?}");
+            for (j, &(b, rb)) in placed.iter().enumerate().skip(i + 1) {
+                let apart = a + spans[i].1 <= b || b + spans[j].1 <= a;
+                assert!(ra != rb || apart, "labels {i} and {j} overlap: {placed:?}");
+            }
+        }
+        assert_eq!(placed[2].1, 0, "a label with room stays in the first row");
+        assert!(placed[3].0 < 515.0, "a label at the right edge ends left of its marker");
     }
 
     #[test]

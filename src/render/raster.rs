@@ -85,14 +85,82 @@ pub fn colour(colour_map: ColourMap, (lo, hi): (f32, f32), v: f32) -> [f32; 3] {
 }
 
 impl Raster<'_> {
-    /// RGBA8 pixels, `width × height`, row-major.
+    /// RGBA8 pixels, `width × height`, row-major. Each cell's colour is
+    /// computed once and copied across its pixels (a keystroke redraws a
+    /// 500-pixel map from T² colours, not from a colour per pixel).
     pub fn pixels(&self) -> Vec<u8> {
         let (rows, cols) = (self.values.rows, self.values.cols);
+        let background = rgba(BACKGROUND);
         let mut out = vec![0u8; self.width * self.height * 4];
-        let cell_w = self.width as f32 / cols.max(1) as f32;
-        let cell_h = self.height as f32 / rows.max(1) as f32;
-        for y in 0..self.height {
-            for x in 0..self.width {
+        if out.is_empty() {
+            return out;
+        }
+        if rows == 0 || cols == 0 {
+            for px in out.chunks_exact_mut(4) {
+                px.copy_from_slice(&background);
+            }
+            return out;
+        }
+        let cell_w = self.width as f32 / cols as f32;
+        let cell_h = self.height as f32 / rows as f32;
+        // The cell under each pixel column and row, and whether it falls in the 1-pixel gap.
+        let along = |n: usize, cell: f32, cells: usize| -> Vec<(usize, bool)> {
+            (0..n)
+                .map(|p| {
+                    let at = p as f32 + 0.5;
+                    let k = ((at / cell) as usize).min(cells - 1);
+                    (k, cell >= 8.0 && at - k as f32 * cell < 1.0)
+                })
+                .collect()
+        };
+        let xs = along(self.width, cell_w, cols);
+        let ys = along(self.height, cell_h, rows);
+        // Each cell's colour (None: masked, hatched per pixel), the hover highlight included.
+        let lit = |c: [f32; 3], i: usize, j: usize| {
+            if self.hover.is_some_and(|(r, k)| r == i || k == j) {
+                mix(c, [1.0; 3], 0.18)
+            } else {
+                c
+            }
+        };
+        let cells: Vec<Option<[u8; 4]>> = (0..rows * cols)
+            .map(|at| {
+                let (i, j) = (at / cols, at % cols);
+                let masked = self.masked.is_some_and(|m| m.data[at] == f32::NEG_INFINITY);
+                (!masked).then(|| rgba(lit(colour(self.colour_map, self.range, self.values.data[at]), i, j)))
+            })
+            .collect();
+        let hatch = |x: usize, y: usize, i: usize, j: usize| {
+            let c = if (x + y) % 8 < 3 { [0.32, 0.33, 0.36] } else { [0.22, 0.23, 0.26] };
+            rgba(lit(c, i, j))
+        };
+        for (y, (row, &(i, gap_y))) in out.chunks_exact_mut(self.width * 4).zip(&ys).enumerate() {
+            for (x, (px, &(j, gap_x))) in row.chunks_exact_mut(4).zip(&xs).enumerate() {
+                let c =
+                    if gap_y || gap_x { background } else { cells[i * cols + j].unwrap_or_else(|| hatch(x, y, i, j)) };
+                px.copy_from_slice(&c);
+            }
+        }
+        out
+    }
+}
+
+/// An sRGB colour in [0, 1] as opaque RGBA8.
+fn rgba(c: [f32; 3]) -> [u8; 4] {
+    [(c[0] * 255.0).round() as u8, (c[1] * 255.0).round() as u8, (c[2] * 255.0).round() as u8, 255]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-pixel definition the fast raster must equal, byte for byte.
+    fn pixels_one_by_one(r: &Raster<'_>) -> Vec<u8> {
+        let (rows, cols) = (r.values.rows, r.values.cols);
+        let mut out = vec![0u8; r.width * r.height * 4];
+        let (cell_w, cell_h) = (r.width as f32 / cols.max(1) as f32, r.height as f32 / rows.max(1) as f32);
+        for y in 0..r.height {
+            for x in 0..r.width {
                 let mut c = BACKGROUND;
                 if rows > 0 && cols > 0 {
                     let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
@@ -102,35 +170,50 @@ impl Raster<'_> {
                         || (cell_h >= 8.0 && py - i as f32 * cell_h < 1.0);
                     if !gap {
                         let at = i * cols + j;
-                        let masked = self.masked.is_some_and(|m| m.data[at] == f32::NEG_INFINITY);
-                        c = if masked {
+                        c = if r.masked.is_some_and(|m| m.data[at] == f32::NEG_INFINITY) {
                             if (x + y) % 8 < 3 {
                                 [0.32, 0.33, 0.36]
                             } else {
                                 [0.22, 0.23, 0.26]
                             }
                         } else {
-                            colour(self.colour_map, self.range, self.values.data[at])
+                            colour(r.colour_map, r.range, r.values.data[at])
                         };
-                        if self.hover.is_some_and(|(r, k)| r == i || k == j) {
+                        if r.hover.is_some_and(|(h, k)| h == i || k == j) {
                             c = mix(c, [1.0; 3], 0.18);
                         }
                     }
                 }
-                let at = (y * self.width + x) * 4;
-                for k in 0..3 {
-                    out[at + k] = (c[k] * 255.0).round() as u8;
-                }
-                out[at + 3] = 255;
+                out[(y * r.width + x) * 4..][..4].copy_from_slice(&rgba(c));
             }
         }
         out
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    #[test]
+    fn the_cell_by_cell_raster_equals_the_pixel_by_pixel_definition() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
+        };
+        for &(rows, cols, width, height) in
+            &[(5, 5, 40, 40), (17, 17, 300, 300), (9, 32, 257, 131), (1, 1, 3, 7), (3, 4, 0, 5)]
+        {
+            let values = Matrix::from_vec(rows, cols, (0..rows * cols).map(|_| next()).collect());
+            let masked = Matrix::from_vec(
+                rows,
+                cols,
+                (0..rows * cols).map(|at| if at % cols > at / cols { f32::NEG_INFINITY } else { 0.0 }).collect(),
+            );
+            for (map, masked, hover) in
+                [(ColourMap::Sequential, Some(&masked), Some((1, 2))), (ColourMap::Diverging, None, None)]
+            {
+                let r = Raster { values: &values, masked, colour_map: map, range: (-1.5, 1.7), width, height, hover };
+                assert!(r.pixels() == pixels_one_by_one(&r), "{rows}×{cols} at {width}×{height}");
+            }
+        }
+    }
 
     #[test]
     fn colour_maps_hit_their_end_points() {

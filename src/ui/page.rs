@@ -11,8 +11,8 @@ use leptos::task::spawn_local;
 
 use super::backend::Backend;
 use super::panels::{
-    AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, HeadsPanel, InputPanel, ModelGridPanel,
-    NextTokenPanel, TokenizersPanel,
+    AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, GlossaryPanel, HeadsPanel, InputPanel,
+    ModelGridPanel, NextTokenPanel, TokenizersPanel,
 };
 use super::state::{PageState, Phase, Theme};
 use super::web::present::{self, PresenterBar};
@@ -21,7 +21,7 @@ use crate::share::Panel;
 
 /// The panel bar, one entry per panel: the panel's heading (the entry's
 /// label is the heading's text) and the class of the panel.
-const PANEL_LINKS: [(&str, &str); 10] = [
+const PANEL_LINKS: [(&str, &str); 11] = [
     ("Text", "input-panel"),
     ("Attention", "attention-panel"),
     ("Next token", "next-panel"),
@@ -32,7 +32,11 @@ const PANEL_LINKS: [(&str, &str); 10] = [
     ("Tokenizers", "tokenizer-panel"),
     ("Cost", "cost-panel"),
     ("Dilution", "dilution-panel"),
+    ("Glossary", "glossary-panel"),
 ];
+
+/// A run slower than this (ms, about a frame) puts up the "working" sign before the next one.
+const SLOW_RUN_MS: f64 = 16.0;
 
 /// Whether the page is dark now: forced, or the system's when it follows it.
 fn shows_dark(theme: Theme) -> bool {
@@ -62,10 +66,37 @@ fn embed_title(state: PageState) -> String {
     }
 }
 
+/// The model's download: a bar with bytes and percent (a moving bar when the
+/// size is unknown), then "starting" while the weights go to the backend.
+#[component]
+fn LoadingBanner() -> impl IntoView {
+    let status = PageState::from_context().status;
+    let line = move || match status.download.get() {
+        None => "Loading the model…".to_owned(),
+        Some((done, total)) if total > 0.0 && done >= total => "Loading the model: starting…".to_owned(),
+        Some((done, total)) if total > 0.0 => format!(
+            "Loading the model: {} of {} ({:.0} %)",
+            crate::render::text::bytes(done as u64),
+            crate::render::text::bytes(total as u64),
+            100.0 * done / total
+        ),
+        Some((done, _)) => format!("Loading the model: {}", crate::render::text::bytes(done as u64)),
+    };
+    view! {
+        <div class="banner info loading" role="status" data-testid="loading">
+            <span>{line}</span>
+            <progress class="download" aria-label="Model download"
+                max=move || status.download.get().map_or(1.0, |(_, t)| if t > 0.0 { t } else { 1.0 })
+                value=move || status.download.get().and_then(|(d, t)| (t > 0.0).then_some(d.min(t)))></progress>
+        </div>
+    }
+}
+
 /// Loads the model and opens the backend, then shows what it is.
 fn load(state: PageState, backend: Backend) {
     spawn_local(async move {
-        match backend.load().await {
+        let download = state.status.download;
+        match backend.load(move |done, total| download.set(Some((done, total)))).await {
             Ok(host) => {
                 let status = state.status;
                 status.model_label.set(host.model_label());
@@ -96,7 +127,10 @@ pub fn Page() -> impl IntoView {
 
     // Recompute at most once a frame, with the newest text: a keystroke never
     // waits behind the runs of older texts.
+    // When the last run took longer than a frame, a "working" sign goes up
+    // first and the run waits until it is painted.
     let scheduled = Rc::new(Cell::new(false));
+    let last_ms = Rc::new(Cell::new(0.0f64));
     Effect::new(move |_| {
         s.text.track();
         s.mask.track();
@@ -105,11 +139,22 @@ pub fn Page() -> impl IntoView {
             return;
         }
         scheduled.set(true);
-        let scheduled = scheduled.clone();
-        request_animation_frame(move || {
+        let slow = last_ms.get() > SLOW_RUN_MS;
+        let (scheduled, last_ms) = (scheduled.clone(), last_ms.clone());
+        let run = move || {
             scheduled.set(false);
+            let started = dom::now_ms();
             backend.compute(state);
-        });
+            last_ms.set(dom::now_ms() - started);
+            status.working.set(false);
+        };
+        if slow {
+            status.working.set(true);
+            // This frame paints the sign; the run starts in the task after it.
+            request_animation_frame(move || set_timeout(run, std::time::Duration::ZERO));
+        } else {
+            request_animation_frame(run);
+        }
     });
 
     // The colour theme: the system's (auto), or forced dark or light; the
@@ -180,7 +225,7 @@ pub fn Page() -> impl IntoView {
                 </div>
             })}
             {move || match status.phase.get() {
-                Phase::Loading => Some(view! { <div class="banner info">"Loading the model…"</div> }.into_any()),
+                Phase::Loading => Some(view! { <LoadingBanner /> }.into_any()),
                 Phase::Failed(e) => Some(view! {
                     <div class="banner error" role="alert">{e}</div>
                 }.into_any()),
@@ -211,6 +256,7 @@ pub fn Page() -> impl IntoView {
                     <CostPanel />
                     <DilutionPanel />
                 </div>
+                <GlossaryPanel />
             </main>
         </div>
     }

@@ -95,6 +95,9 @@ pub struct Selection {
 pub struct Focus {
     pub cell: RwSignal<Option<(usize, usize)>>,
     pub locked: RwSignal<bool>,
+    /// What leaving presenter mode restores: the mask and the element that
+    /// had the keyboard focus when it was entered.
+    pub before_present: StoredValue<Option<(Mask, Option<web_sys::HtmlElement>)>, LocalStorage>,
 }
 
 /// The model and the backend as the page shows them, and its messages.
@@ -113,6 +116,12 @@ pub struct Status {
     pub gpu_error: RwSignal<Option<String>>,
     /// Why the text could not be run (too long, untokenizable).
     pub input_error: RwSignal<Option<String>>,
+    /// How many tokens the whole text is (more than are shown past the context).
+    pub text_tokens: RwSignal<usize>,
+    /// The model's download while it loads: (bytes so far, total; 0 when unknown).
+    pub download: RwSignal<Option<(f64, f64)>>,
+    /// A run is under way that will take longer than a frame.
+    pub working: RwSignal<bool>,
     /// A message about the address: fields of a link that were ignored, or "Link copied".
     pub link_note: RwSignal<Option<String>>,
     /// What the last export saved, or why it failed.
@@ -172,6 +181,31 @@ pub struct Telemetry {
     pub timed_run: RwSignal<Option<(u64, f64)>>,
     /// Input event → its heatmap drawn (ms).
     pub latency_ms: RwSignal<Option<f64>>,
+    /// The last keystroke's cost, part by part.
+    pub keystroke: RwSignal<Option<Keystroke>>,
+}
+
+/// What one keystroke cost, part by part (ms on the page's clock), from its
+/// input event until every panel on screen has reacted and the GPU (if any)
+/// has finished drawing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Keystroke {
+    /// The run it led to.
+    pub run: u64,
+    /// Input event → the frame that computed it (the page runs the newest text once a frame).
+    pub frame_wait: f64,
+    pub tokenize: f64,
+    /// The forward pass (on the GPU: recording and submitting it).
+    pub forward: f64,
+    /// Drawing the maps on screen (stage heatmap, model grid, residual view).
+    pub draws: f64,
+    /// Values read back that finished in the same task (hover, legend, next tokens, head view, norms).
+    pub reads: f64,
+    /// The rest: the panels' own work, and waiting for the GPU to finish.
+    pub other: f64,
+    /// Input event → all of the above done.
+    pub total: f64,
 }
 
 /// One generated token with the probability it had.
@@ -223,7 +257,11 @@ impl PageState {
                 present: RwSignal::new(None),
                 theme: RwSignal::new(Theme::Auto),
             },
-            focus: Focus { cell: RwSignal::new(None), locked: RwSignal::new(false) },
+            focus: Focus {
+                cell: RwSignal::new(None),
+                locked: RwSignal::new(false),
+                before_present: StoredValue::new_local(None),
+            },
             status: Status {
                 phase: RwSignal::new(Phase::Loading),
                 config: RwSignal::new(None),
@@ -232,6 +270,9 @@ impl PageState {
                 on_gpu: RwSignal::new(true),
                 gpu_error: RwSignal::new(None),
                 input_error: RwSignal::new(None),
+                text_tokens: RwSignal::new(0),
+                download: RwSignal::new(None),
+                working: RwSignal::new(false),
                 link_note: RwSignal::new(None),
                 export_note: RwSignal::new(None),
             },
@@ -248,6 +289,7 @@ impl PageState {
                 input_at: RwSignal::new(None),
                 timed_run: RwSignal::new(None),
                 latency_ms: RwSignal::new(None),
+                keystroke: RwSignal::new(None),
             },
             generation: Generation { steps: RwSignal::new(Vec::new()), playing: RwSignal::new(false) },
             embed,

@@ -2,7 +2,7 @@
 // heatmap, and check the page's numbers against the CLI's CPU reference.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats } from './harness.mjs';
+import { serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats, MODEL_CONFIG } from './harness.mjs';
 
 const SENTENCE = 'The cat sat on the mat, and then the cat slept.';
 let server;
@@ -97,18 +97,24 @@ test('typing shows GPU attention weights equal to the CPU reference', { timeout:
   }
 });
 
-test('text past the context limit gives a clear message and keeps the last result', { timeout: 300_000 }, async () => {
+test('text past the context limit: a clear message, and the model\'s first tokens shown as it reads them', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {
-    const { page } = await openApp(browser, server.url);
+    const { page, errors } = await openApp(browser, server.url);
     await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
-    const good = await page.evaluate(() => window.attnscope.state());
+    const limit = MODEL_CONFIG.n_positions;
     await page.locator('#text-input').fill('word '.repeat(400));
     await page.waitForFunction(() => window.attnscope.state().inputError !== null, null, { timeout: 30_000 });
+    await page.waitForFunction((n) => window.attnscope.state().gpuTokens === n, limit, { timeout: 60_000 });
     const state = await page.evaluate(() => window.attnscope.state());
-    assert.match(state.inputError, /context holds at most 128/);
-    assert.equal(state.gpuTokens, good.gpuTokens, 'the last good heatmap stays');
-    assert.match(await page.locator('.input-error').innerText(), /shorten it/);
+    assert.match(state.inputError, new RegExp(`is \\d+ tokens long, but this model's context holds at most ${limit}: it reads the first ${limit}`));
+    assert.equal(state.tokens.length, limit, 'the tokens the model reads');
+    assert.match(await page.locator('.input-error').innerText(), /Shorten the text to see the rest/);
+    assert.match(await page.locator('[data-testid=token-count]').innerText(), new RegExp(`^${limit} of \\d+ tokens · context holds ${limit}$`));
+    // Back under the limit, the message goes.
+    await page.locator('#text-input').fill('The cat sat on the mat');
+    await page.waitForFunction(() => window.attnscope.state().inputError === null, null, { timeout: 30_000 });
+    assert.deepEqual(errors, []);
   } finally {
     await browser.close();
   }

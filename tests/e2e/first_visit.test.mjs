@@ -73,6 +73,8 @@ test('the panel bar stays on screen, names every panel as its heading and moves 
     const links = await page.locator('.nav-link').allInnerTexts();
     const panels = await page.locator('main .panel').count();
     assert.equal(links.length, panels, `one entry per panel (${links.join(', ')})`);
+    // The address follows the page once it is still; wait for it before comparing.
+    await page.waitForFunction(() => location.hash.includes('seed='));
     const hash = await page.evaluate(() => location.hash);
     for (const label of links) {
       await page.locator('.nav-link', { hasText: new RegExp(`^${label}$`) }).click();
@@ -186,6 +188,8 @@ test('while the model loads the page says so and its Generate and Measure button
     await page.goto(server.url);
     await page.waitForSelector('[data-testid=token-count]');
     assert.equal(await page.locator('[data-testid=token-count]').innerText(), 'Loading the model…');
+    // The download's bar is up (moving until the server says how much is coming).
+    assert.equal(await page.locator('[data-testid=loading] progress.download').count(), 1);
     for (const button of ['.gen-step', '.gen-ten', '.gen-play', '.gen-compare-button', '.measure-button', '.dilution-run']) {
       assert.ok(await page.locator(button).isDisabled(), `${button} waits for the model`);
     }

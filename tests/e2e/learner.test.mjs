@@ -65,6 +65,9 @@ test('every stage, layer, head and mask equals the CPU reference', { timeout: 60
     await page.locator('[data-stage=weights]').click();
     const grid = page.locator('canvas.grid-canvas:not(.off)');
     await grid.scrollIntoViewIfNeeded();
+    // Drawn once on screen (panels scrolled away wait): its canvas takes its size then.
+    await page.waitForFunction(() => document.querySelector('canvas.grid-canvas:not(.off)').width !== 300, null, { timeout: 30_000 });
+    await page.waitForTimeout(300);
     const gstats = await canvasStats(page, 'canvas.grid-canvas:not(.off)');
     assert.ok(gstats.stdLuminance > 10 && gstats.distinctColours > 20, `the model view is drawn: ${JSON.stringify(gstats)}`);
     const box = await grid.boundingBox();
@@ -140,17 +143,34 @@ test('every stage, layer, head and mask equals the CPU reference', { timeout: 60
       next.forEach((n, i) => assert.ok(Math.abs(n.prob - order[i][1]) < 1e-5, `p(${n.text}) ${n.prob} vs ${order[i][1]}`));
     }
 
-    // Head view: lines for the selected heads; hovering a query token keeps only its lines.
+    // Head view: every head of the layer at first, one colour each; a toggle turns one off;
+    // hovering a query token keeps only its lines.
+    // The head view reads its weights once on screen.
+    await page.locator('.head-view-panel').scrollIntoViewIfNeeded();
+    const colours = () => page.evaluate(() => new Set([...document.querySelectorAll('.head-view-svg line')]
+      .map((l) => l.getAttribute('stroke'))).size);
+    await page.waitForFunction((h) => new Set([...document.querySelectorAll('.head-view-svg line')]
+      .map((l) => l.getAttribute('stroke'))).size === h, heads, { timeout: 30_000 });
+    assert.equal(await page.locator('.view-head[aria-pressed=true]').count(), heads, 'every head is on');
     await page.locator('.view-head').nth(1).click();
-    // The second head's weights arrive after a read: wait for its colour.
-    await page.waitForFunction(() => new Set([...document.querySelectorAll('.head-view-svg line')]
-      .map((l) => l.getAttribute('stroke'))).size === 2, null, { timeout: 30_000 });
+    await page.waitForFunction((h) => new Set([...document.querySelectorAll('.head-view-svg line')]
+      .map((l) => l.getAttribute('stroke'))).size === h - 1, heads, { timeout: 30_000 });
+    assert.equal(await colours(), heads - 1);
     const hv = page.locator('.head-view-svg');
     await hv.scrollIntoViewIfNeeded();
     await page.locator('.hv-label').nth(2 * (t - 1)).hover();
     await page.waitForTimeout(300);
     const lastLines = await page.locator('.head-view-svg line').count();
-    assert.ok(lastLines > 0 && lastLines <= 2 * t, `only the last token's lines (${lastLines})`);
+    assert.ok(lastLines > 0 && lastLines <= (heads - 1) * t, `only the last token's lines (${lastLines})`);
+    // The keyboard: focus the drawing, ↑/↓ pick the query token.
+    await page.mouse.move(0, 0);
+    await hv.focus();
+    await page.keyboard.press('Home');
+    await page.waitForFunction(() => window.attnscope.state().hover?.row === 0);
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(() => window.attnscope.state().hover?.row === 1);
+    assert.match(await hv.getAttribute('aria-label'), /query token 1/);
+    await page.keyboard.press('Escape');
 
     // Block view: hover the norms map; the value is ‖x‖ of the CPU trace's residual stream.
     const block = page.locator('canvas.block-canvas:not(.off)');

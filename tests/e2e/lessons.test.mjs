@@ -18,6 +18,8 @@ test('cost panel: the model\'s own cost curves and a live timing', { timeout: 30
     await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
     const t = (await page.evaluate(() => window.attnscope.state())).tokens.length;
     // The panel bar scrolls to a panel without touching the address (it holds the page's state).
+    // The address follows the page once it is still; wait for it before comparing.
+    await page.waitForFunction(() => location.hash.includes('seed='));
     const hash = await page.evaluate(() => location.hash);
     await page.locator('.nav-link', { hasText: 'Cost' }).click();
     await page.waitForFunction(() => {

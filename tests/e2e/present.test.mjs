@@ -42,7 +42,7 @@ test('presenter mode steps through every stage by keyboard', { timeout: 400_000 
       await page.waitForFunction((n) => window.attnscope.state().present === n, i + 1);
     }
     const titles = seen.map((x) => x.slide);
-    assert.deepEqual(titles.slice(0, 3), ['Tokens', 'Embeddings', 'Layer 0 · Queries Q']);
+    assert.deepEqual(titles.slice(0, 3), ['Tokens', 'Embeddings', 'Layer 0 · head 1 · Queries Q']);
     assert.deepEqual(seen.map((x) => x.panel).filter((p, i, a) => p !== a[i - 1]).slice(0, 4),
       ['tokens', 'residual', 'stage', 'residual']);
     for (const stage of ['q', 'k', 'v', 'raw', 'scaled', 'masked', 'weights', 'out']) {
@@ -94,6 +94,48 @@ test('presenter mode steps through every stage by keyboard', { timeout: 400_000 
     await page.keyboard.press('Escape');
     await page.waitForFunction(() => window.attnscope.state().present === null);
     assert.equal(await page.locator('.topbar').isVisible(), true);
+    // Leaving restores what presenting changed: the mask, and the focus (on the button that began it).
+    await page.waitForFunction(() => window.attnscope.state().mask === 'causal');
+    await page.waitForFunction(() => document.activeElement?.classList.contains('present-button'));
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('presenter buttons do what they say under Enter and Space; the slide title is the page\'s h1', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, errors } = await openApp(browser, `${server.url}#text=${encodeURIComponent('The cat sat on the mat')}`);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    await page.locator('.present-button').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => window.attnscope.state().present === 0);
+    assert.equal(await page.locator('h1:visible').count(), 1, 'one visible h1');
+    assert.equal(await page.locator('h1:visible').innerText(), 'Tokens');
+    // The focus starts on the presenter's own controls.
+    await page.waitForFunction(() => document.activeElement?.closest('.present-controls') !== null);
+    const control = (label) => page.locator('.present-controls button', { hasText: label });
+    // Next (›) under Enter, back (‹) under Space: one step each, not two.
+    await control('›').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => window.attnscope.state().present === 1);
+    await page.waitForTimeout(200);
+    assert.equal((await state(page)).present, 1, 'Enter pressed the button once and did not also step');
+    await control('‹').focus();
+    await page.keyboard.press(' ');
+    await page.waitForFunction(() => window.attnscope.state().present === 0);
+    // The mask button changes the mask, and only that.
+    await control('Mask').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => window.attnscope.state().mask === 'bidirectional');
+    assert.equal((await state(page)).present, 0, 'the slide stays');
+    // Exit leaves, restores the mask and gives the focus back to the Present button.
+    await control('Exit').focus();
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => window.attnscope.state().present === null);
+    await page.waitForFunction(() => window.attnscope.state().mask === 'causal');
+    await page.waitForFunction(() => document.activeElement?.classList.contains('present-button'));
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

@@ -6,7 +6,9 @@
 //! `ops::attention_scores`, `ops::softmax_rows`, `ops::weighted_sum`.
 
 use super::super::ops::count_flops;
-use super::rows::{dot, exp};
+#[cfg(not(target_arch = "wasm32"))]
+use super::rows::dot;
+use super::rows::exp;
 use crate::engine::Mask;
 
 /// Which rows and keys: the kernel's uniform block.
@@ -124,7 +126,7 @@ fn allowed_keys(mask: Mask, i: usize, t: usize) -> (usize, usize) {
 /// Fills rows `row0..row0+m` of every head: Q·Kᵀ (raw, over every key, as
 /// the trace shows it), scaled by 1/√d_head with −∞ where the mask forbids
 /// (masked), the stable softmax (weights; a row with no allowed key is all
-/// zero, never NaN) and W·V (out). Panics if a buffer is shorter than the
+/// zero, never NaN) and A·V (out). Panics if a buffer is shorter than the
 /// shape says, like indexing.
 pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows) {
     let AttentionRows { row0, m, t, n_head, d_head, mask } = *shape;
@@ -132,17 +134,20 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
     let d = n_head * d_head;
     let scale = 1.0 / (d_head as f32).sqrt();
     count_flops(4 * n_head * m * t * d_head);
-    let mut o = vec![0.0f32; d_head];
+    if m == 0 {
+        return;
+    }
     for h in 0..n_head {
         let col = h * d_head;
+        // A query head reads the K and V columns of its group's KV head.
         let kv_col = h / qkv.group.max(1) * d_head;
+        // Row i of this head's score rows is at first + (i − row0)·cap.
+        let (first, cap) = (dst.at(h, row0), dst.cap);
+        let span = (m - 1) * cap + t;
+        head_scores(shape, qkv, (col, kv_col), &mut dst.raw[first..][..span], cap);
         for i in row0..row0 + m {
-            let q = &qkv.q[(i - qkv.q_row0) * qkv.q_stride + col..][..d_head];
             let at = dst.at(h, i);
-            let raw = &mut dst.raw[at..][..t];
-            for (j, r) in raw.iter_mut().enumerate() {
-                *r = dot(q, &qkv.k[j * qkv.kv_stride + kv_col..][..d_head]);
-            }
+            let raw = &dst.raw[at..][..t];
             let (lo, hi) = allowed_keys(mask, i, t);
             let masked = &mut dst.masked[at..][..t];
             masked.fill(f32::NEG_INFINITY);
@@ -153,7 +158,6 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
             }
             let weights = &mut dst.weights[at..][..t];
             weights.fill(0.0);
-            o.fill(0.0);
             if max != f32::NEG_INFINITY {
                 let mut sum = 0.0;
                 for (w, &s) in weights[lo..hi].iter_mut().zip(&masked[lo..hi]) {
@@ -163,15 +167,73 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
                 for w in &mut weights[lo..hi] {
                     *w /= sum;
                 }
-                for (j, &w) in weights.iter().enumerate().take(hi).skip(lo) {
-                    let v = &qkv.v[j * qkv.kv_stride + kv_col..][..d_head];
-                    for (oc, &vc) in o.iter_mut().zip(v) {
-                        *oc += w * vc;
-                    }
+            }
+        }
+        let out_first = (row0 - dst.first_row) * d + col;
+        let out_span = (m - 1) * d + d_head;
+        head_output(shape, qkv, kv_col, &dst.weights[first..][..span], cap, &mut dst.out[out_first..][..out_span], d);
+    }
+}
+
+/// One head's raw scores `raw[(i − row0)·cap + j] = q_i · k_j` for its rows
+/// and every key (its query columns `col`, its KV head's key columns
+/// `kv_col`): a dot product each natively, the simd128 GEMM in the browser.
+fn head_scores(shape: &AttentionRows, qkv: &QkvRows, (col, kv_col): (usize, usize), raw: &mut [f32], cap: usize) {
+    let AttentionRows { row0, m, t, d_head, .. } = *shape;
+    let q = &qkv.q[(row0 - qkv.q_row0) * qkv.q_stride + col..];
+    #[cfg(not(target_arch = "wasm32"))]
+    for r in 0..m {
+        let q = &q[r * qkv.q_stride..][..d_head];
+        for (j, out) in raw[r * cap..][..t].iter_mut().enumerate() {
+            *out = dot(q, &qkv.k[j * qkv.kv_stride + kv_col..][..d_head]);
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        use attnscope_simd128::{gemm, Strided};
+        for r in 0..m {
+            raw[r * cap..][..t].fill(0.0);
+        }
+        let a = Strided { data: q, rs: qkv.q_stride, cs: 1 };
+        let b = Strided { data: qkv.k.get(kv_col..).unwrap_or(&[]), rs: 1, cs: qkv.kv_stride };
+        gemm(a, b, raw, cap, (m, d_head, t));
+    }
+}
+
+/// One head's outputs `out[(i − row0)·d ..][..d_head] = Σ_j w_ij · v_j` for
+/// its rows, from their weight rows `weights[(i − row0)·cap ..][..t]` (zero
+/// where the mask forbids) and its KV head's value columns `kv_col`.
+fn head_output(
+    shape: &AttentionRows,
+    qkv: &QkvRows,
+    kv_col: usize,
+    weights: &[f32],
+    cap: usize,
+    out: &mut [f32],
+    d: usize,
+) {
+    let AttentionRows { m, t, d_head, .. } = *shape;
+    for r in 0..m {
+        out[r * d..][..d_head].fill(0.0);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    for r in 0..m {
+        let o = &mut out[r * d..][..d_head];
+        for (j, &w) in weights[r * cap..][..t].iter().enumerate() {
+            if w != 0.0 {
+                let v = &qkv.v[j * qkv.kv_stride + kv_col..][..d_head];
+                for (oc, &vc) in o.iter_mut().zip(v) {
+                    *oc += w * vc;
                 }
             }
-            dst.out[(i - dst.first_row) * d + col..][..d_head].copy_from_slice(&o);
         }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        use attnscope_simd128::{gemm, Strided};
+        let a = Strided { data: weights, rs: cap, cs: 1 };
+        let b = Strided { data: qkv.v.get(kv_col..).unwrap_or(&[]), rs: qkv.kv_stride, cs: 1 };
+        gemm(a, b, out, d, (m, t, d_head));
     }
 }
 

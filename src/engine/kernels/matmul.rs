@@ -1,10 +1,12 @@
 //! `y = x·w + b` and the tied LM head `x·wteᵀ`: blocked SIMD products from
-//! `gemm` natively and `matrixmultiply` in wasm (tools/gemm-bench measured both
-//! crates on both targets: each is the faster where it is used).
+//! `gemm` natively and our own simd128 GEMM (`crates/simd128`) in wasm
+//! (tools/gemm-bench measured the candidates on both targets: each is the
+//! faster where it is used).
 
 use super::super::ops::count_flops;
 
 /// A row-major or strided operand: element (i, j) at `i·rs + j·cs`.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Clone, Copy)]
 struct Strided<'a> {
     data: &'a [f32],
@@ -12,6 +14,11 @@ struct Strided<'a> {
     cs: usize,
 }
 
+/// In the browser, the simd128 crate's own (the same fields).
+#[cfg(target_arch = "wasm32")]
+use attnscope_simd128::Strided;
+
+#[cfg(not(target_arch = "wasm32"))]
 impl Strided<'_> {
     /// Whether every element of a `rows × cols` view is inside the slice.
     fn covers(&self, rows: usize, cols: usize) -> bool {
@@ -20,15 +27,29 @@ impl Strided<'_> {
 }
 
 /// A raw pointer the column blocks of one output share: each writes only its own columns.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: the blocks handed to other threads write disjoint columns of `c`,
 // which outlives them (they are joined before `product` returns).
+#[cfg(not(target_arch = "wasm32"))]
 unsafe impl Send for OutPtr {}
+#[cfg(not(target_arch = "wasm32"))]
 unsafe impl Sync for OutPtr {}
 
 /// `c[m×n] += a[m×k] · b[k×n]`, `c` row-major with `n` columns.
 fn product(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize)) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        attnscope_simd128::gemm(a, b, c, n, (m, k, n));
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    product_native(a, b, c, (m, k, n));
+}
+
+/// [`product`] natively: gemm, its columns split over rayon's threads.
+#[cfg(not(target_arch = "wasm32"))]
+fn product_native(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize)) {
     assert!(a.covers(m, k) && b.covers(k, n) && c.len() >= m * n, "matmul operands are shorter than {m}×{k}×{n}");
     if m == 0 || k == 0 || n == 0 {
         return;
@@ -52,13 +73,13 @@ fn product(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usiz
     blocks.into_iter().for_each(block);
 }
 
-/// `c[m×n] += a·b` for c row-major with row stride `rsc`: through gemm
-/// natively, through matrixmultiply's simd128 kernel in the browser (each
-/// the faster there, tools/gemm-bench).
+/// `c[m×n] += a·b` for c row-major with row stride `rsc`, through gemm
+/// (the faster natively, tools/gemm-bench).
 ///
 /// # Safety
 /// `a` (checked by the caller) and `b` (strides `rsb`, `csb`) must hold every
 /// element of a `m×k` and a `k×n` view, and `c` an `m×n` view.
+#[cfg(not(target_arch = "wasm32"))]
 unsafe fn sgemm_add(
     (m, k, n): (usize, usize, usize),
     a: Strided,
@@ -68,7 +89,6 @@ unsafe fn sgemm_add(
     rsc: usize,
 ) {
     // dst = 1·dst + 1·(lhs·rhs); gemm takes column strides first.
-    #[cfg(not(target_arch = "wasm32"))]
     gemm::gemm(
         m,
         n,
@@ -90,23 +110,6 @@ unsafe fn sgemm_add(
         false,
         gemm::Parallelism::None,
     );
-    #[cfg(target_arch = "wasm32")]
-    matrixmultiply::sgemm(
-        m,
-        k,
-        n,
-        1.0,
-        a.data.as_ptr(),
-        a.rs as isize,
-        a.cs as isize,
-        b,
-        rsb as isize,
-        csb as isize,
-        1.0,
-        c,
-        rsc as isize,
-        1,
-    );
 }
 
 /// Threads a matmul may use: the current rayon pool's (`threads` feature).
@@ -115,8 +118,8 @@ fn threads() -> usize {
     rayon::current_num_threads()
 }
 
-/// Without the `threads` feature (and always in the browser), one.
-#[cfg(not(all(feature = "threads", not(target_arch = "wasm32"))))]
+/// Without the `threads` feature, one.
+#[cfg(not(any(feature = "threads", target_arch = "wasm32")))]
 fn threads() -> usize {
     1
 }
@@ -124,16 +127,23 @@ fn threads() -> usize {
 /// Splits the `n` columns into one block per thread (multiples of 64, so
 /// every block but the last fills the SIMD kernels), or one block when the
 /// product is too small to be worth a hand-off (under ~1 MFLOP).
+#[cfg(not(target_arch = "wasm32"))]
 fn column_blocks(m: usize, k: usize, n: usize, threads: usize) -> Vec<(usize, usize)> {
     let parts = if m * k * n < 500_000 { 1 } else { threads.clamp(1, n.div_ceil(64)) };
     let width = n.div_ceil(parts).next_multiple_of(64);
     (0..n).step_by(width.max(1)).map(|j0| (j0, (j0 + width).min(n))).collect()
 }
 
-/// Up to this many rows (a keystroke's new token, a KV-cache step) a matmul
-/// streams the weights once instead of packing them: packing would copy
-/// every weight for a product that reads each only a few times.
+/// Up to this many rows (a keystroke's new token, a KV-cache step) a native
+/// matmul streams the weights once instead of packing them: packing would
+/// copy every weight for a product that reads each only a few times. (The
+/// browser's own GEMM, `simd128`, takes every shape.)
 const STREAM_ROWS: usize = 4;
+
+/// Whether an `m`-row product streams the weights (natively, up to [`STREAM_ROWS`]).
+fn streams(m: usize) -> bool {
+    !cfg!(target_arch = "wasm32") && m <= STREAM_ROWS
+}
 
 /// `y[M×N] = x[M×K] · w[K×N] + b[N]`: [`crate::engine::ops::matmul_bias`], fast.
 pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
@@ -142,7 +152,7 @@ pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize
     for _ in 0..m {
         y.extend_from_slice(&b[..n]);
     }
-    if m <= STREAM_ROWS {
+    if streams(m) {
         // Row by row of w: y[i] += x[i][kk]·w[kk] (a vectorised axpy over n).
         let w = &w[..k * n];
         for (kk, w_row) in w.chunks_exact(n.max(1)).enumerate() {
@@ -163,7 +173,7 @@ pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize
 pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<f32> {
     count_flops(2 * t * d * vocab);
     let mut logits = vec![0.0; t * vocab];
-    if t <= STREAM_ROWS {
+    if streams(t) {
         // One pass over the table: each of its rows against every x row.
         for (v, wte_row) in wte[..vocab * d].chunks_exact(d.max(1)).enumerate() {
             for i in 0..t {

@@ -110,6 +110,9 @@ pub fn exp(x: f32) -> f32 {
 /// with the vectorised [`exp`]; the erf form and ReLU are the reference's own loops.
 pub fn activate(x: &mut [f32], activation: Activation) {
     match activation {
+        #[cfg(target_arch = "wasm32")]
+        Activation::GeluTanh => attnscope_simd128::gelu_tanh(x),
+        #[cfg(not(target_arch = "wasm32"))]
         Activation::GeluTanh => {
             const C: f32 = 0.797_884_6; // √(2/π)
             for v in x.iter_mut() {

@@ -105,6 +105,10 @@ impl CpuBackend {
         Ok(ranked.into_iter().map(|(id, _)| (id, probs.get(id as usize).copied().unwrap_or(0.0))).collect())
     }
 
+    pub fn read_norms(&self) -> Result<Vec<f32>, BackendError> {
+        self.with_trace(|t| Some(residual_norms(t).data), "the residual norms")
+    }
+
     pub fn read_norm(&self, point: usize, token: usize) -> Result<f32, BackendError> {
         self.with_trace(
             |t| {

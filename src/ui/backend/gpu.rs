@@ -189,6 +189,14 @@ impl GpuBackend {
         Ok(read.finish(&self.ctx).await?)
     }
 
+    pub async fn read_norms(&self, stride: usize) -> Result<Vec<f32>, BackendError> {
+        let read = {
+            let fwd = busy(self.fwd.try_borrow())?;
+            fwd.residual_norms_matrix(&self.norms, stride).begin_read(&self.ctx)?
+        };
+        Ok(read.finish(&self.ctx).await?)
+    }
+
     pub async fn mlp_row(&self, layer: usize, token: usize) -> Result<Vec<f32>, BackendError> {
         let read = busy(self.fwd.try_borrow())?.token_row(Stage::MlpHidden, layer, token)?.begin_read(&self.ctx)?;
         Ok(read.finish(&self.ctx).await?)

@@ -23,8 +23,9 @@ use thiserror::Error;
 use self::cpu::CpuBackend;
 use self::gpu::GpuBackend;
 pub use self::timer::ForwardTimer;
-use super::state::{PageState, View};
-use super::web::fetch::{fetch_bytes, FetchError};
+use super::state::{Keystroke, PageState, View};
+use super::web::dom::now_ms;
+use super::web::fetch::{fetch_bytes, fetch_with_progress, FetchError};
 use super::web::query;
 use crate::engine::{EngineError, Mask, Matrix};
 use crate::gpu::GpuError;
@@ -117,15 +118,24 @@ pub struct Host {
     gpu_error: RefCell<Option<String>>,
 }
 
+/// Time the backend spent drawing and reading since a keystroke's run began
+/// (ms on the page's clock): the keystroke's breakdown adds it up.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spent {
+    draws: f64,
+    reads: f64,
+}
+
 /// The handle panels use: `Copy`, empty until the model is loaded.
 #[derive(Clone, Copy)]
 pub struct Backend {
     host: StoredValue<Option<Rc<Host>>, LocalStorage>,
+    spent: StoredValue<Spent, LocalStorage>,
 }
 
 impl Default for Backend {
     fn default() -> Self {
-        Self { host: StoredValue::new_local(None) }
+        Self { host: StoredValue::new_local(None), spent: StoredValue::new_local(Spent::default()) }
     }
 }
 
@@ -146,9 +156,10 @@ impl Backend {
 
     /// Fetches the default model and opens WebGPU (or, failing that, the CPU
     /// reference); the model is required, the GPU is not.
-    pub async fn load(self) -> Result<Rc<Host>, BackendError> {
+    /// `progress(bytes so far, total)` follows the weights' download (total 0 when unknown).
+    pub async fn load(self, progress: impl Fn(f64, f64) + 'static) -> Result<Rc<Host>, BackendError> {
         let config = fetch_bytes(&format!("{MODEL_DIR}/config.json")).await?;
-        let weights = fetch_bytes(&format!("{MODEL_DIR}/model.safetensors")).await?;
+        let weights = fetch_with_progress(&format!("{MODEL_DIR}/model.safetensors"), progress).await?;
         let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/tokenizer.json")).await?;
         let model = Model::from_bytes(MODEL_NAME, &config, &weights, &tokenizer)?;
         let (engine, gpu_error) = match GpuBackend::open(&model).await {
@@ -184,14 +195,29 @@ impl Backend {
         let Some(host) = self.host() else { return };
         let (status, outputs) = (state.status, state.outputs);
         let text = state.selection.text.get_untracked();
+        // A keystroke's run is timed part by part (the test hook's `keystroke`).
+        let input_at = state.telemetry.input_at.get_untracked();
+        let started = now_ms();
+        self.spent.set_value(Spent::default());
         let mut tokens = match host.tokenize(&text) {
             Ok(tokens) => tokens,
             Err(e) => return status.input_error.set(Some(e.to_string())),
         };
         tokens.extend(state.generation.steps.get_untracked().into_iter().map(|g| g.token));
-        status.input_error.set(None);
+        // Past the context the model reads the beginning: so does the page, and says so.
+        let (total, limit) = (tokens.len(), host.model.config.n_positions);
+        tokens.truncate(limit);
+        status.input_error.set((total > limit).then(|| {
+            format!(
+                "The text is {total} tokens long, but this model's context holds at most {limit}: it reads the first \
+                 {limit} and the page shows those. Shorten the text to see the rest."
+            )
+        }));
+        status.text_tokens.set(total);
         let mask = state.selection.mask.get_untracked();
+        let tokenized = now_ms();
         let mut result = host.run(&tokens, mask);
+        let forwarded = now_ms();
         if let Err(BackendError::DeviceLost(e)) = &result {
             // A GPU fault or loss: carry on with the CPU reference, without a reload.
             host.fall_back_to_cpu(format!("the GPU failed ({e})"));
@@ -209,9 +235,42 @@ impl Backend {
                     telemetry.timed_run.set(Some((outputs.runs.get_untracked() + 1, at)));
                 }
                 outputs.runs.update(|r| *r += 1);
+                if let Some(at) = input_at {
+                    let keystroke = Keystroke {
+                        run: outputs.runs.get_untracked(),
+                        frame_wait: started - at,
+                        tokenize: tokenized - started,
+                        forward: forwarded - tokenized,
+                        ..Keystroke::default()
+                    };
+                    self.time_keystroke(state, at, keystroke);
+                }
             }
             Err(e) => status.input_error.set(Some(e.to_string())),
         }
+    }
+
+    /// Finishes a keystroke's breakdown: once every panel has reacted to the
+    /// run (the task after it) the draws and reads are added up, and once the
+    /// GPU has finished what they submitted the total is taken.
+    fn time_keystroke(self, state: PageState, at: f64, keystroke: Keystroke) {
+        let telemetry = state.telemetry;
+        set_timeout(
+            move || {
+                let spent = self.spent.get_value();
+                let keystroke = Keystroke { draws: spent.draws, reads: spent.reads, ..keystroke };
+                self.when_drawn(move || {
+                    let total = now_ms() - at;
+                    let parts = keystroke.frame_wait
+                        + keystroke.tokenize
+                        + keystroke.forward
+                        + keystroke.draws
+                        + keystroke.reads;
+                    telemetry.keystroke.set(Some(Keystroke { total, other: (total - parts).max(0.0), ..keystroke }));
+                });
+            },
+            std::time::Duration::ZERO,
+        );
     }
 
     /// Puts the backend in use and why (if on the CPU) into the page's status.
@@ -254,10 +313,13 @@ impl Backend {
         cpu: impl FnOnce(&CpuBackend, &Canvas) -> Drawn,
     ) -> Drawn {
         let engine = self.ready()?.engine();
-        match &*engine {
+        let started = now_ms();
+        let drawn = match &*engine {
             Engine::Gpu(g) => gpu(g, &canvases.gpu),
             Engine::Cpu(c) => cpu(c, &canvases.cpu),
-        }
+        };
+        self.spent.update_value(|s| s.draws += now_ms() - started);
+        drawn
     }
 
     /// Draws one stage's matrix for one head, the focused cell lit.
@@ -305,10 +367,12 @@ impl Backend {
     ) -> Result<T, BackendError> {
         let host = self.ready()?;
         let engine = host.engine();
+        let started = now_ms();
         let value = match &*engine {
             Engine::Gpu(g) => gpu(g).await,
             Engine::Cpu(c) => cpu(c),
         };
+        self.spent.update_value(|s| s.reads += now_ms() - started);
         host.unless_replaced(&engine, value)
     }
 
@@ -354,6 +418,13 @@ impl Backend {
     pub async fn read_norm(self, point: usize, token: usize) -> Result<f32, BackendError> {
         let stride = self.ready()?.model.config.n_positions;
         self.ask(async |g| g.read_norm(stride, point, token).await, |c| c.read_norm(point, token)).await
+    }
+
+    /// Every token's residual norm at every point of the stream (points × T,
+    /// row-major), as the block view last drew them.
+    pub async fn read_norms(self) -> Result<Vec<f32>, BackendError> {
+        let stride = self.ready()?.model.config.n_positions;
+        self.ask(async |g| g.read_norms(stride).await, |c| c.read_norms()).await
     }
 
     /// The `k` most active MLP neurons of `token` in `layer` (reads its n_inner activations).
@@ -416,17 +487,9 @@ impl Host {
         *self.gpu_error.borrow_mut() = Some(why);
     }
 
-    /// The text's tokens, refused past the model's context.
+    /// The text's tokens, all of them (the tokenizer bounds the text's size).
     pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, BackendError> {
-        let tokens = self.model.tokenizer.encode(text).map_err(|e| BackendError::Input(e.to_string()))?;
-        let limit = self.model.config.n_positions;
-        if tokens.len() > limit {
-            return Err(BackendError::Input(format!(
-                "the text is {} tokens long, but this model's context holds at most {limit}; shorten it",
-                tokens.len()
-            )));
-        }
-        Ok(tokens)
+        self.model.tokenizer.encode(text).map_err(|e| BackendError::Input(e.to_string()))
     }
 
     /// Runs the whole forward pass (every stage kept) on `tokens`.

@@ -4,10 +4,15 @@
 //! labels, readout, colour legend and export buttons.
 
 use leptos::prelude::*;
+
+use super::Terms;
 use leptos::task::spawn_local;
 
 use crate::engine::{AttentionStage, Mask};
-use crate::render::layout::{cell_at, label_font_px, move_cell};
+use crate::render::layout::{cell_at, label_font_px, move_cell, LabelSizes};
+
+/// Narrower than this (CSS pixels) is a phone: its labels stay at 11 px or hide.
+const NARROW_PX: f64 = 700.0;
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, CanvasPair};
 use crate::ui::state::{CellValue, Legend, PageState};
@@ -23,12 +28,19 @@ pub fn AttentionPanel() -> impl IntoView {
     let cpu_ref = NodeRef::<leptos::html::Canvas>::new();
     let canvases = move || Some(CanvasPair { gpu: gpu_ref.get_untracked()?, cpu: cpu_ref.get_untracked()? });
 
+    // The map's width in CSS pixels, which sizes its axis labels.
+    let map_px = RwSignal::new(0.0f64);
     // Draws the stage heatmap, times the input that led to it, and reads its colour range.
     let draw = move || {
         let Some(canvases) = canvases() else { return };
         let view = state.view_untracked();
         if let Err(e) = backend.draw_stage(&canvases, view, focus.cell.get_untracked()) {
             return log::warn!("stage heatmap: {e}");
+        }
+        let shown = if state.status.on_gpu.get_untracked() { &canvases.gpu } else { &canvases.cpu };
+        let px = f64::from(shown.client_width());
+        if px > 0.0 && (px - map_px.get_untracked()).abs() >= 1.0 {
+            map_px.set(px);
         }
         state.telemetry.renders.update(|r| *r += 1);
         let telemetry = state.telemetry;
@@ -137,7 +149,17 @@ pub fn AttentionPanel() -> impl IntoView {
             } else {
                 (0..state.shape().2).map(|j| j.to_string()).collect()
             };
-            let font = label_font_px(shown.len());
+            let sizes = if s.present.get().is_some() {
+                LabelSizes::PRESENT
+            } else {
+                LabelSizes::page(
+                    web_sys::window()
+                        .and_then(|w| w.inner_width().ok())
+                        .and_then(|w| w.as_f64())
+                        .is_some_and(|w| w < NARROW_PX),
+                )
+            };
+            let font = label_font_px(shown.len(), map_px.get(), sizes);
             let items = shown
                 .into_iter()
                 .enumerate()
@@ -182,8 +204,8 @@ pub fn AttentionPanel() -> impl IntoView {
                 }
             }
             (Some((row, col)), _) => format!("row {row}, column {col}: reading…"),
-            (None, _) => "Hover a cell to read its exact value; click to lock it. Or focus the map and use the arrow \
-                          keys (Enter locks)."
+            (None, _) => "Point at or tap a cell to read its exact value; click to lock it. Or focus the map and use \
+                          the arrow keys (Enter locks)."
                 .into(),
         }
     };
@@ -253,6 +275,23 @@ pub fn AttentionPanel() -> impl IntoView {
             .collect_view()
     };
     // The arrow keys step the stage and the focus follows it to its button.
+    // On a phone the stages are one row that scrolls sideways: keep the current one in view.
+    let stages_ref = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move |_| {
+        let stage = s.stage.get();
+        let Some(row) = stages_ref.get() else { return };
+        if row.scroll_width() <= row.client_width() {
+            return;
+        }
+        let button = row
+            .query_selector(&format!(".stage-button[data-stage={}]", stage.key()))
+            .ok()
+            .flatten()
+            .and_then(|b| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(b).ok());
+        if let Some(b) = button {
+            row.set_scroll_left(b.offset_left() - row.offset_left() - (row.client_width() - b.offset_width()) / 2);
+        }
+    });
     let on_stage_key = move |ev: web_sys::KeyboardEvent| {
         let by = match ev.key().as_str() {
             "ArrowLeft" => -1,
@@ -328,7 +367,8 @@ pub fn AttentionPanel() -> impl IntoView {
             <div class="stepper">
                 <button class="nav" aria-label="Previous stage" on:click=move |_| state.step_stage(-1)
                     disabled=move || s.stage.get() == AttentionStage::ALL[0]>"‹"</button>
-                <div class="segs stages" role="group" aria-label="Attention stage (arrow keys step)" on:keydown=on_stage_key>
+                <div class="segs stages scroll-x" role="group" aria-label="Attention stage (arrow keys step)" on:keydown=on_stage_key
+                    node_ref=stages_ref>
                     {stage_buttons}
                 </div>
                 <button class="nav" aria-label="Next stage" on:click=move |_| state.step_stage(1)
@@ -338,6 +378,11 @@ pub fn AttentionPanel() -> impl IntoView {
                 {move || format!("{} · layer {} · head {}", s.stage.get().title(), s.layer.get(), s.head.get())}
             </h2>
             <p class="formula" data-testid="caption">{move || s.stage.get().caption()}</p>
+            <Terms keys=Signal::derive(move || {
+                let mut keys = crate::glossary::stage_terms(s.stage.get()).to_vec();
+                keys.extend(crate::glossary::panel::ATTENTION.iter().filter(|k| !keys.contains(k)).collect::<Vec<_>>());
+                keys
+            }) />
             <div class="heatmap" class:wide=move || !s.stage.get().square()>
                 <div class="corner"></div>
                 {labels("col")}

@@ -5,6 +5,8 @@
 //! on this device at a few T.
 
 use leptos::prelude::*;
+
+use super::Terms;
 use leptos::task::spawn_local;
 
 use super::chart::{LogChart, Marker, Series};
@@ -15,6 +17,7 @@ use crate::render::text::bytes;
 use crate::ui::backend::Backend;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::{now_ms, sleep_ms};
+use crate::ui::web::visible::on_screen;
 
 /// Context lengths the curves run through: powers of two up to 64k.
 fn lengths() -> Vec<usize> {
@@ -37,6 +40,14 @@ struct Timing {
 pub fn CostPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
+    // The charts follow the text only while on screen (they are redrawn per keystroke otherwise);
+    // the numbers in words always do.
+    let panel = NodeRef::<leptos::html::Section>::new();
+    let on_view = on_screen(panel, move || state.outputs.runs.track());
+    let shown = Memo::new(move |last: Option<&usize>| match (on_view.get(), last) {
+        (false, Some(&t)) => t,
+        _ => state.outputs.shown_tokens.get(),
+    });
     let timings = RwSignal::new(Vec::<Timing>::new());
     let progress = RwSignal::new(None::<(usize, usize)>);
     let error = RwSignal::new(None::<String>);
@@ -45,7 +56,7 @@ pub fn CostPanel() -> impl IntoView {
         let Some(c) = state.status.config.get() else { return Vec::new() };
         vec![
             Series {
-                name: "attention (Q·Kᵀ and W·V): ∝ T²".into(),
+                name: "attention (Q·Kᵀ and A·V): ∝ T²".into(),
                 colour: "#D55E00",
                 points: curve(|t| forward_cost(&c, t).attention_flops()),
                 unit: "FLOPs",
@@ -77,7 +88,7 @@ pub fn CostPanel() -> impl IntoView {
     });
     let markers = Signal::derive(move || {
         let Some(c) = state.status.config.get() else { return Vec::new() };
-        let t = state.outputs.shown_tokens.get().max(1);
+        let t = shown.get().max(1);
         vec![
             Marker { x: t as f64, label: format!("now: T = {t}") },
             Marker { x: quadratic_crossover(&c) as f64, label: format!("T² overtakes: {}", quadratic_crossover(&c)) },
@@ -156,8 +167,8 @@ pub fn CostPanel() -> impl IntoView {
         let now = forward_cost(&c, t);
         let double = forward_cost(&c, 2 * t);
         Some(format!(
-            "At T = {t}: {} attention-matrix entries per stage ({} layers × {} heads × {t}²), {}FLOPs of attention \
-             against {}FLOPs in the MLP and projections, a KV cache of {}. Doubling the text to {} multiplies \
+            "At T = {t}: {} attention-matrix entries per stage ({} layers × {} heads × {t}²), {} FLOPs of attention \
+             against {} FLOPs in the MLP and projections, a KV cache of {}. Doubling the text to {} multiplies \
              attention by {:.1} but the rest by {:.1}.",
             short(now.attention_entries as f64),
             c.n_layer,
@@ -172,13 +183,13 @@ pub fn CostPanel() -> impl IntoView {
     };
 
     view! {
-        <section class="panel cost-panel" aria-label="Cost against context length">
+        <section class="panel cost-panel" aria-label="Cost against context length" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Cost"</h2>
             <p class="lead">"It grows with the square of the text."</p>
             <p class="formula">"Attention compares every token with every other, so its work and its weight matrices \
                 grow with T², while the MLP and the projections grow with T. For short texts the MLP dominates; past \
                 T ≈ 6·d the square takes over. The KV cache grows by a fixed amount per token and is held until the \
-                end. Log axes: a line twice as steep grows with the square. Hover a point for its value."</p>
+                end. Log axes: a line twice as steep grows with the square. Point at or tap a point for its value, or focus a chart and use the arrow keys."</p>
             <p class="hint" data-testid="cost-summary">{summary}</p>
             <LogChart series=flops markers=markers x_label="context length T (tokens)" y_label="FLOPs per forward pass" testid="cost-flops" />
             <LogChart series=memory markers=markers x_label="context length T (tokens)" y_label="bytes" testid="cost-memory" />
@@ -208,6 +219,7 @@ pub fn CostPanel() -> impl IntoView {
                         synchronisation), so the curve bends upwards only as T grows."</p>
                 }
             })}
+            <Terms keys=crate::glossary::panel::COST.to_vec() />
         </section>
     }
 }

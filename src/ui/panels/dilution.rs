@@ -5,9 +5,11 @@
 //! (`engine::analysis`), step by step, from the model's own traces.
 
 use leptos::prelude::*;
+
+use super::Terms;
 use leptos::task::spawn_local;
 
-use super::chart::{LogChart, Marker, Series};
+use super::chart::{LogChart, Marker, Series, YFormat};
 use crate::engine::analysis::{attention_to, first_token_weights};
 use crate::engine::extend::extend_cpu;
 use crate::engine::{forward_cpu, Mask};
@@ -16,6 +18,7 @@ use crate::render::text::visible;
 use crate::ui::backend::Backend;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::sleep_ms;
+use crate::ui::web::visible::on_screen;
 
 const FILLERS: [&str; 3] = [
     " It was a fine day, and nothing much happened in the village.",
@@ -35,6 +38,13 @@ struct Point {
 pub fn DilutionPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
+    // The text's tokens for the chart's marker, followed only while the panel is on screen.
+    let panel = NodeRef::<leptos::html::Section>::new();
+    let on_view = on_screen(panel, move || state.outputs.runs.track());
+    let shown = Memo::new(move |last: Option<&Vec<crate::model::Token>>| match (on_view.get(), last) {
+        (false, Some(t)) => t.clone(),
+        _ => state.outputs.tokens.get(),
+    });
     let marked = RwSignal::new(1usize);
     let filler = RwSignal::new(0usize);
     let points = RwSignal::new(Vec::<Point>::new());
@@ -110,14 +120,15 @@ pub fn DilutionPanel() -> impl IntoView {
                 name: format!("L{layer} H{h}"),
                 colour: head_colour(h),
                 points: p.iter().map(|pt| (pt.t as f64, pt.to_marked[layer * c.n_head + h])).collect(),
-                unit: "mean weight",
+                unit: "of the weight",
             })
             .collect()
     });
     let markers = Signal::derive(move || {
-        let t = state.outputs.shown_tokens.get();
+        let t = shown.get().len();
         (t > 0).then(|| Marker { x: t as f64, label: "your text".into() }).into_iter().collect::<Vec<_>>()
     });
+    // Every token, always: a lesson may pick one before scrolling here.
     let token_options = move || {
         state
             .outputs
@@ -156,7 +167,7 @@ pub fn DilutionPanel() -> impl IntoView {
         Some(view! {
             <table class="kv-table sink-table" data-testid="sink-table">
                 <caption>"Weight on the first token (attention sink), per head"</caption>
-                <thead><tr><th></th>{(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}</tr></thead>
+                <thead><tr><th scope="col">"layer"</th>{(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}</tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         })
@@ -184,7 +195,7 @@ pub fn DilutionPanel() -> impl IntoView {
     };
 
     view! {
-        <section class="panel dilution-panel" aria-label="Attention dilution">
+        <section class="panel dilution-panel" aria-label="Attention dilution" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Dilution"</h2>
             <p class="lead">"Long contexts dilute attention."</p>
             <p class="formula">"Each row of attention weights sums to 1, so the more tokens there are, the less each \
@@ -209,10 +220,13 @@ pub fn DilutionPanel() -> impl IntoView {
             {move || error.get().map(|e| view! { <p class="input-error" role="alert">{e}</p> })}
             {move || (!points.get().is_empty()).then(|| view! {
                 <LogChart series=series markers=markers x_label="context length T (tokens)"
-                    y_label="mean weight on the marked token" linear_y=0.0 testid="dilution-chart" />
+                    y_label="mean weight on the marked token" linear_y=0.0 y_format=YFormat::Percent
+                    x_max=state.status.config.get_untracked().map_or(1.0, |c| c.n_positions as f64)
+                    testid="dilution-chart" />
             })}
             <p class="hint" data-testid="dilution-summary">{summary}</p>
             {sinks}
+            <Terms keys=crate::glossary::panel::DILUTION.to_vec() />
         </section>
     }
 }

@@ -5,6 +5,8 @@
 //! other seeds side by side with the token where they branch.
 
 use leptos::prelude::*;
+
+use super::Terms;
 use leptos::task::spawn_local;
 
 use crate::engine::cost::{forward_cost, step_cost};
@@ -216,7 +218,7 @@ pub fn GeneratePanel() -> impl IntoView {
         Some(view! {
             <table class="kv-table" data-testid="kv-table">
                 <caption>{format!("KV cache after {t} tokens: {}", bytes(total))}</caption>
-                <thead><tr><th></th>
+                <thead><tr><th scope="col">"layer"</th>
                     {(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}
                     <th>"layer"</th></tr></thead>
                 <tbody>
@@ -382,6 +384,7 @@ pub fn GeneratePanel() -> impl IntoView {
                         the probability the model gave that token."</p>
                 })}
             </div>
+            <Terms keys=crate::glossary::panel::GENERATE.to_vec() />
         </section>
     }
 }

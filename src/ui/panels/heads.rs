@@ -5,17 +5,22 @@
 
 use leptos::prelude::*;
 
+use super::Terms;
+
 use crate::engine::AttentionStage;
 use crate::render::plot::head_colour;
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, BackendError};
 use crate::ui::state::{PageState, View};
+use crate::ui::web::visible::on_screen;
 
 /// Lines thinner than this weight are not drawn (they would be invisible).
 const MIN_WEIGHT: f32 = 0.02;
 const ROW_H: f64 = 18.0;
 const WIDTH: f64 = 320.0;
 const LABEL_W: f64 = 96.0;
+/// About how many rows the scroll box shows at once (its CSS max-height / ROW_H at full width).
+const SCROLL_ROWS: usize = 16;
 
 /// One head's weights for the head view, from the run they belong to.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,12 +37,26 @@ pub fn HeadsPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
     let (runs, layer) = (state.outputs.runs, state.selection.layer);
-    // The heads of the selected layer the view draws, and their weights.
-    let view_heads = RwSignal::new(vec![0usize]);
+    // The heads of the selected layer the view draws (all of them, until the
+    // learner turns some off), and their weights.
+    let view_heads = RwSignal::new(Vec::<usize>::new());
     let view_weights = RwSignal::new(Vec::<HeadWeights>::new());
-
-    // Reads the weights of the heads the view shows (T×T floats each).
     Effect::new(move |_| {
+        let n_head = state.shape().1;
+        view_heads.set((0..n_head).collect());
+    });
+    let scroller = NodeRef::<leptos::html::Div>::new();
+
+    // Reads the weights of the heads the view shows (T×T floats each), while it is on screen.
+    let panel = NodeRef::<leptos::html::Section>::new();
+    let on_view = on_screen(panel, move || {
+        state.selection.panel.track();
+        state.outputs.runs.track();
+    });
+    Effect::new(move |_| {
+        if !on_view.get() {
+            return;
+        }
         let (run, layer, heads) = (runs.get(), layer.get(), view_heads.get());
         if untrack(|| backend.shown()) == 0 {
             return view_weights.set(Vec::new());
@@ -81,7 +100,8 @@ pub fn HeadsPanel() -> impl IntoView {
     };
 
     let svg = move || {
-        let data = view_weights.get();
+        // Only the current run's weights: a view scrolled away reads again when it comes back.
+        let data: Vec<HeadWeights> = view_weights.get().into_iter().filter(|w| w.run == runs.get()).collect();
         let tokens = state.outputs.tokens.get();
         let t = data.first().map_or(0, |d| d.t);
         if t == 0 || tokens.len() != t {
@@ -128,9 +148,42 @@ pub fn HeadsPanel() -> impl IntoView {
                 }
             })
             .collect_view();
+        // The keyboard: ↑/↓ pick the query token whose lines are shown, Home/End the first/last, Esc all.
+        let on_key = move |ev: web_sys::KeyboardEvent| {
+            let now = state.focus.cell.get_untracked().map(|(r, _)| r).filter(|&r| r < t);
+            let next = match ev.key().as_str() {
+                "ArrowDown" => Some(now.map_or(0, |r| (r + 1).min(t - 1))),
+                "ArrowUp" => Some(now.map_or(t - 1, |r| r.saturating_sub(1))),
+                "Home" => Some(0),
+                "End" => Some(t - 1),
+                "Escape" => None,
+                _ => return,
+            };
+            ev.prevent_default();
+            state.focus.cell.set(next.map(|r| (r, r)));
+            if let (Some(r), Some(div)) = (next, scroller.get_untracked()) {
+                // Keep the picked row in view inside the scroll box.
+                let scale = f64::from(div.client_width()) / WIDTH;
+                let (top, bottom) = ((y(r) - ROW_H) * scale, (y(r) + ROW_H) * scale);
+                let (view_top, view_h) = (f64::from(div.scroll_top()), f64::from(div.client_height()));
+                if top < view_top {
+                    div.set_scroll_top(top as i32);
+                } else if bottom > view_top + view_h {
+                    div.set_scroll_top((bottom - view_h) as i32);
+                }
+            }
+        };
+        let described = move || match focus {
+            Some(r) => format!(
+                "Showing the lines of query token {r}, “{}”. Arrow keys pick another token, Escape shows all.",
+                tokens.get(r).map(|tok| visible(&tok.text)).unwrap_or_default()
+            ),
+            None => "Lines from each query token (left) to the keys it attends to (right). Arrow keys pick one token."
+                .to_owned(),
+        };
         view! {
             <svg class="head-view-svg" viewBox=format!("0 0 {WIDTH} {height}") width="100%"
-                role="img" aria-label="Lines from each query token (left) to the keys it attends to (right)"
+                role="img" tabindex="0" aria-label=described on:keydown=on_key
                 on:mouseleave=move |_| if !state.focus.locked.get_untracked() { state.focus.cell.set(None) }>
                 <g class="hv-lines">{lines}</g>
                 {labels}
@@ -140,12 +193,20 @@ pub fn HeadsPanel() -> impl IntoView {
     };
 
     view! {
-        <section class="panel head-view-panel">
+        <section class="panel head-view-panel" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Head view"</h2>
-            <p class="formula">"Each token (left) joined to the tokens it attends to (right); line width is the softmax weight. Hover a token to see only its lines."</p>
+            <p class="formula">"Each token (left) joined to the tokens it attends to (right) in every head of the layer, one colour per head; \
+                line width is the attention weight A. Point at a token, or focus the drawing and use ↑/↓, to see only its lines."</p>
             <div class="control"><span class="control-label">{move || format!("Layer {} heads", layer.get())}</span>
                 <div class="segs" role="group" aria-label="Heads in the head view">{toggles}</div></div>
-            <div class="head-view-scroll">{svg}</div>
+            <div class="head-view-scroll" node_ref=scroller>{svg}</div>
+            {move || {
+                let t = state.outputs.tokens.with(Vec::len);
+                (t > SCROLL_ROWS).then(|| view! {
+                    <p class="hint scroll-hint">{format!("{t} tokens: scroll inside the drawing to see them all.")}</p>
+                })
+            }}
+            <Terms keys=crate::glossary::panel::HEAD_VIEW.to_vec() />
         </section>
     }
 }

@@ -4,6 +4,8 @@
 
 use leptos::prelude::*;
 
+use super::Terms;
+
 use crate::render::text::visible;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::now_ms;
@@ -13,33 +15,25 @@ pub fn InputPanel() -> impl IntoView {
     let state = PageState::from_context();
     let (s, focus) = (state.selection, state.focus);
 
-    let token_chips = move || {
-        state
-            .outputs
-            .tokens
-            .get()
-            .into_iter()
-            .enumerate()
-            .map(|(i, token)| {
-                let highlighted = move || {
-                    let square = s.stage.get().square();
-                    focus.cell.get().is_some_and(|(r, c)| r == i || (square && c == i))
-                };
-                let title = format!("token {i}: id {}, bytes {}..{}", token.id, token.start, token.end);
-                view! {
-                    <li class="chip" class:highlighted=highlighted title=title
-                        on:mouseenter=move |_| {
-                            if !focus.locked.get_untracked() {
-                                let col = if s.stage.get_untracked().square() { i } else { 0 };
-                                focus.cell.set(Some((i, col)));
-                            }
-                        }>
-                        <span class="chip-text">{visible(&token.text)}</span>
-                        <span class="chip-id">{token.id}</span>
-                    </li>
-                }
-            })
-            .collect_view()
+    // Keyed by place and token: a keystroke re-creates only the chips that changed (usually the last).
+    let chip = move |(i, token): (usize, crate::model::Token)| {
+        let highlighted = move || {
+            let square = s.stage.get().square();
+            focus.cell.get().is_some_and(|(r, c)| r == i || (square && c == i))
+        };
+        let title = format!("token {i}: id {}, bytes {}..{}", token.id, token.start, token.end);
+        view! {
+            <li class="chip" class:highlighted=highlighted title=title
+                on:mouseenter=move |_| {
+                    if !focus.locked.get_untracked() {
+                        let col = if s.stage.get_untracked().square() { i } else { 0 };
+                        focus.cell.set(Some((i, col)));
+                    }
+                }>
+                <span class="chip-text">{visible(&token.text)}</span>
+                <span class="chip-id">{token.id}</span>
+            </li>
+        }
     };
 
     view! {
@@ -51,13 +45,20 @@ pub fn InputPanel() -> impl IntoView {
                     state.telemetry.latency_ms.set(None);
                     state.telemetry.input_at.set(Some(now_ms()));
                     // A new prompt: what was generated after the old one goes.
-                    state.generation.playing.set(false);
-                    state.generation.steps.set(Vec::new());
+                    if state.generation.playing.get_untracked() {
+                        state.generation.playing.set(false);
+                    }
+                    if !state.generation.steps.with_untracked(Vec::is_empty) {
+                        state.generation.steps.set(Vec::new());
+                    }
                     s.text.set(event_target_value(&ev));
                 }></textarea>
             <div class="hint" data-testid="token-count">
                 {move || match state.status.phase.get() {
-                    Phase::Ready => format!("{} tokens", state.outputs.tokens.get().len()),
+                    Phase::Ready => {
+                        let (shown, total) = (state.outputs.tokens.with(Vec::len), state.status.text_tokens.get());
+                        if total > shown { format!("{shown} of {total} tokens") } else { format!("{shown} tokens") }
+                    }
                     Phase::Loading => "Loading the model…".to_owned(),
                     Phase::Failed(_) => "The model could not be loaded".to_owned(),
                 }}
@@ -66,8 +67,16 @@ pub fn InputPanel() -> impl IntoView {
                     (n > 0).then(|| format!(" · context holds {n}"))
                 }}
             </div>
+            {move || state.status.working.get().then(|| view! {
+                <div class="working" role="status" data-testid="working"><span class="spinner" aria-hidden="true"></span>" working…"</div>
+            })}
             {move || state.status.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
-            <ol class="tokens" aria-label="Tokens">{token_chips}</ol>
+            <ol class="tokens" aria-label="Tokens">
+                <For each=move || state.outputs.tokens.get().into_iter().enumerate()
+                    key=|(i, t)| (*i, t.id, t.start, t.end, t.text.clone())
+                    children=chip />
+            </ol>
+            <Terms keys=crate::glossary::panel::INPUT.to_vec() />
         </section>
     }
 }

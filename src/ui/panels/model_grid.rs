@@ -4,10 +4,13 @@
 
 use leptos::prelude::*;
 
+use super::Terms;
+
 use crate::render::layout::grid_cell_at;
 use crate::ui::backend::{Backend, CanvasPair};
 use crate::ui::state::PageState;
-use crate::ui::web::dom::{device_pixel_ratio, event_canvas};
+use crate::ui::web::dom::{self, device_pixel_ratio, event_canvas};
+use crate::ui::web::visible::on_screen;
 
 #[component]
 pub fn ModelGridPanel() -> impl IntoView {
@@ -23,12 +26,18 @@ pub fn ModelGridPanel() -> impl IntoView {
             log::warn!("model view: {e}");
         }
     };
+    // Drawn only while on screen: a keystroke does not pay for a grid scrolled away.
+    let panel = NodeRef::<leptos::html::Section>::new();
+    let on_view = on_screen(panel, move || {
+        s.panel.track();
+        state.outputs.runs.track();
+    });
     Effect::new(move |_| {
         state.outputs.runs.track();
         state.status.on_gpu.track();
         s.layer.track();
         s.head.track();
-        if gpu_ref.get().is_some() && cpu_ref.get().is_some() {
+        if on_view.get() && gpu_ref.get().is_some() && cpu_ref.get().is_some() {
             redraw();
         }
     });
@@ -45,6 +54,25 @@ pub fn ModelGridPanel() -> impl IntoView {
             s.head.set(head);
         }
     };
+    // The keyboard: arrows choose the layer (↑↓) and head (←→); Enter opens it in the attention heatmap.
+    let on_key = move |ev: web_sys::KeyboardEvent| {
+        let (n_layer, n_head, _, _) = state.shape();
+        if n_layer == 0 || n_head == 0 {
+            return;
+        }
+        let (layer, head) = (s.layer.get_untracked(), s.head.get_untracked());
+        match ev.key().as_str() {
+            "ArrowUp" => s.layer.set(layer.saturating_sub(1)),
+            "ArrowDown" => s.layer.set((layer + 1).min(n_layer - 1)),
+            "ArrowLeft" => s.head.set(head.saturating_sub(1)),
+            "ArrowRight" => s.head.set((head + 1).min(n_head - 1)),
+            "Home" => s.head.set(0),
+            "End" => s.head.set(n_head - 1),
+            "Enter" | " " => dom::jump_to(".attention-panel"),
+            _ => return,
+        }
+        ev.prevent_default();
+    };
     let canvas = move |node_ref: NodeRef<leptos::html::Canvas>, gpu: bool| {
         view! {
             // As wide as the model has heads and as tall as it has layers: no empty rows.
@@ -54,17 +82,25 @@ pub fn ModelGridPanel() -> impl IntoView {
                     (layers, heads, ..) => format!("{heads} / {layers}"),
                 }
                 class:off=move || state.status.on_gpu.get() != gpu
-                aria-label="Softmax weights of every layer (rows) and head (columns); click one to select it"
-                on:click=on_click></canvas>
+                tabindex=move || if state.status.on_gpu.get() == gpu { "0" } else { "-1" }
+                aria-label=move || format!(
+                    "Attention weights of every layer (rows) and head (columns). Layer {}, head {} is open: \
+                     arrow keys choose another, Enter shows it in the attention heatmap.",
+                    s.layer.get(),
+                    s.head.get()
+                )
+                on:click=on_click on:keydown=on_key></canvas>
         }
     };
 
     view! {
-        <section class="panel model-panel">
+        <section class="panel model-panel" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Every layer and head"</h2>
-            <p class="formula">"Softmax weights of each head (columns, H0 →) in each layer (rows, L0 ↓). Click one to open it."</p>
+            <p class="formula">"Attention weights A of each head (columns, H0 →) in each layer (rows, L0 ↓). Click one, or focus the \
+                grid and use the arrow keys, to open it."</p>
             <div class="grid-wrap">{canvas(gpu_ref, true)}{canvas(cpu_ref, false)}</div>
             <p class="hint">{move || format!("Open: layer {}, head {} (framed).", s.layer.get(), s.head.get())}</p>
+            <Terms keys=crate::glossary::panel::MODEL_GRID.to_vec() />
         </section>
     }
 }

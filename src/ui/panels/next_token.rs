@@ -4,6 +4,8 @@
 
 use leptos::prelude::*;
 
+use super::Terms;
+
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend};
 use crate::ui::state::{NextToken, PageState};
@@ -70,6 +72,7 @@ pub fn NextTokenPanel() -> impl IntoView {
                 <span class="hint">{move || if s.temperature.get() == 0.0 { "greedy: always the top token" } else { "low: sharper · high: flatter" }}</span>
             </div>
             {next_tokens}
+            <Terms keys=crate::glossary::panel::NEXT_TOKEN.to_vec() />
         </section>
     }
 }

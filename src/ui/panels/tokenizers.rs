@@ -7,6 +7,8 @@
 use std::rc::Rc;
 
 use leptos::prelude::*;
+
+use super::Terms;
 use leptos::task::spawn_local;
 use serde::Deserialize;
 
@@ -167,7 +169,7 @@ pub fn TokenizersPanel() -> impl IntoView {
                         let cell = cells.iter().find(|c| c.sample == sample && &c.tokenizer == tid).cloned();
                         let (sample, tid) = (sample.clone(), tid.clone());
                         let key = (sample.clone(), tid.clone());
-                        let is_selected = move || selected.get() == key;
+                        let is_selected = Signal::derive(move || selected.get() == key);
                         cell.map(|c| {
                             let f = c.fertility;
                             let title = format!(
@@ -182,26 +184,31 @@ pub fn TokenizersPanel() -> impl IntoView {
                                 if c.unknown > 0 { format!("; {} unknown ([UNK]) tokens", c.unknown) } else { String::new() }
                             );
                             let hot = c.gap >= 1.5;
+                            let (tid_attr, sample_attr) = (tid.clone(), sample.clone());
                             view! {
-                                <td class="fert-cell" class:hot=hot class:selected=is_selected title=title
-                                    data-tokenizer=tid.clone() data-sample=sample.clone() data-gap=format!("{:.3}", c.gap)
-                                    data-tokens=f.tokens
-                                    on:click=move |_| selected.set((sample.clone(), tid.clone()))>
-                                    <span class="fert-tokens">{f.tokens}</span>
-                                    <span class="fert-gap">{if c.gap.is_finite() { format!("{:.2}×", c.gap) } else { "–".into() }}</span>
-                                    {(c.unknown > 0).then(|| view! { <span class="fert-unk">{format!("{} UNK", c.unknown)}</span> })}
+                                <td class="fert-cell" class:hot=hot class:selected=is_selected
+                                    data-tokenizer=tid_attr data-sample=sample_attr data-gap=format!("{:.3}", c.gap)
+                                    data-tokens=f.tokens>
+                                    // A button, so the keyboard reaches every cell (Tab, then Enter).
+                                    <button class="fert-pick" title=title aria-pressed=move || is_selected.get().to_string()
+                                        on:click=move |_| selected.set((sample.clone(), tid.clone()))>
+                                        <span class="fert-tokens">{f.tokens}</span>
+                                        <span class="fert-gap">{if c.gap.is_finite() { format!("{:.2}×", c.gap) } else { "–".into() }}</span>
+                                        {(c.unknown > 0).then(|| view! { <span class="fert-unk">{format!("{} UNK", c.unknown)}</span> })}
+                                    </button>
                                 </td>
                             }
                         })
                     })
                     .collect_view();
-                view! { <tr><th class="fert-lang">{language}</th>{tds}</tr> }
+                view! { <tr><th class="fert-lang" scope="row">{language}</th>{tds}</tr> }
             })
             .collect_view();
         Some(view! {
-            <div class="fert-wrap">
+            // Focusable, so the keyboard can scroll it sideways on a narrow screen.
+            <div class="fert-wrap scroll-x" tabindex="0" role="region" aria-label="Tokens per text and tokenizer (scrolls sideways)">
                 <table class="fert-table" data-testid="fertility-table">
-                    <thead><tr><th></th>{heads}</tr></thead>
+                    <thead><tr><th scope="col">"text"</th>{heads}</tr></thead>
                     <tbody>{body}</tbody>
                 </table>
             </div>
@@ -268,6 +275,7 @@ pub fn TokenizersPanel() -> impl IntoView {
                     up on a character it has never seen — fewer tokens, but the text is lost. Edit the text box to add \
                     your own row."</p>
             })}
+            <Terms keys=crate::glossary::panel::TOKENIZERS.to_vec() />
         </section>
     }
 }

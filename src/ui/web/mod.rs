@@ -1,7 +1,8 @@
 //! The page's ties to the browser: the state in the address (`share`), the
 //! query string (`query`), presenter mode's keys and bar (`present`),
-//! exports (`export`), fetching files (`fetch`), small DOM helpers (`dom`)
-//! and the end-to-end tests' hook (`test_hook`). Each `web` module wires a
+//! exports (`export`), fetching files (`fetch`), small DOM helpers (`dom`),
+//! the end-to-end tests' hook (`test_hook`) and which panels are on screen
+//! (`visible`). Each `web` module wires a
 //! plain-Rust twin of the same name to the page: `crate::share`,
 //! `crate::present`, `crate::render::export`.
 
@@ -12,3 +13,4 @@ pub mod present;
 pub mod query;
 pub mod share;
 pub mod test_hook;
+pub mod visible;

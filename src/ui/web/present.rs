@@ -38,15 +38,32 @@ pub fn picked(state: PageState) -> Option<usize> {
 
 pub fn enter(state: PageState) {
     if state.selection.present.get_untracked().is_none() {
+        let focused = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.active_element())
+            .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok());
+        state.focus.before_present.set_value(Some((state.selection.mask.get_untracked(), focused)));
         state.selection.present.set(Some(0));
+        // The slide's own controls take the focus, so Enter and Space press them.
+        request_animation_frame(|| super::dom::focus(".present-controls .seg:not([disabled])"));
     }
     full_screen(true);
 }
 
+/// Leaves presenter mode: the page comes back with the mask it had and the
+/// focus where it was when presenting began.
 pub fn exit(state: PageState) {
     state.selection.present.set(None);
     state.selection.panel.set(Panel::Stage);
     full_screen(false);
+    if let Some((mask, focused)) = state.focus.before_present.try_update_value(Option::take).flatten() {
+        state.selection.mask.set(mask);
+        request_animation_frame(move || {
+            if let Some(el) = focused.filter(|e| e.is_connected()) {
+                let _ = el.focus();
+            }
+        });
+    }
 }
 
 fn full_screen(on: bool) {
@@ -111,11 +128,12 @@ pub fn install(state: PageState) {
         }
     });
     let _ = window_event_listener(leptos::ev::keydown, move |ev| {
-        let typing = ev
-            .target()
-            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(t).ok())
-            .is_some_and(|e| matches!(e.tag_name().as_str(), "TEXTAREA" | "INPUT" | "SELECT"));
-        if typing || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+        let target = ev.target().and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::Element>(t).ok());
+        let tag = target.as_ref().map(|e| e.tag_name()).unwrap_or_default();
+        let typing = matches!(tag.as_str(), "TEXTAREA" | "INPUT" | "SELECT");
+        // Enter and Space on a focused button or link press it, as everywhere else.
+        let pressing = matches!(tag.as_str(), "BUTTON" | "A" | "SUMMARY") && matches!(ev.key().as_str(), "Enter" | " ");
+        if typing || pressing || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
             return;
         }
         if state.selection.present.get_untracked().is_none() {
@@ -210,10 +228,11 @@ pub fn PresenterBar() -> impl IntoView {
     move || {
         current_slide(state).map(|(i, slide, n)| {
             view! {
-                <div class="present-bar" data-testid="present-bar">
+                <section class="present-bar" data-testid="present-bar" aria-label="Presenter">
                     <div class="present-head">
                         <span class="present-count" data-testid="present-count">{format!("{} / {n}", i + 1)}</span>
-                        <h2 class="present-title" data-testid="present-title">{slide.title()}</h2>
+                        <h1 class="present-title" data-testid="present-title">
+                            {move || slide.title(state.selection.head.get())}</h1>
                         <span class="present-controls">
                             <button class="seg" aria-label="Previous step (←)" on:click=move |_| step(state, -1)
                                 disabled=i == 0>"‹"</button>
@@ -228,7 +247,7 @@ pub fn PresenterBar() -> impl IntoView {
                     <p class="present-caption" data-testid="present-caption">{slide.caption()}</p>
                     {move || sample_line().map(|line| view! { <p class="present-sample" data-testid="present-sample">{line}</p> })}
                     <p class="present-keys">"→ Space PgDn: next · ← PgUp: back · ↑ ↓: focused token · M: mask · F: full screen · Esc: exit"</p>
-                </div>
+                </section>
                 {move || spot.get().map(|(x, y)| view! {
                     <div class="pointer-spot" aria-hidden="true" style:left=format!("{x}px") style:top=format!("{y}px")></div>
                 })}

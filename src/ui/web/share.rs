@@ -95,21 +95,37 @@ pub fn apply(state: PageState, link: &ShareState) {
 
 /// Reads the address now and whenever its fragment changes, and keeps it
 /// up to date with the page.
+/// How long the page stays still before the address follows it.
+const WRITE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub fn install(state: PageState) {
     let initial = location_hash();
     if !initial.trim_start_matches('#').is_empty() {
         apply(state, &ShareState::parse(&initial));
     }
     let written = StoredValue::new(initial);
+    // Written once the page has been still for WRITE_AFTER (a keystroke does
+    // not pay for a history entry update); the Share button reads the state itself.
+    let changes = StoredValue::new(0u64);
     Effect::new(move |_| {
         let fragment = format!("#{}", current(state).format());
         if state.status.phase.get() != Phase::Ready || written.get_value() == fragment {
             return;
         }
-        written.set_value(fragment.clone());
-        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
-            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&fragment));
-        }
+        changes.update_value(|n| *n += 1);
+        let this = changes.get_value();
+        set_timeout(
+            move || {
+                if changes.get_value() != this || written.get_value() == fragment {
+                    return;
+                }
+                written.set_value(fragment.clone());
+                if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+                    let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&fragment));
+                }
+            },
+            WRITE_AFTER,
+        );
     });
     let _ = window_event_listener(leptos::ev::hashchange, move |_| {
         let hash = location_hash();
@@ -131,7 +147,10 @@ pub fn full_page_link(state: PageState) -> String {
 /// Copies the link of the current screen; says whether it worked.
 pub fn share(state: PageState) {
     let Some(window) = web_sys::window() else { return };
-    let href = window.location().href().unwrap_or_default();
+    let location = window.location();
+    let here = location.href().unwrap_or_default();
+    let base = here.split('#').next().unwrap_or_default();
+    let href = format!("{base}#{}", current(state).format());
     let clipboard = window.navigator().clipboard();
     let promise = clipboard.write_text(&href);
     leptos::task::spawn_local(async move {

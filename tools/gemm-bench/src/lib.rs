@@ -9,6 +9,8 @@ pub enum Impl {
     Gemm,
     /// gemm with rayon on two threads (native only).
     Gemm2,
+    /// The engine's own simd128 GEMM (wasm only: src/engine/kernels/simd128.rs).
+    Simd128,
 }
 
 pub const IMPLS: [Impl; 4] = [Impl::Naive, Impl::MatrixMultiply, Impl::Gemm, Impl::Gemm2];
@@ -40,8 +42,35 @@ pub fn run(which: Impl, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, 
     match which {
         Impl::Naive => naive(a, b, c, (m, k, n), transposed),
         Impl::MatrixMultiply => unsafe {
-            matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), rsb, csb, 0.0, c.as_mut_ptr(), n as isize, 1)
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                k as isize,
+                1,
+                b.as_ptr(),
+                rsb,
+                csb,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
         },
+        #[cfg(target_arch = "wasm32")]
+        Impl::Simd128 => {
+            c.fill(0.0);
+            let b = if transposed {
+                ours::Strided { data: b, rs: 1, cs: k }
+            } else {
+                ours::Strided { data: b, rs: n, cs: 1 }
+            };
+            ours::gemm(ours::Strided { data: a, rs: k, cs: 1 }, b, c, n, (m, k, n));
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        Impl::Simd128 => unreachable!("simd128 is the wasm build's"),
         Impl::Gemm | Impl::Gemm2 => {
             let par = match which {
                 #[cfg(not(target_arch = "wasm32"))]
@@ -49,7 +78,27 @@ pub fn run(which: Impl, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, 
                 _ => gemm::Parallelism::None,
             };
             unsafe {
-                gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), csb, rsb, 0.0f32, 1.0f32, false, false, false, par)
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    a.as_ptr(),
+                    1,
+                    k as isize,
+                    b.as_ptr(),
+                    csb,
+                    rsb,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    par,
+                )
             }
         }
     }
@@ -60,6 +109,10 @@ pub fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) 
     let fill = |len: usize, s: usize| (0..len).map(|i| ((i * s % 1999) as f32 / 999.5) - 1.0).collect::<Vec<f32>>();
     (fill(m * k, 37), fill(k * n, 101), vec![0.0; m * n])
 }
+
+/// The engine's wasm GEMM (crates/simd128).
+#[cfg(target_arch = "wasm32")]
+use attnscope_simd128 as ours;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm {
@@ -81,7 +134,8 @@ mod wasm {
     pub extern "C" fn run_once(which: u32) -> f32 {
         CASE.with(|cs| {
             let (a, b, c, shape, t) = &mut *cs.borrow_mut();
-            run(IMPLS[which as usize % 3], a, b, c, *shape, *t);
+            let impls = [Impl::Naive, Impl::MatrixMultiply, Impl::Gemm, Impl::Simd128];
+            run(impls[which as usize % 4], a, b, c, *shape, *t);
             c.iter().sum()
         })
     }

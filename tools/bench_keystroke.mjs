@@ -1,0 +1,61 @@
+// What one keystroke costs in the page, part by part (issue 19): the page's
+// own breakdown from its test hook (`keystroke`: frame wait, tokenize,
+// forward, draws, reads, other, total), median over many keystrokes that each
+// append (or delete) one character at the end of a text of about T tokens.
+//
+//   node tools/bench_keystroke.mjs [--gpu] [--t 16,128] [--keys 21]
+//
+// Needs a release build in dist/ (`trunk build --release`) and the e2e
+// tests' node modules (`cd tests/e2e && npm ci`). Without --gpu the page runs
+// its CPU engine (WebGPU off), the path every browser without WebGPU takes.
+// The goal: total − frame wait ≤ 1.5 × the engine's own time (tokenize +
+// forward). This is a benchmark, not a test: the figures depend on the machine.
+import { serveDist, launch, openApp } from '../tests/e2e/harness.mjs';
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const gpu = process.argv.includes('--gpu');
+const sizes = arg('--t', '16,128').split(',').map(Number);
+const keys = Number(arg('--keys', '21'));
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const fmt = (v) => v.toFixed(2).padStart(8);
+
+const server = await serveDist();
+const browser = await launch({ webgpu: gpu });
+try {
+  const { page, errors } = await openApp(browser, server.url);
+  await page.waitForFunction(() => window.attnscope.state().runs > 0, null, { timeout: 60_000 });
+  const backend = (await page.evaluate(() => window.attnscope.state())).backend;
+  console.log(`backend: ${backend}; ${keys} keystrokes per size, medians in ms`);
+  console.log(`${'T'.padStart(5)} ${['frame', 'tokenize', 'forward', 'draws', 'reads', 'other', 'total'].map((h) => h.padStart(8)).join(' ')}  (total − frame) / engine`);
+  const box = page.locator('#text-input');
+  for (const t of sizes) {
+    // A text of t − 1 tokens; each keystroke appends a character (a new last token) or deletes it.
+    const words = 'the cat sat on a mat and then it ran off to see a dog by the door '.split(' ').filter(Boolean);
+    // Common words are one token each in the default tokenizer; the page reports the real count.
+    const text = Array.from({ length: t - 1 }, (_, i) => words[i % words.length]).join(' ');
+    await box.fill(text);
+    await page.waitForFunction((s) => window.attnscope.state().text === s && window.attnscope.state().keystroke !== undefined, text);
+    await page.waitForTimeout(300);
+    await box.focus();
+    await box.press('End');
+    const rows = [];
+    for (let k = 0; k < keys; k++) {
+      const before = (await page.evaluate(() => window.attnscope.state().keystroke?.run ?? 0));
+      await box.press(k % 2 ? 'Backspace' : 'x');
+      await page.waitForFunction((r) => (window.attnscope.state().keystroke?.run ?? 0) > r, before, { timeout: 60_000 });
+      rows.push((await page.evaluate(() => window.attnscope.state().keystroke)));
+      await page.waitForTimeout(50);
+    }
+    const tokens = (await page.evaluate(() => window.attnscope.state().gpuTokens));
+    const m = Object.fromEntries(['frameWait', 'tokenize', 'forward', 'draws', 'reads', 'other', 'total'].map((k) => [k, median(rows.map((r) => r[k]))]));
+    const ratio = median(rows.map((r) => (r.total - r.frameWait) / Math.max(r.tokenize + r.forward, 1e-3)));
+    console.log(`${String(tokens).padStart(5)} ${fmt(m.frameWait)} ${fmt(m.tokenize)} ${fmt(m.forward)} ${fmt(m.draws)} ${fmt(m.reads)} ${fmt(m.other)} ${fmt(m.total)}  ${ratio.toFixed(2)}×`);
+  }
+  if (errors.length) console.log('page errors:', errors);
+} finally {
+  await browser.close();
+  await server.close();
+}
