@@ -9,7 +9,7 @@
 
 use attnscope::engine::init::random_weights;
 use attnscope::engine::{forward_cpu, Mask};
-use attnscope::model::{ModelConfig, Token};
+use attnscope::model::{Activation, ModelConfig, Token};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -159,4 +159,31 @@ async fn page_cpu_engine_forward_breakdown() {
         }
         console_log!("attnscope-cpu-wasm-part gpt2-small T={t} forward ms={total:.1}");
     }
+}
+
+/// Cached generation on SmolLM2-135M's shape (30 layers, 9 query heads over
+/// 3 KV heads of 64, SwiGLU 1536, vocabulary 49,152, tied head; random
+/// weights): a 16-token prompt, then 8 KV-cache steps, ms per token, to set
+/// against `attnscope bench --model <SmolLM2> --generate` on one thread.
+#[wasm_bindgen_test]
+async fn page_cpu_engine_cached_generation_on_smollm2_shape() {
+    use attnscope::engine::kv_cache::KvCache;
+    let mut config = ModelConfig::llama((30, 9, 3, 64), 576, 1536, 8192, 49152);
+    config.tie_word_embeddings = true;
+    let weights = random_weights(&config, 1);
+    let ids: Vec<u32> = (0..24).map(|i| (i * 7919 % config.vocab_size) as u32).collect();
+    let prompt: Vec<Token> = ids[..16].iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect();
+    let trace = forward_cpu(&config, &weights, prompt, Mask::Causal).expect("forward");
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let mut cache = KvCache::from_trace(&config, &trace);
+        yield_now().await;
+        let start = now_ms();
+        for &id in &ids[16..] {
+            std::hint::black_box(cache.step(&config, &weights, id, Mask::Causal).expect("step"));
+        }
+        times.push((now_ms() - start) / 8.0);
+    }
+    times.sort_by(f64::total_cmp);
+    console_log!("attnscope-cpu-wasm smollm2-shape cached-generation ms_per_token={:.2}", times[1]);
 }

@@ -259,7 +259,7 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use super::super::gguf::tests::Writer;
+    use super::super::gguf_writer::Writer;
     use super::*;
 
     #[test]

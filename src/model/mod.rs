@@ -12,6 +12,8 @@ pub mod fertility;
 pub mod gguf;
 mod gguf_model;
 mod gguf_quant;
+#[cfg(test)]
+mod gguf_writer;
 pub mod shards;
 mod tokenizer;
 mod weights;
@@ -106,10 +108,10 @@ impl Model {
         Ok((name, config, weights))
     }
 
-    /// Like [`Model::load_dir`], but a directory without `tokenizer.json` (as
+    /// Like [`Model::load`], but a directory without `tokenizer.json` (as
     /// `save_pretrained` writes a model alone) loads with
     /// [`TextTokenizer::ids_only`]: enough to run given token ids. The flag
-    /// says whether the tokenizer was there.
+    /// says whether the tokenizer was there (a GGUF file always has one).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir_tokenizer_optional(dir: &std::path::Path) -> Result<(Self, bool), ModelError> {
         if dir.is_file() {
