@@ -131,7 +131,7 @@ fn attention_rows_equal_the_reference_composition() {
                 assert_close(&weights[g..g + t], &weights_ref[r..r + t], &[], &format!("weights h{h} row {i} {what}"));
             }
         }
-        assert_close(&out[row0 * d..], &out_ref[row0 * d..], &[], &format!("W·V {what}"));
+        assert_close(&out[row0 * d..], &out_ref[row0 * d..], &[], &format!("A·V {what}"));
         assert!(out[..row0 * d].iter().all(|&v| v == 0.0), "rows before row0 untouched, {what}");
     }
 }

@@ -118,6 +118,6 @@ fn grouped_attention_equals_full_attention_on_repeated_kv_heads() {
                 assert_close(&weights[at..at + t], &weights_ref[at..at + t], 0.0, &format!("w h{h} row {i} {what}"));
             }
         }
-        assert_close(&out[row0 * q_dim..], &out_ref[row0 * q_dim..], 1.0, &format!("W·V {what}"));
+        assert_close(&out[row0 * q_dim..], &out_ref[row0 * q_dim..], 1.0, &format!("A·V {what}"));
     }
 }

@@ -66,12 +66,12 @@ fn grouped_heads_in_both_attention_kernels_equal_the_cpu_twin() {
         assert_close(&read(&rawb, 0, len), &raw, &format!("rows: raw {what}"));
         assert_close(&read(&maskedb, 0, len), &masked, &format!("rows: masked {what}"));
         assert_close(&read(&wb, 0, len), &weights, &format!("rows: weights {what}"));
-        assert_close(&read(&ob, 0, t * q_dim), &out, &format!("rows: W·V {what}"));
+        assert_close(&read(&ob, 0, t * q_dim), &out, &format!("rows: A·V {what}"));
 
         let fb = output(ctx, t * q_dim);
         run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &fb], shape.flash_workgroups());
         let from = row0 * q_dim;
-        assert_close(&read(&fb, from, t * q_dim - from), &out[from..], &format!("flash: W·V {what}"));
+        assert_close(&read(&fb, from, t * q_dim - from), &out[from..], &format!("flash: A·V {what}"));
     }
 }
 

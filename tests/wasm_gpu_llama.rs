@@ -55,7 +55,7 @@ async fn a_grouped_llama_with_bf16_weights_matches_the_cpu_in_the_browser() {
                 assert_eq!(hg.kv_head, hc.kv_head);
                 assert_close(&hg.q.data, &hc.q.data, &format!("q after RoPE {mask:?}"));
                 assert_close(&hg.weights.data, &hc.weights.data, &format!("weights {mask:?}"));
-                assert_close(&hg.output.data, &hc.output.data, &format!("W·V {mask:?}"));
+                assert_close(&hg.output.data, &hc.output.data, &format!("A·V {mask:?}"));
             }
             assert_close(&lg.mlp_hidden.data, &lc.mlp_hidden.data, &format!("SwiGLU {mask:?}"));
         }

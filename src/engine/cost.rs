@@ -15,7 +15,7 @@ pub struct ForwardCost {
     pub qkv_flops: u64,
     /// Q·Kᵀ of all heads and layers: 2·T²·q_dim per layer (grows with T²).
     pub scores_flops: u64,
-    /// W·V: 2·T²·q_dim per layer (grows with T²).
+    /// A·V: 2·T²·q_dim per layer (grows with T²).
     pub weighted_sum_flops: u64,
     /// Attention output projection: 2·T·q_dim·d per layer.
     pub attn_proj_flops: u64,
@@ -39,7 +39,7 @@ pub struct ForwardCost {
 }
 
 impl ForwardCost {
-    /// FLOPs that grow with T² (scores and W·V).
+    /// FLOPs that grow with T² (scores and A·V).
     pub fn attention_flops(&self) -> u64 {
         self.scores_flops + self.weighted_sum_flops
     }

@@ -143,7 +143,7 @@ fn head_trace(
 
 /// The attention half of one block on the residual stream `x[T×d]`:
 /// the first norm, the fused QKV projection (and RoPE), scores, mask,
-/// softmax and W·V per head. Returns the trace and the concatenated head
+/// softmax and A·V per head. Returns the trace and the concatenated head
 /// outputs `[T×q_dim]`.
 pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (AttentionTrace, Vec<f32>) {
     let (d, n_head, d_head) = (config.n_embd, config.n_head, config.d_head());

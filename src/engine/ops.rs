@@ -190,7 +190,7 @@ pub fn softmax_rows(scores: &[f32], n: usize) -> Vec<f32> {
 }
 
 /// Each head's weighted sum of values, written side by side: `out[T×d]` with
-/// head h in columns h·d_head.. (the W·V step of shaders/attention_rows.wgsl and
+/// head h in columns h·d_head.. (the A·V step of shaders/attention_rows.wgsl and
 /// shaders/flash_attention.wgsl).
 /// `weights` is `[H×T×T]`, `qkv` the fused `[T×3d]` projection.
 pub fn weighted_sum(weights: &[f32], qkv: &[f32], t: usize, n_head: usize, d_head: usize) -> Vec<f32> {

@@ -23,7 +23,7 @@ pub enum Stage {
     ScoresMasked,
     /// Softmax weights, H×T×T (traced runs).
     Weights,
-    /// Concatenated head outputs W·V, T×q_dim (d for GPT-2).
+    /// Concatenated head outputs A·V, T×q_dim (d for GPT-2).
     HeadOut,
     /// The attention projection before the residual, T×d (traced runs).
     AttnOut,

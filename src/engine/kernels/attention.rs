@@ -1,6 +1,6 @@
 //! The CPU twin of shaders/attention_rows.wgsl, with its signature: query
 //! rows `row0..row0+m` of every head over keys `0..t`, keeping the raw,
-//! masked and softmax rows the trace shows and each head's W·V. The full
+//! masked and softmax rows the trace shows and each head's A·V. The full
 //! forward (`row0 = 0`), prefix reuse (the new rows) and the KV cache (one
 //! row) all call it. The reference it is tested against is the composition
 //! `ops::attention_scores`, `ops::softmax_rows`, `ops::weighted_sum`.

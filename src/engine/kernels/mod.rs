@@ -10,7 +10,7 @@
 //! small-row products — a keystroke, a KV-cache step — stream the weights
 //! once instead); in the browser our own simd128 GEMM, `crates/simd128`
 //! (single-threaded, no relaxed-simd), which also runs attention's Q·Kᵀ and
-//! W·V and GELU four lanes at a time.
+//! A·V and GELU four lanes at a time.
 //!
 //! Why our own in the browser: matrixmultiply's simd128 kernel (8×8 tile,
 //! 16 accumulators) spills on the 16 vector registers V8 has on x86-64 and
