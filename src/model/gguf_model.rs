@@ -13,7 +13,14 @@ use super::{Model, ModelConfig, ModelError, Tensor, TextTokenizer, Weights};
 /// The `general.architecture` values that load.
 pub const SUPPORTED_ARCHITECTURES: &str = "llama, qwen2";
 /// The `tokenizer.ggml.pre` values that load (byte-level BPE pre-tokenizers).
-pub const SUPPORTED_PRE: &str = "default, gpt2, smollm";
+pub const SUPPORTED_PRE: &str = "default, gpt2, smollm, llama-bpe, qwen2";
+
+/// Llama 3's pre-tokenizer split (`llama-bpe` in llama.cpp; the `Split` of its
+/// `tokenizer.json`): numbers in groups of up to three digits.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's: the same with every digit on its own.
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn meta_err(key: &str, problem: impl Into<String>) -> GgufError {
     GgufError::Metadata { key: key.to_owned(), problem: problem.into() }
@@ -194,6 +201,13 @@ fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
         "default" | "gpt2" => byte_level,
         "smollm" => {
             json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]})
+        }
+        // As the models' own tokenizer.json: a regex split, then bytes to symbols (no second regex).
+        "llama-bpe" | "qwen2" => {
+            let pattern = if pre == "qwen2" { QWEN2_SPLIT } else { LLAMA3_SPLIT };
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
         }
         other => {
             return Err(meta_err(
@@ -462,11 +476,38 @@ mod tests {
         let err = Model::from_gguf("t", &w.finish()).err().unwrap().to_string();
         assert_eq!(err, "GGUF: the file has no tensor `blk.0.attn_q.weight` (Hugging Face's `model.layers.0.self_attn.q_proj.weight`)");
         let err = config_err(&|w| {
-            llama_meta(w).kv_str("tokenizer.ggml.pre", "qwen2");
+            llama_meta(w).kv_str("tokenizer.ggml.pre", "deepseek-coder");
         });
         assert!(
-            err.contains("`tokenizer.ggml.pre` is `qwen2`: not supported (supported: default, gpt2, smollm)"),
+            err.contains(
+                "`tokenizer.ggml.pre` is `deepseek-coder`: not supported (supported: default, gpt2, smollm, llama-bpe, qwen2)"
+            ),
             "{err}"
         );
+    }
+
+    /// Llama 3 keeps up to three digits together before BPE, Qwen2 splits
+    /// every digit, GPT-2 keeps a run of digits: seen through a vocabulary
+    /// whose merges would join "12", "123" and "45" if the split allows.
+    #[test]
+    fn digit_splitting_follows_each_pre_tokenizer() {
+        let encode = |pre: &str, text: &str| -> Vec<String> {
+            let mut w = Writer::new();
+            w.kv_str("tokenizer.ggml.model", "gpt2")
+                .kv_str("tokenizer.ggml.pre", pre)
+                .kv_strs("tokenizer.ggml.tokens", &["1", "2", "3", "4", "5", "12", "123", "45", "Ġ", "a", "Ġa"])
+                .kv_i32s("tokenizer.ggml.token_type", &[1; 11])
+                .kv_strs("tokenizer.ggml.merges", &["1 2", "12 3", "4 5", "Ġ a"]);
+            let bytes = w.finish();
+            let file = Gguf::parse(&bytes).unwrap();
+            let json = serde_json::to_vec(&tokenizer_json(&file).unwrap()).unwrap();
+            let tok = TextTokenizer::from_bytes(&json).unwrap();
+            tok.encode(text).unwrap().into_iter().map(|t| t.text).collect()
+        };
+        assert_eq!(encode("llama-bpe", "12345"), ["123", "45"]);
+        assert_eq!(encode("qwen2", "12345"), ["1", "2", "3", "4", "5"]);
+        assert_eq!(encode("gpt2", "12345"), ["123", "45"]);
+        assert_eq!(encode("llama-bpe", "a a"), ["a", " a"]);
+        assert_eq!(encode("qwen2", "a a"), ["a", " a"]);
     }
 }
