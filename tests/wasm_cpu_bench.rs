@@ -85,17 +85,18 @@ async fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-/// Where a GPT-2-small forward's time goes in wasm: each kernel one layer
-/// does, timed alone on the layer's shapes and multiplied by the layer count,
-/// then the LM head, then what the full forward spends beyond their sum (the
-/// trace's copies and allocations). One line per part, then the total.
+/// Where a GPT-2-small forward's time goes in wasm: each matmul over every
+/// layer's own weights (cold from memory, as in the forward), the row-wise
+/// kernels and attention on one layer's shapes × the layer count, the LM
+/// head, then what the full forward spends beyond their sum (the trace's
+/// copies and allocations). One line per part, then the total.
 #[wasm_bindgen_test]
 async fn page_cpu_engine_forward_breakdown() {
     use attnscope::engine::attention_cpu;
     use attnscope::engine::kernels::{self, AttentionRows, QkvRows};
     let config = ModelConfig::gpt2_small();
     let weights = random_weights(&config, 1);
-    let b = &weights.blocks[0];
+    let (blocks, b) = (&weights.blocks, &weights.blocks[0]);
     let (d, n_head, d_head, inner, layers) =
         (config.n_embd, config.n_head, config.d_head(), config.n_inner, config.n_layer as f64);
     for t in [16, 64, 128] {
@@ -104,52 +105,53 @@ async fn page_cpu_engine_forward_breakdown() {
         let qkv = kernels::matmul_bias(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, t, d, 3 * d);
         let mut hidden = kernels::matmul_bias(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner);
         let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask: Mask::Causal };
+        let mm =
+            |x: &[f32], w: &[f32], bias: &[f32], k: usize, n: usize| drop(kernels::matmul_bias(x, w, bias, t, k, n));
         let mut parts: Vec<(&str, f64)> = vec![
             (
                 "layernorm×2",
-                2.0 * median_ms(5, || drop(kernels::layernorm(&x, &b.ln_1_g.data, &b.ln_1_b.data, d, 1e-5))).await,
+                2.0 * layers
+                    * median_ms(5, || drop(kernels::layernorm(&x, &b.ln_1_g.data, &b.ln_1_b.data, d, 1e-5))).await,
             ),
             (
                 "matmul_qkv",
-                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, t, d, 3 * d)))
+                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, d, 3 * d)))
                     .await,
             ),
             (
                 "attention_rows",
-                median_ms(3, || drop(kernels::attention_rows_owned(&shape, &QkvRows::fused(&qkv, d)))).await,
+                layers * median_ms(3, || drop(kernels::attention_rows_owned(&shape, &QkvRows::fused(&qkv, d)))).await,
             ),
             (
                 "matmul_proj",
-                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.attn_proj_w.data, &b.attn_proj_b.data, t, d, d)))
+                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.attn_proj_w.data, &b.attn_proj_b.data, d, d)))
                     .await,
             ),
             (
                 "matmul_fc",
-                median_ms(3, || drop(kernels::matmul_bias(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner))).await,
+                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, d, inner)))
+                    .await,
             ),
-            ("gelu", median_ms(5, || kernels::activate(&mut hidden, Activation::GeluTanh)).await),
+            ("gelu", layers * median_ms(5, || kernels::activate(&mut hidden, Activation::GeluTanh)).await),
             (
                 "matmul_mlp_proj",
                 median_ms(3, || {
-                    drop(kernels::matmul_bias(&hidden, &b.mlp_proj_w.data, &b.mlp_proj_b.data, t, inner, d))
+                    blocks.iter().for_each(|b| mm(&hidden, &b.mlp_proj_w.data, &b.mlp_proj_b.data, inner, d))
                 })
                 .await,
             ),
-            ("add×2", 2.0 * median_ms(5, || drop(kernels::add(&x, &ln))).await),
+            ("add×2", 2.0 * layers * median_ms(5, || drop(kernels::add(&x, &ln))).await),
         ];
+        // attention_cpu = ln_1 + the QKV matmul + attention_rows + the trace's copies.
         let attn_total = median_ms(3, || drop(attention_cpu(&config, b, &x, Mask::Causal))).await;
-        let attn_parts: f64 = parts[..3].iter().map(|p| p.1).sum::<f64>() - parts[0].1 / 2.0;
-        parts.push(("attention_trace_copies", attn_total - attn_parts));
-        for p in &mut parts {
-            p.1 *= layers;
-        }
+        let qkv_one = median_ms(3, || mm(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, d, 3 * d)).await;
+        let copies = attn_total - qkv_one - (parts[0].1 / 2.0 + parts[2].1) / layers;
+        parts.push(("attention_trace_copies", copies * layers));
         parts.push((
             "lm_head",
             median_ms(3, || drop(kernels::lm_head(&ln, &weights.wte.data, t, d, config.vocab_size))).await,
         ));
-        let tokens: Vec<Token> = (0..t)
-            .map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 })
-            .collect();
+        let tokens = tokens(&config, t);
         let total =
             median_ms(3, || drop(forward_cpu(&config, &weights, tokens.clone(), Mask::Causal).expect("forward"))).await;
         let sum: f64 = parts.iter().map(|p| p.1).sum();

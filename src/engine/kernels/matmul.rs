@@ -190,6 +190,7 @@ pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<
 mod tests {
     use super::*;
 
+    #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn column_blocks_cover_every_column_once() {
         for (m, k, n, threads) in
