@@ -5,7 +5,7 @@
 //! run in wasm (tests/cpu_kernels.rs).
 //!
 //! Two microkernels, chosen by the operands' layout:
-//! - **broadcast** (`c += a·b`, `b` row-major, as every weight matrix and W·V):
+//! - **broadcast** (`c += a·b`, `b` row-major, as every weight matrix and A·V):
 //!   a 4×8 tile of `c` in eight vector accumulators; per `k` one splat of each
 //!   of the four `a` values times two vectors of `b`. Eight accumulators, two
 //!   `b` vectors, a splat and a product fit the 16 vector registers V8 gives
