@@ -126,6 +126,8 @@ pub fn Page() -> impl IntoView {
     present::install(state);
     load(state, backend);
     let (s, status) = (state.selection, state.status);
+    // The panel bar's entry that takes the Tab stop (the last one focused).
+    let nav_at = RwSignal::new(0usize);
 
     // Recompute at most once a frame, with the newest text: a keystroke never
     // waits behind the runs of older texts.
@@ -212,11 +214,15 @@ pub fn Page() -> impl IntoView {
                     {move || if shows_dark(s.theme.get()) { "Light theme" } else { "Dark theme" }}
                 </button>
             </header>
-            <nav class="panel-nav" aria-label="Panels">
-                {PANEL_LINKS.into_iter().map(|(label, class)| view! {
+            <nav class="panel-nav" aria-label="Panels (arrow keys move along the bar)"
+                on:keydown=move |ev| if let Some(i) = dom::roving_key(&ev, ".nav-link") { nav_at.set(i) }>
+                {PANEL_LINKS.into_iter().enumerate().map(|(i, (label, class))| view! {
                     // Scrolls to the panel and moves the focus to its heading (an #anchor would
-                    // overwrite the address's fragment, which holds the page's state).
-                    <button class="nav-link" on:click=move |_| dom::jump_to(&format!(".{class}"))>{label}</button>
+                    // overwrite the address's fragment, which holds the page's state). The bar
+                    // is one Tab stop; ←/→ move along it.
+                    <button class="nav-link" tabindex=move || if nav_at.get() == i { "0" } else { "-1" }
+                        on:focus=move |_| nav_at.set(i)
+                        on:click=move |_| dom::jump_to(&format!(".{class}"))>{label}</button>
                 }).collect_view()}
             </nav>
             {move || status.link_note.get().map(|note| view! {

@@ -11,13 +11,18 @@ use crate::ui::web::dom;
 /// `#anchors`: the address's fragment holds the page's state.
 #[component]
 pub fn Terms(#[prop(into)] keys: Signal<Vec<&'static str>>) -> impl IntoView {
+    // One Tab stop for the line; ←/→ move between its terms.
+    let current = RwSignal::new(0usize);
     view! {
-        <p class="terms">
+        <p class="terms" role="group" aria-label="Terms (arrow keys move between them)"
+            on:keydown=move |ev| if let Some(i) = dom::roving_key(&ev, ".term") { current.set(i) }>
             <span class="terms-label">"Terms: "</span>
-            {move || keys.get().into_iter().filter_map(lookup).map(|entry| {
+            {move || keys.get().into_iter().filter_map(lookup).enumerate().map(|(i, entry)| {
                 let key = entry.key;
                 view! {
                     <button class="term" data-term=key title=entry.meaning
+                        tabindex=move || if current.get() == i { "0" } else { "-1" }
+                        on:focus=move |_| current.set(i)
                         on:click=move |_| dom::jump_to(&format!("#gl-{key}"))>{entry.term}</button>
                 }
             }).collect_view()}

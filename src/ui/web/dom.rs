@@ -80,3 +80,32 @@ pub fn js_message(value: &wasm_bindgen::JsValue) -> String {
         .or_else(|| value.as_string())
         .unwrap_or_else(|| format!("{value:?}"))
 }
+
+/// Arrow-key movement inside a group that is one Tab stop (the roving
+/// tabindex pattern): ←/→ (and ↑/↓), Home and End move the focus among the
+/// group's `items` (a selector inside the element the listener sits on) and
+/// return the newly focused item's index, or `None` for any other key.
+pub fn roving_key(ev: &web_sys::KeyboardEvent, items: &str) -> Option<usize> {
+    let group = ev.current_target()?.dyn_into::<web_sys::Element>().ok()?;
+    let list = group.query_selector_all(items).ok()?;
+    let n = list.length() as usize;
+    if n == 0 {
+        return None;
+    }
+    let active = web_sys::window()?.document()?.active_element();
+    let at = (0..n).find(|&i| {
+        let item = list.item(i as u32);
+        matches!((&item, &active), (Some(a), Some(b)) if a.is_same_node(Some(b)))
+    });
+    let next = match (ev.key().as_str(), at) {
+        ("ArrowRight" | "ArrowDown", Some(i)) => (i + 1) % n,
+        ("ArrowLeft" | "ArrowUp", Some(i)) => (i + n - 1) % n,
+        ("Home", _) => 0,
+        ("End", _) => n - 1,
+        _ => return None,
+    };
+    ev.prevent_default();
+    let item = list.item(next as u32)?.dyn_into::<web_sys::HtmlElement>().ok()?;
+    let _ = item.focus();
+    Some(next)
+}
