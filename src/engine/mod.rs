@@ -7,6 +7,7 @@ pub mod extend;
 mod forward;
 pub mod generate;
 pub mod init;
+pub mod intervene;
 pub mod kernels;
 pub mod kv_cache;
 mod mask;
