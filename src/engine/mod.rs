@@ -10,6 +10,7 @@ pub mod init;
 pub mod intervene;
 pub mod kernels;
 pub mod kv_cache;
+pub mod lens;
 mod mask;
 pub mod ops;
 pub mod residual;
