@@ -1,17 +1,23 @@
-//! The native command line: traces as JSON, generation, and benchmarks.
+//! The native command line: traces as JSON, generation, benchmarks, and
+//! which heads matter (the logit lens, ablation and patching).
 
 #[cfg(not(target_arch = "wasm32"))]
 #[path = "attnscope/bench.rs"]
 mod bench;
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "attnscope/heads.rs"]
+mod heads;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
 
-    use super::bench;
+    use super::{bench, heads};
     use attnscope::engine::analysis;
     use attnscope::engine::init::random_weights;
+    use attnscope::engine::intervene::Replacement;
     use attnscope::engine::kv_cache::generate_cached;
     use attnscope::engine::sampling::SamplingParams;
     use attnscope::engine::{forward_cpu, Mask};
@@ -28,7 +34,11 @@ mod cli {
     const MAX_SEQUENCES: usize = 10_000;
 
     #[derive(Parser)]
-    #[command(name = "attnscope", version, about = "Look inside a small transformer: traces, generation, benchmarks.")]
+    #[command(
+        name = "attnscope",
+        version,
+        about = "Look inside a small transformer: traces, generation, benchmarks, which heads matter."
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Command,
@@ -44,6 +54,12 @@ mod cli {
     enum Logits {
         Last,
         All,
+    }
+
+    #[derive(Clone, Copy, PartialEq, ValueEnum)]
+    enum AblateMode {
+        Zero,
+        Mean,
     }
 
     #[derive(Subcommand)]
@@ -137,6 +153,64 @@ mod cli {
             /// Print JSON instead of a table.
             #[arg(long)]
             json: bool,
+        },
+        /// The logit lens (the residual after each sublayer through the final norm and LM head, top
+        /// tokens per position) and each head's and MLP's direct contribution to a token's logit, as JSON.
+        Lens {
+            #[arg(long, default_value = DEFAULT_MODEL)]
+            model: PathBuf,
+            #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+            text: Option<String>,
+            #[arg(long, value_delimiter = ',')]
+            ids: Option<Vec<u32>>,
+            /// Top tokens per position and point.
+            #[arg(long, default_value_t = 5)]
+            k: usize,
+            /// Position (from 0) of the direct contributions; default the last.
+            #[arg(long)]
+            position: Option<usize>,
+            /// Token id whose logit is decomposed; default the top-1 there.
+            #[arg(long)]
+            token: Option<u32>,
+        },
+        /// Zero- or mean-ablate heads and print the change in a token's next-token logit as JSON;
+        /// with --sweep, every head alone (a layer × head grid).
+        Ablate {
+            #[arg(long, default_value = DEFAULT_MODEL)]
+            model: PathBuf,
+            #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+            text: Option<String>,
+            #[arg(long, value_delimiter = ',')]
+            ids: Option<Vec<u32>>,
+            /// Heads as LAYER.HEAD (from 0), comma separated.
+            #[arg(long, value_delimiter = ',', required_unless_present = "sweep")]
+            heads: Vec<String>,
+            #[arg(long, value_enum, default_value = "zero")]
+            mode: AblateMode,
+            /// Ablate every head in turn instead.
+            #[arg(long)]
+            sweep: bool,
+            /// Token id whose logit after the last position is measured; default the clean top-1.
+            #[arg(long)]
+            token: Option<u32>,
+        },
+        /// Patch heads' outputs from a second prompt of the same length (in tokens) and print the
+        /// change in a token's next-token logit as JSON; with --sweep, every head alone.
+        Patch {
+            #[arg(long, default_value = DEFAULT_MODEL)]
+            model: PathBuf,
+            /// The clean prompt.
+            #[arg(long)]
+            text: String,
+            /// The prompt the heads' outputs are taken from.
+            #[arg(long)]
+            source: String,
+            #[arg(long, value_delimiter = ',', required_unless_present = "sweep")]
+            heads: Vec<String>,
+            #[arg(long)]
+            sweep: bool,
+            #[arg(long)]
+            token: Option<u32>,
         },
         /// Print the GPU adapter wgpu finds.
         GpuInfo,
@@ -233,6 +307,28 @@ mod cli {
                     Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())),
                     None => emit(&text),
                 }
+            }
+            Command::Lens { model, text, ids, k, position, token } => {
+                let model = load(&model)?;
+                let tokens = tokens_of(&model, text, ids)?;
+                emit(&heads::lens(&model, tokens, k, position, token)?.to_string())
+            }
+            Command::Ablate { model, text, ids, heads: names, mode, sweep, token } => {
+                let model = load(&model)?;
+                let tokens = tokens_of(&model, text, ids)?;
+                let kind = match mode {
+                    AblateMode::Zero => Replacement::Zero,
+                    AblateMode::Mean => Replacement::Mean,
+                };
+                emit(&heads::intervene_json(&model, tokens, None, kind, &names, sweep, token)?.to_string())
+            }
+            Command::Patch { model, text, source, heads: names, sweep, token } => {
+                let model = load(&model)?;
+                let tokens = tokens_of(&model, Some(text), None)?;
+                let source = tokens_of(&model, Some(source), None)?;
+                let value =
+                    heads::intervene_json(&model, tokens, Some(source), Replacement::Patch, &names, sweep, token)?;
+                emit(&value.to_string())
             }
             Command::Generate { model, prompt, steps, temperature, top_k, top_p, seed, json } => {
                 if !(0.0..=100.0).contains(&temperature) {
