@@ -6,6 +6,7 @@ pub mod cost;
 pub mod extend;
 mod forward;
 pub mod generate;
+pub mod head_finder;
 pub mod init;
 pub mod intervene;
 pub mod kernels;
