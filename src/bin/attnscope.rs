@@ -16,6 +16,7 @@ mod cli {
 
     use super::{bench, heads};
     use attnscope::engine::analysis;
+    use attnscope::engine::head_finder;
     use attnscope::engine::init::random_weights;
     use attnscope::engine::intervene::Replacement;
     use attnscope::engine::kv_cache::generate_cached;
@@ -153,6 +154,9 @@ mod cli {
             /// Print JSON instead of a table.
             #[arg(long)]
             json: bool,
+            /// A token id for the head finder's "attends to token X" template.
+            #[arg(long)]
+            finder_token: Option<u32>,
         },
         /// The logit lens (the residual after each sublayer through the final norm and LM head, top
         /// tokens per position) and each head's and MLP's direct contribution to a token's logit, as JSON.
@@ -354,7 +358,7 @@ mod cli {
                 }
                 Ok(())
             }
-            Command::Eval { model, text_file, max_tokens, sequences, seed, json } => {
+            Command::Eval { model, text_file, max_tokens, sequences, seed, json, finder_token } => {
                 if sequences > MAX_SEQUENCES {
                     return Err(format!("--sequences must be at most {MAX_SEQUENCES}, not {sequences}"));
                 }
@@ -371,9 +375,14 @@ mod cli {
                     .zip(&induction.heads)
                     .map(|(h, i)| analysis::HeadScore { induction: i.induction, ..h })
                     .collect();
+                // The head finder on the text's first window, as the page scores the text it shows.
+                let window = &ids[..ids.len().min(analysis::eval_window(&model))];
+                let finder_trace = model.trace_ids(window, Mask::Causal).map_err(|e| e.to_string())?;
+                let finder = head_finder::template_scores(&finder_trace, finder_token);
                 if json {
                     let value = json!({
                         "loss": loss, "tokens_predicted": predicted, "heads": heads,
+                        "finder": {"tokens": window.len(), "heads": finder},
                         "induction": {"length": induction.length, "sequences": induction.sequences,
                             "loss_first_copy": induction.loss_first_copy, "loss_second_copy": induction.loss_second_copy},
                     });
@@ -389,6 +398,25 @@ mod cli {
                     emit(&format!(
                         "{:>5} {:>4}  {:>14.3}  {:>11.3}  {:>9.3}",
                         h.layer, h.head, h.previous_token, h.first_token, h.induction
+                    ))?;
+                }
+                emit(&format!(
+                    "head finder on the text's first {} tokens (mean weights; entropy over ln(keys)):",
+                    window.len()
+                ))?;
+                emit("layer head  previous  first  self  induction  entropy  to-token")?;
+                let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+                for h in &finder {
+                    emit(&format!(
+                        "{:>5} {:>4}  {:>8.3}  {:>5.3}  {:>4.3}  {:>9}  {:>7.3}  {:>8}",
+                        h.layer,
+                        h.head,
+                        h.previous_token,
+                        h.first_token,
+                        h.self_token,
+                        cell(h.induction),
+                        h.entropy,
+                        cell(h.to_token)
                     ))?;
                 }
                 Ok(())

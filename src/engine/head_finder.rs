@@ -20,8 +20,9 @@ pub struct TemplateScores {
     #[serde(rename = "self")]
     pub self_token: f64,
     /// Mean over queries whose token occurred earlier of the weight on the
-    /// tokens right after those earlier occurrences; `None` (null) when no
-    /// token repeats.
+    /// tokens right after those earlier occurrences; `None` (absent from
+    /// the JSON) when no token repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub induction: Option<f64>,
     /// Mean over queries with at least two visible keys of the entropy of
     /// their weights over ln(visible keys): 1 for uniform attention, 0 for one key.
