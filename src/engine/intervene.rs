@@ -203,13 +203,68 @@ pub fn intervene(
     Ok(Intervened { trace, first_layer: first, flops: rerun_flops(config, t, first), full_flops })
 }
 
+/// FLOPs of [`last_row_logits`] from `first` on T tokens: as [`rerun_flops`],
+/// but the last layer's tail and the LM head on one row.
+pub fn last_row_flops(config: &ModelConfig, t: usize, first: usize) -> u64 {
+    let c = forward_cost(config, t);
+    let (layers, t) = (config.n_layer, t.max(1) as u64);
+    let attention = (c.qkv_flops + c.scores_flops + c.weighted_sum_flops) / layers as u64;
+    let tail = (c.attn_proj_flops + c.mlp_flops) / layers as u64;
+    let per_layer = |l: usize| if l + 1 == layers { tail / t } else { tail } + if l == first { 0 } else { attention };
+    (first..layers).map(per_layer).sum::<u64>() + c.lm_head_flops / t
+}
+
+/// The logits after the last position of a run with `interventions`
+/// (non-empty, checked by the caller): what the sweep needs. The layers
+/// before the first intervened one are the clean run's, and the last
+/// layer's tail and the LM head work row by row, so they run on the last
+/// row alone.
+fn last_row_logits(
+    config: &ModelConfig,
+    weights: &Weights,
+    clean: &Trace,
+    source: Option<&Trace>,
+    interventions: &[Intervention],
+) -> Result<Vec<f32>, InterveneError> {
+    let (t, d, q_dim) = (clean.tokens.len(), config.n_embd, config.q_dim());
+    let first = interventions.iter().map(|iv| iv.layer).min().unwrap_or(config.n_layer);
+    let mut x = match first {
+        0 => clean.embeddings.data.clone(),
+        l => clean.layers[l.min(config.n_layer) - 1].resid_post.data.clone(),
+    };
+    for (l, block) in weights.blocks.iter().enumerate().skip(first) {
+        let computed;
+        let heads = if l == first {
+            clean.layers[l].heads()
+        } else {
+            computed = attention_cpu(config, block, &x, clean.mask).0;
+            &computed.heads
+        };
+        let mut concat = concat_outputs(heads, t);
+        for iv in interventions.iter().filter(|iv| iv.layer == l) {
+            let out = replacement(clean, source, iv)?;
+            let d_head = out.cols;
+            for r in 0..t {
+                concat[r * q_dim + iv.head * d_head..][..d_head].copy_from_slice(out.row(r));
+            }
+        }
+        x = if l + 1 == config.n_layer {
+            block_tail(config, block, &x[(t - 1) * d..], &concat[(t - 1) * q_dim..]).resid_post
+        } else {
+            block_tail(config, block, &x, &concat).resid_post
+        };
+    }
+    let ln_f = norm(config, &x[x.len() - d..], &weights.ln_f_g, &weights.ln_f_b);
+    Ok(logits(config, weights, &ln_f))
+}
+
 /// The clean run's most likely next token after the last position.
 pub fn top_next_token(trace: &Trace) -> u32 {
     let last = trace.logits.row(trace.logits.rows - 1);
     super::residual::top_indices(last, 1).first().map_or(0, |&(id, _)| id as u32)
 }
 
-/// Every head replaced in turn: the change in one token's logit at the last position.
+/// Every head replaced in turn: the change in one token's logit after the last position.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
     pub kind: Replacement,
@@ -221,7 +276,8 @@ pub struct Sweep {
     pub delta_logit: Vec<Vec<f32>>,
     /// `[layer][head]`: the token's probability with that head replaced.
     pub prob: Vec<Vec<f32>>,
-    /// FLOPs of all the re-runs, and of as many full forwards.
+    /// FLOPs of all the re-runs (each from its head's layer, the last layer's
+    /// tail and the LM head on the last row only), and of as many full forwards.
     pub flops: u64,
     pub full_flops: u64,
 }
@@ -245,6 +301,15 @@ pub fn sweep(
     token: Option<u32>,
 ) -> Result<Sweep, InterveneError> {
     check_trace(config, clean)?;
+    if let Some(source) = source {
+        check_trace(config, source)?;
+        if source.tokens.len() != clean.tokens.len() {
+            return Err(InterveneError::LengthMismatch { clean: clean.tokens.len(), other: source.tokens.len() });
+        }
+    }
+    if kind == Replacement::Patch && source.is_none() {
+        return Err(InterveneError::NoSource { layer: 0, head: 0 });
+    }
     let token = token.unwrap_or_else(|| top_next_token(clean));
     if token as usize >= config.vocab_size {
         return Err(EngineError::IdOutOfVocab { id: token, vocab: config.vocab_size }.into());
@@ -257,12 +322,11 @@ pub fn sweep(
     for layer in 0..config.n_layer {
         let (mut deltas, mut probs) = (Vec::new(), Vec::new());
         for head in 0..config.n_head {
-            let run = intervene(config, weights, clean, source, &[Intervention { layer, head, kind }])?;
-            let row = run.trace.logits.row(last);
+            let row = last_row_logits(config, weights, clean, source, &[Intervention { layer, head, kind }])?;
             deltas.push(row[token as usize] - clean_logit);
-            probs.push(probability(row, token));
-            flops += run.flops;
-            full_flops += run.full_flops;
+            probs.push(probability(&row, token));
+            flops += last_row_flops(config, clean.tokens.len(), layer);
+            full_flops += forward_cost(config, clean.tokens.len()).total_flops();
         }
         delta_logit.push(deltas);
         prob.push(probs);

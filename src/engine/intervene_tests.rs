@@ -154,8 +154,31 @@ fn the_sweep_grid_is_each_head_replaced_alone() {
     let one = [Intervention { layer: 1, head: 2, kind: Replacement::Mean }];
     let run = intervene(&model.config, &model.weights, &clean, None, &one).unwrap();
     let logit = run.trace.logits.row(5)[grid.token as usize];
-    assert_eq!(grid.delta_logit[1][2], logit - grid.clean_logit);
+    assert!((grid.delta_logit[1][2] - (logit - grid.clean_logit)).abs() <= 1e-5);
     assert!(grid.flops < grid.full_flops);
+}
+
+#[test]
+fn the_sweep_equals_full_interventions_and_costs_what_the_kernels_count() {
+    for dir in ["gpt2-tiny", "llama-tiny"] {
+        let model = fixture(dir);
+        let (config, weights) = (&model.config, &model.weights);
+        let (clean, source) = (ids_trace(&model, &[5, 6, 7, 8, 9, 10, 11]), ids_trace(&model, &[9, 3, 7, 1, 2, 4, 6]));
+        for kind in [Replacement::Zero, Replacement::Mean, Replacement::Patch] {
+            ops::take_flops();
+            let grid = sweep(config, weights, &clean, Some(&source), kind, Some(3)).unwrap();
+            assert_eq!(ops::take_flops(), grid.flops, "{dir} {kind:?}");
+            for layer in 0..config.n_layer {
+                for head in 0..config.n_head {
+                    let ivs = [Intervention { layer, head, kind }];
+                    let run = intervene(config, weights, &clean, Some(&source), &ivs).unwrap();
+                    let want = run.trace.logits.at(6, 3) - clean.logits.at(6, 3);
+                    let got = grid.delta_logit[layer][head];
+                    assert!((got - want).abs() <= 1e-5, "{dir} {kind:?} {layer}.{head}: {got} vs {want}");
+                }
+            }
+        }
+    }
 }
 
 /// Mean probability of the repeated token over the second copy of a
