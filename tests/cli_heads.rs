@@ -107,3 +107,19 @@ fn eval_prints_the_head_finder_scores_of_every_head() {
     let best = heads.iter().map(|h| f(&h["previous_token"])).fold(0.0, f64::max);
     assert!(best >= 0.5, "a previous-token head stands out: {best}");
 }
+
+#[test]
+fn ablate_and_lens_run_given_ids_on_a_llama_checkpoint_without_a_tokenizer() {
+    let llama = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama-tiny");
+    let ids = "3,14,15,92,65,35,89,79";
+    let (ok, one, err) = attnscope(&["ablate", "--model", llama, "--ids", ids, "--heads", "1.3", "--mode", "mean"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("no tokenizer.json"), "{err}");
+    let (ok, grid, err) = attnscope(&["ablate", "--model", llama, "--ids", ids, "--sweep", "--mode", "mean"]);
+    assert!(ok, "{err}");
+    assert!((f(&one["delta_logit"]) - f(&grid["sweep"]["delta_logit"][1][3])).abs() < 1e-5);
+    let (ok, lens, err) = attnscope(&["lens", "--model", llama, "--ids", ids]);
+    assert!(ok, "{err}");
+    assert!(lens["direct"].get("position_embedding").is_none(), "RoPE: no position table");
+    assert_eq!(lens["direct"]["norm_shift"], 0.0, "RMSNorm has no shift");
+}

@@ -228,6 +228,23 @@ mod cli {
         Model::load(model).map_err(|e| format!("{}: {e}", model.display()))
     }
 
+    /// Given ids, the tokenizer only names the tokens: a directory without
+    /// one loads anyway (and says so).
+    fn load_for_ids(dir: &Path, ids_given: bool) -> Result<Model, String> {
+        if !ids_given {
+            return load(dir);
+        }
+        let (model, has_tokenizer) =
+            Model::load_dir_tokenizer_optional(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !has_tokenizer {
+            eprintln!(
+                "attnscope: {} has no tokenizer.json: running the given ids, tokens shown by id (<id>)",
+                dir.display()
+            );
+        }
+        Ok(model)
+    }
+
     fn tokens_of(model: &Model, text: Option<String>, ids: Option<Vec<u32>>) -> Result<Vec<Token>, String> {
         match (text, ids) {
             (Some(text), _) => model.tokenizer.encode(&text).map_err(|e| e.to_string()),
@@ -290,20 +307,7 @@ mod cli {
                 Ok(())
             }
             Command::Trace { model: dir, text, ids, mask, backend, logits, out } => {
-                // Given ids, the tokenizer only names the tokens: run without one if it is absent.
-                let model = if ids.is_some() {
-                    let (model, has_tokenizer) =
-                        Model::load_dir_tokenizer_optional(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                    if !has_tokenizer {
-                        eprintln!(
-                            "attnscope: {} has no tokenizer.json: running the given ids, tokens shown by id (<id>)",
-                            dir.display()
-                        );
-                    }
-                    model
-                } else {
-                    load(&dir)?
-                };
+                let model = load_for_ids(&dir, ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 let value = trace_json(&model, tokens, mask, logits, backend)?;
                 let text = serde_json::to_string(&value).map_err(|e| e.to_string())?;
@@ -313,12 +317,12 @@ mod cli {
                 }
             }
             Command::Lens { model, text, ids, k, position, token } => {
-                let model = load(&model)?;
+                let model = load_for_ids(&model, ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 emit(&heads::lens(&model, tokens, k, position, token)?.to_string())
             }
             Command::Ablate { model, text, ids, heads: names, mode, sweep, token } => {
-                let model = load(&model)?;
+                let model = load_for_ids(&model, ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 let kind = match mode {
                     AblateMode::Zero => Replacement::Zero,
