@@ -27,7 +27,7 @@ mod cli {
     use clap::{Parser, Subcommand, ValueEnum};
     use serde_json::{json, Value};
 
-    const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/default");
+    pub(crate) const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/default");
     /// Bounds on counts and sizes given as flags (`--steps` is bounded by the context).
     const MAX_REPEAT: usize = 1000;
     const MAX_MATMUL: usize = 16384;
@@ -55,12 +55,6 @@ mod cli {
     enum Logits {
         Last,
         All,
-    }
-
-    #[derive(Clone, Copy, PartialEq, ValueEnum)]
-    enum AblateMode {
-        Zero,
-        Mean,
     }
 
     #[derive(Subcommand)]
@@ -160,62 +154,13 @@ mod cli {
         },
         /// The logit lens (the residual after each sublayer through the final norm and LM head, top
         /// tokens per position) and each head's and MLP's direct contribution to a token's logit, as JSON.
-        Lens {
-            #[arg(long, default_value = DEFAULT_MODEL)]
-            model: PathBuf,
-            #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
-            text: Option<String>,
-            #[arg(long, value_delimiter = ',')]
-            ids: Option<Vec<u32>>,
-            /// Top tokens per position and point.
-            #[arg(long, default_value_t = 5)]
-            k: usize,
-            /// Position (from 0) of the direct contributions; default the last.
-            #[arg(long)]
-            position: Option<usize>,
-            /// Token id whose logit is decomposed; default the top-1 there.
-            #[arg(long)]
-            token: Option<u32>,
-        },
+        Lens(heads::LensArgs),
         /// Zero- or mean-ablate heads and print the change in a token's next-token logit as JSON;
         /// with --sweep, every head alone (a layer × head grid).
-        Ablate {
-            #[arg(long, default_value = DEFAULT_MODEL)]
-            model: PathBuf,
-            #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
-            text: Option<String>,
-            #[arg(long, value_delimiter = ',')]
-            ids: Option<Vec<u32>>,
-            /// Heads as LAYER.HEAD (from 0), comma separated.
-            #[arg(long, value_delimiter = ',', required_unless_present = "sweep")]
-            heads: Vec<String>,
-            #[arg(long, value_enum, default_value = "zero")]
-            mode: AblateMode,
-            /// Ablate every head in turn instead.
-            #[arg(long)]
-            sweep: bool,
-            /// Token id whose logit after the last position is measured; default the clean top-1.
-            #[arg(long)]
-            token: Option<u32>,
-        },
+        Ablate(heads::AblateArgs),
         /// Patch heads' outputs from a second prompt of the same length (in tokens) and print the
         /// change in a token's next-token logit as JSON; with --sweep, every head alone.
-        Patch {
-            #[arg(long, default_value = DEFAULT_MODEL)]
-            model: PathBuf,
-            /// The clean prompt.
-            #[arg(long)]
-            text: String,
-            /// The prompt the heads' outputs are taken from.
-            #[arg(long)]
-            source: String,
-            #[arg(long, value_delimiter = ',', required_unless_present = "sweep")]
-            heads: Vec<String>,
-            #[arg(long)]
-            sweep: bool,
-            #[arg(long)]
-            token: Option<u32>,
-        },
+        Patch(heads::PatchArgs),
         /// Print the GPU adapter wgpu finds.
         GpuInfo,
     }
@@ -316,21 +261,21 @@ mod cli {
                     None => emit(&text),
                 }
             }
-            Command::Lens { model, text, ids, k, position, token } => {
+            Command::Lens(heads::LensArgs { model, text, ids, k, position, token }) => {
                 let model = load_for_ids(&model, ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 emit(&heads::lens(&model, tokens, k, position, token)?.to_string())
             }
-            Command::Ablate { model, text, ids, heads: names, mode, sweep, token } => {
+            Command::Ablate(heads::AblateArgs { model, text, ids, heads: names, mode, sweep, token }) => {
                 let model = load_for_ids(&model, ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 let kind = match mode {
-                    AblateMode::Zero => Replacement::Zero,
-                    AblateMode::Mean => Replacement::Mean,
+                    heads::AblateMode::Zero => Replacement::Zero,
+                    heads::AblateMode::Mean => Replacement::Mean,
                 };
                 emit(&heads::intervene_json(&model, tokens, None, kind, &names, sweep, token)?.to_string())
             }
-            Command::Patch { model, text, source, heads: names, sweep, token } => {
+            Command::Patch(heads::PatchArgs { model, text, source, heads: names, sweep, token }) => {
                 let model = load(&model)?;
                 let tokens = tokens_of(&model, Some(text), None)?;
                 let source = tokens_of(&model, Some(source), None)?;
@@ -404,24 +349,8 @@ mod cli {
                         h.layer, h.head, h.previous_token, h.first_token, h.induction
                     ))?;
                 }
-                emit(&format!(
-                    "head finder on the text's first {} tokens (mean weights; entropy over ln(keys)):",
-                    window.len()
-                ))?;
-                emit("layer head  previous  first  self  induction  entropy  to-token")?;
-                let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-                for h in &finder {
-                    emit(&format!(
-                        "{:>5} {:>4}  {:>8.3}  {:>5.3}  {:>4.3}  {:>9}  {:>7.3}  {:>8}",
-                        h.layer,
-                        h.head,
-                        h.previous_token,
-                        h.first_token,
-                        h.self_token,
-                        cell(h.induction),
-                        h.entropy,
-                        cell(h.to_token)
-                    ))?;
+                for line in heads::finder_table(&finder, window.len()) {
+                    emit(&line)?;
                 }
                 Ok(())
             }

@@ -1,6 +1,9 @@
 //! `attnscope lens`, `ablate` and `patch`: which heads matter for the next
 //! token, as JSON (the engine's `lens` and `intervene` modules).
 
+use std::path::PathBuf;
+
+use attnscope::engine::head_finder::TemplateScores;
 use attnscope::engine::intervene::{
     check_head, intervene, parse_head, probability, sweep, top_next_token, Intervention, Replacement,
 };
@@ -8,7 +11,81 @@ use attnscope::engine::lens::{direct_contributions, logit_lens};
 use attnscope::engine::residual::top_indices;
 use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::model::{Model, Token};
+use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
+
+use crate::cli::DEFAULT_MODEL;
+
+/// Zero or mean ablation.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+pub enum AblateMode {
+    Zero,
+    Mean,
+}
+
+/// The logit lens (the residual after each sublayer through the final norm and LM head, top
+/// tokens per position) and each head's and MLP's direct contribution to a token's logit, as JSON.
+#[derive(Args)]
+pub struct LensArgs {
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    pub text: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
+    /// Top tokens per position and point.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Position (from 0) of the direct contributions; default the last.
+    #[arg(long)]
+    pub position: Option<usize>,
+    /// Token id whose logit is decomposed; default the top-1 there.
+    #[arg(long)]
+    pub token: Option<u32>,
+}
+
+/// Zero- or mean-ablate heads and print the change in a token's next-token logit as JSON;
+/// with --sweep, every head alone (a layer × head grid).
+#[derive(Args)]
+pub struct AblateArgs {
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    pub text: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
+    /// Heads as LAYER.HEAD (from 0), comma separated.
+    #[arg(long, value_delimiter = ',', required_unless_present = "sweep")]
+    pub heads: Vec<String>,
+    #[arg(long, value_enum, default_value = "zero")]
+    pub mode: AblateMode,
+    /// Ablate every head in turn instead.
+    #[arg(long)]
+    pub sweep: bool,
+    /// Token id whose logit after the last position is measured; default the clean top-1.
+    #[arg(long)]
+    pub token: Option<u32>,
+}
+
+/// Patch heads' outputs from a second prompt of the same length (in tokens) and print the
+/// change in a token's next-token logit as JSON; with --sweep, every head alone.
+#[derive(Args)]
+pub struct PatchArgs {
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// The clean prompt.
+    #[arg(long)]
+    pub text: String,
+    /// The prompt the heads' outputs are taken from.
+    #[arg(long)]
+    pub source: String,
+    #[arg(long, value_delimiter = ',', required_unless_present = "sweep")]
+    pub heads: Vec<String>,
+    #[arg(long)]
+    pub sweep: bool,
+    #[arg(long)]
+    pub token: Option<u32>,
+}
 
 /// The most tokens a lens row may list.
 pub const MAX_TOP: usize = 100;
@@ -116,4 +193,27 @@ pub fn intervene_json(
     value["flops"] = json!(run.flops);
     value["full_flops"] = json!(run.full_flops);
     Ok(value)
+}
+
+/// `eval`'s table of the head finder's scores on the text's first `tokens` tokens.
+pub fn finder_table(scores: &[TemplateScores], tokens: usize) -> Vec<String> {
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let mut lines = vec![
+        format!("head finder on the text's first {tokens} tokens (mean weights; entropy over ln(keys)):"),
+        "layer head  previous  first  self  induction  entropy  to-token".to_string(),
+    ];
+    lines.extend(scores.iter().map(|h| {
+        format!(
+            "{:>5} {:>4}  {:>8.3}  {:>5.3}  {:>4.3}  {:>9}  {:>7.3}  {:>8}",
+            h.layer,
+            h.head,
+            h.previous_token,
+            h.first_token,
+            h.self_token,
+            cell(h.induction),
+            h.entropy,
+            cell(h.to_token)
+        )
+    }));
+    lines
 }
