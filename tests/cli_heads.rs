@@ -109,7 +109,7 @@ fn eval_prints_the_head_finder_scores_of_every_head() {
 }
 
 #[test]
-fn ablate_and_lens_run_given_ids_on_a_llama_checkpoint_without_a_tokenizer() {
+fn ablate_patch_and_lens_run_given_ids_on_a_llama_checkpoint_without_a_tokenizer() {
     let llama = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama-tiny");
     let ids = "3,14,15,92,65,35,89,79";
     let (ok, one, err) = attnscope(&["ablate", "--model", llama, "--ids", ids, "--heads", "1.3", "--mode", "mean"]);
@@ -118,6 +118,9 @@ fn ablate_and_lens_run_given_ids_on_a_llama_checkpoint_without_a_tokenizer() {
     let (ok, grid, err) = attnscope(&["ablate", "--model", llama, "--ids", ids, "--sweep", "--mode", "mean"]);
     assert!(ok, "{err}");
     assert!((f(&one["delta_logit"]) - f(&grid["sweep"]["delta_logit"][1][3])).abs() < 1e-5);
+    let (ok, same, err) = attnscope(&["patch", "--model", llama, "--ids", ids, "--source-ids", ids, "--heads", "0.1"]);
+    assert!(ok, "{err}");
+    assert_eq!(f(&same["delta_logit"]), 0.0);
     let (ok, lens, err) = attnscope(&["lens", "--model", llama, "--ids", ids]);
     assert!(ok, "{err}");
     assert!(lens["direct"].get("position_embedding").is_none(), "RoPE: no position table");

@@ -275,10 +275,10 @@ mod cli {
                 };
                 emit(&heads::intervene_json(&model, tokens, None, kind, &names, sweep, token)?.to_string())
             }
-            Command::Patch(heads::PatchArgs { model, text, source, heads: names, sweep, token }) => {
-                let model = load(&model)?;
-                let tokens = tokens_of(&model, Some(text), None)?;
-                let source = tokens_of(&model, Some(source), None)?;
+            Command::Patch(heads::PatchArgs { model, text, ids, source, source_ids, heads: names, sweep, token }) => {
+                let model = load_for_ids(&model, ids.is_some() && source_ids.is_some())?;
+                let tokens = tokens_of(&model, text, ids)?;
+                let source = tokens_of(&model, source, source_ids)?;
                 let value =
                     heads::intervene_json(&model, tokens, Some(source), Replacement::Patch, &names, sweep, token)?;
                 emit(&value.to_string())

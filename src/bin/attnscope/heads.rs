@@ -74,11 +74,17 @@ pub struct PatchArgs {
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     /// The clean prompt.
-    #[arg(long)]
-    pub text: String,
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    pub text: Option<String>,
+    /// The clean prompt as token ids, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
     /// The prompt the heads' outputs are taken from.
-    #[arg(long)]
-    pub source: String,
+    #[arg(long, conflicts_with = "source_ids", required_unless_present = "source_ids")]
+    pub source: Option<String>,
+    /// The source prompt as token ids.
+    #[arg(long, value_delimiter = ',')]
+    pub source_ids: Option<Vec<u32>>,
     #[arg(long, value_delimiter = ',', required_unless_present = "sweep")]
     pub heads: Vec<String>,
     #[arg(long)]
