@@ -379,6 +379,7 @@ mod cli {
                     bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
                     bench::cpu_generation(&model.name, &model.config, &model.weights, generate, repeat)?;
                     bench::cpu_sweep(&model.name, &model.config, &model.weights, &t, repeat)?;
+                    bench::cpu_head_finder(&model.config, &model.weights, &t, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
                         bench::cpu(gpt2_name, config, weights, &t, repeat)?;
                     }

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use attnscope::engine::cost::forward_cost;
+use attnscope::engine::head_finder::template_scores;
 use attnscope::engine::intervene::{sweep, Replacement};
 use attnscope::engine::kv_cache::KvCache;
 use attnscope::engine::{forward_cpu, Mask};
@@ -110,6 +111,44 @@ pub fn cpu_sweep(
             flops.0 as f64 / 1e9,
             flops.1 as f64 / 1e9,
             100.0 * saved
+        );
+    }
+    Ok(())
+}
+
+/// The head finder's template scores on the CPU at each length, against the
+/// forward pass that made the trace they read.
+pub fn cpu_head_finder(
+    config: &ModelConfig,
+    weights: &Weights,
+    lengths: &[usize],
+    repeat: usize,
+) -> Result<(), String> {
+    println!("  head finder (every template, every head, from the trace):");
+    for &t in lengths.iter().filter(|&&t| t <= config.n_positions) {
+        let tokens: Vec<Token> = bench_ids(t, config.vocab_size)
+            .into_iter()
+            .map(|id| Token { id, text: String::new(), start: 0, end: 0 })
+            .collect();
+        let mut trace = None;
+        let forward_ms = median_ms(
+            || {
+                trace = Some(forward_cpu(config, weights, tokens.clone(), Mask::Causal).map_err(|e| e.to_string())?);
+                Ok(())
+            },
+            repeat,
+        )?;
+        let trace = trace.ok_or("no trace")?;
+        let finder_ms = median_ms(
+            || {
+                std::hint::black_box(template_scores(&trace, Some(tokens[0].id)));
+                Ok(())
+            },
+            repeat,
+        )?;
+        println!(
+            "  T={t:>4}  {finder_ms:>9.2} ms against {forward_ms:.2} ms for the forward ({:.2}×)",
+            finder_ms / forward_ms
         );
     }
     Ok(())
