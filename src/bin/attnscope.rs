@@ -1,17 +1,24 @@
-//! The native command line: traces as JSON, generation, and benchmarks.
+//! The native command line: traces as JSON, generation, benchmarks, and
+//! which heads matter (the logit lens, ablation and patching).
 
 #[cfg(not(target_arch = "wasm32"))]
 #[path = "attnscope/bench.rs"]
 mod bench;
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "attnscope/heads.rs"]
+mod heads;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
 
-    use super::bench;
+    use super::{bench, heads};
     use attnscope::engine::analysis;
+    use attnscope::engine::head_finder;
     use attnscope::engine::init::random_weights;
+    use attnscope::engine::intervene::Replacement;
     use attnscope::engine::kv_cache::generate_cached;
     use attnscope::engine::sampling::SamplingParams;
     use attnscope::engine::{forward_cpu, Mask};
@@ -20,7 +27,7 @@ mod cli {
     use clap::{Parser, Subcommand, ValueEnum};
     use serde_json::{json, Value};
 
-    const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/default");
+    pub(crate) const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/default");
     /// Bounds on counts and sizes given as flags (`--steps` is bounded by the context).
     const MAX_REPEAT: usize = 1000;
     const MAX_MATMUL: usize = 16384;
@@ -28,7 +35,11 @@ mod cli {
     const MAX_SEQUENCES: usize = 10_000;
 
     #[derive(Parser)]
-    #[command(name = "attnscope", version, about = "Look inside a small transformer: traces, generation, benchmarks.")]
+    #[command(
+        name = "attnscope",
+        version,
+        about = "Look inside a small transformer: traces, generation, benchmarks, which heads matter."
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Command,
@@ -137,7 +148,19 @@ mod cli {
             /// Print JSON instead of a table.
             #[arg(long)]
             json: bool,
+            /// A token id for the head finder's "attends to token X" template.
+            #[arg(long)]
+            finder_token: Option<u32>,
         },
+        /// The logit lens (the residual after each sublayer through the final norm and LM head, top
+        /// tokens per position) and each head's and MLP's direct contribution to a token's logit, as JSON.
+        Lens(heads::LensArgs),
+        /// Zero- or mean-ablate heads and print the change in a token's next-token logit as JSON;
+        /// with --sweep, every head alone (a layer × head grid).
+        Ablate(heads::AblateArgs),
+        /// Patch heads' outputs from a second prompt of the same length (in tokens) and print the
+        /// change in a token's next-token logit as JSON; with --sweep, every head alone.
+        Patch(heads::PatchArgs),
         /// Print the GPU adapter wgpu finds.
         GpuInfo,
     }
@@ -148,6 +171,23 @@ mod cli {
 
     fn load(model: &Path) -> Result<Model, String> {
         Model::load(model).map_err(|e| format!("{}: {e}", model.display()))
+    }
+
+    /// Given ids, the tokenizer only names the tokens: a directory without
+    /// one loads anyway (and says so).
+    fn load_for_ids(dir: &Path, ids_given: bool) -> Result<Model, String> {
+        if !ids_given {
+            return load(dir);
+        }
+        let (model, has_tokenizer) =
+            Model::load_dir_tokenizer_optional(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !has_tokenizer {
+            eprintln!(
+                "attnscope: {} has no tokenizer.json: running the given ids, tokens shown by id (<id>)",
+                dir.display()
+            );
+        }
+        Ok(model)
     }
 
     fn tokens_of(model: &Model, text: Option<String>, ids: Option<Vec<u32>>) -> Result<Vec<Token>, String> {
@@ -212,20 +252,7 @@ mod cli {
                 Ok(())
             }
             Command::Trace { model: dir, text, ids, mask, backend, logits, out } => {
-                // Given ids, the tokenizer only names the tokens: run without one if it is absent.
-                let model = if ids.is_some() {
-                    let (model, has_tokenizer) =
-                        Model::load_dir_tokenizer_optional(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                    if !has_tokenizer {
-                        eprintln!(
-                            "attnscope: {} has no tokenizer.json: running the given ids, tokens shown by id (<id>)",
-                            dir.display()
-                        );
-                    }
-                    model
-                } else {
-                    load(&dir)?
-                };
+                let model = load_for_ids(&dir, ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 let value = trace_json(&model, tokens, mask, logits, backend)?;
                 let text = serde_json::to_string(&value).map_err(|e| e.to_string())?;
@@ -233,6 +260,28 @@ mod cli {
                     Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display())),
                     None => emit(&text),
                 }
+            }
+            Command::Lens(heads::LensArgs { model, text, ids, k, position, token }) => {
+                let model = load_for_ids(&model, ids.is_some())?;
+                let tokens = tokens_of(&model, text, ids)?;
+                emit(&heads::lens(&model, tokens, k, position, token)?.to_string())
+            }
+            Command::Ablate(heads::AblateArgs { model, text, ids, heads: names, mode, sweep, token }) => {
+                let model = load_for_ids(&model, ids.is_some())?;
+                let tokens = tokens_of(&model, text, ids)?;
+                let kind = match mode {
+                    heads::AblateMode::Zero => Replacement::Zero,
+                    heads::AblateMode::Mean => Replacement::Mean,
+                };
+                emit(&heads::intervene_json(&model, tokens, None, kind, &names, sweep, token)?.to_string())
+            }
+            Command::Patch(heads::PatchArgs { model, text, ids, source, source_ids, heads: names, sweep, token }) => {
+                let model = load_for_ids(&model, ids.is_some() && source_ids.is_some())?;
+                let tokens = tokens_of(&model, text, ids)?;
+                let source = tokens_of(&model, source, source_ids)?;
+                let value =
+                    heads::intervene_json(&model, tokens, Some(source), Replacement::Patch, &names, sweep, token)?;
+                emit(&value.to_string())
             }
             Command::Generate { model, prompt, steps, temperature, top_k, top_p, seed, json } => {
                 if !(0.0..=100.0).contains(&temperature) {
@@ -258,7 +307,7 @@ mod cli {
                 }
                 Ok(())
             }
-            Command::Eval { model, text_file, max_tokens, sequences, seed, json } => {
+            Command::Eval { model, text_file, max_tokens, sequences, seed, json, finder_token } => {
                 if sequences > MAX_SEQUENCES {
                     return Err(format!("--sequences must be at most {MAX_SEQUENCES}, not {sequences}"));
                 }
@@ -275,9 +324,14 @@ mod cli {
                     .zip(&induction.heads)
                     .map(|(h, i)| analysis::HeadScore { induction: i.induction, ..h })
                     .collect();
+                // The head finder on the text's first window, as the page scores the text it shows.
+                let window = &ids[..ids.len().min(analysis::eval_window(&model))];
+                let finder_trace = model.trace_ids(window, Mask::Causal).map_err(|e| e.to_string())?;
+                let finder = head_finder::template_scores(&finder_trace, finder_token);
                 if json {
                     let value = json!({
                         "loss": loss, "tokens_predicted": predicted, "heads": heads,
+                        "finder": {"tokens": window.len(), "heads": finder},
                         "induction": {"length": induction.length, "sequences": induction.sequences,
                             "loss_first_copy": induction.loss_first_copy, "loss_second_copy": induction.loss_second_copy},
                     });
@@ -294,6 +348,9 @@ mod cli {
                         "{:>5} {:>4}  {:>14.3}  {:>11.3}  {:>9.3}",
                         h.layer, h.head, h.previous_token, h.first_token, h.induction
                     ))?;
+                }
+                for line in heads::finder_table(&finder, window.len()) {
+                    emit(&line)?;
                 }
                 Ok(())
             }
@@ -321,6 +378,8 @@ mod cli {
                 if backend == Backend::Cpu || all_backends {
                     bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
                     bench::cpu_generation(&model.name, &model.config, &model.weights, generate, repeat)?;
+                    bench::cpu_sweep(&model.name, &model.config, &model.weights, &t, repeat)?;
+                    bench::cpu_head_finder(&model.config, &model.weights, &t, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
                         bench::cpu(gpt2_name, config, weights, &t, repeat)?;
                     }

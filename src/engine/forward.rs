@@ -192,6 +192,20 @@ pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], 
     BlockTail { attn_out, resid_mid, ln_2, mlp_hidden, mlp_out, resid_post }
 }
 
+/// A layer's trace of T rows from its attention half and its tail.
+pub(super) fn layer_trace(config: &ModelConfig, t: usize, attention: AttentionTrace, tail: BlockTail) -> LayerTrace {
+    let d = config.n_embd;
+    LayerTrace {
+        attention,
+        attn_out: Matrix::from_vec(t, d, tail.attn_out),
+        resid_mid: Matrix::from_vec(t, d, tail.resid_mid),
+        ln_2: Matrix::from_vec(t, d, tail.ln_2),
+        mlp_hidden: Matrix::from_vec(t, config.n_inner, tail.mlp_hidden),
+        mlp_out: Matrix::from_vec(t, d, tail.mlp_out),
+        resid_post: Matrix::from_vec(t, d, tail.resid_post),
+    }
+}
+
 /// The whole forward pass on `tokens`, keeping every intermediate.
 pub fn forward_cpu(
     config: &ModelConfig,
@@ -212,15 +226,7 @@ pub fn forward_cpu(
         let (attention, concat) = attention_cpu(config, block, &x, mask);
         let tail = block_tail(config, block, &x, &concat);
         x = tail.resid_post.clone();
-        layers.push(LayerTrace {
-            attention,
-            attn_out: Matrix::from_vec(t, d, tail.attn_out),
-            resid_mid: Matrix::from_vec(t, d, tail.resid_mid),
-            ln_2: Matrix::from_vec(t, d, tail.ln_2),
-            mlp_hidden: Matrix::from_vec(t, config.n_inner, tail.mlp_hidden),
-            mlp_out: Matrix::from_vec(t, d, tail.mlp_out),
-            resid_post: Matrix::from_vec(t, d, tail.resid_post),
-        });
+        layers.push(layer_trace(config, t, attention, tail));
     }
     let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
     let logits = logits(config, weights, &ln_f);

@@ -7,6 +7,8 @@
 use std::time::Instant;
 
 use attnscope::engine::cost::forward_cost;
+use attnscope::engine::head_finder::template_scores;
+use attnscope::engine::intervene::{sweep, Replacement};
 use attnscope::engine::kv_cache::KvCache;
 use attnscope::engine::{forward_cpu, Mask};
 use attnscope::gpu::{
@@ -72,6 +74,84 @@ pub fn weight_bytes_per_token(config: &ModelConfig, weights: &Weights) -> u64 {
     let rows = if weights.wpe.is_some() { 2 } else { 1 };
     let tail = weights.ln_f_g.data.len() + weights.ln_f_b.data.len() + weights.head().data.len();
     ((blocks + tail + rows * config.n_embd) * 4) as u64
+}
+
+/// The ablation sweep on the CPU at each length: every head zero-ablated in
+/// turn from the clean trace (each re-run from its head's layer), against as
+/// many full forwards in FLOPs. Timed on the default thread pool.
+pub fn cpu_sweep(
+    name: &str,
+    config: &ModelConfig,
+    weights: &Weights,
+    lengths: &[usize],
+    repeat: usize,
+) -> Result<(), String> {
+    println!(
+        "  ablation sweep ({name}, {} heads each zero-ablated alone, from the clean trace):",
+        config.n_layer * config.n_head
+    );
+    for &t in lengths.iter().filter(|&&t| t <= config.n_positions) {
+        let tokens: Vec<Token> = bench_ids(t, config.vocab_size)
+            .into_iter()
+            .map(|id| Token { id, text: String::new(), start: 0, end: 0 })
+            .collect();
+        let clean = forward_cpu(config, weights, tokens, Mask::Causal).map_err(|e| e.to_string())?;
+        let mut flops = (0, 0);
+        let ms = median_ms(
+            || {
+                let grid = sweep(config, weights, &clean, None, Replacement::Zero, None).map_err(|e| e.to_string())?;
+                flops = (grid.flops, grid.full_flops);
+                Ok(())
+            },
+            repeat,
+        )?;
+        let saved = 1.0 - flops.0 as f64 / flops.1.max(1) as f64;
+        println!(
+            "  T={t:>4}  {ms:>9.2} ms  {:.3} GFLOP against {:.3} for full forwards ({:.0}% saved by reuse)",
+            flops.0 as f64 / 1e9,
+            flops.1 as f64 / 1e9,
+            100.0 * saved
+        );
+    }
+    Ok(())
+}
+
+/// The head finder's template scores on the CPU at each length, against the
+/// forward pass that made the trace they read.
+pub fn cpu_head_finder(
+    config: &ModelConfig,
+    weights: &Weights,
+    lengths: &[usize],
+    repeat: usize,
+) -> Result<(), String> {
+    println!("  head finder (every template, every head, from the trace):");
+    for &t in lengths.iter().filter(|&&t| t <= config.n_positions) {
+        let tokens: Vec<Token> = bench_ids(t, config.vocab_size)
+            .into_iter()
+            .map(|id| Token { id, text: String::new(), start: 0, end: 0 })
+            .collect();
+        let mut trace = None;
+        let forward_ms = median_ms(
+            || {
+                trace = Some(forward_cpu(config, weights, tokens.clone(), Mask::Causal).map_err(|e| e.to_string())?);
+                Ok(())
+            },
+            repeat,
+        )?;
+        let trace = trace.ok_or("no trace")?;
+        let finder_ms = median_ms(
+            || {
+                std::hint::black_box(template_scores(&trace, Some(tokens[0].id)));
+                Ok(())
+            },
+            repeat,
+        )?;
+        println!(
+            "  T={t:>4}  {finder_ms:>9.2} ms against {forward_ms:.2} ms for the forward ({:.2}×)",
+            finder_ms / forward_ms
+        );
+    }
+    Ok(())
 }
 
 /// Cached generation on the CPU: a 16-token prompt read once, then `steps`

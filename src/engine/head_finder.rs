@@ -1,0 +1,152 @@
+//! The head finder: how well each head's attention pattern on one text
+//! matches a template (previous token, induction, first-token sink, self,
+//! broad attention, attention to one chosen token). Each score is a mean
+//! over the query rows it is defined for, from the trace's weights.
+
+use serde::Serialize;
+
+use super::Trace;
+
+/// One head's template scores on one text (weights are in [0, 1], so each score is too).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TemplateScores {
+    pub layer: usize,
+    pub head: usize,
+    /// Mean weight on the previous token (queries i ≥ 1 → key i − 1).
+    pub previous_token: f64,
+    /// Mean weight on the first token (queries i ≥ 1 → key 0): the sink.
+    pub first_token: f64,
+    /// Mean weight on itself (queries i ≥ 1 → key i).
+    #[serde(rename = "self")]
+    pub self_token: f64,
+    /// Mean over queries whose token occurred earlier of the weight on the
+    /// tokens right after those earlier occurrences; `None` (absent from
+    /// the JSON) when no token repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub induction: Option<f64>,
+    /// Mean over queries with at least two visible keys of the entropy of
+    /// their weights over ln(visible keys): 1 for uniform attention, 0 for one key.
+    pub entropy: f64,
+    /// With a chosen token: mean over queries that see it of the weight on
+    /// its occurrences; `None` when no query sees it or none was chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_token: Option<f64>,
+}
+
+/// The mean of `values`, `None` when there are none.
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Every head's [`TemplateScores`] on `trace`, layer by layer; `token`
+/// chooses the "attends to token X" template.
+pub fn template_scores(trace: &Trace, token: Option<u32>) -> Vec<TemplateScores> {
+    let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
+    let t = ids.len();
+    // For each query, the keys right after earlier copies of its token.
+    let after_copies: Vec<Vec<usize>> =
+        (0..t).map(|i| (0..i).filter(|&j| ids[j] == ids[i]).map(|j| j + 1).collect()).collect();
+    let mut scores = Vec::new();
+    for (layer, layer_trace) in trace.layers.iter().enumerate() {
+        for (head, h) in layer_trace.heads().iter().enumerate() {
+            let w = &h.weights;
+            let later = 1..t;
+            let visible = |i: usize| (0..t).filter(|&j| h.scores_masked.at(i, j).is_finite()).count();
+            let entropy = mean((0..t).filter(|&i| visible(i) >= 2).map(|i| {
+                let e: f64 = w.row(i).iter().filter(|&&p| p > 0.0).map(|&p| -(p as f64) * (p as f64).ln()).sum();
+                e / (visible(i) as f64).ln()
+            }));
+            let to_token = token.and_then(|x| {
+                let seen = (0..t).filter(|&i| (0..=i).any(|j| ids[j] == x && h.scores_masked.at(i, j).is_finite()));
+                mean(seen.map(|i| (0..t).filter(|&j| ids[j] == x).map(|j| w.at(i, j) as f64).sum()))
+            });
+            scores.push(TemplateScores {
+                layer,
+                head,
+                previous_token: mean(later.clone().map(|i| w.at(i, i - 1) as f64)).unwrap_or(0.0),
+                first_token: mean(later.clone().map(|i| w.at(i, 0) as f64)).unwrap_or(0.0),
+                self_token: mean(later.map(|i| w.at(i, i) as f64)).unwrap_or(0.0),
+                induction: mean(
+                    (0..t)
+                        .filter(|&i| !after_copies[i].is_empty())
+                        .map(|i| after_copies[i].iter().map(|&k| w.at(i, k) as f64).sum()),
+                ),
+                entropy: entropy.unwrap_or(0.0),
+                to_token,
+            });
+        }
+    }
+    scores
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::analysis::induction_test;
+    use crate::engine::init::random_weights;
+    use crate::engine::sampling::Rng;
+    use crate::engine::{forward_cpu, Mask};
+    use crate::model::{Model, ModelConfig, Token};
+
+    fn tokens(ids: &[u32]) -> Vec<Token> {
+        ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
+    }
+
+    #[test]
+    fn a_head_with_no_query_weights_attends_uniformly_and_scores_maximal_entropy() {
+        let config = ModelConfig::tiny(2, 3, 12, 16, 20);
+        let mut weights = random_weights(&config, 3);
+        // Layer 1, head 2: Q columns (and bias) zero, so every score is 0 and the softmax uniform.
+        let (d, width, d_head) = (config.n_embd, config.qkv_dim(), config.d_head());
+        let block = &mut weights.blocks[1];
+        for r in 0..d {
+            block.attn_qkv_w.data[r * width + 2 * d_head..][..d_head].fill(0.0);
+        }
+        block.attn_qkv_b.data[2 * d_head..][..d_head].fill(0.0);
+        let ids = [1, 5, 9, 2, 7, 5, 3];
+        let trace = forward_cpu(&config, &weights, tokens(&ids), Mask::Causal).unwrap();
+        let scores = template_scores(&trace, Some(5));
+        let uniform = scores.iter().find(|s| s.layer == 1 && s.head == 2).unwrap();
+        assert!((uniform.entropy - 1.0).abs() < 1e-6, "{uniform:?}");
+        assert!(scores.iter().all(|s| s.entropy <= 1.0 + 1e-6 && s.entropy >= 0.0));
+        // Uniform over i + 1 keys: previous, first and self are each the mean of 1/(i + 1).
+        let want = (1..7).map(|i| 1.0 / (i as f64 + 1.0)).sum::<f64>() / 6.0;
+        for got in [uniform.previous_token, uniform.first_token, uniform.self_token] {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        // Token 5 sits at 1 and 5: queries 1..7 see it, with one or two copies.
+        let to_5 = (1..7).map(|i| if i >= 5 { 2.0 } else { 1.0 } / (i as f64 + 1.0)).sum::<f64>() / 6.0;
+        assert!((uniform.to_token.unwrap() - to_5).abs() < 1e-6);
+        // Query 5 (token 5) has an earlier copy at 1: the key after it is 2.
+        assert!((uniform.induction.unwrap() - 1.0 / 6.0).abs() < 1e-6);
+        assert!(template_scores(&trace, Some(19))[0].to_token.is_none(), "no query sees token 19");
+        let plain = forward_cpu(&config, &weights, tokens(&[1, 2, 3]), Mask::Causal).unwrap();
+        assert!(template_scores(&plain, None)[0].induction.is_none(), "no token repeats");
+    }
+
+    #[test]
+    fn induction_scores_on_a_repeated_sequence_are_near_the_eval_figures() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let model = Model::load_dir(&root.join("www/models/default")).unwrap();
+        let length = 50;
+        let report = induction_test(&model, length, 1, 0).unwrap();
+        // The same sequence induction_test drew (seed 0, first draw).
+        let mut rng = Rng::new(0);
+        let half: Vec<u32> = (0..length).map(|_| (rng.next_u64() % model.config.vocab_size as u64) as u32).collect();
+        let ids: Vec<u32> = half.iter().chain(&half).copied().collect();
+        let trace = forward_cpu(&model.config, &model.weights, tokens(&ids), Mask::Causal).unwrap();
+        let finder = template_scores(&trace, None);
+        for (ours, eval) in finder.iter().zip(&report.heads) {
+            let ours_induction = ours.induction.unwrap();
+            assert!(
+                (ours_induction - eval.induction).abs() < 0.05,
+                "head {}.{}: {ours_induction:.3} vs eval {:.3}",
+                ours.layer,
+                ours.head,
+                eval.induction
+            );
+        }
+        assert!(finder.iter().any(|s| s.induction.unwrap() >= 0.3), "an induction head stands out");
+    }
+}
