@@ -45,7 +45,7 @@ pub fn enter(state: PageState) {
         state.focus.before_present.set_value(Some((state.selection.mask.get_untracked(), focused)));
         state.selection.present.set(Some(0));
         // The slide's own controls take the focus, so Enter and Space press them.
-        request_animation_frame(|| super::dom::focus(".present-controls .seg:not([disabled])"));
+        request_animation_frame(|| super::dom::focus(".present-controls .present-next"));
     }
     full_screen(true);
 }
@@ -225,26 +225,33 @@ pub fn PresenterBar() -> impl IntoView {
             )
         })
     };
+    // Built once per presentation: stepping changes its words and buttons'
+    // states, not the buttons themselves, so a focused button keeps the focus.
+    let presenting = Memo::new(move |_| state.selection.present.get().is_some());
+    let at = move || current_slide(state).map_or((0, 1), |(i, _, n)| (i, n));
+    let slide = move || current_slide(state).map(|(_, slide, _)| slide);
     move || {
-        current_slide(state).map(|(i, slide, n)| {
+        presenting.get().then(|| {
             view! {
                 <section class="present-bar" data-testid="present-bar" aria-label="Presenter">
                     <div class="present-head">
-                        <span class="present-count" data-testid="present-count">{format!("{} / {n}", i + 1)}</span>
+                        <span class="present-count" data-testid="present-count">
+                            {move || { let (i, n) = at(); format!("{} / {n}", i + 1) }}</span>
                         <h1 class="present-title" data-testid="present-title">
-                            {move || slide.title(state.selection.head.get())}</h1>
+                            {move || slide().map(|s| s.title(state.selection.head.get())).unwrap_or_default()}</h1>
                         <span class="present-controls">
-                            <button class="seg" aria-label="Previous step (←)" on:click=move |_| step(state, -1)
-                                disabled=i == 0>"‹"</button>
-                            <button class="seg" aria-label="Next step (→)" on:click=move |_| step(state, 1)
-                                disabled=i + 1 == n>"›"</button>
+                            <button class="seg present-back" aria-label="Previous step (←)" on:click=move |_| step(state, -1)
+                                disabled=move || at().0 == 0>"‹"</button>
+                            <button class="seg present-next" aria-label="Next step (→)" on:click=move |_| step(state, 1)
+                                disabled=move || { let (i, n) = at(); i + 1 == n }>"›"</button>
                             <button class="seg" title="Toggle the mask (M)" on:click=move |_| toggle_mask(state)>
                                 {move || format!("Mask: {}", mask_label(state.selection.mask.get()))}</button>
                             <button class="seg" title="Full screen (F)" on:click=move |_| full_screen(true)>"Full screen"</button>
                             <button class="seg" title="Leave presenter mode (Esc)" on:click=move |_| exit(state)>"Exit"</button>
                         </span>
                     </div>
-                    <p class="present-caption" data-testid="present-caption">{slide.caption()}</p>
+                    <p class="present-caption" data-testid="present-caption">
+                        {move || slide().map(|s| s.caption()).unwrap_or_default()}</p>
                     {move || sample_line().map(|line| view! { <p class="present-sample" data-testid="present-sample">{line}</p> })}
                     <p class="present-keys">"→ Space PgDn: next · ← PgUp: back · ↑ ↓: focused token · M: mask · F: full screen · Esc: exit"</p>
                 </section>
