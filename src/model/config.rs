@@ -108,6 +108,11 @@ pub struct ModelConfig {
     pub rope_theta: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<Llama3Scaling>,
+    /// Per dimension pair, what RoPE's frequency is divided by: how GGUF
+    /// files carry Llama 3.1+'s scaling (the `rope_freqs.weight` tensor,
+    /// llama.cpp's `freq_factors`), where a `config.json` has `rope_scaling`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rope_freq_factors: Option<Vec<f32>>,
     /// Whether the LM head is the token table (always for GPT-2).
     pub tie_word_embeddings: bool,
     /// Biases on Q, K, V (`attention_bias`, or always for qwen2) and on the
@@ -152,6 +157,7 @@ impl ModelConfig {
             activation_function: Activation::GeluTanh,
             rope_theta: None,
             rope_scaling: None,
+            rope_freq_factors: None,
             tie_word_embeddings: true,
             qkv_bias: true,
             o_bias: true,
@@ -183,6 +189,7 @@ impl ModelConfig {
             activation_function: Activation::Silu,
             rope_theta: Some(10_000.0),
             rope_scaling: None,
+            rope_freq_factors: None,
             tie_word_embeddings: false,
             qkv_bias: false,
             o_bias: false,
@@ -222,7 +229,7 @@ impl ModelConfig {
     }
 
     /// RoPE's inverse frequency of each pair (head_dim / 2 of them), with
-    /// Llama 3's scaling when the config has it; empty without RoPE. Computed
+    /// Llama 3's scaling when the config has it (or the GGUF file's frequency factors); empty without RoPE. Computed
     /// as `transformers` does (`_compute_default_rope_parameters`,
     /// `_compute_llama3_parameters`), rounded to f32 as it keeps them.
     pub fn rope_inv_freq(&self) -> Vec<f32> {
@@ -230,6 +237,10 @@ impl ModelConfig {
         let dim = self.head_dim;
         let base: Vec<f32> =
             (0..dim / 2).map(|i| 1.0 / (theta as f64).powf((2 * i) as f64 / dim as f64) as f32).collect();
+        let base = match &self.rope_freq_factors {
+            Some(factors) => base.iter().zip(factors).map(|(f, by)| f / by).collect(),
+            None => base,
+        };
         let Some(s) = self.rope_scaling else { return base };
         let old = s.original_max_position_embeddings as f32;
         let (low_wavelen, high_wavelen) = (old / s.low_freq_factor, old / s.high_freq_factor);

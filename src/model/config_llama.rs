@@ -141,6 +141,7 @@ pub(super) fn from_json(value: &Value, architecture: Architecture) -> Result<Mod
         activation_function: Activation::Silu,
         rope_theta: Some(rope_theta),
         rope_scaling,
+        rope_freq_factors: None,
         tie_word_embeddings: bool_key(value, "tie_word_embeddings", false)?,
         qkv_bias: attention_bias || architecture == Architecture::Qwen2,
         o_bias: attention_bias,

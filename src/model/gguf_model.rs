@@ -126,12 +126,6 @@ fn config(file: &Gguf) -> Result<ModelConfig, GgufError> {
             format!("is `{arch}`: not supported (supported: {SUPPORTED_ARCHITECTURES})"),
         ));
     }
-    if file.tensors.contains_key("rope_freqs.weight") {
-        return Err(GgufError::Other(
-            "rope_freqs.weight (Llama 3.1+ RoPE frequency scaling in GGUF) is not supported: load the safetensors checkpoint"
-                .into(),
-        ));
-    }
     if let Some(kind) = file.get(&format!("{arch}.rope.scaling.type")).and_then(Value::as_str) {
         if kind != "none" {
             return Err(meta_err(&format!("{arch}.rope.scaling.type"), format!("is `{kind}`: only none is supported")));
@@ -163,7 +157,8 @@ fn config(file: &Gguf) -> Result<ModelConfig, GgufError> {
     c.insert("tie_word_embeddings".into(), json!(!file.tensors.contains_key("output.weight")));
     c.insert("attention_bias".into(), json!(arch == "llama" && file.tensors.contains_key("blk.0.attn_q.bias")));
     let bytes = serde_json::to_vec(&Json::Object(c)).map_err(|e| GgufError::Other(e.to_string()))?;
-    let config = ModelConfig::from_json(&bytes).map_err(|e| GgufError::Other(format!("its metadata, as {e}")))?;
+    let mut config = ModelConfig::from_json(&bytes).map_err(|e| GgufError::Other(format!("its metadata, as {e}")))?;
+    config.rope_freq_factors = rope_freq_factors(file, config.head_dim)?;
     if let Some(rope_dims) = file.get(&format!("{arch}.rope.dimension_count")).and_then(Value::as_u64) {
         if rope_dims != config.head_dim as u64 {
             return Err(meta_err(
@@ -176,6 +171,27 @@ fn config(file: &Gguf) -> Result<ModelConfig, GgufError> {
         }
     }
     Ok(config)
+}
+
+/// Llama 3.1+'s RoPE scaling as llama.cpp writes it: `rope_freqs.weight`,
+/// one divisor per dimension pair (`head_dim / 2`), each finite and positive.
+fn rope_freq_factors(file: &Gguf, head_dim: usize) -> Result<Option<Vec<f32>>, GgufError> {
+    const NAME: &str = "rope_freqs.weight";
+    let Some(info) = file.tensors.get(NAME) else { return Ok(None) };
+    if info.dims != [head_dim as u64 / 2] {
+        return Err(GgufError::Other(format!(
+            "{NAME} has shape {:?}: RoPE frequency factors need one per dimension pair ([{}])",
+            info.dims,
+            head_dim / 2
+        )));
+    }
+    let factors = file.tensor_f32(NAME)?;
+    if let Some(bad) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(GgufError::Other(format!(
+            "{NAME} holds {bad}: RoPE frequency factors must be finite and positive"
+        )));
+    }
+    Ok(Some(factors))
 }
 
 fn strings<'v>(file: &'v Gguf, key: &str) -> Result<Vec<&'v str>, GgufError> {
@@ -327,16 +343,18 @@ mod tests {
         out
     }
 
-    /// tests/fixtures/llama-tiny (grouped heads, untied) written as llama.cpp
-    /// would (Q and K rows permuted, F32) without its RoPE scaling, and read
-    /// back: the same model, logits equal.
-    #[test]
-    fn a_gguf_of_a_checkpoint_runs_like_the_checkpoint() {
+    /// tests/fixtures/llama-tiny (grouped heads, untied, llama3 RoPE scaling)
+    /// written as llama.cpp would (Q and K rows permuted, F32), the scaling
+    /// as `rope_freqs.weight` (`freq_factors`) when `factors` is given, and
+    /// the checkpoint's own config and weights (the scaling dropped when not).
+    fn llama_tiny_gguf(factors: Option<&[f32]>) -> (Vec<u8>, ModelConfig, Weights) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-tiny");
         let st_bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
         let mut config = ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-        config.rope_scaling = None;
+        if factors.is_none() {
+            config.rope_scaling = None;
+        }
         let weights = Weights::from_safetensors(&st_bytes, &config).unwrap();
         let mut w = Writer::new();
         w.kv_str("general.architecture", "llama")
@@ -367,17 +385,64 @@ mod tests {
             let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
             w.f32_tensor(&gguf_name(&name).unwrap(), &dims, &data);
         }
-        let model = Model::from_gguf("llama-tiny.gguf", &w.finish()).unwrap();
+        if let Some(factors) = factors {
+            w.f32_tensor("rope_freqs.weight", &[factors.len() as u64], factors);
+        }
+        (w.finish(), config, weights)
+    }
+
+    fn logits(config: &ModelConfig, weights: &Weights) -> Vec<f32> {
+        let tokens: Vec<_> = [3u32, 17, 95, 0, 42, 42, 7]
+            .iter()
+            .map(|&id| super::super::Token { id, text: String::new(), start: 0, end: 0 })
+            .collect();
+        crate::engine::forward_cpu(config, weights, tokens, crate::engine::Mask::Causal).unwrap().logits.data
+    }
+
+    /// Read back without RoPE scaling: the same model, logits equal.
+    #[test]
+    fn a_gguf_of_a_checkpoint_runs_like_the_checkpoint() {
+        let (file, config, weights) = llama_tiny_gguf(None);
+        let model = Model::from_gguf("llama-tiny.gguf", &file).unwrap();
         assert_eq!(model.config, config);
-        let ids = [3u32, 17, 95, 0, 42, 42, 7];
-        let tokens: Vec<_> =
-            ids.iter().map(|&id| super::super::Token { id, text: String::new(), start: 0, end: 0 }).collect();
-        let ours =
-            crate::engine::forward_cpu(&model.config, &model.weights, tokens.clone(), crate::engine::Mask::Causal)
-                .unwrap();
-        let want = crate::engine::forward_cpu(&config, &weights, tokens, crate::engine::Mask::Causal).unwrap();
-        assert_eq!(ours.logits, want.logits);
+        assert_eq!(logits(&model.config, &model.weights), logits(&config, &weights));
         assert_eq!(model.tokenizer.id_to_text(95), "t95");
+    }
+
+    /// Llama 3.1+'s scaling as llama.cpp's converter writes it (each pair's
+    /// unscaled frequency over its scaled one) runs like the checkpoint's
+    /// `rope_scaling`; a factor of the wrong count or value is refused.
+    #[test]
+    fn rope_freqs_in_a_gguf_scale_rope_as_the_checkpoint_does() {
+        let (_, scaled, _) = llama_tiny_gguf(Some(&[1.0]));
+        assert!(scaled.rope_scaling.is_some(), "the fixture has llama3 scaling");
+        let plain = ModelConfig { rope_scaling: None, ..scaled.clone() }.rope_inv_freq();
+        let factors: Vec<f32> = plain.iter().zip(scaled.rope_inv_freq()).map(|(p, s)| p / s).collect();
+        assert!(factors.iter().any(|&f| f > 1.5), "the scaling changes some frequencies: {factors:?}");
+        let (file, config, weights) = llama_tiny_gguf(Some(&factors));
+        let model = Model::from_gguf("llama-tiny.gguf", &file).unwrap();
+        assert_eq!(model.config.rope_freq_factors.as_deref(), Some(&factors[..]));
+        for (ours, want) in model.config.rope_inv_freq().iter().zip(config.rope_inv_freq()) {
+            assert!((ours - want).abs() <= 1e-6 * want, "{ours} vs {want}");
+        }
+        let (ours, want) = (logits(&model.config, &model.weights), logits(&config, &weights));
+        let worst = ours.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "logits differ by {worst}");
+        assert!(
+            logits(&ModelConfig { rope_freq_factors: None, ..model.config.clone() }, &model.weights)
+                .iter()
+                .zip(&want)
+                .any(|(a, b)| (a - b).abs() > 1e-3),
+            "without the factors the logits differ: the test can tell"
+        );
+        for (bad, says) in [
+            (vec![1.0; 7], "rope_freqs.weight has shape [7]: RoPE frequency factors need one per dimension pair ([8])"),
+            (vec![0.0; 8], "rope_freqs.weight holds 0: RoPE frequency factors must be finite and positive"),
+        ] {
+            let (file, _, _) = llama_tiny_gguf(Some(&bad));
+            let err = Model::from_gguf("bad.gguf", &file).err().expect("refused").to_string();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     /// A whole tiny Llama in GGUF: F32 norms, a Q8_0 token table, Q4_0 and
