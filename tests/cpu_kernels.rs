@@ -11,10 +11,14 @@
 //! far below any indexing mistake, which is O(1)). Softmax weights use the
 //! kernels' vectorised exp (within 2 ulp of std's).
 
-use attnscope::engine::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+#[path = "common/cpu.rs"]
+mod cpu;
+
+use attnscope::engine::kernels::{self, AttentionRows, QkvRows};
 use attnscope::engine::sampling::Rng;
 use attnscope::engine::{ops, Mask};
 use attnscope::model::Activation;
+use cpu::{pick, values, Scores};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -22,14 +26,6 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 const TOL: f32 = 1e-5;
-
-fn pick(rng: &mut Rng, lo: usize, hi: usize) -> usize {
-    lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize
-}
-
-fn values(rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect()
-}
 
 /// `got` within TOL·(1 + scale[i]) of `want`; −∞ must match exactly.
 fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
@@ -100,20 +96,8 @@ fn attention_rows_equal_the_reference_composition() {
         let (row0, cap) = (pick(&mut rng, 0, t - 1), t + pick(&mut rng, 0, 8));
         let d = n_head * d_head;
         let qkv = values(&mut rng, t * 3 * d, 1.0);
-        let len = n_head * cap * cap;
-        let (mut raw, mut masked, mut weights, mut out) =
-            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
         let shape = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
-        let mut dst = ScoreRows {
-            raw: &mut raw,
-            masked: &mut masked,
-            weights: &mut weights,
-            out: &mut out,
-            cap,
-            rows: cap,
-            first_row: 0,
-        };
-        kernels::attention_rows(&shape, &QkvRows::fused(&qkv, d), &mut dst);
+        let Scores { raw, masked, weights, out } = Scores::run(&shape, &QkvRows::fused(&qkv, d), cap, d);
         let (raw_ref, masked_ref) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
         let weights_ref = ops::softmax_rows(&masked_ref, t);
         let out_ref = ops::weighted_sum(&weights_ref, &qkv, t, n_head, d_head);
@@ -140,20 +124,8 @@ fn attention_rows_equal_the_reference_composition() {
 fn attention_rows_with_no_allowed_key_give_zeros_not_nan() {
     let (t, d_head) = (3, 4);
     let qkv = vec![1000.0; t * 3 * d_head];
-    let len = t * t;
-    let (mut raw, mut masked, mut weights, mut out) =
-        (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d_head]);
     let shape = AttentionRows { row0: 0, m: t, t, n_head: 1, d_head, mask: Mask::Window(0) };
-    let mut dst = ScoreRows {
-        raw: &mut raw,
-        masked: &mut masked,
-        weights: &mut weights,
-        out: &mut out,
-        cap: t,
-        rows: t,
-        first_row: 0,
-    };
-    kernels::attention_rows(&shape, &QkvRows::fused(&qkv, d_head), &mut dst);
+    let Scores { masked, weights, out, .. } = Scores::run(&shape, &QkvRows::fused(&qkv, d_head), t, d_head);
     assert!(weights.iter().chain(&out).all(|&w| w == 0.0), "{weights:?} {out:?}");
     assert!(masked.iter().all(|&m| m == f32::NEG_INFINITY));
 }

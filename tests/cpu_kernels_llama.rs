@@ -8,10 +8,14 @@
 //! Tolerance as in tests/cpu_kernels.rs: 1e−5·(1 + Σ|terms|), reordered
 //! float sums and the vectorised exp (within 2 ulp of std's).
 
-use attnscope::engine::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+#[path = "common/cpu.rs"]
+mod cpu;
+
+use attnscope::engine::kernels::{self, AttentionRows, QkvRows};
 use attnscope::engine::sampling::Rng;
 use attnscope::engine::{ops, Mask};
 use attnscope::model::Activation;
+use cpu::{pick, values, Scores};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -19,14 +23,6 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 const TOL: f32 = 1e-5;
-
-fn pick(rng: &mut Rng, lo: usize, hi: usize) -> usize {
-    lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize
-}
-
-fn values(rng: &mut Rng, len: usize, scale: f32) -> Vec<f32> {
-    (0..len).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect()
-}
 
 fn assert_close(got: &[f32], want: &[f32], scale: f32, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
@@ -91,20 +87,9 @@ fn grouped_attention_equals_full_attention_on_repeated_kv_heads() {
         let row0 = pick(&mut rng, 0, t - 1);
         let (q_dim, kv_dim) = (n_head * d_head, n_kv * d_head);
         let qkv = values(&mut rng, t * (q_dim + 2 * kv_dim), 1.0);
-        let len = n_head * t * t;
-        let (mut raw, mut masked, mut weights, mut out) =
-            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * q_dim]);
         let shape = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
-        let mut dst = ScoreRows {
-            raw: &mut raw,
-            masked: &mut masked,
-            weights: &mut weights,
-            out: &mut out,
-            cap: t,
-            rows: t,
-            first_row: 0,
-        };
-        kernels::attention_rows(&shape, &QkvRows::fused_grouped(&qkv, q_dim, kv_dim, group), &mut dst);
+        let qkv_rows = QkvRows::fused_grouped(&qkv, q_dim, kv_dim, group);
+        let Scores { raw, weights, out, .. } = Scores::run(&shape, &qkv_rows, t, q_dim);
         let full = repeat_kv(&qkv, t, (n_head, n_kv, d_head));
         let (raw_ref, masked_ref) = ops::attention_scores(&full, t, n_head, d_head, mask);
         let weights_ref = ops::softmax_rows(&masked_ref, t);

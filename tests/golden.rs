@@ -3,29 +3,12 @@
 //! tools/make_golden.py into tests/fixtures/.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::PathBuf;
+#[path = "common/golden.rs"]
+mod golden;
 
 use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::model::{ModelConfig, Token, Weights};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Reference {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    ids: Vec<u32>,
-    /// [T][vocab]
-    logits: Vec<Vec<f32>>,
-    /// [layer][head][T][T]
-    attentions: Vec<Vec<Vec<Vec<f32>>>>,
-}
-
-fn fixture(dir: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
-}
+use golden::{fixture, Case, Reference};
 
 fn load(dir: &str) -> (ModelConfig, Weights) {
     let config = ModelConfig::from_json(&std::fs::read(fixture(dir).join("config.json")).unwrap()).unwrap();
@@ -35,7 +18,7 @@ fn load(dir: &str) -> (ModelConfig, Weights) {
 }
 
 fn reference() -> Reference {
-    serde_json::from_slice(&std::fs::read(fixture("gpt2-tiny").join("reference.json")).unwrap()).unwrap()
+    golden::reference("gpt2-tiny")
 }
 
 fn run(config: &ModelConfig, weights: &Weights, ids: &[u32]) -> Trace {

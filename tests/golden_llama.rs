@@ -6,36 +6,18 @@
 //! scaling, both config.json forms, T = 1 to 130.
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::path::PathBuf;
+#[path = "common/golden.rs"]
+mod golden;
 
 use attnscope::engine::extend::extend_cpu;
 use attnscope::engine::kv_cache::KvCache;
 use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::model::{Architecture, Model, Token};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Reference {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    ids: Vec<u32>,
-    /// [T][vocab]
-    logits: Vec<Vec<f32>>,
-    /// [layer][head][T][i + 1]: the causal part of each row.
-    attentions: Vec<Vec<Vec<Vec<f32>>>>,
-}
-
-fn fixture(dir: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir)
-}
+use golden::{fixture, Case, Reference};
 
 fn load(dir: &str) -> (Model, Reference) {
     let (model, _) = Model::load_dir_tokenizer_optional(&fixture(dir)).unwrap();
-    let reference = serde_json::from_slice(&std::fs::read(fixture(dir).join("reference.json")).unwrap()).unwrap();
-    (model, reference)
+    (model, golden::reference(dir))
 }
 
 fn tokens(ids: &[u32]) -> Vec<Token> {

@@ -10,9 +10,10 @@
 
 mod common;
 
-use attnscope::engine::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+use attnscope::engine::kernels::{AttentionRows, QkvRows};
 use attnscope::engine::Mask;
 use attnscope::gpu::{AttentionShape, Kernel};
+use common::cpu::Scores;
 use common::kernels::{read, run};
 use common::{assert_close, gpu, Lcg};
 
@@ -39,19 +40,9 @@ fn grouped_heads_in_both_attention_kernels_equal_the_cpu_twin() {
         let (q_dim, kv_dim) = (n_head * d_head, n_kv_head * d_head);
         let qkv = rng.vec(t * (q_dim + 2 * kv_dim), 0.5);
         let len = n_head * t * t;
-        let (mut raw, mut masked, mut weights, mut out) =
-            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * q_dim]);
-        let mut dst = ScoreRows {
-            raw: &mut raw,
-            masked: &mut masked,
-            weights: &mut weights,
-            out: &mut out,
-            cap: t,
-            rows: t,
-            first_row: 0,
-        };
         let rows = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
-        kernels::attention_rows(&rows, &QkvRows::fused_grouped(&qkv, q_dim, kv_dim, group), &mut dst);
+        let qkv_rows = QkvRows::fused_grouped(&qkv, q_dim, kv_dim, group);
+        let Scores { raw, masked, weights, out } = Scores::run(&rows, &qkv_rows, t, q_dim);
         let what = format!("T={t} rows {row0}.. H={n_head} over {n_kv_head} d_head={d_head} {mask:?}");
 
         let shape = AttentionShape { m: t - row0, t, n_head, n_kv_head, d_head, row0, mask };

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod close;
+pub mod cpu;
 pub mod kernels;
 
 #[allow(unused_imports)]

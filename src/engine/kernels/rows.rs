@@ -82,28 +82,9 @@ pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
-/// `eˣ` in a form the compiler vectorises: Cephes' expf (range reduction by
-/// ln 2 with the round-to-nearest "magic number" trick, a degree-6
-/// polynomial, the power of two built in the exponent bits), within 2 ulp of
-/// `f32::exp` for x in [−87, 88]; x is clamped to that range (below it the
-/// result is ~1e−38 instead of a denormal or 0, which no sum here notices).
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer in the low bits
-    let x = x.clamp(-87.0, 88.0);
-    let shifted = x * std::f32::consts::LOG2_E + MAGIC;
-    let k = shifted - MAGIC;
-    let r = x - k * 0.693_359_4 - k * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    let k_int = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
-    e * f32::from_bits(((k_int + 127) << 23) as u32)
-}
+/// `eˣ` within 2 ulp of `f32::exp` on [−87, 88], in a form the compiler
+/// vectorises (one definition, in the simd128 crate, for both targets).
+pub use attnscope_simd128::exp;
 
 /// [`crate::engine::ops::activate`]. GELU's tanh form as `x·σ(2u)` =
 /// `x / (1 + e^(−2u))`, u = √(2/π)(x + 0.044715x³), and SiLU `x / (1 + e^(−x))`,

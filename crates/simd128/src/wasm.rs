@@ -1,0 +1,464 @@
+//! The simd128 kernels (wasm32 only): see the crate's documentation.
+
+use core::arch::wasm32::*;
+
+use crate::exp;
+use std::cell::RefCell;
+
+/// A row-major or strided operand: element (i, j) at `data[i·rs + j·cs]`.
+#[derive(Clone, Copy)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Strided<'_> {
+    /// Element (i, j).
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// Rows of the broadcast kernel's tile.
+const MR: usize = 4;
+/// Columns of the broadcast kernel's tile (two vectors).
+const NR: usize = 8;
+/// Columns packed together: a run of each row of `b` long enough for the
+/// hardware prefetcher (reading 16 columns, one cache line per row, down a
+/// weight matrix ran at a quarter of the memory's speed).
+const NC: usize = 128;
+/// The distance between packed panels, in vectors past the panel itself:
+/// one cache line, so the panels a row is scattered into do not all fall
+/// in one L1 set (a 8 KiB panel is a multiple of the 4 KiB set period).
+const PANEL_PAD: usize = 4;
+/// Up to this many rows, a product whose `b` is stored by columns takes the
+/// dot kernel; above, packing `b` (transposed on the way) pays off. (At 64
+/// rows the two tie in node; in the forward, with `wte` cold, GPT-2 small at
+/// T = 64 ran faster with the dot kernel.)
+const DOT_ROWS: usize = 64;
+/// Up to this many rows, `b`'s full panels are read in place, not packed:
+/// packing first and computing next cannot overlap the reads of a product
+/// that uses each weight only a few times. At 64 rows packing wins, with the
+/// weights hot (node) and cold from memory alike (GPT-2 small's matmuls over
+/// all 12 layers' weights at T = 64 in headless Chromium: 10–25 % faster
+/// packed): reused 16 times, a panel read in place keeps missing L1 where the
+/// row stride is a multiple of 4 KiB (`mlp_fc`'s 3072 columns).
+const IN_PLACE_ROWS: usize = 32;
+/// Deepest `k` block: a 4-row panel of `a` (4 KiB) and an 8-column panel of
+/// `b` (8 KiB) stay in L1 together.
+const KC: usize = 256;
+
+/// Four floats as one vector.
+#[inline(always)]
+fn load4(s: &[f32; 4]) -> v128 {
+    // SAFETY: `s` is 16 readable bytes; v128_load has no alignment requirement.
+    unsafe { v128_load(s.as_ptr().cast()) }
+}
+
+/// One vector into four floats.
+#[inline(always)]
+fn store4(s: &mut [f32; 4], v: v128) {
+    // SAFETY: `s` is 16 writable bytes; v128_store has no alignment requirement.
+    unsafe { v128_store(s.as_mut_ptr().cast(), v) }
+}
+
+/// `s[..4]` as an array (panics if shorter, like indexing).
+#[inline(always)]
+fn four(s: &[f32]) -> &[f32; 4] {
+    s[..4].try_into().expect("four floats")
+}
+
+#[inline(always)]
+fn four_mut(s: &mut [f32]) -> &mut [f32; 4] {
+    (&mut s[..4]).try_into().expect("four floats")
+}
+
+#[inline(always)]
+fn lanes(v: v128) -> [f32; 4] {
+    [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
+}
+
+/// `c += v`, on the first `w ≤ 4` floats of `c`.
+#[inline(always)]
+fn add_into(c: &mut [f32], v: v128, w: usize) {
+    if w >= 4 {
+        let c = four_mut(c);
+        store4(c, f32x4_add(load4(c), v));
+    } else {
+        for (o, x) in c[..w].iter_mut().zip(lanes(v)) {
+            *o += x;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    /// `a` packed: per 4-row block, `kc` groups of 4 (rows past `m` are 0).
+    a: Vec<f32>,
+    /// Up to `NC` columns of `b` packed: per 8-column panel, `kc` pairs of vectors.
+    b: Vec<v128>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// `c[i·rsc + j] += Σ_k a(i, k)·b(k, j)` for an `m×k` by `k×n` product.
+/// Panics if an operand is shorter than the shape says.
+pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * rsc + n, "c is shorter than {m}×{n} with row stride {rsc}");
+    assert!(
+        a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs && b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs,
+        "matmul operands are shorter than {m}×{k}×{n}"
+    );
+    if a.cs == 1 && b.rs == 1 && m <= DOT_ROWS {
+        return gemm_dot(a, b, c, rsc, (m, k, n));
+    }
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let Scratch { a: ap, b: bp } = &mut *s;
+        let blocks = k.div_ceil(KC);
+        let kc_max = k.div_ceil(blocks);
+        let row_blocks = m.div_ceil(MR);
+        let mut p0 = 0;
+        while p0 < k {
+            let kc = kc_max.min(k - p0);
+            pack_a(a, ap, p0, kc, m);
+            let stride = 2 * kc + PANEL_PAD;
+            let mut j0 = 0;
+            if m <= IN_PLACE_ROWS && b.cs == 1 {
+                // Few rows: every full 8-column panel read in place.
+                while j0 + NR <= n {
+                    let panel = &b.data[p0 * b.rs + j0..];
+                    for rb in 0..row_blocks {
+                        let acc = kernel_4x8_in_place(&ap[rb * MR * kc..][..MR * kc], panel, b.rs, kc);
+                        let i0 = rb * MR;
+                        for r in 0..MR.min(m - i0) {
+                            let row = &mut c[(i0 + r) * rsc + j0..];
+                            add_into(row, acc[2 * r], 4);
+                            add_into(&mut row[4..], acc[2 * r + 1], 4);
+                        }
+                    }
+                    j0 += NR;
+                }
+            }
+            while j0 < n {
+                let nc = NC.min(n - j0);
+                pack_b(b, bp, p0, kc, j0, nc);
+                let mut j = j0;
+                while j < j0 + nc {
+                    let w = NR.min(n - j);
+                    let b_panel = &bp[(j - j0) / NR * stride..][..2 * kc];
+                    for rb in 0..row_blocks {
+                        let acc = kernel_4x8(&ap[rb * MR * kc..][..MR * kc], b_panel);
+                        let i0 = rb * MR;
+                        for r in 0..MR.min(m - i0) {
+                            let row = &mut c[(i0 + r) * rsc + j..];
+                            add_into(row, acc[2 * r], w);
+                            if w > 4 {
+                                add_into(&mut row[4..], acc[2 * r + 1], w - 4);
+                            }
+                        }
+                    }
+                    j += NR;
+                }
+                j0 += nc;
+            }
+            p0 += kc;
+        }
+    });
+}
+
+/// Packs `a[.., p0..p0+kc]` as 4-row panels, `kc` groups of 4 each.
+fn pack_a(a: Strided, ap: &mut Vec<f32>, p0: usize, kc: usize, m: usize) {
+    let row_blocks = m.div_ceil(MR);
+    ap.clear();
+    ap.resize(row_blocks * MR * kc, 0.0);
+    for i in 0..m {
+        let panel = &mut ap[i / MR * MR * kc..][..MR * kc];
+        let r = i % MR;
+        let mut src = i * a.rs + p0 * a.cs;
+        for kk in 0..kc {
+            panel[kk * MR + r] = a.data[src];
+            src += a.cs;
+        }
+    }
+}
+
+/// Packs columns `j0..j0+nc` of `b[p0..p0+kc, ..]` as 8-column panels of
+/// `kc` vector pairs, `2·kc + PANEL_PAD` vectors apart (columns past `nc`
+/// are 0), reading each row's run of columns in order.
+fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, nc: usize) {
+    let (panels, stride) = (nc.div_ceil(NR), 2 * kc + PANEL_PAD);
+    bp.clear();
+    bp.resize(panels * stride, f32x4_splat(0.0));
+    if b.rs == 1 {
+        return pack_b_transposed(b, bp, p0, kc, j0, nc);
+    }
+    let full = if b.cs == 1 { nc / NR } else { 0 };
+    for kk in 0..kc {
+        let row = p0 + kk;
+        if full > 0 {
+            let src = &b.data[row * b.rs + j0..][..full * NR];
+            for p in 0..full {
+                bp[p * stride + 2 * kk] = load4(four(&src[p * NR..]));
+                bp[p * stride + 2 * kk + 1] = load4(four(&src[p * NR + 4..]));
+            }
+        }
+        for p in full..panels {
+            let mut vals = [0.0f32; NR];
+            for (j, v) in vals.iter_mut().enumerate().take(nc - p * NR) {
+                *v = b.at(row, j0 + p * NR + j);
+            }
+            bp[p * stride + 2 * kk] = load4(four(&vals));
+            bp[p * stride + 2 * kk + 1] = load4(four(&vals[4..]));
+        }
+    }
+}
+
+/// [`pack_b`] when `b`'s columns are contiguous (`wteᵀ`): each panel's 8
+/// columns read 4 floats at a time and transposed in registers.
+fn pack_b_transposed(b: Strided, bp: &mut [v128], p0: usize, kc: usize, j0: usize, nc: usize) {
+    let stride = 2 * kc + PANEL_PAD;
+    let kc4 = kc / 4 * 4;
+    for p in 0..nc.div_ceil(NR) {
+        let cols = NR.min(nc - p * NR);
+        // Missing columns repeat the panel's first; they are zeroed below.
+        let col = |q: usize| &b.data[(j0 + p * NR + if q < cols { q } else { 0 }) * b.cs + p0..][..kc];
+        let src = [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)];
+        let panel = &mut bp[p * stride..][..2 * kc];
+        let mut kk = 0;
+        while kk < kc4 {
+            for half in 0..2 {
+                let [r0, r1, r2, r3] = [0, 1, 2, 3].map(|q| load4(four(&src[4 * half + q][kk..])));
+                // 4×4 transpose: lane q of out[s] is column q's value at kk + s.
+                let t0 = i32x4_shuffle::<0, 4, 1, 5>(r0, r1);
+                let t1 = i32x4_shuffle::<2, 6, 3, 7>(r0, r1);
+                let t2 = i32x4_shuffle::<0, 4, 1, 5>(r2, r3);
+                let t3 = i32x4_shuffle::<2, 6, 3, 7>(r2, r3);
+                let out = [
+                    i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+                    i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+                    i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+                    i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+                ];
+                for (s, v) in out.into_iter().enumerate() {
+                    panel[2 * (kk + s) + half] = v;
+                }
+            }
+            kk += 4;
+        }
+        for kk in kc4..kc {
+            let mut vals = [0.0f32; NR];
+            for (q, v) in vals.iter_mut().enumerate() {
+                *v = src[q][kk];
+            }
+            panel[2 * kk] = load4(four(&vals));
+            panel[2 * kk + 1] = load4(four(&vals[4..]));
+        }
+        if cols < NR {
+            // Zero the repeated columns' lanes.
+            let keep: [v128; 2] = [0, 1].map(|h| {
+                let lane = |q: usize| if 4 * h + q < cols { -1 } else { 0 };
+                i32x4(lane(0), lane(1), lane(2), lane(3))
+            });
+            for (i, v) in panel.iter_mut().enumerate() {
+                *v = v128_and(*v, keep[i % 2]);
+            }
+        }
+    }
+}
+
+/// The 4×8 tile `Σ_k a[k][r]·b[k]` of a packed 4-row panel (`kc` groups of
+/// 4) and 8-column panel (`kc` vector pairs): accumulators `2r` and `2r + 1`
+/// are row r's columns 0–3 and 4–7. One `k` per iteration: eight
+/// accumulators, two `b` vectors, a splat and a product are all that is
+/// live, so V8 keeps them in registers (unrolled, LLVM interleaves the steps
+/// and the live values no longer fit).
+#[inline(always)]
+fn kernel_4x8(ap: &[f32], bp: &[v128]) -> [v128; 8] {
+    let kc = bp.len() / 2;
+    assert!(ap.len() >= MR * kc);
+    // SAFETY: the panel holds kc pairs of vectors, 8 floats each, 8 apart.
+    unsafe { kernel_4x8_strided(ap, bp.as_ptr().cast(), NR, kc) }
+}
+
+/// [`kernel_4x8`] reading `b` in place: 8 floats at `b + s·rs` for step s.
+#[inline(always)]
+fn kernel_4x8_in_place(ap: &[f32], b: &[f32], rs: usize, kc: usize) -> [v128; 8] {
+    assert!(ap.len() >= MR * kc && kc > 0 && b.len() >= (kc - 1) * rs + NR);
+    // SAFETY: step s reads b[s·rs..s·rs + 8], inside b (asserted above).
+    unsafe { kernel_4x8_strided(ap, b.as_ptr(), rs, kc) }
+}
+
+/// The 4×8 kernel's loop.
+///
+/// # Safety
+/// `ap` must hold `4·kc` floats and `b + s·rs .. b + s·rs + 8` be readable
+/// floats for every step `s < kc`.
+#[inline(always)]
+unsafe fn kernel_4x8_strided(ap: &[f32], b: *const f32, rs: usize, kc: usize) -> [v128; 8] {
+    let z = f32x4_splat(0.0);
+    let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5, mut c6, mut c7) = (z, z, z, z, z, z, z, z);
+    let (mut pa, mut pb) = (ap.as_ptr(), b);
+    let mut left = kc;
+    while left > 0 {
+        // SAFETY: step `kc − left` reads ap[4s..4s+4] and 8 floats at
+        // b + s·rs, readable by the caller's contract; v128_load and
+        // v128_load32_splat have no alignment requirement.
+        let (b0, b1, s0, s1, s2, s3) = unsafe {
+            (
+                v128_load(pb.cast()),
+                v128_load(pb.add(4).cast()),
+                v128_load32_splat(pa.cast()),
+                v128_load32_splat(pa.add(1).cast()),
+                v128_load32_splat(pa.add(2).cast()),
+                v128_load32_splat(pa.add(3).cast()),
+            )
+        };
+        c0 = f32x4_add(c0, f32x4_mul(s0, b0));
+        c1 = f32x4_add(c1, f32x4_mul(s0, b1));
+        c2 = f32x4_add(c2, f32x4_mul(s1, b0));
+        c3 = f32x4_add(c3, f32x4_mul(s1, b1));
+        c4 = f32x4_add(c4, f32x4_mul(s2, b0));
+        c5 = f32x4_add(c5, f32x4_mul(s2, b1));
+        c6 = f32x4_add(c6, f32x4_mul(s3, b0));
+        c7 = f32x4_add(c7, f32x4_mul(s3, b1));
+        left -= 1;
+        if left > 0 {
+            // SAFETY: the next step's elements, readable by the contract.
+            unsafe {
+                pa = pa.add(MR);
+                pb = pb.add(rs);
+            }
+        }
+    }
+    [c0, c1, c2, c3, c4, c5, c6, c7]
+}
+
+/// [`gemm`] when `a`'s rows and `b`'s columns are contiguous in `k`.
+fn gemm_dot(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
+    let mut j0 = 0;
+    while j0 < n {
+        let w = 4.min(n - j0);
+        // Missing columns repeat the last one; their sums are dropped.
+        let col = |q: usize| &b.data[(j0 + q.min(w - 1)) * b.cs..][..k];
+        let bs = [col(0), col(1), col(2), col(3)];
+        let mut i = 0;
+        while i + 2 <= m {
+            let sums = dot_tile([&a.data[i * a.rs..][..k], &a.data[(i + 1) * a.rs..][..k]], bs);
+            add_into(&mut c[i * rsc + j0..], sums[0], w);
+            add_into(&mut c[(i + 1) * rsc + j0..], sums[1], w);
+            i += 2;
+        }
+        if i < m {
+            // One row left: computed twice, kept once.
+            let row = &a.data[i * a.rs..][..k];
+            let sums = dot_tile([row, row], bs);
+            add_into(&mut c[i * rsc + j0..], sums[0], w);
+        }
+        j0 += 4;
+    }
+}
+
+/// Lane q of the result: the sum of vector q's lanes.
+#[inline(always)]
+fn hsum4([x0, x1, x2, x3]: [v128; 4]) -> v128 {
+    let t0 = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(x0, x1), i32x4_shuffle::<2, 6, 3, 7>(x0, x1));
+    let t1 = f32x4_add(i32x4_shuffle::<0, 4, 1, 5>(x2, x3), i32x4_shuffle::<2, 6, 3, 7>(x2, x3));
+    f32x4_add(i32x4_shuffle::<0, 1, 4, 5>(t0, t1), i32x4_shuffle::<2, 3, 6, 7>(t0, t1))
+}
+
+/// `[Σ_k a_r[k]·b_q[k] for q in 0..4]` as one vector per row r: a 2×4 tile
+/// of partial-sum vectors (eight accumulators, four `b` vectors, an `a`
+/// vector and a product live), reduced at the end.
+#[inline(always)]
+fn dot_tile(a: [&[f32]; 2], b: [&[f32]; 4]) -> [v128; 2] {
+    let k = b[0].len();
+    assert!(a.iter().chain(&b).all(|s| s.len() == k));
+    let z = f32x4_splat(0.0);
+    let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
+    let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
+    let (pa0, pa1) = (a[0].as_ptr(), a[1].as_ptr());
+    let (pb0, pb1, pb2, pb3) = (b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr());
+    let mut kk = 0;
+    while kk + 4 <= k {
+        // SAFETY: kk + 4 ≤ k and every slice holds k floats (asserted
+        // above); v128_load has no alignment requirement.
+        let (b0, b1, b2, b3, x0, x1) = unsafe {
+            (
+                v128_load(pb0.add(kk).cast()),
+                v128_load(pb1.add(kk).cast()),
+                v128_load(pb2.add(kk).cast()),
+                v128_load(pb3.add(kk).cast()),
+                v128_load(pa0.add(kk).cast()),
+                v128_load(pa1.add(kk).cast()),
+            )
+        };
+        c00 = f32x4_add(c00, f32x4_mul(x0, b0));
+        c01 = f32x4_add(c01, f32x4_mul(x0, b1));
+        c02 = f32x4_add(c02, f32x4_mul(x0, b2));
+        c03 = f32x4_add(c03, f32x4_mul(x0, b3));
+        c10 = f32x4_add(c10, f32x4_mul(x1, b0));
+        c11 = f32x4_add(c11, f32x4_mul(x1, b1));
+        c12 = f32x4_add(c12, f32x4_mul(x1, b2));
+        c13 = f32x4_add(c13, f32x4_mul(x1, b3));
+        kk += 4;
+    }
+    let mut out = [hsum4([c00, c01, c02, c03]), hsum4([c10, c11, c12, c13])];
+    if kk < k {
+        for (o, a) in out.iter_mut().zip(a) {
+            let mut tail = [0.0f32; 4];
+            for (t, bq) in tail.iter_mut().zip(b) {
+                *t = a[kk..].iter().zip(&bq[kk..]).map(|(x, y)| x * y).sum();
+            }
+            *o = f32x4_add(*o, load4(&tail));
+        }
+    }
+    out
+}
+
+/// [`exp`] four lanes at a time: its very operations (same constants and
+/// order, no fused multiply-add), so each lane equals it bit for bit.
+#[inline(always)]
+pub fn exp4(x: v128) -> v128 {
+    let magic = f32x4_splat(12_582_912.0);
+    let x = f32x4_min(f32x4_max(x, f32x4_splat(-87.0)), f32x4_splat(88.0));
+    let shifted = f32x4_add(f32x4_mul(x, f32x4_splat(std::f32::consts::LOG2_E)), magic);
+    let k = f32x4_sub(shifted, magic);
+    let r = f32x4_sub(f32x4_sub(x, f32x4_mul(k, f32x4_splat(0.693_359_4))), f32x4_mul(k, f32x4_splat(-2.121_944_4e-4)));
+    let mut p = f32x4_splat(1.987_569_1e-4);
+    for coef in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        p = f32x4_add(f32x4_mul(p, r), f32x4_splat(coef));
+    }
+    let e = f32x4_add(f32x4_add(f32x4_mul(f32x4_mul(p, r), r), r), f32x4_splat(1.0));
+    let k_int = i32x4_sub(shifted, magic);
+    let scale = i32x4_shl(i32x4_add(k_int, i32x4_splat(127)), 23);
+    f32x4_mul(e, scale)
+}
+
+/// GELU's tanh form, `x / (1 + e^(−2u))` with u = √(2/π)(x + 0.044715x³),
+/// four lanes at a time, with [`exp4`]: attnscope's scalar GELU's
+/// operations in its order, so they agree bit for bit.
+pub fn gelu_tanh(x: &mut [f32]) {
+    let c = f32x4_splat(0.797_884_6);
+    let n4 = x.len() / 4 * 4;
+    let mut i = 0;
+    while i < n4 {
+        let v = four_mut(&mut x[i..]);
+        let x = load4(v);
+        let cube = f32x4_mul(f32x4_mul(f32x4_mul(f32x4_splat(0.044_715), x), x), x);
+        let u = f32x4_mul(c, f32x4_add(x, cube));
+        let e = exp4(f32x4_mul(f32x4_splat(-2.0), u));
+        store4(v, f32x4_div(x, f32x4_add(f32x4_splat(1.0), e)));
+        i += 4;
+    }
+    for v in &mut x[n4..] {
+        let u = 0.797_884_6 * (*v + 0.044_715 * *v * *v * *v);
+        *v /= 1.0 + exp(-2.0 * u);
+    }
+}
