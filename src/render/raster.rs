@@ -85,20 +85,16 @@ pub fn colour(colour_map: ColourMap, (lo, hi): (f32, f32), v: f32) -> [f32; 3] {
 }
 
 impl Raster<'_> {
-    /// RGBA8 pixels, `width × height`, row-major. Each cell's colour is
-    /// computed once and copied across its pixels (a keystroke redraws a
-    /// 500-pixel map from T² colours, not from a colour per pixel).
-    pub fn pixels(&self) -> Vec<u8> {
+    /// RGBA8 pixels, `width × height`, row-major, each packed in a `u32` as
+    /// its bytes lie in memory (see [`as_bytes`]). Each cell's colour is
+    /// computed once and written across its pixels, and a pixel row that
+    /// repeats one above it is copied (a keystroke redraws a 500-pixel map
+    /// from T² colours, not from a colour per pixel).
+    pub fn pixels(&self) -> Vec<u32> {
         let (rows, cols) = (self.values.rows, self.values.cols);
-        let background = rgba(BACKGROUND);
-        let mut out = vec![0u8; self.width * self.height * 4];
-        if out.is_empty() {
-            return out;
-        }
-        if rows == 0 || cols == 0 {
-            for px in out.chunks_exact_mut(4) {
-                px.copy_from_slice(&background);
-            }
+        let background = pack(BACKGROUND);
+        let mut out = vec![background; self.width * self.height];
+        if out.is_empty() || rows == 0 || cols == 0 {
             return out;
         }
         let cell_w = self.width as f32 / cols as f32;
@@ -115,34 +111,60 @@ impl Raster<'_> {
         };
         let xs = along(self.width, cell_w, cols);
         let ys = along(self.height, cell_h, rows);
-        // Each cell's colour (None: masked, hatched per pixel), the hover highlight included.
-        let lit = |c: [f32; 3], i: usize, j: usize| {
-            if self.hover.is_some_and(|(r, k)| r == i || k == j) {
-                mix(c, [1.0; 3], 0.18)
-            } else {
-                c
-            }
-        };
-        let cells: Vec<Option<[u8; 4]>> = (0..rows * cols)
+        let (hover_row, hover_col) = (self.hover.map(|h| h.0), self.hover.map(|h| h.1));
+        let lit = |c: [f32; 3], lit: bool| if lit { mix(c, [1.0; 3], 0.18) } else { c };
+        // Each cell's colour, the hover highlight included (None: masked, hatched per pixel).
+        let cells: Vec<Option<u32>> = (0..rows * cols)
             .map(|at| {
                 let (i, j) = (at / cols, at % cols);
                 let masked = self.masked.is_some_and(|m| m.data[at] == f32::NEG_INFINITY);
-                (!masked).then(|| rgba(lit(colour(self.colour_map, self.range, self.values.data[at]), i, j)))
+                let c = colour(self.colour_map, self.range, self.values.data[at]);
+                (!masked).then(|| pack(lit(c, hover_row == Some(i) || hover_col == Some(j))))
             })
             .collect();
-        let hatch = |x: usize, y: usize, i: usize, j: usize| {
-            let c = if (x + y) % 8 < 3 { [0.32, 0.33, 0.36] } else { [0.22, 0.23, 0.26] };
-            rgba(lit(c, i, j))
-        };
-        for (y, (row, &(i, gap_y))) in out.chunks_exact_mut(self.width * 4).zip(&ys).enumerate() {
-            for (x, (px, &(j, gap_x))) in row.chunks_exact_mut(4).zip(&xs).enumerate() {
-                let c =
-                    if gap_y || gap_x { background } else { cells[i * cols + j].unwrap_or_else(|| hatch(x, y, i, j)) };
-                px.copy_from_slice(&c);
+        // The hatching's two colours ((x + y) % 8 < 3 the light one), plain and lit.
+        let (dark, light) = ([0.22, 0.23, 0.26], [0.32, 0.33, 0.36]);
+        let hatch = [[pack(dark), pack(light)], [pack(lit(dark, true)), pack(lit(light, true))]];
+        // Pixel rows repeat: a row equals the one above it in the same cell
+        // (or the one 8 above, where the row's hatching shifts with y).
+        let hatched: Vec<bool> =
+            (0..rows).map(|i| cells[i * cols..(i + 1) * cols].iter().any(Option::is_none)).collect();
+        let width = self.width;
+        for (y, &(i, gap_y)) in ys.iter().enumerate() {
+            if gap_y {
+                continue; // background already
+            }
+            let period = if hatched[i] { 8 } else { 1 };
+            if y >= period && ys[y - period] == (i, gap_y) {
+                let from = (y - period) * width;
+                out.copy_within(from..from + width, y * width);
+                continue;
+            }
+            let row_lit = hover_row == Some(i);
+            let cells = &cells[i * cols..(i + 1) * cols];
+            for (x, (px, &(j, gap_x))) in out[y * width..(y + 1) * width].iter_mut().zip(&xs).enumerate() {
+                if gap_x {
+                    continue;
+                }
+                *px = match cells[j] {
+                    Some(c) => c,
+                    None => hatch[usize::from(row_lit || hover_col == Some(j))][usize::from((x + y) % 8 < 3)],
+                };
             }
         }
         out
     }
+}
+
+/// Packed pixels as the RGBA8 bytes an `ImageData` takes.
+pub fn as_bytes(pixels: &[u32]) -> &[u8] {
+    bytemuck::cast_slice(pixels)
+}
+
+/// An sRGB colour in [0, 1] as an opaque RGBA8 pixel packed in a `u32`
+/// (bytes R, G, B, A in memory order).
+fn pack(c: [f32; 3]) -> u32 {
+    u32::from_ne_bytes(rgba(c))
 }
 
 /// An sRGB colour in [0, 1] as opaque RGBA8.
@@ -197,9 +219,16 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
         };
-        for &(rows, cols, width, height) in
-            &[(5, 5, 40, 40), (17, 17, 300, 300), (9, 32, 257, 131), (1, 1, 3, 7), (3, 4, 0, 5)]
-        {
+        for &(rows, cols, width, height) in &[
+            (5, 5, 40, 40),
+            (17, 17, 300, 300),
+            (9, 32, 257, 131),
+            (1, 1, 3, 7),
+            (3, 4, 0, 5),
+            (40, 40, 532, 532),
+            (128, 128, 532, 532),
+            (7, 3, 64, 9),
+        ] {
             let values = Matrix::from_vec(rows, cols, (0..rows * cols).map(|_| next()).collect());
             let masked = Matrix::from_vec(
                 rows,
@@ -210,7 +239,7 @@ mod tests {
                 [(ColourMap::Sequential, Some(&masked), Some((1, 2))), (ColourMap::Diverging, None, None)]
             {
                 let r = Raster { values: &values, masked, colour_map: map, range: (-1.5, 1.7), width, height, hover };
-                assert!(r.pixels() == pixels_one_by_one(&r), "{rows}×{cols} at {width}×{height}");
+                assert!(as_bytes(&r.pixels()) == pixels_one_by_one(&r), "{rows}×{cols} at {width}×{height}");
             }
         }
     }
@@ -241,7 +270,8 @@ mod tests {
             height: 20,
             hover: None,
         };
-        let px = raster.pixels();
+        let pixels = raster.pixels();
+        let px = as_bytes(&pixels);
         let at = |x: usize, y: usize| [px[(y * 20 + x) * 4], px[(y * 20 + x) * 4 + 1], px[(y * 20 + x) * 4 + 2]];
         let hatch = [[56, 59, 66], [82, 84, 92]];
         assert!(hatch.contains(&at(15, 5)), "masked cell is hatched: {:?}", at(15, 5));

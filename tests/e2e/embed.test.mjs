@@ -60,6 +60,8 @@ test('the lesson page shows three widgets with the model\'s numbers from one mod
     assert.ok(await shown(scores, '.attention-panel') && !(await shown(scores, '.head-view-panel')));
     assert.ok(await shown(heads, '.head-view-panel') && !(await shown(heads, '.attention-panel')));
     assert.ok(!(await shown(heads, '#text-input')), 'no text box in a widget');
+    // A widget draws once it is on the lesson page's screen (below the fold it waits).
+    await (await heads.frameElement()).scrollIntoViewIfNeeded();
     await heads.waitForFunction(() => document.querySelectorAll('.head-view-panel svg path, .head-view-panel svg line').length > 3,
       null, { timeout: 30_000 });
     const open = await scores.locator('.embed-open').getAttribute('href');

@@ -7,13 +7,13 @@ use std::cell::RefCell;
 
 use wasm_bindgen::{Clamped, JsCast};
 
-use super::{pixel_size, BackendError, Canvas, Drawn, MapCell};
+use super::{BackendError, Drawn, MapCell, Target};
 use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
 use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
 use crate::model::{Model, Token};
 use crate::render::layout::{grid_cells, place, to_fractions, BLOCK_TILES};
-use crate::render::raster::{value_range, Raster};
+use crate::render::raster::{as_bytes, value_range, Raster};
 use crate::render::ColourMap;
 use crate::ui::state::View;
 
@@ -129,12 +129,12 @@ impl CpuBackend {
         )
     }
 
-    pub fn draw_stage(&self, canvas: &Canvas, view: View, hover: Option<MapCell>) -> Drawn {
+    pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>) -> Drawn {
         self.draw_views(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None)
     }
 
-    pub fn draw_grid(&self, canvas: &Canvas, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
-        let size = pixel_size(canvas);
+    pub fn draw_grid(&self, canvas: Target<'_>, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
+        let size = canvas.size;
         // The CPU raster works in fractions of the canvas.
         let views: Vec<(View, [f32; 4])> = (0..n_layer)
             .flat_map(|layer| {
@@ -145,7 +145,7 @@ impl CpuBackend {
         self.draw_views(canvas, &views, None, false, Some(selected))
     }
 
-    pub fn draw_block(&self, canvas: &Canvas, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
+    pub fn draw_block(&self, canvas: Target<'_>, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
         let trace = self.trace.borrow();
         let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
         let parts = block_parts(trace, layer, token)
@@ -169,7 +169,7 @@ impl CpuBackend {
     /// Rasterises `views` (tiles as fractions of the canvas) onto a 2D canvas.
     fn draw_views(
         &self,
-        canvas: &Canvas,
+        canvas: Target<'_>,
         views: &[(View, [f32; 4])],
         hover: Option<MapCell>,
         fit_range: bool,
@@ -203,8 +203,8 @@ fn block_parts(trace: &Trace, layer: usize, token: usize) -> Option<[Matrix; 4]>
 
 /// Clears a 2D canvas and rasterises `items` onto it (the CPU backend's
 /// renderer), framing `outline` (fractions) if given.
-fn paint(canvas: &Canvas, items: &[Paint<'_>], outline: Option<[f32; 4]>) -> Drawn {
-    let size = pixel_size(canvas);
+fn paint(canvas: Target<'_>, items: &[Paint<'_>], outline: Option<[f32; 4]>) -> Drawn {
+    let size = canvas.size;
     if (canvas.width(), canvas.height()) != size {
         canvas.set_width(size.0);
         canvas.set_height(size.1);
@@ -233,7 +233,7 @@ fn paint(canvas: &Canvas, items: &[Paint<'_>], outline: Option<[f32; 4]>) -> Dra
             hover: item.hover,
         };
         let pixels = raster.pixels();
-        match web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), pw as u32, ph as u32) {
+        match web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(as_bytes(&pixels)), pw as u32, ph as u32) {
             Ok(image) => {
                 let _ = ctx.put_image_data(&image, px as f64, py as f64);
             }

@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use super::{gpu_allowed, pixel_size, BackendError, Canvas, Drawn, MapCanvas, MapCell};
+use super::{gpu_allowed, BackendError, Drawn, MapCanvas, MapCell, Target};
 use crate::engine::{AttentionStage, Mask, Matrix};
 use crate::gpu::{GpuContext, GpuError, GpuForward, GpuMatrix, RunOptions, Stage};
 use crate::model::Model;
@@ -202,7 +202,7 @@ impl GpuBackend {
         Ok(read.finish(&self.ctx).await?)
     }
 
-    pub fn draw_stage(&self, canvas: &Canvas, view: View, hover: Option<MapCell>) -> Drawn {
+    pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Stage, canvas, |_| Vec::new());
@@ -231,7 +231,7 @@ impl GpuBackend {
         })
     }
 
-    pub fn draw_grid(&self, canvas: &Canvas, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
+    pub fn draw_grid(&self, canvas: Target<'_>, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Grid, canvas, |_| Vec::new());
@@ -258,7 +258,7 @@ impl GpuBackend {
         })
     }
 
-    pub fn draw_block(&self, canvas: &Canvas, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
+    pub fn draw_block(&self, canvas: Target<'_>, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Block, canvas, |_| Vec::new());
@@ -308,19 +308,24 @@ impl GpuBackend {
 
     /// Draws `tiles(size)` (none: the background only) into a new frame of
     /// `which`'s surface at the canvas's pixel size, and presents it.
-    fn present<'a>(&self, which: MapCanvas, canvas: &Canvas, tiles: impl FnOnce((u32, u32)) -> Vec<Tile<'a>>) -> Drawn {
+    fn present<'a>(
+        &self,
+        which: MapCanvas,
+        canvas: Target<'_>,
+        tiles: impl FnOnce((u32, u32)) -> Vec<Tile<'a>>,
+    ) -> Drawn {
         let mut surfaces = busy(self.surfaces.try_borrow_mut())?;
-        let stale = surfaces.get(&which).is_none_or(|s| &s.canvas != canvas);
+        let stale = surfaces.get(&which).is_none_or(|s| &s.canvas != canvas.canvas);
         if stale {
             let surface = self
                 .ctx
                 .instance
-                .create_surface(wgpu::SurfaceTarget::Canvas(canvas.clone()))
+                .create_surface(wgpu::SurfaceTarget::Canvas(canvas.canvas.clone()))
                 .map_err(|e| BackendError::DeviceLost(format!("a heatmap canvas cannot use WebGPU: {e}")))?;
-            surfaces.insert(which, CanvasSurface { canvas: canvas.clone(), surface, size: Cell::new((0, 0)) });
+            surfaces.insert(which, CanvasSurface { canvas: canvas.canvas.clone(), surface, size: Cell::new((0, 0)) });
         }
         let Some(target) = surfaces.get(&which) else { return Ok(()) };
-        let size = pixel_size(canvas);
+        let size = canvas.size;
         if target.size.get() != size {
             canvas.set_width(size.0);
             canvas.set_height(size.1);

@@ -24,6 +24,7 @@ use self::cpu::CpuBackend;
 use self::gpu::GpuBackend;
 pub use self::timer::ForwardTimer;
 use super::state::{Keystroke, PageState, View};
+use super::web::canvas_size::CanvasSizes;
 use super::web::dom::now_ms;
 use super::web::fetch::{fetch_bytes, fetch_with_progress, FetchError};
 use super::web::query;
@@ -87,6 +88,20 @@ pub type MapCell = (usize, usize);
 /// What a draw returns.
 type Drawn = Result<(), BackendError>;
 
+/// A canvas to draw on and its size in device pixels.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    canvas: &'a Canvas,
+    size: (u32, u32),
+}
+
+impl std::ops::Deref for Target<'_> {
+    type Target = Canvas;
+    fn deref(&self) -> &Canvas {
+        self.canvas
+    }
+}
+
 /// The canvases the backend draws maps on; each has a WebGPU and a 2D element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MapCanvas {
@@ -131,11 +146,20 @@ struct Spent {
 pub struct Backend {
     host: StoredValue<Option<Rc<Host>>, LocalStorage>,
     spent: StoredValue<Spent, LocalStorage>,
+    /// The maps' canvas sizes, observed rather than read per draw (made on first use).
+    sizes: StoredValue<Option<Rc<CanvasSizes>>, LocalStorage>,
+    /// Bumped when a map's canvas changed size: the maps redraw.
+    pub resized: RwSignal<u64>,
 }
 
 impl Default for Backend {
     fn default() -> Self {
-        Self { host: StoredValue::new_local(None), spent: StoredValue::new_local(Spent::default()) }
+        Self {
+            host: StoredValue::new_local(None),
+            spent: StoredValue::new_local(Spent::default()),
+            sizes: StoredValue::new_local(None),
+            resized: RwSignal::new(0),
+        }
     }
 }
 
@@ -309,14 +333,14 @@ impl Backend {
     fn draw(
         self,
         canvases: &CanvasPair,
-        gpu: impl FnOnce(&GpuBackend, &Canvas) -> Drawn,
-        cpu: impl FnOnce(&CpuBackend, &Canvas) -> Drawn,
+        gpu: impl FnOnce(&GpuBackend, Target<'_>) -> Drawn,
+        cpu: impl FnOnce(&CpuBackend, Target<'_>) -> Drawn,
     ) -> Drawn {
         let engine = self.ready()?.engine();
         let started = now_ms();
         let drawn = match &*engine {
-            Engine::Gpu(g) => gpu(g, &canvases.gpu),
-            Engine::Cpu(c) => cpu(c, &canvases.cpu),
+            Engine::Gpu(g) => gpu(g, self.target(&canvases.gpu)),
+            Engine::Cpu(c) => cpu(c, self.target(&canvases.cpu)),
         };
         self.spent.update_value(|s| s.draws += now_ms() - started);
         drawn
@@ -553,7 +577,24 @@ fn gpu_allowed() -> Result<(), BackendError> {
 }
 
 /// The device-pixel size of a canvas's box.
-fn pixel_size(canvas: &web_sys::HtmlCanvasElement) -> (u32, u32) {
-    let css = (canvas.client_width(), canvas.client_height());
-    crate::render::layout::pixel_size(css, super::web::dom::device_pixel_ratio())
+impl Backend {
+    /// `canvas`'s CSS size in whole pixels, without a layout once it is known
+    /// (see [`CanvasSizes`]).
+    pub fn css_size(self, canvas: &Canvas) -> (i32, i32) {
+        let sizes = match self.sizes.get_value() {
+            Some(sizes) => sizes,
+            None => {
+                let resized = self.resized;
+                let sizes = Rc::new(CanvasSizes::new(move || resized.update(|n| *n += 1)));
+                self.sizes.set_value(Some(sizes.clone()));
+                sizes
+            }
+        };
+        sizes.css(canvas)
+    }
+
+    fn target(self, canvas: &Canvas) -> Target<'_> {
+        let size = crate::render::layout::pixel_size(self.css_size(canvas), super::web::dom::device_pixel_ratio());
+        Target { canvas, size }
+    }
 }

@@ -38,7 +38,7 @@ pub fn AttentionPanel() -> impl IntoView {
             return log::warn!("stage heatmap: {e}");
         }
         let shown = if state.status.on_gpu.get_untracked() { &canvases.gpu } else { &canvases.cpu };
-        let px = f64::from(shown.client_width());
+        let px = f64::from(backend.css_size(shown).0);
         if px > 0.0 && (px - map_px.get_untracked()).abs() >= 1.0 {
             map_px.set(px);
         }
@@ -78,6 +78,7 @@ pub fn AttentionPanel() -> impl IntoView {
     // Redraw when the run, view, backend or focused cell changes, and read what it shows.
     Effect::new(move |_| {
         outputs.runs.track();
+        backend.resized.track();
         focus.cell.track();
         state.status.on_gpu.track();
         let _ = state.view();

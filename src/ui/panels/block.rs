@@ -14,7 +14,7 @@ use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, CanvasPair};
 use crate::ui::state::PageState;
 use crate::ui::web::dom::event_canvas;
-use crate::ui::web::visible::on_screen;
+use crate::ui::web::visible::{on_screen, while_on_screen};
 
 /// How many of the token's MLP neurons are listed.
 const TOP_NEURONS: usize = 8;
@@ -59,16 +59,16 @@ pub fn BlockPanel() -> impl IntoView {
     let token = Memo::new(move |_| block_token(state, norm_hover.get().map(|(_, tok)| tok), picked.get()));
     // Drawn and read only while on screen.
     let panel = NodeRef::<leptos::html::Section>::new();
-    let on_view = on_screen(panel, move || {
-        state.selection.panel.track();
-        state.outputs.runs.track();
-    });
+    let on_view = on_screen(panel);
+    // The tokens its labels name, followed only while on screen.
+    let tokens = while_on_screen(on_view, move || state.outputs.tokens.get());
     Effect::new(move |_| {
         if !on_view.get() {
             return;
         }
         let run = runs.get();
         state.status.on_gpu.track();
+        backend.resized.track();
         let (layer, hover) = (layer.get(), norm_hover.get());
         let (Some(gpu), Some(cpu), Some(token)) = (gpu_ref.get(), cpu_ref.get(), token.get()) else { return };
         if let Err(e) = backend.draw_block(&CanvasPair { gpu, cpu }, layer, token, hover) {
@@ -166,7 +166,7 @@ pub fn BlockPanel() -> impl IntoView {
     };
     // Token labels under the norms map's columns, thinned to about MAX_COLUMN_LABELS; the picked one lit.
     let column_labels = move || {
-        let tokens = state.outputs.tokens.get();
+        let tokens = tokens.get();
         let t = tokens.len();
         let every = t.div_ceil(MAX_COLUMN_LABELS).max(1);
         let shown = token.get();
@@ -212,7 +212,7 @@ pub fn BlockPanel() -> impl IntoView {
     let point_labels = move || {
         (0..residual_points(state.shape().0)).map(|p| view! { <span>{residual_point_name(p)}</span> }).collect_view()
     };
-    let token_text = move |i: usize| state.outputs.tokens.get().get(i).map(|t| visible(&t.text)).unwrap_or_default();
+    let token_text = move |i: usize| tokens.with(|t| t.get(i).map(|t| visible(&t.text))).unwrap_or_default();
     let describe = move || {
         // Only the current run's numbers: a panel scrolled away reads again when it comes back.
         let r = readout.get().filter(|r| r.run == runs.get())?;

@@ -43,7 +43,7 @@ pub fn CostPanel() -> impl IntoView {
     // The charts follow the text only while on screen (they are redrawn per keystroke otherwise);
     // the numbers in words always do.
     let panel = NodeRef::<leptos::html::Section>::new();
-    let on_view = on_screen(panel, move || state.outputs.runs.track());
+    let on_view = on_screen(panel);
     let shown = Memo::new(move |last: Option<&usize>| match (on_view.get(), last) {
         (false, Some(&t)) => t,
         _ => state.outputs.shown_tokens.get(),

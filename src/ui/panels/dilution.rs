@@ -40,7 +40,7 @@ pub fn DilutionPanel() -> impl IntoView {
     let backend = Backend::from_context();
     // The text's tokens for the chart's marker, followed only while the panel is on screen.
     let panel = NodeRef::<leptos::html::Section>::new();
-    let on_view = on_screen(panel, move || state.outputs.runs.track());
+    let on_view = on_screen(panel);
     let shown = Memo::new(move |last: Option<&Vec<crate::model::Token>>| match (on_view.get(), last) {
         (false, Some(t)) => t.clone(),
         _ => state.outputs.tokens.get(),

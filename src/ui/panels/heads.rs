@@ -49,10 +49,7 @@ pub fn HeadsPanel() -> impl IntoView {
 
     // Reads the weights of the heads the view shows (T×T floats each), while it is on screen.
     let panel = NodeRef::<leptos::html::Section>::new();
-    let on_view = on_screen(panel, move || {
-        state.selection.panel.track();
-        state.outputs.runs.track();
-    });
+    let on_view = on_screen(panel);
     Effect::new(move |_| {
         if !on_view.get() {
             return;

@@ -28,12 +28,10 @@ pub fn ModelGridPanel() -> impl IntoView {
     };
     // Drawn only while on screen: a keystroke does not pay for a grid scrolled away.
     let panel = NodeRef::<leptos::html::Section>::new();
-    let on_view = on_screen(panel, move || {
-        s.panel.track();
-        state.outputs.runs.track();
-    });
+    let on_view = on_screen(panel);
     Effect::new(move |_| {
         state.outputs.runs.track();
+        backend.resized.track();
         state.status.on_gpu.track();
         s.layer.track();
         s.head.track();

@@ -6,6 +6,7 @@
 //! plain-Rust twin of the same name to the page: `crate::share`,
 //! `crate::present`, `crate::render::export`.
 
+pub mod canvas_size;
 pub mod dom;
 pub mod export;
 pub mod fetch;

@@ -2,51 +2,70 @@
 //! is computed and drawn; a panel scrolled into view catches up at once.
 
 use leptos::prelude::*;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
 
 /// How far outside the window a panel still counts as on screen (CSS pixels):
 /// it is ready by the time a scroll brings it in.
-const MARGIN_PX: f64 = 200.0;
+const MARGIN_PX: u32 = 200;
 
-/// Whether `element` is on screen now: laid out (not `display: none`) and
-/// within [`MARGIN_PX`] of the window.
-fn shows(element: &web_sys::Element) -> bool {
-    let Some(window) = web_sys::window() else { return true };
-    let height = window.inner_height().ok().and_then(|h| h.as_f64()).unwrap_or(f64::INFINITY);
-    let rect = element.get_bounding_client_rect();
-    rect.width() > 0.0 && rect.top() < height + MARGIN_PX && rect.bottom() > -MARGIN_PX
-}
-
-/// A signal that follows whether the element behind `node` is on screen,
-/// checked on scroll and resize, and after whatever `recheck` tracks changes
-/// (the panel shown in presenter mode, a new run that may have moved the
-/// page's content). True until the element is mounted.
-pub fn on_screen<E>(node: NodeRef<E>, recheck: impl Fn() + 'static) -> Signal<bool>
+/// A signal that follows whether the element behind `node` is on screen:
+/// laid out (not `display: none`) and within [`MARGIN_PX`] of the window.
+/// An `IntersectionObserver` tells, after the browser's own layout, so asking
+/// never forces one (a per-run `getBoundingClientRect` did, once per panel).
+/// True until the observer first reports.
+pub fn on_screen<E>(node: NodeRef<E>) -> Signal<bool>
 where
     E: leptos::html::ElementType,
     E::Output: JsCast + Clone + 'static,
 {
     let visible = RwSignal::new(true);
-    let check = move || {
-        let Some(el) = node.get_untracked() else { return };
-        let Ok(el) = el.dyn_into::<web_sys::Element>() else { return };
-        let now = shows(&el);
+    let on_change = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+        // The last entry is the element's newest state.
+        let Some(entry) = entries.iter().rev().find_map(|e| e.dyn_into::<web_sys::IntersectionObserverEntry>().ok())
+        else {
+            return;
+        };
+        let now = entry.is_intersecting() && entry.bounding_client_rect().width() > 0.0;
         if now != visible.get_untracked() {
             visible.set(now);
         }
-    };
-    Effect::new(move |_| {
-        recheck();
-        if node.get().is_some() {
-            // After layout: the panel's place is known once the frame is drawn.
-            request_animation_frame(check);
-        }
     });
-    let scroll = window_event_listener(leptos::ev::scroll, move |_| check());
-    let resize = window_event_listener(leptos::ev::resize, move |_| check());
+    let options = web_sys::IntersectionObserverInit::new();
+    options.set_root_margin(&format!("{MARGIN_PX}px"));
+    let observer = web_sys::IntersectionObserver::new_with_options(on_change.as_ref().unchecked_ref(), &options).ok();
+    let observer = StoredValue::new_local(observer);
+    let on_change = StoredValue::new_local(Some(on_change));
+    Effect::new(move |_| {
+        let Some(el) = node.get() else { return };
+        let Ok(el) = el.dyn_into::<web_sys::Element>() else { return };
+        observer.with_value(|o| {
+            if let Some(o) = o {
+                o.disconnect();
+                o.observe(&el);
+            }
+        });
+    });
     on_cleanup(move || {
-        scroll.remove();
-        resize.remove();
+        observer.with_value(|o| {
+            if let Some(o) = o {
+                o.disconnect();
+            }
+        });
+        on_change.set_value(None);
     });
     visible.into()
+}
+
+/// `value()` while `on_view` is true; off screen, the value it had last, so
+/// a panel nobody sees does not rebuild its words per keystroke (it catches
+/// up when it comes back).
+pub fn while_on_screen<T>(on_view: Signal<bool>, value: impl Fn() -> T + Send + Sync + 'static) -> Memo<T>
+where
+    T: Clone + PartialEq + Send + Sync + 'static,
+{
+    Memo::new(move |last: Option<&T>| match (on_view.get(), last) {
+        (false, Some(last)) => last.clone(),
+        _ => value(),
+    })
 }
