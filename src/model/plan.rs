@@ -236,6 +236,22 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The plan of one GGUF file of `bytes`, read before its header: its
+    /// memory is bounded from the size alone (quantized values as small as
+    /// 4 bits widen to f32 in wasm memory: at most 8 times the file, plus the
+    /// file); the GPU's share is known once the file is read.
+    pub fn gguf(file: &str, bytes: u64) -> Self {
+        Plan {
+            files: vec![(file.to_owned(), bytes)],
+            download_bytes: bytes,
+            params: 0,
+            dtypes: BTreeMap::new(),
+            gpu_bytes: 0,
+            largest: None,
+            wasm_bytes: bytes.saturating_mul(9),
+        }
+    }
+
     /// Refuses what will not fit `limits`: first the wasm memory, then one
     /// binding, then the GPU's memory when it is known.
     pub fn check(&self, limits: &Limits) -> Result<(), Refusal> {
@@ -253,6 +269,12 @@ impl Plan {
 
     /// "124.4M parameters (F16) · 249 MB to download · 249 MB of GPU memory".
     pub fn summary(&self) -> String {
+        if self.params == 0 {
+            return format!(
+                "{} MB to download (one GGUF file: its GPU memory is known once it is read)",
+                mb_text(self.download_bytes)
+            );
+        }
         let dtypes: Vec<&str> = self.dtypes.keys().map(String::as_str).collect();
         format!(
             "{:.1}M parameters ({}) · {} MB to download · {} MB of GPU memory",
@@ -365,6 +387,15 @@ mod tests {
 
     fn err_text(plan: &Plan, limits: &Limits) -> String {
         plan.check(limits).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_gguf_file_is_planned_from_its_size() {
+        let plan = Plan::gguf("m.gguf", 98_362_432);
+        assert!(plan.summary().starts_with("98 MB to download (one GGUF file"), "{}", plan.summary());
+        assert_eq!(plan.check(&Limits::default()), Ok(()));
+        let small = Limits { wasm_memory: 500_000_000, ..Limits::default() };
+        assert!(matches!(plan.check(&small), Err(Refusal::WasmMemory { .. })));
     }
 
     #[test]
