@@ -144,8 +144,8 @@ impl ShareState {
                     valid
                 }
                 "model" => {
-                    let valid =
-                        !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    // A preset, a hub repo or a URL, as `crate::model::source` reads it.
+                    let valid = crate::model::source::ModelSource::parse(&value).is_ok_and(|m| m.key().is_some());
                     if valid {
                         s.model = Some(value.clone());
                     }
@@ -296,6 +296,16 @@ impl PageQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_names_a_hub_repo_or_a_url_as_its_model() {
+        for model in ["gpt2", "org/name@v2", "https://example.org/m/tiny", "org/repo/m.Q8_0.gguf"] {
+            let s = ShareState { model: Some(model.into()), ..ShareState::default() };
+            assert_eq!(ShareState::parse(&format!("#{}", s.format())).model.as_deref(), Some(model), "{model}");
+        }
+        let bad = ShareState::parse("#model=javascript%3Aalert(1)");
+        assert_eq!((bad.model, bad.rejected.len()), (None, 1));
+    }
 
     #[test]
     fn the_query_names_a_hub_base_only_over_http() {

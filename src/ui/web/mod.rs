@@ -9,6 +9,7 @@
 pub mod dom;
 pub mod export;
 pub mod fetch;
+pub mod models;
 pub mod present;
 pub mod query;
 pub mod share;

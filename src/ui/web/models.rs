@@ -57,10 +57,7 @@ pub fn limits(device: Limits) -> Limits {
 
 fn loader() -> Result<JsValue, LoadError> {
     let window = web_sys::window().ok_or(LoadError::NoLoader)?;
-    js_sys::Reflect::get(&window, &"attnscopeModels".into())
-        .ok()
-        .filter(|v| v.is_object())
-        .ok_or(LoadError::NoLoader)
+    js_sys::Reflect::get(&window, &"attnscopeModels".into()).ok().filter(|v| v.is_object()).ok_or(LoadError::NoLoader)
 }
 
 fn method(name: &str) -> Result<(JsValue, js_sys::Function), LoadError> {
