@@ -103,6 +103,20 @@ impl TensorInfo {
         self.values * per_value
     }
 
+    /// Bytes of the GPU buffer this tensor ends up in: the Llama family's
+    /// q, k, v are stacked into one matrix and gate, up into another on
+    /// load, so they count 3 and 2 times (an upper bound: k, v may be smaller).
+    fn binding_bytes(&self) -> u64 {
+        let fused = if ["q_proj.weight", "k_proj.weight", "v_proj.weight"].iter().any(|n| self.name.ends_with(n)) {
+            3
+        } else if ["gate_proj.weight", "up_proj.weight"].iter().any(|n| self.name.ends_with(n)) {
+            2
+        } else {
+            1
+        };
+        self.gpu_bytes().saturating_mul(fused)
+    }
+
     /// The token table or an untied LM head: uploaded in chunks of rows.
     fn chunked(&self) -> bool {
         ["wte.weight", "embed_tokens.weight", "lm_head.weight"].iter().any(|n| self.name.ends_with(n))
@@ -195,7 +209,8 @@ pub struct Plan {
     /// Values per dtype.
     pub dtypes: BTreeMap<String, u64>,
     pub gpu_bytes: u64,
-    /// The largest tensor that must fit one binding, and its GPU bytes.
+    /// The largest tensor that must fit one binding, and the GPU bytes of
+    /// the buffer it goes into.
     pub largest: Option<(String, u64)>,
     /// Wasm memory while loading: the weight files plus the weights in f32.
     pub wasm_bytes: u64,
@@ -223,10 +238,10 @@ impl Plan {
             for t in &h.tensors {
                 plan.params = plan.params.saturating_add(t.values);
                 *plan.dtypes.entry(t.dtype.clone()).or_default() += t.values;
-                let gpu = t.gpu_bytes();
-                plan.gpu_bytes = plan.gpu_bytes.saturating_add(gpu);
-                if !t.chunked() && plan.largest.as_ref().is_none_or(|(_, b)| gpu > *b) {
-                    plan.largest = Some((t.name.clone(), gpu));
+                plan.gpu_bytes = plan.gpu_bytes.saturating_add(t.gpu_bytes());
+                let binding = t.binding_bytes();
+                if !t.chunked() && plan.largest.as_ref().is_none_or(|(_, b)| binding > *b) {
+                    plan.largest = Some((t.name.clone(), binding));
                 }
             }
         }
@@ -407,6 +422,10 @@ mod tests {
         assert_eq!(plan.download_bytes, a.bytes + b.bytes);
         assert_eq!(plan.gpu_bytes, 16 * 4 + 4 * 4);
         assert_eq!(plan.dtypes.len(), 2);
+        // A Llama gate projection goes into one buffer with up: twice its size.
+        let gate = header_json(&[("model.layers.0.mlp.gate_proj.weight", "F16", &[96, 64])]);
+        let plan = Plan::new(&[FileHeader::parse("g", &gate, None).unwrap()], &[]).unwrap();
+        assert_eq!(plan.largest.map(|(_, b)| b), Some(2 * 96 * 64 * 2));
         assert_eq!(Plan::new(&[], &[]), Err(PlanError::Empty));
     }
 
