@@ -116,7 +116,8 @@ window.attnscopeModels = (() => {
    */
   async function download(key, name, files, onProgress) {
     const run = async () => {
-      controller = new AbortController();
+      const mine = new AbortController();
+      controller = mine;
       const total = files.reduce((n, f) => n + (f.size || 0), 0);
       const detail = files.map((f) => ({ name: f.name, done: 0, size: f.size || 0 }));
       let done = 0;
@@ -153,7 +154,7 @@ window.attnscopeModels = (() => {
             report();
           }
         } catch (e) {
-          if (controller.signal.aborted) throw failure('cancelled', 'cancelled');
+          if (mine.signal.aborted) throw failure('cancelled', 'cancelled');
           throw failure(`${f.url}: the download broke off after ${got} bytes (${e && e.message})`, 'network');
         }
         if (f.size && got !== f.size) {
@@ -165,6 +166,7 @@ window.attnscopeModels = (() => {
         bodies.push(body.buffer);
         answers.push({ etag, size: got });
       }
+      if (mine.signal.aborted) throw failure('cancelled', 'cancelled');
       controller = null;
       const { kept: stored, note } = await keep(key, name, files, bodies, answers);
       return { files: bodies, kept: stored, note, network };

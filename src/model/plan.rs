@@ -65,7 +65,7 @@ pub enum Refusal {
 }
 
 fn mb(bytes: u64) -> String {
-    format!("{:.0}", bytes as f64 / MB)
+    mb_text(bytes)
 }
 
 /// What a device allows (the adapter's limits as the page requests them, and
@@ -394,7 +394,7 @@ mod tests {
         let binding = Limits { max_binding: 1 << 20, ..Limits::default() };
         let err = plan.check(&binding).unwrap_err();
         assert!(matches!(err, Refusal::Binding { ref name, .. } if name.contains("mlp")), "{err}");
-        assert!(err.to_string().contains("binds at most 1 MB"), "{err}");
+        assert!(err.to_string().contains("binds at most 1.0 MB"), "{err}");
         let gpu = Limits { gpu_memory: Some(100_000_000), ..Limits::default() };
         assert!(err_text(&plan, &gpu).contains("this device allows about 100 MB"));
         assert!(limits_text(&gpu).contains("about 100 MB of GPU memory"));

@@ -153,6 +153,7 @@ fn rate_text(done: f64, total: f64, started_ms: f64) -> String {
 #[component]
 pub fn ModelBar() -> impl IntoView {
     let (state, backend, models) = (PageState::from_context(), Backend::from_context(), Models::from_context());
+    let downloading = Memo::new(move |_| models.progress.with(Option::is_some));
     view! {
         {move || models.busy.get().map(|b| view! {
             <div class="banner info" role="status" data-testid="model-busy">{b}</div>
@@ -172,22 +173,31 @@ pub fn ModelBar() -> impl IntoView {
                 </div>
             }
         })}
-        {move || models.progress.get().map(|p| {
-            let percent = if p.total > 0.0 { 100.0 * p.done / p.total } else { 0.0 };
+        // Built once per download, its figures updated in place: the Cancel button stays put (and focused).
+        {move || downloading.get().then(|| {
+            let get = move |f: fn(&super::Progress) -> f64| models.progress.with(|p| p.as_ref().map_or(0.0, f));
+            let line = move || {
+                let (done, total) = (get(|p| p.done), get(|p| p.total));
+                let percent = if total > 0.0 { 100.0 * done / total } else { 0.0 };
+                format!(
+                    "{} of {} MB ({percent:.0} %), {}",
+                    mb_text(done as u64),
+                    mb_text(total as u64),
+                    rate_text(done, total, get(|p| p.started_ms))
+                )
+            };
+            let name = models.progress.with_untracked(|p| p.as_ref().map(|p| p.name.clone()).unwrap_or_default());
             view! {
                 <div class="banner info model-progress" role="status" data-testid="model-progress">
-                    <span>
-                        "Downloading " <strong>{p.name.clone()}</strong> ": "
-                        {format!("{} of {} MB ({percent:.0} %), ", mb_text(p.done as u64), mb_text(p.total as u64))}
-                        {rate_text(p.done, p.total, p.started_ms)}
-                    </span>
-                    <progress class="download" aria-label="Model download" max=p.total.max(1.0) value=p.done></progress>
+                    <span>"Downloading " <strong>{name}</strong> ": " {line}</span>
+                    <progress class="download" aria-label="Model download"
+                        max=move || get(|p| p.total).max(1.0) value=move || get(|p| p.done)></progress>
                     <button class="seg" data-testid="model-cancel" on:click=move |_| store::cancel()>"Cancel"</button>
                     <details class="model-files">
                         <summary>"Files"</summary>
-                        <ul>{p.files.iter().map(|f| view! {
+                        <ul>{move || models.progress.with(|p| p.as_ref().map(|p| p.files.iter().map(|f| view! {
                             <li>{format!("{}: {} of {} MB", f.name, mb_text(f.done as u64), mb_text(f.size as u64))}</li>
-                        }).collect_view()}</ul>
+                        }).collect_view()))}</ul>
                     </details>
                 </div>
             }

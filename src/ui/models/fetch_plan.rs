@@ -5,13 +5,15 @@
 use crate::model::plan::{header_length, FileHeader, Plan, LENGTH_BYTES};
 use crate::model::shards;
 use crate::model::source::{ModelSource, HUB_BASE};
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
 use crate::ui::web::models::{self as store, FileSpec, LoadError};
 use crate::ui::web::query;
 
 /// The largest index file read (a 70B model's is about 100 KB).
 const MAX_INDEX_BYTES: u64 = 4 << 20;
 const SINGLE: &str = "model.safetensors";
+/// The largest config.json read (a real one is 1–2 KB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A model ready to be downloaded: its files and what they will cost.
 #[derive(Debug, Clone)]
@@ -89,10 +91,18 @@ pub async fn plan_remote(source: &ModelSource) -> Result<Planned, LoadError> {
         }
         Err(e) => return Err(e),
     };
-    for name in ["config.json", "tokenizer.json"] {
-        let url = url_of(source, &hub, name)?;
-        small.push(FileSpec { name: name.into(), size: size_of(&key, &url).await?, url });
-    }
+    // config.json is small: read whole now, so an architecture the engine
+    // does not run is refused before the weights are fetched.
+    let config_url = url_of(source, &hub, "config.json")?;
+    let config = store::range(&key, &config_url, 0, MAX_CONFIG_BYTES - 1).await?;
+    ModelConfig::from_json(&config.bytes)?;
+    small.push(FileSpec { name: "config.json".into(), size: config.bytes.len() as u64, url: config_url });
+    let tokenizer_url = url_of(source, &hub, "tokenizer.json")?;
+    small.push(FileSpec {
+        name: "tokenizer.json".into(),
+        size: size_of(&key, &tokenizer_url).await?,
+        url: tokenizer_url,
+    });
     let plan = Plan::new(
         &headers.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>(),
         &small.iter().map(|f| (f.name.clone(), f.size)).collect::<Vec<_>>(),

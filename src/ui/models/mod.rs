@@ -231,6 +231,10 @@ pub fn download(state: PageState, backend: Backend, models: Models, pending: Pen
             Err(e) => Err(e),
         };
         models.progress.set(None);
+        if result.is_err() {
+            // Files that do not make a model are not kept (a cancelled or failed download kept nothing).
+            let _ = store::remove(&planned.key).await;
+        }
         let current = current_name(state);
         match result {
             Ok(d) if d.kept => {
