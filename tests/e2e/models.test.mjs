@@ -146,6 +146,34 @@ test('cancel leaves nothing in the cache and the current model working; a retry 
   }
 });
 
+test('a full storage quota keeps the model in memory for this visit and says so', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const context = await browser.newContext();
+    // Every put of a model file fails as a full quota would.
+    await context.addInitScript(() => {
+      const put = Cache.prototype.put;
+      Cache.prototype.put = function (request, response) {
+        const url = typeof request === 'string' ? request : request.url;
+        if (url.includes('attnscope-etag=')) return Promise.reject(new DOMException('quota', 'QuotaExceededError'));
+        return put.call(this, request, response);
+      };
+    });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(appUrl());
+    await page.waitForFunction(() => window.attnscope && window.attnscope.state().phase === 'ready', null, { timeout: 120_000 });
+    await openByName(page, 'test/llama-tiny-gqa');
+    await waitForModel(page, 'test/llama-tiny-gqa');
+    assert.match(await message(page), /is open for this visit only: this device has no room left to keep it \(storage quota\)/);
+    assert.deepEqual(await keptKeys(page), []);
+    await stillWorks(page, errors);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('a model over a lowered limit is refused before any weight byte is fetched; bad files say why and the current model stays', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {
