@@ -311,6 +311,17 @@ pub fn mb_text(bytes: u64) -> String {
     }
 }
 
+/// A size for a person: "415 bytes", "262 kB", "1.2 MB", "249 MB".
+pub fn size_text(bytes: u64) -> String {
+    if bytes >= 1_000_000 {
+        format!("{} MB", mb_text(bytes))
+    } else if bytes >= 1_000 {
+        format!("{:.0} kB", bytes as f64 / 1e3)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// What a device allows, in words: "binds up to 128 MB at once; wasm memory up to 4295 MB".
 pub fn limits_text(limits: &Limits) -> String {
     let gpu = limits.gpu_memory.map(|g| format!("; about {} MB of GPU memory", mb(g))).unwrap_or_default();
@@ -411,6 +422,14 @@ mod tests {
         assert_eq!(plan.check(&Limits::default()), Ok(()));
         let small = Limits { wasm_memory: 500_000_000, ..Limits::default() };
         assert!(matches!(plan.check(&small), Err(Refusal::WasmMemory { .. })));
+    }
+
+    #[test]
+    fn sizes_read_in_the_unit_that_fits() {
+        assert_eq!(size_text(415), "415 bytes");
+        assert_eq!(size_text(261_863), "262 kB");
+        assert_eq!(size_text(1_198_824), "1.2 MB");
+        assert_eq!(size_text(248_892_888), "249 MB");
     }
 
     #[test]

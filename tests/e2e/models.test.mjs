@@ -38,8 +38,12 @@ async function waitForModel(page, key, timeout = 120_000) {
   await page.waitForFunction((r) => window.attnscope.state().runs >= r, runs);
 }
 
-async function openByName(page, name) {
+async function openDrawer(page) {
   if (!(await page.locator('[data-testid=model-drawer]').isVisible())) await page.click('[data-testid=model-button]');
+}
+
+async function openByName(page, name) {
+  await openDrawer(page);
   await page.fill('[data-testid=model-id]', name);
   await page.click('[data-testid=model-open]');
 }
@@ -136,8 +140,7 @@ test('cancel leaves nothing in the cache and the current model working; a retry 
     await waitForModel(page, 'test/llama-tiny-sharded');
     assert.deepEqual(await keptKeys(page), ['hub:test/llama-tiny-sharded@main']);
     // Delete it from "Models on this device".
-    await page.click('[data-testid=model-button]');
-    await page.click('[data-testid=model-button]');
+    await openDrawer(page);
     await page.locator('[data-testid=kept-delete]').click();
     await page.waitForFunction(async () => (await window.attnscopeModels.list()).length === 0);
   } finally {
@@ -222,7 +225,6 @@ test('a link with model= asks before downloading; the picker and drag-and-drop o
     assert.equal((await state(page)).modelKey, 'default');
 
     const dir = path.join(models, 'test/llama-tiny-gqa');
-    await page.click('[data-testid=model-button]');
     await page.setInputFiles('[data-testid=model-picker]',
       ['config.json', 'model.safetensors', 'tokenizer.json'].map((f) => path.join(dir, f)));
     await waitForModel(page, null);
@@ -230,6 +232,7 @@ test('a link with model= asks before downloading; the picker and drag-and-drop o
     assert.match(await message(page), /from your files/);
 
     // Back to the built-in model, then the sharded model's files dropped on the drop zone.
+    await openDrawer(page);
     await page.click('[data-testid=preset-default]');
     await waitForModel(page, 'default');
     await page.evaluate(async (base) => {
@@ -267,6 +270,7 @@ test('GPT-2 small\'s shape by URL asks (250 MB), opens with 12 × 12 heads, and 
     // The last head of the last layer, then the 2 × 4 built-in model: the selection is fitted, nothing panics.
     await page.evaluate(() => { location.hash = location.hash.replace(/layer=\d+/, 'layer=11').replace(/head=\d+/, 'head=11'); });
     await page.waitForFunction(() => window.attnscope.state().layer === 11 && window.attnscope.state().head === 11);
+    await openDrawer(page);
     await page.click('[data-testid=preset-default]');
     await waitForModel(page, 'default');
     const after = await state(page);

@@ -63,6 +63,7 @@ async function shootModels() {
       await page.click('[data-testid=model-cancel]');
       hub.set({ bytesPerSecond: 0 });
       await page.locator('[data-testid=model-message]').waitFor();
+      await page.click('[data-testid=model-button]');
       await page.fill('[data-testid=model-id]', `${hub.url}/files/test/gpt2-small-random`);
       await page.click('[data-testid=model-open]');
       await page.locator('[data-testid=model-plan]').waitFor({ timeout: 60_000 });

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::{choose, download, open_files, Models};
-use crate::model::plan::mb_text;
+use crate::model::plan::{mb_text, size_text};
 use crate::model::source::{ModelSource, PRESETS};
 use crate::ui::backend::Backend;
 use crate::ui::state::PageState;
@@ -47,6 +47,7 @@ pub fn ModelDrawer() -> impl IntoView {
     let open_typed = move || match ModelSource::parse(&typed.get_untracked()) {
         Ok(source) => {
             typed_error.set(None);
+            models.open.set(false);
             choose(state, backend, models, source, false);
         }
         Err(e) => typed_error.set(Some(e.to_string())),
@@ -61,7 +62,7 @@ pub fn ModelDrawer() -> impl IntoView {
                 view! {
                     <li>
                         <span class="kept-name">{m.name.clone()}</span>
-                        " · " {format!("{} MB", mb_text(m.bytes as u64))} " "
+                        " · " {size_text(m.bytes as u64)} " "
                         <button class="seg" data-testid="kept-delete" on:click=move |_| {
                             let key = key.clone();
                             leptos::task::spawn_local(async move {
@@ -83,7 +84,7 @@ pub fn ModelDrawer() -> impl IntoView {
                 {PRESETS.into_iter().map(|p| view! {
                     <button class="seg" data-testid=format!("preset-{}", p.key)
                         aria-pressed=move || (state.status.model_key.get().as_deref() == p.source().key().as_deref()).to_string()
-                        on:click=move |_| choose(state, backend, models, p.source(), false)>{p.label}</button>
+                        on:click=move |_| { models.open.set(false); choose(state, backend, models, p.source(), false) }>{p.label}</button>
                 }).collect_view()}
             </div>
             <form class="model-typed" on:submit=move |ev| { ev.prevent_default(); open_typed(); }>
@@ -102,6 +103,7 @@ pub fn ModelDrawer() -> impl IntoView {
                     dragging.set(false);
                     let files = files_of(ev.data_transfer().and_then(|d| d.files()));
                     if !files.is_empty() {
+                        models.open.set(false);
                         open_files(state, backend, models, files);
                     }
                 }>
@@ -117,6 +119,7 @@ pub fn ModelDrawer() -> impl IntoView {
                         let files = files_of(input.as_ref().and_then(|i| i.files()));
                         if let Some(i) = input { i.set_value(""); }
                         if !files.is_empty() {
+                            models.open.set(false);
                             open_files(state, backend, models, files);
                         }
                     } />
@@ -165,7 +168,6 @@ pub fn ModelBar() -> impl IntoView {
             view! {
                 <div class="banner info model-plan" role="alertdialog" aria-label="Download a model?" data-testid="model-plan">
                     <span>{ask} <strong>{name}</strong> "? " {p.planned.plan.summary()} "; " {p.limits.clone()} "."</span>
-                    " "
                     <button class="seg" data-testid="model-download"
                         on:click=move |_| download(state, backend, models, confirm.clone())>"Download"</button>
                     <button class="seg" data-testid="model-decline"
@@ -180,9 +182,9 @@ pub fn ModelBar() -> impl IntoView {
                 let (done, total) = (get(|p| p.done), get(|p| p.total));
                 let percent = if total > 0.0 { 100.0 * done / total } else { 0.0 };
                 format!(
-                    "{} of {} MB ({percent:.0} %), {}",
-                    mb_text(done as u64),
-                    mb_text(total as u64),
+                    "{} of {} ({percent:.0} %), {}",
+                    size_text(done as u64),
+                    size_text(total as u64),
                     rate_text(done, total, get(|p| p.started_ms))
                 )
             };
@@ -196,7 +198,7 @@ pub fn ModelBar() -> impl IntoView {
                     <details class="model-files">
                         <summary>"Files"</summary>
                         <ul>{move || models.progress.with(|p| p.as_ref().map(|p| p.files.iter().map(|f| view! {
-                            <li>{format!("{}: {} of {} MB", f.name, mb_text(f.done as u64), mb_text(f.size as u64))}</li>
+                            <li>{format!("{}: {} of {}", f.name, size_text(f.done as u64), size_text(f.size as u64))}</li>
                         }).collect_view()))}</ul>
                     </details>
                 </div>
