@@ -47,7 +47,7 @@ pub enum PlanError {
 #[derive(Debug, Error, PartialEq)]
 pub enum Refusal {
     #[error(
-        "tensor `{name}` takes {} MB on the GPU, but this device binds at most {} MB at once: the model cannot run here",
+        "tensor `{name}` takes {} MB on the GPU, but this device allows at most {} MB per GPU buffer: the model cannot run here",
         mb(*bytes), mb(*limit)
     )]
     Binding { name: String, bytes: u64, limit: u64 },
@@ -322,14 +322,16 @@ pub fn size_text(bytes: u64) -> String {
     }
 }
 
-/// What a device allows, in words: "binds up to 128 MB at once; wasm memory up to 4295 MB".
+/// What a device allows, in words: "this device allows 134 MB per GPU buffer
+/// and 4295 MB of WebAssembly memory" (no buffer limit on the CPU).
 pub fn limits_text(limits: &Limits) -> String {
-    let gpu = limits.gpu_memory.map(|g| format!("; about {} MB of GPU memory", mb(g))).unwrap_or_default();
-    format!(
-        "this device binds up to {} MB at once{gpu}; WebAssembly memory up to {} MB",
-        mb(limits.max_binding),
-        mb(limits.wasm_memory)
-    )
+    let gpu = limits.gpu_memory.map(|g| format!(", about {} MB of GPU memory", mb(g))).unwrap_or_default();
+    let buffer = if limits.max_binding == u64::MAX {
+        String::new()
+    } else {
+        format!("{} MB per GPU buffer{gpu} and ", mb(limits.max_binding))
+    };
+    format!("this device allows {buffer}{} MB of WebAssembly memory", mb(limits.wasm_memory))
 }
 
 #[cfg(test)]
@@ -405,10 +407,14 @@ mod tests {
         let binding = Limits { max_binding: 1 << 20, ..Limits::default() };
         let err = plan.check(&binding).unwrap_err();
         assert!(matches!(err, Refusal::Binding { ref name, .. } if name.contains("mlp")), "{err}");
-        assert!(err.to_string().contains("binds at most 1.0 MB"), "{err}");
+        assert!(err.to_string().contains("allows at most 1.0 MB per GPU buffer"), "{err}");
         let gpu = Limits { gpu_memory: Some(100_000_000), ..Limits::default() };
         assert!(err_text(&plan, &gpu).contains("this device allows about 100 MB"));
         assert!(limits_text(&gpu).contains("about 100 MB of GPU memory"));
+        assert_eq!(
+            limits_text(&Limits { max_binding: u64::MAX, ..Limits::default() }),
+            "this device allows 4295 MB of WebAssembly memory"
+        );
     }
 
     fn err_text(plan: &Plan, limits: &Limits) -> String {

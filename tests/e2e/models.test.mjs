@@ -184,7 +184,7 @@ test('a model over a lowered limit is refused before any weight byte is fetched;
     await page.evaluate(() => window.attnscope.setLimits({ maxBinding: 20_000 }));
     let mark = hub.requests.length;
     await openByName(page, 'test/llama-tiny-gqa');
-    assert.match(await message(page), /test\/llama-tiny-gqa was not opened: tensor `model\.layers\.\d\.[\w.]+_proj\.weight` takes [\d.]+ MB on the GPU, but this device binds at most 0\.0 MB/);
+    assert.match(await message(page), /test\/llama-tiny-gqa was not opened: tensor `model\.layers\.\d\.[\w.]+_proj\.weight` takes [\d.]+ MB on the GPU, but this device allows at most 0\.0 MB per GPU buffer/);
     for (const r of weightRequests(mark)) {
       assert.ok(r.range, `only Range reads of weights: ${r.path}`);
       assert.ok(r.sent <= 4096, `only the header: ${r.path} ${r.range} sent ${r.sent}`);
@@ -219,7 +219,7 @@ test('a link with model= asks before downloading; the picker and drag-and-drop o
     const { page, errors } = await openApp(browser, appUrl('#model=test%2Fllama-tiny-gqa'));
     const plan = page.locator('[data-testid=model-plan]');
     await plan.waitFor({ timeout: 60_000 });
-    assert.match(await plan.innerText(), /This link asks for the model test\/llama-tiny-gqa\? 0\.6M parameters \(F16\) · 1\.5 MB to download · 1\.2 MB of GPU memory; this device binds up to \d+ MB/);
+    assert.match(await plan.innerText(), /This link asks for the model test\/llama-tiny-gqa\? 0\.6M parameters \(F16\) · 1\.5 MB to download · 1\.2 MB of GPU memory; this device allows \d+ MB per GPU buffer and \d+ MB of WebAssembly memory/);
     assert.ok(weightRequests(mark).every((r) => r.range), 'nothing but headers before the OK');
     await page.click('[data-testid=model-decline]');
     assert.equal((await state(page)).modelKey, 'default');
