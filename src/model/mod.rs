@@ -14,6 +14,7 @@ mod gguf_model;
 mod gguf_quant;
 #[cfg(test)]
 mod gguf_writer;
+pub mod local_files;
 pub mod plan;
 pub mod shards;
 pub mod source;

@@ -2,6 +2,7 @@
 //! read with Range requests, nothing large fetched), and from the downloaded
 //! or picked files to a [`Model`].
 
+pub use crate::model::local_files::LocalFiles;
 use crate::model::plan::{header_length, FileHeader, Plan, LENGTH_BYTES};
 use crate::model::shards;
 use crate::model::source::{ModelSource, HUB_BASE};
@@ -131,82 +132,4 @@ pub fn build_remote(planned: &Planned, bytes: &[Vec<u8>]) -> Result<Model, LoadE
         .map(|(_, b)| b.as_slice())
         .collect();
     Ok(Model::from_shards(&name, config, &shards, tokenizer)?)
-}
-
-/// The user's own files, by name.
-pub struct LocalFiles {
-    pub files: Vec<(String, Vec<u8>)>,
-}
-
-impl LocalFiles {
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        self.files.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_slice())
-    }
-
-    /// A name for the top bar: the GGUF file's, or the folder of files.
-    pub fn display_name(&self) -> String {
-        match self.files.iter().find(|(n, _)| n.to_ascii_lowercase().ends_with(".gguf")) {
-            Some((n, _)) => n.clone(),
-            None => "your files".into(),
-        }
-    }
-
-    /// The weight files in order (the index's, or by name), each with its header.
-    fn weights(&self) -> Result<Vec<(&str, &[u8])>, LoadError> {
-        let names: Vec<String> = match self.get(shards::INDEX) {
-            Some(index) => shards::files(index)?,
-            None => {
-                let mut names: Vec<String> =
-                    self.files.iter().map(|(n, _)| n.clone()).filter(|n| n.ends_with(".safetensors")).collect();
-                names.sort();
-                names
-            }
-        };
-        if names.is_empty() {
-            return Err(LoadError::Files(
-                "no weights: give config.json, tokenizer.json and the .safetensors file(s), or one .gguf file".into(),
-            ));
-        }
-        names
-            .iter()
-            .map(|n| {
-                let (name, bytes) = self
-                    .files
-                    .iter()
-                    .find(|(f, _)| f == n)
-                    .ok_or_else(|| LoadError::Files(format!("{n} is missing: the index names it")))?;
-                Ok((name.as_str(), bytes.as_slice()))
-            })
-            .collect()
-    }
-
-    /// What these files will cost, from their own headers.
-    pub fn plan(&self) -> Result<Plan, LoadError> {
-        if let Some((name, bytes)) = self.files.iter().find(|(n, _)| n.to_ascii_lowercase().ends_with(".gguf")) {
-            return Ok(Plan::gguf(name, bytes.len() as u64));
-        }
-        let mut headers = Vec::new();
-        for (name, bytes) in self.weights()? {
-            let length = header_length(name, bytes)?;
-            let end = LENGTH_BYTES.saturating_add(length);
-            let json = bytes.get(LENGTH_BYTES as usize..end as usize).ok_or_else(|| {
-                crate::model::plan::PlanError::Truncated { file: name.into(), size: bytes.len() as u64, wanted: end }
-            })?;
-            headers.push(FileHeader::parse(name, json, Some(bytes.len() as u64))?);
-        }
-        Ok(Plan::new(&headers, &[])?)
-    }
-
-    /// The model these files hold.
-    pub fn build(&self) -> Result<Model, LoadError> {
-        let name = self.display_name();
-        if let Some((_, bytes)) = self.files.iter().find(|(n, _)| n.to_ascii_lowercase().ends_with(".gguf")) {
-            return Ok(Model::from_gguf(&name, bytes)?);
-        }
-        let need =
-            |n: &str| self.get(n).ok_or_else(|| LoadError::Files(format!("{n} is missing: give it with the weights")));
-        let (config, tokenizer) = (need("config.json")?, need("tokenizer.json")?);
-        let shards: Vec<&[u8]> = self.weights()?.into_iter().map(|(_, b)| b).collect();
-        Ok(Model::from_shards(&name, config, &shards, tokenizer)?)
-    }
 }

@@ -34,6 +34,8 @@ pub enum LoadError {
     Model(#[from] ModelError),
     #[error("{0}")]
     Files(String),
+    #[error("{0}")]
+    Local(#[from] crate::model::local_files::FilesError),
     #[error("the model loaded, but the page could not run it: {0}")]
     Backend(String),
     #[error("this page has no model loader (www/models.js did not load)")]
