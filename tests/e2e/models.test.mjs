@@ -255,6 +255,30 @@ test('a link with model= asks before downloading; the picker and drag-and-drop o
   }
 });
 
+test('two pages of one site asking for the same model download it once (as embedded widgets do)', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const context = await browser.newContext();
+    const open = async () => {
+      const page = await context.newPage();
+      await page.goto(appUrl('#model=test%2Fllama-tiny-sharded&text=Hi'));
+      await page.locator('[data-testid=model-plan]').waitFor({ timeout: 120_000 });
+      return page;
+    };
+    const pages = [await open(), await open()];
+    hub.set({ bytesPerSecond: 1_000_000 });
+    const mark = hub.requests.length;
+    await Promise.all(pages.map((p) => p.click('[data-testid=model-download]')));
+    await Promise.all(pages.map((p) => waitForModel(p, 'test/llama-tiny-sharded')));
+    const whole = hub.requests.slice(mark).filter((r) => r.method === 'GET' && !r.range);
+    assert.equal(whole.length, 5, `each file once: ${whole.map((r) => r.path).join(', ')}`);
+    await pages[0].evaluate(() => window.attnscopeModels.remove('hub:test/llama-tiny-sharded@main'));
+  } finally {
+    hub.set({ bytesPerSecond: 0 });
+    await browser.close();
+  }
+});
+
 test('GPT-2 small\'s shape by URL asks (250 MB), opens with 12 × 12 heads, and the built-in model after it fits the selection', { timeout: 600_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {
