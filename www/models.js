@@ -62,6 +62,9 @@ window.attnscopeModels = (() => {
       throw failure(`${url}: ${e && e.message ? e.message : e} (no network, or the server does not allow this page: CORS)`, 'network');
     }
     if (r.status === 404) throw failure(`${url}: not found (HTTP 404)`, 'missing');
+    if (r.status === 401 || r.status === 403) {
+      throw failure(`${url}: HTTP ${r.status}: the repo is gated or private, and this page does not sign in to the hub`, 'status');
+    }
     if (!r.ok) throw failure(`${url}: HTTP ${r.status} ${r.statusText}`, 'status');
     return r;
   }
