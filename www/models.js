@@ -92,6 +92,10 @@ window.attnscopeModels = (() => {
    * (size: the whole file's, from Content-Range; 0 when unknown).
    */
   async function range(key, url, start, end) {
+    const index = await readIndex(key);
+    // A kept model is complete: a file it does not hold (model.safetensors of a
+    // sharded model) is missing without asking the network.
+    if (index && !index.files.some((f) => f.url === url)) throw failure(`${url}: not part of the model kept on this device`, 'missing');
     const copy = await kept(key, url);
     if (copy) {
       const blob = await copy.blob();

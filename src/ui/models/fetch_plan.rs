@@ -24,6 +24,8 @@ pub struct Planned {
     pub key: String,
     pub files: Vec<FileSpec>,
     pub plan: Plan,
+    /// Every file is kept on this device: opening it needs no download.
+    pub kept: bool,
 }
 
 /// Where hub models come from: `?hub=` or huggingface.co.
@@ -36,8 +38,9 @@ fn url_of(source: &ModelSource, hub: &str, file: &str) -> Result<String, LoadErr
 }
 
 /// Reads one safetensors file's header with two Range requests.
-async fn header(key: &str, name: &str, url: &str) -> Result<FileHeader, LoadError> {
+async fn header(key: &str, name: &str, url: &str, kept: &mut bool) -> Result<FileHeader, LoadError> {
     let first = store::range(key, url, 0, LENGTH_BYTES - 1).await?;
+    *kept &= first.kept;
     let length = header_length(name, &first.bytes)?;
     let json = if length == 0 {
         Vec::new()
@@ -56,23 +59,26 @@ async fn header(key: &str, name: &str, url: &str) -> Result<FileHeader, LoadErro
 }
 
 /// A small file's size (a one-byte Range read).
-async fn size_of(key: &str, url: &str) -> Result<u64, LoadError> {
-    Ok(store::range(key, url, 0, 0).await?.size)
+async fn size_of(key: &str, url: &str, kept: &mut bool) -> Result<u64, LoadError> {
+    let read = store::range(key, url, 0, 0).await?;
+    *kept &= read.kept;
+    Ok(read.size)
 }
 
 /// Plans `source` (a hub repo or a URL): what to download and what it costs.
 pub async fn plan_remote(source: &ModelSource) -> Result<Planned, LoadError> {
     let hub = hub_base();
     let key = source.cache_key().ok_or_else(|| LoadError::Files("this model has no address".into()))?;
+    let mut kept = true;
     if source.is_gguf() {
         let url = url_of(source, &hub, "")?;
         let name = url.rsplit('/').next().unwrap_or("model.gguf").to_owned();
-        let size = size_of(&key, &url).await?;
+        let size = size_of(&key, &url, &mut kept).await?;
         let plan = Plan::gguf(&name, size);
-        return Ok(Planned { source: source.clone(), key, files: vec![FileSpec { name, url, size }], plan });
+        return Ok(Planned { source: source.clone(), key, files: vec![FileSpec { name, url, size }], plan, kept });
     }
     let single = url_of(source, &hub, SINGLE)?;
-    let (headers, mut small) = match header(&key, SINGLE, &single).await {
+    let (headers, mut small) = match header(&key, SINGLE, &single, &mut kept).await {
         Ok(h) => (vec![(h, single)], Vec::new()),
         Err(LoadError::Missing(_)) => {
             // Sharded: the index names the files.
@@ -83,10 +89,11 @@ pub async fn plan_remote(source: &ModelSource) -> Result<Planned, LoadError> {
                 }
                 e => e,
             })?;
+            kept &= index.kept;
             let mut headers = Vec::new();
             for file in shards::files(&index.bytes)? {
                 let url = url_of(source, &hub, &file)?;
-                headers.push((header(&key, &file, &url).await?, url));
+                headers.push((header(&key, &file, &url, &mut kept).await?, url));
             }
             (headers, vec![FileSpec { name: shards::INDEX.into(), url: index_url, size: index.bytes.len() as u64 }])
         }
@@ -97,11 +104,12 @@ pub async fn plan_remote(source: &ModelSource) -> Result<Planned, LoadError> {
     let config_url = url_of(source, &hub, "config.json")?;
     let config = store::range(&key, &config_url, 0, MAX_CONFIG_BYTES - 1).await?;
     ModelConfig::from_json(&config.bytes)?;
+    kept &= config.kept;
     small.push(FileSpec { name: "config.json".into(), size: config.bytes.len() as u64, url: config_url });
     let tokenizer_url = url_of(source, &hub, "tokenizer.json")?;
     small.push(FileSpec {
         name: "tokenizer.json".into(),
-        size: size_of(&key, &tokenizer_url).await?,
+        size: size_of(&key, &tokenizer_url, &mut kept).await?,
         url: tokenizer_url,
     });
     let plan = Plan::new(
@@ -110,7 +118,7 @@ pub async fn plan_remote(source: &ModelSource) -> Result<Planned, LoadError> {
     )?;
     let mut files = small;
     files.extend(headers.into_iter().map(|(h, url)| FileSpec { name: h.file, url, size: h.bytes }));
-    Ok(Planned { source: source.clone(), key, files, plan })
+    Ok(Planned { source: source.clone(), key, files, plan, kept })
 }
 
 /// Builds the model from its downloaded files (in [`Planned::files`]'s order).

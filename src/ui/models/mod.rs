@@ -183,7 +183,9 @@ pub fn choose(state: PageState, backend: Backend, models: Models, source: ModelS
                 .say(true, format!("{} ({})", refused_text(&name, &current_name(state), &e), limits_text(&limits)));
         }
         let pending = Pending { planned, by_link, limits: limits_text(&limits) };
-        if by_link || pending.planned.plan.download_bytes > ASK_ABOVE_BYTES {
+        // Kept on this device: nothing to download, nothing to ask.
+        let large = pending.planned.plan.download_bytes > ASK_ABOVE_BYTES;
+        if !pending.planned.kept && (by_link || large) {
             models.pending.set(Some(pending));
         } else {
             download(state, backend, models, pending);

@@ -96,6 +96,8 @@ pub struct RangeRead {
     pub bytes: Vec<u8>,
     /// The whole file's size (0 when the server did not say).
     pub size: u64,
+    /// Read from the copy kept on this device (no network).
+    pub kept: bool,
 }
 
 /// Bytes `start..=end` of `url` of model `key`.
@@ -103,7 +105,8 @@ pub async fn range(key: &str, url: &str, start: u64, end: u64) -> Result<RangeRe
     let value = call("range", &[key.into(), url.into(), (start as f64).into(), (end as f64).into()]).await?;
     let bytes = js_sys::Uint8Array::new(&field(&value, "bytes")).to_vec();
     let size = field(&value, "size").as_f64().unwrap_or(0.0).max(0.0) as u64;
-    Ok(RangeRead { bytes, size })
+    let kept = field(&value, "kept").as_bool().unwrap_or(false);
+    Ok(RangeRead { bytes, size, kept })
 }
 
 /// A file to download: its name, URL and size (0 when unknown).
