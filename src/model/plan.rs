@@ -473,6 +473,25 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_the_header_readers() {
+        // A fixed xorshift stream: headers mutated byte by byte from a real one.
+        let good = header_json(&[("a", "F16", &[3, 5]), ("b", "F32", &[7])]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..5_000 {
+            let mut bytes = good.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x % bytes.len() as u64) as usize;
+                bytes[at] = (x >> 32) as u8;
+            }
+            let _ = FileHeader::parse("m", &bytes, Some(x % 4096));
+            let _ = header_length("m", &bytes);
+        }
+    }
+
+    #[test]
     fn the_real_fixture_headers_plan_as_their_files_are() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         for name in ["gpt2-tiny/model.safetensors", "gpt2-tiny-f16/model.safetensors", "llama-tiny/model.safetensors"] {
