@@ -144,8 +144,8 @@ impl ShareState {
                     valid
                 }
                 "model" => {
-                    let valid =
-                        !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    // A preset, a hub repo or a URL, as `crate::model::source` reads it.
+                    let valid = crate::model::source::ModelSource::parse(&value).is_ok_and(|m| m.key().is_some());
                     if valid {
                         s.model = Some(value.clone());
                     }
@@ -262,12 +262,15 @@ impl ShareState {
 
 /// What the address's query string (`?embed=1&backend=cpu`) asks of the page,
 /// apart from the fragment's state: how the page runs, not what it shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageQuery {
     /// `embed=1` (or a bare `embed`): one panel, sized to its frame.
     pub embed: bool,
     /// `backend=cpu`: the CPU fallback even where WebGPU works.
     pub cpu_backend: bool,
+    /// `hub=<base>`: where hub models come from instead of huggingface.co
+    /// (the e2e tests' own server; `crate::model::source`).
+    pub hub: Option<String>,
 }
 
 impl PageQuery {
@@ -278,7 +281,12 @@ impl PageQuery {
             match pair {
                 "embed" | "embed=1" => q.embed = true,
                 "backend=cpu" => q.cpu_backend = true,
-                _ => {}
+                _ => {
+                    if let Some(base) = pair.strip_prefix("hub=").map(decode) {
+                        let web = base.starts_with("https://") || base.starts_with("http://");
+                        q.hub = web.then_some(base);
+                    }
+                }
             }
         }
         q
@@ -288,6 +296,26 @@ impl PageQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_names_a_hub_repo_or_a_url_as_its_model() {
+        for model in ["gpt2", "org/name@v2", "https://example.org/m/tiny", "org/repo/m.Q8_0.gguf"] {
+            let s = ShareState { model: Some(model.into()), ..ShareState::default() };
+            assert_eq!(ShareState::parse(&format!("#{}", s.format())).model.as_deref(), Some(model), "{model}");
+        }
+        let bad = ShareState::parse("#model=javascript%3Aalert(1)");
+        assert_eq!((bad.model, bad.rejected.len()), (None, 1));
+    }
+
+    #[test]
+    fn the_query_names_a_hub_base_only_over_http() {
+        assert_eq!(
+            PageQuery::parse("?embed&hub=http%3A%2F%2F127.0.0.1%3A9").hub.as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(PageQuery::parse("?hub=javascript:x").hub, None);
+        assert_eq!(PageQuery::parse("").hub, None);
+    }
 
     #[test]
     fn every_field_round_trips() {
@@ -372,8 +400,8 @@ mod tests {
     #[test]
     fn the_query_string_asks_for_embed_mode_and_the_cpu_backend() {
         assert_eq!(PageQuery::parse(""), PageQuery::default());
-        assert_eq!(PageQuery::parse("?embed=1"), PageQuery { embed: true, cpu_backend: false });
-        assert_eq!(PageQuery::parse("embed&backend=cpu"), PageQuery { embed: true, cpu_backend: true });
+        assert_eq!(PageQuery::parse("?embed=1"), PageQuery { embed: true, cpu_backend: false, hub: None });
+        assert_eq!(PageQuery::parse("embed&backend=cpu"), PageQuery { embed: true, cpu_backend: true, hub: None });
         assert_eq!(PageQuery::parse("?embed=0&backend=gpu&x=1"), PageQuery::default());
         assert_eq!(PageQuery::parse("?foo=embed=1"), PageQuery::default(), "only whole fields count");
     }

@@ -92,6 +92,10 @@ trunk build --release
 ls -l dist/*.wasm
 done_step
 
+# The models tests/e2e/models.test.mjs opens from its stand-in hub (plain
+# Python, ~250 MB into the cache, a few seconds; nothing when already there).
+python3 tools/make_page_models.py >/dev/null
+
 step "browser end-to-end tests (playwright-core + /usr/bin/chromium)"
 node --test --test-concurrency=1 tests/e2e/
 done_step

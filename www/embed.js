@@ -22,7 +22,7 @@
 
   const VIEWS = ['q', 'k', 'v', 'raw', 'scores', 'scaled', 'masked', 'weights', 'softmax', 'attention', 'out',
     'output', 'heads', 'grid', 'residual', 'next', 'tokens'];
-  const ATTRIBUTES = ['text', 'view', 'layer', 'head', 'mask', 'height', 'theme'];
+  const ATTRIBUTES = ['text', 'view', 'layer', 'head', 'mask', 'height', 'theme', 'model'];
   const MAX_TEXT = 4000;
   const DEFAULTS = { text: 'The cat sat on the mat because it was tired.', view: 'weights', height: 360 };
 
@@ -54,6 +54,9 @@
     height: (v) => (/^\d{2,4}$/.test(v) && +v >= 120 && +v <= 4000 ? null
       : `height="${v}" is not a height in pixels (120 to 4000); 360 is used.`),
     theme: (v) => (['auto', 'dark', 'light'].includes(v) ? null : `theme="${v}" is not auto, dark or light.`),
+    // A preset, a hub repo (org/name[@revision]) or an http(s) URL; the app reads it (src/model/source.rs).
+    model: (v) => (/^(https?:\/\/[^\s"'<>#]{1,2000}|[A-Za-z0-9][A-Za-z0-9._\-/@]{0,300})$/.test(v) ? null
+      : `model="${v}" is not a model name: use a preset (gpt2, smollm2-135m, …), org/name or an https:// URL.`),
   };
 
   /**
@@ -87,7 +90,7 @@
     }
     fields.push(['text', text]);
     fields.push(['view', value('view') ?? DEFAULTS.view]);
-    for (const name of ['layer', 'head', 'mask', 'theme']) {
+    for (const name of ['layer', 'head', 'mask', 'theme', 'model']) {
       const v = value(name);
       if (v !== null) fields.push([name, v]);
     }

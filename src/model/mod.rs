@@ -14,7 +14,10 @@ mod gguf_model;
 mod gguf_quant;
 #[cfg(test)]
 mod gguf_writer;
+pub mod local_files;
+pub mod plan;
 pub mod shards;
+pub mod source;
 mod tokenizer;
 mod weights;
 

@@ -15,8 +15,11 @@
 //!                  text once a frame, lays out the bars, banners and columns
 //!   panels/        one file per panel; each takes state and backend from
 //!                  context and never imports the page
+//!   models/        choosing another model: plan, ask, download, switch the
+//!                  backend's Host (the chooser in the top bar and its bar)
 //!   web/           the browser: link state (share), query string, presenter
-//!                  wiring, export, fetch, DOM helpers, the test hook
+//!                  wiring, export, fetch, model files (models), DOM helpers,
+//!                  the test hook
 //! ```
 //!
 //! - Only `backend/` touches wgpu; panels ask it questions and draw through it.
@@ -29,6 +32,7 @@
 //!   `crate::share`, slides in `crate::present`, figures in `render::export`.
 
 mod backend;
+mod models;
 mod page;
 mod panels;
 mod state;

@@ -9,7 +9,9 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::backend::Backend;
+use super::backend::{Backend, MODEL_NAME};
+use super::models::chooser::{ModelBar, ModelButton, ModelDrawer};
+use super::models::Models;
 use super::panels::{
     AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, GlossaryPanel, HeadsPanel, InputPanel,
     ModelGridPanel, NextTokenPanel, TokenizersPanel,
@@ -99,17 +101,8 @@ fn load(state: PageState, backend: Backend) {
     spawn_local(async move {
         let download = state.status.download;
         match backend.load(move |done, total| download.set(Some((done, total)))).await {
-            Ok(host) => {
-                let status = state.status;
-                status.model_label.set(host.model_label());
-                status.config.set(Some(host.model.config.clone()));
-                // A link may name a layer or head this model does not have.
-                if let Some(note) = state.fit_selection_to_model() {
-                    state.add_link_note(note);
-                }
-                backend.show_backend(state);
-                status.phase.set(Phase::Ready);
-            }
+            // A link may name a layer or head this model does not have: show_model says so.
+            Ok(host) => super::models::show_model(state, backend, &host, Some(MODEL_NAME.to_owned())),
             Err(e) => state.status.phase.set(Phase::Failed(e.to_string())),
         }
     });
@@ -121,6 +114,9 @@ pub fn Page() -> impl IntoView {
     let backend = Backend::default();
     provide_context(state);
     provide_context(backend);
+    let models = Models::new();
+    provide_context(models);
+    super::models::follow_link_requests(state, backend, models);
     test_hook::install(state, backend);
     share::install(state);
     present::install(state);
@@ -200,6 +196,7 @@ pub fn Page() -> impl IntoView {
                 <span class="badge" title=move || format!("The weights the page runs: {}", status.model_label.get())>
                     "Model: " {move || status.model_label.get()}</span>
                 <span class="badge backend" data-testid="backend">{move || status.backend_label.get()}</span>
+                <ModelButton />
                 <button class="seg present-button" title="Presenter mode: full screen, large type, step through the computation (P)"
                     on:click=move |_| present::enter(state)>"Present"</button>
                 <button class="seg share-button" title="Copy a link that opens this exact screen"
@@ -214,6 +211,8 @@ pub fn Page() -> impl IntoView {
                     {move || if shows_dark(s.theme.get()) { "Light theme" } else { "Dark theme" }}
                 </button>
             </header>
+            <ModelDrawer />
+            <ModelBar />
             <nav class="panel-nav" aria-label="Panels (arrow keys move along the bar)"
                 on:keydown=move |ev| if let Some(i) = dom::roving_key(&ev, ".nav-link") { nav_at.set(i) }>
                 {PANEL_LINKS.into_iter().enumerate().map(|(i, (label, class))| view! {

@@ -126,6 +126,10 @@ pub struct Status {
     pub link_note: RwSignal<Option<String>>,
     /// What the last export saved, or why it failed.
     pub export_note: RwSignal<Option<String>>,
+    /// The loaded model as a link names it (`model=`; `None` for the user's own files).
+    pub model_key: RwSignal<Option<String>>,
+    /// A model a link or an embed attribute names, not yet loaded (the page asks first).
+    pub model_request: RwSignal<Option<String>>,
 }
 
 /// A value read back for one cell, with what it belongs to.
@@ -275,6 +279,8 @@ impl PageState {
                 working: RwSignal::new(false),
                 link_note: RwSignal::new(None),
                 export_note: RwSignal::new(None),
+                model_key: RwSignal::new(Some("default".to_owned())),
+                model_request: RwSignal::new(None),
             },
             outputs: Outputs {
                 tokens: RwSignal::new(Vec::new()),

@@ -186,6 +186,14 @@ impl Backend {
         let weights = fetch_with_progress(&format!("{MODEL_DIR}/model.safetensors"), progress).await?;
         let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/tokenizer.json")).await?;
         let model = Model::from_bytes(MODEL_NAME, &config, &weights, &tokenizer)?;
+        self.replace(model).await
+    }
+
+    /// Runs `model` from now on, in place of the one loaded (if any): a new
+    /// engine (WebGPU, else the CPU reference) and a new [`Host`]; every
+    /// question asked after this is answered by the new model. The caller
+    /// tells the page (its shape, labels) and runs it again.
+    pub async fn replace(self, model: Model) -> Result<Rc<Host>, BackendError> {
         let (engine, gpu_error) = match GpuBackend::open(&model).await {
             Ok(gpu) => (Engine::Gpu(Box::new(gpu)), None),
             Err(e) => (Engine::Cpu(CpuBackend::default()), Some(e.to_string())),
@@ -193,6 +201,17 @@ impl Backend {
         let host = Rc::new(Host { model, engine: RefCell::new(Rc::new(engine)), gpu_error: RefCell::new(gpu_error) });
         self.host.set_value(Some(host.clone()));
         Ok(host)
+    }
+
+    /// What the device allows a model: the GPU's storage binding (none on
+    /// the CPU) and wasm32's 4 GiB; the test hook can lower them
+    /// (`crate::ui::web::models::set_limits`).
+    pub fn device_limits(self) -> crate::model::plan::Limits {
+        let mut limits = crate::model::plan::Limits { max_binding: u64::MAX, ..Default::default() };
+        if let Some(Engine::Gpu(gpu)) = self.host().as_deref().map(|h| h.engine()).as_deref() {
+            limits.max_binding = gpu.ctx.device.limits().max_storage_buffer_binding_size;
+        }
+        super::web::models::limits(limits)
     }
 
     /// Whether the page computes on the GPU.
@@ -489,8 +508,9 @@ impl Host {
     /// "default · 2 layers × 4 heads, d=128, context 128, trained on Austen and Shakespeare".
     pub fn model_label(&self) -> String {
         let c = &self.model.config;
+        let trained = if self.model.name == MODEL_NAME { ", trained on Austen and Shakespeare" } else { "" };
         format!(
-            "{} · {} layers × {} heads, d={}, context {}, trained on Austen and Shakespeare",
+            "{} · {} layers × {} heads, d={}, context {}{trained}",
             self.model.name, c.n_layer, c.n_head, c.n_embd, c.n_positions
         )
     }

@@ -10,6 +10,7 @@ pub mod canvas_size;
 pub mod dom;
 pub mod export;
 pub mod fetch;
+pub mod models;
 pub mod present;
 pub mod query;
 pub mod share;

@@ -7,7 +7,6 @@ use leptos::prelude::*;
 
 use crate::engine::Mask;
 use crate::share::ShareState;
-use crate::ui::backend::MODEL_NAME;
 use crate::ui::state::{PageState, Phase, Theme};
 
 fn location_hash() -> String {
@@ -20,7 +19,7 @@ pub fn current(state: PageState) -> ShareState {
     let locked = focus.locked.get();
     ShareState {
         text: Some(s.text.get()),
-        model: Some(MODEL_NAME.to_owned()),
+        model: state.status.model_key.get(),
         layer: Some(s.layer.get()),
         head: Some(s.head.get()),
         stage: Some(s.stage.get()),
@@ -80,9 +79,10 @@ pub fn apply(state: PageState, link: &ShareState) {
     if let Some(theme) = link.theme.as_deref() {
         s.theme.set(Theme::parse(theme));
     }
-    let mut notes: Vec<String> = link.rejected.iter().map(|r| format!("“{r}”")).collect();
-    if let Some(m) = link.model.as_deref().filter(|&m| m != MODEL_NAME) {
-        notes.push(format!("model “{m}” (this page has only “{MODEL_NAME}”)"));
+    let notes: Vec<String> = link.rejected.iter().map(|r| format!("“{r}”")).collect();
+    // Another model than the loaded one: the page plans it and asks before downloading (ui::models).
+    if let Some(m) = link.model.as_deref().filter(|&m| Some(m) != state.status.model_key.get_untracked().as_deref()) {
+        state.status.model_request.set(Some(m.to_owned()));
     }
     state.status.link_note.set((!notes.is_empty()).then(|| {
         format!("This link asked for {} which the page cannot show; the rest is restored.", notes.join(", "))

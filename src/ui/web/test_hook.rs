@@ -6,6 +6,10 @@
 //!   heatmap is drawn from; `weights` too when the stage is the softmax.
 //! - `loseGpu()` destroys the GPU device, as a lost GPU would, to check that
 //!   the page carries on (CPU) and can go back to WebGPU.
+//! - `setLimits({ maxBinding, gpuMemory, wasmMemory })` (bytes; any left out
+//!   keeps WebGPU's default / unknown / 4 GiB) lowers what a model plan is
+//!   checked against, so a test can see a model refused before any weight
+//!   byte is fetched; `setLimits(null)` goes back to the device's own.
 
 use leptos::prelude::*;
 use serde_json::{json, Value};
@@ -26,6 +30,9 @@ fn state_json(state: PageState, backend: Backend) -> Value {
     json!({
         "phase": phase,
         "model": status.model_label.get_untracked(),
+        "modelKey": status.model_key.get_untracked(),
+        "nLayer": status.config.get_untracked().map(|c| c.n_layer),
+        "nHead": status.config.get_untracked().map(|c| c.n_head),
         "backend": status.backend_label.get_untracked(),
         "gpu": backend.on_gpu(),
         "gpuError": status.gpu_error.get_untracked(),
@@ -102,12 +109,26 @@ pub fn install(state: PageState, backend: Backend) {
         wasm_bindgen_futures::future_to_promise(snapshot(state, backend))
     });
     let lose_fn = Closure::<dyn Fn()>::new(move || backend.lose_gpu());
+    let limits_fn = Closure::<dyn Fn(JsValue)>::new(|value: JsValue| {
+        let get = |name: &str| js_sys::Reflect::get(&value, &name.into()).ok().and_then(|v| v.as_f64());
+        let limits = (!value.is_null() && !value.is_undefined()).then(|| {
+            let d = crate::model::plan::Limits::default();
+            crate::model::plan::Limits {
+                max_binding: get("maxBinding").map_or(d.max_binding, |v| v.max(0.0) as u64),
+                gpu_memory: get("gpuMemory").map(|v| v.max(0.0) as u64),
+                wasm_memory: get("wasmMemory").map_or(d.wasm_memory, |v| v.max(0.0) as u64),
+            }
+        });
+        super::models::set_limits(limits);
+    });
     let _ = js_sys::Reflect::set(&hook, &"state".into(), state_fn.as_ref());
     let _ = js_sys::Reflect::set(&hook, &"snapshot".into(), snapshot_fn.as_ref());
     let _ = js_sys::Reflect::set(&hook, &"loseGpu".into(), lose_fn.as_ref());
+    let _ = js_sys::Reflect::set(&hook, &"setLimits".into(), limits_fn.as_ref());
     let _ = js_sys::Reflect::set(&window, &"attnscope".into(), &hook);
     // The hook lives as long as the page.
     state_fn.forget();
     snapshot_fn.forget();
     lose_fn.forget();
+    limits_fn.forget();
 }
