@@ -30,8 +30,9 @@ const state = (page) => page.evaluate(() => window.attnscope.state());
 /** Waits until the page runs the model `key` (null: the user's files) and has run it. */
 async function waitForModel(page, key, timeout = 120_000) {
   await page.waitForFunction((k) => {
-    const s = window.attnscope.state();
-    return s.modelKey === k && s.runs > 0 && s.phase === 'ready' && !document.querySelector('[data-testid=model-progress]');
+    // Right after a reload the test hook may not be installed yet.
+    const s = window.attnscope?.state();
+    return !!s && s.modelKey === k && s.runs > 0 && s.phase === 'ready' && !document.querySelector('[data-testid=model-progress]');
   }, key, { timeout });
   // The new model has run on the text at least once since it opened.
   const runs = (await state(page)).runs;
