@@ -126,9 +126,31 @@ impl AttentionStage {
     }
 }
 
+/// The query heads that share `head`'s K and V (first, last), when heads are
+/// grouped on fewer KV heads (`n_head / n_kv_head` per group); `None` with
+/// full multi-head attention, where each head has its own.
+pub fn kv_sharers(n_head: usize, n_kv_head: usize, head: usize) -> Option<(usize, usize)> {
+    if n_kv_head == 0 || n_kv_head >= n_head || head >= n_head {
+        return None;
+    }
+    let group = n_head / n_kv_head;
+    let first = head / group * group;
+    Some((first, first + group - 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_sharing_a_kv_head_are_its_group() {
+        assert_eq!(kv_sharers(9, 3, 4), Some((3, 5)));
+        assert_eq!(kv_sharers(9, 3, 0), Some((0, 2)));
+        assert_eq!(kv_sharers(4, 2, 3), Some((2, 3)));
+        assert_eq!(kv_sharers(4, 1, 3), Some((0, 3)), "one KV head for all");
+        assert_eq!(kv_sharers(12, 12, 5), None, "full multi-head");
+        assert_eq!(kv_sharers(4, 2, 4), None, "no such head");
+    }
 
     #[test]
     fn stepping_follows_the_computation_and_stops_at_the_ends() {

@@ -3,32 +3,100 @@
 //! over, how the focused cell moves under the arrow keys, the device-pixel
 //! size of a canvas box. Pixels are device pixels unless a name says `css`.
 
-/// Gap between the model view's tiles, in device pixels.
-const GRID_GAP: f32 = 6.0;
+/// The model view's shape: layers (rows) × query heads (columns), and how
+/// many query heads share one KV head (1: full multi-head attention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridShape {
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_group: usize,
+}
 
-/// The model view's tiles: `n_layer` rows × `n_head` columns of square maps
-/// with gaps, as `[x, y, width, height]` in pixels of a `size` canvas, layer
-/// by layer (tile `layer · n_head + head`).
-pub fn grid_cells(size: (u32, u32), n_layer: usize, n_head: usize) -> Vec<[f32; 4]> {
-    if n_layer == 0 || n_head == 0 {
+impl GridShape {
+    /// Whether heads are grouped on shared KV heads (more than one group of more than one head).
+    pub fn grouped(self) -> bool {
+        self.kv_group > 1 && self.kv_group < self.heads
+    }
+
+    /// Gaps between tiles in tile sides: a thin one inside a KV group, a
+    /// wide one between groups, so the heads sharing a KV head sit together.
+    fn gap_before(self, head: usize) -> f32 {
+        match head {
+            0 => 0.0,
+            h if self.grouped() && h % self.kv_group == 0 => GAP_GROUP,
+            _ if self.grouped() => GAP_IN_GROUP,
+            _ => GAP,
+        }
+    }
+
+    /// Each column's left edge and the whole width, in tile sides.
+    fn columns(self) -> (Vec<f32>, f32) {
+        let mut x = 0.0;
+        let lefts = (0..self.heads)
+            .map(|h| {
+                x += self.gap_before(h);
+                let left = x;
+                x += 1.0;
+                left
+            })
+            .collect();
+        (lefts, x)
+    }
+
+    /// The whole height in tile sides.
+    fn height(self) -> f32 {
+        self.layers as f32 + GAP * self.layers.saturating_sub(1) as f32
+    }
+
+    /// Width ÷ height of the grid, for the canvas's aspect ratio (so the tiles fill it).
+    pub fn aspect(self) -> f32 {
+        if self.layers == 0 || self.heads == 0 {
+            return 4.0 / 3.0;
+        }
+        self.columns().1 / self.height()
+    }
+
+    /// Each head's column as (left, width) fractions of the grid's width (for labels over the canvas).
+    pub fn column_fractions(self) -> Vec<(f32, f32)> {
+        let (lefts, width) = self.columns();
+        lefts.into_iter().map(|x| (x / width, 1.0 / width)).collect()
+    }
+
+    /// Each layer's row as (top, height) fractions of the grid's height.
+    pub fn row_fractions(self) -> Vec<(f32, f32)> {
+        let height = self.height();
+        (0..self.layers).map(|l| (l as f32 * (1.0 + GAP) / height, 1.0 / height)).collect()
+    }
+}
+
+/// Gaps between the model view's tiles, in tile sides: between layers and
+/// ungrouped heads, inside a KV group, and between KV groups.
+const GAP: f32 = 0.15;
+const GAP_IN_GROUP: f32 = 0.06;
+const GAP_GROUP: f32 = 0.45;
+
+/// The model view's tiles: `layers` rows × `heads` columns of square maps
+/// with gaps (wider between KV groups), as `[x, y, width, height]` in pixels
+/// of a `size` canvas, layer by layer (tile `layer · heads + head`).
+pub fn grid_cells(size: (u32, u32), shape: GridShape) -> Vec<[f32; 4]> {
+    if shape.layers == 0 || shape.heads == 0 {
         return Vec::new();
     }
-    let (w, h) = (size.0 as f32, size.1 as f32);
-    let cell_w = (w - GRID_GAP * (n_head as f32 - 1.0)) / n_head as f32;
-    let cell_h = (h - GRID_GAP * (n_layer as f32 - 1.0)) / n_layer as f32;
-    let side = cell_w.min(cell_h).max(1.0);
-    (0..n_layer)
+    let (lefts, width) = shape.columns();
+    let side = (size.0 as f32 / width).min(size.1 as f32 / shape.height()).max(1.0);
+    (0..shape.layers)
         .flat_map(|l| {
-            (0..n_head).map(move |hd| [hd as f32 * (side + GRID_GAP), l as f32 * (side + GRID_GAP), side, side])
+            let top = l as f32 * (1.0 + GAP) * side;
+            lefts.iter().map(move |&x| [x * side, top, side, side]).collect::<Vec<_>>()
         })
         .collect()
 }
 
 /// The (layer, head) whose tile holds pixel `(x, y)` of a `size` canvas, if any (gaps hold none).
-pub fn grid_cell_at(size: (u32, u32), n_layer: usize, n_head: usize, (x, y): (f32, f32)) -> Option<(usize, usize)> {
-    let cells = grid_cells(size, n_layer, n_head);
+pub fn grid_cell_at(size: (u32, u32), shape: GridShape, (x, y): (f32, f32)) -> Option<(usize, usize)> {
+    let cells = grid_cells(size, shape);
     let i = cells.iter().position(|&[cx, cy, w, h]| x >= cx && x < cx + w && y >= cy && y < cy + h)?;
-    Some((i / n_head, i % n_head))
+    Some((i / shape.heads, i % shape.heads))
 }
 
 /// The (row, column) of a `rows × cols` map filling a `css` box under the
@@ -146,30 +214,63 @@ pub fn pixel_size(css: (i32, i32), dpr: f64) -> (u32, u32) {
 mod tests {
     use super::*;
 
+    fn shape(layers: usize, heads: usize, kv_group: usize) -> GridShape {
+        GridShape { layers, heads, kv_group }
+    }
+
     #[test]
     fn grid_tiles_are_square_and_inside_the_canvas() {
-        for (n_layer, n_head) in [(1, 1), (2, 4), (12, 12), (30, 9), (3, 1)] {
+        for (n_layer, n_head, group) in [(1, 1, 1), (2, 4, 2), (12, 12, 1), (30, 9, 3), (3, 1, 1), (4, 8, 8)] {
             let size = (800, 600);
-            let cells = grid_cells(size, n_layer, n_head);
+            let cells = grid_cells(size, shape(n_layer, n_head, group));
             assert_eq!(cells.len(), n_layer * n_head);
             for &[x, y, w, h] in &cells {
                 assert_eq!(w, h, "square tiles");
                 assert!(x >= 0.0 && y >= 0.0 && x + w <= 800.5 && y + h <= 600.5, "{n_layer}×{n_head}: {x},{y},{w}");
             }
         }
-        assert!(grid_cells((100, 100), 0, 4).is_empty());
+        assert!(grid_cells((100, 100), shape(0, 4, 1)).is_empty());
+    }
+
+    #[test]
+    fn a_canvas_of_the_grids_aspect_is_filled_edge_to_edge() {
+        let s = shape(30, 9, 3);
+        let width = 420u32;
+        let height = (width as f32 / s.aspect()).round() as u32;
+        let cells = grid_cells((width, height), s);
+        let [x, y, w, h] = cells[cells.len() - 1];
+        assert!((x + w - width as f32).abs() < 1.0 && (y + h - height as f32).abs() < 1.0, "{x}+{w}, {y}+{h}");
+        let cols = s.column_fractions();
+        assert!((cols[8].0 + cols[8].1 - 1.0).abs() < 1e-5);
+        let rows = s.row_fractions();
+        assert!((rows[29].0 + rows[29].1 - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn heads_sharing_a_kv_head_sit_closer_than_heads_of_different_groups() {
+        let cells = grid_cells((900, 3000), shape(30, 9, 3));
+        let gap = |a: usize, b: usize| cells[b][0] - (cells[a][0] + cells[a][2]);
+        assert!(gap(0, 1) < gap(2, 3) / 3.0, "inside {} vs between {}", gap(0, 1), gap(2, 3));
+        assert!((gap(0, 1) - gap(1, 2)).abs() < 1e-3 && (gap(2, 3) - gap(5, 6)).abs() < 1e-3);
+        // Full multi-head and one shared KV head: even gaps.
+        for s in [shape(2, 4, 1), shape(2, 4, 4)] {
+            let c = grid_cells((400, 200), s);
+            let g = |a: usize| c[a + 1][0] - (c[a][0] + c[a][2]);
+            assert!((g(0) - g(2)).abs() < 1e-3 && g(0) > 0.0);
+        }
     }
 
     #[test]
     fn a_click_in_a_tile_selects_its_layer_and_head_and_a_gap_selects_none() {
         let size = (400, 200);
-        let cells = grid_cells(size, 2, 4);
+        let s = shape(2, 4, 2);
+        let cells = grid_cells(size, s);
         for (i, &[x, y, w, h]) in cells.iter().enumerate() {
-            assert_eq!(grid_cell_at(size, 2, 4, (x + w / 2.0, y + h / 2.0)), Some((i / 4, i % 4)));
+            assert_eq!(grid_cell_at(size, s, (x + w / 2.0, y + h / 2.0)), Some((i / 4, i % 4)));
         }
-        let [x, _, w, _] = cells[0];
-        assert_eq!(grid_cell_at(size, 2, 4, (x + w + 1.0, 10.0)), None, "the gap after tile 0");
-        assert_eq!(grid_cell_at(size, 0, 0, (1.0, 1.0)), None);
+        let [x, _, w, _] = cells[1];
+        assert_eq!(grid_cell_at(size, s, (x + w + 1.0, 10.0)), None, "the gap after tile 1 (between groups)");
+        assert_eq!(grid_cell_at(size, shape(0, 0, 1), (1.0, 1.0)), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use leptos::prelude::*;
 
 use crate::engine::{AttentionStage, Mask};
 use crate::model::{ModelConfig, Token};
+use crate::render::layout::GridShape;
 use crate::render::ColourMap;
 use crate::share::Panel;
 
@@ -317,6 +318,17 @@ impl PageState {
         self.status
             .config
             .with(|c| c.as_ref().map_or((0, 0, 0, 0), |c| (c.n_layer, c.n_head, c.d_head(), c.n_positions)))
+    }
+
+    /// The model grid's shape: layers × query heads, and the heads per KV head.
+    pub fn grid_shape(self) -> GridShape {
+        self.status.config.with(|c| {
+            c.as_ref().map_or(GridShape { layers: 0, heads: 0, kv_group: 1 }, |c| GridShape {
+                layers: c.n_layer,
+                heads: c.n_head,
+                kv_group: c.kv_group(),
+            })
+        })
     }
 
     /// Rows × columns of the stage heatmap for the shown tokens.

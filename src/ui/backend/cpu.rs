@@ -12,7 +12,7 @@ use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
 use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
 use crate::model::{Model, Token};
-use crate::render::layout::{grid_cells, place, to_fractions, BLOCK_TILES};
+use crate::render::layout::{grid_cells, place, to_fractions, GridShape, BLOCK_TILES};
 use crate::render::raster::{value_range, Raster};
 use crate::render::ColourMap;
 use crate::ui::state::View;
@@ -133,14 +133,14 @@ impl CpuBackend {
         self.draw_views(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None)
     }
 
-    pub fn draw_grid(&self, canvas: &Canvas, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
+    pub fn draw_grid(&self, canvas: &Canvas, shape: GridShape, selected: (usize, usize)) -> Drawn {
         let size = pixel_size(canvas);
         // The CPU raster works in fractions of the canvas.
-        let views: Vec<(View, [f32; 4])> = (0..n_layer)
+        let views: Vec<(View, [f32; 4])> = (0..shape.layers)
             .flat_map(|layer| {
-                (0..n_head).map(move |head| View { stage: crate::engine::AttentionStage::Weights, layer, head })
+                (0..shape.heads).map(move |head| View { stage: crate::engine::AttentionStage::Weights, layer, head })
             })
-            .zip(grid_cells(size, n_layer, n_head).into_iter().map(|at| to_fractions(at, size)))
+            .zip(grid_cells(size, shape).into_iter().map(|at| to_fractions(at, size)))
             .collect();
         self.draw_views(canvas, &views, None, false, Some(selected))
     }

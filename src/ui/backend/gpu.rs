@@ -10,7 +10,7 @@ use super::{gpu_allowed, pixel_size, BackendError, Canvas, Drawn, MapCanvas, Map
 use crate::engine::{AttentionStage, Mask, Matrix};
 use crate::gpu::{GpuContext, GpuError, GpuForward, GpuMatrix, RunOptions, Stage};
 use crate::model::Model;
-use crate::render::layout::{grid_cells, to_pixels, BLOCK_TILES};
+use crate::render::layout::{grid_cells, to_pixels, GridShape, BLOCK_TILES};
 use crate::render::{ColourMap, ColourRange, HeatmapRenderer, Tile};
 use crate::ui::state::View;
 
@@ -231,21 +231,21 @@ impl GpuBackend {
         })
     }
 
-    pub fn draw_grid(&self, canvas: &Canvas, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
+    pub fn draw_grid(&self, canvas: &Canvas, shape: GridShape, selected: (usize, usize)) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Grid, canvas, |_| Vec::new());
         }
-        let mut matrices = Vec::with_capacity(n_layer * n_head);
-        for layer in 0..n_layer {
-            for head in 0..n_head {
+        let mut matrices = Vec::with_capacity(shape.layers * shape.heads);
+        for layer in 0..shape.layers {
+            for head in 0..shape.heads {
                 matrices.push(((layer, head), fwd.head_matrix(AttentionStage::Weights, layer, head)?));
             }
         }
         self.present(MapCanvas::Grid, canvas, |size| {
             matrices
                 .into_iter()
-                .zip(grid_cells(size, n_layer, n_head))
+                .zip(grid_cells(size, shape))
                 .map(|((at, matrix), viewport)| Tile {
                     matrix,
                     colour_map: ColourMap::Sequential,

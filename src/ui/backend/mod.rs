@@ -30,6 +30,7 @@ use super::web::query;
 use crate::engine::{EngineError, Mask, Matrix};
 use crate::gpu::GpuError;
 use crate::model::{Model, ModelError, Token};
+use crate::render::layout::GridShape;
 
 /// Where the page fetches the default model from (Trunk copies www/models to models/).
 pub const MODEL_DIR: &str = "models/default";
@@ -331,7 +332,7 @@ impl Backend {
     /// view), the `selected` (layer, head) framed.
     pub fn draw_grid(self, canvases: &CanvasPair, selected: (usize, usize)) -> Drawn {
         let c = &self.ready()?.model.config;
-        let shape = (c.n_layer, c.n_head);
+        let shape = GridShape { layers: c.n_layer, heads: c.n_head, kv_group: c.kv_group() };
         self.draw(canvases, |g, on| g.draw_grid(on, shape, selected), |c, on| c.draw_grid(on, shape, selected))
     }
 

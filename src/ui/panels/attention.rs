@@ -378,6 +378,7 @@ pub fn AttentionPanel() -> impl IntoView {
                 {move || format!("{} · layer {} · head {}", s.stage.get().title(), s.layer.get(), s.head.get())}
             </h2>
             <p class="formula" data-testid="caption">{move || s.stage.get().caption()}</p>
+            {move || shared_kv_note(state)}
             <Terms keys=Signal::derive(move || {
                 let mut keys = crate::glossary::stage_terms(s.stage.get()).to_vec();
                 keys.extend(crate::glossary::panel::ATTENTION.iter().filter(|k| !keys.contains(k)).collect::<Vec<_>>());
@@ -419,6 +420,27 @@ pub fn AttentionPanel() -> impl IntoView {
             </div>
         </section>
     }
+}
+
+/// On the K and V stages of a model with grouped KV heads: which query heads
+/// read the same K and V as the one shown.
+fn shared_kv_note(state: PageState) -> Option<impl IntoView> {
+    let s = state.selection;
+    let stage = s.stage.get();
+    if !matches!(stage, AttentionStage::K | AttentionStage::V) {
+        return None;
+    }
+    let (n_head, n_kv_head) = state.status.config.with(|c| c.as_ref().map_or((0, 0), |c| (c.n_head, c.n_kv_head)));
+    let head = s.head.get();
+    let (first, last) = crate::engine::kv_sharers(n_head, n_kv_head, head)?;
+    let group = n_head / n_kv_head.max(1);
+    Some(view! {
+        <p class="formula kv-shared" data-testid="kv-shared">{format!(
+            "KV head {}, shared by query heads {first}–{last}: grouped-query attention keeps one {} for every {group} query heads.",
+            head / group.max(1),
+            if stage == AttentionStage::K { "K" } else { "V" },
+        )}</p>
+    })
 }
 
 /// One button per index `0..n` (layers or heads, labelled `prefix` + index), the `selected` one pressed.

@@ -14,6 +14,7 @@ mod heads;
 mod input;
 mod model_grid;
 mod next_token;
+mod positional;
 mod tokenizers;
 
 pub use attention::AttentionPanel;
@@ -26,4 +27,5 @@ pub use heads::HeadsPanel;
 pub use input::InputPanel;
 pub use model_grid::ModelGridPanel;
 pub use next_token::NextTokenPanel;
+pub use positional::PositionsPanel;
 pub use tokenizers::TokenizersPanel;

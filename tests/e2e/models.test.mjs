@@ -1,0 +1,133 @@
+// Every view on a Llama-family model (issue 15, item 5): a random grouped-head
+// Llama is served in place of models/default (page.route) and every panel is
+// walked on WebGPU and on the CPU fallback: no error, Llama's words (RMSNorm,
+// shared KV heads), the stages of a grouped head against `attnscope trace`
+// of the same files, and the model grid of SmolLM2's shape (30 × 9 on 3 KV
+// heads) drawn and chosen from by keyboard.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { serveDist, launch, typeText, canvasStats, traceMatrix, maxAbsDiff, screenshot, CLI } from './harness.mjs';
+import { openEveryPanel } from './a11y.mjs';
+import { randomLlama, writeModelDir, routeModel, TINY_GQA, SMOLLM2_GRID } from './random_llama.mjs';
+
+const TEXT = 'Mr Darcy walked into the room, and Elizabeth looked at him.';
+const STAGES = ['q', 'k', 'v', 'raw', 'scaled', 'masked', 'weights', 'out'];
+let server;
+const tiny = randomLlama(TINY_GQA, { seed: 7 });
+const tinyDir = writeModelDir(path.join(os.tmpdir(), `attnscope-e2e-llama-gqa-${process.pid}`), tiny);
+
+before(async () => { server = await serveDist(); });
+after(async () => { await server.close(); });
+
+function trace(dir, text) {
+  const out = execFileSync(CLI, ['trace', '--model', dir, '--text', text, '--backend', 'cpu'], { maxBuffer: 256 << 20 });
+  return JSON.parse(out.toString());
+}
+
+/** A page whose models/default is `files`; service workers blocked so page.route sees every fetch. */
+async function openWith(browser, files, hash = '', viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport, serviceWorkers: 'block' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  await routeModel(page, files);
+  await page.goto(server.url + hash);
+  await page.waitForFunction(() => window.attnscope && window.attnscope.state().phase !== 'loading', null,
+    { timeout: 180_000 });
+  return { page, errors, context };
+}
+
+async function settle(page, want) {
+  await page.waitForFunction((want) => {
+    const s = window.attnscope.state();
+    return Object.entries(want).every(([k, v]) => s[k] === v) && s.renders > 0;
+  }, want, { timeout: 90_000 });
+  return page.evaluate(() => window.attnscope.snapshot());
+}
+
+async function walk(webgpu) {
+  const browser = await launch({ webgpu });
+  try {
+    const { page, errors } = await openWith(browser, tiny);
+    const s0 = await page.evaluate(() => window.attnscope.state());
+    assert.equal(s0.phase, 'ready', JSON.stringify(s0));
+    assert.equal(s0.gpu, webgpu, 'the backend asked for');
+    await typeText(page, TEXT);
+    const reference = trace(tinyDir, TEXT);
+    const t = reference.tokens.length;
+    await settle(page, { text: TEXT, gpuTokens: t });
+
+    // Layer 1, head 3: the second query head on KV head 1.
+    await page.locator('.layer-button').nth(1).click();
+    await page.locator('.head-button').nth(3).click();
+    let worst = 0;
+    for (const stage of STAGES) {
+      await page.locator(`[data-stage=${stage}]`).click();
+      const snap = await settle(page, { stage, layer: 1, head: 3 });
+      const diff = maxAbsDiff(snap.matrix, traceMatrix(reference, 1, 3, stage), `L1 H3 ${stage}`);
+      assert.ok(diff <= 1e-4, `L1 H3 ${stage}: ${diff}`);
+      worst = Math.max(worst, diff);
+      if (stage === 'k' || stage === 'v') {
+        assert.match(await page.locator('.attention-panel').innerText(), /shared by query heads 2–3/,
+          `the ${stage} stage names the heads sharing KV head 1`);
+      }
+    }
+    console.log(`${webgpu ? 'WebGPU' : 'CPU'}: largest |page − CPU trace| over L1 H3's stages: ${worst.toExponential(2)}`);
+
+    // Every panel, the way a learner opens them; the block view speaks of RMSNorm.
+    for (const link of await page.locator('.nav-link').all()) {
+      await link.click();
+      await page.waitForTimeout(150);
+    }
+    await openEveryPanel(page);
+    const block = await page.locator('.block-panel').innerText();
+    assert.match(block, /RMSNorm/, 'the block view names RMSNorm');
+    assert.doesNotMatch(block, /LayerNorm|mean 0, variance 1/, 'no LayerNorm words on a Llama');
+    assert.match(await page.locator('.cost-panel').innerText(), /grouped/i, 'the cost panel shows the grouped-KV saving');
+    await screenshot(page, `models-llama-${webgpu ? 'gpu' : 'cpu'}.png`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+}
+
+test('a grouped-head Llama: every panel on WebGPU, stages against the CLI', { timeout: 600_000 }, () => walk(true));
+test('a grouped-head Llama: every panel on the CPU fallback, stages against the CLI', { timeout: 600_000 }, () => walk(false));
+
+test('the model grid of SmolLM2\'s shape: 30 × 9 heads in 3 KV groups, drawn and chosen by keyboard', { timeout: 600_000 }, async () => {
+  const files = randomLlama(SMOLLM2_GRID, { seed: 3 });
+  const browser = await launch({ webgpu: true });
+  try {
+    for (const [viewport, name] of [[{ width: 1280, height: 900 }, 'desktop'], [{ width: 390, height: 844 }, 'phone']]) {
+      const { page, errors, context } = await openWith(browser, files, '#text=Mr%20Darcy%20walked%20in.', viewport);
+      await page.waitForFunction(() => window.attnscope.state().runs > 0, null, { timeout: 180_000 });
+      const grid = page.locator('canvas.grid-canvas:not(.off)');
+      await grid.scrollIntoViewIfNeeded();
+      await page.waitForFunction(() => document.querySelector('canvas.grid-canvas:not(.off)').width !== 300, null, { timeout: 60_000 });
+      await page.waitForTimeout(500);
+      const stats = await canvasStats(page, 'canvas.grid-canvas:not(.off)');
+      assert.ok(stats.stdLuminance > 10 && stats.distinctColours > 20, `the grid is drawn: ${JSON.stringify(stats)}`);
+      const box = await grid.boundingBox();
+      assert.ok(box.width <= viewport.width, `${name}: the grid fits the width (${box.width})`);
+      const panel = await page.locator('.model-panel').innerText();
+      assert.match(panel, /3 KV heads/, 'the grouping is named');
+      assert.match(panel, /L29/, 'the last layer is labelled');
+      // The keyboard: End goes to the last head, ArrowDown down the layers.
+      await grid.focus();
+      await page.keyboard.press('End');
+      for (let i = 0; i < 29; i++) await page.keyboard.press('ArrowDown');
+      await page.waitForFunction(() => { const s = window.attnscope.state(); return s.layer === 29 && s.head === 8; });
+      await grid.click({ position: { x: 4, y: 4 } });
+      await page.waitForFunction(() => { const s = window.attnscope.state(); return s.layer === 0 && s.head === 0; });
+      await screenshot(page, `grid-30x9-${name}.png`);
+      assert.deepEqual(errors, []);
+      await context.close();
+    }
+  } finally {
+    await browser.close();
+  }
+});
