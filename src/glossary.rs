@@ -87,6 +87,8 @@ pub mod panel {
 pub fn stage_terms(stage: crate::engine::AttentionStage) -> &'static [&'static str] {
     use crate::engine::AttentionStage as S;
     match stage {
+        S::QPreRope => &["q", "rope", "ln", "w"],
+        S::KPreRope => &["k", "rope", "ln", "w"],
         S::Q => &["q", "ln", "w", "dot"],
         S::K => &["k", "ln", "w", "dot"],
         S::V => &["v", "ln", "w", "dot"],
@@ -131,7 +133,7 @@ mod tests {
             panel::ATTENTION,
             panel::POSITIONS,
         ];
-        let stages = crate::engine::AttentionStage::ALL.map(stage_terms);
+        let stages = crate::engine::AttentionStage::ROPE.map(stage_terms);
         for key in lists.iter().chain(stages.iter()).flat_map(|l| l.iter()) {
             assert!(lookup(key).is_some(), "no glossary entry {key}");
         }

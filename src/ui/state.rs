@@ -354,8 +354,14 @@ impl PageState {
         }
     }
 
+    /// The loaded model's attention stages (Q and K before RoPE too, for RoPE models).
+    pub fn stages(self) -> &'static [AttentionStage] {
+        AttentionStage::all(self.status.config.with(|c| c.as_ref().is_some_and(|c| c.rope_theta.is_some())))
+    }
+
     pub fn step_stage(self, by: isize) {
-        self.select_stage(self.selection.stage.get_untracked().step(by));
+        let stages = untrack(|| self.stages());
+        self.select_stage(self.selection.stage.get_untracked().step_in(stages, by));
     }
 
     /// Brings the layer and head inside the loaded model (a link may name

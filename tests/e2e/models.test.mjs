@@ -9,18 +9,31 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { serveDist, launch, typeText, canvasStats, traceMatrix, maxAbsDiff, screenshot, CLI } from './harness.mjs';
+import { serveDist, launch, typeText, canvasStats, traceMatrix, maxAbsDiff, screenshot, CLI, SCREENS, MODEL_CONFIG } from './harness.mjs';
 import { openEveryPanel } from './a11y.mjs';
 import { randomLlama, writeModelDir, routeModel, TINY_GQA, SMOLLM2_GRID } from './random_llama.mjs';
 
 const TEXT = 'Mr Darcy walked into the room, and Elizabeth looked at him.';
-const STAGES = ['q', 'k', 'v', 'raw', 'scaled', 'masked', 'weights', 'out'];
+// A RoPE model's stages: Q and K before the rotation, then the eight every model has.
+const STAGES = ['q_pre', 'k_pre', 'q', 'k', 'v', 'raw', 'scaled', 'masked', 'weights', 'out'];
 let server;
 const tiny = randomLlama(TINY_GQA, { seed: 7 });
 const tinyDir = writeModelDir(path.join(os.tmpdir(), `attnscope-e2e-llama-gqa-${process.pid}`), tiny);
 
 before(async () => { server = await serveDist(); });
 after(async () => { await server.close(); });
+
+/** The trace's matrix of a page stage, the RoPE stages included. */
+function stageMatrix(reference, layer, head, stage) {
+  const h = reference.layers[layer].heads[head];
+  if (stage === 'q_pre') return h.q_pre_rope;
+  if (stage === 'k_pre') return h.k_pre_rope;
+  return traceMatrix(reference, layer, head, stage);
+}
+
+function cli(args) {
+  return JSON.parse(execFileSync(CLI, args, { maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'ignore'] }).toString());
+}
 
 function trace(dir, text) {
   const out = execFileSync(CLI, ['trace', '--model', dir, '--text', text, '--backend', 'cpu'], { maxBuffer: 256 << 20 });
@@ -34,7 +47,7 @@ async function openWith(browser, files, hash = '', viewport = { width: 1280, hei
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  await routeModel(page, files);
+  if (files) await routeModel(page, files);
   await page.goto(server.url + hash);
   await page.waitForFunction(() => window.attnscope && window.attnscope.state().phase !== 'loading', null,
     { timeout: 180_000 });
@@ -47,6 +60,24 @@ async function settle(page, want) {
     return Object.entries(want).every(([k, v]) => s[k] === v) && s.renders > 0;
   }, want, { timeout: 90_000 });
   return page.evaluate(() => window.attnscope.snapshot());
+}
+
+/** The positional panel's tables against `attnscope positions` of the same model. */
+async function checkRopeNumbers(page, want) {
+  assert.equal(want.kind, 'rope');
+  await page.locator('.positions-panel details summary').click();
+  const freq = await page.locator('[data-testid=positions-freq] tbody tr').evaluateAll((rows) =>
+    rows.map((r) => [...r.querySelectorAll('td')].map((td) => Number(td.textContent))));
+  assert.equal(freq.length, want.inv_freq.length, 'one row per dimension pair');
+  freq.forEach(([i, f, w]) => {
+    assert.ok(Math.abs(f - want.inv_freq[i]) <= 1e-4 * Math.max(1, Math.abs(want.inv_freq[i])), `θ${i}: ${f} vs ${want.inv_freq[i]}`);
+    assert.ok(Math.abs(w - want.wavelength[i]) <= 1e-4 * Math.max(1, want.wavelength[i]), `wavelength ${i}: ${w} vs ${want.wavelength[i]}`);
+  });
+  const decay = await page.locator('[data-testid=positions-decay-table] tbody tr').evaluateAll((rows) =>
+    rows.map((r) => [...r.querySelectorAll('td')].map((td) => Number(td.textContent))));
+  assert.deepEqual(decay.map((r) => r[0]), want.distances, 'the same distances');
+  decay.forEach(([m, v], k) => assert.ok(Math.abs(v - want.decay[k]) <= 1e-4, `decay at ${m}: ${v} vs ${want.decay[k]}`));
+  assert.equal(decay[0][1], 1, 'q·R(0)q ÷ q·q = 1');
 }
 
 async function walk(webgpu) {
@@ -68,15 +99,23 @@ async function walk(webgpu) {
     for (const stage of STAGES) {
       await page.locator(`[data-stage=${stage}]`).click();
       const snap = await settle(page, { stage, layer: 1, head: 3 });
-      const diff = maxAbsDiff(snap.matrix, traceMatrix(reference, 1, 3, stage), `L1 H3 ${stage}`);
+      const diff = maxAbsDiff(snap.matrix, stageMatrix(reference, 1, 3, stage), `L1 H3 ${stage}`);
       assert.ok(diff <= 1e-4, `L1 H3 ${stage}: ${diff}`);
       worst = Math.max(worst, diff);
-      if (stage === 'k' || stage === 'v') {
+      if (stage === 'k' || stage === 'v' || stage === 'k_pre') {
         assert.match(await page.locator('.attention-panel').innerText(), /shared by query heads 2–3/,
           `the ${stage} stage names the heads sharing KV head 1`);
       }
     }
     console.log(`${webgpu ? 'WebGPU' : 'CPU'}: largest |page − CPU trace| over L1 H3's stages: ${worst.toExponential(2)}`);
+    // RoPE really turned something: Q before and after differ past position 0.
+    const pre = stageMatrix(reference, 1, 3, 'q_pre'), post = stageMatrix(reference, 1, 3, 'q');
+    assert.ok(maxAbsDiff(pre.slice(0, 1), post.slice(0, 1), 'position 0') <= 1e-6, 'position 0 is not rotated');
+    assert.ok(Math.abs(pre[t - 1][0] - post[t - 1][0]) > 1e-6 || Math.abs(pre[t - 1][1] - post[t - 1][1]) > 1e-6);
+
+    // The positional panel: this model's own RoPE numbers (Llama 3 scaling included) against the CLI's.
+    await page.locator('.nav-link', { hasText: 'Positions' }).click();
+    await checkRopeNumbers(page, cli(['positions', '--model', tinyDir]));
 
     // Every panel, the way a learner opens them; the block view speaks of RMSNorm.
     for (const link of await page.locator('.nav-link').all()) {
@@ -126,6 +165,52 @@ test('the model grid of SmolLM2\'s shape: 30 × 9 heads in 3 KV groups, drawn an
       await screenshot(page, `grid-30x9-${name}.png`);
       assert.deepEqual(errors, []);
       await context.close();
+    }
+  } finally {
+    await browser.close();
+  }
+});
+
+test('the positional panel: GPT-2\'s learned positions against the CLI, RoPE of SmolLM2\'s shape drawn on desktop and phone', { timeout: 600_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    // The default model (learned positions): the similarity map, read by keyboard, against the CLI.
+    const want = cli(['positions']);
+    assert.equal(want.kind, 'learned');
+    const { page, errors, context } = await openWith(browser, null);
+    await page.locator('.nav-link', { hasText: 'Positions' }).click();
+    const map = page.locator('[data-testid=positions-map]');
+    await map.scrollIntoViewIfNeeded();
+    await page.waitForTimeout(300);
+    const stats = await canvasStats(page, '[data-testid=positions-map]');
+    assert.ok(stats.stdLuminance > 10 && stats.distinctColours > 20, `the map is drawn: ${JSON.stringify(stats)}`);
+    await map.focus();
+    // The first key focuses (0, 0) and moves from there.
+    const keys = ['ArrowRight', 'ArrowRight', 'ArrowRight', 'ArrowDown', 'ArrowDown', 'ArrowDown', 'ArrowDown', 'ArrowDown'];
+    for (const k of keys) await page.keyboard.press(k);
+    const text = await page.locator('[data-testid=positions-readout]').innerText();
+    const m = text.match(/positions (\d+) and (\d+): cosine similarity (-?[\d.]+)/);
+    assert.ok(m, text);
+    const [i, j, v] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    assert.deepEqual([i, j], [5, 3]);
+    assert.ok(Math.abs(v - want.similarity[i][j]) <= 1e-4, `similarity ${i},${j}: ${v} vs ${want.similarity[i][j]}`);
+    assert.equal(want.similarity.length, Math.min(128, MODEL_CONFIG.n_positions), 'the first 128 positions (or all)');
+    await screenshot(page, 'positions-learned-desktop.png');
+    assert.deepEqual(errors, []);
+    await context.close();
+
+    // RoPE with SmolLM2's shape (head_dim 16 here, θ 10000): both charts drawn, desktop and phone.
+    const files = randomLlama(SMOLLM2_GRID, { seed: 3 });
+    for (const [viewport, name] of [[{ width: 1280, height: 900 }, 'desktop'], [{ width: 390, height: 844 }, 'phone']]) {
+      const { page: p, errors: e, context: c } = await openWith(browser, files, '', viewport);
+      await p.locator('.nav-link', { hasText: 'Positions' }).click();
+      for (const id of ['positions-wavelength', 'positions-decay']) {
+        const paths = await p.locator(`[data-testid=${id}] svg path`).count();
+        assert.ok(paths >= 1, `${id} has its line`);
+      }
+      await p.locator('.positions-panel').screenshot({ path: `${SCREENS}/positions-rope-${name}.png` });
+      assert.deepEqual(e, []);
+      await c.close();
     }
   } finally {
     await browser.close();

@@ -259,8 +259,10 @@ pub fn AttentionPanel() -> impl IntoView {
     let head_buttons = move || index_buttons("head-button", "H", state.shape().1, s.head);
     let layer_buttons = move || index_buttons("layer-button", "L", state.shape().0, s.layer);
     let stage_buttons = move || {
-        AttentionStage::ALL
-            .into_iter()
+        state
+            .stages()
+            .iter()
+            .copied()
             .enumerate()
             .map(|(i, stage)| {
                 view! {
@@ -366,19 +368,20 @@ pub fn AttentionPanel() -> impl IntoView {
             <p class="mask-note">{move || s.mask.get().explain()}</p>
             <div class="stepper">
                 <button class="nav" aria-label="Previous stage" on:click=move |_| state.step_stage(-1)
-                    disabled=move || s.stage.get() == AttentionStage::ALL[0]>"‹"</button>
+                    disabled=move || state.stages().first() == Some(&s.stage.get())>"‹"</button>
                 <div class="segs stages scroll-x" role="group" aria-label="Attention stage (arrow keys step)" on:keydown=on_stage_key
                     node_ref=stages_ref>
                     {stage_buttons}
                 </div>
                 <button class="nav" aria-label="Next stage" on:click=move |_| state.step_stage(1)
-                    disabled=move || s.stage.get() == AttentionStage::ALL[7]>"›"</button>
+                    disabled=move || state.stages().last() == Some(&s.stage.get())>"›"</button>
             </div>
             <h2 class="stage-title">
                 {move || format!("{} · layer {} · head {}", s.stage.get().title(), s.layer.get(), s.head.get())}
             </h2>
             <p class="formula" data-testid="caption">{move || s.stage.get().caption()}</p>
             {move || shared_kv_note(state)}
+            {move || rope_note(state)}
             <Terms keys=Signal::derive(move || {
                 let mut keys = crate::glossary::stage_terms(s.stage.get()).to_vec();
                 keys.extend(crate::glossary::panel::ATTENTION.iter().filter(|k| !keys.contains(k)).collect::<Vec<_>>());
@@ -427,7 +430,7 @@ pub fn AttentionPanel() -> impl IntoView {
 fn shared_kv_note(state: PageState) -> Option<impl IntoView> {
     let s = state.selection;
     let stage = s.stage.get();
-    if !matches!(stage, AttentionStage::K | AttentionStage::V) {
+    if !matches!(stage, AttentionStage::K | AttentionStage::KPreRope | AttentionStage::V) {
         return None;
     }
     let (n_head, n_kv_head) = state.status.config.with(|c| c.as_ref().map_or((0, 0), |c| (c.n_head, c.n_kv_head)));
@@ -438,9 +441,25 @@ fn shared_kv_note(state: PageState) -> Option<impl IntoView> {
         <p class="formula kv-shared" data-testid="kv-shared">{format!(
             "KV head {}, shared by query heads {first}–{last}: grouped-query attention keeps one {} for every {group} query heads.",
             head / group.max(1),
-            if stage == AttentionStage::K { "K" } else { "V" },
+            if stage == AttentionStage::V { "V" } else { "K" },
         )}</p>
     })
+}
+
+/// On a RoPE model's Q and K: what is shown is after the rotation (the stages before it show it undone).
+fn rope_note(state: PageState) -> Option<impl IntoView> {
+    let stage = state.selection.stage.get();
+    let rope = state.status.config.with(|c| c.as_ref().is_some_and(|c| c.rope_theta.is_some()));
+    let words = match stage {
+        AttentionStage::Q | AttentionStage::K if rope => {
+            "After RoPE: each row turned by its position, pair by pair; this is what Q·Kᵀ multiplies."
+        }
+        AttentionStage::QPreRope | AttentionStage::KPreRope if !rope => {
+            "This model learns its positions (added to the embeddings), so nothing is rotated: before is after."
+        }
+        _ => return None,
+    };
+    Some(view! { <p class="formula rope-note" data-testid="rope-note">{words}</p> })
 }
 
 /// One button per index `0..n` (layers or heads, labelled `prefix` + index), the `selected` one pressed.

@@ -37,8 +37,11 @@ pub fn PositionsPanel() -> impl IntoView {
                 None => view! { <p class="hint">"Waiting for the model."</p> }.into_any(),
                 Some(Positions::Learned { similarity }) => learned_ui(similarity).into_any(),
                 Some(Positions::Rope { theta, inv_freq, wavelength, distances, decay }) => {
-                    let context = state.status.config.with_untracked(|c| c.as_ref().map_or(0, |c| c.n_positions));
-                    rope_ui(theta, inv_freq, wavelength, distances, decay, context).into_any()
+                    let (context, scaled) = state.status.config.with_untracked(|c| {
+                        c.as_ref().map_or((0, false), |c| (c.n_positions, c.rope_scaling.is_some()))
+                    });
+                    let rope = Rope { theta, inv_freq, wavelength, distances, decay, context, scaled };
+                    rope_ui(rope).into_any()
                 }
             }}
             <Terms keys=crate::glossary::panel::POSITIONS.to_vec() />
@@ -113,7 +116,7 @@ fn learned_ui(similarity: Vec<Vec<f32>>) -> impl IntoView {
         <p class="formula">"GPT-2 learns one vector per position and adds it to the token's embedding. Row i, column j: \
             the cosine similarity of the vectors of positions i and j (1 on the diagonal). A bright band along the \
             diagonal means nearby positions got similar vectors: the model learned a sense of distance."</p>
-        <p class="hint">{format!("The first {n} positions; blue is −1, red +1.")}</p>
+        <p class="hint">{format!("The first {n} positions; purple is −1, near-white 0, orange +1.")}</p>
         <canvas node_ref=canvas_ref class="positions-canvas" tabindex="0" data-testid="positions-map"
             aria-label=format!("Cosine similarity of the first {n} position vectors with each other. Arrow keys read a pair.")
             on:mousemove=on_move on:keydown=on_key on:mouseleave=move |_| cell.set(None)></canvas>
@@ -121,15 +124,21 @@ fn learned_ui(similarity: Vec<Vec<f32>>) -> impl IntoView {
     }
 }
 
-/// RoPE: the wavelength of each pair's rotation and the decay of q·R(m)q with distance.
-fn rope_ui(
+/// What the RoPE half of the panel shows: `engine::positional::Positions::Rope`, the context and
+/// whether Llama 3's scaling changed the frequencies.
+struct Rope {
     theta: f32,
     inv_freq: Vec<f32>,
     wavelength: Vec<f32>,
     distances: Vec<usize>,
     decay: Vec<f32>,
     context: usize,
-) -> impl IntoView {
+    scaled: bool,
+}
+
+/// RoPE: the wavelength of each pair's rotation and the decay of q·R(m)q with distance.
+fn rope_ui(rope: Rope) -> impl IntoView {
+    let Rope { theta, inv_freq, wavelength, distances, decay, context, scaled } = rope;
     let pairs = inv_freq.len();
     let wave_series = {
         let points = wavelength.iter().enumerate().map(|(i, &w)| ((i + 1) as f64, f64::from(w))).collect();
@@ -164,7 +173,7 @@ fn rope_ui(
             "RoPE rotates each of a head's {pairs} dimension pairs of Q and K by position · θᵢ, θᵢ = {theta}^(−2i/d_head){}. \
              Early pairs turn fast (they tell neighbours apart), late pairs slowly (they see far): {beyond} of the {pairs} \
              pairs never finish a turn within the context of {context}.",
-            if wavelength.is_empty() { "" } else { " (this model's own numbers, its scaling included)" },
+            if scaled { ", then Llama 3's scaling slows the slow pairs further" } else { "" },
         )}</p>
         <LogChart series=wave_series markers=wave_markers x_label="dimension pair i + 1" y_label="tokens per full turn"
             x_name="pair" testid="positions-wavelength" />
@@ -172,7 +181,7 @@ fn rope_ui(
             It starts at 1 and falls, with ripples, as the pairs drift out of phase: attention between distant tokens \
             has to come from the vectors themselves."</p>
         <LogChart series=decay_series markers=decay_markers x_label="distance m (tokens)" y_label="q·R(m)q ÷ q·q"
-            linear_y=1.0 y_lo=-0.5 x_name="m" testid="positions-decay" />
+            linear_y=1.0 y_lo=-1.0 x_name="m" testid="positions-decay" />
         <details class="numbers">
             <summary>"The numbers"</summary>
             <table class="kv-table" data-testid="positions-freq">
