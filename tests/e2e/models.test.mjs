@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { serveDist, launch, typeText, canvasStats, traceMatrix, maxAbsDiff, screenshot, CLI, SCREENS, MODEL_CONFIG } from './harness.mjs';
-import { openEveryPanel } from './a11y.mjs';
+import { openEveryPanel, audit, serious, describe } from './a11y.mjs';
 import { randomLlama, writeModelDir, routeModel, TINY_GQA, SMOLLM2_GRID } from './random_llama.mjs';
 
 const TEXT = 'Mr Darcy walked into the room, and Elizabeth looked at him.';
@@ -128,6 +128,8 @@ async function walk(webgpu) {
     assert.doesNotMatch(block, /LayerNorm|mean 0, variance 1/, 'no LayerNorm words on a Llama');
     assert.match(await page.locator('.cost-panel').innerText(), /grouped/i, 'the cost panel shows the grouped-KV saving');
     await screenshot(page, `models-llama-${webgpu ? 'gpu' : 'cpu'}.png`);
+    const violations = serious(await audit(page));
+    assert.deepEqual(violations.map((v) => v.id), [], `axe-core on a Llama:\n${describe(violations)}`);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
@@ -215,4 +217,47 @@ test('the positional panel: GPT-2\'s learned positions against the CLI, RoPE of 
   } finally {
     await browser.close();
   }
+});
+
+test('a 1,000-token text on a 2,048-token Llama renders and hovers on each backend, both reading the same value', { timeout: 600_000 }, async () => {
+  const files = randomLlama(TINY_GQA, { seed: 11, positions: 2048 });
+  let text = '';
+  // About 1,000 tokens: the GPU attention kernel takes T ≤ 1024 (the page says so past it).
+  for (let i = 0; text.length < 3950; i++) text += `${TEXT} ${i % 7 ? 'She' : 'He'} said it was ${i}. `;
+  // The CLI's whole trace of ~1,000 tokens is hundreds of MB of JSON: the two backends are compared
+  // with each other instead (the CPU one is the reference compiled to wasm), and each with its own map.
+  const seen = [];
+  for (const webgpu of [true, false]) {
+    const browser = await launch({ webgpu });
+    try {
+      const { page, errors } = await openWith(browser, files, `#text=${encodeURIComponent(text)}&stage=weights&layer=1&head=2`);
+      await page.waitForFunction(() => { const s = window.attnscope.state(); return s.runs > 0 && s.gpuTokens >= 1000 && s.renders > 0; },
+        null, { timeout: 180_000 });
+      const t = (await page.evaluate(() => window.attnscope.state())).gpuTokens;
+      const canvas = page.locator('canvas.heatmap-canvas:not(.off)');
+      await canvas.scrollIntoViewIfNeeded();
+      const stats = await canvasStats(page);
+      assert.ok(stats.stdLuminance > 5, `the ${t}-token map is drawn: ${JSON.stringify(stats)}`);
+      const box = await canvas.boundingBox();
+      // A cell is under a CSS pixel here: the pointer names whichever cell it is over, near the bottom left.
+      await page.mouse.move(box.x + 1.5, box.y + box.height - 1.5);
+      await page.waitForFunction(() => window.attnscope.state().hover, null, { timeout: 60_000 });
+      const hover = (await page.evaluate(() => window.attnscope.state())).hover;
+      assert.ok(hover.row >= t - 4 && hover.col <= 3, `near the bottom left: ${hover.row}, ${hover.col}`);
+      const snap = await page.evaluate(() => window.attnscope.snapshot());
+      assert.equal(snap.matrix.length, t);
+      assert.ok(Math.abs(hover.value - snap.matrix[hover.row][hover.col]) <= 1e-6, 'the hovered value is the map\'s');
+      const row = t - 1;
+      const sum = snap.matrix[row].reduce((a, b) => a + (b ?? 0), 0);
+      assert.ok(Math.abs(sum - 1) <= 1e-4, `the last row sums to 1: ${sum}`);
+      seen.push({ t, value: hover.value, last: snap.matrix[row] });
+      console.log(`${webgpu ? 'WebGPU' : 'CPU'}: T = ${t}, hovered ${hover.row}, ${hover.col}: ${hover.value.toFixed(6)}`);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  }
+  assert.equal(seen[0].t, seen[1].t, 'the same tokens');
+  const worst = Math.max(...seen[0].last.map((v, j) => Math.abs(v - seen[1].last[j])));
+  assert.ok(worst <= 1e-4, `WebGPU and CPU agree on the last row within 1e-4: ${worst}`);
 });
