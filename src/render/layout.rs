@@ -110,6 +110,95 @@ pub fn cell_at((rows, cols): (usize, usize), css: (f64, f64), (x, y): (f64, f64)
     (row < rows && col < cols).then_some((row, col))
 }
 
+/// The part of a `rows × cols` map a zoomed heatmap shows: `rows × cols`
+/// cells from (`row0`, `col0`). Cells are named in the whole map's
+/// coordinates everywhere else; only drawing and pointing use the window's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapWindow {
+    pub row0: usize,
+    pub col0: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl MapWindow {
+    /// The fewest cells a side zooms in to.
+    pub const MIN_SIDE: usize = 4;
+
+    /// The whole map.
+    pub fn full((rows, cols): (usize, usize)) -> Self {
+        Self { row0: 0, col0: 0, rows, cols }
+    }
+
+    pub fn is_full(self, dims: (usize, usize)) -> bool {
+        self == Self::full(dims)
+    }
+
+    /// Kept inside a map of `dims` (which may have grown or shrunk since), never empty unless the map is.
+    pub fn clamped(self, (rows, cols): (usize, usize)) -> Self {
+        let fit = |start: usize, len: usize, total: usize| {
+            let len = len.clamp(1.min(total), total);
+            (start.min(total - len), len)
+        };
+        let (row0, rows) = fit(self.row0, self.rows, rows);
+        let (col0, cols) = fit(self.col0, self.cols, cols);
+        Self { row0, col0, rows, cols }
+    }
+
+    /// Zoomed by `factor` (> 1 in, < 1 out) about `anchor` (a cell of the map), which stays
+    /// where it was in the window; at least [`Self::MIN_SIDE`] cells a side (or the map's).
+    pub fn zoomed(self, dims: (usize, usize), factor: f64, anchor: (usize, usize)) -> Self {
+        let side = |len: usize, total: usize| {
+            let want = (len as f64 / factor.max(1e-3)).round() as usize;
+            want.clamp(Self::MIN_SIDE.min(total), total)
+        };
+        let start = |start: usize, len: usize, new_len: usize, at: usize| {
+            // The anchor's fraction of the way across the old window, kept in the new one.
+            let frac = if len == 0 { 0.5 } else { (at.saturating_sub(start) as f64 + 0.5) / len as f64 };
+            (at as f64 + 0.5 - frac * new_len as f64).round().max(0.0) as usize
+        };
+        let (rows, cols) = (side(self.rows, dims.0), side(self.cols, dims.1));
+        Self {
+            row0: start(self.row0, self.rows, rows, anchor.0),
+            col0: start(self.col0, self.cols, cols, anchor.1),
+            rows,
+            cols,
+        }
+        .clamped(dims)
+    }
+
+    /// Moved by (`d_rows`, `d_cols`) cells, kept inside the map.
+    pub fn panned(self, dims: (usize, usize), (d_rows, d_cols): (isize, isize)) -> Self {
+        let shift = |start: usize, by: isize| start.saturating_add_signed(by);
+        Self { row0: shift(self.row0, d_rows), col0: shift(self.col0, d_cols), ..self }.clamped(dims)
+    }
+
+    /// Moved the least that brings `cell` inside.
+    pub fn following(self, dims: (usize, usize), (row, col): (usize, usize)) -> Self {
+        let start = |start: usize, len: usize, at: usize| {
+            if at < start {
+                at
+            } else if at >= start + len {
+                at + 1 - len
+            } else {
+                start
+            }
+        };
+        Self { row0: start(self.row0, self.rows, row), col0: start(self.col0, self.cols, col), ..self }.clamped(dims)
+    }
+
+    /// A cell of the map in the window's coordinates, if the window shows it.
+    pub fn to_local(self, (row, col): (usize, usize)) -> Option<(usize, usize)> {
+        let (r, c) = (row.checked_sub(self.row0)?, col.checked_sub(self.col0)?);
+        (r < self.rows && c < self.cols).then_some((r, c))
+    }
+
+    /// A cell of the window in the map's coordinates.
+    pub fn to_map(self, (row, col): (usize, usize)) -> (usize, usize) {
+        (self.row0 + row, self.col0 + col)
+    }
+}
+
 /// A key's move of the focused cell of a `rows × cols` map (from the top
 /// left when none is focused); `None` for keys that do not move it.
 pub fn move_cell(from: Option<(usize, usize)>, key: &str, (rows, cols): (usize, usize)) -> Option<(usize, usize)> {
@@ -271,6 +360,44 @@ mod tests {
         let [x, _, w, _] = cells[1];
         assert_eq!(grid_cell_at(size, s, (x + w + 1.0, 10.0)), None, "the gap after tile 1 (between groups)");
         assert_eq!(grid_cell_at(size, shape(0, 0, 1), (1.0, 1.0)), None);
+    }
+
+    #[test]
+    fn zooming_keeps_the_anchor_in_place_and_stays_inside_the_map() {
+        let dims = (1000, 1000);
+        let all = MapWindow::full(dims);
+        let w = all.zoomed(dims, 4.0, (500, 250));
+        assert_eq!((w.rows, w.cols), (250, 250));
+        assert!(w.to_local((500, 250)).is_some(), "{w:?}");
+        let (r, c) = w.to_local((500, 250)).unwrap();
+        assert!((r as i64 - 125).abs() <= 1 && (c as i64 - 62).abs() <= 1, "the anchor keeps its place: {r}, {c}");
+        // At the corner the window stops at the edge.
+        let corner = all.zoomed(dims, 10.0, (999, 0));
+        assert_eq!((corner.row0 + corner.rows, corner.col0), (1000, 0));
+        // Never under MIN_SIDE, never past the map; zooming out comes back to the whole map.
+        let tiny = all.zoomed(dims, 1e6, (3, 3));
+        assert_eq!((tiny.rows, tiny.cols), (MapWindow::MIN_SIDE, MapWindow::MIN_SIDE));
+        assert!(w.zoomed(dims, 0.01, (500, 250)).is_full(dims));
+        // A map smaller than MIN_SIDE zooms to itself.
+        assert!(MapWindow::full((2, 3)).zoomed((2, 3), 8.0, (1, 1)).is_full((2, 3)));
+    }
+
+    #[test]
+    fn panning_following_and_clamping_keep_the_window_inside() {
+        let dims = (100, 64);
+        let w = MapWindow { row0: 10, col0: 10, rows: 20, cols: 16 };
+        assert_eq!(w.panned(dims, (-50, 5)), MapWindow { row0: 0, col0: 15, ..w });
+        assert_eq!(w.panned(dims, (500, 500)), MapWindow { row0: 80, col0: 48, ..w });
+        assert_eq!(w.following(dims, (35, 12)), MapWindow { row0: 16, ..w });
+        assert_eq!(w.following(dims, (5, 12)), MapWindow { row0: 5, ..w });
+        assert_eq!(w.following(dims, (15, 12)), w, "already inside");
+        // The map shrank under the window (a shorter text): still inside, never empty.
+        let small = w.clamped((12, 64));
+        assert_eq!((small.row0, small.rows), (0, 12));
+        assert_eq!(MapWindow::full((0, 0)).clamped((0, 0)), MapWindow::full((0, 0)));
+        assert_eq!(w.to_local((10, 10)), Some((0, 0)));
+        assert_eq!(w.to_local((30, 10)), None);
+        assert_eq!(w.to_map((1, 2)), (11, 12));
     }
 
     #[test]

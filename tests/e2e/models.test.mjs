@@ -219,7 +219,7 @@ test('the positional panel: GPT-2\'s learned positions against the CLI, RoPE of 
   }
 });
 
-test('a 1,000-token text on a 2,048-token Llama renders and hovers on each backend, both reading the same value', { timeout: 600_000 }, async () => {
+test('a 1,000-token text on a 2,048-token Llama renders, zooms and hovers on each backend, both reading the same value', { timeout: 600_000 }, async () => {
   const files = randomLlama(TINY_GQA, { seed: 11, positions: 2048 });
   let text = '';
   // About 1,000 tokens: the GPU attention kernel takes T ≤ 1024 (the page says so past it).
@@ -251,6 +251,37 @@ test('a 1,000-token text on a 2,048-token Llama renders and hovers on each backe
       const sum = snap.matrix[row].reduce((a, b) => a + (b ?? 0), 0);
       assert.ok(Math.abs(sum - 1) <= 1e-4, `the last row sums to 1: ${sum}`);
       seen.push({ t, value: hover.value, last: snap.matrix[row] });
+
+      // Zoom: + five times from the keyboard (about the centre), the labels come back, a hover reads
+      // the cell under the pointer exactly, 0 shows the whole map again.
+      await page.mouse.move(box.x + box.width + 40, box.y - 40);
+      await page.waitForFunction(() => window.attnscope.state().hover === null || !window.attnscope.state().locked);
+      await canvas.focus();
+      for (let k = 0; k < 5; k++) await page.keyboard.press('+');
+      const shown = await page.locator('[data-testid=zoom-shown]').innerText();
+      const z = shown.match(/Rows (\d+)–(\d+), columns (\d+)–(\d+) of (\d+) × (\d+)/);
+      assert.ok(z, shown);
+      const [r0, r1, c0, c1] = z.slice(1, 5).map(Number);
+      assert.equal(Number(z[5]), t);
+      assert.ok(r1 - r0 + 1 <= 40 && r1 - r0 + 1 >= 24, `about ${t} / 32 rows: ${shown}`);
+      assert.equal(await page.locator('.row-labels.hidden').count(), 0, 'zoomed in, the row labels show');
+      assert.equal(await page.locator('.row-labels .label').count(), r1 - r0 + 1, 'one label per shown row');
+      await page.locator('[data-testid=zoom-overview]').waitFor();
+      const zb = await canvas.boundingBox();
+      const [lr, lc] = [Math.floor((r1 - r0 + 1) * 0.6), Math.floor((c1 - c0 + 1) * 0.3)];
+      await page.mouse.move(zb.x + (lc + 0.5) * zb.width / (c1 - c0 + 1), zb.y + (lr + 0.5) * zb.height / (r1 - r0 + 1));
+      await page.waitForFunction(([r, c]) => {
+        const h = window.attnscope.state().hover;
+        return h && h.row === r && h.col === c;
+      }, [r0 + lr, c0 + lc], { timeout: 60_000 });
+      const zh = (await page.evaluate(() => window.attnscope.state())).hover;
+      const expected = snap.matrix[zh.row][zh.col];
+      assert.ok(expected === null ? zh.value === null : Math.abs(zh.value - expected) <= 1e-6,
+        `zoomed hover (${zh.row}, ${zh.col}) reads ${zh.value}, the map holds ${expected}`);
+      await screenshot(page, `long-text-zoomed-${webgpu ? 'gpu' : 'cpu'}.png`);
+      await canvas.focus();
+      await page.keyboard.press('0');
+      assert.match(await page.locator('[data-testid=zoom-shown]').innerText(), /The whole map/);
       console.log(`${webgpu ? 'WebGPU' : 'CPU'}: T = ${t}, hovered ${hover.row}, ${hover.col}: ${hover.value.toFixed(6)}`);
       assert.deepEqual(errors, []);
     } finally {

@@ -8,8 +8,9 @@ use leptos::prelude::*;
 use super::Terms;
 use leptos::task::spawn_local;
 
+use super::zoom::{zoom_by, ZoomBar, STEP};
 use crate::engine::{AttentionStage, Mask};
-use crate::render::layout::{cell_at, label_font_px, move_cell, LabelSizes};
+use crate::render::layout::{cell_at, label_font_px, move_cell, LabelSizes, MapWindow};
 
 /// Narrower than this (CSS pixels) is a phone: its labels stay at 11 px or hide.
 const NARROW_PX: f64 = 700.0;
@@ -30,11 +31,20 @@ pub fn AttentionPanel() -> impl IntoView {
 
     // The map's width in CSS pixels, which sizes its axis labels.
     let map_px = RwSignal::new(0.0f64);
+    // The zoomed part of the map (`None`: all of it); cells keep the whole map's coordinates.
+    let zoom = RwSignal::new(None::<MapWindow>);
+    let window = move || {
+        let dims = state.dims(s.stage.get());
+        zoom.get().map_or(MapWindow::full(dims), |w| w.clamped(dims))
+    };
+    // A drag in progress: where it started (CSS pixels) and the window then; whether it moved.
+    let drag = StoredValue::new(None::<((i32, i32), MapWindow)>);
+    let dragged = StoredValue::new(false);
     // Draws the stage heatmap, times the input that led to it, and reads its colour range.
     let draw = move || {
         let Some(canvases) = canvases() else { return };
         let view = state.view_untracked();
-        if let Err(e) = backend.draw_stage(&canvases, view, focus.cell.get_untracked()) {
+        if let Err(e) = backend.draw_stage(&canvases, view, focus.cell.get_untracked(), untrack(window)) {
             return log::warn!("stage heatmap: {e}");
         }
         let shown = if state.status.on_gpu.get_untracked() { &canvases.gpu } else { &canvases.cpu };
@@ -79,6 +89,7 @@ pub fn AttentionPanel() -> impl IntoView {
     Effect::new(move |_| {
         outputs.runs.track();
         focus.cell.track();
+        zoom.track();
         state.status.on_gpu.track();
         let _ = state.view();
         if gpu_ref.get().is_some() && cpu_ref.get().is_some() {
@@ -91,9 +102,27 @@ pub fn AttentionPanel() -> impl IntoView {
     let at_pointer = move |ev: &web_sys::MouseEvent| {
         let canvas = event_canvas(ev)?;
         let css = (canvas.client_width() as f64, canvas.client_height() as f64);
-        cell_at(state.dims(s.stage.get_untracked()), css, (ev.offset_x() as f64, ev.offset_y() as f64))
+        let w = untrack(window);
+        cell_at((w.rows, w.cols), css, (ev.offset_x() as f64, ev.offset_y() as f64)).map(|c| w.to_map(c))
     };
     let on_move = move |ev: web_sys::MouseEvent| {
+        // A drag with the button down moves a zoomed window by whole cells.
+        if let (Some(((x0, y0), from)), true) = (drag.get_value(), ev.buttons() & 1 == 1) {
+            let Some(canvas) = event_canvas(&ev) else { return };
+            let (cw, ch) = (
+                f64::from(canvas.client_width()) / from.cols.max(1) as f64,
+                f64::from(canvas.client_height()) / from.rows.max(1) as f64,
+            );
+            let by = (
+                -((f64::from(ev.client_y() - y0) / ch.max(1e-6)).round() as isize),
+                -((f64::from(ev.client_x() - x0) / cw.max(1e-6)).round() as isize),
+            );
+            if by != (0, 0) {
+                dragged.set_value(true);
+                zoom.set(Some(from.panned(state.dims(s.stage.get_untracked()), by)));
+            }
+            return;
+        }
         if focus.locked.get_untracked() {
             return;
         }
@@ -102,7 +131,26 @@ pub fn AttentionPanel() -> impl IntoView {
             focus.cell.set(cell);
         }
     };
+    let on_down = move |ev: web_sys::MouseEvent| {
+        dragged.set_value(false);
+        drag.set_value(zoom.get_untracked().map(|w| ((ev.client_x(), ev.client_y()), w)));
+    };
+    // Ctrl (or ⌘) + wheel zooms about the cell under the pointer; the plain wheel scrolls the page.
+    let on_wheel = move |ev: web_sys::WheelEvent| {
+        if !(ev.ctrl_key() || ev.meta_key()) || ev.delta_y() == 0.0 {
+            return;
+        }
+        ev.prevent_default();
+        let factor = if ev.delta_y() < 0.0 { 1.25 } else { 0.8 };
+        let anchor = at_pointer(&ev);
+        zoom.set(zoom_by(zoom.get_untracked(), state.dims(s.stage.get_untracked()), factor, anchor));
+    };
     let on_click = move |ev: web_sys::MouseEvent| {
+        drag.set_value(None);
+        if dragged.get_value() {
+            dragged.set_value(false);
+            return; // the end of a drag, not a click on a cell
+        }
         let cell = at_pointer(&ev);
         if focus.locked.get_untracked() && cell == focus.cell.get_untracked() {
             focus.locked.set(false);
@@ -128,10 +176,25 @@ pub fn AttentionPanel() -> impl IntoView {
                 focus.locked.set(false);
                 focus.cell.set(None);
             }
+            "+" | "=" | "-" | "0" => {
+                ev.prevent_default();
+                let factor = match ev.key().as_str() {
+                    "+" | "=" => STEP,
+                    "-" => 1.0 / STEP,
+                    _ => 0.0,
+                };
+                let next =
+                    (factor > 0.0).then(|| zoom_by(zoom.get_untracked(), dims, factor, focus.cell.get_untracked()));
+                zoom.set(next.flatten());
+            }
             key => {
                 if let Some(cell) = move_cell(focus.cell.get_untracked(), key, dims) {
                     ev.prevent_default();
                     focus.cell.set(Some(cell));
+                    // The window follows the focused cell.
+                    if let Some(w) = zoom.get_untracked() {
+                        zoom.set(Some(w.clamped(dims).following(dims, cell)));
+                    }
                 }
             }
         }
@@ -142,12 +205,15 @@ pub fn AttentionPanel() -> impl IntoView {
             let tokens = outputs.tokens.get();
             let t = outputs.shown_tokens.get();
             let stage = s.stage.get();
+            // Only the window's rows or columns: zooming in makes room for them.
+            let w = window();
+            let (first, count) = if axis == "row" { (w.row0, w.rows) } else { (w.col0, w.cols) };
             let shown: Vec<String> = if tokens.len() != t {
                 Vec::new()
             } else if axis == "row" || stage.square() {
-                tokens.iter().map(|tok| visible(&tok.text)).collect()
+                tokens.iter().skip(first).take(count).map(|tok| visible(&tok.text)).collect()
             } else {
-                (0..state.shape().2).map(|j| j.to_string()).collect()
+                (first..first + count).map(|j| j.to_string()).collect()
             };
             let sizes = if s.present.get().is_some() {
                 LabelSizes::PRESENT
@@ -164,6 +230,7 @@ pub fn AttentionPanel() -> impl IntoView {
                 .into_iter()
                 .enumerate()
                 .map(|(i, text)| {
+                    let i = i + first;
                     let active =
                         move || focus.cell.get().is_some_and(|(r, c)| if axis == "row" { r == i } else { c == i });
                     view! { <span class="label" class:active=active>{text}</span> }
@@ -213,9 +280,10 @@ pub fn AttentionPanel() -> impl IntoView {
     // The readout floats next to the focused cell (pointer, keyboard or presenter), so the
     // value is where the eye is; the line under the map says the same for screen readers.
     let tip = move || {
-        let (row, col) = focus.cell.get()?;
+        let (row, col) = window().to_local(focus.cell.get()?)?;
         outputs.runs.track();
-        let (rows, cols) = state.dims(s.stage.get());
+        let w = window();
+        let (rows, cols) = (w.rows, w.cols);
         let canvas = if state.status.on_gpu.get() { gpu_ref.get() } else { cpu_ref.get() }?;
         let rect = canvas.get_bounding_client_rect();
         let window = web_sys::window()?;
@@ -328,6 +396,8 @@ pub fn AttentionPanel() -> impl IntoView {
                 aria-hidden=move || (state.status.on_gpu.get() != gpu).to_string()
                 aria-label="Heatmap of the selected stage; arrow keys move the focused cell, Enter locks it"
                 on:mousemove=on_move
+                on:mousedown=on_down
+                on:wheel=on_wheel
                 on:click=on_click
                 on:mouseleave=move |_| {
                     if !focus.locked.get_untracked() {
@@ -394,6 +464,7 @@ pub fn AttentionPanel() -> impl IntoView {
                 {stage_canvas(gpu_ref, true)}
                 {stage_canvas(cpu_ref, false)}
             </div>
+            <ZoomBar zoom=zoom dims=Signal::derive(move || state.dims(s.stage.get())) anchor=focus.cell />
             {tip}
             <div class="readout" aria-live="polite" data-testid="readout">
                 {readout}

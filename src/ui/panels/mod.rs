@@ -16,6 +16,7 @@ mod model_grid;
 mod next_token;
 mod positional;
 mod tokenizers;
+mod zoom;
 
 pub use attention::AttentionPanel;
 pub use block::BlockPanel;
