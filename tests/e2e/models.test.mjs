@@ -1,9 +1,12 @@
 // Every view on a Llama-family model (issue 15, item 5): a random grouped-head
 // Llama is served in place of models/default (page.route) and every panel is
 // walked on WebGPU and on the CPU fallback: no error, Llama's words (RMSNorm,
-// shared KV heads), the stages of a grouped head against `attnscope trace`
-// of the same files, and the model grid of SmolLM2's shape (30 × 9 on 3 KV
-// heads) drawn and chosen from by keyboard.
+// shared KV heads, the grouped KV-cache saving), the ten stages of a grouped
+// head (Q and K before RoPE too) against `attnscope trace` of the same files,
+// the Positions panel against `attnscope positions`, presenter mode and
+// axe-core; the model grid of SmolLM2's shape (30 × 9 on 3 KV heads) drawn
+// and chosen from by keyboard and click; GPT-2's learned-position map; a
+// 1,019-token text drawn, zoomed and hovered on both backends.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -127,6 +130,20 @@ async function walk(webgpu) {
     assert.match(block, /RMSNorm/, 'the block view names RMSNorm');
     assert.doesNotMatch(block, /LayerNorm|mean 0, variance 1/, 'no LayerNorm words on a Llama');
     assert.match(await page.locator('.cost-panel').innerText(), /grouped/i, 'the cost panel shows the grouped-KV saving');
+    // Presenter mode on a Llama: every slide by keyboard, then back.
+    await page.locator('.present-button').click();
+    await page.waitForFunction(() => window.attnscope.state().present === 0);
+    let slides = 0;
+    for (let last = -1; ; slides++) {
+      const at = (await page.evaluate(() => window.attnscope.state())).present;
+      if (at === last) break;
+      last = at;
+      await page.keyboard.press('ArrowRight');
+      await page.waitForTimeout(50);
+    }
+    assert.ok(slides >= 2 + 8 * 2 + 1 + 2, `${slides} slides`);
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => window.attnscope.state().present === null);
     await screenshot(page, `models-llama-${webgpu ? 'gpu' : 'cpu'}.png`);
     const violations = serious(await audit(page));
     assert.deepEqual(violations.map((v) => v.id), [], `axe-core on a Llama:\n${describe(violations)}`);
