@@ -10,6 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { serveDist, launch, typeText, canvasStats, traceMatrix, maxAbsDiff, screenshot, CLI, SCREENS, MODEL_CONFIG } from './harness.mjs';
@@ -24,7 +25,7 @@ const tiny = randomLlama(TINY_GQA, { seed: 7 });
 const tinyDir = writeModelDir(path.join(os.tmpdir(), `attnscope-e2e-llama-gqa-${process.pid}`), tiny);
 
 before(async () => { server = await serveDist(); });
-after(async () => { await server.close(); });
+after(async () => { await server.close(); rmSync(tinyDir, { recursive: true, force: true }); });
 
 /** The trace's matrix of a page stage, the RoPE stages included. */
 function stageMatrix(reference, layer, head, stage) {
