@@ -28,7 +28,14 @@ pub const ENTRIES: &[Entry] = &[
     e("d", "d (d_model)", "The width of every token's vector in the residual stream."),
     e("residual", "residual stream x", "Each token's running vector: every attention and MLP block reads it and adds its result back to it."),
     e("norm", "‖x‖", "The length (Euclidean norm) of a vector: the square root of the sum of its squared numbers."),
-    e("ln", "ln₁(x), ln₂, ln_f (LayerNorm)", "Rescales a token's vector to mean 0 and spread 1, then applies a learned scale and shift; ln₁ comes before attention, ln₂ before the MLP, ln_f before the output."),
+    e("ln", "ln₁(x), ln₂, ln_f (norms)", "Rescale a token's vector before attention (ln₁), the MLP (ln₂) and the output (ln_f): GPT-2's LayerNorm to mean 0 and spread 1, then a learned scale and shift; the Llama family's RMSNorm by its root mean square, then a learned scale."),
+    e("rmsnorm", "RMSNorm", "The Llama family's norm: divides a token's vector by its root mean square (no mean subtracted, no shift), then applies a learned scale."),
+    e("swiglu", "SwiGLU (silu(gate)·up)", "The Llama family's MLP: two projections of the token, one passed through silu and multiplied by the other, then projected back to d."),
+    e("gqa", "grouped KV heads", "Several query heads share one key/value head (grouped-query attention), so the KV cache holds n_kv_head heads instead of n_head."),
+    e("rope", "RoPE (rotary positions)", "Rotates each pair of a query's and key's numbers by an angle proportional to the token's position, so q·k depends on how far apart the two tokens are."),
+    e("rope-freq", "rotation frequency θᵢ", "How many radians per position pair i of a head's dimensions turns under RoPE: θᵢ = base^(−2i/d_head), the first pairs fast, the last slow."),
+    e("position-vector", "position vector", "In GPT-2, the learned vector added to a token's embedding for its position; nearby positions learn similar vectors."),
+    e("cosine", "cosine similarity", "The dot product of two vectors divided by both their lengths: 1 when they point the same way, 0 when at right angles."),
     e("layer", "layer (L0, L1…)", "One attention block followed by one MLP block; the model stacks them."),
     e("head", "head (H0, H1…)", "One of several attentions a layer runs side by side, each with its own W_Q, W_K and W_V."),
     e("w", "W_Q, W_K, W_V, W_O", "Learned weight matrices: they turn a token's vector into its query, key and value, and the heads' outputs back into the residual stream."),
@@ -44,7 +51,7 @@ pub const ENTRIES: &[Entry] = &[
     e("softmax", "softmax", "Turns a row of numbers into positive weights that sum to 1: each is e to its number, divided by the row's total."),
     e("a", "A (attention weights)", "The softmax of each masked, scaled score row: how much each query token takes from each key token."),
     e("output", "O = A·V", "A head's output: for each token, the values of all tokens mixed in the proportions A gives."),
-    e("mlp", "MLP, GELU", "The block after attention that works on each token alone: a widening matrix, the GELU curve (a smooth ReLU), a narrowing matrix."),
+    e("mlp", "MLP", "The block after attention that works on each token alone: a widening matrix, a curve (GPT-2's GELU, a smooth ReLU; the Llama family's SwiGLU), a narrowing matrix."),
     e("logits", "logits", "One score per vocabulary token after the last layer: the higher, the more likely the model thinks that token comes next."),
     e("temperature", "temperature", "Logits are divided by it before softmax: below 1 sharpens the distribution, above 1 flattens it, 0 always picks the top token."),
     e("p", "p (probability)", "A token's probability: its share of softmax(logits / temperature), shown as a percentage."),
@@ -67,10 +74,11 @@ pub mod panel {
     pub const NEXT_TOKEN: &[&str] = &["logits", "softmax", "temperature", "p"];
     pub const GENERATE: &[&str] = &["seed", "temperature", "top-k", "p", "kv-cache", "flop", "bytes"];
     pub const HEAD_VIEW: &[&str] = &["layer", "head", "a", "q", "k"];
-    pub const MODEL_GRID: &[&str] = &["layer", "head", "a", "prev-head", "induction", "sink"];
-    pub const RESIDUAL: &[&str] = &["residual", "norm", "embedding", "ln", "mlp", "d"];
+    pub const MODEL_GRID: &[&str] = &["layer", "head", "a", "gqa", "prev-head", "induction", "sink"];
+    pub const RESIDUAL: &[&str] = &["residual", "norm", "embedding", "ln", "rmsnorm", "mlp", "swiglu", "d"];
     pub const TOKENIZERS: &[&str] = &["token", "fertility", "unk", "space"];
-    pub const COST: &[&str] = &["flop", "t", "kv-cache", "bytes", "mlp", "d"];
+    pub const COST: &[&str] = &["flop", "t", "kv-cache", "gqa", "bytes", "mlp", "d"];
+    pub const POSITIONS: &[&str] = &["rope", "rope-freq", "position-vector", "cosine", "d-head", "dot"];
     pub const DILUTION: &[&str] = &["dilution", "sink", "a", "softmax", "context"];
     pub const ATTENTION: &[&str] = &["layer", "head", "mask", "t", "d-head"];
 }
@@ -79,6 +87,8 @@ pub mod panel {
 pub fn stage_terms(stage: crate::engine::AttentionStage) -> &'static [&'static str] {
     use crate::engine::AttentionStage as S;
     match stage {
+        S::QPreRope => &["q", "rope", "ln", "w"],
+        S::KPreRope => &["k", "rope", "ln", "w"],
         S::Q => &["q", "ln", "w", "dot"],
         S::K => &["k", "ln", "w", "dot"],
         S::V => &["v", "ln", "w", "dot"],
@@ -121,8 +131,9 @@ mod tests {
             panel::COST,
             panel::DILUTION,
             panel::ATTENTION,
+            panel::POSITIONS,
         ];
-        let stages = crate::engine::AttentionStage::ALL.map(stage_terms);
+        let stages = crate::engine::AttentionStage::ROPE.map(stage_terms);
         for key in lists.iter().chain(stages.iter()).flat_map(|l| l.iter()) {
             assert!(lookup(key).is_some(), "no glossary entry {key}");
         }

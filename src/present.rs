@@ -78,6 +78,8 @@ impl Slide {
                                   (x₀, the residual stream's start)."
                 .into(),
             Slide::Attention { stage, .. } => match stage {
+                AttentionStage::QPreRope => "Each token's query before RoPE turns it by its position.".into(),
+                AttentionStage::KPreRope => "Each token's key before RoPE turns it by its position.".into(),
                 AttentionStage::Q => "Each token's query: what it is looking for (ln₁(x)·W_Q).".into(),
                 AttentionStage::K => "Each token's key: what it can be found by (ln₁(x)·W_K).".into(),
                 AttentionStage::V => "Each token's value: what it passes on when attended to (ln₁(x)·W_V).".into(),

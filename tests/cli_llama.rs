@@ -1,5 +1,6 @@
 //! The command line on Llama-family models: a Hugging Face directory (ids
 //! only, no tokenizer.json), a GGUF file (text, generation, eval, bench), the
+//! positional numbers (`positions`, a GPT-2 fixture too), the
 //! GPU backend, and the messages for what does not load.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -70,4 +71,28 @@ fn what_does_not_load_is_named() {
     let not_gguf = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let (ok, _, stderr) = attnscope(&["trace", "--model", not_gguf, "--ids", "1"]);
     assert!(!ok && stderr.contains("not a GGUF file"), "{stderr}");
+}
+
+#[test]
+fn positions_prints_rope_numbers_for_a_llama_and_learned_similarity_for_gpt2() {
+    let (ok, stdout, stderr) = attnscope(&["positions", "--model", LLAMA_DIR]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["kind"], "rope");
+    let inv_freq = json["inv_freq"].as_array().unwrap();
+    assert_eq!(inv_freq.len(), 8, "head_dim 16: 8 pairs");
+    // Llama 3 scaling (factor 4, 32 original positions) divides the slowest pair's frequency by 4.
+    let slowest = inv_freq[7].as_f64().unwrap();
+    assert!((slowest - 10000f64.powf(-14.0 / 16.0) / 4.0).abs() < 1e-9, "{slowest}");
+    assert_eq!(json["decay"][0], 1.0);
+    assert_eq!(json["distances"].as_array().unwrap().last().unwrap(), 255, "the context bounds the distances");
+
+    let gpt2 = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpt2-tiny");
+    let (ok, stdout, stderr) = attnscope(&["positions", "--model", gpt2, "--positions", "10"]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["kind"], "learned");
+    let similarity = json["similarity"].as_array().unwrap();
+    assert_eq!(similarity.len(), 10);
+    assert!((similarity[3][3].as_f64().unwrap() - 1.0).abs() < 1e-5);
 }

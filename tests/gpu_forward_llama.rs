@@ -226,3 +226,42 @@ fn a_bf16_checkpoint_keeps_its_matrices_16_bit_on_the_gpu() {
     let want = (rest * 4 + (matrices + w.wte.data.len()) * 2) as u64;
     assert!(gw.bytes >= want && gw.bytes <= want + 1024, "{} bytes uploaded, {want} expected", gw.bytes);
 }
+
+/// The page's path: each RoPE stage read cell by cell through `head_matrix`
+/// (Q and K before the rotation from `qk_pre_rope`, on a head sharing its KV
+/// head) equals the CPU trace within 1e-4.
+#[test]
+fn the_pre_rope_stages_read_through_head_matrix_equal_the_cpu_trace() {
+    use attnscope::engine::AttentionStage;
+    let model = fixture("llama-tiny");
+    let c = &model.config;
+    let ctx = gpu();
+    let ids = ids(20, c.vocab_size, 3);
+    let gw = GpuWeights::upload(ctx, c, &model.weights).unwrap();
+    let mut fwd = GpuForward::with_weights(ctx, c, gw).unwrap();
+    let cpu = forward_cpu(c, &model.weights, tokens(&ids), Mask::Causal).unwrap();
+    fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap();
+    let t = ids.len();
+    for layer in 0..c.n_layer {
+        for head in [1, c.n_head - 1] {
+            for stage in AttentionStage::ROPE {
+                let want = stage.matrix(&cpu.layers[layer].heads()[head]);
+                for (row, col) in [(0, 0), (t - 1, 0), (t - 1, want.cols - 1), (t / 2, want.cols / 2)] {
+                    let read = fwd.head_matrix(stage, layer, head).unwrap().begin_read_cell(ctx, (row, col)).unwrap();
+                    let got = pollster::block_on(read.finish(ctx)).unwrap();
+                    let w = want.data[row * want.cols + col];
+                    let what = format!("{stage:?} layer {layer} head {head} ({row}, {col})");
+                    if w.is_infinite() {
+                        assert_eq!(got, w, "{what}");
+                    } else {
+                        assert!((got - w).abs() <= 1e-4, "{what}: GPU {got}, CPU {w}");
+                    }
+                }
+            }
+        }
+    }
+    // Before and after differ past position 0: the rotation is really there.
+    let head = &cpu.layers[0].heads()[1];
+    let pre = head.q_pre_rope.as_ref().unwrap();
+    assert!(pre.row(t - 1).iter().zip(head.q.row(t - 1)).any(|(a, b)| (a - b).abs() > 1e-4));
+}

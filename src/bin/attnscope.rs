@@ -161,6 +161,19 @@ mod cli {
         /// Patch heads' outputs from a second prompt of the same length (in tokens) and print the
         /// change in a token's next-token logit as JSON; with --sweep, every head alone.
         Patch(heads::PatchArgs),
+        /// The model's positional numbers as JSON, what the page's positional panel shows: learned
+        /// positions' cosine similarity (GPT-2), or RoPE's frequency per pair and the decay of q·R(m)q.
+        Positions {
+            /// A model directory (tokenizer.json not needed) or a GGUF file.
+            #[arg(long, default_value = DEFAULT_MODEL)]
+            model: PathBuf,
+            /// Learned positions: how many (from position 0) to compare.
+            #[arg(long, default_value_t = attnscope::engine::positional::LEARNED_SHOWN)]
+            positions: usize,
+            /// RoPE: the farthest distance of the decay curve (the context bounds it too).
+            #[arg(long, default_value_t = attnscope::engine::positional::DECAY_MAX)]
+            max_distance: usize,
+        },
         /// Print the GPU adapter wgpu finds.
         GpuInfo,
     }
@@ -250,6 +263,16 @@ mod cli {
                 let ctx = GpuContext::new_blocking().map_err(|e| e.to_string())?;
                 println!("{}", ctx.describe());
                 Ok(())
+            }
+            Command::Positions { model: dir, positions, max_distance } => {
+                let model = load_for_ids(&dir, true)?;
+                let numbers = attnscope::engine::positional::positions(
+                    &model.config,
+                    model.weights.wpe.as_ref(),
+                    positions,
+                    max_distance,
+                );
+                emit(&serde_json::to_string(&numbers).map_err(|e| e.to_string())?)
             }
             Command::Trace { model: dir, text, ids, mask, backend, logits, out } => {
                 let model = load_for_ids(&dir, ids.is_some())?;

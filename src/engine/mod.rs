@@ -14,6 +14,7 @@ pub mod kv_cache;
 pub mod lens;
 mod mask;
 pub mod ops;
+pub mod positional;
 pub mod residual;
 pub mod sampling;
 mod stage;
@@ -21,5 +22,5 @@ mod trace;
 
 pub use forward::{attention_cpu, check_ids, forward_cpu, EngineError};
 pub use mask::Mask;
-pub use stage::AttentionStage;
+pub use stage::{kv_sharers, AttentionStage};
 pub use trace::{AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};

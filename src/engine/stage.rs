@@ -6,6 +6,9 @@ use super::trace::{HeadTrace, Matrix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AttentionStage {
+    /// RoPE models: Q and K before the rotation (`Q` and `K` are after it).
+    QPreRope,
+    KPreRope,
     Q,
     K,
     V,
@@ -32,6 +35,8 @@ impl AttentionStage {
     /// A short name for buttons and the URL.
     pub fn key(self) -> &'static str {
         match self {
+            AttentionStage::QPreRope => "q_pre",
+            AttentionStage::KPreRope => "k_pre",
             AttentionStage::Q => "q",
             AttentionStage::K => "k",
             AttentionStage::V => "v",
@@ -44,19 +49,49 @@ impl AttentionStage {
     }
 
     pub fn from_key(key: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.key() == key)
+        Self::ROPE.into_iter().find(|s| s.key() == key)
+    }
+
+    /// A RoPE model's stages: Q and K before the rotation, then [`Self::ALL`].
+    pub const ROPE: [AttentionStage; 10] = [
+        AttentionStage::QPreRope,
+        AttentionStage::KPreRope,
+        AttentionStage::Q,
+        AttentionStage::K,
+        AttentionStage::V,
+        AttentionStage::ScoresRaw,
+        AttentionStage::ScoresScaled,
+        AttentionStage::ScoresMasked,
+        AttentionStage::Weights,
+        AttentionStage::Output,
+    ];
+
+    /// The stages a model has: with RoPE, Q and K before the rotation too.
+    pub fn all(rope: bool) -> &'static [AttentionStage] {
+        if rope {
+            &Self::ROPE
+        } else {
+            &Self::ALL
+        }
     }
 
     /// The stage `by` steps along [`Self::ALL`], stopping at the first and last.
     pub fn step(self, by: isize) -> Self {
-        let all = Self::ALL;
-        let at = all.iter().position(|&s| s == self).unwrap_or(0) as isize;
-        all[(at + by).clamp(0, all.len() as isize - 1) as usize]
+        self.step_in(&Self::ALL, by)
+    }
+
+    /// The stage `by` steps along `stages` (from the first when this one is not in it), stopping at the ends.
+    pub fn step_in(self, stages: &[AttentionStage], by: isize) -> Self {
+        let Some(last) = stages.len().checked_sub(1) else { return self };
+        let at = stages.iter().position(|&s| s == self).unwrap_or(0) as isize;
+        stages[(at + by).clamp(0, last as isize) as usize]
     }
 
     /// The stage's title.
     pub fn title(self) -> &'static str {
         match self {
+            AttentionStage::QPreRope => "Q before RoPE",
+            AttentionStage::KPreRope => "K before RoPE",
             AttentionStage::Q => "Queries Q",
             AttentionStage::K => "Keys K",
             AttentionStage::V => "Values V",
@@ -71,6 +106,12 @@ impl AttentionStage {
     /// One line: the formula and how to read the map.
     pub fn caption(self) -> &'static str {
         match self {
+            AttentionStage::QPreRope => {
+                "Q = ln₁(x)·W_Q before RoPE: what each token looks for, not yet turned by its position (T × d_head)."
+            }
+            AttentionStage::KPreRope => {
+                "K = ln₁(x)·W_K before RoPE: what each token offers, not yet turned by its position (T × d_head)."
+            }
             AttentionStage::Q => "Q = ln₁(x)·W_Q: one row per token, what it is looking for (T × d_head).",
             AttentionStage::K => "K = ln₁(x)·W_K: one row per token, what it offers to be found by (T × d_head).",
             AttentionStage::V => "V = ln₁(x)·W_V: one row per token, what it passes on when attended to (T × d_head).",
@@ -114,6 +155,9 @@ impl AttentionStage {
     /// The stage's matrix in a head's trace.
     pub fn matrix(self, head: &HeadTrace) -> &Matrix {
         match self {
+            // Learned positions (GPT-2) rotate nothing: before is after.
+            AttentionStage::QPreRope => head.q_pre_rope.as_ref().unwrap_or(&head.q),
+            AttentionStage::KPreRope => head.k_pre_rope.as_ref().unwrap_or(&head.k),
             AttentionStage::Q => &head.q,
             AttentionStage::K => &head.k,
             AttentionStage::V => &head.v,
@@ -126,9 +170,31 @@ impl AttentionStage {
     }
 }
 
+/// The query heads that share `head`'s K and V (first, last), when heads are
+/// grouped on fewer KV heads (`n_head / n_kv_head` per group); `None` with
+/// full multi-head attention, where each head has its own.
+pub fn kv_sharers(n_head: usize, n_kv_head: usize, head: usize) -> Option<(usize, usize)> {
+    if n_kv_head == 0 || n_kv_head >= n_head || head >= n_head {
+        return None;
+    }
+    let group = n_head / n_kv_head;
+    let first = head / group * group;
+    Some((first, first + group - 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_sharing_a_kv_head_are_its_group() {
+        assert_eq!(kv_sharers(9, 3, 4), Some((3, 5)));
+        assert_eq!(kv_sharers(9, 3, 0), Some((0, 2)));
+        assert_eq!(kv_sharers(4, 2, 3), Some((2, 3)));
+        assert_eq!(kv_sharers(4, 1, 3), Some((0, 3)), "one KV head for all");
+        assert_eq!(kv_sharers(12, 12, 5), None, "full multi-head");
+        assert_eq!(kv_sharers(4, 2, 4), None, "no such head");
+    }
 
     #[test]
     fn stepping_follows_the_computation_and_stops_at_the_ends() {
@@ -137,11 +203,18 @@ mod tests {
         assert_eq!(AttentionStage::Output.step(1), AttentionStage::Output);
         assert_eq!(AttentionStage::Weights.step(-3), AttentionStage::ScoresRaw);
         assert_eq!(AttentionStage::K.step(100), AttentionStage::Output);
+        let rope = AttentionStage::all(true);
+        assert_eq!(AttentionStage::Q.step_in(rope, -1), AttentionStage::KPreRope);
+        assert_eq!(AttentionStage::QPreRope.step_in(rope, -1), AttentionStage::QPreRope);
+        assert_eq!(AttentionStage::KPreRope.step_in(AttentionStage::all(false), 1), AttentionStage::K);
     }
 
     #[test]
     fn keys_round_trip_and_are_distinct() {
         for s in AttentionStage::ALL {
+            assert_eq!(AttentionStage::from_key(s.key()), Some(s));
+        }
+        for s in AttentionStage::ROPE {
             assert_eq!(AttentionStage::from_key(s.key()), Some(s));
         }
         assert_eq!(AttentionStage::from_key("softmax"), None);

@@ -227,7 +227,16 @@ impl GpuForward {
         };
         let (q_dim, kv_dim, width) = (c.q_dim(), c.kv_dim(), c.qkv_dim());
         Ok(match stage {
-            AttentionStage::Q => column(head * dh, width, self.buffer(Stage::Qkv, layer)?),
+            // Q and K before RoPE: column blocks of qk_pre_rope [T × (q_dim + kv_dim)]; without
+            // RoPE (GPT-2) nothing is rotated, so they are Q and K.
+            AttentionStage::QPreRope if c.architecture.is_llama_family() => {
+                column(head * dh, q_dim + kv_dim, self.buffer(Stage::QkPreRope, layer)?)
+            }
+            AttentionStage::KPreRope if c.architecture.is_llama_family() => {
+                column(q_dim + kv_head * dh, q_dim + kv_dim, self.buffer(Stage::QkPreRope, layer)?)
+            }
+            AttentionStage::Q | AttentionStage::QPreRope => column(head * dh, width, self.buffer(Stage::Qkv, layer)?),
+            AttentionStage::KPreRope => column(q_dim + kv_head * dh, width, self.buffer(Stage::Qkv, layer)?),
             AttentionStage::K => column(q_dim + kv_head * dh, width, self.buffer(Stage::Qkv, layer)?),
             AttentionStage::V => column(q_dim + kv_dim + kv_head * dh, width, self.buffer(Stage::Qkv, layer)?),
             AttentionStage::Output => column(head * dh, q_dim, self.buffer(Stage::HeadOut, layer)?),

@@ -3,32 +3,100 @@
 //! over, how the focused cell moves under the arrow keys, the device-pixel
 //! size of a canvas box. Pixels are device pixels unless a name says `css`.
 
-/// Gap between the model view's tiles, in device pixels.
-const GRID_GAP: f32 = 6.0;
+/// The model view's shape: layers (rows) × query heads (columns), and how
+/// many query heads share one KV head (1: full multi-head attention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridShape {
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_group: usize,
+}
 
-/// The model view's tiles: `n_layer` rows × `n_head` columns of square maps
-/// with gaps, as `[x, y, width, height]` in pixels of a `size` canvas, layer
-/// by layer (tile `layer · n_head + head`).
-pub fn grid_cells(size: (u32, u32), n_layer: usize, n_head: usize) -> Vec<[f32; 4]> {
-    if n_layer == 0 || n_head == 0 {
+impl GridShape {
+    /// Whether heads are grouped on shared KV heads (more than one group of more than one head).
+    pub fn grouped(self) -> bool {
+        self.kv_group > 1 && self.kv_group < self.heads
+    }
+
+    /// Gaps between tiles in tile sides: a thin one inside a KV group, a
+    /// wide one between groups, so the heads sharing a KV head sit together.
+    fn gap_before(self, head: usize) -> f32 {
+        match head {
+            0 => 0.0,
+            h if self.grouped() && h % self.kv_group == 0 => GAP_GROUP,
+            _ if self.grouped() => GAP_IN_GROUP,
+            _ => GAP,
+        }
+    }
+
+    /// Each column's left edge and the whole width, in tile sides.
+    fn columns(self) -> (Vec<f32>, f32) {
+        let mut x = 0.0;
+        let lefts = (0..self.heads)
+            .map(|h| {
+                x += self.gap_before(h);
+                let left = x;
+                x += 1.0;
+                left
+            })
+            .collect();
+        (lefts, x)
+    }
+
+    /// The whole height in tile sides.
+    fn height(self) -> f32 {
+        self.layers as f32 + GAP * self.layers.saturating_sub(1) as f32
+    }
+
+    /// Width ÷ height of the grid, for the canvas's aspect ratio (so the tiles fill it).
+    pub fn aspect(self) -> f32 {
+        if self.layers == 0 || self.heads == 0 {
+            return 4.0 / 3.0;
+        }
+        self.columns().1 / self.height()
+    }
+
+    /// Each head's column as (left, width) fractions of the grid's width (for labels over the canvas).
+    pub fn column_fractions(self) -> Vec<(f32, f32)> {
+        let (lefts, width) = self.columns();
+        lefts.into_iter().map(|x| (x / width, 1.0 / width)).collect()
+    }
+
+    /// Each layer's row as (top, height) fractions of the grid's height.
+    pub fn row_fractions(self) -> Vec<(f32, f32)> {
+        let height = self.height();
+        (0..self.layers).map(|l| (l as f32 * (1.0 + GAP) / height, 1.0 / height)).collect()
+    }
+}
+
+/// Gaps between the model view's tiles, in tile sides: between layers and
+/// ungrouped heads, inside a KV group, and between KV groups.
+const GAP: f32 = 0.15;
+const GAP_IN_GROUP: f32 = 0.06;
+const GAP_GROUP: f32 = 0.45;
+
+/// The model view's tiles: `layers` rows × `heads` columns of square maps
+/// with gaps (wider between KV groups), as `[x, y, width, height]` in pixels
+/// of a `size` canvas, layer by layer (tile `layer · heads + head`).
+pub fn grid_cells(size: (u32, u32), shape: GridShape) -> Vec<[f32; 4]> {
+    if shape.layers == 0 || shape.heads == 0 {
         return Vec::new();
     }
-    let (w, h) = (size.0 as f32, size.1 as f32);
-    let cell_w = (w - GRID_GAP * (n_head as f32 - 1.0)) / n_head as f32;
-    let cell_h = (h - GRID_GAP * (n_layer as f32 - 1.0)) / n_layer as f32;
-    let side = cell_w.min(cell_h).max(1.0);
-    (0..n_layer)
+    let (lefts, width) = shape.columns();
+    let side = (size.0 as f32 / width).min(size.1 as f32 / shape.height()).max(1.0);
+    (0..shape.layers)
         .flat_map(|l| {
-            (0..n_head).map(move |hd| [hd as f32 * (side + GRID_GAP), l as f32 * (side + GRID_GAP), side, side])
+            let top = l as f32 * (1.0 + GAP) * side;
+            lefts.iter().map(move |&x| [x * side, top, side, side]).collect::<Vec<_>>()
         })
         .collect()
 }
 
 /// The (layer, head) whose tile holds pixel `(x, y)` of a `size` canvas, if any (gaps hold none).
-pub fn grid_cell_at(size: (u32, u32), n_layer: usize, n_head: usize, (x, y): (f32, f32)) -> Option<(usize, usize)> {
-    let cells = grid_cells(size, n_layer, n_head);
+pub fn grid_cell_at(size: (u32, u32), shape: GridShape, (x, y): (f32, f32)) -> Option<(usize, usize)> {
+    let cells = grid_cells(size, shape);
     let i = cells.iter().position(|&[cx, cy, w, h]| x >= cx && x < cx + w && y >= cy && y < cy + h)?;
-    Some((i / n_head, i % n_head))
+    Some((i / shape.heads, i % shape.heads))
 }
 
 /// The (row, column) of a `rows × cols` map filling a `css` box under the
@@ -40,6 +108,95 @@ pub fn cell_at((rows, cols): (usize, usize), css: (f64, f64), (x, y): (f64, f64)
     }
     let (row, col) = (((y / h) * rows as f64) as usize, ((x / w) * cols as f64) as usize);
     (row < rows && col < cols).then_some((row, col))
+}
+
+/// The part of a `rows × cols` map a zoomed heatmap shows: `rows × cols`
+/// cells from (`row0`, `col0`). Cells are named in the whole map's
+/// coordinates everywhere else; only drawing and pointing use the window's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapWindow {
+    pub row0: usize,
+    pub col0: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl MapWindow {
+    /// The fewest cells a side zooms in to.
+    pub const MIN_SIDE: usize = 4;
+
+    /// The whole map.
+    pub fn full((rows, cols): (usize, usize)) -> Self {
+        Self { row0: 0, col0: 0, rows, cols }
+    }
+
+    pub fn is_full(self, dims: (usize, usize)) -> bool {
+        self == Self::full(dims)
+    }
+
+    /// Kept inside a map of `dims` (which may have grown or shrunk since), never empty unless the map is.
+    pub fn clamped(self, (rows, cols): (usize, usize)) -> Self {
+        let fit = |start: usize, len: usize, total: usize| {
+            let len = len.clamp(1.min(total), total);
+            (start.min(total - len), len)
+        };
+        let (row0, rows) = fit(self.row0, self.rows, rows);
+        let (col0, cols) = fit(self.col0, self.cols, cols);
+        Self { row0, col0, rows, cols }
+    }
+
+    /// Zoomed by `factor` (> 1 in, < 1 out) about `anchor` (a cell of the map), which stays
+    /// where it was in the window; at least [`Self::MIN_SIDE`] cells a side (or the map's).
+    pub fn zoomed(self, dims: (usize, usize), factor: f64, anchor: (usize, usize)) -> Self {
+        let side = |len: usize, total: usize| {
+            let want = (len as f64 / factor.max(1e-3)).round() as usize;
+            want.clamp(Self::MIN_SIDE.min(total), total)
+        };
+        let start = |start: usize, len: usize, new_len: usize, at: usize| {
+            // The anchor's fraction of the way across the old window, kept in the new one.
+            let frac = if len == 0 { 0.5 } else { (at.saturating_sub(start) as f64 + 0.5) / len as f64 };
+            (at as f64 + 0.5 - frac * new_len as f64).round().max(0.0) as usize
+        };
+        let (rows, cols) = (side(self.rows, dims.0), side(self.cols, dims.1));
+        Self {
+            row0: start(self.row0, self.rows, rows, anchor.0),
+            col0: start(self.col0, self.cols, cols, anchor.1),
+            rows,
+            cols,
+        }
+        .clamped(dims)
+    }
+
+    /// Moved by (`d_rows`, `d_cols`) cells, kept inside the map.
+    pub fn panned(self, dims: (usize, usize), (d_rows, d_cols): (isize, isize)) -> Self {
+        let shift = |start: usize, by: isize| start.saturating_add_signed(by);
+        Self { row0: shift(self.row0, d_rows), col0: shift(self.col0, d_cols), ..self }.clamped(dims)
+    }
+
+    /// Moved the least that brings `cell` inside.
+    pub fn following(self, dims: (usize, usize), (row, col): (usize, usize)) -> Self {
+        let start = |start: usize, len: usize, at: usize| {
+            if at < start {
+                at
+            } else if at >= start + len {
+                at + 1 - len
+            } else {
+                start
+            }
+        };
+        Self { row0: start(self.row0, self.rows, row), col0: start(self.col0, self.cols, col), ..self }.clamped(dims)
+    }
+
+    /// A cell of the map in the window's coordinates, if the window shows it.
+    pub fn to_local(self, (row, col): (usize, usize)) -> Option<(usize, usize)> {
+        let (r, c) = (row.checked_sub(self.row0)?, col.checked_sub(self.col0)?);
+        (r < self.rows && c < self.cols).then_some((r, c))
+    }
+
+    /// A cell of the window in the map's coordinates.
+    pub fn to_map(self, (row, col): (usize, usize)) -> (usize, usize) {
+        (self.row0 + row, self.col0 + col)
+    }
 }
 
 /// A key's move of the focused cell of a `rows × cols` map (from the top
@@ -146,30 +303,101 @@ pub fn pixel_size(css: (i32, i32), dpr: f64) -> (u32, u32) {
 mod tests {
     use super::*;
 
+    fn shape(layers: usize, heads: usize, kv_group: usize) -> GridShape {
+        GridShape { layers, heads, kv_group }
+    }
+
     #[test]
     fn grid_tiles_are_square_and_inside_the_canvas() {
-        for (n_layer, n_head) in [(1, 1), (2, 4), (12, 12), (30, 9), (3, 1)] {
+        for (n_layer, n_head, group) in [(1, 1, 1), (2, 4, 2), (12, 12, 1), (30, 9, 3), (3, 1, 1), (4, 8, 8)] {
             let size = (800, 600);
-            let cells = grid_cells(size, n_layer, n_head);
+            let cells = grid_cells(size, shape(n_layer, n_head, group));
             assert_eq!(cells.len(), n_layer * n_head);
             for &[x, y, w, h] in &cells {
                 assert_eq!(w, h, "square tiles");
                 assert!(x >= 0.0 && y >= 0.0 && x + w <= 800.5 && y + h <= 600.5, "{n_layer}×{n_head}: {x},{y},{w}");
             }
         }
-        assert!(grid_cells((100, 100), 0, 4).is_empty());
+        assert!(grid_cells((100, 100), shape(0, 4, 1)).is_empty());
+    }
+
+    #[test]
+    fn a_canvas_of_the_grids_aspect_is_filled_edge_to_edge() {
+        let s = shape(30, 9, 3);
+        let width = 420u32;
+        let height = (width as f32 / s.aspect()).round() as u32;
+        let cells = grid_cells((width, height), s);
+        let [x, y, w, h] = cells[cells.len() - 1];
+        assert!((x + w - width as f32).abs() < 1.0 && (y + h - height as f32).abs() < 1.0, "{x}+{w}, {y}+{h}");
+        let cols = s.column_fractions();
+        assert!((cols[8].0 + cols[8].1 - 1.0).abs() < 1e-5);
+        let rows = s.row_fractions();
+        assert!((rows[29].0 + rows[29].1 - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn heads_sharing_a_kv_head_sit_closer_than_heads_of_different_groups() {
+        let cells = grid_cells((900, 3000), shape(30, 9, 3));
+        let gap = |a: usize, b: usize| cells[b][0] - (cells[a][0] + cells[a][2]);
+        assert!(gap(0, 1) < gap(2, 3) / 3.0, "inside {} vs between {}", gap(0, 1), gap(2, 3));
+        assert!((gap(0, 1) - gap(1, 2)).abs() < 1e-3 && (gap(2, 3) - gap(5, 6)).abs() < 1e-3);
+        // Full multi-head and one shared KV head: even gaps.
+        for s in [shape(2, 4, 1), shape(2, 4, 4)] {
+            let c = grid_cells((400, 200), s);
+            let g = |a: usize| c[a + 1][0] - (c[a][0] + c[a][2]);
+            assert!((g(0) - g(2)).abs() < 1e-3 && g(0) > 0.0);
+        }
     }
 
     #[test]
     fn a_click_in_a_tile_selects_its_layer_and_head_and_a_gap_selects_none() {
         let size = (400, 200);
-        let cells = grid_cells(size, 2, 4);
+        let s = shape(2, 4, 2);
+        let cells = grid_cells(size, s);
         for (i, &[x, y, w, h]) in cells.iter().enumerate() {
-            assert_eq!(grid_cell_at(size, 2, 4, (x + w / 2.0, y + h / 2.0)), Some((i / 4, i % 4)));
+            assert_eq!(grid_cell_at(size, s, (x + w / 2.0, y + h / 2.0)), Some((i / 4, i % 4)));
         }
-        let [x, _, w, _] = cells[0];
-        assert_eq!(grid_cell_at(size, 2, 4, (x + w + 1.0, 10.0)), None, "the gap after tile 0");
-        assert_eq!(grid_cell_at(size, 0, 0, (1.0, 1.0)), None);
+        let [x, _, w, _] = cells[1];
+        assert_eq!(grid_cell_at(size, s, (x + w + 1.0, 10.0)), None, "the gap after tile 1 (between groups)");
+        assert_eq!(grid_cell_at(size, shape(0, 0, 1), (1.0, 1.0)), None);
+    }
+
+    #[test]
+    fn zooming_keeps_the_anchor_in_place_and_stays_inside_the_map() {
+        let dims = (1000, 1000);
+        let all = MapWindow::full(dims);
+        let w = all.zoomed(dims, 4.0, (500, 250));
+        assert_eq!((w.rows, w.cols), (250, 250));
+        assert!(w.to_local((500, 250)).is_some(), "{w:?}");
+        let (r, c) = w.to_local((500, 250)).unwrap();
+        assert!((r as i64 - 125).abs() <= 1 && (c as i64 - 62).abs() <= 1, "the anchor keeps its place: {r}, {c}");
+        // At the corner the window stops at the edge.
+        let corner = all.zoomed(dims, 10.0, (999, 0));
+        assert_eq!((corner.row0 + corner.rows, corner.col0), (1000, 0));
+        // Never under MIN_SIDE, never past the map; zooming out comes back to the whole map.
+        let tiny = all.zoomed(dims, 1e6, (3, 3));
+        assert_eq!((tiny.rows, tiny.cols), (MapWindow::MIN_SIDE, MapWindow::MIN_SIDE));
+        assert!(w.zoomed(dims, 0.01, (500, 250)).is_full(dims));
+        // A map smaller than MIN_SIDE zooms to itself.
+        assert!(MapWindow::full((2, 3)).zoomed((2, 3), 8.0, (1, 1)).is_full((2, 3)));
+    }
+
+    #[test]
+    fn panning_following_and_clamping_keep_the_window_inside() {
+        let dims = (100, 64);
+        let w = MapWindow { row0: 10, col0: 10, rows: 20, cols: 16 };
+        assert_eq!(w.panned(dims, (-50, 5)), MapWindow { row0: 0, col0: 15, ..w });
+        assert_eq!(w.panned(dims, (500, 500)), MapWindow { row0: 80, col0: 48, ..w });
+        assert_eq!(w.following(dims, (35, 12)), MapWindow { row0: 16, ..w });
+        assert_eq!(w.following(dims, (5, 12)), MapWindow { row0: 5, ..w });
+        assert_eq!(w.following(dims, (15, 12)), w, "already inside");
+        // The map shrank under the window (a shorter text): still inside, never empty.
+        let small = w.clamped((12, 64));
+        assert_eq!((small.row0, small.rows), (0, 12));
+        assert_eq!(MapWindow::full((0, 0)).clamped((0, 0)), MapWindow::full((0, 0)));
+        assert_eq!(w.to_local((10, 10)), Some((0, 0)));
+        assert_eq!(w.to_local((30, 10)), None);
+        assert_eq!(w.to_map((1, 2)), (11, 12));
     }
 
     #[test]

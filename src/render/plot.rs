@@ -143,9 +143,29 @@ pub fn head_colour(head: usize) -> &'static str {
     HEAD_COLOURS[head % HEAD_COLOURS.len()]
 }
 
+/// Past eight heads the colours come round again: each round of them has its
+/// own dash pattern (`None`: solid), so heads 0 and 8 still look different.
+pub fn head_dash(head: usize) -> Option<&'static str> {
+    const DASHES: [Option<&str>; 4] = [None, Some("6 3"), Some("2 2"), Some("8 2 2 2")];
+    DASHES[(head / HEAD_COLOURS.len()) % DASHES.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_sharing_a_colour_differ_in_dashes() {
+        for head in 0..32 {
+            for other in head + 1..32 {
+                assert!(
+                    (head_colour(head), head_dash(head)) != (head_colour(other), head_dash(other)),
+                    "heads {head} and {other} look alike"
+                );
+            }
+        }
+        assert_eq!(head_dash(3), None);
+    }
 
     #[test]
     fn log_axis_maps_decades_evenly_and_fits_whole_decades() {

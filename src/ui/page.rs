@@ -14,7 +14,7 @@ use super::models::chooser::{ModelBar, ModelButton, ModelDrawer};
 use super::models::Models;
 use super::panels::{
     AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, GlossaryPanel, HeadsPanel, InputPanel,
-    ModelGridPanel, NextTokenPanel, TokenizersPanel,
+    ModelGridPanel, NextTokenPanel, PositionsPanel, TokenizersPanel,
 };
 use super::state::{PageState, Phase, Theme};
 use super::web::present::{self, PresenterBar};
@@ -23,7 +23,7 @@ use crate::share::Panel;
 
 /// The panel bar, one entry per panel: the panel's heading (the entry's
 /// label is the heading's text) and the class of the panel.
-const PANEL_LINKS: [(&str, &str); 11] = [
+const PANEL_LINKS: [(&str, &str); 12] = [
     ("Text", "input-panel"),
     ("Attention", "attention-panel"),
     ("Next token", "next-panel"),
@@ -31,6 +31,7 @@ const PANEL_LINKS: [(&str, &str); 11] = [
     ("Head view", "head-view-panel"),
     ("Every layer and head", "model-panel"),
     ("Residual stream", "block-panel"),
+    ("Positions", "positions-panel"),
     ("Tokenizers", "tokenizer-panel"),
     ("Cost", "cost-panel"),
     ("Dilution", "dilution-panel"),
@@ -259,6 +260,7 @@ pub fn Page() -> impl IntoView {
                 <div class="column wide-column">
                     <AttentionPanel />
                     <BlockPanel />
+                    <PositionsPanel />
                     <TokenizersPanel />
                     <CostPanel />
                     <DilutionPanel />

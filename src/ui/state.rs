@@ -9,6 +9,7 @@ use leptos::prelude::*;
 
 use crate::engine::{AttentionStage, Mask};
 use crate::model::{ModelConfig, Token};
+use crate::render::layout::GridShape;
 use crate::render::ColourMap;
 use crate::share::Panel;
 
@@ -325,6 +326,17 @@ impl PageState {
             .with(|c| c.as_ref().map_or((0, 0, 0, 0), |c| (c.n_layer, c.n_head, c.d_head(), c.n_positions)))
     }
 
+    /// The model grid's shape: layers × query heads, and the heads per KV head.
+    pub fn grid_shape(self) -> GridShape {
+        self.status.config.with(|c| {
+            c.as_ref().map_or(GridShape { layers: 0, heads: 0, kv_group: 1 }, |c| GridShape {
+                layers: c.n_layer,
+                heads: c.n_head,
+                kv_group: c.kv_group(),
+            })
+        })
+    }
+
     /// Rows × columns of the stage heatmap for the shown tokens.
     pub fn dims(self, stage: AttentionStage) -> (usize, usize) {
         let t = self.outputs.shown_tokens.get_untracked();
@@ -348,8 +360,14 @@ impl PageState {
         }
     }
 
+    /// The loaded model's attention stages (Q and K before RoPE too, for RoPE models).
+    pub fn stages(self) -> &'static [AttentionStage] {
+        AttentionStage::all(self.status.config.with(|c| c.as_ref().is_some_and(|c| c.rope_theta.is_some())))
+    }
+
     pub fn step_stage(self, by: isize) {
-        self.select_stage(self.selection.stage.get_untracked().step(by));
+        let stages = untrack(|| self.stages());
+        self.select_stage(self.selection.stage.get_untracked().step_in(stages, by));
     }
 
     /// Brings the layer and head inside the loaded model (a link may name

@@ -1,10 +1,14 @@
 // Ad-hoc screenshots while working on the page (not a test):
-//   ATTNSCOPE_DIST=dir node tests/e2e/shoot.mjs OUTDIR [--cpu] [--models]
+//   ATTNSCOPE_DIST=dir node tests/e2e/shoot.mjs OUTDIR [--cpu] [--models | --smollm2-shape]
 // --models: the model chooser, a plan to confirm and a download under way,
 // desktop and phone, against the tests' hub (tools/make_page_models.py).
+// --smollm2-shape: the model grid and the Positions panel of a random
+// Llama of SmolLM2's grid (30 layers × 9 heads on 3 KV heads, random_llama.mjs)
+// on a desktop and a phone (grid-30x9-*.png, positions-rope-*.png).
 import { serveDist, launch, openApp, ROOT } from './harness.mjs';
 import { startHub } from './hub_server.mjs';
 import { execFileSync } from 'node:child_process';
+import { randomLlama, routeModel, SMOLLM2_GRID } from './random_llama.mjs';
 import path from 'node:path';
 
 const out = process.argv[2] || '/tmp/shots';
@@ -15,7 +19,33 @@ if (process.argv.includes('--models')) {
 }
 const server = await serveDist();
 const browser = await launch({ webgpu: !cpu });
+
+/** The grid and the Positions panel of a 30 × 9 random Llama, on a desktop and a phone. */
+async function shootSmolLM2Shape() {
+  const files = randomLlama(SMOLLM2_GRID, { seed: 3 });
+  for (const [name, viewport, scale] of [['desktop', { width: 1280, height: 900 }, 1], ['phone', { width: 390, height: 844 }, 2]]) {
+    const context = await browser.newContext({ viewport, deviceScaleFactor: scale, serviceWorkers: 'block' });
+    const page = await context.newPage();
+    await routeModel(page, files);
+    await page.goto(`${server.url}#text=${encodeURIComponent('Mr Darcy walked into the room, and Elizabeth looked at him.')}`);
+    await page.waitForFunction(() => window.attnscope && window.attnscope.state().runs > 0, null, { timeout: 180_000 });
+    // The sticky panel bar would sit over the top of an element's picture.
+    await page.addStyleTag({ content: '.panel-nav { position: static !important; }' });
+    for (const [panel, file] of [['.model-panel', 'grid-30x9'], ['.positions-panel', 'positions-rope']]) {
+      const el = page.locator(panel);
+      await el.scrollIntoViewIfNeeded();
+      await page.waitForTimeout(800);
+      await el.screenshot({ path: path.join(out, `${file}-${name}.png`) });
+    }
+    await context.close();
+  }
+}
+
 try {
+  if (process.argv.includes('--smollm2-shape')) {
+    await shootSmolLM2Shape();
+    process.exit(0);
+  }
   const { page, errors } = await openApp(browser, server.url);
   await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
   await page.waitForTimeout(500);

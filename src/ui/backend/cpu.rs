@@ -12,7 +12,7 @@ use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
 use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
 use crate::model::{Model, Token};
-use crate::render::layout::{grid_cells, place, to_fractions, BLOCK_TILES};
+use crate::render::layout::{grid_cells, place, to_fractions, GridShape, MapWindow, BLOCK_TILES};
 use crate::render::raster::{as_bytes, value_range, Raster};
 use crate::render::ColourMap;
 use crate::ui::state::View;
@@ -129,20 +129,48 @@ impl CpuBackend {
         )
     }
 
-    pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>) -> Drawn {
-        self.draw_views(canvas, &[(view, [0.0, 0.0, 1.0, 1.0])], hover, true, None)
+    /// Draws `window` of the view's matrix over the whole canvas (the colour range is the whole matrix's).
+    pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>, window: MapWindow) -> Drawn {
+        let trace = self.trace.borrow();
+        let Some(head) = trace.as_ref().and_then(|t| t.layers.get(view.layer)?.heads().get(view.head)) else {
+            return paint(canvas, &[], None);
+        };
+        let values = view.stage.matrix(head);
+        let masked = view.stage.shows_mask().then_some(&head.scores_masked);
+        let range = if view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
+        let window = window.clamped((values.rows, values.cols));
+        if window.is_full((values.rows, values.cols)) {
+            let item = Paint { values, masked, colour_map: view.colour_map(), range, at: [0.0, 0.0, 1.0, 1.0], hover };
+            return paint(canvas, &[item], None);
+        }
+        let cut = |m: &Matrix| {
+            let rows = window.row0..window.row0 + window.rows;
+            let data = rows.flat_map(|r| m.row(r)[window.col0..window.col0 + window.cols].iter().copied()).collect();
+            Matrix::from_vec(window.rows, window.cols, data)
+        };
+        let (values, masked) = (cut(values), masked.map(cut));
+        let hover = hover.and_then(|cell| window.to_local(cell));
+        let item = Paint {
+            values: &values,
+            masked: masked.as_ref(),
+            colour_map: view.colour_map(),
+            range,
+            at: [0.0, 0.0, 1.0, 1.0],
+            hover,
+        };
+        paint(canvas, &[item], None)
     }
 
-    pub fn draw_grid(&self, canvas: Target<'_>, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
+    pub fn draw_grid(&self, canvas: Target<'_>, shape: GridShape, selected: (usize, usize)) -> Drawn {
         let size = canvas.size;
         // The CPU raster works in fractions of the canvas.
-        let views: Vec<(View, [f32; 4])> = (0..n_layer)
+        let views: Vec<(View, [f32; 4])> = (0..shape.layers)
             .flat_map(|layer| {
-                (0..n_head).map(move |head| View { stage: crate::engine::AttentionStage::Weights, layer, head })
+                (0..shape.heads).map(move |head| View { stage: crate::engine::AttentionStage::Weights, layer, head })
             })
-            .zip(grid_cells(size, n_layer, n_head).into_iter().map(|at| to_fractions(at, size)))
+            .zip(grid_cells(size, shape).into_iter().map(|at| to_fractions(at, size)))
             .collect();
-        self.draw_views(canvas, &views, None, false, Some(selected))
+        self.draw_views(canvas, &views, None, Some(selected))
     }
 
     pub fn draw_block(&self, canvas: Target<'_>, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
@@ -166,13 +194,12 @@ impl CpuBackend {
         paint(canvas, &items, None)
     }
 
-    /// Rasterises `views` (tiles as fractions of the canvas) onto a 2D canvas.
+    /// Rasterises `views` (tiles as fractions of the canvas, weights in [0, 1]) onto a 2D canvas.
     fn draw_views(
         &self,
         canvas: Target<'_>,
         views: &[(View, [f32; 4])],
         hover: Option<MapCell>,
-        fit_range: bool,
         selected: Option<(usize, usize)>,
     ) -> Drawn {
         let trace = self.trace.borrow();
@@ -183,8 +210,7 @@ impl CpuBackend {
                 let head = trace.layers.get(view.layer)?.heads().get(view.head)?;
                 let values = view.stage.matrix(head);
                 let masked = view.stage.shows_mask().then_some(&head.scores_masked);
-                let range = if fit_range && view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
-                Some(Paint { values, masked, colour_map: view.colour_map(), range, at, hover })
+                Some(Paint { values, masked, colour_map: view.colour_map(), range: (0.0, 1.0), at, hover })
             })
             .collect();
         let outline = selected.and_then(|sel| views.iter().find(|(v, _)| (v.layer, v.head) == sel).map(|&(_, at)| at));

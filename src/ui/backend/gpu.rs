@@ -10,7 +10,7 @@ use super::{gpu_allowed, BackendError, Drawn, MapCanvas, MapCell, Target};
 use crate::engine::{AttentionStage, Mask, Matrix};
 use crate::gpu::{GpuContext, GpuError, GpuForward, GpuMatrix, RunOptions, Stage};
 use crate::model::Model;
-use crate::render::layout::{grid_cells, to_pixels, BLOCK_TILES};
+use crate::render::layout::{grid_cells, to_pixels, GridShape, MapWindow, BLOCK_TILES};
 use crate::render::{ColourMap, ColourRange, HeatmapRenderer, Tile};
 use crate::ui::state::View;
 
@@ -202,7 +202,8 @@ impl GpuBackend {
         Ok(read.finish(&self.ctx).await?)
     }
 
-    pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>) -> Drawn {
+    /// Draws `window` of the view's matrix over the whole canvas (the colour range is the whole matrix's).
+    pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>, window: MapWindow) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Stage, canvas, |_| Vec::new());
@@ -219,9 +220,18 @@ impl GpuBackend {
         } else {
             ColourRange::Fixed(0.0, 1.0)
         };
+        // The window is a sub-matrix: the same buffers from another offset, fewer rows and columns.
+        let window = window.clamped((matrix.rows, matrix.cols));
+        let shown = GpuMatrix {
+            offset: matrix.offset + window.row0 * matrix.row_stride + window.col0,
+            rows: window.rows,
+            cols: window.cols,
+            ..matrix
+        };
+        let hover = hover.and_then(|cell| window.to_local(cell));
         self.present(MapCanvas::Stage, canvas, |size| {
             vec![Tile {
-                matrix,
+                matrix: shown,
                 colour_map: view.colour_map(),
                 range,
                 viewport: [0.0, 0.0, size.0 as f32, size.1 as f32],
@@ -231,21 +241,21 @@ impl GpuBackend {
         })
     }
 
-    pub fn draw_grid(&self, canvas: Target<'_>, (n_layer, n_head): (usize, usize), selected: (usize, usize)) -> Drawn {
+    pub fn draw_grid(&self, canvas: Target<'_>, shape: GridShape, selected: (usize, usize)) -> Drawn {
         let fwd = busy(self.fwd.try_borrow())?;
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Grid, canvas, |_| Vec::new());
         }
-        let mut matrices = Vec::with_capacity(n_layer * n_head);
-        for layer in 0..n_layer {
-            for head in 0..n_head {
+        let mut matrices = Vec::with_capacity(shape.layers * shape.heads);
+        for layer in 0..shape.layers {
+            for head in 0..shape.heads {
                 matrices.push(((layer, head), fwd.head_matrix(AttentionStage::Weights, layer, head)?));
             }
         }
         self.present(MapCanvas::Grid, canvas, |size| {
             matrices
                 .into_iter()
-                .zip(grid_cells(size, n_layer, n_head))
+                .zip(grid_cells(size, shape))
                 .map(|((at, matrix), viewport)| Tile {
                     matrix,
                     colour_map: ColourMap::Sequential,

@@ -31,6 +31,7 @@ use super::web::query;
 use crate::engine::{EngineError, Mask, Matrix};
 use crate::gpu::GpuError;
 use crate::model::{Model, ModelError, Token};
+use crate::render::layout::{GridShape, MapWindow};
 
 /// Where the page fetches the default model from (Trunk copies www/models to models/).
 pub const MODEL_DIR: &str = "models/default";
@@ -365,16 +366,21 @@ impl Backend {
         drawn
     }
 
-    /// Draws one stage's matrix for one head, the focused cell lit.
-    pub fn draw_stage(self, canvases: &CanvasPair, view: View, hover: Option<MapCell>) -> Drawn {
-        self.draw(canvases, |g, on| g.draw_stage(on, view, hover), |c, on| c.draw_stage(on, view, hover))
+    /// Draws `window` of one stage's matrix for one head (the whole map when it covers it), the
+    /// focused cell lit; the colours span the whole matrix's range either way.
+    pub fn draw_stage(self, canvases: &CanvasPair, view: View, hover: Option<MapCell>, window: MapWindow) -> Drawn {
+        self.draw(
+            canvases,
+            |g, on| g.draw_stage(on, view, hover, window),
+            |c, on| c.draw_stage(on, view, hover, window),
+        )
     }
 
     /// Draws every layer × head's softmax weights as small maps (the model
     /// view), the `selected` (layer, head) framed.
     pub fn draw_grid(self, canvases: &CanvasPair, selected: (usize, usize)) -> Drawn {
         let c = &self.ready()?.model.config;
-        let shape = (c.n_layer, c.n_head);
+        let shape = GridShape { layers: c.n_layer, heads: c.n_head, kv_group: c.kv_group() };
         self.draw(canvases, |g, on| g.draw_grid(on, shape, selected), |c, on| c.draw_grid(on, shape, selected))
     }
 

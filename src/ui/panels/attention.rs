@@ -8,8 +8,9 @@ use leptos::prelude::*;
 use super::Terms;
 use leptos::task::spawn_local;
 
+use super::zoom::{zoom_by, ZoomBar, STEP};
 use crate::engine::{AttentionStage, Mask};
-use crate::render::layout::{cell_at, label_font_px, move_cell, LabelSizes};
+use crate::render::layout::{cell_at, label_font_px, move_cell, LabelSizes, MapWindow};
 
 /// Narrower than this (CSS pixels) is a phone: its labels stay at 11 px or hide.
 const NARROW_PX: f64 = 700.0;
@@ -30,11 +31,20 @@ pub fn AttentionPanel() -> impl IntoView {
 
     // The map's width in CSS pixels, which sizes its axis labels.
     let map_px = RwSignal::new(0.0f64);
+    // The zoomed part of the map (`None`: all of it); cells keep the whole map's coordinates.
+    let zoom = RwSignal::new(None::<MapWindow>);
+    let window = move || {
+        let dims = state.dims(s.stage.get());
+        zoom.get().map_or(MapWindow::full(dims), |w| w.clamped(dims))
+    };
+    // A drag in progress: where it started (CSS pixels) and the window then; whether it moved.
+    let drag = StoredValue::new(None::<((i32, i32), MapWindow)>);
+    let dragged = StoredValue::new(false);
     // Draws the stage heatmap, times the input that led to it, and reads its colour range.
     let draw = move || {
         let Some(canvases) = canvases() else { return };
         let view = state.view_untracked();
-        if let Err(e) = backend.draw_stage(&canvases, view, focus.cell.get_untracked()) {
+        if let Err(e) = backend.draw_stage(&canvases, view, focus.cell.get_untracked(), untrack(window)) {
             return log::warn!("stage heatmap: {e}");
         }
         let shown = if state.status.on_gpu.get_untracked() { &canvases.gpu } else { &canvases.cpu };
@@ -80,6 +90,7 @@ pub fn AttentionPanel() -> impl IntoView {
         outputs.runs.track();
         backend.resized.track();
         focus.cell.track();
+        zoom.track();
         state.status.on_gpu.track();
         let _ = state.view();
         if gpu_ref.get().is_some() && cpu_ref.get().is_some() {
@@ -92,9 +103,27 @@ pub fn AttentionPanel() -> impl IntoView {
     let at_pointer = move |ev: &web_sys::MouseEvent| {
         let canvas = event_canvas(ev)?;
         let css = (canvas.client_width() as f64, canvas.client_height() as f64);
-        cell_at(state.dims(s.stage.get_untracked()), css, (ev.offset_x() as f64, ev.offset_y() as f64))
+        let w = untrack(window);
+        cell_at((w.rows, w.cols), css, (ev.offset_x() as f64, ev.offset_y() as f64)).map(|c| w.to_map(c))
     };
     let on_move = move |ev: web_sys::MouseEvent| {
+        // A drag with the button down moves a zoomed window by whole cells.
+        if let (Some(((x0, y0), from)), true) = (drag.get_value(), ev.buttons() & 1 == 1) {
+            let Some(canvas) = event_canvas(&ev) else { return };
+            let (cw, ch) = (
+                f64::from(canvas.client_width()) / from.cols.max(1) as f64,
+                f64::from(canvas.client_height()) / from.rows.max(1) as f64,
+            );
+            let by = (
+                -((f64::from(ev.client_y() - y0) / ch.max(1e-6)).round() as isize),
+                -((f64::from(ev.client_x() - x0) / cw.max(1e-6)).round() as isize),
+            );
+            if by != (0, 0) {
+                dragged.set_value(true);
+                zoom.set(Some(from.panned(state.dims(s.stage.get_untracked()), by)));
+            }
+            return;
+        }
         if focus.locked.get_untracked() {
             return;
         }
@@ -103,7 +132,26 @@ pub fn AttentionPanel() -> impl IntoView {
             focus.cell.set(cell);
         }
     };
+    let on_down = move |ev: web_sys::MouseEvent| {
+        dragged.set_value(false);
+        drag.set_value(zoom.get_untracked().map(|w| ((ev.client_x(), ev.client_y()), w)));
+    };
+    // Ctrl (or ⌘) + wheel zooms about the cell under the pointer; the plain wheel scrolls the page.
+    let on_wheel = move |ev: web_sys::WheelEvent| {
+        if !(ev.ctrl_key() || ev.meta_key()) || ev.delta_y() == 0.0 {
+            return;
+        }
+        ev.prevent_default();
+        let factor = if ev.delta_y() < 0.0 { 1.25 } else { 0.8 };
+        let anchor = at_pointer(&ev);
+        zoom.set(zoom_by(zoom.get_untracked(), state.dims(s.stage.get_untracked()), factor, anchor));
+    };
     let on_click = move |ev: web_sys::MouseEvent| {
+        drag.set_value(None);
+        if dragged.get_value() {
+            dragged.set_value(false);
+            return; // the end of a drag, not a click on a cell
+        }
         let cell = at_pointer(&ev);
         if focus.locked.get_untracked() && cell == focus.cell.get_untracked() {
             focus.locked.set(false);
@@ -129,10 +177,25 @@ pub fn AttentionPanel() -> impl IntoView {
                 focus.locked.set(false);
                 focus.cell.set(None);
             }
+            "+" | "=" | "-" | "0" => {
+                ev.prevent_default();
+                let factor = match ev.key().as_str() {
+                    "+" | "=" => STEP,
+                    "-" => 1.0 / STEP,
+                    _ => 0.0,
+                };
+                let next =
+                    (factor > 0.0).then(|| zoom_by(zoom.get_untracked(), dims, factor, focus.cell.get_untracked()));
+                zoom.set(next.flatten());
+            }
             key => {
                 if let Some(cell) = move_cell(focus.cell.get_untracked(), key, dims) {
                     ev.prevent_default();
                     focus.cell.set(Some(cell));
+                    // The window follows the focused cell.
+                    if let Some(w) = zoom.get_untracked() {
+                        zoom.set(Some(w.clamped(dims).following(dims, cell)));
+                    }
                 }
             }
         }
@@ -143,12 +206,15 @@ pub fn AttentionPanel() -> impl IntoView {
             let tokens = outputs.tokens.get();
             let t = outputs.shown_tokens.get();
             let stage = s.stage.get();
+            // Only the window's rows or columns: zooming in makes room for them.
+            let w = window();
+            let (first, count) = if axis == "row" { (w.row0, w.rows) } else { (w.col0, w.cols) };
             let shown: Vec<String> = if tokens.len() != t {
                 Vec::new()
             } else if axis == "row" || stage.square() {
-                tokens.iter().map(|tok| visible(&tok.text)).collect()
+                tokens.iter().skip(first).take(count).map(|tok| visible(&tok.text)).collect()
             } else {
-                (0..state.shape().2).map(|j| j.to_string()).collect()
+                (first..first + count).map(|j| j.to_string()).collect()
             };
             let sizes = if s.present.get().is_some() {
                 LabelSizes::PRESENT
@@ -165,6 +231,7 @@ pub fn AttentionPanel() -> impl IntoView {
                 .into_iter()
                 .enumerate()
                 .map(|(i, text)| {
+                    let i = i + first;
                     let active =
                         move || focus.cell.get().is_some_and(|(r, c)| if axis == "row" { r == i } else { c == i });
                     view! { <span class="label" class:active=active>{text}</span> }
@@ -214,9 +281,10 @@ pub fn AttentionPanel() -> impl IntoView {
     // The readout floats next to the focused cell (pointer, keyboard or presenter), so the
     // value is where the eye is; the line under the map says the same for screen readers.
     let tip = move || {
-        let (row, col) = focus.cell.get()?;
+        let (row, col) = window().to_local(focus.cell.get()?)?;
         outputs.runs.track();
-        let (rows, cols) = state.dims(s.stage.get());
+        let w = window();
+        let (rows, cols) = (w.rows, w.cols);
         let canvas = if state.status.on_gpu.get() { gpu_ref.get() } else { cpu_ref.get() }?;
         let rect = canvas.get_bounding_client_rect();
         let window = web_sys::window()?;
@@ -260,8 +328,10 @@ pub fn AttentionPanel() -> impl IntoView {
     let head_buttons = move || index_buttons("head-button", "H", state.shape().1, s.head);
     let layer_buttons = move || index_buttons("layer-button", "L", state.shape().0, s.layer);
     let stage_buttons = move || {
-        AttentionStage::ALL
-            .into_iter()
+        state
+            .stages()
+            .iter()
+            .copied()
             .enumerate()
             .map(|(i, stage)| {
                 view! {
@@ -327,6 +397,8 @@ pub fn AttentionPanel() -> impl IntoView {
                 aria-hidden=move || (state.status.on_gpu.get() != gpu).to_string()
                 aria-label="Heatmap of the selected stage; arrow keys move the focused cell, Enter locks it"
                 on:mousemove=on_move
+                on:mousedown=on_down
+                on:wheel=on_wheel
                 on:click=on_click
                 on:mouseleave=move |_| {
                     if !focus.locked.get_untracked() {
@@ -367,18 +439,20 @@ pub fn AttentionPanel() -> impl IntoView {
             <p class="mask-note">{move || s.mask.get().explain()}</p>
             <div class="stepper">
                 <button class="nav" aria-label="Previous stage" on:click=move |_| state.step_stage(-1)
-                    disabled=move || s.stage.get() == AttentionStage::ALL[0]>"‹"</button>
+                    disabled=move || state.stages().first() == Some(&s.stage.get())>"‹"</button>
                 <div class="segs stages scroll-x" role="group" aria-label="Attention stage (arrow keys step)" on:keydown=on_stage_key
                     node_ref=stages_ref>
                     {stage_buttons}
                 </div>
                 <button class="nav" aria-label="Next stage" on:click=move |_| state.step_stage(1)
-                    disabled=move || s.stage.get() == AttentionStage::ALL[7]>"›"</button>
+                    disabled=move || state.stages().last() == Some(&s.stage.get())>"›"</button>
             </div>
             <h2 class="stage-title">
                 {move || format!("{} · layer {} · head {}", s.stage.get().title(), s.layer.get(), s.head.get())}
             </h2>
             <p class="formula" data-testid="caption">{move || s.stage.get().caption()}</p>
+            {move || shared_kv_note(state)}
+            {move || rope_note(state)}
             <Terms keys=Signal::derive(move || {
                 let mut keys = crate::glossary::stage_terms(s.stage.get()).to_vec();
                 keys.extend(crate::glossary::panel::ATTENTION.iter().filter(|k| !keys.contains(k)).collect::<Vec<_>>());
@@ -391,6 +465,7 @@ pub fn AttentionPanel() -> impl IntoView {
                 {stage_canvas(gpu_ref, true)}
                 {stage_canvas(cpu_ref, false)}
             </div>
+            <ZoomBar zoom=zoom dims=Signal::derive(move || state.dims(s.stage.get())) anchor=focus.cell />
             {tip}
             <div class="readout" aria-live="polite" data-testid="readout">
                 {readout}
@@ -420,6 +495,43 @@ pub fn AttentionPanel() -> impl IntoView {
             </div>
         </section>
     }
+}
+
+/// On the K and V stages of a model with grouped KV heads: which query heads
+/// read the same K and V as the one shown.
+fn shared_kv_note(state: PageState) -> Option<impl IntoView> {
+    let s = state.selection;
+    let stage = s.stage.get();
+    if !matches!(stage, AttentionStage::K | AttentionStage::KPreRope | AttentionStage::V) {
+        return None;
+    }
+    let (n_head, n_kv_head) = state.status.config.with(|c| c.as_ref().map_or((0, 0), |c| (c.n_head, c.n_kv_head)));
+    let head = s.head.get();
+    let (first, last) = crate::engine::kv_sharers(n_head, n_kv_head, head)?;
+    let group = n_head / n_kv_head.max(1);
+    Some(view! {
+        <p class="formula kv-shared" data-testid="kv-shared">{format!(
+            "KV head {}, shared by query heads {first}–{last}: grouped-query attention keeps one {} for every {group} query heads.",
+            head / group.max(1),
+            if stage == AttentionStage::V { "V" } else { "K" },
+        )}</p>
+    })
+}
+
+/// On a RoPE model's Q and K: what is shown is after the rotation (the stages before it show it undone).
+fn rope_note(state: PageState) -> Option<impl IntoView> {
+    let stage = state.selection.stage.get();
+    let rope = state.status.config.with(|c| c.as_ref().is_some_and(|c| c.rope_theta.is_some()));
+    let words = match stage {
+        AttentionStage::Q | AttentionStage::K if rope => {
+            "After RoPE: each row turned by its position, pair by pair; this is what Q·Kᵀ multiplies."
+        }
+        AttentionStage::QPreRope | AttentionStage::KPreRope if !rope => {
+            "This model learns its positions (added to the embeddings), so nothing is rotated: before is after."
+        }
+        _ => return None,
+    };
+    Some(view! { <p class="formula rope-note" data-testid="rope-note">{words}</p> })
 }
 
 /// One button per index `0..n` (layers or heads, labelled `prefix` + index), the `selected` one pressed.

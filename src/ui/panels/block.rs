@@ -158,7 +158,7 @@ pub fn BlockPanel() -> impl IntoView {
             <canvas node_ref=node_ref class="block-canvas" class:off=move || state.status.on_gpu.get() != gpu
                 tabindex=move || if state.status.on_gpu.get() == gpu { "0" } else { "-1" }
                 aria-label="Residual norms of every token (columns) after each step (rows), then the picked token's \
-                    layernorm input, output and MLP activations. Arrow keys move over the norms; the column picks the token."
+                    norm input, output and MLP activations. Arrow keys move over the norms; the column picks the token."
                 on:mousemove=on_move on:mouseleave=move |_| norm_hover.set(None)
                 on:click=move |_| picked.set(norm_hover.get_untracked().map(|(_, tok)| tok))
                 on:keydown=on_key on:blur=move |_| norm_hover.set(None)></canvas>
@@ -232,11 +232,12 @@ pub fn BlockPanel() -> impl IntoView {
         <section class="panel block-panel" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Residual stream"</h2>
             <p class="formula">
-                "x ← x + attention(ln₁(x)); x ← x + MLP(ln₂(x)): every block adds to one shared stream. "
+                "x ← x + attention(ln₁(x)); x ← x + MLP(ln₂(x)): every block adds to one shared stream; "
+                {move || format!("ln is {} here. ", norm_words(state).2)}
                 "Top: each token's ‖x‖ (columns) after each step (rows). Below, for "
                 {move || token.get().map(|t| format!("“{}” (token {t})", token_text(t))).unwrap_or_default()}
                 {move || format!(" in layer {}: ", layer.get())}
-                "its vector into ln₁, out of it (mean 0, variance 1, then scaled), and its MLP activations. "
+                {move || format!("its vector into ln₁, out of it ({}), and its MLP activations ({}). ", norm_words(state).0, norm_words(state).1)}
                 "Point at a column (or click it, or use the arrow keys) to pick the token."
             </p>
             <div class="block-wrap">
@@ -258,5 +259,15 @@ pub fn BlockPanel() -> impl IntoView {
             {describe}
             <Terms keys=crate::glossary::panel::RESIDUAL.to_vec() />
         </section>
+    }
+}
+
+/// How this model normalises and activates: (what ln₁ does, the MLP's activation, the norm's name).
+fn norm_words(state: PageState) -> (&'static str, &'static str, &'static str) {
+    let llama = state.status.config.with(|c| c.as_ref().is_some_and(|c| c.architecture.is_llama_family()));
+    if llama {
+        ("RMSNorm: divided by its root mean square, then scaled", "SwiGLU: silu(gate)·up", "RMSNorm")
+    } else {
+        ("LayerNorm: mean 0, variance 1, then scaled and shifted", "GELU", "LayerNorm")
     }
 }

@@ -70,7 +70,15 @@ pub fn LogChart(
     x_max: Option<f64>,
     #[prop(optional)] y_format: YFormat,
     #[prop(optional)] testid: &'static str,
+    /// With `linear_y`: where the y axis starts (0 unless given; negative for signed values).
+    #[prop(optional)]
+    y_lo: Option<f64>,
+    /// What x is called in a point's value ("T" unless given).
+    #[prop(optional)]
+    x_name: Option<&'static str>,
 ) -> impl IntoView {
+    let x_name = x_name.unwrap_or("T");
+    let y_lo = y_lo.unwrap_or(0.0);
     let figure = NodeRef::<leptos::html::Figure>::new();
     let width = RwSignal::new(520.0f64);
     let measure = move || {
@@ -126,10 +134,10 @@ pub fn LogChart(
         let log_y = LogAxis::fit(ys.iter().copied(), H - BOTTOM, TOP);
         let max_y = ys.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
         let linear_y = linear_y.map(|hi| if hi > 0.0 { hi } else { ((max_y * 1.1) / 0.05).ceil().max(1.0) * 0.05 });
-        let lin_y = linear_y.map(|hi| LinearAxis { lo: 0.0, hi, px0: H - BOTTOM, px1: TOP });
+        let lin_y = linear_y.map(|hi| LinearAxis { lo: y_lo, hi, px0: H - BOTTOM, px1: TOP });
         let y_at = move |v: f64| lin_y.map_or_else(|| log_y.at(v), |a| a.at(v));
         let y_ticks: Vec<f64> = match linear_y {
-            Some(hi) => (0..=4).map(|i| hi * i as f64 / 4.0).collect(),
+            Some(hi) => (0..=4).map(|i| y_lo + (hi - y_lo) * i as f64 / 4.0).collect(),
             None => log_y.ticks(6),
         };
         let fine = linear_y.is_some_and(|hi| hi < 0.2);
@@ -187,7 +195,13 @@ pub fn LogChart(
                     .iter()
                     .enumerate()
                     .map(|(pi, &(a, b))| {
-                        let tip = format!("{} at T = {}: {} {}", s.name, short(a), format_y(b, y_format, true), s.unit);
+                        let tip = format!(
+                            "{} at {x_name} = {}: {} {}",
+                            s.name,
+                            short(a),
+                            format_y(b, y_format, true),
+                            s.unit
+                        );
                         view! {
                             <circle cx=x.at(a) cy=y_at(b) r="3.5" fill=s.colour class="chart-dot"
                                 class:active=move || active.get() == Some((si, pi))
@@ -203,7 +217,7 @@ pub fn LogChart(
         let callout = active.get().and_then(|(si, pi)| {
             let s = series.get(si)?;
             let &(a, b) = s.points.get(pi)?;
-            let text = format!("T = {}: {} {}", short(a), format_y(b, y_format, true), s.unit);
+            let text = format!("{x_name} = {}: {} {}", short(a), format_y(b, y_format, true), s.unit);
             let tw = text.chars().count() as f64 * CHAR_W + 12.0;
             let (px, py) = (x.at(a), y_at(b));
             let bx = if px + 10.0 + tw > w - RIGHT { px - 10.0 - tw } else { px + 10.0 };
@@ -232,7 +246,7 @@ pub fn LogChart(
         let (si, pi) = active.get()?;
         let s = series.with(|s| s.get(si).cloned())?;
         let &(a, b) = s.points.get(pi)?;
-        Some(format!("{} at T = {}: {} {}", s.name, short(a), format_y(b, y_format, true), s.unit))
+        Some(format!("{} at {x_name} = {}: {} {}", s.name, short(a), format_y(b, y_format, true), s.unit))
     };
     let legend = move || {
         series

@@ -71,7 +71,8 @@ pub fn CostPanel() -> impl IntoView {
     });
     let memory = Signal::derive(move || {
         let Some(c) = state.status.config.get() else { return Vec::new() };
-        vec![
+        let grouped = c.n_kv_head < c.n_head;
+        let mut series = vec![
             Series {
                 name: "attention weights, all heads and layers (T²·heads·layers × 4 B)".into(),
                 colour: "#CC79A7",
@@ -79,12 +80,28 @@ pub fn CostPanel() -> impl IntoView {
                 unit: "bytes",
             },
             Series {
-                name: "KV cache (2·d·layers × 4 B per token)".into(),
+                name: if grouped {
+                    format!(
+                        "KV cache, {} grouped KV heads (2·{}·d_head·layers × 4 B per token)",
+                        c.n_kv_head, c.n_kv_head
+                    )
+                } else {
+                    "KV cache (2·d·layers × 4 B per token)".to_owned()
+                },
                 colour: "#009E73",
                 points: curve(|t| forward_cost(&c, t).kv_bytes),
                 unit: "bytes",
             },
-        ]
+        ];
+        if grouped {
+            series.push(Series {
+                name: format!("KV cache if every one of the {} heads had its own K and V (full multi-head)", c.n_head),
+                colour: "#56B4E9",
+                points: curve(|t| forward_cost(&c, t).kv_bytes_per_token_full_mha * t as u64),
+                unit: "bytes",
+            });
+        }
+        series
     });
     let markers = Signal::derive(move || {
         let Some(c) = state.status.config.get() else { return Vec::new() };
@@ -182,6 +199,30 @@ pub fn CostPanel() -> impl IntoView {
         ))
     };
 
+    // Grouped KV heads: what the shared K and V save against full multi-head attention.
+    let kv_saving = move || {
+        let c = state.status.config.get()?;
+        (c.n_kv_head < c.n_head).then(|| {
+            let t = state.outputs.shown_tokens.get().max(1);
+            let now = forward_cost(&c, t);
+            let full = now.kv_bytes_per_token_full_mha * t as u64;
+            let context = forward_cost(&c, c.n_positions);
+            format!(
+                "Grouped KV heads: {} query heads share {} KV heads ({} each), so the KV cache is {:.1}× smaller than \
+                 full multi-head attention: {} instead of {} at T = {t}, {} instead of {} at the full context of {}.",
+                c.n_head,
+                c.n_kv_head,
+                c.kv_group(),
+                full as f64 / now.kv_bytes.max(1) as f64,
+                bytes(now.kv_bytes),
+                bytes(full),
+                bytes(context.kv_bytes),
+                bytes(context.kv_bytes_per_token_full_mha * c.n_positions as u64),
+                c.n_positions,
+            )
+        })
+    };
+
     view! {
         <section class="panel cost-panel" aria-label="Cost against context length" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Cost"</h2>
@@ -191,6 +232,7 @@ pub fn CostPanel() -> impl IntoView {
                 T ≈ 6·d the square takes over. The KV cache grows by a fixed amount per token and is held until the \
                 end. Log axes: a line twice as steep grows with the square. Point at or tap a point for its value, or focus a chart and use the arrow keys."</p>
             <p class="hint" data-testid="cost-summary">{summary}</p>
+            {move || kv_saving().map(|line| view! { <p class="hint" data-testid="cost-kv-saving">{line}</p> })}
             <LogChart series=flops markers=markers x_label="context length T (tokens)" y_label="FLOPs per forward pass" testid="cost-flops" />
             <LogChart series=memory markers=markers x_label="context length T (tokens)" y_label="bytes" testid="cost-memory" />
             <div class="measure">

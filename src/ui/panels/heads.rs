@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use super::Terms;
 
 use crate::engine::AttentionStage;
-use crate::render::plot::head_colour;
+use crate::render::plot::{head_colour, head_dash};
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, BackendError};
 use crate::ui::state::{PageState, View};
@@ -81,6 +81,7 @@ pub fn HeadsPanel() -> impl IntoView {
                 view! {
                     <button class="seg view-head" class:active=on aria-pressed=move || on().to_string()
                         style:border-color=head_colour(h)
+                        style:border-style=head_dash(h).map(|_| "dashed")
                         on:click=move |_| view_heads.update(|hs| {
                             if let Some(i) = hs.iter().position(|&x| x == h) {
                                 if hs.len() > 1 { hs.remove(i); }
@@ -111,7 +112,7 @@ pub fn HeadsPanel() -> impl IntoView {
         let lines = data
             .iter()
             .flat_map(|hw| {
-                let colour = head_colour(hw.head);
+                let (colour, dash) = (head_colour(hw.head), head_dash(hw.head));
                 (0..t).flat_map(move |i| {
                     (0..t).filter_map(move |j| {
                         let w = hw.weights[i * t + j];
@@ -119,7 +120,7 @@ pub fn HeadsPanel() -> impl IntoView {
                             return None;
                         }
                         Some(view! {
-                            <line x1=x0 y1=y(i) x2=x1 y2=y(j) stroke=colour
+                            <line x1=x0 y1=y(i) x2=x1 y2=y(j) stroke=colour stroke-dasharray=dash
                                 stroke-width=format!("{:.2}", 0.5 + 5.0 * w)
                                 stroke-opacity=format!("{:.2}", 0.15 + 0.75 * w)>
                                 <title>{format!("H{}: {:.4}", hw.head, w)}</title>
@@ -192,7 +193,7 @@ pub fn HeadsPanel() -> impl IntoView {
     view! {
         <section class="panel head-view-panel" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Head view"</h2>
-            <p class="formula">"Each token (left) joined to the tokens it attends to (right) in every head of the layer, one colour per head; \
+            <p class="formula">"Each token (left) joined to the tokens it attends to (right) in every head of the layer, one colour per head (dashed past the eighth); \
                 line width is the attention weight A. Point at a token, or focus the drawing and use ↑/↓, to see only its lines."</p>
             <div class="control"><span class="control-label">{move || format!("Layer {} heads", layer.get())}</span>
                 <div class="segs" role="group" aria-label="Heads in the head view">{toggles}</div></div>

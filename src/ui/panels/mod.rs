@@ -14,7 +14,9 @@ mod heads;
 mod input;
 mod model_grid;
 mod next_token;
+mod positional;
 mod tokenizers;
+mod zoom;
 
 pub use attention::AttentionPanel;
 pub use block::BlockPanel;
@@ -26,4 +28,5 @@ pub use heads::HeadsPanel;
 pub use input::InputPanel;
 pub use model_grid::ModelGridPanel;
 pub use next_token::NextTokenPanel;
+pub use positional::PositionsPanel;
 pub use tokenizers::TokenizersPanel;
