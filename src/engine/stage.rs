@@ -20,17 +20,17 @@ pub enum AttentionStage {
 }
 
 impl AttentionStage {
-    /// Every stage, in the order of the computation.
-    pub const ALL: [AttentionStage; 8] = [
-        AttentionStage::Q,
-        AttentionStage::K,
-        AttentionStage::V,
-        AttentionStage::ScoresRaw,
-        AttentionStage::ScoresScaled,
-        AttentionStage::ScoresMasked,
-        AttentionStage::Weights,
-        AttentionStage::Output,
-    ];
+    /// Every model's stages, in the order of the computation: [`Self::ROPE`]
+    /// without the two before the rotation.
+    pub const ALL: [AttentionStage; 8] = {
+        let mut all = [AttentionStage::Q; 8];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Self::ROPE[i + 2];
+            i += 1;
+        }
+        all
+    };
 
     /// A short name for buttons and the URL.
     pub fn key(self) -> &'static str {
