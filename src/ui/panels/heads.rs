@@ -66,9 +66,11 @@ pub fn HeadsPanel() -> impl IntoView {
             }
             Ok::<_, BackendError>(out)
         };
+        // The heads shown are part of the key: a read for the heads before a
+        // toggle, finishing after the one for the heads after it, is dropped.
         spawn_latest(
             "head view",
-            move || (runs.get(), state.selection.layer.get()),
+            move || (runs.get(), state.selection.layer.get(), view_heads.get()),
             read,
             move |w| view_weights.set(w),
         );
