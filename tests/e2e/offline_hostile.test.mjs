@@ -152,6 +152,12 @@ test('sw: a new deploy gets its own cache, the old one is deleted, and the share
     await page.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
     await page.waitForFunction(async () => !(await caches.keys()).includes('attnscope-offline-build-one'), null,
       { timeout: 20_000, polling: 200 });
+    // The old cache goes early in the new worker's activation: reload once it has finished activating
+    // (a navigation during activation waits on it, and once timed out a CI run).
+    await page.waitForFunction(async () => {
+      const r = await navigator.serviceWorker.getRegistration();
+      return !!r && !r.installing && !r.waiting && r.active?.state === 'activated';
+    }, null, { timeout: 20_000, polling: 200 });
     await page.reload();
     await page.waitForFunction(() => window.result !== undefined);
     assert.equal(await page.locator('#app').textContent(), 'app build-two');
