@@ -80,6 +80,84 @@ pub fn template_scores(trace: &Trace, token: Option<u32>) -> Vec<TemplateScores>
     scores
 }
 
+/// The largest side of a painted pattern (cells per side).
+pub const MAX_PAINTED: usize = 16;
+
+/// A pattern the user paints on a small `n × n` grid (row = query, column =
+/// key, values ≥ 0), stretched over a text of any length: query `i` of `t`
+/// reads grid row `i·n/t`, key `j` grid column `j·n/t` (nearest cell).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaintedPattern {
+    n: usize,
+    cells: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PatternError {
+    #[error("a painted pattern is 1 to {MAX_PAINTED} cells a side, not {0}")]
+    Side(usize),
+    #[error("a painted pattern of side {n} has {want} cells, not {got}")]
+    Cells { n: usize, want: usize, got: usize },
+    #[error("painted cells are finite and ≥ 0; cell {0} is not")]
+    Value(usize),
+}
+
+impl PaintedPattern {
+    pub fn new(n: usize, cells: Vec<f32>) -> Result<Self, PatternError> {
+        if n == 0 || n > MAX_PAINTED {
+            return Err(PatternError::Side(n));
+        }
+        if cells.len() != n * n {
+            return Err(PatternError::Cells { n, want: n * n, got: cells.len() });
+        }
+        if let Some(bad) = cells.iter().position(|v| !v.is_finite() || *v < 0.0) {
+            return Err(PatternError::Value(bad));
+        }
+        Ok(Self { n, cells })
+    }
+
+    pub fn side(&self) -> usize {
+        self.n
+    }
+
+    pub fn cells(&self) -> &[f32] {
+        &self.cells
+    }
+
+    /// The painted value over query `i`, key `j` of a `t`-token text.
+    pub fn at(&self, i: usize, j: usize, t: usize) -> f32 {
+        let cell = |x: usize| (x * self.n / t.max(1)).min(self.n - 1);
+        self.cells[cell(i) * self.n + cell(j)]
+    }
+}
+
+/// How well each head matches a painted pattern, layer by layer (index
+/// `layer · n_head + head`): for every query row whose painted cells over its
+/// visible keys are not all zero, the pattern row is normalised to sum 1 and
+/// compared with the head's weights by their overlap Σ min(a, p) (1 when
+/// equal, 0 when disjoint; the same as 1 − ½‖a − p‖₁); the score is the mean
+/// over those rows, 0 when there are none.
+pub fn painted_scores(trace: &Trace, pattern: &PaintedPattern) -> Vec<f64> {
+    let t = trace.tokens.len();
+    let mut out = Vec::new();
+    for layer_trace in &trace.layers {
+        for h in layer_trace.heads() {
+            let rows = (0..t).filter_map(|i| {
+                let visible: Vec<usize> = (0..t).filter(|&j| h.scores_masked.at(i, j).is_finite()).collect();
+                let total: f64 = visible.iter().map(|&j| pattern.at(i, j, t) as f64).sum();
+                (total > 0.0).then(|| {
+                    visible
+                        .iter()
+                        .map(|&j| (h.weights.at(i, j) as f64).min(pattern.at(i, j, t) as f64 / total))
+                        .sum::<f64>()
+                })
+            });
+            out.push(mean(rows).unwrap_or(0.0));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +226,44 @@ mod tests {
             );
         }
         assert!(finder.iter().any(|s| s.induction.unwrap() >= 0.3), "an induction head stands out");
+    }
+
+    #[test]
+    fn a_painted_pattern_scores_one_on_the_head_it_was_painted_from_and_refuses_bad_grids() {
+        let config = ModelConfig::tiny(2, 3, 12, 16, 20);
+        let weights = random_weights(&config, 5);
+        let ids = [1, 5, 9, 2, 7, 5, 3, 4];
+        let trace = forward_cpu(&config, &weights, tokens(&ids), Mask::Causal).unwrap();
+        // A diagonal painted at the text's own length is the "self" template,
+        // up to the rows' normalisation (each row has one painted cell).
+        let n = ids.len();
+        let diagonal: Vec<f32> = (0..n * n).map(|c| if c / n == c % n { 1.0 } else { 0.0 }).collect();
+        let pattern = PaintedPattern::new(n, diagonal).unwrap();
+        let painted = painted_scores(&trace, &pattern);
+        let finder = template_scores(&trace, None);
+        assert_eq!(painted.len(), 2 * 3);
+        for (p, s) in painted.iter().zip(&finder) {
+            // Row 0 (weight 1 on itself) counts in the painted mean, not in "self".
+            let want = (s.self_token * (n - 1) as f64 + 1.0) / n as f64;
+            assert!((p - want).abs() < 1e-6, "{p} vs {want}");
+        }
+        // A head's own weights, painted at full size, overlap themselves fully.
+        let h = &trace.layers[1].heads()[2];
+        let own: Vec<f32> = (0..n * n).map(|c| h.weights.at(c / n, c % n)).collect();
+        let own_score = painted_scores(&trace, &PaintedPattern::new(n, own).unwrap())[3 + 2];
+        assert!((own_score - 1.0).abs() < 1e-5, "{own_score}");
+        // A 2 × 2 grid stretched over 8 tokens: the lower-left quarter only.
+        let quarter = PaintedPattern::new(2, vec![0.0, 0.0, 1.0, 0.0]).unwrap();
+        assert_eq!(quarter.at(5, 1, 8), 1.0);
+        assert_eq!(quarter.at(5, 5, 8), 0.0);
+        assert_eq!(quarter.at(1, 1, 8), 0.0);
+        assert!(painted_scores(&trace, &quarter).iter().all(|s| (0.0..=1.0 + 1e-9).contains(s)));
+        assert_eq!(PaintedPattern::new(0, vec![]), Err(PatternError::Side(0)));
+        assert_eq!(PaintedPattern::new(17, vec![0.0; 289]), Err(PatternError::Side(17)));
+        assert_eq!(PaintedPattern::new(2, vec![0.0; 3]), Err(PatternError::Cells { n: 2, want: 4, got: 3 }));
+        assert_eq!(PaintedPattern::new(1, vec![f32::NAN]), Err(PatternError::Value(0)));
+        assert_eq!(PaintedPattern::new(1, vec![-1.0]), Err(PatternError::Value(0)));
+        // All-zero painting: no row counts, every score 0.
+        assert!(painted_scores(&trace, &PaintedPattern::new(1, vec![0.0]).unwrap()).iter().all(|&s| s == 0.0));
     }
 }
