@@ -71,12 +71,25 @@ try {
   console.log(`${'T'.padStart(5)} ${['frame', 'tokenize', 'forward', 'draws', 'reads', 'other', 'total'].map((h) => h.padStart(8)).join(' ')}  (total − frame) / engine`);
   const box = page.locator('#text-input');
   for (const t of sizes) {
-    // A text of t − 1 tokens; each keystroke appends a character (a new last token) or deletes it.
+    // A text of at most t − 1 tokens (the page's own count, inside the
+    // context), so each keystroke appends a character (often a new last
+    // token) or deletes it, and every keystroke changes what the model reads.
     const words = 'the cat sat on a mat and then it ran off to see a dog by the door '.split(' ').filter(Boolean);
-    // Common words are one token each in the default tokenizer; the page reports the real count.
-    const text = Array.from({ length: t - 1 }, (_, i) => words[i % words.length]).join(' ');
-    await box.fill(text);
-    await page.waitForFunction((s) => window.attnscope.state().text === s && window.attnscope.state().keystroke !== undefined, text);
+    const textOf = (n) => Array.from({ length: n }, (_, i) => words[i % words.length]).join(' ');
+    const tokensOf = async (text) => {
+      await box.fill(text);
+      await page.waitForFunction((s) => window.attnscope.state().text === s && window.attnscope.state().runs > 0, text);
+      await page.waitForTimeout(100);
+      const st = await page.evaluate(() => window.attnscope.state());
+      return st.inputError ? Infinity : st.tokens.length;
+    };
+    let [lo, hi] = [1, t];
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if ((await tokensOf(textOf(mid))) <= t - 1) lo = mid; else hi = mid - 1;
+    }
+    const text = textOf(lo);
+    await tokensOf(text);
     await page.waitForTimeout(300);
     await box.focus();
     await box.press('End');
@@ -84,12 +97,14 @@ try {
     const cdp = await page.context().newCDPSession(page);
     await cdp.send('Tracing.start', { categories: 'devtools.timeline', transferMode: 'ReturnAsStream' });
     for (let k = 0; k < keys; k++) {
-      const before = (await page.evaluate(() => window.attnscope.state().keystroke?.run ?? 0));
+      // The page calls onKeystroke with the breakdown: nothing polls the page
+      // (its state as JSON is not free and would land inside the keystrokes measured).
+      await page.evaluate(() => {
+        window.keystrokeDone = new Promise((resolve) => { window.attnscope.onKeystroke = resolve; });
+      });
       await box.press(k % 2 ? 'Backspace' : 'x');
-      // Polled every 25 ms, not every frame: the page's state as JSON is not free, and
-      // polling it in each animation frame would land inside the keystrokes measured.
-      await page.waitForFunction((r) => (window.attnscope.state().keystroke?.run ?? 0) > r, before, { timeout: 60_000, polling: 25 });
-      rows.push((await page.evaluate(() => window.attnscope.state().keystroke)));
+      rows.push(await page.evaluate(() => Promise.race([window.keystrokeDone,
+        new Promise((_, fail) => setTimeout(() => fail(new Error('no keystroke breakdown in 60 s')), 60_000))])));
       await page.waitForTimeout(50);
     }
     const render = await renderPerKeystroke(cdp);

@@ -36,16 +36,80 @@ fn grow_square(old: &Matrix, t: usize, mut cell: impl FnMut(usize, usize) -> f32
 /// a token see a later one, and `prev`'s tokens a strict prefix of `tokens`.
 pub fn can_extend(prev: &Trace, tokens: &[Token], mask: Mask) -> bool {
     let p = prev.tokens.len();
-    prev.mask == mask
-        && mask != Mask::Bidirectional
-        && p > 0
-        && tokens.len() > p
-        && prev.logits.rows == p
-        && prev.tokens.iter().zip(tokens).all(|(a, b)| a.id == b.id)
+    tokens.len() > p && shared_prefix(prev, tokens, mask) == p
 }
 
-/// The trace of `tokens`, reusing `prev` (a trace of a prefix of them) when
-/// [`can_extend`] allows, else a full [`forward_cpu`].
+/// How many leading tokens of `prev`'s trace stay valid for `tokens`: the
+/// tokens (by id) they share from the start, when the mask never lets a
+/// token see a later one (else 0: every row may change).
+pub fn shared_prefix(prev: &Trace, tokens: &[Token], mask: Mask) -> usize {
+    if prev.mask != mask || mask == Mask::Bidirectional || prev.logits.rows != prev.tokens.len() {
+        return 0;
+    }
+    prev.tokens.iter().zip(tokens).take_while(|(a, b)| a.id == b.id).count()
+}
+
+/// The first `p` rows of a `rows × cols` matrix.
+fn first_rows(m: &Matrix, p: usize) -> Matrix {
+    let p = p.min(m.rows);
+    Matrix::from_vec(p, m.cols, m.data[..p * m.cols].to_vec())
+}
+
+/// The top-left `p × p` block of a square matrix.
+fn corner(m: &Matrix, p: usize) -> Matrix {
+    let p = p.min(m.rows).min(m.cols);
+    Matrix::from_vec(p, p, (0..p).flat_map(|i| m.row(i)[..p].iter().copied()).collect())
+}
+
+/// The trace of `prev`'s first `p` tokens, cut from it: exact when no token
+/// sees a later one (causal and sliding-window masks), since then the first
+/// `p` rows of every stage do not depend on the tokens after them.
+pub fn truncate(prev: &Trace, p: usize) -> Trace {
+    let heads = |l: &LayerTrace| {
+        l.heads()
+            .iter()
+            .map(|h| HeadTrace {
+                q: first_rows(&h.q, p),
+                k: first_rows(&h.k, p),
+                v: first_rows(&h.v, p),
+                scores_raw: corner(&h.scores_raw, p),
+                scores_scaled: corner(&h.scores_scaled, p),
+                scores_masked: corner(&h.scores_masked, p),
+                weights: corner(&h.weights, p),
+                output: first_rows(&h.output, p),
+                q_pre_rope: h.q_pre_rope.as_ref().map(|m| first_rows(m, p)),
+                k_pre_rope: h.k_pre_rope.as_ref().map(|m| first_rows(m, p)),
+                kv_head: h.kv_head,
+            })
+            .collect()
+    };
+    Trace {
+        tokens: prev.tokens[..p.min(prev.tokens.len())].to_vec(),
+        mask: prev.mask,
+        embeddings: first_rows(&prev.embeddings, p),
+        layers: prev
+            .layers
+            .iter()
+            .map(|l| LayerTrace {
+                attention: AttentionTrace { ln_1: first_rows(&l.attention.ln_1, p), heads: heads(l) },
+                attn_out: first_rows(&l.attn_out, p),
+                resid_mid: first_rows(&l.resid_mid, p),
+                ln_2: first_rows(&l.ln_2, p),
+                mlp_hidden: first_rows(&l.mlp_hidden, p),
+                mlp_out: first_rows(&l.mlp_out, p),
+                resid_post: first_rows(&l.resid_post, p),
+            })
+            .collect(),
+        ln_f: first_rows(&prev.ln_f, p),
+        logits: first_rows(&prev.logits, p),
+    }
+}
+
+/// The trace of `tokens`, reusing as much of `prev` (a trace of another
+/// text) as [`shared_prefix`] allows: the shared rows are kept (cut from
+/// `prev` when the text lost or changed tokens after them, as a backspace
+/// or an edit of the last word does) and only the rows after them are
+/// computed; with nothing shared, a full [`forward_cpu`].
 pub fn extend_cpu(
     config: &ModelConfig,
     weights: &Weights,
@@ -53,9 +117,32 @@ pub fn extend_cpu(
     tokens: Vec<Token>,
     mask: Mask,
 ) -> Result<Trace, EngineError> {
-    if !can_extend(prev, &tokens, mask) {
+    let p = shared_prefix(prev, &tokens, mask);
+    if p == 0 {
         return forward_cpu(config, weights, tokens, mask);
     }
+    let shorter = p < prev.tokens.len();
+    if tokens.len() == p {
+        // Nothing new to compute: the kept rows, with the new tokens' text spans.
+        let mut same = if shorter { truncate(prev, p) } else { prev.clone() };
+        same.tokens = tokens;
+        return Ok(same);
+    }
+    if shorter {
+        append_tokens(config, weights, &truncate(prev, p), tokens, mask)
+    } else {
+        append_tokens(config, weights, prev, tokens, mask)
+    }
+}
+
+/// [`extend_cpu`] when `prev`'s tokens are a strict prefix of `tokens`.
+fn append_tokens(
+    config: &ModelConfig,
+    weights: &Weights,
+    prev: &Trace,
+    tokens: Vec<Token>,
+    mask: Mask,
+) -> Result<Trace, EngineError> {
     let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
     super::check_ids(config, &ids)?;
     let (p, t) = (prev.tokens.len(), tokens.len());
@@ -236,14 +323,48 @@ mod tests {
     }
 
     #[test]
+    fn any_shared_prefix_is_reused_and_the_result_equals_a_full_run() {
+        let mut rng = Rng::new(11);
+        for case in 0..40 {
+            let pick = |rng: &mut Rng, lo: u64, hi: u64| (lo + rng.next_u64() % (hi - lo + 1)) as usize;
+            let n_kv_head = pick(&mut rng, 1, 3);
+            let n_head = n_kv_head * pick(&mut rng, 1, 3);
+            let (n_layer, d_head) = (pick(&mut rng, 1, 3), 2 * pick(&mut rng, 1, 4));
+            let config = if case % 2 == 0 {
+                ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40)
+            } else {
+                ModelConfig::llama((n_layer, n_head, n_kv_head, d_head), 12, 20, 24, 40)
+            };
+            let w = random_weights(&config, case);
+            let mask = if case % 4 < 2 { Mask::Causal } else { Mask::Window(pick(&mut rng, 1, 5) as u32) };
+            // An old text, and a new one that keeps its first `keep` tokens and
+            // then goes on differently (shorter, as long, or longer).
+            let old_len = pick(&mut rng, 1, 20);
+            let old: Vec<u32> = (0..old_len).map(|_| (rng.next_u64() % 40) as u32).collect();
+            let keep = pick(&mut rng, 1, old_len as u64);
+            let new_len = pick(&mut rng, keep as u64, 24);
+            let mut new: Vec<u32> = old[..keep].to_vec();
+            new.extend(
+                (keep..new_len).map(|i| if i < old_len { (old[i] + 1) % 40 } else { (rng.next_u64() % 40) as u32 }),
+            );
+            let prev = forward_cpu(&config, &w, tokens(&old), mask).unwrap();
+            assert_eq!(shared_prefix(&prev, &tokens(&new), mask), keep.min(new_len));
+            let got = extend_cpu(&config, &w, &prev, tokens(&new), mask).unwrap();
+            assert_traces_equal(&got, &forward_cpu(&config, &w, tokens(&new), mask).unwrap());
+            // A cut trace is the trace of the shorter text.
+            assert_traces_equal(&truncate(&prev, keep), &forward_cpu(&config, &w, tokens(&old[..keep]), mask).unwrap());
+        }
+    }
+
+    #[test]
     fn what_cannot_be_extended_runs_in_full() {
         let config = ModelConfig::tiny(1, 2, 8, 16, 20);
         let w = random_weights(&config, 1);
         let prefix = forward_cpu(&config, &w, tokens(&[1, 2, 3]), Mask::Causal).unwrap();
         for (ids, mask) in [
             (vec![1, 2, 3, 4], Mask::Bidirectional), // a later token changes earlier rows
-            (vec![1, 9, 3, 4], Mask::Causal),        // not a prefix
-            (vec![1, 2], Mask::Causal),              // shorter
+            (vec![1, 9, 3, 4], Mask::Causal),        // not a prefix (its first row is reused)
+            (vec![1, 2], Mask::Causal),              // shorter (cut from the prefix's trace)
             (vec![1, 2, 3, 4], Mask::Window(2)),     // another mask than the prefix's
         ] {
             assert!(!can_extend(&prefix, &tokens(&ids), mask));

@@ -82,10 +82,14 @@ pub fn argmax(values: &[f32]) -> usize {
 /// first), with their probabilities renormalised over the kept set.
 pub fn candidates(probs: &[f64], top_k: Option<usize>, top_p: Option<f32>) -> Vec<(u32, f64)> {
     let mut order: Vec<(u32, f64)> = probs.iter().enumerate().map(|(i, &p)| (i as u32, p)).collect();
-    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if let Some(k) = top_k {
-        order.truncate(k.max(1));
+    let most_likely_first = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    // The order is total (ids break ties), so selecting the k best and
+    // sorting only them gives exactly the full sort's first k.
+    if let Some(k) = top_k.map(|k| k.max(1)).filter(|&k| k < order.len()) {
+        order.select_nth_unstable_by(k - 1, most_likely_first);
+        order.truncate(k);
     }
+    order.sort_by(most_likely_first);
     if let Some(p) = top_p {
         let mut cumulative = 0.0;
         let keep = order
@@ -157,6 +161,22 @@ mod tests {
         let probs = [0.1, 0.4, 0.2, 0.3];
         let ids: Vec<u32> = candidates(&probs, Some(2), None).iter().map(|c| c.0).collect();
         assert_eq!(ids, vec![1, 3]);
+    }
+
+    #[test]
+    fn top_k_by_selection_equals_the_full_sort_with_ties() {
+        let mut rng = Rng::new(3);
+        for n in [1usize, 2, 7, 100, 4096] {
+            // Few distinct values, so ties are everywhere and the id order decides.
+            let probs: Vec<f64> = (0..n).map(|_| (rng.next_u64() % 5) as f64 / 10.0).collect();
+            let mut full: Vec<(u32, f64)> = probs.iter().enumerate().map(|(i, &p)| (i as u32, p)).collect();
+            full.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for k in [1, 2, 10, n.saturating_sub(1).max(1), n, n + 5] {
+                let got: Vec<u32> = candidates(&probs, Some(k), None).iter().map(|c| c.0).collect();
+                let want: Vec<u32> = full.iter().take(k).map(|c| c.0).collect();
+                assert_eq!(got, want, "n = {n}, k = {k}");
+            }
+        }
     }
 
     #[test]

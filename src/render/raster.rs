@@ -130,6 +130,30 @@ impl Raster<'_> {
         let hatched: Vec<bool> =
             (0..rows).map(|i| cells[i * cols..(i + 1) * cols].iter().any(Option::is_none)).collect();
         let width = self.width;
+        // Where the hatching's phase alone differs from the row above, that
+        // row is copied and only the masked runs are refilled, from a whole
+        // hatched row per phase (y % 8) and lighting (plain, row lit).
+        let hatch_rows: Vec<u32> = if hatched.iter().any(|&h| h) {
+            (0..16)
+                .flat_map(|at| {
+                    let (row_lit, phase) = (at / 8 == 1, at % 8);
+                    xs.iter().enumerate().map(move |(x, &(j, gap_x))| {
+                        if gap_x {
+                            background
+                        } else {
+                            hatch[usize::from(row_lit || hover_col == Some(j))][usize::from((x + phase) % 8 < 3)]
+                        }
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Each cell column's pixels (first, one past the last).
+        let mut col_span = vec![(width, 0); cols];
+        for (x, &(j, _)) in xs.iter().enumerate() {
+            col_span[j] = (col_span[j].0.min(x), x + 1);
+        }
         for (y, &(i, gap_y)) in ys.iter().enumerate() {
             if gap_y {
                 continue; // background already
@@ -142,6 +166,27 @@ impl Raster<'_> {
             }
             let row_lit = hover_row == Some(i);
             let cells = &cells[i * cols..(i + 1) * cols];
+            if y >= 1 && ys[y - 1] == (i, gap_y) {
+                // The row above with the hatching moved on by one phase.
+                out.copy_within((y - 1) * width..y * width, y * width);
+                let phase_row = &hatch_rows[(usize::from(row_lit) * 8 + y % 8) * width..][..width];
+                let mut j = 0;
+                while j < cols {
+                    if cells[j].is_some() {
+                        j += 1;
+                        continue;
+                    }
+                    let first = j;
+                    while j < cols && cells[j].is_none() {
+                        j += 1;
+                    }
+                    let (from, to) = (col_span[first].0, col_span[j - 1].1);
+                    if from < to {
+                        out[y * width + from..y * width + to].copy_from_slice(&phase_row[from..to]);
+                    }
+                }
+                continue;
+            }
             for (x, (px, &(j, gap_x))) in out[y * width..(y + 1) * width].iter_mut().zip(&xs).enumerate() {
                 if gap_x {
                     continue;
@@ -228,6 +273,9 @@ mod tests {
             (40, 40, 532, 532),
             (128, 128, 532, 532),
             (7, 3, 64, 9),
+            (128, 128, 500, 301),
+            (30, 50, 531, 97),
+            (12, 12, 200, 200),
         ] {
             let values = Matrix::from_vec(rows, cols, (0..rows * cols).map(|_| next()).collect());
             let masked = Matrix::from_vec(
@@ -235,9 +283,18 @@ mod tests {
                 cols,
                 (0..rows * cols).map(|at| if at % cols > at / cols { f32::NEG_INFINITY } else { 0.0 }).collect(),
             );
-            for (map, masked, hover) in
-                [(ColourMap::Sequential, Some(&masked), Some((1, 2))), (ColourMap::Diverging, None, None)]
-            {
+            // A mask with holes anywhere (the runs of masked cells are not a suffix).
+            let holes = Matrix::from_vec(
+                rows,
+                cols,
+                (0..rows * cols).map(|_| if next() > 0.5 { f32::NEG_INFINITY } else { 0.0 }).collect(),
+            );
+            for (map, masked, hover) in [
+                (ColourMap::Sequential, Some(&masked), Some((1, 2))),
+                (ColourMap::Diverging, None, None),
+                (ColourMap::Sequential, Some(&holes), Some((rows / 2, cols - 1))),
+                (ColourMap::Sequential, Some(&holes), None),
+            ] {
                 let r = Raster { values: &values, masked, colour_map: map, range: (-1.5, 1.7), width, height, hover };
                 assert!(as_bytes(&r.pixels()) == pixels_one_by_one(&r), "{rows}×{cols} at {width}×{height}");
             }

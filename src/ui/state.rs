@@ -13,6 +13,18 @@ use crate::render::layout::GridShape;
 use crate::render::ColourMap;
 use crate::share::Panel;
 
+/// Sets `signal` to `value` only if it differs, so that what watches it
+/// wakes only for a real change (a keystroke sets many values that stay put).
+pub fn set_changed<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, value: T) {
+    signal.maybe_update(|v| {
+        let changed = *v != value;
+        if changed {
+            *v = value;
+        }
+        changed
+    });
+}
+
 /// The text the page opens with.
 pub const START_TEXT: &str = "The cat sat on the mat because it was tired.";
 
@@ -348,9 +360,11 @@ impl PageState {
     pub fn keep_focus_inside(self, (rows, cols): (usize, usize)) {
         let cell = self.focus.cell.get_untracked().filter(|&(r, c)| r < rows && c < cols);
         if cell.is_none() {
-            self.focus.locked.set(false);
+            set_changed(self.focus.locked, false);
         }
-        self.focus.cell.set(cell);
+        // Every token chip and label watches the focused cell: a run that
+        // leaves it as it was must not wake them.
+        set_changed(self.focus.cell, cell);
     }
 
     pub fn select_stage(self, stage: AttentionStage) {

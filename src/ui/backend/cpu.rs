@@ -42,7 +42,8 @@ impl CpuBackend {
         let trace = if tokens.is_empty() {
             None
         } else {
-            // Text typed or generated at the end: only the new rows are computed (engine::extend).
+            // Text typed, deleted or edited at the end, or generated: only the rows after the
+            // beginning it shares with the last run are computed (engine::extend).
             let prev = self.trace.borrow();
             let next = match prev.as_ref() {
                 Some(prev) => extend_cpu(config, weights, prev, tokens.to_vec(), mask),

@@ -23,9 +23,9 @@ use thiserror::Error;
 use self::cpu::CpuBackend;
 use self::gpu::GpuBackend;
 pub use self::timer::ForwardTimer;
-use super::state::{Keystroke, PageState, View};
+use super::state::{set_changed, Keystroke, PageState, View};
 use super::web::canvas_size::CanvasSizes;
-use super::web::dom::now_ms;
+use super::web::dom::{after_this_frame, now_ms};
 use super::web::fetch::{fetch_bytes, fetch_with_progress, FetchError};
 use super::web::query;
 use crate::engine::{EngineError, Mask, Matrix};
@@ -251,13 +251,16 @@ impl Backend {
         // Past the context the model reads the beginning: so does the page, and says so.
         let (total, limit) = (tokens.len(), host.model.config.n_positions);
         tokens.truncate(limit);
-        status.input_error.set((total > limit).then(|| {
-            format!(
+        set_changed(
+            status.input_error,
+            (total > limit).then(|| {
+                format!(
                 "The text is {total} tokens long, but this model's context holds at most {limit}: it reads the first \
                  {limit} and the page shows those. Shorten the text to see the rest."
             )
-        }));
-        status.text_tokens.set(total);
+            }),
+        );
+        set_changed(status.text_tokens, total);
         let mask = state.selection.mask.get_untracked();
         let tokenized = now_ms();
         let mut result = host.run(&tokens, mask);
@@ -271,7 +274,7 @@ impl Backend {
         outputs.tokens.set(tokens);
         match result {
             Ok(()) => {
-                outputs.shown_tokens.set(host.shown());
+                set_changed(outputs.shown_tokens, host.shown());
                 state.keep_focus_inside(state.dims(state.selection.stage.get_untracked()));
                 let telemetry = state.telemetry;
                 if let Some(at) = telemetry.input_at.get_untracked() {
@@ -295,26 +298,21 @@ impl Backend {
     }
 
     /// Finishes a keystroke's breakdown: once every panel has reacted to the
-    /// run (the task after it) the draws and reads are added up, and once the
-    /// GPU has finished what they submitted the total is taken.
+    /// run and the frame showing it is done (the first task after it) the
+    /// draws and reads are added up, and once the GPU has finished what they
+    /// submitted the total is taken.
     fn time_keystroke(self, state: PageState, at: f64, keystroke: Keystroke) {
         let telemetry = state.telemetry;
-        set_timeout(
-            move || {
-                let spent = self.spent.get_value();
-                let keystroke = Keystroke { draws: spent.draws, reads: spent.reads, ..keystroke };
-                self.when_drawn(move || {
-                    let total = now_ms() - at;
-                    let parts = keystroke.frame_wait
-                        + keystroke.tokenize
-                        + keystroke.forward
-                        + keystroke.draws
-                        + keystroke.reads;
-                    telemetry.keystroke.set(Some(Keystroke { total, other: (total - parts).max(0.0), ..keystroke }));
-                });
-            },
-            std::time::Duration::ZERO,
-        );
+        after_this_frame(move || {
+            let spent = self.spent.get_value();
+            let keystroke = Keystroke { draws: spent.draws, reads: spent.reads, ..keystroke };
+            self.when_drawn(move || {
+                let total = now_ms() - at;
+                let parts =
+                    keystroke.frame_wait + keystroke.tokenize + keystroke.forward + keystroke.draws + keystroke.reads;
+                telemetry.keystroke.set(Some(Keystroke { total, other: (total - parts).max(0.0), ..keystroke }));
+            });
+        });
     }
 
     /// Puts the backend in use and why (if on the CPU) into the page's status.

@@ -202,14 +202,17 @@ pub fn AttentionPanel() -> impl IntoView {
     };
 
     let labels = move |axis: &'static str| {
-        move || {
+        // The window's labels along this axis and their type size (`None`:
+        // too small to read, so none are made). A keystroke that adds a
+        // token makes one label, not the whole axis again.
+        let shown = Memo::new(move |_| {
             let tokens = outputs.tokens.get();
             let t = outputs.shown_tokens.get();
             let stage = s.stage.get();
             // Only the window's rows or columns: zooming in makes room for them.
             let w = window();
             let (first, count) = if axis == "row" { (w.row0, w.rows) } else { (w.col0, w.cols) };
-            let shown: Vec<String> = if tokens.len() != t {
+            let texts: Vec<String> = if tokens.len() != t {
                 Vec::new()
             } else if axis == "row" || stage.square() {
                 tokens.iter().skip(first).take(count).map(|tok| visible(&tok.text)).collect()
@@ -226,23 +229,23 @@ pub fn AttentionPanel() -> impl IntoView {
                         .is_some_and(|w| w < NARROW_PX),
                 )
             };
-            let font = label_font_px(shown.len(), map_px.get(), sizes);
-            let items = shown
-                .into_iter()
-                .enumerate()
-                .map(|(i, text)| {
-                    let i = i + first;
-                    let active =
-                        move || focus.cell.get().is_some_and(|(r, c)| if axis == "row" { r == i } else { c == i });
-                    view! { <span class="label" class:active=active>{text}</span> }
-                })
-                .collect_view();
-            view! {
-                <div class=format!("labels {axis}-labels") class:hidden=font.is_none()
-                    style:font-size=font.map(|px| format!("{px}px")).unwrap_or_default()>
-                    {items}
-                </div>
-            }
+            let font = label_font_px(texts.len(), map_px.get(), sizes);
+            let items: Vec<(usize, String)> = if font.is_some() {
+                texts.into_iter().enumerate().map(|(i, text)| (i + first, text)).collect()
+            } else {
+                Vec::new()
+            };
+            (items, font)
+        });
+        let label = move |(i, text): (usize, String)| {
+            let active = move || focus.cell.get().is_some_and(|(r, c)| if axis == "row" { r == i } else { c == i });
+            view! { <span class="label" class:active=active>{text}</span> }
+        };
+        view! {
+            <div class=format!("labels {axis}-labels") class:hidden=move || shown.with(|(_, font)| font.is_none())
+                style:font-size=move || shown.with(|(_, font)| font.map(|px| format!("{px}px")).unwrap_or_default())>
+                <For each=move || shown.with(|(items, _)| items.clone()) key=|item| item.clone() children=label />
+            </div>
         }
     };
 

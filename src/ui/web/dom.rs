@@ -10,7 +10,32 @@ pub fn event_canvas(ev: &web_sys::MouseEvent) -> Option<web_sys::HtmlCanvasEleme
 
 /// Milliseconds on the page's clock (`performance.now()`).
 pub fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+    thread_local! {
+        // Looked up once: a keystroke reads the clock a dozen times.
+        static PERFORMANCE: Option<web_sys::Performance> = web_sys::window().and_then(|w| w.performance());
+    }
+    PERFORMANCE.with(|p| p.as_ref().map_or(0.0, |p| p.now()))
+}
+
+/// Runs `f` in a task of its own, ahead of the browser's ordinary tasks
+/// where it can (`scheduler.postTask` at "user-blocking" priority), else in a
+/// `setTimeout(0)`. Posted while the page reacts to a run, it runs right
+/// after the frame that shows the result, before tasks the browser queued
+/// meanwhile (a text box's `selectionchange`, messages).
+pub fn after_this_frame(f: impl FnOnce() + 'static) {
+    let callback = wasm_bindgen::closure::Closure::once_into_js(f);
+    let posted = web_sys::window().and_then(|w| {
+        let scheduler = js_sys::Reflect::get(&w, &"scheduler".into()).ok().filter(|s| s.is_object())?;
+        let post = js_sys::Reflect::get(&scheduler, &"postTask".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &"priority".into(), &"user-blocking".into()).ok()?;
+        post.call2(&scheduler, &callback, &options).ok()
+    });
+    if posted.is_none() {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback(callback.unchecked_ref());
+        }
+    }
 }
 
 /// Resolves after `ms` milliseconds (a timer), letting the page paint between steps.

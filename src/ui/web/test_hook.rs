@@ -126,6 +126,17 @@ pub fn install(state: PageState, backend: Backend) {
     let _ = js_sys::Reflect::set(&hook, &"loseGpu".into(), lose_fn.as_ref());
     let _ = js_sys::Reflect::set(&hook, &"setLimits".into(), limits_fn.as_ref());
     let _ = js_sys::Reflect::set(&window, &"attnscope".into(), &hook);
+    // Benchmarks wait for each keystroke's breakdown by setting
+    // `attnscope.onKeystroke(k)` rather than polling `state()`, whose JSON
+    // would land inside the keystrokes they measure.
+    let listener = hook.clone();
+    Effect::new(move |_| {
+        let Some(keystroke) = state.telemetry.keystroke.get() else { return };
+        let Ok(f) = js_sys::Reflect::get(&listener, &"onKeystroke".into()) else { return };
+        if let (Some(f), Ok(value)) = (f.dyn_ref::<js_sys::Function>(), serde_json::to_value(keystroke)) {
+            let _ = f.call1(&JsValue::NULL, &to_js(&value));
+        }
+    });
     // The hook lives as long as the page.
     state_fn.forget();
     snapshot_fn.forget();
