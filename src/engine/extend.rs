@@ -25,9 +25,13 @@ fn grow_square(old: &Matrix, t: usize, mut cell: impl FnMut(usize, usize) -> f32
     let p = old.rows;
     let mut data = Vec::with_capacity(t * t);
     for i in 0..t {
-        for j in 0..t {
-            data.push(if i < p && j < p { old.at(i, j) } else { cell(i, j) });
-        }
+        let kept = if i < p {
+            data.extend_from_slice(&old.row(i)[..p]);
+            p
+        } else {
+            0
+        };
+        data.extend((kept..t).map(|j| cell(i, j)));
     }
     Matrix::from_vec(t, t, data)
 }
@@ -58,7 +62,11 @@ fn first_rows(m: &Matrix, p: usize) -> Matrix {
 /// The top-left `p × p` block of a square matrix.
 fn corner(m: &Matrix, p: usize) -> Matrix {
     let p = p.min(m.rows).min(m.cols);
-    Matrix::from_vec(p, p, (0..p).flat_map(|i| m.row(i)[..p].iter().copied()).collect())
+    let mut data = Vec::with_capacity(p * p);
+    for i in 0..p {
+        data.extend_from_slice(&m.row(i)[..p]);
+    }
+    Matrix::from_vec(p, p, data)
 }
 
 /// The trace of `prev`'s first `p` tokens, cut from it: exact when no token
