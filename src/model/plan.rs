@@ -311,14 +311,21 @@ pub fn mb_text(bytes: u64) -> String {
     }
 }
 
-/// A size for a person: "415 bytes", "262 kB", "1.2 MB", "249 MB".
+/// A size for a person, the one way the page words a byte count (decimal
+/// units, one decimal below 10 of the unit): "415 bytes", "262 kB",
+/// "1.2 MB", "249 MB", "1.3 GB". `render::text::bytes` adds the exact count.
 pub fn size_text(bytes: u64) -> String {
-    if bytes >= 1_000_000 {
-        format!("{} MB", mb_text(bytes))
-    } else if bytes >= 1_000 {
-        format!("{:.0} kB", bytes as f64 / 1e3)
-    } else {
-        format!("{bytes} bytes")
+    const UNITS: [(f64, &str); 4] = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
+    match UNITS.iter().find(|&&(size, _)| bytes as f64 >= size) {
+        Some(&(size, unit)) => {
+            let n = bytes as f64 / size;
+            if n < 10.0 {
+                format!("{n:.1} {unit}")
+            } else {
+                format!("{n:.0} {unit}")
+            }
+        }
+        None => format!("{bytes} bytes"),
     }
 }
 
@@ -436,6 +443,8 @@ mod tests {
         assert_eq!(size_text(261_863), "262 kB");
         assert_eq!(size_text(1_198_824), "1.2 MB");
         assert_eq!(size_text(248_892_888), "249 MB");
+        assert_eq!(size_text(1_298_000_000), "1.3 GB");
+        assert_eq!(size_text(999), "999 bytes");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! How token text is shown: spaces, newlines and tabs made visible in token
-//! chips, axis labels and exports.
+//! chips, axis labels and exports; numbers and sizes in words.
+
+pub use crate::model::plan::size_text;
 
 /// `text` with ' ' as '·', '\n' as '↵' and '\t' as '⇥'.
 pub fn visible(text: &str) -> String {
@@ -41,13 +43,14 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
-/// A byte count the same way everywhere on the page: "63.5 kB (63 488 bytes)",
-/// or "512 bytes" below a kilobyte (decimal units, as the cost model's).
+/// A byte count with its exact figure, as the cost and cache panels show
+/// it: "63 kB (63 488 bytes)", or "512 bytes" below a kilobyte; the short
+/// part is [`size_text`], the page's one wording of sizes.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [(f64, &str); 4] = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
-    match UNITS.iter().find(|&&(size, _)| n as f64 >= size) {
-        Some(&(size, unit)) => format!("{:.1} {unit} ({} bytes)", n as f64 / size, grouped(n)),
-        None => format!("{n} bytes"),
+    if n < 1_000 {
+        size_text(n)
+    } else {
+        format!("{} ({} bytes)", size_text(n), grouped(n))
     }
 }
 
@@ -71,7 +74,7 @@ mod tests {
     #[test]
     fn byte_counts_read_alike_in_every_panel() {
         assert_eq!(bytes(512), "512 bytes");
-        assert_eq!(bytes(63488), "63.5 kB (63\u{2009}488 bytes)");
+        assert_eq!(bytes(63488), "63 kB (63\u{2009}488 bytes)");
         assert_eq!(bytes(3_750_000), "3.8 MB (3\u{2009}750\u{2009}000 bytes)");
         assert_eq!(grouped(1000), "1\u{2009}000");
         assert_eq!(grouped(999), "999");
