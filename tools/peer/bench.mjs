@@ -2,8 +2,8 @@
 // Benchmark onnxruntime-web (wasm + webgpu EPs) on random-weight GPT-2 ONNX models
 // in headless Chromium (/usr/bin/chromium, WebGPU via SwiftShader).
 //
-// Usage: node bench.mjs [tiny|gpt2-small|all] [--ep wasm,webgpu] [--threads 1]
-//                       [--runs 5] [--json out.json]
+// Usage: node bench.mjs [tiny|gpt2-small|smollm2|all] [--ep wasm,webgpu] [--threads 1]
+//                       [--runs 5] [--t 16,64,128] [--json out.json]
 // Models come from make_models.py (default dir /tmp/attnscope-peer, env ATTNSCOPE_PEER_DIR).
 import http from 'node:http';
 import fs from 'node:fs';
@@ -18,6 +18,7 @@ const ORT_DIST = path.join(HERE, 'node_modules', 'onnxruntime-web', 'dist');
 const MODELS = {
   tiny: { vocab: 4096, Ts: [16, 64, 128] },
   'gpt2-small': { vocab: 50257, Ts: [16, 64, 128] },
+  smollm2: { vocab: 49152, Ts: [16, 64, 128] },
 };
 // Time caps (ms). SwiftShader WebGPU on gpt2-small can be extremely slow: never hang.
 const CAPS = {
@@ -37,6 +38,8 @@ const eps = opt('--ep', 'wasm,webgpu').split(',');
 const threads = Number(opt('--threads', '1'));
 const RUNS = Number(opt('--runs', '5'));
 const jsonOut = opt('--json', null);
+const onlyTs = opt('--t', null);
+if (onlyTs) for (const spec of Object.values(MODELS)) spec.Ts = onlyTs.split(',').map(Number);
 
 const CHROME_ARGS = ['--no-first-run', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--disable-quic', '--enable-unsafe-webgpu', '--enable-features=Vulkan',
