@@ -31,6 +31,7 @@ pub enum Kernel {
     RowNorms,
     Rope,
     Swiglu,
+    HeadScores,
 }
 
 impl Kernel {
@@ -66,6 +67,7 @@ pub struct Kernels {
     row_norms: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
     swiglu: wgpu::ComputePipeline,
+    head_scores: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -456,6 +458,31 @@ impl SwigluParams {
     }
 }
 
+/// shaders/head_scores.wgsl: templates `first_template..` of every head of
+/// layer `layer` from its T×T weights (row stride `cap`).
+/// The Rust mirror of `struct Params` in shaders/head_scores.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct HeadScoresParams {
+    pub t: u32,
+    pub cap: u32,
+    pub n_head: u32,
+    pub n_layer: u32,
+    pub layer: u32,
+    pub first_template: u32,
+    /// The "attends to token X" template's token.
+    pub token: u32,
+    /// The painted pattern's side (template 6).
+    pub pattern_n: u32,
+}
+
+impl HeadScoresParams {
+    /// One workgroup per head and template.
+    pub fn workgroups(&self, templates: usize) -> [u32; 3] {
+        [self.n_head, templates as u32, 1]
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -578,6 +605,7 @@ impl Kernels {
             row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
             rope: pipeline(d, "rope", include_str!("../../shaders/rope.wgsl"), None),
             swiglu: pipeline(d, "swiglu", include_str!("../../shaders/swiglu.wgsl"), None),
+            head_scores: pipeline(d, "head_scores", include_str!("../../shaders/head_scores.wgsl"), None),
         }
     }
 
@@ -597,6 +625,7 @@ impl Kernels {
             Kernel::RowNorms => &self.row_norms,
             Kernel::Rope => &self.rope,
             Kernel::Swiglu => &self.swiglu,
+            Kernel::HeadScores => &self.head_scores,
         }
     }
 

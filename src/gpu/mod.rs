@@ -4,6 +4,7 @@
 
 mod context;
 mod forward;
+mod head_finder;
 mod kernels;
 mod layout;
 mod readback;
@@ -13,10 +14,11 @@ mod weights;
 
 pub use context::{GpuContext, GpuError};
 pub use forward::{GpuForward, RunOptions, RunStats};
+pub use head_finder::{PaintedScoresRead, TemplateScoresRead};
 pub use kernels::{
-    AttentionParams, AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
-    RopeParams, RowNormsParams, SwigluParams, TopKParams, ValueRangeParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD,
-    MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
+    AttentionParams, AttentionShape, EmbedParams, Half, HeadScoresParams, Kernel, Kernels, LayernormParams,
+    MatmulFusion, MatmulParams, RopeParams, RowNormsParams, SwigluParams, TopKParams, ValueRangeParams,
+    MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};
