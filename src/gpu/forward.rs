@@ -69,9 +69,11 @@ pub struct GpuForward {
     /// after a reallocation).
     last_opts: Option<RunOptions>,
     last: RunStats,
-    /// The ids whose rows the next run may keep (the KV cache); cleared by
+    /// The last run's ids (empty before any run and after a reallocation).
+    ids: Vec<u32>,
+    /// Whether the next run may keep rows of `ids` (the KV cache); cleared by
     /// [`GpuForward::clear_cache`] without forgetting what the buffers hold.
-    cached_ids: Option<Vec<u32>>,
+    cache_valid: bool,
 }
 
 /// Where parameters for one slot go in the run's uniform block.
@@ -115,7 +117,8 @@ impl GpuForward {
             buffers: None,
             last_opts: None,
             last: RunStats::default(),
-            cached_ids: None,
+            ids: Vec::new(),
+            cache_valid: false,
         })
     }
 
@@ -126,6 +129,11 @@ impl GpuForward {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The last run's ids.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
     }
 
     /// Tokens in the last run.
@@ -171,7 +179,7 @@ impl GpuForward {
 
     /// Forgets the cached prefix: the next run computes every row.
     pub fn clear_cache(&mut self) {
-        self.cached_ids = None;
+        self.cache_valid = false;
     }
 
     fn ensure_layout(&mut self, ctx: &GpuContext, t: usize, opts: RunOptions) -> Result<bool, GpuError> {
@@ -182,14 +190,16 @@ impl GpuForward {
         }
         self.buffers = None; // free the old buffers before allocating the new ones
         self.last_opts = None;
-        self.cached_ids = None;
+        self.ids.clear();
+        self.cache_valid = false;
         self.buffers = Some(Buffers::new(ctx, &self.kernels, &self.config, &self.weights, wanted)?);
         Ok(true)
     }
 
     /// How many leading rows of the last run `ids` can keep.
     fn reusable_prefix(&self, ids: &[u32], opts: RunOptions) -> usize {
-        let (Some(last), Some(cached)) = (self.last_opts, &self.cached_ids) else { return 0 };
+        let Some(last) = self.last_opts.filter(|_| self.cache_valid) else { return 0 };
+        let cached = &self.ids;
         // Under a bidirectional mask every row depends on every later token.
         if last.mask != opts.mask || opts.mask == Mask::Bidirectional {
             return 0;
@@ -235,7 +245,9 @@ impl GpuForward {
         }
         ctx.queue.submit([enc.finish()]);
         let stats = RunStats { tokens: t, reused_prefix: p, dispatches: steps.len(), reallocated };
-        self.cached_ids = Some(ids.to_vec());
+        self.ids.clear();
+        self.ids.extend_from_slice(ids);
+        self.cache_valid = true;
         self.last_opts = Some(opts);
         self.last = stats;
         Ok(stats)

@@ -7,6 +7,7 @@ mod forward;
 mod head_finder;
 mod kernels;
 mod layout;
+mod lens;
 mod readback;
 mod stages;
 mod trace;
