@@ -32,6 +32,7 @@ pub enum Kernel {
     Rope,
     Swiglu,
     HeadScores,
+    ReplaceHead,
 }
 
 impl Kernel {
@@ -68,6 +69,7 @@ pub struct Kernels {
     rope: wgpu::ComputePipeline,
     swiglu: wgpu::ComputePipeline,
     head_scores: wgpu::ComputePipeline,
+    replace_head: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -483,6 +485,28 @@ impl HeadScoresParams {
     }
 }
 
+/// shaders/replace_head.wgsl: columns `col0..col0 + d_head` of rows `0..t`
+/// of a `[t × q_dim]` head output, replaced by zeros (mode 0), the mean of
+/// `src`'s rows (1) or `src`'s rows (2), `src` read from `src_offset`.
+/// The Rust mirror of `struct Params` in shaders/replace_head.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct ReplaceHeadParams {
+    pub t: u32,
+    pub q_dim: u32,
+    pub d_head: u32,
+    pub col0: u32,
+    pub mode: u32,
+    pub src_offset: u32,
+    pub _pad: [u32; 2],
+}
+
+impl ReplaceHeadParams {
+    pub fn workgroups(&self) -> [u32; 3] {
+        [self.d_head.div_ceil(64), 1, 1]
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -606,6 +630,7 @@ impl Kernels {
             rope: pipeline(d, "rope", include_str!("../../shaders/rope.wgsl"), None),
             swiglu: pipeline(d, "swiglu", include_str!("../../shaders/swiglu.wgsl"), None),
             head_scores: pipeline(d, "head_scores", include_str!("../../shaders/head_scores.wgsl"), None),
+            replace_head: pipeline(d, "replace_head", include_str!("../../shaders/replace_head.wgsl"), None),
         }
     }
 
@@ -626,6 +651,7 @@ impl Kernels {
             Kernel::Rope => &self.rope,
             Kernel::Swiglu => &self.swiglu,
             Kernel::HeadScores => &self.head_scores,
+            Kernel::ReplaceHead => &self.replace_head,
         }
     }
 

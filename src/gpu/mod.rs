@@ -5,6 +5,7 @@
 mod context;
 mod forward;
 mod head_finder;
+mod intervene;
 mod kernels;
 mod layout;
 mod lens;
@@ -16,6 +17,7 @@ mod weights;
 pub use context::{GpuContext, GpuError};
 pub use forward::{GpuForward, RunOptions, RunStats};
 pub use head_finder::{PaintedScoresRead, TemplateScoresRead};
+pub use intervene::GpuIntervened;
 pub use kernels::{
     AttentionParams, AttentionShape, EmbedParams, Half, HeadScoresParams, Kernel, Kernels, LayernormParams,
     MatmulFusion, MatmulParams, RopeParams, RowNormsParams, SwigluParams, TopKParams, ValueRangeParams,
