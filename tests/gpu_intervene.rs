@@ -172,6 +172,10 @@ fn gpu_interventions_refuse_bad_heads_sources_and_lengths() {
     let mut short = forward(&config, &weights);
     short.run(ctx, &[1, 2], RunOptions::fast(Mask::Causal)).unwrap();
     assert!(fwd.intervene(ctx, &[patch], Some(&short)).is_err(), "a source of another length");
+    let mut ablated = forward(&config, &weights);
+    ablated.run(ctx, &[4, 5, 6], RunOptions::fast(Mask::Causal)).unwrap();
+    ablated.intervene(ctx, &[zero(1, 1)], None).unwrap();
+    assert!(fwd.intervene(ctx, &[patch], Some(&ablated)).is_err(), "a source that is itself intervened");
     assert!(
         pollster::block_on(fwd.sweep(ctx, Replacement::Patch, None, None)).is_err(),
         "a patch sweep without a source"

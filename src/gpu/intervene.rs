@@ -66,8 +66,13 @@ impl GpuForward {
         if (a.n_layer, a.n_head, a.q_dim()) != (b.n_layer, b.n_head, b.q_dim()) || source.buffers().is_none() {
             return Err(InterveneError::TraceMismatch.into());
         }
-        if source.tokens() != self.tokens() || source.intervened().is_some() {
+        if source.tokens() != self.tokens() {
             return Err(InterveneError::LengthMismatch { clean: self.tokens(), other: source.tokens() }.into());
+        }
+        if source.intervened().is_some() {
+            return Err(GpuError::Unsupported(
+                "patching from a run that is itself intervened (restore it first)".into(),
+            ));
         }
         Ok(())
     }
