@@ -186,3 +186,30 @@ fn gpu_interventions_refuse_bad_heads_sources_and_lengths() {
     );
     assert_eq!(fwd.intervened(), None, "nothing was replaced");
 }
+
+/// After a fast run (flash attention, the last position's logits only) the
+/// sweep measures the clean logits where that run left them, and an
+/// intervention re-runs without a trace.
+#[test]
+fn a_sweep_and_an_intervention_after_a_fast_run_equal_the_cpu() {
+    let ctx = gpu();
+    let config = ModelConfig::gpt2(2, 3, 12, 32, 29);
+    let weights = random_weights(&config, 4);
+    let clean_ids = ids(6, config.vocab_size, 1);
+    let clean = forward_cpu(&config, &weights, tokens(&clean_ids), Mask::Causal).unwrap();
+    let mut fwd = forward(&config, &weights);
+    fwd.run(ctx, &clean_ids, RunOptions::fast(Mask::Causal)).unwrap();
+    let cpu = sweep(&config, &weights, &clean, None, Replacement::Mean, None).unwrap();
+    let got =
+        pollster::block_on(fwd.begin_sweep(ctx, Replacement::Mean, cpu.token, None).unwrap().finish(ctx)).unwrap();
+    assert!((got.clean_logit - cpu.clean_logit).abs() <= TOL && (got.clean_prob - cpu.clean_prob).abs() <= TOL);
+    for l in 0..config.n_layer {
+        assert_close_abs(&got.delta_logit[l], &cpu.delta_logit[l], TOL, &format!("fast sweep layer {l}"));
+        assert_close_abs(&got.prob[l], &cpu.prob[l], TOL, &format!("fast sweep layer {l} prob"));
+    }
+    let set = [Intervention { layer: 1, head: 2, kind: Replacement::Zero }];
+    let cpu = intervene(&config, &weights, &clean, None, &set).unwrap();
+    fwd.intervene(ctx, &set, None).unwrap();
+    let last = pollster::block_on(fwd.begin_read_last_logits(ctx).unwrap().finish(ctx)).unwrap();
+    assert_close_abs(&last[..config.vocab_size], cpu.trace.logits.row(5), TOL, "intervened last logits");
+}

@@ -10,18 +10,17 @@
 //! attention. The copy restores the clean run later by re-running from the
 //! same layer; a new run of any text starts from scratch (its rows are not the
 //! clean run's). [`GpuForward::sweep`] replaces each head in turn, reading
-//! back three numbers per head.
+//! back three numbers per head. Each operation with a read has a `begin_`
+//! form whose result's `finish` waits for the read, so that the page need
+//! not hold the forward across the wait.
 
 use super::forward::Step;
 use super::kernels::{Kernel, ReplaceHeadParams, TopKParams};
 use super::lens::scratch;
-use super::readback::read_f32;
+use super::readback::{begin_read, PendingRead};
 use super::{GpuContext, GpuError, GpuForward, RunOptions, Stage};
 use crate::engine::cost::forward_cost;
-use crate::engine::intervene::{
-    check_head, probability, rerun_flops, InterveneError, Intervention, Replacement, Sweep,
-};
-use crate::engine::residual::top_indices;
+use crate::engine::intervene::{check_head, rerun_flops, InterveneError, Intervention, Replacement, Sweep};
 use crate::engine::EngineError;
 
 /// The clean run's head outputs, kept while the buffers hold an intervened run.
@@ -238,10 +237,9 @@ impl GpuForward {
 
     /// Replaces every head of the last (clean) run in turn by `kind`
     /// (`Patch` reads `source`) and measures `token`'s logit after the last
-    /// position (by default the clean run's top-1 next token); the buffers
-    /// hold the clean run again afterwards. [`engine::intervene::sweep`]'s
-    /// twin, but every re-run computes all rows (FLOPs counted as
-    /// `engine::intervene::rerun_flops` counts them).
+    /// position (by default the clean run's top-1 next token, read first as
+    /// top_k.wgsl ranks it); the buffers hold the clean run again afterwards.
+    /// [`engine::intervene::sweep`]'s twin.
     ///
     /// [`engine::intervene::sweep`]: crate::engine::intervene::sweep
     pub async fn sweep(
@@ -251,47 +249,76 @@ impl GpuForward {
         token: Option<u32>,
         source: Option<&GpuForward>,
     ) -> Result<Sweep, GpuError> {
+        let token = match token {
+            Some(token) => token,
+            None => {
+                self.clean_options()?;
+                self.restore_clean(ctx)?;
+                let top = self.begin_read_top_k(ctx, 1, 1.0)?.finish(ctx).await?;
+                top.tokens.first().map(|&(id, _)| id).ok_or_else(|| GpuError::Readback("an empty top-1".into()))?
+            }
+        };
+        self.begin_sweep(ctx, kind, token, source)?.finish(ctx).await
+    }
+
+    /// Starts [`Self::sweep`] for `token`: every re-run is submitted and the
+    /// read of three numbers per head (the top logit, the softmax normaliser
+    /// and the token's logit) requested, so that the caller need not hold
+    /// `self` across the wait. Each re-run computes every row from its head's
+    /// layer on, with flash attention and the last position's logits; FLOPs
+    /// are counted as `engine::intervene::rerun_flops` counts them.
+    pub fn begin_sweep(
+        &mut self,
+        ctx: &GpuContext,
+        kind: Replacement,
+        token: u32,
+        source: Option<&GpuForward>,
+    ) -> Result<SweepRead, GpuError> {
         let opts = self.clean_options()?;
         self.check_source(source)?;
         if kind == Replacement::Patch && source.is_none() {
             return Err(InterveneError::NoSource { layer: 0, head: 0 }.into());
         }
-        self.restore_clean(ctx)?;
         let c = self.config().clone();
         let (t, v, n_layer, n_head) = (self.tokens(), c.vocab_size, c.n_layer, c.n_head);
-        let mut clean_row = self.begin_read_last_logits(ctx)?.finish(ctx).await?;
-        clean_row.truncate(v);
-        let token = token.unwrap_or_else(|| top_indices(&clean_row, 1).first().map_or(0, |&(id, _)| id as u32));
         if token as usize >= v {
             return Err(EngineError::IdOutOfVocab { id: token, vocab: v }.into());
         }
-        let clean_logit = clean_row[token as usize];
-
-        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sweep") });
-        let outputs = self.copy_outputs(ctx, &mut enc)?;
-        ctx.queue.submit([enc.finish()]);
-        // Per head: the max logit, the softmax normaliser (top_k.wgsl, k = 1) and the token's logit.
-        let results = scratch(ctx, "sweep results", 3 * n_layer * n_head)?;
+        self.restore_clean(ctx)?;
+        let buf = self.buffers().ok_or_else(|| GpuError::OutOfRange("buffers".into()))?;
+        // Entry 0: the clean run's numbers, then one per head, layer by layer.
+        let results = scratch(ctx, "sweep results", 3 * (1 + n_layer * n_head))?;
         let top = TopKParams::new(v, 0, 1, 1.0);
         let ranked = scratch(ctx, "sweep top-1", top.output_len())?;
+        // Reads `logits` row `row` into entry `entry` of the results.
+        let measure = |enc: &mut wgpu::CommandEncoder, logits: &wgpu::Buffer, row: usize, entry: usize| {
+            let params = TopKParams::new(v, row, 1, 1.0);
+            self.kernels().dispatch(ctx, enc, Kernel::TopK, &params, &[logits, &ranked], [1, 1, 1])?;
+            let at = (entry * 3 * 4) as u64;
+            enc.copy_buffer_to_buffer(&ranked, 0, &results, at, 8);
+            enc.copy_buffer_to_buffer(logits, ((row * v) as u64 + token as u64) * 4, &results, at + 8, 4);
+            Ok::<(), GpuError>(())
+        };
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sweep") });
+        let outputs = self.copy_outputs(ctx, &mut enc)?;
+        match (&buf.logits_all, opts.all_logits) {
+            (Some(all), true) => measure(&mut enc, all, t - 1, 0)?,
+            _ => measure(&mut enc, &buf.logits_last, 0, 0)?,
+        }
+        ctx.queue.submit([enc.finish()]);
         // The re-runs need only the last position's logits: flash attention, nothing kept for a trace.
         let fast = RunOptions { mask: opts.mask, trace: false, all_logits: false };
-        let logits = self.buffers().map(|b| &b.logits_last).ok_or_else(|| GpuError::OutOfRange("buffers".into()))?;
         let mut flops = 0;
         // From the last layer down: a re-run from layer l writes only layers l and after,
         // so the layers before it still hold the clean run.
         for layer in (0..n_layer).rev() {
             for head in 0..n_head {
-                let iv = Intervention { layer, head, kind };
-                let replace = self.replacement(ctx, &iv, &outputs, source)?;
+                let replace = self.replacement(ctx, &Intervention { layer, head, kind }, &outputs, source)?;
                 let mut enc =
                     ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sweep") });
                 self.restore_outputs(&mut enc, &outputs, layer)?;
                 self.encode_rerun(ctx, &mut enc, layer, fast, std::slice::from_ref(&replace))?;
-                self.kernels().dispatch(ctx, &mut enc, Kernel::TopK, &top, &[logits, &ranked], [1, 1, 1])?;
-                let at = ((layer * n_head + head) * 3 * 4) as u64;
-                enc.copy_buffer_to_buffer(&ranked, 0, &results, at, 8);
-                enc.copy_buffer_to_buffer(logits, token as u64 * 4, &results, at + 8, 4);
+                measure(&mut enc, &buf.logits_last, 0, 1 + layer * n_head + head)?;
                 ctx.queue.submit([enc.finish()]);
                 flops += rerun_flops(&c, t, layer);
             }
@@ -301,27 +328,56 @@ impl GpuForward {
         self.restore_outputs(&mut enc, &outputs, 0)?;
         self.encode_rerun(ctx, &mut enc, 0, opts, &[])?;
         ctx.queue.submit([enc.finish()]);
-
-        let values = read_f32(ctx, &results, 0, 3 * n_layer * n_head).await?;
-        let per_head: Vec<(f32, f32)> = values
-            .chunks_exact(3)
-            .map(|r| {
-                let (max, normaliser, logit) = (r[0] as f64, r[1] as f64, r[2]);
-                (logit - clean_logit, ((logit as f64 - max).exp() / normaliser) as f32)
-            })
-            .collect();
-        let grid = |pick: fn(&(f32, f32)) -> f32| -> Vec<Vec<f32>> {
-            per_head.chunks_exact(n_head).map(|row| row.iter().map(pick).collect()).collect()
-        };
-        Ok(Sweep {
+        Ok(SweepRead {
+            read: begin_read(ctx, &results, 0, 3 * (1 + n_layer * n_head))?,
             kind,
             token,
-            clean_logit,
-            clean_prob: probability(&clean_row, token),
-            delta_logit: grid(|h| h.0),
-            prob: grid(|h| h.1),
+            n_head,
+            heads: n_layer * n_head,
             flops,
             full_flops: (n_layer * n_head) as u64 * forward_cost(&c, t).total_flops(),
+        })
+    }
+}
+
+/// A sweep on its way back ([`GpuForward::begin_sweep`]).
+pub struct SweepRead {
+    read: PendingRead,
+    kind: Replacement,
+    token: u32,
+    n_head: usize,
+    heads: usize,
+    flops: u64,
+    full_flops: u64,
+}
+
+impl SweepRead {
+    pub async fn finish(self, ctx: &GpuContext) -> Result<Sweep, GpuError> {
+        let values = self.read.finish(ctx).await?;
+        if values.len() < 3 * (1 + self.heads) {
+            return Err(GpuError::Readback(format!(
+                "{} sweep values, expected {}",
+                values.len(),
+                3 * (1 + self.heads)
+            )));
+        }
+        // (logit, probability) from one entry: softmax(logits)[token] = exp(logit − max) / normaliser.
+        let entry = |r: &[f32]| (r[2], ((r[2] as f64 - r[0] as f64).exp() / r[1] as f64) as f32);
+        let mut entries = values.chunks_exact(3).take(1 + self.heads).map(entry);
+        let (clean_logit, clean_prob) = entries.next().ok_or_else(|| GpuError::Readback("an empty sweep".into()))?;
+        let per_head: Vec<(f32, f32)> = entries.map(|(logit, prob)| (logit - clean_logit, prob)).collect();
+        let grid = |pick: fn(&(f32, f32)) -> f32| -> Vec<Vec<f32>> {
+            per_head.chunks_exact(self.n_head).map(|row| row.iter().map(pick).collect()).collect()
+        };
+        Ok(Sweep {
+            kind: self.kind,
+            token: self.token,
+            clean_logit,
+            clean_prob,
+            delta_logit: grid(|h| h.0),
+            prob: grid(|h| h.1),
+            flops: self.flops,
+            full_flops: self.full_flops,
         })
     }
 }
