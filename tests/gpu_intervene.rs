@@ -102,14 +102,24 @@ fn check(config: &ModelConfig, weights: &Weights, t: usize, seed: usize, what: &
             assert_eq!(moved > 10.0 * TOL, !set.is_empty(), "{w}: the logits moved by {moved}");
         }
     }
-    // The clean run back, by restoring and by a new run of the same text.
+    // The clean run back, by restoring and by a new run (which restores it
+    // first, then keeps its prefix): of the same text, and of one more token.
     fwd.intervene(ctx, &sets[1], Some(&src)).unwrap();
     assert_eq!(fwd.restore_clean(ctx).unwrap(), n_layer);
     traces_close(&pollster::block_on(fwd.read_trace(ctx, tokens(&clean_ids))).unwrap(), &clean, "restored");
     fwd.intervene(ctx, &sets[0], None).unwrap();
     let stats = fwd.run(ctx, &clean_ids, opts).unwrap();
-    assert_eq!(stats.reused_prefix, 0, "rows of an intervened run are not reused");
+    assert_eq!(stats.reused_prefix, t - 1, "the restored clean rows are kept");
     traces_close(&pollster::block_on(fwd.read_trace(ctx, tokens(&clean_ids))).unwrap(), &clean, "re-run");
+    let longer: Vec<u32> = clean_ids.iter().copied().chain([1]).collect();
+    if longer.len() <= config.n_positions {
+        fwd.intervene(ctx, &sets[2], Some(&src)).unwrap();
+        let stats = fwd.run(ctx, &longer, opts).unwrap();
+        assert_eq!((stats.reused_prefix, fwd.intervened()), (t, None), "an append after an intervention");
+        let cpu = forward_cpu(config, weights, tokens(&longer), Mask::Causal).unwrap();
+        traces_close(&pollster::block_on(fwd.read_trace(ctx, tokens(&longer))).unwrap(), &cpu, "append");
+        fwd.run(ctx, &clean_ids, opts).unwrap();
+    }
 
     for kind in [Replacement::Zero, Replacement::Mean, Replacement::Patch] {
         for token in [None, Some(clean_ids[0])] {

@@ -246,9 +246,11 @@ impl GpuForward {
         if let Mask::Window(0) = opts.mask {
             return Err(GpuError::Unsupported("a sliding window of width 0".into()));
         }
-        // Rows computed with replaced heads are not the clean run's: recompute them all.
-        if self.intervened.take().is_some() {
-            self.cache_valid = false;
+        // Rows computed with replaced heads are not the clean run's: put the
+        // clean run back (a re-run from the first replaced layer, never more
+        // than a full one) so that its prefix can be kept.
+        if self.intervened.is_some() {
+            self.restore_clean(ctx)?;
         }
         let t = ids.len();
         let reallocated = self.ensure_layout(ctx, t, opts)?;

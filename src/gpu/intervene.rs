@@ -8,8 +8,8 @@
 //! its attention, are kept: their inputs are unchanged), each replaced head's
 //! columns overwritten by shaders/replace_head.wgsl right after its layer's
 //! attention. The copy restores the clean run later by re-running from the
-//! same layer; a new run of any text starts from scratch (its rows are not the
-//! clean run's). [`GpuForward::sweep`] replaces each head in turn, reading
+//! same layer ([`GpuForward::restore_clean`]; a new run does it first, so
+//! typing after an ablation keeps the clean prefix, the KV cache). [`GpuForward::sweep`] replaces each head in turn, reading
 //! back three numbers per head. Each operation with a read has a `begin_`
 //! form whose result's `finish` waits for the read, so that the page need
 //! not hold the forward across the wait.
