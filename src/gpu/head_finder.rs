@@ -30,13 +30,15 @@ pub struct PaintedScoresRead {
 }
 
 impl GpuForward {
-    /// Dispatches head_scores.wgsl over every layer for `templates` templates
-    /// from `first_template` and starts reading back the `(mean, rows)` pairs.
+    /// Dispatches head_scores.wgsl over every layer for the first `dispatched`
+    /// of `templates` templates from `first_template` and starts reading back
+    /// the `(mean, rows)` pairs (those not dispatched stay zero: no rows).
     fn begin_head_scores(
         &self,
         ctx: &GpuContext,
         first_template: u32,
         templates: usize,
+        dispatched: usize,
         token: u32,
         pattern: Option<&PaintedPattern>,
     ) -> Result<PendingRead, GpuError> {
@@ -87,7 +89,7 @@ impl GpuForward {
                 Kernel::HeadScores,
                 &params,
                 &buffers,
-                params.workgroups(templates),
+                params.workgroups(dispatched.min(templates)),
             )?;
         }
         ctx.queue.submit([enc.finish()]);
@@ -98,8 +100,9 @@ impl GpuForward {
     /// templates; `token` chooses the "attends to token X" one. Reads back
     /// 48 bytes per head.
     pub fn begin_template_scores(&self, ctx: &GpuContext, token: Option<u32>) -> Result<TemplateScoresRead, GpuError> {
-        // No token: the template runs on an id no text holds (u32::MAX) and is dropped.
-        let read = self.begin_head_scores(ctx, 0, FIXED_TEMPLATES, token.unwrap_or(u32::MAX), None)?;
+        // No token: the last template (to token X) is not dispatched.
+        let dispatched = if token.is_some() { FIXED_TEMPLATES } else { FIXED_TEMPLATES - 1 };
+        let read = self.begin_head_scores(ctx, 0, FIXED_TEMPLATES, dispatched, token.unwrap_or(0), None)?;
         let c = self.config();
         Ok(TemplateScoresRead { read, n_layer: c.n_layer, n_head: c.n_head, token })
     }
@@ -111,7 +114,7 @@ impl GpuForward {
         ctx: &GpuContext,
         pattern: &PaintedPattern,
     ) -> Result<PaintedScoresRead, GpuError> {
-        let read = self.begin_head_scores(ctx, PAINTED_TEMPLATE, 1, 0, Some(pattern))?;
+        let read = self.begin_head_scores(ctx, PAINTED_TEMPLATE, 1, 1, 0, Some(pattern))?;
         Ok(PaintedScoresRead { read, heads: self.config().n_layer * self.config().n_head })
     }
 
