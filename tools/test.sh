@@ -84,7 +84,7 @@ done_step
 # nothing but the app's own crate.
 step "wasm32 release build with clippy -D warnings, then the wasm tests in headless Chromium (WebGPU through SwiftShader; the CPU kernels with simd128)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
-  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu --test wasm_gpu_llama --test cpu_kernels --test cpu_kernels_llama
+  WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test wasm_gpu --test wasm_gpu_llama --test wasm_gpu_heads --test cpu_kernels --test cpu_kernels_llama
 done_step
 
 step "building the app with clippy -D warnings (trunk build --release)"

@@ -29,6 +29,9 @@ pub enum GpuError {
     OutOfRange(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A head, position or second prompt the interpretability tools refuse (lens, ablation, patching).
+    #[error(transparent)]
+    Intervene(#[from] crate::engine::intervene::InterveneError),
 }
 
 pub struct GpuContext {

@@ -69,9 +69,14 @@ pub struct GpuForward {
     /// after a reallocation).
     last_opts: Option<RunOptions>,
     last: RunStats,
-    /// The ids whose rows the next run may keep (the KV cache); cleared by
+    /// The last run's ids (empty before any run and after a reallocation).
+    ids: Vec<u32>,
+    /// Whether the next run may keep rows of `ids` (the KV cache); cleared by
     /// [`GpuForward::clear_cache`] without forgetting what the buffers hold.
-    cached_ids: Option<Vec<u32>>,
+    cache_valid: bool,
+    /// Set while the buffers hold an intervened run (see `gpu::intervene`):
+    /// what restores the clean one.
+    pub(crate) intervened: Option<super::intervene::CleanOutputs>,
 }
 
 /// Where parameters for one slot go in the run's uniform block.
@@ -87,11 +92,21 @@ impl ParamWriter {
     }
 }
 
-/// One dispatch of the run: the slot's bind group with its workgroup counts.
-struct Step<'a> {
-    kernel: Kernel,
-    slot: &'a Slot,
-    workgroups: [u32; 3],
+/// One dispatch of the run: a kernel, its bind group (a slot's, or one an
+/// intervention made) and its workgroup counts.
+pub(crate) struct Step<'a> {
+    pub kernel: Kernel,
+    pub bind_group: &'a wgpu::BindGroup,
+    pub workgroups: [u32; 3],
+}
+
+/// A plan's dispatches and parameters; `after_attention[l]` is the index in
+/// `steps` right after layer l's attention (where an intervention replaces
+/// head outputs), for the layers the plan runs.
+pub(crate) struct Plan<'a> {
+    pub steps: Vec<Step<'a>>,
+    params: ParamWriter,
+    pub after_attention: Vec<Option<usize>>,
 }
 
 impl GpuForward {
@@ -115,7 +130,9 @@ impl GpuForward {
             buffers: None,
             last_opts: None,
             last: RunStats::default(),
-            cached_ids: None,
+            ids: Vec::new(),
+            cache_valid: false,
+            intervened: None,
         })
     }
 
@@ -126,6 +143,11 @@ impl GpuForward {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The last run's ids.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
     }
 
     /// Tokens in the last run.
@@ -165,13 +187,18 @@ impl GpuForward {
         &self.kernels
     }
 
+    /// The last run's options (None before any run).
+    pub(crate) fn last_options(&self) -> Option<RunOptions> {
+        self.last_opts
+    }
+
     pub(crate) fn buffers(&self) -> Option<&Buffers> {
         self.buffers.as_ref()
     }
 
     /// Forgets the cached prefix: the next run computes every row.
     pub fn clear_cache(&mut self) {
-        self.cached_ids = None;
+        self.cache_valid = false;
     }
 
     fn ensure_layout(&mut self, ctx: &GpuContext, t: usize, opts: RunOptions) -> Result<bool, GpuError> {
@@ -182,14 +209,17 @@ impl GpuForward {
         }
         self.buffers = None; // free the old buffers before allocating the new ones
         self.last_opts = None;
-        self.cached_ids = None;
+        self.ids.clear();
+        self.cache_valid = false;
+        self.intervened = None;
         self.buffers = Some(Buffers::new(ctx, &self.kernels, &self.config, &self.weights, wanted)?);
         Ok(true)
     }
 
     /// How many leading rows of the last run `ids` can keep.
     fn reusable_prefix(&self, ids: &[u32], opts: RunOptions) -> usize {
-        let (Some(last), Some(cached)) = (self.last_opts, &self.cached_ids) else { return 0 };
+        let Some(last) = self.last_opts.filter(|_| self.cache_valid) else { return 0 };
+        let cached = &self.ids;
         // Under a bidirectional mask every row depends on every later token.
         if last.mask != opts.mask || opts.mask == Mask::Bidirectional {
             return 0;
@@ -216,54 +246,77 @@ impl GpuForward {
         if let Mask::Window(0) = opts.mask {
             return Err(GpuError::Unsupported("a sliding window of width 0".into()));
         }
+        // Rows computed with replaced heads are not the clean run's: put the
+        // clean run back (a re-run from the first replaced layer, never more
+        // than a full one) so that its prefix can be kept.
+        if self.intervened.is_some() {
+            self.restore_clean(ctx)?;
+        }
         let t = ids.len();
         let reallocated = self.ensure_layout(ctx, t, opts)?;
         let p = self.reusable_prefix(ids, opts);
         let Some(buf) = self.buffers.as_ref() else { return Err(GpuError::OutOfRange("buffers".into())) };
-        let (steps, params) = self.plan(buf, t, p, opts)?;
+        let plan = self.plan(buf, t, p, opts, None)?;
         ctx.queue.write_buffer(&buf.ids, p as u64 * 4, bytemuck::cast_slice(&ids[p..]));
-        ctx.queue.write_buffer(&buf.uniform, 0, &params.bytes);
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
-            for step in &steps {
-                pass.set_pipeline(self.kernels.pipeline(step.kernel));
-                pass.set_bind_group(0, &step.slot.bind_group, &[]);
-                pass.dispatch_workgroups(step.workgroups[0], step.workgroups[1], step.workgroups[2]);
-            }
-        }
+        let dispatches = self.encode_plan(ctx, &mut enc, plan);
         ctx.queue.submit([enc.finish()]);
-        let stats = RunStats { tokens: t, reused_prefix: p, dispatches: steps.len(), reallocated };
-        self.cached_ids = Some(ids.to_vec());
+        let stats = RunStats { tokens: t, reused_prefix: p, dispatches, reallocated };
+        self.ids.clear();
+        self.ids.extend_from_slice(ids);
+        self.cache_valid = true;
         self.last_opts = Some(opts);
         self.last = stats;
         Ok(stats)
     }
 
-    /// The dispatches and parameters for rows `p..t`.
-    fn plan<'a>(
+    /// Writes a plan's parameters (ordered before the encoder's submission)
+    /// and encodes its dispatches in one compute pass; returns how many.
+    pub(crate) fn encode_plan(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, plan: Plan<'_>) -> usize {
+        if let Some(buf) = self.buffers.as_ref() {
+            ctx.queue.write_buffer(&buf.uniform, 0, &plan.params.bytes);
+        }
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+        for step in &plan.steps {
+            pass.set_pipeline(self.kernels.pipeline(step.kernel));
+            pass.set_bind_group(0, step.bind_group, &[]);
+            pass.dispatch_workgroups(step.workgroups[0], step.workgroups[1], step.workgroups[2]);
+        }
+        plan.steps.len()
+    }
+
+    /// The dispatches and parameters for rows `p..t`; with `from = Some(l)`
+    /// (and `p` 0), only from layer l's output projection on: the layers
+    /// before it and layer l's attention are kept from the last run.
+    pub(crate) fn plan<'a>(
         &self,
         buf: &'a Buffers,
         t: usize,
         p: usize,
         opts: RunOptions,
-    ) -> Result<(Vec<Step<'a>>, ParamWriter), GpuError> {
+        from: Option<usize>,
+    ) -> Result<Plan<'a>, GpuError> {
         let c = &self.config;
         let (d, n_inner, eps) = (c.n_embd, c.n_inner, c.layer_norm_epsilon);
         let (llama, q_dim, width) = (c.architecture.is_llama_family(), c.q_dim(), c.qkv_dim());
         let m = t - p;
         let mut params = ParamWriter { bytes: vec![0; buf.uniform_size()] };
         let mut steps = Vec::new();
+        // Dispatches pushed so far, readable while `push` holds `steps`.
+        let count = std::cell::Cell::new(0usize);
         let mut push = |kernel: Kernel, slot: &'a Slot, workgroups: [u32; 3]| -> Result<(), GpuError> {
             Kernels::check_workgroups_limit(buf.max_workgroups, workgroups)?;
             if !workgroups.contains(&0) {
-                steps.push(Step { kernel, slot, workgroups });
+                steps.push(Step { kernel, bind_group: &slot.bind_group, workgroups });
+                count.set(count.get() + 1);
             }
             Ok(())
         };
+        let mut after_attention = vec![None; buf.slots.layers.len()];
 
-        for (slot, chunk) in buf.slots.embed.iter().zip(&self.weights.wte) {
+        let embed_chunks = if from.is_some() { 0 } else { buf.slots.embed.len() };
+        for (slot, chunk) in buf.slots.embed.iter().zip(&self.weights.wte).take(embed_chunks) {
             let e = EmbedParams {
                 m: m as u32,
                 d: d as u32,
@@ -283,52 +336,57 @@ impl GpuForward {
         }
         let trace = opts.trace;
         let rows = |mp: MatmulParams| mp.rows_from(p, p);
-        for (layer, wb) in buf.slots.layers.iter().zip(&self.weights.blocks) {
-            let qkv = rows(MatmulParams::new(
-                (m, d, width),
-                MatmulFusion {
-                    layernorm: Some(eps),
-                    rms: llama,
-                    w16: wb.qkv_w.format,
-                    write_ln: trace,
-                    bias: true,
-                    ..Default::default()
-                },
-            ));
-            params.put(&layer.qkv, &qkv);
-            push(qkv.kernel(), &layer.qkv, qkv.workgroups())?;
-            if let Some(slot) = &layer.rope {
-                let rope = RopeParams::new(m, p, width, c.n_head + c.n_kv_head, c.d_head(), trace);
-                params.put(slot, &rope);
-                push(Kernel::Rope, slot, rope.workgroups())?;
-            }
+        let first = from.unwrap_or(0);
+        for (l, (layer, wb)) in buf.slots.layers.iter().zip(&self.weights.blocks).enumerate().skip(first) {
+            // The first re-run layer's input is unchanged: its attention is kept.
+            if from != Some(l) {
+                let qkv = rows(MatmulParams::new(
+                    (m, d, width),
+                    MatmulFusion {
+                        layernorm: Some(eps),
+                        rms: llama,
+                        w16: wb.qkv_w.format,
+                        write_ln: trace,
+                        bias: true,
+                        ..Default::default()
+                    },
+                ));
+                params.put(&layer.qkv, &qkv);
+                push(qkv.kernel(), &layer.qkv, qkv.workgroups())?;
+                if let Some(slot) = &layer.rope {
+                    let rope = RopeParams::new(m, p, width, c.n_head + c.n_kv_head, c.d_head(), trace);
+                    params.put(slot, &rope);
+                    push(Kernel::Rope, slot, rope.workgroups())?;
+                }
 
-            if trace {
-                let shape = AttentionShape {
-                    m: t,
-                    t,
-                    n_head: c.n_head,
-                    n_kv_head: c.n_kv_head,
-                    d_head: c.d_head(),
-                    row0: 0,
-                    mask: opts.mask,
-                };
-                let slot = layer.rows.as_ref().ok_or_else(|| GpuError::OutOfRange("T×T buffers".into()))?;
-                params.put(slot, &shape.rows_params(buf.layout.cap)?);
-                push(Kernel::AttentionRows, slot, shape.rows_workgroups())?;
-            } else {
-                let shape = AttentionShape {
-                    m,
-                    t,
-                    n_head: c.n_head,
-                    n_kv_head: c.n_kv_head,
-                    d_head: c.d_head(),
-                    row0: p,
-                    mask: opts.mask,
-                };
-                params.put(&layer.flash, &shape.flash_params()?);
-                push(Kernel::FlashAttention, &layer.flash, shape.flash_workgroups())?;
+                if trace {
+                    let shape = AttentionShape {
+                        m: t,
+                        t,
+                        n_head: c.n_head,
+                        n_kv_head: c.n_kv_head,
+                        d_head: c.d_head(),
+                        row0: 0,
+                        mask: opts.mask,
+                    };
+                    let slot = layer.rows.as_ref().ok_or_else(|| GpuError::OutOfRange("T×T buffers".into()))?;
+                    params.put(slot, &shape.rows_params(buf.layout.cap)?);
+                    push(Kernel::AttentionRows, slot, shape.rows_workgroups())?;
+                } else {
+                    let shape = AttentionShape {
+                        m,
+                        t,
+                        n_head: c.n_head,
+                        n_kv_head: c.n_kv_head,
+                        d_head: c.d_head(),
+                        row0: p,
+                        mask: opts.mask,
+                    };
+                    params.put(&layer.flash, &shape.flash_params()?);
+                    push(Kernel::FlashAttention, &layer.flash, shape.flash_workgroups())?;
+                }
             }
+            after_attention[l] = Some(count.get());
 
             let residual = MatmulFusion { bias: true, residual: true, write_pre: trace, ..Default::default() };
             let proj = rows(MatmulParams::new((m, q_dim, d), MatmulFusion { w16: wb.proj_w.format, ..residual }));
@@ -396,6 +454,6 @@ impl GpuForward {
             params.put(slot, &lm);
             push(lm.kernel(), slot, lm.workgroups())?;
         }
-        Ok((steps, params))
+        Ok(Plan { steps, params, after_attention })
     }
 }

@@ -31,6 +31,8 @@ pub enum Kernel {
     RowNorms,
     Rope,
     Swiglu,
+    HeadScores,
+    ReplaceHead,
 }
 
 impl Kernel {
@@ -66,6 +68,8 @@ pub struct Kernels {
     row_norms: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
     swiglu: wgpu::ComputePipeline,
+    head_scores: wgpu::ComputePipeline,
+    replace_head: wgpu::ComputePipeline,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -456,6 +460,53 @@ impl SwigluParams {
     }
 }
 
+/// shaders/head_scores.wgsl: templates `first_template..` of every head of
+/// layer `layer` from its T×T weights (row stride `cap`).
+/// The Rust mirror of `struct Params` in shaders/head_scores.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct HeadScoresParams {
+    pub t: u32,
+    pub cap: u32,
+    pub n_head: u32,
+    pub n_layer: u32,
+    pub layer: u32,
+    pub first_template: u32,
+    /// The "attends to token X" template's token.
+    pub token: u32,
+    /// The painted pattern's side (template 6).
+    pub pattern_n: u32,
+}
+
+impl HeadScoresParams {
+    /// One workgroup per head and template.
+    pub fn workgroups(&self, templates: usize) -> [u32; 3] {
+        [self.n_head, templates as u32, 1]
+    }
+}
+
+/// shaders/replace_head.wgsl: columns `col0..col0 + d_head` of rows `0..t`
+/// of a `[t × q_dim]` head output, replaced by zeros (mode 0), the mean of
+/// `src`'s rows (1) or `src`'s rows (2), `src` read from `src_offset`.
+/// The Rust mirror of `struct Params` in shaders/replace_head.wgsl: keep the two in sync (field order, types, padding).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub struct ReplaceHeadParams {
+    pub t: u32,
+    pub q_dim: u32,
+    pub d_head: u32,
+    pub col0: u32,
+    pub mode: u32,
+    pub src_offset: u32,
+    pub _pad: [u32; 2],
+}
+
+impl ReplaceHeadParams {
+    pub fn workgroups(&self) -> [u32; 3] {
+        [self.d_head.div_ceil(64), 1, 1]
+    }
+}
+
 impl EmbedParams {
     pub fn workgroups(&self) -> [u32; 3] {
         [(self.m * self.d).div_ceil(64), 1, 1]
@@ -578,6 +629,8 @@ impl Kernels {
             row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
             rope: pipeline(d, "rope", include_str!("../../shaders/rope.wgsl"), None),
             swiglu: pipeline(d, "swiglu", include_str!("../../shaders/swiglu.wgsl"), None),
+            head_scores: pipeline(d, "head_scores", include_str!("../../shaders/head_scores.wgsl"), None),
+            replace_head: pipeline(d, "replace_head", include_str!("../../shaders/replace_head.wgsl"), None),
         }
     }
 
@@ -597,6 +650,8 @@ impl Kernels {
             Kernel::RowNorms => &self.row_norms,
             Kernel::Rope => &self.rope,
             Kernel::Swiglu => &self.swiglu,
+            Kernel::HeadScores => &self.head_scores,
+            Kernel::ReplaceHead => &self.replace_head,
         }
     }
 

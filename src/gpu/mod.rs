@@ -3,21 +3,29 @@
 //! reuse, and readback of just the slices the screen needs.
 
 mod context;
+mod contributions;
 mod forward;
+mod head_finder;
+mod intervene;
 mod kernels;
 mod layout;
+mod lens;
 mod readback;
 mod stages;
 mod trace;
 mod weights;
 
 pub use context::{GpuContext, GpuError};
+pub use contributions::ContributionsRead;
 pub use forward::{GpuForward, RunOptions, RunStats};
+pub use head_finder::{PaintedScoresRead, TemplateScoresRead};
+pub use intervene::{GpuIntervened, SweepRead};
 pub use kernels::{
-    AttentionParams, AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams,
-    RopeParams, RowNormsParams, SwigluParams, TopKParams, ValueRangeParams, MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD,
-    MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
+    AttentionParams, AttentionShape, EmbedParams, Half, HeadScoresParams, Kernel, Kernels, LayernormParams,
+    MatmulFusion, MatmulParams, RopeParams, RowNormsParams, SwigluParams, TopKParams, ValueRangeParams,
+    MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
+pub use lens::LensRead;
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};
 pub use weights::{half_format, pack_half, rows_per_chunk, GpuWeights, PackedWeight};

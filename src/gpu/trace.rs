@@ -21,8 +21,22 @@ impl GpuForward {
             return Err(EngineError::Empty.into());
         }
         self.run(ctx, &ids, RunOptions { mask, trace: true, all_logits })?;
+        self.read_trace(ctx, tokens).await
+    }
+
+    /// Reads every stage of what the buffers hold now (the last traced run,
+    /// or an intervened one) back as a `Trace` of `tokens` (the last run's).
+    /// Without all-position logits, `logits` holds only the last position's row.
+    pub async fn read_trace(&self, ctx: &GpuContext, tokens: Vec<Token>) -> Result<Trace, GpuError> {
+        let (Some(mask), true) = (self.mask(), self.traced()) else {
+            return Err(GpuError::OutOfRange("a trace: the last run did not keep one".into()));
+        };
+        if tokens.len() != self.tokens() || tokens.iter().zip(self.ids()).any(|(t, &id)| t.id != id) {
+            return Err(GpuError::OutOfRange("a trace of other tokens than the last run's".into()));
+        }
+        let all_logits = self.all_logits();
         let c = self.config().clone();
-        let (t, d, n_head, d_head) = (ids.len(), c.n_embd, c.n_head, c.d_head());
+        let (t, d, n_head, d_head) = (tokens.len(), c.n_embd, c.n_head, c.d_head());
         let (q_dim, kv_dim, width) = (c.q_dim(), c.kv_dim(), c.qkv_dim());
         let llama = c.architecture.is_llama_family();
         let scale = 1.0 / (d_head as f32).sqrt();
