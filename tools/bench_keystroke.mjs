@@ -11,7 +11,8 @@
 // The goal: total − frame wait ≤ 1.5 × the engine's own time (tokenize +
 // forward). This is a benchmark, not a test: the figures depend on the machine.
 // The last columns say how much of `other` is the browser's own frame
-// (style, layout, paint, compositing), from Chromium's trace.
+// (style, layout, paint, compositing), from Chromium's trace, and, for
+// scale, the engine's time for a full run of the same text (nothing reused).
 import { serveDist, launch, openApp } from '../tests/e2e/harness.mjs';
 
 const arg = (name, fallback) => {
@@ -70,6 +71,7 @@ try {
   console.log(`backend: ${backend}; ${keys} keystrokes per size, medians in ms`);
   console.log(`${'T'.padStart(5)} ${['frame', 'tokenize', 'forward', 'draws', 'reads', 'other', 'total'].map((h) => h.padStart(8)).join(' ')}  (total − frame) / engine`);
   const box = page.locator('#text-input');
+  const fullEngine = {};
   for (const t of sizes) {
     // A text of at most t − 1 tokens (the page's own count, inside the
     // context), so each keystroke appends a character (often a new last
@@ -89,6 +91,16 @@ try {
       if ((await tokensOf(textOf(mid))) <= t - 1) lo = mid; else hi = mid - 1;
     }
     const text = textOf(lo);
+    // For scale: the engine's time for the whole text (its first word
+    // replaced, so nothing is reused), median of 3, as the page times it.
+    const fulls = [];
+    for (const first of ['a', 'the', 'a']) {
+      await page.evaluate(() => { window.fullDone = new Promise((resolve) => { window.attnscope.onKeystroke = resolve; }); });
+      await box.fill([first, ...text.split(' ').slice(1)].join(' '));
+      const k = await page.evaluate(() => window.fullDone);
+      fulls.push(k.tokenize + k.forward);
+    }
+    fullEngine[t] = median(fulls);
     await tokensOf(text);
     await page.waitForTimeout(300);
     await box.focus();
@@ -112,7 +124,8 @@ try {
     const m = Object.fromEntries(['frameWait', 'tokenize', 'forward', 'draws', 'reads', 'other', 'total'].map((k) => [k, median(rows.map((r) => r[k]))]));
     const ratio = median(rows.map((r) => (r.total - r.frameWait) / Math.max(r.tokenize + r.forward, 1e-3)));
     console.log(`${String(tokens).padStart(5)} ${fmt(m.frameWait)} ${fmt(m.tokenize)} ${fmt(m.forward)} ${fmt(m.draws)} ${fmt(m.reads)} ${fmt(m.other)} ${fmt(m.total)}  ${ratio.toFixed(2)}×` +
-      `   of other, the browser's frame: style + layout ${render.layout.toFixed(2)}, paint + composite ${render.paint.toFixed(2)}`);
+      `   of other, the browser's frame: style + layout ${render.layout.toFixed(2)}, paint + composite ${render.paint.toFixed(2)}` +
+      `; a full run's engine time ${fullEngine[t].toFixed(2)} (keystroke − frame = ${(median(rows.map((r) => r.total - r.frameWait)) / fullEngine[t]).toFixed(2)}× it)`);
   }
   if (errors.length) console.log('page errors:', errors);
 } finally {
