@@ -13,8 +13,8 @@ use super::backend::{Backend, MODEL_NAME};
 use super::models::chooser::{ModelBar, ModelButton, ModelDrawer};
 use super::models::Models;
 use super::panels::{
-    AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, GlossaryPanel, HeadsPanel, InputPanel,
-    ModelGridPanel, NextTokenPanel, PositionsPanel, TokenizersPanel,
+    AblationPanel, AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, GlossaryPanel, HeadFinderPanel,
+    HeadsPanel, InputPanel, LensPanel, ModelGridPanel, NextTokenPanel, PositionsPanel, TokenizersPanel,
 };
 use super::state::{PageState, Phase, Theme};
 use super::web::present::{self, PresenterBar};
@@ -23,13 +23,16 @@ use crate::share::Panel;
 
 /// The panel bar, one entry per panel: the panel's heading (the entry's
 /// label is the heading's text) and the class of the panel.
-const PANEL_LINKS: [(&str, &str); 12] = [
+const PANEL_LINKS: [(&str, &str); 15] = [
     ("Text", "input-panel"),
     ("Attention", "attention-panel"),
     ("Next token", "next-panel"),
     ("Generate", "generate-panel"),
     ("Head view", "head-view-panel"),
     ("Every layer and head", "model-panel"),
+    ("Head finder", "finder-panel"),
+    ("Logit lens", "lens-panel"),
+    ("Ablation and patching", "ablation-panel"),
     ("Residual stream", "block-panel"),
     ("Positions", "positions-panel"),
     ("Tokenizers", "tokenizer-panel"),
@@ -256,9 +259,12 @@ pub fn Page() -> impl IntoView {
                     <GeneratePanel />
                     <HeadsPanel />
                     <ModelGridPanel />
+                    <HeadFinderPanel />
                 </div>
                 <div class="column wide-column">
                     <AttentionPanel />
+                    <LensPanel />
+                    <AblationPanel />
                     <BlockPanel />
                     <PositionsPanel />
                     <TokenizersPanel />

@@ -40,7 +40,8 @@ impl InterimTrace {
             return Ok(trace.clone());
         }
         let (ids, mask) = self.ran.borrow().clone().ok_or(BackendError::NotReady("nothing has run yet"))?;
-        let tokens = ids.iter().map(|&id| Token { id, text: model.tokenizer.decode(&[id]), start: 0, end: 0 }).collect();
+        let tokens =
+            ids.iter().map(|&id| Token { id, text: model.tokenizer.decode(&[id]), start: 0, end: 0 }).collect();
         let trace = Rc::new(forward_cpu(&model.config, &model.weights, tokens, mask)?);
         *self.trace.borrow_mut() = Some(trace.clone());
         Ok(trace)

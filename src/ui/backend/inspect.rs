@@ -28,8 +28,11 @@ impl Backend {
     pub async fn contributions(self, token: u32) -> Result<DirectContributions, BackendError> {
         let host = self.ready()?;
         let model = &host.model;
-        self.ask(async |g| g.contributions(model, token).await, |c| questions::contributions(model, &*c.trace()?, token))
-            .await
+        self.ask(
+            async |g| g.contributions(model, token).await,
+            |c| questions::contributions(model, &*c.trace()?, token),
+        )
+        .await
     }
 
     /// The run with the request's heads ablated or patched.
@@ -63,4 +66,3 @@ impl Backend {
         Ok(crate::engine::residual::top_indices(&logits, 1).first().map_or(0, |&(id, _)| id as u32))
     }
 }
-

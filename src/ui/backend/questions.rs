@@ -96,10 +96,17 @@ fn source_trace(model: &Model, clean: &Trace, source: &str) -> Result<Trace, Bac
 }
 
 /// The source trace a request needs (patching only).
-fn source_for(model: &Model, clean: &Trace, mode: Replacement, source: Option<&str>) -> Result<Option<Trace>, BackendError> {
+fn source_for(
+    model: &Model,
+    clean: &Trace,
+    mode: Replacement,
+    source: Option<&str>,
+) -> Result<Option<Trace>, BackendError> {
     match (mode, source) {
         (Replacement::Patch, Some(text)) if !text.is_empty() => Ok(Some(source_trace(model, clean, text)?)),
-        (Replacement::Patch, _) => Err(input("patching needs a second prompt: type one with the same number of tokens")),
+        (Replacement::Patch, _) => {
+            Err(input("patching needs a second prompt: type one with the same number of tokens"))
+        }
         _ => Ok(None),
     }
 }
@@ -114,7 +121,9 @@ pub fn intervene(model: &Model, clean: &Trace, req: &InterventionRequest) -> Res
     let token = req.token.unwrap_or_else(|| intervene::top_next_token(clean));
     let last = clean.tokens.len() - 1;
     let (clean_row, row) = (clean.logits.row(last), run.trace.logits.row(last));
-    let at = |r: &[f32]| r.get(token as usize).copied().ok_or_else(|| input(format!("token {token} is not in the vocabulary")));
+    let at = |r: &[f32]| {
+        r.get(token as usize).copied().ok_or_else(|| input(format!("token {token} is not in the vocabulary")))
+    };
     let probs = sampling::probabilities(row, 1.0);
     let top = sampling::candidates(&probs, Some(super::TOP_K), None)
         .into_iter()
