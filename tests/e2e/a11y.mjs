@@ -40,5 +40,12 @@ export async function openEveryPanel(page) {
   await clickIf('.dilution-run');
   await clickIf('.gen-ten');
   await clickIf('.gen-compare-button');
+  // Which heads matter: a painted pattern, the lens, an ablated head and a sweep.
+  await clickIf('.finder-template[data-template=painted]');
+  for (const panel of ['.finder-panel', '.lens-panel', '.ablation-panel']) {
+    if (await page.locator(panel).count()) await page.locator(panel).scrollIntoViewIfNeeded();
+  }
+  await clickIf('.ablate-head');
+  await clickIf('.sweep-button');
   await page.waitForTimeout(1500);
 }

@@ -215,8 +215,10 @@ pub fn AblationPanel() -> impl IntoView {
             <progress class="sweep-progress" max=m.total value=m.done aria-label="Sweep progress"></progress>
             <p class="hint" data-testid="sweep-status" data-done=m.done data-total=m.total>
                 {format!("{} of {} heads · {} ablation · Δlogit of “{}”", m.done, m.total, mode_label(m.mode).to_lowercase(), visible(&token))}</p>
+            <div class="table-scroll" tabindex="0" role="region" aria-label="Sweep: Δlogit by layer and head">
             <table class="contrib-table sweep-table" data-testid="sweep-table"><thead><tr><th scope="col">"layer"</th>{cols}</tr></thead>
                 <tbody>{rows}</tbody></table>
+            </div>
             {finished.then(|| view! { <SweepExport map=m.clone() token=token.clone() /> })}
         })
     };

@@ -191,7 +191,7 @@ fn PaintEditor() -> impl IntoView {
                 stretched over the text. Arrow keys move, Space toggles." on:keydown=on_key>{cells}</div>
             <div class="paint-tools">
                 <button class="seg" on:click=move |_| h.paint.set(PaintGrid::empty())>"Clear"</button>
-                <button class="seg" on:click=move |_| h.paint.set(PaintGrid::default())>"Previous token"</button>
+                <button class="seg" on:click=move |_| h.paint.set(PaintGrid::default())>"Reset: previous-token diagonal"</button>
                 <span class="hint">{move || format!("{} cells painted", h.paint.with(PaintGrid::count))}</span>
             </div>
         </div>
@@ -297,9 +297,9 @@ pub fn FinderLegend() -> impl IntoView {
         state.outputs.head_scores.get().filter(|_| state.outputs.finder_on.get()).map(|scores| {
             view! {
                 <p class="hint finder-legend" data-testid="finder-legend">
-                    <span>{format!("Outline: {} score ", scores.template.label().to_lowercase())}</span>
-                    <span class="finder-gradient" aria-hidden="true"></span>
-                    <span>" 0 → 1; #1–#3 the best heads (Head finder panel)."</span>
+                    <span>{format!("Outline: {} score", scores.template.label().to_lowercase())}</span>
+                    <span class="finder-scale">"0 "<span class="finder-gradient" aria-hidden="true"></span>" 1"</span>
+                    <span>"· #1–#3 the best heads (Head finder panel)"</span>
                 </p>
             }
         })

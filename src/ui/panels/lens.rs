@@ -208,10 +208,12 @@ pub fn LensPanel() -> impl IntoView {
             <p class="contrib-sum" data-testid="contrib-sum" data-total=total data-logit=c.logit data-token=c.token>
                 {format!("Logit of “{}” after the last token: {:.4}. The sum of every term below (heads, MLPs, biases, \
                     embeddings, the norm's shift): {total:.4}.", visible(&token_text(c.token)), c.logit)}</p>
+            <div class="table-scroll" tabindex="0" role="region" aria-label="Direct contributions by layer and head">
             <table class="contrib-table" data-testid="contrib-table">
                 <thead><tr><th scope="col">"layer"</th>{head_cols}<th scope="col">"MLP"</th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
+            </div>
             <ol class="contrib-list">{terms}</ol>
         })
     };
