@@ -31,13 +31,13 @@ const PANEL_LINKS: [(&str, &str); 15] = [
     ("Head view", "head-view-panel"),
     ("Every layer and head", "model-panel"),
     ("Head finder", "finder-panel"),
-    ("Logit lens", "lens-panel"),
-    ("Ablation and patching", "ablation-panel"),
     ("Residual stream", "block-panel"),
     ("Positions", "positions-panel"),
     ("Tokenizers", "tokenizer-panel"),
     ("Cost", "cost-panel"),
     ("Dilution", "dilution-panel"),
+    ("Logit lens", "lens-panel"),
+    ("Ablation and patching", "ablation-panel"),
     ("Glossary", "glossary-panel"),
 ];
 
@@ -263,13 +263,13 @@ pub fn Page() -> impl IntoView {
                 </div>
                 <div class="column wide-column">
                     <AttentionPanel />
-                    <LensPanel />
-                    <AblationPanel />
                     <BlockPanel />
                     <PositionsPanel />
                     <TokenizersPanel />
                     <CostPanel />
                     <DilutionPanel />
+                    <LensPanel />
+                    <AblationPanel />
                 </div>
                 <GlossaryPanel />
             </main>

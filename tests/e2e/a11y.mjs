@@ -34,18 +34,19 @@ export async function openEveryPanel(page) {
     const el = page.locator(selector).first();
     if (await el.count() && await el.isEnabled()) await el.click();
   };
-  await clickIf('.fert-load');
-  await page.waitForSelector('.fert-cell', { timeout: 60_000 });
-  await clickIf('.measure-button');
-  await clickIf('.dilution-run');
-  await clickIf('.gen-ten');
-  await clickIf('.gen-compare-button');
-  // Which heads matter: a painted pattern, the lens, an ablated head and a sweep.
+  // Which heads matter: a painted pattern, the lens, an ablated head and a sweep (first, so the
+  // generation below is as far along when the audit runs as it was before them).
   await clickIf('.finder-template[data-template=painted]');
   for (const panel of ['.finder-panel', '.lens-panel', '.ablation-panel']) {
     if (await page.locator(panel).count()) await page.locator(panel).scrollIntoViewIfNeeded();
   }
   await clickIf('.ablate-head');
   await clickIf('.sweep-button');
+  await clickIf('.fert-load');
+  await page.waitForSelector('.fert-cell', { timeout: 60_000 });
+  await clickIf('.measure-button');
+  await clickIf('.dilution-run');
+  await clickIf('.gen-ten');
+  await clickIf('.gen-compare-button');
   await page.waitForTimeout(1500);
 }

@@ -91,7 +91,7 @@ pub fn AblationPanel() -> impl IntoView {
                         view! {
                             <button class="seg ablate-head" data-layer=l data-head=hd class:active=on
                                 aria-pressed=move || on().to_string()
-                                aria-label=format!("layer {l}, head {hd}")
+                                aria-label=format!("H{hd} of layer {l}")
                                 on:click=move |_| h.ablated.update(|a| toggle_head(a, (l, hd)))>{format!("H{hd}")}</button>
                         }
                     })
@@ -215,7 +215,7 @@ pub fn AblationPanel() -> impl IntoView {
             <progress class="sweep-progress" max=m.total value=m.done aria-label="Sweep progress"></progress>
             <p class="hint" data-testid="sweep-status" data-done=m.done data-total=m.total>
                 {format!("{} of {} heads · {} ablation · Δlogit of “{}”", m.done, m.total, mode_label(m.mode).to_lowercase(), visible(&token))}</p>
-            <div class="table-scroll" tabindex="0" role="region" aria-label="Sweep: Δlogit by layer and head">
+            <div class="table-scroll scroll-x" tabindex="0" role="region" aria-label="Sweep: Δlogit by layer and head">
             <table class="contrib-table sweep-table" data-testid="sweep-table"><thead><tr><th scope="col">"layer"</th>{cols}</tr></thead>
                 <tbody>{rows}</tbody></table>
             </div>

@@ -126,7 +126,7 @@ pub fn LensPanel() -> impl IntoView {
             .collect_view();
         Some(view! {
             <p class="hint">{if from > 0 { format!("The last {LENS_POSITIONS} of {t} positions.") } else { format!("{t} positions.") }}</p>
-            <div class="lens-scroll">
+            <div class="lens-scroll scroll-x" role="region" aria-label="Logit lens: the top token after each sublayer at each position">
                 <table class="lens-table" data-testid="lens-table">
                     <thead><tr><th scope="col">"after"</th>{head}</tr></thead>
                     <tbody>{rows}</tbody>
@@ -208,7 +208,7 @@ pub fn LensPanel() -> impl IntoView {
             <p class="contrib-sum" data-testid="contrib-sum" data-total=total data-logit=c.logit data-token=c.token>
                 {format!("Logit of “{}” after the last token: {:.4}. The sum of every term below (heads, MLPs, biases, \
                     embeddings, the norm's shift): {total:.4}.", visible(&token_text(c.token)), c.logit)}</p>
-            <div class="table-scroll" tabindex="0" role="region" aria-label="Direct contributions by layer and head">
+            <div class="table-scroll scroll-x" tabindex="0" role="region" aria-label="Direct contributions by layer and head">
             <table class="contrib-table" data-testid="contrib-table">
                 <thead><tr><th scope="col">"layer"</th>{head_cols}<th scope="col">"MLP"</th></tr></thead>
                 <tbody>{rows}</tbody>
