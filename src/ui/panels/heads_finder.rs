@@ -12,7 +12,7 @@ use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, FinderQuery};
 use crate::ui::state::{HeadScores, PageState};
 use crate::ui::web::dom;
-use crate::ui::web::visible::on_screen;
+use crate::ui::web::visible::{on_screen, while_on_screen};
 
 /// Heads the ranked list shows, and heads labelled on the grid.
 const LISTED: usize = 8;
@@ -78,7 +78,7 @@ pub fn HeadFinderPanel() -> impl IntoView {
             <div class="finder-templates" role="group" aria-label="Template">{picker}</div>
             <p class="hint finder-describe">{move || format!("{}: {}.", h.template.get().label(), h.template.get().describe())}</p>
             {move || match h.template.get() {
-                Template::ToToken => Some(view! { <TokenChips /> }.into_any()),
+                Template::ToToken => Some(view! { <TokenChips on_view=on_view /> }.into_any()),
                 Template::Painted => Some(view! { <PaintEditor /> }.into_any()),
                 _ => None,
             }}
@@ -89,12 +89,13 @@ pub fn HeadFinderPanel() -> impl IntoView {
 
 /// The text's distinct tokens as chips: the one chosen is the "attends to token X" template's token.
 #[component]
-fn TokenChips() -> impl IntoView {
+fn TokenChips(on_view: Signal<bool>) -> impl IntoView {
     let state = PageState::from_context();
     let h = state.selection.heads;
+    let tokens = while_on_screen(on_view, move || state.outputs.tokens.get());
     let chips = move || {
         let mut seen = std::collections::HashSet::new();
-        let tokens = state.outputs.tokens.get();
+        let tokens = tokens.get();
         tokens
             .into_iter()
             .filter(|t| seen.insert(t.id))

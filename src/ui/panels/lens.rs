@@ -12,7 +12,7 @@ use crate::render::raster::diverging;
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, BackendError};
 use crate::ui::state::PageState;
-use crate::ui::web::visible::on_screen;
+use crate::ui::web::visible::{on_screen, while_on_screen};
 
 /// Tokens per position the lens reads, and positions the table shows (the last ones).
 const LENS_K: usize = 5;
@@ -56,6 +56,9 @@ pub fn LensPanel() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // The focused or hovered cell of the lens table: (point, position).
     let detail = RwSignal::new(None::<(usize, usize)>);
+    // Off screen the tokens and next tokens hold still: a keystroke does not rebuild the tables.
+    let tokens = while_on_screen(on_view, move || outputs.tokens.get());
+    let next = while_on_screen(on_view, move || outputs.next.get());
 
     Effect::new(move |_| {
         outputs.runs.track();
@@ -89,7 +92,7 @@ pub fn LensPanel() -> impl IntoView {
 
     let table = move || {
         let points = lens.get()?;
-        let tokens = outputs.tokens.get();
+        let tokens = tokens.get();
         let t = points.first().map_or(0, |p| p.top.len());
         let from = t.saturating_sub(LENS_POSITIONS);
         let head = (from..t)
@@ -147,24 +150,24 @@ pub fn LensPanel() -> impl IntoView {
             Some(format!(
                 "{} at position {j} (“{}”): {list}",
                 point.name,
-                outputs.tokens.with(|t| t.get(j).map_or(String::new(), |t| visible(&t.text)))
+                tokens.with(|t| t.get(j).map_or(String::new(), |t| visible(&t.text)))
             ))
         })
     };
 
     let picker = move || {
-        let next = outputs.next.get();
+        let listed = next.get();
         view! {
             <label class="control-label" for="lens-token">"Next token followed"</label>
             <select id="lens-token" class="lens-token-select"
                 on:change=move |ev| h.chosen.set(event_target_value(&ev).parse::<u32>().ok())>
                 <option value="" selected=move || h.chosen.get().is_none()>"the most likely"</option>
-                {next.into_iter().map(|n| {
+                {listed.into_iter().map(|n| {
                     let id = n.id;
                     view! { <option value=id.to_string() selected=move || h.chosen.get() == Some(id)>
                         {format!("{} ({:.1}%)", visible(&n.text), 100.0 * n.prob)}</option> }
                 }).collect_view()}
-                {move || h.chosen.get().filter(|id| !outputs.next.get().iter().any(|n| n.id == *id)).map(|id| view! {
+                {move || h.chosen.get().filter(|id| !next.get().iter().any(|n| n.id == *id)).map(|id| view! {
                     <option value=id.to_string() selected=true>{format!("{} (id {id})", visible(&token_text(id)))}</option>
                 })}
             </select>
