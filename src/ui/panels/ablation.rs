@@ -72,7 +72,11 @@ pub fn AblationPanel() -> impl IntoView {
         outputs.runs.track();
         let req = request();
         if !on_view.get() || outputs.shown_tokens.get_untracked() == 0 || req.heads.is_empty() {
-            return outcome.set(None);
+            // Cleared once, not per run: an idle panel does not re-render per keystroke.
+            if outcome.with_untracked(Option::is_some) {
+                outcome.set(None);
+            }
+            return;
         }
         let key = move || (outputs.runs.get(), request());
         let work = backend.intervene(req);
