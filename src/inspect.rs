@@ -6,6 +6,7 @@
 
 use crate::engine::head_finder::{PaintedPattern, TemplateScores};
 use crate::engine::intervene::Replacement;
+use crate::engine::lens::DirectContributions;
 
 /// What a head's attention is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,9 +263,55 @@ pub fn toggle_head(heads: &mut Vec<(usize, usize)>, head: (usize, usize)) {
     }
 }
 
+/// Every term of direct contributions with its name (`L1 H3`, `L0 MLP`,
+/// `L0 attention bias`, the embeddings, the final norm's shift), largest
+/// |value| first: the terms that sum to the logit.
+pub fn sorted_terms(c: &DirectContributions) -> Vec<(String, f32)> {
+    let mut terms: Vec<(String, f32)> = Vec::new();
+    for (l, heads) in c.heads.iter().enumerate() {
+        terms.extend(heads.iter().enumerate().map(|(h, &v)| (format!("L{l} H{h}"), v)));
+        if let Some(&mlp) = c.mlp.get(l) {
+            terms.push((format!("L{l} MLP"), mlp));
+        }
+        if let Some(&bias) = c.attn_bias.get(l) {
+            terms.push((format!("L{l} attention bias"), bias));
+        }
+    }
+    terms.push(("token embedding".into(), c.token_embedding));
+    if let Some(p) = c.position_embedding {
+        terms.push(("position embedding".into(), p));
+    }
+    terms.push(("final norm's shift".into(), c.norm_shift));
+    terms.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    terms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorted_terms_hold_every_term_largest_first_and_sum_to_the_total() {
+        let c = DirectContributions {
+            token: 3,
+            position: 1,
+            logit: 0.0,
+            norm_scale: 1.0,
+            heads: vec![vec![0.5, -2.0], vec![0.25, 1.0]],
+            attn_bias: vec![0.1, -0.1],
+            mlp: vec![-0.75, 3.0],
+            token_embedding: 0.2,
+            position_embedding: Some(-0.05),
+            norm_shift: 0.01,
+        };
+        let terms = sorted_terms(&c);
+        assert_eq!(terms.len(), 4 + 2 + 2 + 3);
+        assert_eq!(terms[0], ("L1 MLP".to_owned(), 3.0));
+        assert_eq!(terms[1], ("L0 H1".to_owned(), -2.0));
+        assert!(terms.windows(2).all(|w| w[0].1.abs() >= w[1].1.abs()));
+        let sum: f32 = terms.iter().map(|t| t.1).sum();
+        assert!((sum - c.total()).abs() < 1e-6);
+    }
 
     #[test]
     fn templates_round_trip_through_their_keys() {

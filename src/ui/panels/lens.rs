@@ -8,6 +8,7 @@
 use leptos::prelude::*;
 
 use crate::engine::lens::{DirectContributions, LensPoint};
+use crate::inspect::sorted_terms;
 use crate::render::raster::diverging;
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, BackendError};
@@ -25,23 +26,6 @@ pub fn signed_colour(v: f32, span: f32) -> String {
     let c = diverging(if span > 0.0 { v / span } else { 0.0 });
     let b = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
     format!("#{:02x}{:02x}{:02x}", b(c[0]), b(c[1]), b(c[2]))
-}
-
-/// Every term of the contributions with its name, largest |value| first.
-pub fn sorted_terms(c: &DirectContributions) -> Vec<(String, f32)> {
-    let mut terms: Vec<(String, f32)> = Vec::new();
-    for (l, heads) in c.heads.iter().enumerate() {
-        terms.extend(heads.iter().enumerate().map(|(h, &v)| (format!("L{l} H{h}"), v)));
-        terms.push((format!("L{l} MLP"), c.mlp[l]));
-        terms.push((format!("L{l} attention bias"), c.attn_bias[l]));
-    }
-    terms.push(("token embedding".into(), c.token_embedding));
-    if let Some(p) = c.position_embedding {
-        terms.push(("position embedding".into(), p));
-    }
-    terms.push(("final norm's shift".into(), c.norm_shift));
-    terms.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-    terms
 }
 
 #[component]
