@@ -23,6 +23,8 @@ pub struct HeadsLink {
     pub source: Option<String>,
     /// The next token followed (a token id).
     pub chosen: Option<u32>,
+    /// The two-prompt diff's prompt B.
+    pub prompt_b: Option<String>,
 }
 
 /// Which part of the page a link (or an embedded widget) is about: the stage
@@ -151,7 +153,7 @@ impl ShareState {
         for pair in fragment.trim_start_matches('#').split('&').filter(|p| !p.is_empty()) {
             let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
             // Bounded before decoding: each text byte is at most 3 link bytes (`%XX`).
-            if matches!(key, "text" | "source") && raw.len() > 3 * MAX_TEXT_BYTES {
+            if matches!(key, "text" | "source" | "diff") && raw.len() > 3 * MAX_TEXT_BYTES {
                 s.reject(key, &format!("({} bytes, more than the {MAX_TEXT_BYTES} a text may have)", raw.len()));
                 continue;
             }
@@ -217,6 +219,13 @@ impl ShareState {
                     let valid = value.len() <= MAX_TEXT_BYTES;
                     if valid {
                         s.heads.source = Some(value.clone());
+                    }
+                    valid
+                }
+                "diff" => {
+                    let valid = value.len() <= MAX_TEXT_BYTES;
+                    if valid {
+                        s.heads.prompt_b = Some(value.clone());
                     }
                     valid
                 }
@@ -312,6 +321,9 @@ impl ShareState {
         }
         if let Some(id) = h.chosen {
             parts.push(format!("next={id}"));
+        }
+        if let Some(b) = h.prompt_b.as_ref().filter(|b| !b.is_empty()) {
+            parts.push(format!("diff={}", encode(b)));
         }
         parts.join("&")
     }
@@ -476,6 +488,7 @@ mod tests {
                 mode: Some(Replacement::Patch),
                 source: Some("a c a & b".into()),
                 chosen: Some(7),
+                prompt_b: Some("b a b".into()),
             },
             ..ShareState::default()
         };

@@ -13,8 +13,9 @@ use super::backend::{Backend, MODEL_NAME};
 use super::models::chooser::{ModelBar, ModelButton, ModelDrawer};
 use super::models::Models;
 use super::panels::{
-    AblationPanel, AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, GlossaryPanel, HeadFinderPanel,
-    HeadsPanel, InputPanel, LensPanel, ModelGridPanel, NextTokenPanel, PositionsPanel, TokenizersPanel,
+    AblationPanel, AttentionPanel, BlockPanel, CostPanel, DiffPanel, DilutionPanel, GeneratePanel, GlossaryPanel,
+    HeadFinderPanel, HeadsPanel, InputPanel, LensPanel, ModelGridPanel, NextTokenPanel, PositionsPanel,
+    TokenizersPanel,
 };
 use super::state::{PageState, Phase, Theme};
 use super::web::present::{self, PresenterBar};
@@ -23,7 +24,7 @@ use crate::share::Panel;
 
 /// The panel bar, one entry per panel: the panel's heading (the entry's
 /// label is the heading's text) and the class of the panel.
-const PANEL_LINKS: [(&str, &str); 15] = [
+const PANEL_LINKS: [(&str, &str); 16] = [
     ("Text", "input-panel"),
     ("Attention", "attention-panel"),
     ("Next token", "next-panel"),
@@ -38,6 +39,7 @@ const PANEL_LINKS: [(&str, &str); 15] = [
     ("Dilution", "dilution-panel"),
     ("Logit lens", "lens-panel"),
     ("Ablation and patching", "ablation-panel"),
+    ("Two-prompt diff", "diff-panel"),
     ("Glossary", "glossary-panel"),
 ];
 
@@ -270,6 +272,7 @@ pub fn Page() -> impl IntoView {
                     <DilutionPanel />
                     <LensPanel />
                     <AblationPanel />
+                    <DiffPanel />
                 </div>
                 <GlossaryPanel />
             </main>

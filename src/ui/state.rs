@@ -108,6 +108,8 @@ pub struct HeadsChoice {
     pub source: RwSignal<String>,
     /// The next token the lens, the contributions and the ablation follow (`None`: the top one).
     pub chosen: RwSignal<Option<u32>>,
+    /// The two-prompt diff's prompt B.
+    pub prompt_b: RwSignal<String>,
 }
 
 /// The head finder's scores of one run, for its panel and the model grid.
@@ -304,6 +306,7 @@ impl PageState {
                     mode: RwSignal::new(Replacement::Zero),
                     source: RwSignal::new(String::new()),
                     chosen: RwSignal::new(None),
+                    prompt_b: RwSignal::new(String::new()),
                 },
             },
             focus: Focus {

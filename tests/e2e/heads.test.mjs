@@ -12,6 +12,7 @@ import { serveDist, launch, openApp, typeText, screenshot, CLI } from './harness
 // Ten made-up words twice, then the first three again: the next word (" moon") is predicted by induction.
 const WORDS = ' lily rose vast moon drip clay fern oak jazz quip';
 const TEXT = `${WORDS}${WORDS} lily rose vast`;
+const TEXT_B = `${WORDS}${WORDS} lily rose oak`;
 let server;
 
 before(async () => { server = await serveDist(); });
@@ -128,9 +129,25 @@ async function checkPage(webgpu, tag) {
     await page.locator('#patch-source').fill(' short');
     await page.waitForFunction(() => /same count/.test(document.querySelector('[data-testid=patch-note]').innerText));
 
+    // 5. The two-prompt diff: B with the last word changed (same token count), then a shorter B.
+    await page.locator('.diff-panel').scrollIntoViewIfNeeded();
+    await page.locator('#diff-b').fill(TEXT_B);
+    await page.waitForFunction(() => +document.querySelector('[data-testid=diff-figure]')?.dataset.span > 0, null,
+      { timeout: 30_000 });
+    assert.ok(await page.locator('[data-testid=diff-next] tbody tr').count() > 0, 'next-token changes listed');
+    await screenshot(page, `heads-diff-${tag}.png`);
+    await page.locator('#diff-b').fill(' short');
+    await page.locator('[data-testid=diff-lengths]').waitFor({ timeout: 30_000 });
+    await page.locator('#diff-b').fill(TEXT_B);
+
     // 4. A link restores it all.
     await page.locator('.finder-template[data-template=painted]').scrollIntoViewIfNeeded();
-    await page.waitForTimeout(500); // the address follows once the page is still
+    // The address follows once the page is still.
+    await page.waitForFunction((b) => decodeURIComponent(location.hash).includes(`diff=${b}`), TEXT_B,
+      { timeout: 10_000 }).catch(async (e) => {
+      console.log('hash:', decodeURIComponent(await page.evaluate(() => location.hash)));
+      throw e;
+    });
     const link = await page.evaluate(() => location.href);
     assert.match(link, /find=painted/);
     assert.match(link, /ablate=/);
@@ -143,6 +160,7 @@ async function checkPage(webgpu, tag) {
     assert.equal(await again.locator('.finder-template[data-template=painted]').getAttribute('aria-pressed'), 'true');
     assert.equal(await again.locator('.paint-cell[data-cell="0-1"]').getAttribute('aria-pressed'), 'true');
     assert.equal(await again.locator('#patch-source').inputValue(), ' short');
+    assert.equal(await again.locator('#diff-b').inputValue(), TEXT_B);
     for (const [l, h] of inductionHeads) {
       assert.equal(await again.locator(`.ablate-head[data-layer="${l}"][data-head="${h}"]`).getAttribute('aria-pressed'), 'true');
     }
@@ -165,9 +183,11 @@ test('the new panels fit a phone', { timeout: 300_000 }, async () => {
     const { page } = await openApp(browser, server.url, { width: 360, height: 800 });
     await typeText(page, TEXT);
     await ready(page, TEXT);
-    for (const panel of ['.finder-panel', '.lens-panel', '.ablation-panel']) {
+    await page.locator('#diff-b').fill(TEXT_B);
+    for (const panel of ['.finder-panel', '.lens-panel', '.ablation-panel', '.diff-panel']) {
       await page.locator(panel).scrollIntoViewIfNeeded();
     }
+    await page.locator('[data-testid=diff-figure]').waitFor({ timeout: 30_000 });
     await page.locator('[data-testid=lens-table]').waitFor({ timeout: 30_000 });
     await page.locator('.finder-template[data-template=painted]').click();
     await page.waitForTimeout(300);

@@ -1,6 +1,6 @@
 //! THE ONE PLACE TO SWAP: the GPU backend's answers to "which heads matter"
 //! (head finder, logit lens, direct contributions, ablation and patching,
-//! sweep), computed for now by the CPU engine from `host.model` on the GPU
+//! sweep, two-prompt diff), computed for now by the CPU engine from `host.model` on the GPU
 //! run's own tokens and mask — the same numbers the CPU backend gives, not an
 //! estimate — until `gpu::GpuForward` has kernels for them. Each method here
 //! is the GPU backend's implementation of one `Backend` question; replace its
@@ -10,12 +10,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::gpu::GpuBackend;
-use super::questions::{self, FinderQuery, InterventionOutcome, InterventionRequest, SweepCell};
+use super::questions::{self, FinderQuery, InterventionOutcome, InterventionRequest, PromptDiff, SweepCell};
 use super::BackendError;
 use crate::engine::intervene::Replacement;
 use crate::engine::lens::{DirectContributions, LensPoint};
 use crate::engine::{forward_cpu, Mask, Trace};
 use crate::model::{Model, Token};
+use crate::ui::state::View;
 
 /// The GPU run's tokens and mask, and a CPU trace of them made on first ask.
 #[derive(Default)]
@@ -78,5 +79,9 @@ impl GpuBackend {
         token: u32,
     ) -> Result<SweepCell, BackendError> {
         questions::sweep_head(model, &*self.interim.trace(model)?, head, mode, source, token)
+    }
+
+    pub async fn diff(&self, model: &Model, b: &str, view: View) -> Result<PromptDiff, BackendError> {
+        questions::diff(model, &*self.interim.trace(model)?, b, view)
     }
 }

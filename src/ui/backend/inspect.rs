@@ -2,10 +2,11 @@
 //! same way of either engine: the CPU backend answers from its trace; the GPU
 //! backend from `gpu_interim` (the one place its kernels will go).
 
-use super::questions::{self, FinderQuery, InterventionOutcome, InterventionRequest, SweepCell};
+use super::questions::{self, FinderQuery, InterventionOutcome, InterventionRequest, PromptDiff, SweepCell};
 use super::{Backend, BackendError};
 use crate::engine::intervene::Replacement;
 use crate::engine::lens::{DirectContributions, LensPoint};
+use crate::ui::state::View;
 
 impl Backend {
     /// Every head's score for the finder's template, layer by layer
@@ -58,6 +59,13 @@ impl Backend {
             |c| questions::sweep_head(model, &*c.trace()?, head, mode, source, token),
         )
         .await
+    }
+
+    /// The page's prompt (A) against prompt `b`: the view's stage on each and the next-token change.
+    pub async fn diff(self, b: String, view: View) -> Result<PromptDiff, BackendError> {
+        let host = self.ready()?;
+        let model = &host.model;
+        self.ask(async |g| g.diff(model, &b, view).await, |c| questions::diff(model, &*c.trace()?, &b, view)).await
     }
 
     /// The run's most likely next token (what the lens and the ablation follow by default).

@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use self::cpu::CpuBackend;
 use self::gpu::GpuBackend;
-pub use self::questions::{FinderQuery, InterventionOutcome, InterventionRequest};
+pub use self::questions::{FinderQuery, InterventionOutcome, InterventionRequest, PromptDiff};
 pub use self::timer::ForwardTimer;
 use super::state::{Keystroke, PageState, View};
 use super::web::canvas_size::CanvasSizes;

@@ -10,9 +10,10 @@ use super::BackendError;
 use crate::engine::head_finder::{painted_scores, template_scores};
 use crate::engine::intervene::{self, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
-use crate::engine::{forward_cpu, sampling, Trace};
+use crate::engine::{forward_cpu, sampling, Matrix, Trace};
 use crate::inspect::{PaintGrid, Template};
 use crate::model::Model;
+use crate::ui::state::View;
 
 /// What the head finder scores heads by.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,4 +163,49 @@ pub fn sweep_head(
         return Err(input(format!("token {token} is not in the vocabulary")));
     };
     Ok(SweepCell { delta_logit: after - before, prob: intervene::probability(&row, token) })
+}
+
+/// Two prompts compared: the shown stage of each (A − B drawn) and the
+/// next-token probabilities after each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptDiff {
+    /// The view's matrix on A and on B; `None` when the prompts' token counts differ.
+    pub stages: Option<(Matrix, Matrix)>,
+    pub a_tokens: Vec<String>,
+    pub b_tokens: Vec<String>,
+    /// Tokens likely after either prompt: (id, text, P after A, P after B), largest |change| first.
+    pub next: Vec<(u32, String, f32, f32)>,
+}
+
+/// Prompt A (the page's run, `trace`) against prompt `b` at `view`.
+pub fn diff(model: &Model, trace: &Trace, b: &str, view: View) -> Result<PromptDiff, BackendError> {
+    let tokens = model.tokenizer.encode(b).map_err(input)?;
+    if tokens.is_empty() {
+        return Err(input("type a second prompt to compare with"));
+    }
+    let other = forward_cpu(&model.config, &model.weights, tokens, trace.mask)?;
+    let head = |t: &Trace| -> Result<Matrix, BackendError> {
+        let h = t
+            .layers
+            .get(view.layer)
+            .and_then(|l| l.heads().get(view.head))
+            .ok_or_else(|| input(format!("layer {}, head {} is not in the model", view.layer, view.head)))?;
+        Ok(view.stage.matrix(h).clone())
+    };
+    let stages = if other.tokens.len() == trace.tokens.len() { Some((head(trace)?, head(&other)?)) } else { None };
+    let last = |t: &Trace| sampling::probabilities(t.logits.row(t.tokens.len() - 1), 1.0);
+    let (pa, pb) = (last(trace), last(&other));
+    let mut ids: Vec<u32> = sampling::candidates(&pa, Some(6), None)
+        .into_iter()
+        .chain(sampling::candidates(&pb, Some(6), None))
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let p = |probs: &[f64], id: u32| probs.get(id as usize).map_or(0.0, |&v| v as f32);
+    let mut next: Vec<(u32, String, f32, f32)> =
+        ids.into_iter().map(|id| (id, model.tokenizer.decode(&[id]), p(&pa, id), p(&pb, id))).collect();
+    next.sort_by(|x, y| (y.3 - y.2).abs().total_cmp(&(x.3 - x.2).abs()));
+    let texts = |t: &Trace| t.tokens.iter().map(|t| t.text.clone()).collect();
+    Ok(PromptDiff { stages, a_tokens: texts(trace), b_tokens: texts(&other), next })
 }

@@ -108,6 +108,7 @@ fn heads_link(state: PageState) -> crate::share::HeadsLink {
         mode: (mode != crate::engine::intervene::Replacement::Zero).then_some(mode),
         source: Some(h.source.get()),
         chosen: h.chosen.get(),
+        prompt_b: Some(h.prompt_b.get()),
     }
 }
 
@@ -124,6 +125,7 @@ fn apply_heads(state: PageState, link: &crate::share::HeadsLink) {
     h.mode.set(link.mode.unwrap_or(crate::engine::intervene::Replacement::Zero));
     h.source.set(link.source.clone().unwrap_or_default());
     h.chosen.set(link.chosen);
+    h.prompt_b.set(link.prompt_b.clone().unwrap_or_default());
     let mut heads = link.ablated.clone().unwrap_or_default();
     let (n_layer, n_head, _, _) = untrack(|| state.shape());
     if n_layer > 0 {
@@ -154,10 +156,15 @@ pub fn install(state: PageState) {
     let changes = StoredValue::new(0u64);
     Effect::new(move |_| {
         let fragment = format!("#{}", current(state).format());
-        if state.status.phase.get() != Phase::Ready || written.get_value() == fragment {
+        if state.status.phase.get() != Phase::Ready {
             return;
         }
+        // Counted even when back at the address's state: a write pending for a state in between
+        // (A → B → A within WRITE_AFTER) is dropped, not left to overwrite A's.
         changes.update_value(|n| *n += 1);
+        if written.get_value() == fragment {
+            return;
+        }
         let this = changes.get_value();
         set_timeout(
             move || {
