@@ -65,6 +65,13 @@ async function checkPage(webgpu, tag) {
     assert.equal(await page.locator('.paint-cell[data-cell="0-1"]').getAttribute('aria-pressed'), 'true');
     await page.locator('.finder-head').first().waitFor();
 
+    // "Attends to token X": a chip picks the token, the heads are ranked by it.
+    await page.locator('.finder-template[data-template=token]').click();
+    await page.locator('.token-chip').nth(2).click();
+    assert.equal(await page.locator('.token-chip').nth(2).getAttribute('aria-pressed'), 'true');
+    await page.locator('.finder-head').first().waitFor({ timeout: 30_000 });
+    await page.locator('.finder-template[data-template=painted]').click();
+
     // 2. The logit lens and direct contributions.
     await page.locator('.lens-panel').scrollIntoViewIfNeeded();
     await page.locator('[data-testid=lens-table]').waitFor({ timeout: 30_000 });
@@ -78,6 +85,16 @@ async function checkPage(webgpu, tag) {
     const lens = cli(['lens', '--text', TEXT]);
     const lensLogit = lens.direct.logit;
     assert.ok(Math.abs(lensLogit - logit) < 1e-3, `CLI logit ${lensLogit} vs page ${logit}`);
+    // Another next token from the list: its contributions, still summing to its logit.
+    const other = await page.locator('#lens-token option').nth(2).getAttribute('value');
+    await page.locator('#lens-token').selectOption(other);
+    await page.waitForFunction((id) => document.querySelector('[data-testid=contrib-sum]')?.dataset.token === id, other,
+      { timeout: 30_000 });
+    const picked = await sum.evaluate((e) => ({ total: +e.dataset.total, logit: +e.dataset.logit }));
+    assert.ok(Math.abs(picked.total - picked.logit) < 1e-3, `picked token: ${JSON.stringify(picked)}`);
+    await page.locator('#lens-token').selectOption('');
+    await page.waitForFunction((id) => document.querySelector('[data-testid=contrib-sum]')?.dataset.token === id,
+      String(token), { timeout: 30_000 });
     await page.locator('.lens-cell').first().focus();
     assert.match(await page.locator('.lens-detail').innerText(), /%.*·/);
     await screenshot(page, `heads-lens-${tag}.png`);
