@@ -9,6 +9,7 @@ pub mod engine;
 pub mod escape;
 pub mod glossary;
 pub mod gpu;
+pub mod inspect;
 pub mod model;
 pub mod present;
 pub mod render;

@@ -5,8 +5,27 @@
 //! keeps its default) and named in `rejected`, so the page can say so.
 //! Plain Rust (no web APIs), tested natively; the UI wires it to the address.
 
+use crate::engine::intervene::Replacement;
 use crate::engine::{AttentionStage, Mask};
+use crate::inspect::{format_heads, mode_key, parse_heads, parse_mode, PaintGrid, Template};
 use crate::model::MAX_TEXT_BYTES;
+
+/// The "which heads matter" part of a link. `None`: not in the link.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeadsLink {
+    pub template: Option<Template>,
+    /// The "attends to token X" template's token id.
+    pub token_x: Option<u32>,
+    pub paint: Option<PaintGrid>,
+    pub ablated: Option<Vec<(usize, usize)>>,
+    pub mode: Option<Replacement>,
+    /// The second prompt a patch reads.
+    pub source: Option<String>,
+    /// The next token followed (a token id).
+    pub chosen: Option<u32>,
+    /// The two-prompt diff's prompt B.
+    pub prompt_b: Option<String>,
+}
 
 /// Which part of the page a link (or an embedded widget) is about: the stage
 /// heatmap by default, or the head view, the every-head grid, the residual
@@ -73,6 +92,11 @@ pub struct ShareState {
     pub seed: Option<u64>,
     pub top_k: Option<usize>,
     pub top_p: Option<f32>,
+    /// Which heads matter (`crate::inspect`): the head finder's template, its
+    /// chosen token and painted pattern; the ablated heads and how they are
+    /// replaced, the prompt patching reads; the next token the lens, the
+    /// contributions and the ablation follow.
+    pub heads: HeadsLink,
     /// Fields present but not understood, as `key=value`.
     pub rejected: Vec<String>,
 }
@@ -129,7 +153,7 @@ impl ShareState {
         for pair in fragment.trim_start_matches('#').split('&').filter(|p| !p.is_empty()) {
             let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
             // Bounded before decoding: each text byte is at most 3 link bytes (`%XX`).
-            if key == "text" && raw.len() > 3 * MAX_TEXT_BYTES {
+            if matches!(key, "text" | "source" | "diff") && raw.len() > 3 * MAX_TEXT_BYTES {
                 s.reject(key, &format!("({} bytes, more than the {MAX_TEXT_BYTES} a text may have)", raw.len()));
                 continue;
             }
@@ -186,6 +210,26 @@ impl ShareState {
                     .filter(|p| p.is_finite() && *p > 0.0 && *p <= 1.0)
                     .map(|p| s.top_p = Some(p))
                     .is_some(),
+                "find" => Template::parse(&value).map(|t| s.heads.template = Some(t)).is_some(),
+                "findtok" => value.parse::<u32>().ok().map(|id| s.heads.token_x = Some(id)).is_some(),
+                "paint" => PaintGrid::from_hex(&value).map(|g| s.heads.paint = Some(g)).is_some(),
+                "ablate" => parse_heads(&value).map(|h| s.heads.ablated = Some(h)).is_some(),
+                "mode" => parse_mode(&value).map(|m| s.heads.mode = Some(m)).is_some(),
+                "source" => {
+                    let valid = value.len() <= MAX_TEXT_BYTES;
+                    if valid {
+                        s.heads.source = Some(value.clone());
+                    }
+                    valid
+                }
+                "diff" => {
+                    let valid = value.len() <= MAX_TEXT_BYTES;
+                    if valid {
+                        s.heads.prompt_b = Some(value.clone());
+                    }
+                    valid
+                }
+                "next" => value.parse::<u32>().ok().map(|id| s.heads.chosen = Some(id)).is_some(),
                 "theme" => {
                     let valid = matches!(value.as_str(), "auto" | "dark" | "light");
                     if valid {
@@ -255,6 +299,31 @@ impl ShareState {
         }
         if let Some(p) = self.top_p {
             parts.push(format!("topp={p}"));
+        }
+        let h = &self.heads;
+        if let Some(t) = h.template {
+            parts.push(format!("find={}", t.key()));
+        }
+        if let Some(id) = h.token_x {
+            parts.push(format!("findtok={id}"));
+        }
+        if let Some(g) = h.paint {
+            parts.push(format!("paint={}", g.to_hex()));
+        }
+        if let Some(heads) = h.ablated.as_ref().filter(|a| !a.is_empty()) {
+            parts.push(format!("ablate={}", encode(&format_heads(heads))));
+        }
+        if let Some(m) = h.mode {
+            parts.push(format!("mode={}", mode_key(m)));
+        }
+        if let Some(src) = h.source.as_ref().filter(|s| !s.is_empty()) {
+            parts.push(format!("source={}", encode(src)));
+        }
+        if let Some(id) = h.chosen {
+            parts.push(format!("next={id}"));
+        }
+        if let Some(b) = h.prompt_b.as_ref().filter(|b| !b.is_empty()) {
+            parts.push(format!("diff={}", encode(b)));
         }
         parts.join("&")
     }
@@ -335,6 +404,7 @@ mod tests {
             seed: Some(42),
             top_k: Some(40),
             top_p: Some(0.9),
+            heads: HeadsLink::default(),
             rejected: Vec::new(),
         };
         let link = s.format();
@@ -404,5 +474,35 @@ mod tests {
         assert_eq!(PageQuery::parse("embed&backend=cpu"), PageQuery { embed: true, cpu_backend: true, hub: None });
         assert_eq!(PageQuery::parse("?embed=0&backend=gpu&x=1"), PageQuery::default());
         assert_eq!(PageQuery::parse("?foo=embed=1"), PageQuery::default(), "only whole fields count");
+    }
+
+    #[test]
+    fn the_heads_fields_round_trip() {
+        let s = ShareState {
+            text: Some("a b a".into()),
+            heads: HeadsLink {
+                template: Some(Template::Painted),
+                token_x: Some(42),
+                paint: Some(PaintGrid::default()),
+                ablated: Some(vec![(0, 1), (1, 3)]),
+                mode: Some(Replacement::Patch),
+                source: Some("a c a & b".into()),
+                chosen: Some(7),
+                prompt_b: Some("b a b".into()),
+            },
+            ..ShareState::default()
+        };
+        let back = ShareState::parse(&s.format());
+        assert_eq!(back, s);
+        assert!(back.rejected.is_empty());
+    }
+
+    #[test]
+    fn bad_heads_fields_are_rejected_and_the_rest_kept() {
+        let s = ShareState::parse("text=hi&find=wobble&findtok=-1&paint=zz&ablate=1.x&mode=half&next=&layer=1");
+        assert_eq!(s.heads, HeadsLink::default());
+        assert_eq!(s.text.as_deref(), Some("hi"));
+        assert_eq!(s.layer, Some(1));
+        assert_eq!(s.rejected.len(), 6);
     }
 }

@@ -219,7 +219,7 @@ pub fn last_row_flops(config: &ModelConfig, t: usize, first: usize) -> u64 {
 /// before the first intervened one are the clean run's, and the last
 /// layer's tail and the LM head work row by row, so they run on the last
 /// row alone.
-fn last_row_logits(
+pub fn last_row_logits(
     config: &ModelConfig,
     weights: &Weights,
     clean: &Trace,

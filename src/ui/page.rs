@@ -13,8 +13,9 @@ use super::backend::{Backend, MODEL_NAME};
 use super::models::chooser::{ModelBar, ModelButton, ModelDrawer};
 use super::models::Models;
 use super::panels::{
-    AttentionPanel, BlockPanel, CostPanel, DilutionPanel, GeneratePanel, GlossaryPanel, HeadsPanel, InputPanel,
-    ModelGridPanel, NextTokenPanel, PositionsPanel, TokenizersPanel,
+    AblationPanel, AttentionPanel, BlockPanel, CostPanel, DiffPanel, DilutionPanel, GeneratePanel, GlossaryPanel,
+    HeadFinderPanel, HeadsPanel, InputPanel, LensPanel, ModelGridPanel, NextTokenPanel, PositionsPanel,
+    TokenizersPanel,
 };
 use super::state::{PageState, Phase, Theme};
 use super::web::present::{self, PresenterBar};
@@ -23,18 +24,22 @@ use crate::share::Panel;
 
 /// The panel bar, one entry per panel: the panel's heading (the entry's
 /// label is the heading's text) and the class of the panel.
-const PANEL_LINKS: [(&str, &str); 12] = [
+const PANEL_LINKS: [(&str, &str); 16] = [
     ("Text", "input-panel"),
     ("Attention", "attention-panel"),
     ("Next token", "next-panel"),
     ("Generate", "generate-panel"),
     ("Head view", "head-view-panel"),
     ("Every layer and head", "model-panel"),
+    ("Head finder", "finder-panel"),
     ("Residual stream", "block-panel"),
     ("Positions", "positions-panel"),
     ("Tokenizers", "tokenizer-panel"),
     ("Cost", "cost-panel"),
     ("Dilution", "dilution-panel"),
+    ("Logit lens", "lens-panel"),
+    ("Ablation and patching", "ablation-panel"),
+    ("Two-prompt diff", "diff-panel"),
     ("Glossary", "glossary-panel"),
 ];
 
@@ -256,6 +261,7 @@ pub fn Page() -> impl IntoView {
                     <GeneratePanel />
                     <HeadsPanel />
                     <ModelGridPanel />
+                    <HeadFinderPanel />
                 </div>
                 <div class="column wide-column">
                     <AttentionPanel />
@@ -264,6 +270,9 @@ pub fn Page() -> impl IntoView {
                     <TokenizersPanel />
                     <CostPanel />
                     <DilutionPanel />
+                    <LensPanel />
+                    <AblationPanel />
+                    <DiffPanel />
                 </div>
                 <GlossaryPanel />
             </main>

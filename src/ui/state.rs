@@ -7,7 +7,9 @@
 
 use leptos::prelude::*;
 
+use crate::engine::intervene::Replacement;
 use crate::engine::{AttentionStage, Mask};
+use crate::inspect::{PaintGrid, Template};
 use crate::model::{ModelConfig, Token};
 use crate::render::layout::GridShape;
 use crate::render::ColourMap;
@@ -100,6 +102,35 @@ pub struct Selection {
     /// Presenter mode, at this slide (`crate::present`).
     pub present: RwSignal<Option<usize>>,
     pub theme: RwSignal<Theme>,
+    /// Which heads matter: the finder's template, the ablation and the followed token.
+    pub heads: HeadsChoice,
+}
+
+/// What a link holds of "which heads matter" (`crate::inspect`).
+#[derive(Clone, Copy)]
+pub struct HeadsChoice {
+    pub template: RwSignal<Template>,
+    /// The "attends to token X" template's token id.
+    pub token_x: RwSignal<Option<u32>>,
+    pub paint: RwSignal<PaintGrid>,
+    /// The heads ablated or patched (sorted), and how.
+    pub ablated: RwSignal<Vec<(usize, usize)>>,
+    pub mode: RwSignal<Replacement>,
+    /// The second prompt a patch reads.
+    pub source: RwSignal<String>,
+    /// The next token the lens, the contributions and the ablation follow (`None`: the top one).
+    pub chosen: RwSignal<Option<u32>>,
+    /// The two-prompt diff's prompt B.
+    pub prompt_b: RwSignal<String>,
+}
+
+/// The head finder's scores of one run, for its panel and the model grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadScores {
+    pub run: u64,
+    pub template: Template,
+    /// `layer · n_head + head`; `None` where the template is undefined.
+    pub scores: Vec<Option<f64>>,
 }
 
 /// The stage heatmap's hovered or keyboard-focused cell (row, column), and
@@ -185,6 +216,12 @@ pub struct Outputs {
     pub hover_value: RwSignal<Option<CellValue>>,
     pub legend: RwSignal<Option<Legend>>,
     pub next: RwSignal<Vec<NextToken>>,
+    /// The head finder's last scores.
+    pub head_scores: RwSignal<Option<HeadScores>>,
+    /// Whether the model grid is on screen (the finder scores heads for it too).
+    pub grid_on_screen: RwSignal<bool>,
+    /// Whether the finder is in use (a template chosen, or named by a link): then the grid shows its scores.
+    pub finder_on: RwSignal<bool>,
 }
 
 /// How long the page takes, for the test hook and the curious.
@@ -273,6 +310,16 @@ impl PageState {
                 panel: RwSignal::new(Panel::Stage),
                 present: RwSignal::new(None),
                 theme: RwSignal::new(Theme::Auto),
+                heads: HeadsChoice {
+                    template: RwSignal::new(Template::default()),
+                    token_x: RwSignal::new(None),
+                    paint: RwSignal::new(PaintGrid::default()),
+                    ablated: RwSignal::new(Vec::new()),
+                    mode: RwSignal::new(Replacement::Zero),
+                    source: RwSignal::new(String::new()),
+                    chosen: RwSignal::new(None),
+                    prompt_b: RwSignal::new(String::new()),
+                },
             },
             focus: Focus {
                 cell: RwSignal::new(None),
@@ -302,6 +349,9 @@ impl PageState {
                 hover_value: RwSignal::new(None),
                 legend: RwSignal::new(None),
                 next: RwSignal::new(Vec::new()),
+                head_scores: RwSignal::new(None),
+                grid_on_screen: RwSignal::new(false),
+                finder_on: RwSignal::new(false),
             },
             telemetry: Telemetry {
                 renders: RwSignal::new(0),

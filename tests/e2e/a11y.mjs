@@ -34,6 +34,15 @@ export async function openEveryPanel(page) {
     const el = page.locator(selector).first();
     if (await el.count() && await el.isEnabled()) await el.click();
   };
+  // Which heads matter: a painted pattern, the lens, an ablated head, a sweep and a diff (first, so the
+  // generation below is as far along when the audit runs as it was before them).
+  await clickIf('.finder-template[data-template=painted]');
+  if (await page.locator('#diff-b').count()) await page.locator('#diff-b').fill('The dog sat on the mat.');
+  for (const panel of ['.finder-panel', '.lens-panel', '.ablation-panel', '.diff-panel']) {
+    if (await page.locator(panel).count()) await page.locator(panel).scrollIntoViewIfNeeded();
+  }
+  await clickIf('.ablate-head');
+  await clickIf('.sweep-button');
   await clickIf('.fert-load');
   await page.waitForSelector('.fert-cell', { timeout: 60_000 });
   await clickIf('.measure-button');

@@ -59,6 +59,11 @@ impl CpuBackend {
         self.trace.borrow().as_ref().map_or(0, |t| t.tokens.len())
     }
 
+    /// The last run's trace, for the questions of `backend::questions`.
+    pub fn trace(&self) -> Result<std::cell::Ref<'_, Trace>, BackendError> {
+        std::cell::Ref::filter_map(self.trace.borrow(), Option::as_ref).map_err(|_| NO_TRACE)
+    }
+
     /// Applies `f` to the view's matrix and, for stages that show it, the masked scores.
     fn with_view<R>(&self, view: View, f: impl FnOnce(&Matrix, Option<&Matrix>) -> R) -> Result<R, BackendError> {
         let trace = self.trace.borrow();

@@ -39,6 +39,8 @@ pub(super) struct GpuBackend {
     run_id: Cell<u64>,
     stage_fitted: Cell<Option<(u64, View)>>,
     block_fitted: Cell<Option<(u64, usize, usize)>>,
+    /// The tokens of the last run, for the questions answered on the CPU until their kernels land.
+    pub(super) interim: super::gpu_interim::InterimTrace,
 }
 
 fn busy<T>(r: Result<T, impl std::fmt::Debug>) -> Result<T, BackendError> {
@@ -101,6 +103,7 @@ impl GpuBackend {
             run_id: Cell::new(0),
             stage_fitted: Cell::new(None),
             block_fitted: Cell::new(None),
+            interim: Default::default(),
         })
     }
 
@@ -117,11 +120,13 @@ impl GpuBackend {
     /// (only the rows after the prefix shared with the last run are computed).
     pub fn run(&self, ids: &[u32], mask: Mask) -> Drawn {
         if ids.is_empty() {
+            self.interim.ran(ids, mask);
             self.shown.set(0);
             return Ok(());
         }
         let mut fwd = busy(self.fwd.try_borrow_mut())?;
         fwd.run(&self.ctx, ids, RunOptions::traced(mask))?;
+        self.interim.ran(ids, mask);
         self.shown.set(ids.len());
         self.run_id.set(self.run_id.get() + 1);
         match self.ctx.fault() {

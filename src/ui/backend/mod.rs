@@ -10,6 +10,9 @@
 
 mod cpu;
 mod gpu;
+mod gpu_interim;
+mod inspect;
+mod questions;
 mod timer;
 
 use std::cell::RefCell;
@@ -22,6 +25,7 @@ use thiserror::Error;
 
 use self::cpu::CpuBackend;
 use self::gpu::GpuBackend;
+pub use self::questions::{FinderQuery, InterventionOutcome, InterventionRequest, PromptDiff};
 pub use self::timer::ForwardTimer;
 use super::state::{set_changed, Keystroke, PageState, View};
 use super::web::canvas_size::CanvasSizes;

@@ -97,8 +97,9 @@ pub fn ModelGridPanel() -> impl IntoView {
                 style:max-width=move || format!("calc(2.2rem + min(420px, {:.3} * 1000px))", state.grid_shape().aspect())>
                 <div class="grid-heads" aria-hidden="true">{move || head_labels(state.grid_shape())}</div>
                 <div class="grid-layers" aria-hidden="true">{move || layer_labels(state.grid_shape())}</div>
-                <div class="grid-wrap">{canvas(gpu_ref, true)}{canvas(cpu_ref, false)}</div>
+                <div class="grid-wrap">{canvas(gpu_ref, true)}{canvas(cpu_ref, false)}<super::FinderOverlay on_view=on_view /></div>
             </div>
+            <super::FinderLegend />
             <p class="hint">{move || format!("Open: layer {}, head {} (framed).", s.layer.get(), s.head.get())}</p>
             <Terms keys=crate::glossary::panel::MODEL_GRID.to_vec() />
         </section>

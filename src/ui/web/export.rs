@@ -79,7 +79,7 @@ fn save(href: &str, name: &str) -> Result<(), ExportError> {
     Ok(())
 }
 
-fn save_text(text: &str, mime: &str, name: &str) -> Result<(), ExportError> {
+pub fn save_text(text: &str, mime: &str, name: &str) -> Result<(), ExportError> {
     let parts = js_sys::Array::of1(&JsValue::from_str(text));
     let options = web_sys::BlobPropertyBag::new();
     options.set_type(mime);
@@ -95,7 +95,7 @@ fn save_text(text: &str, mime: &str, name: &str) -> Result<(), ExportError> {
 }
 
 /// The SVG drawn at twice its size onto a canvas, saved as PNG.
-async fn save_png(svg: &str, name: &str) -> Result<(), ExportError> {
+pub async fn save_png(svg: &str, name: &str) -> Result<(), ExportError> {
     let document = web_sys::window().and_then(|w| w.document()).ok_or(ExportError::Browser("no document".into()))?;
     let image = web_sys::HtmlImageElement::new()?;
     image.set_src(&format!("data:image/svg+xml;charset=utf-8,{}", crate::escape::url_component(svg)));

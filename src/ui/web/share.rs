@@ -34,6 +34,7 @@ pub fn current(state: PageState) -> ShareState {
         seed: Some(s.seed.get()),
         top_k: s.top_k.get(),
         top_p: s.top_p.get(),
+        heads: heads_link(state),
         rejected: Vec::new(),
     }
 }
@@ -87,10 +88,56 @@ pub fn apply(state: PageState, link: &ShareState) {
     state.status.link_note.set((!notes.is_empty()).then(|| {
         format!("This link asked for {} which the page cannot show; the rest is restored.", notes.join(", "))
     }));
+    apply_heads(state, &link.heads);
     // Once a model is loaded, a link naming a layer or head it lacks shows the nearest (before, the load does).
     if let Some(note) = state.fit_selection_to_model() {
         state.add_link_note(note);
     }
+}
+
+/// The "which heads matter" fields of a link: only what differs from the page's defaults.
+fn heads_link(state: PageState) -> crate::share::HeadsLink {
+    let h = state.selection.heads;
+    let template = h.template.get();
+    let mode = h.mode.get();
+    crate::share::HeadsLink {
+        template: (template != Default::default()).then_some(template),
+        token_x: h.token_x.get(),
+        paint: Some(h.paint.get()).filter(|&p| p != crate::inspect::PaintGrid::default()),
+        ablated: Some(h.ablated.get()),
+        mode: (mode != crate::engine::intervene::Replacement::Zero).then_some(mode),
+        source: Some(h.source.get()),
+        chosen: h.chosen.get(),
+        prompt_b: Some(h.prompt_b.get()),
+    }
+}
+
+/// Applies a link's "which heads matter" fields (heads the loaded model lacks
+/// are dropped, and said so, when the model is known).
+fn apply_heads(state: PageState, link: &crate::share::HeadsLink) {
+    let h = state.selection.heads;
+    h.template.set(link.template.unwrap_or_default());
+    if link.template.is_some() {
+        state.outputs.finder_on.set(true);
+    }
+    h.token_x.set(link.token_x);
+    h.paint.set(link.paint.unwrap_or_default());
+    h.mode.set(link.mode.unwrap_or(crate::engine::intervene::Replacement::Zero));
+    h.source.set(link.source.clone().unwrap_or_default());
+    h.chosen.set(link.chosen);
+    h.prompt_b.set(link.prompt_b.clone().unwrap_or_default());
+    let mut heads = link.ablated.clone().unwrap_or_default();
+    let (n_layer, n_head, _, _) = untrack(|| state.shape());
+    if n_layer > 0 {
+        let before = heads.len();
+        heads.retain(|&(l, hd)| l < n_layer && hd < n_head);
+        if heads.len() < before {
+            state.add_link_note(format!(
+                "This link ablates heads this model lacks ({n_layer} layers of {n_head} heads); they were left out."
+            ));
+        }
+    }
+    h.ablated.set(heads);
 }
 
 /// Reads the address now and whenever its fragment changes, and keeps it
@@ -109,10 +156,15 @@ pub fn install(state: PageState) {
     let changes = StoredValue::new(0u64);
     Effect::new(move |_| {
         let fragment = format!("#{}", current(state).format());
-        if state.status.phase.get() != Phase::Ready || written.get_value() == fragment {
+        if state.status.phase.get() != Phase::Ready {
             return;
         }
+        // Counted even when back at the address's state: a write pending for a state in between
+        // (A → B → A within WRITE_AFTER) is dropped, not left to overwrite A's.
         changes.update_value(|n| *n += 1);
+        if written.get_value() == fragment {
+            return;
+        }
         let this = changes.get_value();
         set_timeout(
             move || {
