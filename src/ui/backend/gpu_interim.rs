@@ -10,10 +10,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::gpu::GpuBackend;
-use super::questions::{self, FinderQuery, InterventionOutcome, InterventionRequest, PromptDiff, SweepCell};
+use super::questions::{self, InterventionOutcome, InterventionRequest, PromptDiff, SweepCell};
 use super::BackendError;
 use crate::engine::intervene::Replacement;
-use crate::engine::lens::{DirectContributions, LensPoint};
 use crate::engine::{forward_cpu, Mask, Trace};
 use crate::model::{Model, Token};
 use crate::ui::state::View;
@@ -50,18 +49,6 @@ impl InterimTrace {
 }
 
 impl GpuBackend {
-    pub async fn head_scores(&self, model: &Model, query: &FinderQuery) -> Result<Vec<Option<f64>>, BackendError> {
-        Ok(questions::head_scores(&*self.interim.trace(model)?, query))
-    }
-
-    pub async fn logit_lens(&self, model: &Model, k: usize) -> Result<Vec<LensPoint>, BackendError> {
-        questions::logit_lens(model, &*self.interim.trace(model)?, k)
-    }
-
-    pub async fn contributions(&self, model: &Model, token: u32) -> Result<DirectContributions, BackendError> {
-        questions::contributions(model, &*self.interim.trace(model)?, token)
-    }
-
     pub async fn intervene(
         &self,
         model: &Model,

@@ -10,6 +10,7 @@
 
 mod cpu;
 mod gpu;
+mod gpu_heads;
 mod gpu_interim;
 mod inspect;
 mod questions;
