@@ -593,8 +593,8 @@ const EMBED_16: &str = include_str!("../../shaders/embed_table_16.wgsl");
 
 /// A matmul kernel after matmul_common.wgsl and the way it reads w (f32, or
 /// 16-bit after half.wgsl), specialised by the `GATED` constant (the gated
-/// epilogue, see matmul_common.wgsl): a `const`, so the plain pipelines
-/// compile to the code they had before the gated variant existed.
+/// epilogue, see matmul_common.wgsl): a `const`, so in the plain pipelines
+/// every `if GATED` is a branch on `false` that the shader compiler folds.
 fn matmul_source(kernel: &str, weights: &str, gated: bool) -> String {
     let common = with_prelude(&format!("const GATED: bool = {gated};"), MATMUL_COMMON);
     with_prelude(&with_prelude(&with_prelude(&common, HALF), weights), kernel)
