@@ -33,7 +33,13 @@
 // the workgroup stages x[64×16] and w[16×64] in workgroup memory (4 KiB each),
 // so each loaded value is reused 64 times. Out-of-range rows, columns and k are
 // loaded as 0 and never written: correct for any M, N, K ≥ 1.
-// Workgroup 16×16; dispatch (ceil(N/64), ceil(M/64), 1).
+// Gated (GATED, see matmul_common.wgsl): a workgroup computes 64 rows × 32
+// columns of y; its w tile holds their 32 gate columns then their 32 up
+// columns (two contiguous runs of w per k), and invocation lx owns gate tile
+// columns 2·lx, 2·lx+1 and their up columns 32+2·lx, 33+2·lx, so the
+// epilogue has both. The same loads, multiply-adds and tile size per
+// workgroup as the plain kernel.
+// Workgroup 16×16; dispatch (ceil(N/64), ceil(M/64), 1), gated (ceil(N/32), ceil(M/64), 1).
 // The uniform block, flags, shared bindings and the epilogue are in
 // matmul_common.wgsl, prepended by gpu::kernels.
 // CPU reference: engine::ops::matmul_bias, layernorm, activate, lm_head, add.
@@ -51,6 +57,33 @@ var<workgroup> row_rstd: array<f32, 64>;
 
 fn x_at(i: u32) -> f32 {
     return x[i >> 2u][i & 3u];
+}
+
+// The column of y that tile column tc (0..64) belongs to, for a workgroup
+// whose columns start at col0: col0 + tc, or, gated, col0 + tc % 32.
+fn tile_y_col(col0: u32, tc: u32) -> u32 {
+    if GATED {
+        return col0 + tc % 32u;
+    }
+    return col0 + tc;
+}
+
+// The column of w that tile column tc reads: gated, the gate column of
+// y column col0 + tc for tc < 32, the up column (N further) of col0 + tc − 32 after.
+fn tile_w_col(col0: u32, tc: u32) -> u32 {
+    if GATED {
+        return col0 + tc % 32u + (tc / 32u) * p.n;
+    }
+    return col0 + tc;
+}
+
+// The tile column of invocation lx's accumulator j (< 4): 4·lx + j, or,
+// gated, 2·lx + j for j < 2 (gate) and 32 + 2·lx + j − 2 (their up columns).
+fn owned_col(lx: u32, j: u32) -> u32 {
+    if GATED {
+        return 2u * lx + (j & 1u) + 32u * (j >> 1u);
+    }
+    return 4u * lx + j;
 }
 
 
@@ -123,19 +156,19 @@ fn load_tiles(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, write_ln
         x_tile[at] = xv;
         if transposed {
             // w[N×K]: walk k fastest so neighbouring invocations read neighbouring words.
-            let wc = col0 + at / TILE_K;
+            let tc = at / TILE_K;
             let wk = k0 + at % TILE_K;
             var wv = 0.0;
-            if wk < p.k && wc < p.n {
-                wv = w_at(wc * p.k + wk);
+            if wk < p.k && tile_y_col(col0, tc) < p.n {
+                wv = w_at(tile_w_col(col0, tc) * p.k + wk);
             }
             w_tile[(at % TILE_K) * TILE + at / TILE_K] = wv;
         } else {
             let wk = k0 + at / TILE;
-            let wc = col0 + at % TILE;
+            let tc = at % TILE;
             var wv = 0.0;
-            if wk < p.k && wc < p.n {
-                wv = w_at(wk * p.n + wc);
+            if wk < p.k && tile_y_col(col0, tc) < p.n {
+                wv = w_at(wk * w_stride() + tile_w_col(col0, tc));
             }
             w_tile[at] = wv;
         }
@@ -173,8 +206,8 @@ fn load_tiles_vec4(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, wri
         let wc = tid / 4u;
         let wk = (tid % 4u) * 4u;
         var wv = vec4<f32>(0.0);
-        if k0 + wk < p.k && col0 + wc < p.n {
-            wv = w_vec4(((col0 + wc) * p.k + k0 + wk) >> 2u);
+        if k0 + wk < p.k && tile_y_col(col0, wc) < p.n {
+            wv = w_vec4((tile_w_col(col0, wc) * p.k + k0 + wk) >> 2u);
         }
         w_tile[wk * TILE + wc] = wv.x;
         w_tile[(wk + 1u) * TILE + wc] = wv.y;
@@ -185,8 +218,10 @@ fn load_tiles_vec4(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, wri
         let wk = tid / 16u;
         let wc = (tid % 16u) * 4u;
         var wv = vec4<f32>(0.0);
-        if k0 + wk < p.k && col0 + wc < p.n {
-            wv = w_vec4(((k0 + wk) * p.n + col0 + wc) >> 2u);
+        // Gated: 4 neighbouring tile columns stay within the gate or the up run
+        // (32 columns each), so a vec4 is still 4 neighbouring words of w.
+        if k0 + wk < p.k && tile_y_col(col0, wc) < p.n {
+            wv = w_vec4(((k0 + wk) * w_stride() + tile_w_col(col0, wc)) >> 2u);
         }
         let wt = wk * TILE + wc;
         w_tile[wt] = wv.x;
@@ -199,7 +234,7 @@ fn load_tiles_vec4(row0: u32, col0: u32, k0: u32, tid: u32, normalise: bool, wri
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = wg.y * TILE;
-    let col0 = wg.x * TILE;
+    let col0 = wg.x * select(TILE, TILE / 2u, GATED);
     let tid = lid.y * 16u + lid.x;
     let normalise = has(FLAG_LN);
     if normalise {
@@ -225,13 +260,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 xs[i] = x_tile[(lid.y * 4u + i) * TILE_K + kk];
             }
             for (var j = 0u; j < 4u; j++) {
-                let wv = w_tile[kk * TILE + lid.x * 4u + j];
+                let wv = w_tile[kk * TILE + owned_col(lid.x, j)];
                 for (var i = 0u; i < 4u; i++) {
                     acc[i * 4u + j] += xs[i] * wv;
                 }
             }
         }
         workgroupBarrier();
+    }
+    if GATED {
+        for (var i = 0u; i < 4u; i++) {
+            let r = row0 + lid.y * 4u + i;
+            for (var j = 0u; j < 2u; j++) {
+                let c = col0 + lid.x * 2u + j;
+                if r < p.m && c < p.n {
+                    store_gated(r, c, acc[i * 4u + j], acc[i * 4u + 2u + j]);
+                }
+            }
+        }
+        return;
     }
     for (var i = 0u; i < 4u; i++) {
         let r = row0 + lid.y * 4u + i;

@@ -4,6 +4,16 @@
 // binding 1 and w at binding 2 itself, as vec4 or scalar arrays), and the
 // epilogue: bias, activation, pre-residual write, residual add, store.
 // Shapes and flags: see matmul_bias.wgsl's header.
+//
+// GATED (a `const` gpu::kernels puts in front of this file: false for the
+// plain pipelines, so their code is unchanged, true for the gated ones):
+// w holds gate columns then up columns, [K × 2N] ([2N × K] with FLAG_B_T),
+// b is [2N], and y = act(x·w_gate + b_gate) · (x·w_up + b_up), [·×N]: the
+// Llama family's SwiGLU (act = SiLU) in the gate|up projection's epilogue,
+// with no [·×2N] intermediate. Each invocation owns matching gate and up
+// columns (see each kernel's "Gated" paragraph); FLAG_RESIDUAL and
+// FLAG_WRITE_PRE are ignored. CPU twin: engine::ops::matmul_bias then
+// engine::ops::swiglu.
 
 struct Params {
     m: u32,
@@ -30,6 +40,8 @@ const FLAG_VEC4: u32 = 64u;
 const FLAG_RMS: u32 = 128u;
 const FLAG_W16: u32 = 256u;
 const FLAG_W_BF16: u32 = 512u;
+// Set with GATED (it selects the gated pipeline on the Rust side).
+const FLAG_GATED: u32 = 1024u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
@@ -41,6 +53,14 @@ const FLAG_W_BF16: u32 = 512u;
 
 fn has(flag: u32) -> bool {
     return (p.flags & flag) != 0u;
+}
+
+// The row stride of w (not transposed): N, or 2N when gated.
+fn w_stride() -> u32 {
+    if GATED {
+        return 2u * p.n;
+    }
+    return p.n;
 }
 
 fn erf_approx(v: f32) -> f32 {
@@ -82,4 +102,16 @@ fn store(r: u32, c: u32, acc: f32) {
         v = res[row * p.n + c] + v;
     }
     y[row * p.ldy + p.ycol0 + c] = v;
+}
+
+// The gated epilogue for output row r (< M) and column c (< N): `gate` and
+// `up` hold x·w_gate and x·w_up of column c.
+fn store_gated(r: u32, c: u32, gate: f32, up: f32) {
+    var g = gate;
+    var u = up;
+    if has(FLAG_BIAS) {
+        g += b[c];
+        u += b[p.n + c];
+    }
+    y[(p.yrow0 + r) * p.ldy + p.ycol0 + c] = activate(g) * u;
 }

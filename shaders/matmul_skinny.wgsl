@@ -23,7 +23,11 @@
 // FLAG_B_T, w[N×K] is staged through workgroup memory 8 k × 256 columns at a
 // time, read along k, so the loads stay contiguous too. Out-of-range rows,
 // columns and k are loaded as 0 and never written: correct for any M, N, K ≥ 1.
-// Workgroup 64; dispatch (ceil(N/256), ceil(M/4), 1).
+// Gated (GATED, see matmul_common.wgsl): a workgroup computes 4 rows × 128
+// columns of y; invocation i's four w columns are the gate and up columns of
+// y columns col0 + i and col0 + i + 64 (so neighbouring invocations still
+// read neighbouring words, in two runs), and the epilogue has both.
+// Workgroup 64; dispatch (ceil(N/256), ceil(M/4), 1), gated (ceil(N/128), ceil(M/4), 1).
 // The uniform block, flags, shared bindings and the epilogue are in
 // matmul_common.wgsl, prepended by gpu::kernels.
 // CPU reference: engine::ops::matmul_bias, layernorm, activate, lm_head, add.
@@ -98,6 +102,18 @@ fn layernorm_prologue(row0: u32, tid: u32) {
     workgroupBarrier();
 }
 
+// The column of w that tile column tc (0..256, invocation tc % 64's
+// accumulator tc / 64) reads, clamped to a valid column: col0 + tc, or,
+// gated, accumulator j of invocation i holds the gate (j even) or up (j odd)
+// column of y column col0 + i + 64·(j / 2).
+fn w_col(col0: u32, tc: u32) -> u32 {
+    if GATED {
+        let j = tc / 64u;
+        return min(col0 + tc % 64u + 64u * (j / 2u), p.n - 1u) + (j % 2u) * p.n;
+    }
+    return min(col0 + tc, p.n - 1u);
+}
+
 // acc[r] holds row r's 4 columns (constant indices only: registers, not memory).
 var<private> acc: array<vec4<f32>, 4>;
 
@@ -119,7 +135,7 @@ fn accumulate(xk: u32, wv: vec4<f32>, rows: u32) {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
     let row0 = wg.y * ROWS;
-    let col0 = wg.x * COLS;
+    let col0 = wg.x * select(COLS, COLS / 2u, GATED);
     let normalise = has(FLAG_LN);
     if normalise {
         layernorm_prologue(row0, tid);
@@ -128,13 +144,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let transposed = has(FLAG_B_T);
     let rows = min(ROWS, p.m - row0);
     // Columns past N read column N−1 (a valid address) and are never written.
-    let last = p.n - 1u;
-    let cols = vec4<u32>(
-        min(col0 + tid, last),
-        min(col0 + tid + 64u, last),
-        min(col0 + tid + 128u, last),
-        min(col0 + tid + 192u, last),
-    );
+    let cols = vec4<u32>(w_col(col0, tid), w_col(col0, tid + 64u), w_col(col0, tid + 128u), w_col(col0, tid + 192u));
     for (var k0 = 0u; k0 < p.k; k0 += CHUNK_K) {
         let len = min(CHUNK_K, p.k - k0);
         // Stage 4 rows × 256 k of x (0 past M and K).
@@ -159,7 +169,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             for (var t0 = 0u; t0 < len; t0 += TILE_K_T) {
                 // w[N×K]: 8 neighbouring invocations read 8 neighbouring k of one column.
                 for (var at = tid; at < TILE_K_T * COLS; at += 64u) {
-                    let c = min(col0 + at / TILE_K_T, last);
+                    let c = w_col(col0, at / TILE_K_T);
                     let kk = t0 + at % TILE_K_T;
                     var wv = 0.0;
                     if kk < len {
@@ -177,12 +187,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             }
         } else {
             for (var kk = 0u; kk < len; kk++) {
-                let wrow = (k0 + kk) * p.n;
+                let wrow = (k0 + kk) * w_stride();
                 let wv = vec4<f32>(w_at(wrow + cols.x), w_at(wrow + cols.y), w_at(wrow + cols.z), w_at(wrow + cols.w));
                 accumulate(kk, wv, rows);
             }
         }
         workgroupBarrier();
+    }
+    if GATED {
+        for (var r = 0u; r < ROWS; r++) {
+            let rr = row0 + r;
+            for (var j = 0u; j < 2u; j++) {
+                let c = col0 + tid + 64u * j;
+                if rr < p.m && c < p.n {
+                    store_gated(rr, c, acc[r][2u * j], acc[r][2u * j + 1u]);
+                }
+            }
+        }
+        return;
     }
     for (var r = 0u; r < ROWS; r++) {
         let rr = row0 + r;

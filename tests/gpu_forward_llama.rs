@@ -4,7 +4,9 @@
 //! fixtures (grouped and full multi-head, tied and untied, llama3 RoPE
 //! scaling, Qwen2's biases) and on random shapes with KV ratios 1, 3 and 9
 //! and head widths 64 and 128; prefix (KV) reuse and flash attention against
-//! full and naive runs; an untied head split over vocabulary chunks.
+//! full and naive runs; an untied head split over vocabulary chunks; the
+//! fused MLP (SwiGLU in the gated matmul) on random shapes, T = 1 and T = 70,
+//! appends, f32 and 16-bit weights.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -133,6 +135,68 @@ fn gpu_trace_equals_cpu_on_kv_ratios_1_3_9_and_head_widths_64_128() {
         let weights = random_weights(&config, n_head as u64);
         let what = format!("{n_head} heads over {n_kv} of {d_head}");
         compare(&config, &weights, &ids(23, 70, n_head), &[Mask::Causal, Mask::Bidirectional], &what);
+    }
+}
+
+/// Every weight matrix and the token table rounded to `format`, as a 16-bit
+/// checkpoint loads (the GPU then keeps them 16-bit).
+fn round_to(weights: &mut Weights, format: Half) {
+    let round = |data: &mut Vec<f32>| {
+        data.iter_mut().for_each(|v| {
+            *v = match format {
+                Half::Bf16 => half::bf16::from_f32(*v).to_f32(),
+                Half::F16 => half::f16::from_f32(*v).to_f32(),
+            }
+        })
+    };
+    for b in &mut weights.blocks {
+        for t in [&mut b.attn_qkv_w, &mut b.attn_proj_w, &mut b.mlp_fc_w, &mut b.mlp_proj_w] {
+            round(&mut t.data);
+        }
+    }
+    round(&mut weights.wte.data);
+    if let Some(head) = &mut weights.lm_head {
+        round(&mut head.data);
+    }
+}
+
+/// The fused kernels (SwiGLU in the gated gate|up matmul) on random shapes:
+/// KV ratios 1, 3 and 9, head widths 64 and 128, T = 1 and T = 70 (two
+/// 64-row tiles), an appended token (the skinny kernels over the cache),
+/// f32, bf16 and f16 weights, MLP widths a multiple of 4 (vec4 tile loads)
+/// and not; an append costs 6 dispatches per layer (no SwiGLU pass).
+#[test]
+fn fused_mlp_equals_cpu_on_random_shapes_t1_t70_appends_f32_and_16_bit() {
+    let ctx = gpu();
+    // (query heads, KV heads, head width, MLP width, weight format)
+    let cases = [
+        (2, 2, 64, 56, None),
+        (3, 1, 128, 50, Some(Half::Bf16)),
+        (9, 1, 64, 52, Some(Half::F16)),
+        (6, 2, 128, 44, Some(Half::Bf16)),
+    ];
+    for (n_head, n_kv, d_head, n_inner, format) in cases {
+        let config = ModelConfig::llama((2, n_head, n_kv, d_head), 40, n_inner, 96, 70);
+        let mut weights = random_weights(&config, 7 + n_head as u64);
+        if let Some(half) = format {
+            round_to(&mut weights, half);
+        }
+        let what = format!("{n_head} heads over {n_kv} of {d_head}, MLP {n_inner}, {format:?}");
+        compare(&config, &weights, &ids(1, 70, 5), &[Mask::Causal], &what);
+        compare(&config, &weights, &ids(70, 70, 5), &[Mask::Causal], &what);
+        let gw = GpuWeights::upload(ctx, &config, &weights).unwrap();
+        assert_eq!(gw.blocks[0].fc_w.format, format, "{what}: gate|up weights' format on the GPU");
+        let mut fwd = GpuForward::with_weights(ctx, &config, gw).unwrap();
+        let all = ids(71, 70, 6);
+        fwd.run(ctx, &all[..70], RunOptions::fast(Mask::Causal)).unwrap();
+        let stats = fwd.run(ctx, &all, RunOptions::fast(Mask::Causal)).unwrap();
+        assert_eq!(stats.reused_prefix, 70, "{what}");
+        // The embedding, 6 per layer (QKV, RoPE, attention, proj, gated gate|up, down), the LM head.
+        assert_eq!(stats.dispatches, 1 + 6 * config.n_layer + 1, "{what}: dispatches of an append");
+        let got = pollster::block_on(fwd.begin_read_last_logits(ctx).unwrap().finish(ctx)).unwrap();
+        let cpu = forward_cpu(&config, &weights, tokens(&all), Mask::Causal).unwrap();
+        let v = config.vocab_size;
+        assert_close(&got, &cpu.logits.data[70 * v..71 * v], &format!("{what}: appended token's logits"));
     }
 }
 

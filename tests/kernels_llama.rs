@@ -2,15 +2,17 @@
 //! through wgpu on whatever adapter is present (lavapipe in CI): RMSNorm in
 //! both matmul kernels' prologue and in layernorm.wgsl, the token gather
 //! without positions (embed.wgsl), RoPE (rope.wgsl, with the trace's
-//! pre-rotation copy) and SwiGLU (swiglu.wgsl), on odd shapes.
+//! pre-rotation copy) and SwiGLU (the gated matmul pipelines), on odd shapes.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 
 use attnscope::engine::ops;
-use attnscope::gpu::{EmbedParams, Kernel, LayernormParams, MatmulFusion, MatmulParams, RopeParams, SwigluParams};
+use attnscope::gpu::{pack_half, EmbedParams, Half, Kernel, LayernormParams, MatmulFusion, MatmulParams, RopeParams};
+use attnscope::model::Activation;
+use common::close::{Tolerance, KERNEL};
 use common::kernels::{read, run};
-use common::{assert_close, gpu, Lcg};
+use common::{assert_close, assert_within, gpu, Lcg};
 
 #[path = "common/buffers.rs"]
 mod buffers;
@@ -102,16 +104,88 @@ fn rope_equals_the_reference_and_keeps_the_slices_before_it() {
     }
 }
 
+/// The gated matmul pipelines (SwiGLU in the gate|up projection's epilogue)
+/// against `ops::swiglu` of the plain reference projection: both kernels,
+/// f32 and both 16-bit formats, RMSNorm and bias fused, the scalar and the
+/// vec4 tile loads (hidden widths not a multiple of 4 and multiples of it),
+/// more than one tile of rows and columns, and `w` read transposed.
 #[test]
-fn swiglu_equals_the_reference() {
+fn gated_matmul_equals_swiglu_of_the_projection() {
     let ctx = gpu();
     let mut rng = Lcg(14);
-    for (rows, row0, m) in [(1, 0, 1), (3, 2, 37), (2, 0, 1536)] {
-        let gate_up = rng.vec((row0 + rows) * 2 * m, 20.0);
-        let want = ops::swiglu(&gate_up[row0 * 2 * m..], m);
-        let (gb, ob) = (upload(ctx, &gate_up), output(ctx, (row0 + rows) * m));
-        let params = SwigluParams { rows: rows as u32, m: m as u32, row0: row0 as u32, _pad: 0 };
-        run(Kernel::Swiglu, &params, &[&gb, &ob], params.workgroups());
-        assert_close(&read(&ob, row0 * m, rows * m), &want, &format!("swiglu rows {row0}+{rows}, m={m}"));
+    let formats = [None, Some(Half::Bf16), Some(Half::F16)];
+    // (first row, rows, K, hidden N, transposed)
+    let shapes = [
+        (0, 1, 8, 5, false),
+        (2, 3, 33, 17, false),
+        (0, 70, 64, 36, false),
+        (1, 5, 576, 160, false),
+        (0, 9, 12, 40, true),
+    ];
+    for ((row0, m, k, n, transposed), format) in shapes.into_iter().flat_map(|s| formats.map(|f| (s, f))) {
+        let rows = row0 + m;
+        let x = rng.vec(rows * k, 2.0);
+        let round = |v: f32| match format {
+            None => v,
+            Some(Half::F16) => half::f16::from_f32(v).to_f32(),
+            Some(Half::Bf16) => half::bf16::from_f32(v).to_f32(),
+        };
+        // w_kn: [K × 2N], gate columns then up columns, as the weights load; scaled
+        // like a trained projection so |y| stays O(1), where the 1e-4 absolute bound holds.
+        let w_kn: Vec<f32> = rng.vec(k * 2 * n, 0.1).into_iter().map(round).collect();
+        let w = if transposed { (0..2 * n * k).map(|i| w_kn[(i % k) * 2 * n + i / k]).collect() } else { w_kn.clone() };
+        let bias = rng.vec(2 * n, 0.5);
+        let mut ln = rng.vec(k, 1.0);
+        ln.extend(vec![0.0; k]);
+        let normed = ops::rmsnorm(&x[row0 * k..], &ln[..k], k, 1e-5);
+        let want = ops::swiglu(&ops::matmul_bias(&normed, &w_kn, &bias, m, k, 2 * n), n);
+        let wb = match format {
+            None => upload(ctx, &w),
+            Some(half) => {
+                use wgpu::util::DeviceExt;
+                ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(&pack_half(&w, half)),
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+            }
+        };
+        let (xb, bb, lb) = (upload(ctx, &x), upload(ctx, &bias), upload(ctx, &ln));
+        let (dummy, dummy_out) = (upload(ctx, &[0.0; 4]), output(ctx, 4));
+        let fusion = MatmulFusion {
+            layernorm: Some(1e-5),
+            rms: true,
+            w16: format,
+            transposed,
+            bias: true,
+            activation: Some(Activation::Silu),
+            gated: true,
+            ..Default::default()
+        };
+        let params = MatmulParams::new((m, k, n), fusion).rows_from(row0, row0);
+        let (tiled, skinny) = match format {
+            None => (Kernel::MatmulBiasGated, Kernel::MatmulSkinnyGated),
+            Some(_) => (Kernel::MatmulBiasGated16, Kernel::MatmulSkinnyGated16),
+        };
+        assert_eq!(params.kernel(), if m <= 16 { skinny } else { tiled }, "the gated pipelines are picked");
+        for kernel in [tiled, skinny] {
+            if kernel == skinny && m > 16 {
+                continue;
+            }
+            let yb = output(ctx, rows * n);
+            run(
+                kernel,
+                &params,
+                &[&xb, &wb, &bb, &yb, &dummy, &lb, &dummy_out, &dummy_out],
+                params.workgroups_for(kernel),
+            );
+            let what = format!("{kernel:?} {format:?} rows {row0}+{m}, {k}×2·{n} transposed={transposed}");
+            assert_within(&read(&yb, row0 * n, m * n), &want, GATED, &what);
+        }
     }
 }
+
+/// The gated output is the product of two sums, each within [`KERNEL`] of
+/// its twin's (another summation order), so its relative error bound is
+/// twice KERNEL's (seen: 1.25e-5 at K = 576).
+const GATED: Tolerance = Tolerance { abs: KERNEL.abs, rel: Some(2e-5) };

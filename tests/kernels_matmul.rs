@@ -57,6 +57,7 @@ fn every_fusion(layernorm: bool, transposed: bool, activation: Option<Activation
         activation,
         residual: true,
         write_pre: true,
+        gated: false,
     }
 }
 
@@ -148,6 +149,7 @@ proptest! {
             activation: act,
             residual,
             write_pre: true,
+            gated: false,
         };
         check_fused(&o, (row0, m, k, n), fusion);
     }

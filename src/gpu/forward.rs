@@ -5,9 +5,10 @@
 //! only the new rows are computed (the KV cache).
 //!
 //! Per block, 5 dispatches: ln_1+QKV, attention, proj+residual, ln_2+fc+GELU,
-//! proj+residual; the Llama family adds RoPE after the QKV projection and
-//! SwiGLU after the fused gate|up projection (7), its norms RMSNorm in the
-//! same matmul prologues. Matmuls over few rows (an appended token, the last
+//! proj+residual; the Llama family adds RoPE after the QKV projection (6),
+//! its norms RMSNorm in the same matmul prologues, and its SwiGLU in the
+//! gate|up projection's epilogue (the gated matmul pipelines: no `[T×2m]`
+//! intermediate, no dispatch of its own). Matmuls over few rows (an appended token, the last
 //! position's logits) use matmul_skinny.wgsl, so an append costs O(T) (the
 //! attention row over the cache) plus one pass over the weights. Attention is attention_rows.wgsl when the trace wants the T×T
 //! matrices, flash_attention.wgsl otherwise. Buffers and bind groups are built
@@ -16,7 +17,7 @@
 
 use super::kernels::{
     AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, RopeParams,
-    SwigluParams, PARAM_STRIDE,
+    PARAM_STRIDE,
 };
 use super::layout::{Buffers, Layout, Slot};
 use super::weights::GpuWeights;
@@ -393,26 +394,23 @@ impl GpuForward {
             params.put(&layer.proj, &proj);
             push(proj.kernel(), &layer.proj, proj.workgroups())?;
 
-            // GPT-2: hidden = act(ln_2 · fc); Llama: gate|up = rms(ln_2) · [gate|up], then SwiGLU.
+            // GPT-2: hidden = act(ln_2 · fc); Llama: hidden = silu(rms(ln_2) · gate) · (rms(ln_2) · up),
+            // one gated matmul over the [d × 2·n_inner] gate|up weights.
             let fc = rows(MatmulParams::new(
-                (m, d, if llama { 2 * n_inner } else { n_inner }),
+                (m, d, n_inner),
                 MatmulFusion {
                     layernorm: Some(eps),
                     rms: llama,
                     w16: wb.fc_w.format,
                     write_ln: trace,
                     bias: true,
-                    activation: (!llama).then_some(c.activation_function),
+                    activation: Some(c.activation_function),
+                    gated: llama,
                     ..Default::default()
                 },
             ));
             params.put(&layer.fc, &fc);
             push(fc.kernel(), &layer.fc, fc.workgroups())?;
-            if let Some(slot) = &layer.swiglu {
-                let swiglu = SwigluParams { rows: m as u32, m: n_inner as u32, row0: p as u32, _pad: 0 };
-                params.put(slot, &swiglu);
-                push(Kernel::Swiglu, slot, swiglu.workgroups())?;
-            }
 
             let mlp_proj =
                 rows(MatmulParams::new((m, n_inner, d), MatmulFusion { w16: wb.mlp_proj_w.format, ..residual }));

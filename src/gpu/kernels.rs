@@ -24,21 +24,54 @@ pub enum Kernel {
     /// The same two with 16-bit weights (shaders/matmul_weights_16.wgsl).
     MatmulBias16,
     MatmulSkinny16,
+    /// The four above with the gated epilogue (`GATED`: y = act(gate)·up, SwiGLU).
+    MatmulBiasGated,
+    MatmulSkinnyGated,
+    MatmulBiasGated16,
+    MatmulSkinnyGated16,
     AttentionRows,
     FlashAttention,
     TopK,
     ValueRange,
     RowNorms,
     Rope,
-    Swiglu,
     HeadScores,
     ReplaceHead,
 }
 
 impl Kernel {
-    /// One of the four matmul pipelines (they share one bind group layout).
+    /// One of the eight matmul pipelines (they share one bind group layout).
     pub fn is_matmul(self) -> bool {
-        matches!(self, Kernel::MatmulBias | Kernel::MatmulSkinny | Kernel::MatmulBias16 | Kernel::MatmulSkinny16)
+        matches!(
+            self,
+            Kernel::MatmulBias
+                | Kernel::MatmulSkinny
+                | Kernel::MatmulBias16
+                | Kernel::MatmulSkinny16
+                | Kernel::MatmulBiasGated
+                | Kernel::MatmulSkinnyGated
+                | Kernel::MatmulBiasGated16
+                | Kernel::MatmulSkinnyGated16
+        )
+    }
+
+    /// One of the two skinny matmul pipelines' shapes (4 rows a workgroup).
+    fn is_skinny(self) -> bool {
+        matches!(
+            self,
+            Kernel::MatmulSkinny | Kernel::MatmulSkinny16 | Kernel::MatmulSkinnyGated | Kernel::MatmulSkinnyGated16
+        )
+    }
+
+    /// One of the gated matmul pipelines.
+    fn is_gated(self) -> bool {
+        matches!(
+            self,
+            Kernel::MatmulBiasGated
+                | Kernel::MatmulSkinnyGated
+                | Kernel::MatmulBiasGated16
+                | Kernel::MatmulSkinnyGated16
+        )
     }
 }
 
@@ -59,6 +92,10 @@ pub struct Kernels {
     matmul_skinny: wgpu::ComputePipeline,
     matmul_bias_16: wgpu::ComputePipeline,
     matmul_skinny_16: wgpu::ComputePipeline,
+    matmul_bias_gated: wgpu::ComputePipeline,
+    matmul_skinny_gated: wgpu::ComputePipeline,
+    matmul_bias_gated_16: wgpu::ComputePipeline,
+    matmul_skinny_gated_16: wgpu::ComputePipeline,
     /// The bind group layout every matmul pipeline shares, so one bind group serves any.
     matmul_layout: wgpu::BindGroupLayout,
     attention_rows: wgpu::ComputePipeline,
@@ -67,7 +104,6 @@ pub struct Kernels {
     value_range: wgpu::ComputePipeline,
     row_norms: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
-    swiglu: wgpu::ComputePipeline,
     head_scores: wgpu::ComputePipeline,
     replace_head: wgpu::ComputePipeline,
 }
@@ -124,6 +160,11 @@ pub struct MatmulFusion {
     pub residual: bool,
     /// Also write the value before the residual to `pre`.
     pub write_pre: bool,
+    /// `w` is `[K × 2N]`, gate columns then up columns (`b` `[2N]`), and
+    /// `y = act(x·w_gate + b_gate) · (x·w_up + b_up)`: SwiGLU with
+    /// `Activation::Silu`, in the gated pipelines. `residual` and
+    /// `write_pre` do not apply.
+    pub gated: bool,
 }
 
 /// shaders/matmul_bias.wgsl's uniform block.
@@ -157,6 +198,7 @@ impl MatmulParams {
             | flag(fusion.rms, 128)
             | flag(fusion.w16.is_some(), 256)
             | flag(fusion.w16 == Some(Half::Bf16), 512)
+            | flag(fusion.gated, 1024)
             // vec4 tile loads: K (and N, unless w is read transposed) whole vec4s.
             | flag(k % 4 == 0 && (fusion.transposed || n % 4 == 0), 64);
         let act = match fusion.activation {
@@ -196,14 +238,20 @@ impl MatmulParams {
     }
 
     /// The kernel for this shape: matmul_skinny.wgsl for a few rows (appends
-    /// with the KV cache, the last position's logits), the 64×64 tiles otherwise.
+    /// with the KV cache, the last position's logits), the 64×64 tiles
+    /// otherwise; the 16-bit and gated pipelines of either by the flags.
     pub fn kernel(&self) -> Kernel {
         let w16 = self.flags & 256 != 0;
-        match (self.m as usize <= SKINNY_MAX_ROWS, w16) {
-            (true, false) => Kernel::MatmulSkinny,
-            (false, false) => Kernel::MatmulBias,
-            (true, true) => Kernel::MatmulSkinny16,
-            (false, true) => Kernel::MatmulBias16,
+        let gated = self.flags & 1024 != 0;
+        match (self.m as usize <= SKINNY_MAX_ROWS, w16, gated) {
+            (true, false, false) => Kernel::MatmulSkinny,
+            (false, false, false) => Kernel::MatmulBias,
+            (true, true, false) => Kernel::MatmulSkinny16,
+            (false, true, false) => Kernel::MatmulBias16,
+            (true, false, true) => Kernel::MatmulSkinnyGated,
+            (false, false, true) => Kernel::MatmulBiasGated,
+            (true, true, true) => Kernel::MatmulSkinnyGated16,
+            (false, true, true) => Kernel::MatmulBiasGated16,
         }
     }
 
@@ -213,10 +261,13 @@ impl MatmulParams {
     }
 
     /// Workgroups for either matmul kernel (tests run both on every shape).
+    /// A gated kernel computes half as many columns of y per workgroup.
     pub fn workgroups_for(&self, kernel: Kernel) -> [u32; 3] {
-        match kernel {
-            Kernel::MatmulSkinny | Kernel::MatmulSkinny16 => [self.n.div_ceil(256), self.m.div_ceil(4), 1],
-            _ => [self.n.div_ceil(64), self.m.div_ceil(64), 1],
+        let columns = |plain: u32| if kernel.is_gated() { plain / 2 } else { plain };
+        if kernel.is_skinny() {
+            [self.n.div_ceil(columns(256)), self.m.div_ceil(4), 1]
+        } else {
+            [self.n.div_ceil(columns(64)), self.m.div_ceil(64), 1]
         }
     }
 }
@@ -443,23 +494,6 @@ impl RopeParams {
     }
 }
 
-/// shaders/swiglu.wgsl: silu(gate)·up of rows `row0..row0+rows` of a `[·×2m]` gate|up.
-/// The Rust mirror of `struct Params` in shaders/swiglu.wgsl: keep the two in sync (field order, types, padding).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Pod, Zeroable)]
-pub struct SwigluParams {
-    pub rows: u32,
-    pub m: u32,
-    pub row0: u32,
-    pub _pad: u32,
-}
-
-impl SwigluParams {
-    pub fn workgroups(&self) -> [u32; 3] {
-        [(self.rows * self.m).div_ceil(64), 1, 1]
-    }
-}
-
 /// shaders/head_scores.wgsl: templates `first_template..` of every head of
 /// layer `layer` from its T×T weights (row stride `cap`).
 /// The Rust mirror of `struct Params` in shaders/head_scores.wgsl: keep the two in sync (field order, types, padding).
@@ -558,9 +592,12 @@ const EMBED_F32: &str = include_str!("../../shaders/embed_table_f32.wgsl");
 const EMBED_16: &str = include_str!("../../shaders/embed_table_16.wgsl");
 
 /// A matmul kernel after matmul_common.wgsl and the way it reads w (f32, or
-/// 16-bit after half.wgsl).
-fn matmul_source(kernel: &str, weights: &str) -> String {
-    with_prelude(&with_prelude(&with_prelude(MATMUL_COMMON, HALF), weights), kernel)
+/// 16-bit after half.wgsl), specialised by the `GATED` constant (the gated
+/// epilogue, see matmul_common.wgsl): a `const`, so in the plain pipelines
+/// every `if GATED` is a branch on `false` that the shader compiler folds.
+fn matmul_source(kernel: &str, weights: &str, gated: bool) -> String {
+    let common = with_prelude(&format!("const GATED: bool = {gated};"), MATMUL_COMMON);
+    with_prelude(&with_prelude(&with_prelude(&common, HALF), weights), kernel)
 }
 const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 
@@ -607,10 +644,29 @@ impl Kernels {
             embed: pipeline(d, "embed", &with_prelude(EMBED_F32, EMBED), None),
             embed_16: pipeline(d, "embed (16-bit table)", &with_prelude(&with_prelude(HALF, EMBED_16), EMBED), None),
             layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
-            matmul_bias: pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32), mm),
-            matmul_skinny: pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR), mm),
-            matmul_bias_16: pipeline(d, "matmul_bias (16-bit w)", &matmul_source(MATMUL_BIAS, W_16), mm),
-            matmul_skinny_16: pipeline(d, "matmul_skinny (16-bit w)", &matmul_source(MATMUL_SKINNY, W_16), mm),
+            matmul_bias: pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32, false), mm),
+            matmul_skinny: pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR, false), mm),
+            matmul_bias_16: pipeline(d, "matmul_bias (16-bit w)", &matmul_source(MATMUL_BIAS, W_16, false), mm),
+            matmul_skinny_16: pipeline(d, "matmul_skinny (16-bit w)", &matmul_source(MATMUL_SKINNY, W_16, false), mm),
+            matmul_bias_gated: pipeline(d, "matmul_bias (gated)", &matmul_source(MATMUL_BIAS, W_F32, true), mm),
+            matmul_skinny_gated: pipeline(
+                d,
+                "matmul_skinny (gated)",
+                &matmul_source(MATMUL_SKINNY, W_F32_SCALAR, true),
+                mm,
+            ),
+            matmul_bias_gated_16: pipeline(
+                d,
+                "matmul_bias (gated, 16-bit w)",
+                &matmul_source(MATMUL_BIAS, W_16, true),
+                mm,
+            ),
+            matmul_skinny_gated_16: pipeline(
+                d,
+                "matmul_skinny (gated, 16-bit w)",
+                &matmul_source(MATMUL_SKINNY, W_16, true),
+                mm,
+            ),
             matmul_layout,
             attention_rows: pipeline(
                 d,
@@ -628,7 +684,6 @@ impl Kernels {
             value_range: pipeline(d, "value_range", include_str!("../../shaders/value_range.wgsl"), None),
             row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
             rope: pipeline(d, "rope", include_str!("../../shaders/rope.wgsl"), None),
-            swiglu: pipeline(d, "swiglu", include_str!("../../shaders/swiglu.wgsl"), None),
             head_scores: pipeline(d, "head_scores", include_str!("../../shaders/head_scores.wgsl"), None),
             replace_head: pipeline(d, "replace_head", include_str!("../../shaders/replace_head.wgsl"), None),
         }
@@ -643,13 +698,16 @@ impl Kernels {
             Kernel::MatmulSkinny => &self.matmul_skinny,
             Kernel::MatmulBias16 => &self.matmul_bias_16,
             Kernel::MatmulSkinny16 => &self.matmul_skinny_16,
+            Kernel::MatmulBiasGated => &self.matmul_bias_gated,
+            Kernel::MatmulSkinnyGated => &self.matmul_skinny_gated,
+            Kernel::MatmulBiasGated16 => &self.matmul_bias_gated_16,
+            Kernel::MatmulSkinnyGated16 => &self.matmul_skinny_gated_16,
             Kernel::AttentionRows => &self.attention_rows,
             Kernel::FlashAttention => &self.flash_attention,
             Kernel::TopK => &self.top_k,
             Kernel::ValueRange => &self.value_range,
             Kernel::RowNorms => &self.row_norms,
             Kernel::Rope => &self.rope,
-            Kernel::Swiglu => &self.swiglu,
             Kernel::HeadScores => &self.head_scores,
             Kernel::ReplaceHead => &self.replace_head,
         }

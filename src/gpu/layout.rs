@@ -59,9 +59,9 @@ pub struct LayerBuffers {
     pub hidden: wgpu::Buffer,
     pub mlp_out: wgpu::Buffer,
     pub resid_post: wgpu::Buffer,
-    /// The Llama family: the fused gate|up projection `[cap × 2·n_inner]`, and
-    /// Q and K before RoPE `[cap × (q_dim + kv_dim)]` (written by traced runs).
-    pub gate_up: Option<wgpu::Buffer>,
+    /// The Llama family: Q and K before RoPE `[cap × (q_dim + kv_dim)]`
+    /// (written by traced runs). Its MLP needs no gate|up buffer: the gated
+    /// matmul writes silu(gate)·up straight into `hidden`.
     pub qk_pre: Option<wgpu::Buffer>,
 }
 
@@ -72,9 +72,8 @@ pub struct LayerSlots {
     pub proj: Slot,
     pub fc: Slot,
     pub mlp_proj: Slot,
-    /// The Llama family's RoPE and SwiGLU dispatches.
+    /// The Llama family's RoPE dispatch.
     pub rope: Option<Slot>,
-    pub swiglu: Option<Slot>,
 }
 
 pub struct Slots {
@@ -141,9 +140,9 @@ impl Binder<'_> {
 }
 
 /// Parameter blocks a layout needs: embed and logits per vocabulary chunk (four
-/// logits variants), five per block plus flash, RoPE and SwiGLU, and ln_f.
+/// logits variants), five per block plus flash and RoPE, and ln_f.
 fn slot_count(layers: usize, chunks: usize) -> u64 {
-    (chunks * 5 + layers * 8 + 1) as u64
+    (chunks * 5 + layers * 7 + 1) as u64
 }
 
 impl Buffers {
@@ -186,7 +185,6 @@ impl Buffers {
                 hidden: a.buffer(&name("mlp_hidden"), cap * config.n_inner)?,
                 mlp_out: a.buffer(&name("mlp_out"), cap * d)?,
                 resid_post: a.buffer(&name("resid_post"), cap * d)?,
-                gate_up: llama.then(|| a.buffer(&name("mlp_gate_up"), cap * 2 * config.n_inner)).transpose()?,
                 qk_pre: llama.then(|| a.buffer(&name("qk_pre_rope"), cap * (q_dim + config.kv_dim()))).transpose()?,
             });
         }
@@ -223,10 +221,8 @@ impl Buffers {
                 }
                 _ => None,
             };
-            let fc_out = lb.gate_up.as_ref().unwrap_or(&lb.hidden);
             layer_slots.push(LayerSlots {
                 rope: lb.qk_pre.as_ref().map(|pre| bind.slot(Kernel::Rope, &[&lb.qkv, &rope_table, pre])),
-                swiglu: lb.gate_up.as_ref().map(|gate_up| bind.slot(Kernel::Swiglu, &[gate_up, &lb.hidden])),
                 qkv: bind
                     .slot(mm, &[input, &wb.qkv_w.buffer, &wb.qkv_b, &lb.qkv, &dummy_ro, &wb.ln_1, &lb.ln_1, &dummy_b]),
                 rows,
@@ -246,7 +242,7 @@ impl Buffers {
                 ),
                 fc: bind.slot(
                     mm,
-                    &[&lb.resid_mid, &wb.fc_w.buffer, &wb.fc_b, fc_out, &dummy_ro, &wb.ln_2, &lb.ln_2, &dummy_b],
+                    &[&lb.resid_mid, &wb.fc_w.buffer, &wb.fc_b, &lb.hidden, &dummy_ro, &wb.ln_2, &lb.ln_2, &dummy_b],
                 ),
                 mlp_proj: bind.slot(
                     mm,
