@@ -90,12 +90,7 @@ export function cliTrace(text, mask = 'causal', { quiet = false } = {}) {
 export async function screenshot(page, name) {
   await mkdir(SCREENS, { recursive: true });
   const file = path.join(SCREENS, name);
-  // Panels outside the window skip rendering (content-visibility: auto, for
-  // the keystroke's cost): a whole-page picture needs them all rendered.
-  const style = await page.addStyleTag({ content: '.panel { content-visibility: visible !important; }' });
-  await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
   await page.screenshot({ path: file, fullPage: true });
-  await style.evaluate((node) => node.remove());
   return file;
 }
 

@@ -48,8 +48,6 @@ try {
   }
   const { page, errors } = await openApp(browser, server.url);
   await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
-  // Whole-page pictures need every panel rendered, not only those in the window.
-  await page.addStyleTag({ content: '.panel { content-visibility: visible !important; }' });
   await page.waitForTimeout(500);
   await page.screenshot({ path: path.join(out, 'desktop.png'), fullPage: true });
   await page.locator('[data-stage=raw]').click();
