@@ -303,25 +303,34 @@ mod tests {
         assert_eq!(a.tokens, b.tokens);
     }
 
+    fn pick(rng: &mut Rng, lo: u64, hi: u64) -> usize {
+        (lo + rng.next_u64() % (hi - lo + 1)) as usize
+    }
+
+    /// A random model of either family (even cases GPT-2, odd ones Llama with
+    /// grouped KV heads) and a mask that never lets a token see a later one.
+    fn random_case(rng: &mut Rng, case: u64) -> (ModelConfig, Weights, Mask) {
+        let n_kv_head = pick(rng, 1, 3);
+        let n_head = n_kv_head * pick(rng, 1, 3);
+        let (n_layer, d_head) = (pick(rng, 1, 3), 2 * pick(rng, 1, 4));
+        let config = if case % 2 == 0 {
+            ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40)
+        } else {
+            ModelConfig::llama((n_layer, n_head, n_kv_head, d_head), 12, 20, 24, 40)
+        };
+        let w = random_weights(&config, case);
+        let mask = if case % 4 < 2 { Mask::Causal } else { Mask::Window(pick(rng, 1, 5) as u32) };
+        (config, w, mask)
+    }
+
     #[test]
     fn an_extended_trace_equals_a_full_run_on_random_shapes() {
         let mut rng = Rng::new(5);
         for case in 0..40 {
-            let pick = |rng: &mut Rng, lo: u64, hi: u64| (lo + rng.next_u64() % (hi - lo + 1)) as usize;
-            let n_kv_head = pick(&mut rng, 1, 3);
-            let n_head = n_kv_head * pick(&mut rng, 1, 3);
-            let (n_layer, d_head) = (pick(&mut rng, 1, 3), 2 * pick(&mut rng, 1, 4));
-            // Even cases GPT-2, odd ones Llama with grouped KV heads.
-            let config = if case % 2 == 0 {
-                ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40)
-            } else {
-                ModelConfig::llama((n_layer, n_head, n_kv_head, d_head), 12, 20, 24, 40)
-            };
-            let w = random_weights(&config, case);
+            let (config, w, mask) = random_case(&mut rng, case);
             let t = pick(&mut rng, 2, 24);
             let p = pick(&mut rng, 1, t as u64 - 1);
             let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % 40) as u32).collect();
-            let mask = if case % 4 < 2 { Mask::Causal } else { Mask::Window(pick(&mut rng, 1, 5) as u32) };
             let prefix = forward_cpu(&config, &w, tokens(&ids[..p]), mask).unwrap();
             assert!(can_extend(&prefix, &tokens(&ids), mask));
             let extended = extend_cpu(&config, &w, &prefix, tokens(&ids), mask).unwrap();
@@ -334,17 +343,7 @@ mod tests {
     fn any_shared_prefix_is_reused_and_the_result_equals_a_full_run() {
         let mut rng = Rng::new(11);
         for case in 0..40 {
-            let pick = |rng: &mut Rng, lo: u64, hi: u64| (lo + rng.next_u64() % (hi - lo + 1)) as usize;
-            let n_kv_head = pick(&mut rng, 1, 3);
-            let n_head = n_kv_head * pick(&mut rng, 1, 3);
-            let (n_layer, d_head) = (pick(&mut rng, 1, 3), 2 * pick(&mut rng, 1, 4));
-            let config = if case % 2 == 0 {
-                ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40)
-            } else {
-                ModelConfig::llama((n_layer, n_head, n_kv_head, d_head), 12, 20, 24, 40)
-            };
-            let w = random_weights(&config, case);
-            let mask = if case % 4 < 2 { Mask::Causal } else { Mask::Window(pick(&mut rng, 1, 5) as u32) };
+            let (config, w, mask) = random_case(&mut rng, case);
             // An old text, and a new one that keeps its first `keep` tokens and
             // then goes on differently (shorter, as long, or longer).
             let old_len = pick(&mut rng, 1, 20);
