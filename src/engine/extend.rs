@@ -313,7 +313,7 @@ mod tests {
         let n_kv_head = pick(rng, 1, 3);
         let n_head = n_kv_head * pick(rng, 1, 3);
         let (n_layer, d_head) = (pick(rng, 1, 3), 2 * pick(rng, 1, 4));
-        let config = if case % 2 == 0 {
+        let config = if case.is_multiple_of(2) {
             ModelConfig::tiny(n_layer, n_head, n_head * d_head, 24, 40)
         } else {
             ModelConfig::llama((n_layer, n_head, n_kv_head, d_head), 12, 20, 24, 40)
