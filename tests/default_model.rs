@@ -57,3 +57,19 @@ fn a_later_layer_has_an_induction_head_and_the_repeat_is_predicted() {
     let gain = report.loss_first_copy - report.loss_second_copy;
     assert!(gain >= 2.0, "loss {:.2} → {:.2} on the repeat", report.loss_first_copy, report.loss_second_copy);
 }
+
+/// The page fetches the default model's shuffled copy (it gzips smaller):
+/// it must be exactly the shipped model, shuffled.
+#[test]
+fn the_shuffled_copy_is_the_shipped_model() {
+    use attnscope::model::shuffle;
+    let dir = root().join("www/models/default");
+    let model = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let shipped = std::fs::read(dir.join(shuffle::FILE_NAME)).unwrap();
+    assert!(
+        shuffle::shuffle(&model).unwrap() == shipped,
+        "www/models/default/{} is stale: cargo run --release -- shuffle www/models/default/model.safetensors",
+        shuffle::FILE_NAME
+    );
+    assert!(shuffle::unshuffle(&shipped).unwrap() == model);
+}

@@ -9,7 +9,7 @@
 // What is kept: complete 200 answers from this origin to requests without a
 // Range header; never an answer that was redirected elsewhere or whose type
 // does not fit the request (a captive portal's login page served for
-// model.safetensors), and a page load only when it is this app's page.
+// model.safetensors.shuffled), and a page load only when it is this app's page.
 //
 // One cache per build: BUILD is stamped by tools/stamp_build.sh at `trunk
 // build` (index.html carries the same stamp), so a new deploy installs a new
@@ -44,7 +44,7 @@ function expectedType(url) {
   const ext = (new URL(url).pathname.match(/\.([a-z0-9]+)$/i) || [])[1];
   const types = {
     wasm: ['application/wasm'], js: ['javascript'], mjs: ['javascript'], css: ['text/css'], json: ['json'],
-    safetensors: ['octet-stream'], png: ['image/'], svg: ['image/svg'], woff2: ['font', 'octet-stream'],
+    safetensors: ['octet-stream'], shuffled: ['octet-stream'], png: ['image/'], svg: ['image/svg'], woff2: ['font', 'octet-stream'],
   };
   return ext ? types[ext.toLowerCase()] || null : null;
 }

@@ -84,6 +84,19 @@ mod cli {
             #[arg(long)]
             out: Option<PathBuf>,
         },
+        /// Write a safetensors file with each tensor's bytes shuffled (grouped
+        /// by their place in the element, as HDF5's shuffle filter), which
+        /// gzips smaller; the page fetches the default model's shuffled copy.
+        Shuffle {
+            /// The safetensors file.
+            file: PathBuf,
+            /// Where to write; by default the file's name + `.shuffled`.
+            #[arg(long)]
+            out: Option<PathBuf>,
+            /// Undo the shuffle instead.
+            #[arg(long)]
+            unshuffle: bool,
+        },
         /// Continue a prompt, one sampled token at a time.
         Generate {
             #[arg(long, default_value = DEFAULT_MODEL)]
@@ -259,6 +272,18 @@ mod cli {
 
     fn run(cli: Cli) -> Result<(), String> {
         match cli.command {
+            Command::Shuffle { file, out, unshuffle } => {
+                use attnscope::model::shuffle;
+                let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let filtered = if unshuffle { shuffle::unshuffle(&bytes) } else { shuffle::shuffle(&bytes) };
+                let filtered = filtered.map_err(|e| format!("{}: {e}", file.display()))?;
+                let out = out.unwrap_or_else(|| {
+                    let mut name = file.clone().into_os_string();
+                    name.push(".shuffled");
+                    PathBuf::from(name)
+                });
+                std::fs::write(&out, filtered).map_err(|e| format!("cannot write {}: {e}", out.display()))
+            }
             Command::GpuInfo => {
                 let ctx = GpuContext::new_blocking().map_err(|e| e.to_string())?;
                 println!("{}", ctx.describe());

@@ -17,6 +17,7 @@ mod gguf_writer;
 pub mod local_files;
 pub mod plan;
 pub mod shards;
+pub mod shuffle;
 pub mod source;
 mod tokenizer;
 mod weights;

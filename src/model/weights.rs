@@ -46,7 +46,7 @@ const TOO_MANY: &str = "too many tensors";
 
 /// Checks the header's length and its number of entries in constant memory,
 /// before `safetensors` parses it into a map.
-fn check_header(bytes: &[u8]) -> Result<(), ModelError> {
+pub(super) fn check_header(bytes: &[u8]) -> Result<(), ModelError> {
     let length: [u8; 8] = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())

@@ -68,7 +68,7 @@ test('the lesson page shows three widgets with the model\'s numbers from one mod
     assert.match(open, /^http:\/\/127\.0\.0\.1:\d+\/#text=The%20cat/, 'the open link goes to the full page');
     assert.doesNotMatch(open, /embed=1/);
 
-    const downloads = server.requests.slice(before).filter((p) => p.endsWith('model.safetensors'));
+    const downloads = server.requests.slice(before).filter((p) => p.endsWith('model.safetensors.shuffled'));
     assert.equal(downloads.length, 1, `one model download for three widgets (${downloads.length})`);
     await screenshot(page, 'lesson-desktop.png');
     await page.setViewportSize({ width: 390, height: 844 });

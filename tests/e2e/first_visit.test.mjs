@@ -184,7 +184,7 @@ test('while the model loads the page says so and its Generate and Measure button
     page.on('pageerror', (e) => errors.push(String(e)));
     let release;
     const held = new Promise((r) => { release = r; });
-    await page.route('**/model.safetensors', async (route) => { await held; await route.continue(); });
+    await page.route('**/model.safetensors.shuffled', async (route) => { await held; await route.continue(); });
     await page.goto(server.url);
     await page.waitForSelector('[data-testid=token-count]');
     assert.equal(await page.locator('[data-testid=token-count]').innerText(), 'Loading the model…');

@@ -21,7 +21,8 @@ def main():
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train([str(DATA / "train.txt")], trainer=trainer)
     assert tok.get_vocab_size() == VOCAB
-    tok.save(str(DATA / "tokenizer.json"))
+    # Minified: the page fetches it on every first visit (issue 19).
+    tok.save(str(DATA / "tokenizer.json"), pretty=False)
     sample = "The cat sat on the mat. 猫が座った 🐈"
     print(tok.encode(sample).tokens)
 

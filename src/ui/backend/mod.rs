@@ -35,7 +35,7 @@ use super::web::fetch::{fetch_bytes, fetch_with_progress, FetchError};
 use super::web::query;
 use crate::engine::{EngineError, Mask, Matrix};
 use crate::gpu::GpuError;
-use crate::model::{Model, ModelError, Token};
+use crate::model::{shuffle, Model, ModelError, Token};
 use crate::render::layout::{GridShape, MapWindow};
 
 /// Where the page fetches the default model from (Trunk copies www/models to models/).
@@ -189,7 +189,10 @@ impl Backend {
     /// `progress(bytes so far, total)` follows the weights' download (total 0 when unknown).
     pub async fn load(self, progress: impl Fn(f64, f64) + 'static) -> Result<Rc<Host>, BackendError> {
         let config = fetch_bytes(&format!("{MODEL_DIR}/config.json")).await?;
-        let weights = fetch_with_progress(&format!("{MODEL_DIR}/model.safetensors"), progress).await?;
+        // The weights' shuffled copy: the same bytes, regrouped so they gzip smaller.
+        let shuffled = fetch_with_progress(&format!("{MODEL_DIR}/{}", shuffle::FILE_NAME), progress).await?;
+        let weights = shuffle::unshuffle(&shuffled)?;
+        drop(shuffled);
         let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/tokenizer.json")).await?;
         let model = Model::from_bytes(MODEL_NAME, &config, &weights, &tokenizer)?;
         self.replace(model).await
