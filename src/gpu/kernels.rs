@@ -8,6 +8,7 @@
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
+use super::wgsl::wgsl;
 use super::{GpuContext, GpuError};
 use crate::engine::Mask;
 use crate::model::Activation;
@@ -580,16 +581,16 @@ fn with_prelude(prelude: &str, kernel: &str) -> String {
     format!("{prelude}\n{kernel}")
 }
 
-const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
-const MATMUL_BIAS: &str = include_str!("../../shaders/matmul_bias.wgsl");
-const MATMUL_SKINNY: &str = include_str!("../../shaders/matmul_skinny.wgsl");
-const W_F32: &str = include_str!("../../shaders/matmul_weights_f32.wgsl");
-const W_F32_SCALAR: &str = include_str!("../../shaders/matmul_weights_f32_scalar.wgsl");
-const W_16: &str = include_str!("../../shaders/matmul_weights_16.wgsl");
-const HALF: &str = include_str!("../../shaders/half.wgsl");
-const EMBED: &str = include_str!("../../shaders/embed.wgsl");
-const EMBED_F32: &str = include_str!("../../shaders/embed_table_f32.wgsl");
-const EMBED_16: &str = include_str!("../../shaders/embed_table_16.wgsl");
+const MATMUL_COMMON: &str = wgsl!("matmul_common.wgsl");
+const MATMUL_BIAS: &str = wgsl!("matmul_bias.wgsl");
+const MATMUL_SKINNY: &str = wgsl!("matmul_skinny.wgsl");
+const W_F32: &str = wgsl!("matmul_weights_f32.wgsl");
+const W_F32_SCALAR: &str = wgsl!("matmul_weights_f32_scalar.wgsl");
+const W_16: &str = wgsl!("matmul_weights_16.wgsl");
+const HALF: &str = wgsl!("half.wgsl");
+const EMBED: &str = wgsl!("embed.wgsl");
+const EMBED_F32: &str = wgsl!("embed_table_f32.wgsl");
+const EMBED_16: &str = wgsl!("embed_table_16.wgsl");
 
 /// A matmul kernel after matmul_common.wgsl and the way it reads w (f32, or
 /// 16-bit after half.wgsl), specialised by the `GATED` constant (the gated
@@ -599,7 +600,7 @@ fn matmul_source(kernel: &str, weights: &str, gated: bool) -> String {
     let common = with_prelude(&format!("const GATED: bool = {gated};"), MATMUL_COMMON);
     with_prelude(&with_prelude(&with_prelude(&common, HALF), weights), kernel)
 }
-const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
+const ATTENTION_COMMON: &str = wgsl!("attention_common.wgsl");
 
 /// The bindings of matmul_bias.wgsl and matmul_skinny.wgsl: the uniform
 /// block, then x, w, b (read), y (write), res, ln (read), ln_out, pre (write).
@@ -643,7 +644,7 @@ impl Kernels {
         Self {
             embed: pipeline(d, "embed", &with_prelude(EMBED_F32, EMBED), None),
             embed_16: pipeline(d, "embed (16-bit table)", &with_prelude(&with_prelude(HALF, EMBED_16), EMBED), None),
-            layernorm: pipeline(d, "layernorm", include_str!("../../shaders/layernorm.wgsl"), None),
+            layernorm: pipeline(d, "layernorm", wgsl!("layernorm.wgsl"), None),
             matmul_bias: pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32, false), mm),
             matmul_skinny: pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR, false), mm),
             matmul_bias_16: pipeline(d, "matmul_bias (16-bit w)", &matmul_source(MATMUL_BIAS, W_16, false), mm),
@@ -671,21 +672,21 @@ impl Kernels {
             attention_rows: pipeline(
                 d,
                 "attention_rows",
-                &with_prelude(ATTENTION_COMMON, include_str!("../../shaders/attention_rows.wgsl")),
+                &with_prelude(ATTENTION_COMMON, wgsl!("attention_rows.wgsl")),
                 None,
             ),
             flash_attention: pipeline(
                 d,
                 "flash_attention",
-                &with_prelude(ATTENTION_COMMON, include_str!("../../shaders/flash_attention.wgsl")),
+                &with_prelude(ATTENTION_COMMON, wgsl!("flash_attention.wgsl")),
                 None,
             ),
-            top_k: pipeline(d, "top_k", include_str!("../../shaders/top_k.wgsl"), None),
-            value_range: pipeline(d, "value_range", include_str!("../../shaders/value_range.wgsl"), None),
-            row_norms: pipeline(d, "row_norms", include_str!("../../shaders/row_norms.wgsl"), None),
-            rope: pipeline(d, "rope", include_str!("../../shaders/rope.wgsl"), None),
-            head_scores: pipeline(d, "head_scores", include_str!("../../shaders/head_scores.wgsl"), None),
-            replace_head: pipeline(d, "replace_head", include_str!("../../shaders/replace_head.wgsl"), None),
+            top_k: pipeline(d, "top_k", wgsl!("top_k.wgsl"), None),
+            value_range: pipeline(d, "value_range", wgsl!("value_range.wgsl"), None),
+            row_norms: pipeline(d, "row_norms", wgsl!("row_norms.wgsl"), None),
+            rope: pipeline(d, "rope", wgsl!("rope.wgsl"), None),
+            head_scores: pipeline(d, "head_scores", wgsl!("head_scores.wgsl"), None),
+            replace_head: pipeline(d, "replace_head", wgsl!("replace_head.wgsl"), None),
         }
     }
 

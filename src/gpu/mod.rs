@@ -14,6 +14,7 @@ mod readback;
 mod stages;
 mod trace;
 mod weights;
+pub(crate) mod wgsl;
 
 pub use context::{GpuContext, GpuError};
 pub use contributions::ContributionsRead;

@@ -86,7 +86,7 @@ impl HeatmapRenderer {
     pub fn new(device: &wgpu::Device, format: wgpu::TextureFormat) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("heatmap"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/heatmap.wgsl").into()),
+            source: wgpu::ShaderSource::Wgsl(crate::gpu::wgsl::wgsl!("heatmap.wgsl").into()),
         });
         let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
             label: Some("heatmap"),
