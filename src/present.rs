@@ -22,10 +22,14 @@ pub enum Slide {
     Logits,
     /// A token drawn from that distribution.
     Sample,
+    /// The text against a second prompt: A − B of the attention weights, and
+    /// the next token's change (only when the page has a prompt B).
+    Diff,
 }
 
-/// Every slide for a model of `n_layer` layers, in order.
-pub fn slides(n_layer: usize) -> Vec<Slide> {
+/// Every slide for a model of `n_layer` layers, in order; the diff last
+/// when there is a second prompt (`diff`).
+pub fn slides(n_layer: usize, diff: bool) -> Vec<Slide> {
     let mut out = vec![Slide::Tokens, Slide::Embeddings];
     for layer in 0..n_layer {
         if layer > 0 {
@@ -34,6 +38,9 @@ pub fn slides(n_layer: usize) -> Vec<Slide> {
         out.extend(AttentionStage::ALL.into_iter().map(|stage| Slide::Attention { layer, stage }));
     }
     out.extend([Slide::Logits, Slide::Sample]);
+    if diff {
+        out.push(Slide::Diff);
+    }
     out
 }
 
@@ -45,6 +52,7 @@ impl Slide {
             Slide::Embeddings | Slide::NextLayer { .. } => Panel::Residual,
             Slide::Attention { .. } => Panel::Stage,
             Slide::Logits | Slide::Sample => Panel::Next,
+            Slide::Diff => Panel::Diff,
         }
     }
 
@@ -67,6 +75,7 @@ impl Slide {
             Slide::NextLayer { layer } => format!("Into layer {}", layer + 1),
             Slide::Logits => "Logits → next-token distribution".into(),
             Slide::Sample => "Sample".into(),
+            Slide::Diff => format!("Two prompts · head {head} · A − B"),
         }
     }
 
@@ -101,6 +110,9 @@ impl Slide {
                               vocabulary entry; softmax makes them probabilities."
                 .into(),
             Slide::Sample => "The next token is drawn from that distribution (the top one at temperature 0).".into(),
+            Slide::Diff => "The same head on a second prompt B: where its attention weights differ from A's, \
+                            position by position, and how the next token's probabilities move."
+                .into(),
         }
     }
 }
@@ -145,7 +157,7 @@ mod tests {
 
     #[test]
     fn the_script_runs_from_tokens_through_every_layer_to_a_sample() {
-        let s = slides(3);
+        let s = slides(3, false);
         assert_eq!(s.len(), 2 + 3 * AttentionStage::ALL.len() + 2 + 2);
         assert_eq!(
             &s[..3],
@@ -170,8 +182,18 @@ mod tests {
     }
 
     #[test]
+    fn a_second_prompt_adds_the_diff_slide_last() {
+        let (plain, with) = (slides(2, false), slides(2, true));
+        assert_eq!(with.len(), plain.len() + 1);
+        assert_eq!(with[..plain.len()], plain[..]);
+        assert_eq!(with.last(), Some(&Slide::Diff));
+        assert_eq!(Slide::Diff.panel(), Panel::Diff);
+        assert!(Slide::Diff.layer().is_none() && Slide::Diff.title(3).contains("head 3"));
+    }
+
+    #[test]
     fn one_layer_has_no_next_layer_slide() {
-        let s = slides(1);
+        let s = slides(1, false);
         assert_eq!(s.len(), 2 + AttentionStage::ALL.len() + 2);
         assert!(s.iter().all(|x| !matches!(x, Slide::NextLayer { .. })));
     }

@@ -29,7 +29,7 @@ pub struct HeadsLink {
 
 /// Which part of the page a link (or an embedded widget) is about: the stage
 /// heatmap by default, or the head view, the every-head grid, the residual
-/// stream, the next-token list or the tokens.
+/// stream, the next-token list, the tokens or the two-prompt diff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Panel {
     #[default]
@@ -39,10 +39,13 @@ pub enum Panel {
     Residual,
     Next,
     Tokens,
+    /// The two-prompt diff (the text against the link's `diff` prompt).
+    Diff,
 }
 
 impl Panel {
-    pub const ALL: [Panel; 6] = [Panel::Stage, Panel::Heads, Panel::Grid, Panel::Residual, Panel::Next, Panel::Tokens];
+    pub const ALL: [Panel; 7] =
+        [Panel::Stage, Panel::Heads, Panel::Grid, Panel::Residual, Panel::Next, Panel::Tokens, Panel::Diff];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -52,6 +55,7 @@ impl Panel {
             Panel::Residual => "residual",
             Panel::Next => "next",
             Panel::Tokens => "tokens",
+            Panel::Diff => "diff",
         }
     }
 

@@ -3,6 +3,8 @@
 //   <script src="https://YOUR-ATTNSCOPE/embed.js"></script>
 //   <attnscope-view text="The cat sat on the mat" view="weights" layer="0" head="2"
 //                   mask="causal" height="360"></attnscope-view>
+//   <attnscope-view view="diff" text="The cat sat on the mat" text-b="The dog sat on the mat"
+//                   layer="1" head="2"></attnscope-view>
 //
 // Each element shows one view of the model running on its text, in an iframe of
 // the app in embed mode (`?embed=1`, the state in the fragment as in a shared
@@ -21,8 +23,9 @@
   'use strict';
 
   const VIEWS = ['q', 'k', 'v', 'raw', 'scores', 'scaled', 'masked', 'weights', 'softmax', 'attention', 'out',
-    'output', 'heads', 'grid', 'residual', 'next', 'tokens'];
-  const ATTRIBUTES = ['text', 'view', 'layer', 'head', 'mask', 'height', 'theme', 'model'];
+    'output', 'heads', 'grid', 'residual', 'next', 'tokens', 'diff'];
+  // text-b: the second prompt of view="diff" (the text is A).
+  const ATTRIBUTES = ['text', 'text-b', 'view', 'layer', 'head', 'mask', 'height', 'theme', 'model'];
   const MAX_TEXT = 4000;
   const DEFAULTS = { text: 'The cat sat on the mat because it was tired.', view: 'weights', height: 360 };
 
@@ -46,6 +49,7 @@
 
   const CHECKS = {
     text: (v) => (v.length > MAX_TEXT ? `text is ${v.length} characters; the widget takes at most ${MAX_TEXT}.` : null),
+    'text-b': (v) => (v.length > MAX_TEXT ? `text-b is ${v.length} characters; the widget takes at most ${MAX_TEXT}.` : null),
     view: (v) => (VIEWS.includes(v) ? null : `view="${v}" is not a view; use one of: ${VIEWS.join(', ')}.`),
     layer: (v) => index('layer', v),
     head: (v) => index('head', v),
@@ -76,20 +80,27 @@
     const value = (name) => {
       if (!given.has(name)) return null;
       const raw = given.get(name);
-      const v = name === 'text' ? raw : raw.trim();
+      const v = name === 'text' || name === 'text-b' ? raw : raw.trim();
       const problem = CHECKS[name](v);
       if (problem) { problems.push(wellFormed(problem)); return null; }
       return v;
     };
     const fields = [];
-    let text = value('text') ?? DEFAULTS.text;
-    const lone = loneSurrogate(text);
-    if (lone >= 0) {
-      problems.push(`text holds half of a UTF-16 surrogate pair at position ${lone}, which is not a character; it is shown as \ufffd.`);
-      text = wellFormed(text);
-    }
-    fields.push(['text', text]);
-    fields.push(['view', value('view') ?? DEFAULTS.view]);
+    /** A text attribute, well-formed (a lone surrogate is named and replaced). */
+    const prose = (name, fallback) => {
+      const v = value(name) ?? fallback;
+      const lone = v === null ? -1 : loneSurrogate(v);
+      if (lone < 0) return v;
+      problems.push(`${name} holds half of a UTF-16 surrogate pair at position ${lone}, which is not a character; it is shown as \ufffd.`);
+      return wellFormed(v);
+    };
+    fields.push(['text', prose('text', DEFAULTS.text)]);
+    const view = value('view') ?? DEFAULTS.view;
+    fields.push(['view', view]);
+    // The page's link calls prompt B `diff`.
+    const textB = prose('text-b', null);
+    if (textB !== null && textB !== '') fields.push(['diff', textB]);
+    else if (view === 'diff') problems.push('view="diff" compares text with a second prompt: give it as text-b="…".');
     for (const name of ['layer', 'head', 'mask', 'theme', 'model']) {
       const v = value(name);
       if (v !== null) fields.push([name, v]);

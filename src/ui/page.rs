@@ -65,6 +65,7 @@ fn embed_title(state: PageState) -> String {
         Panel::Grid => "Softmax weights of every layer and head".to_owned(),
         Panel::Residual => format!("Residual stream · layer {layer}"),
         Panel::Tokens => "Tokens".to_owned(),
+        Panel::Diff => format!("A − B · {} · layer {layer} · head {head}", s.stage.get().title()),
         Panel::Next => {
             let text = s.text.get();
             let short: String = text.chars().take(40).collect();

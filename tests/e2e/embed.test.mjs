@@ -31,7 +31,7 @@ async function widgetFrames(page, count) {
   return frames;
 }
 
-test('the lesson page shows three widgets with the model\'s numbers from one model download', { timeout: 400_000 }, async () => {
+test('the lesson page shows four widgets with the model\'s numbers from one model download', { timeout: 400_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
@@ -39,7 +39,7 @@ test('the lesson page shows three widgets with the model\'s numbers from one mod
     page.on('pageerror', (e) => errors.push(String(e)));
     const before = server.requests.length;
     await page.goto(`${server.url}examples/lesson.html`);
-    const [scores, softmax, heads] = await widgetFrames(page, 3);
+    const [scores, softmax, heads, diff] = await widgetFrames(page, 4);
     const text = 'The cat sat on the mat because it was tired.';
 
     const s1 = await scores.evaluate(() => window.attnscope.snapshot());
@@ -68,8 +68,23 @@ test('the lesson page shows three widgets with the model\'s numbers from one mod
     assert.match(open, /^http:\/\/127\.0\.0\.1:\d+\/#text=The%20cat/, 'the open link goes to the full page');
     assert.doesNotMatch(open, /embed=1/);
 
+    // The diff widget: A − B of layer 1 head 2's weights (the figure's largest |A − B| against the CLI), and
+    // the next token's change; both prompts shown as text.
+    assert.ok(await shown(diff, '.diff-panel') && !(await shown(diff, '.attention-panel')));
+    await diff.waitForSelector('[data-testid=diff-figure]', { timeout: 60_000 });
+    const textB = 'The cat sat on the bed because it was tired.';
+    const [wa, wb] = [causal, cliTrace(textB, 'causal', { quiet: true })].map((tr) => traceMatrix(tr, 1, 2, 'weights'));
+    let span = 0;
+    wa.forEach((row, i) => row.forEach((x, j) => { if (Number.isFinite(x) && Number.isFinite(wb[i][j])) span = Math.max(span, Math.abs(x - wb[i][j])); }));
+    const shownSpan = Number(await diff.locator('[data-testid=diff-figure]').getAttribute('data-span'));
+    assert.ok(span > 0.01 && Math.abs(shownSpan - span) <= 1e-4, `largest |A − B| ${shownSpan} vs CLI ${span}`);
+    assert.ok(await diff.locator('[data-testid=diff-next] tbody tr').count() > 0, 'the next-token change is listed');
+    assert.match(await diff.locator('[data-testid=diff-prompts]').innerText(), /A: “The cat sat on the mat[^]*B: “The cat sat on the bed/);
+    assert.ok(!(await shown(diff, '#diff-b')), 'no text box in the widget');
+    assert.match(await diff.locator('[data-testid=embed-title]').innerText(), /A − B · Softmax weights · layer 1 · head 2/);
+
     const downloads = server.requests.slice(before).filter((p) => p.endsWith('model.safetensors.shuffled'));
-    assert.equal(downloads.length, 1, `one model download for three widgets (${downloads.length})`);
+    assert.equal(downloads.length, 1, `one model download for four widgets (${downloads.length})`);
     await screenshot(page, 'lesson-desktop.png');
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForTimeout(500);

@@ -29,8 +29,8 @@ function rng(seed) {
   };
 }
 
-const NAMES = ['text', 'view', 'layer', 'head', 'mask', 'height', 'theme', 'id', 'data-x', 'aria-label', 'onload', 'src', 'x'];
-const SEEDS = ['weights', 'heads', 'causal', 'window:3', 'bidirectional', '360', '4000', '119', '0', '4095', 'dark',
+const NAMES = ['text', 'text-b', 'view', 'layer', 'head', 'mask', 'height', 'theme', 'id', 'data-x', 'aria-label', 'onload', 'src', 'x'];
+const SEEDS = ['weights', 'heads', 'diff', 'causal', 'window:3', 'bidirectional', '360', '4000', '119', '0', '4095', 'dark',
   ' 12 ', '1e3', '-1', '<script>', '%', '%E2', 'javascript:alert(1)'];
 const PIECES = ['a', ' ', '&', '=', '#', '%', '"', '<', '\u0000', '\u001b', '\u202e', '\u0301', '\u05d0', '\ud800', '\udfff',
   '\ud83d\ude00', '\ufffe', '\uffff', '\u2028', '日本'];
@@ -68,7 +68,7 @@ test('embed attribute checks: random attributes never throw and give a well-form
     assert.match(out.fragment, /^[\x21-\x7e]*$/, `${where}: the fragment is printable ASCII`);
     const fields = out.fragment.split('&').map((f) => f.split('='));
     for (const [key, value] of fields) {
-      assert.ok(['text', 'view', 'layer', 'head', 'mask', 'theme'].includes(key), `${where}: field ${key}`);
+      assert.ok(['text', 'view', 'diff', 'layer', 'head', 'mask', 'theme'].includes(key), `${where}: field ${key}`);
       assert.doesNotThrow(() => decodeURIComponent(value), `${where}: ${key} decodes`);
     }
     assert.equal(fields[0][0], 'text');
@@ -76,4 +76,17 @@ test('embed attribute checks: random attributes never throw and give a well-form
     assert.ok(out.problems.every((p) => typeof p === 'string'), where);
   }
   console.log(`embed checks: ${runs} inputs in ${Date.now() - t0} ms, seed ${seed}, 0 failures`);
+});
+
+test('view="diff" takes its second prompt from text-b, and says so when it is missing', () => {
+  const out = settings([['view', 'diff'], ['text', 'The cat sat'], ['text-b', 'The dog sat'], ['layer', '1']]);
+  assert.equal(out.fragment, 'text=The%20cat%20sat&view=diff&diff=The%20dog%20sat&layer=1');
+  assert.equal(out.problems.length, 0);
+  const missing = settings([['view', 'diff'], ['text', 'The cat sat']]);
+  assert.doesNotMatch(missing.fragment, /diff=/);
+  assert.equal(missing.problems.length, 1);
+  assert.match(missing.problems[0], /text-b/);
+  const lone = settings([['view', 'diff'], ['text-b', 'a\ud800b']]);
+  assert.match(lone.fragment, /diff=a%EF%BF%BDb/);
+  assert.match(lone.problems[0], /^text-b holds half of a UTF-16 surrogate pair at position 1/);
 });

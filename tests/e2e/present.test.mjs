@@ -141,3 +141,37 @@ test('presenter buttons do what they say under Enter and Space; the slide title 
     await browser.close();
   }
 });
+
+test('with a prompt B the presentation ends on the two-prompt diff', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const [a, b] = ['The cat sat on the mat because it was tired.', 'The cat sat on the bed because it was tired.'];
+    const { page, errors } = await openApp(browser,
+      `${server.url}#text=${encodeURIComponent(a)}&diff=${encodeURIComponent(b)}&layer=${L - 1}&head=2`);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    await page.locator('.present-button').click();
+    await page.waitForFunction(() => window.attnscope.state().present === 0);
+    await page.keyboard.press('End');
+    const slides = 2 + 8 * L + (L - 1) + 2 + 1;
+    await page.waitForFunction((n) => window.attnscope.state().present === n, slides - 1);
+    const s = await state(page);
+    assert.equal(s.slide, 'Two prompts · head 2 · A − B');
+    assert.deepEqual([s.panel, s.stage, s.layer], ['diff', 'weights', L - 1]);
+    await page.waitForSelector('[data-testid=diff-figure]', { timeout: 60_000 });
+    const [wa, wb] = [a, b].map((t) => traceMatrix(cliTrace(t, 'causal', { quiet: true }), L - 1, 2, 'weights'));
+    let span = 0;
+    wa.forEach((row, i) => row.forEach((x, j) => { span = Math.max(span, Math.abs(x - wb[i][j])); }));
+    const shown = Number(await page.locator('[data-testid=diff-figure]').getAttribute('data-span'));
+    assert.ok(Math.abs(shown - span) <= 1e-4, `largest |A − B| ${shown} vs CLI ${span}`);
+    assert.ok(await page.locator('[data-testid=diff-prompts]').isVisible(), 'both prompts are shown');
+    assert.ok(!(await page.locator('#diff-b').isVisible()), 'no text box on the slide');
+    await screenshot(page, 'present-diff.png');
+    // One step back is the sample slide, as without a prompt B.
+    await page.keyboard.press('ArrowLeft');
+    await page.waitForFunction((n) => window.attnscope.state().present === n, slides - 2);
+    assert.equal((await state(page)).slide, 'Sample');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});

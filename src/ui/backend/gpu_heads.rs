@@ -6,23 +6,22 @@
 //! tests/gpu_lens.rs, tests/wasm_gpu_heads.rs).
 
 use super::gpu::GpuBackend;
-use super::questions::FinderQuery;
+use super::questions::{FinderQuery, Scoring};
 use super::BackendError;
 use crate::engine::lens::{DirectContributions, LensPoint};
-use crate::inspect::Template;
 use crate::model::Model;
 
 impl GpuBackend {
     /// Every head's score, layer by layer (`layer · n_head + head`).
     pub async fn head_scores(&self, model: &Model, query: &FinderQuery) -> Result<Vec<Option<f64>>, BackendError> {
         let heads = model.config.n_layer * model.config.n_head;
-        match query.template {
-            Template::ToToken if query.token_x.is_none() => Ok(vec![None; heads]),
-            Template::Painted => {
-                let read = self.forward()?.begin_painted_scores(&self.ctx, &query.paint.pattern())?;
+        match query.scoring() {
+            Scoring::Nothing => Ok(vec![None; heads]),
+            Scoring::Painted(pattern) => {
+                let read = self.forward()?.begin_painted_scores(&self.ctx, &pattern)?;
                 Ok(read.finish(&self.ctx).await?.into_iter().map(Some).collect())
             }
-            t => {
+            Scoring::Template(t) => {
                 let read = self.forward()?.begin_template_scores(&self.ctx, query.token_x)?;
                 Ok(read.finish(&self.ctx).await?.iter().map(|s| t.pick(s)).collect())
             }

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::BackendError;
-use crate::engine::head_finder::{painted_scores, template_scores};
+use crate::engine::head_finder::{painted_scores, template_scores, PaintedPattern};
 use crate::engine::intervene::{self, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
 use crate::engine::{forward_cpu, sampling, Matrix, Trace};
@@ -65,10 +65,30 @@ fn input(e: impl std::fmt::Display) -> BackendError {
 
 /// Every head's score, layer by layer (`layer · n_head + head`).
 pub fn head_scores(trace: &Trace, query: &FinderQuery) -> Vec<Option<f64>> {
-    match query.template {
-        Template::Painted => painted_scores(trace, &query.paint.pattern()).into_iter().map(Some).collect(),
-        Template::ToToken if query.token_x.is_none() => vec![None; trace.layers.iter().map(|l| l.heads().len()).sum()],
-        t => template_scores(trace, query.token_x).iter().map(|s| t.pick(s)).collect(),
+    match query.scoring() {
+        Scoring::Nothing => vec![None; trace.layers.iter().map(|l| l.heads().len()).sum()],
+        Scoring::Painted(pattern) => painted_scores(trace, &pattern).into_iter().map(Some).collect(),
+        Scoring::Template(t) => template_scores(trace, query.token_x).iter().map(|s| t.pick(s)).collect(),
+    }
+}
+
+/// How a [`FinderQuery`] is scored, on either backend.
+pub enum Scoring {
+    /// No score is defined: "attends to token X" with no token chosen.
+    Nothing,
+    /// Overlap with the user's painted pattern.
+    Painted(PaintedPattern),
+    /// One of the template scores (computed together), picked.
+    Template(Template),
+}
+
+impl FinderQuery {
+    pub fn scoring(&self) -> Scoring {
+        match self.template {
+            Template::ToToken if self.token_x.is_none() => Scoring::Nothing,
+            Template::Painted => Scoring::Painted(self.paint.pattern()),
+            t => Scoring::Template(t),
+        }
     }
 }
 

@@ -132,6 +132,10 @@ pub fn DiffPanel() -> impl IntoView {
             <label class="control-label" for="diff-b">"Prompt B"</label>
             <input id="diff-b" class="patch-source" type="text" prop:value=move || h.prompt_b.get()
                 on:input=move |ev| h.prompt_b.set(event_target_value(&ev)) />
+            <p class="diff-prompts" data-testid="diff-prompts">
+                <span>"A: “"{move || state.selection.text.get()}"”"</span>
+                <span>"B: “"{move || h.prompt_b.get()}"”"</span>
+            </p>
             {move || h.prompt_b.with(String::is_empty).then(|| view! {
                 <p class="hint">"Type a second prompt, e.g. the text with one word changed."</p>
             })}

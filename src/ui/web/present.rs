@@ -13,15 +13,19 @@ use crate::render::text::visible;
 use crate::share::Panel;
 use crate::ui::state::PageState;
 
-/// The slides for the loaded model.
+/// The slides for the loaded model, with the diff's when there is a prompt B.
+fn all_slides(state: PageState) -> Vec<Slide> {
+    slides(state.shape().0.max(1), state.selection.heads.prompt_b.with(|b| !b.is_empty()))
+}
+
 fn script(state: PageState) -> Vec<Slide> {
-    slides(untrack(|| state.shape().0).max(1))
+    untrack(|| all_slides(state))
 }
 
 /// The slide shown, if presenting.
 pub fn current_slide(state: PageState) -> Option<(usize, Slide, usize)> {
     let i = state.selection.present.get()?;
-    let all = slides(state.shape().0.max(1));
+    let all = all_slides(state);
     let i = i.min(all.len() - 1);
     Some((i, all[i], all.len()))
 }
@@ -123,8 +127,11 @@ pub fn install(state: PageState) {
         if let Some(layer) = slide.layer() {
             state.selection.layer.set(layer);
         }
-        if let Slide::Attention { stage, .. } = slide {
-            state.select_stage(stage);
+        match slide {
+            Slide::Attention { stage, .. } => state.select_stage(stage),
+            // The diff compares the attention weights of the layer and head shown last.
+            Slide::Diff => state.select_stage(crate::engine::AttentionStage::Weights),
+            _ => {}
         }
     });
     let _ = window_event_listener(leptos::ev::keydown, move |ev| {
