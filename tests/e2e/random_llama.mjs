@@ -87,12 +87,34 @@ export function writeModelDir(dir, files) {
   return dir;
 }
 
+const BYTES = { F32: 4, F16: 2, BF16: 2, F64: 8 };
+
+/**
+ * A safetensors file's byte-shuffled copy, as `attnscope shuffle` writes it
+ * (src/model/shuffle.rs): each tensor's bytes grouped by their place in the
+ * element. The page fetches the default model this way.
+ */
+export function shuffled(model) {
+  const start = 8 + Number(model.readBigUInt64LE(0));
+  const header = JSON.parse(model.subarray(8, start).toString('utf8'));
+  const out = Buffer.from(model);
+  for (const [name, info] of Object.entries(header)) {
+    const size = name === '__metadata__' ? 1 : BYTES[info.dtype] ?? 1;
+    if (size === 1) continue;
+    const [a, b] = info.data_offsets.map((o) => start + o);
+    const n = (b - a) / size;
+    for (let i = 0; i < n; i++) for (let k = 0; k < size; k++) out[a + k * n + i] = model[a + i * size + k];
+  }
+  return out;
+}
+
 /** Serves `files` (and the default tokenizer) in place of models/default/ for this page. */
 export async function routeModel(page, files) {
+  const weights = shuffled(files.model);
   await page.route('**/models/default/**', (route) => {
     const name = new URL(route.request().url()).pathname.split('/').pop();
     if (name === 'config.json') return route.fulfill({ body: files.config, contentType: 'application/json' });
-    if (name === 'model.safetensors') return route.fulfill({ body: files.model, contentType: 'application/octet-stream' });
+    if (name === 'model.safetensors.shuffled') return route.fulfill({ body: weights, contentType: 'application/octet-stream' });
     return route.continue();
   });
 }
