@@ -157,6 +157,7 @@ test('the keyboard reaches and works every part: grid, residual map, tokenizer c
     await callout.waitFor();
     assert.match(await callout.textContent(), /^T = \d+(\.\d)?k?: [\d.]+[kMGT]? FLOPs$/);
     assert.match(await page.locator('[data-testid=cost-flops] .sr-only').textContent(), / at T = .*FLOPs/);
+    assert.ok(await chart.evaluate((el) => el === document.activeElement), 'the chart keeps the focus');
 
     // A glossary link under a panel: Enter moves the focus to the term's entry.
     const term = page.locator('.attention-panel .term[data-term=softmax]');

@@ -170,6 +170,7 @@ test('every stage, layer, head and mask equals the CPU reference', { timeout: 60
     await page.keyboard.press('ArrowDown');
     await page.waitForFunction(() => window.attnscope.state().hover?.row === 1);
     assert.match(await hv.getAttribute('aria-label'), /query token 1/);
+    assert.ok(await hv.evaluate((el) => el === document.activeElement), 'the drawing keeps the focus');
     await page.keyboard.press('Escape');
 
     // Block view: hover the norms map; the value is ‖x‖ of the CPU trace's residual stream.

@@ -392,6 +392,11 @@ pub fn AttentionPanel() -> impl IntoView {
                 })>{label}</button>
         }
     };
+    // Whether the window slider shows. A memo: the slider sets the mask on
+    // every step of a drag, and the slider is built again only when the kind
+    // of mask changes (rebuilt, the erased element's attributes are removed
+    // and set again, `type` among them, which ends the drag).
+    let windowed = Memo::new(move |_| matches!(s.mask.get(), Mask::Window(_)));
     let stage_canvas = move |node_ref: NodeRef<leptos::html::Canvas>, gpu: bool| {
         view! {
             <canvas node_ref=node_ref class="heatmap-canvas" tabindex="0"
@@ -426,7 +431,7 @@ pub fn AttentionPanel() -> impl IntoView {
                         {mask_button("bidirectional", "Bidirectional")}
                         {mask_button("window", "Window")}
                     </div>
-                    {move || matches!(s.mask.get(), Mask::Window(_)).then(|| view! {
+                    {move || windowed.get().then(|| view! {
                         <input class="window-slider" type="range" min="1" max="16" step="1" aria-label="Window width"
                             prop:value=move || s.window.get().to_string()
                             on:input=move |ev| {

@@ -213,8 +213,10 @@ pub fn LogChart(
                 view! { <path d=d stroke=s.colour fill="none" stroke-width="2" />{dots} }
             })
             .collect_view();
-        // The active point's value, next to it and inside the chart.
-        let callout = active.get().and_then(|(si, pi)| {
+        // The active point's value, next to it and inside the chart: a closure of
+        // its own, so a key or a hover redraws the callout alone.
+        let callout = move || {
+            let (si, pi) = active.get()?;
             let s = series.get(si)?;
             let &(a, b) = s.points.get(pi)?;
             let text = format!("{x_name} = {}: {} {}", short(a), format_y(b, y_format, true), s.unit);
@@ -229,16 +231,12 @@ pub fn LogChart(
                     <text x=bx + 6.0 y=by + 15.0>{text}</text>
                 </g>
             })
-        });
+        };
         view! {
-            <svg viewBox=format!("0 0 {w} {H}") width=w height=H tabindex="0" role="img"
-                aria-label=format!("{y_label} against {x_label}. Arrow keys read the points.")
-                on:keydown=on_key on:mouseleave=move |_| active.set(None) on:blur=move |_| active.set(None)>
-                {grid_x}{grid_y}{marks}{lines}{callout}
-                <text x=(LEFT + w - RIGHT) / 2.0 y=H - 4.0 text-anchor="middle" class="chart-axis">{x_label}</text>
-                <text x="12" y=(TOP + H - BOTTOM) / 2.0 text-anchor="middle" class="chart-axis"
-                    transform=format!("rotate(-90 12 {})", (TOP + H - BOTTOM) / 2.0)>{y_label}</text>
-            </svg>
+            {grid_x}{grid_y}{marks}{lines}{callout}
+            <text x=(LEFT + w - RIGHT) / 2.0 y=H - 4.0 text-anchor="middle" class="chart-axis">{x_label}</text>
+            <text x="12" y=(TOP + H - BOTTOM) / 2.0 text-anchor="middle" class="chart-axis"
+                transform=format!("rotate(-90 12 {})", (TOP + H - BOTTOM) / 2.0)>{y_label}</text>
         }
     };
     // What the active point says, for screen readers.
@@ -259,7 +257,14 @@ pub fn LogChart(
     };
     view! {
         <figure class="chart" data-testid=testid node_ref=figure>
-            {drawing}
+            // The <svg> stays while the data, the width or the active point
+            // change: rebuilt, it would lose the keyboard focus (with Leptos's
+            // erase_components its tabindex is removed and set again).
+            <svg viewBox=move || format!("0 0 {} {H}", width.get()) width=move || width.get() height=H tabindex="0"
+                role="img" aria-label=format!("{y_label} against {x_label}. Arrow keys read the points.")
+                on:keydown=on_key on:mouseleave=move |_| active.set(None) on:blur=move |_| active.set(None)>
+                {drawing}
+            </svg>
             <figcaption class="chart-legend">{legend}</figcaption>
             <p class="sr-only" aria-live="polite">{spoken}</p>
         </figure>

@@ -99,91 +99,115 @@ pub fn HeadsPanel() -> impl IntoView {
             .collect_view()
     };
 
-    let svg = move || {
-        // Only the current run's weights: a view scrolled away reads again when it comes back.
-        let data: Vec<HeadWeights> = view_weights.get().into_iter().filter(|w| w.run == runs.get()).collect();
-        let tokens = state.outputs.tokens.get();
-        let t = data.first().map_or(0, |d| d.t);
-        if t == 0 || tokens.len() != t {
-            return view! { <p class="hint">"Type something to see where each token looks."</p> }.into_any();
+    // How many rows the drawing has: the current run's weights for the tokens
+    // on screen (0 while there is nothing to draw). Only the current run's
+    // weights count: a view scrolled away reads again when it comes back.
+    let rows = Memo::new(move |_| {
+        let run = runs.get();
+        let t = view_weights.with(|ws| ws.iter().find(|w| w.run == run).map_or(0, |w| w.t));
+        if state.outputs.tokens.with(Vec::len) == t {
+            t
+        } else {
+            0
         }
-        let focus = state.focus.cell.get().map(|(r, _)| r).filter(|&r| r < t);
-        let height = t as f64 * ROW_H + 4.0;
-        let (x0, x1) = (LABEL_W, WIDTH - LABEL_W);
-        let y = |i: usize| i as f64 * ROW_H + ROW_H / 2.0 + 2.0;
-        let lines = data
-            .iter()
-            .flat_map(|hw| {
-                let (colour, dash) = (head_colour(hw.head), head_dash(hw.head));
-                (0..t).flat_map(move |i| {
-                    (0..t).filter_map(move |j| {
-                        let w = hw.weights[i * t + j];
-                        if w < MIN_WEIGHT || focus.is_some_and(|f| f != i) {
-                            return None;
-                        }
-                        Some(view! {
-                            <line x1=x0 y1=y(i) x2=x1 y2=y(j) stroke=colour stroke-dasharray=dash
-                                stroke-width=format!("{:.2}", 0.5 + 5.0 * w)
-                                stroke-opacity=format!("{:.2}", 0.15 + 0.75 * w)>
-                                <title>{format!("H{}: {:.4}", hw.head, w)}</title>
-                            </line>
-                        })
-                    })
+    });
+    // The query token whose lines alone are shown, if any.
+    let focus = Memo::new(move |_| state.focus.cell.get().map(|(r, _)| r).filter(|&r| r < rows.get()));
+    let y = |i: usize| i as f64 * ROW_H + ROW_H / 2.0 + 2.0;
+    let (x0, x1) = (LABEL_W, WIDTH - LABEL_W);
+    let lines = move || {
+        let (t, focus, run) = (rows.get(), focus.get(), runs.get());
+        view_weights.with(|data| {
+            data.iter()
+                .filter(|hw| hw.run == run && hw.t == t)
+                .flat_map(|hw| {
+                    let (head, colour, dash) = (hw.head, head_colour(hw.head), head_dash(hw.head));
+                    (0..t).flat_map(move |i| (0..t).map(move |j| (head, colour, dash, i, j, hw.weights[i * t + j])))
                 })
-            })
-            .collect_view();
-        let labels = tokens
+                .filter(|&(.., i, _, w)| w >= MIN_WEIGHT && focus.is_none_or(|f| f == i))
+                .map(|(head, colour, dash, i, j, w)| {
+                    view! {
+                        <line x1=x0 y1=y(i) x2=x1 y2=y(j) stroke=colour stroke-dasharray=dash
+                            stroke-width=format!("{:.2}", 0.5 + 5.0 * w)
+                            stroke-opacity=format!("{:.2}", 0.15 + 0.75 * w)>
+                            <title>{format!("H{head}: {w:.4}")}</title>
+                        </line>
+                    }
+                })
+                .collect_view()
+        })
+    };
+    let labels = move || {
+        state
+            .outputs
+            .tokens
+            .get()
             .iter()
             .enumerate()
             .map(|(i, tok)| {
                 let text = visible(&tok.text);
-                let active = focus == Some(i);
                 view! {
-                    <text x=x0 - 6.0 y=y(i) class="hv-label" class:active=active text-anchor="end"
-                        dominant-baseline="middle"
+                    <text x=x0 - 6.0 y=y(i) class="hv-label" class:active=move || focus.get() == Some(i)
+                        text-anchor="end" dominant-baseline="middle"
                         on:mouseenter=move |_| if !state.focus.locked.get_untracked() { state.focus.cell.set(Some((i, i))) }>
                         {text.clone()}
                     </text>
                     <text x=x1 + 6.0 y=y(i) class="hv-label" dominant-baseline="middle">{text}</text>
                 }
             })
-            .collect_view();
-        // The keyboard: ↑/↓ pick the query token whose lines are shown, Home/End the first/last, Esc all.
-        let on_key = move |ev: web_sys::KeyboardEvent| {
-            let now = state.focus.cell.get_untracked().map(|(r, _)| r).filter(|&r| r < t);
-            let next = match ev.key().as_str() {
-                "ArrowDown" => Some(now.map_or(0, |r| (r + 1).min(t - 1))),
-                "ArrowUp" => Some(now.map_or(t - 1, |r| r.saturating_sub(1))),
-                "Home" => Some(0),
-                "End" => Some(t - 1),
-                "Escape" => None,
-                _ => return,
-            };
-            ev.prevent_default();
-            state.focus.cell.set(next.map(|r| (r, r)));
-            if let (Some(r), Some(div)) = (next, scroller.get_untracked()) {
-                // Keep the picked row in view inside the scroll box.
-                let scale = f64::from(div.client_width()) / WIDTH;
-                let (top, bottom) = ((y(r) - ROW_H) * scale, (y(r) + ROW_H) * scale);
-                let (view_top, view_h) = (f64::from(div.scroll_top()), f64::from(div.client_height()));
-                if top < view_top {
-                    div.set_scroll_top(top as i32);
-                } else if bottom > view_top + view_h {
-                    div.set_scroll_top((bottom - view_h) as i32);
-                }
+            .collect_view()
+    };
+    // The keyboard: ↑/↓ pick the query token whose lines are shown, Home/End the first/last, Esc all.
+    let on_key = move |ev: web_sys::KeyboardEvent| {
+        let t = rows.get_untracked();
+        if t == 0 {
+            return;
+        }
+        let now = focus.get_untracked();
+        let next = match ev.key().as_str() {
+            "ArrowDown" => Some(now.map_or(0, |r| (r + 1).min(t - 1))),
+            "ArrowUp" => Some(now.map_or(t - 1, |r| r.saturating_sub(1))),
+            "Home" => Some(0),
+            "End" => Some(t - 1),
+            "Escape" => None,
+            _ => return,
+        };
+        ev.prevent_default();
+        state.focus.cell.set(next.map(|r| (r, r)));
+        if let (Some(r), Some(div)) = (next, scroller.get_untracked()) {
+            // Keep the picked row in view inside the scroll box.
+            let scale = f64::from(div.client_width()) / WIDTH;
+            let (top, bottom) = ((y(r) - ROW_H) * scale, (y(r) + ROW_H) * scale);
+            let (view_top, view_h) = (f64::from(div.scroll_top()), f64::from(div.client_height()));
+            if top < view_top {
+                div.set_scroll_top(top as i32);
+            } else if bottom > view_top + view_h {
+                div.set_scroll_top((bottom - view_h) as i32);
             }
-        };
-        let described = move || match focus {
-            Some(r) => format!(
-                "Showing the lines of query token {r}, “{}”. Arrow keys pick another token, Escape shows all.",
-                tokens.get(r).map(|tok| visible(&tok.text)).unwrap_or_default()
-            ),
-            None => "Lines from each query token (left) to the keys it attends to (right). Arrow keys pick one token."
-                .to_owned(),
-        };
+        }
+    };
+    let described = move || match focus.get() {
+        Some(r) => format!(
+            "Showing the lines of query token {r}, “{}”. Arrow keys pick another token, Escape shows all.",
+            state.outputs.tokens.with(|tokens| tokens.get(r).map(|tok| visible(&tok.text)).unwrap_or_default())
+        ),
+        None => "Lines from each query token (left) to the keys it attends to (right). Arrow keys pick one token."
+            .to_owned(),
+    };
+    // The <svg> is built once per appearance and kept while the focused token
+    // or the weights change: its attributes and children are reactive. (Built
+    // again on each change, as it once was, it lost the keyboard focus: with
+    // Leptos's erase_components a rebuilt element's attributes are removed and
+    // set again, tabindex included, and Chrome blurs an element that stops
+    // being focusable.)
+    let drawn = Memo::new(move |_| rows.get() > 0);
+    let svg = move || {
+        if !drawn.get() {
+            return view! { <p class="hint">"Type something to see where each token looks."</p> }.into_any();
+        }
         view! {
-            <svg class="head-view-svg" viewBox=format!("0 0 {WIDTH} {height}") width="100%"
-                role="img" tabindex="0" aria-label=described on:keydown=on_key
+            <svg class="head-view-svg" viewBox=move || format!("0 0 {WIDTH} {}", rows.get() as f64 * ROW_H + 4.0)
+                width="100%" role="img" tabindex="0" aria-label=described on:keydown=on_key
                 on:mouseleave=move |_| if !state.focus.locked.get_untracked() { state.focus.cell.set(None) }>
                 <g class="hv-lines">{lines}</g>
                 {labels}
