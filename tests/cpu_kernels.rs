@@ -56,6 +56,8 @@ fn matmul_bias_equals_the_reference_on_random_shapes() {
     // The browser's GEMM: rows read in place (≤ 32) or packed, depth blocks of
     // 256 with a ragged last one, 128-column blocks with ragged panels.
     shapes.extend([(32, 513, 137), (33, 256, 8), (64, 513, 137), (97, 600, 263), (5, 1000, 129), (130, 300, 260)]);
+    // Up to 4 rows, the weights streamed four rows at a time (a ragged last group, ragged columns).
+    shapes.extend([(1, 7, 9), (2, 513, 17), (3, 3, 5), (4, 1026, 300), (4, 1, 1), (1, 576, 1536)]);
     for (m, k, n) in shapes {
         let (x, w, b) = (values(&mut rng, m * k, 1.0), values(&mut rng, k * n, 1.0), values(&mut rng, n, 1.0));
         let got = kernels::matmul_bias(&x, &w, &b, m, k, n);
@@ -70,7 +72,16 @@ fn lm_head_equals_the_reference_on_random_shapes() {
     let mut shapes: Vec<(usize, usize, usize)> =
         (0..30).map(|_| (pick(&mut rng, 1, 20), pick(&mut rng, 1, 100), pick(&mut rng, 1, 400))).collect();
     // Rows enough for the browser's packed path (over 64; up to it, a dot kernel), ragged too.
-    shapes.extend([(1, 128, 4096), (17, 64, 1001), (64, 7, 9), (40, 300, 333), (65, 37, 130), (128, 64, 517)]);
+    shapes.extend([
+        (1, 37, 7),
+        (3, 70, 9),
+        (1, 128, 4096),
+        (17, 64, 1001),
+        (64, 7, 9),
+        (40, 300, 333),
+        (65, 37, 130),
+        (128, 64, 517),
+    ]);
     for (t, d, vocab) in shapes {
         let (x, wte) = (values(&mut rng, t * d, 1.0), values(&mut rng, vocab * d, 1.0));
         let got = kernels::lm_head(&x, &wte, t, d, vocab);

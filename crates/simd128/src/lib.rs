@@ -4,7 +4,7 @@
 //! it; its property tests against the plain loops of `attnscope::engine::ops`
 //! run in wasm (tests/cpu_kernels.rs).
 //!
-//! Two microkernels, chosen by the operands' layout:
+//! Three loops, chosen by the operands' layout and the number of rows:
 //! - **broadcast** (`c += a·b`, `b` row-major, as every weight matrix and A·V):
 //!   a 4×8 tile of `c` in eight vector accumulators; per `k` one splat of each
 //!   of the four `a` values times two vectors of `b`. Eight accumulators, two
@@ -15,8 +15,13 @@
 //!   time read row by row (a run the prefetcher follows): a panel is packed
 //!   once and reused by every row block while it sits in L1.
 //! - **dot** (`b` stored by columns, as the tied LM head's `wteᵀ` and Q·Kᵀ):
-//!   a 2×4 tile of partial-sum vectors along `k`, reduced at the end; no
-//!   packing at all, every operand row is read in order.
+//!   a 2×4 tile of partial-sum vectors along `k` (1×4 for a lone row),
+//!   reduced at the end; no packing at all, every operand row is read in
+//!   order.
+//! - **streamed** (`b` row-major and at most 4 rows of `a`: a keystroke's new
+//!   token, a KV-cache step): `b` read once, four of its rows at a time, each
+//!   an in-order run, into `c`'s rows held in L1 (the 4×8 tile would compute
+//!   three rows of zeros and read each weight row 32 bytes at a time).
 //!
 //! Plain simd128 (a multiply then an add: relaxed-simd's FMA is not in
 //! every browser). Packing buffers are kept per thread and reused, so a

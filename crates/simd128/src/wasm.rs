@@ -45,6 +45,11 @@ const DOT_ROWS: usize = 64;
 /// packed): reused 16 times, a panel read in place keeps missing L1 where the
 /// row stride is a multiple of 4 KiB (`mlp_fc`'s 3072 columns).
 const IN_PLACE_ROWS: usize = 32;
+/// Up to this many rows (a keystroke's new token, a KV-cache step), a
+/// product with row-major `b` streams `b` once, four of its rows at a time
+/// ([`gemm_streamed`]): the 4×8 tile would compute three rows of zeros and
+/// read each weight row 32 bytes at a time.
+const STREAM_ROWS: usize = 4;
 /// Deepest `k` block: a 4-row panel of `a` (4 KiB) and an 8-column panel of
 /// `b` (8 KiB) stay in L1 together.
 const KC: usize = 256;
@@ -118,6 +123,9 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
     if a.cs == 1 && b.rs == 1 && m <= DOT_ROWS {
         return gemm_dot(a, b, c, rsc, (m, k, n));
     }
+    if b.cs == 1 && m <= STREAM_ROWS {
+        return gemm_streamed(a, b, c, rsc, (m, k, n));
+    }
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let Scratch { a: ap, b: bp } = &mut *s;
@@ -171,6 +179,77 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
             p0 += kc;
         }
     });
+}
+
+/// [`gemm`] for at most [`STREAM_ROWS`] rows and a row-major `b`: for each
+/// group of four rows of `b` (four runs the prefetcher follows), every row
+/// of `c` gains `Σ_s a(i, k0 + s)·b(k0 + s, ..)`, eight columns per step.
+/// Each weight is read from memory once; `c`'s rows (a few KiB) stay in L1.
+fn gemm_streamed(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
+    let b_row = |kk: usize| &b.data[kk * b.rs..][..n];
+    let mut k0 = 0;
+    while k0 + 4 <= k {
+        let bs = [b_row(k0), b_row(k0 + 1), b_row(k0 + 2), b_row(k0 + 3)];
+        for i in 0..m {
+            let x = [0, 1, 2, 3].map(|s| a.at(i, k0 + s));
+            axpy4(&mut c[i * rsc..][..n], x, bs);
+        }
+        k0 += 4;
+    }
+    // The last k % 4 rows one at a time.
+    for kk in k0..k {
+        for i in 0..m {
+            axpy1(&mut c[i * rsc..][..n], a.at(i, kk), b_row(kk));
+        }
+    }
+}
+
+/// `y += x·b` over `y`'s length (`b` as long).
+#[inline(always)]
+fn axpy1(y: &mut [f32], x: f32, b: &[f32]) {
+    let n4 = y.len() / 4 * 4;
+    let s = f32x4_splat(x);
+    for (yv, bv) in y[..n4].chunks_exact_mut(4).zip(b[..n4].chunks_exact(4)) {
+        let yv = four_mut(yv);
+        store4(yv, f32x4_add(load4(yv), f32x4_mul(s, load4(four(bv)))));
+    }
+    for (o, &w) in y[n4..].iter_mut().zip(&b[n4..]) {
+        *o += x * w;
+    }
+}
+
+/// `y += x₀·b₀ + x₁·b₁ + x₂·b₂ + x₃·b₃` over `y`'s length (every `b_s` as long).
+#[inline(always)]
+fn axpy4(y: &mut [f32], x: [f32; 4], b: [&[f32]; 4]) {
+    let n = y.len();
+    assert!(b.iter().all(|s| s.len() == n));
+    let [s0, s1, s2, s3] = x.map(|v| f32x4_splat(v));
+    let py = y.as_mut_ptr();
+    let (p0, p1, p2, p3) = (b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr());
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: j + 8 ≤ n and y and every b_s hold n floats (asserted
+        // above); v128_load and v128_store have no alignment requirement.
+        unsafe {
+            let mut y0 = v128_load(py.add(j).cast());
+            let mut y1 = v128_load(py.add(j + 4).cast());
+            y0 = f32x4_add(y0, f32x4_mul(s0, v128_load(p0.add(j).cast())));
+            y1 = f32x4_add(y1, f32x4_mul(s0, v128_load(p0.add(j + 4).cast())));
+            y0 = f32x4_add(y0, f32x4_mul(s1, v128_load(p1.add(j).cast())));
+            y1 = f32x4_add(y1, f32x4_mul(s1, v128_load(p1.add(j + 4).cast())));
+            y0 = f32x4_add(y0, f32x4_mul(s2, v128_load(p2.add(j).cast())));
+            y1 = f32x4_add(y1, f32x4_mul(s2, v128_load(p2.add(j + 4).cast())));
+            y0 = f32x4_add(y0, f32x4_mul(s3, v128_load(p3.add(j).cast())));
+            y1 = f32x4_add(y1, f32x4_mul(s3, v128_load(p3.add(j + 4).cast())));
+            v128_store(py.add(j).cast(), y0);
+            v128_store(py.add(j + 4).cast(), y1);
+        }
+        j += 8;
+    }
+    for j in j..n {
+        // The same order of operations as the vector lanes.
+        y[j] = (((y[j] + x[0] * b[0][j]) + x[1] * b[1][j]) + x[2] * b[2][j]) + x[3] * b[3][j];
+    }
 }
 
 /// Packs `a[.., p0..p0+kc]` as 4-row panels, `kc` groups of 4 each.
@@ -356,10 +435,9 @@ fn gemm_dot(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
             i += 2;
         }
         if i < m {
-            // One row left: computed twice, kept once.
-            let row = &a.data[i * a.rs..][..k];
-            let sums = dot_tile([row, row], bs);
-            add_into(&mut c[i * rsc + j0..], sums[0], w);
+            // One row left (a keystroke's or a KV-cache step's only row).
+            let sums = dot_row(&a.data[i * a.rs..][..k], bs);
+            add_into(&mut c[i * rsc + j0..], sums, w);
         }
         j0 += 4;
     }
@@ -418,6 +496,40 @@ fn dot_tile(a: [&[f32]; 2], b: [&[f32]; 4]) -> [v128; 2] {
             }
             *o = f32x4_add(*o, load4(&tail));
         }
+    }
+    out
+}
+
+/// [`dot_tile`] for one row: `[Σ_k a[k]·b_q[k] for q in 0..4]`, four
+/// partial-sum vectors reduced at the end.
+#[inline(always)]
+fn dot_row(a: &[f32], b: [&[f32]; 4]) -> v128 {
+    let k = a.len();
+    assert!(b.iter().all(|s| s.len() == k));
+    let z = f32x4_splat(0.0);
+    let (mut c0, mut c1, mut c2, mut c3) = (z, z, z, z);
+    let pa = a.as_ptr();
+    let (pb0, pb1, pb2, pb3) = (b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr());
+    let mut kk = 0;
+    while kk + 4 <= k {
+        // SAFETY: kk + 4 ≤ k and every slice holds k floats (asserted
+        // above); v128_load has no alignment requirement.
+        unsafe {
+            let x = v128_load(pa.add(kk).cast());
+            c0 = f32x4_add(c0, f32x4_mul(x, v128_load(pb0.add(kk).cast())));
+            c1 = f32x4_add(c1, f32x4_mul(x, v128_load(pb1.add(kk).cast())));
+            c2 = f32x4_add(c2, f32x4_mul(x, v128_load(pb2.add(kk).cast())));
+            c3 = f32x4_add(c3, f32x4_mul(x, v128_load(pb3.add(kk).cast())));
+        }
+        kk += 4;
+    }
+    let mut out = hsum4([c0, c1, c2, c3]);
+    if kk < k {
+        let mut tail = [0.0f32; 4];
+        for (t, bq) in tail.iter_mut().zip(b) {
+            *t = a[kk..].iter().zip(&bq[kk..]).map(|(x, y)| x * y).sum();
+        }
+        out = f32x4_add(out, load4(&tail));
     }
     out
 }
