@@ -6,13 +6,14 @@
 //! generating then cost the new rows, as on the GPU. The result equals
 //! `forward_cpu` on the whole text (tests below).
 
-use super::forward::{block_tail, embed, logits, norm, project_qkv, HeadColumns};
+use super::forward::{block_tail, norm, project_qkv, HeadColumns};
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
-use super::{forward_cpu, AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
-use crate::model::{ModelConfig, Token, Weights};
+use super::stepwise::TraceRun;
+use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use crate::model::{BlockWeights, ModelConfig, Token, Weights};
 
 /// `old` with `new` (whole rows of the same width) appended.
-fn append_rows(old: &Matrix, new: &[f32]) -> Matrix {
+pub(super) fn append_rows(old: &Matrix, new: &[f32]) -> Matrix {
     let mut data = Vec::with_capacity(old.data.len() + new.len());
     data.extend_from_slice(&old.data);
     data.extend_from_slice(new);
@@ -117,7 +118,8 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
 /// text) as [`shared_prefix`] allows: the shared rows are kept (cut from
 /// `prev` when the text lost or changed tokens after them, as a backspace
 /// or an edit of the last word does) and only the rows after them are
-/// computed; with nothing shared, a full [`forward_cpu`].
+/// computed; with nothing shared, a full [`forward_cpu`](super::forward_cpu).
+/// (A [`TraceRun`] taken to its end at once.)
 pub fn extend_cpu(
     config: &ModelConfig,
     weights: &Weights,
@@ -125,134 +127,106 @@ pub fn extend_cpu(
     tokens: Vec<Token>,
     mask: Mask,
 ) -> Result<Trace, EngineError> {
-    let p = shared_prefix(prev, &tokens, mask);
-    if p == 0 {
-        return forward_cpu(config, weights, tokens, mask);
-    }
-    let shorter = p < prev.tokens.len();
-    if tokens.len() == p {
-        // Nothing new to compute: the kept rows, with the new tokens' text spans.
-        let mut same = if shorter { truncate(prev, p) } else { prev.clone() };
-        same.tokens = tokens;
-        return Ok(same);
-    }
-    if shorter {
-        append_tokens(config, weights, &truncate(prev, p), tokens, mask)
-    } else {
-        append_tokens(config, weights, prev, tokens, mask)
-    }
+    Ok(TraceRun::new(config, weights, Some(prev), tokens, mask)?.finish())
 }
 
-/// [`extend_cpu`] when `prev`'s tokens are a strict prefix of `tokens`.
-fn append_tokens(
+/// One block for the new rows `p..T` after `old`, the same block's trace of
+/// the first `p` rows: `x` is the new rows' residual stream entering the
+/// block. Returns the block's trace of all T rows and the new rows' stream
+/// leaving it.
+pub(super) fn append_layer(
     config: &ModelConfig,
-    weights: &Weights,
-    prev: &Trace,
-    tokens: Vec<Token>,
+    block: &BlockWeights,
+    old: &LayerTrace,
+    x: &[f32],
     mask: Mask,
-) -> Result<Trace, EngineError> {
-    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
-    super::check_ids(config, &ids)?;
-    let (p, t) = (prev.tokens.len(), tokens.len());
-    let n = t - p;
+) -> (LayerTrace, Vec<f32>) {
+    let p = old.resid_post.rows;
+    let n = x.len() / config.n_embd;
+    let t = p + n;
     let (n_head, d_head, width) = (config.n_head, config.d_head(), config.qkv_dim());
     let (q_dim, kv_dim, group) = (config.q_dim(), config.kv_dim(), config.kv_group().max(1));
     let scale = 1.0 / (d_head as f32).sqrt();
-    let mut x = embed(config, weights, &ids[p..], p);
-    let embeddings = append_rows(&prev.embeddings, &x);
-    let mut layers = Vec::with_capacity(weights.blocks.len());
-    for (block, old) in weights.blocks.iter().zip(&prev.layers) {
-        let ln_1 = norm(config, &x, &block.ln_1_g, &block.ln_1_b);
-        let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
-        // Every key and value, [T×kv_dim]: the prefix's from its trace (the
-        // first query head of each group holds its KV head's), then the new rows'.
-        let (mut keys, mut values) = (vec![0.0; t * kv_dim], vec![0.0; t * kv_dim]);
-        for (g, old_head) in old.heads().iter().step_by(group).enumerate() {
-            for j in 0..p {
-                keys[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.k.row(j));
-                values[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.v.row(j));
-            }
+    let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
+    let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
+    // Every key and value, [T×kv_dim]: the prefix's from its trace (the
+    // first query head of each group holds its KV head's), then the new rows'.
+    let (mut keys, mut values) = (vec![0.0; t * kv_dim], vec![0.0; t * kv_dim]);
+    for (g, old_head) in old.heads().iter().step_by(group).enumerate() {
+        for j in 0..p {
+            keys[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.k.row(j));
+            values[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.v.row(j));
         }
-        for j in 0..n {
-            keys[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim..][..kv_dim]);
-            values[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim + kv_dim..][..kv_dim]);
-        }
-        // The new rows p..T of every head, as the kernel computes them.
-        let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
-        let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
-        let AttentionOut { raw, masked, weights: weights_new, out: concat } =
-            kernels::attention_rows_owned(&shape, &qkv_rows);
-        let mut heads = Vec::with_capacity(n_head);
-        for (h, old_head) in old.heads().iter().enumerate() {
-            let cols = HeadColumns::of(config, h);
-            let new_cols = |all: &[f32], stride: usize, col: usize| Matrix::from_columns(all, n, stride, col, d_head);
-            let q = append_rows(&old_head.q, &new_cols(&qkv, width, cols.q).data);
-            let k = append_rows(&old_head.k, &new_cols(&qkv, width, cols.k).data);
-            let v = append_rows(&old_head.v, &new_cols(&qkv, width, cols.v).data);
-            let pre_rows = |old: &Option<Matrix>, col: usize| match (old, &pre) {
-                (Some(old), Some(pre)) => Some(append_rows(old, &new_cols(pre, q_dim + kv_dim, col).data)),
-                _ => None,
-            };
-            let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
-            // The old queries against the new keys: raw and scaled (the trace
-            // keeps them unmasked); masked for them, so −∞ and weight 0.
-            let scores_raw = grow_square(&old_head.scores_raw, t, |i, j| {
-                if i < p {
-                    kernels::dot(q.row(i), k.row(j))
-                } else {
-                    new_row(&raw, i, j)
-                }
-            });
-            let scores_scaled = grow_square(&old_head.scores_scaled, t, |i, j| scores_raw.at(i, j) * scale);
-            let scores_masked =
-                grow_square(
-                    &old_head.scores_masked,
-                    t,
-                    |i, j| if i < p { f32::NEG_INFINITY } else { new_row(&masked, i, j) },
-                );
-            let weights_m =
-                grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
-            heads.push(HeadTrace {
-                output: append_rows(&old_head.output, &new_cols(&concat, q_dim, cols.q).data),
-                q_pre_rope: pre_rows(&old_head.q_pre_rope, cols.q),
-                k_pre_rope: pre_rows(&old_head.k_pre_rope, cols.k),
-                kv_head: old_head.kv_head,
-                q,
-                k,
-                v,
-                scores_raw,
-                scores_scaled,
-                scores_masked,
-                weights: weights_m,
-            });
-        }
-        let tail = block_tail(config, block, &x, &concat);
-        layers.push(LayerTrace {
-            attention: AttentionTrace { ln_1: append_rows(&old.attention.ln_1, &ln_1), heads },
-            attn_out: append_rows(&old.attn_out, &tail.attn_out),
-            resid_mid: append_rows(&old.resid_mid, &tail.resid_mid),
-            ln_2: append_rows(&old.ln_2, &tail.ln_2),
-            mlp_hidden: append_rows(&old.mlp_hidden, &tail.mlp_hidden),
-            mlp_out: append_rows(&old.mlp_out, &tail.mlp_out),
-            resid_post: append_rows(&old.resid_post, &tail.resid_post),
-        });
-        x = tail.resid_post;
     }
-    let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
-    let logits = logits(config, weights, &ln_f);
-    Ok(Trace {
-        tokens,
-        mask,
-        embeddings,
-        layers,
-        ln_f: append_rows(&prev.ln_f, &ln_f),
-        logits: append_rows(&prev.logits, &logits),
-    })
+    for j in 0..n {
+        keys[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim..][..kv_dim]);
+        values[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim + kv_dim..][..kv_dim]);
+    }
+    // The new rows p..T of every head, as the kernel computes them.
+    let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
+    let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
+    let AttentionOut { raw, masked, weights: weights_new, out: concat } =
+        kernels::attention_rows_owned(&shape, &qkv_rows);
+    let mut heads = Vec::with_capacity(n_head);
+    for (h, old_head) in old.heads().iter().enumerate() {
+        let cols = HeadColumns::of(config, h);
+        let new_cols = |all: &[f32], stride: usize, col: usize| Matrix::from_columns(all, n, stride, col, d_head);
+        let q = append_rows(&old_head.q, &new_cols(&qkv, width, cols.q).data);
+        let k = append_rows(&old_head.k, &new_cols(&qkv, width, cols.k).data);
+        let v = append_rows(&old_head.v, &new_cols(&qkv, width, cols.v).data);
+        let pre_rows = |old: &Option<Matrix>, col: usize| match (old, &pre) {
+            (Some(old), Some(pre)) => Some(append_rows(old, &new_cols(pre, q_dim + kv_dim, col).data)),
+            _ => None,
+        };
+        let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
+        // The old queries against the new keys: raw and scaled (the trace
+        // keeps them unmasked); masked for them, so −∞ and weight 0.
+        let scores_raw = grow_square(&old_head.scores_raw, t, |i, j| {
+            if i < p {
+                kernels::dot(q.row(i), k.row(j))
+            } else {
+                new_row(&raw, i, j)
+            }
+        });
+        let scores_scaled = grow_square(&old_head.scores_scaled, t, |i, j| scores_raw.at(i, j) * scale);
+        let scores_masked =
+            grow_square(
+                &old_head.scores_masked,
+                t,
+                |i, j| if i < p { f32::NEG_INFINITY } else { new_row(&masked, i, j) },
+            );
+        let weights_m = grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
+        heads.push(HeadTrace {
+            output: append_rows(&old_head.output, &new_cols(&concat, q_dim, cols.q).data),
+            q_pre_rope: pre_rows(&old_head.q_pre_rope, cols.q),
+            k_pre_rope: pre_rows(&old_head.k_pre_rope, cols.k),
+            kv_head: old_head.kv_head,
+            q,
+            k,
+            v,
+            scores_raw,
+            scores_scaled,
+            scores_masked,
+            weights: weights_m,
+        });
+    }
+    let tail = block_tail(config, block, x, &concat);
+    let layer = LayerTrace {
+        attention: AttentionTrace { ln_1: append_rows(&old.attention.ln_1, &ln_1), heads },
+        attn_out: append_rows(&old.attn_out, &tail.attn_out),
+        resid_mid: append_rows(&old.resid_mid, &tail.resid_mid),
+        ln_2: append_rows(&old.ln_2, &tail.ln_2),
+        mlp_hidden: append_rows(&old.mlp_hidden, &tail.mlp_hidden),
+        mlp_out: append_rows(&old.mlp_out, &tail.mlp_out),
+        resid_post: append_rows(&old.resid_post, &tail.resid_post),
+    };
+    (layer, tail.resid_post)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::forward_cpu;
     use crate::engine::init::random_weights;
     use crate::engine::sampling::Rng;
 

@@ -206,38 +206,25 @@ pub(super) fn layer_trace(config: &ModelConfig, t: usize, attention: AttentionTr
     }
 }
 
-/// The whole forward pass on `tokens`, keeping every intermediate.
+/// One block of the full pass on the residual stream `x[T×d]` entering it:
+/// its trace and the stream leaving it.
+pub(super) fn full_layer(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (LayerTrace, Vec<f32>) {
+    let t = x.len() / config.n_embd;
+    let (attention, concat) = attention_cpu(config, block, x, mask);
+    let tail = block_tail(config, block, x, &concat);
+    let next = tail.resid_post.clone();
+    (layer_trace(config, t, attention, tail), next)
+}
+
+/// The whole forward pass on `tokens`, keeping every intermediate (a
+/// [`TraceRun`](super::stepwise::TraceRun) taken to its end at once).
 pub fn forward_cpu(
     config: &ModelConfig,
     weights: &Weights,
     tokens: Vec<Token>,
     mask: Mask,
 ) -> Result<Trace, EngineError> {
-    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
-    check_ids(config, &ids)?;
-    if ids.is_empty() {
-        return Err(EngineError::Empty);
-    }
-    let (t, d) = (ids.len(), config.n_embd);
-    let embeddings = embed(config, weights, &ids, 0);
-    let mut x = embeddings.clone();
-    let mut layers = Vec::with_capacity(weights.blocks.len());
-    for block in &weights.blocks {
-        let (attention, concat) = attention_cpu(config, block, &x, mask);
-        let tail = block_tail(config, block, &x, &concat);
-        x = tail.resid_post.clone();
-        layers.push(layer_trace(config, t, attention, tail));
-    }
-    let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
-    let logits = logits(config, weights, &ln_f);
-    Ok(Trace {
-        tokens,
-        mask,
-        embeddings: Matrix::from_vec(t, d, embeddings),
-        layers,
-        ln_f: Matrix::from_vec(t, d, ln_f),
-        logits: Matrix::from_vec(t, config.vocab_size, logits),
-    })
+    Ok(super::stepwise::TraceRun::new(config, weights, None, tokens, mask)?.finish())
 }
 
 impl Model {

@@ -18,6 +18,7 @@ pub mod positional;
 pub mod residual;
 pub mod sampling;
 mod stage;
+pub mod stepwise;
 mod trace;
 
 pub use forward::{attention_cpu, check_ids, forward_cpu, EngineError};

@@ -166,6 +166,8 @@ pub struct Status {
     pub download: RwSignal<Option<(f64, f64)>>,
     /// A run is under way that will take longer than a frame.
     pub working: RwSignal<bool>,
+    /// A run in steps (a large model on the CPU) is under way: steps taken, of how many.
+    pub steps: RwSignal<Option<(usize, usize)>>,
     /// A message about the address: fields of a link that were ignored, or "Link copied".
     pub link_note: RwSignal<Option<String>>,
     /// What the last export saved, or why it failed.
@@ -337,6 +339,7 @@ impl PageState {
                 text_tokens: RwSignal::new(0),
                 download: RwSignal::new(None),
                 working: RwSignal::new(false),
+                steps: RwSignal::new(None),
                 link_note: RwSignal::new(None),
                 export_note: RwSignal::new(None),
                 model_key: RwSignal::new(Some("default".to_owned())),

@@ -328,3 +328,54 @@ test('SmolLM2 opens from one GGUF file on the hub', { timeout: 600_000, skip: !e
     await browser.close();
   }
 });
+
+test('SmolLM2 on the CPU: typing and generating run in steps, with no main-thread task over 50 ms', { timeout: 600_000, skip: !existsSync(path.join(models || '', 'HuggingFaceTB/SmolLM2-135M-Instruct-GGUF')) && 'SmolLM2 is not in the cache (python3 tools/get_smollm2.py)' }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const url = `${server.url}?backend=cpu&hub=${encodeURIComponent(hub.url)}#text=${encodeURIComponent('The capital of France')}&t=0`;
+    const { page, errors } = await openApp(browser, url);
+    const name = 'HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf';
+    await openByName(page, name);
+    await page.locator('[data-testid=model-plan]').waitFor({ timeout: 60_000 });
+    await page.click('[data-testid=model-download]');
+    await waitForModel(page, name, 400_000);
+    assert.equal((await state(page)).gpu, false);
+    // From here on, every main-thread task over 50 ms (the Long Tasks API's threshold).
+    await page.evaluate(() => {
+      window.longTasks = [];
+      new PerformanceObserver((list) => window.longTasks.push(...list.getEntries().map((e) => Math.round(e.duration))))
+        .observe({ type: 'longtask' });
+      // Whether a run went in steps that gave the thread back (the working sign counts them).
+      window.stepsSeen = [];
+      new MutationObserver(() => {
+        const sign = document.querySelector('[data-testid=working]')?.innerText ?? '';
+        const m = /step (\d+) of (\d+)/.exec(sign);
+        if (m) window.stepsSeen.push(m[0]);
+      }).observe(document.body, { subtree: true, childList: true, characterData: true });
+    });
+    const settled = (runs) => page.waitForFunction((r) => {
+      const s = window.attnscope.state();
+      return s.runs > r && !document.querySelector('[data-testid=working]');
+    }, runs, { timeout: 120_000 });
+    const box = page.locator('#text-input');
+    await box.click();
+    await box.press('End');
+    let runs = (await state(page)).runs;
+    await box.pressSequentially(' is', { delay: 15 });
+    await settled(runs);
+    const typed = await state(page);
+    assert.equal(typed.text, 'The capital of France is');
+    // A greedy token: the step waits for the page's run in steps, then samples.
+    runs = typed.runs;
+    await page.locator('.gen-step').click();
+    await page.waitForFunction(() => window.attnscope.state().generated.length === 1, null, { timeout: 120_000 });
+    await settled(runs);
+    const [longTasks, stepsSeen] = await page.evaluate(() => [window.longTasks, window.stepsSeen]);
+    console.log(`SmolLM2 on the CPU, long tasks while typing and generating (ms): ${JSON.stringify(longTasks)}; steps shown: ${stepsSeen.join(', ')}`);
+    assert.ok(stepsSeen.length > 0, 'the runs went in steps, giving the thread back between them');
+    assert.deepEqual(longTasks, [], 'no main-thread task over 50 ms');
+    assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), []);
+  } finally {
+    await browser.close();
+  }
+});

@@ -4,6 +4,7 @@
 //! the trace.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::{Clamped, JsCast};
 
@@ -19,10 +20,10 @@ use crate::ui::state::View;
 
 const NO_TRACE: BackendError = BackendError::NotReady("nothing has run yet");
 
-/// The CPU reference's last trace.
+/// The CPU reference's last trace (shared with a run in steps that starts from it).
 #[derive(Default)]
 pub(super) struct CpuBackend {
-    trace: RefCell<Option<Trace>>,
+    trace: RefCell<Option<Rc<Trace>>>,
 }
 
 /// One matrix to rasterise onto a 2D canvas.
@@ -44,15 +45,25 @@ impl CpuBackend {
         } else {
             // Text typed, deleted or edited at the end, or generated: only the rows after the
             // beginning it shares with the last run are computed (engine::extend).
-            let prev = self.trace.borrow();
-            let next = match prev.as_ref() {
+            let prev = self.last();
+            let next = match prev.as_deref() {
                 Some(prev) => extend_cpu(config, weights, prev, tokens.to_vec(), mask),
                 None => forward_cpu(config, weights, tokens.to_vec(), mask),
             };
-            Some(next?)
+            Some(Rc::new(next?))
         };
         *self.trace.borrow_mut() = trace;
         Ok(())
+    }
+
+    /// The last run's trace, to start a run in steps from (`Backend::compute`).
+    pub fn last(&self) -> Option<Rc<Trace>> {
+        self.trace.borrow().clone()
+    }
+
+    /// Shows `trace` from now on: what a run in steps computed.
+    pub fn show(&self, trace: Trace) {
+        *self.trace.borrow_mut() = Some(Rc::new(trace));
     }
 
     pub fn shown(&self) -> usize {
@@ -61,13 +72,13 @@ impl CpuBackend {
 
     /// The last run's trace, for the questions of `backend::questions`.
     pub fn trace(&self) -> Result<std::cell::Ref<'_, Trace>, BackendError> {
-        std::cell::Ref::filter_map(self.trace.borrow(), Option::as_ref).map_err(|_| NO_TRACE)
+        std::cell::Ref::filter_map(self.trace.borrow(), |t| t.as_deref()).map_err(|_| NO_TRACE)
     }
 
     /// Applies `f` to the view's matrix and, for stages that show it, the masked scores.
     fn with_view<R>(&self, view: View, f: impl FnOnce(&Matrix, Option<&Matrix>) -> R) -> Result<R, BackendError> {
         let trace = self.trace.borrow();
-        let trace = trace.as_ref().ok_or(NO_TRACE)?;
+        let trace = trace.as_deref().ok_or(NO_TRACE)?;
         let head = trace.layers.get(view.layer).and_then(|l| l.heads().get(view.head)).ok_or_else(|| {
             BackendError::Input(format!("layer {}, head {} is not in the model", view.layer, view.head))
         })?;
@@ -77,7 +88,7 @@ impl CpuBackend {
 
     fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> Option<R>, what: &str) -> Result<R, BackendError> {
         let trace = self.trace.borrow();
-        f(trace.as_ref().ok_or(NO_TRACE)?).ok_or_else(|| BackendError::Input(format!("{what} is not in the trace")))
+        f(trace.as_deref().ok_or(NO_TRACE)?).ok_or_else(|| BackendError::Input(format!("{what} is not in the trace")))
     }
 
     pub fn read_cell(&self, view: View, row: usize, col: usize) -> Result<f32, BackendError> {
@@ -138,7 +149,7 @@ impl CpuBackend {
     /// Draws `window` of the view's matrix over the whole canvas (the colour range is the whole matrix's).
     pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>, window: MapWindow) -> Drawn {
         let trace = self.trace.borrow();
-        let Some(head) = trace.as_ref().and_then(|t| t.layers.get(view.layer)?.heads().get(view.head)) else {
+        let Some(head) = trace.as_deref().and_then(|t| t.layers.get(view.layer)?.heads().get(view.head)) else {
             return paint(canvas, &[], None);
         };
         let values = view.stage.matrix(head);
@@ -181,7 +192,7 @@ impl CpuBackend {
 
     pub fn draw_block(&self, canvas: Target<'_>, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
         let trace = self.trace.borrow();
-        let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
+        let Some(trace) = trace.as_deref() else { return paint(canvas, &[], None) };
         let parts = block_parts(trace, layer, token)
             .ok_or_else(|| BackendError::Input(format!("token {token} of layer {layer} is not in the trace")))?;
         let items: Vec<Paint> = parts
@@ -209,7 +220,7 @@ impl CpuBackend {
         selected: Option<(usize, usize)>,
     ) -> Drawn {
         let trace = self.trace.borrow();
-        let Some(trace) = trace.as_ref() else { return paint(canvas, &[], None) };
+        let Some(trace) = trace.as_deref() else { return paint(canvas, &[], None) };
         let items: Vec<Paint> = views
             .iter()
             .filter_map(|&(view, at)| {

@@ -30,12 +30,13 @@ pub use self::questions::{FinderQuery, InterventionOutcome, InterventionRequest,
 pub use self::timer::ForwardTimer;
 use super::state::{set_changed, Keystroke, PageState, View};
 use super::web::canvas_size::CanvasSizes;
-use super::web::dom::{after_this_frame, now_ms};
+use super::web::dom::{after_this_frame, now_ms, sleep_ms, yield_to_browser};
 use super::web::fetch::{fetch_bytes, fetch_with_progress, FetchError};
 use super::web::query;
+use crate::engine::stepwise::TraceRun;
 use crate::engine::{EngineError, Mask, Matrix};
 use crate::gpu::GpuError;
-use crate::model::{shuffle, Model, ModelError, Token};
+use crate::model::{shuffle, Model, ModelConfig, ModelError, Token};
 use crate::render::layout::{GridShape, MapWindow};
 
 /// Where the page fetches the default model from (Trunk copies www/models to models/).
@@ -43,6 +44,14 @@ pub const MODEL_DIR: &str = "models/default";
 pub const MODEL_NAME: &str = "default";
 /// How many next tokens the page lists.
 pub const TOP_K: usize = 10;
+/// A CPU run of more floating-point operations than this (about 10 ms in
+/// wasm) goes in steps ([`Backend::compute`]): the default model's longest
+/// text stays under it; a keystroke on a 135M-parameter model does not.
+const STEPPED_FLOPS: f64 = 150e6;
+/// A run in steps gives the thread back once a slice of steps took this long
+/// (ms): well under the 50 ms after which a task delays input noticeably,
+/// leaving room for the page's own reaction to the run.
+const SLICE_MS: f64 = 20.0;
 
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -156,6 +165,22 @@ pub struct Backend {
     sizes: StoredValue<Option<Rc<CanvasSizes>>, LocalStorage>,
     /// Bumped when a map's canvas changed size: the maps redraw.
     pub resized: RwSignal<u64>,
+    /// Bumped by every run: a run in steps that sees it change is dropped.
+    epoch: StoredValue<u64, LocalStorage>,
+    /// The epoch of the run in steps under way, if any.
+    stepping: StoredValue<Option<u64>, LocalStorage>,
+}
+
+/// Marks a run in steps over when dropped (however its task ends).
+struct Stepping(Backend, u64);
+
+impl Drop for Stepping {
+    fn drop(&mut self) {
+        let Stepping(backend, epoch) = *self;
+        if backend.stepping.try_get_value() == Some(Some(epoch)) {
+            backend.stepping.try_set_value(None);
+        }
+    }
 }
 
 impl Default for Backend {
@@ -165,6 +190,8 @@ impl Default for Backend {
             spent: StoredValue::new_local(Spent::default()),
             sizes: StoredValue::new_local(None),
             resized: RwSignal::new(0),
+            epoch: StoredValue::new_local(0),
+            stepping: StoredValue::new_local(None),
         }
     }
 }
@@ -243,9 +270,15 @@ impl Backend {
 
     /// Tokenizes the latest text, appends the generated tokens, and runs the
     /// model on them; a GPU fault moves the page to the CPU and runs again.
+    /// A large run on the CPU goes in steps between which the page keeps
+    /// handling input ([`Backend::settled`] waits for it); any later run
+    /// supersedes it.
     pub fn compute(self, state: PageState) {
         let Some(host) = self.host() else { return };
-        let (status, outputs) = (state.status, state.outputs);
+        let epoch = self.epoch.get_value() + 1;
+        self.epoch.set_value(epoch);
+        let status = state.status;
+        set_changed(status.steps, None);
         let text = state.selection.text.get_untracked();
         // A keystroke's run is timed part by part (the test hook's `keystroke`).
         let input_at = state.telemetry.input_at.get_untracked();
@@ -271,34 +304,126 @@ impl Backend {
         set_changed(status.text_tokens, total);
         let mask = state.selection.mask.get_untracked();
         let tokenized = now_ms();
+        let timing = input_at.map(|at| Keystroke {
+            frame_wait: started - at,
+            tokenize: tokenized - started,
+            ..Keystroke::default()
+        });
+        if let Engine::Cpu(cpu) = &*host.engine() {
+            if !tokens.is_empty() && host.run_flops(cpu, &tokens, mask) > STEPPED_FLOPS {
+                return self.run_in_steps(state, host.clone(), tokens, mask, (epoch, timing));
+            }
+        }
         let mut result = host.run(&tokens, mask);
-        let forwarded = now_ms();
         if let Err(BackendError::DeviceLost(e)) = &result {
             // A GPU fault or loss: carry on with the CPU reference, without a reload.
             host.fall_back_to_cpu(format!("the GPU failed ({e})"));
             self.show_backend(state);
             result = host.run(&tokens, mask);
         }
+        let forward = now_ms() - tokenized;
+        self.show_run(state, &host, tokens, result, timing.map(|k| Keystroke { forward, ..k }));
+    }
+
+    /// Runs `tokens` on the CPU a [`TraceRun`] step at a time, giving the
+    /// thread back to the browser whenever a slice of steps took
+    /// [`SLICE_MS`], so no task blocks typing for long; dropped at the first
+    /// slice after a newer run began. `run`: this run's epoch and the
+    /// keystroke's breakdown so far.
+    fn run_in_steps(
+        self,
+        state: PageState,
+        host: Rc<Host>,
+        tokens: Vec<Token>,
+        mask: Mask,
+        (epoch, timing): (u64, Option<Keystroke>),
+    ) {
+        let status = state.status;
+        let engine = host.engine();
+        self.stepping.set_value(Some(epoch));
+        spawn_local(async move {
+            // However the task ends, `settled` stops waiting for it.
+            let _stepping = Stepping(self, epoch);
+            let Engine::Cpu(cpu) = &*engine else { return };
+            let stale = || self.epoch.get_value() != epoch || !Rc::ptr_eq(&host.engine(), &engine);
+            let prev = cpu.last();
+            let (config, weights) = (&host.model.config, &host.model.weights);
+            let run = TraceRun::new(config, weights, prev.as_deref(), tokens.clone(), mask);
+            let mut run = match run {
+                Ok(run) => run.head_rows(head_rows_per_step(config, tokens.len())),
+                Err(e) => return self.show_run(state, &host, tokens, Err(e.into()), None),
+            };
+            let (mut busy, mut slice) = (0.0, now_ms());
+            while !run.is_done() {
+                let before = now_ms();
+                run.step();
+                let now = now_ms();
+                // Yield when the next step, if it takes as long as this one, would end past the slice.
+                if now - slice + (now - before) >= SLICE_MS {
+                    busy += now - slice;
+                    status.steps.set(Some(run.progress()));
+                    status.working.set(true);
+                    yield_to_browser().await;
+                    if stale() {
+                        return;
+                    }
+                    slice = now_ms();
+                }
+            }
+            let last_slice = now_ms() - slice;
+            busy += last_slice;
+            if last_slice > SLICE_MS / 2.0 {
+                // The page's reaction to the run (panels, draws) gets a task of its own.
+                yield_to_browser().await;
+                if stale() {
+                    return;
+                }
+            }
+            slice = now_ms();
+            let trace = run.finish();
+            drop(prev);
+            cpu.show(trace);
+            busy += now_ms() - slice;
+            status.steps.set(None);
+            status.working.set(false);
+            // The keystroke's forward is the time the steps held the thread.
+            self.show_run(state, &host, tokens, Ok(()), timing.map(|k| Keystroke { forward: busy, ..k }));
+        });
+    }
+
+    /// Resolves once no run in steps is under way (at once after any other run).
+    pub async fn settled(self) {
+        while self.stepping.try_get_value().flatten().is_some() {
+            sleep_ms(4).await;
+        }
+    }
+
+    /// Puts a finished run on the page: its tokens, the run count, the
+    /// focus kept inside the maps, and the keystroke's breakdown (`keystroke`
+    /// with its tokenize and forward parts).
+    fn show_run(
+        self,
+        state: PageState,
+        host: &Host,
+        tokens: Vec<Token>,
+        result: Result<(), BackendError>,
+        keystroke: Option<Keystroke>,
+    ) {
+        let (status, outputs) = (state.status, state.outputs);
         outputs.tokens.set(tokens);
         match result {
             Ok(()) => {
                 set_changed(outputs.shown_tokens, host.shown());
                 state.keep_focus_inside(state.dims(state.selection.stage.get_untracked()));
                 let telemetry = state.telemetry;
-                if let Some(at) = telemetry.input_at.get_untracked() {
+                let input_at = telemetry.input_at.get_untracked();
+                if let Some(at) = input_at {
                     telemetry.input_at.set(None);
                     telemetry.timed_run.set(Some((outputs.runs.get_untracked() + 1, at)));
                 }
                 outputs.runs.update(|r| *r += 1);
-                if let Some(at) = input_at {
-                    let keystroke = Keystroke {
-                        run: outputs.runs.get_untracked(),
-                        frame_wait: started - at,
-                        tokenize: tokenized - started,
-                        forward: forwarded - tokenized,
-                        ..Keystroke::default()
-                    };
-                    self.time_keystroke(state, at, keystroke);
+                if let (Some(at), Some(keystroke)) = (input_at, keystroke) {
+                    self.time_keystroke(state, at, Keystroke { run: outputs.runs.get_untracked(), ..keystroke });
                 }
             }
             Err(e) => status.input_error.set(Some(e.to_string())),
@@ -548,6 +673,20 @@ impl Host {
         self.model.tokenizer.encode(text).map_err(|e| BackendError::Input(e.to_string()))
     }
 
+    /// About how many floating-point operations the CPU's run on `tokens`
+    /// costs: the rows it cannot reuse from the last trace through every
+    /// matmul and the LM head, and their attention over every row.
+    fn run_flops(&self, cpu: &CpuBackend, tokens: &[Token], mask: Mask) -> f64 {
+        let c = &self.model.config;
+        let kept = cpu.last().map_or(0, |prev| crate::engine::extend::shared_prefix(&prev, tokens, mask));
+        let new = tokens.len().saturating_sub(kept) as f64;
+        let (d, layers) = (c.n_embd as f64, c.n_layer as f64);
+        let matmuls = d * (c.qkv_dim() + c.q_dim()) as f64
+            + c.n_inner as f64 * d * if c.architecture.is_llama_family() { 3.0 } else { 2.0 };
+        let attention = 2.0 * c.q_dim() as f64 * tokens.len() as f64;
+        2.0 * new * (layers * (matmuls + attention) + c.vocab_size as f64 * d)
+    }
+
     /// Runs the whole forward pass (every stage kept) on `tokens`.
     fn run(&self, tokens: &[Token], mask: Mask) -> Result<(), BackendError> {
         match &*self.engine() {
@@ -563,6 +702,14 @@ impl Host {
             Engine::Cpu(cpu) => cpu.shown(),
         }
     }
+}
+
+/// Rows of the LM head per step of a run in steps on `t` tokens: about one
+/// block's work (a block's weights against the head's `vocab × d`).
+fn head_rows_per_step(c: &ModelConfig, t: usize) -> usize {
+    let d = c.n_embd;
+    let block = d * (c.qkv_dim() + c.q_dim()) + c.n_inner * d * if c.architecture.is_llama_family() { 3 } else { 2 };
+    (t * block / (c.vocab_size * d).max(1)).max(1)
 }
 
 /// Runs `work` and hands its result to `apply` only if `current()` still

@@ -85,6 +85,7 @@ pub fn GeneratePanel() -> impl IntoView {
             rng.set_value(Rng::new(s.seed.get_untracked()));
         }
         backend.compute(state); // the run for the prompt and every token generated so far
+        backend.settled().await; // a large model on the CPU runs in steps
         if state.status.input_error.get_untracked().is_some() {
             return false;
         }

@@ -68,7 +68,13 @@ pub fn InputPanel() -> impl IntoView {
                 }}
             </div>
             {move || state.status.working.get().then(|| view! {
-                <div class="working" role="status" data-testid="working"><span class="spinner" aria-hidden="true"></span>" working…"</div>
+                <div class="working" role="status" data-testid="working"><span class="spinner" aria-hidden="true"></span>
+                    {move || match state.status.steps.get() {
+                        // A large model on the CPU: blocks, then pieces of the LM head; typing goes on meanwhile.
+                        Some((done, of)) => format!(" working… step {done} of {of} (the CPU runs this model a block at a time; keep typing)"),
+                        None => " working…".to_owned(),
+                    }}
+                </div>
             })}
             {move || state.status.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
             <ol class="tokens" aria-label="Tokens">

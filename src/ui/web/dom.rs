@@ -38,6 +38,28 @@ pub fn after_this_frame(f: impl FnOnce() + 'static) {
     }
 }
 
+/// Resolves in a task of its own, after the browser has handled the input
+/// and rendering that waited (`scheduler.postTask` at "user-visible", else
+/// a `setTimeout(0)`): a long computation awaits it between its slices.
+pub async fn yield_to_browser() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let posted = web_sys::window().and_then(|w| {
+            let scheduler = js_sys::Reflect::get(&w, &"scheduler".into()).ok().filter(|s| s.is_object())?;
+            let post =
+                js_sys::Reflect::get(&scheduler, &"postTask".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+            let options = js_sys::Object::new();
+            js_sys::Reflect::set(&options, &"priority".into(), &"user-visible".into()).ok()?;
+            post.call2(&scheduler, &resolve, &options).ok()
+        });
+        if posted.is_none() {
+            if let Some(w) = web_sys::window() {
+                let _ = w.set_timeout_with_callback(&resolve);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// Resolves after `ms` milliseconds (a timer), letting the page paint between steps.
 pub async fn sleep_ms(ms: i32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
