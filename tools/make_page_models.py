@@ -33,7 +33,7 @@ import struct
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-VERSION = "1"  # bump when what is written changes
+VERSION = "2"  # bump when what is written changes (2: the minified default tokenizer)
 
 
 def cache_dir():

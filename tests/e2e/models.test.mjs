@@ -225,7 +225,7 @@ test('a link with model= asks before downloading; the picker and drag-and-drop o
     const { page, errors } = await openApp(browser, appUrl('#model=test%2Fllama-tiny-gqa'));
     const plan = page.locator('[data-testid=model-plan]');
     await plan.waitFor({ timeout: 60_000 });
-    assert.match(await plan.innerText(), /This link asks for the model test\/llama-tiny-gqa\? 0\.6M parameters \(F16\) · 1\.5 MB to download · 1\.2 MB of GPU memory; this device allows \d+ MB per GPU buffer and \d+ MB of WebAssembly memory/);
+    assert.match(await plan.innerText(), /This link asks for the model test\/llama-tiny-gqa\? 0\.6M parameters \(F16\) · 1\.3 MB to download · 1\.2 MB of GPU memory; this device allows \d+ MB per GPU buffer and \d+ MB of WebAssembly memory/);
     assert.ok(weightRequests(mark).every((r) => r.range), 'nothing but headers before the OK');
     await page.click('[data-testid=model-decline]');
     assert.equal((await state(page)).modelKey, 'default');
