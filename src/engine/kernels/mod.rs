@@ -16,8 +16,9 @@
 //! 16 accumulators) spills on the 16 vector registers V8 has on x86-64 and
 //! reached ~20 GFLOP/s alone, ~12 inside the forward; ours is a 4×8 tile
 //! with row-major weights packed 128 columns at a time (read in place up to
-//! 32 rows, where packing first cannot overlap the reads), and a dot-product
-//! tile for `wteᵀ` and Q·Kᵀ, which need no packing. It is built at
+//! 32 rows, where packing first cannot overlap the reads), a dot-product
+//! tile for `wteᵀ` and Q·Kᵀ, which need no packing, and for at most 4 rows
+//! (a keystroke, a KV-cache step) the weights streamed once, row by row. It is built at
 //! opt-level 3 inside the size-first wasm profile (at "z" its loops ran
 //! 1.5–10× slower). Measured in node on GPT-2 small's matmuls (tools/gemm-bench,
 //! same run, GFLOP/s): T = 16 ~23–29 vs matrixmultiply's ~20–24, T = 128
