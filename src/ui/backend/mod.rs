@@ -44,10 +44,12 @@ pub const MODEL_DIR: &str = "models/default";
 pub const MODEL_NAME: &str = "default";
 /// How many next tokens the page lists.
 pub const TOP_K: usize = 10;
-/// A CPU run of more floating-point operations than this (about 10 ms in
-/// wasm) goes in steps ([`Backend::compute`]): the default model's longest
-/// text stays under it; a keystroke on a 135M-parameter model does not.
-const STEPPED_FLOPS: f64 = 150e6;
+/// On the CPU, a model whose one new row costs more floating-point
+/// operations than this (about 10M parameters) runs in steps
+/// ([`Backend::compute`]): a keystroke on a 135M-parameter model costs ~270
+/// MFLOP and, with the page's reaction, held the thread 60–110 ms. The
+/// built-in model (1.8 MFLOP a row, 10 ms for its whole context) never does.
+const STEPPED_ROW_FLOPS: f64 = 20e6;
 /// A run in steps gives the thread back once a slice of steps took this long
 /// (ms): well under the 50 ms after which a task delays input noticeably,
 /// leaving room for the page's own reaction to the run.
@@ -309,8 +311,8 @@ impl Backend {
             tokenize: tokenized - started,
             ..Keystroke::default()
         });
-        if let Engine::Cpu(cpu) = &*host.engine() {
-            if !tokens.is_empty() && host.run_flops(cpu, &tokens, mask) > STEPPED_FLOPS {
+        if let Engine::Cpu(_) = &*host.engine() {
+            if !tokens.is_empty() && host.row_flops(tokens.len()) > STEPPED_ROW_FLOPS {
                 return self.run_in_steps(state, host.clone(), tokens, mask, (epoch, timing));
             }
         }
@@ -328,8 +330,8 @@ impl Backend {
     /// Runs `tokens` on the CPU a [`TraceRun`] step at a time, giving the
     /// thread back to the browser whenever a slice of steps took
     /// [`SLICE_MS`], so no task blocks typing for long; dropped at the first
-    /// slice after a newer run began. `run`: this run's epoch and the
-    /// keystroke's breakdown so far.
+    /// slice after a newer run began. The last argument: this run's epoch
+    /// and the keystroke's breakdown so far.
     fn run_in_steps(
         self,
         state: PageState,
@@ -350,7 +352,10 @@ impl Backend {
             let (config, weights) = (&host.model.config, &host.model.weights);
             let run = TraceRun::new(config, weights, prev.as_deref(), tokens.clone(), mask);
             let mut run = match run {
-                Ok(run) => run.head_rows(head_rows_per_step(config, tokens.len())),
+                Ok(run) => {
+                    let rows = head_rows_per_step(config, run.new_rows());
+                    run.head_rows(rows)
+                }
                 Err(e) => return self.show_run(state, &host, tokens, Err(e.into()), None),
             };
             let (mut busy, mut slice) = (0.0, now_ms());
@@ -673,18 +678,16 @@ impl Host {
         self.model.tokenizer.encode(text).map_err(|e| BackendError::Input(e.to_string()))
     }
 
-    /// About how many floating-point operations the CPU's run on `tokens`
-    /// costs: the rows it cannot reuse from the last trace through every
-    /// matmul and the LM head, and their attention over every row.
-    fn run_flops(&self, cpu: &CpuBackend, tokens: &[Token], mask: Mask) -> f64 {
+    /// About how many floating-point operations one new row costs at `t`
+    /// tokens: every matmul of every block, its attention over `t` rows, and
+    /// the LM head.
+    fn row_flops(&self, t: usize) -> f64 {
         let c = &self.model.config;
-        let kept = cpu.last().map_or(0, |prev| crate::engine::extend::shared_prefix(&prev, tokens, mask));
-        let new = tokens.len().saturating_sub(kept) as f64;
         let (d, layers) = (c.n_embd as f64, c.n_layer as f64);
-        let matmuls = d * (c.qkv_dim() + c.q_dim()) as f64
-            + c.n_inner as f64 * d * if c.architecture.is_llama_family() { 3.0 } else { 2.0 };
-        let attention = 2.0 * c.q_dim() as f64 * tokens.len() as f64;
-        2.0 * new * (layers * (matmuls + attention) + c.vocab_size as f64 * d)
+        let mlp = if c.architecture.is_llama_family() { 3.0 } else { 2.0 };
+        let matmuls = d * (c.qkv_dim() + c.q_dim()) as f64 + mlp * c.n_inner as f64 * d;
+        let attention = 2.0 * c.q_dim() as f64 * t as f64;
+        2.0 * (layers * (matmuls + attention) + c.vocab_size as f64 * d)
     }
 
     /// Runs the whole forward pass (every stage kept) on `tokens`.
@@ -704,12 +707,12 @@ impl Host {
     }
 }
 
-/// Rows of the LM head per step of a run in steps on `t` tokens: about one
-/// block's work (a block's weights against the head's `vocab × d`).
-fn head_rows_per_step(c: &ModelConfig, t: usize) -> usize {
+/// Rows of the LM head per step of a run in steps computing `n` new rows:
+/// about one block's work (a block's weights against the head's `vocab × d`).
+fn head_rows_per_step(c: &ModelConfig, n: usize) -> usize {
     let d = c.n_embd;
     let block = d * (c.qkv_dim() + c.q_dim()) + c.n_inner * d * if c.architecture.is_llama_family() { 3 } else { 2 };
-    (t * block / (c.vocab_size * d).max(1)).max(1)
+    (n * block / (c.vocab_size * d).max(1)).max(1)
 }
 
 /// Runs `work` and hands its result to `apply` only if `current()` still
