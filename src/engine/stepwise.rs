@@ -61,7 +61,7 @@ impl<'a> TraceRun<'a> {
         config: &'a ModelConfig,
         weights: &'a Weights,
         prev: Option<&'a Trace>,
-        tokens: Vec<Token>,
+        mut tokens: Vec<Token>,
         mask: Mask,
     ) -> Result<Self, EngineError> {
         let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
@@ -75,20 +75,19 @@ impl<'a> TraceRun<'a> {
             Some(prev) if p > 0 => Base::Cut(truncate(prev, p)),
             _ => Base::Nothing,
         };
-        if p == tokens.len() {
+        let (base, same) = if p == tokens.len() {
             // Nothing new to compute: the kept rows, with the new tokens' text spans.
-            let kept = match base {
-                Base::Kept(prev) => Some(prev.clone()),
-                Base::Cut(cut) => Some(cut),
-                Base::Nothing => None,
+            let mut kept = match base {
+                Base::Kept(prev) => prev.clone(),
+                Base::Cut(cut) => cut,
+                Base::Nothing => return Err(EngineError::Empty),
             };
-            if let Some(mut kept) = kept {
-                kept.tokens = tokens;
-                return Ok(Self::done(config, weights, mask, Some(kept)));
-            }
-            return Err(EngineError::Empty);
-        }
-        let embeddings = embed(config, weights, &ids[p..], p);
+            kept.tokens = std::mem::take(&mut tokens);
+            (Base::Nothing, Some(kept))
+        } else {
+            (base, None)
+        };
+        let embeddings = if same.is_some() { Vec::new() } else { embed(config, weights, &ids[p..], p) };
         Ok(Self {
             config,
             weights,
@@ -101,25 +100,8 @@ impl<'a> TraceRun<'a> {
             ln_f: None,
             logits: Vec::new(),
             head_rows: usize::MAX,
-            same: None,
-        })
-    }
-
-    fn done(config: &'a ModelConfig, weights: &'a Weights, mask: Mask, same: Option<Trace>) -> Self {
-        Self {
-            config,
-            weights,
-            tokens: Vec::new(),
-            mask,
-            base: Base::Nothing,
-            embeddings: Vec::new(),
-            x: Vec::new(),
-            layers: Vec::new(),
-            ln_f: None,
-            logits: Vec::new(),
-            head_rows: usize::MAX,
             same,
-        }
+        })
     }
 
     /// At most `rows` rows (≥ 1) of the LM head per step (all of them by default).
@@ -133,11 +115,6 @@ impl<'a> TraceRun<'a> {
         self.x.len() / self.config.n_embd.max(1)
     }
 
-    /// Rows kept from the previous trace.
-    pub fn kept_rows(&self) -> usize {
-        self.base.trace().map_or(0, |t| t.tokens.len())
-    }
-
     fn logit_rows(&self) -> usize {
         self.logits.len() / self.config.vocab_size.max(1)
     }
@@ -148,9 +125,8 @@ impl<'a> TraceRun<'a> {
             return (0, 0);
         }
         let n = self.new_rows();
-        let pieces = n.div_ceil(self.head_rows.min(n).max(1));
-        let head_done = self.logit_rows().div_ceil(self.head_rows.min(n).max(1));
-        (self.layers.len() + head_done, self.weights.blocks.len() + pieces)
+        let piece = self.head_rows.min(n).max(1);
+        (self.layers.len() + self.logit_rows().div_ceil(piece), self.weights.blocks.len() + n.div_ceil(piece))
     }
 
     /// Whether every step is taken ([`finish`](Self::finish) then only assembles).
@@ -174,10 +150,9 @@ impl<'a> TraceRun<'a> {
             self.x = x;
             return;
         }
-        let d = config.n_embd;
+        let (d, done) = (config.n_embd, self.logit_rows());
+        let rows = self.head_rows.min(self.new_rows() - done);
         let ln_f = self.ln_f.get_or_insert_with(|| norm(config, &self.x, &weights.ln_f_g, &weights.ln_f_b));
-        let done = self.logits.len() / config.vocab_size.max(1);
-        let rows = self.head_rows.min(self.x.len() / d.max(1) - done);
         self.logits.extend(logits(config, weights, &ln_f[done * d..(done + rows) * d]));
     }
 

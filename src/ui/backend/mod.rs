@@ -33,6 +33,7 @@ use super::web::canvas_size::CanvasSizes;
 use super::web::dom::{after_this_frame, now_ms, sleep_ms, yield_to_browser};
 use super::web::fetch::{fetch_bytes, fetch_with_progress, FetchError};
 use super::web::query;
+use crate::engine::cost::step_cost;
 use crate::engine::stepwise::TraceRun;
 use crate::engine::{EngineError, Mask, Matrix};
 use crate::gpu::GpuError;
@@ -48,7 +49,7 @@ pub const TOP_K: usize = 10;
 /// operations than this (about 10M parameters) runs in steps
 /// ([`Backend::compute`]): a keystroke on a 135M-parameter model costs ~270
 /// MFLOP and, with the page's reaction, held the thread 60–110 ms. The
-/// built-in model (1.8 MFLOP a row, 10 ms for its whole context) never does.
+/// built-in model (about 2 MFLOP a row, 10 ms for its whole context) never does.
 const STEPPED_ROW_FLOPS: f64 = 20e6;
 /// A run in steps gives the thread back once a slice of steps took this long
 /// (ms): well under the 50 ms after which a task delays input noticeably,
@@ -312,7 +313,9 @@ impl Backend {
             ..Keystroke::default()
         });
         if let Engine::Cpu(_) = &*host.engine() {
-            if !tokens.is_empty() && host.row_flops(tokens.len()) > STEPPED_ROW_FLOPS {
+            // One new row's cost at this length (the cost model's KV-cache step).
+            let row_flops = step_cost(&host.model.config, tokens.len()).total_flops() as f64;
+            if !tokens.is_empty() && row_flops > STEPPED_ROW_FLOPS {
                 return self.run_in_steps(state, host.clone(), tokens, mask, (epoch, timing));
             }
         }
@@ -678,18 +681,6 @@ impl Host {
         self.model.tokenizer.encode(text).map_err(|e| BackendError::Input(e.to_string()))
     }
 
-    /// About how many floating-point operations one new row costs at `t`
-    /// tokens: every matmul of every block, its attention over `t` rows, and
-    /// the LM head.
-    fn row_flops(&self, t: usize) -> f64 {
-        let c = &self.model.config;
-        let (d, layers) = (c.n_embd as f64, c.n_layer as f64);
-        let mlp = if c.architecture.is_llama_family() { 3.0 } else { 2.0 };
-        let matmuls = d * (c.qkv_dim() + c.q_dim()) as f64 + mlp * c.n_inner as f64 * d;
-        let attention = 2.0 * c.q_dim() as f64 * t as f64;
-        2.0 * (layers * (matmuls + attention) + c.vocab_size as f64 * d)
-    }
-
     /// Runs the whole forward pass (every stage kept) on `tokens`.
     fn run(&self, tokens: &[Token], mask: Mask) -> Result<(), BackendError> {
         match &*self.engine() {
@@ -708,11 +699,12 @@ impl Host {
 }
 
 /// Rows of the LM head per step of a run in steps computing `n` new rows:
-/// about one block's work (a block's weights against the head's `vocab × d`).
+/// about one block's work (the cost model's per-row FLOPs of a block against
+/// the head's).
 fn head_rows_per_step(c: &ModelConfig, n: usize) -> usize {
-    let d = c.n_embd;
-    let block = d * (c.qkv_dim() + c.q_dim()) + c.n_inner * d * if c.architecture.is_llama_family() { 3 } else { 2 };
-    (n * block / (c.vocab_size * d).max(1)).max(1)
+    let row = step_cost(c, 1);
+    let block = row.linear_flops() / c.n_layer.max(1) as u64;
+    (n as u64 * block / row.lm_head_flops.max(1)).max(1) as usize
 }
 
 /// Runs `work` and hands its result to `apply` only if `current()` still

@@ -23,41 +23,32 @@ pub fn now_ms() -> f64 {
 /// after the frame that shows the result, before tasks the browser queued
 /// meanwhile (a text box's `selectionchange`, messages).
 pub fn after_this_frame(f: impl FnOnce() + 'static) {
-    let callback = wasm_bindgen::closure::Closure::once_into_js(f);
-    let posted = web_sys::window().and_then(|w| {
-        let scheduler = js_sys::Reflect::get(&w, &"scheduler".into()).ok().filter(|s| s.is_object())?;
-        let post = js_sys::Reflect::get(&scheduler, &"postTask".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
-        let options = js_sys::Object::new();
-        js_sys::Reflect::set(&options, &"priority".into(), &"user-blocking".into()).ok()?;
-        post.call2(&scheduler, &callback, &options).ok()
-    });
-    if posted.is_none() {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback(callback.unchecked_ref());
-        }
-    }
+    post_task(&wasm_bindgen::closure::Closure::once_into_js(f), "user-blocking");
 }
 
 /// Resolves in a task of its own, after the browser has handled the input
 /// and rendering that waited (`scheduler.postTask` at "user-visible", else
 /// a `setTimeout(0)`): a long computation awaits it between its slices.
 pub async fn yield_to_browser() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let posted = web_sys::window().and_then(|w| {
-            let scheduler = js_sys::Reflect::get(&w, &"scheduler".into()).ok().filter(|s| s.is_object())?;
-            let post =
-                js_sys::Reflect::get(&scheduler, &"postTask".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
-            let options = js_sys::Object::new();
-            js_sys::Reflect::set(&options, &"priority".into(), &"user-visible".into()).ok()?;
-            post.call2(&scheduler, &resolve, &options).ok()
-        });
-        if posted.is_none() {
-            if let Some(w) = web_sys::window() {
-                let _ = w.set_timeout_with_callback(&resolve);
-            }
-        }
-    });
+    let promise = js_sys::Promise::new(&mut |resolve, _| post_task(&resolve, "user-visible"));
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Calls `callback` in a new task: `scheduler.postTask` at `priority` where
+/// the browser has it, else `setTimeout(0)`.
+fn post_task(callback: &wasm_bindgen::JsValue, priority: &str) {
+    let posted = web_sys::window().and_then(|w| {
+        let scheduler = js_sys::Reflect::get(&w, &"scheduler".into()).ok().filter(|s| s.is_object())?;
+        let post = js_sys::Reflect::get(&scheduler, &"postTask".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &"priority".into(), &priority.into()).ok()?;
+        post.call2(&scheduler, callback, &options).ok()
+    });
+    if posted.is_none() {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback(callback.unchecked_ref());
+        }
+    }
 }
 
 /// Resolves after `ms` milliseconds (a timer), letting the page paint between steps.
