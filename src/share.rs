@@ -25,6 +25,8 @@ pub struct HeadsLink {
     pub chosen: Option<u32>,
     /// The two-prompt diff's prompt B.
     pub prompt_b: Option<String>,
+    /// Whether the page shows the run with the ablated heads (`None`: yes, the default).
+    pub show_ablated: Option<bool>,
 }
 
 /// Which part of the page a link (or an embedded widget) is about: the stage
@@ -219,6 +221,15 @@ impl ShareState {
                 "paint" => PaintGrid::from_hex(&value).map(|g| s.heads.paint = Some(g)).is_some(),
                 "ablate" => parse_heads(&value).map(|h| s.heads.ablated = Some(h)).is_some(),
                 "mode" => parse_mode(&value).map(|m| s.heads.mode = Some(m)).is_some(),
+                "shows" => {
+                    let show = match value.as_str() {
+                        "ablated" => Some(true),
+                        "clean" => Some(false),
+                        _ => None,
+                    };
+                    s.heads.show_ablated = show.or(s.heads.show_ablated);
+                    show.is_some()
+                }
                 "source" => {
                     let valid = value.len() <= MAX_TEXT_BYTES;
                     if valid {
@@ -319,6 +330,9 @@ impl ShareState {
         }
         if let Some(m) = h.mode {
             parts.push(format!("mode={}", mode_key(m)));
+        }
+        if let Some(show) = h.show_ablated {
+            parts.push(format!("shows={}", if show { "ablated" } else { "clean" }));
         }
         if let Some(src) = h.source.as_ref().filter(|s| !s.is_empty()) {
             parts.push(format!("source={}", encode(src)));
@@ -493,20 +507,25 @@ mod tests {
                 source: Some("a c a & b".into()),
                 chosen: Some(7),
                 prompt_b: Some("b a b".into()),
+                show_ablated: Some(false),
             },
             ..ShareState::default()
         };
         let back = ShareState::parse(&s.format());
         assert_eq!(back, s);
         assert!(back.rejected.is_empty());
+        assert!(s.format().contains("shows=clean"));
+        let shown = ShareState { heads: HeadsLink { show_ablated: Some(true), ..HeadsLink::default() }, ..s };
+        assert_eq!(ShareState::parse(&shown.format()), shown);
     }
 
     #[test]
     fn bad_heads_fields_are_rejected_and_the_rest_kept() {
-        let s = ShareState::parse("text=hi&find=wobble&findtok=-1&paint=zz&ablate=1.x&mode=half&next=&layer=1");
+        let s =
+            ShareState::parse("text=hi&find=wobble&findtok=-1&paint=zz&ablate=1.x&mode=half&next=&layer=1&shows=both");
         assert_eq!(s.heads, HeadsLink::default());
         assert_eq!(s.text.as_deref(), Some("hi"));
         assert_eq!(s.layer, Some(1));
-        assert_eq!(s.rejected.len(), 6);
+        assert_eq!(s.rejected.len(), 7);
     }
 }

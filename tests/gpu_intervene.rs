@@ -135,12 +135,33 @@ fn check(config: &ModelConfig, weights: &Weights, t: usize, seed: usize, what: &
                 assert_close_abs(&got.prob[l], &cpu.prob[l], TOL, &format!("{w} layer {l} prob"));
             }
             assert_eq!(fwd.intervened(), None, "{w}: the clean run is back");
+            // One layer at a time (the page's progress): the same rows, the clean run back after each.
+            for l in (0..n_layer).rev() {
+                let read = fwd.begin_sweep_layers(ctx, kind, cpu.token, Some(&src), l..l + 1).unwrap();
+                let one = pollster::block_on(read.finish(ctx)).unwrap();
+                assert_eq!(one.delta_logit.len(), 1, "{w}: layer {l} alone");
+                assert_close_abs(&one.delta_logit[0], &cpu.delta_logit[l], TOL, &format!("{w} layer {l} alone"));
+                assert_close_abs(&one.prob[0], &cpu.prob[l], TOL, &format!("{w} layer {l} alone, prob"));
+                assert!((one.clean_logit - cpu.clean_logit).abs() <= TOL, "{w}: layer {l} alone, clean logit");
+            }
+            assert!(fwd.begin_sweep_layers(ctx, kind, cpu.token, Some(&src), n_layer..n_layer + 1).is_err());
             let largest = got.delta_logit.iter().flatten().fold(0.0f32, |m, d| m.max(d.abs()));
             let identity = kind == Replacement::Mean && t == 1;
             assert!(identity || largest > 10.0 * TOL, "{w}: some head matters (largest |Δlogit| {largest})");
         }
     }
     traces_close(&pollster::block_on(fwd.read_trace(ctx, tokens(&clean_ids))).unwrap(), &clean, "after the sweeps");
+    // A sweep while the buffers hold an intervened run starts from the clean run.
+    fwd.intervene(ctx, &sets[1], Some(&src)).unwrap();
+    let read = fwd.begin_sweep_layers(ctx, Replacement::Zero, clean_ids[0], None, 0..1).unwrap();
+    let one = pollster::block_on(read.finish(ctx)).unwrap();
+    let cpu = sweep(config, weights, &clean, None, Replacement::Zero, Some(clean_ids[0])).unwrap();
+    assert_close_abs(&one.delta_logit[0], &cpu.delta_logit[0], TOL, &format!("{what}: a sweep after an intervention"));
+    traces_close(
+        &pollster::block_on(fwd.read_trace(ctx, tokens(&clean_ids))).unwrap(),
+        &clean,
+        "after a sweep of one layer",
+    );
 }
 
 #[test]

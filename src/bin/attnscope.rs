@@ -314,21 +314,40 @@ mod cli {
                 let tokens = tokens_of(&model, text, ids)?;
                 emit(&heads::lens(&model, tokens, k, position, token)?.to_string())
             }
-            Command::Ablate(heads::AblateArgs { model, text, ids, heads: names, mode, sweep, token }) => {
+            Command::Ablate(heads::AblateArgs { model, text, ids, heads: names, mode, sweep, token, trace }) => {
                 let model = load_for_ids(&model, ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 let kind = match mode {
                     heads::AblateMode::Zero => Replacement::Zero,
                     heads::AblateMode::Mean => Replacement::Mean,
                 };
-                emit(&heads::intervene_json(&model, tokens, None, kind, &names, sweep, token)?.to_string())
+                emit(
+                    &heads::intervene_json(&model, tokens, None, kind, &names, heads::Asked { sweep, token, trace })?
+                        .to_string(),
+                )
             }
-            Command::Patch(heads::PatchArgs { model, text, ids, source, source_ids, heads: names, sweep, token }) => {
+            Command::Patch(heads::PatchArgs {
+                model,
+                text,
+                ids,
+                source,
+                source_ids,
+                heads: names,
+                sweep,
+                token,
+                trace,
+            }) => {
                 let model = load_for_ids(&model, ids.is_some() && source_ids.is_some())?;
                 let tokens = tokens_of(&model, text, ids)?;
                 let source = tokens_of(&model, source, source_ids)?;
-                let value =
-                    heads::intervene_json(&model, tokens, Some(source), Replacement::Patch, &names, sweep, token)?;
+                let value = heads::intervene_json(
+                    &model,
+                    tokens,
+                    Some(source),
+                    Replacement::Patch,
+                    &names,
+                    heads::Asked { sweep, token, trace },
+                )?;
                 emit(&value.to_string())
             }
             Command::Generate { model, prompt, steps, temperature, top_k, top_p, seed, json } => {

@@ -274,6 +274,22 @@ impl GpuForward {
         token: u32,
         source: Option<&GpuForward>,
     ) -> Result<SweepRead, GpuError> {
+        let layers = 0..self.config().n_layer;
+        self.begin_sweep_layers(ctx, kind, token, source, layers)
+    }
+
+    /// [`Self::begin_sweep`] over the heads of `layers` only (the page sweeps
+    /// a layer at a time, to show progress): the result's grids have a row
+    /// per layer of the range. The clean run is put back by a re-run from
+    /// the range's first layer.
+    pub fn begin_sweep_layers(
+        &mut self,
+        ctx: &GpuContext,
+        kind: Replacement,
+        token: u32,
+        source: Option<&GpuForward>,
+        layers: std::ops::Range<usize>,
+    ) -> Result<SweepRead, GpuError> {
         let opts = self.clean_options()?;
         self.check_source(source)?;
         if kind == Replacement::Patch && source.is_none() {
@@ -284,10 +300,14 @@ impl GpuForward {
         if token as usize >= v {
             return Err(EngineError::IdOutOfVocab { id: token, vocab: v }.into());
         }
+        if layers.is_empty() || layers.end > n_layer {
+            return Err(GpuError::OutOfRange(format!("layers {layers:?} of a {n_layer}-layer model")));
+        }
+        let swept = layers.len();
         self.restore_clean(ctx)?;
         let buf = self.buffers().ok_or_else(|| GpuError::OutOfRange("buffers".into()))?;
         // Entry 0: the clean run's numbers, then one per head, layer by layer.
-        let results = scratch(ctx, "sweep results", 3 * (1 + n_layer * n_head))?;
+        let results = scratch(ctx, "sweep results", 3 * (1 + swept * n_head))?;
         let top = TopKParams::new(v, 0, 1, 1.0);
         let ranked = scratch(ctx, "sweep top-1", top.output_len())?;
         // Reads `logits` row `row` into entry `entry` of the results.
@@ -311,31 +331,31 @@ impl GpuForward {
         let mut flops = 0;
         // From the last layer down: a re-run from layer l writes only layers l and after,
         // so the layers before it still hold the clean run.
-        for layer in (0..n_layer).rev() {
+        for layer in layers.clone().rev() {
             for head in 0..n_head {
                 let replace = self.replacement(ctx, &Intervention { layer, head, kind }, &outputs, source)?;
                 let mut enc =
                     ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("sweep") });
                 self.restore_outputs(&mut enc, &outputs, layer)?;
                 self.encode_rerun(ctx, &mut enc, layer, fast, std::slice::from_ref(&replace))?;
-                measure(&mut enc, &buf.logits_last, 0, 1 + layer * n_head + head)?;
+                measure(&mut enc, &buf.logits_last, 0, 1 + (layer - layers.start) * n_head + head)?;
                 ctx.queue.submit([enc.finish()]);
                 flops += rerun_flops(&c, t, layer);
             }
         }
-        // The clean run back: layer 0's outputs and a re-run from there with the clean options.
+        // The clean run back: the first swept layer's outputs and a re-run from there with the clean options.
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("restore") });
-        self.restore_outputs(&mut enc, &outputs, 0)?;
-        self.encode_rerun(ctx, &mut enc, 0, opts, &[])?;
+        self.restore_outputs(&mut enc, &outputs, layers.start)?;
+        self.encode_rerun(ctx, &mut enc, layers.start, opts, &[])?;
         ctx.queue.submit([enc.finish()]);
         Ok(SweepRead {
-            read: begin_read(ctx, &results, 0, 3 * (1 + n_layer * n_head))?,
+            read: begin_read(ctx, &results, 0, 3 * (1 + swept * n_head))?,
             kind,
             token,
             n_head,
-            heads: n_layer * n_head,
+            heads: swept * n_head,
             flops,
-            full_flops: (n_layer * n_head) as u64 * forward_cost(&c, t).total_flops(),
+            full_flops: (swept * n_head) as u64 * forward_cost(&c, t).total_flops(),
         })
     }
 }

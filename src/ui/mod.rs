@@ -12,10 +12,12 @@
 //!     cpu.rs       the CPU reference in wasm and its 2D painting
 //!     timer.rs     a forward pass of its own for the cost panel's timings
 //!     inspect.rs   "which heads matter": finder scores, lens, contributions,
-//!                  ablation/patching, sweep, asked the same of both engines
+//!                  ablation/patching (applied to the run on screen), sweep,
+//!                  diff, asked the same of both engines
 //!     questions.rs those answers from a CPU trace (plain functions)
-//!     gpu_interim.rs  the GPU backend's answers, by the CPU engine on the
-//!                  GPU run's tokens until its kernels land (the one place to swap)
+//!     gpu_heads.rs the GPU's finder scores, lens and contributions
+//!     gpu_intervene.rs  the GPU's ablation, patching, sweep and diff (in place
+//!                  on the resident run; second prompts on a second forward)
 //!   page.rs        provides state and backend, loads the model, runs the newest
 //!                  text once a frame, lays out the bars, banners and columns
 //!   panels/        one file per panel; each takes state and backend from

@@ -255,6 +255,7 @@ pub fn Page() -> impl IntoView {
                     <button class="seg retry-gpu" on:click=move |_| retry_gpu()>"Try WebGPU again"</button>
                 </div>
             })}
+            <InterventionBanner />
             <main>
                 <div class="column">
                     <InputPanel />
@@ -279,4 +280,39 @@ pub fn Page() -> impl IntoView {
             </main>
         </div>
     }
+}
+
+/// Says, above every panel, that the page shows an ablated or patched run
+/// (and which), with a way back to the clean run and to the panel that chose it.
+#[component]
+fn InterventionBanner() -> impl IntoView {
+    let state = PageState::from_context();
+    let h = state.selection.heads;
+    let shown = move || {
+        if !h.show.get() {
+            return None;
+        }
+        let outcome = state.outputs.intervention.get()?.ok()?;
+        let heads = outcome.heads.iter().map(|(l, hd)| format!("L{l} H{hd}")).collect::<Vec<_>>().join(", ");
+        let how = match outcome.mode {
+            crate::engine::intervene::Replacement::Zero => "set to zero",
+            crate::engine::intervene::Replacement::Mean => "replaced by their mean",
+            crate::engine::intervene::Replacement::Patch => "patched from the second prompt",
+        };
+        Some(view! {
+            <div class="banner info intervened" role="status" data-testid="intervened-banner"
+                data-heads=outcome.heads.len() data-first-layer=outcome.first_layer>
+                <strong>{format!("Every panel shows the run with {} {} {how}", if outcome.heads.len() == 1 { "head" } else { "heads" }, heads)}</strong>
+                {match outcome.first_layer {
+                    0 => " (every layer re-run). ".to_owned(),
+                    1 => " (layer 0 unchanged). ".to_owned(),
+                    n => format!(" (layers 0–{} unchanged). ", n - 1),
+                }}
+                <button class="seg show-clean" on:click=move |_| h.show.set(false)>"Show the clean run"</button>
+                " "
+                <button class="seg" on:click=move |_| dom::jump_to(".ablation-panel")>"Ablation panel"</button>
+            </div>
+        })
+    };
+    view! { {shown} }
 }

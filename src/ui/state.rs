@@ -14,6 +14,7 @@ use crate::model::{ModelConfig, Token};
 use crate::render::layout::GridShape;
 use crate::render::ColourMap;
 use crate::share::Panel;
+use crate::ui::backend::InterventionOutcome;
 
 /// Sets `signal` to `value` only if it differs, so that what watches it
 /// wakes only for a real change (a keystroke sets many values that stay put).
@@ -122,6 +123,8 @@ pub struct HeadsChoice {
     pub chosen: RwSignal<Option<u32>>,
     /// The two-prompt diff's prompt B.
     pub prompt_b: RwSignal<String>,
+    /// Whether every panel shows the run with the ablated heads (else the clean run).
+    pub show: RwSignal<bool>,
 }
 
 /// The head finder's scores of one run, for its panel and the model grid.
@@ -224,6 +227,9 @@ pub struct Outputs {
     pub grid_on_screen: RwSignal<bool>,
     /// Whether the finder is in use (a template chosen, or named by a link): then the grid shows its scores.
     pub finder_on: RwSignal<bool>,
+    /// What the chosen ablation or patch did (`None`: no head chosen); the
+    /// panels show that run when `heads.show`.
+    pub intervention: RwSignal<Option<Result<InterventionOutcome, String>>>,
 }
 
 /// How long the page takes, for the test hook and the curious.
@@ -321,6 +327,7 @@ impl PageState {
                     source: RwSignal::new(String::new()),
                     chosen: RwSignal::new(None),
                     prompt_b: RwSignal::new(String::new()),
+                    show: RwSignal::new(true),
                 },
             },
             focus: Focus {
@@ -355,6 +362,7 @@ impl PageState {
                 head_scores: RwSignal::new(None),
                 grid_on_screen: RwSignal::new(false),
                 finder_on: RwSignal::new(false),
+                intervention: RwSignal::new(None),
             },
             telemetry: Telemetry {
                 renders: RwSignal::new(0),

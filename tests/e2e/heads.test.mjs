@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { serveDist, launch, openApp, typeText, screenshot, CLI } from './harness.mjs';
+import { serveDist, launch, openApp, typeText, screenshot, CLI, cliTrace, traceMatrix, maxAbsDiff } from './harness.mjs';
 
 // Ten made-up words twice, then the first three again: the next word (" moon") is predicted by induction.
 const WORDS = ' lily rose vast moon drip clay fern oak jazz quip';
@@ -104,21 +104,74 @@ async function checkPage(webgpu, tag) {
     for (const [l, h] of inductionHeads) {
       await page.locator(`.ablate-head[data-layer="${l}"][data-head="${h}"]`).click();
     }
+    const headList = (hs) => [...hs].sort((a, b) => a[0] - b[0] || a[1] - b[1]).map(([l, h]) => `${l}.${h}`).join(',');
+    const heads = headList(inductionHeads);
     const result = page.locator('[data-testid=ablation-result]');
     await result.waitFor({ timeout: 30_000 });
-    await page.waitForFunction(() => {
+    // The outcome of both heads (each click applies what is chosen so far).
+    await page.waitForFunction((heads) => {
       const r = document.querySelector('[data-testid=ablation-result]');
-      return r && +r.dataset.prob < +r.dataset.cleanProb;
-    }, null, { timeout: 30_000 });
+      return r && r.dataset.heads === heads;
+    }, heads, { timeout: 30_000 });
     const ablated = await result.evaluate((e) => ({ prob: +e.dataset.prob, clean: +e.dataset.cleanProb,
       delta: +e.dataset.delta, reused: +e.dataset.reused }));
-    const heads = inductionHeads.map(([l, h]) => `${l}.${h}`).join(',');
     const ref = cli(['ablate', '--text', TEXT, '--heads', heads, '--mode', 'zero']);
     assert.ok(ablated.prob < 0.5 * ablated.clean, `the repeat's probability drops: ${JSON.stringify(ablated)}`);
     const refDelta = ref.delta_logit;
     assert.ok(Math.abs(refDelta - ablated.delta) < 1e-3, `Δlogit ${ablated.delta} vs CLI ${refDelta}`);
     assert.equal(ablated.reused, 1, 'layer 0 reused');
     assert.match(await result.innerText(), /Reused 1 of 2 layers/);
+
+    // Every panel shows the ablated run (the default): a banner names it, the next-token list
+    // is the ablated run's, and with a layer-0 head ablated too, layer 1's attention (the view
+    // the finder opened) is the CLI's ablated trace; "Show the clean run" puts the clean numbers back.
+    const banner = page.locator('[data-testid=intervened-banner]');
+    await banner.waitFor({ timeout: 30_000 });
+    assert.equal(await banner.getAttribute('data-heads'), '2');
+    const top = ref.intervened.top[0];
+    await page.waitForFunction((top) => {
+      const n = window.attnscope.state().next;
+      return n.length > 0 && n[0].id === top.id && Math.abs(n[0].prob - top.prob) < 1e-3;
+    }, top, { timeout: 30_000 }).catch(async (e) => {
+      console.log('next:', JSON.stringify((await page.evaluate(() => window.attnscope.state())).next.slice(0, 3)), 'CLI', top);
+      throw e;
+    });
+    await page.locator('.ablate-head[data-layer="0"][data-head="0"]').click();
+    const three = headList([[0, 0], ...inductionHeads]);
+    await page.waitForFunction((h) => document.querySelector('[data-testid=ablation-result]')?.dataset.heads === h,
+      three, { timeout: 30_000 });
+    const withL0 = cli(['ablate', '--text', TEXT, '--heads', three, '--trace']);
+    const clean = cliTrace(TEXT);
+    const shown = await page.evaluate(() => window.attnscope.snapshot());
+    const expect = (trace) => traceMatrix(trace, shown.layer, shown.head, shown.stage);
+    assert.equal(shown.layer, 1, 'the view is on layer 1');
+    assert.ok(maxAbsDiff(shown.matrix, expect(withL0.trace), 'ablated view') <= 1e-4, 'the view is the ablated run');
+    assert.ok(maxAbsDiff(shown.matrix, expect(clean), 'ablated vs clean') > 1e-3, 'layer 1 attention moved');
+    await page.locator('.show-clean').click();
+    await page.waitForFunction(() => !document.querySelector('[data-testid=intervened-banner]'), null, { timeout: 30_000 });
+    await page.waitForFunction(async ([want, tol]) => {
+      const m = (await window.attnscope.snapshot()).matrix;
+      return m.every((row, r) => row.every((v, c) => (v === null) === (want[r][c] === null) && (v === null || Math.abs(v - want[r][c]) <= tol)));
+    }, [expect(clean), 1e-4], { timeout: 30_000 });
+    assert.equal(await page.locator('[data-testid=ablation-result]').getAttribute('data-heads'), three,
+      'the outcome stays with the clean run on screen');
+    await page.locator('.ablate-show-choice[data-show=ablated]').click();
+    await banner.waitFor({ timeout: 30_000 });
+    await page.locator('.ablate-head[data-layer="0"][data-head="0"]').click();
+    await page.waitForFunction((h) => document.querySelector('[data-testid=ablation-result]')?.dataset.heads === h,
+      heads, { timeout: 30_000 });
+    // The diff against prompt B runs B with the same heads replaced: its next tokens are the CLI's ablated B's.
+    await page.locator('.diff-panel').scrollIntoViewIfNeeded();
+    await page.locator('#diff-b').fill(TEXT_B);
+    await page.locator('[data-testid=diff-intervened]').waitFor({ timeout: 30_000 });
+    const refB = cli(['ablate', '--text', TEXT_B, '--heads', heads, '--mode', 'zero']).intervened.top[0];
+    await page.waitForFunction(([a, b]) => {
+      const row = (id) => document.querySelector(`[data-testid=diff-next] tr[data-token-id="${id}"]`);
+      return row(a.id) && Math.abs(+row(a.id).dataset.pa - a.prob) < 1e-3
+        && row(b.id) && Math.abs(+row(b.id).dataset.pb - b.prob) < 1e-3;
+    }, [top, refB], { timeout: 30_000 });
+    await page.locator('#diff-b').fill('');
+    await page.locator('.ablation-panel').scrollIntoViewIfNeeded();
 
     // The sweep finishes, matches the CLI's grid, and exports.
     await page.locator('.sweep-button').click();

@@ -5,6 +5,9 @@
 // --smollm2-shape: the model grid and the Positions panel of a random
 // Llama of SmolLM2's grid (30 layers × 9 heads on 3 KV heads, random_llama.mjs)
 // on a desktop and a phone (grid-30x9-*.png, positions-rope-*.png).
+// --heads: the default model's induction heads ablated on a repeated
+// sequence (the banner and the attention panel showing the ablated run, the
+// ablation panel after a sweep) and the two-prompt diff (heads-*.png).
 import { serveDist, launch, openApp, ROOT } from './harness.mjs';
 import { startHub } from './hub_server.mjs';
 import { execFileSync } from 'node:child_process';
@@ -41,7 +44,39 @@ async function shootSmolLM2Shape() {
   }
 }
 
+/** Ablation (the page showing the ablated run, a finished sweep) and the diff, desktop width. */
+async function shootHeads() {
+  const words = ' lily rose vast moon drip clay fern oak jazz quip';
+  const text = `${words}${words} lily rose vast`;
+  const b = `${words}${words} lily rose oak`;
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, serviceWorkers: 'block' });
+  const page = await context.newPage();
+  await page.goto(`${server.url}#text=${encodeURIComponent(text)}&layer=1&head=1&ablate=1.1,1.2&diff=${encodeURIComponent(b)}`);
+  await page.waitForFunction(() => window.attnscope && window.attnscope.state().runs > 0, null, { timeout: 180_000 });
+  await page.addStyleTag({ content: '.panel-nav { position: static !important; }' });
+  await page.locator('[data-testid=intervened-banner]').waitFor({ timeout: 60_000 });
+  await page.waitForTimeout(800);
+  await page.screenshot({ path: path.join(out, 'heads-ablated-page.png'), clip: { x: 0, y: 0, width: 1280, height: 900 } });
+  await page.locator('.ablation-panel').scrollIntoViewIfNeeded();
+  await page.locator('.sweep-button').click();
+  await page.waitForFunction(() => {
+    const s = document.querySelector('[data-testid=sweep-status]');
+    return s && s.dataset.done === s.dataset.total;
+  }, null, { timeout: 120_000 });
+  await page.waitForTimeout(500);
+  await page.locator('.ablation-panel').screenshot({ path: path.join(out, 'heads-ablation.png') });
+  await page.locator('.diff-panel').scrollIntoViewIfNeeded();
+  await page.locator('[data-testid=diff-figure]').waitFor({ timeout: 60_000 });
+  await page.waitForTimeout(800);
+  await page.locator('.diff-panel').screenshot({ path: path.join(out, 'heads-diff.png') });
+  await context.close();
+}
+
 try {
+  if (process.argv.includes('--heads')) {
+    await shootHeads();
+    process.exit(0);
+  }
   if (process.argv.includes('--smollm2-shape')) {
     await shootSmolLM2Shape();
     process.exit(0);

@@ -65,6 +65,9 @@ pub struct AblateArgs {
     /// Token id whose logit after the last position is measured; default the clean top-1.
     #[arg(long)]
     pub token: Option<u32>,
+    /// Also print the intervened run's whole trace (as `attnscope trace` prints a run) under "trace".
+    #[arg(long, conflicts_with = "sweep")]
+    pub trace: bool,
 }
 
 /// Patch heads' outputs from a second prompt of the same length (in tokens) and print the
@@ -91,6 +94,9 @@ pub struct PatchArgs {
     pub sweep: bool,
     #[arg(long)]
     pub token: Option<u32>,
+    /// Also print the intervened run's whole trace (as `attnscope trace` prints a run) under "trace".
+    #[arg(long, conflicts_with = "sweep")]
+    pub trace: bool,
 }
 
 /// The most tokens a lens row may list.
@@ -146,15 +152,26 @@ pub fn lens(
 /// `attnscope ablate` and `attnscope patch`: the heads replaced together
 /// (or, with `sweep`, every head alone) and the change in `token`'s logit
 /// after the last position (default: the clean run's top-1 next token).
+/// What `ablate` and `patch` print besides the change in the token's logit.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked {
+    /// Every head alone instead (a layer × head grid).
+    pub sweep: bool,
+    /// The token followed (default: the clean top-1).
+    pub token: Option<u32>,
+    /// The intervened run's whole trace.
+    pub trace: bool,
+}
+
 pub fn intervene_json(
     model: &Model,
     tokens: Vec<Token>,
     source: Option<Vec<Token>>,
     kind: Replacement,
     heads: &[String],
-    do_sweep: bool,
-    token: Option<u32>,
+    asked: Asked,
 ) -> Result<Value, String> {
+    let Asked { sweep: do_sweep, token, trace: with_trace } = asked;
     let heads = heads_of(model, heads)?;
     if !do_sweep && heads.is_empty() {
         return Err("give --heads L.H,… (layers and heads from 0) or --sweep".into());
@@ -198,6 +215,9 @@ pub fn intervene_json(
     value["first_layer"] = json!(run.first_layer);
     value["flops"] = json!(run.flops);
     value["full_flops"] = json!(run.full_flops);
+    if with_trace {
+        value["trace"] = serde_json::to_value(&run.trace).map_err(|e| e.to_string())?;
+    }
     Ok(value)
 }
 

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::{Clamped, JsCast};
 
+use super::questions::{self, InterventionOutcome, InterventionRequest};
 use super::{BackendError, Drawn, MapCell, Target};
 use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
@@ -20,10 +21,13 @@ use crate::ui::state::View;
 
 const NO_TRACE: BackendError = BackendError::NotReady("nothing has run yet");
 
-/// The CPU reference's last trace (shared with a run in steps that starts from it).
+/// The CPU reference's last trace (shared with a run in steps that starts
+/// from it), and the run the page shows in its place while heads are
+/// ablated or patched (`apply`).
 #[derive(Default)]
 pub(super) struct CpuBackend {
     trace: RefCell<Option<Rc<Trace>>>,
+    intervened: RefCell<Option<(Rc<Trace>, InterventionRequest)>>,
 }
 
 /// One matrix to rasterise onto a 2D canvas.
@@ -52,32 +56,71 @@ impl CpuBackend {
             };
             Some(Rc::new(next?))
         };
-        *self.trace.borrow_mut() = trace;
+        self.show(trace);
         Ok(())
     }
 
-    /// The last run's trace, to start a run in steps from (`Backend::compute`).
+    /// The last (clean) run's trace, to start a run in steps from (`Backend::compute`).
     pub fn last(&self) -> Option<Rc<Trace>> {
         self.trace.borrow().clone()
     }
 
-    /// Shows `trace` from now on: what a run in steps computed.
-    pub fn show(&self, trace: Trace) {
-        *self.trace.borrow_mut() = Some(Rc::new(trace));
+    /// Shows `trace` (a new clean run) from now on.
+    pub fn show(&self, trace: impl Into<Option<Rc<Trace>>>) {
+        *self.trace.borrow_mut() = trace.into();
+        *self.intervened.borrow_mut() = None;
     }
 
     pub fn shown(&self) -> usize {
         self.trace.borrow().as_ref().map_or(0, |t| t.tokens.len())
     }
 
-    /// The last run's trace, for the questions of `backend::questions`.
-    pub fn trace(&self) -> Result<std::cell::Ref<'_, Trace>, BackendError> {
-        std::cell::Ref::filter_map(self.trace.borrow(), |t| t.as_deref()).map_err(|_| NO_TRACE)
+    /// The run on screen: the intervened one while heads are replaced, else the last.
+    fn current(&self) -> Option<Rc<Trace>> {
+        self.intervened.borrow().as_ref().map(|(t, _)| t.clone()).or_else(|| self.trace.borrow().clone())
+    }
+
+    /// The run on screen, for the questions of `backend::questions`.
+    pub fn trace(&self) -> Result<Rc<Trace>, BackendError> {
+        self.current().ok_or(NO_TRACE)
+    }
+
+    /// The last clean run (what ablations, patches and sweeps start from).
+    pub fn clean(&self) -> Result<Rc<Trace>, BackendError> {
+        self.last().ok_or(NO_TRACE)
+    }
+
+    /// Re-runs the last clean run with `req`'s heads replaced and, when
+    /// `show`, shows that run in its place until the next run or
+    /// [`Self::clear_intervention`]; what it did to the next token either way.
+    pub fn apply(
+        &self,
+        model: &Model,
+        req: &InterventionRequest,
+        show: bool,
+    ) -> Result<InterventionOutcome, BackendError> {
+        *self.intervened.borrow_mut() = None;
+        let clean = self.clean()?;
+        let (outcome, trace) = questions::intervene(model, &clean, req)?;
+        if show {
+            *self.intervened.borrow_mut() = Some((Rc::new(trace), req.clone()));
+        }
+        Ok(outcome)
+    }
+
+    /// The intervention the run on screen has, if any.
+    pub fn shown_request(&self) -> Option<InterventionRequest> {
+        self.intervened.borrow().as_ref().map(|(_, req)| req.clone())
+    }
+
+    /// Shows the clean run again.
+    pub fn clear_intervention(&self) {
+        *self.intervened.borrow_mut() = None;
     }
 
     /// Applies `f` to the view's matrix and, for stages that show it, the masked scores.
     fn with_view<R>(&self, view: View, f: impl FnOnce(&Matrix, Option<&Matrix>) -> R) -> Result<R, BackendError> {
-        let trace = self.trace.borrow();
+        let trace = self.current();
         let trace = trace.as_deref().ok_or(NO_TRACE)?;
         let head = trace.layers.get(view.layer).and_then(|l| l.heads().get(view.head)).ok_or_else(|| {
             BackendError::Input(format!("layer {}, head {} is not in the model", view.layer, view.head))
@@ -87,7 +130,7 @@ impl CpuBackend {
     }
 
     fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> Option<R>, what: &str) -> Result<R, BackendError> {
-        let trace = self.trace.borrow();
+        let trace = self.current();
         f(trace.as_deref().ok_or(NO_TRACE)?).ok_or_else(|| BackendError::Input(format!("{what} is not in the trace")))
     }
 
@@ -148,7 +191,7 @@ impl CpuBackend {
 
     /// Draws `window` of the view's matrix over the whole canvas (the colour range is the whole matrix's).
     pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>, window: MapWindow) -> Drawn {
-        let trace = self.trace.borrow();
+        let trace = self.current();
         let Some(head) = trace.as_deref().and_then(|t| t.layers.get(view.layer)?.heads().get(view.head)) else {
             return paint(canvas, &[], None);
         };
@@ -191,7 +234,7 @@ impl CpuBackend {
     }
 
     pub fn draw_block(&self, canvas: Target<'_>, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
-        let trace = self.trace.borrow();
+        let trace = self.current();
         let Some(trace) = trace.as_deref() else { return paint(canvas, &[], None) };
         let parts = block_parts(trace, layer, token)
             .ok_or_else(|| BackendError::Input(format!("token {token} of layer {layer} is not in the trace")))?;
@@ -219,7 +262,7 @@ impl CpuBackend {
         hover: Option<MapCell>,
         selected: Option<(usize, usize)>,
     ) -> Drawn {
-        let trace = self.trace.borrow();
+        let trace = self.current();
         let Some(trace) = trace.as_deref() else { return paint(canvas, &[], None) };
         let items: Vec<Paint> = views
             .iter()

@@ -23,7 +23,7 @@ struct CanvasSurface {
 
 pub(super) struct GpuBackend {
     pub ctx: GpuContext,
-    fwd: RefCell<GpuForward>,
+    pub(super) fwd: RefCell<GpuForward>,
     renderer: HeatmapRenderer,
     /// The surfaces of the canvases drawn on so far, made on first use.
     surfaces: RefCell<HashMap<MapCanvas, CanvasSurface>>,
@@ -39,11 +39,11 @@ pub(super) struct GpuBackend {
     run_id: Cell<u64>,
     stage_fitted: Cell<Option<(u64, View)>>,
     block_fitted: Cell<Option<(u64, usize, usize)>>,
-    /// The tokens of the last run, for the questions answered on the CPU until their kernels land.
-    pub(super) interim: super::gpu_interim::InterimTrace,
+    /// Second prompts (a patch's source, the diff's B) and the intervention shown.
+    pub(super) interventions: super::gpu_intervene::Interventions,
 }
 
-fn busy<T>(r: Result<T, impl std::fmt::Debug>) -> Result<T, BackendError> {
+pub(super) fn busy<T>(r: Result<T, impl std::fmt::Debug>) -> Result<T, BackendError> {
     r.map_err(|_| BackendError::Busy)
 }
 
@@ -103,7 +103,7 @@ impl GpuBackend {
             run_id: Cell::new(0),
             stage_fitted: Cell::new(None),
             block_fitted: Cell::new(None),
-            interim: Default::default(),
+            interventions: Default::default(),
         })
     }
 
@@ -119,16 +119,26 @@ impl GpuBackend {
     /// Runs the whole forward pass on `ids`, keeping every stage on the GPU
     /// (only the rows after the prefix shared with the last run are computed).
     pub fn run(&self, ids: &[u32], mask: Mask) -> Drawn {
+        // A run puts the clean run back first (`GpuForward::run`); the page applies its ablation again after.
+        self.interventions.forget_shown()?;
         if ids.is_empty() {
-            self.interim.ran(ids, mask);
             self.shown.set(0);
             return Ok(());
         }
         let mut fwd = busy(self.fwd.try_borrow_mut())?;
         fwd.run(&self.ctx, ids, RunOptions::traced(mask))?;
-        self.interim.ran(ids, mask);
         self.shown.set(ids.len());
+        self.changed();
+        self.check_fault()
+    }
+
+    /// The buffers hold another run: ranges and norms are fitted again.
+    pub(super) fn changed(&self) {
         self.run_id.set(self.run_id.get() + 1);
+    }
+
+    /// A GPU fault or loss seen since the device opened.
+    pub(super) fn check_fault(&self) -> Drawn {
         match self.ctx.fault() {
             Some(fault) => Err(BackendError::DeviceLost(fault)),
             None => Ok(()),

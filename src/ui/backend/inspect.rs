@@ -1,12 +1,18 @@
 //! The backend's answers to "which heads matter here?" (issue 16), asked the
-//! same way of either engine: the CPU backend answers from its trace; the GPU
-//! backend from `gpu_interim` (the one place its kernels will go).
+//! same way of either engine: the CPU backend answers from its trace
+//! (`questions`); the GPU backend with its kernels (`gpu_heads`,
+//! `gpu_intervene`). An ablation or patch the page chooses is applied to the
+//! run on screen, so every panel shows the intervened run.
 
-use super::questions::{self, FinderQuery, InterventionOutcome, InterventionRequest, PromptDiff, SweepCell};
-use super::{Backend, BackendError};
-use crate::engine::intervene::Replacement;
+use std::rc::Rc;
+
+use leptos::prelude::*;
+
+use super::questions::{self, FinderQuery, InterventionRequest, PromptDiff, SweepCell};
+use super::{Backend, BackendError, Engine, Host};
+use crate::engine::intervene::{self, Replacement};
 use crate::engine::lens::{DirectContributions, LensPoint};
-use crate::ui::state::View;
+use crate::ui::state::{PageState, View};
 
 impl Backend {
     /// Every head's score for the finder's template, layer by layer
@@ -36,36 +42,109 @@ impl Backend {
         .await
     }
 
-    /// The run with the request's heads ablated or patched.
-    pub async fn intervene(self, req: InterventionRequest) -> Result<InterventionOutcome, BackendError> {
-        let host = self.ready()?;
-        let model = &host.model;
-        self.ask(async |g| g.intervene(model, &req).await, |c| questions::intervene(model, &*c.trace()?, &req)).await
+    /// Applies the page's ablation or patch (its heads, mode, second prompt
+    /// and followed token) to the run just made, or shows the clean run when
+    /// no head is chosen. With "show in every panel" on, the engine keeps the
+    /// intervened run on screen (the maps, reads and next tokens are its);
+    /// either way its outcome goes to `outputs.intervention` (on the GPU once
+    /// the two logit rows are read back).
+    pub(super) fn apply_intervention(self, state: PageState, host: &Rc<Host>) {
+        let h = state.selection.heads;
+        let outputs = state.outputs;
+        let tag = self.applied.get_value() + 1;
+        self.applied.set_value(tag);
+        let heads = h.ablated.get_untracked();
+        let engine = host.engine();
+        if heads.is_empty() || host.shown() == 0 {
+            let cleared = match &*engine {
+                Engine::Gpu(g) => g.clear_intervention(),
+                Engine::Cpu(c) => {
+                    c.clear_intervention();
+                    Ok(())
+                }
+            };
+            let value = cleared.err().map(|e| Err(e.to_string()));
+            if outputs.intervention.with_untracked(|v| *v != value) {
+                outputs.intervention.set(value);
+            }
+            return;
+        }
+        let req = InterventionRequest {
+            heads,
+            mode: h.mode.get_untracked(),
+            source: Some(h.source.get_untracked()).filter(|s| !s.is_empty()),
+            token: h.chosen.get_untracked(),
+        };
+        let show = h.show.get_untracked();
+        match &*engine {
+            Engine::Cpu(c) => {
+                outputs.intervention.set(Some(c.apply(&host.model, &req, show).map_err(|e| e.to_string())));
+            }
+            Engine::Gpu(g) => match g.apply(&host.model, &req, show) {
+                Ok(pending) => {
+                    let (host, engine) = (host.clone(), engine.clone());
+                    leptos::task::spawn_local(async move {
+                        let Engine::Gpu(g) = &*engine else { return };
+                        let outcome = pending.finish(&g.ctx, &host.model, &req).await;
+                        if self.applied.try_get_value() == Some(tag) {
+                            outputs.intervention.set(Some(outcome.map_err(|e| e.to_string())));
+                        }
+                    });
+                }
+                Err(e) => outputs.intervention.set(Some(Err(e.to_string()))),
+            },
+        }
     }
 
-    /// One head of a sweep: `head` alone replaced by `mode`, `token`'s Δlogit.
-    pub async fn sweep_head(
+    /// The page's ablation changed: applied to the run on screen, and every
+    /// panel reads the run again. A run in steps under way applies it when it ends.
+    pub fn reapply(self, state: PageState) {
+        let Some(host) = self.host() else { return };
+        if self.stepping.get_value().is_some() {
+            return;
+        }
+        self.apply_intervention(state, &host);
+        state.outputs.runs.update(|r| *r += 1);
+    }
+
+    /// One step of a sweep, on the clean run: `mode` replaces each head of
+    /// `layer` from `head` on, alone, and `token`'s Δlogit and probability
+    /// are measured. The GPU does the layer's remaining heads at once, the
+    /// CPU one head a call (so the page can yield between them).
+    pub async fn sweep_step(
         self,
-        head: (usize, usize),
+        (layer, head): (usize, usize),
         mode: Replacement,
         source: Option<String>,
         token: u32,
-    ) -> Result<SweepCell, BackendError> {
+    ) -> Result<Vec<SweepCell>, BackendError> {
         let host = self.ready()?;
         let model = &host.model;
         let source = source.as_deref();
         self.ask(
-            async |g| g.sweep_head(model, head, mode, source, token).await,
-            |c| questions::sweep_head(model, &*c.trace()?, head, mode, source, token),
+            async |g| {
+                let cells = g.sweep_layer(model, layer, mode, source, token).await?;
+                Ok(cells.into_iter().skip(head).collect())
+            },
+            |c| Ok(vec![questions::sweep_head(model, &*c.clean()?, (layer, head), mode, source, token)?]),
         )
         .await
     }
 
-    /// The page's prompt (A) against prompt `b`: the view's stage on each and the next-token change.
+    /// The clean run's most likely next token (what a sweep follows by default).
+    pub async fn clean_top_next(self) -> Result<u32, BackendError> {
+        self.ask(async |g| g.clean_top_next().await, |c| Ok(intervene::top_next_token(&*c.clean()?))).await
+    }
+
+    /// The page's prompt (A) against prompt `b` (with the heads the page shows replaced, replaced in B too): the view's stage on each and the next-token change.
     pub async fn diff(self, b: String, view: View) -> Result<PromptDiff, BackendError> {
         let host = self.ready()?;
         let model = &host.model;
-        self.ask(async |g| g.diff(model, &b, view).await, |c| questions::diff(model, &*c.trace()?, &b, view)).await
+        self.ask(
+            async |g| g.diff(model, &b, view).await,
+            |c| questions::diff(model, &*c.trace()?, &b, view, c.shown_request().as_ref()),
+        )
+        .await
     }
 
     /// The run's most likely next token (what the lens and the ablation follow by default).

@@ -11,7 +11,7 @@
 mod cpu;
 mod gpu;
 mod gpu_heads;
-mod gpu_interim;
+mod gpu_intervene;
 mod inspect;
 mod questions;
 mod timer;
@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use self::cpu::CpuBackend;
 use self::gpu::GpuBackend;
-pub use self::questions::{FinderQuery, InterventionOutcome, InterventionRequest, PromptDiff};
+pub use self::questions::{FinderQuery, InterventionOutcome, PromptDiff};
 pub use self::timer::ForwardTimer;
 use super::state::{set_changed, Keystroke, PageState, View};
 use super::web::canvas_size::CanvasSizes;
@@ -172,6 +172,8 @@ pub struct Backend {
     epoch: StoredValue<u64, LocalStorage>,
     /// The epoch of the run in steps under way, if any.
     stepping: StoredValue<Option<u64>, LocalStorage>,
+    /// Counts interventions applied: an outcome read back for an older one is dropped.
+    applied: StoredValue<u64, LocalStorage>,
 }
 
 /// Marks a run in steps over when dropped (however its task ends).
@@ -195,6 +197,7 @@ impl Default for Backend {
             resized: RwSignal::new(0),
             epoch: StoredValue::new_local(0),
             stepping: StoredValue::new_local(None),
+            applied: StoredValue::new_local(0),
         }
     }
 }
@@ -326,6 +329,9 @@ impl Backend {
             self.show_backend(state);
             result = host.run(&tokens, mask);
         }
+        if result.is_ok() {
+            self.apply_intervention(state, &host);
+        }
         let forward = now_ms() - tokenized;
         self.show_run(state, &host, tokens, result, timing.map(|k| Keystroke { forward, ..k }));
     }
@@ -390,7 +396,8 @@ impl Backend {
             slice = now_ms();
             let trace = run.finish();
             drop(prev);
-            cpu.show(trace);
+            cpu.show(Rc::new(trace));
+            self.apply_intervention(state, &host);
             busy += now_ms() - slice;
             status.steps.set(None);
             status.working.set(false);

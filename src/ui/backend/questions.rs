@@ -1,8 +1,10 @@
 //! "Which heads matter here?" answered from a CPU trace of the engine: the
 //! head finder's scores, the logit lens, direct contributions, an ablation or
-//! patch re-run, and one head of a sweep. The CPU backend asks them of its
-//! own trace; the GPU backend, until its kernels land, of a CPU trace of the
-//! same tokens (`gpu_interim`). Plain functions of (model, trace).
+//! patch re-run, one head of a sweep and the two-prompt diff; and the parts
+//! both engines share (checking a request, a patch's source, an outcome from
+//! two logit rows, a diff from its stages and logits). The CPU backend asks
+//! them of its own trace; the GPU backend computes with its kernels
+//! (`gpu_heads`, `gpu_intervene`) and shares the rest. Plain functions.
 
 use serde::Serialize;
 
@@ -12,7 +14,7 @@ use crate::engine::intervene::{self, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
 use crate::engine::{forward_cpu, sampling, Matrix, Trace};
 use crate::inspect::{PaintGrid, Template};
-use crate::model::Model;
+use crate::model::{Model, Token};
 use crate::ui::state::View;
 
 /// What the head finder scores heads by.
@@ -45,6 +47,10 @@ pub struct InterventionOutcome {
     pub prob: f32,
     /// The most likely next tokens after the intervention: (id, text, probability).
     pub top: Vec<(u32, String, f32)>,
+    /// The heads replaced (sorted), and how.
+    pub heads: Vec<(usize, usize)>,
+    #[serde(skip)]
+    pub mode: Replacement,
     /// The first layer re-run; the layers before it were reused.
     pub first_layer: usize,
     pub n_layer: usize,
@@ -104,27 +110,31 @@ pub fn contributions(model: &Model, trace: &Trace, token: u32) -> Result<DirectC
     lens::direct_contributions(&model.config, &model.weights, trace, last, token).map_err(input)
 }
 
-/// The trace of the second prompt, with `clean`'s mask; it must have as many tokens.
-fn source_trace(model: &Model, clean: &Trace, source: &str) -> Result<Trace, BackendError> {
-    let tokens = model.tokenizer.encode(source).map_err(input)?;
-    if tokens.len() != clean.tokens.len() {
-        return Err(input(intervene::InterveneError::LengthMismatch {
-            clean: clean.tokens.len(),
-            other: tokens.len(),
-        }));
-    }
-    Ok(forward_cpu(&model.config, &model.weights, tokens, clean.mask)?)
+/// The request's heads as interventions, checked against the model.
+pub fn interventions(model: &Model, req: &InterventionRequest) -> Result<Vec<Intervention>, BackendError> {
+    req.heads
+        .iter()
+        .map(|&(layer, head)| {
+            intervene::check_head(&model.config, layer, head).map_err(input)?;
+            Ok(Intervention { layer, head, kind: req.mode })
+        })
+        .collect()
 }
 
-/// The source trace a request needs (patching only).
-fn source_for(
+/// The second prompt a patch reads, tokenized: it must have `clean_len` tokens.
+pub fn patch_source(
     model: &Model,
-    clean: &Trace,
-    mode: Replacement,
-    source: Option<&str>,
-) -> Result<Option<Trace>, BackendError> {
-    match (mode, source) {
-        (Replacement::Patch, Some(text)) if !text.is_empty() => Ok(Some(source_trace(model, clean, text)?)),
+    req: &InterventionRequest,
+    clean_len: usize,
+) -> Result<Option<Vec<Token>>, BackendError> {
+    match (req.mode, req.source.as_deref()) {
+        (Replacement::Patch, Some(text)) if !text.is_empty() => {
+            let tokens = model.tokenizer.encode(text).map_err(input)?;
+            if tokens.len() != clean_len {
+                return Err(input(intervene::InterveneError::LengthMismatch { clean: clean_len, other: tokens.len() }));
+            }
+            Ok(Some(tokens))
+        }
         (Replacement::Patch, _) => {
             Err(input("patching needs a second prompt: type one with the same number of tokens"))
         }
@@ -132,16 +142,27 @@ fn source_for(
     }
 }
 
-/// Re-runs `clean` with the request's heads replaced, from the first of their layers on.
-pub fn intervene(model: &Model, clean: &Trace, req: &InterventionRequest) -> Result<InterventionOutcome, BackendError> {
-    let (config, weights) = (&model.config, &model.weights);
-    let source = source_for(model, clean, req.mode, req.source.as_deref())?;
-    let ivs: Vec<Intervention> =
-        req.heads.iter().map(|&(layer, head)| Intervention { layer, head, kind: req.mode }).collect();
-    let run = intervene::intervene(config, weights, clean, source.as_ref(), &ivs).map_err(input)?;
-    let token = req.token.unwrap_or_else(|| intervene::top_next_token(clean));
-    let last = clean.tokens.len() - 1;
-    let (clean_row, row) = (clean.logits.row(last), run.trace.logits.row(last));
+/// The re-run's work, for the outcome: its first layer and FLOPs against a full forward.
+#[derive(Debug, Clone, Copy)]
+pub struct RerunCost {
+    pub first_layer: usize,
+    pub flops: u64,
+    pub full_flops: u64,
+}
+
+/// What an intervention did to the next token, from the last position's
+/// logits before (`clean_row`) and after (`row`); the request's token is
+/// followed, by default the clean run's top-1.
+pub fn outcome(
+    model: &Model,
+    req: &InterventionRequest,
+    clean_row: &[f32],
+    row: &[f32],
+    cost: RerunCost,
+) -> Result<InterventionOutcome, BackendError> {
+    let token = req
+        .token
+        .unwrap_or_else(|| crate::engine::residual::top_indices(clean_row, 1).first().map_or(0, |&(id, _)| id as u32));
     let at = |r: &[f32]| {
         r.get(token as usize).copied().ok_or_else(|| input(format!("token {token} is not in the vocabulary")))
     };
@@ -157,11 +178,32 @@ pub fn intervene(model: &Model, clean: &Trace, req: &InterventionRequest) -> Res
         logit: at(row)?,
         prob: intervene::probability(row, token),
         top,
-        first_layer: run.first_layer,
-        n_layer: config.n_layer,
-        flops: run.flops,
-        full_flops: run.full_flops,
+        heads: req.heads.clone(),
+        mode: req.mode,
+        first_layer: cost.first_layer,
+        n_layer: model.config.n_layer,
+        flops: cost.flops,
+        full_flops: cost.full_flops,
     })
+}
+
+/// Re-runs `clean` with the request's heads replaced, from the first of
+/// their layers on: what it did to the next token, and the re-run's trace.
+pub fn intervene(
+    model: &Model,
+    clean: &Trace,
+    req: &InterventionRequest,
+) -> Result<(InterventionOutcome, Trace), BackendError> {
+    let (config, weights) = (&model.config, &model.weights);
+    let ivs = interventions(model, req)?;
+    let source = match patch_source(model, req, clean.tokens.len())? {
+        Some(tokens) => Some(forward_cpu(config, weights, tokens, clean.mask)?),
+        None => None,
+    };
+    let run = intervene::intervene(config, weights, clean, source.as_ref(), &ivs).map_err(input)?;
+    let last = clean.tokens.len().checked_sub(1).ok_or(BackendError::NotReady("nothing has run yet"))?;
+    let cost = RerunCost { first_layer: run.first_layer, flops: run.flops, full_flops: run.full_flops };
+    Ok((outcome(model, req, clean.logits.row(last), run.trace.logits.row(last), cost)?, run.trace))
 }
 
 /// One head of a sweep: `(layer, head)` replaced by `mode` alone.
@@ -175,7 +217,11 @@ pub fn sweep_head(
 ) -> Result<SweepCell, BackendError> {
     let (config, weights) = (&model.config, &model.weights);
     intervene::check_head(config, head.0, head.1).map_err(input)?;
-    let source = source_for(model, clean, mode, source)?;
+    let req = InterventionRequest { heads: vec![head], mode, source: source.map(str::to_owned), token: Some(token) };
+    let source = match patch_source(model, &req, clean.tokens.len())? {
+        Some(tokens) => Some(forward_cpu(config, weights, tokens, clean.mask)?),
+        None => None,
+    };
     let iv = [Intervention { layer: head.0, head: head.1, kind: mode }];
     let row = intervene::last_row_logits(config, weights, clean, source.as_ref(), &iv).map_err(input)?;
     let clean_row = clean.logits.row(clean.tokens.len() - 1);
@@ -197,13 +243,24 @@ pub struct PromptDiff {
     pub next: Vec<(u32, String, f32, f32)>,
 }
 
-/// Prompt A (the page's run, `trace`) against prompt `b` at `view`.
-pub fn diff(model: &Model, trace: &Trace, b: &str, view: View) -> Result<PromptDiff, BackendError> {
+/// Prompt A (the page's run, `trace`) against prompt `b` at `view`; when A
+/// is shown with heads replaced (`shown`), B is run with the same heads replaced.
+pub fn diff(
+    model: &Model,
+    trace: &Trace,
+    b: &str,
+    view: View,
+    shown: Option<&InterventionRequest>,
+) -> Result<PromptDiff, BackendError> {
     let tokens = model.tokenizer.encode(b).map_err(input)?;
     if tokens.is_empty() {
         return Err(input("type a second prompt to compare with"));
     }
-    let other = forward_cpu(&model.config, &model.weights, tokens, trace.mask)?;
+    let mut other = forward_cpu(&model.config, &model.weights, tokens, trace.mask)?;
+    if let Some(req) = shown {
+        other =
+            intervene(model, &other, req).map_err(|e| input(format!("prompt B with the same heads replaced: {e}")))?.1;
+    }
     let head = |t: &Trace| -> Result<Matrix, BackendError> {
         let h = t
             .layers
@@ -213,8 +270,22 @@ pub fn diff(model: &Model, trace: &Trace, b: &str, view: View) -> Result<PromptD
         Ok(view.stage.matrix(h).clone())
     };
     let stages = if other.tokens.len() == trace.tokens.len() { Some((head(trace)?, head(&other)?)) } else { None };
-    let last = |t: &Trace| sampling::probabilities(t.logits.row(t.tokens.len() - 1), 1.0);
-    let (pa, pb) = (last(trace), last(&other));
+    let last = |t: &Trace| t.logits.row(t.tokens.len() - 1).to_vec();
+    let texts = |t: &Trace| t.tokens.iter().map(|t| t.text.clone()).collect();
+    Ok(diff_of(model, stages, texts(trace), texts(&other), &last(trace), &last(&other)))
+}
+
+/// The diff from its parts: the stage on A and B (same length only), the
+/// prompts' token texts and their last positions' logits.
+pub fn diff_of(
+    model: &Model,
+    stages: Option<(Matrix, Matrix)>,
+    a_tokens: Vec<String>,
+    b_tokens: Vec<String>,
+    a_logits: &[f32],
+    b_logits: &[f32],
+) -> PromptDiff {
+    let (pa, pb) = (sampling::probabilities(a_logits, 1.0), sampling::probabilities(b_logits, 1.0));
     let mut ids: Vec<u32> = sampling::candidates(&pa, Some(6), None)
         .into_iter()
         .chain(sampling::candidates(&pb, Some(6), None))
@@ -226,6 +297,5 @@ pub fn diff(model: &Model, trace: &Trace, b: &str, view: View) -> Result<PromptD
     let mut next: Vec<(u32, String, f32, f32)> =
         ids.into_iter().map(|id| (id, model.tokenizer.decode(&[id]), p(&pa, id), p(&pb, id))).collect();
     next.sort_by(|x, y| (y.3 - y.2).abs().total_cmp(&(x.3 - x.2).abs()));
-    let texts = |t: &Trace| t.tokens.iter().map(|t| t.text.clone()).collect();
-    Ok(PromptDiff { stages, a_tokens: texts(trace), b_tokens: texts(&other), next })
+    PromptDiff { stages, a_tokens, b_tokens, next }
 }

@@ -2,9 +2,12 @@
 //! replaced by their mean, or patched from a second prompt of the same
 //! length; the forward re-runs from the first affected layer (the earlier
 //! ones reused, counted) and the next-token distribution and the followed
-//! token's logit are shown against the clean run. "Sweep" ablates every head
-//! in turn (yielding to the browser between heads) into a Δlogit map,
-//! exportable as PNG, SVG or CSV.
+//! token's logit are shown against the clean run. By default every panel
+//! then shows the intervened run (the backend keeps it on screen:
+//! `Backend::apply_intervention`); a switch puts the clean run back on
+//! screen. "Sweep" ablates every head in turn on the clean run (yielding to
+//! the browser between layers on the GPU, heads on the CPU) into a Δlogit
+//! map, exportable as PNG, SVG or CSV.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -16,10 +19,10 @@ use crate::inspect::toggle_head;
 use crate::render::export::Figure;
 use crate::render::text::visible;
 use crate::render::ColourMap;
-use crate::ui::backend::{spawn_latest, Backend, BackendError, InterventionOutcome, InterventionRequest};
+use crate::ui::backend::Backend;
 use crate::ui::state::PageState;
+use crate::ui::web::dom::yield_to_browser;
 use crate::ui::web::export::{save_png, save_text, ExportError};
-use crate::ui::web::visible::on_screen;
 
 /// A finished or running sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,16 +34,6 @@ struct SweepMap {
     delta: Vec<Vec<Option<f32>>>,
     done: usize,
     total: usize,
-}
-
-/// Lets the browser paint and handle input before the next piece of work.
-async fn yield_to_browser() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback(&resolve);
-        }
-    });
-    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 fn mode_label(mode: Replacement) -> &'static str {
@@ -56,33 +49,22 @@ pub fn AblationPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
     let (outputs, h) = (state.outputs, state.selection.heads);
-    let panel = NodeRef::<leptos::html::Section>::new();
-    let on_view = on_screen(panel);
-    let outcome = RwSignal::new(None::<Result<InterventionOutcome, String>>);
+    let outcome = outputs.intervention;
     let sweep = RwSignal::new(None::<SweepMap>);
     let sweep_note = RwSignal::new(None::<String>);
 
-    let request = move || InterventionRequest {
-        heads: h.ablated.get(),
-        mode: h.mode.get(),
-        source: Some(h.source.get()).filter(|s| !s.is_empty()),
-        token: h.chosen.get(),
-    };
-    Effect::new(move |_| {
-        outputs.runs.track();
-        let req = request();
-        if !on_view.get() || outputs.shown_tokens.get_untracked() == 0 || req.heads.is_empty() {
-            // Cleared once, not per run: an idle panel does not re-render per keystroke.
-            if outcome.with_untracked(Option::is_some) {
-                outcome.set(None);
-            }
-            return;
+    // A change of heads, mode, second prompt, followed token or "show in
+    // every panel" applies again to the run on screen (each run applies it
+    // itself); not on the first pass, which the page's first run covers.
+    Effect::new(move |first: Option<()>| {
+        h.ablated.track();
+        h.mode.track();
+        h.source.track();
+        h.chosen.track();
+        h.show.track();
+        if first.is_some() {
+            untrack(|| backend.reapply(state));
         }
-        let key = move || (outputs.runs.get(), request());
-        let work = backend.intervene(req);
-        spawn_latest("ablation", key, async move { Ok::<_, BackendError>(work.await) }, move |r| {
-            outcome.set(Some(r.map_err(|e| e.to_string())))
-        });
     });
 
     let head_grid = move || {
@@ -123,6 +105,9 @@ pub fn AblationPanel() -> impl IntoView {
     };
 
     let result = move || {
+        if h.ablated.with(Vec::is_empty) {
+            return None;
+        }
         let r = outcome.get()?;
         let o = match r {
             Ok(o) => o,
@@ -141,7 +126,8 @@ pub fn AblationPanel() -> impl IntoView {
         Some(
             view! {
                 <div class="ablation-result" data-testid="ablation-result" data-prob=o.prob data-clean-prob=o.clean_prob
-                    data-delta=o.logit - o.clean_logit data-reused=o.first_layer>
+                    data-delta=o.logit - o.clean_logit data-reused=o.first_layer
+                    data-heads=crate::inspect::format_heads(&o.heads)>
                     <p>{format!("“{}”: probability {:.2}% → {:.2}%, logit {:.3} → {:.3} (Δ {:+.3}).", visible(&token),
                         100.0 * o.clean_prob, 100.0 * o.prob, o.clean_logit, o.logit, o.logit - o.clean_logit)}</p>
                     <p class="hint">{format!("Reused {} of {} layers; re-ran {} of {} FLOPs ({:.0}% saved).",
@@ -160,10 +146,14 @@ pub fn AblationPanel() -> impl IntoView {
         let (mode, source, chosen) = (h.mode.get_untracked(), h.source.get_untracked(), h.chosen.get_untracked());
         let source = Some(source).filter(|s| !s.is_empty());
         let run = outputs.runs.get_untracked();
+        // The sweep measures the clean run of this text: it stops if the text (or the model) changes.
+        let ids = move || outputs.tokens.with_untracked(|t| t.iter().map(|t| t.id).collect::<Vec<_>>());
+        let (swept, host) = (ids(), backend.host().map(|h| std::rc::Rc::as_ptr(&h)));
+        let changed = move || ids() != swept || backend.host().map(|h| std::rc::Rc::as_ptr(&h)) != host;
         spawn_local(async move {
             let token = match chosen {
                 Some(t) => t,
-                None => match backend.top_next().await {
+                None => match backend.clean_top_next().await {
                     Ok(t) => t,
                     Err(e) => return sweep_note.set(Some(e.to_string())),
                 },
@@ -172,20 +162,26 @@ pub fn AblationPanel() -> impl IntoView {
             sweep_note.set(None);
             sweep.set(Some(SweepMap { run, mode, token, delta: vec![vec![None; n_head]; n_layer], done: 0, total }));
             for l in 0..n_layer {
-                for hd in 0..n_head {
+                let mut hd = 0;
+                while hd < n_head {
                     yield_to_browser().await;
-                    if outputs.runs.get_untracked() != run {
+                    if changed() {
                         return sweep_note.set(Some("The text changed: the sweep stopped. Run it again.".into()));
                     }
-                    match backend.sweep_head((l, hd), mode, source.clone(), token).await {
-                        Ok(cell) => sweep.update(|m| {
-                            if let Some(m) = m {
+                    let cells = match backend.sweep_step((l, hd), mode, source.clone(), token).await {
+                        Ok(cells) if !cells.is_empty() => cells,
+                        Ok(_) => return sweep_note.set(Some("The sweep stopped: no head was measured".into())),
+                        Err(e) => return sweep_note.set(Some(format!("The sweep stopped: {e}"))),
+                    };
+                    sweep.update(|m| {
+                        if let Some(m) = m {
+                            for cell in cells.iter().take(n_head - hd) {
                                 m.delta[l][hd] = Some(cell.delta_logit);
                                 m.done += 1;
+                                hd += 1;
                             }
-                        }),
-                        Err(e) => return sweep_note.set(Some(format!("The sweep stopped: {e}"))),
-                    }
+                        }
+                    });
                 }
             }
         });
@@ -228,7 +224,7 @@ pub fn AblationPanel() -> impl IntoView {
     };
 
     view! {
-        <section class="panel ablation-panel" node_ref=panel>
+        <section class="panel ablation-panel">
             <h2 class="panel-heading nav-target" tabindex="-1">"Ablation and patching"</h2>
             <p class="formula">"Replace heads' outputs and re-run the model from the first layer touched: which heads \
                 does this prediction need?"</p>
@@ -250,8 +246,18 @@ pub fn AblationPanel() -> impl IntoView {
                 <button class="seg" on:click=move |_| h.ablated.set(Vec::new())>"Clear"</button>
                 <button class="seg sweep-button" on:click=run_sweep>"Sweep every head"</button>
             </div>
+            <div class="ablate-show" role="group" aria-label="What every panel shows">
+                <span class="control-label">"Every panel shows"</span>
+                <button class="seg ablate-show-choice" data-show="ablated" class:active=move || h.show.get()
+                    aria-pressed=move || h.show.get().to_string()
+                    on:click=move |_| h.show.set(true)>"the run with these heads replaced"</button>
+                <button class="seg ablate-show-choice" data-show="clean" class:active=move || !h.show.get()
+                    aria-pressed=move || (!h.show.get()).to_string()
+                    on:click=move |_| h.show.set(false)>"the clean run"</button>
+            </div>
             {move || h.ablated.with(Vec::is_empty).then(|| view! {
-                <p class="hint">"Choose heads above to see the prediction without them. The other panels keep showing the clean run."</p>
+                <p class="hint">"Choose heads above to see the prediction without them: every stage, map and number \
+                    of the page then shows that run (the layers before the first one chosen are unchanged)."</p>
             })}
             {result}
             {move || sweep_note.get().map(|n| view! { <p class="hint">{n}</p> })}

@@ -105,7 +105,7 @@ pub fn DiffPanel() -> impl IntoView {
             .iter()
             .map(|(id, text, pa, pb)| {
                 view! {
-                    <tr data-token-id=*id><th scope="row">{visible(text)}</th>
+                    <tr data-token-id=*id data-pa=*pa data-pb=*pb><th scope="row">{visible(text)}</th>
                         <td>{format!("{:.2}%", 100.0 * pa)}</td><td>{format!("{:.2}%", 100.0 * pb)}</td>
                         <td>{format!("{:+.2}", 100.0 * (pb - pa))}</td></tr>
                 }
@@ -139,6 +139,18 @@ pub fn DiffPanel() -> impl IntoView {
             {move || h.prompt_b.with(String::is_empty).then(|| view! {
                 <p class="hint">"Type a second prompt, e.g. the text with one word changed."</p>
             })}
+            {move || {
+                let shown = h.show.get() && !h.ablated.with(Vec::is_empty) && !h.prompt_b.with(String::is_empty);
+                let heads = outputs.intervention.with(|o| match o {
+                    Some(Ok(o)) => Some(crate::inspect::format_heads(&o.heads)),
+                    _ => None,
+                });
+                heads.filter(|_| shown).map(|heads| view! {
+                    <p class="hint" data-testid="diff-intervened">{format!(
+                        "The page shows heads {heads} replaced (ablation panel): A and B are both run with them replaced."
+                    )}</p>
+                })
+            }}
             {body}
         </section>
     }

@@ -109,6 +109,7 @@ fn heads_link(state: PageState) -> crate::share::HeadsLink {
         source: Some(h.source.get()),
         chosen: h.chosen.get(),
         prompt_b: Some(h.prompt_b.get()),
+        show_ablated: (!h.show.get()).then_some(false),
     }
 }
 
@@ -126,6 +127,7 @@ fn apply_heads(state: PageState, link: &crate::share::HeadsLink) {
     h.source.set(link.source.clone().unwrap_or_default());
     h.chosen.set(link.chosen);
     h.prompt_b.set(link.prompt_b.clone().unwrap_or_default());
+    h.show.set(link.show_ablated.unwrap_or(true));
     let mut heads = link.ablated.clone().unwrap_or_default();
     let (n_layer, n_head, _, _) = untrack(|| state.shape());
     if n_layer > 0 {
