@@ -339,9 +339,14 @@ impl<'a> Gguf<'a> {
 
     /// A tensor's values as f32 (dequantized), in GGUF's order.
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, GgufError> {
+        let (kind, bytes) = self.tensor_bytes(name)?;
+        Ok(super::gguf_quant::dequantize(kind, bytes))
+    }
+
+    /// Tensor `name`'s type and bytes (a whole number of its blocks).
+    pub fn tensor_bytes(&self, name: &str) -> Result<(TensorType, &[u8]), GgufError> {
         let info = self.tensors.get(name).ok_or_else(|| GgufError::Other(format!("no tensor `{name}`")))?;
-        let bytes = &self.bytes[info.start..info.start + info.len];
-        Ok(super::gguf_quant::dequantize(info.kind, bytes))
+        Ok((info.kind, &self.bytes[info.start..info.start + info.len]))
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

@@ -70,6 +70,22 @@ struct GgufSource<'a, 'b> {
     permuted: Option<(usize, usize)>,
 }
 
+impl GgufSource<'_, '_> {
+    /// The GGUF name of Hugging Face's `name`, checked to be in the file with `shape`.
+    fn checked(&self, name: &str, shape: &[usize]) -> Result<String, ModelError> {
+        let gguf = gguf_name(name).unwrap_or_else(|| name.to_owned());
+        let info =
+            self.file.tensors.get(&gguf).ok_or_else(|| {
+                GgufError::Other(format!("the file has no tensor `{gguf}` (Hugging Face's `{name}`)"))
+            })?;
+        let found: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
+        if found != shape {
+            return Err(ModelError::TensorShape { name: gguf, expected: shape.to_vec(), found });
+        }
+        Ok(gguf)
+    }
+}
+
 /// Undoes llama.cpp's `permute`: within each head of `d_head` rows, GGUF row
 /// `2i + s` is Hugging Face's row `s·d_head/2 + i`.
 fn unpermute(data: Vec<f32>, heads: usize, row_len: usize) -> Vec<f32> {
@@ -94,16 +110,24 @@ impl TensorSource for GgufSource<'_, '_> {
         gguf_name(name).is_some_and(|n| self.file.tensors.contains_key(&n))
     }
 
+    /// A table's blocks widened a piece at a time (never Q or K, the only
+    /// tensors `permuted` touches).
+    async fn tensor_paced(
+        &self,
+        name: &str,
+        shape: &[usize],
+        pause: &mut impl AsyncFnMut(),
+    ) -> Result<Tensor, ModelError> {
+        let gguf = self.checked(name, shape)?;
+        let (kind, bytes) = self.file.tensor_bytes(&gguf)?;
+        let (per_block, block_bytes) = kind.block();
+        let unit = (block_bytes as usize, per_block as usize);
+        let data = super::weights::widen_paced(bytes, unit, |piece| super::gguf_quant::dequantize(kind, piece), pause);
+        finite(&gguf, Tensor { shape: shape.to_vec(), data: data.await })
+    }
+
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
-        let gguf = gguf_name(name).unwrap_or_else(|| name.to_owned());
-        let info =
-            self.file.tensors.get(&gguf).ok_or_else(|| {
-                GgufError::Other(format!("the file has no tensor `{gguf}` (Hugging Face's `{name}`)"))
-            })?;
-        let found: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
-        if found != shape {
-            return Err(ModelError::TensorShape { name: gguf, expected: shape.to_vec(), found });
-        }
+        let gguf = self.checked(name, shape)?;
         let mut data = self.file.tensor_f32(&gguf)?;
         if let Some((n_head, n_kv_head)) = self.permuted {
             let row_len = if shape.len() == 2 { shape[1] } else { 1 };
@@ -271,12 +295,21 @@ impl Model {
     /// Loads a Llama-family model from the bytes of a GGUF file: config,
     /// weights (dequantized to f32) and tokenizer all come from the file.
     pub fn from_gguf(name: &str, bytes: &[u8]) -> Result<Self, ModelError> {
+        super::weights::at_once(Self::from_gguf_paced(name, bytes, async || {}))
+    }
+
+    /// [`Model::from_gguf`] a block of weights at a time, awaiting `pause`
+    /// between the parts (the page gives the thread back there).
+    pub async fn from_gguf_paced(name: &str, bytes: &[u8], mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
         let file = Gguf::parse(bytes)?;
         let config = config(&file)?;
         let json = serde_json::to_vec(&tokenizer_json(&file)?).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        pause().await;
         let tokenizer = TextTokenizer::from_bytes(&json)?;
+        drop(json);
+        pause().await;
         let permuted = (config.architecture == super::Architecture::Llama).then_some((config.n_head, config.n_kv_head));
-        let weights = Weights::from_source(&GgufSource { file: &file, permuted }, &config)?;
+        let weights = Weights::from_source_paced(&GgufSource { file: &file, permuted }, &config, pause).await?;
         Self::new(name, config, weights, tokenizer)
     }
 
@@ -407,6 +440,28 @@ mod tests {
         assert_eq!(model.config, config);
         assert_eq!(logits(&model.config, &model.weights), logits(&config, &weights));
         assert_eq!(model.tokenizer.id_to_text(95), "t95");
+    }
+
+    /// Read in paces (as the page reads a downloaded model): a pause after
+    /// the tokenizer's document, after the tokenizer and after each block,
+    /// and the same model as at once.
+    #[test]
+    fn a_paced_read_pauses_between_blocks_and_gives_the_same_model() {
+        let (file, config, _) = llama_tiny_gguf(None);
+        let whole = Model::from_gguf("llama-tiny.gguf", &file).unwrap();
+        let mut pauses = 0;
+        let paced =
+            super::super::weights::at_once(Model::from_gguf_paced("llama-tiny.gguf", &file, async || pauses += 1))
+                .unwrap();
+        // The tokenizer's document, the tokenizer, each block, the LM head if untied and the
+        // token table (one piece each here).
+        assert_eq!(pauses, config.n_layer + 3 + usize::from(!config.tie_word_embeddings));
+        assert_eq!(paced.config, whole.config);
+        assert_eq!(logits(&paced.config, &paced.weights), logits(&whole.config, &whole.weights));
+        assert_eq!(paced.weights.blocks.len(), config.n_layer);
+        for (a, b) in paced.weights.blocks.iter().zip(&whole.weights.blocks) {
+            assert_eq!((&a.attn_qkv_w, &a.mlp_fc_w, &a.mlp_proj_w), (&b.attn_qkv_w, &b.mlp_fc_w, &b.mlp_proj_w));
+        }
     }
 
     /// Llama 3.1+'s scaling as llama.cpp's converter writes it (each pair's

@@ -92,14 +92,19 @@ impl LocalFiles {
 
     /// The model these files hold.
     pub fn build(&self) -> Result<Model, FilesError> {
+        super::weights::at_once(self.build_paced(async || {}))
+    }
+
+    /// [`LocalFiles::build`] a block of weights at a time, awaiting `pause` between the parts.
+    pub async fn build_paced(&self, pause: impl AsyncFnMut()) -> Result<Model, FilesError> {
         let name = self.display_name();
         if let Some((_, bytes)) = self.gguf() {
-            return Ok(Model::from_gguf(&name, bytes)?);
+            return Ok(Model::from_gguf_paced(&name, bytes, pause).await?);
         }
         let need = |n: &str| self.get(n).ok_or_else(|| FilesError::Missing(n.into()));
         let (config, tokenizer) = (need("config.json")?, need("tokenizer.json")?);
         let shards: Vec<&[u8]> = self.weights()?.into_iter().map(|(_, b)| b).collect();
-        Ok(Model::from_shards(&name, config, &shards, tokenizer)?)
+        Ok(Model::from_shards_paced(&name, config, &shards, tokenizer, pause).await?)
     }
 }
 

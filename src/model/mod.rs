@@ -53,8 +53,20 @@ impl Model {
         shards: &[&[u8]],
         tokenizer_json: &[u8],
     ) -> Result<Self, ModelError> {
+        weights::at_once(Self::from_shards_paced(name, config_json, shards, tokenizer_json, async || {}))
+    }
+
+    /// [`Model::from_shards`] a block of weights at a time, awaiting `pause`
+    /// between the parts (the page gives the thread back there).
+    pub async fn from_shards_paced(
+        name: &str,
+        config_json: &[u8],
+        shards: &[&[u8]],
+        tokenizer_json: &[u8],
+        mut pause: impl AsyncFnMut(),
+    ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_json(config_json)?;
-        let weights = Weights::from_shards(shards, &config)?;
+        let weights = Weights::from_shards_paced(shards, &config, &mut pause).await?;
         let tokenizer = TextTokenizer::from_bytes(tokenizer_json)?;
         Self::new(name, config, weights, tokenizer)
     }

@@ -153,6 +153,49 @@ pub(crate) trait TensorSource {
     /// The tensor `name` as f32, checked to have `shape` and finite values.
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError>;
     fn has(&self, name: &str) -> bool;
+
+    /// [`TensorSource::tensor`] for a large table (the token table, an LM
+    /// head), widened a piece at a time with `pause` awaited between pieces.
+    async fn tensor_paced(
+        &self,
+        name: &str,
+        shape: &[usize],
+        pause: &mut impl AsyncFnMut(),
+    ) -> Result<Tensor, ModelError> {
+        let tensor = self.tensor(name, shape);
+        pause().await;
+        tensor
+    }
+}
+
+/// Elements widened between two pauses of a paced read (about 10 ms of work).
+const PACED_ELEMENTS: usize = 1 << 20;
+
+/// `bytes` widened to f32 by `widen`, in pieces of whole `unit` bytes
+/// (`per_unit` values each) of about [`PACED_ELEMENTS`] values, awaiting
+/// `pause` after each piece.
+pub(crate) async fn widen_paced(
+    bytes: &[u8],
+    (unit, per_unit): (usize, usize),
+    widen: impl Fn(&[u8]) -> Vec<f32>,
+    pause: &mut impl AsyncFnMut(),
+) -> Vec<f32> {
+    let units = (PACED_ELEMENTS / per_unit.max(1)).max(1);
+    let mut out = Vec::with_capacity(bytes.len() / unit.max(1) * per_unit);
+    for piece in bytes.chunks(units * unit.max(1)) {
+        out.extend(widen(piece));
+        pause().await;
+    }
+    out
+}
+
+/// Little-endian f32, f16 or bf16 bytes as f32 (safetensors' float dtypes).
+fn widen_float(dtype: Dtype, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        _ => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+    }
 }
 
 struct Reader<'a> {
@@ -166,6 +209,26 @@ impl TensorSource for Reader<'_> {
     }
 
     fn tensor(&self, name: &str, expected: &[usize]) -> Result<Tensor, ModelError> {
+        let (dtype, bytes) = self.float_bytes(name, expected)?;
+        finite(name, Tensor { shape: expected.to_vec(), data: widen_float(dtype, bytes) })
+    }
+
+    async fn tensor_paced(
+        &self,
+        name: &str,
+        expected: &[usize],
+        pause: &mut impl AsyncFnMut(),
+    ) -> Result<Tensor, ModelError> {
+        let (dtype, bytes) = self.float_bytes(name, expected)?;
+        let size = dtype.bitsize() / 8;
+        let data = widen_paced(bytes, (size, 1), |piece| widen_float(dtype, piece), pause).await;
+        finite(name, Tensor { shape: expected.to_vec(), data })
+    }
+}
+
+impl Reader<'_> {
+    /// The bytes of tensor `name`, checked to have `expected`'s shape and a float dtype.
+    fn float_bytes(&self, name: &str, expected: &[usize]) -> Result<(Dtype, &[u8]), ModelError> {
         let view = self
             .files
             .iter()
@@ -178,14 +241,10 @@ impl TensorSource for Reader<'_> {
                 found: view.shape().to_vec(),
             });
         }
-        let bytes = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => return Err(ModelError::TensorDtype { name: name.to_owned(), dtype: format!("{other:?}") }),
-        };
-        finite(name, Tensor { shape: expected.to_vec(), data })
+        match view.dtype() {
+            dtype @ (Dtype::F32 | Dtype::F16 | Dtype::BF16) => Ok((dtype, view.data())),
+            other => Err(ModelError::TensorDtype { name: name.to_owned(), dtype: format!("{other:?}") }),
+        }
     }
 }
 
@@ -207,6 +266,15 @@ impl<S: TensorSource> Prefixed<'_, S> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
         self.source.tensor(&format!("{}{name}", self.prefix), shape)
     }
+
+    async fn get_paced(
+        &self,
+        name: &str,
+        shape: &[usize],
+        pause: &mut impl AsyncFnMut(),
+    ) -> Result<Tensor, ModelError> {
+        self.source.tensor_paced(&format!("{}{name}", self.prefix), shape, pause).await
+    }
 }
 
 impl Weights {
@@ -219,6 +287,15 @@ impl Weights {
     /// files (as `model.safetensors.index.json` lists them); a tensor is
     /// taken from the first file that holds it.
     pub fn from_shards(files: &[&[u8]], config: &ModelConfig) -> Result<Self, ModelError> {
+        at_once(Self::from_shards_paced(files, config, async || {}))
+    }
+
+    /// [`Weights::from_shards`] a block at a time, awaiting `pause` after each.
+    pub async fn from_shards_paced(
+        files: &[&[u8]],
+        config: &ModelConfig,
+        pause: impl AsyncFnMut(),
+    ) -> Result<Self, ModelError> {
         let files = files
             .iter()
             .map(|bytes| {
@@ -226,15 +303,30 @@ impl Weights {
                 SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Self::from_source(&Reader { files }, config)
+        Self::from_source_paced(&Reader { files }, config, pause).await
     }
 
-    /// The weights from any source of Hugging Face-named tensors.
-    pub(crate) fn from_source(source: &impl TensorSource, config: &ModelConfig) -> Result<Self, ModelError> {
-        if config.architecture.is_llama_family() {
-            llama(source, config)
+    /// The weights from any source of Hugging Face-named tensors, a block at
+    /// a time, awaiting `pause` after each (the page gives the thread back
+    /// there, so that reading a large model leaves no long task; elsewhere
+    /// `pause` returns at once and [`at_once`] takes the value).
+    pub(crate) async fn from_source_paced(
+        source: &impl TensorSource,
+        config: &ModelConfig,
+        mut pause: impl AsyncFnMut(),
+    ) -> Result<Self, ModelError> {
+        let llama_family = config.architecture.is_llama_family();
+        let prefix = if llama_family { llama_prefix(source) } else { gpt2_prefix(source) };
+        let r = Prefixed { source, prefix };
+        let mut blocks = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            blocks.push(if llama_family { llama_block(&r, config, i)? } else { gpt2_block(&r, config, i)? });
+            pause().await;
+        }
+        if llama_family {
+            llama_rest(&r, config, blocks, &mut pause).await
         } else {
-            gpt2(source, config)
+            gpt2_rest(&r, config, blocks, &mut pause).await
         }
     }
 
@@ -244,32 +336,49 @@ impl Weights {
     }
 }
 
-/// A GPT-2 checkpoint (with or without the `transformer.` prefix).
-fn gpt2(source: &impl TensorSource, config: &ModelConfig) -> Result<Weights, ModelError> {
-    let prefix = if !source.has("wte.weight") && source.has("transformer.wte.weight") { "transformer." } else { "" };
-    let r = Prefixed { source, prefix };
-    let (d, v, p, m) = (config.n_embd, config.vocab_size, config.n_positions, config.n_inner);
-    let blocks = (0..config.n_layer)
-        .map(|i| {
-            let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
-            Ok(BlockWeights {
-                ln_1_g: t("ln_1.weight", &[d])?,
-                ln_1_b: t("ln_1.bias", &[d])?,
-                attn_qkv_w: t("attn.c_attn.weight", &[d, 3 * d])?,
-                attn_qkv_b: t("attn.c_attn.bias", &[3 * d])?,
-                attn_proj_w: t("attn.c_proj.weight", &[d, d])?,
-                attn_proj_b: t("attn.c_proj.bias", &[d])?,
-                ln_2_g: t("ln_2.weight", &[d])?,
-                ln_2_b: t("ln_2.bias", &[d])?,
-                mlp_fc_w: t("mlp.c_fc.weight", &[d, m])?,
-                mlp_fc_b: t("mlp.c_fc.bias", &[m])?,
-                mlp_proj_w: t("mlp.c_proj.weight", &[m, d])?,
-                mlp_proj_b: t("mlp.c_proj.bias", &[d])?,
-            })
-        })
-        .collect::<Result<Vec<_>, ModelError>>()?;
+/// A GPT-2 checkpoint's prefix (`transformer.` or none).
+fn gpt2_prefix(source: &impl TensorSource) -> &'static str {
+    if !source.has("wte.weight") && source.has("transformer.wte.weight") {
+        "transformer."
+    } else {
+        ""
+    }
+}
+
+/// Block `i` of a GPT-2 checkpoint.
+fn gpt2_block<S: TensorSource>(
+    r: &Prefixed<'_, S>,
+    config: &ModelConfig,
+    i: usize,
+) -> Result<BlockWeights, ModelError> {
+    let (d, m) = (config.n_embd, config.n_inner);
+    let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
+    Ok(BlockWeights {
+        ln_1_g: t("ln_1.weight", &[d])?,
+        ln_1_b: t("ln_1.bias", &[d])?,
+        attn_qkv_w: t("attn.c_attn.weight", &[d, 3 * d])?,
+        attn_qkv_b: t("attn.c_attn.bias", &[3 * d])?,
+        attn_proj_w: t("attn.c_proj.weight", &[d, d])?,
+        attn_proj_b: t("attn.c_proj.bias", &[d])?,
+        ln_2_g: t("ln_2.weight", &[d])?,
+        ln_2_b: t("ln_2.bias", &[d])?,
+        mlp_fc_w: t("mlp.c_fc.weight", &[d, m])?,
+        mlp_fc_b: t("mlp.c_fc.bias", &[m])?,
+        mlp_proj_w: t("mlp.c_proj.weight", &[m, d])?,
+        mlp_proj_b: t("mlp.c_proj.bias", &[d])?,
+    })
+}
+
+/// A GPT-2 checkpoint's tables and final norm around its `blocks`.
+async fn gpt2_rest<S: TensorSource>(
+    r: &Prefixed<'_, S>,
+    config: &ModelConfig,
+    blocks: Vec<BlockWeights>,
+    pause: &mut impl AsyncFnMut(),
+) -> Result<Weights, ModelError> {
+    let (d, v, p) = (config.n_embd, config.vocab_size, config.n_positions);
     Ok(Weights {
-        wte: r.get("wte.weight", &[v, d])?,
+        wte: r.get_paced("wte.weight", &[v, d], pause).await?,
         wpe: Some(r.get("wpe.weight", &[p, d])?),
         blocks,
         ln_f_g: r.get("ln_f.weight", &[d])?,
@@ -278,44 +387,63 @@ fn gpt2(source: &impl TensorSource, config: &ModelConfig) -> Result<Weights, Mod
     })
 }
 
-/// A Llama-family checkpoint under Hugging Face's names (`model.` prefix or
-/// none): Linear weights `[out, in]` transposed and Q/K/V and gate/up fused.
-fn llama(source: &impl TensorSource, config: &ModelConfig) -> Result<Weights, ModelError> {
-    let prefix =
-        if !source.has("model.embed_tokens.weight") && source.has("embed_tokens.weight") { "" } else { "model." };
-    let r = Prefixed { source, prefix };
-    let (d, v, m) = (config.n_embd, config.vocab_size, config.n_inner);
+/// A Llama-family checkpoint's prefix under Hugging Face's names (`model.` or none).
+fn llama_prefix(source: &impl TensorSource) -> &'static str {
+    if !source.has("model.embed_tokens.weight") && source.has("embed_tokens.weight") {
+        ""
+    } else {
+        "model."
+    }
+}
+
+/// Block `i` of a Llama-family checkpoint: Linear weights `[out, in]`
+/// transposed and Q/K/V and gate/up fused.
+fn llama_block<S: TensorSource>(
+    r: &Prefixed<'_, S>,
+    config: &ModelConfig,
+    i: usize,
+) -> Result<BlockWeights, ModelError> {
+    let (d, m) = (config.n_embd, config.n_inner);
     let (q_dim, kv_dim) = (config.q_dim(), config.kv_dim());
-    let blocks = (0..config.n_layer)
-        .map(|i| {
-            let t = |suffix: &str, shape: &[usize]| r.get(&format!("layers.{i}.{suffix}"), shape);
-            let bias =
-                |on: bool, suffix: &str, n: usize| if on { t(suffix, &[n]) } else { Ok(Tensor::filled(&[n], 0.0)) };
-            let attn = |p: &str, out: usize| t(&format!("self_attn.{p}_proj.weight"), &[out, d]);
-            let attn_b = |p: &str, n: usize| bias(config.qkv_bias, &format!("self_attn.{p}_proj.bias"), n);
-            let mlp = |p: &str, out: usize, inp: usize| t(&format!("mlp.{p}_proj.weight"), &[out, inp]);
-            let mlp_b = |p: &str, n: usize| bias(config.mlp_bias, &format!("mlp.{p}_proj.bias"), n);
-            let qkv = Tensor::stack_rows(&[attn("q", q_dim)?, attn("k", kv_dim)?, attn("v", kv_dim)?]);
-            let gate_up = Tensor::stack_rows(&[mlp("gate", m, d)?, mlp("up", m, d)?]);
-            Ok(BlockWeights {
-                ln_1_g: t("input_layernorm.weight", &[d])?,
-                ln_1_b: Tensor::filled(&[d], 0.0),
-                attn_qkv_w: qkv.transposed(),
-                attn_qkv_b: Tensor::stack_rows(&[attn_b("q", q_dim)?, attn_b("k", kv_dim)?, attn_b("v", kv_dim)?]),
-                attn_proj_w: t("self_attn.o_proj.weight", &[d, q_dim])?.transposed(),
-                attn_proj_b: bias(config.o_bias, "self_attn.o_proj.bias", d)?,
-                ln_2_g: t("post_attention_layernorm.weight", &[d])?,
-                ln_2_b: Tensor::filled(&[d], 0.0),
-                mlp_fc_w: gate_up.transposed(),
-                mlp_fc_b: Tensor::stack_rows(&[mlp_b("gate", m)?, mlp_b("up", m)?]),
-                mlp_proj_w: mlp("down", d, m)?.transposed(),
-                mlp_proj_b: mlp_b("down", d)?,
-            })
-        })
-        .collect::<Result<Vec<_>, ModelError>>()?;
-    let lm_head = if config.tie_word_embeddings { None } else { Some(source.tensor("lm_head.weight", &[v, d])?) };
+    let t = |suffix: &str, shape: &[usize]| r.get(&format!("layers.{i}.{suffix}"), shape);
+    let bias = |on: bool, suffix: &str, n: usize| if on { t(suffix, &[n]) } else { Ok(Tensor::filled(&[n], 0.0)) };
+    let attn = |p: &str, out: usize| t(&format!("self_attn.{p}_proj.weight"), &[out, d]);
+    let attn_b = |p: &str, n: usize| bias(config.qkv_bias, &format!("self_attn.{p}_proj.bias"), n);
+    let mlp = |p: &str, out: usize, inp: usize| t(&format!("mlp.{p}_proj.weight"), &[out, inp]);
+    let mlp_b = |p: &str, n: usize| bias(config.mlp_bias, &format!("mlp.{p}_proj.bias"), n);
+    let qkv = Tensor::stack_rows(&[attn("q", q_dim)?, attn("k", kv_dim)?, attn("v", kv_dim)?]);
+    let gate_up = Tensor::stack_rows(&[mlp("gate", m, d)?, mlp("up", m, d)?]);
+    Ok(BlockWeights {
+        ln_1_g: t("input_layernorm.weight", &[d])?,
+        ln_1_b: Tensor::filled(&[d], 0.0),
+        attn_qkv_w: qkv.transposed(),
+        attn_qkv_b: Tensor::stack_rows(&[attn_b("q", q_dim)?, attn_b("k", kv_dim)?, attn_b("v", kv_dim)?]),
+        attn_proj_w: t("self_attn.o_proj.weight", &[d, q_dim])?.transposed(),
+        attn_proj_b: bias(config.o_bias, "self_attn.o_proj.bias", d)?,
+        ln_2_g: t("post_attention_layernorm.weight", &[d])?,
+        ln_2_b: Tensor::filled(&[d], 0.0),
+        mlp_fc_w: gate_up.transposed(),
+        mlp_fc_b: Tensor::stack_rows(&[mlp_b("gate", m)?, mlp_b("up", m)?]),
+        mlp_proj_w: mlp("down", d, m)?.transposed(),
+        mlp_proj_b: mlp_b("down", d)?,
+    })
+}
+
+/// A Llama-family checkpoint's token table, final norm and LM head (its own
+/// unless tied) around its `blocks`.
+async fn llama_rest<S: TensorSource>(
+    r: &Prefixed<'_, S>,
+    config: &ModelConfig,
+    blocks: Vec<BlockWeights>,
+    pause: &mut impl AsyncFnMut(),
+) -> Result<Weights, ModelError> {
+    let (d, v) = (config.n_embd, config.vocab_size);
+    let lm_head = match config.tie_word_embeddings {
+        true => None,
+        false => Some(r.source.tensor_paced("lm_head.weight", &[v, d], pause).await?),
+    };
     Ok(Weights {
-        wte: r.get("embed_tokens.weight", &[v, d])?,
+        wte: r.get_paced("embed_tokens.weight", &[v, d], pause).await?,
         wpe: None,
         blocks,
         ln_f_g: r.get("norm.weight", &[d])?,
@@ -324,9 +452,58 @@ fn llama(source: &impl TensorSource, config: &ModelConfig) -> Result<Weights, Mo
     })
 }
 
+/// The value of a future that never waits (a paced build whose pause
+/// returns at once), without an executor.
+pub(crate) fn at_once<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both families' fixtures read a block at a time: a pause after each
+    /// block, and the same tensors as read at once; a table of more than
+    /// [`PACED_ELEMENTS`] values is widened in pieces.
+    #[test]
+    fn a_paced_read_pauses_after_each_block_and_gives_the_same_tensors() {
+        for dir in ["tests/fixtures/gpt2-tiny", "tests/fixtures/llama-tiny"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            let config = ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+            let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+            let whole = Weights::from_safetensors(&bytes, &config).unwrap();
+            let mut pauses = 0;
+            let paced = at_once(Weights::from_shards_paced(&[&bytes], &config, async || pauses += 1)).unwrap();
+            // Each block, then the LM head if untied and the token table (one piece each at this size).
+            assert_eq!(pauses, config.n_layer + 1 + usize::from(!config.tie_word_embeddings), "{}", dir.display());
+            assert_eq!((&paced.wte, &paced.wpe, &paced.ln_f_g), (&whole.wte, &whole.wpe, &whole.ln_f_g));
+            for (a, b) in paced.blocks.iter().zip(&whole.blocks) {
+                assert_eq!(
+                    (&a.attn_qkv_w, &a.attn_qkv_b, &a.mlp_proj_w),
+                    (&b.attn_qkv_w, &b.attn_qkv_b, &b.mlp_proj_w)
+                );
+            }
+        }
+        // Pieces of whole units: 2.5 pieces' worth of f16 values and of 3-byte units.
+        for (unit, per_unit) in [(2, 1), (3, 2)] {
+            let units = 5 * PACED_ELEMENTS / 2 / per_unit + 1;
+            let bytes: Vec<u8> = (0..units * unit).map(|i| i as u8).collect();
+            let widen = |piece: &[u8]| -> Vec<f32> {
+                assert_eq!(piece.len() % unit, 0, "a piece of whole units");
+                piece.chunks(unit).flat_map(|u| vec![u[0] as f32; per_unit]).collect()
+            };
+            let mut pauses = 0;
+            let paced = at_once(widen_paced(&bytes, (unit, per_unit), widen, &mut async || pauses += 1));
+            assert_eq!(paced, widen(&bytes));
+            assert_eq!(pauses, 3, "unit {unit}");
+        }
+    }
 
     /// A safetensors file of `n` empty tensors, its header padded with spaces to `pad` bytes.
     fn empty_tensors(n: usize, pad: usize) -> Vec<u8> {

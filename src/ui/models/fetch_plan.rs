@@ -7,6 +7,7 @@ use crate::model::plan::{header_length, FileHeader, Plan, LENGTH_BYTES};
 use crate::model::shards;
 use crate::model::source::{ModelSource, HUB_BASE};
 use crate::model::{Model, ModelConfig};
+use crate::ui::web::dom::Pacer;
 use crate::ui::web::models::{self as store, FileSpec, LoadError};
 use crate::ui::web::query;
 
@@ -121,13 +122,16 @@ pub async fn plan_remote(source: &ModelSource) -> Result<Planned, LoadError> {
     Ok(Planned { source: source.clone(), key, files, plan, kept })
 }
 
-/// Builds the model from its downloaded files (in [`Planned::files`]'s order).
-pub fn build_remote(planned: &Planned, bytes: &[Vec<u8>]) -> Result<Model, LoadError> {
+/// Builds the model from its downloaded files (in [`Planned::files`]'s order),
+/// a block of weights at a time, giving the thread back between them
+/// ([`Pacer`]), so the page keeps handling input while a large model is read.
+pub async fn build_remote(planned: &Planned, bytes: &[Vec<u8>]) -> Result<Model, LoadError> {
     let name = planned.source.display_name();
     let named = |n: &str| planned.files.iter().position(|f| f.name == n).and_then(|i| bytes.get(i)).map(Vec::as_slice);
+    let mut pacer = Pacer::new();
     if planned.source.is_gguf() {
         let file = bytes.first().ok_or_else(|| LoadError::Files("the GGUF file did not arrive".into()))?;
-        return Ok(Model::from_gguf(&name, file)?);
+        return Ok(Model::from_gguf_paced(&name, file, async || pacer.pause().await).await?);
     }
     let missing = |n: &str| LoadError::Files(format!("{n} did not arrive"));
     let config = named("config.json").ok_or_else(|| missing("config.json"))?;
@@ -139,5 +143,5 @@ pub fn build_remote(planned: &Planned, bytes: &[Vec<u8>]) -> Result<Model, LoadE
         .filter(|(f, _)| f.name.ends_with(".safetensors"))
         .map(|(_, b)| b.as_slice())
         .collect();
-    Ok(Model::from_shards(&name, config, &shards, tokenizer)?)
+    Ok(Model::from_shards_paced(&name, config, &shards, tokenizer, async || pacer.pause().await).await?)
 }

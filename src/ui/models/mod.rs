@@ -21,7 +21,7 @@ use crate::model::source::ModelSource;
 use crate::model::Model;
 use crate::ui::backend::{Backend, Host};
 use crate::ui::state::{PageState, Phase};
-use crate::ui::web::dom::now_ms;
+use crate::ui::web::dom::{now_ms, Pacer};
 use crate::ui::web::models::{self as store, FileProgress, KeptModel, LoadError};
 
 /// A model the user clicked is downloaded without asking up to this size.
@@ -226,7 +226,7 @@ pub fn download(state: PageState, backend: Backend, models: Models, pending: Pen
         })
         .await;
         let result = match fetched {
-            Ok(d) => match build_remote(&planned, &d.files) {
+            Ok(d) => match build_remote(&planned, &d.files).await {
                 Ok(model) => switch_to(state, backend, model, planned.source.key()).await.map(|()| d),
                 Err(e) => Err(e),
             },
@@ -270,7 +270,8 @@ pub fn open_files(state: PageState, backend: Backend, models: Models, files: Vec
             let local = LocalFiles { files: read };
             let limits = backend.device_limits();
             local.plan()?.check(&limits)?;
-            let model = local.build()?;
+            let mut pacer = Pacer::new();
+            let model = local.build_paced(async || pacer.pause().await).await?;
             let name = local.display_name();
             switch_to(state, backend, model, None).await.map(|()| name)
         }

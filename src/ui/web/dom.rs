@@ -34,6 +34,35 @@ pub async fn yield_to_browser() {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+/// Paces long work on the main thread: `pause` gives the thread back to the
+/// browser ([`yield_to_browser`]) once [`Pacer::SLICE_MS`] have passed since
+/// the last time, so the work runs in slices with input and frames between.
+pub struct Pacer {
+    since: f64,
+}
+
+impl Pacer {
+    /// The longest slice of work between two yields (ms); a long task is 50.
+    pub const SLICE_MS: f64 = 20.0;
+
+    pub fn new() -> Self {
+        Self { since: now_ms() }
+    }
+
+    pub async fn pause(&mut self) {
+        if now_ms() - self.since >= Self::SLICE_MS {
+            yield_to_browser().await;
+            self.since = now_ms();
+        }
+    }
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Calls `callback` in a new task: `scheduler.postTask` at `priority` where
 /// the browser has it, else `setTimeout(0)`.
 fn post_task(callback: &wasm_bindgen::JsValue, priority: &str) {
