@@ -230,6 +230,11 @@ pub fn format_heads(heads: &[(usize, usize)]) -> String {
     heads.iter().map(|(l, h)| format!("{l}.{h}")).collect::<Vec<_>>().join(",")
 }
 
+/// Heads as the page names them: "L1 H0, L1 H2".
+pub fn heads_label(heads: &[(usize, usize)]) -> String {
+    heads.iter().map(|(l, h)| format!("L{l} H{h}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Parses [`format_heads`]'s form into sorted distinct heads; `None` when
 /// any entry is malformed, out of bounds, or there are too many.
 pub fn parse_heads(text: &str) -> Option<Vec<(usize, usize)>> {
@@ -372,6 +377,7 @@ mod tests {
         let many = (0..300).map(|i| format!("0.{i}")).collect::<Vec<_>>().join(",");
         assert_eq!(parse_heads(&many), None);
         assert_eq!(format_heads(&[(0, 2), (1, 3)]), "0.2,1.3");
+        assert_eq!(heads_label(&[(0, 2), (1, 3)]), "L0 H2, L1 H3");
     }
 
     #[test]

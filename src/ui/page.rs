@@ -293,7 +293,7 @@ fn InterventionBanner() -> impl IntoView {
             return None;
         }
         let outcome = state.outputs.intervention.get()?.ok()?;
-        let heads = outcome.heads.iter().map(|(l, hd)| format!("L{l} H{hd}")).collect::<Vec<_>>().join(", ");
+        let heads = crate::inspect::heads_label(&outcome.heads);
         let how = match outcome.mode {
             crate::engine::intervene::Replacement::Zero => "set to zero",
             crate::engine::intervene::Replacement::Mean => "replaced by their mean",

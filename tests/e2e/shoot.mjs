@@ -69,6 +69,10 @@ async function shootHeads() {
   await page.locator('[data-testid=diff-figure]').waitFor({ timeout: 60_000 });
   await page.waitForTimeout(800);
   await page.locator('.diff-panel').screenshot({ path: path.join(out, 'heads-diff.png') });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForTimeout(800);
+  await page.screenshot({ path: path.join(out, 'heads-ablated-phone.png') });
   await context.close();
 }
 

@@ -142,12 +142,12 @@ pub fn DiffPanel() -> impl IntoView {
             {move || {
                 let shown = h.show.get() && !h.ablated.with(Vec::is_empty) && !h.prompt_b.with(String::is_empty);
                 let heads = outputs.intervention.with(|o| match o {
-                    Some(Ok(o)) => Some(crate::inspect::format_heads(&o.heads)),
+                    Some(Ok(o)) => Some(crate::inspect::heads_label(&o.heads)),
                     _ => None,
                 });
                 heads.filter(|_| shown).map(|heads| view! {
                     <p class="hint" data-testid="diff-intervened">{format!(
-                        "The page shows heads {heads} replaced (ablation panel): A and B are both run with them replaced."
+                        "The page shows {heads} replaced (ablation panel): A and B are both run with them replaced."
                     )}</p>
                 })
             }}
