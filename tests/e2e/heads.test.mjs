@@ -198,6 +198,18 @@ async function checkPage(webgpu, tag) {
     await page.locator('.ablate-mode[data-mode=patch]').click();
     await page.locator('#patch-source').fill(' short');
     await page.waitForFunction(() => /same count/.test(document.querySelector('[data-testid=patch-note]').innerText));
+    // With a second prompt of the same count the heads take their outputs from it, as the CLI's `patch` says.
+    await page.locator('#patch-source').fill(TEXT_B);
+    await page.waitForFunction(() => /as the text/.test(document.querySelector('[data-testid=patch-note]').innerText));
+    const patched = cli(['patch', '--text', TEXT, '--source', TEXT_B, '--heads', heads]).delta_logit;
+    await page.waitForFunction((d) => {
+      const r = document.querySelector('[data-testid=ablation-result]');
+      return r && Math.abs(+r.dataset.delta - d) < 1e-3;
+    }, patched, { timeout: 30_000 }).catch(async (e) => {
+      console.log('patched Δlogit', await result.getAttribute('data-delta'), 'CLI', patched);
+      throw e;
+    });
+    await page.locator('#patch-source').fill(' short');
 
     // 5. The two-prompt diff: B with the last word changed (same token count), then a shorter B.
     await page.locator('.diff-panel').scrollIntoViewIfNeeded();

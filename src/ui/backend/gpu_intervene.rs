@@ -68,18 +68,18 @@ impl PendingOutcome {
 }
 
 impl GpuBackend {
-    /// `ids` run on a second forward (`slot`), sharing the weights; kept, so
-    /// asking again about the same prompt runs nothing.
+    /// `ids` run on a second forward (`slot`) sharing `fwd`'s weights; kept,
+    /// so asking again about the same prompt runs nothing.
     fn second<'a>(
         &self,
         slot: &'a RefCell<Option<SecondPrompt>>,
+        fwd: &GpuForward,
         ids: &[u32],
         mask: Mask,
         traced: bool,
     ) -> Result<Ref<'a, SecondPrompt>, BackendError> {
         let fresh = slot.borrow().as_ref().is_some_and(|s| s.ids == ids && s.mask == mask && s.traced >= traced);
         if !fresh {
-            let fwd = busy(self.fwd.try_borrow())?;
             let mut second = match busy(slot.try_borrow_mut())?.take() {
                 Some(s) => s.fwd,
                 None => GpuForward::with_weights(&self.ctx, fwd.config(), fwd.weights().clone())?,
@@ -91,18 +91,19 @@ impl GpuBackend {
         Ref::filter_map(busy(slot.try_borrow())?, Option::as_ref).map_err(|_| BackendError::NotReady("a second prompt"))
     }
 
-    /// The patch source's run for `req` (patching only), checked to have `t` tokens.
+    /// The patch source's run for `req` (patching only), checked to have as
+    /// many tokens as `fwd`'s run and run with its mask.
     fn patch_source(
         &self,
         model: &Model,
         req: &InterventionRequest,
-        t: usize,
-        mask: Mask,
+        fwd: &GpuForward,
     ) -> Result<Option<Ref<'_, SecondPrompt>>, BackendError> {
-        match questions::patch_source(model, req, t)? {
+        let mask = fwd.mask().ok_or(BackendError::NotReady("nothing has run yet"))?;
+        match questions::patch_source(model, req, fwd.tokens())? {
             Some(tokens) => {
                 let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
-                Ok(Some(self.second(&self.interventions.patch, &ids, mask, false)?))
+                Ok(Some(self.second(&self.interventions.patch, fwd, &ids, mask, false)?))
             }
             None => Ok(None),
         }
@@ -119,11 +120,10 @@ impl GpuBackend {
         let mut fwd = busy(self.fwd.try_borrow_mut())?;
         fwd.restore_clean(&self.ctx)?;
         self.changed();
-        let (t, mask) = match (fwd.tokens(), fwd.mask()) {
-            (t, Some(mask)) if t > 0 && self.shown() > 0 => (t, mask),
-            _ => return Err(BackendError::NotReady("nothing has run yet")),
-        };
-        let source = self.patch_source(model, req, t, mask)?;
+        if fwd.tokens() == 0 || fwd.mask().is_none() || self.shown() == 0 {
+            return Err(BackendError::NotReady("nothing has run yet"));
+        }
+        let source = self.patch_source(model, req, &fwd)?;
         let clean = fwd.begin_read_last_logits(&self.ctx)?;
         let done: GpuIntervened = fwd.intervene(&self.ctx, &ivs, source.as_deref().map(|s| &s.fwd))?;
         let after = fwd.begin_read_last_logits(&self.ctx)?;
@@ -183,10 +183,9 @@ impl GpuBackend {
     ) -> Result<Vec<SweepCell>, BackendError> {
         let read = {
             let mut fwd = busy(self.fwd.try_borrow_mut())?;
-            let (t, mask) = match (fwd.tokens(), fwd.mask()) {
-                (t, Some(mask)) if t > 0 => (t, mask),
-                _ => return Err(BackendError::NotReady("nothing has run yet")),
-            };
+            if fwd.tokens() == 0 || fwd.mask().is_none() {
+                return Err(BackendError::NotReady("nothing has run yet"));
+            }
             let req = InterventionRequest {
                 heads: vec![(layer, 0)],
                 mode,
@@ -194,7 +193,7 @@ impl GpuBackend {
                 token: Some(token),
             };
             questions::interventions(model, &req)?;
-            let src = self.patch_source(model, &req, t, mask)?;
+            let src = self.patch_source(model, &req, &fwd)?;
             let read =
                 fwd.begin_sweep_layers(&self.ctx, mode, token, src.as_deref().map(|s| &s.fwd), layer..layer + 1)?;
             drop(src);
@@ -220,7 +219,7 @@ impl GpuBackend {
         let (a_ids, reads) = {
             let fwd = busy(self.fwd.try_borrow())?;
             let mask = fwd.mask().filter(|_| fwd.tokens() > 0).ok_or(BackendError::NotReady("nothing has run yet"))?;
-            drop(self.second(&self.interventions.prompt_b, &b_ids, mask, true)?);
+            drop(self.second(&self.interventions.prompt_b, &fwd, &b_ids, mask, true)?);
             {
                 // B with the heads A is shown with replaced (or clean).
                 let mut slot = busy(self.interventions.prompt_b.try_borrow_mut())?;
