@@ -454,8 +454,10 @@ mod cli {
                 if backend == Backend::Gpu || all_backends {
                     let ctx = gpu_context()?;
                     bench::gpu(&ctx, &model.name, &model.config, &model.weights, &t, repeat)?;
+                    bench::gpu_sweep(&ctx, &model.name, &model.config, &model.weights, &t, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
                         bench::gpu(&ctx, gpt2_name, config, weights, &t, repeat)?;
+                        bench::gpu_sweep(&ctx, gpt2_name, config, weights, &t, repeat)?;
                     }
                     bench::matmul(&ctx, &matmul, repeat)?;
                 }

@@ -387,6 +387,49 @@ pub fn gpu(
     Ok(())
 }
 
+/// The ablation sweep on the GPU at each length (`GpuForward::sweep`: every
+/// head zero-ablated in turn in place, each re-run from its head's layer,
+/// three numbers per head read back), from a traced clean run as the page
+/// has; the CPU's twin is [`cpu_sweep`].
+pub fn gpu_sweep(
+    ctx: &GpuContext,
+    name: &str,
+    config: &ModelConfig,
+    weights: &Weights,
+    lengths: &[usize],
+    repeat: usize,
+) -> Result<(), String> {
+    println!(
+        "  ablation sweep on the GPU ({name}, {} heads each zero-ablated alone, in place on the traced run):",
+        config.n_layer * config.n_head
+    );
+    let gpu_weights = GpuWeights::upload(ctx, config, weights).map_err(|e| e.to_string())?;
+    let mut fwd = GpuForward::with_weights(ctx, config, gpu_weights).map_err(|e| e.to_string())?;
+    for &t in lengths.iter().filter(|&&t| t <= config.n_positions) {
+        let ids = bench_ids(t, config.vocab_size);
+        fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).map_err(|e| e.to_string())?;
+        let mut flops = (0, 0);
+        let mut sweep_once = || -> Result<(), String> {
+            let grid = pollster::block_on(fwd.sweep(ctx, Replacement::Zero, None, None)).map_err(|e| e.to_string())?;
+            flops = (grid.flops, grid.full_flops);
+            Ok(())
+        };
+        sweep_once()?; // warm-up: the pipelines of the re-runs
+        let ms = median_ms(&mut sweep_once, repeat)?;
+        if let Some(fault) = ctx.fault() {
+            return Err(format!("the sweep at T={t}: {fault}"));
+        }
+        let saved = 1.0 - flops.0 as f64 / flops.1.max(1) as f64;
+        println!(
+            "  T={t:>4}  {ms:>9.2} ms  {:.3} GFLOP against {:.3} for full forwards ({:.0}% saved by reuse)",
+            flops.0 as f64 / 1e9,
+            flops.1 as f64 / 1e9,
+            100.0 * saved
+        );
+    }
+    Ok(())
+}
+
 /// Storage buffers for a matmul benchmark: x[m×k], w[k×n] (or [n×k]), b[n], y[m×n].
 struct MatmulBuffers {
     x: wgpu::Buffer,
