@@ -246,6 +246,14 @@ async function checkPage(webgpu, tag) {
     for (const [l, h] of inductionHeads) {
       assert.equal(await again.locator(`.ablate-head[data-layer="${l}"][data-head="${h}"]`).getAttribute('aria-pressed'), 'true');
     }
+    // "Show the clean run" is in a link as shows=clean: the heads stay chosen, no banner.
+    await again.goto(`${server.url}#text=${encodeURIComponent(TEXT)}&ablate=${heads}&shows=clean`);
+    await ready(again, TEXT);
+    await again.waitForFunction(() => document.querySelector('.ablate-show-choice[data-show=clean]')
+      ?.getAttribute('aria-pressed') === 'true', null, { timeout: 60_000 });
+    await again.locator('[data-testid=ablation-result]').waitFor({ timeout: 60_000 });
+    await again.waitForFunction(() => !document.querySelector('[data-testid=intervened-banner]'), null,
+      { timeout: 30_000 });
     // A bad link value: a message, the rest restored, no panic.
     await again.goto(`${server.url}#text=hi&find=wobble&ablate=9.x`);
     await again.locator('[data-testid=link-note]').waitFor({ timeout: 30_000 });
