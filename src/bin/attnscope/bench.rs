@@ -105,15 +105,20 @@ pub fn cpu_sweep(
             },
             repeat,
         )?;
-        let saved = 1.0 - flops.0 as f64 / flops.1.max(1) as f64;
-        println!(
-            "  T={t:>4}  {ms:>9.2} ms  {:.3} GFLOP against {:.3} for full forwards ({:.0}% saved by reuse)",
-            flops.0 as f64 / 1e9,
-            flops.1 as f64 / 1e9,
-            100.0 * saved
-        );
+        sweep_line(t, ms, flops);
     }
     Ok(())
+}
+
+/// One length's sweep: its time, and its FLOPs against as many full forwards.
+fn sweep_line(t: usize, ms: f64, (flops, full): (u64, u64)) {
+    let saved = 1.0 - flops as f64 / full.max(1) as f64;
+    println!(
+        "  T={t:>4}  {ms:>9.2} ms  {:.3} GFLOP against {:.3} for full forwards ({:.0}% saved by reuse)",
+        flops as f64 / 1e9,
+        full as f64 / 1e9,
+        100.0 * saved
+    );
 }
 
 /// The head finder's template scores on the CPU at each length, against the
@@ -419,13 +424,7 @@ pub fn gpu_sweep(
         if let Some(fault) = ctx.fault() {
             return Err(format!("the sweep at T={t}: {fault}"));
         }
-        let saved = 1.0 - flops.0 as f64 / flops.1.max(1) as f64;
-        println!(
-            "  T={t:>4}  {ms:>9.2} ms  {:.3} GFLOP against {:.3} for full forwards ({:.0}% saved by reuse)",
-            flops.0 as f64 / 1e9,
-            flops.1 as f64 / 1e9,
-            100.0 * saved
-        );
+        sweep_line(t, ms, flops);
     }
     Ok(())
 }
