@@ -11,6 +11,7 @@ pub mod glossary;
 pub mod gpu;
 pub mod inspect;
 pub mod model;
+pub mod pace;
 pub mod present;
 pub mod render;
 pub mod share;

@@ -154,6 +154,24 @@ pub fn intervene(
     source: Option<&Trace>,
     interventions: &[Intervention],
 ) -> Result<Intervened, InterveneError> {
+    crate::pace::at_once(intervene_paced(config, weights, clean, source, interventions, async || {}))
+}
+
+/// Multiply-adds of one piece of a paced intervention's LM head (a row of
+/// SmolLM2's 49,152 × 576 head; the default model's whole head up to 64 rows).
+const HEAD_PIECE_MACS: usize = 1 << 25;
+
+/// [`intervene`] a layer at a time, awaiting `pause` after each re-run
+/// layer and each piece of the LM head (the page gives the thread back
+/// there on a large model).
+pub async fn intervene_paced(
+    config: &ModelConfig,
+    weights: &Weights,
+    clean: &Trace,
+    source: Option<&Trace>,
+    interventions: &[Intervention],
+    mut pause: impl AsyncFnMut(),
+) -> Result<Intervened, InterveneError> {
     check_trace(config, clean)?;
     let t = clean.tokens.len();
     if let Some(source) = source {
@@ -188,10 +206,19 @@ pub fn intervene(
         let tail = block_tail(config, block, &x, &concat);
         x = tail.resid_post.clone();
         layers.push(layer_trace(config, t, attention, tail));
+        pause().await;
     }
     let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
-    let logits = logits(config, weights, &ln_f);
     let d = config.n_embd;
+    // The LM head in pieces of rows of about HEAD_PIECE_MACS each (one row of a
+    // large vocabulary), a pause after each.
+    let rows = (HEAD_PIECE_MACS / (d * config.vocab_size).max(1)).max(1);
+    let mut all_logits = Vec::with_capacity(t * config.vocab_size);
+    for piece in ln_f.chunks(rows * d.max(1)) {
+        all_logits.extend(logits(config, weights, piece));
+        pause().await;
+    }
+    let logits = all_logits;
     let trace = Trace {
         tokens: clean.tokens.clone(),
         mask: clean.mask,

@@ -207,3 +207,21 @@ fn ablating_the_default_models_induction_heads_lowers_the_repeat_probability() {
         assert!(after < 0.5 * before, "{kind:?}: {before:.3} → {after:.3}");
     }
 }
+
+/// Paced (as the page runs it on a large model): a pause after each re-run
+/// layer and each piece of the LM head, and the same run as at once.
+#[test]
+fn a_paced_intervention_pauses_per_rerun_layer_and_equals_the_run_at_once() {
+    let model = fixture("llama-tiny");
+    let (config, weights) = (&model.config, &model.weights);
+    let clean = ids_trace(&model, &[3, 9, 27, 81, 3, 9]);
+    let ivs = [Intervention { layer: 0, head: 1, kind: Replacement::Mean }];
+    let whole = intervene(config, weights, &clean, None, &ivs).unwrap();
+    let mut pauses = 0;
+    let paced =
+        crate::pace::at_once(intervene_paced(config, weights, &clean, None, &ivs, async || pauses += 1)).unwrap();
+    // Each re-run layer, then the LM head (one piece at this size).
+    assert_eq!(pauses, config.n_layer - whole.first_layer + 1);
+    assert_eq!(paced.trace.logits, whole.trace.logits);
+    assert_eq!((paced.first_layer, paced.flops), (whole.first_layer, whole.flops));
+}

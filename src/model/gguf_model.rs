@@ -295,7 +295,7 @@ impl Model {
     /// Loads a Llama-family model from the bytes of a GGUF file: config,
     /// weights (dequantized to f32) and tokenizer all come from the file.
     pub fn from_gguf(name: &str, bytes: &[u8]) -> Result<Self, ModelError> {
-        super::weights::at_once(Self::from_gguf_paced(name, bytes, async || {}))
+        crate::pace::at_once(Self::from_gguf_paced(name, bytes, async || {}))
     }
 
     /// [`Model::from_gguf`] a block of weights at a time, awaiting `pause`
@@ -451,8 +451,7 @@ mod tests {
         let whole = Model::from_gguf("llama-tiny.gguf", &file).unwrap();
         let mut pauses = 0;
         let paced =
-            super::super::weights::at_once(Model::from_gguf_paced("llama-tiny.gguf", &file, async || pauses += 1))
-                .unwrap();
+            crate::pace::at_once(Model::from_gguf_paced("llama-tiny.gguf", &file, async || pauses += 1)).unwrap();
         // The tokenizer's document, the tokenizer, each block, the LM head if untied and the
         // token table (one piece each here).
         assert_eq!(pauses, config.n_layer + 3 + usize::from(!config.tie_word_embeddings));

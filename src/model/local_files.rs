@@ -92,7 +92,7 @@ impl LocalFiles {
 
     /// The model these files hold.
     pub fn build(&self) -> Result<Model, FilesError> {
-        super::weights::at_once(self.build_paced(async || {}))
+        crate::pace::at_once(self.build_paced(async || {}))
     }
 
     /// [`LocalFiles::build`] a block of weights at a time, awaiting `pause` between the parts.

@@ -53,7 +53,7 @@ impl Model {
         shards: &[&[u8]],
         tokenizer_json: &[u8],
     ) -> Result<Self, ModelError> {
-        weights::at_once(Self::from_shards_paced(name, config_json, shards, tokenizer_json, async || {}))
+        crate::pace::at_once(Self::from_shards_paced(name, config_json, shards, tokenizer_json, async || {}))
     }
 
     /// [`Model::from_shards`] a block of weights at a time, awaiting `pause`

@@ -9,6 +9,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::{ModelConfig, ModelError};
+use crate::pace::at_once;
 
 /// The largest safetensors header read (GPT-2's is 15 KB, a 32-layer Llama's under 100 KB).
 pub const MAX_HEADER_BYTES: u64 = 4 << 20;
@@ -450,18 +451,6 @@ async fn llama_rest<S: TensorSource>(
         ln_f_b: Tensor::filled(&[d], 0.0),
         lm_head,
     })
-}
-
-/// The value of a future that never waits (a paced build whose pause
-/// returns at once), without an executor.
-pub(crate) fn at_once<T>(future: impl std::future::Future<Output = T>) -> T {
-    let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    loop {
-        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
-            return value;
-        }
-    }
 }
 
 #[cfg(test)]

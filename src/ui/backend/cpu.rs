@@ -99,13 +99,32 @@ impl CpuBackend {
         req: &InterventionRequest,
         show: bool,
     ) -> Result<InterventionOutcome, BackendError> {
+        let applied = crate::pace::at_once(self.apply_paced(model, req, show, async || {}, || true));
+        applied?.ok_or(BackendError::Superseded)
+    }
+
+    /// [`Self::apply`] a layer at a time, awaiting `pause` between layers;
+    /// `None` (and nothing shown) when, at the end, a newer run replaced
+    /// the clean one or `current()` says a newer intervention was asked for.
+    pub async fn apply_paced(
+        &self,
+        model: &Model,
+        req: &InterventionRequest,
+        show: bool,
+        pause: impl AsyncFnMut(),
+        current: impl Fn() -> bool,
+    ) -> Result<Option<InterventionOutcome>, BackendError> {
         *self.intervened.borrow_mut() = None;
         let clean = self.clean()?;
-        let (outcome, trace) = questions::intervene(model, &clean, req)?;
+        let (outcome, trace) = questions::intervene_paced(model, &clean, req, pause).await?;
+        let still = current() && self.last().is_some_and(|now| Rc::ptr_eq(&now, &clean));
+        if !still {
+            return Ok(None);
+        }
         if show {
             *self.intervened.borrow_mut() = Some((Rc::new(trace), req.clone()));
         }
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// The intervention the run on screen has, if any.

@@ -13,6 +13,7 @@ use super::{Backend, BackendError, Engine, Host};
 use crate::engine::intervene::{self, Replacement};
 use crate::engine::lens::{DirectContributions, LensPoint};
 use crate::ui::state::{PageState, View};
+use crate::ui::web::dom::Pacer;
 
 impl Backend {
     /// Every head's score for the finder's template, layer by layer
@@ -77,6 +78,30 @@ impl Backend {
         };
         let show = h.show.get_untracked();
         match &*engine {
+            Engine::Cpu(_) if super::runs_in_steps(&host.model.config, host.shown()) => {
+                // A large model: a layer at a time, the thread given back between
+                // slices; every panel reads the run again once it is shown.
+                let (host, engine) = (host.clone(), engine.clone());
+                self.applying.set_value(Some(tag));
+                leptos::task::spawn_local(async move {
+                    let Engine::Cpu(c) = &*engine else { return };
+                    let mut pacer = Pacer::new();
+                    let current = || self.applied.try_get_value() == Some(tag);
+                    let applied = c.apply_paced(&host.model, &req, show, async || pacer.pause().await, current).await;
+                    if self.applying.try_get_value() == Some(Some(tag)) {
+                        self.applying.try_set_value(None);
+                    }
+                    match applied {
+                        Ok(None) => {}
+                        Ok(Some(outcome)) => {
+                            outputs.intervention.set(Some(Ok(outcome)));
+                            outputs.runs.update(|r| *r += 1);
+                        }
+                        Err(e) if current() => outputs.intervention.set(Some(Err(e.to_string()))),
+                        Err(_) => {}
+                    }
+                });
+            }
             Engine::Cpu(c) => {
                 outputs.intervention.set(Some(c.apply(&host.model, &req, show).map_err(|e| e.to_string())));
             }

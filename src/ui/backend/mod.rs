@@ -174,6 +174,8 @@ pub struct Backend {
     stepping: StoredValue<Option<u64>, LocalStorage>,
     /// Counts interventions applied: an outcome read back for an older one is dropped.
     applied: StoredValue<u64, LocalStorage>,
+    /// The intervention being applied in paces on the CPU (a large model), if any.
+    applying: StoredValue<Option<u64>, LocalStorage>,
 }
 
 /// Marks a run in steps over when dropped (however its task ends).
@@ -198,6 +200,7 @@ impl Default for Backend {
             epoch: StoredValue::new_local(0),
             stepping: StoredValue::new_local(None),
             applied: StoredValue::new_local(0),
+            applying: StoredValue::new_local(None),
         }
     }
 }
@@ -316,9 +319,7 @@ impl Backend {
             ..Keystroke::default()
         });
         if let Engine::Cpu(_) = &*host.engine() {
-            // One new row's cost at this length (the cost model's KV-cache step).
-            let row_flops = step_cost(&host.model.config, tokens.len()).total_flops() as f64;
-            if !tokens.is_empty() && row_flops > STEPPED_ROW_FLOPS {
+            if !tokens.is_empty() && runs_in_steps(&host.model.config, tokens.len()) {
                 return self.run_in_steps(state, host.clone(), tokens, mask, (epoch, timing));
             }
         }
@@ -406,9 +407,12 @@ impl Backend {
         });
     }
 
-    /// Resolves once no run in steps is under way (at once after any other run).
+    /// Resolves once no run in steps, and no intervention applied in
+    /// paces, is under way (at once after any other run).
     pub async fn settled(self) {
-        while self.stepping.try_get_value().flatten().is_some() {
+        let busy =
+            || self.stepping.try_get_value().flatten().is_some() || self.applying.try_get_value().flatten().is_some();
+        while busy() {
             sleep_ms(4).await;
         }
     }
@@ -708,6 +712,12 @@ impl Host {
 /// Rows of the LM head per step of a run in steps computing `n` new rows:
 /// about one block's work (the cost model's per-row FLOPs of a block against
 /// the head's).
+/// Whether the CPU runs a text of `t` tokens in steps: when one new row
+/// costs over [`STEPPED_ROW_FLOPS`] (the cost model's KV-cache step).
+fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
+    step_cost(c, t).total_flops() as f64 > STEPPED_ROW_FLOPS
+}
+
 fn head_rows_per_step(c: &ModelConfig, n: usize) -> usize {
     let row = step_cost(c, 1);
     let block = row.linear_flops() / c.n_layer.max(1) as u64;

@@ -12,6 +12,7 @@ use super::BackendError;
 use crate::engine::head_finder::{painted_scores, template_scores, PaintedPattern};
 use crate::engine::intervene::{self, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
+use crate::engine::stepwise::TraceRun;
 use crate::engine::{forward_cpu, sampling, Matrix, Trace};
 use crate::inspect::{PaintGrid, Template};
 use crate::model::{Model, Token};
@@ -194,13 +195,32 @@ pub fn intervene(
     clean: &Trace,
     req: &InterventionRequest,
 ) -> Result<(InterventionOutcome, Trace), BackendError> {
+    crate::pace::at_once(intervene_paced(model, clean, req, async || {}))
+}
+
+/// [`intervene`] a layer (and the patch source's run a block) at a time,
+/// awaiting `pause` between them.
+pub async fn intervene_paced(
+    model: &Model,
+    clean: &Trace,
+    req: &InterventionRequest,
+    mut pause: impl AsyncFnMut(),
+) -> Result<(InterventionOutcome, Trace), BackendError> {
     let (config, weights) = (&model.config, &model.weights);
     let ivs = interventions(model, req)?;
     let source = match patch_source(model, req, clean.tokens.len())? {
-        Some(tokens) => Some(forward_cpu(config, weights, tokens, clean.mask)?),
+        Some(tokens) => {
+            let mut run = TraceRun::new(config, weights, None, tokens, clean.mask)?;
+            while !run.is_done() {
+                run.step();
+                pause().await;
+            }
+            Some(run.finish())
+        }
         None => None,
     };
-    let run = intervene::intervene(config, weights, clean, source.as_ref(), &ivs).map_err(input)?;
+    let run =
+        intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, &mut pause).await.map_err(input)?;
     let last = clean.tokens.len().checked_sub(1).ok_or(BackendError::NotReady("nothing has run yet"))?;
     let cost = RerunCost { first_layer: run.first_layer, flops: run.flops, full_flops: run.full_flops };
     Ok((outcome(model, req, clean.logits.row(last), run.trace.logits.row(last), cost)?, run.trace))

@@ -34,25 +34,34 @@ pub async fn yield_to_browser() {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
-/// Paces long work on the main thread: `pause` gives the thread back to the
-/// browser ([`yield_to_browser`]) once [`Pacer::SLICE_MS`] have passed since
-/// the last time, so the work runs in slices with input and frames between.
+/// Paces long work on the main thread: `pause`, called after each piece of
+/// the work, gives the thread back to the browser ([`yield_to_browser`])
+/// when the next piece, if it takes as long as the last one, would end the
+/// slice past [`Pacer::SLICE_MS`]; so the work runs in slices of about that
+/// length with input and frames between.
 pub struct Pacer {
+    /// When the slice began, and when the last piece ended.
     since: f64,
+    last: f64,
 }
 
 impl Pacer {
-    /// The longest slice of work between two yields (ms); a long task is 50.
+    /// The slice of work between two yields (ms); a long task is 50.
     pub const SLICE_MS: f64 = 20.0;
 
     pub fn new() -> Self {
-        Self { since: now_ms() }
+        let now = now_ms();
+        Self { since: now, last: now }
     }
 
     pub async fn pause(&mut self) {
-        if now_ms() - self.since >= Self::SLICE_MS {
+        let now = now_ms();
+        let piece = now - self.last;
+        self.last = now;
+        if now - self.since + piece >= Self::SLICE_MS {
             yield_to_browser().await;
             self.since = now_ms();
+            self.last = self.since;
         }
     }
 }
