@@ -2,6 +2,15 @@
 //! await between parts (a block, a layer, a piece of a table). The page
 //! gives the thread back to the browser there; everywhere else the pause
 //! returns at once and [`at_once`] takes the value without an executor.
+//! A pause that answers [`ControlFlow`] may also stop the work (the page
+//! no longer wants its result); [`go_on`] never does.
+
+use std::ops::ControlFlow;
+
+/// The pause of a stoppable computation run to its end: returns at once, never stops.
+pub async fn go_on() -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
 
 /// The value of a future that never waits (a paced computation whose pause
 /// returns at once), without an executor.

@@ -80,6 +80,14 @@ fn check(config: &ModelConfig, weights: &Weights, gw: GpuWeights, t: usize, seed
         fwd.run(ctx, &ids, opts).unwrap();
         let got = pollster::block_on(fwd.logit_lens(ctx, 5, &name)).unwrap();
         lens_close(&got, &cpu_lens, &what);
+        // The page reads the last positions only: those rows of the whole lens.
+        let from = t / 2;
+        let read = fwd.begin_logit_lens(ctx, 5, from..t).unwrap();
+        let some = pollster::block_on(read.finish(ctx, &name)).unwrap();
+        assert!(some.iter().all(|p| p.first == from), "{what}: the first position");
+        let tail: Vec<LensPoint> =
+            cpu_lens.iter().map(|p| LensPoint { top: p.top[from..].to_vec(), first: from, ..p.clone() }).collect();
+        lens_close(&some, &tail, &format!("{what} positions {from}.."));
         for position in [0, t / 2, t - 1] {
             for token in [0, ids[position], (config.vocab_size - 1) as u32] {
                 let w = format!("{what} position {position} token {token}");
@@ -112,6 +120,9 @@ fn check(config: &ModelConfig, weights: &Weights, gw: GpuWeights, t: usize, seed
         "a token past the vocabulary"
     );
     assert!(pollster::block_on(fwd.logit_lens(ctx, 0, &name)).is_err(), "top-0");
+    for bad in [t..t + 1, 0..t + 1, 0..0] {
+        assert!(fwd.begin_logit_lens(ctx, 5, bad.clone()).is_err(), "positions {bad:?} of {t}");
+    }
 }
 
 #[test]

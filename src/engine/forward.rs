@@ -5,6 +5,8 @@
 //! config. It runs the fast `kernels`, each tested
 //! against its plain-loop reference in `ops`.
 
+use std::ops::ControlFlow;
+
 use thiserror::Error;
 
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
@@ -93,6 +95,30 @@ pub(super) fn project_qkv(
 pub(super) fn logits(config: &ModelConfig, weights: &Weights, ln_f: &[f32]) -> Vec<f32> {
     let d = config.n_embd;
     kernels::lm_head(ln_f, &weights.head().data, ln_f.len() / d, d, config.vocab_size)
+}
+
+/// Multiply-adds of one piece of an LM head computed in pieces (a row of
+/// SmolLM2's 49,152 × 576 head; the default model's whole head up to 64 rows).
+const HEAD_PIECE_MACS: usize = 1 << 25;
+
+/// [`logits`] in pieces of rows of about [`HEAD_PIECE_MACS`] each, awaiting
+/// `pause` after each piece; `None` as soon as a pause says to stop.
+pub(super) async fn logits_paced(
+    config: &ModelConfig,
+    weights: &Weights,
+    ln_f: &[f32],
+    pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
+) -> Option<Vec<f32>> {
+    let d = config.n_embd;
+    let rows = (HEAD_PIECE_MACS / (d * config.vocab_size).max(1)).max(1);
+    let mut all = Vec::with_capacity(ln_f.len() / d.max(1) * config.vocab_size);
+    for piece in ln_f.chunks(rows * d.max(1)) {
+        all.extend(logits(config, weights, piece));
+        if pause().await.is_break() {
+            return None;
+        }
+    }
+    Some(all)
 }
 
 /// Columns of query head h, its KV head's key and value, in the fused

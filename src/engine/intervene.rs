@@ -6,11 +6,13 @@
 //! earlier layers, and the first intervened layer's attention (its input is
 //! unchanged), are the clean trace's. [`sweep`] ablates every head in turn.
 
+use std::ops::ControlFlow;
+
 use serde::Serialize;
 use thiserror::Error;
 
 use super::cost::forward_cost;
-use super::forward::{attention_cpu, block_tail, layer_trace, logits, norm};
+use super::forward::{attention_cpu, block_tail, layer_trace, logits, logits_paced, norm};
 use super::{EngineError, HeadTrace, Matrix, Trace};
 use crate::model::{ModelConfig, Weights};
 
@@ -49,6 +51,9 @@ pub enum InterveneError {
     TraceMismatch,
     #[error("position {position} is outside the text ({tokens} tokens)")]
     NoSuchPosition { position: usize, tokens: usize },
+    /// A paced computation's pause said to stop (the page no longer wants the result).
+    #[error("stopped: a newer run or request replaced this one")]
+    Stopped,
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -154,23 +159,20 @@ pub fn intervene(
     source: Option<&Trace>,
     interventions: &[Intervention],
 ) -> Result<Intervened, InterveneError> {
-    crate::pace::at_once(intervene_paced(config, weights, clean, source, interventions, async || {}))
+    crate::pace::at_once(intervene_paced(config, weights, clean, source, interventions, crate::pace::go_on))
 }
-
-/// Multiply-adds of one piece of a paced intervention's LM head (a row of
-/// SmolLM2's 49,152 × 576 head; the default model's whole head up to 64 rows).
-const HEAD_PIECE_MACS: usize = 1 << 25;
 
 /// [`intervene`] a layer at a time, awaiting `pause` after each re-run
 /// layer and each piece of the LM head (the page gives the thread back
-/// there on a large model).
+/// there on a large model); [`InterveneError::Stopped`] as soon as a pause
+/// says to stop (a newer run or request made the result unwanted).
 pub async fn intervene_paced(
     config: &ModelConfig,
     weights: &Weights,
     clean: &Trace,
     source: Option<&Trace>,
     interventions: &[Intervention],
-    mut pause: impl AsyncFnMut(),
+    mut pause: impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Result<Intervened, InterveneError> {
     check_trace(config, clean)?;
     let t = clean.tokens.len();
@@ -206,19 +208,13 @@ pub async fn intervene_paced(
         let tail = block_tail(config, block, &x, &concat);
         x = tail.resid_post.clone();
         layers.push(layer_trace(config, t, attention, tail));
-        pause().await;
+        if pause().await.is_break() {
+            return Err(InterveneError::Stopped);
+        }
     }
     let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
     let d = config.n_embd;
-    // The LM head in pieces of rows of about HEAD_PIECE_MACS each (one row of a
-    // large vocabulary), a pause after each.
-    let rows = (HEAD_PIECE_MACS / (d * config.vocab_size).max(1)).max(1);
-    let mut all_logits = Vec::with_capacity(t * config.vocab_size);
-    for piece in ln_f.chunks(rows * d.max(1)) {
-        all_logits.extend(logits(config, weights, piece));
-        pause().await;
-    }
-    let logits = all_logits;
+    let logits = logits_paced(config, weights, &ln_f, &mut pause).await.ok_or(InterveneError::Stopped)?;
     let trace = Trace {
         tokens: clean.tokens.clone(),
         mask: clean.mask,
@@ -253,6 +249,19 @@ pub fn last_row_logits(
     source: Option<&Trace>,
     interventions: &[Intervention],
 ) -> Result<Vec<f32>, InterveneError> {
+    crate::pace::at_once(last_row_logits_paced(config, weights, clean, source, interventions, crate::pace::go_on))
+}
+
+/// [`last_row_logits`] awaiting `pause` after each re-run layer;
+/// [`InterveneError::Stopped`] when a pause says to stop.
+pub async fn last_row_logits_paced(
+    config: &ModelConfig,
+    weights: &Weights,
+    clean: &Trace,
+    source: Option<&Trace>,
+    interventions: &[Intervention],
+    mut pause: impl AsyncFnMut() -> ControlFlow<()>,
+) -> Result<Vec<f32>, InterveneError> {
     let (t, d, q_dim) = (clean.tokens.len(), config.n_embd, config.q_dim());
     let first = interventions.iter().map(|iv| iv.layer).min().unwrap_or(config.n_layer);
     let mut x = match first {
@@ -280,6 +289,9 @@ pub fn last_row_logits(
         } else {
             block_tail(config, block, &x, &concat).resid_post
         };
+        if pause().await.is_break() {
+            return Err(InterveneError::Stopped);
+        }
     }
     let ln_f = norm(config, &x[x.len() - d..], &weights.ln_f_g, &weights.ln_f_b);
     Ok(logits(config, weights, &ln_f))

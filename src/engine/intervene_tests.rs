@@ -218,10 +218,22 @@ fn a_paced_intervention_pauses_per_rerun_layer_and_equals_the_run_at_once() {
     let ivs = [Intervention { layer: 0, head: 1, kind: Replacement::Mean }];
     let whole = intervene(config, weights, &clean, None, &ivs).unwrap();
     let mut pauses = 0;
-    let paced =
-        crate::pace::at_once(intervene_paced(config, weights, &clean, None, &ivs, async || pauses += 1)).unwrap();
+    let count = async || {
+        pauses += 1;
+        ControlFlow::Continue(())
+    };
+    let paced = crate::pace::at_once(intervene_paced(config, weights, &clean, None, &ivs, count)).unwrap();
     // Each re-run layer, then the LM head (one piece at this size).
     assert_eq!(pauses, config.n_layer - whole.first_layer + 1);
     assert_eq!(paced.trace.logits, whole.trace.logits);
     assert_eq!((paced.first_layer, paced.flops), (whole.first_layer, whole.flops));
+    // A pause that says stop ends it there, with nothing made.
+    let mut pauses = 0;
+    let stop_at_second = async || {
+        pauses += 1;
+        if pauses == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    };
+    let stopped = crate::pace::at_once(intervene_paced(config, weights, &clean, None, &ivs, stop_at_second));
+    assert!(matches!(stopped, Err(InterveneError::Stopped)), "{stopped:?}");
+    assert_eq!(pauses, 2);
 }

@@ -19,11 +19,13 @@
 //! rounding); what the linearization leaves out is only how each term would
 //! have changed `s` on its own.
 
+use std::ops::{ControlFlow, Range};
+
 use serde::Serialize;
 
-use super::forward::{logits, norm};
+use super::forward::{logits_paced, norm};
 use super::intervene::{check_trace, InterveneError};
-use super::residual::{residual_point_name, top_indices};
+use super::residual::{residual_point_name, residual_points, top_indices};
 use super::{EngineError, Trace};
 use crate::model::{ModelConfig, Weights};
 
@@ -36,12 +38,14 @@ pub struct LensToken {
     pub logit: f32,
 }
 
-/// The lens at one point of the residual stream.
+/// The lens at one point of the residual stream, at a run of positions.
 #[derive(Debug, Clone, Serialize)]
 pub struct LensPoint {
     /// "embeddings", "L0 + attention", "L0 + MLP", …
     pub name: String,
-    /// Per position, the top tokens, most likely first.
+    /// The position of `top`'s first entry.
+    pub first: usize,
+    /// Per position from `first` on, the top tokens, most likely first.
     pub top: Vec<Vec<LensToken>>,
 }
 
@@ -54,7 +58,8 @@ fn softmax(row: &[f32]) -> Vec<f32> {
 }
 
 /// The lens after the embeddings and after each sublayer (`2·n_layer + 1`
-/// points), `k` tokens per position; `name(id)` gives a token's text.
+/// points) at every position, `k` tokens per position; `name(id)` gives a
+/// token's text.
 pub fn logit_lens(
     config: &ModelConfig,
     weights: &Weights,
@@ -62,32 +67,57 @@ pub fn logit_lens(
     k: usize,
     name: &dyn Fn(u32) -> String,
 ) -> Result<Vec<LensPoint>, InterveneError> {
-    check_trace(config, trace)?;
-    let mut streams = vec![&trace.embeddings];
-    for layer in &trace.layers {
-        streams.push(&layer.resid_mid);
-        streams.push(&layer.resid_post);
-    }
-    let vocab = config.vocab_size;
-    Ok(streams
-        .iter()
-        .enumerate()
-        .map(|(point, stream)| {
-            let ln_f = norm(config, &stream.data, &weights.ln_f_g, &weights.ln_f_b);
-            let all = logits(config, weights, &ln_f);
-            let top = all
-                .chunks_exact(vocab)
-                .map(|row| {
-                    let probs = softmax(row);
-                    top_indices(row, k)
-                        .into_iter()
-                        .map(|(id, logit)| LensToken { id: id as u32, text: name(id as u32), prob: probs[id], logit })
-                        .collect()
-                })
-                .collect();
-            LensPoint { name: residual_point_name(point), top }
+    let positions = 0..trace.tokens.len();
+    (0..residual_points(config.n_layer))
+        .map(|point| {
+            let one = lens_point(config, weights, trace, point, positions.clone(), k, name, crate::pace::go_on);
+            crate::pace::at_once(one)
         })
-        .collect())
+        .collect()
+}
+
+/// The lens at one point of the residual stream (0: after the embeddings,
+/// then after each layer's attention and MLP) at `positions`, awaiting
+/// `pause` after each piece of the LM head (a row of a large vocabulary's
+/// head); [`InterveneError::Stopped`] when a pause says to stop.
+#[allow(clippy::too_many_arguments)]
+pub async fn lens_point(
+    config: &ModelConfig,
+    weights: &Weights,
+    trace: &Trace,
+    point: usize,
+    positions: Range<usize>,
+    k: usize,
+    name: &dyn Fn(u32) -> String,
+    mut pause: impl AsyncFnMut() -> ControlFlow<()>,
+) -> Result<LensPoint, InterveneError> {
+    check_trace(config, trace)?;
+    let t = trace.tokens.len();
+    if positions.start > positions.end || positions.end > t {
+        return Err(InterveneError::NoSuchPosition { position: positions.end.max(positions.start), tokens: t });
+    }
+    let stream = match point {
+        0 => &trace.embeddings,
+        p => {
+            let layer = trace.layers.get((p - 1) / 2).ok_or(InterveneError::TraceMismatch)?;
+            if p % 2 == 1 { &layer.resid_mid } else { &layer.resid_post }
+        }
+    };
+    let d = config.n_embd;
+    let rows = &stream.data[positions.start * d..positions.end * d];
+    let ln_f = norm(config, rows, &weights.ln_f_g, &weights.ln_f_b);
+    let all = logits_paced(config, weights, &ln_f, &mut pause).await.ok_or(InterveneError::Stopped)?;
+    let top = all
+        .chunks_exact(config.vocab_size)
+        .map(|row| {
+            let probs = softmax(row);
+            top_indices(row, k)
+                .into_iter()
+                .map(|(id, logit)| LensToken { id: id as u32, text: name(id as u32), prob: probs[id], logit })
+                .collect()
+        })
+        .collect();
+    Ok(LensPoint { name: residual_point_name(point), first: positions.start, top })
 }
 
 /// Each term's direct contribution to one token's logit at one position

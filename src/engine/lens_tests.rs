@@ -86,3 +86,37 @@ fn bad_positions_and_tokens_are_errors() {
     assert!(matches!(at(3, 0), Err(InterveneError::NoSuchPosition { position: 3, tokens: 3 })));
     assert!(matches!(at(0, 512), Err(InterveneError::Engine(EngineError::IdOutOfVocab { .. }))));
 }
+
+/// The page reads the lens a point at a time at the positions it shows,
+/// paced: the same rows as the whole lens, a pause per piece of the LM head,
+/// and a pause that says stop ends it.
+#[test]
+fn a_lens_point_at_some_positions_is_those_rows_of_the_whole_lens() {
+    let model = fixture("gpt2-tiny");
+    let (config, weights) = (&model.config, &model.weights);
+    let trace = ids_trace(&model, &ids(&model, 9));
+    let name = |id: u32| format!("<{id}>");
+    let whole = logit_lens(config, weights, &trace, 3, &name).unwrap();
+    assert!(whole.iter().all(|p| p.first == 0 && p.top.len() == 9));
+    for point in [0, 3, whole.len() - 1] {
+        let mut pauses = 0;
+        let count = async || {
+            pauses += 1;
+            ControlFlow::Continue(())
+        };
+        let some = crate::pace::at_once(lens_point(config, weights, &trace, point, 4..9, 3, &name, count)).unwrap();
+        assert!(pauses >= 1);
+        assert_eq!((some.name.as_str(), some.first, some.top.len()), (whole[point].name.as_str(), 4, 5));
+        for (got, want) in some.top.iter().zip(&whole[point].top[4..]) {
+            let ids = |row: &[LensToken]| row.iter().map(|t| (t.id, t.logit)).collect::<Vec<_>>();
+            assert_eq!(ids(got), ids(want), "point {point}");
+        }
+    }
+    let stop = async || ControlFlow::Break(());
+    let stopped = crate::pace::at_once(lens_point(config, weights, &trace, 1, 0..9, 3, &name, stop));
+    assert!(matches!(stopped, Err(InterveneError::Stopped)));
+    for bad in [(5..12), (0..10)] {
+        let r = crate::pace::at_once(lens_point(config, weights, &trace, 1, bad, 3, &name, crate::pace::go_on));
+        assert!(matches!(r, Err(InterveneError::NoSuchPosition { .. })));
+    }
+}

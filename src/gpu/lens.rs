@@ -8,6 +8,8 @@
 //! buffer of a bounded number of rows, and top_k.wgsl ranks each row there.
 //! Only `2 + 2k` numbers per point and position come back.
 
+use std::ops::Range;
+
 use super::kernels::{Kernel, MatmulFusion, MatmulParams, TopKParams, MAX_TOP_K};
 use super::readback::{begin_read, PendingRead};
 use super::{GpuContext, GpuError, GpuForward};
@@ -71,12 +73,12 @@ impl GpuForward {
         k: usize,
         name: &dyn Fn(u32) -> String,
     ) -> Result<Vec<LensPoint>, GpuError> {
-        self.begin_logit_lens(ctx, k)?.finish(ctx, name).await
+        self.begin_logit_lens(ctx, k, 0..self.tokens())?.finish(ctx, name).await
     }
 
-    /// Starts [`Self::logit_lens`]: dispatches it and requests the read, so
-    /// that the caller need not hold `self` across the wait.
-    pub fn begin_logit_lens(&self, ctx: &GpuContext, k: usize) -> Result<LensRead, GpuError> {
+    /// Starts [`Self::logit_lens`] at `positions` only: dispatches it and
+    /// requests the read, so that the caller need not hold `self` across the wait.
+    pub fn begin_logit_lens(&self, ctx: &GpuContext, k: usize, positions: Range<usize>) -> Result<LensRead, GpuError> {
         if k == 0 || k > MAX_TOP_K {
             return Err(GpuError::Unsupported(format!("a lens of top-{k} (1 ≤ k ≤ {MAX_TOP_K})")));
         }
@@ -85,21 +87,25 @@ impl GpuForward {
         if self.buffers().is_none() || t == 0 {
             return Err(GpuError::OutOfRange("the logit lens before any run".into()));
         }
+        if positions.start >= positions.end || positions.end > t {
+            return Err(GpuError::OutOfRange(format!("the lens at positions {positions:?} of {t}")));
+        }
+        let n = positions.len();
         let points = residual_points(c.n_layer);
         let limit = ctx.device.limits().max_storage_buffer_binding_size.min(LENS_SCRATCH_BYTES);
-        let rows_per_pass = ((limit / (v as u64 * 4)) as usize).clamp(1, t);
+        let rows_per_pass = ((limit / (v as u64 * 4)) as usize).clamp(1, n);
         let logits = scratch(ctx, "lens logits", rows_per_pass * v)?;
         let per_row = TopKParams::new(v, 0, k, 1.0).output_len();
         let ranked = scratch(ctx, "lens top-k", per_row)?;
-        let all = scratch(ctx, "lens top-k (all)", points * t * per_row)?;
+        let all = scratch(ctx, "lens top-k (all)", points * n * per_row)?;
         let unused = Unused::new(ctx)?;
         let llama = c.architecture.is_llama_family();
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("lens") });
         for point in 0..points {
             let (stage, layer) = self.residual_point(point);
             let input = self.buffer(stage, layer)?;
-            for r0 in (0..t).step_by(rows_per_pass) {
-                let m = rows_per_pass.min(t - r0);
+            for r0 in positions.clone().step_by(rows_per_pass) {
+                let m = rows_per_pass.min(positions.end - r0);
                 for chunk in self.weights().head() {
                     let fusion = MatmulFusion {
                         layernorm: Some(eps),
@@ -124,13 +130,14 @@ impl GpuForward {
                 for i in 0..m {
                     let params = TopKParams::new(v, i, k, 1.0);
                     self.kernels().dispatch(ctx, &mut enc, Kernel::TopK, &params, &[&logits, &ranked], [1, 1, 1])?;
-                    let at = ((point * t + r0 + i) * per_row * 4) as u64;
+                    let at = ((point * n + r0 - positions.start + i) * per_row * 4) as u64;
                     enc.copy_buffer_to_buffer(&ranked, 0, &all, at, (per_row * 4) as u64);
                 }
             }
         }
         ctx.queue.submit([enc.finish()]);
-        Ok(LensRead { read: begin_read(ctx, &all, 0, points * t * per_row)?, points, tokens: t, per_row })
+        let read = begin_read(ctx, &all, 0, points * n * per_row)?;
+        Ok(LensRead { read, points, first: positions.start, tokens: n, per_row })
     }
 }
 
@@ -138,6 +145,8 @@ impl GpuForward {
 pub struct LensRead {
     read: PendingRead,
     points: usize,
+    /// The first position read, and how many.
+    first: usize,
     tokens: usize,
     per_row: usize,
 }
@@ -160,6 +169,7 @@ impl LensRead {
             .enumerate()
             .map(|(point, rows)| LensPoint {
                 name: residual_point_name(point),
+                first: self.first,
                 top: rows.chunks_exact(self.per_row).map(|row| lens_row(row, name)).collect(),
             })
             .collect())

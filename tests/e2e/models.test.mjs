@@ -382,8 +382,7 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     console.log(`SmolLM2 on the CPU, long tasks while typing and generating (ms): ${JSON.stringify(longTasks)}; steps shown: ${stepsSeen.join(', ')}`);
     assert.ok(stepsSeen.length > 0, 'the runs went in steps, giving the thread back between them');
     assert.deepEqual(longTasks, [], 'no main-thread task over 50 ms');
-    // Ablating a layer-0 head (by the link, so the page stays where it is: the lens on screen
-    // would compute 61 points × the vocabulary in one task) re-runs every layer. At once that is
+    // Ablating a layer-0 head (by the link, so the page stays where it is) re-runs every layer. At once that is
     // one task of about 7 rows × 270 MFLOP; a layer (and a piece of the LM head) at a time, slices
     // of ~20 ms. Bounded at 150 ms, so a stray task on a busy machine is not taken for a whole re-run.
     await page.evaluate(() => { location.hash = `${location.hash}&ablate=0.0`; });
@@ -392,6 +391,24 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     const ablating = await page.evaluate(() => window.longTasks.splice(0));
     console.log(`SmolLM2 on the CPU, long tasks while an ablation is applied (ms): ${JSON.stringify(ablating)}`);
     assert.ok(Math.max(0, ...ablating) < 150, `the ablation is applied in slices: ${JSON.stringify(ablating)}`);
+    // The logit lens on screen: read a point at a time at the last few positions (at once, the
+    // whole text's lens was one task of seconds), its progress shown; its last point's top
+    // token is the model's own most likely next token.
+    await page.locator('.lens-panel').scrollIntoViewIfNeeded();
+    await page.locator('[data-testid=lens-progress]').waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid=lens-table]').waitFor({ timeout: 120_000 });
+    const lensHint = await page.locator('[data-testid=lens-positions]').innerText();
+    assert.match(lensHint, /^The last 4 of \d+ positions: on the CPU/);
+    const lastCell = page.locator('[data-testid=lens-table] tbody tr').last().locator('.lens-cell').last();
+    assert.equal(Number(await lastCell.getAttribute('data-id')), (await state(page)).next[0].id);
+    // The sweep: each head re-runs the model from its layer (layer 0: every layer), a layer a task.
+    await page.locator('.ablation-panel').scrollIntoViewIfNeeded();
+    await page.locator('.sweep-button').click();
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=sweep-status]')?.dataset.done) >= 2,
+      null, { timeout: 120_000 });
+    const reading = await page.evaluate(() => window.longTasks.splice(0));
+    console.log(`SmolLM2 on the CPU, long tasks while the lens and two heads of the sweep are read (ms): ${JSON.stringify(reading)}`);
+    assert.ok(Math.max(0, ...reading) < 150, `the lens and the sweep run in slices: ${JSON.stringify(reading)}`);
     assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), []);
   } finally {
     await browser.close();

@@ -3,6 +3,7 @@
 //! rasterised onto 2D canvases by `render::raster`, and reads straight from
 //! the trace.
 
+use std::ops::ControlFlow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -99,19 +100,20 @@ impl CpuBackend {
         req: &InterventionRequest,
         show: bool,
     ) -> Result<InterventionOutcome, BackendError> {
-        let applied = crate::pace::at_once(self.apply_paced(model, req, show, async || {}, || true));
+        let applied = crate::pace::at_once(self.apply_paced(model, req, show, crate::pace::go_on, || true));
         applied?.ok_or(BackendError::Superseded)
     }
 
-    /// [`Self::apply`] a layer at a time, awaiting `pause` between layers;
-    /// `None` (and nothing shown) when, at the end, a newer run replaced
-    /// the clean one or `current()` says a newer intervention was asked for.
+    /// [`Self::apply`] a layer at a time, awaiting `pause` between layers
+    /// (superseded when a pause says to stop); `None` (and nothing shown)
+    /// when, at the end, a newer run replaced the clean one or `current()`
+    /// says a newer intervention was asked for.
     pub async fn apply_paced(
         &self,
         model: &Model,
         req: &InterventionRequest,
         show: bool,
-        pause: impl AsyncFnMut(),
+        pause: impl AsyncFnMut() -> ControlFlow<()>,
         current: impl Fn() -> bool,
     ) -> Result<Option<InterventionOutcome>, BackendError> {
         *self.intervened.borrow_mut() = None;

@@ -5,6 +5,8 @@
 //! or position. Equal to the CPU engine's within 1e-4 (tests/gpu_head_finder.rs,
 //! tests/gpu_lens.rs, tests/wasm_gpu_heads.rs).
 
+use std::ops::Range;
+
 use super::gpu::GpuBackend;
 use super::questions::{FinderQuery, Scoring};
 use super::BackendError;
@@ -28,9 +30,14 @@ impl GpuBackend {
         }
     }
 
-    /// The logit lens, `k` tokens per position.
-    pub async fn logit_lens(&self, model: &Model, k: usize) -> Result<Vec<LensPoint>, BackendError> {
-        let read = self.forward()?.begin_logit_lens(&self.ctx, k)?;
+    /// The logit lens, `k` tokens per position at `positions`.
+    pub async fn logit_lens(
+        &self,
+        model: &Model,
+        k: usize,
+        positions: Range<usize>,
+    ) -> Result<Vec<LensPoint>, BackendError> {
+        let read = self.forward()?.begin_logit_lens(&self.ctx, k, positions)?;
         let name = |id: u32| model.tokenizer.decode(&[id]);
         Ok(read.finish(&self.ctx, &name).await?)
     }

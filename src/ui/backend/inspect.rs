@@ -9,11 +9,17 @@ use std::rc::Rc;
 use leptos::prelude::*;
 
 use super::questions::{self, FinderQuery, InterventionRequest, PromptDiff, SweepCell};
-use super::{Backend, BackendError, Engine, Host};
+use super::{Backend, BackendError, Engine, GpuBackend, Host};
 use crate::engine::intervene::{self, Replacement};
 use crate::engine::lens::{DirectContributions, LensPoint};
+use crate::engine::residual::residual_points;
 use crate::ui::state::{PageState, View};
 use crate::ui::web::dom::Pacer;
+
+/// Multiply-adds a lens on the CPU may take (about a second of this
+/// machine's wasm): 4 positions of SmolLM2, 8 of GPT-2 small, 24 of the
+/// default model.
+const LENS_BUDGET_MACS: u64 = 1 << 33;
 
 impl Backend {
     /// Every head's score for the finder's template, layer by layer
@@ -25,11 +31,57 @@ impl Backend {
             .await
     }
 
-    /// The logit lens after the embeddings and each sublayer, `k` tokens per position.
-    pub async fn logit_lens(self, k: usize) -> Result<Vec<LensPoint>, BackendError> {
+    /// How many of the last positions the lens should read of the `wanted`:
+    /// all of them, except on the CPU where a lens of that many would pass
+    /// [`LENS_BUDGET_MACS`] (on SmolLM2, 61 points × 49,152 × 576 per position).
+    pub fn lens_positions(self, wanted: usize) -> usize {
+        let Some(host) = self.host() else { return wanted };
+        if matches!(&*host.engine(), Engine::Gpu(_)) {
+            return wanted;
+        }
+        let c = &host.model.config;
+        let per_position = (residual_points(c.n_layer) * c.vocab_size) as u64 * c.n_embd as u64;
+        let affordable = usize::try_from(LENS_BUDGET_MACS / per_position.max(1)).unwrap_or(usize::MAX);
+        wanted.min(affordable).max(1)
+    }
+
+    /// The logit lens after the embeddings and each sublayer, `k` tokens per
+    /// position at the last `last` positions. A large model on the CPU reads
+    /// it a point at a time, giving the thread back between pieces of the LM
+    /// head, calling `progress(points done, points)` before each point, and
+    /// stops (superseded) once `wanted()` turns false.
+    pub async fn logit_lens(
+        self,
+        k: usize,
+        last: usize,
+        wanted: impl Fn() -> bool,
+        progress: impl Fn(usize, usize),
+    ) -> Result<Vec<LensPoint>, BackendError> {
         let host = self.ready()?;
         let model = &host.model;
-        self.ask(async |g| g.logit_lens(model, k).await, |c| questions::logit_lens(model, &*c.trace()?, k)).await
+        let t = host.shown();
+        let positions = t.saturating_sub(last)..t;
+        let engine = host.engine();
+        let lens = match &*engine {
+            Engine::Cpu(c) if super::runs_in_steps(&model.config, t) => {
+                let trace = c.trace()?;
+                let points = residual_points(model.config.n_layer);
+                let mut pacer = Pacer::new();
+                let mut lens = Vec::with_capacity(points);
+                for point in 0..points {
+                    progress(point, points);
+                    let pause = async || pacer.pause_while(&wanted).await;
+                    lens.push(questions::lens_point(model, &trace, point, positions.clone(), k, pause).await?);
+                }
+                progress(points, points);
+                Ok(lens)
+            }
+            _ => {
+                let read = async |g: &GpuBackend| g.logit_lens(model, k, positions.clone()).await;
+                return self.ask(read, |c| questions::logit_lens(model, &*c.trace()?, k, positions.clone())).await;
+            }
+        };
+        host.unless_replaced(&engine, lens)
     }
 
     /// Each term's direct contribution to `token`'s logit after the last position.
@@ -87,7 +139,8 @@ impl Backend {
                     let Engine::Cpu(c) = &*engine else { return };
                     let mut pacer = Pacer::new();
                     let current = || self.applied.try_get_value() == Some(tag);
-                    let applied = c.apply_paced(&host.model, &req, show, async || pacer.pause().await, current).await;
+                    let pause = async || pacer.pause_while(current).await;
+                    let applied = c.apply_paced(&host.model, &req, show, pause, current).await;
                     if self.applying.try_get_value() == Some(Some(tag)) {
                         self.applying.try_set_value(None);
                     }
@@ -146,6 +199,19 @@ impl Backend {
         let host = self.ready()?;
         let model = &host.model;
         let source = source.as_deref();
+        let engine = host.engine();
+        match &*engine {
+            Engine::Cpu(c) if super::runs_in_steps(&model.config, host.shown()) => {
+                // A large model: a layer at a time, stopped if a new run replaces the clean one.
+                let clean = c.clean()?;
+                let same = || c.clean().is_ok_and(|now| Rc::ptr_eq(&now, &clean));
+                let mut pacer = Pacer::new();
+                let pause = async || pacer.pause_while(same).await;
+                let cell = questions::sweep_head_paced(model, &clean, (layer, head), mode, source, token, pause).await;
+                return host.unless_replaced(&engine, cell.map(|c| vec![c]));
+            }
+            _ => {}
+        }
         self.ask(
             async |g| {
                 let cells = g.sweep_layer(model, layer, mode, source, token).await?;

@@ -709,15 +709,17 @@ impl Host {
     }
 }
 
-/// Rows of the LM head per step of a run in steps computing `n` new rows:
-/// about one block's work (the cost model's per-row FLOPs of a block against
-/// the head's).
 /// Whether the CPU runs a text of `t` tokens in steps: when one new row
 /// costs over [`STEPPED_ROW_FLOPS`] (the cost model's KV-cache step).
+/// Every long question on such a model (an ablation, the lens, a sweep) is
+/// paced too.
 fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
     step_cost(c, t).total_flops() as f64 > STEPPED_ROW_FLOPS
 }
 
+/// Rows of the LM head per step of a run in steps computing `n` new rows:
+/// about one block's work (the cost model's per-row FLOPs of a block against
+/// the head's).
 fn head_rows_per_step(c: &ModelConfig, n: usize) -> usize {
     let row = step_cost(c, 1);
     let block = row.linear_flops() / c.n_layer.max(1) as u64;

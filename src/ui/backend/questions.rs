@@ -6,14 +6,17 @@
 //! them of its own trace; the GPU backend computes with its kernels
 //! (`gpu_heads`, `gpu_intervene`) and shares the rest. Plain functions.
 
+use std::ops::{ControlFlow, Range};
+
 use serde::Serialize;
 
 use super::BackendError;
 use crate::engine::head_finder::{painted_scores, template_scores, PaintedPattern};
-use crate::engine::intervene::{self, Intervention, Replacement};
+use crate::engine::intervene::{self, InterveneError, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
+use crate::engine::residual::residual_points;
 use crate::engine::stepwise::TraceRun;
-use crate::engine::{forward_cpu, sampling, Matrix, Trace};
+use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
 use crate::inspect::{PaintGrid, Template};
 use crate::model::{Model, Token};
 use crate::ui::state::View;
@@ -70,6 +73,14 @@ fn input(e: impl std::fmt::Display) -> BackendError {
     BackendError::Input(e.to_string())
 }
 
+/// An engine question's error: a paced one stopped by its pause was superseded.
+fn asked(e: InterveneError) -> BackendError {
+    match e {
+        InterveneError::Stopped => BackendError::Superseded,
+        e => input(e),
+    }
+}
+
 /// Every head's score, layer by layer (`layer · n_head + head`).
 pub fn head_scores(trace: &Trace, query: &FinderQuery) -> Vec<Option<f64>> {
     match query.scoring() {
@@ -99,10 +110,30 @@ impl FinderQuery {
     }
 }
 
-/// The logit lens, `k` tokens per position.
-pub fn logit_lens(model: &Model, trace: &Trace, k: usize) -> Result<Vec<LensPoint>, BackendError> {
+/// The logit lens at every point of the stream, `k` tokens per position at `positions`.
+pub fn logit_lens(
+    model: &Model,
+    trace: &Trace,
+    k: usize,
+    positions: Range<usize>,
+) -> Result<Vec<LensPoint>, BackendError> {
+    (0..residual_points(model.config.n_layer))
+        .map(|point| crate::pace::at_once(lens_point(model, trace, point, positions.clone(), k, crate::pace::go_on)))
+        .collect()
+}
+
+/// The logit lens at one point of the stream, awaiting `pause` after each
+/// piece of the LM head.
+pub async fn lens_point(
+    model: &Model,
+    trace: &Trace,
+    point: usize,
+    positions: Range<usize>,
+    k: usize,
+    pause: impl AsyncFnMut() -> ControlFlow<()>,
+) -> Result<LensPoint, BackendError> {
     let name = |id: u32| model.tokenizer.decode(&[id]);
-    lens::logit_lens(&model.config, &model.weights, trace, k, &name).map_err(input)
+    lens::lens_point(&model.config, &model.weights, trace, point, positions, k, &name, pause).await.map_err(asked)
 }
 
 /// Each head's and MLP's direct contribution to `token`'s logit after the last position.
@@ -195,35 +226,46 @@ pub fn intervene(
     clean: &Trace,
     req: &InterventionRequest,
 ) -> Result<(InterventionOutcome, Trace), BackendError> {
-    crate::pace::at_once(intervene_paced(model, clean, req, async || {}))
+    crate::pace::at_once(intervene_paced(model, clean, req, crate::pace::go_on))
 }
 
 /// [`intervene`] a layer (and the patch source's run a block) at a time,
-/// awaiting `pause` between them.
+/// awaiting `pause` between them; superseded when a pause says to stop.
 pub async fn intervene_paced(
     model: &Model,
     clean: &Trace,
     req: &InterventionRequest,
-    mut pause: impl AsyncFnMut(),
+    mut pause: impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Result<(InterventionOutcome, Trace), BackendError> {
     let (config, weights) = (&model.config, &model.weights);
     let ivs = interventions(model, req)?;
     let source = match patch_source(model, req, clean.tokens.len())? {
-        Some(tokens) => {
-            let mut run = TraceRun::new(config, weights, None, tokens, clean.mask)?;
-            while !run.is_done() {
-                run.step();
-                pause().await;
-            }
-            Some(run.finish())
-        }
+        Some(tokens) => Some(run_paced(model, tokens, clean.mask, &mut pause).await?),
         None => None,
     };
     let run =
-        intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, &mut pause).await.map_err(input)?;
+        intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, &mut pause).await.map_err(asked)?;
     let last = clean.tokens.len().checked_sub(1).ok_or(BackendError::NotReady("nothing has run yet"))?;
     let cost = RerunCost { first_layer: run.first_layer, flops: run.flops, full_flops: run.full_flops };
     Ok((outcome(model, req, clean.logits.row(last), run.trace.logits.row(last), cost)?, run.trace))
+}
+
+/// A forward of `tokens` a block at a time, awaiting `pause` after each
+/// step; superseded when a pause says to stop.
+async fn run_paced(
+    model: &Model,
+    tokens: Vec<Token>,
+    mask: Mask,
+    pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
+) -> Result<Trace, BackendError> {
+    let mut run = TraceRun::new(&model.config, &model.weights, None, tokens, mask)?;
+    while !run.is_done() {
+        run.step();
+        if pause().await.is_break() {
+            return Err(BackendError::Superseded);
+        }
+    }
+    Ok(run.finish())
 }
 
 /// One head of a sweep: `(layer, head)` replaced by `mode` alone.
@@ -235,15 +277,31 @@ pub fn sweep_head(
     source: Option<&str>,
     token: u32,
 ) -> Result<SweepCell, BackendError> {
+    crate::pace::at_once(sweep_head_paced(model, clean, head, mode, source, token, crate::pace::go_on))
+}
+
+/// [`sweep_head`] a layer (and the patch source's run a block) at a time,
+/// awaiting `pause` between them; superseded when a pause says to stop.
+pub async fn sweep_head_paced(
+    model: &Model,
+    clean: &Trace,
+    head: (usize, usize),
+    mode: Replacement,
+    source: Option<&str>,
+    token: u32,
+    mut pause: impl AsyncFnMut() -> ControlFlow<()>,
+) -> Result<SweepCell, BackendError> {
     let (config, weights) = (&model.config, &model.weights);
     intervene::check_head(config, head.0, head.1).map_err(input)?;
     let req = InterventionRequest { heads: vec![head], mode, source: source.map(str::to_owned), token: Some(token) };
     let source = match patch_source(model, &req, clean.tokens.len())? {
-        Some(tokens) => Some(forward_cpu(config, weights, tokens, clean.mask)?),
+        Some(tokens) => Some(run_paced(model, tokens, clean.mask, &mut pause).await?),
         None => None,
     };
     let iv = [Intervention { layer: head.0, head: head.1, kind: mode }];
-    let row = intervene::last_row_logits(config, weights, clean, source.as_ref(), &iv).map_err(input)?;
+    let row = intervene::last_row_logits_paced(config, weights, clean, source.as_ref(), &iv, &mut pause)
+        .await
+        .map_err(asked)?;
     let clean_row = clean.logits.row(clean.tokens.len() - 1);
     let (Some(after), Some(before)) = (row.get(token as usize), clean_row.get(token as usize)) else {
         return Err(input(format!("token {token} is not in the vocabulary")));

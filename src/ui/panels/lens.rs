@@ -28,6 +28,19 @@ pub fn signed_colour(v: f32, span: f32) -> String {
     format!("#{:02x}{:02x}{:02x}", b(c[0]), b(c[1]), b(c[2]))
 }
 
+/// What the lens table shows: `n` of the `t` positions, fewer than the
+/// table holds when the CPU could not afford more (`capped`).
+fn positions_hint(n: usize, t: usize, capped: bool) -> String {
+    match (n < t, capped) {
+        (false, _) => format!("{t} positions."),
+        (true, false) => format!("The last {n} of {t} positions."),
+        (true, true) => format!(
+            "The last {n} of {t} positions: on the CPU, each position of this model's lens is every point of \
+             the stream through the whole unembedding, so the page reads only the last few."
+        ),
+    }
+}
+
 #[component]
 pub fn LensPanel() -> impl IntoView {
     let state = PageState::from_context();
@@ -36,6 +49,8 @@ pub fn LensPanel() -> impl IntoView {
     let panel = NodeRef::<leptos::html::Section>::new();
     let on_view = on_screen(panel);
     let lens = RwSignal::new(None::<Vec<LensPoint>>);
+    // A lens read in slices (a large model on the CPU): points done, of how many.
+    let progress = RwSignal::new(None::<(usize, usize)>);
     let contributions = RwSignal::new(None::<DirectContributions>);
     let error = RwSignal::new(None::<String>);
     // The focused or hovered cell of the lens table: (point, position).
@@ -51,7 +66,11 @@ pub fn LensPanel() -> impl IntoView {
             return;
         }
         let key = move || (outputs.runs.get(), h.chosen.get());
-        spawn_latest("logit lens", key, backend.logit_lens(LENS_K), move |points| lens.set(Some(points)));
+        let started = untrack(key);
+        let wanted = move || untrack(key) == started;
+        let shown = move |done: usize, of: usize| progress.set((done < of).then_some((done, of)));
+        let read = backend.logit_lens(LENS_K, backend.lens_positions(LENS_POSITIONS), wanted, shown);
+        spawn_latest("logit lens", key, read, move |points| lens.set(Some(points)));
         let work = async move {
             let token = match chosen {
                 Some(t) => t,
@@ -77,19 +96,20 @@ pub fn LensPanel() -> impl IntoView {
     let table = move || {
         let points = lens.get()?;
         let tokens = tokens.get();
-        let t = points.first().map_or(0, |p| p.top.len());
-        let from = t.saturating_sub(LENS_POSITIONS);
-        let head = (from..t)
+        let (from, n) = points.first().map_or((0, 0), |p| (p.first, p.top.len()));
+        let t = tokens.len().max(from + n);
+        let head = (from..from + n)
             .map(|j| view! { <th scope="col">{tokens.get(j).map_or(String::new(), |tk| visible(&tk.text))}</th> })
             .collect_view();
         let rows = points
             .iter()
             .enumerate()
             .map(|(p, point)| {
-                let cells = (from..t)
+                let cells = (from..from + n)
                     .map(|j| {
-                        let top = &point.top[j];
-                        let (text, prob) = top.first().map_or((String::new(), 0.0), |x| (visible(&x.text), x.prob));
+                        let top = &point.top[j - from];
+                        let (text, prob, id) =
+                            top.first().map_or((String::new(), 0.0, None), |x| (visible(&x.text), x.prob, Some(x.id)));
                         let all = top
                             .iter()
                             .map(|x| format!("{} {:.1}%", visible(&x.text), 100.0 * x.prob))
@@ -98,7 +118,7 @@ pub fn LensPanel() -> impl IntoView {
                         let label = format!("{} at position {j}: {all}", point.name);
                         view! {
                             <td class="lens-cell" tabindex="0" title=all.clone() aria-label=label
-                                data-point=p data-pos=j data-prob=prob
+                                data-point=p data-pos=j data-prob=prob data-id=id
                                 style:background=format!("color-mix(in srgb, var(--accent) {:.0}%, transparent)", 60.0 * prob)
                                 on:focus=move |_| detail.set(Some((p, j)))
                                 on:mouseenter=move |_| detail.set(Some((p, j)))>
@@ -112,7 +132,7 @@ pub fn LensPanel() -> impl IntoView {
             })
             .collect_view();
         Some(view! {
-            <p class="hint">{if from > 0 { format!("The last {LENS_POSITIONS} of {t} positions.") } else { format!("{t} positions.") }}</p>
+            <p class="hint" data-testid="lens-positions">{positions_hint(n, t, n < LENS_POSITIONS.min(t))}</p>
             <div class="lens-scroll scroll-x" role="region" aria-label="Logit lens: the top token after each sublayer at each position">
                 <table class="lens-table" data-testid="lens-table">
                     <thead><tr><th scope="col">"after"</th>{head}</tr></thead>
@@ -125,7 +145,7 @@ pub fn LensPanel() -> impl IntoView {
         let (p, j) = detail.get()?;
         lens.with(|l| {
             let point = l.as_ref()?.get(p)?;
-            let top = point.top.get(j)?;
+            let top = point.top.get(j.checked_sub(point.first)?)?;
             let list = top
                 .iter()
                 .map(|x| format!("{} {:.1}%", visible(&x.text), 100.0 * x.prob))
@@ -210,6 +230,12 @@ pub fn LensPanel() -> impl IntoView {
             <h2 class="panel-heading nav-target" tabindex="-1">"Logit lens"</h2>
             <p class="formula">"The residual stream after the embeddings and after each sublayer, put through the final \
                 norm and the unembedding as if the model stopped there: its most likely token at each position."</p>
+            {move || progress.get().map(|(done, of)| view! {
+                <p class="hint lens-progress" data-testid="lens-progress" role="status">
+                    {format!("Reading the lens through the unembedding: {done} of {of} points…")}
+                    <progress max=of value=done></progress>
+                </p>
+            })}
             {table}
             <p class="hint lens-detail" aria-live="polite">{move || detail_line().unwrap_or_else(|| "Hover or focus a cell for its top 5.".to_owned())}</p>
             <h3>"Direct contributions"</h3>

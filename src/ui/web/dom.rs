@@ -1,5 +1,7 @@
 //! Small DOM helpers shared by the page and its panels.
 
+use std::ops::ControlFlow;
+
 use wasm_bindgen::JsCast;
 
 /// The canvas a mouse event was dispatched to: each map has a WebGPU and a 2D
@@ -63,6 +65,13 @@ impl Pacer {
             self.since = now_ms();
             self.last = self.since;
         }
+    }
+
+    /// [`Self::pause`], then whether the work should go on: stop once
+    /// `wanted()` says a newer run or request made its result unwanted.
+    pub async fn pause_while(&mut self, wanted: impl Fn() -> bool) -> ControlFlow<()> {
+        self.pause().await;
+        if wanted() { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
     }
 }
 
