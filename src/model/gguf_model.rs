@@ -443,7 +443,7 @@ mod tests {
     }
 
     /// Read in paces (as the page reads a downloaded model): a pause after
-    /// the tokenizer's document, after the tokenizer and after each block,
+    /// the tokenizer's document, after the tokenizer and after each block's large matrices,
     /// and the same model as at once.
     #[test]
     fn a_paced_read_pauses_between_blocks_and_gives_the_same_model() {
@@ -452,9 +452,9 @@ mod tests {
         let mut pauses = 0;
         let paced =
             crate::pace::at_once(Model::from_gguf_paced("llama-tiny.gguf", &file, async || pauses += 1)).unwrap();
-        // The tokenizer's document, the tokenizer, each block, the LM head if untied and the
-        // token table (one piece each here).
-        assert_eq!(pauses, config.n_layer + 3 + usize::from(!config.tie_word_embeddings));
+        // The tokenizer's document, the tokenizer, each block's Q; K and V; out; gate; up;
+        // down, the LM head if untied and the token table (one piece each here).
+        assert_eq!(pauses, 2 + 6 * config.n_layer + 1 + usize::from(!config.tie_word_embeddings));
         assert_eq!(paced.config, whole.config);
         assert_eq!(logits(&paced.config, &paced.weights), logits(&whole.config, &whole.weights));
         assert_eq!(paced.weights.blocks.len(), config.n_layer);

@@ -307,10 +307,12 @@ impl Weights {
         Self::from_source_paced(&Reader { files }, config, pause).await
     }
 
-    /// The weights from any source of Hugging Face-named tensors, a block at
-    /// a time, awaiting `pause` after each (the page gives the thread back
-    /// there, so that reading a large model leaves no long task; elsewhere
-    /// `pause` returns at once and [`at_once`] takes the value).
+    /// The weights from any source of Hugging Face-named tensors, awaiting
+    /// `pause` after each large matrix of a block and each piece of a table
+    /// (the page gives the thread back there, so that reading a large model
+    /// leaves no long task: a whole block of SmolLM2 is ~80 ms of widening
+    /// in wasm; elsewhere `pause` returns at once and [`at_once`] takes the
+    /// value).
     pub(crate) async fn from_source_paced(
         source: &impl TensorSource,
         config: &ModelConfig,
@@ -321,8 +323,11 @@ impl Weights {
         let r = Prefixed { source, prefix };
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
-            blocks.push(if llama_family { llama_block(&r, config, i)? } else { gpt2_block(&r, config, i)? });
-            pause().await;
+            blocks.push(if llama_family {
+                llama_block(&r, config, i, &mut pause).await?
+            } else {
+                gpt2_block(&r, config, i, &mut pause).await?
+            });
         }
         if llama_family {
             llama_rest(&r, config, blocks, &mut pause).await
@@ -346,26 +351,35 @@ fn gpt2_prefix(source: &impl TensorSource) -> &'static str {
     }
 }
 
-/// Block `i` of a GPT-2 checkpoint.
-fn gpt2_block<S: TensorSource>(
+/// Block `i` of a GPT-2 checkpoint, a pause after each weight matrix.
+async fn gpt2_block<S: TensorSource>(
     r: &Prefixed<'_, S>,
     config: &ModelConfig,
     i: usize,
+    pause: &mut impl AsyncFnMut(),
 ) -> Result<BlockWeights, ModelError> {
     let (d, m) = (config.n_embd, config.n_inner);
     let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
+    let attn_qkv_w = t("attn.c_attn.weight", &[d, 3 * d])?;
+    pause().await;
+    let attn_proj_w = t("attn.c_proj.weight", &[d, d])?;
+    pause().await;
+    let mlp_fc_w = t("mlp.c_fc.weight", &[d, m])?;
+    pause().await;
+    let mlp_proj_w = t("mlp.c_proj.weight", &[m, d])?;
+    pause().await;
     Ok(BlockWeights {
         ln_1_g: t("ln_1.weight", &[d])?,
         ln_1_b: t("ln_1.bias", &[d])?,
-        attn_qkv_w: t("attn.c_attn.weight", &[d, 3 * d])?,
+        attn_qkv_w,
         attn_qkv_b: t("attn.c_attn.bias", &[3 * d])?,
-        attn_proj_w: t("attn.c_proj.weight", &[d, d])?,
+        attn_proj_w,
         attn_proj_b: t("attn.c_proj.bias", &[d])?,
         ln_2_g: t("ln_2.weight", &[d])?,
         ln_2_b: t("ln_2.bias", &[d])?,
-        mlp_fc_w: t("mlp.c_fc.weight", &[d, m])?,
+        mlp_fc_w,
         mlp_fc_b: t("mlp.c_fc.bias", &[m])?,
-        mlp_proj_w: t("mlp.c_proj.weight", &[m, d])?,
+        mlp_proj_w,
         mlp_proj_b: t("mlp.c_proj.bias", &[d])?,
     })
 }
@@ -398,11 +412,12 @@ fn llama_prefix(source: &impl TensorSource) -> &'static str {
 }
 
 /// Block `i` of a Llama-family checkpoint: Linear weights `[out, in]`
-/// transposed and Q/K/V and gate/up fused.
-fn llama_block<S: TensorSource>(
+/// transposed and Q/K/V and gate/up fused; a pause after each large matrix.
+async fn llama_block<S: TensorSource>(
     r: &Prefixed<'_, S>,
     config: &ModelConfig,
     i: usize,
+    pause: &mut impl AsyncFnMut(),
 ) -> Result<BlockWeights, ModelError> {
     let (d, m) = (config.n_embd, config.n_inner);
     let (q_dim, kv_dim) = (config.q_dim(), config.kv_dim());
@@ -412,20 +427,32 @@ fn llama_block<S: TensorSource>(
     let attn_b = |p: &str, n: usize| bias(config.qkv_bias, &format!("self_attn.{p}_proj.bias"), n);
     let mlp = |p: &str, out: usize, inp: usize| t(&format!("mlp.{p}_proj.weight"), &[out, inp]);
     let mlp_b = |p: &str, n: usize| bias(config.mlp_bias, &format!("mlp.{p}_proj.bias"), n);
-    let qkv = Tensor::stack_rows(&[attn("q", q_dim)?, attn("k", kv_dim)?, attn("v", kv_dim)?]);
-    let gate_up = Tensor::stack_rows(&[mlp("gate", m, d)?, mlp("up", m, d)?]);
+    let q = attn("q", q_dim)?;
+    pause().await;
+    let (k, v) = (attn("k", kv_dim)?, attn("v", kv_dim)?);
+    pause().await;
+    let attn_qkv_w = Tensor::stack_rows(&[q, k, v]).transposed();
+    let attn_proj_w = t("self_attn.o_proj.weight", &[d, q_dim])?.transposed();
+    pause().await;
+    let gate = mlp("gate", m, d)?;
+    pause().await;
+    let up = mlp("up", m, d)?;
+    pause().await;
+    let mlp_fc_w = Tensor::stack_rows(&[gate, up]).transposed();
+    let mlp_proj_w = mlp("down", d, m)?.transposed();
+    pause().await;
     Ok(BlockWeights {
         ln_1_g: t("input_layernorm.weight", &[d])?,
         ln_1_b: Tensor::filled(&[d], 0.0),
-        attn_qkv_w: qkv.transposed(),
+        attn_qkv_w,
         attn_qkv_b: Tensor::stack_rows(&[attn_b("q", q_dim)?, attn_b("k", kv_dim)?, attn_b("v", kv_dim)?]),
-        attn_proj_w: t("self_attn.o_proj.weight", &[d, q_dim])?.transposed(),
+        attn_proj_w,
         attn_proj_b: bias(config.o_bias, "self_attn.o_proj.bias", d)?,
         ln_2_g: t("post_attention_layernorm.weight", &[d])?,
         ln_2_b: Tensor::filled(&[d], 0.0),
-        mlp_fc_w: gate_up.transposed(),
+        mlp_fc_w,
         mlp_fc_b: Tensor::stack_rows(&[mlp_b("gate", m)?, mlp_b("up", m)?]),
-        mlp_proj_w: mlp("down", d, m)?.transposed(),
+        mlp_proj_w,
         mlp_proj_b: mlp_b("down", d)?,
     })
 }
@@ -457,8 +484,8 @@ async fn llama_rest<S: TensorSource>(
 mod tests {
     use super::*;
 
-    /// Both families' fixtures read a block at a time: a pause after each
-    /// block, and the same tensors as read at once; a table of more than
+    /// Both families' fixtures read a matrix at a time: a pause after each
+    /// large matrix of a block, and the same tensors as read at once; a table of more than
     /// [`PACED_ELEMENTS`] values is widened in pieces.
     #[test]
     fn a_paced_read_pauses_after_each_block_and_gives_the_same_tensors() {
@@ -469,13 +496,16 @@ mod tests {
             let whole = Weights::from_safetensors(&bytes, &config).unwrap();
             let mut pauses = 0;
             let paced = at_once(Weights::from_shards_paced(&[&bytes], &config, async || pauses += 1)).unwrap();
-            // Each block, then the LM head if untied and the token table (one piece each at this size).
-            assert_eq!(pauses, config.n_layer + 1 + usize::from(!config.tie_word_embeddings), "{}", dir.display());
+            // Each large matrix of each block (GPT-2: QKV, out, fc, proj; Llama: Q; K and V; out;
+            // gate; up; down), then the LM head if untied and the token table (one piece each here).
+            let per_block = if config.architecture.is_llama_family() { 6 } else { 4 };
+            let want = config.n_layer * per_block + 1 + usize::from(!config.tie_word_embeddings);
+            assert_eq!(pauses, want, "{}", dir.display());
             assert_eq!((&paced.wte, &paced.wpe, &paced.ln_f_g), (&whole.wte, &whole.wpe, &whole.ln_f_g));
             for (a, b) in paced.blocks.iter().zip(&whole.blocks) {
                 assert_eq!(
-                    (&a.attn_qkv_w, &a.attn_qkv_b, &a.mlp_proj_w),
-                    (&b.attn_qkv_w, &b.attn_qkv_b, &b.mlp_proj_w)
+                    (&a.attn_qkv_w, &a.attn_qkv_b, &a.attn_proj_w, &a.mlp_fc_w, &a.mlp_proj_w),
+                    (&b.attn_qkv_w, &b.attn_qkv_b, &b.attn_proj_w, &b.mlp_fc_w, &b.mlp_proj_w)
                 );
             }
         }
