@@ -231,7 +231,11 @@ fn a_paced_intervention_pauses_per_rerun_layer_and_equals_the_run_at_once() {
     let mut pauses = 0;
     let stop_at_second = async || {
         pauses += 1;
-        if pauses == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if pauses == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     };
     let stopped = crate::pace::at_once(intervene_paced(config, weights, &clean, None, &ivs, stop_at_second));
     assert!(matches!(stopped, Err(InterveneError::Stopped)), "{stopped:?}");

@@ -100,7 +100,11 @@ pub async fn lens_point(
         0 => &trace.embeddings,
         p => {
             let layer = trace.layers.get((p - 1) / 2).ok_or(InterveneError::TraceMismatch)?;
-            if p % 2 == 1 { &layer.resid_mid } else { &layer.resid_post }
+            if p % 2 == 1 {
+                &layer.resid_mid
+            } else {
+                &layer.resid_post
+            }
         }
     };
     let d = config.n_embd;

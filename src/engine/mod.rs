@@ -24,4 +24,4 @@ mod trace;
 pub use forward::{attention_cpu, check_ids, forward_cpu, EngineError};
 pub use mask::Mask;
 pub use stage::{kv_sharers, AttentionStage};
-pub use trace::{AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};
+pub use trace::{most_traced_tokens, trace_bytes, AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::Mask;
-use crate::model::Token;
+use crate::model::{ModelConfig, Token};
 
 /// A dense row-major f32 matrix.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -126,4 +126,88 @@ pub struct Trace {
     pub ln_f: Matrix,
     /// Next-token logits at every position, T×vocab.
     pub logits: Matrix,
+}
+
+/// Bytes of a whole [`Trace`] of `t` tokens (every stage of every head
+/// kept, f32): what the CPU engine holds for one run. The four T×T matrices
+/// per head (raw, scaled and masked scores, weights) dominate a long text:
+/// 1.1 GB for SmolLM2 (270 heads) at T = 512.
+pub fn trace_bytes(config: &ModelConfig, t: usize) -> u64 {
+    let t = t as u64;
+    let (d, m, vocab, d_head) =
+        (config.n_embd as u64, config.n_inner as u64, config.vocab_size as u64, config.d_head() as u64);
+    let heads = (config.n_layer * config.n_head) as u64;
+    // q, k, v and the output, T×d_head each (and Q and K before RoPE).
+    let per_head_rows = if config.architecture.is_llama_family() { 6 } else { 4 };
+    let per_head = 4 * t * t + per_head_rows * t * d_head;
+    // ln_1, attn_out, resid_mid, ln_2, mlp_out, resid_post (T×d) and mlp_hidden (T×n_inner).
+    let per_layer = t * (6 * d + m);
+    let values = heads * per_head + config.n_layer as u64 * per_layer + 2 * t * d + t * vocab;
+    values.saturating_mul(4)
+}
+
+/// The most tokens (up to the context) whose [`trace_bytes`] fit in `budget`; 0 if not one.
+pub fn most_traced_tokens(config: &ModelConfig, budget: u64) -> usize {
+    let (mut lo, mut hi) = (0, config.n_positions);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if trace_bytes(config, mid) <= budget {
+            lo = mid
+        } else {
+            hi = mid - 1
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::engine::forward_cpu;
+    use crate::model::Model;
+
+    /// Every matrix of a real trace, counted: what `trace_bytes` estimates.
+    fn counted(trace: &Trace) -> u64 {
+        let m = |x: &Matrix| x.data.len() as u64;
+        let head = |h: &HeadTrace| {
+            [&h.q, &h.k, &h.v, &h.scores_raw, &h.scores_scaled, &h.scores_masked, &h.weights, &h.output]
+                .into_iter()
+                .map(m)
+                .sum::<u64>()
+                + h.q_pre_rope.as_ref().map_or(0, m)
+                + h.k_pre_rope.as_ref().map_or(0, m)
+        };
+        let layer = |l: &LayerTrace| {
+            m(&l.attention.ln_1)
+                + l.heads().iter().map(head).sum::<u64>()
+                + [&l.attn_out, &l.resid_mid, &l.ln_2, &l.mlp_hidden, &l.mlp_out, &l.resid_post]
+                    .into_iter()
+                    .map(m)
+                    .sum::<u64>()
+        };
+        4 * (m(&trace.embeddings) + m(&trace.ln_f) + m(&trace.logits) + trace.layers.iter().map(layer).sum::<u64>())
+    }
+
+    #[test]
+    fn trace_bytes_counts_every_matrix_of_a_trace() {
+        for dir in ["gpt2-tiny", "llama-tiny", "llama-tiny-mha"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+            let model = Model::load_dir_tokenizer_optional(&path).unwrap().0;
+            let config = &model.config;
+            for t in [1, 5, 13] {
+                let tokens = (0..t as u32)
+                    .map(|i| Token { id: i * 7 % config.vocab_size as u32, text: String::new(), start: 0, end: 0 })
+                    .collect();
+                let trace = forward_cpu(config, &model.weights, tokens, Mask::Causal).unwrap();
+                assert_eq!(trace_bytes(config, t), counted(&trace), "{dir} T={t}");
+            }
+            // The most tokens within a budget: that many fit, one more does not.
+            let budget = trace_bytes(config, 9) + 1;
+            assert_eq!(most_traced_tokens(config, budget), 9, "{dir}");
+            assert_eq!(most_traced_tokens(config, 0), 0);
+            assert_eq!(most_traced_tokens(config, u64::MAX), config.n_positions);
+        }
+    }
 }

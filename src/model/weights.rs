@@ -340,6 +340,34 @@ impl Weights {
     pub fn head(&self) -> &Tensor {
         self.lm_head.as_ref().unwrap_or(&self.wte)
     }
+
+    /// Bytes the weights take in memory (f32).
+    pub fn bytes(&self) -> u64 {
+        let block = |b: &BlockWeights| {
+            [
+                &b.ln_1_g,
+                &b.ln_1_b,
+                &b.attn_qkv_w,
+                &b.attn_qkv_b,
+                &b.attn_proj_w,
+                &b.attn_proj_b,
+                &b.ln_2_g,
+                &b.ln_2_b,
+                &b.mlp_fc_w,
+                &b.mlp_fc_b,
+                &b.mlp_proj_w,
+                &b.mlp_proj_b,
+            ]
+            .iter()
+            .map(|t| t.data.len())
+            .sum::<usize>()
+        };
+        let tables =
+            [Some(&self.wte), self.wpe.as_ref(), self.lm_head.as_ref(), Some(&self.ln_f_g), Some(&self.ln_f_b)];
+        let values =
+            tables.iter().flatten().map(|t| t.data.len()).sum::<usize>() + self.blocks.iter().map(block).sum::<usize>();
+        values as u64 * 4
+    }
 }
 
 /// A GPT-2 checkpoint's prefix (`transformer.` or none).

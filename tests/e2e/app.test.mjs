@@ -97,6 +97,39 @@ test('typing shows GPU attention weights equal to the CPU reference', { timeout:
   }
 });
 
+test('on the CPU, text past what the page can keep every stage of: a clear message and the first tokens it can keep, never an abort', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, errors } = await openApp(browser, `${server.url}?backend=cpu`);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    const text = 'word '.repeat(60);
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction(() => window.attnscope.state().tokens.length > 50, null, { timeout: 30_000 });
+    const state = () => page.evaluate(() => window.attnscope.state());
+    const all = (await state()).tokens.length;
+    assert.equal((await state()).inputError, null, 'the default model keeps its whole context on the CPU');
+    // WebAssembly memory lowered (the test hook) to the margin, the weights (3.75 MB in f32) and
+    // four traces of about 29 tokens.
+    await page.evaluate(() => window.attnscope.setLimits({ wasmMemory: 256 * 2 ** 20 + 8_000_000 }));
+    await page.locator('#text-input').fill(`${text}more`);
+    await page.waitForFunction(() => window.attnscope.state().inputError !== null, null, { timeout: 30_000 });
+    const s = await state();
+    const m = /On the CPU the page keeps every stage of every head of a run in memory, and for this model that fits for at most (\d+) tokens \(.+ each run\): it runs the first \1\./.exec(s.inputError);
+    assert.ok(m, s.inputError);
+    const kept = Number(m[1]);
+    assert.ok(kept > 0 && kept < all, `${kept} of ${all} tokens`);
+    assert.equal(s.tokens.length, kept, 'the tokens the page runs');
+    assert.match(await page.locator('[data-testid=token-count]').innerText(), new RegExp(`^${kept} of \\d+ tokens`));
+    // The limits back: the whole text again, and no message.
+    await page.evaluate(() => window.attnscope.setLimits(null));
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction((n) => window.attnscope.state().tokens.length === n && window.attnscope.state().inputError === null, all, { timeout: 30_000 });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('text past the context limit: a clear message, and the model\'s first tokens shown as it reads them', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {

@@ -3,8 +3,8 @@
 //! rasterised onto 2D canvases by `render::raster`, and reads straight from
 //! the trace.
 
-use std::ops::ControlFlow;
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use wasm_bindgen::{Clamped, JsCast};

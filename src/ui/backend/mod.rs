@@ -298,16 +298,25 @@ impl Backend {
             Err(e) => return status.input_error.set(Some(e.to_string())),
         };
         tokens.extend(state.generation.steps.get_untracked().into_iter().map(|g| g.token));
-        // Past the context the model reads the beginning: so does the page, and says so.
-        let (total, limit) = (tokens.len(), host.model.config.n_positions);
+        // Past the context the model reads the beginning: so does the page, and says so. On the
+        // CPU, past the tokens whose every stage fits in the page's memory, the same.
+        let (total, context) = (tokens.len(), host.model.config.n_positions);
+        let kept = host.cpu_token_limit().filter(|&k| k < context);
+        let limit = kept.unwrap_or(context);
         tokens.truncate(limit);
         set_changed(
             status.input_error,
-            (total > limit).then(|| {
-                format!(
-                "The text is {total} tokens long, but this model's context holds at most {limit}: it reads the first \
-                 {limit} and the page shows those. Shorten the text to see the rest."
-            )
+            (total > limit).then(|| match kept {
+                None => format!(
+                    "The text is {total} tokens long, but this model's context holds at most {limit}: it reads the \
+                     first {limit} and the page shows those. Shorten the text to see the rest."
+                ),
+                Some(kept) => format!(
+                    "The text is {total} tokens long. On the CPU the page keeps every stage of every head of a run \
+                     in memory, and for this model that fits for at most {kept} tokens ({} each run): it runs the \
+                     first {kept}. Shorten the text to see the rest, or use a browser with WebGPU.",
+                    crate::render::text::size_text(crate::engine::trace_bytes(&host.model.config, kept))
+                ),
             }),
         );
         set_changed(status.text_tokens, total);
@@ -323,12 +332,13 @@ impl Backend {
                 return self.run_in_steps(state, host.clone(), tokens, mask, (epoch, timing));
             }
         }
-        let mut result = host.run(&tokens, mask);
+        let result = host.run(&tokens, mask);
         if let Err(BackendError::DeviceLost(e)) = &result {
-            // A GPU fault or loss: carry on with the CPU reference, without a reload.
+            // A GPU fault or loss: carry on with the CPU reference, without a reload (and
+            // within the CPU's token limit).
             host.fall_back_to_cpu(format!("the GPU failed ({e})"));
             self.show_backend(state);
-            result = host.run(&tokens, mask);
+            return self.compute(state);
         }
         if result.is_ok() {
             self.apply_intervention(state, &host);
@@ -681,6 +691,11 @@ impl Host {
 
     /// Leaves a GPU that faulted or was lost for the CPU backend: the page
     /// keeps working without a reload, and says why.
+    /// On the CPU, the most tokens a run may have ([`cpu_token_limit`]); `None` on the GPU.
+    fn cpu_token_limit(&self) -> Option<usize> {
+        matches!(&*self.engine(), Engine::Cpu(_)).then(|| cpu_token_limit(&self.model))
+    }
+
     fn fall_back_to_cpu(&self, why: String) {
         log::error!("switching to the CPU backend: {why}");
         *self.engine.borrow_mut() = Rc::new(Engine::Cpu(CpuBackend::default()));
@@ -709,11 +724,33 @@ impl Host {
     }
 }
 
+/// Whole traces the CPU may hold at once: the run shown, the one extending
+/// it, an intervened copy and a second prompt's (the diff, a patch's source).
+const CPU_TRACES: u64 = 4;
+
+/// WebAssembly memory left for everything but the weights and the traces.
+const WASM_MARGIN: u64 = 256 << 20;
+
+/// The most tokens a CPU run may have in this page: [`CPU_TRACES`] whole
+/// traces ([`crate::engine::trace_bytes`]: every stage of every head) beside
+/// the weights within the WebAssembly memory the page allows (4 GiB, or what
+/// the test hook set); at least one. 330 tokens for SmolLM2-135M, 481 for
+/// GPT-2 small; the default model's whole context.
+pub fn cpu_token_limit(model: &Model) -> usize {
+    crate::engine::most_traced_tokens(&model.config, cpu_trace_budget(model)).max(1)
+}
+
+/// The bytes one of the [`CPU_TRACES`] whole traces may take.
+pub fn cpu_trace_budget(model: &Model) -> u64 {
+    let wasm = super::web::models::limits(crate::model::plan::Limits::default()).wasm_memory;
+    wasm.saturating_sub(model.weights.bytes()).saturating_sub(WASM_MARGIN) / CPU_TRACES
+}
+
 /// Whether the CPU runs a text of `t` tokens in steps: when one new row
 /// costs over [`STEPPED_ROW_FLOPS`] (the cost model's KV-cache step).
 /// Every long question on such a model (an ablation, the lens, a sweep) is
 /// paced too.
-fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
+pub(crate) fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
     step_cost(c, t).total_flops() as f64 > STEPPED_ROW_FLOPS
 }
 

@@ -334,6 +334,14 @@ pub fn diff(
     if tokens.is_empty() {
         return Err(input("type a second prompt to compare with"));
     }
+    let limit = super::cpu_token_limit(model);
+    if tokens.len() > limit {
+        return Err(input(format!(
+            "prompt B is {} tokens long, but on the CPU the page runs at most {limit} tokens of this model (every \
+             stage of a run is kept in memory): shorten it",
+            tokens.len()
+        )));
+    }
     let mut other = forward_cpu(&model.config, &model.weights, tokens, trace.mask)?;
     if let Some(req) = shown {
         other =

@@ -7,9 +7,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::{BackendError, Engine, Host};
+use crate::engine::stepwise::TraceRun;
 use crate::engine::{forward_cpu, Mask};
 use crate::gpu::{GpuForward, RunOptions};
 use crate::model::Token;
+use crate::ui::web::dom::{now_ms, Pacer};
 
 pub struct ForwardTimer {
     host: Rc<Host>,
@@ -31,8 +33,12 @@ impl ForwardTimer {
     }
 
     /// Runs the whole forward pass on `tokens` with every stage kept, and
-    /// reads its last logits back (on the GPU, the wait for the work to end).
-    pub async fn run(&self, tokens: &[Token], mask: Mask) -> Result<(), BackendError> {
+    /// reads its last logits back (on the GPU, the wait for the work to
+    /// end); the time it took, in ms. A large model on the CPU runs a block
+    /// at a time, giving the thread back between slices: its time is what
+    /// the steps held the thread.
+    pub async fn run(&self, tokens: &[Token], mask: Mask) -> Result<f64, BackendError> {
+        let started = now_ms();
         match (&*self.engine, &self.gpu) {
             (Engine::Gpu(gpu), Some(fwd)) => {
                 let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
@@ -46,13 +52,26 @@ impl ForwardTimer {
                 read.finish(&gpu.ctx).await?;
                 match gpu.ctx.fault() {
                     Some(fault) => Err(BackendError::DeviceLost(fault)),
-                    None => Ok(()),
+                    None => Ok(now_ms() - started),
                 }
             }
             _ => {
                 let (config, weights) = (&self.host.model.config, &self.host.model.weights);
-                forward_cpu(config, weights, tokens.to_vec(), mask)?;
-                Ok(())
+                if !super::runs_in_steps(config, tokens.len()) {
+                    forward_cpu(config, weights, tokens.to_vec(), mask)?;
+                    return Ok(now_ms() - started);
+                }
+                let mut run = TraceRun::new(config, weights, None, tokens.to_vec(), mask)?;
+                let (mut busy, mut pacer) = (0.0, Pacer::new());
+                while !run.is_done() {
+                    let step = now_ms();
+                    run.step();
+                    busy += now_ms() - step;
+                    pacer.pause().await;
+                }
+                let step = now_ms();
+                drop(run.finish());
+                Ok(busy + now_ms() - step)
             }
         }
     }

@@ -14,9 +14,9 @@ use crate::engine::cost::{forward_cost, quadratic_crossover};
 use crate::model::Token;
 use crate::render::plot::short;
 use crate::render::text::bytes;
-use crate::ui::backend::Backend;
+use crate::ui::backend::{cpu_token_limit, Backend};
 use crate::ui::state::{PageState, Phase};
-use crate::ui::web::dom::{now_ms, sleep_ms};
+use crate::ui::web::dom::sleep_ms;
 use crate::ui::web::visible::on_screen;
 
 /// Context lengths the curves run through: powers of two up to 64k.
@@ -137,7 +137,11 @@ pub fn CostPanel() -> impl IntoView {
             Ok(timer) => timer,
             Err(e) => return error.set(Some(format!("The measurement could not start: {e}"))),
         };
-        let limit = host.model.config.n_positions;
+        // On the CPU, within the tokens a whole trace may have in this page.
+        let limit = match backend.on_gpu() {
+            true => host.model.config.n_positions,
+            false => host.model.config.n_positions.min(cpu_token_limit(&host.model)),
+        };
         let ts: Vec<usize> = [8usize, 16, 32, 64, 128, 256, 512, 1024].into_iter().filter(|&t| t <= limit).collect();
         const REPEATS: usize = 3;
         let total = ts.len() * REPEATS;
@@ -159,13 +163,14 @@ pub fn CostPanel() -> impl IntoView {
                             end: 0,
                         })
                         .collect();
-                    let start = now_ms();
-                    if let Err(e) = timer.run(&tokens, mask).await {
-                        error.set(Some(format!("The measurement stopped at T = {t}: {e}")));
-                        progress.set(None);
-                        return;
+                    match timer.run(&tokens, mask).await {
+                        Ok(ms) => runs.push(ms),
+                        Err(e) => {
+                            error.set(Some(format!("The measurement stopped at T = {t}: {e}")));
+                            progress.set(None);
+                            return;
+                        }
                     }
-                    runs.push(now_ms() - start);
                     done += 1;
                     progress.set(Some((done, total)));
                     // Let the page paint the progress bar.

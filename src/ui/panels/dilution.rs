@@ -12,13 +12,20 @@ use leptos::task::spawn_local;
 use super::chart::{LogChart, Marker, Series, YFormat};
 use crate::engine::analysis::{attention_to, first_token_weights};
 use crate::engine::extend::extend_cpu;
-use crate::engine::{forward_cpu, Mask};
+use crate::engine::stepwise::TraceRun;
+use crate::engine::{forward_cpu, most_traced_tokens, trace_bytes, Mask};
 use crate::render::plot::head_colour;
+use crate::render::text::size_text;
 use crate::render::text::visible;
-use crate::ui::backend::Backend;
+use crate::ui::backend::{cpu_trace_budget, runs_in_steps, Backend};
 use crate::ui::state::{PageState, Phase};
-use crate::ui::web::dom::sleep_ms;
+use crate::ui::web::dom::{sleep_ms, Pacer};
 use crate::ui::web::visible::on_screen;
+
+/// The most a trace of this panel may take (it keeps two, together within
+/// the page's budget for a second prompt's trace): 256 MiB, 145 tokens of
+/// SmolLM2-135M and 218 of GPT-2 small; the default model's whole context.
+const DILUTION_TRACE_BYTES: u64 = 256 << 20;
 
 const FILLERS: [&str; 3] = [
     " It was a fine day, and nothing much happened in the village.",
@@ -50,6 +57,8 @@ pub fn DilutionPanel() -> impl IntoView {
     let points = RwSignal::new(Vec::<Point>::new());
     let running = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
+    // Why the filler stopped before the context was full.
+    let note = RwSignal::new(None::<String>);
 
     let run = move || {
         let Some(host) = backend.host() else { return };
@@ -59,6 +68,7 @@ pub fn DilutionPanel() -> impl IntoView {
         running.set(true);
         points.set(Vec::new());
         error.set(None);
+        note.set(None);
         let text = state.selection.text.get_untracked();
         let key = marked.get_untracked();
         let fill = FILLERS[filler.get_untracked() % FILLERS.len()];
@@ -68,7 +78,13 @@ pub fn DilutionPanel() -> impl IntoView {
         };
         spawn_local(async move {
             let model = &host.model;
-            let limit = model.config.n_positions;
+            let (config, weights) = (&model.config, &model.weights);
+            // The panel keeps whole traces (the last length's and the next's): on a large model it
+            // stops before they pass DILUTION_TRACE_BYTES each, and says so.
+            let context = config.n_positions;
+            let budget = DILUTION_TRACE_BYTES.min(cpu_trace_budget(model) / 2);
+            let affordable = most_traced_tokens(config, budget).max(2);
+            let limit = context.min(affordable);
             let mut prev = None;
             for k in 0.. {
                 let mut tokens = match model.tokenizer.encode(&format!("{text}{}", fill.repeat(k))) {
@@ -85,11 +101,25 @@ pub fn DilutionPanel() -> impl IntoView {
                     break;
                 }
                 let t = tokens.len();
-                // Each step appends filler: only its rows are computed (engine::extend).
-                let (config, weights) = (&model.config, &model.weights);
-                let next = match &prev {
-                    Some(prev) => extend_cpu(config, weights, prev, tokens, mask),
-                    None => forward_cpu(config, weights, tokens, mask),
+                // Each step appends filler: only its rows are computed (engine::extend). A large
+                // model runs them a block at a time, giving the thread back between slices.
+                let next = if runs_in_steps(config, t) {
+                    match TraceRun::new(config, weights, prev.as_ref(), tokens, mask) {
+                        Ok(mut run) => {
+                            let mut pacer = Pacer::new();
+                            while !run.is_done() {
+                                run.step();
+                                pacer.pause().await;
+                            }
+                            Ok(run.finish())
+                        }
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    match &prev {
+                        Some(prev) => extend_cpu(config, weights, prev, tokens, mask),
+                        None => forward_cpu(config, weights, tokens, mask),
+                    }
                 };
                 match next {
                     Ok(trace) => {
@@ -104,6 +134,13 @@ pub fn DilutionPanel() -> impl IntoView {
                     }
                 }
                 if full {
+                    if limit < context {
+                        let size = size_text(trace_bytes(config, limit));
+                        note.set(Some(format!(
+                            "Stopped at {limit} tokens, before this model's context ({context}) is full: the page \
+                             computes this panel on the CPU, and a longer text's every stage would take over {size}."
+                        )));
+                    }
                     break;
                 }
                 sleep_ms(0).await; // let the chart grow step by step
@@ -218,6 +255,7 @@ pub fn DilutionPanel() -> impl IntoView {
                     {move || if running.get() { "Appending…" } else { "Append filler until the context is full" }}</button>
             </div>
             {move || error.get().map(|e| view! { <p class="input-error" role="alert">{e}</p> })}
+            {move || note.get().map(|n| view! { <p class="hint" data-testid="dilution-note">{n}</p> })}
             {move || (!points.get().is_empty()).then(|| view! {
                 <LogChart series=series markers=markers x_label="context length T (tokens)"
                     y_label="mean weight on the marked token" linear_y=0.0 y_format=YFormat::Percent

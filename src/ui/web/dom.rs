@@ -71,7 +71,11 @@ impl Pacer {
     /// `wanted()` says a newer run or request made its result unwanted.
     pub async fn pause_while(&mut self, wanted: impl Fn() -> bool) -> ControlFlow<()> {
         self.pause().await;
-        if wanted() { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+        if wanted() {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
     }
 }
 
