@@ -388,27 +388,34 @@ async fn gpt2_block<S: TensorSource>(
 ) -> Result<BlockWeights, ModelError> {
     let (d, m) = (config.n_embd, config.n_inner);
     let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
+    // In the checkpoint's order (a missing tensor is named as before: the block's first).
+    let (ln_1_g, ln_1_b) = (t("ln_1.weight", &[d])?, t("ln_1.bias", &[d])?);
     let attn_qkv_w = t("attn.c_attn.weight", &[d, 3 * d])?;
     pause().await;
+    let attn_qkv_b = t("attn.c_attn.bias", &[3 * d])?;
     let attn_proj_w = t("attn.c_proj.weight", &[d, d])?;
     pause().await;
+    let attn_proj_b = t("attn.c_proj.bias", &[d])?;
+    let (ln_2_g, ln_2_b) = (t("ln_2.weight", &[d])?, t("ln_2.bias", &[d])?);
     let mlp_fc_w = t("mlp.c_fc.weight", &[d, m])?;
     pause().await;
+    let mlp_fc_b = t("mlp.c_fc.bias", &[m])?;
     let mlp_proj_w = t("mlp.c_proj.weight", &[m, d])?;
     pause().await;
+    let mlp_proj_b = t("mlp.c_proj.bias", &[d])?;
     Ok(BlockWeights {
-        ln_1_g: t("ln_1.weight", &[d])?,
-        ln_1_b: t("ln_1.bias", &[d])?,
+        ln_1_g,
+        ln_1_b,
         attn_qkv_w,
-        attn_qkv_b: t("attn.c_attn.bias", &[3 * d])?,
+        attn_qkv_b,
         attn_proj_w,
-        attn_proj_b: t("attn.c_proj.bias", &[d])?,
-        ln_2_g: t("ln_2.weight", &[d])?,
-        ln_2_b: t("ln_2.bias", &[d])?,
+        attn_proj_b,
+        ln_2_g,
+        ln_2_b,
         mlp_fc_w,
-        mlp_fc_b: t("mlp.c_fc.bias", &[m])?,
+        mlp_fc_b,
         mlp_proj_w,
-        mlp_proj_b: t("mlp.c_proj.bias", &[d])?,
+        mlp_proj_b,
     })
 }
 
@@ -455,6 +462,7 @@ async fn llama_block<S: TensorSource>(
     let attn_b = |p: &str, n: usize| bias(config.qkv_bias, &format!("self_attn.{p}_proj.bias"), n);
     let mlp = |p: &str, out: usize, inp: usize| t(&format!("mlp.{p}_proj.weight"), &[out, inp]);
     let mlp_b = |p: &str, n: usize| bias(config.mlp_bias, &format!("mlp.{p}_proj.bias"), n);
+    // Q, K and V first, as before (a missing tensor is named the same).
     let q = attn("q", q_dim)?;
     pause().await;
     let (k, v) = (attn("k", kv_dim)?, attn("v", kv_dim)?);
