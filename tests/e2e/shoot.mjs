@@ -5,6 +5,10 @@
 // --smollm2-shape: the model grid and the Positions panel of a random
 // Llama of SmolLM2's grid (30 layers × 9 heads on 3 KV heads, random_llama.mjs)
 // on a desktop and a phone (grid-30x9-*.png, positions-rope-*.png).
+// --smollm2-cpu: SmolLM2-135M from the tests' hub on the CPU (after
+// tools/get_smollm2.py): the logit lens while it is read and when done, and
+// the dilution panel stopped at its memory bound, desktop and phone
+// (smollm2-cpu-*.png).
 // --heads: the default model's induction heads ablated on a repeated
 // sequence (the banner and the attention panel showing the ablated run, the
 // ablation panel after a sweep) and the two-prompt diff (heads-*.png).
@@ -18,6 +22,10 @@ const out = process.argv[2] || '/tmp/shots';
 const cpu = process.argv.includes('--cpu');
 if (process.argv.includes('--models')) {
   await shootModels();
+  process.exit(0);
+}
+if (process.argv.includes('--smollm2-cpu')) {
+  await shootSmolLM2Cpu();
   process.exit(0);
 }
 const server = await serveDist();
@@ -146,3 +154,49 @@ async function shootModels() {
     await server.close();
   }
 }
+
+/** SmolLM2 on the CPU: the lens being read and read, and the dilution panel, desktop and phone. */
+async function shootSmolLM2Cpu() {
+  const models = execFileSync('python3', [path.join(ROOT, 'tools/make_page_models.py')]).toString().trim();
+  const server = await serveDist();
+  const hub = await startHub(models);
+  const browser = await launch({ webgpu: false });
+  const name = 'HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf';
+  try {
+    for (const [device, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 844 }]]) {
+      const text = encodeURIComponent('The capital of France is Paris, and the capital of Italy is');
+      const { page, errors } = await openApp(browser, `${server.url}?backend=cpu&hub=${encodeURIComponent(hub.url)}#text=${text}`, viewport);
+      await page.click('[data-testid=model-button]');
+      await page.fill('[data-testid=model-id]', name);
+      await page.click('[data-testid=model-open]');
+      await page.locator('[data-testid=model-download]').click({ timeout: 60_000 });
+      await page.waitForFunction((k) => {
+        const s = window.attnscope?.state();
+        return !!s && s.modelKey === k && s.runs > 0 && s.phase === 'ready' && !document.querySelector('[data-testid=model-progress]');
+      }, name, { timeout: 400_000 });
+      await page.addStyleTag({ content: '.panel-nav { position: static !important; }' });
+      const lens = page.locator('.lens-panel');
+      await lens.scrollIntoViewIfNeeded();
+      await page.locator('[data-testid=lens-progress]').waitFor({ timeout: 60_000 });
+      await page.waitForFunction(() => /(\d+) of/.exec(document.querySelector('[data-testid=lens-progress]')?.innerText ?? '')?.[1] > 10,
+        null, { timeout: 60_000 }).catch(() => {});
+      await lens.screenshot({ path: path.join(out, `smollm2-cpu-lens-reading-${device}.png`) });
+      await page.locator('[data-testid=lens-table]').waitFor({ timeout: 120_000 });
+      await page.waitForTimeout(500);
+      await lens.screenshot({ path: path.join(out, `smollm2-cpu-lens-${device}.png`) });
+      const dilution = page.locator('.dilution-panel');
+      await dilution.scrollIntoViewIfNeeded();
+      await page.locator('.dilution-run').click();
+      await page.locator('[data-testid=dilution-note]').waitFor({ timeout: 300_000 });
+      await page.waitForTimeout(500);
+      await dilution.screenshot({ path: path.join(out, `smollm2-cpu-dilution-${device}.png`) });
+      console.log(device, 'errors', errors);
+      await page.close();
+    }
+  } finally {
+    await browser.close();
+    await hub.close();
+    await server.close();
+  }
+}
+

@@ -16,9 +16,9 @@ use crate::engine::residual::residual_points;
 use crate::ui::state::{PageState, View};
 use crate::ui::web::dom::Pacer;
 
-/// Multiply-adds a lens on the CPU may take (about a second of this
-/// machine's wasm): 4 positions of SmolLM2, 8 of GPT-2 small, 24 of the
-/// default model.
+/// Multiply-adds a lens on the CPU may take (about two seconds of this
+/// machine's wasm, in slices): 4 positions of SmolLM2, 8 of GPT-2 small, 24
+/// of the default model.
 const LENS_BUDGET_MACS: u64 = 1 << 33;
 
 impl Backend {

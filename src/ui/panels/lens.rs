@@ -66,6 +66,7 @@ pub fn LensPanel() -> impl IntoView {
             return;
         }
         let key = move || (outputs.runs.get(), h.chosen.get());
+        progress.set(None);
         let started = untrack(key);
         let wanted = move || untrack(key) == started;
         let shown = move |done: usize, of: usize| progress.set((done < of).then_some((done, of)));
