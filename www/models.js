@@ -146,14 +146,18 @@ window.attnscopeModels = (() => {
         }
         const r = await get(f.url, {});
         const etag = r.headers.get('etag') || '';
+        // With the size announced, each chunk goes straight into its place as it arrives (one
+        // copy of the whole file at the end was a task of tens of ms for a 100 MB model).
         const chunks = [];
+        const whole = f.size ? new Uint8Array(f.size) : null;
         let got = 0;
         try {
           const reader = r.body.getReader();
           for (;;) {
             const part = await reader.read();
             if (part.done) break;
-            chunks.push(part.value);
+            if (whole && got + part.value.byteLength <= whole.byteLength) whole.set(part.value, got);
+            else chunks.push(part.value);
             got += part.value.byteLength;
             network += part.value.byteLength;
             done += part.value.byteLength;
@@ -167,9 +171,12 @@ window.attnscopeModels = (() => {
         if (f.size && got !== f.size) {
           throw failure(`${f.url}: ${got} bytes arrived, ${f.size} were announced: the file changed or broke off`, 'network');
         }
-        const body = new Uint8Array(got);
-        let at = 0;
-        for (const c of chunks) { body.set(c, at); at += c.byteLength; }
+        let body = whole;
+        if (!whole) {
+          body = new Uint8Array(got);
+          let at = 0;
+          for (const c of chunks) { body.set(c, at); at += c.byteLength; }
+        }
         bodies.push(body.buffer);
         answers.push({ etag, size: got });
       }
@@ -210,7 +217,8 @@ window.attnscopeModels = (() => {
       for (let i = 0; i < files.length; i++) {
         if (answers[i] === null) continue;
         const url = keptUrl(entries[i].url, entries[i].etag);
-        await cache.put(url, new Response(bodies[i].slice(0), {
+        // The Response keeps a copy of the bytes of its own (the Fetch standard's "extract a body").
+        await cache.put(url, new Response(bodies[i], {
           headers: { 'content-type': 'application/octet-stream', 'x-attnscope-etag': entries[i].etag },
         }));
         put.push(url);

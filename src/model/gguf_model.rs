@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value as Json};
 
 use super::gguf::{Gguf, GgufError, Value};
 use super::weights::{finite, TensorSource};
-use super::{Model, ModelConfig, ModelError, Tensor, TextTokenizer, Weights};
+use super::{BpeParts, Model, ModelConfig, ModelError, Tensor, TextTokenizer, Weights};
 
 /// The `general.architecture` values that load.
 pub const SUPPORTED_ARCHITECTURES: &str = "llama, qwen2";
@@ -122,8 +122,9 @@ impl TensorSource for GgufSource<'_, '_> {
         let (kind, bytes) = self.file.tensor_bytes(&gguf)?;
         let (per_block, block_bytes) = kind.block();
         let unit = (block_bytes as usize, per_block as usize);
-        let data = super::weights::widen_paced(bytes, unit, |piece| super::gguf_quant::dequantize(kind, piece), pause);
-        finite(&gguf, Tensor { shape: shape.to_vec(), data: data.await })
+        let widen = |piece: &[u8]| super::gguf_quant::dequantize(kind, piece);
+        let data = super::weights::widen_paced(&gguf, bytes, unit, widen, pause).await?;
+        Ok(Tensor { shape: shape.to_vec(), data })
     }
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
@@ -228,9 +229,17 @@ fn strings<'v>(file: &'v Gguf, key: &str) -> Result<Vec<&'v str>, GgufError> {
     }
 }
 
-/// The tokenizer the metadata describes, as a `tokenizer.json` document
-/// (what tools/make_tokenizers.py builds from the same keys in Python).
-fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
+/// The tokenizer the metadata describes, in parts: a `tokenizer.json`
+/// document with an empty BPE (its pre-tokenizer, post-processor and
+/// decoder), the tokens in id order, the merges and the special tokens' ids.
+struct TokenizerParts<'a> {
+    shell: Json,
+    tokens: Vec<&'a str>,
+    merges: Vec<(String, String)>,
+    special: Vec<u32>,
+}
+
+fn tokenizer_parts<'a>(file: &'a Gguf) -> Result<TokenizerParts<'a>, GgufError> {
     let model = file.get("tokenizer.ggml.model").and_then(Value::as_str).unwrap_or("(missing)");
     if model != "gpt2" {
         return Err(meta_err("tokenizer.ggml.model", format!("is `{model}`: only gpt2 (byte-level BPE) is supported")));
@@ -260,7 +269,7 @@ fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
     let merges = strings(file, "tokenizer.ggml.merges")?
         .into_iter()
         .map(|m| match m.split_once(' ') {
-            Some((a, b)) if !b.contains(' ') => Ok(json!([a, b])),
+            Some((a, b)) if !b.contains(' ') => Ok((a.to_owned(), b.to_owned())),
             _ => Err(meta_err("tokenizer.ggml.merges", format!("holds `{m}`, not two tokens separated by a space"))),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -268,27 +277,45 @@ fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
         Some(Value::Array(items)) => items.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
         _ => Vec::new(),
     };
-    let vocab: Map<String, Json> = tokens.iter().enumerate().map(|(i, t)| ((*t).to_owned(), json!(i))).collect();
     // Control tokens (type 3) are special: never split, never normalised.
-    let added: Vec<Json> = tokens
-        .iter()
-        .zip(&types)
-        .enumerate()
-        .filter(|(_, (_, &ty))| ty == 3)
-        .map(|(id, (t, _))| {
-            json!({"id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": true})
-        })
-        .collect();
-    Ok(json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+    let special = types.iter().enumerate().filter(|&(_, &ty)| ty == 3).map(|(id, _)| id as u32).collect();
+    let shell = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
         "pre_tokenizer": pre_tokenizer,
         "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
                   "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                  "vocab": vocab, "merges": merges},
-    }))
+                  "vocab": {}, "merges": []},
+    });
+    Ok(TokenizerParts { shell, tokens, merges, special })
+}
+
+/// The tokenizer the metadata describes, as a whole `tokenizer.json`
+/// document (what tools/make_tokenizers.py builds from the same keys in
+/// Python): the parts written into one.
+fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
+    let TokenizerParts { mut shell, tokens, merges, special } = tokenizer_parts(file)?;
+    let vocab: Map<String, Json> = tokens.iter().enumerate().map(|(i, t)| ((*t).to_owned(), json!(i))).collect();
+    let added: Vec<Json> = special
+        .iter()
+        .map(|&id| {
+            json!({"id": id, "content": tokens[id as usize], "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": true})
+        })
+        .collect();
+    shell["added_tokens"] = Json::Array(added);
+    shell["model"]["vocab"] = Json::Object(vocab);
+    shell["model"]["merges"] = Json::Array(merges.into_iter().map(|(a, b)| json!([a, b])).collect());
+    Ok(shell)
+}
+
+/// The tokenizer the metadata describes, built from its parts (see
+/// [`TextTokenizer::from_bpe_parts`]).
+fn gguf_tokenizer(file: &Gguf) -> Result<TextTokenizer, ModelError> {
+    let TokenizerParts { shell, tokens, merges, special } = tokenizer_parts(file)?;
+    let shell = serde_json::to_vec(&shell).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    TextTokenizer::from_bpe_parts(BpeParts { shell: &shell, tokens: &tokens, merges, special })
 }
 
 impl Model {
@@ -303,10 +330,7 @@ impl Model {
     pub async fn from_gguf_paced(name: &str, bytes: &[u8], mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
         let file = Gguf::parse(bytes)?;
         let config = config(&file)?;
-        let json = serde_json::to_vec(&tokenizer_json(&file)?).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        pause().await;
-        let tokenizer = TextTokenizer::from_bytes(&json)?;
-        drop(json);
+        let tokenizer = gguf_tokenizer(&file)?;
         pause().await;
         let permuted = (config.architecture == super::Architecture::Llama).then_some((config.n_head, config.n_kv_head));
         let weights = Weights::from_source_paced(&GgufSource { file: &file, permuted }, &config, pause).await?;
@@ -443,8 +467,8 @@ mod tests {
     }
 
     /// Read in paces (as the page reads a downloaded model): a pause after
-    /// the tokenizer's document, after the tokenizer and after each block's large matrices,
-    /// and the same model as at once.
+    /// the tokenizer and after each block's large matrices, and the same
+    /// model as at once.
     #[test]
     fn a_paced_read_pauses_between_blocks_and_gives_the_same_model() {
         let (file, config, _) = llama_tiny_gguf(None);
@@ -452,9 +476,9 @@ mod tests {
         let mut pauses = 0;
         let paced =
             crate::pace::at_once(Model::from_gguf_paced("llama-tiny.gguf", &file, async || pauses += 1)).unwrap();
-        // The tokenizer's document, the tokenizer, each block's Q; K and V; out; gate; up;
-        // down, the LM head if untied and the token table (one piece each here).
-        assert_eq!(pauses, 2 + 6 * config.n_layer + 1 + usize::from(!config.tie_word_embeddings));
+        // The tokenizer, each block's Q; K and V; out; gate; up; gate and up fused; down, the
+        // LM head if untied and the token table (one piece each here).
+        assert_eq!(pauses, 1 + 7 * config.n_layer + 1 + usize::from(!config.tie_word_embeddings));
         assert_eq!(paced.config, whole.config);
         assert_eq!(logits(&paced.config, &paced.weights), logits(&whole.config, &whole.weights));
         assert_eq!(paced.weights.blocks.len(), config.n_layer);
@@ -628,5 +652,48 @@ mod tests {
         assert_eq!(encode("gpt2", "12345"), ["123", "45"]);
         assert_eq!(encode("llama-bpe", "a a"), ["a", " a"]);
         assert_eq!(encode("qwen2", "a a"), ["a", " a"]);
+    }
+
+    /// The tokenizer built from its parts (what the page loads) is the one
+    /// the whole `tokenizer.json` document parses to: the same ids, spans
+    /// and special tokens on hostile and ordinary text, for a small
+    /// vocabulary with a control token and, when `tools/get_smollm2.py`
+    /// fetched it, SmolLM2's (also timed: the parts against the document).
+    #[test]
+    fn the_tokenizer_from_parts_is_the_document_s() {
+        let mut w = Writer::new();
+        w.kv_str("tokenizer.ggml.model", "gpt2")
+            .kv_str("tokenizer.ggml.pre", "smollm")
+            .kv_strs("tokenizer.ggml.tokens", &["<|end|>", "1", "2", "12", "Ġ", "a", "Ġa", "b", "ab", "Ġab"])
+            .kv_i32s("tokenizer.ggml.token_type", &[3, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+            .kv_strs("tokenizer.ggml.merges", &["1 2", "Ġ a", "a b", "Ġa b"]);
+        let small = w.finish();
+        let smollm2 =
+            std::path::Path::new(env!("HOME")).join(".cache/attnscope/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let texts = [
+            "ab ab12a<|end|> b",
+            "The capital of France is Paris.<|im_start|>user\nHi<|im_end|>",
+            "naïve 猫 — 12345 \t\n  spaces",
+            "",
+        ];
+        for bytes in [Some(small), std::fs::read(&smollm2).ok()].into_iter().flatten() {
+            let file = Gguf::parse(&bytes).unwrap();
+            let t0 = std::time::Instant::now();
+            let json = serde_json::to_vec(&tokenizer_json(&file).unwrap()).unwrap();
+            let whole = TextTokenizer::from_bytes(&json).unwrap();
+            let t1 = std::time::Instant::now();
+            let parts = gguf_tokenizer(&file).unwrap();
+            let t2 = std::time::Instant::now();
+            println!("tokenizer of {} bytes: the document {:?}, the parts {:?}", bytes.len(), t1 - t0, t2 - t1);
+            for text in texts {
+                assert_eq!(parts.encode(text).unwrap(), whole.encode(text).unwrap(), "{text:?}");
+            }
+            let vocab = whole.vocab_size();
+            assert_eq!(parts.vocab_size(), vocab);
+            for id in [0, 1, vocab as u32 / 2, vocab as u32 - 1] {
+                assert_eq!(parts.id_to_text(id), whole.id_to_text(id));
+                assert_eq!(parts.decode(&[id]), whole.decode(&[id]));
+            }
+        }
     }
 }

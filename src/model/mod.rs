@@ -24,7 +24,7 @@ mod weights;
 
 pub use config::{Activation, Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
-pub use tokenizer::{Piece, TextTokenizer, Token, MAX_TEXT_BYTES};
+pub use tokenizer::{BpeParts, Piece, TextTokenizer, Token, MAX_TEXT_BYTES};
 pub use weights::{BlockWeights, Gpt2Weights, Tensor, Weights};
 
 /// A loaded model: its configuration, weights and tokenizer, plus a display name.

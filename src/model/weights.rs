@@ -173,21 +173,27 @@ pub(crate) trait TensorSource {
 const PACED_ELEMENTS: usize = 1 << 20;
 
 /// `bytes` widened to f32 by `widen`, in pieces of whole `unit` bytes
-/// (`per_unit` values each) of about [`PACED_ELEMENTS`] values, awaiting
-/// `pause` after each piece.
+/// (`per_unit` values each) of about [`PACED_ELEMENTS`] values, each checked
+/// finite (as [`finite`], tensor `name`) while it is fresh in the cache,
+/// awaiting `pause` after each piece.
 pub(crate) async fn widen_paced(
+    name: &str,
     bytes: &[u8],
     (unit, per_unit): (usize, usize),
     widen: impl Fn(&[u8]) -> Vec<f32>,
     pause: &mut impl AsyncFnMut(),
-) -> Vec<f32> {
+) -> Result<Vec<f32>, ModelError> {
     let units = (PACED_ELEMENTS / per_unit.max(1)).max(1);
     let mut out = Vec::with_capacity(bytes.len() / unit.max(1) * per_unit);
     for piece in bytes.chunks(units * unit.max(1)) {
+        let at = out.len();
         out.extend(widen(piece));
+        if let Some(i) = out[at..].iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::NonFiniteWeight { name: name.to_owned(), index: at + i, value: out[at + i] });
+        }
         pause().await;
     }
-    out
+    Ok(out)
 }
 
 /// Little-endian f32, f16 or bf16 bytes as f32 (safetensors' float dtypes).
@@ -222,8 +228,8 @@ impl TensorSource for Reader<'_> {
     ) -> Result<Tensor, ModelError> {
         let (dtype, bytes) = self.float_bytes(name, expected)?;
         let size = dtype.bitsize() / 8;
-        let data = widen_paced(bytes, (size, 1), |piece| widen_float(dtype, piece), pause).await;
-        finite(name, Tensor { shape: expected.to_vec(), data })
+        let data = widen_paced(name, bytes, (size, 1), |piece| widen_float(dtype, piece), pause).await?;
+        Ok(Tensor { shape: expected.to_vec(), data })
     }
 }
 
@@ -475,6 +481,7 @@ async fn llama_block<S: TensorSource>(
     let up = mlp("up", m, d)?;
     pause().await;
     let mlp_fc_w = Tensor::stack_rows(&[gate, up]).transposed();
+    pause().await;
     let mlp_proj_w = mlp("down", d, m)?.transposed();
     pause().await;
     Ok(BlockWeights {
@@ -533,8 +540,8 @@ mod tests {
             let mut pauses = 0;
             let paced = at_once(Weights::from_shards_paced(&[&bytes], &config, async || pauses += 1)).unwrap();
             // Each large matrix of each block (GPT-2: QKV, out, fc, proj; Llama: Q; K and V; out;
-            // gate; up; down), then the LM head if untied and the token table (one piece each here).
-            let per_block = if config.architecture.is_llama_family() { 6 } else { 4 };
+            // gate; up; gate and up fused; down), then the LM head if untied and the token table (one piece each here).
+            let per_block = if config.architecture.is_llama_family() { 7 } else { 4 };
             let want = config.n_layer * per_block + 1 + usize::from(!config.tie_word_embeddings);
             assert_eq!(pauses, want, "{}", dir.display());
             assert_eq!((&paced.wte, &paced.wpe, &paced.ln_f_g), (&whole.wte, &whole.wpe, &whole.ln_f_g));
@@ -554,10 +561,26 @@ mod tests {
                 piece.chunks(unit).flat_map(|u| vec![u[0] as f32; per_unit]).collect()
             };
             let mut pauses = 0;
-            let paced = at_once(widen_paced(&bytes, (unit, per_unit), widen, &mut async || pauses += 1));
-            assert_eq!(paced, widen(&bytes));
+            let paced = at_once(widen_paced("t", &bytes, (unit, per_unit), widen, &mut async || pauses += 1));
+            assert_eq!(paced.unwrap(), widen(&bytes));
             assert_eq!(pauses, 3, "unit {unit}");
         }
+        // Each piece is checked finite as it is widened: a NaN in the second piece is named by
+        // its index in the whole tensor, and no piece after it is widened.
+        let bytes = vec![0u8; 2 * PACED_ELEMENTS + 10];
+        let bad = PACED_ELEMENTS + 7;
+        let widened = std::cell::Cell::new(0);
+        let widen = |piece: &[u8]| -> Vec<f32> {
+            let from = widened.get();
+            widened.set(from + piece.len());
+            (from..from + piece.len()).map(|i| if i == bad { f32::NAN } else { 0.0 }).collect()
+        };
+        let err = at_once(widen_paced("wte", &bytes, (1, 1), widen, &mut async || {})).unwrap_err();
+        assert!(
+            matches!(err, ModelError::NonFiniteWeight { ref name, index, .. } if name == "wte" && index == bad),
+            "{err}"
+        );
+        assert_eq!(widened.get(), 2 * PACED_ELEMENTS);
     }
 
     /// A safetensors file of `n` empty tensors, its header padded with spaces to `pad` bytes.

@@ -349,9 +349,10 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     assert.equal((await state(page)).gpu, false);
     const loading = await page.evaluate(() => window.longTasks.splice(0));
     console.log(`SmolLM2 on the CPU, long tasks while it downloads and is read (ms): ${JSON.stringify(loading)}`);
-    // Read at once, the weights took one task of ~1.4 s here; read a block (and a piece of the
-    // token table) at a time, what is left is building the tokenizer (~100–150 ms a task).
-    assert.ok(Math.max(0, ...loading) < 500, `no task of seconds while the model is read: ${JSON.stringify(loading)}`);
+    // Read at once, the weights took one task of ~1.4 s here. Read a weight matrix (and a piece
+    // of the token table) at a time, the tokenizer built from its parts, the download copied into
+    // WebAssembly memory in pieces: tasks of 50–90 ms seen (bounded at 250 for a busy machine).
+    assert.ok(Math.max(0, ...loading) < 250, `no long task while the model is read: ${JSON.stringify(loading)}`);
     await page.evaluate(() => {
       // Whether a run went in steps that gave the thread back (the working sign counts them).
       window.stepsSeen = [];

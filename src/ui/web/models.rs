@@ -10,7 +10,7 @@ use thiserror::Error;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::dom::js_message;
+use super::dom::{js_message, Pacer};
 use crate::model::plan::{Limits, PlanError, Refusal};
 use crate::model::source::SourceError;
 use crate::model::ModelError;
@@ -158,8 +158,12 @@ pub async fn download(
     drop(on_progress);
     let value = value?;
     let bodies: js_sys::Array = field(&value, "files").dyn_into().map_err(|_| LoadError::NoLoader)?;
+    let mut files = Vec::with_capacity(bodies.length() as usize);
+    for body in bodies.iter() {
+        files.push(bytes_paced(&js_sys::Uint8Array::new(&body)).await);
+    }
     Ok(Downloaded {
-        files: bodies.iter().map(|b| js_sys::Uint8Array::new(&b).to_vec()).collect(),
+        files,
         kept: field(&value, "kept").as_bool().unwrap_or(false),
         note: field(&value, "note").as_string().unwrap_or_default(),
         network: field(&value, "network").as_f64().unwrap_or(0.0) as u64,
@@ -213,5 +217,26 @@ pub async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, LoadError> {
     let buffer = JsFuture::from(file.array_buffer())
         .await
         .map_err(|e| LoadError::Files(format!("{}: {}", file.name(), js_message(&e))))?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    Ok(bytes_paced(&js_sys::Uint8Array::new(&buffer)).await)
+}
+
+/// Bytes copied into WebAssembly memory per piece by [`bytes_paced`].
+const COPY_PIECE: u32 = 8 << 20;
+
+/// A JavaScript byte array copied into WebAssembly memory a piece at a time,
+/// the thread given back between slices ([`Pacer`]): a 100 MB model copied
+/// at once was a task of ~100 ms.
+async fn bytes_paced(array: &js_sys::Uint8Array) -> Vec<u8> {
+    let len = array.length();
+    let mut out = Vec::with_capacity(len as usize);
+    let mut pacer = Pacer::new();
+    let mut at = 0;
+    while at < len {
+        let end = at.saturating_add(COPY_PIECE).min(len);
+        out.resize(end as usize, 0);
+        array.subarray(at, end).copy_to(&mut out[at as usize..]);
+        at = end;
+        pacer.pause().await;
+    }
+    out
 }
