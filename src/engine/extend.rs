@@ -6,7 +6,9 @@
 //! generating then cost the new rows, as on the GPU. The result equals
 //! `forward_cpu` on the whole text (tests below).
 
-use super::forward::{block_tail, norm, project_qkv, HeadColumns};
+use std::ops::ControlFlow;
+
+use super::forward::{attention_cpu, block_tail, norm, project_qkv, HeadColumns};
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
 use super::stepwise::TraceRun;
 use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
@@ -141,7 +143,31 @@ pub(super) fn append_layer(
     x: &[f32],
     mask: Mask,
 ) -> (LayerTrace, Vec<f32>) {
-    let p = old.resid_post.rows;
+    let (attention, concat) = append_attention(config, block, &old.attention, x, mask);
+    let tail = block_tail(config, block, x, &concat);
+    let layer = LayerTrace {
+        attention,
+        attn_out: append_rows(&old.attn_out, &tail.attn_out),
+        resid_mid: append_rows(&old.resid_mid, &tail.resid_mid),
+        ln_2: append_rows(&old.ln_2, &tail.ln_2),
+        mlp_hidden: append_rows(&old.mlp_hidden, &tail.mlp_hidden),
+        mlp_out: append_rows(&old.mlp_out, &tail.mlp_out),
+        resid_post: append_rows(&old.resid_post, &tail.resid_post),
+    };
+    (layer, tail.resid_post)
+}
+
+/// The attention half of [`append_layer`]: the block's attention trace of
+/// all T rows after `old`'s first p, and the new rows' heads' outputs side
+/// by side (`[n × q_dim]`).
+pub(super) fn append_attention(
+    config: &ModelConfig,
+    block: &BlockWeights,
+    old: &AttentionTrace,
+    x: &[f32],
+    mask: Mask,
+) -> (AttentionTrace, Vec<f32>) {
+    let p = old.ln_1.rows;
     let n = x.len() / config.n_embd;
     let t = p + n;
     let (n_head, d_head, width) = (config.n_head, config.d_head(), config.qkv_dim());
@@ -152,7 +178,7 @@ pub(super) fn append_layer(
     // Every key and value, [T×kv_dim]: the prefix's from its trace (the
     // first query head of each group holds its KV head's), then the new rows'.
     let (mut keys, mut values) = (vec![0.0; t * kv_dim], vec![0.0; t * kv_dim]);
-    for (g, old_head) in old.heads().iter().step_by(group).enumerate() {
+    for (g, old_head) in old.heads.iter().step_by(group).enumerate() {
         for j in 0..p {
             keys[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.k.row(j));
             values[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.v.row(j));
@@ -168,7 +194,7 @@ pub(super) fn append_layer(
     let AttentionOut { raw, masked, weights: weights_new, out: concat } =
         kernels::attention_rows_owned(&shape, &qkv_rows);
     let mut heads = Vec::with_capacity(n_head);
-    for (h, old_head) in old.heads().iter().enumerate() {
+    for (h, old_head) in old.heads.iter().enumerate() {
         let cols = HeadColumns::of(config, h);
         let new_cols = |all: &[f32], stride: usize, col: usize| Matrix::from_columns(all, n, stride, col, d_head);
         let q = append_rows(&old_head.q, &new_cols(&qkv, width, cols.q).data);
@@ -210,17 +236,37 @@ pub(super) fn append_layer(
             weights: weights_m,
         });
     }
-    let tail = block_tail(config, block, x, &concat);
-    let layer = LayerTrace {
-        attention: AttentionTrace { ln_1: append_rows(&old.attention.ln_1, &ln_1), heads },
-        attn_out: append_rows(&old.attn_out, &tail.attn_out),
-        resid_mid: append_rows(&old.resid_mid, &tail.resid_mid),
-        ln_2: append_rows(&old.ln_2, &tail.ln_2),
-        mlp_hidden: append_rows(&old.mlp_hidden, &tail.mlp_hidden),
-        mlp_out: append_rows(&old.mlp_out, &tail.mlp_out),
-        resid_post: append_rows(&old.resid_post, &tail.resid_post),
-    };
-    (layer, tail.resid_post)
+    (AttentionTrace { ln_1: append_rows(&old.ln_1, &ln_1), heads }, concat)
+}
+
+/// The attention half of a block on the residual stream `x[T×d]` entering
+/// it, as [`attention_cpu`](super::forward::attention_cpu) takes it at once,
+/// on pieces of at most `rows` rows (each appended to the rows so far, as a
+/// keystroke's are; a bidirectional mask takes every row at once), awaiting
+/// `pause` after each; `None` as soon as a pause says to stop.
+pub(super) async fn attention_paced(
+    config: &ModelConfig,
+    block: &BlockWeights,
+    x: &[f32],
+    mask: Mask,
+    rows: usize,
+    pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
+) -> Option<AttentionTrace> {
+    let d = config.n_embd.max(1);
+    let n = x.len() / d;
+    let rows = if mask == Mask::Bidirectional { n } else { rows.clamp(1, n.max(1)) };
+    let mut attention = attention_cpu(config, block, &x[..rows.min(n) * d], mask).0;
+    if pause().await.is_break() {
+        return None;
+    }
+    for r0 in (rows..n).step_by(rows) {
+        let r1 = (r0 + rows).min(n);
+        attention = append_attention(config, block, &attention, &x[r0 * d..r1 * d], mask).0;
+        if pause().await.is_break() {
+            return None;
+        }
+    }
+    Some(attention)
 }
 
 #[cfg(test)]

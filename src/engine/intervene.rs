@@ -12,7 +12,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::cost::forward_cost;
-use super::forward::{attention_cpu, block_tail, layer_trace, logits, logits_paced, norm};
+use super::extend::attention_paced;
+use super::forward::{attention_cpu, block_tail, block_tail_paced, layer_trace, logits, logits_paced, norm};
 use super::{EngineError, HeadTrace, Matrix, Trace};
 use crate::model::{ModelConfig, Weights};
 
@@ -159,19 +160,23 @@ pub fn intervene(
     source: Option<&Trace>,
     interventions: &[Intervention],
 ) -> Result<Intervened, InterveneError> {
-    crate::pace::at_once(intervene_paced(config, weights, clean, source, interventions, crate::pace::go_on))
+    let whole = usize::MAX;
+    crate::pace::at_once(intervene_paced(config, weights, clean, source, interventions, whole, crate::pace::go_on))
 }
 
-/// [`intervene`] a layer at a time, awaiting `pause` after each re-run
-/// layer and each piece of the LM head (the page gives the thread back
-/// there on a large model); [`InterveneError::Stopped`] as soon as a pause
-/// says to stop (a newer run or request made the result unwanted).
+/// [`intervene`] a layer at a time, awaiting `pause` after each piece of at
+/// most `tail_rows` rows of a re-run layer's attention and of its
+/// projection and MLP, and each piece of the LM head (the page gives the
+/// thread back there on a large model); [`InterveneError::Stopped`] as soon
+/// as a pause says to stop (a newer run or request made the result
+/// unwanted).
 pub async fn intervene_paced(
     config: &ModelConfig,
     weights: &Weights,
     clean: &Trace,
     source: Option<&Trace>,
     interventions: &[Intervention],
+    tail_rows: usize,
     mut pause: impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Result<Intervened, InterveneError> {
     check_trace(config, clean)?;
@@ -199,18 +204,21 @@ pub async fn intervene_paced(
     };
     for (l, block) in weights.blocks.iter().enumerate().skip(first) {
         // The first re-run layer reads the clean stream: its attention is the clean one.
-        let mut attention =
-            if l == first { clean.layers[l].attention.clone() } else { attention_cpu(config, block, &x, clean.mask).0 };
+        let mut attention = if l == first {
+            clean.layers[l].attention.clone()
+        } else {
+            attention_paced(config, block, &x, clean.mask, tail_rows, &mut pause)
+                .await
+                .ok_or(InterveneError::Stopped)?
+        };
         for iv in interventions.iter().filter(|iv| iv.layer == l) {
             attention.heads[iv.head].output = replacement(clean, source, iv)?;
         }
         let concat = concat_outputs(&attention.heads, t);
-        let tail = block_tail(config, block, &x, &concat);
+        let tail = block_tail_paced(config, block, (&x, &concat), tail_rows, &mut pause).await;
+        let tail = tail.ok_or(InterveneError::Stopped)?;
         x = tail.resid_post.clone();
         layers.push(layer_trace(config, t, attention, tail));
-        if pause().await.is_break() {
-            return Err(InterveneError::Stopped);
-        }
     }
     let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
     let d = config.n_embd;

@@ -1,4 +1,5 @@
-//! The CPU forward pass a step at a time: [`TraceRun`] computes one block per
+//! The CPU forward pass a step at a time: [`TraceRun`] computes one block
+//! (or, on a long text, one block on a piece of its rows) per
 //! [`TraceRun::step`], then the final norm and the LM head in pieces of rows,
 //! so a caller on a thread that must stay responsive (the page's main
 //! thread, which also handles typing) can give the thread back between steps
@@ -32,7 +33,9 @@ impl Base<'_> {
 
 /// A forward pass on `tokens` in steps, reusing the rows a previous trace
 /// shares with it (as [`extend_cpu`](super::extend::extend_cpu) does): one
-/// block per step, then the LM head over at most
+/// block on at most [`block_rows`](TraceRun::block_rows) new rows per step
+/// (the next piece of rows appended to the block's rows so far, as a
+/// keystroke's rows are), then the LM head over at most
 /// [`head_rows`](TraceRun::head_rows) rows per step.
 pub struct TraceRun<'a> {
     config: &'a ModelConfig,
@@ -44,11 +47,15 @@ pub struct TraceRun<'a> {
     embeddings: Vec<f32>,
     x: Vec<f32>,
     layers: Vec<LayerTrace>,
+    /// The block under way on a piece of rows at a time: its layer over the
+    /// rows done so far, and their output.
+    partial: Option<(LayerTrace, Vec<f32>)>,
     /// The new rows through the final norm, once every block is done.
     ln_f: Option<Vec<f32>>,
     /// The new rows' logits computed so far (whole rows).
     logits: Vec<f32>,
     head_rows: usize,
+    block_rows: usize,
     /// The whole trace, when nothing was left to compute.
     same: Option<Trace>,
 }
@@ -97,9 +104,11 @@ impl<'a> TraceRun<'a> {
             mask,
             base,
             layers: Vec::with_capacity(weights.blocks.len()),
+            partial: None,
             ln_f: None,
             logits: Vec::new(),
             head_rows: usize::MAX,
+            block_rows: usize::MAX,
             same,
         })
     }
@@ -107,6 +116,17 @@ impl<'a> TraceRun<'a> {
     /// At most `rows` rows (≥ 1) of the LM head per step (all of them by default).
     pub fn head_rows(mut self, rows: usize) -> Self {
         self.head_rows = rows.max(1);
+        self
+    }
+
+    /// At most `rows` new rows (≥ 1) of a block per step (all of them by
+    /// default). Causal and windowed masks only: with a bidirectional one a
+    /// later row changes the earlier rows' attention, so a block takes every
+    /// row in one step.
+    pub fn block_rows(mut self, rows: usize) -> Self {
+        if self.mask != Mask::Bidirectional {
+            self.block_rows = rows.max(1);
+        }
         self
     }
 
@@ -124,9 +144,12 @@ impl<'a> TraceRun<'a> {
         if self.same.is_some() {
             return (0, 0);
         }
-        let n = self.new_rows();
+        let (n, d) = (self.new_rows(), self.config.n_embd.max(1));
         let piece = self.head_rows.min(n).max(1);
-        (self.layers.len() + self.logit_rows().div_ceil(piece), self.weights.blocks.len() + n.div_ceil(piece))
+        let chunks = n.div_ceil(self.block_rows.min(n).max(1));
+        let partial = self.partial.as_ref().map_or(0, |(_, out)| (out.len() / d).div_ceil(self.block_rows.max(1)));
+        let taken = self.layers.len() * chunks + partial + self.logit_rows().div_ceil(piece);
+        (taken, self.weights.blocks.len() * chunks + n.div_ceil(piece))
     }
 
     /// Whether every step is taken ([`finish`](Self::finish) then only assembles).
@@ -142,12 +165,27 @@ impl<'a> TraceRun<'a> {
         let (config, weights) = (self.config, self.weights);
         let l = self.layers.len();
         if let Some(block) = weights.blocks.get(l) {
-            let (layer, x) = match self.base.trace().and_then(|t| t.layers.get(l)) {
-                Some(old) => append_layer(config, block, old, &self.x, self.mask),
-                None => full_layer(config, block, &self.x, self.mask),
+            // The next piece of the new rows, after the rows this block has done.
+            let (d, n) = (config.n_embd, self.new_rows());
+            let done = self.partial.as_ref().map_or(0, |(_, out)| out.len() / d.max(1));
+            let end = done.saturating_add(self.block_rows).min(n);
+            let rows = &self.x[done * d..end * d];
+            let before = match &self.partial {
+                Some((layer, _)) => Some(layer),
+                None => self.base.trace().and_then(|t| t.layers.get(l)),
             };
-            self.layers.push(layer);
-            self.x = x;
+            let (layer, out) = match before {
+                Some(old) => append_layer(config, block, old, rows, self.mask),
+                None => full_layer(config, block, rows, self.mask),
+            };
+            let mut x = self.partial.take().map_or_else(Vec::new, |(_, so_far)| so_far);
+            x.extend(out);
+            if end == n {
+                self.layers.push(layer);
+                self.x = x;
+            } else {
+                self.partial = Some((layer, x));
+            }
             return;
         }
         let (d, done) = (config.n_embd, self.logit_rows());
@@ -260,6 +298,76 @@ mod tests {
                             None => forward_cpu(&config, &w, tokens(next), mask).unwrap(),
                         };
                         assert_same(&run.finish(), &want, &what);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every number of two traces' JSON within `tol` (relative, and absolute near 0); the same shapes.
+    fn assert_close(a: &Trace, b: &Trace, tol: f64, what: &str) {
+        fn walk(a: &serde_json::Value, b: &serde_json::Value, tol: f64, at: &str) {
+            use serde_json::Value::*;
+            match (a, b) {
+                (Number(x), Number(y)) => {
+                    let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                    assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{at}: {x} vs {y}");
+                }
+                (Array(x), Array(y)) => {
+                    assert_eq!(x.len(), y.len(), "{at}: lengths");
+                    x.iter().zip(y).enumerate().for_each(|(i, (x, y))| walk(x, y, tol, &format!("{at}[{i}]")));
+                }
+                (Object(x), Object(y)) => {
+                    assert_eq!(x.len(), y.len(), "{at}: fields");
+                    x.iter().for_each(|(k, v)| walk(v, &y[k], tol, &format!("{at}.{k}")));
+                }
+                (x, y) => assert_eq!(x, y, "{at}"),
+            }
+        }
+        let json = |t: &Trace| serde_json::to_value(t).unwrap();
+        walk(&json(a), &json(b), tol, what);
+    }
+
+    /// A long text's block in pieces of rows (each appended to the block's
+    /// rows so far, as a keystroke's are): the run at once within float
+    /// rounding (the products see fewer rows at a time), one step a piece;
+    /// with a bidirectional mask every block stays whole.
+    #[test]
+    fn a_block_in_pieces_of_rows_equals_the_block_at_once() {
+        let mut llama = ModelConfig::llama((3, 6, 2, 8), 48, 40, 64, 61);
+        llama.tie_word_embeddings = true;
+        let gpt2 = ModelConfig::tiny(2, 4, 32, 64, 57);
+        for config in [llama, gpt2] {
+            let w = random_weights(&config, 5);
+            let vocab = config.vocab_size as u32;
+            let ids: Vec<u32> = (0..23).map(|i| (i * 11 + 5) % vocab).collect();
+            let eight = forward_cpu(&config, &w, tokens(&ids[..8]), Mask::Causal).unwrap();
+            for mask in [Mask::Causal, Mask::Window(5), Mask::Bidirectional] {
+                for block_rows in [1, 4, 7, 100] {
+                    for prev in [None, Some(&eight)] {
+                        let what = format!(
+                            "{:?} {mask:?}, {block_rows} rows a block step, after {:?}",
+                            config.architecture,
+                            prev.map(|p| p.tokens.len())
+                        );
+                        let run = TraceRun::new(&config, &w, prev, tokens(&ids), mask).unwrap().block_rows(block_rows);
+                        let new = run.new_rows();
+                        let per_block = if mask == Mask::Bidirectional { 1 } else { new.div_ceil(block_rows) };
+                        assert_eq!(run.progress(), (0, config.n_layer * per_block + 1), "{what}");
+                        let mut run = run;
+                        let mut steps = 0;
+                        while !run.is_done() {
+                            run.step();
+                            steps += 1;
+                            assert_eq!(run.progress().0, steps, "{what}");
+                        }
+                        let want = match prev.filter(|_| mask != Mask::Bidirectional) {
+                            Some(prev) if mask == Mask::Causal => {
+                                extend_cpu(&config, &w, prev, tokens(&ids), mask).unwrap()
+                            }
+                            _ => forward_cpu(&config, &w, tokens(&ids), mask).unwrap(),
+                        };
+                        assert_close(&run.finish(), &want, 1e-5, &what);
                     }
                 }
             }

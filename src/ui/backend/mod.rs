@@ -370,12 +370,8 @@ impl Backend {
             let stale = || self.epoch.get_value() != epoch || !Rc::ptr_eq(&host.engine(), &engine);
             let prev = cpu.last();
             let (config, weights) = (&host.model.config, &host.model.weights);
-            let run = TraceRun::new(config, weights, prev.as_deref(), tokens.clone(), mask);
-            let mut run = match run {
-                Ok(run) => {
-                    let rows = head_rows_per_step(config, run.new_rows());
-                    run.head_rows(rows)
-                }
+            let mut run = match stepped_run(config, weights, prev.as_deref(), tokens.clone(), mask) {
+                Ok(run) => run,
                 Err(e) => return self.show_run(state, &host, tokens, Err(e.into()), None),
             };
             let (mut busy, mut slice) = (0.0, now_ms());
@@ -754,13 +750,32 @@ pub(crate) fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
     step_cost(c, t).total_flops() as f64 > STEPPED_ROW_FLOPS
 }
 
-/// Rows of the LM head per step of a run in steps computing `n` new rows:
-/// about one block's work (the cost model's per-row FLOPs of a block against
-/// the head's).
-fn head_rows_per_step(c: &ModelConfig, n: usize) -> usize {
-    let row = step_cost(c, 1);
-    let block = row.linear_flops() / c.n_layer.max(1) as u64;
-    (n as u64 * block / row.lm_head_flops.max(1)).max(1) as usize
+/// About the work of one step of a run in steps (~20 ms of this machine's
+/// wasm): a block on a piece of its new rows, or a piece of the LM head's
+/// rows, of about this many FLOPs. Before, a step was a whole block on
+/// every new row and an LM head piece as large: SmolLM2's first run of 267
+/// tokens left tasks of 65–100 ms.
+const STEP_FLOPS: u64 = 200_000_000;
+
+/// A run in steps on `tokens` after `prev`, its steps sized for the page's
+/// slices ([`STEP_FLOPS`]).
+pub(crate) fn stepped_run<'a>(
+    config: &'a ModelConfig,
+    weights: &'a crate::model::Weights,
+    prev: Option<&'a crate::engine::Trace>,
+    tokens: Vec<Token>,
+    mask: Mask,
+) -> Result<TraceRun<'a>, EngineError> {
+    let (block_rows, head_rows) = step_rows(config, tokens.len());
+    Ok(TraceRun::new(config, weights, prev, tokens, mask)?.head_rows(head_rows).block_rows(block_rows))
+}
+
+/// Rows of a block, and of the LM head, per step of [`STEP_FLOPS`] on a text of `t` tokens.
+pub(crate) fn step_rows(config: &ModelConfig, t: usize) -> (usize, usize) {
+    let row = step_cost(config, t);
+    let per_row_block = row.total_flops().saturating_sub(row.lm_head_flops) / config.n_layer.max(1) as u64;
+    let rows = |per_row: u64| (STEP_FLOPS / per_row.max(1)).max(1) as usize;
+    (rows(per_row_block), rows(row.lm_head_flops))
 }
 
 /// Runs `work` and hands its result to `apply` only if `current()` still

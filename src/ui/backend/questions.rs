@@ -15,7 +15,6 @@ use crate::engine::head_finder::{painted_scores, template_scores, PaintedPattern
 use crate::engine::intervene::{self, InterveneError, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
 use crate::engine::residual::residual_points;
-use crate::engine::stepwise::TraceRun;
 use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
 use crate::inspect::{PaintGrid, Template};
 use crate::model::{Model, Token};
@@ -226,15 +225,17 @@ pub fn intervene(
     clean: &Trace,
     req: &InterventionRequest,
 ) -> Result<(InterventionOutcome, Trace), BackendError> {
-    crate::pace::at_once(intervene_paced(model, clean, req, crate::pace::go_on))
+    crate::pace::at_once(intervene_paced(model, clean, req, usize::MAX, crate::pace::go_on))
 }
 
-/// [`intervene`] a layer (and the patch source's run a block) at a time,
-/// awaiting `pause` between them; superseded when a pause says to stop.
+/// [`intervene`] a layer (its tail `tail_rows` rows at a time, and the
+/// patch source's run a step) at a time, awaiting `pause` between them;
+/// superseded when a pause says to stop.
 pub async fn intervene_paced(
     model: &Model,
     clean: &Trace,
     req: &InterventionRequest,
+    tail_rows: usize,
     mut pause: impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Result<(InterventionOutcome, Trace), BackendError> {
     let (config, weights) = (&model.config, &model.weights);
@@ -243,8 +244,9 @@ pub async fn intervene_paced(
         Some(tokens) => Some(run_paced(model, tokens, clean.mask, &mut pause).await?),
         None => None,
     };
-    let run =
-        intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, &mut pause).await.map_err(asked)?;
+    let run = intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, tail_rows, &mut pause)
+        .await
+        .map_err(asked)?;
     let last = clean.tokens.len().checked_sub(1).ok_or(BackendError::NotReady("nothing has run yet"))?;
     let cost = RerunCost { first_layer: run.first_layer, flops: run.flops, full_flops: run.full_flops };
     Ok((outcome(model, req, clean.logits.row(last), run.trace.logits.row(last), cost)?, run.trace))
@@ -258,7 +260,7 @@ async fn run_paced(
     mask: Mask,
     pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Result<Trace, BackendError> {
-    let mut run = TraceRun::new(&model.config, &model.weights, None, tokens, mask)?;
+    let mut run = super::stepped_run(&model.config, &model.weights, None, tokens, mask)?;
     while !run.is_done() {
         run.step();
         if pause().await.is_break() {

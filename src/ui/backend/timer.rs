@@ -7,7 +7,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::{BackendError, Engine, Host};
-use crate::engine::stepwise::TraceRun;
 use crate::engine::{forward_cpu, Mask};
 use crate::gpu::{GpuForward, RunOptions};
 use crate::model::Token;
@@ -61,7 +60,7 @@ impl ForwardTimer {
                     forward_cpu(config, weights, tokens.to_vec(), mask)?;
                     return Ok(now_ms() - started);
                 }
-                let mut run = TraceRun::new(config, weights, None, tokens.to_vec(), mask)?;
+                let mut run = super::stepped_run(config, weights, None, tokens.to_vec(), mask)?;
                 let (mut busy, mut pacer) = (0.0, Pacer::new());
                 while !run.is_done() {
                     let step = now_ms();

@@ -12,12 +12,11 @@ use leptos::task::spawn_local;
 use super::chart::{LogChart, Marker, Series, YFormat};
 use crate::engine::analysis::{attention_to, first_token_weights};
 use crate::engine::extend::extend_cpu;
-use crate::engine::stepwise::TraceRun;
 use crate::engine::{forward_cpu, most_traced_tokens, trace_bytes, Mask};
 use crate::render::plot::head_colour;
 use crate::render::text::size_text;
 use crate::render::text::visible;
-use crate::ui::backend::{cpu_trace_budget, runs_in_steps, Backend};
+use crate::ui::backend::{cpu_trace_budget, runs_in_steps, stepped_run, Backend};
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::{sleep_ms, Pacer};
 use crate::ui::web::visible::on_screen;
@@ -104,7 +103,7 @@ pub fn DilutionPanel() -> impl IntoView {
                 // Each step appends filler: only its rows are computed (engine::extend). A large
                 // model runs them a block at a time, giving the thread back between slices.
                 let next = if runs_in_steps(config, t) {
-                    match TraceRun::new(config, weights, prev.as_ref(), tokens, mask) {
+                    match stepped_run(config, weights, prev.as_ref(), tokens, mask) {
                         Ok(mut run) => {
                             let mut pacer = Pacer::new();
                             while !run.is_done() {
