@@ -13,6 +13,7 @@ use super::{Backend, BackendError, Engine, GpuBackend, Host};
 use crate::engine::intervene::{self, Replacement};
 use crate::engine::lens::{DirectContributions, LensPoint};
 use crate::engine::residual::residual_points;
+use crate::pace::go_on;
 use crate::ui::state::{PageState, View};
 use crate::ui::web::dom::Pacer;
 
@@ -217,7 +218,11 @@ impl Backend {
                 let cells = g.sweep_layer(model, layer, mode, source, token).await?;
                 Ok(cells.into_iter().skip(head).collect())
             },
-            |c| Ok(vec![questions::sweep_head(model, &*c.clean()?, (layer, head), mode, source, token)?]),
+            |c| {
+                let clean = c.clean()?;
+                let at_once = questions::sweep_head_paced(model, &clean, (layer, head), mode, source, token, go_on);
+                Ok(vec![crate::pace::at_once(at_once)?])
+            },
         )
         .await
     }

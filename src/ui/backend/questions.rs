@@ -270,20 +270,10 @@ async fn run_paced(
     Ok(run.finish())
 }
 
-/// One head of a sweep: `(layer, head)` replaced by `mode` alone.
-pub fn sweep_head(
-    model: &Model,
-    clean: &Trace,
-    head: (usize, usize),
-    mode: Replacement,
-    source: Option<&str>,
-    token: u32,
-) -> Result<SweepCell, BackendError> {
-    crate::pace::at_once(sweep_head_paced(model, clean, head, mode, source, token, crate::pace::go_on))
-}
-
-/// [`sweep_head`] a layer (and the patch source's run a block) at a time,
-/// awaiting `pause` between them; superseded when a pause says to stop.
+/// One head of a sweep: `(layer, head)` replaced by `mode` alone, a layer
+/// (and the patch source's run a step) at a time, awaiting `pause` between
+/// them (`pace::go_on` and `pace::at_once` take it at once); superseded
+/// when a pause says to stop.
 pub async fn sweep_head_paced(
     model: &Model,
     clean: &Trace,
