@@ -278,7 +278,9 @@ fn tokenizer_parts<'a>(file: &'a Gguf) -> Result<TokenizerParts<'a>, GgufError> 
         _ => Vec::new(),
     };
     // Control tokens (type 3) are special: never split, never normalised.
-    let special = types.iter().enumerate().filter(|&(_, &ty)| ty == 3).map(|(id, _)| id as u32).collect();
+    // (A type list longer than the vocabulary names no more tokens than it has.)
+    let special = types.iter().take(tokens.len()).enumerate().filter(|&(_, &ty)| ty == 3).map(|(id, _)| id as u32);
+    let special = special.collect();
     let shell = json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
         "pre_tokenizer": pre_tokenizer,
@@ -668,6 +670,13 @@ mod tests {
             .kv_i32s("tokenizer.ggml.token_type", &[3, 1, 1, 1, 1, 1, 1, 1, 1, 1])
             .kv_strs("tokenizer.ggml.merges", &["1 2", "Ġ a", "a b", "Ġa b"]);
         let small = w.finish();
+        // A hostile file: more token types than tokens, control tokens past the vocabulary.
+        let mut w = Writer::new();
+        w.kv_str("tokenizer.ggml.model", "gpt2")
+            .kv_strs("tokenizer.ggml.tokens", &["a", "b", "ab"])
+            .kv_i32s("tokenizer.ggml.token_type", &[1, 1, 3, 3, 3])
+            .kv_strs("tokenizer.ggml.merges", &["a b"]);
+        let longer_types = w.finish();
         let smollm2 =
             std::path::Path::new(env!("HOME")).join(".cache/attnscope/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
         let texts = [
@@ -676,7 +685,7 @@ mod tests {
             "naïve 猫 — 12345 \t\n  spaces",
             "",
         ];
-        for bytes in [Some(small), std::fs::read(&smollm2).ok()].into_iter().flatten() {
+        for bytes in [Some(small), Some(longer_types), std::fs::read(&smollm2).ok()].into_iter().flatten() {
             let file = Gguf::parse(&bytes).unwrap();
             let t0 = std::time::Instant::now();
             let json = serde_json::to_vec(&tokenizer_json(&file).unwrap()).unwrap();
