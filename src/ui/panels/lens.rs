@@ -108,7 +108,7 @@ pub fn LensPanel() -> impl IntoView {
             .map(|(p, point)| {
                 let cells = (from..from + n)
                     .map(|j| {
-                        let top = &point.top[j - from];
+                        let top = point.top.get(j - from).map_or(&[][..], Vec::as_slice);
                         let (text, prob, id) =
                             top.first().map_or((String::new(), 0.0, None), |x| (visible(&x.text), x.prob, Some(x.id)));
                         let all = top
