@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::forward::{logits_paced, norm};
 use super::intervene::{check_trace, InterveneError};
-use super::residual::{residual_point_name, residual_points, top_indices};
+use super::residual::{residual_point_name, residual_points, residual_stream, top_indices};
 use super::{EngineError, Trace};
 use crate::model::{ModelConfig, Weights};
 
@@ -96,17 +96,7 @@ pub async fn lens_point(
     if positions.start > positions.end || positions.end > t {
         return Err(InterveneError::NoSuchPosition { position: positions.end.max(positions.start), tokens: t });
     }
-    let stream = match point {
-        0 => &trace.embeddings,
-        p => {
-            let layer = trace.layers.get((p - 1) / 2).ok_or(InterveneError::TraceMismatch)?;
-            if p % 2 == 1 {
-                &layer.resid_mid
-            } else {
-                &layer.resid_post
-            }
-        }
-    };
+    let stream = residual_stream(trace, point).ok_or(InterveneError::TraceMismatch)?;
     let d = config.n_embd;
     let rows = &stream.data[positions.start * d..positions.end * d];
     let ln_f = norm(config, rows, &weights.ln_f_g, &weights.ln_f_b);

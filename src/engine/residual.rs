@@ -19,6 +19,15 @@ pub fn residual_point_name(r: usize) -> String {
     }
 }
 
+/// The stream at residual point `r` (0: after the embeddings, then after
+/// each layer's attention and MLP), `T × d`; `None` past the last layer.
+pub fn residual_stream(trace: &Trace, r: usize) -> Option<&Matrix> {
+    match r {
+        0 => Some(&trace.embeddings),
+        r => trace.layers.get((r - 1) / 2).map(|l| if r % 2 == 1 { &l.resid_mid } else { &l.resid_post }),
+    }
+}
+
 /// ‖x‖₂ of each row of a `rows × d` slice, summed in f32 in column order
 /// (as shaders/row_norms.wgsl does).
 pub fn row_norms(x: &[f32], d: usize) -> Vec<f32> {
@@ -30,11 +39,9 @@ pub fn row_norms(x: &[f32], d: usize) -> Vec<f32> {
 pub fn residual_norms(trace: &Trace) -> Matrix {
     let t = trace.tokens.len();
     let d = trace.embeddings.cols;
-    let mut rows = vec![row_norms(&trace.embeddings.data, d)];
-    for layer in &trace.layers {
-        rows.push(row_norms(&layer.resid_mid.data, d));
-        rows.push(row_norms(&layer.resid_post.data, d));
-    }
+    let points = residual_points(trace.layers.len());
+    let rows: Vec<Vec<f32>> =
+        (0..points).filter_map(|r| residual_stream(trace, r)).map(|m| row_norms(&m.data, d)).collect();
     Matrix::from_vec(rows.len(), t, rows.concat())
 }
 

@@ -145,6 +145,26 @@ pub struct Weights {
     pub lm_head: Option<Tensor>,
 }
 
+impl BlockWeights {
+    /// Every tensor of the block, in the order of its fields.
+    pub fn tensors(&self) -> [&Tensor; 12] {
+        [
+            &self.ln_1_g,
+            &self.ln_1_b,
+            &self.attn_qkv_w,
+            &self.attn_qkv_b,
+            &self.attn_proj_w,
+            &self.attn_proj_b,
+            &self.ln_2_g,
+            &self.ln_2_b,
+            &self.mlp_fc_w,
+            &self.mlp_fc_b,
+            &self.mlp_proj_w,
+            &self.mlp_proj_b,
+        ]
+    }
+}
+
 /// The name the weights had when only GPT-2 loaded.
 pub type Gpt2Weights = Weights;
 
@@ -349,25 +369,7 @@ impl Weights {
 
     /// Bytes the weights take in memory (f32).
     pub fn bytes(&self) -> u64 {
-        let block = |b: &BlockWeights| {
-            [
-                &b.ln_1_g,
-                &b.ln_1_b,
-                &b.attn_qkv_w,
-                &b.attn_qkv_b,
-                &b.attn_proj_w,
-                &b.attn_proj_b,
-                &b.ln_2_g,
-                &b.ln_2_b,
-                &b.mlp_fc_w,
-                &b.mlp_fc_b,
-                &b.mlp_proj_w,
-                &b.mlp_proj_b,
-            ]
-            .iter()
-            .map(|t| t.data.len())
-            .sum::<usize>()
-        };
+        let block = |b: &BlockWeights| b.tensors().iter().map(|t| t.data.len()).sum::<usize>();
         let tables =
             [Some(&self.wte), self.wpe.as_ref(), self.lm_head.as_ref(), Some(&self.ln_f_g), Some(&self.ln_f_b)];
         let values =

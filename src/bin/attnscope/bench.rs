@@ -60,17 +60,7 @@ fn header(name: &str, config: &ModelConfig) {
 /// vectors, the final norm and the LM head (the whole table when tied),
 /// plus one row of the token table (and of the positions, for GPT-2).
 pub fn weight_bytes_per_token(config: &ModelConfig, weights: &Weights) -> u64 {
-    let blocks: usize = weights
-        .blocks
-        .iter()
-        .map(|b| {
-            [&b.ln_1_g, &b.ln_1_b, &b.attn_qkv_w, &b.attn_qkv_b, &b.attn_proj_w, &b.attn_proj_b]
-                .into_iter()
-                .chain([&b.ln_2_g, &b.ln_2_b, &b.mlp_fc_w, &b.mlp_fc_b, &b.mlp_proj_w, &b.mlp_proj_b])
-                .map(|t| t.data.len())
-                .sum::<usize>()
-        })
-        .sum();
+    let blocks: usize = weights.blocks.iter().map(|b| b.tensors().iter().map(|t| t.data.len()).sum::<usize>()).sum();
     let rows = if weights.wpe.is_some() { 2 } else { 1 };
     let tail = weights.ln_f_g.data.len() + weights.ln_f_b.data.len() + weights.head().data.len();
     ((blocks + tail + rows * config.n_embd) * 4) as u64
