@@ -300,9 +300,8 @@ impl Backend {
         tokens.extend(state.generation.steps.get_untracked().into_iter().map(|g| g.token));
         // Past the context the model reads the beginning: so does the page, and says so. On the
         // CPU, past the tokens whose every stage fits in the page's memory, the same.
-        let (total, context) = (tokens.len(), host.model.config.n_positions);
-        let kept = host.cpu_token_limit().filter(|&k| k < context);
-        let limit = kept.unwrap_or(context);
+        let (total, context, limit) = (tokens.len(), host.model.config.n_positions, host.token_limit());
+        let kept = (limit < context).then_some(limit);
         tokens.truncate(limit);
         set_changed(
             status.input_error,
@@ -687,9 +686,14 @@ impl Host {
 
     /// Leaves a GPU that faulted or was lost for the CPU backend: the page
     /// keeps working without a reload, and says why.
-    /// On the CPU, the most tokens a run may have ([`cpu_token_limit`]); `None` on the GPU.
-    fn cpu_token_limit(&self) -> Option<usize> {
-        matches!(&*self.engine(), Engine::Cpu(_)).then(|| cpu_token_limit(&self.model))
+    /// The most tokens a run may have: the model's context, and on the CPU
+    /// no more than [`cpu_token_limit`].
+    pub fn token_limit(&self) -> usize {
+        let context = self.model.config.n_positions;
+        match &*self.engine() {
+            Engine::Cpu(_) => context.min(cpu_token_limit(&self.model)),
+            Engine::Gpu(_) => context,
+        }
     }
 
     fn fall_back_to_cpu(&self, why: String) {
@@ -759,7 +763,7 @@ const STEP_FLOPS: u64 = 200_000_000;
 
 /// A run in steps on `tokens` after `prev`, its steps sized for the page's
 /// slices ([`STEP_FLOPS`]).
-pub(crate) fn stepped_run<'a>(
+fn stepped_run<'a>(
     config: &'a ModelConfig,
     weights: &'a crate::model::Weights,
     prev: Option<&'a crate::engine::Trace>,
@@ -768,6 +772,25 @@ pub(crate) fn stepped_run<'a>(
 ) -> Result<TraceRun<'a>, EngineError> {
     let (block_rows, head_rows) = step_rows(config, tokens.len());
     Ok(TraceRun::new(config, weights, prev, tokens, mask)?.head_rows(head_rows).block_rows(block_rows))
+}
+
+/// A forward of `tokens` after `prev` in steps ([`stepped_run`]), awaiting
+/// `pause` after each; superseded when a pause says to stop.
+pub(crate) async fn run_paced(
+    model: &Model,
+    prev: Option<&crate::engine::Trace>,
+    tokens: Vec<Token>,
+    mask: Mask,
+    pause: &mut impl AsyncFnMut() -> std::ops::ControlFlow<()>,
+) -> Result<crate::engine::Trace, BackendError> {
+    let mut run = stepped_run(&model.config, &model.weights, prev, tokens, mask)?;
+    while !run.is_done() {
+        run.step();
+        if pause().await.is_break() {
+            return Err(BackendError::Superseded);
+        }
+    }
+    Ok(run.finish())
 }
 
 /// Rows of a block, and of the LM head, per step of [`STEP_FLOPS`] on a text of `t` tokens.

@@ -15,7 +15,7 @@ use crate::engine::head_finder::{painted_scores, template_scores, PaintedPattern
 use crate::engine::intervene::{self, InterveneError, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
 use crate::engine::residual::residual_points;
-use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
+use crate::engine::{forward_cpu, sampling, Matrix, Trace};
 use crate::inspect::{PaintGrid, Template};
 use crate::model::{Model, Token};
 use crate::ui::state::View;
@@ -241,7 +241,7 @@ pub async fn intervene_paced(
     let (config, weights) = (&model.config, &model.weights);
     let ivs = interventions(model, req)?;
     let source = match patch_source(model, req, clean.tokens.len())? {
-        Some(tokens) => Some(run_paced(model, tokens, clean.mask, &mut pause).await?),
+        Some(tokens) => Some(super::run_paced(model, None, tokens, clean.mask, &mut pause).await?),
         None => None,
     };
     let run = intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, tail_rows, &mut pause)
@@ -250,24 +250,6 @@ pub async fn intervene_paced(
     let last = clean.tokens.len().checked_sub(1).ok_or(BackendError::NotReady("nothing has run yet"))?;
     let cost = RerunCost { first_layer: run.first_layer, flops: run.flops, full_flops: run.full_flops };
     Ok((outcome(model, req, clean.logits.row(last), run.trace.logits.row(last), cost)?, run.trace))
-}
-
-/// A forward of `tokens` a block at a time, awaiting `pause` after each
-/// step; superseded when a pause says to stop.
-async fn run_paced(
-    model: &Model,
-    tokens: Vec<Token>,
-    mask: Mask,
-    pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
-) -> Result<Trace, BackendError> {
-    let mut run = super::stepped_run(&model.config, &model.weights, None, tokens, mask)?;
-    while !run.is_done() {
-        run.step();
-        if pause().await.is_break() {
-            return Err(BackendError::Superseded);
-        }
-    }
-    Ok(run.finish())
 }
 
 /// One head of a sweep: `(layer, head)` replaced by `mode` alone, a layer
@@ -287,7 +269,7 @@ pub async fn sweep_head_paced(
     intervene::check_head(config, head.0, head.1).map_err(input)?;
     let req = InterventionRequest { heads: vec![head], mode, source: source.map(str::to_owned), token: Some(token) };
     let source = match patch_source(model, &req, clean.tokens.len())? {
-        Some(tokens) => Some(run_paced(model, tokens, clean.mask, &mut pause).await?),
+        Some(tokens) => Some(super::run_paced(model, None, tokens, clean.mask, &mut pause).await?),
         None => None,
     };
     let iv = [Intervention { layer: head.0, head: head.1, kind: mode }];

@@ -4,6 +4,7 @@
 //! buffers and its KV cache are left as they were.
 
 use std::cell::RefCell;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use super::{BackendError, Engine, Host};
@@ -60,17 +61,16 @@ impl ForwardTimer {
                     forward_cpu(config, weights, tokens.to_vec(), mask)?;
                     return Ok(now_ms() - started);
                 }
-                let mut run = super::stepped_run(config, weights, None, tokens.to_vec(), mask)?;
-                let (mut busy, mut pacer) = (0.0, Pacer::new());
-                while !run.is_done() {
-                    let step = now_ms();
-                    run.step();
-                    busy += now_ms() - step;
+                // The time between pauses is the steps'.
+                let (mut busy, mut resumed, mut pacer) = (0.0, started, Pacer::new());
+                let mut pause = async || {
+                    busy += now_ms() - resumed;
                     pacer.pause().await;
-                }
-                let step = now_ms();
-                drop(run.finish());
-                Ok(busy + now_ms() - step)
+                    resumed = now_ms();
+                    ControlFlow::Continue(())
+                };
+                super::run_paced(&self.host.model, None, tokens.to_vec(), mask, &mut pause).await?;
+                Ok(busy + now_ms() - resumed)
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::engine::cost::{forward_cost, quadratic_crossover};
 use crate::model::Token;
 use crate::render::plot::short;
 use crate::render::text::bytes;
-use crate::ui::backend::{cpu_token_limit, Backend};
+use crate::ui::backend::Backend;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::sleep_ms;
 use crate::ui::web::visible::on_screen;
@@ -137,11 +137,8 @@ pub fn CostPanel() -> impl IntoView {
             Ok(timer) => timer,
             Err(e) => return error.set(Some(format!("The measurement could not start: {e}"))),
         };
-        // On the CPU, within the tokens a whole trace may have in this page.
-        let limit = match backend.on_gpu() {
-            true => host.model.config.n_positions,
-            false => host.model.config.n_positions.min(cpu_token_limit(&host.model)),
-        };
+        // Within the context, and on the CPU within the tokens a whole trace may have in this page.
+        let limit = host.token_limit();
         let ts: Vec<usize> = [8usize, 16, 32, 64, 128, 256, 512, 1024].into_iter().filter(|&t| t <= limit).collect();
         const REPEATS: usize = 3;
         let total = ts.len() * REPEATS;

@@ -4,6 +4,8 @@
 //! each head parks on the first token. Computed on the CPU reference
 //! (`engine::analysis`), step by step, from the model's own traces.
 
+use std::ops::ControlFlow;
+
 use leptos::prelude::*;
 
 use super::Terms;
@@ -16,7 +18,7 @@ use crate::engine::{forward_cpu, most_traced_tokens, trace_bytes, Mask};
 use crate::render::plot::head_colour;
 use crate::render::text::size_text;
 use crate::render::text::visible;
-use crate::ui::backend::{cpu_trace_budget, runs_in_steps, stepped_run, Backend};
+use crate::ui::backend::{cpu_trace_budget, run_paced, runs_in_steps, Backend, BackendError};
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::{sleep_ms, Pacer};
 use crate::ui::web::visible::on_screen;
@@ -103,22 +105,18 @@ pub fn DilutionPanel() -> impl IntoView {
                 // Each step appends filler: only its rows are computed (engine::extend). A large
                 // model runs them a block at a time, giving the thread back between slices.
                 let next = if runs_in_steps(config, t) {
-                    match stepped_run(config, weights, prev.as_ref(), tokens, mask) {
-                        Ok(mut run) => {
-                            let mut pacer = Pacer::new();
-                            while !run.is_done() {
-                                run.step();
-                                pacer.pause().await;
-                            }
-                            Ok(run.finish())
-                        }
-                        Err(e) => Err(e),
-                    }
+                    let mut pacer = Pacer::new();
+                    let mut pause = async || {
+                        pacer.pause().await;
+                        ControlFlow::Continue(())
+                    };
+                    run_paced(model, prev.as_ref(), tokens, mask, &mut pause).await
                 } else {
                     match &prev {
                         Some(prev) => extend_cpu(config, weights, prev, tokens, mask),
                         None => forward_cpu(config, weights, tokens, mask),
                     }
+                    .map_err(BackendError::from)
                 };
                 match next {
                     Ok(trace) => {
