@@ -118,33 +118,17 @@ try {
   await server.close();
 }
 
-async function shootModels() {
+/** Runs `shoot(page, device)` on a desktop and a phone, each page opened at `url(server, hub)`,
+ * against the tests' hub (tools/make_page_models.py); logs each page's errors. */
+async function onDevicesWithHub(webgpu, url, shoot) {
   const models = execFileSync('python3', [path.join(ROOT, 'tools/make_page_models.py')]).toString().trim();
   const server = await serveDist();
   const hub = await startHub(models);
-  const browser = await launch({ webgpu: !cpu });
+  const browser = await launch({ webgpu });
   try {
     for (const [device, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 844 }]]) {
-      const { page, errors } = await openApp(browser, `${server.url}?hub=${encodeURIComponent(hub.url)}`, viewport);
-      await page.click('[data-testid=model-button]');
-      await page.fill('[data-testid=model-id]', 'test/llama-tiny-sharded');
-      await page.waitForTimeout(300);
-      await page.screenshot({ path: path.join(out, `chooser-${device}.png`) });
-      hub.set({ bytesPerSecond: 150_000 });
-      await page.click('[data-testid=model-open]');
-      await page.waitForFunction(() => Number((document.querySelector('[data-testid=model-progress] progress') || {}).value) > 300_000,
-        null, { timeout: 60_000 });
-      await page.click('[data-testid=model-progress] summary');
-      await page.waitForTimeout(300);
-      await page.screenshot({ path: path.join(out, `download-${device}.png`) });
-      await page.click('[data-testid=model-cancel]');
-      hub.set({ bytesPerSecond: 0 });
-      await page.locator('[data-testid=model-message]').waitFor();
-      await page.click('[data-testid=model-button]');
-      await page.fill('[data-testid=model-id]', `${hub.url}/files/test/gpt2-small-random`);
-      await page.click('[data-testid=model-open]');
-      await page.locator('[data-testid=model-plan]').waitFor({ timeout: 60_000 });
-      await page.screenshot({ path: path.join(out, `plan-${device}.png`) });
+      const { page, errors } = await openApp(browser, url(server, hub), viewport);
+      await shoot(page, device, hub);
       console.log(device, 'errors', errors);
       await page.close();
     }
@@ -155,48 +139,60 @@ async function shootModels() {
   }
 }
 
+async function shootModels() {
+  await onDevicesWithHub(!cpu, (server, hub) => `${server.url}?hub=${encodeURIComponent(hub.url)}`, async (page, device, hub) => {
+    await page.click('[data-testid=model-button]');
+    await page.fill('[data-testid=model-id]', 'test/llama-tiny-sharded');
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: path.join(out, `chooser-${device}.png`) });
+    hub.set({ bytesPerSecond: 150_000 });
+    await page.click('[data-testid=model-open]');
+    await page.waitForFunction(() => Number((document.querySelector('[data-testid=model-progress] progress') || {}).value) > 300_000,
+      null, { timeout: 60_000 });
+    await page.click('[data-testid=model-progress] summary');
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: path.join(out, `download-${device}.png`) });
+    await page.click('[data-testid=model-cancel]');
+    hub.set({ bytesPerSecond: 0 });
+    await page.locator('[data-testid=model-message]').waitFor();
+    await page.click('[data-testid=model-button]');
+    await page.fill('[data-testid=model-id]', `${hub.url}/files/test/gpt2-small-random`);
+    await page.click('[data-testid=model-open]');
+    await page.locator('[data-testid=model-plan]').waitFor({ timeout: 60_000 });
+    await page.screenshot({ path: path.join(out, `plan-${device}.png`) });
+  });
+}
+
 /** SmolLM2 on the CPU: the lens being read and read, and the dilution panel, desktop and phone. */
 async function shootSmolLM2Cpu() {
-  const models = execFileSync('python3', [path.join(ROOT, 'tools/make_page_models.py')]).toString().trim();
-  const server = await serveDist();
-  const hub = await startHub(models);
-  const browser = await launch({ webgpu: false });
   const name = 'HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf';
-  try {
-    for (const [device, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 844 }]]) {
-      const text = encodeURIComponent('The capital of France is Paris, and the capital of Italy is');
-      const { page, errors } = await openApp(browser, `${server.url}?backend=cpu&hub=${encodeURIComponent(hub.url)}#text=${text}`, viewport);
-      await page.click('[data-testid=model-button]');
-      await page.fill('[data-testid=model-id]', name);
-      await page.click('[data-testid=model-open]');
-      await page.locator('[data-testid=model-download]').click({ timeout: 60_000 });
-      await page.waitForFunction((k) => {
-        const s = window.attnscope?.state();
-        return !!s && s.modelKey === k && s.runs > 0 && s.phase === 'ready' && !document.querySelector('[data-testid=model-progress]');
-      }, name, { timeout: 400_000 });
-      await page.addStyleTag({ content: '.panel-nav { position: static !important; }' });
-      const lens = page.locator('.lens-panel');
-      await lens.scrollIntoViewIfNeeded();
-      await page.locator('[data-testid=lens-progress]').waitFor({ timeout: 60_000 });
-      await page.waitForFunction(() => /(\d+) of/.exec(document.querySelector('[data-testid=lens-progress]')?.innerText ?? '')?.[1] > 10,
-        null, { timeout: 60_000 }).catch(() => {});
-      await lens.screenshot({ path: path.join(out, `smollm2-cpu-lens-reading-${device}.png`) });
-      await page.locator('[data-testid=lens-table]').waitFor({ timeout: 120_000 });
-      await page.waitForTimeout(500);
-      await lens.screenshot({ path: path.join(out, `smollm2-cpu-lens-${device}.png`) });
-      const dilution = page.locator('.dilution-panel');
-      await dilution.scrollIntoViewIfNeeded();
-      await page.locator('.dilution-run').click();
-      await page.locator('[data-testid=dilution-note]').waitFor({ timeout: 300_000 });
-      await page.waitForTimeout(500);
-      await dilution.screenshot({ path: path.join(out, `smollm2-cpu-dilution-${device}.png`) });
-      console.log(device, 'errors', errors);
-      await page.close();
-    }
-  } finally {
-    await browser.close();
-    await hub.close();
-    await server.close();
-  }
+  const text = encodeURIComponent('The capital of France is Paris, and the capital of Italy is');
+  const url = (server, hub) => `${server.url}?backend=cpu&hub=${encodeURIComponent(hub.url)}#text=${text}`;
+  await onDevicesWithHub(false, url, async (page, device) => {
+    await page.click('[data-testid=model-button]');
+    await page.fill('[data-testid=model-id]', name);
+    await page.click('[data-testid=model-open]');
+    await page.locator('[data-testid=model-download]').click({ timeout: 60_000 });
+    await page.waitForFunction((k) => {
+      const s = window.attnscope?.state();
+      return !!s && s.modelKey === k && s.runs > 0 && s.phase === 'ready' && !document.querySelector('[data-testid=model-progress]');
+    }, name, { timeout: 400_000 });
+    await page.addStyleTag({ content: '.panel-nav { position: static !important; }' });
+    const lens = page.locator('.lens-panel');
+    await lens.scrollIntoViewIfNeeded();
+    await page.locator('[data-testid=lens-progress]').waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => /(\d+) of/.exec(document.querySelector('[data-testid=lens-progress]')?.innerText ?? '')?.[1] > 10,
+      null, { timeout: 60_000 }).catch(() => {});
+    await lens.screenshot({ path: path.join(out, `smollm2-cpu-lens-reading-${device}.png`) });
+    await page.locator('[data-testid=lens-table]').waitFor({ timeout: 120_000 });
+    await page.waitForTimeout(500);
+    await lens.screenshot({ path: path.join(out, `smollm2-cpu-lens-${device}.png`) });
+    const dilution = page.locator('.dilution-panel');
+    await dilution.scrollIntoViewIfNeeded();
+    await page.locator('.dilution-run').click();
+    await page.locator('[data-testid=dilution-note]').waitFor({ timeout: 300_000 });
+    await page.waitForTimeout(500);
+    await dilution.screenshot({ path: path.join(out, `smollm2-cpu-dilution-${device}.png`) });
+  });
 }
 
