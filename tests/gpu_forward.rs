@@ -38,8 +38,8 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
                 ("k", &gh.k, &ch.k),
                 ("v", &gh.v, &ch.v),
                 ("scores_raw", &gh.scores_raw, &ch.scores_raw),
-                ("scores_scaled", &gh.scores_scaled, &ch.scores_scaled),
-                ("scores_masked", &gh.scores_masked, &ch.scores_masked),
+                ("scores_scaled", &gh.scores_scaled(), &ch.scores_scaled()),
+                ("scores_masked", &gh.scores_masked(), &ch.scores_masked()),
                 ("weights", &gh.weights, &ch.weights),
                 ("output", &gh.output, &ch.output),
             ] {

@@ -40,7 +40,7 @@ proptest! {
             Matrix::from_vec(rows, cols, (0..rows * cols).map(|i| m[(row0 + i / cols) * stride + i % cols]).collect())
         };
         let mask_m = pick(&masked);
-        let (lo, hi) = raster::value_range(&pick(&values), use_mask.then_some(&mask_m));
+        let (lo, hi) = raster::value_range(&pick(&values), use_mask.then_some(raster::Hidden::Cells(&mask_m)));
         prop_assert_eq!((got[0], got[1]), (lo, hi), "{}×{} stride {} from row {}", rows, cols, stride, row0);
     }
 

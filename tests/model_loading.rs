@@ -216,7 +216,7 @@ fn cpu_trace_has_the_shapes_of_the_config_and_valid_softmax_rows() {
                     for (j, &w) in row.iter().enumerate() {
                         if !mask.allows(i, j) {
                             assert_eq!(w, 0.0, "{mask:?} [{i}][{j}] is exactly 0");
-                            assert_eq!(head.scores_masked.at(i, j), f32::NEG_INFINITY);
+                            assert_eq!(head.scores_masked().at(i, j), f32::NEG_INFINITY);
                         }
                     }
                 }

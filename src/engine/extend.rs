@@ -84,8 +84,7 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
                 k: first_rows(&h.k, p),
                 v: first_rows(&h.v, p),
                 scores_raw: corner(&h.scores_raw, p),
-                scores_scaled: corner(&h.scores_scaled, p),
-                scores_masked: corner(&h.scores_masked, p),
+                mask: h.mask,
                 weights: corner(&h.weights, p),
                 output: first_rows(&h.output, p),
                 q_pre_rope: h.q_pre_rope.as_ref().map(|m| first_rows(m, p)),
@@ -172,7 +171,6 @@ pub(super) fn append_attention(
     let t = p + n;
     let (n_head, d_head, width) = (config.n_head, config.d_head(), config.qkv_dim());
     let (q_dim, kv_dim, group) = (config.q_dim(), config.kv_dim(), config.kv_group().max(1));
-    let scale = 1.0 / (d_head as f32).sqrt();
     let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
     let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
     // Every key and value, [T×kv_dim]: the prefix's from its trace (the
@@ -191,7 +189,7 @@ pub(super) fn append_attention(
     // The new rows p..T of every head, as the kernel computes them.
     let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
     let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
-    let AttentionOut { raw, masked, weights: weights_new, out: concat } =
+    let AttentionOut { raw, weights: weights_new, out: concat, .. } =
         kernels::attention_rows_owned(&shape, &qkv_rows);
     let mut heads = Vec::with_capacity(n_head);
     for (h, old_head) in old.heads.iter().enumerate() {
@@ -205,8 +203,8 @@ pub(super) fn append_attention(
             _ => None,
         };
         let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
-        // The old queries against the new keys: raw and scaled (the trace
-        // keeps them unmasked); masked for them, so −∞ and weight 0.
+        // The old queries against the new keys: raw (the trace keeps them
+        // unmasked; they are masked for them, so weight 0).
         let scores_raw = grow_square(&old_head.scores_raw, t, |i, j| {
             if i < p {
                 kernels::dot(q.row(i), k.row(j))
@@ -214,13 +212,6 @@ pub(super) fn append_attention(
                 new_row(&raw, i, j)
             }
         });
-        let scores_scaled = grow_square(&old_head.scores_scaled, t, |i, j| scores_raw.at(i, j) * scale);
-        let scores_masked =
-            grow_square(
-                &old_head.scores_masked,
-                t,
-                |i, j| if i < p { f32::NEG_INFINITY } else { new_row(&masked, i, j) },
-            );
         let weights_m = grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
         heads.push(HeadTrace {
             output: append_rows(&old_head.output, &new_cols(&concat, q_dim, cols.q).data),
@@ -231,8 +222,7 @@ pub(super) fn append_attention(
             k,
             v,
             scores_raw,
-            scores_scaled,
-            scores_masked,
+            mask,
             weights: weights_m,
         });
     }
@@ -306,8 +296,9 @@ mod tests {
                 same(&ha.k, &hb.k, &format!("{w} k"));
                 same(&ha.v, &hb.v, &format!("{w} v"));
                 same(&ha.scores_raw, &hb.scores_raw, &format!("{w} raw"));
-                same(&ha.scores_scaled, &hb.scores_scaled, &format!("{w} scaled"));
-                same(&ha.scores_masked, &hb.scores_masked, &format!("{w} masked"));
+                same(&ha.scores_scaled(), &hb.scores_scaled(), &format!("{w} scaled"));
+                same(&ha.scores_masked(), &hb.scores_masked(), &format!("{w} masked"));
+                assert_eq!(ha.mask, hb.mask, "{w} mask");
                 same(&ha.weights, &hb.weights, &format!("{w} weights"));
                 same(&ha.output, &hb.output, &format!("{w} output"));
             }

@@ -146,19 +146,17 @@ fn head_trace(
     qkv: &[f32],
     pre: Option<&[f32]>,
     o: &AttentionOut,
+    mask: Mask,
 ) -> HeadTrace {
     let (d_head, width) = (config.d_head(), config.qkv_dim());
-    let scale = 1.0 / (d_head as f32).sqrt();
     let cols = HeadColumns::of(config, h);
     let pre_width = config.q_dim() + config.kv_dim();
-    let scores_raw = square(&o.raw, t, h);
     HeadTrace {
         q: Matrix::from_columns(qkv, t, width, cols.q, d_head),
         k: Matrix::from_columns(qkv, t, width, cols.k, d_head),
         v: Matrix::from_columns(qkv, t, width, cols.v, d_head),
-        scores_scaled: Matrix::from_vec(t, t, scores_raw.data.iter().map(|s| s * scale).collect()),
-        scores_raw,
-        scores_masked: square(&o.masked, t, h),
+        scores_raw: square(&o.raw, t, h),
+        mask,
         weights: square(&o.weights, t, h),
         output: Matrix::from_columns(&o.out, t, config.q_dim(), cols.q, d_head),
         q_pre_rope: pre.map(|p| Matrix::from_columns(p, t, pre_width, cols.q, d_head)),
@@ -179,7 +177,7 @@ pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask
     let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask };
     let rows = QkvRows::fused_grouped(&qkv, config.q_dim(), config.kv_dim(), config.kv_group());
     let out = kernels::attention_rows_owned(&shape, &rows);
-    let heads = (0..n_head).map(|h| head_trace(config, h, t, &qkv, pre.as_deref(), &out)).collect();
+    let heads = (0..n_head).map(|h| head_trace(config, h, t, &qkv, pre.as_deref(), &out, mask)).collect();
     (AttentionTrace { ln_1: Matrix::from_vec(t, d, ln_1), heads }, out.out)
 }
 

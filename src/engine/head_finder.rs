@@ -52,13 +52,13 @@ pub fn template_scores(trace: &Trace, token: Option<u32>) -> Vec<TemplateScores>
         for (head, h) in layer_trace.heads().iter().enumerate() {
             let w = &h.weights;
             let later = 1..t;
-            let visible = |i: usize| (0..t).filter(|&j| h.scores_masked.at(i, j).is_finite()).count();
+            let visible = |i: usize| (0..t).filter(|&j| h.mask.allows(i, j)).count();
             let entropy = mean((0..t).filter(|&i| visible(i) >= 2).map(|i| {
                 let e: f64 = w.row(i).iter().filter(|&&p| p > 0.0).map(|&p| -(p as f64) * (p as f64).ln()).sum();
                 e / (visible(i) as f64).ln()
             }));
             let to_token = token.and_then(|x| {
-                let seen = (0..t).filter(|&i| (0..=i).any(|j| ids[j] == x && h.scores_masked.at(i, j).is_finite()));
+                let seen = (0..t).filter(|&i| (0..=i).any(|j| ids[j] == x && h.mask.allows(i, j)));
                 mean(seen.map(|i| (0..t).filter(|&j| ids[j] == x).map(|j| w.at(i, j) as f64).sum()))
             });
             scores.push(TemplateScores {
@@ -143,7 +143,7 @@ pub fn painted_scores(trace: &Trace, pattern: &PaintedPattern) -> Vec<f64> {
     for layer_trace in &trace.layers {
         for h in layer_trace.heads() {
             let rows = (0..t).filter_map(|i| {
-                let visible: Vec<usize> = (0..t).filter(|&j| h.scores_masked.at(i, j).is_finite()).collect();
+                let visible: Vec<usize> = (0..t).filter(|&j| h.mask.allows(i, j)).collect();
                 let total: f64 = visible.iter().map(|&j| pattern.at(i, j, t) as f64).sum();
                 (total > 0.0).then(|| {
                     visible

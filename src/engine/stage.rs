@@ -2,6 +2,8 @@
 //! the computation happens: what each is called, the formula it shows, and
 //! where its numbers live in a [`HeadTrace`].
 
+use std::borrow::Cow;
+
 use super::trace::{HeadTrace, Matrix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,9 +154,10 @@ impl AttentionStage {
         matches!(self, AttentionStage::ScoresMasked | AttentionStage::Weights)
     }
 
-    /// The stage's matrix in a head's trace.
-    pub fn matrix(self, head: &HeadTrace) -> &Matrix {
-        match self {
+    /// The stage's matrix in a head's trace (the scaled and masked scores
+    /// computed from the raw ones: the trace does not keep them).
+    pub fn matrix(self, head: &HeadTrace) -> Cow<'_, Matrix> {
+        Cow::Borrowed(match self {
             // Learned positions (GPT-2) rotate nothing: before is after.
             AttentionStage::QPreRope => head.q_pre_rope.as_ref().unwrap_or(&head.q),
             AttentionStage::KPreRope => head.k_pre_rope.as_ref().unwrap_or(&head.k),
@@ -162,10 +165,25 @@ impl AttentionStage {
             AttentionStage::K => &head.k,
             AttentionStage::V => &head.v,
             AttentionStage::ScoresRaw => &head.scores_raw,
-            AttentionStage::ScoresScaled => &head.scores_scaled,
-            AttentionStage::ScoresMasked => &head.scores_masked,
+            AttentionStage::ScoresScaled => return Cow::Owned(head.scores_scaled()),
+            AttentionStage::ScoresMasked => return Cow::Owned(head.scores_masked()),
             AttentionStage::Weights => &head.weights,
             AttentionStage::Output => &head.output,
+        })
+    }
+
+    /// Cell (`row`, `col`) of the stage's matrix in a head's trace, if inside it.
+    pub fn cell(self, head: &HeadTrace, row: usize, col: usize) -> Option<f32> {
+        match self {
+            AttentionStage::ScoresScaled | AttentionStage::ScoresMasked => {
+                let raw = &head.scores_raw;
+                (row < raw.rows && col < raw.cols)
+                    .then(|| head.score(row, col, self == AttentionStage::ScoresMasked))
+            }
+            _ => {
+                let m = self.matrix(head);
+                (row < m.rows && col < m.cols).then(|| m.at(row, col))
+            }
         }
     }
 }

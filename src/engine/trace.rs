@@ -51,32 +51,103 @@ impl Serialize for Matrix {
 }
 
 /// One attention head of one layer.
-#[derive(Debug, Clone, Serialize)]
+///
+/// Of the scores only the raw Q·Kᵀ and the weights are kept: the scaled and
+/// masked scores follow from the raw ones, the scale and the mask
+/// ([`HeadTrace::scores_scaled`], [`HeadTrace::scores_masked`]), exactly as
+/// the attention kernel computes them, so a long text's trace holds two T×T
+/// matrices per head instead of four.
+#[derive(Debug, Clone)]
 pub struct HeadTrace {
     /// Queries, keys and values of this head, T×d_head each (after RoPE when the model has it).
     pub q: Matrix,
     pub k: Matrix,
     pub v: Matrix,
-    /// Q·Kᵀ, T×T.
+    /// Q·Kᵀ, T×T, over every key (the mask applies after the scaling).
     pub scores_raw: Matrix,
-    /// Q·Kᵀ / √d_head.
-    pub scores_scaled: Matrix,
-    /// Scaled scores with −∞ where the mask forbids (serialised as null).
-    pub scores_masked: Matrix,
+    /// The mask the run used: which scaled scores became −∞.
+    pub mask: Mask,
     /// Row softmax of the masked scores.
     pub weights: Matrix,
     /// Weights · V, T×d_head.
     pub output: Matrix,
     /// RoPE models: this head's Q and K before the rotation (`q` and `k` are
     /// after it: what is dotted). Absent for learned positions (GPT-2).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub q_pre_rope: Option<Matrix>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub k_pre_rope: Option<Matrix>,
     /// The Llama family: which KV head this query head reads (its `k` and
     /// `v` are that head's, shared with the other heads of its group).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_head: Option<usize>,
+}
+
+impl HeadTrace {
+    /// 1/√d_head, as the attention kernels scale the scores.
+    pub fn scale(&self) -> f32 {
+        1.0 / (self.q.cols as f32).sqrt()
+    }
+
+    /// Score (i, j) scaled, and −∞ where the mask forbids key j to query i
+    /// (`masked`): bit for bit what the kernels compute.
+    pub fn score(&self, i: usize, j: usize, masked: bool) -> f32 {
+        if masked && !self.mask.allows(i, j) {
+            f32::NEG_INFINITY
+        } else {
+            self.scores_raw.at(i, j) * self.scale()
+        }
+    }
+
+    /// Q·Kᵀ / √d_head, T×T.
+    pub fn scores_scaled(&self) -> Matrix {
+        self.scores(false)
+    }
+
+    /// The scaled scores with −∞ where the mask forbids (serialised as null).
+    pub fn scores_masked(&self) -> Matrix {
+        self.scores(true)
+    }
+
+    fn scores(&self, masked: bool) -> Matrix {
+        let (rows, cols, scale) = (self.scores_raw.rows, self.scores_raw.cols, self.scale());
+        let mut data = Vec::with_capacity(rows * cols);
+        for i in 0..rows {
+            let row = self.scores_raw.row(i);
+            data.extend(row.iter().enumerate().map(|(j, &r)| {
+                if masked && !self.mask.allows(i, j) {
+                    f32::NEG_INFINITY
+                } else {
+                    r * scale
+                }
+            }));
+        }
+        Matrix::from_vec(rows, cols, data)
+    }
+}
+
+/// A head as `attnscope trace` writes it: every stage, the scaled and
+/// masked scores included.
+impl Serialize for HeadTrace {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = s.serialize_struct("HeadTrace", 11)?;
+        out.serialize_field("q", &self.q)?;
+        out.serialize_field("k", &self.k)?;
+        out.serialize_field("v", &self.v)?;
+        out.serialize_field("scores_raw", &self.scores_raw)?;
+        out.serialize_field("scores_scaled", &self.scores_scaled())?;
+        out.serialize_field("scores_masked", &self.scores_masked())?;
+        out.serialize_field("weights", &self.weights)?;
+        out.serialize_field("output", &self.output)?;
+        if let Some(m) = &self.q_pre_rope {
+            out.serialize_field("q_pre_rope", m)?;
+        }
+        if let Some(m) = &self.k_pre_rope {
+            out.serialize_field("k_pre_rope", m)?;
+        }
+        if let Some(kv) = self.kv_head {
+            out.serialize_field("kv_head", &kv)?;
+        }
+        out.end()
+    }
 }
 
 /// The attention half of a layer, up to the concatenated head outputs.
@@ -129,9 +200,9 @@ pub struct Trace {
 }
 
 /// Bytes of a whole [`Trace`] of `t` tokens (every stage of every head
-/// kept, f32): what the CPU engine holds for one run. The four T×T matrices
-/// per head (raw, scaled and masked scores, weights) dominate a long text:
-/// 1.1 GB for SmolLM2 (270 heads) at T = 512.
+/// kept, f32): what the CPU engine holds for one run. The two T×T matrices
+/// per head (raw scores and weights) dominate a long text: 0.57 GB for
+/// SmolLM2 (270 heads) at T = 512.
 pub fn trace_bytes(config: &ModelConfig, t: usize) -> u64 {
     let t = t as u64;
     let (d, m, vocab, d_head) =
@@ -139,7 +210,7 @@ pub fn trace_bytes(config: &ModelConfig, t: usize) -> u64 {
     let heads = (config.n_layer * config.n_head) as u64;
     // q, k, v and the output, T×d_head each (and Q and K before RoPE).
     let per_head_rows = if config.architecture.is_llama_family() { 6 } else { 4 };
-    let per_head = 4 * t * t + per_head_rows * t * d_head;
+    let per_head = 2 * t * t + per_head_rows * t * d_head;
     // ln_1, attn_out, resid_mid, ln_2, mlp_out, resid_post (T×d) and mlp_hidden (T×n_inner).
     let per_layer = t * (6 * d + m);
     let values = heads * per_head + config.n_layer as u64 * per_layer + 2 * t * d + t * vocab;
@@ -172,7 +243,7 @@ mod tests {
     fn counted(trace: &Trace) -> u64 {
         let m = |x: &Matrix| x.data.len() as u64;
         let head = |h: &HeadTrace| {
-            [&h.q, &h.k, &h.v, &h.scores_raw, &h.scores_scaled, &h.scores_masked, &h.weights, &h.output]
+            [&h.q, &h.k, &h.v, &h.scores_raw, &h.weights, &h.output]
                 .into_iter()
                 .map(m)
                 .sum::<u64>()

@@ -39,7 +39,6 @@ impl GpuForward {
         let (t, d, n_head, d_head) = (tokens.len(), c.n_embd, c.n_head, c.d_head());
         let (q_dim, kv_dim, width) = (c.q_dim(), c.kv_dim(), c.qkv_dim());
         let llama = c.architecture.is_llama_family();
-        let scale = 1.0 / (d_head as f32).sqrt();
         let rows = |data: Vec<f32>, cols: usize| Matrix::from_vec(t, cols, data);
         let mut layers = Vec::with_capacity(c.n_layer);
         for l in 0..c.n_layer {
@@ -57,9 +56,8 @@ impl GpuForward {
                     q: Matrix::from_columns(&qkv, t, width, q_col, d_head),
                     k: Matrix::from_columns(&qkv, t, width, k_col, d_head),
                     v: Matrix::from_columns(&qkv, t, width, k_col + kv_dim, d_head),
-                    scores_scaled: Matrix::from_vec(t, t, raw.iter().map(|s| s * scale).collect()),
                     scores_raw: Matrix::from_vec(t, t, raw),
-                    scores_masked: Matrix::from_vec(t, t, self.read_head(ctx, Stage::ScoresMasked, l, h).await?),
+                    mask,
                     weights: Matrix::from_vec(t, t, self.read_head(ctx, Stage::Weights, l, h).await?),
                     output: Matrix::from_columns(&head_out, t, q_dim, q_col, d_head),
                     q_pre_rope: pre_cols(q_col),

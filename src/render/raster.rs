@@ -4,7 +4,7 @@
 //! pixels onto a 2D canvas).
 
 use super::heatmap::ColourMap;
-use crate::engine::Matrix;
+use crate::engine::{Mask, Matrix};
 
 /// Polynomial fit of matplotlib's viridis, as heatmap.wgsl (sRGB components in [0, 1]).
 pub fn viridis(t: f32) -> [f32; 3] {
@@ -48,12 +48,39 @@ pub fn diverging(s: f32) -> [f32; 3] {
     }
 }
 
-/// The smallest and largest value of `values`, skipping cells `masked` marks
-/// −∞ (0, 0 when none is left): the CPU twin of value_range.wgsl.
-pub fn value_range(values: &Matrix, masked: Option<&Matrix>) -> (f32, f32) {
+/// The cells of a drawn matrix that the attention mask removed: hatched,
+/// and left out of the colour range.
+#[derive(Debug, Clone, Copy)]
+pub enum Hidden<'a> {
+    /// Where `mask` forbids key `col0 + j` to query `row0 + i`: a head's
+    /// matrix, or the window of it cut at (`row0`, `col0`).
+    Mask { mask: Mask, row0: usize, col0: usize },
+    /// Where this matrix (the masked scores read back, of the drawn
+    /// matrix's shape) is −∞.
+    Cells(&'a Matrix),
+}
+
+impl Hidden<'_> {
+    /// A whole head's matrix under `mask`.
+    pub fn mask(mask: Mask) -> Self {
+        Hidden::Mask { mask, row0: 0, col0: 0 }
+    }
+
+    /// Whether cell (`i`, `j`) is masked.
+    pub fn hides(&self, i: usize, j: usize) -> bool {
+        match *self {
+            Hidden::Mask { mask, row0, col0 } => !mask.allows(row0 + i, col0 + j),
+            Hidden::Cells(m) => m.data.get(i * m.cols + j).is_some_and(|x| *x == f32::NEG_INFINITY),
+        }
+    }
+}
+
+/// The smallest and largest value of `values`, skipping the cells `masked`
+/// hides (0, 0 when none is left): the CPU twin of value_range.wgsl.
+pub fn value_range(values: &Matrix, masked: Option<Hidden<'_>>) -> (f32, f32) {
     let mut range: Option<(f32, f32)> = None;
     for (i, &v) in values.data.iter().enumerate() {
-        if masked.is_some_and(|m| m.data.get(i).is_some_and(|x| *x == f32::NEG_INFINITY)) {
+        if masked.is_some_and(|m| m.hides(i / values.cols, i % values.cols)) {
             continue;
         }
         range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
@@ -65,7 +92,7 @@ pub fn value_range(values: &Matrix, masked: Option<&Matrix>) -> (f32, f32) {
 #[derive(Debug, Clone, Copy)]
 pub struct Raster<'a> {
     pub values: &'a Matrix,
-    pub masked: Option<&'a Matrix>,
+    pub masked: Option<Hidden<'a>>,
     pub colour_map: ColourMap,
     pub range: (f32, f32),
     pub width: usize,
@@ -117,7 +144,7 @@ impl Raster<'_> {
         let cells: Vec<Option<u32>> = (0..rows * cols)
             .map(|at| {
                 let (i, j) = (at / cols, at % cols);
-                let masked = self.masked.is_some_and(|m| m.data[at] == f32::NEG_INFINITY);
+                let masked = self.masked.is_some_and(|m| m.hides(i, j));
                 let c = colour(self.colour_map, self.range, self.values.data[at]);
                 (!masked).then(|| pack(lit(c, hover_row == Some(i) || hover_col == Some(j))))
             })
@@ -237,7 +264,7 @@ mod tests {
                         || (cell_h >= 8.0 && py - i as f32 * cell_h < 1.0);
                     if !gap {
                         let at = i * cols + j;
-                        c = if r.masked.is_some_and(|m| m.data[at] == f32::NEG_INFINITY) {
+                        c = if r.masked.is_some_and(|m| m.hides(i, j)) {
                             if (x + y) % 8 < 3 {
                                 [0.32, 0.33, 0.36]
                             } else {
@@ -290,10 +317,12 @@ mod tests {
                 (0..rows * cols).map(|_| if next() > 0.5 { f32::NEG_INFINITY } else { 0.0 }).collect(),
             );
             for (map, masked, hover) in [
-                (ColourMap::Sequential, Some(&masked), Some((1, 2))),
+                (ColourMap::Sequential, Some(Hidden::Cells(&masked)), Some((1, 2))),
                 (ColourMap::Diverging, None, None),
-                (ColourMap::Sequential, Some(&holes), Some((rows / 2, cols - 1))),
-                (ColourMap::Sequential, Some(&holes), None),
+                (ColourMap::Sequential, Some(Hidden::Cells(&holes)), Some((rows / 2, cols - 1))),
+                (ColourMap::Sequential, Some(Hidden::Cells(&holes)), None),
+                (ColourMap::Sequential, Some(Hidden::mask(Mask::Causal)), Some((0, 0))),
+                (ColourMap::Diverging, Some(Hidden::Mask { mask: Mask::Window(3), row0: 5, col0: 1 }), None),
             ] {
                 let r = Raster { values: &values, masked, colour_map: map, range: (-1.5, 1.7), width, height, hover };
                 assert!(as_bytes(&r.pixels()) == pixels_one_by_one(&r), "{rows}×{cols} at {width}×{height}");
@@ -312,15 +341,42 @@ mod tests {
         assert!(close(to8(diverging(1.0)), [179, 88, 6]));
     }
 
+    /// A window cut from a head's matrix hides what the mask hid there.
+    #[test]
+    fn a_masks_window_hides_the_cells_the_whole_matrix_hid() {
+        let t = 11;
+        for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(4)] {
+            let whole = Matrix::from_vec(
+                t,
+                t,
+                (0..t * t).map(|at| if mask.allows(at / t, at % t) { 0.5 } else { f32::NEG_INFINITY }).collect(),
+            );
+            for (row0, col0, rows, cols) in [(0, 0, t, t), (3, 2, 5, 7), (10, 0, 1, 11), (0, 9, 11, 2)] {
+                let data = (row0..row0 + rows).flat_map(|r| whole.row(r)[col0..col0 + cols].to_vec()).collect();
+                let cut = Matrix::from_vec(rows, cols, data);
+                for i in 0..rows {
+                    for j in 0..cols {
+                        assert_eq!(
+                            Hidden::Mask { mask, row0, col0 }.hides(i, j),
+                            Hidden::Cells(&cut).hides(i, j),
+                            "{mask:?} window at ({row0}, {col0}), cell ({i}, {j})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn range_skips_masked_cells_and_pixels_hatch_them() {
         let values = Matrix::from_vec(2, 2, vec![1.0, 9.0, -2.0, 3.0]);
         let masked = Matrix::from_vec(2, 2, vec![1.0, f32::NEG_INFINITY, -2.0, 3.0]);
-        assert_eq!(value_range(&values, Some(&masked)), (-2.0, 3.0));
+        assert_eq!(value_range(&values, Some(Hidden::Cells(&masked))), (-2.0, 3.0));
+        assert_eq!(value_range(&values, Some(Hidden::mask(Mask::Causal))), (-2.0, 3.0), "the mask hides the same cell");
         assert_eq!(value_range(&values, None), (-2.0, 9.0));
         let raster = Raster {
             values: &values,
-            masked: Some(&masked),
+            masked: Some(Hidden::mask(Mask::Causal)),
             colour_map: ColourMap::Diverging,
             range: (-2.0, 3.0),
             width: 20,

@@ -255,6 +255,29 @@ mod tests {
         }
     }
 
+    /// What `HeadTrace::scores_scaled` and `scores_masked` rely on to derive
+    /// those stages from the raw scores: bit for bit the kernel's.
+    #[test]
+    fn masked_scores_are_the_raw_scores_scaled_where_the_mask_allows() {
+        let (t, n_head, d_head) = (9, 3, 5);
+        let d = n_head * d_head;
+        let qkv: Vec<f32> = (0..t * 3 * d).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.173).collect();
+        for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(3), Mask::Window(1)] {
+            let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask };
+            let o = attention_rows_owned(&shape, &QkvRows::fused(&qkv, d));
+            let scale = 1.0 / (d_head as f32).sqrt();
+            for h in 0..n_head {
+                for i in 0..t {
+                    for j in 0..t {
+                        let at = (h * t + i) * t + j;
+                        let want = if mask.allows(i, j) { o.raw[at] * scale } else { f32::NEG_INFINITY };
+                        assert_eq!(o.masked[at].to_bits(), want.to_bits(), "{mask:?} head {h} ({i}, {j})");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn one_cached_row_reads_separate_q_k_v() {
         // Two keys, one head of width 2; the query sees both (causal, row 1).

@@ -13,10 +13,10 @@ use super::questions::{self, InterventionOutcome, InterventionRequest};
 use super::{BackendError, Drawn, MapCell, Target};
 use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
-use crate::engine::{forward_cpu, sampling, Mask, Matrix, Trace};
+use crate::engine::{forward_cpu, sampling, HeadTrace, Mask, Matrix, Trace};
 use crate::model::{Model, Token};
 use crate::render::layout::{grid_cells, place, to_fractions, GridShape, MapWindow, BLOCK_TILES};
-use crate::render::raster::{as_bytes, value_range, Raster};
+use crate::render::raster::{as_bytes, value_range, Hidden, Raster};
 use crate::render::ColourMap;
 use crate::ui::state::View;
 
@@ -34,7 +34,7 @@ pub(super) struct CpuBackend {
 /// One matrix to rasterise onto a 2D canvas.
 struct Paint<'a> {
     values: &'a Matrix,
-    masked: Option<&'a Matrix>,
+    masked: Option<Hidden<'a>>,
     colour_map: ColourMap,
     range: (f32, f32),
     /// x, y, width, height as fractions of the canvas.
@@ -140,15 +140,14 @@ impl CpuBackend {
         *self.intervened.borrow_mut() = None;
     }
 
-    /// Applies `f` to the view's matrix and, for stages that show it, the masked scores.
-    fn with_view<R>(&self, view: View, f: impl FnOnce(&Matrix, Option<&Matrix>) -> R) -> Result<R, BackendError> {
+    /// Applies `f` to the view's head.
+    fn with_head<R>(&self, view: View, f: impl FnOnce(&HeadTrace) -> R) -> Result<R, BackendError> {
         let trace = self.current();
         let trace = trace.as_deref().ok_or(NO_TRACE)?;
         let head = trace.layers.get(view.layer).and_then(|l| l.heads().get(view.head)).ok_or_else(|| {
             BackendError::Input(format!("layer {}, head {} is not in the model", view.layer, view.head))
         })?;
-        let masked = view.stage.shows_mask().then_some(&head.scores_masked);
-        Ok(f(view.stage.matrix(head), masked))
+        Ok(f(head))
     }
 
     fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> Option<R>, what: &str) -> Result<R, BackendError> {
@@ -157,21 +156,24 @@ impl CpuBackend {
     }
 
     pub fn read_cell(&self, view: View, row: usize, col: usize) -> Result<f32, BackendError> {
-        self.with_view(view, |m, _| (row < m.rows && col < m.cols).then(|| m.data[row * m.cols + col]))?
+        self.with_head(view, |head| view.stage.cell(head, row, col))?
             .ok_or_else(|| BackendError::Input(format!("cell ({row}, {col}) is outside the matrix")))
     }
 
     pub fn read_range(&self, view: View) -> Result<(f32, f32), BackendError> {
-        self.with_view(view, value_range)
+        self.with_head(view, |head| value_range(&view.stage.matrix(head), hidden(view, head)))
     }
 
     pub fn read_matrix(&self, view: View) -> Result<Matrix, BackendError> {
-        self.with_view(view, |m, _| m.clone())
+        self.with_head(view, |head| view.stage.matrix(head).into_owned())
     }
 
     pub fn read_row(&self, view: View, row: usize) -> Result<Vec<f32>, BackendError> {
-        self.with_view(view, |m, _| (row < m.rows).then(|| m.row(row).to_vec()))?
-            .ok_or_else(|| BackendError::Input(format!("row {row} is not in the trace")))
+        self.with_head(view, |head| {
+            let m = view.stage.matrix(head);
+            (row < m.rows).then(|| m.row(row).to_vec())
+        })?
+        .ok_or_else(|| BackendError::Input(format!("row {row} is not in the trace")))
     }
 
     pub fn last_logits(&self) -> Result<Vec<f32>, BackendError> {
@@ -218,23 +220,26 @@ impl CpuBackend {
             return paint(canvas, &[], None);
         };
         let values = view.stage.matrix(head);
-        let masked = view.stage.shows_mask().then_some(&head.scores_masked);
-        let range = if view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
+        let masked = hidden(view, head);
+        let range = if view.stage.signed() { value_range(&values, masked) } else { (0.0, 1.0) };
         let window = window.clamped((values.rows, values.cols));
         if window.is_full((values.rows, values.cols)) {
-            let item = Paint { values, masked, colour_map: view.colour_map(), range, at: [0.0, 0.0, 1.0, 1.0], hover };
+            let item =
+                Paint { values: &values, masked, colour_map: view.colour_map(), range, at: [0.0, 0.0, 1.0, 1.0], hover };
             return paint(canvas, &[item], None);
         }
-        let cut = |m: &Matrix| {
-            let rows = window.row0..window.row0 + window.rows;
-            let data = rows.flat_map(|r| m.row(r)[window.col0..window.col0 + window.cols].iter().copied()).collect();
-            Matrix::from_vec(window.rows, window.cols, data)
-        };
-        let (values, masked) = (cut(values), masked.map(cut));
+        let rows = window.row0..window.row0 + window.rows;
+        let data = rows.flat_map(|r| values.row(r)[window.col0..window.col0 + window.cols].iter().copied()).collect();
+        let values = Matrix::from_vec(window.rows, window.cols, data);
+        let masked = view.stage.shows_mask().then_some(Hidden::Mask {
+            mask: head.mask,
+            row0: window.row0,
+            col0: window.col0,
+        });
         let hover = hover.and_then(|cell| window.to_local(cell));
         let item = Paint {
             values: &values,
-            masked: masked.as_ref(),
+            masked,
             colour_map: view.colour_map(),
             range,
             at: [0.0, 0.0, 1.0, 1.0],
@@ -243,16 +248,31 @@ impl CpuBackend {
         paint(canvas, &[item], None)
     }
 
+    /// Every head's weights in the model grid, `selected` outlined.
     pub fn draw_grid(&self, canvas: Target<'_>, shape: GridShape, selected: (usize, usize)) -> Drawn {
         let size = canvas.size;
+        let trace = self.current();
+        let Some(trace) = trace.as_deref() else { return paint(canvas, &[], None) };
         // The CPU raster works in fractions of the canvas.
-        let views: Vec<(View, [f32; 4])> = (0..shape.layers)
-            .flat_map(|layer| {
-                (0..shape.heads).map(move |head| View { stage: crate::engine::AttentionStage::Weights, layer, head })
+        let heads = (0..shape.layers).flat_map(|layer| (0..shape.heads).map(move |head| (layer, head)));
+        let tiles: Vec<((usize, usize), [f32; 4])> =
+            heads.zip(grid_cells(size, shape).into_iter().map(|at| to_fractions(at, size))).collect();
+        let items: Vec<Paint> = tiles
+            .iter()
+            .filter_map(|&((layer, head), at)| {
+                let head = trace.layers.get(layer)?.heads().get(head)?;
+                Some(Paint {
+                    values: &head.weights,
+                    masked: Some(Hidden::mask(head.mask)),
+                    colour_map: ColourMap::Sequential,
+                    range: (0.0, 1.0),
+                    at,
+                    hover: None,
+                })
             })
-            .zip(grid_cells(size, shape).into_iter().map(|at| to_fractions(at, size)))
             .collect();
-        self.draw_views(canvas, &views, None, Some(selected))
+        let outline = tiles.iter().find(|(head, _)| *head == selected).map(|&(_, at)| at);
+        paint(canvas, &items, outline)
     }
 
     pub fn draw_block(&self, canvas: Target<'_>, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
@@ -275,29 +295,11 @@ impl CpuBackend {
             .collect();
         paint(canvas, &items, None)
     }
+}
 
-    /// Rasterises `views` (tiles as fractions of the canvas, weights in [0, 1]) onto a 2D canvas.
-    fn draw_views(
-        &self,
-        canvas: Target<'_>,
-        views: &[(View, [f32; 4])],
-        hover: Option<MapCell>,
-        selected: Option<(usize, usize)>,
-    ) -> Drawn {
-        let trace = self.current();
-        let Some(trace) = trace.as_deref() else { return paint(canvas, &[], None) };
-        let items: Vec<Paint> = views
-            .iter()
-            .filter_map(|&(view, at)| {
-                let head = trace.layers.get(view.layer)?.heads().get(view.head)?;
-                let values = view.stage.matrix(head);
-                let masked = view.stage.shows_mask().then_some(&head.scores_masked);
-                Some(Paint { values, masked, colour_map: view.colour_map(), range: (0.0, 1.0), at, hover })
-            })
-            .collect();
-        let outline = selected.and_then(|sel| views.iter().find(|(v, _)| (v.layer, v.head) == sel).map(|&(_, at)| at));
-        paint(canvas, &items, outline)
-    }
+/// The cells of the view's matrix the mask removed, for stages that show it.
+fn hidden(view: View, head: &HeadTrace) -> Option<Hidden<'static>> {
+    view.stage.shows_mask().then_some(Hidden::mask(head.mask))
 }
 
 /// The block view's matrices from a trace: the residual norms, then the

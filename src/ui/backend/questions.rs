@@ -327,7 +327,7 @@ pub fn diff(
             .get(view.layer)
             .and_then(|l| l.heads().get(view.head))
             .ok_or_else(|| input(format!("layer {}, head {} is not in the model", view.layer, view.head)))?;
-        Ok(view.stage.matrix(h).clone())
+        Ok(view.stage.matrix(h).into_owned())
     };
     let stages = if other.tokens.len() == trace.tokens.len() { Some((head(trace)?, head(&other)?)) } else { None };
     let last = |t: &Trace| t.logits.row(t.tokens.len() - 1).to_vec();

@@ -11,7 +11,7 @@ use super::dom::js_message;
 use super::share;
 use crate::engine::AttentionStage;
 use crate::render::export::{Figure, Provenance};
-use crate::render::raster::value_range;
+use crate::render::raster::{value_range, Hidden};
 use crate::render::text::visible;
 use crate::ui::backend::{Backend, BackendError};
 use crate::ui::state::{PageState, View};
@@ -130,7 +130,7 @@ pub async fn export(state: PageState, backend: Backend, format: Format) -> Resul
         None
     };
     let cols = values.cols;
-    let range = if view.stage.signed() { value_range(&values, masked.as_ref()) } else { (0.0, 1.0) };
+    let range = if view.stage.signed() { value_range(&values, masked.as_ref().map(Hidden::Cells)) } else { (0.0, 1.0) };
     let tokens: Vec<String> = state.outputs.tokens.get_untracked().iter().map(|t| visible(&t.text)).collect();
     let col_labels = if view.stage.square() { tokens.clone() } else { (0..cols).map(|j| format!("d{j}")).collect() };
     let figure = Figure {
