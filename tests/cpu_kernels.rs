@@ -91,6 +91,34 @@ fn lm_head_equals_the_reference_on_random_shapes() {
     }
 }
 
+/// The LM head in pieces of the vocabulary (a run in steps, the lens, a
+/// paced intervention) writes exactly its columns, each equal to the
+/// reference, and leaves every other column as it was.
+#[test]
+fn lm_head_columns_write_their_columns_only() {
+    let mut rng = Rng::new(11);
+    // Rows for each of the browser's paths: streamed (≤ 4), dot (≤ 64), packed.
+    for (t, d, vocab) in [(1, 37, 100), (3, 64, 257), (9, 70, 130), (65, 33, 301), (130, 40, 97)] {
+        let (x, wte) = (values(&mut rng, t * d, 1.0), values(&mut rng, vocab * d, 1.0));
+        let want = ops::lm_head(&x, &wte, t, d, vocab);
+        let wte_t: Vec<f32> = (0..d * vocab).map(|i| wte[(i % vocab) * d + i / vocab]).collect();
+        let scale = abs_terms(&x, &wte_t, (t, d, vocab));
+        // Ragged pieces that cover the vocabulary: a sentinel outside the piece stays.
+        let mut got = vec![f32::NAN; t * vocab];
+        let mut start = 0;
+        while start < vocab {
+            let end = (start + pick(&mut rng, 1, 80)).min(vocab);
+            kernels::lm_head_columns(&x, &wte, (t, d, vocab), start..end, &mut got);
+            for (i, v) in got.iter().enumerate() {
+                let col = i % vocab;
+                assert_eq!(v.is_nan(), col >= end, "lm_head {t}×{d}×{vocab}, after columns {start}..{end}: [{i}]");
+            }
+            start = end;
+        }
+        assert_close(&got, &want, &scale, &format!("lm_head in pieces {t}×{d}×{vocab}"));
+    }
+}
+
 /// The kernel's twin on the kernel's own layout (raw, masked, weights strided
 /// by a capacity ≥ T, rows row0..T), against the reference composition.
 #[test]

@@ -97,23 +97,37 @@ pub(super) fn logits(config: &ModelConfig, weights: &Weights, ln_f: &[f32]) -> V
     kernels::lm_head(ln_f, &weights.head().data, ln_f.len() / d, d, config.vocab_size)
 }
 
-/// Multiply-adds of one piece of an LM head computed in pieces (a row of
-/// SmolLM2's 49,152 × 576 head; the default model's whole head up to 64 rows).
-const HEAD_PIECE_MACS: usize = 1 << 25;
+/// FLOPs of one piece of an LM head computed in pieces (one row through
+/// SmolLM2's 49,152 × 576 head; the default model's whole head up to 64
+/// rows).
+const HEAD_PIECE_FLOPS: u64 = 1 << 26;
 
-/// [`logits`] in pieces of rows of about [`HEAD_PIECE_MACS`] each, awaiting
-/// `pause` after each piece; `None` as soon as a pause says to stop.
+/// Vocabulary entries in one piece of an LM head over `rows` rows of width
+/// `d`, of about `flops`: a multiple of 16 (the kernels' tiles are 4 and 8
+/// columns wide), at least 16, at most the whole `vocab`.
+pub(super) fn head_piece_columns(rows: usize, d: usize, vocab: usize, flops: u64) -> usize {
+    let per_column = 2 * (rows as u64) * (d as u64);
+    let cols = usize::try_from(flops / per_column.max(1)).unwrap_or(usize::MAX);
+    cols.max(16).checked_next_multiple_of(16).unwrap_or(usize::MAX).min(vocab.max(1))
+}
+
+/// [`logits`] in pieces of columns (vocabulary entries) of about
+/// [`HEAD_PIECE_FLOPS`] each, every row at once (each entry of the table is
+/// read once, not once per piece of rows), awaiting `pause` after each
+/// piece; `None` as soon as a pause says to stop.
 pub(super) async fn logits_paced(
     config: &ModelConfig,
     weights: &Weights,
     ln_f: &[f32],
     pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Option<Vec<f32>> {
-    let d = config.n_embd;
-    let rows = (HEAD_PIECE_MACS / (d * config.vocab_size).max(1)).max(1);
-    let mut all = Vec::with_capacity(ln_f.len() / d.max(1) * config.vocab_size);
-    for piece in ln_f.chunks(rows * d.max(1)) {
-        all.extend(logits(config, weights, piece));
+    let (d, vocab) = (config.n_embd, config.vocab_size);
+    let rows = ln_f.len() / d.max(1);
+    let width = head_piece_columns(rows, d, vocab, HEAD_PIECE_FLOPS);
+    let mut all = vec![0.0; rows * vocab];
+    for start in (0..vocab).step_by(width) {
+        let cols = start..(start + width).min(vocab);
+        kernels::lm_head_columns(ln_f, &weights.head().data, (rows, d, vocab), cols, &mut all);
         if pause().await.is_break() {
             return None;
         }

@@ -1,14 +1,15 @@
 //! The CPU forward pass a step at a time: [`TraceRun`] computes one block
 //! (or, on a long text, one block on a piece of its rows) per
-//! [`TraceRun::step`], then the final norm and the LM head in pieces of rows,
-//! so a caller on a thread that must stay responsive (the page's main
+//! [`TraceRun::step`], then the final norm and the LM head in pieces of the
+//! vocabulary, so a caller on a thread that must stay responsive (the page's main
 //! thread, which also handles typing) can give the thread back between steps
 //! and drop a run a newer one made stale. [`forward_cpu`](super::forward_cpu)
 //! and [`extend_cpu`](super::extend::extend_cpu) are a run taken to its end
 //! at once, so a run in steps gives exactly their trace (tests below).
 
 use super::extend::{append_layer, append_rows, shared_prefix, truncate};
-use super::forward::{check_ids, embed, full_layer, logits, norm};
+use super::forward::{check_ids, embed, full_layer, head_piece_columns, norm};
+use super::kernels;
 use super::{EngineError, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{ModelConfig, Token, Weights};
 
@@ -35,8 +36,10 @@ impl Base<'_> {
 /// shares with it (as [`extend_cpu`](super::extend::extend_cpu) does): one
 /// block on at most [`block_rows`](TraceRun::block_rows) new rows per step
 /// (the next piece of rows appended to the block's rows so far, as a
-/// keystroke's rows are), then the LM head over at most
-/// [`head_rows`](TraceRun::head_rows) rows per step.
+/// keystroke's rows are), then the LM head on every new row for a piece of
+/// the vocabulary per step, of about [`head_flops`](TraceRun::head_flops)
+/// (each entry of the table read once; a piece of rows at a time read the
+/// whole table once per piece, 113 MB of SmolLM2's f32 table per step).
 pub struct TraceRun<'a> {
     config: &'a ModelConfig,
     weights: &'a Weights,
@@ -52,9 +55,13 @@ pub struct TraceRun<'a> {
     partial: Option<(LayerTrace, Vec<f32>)>,
     /// The new rows through the final norm, once every block is done.
     ln_f: Option<Vec<f32>>,
-    /// The new rows' logits computed so far (whole rows).
+    /// Every row's logits (allocated at the LM head's first step: the kept
+    /// rows' copied, the new rows' after them, from `new_logits` on), and
+    /// how many of the new rows' columns are computed.
     logits: Vec<f32>,
-    head_rows: usize,
+    new_logits: usize,
+    logit_cols: usize,
+    head_flops: u64,
     block_rows: usize,
     /// The whole trace, when nothing was left to compute.
     same: Option<Trace>,
@@ -107,16 +114,26 @@ impl<'a> TraceRun<'a> {
             partial: None,
             ln_f: None,
             logits: Vec::new(),
-            head_rows: usize::MAX,
+            new_logits: 0,
+            logit_cols: 0,
+            head_flops: u64::MAX,
             block_rows: usize::MAX,
             same,
         })
     }
 
-    /// At most `rows` rows (≥ 1) of the LM head per step (all of them by default).
-    pub fn head_rows(mut self, rows: usize) -> Self {
-        self.head_rows = rows.max(1);
+    /// About `flops` of the LM head per step: every new row against a
+    /// piece of the vocabulary ([`head_columns`](Self::head_columns)); the
+    /// whole head in one step by default.
+    pub fn head_flops(mut self, flops: u64) -> Self {
+        self.head_flops = flops.max(1);
         self
+    }
+
+    /// Vocabulary entries per step of the LM head.
+    fn head_columns(&self) -> usize {
+        let c = self.config;
+        head_piece_columns(self.new_rows(), c.n_embd, c.vocab_size, self.head_flops)
     }
 
     /// At most `rows` new rows (≥ 1) of a block per step (all of them by
@@ -135,26 +152,22 @@ impl<'a> TraceRun<'a> {
         self.x.len() / self.config.n_embd.max(1)
     }
 
-    fn logit_rows(&self) -> usize {
-        self.logits.len() / self.config.vocab_size.max(1)
-    }
-
     /// Steps taken and steps in all (blocks, then pieces of the LM head).
     pub fn progress(&self) -> (usize, usize) {
         if self.same.is_some() {
             return (0, 0);
         }
         let (n, d) = (self.new_rows(), self.config.n_embd.max(1));
-        let piece = self.head_rows.min(n).max(1);
+        let (vocab, piece) = (self.config.vocab_size, self.head_columns());
         let chunks = n.div_ceil(self.block_rows.min(n).max(1));
         let partial = self.partial.as_ref().map_or(0, |(_, out)| (out.len() / d).div_ceil(self.block_rows.max(1)));
-        let taken = self.layers.len() * chunks + partial + self.logit_rows().div_ceil(piece);
-        (taken, self.weights.blocks.len() * chunks + n.div_ceil(piece))
+        let taken = self.layers.len() * chunks + partial + self.logit_cols.div_ceil(piece);
+        (taken, self.weights.blocks.len() * chunks + vocab.div_ceil(piece))
     }
 
     /// Whether every step is taken ([`finish`](Self::finish) then only assembles).
     pub fn is_done(&self) -> bool {
-        self.same.is_some() || (self.ln_f.is_some() && self.logit_rows() == self.new_rows())
+        self.same.is_some() || (self.ln_f.is_some() && self.logit_cols == self.config.vocab_size)
     }
 
     /// Takes the next step: a block, or a piece of the LM head. Nothing once done.
@@ -188,10 +201,24 @@ impl<'a> TraceRun<'a> {
             }
             return;
         }
-        let (d, done) = (config.n_embd, self.logit_rows());
-        let rows = self.head_rows.min(self.new_rows() - done);
-        let ln_f = self.ln_f.get_or_insert_with(|| norm(config, &self.x, &weights.ln_f_g, &weights.ln_f_b));
-        self.logits.extend(logits(config, weights, &ln_f[done * d..(done + rows) * d]));
+        let (d, vocab, n) = (config.n_embd, config.vocab_size, self.new_rows());
+        let cols = self.logit_cols..(self.logit_cols + self.head_columns()).min(vocab);
+        if self.ln_f.is_none() {
+            self.ln_f = Some(norm(config, &self.x, &weights.ln_f_g, &weights.ln_f_b));
+            // Allocated whole once (grown piece by piece, its last doubling
+            // alone copied ~26 MB, 267 rows of SmolLM2, in one step), the
+            // kept rows first, so the trace takes it as it is (appending the
+            // new rows at the end copied them all again, 52 MB).
+            let kept = self.base.trace().map_or(&[][..], |t| &t.logits.data[..]);
+            self.logits = Vec::with_capacity(kept.len() + n * vocab);
+            self.logits.extend_from_slice(kept);
+            self.new_logits = kept.len();
+            self.logits.resize(kept.len() + n * vocab, 0.0);
+        }
+        let ln_f = self.ln_f.as_deref().unwrap_or_default();
+        let new = &mut self.logits[self.new_logits..];
+        kernels::lm_head_columns(ln_f, &weights.head().data, (n, d, vocab), cols.clone(), new);
+        self.logit_cols = cols.end;
     }
 
     /// Takes every step left and returns the trace of all the tokens.
@@ -209,7 +236,7 @@ impl<'a> TraceRun<'a> {
             Some(prev) => Trace {
                 embeddings: append_rows(&prev.embeddings, &self.embeddings),
                 ln_f: append_rows(&prev.ln_f, &ln_f),
-                logits: append_rows(&prev.logits, &self.logits),
+                logits: Matrix::from_vec(prev.logits.rows + n, config.vocab_size, self.logits),
                 tokens: self.tokens,
                 mask: self.mask,
                 layers: self.layers,
@@ -238,9 +265,9 @@ mod tests {
     }
 
     /// Every stage of two traces bit for bit (their JSON is every stage's
-    /// numbers), but the logits: the LM head in pieces of rows may round
-    /// differently from one product of all rows (natively a few rows stream
-    /// the weights), so they agree within 1e-5.
+    /// numbers), but the logits: the LM head in pieces of the vocabulary
+    /// may round differently from one product of every column (a product's
+    /// blocking depends on its width), so they agree within 1e-5.
     fn assert_same(a: &Trace, b: &Trace, what: &str) {
         let without_logits = |t: &Trace| {
             let mut t = t.clone();
@@ -275,15 +302,15 @@ mod tests {
                     (Some(&nine), &edited[..]),
                     (Some(&nine), &ids[..9]),
                 ];
-                for head_rows in [1, 2, 5, 100] {
+                for head_flops in [1, 2_000, 20_000, u64::MAX] {
                     for (prev, next) in cases {
                         let what = format!(
-                            "{:?} {mask:?}, {head_rows} rows per step, {} tokens",
+                            "{:?} {mask:?}, {head_flops} FLOPs of LM head per step, {} tokens",
                             config.architecture,
                             next.len()
                         );
                         let mut run =
-                            TraceRun::new(&config, &w, prev, tokens(next), mask).unwrap().head_rows(head_rows);
+                            TraceRun::new(&config, &w, prev, tokens(next), mask).unwrap().head_flops(head_flops);
                         let (mut taken, total) = run.progress();
                         assert_eq!(taken, 0, "{what}");
                         while !run.is_done() {

@@ -37,20 +37,23 @@ unsafe impl Send for OutPtr {}
 #[cfg(not(target_arch = "wasm32"))]
 unsafe impl Sync for OutPtr {}
 
-/// `c[m×n] += a[m×k] · b[k×n]`, `c` row-major with `n` columns.
-fn product(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize)) {
+/// `c[m×n] += a[m×k] · b[k×n]`, `c` row-major with row stride `rsc` ≥ `n`.
+fn product(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
     #[cfg(target_arch = "wasm32")]
     {
-        attnscope_simd128::gemm(a, b, c, n, (m, k, n));
+        attnscope_simd128::gemm(a, b, c, rsc, (m, k, n));
     }
     #[cfg(not(target_arch = "wasm32"))]
-    product_native(a, b, c, (m, k, n));
+    product_native(a, b, c, rsc, (m, k, n));
 }
 
 /// [`product`] natively: gemm, its columns split over rayon's threads.
 #[cfg(not(target_arch = "wasm32"))]
-fn product_native(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usize, usize)) {
-    assert!(a.covers(m, k) && b.covers(k, n) && c.len() >= m * n, "matmul operands are shorter than {m}×{k}×{n}");
+fn product_native(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
+    assert!(
+        a.covers(m, k) && b.covers(k, n) && rsc >= n && (m == 0 || c.len() >= (m - 1) * rsc + n),
+        "matmul operands are shorter than {m}×{k}×{n}"
+    );
     if m == 0 || k == 0 || n == 0 {
         return;
     }
@@ -60,8 +63,9 @@ fn product_native(a: Strided, b: Strided, c: &mut [f32], (m, k, n): (usize, usiz
         // The whole wrapper (Send), not its raw pointer field.
         let out = &out;
         // SAFETY: `covers` checked every index the product reads from a and
-        // b; c holds m×n, and this block touches columns j0..j1 < n of it only.
-        unsafe { sgemm_add((m, k, j1 - j0), a, b.data.as_ptr().add(j0 * b.cs), (b.rs, b.cs), out.0.add(j0), n) }
+        // b; c holds m rows of stride rsc ≥ n, and this block touches
+        // columns j0..j1 < n of them only.
+        unsafe { sgemm_add((m, k, j1 - j0), a, b.data.as_ptr().add(j0 * b.cs), (b.rs, b.cs), out.0.add(j0), rsc) }
     };
     let blocks = column_blocks(m, k, n, threads());
     #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
@@ -165,25 +169,50 @@ pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize
         }
         return y;
     }
-    product(Strided { data: x, rs: k, cs: 1 }, Strided { data: w, rs: n, cs: 1 }, &mut y, (m, k, n));
+    product(Strided { data: x, rs: k, cs: 1 }, Strided { data: w, rs: n, cs: 1 }, &mut y, n, (m, k, n));
     y
 }
 
 /// `logits[T×V] = x[T×d] · wteᵀ` (wte `[V×d]`): [`crate::engine::ops::lm_head`], fast.
 pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<f32> {
-    count_flops(2 * t * d * vocab);
     let mut logits = vec![0.0; t * vocab];
+    lm_head_columns(x, wte, (t, d, vocab), 0..vocab, &mut logits);
+    logits
+}
+
+/// Columns `cols` of [`lm_head`] (vocabulary entries `cols` of `wte`) for
+/// every row, written into `logits` (`[T×V]`, row-major); its other
+/// columns are left as they are. An LM head in pieces of columns reads
+/// each entry of the table once for all the rows (a piece of rows reads
+/// the whole table once per piece: 113 MB for SmolLM2's f32 table).
+/// Panics if `cols` passes the vocabulary or an operand is short.
+pub fn lm_head_columns(
+    x: &[f32],
+    wte: &[f32],
+    (t, d, vocab): (usize, usize, usize),
+    cols: std::ops::Range<usize>,
+    logits: &mut [f32],
+) {
+    assert!(cols.start <= cols.end && cols.end <= vocab, "columns {cols:?} of a {vocab}-entry vocabulary");
+    assert!(logits.len() >= t * vocab, "logits shorter than {t}×{vocab}");
+    let n = cols.len();
+    count_flops(2 * t * d * n);
+    let table = &wte[cols.start * d..cols.end * d];
     if streams(t) {
-        // One pass over the table: each of its rows against every x row.
-        for (v, wte_row) in wte[..vocab * d].chunks_exact(d.max(1)).enumerate() {
+        // One pass over the table's piece: each of its rows against every x row.
+        for (v, wte_row) in table.chunks_exact(d.max(1)).enumerate() {
             for i in 0..t {
-                logits[i * vocab + v] = super::dot(&x[i * d..][..d], wte_row);
+                logits[i * vocab + cols.start + v] = super::dot(&x[i * d..][..d], wte_row);
             }
         }
-        return logits;
+        return;
     }
-    product(Strided { data: x, rs: d, cs: 1 }, Strided { data: wte, rs: 1, cs: d }, &mut logits, (t, d, vocab));
-    logits
+    // The product adds to what is there.
+    for row in logits[..t * vocab].chunks_exact_mut(vocab.max(1)) {
+        row[cols.clone()].fill(0.0);
+    }
+    let out = &mut logits[cols.start..];
+    product(Strided { data: x, rs: d, cs: 1 }, Strided { data: table, rs: 1, cs: d }, out, vocab, (t, d, n));
 }
 
 #[cfg(test)]

@@ -52,9 +52,9 @@ pub const TOP_K: usize = 10;
 /// built-in model (about 2 MFLOP a row, 10 ms for its whole context) never does.
 const STEPPED_ROW_FLOPS: f64 = 20e6;
 /// A run in steps gives the thread back once a slice of steps took this long
-/// (ms): well under the 50 ms after which a task delays input noticeably,
-/// leaving room for the page's own reaction to the run.
-const SLICE_MS: f64 = 20.0;
+/// (ms): the pacer's slice, well under the 50 ms after which a task delays
+/// input noticeably, leaving room for the page's own reaction to the run.
+const SLICE_MS: f64 = super::web::dom::Pacer::SLICE_MS;
 
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -373,13 +373,16 @@ impl Backend {
                 Ok(run) => run,
                 Err(e) => return self.show_run(state, &host, tokens, Err(e.into()), None),
             };
-            let (mut busy, mut slice) = (0.0, now_ms());
+            let (mut busy, mut slice, mut longest) = (0.0, now_ms(), 0.0f64);
             while !run.is_done() {
                 let before = now_ms();
                 run.step();
                 let now = now_ms();
-                // Yield when the next step, if it takes as long as this one, would end past the slice.
-                if now - slice + (now - before) >= SLICE_MS {
+                // Yield when the next step, if it takes as long as the longest so far, would end
+                // past the slice (steps differ: a block's last rows attend to the most keys; with
+                // the last step's time alone, a 30 ms step after a 12 ms one made a 50 ms task).
+                longest = longest.max(now - before);
+                if now - slice + longest >= SLICE_MS {
                     busy += now - slice;
                     status.steps.set(Some(run.progress()));
                     status.working.set(true);
@@ -755,10 +758,12 @@ pub(crate) fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
 }
 
 /// About the work of one step of a run in steps (~20 ms of this machine's
-/// wasm): a block on a piece of its new rows, or a piece of the LM head's
-/// rows, of about this many FLOPs. Before, a step was a whole block on
-/// every new row and an LM head piece as large: SmolLM2's first run of 267
-/// tokens left tasks of 65–100 ms.
+/// wasm): a block on a piece of its new rows, or the LM head on every new
+/// row for a piece of the vocabulary, of about this many FLOPs. Before, a
+/// step was a whole block on every new row and an LM head piece as large:
+/// SmolLM2's first run of 267 tokens left tasks of 65–100 ms. (The LM head
+/// then went a few rows per step, each reading the whole 113 MB table:
+/// ~31 ms a step, 2.8 s for those 267 rows.)
 const STEP_FLOPS: u64 = 200_000_000;
 
 /// A run in steps on `tokens` after `prev`, its steps sized for the page's
@@ -770,8 +775,8 @@ fn stepped_run<'a>(
     tokens: Vec<Token>,
     mask: Mask,
 ) -> Result<TraceRun<'a>, EngineError> {
-    let (block_rows, head_rows) = step_rows(config, tokens.len());
-    Ok(TraceRun::new(config, weights, prev, tokens, mask)?.head_rows(head_rows).block_rows(block_rows))
+    let block_rows = block_step_rows(config, tokens.len());
+    Ok(TraceRun::new(config, weights, prev, tokens, mask)?.head_flops(STEP_FLOPS).block_rows(block_rows))
 }
 
 /// A forward of `tokens` after `prev` in steps ([`stepped_run`]), awaiting
@@ -793,12 +798,11 @@ pub(crate) async fn run_paced(
     Ok(run.finish())
 }
 
-/// Rows of a block, and of the LM head, per step of [`STEP_FLOPS`] on a text of `t` tokens.
-pub(crate) fn step_rows(config: &ModelConfig, t: usize) -> (usize, usize) {
+/// Rows of a block per step of [`STEP_FLOPS`] on a text of `t` tokens.
+pub(crate) fn block_step_rows(config: &ModelConfig, t: usize) -> usize {
     let row = step_cost(config, t);
     let per_row_block = row.total_flops().saturating_sub(row.lm_head_flops) / config.n_layer.max(1) as u64;
-    let rows = |per_row: u64| (STEP_FLOPS / per_row.max(1)).max(1) as usize;
-    (rows(per_row_block), rows(row.lm_head_flops))
+    (STEP_FLOPS / per_row_block.max(1)).max(1) as usize
 }
 
 /// Runs `work` and hands its result to `apply` only if `current()` still

@@ -38,13 +38,16 @@ pub async fn yield_to_browser() {
 
 /// Paces long work on the main thread: `pause`, called after each piece of
 /// the work, gives the thread back to the browser ([`yield_to_browser`])
-/// when the next piece, if it takes as long as the last one, would end the
-/// slice past [`Pacer::SLICE_MS`]; so the work runs in slices of about that
-/// length with input and frames between.
+/// when the next piece, if it takes as long as the longest one so far,
+/// would end the slice past [`Pacer::SLICE_MS`]; so the work runs in slices
+/// of about that length with input and frames between (pieces differ in
+/// length: predicted from the last one alone, a long piece after a short
+/// one doubled a slice).
 pub struct Pacer {
-    /// When the slice began, and when the last piece ended.
+    /// When the slice began, when the last piece ended, and the longest piece.
     since: f64,
     last: f64,
+    longest: f64,
 }
 
 impl Pacer {
@@ -53,14 +56,14 @@ impl Pacer {
 
     pub fn new() -> Self {
         let now = now_ms();
-        Self { since: now, last: now }
+        Self { since: now, last: now, longest: 0.0 }
     }
 
     pub async fn pause(&mut self) {
         let now = now_ms();
-        let piece = now - self.last;
+        self.longest = self.longest.max(now - self.last);
         self.last = now;
-        if now - self.since + piece >= Self::SLICE_MS {
+        if now - self.since + self.longest >= Self::SLICE_MS {
             yield_to_browser().await;
             self.since = now_ms();
             self.last = self.since;
