@@ -189,3 +189,44 @@ async fn page_cpu_engine_cached_generation_on_smollm2_shape() {
     times.sort_by(f64::total_cmp);
     console_log!("attnscope-cpu-wasm smollm2-shape cached-generation ms_per_token={:.2}", times[1]);
 }
+
+/// A long text's LM head in the page's steps, on SmolLM2-135M's head
+/// (49,152 × 576, f32, tied) over 267 rows: three rows per step (each step
+/// reads the whole 113 MB table) against every row for a piece of the
+/// vocabulary per step (each entry read once), both in steps of about
+/// 200 MFLOP (`ui::backend::STEP_FLOPS`). Total ms and the longest step.
+#[wasm_bindgen_test]
+async fn page_cpu_engine_lm_head_in_steps_on_smollm2_shape() {
+    use attnscope::engine::kernels;
+    let (t, d, vocab) = (267, 576, 49_152);
+    let wte: Vec<f32> = (0..vocab * d).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 5000.0).collect();
+    let x: Vec<f32> = (0..t * d).map(|i| ((i * 104_729 % 1000) as f32 - 500.0) / 500.0).collect();
+    let mut logits = vec![0.0; t * vocab];
+    // Columns per step: 200 MFLOP over every row, a multiple of 16 (as `TraceRun::head_flops`).
+    let width = (200_000_000 / (2 * t * d)).next_multiple_of(16);
+    for round in 0..2 {
+        let (mut rows_total, mut rows_longest) = (0.0f64, 0.0f64);
+        for start in (0..t).step_by(3) {
+            let end = (start + 3).min(t);
+            yield_now().await;
+            let began = now_ms();
+            std::hint::black_box(kernels::lm_head(&x[start * d..end * d], &wte, end - start, d, vocab));
+            let ms = now_ms() - began;
+            (rows_total, rows_longest) = (rows_total + ms, rows_longest.max(ms));
+        }
+        let (mut cols_total, mut cols_longest) = (0.0f64, 0.0f64);
+        for start in (0..vocab).step_by(width) {
+            yield_now().await;
+            let began = now_ms();
+            kernels::lm_head_columns(&x, &wte, (t, d, vocab), start..(start + width).min(vocab), &mut logits);
+            let ms = now_ms() - began;
+            (cols_total, cols_longest) = (cols_total + ms, cols_longest.max(ms));
+        }
+        std::hint::black_box(&logits);
+        if round == 1 {
+            console_log!(
+                "attnscope-cpu-wasm smollm2-shape lm-head-267-rows rows3_total_ms={rows_total:.0} rows3_longest_ms={rows_longest:.1} columns{width}_total_ms={cols_total:.0} columns_longest_ms={cols_longest:.1}"
+            );
+        }
+    }
+}
