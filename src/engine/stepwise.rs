@@ -32,6 +32,9 @@ impl Base<'_> {
     }
 }
 
+/// Values of the logits a run in steps allocates per step (8 MB).
+const FILL_VALUES: usize = 1 << 21;
+
 /// A forward pass on `tokens` in steps, reusing the rows a previous trace
 /// shares with it (as [`extend_cpu`](super::extend::extend_cpu) does): one
 /// block on at most [`block_rows`](TraceRun::block_rows) new rows per step
@@ -55,13 +58,16 @@ pub struct TraceRun<'a> {
     partial: Option<(LayerTrace, Vec<f32>)>,
     /// The new rows through the final norm, once every block is done.
     ln_f: Option<Vec<f32>>,
-    /// Every row's logits (allocated at the LM head's first step: the kept
-    /// rows' copied, the new rows' after them, from `new_logits` on), and
-    /// how many of the new rows' columns are computed.
+    /// Every row's logits (allocated from the LM head's first step on: the
+    /// kept rows' copied, the new rows' after them), and how many of the new
+    /// rows' columns are computed.
     logits: Vec<f32>,
-    new_logits: usize,
     logit_cols: usize,
     head_flops: u64,
+    /// Values of the logits allocated per step (the kept rows copied, then
+    /// the new rows zeroed): a whole 267-row SmolLM2 LM head zeroed at once
+    /// was one step of ~100 ms (fresh WebAssembly pages touched).
+    fill: usize,
     block_rows: usize,
     /// The whole trace, when nothing was left to compute.
     same: Option<Trace>,
@@ -114,9 +120,9 @@ impl<'a> TraceRun<'a> {
             partial: None,
             ln_f: None,
             logits: Vec::new(),
-            new_logits: 0,
             logit_cols: 0,
             head_flops: u64::MAX,
+            fill: usize::MAX,
             block_rows: usize::MAX,
             same,
         })
@@ -125,9 +131,34 @@ impl<'a> TraceRun<'a> {
     /// About `flops` of the LM head per step: every new row against a
     /// piece of the vocabulary ([`head_columns`](Self::head_columns)); the
     /// whole head in one step by default.
+    /// The logits are then allocated [`FILL_VALUES`] values per step too.
     pub fn head_flops(mut self, flops: u64) -> Self {
         self.head_flops = flops.max(1);
+        self.fill = FILL_VALUES;
         self
+    }
+
+    /// Values in the logits once allocated: the kept rows' and the new rows'.
+    fn logit_values(&self) -> usize {
+        self.new_logits_from() + self.new_rows() * self.config.vocab_size
+    }
+
+    /// Where the new rows' logits begin: after the kept rows'.
+    fn new_logits_from(&self) -> usize {
+        self.base.trace().map_or(0, |t| t.logits.data.len())
+    }
+
+    /// Steps that allocate the logits: taken so far (once the LM head has
+    /// begun), and in all. None unbounded: the first piece of the LM head
+    /// allocates them whole.
+    fn fill_steps(&self) -> (usize, usize) {
+        if self.fill == usize::MAX {
+            return (0, 0);
+        }
+        let fill = self.fill.max(1);
+        let all = self.logit_values().div_ceil(fill).max(1);
+        let taken = if self.ln_f.is_some() { self.logits.len().div_ceil(fill).max(1) } else { 0 };
+        (taken, all)
     }
 
     /// Vocabulary entries per step of the LM head.
@@ -161,13 +192,17 @@ impl<'a> TraceRun<'a> {
         let (vocab, piece) = (self.config.vocab_size, self.head_columns());
         let chunks = n.div_ceil(self.block_rows.min(n).max(1));
         let partial = self.partial.as_ref().map_or(0, |(_, out)| (out.len() / d).div_ceil(self.block_rows.max(1)));
-        let taken = self.layers.len() * chunks + partial + self.logit_cols.div_ceil(piece);
-        (taken, self.weights.blocks.len() * chunks + vocab.div_ceil(piece))
+        let (filled, fills) = self.fill_steps();
+        let taken = self.layers.len() * chunks + partial + filled + self.logit_cols.div_ceil(piece);
+        (taken, self.weights.blocks.len() * chunks + fills + vocab.div_ceil(piece))
     }
 
     /// Whether every step is taken ([`finish`](Self::finish) then only assembles).
     pub fn is_done(&self) -> bool {
-        self.same.is_some() || (self.ln_f.is_some() && self.logit_cols == self.config.vocab_size)
+        self.same.is_some()
+            || (self.ln_f.is_some()
+                && self.logit_cols == self.config.vocab_size
+                && self.logits.len() == self.logit_values())
     }
 
     /// Takes the next step: a block, or a piece of the LM head. Nothing once done.
@@ -202,21 +237,30 @@ impl<'a> TraceRun<'a> {
             return;
         }
         let (d, vocab, n) = (config.n_embd, config.vocab_size, self.new_rows());
-        let cols = self.logit_cols..(self.logit_cols + self.head_columns()).min(vocab);
+        let total = self.logit_values();
         if self.ln_f.is_none() {
             self.ln_f = Some(norm(config, &self.x, &weights.ln_f_g, &weights.ln_f_b));
-            // Allocated whole once (grown piece by piece, its last doubling
-            // alone copied ~26 MB, 267 rows of SmolLM2, in one step), the
-            // kept rows first, so the trace takes it as it is (appending the
-            // new rows at the end copied them all again, 52 MB).
-            let kept = self.base.trace().map_or(&[][..], |t| &t.logits.data[..]);
-            self.logits = Vec::with_capacity(kept.len() + n * vocab);
-            self.logits.extend_from_slice(kept);
-            self.new_logits = kept.len();
-            self.logits.resize(kept.len() + n * vocab, 0.0);
+            // Allocated once (grown piece by piece, its last doubling alone
+            // copied ~26 MB, 267 rows of SmolLM2, in one step), the kept rows
+            // first, so the trace takes it as it is (appending the new rows
+            // at the end copied them all again, 52 MB).
+            self.logits = Vec::with_capacity(total);
         }
+        if self.logits.len() < total {
+            // The next piece of the allocation: kept rows copied, then zeros.
+            let (from, end) = (self.logits.len(), self.logits.len().saturating_add(self.fill).min(total));
+            if let Some(kept) = self.base.trace().map(|t| &t.logits.data[..]).filter(|k| from < k.len()) {
+                self.logits.extend_from_slice(&kept[from..end.min(kept.len())]);
+            }
+            self.logits.resize(end, 0.0);
+            if self.fill != usize::MAX {
+                return;
+            }
+        }
+        let cols = self.logit_cols..(self.logit_cols + self.head_columns()).min(vocab);
         let ln_f = self.ln_f.as_deref().unwrap_or_default();
-        let new = &mut self.logits[self.new_logits..];
+        let new_from = self.new_logits_from();
+        let new = &mut self.logits[new_from..];
         kernels::lm_head_columns(ln_f, &weights.head().data, (n, d, vocab), cols.clone(), new);
         self.logit_cols = cols.end;
     }
@@ -311,6 +355,10 @@ mod tests {
                         );
                         let mut run =
                             TraceRun::new(&config, &w, prev, tokens(next), mask).unwrap().head_flops(head_flops);
+                        // The logits allocated in pieces too (ragged: 300 values, rows of 57 or 61).
+                        if head_flops < 20_000 {
+                            run.fill = 300;
+                        }
                         let (mut taken, total) = run.progress();
                         assert_eq!(taken, 0, "{what}");
                         while !run.is_done() {
