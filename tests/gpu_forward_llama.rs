@@ -79,7 +79,12 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
             let terms = dot_terms(&ch.q, &ch.k);
             let scaled: Vec<f32> = terms.iter().map(|t| t / (ch.q.cols as f32).sqrt()).collect();
             close_scaled(&gh.scores_raw, &ch.scores_raw, Some(&terms), &w(&format!("head {h} scores_raw")));
-            close_scaled(&gh.scores_masked(), &ch.scores_masked(), Some(&scaled), &w(&format!("head {h} scores_masked")));
+            close_scaled(
+                &gh.scores_masked(),
+                &ch.scores_masked(),
+                Some(&scaled),
+                &w(&format!("head {h} scores_masked")),
+            );
         }
         for (name, a, b) in [
             ("attn_out", &gl.attn_out, &cl.attn_out),

@@ -189,8 +189,7 @@ pub(super) fn append_attention(
     // The new rows p..T of every head, as the kernel computes them.
     let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
     let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
-    let AttentionOut { raw, weights: weights_new, out: concat, .. } =
-        kernels::attention_rows_owned(&shape, &qkv_rows);
+    let AttentionOut { raw, weights: weights_new, out: concat, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
     let mut heads = Vec::with_capacity(n_head);
     for (h, old_head) in old.heads.iter().enumerate() {
         let cols = HeadColumns::of(config, h);

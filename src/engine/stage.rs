@@ -177,8 +177,7 @@ impl AttentionStage {
         match self {
             AttentionStage::ScoresScaled | AttentionStage::ScoresMasked => {
                 let raw = &head.scores_raw;
-                (row < raw.rows && col < raw.cols)
-                    .then(|| head.score(row, col, self == AttentionStage::ScoresMasked))
+                (row < raw.rows && col < raw.cols).then(|| head.score(row, col, self == AttentionStage::ScoresMasked))
             }
             _ => {
                 let m = self.matrix(head);

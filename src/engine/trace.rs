@@ -243,10 +243,7 @@ mod tests {
     fn counted(trace: &Trace) -> u64 {
         let m = |x: &Matrix| x.data.len() as u64;
         let head = |h: &HeadTrace| {
-            [&h.q, &h.k, &h.v, &h.scores_raw, &h.weights, &h.output]
-                .into_iter()
-                .map(m)
-                .sum::<u64>()
+            [&h.q, &h.k, &h.v, &h.scores_raw, &h.weights, &h.output].into_iter().map(m).sum::<u64>()
                 + h.q_pre_rope.as_ref().map_or(0, m)
                 + h.k_pre_rope.as_ref().map_or(0, m)
         };

@@ -224,27 +224,24 @@ impl CpuBackend {
         let range = if view.stage.signed() { value_range(&values, masked) } else { (0.0, 1.0) };
         let window = window.clamped((values.rows, values.cols));
         if window.is_full((values.rows, values.cols)) {
-            let item =
-                Paint { values: &values, masked, colour_map: view.colour_map(), range, at: [0.0, 0.0, 1.0, 1.0], hover };
+            let item = Paint {
+                values: &values,
+                masked,
+                colour_map: view.colour_map(),
+                range,
+                at: [0.0, 0.0, 1.0, 1.0],
+                hover,
+            };
             return paint(canvas, &[item], None);
         }
         let rows = window.row0..window.row0 + window.rows;
         let data = rows.flat_map(|r| values.row(r)[window.col0..window.col0 + window.cols].iter().copied()).collect();
         let values = Matrix::from_vec(window.rows, window.cols, data);
-        let masked = view.stage.shows_mask().then_some(Hidden::Mask {
-            mask: head.mask,
-            row0: window.row0,
-            col0: window.col0,
-        });
+        let masked =
+            view.stage.shows_mask().then_some(Hidden::Mask { mask: head.mask, row0: window.row0, col0: window.col0 });
         let hover = hover.and_then(|cell| window.to_local(cell));
-        let item = Paint {
-            values: &values,
-            masked,
-            colour_map: view.colour_map(),
-            range,
-            at: [0.0, 0.0, 1.0, 1.0],
-            hover,
-        };
+        let item =
+            Paint { values: &values, masked, colour_map: view.colour_map(), range, at: [0.0, 0.0, 1.0, 1.0], hover };
         paint(canvas, &[item], None)
     }
 
