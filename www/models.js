@@ -196,6 +196,23 @@ window.attnscopeModels = (() => {
     return run();
   }
 
+  /** A stream of `buffer`'s bytes, 8 MiB a pull (views of it, not copies). */
+  function chunked(buffer) {
+    const CHUNK = 8 << 20;
+    let at = 0;
+    return new ReadableStream({
+      pull(controller) {
+        if (at >= buffer.byteLength) {
+          controller.close();
+          return;
+        }
+        const n = Math.min(CHUNK, buffer.byteLength - at);
+        controller.enqueue(new Uint8Array(buffer, at, n));
+        at += n;
+      },
+    });
+  }
+
   /** Puts the files and then the index; on any failure takes them out again. */
   async function keep(key, name, files, bodies, answers) {
     if (answers.every((a) => a === null)) return { kept: true, note: '' };
@@ -217,8 +234,10 @@ window.attnscopeModels = (() => {
       for (let i = 0; i < files.length; i++) {
         if (answers[i] === null) continue;
         const url = keptUrl(entries[i].url, entries[i].etag);
-        // The Response keeps a copy of the bytes of its own (the Fetch standard's "extract a body").
-        await cache.put(url, new Response(bodies[i], {
+        // The body is streamed 8 MiB at a time: a Response made of the whole buffer copied it
+        // at once (the Fetch standard's "extract a body"), and with the put, one task of
+        // ~50–80 ms for SmolLM2's 98 MB. The chunks are views: the buffer stays the page's.
+        await cache.put(url, new Response(chunked(bodies[i]), {
           headers: { 'content-type': 'application/octet-stream', 'x-attnscope-etag': entries[i].etag },
         }));
         put.push(url);
