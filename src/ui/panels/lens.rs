@@ -222,6 +222,7 @@ pub fn LensPanel() -> impl IntoView {
                 <tbody>{rows}</tbody>
             </table>
             </div>
+            <p class="contrib-list-title">{format!("The {LISTED_TERMS} largest terms, by size:")}</p>
             <ol class="contrib-list">{terms}</ol>
         })
     };
