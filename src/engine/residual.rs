@@ -48,9 +48,19 @@ pub fn residual_norms(trace: &Trace) -> Matrix {
 /// The `k` largest values of `values` with their indices, largest first
 /// (ties: lower index first).
 pub fn top_indices(values: &[f32], k: usize) -> Vec<(usize, f32)> {
+    // Largest first, ties by the lower index: a total order, so selecting the
+    // first k and sorting them equals sorting all (a vocabulary's full sort
+    // was most of a lens point's time in the page).
+    let first = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if k == 0 {
+        return Vec::new();
+    }
     let mut order: Vec<(usize, f32)> = values.iter().copied().enumerate().collect();
-    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    order.truncate(k);
+    if k < order.len() {
+        order.select_nth_unstable_by(k - 1, first);
+        order.truncate(k);
+    }
+    order.sort_by(first);
     order
 }
 
@@ -67,5 +77,25 @@ mod tests {
         assert_eq!(residual_point_name(2), "L0 + MLP");
         assert_eq!(residual_point_name(6), "L2 + MLP");
         assert_eq!(top_indices(&[0.5, 2.0, -1.0, 2.0], 2), vec![(1, 2.0), (3, 2.0)]);
+    }
+
+    #[test]
+    fn top_indices_by_selection_equal_the_full_sort_with_ties() {
+        let mut seed = 7u64;
+        for n in [0usize, 1, 2, 9, 100, 1000] {
+            // Few distinct values, so ties are everywhere.
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((seed >> 33) % 7) as f32 - 3.0
+                })
+                .collect();
+            let mut sorted: Vec<(usize, f32)> = values.iter().copied().enumerate().collect();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for k in [0, 1, 2, 5, n.saturating_sub(1), n, n + 3] {
+                let want: Vec<_> = sorted.iter().copied().take(k).collect();
+                assert_eq!(top_indices(&values, k), want, "n {n}, k {k}");
+            }
+        }
     }
 }
