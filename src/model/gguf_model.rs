@@ -313,11 +313,12 @@ fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
 }
 
 /// The tokenizer the metadata describes, built from its parts (see
-/// [`TextTokenizer::from_bpe_parts`]).
-fn gguf_tokenizer(file: &Gguf) -> Result<TextTokenizer, ModelError> {
+/// [`TextTokenizer::from_bpe_parts_paced`]), awaiting `pause` between its parts.
+async fn gguf_tokenizer_paced(file: &Gguf<'_>, mut pause: impl AsyncFnMut()) -> Result<TextTokenizer, ModelError> {
     let TokenizerParts { shell, tokens, merges, special } = tokenizer_parts(file)?;
     let shell = serde_json::to_vec(&shell).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-    TextTokenizer::from_bpe_parts(BpeParts { shell: &shell, tokens: &tokens, merges, special })
+    pause().await;
+    TextTokenizer::from_bpe_parts_paced(BpeParts { shell: &shell, tokens: &tokens, merges, special }, pause).await
 }
 
 impl Model {
@@ -332,7 +333,8 @@ impl Model {
     pub async fn from_gguf_paced(name: &str, bytes: &[u8], mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
         let file = Gguf::parse(bytes)?;
         let config = config(&file)?;
-        let tokenizer = gguf_tokenizer(&file)?;
+        pause().await;
+        let tokenizer = gguf_tokenizer_paced(&file, &mut pause).await?;
         pause().await;
         let permuted = (config.architecture == super::Architecture::Llama).then_some((config.n_head, config.n_kv_head));
         let weights = Weights::from_source_paced(&GgufSource { file: &file, permuted }, &config, pause).await?;
@@ -468,6 +470,10 @@ mod tests {
         assert_eq!(model.tokenizer.id_to_text(95), "t95");
     }
 
+    fn model_vocab(file: &[u8]) -> usize {
+        strings(&Gguf::parse(file).unwrap(), "tokenizer.ggml.tokens").unwrap().len()
+    }
+
     /// Read in paces (as the page reads a downloaded model): a pause after
     /// the tokenizer and after each block's large matrices, and the same
     /// model as at once.
@@ -478,9 +484,11 @@ mod tests {
         let mut pauses = 0;
         let paced =
             crate::pace::at_once(Model::from_gguf_paced("llama-tiny.gguf", &file, async || pauses += 1)).unwrap();
-        // The tokenizer, each block's Q; K and V; out; gate; up; gate and up fused; down, the
-        // LM head if untied and the token table (one piece each here).
-        assert_eq!(pauses, 1 + 7 * config.n_layer + 1 + usize::from(!config.tie_word_embeddings));
+        // The tokenizer's (after the header; its parts; each 8,192 tokens of the vocabulary map;
+        // before and after the BPE model; at its end), each block's Q; K and V; out; gate; up;
+        // gate and up fused; down, the LM head if untied and the token table (one piece each here).
+        let tokenizer = 5 + model_vocab(&file).div_ceil(8192);
+        assert_eq!(pauses, tokenizer + 7 * config.n_layer + 1 + usize::from(!config.tie_word_embeddings));
         assert_eq!(paced.config, whole.config);
         assert_eq!(logits(&paced.config, &paced.weights), logits(&whole.config, &whole.weights));
         assert_eq!(paced.weights.blocks.len(), config.n_layer);
@@ -691,7 +699,7 @@ mod tests {
             let json = serde_json::to_vec(&tokenizer_json(&file).unwrap()).unwrap();
             let whole = TextTokenizer::from_bytes(&json).unwrap();
             let t1 = std::time::Instant::now();
-            let parts = gguf_tokenizer(&file).unwrap();
+            let parts = crate::pace::at_once(gguf_tokenizer_paced(&file, async || {})).unwrap();
             let t2 = std::time::Instant::now();
             println!("tokenizer of {} bytes: the document {:?}, the parts {:?}", bytes.len(), t1 - t0, t2 - t1);
             for text in texts {

@@ -163,6 +163,10 @@ pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
 }
 
+/// Tokens put in the vocabulary map between two pauses of
+/// [`TextTokenizer::from_bpe_parts_paced`].
+const VOCAB_PIECE: usize = 8192;
+
 /// A byte-level BPE tokenizer in parts: what [`TextTokenizer::from_bpe_parts`] builds from.
 pub struct BpeParts<'a> {
     /// A `tokenizer.json` document whose model is a BPE without vocabulary or
@@ -183,21 +187,34 @@ impl TextTokenizer {
     /// parsing them back (for SmolLM2's 49,152 tokens and 48,900 merges,
     /// ~115 ms natively that way, a long task in the page).
     pub fn from_bpe_parts(parts: BpeParts<'_>) -> Result<Self, ModelError> {
+        crate::pace::at_once(Self::from_bpe_parts_paced(parts, async || {}))
+    }
+
+    /// [`Self::from_bpe_parts`], awaiting `pause` between its parts: the
+    /// shell, the vocabulary map (a piece of [`VOCAB_PIECE`] tokens at a
+    /// time), the BPE model (one call into `tokenizers`, ~30 ms for
+    /// SmolLM2 in the page) and the special tokens.
+    pub async fn from_bpe_parts_paced(parts: BpeParts<'_>, mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
         use tokenizers::models::bpe::{Vocab, BPE};
         let err = |e: tokenizers::Error| ModelError::Tokenizer(e.to_string());
         check_growth(parts.shell)?;
         let mut inner = tokenizers::Tokenizer::from_bytes(parts.shell).map_err(err)?;
         let mut vocab = Vocab::default();
         vocab.reserve(parts.tokens.len());
-        for (id, &token) in parts.tokens.iter().enumerate() {
-            vocab.insert(token.to_owned(), id as u32);
+        for (piece, tokens) in parts.tokens.chunks(VOCAB_PIECE).enumerate() {
+            pause().await;
+            for (i, &token) in tokens.iter().enumerate() {
+                vocab.insert(token.to_owned(), (piece * VOCAB_PIECE + i) as u32);
+            }
         }
+        pause().await;
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, parts.merges)
             .continuing_subword_prefix(String::new())
             .end_of_word_suffix(String::new())
             .build()
             .map_err(err)?;
+        pause().await;
         inner.with_model(bpe);
         let special: Vec<tokenizers::AddedToken> = parts
             .special
