@@ -15,7 +15,7 @@ use crate::engine::lens::{DirectContributions, LensPoint};
 use crate::engine::residual::residual_points;
 use crate::pace::go_on;
 use crate::ui::state::{PageState, View};
-use crate::ui::web::dom::Pacer;
+use crate::ui::web::dom::{yield_to_browser, Pacer};
 
 /// Multiply-adds a lens on the CPU may take (about two seconds of this
 /// machine's wasm, in slices): 4 positions of SmolLM2, 8 of GPT-2 small, 24
@@ -67,6 +67,8 @@ impl Backend {
             Engine::Cpu(c) if super::runs_in_steps(&model.config, t) => {
                 let trace = c.trace()?;
                 let points = residual_points(model.config.n_layer);
+                // Slices from a task of their own: the one that asked (a run's panels) may be full.
+                yield_to_browser().await;
                 let mut pacer = Pacer::new();
                 let mut lens = Vec::with_capacity(points);
                 for point in 0..points {
@@ -75,6 +77,9 @@ impl Backend {
                     lens.push(questions::lens_point(model, &trace, point, positions.clone(), k, pause).await?);
                 }
                 progress(points, points);
+                // The table (a cell per point and position) is built in a
+                // task of its own, not after the last slice of the head.
+                yield_to_browser().await;
                 Ok(lens)
             }
             _ => {
@@ -89,6 +94,11 @@ impl Backend {
     pub async fn contributions(self, token: u32) -> Result<DirectContributions, BackendError> {
         let host = self.ready()?;
         let model = &host.model;
+        if matches!(&*host.engine(), Engine::Cpu(_)) && super::runs_in_steps(&model.config, host.shown()) {
+            // A large model's table of every head is built in a task of its own, not after
+            // the lens's first slice or the run's panels.
+            yield_to_browser().await;
+        }
         self.ask(
             async |g| g.contributions(model, token).await,
             |c| questions::contributions(model, &*c.trace()?, token),

@@ -367,6 +367,12 @@ impl Backend {
             let _stepping = Stepping(self, epoch);
             let Engine::Cpu(cpu) = &*engine else { return };
             let stale = || self.epoch.get_value() != epoch || !Rc::ptr_eq(&host.engine(), &engine);
+            // The steps start in a task of their own: what asked for the run (a new model's
+            // panels built, a pasted text's token chips) may already have filled this one.
+            yield_to_browser().await;
+            if stale() {
+                return;
+            }
             let prev = cpu.last();
             let (config, weights) = (&host.model.config, &host.model.weights);
             let mut run = match stepped_run(config, weights, prev.as_deref(), tokens.clone(), mask) {

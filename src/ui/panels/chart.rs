@@ -8,6 +8,7 @@
 use leptos::prelude::*;
 
 use crate::render::plot::{path, short, stack_labels, LinearAxis, LogAxis};
+use crate::ui::web::width_watch::WidthWatch;
 
 /// One line of a chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,22 +82,19 @@ pub fn LogChart(
     let y_lo = y_lo.unwrap_or(0.0);
     let figure = NodeRef::<leptos::html::Figure>::new();
     let width = RwSignal::new(520.0f64);
-    let measure = move || {
-        if let Some(f) = figure.get_untracked() {
-            let w = f64::from(f.client_width());
-            if w > 0.0 && (w - width.get_untracked()).abs() >= 1.0 {
-                width.set(w.clamp(MIN_W, MAX_W));
-            }
-        }
-    };
+    // Its width from an observer after the browser's layout (reading
+    // `clientWidth` as the chart is made forces a layout of the whole page).
+    let watch = StoredValue::new_local(None::<WidthWatch>);
     Effect::new(move |_| {
-        if figure.get().is_some() {
-            measure();
-        }
+        let made = figure.get().and_then(|f| {
+            WidthWatch::new(&f, move |w| {
+                if w > 0.0 && (w - width.get_untracked()).abs() >= 1.0 {
+                    width.set(w.clamp(MIN_W, MAX_W));
+                }
+            })
+        });
+        watch.set_value(made);
     });
-    // The chart comes and goes with its data: its listener goes with it.
-    let resize = window_event_listener(leptos::ev::resize, move |_| measure());
-    on_cleanup(move || resize.remove());
     // The point whose value shows: (series, point).
     let active = RwSignal::new(None::<(usize, usize)>);
 
