@@ -350,9 +350,11 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     const loading = await page.evaluate(() => window.longTasks.splice(0));
     console.log(`SmolLM2 on the CPU, long tasks while it downloads and is read (ms): ${JSON.stringify(loading)}`);
     // Read at once, the weights took one task of ~1.4 s here. Read a weight matrix (and a piece
-    // of the token table) at a time, the tokenizer built from its parts, the download copied into
-    // WebAssembly memory in pieces: tasks of 50–90 ms seen (bounded at 250 for a busy machine).
-    assert.ok(Math.max(0, ...loading) < 250, `no long task while the model is read: ${JSON.stringify(loading)}`);
+    // of the token table) at a time, the tokenizer built from its parts with pauses between them,
+    // the download copied into WebAssembly memory in pieces, the first run's steps in tasks apart
+    // from the new model's panels: none over 50 ms seen (before the tokenizer's pauses and the
+    // charts' ResizeObserver, 54–82 ms). Bounded at 100 for a busy machine.
+    assert.ok(Math.max(0, ...loading) < 100, `no long task while the model is read: ${JSON.stringify(loading)}`);
     await page.evaluate(() => {
       // Whether a run went in steps that gave the thread back (the working sign counts them).
       window.stepsSeen = [];
@@ -385,13 +387,13 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     assert.deepEqual(longTasks, [], 'no main-thread task over 50 ms');
     // Ablating a layer-0 head (by the link, so the page stays where it is) re-runs every layer. At once that is
     // one task of about 7 rows × 270 MFLOP; a layer (and a piece of the LM head) at a time, slices
-    // of ~20 ms. Bounded at 150 ms, so a stray task on a busy machine is not taken for a whole re-run.
+    // of ~20 ms: none over 50 ms seen. Bounded at 100 ms for a busy machine.
     await page.evaluate(() => { location.hash = `${location.hash}&ablate=0.0`; });
     await page.locator('[data-testid=intervened-banner]').waitFor({ timeout: 120_000 });
     assert.equal(await page.locator('[data-testid=ablation-result]').getAttribute('data-heads'), '0.0');
     const ablating = await page.evaluate(() => window.longTasks.splice(0));
     console.log(`SmolLM2 on the CPU, long tasks while an ablation is applied (ms): ${JSON.stringify(ablating)}`);
-    assert.ok(Math.max(0, ...ablating) < 150, `the ablation is applied in slices: ${JSON.stringify(ablating)}`);
+    assert.ok(Math.max(0, ...ablating) < 100, `the ablation is applied in slices: ${JSON.stringify(ablating)}`);
     // The logit lens on screen: read a point at a time at the last few positions (at once, the
     // whole text's lens was one task of seconds), its progress shown; its last point's top
     // token is the model's own most likely next token.
@@ -409,7 +411,9 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
       null, { timeout: 120_000 });
     const reading = await page.evaluate(() => window.longTasks.splice(0));
     console.log(`SmolLM2 on the CPU, long tasks while the lens and two heads of the sweep are read (ms): ${JSON.stringify(reading)}`);
-    assert.ok(Math.max(0, ...reading) < 150, `the lens and the sweep run in slices: ${JSON.stringify(reading)}`);
+    // Seen: none over 50 ms. Before: one of 54–109 ms (each lens position sorted the whole
+    // vocabulary, and the tables were built after a slice of the head). Bounded at 100.
+    assert.ok(Math.max(0, ...reading) < 100, `the lens and the sweep run in slices: ${JSON.stringify(reading)}`);
     // The dilution panel: filler appended a piece of rows at a time until its traces would pass 256 MiB
     // (169 tokens of SmolLM2, said so; before, it grew them to the 8,192-token context, far past
     // the 4 GiB of WebAssembly memory), and SmolLM2's attention sinks on the first token.
