@@ -20,6 +20,7 @@ pub mod shards;
 pub mod shuffle;
 pub mod source;
 mod tokenizer;
+mod tokenizer_json;
 mod weights;
 
 pub use config::{Activation, Architecture, Llama3Scaling, ModelConfig};
@@ -67,7 +68,8 @@ impl Model {
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_json(config_json)?;
         let weights = Weights::from_shards_paced(shards, &config, &mut pause).await?;
-        let tokenizer = TextTokenizer::from_bytes(tokenizer_json)?;
+        pause().await;
+        let tokenizer = TextTokenizer::from_json_paced(tokenizer_json, &mut pause).await?;
         Self::new(name, config, weights, tokenizer)
     }
 

@@ -10,6 +10,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::tokenizer_json::BpeOptions;
 use super::ModelError;
 
 /// The longest text (UTF-8 bytes) the app and the CLI tokenize: far more than
@@ -164,8 +165,59 @@ pub struct TextTokenizer {
 }
 
 /// Tokens put in the vocabulary map between two pauses of
-/// [`TextTokenizer::from_bpe_parts_paced`].
+/// [`TextTokenizer::from_bpe_parts_paced`] and [`TextTokenizer::from_json_paced`].
 const VOCAB_PIECE: usize = 8192;
+
+fn tokenizer_error(e: tokenizers::Error) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+/// The BPE model of `vocab` (`n` (token, id) pairs) and `merges` with
+/// `options`, awaiting `pause` before each [`VOCAB_PIECE`] tokens of the
+/// vocabulary map and before and after the model is built.
+async fn bpe_paced(
+    vocab: impl Iterator<Item = (String, u32)>,
+    n: usize,
+    merges: Vec<(String, String)>,
+    options: &BpeOptions,
+    pause: &mut impl AsyncFnMut(),
+) -> Result<tokenizers::models::bpe::BPE, ModelError> {
+    use tokenizers::models::bpe::{Vocab, BPE};
+    let mut map = Vocab::default();
+    map.reserve(n);
+    for (i, (token, id)) in vocab.enumerate() {
+        if i % VOCAB_PIECE == 0 {
+            pause().await;
+        }
+        map.insert(token, id);
+    }
+    pause().await;
+    let mut builder = BPE::builder().vocab_and_merges(map, merges);
+    if let Some(p) = options.dropout {
+        builder = builder.dropout(p);
+    }
+    if let Some(unk) = &options.unk_token {
+        builder = builder.unk_token(unk.clone());
+    }
+    if let Some(prefix) = &options.continuing_subword_prefix {
+        builder = builder.continuing_subword_prefix(prefix.clone());
+    }
+    if let Some(suffix) = &options.end_of_word_suffix {
+        builder = builder.end_of_word_suffix(suffix.clone());
+    }
+    if let Some(fuse) = options.fuse_unk {
+        builder = builder.fuse_unk(fuse);
+    }
+    if let Some(fallback) = options.byte_fallback {
+        builder = builder.byte_fallback(fallback);
+    }
+    if let Some(ignore) = options.ignore_merges {
+        builder = builder.ignore_merges(ignore);
+    }
+    let bpe = builder.build().map_err(tokenizer_error)?;
+    pause().await;
+    Ok(bpe)
+}
 
 /// A byte-level BPE tokenizer in parts: what [`TextTokenizer::from_bpe_parts`] builds from.
 pub struct BpeParts<'a> {
@@ -195,26 +247,15 @@ impl TextTokenizer {
     /// time), the BPE model (one call into `tokenizers`, ~30 ms for
     /// SmolLM2 in the page) and the special tokens.
     pub async fn from_bpe_parts_paced(parts: BpeParts<'_>, mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
-        use tokenizers::models::bpe::{Vocab, BPE};
-        let err = |e: tokenizers::Error| ModelError::Tokenizer(e.to_string());
         check_growth(parts.shell)?;
-        let mut inner = tokenizers::Tokenizer::from_bytes(parts.shell).map_err(err)?;
-        let mut vocab = Vocab::default();
-        vocab.reserve(parts.tokens.len());
-        for (piece, tokens) in parts.tokens.chunks(VOCAB_PIECE).enumerate() {
-            pause().await;
-            for (i, &token) in tokens.iter().enumerate() {
-                vocab.insert(token.to_owned(), (piece * VOCAB_PIECE + i) as u32);
-            }
-        }
-        pause().await;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, parts.merges)
-            .continuing_subword_prefix(String::new())
-            .end_of_word_suffix(String::new())
-            .build()
-            .map_err(err)?;
-        pause().await;
+        let mut inner = tokenizers::Tokenizer::from_bytes(parts.shell).map_err(tokenizer_error)?;
+        let vocab = parts.tokens.iter().enumerate().map(|(id, &token)| (token.to_owned(), id as u32));
+        let options = BpeOptions {
+            continuing_subword_prefix: Some(String::new()),
+            end_of_word_suffix: Some(String::new()),
+            ..BpeOptions::default()
+        };
+        let bpe = bpe_paced(vocab, parts.tokens.len(), parts.merges, &options, &mut pause).await?;
         inner.with_model(bpe);
         let special: Vec<tokenizers::AddedToken> = parts
             .special
@@ -222,7 +263,30 @@ impl TextTokenizer {
             .filter_map(|&id| parts.tokens.get(id as usize))
             .map(|&t| tokenizers::AddedToken::from(t.to_owned(), true))
             .collect();
-        inner.add_special_tokens(special).map_err(err)?;
+        inner.add_special_tokens(special).map_err(tokenizer_error)?;
+        Ok(Self { inner })
+    }
+
+    /// [`Self::from_bytes`], awaiting `pause` between parts of the work
+    /// when `json` is a byte-pair document (see `tokenizer_json`): its
+    /// vocabulary and merges read on their own, the vocabulary map built a
+    /// piece at a time, then the BPE model. Any other document, or one whose
+    /// parts do not read cleanly, is read whole (its result or error is
+    /// `tokenizers`' own).
+    pub async fn from_json_paced(json: &[u8], mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
+        let Some(parts) = super::tokenizer_json::split(json) else { return Self::from_bytes(json) };
+        check_growth(&parts.shell)?;
+        pause().await;
+        let Some(vocab) = parts.vocab() else { return Self::from_bytes(json) };
+        pause().await;
+        let Some(merges) = parts.merges() else { return Self::from_bytes(json) };
+        let Ok(mut inner) = tokenizers::Tokenizer::from_bytes(&parts.shell) else { return Self::from_bytes(json) };
+        let n = vocab.len();
+        let Ok(bpe) = bpe_paced(vocab.into_iter(), n, merges, &parts.options, &mut pause).await else {
+            return Self::from_bytes(json);
+        };
+        inner.with_model(bpe);
+        inner.add_tokens(parts.added).map_err(tokenizer_error)?;
         Ok(Self { inner })
     }
 
