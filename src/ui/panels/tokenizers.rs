@@ -16,6 +16,7 @@ use crate::model::fertility::{fertility, gap, Fertility};
 use crate::model::TextTokenizer;
 use crate::render::text::visible;
 use crate::ui::state::PageState;
+use crate::ui::web::dom::{yield_to_browser, Pacer};
 use crate::ui::web::fetch::{fetch_bytes, FetchError};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,13 +64,18 @@ async fn load() -> Result<Loaded, LoadError> {
     let mut tokenizers = Vec::new();
     for entry in index {
         let bytes = fetch_bytes(&entry.path).await?;
-        let tokenizer = TextTokenizer::from_bytes(&bytes)
+        // In parts with pauses (a real tokenizer read whole was a task of 115–127 ms).
+        let mut pacer = Pacer::new();
+        let tokenizer = TextTokenizer::from_json_paced(&bytes, async || pacer.pause().await)
+            .await
             .map_err(|source| LoadError::Tokenizer { path: entry.path.clone(), source })?;
         tokenizers.push((entry, tokenizer));
     }
     let en = samples.iter().find(|s| s.id == "en").map(|s| s.text.clone()).unwrap_or_default();
     let english =
         tokenizers.iter().map(|(_, tok)| fertility(tok.encode(&en).map(|v| v.len()).unwrap_or(0), &en)).collect();
+    // The table is built in a task of its own, not after the last tokenizer's read.
+    yield_to_browser().await;
     Ok(Loaded { tokenizers, samples, english })
 }
 
