@@ -160,6 +160,25 @@ fn byte_of_char(c: char) -> Option<u8> {
     (0u32..256).filter(|&b| !printable(b)).nth(n).map(|b| b as u8)
 }
 
+/// [`TextTokenizer::from_bpe_parts`]'s build.
+fn bpe_parts_build(parts: BpeParts<'_>) -> Result<BpeBuild, ModelError> {
+    let vocab = parts.tokens.iter().enumerate().map(|(id, &token)| (token.to_owned(), id as u32)).collect();
+    let options = BpeOptions {
+        continuing_subword_prefix: Some(String::new()),
+        end_of_word_suffix: Some(String::new()),
+        ..BpeOptions::default()
+    };
+    let special = parts.special.iter().filter_map(|&id| parts.tokens.get(id as usize));
+    let special = special.map(|&t| tokenizers::AddedToken::from(t.to_owned(), true)).collect();
+    BpeBuild::new(parts.shell, vocab, parts.merges, options, special, true)
+}
+
+/// A document's build from its parts (`None`: read it whole instead).
+fn json_build(parts: super::tokenizer_json::JsonParts<'_>, vocab: Vec<(String, u32)>) -> Option<BpeBuild> {
+    let merges = parts.merges()?;
+    BpeBuild::new(&parts.shell, vocab, merges, parts.options, parts.added, false).ok()
+}
+
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
 }
@@ -172,51 +191,90 @@ fn tokenizer_error(e: tokenizers::Error) -> ModelError {
     ModelError::Tokenizer(e.to_string())
 }
 
-/// The BPE model of `vocab` (`n` (token, id) pairs) and `merges` with
-/// `options`, awaiting `pause` before each [`VOCAB_PIECE`] tokens of the
-/// vocabulary map and before and after the model is built.
-async fn bpe_paced(
-    vocab: impl Iterator<Item = (String, u32)>,
-    n: usize,
+/// A byte-pair tokenizer built in steps, so that the page can pause between
+/// them: the vocabulary map a piece of [`VOCAB_PIECE`] tokens per step, then
+/// the BPE model (one call into `tokenizers`, ~30 ms for SmolLM2 in the
+/// page), then the added tokens. Not generic, so the wasm holds one copy
+/// whatever pauses it ([`BpeBuild::run`] is the small generic part).
+struct BpeBuild {
+    /// The shell: everything but the model and its added tokens.
+    inner: tokenizers::Tokenizer,
+    vocab: std::vec::IntoIter<(String, u32)>,
+    map: tokenizers::models::bpe::Vocab,
     merges: Vec<(String, String)>,
-    options: &BpeOptions,
-    pause: &mut impl AsyncFnMut(),
-) -> Result<tokenizers::models::bpe::BPE, ModelError> {
-    use tokenizers::models::bpe::{Vocab, BPE};
-    let mut map = Vocab::default();
-    map.reserve(n);
-    for (i, (token, id)) in vocab.enumerate() {
-        if i % VOCAB_PIECE == 0 {
-            pause().await;
+    options: BpeOptions,
+    added: Vec<tokenizers::AddedToken>,
+    /// Whether `added` goes in as special tokens (GGUF's control tokens) or
+    /// as a document's `added_tokens`, each with its own flags.
+    special: bool,
+}
+
+impl BpeBuild {
+    fn new(
+        shell: &[u8],
+        vocab: Vec<(String, u32)>,
+        merges: Vec<(String, String)>,
+        options: BpeOptions,
+        added: Vec<tokenizers::AddedToken>,
+        special: bool,
+    ) -> Result<Self, ModelError> {
+        check_growth(shell)?;
+        let inner = tokenizers::Tokenizer::from_bytes(shell).map_err(tokenizer_error)?;
+        let mut map = tokenizers::models::bpe::Vocab::default();
+        map.reserve(vocab.len());
+        Ok(Self { inner, vocab: vocab.into_iter(), map, merges, options, added, special })
+    }
+
+    /// One step; the tokenizer after the last.
+    fn step(&mut self) -> Result<Option<TextTokenizer>, ModelError> {
+        if self.vocab.len() > 0 {
+            self.map.extend(self.vocab.by_ref().take(VOCAB_PIECE));
+            return Ok(None);
         }
-        map.insert(token, id);
+        let o = &self.options;
+        let mut builder = tokenizers::models::bpe::BPE::builder()
+            .vocab_and_merges(std::mem::take(&mut self.map), std::mem::take(&mut self.merges));
+        if let Some(p) = o.dropout {
+            builder = builder.dropout(p);
+        }
+        if let Some(unk) = &o.unk_token {
+            builder = builder.unk_token(unk.clone());
+        }
+        if let Some(prefix) = &o.continuing_subword_prefix {
+            builder = builder.continuing_subword_prefix(prefix.clone());
+        }
+        if let Some(suffix) = &o.end_of_word_suffix {
+            builder = builder.end_of_word_suffix(suffix.clone());
+        }
+        if let Some(fuse) = o.fuse_unk {
+            builder = builder.fuse_unk(fuse);
+        }
+        if let Some(fallback) = o.byte_fallback {
+            builder = builder.byte_fallback(fallback);
+        }
+        if let Some(ignore) = o.ignore_merges {
+            builder = builder.ignore_merges(ignore);
+        }
+        let mut inner = self.inner.clone();
+        inner.with_model(builder.build().map_err(tokenizer_error)?);
+        let added = std::mem::take(&mut self.added);
+        if self.special {
+            inner.add_special_tokens(added).map_err(tokenizer_error)?;
+        } else {
+            inner.add_tokens(added).map_err(tokenizer_error)?;
+        }
+        Ok(Some(TextTokenizer { inner }))
     }
-    pause().await;
-    let mut builder = BPE::builder().vocab_and_merges(map, merges);
-    if let Some(p) = options.dropout {
-        builder = builder.dropout(p);
+
+    /// The steps, awaiting `pause` before each.
+    async fn run(mut self, pause: &mut impl AsyncFnMut()) -> Result<TextTokenizer, ModelError> {
+        loop {
+            pause().await;
+            if let Some(done) = self.step()? {
+                return Ok(done);
+            }
+        }
     }
-    if let Some(unk) = &options.unk_token {
-        builder = builder.unk_token(unk.clone());
-    }
-    if let Some(prefix) = &options.continuing_subword_prefix {
-        builder = builder.continuing_subword_prefix(prefix.clone());
-    }
-    if let Some(suffix) = &options.end_of_word_suffix {
-        builder = builder.end_of_word_suffix(suffix.clone());
-    }
-    if let Some(fuse) = options.fuse_unk {
-        builder = builder.fuse_unk(fuse);
-    }
-    if let Some(fallback) = options.byte_fallback {
-        builder = builder.byte_fallback(fallback);
-    }
-    if let Some(ignore) = options.ignore_merges {
-        builder = builder.ignore_merges(ignore);
-    }
-    let bpe = builder.build().map_err(tokenizer_error)?;
-    pause().await;
-    Ok(bpe)
 }
 
 /// A byte-level BPE tokenizer in parts: what [`TextTokenizer::from_bpe_parts`] builds from.
@@ -247,24 +305,8 @@ impl TextTokenizer {
     /// time), the BPE model (one call into `tokenizers`, ~30 ms for
     /// SmolLM2 in the page) and the special tokens.
     pub async fn from_bpe_parts_paced(parts: BpeParts<'_>, mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
-        check_growth(parts.shell)?;
-        let mut inner = tokenizers::Tokenizer::from_bytes(parts.shell).map_err(tokenizer_error)?;
-        let vocab = parts.tokens.iter().enumerate().map(|(id, &token)| (token.to_owned(), id as u32));
-        let options = BpeOptions {
-            continuing_subword_prefix: Some(String::new()),
-            end_of_word_suffix: Some(String::new()),
-            ..BpeOptions::default()
-        };
-        let bpe = bpe_paced(vocab, parts.tokens.len(), parts.merges, &options, &mut pause).await?;
-        inner.with_model(bpe);
-        let special: Vec<tokenizers::AddedToken> = parts
-            .special
-            .iter()
-            .filter_map(|&id| parts.tokens.get(id as usize))
-            .map(|&t| tokenizers::AddedToken::from(t.to_owned(), true))
-            .collect();
-        inner.add_special_tokens(special).map_err(tokenizer_error)?;
-        Ok(Self { inner })
+        let build = bpe_parts_build(parts)?;
+        build.run(&mut pause).await
     }
 
     /// [`Self::from_bytes`], awaiting `pause` between parts of the work
@@ -275,19 +317,11 @@ impl TextTokenizer {
     /// `tokenizers`' own).
     pub async fn from_json_paced(json: &[u8], mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
         let Some(parts) = super::tokenizer_json::split(json) else { return Self::from_bytes(json) };
-        check_growth(&parts.shell)?;
         pause().await;
         let Some(vocab) = parts.vocab() else { return Self::from_bytes(json) };
         pause().await;
-        let Some(merges) = parts.merges() else { return Self::from_bytes(json) };
-        let Ok(mut inner) = tokenizers::Tokenizer::from_bytes(&parts.shell) else { return Self::from_bytes(json) };
-        let n = vocab.len();
-        let Ok(bpe) = bpe_paced(vocab.into_iter(), n, merges, &parts.options, &mut pause).await else {
-            return Self::from_bytes(json);
-        };
-        inner.with_model(bpe);
-        inner.add_tokens(parts.added).map_err(tokenizer_error)?;
-        Ok(Self { inner })
+        let Some(build) = json_build(parts, vocab) else { return Self::from_bytes(json) };
+        build.run(&mut pause).await.or_else(|_| Self::from_bytes(json))
     }
 
     pub fn from_bytes(json: &[u8]) -> Result<Self, ModelError> {

@@ -54,25 +54,31 @@ struct AddedWithId {
     token: tokenizers::AddedToken,
 }
 
-/// `json`'s parts if it is a BPE document whose parts read cleanly.
+/// `json`'s parts if it is a BPE document whose parts read cleanly. (Read
+/// with `from_slice` throughout, as the rest of the app is: a second reader
+/// type would add its own copy of serde_json's parser to the wasm.)
 pub fn split(json: &[u8]) -> Option<JsonParts<'_>> {
     let top: BTreeMap<String, &RawValue> = serde_json::from_slice(json).ok()?;
-    let mut model: BTreeMap<String, &RawValue> = serde_json::from_str(top.get("model")?.get()).ok()?;
-    let kind: String = serde_json::from_str(model.get("type")?.get()).ok()?;
+    let mut model: BTreeMap<String, &RawValue> = serde_json::from_slice(top.get("model")?.get().as_bytes()).ok()?;
+    let kind: String = serde_json::from_slice(model.get("type")?.get().as_bytes()).ok()?;
     if kind != "BPE" {
         return None;
     }
     let (vocab, merges) = (model.remove("vocab")?, model.remove("merges")?);
-    let options: BpeOptions = serde_json::from_str(&serde_json::to_string(&model).ok()?).ok()?;
+    let options: BpeOptions = serde_json::from_slice(&serde_json::to_vec(&model).ok()?).ok()?;
     let added = match top.get("added_tokens") {
-        Some(raw) => serde_json::from_str::<Vec<AddedWithId>>(raw.get()).ok()?.into_iter().map(|a| a.token).collect(),
+        Some(raw) => serde_json::from_slice::<Vec<AddedWithId>>(raw.get().as_bytes())
+            .ok()?
+            .into_iter()
+            .map(|a| a.token)
+            .collect(),
         None => Vec::new(),
     };
     let (empty_map, empty_list) = (RawValue::from_string("{}".into()).ok()?, RawValue::from_string("[]".into()).ok()?);
     let mut shell_model: BTreeMap<&str, &RawValue> = model.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     shell_model.insert("vocab", &empty_map);
     shell_model.insert("merges", &empty_list);
-    let shell_model = RawValue::from_string(serde_json::to_string(&shell_model).ok()?).ok()?;
+    let shell_model = RawValue::from_string(String::from_utf8(serde_json::to_vec(&shell_model).ok()?).ok()?).ok()?;
     let mut shell: BTreeMap<&str, &RawValue> = top.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     shell.insert("model", &shell_model);
     shell.insert("added_tokens", &empty_list);
@@ -83,13 +89,13 @@ pub fn split(json: &[u8]) -> Option<JsonParts<'_>> {
 impl JsonParts<'_> {
     /// The vocabulary's (token, id) pairs, in the document's order.
     pub fn vocab(&self) -> Option<Vec<(String, u32)>> {
-        serde_json::from_str::<Entries>(self.vocab.get()).ok().map(|e| e.0)
+        serde_json::from_slice::<Entries>(self.vocab.get().as_bytes()).ok().map(|e| e.0)
     }
 
     /// The merges, read as `tokenizers` reads them: all pairs `[a, b]`, or
     /// all strings `"a b"` (lines starting `#version` skipped).
     pub fn merges(&self) -> Option<Vec<(String, String)>> {
-        let merges: Vec<Merge> = serde_json::from_str(self.merges.get()).ok()?;
+        let merges: Vec<Merge> = serde_json::from_slice(self.merges.get().as_bytes()).ok()?;
         let pairs = merges.iter().all(|m| matches!(m, Merge::Pair(..)));
         let lines = merges.iter().all(|m| matches!(m, Merge::Line(_)));
         if !pairs && !lines {
