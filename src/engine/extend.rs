@@ -15,17 +15,18 @@ use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Tr
 use crate::model::{BlockWeights, ModelConfig, Token, Weights};
 
 /// `old` with `new` (whole rows of the same width) appended.
-pub(super) fn append_rows(old: &Matrix, new: &[f32]) -> Matrix {
-    let mut data = Vec::with_capacity(old.data.len() + new.len());
-    data.extend_from_slice(&old.data);
+pub(super) fn append_rows(old: &Matrix, p: usize, new: &[f32]) -> Matrix {
+    let kept = &old.data[..p.min(old.rows) * old.cols];
+    let mut data = Vec::with_capacity(kept.len() + new.len());
+    data.extend_from_slice(kept);
     data.extend_from_slice(new);
-    let rows = old.rows + new.len() / old.cols.max(1);
+    let rows = p.min(old.rows) + new.len() / old.cols.max(1);
     Matrix::from_vec(rows, old.cols, data)
 }
 
-/// A T×T matrix: the old p×p block, every other cell from `cell(i, j)`.
-fn grow_square(old: &Matrix, t: usize, mut cell: impl FnMut(usize, usize) -> f32) -> Matrix {
-    let p = old.rows;
+/// A T×T matrix: the old matrix's top-left p×p block, every other cell from `cell(i, j)`.
+fn grow_square(old: &Matrix, p: usize, t: usize, mut cell: impl FnMut(usize, usize) -> f32) -> Matrix {
+    let p = p.min(old.rows).min(old.cols);
     let mut data = Vec::with_capacity(t * t);
     for i in 0..t {
         let kept = if i < p {
@@ -138,20 +139,20 @@ pub fn extend_cpu(
 pub(super) fn append_layer(
     config: &ModelConfig,
     block: &BlockWeights,
-    old: &LayerTrace,
+    (old, p): (&LayerTrace, usize),
     x: &[f32],
     mask: Mask,
 ) -> (LayerTrace, Vec<f32>) {
-    let (attention, concat) = append_attention(config, block, &old.attention, x, mask);
+    let (attention, concat) = append_attention(config, block, (&old.attention, p), x, mask);
     let tail = block_tail(config, block, x, &concat);
     let layer = LayerTrace {
         attention,
-        attn_out: append_rows(&old.attn_out, &tail.attn_out),
-        resid_mid: append_rows(&old.resid_mid, &tail.resid_mid),
-        ln_2: append_rows(&old.ln_2, &tail.ln_2),
-        mlp_hidden: append_rows(&old.mlp_hidden, &tail.mlp_hidden),
-        mlp_out: append_rows(&old.mlp_out, &tail.mlp_out),
-        resid_post: append_rows(&old.resid_post, &tail.resid_post),
+        attn_out: append_rows(&old.attn_out, p, &tail.attn_out),
+        resid_mid: append_rows(&old.resid_mid, p, &tail.resid_mid),
+        ln_2: append_rows(&old.ln_2, p, &tail.ln_2),
+        mlp_hidden: append_rows(&old.mlp_hidden, p, &tail.mlp_hidden),
+        mlp_out: append_rows(&old.mlp_out, p, &tail.mlp_out),
+        resid_post: append_rows(&old.resid_post, p, &tail.resid_post),
     };
     (layer, tail.resid_post)
 }
@@ -162,11 +163,11 @@ pub(super) fn append_layer(
 pub(super) fn append_attention(
     config: &ModelConfig,
     block: &BlockWeights,
-    old: &AttentionTrace,
+    (old, p): (&AttentionTrace, usize),
     x: &[f32],
     mask: Mask,
 ) -> (AttentionTrace, Vec<f32>) {
-    let p = old.ln_1.rows;
+    let p = p.min(old.ln_1.rows);
     let n = x.len() / config.n_embd;
     let t = p + n;
     let (n_head, d_head, width) = (config.n_head, config.d_head(), config.qkv_dim());
@@ -194,26 +195,27 @@ pub(super) fn append_attention(
     for (h, old_head) in old.heads.iter().enumerate() {
         let cols = HeadColumns::of(config, h);
         let new_cols = |all: &[f32], stride: usize, col: usize| Matrix::from_columns(all, n, stride, col, d_head);
-        let q = append_rows(&old_head.q, &new_cols(&qkv, width, cols.q).data);
-        let k = append_rows(&old_head.k, &new_cols(&qkv, width, cols.k).data);
-        let v = append_rows(&old_head.v, &new_cols(&qkv, width, cols.v).data);
+        let q = append_rows(&old_head.q, p, &new_cols(&qkv, width, cols.q).data);
+        let k = append_rows(&old_head.k, p, &new_cols(&qkv, width, cols.k).data);
+        let v = append_rows(&old_head.v, p, &new_cols(&qkv, width, cols.v).data);
         let pre_rows = |old: &Option<Matrix>, col: usize| match (old, &pre) {
-            (Some(old), Some(pre)) => Some(append_rows(old, &new_cols(pre, q_dim + kv_dim, col).data)),
+            (Some(old), Some(pre)) => Some(append_rows(old, p, &new_cols(pre, q_dim + kv_dim, col).data)),
             _ => None,
         };
         let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
         // The old queries against the new keys: raw (the trace keeps them
         // unmasked; they are masked for them, so weight 0).
-        let scores_raw = grow_square(&old_head.scores_raw, t, |i, j| {
+        let scores_raw = grow_square(&old_head.scores_raw, p, t, |i, j| {
             if i < p {
                 kernels::dot(q.row(i), k.row(j))
             } else {
                 new_row(&raw, i, j)
             }
         });
-        let weights_m = grow_square(&old_head.weights, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
+        let weights_m =
+            grow_square(&old_head.weights, p, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
         heads.push(HeadTrace {
-            output: append_rows(&old_head.output, &new_cols(&concat, q_dim, cols.q).data),
+            output: append_rows(&old_head.output, p, &new_cols(&concat, q_dim, cols.q).data),
             q_pre_rope: pre_rows(&old_head.q_pre_rope, cols.q),
             k_pre_rope: pre_rows(&old_head.k_pre_rope, cols.k),
             kv_head: old_head.kv_head,
@@ -225,7 +227,7 @@ pub(super) fn append_attention(
             weights: weights_m,
         });
     }
-    (AttentionTrace { ln_1: append_rows(&old.ln_1, &ln_1), heads }, concat)
+    (AttentionTrace { ln_1: append_rows(&old.ln_1, p, &ln_1), heads }, concat)
 }
 
 /// The attention half of a block on the residual stream `x[T×d]` entering
@@ -250,7 +252,7 @@ pub(super) async fn attention_paced(
     }
     for r0 in (rows..n).step_by(rows) {
         let r1 = (r0 + rows).min(n);
-        attention = append_attention(config, block, &attention, &x[r0 * d..r1 * d], mask).0;
+        attention = append_attention(config, block, (&attention, r0), &x[r0 * d..r1 * d], mask).0;
         if pause().await.is_break() {
             return None;
         }

@@ -17,17 +17,19 @@ use crate::model::{ModelConfig, Token, Weights};
 enum Base<'a> {
     /// Nothing: every row is new.
     Nothing,
-    /// The first rows of these: a trace kept whole, or cut to the shared rows.
-    Kept(&'a Trace),
-    Cut(Trace),
+    /// The first `rows` rows of a trace: all of it when the text grew, the
+    /// rows it shares with the new text when it lost or changed tokens after
+    /// them. Read in place (a cut used to be copied out first, and then
+    /// copied again with the new rows appended: a third of a backspace's
+    /// time on SmolLM2).
+    Prefix(&'a Trace, usize),
 }
 
 impl Base<'_> {
-    fn trace(&self) -> Option<&Trace> {
+    fn prefix(&self) -> Option<(&Trace, usize)> {
         match self {
             Base::Nothing => None,
-            Base::Kept(t) => Some(t),
-            Base::Cut(t) => Some(t),
+            Base::Prefix(t, rows) => Some((t, *rows)),
         }
     }
 }
@@ -91,15 +93,14 @@ impl<'a> TraceRun<'a> {
         }
         let p = prev.map_or(0, |prev| shared_prefix(prev, &tokens, mask));
         let base = match prev {
-            Some(prev) if p > 0 && p == prev.tokens.len() => Base::Kept(prev),
-            Some(prev) if p > 0 => Base::Cut(truncate(prev, p)),
+            Some(prev) if p > 0 => Base::Prefix(prev, p),
             _ => Base::Nothing,
         };
         let (base, same) = if p == tokens.len() {
             // Nothing new to compute: the kept rows, with the new tokens' text spans.
             let mut kept = match base {
-                Base::Kept(prev) => prev.clone(),
-                Base::Cut(cut) => cut,
+                Base::Prefix(prev, p) if p == prev.tokens.len() => prev.clone(),
+                Base::Prefix(prev, p) => truncate(prev, p),
                 Base::Nothing => return Err(EngineError::Empty),
             };
             kept.tokens = std::mem::take(&mut tokens);
@@ -145,7 +146,7 @@ impl<'a> TraceRun<'a> {
 
     /// Where the new rows' logits begin: after the kept rows'.
     fn new_logits_from(&self) -> usize {
-        self.base.trace().map_or(0, |t| t.logits.data.len())
+        self.base.prefix().map_or(0, |(t, p)| p * t.logits.cols)
     }
 
     /// Steps that allocate the logits: taken so far (once the LM head has
@@ -219,8 +220,8 @@ impl<'a> TraceRun<'a> {
             let end = done.saturating_add(self.block_rows).min(n);
             let rows = &self.x[done * d..end * d];
             let before = match &self.partial {
-                Some((layer, _)) => Some(layer),
-                None => self.base.trace().and_then(|t| t.layers.get(l)),
+                Some((layer, _)) => Some((layer, layer.attention.ln_1.rows)),
+                None => self.base.prefix().and_then(|(t, p)| Some((t.layers.get(l)?, p))),
             };
             let (layer, out) = match before {
                 Some(old) => append_layer(config, block, old, rows, self.mask),
@@ -249,7 +250,8 @@ impl<'a> TraceRun<'a> {
         if self.logits.len() < total {
             // The next piece of the allocation: kept rows copied, then zeros.
             let (from, end) = (self.logits.len(), self.logits.len().saturating_add(self.fill).min(total));
-            if let Some(kept) = self.base.trace().map(|t| &t.logits.data[..]).filter(|k| from < k.len()) {
+            let kept = self.base.prefix().map(|(t, p)| &t.logits.data[..p * t.logits.cols]);
+            if let Some(kept) = kept.filter(|k| from < k.len()) {
                 self.logits.extend_from_slice(&kept[from..end.min(kept.len())]);
             }
             self.logits.resize(end, 0.0);
@@ -276,11 +278,11 @@ impl<'a> TraceRun<'a> {
         let (config, n) = (self.config, self.new_rows());
         let d = config.n_embd;
         let ln_f = self.ln_f.take().unwrap_or_default();
-        match self.base.trace() {
-            Some(prev) => Trace {
-                embeddings: append_rows(&prev.embeddings, &self.embeddings),
-                ln_f: append_rows(&prev.ln_f, &ln_f),
-                logits: Matrix::from_vec(prev.logits.rows + n, config.vocab_size, self.logits),
+        match self.base.prefix() {
+            Some((prev, p)) => Trace {
+                embeddings: append_rows(&prev.embeddings, p, &self.embeddings),
+                ln_f: append_rows(&prev.ln_f, p, &ln_f),
+                logits: Matrix::from_vec(p + n, config.vocab_size, self.logits),
                 tokens: self.tokens,
                 mask: self.mask,
                 layers: self.layers,
