@@ -110,10 +110,19 @@ fn pre_tokenizer_growth(value: &Value) -> Result<Growth, String> {
 /// Refuses a `tokenizer.json` whose text transformations could grow a text
 /// past [`MAX_EXPANSION`]·n + [`MAX_ADDED_BYTES`] bytes.
 fn check_growth(json: &[u8]) -> Result<(), ModelError> {
-    let value: Value = serde_json::from_slice(json).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-    let null = Value::Null;
-    let growth = normalizer_growth(value.get("normalizer").unwrap_or(&null))
-        .and_then(|n| Ok(n.then(pre_tokenizer_growth(value.get("pre_tokenizer").unwrap_or(&null))?)))
+    /// The two fields the bound reads; serde skips the rest (the vocabulary
+    /// and merges) without building them (read as a `Value`, a WordPiece
+    /// document's whole tree was half of its load).
+    #[derive(serde::Deserialize)]
+    struct Text {
+        #[serde(default)]
+        normalizer: Value,
+        #[serde(default)]
+        pre_tokenizer: Value,
+    }
+    let text: Text = serde_json::from_slice(json).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let growth = normalizer_growth(&text.normalizer)
+        .and_then(|n| Ok(n.then(pre_tokenizer_growth(&text.pre_tokenizer)?)))
         .map_err(|what| ModelError::Tokenizer(format!("{what}: its effect on text length is not known")))?;
     if growth.per_byte > MAX_EXPANSION || growth.extra > MAX_ADDED_BYTES {
         return Err(ModelError::TokenizerExpands { per_byte: growth.per_byte, limit: MAX_EXPANSION });
