@@ -16,7 +16,7 @@ use crate::model::fertility::{fertility, gap, Fertility};
 use crate::model::TextTokenizer;
 use crate::render::text::visible;
 use crate::ui::state::PageState;
-use crate::ui::web::dom::{yield_to_browser, Pacer};
+use crate::ui::web::dom::yield_to_browser;
 use crate::ui::web::fetch::{fetch_bytes, FetchError};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +40,22 @@ struct Loaded {
     samples: Vec<Sample>,
     /// The English sample under each tokenizer (the gap's denominator), in `tokenizers` order.
     english: Vec<Fertility>,
+    /// Every sample under every tokenizer, computed as they load.
+    sample_cells: Vec<Cell>,
+}
+
+/// One row of cells: `text` under every tokenizer, against the English sample.
+fn row_cells(tokenizers: &[(Entry, TextTokenizer)], english: &[Fertility], id: &str, text: &str) -> Vec<Cell> {
+    tokenizers
+        .iter()
+        .zip(english)
+        .map(|((entry, tok), en)| {
+            let tokens = tok.encode(text).unwrap_or_default();
+            let f = fertility(tokens.len(), text);
+            let unknown = tokens.iter().filter(|t| tok.id_to_text(t.id) == "[UNK]").count();
+            Cell { sample: id.to_owned(), tokenizer: entry.id.clone(), fertility: f, gap: gap(&f, en), unknown }
+        })
+        .collect()
 }
 
 /// The page's own text, as a row.
@@ -64,19 +80,27 @@ async fn load() -> Result<Loaded, LoadError> {
     let mut tokenizers = Vec::new();
     for entry in index {
         let bytes = fetch_bytes(&entry.path).await?;
-        // In parts with pauses (a real tokenizer read whole was a task of 115–127 ms).
-        let mut pacer = Pacer::new();
-        let tokenizer = TextTokenizer::from_json_paced(&bytes, async || pacer.pause().await)
+        // In parts, each in a task of its own (a real tokenizer read whole was a task of
+        // 115–127 ms). Not a `Pacer`: it would put the BPE model's one long call (~30 ms)
+        // after a slice of short steps, as it cannot see it coming (72 ms seen in CI).
+        let tokenizer = TextTokenizer::from_json_paced(&bytes, yield_to_browser)
             .await
             .map_err(|source| LoadError::Tokenizer { path: entry.path.clone(), source })?;
         tokenizers.push((entry, tokenizer));
     }
     let en = samples.iter().find(|s| s.id == "en").map(|s| s.text.clone()).unwrap_or_default();
-    let english =
-        tokenizers.iter().map(|(_, tok)| fertility(tok.encode(&en).map(|v| v.len()).unwrap_or(0), &en)).collect();
-    // The table is built in a task of its own, not after the last tokenizer's read.
+    let english = tokenizers
+        .iter()
+        .map(|(_, tok)| fertility(tok.encode(&en).map(|v| v.len()).unwrap_or(0), &en))
+        .collect::<Vec<_>>();
+    // A sample's row per task, then the table in a task of its own.
+    let mut sample_cells = Vec::new();
+    for sample in &samples {
+        yield_to_browser().await;
+        sample_cells.extend(row_cells(&tokenizers, &english, &sample.id, &sample.text));
+    }
     yield_to_browser().await;
-    Ok(Loaded { tokenizers, samples, english })
+    Ok(Loaded { tokenizers, samples, english, sample_cells })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,26 +138,13 @@ pub fn TokenizersPanel() -> impl IntoView {
         });
     };
 
-    // One row of cells: `text` under every tokenizer, against the English sample.
-    let row_cells = move |l: &Loaded, id: &str, text: &str| -> Vec<Cell> {
-        l.tokenizers
-            .iter()
-            .zip(&l.english)
-            .map(|((entry, tok), en)| {
-                let tokens = tok.encode(text).unwrap_or_default();
-                let f = fertility(tokens.len(), text);
-                let unknown = tokens.iter().filter(|t| tok.id_to_text(t.id) == "[UNK]").count();
-                Cell { sample: id.to_owned(), tokenizer: entry.id.clone(), fertility: f, gap: gap(&f, en), unknown }
-            })
-            .collect()
-    };
-    // The samples once; the page's text again as it changes (a keystroke costs one row, not the table).
+    // The samples once (computed as they loaded); the page's text again as it changes (a
+    // keystroke costs one row, not the table).
     let sample_cells = Memo::new(move |_| {
         if !ready.get() {
             return Vec::new();
         }
-        let Some(l) = loaded.get_value() else { return Vec::new() };
-        l.samples.iter().flat_map(|s| row_cells(&l, &s.id, &s.text)).collect::<Vec<_>>()
+        loaded.get_value().map_or_else(Vec::new, |l| l.sample_cells.clone())
     });
     let your_cells = Memo::new(move |_| {
         let text = state.selection.text.get();
@@ -141,7 +152,7 @@ pub fn TokenizersPanel() -> impl IntoView {
             return Vec::new();
         }
         let Some(l) = loaded.get_value() else { return Vec::new() };
-        row_cells(&l, YOURS, &text)
+        row_cells(&l.tokenizers, &l.english, YOURS, &text)
     });
     let table = move || {
         let mut cells = sample_cells.get();
