@@ -375,11 +375,12 @@ impl Backend {
             }
             let prev = cpu.last();
             let (config, weights) = (&host.model.config, &host.model.weights);
+            // The run's setup (the new rows' embeddings) is the engine's time too.
+            let (mut busy, mut slice, mut longest) = (0.0, now_ms(), 0.0f64);
             let mut run = match stepped_run(config, weights, prev.as_deref(), tokens.clone(), mask) {
                 Ok(run) => run,
                 Err(e) => return self.show_run(state, &host, tokens, Err(e.into()), None),
             };
-            let (mut busy, mut slice, mut longest) = (0.0, now_ms(), 0.0f64);
             while !run.is_done() {
                 let before = now_ms();
                 run.step();
