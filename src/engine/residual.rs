@@ -48,20 +48,9 @@ pub fn residual_norms(trace: &Trace) -> Matrix {
 /// The `k` largest values of `values` with their indices, largest first
 /// (ties: lower index first).
 pub fn top_indices(values: &[f32], k: usize) -> Vec<(usize, f32)> {
-    // Largest first, ties by the lower index: a total order, so selecting the
-    // first k and sorting them equals sorting all (a vocabulary's full sort
-    // was most of a lens point's time in the page).
-    let first = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if k == 0 {
-        return Vec::new();
-    }
-    let mut order: Vec<(usize, f32)> = values.iter().copied().enumerate().collect();
-    if k < order.len() {
-        order.select_nth_unstable_by(k - 1, first);
-        order.truncate(k);
-    }
-    order.sort_by(first);
-    order
+    // By selection (a vocabulary's full sort was most of a lens point's time in the page).
+    let order = values.iter().copied().enumerate().collect();
+    super::sampling::first_k(order, k, |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)))
 }
 
 #[cfg(test)]
