@@ -234,26 +234,30 @@ impl BpeBuild {
         Ok(Self { inner, vocab: vocab.into_iter(), map, merges, options, added, special })
     }
 
-    /// One step; the tokenizer after the last.
-    fn step(&mut self) -> Result<Option<TextTokenizer>, ModelError> {
-        if self.vocab.len() > 0 {
-            self.map.extend(self.vocab.by_ref().take(VOCAB_PIECE));
-            return Ok(None);
+    /// One piece of the vocabulary map; false once the map is whole.
+    fn map_piece(&mut self) -> bool {
+        if self.vocab.len() == 0 {
+            return false;
         }
-        let o = &self.options;
-        let mut builder = tokenizers::models::bpe::BPE::builder()
-            .vocab_and_merges(std::mem::take(&mut self.map), std::mem::take(&mut self.merges));
+        self.map.extend(self.vocab.by_ref().take(VOCAB_PIECE));
+        true
+    }
+
+    /// The BPE model from the whole map, in the shell, with the added tokens.
+    fn finish(self) -> Result<TextTokenizer, ModelError> {
+        let o = self.options;
+        let mut builder = tokenizers::models::bpe::BPE::builder().vocab_and_merges(self.map, self.merges);
         if let Some(p) = o.dropout {
             builder = builder.dropout(p);
         }
-        if let Some(unk) = &o.unk_token {
-            builder = builder.unk_token(unk.clone());
+        if let Some(unk) = o.unk_token {
+            builder = builder.unk_token(unk);
         }
-        if let Some(prefix) = &o.continuing_subword_prefix {
-            builder = builder.continuing_subword_prefix(prefix.clone());
+        if let Some(prefix) = o.continuing_subword_prefix {
+            builder = builder.continuing_subword_prefix(prefix);
         }
-        if let Some(suffix) = &o.end_of_word_suffix {
-            builder = builder.end_of_word_suffix(suffix.clone());
+        if let Some(suffix) = o.end_of_word_suffix {
+            builder = builder.end_of_word_suffix(suffix);
         }
         if let Some(fuse) = o.fuse_unk {
             builder = builder.fuse_unk(fuse);
@@ -264,23 +268,22 @@ impl BpeBuild {
         if let Some(ignore) = o.ignore_merges {
             builder = builder.ignore_merges(ignore);
         }
-        let mut inner = self.inner.clone();
+        let mut inner = self.inner;
         inner.with_model(builder.build().map_err(tokenizer_error)?);
-        let added = std::mem::take(&mut self.added);
         if self.special {
-            inner.add_special_tokens(added).map_err(tokenizer_error)?;
+            inner.add_special_tokens(self.added).map_err(tokenizer_error)?;
         } else {
-            inner.add_tokens(added).map_err(tokenizer_error)?;
+            inner.add_tokens(self.added).map_err(tokenizer_error)?;
         }
-        Ok(Some(TextTokenizer { inner }))
+        Ok(TextTokenizer { inner })
     }
 
-    /// The steps, awaiting `pause` before each.
+    /// The map's pieces and then the model, awaiting `pause` before each.
     async fn run(mut self, pause: &mut impl AsyncFnMut()) -> Result<TextTokenizer, ModelError> {
         loop {
             pause().await;
-            if let Some(done) = self.step()? {
-                return Ok(done);
+            if !self.map_piece() {
+                return self.finish();
             }
         }
     }
@@ -335,7 +338,7 @@ impl TextTokenizer {
 
     pub fn from_bytes(json: &[u8]) -> Result<Self, ModelError> {
         check_growth(json)?;
-        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(tokenizer_error)?;
         Ok(Self { inner })
     }
 
@@ -419,7 +422,7 @@ impl TextTokenizer {
         if text.len() > MAX_TEXT_BYTES {
             return Err(ModelError::TextTooLong { bytes: text.len(), limit: MAX_TEXT_BYTES });
         }
-        let encoding = self.inner.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let encoding = self.inner.encode(text, false).map_err(tokenizer_error)?;
         Ok(encoding
             .get_ids()
             .iter()
