@@ -116,7 +116,9 @@ pub async fn lens_point(
     // Each position's selection and softmax is a pass over the vocabulary.
     let mut top = Vec::with_capacity(positions.len());
     for row in all.chunks_exact(config.vocab_size) {
-        pause().await.is_continue().then_some(()).ok_or(InterveneError::Stopped)?;
+        if pause().await.is_break() {
+            return Err(InterveneError::Stopped);
+        }
         let best = top_indices(row, k);
         let probs = top_probabilities(row, &best);
         top.push(
