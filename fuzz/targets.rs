@@ -34,11 +34,7 @@ pub fn gguf(data: &[u8]) {
     assert!(c.n_head.is_multiple_of(c.n_kv_head) && c.d_head() > 0 && c.d_head().is_multiple_of(2));
     assert!(model.tokenizer.vocab_size() <= c.vocab_size);
     let w = &model.weights;
-    let tables = [Some(&w.wte), w.lm_head.as_ref(), Some(&w.ln_f_g)];
-    assert!(
-        tables.into_iter().flatten().all(|t| t.data.iter().all(|v| v.is_finite())),
-        "a loaded weight is not finite"
-    );
+    assert!(w.all_finite(), "a loaded weight is not finite");
     if c.n_embd * c.vocab_size <= 1 << 16 && c.n_layer <= 4 {
         let ids = [0, (c.vocab_size - 1) as u32];
         let t = ids.len().min(c.n_positions);
@@ -72,9 +68,7 @@ pub fn loader(data: &[u8]) {
     for config in configs {
         match Weights::from_safetensors(weights, &config) {
             Ok(w) => {
-                let all = [Some(&w.wte), w.wpe.as_ref(), Some(&w.ln_f_g), Some(&w.ln_f_b), w.lm_head.as_ref()];
-                let all: Vec<_> = all.into_iter().flatten().collect();
-                assert!(all.iter().all(|t| t.data.iter().all(|v| v.is_finite())), "a loaded weight is not finite");
+                assert!(w.all_finite(), "a loaded weight is not finite");
                 assert_eq!(w.blocks.len(), config.n_layer);
                 // Small enough to run: the numbers must come out (finite or not), never a panic.
                 if config.n_embd * config.vocab_size <= 1 << 16 && config.n_layer <= 4 {

@@ -17,7 +17,7 @@ mod cpu;
 use attnscope::engine::kernels::{self, AttentionRows, QkvRows};
 use attnscope::engine::sampling::Rng;
 use attnscope::engine::{ops, Mask};
-use attnscope::model::Activation;
+use attnscope::model::{Activation, Half, ValuesRef};
 use cpu::{pick, values, Scores};
 
 #[cfg(target_arch = "wasm32")]
@@ -116,6 +116,79 @@ fn lm_head_columns_write_their_columns_only() {
             start = end;
         }
         assert_close(&got, &want, &scale, &format!("lm_head in pieces {t}×{d}×{vocab}"));
+    }
+}
+
+/// `len` random values as 16-bit `format` bits, subnormals and zeros among them.
+fn halves(rng: &mut Rng, len: usize, format: Half) -> Vec<u16> {
+    values(rng, len, 1.0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            // Every 13th value tiny (an f16 subnormal), every 17th zero.
+            let v = if i % 13 == 0 {
+                v * 1e-6
+            } else if i % 17 == 0 {
+                0.0
+            } else {
+                v
+            };
+            match format {
+                Half::F16 => half::f16::from_f32(v).to_bits(),
+                Half::Bf16 => half::bf16::from_f32(v).to_bits(),
+            }
+        })
+        .collect()
+}
+
+/// 16-bit weights (a matmul's `w`, the LM head's table, whole and in
+/// pieces) give what the reference gives on the same values in f32, on
+/// shapes that cross the kernels' widening blocks (row blocks of
+/// `32768 / n` rows, table blocks of `32768 / d` entries) with ragged ends,
+/// for every path: streamed (≤ 4 rows), read in place, packed, dot.
+#[test]
+fn sixteen_bit_weights_equal_the_reference_on_their_values() {
+    let mut rng = Rng::new(23);
+    for format in [Half::F16, Half::Bf16] {
+        // The `half` crate's widening, not the kernels' own.
+        let wide = |bits: &[u16]| -> Vec<f32> {
+            bits.iter()
+                .map(|&h| match format {
+                    Half::F16 => half::f16::from_bits(h).to_f32(),
+                    Half::Bf16 => half::bf16::from_bits(h).to_f32(),
+                })
+                .collect()
+        };
+        for (m, k, n) in
+            [(1, 600, 7), (3, 1026, 300), (4, 9, 5), (17, 700, 65), (40, 513, 129), (97, 300, 260), (1, 576, 1536)]
+        {
+            let (x, b) = (values(&mut rng, m * k, 1.0), values(&mut rng, n, 1.0));
+            let bits = halves(&mut rng, k * n, format);
+            let w = wide(&bits);
+            let got = kernels::matmul_bias(&x, ValuesRef::Half(format, &bits), &b, m, k, n);
+            let want = ops::matmul_bias(&x, &w, &b, m, k, n);
+            assert_close(&got, &want, &abs_terms(&x, &w, (m, k, n)), &format!("{format:?} matmul {m}×{k}×{n}"));
+        }
+        for (t, d, vocab) in [(1, 37, 4096), (3, 128, 700), (9, 70, 1001), (65, 33, 1301), (130, 40, 97)] {
+            let x = values(&mut rng, t * d, 1.0);
+            let bits = halves(&mut rng, vocab * d, format);
+            let wte = wide(&bits);
+            let want = ops::lm_head(&x, &wte, t, d, vocab);
+            let wte_t: Vec<f32> = (0..d * vocab).map(|i| wte[(i % vocab) * d + i / vocab]).collect();
+            let scale = abs_terms(&x, &wte_t, (t, d, vocab));
+            let what = format!("{format:?} lm_head {t}×{d}×{vocab}");
+            assert_close(&kernels::lm_head(&x, ValuesRef::Half(format, &bits), t, d, vocab), &want, &scale, &what);
+            // In ragged pieces, a sentinel outside each piece left alone.
+            let mut got = vec![f32::NAN; t * vocab];
+            let mut start = 0;
+            while start < vocab {
+                let end = (start + pick(&mut rng, 1, 900)).min(vocab);
+                kernels::lm_head_columns(&x, ValuesRef::Half(format, &bits), (t, d, vocab), start..end, &mut got);
+                assert!(got.iter().enumerate().all(|(i, v)| v.is_nan() == (i % vocab >= end)), "{what} ..{end}");
+                start = end;
+            }
+            assert_close(&got, &want, &scale, &format!("{what} in pieces"));
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 mod golden;
 
 use attnscope::engine::{forward_cpu, Mask, Trace};
-use attnscope::model::{ModelConfig, Token, Weights};
+use attnscope::model::{Half, Matrix, ModelConfig, Token, Weights};
 use golden::{fixture, Case, Reference};
 
 fn load(dir: &str) -> (ModelConfig, Weights) {
@@ -78,13 +78,47 @@ fn f16_and_bf16_checkpoints_match_within_their_precision() {
     let reference = reference();
     let case = reference.cases.iter().find(|c| c.ids.len() == 23).unwrap();
     // bf16 keeps 8 bits of mantissa, f16 11: weights round to 2^-8 and 2^-11 relative.
-    for (dir, weight_tol, logit_tol) in [("gpt2-tiny-f16", 1.0 / 2048.0, 0.05), ("gpt2-tiny-bf16", 1.0 / 256.0, 0.4)] {
+    for (dir, format, weight_tol, logit_tol) in
+        [("gpt2-tiny-f16", Half::F16, 1.0 / 2048.0, 0.05), ("gpt2-tiny-bf16", Half::Bf16, 1.0 / 256.0, 0.4)]
+    {
         let (_, weights) = load(dir);
-        for (a, b) in weights.blocks[1].mlp_fc_w.data.iter().zip(&f32_weights.blocks[1].mlp_fc_w.data) {
+        // The matrices and the token table stay 16-bit in memory.
+        let matrices = weights.blocks.iter().flat_map(|b| b.matrices()).chain([&weights.wte]);
+        assert!(matrices.into_iter().all(|m| m.format() == Some(format)), "{dir}");
+        assert!(
+            weights.bytes() < f32_weights.bytes() * 6 / 10,
+            "{dir}: {} of {}",
+            weights.bytes(),
+            f32_weights.bytes()
+        );
+        let wide = weights.blocks[1].mlp_fc_w.to_f32();
+        for (a, b) in wide.iter().zip(f32_weights.blocks[1].mlp_fc_w.to_f32().iter()) {
             assert!((a - b).abs() <= b.abs() * weight_tol + 1e-7, "{dir}: weight {a} vs f32 {b}");
         }
-        let err = max_logit_error(&run(&config, &weights, &case.ids), case);
+        let trace = run(&config, &weights, &case.ids);
+        let err = max_logit_error(&trace, case);
         assert!(err <= logit_tol, "{dir}: max logit error {err} > {logit_tol}");
         assert!(err > 0.0, "{dir}: rounding must show somewhere");
+        // The same values widened to f32 before the run give the same trace:
+        // the kernels' 16-bit path reads exactly the checkpoint's values.
+        let widened = widened(&weights);
+        let wide_trace = run(&config, &widened, &case.ids);
+        let diff =
+            trace.logits.data.iter().zip(&wide_trace.logits.data).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff <= 1e-5, "{dir}: 16-bit kernels vs the same weights in f32: {diff}");
     }
+}
+
+/// `weights` with every matrix widened to f32.
+fn widened(weights: &Weights) -> Weights {
+    let wide = |m: &Matrix| Matrix::f32(&m.shape, m.to_f32().into_owned());
+    let mut out = weights.clone();
+    for b in &mut out.blocks {
+        for m in [&mut b.attn_qkv_w, &mut b.attn_proj_w, &mut b.mlp_fc_w, &mut b.mlp_proj_w] {
+            *m = wide(m);
+        }
+    }
+    out.wte = wide(&weights.wte);
+    out.lm_head = weights.lm_head.as_ref().map(wide);
+    out
 }

@@ -81,9 +81,10 @@ fn full_multi_head_tied_bf16_sharded_llama_matches_transformers_within_1e_4() {
     let c = &model.config;
     assert_eq!((c.n_head, c.n_kv_head, c.tie_word_embeddings), (4, 4, true));
     assert!(model.weights.lm_head.is_none());
-    // bf16 weights: each is a float with 8 significant bits.
-    let w = &model.weights.blocks[0].attn_qkv_w.data;
-    assert!(w.iter().all(|x| x.to_bits() & 0xffff == 0), "weights came from bf16");
+    // bf16 weights, kept bf16 (fused and transposed as they are).
+    let w = &model.weights.blocks[0].attn_qkv_w;
+    assert_eq!(w.format(), Some(attnscope::model::Half::Bf16), "weights came from bf16");
+    assert!(w.to_f32().iter().all(|x| x.to_bits() & 0xffff == 0));
     for case in &reference.cases {
         check(&model, case, 1e-4);
     }

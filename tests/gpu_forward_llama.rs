@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use attnscope::engine::init::random_weights;
 use attnscope::engine::{forward_cpu, Mask, Matrix, Trace};
 use attnscope::gpu::{GpuForward, GpuWeights, Half, RunOptions, Stage};
-use attnscope::model::{Model, ModelConfig, Token, Weights};
+use attnscope::model::{Model, ModelConfig, Token, Values, Weights};
 use common::{assert_close, gpu};
 
 fn tokens(ids: &[u32]) -> Vec<Token> {
@@ -143,10 +143,12 @@ fn gpu_trace_equals_cpu_on_kv_ratios_1_3_9_and_head_widths_64_128() {
     }
 }
 
-/// Every weight matrix and the token table rounded to `format`, as a 16-bit
-/// checkpoint loads (the GPU then keeps them 16-bit).
+/// Every weight matrix and the token table rounded to `format` and kept in
+/// f32 (the GPU finds them 16-bit exact and keeps them 16-bit; a 16-bit
+/// checkpoint loads as 16-bit matrices, which the GPU takes as they are).
 fn round_to(weights: &mut Weights, format: Half) {
-    let round = |data: &mut Vec<f32>| {
+    let round = |values: &mut Values| {
+        let Values::F32(data) = values else { panic!("random weights are f32") };
         data.iter_mut().for_each(|v| {
             *v = match format {
                 Half::Bf16 => half::bf16::from_f32(*v).to_f32(),
@@ -272,7 +274,7 @@ fn a_bf16_checkpoint_keeps_its_matrices_16_bit_on_the_gpu() {
         .weights
         .blocks
         .iter()
-        .map(|b| b.attn_qkv_w.data.len() + b.attn_proj_w.data.len() + b.mlp_fc_w.data.len() + b.mlp_proj_w.data.len())
+        .map(|b| b.attn_qkv_w.len() + b.attn_proj_w.len() + b.mlp_fc_w.len() + b.mlp_proj_w.len())
         .sum();
     let all_f32 = GpuWeights::upload(ctx, &f32_model.config, &f32_model.weights).unwrap();
     assert!(all_f32.blocks.iter().all(|b| b.qkv_w.format.is_none() && b.fc_w.format.is_none()));
@@ -292,7 +294,7 @@ fn a_bf16_checkpoint_keeps_its_matrices_16_bit_on_the_gpu() {
         + w.ln_f_b.data.len();
     // The tied token table is 16-bit too.
     assert!(gw.wte.iter().all(|c| c.format == Some(Half::Bf16)));
-    let want = (rest * 4 + (matrices + w.wte.data.len()) * 2) as u64;
+    let want = (rest * 4 + (matrices + w.wte.len()) * 2) as u64;
     assert!(gw.bytes >= want && gw.bytes <= want + 1024, "{} bytes uploaded, {want} expected", gw.bytes);
 }
 

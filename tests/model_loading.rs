@@ -120,7 +120,8 @@ fn transformer_prefix_and_f16_weights_load_and_agree_within_f16_precision() {
         })
         .collect();
     let halved = Weights::from_safetensors(&serialize(&map), &config).unwrap();
-    for (a, b) in halved.wte.data.iter().zip(&reference.wte.data) {
+    assert_eq!(halved.wte.format(), Some(attnscope::model::Half::F16), "kept 16-bit");
+    for (a, b) in halved.wte.to_f32().iter().zip(reference.wte.to_f32().iter()) {
         assert!((a - b).abs() <= b.abs() * 1e-3 + 1e-7, "f16 {a} vs f32 {b}");
     }
     // The whole layer agrees too, within what f16 weights allow.

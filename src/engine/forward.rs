@@ -52,10 +52,21 @@ fn square(all: &[f32], t: usize, h: usize) -> Matrix {
 /// token rows plus learned positions (GPT-2), or token rows alone (RoPE
 /// models rotate Q and K instead). Ids must be checked.
 pub(super) fn embed(config: &ModelConfig, weights: &Weights, ids: &[u32], row0: usize) -> Vec<f32> {
-    match &weights.wpe {
-        Some(wpe) => ops::embed_from(ids, &weights.wte.data, &wpe.data, config.n_embd, row0),
-        None => ops::embed_tokens(ids, &weights.wte.data, config.n_embd),
+    let d = config.n_embd;
+    let table = weights.wte.values();
+    let mut x = vec![0.0; ids.len() * d];
+    for (row, &id) in x.chunks_exact_mut(d.max(1)).zip(ids) {
+        table.slice(id as usize * d..(id as usize + 1) * d).widen_into(row);
     }
+    if let Some(wpe) = &weights.wpe {
+        // As ops::embed_from: the token's row plus its position's.
+        for (t, row) in x.chunks_exact_mut(d.max(1)).enumerate() {
+            for (v, &p) in row.iter_mut().zip(&wpe.data[(row0 + t) * d..][..d]) {
+                *v += p;
+            }
+        }
+    }
+    x
 }
 
 /// A block's norm: LayerNorm (GPT-2) or RMSNorm (the Llama family, which has no bias).
@@ -80,7 +91,7 @@ pub(super) fn project_qkv(
 ) -> (Vec<f32>, Option<Vec<f32>>) {
     let (d, width) = (config.n_embd, config.qkv_dim());
     let rows = ln_1.len() / d;
-    let mut qkv = kernels::matmul_bias(ln_1, &block.attn_qkv_w.data, &block.attn_qkv_b.data, rows, d, width);
+    let mut qkv = kernels::matmul_bias(ln_1, &block.attn_qkv_w, &block.attn_qkv_b.data, rows, d, width);
     if config.rope_theta.is_none() {
         return (qkv, None);
     }
@@ -94,7 +105,7 @@ pub(super) fn project_qkv(
 /// The LM head on normed rows: `[rows × vocab]`.
 pub(super) fn logits(config: &ModelConfig, weights: &Weights, ln_f: &[f32]) -> Vec<f32> {
     let d = config.n_embd;
-    kernels::lm_head(ln_f, &weights.head().data, ln_f.len() / d, d, config.vocab_size)
+    kernels::lm_head(ln_f, weights.head(), ln_f.len() / d, d, config.vocab_size)
 }
 
 /// FLOPs of one piece of an LM head computed in pieces (one row through
@@ -137,7 +148,7 @@ pub(super) async fn logits_paced(
     }
     for start in (0..vocab).step_by(width) {
         let cols = start..(start + width).min(vocab);
-        kernels::lm_head_columns(ln_f, &weights.head().data, (rows, d, vocab), cols, &mut all);
+        kernels::lm_head_columns(ln_f, weights.head(), (rows, d, vocab), cols, &mut all);
         if pause().await.is_break() {
             return None;
         }
@@ -224,18 +235,18 @@ pub(super) struct BlockTail {
 pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], concat: &[f32]) -> BlockTail {
     let (d, m, q_dim) = (config.n_embd, config.n_inner, config.q_dim());
     let rows = x.len() / d;
-    let attn_out = kernels::matmul_bias(concat, &block.attn_proj_w.data, &block.attn_proj_b.data, rows, q_dim, d);
+    let attn_out = kernels::matmul_bias(concat, &block.attn_proj_w, &block.attn_proj_b.data, rows, q_dim, d);
     let resid_mid = kernels::add(x, &attn_out);
     let ln_2 = norm(config, &resid_mid, &block.ln_2_g, &block.ln_2_b);
     let mlp_hidden = if config.architecture.is_llama_family() {
-        let gate_up = kernels::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, 2 * m);
+        let gate_up = kernels::matmul_bias(&ln_2, &block.mlp_fc_w, &block.mlp_fc_b.data, rows, d, 2 * m);
         kernels::swiglu(&gate_up, m)
     } else {
-        let mut hidden = kernels::matmul_bias(&ln_2, &block.mlp_fc_w.data, &block.mlp_fc_b.data, rows, d, m);
+        let mut hidden = kernels::matmul_bias(&ln_2, &block.mlp_fc_w, &block.mlp_fc_b.data, rows, d, m);
         kernels::activate(&mut hidden, config.activation_function);
         hidden
     };
-    let mlp_out = kernels::matmul_bias(&mlp_hidden, &block.mlp_proj_w.data, &block.mlp_proj_b.data, rows, m, d);
+    let mlp_out = kernels::matmul_bias(&mlp_hidden, &block.mlp_proj_w, &block.mlp_proj_b.data, rows, m, d);
     let resid_post = kernels::add(&resid_mid, &mlp_out);
     BlockTail { attn_out, resid_mid, ln_2, mlp_hidden, mlp_out, resid_post }
 }

@@ -179,7 +179,7 @@ mod tests {
         let (d, width, d_head) = (config.n_embd, config.qkv_dim(), config.d_head());
         let block = &mut weights.blocks[1];
         for r in 0..d {
-            block.attn_qkv_w.data[r * width + 2 * d_head..][..d_head].fill(0.0);
+            block.attn_qkv_w.zero(r * width + 2 * d_head..r * width + 3 * d_head);
         }
         block.attn_qkv_b.data[2 * d_head..][..d_head].fill(0.0);
         let ids = [1, 5, 9, 2, 7, 5, 3];

@@ -29,20 +29,20 @@ pub fn random_weights(config: &ModelConfig, seed: u64) -> Weights {
         .map(|_| BlockWeights {
             ln_1_g: fill(&[d], 1.0),
             ln_1_b: fill(&[d], 0.0),
-            attn_qkv_w: normal(&[d, qkv], 0.02),
+            attn_qkv_w: normal(&[d, qkv], 0.02).into(),
             attn_qkv_b: fill(&[qkv], 0.0),
-            attn_proj_w: normal(&[q, d], 0.02),
+            attn_proj_w: normal(&[q, d], 0.02).into(),
             attn_proj_b: fill(&[d], 0.0),
             ln_2_g: fill(&[d], 1.0),
             ln_2_b: fill(&[d], 0.0),
-            mlp_fc_w: normal(&[d, fc], 0.02),
+            mlp_fc_w: normal(&[d, fc], 0.02).into(),
             mlp_fc_b: fill(&[fc], 0.0),
-            mlp_proj_w: normal(&[m, d], 0.02),
+            mlp_proj_w: normal(&[m, d], 0.02).into(),
             mlp_proj_b: fill(&[d], 0.0),
         })
         .collect();
-    let wte = normal(&[v, d], 0.02);
+    let wte = normal(&[v, d], 0.02).into();
     let wpe = (!config.architecture.is_llama_family()).then(|| normal(&[p, d], 0.01));
-    let lm_head = (!config.tie_word_embeddings).then(|| normal(&[v, d], 0.02));
+    let lm_head = (!config.tie_word_embeddings).then(|| normal(&[v, d], 0.02).into());
     Weights { wte, wpe, blocks, ln_f_g: fill(&[d], 1.0), ln_f_b: fill(&[d], 0.0), lm_head }
 }

@@ -187,7 +187,8 @@ pub fn direct_contributions(
     let spread = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
     let scale = 1.0 / (spread + config.layer_norm_epsilon as f64).sqrt();
     // w = s·g ⊙ u (u the token's LM-head row): a term c contributes w·P(c).
-    let unembed = &weights.head().data[token as usize * d..][..d];
+    let unembed = weights.head().row(token as usize);
+    let unembed = &unembed[..d];
     let w: Vec<f64> = (0..d).map(|j| scale * weights.ln_f_g.data[j] as f64 * unembed[j] as f64).collect();
     let w_sum: f64 = w.iter().sum();
     let project = |c: &[f32]| -> f32 {
@@ -205,8 +206,8 @@ pub fn direct_contributions(
                 // out_h · W_o[h]: W_o is [q_dim × d], head h's rows h·d_head..
                 let mut c = vec![0.0f32; d];
                 for (i, &o) in head.output.row(position).iter().enumerate() {
-                    let w_row = &block.attn_proj_w.data[(h * d_head + i) * d..][..d];
-                    c.iter_mut().zip(w_row).for_each(|(c, &w)| *c += o * w);
+                    let w_row = block.attn_proj_w.row(h * d_head + i);
+                    c.iter_mut().zip(&w_row[..d]).for_each(|(c, &w)| *c += o * w);
                 }
                 project(&c)
             })
@@ -214,7 +215,8 @@ pub fn direct_contributions(
         heads.push(row);
     }
     let id = trace.tokens[position].id as usize;
-    let token_row = &weights.wte.data[id * d..][..d];
+    let token_row = weights.wte.row(id);
+    let token_row = &token_row[..d];
     let position_embedding = weights.wpe.as_ref().map(|wpe| project(&wpe.data[position * d..][..d]));
     // RMSNorm has no shift (the forward ignores its bias).
     let shift = |(&b, &u): (&f32, &f32)| b as f64 * u as f64;

@@ -57,7 +57,7 @@ fn the_lens_is_the_final_norm_and_head_applied_to_each_residual_point() {
             } else {
                 ops::layernorm(&stream.data, &weights.ln_f_g.data, &weights.ln_f_b.data, d, eps)
             };
-            let want = ops::lm_head(&normed, &weights.head().data, stream.rows, d, vocab);
+            let want = ops::lm_head(&normed, &weights.head().to_f32(), stream.rows, d, vocab);
             for (r, top) in lens[point].top.iter().enumerate() {
                 assert_eq!(top.len(), 5);
                 let row = &want[r * vocab..][..vocab];

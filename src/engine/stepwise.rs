@@ -263,7 +263,7 @@ impl<'a> TraceRun<'a> {
         let ln_f = self.ln_f.as_deref().unwrap_or_default();
         let new_from = self.new_logits_from();
         let new = &mut self.logits[new_from..];
-        kernels::lm_head_columns(ln_f, &weights.head().data, (n, d, vocab), cols.clone(), new);
+        kernels::lm_head_columns(ln_f, weights.head(), (n, d, vocab), cols.clone(), new);
         self.logit_cols = cols.end;
     }
 

@@ -79,8 +79,8 @@ impl GpuForward {
             && weights.blocks.iter().all(|b| b.attn_proj_b.data.len() == d)
             && weights.ln_f_g.data.len() == d
             && weights.ln_f_b.data.len() == d
-            && weights.wte.data.len() == c.vocab_size * d
-            && weights.head().data.len() == c.vocab_size * d
+            && weights.wte.len() == c.vocab_size * d
+            && weights.head().len() == c.vocab_size * d
             && weights.wpe.as_ref().is_none_or(|wpe| wpe.data.len() >= t * d);
         if !fits {
             return Err(InterveneError::TraceMismatch.into());
@@ -94,7 +94,8 @@ impl GpuForward {
         let id = *self.ids().get(position).ok_or(InterveneError::NoSuchPosition { position, tokens: t })? as usize;
         let centred = !c.architecture.is_llama_family();
         // w = P(g ⊙ u): the norm's factor s multiplies every term afterwards.
-        let unembed = &weights.head().data[token as usize * d..][..d];
+        let unembed = weights.head().row(token as usize);
+        let unembed = &unembed[..d];
         let gu: Vec<f64> = (0..d).map(|j| weights.ln_f_g.data[j] as f64 * unembed[j] as f64).collect();
         let gu_mean = if centred { gu.iter().sum::<f64>() / d as f64 } else { 0.0 };
         let w: Vec<f64> = gu.iter().map(|&x| x - gu_mean).collect();
@@ -170,7 +171,7 @@ impl GpuForward {
             centred,
             eps: c.layer_norm_epsilon as f64,
             attn_bias: weights.blocks.iter().map(|b| dot(&b.attn_proj_b.data)).collect(),
-            token_embedding: dot(&weights.wte.data[id * d..][..d]),
+            token_embedding: dot(&weights.wte.row(id)[..d]),
             position_embedding: weights.wpe.as_ref().map(|wpe| dot(&wpe.data[position * d..][..d])),
             norm_shift,
             w,

@@ -76,14 +76,8 @@ impl Kernel {
     }
 }
 
-/// A 16-bit weight format the matmul kernels widen to f32 as they read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Half {
-    /// IEEE binary16.
-    F16,
-    /// bfloat16 (the high half of an f32).
-    Bf16,
-}
+/// The 16-bit weight formats the matmul kernels widen to f32 as they read.
+pub use crate::model::Half;
 
 pub struct Kernels {
     embed: wgpu::ComputePipeline,

@@ -14,9 +14,8 @@
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::Half;
 use super::{GpuContext, GpuError};
-use crate::model::{ModelConfig, Tensor, Weights};
+use crate::model::{Half, Matrix, ModelConfig, Tensor, ValuesRef, Weights};
 
 pub(crate) const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
 
@@ -108,21 +107,30 @@ pub fn pack_half(data: &[f32], format: Half) -> Vec<u32> {
         Half::F16 => half::f16::from_f32(v).to_bits(),
         Half::Bf16 => (v.to_bits() >> 16) as u16,
     };
+    pack_bits(&data.iter().map(|&v| bits(v)).collect::<Vec<u16>>())
+}
+
+/// 16-bit values two per u32 (the even element in the low half), padded to 16 bytes.
+pub fn pack_bits(bits: &[u16]) -> Vec<u32> {
     let mut words: Vec<u32> =
-        data.chunks(2).map(|p| bits(p[0]) as u32 | (p.get(1).map_or(0, |&v| bits(v)) as u32) << 16).collect();
+        bits.chunks(2).map(|p| p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16).collect();
     words.resize(words.len().max(1).next_multiple_of(4), 0);
     words
 }
 
-/// `data` packed as 16-bit `format` pairs.
+/// `values` as 16-bit pairs of `format`: 16-bit values as they are, f32
+/// values (each exactly a `format` value) narrowed.
 fn upload_packed(
     ctx: &GpuContext,
     name: &str,
-    data: &[f32],
+    values: ValuesRef,
     format: Half,
     bytes: &mut u64,
 ) -> Result<wgpu::Buffer, GpuError> {
-    let words = pack_half(data, format);
+    let words = match values {
+        ValuesRef::Half(_, bits) => pack_bits(bits),
+        ValuesRef::F32(data) => pack_half(data, format),
+    };
     let size = words.len() as u64 * 4;
     ctx.check_binding(name, size)?;
     *bytes += size;
@@ -134,13 +142,32 @@ fn upload_packed(
 }
 
 /// A weight matrix, 16-bit when its values allow it.
-fn upload_weight(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<PackedWeight, GpuError> {
-    let format = half_format(data);
-    let buffer = match format {
-        Some(half) => upload_packed(ctx, name, data, half, bytes)?,
-        None => upload_f32(ctx, name, data, bytes)?,
-    };
-    Ok(PackedWeight { buffer, format })
+fn upload_weight(ctx: &GpuContext, name: &str, w: &Matrix, bytes: &mut u64) -> Result<PackedWeight, GpuError> {
+    upload_values(ctx, name, w.values(), sixteen_bits(w), bytes)
+        .map(|buffer| PackedWeight { buffer, format: sixteen_bits(w) })
+}
+
+/// The 16-bit format a matrix goes to the GPU in: its own, or the one its
+/// f32 values all fit exactly.
+fn sixteen_bits(w: &Matrix) -> Option<Half> {
+    match w.values() {
+        ValuesRef::Half(format, _) => Some(format),
+        ValuesRef::F32(data) => half_format(data),
+    }
+}
+
+/// `values` as `format` pairs, or f32 when `format` is `None`.
+fn upload_values(
+    ctx: &GpuContext,
+    name: &str,
+    values: ValuesRef,
+    format: Option<Half>,
+    bytes: &mut u64,
+) -> Result<wgpu::Buffer, GpuError> {
+    match format {
+        Some(half) => upload_packed(ctx, name, values, half, bytes),
+        None => upload_f32(ctx, name, &values.to_f32(), bytes),
+    }
 }
 
 fn upload_norm(
@@ -180,17 +207,14 @@ impl GpuWeights {
         let d = config.n_embd;
         let mut bytes = 0;
         let per_chunk = rows_per_chunk(d, chunk_bytes.min(ctx.device.limits().max_storage_buffer_binding_size));
-        let mut chunks = |what: &str, table: &Tensor| -> Result<Vec<VocabChunk>, GpuError> {
-            let format = half_format(&table.data);
+        let mut chunks = |what: &str, table: &Matrix| -> Result<Vec<VocabChunk>, GpuError> {
+            let format = sixteen_bits(table);
             let mut out = Vec::new();
             for v0 in (0..config.vocab_size).step_by(per_chunk) {
                 let rows = per_chunk.min(config.vocab_size - v0);
                 let name = format!("{what}[{v0}..{}]", v0 + rows);
-                let data = &table.data[v0 * d..(v0 + rows) * d];
-                let buffer = match format {
-                    Some(half) => upload_packed(ctx, &name, data, half, &mut bytes)?,
-                    None => upload_f32(ctx, &name, data, &mut bytes)?,
-                };
+                let values = table.values().slice(v0 * d..(v0 + rows) * d);
+                let buffer = upload_values(ctx, &name, values, format, &mut bytes)?;
                 out.push(VocabChunk { v0, rows, buffer, format });
             }
             Ok(out)
@@ -202,14 +226,14 @@ impl GpuWeights {
             let name = |what: &str| format!("h.{l}.{what}");
             blocks.push(GpuBlock {
                 ln_1: upload_norm(ctx, &name("ln_1"), &b.ln_1_g, &b.ln_1_b, &mut bytes)?,
-                qkv_w: upload_weight(ctx, &name("attn.c_attn.weight"), &b.attn_qkv_w.data, &mut bytes)?,
+                qkv_w: upload_weight(ctx, &name("attn.c_attn.weight"), &b.attn_qkv_w, &mut bytes)?,
                 qkv_b: upload_f32(ctx, &name("attn.c_attn.bias"), &b.attn_qkv_b.data, &mut bytes)?,
-                proj_w: upload_weight(ctx, &name("attn.c_proj.weight"), &b.attn_proj_w.data, &mut bytes)?,
+                proj_w: upload_weight(ctx, &name("attn.c_proj.weight"), &b.attn_proj_w, &mut bytes)?,
                 proj_b: upload_f32(ctx, &name("attn.c_proj.bias"), &b.attn_proj_b.data, &mut bytes)?,
                 ln_2: upload_norm(ctx, &name("ln_2"), &b.ln_2_g, &b.ln_2_b, &mut bytes)?,
-                fc_w: upload_weight(ctx, &name("mlp.c_fc.weight"), &b.mlp_fc_w.data, &mut bytes)?,
+                fc_w: upload_weight(ctx, &name("mlp.c_fc.weight"), &b.mlp_fc_w, &mut bytes)?,
                 fc_b: upload_f32(ctx, &name("mlp.c_fc.bias"), &b.mlp_fc_b.data, &mut bytes)?,
-                mlp_proj_w: upload_weight(ctx, &name("mlp.c_proj.weight"), &b.mlp_proj_w.data, &mut bytes)?,
+                mlp_proj_w: upload_weight(ctx, &name("mlp.c_proj.weight"), &b.mlp_proj_w, &mut bytes)?,
                 mlp_proj_b: upload_f32(ctx, &name("mlp.c_proj.bias"), &b.mlp_proj_b.data, &mut bytes)?,
             });
         }

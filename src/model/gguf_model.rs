@@ -6,8 +6,9 @@
 
 use serde_json::{json, Map, Value as Json};
 
-use super::gguf::{Gguf, GgufError, Value};
-use super::weights::{finite, TensorSource};
+use super::gguf::{Gguf, GgufError, TensorType, Value};
+use super::matrix::{Half, Matrix, Values};
+use super::weights::{finite, halves_paced, TensorSource};
 use super::{BpeParts, Model, ModelConfig, ModelError, Tensor, TextTokenizer, Weights};
 
 /// The `general.architecture` values that load.
@@ -88,11 +89,11 @@ impl GgufSource<'_, '_> {
 
 /// Undoes llama.cpp's `permute`: within each head of `d_head` rows, GGUF row
 /// `2i + s` is Hugging Face's row `s·d_head/2 + i`.
-fn unpermute(data: Vec<f32>, heads: usize, row_len: usize) -> Vec<f32> {
+fn unpermute<T: Copy + Default>(data: Vec<T>, heads: usize, row_len: usize) -> Vec<T> {
     let rows = data.len() / row_len.max(1);
     let d_head = rows / heads.max(1);
     let half = d_head / 2;
-    let mut out = vec![0.0; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..heads {
         for i in 0..half {
             for s in 0..2 {
@@ -129,16 +130,51 @@ impl TensorSource for GgufSource<'_, '_> {
 
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
         let gguf = self.checked(name, shape)?;
-        let mut data = self.file.tensor_f32(&gguf)?;
-        if let Some((n_head, n_kv_head)) = self.permuted {
-            let row_len = if shape.len() == 2 { shape[1] } else { 1 };
-            if name.contains("self_attn.q_proj.") {
-                data = unpermute(data, n_head, row_len);
-            } else if name.contains("self_attn.k_proj.") {
-                data = unpermute(data, n_kv_head, row_len);
-            }
-        }
+        let data = self.unpermuted(name, shape, self.file.tensor_f32(&gguf)?);
         finite(&gguf, Tensor { shape: shape.to_vec(), data })
+    }
+
+    fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
+        crate::pace::at_once(self.matrix_paced(name, shape, &mut async || {}))
+    }
+
+    /// F16 and BF16 tensors kept 16-bit; quantized and F32 ones widened to f32.
+    async fn matrix_paced(
+        &self,
+        name: &str,
+        shape: &[usize],
+        pause: &mut impl AsyncFnMut(),
+    ) -> Result<Matrix, ModelError> {
+        let gguf = self.checked(name, shape)?;
+        let (kind, bytes) = self.file.tensor_bytes(&gguf)?;
+        let format = match kind {
+            TensorType::F16 => Half::F16,
+            TensorType::BF16 => Half::Bf16,
+            _ if self.permuted.is_some()
+                && (name.contains("self_attn.q_proj.") || name.contains("self_attn.k_proj.")) =>
+            {
+                return self.tensor(name, shape).map(Matrix::from);
+            }
+            _ => return self.tensor_paced(name, shape, pause).await.map(Matrix::from),
+        };
+        let bits = self.unpermuted(name, shape, halves_paced(&gguf, format, bytes, pause).await?);
+        Ok(Matrix { shape: shape.to_vec(), data: Values::Half(format, bits) })
+    }
+}
+
+impl GgufSource<'_, '_> {
+    /// `data` in Hugging Face's row order: Q's and K's rows un-interleaved
+    /// where llama.cpp interleaved them, any other tensor as it is.
+    fn unpermuted<T: Copy + Default>(&self, name: &str, shape: &[usize], data: Vec<T>) -> Vec<T> {
+        let Some((n_head, n_kv_head)) = self.permuted else { return data };
+        let row_len = if shape.len() == 2 { shape[1] } else { 1 };
+        if name.contains("self_attn.q_proj.") {
+            unpermute(data, n_head, row_len)
+        } else if name.contains("self_attn.k_proj.") {
+            unpermute(data, n_kv_head, row_len)
+        } else {
+            data
+        }
     }
 }
 

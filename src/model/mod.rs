@@ -15,6 +15,7 @@ mod gguf_quant;
 #[cfg(test)]
 mod gguf_writer;
 pub mod local_files;
+mod matrix;
 pub mod plan;
 pub mod shards;
 pub mod shuffle;
@@ -25,6 +26,7 @@ mod weights;
 
 pub use config::{Activation, Architecture, Llama3Scaling, ModelConfig};
 pub use error::ModelError;
+pub use matrix::{Half, Matrix, Values, ValuesRef};
 pub use tokenizer::{BpeParts, Piece, TextTokenizer, Token, MAX_TEXT_BYTES};
 pub use weights::{BlockWeights, Gpt2Weights, Tensor, Weights};
 

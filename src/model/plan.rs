@@ -5,11 +5,12 @@
 //! the GPU and in wasm memory; then [`Plan::check`] against a device's
 //! [`Limits`] refuses what will not fit, with a message that says why.
 //!
-//! Memory as the engine spends it: the weights are widened to f32 in wasm
-//! memory (the CPU reference and the GPU upload read them there) while the
-//! downloaded files are still held; on the GPU a matrix or table whose file
-//! holds 16-bit values stays 16-bit (src/gpu/weights.rs), vectors (norms,
-//! biases) are f32. The token table (and an untied LM head) is uploaded in
+//! Memory as the engine spends it: the weights are read into wasm memory
+//! (the CPU reference and the GPU upload read them there) while the
+//! downloaded files are still held; there and on the GPU a matrix or table
+//! whose file holds 16-bit values stays 16-bit (`model::Matrix`,
+//! src/gpu/weights.rs), vectors (norms, biases) and GPT-2's position table
+//! are f32. The token table (and an untied LM head) is uploaded in
 //! row chunks, so only the other tensors must each fit one storage binding.
 
 use std::collections::BTreeMap;
@@ -57,7 +58,7 @@ pub enum Refusal {
     )]
     GpuMemory { bytes: u64, limit: u64 },
     #[error(
-        "loading needs about {} MB of WebAssembly memory (the files plus the weights widened to 32 bits); \
+        "loading needs about {} MB of WebAssembly memory (the files plus the weights read from them); \
          this page can have at most {} MB",
         mb(*bytes), mb(*limit)
     )]
@@ -101,6 +102,15 @@ impl TensorInfo {
     pub fn gpu_bytes(&self) -> u64 {
         let per_value = if self.shape.len() >= 2 && self.dtype != "F32" { 2 } else { 4 };
         self.values * per_value
+    }
+
+    /// Bytes in wasm memory once read: 16-bit matrices and tables stay
+    /// 16-bit (not GPT-2's position table, widened), everything else is f32.
+    pub fn wasm_bytes(&self) -> u64 {
+        let kept = self.shape.len() >= 2
+            && ["F16", "BF16"].contains(&self.dtype.as_str())
+            && !self.name.ends_with("wpe.weight");
+        self.values * if kept { 2 } else { 4 }
     }
 
     /// Bytes of the GPU buffer this tensor ends up in: the Llama family's
@@ -212,7 +222,7 @@ pub struct Plan {
     /// The largest tensor that must fit one binding, and the GPU bytes of
     /// the buffer it goes into.
     pub largest: Option<(String, u64)>,
-    /// Wasm memory while loading: the weight files plus the weights in f32.
+    /// Wasm memory while loading: the weight files plus the weights as read (16-bit matrices kept 16-bit).
     pub wasm_bytes: u64,
 }
 
@@ -231,7 +241,7 @@ impl Plan {
             largest: None,
             wasm_bytes: 0,
         };
-        let mut weight_bytes = 0u64;
+        let (mut weight_bytes, mut read_bytes) = (0u64, 0u64);
         for h in headers {
             plan.files.push((h.file.clone(), h.bytes));
             weight_bytes = weight_bytes.saturating_add(h.bytes);
@@ -239,6 +249,7 @@ impl Plan {
                 plan.params = plan.params.saturating_add(t.values);
                 *plan.dtypes.entry(t.dtype.clone()).or_default() += t.values;
                 plan.gpu_bytes = plan.gpu_bytes.saturating_add(t.gpu_bytes());
+                read_bytes = read_bytes.saturating_add(t.wasm_bytes());
                 let binding = t.binding_bytes();
                 if !t.chunked() && plan.largest.as_ref().is_none_or(|(_, b)| binding > *b) {
                     plan.largest = Some((t.name.clone(), binding));
@@ -247,7 +258,7 @@ impl Plan {
         }
         plan.files.extend(small.iter().cloned());
         plan.download_bytes = plan.files.iter().fold(0u64, |n, (_, b)| n.saturating_add(*b));
-        plan.wasm_bytes = weight_bytes.saturating_add(plan.params.saturating_mul(4));
+        plan.wasm_bytes = weight_bytes.saturating_add(read_bytes);
         Ok(plan)
     }
 
@@ -399,6 +410,9 @@ mod tests {
         assert_eq!(plan.dtypes.get("F16"), Some(&weight_values));
         // Matrices stay 16-bit on the GPU; the 12 bias vectors are widened.
         assert_eq!(plan.gpu_bytes, (weight_values - 12 * 2304) * 2 + 12 * 2304 * 4);
+        // In wasm memory too, but the position table is widened there: the file plus what it reads into.
+        let widened = 12 * 2304 + 1024 * 768;
+        assert_eq!(plan.wasm_bytes, 8 + header_len + (weight_values - widened) * 2 + widened * 4 + weight_values * 2);
         assert_eq!(plan.download_bytes, 8 + header_len + weight_values * 2 + 700 + 1_300_000);
         // The token table is chunked: the largest single binding is a block's MLP matrix.
         assert_eq!(plan.largest.as_ref().map(|(_, b)| *b), Some(768 * 3072 * 2));

@@ -8,6 +8,7 @@ use std::fmt;
 use safetensors::{Dtype, SafeTensors};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use super::matrix::{Half, Matrix, Values};
 use super::{ModelConfig, ModelError};
 use crate::pace::at_once;
 
@@ -81,39 +82,6 @@ impl Tensor {
         Self { shape: shape.to_vec(), data: vec![value; shape.iter().product()] }
     }
 
-    /// The transpose of a `[rows, cols]` tensor.
-    fn transposed(&self) -> Self {
-        Self::fused_transposed(std::slice::from_ref(self))
-    }
-
-    /// `[cols, Σ rows]`: the `[rows_p, cols]` parts' transposes side by side
-    /// (Q, K and V `[out, in]` into one `[in, q + k + v]`), copied in tiles
-    /// of 32 × 32 so both the reads and the writes stay in cache lines (a
-    /// plain transpose wrote one value per line: SmolLM2's fused gate and up,
-    /// 1.8M values, took ~60 ms of the page's wasm in one task).
-    fn fused_transposed(parts: &[Tensor]) -> Self {
-        const TILE: usize = 32;
-        let cols = parts.first().map_or(0, |p| p.shape.get(1).copied().unwrap_or(1));
-        let width: usize = parts.iter().map(|p| p.data.len() / cols.max(1)).sum();
-        let mut data = vec![0.0; cols * width];
-        let mut offset = 0;
-        for part in parts {
-            let rows = part.data.len() / cols.max(1);
-            for r0 in (0..rows).step_by(TILE) {
-                for c0 in (0..cols).step_by(TILE) {
-                    for r in r0..(r0 + TILE).min(rows) {
-                        let src = &part.data[r * cols..(r + 1) * cols];
-                        for c in c0..(c0 + TILE).min(cols) {
-                            data[c * width + offset + r] = src[c];
-                        }
-                    }
-                }
-            }
-            offset += rows;
-        }
-        Self { shape: vec![cols, width], data }
-    }
-
     /// `[Σ rows, cols]`: the tensors' rows one after another.
     fn stack_rows(parts: &[Tensor]) -> Self {
         let cols = parts.first().map_or(0, |p| p.shape.get(1).copied().unwrap_or(1));
@@ -138,19 +106,19 @@ pub struct BlockWeights {
     pub ln_1_g: Tensor,
     pub ln_1_b: Tensor,
     /// `[d, q_dim + 2·kv_dim]`: Q, K and V projections side by side.
-    pub attn_qkv_w: Tensor,
+    pub attn_qkv_w: Matrix,
     pub attn_qkv_b: Tensor,
     /// `[q_dim, d]`.
-    pub attn_proj_w: Tensor,
+    pub attn_proj_w: Matrix,
     pub attn_proj_b: Tensor,
     pub ln_2_g: Tensor,
     pub ln_2_b: Tensor,
     /// GPT-2: `[d, n_inner]`. Llama: `[d, 2·n_inner]`, the SwiGLU gate's
     /// columns then the up projection's.
-    pub mlp_fc_w: Tensor,
+    pub mlp_fc_w: Matrix,
     pub mlp_fc_b: Tensor,
     /// `[n_inner, d]`.
-    pub mlp_proj_w: Tensor,
+    pub mlp_proj_w: Matrix,
     pub mlp_proj_b: Tensor,
 }
 
@@ -158,7 +126,7 @@ pub struct BlockWeights {
 #[derive(Debug, Clone)]
 pub struct Weights {
     /// `[vocab, d]`; also the LM head when it is tied.
-    pub wte: Tensor,
+    pub wte: Matrix,
     /// `[n_positions, d]`: GPT-2's learned positions (none with RoPE).
     pub wpe: Option<Tensor>,
     pub blocks: Vec<BlockWeights>,
@@ -166,26 +134,39 @@ pub struct Weights {
     pub ln_f_g: Tensor,
     pub ln_f_b: Tensor,
     /// `[vocab, d]`: an untied LM head (`lm_head.weight`); `None` when tied to `wte`.
-    pub lm_head: Option<Tensor>,
+    pub lm_head: Option<Matrix>,
 }
 
 impl BlockWeights {
-    /// Every tensor of the block, in the order of its fields.
-    pub fn tensors(&self) -> [&Tensor; 12] {
+    /// The block's vectors (norms and biases), in the order of its fields.
+    pub fn vectors(&self) -> [&Tensor; 8] {
         [
             &self.ln_1_g,
             &self.ln_1_b,
-            &self.attn_qkv_w,
             &self.attn_qkv_b,
-            &self.attn_proj_w,
             &self.attn_proj_b,
             &self.ln_2_g,
             &self.ln_2_b,
-            &self.mlp_fc_w,
             &self.mlp_fc_b,
-            &self.mlp_proj_w,
             &self.mlp_proj_b,
         ]
+    }
+
+    /// The block's weight matrices, in the order of its fields.
+    pub fn matrices(&self) -> [&Matrix; 4] {
+        [&self.attn_qkv_w, &self.attn_proj_w, &self.mlp_fc_w, &self.mlp_proj_w]
+    }
+
+    /// Bytes the block's values take.
+    pub fn bytes(&self) -> u64 {
+        let vectors: usize = self.vectors().iter().map(|t| t.data.len()).sum();
+        vectors as u64 * 4 + self.matrices().iter().map(|m| m.bytes()).sum::<u64>()
+    }
+
+    /// Number of values.
+    pub fn params(&self) -> usize {
+        self.vectors().iter().map(|t| t.data.len()).sum::<usize>()
+            + self.matrices().iter().map(|m| m.len()).sum::<usize>()
     }
 }
 
@@ -211,6 +192,22 @@ pub(crate) trait TensorSource {
         pause().await;
         tensor
     }
+
+    /// The weight matrix or table `name`: 16-bit values kept 16-bit where
+    /// the source stores them so, anything else as [`TensorSource::tensor`].
+    fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
+        self.tensor(name, shape).map(Matrix::from)
+    }
+
+    /// [`TensorSource::matrix`] a piece at a time, as [`TensorSource::tensor_paced`].
+    async fn matrix_paced(
+        &self,
+        name: &str,
+        shape: &[usize],
+        pause: &mut impl AsyncFnMut(),
+    ) -> Result<Matrix, ModelError> {
+        self.tensor_paced(name, shape, pause).await.map(Matrix::from)
+    }
 }
 
 /// Elements widened between two pauses of a paced read (about 10 ms of work).
@@ -234,6 +231,31 @@ pub(crate) async fn widen_paced(
         out.extend(widen(piece));
         if let Some(i) = out[at..].iter().position(|v| !v.is_finite()) {
             return Err(ModelError::NonFiniteWeight { name: name.to_owned(), index: at + i, value: out[at + i] });
+        }
+        pause().await;
+    }
+    Ok(out)
+}
+
+/// Little-endian 16-bit values of `format` as their bits, in pieces of
+/// [`PACED_ELEMENTS`] values, each checked finite (tensor `name`) and
+/// followed by `pause`.
+pub(crate) async fn halves_paced(
+    name: &str,
+    format: Half,
+    bytes: &[u8],
+    pause: &mut impl AsyncFnMut(),
+) -> Result<Vec<u16>, ModelError> {
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    for piece in bytes.chunks(2 * PACED_ELEMENTS) {
+        let at = out.len();
+        out.extend(piece.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])));
+        if let Some(i) = out[at..].iter().position(|&h| !format.is_finite(h)) {
+            let value = match format {
+                Half::F16 => half::f16::from_bits(out[at + i]).to_f32(),
+                Half::Bf16 => half::bf16::from_bits(out[at + i]).to_f32(),
+            };
+            return Err(ModelError::NonFiniteWeight { name: name.to_owned(), index: at + i, value });
         }
         pause().await;
     }
@@ -274,6 +296,27 @@ impl TensorSource for Reader<'_> {
         let size = dtype.bitsize() / 8;
         let data = widen_paced(name, bytes, (size, 1), |piece| widen_float(dtype, piece), pause).await?;
         Ok(Tensor { shape: expected.to_vec(), data })
+    }
+
+    fn matrix(&self, name: &str, expected: &[usize]) -> Result<Matrix, ModelError> {
+        at_once(self.matrix_paced(name, expected, &mut async || {}))
+    }
+
+    /// 16-bit values kept as they are (checked finite), f32 read as a tensor.
+    async fn matrix_paced(
+        &self,
+        name: &str,
+        expected: &[usize],
+        pause: &mut impl AsyncFnMut(),
+    ) -> Result<Matrix, ModelError> {
+        let (dtype, bytes) = self.float_bytes(name, expected)?;
+        let format = match dtype {
+            Dtype::F16 => Half::F16,
+            Dtype::BF16 => Half::Bf16,
+            _ => return self.tensor_paced(name, expected, pause).await.map(Matrix::from),
+        };
+        let bits = halves_paced(name, format, bytes, pause).await?;
+        Ok(Matrix { shape: expected.to_vec(), data: Values::Half(format, bits) })
     }
 }
 
@@ -318,13 +361,17 @@ impl<S: TensorSource> Prefixed<'_, S> {
         self.source.tensor(&format!("{}{name}", self.prefix), shape)
     }
 
-    async fn get_paced(
+    fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
+        self.source.matrix(&format!("{}{name}", self.prefix), shape)
+    }
+
+    async fn matrix_paced(
         &self,
         name: &str,
         shape: &[usize],
         pause: &mut impl AsyncFnMut(),
-    ) -> Result<Tensor, ModelError> {
-        self.source.tensor_paced(&format!("{}{name}", self.prefix), shape, pause).await
+    ) -> Result<Matrix, ModelError> {
+        self.source.matrix_paced(&format!("{}{name}", self.prefix), shape, pause).await
     }
 }
 
@@ -387,18 +434,29 @@ impl Weights {
     }
 
     /// The LM head, `[vocab, d]`: its own, or the token table when tied.
-    pub fn head(&self) -> &Tensor {
+    pub fn head(&self) -> &Matrix {
         self.lm_head.as_ref().unwrap_or(&self.wte)
     }
 
-    /// Bytes the weights take in memory (f32).
+    /// Whether every value is finite (as loading checks).
+    pub fn all_finite(&self) -> bool {
+        let vectors = [self.wpe.as_ref(), Some(&self.ln_f_g), Some(&self.ln_f_b)].into_iter().flatten();
+        let blocks = self.blocks.iter().all(|b| {
+            b.vectors().iter().all(|t| t.data.iter().all(|v| v.is_finite()))
+                && b.matrices().iter().all(|m| m.all_finite())
+        });
+        blocks
+            && [Some(&self.wte), self.lm_head.as_ref()].into_iter().flatten().all(Matrix::all_finite)
+            && vectors.flat_map(|t| &t.data).all(|v| v.is_finite())
+    }
+
+    /// Bytes the weights take in memory (16-bit matrices in 16 bits, the rest in f32).
     pub fn bytes(&self) -> u64 {
-        let block = |b: &BlockWeights| b.tensors().iter().map(|t| t.data.len()).sum::<usize>();
-        let tables =
-            [Some(&self.wte), self.wpe.as_ref(), self.lm_head.as_ref(), Some(&self.ln_f_g), Some(&self.ln_f_b)];
-        let values =
-            tables.iter().flatten().map(|t| t.data.len()).sum::<usize>() + self.blocks.iter().map(block).sum::<usize>();
-        values as u64 * 4
+        let tables = [Some(&self.wte), self.lm_head.as_ref()].into_iter().flatten().map(Matrix::bytes).sum::<u64>();
+        let vectors = [self.wpe.as_ref(), Some(&self.ln_f_g), Some(&self.ln_f_b)].into_iter().flatten();
+        tables
+            + vectors.map(|t| t.data.len() as u64 * 4).sum::<u64>()
+            + self.blocks.iter().map(BlockWeights::bytes).sum::<u64>()
     }
 }
 
@@ -422,17 +480,18 @@ async fn gpt2_block<S: TensorSource>(
     let t = |suffix: &str, shape: &[usize]| r.get(&format!("h.{i}.{suffix}"), shape);
     // In the checkpoint's order (a missing tensor is named as before: the block's first).
     let (ln_1_g, ln_1_b) = (t("ln_1.weight", &[d])?, t("ln_1.bias", &[d])?);
-    let attn_qkv_w = t("attn.c_attn.weight", &[d, 3 * d])?;
+    let w = |suffix: &str, shape: &[usize]| r.matrix(&format!("h.{i}.{suffix}"), shape);
+    let attn_qkv_w = w("attn.c_attn.weight", &[d, 3 * d])?;
     pause().await;
     let attn_qkv_b = t("attn.c_attn.bias", &[3 * d])?;
-    let attn_proj_w = t("attn.c_proj.weight", &[d, d])?;
+    let attn_proj_w = w("attn.c_proj.weight", &[d, d])?;
     pause().await;
     let attn_proj_b = t("attn.c_proj.bias", &[d])?;
     let (ln_2_g, ln_2_b) = (t("ln_2.weight", &[d])?, t("ln_2.bias", &[d])?);
-    let mlp_fc_w = t("mlp.c_fc.weight", &[d, m])?;
+    let mlp_fc_w = w("mlp.c_fc.weight", &[d, m])?;
     pause().await;
     let mlp_fc_b = t("mlp.c_fc.bias", &[m])?;
-    let mlp_proj_w = t("mlp.c_proj.weight", &[m, d])?;
+    let mlp_proj_w = w("mlp.c_proj.weight", &[m, d])?;
     pause().await;
     let mlp_proj_b = t("mlp.c_proj.bias", &[d])?;
     Ok(BlockWeights {
@@ -460,7 +519,7 @@ async fn gpt2_rest<S: TensorSource>(
 ) -> Result<Weights, ModelError> {
     let (d, v, p) = (config.n_embd, config.vocab_size, config.n_positions);
     Ok(Weights {
-        wte: r.get_paced("wte.weight", &[v, d], pause).await?,
+        wte: r.matrix_paced("wte.weight", &[v, d], pause).await?,
         wpe: Some(r.get("wpe.weight", &[p, d])?),
         blocks,
         ln_f_g: r.get("ln_f.weight", &[d])?,
@@ -490,23 +549,24 @@ async fn llama_block<S: TensorSource>(
     let (q_dim, kv_dim) = (config.q_dim(), config.kv_dim());
     let t = |suffix: &str, shape: &[usize]| r.get(&format!("layers.{i}.{suffix}"), shape);
     let bias = |on: bool, suffix: &str, n: usize| if on { t(suffix, &[n]) } else { Ok(Tensor::filled(&[n], 0.0)) };
-    let attn = |p: &str, out: usize| t(&format!("self_attn.{p}_proj.weight"), &[out, d]);
+    let w = |suffix: &str, shape: &[usize]| r.matrix(&format!("layers.{i}.{suffix}"), shape);
+    let attn = |p: &str, out: usize| w(&format!("self_attn.{p}_proj.weight"), &[out, d]);
     let attn_b = |p: &str, n: usize| bias(config.qkv_bias, &format!("self_attn.{p}_proj.bias"), n);
-    let mlp = |p: &str, out: usize, inp: usize| t(&format!("mlp.{p}_proj.weight"), &[out, inp]);
+    let mlp = |p: &str, out: usize, inp: usize| w(&format!("mlp.{p}_proj.weight"), &[out, inp]);
     let mlp_b = |p: &str, n: usize| bias(config.mlp_bias, &format!("mlp.{p}_proj.bias"), n);
     // Q, K and V first, as before (a missing tensor is named the same).
     let q = attn("q", q_dim)?;
     pause().await;
     let (k, v) = (attn("k", kv_dim)?, attn("v", kv_dim)?);
     pause().await;
-    let attn_qkv_w = Tensor::fused_transposed(&[q, k, v]);
-    let attn_proj_w = t("self_attn.o_proj.weight", &[d, q_dim])?.transposed();
+    let attn_qkv_w = Matrix::fused_transposed(&[q, k, v]);
+    let attn_proj_w = w("self_attn.o_proj.weight", &[d, q_dim])?.transposed();
     pause().await;
     let gate = mlp("gate", m, d)?;
     pause().await;
     let up = mlp("up", m, d)?;
     pause().await;
-    let mlp_fc_w = Tensor::fused_transposed(&[gate, up]);
+    let mlp_fc_w = Matrix::fused_transposed(&[gate, up]);
     pause().await;
     let mlp_proj_w = mlp("down", d, m)?.transposed();
     pause().await;
@@ -537,10 +597,10 @@ async fn llama_rest<S: TensorSource>(
     let (d, v) = (config.n_embd, config.vocab_size);
     let lm_head = match config.tie_word_embeddings {
         true => None,
-        false => Some(r.source.tensor_paced("lm_head.weight", &[v, d], pause).await?),
+        false => Some(r.source.matrix_paced("lm_head.weight", &[v, d], pause).await?),
     };
     Ok(Weights {
-        wte: r.get_paced("embed_tokens.weight", &[v, d], pause).await?,
+        wte: r.matrix_paced("embed_tokens.weight", &[v, d], pause).await?,
         wpe: None,
         blocks,
         ln_f_g: r.get("norm.weight", &[d])?,
@@ -558,27 +618,26 @@ mod tests {
     #[test]
     fn fused_transposes_put_each_part_s_transpose_side_by_side() {
         for (rows, cols) in [(vec![33, 70, 1], 45), (vec![1], 1), (vec![64, 64], 32), (vec![5, 3], 97)] {
-            let parts: Vec<Tensor> = rows
+            let parts: Vec<Matrix> = rows
                 .iter()
                 .enumerate()
-                .map(|(p, &r)| Tensor {
-                    shape: vec![r, cols],
-                    data: (0..r * cols).map(|i| (p * 10_000 + i) as f32).collect(),
-                })
+                .map(|(p, &r)| Matrix::f32(&[r, cols], (0..r * cols).map(|i| (p * 10_000 + i) as f32).collect()))
                 .collect();
-            let fused = Tensor::fused_transposed(&parts);
+            let fused = Matrix::fused_transposed(&parts);
+            let (fused_data, parts_data): (Vec<f32>, Vec<Vec<f32>>) =
+                (fused.to_f32().into_owned(), parts.iter().map(|p| p.to_f32().into_owned()).collect());
             let width: usize = rows.iter().sum();
             assert_eq!(fused.shape, vec![cols, width]);
             let mut offset = 0;
-            for (part, &r) in parts.iter().zip(&rows) {
+            for (part, &r) in parts_data.iter().zip(&rows) {
                 for i in 0..r {
                     for c in 0..cols {
-                        assert_eq!(fused.data[c * width + offset + i], part.data[i * cols + c], "{rows:?}×{cols}");
+                        assert_eq!(fused_data[c * width + offset + i], part[i * cols + c], "{rows:?}×{cols}");
                     }
                 }
                 offset += r;
             }
-            assert_eq!(parts[0].transposed(), Tensor::fused_transposed(&parts[..1]));
+            assert_eq!(parts[0].transposed(), Matrix::fused_transposed(&parts[..1]));
         }
     }
 

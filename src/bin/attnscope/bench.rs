@@ -56,14 +56,15 @@ fn header(name: &str, config: &ModelConfig) {
     );
 }
 
-/// Bytes of f32 weights one cached step reads: every block's matrices and
-/// vectors, the final norm and the LM head (the whole table when tied),
-/// plus one row of the token table (and of the positions, for GPT-2).
+/// Bytes of weights one cached step reads (16-bit matrices in 16 bits):
+/// every block's matrices and vectors, the final norm and the LM head (the
+/// whole table when tied), plus one row of the token table (and of the
+/// positions, for GPT-2).
 pub fn weight_bytes_per_token(config: &ModelConfig, weights: &Weights) -> u64 {
-    let blocks: usize = weights.blocks.iter().map(|b| b.tensors().iter().map(|t| t.data.len()).sum::<usize>()).sum();
+    let blocks: u64 = weights.blocks.iter().map(|b| b.bytes()).sum();
     let rows = if weights.wpe.is_some() { 2 } else { 1 };
-    let tail = weights.ln_f_g.data.len() + weights.ln_f_b.data.len() + weights.head().data.len();
-    ((blocks + tail + rows * config.n_embd) * 4) as u64
+    let tail = (weights.ln_f_g.data.len() + weights.ln_f_b.data.len() + rows * config.n_embd) as u64 * 4;
+    blocks + tail + weights.head().bytes()
 }
 
 /// The ablation sweep on the CPU at each length: every head zero-ablated in

@@ -4,6 +4,7 @@
 //! faster where it is used).
 
 use super::super::ops::count_flops;
+use crate::model::ValuesRef;
 
 /// A row-major or strided operand: element (i, j) at `i·rs + j·cs`.
 #[cfg(not(target_arch = "wasm32"))]
@@ -149,32 +150,85 @@ fn streams(m: usize) -> bool {
     !cfg!(target_arch = "wasm32") && m <= STREAM_ROWS
 }
 
-/// `y[M×N] = x[M×K] · w[K×N] + b[N]`: [`crate::engine::ops::matmul_bias`], fast.
-pub fn matmul_bias(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+/// Values of a 16-bit operand widened at a time: a block of 32K floats
+/// (128 KiB) stays in L2 while the product reads it.
+const WIDE_BLOCK: usize = 1 << 15;
+
+thread_local! {
+    /// The widened block of a 16-bit operand, reused by every product.
+    static WIDE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` given a scratch of `len` floats (this thread's, reused).
+fn with_wide<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    WIDE.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.len() < len {
+            w.resize(len, 0.0);
+        }
+        f(&mut w[..len])
+    })
+}
+
+/// `y[M×N] = x[M×K] · w[K×N] + b[N]`: [`crate::engine::ops::matmul_bias`],
+/// fast. `w` is f32 or 16-bit ([`crate::model::Matrix`]): 16-bit weights
+/// are widened a block of rows at a time into a scratch the f32 product
+/// reads while it is in cache (the same products, in the same order along
+/// each row of `w`).
+pub fn matmul_bias<'w>(x: &[f32], w: impl Into<ValuesRef<'w>>, b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     count_flops(2 * m * k * n);
+    let w = w.into();
     let mut y = Vec::with_capacity(m * n);
     for _ in 0..m {
         y.extend_from_slice(&b[..n]);
     }
+    if m == 0 || n == 0 {
+        return y;
+    }
+    let w = w.slice(0..k * n);
     if streams(m) {
         // Row by row of w: y[i] += x[i][kk]·w[kk] (a vectorised axpy over n).
-        let w = &w[..k * n];
-        for (kk, w_row) in w.chunks_exact(n.max(1)).enumerate() {
-            for (i, y_row) in y.chunks_exact_mut(n.max(1)).enumerate() {
+        let axpy = |kk: usize, w_row: &[f32], y: &mut [f32]| {
+            for (i, y_row) in y.chunks_exact_mut(n).enumerate() {
                 let xv = x[i * k + kk];
                 for (o, &wv) in y_row.iter_mut().zip(w_row) {
                     *o += xv * wv;
                 }
             }
+        };
+        match w {
+            ValuesRef::F32(w) => w.chunks_exact(n).enumerate().for_each(|(kk, row)| axpy(kk, row, &mut y)),
+            ValuesRef::Half(..) => with_wide(n, |row| {
+                for kk in 0..k {
+                    w.slice(kk * n..(kk + 1) * n).widen_into(row);
+                    axpy(kk, row, &mut y);
+                }
+            }),
         }
         return y;
     }
-    product(Strided { data: x, rs: k, cs: 1 }, Strided { data: w, rs: n, cs: 1 }, &mut y, n, (m, k, n));
+    let x = Strided { data: x, rs: k, cs: 1 };
+    match w {
+        ValuesRef::F32(w) => product(x, Strided { data: w, rs: n, cs: 1 }, &mut y, n, (m, k, n)),
+        ValuesRef::Half(..) => {
+            // Blocks of whole rows of w: c += x[.., k0..k1]·w[k0..k1, ..].
+            let rows = (WIDE_BLOCK / n).clamp(4, 256).next_multiple_of(4);
+            with_wide(rows.min(k) * n, |wide| {
+                for k0 in (0..k).step_by(rows) {
+                    let kc = rows.min(k - k0);
+                    let wide = &mut wide[..kc * n];
+                    w.slice(k0 * n..(k0 + kc) * n).widen_into(wide);
+                    let xs = Strided { data: &x.data[k0..], rs: k, cs: 1 };
+                    product(xs, Strided { data: wide, rs: n, cs: 1 }, &mut y, n, (m, kc, n));
+                }
+            });
+        }
+    }
     y
 }
 
 /// `logits[T×V] = x[T×d] · wteᵀ` (wte `[V×d]`): [`crate::engine::ops::lm_head`], fast.
-pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<f32> {
+pub fn lm_head<'w>(x: &[f32], wte: impl Into<ValuesRef<'w>>, t: usize, d: usize, vocab: usize) -> Vec<f32> {
     let mut logits = vec![0.0; t * vocab];
     lm_head_columns(x, wte, (t, d, vocab), 0..vocab, &mut logits);
     logits
@@ -184,11 +238,12 @@ pub fn lm_head(x: &[f32], wte: &[f32], t: usize, d: usize, vocab: usize) -> Vec<
 /// every row, written into `logits` (`[T×V]`, row-major); its other
 /// columns are left as they are. An LM head in pieces of columns reads
 /// each entry of the table once for all the rows (a piece of rows reads
-/// the whole table once per piece: 113 MB for SmolLM2's f32 table).
+/// the whole table once per piece: 113 MB for SmolLM2's f32 table). A
+/// 16-bit table is widened a block of entries at a time.
 /// Panics if `cols` passes the vocabulary or an operand is short.
-pub fn lm_head_columns(
+pub fn lm_head_columns<'w>(
     x: &[f32],
-    wte: &[f32],
+    wte: impl Into<ValuesRef<'w>>,
     (t, d, vocab): (usize, usize, usize),
     cols: std::ops::Range<usize>,
     logits: &mut [f32],
@@ -197,13 +252,25 @@ pub fn lm_head_columns(
     assert!(logits.len() >= t * vocab, "logits shorter than {t}×{vocab}");
     let n = cols.len();
     count_flops(2 * t * d * n);
-    let table = &wte[cols.start * d..cols.end * d];
+    if n == 0 || t == 0 {
+        return;
+    }
+    let table = wte.into().slice(cols.start * d..cols.end * d);
     if streams(t) {
         // One pass over the table's piece: each of its rows against every x row.
-        for (v, wte_row) in table.chunks_exact(d.max(1)).enumerate() {
+        let dots = |v: usize, wte_row: &[f32], logits: &mut [f32]| {
             for i in 0..t {
                 logits[i * vocab + cols.start + v] = super::dot(&x[i * d..][..d], wte_row);
             }
+        };
+        match table {
+            ValuesRef::F32(table) => table.chunks_exact(d.max(1)).enumerate().for_each(|(v, row)| dots(v, row, logits)),
+            ValuesRef::Half(..) => with_wide(d, |row| {
+                for v in 0..n {
+                    table.slice(v * d..(v + 1) * d).widen_into(row);
+                    dots(v, row, logits);
+                }
+            }),
         }
         return;
     }
@@ -212,7 +279,22 @@ pub fn lm_head_columns(
         row[cols.clone()].fill(0.0);
     }
     let out = &mut logits[cols.start..];
-    product(Strided { data: x, rs: d, cs: 1 }, Strided { data: table, rs: 1, cs: d }, out, vocab, (t, d, n));
+    let x = Strided { data: x, rs: d, cs: 1 };
+    match table {
+        ValuesRef::F32(table) => product(x, Strided { data: table, rs: 1, cs: d }, out, vocab, (t, d, n)),
+        ValuesRef::Half(..) => {
+            // Blocks of whole entries: columns v0..v1 of the product.
+            let entries = (WIDE_BLOCK / d.max(1)).clamp(4, 1024).next_multiple_of(4);
+            with_wide(entries.min(n) * d, |wide| {
+                for v0 in (0..n).step_by(entries) {
+                    let nc = entries.min(n - v0);
+                    let wide = &mut wide[..nc * d];
+                    table.slice(v0 * d..(v0 + nc) * d).widen_into(wide);
+                    product(x, Strided { data: wide, rs: 1, cs: d }, &mut out[v0..], vocab, (t, d, nc));
+                }
+            });
+        }
+    }
 }
 
 #[cfg(test)]
