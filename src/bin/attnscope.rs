@@ -51,6 +51,13 @@ mod cli {
         Gpu,
     }
 
+    /// A 16-bit weight format (`bench --half`).
+    #[derive(Clone, Copy, PartialEq, ValueEnum)]
+    enum HalfArg {
+        F16,
+        Bf16,
+    }
+
     #[derive(Clone, Copy, PartialEq, ValueEnum)]
     enum Logits {
         Last,
@@ -130,6 +137,10 @@ mod cli {
             /// Also time GPT-2 small's shape (12 layers, d=768, vocab 50257) with random weights.
             #[arg(long)]
             gpt2_small: bool,
+            /// Also time GPT-2 small's shape with its random weights rounded to this 16-bit
+            /// format and kept 16-bit (as such a checkpoint loads), beside the f32 copy.
+            #[arg(long, value_enum, requires = "gpt2_small")]
+            half: Option<HalfArg>,
             /// Runs per length (the median is reported).
             #[arg(long, default_value_t = 3)]
             repeat: usize,
@@ -421,7 +432,7 @@ mod cli {
                 }
                 Ok(())
             }
-            Command::Bench { model, t, backend, gpt2_small, repeat, all_backends, generate, matmul } => {
+            Command::Bench { model, t, backend, gpt2_small, half, repeat, all_backends, generate, matmul } => {
                 // Counts and sizes from flags are bounded before anything is reserved for them.
                 if !(1..=MAX_REPEAT).contains(&repeat) {
                     return Err(format!("--repeat must be between 1 and {MAX_REPEAT}, not {repeat}"));
@@ -441,6 +452,13 @@ mod cli {
                     (config, weights)
                 });
                 let gpt2_name = "GPT-2 small shape (random weights)";
+                let gpt2_half = half.zip(gpt2.as_ref()).map(|(half, (config, weights))| {
+                    let format = match half {
+                        HalfArg::F16 => attnscope::model::Half::F16,
+                        HalfArg::Bf16 => attnscope::model::Half::Bf16,
+                    };
+                    (config.clone(), weights.rounded(format), format!("{gpt2_name}, kept {format:?}"))
+                });
                 println!("median of {repeat} runs per figure");
                 if backend == Backend::Cpu || all_backends {
                     bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
@@ -450,6 +468,9 @@ mod cli {
                     if let Some((config, weights)) = &gpt2 {
                         bench::cpu(gpt2_name, config, weights, &t, repeat)?;
                     }
+                    if let Some((config, weights, name)) = &gpt2_half {
+                        bench::cpu(name, config, weights, &t, repeat)?;
+                    }
                 }
                 if backend == Backend::Gpu || all_backends {
                     let ctx = gpu_context()?;
@@ -458,6 +479,9 @@ mod cli {
                     if let Some((config, weights)) = &gpt2 {
                         bench::gpu(&ctx, gpt2_name, config, weights, &t, repeat)?;
                         bench::gpu_sweep(&ctx, gpt2_name, config, weights, &t, repeat)?;
+                    }
+                    if let Some((config, weights, name)) = &gpt2_half {
+                        bench::gpu(&ctx, name, config, weights, &t, repeat)?;
                     }
                     bench::matmul(&ctx, &matmul, repeat)?;
                 }

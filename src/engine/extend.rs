@@ -14,14 +14,10 @@ use super::stepwise::TraceRun;
 use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{BlockWeights, ModelConfig, Token, Weights};
 
-/// `old` with `new` (whole rows of the same width) appended.
+/// `old`'s first `p` rows with `new` (whole rows of the same width)
+/// appended, in `old`'s buffer where it has room ([`Matrix::appended`]).
 pub(super) fn append_rows(old: &Matrix, p: usize, new: &[f32]) -> Matrix {
-    let kept = &old.data[..p.min(old.rows) * old.cols];
-    let mut data = Vec::with_capacity(kept.len() + new.len());
-    data.extend_from_slice(kept);
-    data.extend_from_slice(new);
-    let rows = p.min(old.rows) + new.len() / old.cols.max(1);
-    Matrix::from_vec(rows, old.cols, data)
+    old.appended(p, new)
 }
 
 /// A T×T matrix: the old matrix's top-left p×p block, every other cell from `cell(i, j)`.
@@ -57,10 +53,9 @@ pub fn shared_prefix(prev: &Trace, tokens: &[Token], mask: Mask) -> usize {
     prev.tokens.iter().zip(tokens).take_while(|(a, b)| a.id == b.id).count()
 }
 
-/// The first `p` rows of a `rows × cols` matrix.
+/// The first `p` rows of a `rows × cols` matrix (sharing its buffer).
 fn first_rows(m: &Matrix, p: usize) -> Matrix {
-    let p = p.min(m.rows);
-    Matrix::from_vec(p, m.cols, m.data[..p * m.cols].to_vec())
+    m.first_rows(p)
 }
 
 /// The top-left `p × p` block of a square matrix.
@@ -372,6 +367,43 @@ mod tests {
             assert_traces_equal(&got, &forward_cpu(&config, &w, tokens(&new), mask).unwrap());
             // A cut trace is the trace of the shorter text.
             assert_traces_equal(&truncate(&prev, keep), &forward_cpu(&config, &w, tokens(&old[..keep]), mask).unwrap());
+        }
+    }
+
+    /// Keystrokes as the page makes them, every trace kept (the screen holds
+    /// the previous one while the next runs): each equals a full run of its
+    /// text, and still does after the later ones appended to the buffers it
+    /// shares. From the second append on, the kept rows are the previous
+    /// trace's own buffers (appended in place, not copied); a backspace cuts
+    /// without copying; a new character after it copies (the cut rows'
+    /// successors were written).
+    #[test]
+    fn keystrokes_share_the_kept_rows_and_leave_earlier_traces_intact() {
+        let mut rng = Rng::new(17);
+        for case in 0..6 {
+            let (config, w, _) = random_case(&mut rng, case);
+            let mask = Mask::Causal;
+            let mut text: Vec<u32> = (0..5).map(|_| (rng.next_u64() % 40) as u32).collect();
+            let mut traces = vec![(text.clone(), forward_cpu(&config, &w, tokens(&text), mask).unwrap())];
+            // Append ×3, backspace, append, append.
+            for (step, edit) in ["+", "+", "+", "-", "+", "+"].into_iter().enumerate() {
+                match edit {
+                    "+" => text.push((rng.next_u64() % 40) as u32),
+                    _ => _ = text.pop(),
+                }
+                let prev = &traces.last().unwrap().1;
+                let next = extend_cpu(&config, &w, prev, tokens(&text), mask).unwrap();
+                let shares = next.layers[0].resid_post.data.shares_with(&prev.layers[0].resid_post.data)
+                    && next.logits.data.shares_with(&prev.logits.data)
+                    && next.layers[0].heads()[0].q.data.shares_with(&prev.layers[0].heads()[0].q.data);
+                // Step 0 copies (a full run's buffers have no room), 1 and 2 append in place,
+                // 3 cuts, 4 copies (step 2's row was written past the cut), 5 appends in place.
+                assert_eq!(shares, [false, true, true, true, false, true][step], "case {case} step {step}");
+                traces.push((text.clone(), next));
+            }
+            for (ids, trace) in &traces {
+                assert_traces_equal(trace, &forward_cpu(&config, &w, tokens(ids), mask).unwrap());
+            }
         }
     }
 

@@ -199,8 +199,8 @@ pub async fn intervene_paced(
     };
     let mut layers = clean.layers[..first].to_vec();
     let mut x = match first {
-        0 => clean.embeddings.data.clone(),
-        l => clean.layers[l - 1].resid_post.data.clone(),
+        0 => clean.embeddings.data.to_vec(),
+        l => clean.layers[l - 1].resid_post.data.to_vec(),
     };
     for (l, block) in weights.blocks.iter().enumerate().skip(first) {
         // The first re-run layer reads the clean stream: its attention is the clean one.
@@ -273,8 +273,8 @@ pub async fn last_row_logits_paced(
     let (t, d, q_dim) = (clean.tokens.len(), config.n_embd, config.q_dim());
     let first = interventions.iter().map(|iv| iv.layer).min().unwrap_or(config.n_layer);
     let mut x = match first {
-        0 => clean.embeddings.data.clone(),
-        l => clean.layers[l.min(config.n_layer) - 1].resid_post.data.clone(),
+        0 => clean.embeddings.data.to_vec(),
+        l => clean.layers[l.min(config.n_layer) - 1].resid_post.data.to_vec(),
     };
     for (l, block) in weights.blocks.iter().enumerate().skip(first) {
         let computed;

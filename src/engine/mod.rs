@@ -17,11 +17,13 @@ pub mod ops;
 pub mod positional;
 pub mod residual;
 pub mod sampling;
+mod shared_rows;
 mod stage;
 pub mod stepwise;
 mod trace;
 
 pub use forward::{attention_cpu, check_ids, forward_cpu, EngineError};
 pub use mask::Mask;
+pub use shared_rows::SharedRows;
 pub use stage::{kv_sharers, AttentionStage};
 pub use trace::{most_traced_tokens, trace_bytes, AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};

@@ -60,15 +60,15 @@ pub struct TraceRun<'a> {
     partial: Option<(LayerTrace, Vec<f32>)>,
     /// The new rows through the final norm, once every block is done.
     ln_f: Option<Vec<f32>>,
-    /// Every row's logits (allocated from the LM head's first step on: the
-    /// kept rows' copied, the new rows' after them), and how many of the new
-    /// rows' columns are computed.
+    /// The new rows' logits (allocated from the LM head's first step on; the
+    /// kept rows' stay in the previous trace's buffer, which the new trace
+    /// shares and appends these to), and how many of their columns are computed.
     logits: Vec<f32>,
     logit_cols: usize,
     head_flops: u64,
-    /// Values of the logits allocated per step (the kept rows copied, then
-    /// the new rows zeroed): a whole 267-row SmolLM2 LM head zeroed at once
-    /// was one step of ~100 ms (fresh WebAssembly pages touched).
+    /// Values of the new rows' logits allocated (zeroed) per step: a whole
+    /// 267-row SmolLM2 LM head zeroed at once was one step of ~100 ms
+    /// (fresh WebAssembly pages touched).
     fill: usize,
     block_rows: usize,
     /// The whole trace, when nothing was left to compute.
@@ -139,14 +139,9 @@ impl<'a> TraceRun<'a> {
         self
     }
 
-    /// Values in the logits once allocated: the kept rows' and the new rows'.
+    /// Values in the new rows' logits once allocated.
     fn logit_values(&self) -> usize {
-        self.new_logits_from() + self.new_rows() * self.config.vocab_size
-    }
-
-    /// Where the new rows' logits begin: after the kept rows'.
-    fn new_logits_from(&self) -> usize {
-        self.base.prefix().map_or(0, |(t, p)| p * t.logits.cols)
+        self.new_rows() * self.config.vocab_size
     }
 
     /// Steps that allocate the logits: taken so far (once the LM head has
@@ -242,18 +237,12 @@ impl<'a> TraceRun<'a> {
         if self.ln_f.is_none() {
             self.ln_f = Some(norm(config, &self.x, &weights.ln_f_g, &weights.ln_f_b));
             // Allocated once (grown piece by piece, its last doubling alone
-            // copied ~26 MB, 267 rows of SmolLM2, in one step), the kept rows
-            // first, so the trace takes it as it is (appending the new rows
-            // at the end copied them all again, 52 MB).
+            // copied ~26 MB, 267 rows of SmolLM2, in one step).
             self.logits = Vec::with_capacity(total);
         }
         if self.logits.len() < total {
-            // The next piece of the allocation: kept rows copied, then zeros.
-            let (from, end) = (self.logits.len(), self.logits.len().saturating_add(self.fill).min(total));
-            let kept = self.base.prefix().map(|(t, p)| &t.logits.data[..p * t.logits.cols]);
-            if let Some(kept) = kept.filter(|k| from < k.len()) {
-                self.logits.extend_from_slice(&kept[from..end.min(kept.len())]);
-            }
+            // The next piece of the allocation, zeroed.
+            let end = self.logits.len().saturating_add(self.fill).min(total);
             self.logits.resize(end, 0.0);
             if self.fill != usize::MAX {
                 return;
@@ -261,9 +250,7 @@ impl<'a> TraceRun<'a> {
         }
         let cols = self.logit_cols..(self.logit_cols + self.head_columns()).min(vocab);
         let ln_f = self.ln_f.as_deref().unwrap_or_default();
-        let new_from = self.new_logits_from();
-        let new = &mut self.logits[new_from..];
-        kernels::lm_head_columns(ln_f, weights.head(), (n, d, vocab), cols.clone(), new);
+        kernels::lm_head_columns(ln_f, weights.head(), (n, d, vocab), cols.clone(), &mut self.logits);
         self.logit_cols = cols.end;
     }
 
@@ -282,7 +269,7 @@ impl<'a> TraceRun<'a> {
             Some((prev, p)) => Trace {
                 embeddings: append_rows(&prev.embeddings, p, &self.embeddings),
                 ln_f: append_rows(&prev.ln_f, p, &ln_f),
-                logits: Matrix::from_vec(p + n, config.vocab_size, self.logits),
+                logits: append_rows(&prev.logits, p, &self.logits),
                 tokens: self.tokens,
                 mask: self.mask,
                 layers: self.layers,

@@ -2,32 +2,56 @@
 
 use serde::Serialize;
 
+use super::shared_rows::SharedRows;
 use super::Mask;
 use crate::model::{ModelConfig, Token};
 
-/// A dense row-major f32 matrix.
+/// A dense row-major f32 matrix. Its values may share a buffer with another
+/// trace's matrix of the same stage ([`SharedRows`]): a keystroke's trace
+/// holds the previous trace's rows and appends its own.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
-    pub data: Vec<f32>,
+    pub data: SharedRows,
 }
+
+/// Rows of room a matrix copied for new rows leaves for the next ones (the
+/// next keystrokes' rows then go in place).
+const HEADROOM_ROWS: usize = 16;
 
 impl Matrix {
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        Self { rows, cols, data: vec![0.0; rows * cols] }
+        Self { rows, cols, data: vec![0.0; rows * cols].into() }
     }
 
     pub fn from_vec(rows: usize, cols: usize, data: Vec<f32>) -> Self {
         assert_eq!(data.len(), rows * cols, "matrix data does not match its shape");
-        Self { rows, cols, data }
+        Self { rows, cols, data: data.into() }
     }
 
     /// Columns `offset..offset + width` of the first `rows` rows of a row-major
     /// buffer whose rows are `stride` wide (one head's slice of Q, K, V or outputs).
     pub fn from_columns(all: &[f32], rows: usize, stride: usize, offset: usize, width: usize) -> Self {
-        let data = (0..rows).flat_map(|i| all[i * stride + offset..][..width].iter().copied()).collect();
-        Self { rows, cols: width, data }
+        let data: Vec<f32> = (0..rows).flat_map(|i| all[i * stride + offset..][..width].iter().copied()).collect();
+        Self { rows, cols: width, data: data.into() }
+    }
+
+    /// The first `p` rows (at most all), then `new` (whole rows): sharing
+    /// this matrix's buffer when nothing was written past those rows yet
+    /// ([`SharedRows::extended`]), else in a copy with room for
+    /// [`HEADROOM_ROWS`] more.
+    pub fn appended(&self, p: usize, new: &[f32]) -> Matrix {
+        let p = p.min(self.rows);
+        let cols = self.cols.max(1);
+        let data = self.data.extended(p * self.cols, new, HEADROOM_ROWS * self.cols);
+        Matrix { rows: p + new.len() / cols, cols: self.cols, data }
+    }
+
+    /// The first `p` rows (at most all), sharing the buffer.
+    pub fn first_rows(&self, p: usize) -> Matrix {
+        let p = p.min(self.rows);
+        Matrix { rows: p, cols: self.cols, data: self.data.prefix(p * self.cols) }
     }
 
     pub fn row(&self, r: usize) -> &[f32] {

@@ -493,7 +493,7 @@ mod tests {
             .iter()
             .map(|&id| super::super::Token { id, text: String::new(), start: 0, end: 0 })
             .collect();
-        crate::engine::forward_cpu(config, weights, tokens, crate::engine::Mask::Causal).unwrap().logits.data
+        crate::engine::forward_cpu(config, weights, tokens, crate::engine::Mask::Causal).unwrap().logits.data.into_vec()
     }
 
     /// Read back without RoPE scaling: the same model, logits equal.

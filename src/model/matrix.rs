@@ -213,6 +213,20 @@ impl Matrix {
         self.values().slice(i * cols..(i + 1) * cols).to_f32()
     }
 
+    /// The values rounded to `format` (to nearest) and kept 16-bit, as a
+    /// 16-bit checkpoint of them loads.
+    pub fn rounded(&self, format: Half) -> Matrix {
+        let bits = self
+            .to_f32()
+            .iter()
+            .map(|&v| match format {
+                Half::F16 => half::f16::from_f32(v).to_bits(),
+                Half::Bf16 => half::bf16::from_f32(v).to_bits(),
+            })
+            .collect();
+        Matrix { shape: self.shape.clone(), data: Values::Half(format, bits) }
+    }
+
     /// Values `range` set to zero (an ablation's cut).
     pub fn zero(&mut self, range: Range<usize>) {
         match &mut self.data {

@@ -438,6 +438,20 @@ impl Weights {
         self.lm_head.as_ref().unwrap_or(&self.wte)
     }
 
+    /// Every matrix and table rounded to `format` and kept 16-bit (vectors
+    /// and positions stay f32), as a 16-bit checkpoint of these weights loads.
+    pub fn rounded(&self, format: Half) -> Weights {
+        let mut out = self.clone();
+        for b in &mut out.blocks {
+            for m in [&mut b.attn_qkv_w, &mut b.attn_proj_w, &mut b.mlp_fc_w, &mut b.mlp_proj_w] {
+                *m = m.rounded(format);
+            }
+        }
+        out.wte = self.wte.rounded(format);
+        out.lm_head = self.lm_head.as_ref().map(|m| m.rounded(format));
+        out
+    }
+
     /// Whether every value is finite (as loading checks).
     pub fn all_finite(&self) -> bool {
         let vectors = [self.wpe.as_ref(), Some(&self.ln_f_g), Some(&self.ln_f_b)].into_iter().flatten();

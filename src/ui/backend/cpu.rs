@@ -190,7 +190,7 @@ impl CpuBackend {
     }
 
     pub fn read_norms(&self) -> Result<Vec<f32>, BackendError> {
-        self.with_trace(|t| Some(residual_norms(t).data), "the residual norms")
+        self.with_trace(|t| Some(residual_norms(t).data.into_vec()), "the residual norms")
     }
 
     pub fn read_norm(&self, point: usize, token: usize) -> Result<f32, BackendError> {

@@ -62,7 +62,7 @@ pub fn HeadsPanel() -> impl IntoView {
             let mut out = Vec::with_capacity(heads.len());
             for head in heads {
                 let m = backend.read_matrix(View { stage: AttentionStage::Weights, layer, head }).await?;
-                out.push(HeadWeights { layer, head, run, t: m.rows, weights: m.data });
+                out.push(HeadWeights { layer, head, run, t: m.rows, weights: m.data.into_vec() });
             }
             Ok::<_, BackendError>(out)
         };
