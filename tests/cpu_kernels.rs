@@ -143,8 +143,9 @@ fn halves(rng: &mut Rng, len: usize, format: Half) -> Vec<u16> {
 
 /// 16-bit weights (a matmul's `w`, the LM head's table, whole and in
 /// pieces) give what the reference gives on the same values in f32, on
-/// shapes that cross the kernels' widening blocks (row blocks of
-/// `32768 / n` rows, table blocks of `32768 / d` entries) with ragged ends,
+/// shapes that cross the kernels' widening blocks (for a few rows, row
+/// blocks of `32768 / n` rows; for more, column blocks of `262144 / k`
+/// columns; table blocks of `32768 / d` or `262144 / d` entries) with ragged ends,
 /// for every path: streamed (≤ 4 rows), read in place, packed, dot.
 #[test]
 fn sixteen_bit_weights_equal_the_reference_on_their_values() {
@@ -159,9 +160,17 @@ fn sixteen_bit_weights_equal_the_reference_on_their_values() {
                 })
                 .collect()
         };
-        for (m, k, n) in
-            [(1, 600, 7), (3, 1026, 300), (4, 9, 5), (17, 700, 65), (40, 513, 129), (97, 300, 260), (1, 576, 1536)]
-        {
+        for (m, k, n) in [
+            (1, 600, 7),
+            (3, 1026, 300),
+            (4, 9, 5),
+            (17, 700, 65),
+            (40, 513, 129),
+            (97, 300, 260),
+            (1, 576, 1536),
+            (40, 2000, 300),
+            (5, 4100, 70),
+        ] {
             let (x, b) = (values(&mut rng, m * k, 1.0), values(&mut rng, n, 1.0));
             let bits = halves(&mut rng, k * n, format);
             let w = wide(&bits);
@@ -169,7 +178,9 @@ fn sixteen_bit_weights_equal_the_reference_on_their_values() {
             let want = ops::matmul_bias(&x, &w, &b, m, k, n);
             assert_close(&got, &want, &abs_terms(&x, &w, (m, k, n)), &format!("{format:?} matmul {m}×{k}×{n}"));
         }
-        for (t, d, vocab) in [(1, 37, 4096), (3, 128, 700), (9, 70, 1001), (65, 33, 1301), (130, 40, 97)] {
+        for (t, d, vocab) in
+            [(1, 37, 4096), (3, 128, 700), (9, 70, 1001), (9, 300, 2000), (65, 33, 1301), (130, 40, 97)]
+        {
             let x = values(&mut rng, t * d, 1.0);
             let bits = halves(&mut rng, vocab * d, format);
             let wte = wide(&bits);

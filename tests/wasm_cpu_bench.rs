@@ -1,6 +1,8 @@
 //! The page's CPU engine timed in headless Chromium (wasm, simd128,
 //! single-threaded, the app's wasm-release profile): the full traced forward
-//! on our default model's shape and GPT-2 small's, random weights, at the
+//! on our default model's shape and GPT-2 small's, random weights in f32 and
+//! the same rounded to f16 and kept 16-bit (as the shipped default model and
+//! an f16 checkpoint load: the kernels widen them as they read), at the
 //! lengths ONNX Runtime Web is timed at by tools/peer (tools/bench_browser.py
 //! runs both and prints the ratios; `--breakdown` adds where GPT-2 small's
 //! forward spends its time). Not part of the test suite: run it by name, as
@@ -9,7 +11,7 @@
 
 use attnscope::engine::init::random_weights;
 use attnscope::engine::{forward_cpu, Mask};
-use attnscope::model::{Activation, ModelConfig, Token};
+use attnscope::model::{Activation, Half, Matrix, ModelConfig, Token};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -33,8 +35,12 @@ fn tokens(config: &ModelConfig, t: usize) -> Vec<Token> {
     (0..t).map(|i| Token { id: (i * 7919 % config.vocab_size) as u32, text: String::new(), start: 0, end: 0 }).collect()
 }
 
-async fn time(name: &str, config: &ModelConfig, lengths: &[usize], runs: usize) {
+async fn time(name: &str, config: &ModelConfig, lengths: &[usize], runs: usize, half: Option<Half>) {
     let weights = random_weights(config, 1);
+    let weights = match half {
+        Some(format) => weights.rounded(format),
+        None => weights,
+    };
     // One untimed forward at the longest length first: V8 runs new wasm code
     // in its baseline compiler and swaps optimised code in from a background
     // thread, which on a loaded 2-core machine took a few forwards; without
@@ -66,8 +72,10 @@ async fn time(name: &str, config: &ModelConfig, lengths: &[usize], runs: usize) 
 #[wasm_bindgen_test]
 async fn page_cpu_engine_forward_times() {
     let tiny = ModelConfig::gpt2(2, 4, 128, 128, 4096);
-    time("tiny", &tiny, &[16, 64, 128], 5).await;
-    time("gpt2-small", &ModelConfig::gpt2_small(), &[16, 64, 128], 2).await;
+    time("tiny", &tiny, &[16, 64, 128], 5, None).await;
+    time("tiny-f16", &tiny, &[16, 64, 128], 5, Some(Half::F16)).await;
+    time("gpt2-small", &ModelConfig::gpt2_small(), &[16, 64, 128], 2, None).await;
+    time("gpt2-small-f16", &ModelConfig::gpt2_small(), &[16, 64, 128], 2, Some(Half::F16)).await;
 }
 
 /// Median ms of `runs` calls of `f` (after one warm-up).
@@ -102,11 +110,11 @@ async fn page_cpu_engine_forward_breakdown() {
     for t in [16, 64, 128] {
         let x: Vec<f32> = (0..t * d).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
         let ln = kernels::layernorm(&x, &b.ln_1_g.data, &b.ln_1_b.data, d, 1e-5);
-        let qkv = kernels::matmul_bias(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, t, d, 3 * d);
-        let mut hidden = kernels::matmul_bias(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, t, d, inner);
+        let qkv = kernels::matmul_bias(&ln, &b.attn_qkv_w, &b.attn_qkv_b.data, t, d, 3 * d);
+        let mut hidden = kernels::matmul_bias(&ln, &b.mlp_fc_w, &b.mlp_fc_b.data, t, d, inner);
         let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask: Mask::Causal };
         let mm =
-            |x: &[f32], w: &[f32], bias: &[f32], k: usize, n: usize| drop(kernels::matmul_bias(x, w, bias, t, k, n));
+            |x: &[f32], w: &Matrix, bias: &[f32], k: usize, n: usize| drop(kernels::matmul_bias(x, w, bias, t, k, n));
         let mut parts: Vec<(&str, f64)> = vec![
             (
                 "layernorm×2",
@@ -115,8 +123,7 @@ async fn page_cpu_engine_forward_breakdown() {
             ),
             (
                 "matmul_qkv",
-                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, d, 3 * d)))
-                    .await,
+                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.attn_qkv_w, &b.attn_qkv_b.data, d, 3 * d))).await,
             ),
             (
                 "attention_rows",
@@ -124,32 +131,28 @@ async fn page_cpu_engine_forward_breakdown() {
             ),
             (
                 "matmul_proj",
-                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.attn_proj_w.data, &b.attn_proj_b.data, d, d)))
-                    .await,
+                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.attn_proj_w, &b.attn_proj_b.data, d, d))).await,
             ),
             (
                 "matmul_fc",
-                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.mlp_fc_w.data, &b.mlp_fc_b.data, d, inner)))
-                    .await,
+                median_ms(3, || blocks.iter().for_each(|b| mm(&ln, &b.mlp_fc_w, &b.mlp_fc_b.data, d, inner))).await,
             ),
             ("gelu", layers * median_ms(5, || kernels::activate(&mut hidden, Activation::GeluTanh)).await),
             (
                 "matmul_mlp_proj",
-                median_ms(3, || {
-                    blocks.iter().for_each(|b| mm(&hidden, &b.mlp_proj_w.data, &b.mlp_proj_b.data, inner, d))
-                })
-                .await,
+                median_ms(3, || blocks.iter().for_each(|b| mm(&hidden, &b.mlp_proj_w, &b.mlp_proj_b.data, inner, d)))
+                    .await,
             ),
             ("add×2", 2.0 * layers * median_ms(5, || drop(kernels::add(&x, &ln))).await),
         ];
         // attention_cpu = ln_1 + the QKV matmul + attention_rows + the trace's copies.
         let attn_total = median_ms(3, || drop(attention_cpu(&config, b, &x, Mask::Causal))).await;
-        let qkv_one = median_ms(3, || mm(&ln, &b.attn_qkv_w.data, &b.attn_qkv_b.data, d, 3 * d)).await;
+        let qkv_one = median_ms(3, || mm(&ln, &b.attn_qkv_w, &b.attn_qkv_b.data, d, 3 * d)).await;
         let copies = attn_total - qkv_one - (parts[0].1 / 2.0 + parts[2].1) / layers;
         parts.push(("attention_trace_copies", copies * layers));
         parts.push((
             "lm_head",
-            median_ms(3, || drop(kernels::lm_head(&ln, &weights.wte.data, t, d, config.vocab_size))).await,
+            median_ms(3, || drop(kernels::lm_head(&ln, &weights.wte, t, d, config.vocab_size))).await,
         ));
         let tokens = tokens(&config, t);
         let total =

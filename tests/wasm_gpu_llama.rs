@@ -34,15 +34,10 @@ async fn a_grouped_llama_with_bf16_weights_matches_the_cpu_in_the_browser() {
     };
     // 6 query heads over 2 KV heads of 16, SwiGLU 40 wide, an untied head.
     let config = ModelConfig::llama((2, 6, 2, 16), 32, 40, 32, 50);
-    let mut weights = random_weights(&config, 3);
-    // Round every weight to bf16, as a bf16 checkpoint loads: the GPU keeps them 16-bit.
-    let round = |data: &mut Vec<f32>| data.iter_mut().for_each(|v| *v = half::bf16::from_f32(*v).to_f32());
-    for b in &mut weights.blocks {
-        for t in [&mut b.attn_qkv_w, &mut b.attn_proj_w, &mut b.mlp_fc_w, &mut b.mlp_proj_w] {
-            round(&mut t.data);
-        }
-    }
-    round(&mut weights.wte.data);
+    // Every matrix and table rounded to bf16 and kept 16-bit, as a bf16
+    // checkpoint loads: the GPU takes them as they are, the CPU reference
+    // widens them as it reads.
+    let weights = random_weights(&config, 3).rounded(Half::Bf16);
     let gw = GpuWeights::upload(&ctx, &config, &weights).unwrap();
     assert_eq!(gw.blocks[0].qkv_w.format, Some(Half::Bf16));
     let mut fwd = GpuForward::with_weights(&ctx, &config, gw).unwrap();

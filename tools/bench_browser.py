@@ -4,7 +4,9 @@ same headless Chromium on the same machine, one command: first our traced
 forward compiled to wasm (simd128, the app's wasm-release profile;
 tests/wasm_cpu_bench.rs through wasm-bindgen-test-runner), then tools/peer's
 ORT benchmark on the same shapes (our default model's and GPT-2 small's,
-random weights), then the ratios (ours ÷ ORT's; below 1 is faster).
+random weights; ours also with them rounded to f16 and kept 16-bit, as the
+shipped default model and f16 checkpoints load, rows `-f16`, against ORT's
+f32 on the same shape), then the ratios (ours ÷ ORT's; below 1 is faster).
 
 Setup, once (see tools/peer/README.md; models are never committed):
     ~/.venvs/attnscope-torch/bin/pip install onnx onnxscript transformers
@@ -61,7 +63,7 @@ def main():
           "vs ONNX Runtime Web 1.30 wasm (logits + every attention)")
     print(f"  {'model':>11}  {'T':>4}  {'attnscope':>10}  {'ORT wasm':>10}  {'ratio':>6}")
     for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get(key)
+        x, y = a.get(key), b.get((key[0].removesuffix("-f16"), key[1]))
         ratio = f"{x / y:5.2f}×" if x and y else "   -"
         fmt = lambda v: f"{v:10.1f}" if v is not None else f"{'-':>10}"
         print(f"  {key[0]:>11}  {key[1]:>4}  {fmt(x)}  {fmt(y)}  {ratio}")

@@ -150,9 +150,23 @@ fn streams(m: usize) -> bool {
     !cfg!(target_arch = "wasm32") && m <= STREAM_ROWS
 }
 
-/// Values of a 16-bit operand widened at a time: a block of 32K floats
-/// (128 KiB) stays in L2 while the product reads it.
-const WIDE_BLOCK: usize = 1 << 15;
+/// Values of a 16-bit operand widened at a time for a product of a few
+/// rows (a keystroke, a KV-cache step), each weight used once or twice: a
+/// block of 32K floats (128 KiB) stays in L2 while the product reads it.
+const WIDE_FEW: usize = 1 << 15;
+/// For more rows: 256K floats (1 MiB), so that each block is a product of
+/// whole depth and hundreds of columns (gemm's packing and its threads pay
+/// off; blocks of a few rows of the weights each re-read the output).
+const WIDE_MANY: usize = 1 << 18;
+
+/// The values widened per block for an `m`-row product.
+fn wide_block(m: usize) -> usize {
+    if m <= STREAM_ROWS {
+        WIDE_FEW
+    } else {
+        WIDE_MANY
+    }
+}
 
 thread_local! {
     /// The widened block of a 16-bit operand, reused by every product.
@@ -210,9 +224,10 @@ pub fn matmul_bias<'w>(x: &[f32], w: impl Into<ValuesRef<'w>>, b: &[f32], m: usi
     let x = Strided { data: x, rs: k, cs: 1 };
     match w {
         ValuesRef::F32(w) => product(x, Strided { data: w, rs: n, cs: 1 }, &mut y, n, (m, k, n)),
-        ValuesRef::Half(..) => {
-            // Blocks of whole rows of w: c += x[.., k0..k1]·w[k0..k1, ..].
-            let rows = (WIDE_BLOCK / n).clamp(4, 256).next_multiple_of(4);
+        ValuesRef::Half(..) if m <= STREAM_ROWS => {
+            // The browser's few rows: blocks of whole rows of w, streamed
+            // (c += x[.., k0..k1]·w[k0..k1, ..]), each weight read once.
+            let rows = (WIDE_FEW / n).clamp(4, 256).next_multiple_of(4);
             with_wide(rows.min(k) * n, |wide| {
                 for k0 in (0..k).step_by(rows) {
                     let kc = rows.min(k - k0);
@@ -223,8 +238,81 @@ pub fn matmul_bias<'w>(x: &[f32], w: impl Into<ValuesRef<'w>>, b: &[f32], m: usi
                 }
             });
         }
+        ValuesRef::Half(..) => {
+            // Blocks of whole columns of w, the whole depth each, row by row.
+            let cols = (WIDE_MANY / k.max(1)).max(64) / 64 * 64;
+            let widen = |j0: usize, nc: usize, wide: &mut [f32]| {
+                for (kk, row) in wide.chunks_exact_mut(nc).enumerate() {
+                    w.slice(kk * n + j0..kk * n + j0 + nc).widen_into(row);
+                }
+                (nc, 1)
+            };
+            product_widened(x, widen, &mut y, n, (m, k, n), cols);
+        }
     }
     y
+}
+
+/// `c[m×n] += a·b` for a 16-bit `b` that `widen(j0, nc, scratch)` writes
+/// as f32, columns `j0..j0 + nc` of it into `scratch` (`k·nc` values),
+/// returning their strides there; `block` columns at a time, each block
+/// multiplied while it is in cache. Natively each thread takes a range of
+/// columns ([`column_blocks`]) and widens its own blocks into its own
+/// scratch (widening on one thread, then splitting each block's product
+/// over two, made two threads slower than one).
+fn product_widened(
+    a: Strided,
+    widen: impl Fn(usize, usize, &mut [f32]) -> (usize, usize) + Sync,
+    c: &mut [f32],
+    rsc: usize,
+    (m, k, n): (usize, usize, usize),
+    block: usize,
+) {
+    let block = block.max(1);
+    #[cfg(target_arch = "wasm32")]
+    with_wide(k * block.min(n), |wide| {
+        for j0 in (0..n).step_by(block) {
+            let nc = block.min(n - j0);
+            let wide = &mut wide[..k * nc];
+            let (rs, cs) = widen(j0, nc, wide);
+            product(a, Strided { data: wide, rs, cs }, &mut c[j0..], rsc, (m, k, nc));
+        }
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        assert!(
+            a.covers(m, k) && rsc >= n && (m == 0 || c.len() >= (m - 1) * rsc + n),
+            "matmul operands are shorter than {m}×{k}×{n}"
+        );
+        if m == 0 || k == 0 || n == 0 {
+            return;
+        }
+        let out = OutPtr(c.as_mut_ptr());
+        let run = |(j0, j1): (usize, usize)| {
+            let out = &out;
+            with_wide(k * block.min(j1 - j0), |wide| {
+                for b0 in (j0..j1).step_by(block) {
+                    let nc = block.min(j1 - b0);
+                    let wide = &mut wide[..k * nc];
+                    let (rs, cs) = widen(b0, nc, wide);
+                    assert!(Strided { data: wide, rs, cs }.covers(k, nc), "a widened block is shorter than {k}×{nc}");
+                    // SAFETY: `covers` checked a and the block; c holds m
+                    // rows of stride rsc ≥ n, and this block touches
+                    // columns b0..b0 + nc < n of them only (the threads'
+                    // ranges are disjoint).
+                    unsafe { sgemm_add((m, k, nc), a, wide.as_ptr(), (rs, cs), out.0.add(b0), rsc) }
+                }
+            })
+        };
+        let ranges = column_blocks(m, k, n, threads());
+        #[cfg(feature = "threads")]
+        if ranges.len() > 1 {
+            use rayon::prelude::*;
+            ranges.into_par_iter().for_each(run);
+            return;
+        }
+        ranges.into_iter().for_each(run);
+    }
 }
 
 /// `logits[T×V] = x[T×d] · wteᵀ` (wte `[V×d]`): [`crate::engine::ops::lm_head`], fast.
@@ -283,16 +371,13 @@ pub fn lm_head_columns<'w>(
     match table {
         ValuesRef::F32(table) => product(x, Strided { data: table, rs: 1, cs: d }, out, vocab, (t, d, n)),
         ValuesRef::Half(..) => {
-            // Blocks of whole entries: columns v0..v1 of the product.
-            let entries = (WIDE_BLOCK / d.max(1)).clamp(4, 1024).next_multiple_of(4);
-            with_wide(entries.min(n) * d, |wide| {
-                for v0 in (0..n).step_by(entries) {
-                    let nc = entries.min(n - v0);
-                    let wide = &mut wide[..nc * d];
-                    table.slice(v0 * d..(v0 + nc) * d).widen_into(wide);
-                    product(x, Strided { data: wide, rs: 1, cs: d }, &mut out[v0..], vocab, (t, d, nc));
-                }
-            });
+            // Blocks of whole entries (columns of the product), each contiguous.
+            let entries = (wide_block(t) / d.max(1)).clamp(4, 4096).next_multiple_of(4);
+            let widen = |v0: usize, nc: usize, wide: &mut [f32]| {
+                table.slice(v0 * d..(v0 + nc) * d).widen_into(wide);
+                (1, d)
+            };
+            product_widened(x, widen, out, vocab, (t, d, n), entries);
         }
     }
 }
