@@ -119,6 +119,26 @@ fn lm_head_columns_write_their_columns_only() {
     }
 }
 
+/// Every finite f16 and bf16 value (subnormals, signed zeros) widens to the
+/// `half` crate's value: natively through F16C, in wasm through the simd128
+/// bit arithmetic (eight at a time, the ragged tail one by one).
+#[test]
+fn widening_equals_the_half_crate_on_every_finite_value() {
+    for format in [Half::F16, Half::Bf16] {
+        let want = |h: u16| match format {
+            Half::F16 => half::f16::from_bits(h).to_f32(),
+            Half::Bf16 => half::bf16::from_bits(h).to_f32(),
+        };
+        // 65,536 minus the non-finite patterns: not a multiple of 8.
+        let finite: Vec<u16> = (0..=u16::MAX).filter(|&h| want(h).is_finite()).collect();
+        let mut wide = vec![0.0f32; finite.len()];
+        format.widen(&finite, &mut wide);
+        for (&h, &w) in finite.iter().zip(&wide) {
+            assert_eq!(w.to_bits(), want(h).to_bits(), "{format:?} {h:#06x}");
+        }
+    }
+}
+
 /// `len` random values as 16-bit `format` bits, subnormals and zeros among them.
 fn halves(rng: &mut Rng, len: usize, format: Half) -> Vec<u16> {
     values(rng, len, 1.0)
@@ -144,8 +164,8 @@ fn halves(rng: &mut Rng, len: usize, format: Half) -> Vec<u16> {
 /// 16-bit weights (a matmul's `w`, the LM head's table, whole and in
 /// pieces) give what the reference gives on the same values in f32, on
 /// shapes that cross the kernels' widening blocks (for a few rows, row
-/// blocks of `32768 / n` rows; for more, column blocks of `262144 / k`
-/// columns; table blocks of `32768 / d` or `262144 / d` entries) with ragged ends,
+/// blocks of `32768 / n` rows; for more, column blocks of `1048576 / k`
+/// columns; table blocks of `32768 / d` or `1048576 / d` entries) with ragged ends,
 /// for every path: streamed (≤ 4 rows), read in place, packed, dot.
 #[test]
 fn sixteen_bit_weights_equal_the_reference_on_their_values() {
@@ -169,6 +189,8 @@ fn sixteen_bit_weights_equal_the_reference_on_their_values() {
             (97, 300, 260),
             (1, 576, 1536),
             (40, 2000, 300),
+            (9, 4100, 300),
+            (40, 8200, 150),
             (5, 4100, 70),
         ] {
             let (x, b) = (values(&mut rng, m * k, 1.0), values(&mut rng, n, 1.0));
@@ -179,7 +201,7 @@ fn sixteen_bit_weights_equal_the_reference_on_their_values() {
             assert_close(&got, &want, &abs_terms(&x, &w, (m, k, n)), &format!("{format:?} matmul {m}×{k}×{n}"));
         }
         for (t, d, vocab) in
-            [(1, 37, 4096), (3, 128, 700), (9, 70, 1001), (9, 300, 2000), (65, 33, 1301), (130, 40, 97)]
+            [(1, 37, 4096), (3, 128, 700), (9, 70, 1001), (9, 300, 2000), (9, 700, 3000), (65, 33, 1301), (130, 40, 97)]
         {
             let x = values(&mut rng, t * d, 1.0);
             let bits = halves(&mut rng, vocab * d, format);

@@ -574,3 +574,33 @@ pub fn gelu_tanh(x: &mut [f32]) {
         *v /= 1.0 + exp(-2.0 * u);
     }
 }
+
+/// [`crate::widen_f16`] eight values at a time (`src` and `dst` of the same
+/// length, a multiple of 8): [`crate::f16_to_f32`]'s steps on four lanes,
+/// the subnormal and normal results chosen by a lane mask.
+pub(crate) fn widen_f16_x8(src: &[u16], dst: &mut [f32]) {
+    assert!(src.len() == dst.len() && src.len().is_multiple_of(8));
+    let (sign_bit, magnitude, exponent) = (u32x4_splat(0x8000), u32x4_splat(0x7fff), u32x4_splat(0x7c00));
+    let rebias = u32x4_splat((127 - 15) << 23);
+    let implicit = u32x4_splat(1 << 23);
+    let min_normal = u32x4_splat(113 << 23); // 2⁻¹⁴ as f32 bits
+    let widen4 = |h: v128| -> v128 {
+        let sign = i32x4_shl(v128_and(h, sign_bit), 16);
+        let normal = i32x4_add(i32x4_shl(v128_and(h, magnitude), 13), rebias);
+        let renormalised = f32x4_sub(i32x4_add(normal, implicit), min_normal);
+        let subnormal = i32x4_eq(v128_and(h, exponent), u32x4_splat(0));
+        v128_or(v128_bitselect(renormalised, normal, subnormal), sign)
+    };
+    let (ps, pd) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    while i < src.len() {
+        // SAFETY: i + 8 ≤ len for both slices (asserted: len is a multiple
+        // of 8); v128_load and v128_store have no alignment requirement.
+        unsafe {
+            let h = v128_load(ps.add(i).cast());
+            v128_store(pd.add(i).cast(), widen4(u32x4_extend_low_u16x8(h)));
+            v128_store(pd.add(i + 4).cast(), widen4(u32x4_extend_high_u16x8(h)));
+        }
+        i += 8;
+    }
+}

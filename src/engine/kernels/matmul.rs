@@ -154,10 +154,12 @@ fn streams(m: usize) -> bool {
 /// rows (a keystroke, a KV-cache step), each weight used once or twice: a
 /// block of 32K floats (128 KiB) stays in L2 while the product reads it.
 const WIDE_FEW: usize = 1 << 15;
-/// For more rows: 256K floats (1 MiB), so that each block is a product of
-/// whole depth and hundreds of columns (gemm's packing and its threads pay
-/// off; blocks of a few rows of the weights each re-read the output).
-const WIDE_MANY: usize = 1 << 18;
+/// For more rows: 1M floats (4 MiB, from L3), so that each block is a
+/// product of whole depth and hundreds of columns: gemm's packing and its
+/// threads pay off, and `a` is packed once per block. (At 1 MiB, GPT-2
+/// small's MLP output matrix went 64 columns at a time: 16-bit weights ran
+/// 1.15–1.25× f32's time in the browser; at 4 MiB, 1.0–1.1×.)
+const WIDE_MANY: usize = 1 << 20;
 
 /// The values widened per block for an `m`-row product.
 fn wide_block(m: usize) -> usize {
