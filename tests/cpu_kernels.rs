@@ -163,10 +163,11 @@ fn halves(rng: &mut Rng, len: usize, format: Half) -> Vec<u16> {
 
 /// 16-bit weights (a matmul's `w`, the LM head's table, whole and in
 /// pieces) give what the reference gives on the same values in f32, on
-/// shapes that cross the kernels' widening blocks (for a few rows, row
-/// blocks of `32768 / n` rows; for more, column blocks of `1048576 / k`
-/// columns; table blocks of `32768 / d` or `1048576 / d` entries) with ragged ends,
-/// for every path: streamed (≤ 4 rows), read in place, packed, dot.
+/// every path: up to 4 rows widened in registers (wasm) or a row at a time
+/// (natively), ragged 8-lane and 4-row tails; more rows in column blocks
+/// of `1048576 / k` columns of the matmul or `1048576 / d` entries of the
+/// table, ragged last blocks included, read in place, packed or by the dot
+/// kernel.
 #[test]
 fn sixteen_bit_weights_equal_the_reference_on_their_values() {
     let mut rng = Rng::new(23);

@@ -74,8 +74,9 @@ async fn page_cpu_engine_forward_times() {
     let tiny = ModelConfig::gpt2(2, 4, 128, 128, 4096);
     time("tiny", &tiny, &[16, 64, 128], 5, None).await;
     time("tiny-f16", &tiny, &[16, 64, 128], 5, Some(Half::F16)).await;
-    time("gpt2-small", &ModelConfig::gpt2_small(), &[16, 64, 128], 2, None).await;
-    time("gpt2-small-f16", &ModelConfig::gpt2_small(), &[16, 64, 128], 2, Some(Half::F16)).await;
+    time("gpt2-small", &ModelConfig::gpt2_small(), &[1, 16, 64, 128], 2, None).await;
+    time("gpt2-small-f16", &ModelConfig::gpt2_small(), &[1, 16, 64, 128], 2, Some(Half::F16)).await;
+    time("gpt2-small-bf16", &ModelConfig::gpt2_small(), &[1], 2, Some(Half::Bf16)).await;
 }
 
 /// Median ms of `runs` calls of `f` (after one warm-up).

@@ -16,14 +16,17 @@
 //! cannot claim (the end was claimed past, as after a backspace and a new
 //! character, or there is no room) copies into a new buffer with headroom.
 
-use std::cell::UnsafeCell;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ops::Deref;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// A vector's allocation, its values `..claimed` written once each.
 struct Buffer {
-    values: Box<[UnsafeCell<f32>]>,
+    ptr: NonNull<f32>,
+    capacity: usize,
     /// Values `..claimed` are written (or being written by their claimant).
     claimed: AtomicUsize,
 }
@@ -31,20 +34,38 @@ struct Buffer {
 // SAFETY: values are written only inside a region claimed by one
 // compare-and-swap on `claimed` (so by one writer), before any SharedRows
 // covering them exists; SharedRows read only below their `len`, whose values
-// are never written again. Moving a SharedRows to another thread happens
-// after the writes (it is created after them), with the synchronisation the
-// move itself provides.
+// are never written again while another holder may read them. Moving a
+// SharedRows to another thread happens after the writes (it is created
+// after them), with the synchronisation the move itself provides.
 unsafe impl Sync for Buffer {}
 unsafe impl Send for Buffer {}
 
 impl Buffer {
-    /// A buffer of `capacity` values whose first `values.len()` are `values`.
-    fn with(values: &[&[f32]], capacity: usize) -> Arc<Buffer> {
-        let len: usize = values.iter().map(|v| v.len()).sum();
-        let mut data: Vec<UnsafeCell<f32>> = Vec::with_capacity(capacity.max(len));
-        data.extend(values.iter().flat_map(|v| v.iter()).map(|&v| UnsafeCell::new(v)));
-        data.resize_with(capacity.max(len), || UnsafeCell::new(0.0));
-        Arc::new(Buffer { values: data.into_boxed_slice(), claimed: AtomicUsize::new(len) })
+    /// Takes `values`' allocation as it is (no copy): its length is what is
+    /// written, its spare capacity the room for appending.
+    fn from_vec(values: Vec<f32>) -> Arc<Buffer> {
+        let mut values = ManuallyDrop::new(values);
+        let (len, capacity) = (values.len(), values.capacity());
+        let ptr = NonNull::new(values.as_mut_ptr()).unwrap_or(NonNull::dangling());
+        Arc::new(Buffer { ptr, capacity, claimed: AtomicUsize::new(len) })
+    }
+
+    /// A buffer of at least `capacity` values, the `parts` copied in first.
+    fn with(parts: &[&[f32]], capacity: usize) -> Arc<Buffer> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut values = Vec::with_capacity(capacity.max(len));
+        for part in parts {
+            values.extend_from_slice(part);
+        }
+        Buffer::from_vec(values)
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        // SAFETY: ptr and capacity are those of the vector `from_vec` took
+        // apart; f32 needs no drop, so a length of 0 frees the allocation.
+        unsafe { drop(Vec::from_raw_parts(self.ptr.as_ptr(), 0, self.capacity)) }
     }
 }
 
@@ -57,20 +78,29 @@ pub struct SharedRows {
 
 impl SharedRows {
     /// `self`'s first `keep` values then `new`. In place, sharing this
-    /// buffer, when nothing was written past `keep` yet and `new` fits;
-    /// else copied into a new buffer with room for `headroom` more values
-    /// (the next keystrokes' rows). Panics if `keep` passes `self`'s length.
+    /// buffer, when `new` fits and nothing past `keep` can be read: nothing
+    /// was written past it yet, or `self` ends at `keep` and holds the
+    /// buffer alone (a trace cut by a backspace, the longer one gone). Else
+    /// copied into a new buffer with room for `headroom` more values (the
+    /// next keystrokes' rows). Panics if `keep` passes `self`'s length.
     pub fn extended(&self, keep: usize, new: &[f32], headroom: usize) -> SharedRows {
         assert!(keep <= self.len, "keeping {keep} of {} values", self.len);
         let end = keep + new.len();
-        let room = end <= self.buffer.values.len();
-        if room && self.buffer.claimed.compare_exchange(keep, end, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            for (cell, &v) in self.buffer.values[keep..end].iter().zip(new) {
-                // SAFETY: keep..end was claimed just now by this call alone
-                // (the compare-and-swap), and no SharedRows reaches past keep.
-                unsafe { *cell.get() = v };
-            }
-            return SharedRows { buffer: self.buffer.clone(), len: end };
+        let buffer = &self.buffer;
+        // Loaded before the holders are counted: any extension after this
+        // load moves `claimed`, and the exchange below then fails.
+        let claimed = buffer.claimed.load(Ordering::Acquire);
+        let free = claimed == keep || (keep == self.len && Arc::strong_count(buffer) == 1);
+        if end <= buffer.capacity
+            && free
+            && buffer.claimed.compare_exchange(claimed, end, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            // SAFETY: keep..end is inside the allocation (end ≤ capacity),
+            // claimed by this call alone (the exchange), and no SharedRows
+            // reads past keep: none reaches past `claimed` (= keep), or
+            // `self`, which ends at keep, is the only one.
+            unsafe { std::ptr::copy_nonoverlapping(new.as_ptr(), buffer.ptr.as_ptr().add(keep), new.len()) };
+            return SharedRows { buffer: buffer.clone(), len: end };
         }
         SharedRows { buffer: Buffer::with(&[&self[..keep], new], end + headroom), len: end }
     }
@@ -85,20 +115,6 @@ impl SharedRows {
         Arc::ptr_eq(&self.buffer, &other.buffer)
     }
 
-    /// The values, to change: in place when this is the buffer's only
-    /// holder, else copied out first.
-    pub fn make_mut(&mut self) -> &mut [f32] {
-        if Arc::get_mut(&mut self.buffer).is_none() {
-            self.buffer = Buffer::with(&[&self[..]], self.len);
-        }
-        let len = self.len;
-        let buffer = Arc::get_mut(&mut self.buffer).expect("a buffer of one holder");
-        *buffer.claimed.get_mut() = len;
-        // SAFETY: this is the buffer's only holder (`get_mut` succeeded), so
-        // nothing else reads or writes it while the borrow lives.
-        unsafe { std::slice::from_raw_parts_mut(buffer.values.as_mut_ptr().cast::<f32>(), len) }
-    }
-
     /// The values as a vector of their own.
     pub fn into_vec(self) -> Vec<f32> {
         self.to_vec()
@@ -109,16 +125,17 @@ impl Deref for SharedRows {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
         // SAFETY: the first `len` values were written before this value
-        // existed and are never written again (the module's protocol);
-        // UnsafeCell<f32> has f32's layout.
-        unsafe { std::slice::from_raw_parts(self.buffer.values.as_ptr().cast::<f32>(), self.len) }
+        // existed and are not written again while it lives (the module's
+        // protocol); len ≤ capacity.
+        unsafe { std::slice::from_raw_parts(self.buffer.ptr.as_ptr(), self.len) }
     }
 }
 
 impl From<Vec<f32>> for SharedRows {
+    /// Takes the vector's allocation, without a copy.
     fn from(values: Vec<f32>) -> Self {
         let len = values.len();
-        SharedRows { buffer: Buffer::with(&[&values], len), len }
+        SharedRows { buffer: Buffer::from_vec(values), len }
     }
 }
 
@@ -168,27 +185,41 @@ mod tests {
         let sibling = b.extended(3, &[9.0], 0);
         assert!(!sibling.shares_with(&b));
         assert_eq!((&sibling[..], &c[..]), (&[1.0, 2.0, 3.0, 9.0][..], &[1.0, 2.0, 3.0, 4.0, 5.0][..]));
-        // A backspace shares; a new character after it copies (4.0 was claimed).
+        // A backspace shares; a new character after it copies while a
+        // longer holder lives (4.0 was claimed)...
         let cut = c.prefix(3);
         assert!(cut.shares_with(&c));
         let typed = cut.extended(3, &[7.0], 2);
         assert!(!typed.shares_with(&c));
         assert_eq!((&typed[..], &c[..]), (&[1.0, 2.0, 3.0, 7.0][..], &[1.0, 2.0, 3.0, 4.0, 5.0][..]));
-        // Past the capacity (3 + 4 = 7 values): copied.
-        let d = c.extended(5, &[6.0, 7.0, 8.0], 0);
-        assert!(!d.shares_with(&c));
-        assert_eq!(d.len(), 8);
+        // ...and goes in place once the cut is the buffer's only holder.
+        let d = c.extended(5, &[6.0], 0);
+        let shorter_cut = d.prefix(4);
+        drop((b, c, d, cut));
+        let cut = shorter_cut;
+        let again = cut.extended(4, &[8.0], 0);
+        assert!(again.shares_with(&cut));
+        assert_eq!((&cut[..], &again[..]), (&[1.0, 2.0, 3.0, 4.0][..], &[1.0, 2.0, 3.0, 4.0, 8.0][..]));
+        // Not when the holder reads past the kept values.
+        let alone = SharedRows::from(vec![1.0, 2.0, 3.0]);
+        let shorter = alone.extended(2, &[5.0], 0);
+        assert!(!shorter.shares_with(&alone));
+        assert_eq!((&alone[..], &shorter[..]), (&[1.0, 2.0, 3.0][..], &[1.0, 2.0, 5.0][..]));
     }
 
-    /// Changing a shared value copies it out first; the other holder keeps its values.
+    /// A vector's spare capacity is room to append; past the capacity, a copy.
     #[test]
-    fn make_mut_copies_a_shared_buffer() {
-        let a = SharedRows::from(vec![1.0, 2.0, 3.0]);
-        let mut b = a.prefix(2);
-        b.make_mut()[0] = 5.0;
-        assert_eq!((&a[..], &b[..]), (&[1.0, 2.0, 3.0][..], &[5.0, 2.0][..]));
-        let mut only = SharedRows::from(vec![1.0]);
-        only.make_mut()[0] = 2.0;
-        assert_eq!(&only[..], [2.0]);
+    fn a_vector_is_taken_without_a_copy_and_its_spare_capacity_used() {
+        let mut v = Vec::with_capacity(4);
+        v.extend([1.0, 2.0]);
+        let at = v.as_ptr();
+        let a = SharedRows::from(v);
+        assert_eq!(a.as_ptr(), at);
+        let b = a.extended(2, &[3.0, 4.0], 0);
+        assert!(b.shares_with(&a));
+        let c = b.extended(4, &[5.0], 0);
+        assert!(!c.shares_with(&b));
+        assert_eq!(&c[..], [1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert!(SharedRows::default().is_empty());
     }
 }

@@ -575,32 +575,194 @@ pub fn gelu_tanh(x: &mut [f32]) {
     }
 }
 
+/// Four 16-bit values (in the low halves of u32 lanes) as f32: bfloat16's
+/// bits shifted up; IEEE half's magnitude bits moved to f32's places, which
+/// reads as the value times 2⁻¹¹², then multiplied by 2¹¹², exactly (a
+/// subnormal half becomes an f32 denormal there, which the multiply makes
+/// normal again; some x86 cores take a slow path on a denormal operand, but
+/// a weight that small is rare). Finite values only. Six operations a
+/// vector: the rebias-and-select form of [`crate::f16_to_f32`] took eleven,
+/// and left a keystroke on f16 weights at 2× f32's time.
+#[inline(always)]
+fn widen4(h: v128, bf16: bool) -> v128 {
+    if bf16 {
+        return i32x4_shl(h, 16);
+    }
+    let two_pow_112 = f32::from_bits((127 + 112) << 23);
+    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+    let scaled = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
+    v128_or(f32x4_mul(scaled, f32x4_splat(two_pow_112)), sign)
+}
+
+/// Eight 16-bit values at `p` as two f32 vectors.
+///
+/// # Safety
+/// `p..p + 8` must be readable.
+#[inline(always)]
+unsafe fn widen8(p: *const u16, bf16: bool) -> (v128, v128) {
+    // SAFETY: the caller's contract; v128_load has no alignment requirement.
+    let h = unsafe { v128_load(p.cast()) };
+    (widen4(u32x4_extend_low_u16x8(h), bf16), widen4(u32x4_extend_high_u16x8(h), bf16))
+}
+
+/// One 16-bit value as f32 (the scalar tails).
+#[inline(always)]
+fn widen1(h: u16, bf16: bool) -> f32 {
+    if bf16 {
+        crate::bf16_to_f32(h)
+    } else {
+        crate::f16_to_f32(h)
+    }
+}
+
 /// [`crate::widen_f16`] eight values at a time (`src` and `dst` of the same
-/// length, a multiple of 8): [`crate::f16_to_f32`]'s steps on four lanes,
-/// the subnormal and normal results chosen by a lane mask.
+/// length, a multiple of 8).
 pub(crate) fn widen_f16_x8(src: &[u16], dst: &mut [f32]) {
     assert!(src.len() == dst.len() && src.len().is_multiple_of(8));
-    let (sign_bit, magnitude, exponent) = (u32x4_splat(0x8000), u32x4_splat(0x7fff), u32x4_splat(0x7c00));
-    let rebias = u32x4_splat((127 - 15) << 23);
-    let implicit = u32x4_splat(1 << 23);
-    let min_normal = u32x4_splat(113 << 23); // 2⁻¹⁴ as f32 bits
-    let widen4 = |h: v128| -> v128 {
-        let sign = i32x4_shl(v128_and(h, sign_bit), 16);
-        let normal = i32x4_add(i32x4_shl(v128_and(h, magnitude), 13), rebias);
-        let renormalised = f32x4_sub(i32x4_add(normal, implicit), min_normal);
-        let subnormal = i32x4_eq(v128_and(h, exponent), u32x4_splat(0));
-        v128_or(v128_bitselect(renormalised, normal, subnormal), sign)
-    };
     let (ps, pd) = (src.as_ptr(), dst.as_mut_ptr());
     let mut i = 0;
     while i < src.len() {
         // SAFETY: i + 8 ≤ len for both slices (asserted: len is a multiple
-        // of 8); v128_load and v128_store have no alignment requirement.
+        // of 8); v128_store has no alignment requirement.
         unsafe {
-            let h = v128_load(ps.add(i).cast());
-            v128_store(pd.add(i).cast(), widen4(u32x4_extend_low_u16x8(h)));
-            v128_store(pd.add(i + 4).cast(), widen4(u32x4_extend_high_u16x8(h)));
+            let (lo, hi) = widen8(ps.add(i), false);
+            v128_store(pd.add(i).cast(), lo);
+            v128_store(pd.add(i + 4).cast(), hi);
         }
         i += 8;
     }
+}
+
+/// A 16-bit weight matrix in the browser: row `r` at `data[r·rs..]`, IEEE
+/// half or (`bf16`) bfloat16, every value finite.
+#[derive(Clone, Copy)]
+pub struct Half16<'a> {
+    pub data: &'a [u16],
+    pub rs: usize,
+    pub bf16: bool,
+}
+
+/// `c[i·rsc + j] += Σ_k a(i, k)·b(k, j)` for at most 4 rows of `a` and a
+/// 16-bit row-major `b` (a keystroke's new token against a 16-bit weight
+/// matrix): [`gemm_streamed`] with each weight widened in registers as it
+/// is read, so the product reads 2 bytes a weight and writes nothing else
+/// (widening into a scratch first, then reading it, made a keystroke 1.6–1.9×
+/// slower than with f32 weights). Panics if an operand is short or `m > 4`.
+pub fn gemm_streamed_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    assert!(m <= STREAM_ROWS, "{m} rows: the streamed product takes at most {STREAM_ROWS}");
+    assert!(c.len() >= (m - 1) * rsc + n, "c is shorter than {m}×{n} with row stride {rsc}");
+    assert!(
+        a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs && b.data.len() >= (k - 1) * b.rs + n,
+        "matmul operands are shorter than {m}×{k}×{n}"
+    );
+    let b_row = |kk: usize| &b.data[kk * b.rs..][..n];
+    let mut k0 = 0;
+    while k0 + 4 <= k {
+        let bs = [b_row(k0), b_row(k0 + 1), b_row(k0 + 2), b_row(k0 + 3)];
+        for i in 0..m {
+            let x = [0, 1, 2, 3].map(|s| a.at(i, k0 + s));
+            axpy4_half(&mut c[i * rsc..][..n], x, bs, b.bf16);
+        }
+        k0 += 4;
+    }
+    for kk in k0..k {
+        for i in 0..m {
+            let x = a.at(i, kk);
+            for (o, &w) in c[i * rsc..][..n].iter_mut().zip(b_row(kk)) {
+                *o += x * widen1(w, b.bf16);
+            }
+        }
+    }
+}
+
+/// [`axpy4`] over 16-bit rows of `b`, widened as they are read.
+#[inline(always)]
+fn axpy4_half(y: &mut [f32], x: [f32; 4], b: [&[u16]; 4], bf16: bool) {
+    let n = y.len();
+    assert!(b.iter().all(|s| s.len() == n));
+    let [s0, s1, s2, s3] = x.map(|v| f32x4_splat(v));
+    let py = y.as_mut_ptr();
+    let (p0, p1, p2, p3) = (b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr());
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: j + 8 ≤ n and y and every b_s hold n values (asserted
+        // above); loads and stores have no alignment requirement.
+        unsafe {
+            let mut y0 = v128_load(py.add(j).cast());
+            let mut y1 = v128_load(py.add(j + 4).cast());
+            for (s, p) in [(s0, p0), (s1, p1), (s2, p2), (s3, p3)] {
+                let (lo, hi) = widen8(p.add(j), bf16);
+                y0 = f32x4_add(y0, f32x4_mul(s, lo));
+                y1 = f32x4_add(y1, f32x4_mul(s, hi));
+            }
+            v128_store(py.add(j).cast(), y0);
+            v128_store(py.add(j + 4).cast(), y1);
+        }
+        j += 8;
+    }
+    for j in j..n {
+        // The same order of operations as the vector lanes.
+        let w = |q: usize| widen1(b[q][j], bf16);
+        y[j] = (((y[j] + x[0] * w(0)) + x[1] * w(1)) + x[2] * w(2)) + x[3] * w(3);
+    }
+}
+
+/// `c[i·rsc + j] = Σ_k a(i, k)·b(j, k)` for rows of `a` contiguous in `k`
+/// and a 16-bit `b` whose rows are the product's columns (the tied LM
+/// head's table: `x·wteᵀ`), widened as it is read, one row of `a` at a time
+/// (a keystroke's few rows). Overwrites the `n` columns.
+pub fn gemm_dot_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.cs == 1 && a.data.len() >= (m - 1) * a.rs + k, "a's rows are shorter than {k}");
+    assert!(b.data.len() >= (n - 1) * b.rs + k && c.len() >= (m - 1) * rsc + n, "operands shorter than {m}×{k}×{n}");
+    for i in 0..m {
+        let row = &a.data[i * a.rs..][..k];
+        let mut j0 = 0;
+        while j0 < n {
+            let w = 4.min(n - j0);
+            // Missing columns repeat the last one; their sums are dropped.
+            let col = |q: usize| &b.data[(j0 + q.min(w - 1)) * b.rs..][..k];
+            let sums = lanes(dot_row_half(row, [col(0), col(1), col(2), col(3)], b.bf16));
+            c[i * rsc + j0..][..w].copy_from_slice(&sums[..w]);
+            j0 += 4;
+        }
+    }
+}
+
+/// [`dot_row`] against 16-bit rows, widened as they are read.
+#[inline(always)]
+fn dot_row_half(a: &[f32], b: [&[u16]; 4], bf16: bool) -> v128 {
+    let k = a.len();
+    assert!(b.iter().all(|s| s.len() == k));
+    let z = f32x4_splat(0.0);
+    let mut acc = [z; 4];
+    let pa = a.as_ptr();
+    let pb = b.map(|s| s.as_ptr());
+    let mut kk = 0;
+    while kk + 8 <= k {
+        // SAFETY: kk + 8 ≤ k and every slice holds k values (asserted
+        // above); v128_load has no alignment requirement.
+        unsafe {
+            let (x0, x1) = (v128_load(pa.add(kk).cast()), v128_load(pa.add(kk + 4).cast()));
+            for (c, p) in acc.iter_mut().zip(pb) {
+                let (lo, hi) = widen8(p.add(kk), bf16);
+                *c = f32x4_add(*c, f32x4_add(f32x4_mul(x0, lo), f32x4_mul(x1, hi)));
+            }
+        }
+        kk += 8;
+    }
+    let mut out = hsum4(acc);
+    if kk < k {
+        let mut tail = [0.0f32; 4];
+        for (t, bq) in tail.iter_mut().zip(b) {
+            *t = a[kk..].iter().zip(&bq[kk..]).map(|(x, &y)| x * widen1(y, bf16)).sum();
+        }
+        out = f32x4_add(out, load4(&tail));
+    }
+    out
 }

@@ -320,7 +320,7 @@ pub fn gpu(
     header(&format!("GPU backend ({}), {name}", ctx.describe()), config);
     let gpu_weights = GpuWeights::upload(ctx, config, weights).map_err(|e| e.to_string())?;
     println!(
-        "  weights on the GPU: {:.1} MB (16-bit where every value of a tensor is; f32 in memory: {:.1} MB), \
+        "  weights on the GPU: {:.1} MB (16-bit where every value of a tensor is; in wasm memory as kept: {:.1} MB), \
          about all of them read per appended token",
         gpu_weights.bytes as f64 / 1e6,
         weight_bytes_per_token(config, weights) as f64 / 1e6

@@ -150,25 +150,15 @@ fn streams(m: usize) -> bool {
     !cfg!(target_arch = "wasm32") && m <= STREAM_ROWS
 }
 
-/// Values of a 16-bit operand widened at a time for a product of a few
-/// rows (a keystroke, a KV-cache step), each weight used once or twice: a
-/// block of 32K floats (128 KiB) stays in L2 while the product reads it.
-const WIDE_FEW: usize = 1 << 15;
-/// For more rows: 1M floats (4 MiB, from L3), so that each block is a
+/// Values of a 16-bit operand widened at a time for a product of more than
+/// a few rows (a few rows widen in registers, `attnscope_simd128`'s
+/// `*_half` kernels, or natively a row at a time): 1M floats (4 MiB, from
+/// L3), so that each block is a
 /// product of whole depth and hundreds of columns: gemm's packing and its
 /// threads pay off, and `a` is packed once per block. (At 1 MiB, GPT-2
 /// small's MLP output matrix went 64 columns at a time: 16-bit weights ran
 /// 1.15–1.25× f32's time in the browser; at 4 MiB, 1.0–1.1×.)
 const WIDE_MANY: usize = 1 << 20;
-
-/// The values widened per block for an `m`-row product.
-fn wide_block(m: usize) -> usize {
-    if m <= STREAM_ROWS {
-        WIDE_FEW
-    } else {
-        WIDE_MANY
-    }
-}
 
 thread_local! {
     /// The widened block of a 16-bit operand, reused by every product.
@@ -226,19 +216,11 @@ pub fn matmul_bias<'w>(x: &[f32], w: impl Into<ValuesRef<'w>>, b: &[f32], m: usi
     let x = Strided { data: x, rs: k, cs: 1 };
     match w {
         ValuesRef::F32(w) => product(x, Strided { data: w, rs: n, cs: 1 }, &mut y, n, (m, k, n)),
-        ValuesRef::Half(..) if m <= STREAM_ROWS => {
-            // The browser's few rows: blocks of whole rows of w, streamed
-            // (c += x[.., k0..k1]·w[k0..k1, ..]), each weight read once.
-            let rows = (WIDE_FEW / n).clamp(4, 256).next_multiple_of(4);
-            with_wide(rows.min(k) * n, |wide| {
-                for k0 in (0..k).step_by(rows) {
-                    let kc = rows.min(k - k0);
-                    let wide = &mut wide[..kc * n];
-                    w.slice(k0 * n..(k0 + kc) * n).widen_into(wide);
-                    let xs = Strided { data: &x.data[k0..], rs: k, cs: 1 };
-                    product(xs, Strided { data: wide, rs: n, cs: 1 }, &mut y, n, (m, kc, n));
-                }
-            });
+        // The browser's few rows: each weight widened in registers as it is read.
+        #[cfg(target_arch = "wasm32")]
+        ValuesRef::Half(format, bits) if m <= STREAM_ROWS => {
+            let b = attnscope_simd128::Half16 { data: bits, rs: n, bf16: format == crate::model::Half::Bf16 };
+            attnscope_simd128::gemm_streamed_half(x, b, &mut y, n, (m, k, n));
         }
         ValuesRef::Half(..) => {
             // Blocks of whole columns of w, the whole depth each, row by row.
@@ -364,6 +346,14 @@ pub fn lm_head_columns<'w>(
         }
         return;
     }
+    // The browser's few rows against a 16-bit table: widened in registers as it is read.
+    #[cfg(target_arch = "wasm32")]
+    if let (ValuesRef::Half(format, bits), true) = (table, t <= STREAM_ROWS) {
+        let b = attnscope_simd128::Half16 { data: bits, rs: d, bf16: format == crate::model::Half::Bf16 };
+        let x = Strided { data: x, rs: d, cs: 1 };
+        attnscope_simd128::gemm_dot_half(x, b, &mut logits[cols.start..], vocab, (t, d, n));
+        return;
+    }
     // The product adds to what is there.
     for row in logits[..t * vocab].chunks_exact_mut(vocab.max(1)) {
         row[cols.clone()].fill(0.0);
@@ -374,7 +364,7 @@ pub fn lm_head_columns<'w>(
         ValuesRef::F32(table) => product(x, Strided { data: table, rs: 1, cs: d }, out, vocab, (t, d, n)),
         ValuesRef::Half(..) => {
             // Blocks of whole entries (columns of the product), each contiguous.
-            let entries = (wide_block(t) / d.max(1)).clamp(4, 4096).next_multiple_of(4);
+            let entries = (WIDE_MANY / d.max(1)).clamp(4, 4096).next_multiple_of(4);
             let widen = |v0: usize, nc: usize, wide: &mut [f32]| {
                 table.slice(v0 * d..(v0 + nc) * d).widen_into(wide);
                 (1, d)
