@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import pathlib
-import shutil
 import time
 
 import numpy as np
@@ -110,6 +109,17 @@ def probe(model, data, ctx, vocab, length=50, sequences=8):
             "copy1": round(first, 2), "copy2": round(second, 2)}
 
 
+def compact_tokenizer(text):
+    """The tokenizer with its merges as "a b" strings, the older of the two
+    forms `tokenizers` reads (byte-level pieces never hold a space): ~1 kB
+    less of the first visit, gzipped, than ["a", "b"] pairs."""
+    doc = json.loads(text)
+    merges = doc["model"].get("merges", [])
+    if all(isinstance(m, list) and len(m) == 2 and " " not in m[0] + m[1] for m in merges):
+        doc["model"]["merges"] = [f"{a} {b}" for a, b in merges]
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
 def export(model, config, tokenizer_path, out_dir, info):
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k.removeprefix("transformer."): v.detach().float().contiguous()
@@ -118,7 +128,7 @@ def export(model, config, tokenizer_path, out_dir, info):
     keys = ["n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "layer_norm_epsilon", "activation_function"]
     cfg = {k: getattr(config, k) for k in keys} | {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    shutil.copy(tokenizer_path, out_dir / "tokenizer.json")
+    (out_dir / "tokenizer.json").write_text(compact_tokenizer(tokenizer_path.read_text()))
     (HERE / "out").mkdir(exist_ok=True)
     print("exported to", out_dir, json.dumps(info))
 
