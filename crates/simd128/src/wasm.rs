@@ -186,61 +186,128 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
 /// of `c` gains `Σ_s a(i, k0 + s)·b(k0 + s, ..)`, eight columns per step.
 /// Each weight is read from memory once; `c`'s rows (a few KiB) stay in L1.
 fn gemm_streamed(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
-    let b_row = |kk: usize| &b.data[kk * b.rs..][..n];
+    streamed(a, |kk| &b.data[kk * b.rs..][..n], F32, c, rsc, (m, k, n));
+}
+
+/// How a row of weights reads as f32: as it is, or (`Sixteen`) 16-bit
+/// values widened in registers. One streamed loop serves both.
+trait RowFormat: Copy {
+    type Elem: Copy;
+    /// Eight values at `p` as two vectors.
+    ///
+    /// # Safety
+    /// `p..p + 8` must be readable.
+    unsafe fn load8(self, p: *const Self::Elem) -> (v128, v128);
+    /// One value (the scalar tails).
+    fn one(self, v: Self::Elem) -> f32;
+}
+
+#[derive(Clone, Copy)]
+struct F32;
+
+impl RowFormat for F32 {
+    type Elem = f32;
+    #[inline(always)]
+    unsafe fn load8(self, p: *const f32) -> (v128, v128) {
+        // SAFETY: the caller's contract; v128_load has no alignment requirement.
+        unsafe { (v128_load(p.cast()), v128_load(p.add(4).cast())) }
+    }
+    #[inline(always)]
+    fn one(self, v: f32) -> f32 {
+        v
+    }
+}
+
+/// IEEE half, or bfloat16 (`bf16`).
+#[derive(Clone, Copy)]
+struct Sixteen {
+    bf16: bool,
+}
+
+impl RowFormat for Sixteen {
+    type Elem = u16;
+    #[inline(always)]
+    unsafe fn load8(self, p: *const u16) -> (v128, v128) {
+        // SAFETY: the caller's contract.
+        unsafe { widen8(p, self.bf16) }
+    }
+    #[inline(always)]
+    fn one(self, v: u16) -> f32 {
+        widen1(v, self.bf16)
+    }
+}
+
+/// The streamed loop: for each group of four rows of `b` (`row(kk)`, `n`
+/// values each, read as `format`), every row of `c` gains
+/// `Σ_s a(i, k0 + s)·b(k0 + s, ..)`; the last `k % 4` rows one at a time.
+#[inline(always)]
+fn streamed<'b, F: RowFormat + 'b>(
+    a: Strided,
+    row: impl Fn(usize) -> &'b [F::Elem],
+    format: F,
+    c: &mut [f32],
+    rsc: usize,
+    (m, k, n): (usize, usize, usize),
+) {
     let mut k0 = 0;
     while k0 + 4 <= k {
-        let bs = [b_row(k0), b_row(k0 + 1), b_row(k0 + 2), b_row(k0 + 3)];
+        let bs = [row(k0), row(k0 + 1), row(k0 + 2), row(k0 + 3)];
         for i in 0..m {
             let x = [0, 1, 2, 3].map(|s| a.at(i, k0 + s));
-            axpy4(&mut c[i * rsc..][..n], x, bs);
+            axpy4(&mut c[i * rsc..][..n], x, bs, format);
         }
         k0 += 4;
     }
-    // The last k % 4 rows one at a time.
     for kk in k0..k {
         for i in 0..m {
-            axpy1(&mut c[i * rsc..][..n], a.at(i, kk), b_row(kk));
+            axpy1(&mut c[i * rsc..][..n], a.at(i, kk), row(kk), format);
         }
     }
 }
 
 /// `y += x·b` over `y`'s length (`b` as long).
 #[inline(always)]
-fn axpy1(y: &mut [f32], x: f32, b: &[f32]) {
-    let n4 = y.len() / 4 * 4;
+fn axpy1<F: RowFormat>(y: &mut [f32], x: f32, b: &[F::Elem], format: F) {
+    let n = y.len();
+    assert!(b.len() == n);
     let s = f32x4_splat(x);
-    for (yv, bv) in y[..n4].chunks_exact_mut(4).zip(b[..n4].chunks_exact(4)) {
-        let yv = four_mut(yv);
-        store4(yv, f32x4_add(load4(yv), f32x4_mul(s, load4(four(bv)))));
+    let (py, pb) = (y.as_mut_ptr(), b.as_ptr());
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: j + 8 ≤ n and y and b hold n values (asserted above);
+        // loads and stores have no alignment requirement.
+        unsafe {
+            let (lo, hi) = format.load8(pb.add(j));
+            v128_store(py.add(j).cast(), f32x4_add(v128_load(py.add(j).cast()), f32x4_mul(s, lo)));
+            v128_store(py.add(j + 4).cast(), f32x4_add(v128_load(py.add(j + 4).cast()), f32x4_mul(s, hi)));
+        }
+        j += 8;
     }
-    for (o, &w) in y[n4..].iter_mut().zip(&b[n4..]) {
-        *o += x * w;
+    for j in j..n {
+        y[j] += x * format.one(b[j]);
     }
 }
 
 /// `y += x₀·b₀ + x₁·b₁ + x₂·b₂ + x₃·b₃` over `y`'s length (every `b_s` as long).
 #[inline(always)]
-fn axpy4(y: &mut [f32], x: [f32; 4], b: [&[f32]; 4]) {
+fn axpy4<F: RowFormat>(y: &mut [f32], x: [f32; 4], b: [&[F::Elem]; 4], format: F) {
     let n = y.len();
     assert!(b.iter().all(|s| s.len() == n));
-    let [s0, s1, s2, s3] = x.map(|v| f32x4_splat(v));
+    let splats = x.map(|v| f32x4_splat(v));
     let py = y.as_mut_ptr();
-    let (p0, p1, p2, p3) = (b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr());
+    let pb = b.map(|s| s.as_ptr());
     let mut j = 0;
     while j + 8 <= n {
-        // SAFETY: j + 8 ≤ n and y and every b_s hold n floats (asserted
-        // above); v128_load and v128_store have no alignment requirement.
+        // SAFETY: j + 8 ≤ n and y and every b_s hold n values (asserted
+        // above); loads and stores have no alignment requirement.
         unsafe {
             let mut y0 = v128_load(py.add(j).cast());
             let mut y1 = v128_load(py.add(j + 4).cast());
-            y0 = f32x4_add(y0, f32x4_mul(s0, v128_load(p0.add(j).cast())));
-            y1 = f32x4_add(y1, f32x4_mul(s0, v128_load(p0.add(j + 4).cast())));
-            y0 = f32x4_add(y0, f32x4_mul(s1, v128_load(p1.add(j).cast())));
-            y1 = f32x4_add(y1, f32x4_mul(s1, v128_load(p1.add(j + 4).cast())));
-            y0 = f32x4_add(y0, f32x4_mul(s2, v128_load(p2.add(j).cast())));
-            y1 = f32x4_add(y1, f32x4_mul(s2, v128_load(p2.add(j + 4).cast())));
-            y0 = f32x4_add(y0, f32x4_mul(s3, v128_load(p3.add(j).cast())));
-            y1 = f32x4_add(y1, f32x4_mul(s3, v128_load(p3.add(j + 4).cast())));
+            for (s, p) in splats.into_iter().zip(pb) {
+                let (lo, hi) = format.load8(p.add(j));
+                y0 = f32x4_add(y0, f32x4_mul(s, lo));
+                y1 = f32x4_add(y1, f32x4_mul(s, hi));
+            }
             v128_store(py.add(j).cast(), y0);
             v128_store(py.add(j + 4).cast(), y1);
         }
@@ -248,7 +315,8 @@ fn axpy4(y: &mut [f32], x: [f32; 4], b: [&[f32]; 4]) {
     }
     for j in j..n {
         // The same order of operations as the vector lanes.
-        y[j] = (((y[j] + x[0] * b[0][j]) + x[1] * b[1][j]) + x[2] * b[2][j]) + x[3] * b[3][j];
+        let w = |q: usize| format.one(b[q][j]);
+        y[j] = (((y[j] + x[0] * w(0)) + x[1] * w(1)) + x[2] * w(2)) + x[3] * w(3);
     }
 }
 
@@ -658,56 +726,7 @@ pub fn gemm_streamed_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, 
         a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs && b.data.len() >= (k - 1) * b.rs + n,
         "matmul operands are shorter than {m}×{k}×{n}"
     );
-    let b_row = |kk: usize| &b.data[kk * b.rs..][..n];
-    let mut k0 = 0;
-    while k0 + 4 <= k {
-        let bs = [b_row(k0), b_row(k0 + 1), b_row(k0 + 2), b_row(k0 + 3)];
-        for i in 0..m {
-            let x = [0, 1, 2, 3].map(|s| a.at(i, k0 + s));
-            axpy4_half(&mut c[i * rsc..][..n], x, bs, b.bf16);
-        }
-        k0 += 4;
-    }
-    for kk in k0..k {
-        for i in 0..m {
-            let x = a.at(i, kk);
-            for (o, &w) in c[i * rsc..][..n].iter_mut().zip(b_row(kk)) {
-                *o += x * widen1(w, b.bf16);
-            }
-        }
-    }
-}
-
-/// [`axpy4`] over 16-bit rows of `b`, widened as they are read.
-#[inline(always)]
-fn axpy4_half(y: &mut [f32], x: [f32; 4], b: [&[u16]; 4], bf16: bool) {
-    let n = y.len();
-    assert!(b.iter().all(|s| s.len() == n));
-    let [s0, s1, s2, s3] = x.map(|v| f32x4_splat(v));
-    let py = y.as_mut_ptr();
-    let (p0, p1, p2, p3) = (b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr());
-    let mut j = 0;
-    while j + 8 <= n {
-        // SAFETY: j + 8 ≤ n and y and every b_s hold n values (asserted
-        // above); loads and stores have no alignment requirement.
-        unsafe {
-            let mut y0 = v128_load(py.add(j).cast());
-            let mut y1 = v128_load(py.add(j + 4).cast());
-            for (s, p) in [(s0, p0), (s1, p1), (s2, p2), (s3, p3)] {
-                let (lo, hi) = widen8(p.add(j), bf16);
-                y0 = f32x4_add(y0, f32x4_mul(s, lo));
-                y1 = f32x4_add(y1, f32x4_mul(s, hi));
-            }
-            v128_store(py.add(j).cast(), y0);
-            v128_store(py.add(j + 4).cast(), y1);
-        }
-        j += 8;
-    }
-    for j in j..n {
-        // The same order of operations as the vector lanes.
-        let w = |q: usize| widen1(b[q][j], bf16);
-        y[j] = (((y[j] + x[0] * w(0)) + x[1] * w(1)) + x[2] * w(2)) + x[3] * w(3);
-    }
+    streamed(a, |kk| &b.data[kk * b.rs..][..n], Sixteen { bf16: b.bf16 }, c, rsc, (m, k, n));
 }
 
 /// `c[i·rsc + j] = Σ_k a(i, k)·b(j, k)` for rows of `a` contiguous in `k`
