@@ -134,10 +134,6 @@ impl TensorSource for GgufSource<'_, '_> {
         finite(&gguf, Tensor { shape: shape.to_vec(), data })
     }
 
-    fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
-        crate::pace::at_once(self.matrix_paced(name, shape, &mut async || {}))
-    }
-
     /// F16 and BF16 tensors kept 16-bit; quantized and F32 ones widened to f32.
     async fn matrix_paced(
         &self,
@@ -445,6 +441,12 @@ mod tests {
     /// as `rope_freqs.weight` (`freq_factors`) when `factors` is given, and
     /// the checkpoint's own config and weights (the scaling dropped when not).
     fn llama_tiny_gguf(factors: Option<&[f32]>) -> (Vec<u8>, ModelConfig, Weights) {
+        llama_tiny_gguf_as(factors, false)
+    }
+
+    /// [`llama_tiny_gguf`], its matrices and tables F16 when `f16` (the
+    /// norms stay F32, as llama.cpp writes them).
+    fn llama_tiny_gguf_as(factors: Option<&[f32]>, f16: bool) -> (Vec<u8>, ModelConfig, Weights) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-tiny");
         let st_bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
@@ -480,7 +482,12 @@ mod tests {
                 _ => data,
             };
             let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
-            w.f32_tensor(&gguf_name(&name).unwrap(), &dims, &data);
+            if f16 && shape.len() == 2 {
+                let bytes: Vec<u8> = data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+                w.tensor(&gguf_name(&name).unwrap(), &dims, 1, &bytes);
+            } else {
+                w.f32_tensor(&gguf_name(&name).unwrap(), &dims, &data);
+            }
         }
         if let Some(factors) = factors {
             w.f32_tensor("rope_freqs.weight", &[factors.len() as u64], factors);
@@ -504,6 +511,22 @@ mod tests {
         assert_eq!(model.config, config);
         assert_eq!(logits(&model.config, &model.weights), logits(&config, &weights));
         assert_eq!(model.tokenizer.id_to_text(95), "t95");
+    }
+
+    /// F16 tensors stay 16-bit, Q's and K's rows un-interleaved as they are:
+    /// the matrices equal the checkpoint's rounded to f16 bit for bit, and so
+    /// do the logits.
+    #[test]
+    fn f16_tensors_of_a_gguf_stay_16_bit_and_equal_the_checkpoint_rounded() {
+        let (file, config, weights) = llama_tiny_gguf_as(None, true);
+        let model = Model::from_gguf("llama-tiny-f16.gguf", &file).unwrap();
+        let want = weights.rounded(Half::F16);
+        for (a, b) in model.weights.blocks.iter().zip(&want.blocks) {
+            assert!(a.matrices().iter().all(|m| m.format() == Some(Half::F16)));
+            assert_eq!(a.matrices(), b.matrices());
+        }
+        assert_eq!((&model.weights.wte, &model.weights.lm_head), (&want.wte, &want.lm_head));
+        assert_eq!(logits(&model.config, &model.weights), logits(&config, &want));
     }
 
     fn model_vocab(file: &[u8]) -> usize {

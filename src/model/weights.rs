@@ -194,9 +194,10 @@ pub(crate) trait TensorSource {
     }
 
     /// The weight matrix or table `name`: 16-bit values kept 16-bit where
-    /// the source stores them so, anything else as [`TensorSource::tensor`].
+    /// the source stores them so, anything else as [`TensorSource::tensor`]
+    /// ([`TensorSource::matrix_paced`] at once).
     fn matrix(&self, name: &str, shape: &[usize]) -> Result<Matrix, ModelError> {
-        self.tensor(name, shape).map(Matrix::from)
+        at_once(self.matrix_paced(name, shape, &mut async || {}))
     }
 
     /// [`TensorSource::matrix`] a piece at a time, as [`TensorSource::tensor_paced`].
@@ -296,10 +297,6 @@ impl TensorSource for Reader<'_> {
         let size = dtype.bitsize() / 8;
         let data = widen_paced(name, bytes, (size, 1), |piece| widen_float(dtype, piece), pause).await?;
         Ok(Tensor { shape: expected.to_vec(), data })
-    }
-
-    fn matrix(&self, name: &str, expected: &[usize]) -> Result<Matrix, ModelError> {
-        at_once(self.matrix_paced(name, expected, &mut async || {}))
     }
 
     /// 16-bit values kept as they are (checked finite), f32 read as a tensor.
