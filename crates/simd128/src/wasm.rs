@@ -643,26 +643,17 @@ pub fn gelu_tanh(x: &mut [f32]) {
     }
 }
 
-/// Four 16-bit values (in the low halves of u32 lanes) as f32: bfloat16's
-/// bits shifted up; IEEE half's magnitude bits moved to f32's places, which
-/// reads as the value times 2⁻¹¹², then multiplied by 2¹¹², exactly (a
-/// subnormal half becomes an f32 denormal there, which the multiply makes
-/// normal again; some x86 cores take a slow path on a denormal operand, but
-/// a weight that small is rare). Finite values only. Six operations a
-/// vector: the rebias-and-select form of [`crate::f16_to_f32`] took eleven,
-/// and left a keystroke on f16 weights at 2× f32's time.
-#[inline(always)]
-fn widen4(h: v128, bf16: bool) -> v128 {
-    if bf16 {
-        return i32x4_shl(h, 16);
-    }
-    let two_pow_112 = f32::from_bits((127 + 112) << 23);
-    let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
-    let scaled = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
-    v128_or(f32x4_mul(scaled, f32x4_splat(two_pow_112)), sign)
-}
-
-/// Eight 16-bit values at `p` as two f32 vectors.
+/// Eight 16-bit values at `p` as two f32 vectors, widened in registers:
+/// one shuffle puts each value in the high half of its lane, which is all
+/// bfloat16 needs. For IEEE half, an arithmetic shift right by 3 then
+/// moves the exponent and mantissa to f32's places (the sign stays at the
+/// top; the three bits it was copied into are cleared), which reads as the
+/// value times 2⁻¹¹², and a multiply by 2¹¹² makes it exact (a subnormal
+/// half becomes an f32 denormal there, which the multiply makes normal
+/// again; some x86 cores take a slow path on a denormal operand, but a
+/// weight that small is rare). Finite values only. Four operations per
+/// four values: the rebias-and-select form of [`crate::f16_to_f32`] took
+/// twelve and left a keystroke on f16 weights at 2× f32's time.
 ///
 /// # Safety
 /// `p..p + 8` must be readable.
@@ -670,7 +661,17 @@ fn widen4(h: v128, bf16: bool) -> v128 {
 unsafe fn widen8(p: *const u16, bf16: bool) -> (v128, v128) {
     // SAFETY: the caller's contract; v128_load has no alignment requirement.
     let h = unsafe { v128_load(p.cast()) };
-    (widen4(u32x4_extend_low_u16x8(h), bf16), widen4(u32x4_extend_high_u16x8(h), bf16))
+    let zero = u32x4_splat(0);
+    // Lane j: bytes 16, 17 (zeros), then value j's two bytes.
+    let lo = i8x16_shuffle::<16, 17, 0, 1, 16, 17, 2, 3, 16, 17, 4, 5, 16, 17, 6, 7>(h, zero);
+    let hi = i8x16_shuffle::<16, 17, 8, 9, 16, 17, 10, 11, 16, 17, 12, 13, 16, 17, 14, 15>(h, zero);
+    if bf16 {
+        return (lo, hi);
+    }
+    let two_pow_112 = f32x4_splat(f32::from_bits((127 + 112) << 23));
+    let keep = u32x4_splat(0x8fff_ffff);
+    let half = |x: v128| f32x4_mul(v128_and(i32x4_shr(x, 3), keep), two_pow_112);
+    (half(lo), half(hi))
 }
 
 /// One 16-bit value as f32 (the scalar tails).
