@@ -105,6 +105,15 @@ impl SharedRows {
         SharedRows { buffer: Buffer::with(&[&self[..keep], new], end + headroom), len: end }
     }
 
+    /// Whether [`SharedRows::extended`] would append `extra` values after
+    /// the first `keep` in place now (a later claim can still make it copy).
+    pub fn extends_in_place(&self, keep: usize, extra: usize) -> bool {
+        let claimed = self.buffer.claimed.load(Ordering::Acquire);
+        keep <= self.len
+            && keep.saturating_add(extra) <= self.buffer.capacity
+            && (claimed == keep || (keep == self.len && Arc::strong_count(&self.buffer) == 1))
+    }
+
     /// The first `len` values, sharing the buffer (a trace cut short).
     pub fn prefix(&self, len: usize) -> SharedRows {
         SharedRows { buffer: self.buffer.clone(), len: len.min(self.len) }
@@ -178,6 +187,7 @@ mod tests {
         let b = a.extended(2, &[3.0], 4); // no room: copied, with 4 more
         assert!(!b.shares_with(&a));
         assert_eq!(&b[..], [1.0, 2.0, 3.0]);
+        assert!(b.extends_in_place(3, 4) && !b.extends_in_place(3, 5) && !b.extends_in_place(2, 1));
         let c = b.extended(3, &[4.0, 5.0], 4); // room: in place
         assert!(c.shares_with(&b));
         assert_eq!((&b[..], &c[..]), (&[1.0, 2.0, 3.0][..], &[1.0, 2.0, 3.0, 4.0, 5.0][..]));

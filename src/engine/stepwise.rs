@@ -10,6 +10,7 @@
 use super::extend::{append_layer, append_rows, shared_prefix, truncate};
 use super::forward::{check_ids, embed, full_layer, head_piece_columns, norm};
 use super::kernels;
+use super::trace::HEADROOM_ROWS;
 use super::{EngineError, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{ModelConfig, Token, Weights};
 
@@ -60,15 +61,21 @@ pub struct TraceRun<'a> {
     partial: Option<(LayerTrace, Vec<f32>)>,
     /// The new rows through the final norm, once every block is done.
     ln_f: Option<Vec<f32>>,
-    /// The new rows' logits (allocated from the LM head's first step on; the
-    /// kept rows' stay in the previous trace's buffer, which the new trace
-    /// shares and appends these to), and how many of their columns are computed.
+    /// The logits (allocated from the LM head's first step on): the new
+    /// rows', appended in the end to the previous trace's buffer when it has
+    /// room for them there ([`super::SharedRows::extends_in_place`]); else the kept
+    /// rows' copied first, then the new rows', so that the trace takes the
+    /// vector as it is (a 267-row SmolLM2 paste appended its 52 MB of new
+    /// logits in one copy: an 87 ms task). How many of the new rows'
+    /// columns are computed.
     logits: Vec<f32>,
+    /// Where the new rows' logits begin in `logits`: 0, or after the kept rows'.
+    logits_from: usize,
     logit_cols: usize,
     head_flops: u64,
-    /// Values of the new rows' logits allocated (zeroed) per step: a whole
-    /// 267-row SmolLM2 LM head zeroed at once was one step of ~100 ms
-    /// (fresh WebAssembly pages touched).
+    /// Values of the logits allocated per step (kept rows copied, new rows
+    /// zeroed): a whole 267-row SmolLM2 LM head zeroed at once was one step
+    /// of ~100 ms (fresh WebAssembly pages touched).
     fill: usize,
     block_rows: usize,
     /// The whole trace, when nothing was left to compute.
@@ -109,6 +116,11 @@ impl<'a> TraceRun<'a> {
             (base, None)
         };
         let embeddings = if same.is_some() { Vec::new() } else { embed(config, weights, &ids[p..], p) };
+        let new_logits = (ids.len() - p) * config.vocab_size;
+        let logits_from = match base.prefix() {
+            Some((t, p)) if !t.logits.data.extends_in_place(p * t.logits.cols, new_logits) => p * t.logits.cols,
+            _ => 0,
+        };
         Ok(Self {
             config,
             weights,
@@ -121,6 +133,7 @@ impl<'a> TraceRun<'a> {
             partial: None,
             ln_f: None,
             logits: Vec::new(),
+            logits_from,
             logit_cols: 0,
             head_flops: u64::MAX,
             fill: usize::MAX,
@@ -139,9 +152,9 @@ impl<'a> TraceRun<'a> {
         self
     }
 
-    /// Values in the new rows' logits once allocated.
+    /// Values in the logits once allocated.
     fn logit_values(&self) -> usize {
-        self.new_rows() * self.config.vocab_size
+        self.logits_from + self.new_rows() * self.config.vocab_size
     }
 
     /// Steps that allocate the logits: taken so far (once the LM head has
@@ -237,12 +250,16 @@ impl<'a> TraceRun<'a> {
         if self.ln_f.is_none() {
             self.ln_f = Some(norm(config, &self.x, &weights.ln_f_g, &weights.ln_f_b));
             // Allocated once (grown piece by piece, its last doubling alone
-            // copied ~26 MB, 267 rows of SmolLM2, in one step).
-            self.logits = Vec::with_capacity(total);
+            // copied ~26 MB, 267 rows of SmolLM2, in one step), with room
+            // for the next keystrokes' rows to go in place.
+            self.logits = Vec::with_capacity(total + HEADROOM_ROWS * vocab);
         }
         if self.logits.len() < total {
-            // The next piece of the allocation, zeroed.
-            let end = self.logits.len().saturating_add(self.fill).min(total);
+            // The next piece of the allocation: kept rows copied, then zeros.
+            let (from, end) = (self.logits.len(), self.logits.len().saturating_add(self.fill).min(total));
+            if let Some((t, _)) = self.base.prefix().filter(|_| from < self.logits_from) {
+                self.logits.extend_from_slice(&t.logits.data[from..end.min(self.logits_from)]);
+            }
             self.logits.resize(end, 0.0);
             if self.fill != usize::MAX {
                 return;
@@ -250,7 +267,8 @@ impl<'a> TraceRun<'a> {
         }
         let cols = self.logit_cols..(self.logit_cols + self.head_columns()).min(vocab);
         let ln_f = self.ln_f.as_deref().unwrap_or_default();
-        kernels::lm_head_columns(ln_f, weights.head(), (n, d, vocab), cols.clone(), &mut self.logits);
+        let new = &mut self.logits[self.logits_from..];
+        kernels::lm_head_columns(ln_f, weights.head(), (n, d, vocab), cols.clone(), new);
         self.logit_cols = cols.end;
     }
 
@@ -269,7 +287,10 @@ impl<'a> TraceRun<'a> {
             Some((prev, p)) => Trace {
                 embeddings: append_rows(&prev.embeddings, p, &self.embeddings),
                 ln_f: append_rows(&prev.ln_f, p, &ln_f),
-                logits: append_rows(&prev.logits, p, &self.logits),
+                logits: match self.logits_from {
+                    0 => append_rows(&prev.logits, p, &self.logits),
+                    _ => Matrix::from_vec(p + n, config.vocab_size, self.logits),
+                },
                 tokens: self.tokens,
                 mask: self.mask,
                 layers: self.layers,

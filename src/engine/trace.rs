@@ -18,7 +18,7 @@ pub struct Matrix {
 
 /// Rows of room a matrix copied for new rows leaves for the next ones (the
 /// next keystrokes' rows then go in place).
-const HEADROOM_ROWS: usize = 16;
+pub(super) const HEADROOM_ROWS: usize = 16;
 
 impl Matrix {
     pub fn zeros(rows: usize, cols: usize) -> Self {
