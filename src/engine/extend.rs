@@ -14,12 +14,6 @@ use super::stepwise::TraceRun;
 use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{BlockWeights, ModelConfig, Token, Weights};
 
-/// `old`'s first `p` rows with `new` (whole rows of the same width)
-/// appended, in `old`'s buffer where it has room ([`Matrix::appended`]).
-pub(super) fn append_rows(old: &Matrix, p: usize, new: &[f32]) -> Matrix {
-    old.appended(p, new)
-}
-
 /// A T×T matrix: the old matrix's top-left p×p block, every other cell from `cell(i, j)`.
 fn grow_square(old: &Matrix, p: usize, t: usize, mut cell: impl FnMut(usize, usize) -> f32) -> Matrix {
     let p = p.min(old.rows).min(old.cols);
@@ -53,11 +47,6 @@ pub fn shared_prefix(prev: &Trace, tokens: &[Token], mask: Mask) -> usize {
     prev.tokens.iter().zip(tokens).take_while(|(a, b)| a.id == b.id).count()
 }
 
-/// The first `p` rows of a `rows × cols` matrix (sharing its buffer).
-fn first_rows(m: &Matrix, p: usize) -> Matrix {
-    m.first_rows(p)
-}
-
 /// The top-left `p × p` block of a square matrix.
 fn corner(m: &Matrix, p: usize) -> Matrix {
     let p = p.min(m.rows).min(m.cols);
@@ -76,15 +65,15 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
         l.heads()
             .iter()
             .map(|h| HeadTrace {
-                q: first_rows(&h.q, p),
-                k: first_rows(&h.k, p),
-                v: first_rows(&h.v, p),
+                q: h.q.first_rows(p),
+                k: h.k.first_rows(p),
+                v: h.v.first_rows(p),
                 scores_raw: corner(&h.scores_raw, p),
                 mask: h.mask,
                 weights: corner(&h.weights, p),
-                output: first_rows(&h.output, p),
-                q_pre_rope: h.q_pre_rope.as_ref().map(|m| first_rows(m, p)),
-                k_pre_rope: h.k_pre_rope.as_ref().map(|m| first_rows(m, p)),
+                output: h.output.first_rows(p),
+                q_pre_rope: h.q_pre_rope.as_ref().map(|m| m.first_rows(p)),
+                k_pre_rope: h.k_pre_rope.as_ref().map(|m| m.first_rows(p)),
                 kv_head: h.kv_head,
             })
             .collect()
@@ -92,22 +81,22 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
     Trace {
         tokens: prev.tokens[..p.min(prev.tokens.len())].to_vec(),
         mask: prev.mask,
-        embeddings: first_rows(&prev.embeddings, p),
+        embeddings: prev.embeddings.first_rows(p),
         layers: prev
             .layers
             .iter()
             .map(|l| LayerTrace {
-                attention: AttentionTrace { ln_1: first_rows(&l.attention.ln_1, p), heads: heads(l) },
-                attn_out: first_rows(&l.attn_out, p),
-                resid_mid: first_rows(&l.resid_mid, p),
-                ln_2: first_rows(&l.ln_2, p),
-                mlp_hidden: first_rows(&l.mlp_hidden, p),
-                mlp_out: first_rows(&l.mlp_out, p),
-                resid_post: first_rows(&l.resid_post, p),
+                attention: AttentionTrace { ln_1: l.attention.ln_1.first_rows(p), heads: heads(l) },
+                attn_out: l.attn_out.first_rows(p),
+                resid_mid: l.resid_mid.first_rows(p),
+                ln_2: l.ln_2.first_rows(p),
+                mlp_hidden: l.mlp_hidden.first_rows(p),
+                mlp_out: l.mlp_out.first_rows(p),
+                resid_post: l.resid_post.first_rows(p),
             })
             .collect(),
-        ln_f: first_rows(&prev.ln_f, p),
-        logits: first_rows(&prev.logits, p),
+        ln_f: prev.ln_f.first_rows(p),
+        logits: prev.logits.first_rows(p),
     }
 }
 
@@ -142,12 +131,12 @@ pub(super) fn append_layer(
     let tail = block_tail(config, block, x, &concat);
     let layer = LayerTrace {
         attention,
-        attn_out: append_rows(&old.attn_out, p, &tail.attn_out),
-        resid_mid: append_rows(&old.resid_mid, p, &tail.resid_mid),
-        ln_2: append_rows(&old.ln_2, p, &tail.ln_2),
-        mlp_hidden: append_rows(&old.mlp_hidden, p, &tail.mlp_hidden),
-        mlp_out: append_rows(&old.mlp_out, p, &tail.mlp_out),
-        resid_post: append_rows(&old.resid_post, p, &tail.resid_post),
+        attn_out: old.attn_out.appended(p, &tail.attn_out),
+        resid_mid: old.resid_mid.appended(p, &tail.resid_mid),
+        ln_2: old.ln_2.appended(p, &tail.ln_2),
+        mlp_hidden: old.mlp_hidden.appended(p, &tail.mlp_hidden),
+        mlp_out: old.mlp_out.appended(p, &tail.mlp_out),
+        resid_post: old.resid_post.appended(p, &tail.resid_post),
     };
     (layer, tail.resid_post)
 }
@@ -190,11 +179,11 @@ pub(super) fn append_attention(
     for (h, old_head) in old.heads.iter().enumerate() {
         let cols = HeadColumns::of(config, h);
         let new_cols = |all: &[f32], stride: usize, col: usize| Matrix::from_columns(all, n, stride, col, d_head);
-        let q = append_rows(&old_head.q, p, &new_cols(&qkv, width, cols.q).data);
-        let k = append_rows(&old_head.k, p, &new_cols(&qkv, width, cols.k).data);
-        let v = append_rows(&old_head.v, p, &new_cols(&qkv, width, cols.v).data);
+        let q = old_head.q.appended(p, &new_cols(&qkv, width, cols.q).data);
+        let k = old_head.k.appended(p, &new_cols(&qkv, width, cols.k).data);
+        let v = old_head.v.appended(p, &new_cols(&qkv, width, cols.v).data);
         let pre_rows = |old: &Option<Matrix>, col: usize| match (old, &pre) {
-            (Some(old), Some(pre)) => Some(append_rows(old, p, &new_cols(pre, q_dim + kv_dim, col).data)),
+            (Some(old), Some(pre)) => Some(old.appended(p, &new_cols(pre, q_dim + kv_dim, col).data)),
             _ => None,
         };
         let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
@@ -210,7 +199,7 @@ pub(super) fn append_attention(
         let weights_m =
             grow_square(&old_head.weights, p, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
         heads.push(HeadTrace {
-            output: append_rows(&old_head.output, p, &new_cols(&concat, q_dim, cols.q).data),
+            output: old_head.output.appended(p, &new_cols(&concat, q_dim, cols.q).data),
             q_pre_rope: pre_rows(&old_head.q_pre_rope, cols.q),
             k_pre_rope: pre_rows(&old_head.k_pre_rope, cols.k),
             kv_head: old_head.kv_head,
@@ -222,7 +211,7 @@ pub(super) fn append_attention(
             weights: weights_m,
         });
     }
-    (AttentionTrace { ln_1: append_rows(&old.ln_1, p, &ln_1), heads }, concat)
+    (AttentionTrace { ln_1: old.ln_1.appended(p, &ln_1), heads }, concat)
 }
 
 /// The attention half of a block on the residual stream `x[T×d]` entering

@@ -7,7 +7,7 @@
 //! and [`extend_cpu`](super::extend::extend_cpu) are a run taken to its end
 //! at once, so a run in steps gives exactly their trace (tests below).
 
-use super::extend::{append_layer, append_rows, shared_prefix, truncate};
+use super::extend::{append_layer, shared_prefix, truncate};
 use super::forward::{check_ids, embed, full_layer, head_piece_columns, norm};
 use super::kernels;
 use super::trace::HEADROOM_ROWS;
@@ -285,10 +285,10 @@ impl<'a> TraceRun<'a> {
         let ln_f = self.ln_f.take().unwrap_or_default();
         match self.base.prefix() {
             Some((prev, p)) => Trace {
-                embeddings: append_rows(&prev.embeddings, p, &self.embeddings),
-                ln_f: append_rows(&prev.ln_f, p, &ln_f),
+                embeddings: prev.embeddings.appended(p, &self.embeddings),
+                ln_f: prev.ln_f.appended(p, &ln_f),
                 logits: match self.logits_from {
-                    0 => append_rows(&prev.logits, p, &self.logits),
+                    0 => prev.logits.appended(p, &self.logits),
                     _ => Matrix::from_vec(p + n, config.vocab_size, self.logits),
                 },
                 tokens: self.tokens,

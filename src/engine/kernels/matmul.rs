@@ -153,9 +153,9 @@ fn streams(m: usize) -> bool {
 /// Values of a 16-bit operand widened at a time for a product of more than
 /// a few rows (a few rows widen in registers, `attnscope_simd128`'s
 /// `*_half` kernels, or natively a row at a time): 1M floats (4 MiB, from
-/// L3), so that each block is a
-/// product of whole depth and hundreds of columns: gemm's packing and its
-/// threads pay off, and `a` is packed once per block. (At 1 MiB, GPT-2
+/// L3), so that each block is a product of whole depth and hundreds of
+/// columns: gemm's packing and its threads pay off, and `a` is packed once
+/// per block. (At 1 MiB, GPT-2
 /// small's MLP output matrix went 64 columns at a time: 16-bit weights ran
 /// 1.15–1.25× f32's time in the browser; at 4 MiB, 1.0–1.1×.)
 const WIDE_MANY: usize = 1 << 20;
@@ -177,10 +177,10 @@ fn with_wide<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// `y[M×N] = x[M×K] · w[K×N] + b[N]`: [`crate::engine::ops::matmul_bias`],
-/// fast. `w` is f32 or 16-bit ([`crate::model::Matrix`]): 16-bit weights
-/// are widened a block of rows at a time into a scratch the f32 product
-/// reads while it is in cache (the same products, in the same order along
-/// each row of `w`).
+/// fast. `w` is f32 or 16-bit ([`crate::model::Matrix`]): for a few rows
+/// 16-bit weights are widened as they are read (natively a row at a time,
+/// in wasm in registers), for more a block of columns at a time into a
+/// scratch the f32 product reads while it is in cache ([`product_widened`]).
 pub fn matmul_bias<'w>(x: &[f32], w: impl Into<ValuesRef<'w>>, b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     count_flops(2 * m * k * n);
     let w = w.into();
