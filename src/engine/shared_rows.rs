@@ -87,13 +87,8 @@ impl SharedRows {
         assert!(keep <= self.len, "keeping {keep} of {} values", self.len);
         let end = keep + new.len();
         let buffer = &self.buffer;
-        // Loaded before the holders are counted: any extension after this
-        // load moves `claimed`, and the exchange below then fails.
-        let claimed = buffer.claimed.load(Ordering::Acquire);
-        let free = claimed == keep || (keep == self.len && Arc::strong_count(buffer) == 1);
-        if end <= buffer.capacity
-            && free
-            && buffer.claimed.compare_exchange(claimed, end, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        let claimed = self.claimable(keep, new.len());
+        if claimed.is_some_and(|c| buffer.claimed.compare_exchange(c, end, Ordering::AcqRel, Ordering::Acquire).is_ok())
         {
             // SAFETY: keep..end is inside the allocation (end ≤ capacity),
             // claimed by this call alone (the exchange), and no SharedRows
@@ -108,10 +103,17 @@ impl SharedRows {
     /// Whether [`SharedRows::extended`] would append `extra` values after
     /// the first `keep` in place now (a later claim can still make it copy).
     pub fn extends_in_place(&self, keep: usize, extra: usize) -> bool {
+        self.claimable(keep, extra).is_some()
+    }
+
+    /// The buffer's written end as loaded now, when `extra` values after the
+    /// first `keep` fit and nothing past `keep` can be read (see
+    /// [`SharedRows::extended`]). Loaded before the holders are counted: any
+    /// extension after this load moves the end, and a claim from it fails.
+    fn claimable(&self, keep: usize, extra: usize) -> Option<usize> {
         let claimed = self.buffer.claimed.load(Ordering::Acquire);
-        keep <= self.len
-            && keep.saturating_add(extra) <= self.buffer.capacity
-            && (claimed == keep || (keep == self.len && Arc::strong_count(&self.buffer) == 1))
+        let free = claimed == keep || (keep == self.len && Arc::strong_count(&self.buffer) == 1);
+        (keep <= self.len && keep.saturating_add(extra) <= self.buffer.capacity && free).then_some(claimed)
     }
 
     /// The first `len` values, sharing the buffer (a trace cut short).
