@@ -68,14 +68,21 @@ fn product_native(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): 
         // columns j0..j1 < n of them only.
         unsafe { sgemm_add((m, k, j1 - j0), a, b.data.as_ptr().add(j0 * b.cs), (b.rs, b.cs), out.0.add(j0), rsc) }
     };
-    let blocks = column_blocks(m, k, n, threads());
-    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
-    if blocks.len() > 1 {
+    each_column_range((m, k, n), block);
+}
+
+/// `run` on each [`column_blocks`] range of an `m×k×n` product, on rayon's
+/// threads when there are several (`threads` feature).
+#[cfg(not(target_arch = "wasm32"))]
+fn each_column_range((m, k, n): (usize, usize, usize), run: impl Fn((usize, usize)) + Sync + Send) {
+    let ranges = column_blocks(m, k, n, threads());
+    #[cfg(feature = "threads")]
+    if ranges.len() > 1 {
         use rayon::prelude::*;
-        blocks.into_par_iter().for_each(block);
+        ranges.into_par_iter().for_each(run);
         return;
     }
-    blocks.into_iter().for_each(block);
+    ranges.into_iter().for_each(run);
 }
 
 /// `c[m×n] += a·b` for c row-major with row stride `rsc`, through gemm
@@ -288,14 +295,7 @@ fn product_widened(
                 }
             })
         };
-        let ranges = column_blocks(m, k, n, threads());
-        #[cfg(feature = "threads")]
-        if ranges.len() > 1 {
-            use rayon::prelude::*;
-            ranges.into_par_iter().for_each(run);
-            return;
-        }
-        ranges.into_iter().for_each(run);
+        each_column_range((m, k, n), run);
     }
 }
 
