@@ -71,14 +71,15 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
                 ("v", &gh.v, &ch.v),
                 ("q_pre_rope", gh.q_pre_rope.as_ref().unwrap(), ch.q_pre_rope.as_ref().unwrap()),
                 ("k_pre_rope", gh.k_pre_rope.as_ref().unwrap(), ch.k_pre_rope.as_ref().unwrap()),
-                ("weights", &gh.weights, &ch.weights),
                 ("output", &gh.output, &ch.output),
             ] {
                 close(a, b, &w(&format!("head {h} {name}")));
             }
+            close(&gh.weights.to_matrix(), &ch.weights.to_matrix(), &w(&format!("head {h} weights")));
             let terms = dot_terms(&ch.q, &ch.k);
             let scaled: Vec<f32> = terms.iter().map(|t| t / (ch.q.cols as f32).sqrt()).collect();
-            close_scaled(&gh.scores_raw, &ch.scores_raw, Some(&terms), &w(&format!("head {h} scores_raw")));
+            let raw = (gh.scores_raw.to_matrix(), ch.scores_raw.to_matrix());
+            close_scaled(&raw.0, &raw.1, Some(&terms), &w(&format!("head {h} scores_raw")));
             close_scaled(
                 &gh.scores_masked(),
                 &ch.scores_masked(),

@@ -234,3 +234,36 @@ async fn page_cpu_engine_lm_head_in_steps_on_smollm2_shape() {
         }
     }
 }
+
+/// A full run of 126 tokens on SmolLM2-135M's shape (random f32 weights),
+/// taken in steps of ~200 MFLOP as the page takes it (each block's
+/// products a piece of their columns per step, attention a piece of its
+/// query rows, the LM head a piece of the vocabulary), against the whole
+/// run at once.
+#[wasm_bindgen_test]
+async fn page_cpu_engine_full_run_in_steps_on_smollm2_shape() {
+    use attnscope::engine::stepwise::TraceRun;
+    let mut config = ModelConfig::llama((30, 9, 3, 64), 576, 1536, 8192, 49152);
+    config.tie_word_embeddings = true;
+    let weights = random_weights(&config, 1);
+    let text = tokens(&config, 126);
+    for flops in [u64::MAX, 200_000_000] {
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            yield_now().await;
+            let start = now_ms();
+            let mut run = TraceRun::new(&config, &weights, None, text.clone(), Mask::Causal)
+                .expect("run")
+                .head_flops(flops)
+                .block_flops(flops);
+            while !run.is_done() {
+                run.step();
+            }
+            std::hint::black_box(run.finish());
+            times.push(now_ms() - start);
+        }
+        times.sort_by(f64::total_cmp);
+        let steps = if flops == u64::MAX { "at-once" } else { "page-steps" };
+        console_log!("attnscope-cpu-wasm smollm2-shape full-run T=126 {steps} ms={:.0}", times[1]);
+    }
+}

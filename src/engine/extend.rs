@@ -8,27 +8,11 @@
 
 use std::ops::ControlFlow;
 
-use super::forward::{attention_cpu, block_tail, norm, project_qkv, HeadColumns};
+use super::forward::{attention_cpu, norm, project_qkv, HeadColumns};
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
 use super::stepwise::TraceRun;
-use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, SquareMatrix, Trace};
 use crate::model::{BlockWeights, ModelConfig, Token, Weights};
-
-/// A T×T matrix: the old matrix's top-left p×p block, every other cell from `cell(i, j)`.
-fn grow_square(old: &Matrix, p: usize, t: usize, mut cell: impl FnMut(usize, usize) -> f32) -> Matrix {
-    let p = p.min(old.rows).min(old.cols);
-    let mut data = Vec::with_capacity(t * t);
-    for i in 0..t {
-        let kept = if i < p {
-            data.extend_from_slice(&old.row(i)[..p]);
-            p
-        } else {
-            0
-        };
-        data.extend((kept..t).map(|j| cell(i, j)));
-    }
-    Matrix::from_vec(t, t, data)
-}
 
 /// Whether `prev` can be extended to `tokens`: same mask, one that never lets
 /// a token see a later one, and `prev`'s tokens a strict prefix of `tokens`.
@@ -47,16 +31,6 @@ pub fn shared_prefix(prev: &Trace, tokens: &[Token], mask: Mask) -> usize {
     prev.tokens.iter().zip(tokens).take_while(|(a, b)| a.id == b.id).count()
 }
 
-/// The top-left `p × p` block of a square matrix.
-fn corner(m: &Matrix, p: usize) -> Matrix {
-    let p = p.min(m.rows).min(m.cols);
-    let mut data = Vec::with_capacity(p * p);
-    for i in 0..p {
-        data.extend_from_slice(&m.row(i)[..p]);
-    }
-    Matrix::from_vec(p, p, data)
-}
-
 /// The trace of `prev`'s first `p` tokens, cut from it: exact when no token
 /// sees a later one (causal and sliding-window masks), since then the first
 /// `p` rows of every stage do not depend on the tokens after them.
@@ -68,9 +42,9 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
                 q: h.q.first_rows(p),
                 k: h.k.first_rows(p),
                 v: h.v.first_rows(p),
-                scores_raw: corner(&h.scores_raw, p),
+                scores_raw: h.scores_raw.first(p),
                 mask: h.mask,
-                weights: corner(&h.weights, p),
+                weights: h.weights.first(p),
                 output: h.output.first_rows(p),
                 q_pre_rope: h.q_pre_rope.as_ref().map(|m| m.first_rows(p)),
                 k_pre_rope: h.k_pre_rope.as_ref().map(|m| m.first_rows(p)),
@@ -116,102 +90,146 @@ pub fn extend_cpu(
     Ok(TraceRun::new(config, weights, Some(prev), tokens, mask)?.finish())
 }
 
-/// One block for the new rows `p..T` after `old`, the same block's trace of
-/// the first `p` rows: `x` is the new rows' residual stream entering the
-/// block. Returns the block's trace of all T rows and the new rows' stream
-/// leaving it.
-pub(super) fn append_layer(
-    config: &ModelConfig,
-    block: &BlockWeights,
-    (old, p): (&LayerTrace, usize),
-    x: &[f32],
-    mask: Mask,
-) -> (LayerTrace, Vec<f32>) {
-    let (attention, concat) = append_attention(config, block, (&old.attention, p), x, mask);
-    let tail = block_tail(config, block, x, &concat);
-    let layer = LayerTrace {
-        attention,
-        attn_out: old.attn_out.appended(p, &tail.attn_out),
-        resid_mid: old.resid_mid.appended(p, &tail.resid_mid),
-        ln_2: old.ln_2.appended(p, &tail.ln_2),
-        mlp_hidden: old.mlp_hidden.appended(p, &tail.mlp_hidden),
-        mlp_out: old.mlp_out.appended(p, &tail.mlp_out),
-        resid_post: old.resid_post.appended(p, &tail.resid_post),
-    };
-    (layer, tail.resid_post)
+/// What a block's attention computed for its new rows `p..T` (`n` of them).
+#[derive(Debug, Default)]
+pub(super) struct AttentionParts {
+    /// The first norm, `[n × d]`.
+    pub ln_1: Vec<f32>,
+    /// The fused Q, K, V projection after RoPE, `[n × qkv_dim]`, and the Q
+    /// and K columns before it (RoPE models), `[n × (q_dim + kv_dim)]`.
+    pub qkv: Vec<f32>,
+    pub pre: Option<Vec<f32>>,
+    /// Raw scores and weights of every head, `[H × n × T]` (over every key).
+    pub raw: Vec<f32>,
+    pub weights: Vec<f32>,
+    /// The heads' outputs side by side, `[n × q_dim]`.
+    pub out: Vec<f32>,
 }
 
-/// The attention half of [`append_layer`]: the block's attention trace of
-/// all T rows after `old`'s first p, and the new rows' heads' outputs side
-/// by side (`[n × q_dim]`).
+/// Columns `offset..offset + width` of the rows of `all` (rows `stride` apart).
+fn columns(all: &[f32], stride: usize, offset: usize, width: usize) -> Vec<f32> {
+    all.chunks_exact(stride.max(1)).flat_map(|row| row[offset..][..width].iter().copied()).collect()
+}
+
+/// Every key and value of a block, `[T × kv_dim]` each: the kept rows'
+/// from `old`'s first `p` rows (the first query head of each group holds
+/// its KV head's), then the new rows' from their projection `qkv`.
+pub(super) fn keys_and_values(
+    config: &ModelConfig,
+    old: Option<(&AttentionTrace, usize)>,
+    qkv: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (kv_dim, q_dim, d_head, width) = (config.kv_dim(), config.q_dim(), config.d_head(), config.qkv_dim());
+    let p = old.map_or(0, |(_, p)| p);
+    let t = p + qkv.len() / width.max(1);
+    let (mut keys, mut values) = (vec![0.0; t * kv_dim], vec![0.0; t * kv_dim]);
+    if let Some((old, _)) = old {
+        for (g, head) in old.heads.iter().step_by(config.kv_group().max(1)).enumerate() {
+            for j in 0..p {
+                keys[j * kv_dim + g * d_head..][..d_head].copy_from_slice(head.k.row(j));
+                values[j * kv_dim + g * d_head..][..d_head].copy_from_slice(head.v.row(j));
+            }
+        }
+    }
+    for (j, row) in qkv.chunks_exact(width.max(1)).enumerate() {
+        keys[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim..][..kv_dim]);
+        values[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim + kv_dim..][..kv_dim]);
+    }
+    (keys, values)
+}
+
+/// A block's attention trace of all T rows: `old`'s first `p` rows (none:
+/// every row is new) and the new rows' `parts`. Each matrix grows the old
+/// one's buffer in place where it can; one that is copied (or new) leaves
+/// `room` more rows.
+pub(super) fn attention_trace(
+    config: &ModelConfig,
+    old: Option<(&AttentionTrace, usize)>,
+    parts: &AttentionParts,
+    mask: Mask,
+    room: usize,
+) -> AttentionTrace {
+    let (d, d_head, width) = (config.n_embd, config.d_head(), config.qkv_dim());
+    let (q_dim, kv_dim) = (config.q_dim(), config.kv_dim());
+    let p = old.map_or(0, |(old, p)| p.min(old.ln_1.rows));
+    let n = parts.ln_1.len() / d.max(1);
+    let t = p + n;
+    let grow = |old: Option<&Matrix>, new: &[f32], cols: usize| match old {
+        Some(m) => m.appended(p, new, room),
+        None => Matrix::with_room(cols, new, room),
+    };
+    let llama = config.architecture.is_llama_family();
+    let empty = SquareMatrix::default();
+    let heads = (0..config.n_head)
+        .map(|h| {
+            let old_head = old.and_then(|(old, _)| old.heads.get(h));
+            let cols = HeadColumns::of(config, h);
+            let head_rows = |old: Option<&Matrix>, all: &[f32], stride: usize, col: usize| {
+                grow(old, &columns(all, stride, col, d_head), d_head)
+            };
+            let q = head_rows(old_head.map(|o| &o.q), &parts.qkv, width, cols.q);
+            let k = head_rows(old_head.map(|o| &o.k), &parts.qkv, width, cols.k);
+            let v = head_rows(old_head.map(|o| &o.v), &parts.qkv, width, cols.v);
+            let pre_rows = |old: Option<&Matrix>, col: usize| {
+                parts.pre.as_ref().map(|pre| head_rows(old, pre, q_dim + kv_dim, col))
+            };
+            let span = h * n * t..(h + 1) * n * t;
+            // The old queries against the new keys: raw (the trace keeps them
+            // unmasked; they are masked for them, so weight 0).
+            // (Grown from the old matrices themselves: a clone would hold their spares too.)
+            let raw_base = old_head.map_or(&empty, |o| &o.scores_raw);
+            let new_keys = |i: usize, cells: &mut [f32]| {
+                let q_i = q.row(i);
+                for (j, cell) in cells.iter_mut().enumerate() {
+                    *cell = kernels::dot(q_i, k.row(p + j));
+                }
+            };
+            let scores_raw = raw_base.grown(p, t, room, new_keys, &parts.raw[span.clone()]);
+            let weights_base = old_head.map_or(&empty, |o| &o.weights);
+            let weights = weights_base.grown(p, t, room, |_, _| {}, &parts.weights[span]);
+            HeadTrace {
+                output: head_rows(old_head.map(|o| &o.output), &parts.out, q_dim, cols.q),
+                q_pre_rope: pre_rows(old_head.and_then(|o| o.q_pre_rope.as_ref()), cols.q),
+                k_pre_rope: pre_rows(old_head.and_then(|o| o.k_pre_rope.as_ref()), cols.k),
+                kv_head: llama.then_some(cols.kv_head),
+                q,
+                k,
+                v,
+                scores_raw,
+                mask,
+                weights,
+            }
+        })
+        .collect();
+    AttentionTrace { ln_1: grow(old.map(|(o, _)| &o.ln_1), &parts.ln_1, d), heads }
+}
+
+/// The attention half of a block for the new rows `p..T` after `old`, the
+/// same block's attention trace of the first `p` rows: `x` is the new rows'
+/// residual stream entering the block. Returns the attention trace of all T
+/// rows and the new rows' heads' outputs side by side (`[n × q_dim]`).
 pub(super) fn append_attention(
     config: &ModelConfig,
     block: &BlockWeights,
     (old, p): (&AttentionTrace, usize),
     x: &[f32],
     mask: Mask,
+    room: usize,
 ) -> (AttentionTrace, Vec<f32>) {
     let p = p.min(old.ln_1.rows);
     let n = x.len() / config.n_embd;
     let t = p + n;
     let (n_head, d_head, width) = (config.n_head, config.d_head(), config.qkv_dim());
-    let (q_dim, kv_dim, group) = (config.q_dim(), config.kv_dim(), config.kv_group().max(1));
+    let (kv_dim, group) = (config.kv_dim(), config.kv_group().max(1));
     let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
     let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
-    // Every key and value, [T×kv_dim]: the prefix's from its trace (the
-    // first query head of each group holds its KV head's), then the new rows'.
-    let (mut keys, mut values) = (vec![0.0; t * kv_dim], vec![0.0; t * kv_dim]);
-    for (g, old_head) in old.heads.iter().step_by(group).enumerate() {
-        for j in 0..p {
-            keys[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.k.row(j));
-            values[j * kv_dim + g * d_head..][..d_head].copy_from_slice(old_head.v.row(j));
-        }
-    }
-    for j in 0..n {
-        keys[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim..][..kv_dim]);
-        values[(p + j) * kv_dim..][..kv_dim].copy_from_slice(&qkv[j * width + q_dim + kv_dim..][..kv_dim]);
-    }
+    let (keys, values) = keys_and_values(config, Some((old, p)), &qkv);
     // The new rows p..T of every head, as the kernel computes them.
     let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
     let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
-    let AttentionOut { raw, weights: weights_new, out: concat, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
-    let mut heads = Vec::with_capacity(n_head);
-    for (h, old_head) in old.heads.iter().enumerate() {
-        let cols = HeadColumns::of(config, h);
-        let new_cols = |all: &[f32], stride: usize, col: usize| Matrix::from_columns(all, n, stride, col, d_head);
-        let q = old_head.q.appended(p, &new_cols(&qkv, width, cols.q).data);
-        let k = old_head.k.appended(p, &new_cols(&qkv, width, cols.k).data);
-        let v = old_head.v.appended(p, &new_cols(&qkv, width, cols.v).data);
-        let pre_rows = |old: &Option<Matrix>, col: usize| match (old, &pre) {
-            (Some(old), Some(pre)) => Some(old.appended(p, &new_cols(pre, q_dim + kv_dim, col).data)),
-            _ => None,
-        };
-        let new_row = |all: &[f32], i: usize, j: usize| all[(h * n + i - p) * t + j];
-        // The old queries against the new keys: raw (the trace keeps them
-        // unmasked; they are masked for them, so weight 0).
-        let scores_raw = grow_square(&old_head.scores_raw, p, t, |i, j| {
-            if i < p {
-                kernels::dot(q.row(i), k.row(j))
-            } else {
-                new_row(&raw, i, j)
-            }
-        });
-        let weights_m =
-            grow_square(&old_head.weights, p, t, |i, j| if i < p { 0.0 } else { new_row(&weights_new, i, j) });
-        heads.push(HeadTrace {
-            output: old_head.output.appended(p, &new_cols(&concat, q_dim, cols.q).data),
-            q_pre_rope: pre_rows(&old_head.q_pre_rope, cols.q),
-            k_pre_rope: pre_rows(&old_head.k_pre_rope, cols.k),
-            kv_head: old_head.kv_head,
-            q,
-            k,
-            v,
-            scores_raw,
-            mask,
-            weights: weights_m,
-        });
-    }
-    (AttentionTrace { ln_1: old.ln_1.appended(p, &ln_1), heads }, concat)
+    let AttentionOut { raw, weights, out, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
+    let parts = AttentionParts { ln_1, qkv, pre, raw, weights, out };
+    (attention_trace(config, Some((old, p)), &parts, mask, room), parts.out)
 }
 
 /// The attention half of a block on the residual stream `x[T×d]` entering
@@ -236,7 +254,7 @@ pub(super) async fn attention_paced(
     }
     for r0 in (rows..n).step_by(rows) {
         let r1 = (r0 + rows).min(n);
-        attention = append_attention(config, block, (&attention, r0), &x[r0 * d..r1 * d], mask).0;
+        attention = append_attention(config, block, (&attention, r0), &x[r0 * d..r1 * d], mask, n - r1).0;
         if pause().await.is_break() {
             return None;
         }
@@ -247,17 +265,18 @@ pub(super) async fn attention_paced(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::forward_cpu;
     use crate::engine::init::random_weights;
     use crate::engine::sampling::Rng;
+    use crate::engine::{forward_cpu, MatrixView};
 
     fn tokens(ids: &[u32]) -> Vec<Token> {
         ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
     }
 
-    fn same(a: &Matrix, b: &Matrix, what: &str) {
+    fn same<'a>(a: impl Into<MatrixView<'a>>, b: impl Into<MatrixView<'a>>, what: &str) {
+        let (a, b) = (a.into(), b.into());
         assert_eq!((a.rows, a.cols), (b.rows, b.cols), "{what}: shape");
-        for (i, (x, y)) in a.data.iter().zip(&b.data).enumerate() {
+        for (i, (x, y)) in a.values().zip(b.values()).enumerate() {
             let ok = (x == y) || (x - y).abs() <= 1e-5 * (1.0 + y.abs());
             assert!(ok, "{what}[{}][{}]: {x} vs {y}", i / a.cols.max(1), i % a.cols.max(1));
         }
@@ -362,9 +381,9 @@ mod tests {
     /// Keystrokes as the page makes them, every trace kept (the screen holds
     /// the previous one while the next runs): each equals a full run of its
     /// text, and still does after the later ones appended to the buffers it
-    /// shares. From the second append on, the kept rows are the previous
-    /// trace's own buffers (appended in place, not copied); a backspace cuts
-    /// without copying; a new character after it copies (the cut rows'
+    /// shares. The kept rows are the previous trace's own buffers (appended
+    /// in place, not copied: a run leaves room for more rows); a backspace
+    /// cuts without copying; a new character after it copies (the cut rows'
     /// successors were written).
     #[test]
     fn keystrokes_share_the_kept_rows_and_leave_earlier_traces_intact() {
@@ -382,16 +401,59 @@ mod tests {
                 }
                 let prev = &traces.last().unwrap().1;
                 let next = extend_cpu(&config, &w, prev, tokens(&text), mask).unwrap();
+                let (h, g) = (&next.layers[0].heads()[0], &prev.layers[0].heads()[0]);
                 let shares = next.layers[0].resid_post.data.shares_with(&prev.layers[0].resid_post.data)
                     && next.logits.data.shares_with(&prev.logits.data)
-                    && next.layers[0].heads()[0].q.data.shares_with(&prev.layers[0].heads()[0].q.data);
-                // Step 0 copies (a full run's buffers have no room), 1 and 2 append in place,
-                // 3 cuts, 4 copies (step 2's row was written past the cut), 5 appends in place.
-                assert_eq!(shares, [false, true, true, true, false, true][step], "case {case} step {step}");
+                    && h.q.data.shares_with(&g.q.data)
+                    && h.scores_raw.shares_with(&g.scores_raw)
+                    && h.weights.shares_with(&g.weights);
+                // Steps 0 to 2 append in place (a run leaves room for 16 more rows), 3 cuts,
+                // 4 copies (step 2's row was written past the cut), 5 appends in place.
+                assert_eq!(shares, [true, true, true, true, false, true][step], "case {case} step {step}");
                 traces.push((text.clone(), next));
             }
             for (ids, trace) in &traces {
                 assert_traces_equal(trace, &forward_cpu(&config, &w, tokens(ids), mask).unwrap());
+            }
+        }
+    }
+
+    /// Where a trace's buffers lie: a per-token stage, the logits, and a
+    /// head's scores and weights in the last layer.
+    fn buffers(t: &Trace) -> [*const f32; 4] {
+        let (layer, head) = (t.layers.last().unwrap(), &t.layers.last().unwrap().heads()[0]);
+        [
+            layer.mlp_hidden.data.as_ptr(),
+            t.logits.data.as_ptr(),
+            head.scores_raw.row(0).as_ptr(),
+            head.weights.row(0).as_ptr(),
+        ]
+    }
+
+    /// Typing inside the last word: each keystroke changes the last token,
+    /// and the page drops a trace once the next is on screen. The first
+    /// edit copies the kept rows (the trace before still reads its last
+    /// row); from then on each writes its new row into the buffers of the
+    /// trace two keystrokes back, copying nothing, and equals a full run.
+    #[test]
+    fn edits_of_the_last_token_take_turns_in_two_sets_of_buffers() {
+        let mut rng = Rng::new(23);
+        for case in 0..6 {
+            let (config, w, _) = random_case(&mut rng, case);
+            let mask = Mask::Causal;
+            let mut text: Vec<u32> = (0..6).map(|_| (rng.next_u64() % 40) as u32).collect();
+            let mut shown = forward_cpu(&config, &w, tokens(&text), mask).unwrap();
+            let mut places = vec![buffers(&shown)];
+            for step in 0..5 {
+                *text.last_mut().unwrap() = (text[text.len() - 1] + 1 + step) % 40;
+                let next = extend_cpu(&config, &w, &shown, tokens(&text), mask).unwrap();
+                assert_traces_equal(&next, &forward_cpu(&config, &w, tokens(&text), mask).unwrap());
+                places.push(buffers(&next));
+                shown = next; // the trace before is dropped
+            }
+            assert!(places[1].iter().zip(&places[0]).all(|(a, b)| a != b), "case {case}: the first edit copies");
+            for k in 2..places.len() {
+                assert_eq!(places[k], places[k - 2], "case {case} edit {k}: the buffers of two keystrokes back");
             }
         }
     }

@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use thiserror::Error;
 
 use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
-use super::{ops, AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use super::{ops, AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, SquareMatrix, Trace};
 use crate::model::{BlockWeights, Model, ModelConfig, ModelError, Tensor, Token, Weights};
 
 #[derive(Debug, Error)]
@@ -44,8 +44,8 @@ pub fn check_ids(config: &ModelConfig, ids: &[u32]) -> Result<(), EngineError> {
     }
 }
 
-fn square(all: &[f32], t: usize, h: usize) -> Matrix {
-    Matrix::from_vec(t, t, all[h * t * t..(h + 1) * t * t].to_vec())
+fn square(all: &[f32], t: usize, h: usize) -> SquareMatrix {
+    SquareMatrix::from_vec(t, all[h * t * t..(h + 1) * t * t].to_vec())
 }
 
 /// The residual stream entering layer 0 for `ids` at positions `row0..`:
@@ -305,16 +305,6 @@ pub(super) fn layer_trace(config: &ModelConfig, t: usize, attention: AttentionTr
         mlp_out: Matrix::from_vec(t, d, tail.mlp_out),
         resid_post: Matrix::from_vec(t, d, tail.resid_post),
     }
-}
-
-/// One block of the full pass on the residual stream `x[T×d]` entering it:
-/// its trace and the stream leaving it.
-pub(super) fn full_layer(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (LayerTrace, Vec<f32>) {
-    let t = x.len() / config.n_embd;
-    let (attention, concat) = attention_cpu(config, block, x, mask);
-    let tail = block_tail(config, block, x, &concat);
-    let next = tail.resid_post.clone();
-    (layer_trace(config, t, attention, tail), next)
 }
 
 /// The whole forward pass on `tokens`, keeping every intermediate (a

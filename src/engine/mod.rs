@@ -2,6 +2,7 @@
 //! every number) and the `Trace` it fills.
 
 pub mod analysis;
+mod block_steps;
 pub mod cost;
 pub mod extend;
 mod forward;
@@ -18,6 +19,7 @@ pub mod positional;
 pub mod residual;
 pub mod sampling;
 mod shared_rows;
+mod square;
 mod stage;
 pub mod stepwise;
 mod trace;
@@ -25,5 +27,6 @@ mod trace;
 pub use forward::{attention_cpu, check_ids, forward_cpu, EngineError};
 pub use mask::Mask;
 pub use shared_rows::SharedRows;
+pub use square::{MatrixView, SquareMatrix};
 pub use stage::{kv_sharers, AttentionStage};
 pub use trace::{most_traced_tokens, trace_bytes, AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use super::square::MatrixView;
 use super::trace::{HeadTrace, Matrix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,21 +155,45 @@ impl AttentionStage {
         matches!(self, AttentionStage::ScoresMasked | AttentionStage::Weights)
     }
 
-    /// The stage's matrix in a head's trace (the scaled and masked scores
-    /// computed from the raw ones: the trace does not keep them).
+    /// The stage's matrix in a head's trace, as a matrix of its own where
+    /// the trace does not keep it dense: the scaled and masked scores are
+    /// computed from the raw ones, and the raw scores and the weights copied
+    /// out of their [`SquareMatrix`](super::SquareMatrix) (read them in
+    /// place with [`view`](Self::view)).
     pub fn matrix(self, head: &HeadTrace) -> Cow<'_, Matrix> {
-        Cow::Borrowed(match self {
+        match self {
+            AttentionStage::ScoresRaw => Cow::Owned(head.scores_raw.to_matrix()),
+            AttentionStage::ScoresScaled => Cow::Owned(head.scores_scaled()),
+            AttentionStage::ScoresMasked => Cow::Owned(head.scores_masked()),
+            AttentionStage::Weights => Cow::Owned(head.weights.to_matrix()),
+            _ => Cow::Borrowed(self.dense(head).expect("a per-token stage is kept dense")),
+        }
+    }
+
+    /// The stage's values where the trace keeps them, read in place; `None`
+    /// for the scaled and masked scores, which it computes ([`matrix`](Self::matrix)).
+    pub fn view(self, head: &HeadTrace) -> Option<MatrixView<'_>> {
+        match self {
+            AttentionStage::ScoresRaw => Some(head.scores_raw.view()),
+            AttentionStage::Weights => Some(head.weights.view()),
+            _ => self.dense(head).map(Matrix::view),
+        }
+    }
+
+    /// The per-token stages' matrices (T×d_head), kept dense in the trace.
+    fn dense(self, head: &HeadTrace) -> Option<&Matrix> {
+        Some(match self {
             // Learned positions (GPT-2) rotate nothing: before is after.
             AttentionStage::QPreRope => head.q_pre_rope.as_ref().unwrap_or(&head.q),
             AttentionStage::KPreRope => head.k_pre_rope.as_ref().unwrap_or(&head.k),
             AttentionStage::Q => &head.q,
             AttentionStage::K => &head.k,
             AttentionStage::V => &head.v,
-            AttentionStage::ScoresRaw => &head.scores_raw,
-            AttentionStage::ScoresScaled => return Cow::Owned(head.scores_scaled()),
-            AttentionStage::ScoresMasked => return Cow::Owned(head.scores_masked()),
-            AttentionStage::Weights => &head.weights,
             AttentionStage::Output => &head.output,
+            AttentionStage::ScoresRaw
+            | AttentionStage::ScoresScaled
+            | AttentionStage::ScoresMasked
+            | AttentionStage::Weights => return None,
         })
     }
 
@@ -177,10 +202,11 @@ impl AttentionStage {
         match self {
             AttentionStage::ScoresScaled | AttentionStage::ScoresMasked => {
                 let raw = &head.scores_raw;
-                (row < raw.rows && col < raw.cols).then(|| head.score(row, col, self == AttentionStage::ScoresMasked))
+                (row < raw.side() && col < raw.side())
+                    .then(|| head.score(row, col, self == AttentionStage::ScoresMasked))
             }
             _ => {
-                let m = self.matrix(head);
+                let m = self.view(head)?;
                 (row < m.rows && col < m.cols).then(|| m.at(row, col))
             }
         }

@@ -7,11 +7,12 @@
 //! and [`extend_cpu`](super::extend::extend_cpu) are a run taken to its end
 //! at once, so a run in steps gives exactly their trace (tests below).
 
-use super::extend::{append_layer, shared_prefix, truncate};
-use super::forward::{check_ids, embed, full_layer, head_piece_columns, norm};
+use super::block_steps::BlockSteps;
+use super::extend::{shared_prefix, truncate};
+use super::forward::{check_ids, embed, head_piece_columns, norm};
 use super::kernels;
 use super::trace::HEADROOM_ROWS;
-use super::{EngineError, LayerTrace, Mask, Matrix, Trace};
+use super::{EngineError, LayerTrace, Mask, Matrix, SharedRows, Trace};
 use crate::model::{ModelConfig, Token, Weights};
 
 /// What the new rows are computed after.
@@ -26,8 +27,8 @@ enum Base<'a> {
     Prefix(&'a Trace, usize),
 }
 
-impl Base<'_> {
-    fn prefix(&self) -> Option<(&Trace, usize)> {
+impl<'a> Base<'a> {
+    fn prefix(&self) -> Option<(&'a Trace, usize)> {
         match self {
             Base::Nothing => None,
             Base::Prefix(t, rows) => Some((t, *rows)),
@@ -39,10 +40,11 @@ impl Base<'_> {
 const FILL_VALUES: usize = 1 << 21;
 
 /// A forward pass on `tokens` in steps, reusing the rows a previous trace
-/// shares with it (as [`extend_cpu`](super::extend::extend_cpu) does): one
-/// block on at most [`block_rows`](TraceRun::block_rows) new rows per step
-/// (the next piece of rows appended to the block's rows so far, as a
-/// keystroke's rows are), then the LM head on every new row for a piece of
+/// shares with it (as [`extend_cpu`](super::extend::extend_cpu) does): each
+/// block on every new row, a piece of about
+/// [`block_flops`](TraceRun::block_flops) per step (a piece of a product's
+/// columns, or of attention's query rows: [`BlockSteps`]), then the LM head
+/// on every new row for a piece of
 /// the vocabulary per step, of about [`head_flops`](TraceRun::head_flops)
 /// (each entry of the table read once; a piece of rows at a time read the
 /// whole table once per piece, 113 MB of SmolLM2's f32 table per step).
@@ -56,9 +58,8 @@ pub struct TraceRun<'a> {
     embeddings: Vec<f32>,
     x: Vec<f32>,
     layers: Vec<LayerTrace>,
-    /// The block under way on a piece of rows at a time: its layer over the
-    /// rows done so far, and their output.
-    partial: Option<(LayerTrace, Vec<f32>)>,
+    /// The block under way.
+    block: Option<BlockSteps<'a>>,
     /// The new rows through the final norm, once every block is done.
     ln_f: Option<Vec<f32>>,
     /// The logits (allocated from the LM head's first step on): the new
@@ -77,7 +78,7 @@ pub struct TraceRun<'a> {
     /// zeroed): a whole 267-row SmolLM2 LM head zeroed at once was one step
     /// of ~100 ms (fresh WebAssembly pages touched).
     fill: usize,
-    block_rows: usize,
+    block_flops: u64,
     /// The whole trace, when nothing was left to compute.
     same: Option<Trace>,
 }
@@ -130,14 +131,14 @@ impl<'a> TraceRun<'a> {
             mask,
             base,
             layers: Vec::with_capacity(weights.blocks.len()),
-            partial: None,
+            block: None,
             ln_f: None,
             logits: Vec::new(),
             logits_from,
             logit_cols: 0,
             head_flops: u64::MAX,
             fill: usize::MAX,
-            block_rows: usize::MAX,
+            block_flops: u64::MAX,
             same,
         })
     }
@@ -176,14 +177,11 @@ impl<'a> TraceRun<'a> {
         head_piece_columns(self.new_rows(), c.n_embd, c.vocab_size, self.head_flops)
     }
 
-    /// At most `rows` new rows (≥ 1) of a block per step (all of them by
-    /// default). Causal and windowed masks only: with a bidirectional one a
-    /// later row changes the earlier rows' attention, so a block takes every
-    /// row in one step.
-    pub fn block_rows(mut self, rows: usize) -> Self {
-        if self.mask != Mask::Bidirectional {
-            self.block_rows = rows.max(1);
-        }
+    /// About `flops` of a block per step ([`BlockSteps`]: a piece of a
+    /// product's columns for every new row, or attention on a piece of the
+    /// query rows); a phase of the block per step by default.
+    pub fn block_flops(mut self, flops: u64) -> Self {
+        self.block_flops = flops.max(1);
         self
     }
 
@@ -197,13 +195,14 @@ impl<'a> TraceRun<'a> {
         if self.same.is_some() {
             return (0, 0);
         }
-        let (n, d) = (self.new_rows(), self.config.n_embd.max(1));
+        let n = self.new_rows();
         let (vocab, piece) = (self.config.vocab_size, self.head_columns());
-        let chunks = n.div_ceil(self.block_rows.min(n).max(1));
-        let partial = self.partial.as_ref().map_or(0, |(_, out)| (out.len() / d).div_ceil(self.block_rows.max(1)));
+        let t = self.tokens.len();
+        let per_block = BlockSteps::count(self.config, n, t, self.block_flops);
         let (filled, fills) = self.fill_steps();
-        let taken = self.layers.len() * chunks + partial + filled + self.logit_cols.div_ceil(piece);
-        (taken, self.weights.blocks.len() * chunks + fills + vocab.div_ceil(piece))
+        let block = self.block.as_ref().map_or(0, BlockSteps::taken);
+        let taken = self.layers.len() * per_block + block + filled + self.logit_cols.div_ceil(piece);
+        (taken, self.weights.blocks.len() * per_block + fills + vocab.div_ceil(piece))
     }
 
     /// Whether every step is taken ([`finish`](Self::finish) then only assembles).
@@ -222,26 +221,20 @@ impl<'a> TraceRun<'a> {
         let (config, weights) = (self.config, self.weights);
         let l = self.layers.len();
         if let Some(block) = weights.blocks.get(l) {
-            // The next piece of the new rows, after the rows this block has done.
-            let (d, n) = (config.n_embd, self.new_rows());
-            let done = self.partial.as_ref().map_or(0, |(_, out)| out.len() / d.max(1));
-            let end = done.saturating_add(self.block_rows).min(n);
-            let rows = &self.x[done * d..end * d];
-            let before = match &self.partial {
-                Some((layer, _)) => Some((layer, layer.attention.ln_1.rows)),
-                None => self.base.prefix().and_then(|(t, p)| Some((t.layers.get(l)?, p))),
+            let run = match &mut self.block {
+                Some(run) => run,
+                none => {
+                    // Copied per kept or new matrix grown: room for the next keystrokes' rows.
+                    let old = self.base.prefix().and_then(|(t, p)| Some((t.layers.get(l)?, p)));
+                    let flops = (self.block_flops, HEADROOM_ROWS);
+                    none.insert(BlockSteps::new(config, block, old, self.x.clone(), self.mask, flops))
+                }
             };
-            let (layer, out) = match before {
-                Some(old) => append_layer(config, block, old, rows, self.mask),
-                None => full_layer(config, block, rows, self.mask),
-            };
-            let mut x = self.partial.take().map_or_else(Vec::new, |(_, so_far)| so_far);
-            x.extend(out);
-            if end == n {
+            run.step();
+            if let Some(run) = self.block.take_if(|run| run.is_done()) {
+                let (layer, out) = run.finish();
                 self.layers.push(layer);
-                self.x = x;
-            } else {
-                self.partial = Some((layer, x));
+                self.x = out;
             }
             return;
         }
@@ -285,11 +278,17 @@ impl<'a> TraceRun<'a> {
         let ln_f = self.ln_f.take().unwrap_or_default();
         match self.base.prefix() {
             Some((prev, p)) => Trace {
-                embeddings: prev.embeddings.appended(p, &self.embeddings),
-                ln_f: prev.ln_f.appended(p, &ln_f),
+                embeddings: prev.embeddings.appended(p, &self.embeddings, HEADROOM_ROWS),
+                ln_f: prev.ln_f.appended(p, &ln_f, HEADROOM_ROWS),
                 logits: match self.logits_from {
-                    0 => prev.logits.appended(p, &self.logits),
-                    _ => Matrix::from_vec(p + n, config.vocab_size, self.logits),
+                    0 => prev.logits.appended(p, &self.logits, HEADROOM_ROWS),
+                    // The kept rows copied: the previous trace's buffer becomes
+                    // their spare, as a copy in `appended` keeps it.
+                    from => Matrix {
+                        rows: p + n,
+                        cols: config.vocab_size,
+                        data: SharedRows::copied_from(self.logits, &prev.logits.data, from),
+                    },
                 },
                 tokens: self.tokens,
                 mask: self.mask,
@@ -413,12 +412,12 @@ mod tests {
         walk(&json(a), &json(b), tol, what);
     }
 
-    /// A long text's block in pieces of rows (each appended to the block's
-    /// rows so far, as a keystroke's are): the run at once within float
-    /// rounding (the products see fewer rows at a time), one step a piece;
-    /// with a bidirectional mask every block stays whole.
+    /// A long text's blocks in pieces (of a product's columns, or of
+    /// attention's query rows): the run at once within float rounding (a
+    /// product's blocking may depend on its width), one step a piece, for
+    /// every mask.
     #[test]
-    fn a_block_in_pieces_of_rows_equals_the_block_at_once() {
+    fn a_block_in_pieces_equals_the_block_at_once() {
         let mut llama = ModelConfig::llama((3, 6, 2, 8), 48, 40, 64, 61);
         llama.tie_word_embeddings = true;
         let gpt2 = ModelConfig::tiny(2, 4, 32, 64, 57);
@@ -428,16 +427,22 @@ mod tests {
             let ids: Vec<u32> = (0..23).map(|i| (i * 11 + 5) % vocab).collect();
             let eight = forward_cpu(&config, &w, tokens(&ids[..8]), Mask::Causal).unwrap();
             for mask in [Mask::Causal, Mask::Window(5), Mask::Bidirectional] {
-                for block_rows in [1, 4, 7, 100] {
+                // One row or 16 columns a step, a few, about half a phase, a phase.
+                for block_flops in [1, 30_000, 100_000, u64::MAX] {
                     for prev in [None, Some(&eight)] {
                         let what = format!(
-                            "{:?} {mask:?}, {block_rows} rows a block step, after {:?}",
+                            "{:?} {mask:?}, {block_flops} FLOPs a block step, after {:?}",
                             config.architecture,
                             prev.map(|p| p.tokens.len())
                         );
-                        let run = TraceRun::new(&config, &w, prev, tokens(&ids), mask).unwrap().block_rows(block_rows);
-                        let new = run.new_rows();
-                        let per_block = if mask == Mask::Bidirectional { 1 } else { new.div_ceil(block_rows) };
+                        let run =
+                            TraceRun::new(&config, &w, prev, tokens(&ids), mask).unwrap().block_flops(block_flops);
+                        let per_block = BlockSteps::count(&config, run.new_rows(), ids.len(), block_flops);
+                        assert!(per_block >= 5, "{what}: a phase a step at least");
+                        if block_flops == 1 {
+                            let width = config.qkv_dim().div_ceil(16) + run.new_rows();
+                            assert!(per_block > width, "{what}: 16 columns or a row a step");
+                        }
                         assert_eq!(run.progress(), (0, config.n_layer * per_block + 1), "{what}");
                         let mut run = run;
                         let mut steps = 0;
@@ -446,7 +451,7 @@ mod tests {
                             steps += 1;
                             assert_eq!(run.progress().0, steps, "{what}");
                         }
-                        let want = match prev.filter(|_| mask != Mask::Bidirectional) {
+                        let want = match prev {
                             Some(prev) if mask == Mask::Causal => {
                                 extend_cpu(&config, &w, prev, tokens(&ids), mask).unwrap()
                             }

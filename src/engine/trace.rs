@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::shared_rows::SharedRows;
+use super::square::{MatrixView, SquareMatrix};
 use super::Mask;
 use crate::model::{ModelConfig, Token};
 
@@ -39,13 +40,22 @@ impl Matrix {
 
     /// The first `p` rows (at most all), then `new` (whole rows): sharing
     /// this matrix's buffer when nothing was written past those rows yet
-    /// ([`SharedRows::extended`]), else in a copy with room for
-    /// [`HEADROOM_ROWS`] more.
-    pub fn appended(&self, p: usize, new: &[f32]) -> Matrix {
+    /// ([`SharedRows::extended`]), else in a copy with room for `room` more
+    /// rows (the rest of a run's rows, and [`HEADROOM_ROWS`] for the next
+    /// keystrokes').
+    pub fn appended(&self, p: usize, new: &[f32], room: usize) -> Matrix {
         let p = p.min(self.rows);
         let cols = self.cols.max(1);
-        let data = self.data.extended(p * self.cols, new, HEADROOM_ROWS * self.cols);
+        let data = self.data.extended(p * self.cols, new, room * self.cols);
         Matrix { rows: p + new.len() / cols, cols: self.cols, data }
+    }
+
+    /// Whole rows `values` (`cols` wide) in a buffer with room for `room`
+    /// more rows (the next keystrokes' go there in place).
+    pub fn with_room(cols: usize, values: &[f32], room: usize) -> Matrix {
+        let mut data = Vec::with_capacity(values.len() + room * cols);
+        data.extend_from_slice(values);
+        Matrix { rows: values.len() / cols.max(1), cols, data: data.into() }
     }
 
     /// The first `p` rows (at most all), sharing the buffer.
@@ -60,6 +70,10 @@ impl Matrix {
 
     pub fn at(&self, r: usize, c: usize) -> f32 {
         self.data[r * self.cols + c]
+    }
+
+    pub fn view(&self) -> MatrixView<'_> {
+        self.into()
     }
 
     /// Rows as nested lists; non-finite entries (masked scores) become `null`.
@@ -88,11 +102,11 @@ pub struct HeadTrace {
     pub k: Matrix,
     pub v: Matrix,
     /// Q·Kᵀ, T×T, over every key (the mask applies after the scaling).
-    pub scores_raw: Matrix,
+    pub scores_raw: SquareMatrix,
     /// The mask the run used: which scaled scores became −∞.
     pub mask: Mask,
     /// Row softmax of the masked scores.
-    pub weights: Matrix,
+    pub weights: SquareMatrix,
     /// Weights · V, T×d_head.
     pub output: Matrix,
     /// RoPE models: this head's Q and K before the rotation (`q` and `k` are
@@ -131,7 +145,7 @@ impl HeadTrace {
     }
 
     fn scores(&self, masked: bool) -> Matrix {
-        let (rows, cols, scale) = (self.scores_raw.rows, self.scores_raw.cols, self.scale());
+        let (rows, cols, scale) = (self.scores_raw.rows(), self.scores_raw.cols(), self.scale());
         let mut data = Vec::with_capacity(rows * cols);
         for i in 0..rows {
             let row = self.scores_raw.row(i);
@@ -267,7 +281,8 @@ mod tests {
     fn counted(trace: &Trace) -> u64 {
         let m = |x: &Matrix| x.data.len() as u64;
         let head = |h: &HeadTrace| {
-            [&h.q, &h.k, &h.v, &h.scores_raw, &h.weights, &h.output].into_iter().map(m).sum::<u64>()
+            [&h.q, &h.k, &h.v, &h.output].into_iter().map(m).sum::<u64>()
+                + (h.scores_raw.side() * h.scores_raw.side() + h.weights.side() * h.weights.side()) as u64
                 + h.q_pre_rope.as_ref().map_or(0, m)
                 + h.k_pre_rope.as_ref().map_or(0, m)
         };

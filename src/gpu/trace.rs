@@ -3,7 +3,7 @@
 //! does this; it reads slices.
 
 use super::{GpuContext, GpuError, GpuForward, RunOptions, Stage};
-use crate::engine::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, Trace};
+use crate::engine::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, SquareMatrix, Trace};
 use crate::model::Token;
 
 impl GpuForward {
@@ -56,9 +56,9 @@ impl GpuForward {
                     q: Matrix::from_columns(&qkv, t, width, q_col, d_head),
                     k: Matrix::from_columns(&qkv, t, width, k_col, d_head),
                     v: Matrix::from_columns(&qkv, t, width, k_col + kv_dim, d_head),
-                    scores_raw: Matrix::from_vec(t, t, raw),
+                    scores_raw: SquareMatrix::from_vec(t, raw),
                     mask,
-                    weights: Matrix::from_vec(t, t, self.read_head(ctx, Stage::Weights, l, h).await?),
+                    weights: SquareMatrix::from_vec(t, self.read_head(ctx, Stage::Weights, l, h).await?),
                     output: Matrix::from_columns(&head_out, t, q_dim, q_col, d_head),
                     q_pre_rope: pre_cols(q_col),
                     k_pre_rope: pre_cols(k_col),

@@ -4,7 +4,7 @@
 //! pixels onto a 2D canvas).
 
 use super::heatmap::ColourMap;
-use crate::engine::{Mask, Matrix};
+use crate::engine::{Mask, Matrix, MatrixView};
 
 /// Polynomial fit of matplotlib's viridis, as heatmap.wgsl (sRGB components in [0, 1]).
 pub fn viridis(t: f32) -> [f32; 3] {
@@ -77,13 +77,16 @@ impl Hidden<'_> {
 
 /// The smallest and largest value of `values`, skipping the cells `masked`
 /// hides (0, 0 when none is left): the CPU twin of value_range.wgsl.
-pub fn value_range(values: &Matrix, masked: Option<Hidden<'_>>) -> (f32, f32) {
+pub fn value_range<'a>(values: impl Into<MatrixView<'a>>, masked: Option<Hidden<'_>>) -> (f32, f32) {
+    let values = values.into();
     let mut range: Option<(f32, f32)> = None;
-    for (i, &v) in values.data.iter().enumerate() {
-        if masked.is_some_and(|m| m.hides(i / values.cols, i % values.cols)) {
-            continue;
+    for i in 0..values.rows {
+        for (j, &v) in values.row(i).iter().enumerate() {
+            if masked.is_some_and(|m| m.hides(i, j)) {
+                continue;
+            }
+            range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
         }
-        range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
     }
     range.unwrap_or((0.0, 0.0))
 }
@@ -91,7 +94,7 @@ pub fn value_range(values: &Matrix, masked: Option<Hidden<'_>>) -> (f32, f32) {
 /// What to draw and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Raster<'a> {
-    pub values: &'a Matrix,
+    pub values: MatrixView<'a>,
     pub masked: Option<Hidden<'a>>,
     pub colour_map: ColourMap,
     pub range: (f32, f32),
@@ -141,11 +144,11 @@ impl Raster<'_> {
         let (hover_row, hover_col) = (self.hover.map(|h| h.0), self.hover.map(|h| h.1));
         let lit = |c: [f32; 3], lit: bool| if lit { mix(c, [1.0; 3], 0.18) } else { c };
         // Each cell's colour, the hover highlight included (None: masked, hatched per pixel).
-        let cells: Vec<Option<u32>> = (0..rows * cols)
-            .map(|at| {
-                let (i, j) = (at / cols, at % cols);
+        let cells: Vec<Option<u32>> = (0..rows)
+            .flat_map(|i| self.values.row(i).iter().enumerate().map(move |(j, &v)| (i, j, v)))
+            .map(|(i, j, v)| {
                 let masked = self.masked.is_some_and(|m| m.hides(i, j));
-                let c = colour(self.colour_map, self.range, self.values.data[at]);
+                let c = colour(self.colour_map, self.range, v);
                 (!masked).then(|| pack(lit(c, hover_row == Some(i) || hover_col == Some(j))))
             })
             .collect();
@@ -263,7 +266,6 @@ mod tests {
                     let gap = (cell_w >= 8.0 && px - j as f32 * cell_w < 1.0)
                         || (cell_h >= 8.0 && py - i as f32 * cell_h < 1.0);
                     if !gap {
-                        let at = i * cols + j;
                         c = if r.masked.is_some_and(|m| m.hides(i, j)) {
                             if (x + y) % 8 < 3 {
                                 [0.32, 0.33, 0.36]
@@ -271,7 +273,7 @@ mod tests {
                                 [0.22, 0.23, 0.26]
                             }
                         } else {
-                            colour(r.colour_map, r.range, r.values.data[at])
+                            colour(r.colour_map, r.range, r.values.at(i, j))
                         };
                         if r.hover.is_some_and(|(h, k)| h == i || k == j) {
                             c = mix(c, [1.0; 3], 0.18);
@@ -324,7 +326,8 @@ mod tests {
                 (ColourMap::Sequential, Some(Hidden::mask(Mask::Causal)), Some((0, 0))),
                 (ColourMap::Diverging, Some(Hidden::Mask { mask: Mask::Window(3), row0: 5, col0: 1 }), None),
             ] {
-                let r = Raster { values: &values, masked, colour_map: map, range: (-1.5, 1.7), width, height, hover };
+                let r =
+                    Raster { values: values.view(), masked, colour_map: map, range: (-1.5, 1.7), width, height, hover };
                 assert!(as_bytes(&r.pixels()) == pixels_one_by_one(&r), "{rows}×{cols} at {width}×{height}");
             }
         }
@@ -375,7 +378,7 @@ mod tests {
         assert_eq!(value_range(&values, Some(Hidden::mask(Mask::Causal))), (-2.0, 3.0), "the mask hides the same cell");
         assert_eq!(value_range(&values, None), (-2.0, 9.0));
         let raster = Raster {
-            values: &values,
+            values: values.view(),
             masked: Some(Hidden::mask(Mask::Causal)),
             colour_map: ColourMap::Diverging,
             range: (-2.0, 3.0),

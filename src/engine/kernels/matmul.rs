@@ -189,59 +189,94 @@ fn with_wide<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 /// in wasm in registers), for more a block of columns at a time into a
 /// scratch the f32 product reads while it is in cache ([`product_widened`]).
 pub fn matmul_bias<'w>(x: &[f32], w: impl Into<ValuesRef<'w>>, b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    count_flops(2 * m * k * n);
-    let w = w.into();
     let mut y = Vec::with_capacity(m * n);
     for _ in 0..m {
         y.extend_from_slice(&b[..n]);
     }
-    if m == 0 || n == 0 {
-        return y;
+    matmul_columns_add(x, w.into(), (m, k, n), 0..n, &mut y);
+    y
+}
+
+/// Columns `cols` of [`matmul_bias`] (the products with columns `cols` of
+/// `w`) for every row, written into `y` (`[M×N]`, row-major); its other
+/// columns are left as they are. A product in pieces of columns reads each
+/// weight once for all the rows (a piece of rows reads every weight once
+/// per piece: SmolLM2's 539 MB per piece of a long text).
+/// Panics if `cols` passes `n` or an operand is short.
+pub fn matmul_bias_columns<'w>(
+    x: &[f32],
+    w: impl Into<ValuesRef<'w>>,
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    cols: std::ops::Range<usize>,
+    y: &mut [f32],
+) {
+    assert!(cols.start <= cols.end && cols.end <= n, "columns {cols:?} of {n}");
+    assert!(y.len() >= m * n, "y shorter than {m}×{n}");
+    for row in y[..m * n].chunks_exact_mut(n.max(1)) {
+        row[cols.clone()].copy_from_slice(&b[cols.clone()]);
+    }
+    matmul_columns_add(x, w.into(), (m, k, n), cols, y);
+}
+
+/// `y[.., cols] += x · w[.., cols]`: the product of [`matmul_bias_columns`].
+fn matmul_columns_add(
+    x: &[f32],
+    w: ValuesRef<'_>,
+    (m, k, n): (usize, usize, usize),
+    cols: std::ops::Range<usize>,
+    y: &mut [f32],
+) {
+    let (j0, nc) = (cols.start, cols.len());
+    count_flops(2 * m * k * nc);
+    if m == 0 || nc == 0 {
+        return;
     }
     let w = w.slice(0..k * n);
     if streams(m) {
-        // Row by row of w: y[i] += x[i][kk]·w[kk] (a vectorised axpy over n).
+        // Row by row of w: y[i] += x[i][kk]·w[kk] (a vectorised axpy over the columns).
         let axpy = |kk: usize, w_row: &[f32], y: &mut [f32]| {
-            for (i, y_row) in y.chunks_exact_mut(n).enumerate() {
+            for i in 0..m {
                 let xv = x[i * k + kk];
-                for (o, &wv) in y_row.iter_mut().zip(w_row) {
+                for (o, &wv) in y[i * n + j0..][..nc].iter_mut().zip(w_row) {
                     *o += xv * wv;
                 }
             }
         };
         match w {
-            ValuesRef::F32(w) => w.chunks_exact(n).enumerate().for_each(|(kk, row)| axpy(kk, row, &mut y)),
-            ValuesRef::Half(..) => with_wide(n, |row| {
+            ValuesRef::F32(w) => (0..k).for_each(|kk| axpy(kk, &w[kk * n + j0..][..nc], y)),
+            ValuesRef::Half(..) => with_wide(nc, |row| {
                 for kk in 0..k {
-                    w.slice(kk * n..(kk + 1) * n).widen_into(row);
-                    axpy(kk, row, &mut y);
+                    w.slice(kk * n + j0..kk * n + j0 + nc).widen_into(row);
+                    axpy(kk, row, y);
                 }
             }),
         }
-        return y;
+        return;
     }
     let x = Strided { data: x, rs: k, cs: 1 };
+    let out = &mut y[j0..];
     match w {
-        ValuesRef::F32(w) => product(x, Strided { data: w, rs: n, cs: 1 }, &mut y, n, (m, k, n)),
+        ValuesRef::F32(w) => product(x, Strided { data: &w[j0..], rs: n, cs: 1 }, out, n, (m, k, nc)),
         // The browser's few rows: each weight widened in registers as it is read.
         #[cfg(target_arch = "wasm32")]
         ValuesRef::Half(format, bits) if m <= STREAM_ROWS => {
-            let b = attnscope_simd128::Half16 { data: bits, rs: n, bf16: format == crate::model::Half::Bf16 };
-            attnscope_simd128::gemm_streamed_half(x, b, &mut y, n, (m, k, n));
+            let b = attnscope_simd128::Half16 { data: &bits[j0..], rs: n, bf16: format == crate::model::Half::Bf16 };
+            attnscope_simd128::gemm_streamed_half(x, b, out, n, (m, k, nc));
         }
         ValuesRef::Half(..) => {
             // Blocks of whole columns of w, the whole depth each, row by row.
-            let cols = (WIDE_MANY / k.max(1)).max(64) / 64 * 64;
-            let widen = |j0: usize, nc: usize, wide: &mut [f32]| {
-                for (kk, row) in wide.chunks_exact_mut(nc).enumerate() {
-                    w.slice(kk * n + j0..kk * n + j0 + nc).widen_into(row);
+            let block = (WIDE_MANY / k.max(1)).max(64) / 64 * 64;
+            let widen = |c0: usize, cc: usize, wide: &mut [f32]| {
+                for (kk, row) in wide.chunks_exact_mut(cc).enumerate() {
+                    let at = kk * n + j0 + c0;
+                    w.slice(at..at + cc).widen_into(row);
                 }
-                (nc, 1)
+                (cc, 1)
             };
-            product_widened(x, widen, &mut y, n, (m, k, n), cols);
+            product_widened(x, widen, out, n, (m, k, nc), block);
         }
     }
-    y
 }
 
 /// `c[m×n] += a·b` for a 16-bit `b` that `widen(j0, nc, scratch)` writes

@@ -30,5 +30,5 @@ mod matmul;
 mod rows;
 
 pub use attention::{attention_rows, attention_rows_owned, AttentionOut, AttentionRows, QkvRows, ScoreRows};
-pub use matmul::{lm_head, lm_head_columns, matmul_bias};
+pub use matmul::{lm_head, lm_head_columns, matmul_bias, matmul_bias_columns};
 pub use rows::{activate, add, dot, exp, layernorm, rmsnorm, swiglu};

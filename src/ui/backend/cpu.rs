@@ -13,7 +13,7 @@ use super::questions::{self, InterventionOutcome, InterventionRequest};
 use super::{BackendError, Drawn, MapCell, Target};
 use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
-use crate::engine::{forward_cpu, sampling, HeadTrace, Mask, Matrix, Trace};
+use crate::engine::{forward_cpu, sampling, HeadTrace, Mask, Matrix, MatrixView, Trace};
 use crate::model::{Model, Token};
 use crate::render::layout::{grid_cells, place, to_fractions, GridShape, MapWindow, BLOCK_TILES};
 use crate::render::raster::{as_bytes, value_range, Hidden, Raster};
@@ -33,7 +33,7 @@ pub(super) struct CpuBackend {
 
 /// One matrix to rasterise onto a 2D canvas.
 struct Paint<'a> {
-    values: &'a Matrix,
+    values: MatrixView<'a>,
     masked: Option<Hidden<'a>>,
     colour_map: ColourMap,
     range: (f32, f32),
@@ -161,7 +161,7 @@ impl CpuBackend {
     }
 
     pub fn read_range(&self, view: View) -> Result<(f32, f32), BackendError> {
-        self.with_head(view, |head| value_range(&view.stage.matrix(head), hidden(view, head)))
+        self.with_head(view, |head| stage_values(view, head, |values| value_range(values, hidden(view, head))))
     }
 
     pub fn read_matrix(&self, view: View) -> Result<Matrix, BackendError> {
@@ -169,11 +169,8 @@ impl CpuBackend {
     }
 
     pub fn read_row(&self, view: View, row: usize) -> Result<Vec<f32>, BackendError> {
-        self.with_head(view, |head| {
-            let m = view.stage.matrix(head);
-            (row < m.rows).then(|| m.row(row).to_vec())
-        })?
-        .ok_or_else(|| BackendError::Input(format!("row {row} is not in the trace")))
+        self.with_head(view, |head| stage_values(view, head, |m| (row < m.rows).then(|| m.row(row).to_vec())))?
+            .ok_or_else(|| BackendError::Input(format!("row {row} is not in the trace")))
     }
 
     pub fn last_logits(&self) -> Result<Vec<f32>, BackendError> {
@@ -219,30 +216,24 @@ impl CpuBackend {
         let Some(head) = trace.as_deref().and_then(|t| t.layers.get(view.layer)?.heads().get(view.head)) else {
             return paint(canvas, &[], None);
         };
-        let values = view.stage.matrix(head);
-        let masked = hidden(view, head);
-        let range = if view.stage.signed() { value_range(&values, masked) } else { (0.0, 1.0) };
-        let window = window.clamped((values.rows, values.cols));
-        if window.is_full((values.rows, values.cols)) {
-            let item = Paint {
-                values: &values,
-                masked,
-                colour_map: view.colour_map(),
-                range,
-                at: [0.0, 0.0, 1.0, 1.0],
-                hover,
-            };
-            return paint(canvas, &[item], None);
-        }
-        let rows = window.row0..window.row0 + window.rows;
-        let data = rows.flat_map(|r| values.row(r)[window.col0..window.col0 + window.cols].iter().copied()).collect();
-        let values = Matrix::from_vec(window.rows, window.cols, data);
-        let masked =
-            view.stage.shows_mask().then_some(Hidden::Mask { mask: head.mask, row0: window.row0, col0: window.col0 });
-        let hover = hover.and_then(|cell| window.to_local(cell));
-        let item =
-            Paint { values: &values, masked, colour_map: view.colour_map(), range, at: [0.0, 0.0, 1.0, 1.0], hover };
-        paint(canvas, &[item], None)
+        stage_values(view, head, |values| {
+            let masked = hidden(view, head);
+            let range = if view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
+            let window = window.clamped((values.rows, values.cols));
+            let colour_map = view.colour_map();
+            if window.is_full((values.rows, values.cols)) {
+                let item = Paint { values, masked, colour_map, range, at: [0.0, 0.0, 1.0, 1.0], hover };
+                return paint(canvas, &[item], None);
+            }
+            let values = values.window(window.row0, window.col0, window.rows, window.cols);
+            let masked = view.stage.shows_mask().then_some(Hidden::Mask {
+                mask: head.mask,
+                row0: window.row0,
+                col0: window.col0,
+            });
+            let hover = hover.and_then(|cell| window.to_local(cell));
+            paint(canvas, &[Paint { values, masked, colour_map, range, at: [0.0, 0.0, 1.0, 1.0], hover }], None)
+        })
     }
 
     /// Every head's weights in the model grid, `selected` outlined.
@@ -259,7 +250,7 @@ impl CpuBackend {
             .filter_map(|&((layer, head), at)| {
                 let head = trace.layers.get(layer)?.heads().get(head)?;
                 Some(Paint {
-                    values: &head.weights,
+                    values: head.weights.view(),
                     masked: Some(Hidden::mask(head.mask)),
                     colour_map: ColourMap::Sequential,
                     range: (0.0, 1.0),
@@ -282,7 +273,7 @@ impl CpuBackend {
             .zip(BLOCK_TILES)
             .enumerate()
             .map(|(i, (m, at))| Paint {
-                values: m,
+                values: m.view(),
                 masked: None,
                 colour_map: if i == 0 { ColourMap::Sequential } else { ColourMap::Diverging },
                 range: value_range(m, None),
@@ -297,6 +288,15 @@ impl CpuBackend {
 /// The cells of the view's matrix the mask removed, for stages that show it.
 fn hidden(view: View, head: &HeadTrace) -> Option<Hidden<'static>> {
     view.stage.shows_mask().then_some(Hidden::mask(head.mask))
+}
+
+/// `f` of the view's stage in `head`: read in place where the trace keeps
+/// it, computed for the scaled and masked scores.
+fn stage_values<R>(view: View, head: &HeadTrace, f: impl FnOnce(MatrixView<'_>) -> R) -> R {
+    match view.stage.view(head) {
+        Some(values) => f(values),
+        None => f(view.stage.matrix(head).view()),
+    }
 }
 
 /// The block view's matrices from a trace: the residual norms, then the

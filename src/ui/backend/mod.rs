@@ -783,8 +783,7 @@ fn stepped_run<'a>(
     tokens: Vec<Token>,
     mask: Mask,
 ) -> Result<TraceRun<'a>, EngineError> {
-    let block_rows = block_step_rows(config, tokens.len());
-    Ok(TraceRun::new(config, weights, prev, tokens, mask)?.head_flops(STEP_FLOPS).block_rows(block_rows))
+    Ok(TraceRun::new(config, weights, prev, tokens, mask)?.head_flops(STEP_FLOPS).block_flops(STEP_FLOPS))
 }
 
 /// A forward of `tokens` after `prev` in steps ([`stepped_run`]), awaiting
@@ -806,7 +805,8 @@ pub(crate) async fn run_paced(
     Ok(run.finish())
 }
 
-/// Rows of a block per step of [`STEP_FLOPS`] on a text of `t` tokens.
+/// Rows of a block per step of [`STEP_FLOPS`] on a text of `t` tokens (an
+/// intervention's re-run layers go a piece of rows at a time).
 pub(crate) fn block_step_rows(config: &ModelConfig, t: usize) -> usize {
     let row = step_cost(config, t);
     let per_row_block = row.total_flops().saturating_sub(row.lm_head_flops) / config.n_layer.max(1) as u64;

@@ -65,7 +65,7 @@ fn learned_ui(similarity: Vec<Vec<f32>>) -> impl IntoView {
             canvas.set_width(w);
             canvas.set_height(h);
             let raster = Raster {
-                values: &matrix,
+                values: matrix.view(),
                 masked: None,
                 colour_map: ColourMap::Diverging,
                 range: (-1.0, 1.0),
