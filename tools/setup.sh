@@ -9,6 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=132.0.0
+TERSER_VERSION=5.51.4
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$ROOT/.tools/node_modules/.bin:$PATH"
 export TRUNK_SKIP_VERSION_CHECK=true
 
@@ -43,6 +44,13 @@ if [ "$(wasm-opt --version 2>/dev/null | awk '{print $3}')" != "${BINARYEN_VERSI
   say "installing wasm-opt (npm binaryen@$BINARYEN_VERSION) into .tools/"
   mkdir -p "$ROOT/.tools"
   npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "binaryen@$BINARYEN_VERSION"
+fi
+# Minifies the wasm-bindgen glue in release builds (tools/stamp_build.sh):
+# Trunk's own minifier gives up on its `export default`.
+if [ "$(terser --version 2>/dev/null | awk '{print $2}')" != "$TERSER_VERSION" ]; then
+  say "installing terser $TERSER_VERSION (npm) into .tools/"
+  mkdir -p "$ROOT/.tools"
+  npm install --silent --no-audit --no-fund --prefix "$ROOT/.tools" "terser@$TERSER_VERSION"
 fi
 
 # Trunk builds offline: fetch the crates once.

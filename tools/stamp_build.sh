@@ -16,6 +16,22 @@ for f in models.js sw.js; do
   [ -f "$f" ] || { echo "stamp_build: $STAGE/$f is missing" >&2; exit 1; }
   sed -i '/^[[:space:]]*\/\//d' "$f"
 done
+# Release builds: the wasm-bindgen glue minified by terser (Trunk's minifier
+# gives up on its `export default`; ~3 kB gzipped), and its subresource
+# integrity hash in index.html updated to match.
+if [ "${TRUNK_PROFILE:-}" = release ]; then
+  TERSER="${TRUNK_SOURCE_DIR:-$(dirname "$0")/..}/.tools/node_modules/.bin/terser"
+  [ -x "$TERSER" ] || { echo "stamp_build: $TERSER is missing (run tools/setup.sh)" >&2; exit 1; }
+  sri() { node -e 'const f=require("fs"),c=require("crypto");process.stdout.write("sha384-"+c.createHash("sha384").update(f.readFileSync(process.argv[1])).digest("base64"))' "$1"; }
+  for f in attnscope-web-*.js; do
+    [ -f "$f" ] || { echo "stamp_build: no wasm-bindgen glue in $STAGE" >&2; exit 1; }
+    before="$(sri "$f")"
+    "$TERSER" "$f" --module --compress --mangle -o "$f.min"
+    mv "$f.min" "$f"
+    grep -q "$before" index.html || { echo "stamp_build: index.html has no integrity hash for $f" >&2; exit 1; }
+    sed -i "s|$before|$(sri "$f")|" index.html
+  done
+fi
 BUILD="$(find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 for f in index.html sw.js; do
   [ -f "$f" ] || { echo "stamp_build: $STAGE/$f is missing" >&2; exit 1; }

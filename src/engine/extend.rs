@@ -178,15 +178,15 @@ pub(super) fn attention_trace(
             // unmasked; they are masked for them, so weight 0).
             // (Grown from the old matrices themselves: a clone would hold their spares too.)
             let raw_base = old_head.map_or(&empty, |o| &o.scores_raw);
-            let new_keys = |i: usize, cells: &mut [f32]| {
+            let mut new_keys = |i: usize, cells: &mut [f32]| {
                 let q_i = q.row(i);
                 for (j, cell) in cells.iter_mut().enumerate() {
                     *cell = kernels::dot(q_i, k.row(p + j));
                 }
             };
-            let scores_raw = raw_base.grown(p, t, room, new_keys, &parts.raw[span.clone()]);
+            let scores_raw = raw_base.grown(p, t, room, &mut new_keys, &parts.raw[span.clone()]);
             let weights_base = old_head.map_or(&empty, |o| &o.weights);
-            let weights = weights_base.grown(p, t, room, |_, _| {}, &parts.weights[span]);
+            let weights = weights_base.grown(p, t, room, &mut |_, _| {}, &parts.weights[span]);
             HeadTrace {
                 output: head_rows(old_head.map(|o| &o.output), &parts.out, q_dim, cols.q),
                 q_pre_rope: pre_rows(old_head.and_then(|o| o.q_pre_rope.as_ref()), cols.q),
@@ -204,6 +204,29 @@ pub(super) fn attention_trace(
     AttentionTrace { ln_1: grow(old.map(|(o, _)| &o.ln_1), &parts.ln_1, d), heads }
 }
 
+/// What a block's attention computes for the new rows `x` (the residual
+/// stream entering it) after `old`'s first `p` rows (none: every row is
+/// new), at once.
+pub(super) fn attention_parts(
+    config: &ModelConfig,
+    block: &BlockWeights,
+    old: Option<(&AttentionTrace, usize)>,
+    x: &[f32],
+    mask: Mask,
+) -> AttentionParts {
+    let old = old.map(|(old, p)| (old, p.min(old.ln_1.rows)));
+    let p = old.map_or(0, |(_, p)| p);
+    let n = x.len() / config.n_embd.max(1);
+    let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
+    let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
+    let (keys, values) = keys_and_values(config, old, &qkv);
+    let (width, kv_dim, group) = (config.qkv_dim(), config.kv_dim(), config.kv_group().max(1));
+    let shape = AttentionRows { row0: p, m: n, t: p + n, n_head: config.n_head, d_head: config.d_head(), mask };
+    let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
+    let AttentionOut { raw, weights, out, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
+    AttentionParts { ln_1, qkv, pre, raw, weights, out }
+}
+
 /// The attention half of a block for the new rows `p..T` after `old`, the
 /// same block's attention trace of the first `p` rows: `x` is the new rows'
 /// residual stream entering the block. Returns the attention trace of all T
@@ -216,19 +239,7 @@ pub(super) fn append_attention(
     mask: Mask,
     room: usize,
 ) -> (AttentionTrace, Vec<f32>) {
-    let p = p.min(old.ln_1.rows);
-    let n = x.len() / config.n_embd;
-    let t = p + n;
-    let (n_head, d_head, width) = (config.n_head, config.d_head(), config.qkv_dim());
-    let (kv_dim, group) = (config.kv_dim(), config.kv_group().max(1));
-    let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
-    let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
-    let (keys, values) = keys_and_values(config, Some((old, p)), &qkv);
-    // The new rows p..T of every head, as the kernel computes them.
-    let shape = AttentionRows { row0: p, m: n, t, n_head, d_head, mask };
-    let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
-    let AttentionOut { raw, weights, out, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
-    let parts = AttentionParts { ln_1, qkv, pre, raw, weights, out };
+    let parts = attention_parts(config, block, Some((old, p)), x, mask);
     (attention_trace(config, Some((old, p)), &parts, mask, room), parts.out)
 }
 

@@ -9,8 +9,8 @@ use std::ops::ControlFlow;
 
 use thiserror::Error;
 
-use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
-use super::{ops, AttentionTrace, HeadTrace, LayerTrace, Mask, Matrix, SquareMatrix, Trace};
+use super::kernels;
+use super::{ops, AttentionTrace, LayerTrace, Mask, Matrix, Trace};
 use crate::model::{BlockWeights, Model, ModelConfig, ModelError, Tensor, Token, Weights};
 
 #[derive(Debug, Error)]
@@ -42,10 +42,6 @@ pub fn check_ids(config: &ModelConfig, ids: &[u32]) -> Result<(), EngineError> {
         Some(&id) => Err(EngineError::IdOutOfVocab { id, vocab: config.vocab_size }),
         None => Ok(()),
     }
-}
-
-fn square(all: &[f32], t: usize, h: usize) -> SquareMatrix {
-    SquareMatrix::from_vec(t, all[h * t * t..(h + 1) * t * t].to_vec())
 }
 
 /// The residual stream entering layer 0 for `ids` at positions `row0..`:
@@ -173,47 +169,13 @@ impl HeadColumns {
     }
 }
 
-/// One head's trace from the full-pass buffers of T rows.
-fn head_trace(
-    config: &ModelConfig,
-    h: usize,
-    t: usize,
-    qkv: &[f32],
-    pre: Option<&[f32]>,
-    o: &AttentionOut,
-    mask: Mask,
-) -> HeadTrace {
-    let (d_head, width) = (config.d_head(), config.qkv_dim());
-    let cols = HeadColumns::of(config, h);
-    let pre_width = config.q_dim() + config.kv_dim();
-    HeadTrace {
-        q: Matrix::from_columns(qkv, t, width, cols.q, d_head),
-        k: Matrix::from_columns(qkv, t, width, cols.k, d_head),
-        v: Matrix::from_columns(qkv, t, width, cols.v, d_head),
-        scores_raw: square(&o.raw, t, h),
-        mask,
-        weights: square(&o.weights, t, h),
-        output: Matrix::from_columns(&o.out, t, config.q_dim(), cols.q, d_head),
-        q_pre_rope: pre.map(|p| Matrix::from_columns(p, t, pre_width, cols.q, d_head)),
-        k_pre_rope: pre.map(|p| Matrix::from_columns(p, t, pre_width, cols.k, d_head)),
-        kv_head: config.architecture.is_llama_family().then_some(cols.kv_head),
-    }
-}
-
 /// The attention half of one block on the residual stream `x[T×d]`:
 /// the first norm, the fused QKV projection (and RoPE), scores, mask,
 /// softmax and A·V per head. Returns the trace and the concatenated head
 /// outputs `[T×q_dim]`.
 pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (AttentionTrace, Vec<f32>) {
-    let (d, n_head, d_head) = (config.n_embd, config.n_head, config.d_head());
-    let t = x.len() / d;
-    let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
-    let (qkv, pre) = project_qkv(config, block, &ln_1, 0, true);
-    let shape = AttentionRows { row0: 0, m: t, t, n_head, d_head, mask };
-    let rows = QkvRows::fused_grouped(&qkv, config.q_dim(), config.kv_dim(), config.kv_group());
-    let out = kernels::attention_rows_owned(&shape, &rows);
-    let heads = (0..n_head).map(|h| head_trace(config, h, t, &qkv, pre.as_deref(), &out, mask)).collect();
-    (AttentionTrace { ln_1: Matrix::from_vec(t, d, ln_1), heads }, out.out)
+    let parts = super::extend::attention_parts(config, block, None, x, mask);
+    (super::extend::attention_trace(config, None, &parts, mask, 0), parts.out)
 }
 
 /// The rest of a block after its heads, row by row: the projection and

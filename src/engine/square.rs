@@ -191,7 +191,7 @@ impl SquareMatrix {
         keep: usize,
         side: usize,
         room: usize,
-        mut new_cols: impl FnMut(usize, &mut [f32]),
+        new_cols: &mut dyn FnMut(usize, &mut [f32]),
         new_rows: &[f32],
     ) -> SquareMatrix {
         assert!(keep <= self.side && keep <= side, "keeping {keep} of {} (to {side})", self.side);
@@ -286,7 +286,7 @@ impl PartialEq for SquareMatrix {
 
 impl fmt::Debug for SquareMatrix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SquareMatrix").field("side", &self.side).field("rows", &self.to_rows()).finish()
+        write!(f, "SquareMatrix({}×{})", self.side, self.side)
     }
 }
 
@@ -310,17 +310,17 @@ mod tests {
     fn growing_shares_the_buffer_only_where_no_one_wrote_past_it() {
         let a = SquareMatrix::from_vec(2, vec![1.0, 2.0, 3.0, 4.0]);
         // No room at stride 2: copied, with room for 2 more.
-        let b = a.grown(2, 3, 2, |i, c| c[0] = 10.0 + i as f32, &[5.0, 6.0, 7.0]);
+        let b = a.grown(2, 3, 2, &mut |i, c| c[0] = 10.0 + i as f32, &[5.0, 6.0, 7.0]);
         assert!(!b.shares_with(&a));
         assert_eq!(dense(&b), [1.0, 2.0, 10.0, 3.0, 4.0, 11.0, 5.0, 6.0, 7.0]);
         assert!(b.grows_in_place(3, 5) && !b.grows_in_place(3, 6) && !b.grows_in_place(2, 3));
-        let c = b.grown(3, 4, 0, |i, c| c[0] = 20.0 + i as f32, &[8.0, 9.0, 10.0, 11.0]);
+        let c = b.grown(3, 4, 0, &mut |i, c| c[0] = 20.0 + i as f32, &[8.0, 9.0, 10.0, 11.0]);
         assert!(c.shares_with(&b));
         assert_eq!(dense(&b), [1.0, 2.0, 10.0, 3.0, 4.0, 11.0, 5.0, 6.0, 7.0], "b reads as before");
         assert_eq!(c.row(0), [1.0, 2.0, 10.0, 20.0]);
         assert_eq!(c.row(3), [8.0, 9.0, 10.0, 11.0]);
         // A sibling of c from b's side: c claimed past it, so it copies.
-        let sibling = b.grown(3, 4, 0, |_, c| c.fill(-1.0), &[0.0; 4]);
+        let sibling = b.grown(3, 4, 0, &mut |_, c| c.fill(-1.0), &[0.0; 4]);
         assert!(!sibling.shares_with(&b));
         assert_eq!(c.row(0), [1.0, 2.0, 10.0, 20.0], "c unchanged by its sibling");
         assert_eq!(sibling.row(0), [1.0, 2.0, 10.0, -1.0]);
@@ -328,20 +328,20 @@ mod tests {
         let cut = c.first(3);
         assert!(cut.shares_with(&c));
         assert_eq!(dense(&cut), dense(&b));
-        let typed = cut.grown(3, 4, 1, |_, c| c.fill(7.0), &[7.0; 4]);
+        let typed = cut.grown(3, 4, 1, &mut |_, c| c.fill(7.0), &[7.0; 4]);
         assert!(!typed.shares_with(&c));
         assert_eq!(c.row(3), [8.0, 9.0, 10.0, 11.0]);
         // ...and goes in place once the cut is its buffer's only holder
         // (the copies keep it as their spare: they go too).
         drop((a, b, c, sibling, typed));
-        let again = cut.grown(3, 4, 0, |_, c| c.fill(3.0), &[4.0; 4]);
+        let again = cut.grown(3, 4, 0, &mut |_, c| c.fill(3.0), &[4.0; 4]);
         assert!(again.shares_with(&cut));
         assert_eq!(dense(&cut), [1.0, 2.0, 10.0, 3.0, 4.0, 11.0, 5.0, 6.0, 7.0]);
         assert_eq!(again.row(1), [3.0, 4.0, 11.0, 3.0]);
         assert_eq!(again.row(3), [4.0; 4]);
         // Not when the holder reads past the kept corner.
         let alone = SquareMatrix::from_vec(2, vec![1.0, 2.0, 3.0, 4.0]);
-        let smaller = alone.grown(1, 2, 0, |_, c| c[0] = 9.0, &[8.0, 8.0]);
+        let smaller = alone.grown(1, 2, 0, &mut |_, c| c[0] = 9.0, &[8.0, 8.0]);
         assert!(!smaller.shares_with(&alone));
         assert_eq!((dense(&alone), dense(&smaller)), (vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 9.0, 8.0, 8.0]));
     }
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn edits_of_the_last_row_take_turns_in_two_buffers() {
         let a = SquareMatrix::from_vec(2, vec![1.0, 2.0, 3.0, 4.0]);
-        let edit = |m: &SquareMatrix, v: f32| m.grown(1, 2, 1, |_, c| c[0] = v, &[v, v]);
+        let edit = |m: &SquareMatrix, v: f32| m.grown(1, 2, 1, &mut |_, c| c[0] = v, &[v, v]);
         let b = edit(&a, 5.0);
         assert!(!b.shares_with(&a) && !b.grows_in_place(1, 2));
         let a_at = a.row(0).as_ptr();
@@ -386,7 +386,7 @@ mod tests {
                 keep,
                 side,
                 5,
-                |i, c| c.iter_mut().enumerate().for_each(|(j, v)| *v = cell(i, keep + j)),
+                &mut |i, c: &mut [f32]| c.iter_mut().enumerate().for_each(|(j, v)| *v = cell(i, keep + j)),
                 &rows,
             );
             assert_eq!(dense(&m), full(side), "{keep} → {side}");
