@@ -12,10 +12,12 @@
 //! the products are the whole ones: `forward_cpu` computes the same numbers
 //! as before.
 
+use std::ops::ControlFlow;
+
 use super::extend::{attention_trace, keys_and_values, AttentionParts};
-use super::forward::{head_piece_columns, norm};
+use super::forward::{head_piece_columns, norm, BlockTail};
 use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
-use super::{ops, LayerTrace, Mask, Matrix};
+use super::{ops, AttentionTrace, LayerTrace, Mask, Matrix};
 use crate::model::{BlockWeights, ModelConfig};
 
 /// What a step of a block computes: a piece of a product's columns, or of
@@ -51,9 +53,11 @@ pub(super) struct BlockSteps<'a> {
     x: Vec<f32>,
     /// Columns (or, for attention, rows) per step of each phase.
     piece: [usize; 5],
-    /// The phase under way (an index into [`PHASES`]; 5 once done) and how
-    /// far into it (columns or rows done).
+    /// The phase under way (an index into [`PHASES`]) and how far into it
+    /// (columns or rows done); done at phase `last` (the attention half
+    /// alone ends before [`Phase::Proj`]).
     phase: usize,
+    last: usize,
     done: usize,
     taken: usize,
     parts: AttentionParts,
@@ -94,6 +98,7 @@ impl<'a> BlockSteps<'a> {
             x,
             piece,
             phase: 0,
+            last: PHASES.len(),
             done: 0,
             taken: 0,
             parts: AttentionParts::default(),
@@ -164,12 +169,74 @@ impl<'a> BlockSteps<'a> {
     }
 
     pub fn is_done(&self) -> bool {
-        self.phase == PHASES.len()
+        self.phase >= self.last
+    }
+
+    /// The attention half alone, on every row `x` (nothing kept): to end
+    /// in [`into_attention`](Self::into_attention).
+    pub fn attention_half(
+        config: &'a ModelConfig,
+        block: &'a BlockWeights,
+        x: Vec<f32>,
+        mask: Mask,
+        flops: u64,
+    ) -> Self {
+        BlockSteps {
+            last: PHASES.iter().position(|&p| p == Phase::Proj).unwrap_or(0),
+            ..Self::new(config, block, None, x, mask, (flops, 0))
+        }
+    }
+
+    /// The rest of a block after its heads (projection, residual, norm,
+    /// MLP) on every row `x`, the heads' outputs side by side in `concat`
+    /// (`[n × q_dim]`): to end in [`into_tail`](Self::into_tail).
+    pub fn tail(config: &'a ModelConfig, block: &'a BlockWeights, x: Vec<f32>, concat: Vec<f32>, flops: u64) -> Self {
+        let mut steps = Self::new(config, block, None, x, Mask::Causal, (flops, 0));
+        steps.phase = PHASES.iter().position(|&p| p == Phase::Proj).unwrap_or(0);
+        steps.parts.out = concat;
+        steps
+    }
+
+    /// [`attention_half`](Self::attention_half)'s trace and the heads'
+    /// outputs side by side, once every step is taken.
+    pub fn into_attention(mut self) -> (AttentionTrace, Vec<f32>) {
+        while !self.is_done() {
+            self.step();
+        }
+        let attention = attention_trace(self.config, None, &self.parts, self.mask, 0);
+        (attention, self.parts.out)
+    }
+
+    /// [`tail`](Self::tail)'s result, once every step is taken.
+    pub fn into_tail(mut self) -> BlockTail {
+        while !self.is_done() {
+            self.step();
+        }
+        BlockTail {
+            attn_out: self.attn_out,
+            resid_mid: self.resid_mid,
+            ln_2: self.ln_2,
+            mlp_hidden: self.mlp_hidden,
+            mlp_out: self.mlp_out,
+            resid_post: self.resid_post,
+        }
+    }
+
+    /// Takes every step, awaiting `pause` after each; `None` as soon as a
+    /// pause says to stop.
+    pub async fn paced(mut self, pause: &mut impl AsyncFnMut() -> ControlFlow<()>) -> Option<Self> {
+        while !self.is_done() {
+            self.step();
+            if pause().await.is_break() {
+                return None;
+            }
+        }
+        Some(self)
     }
 
     /// Takes the next step; nothing once done.
     pub fn step(&mut self) {
-        let Some(&phase) = PHASES.get(self.phase) else { return };
+        let Some(&phase) = PHASES.get(self.phase).filter(|_| !self.is_done()) else { return };
         let (extent, piece) = (self.extent(phase), self.piece[self.phase].max(1));
         let range = self.done..(self.done + piece).min(extent);
         if self.done == 0 {

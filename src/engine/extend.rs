@@ -6,13 +6,11 @@
 //! generating then cost the new rows, as on the GPU. The result equals
 //! `forward_cpu` on the whole text (tests below).
 
-use std::ops::ControlFlow;
-
-use super::forward::{attention_cpu, norm, project_qkv, HeadColumns};
-use super::kernels::{self, AttentionOut, AttentionRows, QkvRows};
+use super::forward::HeadColumns;
+use super::kernels;
 use super::stepwise::TraceRun;
 use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, SquareMatrix, Trace};
-use crate::model::{BlockWeights, ModelConfig, Token, Weights};
+use crate::model::{ModelConfig, Token, Weights};
 
 /// Whether `prev` can be extended to `tokens`: same mask, one that never lets
 /// a token see a later one, and `prev`'s tokens a strict prefix of `tokens`.
@@ -202,75 +200,6 @@ pub(super) fn attention_trace(
         })
         .collect();
     AttentionTrace { ln_1: grow(old.map(|(o, _)| &o.ln_1), &parts.ln_1, d), heads }
-}
-
-/// What a block's attention computes for the new rows `x` (the residual
-/// stream entering it) after `old`'s first `p` rows (none: every row is
-/// new), at once.
-pub(super) fn attention_parts(
-    config: &ModelConfig,
-    block: &BlockWeights,
-    old: Option<(&AttentionTrace, usize)>,
-    x: &[f32],
-    mask: Mask,
-) -> AttentionParts {
-    let old = old.map(|(old, p)| (old, p.min(old.ln_1.rows)));
-    let p = old.map_or(0, |(_, p)| p);
-    let n = x.len() / config.n_embd.max(1);
-    let ln_1 = norm(config, x, &block.ln_1_g, &block.ln_1_b);
-    let (qkv, pre) = project_qkv(config, block, &ln_1, p, true);
-    let (keys, values) = keys_and_values(config, old, &qkv);
-    let (width, kv_dim, group) = (config.qkv_dim(), config.kv_dim(), config.kv_group().max(1));
-    let shape = AttentionRows { row0: p, m: n, t: p + n, n_head: config.n_head, d_head: config.d_head(), mask };
-    let qkv_rows = QkvRows { q: &qkv, q_row0: p, q_stride: width, k: &keys, v: &values, kv_stride: kv_dim, group };
-    let AttentionOut { raw, weights, out, .. } = kernels::attention_rows_owned(&shape, &qkv_rows);
-    AttentionParts { ln_1, qkv, pre, raw, weights, out }
-}
-
-/// The attention half of a block for the new rows `p..T` after `old`, the
-/// same block's attention trace of the first `p` rows: `x` is the new rows'
-/// residual stream entering the block. Returns the attention trace of all T
-/// rows and the new rows' heads' outputs side by side (`[n × q_dim]`).
-pub(super) fn append_attention(
-    config: &ModelConfig,
-    block: &BlockWeights,
-    (old, p): (&AttentionTrace, usize),
-    x: &[f32],
-    mask: Mask,
-    room: usize,
-) -> (AttentionTrace, Vec<f32>) {
-    let parts = attention_parts(config, block, Some((old, p)), x, mask);
-    (attention_trace(config, Some((old, p)), &parts, mask, room), parts.out)
-}
-
-/// The attention half of a block on the residual stream `x[T×d]` entering
-/// it, as [`attention_cpu`](super::forward::attention_cpu) takes it at once,
-/// on pieces of at most `rows` rows (each appended to the rows so far, as a
-/// keystroke's are; a bidirectional mask takes every row at once), awaiting
-/// `pause` after each; `None` as soon as a pause says to stop.
-pub(super) async fn attention_paced(
-    config: &ModelConfig,
-    block: &BlockWeights,
-    x: &[f32],
-    mask: Mask,
-    rows: usize,
-    pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
-) -> Option<AttentionTrace> {
-    let d = config.n_embd.max(1);
-    let n = x.len() / d;
-    let rows = if mask == Mask::Bidirectional { n } else { rows.clamp(1, n.max(1)) };
-    let mut attention = attention_cpu(config, block, &x[..rows.min(n) * d], mask).0;
-    if pause().await.is_break() {
-        return None;
-    }
-    for r0 in (rows..n).step_by(rows) {
-        let r1 = (r0 + rows).min(n);
-        attention = append_attention(config, block, (&attention, r0), &x[r0 * d..r1 * d], mask, n - r1).0;
-        if pause().await.is_break() {
-            return None;
-        }
-    }
-    Some(attention)
 }
 
 #[cfg(test)]

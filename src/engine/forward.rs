@@ -174,8 +174,7 @@ impl HeadColumns {
 /// softmax and A·V per head. Returns the trace and the concatenated head
 /// outputs `[T×q_dim]`.
 pub fn attention_cpu(config: &ModelConfig, block: &BlockWeights, x: &[f32], mask: Mask) -> (AttentionTrace, Vec<f32>) {
-    let parts = super::extend::attention_parts(config, block, None, x, mask);
-    (super::extend::attention_trace(config, None, &parts, mask, 0), parts.out)
+    super::block_steps::BlockSteps::attention_half(config, block, x.to_vec(), mask, u64::MAX).into_attention()
 }
 
 /// The rest of a block after its heads, row by row: the projection and
@@ -211,48 +210,6 @@ pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], 
     let mlp_out = kernels::matmul_bias(&mlp_hidden, &block.mlp_proj_w, &block.mlp_proj_b.data, rows, m, d);
     let resid_post = kernels::add(&resid_mid, &mlp_out);
     BlockTail { attn_out, resid_mid, ln_2, mlp_hidden, mlp_out, resid_post }
-}
-
-/// [`block_tail`] on pieces of at most `rows` rows (each row's tail is its
-/// own), awaiting `pause` after each piece; `None` as soon as a pause says
-/// to stop.
-pub(super) async fn block_tail_paced(
-    config: &ModelConfig,
-    block: &BlockWeights,
-    (x, concat): (&[f32], &[f32]),
-    rows: usize,
-    pause: &mut impl AsyncFnMut() -> ControlFlow<()>,
-) -> Option<BlockTail> {
-    let (d, q_dim) = (config.n_embd.max(1), config.q_dim().max(1));
-    let n = x.len() / d;
-    let rows = rows.clamp(1, n.max(1));
-    if rows >= n {
-        let tail = block_tail(config, block, x, concat);
-        return pause().await.is_continue().then_some(tail);
-    }
-    let (m, with) = (config.n_inner, |k: usize| Vec::with_capacity(n * k));
-    let mut tail = BlockTail {
-        attn_out: with(d),
-        resid_mid: with(d),
-        ln_2: with(d),
-        mlp_hidden: with(m),
-        mlp_out: with(d),
-        resid_post: with(d),
-    };
-    for r0 in (0..n).step_by(rows) {
-        let r1 = (r0 + rows).min(n);
-        let piece = block_tail(config, block, &x[r0 * d..r1 * d], &concat[r0 * q_dim..r1 * q_dim]);
-        tail.attn_out.extend(piece.attn_out);
-        tail.resid_mid.extend(piece.resid_mid);
-        tail.ln_2.extend(piece.ln_2);
-        tail.mlp_hidden.extend(piece.mlp_hidden);
-        tail.mlp_out.extend(piece.mlp_out);
-        tail.resid_post.extend(piece.resid_post);
-        if pause().await.is_break() {
-            return None;
-        }
-    }
-    Some(tail)
 }
 
 /// A layer's trace of T rows from its attention half and its tail.

@@ -11,9 +11,9 @@ use std::ops::ControlFlow;
 use serde::Serialize;
 use thiserror::Error;
 
+use super::block_steps::BlockSteps;
 use super::cost::forward_cost;
-use super::extend::attention_paced;
-use super::forward::{attention_cpu, block_tail, block_tail_paced, layer_trace, logits, logits_paced, norm};
+use super::forward::{attention_cpu, block_tail, layer_trace, logits, logits_paced, norm};
 use super::{EngineError, HeadTrace, Matrix, Trace};
 use crate::model::{ModelConfig, Weights};
 
@@ -160,14 +160,14 @@ pub fn intervene(
     source: Option<&Trace>,
     interventions: &[Intervention],
 ) -> Result<Intervened, InterveneError> {
-    let whole = usize::MAX;
+    let whole = u64::MAX;
     crate::pace::at_once(intervene_paced(config, weights, clean, source, interventions, whole, crate::pace::go_on))
 }
 
-/// [`intervene`] a layer at a time, awaiting `pause` after each piece of at
-/// most `tail_rows` rows of a re-run layer's attention and of its
-/// projection and MLP, and each piece of the LM head (the page gives the
-/// thread back there on a large model); [`InterveneError::Stopped`] as soon
+/// [`intervene`] a layer at a time, awaiting `pause` after each step of
+/// about `flops` of a re-run layer (a piece of a product's columns, or of
+/// attention's query rows: [`BlockSteps`]) and each piece of the LM head
+/// (the page gives the thread back there on a large model); [`InterveneError::Stopped`] as soon
 /// as a pause says to stop (a newer run or request made the result
 /// unwanted).
 pub async fn intervene_paced(
@@ -176,7 +176,7 @@ pub async fn intervene_paced(
     clean: &Trace,
     source: Option<&Trace>,
     interventions: &[Intervention],
-    tail_rows: usize,
+    flops: u64,
     mut pause: impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Result<Intervened, InterveneError> {
     check_trace(config, clean)?;
@@ -207,16 +207,15 @@ pub async fn intervene_paced(
         let mut attention = if l == first {
             clean.layers[l].attention.clone()
         } else {
-            attention_paced(config, block, &x, clean.mask, tail_rows, &mut pause)
-                .await
-                .ok_or(InterveneError::Stopped)?
+            let half = BlockSteps::attention_half(config, block, x.clone(), clean.mask, flops);
+            half.paced(&mut pause).await.ok_or(InterveneError::Stopped)?.into_attention().0
         };
         for iv in interventions.iter().filter(|iv| iv.layer == l) {
             attention.heads[iv.head].output = replacement(clean, source, iv)?;
         }
         let concat = concat_outputs(&attention.heads, t);
-        let tail = block_tail_paced(config, block, (&x, &concat), tail_rows, &mut pause).await;
-        let tail = tail.ok_or(InterveneError::Stopped)?;
+        let tail = BlockSteps::tail(config, block, x.clone(), concat, flops).paced(&mut pause).await;
+        let tail = tail.ok_or(InterveneError::Stopped)?.into_tail();
         x = tail.resid_post.clone();
         layers.push(layer_trace(config, t, attention, tail));
     }

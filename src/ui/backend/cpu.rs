@@ -118,8 +118,7 @@ impl CpuBackend {
     ) -> Result<Option<InterventionOutcome>, BackendError> {
         *self.intervened.borrow_mut() = None;
         let clean = self.clean()?;
-        let tail_rows = super::block_step_rows(&model.config, clean.tokens.len());
-        let (outcome, trace) = questions::intervene_paced(model, &clean, req, tail_rows, pause).await?;
+        let (outcome, trace) = questions::intervene_paced(model, &clean, req, super::STEP_FLOPS, pause).await?;
         let still = current() && self.last().is_some_and(|now| Rc::ptr_eq(&now, &clean));
         if !still {
             return Ok(None);

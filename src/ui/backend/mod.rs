@@ -766,13 +766,15 @@ pub(crate) fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
 }
 
 /// About the work of one step of a run in steps (~20 ms of this machine's
-/// wasm): a block on a piece of its new rows, or the LM head on every new
-/// row for a piece of the vocabulary, of about this many FLOPs. Before, a
+/// wasm): a piece of a block's product's columns or of its attention's
+/// query rows (`engine::block_steps`), or the LM head on every new row for
+/// a piece of the vocabulary, of about this many FLOPs; an intervention's
+/// re-run layers go in the same steps. Before, a
 /// step was a whole block on every new row and an LM head piece as large:
 /// SmolLM2's first run of 267 tokens left tasks of 65–100 ms. (The LM head
 /// then went a few rows per step, each reading the whole 113 MB table:
 /// ~31 ms a step, 2.8 s for those 267 rows.)
-const STEP_FLOPS: u64 = 200_000_000;
+pub(super) const STEP_FLOPS: u64 = 200_000_000;
 
 /// A run in steps on `tokens` after `prev`, its steps sized for the page's
 /// slices ([`STEP_FLOPS`]).
@@ -803,14 +805,6 @@ pub(crate) async fn run_paced(
         }
     }
     Ok(run.finish())
-}
-
-/// Rows of a block per step of [`STEP_FLOPS`] on a text of `t` tokens (an
-/// intervention's re-run layers go a piece of rows at a time).
-pub(crate) fn block_step_rows(config: &ModelConfig, t: usize) -> usize {
-    let row = step_cost(config, t);
-    let per_row_block = row.total_flops().saturating_sub(row.lm_head_flops) / config.n_layer.max(1) as u64;
-    (STEP_FLOPS / per_row_block.max(1)).max(1) as usize
 }
 
 /// Runs `work` and hands its result to `apply` only if `current()` still

@@ -225,17 +225,17 @@ pub fn intervene(
     clean: &Trace,
     req: &InterventionRequest,
 ) -> Result<(InterventionOutcome, Trace), BackendError> {
-    crate::pace::at_once(intervene_paced(model, clean, req, usize::MAX, crate::pace::go_on))
+    crate::pace::at_once(intervene_paced(model, clean, req, u64::MAX, crate::pace::go_on))
 }
 
-/// [`intervene`] a layer (its tail `tail_rows` rows at a time, and the
-/// patch source's run a step) at a time, awaiting `pause` between them;
+/// [`intervene`] a step of about `flops` of a re-run layer (and the patch
+/// source's run a step) at a time, awaiting `pause` between them;
 /// superseded when a pause says to stop.
 pub async fn intervene_paced(
     model: &Model,
     clean: &Trace,
     req: &InterventionRequest,
-    tail_rows: usize,
+    flops: u64,
     mut pause: impl AsyncFnMut() -> ControlFlow<()>,
 ) -> Result<(InterventionOutcome, Trace), BackendError> {
     let (config, weights) = (&model.config, &model.weights);
@@ -244,7 +244,7 @@ pub async fn intervene_paced(
         Some(tokens) => Some(super::run_paced(model, None, tokens, clean.mask, &mut pause).await?),
         None => None,
     };
-    let run = intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, tail_rows, &mut pause)
+    let run = intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, flops, &mut pause)
         .await
         .map_err(asked)?;
     let last = clean.tokens.len().checked_sub(1).ok_or(BackendError::NotReady("nothing has run yet"))?;
