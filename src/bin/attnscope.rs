@@ -462,11 +462,13 @@ mod cli {
                 println!("median of {repeat} runs per figure");
                 if backend == Backend::Cpu || all_backends {
                     bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
+                    bench::cpu_keystrokes(&model.config, &model.weights, &t, repeat)?;
                     bench::cpu_generation(&model.name, &model.config, &model.weights, generate, repeat)?;
                     bench::cpu_sweep(&model.name, &model.config, &model.weights, &t, repeat)?;
                     bench::cpu_head_finder(&model.config, &model.weights, &t, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
                         bench::cpu(gpt2_name, config, weights, &t, repeat)?;
+                        bench::cpu_keystrokes(config, weights, &t, repeat)?;
                     }
                     if let Some((config, weights, name)) = &gpt2_half {
                         bench::cpu(name, config, weights, &t, repeat)?;

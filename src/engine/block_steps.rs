@@ -10,7 +10,9 @@
 //! cost grows with the keys, goes a piece of query rows per step (every
 //! key and value is known by then). Taken at once (one piece per phase),
 //! the products are the whole ones: `forward_cpu` computes the same numbers
-//! as before.
+//! as before. An intervention re-runs a layer as its attention half and its
+//! tail with the heads' outputs replaced in between
+//! ([`attention_half`](BlockSteps::attention_half), [`tail`](BlockSteps::tail)).
 
 use std::ops::ControlFlow;
 
@@ -67,7 +69,7 @@ pub(super) struct BlockSteps<'a> {
     attn_out: Vec<f32>,
     resid_mid: Vec<f32>,
     ln_2: Vec<f32>,
-    /// The MLP's first product (`[n × 2m]` gate and up for SwiGLU), then its activation `[n × m]`.
+    /// The MLP's first product (`[n × 2m]` gate and up for SwiGLU), and its activation `[n × m]`.
     up: Vec<f32>,
     mlp_hidden: Vec<f32>,
     mlp_out: Vec<f32>,

@@ -7,10 +7,11 @@
 use std::time::Instant;
 
 use attnscope::engine::cost::forward_cost;
+use attnscope::engine::extend::extend_cpu;
 use attnscope::engine::head_finder::template_scores;
 use attnscope::engine::intervene::{sweep, Replacement};
 use attnscope::engine::kv_cache::KvCache;
-use attnscope::engine::{forward_cpu, Mask};
+use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::gpu::{
     read_f32, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams, RunOptions,
 };
@@ -294,6 +295,57 @@ pub fn cpu(
             ms[ms.len() - 1],
             gflop / (ms[ms.len() - 1] / 1e3)
         );
+    }
+    Ok(())
+}
+
+/// What a keystroke costs the CPU engine after a text of T tokens, made as
+/// the page makes them (each trace from the one before, which is dropped
+/// once the next exists): the last token changed (typing inside a word
+/// re-tokenizes it), and a token appended. One thread; median of `repeat`
+/// after one of each untimed (the first edit after a run copies the kept
+/// rows once: later ones take turns in two sets of buffers).
+pub fn cpu_keystrokes(config: &ModelConfig, weights: &Weights, lengths: &[usize], repeat: usize) -> Result<(), String> {
+    let pools = Pools::new()?;
+    println!("  keystrokes after T tokens, the trace kept (1 thread, ms):");
+    println!("  {:>5}  {:>12}  {:>12}", "T", "edit last", "append");
+    let vocab = config.vocab_size.max(1);
+    let token = |id: usize| Token { id: (id % vocab) as u32, text: String::new(), start: 0, end: 0 };
+    for &t in lengths {
+        if t == 0 || t + repeat + 1 > config.n_positions {
+            println!("  {t:>5}  skipped: {} more tokens would pass the context", repeat + 1);
+            continue;
+        }
+        let step = |shown: &Trace, next: Vec<Token>| -> Result<(Trace, f64), String> {
+            let start = Instant::now();
+            let trace = extend_cpu(config, weights, shown, next, Mask::Causal).map_err(|e| e.to_string())?;
+            Ok((trace, elapsed_ms(start)))
+        };
+        let (edits, appends) = pools.install(0, || -> Result<_, String> {
+            let tokens = bench_ids(t, vocab).into_iter().map(|id| token(id as usize)).collect();
+            let mut shown = forward_cpu(config, weights, tokens, Mask::Causal).map_err(|e| e.to_string())?;
+            let (mut edits, mut appends) = (Vec::new(), Vec::new());
+            for r in 0..=repeat {
+                let mut next = shown.tokens.clone();
+                next[t - 1] = token(next[t - 1].id as usize + 1 + r);
+                let (trace, ms) = step(&shown, next)?;
+                shown = trace;
+                if r > 0 {
+                    edits.push(ms);
+                }
+            }
+            for r in 0..=repeat {
+                let mut next = shown.tokens.clone();
+                next.push(token(7919 * (t + r)));
+                let (trace, ms) = step(&shown, next)?;
+                shown = trace;
+                if r > 0 {
+                    appends.push(ms);
+                }
+            }
+            Ok((median(edits), median(appends)))
+        })?;
+        println!("  {t:>5}  {edits:>12.2}  {appends:>12.2}");
     }
     Ok(())
 }
