@@ -38,7 +38,15 @@ enum Phase {
     Down,
 }
 
+/// The phases in order: `PHASES[phase as usize] == phase`.
 const PHASES: [Phase; 5] = [Phase::Qkv, Phase::Attention, Phase::Proj, Phase::Up, Phase::Down];
+const _: () = {
+    let mut i = 0;
+    while i < PHASES.len() {
+        assert!(PHASES[i] as usize == i, "PHASES follows the order of Phase");
+        i += 1;
+    }
+};
 
 /// A block on `n` new rows after `p` kept ones, in steps of about a FLOP
 /// budget each; [`finish`](Self::finish) assembles its trace of all
@@ -193,8 +201,9 @@ impl<'a> BlockSteps<'a> {
     /// MLP) on every row `x`, the heads' outputs side by side in `concat`
     /// (`[n × q_dim]`): to end in [`into_tail`](Self::into_tail).
     pub fn tail(config: &'a ModelConfig, block: &'a BlockWeights, x: Vec<f32>, concat: Vec<f32>, flops: u64) -> Self {
+        // (The tail reads no mask.)
         let mut steps = Self::new(config, block, None, x, Mask::Causal, (flops, 0));
-        steps.phase = PHASES.iter().position(|&p| p == Phase::Proj).unwrap_or(0);
+        steps.phase = Phase::Proj as usize;
         steps.parts.out = concat;
         steps
     }
@@ -205,8 +214,7 @@ impl<'a> BlockSteps<'a> {
         while !self.is_done() {
             self.step();
         }
-        let attention = attention_trace(self.config, None, &self.parts, self.mask, 0);
-        (attention, self.parts.out)
+        attention_trace(self.config, None, self.parts, self.mask, 0)
     }
 
     /// [`tail`](Self::tail)'s result, once every step is taken.
@@ -387,20 +395,17 @@ impl<'a> BlockSteps<'a> {
         }
         let (c, p, room) = (self.config, self.kept(), self.room);
         let old = self.old.map(|(layer, _)| layer);
-        let attention = attention_trace(c, old.map(|l| (&l.attention, p)), &self.parts, self.mask, room);
-        let grow = |old: Option<&Matrix>, new: &[f32], cols: usize| match old {
-            Some(m) => m.appended(p, new, room),
-            None => Matrix::with_room(cols, new, room),
-        };
+        let (attention, _) = attention_trace(c, old.map(|l| (&l.attention, p)), self.parts, self.mask, room);
         let (d, m) = (c.n_embd, c.n_inner);
+        let after = |old: Option<&Matrix>, new: Vec<f32>, cols: usize| Matrix::after(old, p, new, cols, room);
         let layer = LayerTrace {
             attention,
-            attn_out: grow(old.map(|l| &l.attn_out), &self.attn_out, d),
-            resid_mid: grow(old.map(|l| &l.resid_mid), &self.resid_mid, d),
-            ln_2: grow(old.map(|l| &l.ln_2), &self.ln_2, d),
-            mlp_hidden: grow(old.map(|l| &l.mlp_hidden), &self.mlp_hidden, m),
-            mlp_out: grow(old.map(|l| &l.mlp_out), &self.mlp_out, d),
-            resid_post: grow(old.map(|l| &l.resid_post), &self.resid_post, d),
+            attn_out: after(old.map(|l| &l.attn_out), self.attn_out, d),
+            resid_mid: after(old.map(|l| &l.resid_mid), self.resid_mid, d),
+            ln_2: after(old.map(|l| &l.ln_2), self.ln_2, d),
+            mlp_hidden: after(old.map(|l| &l.mlp_hidden), self.mlp_hidden, m),
+            mlp_out: after(old.map(|l| &l.mlp_out), self.mlp_out, d),
+            resid_post: after(old.map(|l| &l.resid_post), self.resid_post.clone(), d),
         };
         (layer, self.resid_post)
     }

@@ -9,6 +9,7 @@
 use super::forward::HeadColumns;
 use super::kernels;
 use super::stepwise::TraceRun;
+use super::trace::column_values;
 use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, SquareMatrix, Trace};
 use crate::model::{ModelConfig, Token, Weights};
 
@@ -104,11 +105,6 @@ pub(super) struct AttentionParts {
     pub out: Vec<f32>,
 }
 
-/// Columns `offset..offset + width` of the rows of `all` (rows `stride` apart).
-fn columns(all: &[f32], stride: usize, offset: usize, width: usize) -> Vec<f32> {
-    all.chunks_exact(stride.max(1)).flat_map(|row| row[offset..][..width].iter().copied()).collect()
-}
-
 /// Every key and value of a block, `[T × kv_dim]` each: the kept rows'
 /// from `old`'s first `p` rows (the first query head of each group holds
 /// its KV head's), then the new rows' from their projection `qkv`.
@@ -137,33 +133,32 @@ pub(super) fn keys_and_values(
 }
 
 /// A block's attention trace of all T rows: `old`'s first `p` rows (none:
-/// every row is new) and the new rows' `parts`. Each matrix grows the old
-/// one's buffer in place where it can; one that is copied (or new) leaves
-/// `room` more rows.
+/// every row is new) and the new rows' `parts`; and the new rows' heads'
+/// outputs side by side (`parts.out`). Each matrix grows the old one's
+/// buffer in place where it can; one that is copied (or new) leaves `room`
+/// more rows.
 pub(super) fn attention_trace(
     config: &ModelConfig,
     old: Option<(&AttentionTrace, usize)>,
-    parts: &AttentionParts,
+    parts: AttentionParts,
     mask: Mask,
     room: usize,
-) -> AttentionTrace {
+) -> (AttentionTrace, Vec<f32>) {
     let (d, d_head, width) = (config.n_embd, config.d_head(), config.qkv_dim());
     let (q_dim, kv_dim) = (config.q_dim(), config.kv_dim());
     let p = old.map_or(0, |(old, p)| p.min(old.ln_1.rows));
     let n = parts.ln_1.len() / d.max(1);
     let t = p + n;
-    let grow = |old: Option<&Matrix>, new: &[f32], cols: usize| match old {
-        Some(m) => m.appended(p, new, room),
-        None => Matrix::with_room(cols, new, room),
-    };
     let llama = config.architecture.is_llama_family();
     let empty = SquareMatrix::default();
     let heads = (0..config.n_head)
         .map(|h| {
             let old_head = old.and_then(|(old, _)| old.heads.get(h));
             let cols = HeadColumns::of(config, h);
+            // A new matrix's values get its room as they are gathered (a kept one copies them in).
             let head_rows = |old: Option<&Matrix>, all: &[f32], stride: usize, col: usize| {
-                grow(old, &columns(all, stride, col, d_head), d_head)
+                let new = column_values(all, n, stride, col, d_head, if old.is_some() { 0 } else { room });
+                Matrix::after(old, p, new, d_head, room)
             };
             let q = head_rows(old_head.map(|o| &o.q), &parts.qkv, width, cols.q);
             let k = head_rows(old_head.map(|o| &o.k), &parts.qkv, width, cols.k);
@@ -199,7 +194,8 @@ pub(super) fn attention_trace(
             }
         })
         .collect();
-    AttentionTrace { ln_1: grow(old.map(|(o, _)| &o.ln_1), &parts.ln_1, d), heads }
+    let ln_1 = Matrix::after(old.map(|(o, _)| &o.ln_1), p, parts.ln_1, d, room);
+    (AttentionTrace { ln_1, heads }, parts.out)
 }
 
 #[cfg(test)]

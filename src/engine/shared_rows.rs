@@ -121,12 +121,9 @@ impl Spare {
     /// holder (no one reads it, no one else can take it) and still current.
     /// `fits` says whether what will be written fits its allocation.
     pub(super) fn take(&self, keep: usize, claimed: usize, fits: impl FnOnce(&Buffer) -> bool) -> Option<Arc<Buffer>> {
-        let free = keep <= self.common && Arc::strong_count(&self.buffer) == 1 && fits(&self.buffer);
-        let ours = || {
-            let next = self.epoch.wrapping_add(1);
-            self.buffer.epoch.compare_exchange(self.epoch, next, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        };
-        (free && ours()).then(|| {
+        let next = self.epoch.wrapping_add(1);
+        let ours = || self.buffer.epoch.compare_exchange(self.epoch, next, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        (self.takeable(keep, fits) && ours()).then(|| {
             self.buffer.claimed.store(claimed, Ordering::Release);
             self.buffer.clone()
         })

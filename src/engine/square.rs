@@ -95,6 +95,11 @@ impl<'a> MatrixView<'a> {
     pub fn to_matrix(&self) -> Matrix {
         Matrix::from_vec(self.rows, self.cols, self.values().collect())
     }
+
+    /// Rows as nested lists; non-finite entries (masked scores) become `null`.
+    pub fn to_rows(&self) -> Vec<Vec<Option<f32>>> {
+        (0..self.rows).map(|i| self.row(i).iter().map(|&x| x.is_finite().then_some(x)).collect()).collect()
+    }
 }
 
 impl fmt::Debug for MatrixView<'_> {
@@ -124,10 +129,6 @@ impl SquareMatrix {
         assert_eq!(data.len(), side * side, "square matrix data does not match its side");
         let buffer = Buffer::claiming(data, side);
         SquareMatrix { side, stride: side, buffer, spare: None }
-    }
-
-    pub fn zeros(side: usize) -> Self {
-        Self::from_vec(side, vec![0.0; side * side])
     }
 
     pub fn side(&self) -> usize {
@@ -166,7 +167,7 @@ impl SquareMatrix {
 
     /// Rows as nested lists; non-finite entries become `null` (as [`Matrix::to_rows`]).
     pub fn to_rows(&self) -> Vec<Vec<Option<f32>>> {
-        (0..self.side).map(|i| self.row(i).iter().map(|&x| x.is_finite().then_some(x)).collect()).collect()
+        self.view().to_rows()
     }
 
     /// The top-left `p × p` corner (at most all), sharing the buffer.
@@ -246,7 +247,8 @@ impl SquareMatrix {
 
     /// Whether [`grown`](Self::grown) from `keep` to `side` would go in
     /// place now, in this buffer or its spare (a later claim can still
-    /// make it copy).
+    /// make it copy). (For tests: a run asks its logits' `SharedRows`.)
+    #[cfg(test)]
     pub fn grows_in_place(&self, keep: usize, side: usize) -> bool {
         self.claimable(keep, side).is_some()
             || self.spare.as_ref().is_some_and(|(s, stride)| side <= *stride && s.takeable(keep, |_| true))
@@ -264,11 +266,6 @@ impl SquareMatrix {
     /// Whether `self` and `other` hold the same buffer (for tests).
     pub fn shares_with(&self, other: &SquareMatrix) -> bool {
         Arc::ptr_eq(&self.buffer, &other.buffer)
-    }
-
-    /// Bytes of the values it reads (side², as a dense matrix).
-    pub fn bytes(&self) -> u64 {
-        (self.side * self.side * 4) as u64
     }
 }
 

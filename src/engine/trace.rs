@@ -17,6 +17,24 @@ pub struct Matrix {
     pub data: SharedRows,
 }
 
+/// Columns `offset..offset + width` of the first `rows` rows of a row-major
+/// buffer whose rows are `stride` wide, in a vector with room for `room`
+/// more rows of them.
+pub(super) fn column_values(
+    all: &[f32],
+    rows: usize,
+    stride: usize,
+    offset: usize,
+    width: usize,
+    room: usize,
+) -> Vec<f32> {
+    let mut values = Vec::with_capacity((rows + room) * width);
+    for i in 0..rows {
+        values.extend_from_slice(&all[i * stride + offset..][..width]);
+    }
+    values
+}
+
 /// Rows of room a matrix copied for new rows leaves for the next ones (the
 /// next keystrokes' rows then go in place).
 pub(super) const HEADROOM_ROWS: usize = 16;
@@ -34,8 +52,7 @@ impl Matrix {
     /// Columns `offset..offset + width` of the first `rows` rows of a row-major
     /// buffer whose rows are `stride` wide (one head's slice of Q, K, V or outputs).
     pub fn from_columns(all: &[f32], rows: usize, stride: usize, offset: usize, width: usize) -> Self {
-        let data: Vec<f32> = (0..rows).flat_map(|i| all[i * stride + offset..][..width].iter().copied()).collect();
-        Self { rows, cols: width, data: data.into() }
+        Self { rows, cols: width, data: column_values(all, rows, stride, offset, width, 0).into() }
     }
 
     /// The first `p` rows (at most all), then `new` (whole rows): sharing
@@ -50,12 +67,17 @@ impl Matrix {
         Matrix { rows: p + new.len() / cols, cols: self.cols, data }
     }
 
-    /// Whole rows `values` (`cols` wide) in a buffer with room for `room`
-    /// more rows (the next keystrokes' go there in place).
-    pub fn with_room(cols: usize, values: &[f32], room: usize) -> Matrix {
-        let mut data = Vec::with_capacity(values.len() + room * cols);
-        data.extend_from_slice(values);
-        Matrix { rows: values.len() / cols.max(1), cols, data: data.into() }
+    /// `old`'s first `p` rows then `new` (whole rows, `cols` wide), as
+    /// [`appended`](Self::appended); with no `old`, `new` alone, in its own
+    /// buffer with room for `room` more rows (taken as it is when it has it).
+    pub fn after(old: Option<&Matrix>, p: usize, mut new: Vec<f32>, cols: usize, room: usize) -> Matrix {
+        match old {
+            Some(m) => m.appended(p, &new, room),
+            None => {
+                new.reserve_exact(room * cols);
+                Matrix { rows: new.len() / cols.max(1), cols, data: new.into() }
+            }
+        }
     }
 
     /// The first `p` rows (at most all), sharing the buffer.
@@ -78,7 +100,7 @@ impl Matrix {
 
     /// Rows as nested lists; non-finite entries (masked scores) become `null`.
     pub fn to_rows(&self) -> Vec<Vec<Option<f32>>> {
-        (0..self.rows).map(|r| self.row(r).iter().map(|&x| x.is_finite().then_some(x)).collect()).collect()
+        self.view().to_rows()
     }
 }
 
