@@ -1,7 +1,8 @@
 //! A GGUF reader (llama.cpp's file format, versions 2 and 3): the metadata
-//! and the tensor directory, read from bytes in memory (as fetched in the
-//! browser), every count and size bounded by the bytes that are really
-//! there before anything is allocated for it. Tensors of types F32, F16,
+//! and the tensor directory, read by range from the file's bytes
+//! ([`FileBytes`]: a slice, or in the page the downloaded file outside
+//! WebAssembly memory), every count and size bounded by the bytes that are
+//! really there before anything is allocated for it. Tensors of types F32, F16,
 //! BF16, Q8_0, Q4_0 and Q4_1 are dequantized to f32 ([`super::gguf_quant`]);
 //! turning the file into a model is [`super::gguf_model`].
 //!
@@ -14,6 +15,8 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use super::file_bytes::{read_vec, FileBytes};
+
 /// The most metadata entries, tensors, array elements and dimensions read.
 pub const MAX_KV: u64 = 1 << 16;
 pub const MAX_TENSORS: u64 = 1 << 14;
@@ -21,6 +24,12 @@ pub const MAX_ARRAY: u64 = 1 << 22;
 pub const MAX_DIMS: u32 = 4;
 /// The longest string (a key, a tensor name, a token, a chat template).
 pub const MAX_STRING: u64 = 1 << 24;
+/// The most bytes of header (metadata and tensor directory) read: a
+/// tokenizer of 128k tokens and 280k merges is about 10 MB of it.
+pub const MAX_HEADER: u64 = 1 << 27;
+/// The header is read in a first piece of this size, then in pieces four
+/// times as large until it parses (or [`MAX_HEADER`] is passed).
+const FIRST_READ: u64 = 1 << 20;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum GgufError {
@@ -144,13 +153,25 @@ impl TensorInfo {
     }
 }
 
-/// A parsed GGUF file: metadata and tensor directory over the file's bytes.
-#[derive(Debug)]
-pub struct Gguf<'a> {
+/// A parsed GGUF file: metadata and tensor directory, over the file read by range.
+pub struct Gguf<'a, F: ?Sized = [u8]> {
     pub version: u32,
     pub metadata: BTreeMap<String, Value>,
     pub tensors: BTreeMap<String, TensorInfo>,
-    bytes: &'a [u8],
+    file: &'a F,
+}
+
+impl<F: ?Sized> std::fmt::Debug for Gguf<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gguf").field("version", &self.version).field("tensors", &self.tensors.len()).finish()
+    }
+}
+
+/// What the header holds.
+struct Header {
+    version: u32,
+    metadata: BTreeMap<String, Value>,
+    tensors: BTreeMap<String, TensorInfo>,
 }
 
 struct Cursor<'a> {
@@ -244,114 +265,143 @@ impl<'a> Cursor<'a> {
     }
 }
 
-impl<'a> Gguf<'a> {
-    /// Parses the header, metadata and tensor directory; tensor bytes are read on demand.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, GgufError> {
-        let mut c = Cursor { bytes, at: 0 };
-        let magic = c.array::<4>(&|| "its first 4 bytes".into()).map_err(|_| GgufError::Magic(bytes.to_vec()))?;
-        if &magic != b"GGUF" {
-            return Err(GgufError::Magic(magic.to_vec()));
-        }
-        let version = c.u32(&|| "the version".into())?;
-        if !(2..=3).contains(&version) {
-            return Err(GgufError::Version(version));
-        }
-        // A tensor entry takes at least 8 + 4 + 8 + 4 + 8 bytes, a metadata entry 8 + 4 + 1.
-        let n_tensors = c.u64(&|| "the number of tensors".into())?;
-        if n_tensors > MAX_TENSORS {
-            return Err(GgufError::TooMany { what: "tensors", count: n_tensors, limit: MAX_TENSORS });
-        }
-        let n_kv = c.count("metadata entries", MAX_KV, 13)?;
-        let mut metadata = BTreeMap::new();
-        for i in 0..n_kv {
-            let key = c.string(&|| format!("the key of metadata entry {i}"))?;
-            let kind = c.u32(&|| format!("the type of `{key}`"))?;
-            let value = c.value(&key, kind, 0)?;
-            metadata.insert(key, value);
-        }
-        if n_tensors.saturating_mul(32) > (bytes.len() - c.at) as u64 {
-            return Err(GgufError::Truncated(format!("its {n_tensors} tensor entries")));
-        }
-        let mut entries = Vec::new();
-        for i in 0..n_tensors {
-            let name = c.string(&|| format!("the name of tensor {i}"))?;
-            let n_dims = c.u32(&|| format!("the dimensions of `{name}`"))?;
-            if !(1..=MAX_DIMS).contains(&n_dims) {
-                return Err(GgufError::Tensor { name, problem: format!("has {n_dims} dimensions (1 to 4 are read)") });
-            }
-            let mut dims = Vec::new();
-            for _ in 0..n_dims {
-                dims.push(c.u64(&|| format!("the dimensions of `{name}`"))?);
-            }
-            let kind = c.u32(&|| format!("the type of `{name}`"))?;
-            let offset = c.u64(&|| format!("the offset of `{name}`"))?;
-            entries.push((name, dims, kind, offset));
-        }
-        let alignment = match metadata.get("general.alignment") {
-            None => 32,
-            Some(v) => match v.as_u64() {
-                Some(a) if a.is_power_of_two() && a <= 1 << 16 => a,
-                _ => {
-                    return Err(GgufError::Metadata {
-                        key: "general.alignment".into(),
-                        problem: format!("must be a power of two up to 65536, found {v:?}"),
-                    })
+impl<'a, F: FileBytes + ?Sized> Gguf<'a, F> {
+    /// Parses the header, metadata and tensor directory; tensor bytes are
+    /// read on demand. The header is read from the start of the file a piece
+    /// at a time, each four times the last, until it parses whole: its length
+    /// is known only once it is parsed.
+    pub fn parse(file: &'a F) -> Result<Self, GgufError> {
+        let size = file.size();
+        let mut read = size.min(FIRST_READ);
+        loop {
+            let prefix = read_vec(file, 0, read).ok_or_else(|| GgufError::Truncated("its header".into()))?;
+            match parse_header(&prefix, size) {
+                Ok(Header { version, metadata, tensors }) => return Ok(Self { version, metadata, tensors, file }),
+                Err(GgufError::Truncated(_)) if read < size && read < MAX_HEADER => {
+                    read = size.min(MAX_HEADER).min(read.saturating_mul(4));
                 }
-            },
-        };
-        let data_start = (c.at as u64).next_multiple_of(alignment);
-        let mut tensors = BTreeMap::new();
-        for (name, dims, kind_id, offset) in entries {
-            let info = Self::locate(&name, dims, kind_id, offset, data_start, bytes.len() as u64)?;
-            if tensors.insert(name.clone(), info).is_some() {
-                return Err(GgufError::Tensor { name, problem: "is listed twice".into() });
+                Err(GgufError::Truncated(what)) if read < size => {
+                    return Err(GgufError::Other(format!(
+                        "its header runs past {} MiB (it was still inside {what}); at most that is read",
+                        MAX_HEADER >> 20
+                    )));
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(Self { version, metadata, tensors, bytes })
-    }
-
-    /// Checks a tensor's type, shape and byte range against the file.
-    fn locate(
-        name: &str,
-        dims: Vec<u64>,
-        kind_id: u32,
-        offset: u64,
-        data: u64,
-        file: u64,
-    ) -> Result<TensorInfo, GgufError> {
-        let problem = |p: String| GgufError::Tensor { name: name.to_owned(), problem: p };
-        let kind = TensorType::from_id(kind_id)
-            .ok_or_else(|| GgufError::TensorType { name: name.to_owned(), kind: type_name(kind_id) })?;
-        let elements = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
-        let elements = elements
-            .filter(|&n| n <= 1 << 34)
-            .ok_or_else(|| problem(format!("has dimensions {dims:?}: too many elements")))?;
-        let (block, block_bytes) = kind.block();
-        if !dims[0].is_multiple_of(block) {
-            return Err(problem(format!("rows of {} elements do not fill {kind:?} blocks of {block}", dims[0])));
-        }
-        let len = elements / block * block_bytes;
-        let start = data.checked_add(offset).filter(|s| s.checked_add(len).is_some_and(|end| end <= file));
-        let start =
-            start.ok_or_else(|| problem(format!("its {len} bytes at offset {offset} run past the end of the file")))?;
-        Ok(TensorInfo { dims, kind, start: start as usize, len: len as usize })
     }
 
     /// A tensor's values as f32 (dequantized), in GGUF's order.
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, GgufError> {
         let (kind, bytes) = self.tensor_bytes(name)?;
-        Ok(super::gguf_quant::dequantize(kind, bytes))
+        Ok(super::gguf_quant::dequantize(kind, &bytes))
     }
 
-    /// Tensor `name`'s type and bytes (a whole number of its blocks).
-    pub fn tensor_bytes(&self, name: &str) -> Result<(TensorType, &[u8]), GgufError> {
+    /// Tensor `name`'s type and bytes (a whole number of its blocks), read from the file.
+    pub fn tensor_bytes(&self, name: &str) -> Result<(TensorType, Vec<u8>), GgufError> {
         let info = self.tensors.get(name).ok_or_else(|| GgufError::Other(format!("no tensor `{name}`")))?;
-        Ok((info.kind, &self.bytes[info.start..info.start + info.len]))
+        // The range was checked against the file's size when the header was parsed.
+        let bytes = read_vec(self.file, info.start as u64, info.len as u64)
+            .ok_or_else(|| GgufError::Truncated(format!("tensor `{name}`")))?;
+        Ok((info.kind, bytes))
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.get(key)
     }
+}
+
+/// The header of a file of `size` bytes from its first bytes, `bytes`:
+/// [`GgufError::Truncated`] where `bytes` ends inside it.
+fn parse_header(bytes: &[u8], size: u64) -> Result<Header, GgufError> {
+    let mut c = Cursor { bytes, at: 0 };
+    let magic = c.array::<4>(&|| "its first 4 bytes".into()).map_err(|_| GgufError::Magic(bytes.to_vec()))?;
+    if &magic != b"GGUF" {
+        return Err(GgufError::Magic(magic.to_vec()));
+    }
+    let version = c.u32(&|| "the version".into())?;
+    if !(2..=3).contains(&version) {
+        return Err(GgufError::Version(version));
+    }
+    // A tensor entry takes at least 8 + 4 + 8 + 4 + 8 bytes, a metadata entry 8 + 4 + 1.
+    let n_tensors = c.u64(&|| "the number of tensors".into())?;
+    if n_tensors > MAX_TENSORS {
+        return Err(GgufError::TooMany { what: "tensors", count: n_tensors, limit: MAX_TENSORS });
+    }
+    let n_kv = c.count("metadata entries", MAX_KV, 13)?;
+    let mut metadata = BTreeMap::new();
+    for i in 0..n_kv {
+        let key = c.string(&|| format!("the key of metadata entry {i}"))?;
+        let kind = c.u32(&|| format!("the type of `{key}`"))?;
+        let value = c.value(&key, kind, 0)?;
+        metadata.insert(key, value);
+    }
+    if n_tensors.saturating_mul(32) > (bytes.len() - c.at) as u64 {
+        return Err(GgufError::Truncated(format!("its {n_tensors} tensor entries")));
+    }
+    let mut entries = Vec::new();
+    for i in 0..n_tensors {
+        let name = c.string(&|| format!("the name of tensor {i}"))?;
+        let n_dims = c.u32(&|| format!("the dimensions of `{name}`"))?;
+        if !(1..=MAX_DIMS).contains(&n_dims) {
+            return Err(GgufError::Tensor { name, problem: format!("has {n_dims} dimensions (1 to 4 are read)") });
+        }
+        let mut dims = Vec::new();
+        for _ in 0..n_dims {
+            dims.push(c.u64(&|| format!("the dimensions of `{name}`"))?);
+        }
+        let kind = c.u32(&|| format!("the type of `{name}`"))?;
+        let offset = c.u64(&|| format!("the offset of `{name}`"))?;
+        entries.push((name, dims, kind, offset));
+    }
+    let alignment = match metadata.get("general.alignment") {
+        None => 32,
+        Some(v) => match v.as_u64() {
+            Some(a) if a.is_power_of_two() && a <= 1 << 16 => a,
+            _ => {
+                return Err(GgufError::Metadata {
+                    key: "general.alignment".into(),
+                    problem: format!("must be a power of two up to 65536, found {v:?}"),
+                })
+            }
+        },
+    };
+    let data_start = (c.at as u64).next_multiple_of(alignment);
+    let mut tensors = BTreeMap::new();
+    for (name, dims, kind_id, offset) in entries {
+        let info = locate(&name, dims, kind_id, offset, data_start, size)?;
+        if tensors.insert(name.clone(), info).is_some() {
+            return Err(GgufError::Tensor { name, problem: "is listed twice".into() });
+        }
+    }
+    Ok(Header { version, metadata, tensors })
+}
+
+/// Checks a tensor's type, shape and byte range against the file.
+fn locate(
+    name: &str,
+    dims: Vec<u64>,
+    kind_id: u32,
+    offset: u64,
+    data: u64,
+    file: u64,
+) -> Result<TensorInfo, GgufError> {
+    let problem = |p: String| GgufError::Tensor { name: name.to_owned(), problem: p };
+    let kind = TensorType::from_id(kind_id)
+        .ok_or_else(|| GgufError::TensorType { name: name.to_owned(), kind: type_name(kind_id) })?;
+    let elements = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+    let elements = elements
+        .filter(|&n| n <= 1 << 34)
+        .ok_or_else(|| problem(format!("has dimensions {dims:?}: too many elements")))?;
+    let (block, block_bytes) = kind.block();
+    if !dims[0].is_multiple_of(block) {
+        return Err(problem(format!("rows of {} elements do not fill {kind:?} blocks of {block}", dims[0])));
+    }
+    let len = elements / block * block_bytes;
+    let start = data.checked_add(offset).filter(|s| s.checked_add(len).is_some_and(|end| end <= file));
+    let start =
+        start.ok_or_else(|| problem(format!("its {len} bytes at offset {offset} run past the end of the file")))?;
+    Ok(TensorInfo { dims, kind, start: start as usize, len: len as usize })
 }
 
 #[cfg(test)]
@@ -379,6 +429,27 @@ mod tests {
         assert_eq!(tokens, &Value::Array(vec![Value::String("a".into()), Value::String("b".into())]));
         assert_eq!(g.tensors["t"].dims, [2, 3]);
         assert_eq!(g.tensor_f32("t").unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    /// A header longer than the first read (here 3 MB of tokens) is read in
+    /// growing pieces from the file's start, and a tensor's bytes alone after it.
+    #[test]
+    fn a_long_header_is_read_in_growing_pieces() {
+        let tokens: Vec<String> = (0..300_000).map(|i| format!("token{i}")).collect();
+        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        let bytes = Writer::new().kv_strs("tokenizer.ggml.tokens", &refs).f32_tensor("t", &[2], &[1.0, 2.0]).finish();
+        assert!(bytes.len() as u64 > 4 * FIRST_READ);
+        let counted = super::super::file_bytes::tests::Counted::new(&bytes);
+        let g = Gguf::parse(&counted).unwrap();
+        let reads = counted.reads.borrow().clone();
+        let sizes: Vec<usize> = reads.iter().map(|r| r.1).collect();
+        let first = FIRST_READ as usize;
+        assert_eq!(sizes, [first, 4 * first, bytes.len()], "each four times the last, at most the file");
+        assert_eq!(g.tensor_f32("t").unwrap(), [1.0, 2.0]);
+        assert_eq!(counted.reads.borrow().last(), Some(&(g.tensors["t"].start as u64, 8)));
+        // Cut inside the header, past the first read: truncated, as from a slice.
+        let cut = &bytes[..bytes.len() / 2];
+        assert!(Gguf::parse(cut).unwrap_err().to_string().contains("truncated"));
     }
 
     /// Every prefix of a valid file is refused with a message, never a panic.

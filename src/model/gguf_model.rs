@@ -6,6 +6,7 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::file_bytes::FileBytes;
 use super::gguf::{Gguf, GgufError, TensorType, Value};
 use super::matrix::{Half, Matrix, Values};
 use super::weights::{finite, halves_paced, TensorSource};
@@ -65,13 +66,13 @@ fn gguf_name(hf: &str) -> Option<String> {
 }
 
 /// The tensors of a GGUF file under Hugging Face's names and shapes.
-struct GgufSource<'a, 'b> {
-    file: &'a Gguf<'b>,
+struct GgufSource<'a, 'b, F: ?Sized> {
+    file: &'a Gguf<'b, F>,
     /// Heads of Q and of K whose rows llama.cpp interleaved (`llama` only).
     permuted: Option<(usize, usize)>,
 }
 
-impl GgufSource<'_, '_> {
+impl<F: FileBytes + ?Sized> GgufSource<'_, '_, F> {
     /// The GGUF name of Hugging Face's `name`, checked to be in the file with `shape`.
     fn checked(&self, name: &str, shape: &[usize]) -> Result<String, ModelError> {
         let gguf = gguf_name(name).unwrap_or_else(|| name.to_owned());
@@ -106,7 +107,7 @@ fn unpermute<T: Copy + Default>(data: Vec<T>, heads: usize, row_len: usize) -> V
     out
 }
 
-impl TensorSource for GgufSource<'_, '_> {
+impl<F: FileBytes + ?Sized> TensorSource for GgufSource<'_, '_, F> {
     fn has(&self, name: &str) -> bool {
         gguf_name(name).is_some_and(|n| self.file.tensors.contains_key(&n))
     }
@@ -124,7 +125,7 @@ impl TensorSource for GgufSource<'_, '_> {
         let (per_block, block_bytes) = kind.block();
         let unit = (block_bytes as usize, per_block as usize);
         let widen = |piece: &[u8]| super::gguf_quant::dequantize(kind, piece);
-        let data = super::weights::widen_paced(&gguf, bytes, unit, widen, pause).await?;
+        let data = super::weights::widen_paced(&gguf, &bytes, unit, widen, pause).await?;
         Ok(Tensor { shape: shape.to_vec(), data })
     }
 
@@ -153,12 +154,12 @@ impl TensorSource for GgufSource<'_, '_> {
             }
             _ => return self.tensor_paced(name, shape, pause).await.map(Matrix::from),
         };
-        let bits = self.unpermuted(name, shape, halves_paced(&gguf, format, bytes, pause).await?);
+        let bits = self.unpermuted(name, shape, halves_paced(&gguf, format, &bytes, pause).await?);
         Ok(Matrix { shape: shape.to_vec(), data: Values::Half(format, bits) })
     }
 }
 
-impl GgufSource<'_, '_> {
+impl<F: FileBytes + ?Sized> GgufSource<'_, '_, F> {
     /// `data` in Hugging Face's row order: Q's and K's rows un-interleaved
     /// where llama.cpp interleaved them, any other tensor as it is.
     fn unpermuted<T: Copy + Default>(&self, name: &str, shape: &[usize], data: Vec<T>) -> Vec<T> {
@@ -175,7 +176,7 @@ impl GgufSource<'_, '_> {
 }
 
 /// The `config.json` that the file's metadata describes.
-fn config(file: &Gguf) -> Result<ModelConfig, GgufError> {
+fn config<F: FileBytes + ?Sized>(file: &Gguf<'_, F>) -> Result<ModelConfig, GgufError> {
     let arch = file.get("general.architecture").and_then(Value::as_str).unwrap_or("(missing)");
     if !["llama", "qwen2"].contains(&arch) {
         return Err(meta_err(
@@ -232,7 +233,10 @@ fn config(file: &Gguf) -> Result<ModelConfig, GgufError> {
 
 /// Llama 3.1+'s RoPE scaling as llama.cpp writes it: `rope_freqs.weight`,
 /// one divisor per dimension pair (`head_dim / 2`), each finite and positive.
-fn rope_freq_factors(file: &Gguf, head_dim: usize) -> Result<Option<Vec<f32>>, GgufError> {
+fn rope_freq_factors<F: FileBytes + ?Sized>(
+    file: &Gguf<'_, F>,
+    head_dim: usize,
+) -> Result<Option<Vec<f32>>, GgufError> {
     const NAME: &str = "rope_freqs.weight";
     let Some(info) = file.tensors.get(NAME) else { return Ok(None) };
     if info.dims != [head_dim as u64 / 2] {
@@ -251,7 +255,7 @@ fn rope_freq_factors(file: &Gguf, head_dim: usize) -> Result<Option<Vec<f32>>, G
     Ok(Some(factors))
 }
 
-fn strings<'v>(file: &'v Gguf, key: &str) -> Result<Vec<&'v str>, GgufError> {
+fn strings<'v, F: FileBytes + ?Sized>(file: &'v Gguf<'_, F>, key: &str) -> Result<Vec<&'v str>, GgufError> {
     match file.get(key) {
         Some(Value::Array(items)) => items
             .iter()
@@ -271,7 +275,7 @@ struct TokenizerParts<'a> {
     special: Vec<u32>,
 }
 
-fn tokenizer_parts<'a>(file: &'a Gguf) -> Result<TokenizerParts<'a>, GgufError> {
+fn tokenizer_parts<'a, F: FileBytes + ?Sized>(file: &'a Gguf<'_, F>) -> Result<TokenizerParts<'a>, GgufError> {
     let model = file.get("tokenizer.ggml.model").and_then(Value::as_str).unwrap_or("(missing)");
     if model != "gpt2" {
         return Err(meta_err("tokenizer.ggml.model", format!("is `{model}`: only gpt2 (byte-level BPE) is supported")));
@@ -328,7 +332,7 @@ fn tokenizer_parts<'a>(file: &'a Gguf) -> Result<TokenizerParts<'a>, GgufError> 
 /// The tokenizer the metadata describes, as a whole `tokenizer.json`
 /// document (what tools/make_tokenizers.py builds from the same keys in
 /// Python): the parts written into one.
-fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
+fn tokenizer_json<F: FileBytes + ?Sized>(file: &Gguf<'_, F>) -> Result<Json, GgufError> {
     let TokenizerParts { mut shell, tokens, merges, special } = tokenizer_parts(file)?;
     let vocab: Map<String, Json> = tokens.iter().enumerate().map(|(i, t)| ((*t).to_owned(), json!(i))).collect();
     let added: Vec<Json> = special
@@ -346,7 +350,10 @@ fn tokenizer_json(file: &Gguf) -> Result<Json, GgufError> {
 
 /// The tokenizer the metadata describes, built from its parts (see
 /// [`TextTokenizer::from_bpe_parts_paced`]), awaiting `pause` between its parts.
-async fn gguf_tokenizer_paced(file: &Gguf<'_>, mut pause: impl AsyncFnMut()) -> Result<TextTokenizer, ModelError> {
+async fn gguf_tokenizer_paced<F: FileBytes + ?Sized>(
+    file: &Gguf<'_, F>,
+    mut pause: impl AsyncFnMut(),
+) -> Result<TextTokenizer, ModelError> {
     let TokenizerParts { shell, tokens, merges, special } = tokenizer_parts(file)?;
     let shell = serde_json::to_vec(&shell).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
     pause().await;
@@ -356,13 +363,17 @@ async fn gguf_tokenizer_paced(file: &Gguf<'_>, mut pause: impl AsyncFnMut()) -> 
 impl Model {
     /// Loads a Llama-family model from the bytes of a GGUF file: config,
     /// weights (dequantized to f32) and tokenizer all come from the file.
-    pub fn from_gguf(name: &str, bytes: &[u8]) -> Result<Self, ModelError> {
+    pub fn from_gguf<F: FileBytes + ?Sized>(name: &str, bytes: &F) -> Result<Self, ModelError> {
         crate::pace::at_once(Self::from_gguf_paced(name, bytes, async || {}))
     }
 
     /// [`Model::from_gguf`] a block of weights at a time, awaiting `pause`
     /// between the parts (the page gives the thread back there).
-    pub async fn from_gguf_paced(name: &str, bytes: &[u8], mut pause: impl AsyncFnMut()) -> Result<Self, ModelError> {
+    pub async fn from_gguf_paced<F: FileBytes + ?Sized>(
+        name: &str,
+        bytes: &F,
+        mut pause: impl AsyncFnMut(),
+    ) -> Result<Self, ModelError> {
         let file = Gguf::parse(bytes)?;
         let config = config(&file)?;
         pause().await;

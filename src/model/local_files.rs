@@ -6,7 +6,8 @@
 
 use thiserror::Error;
 
-use super::plan::{header_length, FileHeader, Plan, PlanError, LENGTH_BYTES};
+use super::file_bytes::{read_small, read_vec, FileBytes};
+use super::plan::{header_length, FileHeader, Plan, PlanError, LENGTH_BYTES, MAX_SMALL_FILE_BYTES};
 use super::{shards, Model, ModelError};
 
 #[derive(Debug, Error)]
@@ -17,28 +18,41 @@ pub enum FilesError {
     Missing(String),
     #[error("{0} is missing: the index names it")]
     MissingShard(String),
+    #[error("{name} is {bytes} bytes; at most {limit} are read for it")]
+    TooLarge { name: String, bytes: u64, limit: u64 },
     #[error("{0}")]
     Plan(#[from] PlanError),
     #[error("{0}")]
     Model(#[from] ModelError),
 }
 
-/// Files by name, as the page read them.
-pub struct LocalFiles {
-    pub files: Vec<(String, Vec<u8>)>,
+/// Files by name, as the page read them: bytes read by range
+/// ([`FileBytes`]; in the page, outside WebAssembly memory), so the plan
+/// is checked before any weight is read and each tensor goes straight into
+/// its matrix.
+pub struct LocalFiles<B = Vec<u8>> {
+    pub files: Vec<(String, B)>,
 }
 
 fn is_gguf(name: &str) -> bool {
     name.to_ascii_lowercase().ends_with(".gguf")
 }
 
-impl LocalFiles {
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        self.files.iter().find(|(n, _)| n == name).map(|(_, b)| b.as_slice())
+impl<B: FileBytes> LocalFiles<B> {
+    fn get(&self, name: &str) -> Option<&B> {
+        self.files.iter().find(|(n, _)| n == name).map(|(_, b)| b)
     }
 
-    fn gguf(&self) -> Option<(&str, &[u8])> {
-        self.files.iter().find(|(n, _)| is_gguf(n)).map(|(n, b)| (n.as_str(), b.as_slice()))
+    /// A small file (config, tokenizer, index) whole, bounded by [`MAX_SMALL_FILE_BYTES`].
+    fn small(&self, name: &str) -> Result<Option<Vec<u8>>, FilesError> {
+        let Some(file) = self.get(name) else { return Ok(None) };
+        let limit = MAX_SMALL_FILE_BYTES;
+        let too_large = || FilesError::TooLarge { name: name.to_owned(), bytes: file.size(), limit };
+        read_small(file, limit).map(Some).ok_or_else(too_large)
+    }
+
+    fn gguf(&self) -> Option<(&str, &B)> {
+        self.files.iter().find(|(n, _)| is_gguf(n)).map(|(n, b)| (n.as_str(), b))
     }
 
     /// A name for the top bar: the GGUF file's, or "your files".
@@ -47,9 +61,9 @@ impl LocalFiles {
     }
 
     /// The weight files in order: the index's, or every `.safetensors` by name.
-    fn weights(&self) -> Result<Vec<(&str, &[u8])>, FilesError> {
-        let names: Vec<String> = match self.get(shards::INDEX) {
-            Some(index) => shards::files(index)?,
+    fn weights(&self) -> Result<Vec<(&str, &B)>, FilesError> {
+        let names: Vec<String> = match self.small(shards::INDEX)? {
+            Some(index) => shards::files(&index)?,
             None => {
                 let mut names: Vec<String> =
                     self.files.iter().map(|(n, _)| n.clone()).filter(|n| n.ends_with(".safetensors")).collect();
@@ -65,7 +79,7 @@ impl LocalFiles {
             .map(|n| {
                 let (name, bytes) =
                     self.files.iter().find(|(f, _)| f == n).ok_or_else(|| FilesError::MissingShard(n.clone()))?;
-                Ok((name.as_str(), bytes.as_slice()))
+                Ok((name.as_str(), bytes))
             })
             .collect()
     }
@@ -73,19 +87,18 @@ impl LocalFiles {
     /// What these files will cost, from their own headers.
     pub fn plan(&self) -> Result<Plan, FilesError> {
         if let Some((name, bytes)) = self.gguf() {
-            return Ok(Plan::gguf(name, bytes.len() as u64));
+            return Ok(Plan::gguf(name, bytes.size()));
         }
         let mut headers = Vec::new();
         for (name, bytes) in self.weights()? {
-            let length = header_length(name, bytes)?;
-            let end = LENGTH_BYTES.saturating_add(length);
-            // end ≤ 4 MiB + 8 (header_length bounds it): fits usize.
-            let json = bytes.get(LENGTH_BYTES as usize..end as usize).ok_or_else(|| PlanError::Truncated {
-                file: name.into(),
-                size: bytes.len() as u64,
-                wanted: end,
-            })?;
-            headers.push(FileHeader::parse(name, json, Some(bytes.len() as u64))?);
+            let size = bytes.size();
+            let first = read_vec(bytes, 0, LENGTH_BYTES.min(size)).unwrap_or_default();
+            // header_length bounds the length (4 MiB) before it is read.
+            let length = header_length(name, &first)?;
+            let wanted = LENGTH_BYTES.saturating_add(length);
+            let truncated = || PlanError::Truncated { file: name.into(), size, wanted };
+            let json = read_vec(bytes, LENGTH_BYTES, length).ok_or_else(truncated)?;
+            headers.push(FileHeader::parse(name, &json, Some(size))?);
         }
         Ok(Plan::new(&headers, &[])?)
     }
@@ -101,10 +114,10 @@ impl LocalFiles {
         if let Some((_, bytes)) = self.gguf() {
             return Ok(Model::from_gguf_paced(&name, bytes, pause).await?);
         }
-        let need = |n: &str| self.get(n).ok_or_else(|| FilesError::Missing(n.into()));
+        let need = |n: &str| self.small(n)?.ok_or_else(|| FilesError::Missing(n.into()));
         let (config, tokenizer) = (need("config.json")?, need("tokenizer.json")?);
-        let shards: Vec<&[u8]> = self.weights()?.into_iter().map(|(_, b)| b).collect();
-        Ok(Model::from_shards_paced(&name, config, &shards, tokenizer, pause).await?)
+        let shards: Vec<&B> = self.weights()?.into_iter().map(|(_, b)| b).collect();
+        Ok(Model::from_shards_paced(&name, &config, &shards, &tokenizer, pause).await?)
     }
 }
 

@@ -9,6 +9,7 @@ mod config;
 mod config_llama;
 mod error;
 pub mod fertility;
+pub mod file_bytes;
 pub mod gguf;
 mod gguf_model;
 mod gguf_quant;
@@ -17,6 +18,7 @@ mod gguf_writer;
 pub mod local_files;
 mod matrix;
 pub mod plan;
+mod safetensors_file;
 pub mod shards;
 pub mod shuffle;
 pub mod source;
@@ -50,21 +52,22 @@ impl Model {
     }
 
     /// [`Model::from_bytes`] for a checkpoint split over several safetensors files.
-    pub fn from_shards(
+    pub fn from_shards<F: file_bytes::FileBytes + ?Sized>(
         name: &str,
         config_json: &[u8],
-        shards: &[&[u8]],
+        shards: &[&F],
         tokenizer_json: &[u8],
     ) -> Result<Self, ModelError> {
         crate::pace::at_once(Self::from_shards_paced(name, config_json, shards, tokenizer_json, async || {}))
     }
 
     /// [`Model::from_shards`] a block of weights at a time, awaiting `pause`
-    /// between the parts (the page gives the thread back there).
-    pub async fn from_shards_paced(
+    /// between the parts (the page gives the thread back there). The shards
+    /// are read by range: each tensor straight into its matrix.
+    pub async fn from_shards_paced<F: file_bytes::FileBytes + ?Sized>(
         name: &str,
         config_json: &[u8],
-        shards: &[&[u8]],
+        shards: &[&F],
         tokenizer_json: &[u8],
         mut pause: impl AsyncFnMut(),
     ) -> Result<Self, ModelError> {

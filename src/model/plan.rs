@@ -22,6 +22,9 @@ use super::weights::{MAX_HEADER_BYTES, MAX_TENSORS};
 
 /// The bytes that give the header's length.
 pub const LENGTH_BYTES: u64 = 8;
+/// The largest config.json, tokenizer.json or shard index read whole (a
+/// 256k-token tokenizer.json is about 35 MB; the rest are kilobytes).
+pub const MAX_SMALL_FILE_BYTES: u64 = 64 << 20;
 const MB: f64 = 1e6;
 
 #[derive(Debug, Error, PartialEq)]

@@ -5,10 +5,11 @@
 
 use std::fmt;
 
-use safetensors::{Dtype, SafeTensors};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::matrix::{Half, Matrix, Values};
+use super::file_bytes::FileBytes;
+use super::matrix::{Half, Matrix};
+use super::safetensors_file::Reader;
 use super::{ModelConfig, ModelError};
 use crate::pace::at_once;
 
@@ -61,10 +62,16 @@ pub(super) fn check_header(bytes: &[u8]) -> Result<(), ModelError> {
     let header = bytes.get(8..end).ok_or_else(|| {
         ModelError::Safetensors(format!("its header claims {length} bytes but the file has {}", bytes.len()))
     })?;
+    count_entries(header)
+}
+
+/// Refuses a header (the JSON after the length) listing more than
+/// [`MAX_TENSORS`] tensors, counting them in constant memory before it is
+/// parsed into a map. A malformed header passes: its parser names the problem.
+pub(super) fn count_entries(header: &[u8]) -> Result<(), ModelError> {
     match serde_json::from_slice::<EntryCount>(header) {
         Ok(EntryCount) => Ok(()),
         Err(e) if e.to_string().starts_with(TOO_MANY) => Err(ModelError::TooManyTensors { limit: MAX_TENSORS }),
-        // Malformed headers are left to safetensors, which names the problem.
         Err(_) => Ok(()),
     }
 }
@@ -212,7 +219,7 @@ pub(crate) trait TensorSource {
 }
 
 /// Elements widened between two pauses of a paced read (about 10 ms of work).
-const PACED_ELEMENTS: usize = 1 << 20;
+pub(super) const PACED_ELEMENTS: usize = 1 << 20;
 
 /// `bytes` widened to f32 by `widen`, in pieces of whole `unit` bytes
 /// (`per_unit` values each) of about [`PACED_ELEMENTS`] values, each checked
@@ -263,82 +270,6 @@ pub(crate) async fn halves_paced(
     Ok(out)
 }
 
-/// Little-endian f32, f16 or bf16 bytes as f32 (safetensors' float dtypes).
-fn widen_float(dtype: Dtype, bytes: &[u8]) -> Vec<f32> {
-    match dtype {
-        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        _ => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-    }
-}
-
-struct Reader<'a> {
-    /// One or more files (the shards of a sharded checkpoint).
-    files: Vec<SafeTensors<'a>>,
-}
-
-impl TensorSource for Reader<'_> {
-    fn has(&self, name: &str) -> bool {
-        self.files.iter().any(|f| f.tensor(name).is_ok())
-    }
-
-    fn tensor(&self, name: &str, expected: &[usize]) -> Result<Tensor, ModelError> {
-        let (dtype, bytes) = self.float_bytes(name, expected)?;
-        finite(name, Tensor { shape: expected.to_vec(), data: widen_float(dtype, bytes) })
-    }
-
-    async fn tensor_paced(
-        &self,
-        name: &str,
-        expected: &[usize],
-        pause: &mut impl AsyncFnMut(),
-    ) -> Result<Tensor, ModelError> {
-        let (dtype, bytes) = self.float_bytes(name, expected)?;
-        let size = dtype.bitsize() / 8;
-        let data = widen_paced(name, bytes, (size, 1), |piece| widen_float(dtype, piece), pause).await?;
-        Ok(Tensor { shape: expected.to_vec(), data })
-    }
-
-    /// 16-bit values kept as they are (checked finite), f32 read as a tensor.
-    async fn matrix_paced(
-        &self,
-        name: &str,
-        expected: &[usize],
-        pause: &mut impl AsyncFnMut(),
-    ) -> Result<Matrix, ModelError> {
-        let (dtype, bytes) = self.float_bytes(name, expected)?;
-        let format = match dtype {
-            Dtype::F16 => Half::F16,
-            Dtype::BF16 => Half::Bf16,
-            _ => return self.tensor_paced(name, expected, pause).await.map(Matrix::from),
-        };
-        let bits = halves_paced(name, format, bytes, pause).await?;
-        Ok(Matrix { shape: expected.to_vec(), data: Values::Half(format, bits) })
-    }
-}
-
-impl Reader<'_> {
-    /// The bytes of tensor `name`, checked to have `expected`'s shape and a float dtype.
-    fn float_bytes(&self, name: &str, expected: &[usize]) -> Result<(Dtype, &[u8]), ModelError> {
-        let view = self
-            .files
-            .iter()
-            .find_map(|f| f.tensor(name).ok())
-            .ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
-        if view.shape() != expected {
-            return Err(ModelError::TensorShape {
-                name: name.to_owned(),
-                expected: expected.to_vec(),
-                found: view.shape().to_vec(),
-            });
-        }
-        match view.dtype() {
-            dtype @ (Dtype::F32 | Dtype::F16 | Dtype::BF16) => Ok((dtype, view.data())),
-            other => Err(ModelError::TensorDtype { name: name.to_owned(), dtype: format!("{other:?}") }),
-        }
-    }
-}
-
 /// `tensor`, or the error naming its first non-finite value.
 pub(crate) fn finite(name: &str, tensor: Tensor) -> Result<Tensor, ModelError> {
     match tensor.data.iter().position(|v| !v.is_finite()) {
@@ -381,24 +312,19 @@ impl Weights {
     /// Reads every tensor of a checkpoint split over several safetensors
     /// files (as `model.safetensors.index.json` lists them); a tensor is
     /// taken from the first file that holds it.
-    pub fn from_shards(files: &[&[u8]], config: &ModelConfig) -> Result<Self, ModelError> {
+    pub fn from_shards<F: FileBytes + ?Sized>(files: &[&F], config: &ModelConfig) -> Result<Self, ModelError> {
         at_once(Self::from_shards_paced(files, config, async || {}))
     }
 
-    /// [`Weights::from_shards`] a block at a time, awaiting `pause` after each.
-    pub async fn from_shards_paced(
-        files: &[&[u8]],
+    /// [`Weights::from_shards`] a block at a time, awaiting `pause` after
+    /// each. The files are read by range ([`FileBytes`]): each tensor's
+    /// bytes go straight into the values that keep them.
+    pub async fn from_shards_paced<F: FileBytes + ?Sized>(
+        files: &[&F],
         config: &ModelConfig,
         pause: impl AsyncFnMut(),
     ) -> Result<Self, ModelError> {
-        let files = files
-            .iter()
-            .map(|bytes| {
-                check_header(bytes)?;
-                SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::from_source_paced(&Reader { files }, config, pause).await
+        Self::from_source_paced(&Reader::open(files)?, config, pause).await
     }
 
     /// The weights from any source of Hugging Face-named tensors, awaiting

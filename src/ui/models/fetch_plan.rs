@@ -2,13 +2,14 @@
 //! read with Range requests, nothing large fetched), and from the downloaded
 //! or picked files to a [`Model`].
 
+use crate::model::file_bytes::{read_small, FileBytes};
 pub use crate::model::local_files::LocalFiles;
-use crate::model::plan::{header_length, FileHeader, Plan, LENGTH_BYTES};
+use crate::model::plan::{header_length, FileHeader, Plan, LENGTH_BYTES, MAX_SMALL_FILE_BYTES};
 use crate::model::shards;
 use crate::model::source::{ModelSource, HUB_BASE};
 use crate::model::{Model, ModelConfig};
 use crate::ui::web::dom::Pacer;
-use crate::ui::web::models::{self as store, FileSpec, LoadError};
+use crate::ui::web::models::{self as store, FileSpec, JsBytes, LoadError};
 use crate::ui::web::query;
 
 /// The largest index file read (a 70B model's is about 100 KB).
@@ -125,23 +126,24 @@ pub async fn plan_remote(source: &ModelSource) -> Result<Planned, LoadError> {
 /// Builds the model from its downloaded files (in [`Planned::files`]'s order),
 /// a block of weights at a time, giving the thread back between them
 /// ([`Pacer`]), so the page keeps handling input while a large model is read.
-pub async fn build_remote(planned: &Planned, bytes: &[Vec<u8>]) -> Result<Model, LoadError> {
+/// The weights are read by range from the downloaded bytes (outside
+/// WebAssembly memory): each tensor straight into its matrix.
+pub async fn build_remote(planned: &Planned, files: &[JsBytes]) -> Result<Model, LoadError> {
     let name = planned.source.display_name();
-    let named = |n: &str| planned.files.iter().position(|f| f.name == n).and_then(|i| bytes.get(i)).map(Vec::as_slice);
     let mut pacer = Pacer::new();
     if planned.source.is_gguf() {
-        let file = bytes.first().ok_or_else(|| LoadError::Files("the GGUF file did not arrive".into()))?;
+        let file = files.first().ok_or_else(|| LoadError::Files("the GGUF file did not arrive".into()))?;
         return Ok(Model::from_gguf_paced(&name, file, async || pacer.pause().await).await?);
     }
-    let missing = |n: &str| LoadError::Files(format!("{n} did not arrive"));
-    let config = named("config.json").ok_or_else(|| missing("config.json"))?;
-    let tokenizer = named("tokenizer.json").ok_or_else(|| missing("tokenizer.json"))?;
-    let shards: Vec<&[u8]> = planned
-        .files
-        .iter()
-        .zip(bytes)
-        .filter(|(f, _)| f.name.ends_with(".safetensors"))
-        .map(|(_, b)| b.as_slice())
-        .collect();
-    Ok(Model::from_shards_paced(&name, config, &shards, tokenizer, async || pacer.pause().await).await?)
+    let small = |n: &str| {
+        let file = planned.files.iter().position(|f| f.name == n).and_then(|i| files.get(i));
+        let file = file.ok_or_else(|| LoadError::Files(format!("{n} did not arrive")))?;
+        read_small(file, MAX_SMALL_FILE_BYTES).ok_or_else(|| {
+            LoadError::Files(format!("{n} is {} bytes; at most {MAX_SMALL_FILE_BYTES} are read", file.size()))
+        })
+    };
+    let (config, tokenizer) = (small("config.json")?, small("tokenizer.json")?);
+    let shards: Vec<&JsBytes> =
+        planned.files.iter().zip(files).filter(|(f, _)| f.name.ends_with(".safetensors")).map(|(_, b)| b).collect();
+    Ok(Model::from_shards_paced(&name, &config, &shards, &tokenizer, async || pacer.pause().await).await?)
 }

@@ -10,7 +10,8 @@ use thiserror::Error;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::dom::{js_message, Pacer};
+use super::dom::js_message;
+use crate::model::file_bytes::FileBytes;
 use crate::model::plan::{Limits, PlanError, Refusal};
 use crate::model::source::SourceError;
 use crate::model::ModelError;
@@ -117,9 +118,42 @@ pub struct FileSpec {
     pub size: u64,
 }
 
+/// A JavaScript byte array (a downloaded file, a file the user gave), read
+/// by range: it stays outside WebAssembly memory, and the loaders copy each
+/// tensor's bytes from it straight into the matrix that keeps them.
+pub struct JsBytes {
+    array: js_sys::Uint8Array,
+    size: u32,
+}
+
+impl JsBytes {
+    /// `value` (an ArrayBuffer or a typed array) as bytes; a file of 4 GiB or
+    /// more is refused (no such file fits in WebAssembly memory anyway).
+    pub fn new(value: &JsValue, name: &str) -> Result<Self, LoadError> {
+        let array = js_sys::Uint8Array::new(value);
+        let length = js_sys::Reflect::get(&array, &"length".into()).ok().and_then(|l| l.as_f64()).unwrap_or(0.0);
+        let size = u32::try_from(length as u64)
+            .map_err(|_| LoadError::Files(format!("{name} is {length} bytes: files of 4 GiB or more are not read")))?;
+        Ok(Self { array, size })
+    }
+}
+
+impl FileBytes for JsBytes {
+    fn size(&self) -> u64 {
+        self.size.into()
+    }
+
+    fn copy_to(&self, at: u64, dst: &mut [u8]) {
+        // In range (the caller checked it against `size`, which fits u32).
+        let (start, end) = (at as u32, (at + dst.len() as u64) as u32);
+        self.array.subarray(start, end).copy_to(dst);
+    }
+}
+
 /// What a download brought.
 pub struct Downloaded {
-    pub files: Vec<Vec<u8>>,
+    /// The files' bytes, outside WebAssembly memory.
+    pub files: Vec<JsBytes>,
     /// Whether the model is now kept on this device.
     pub kept: bool,
     /// Why not, when it is not.
@@ -158,10 +192,8 @@ pub async fn download(
     drop(on_progress);
     let value = value?;
     let bodies: js_sys::Array = field(&value, "files").dyn_into().map_err(|_| LoadError::NoLoader)?;
-    let mut files = Vec::with_capacity(bodies.length() as usize);
-    for body in bodies.iter() {
-        files.push(bytes_paced(&js_sys::Uint8Array::new(&body)).await);
-    }
+    let files =
+        bodies.iter().zip(files).map(|(body, spec)| JsBytes::new(&body, &spec.name)).collect::<Result<Vec<_>, _>>()?;
     Ok(Downloaded {
         files,
         kept: field(&value, "kept").as_bool().unwrap_or(false),
@@ -212,31 +244,18 @@ pub async fn estimate() -> (f64, f64, bool) {
     }
 }
 
-/// The bytes of a `File` (or any `Blob`).
-pub async fn file_bytes(file: &web_sys::File) -> Result<Vec<u8>, LoadError> {
+/// The bytes of a `File` (or any `Blob`), read into a JavaScript buffer
+/// (not into WebAssembly memory: the loaders read it by range).
+pub async fn file_bytes(file: &web_sys::File) -> Result<JsBytes, LoadError> {
+    if file.size() >= 4_294_967_296.0 {
+        return Err(LoadError::Files(format!(
+            "{} is {} bytes: files of 4 GiB or more are not read",
+            file.name(),
+            file.size()
+        )));
+    }
     let buffer = JsFuture::from(file.array_buffer())
         .await
         .map_err(|e| LoadError::Files(format!("{}: {}", file.name(), js_message(&e))))?;
-    Ok(bytes_paced(&js_sys::Uint8Array::new(&buffer)).await)
-}
-
-/// Bytes copied into WebAssembly memory per piece by [`bytes_paced`].
-const COPY_PIECE: u32 = 8 << 20;
-
-/// A JavaScript byte array copied into WebAssembly memory a piece at a time,
-/// the thread given back between slices ([`Pacer`]): a 100 MB model copied
-/// at once was a task of ~100 ms.
-async fn bytes_paced(array: &js_sys::Uint8Array) -> Vec<u8> {
-    let len = array.length();
-    let mut out = Vec::with_capacity(len as usize);
-    let mut pacer = Pacer::new();
-    let mut at = 0;
-    while at < len {
-        let end = at.saturating_add(COPY_PIECE).min(len);
-        out.resize(end as usize, 0);
-        array.subarray(at, end).copy_to(&mut out[at as usize..]);
-        at = end;
-        pacer.pause().await;
-    }
-    out
+    JsBytes::new(&buffer, &file.name())
 }

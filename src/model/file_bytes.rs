@@ -1,0 +1,104 @@
+//! A model file's bytes, read a range at a time. The loaders never need a
+//! file whole: they read its header, then each tensor's bytes straight into
+//! the matrix that keeps them, a piece at a time. In the page the file is a
+//! JavaScript byte array (a download, a file the user gave), outside
+//! WebAssembly memory, so opening a model costs that memory its weights and
+//! not the file as well (`ui::web::models::JsBytes`); natively it is a slice.
+
+/// A file's bytes, readable by range.
+pub trait FileBytes {
+    /// The file's length in bytes.
+    fn size(&self) -> u64;
+
+    /// Copies the `dst.len()` bytes at `at` into `dst`. Callers keep the
+    /// range inside [`FileBytes::size`] ([`read_vec`] checks it; the
+    /// loaders check every tensor's range against the size when they read
+    /// the header); an implementation may panic on a range past the end.
+    fn copy_to(&self, at: u64, dst: &mut [u8]);
+}
+
+impl FileBytes for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn copy_to(&self, at: u64, dst: &mut [u8]) {
+        let at = at as usize; // in range: the caller checked it against `size`
+        dst.copy_from_slice(&self[at..at + dst.len()]);
+    }
+}
+
+impl FileBytes for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.as_slice().size()
+    }
+
+    fn copy_to(&self, at: u64, dst: &mut [u8]) {
+        self.as_slice().copy_to(at, dst)
+    }
+}
+
+/// `len` bytes at `at`, or `None` where that runs past the end (the caller
+/// bounds `len` before asking: it is allocated whole).
+pub fn read_vec<F: FileBytes + ?Sized>(file: &F, at: u64, len: u64) -> Option<Vec<u8>> {
+    let end = at.checked_add(len)?;
+    if end > file.size() {
+        return None;
+    }
+    let mut out = vec![0; usize::try_from(len).ok()?];
+    file.copy_to(at, &mut out);
+    Some(out)
+}
+
+/// The whole of a small file (a config, a tokenizer, an index), or `None`
+/// when it is larger than `limit` bytes.
+pub fn read_small<F: FileBytes + ?Sized>(file: &F, limit: u64) -> Option<Vec<u8>> {
+    (file.size() <= limit).then(|| read_vec(file, 0, file.size())).flatten()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A file that records every read: the loaders' tests check that no
+    /// read is larger than a piece and that each byte is read once.
+    pub(crate) struct Counted<'a> {
+        pub bytes: &'a [u8],
+        pub reads: RefCell<Vec<(u64, usize)>>,
+    }
+
+    impl<'a> Counted<'a> {
+        pub(crate) fn new(bytes: &'a [u8]) -> Self {
+            Self { bytes, reads: RefCell::new(Vec::new()) }
+        }
+
+        /// The largest single read, and the bytes read in all.
+        pub(crate) fn largest_and_total(&self) -> (usize, usize) {
+            let reads = self.reads.borrow();
+            (reads.iter().map(|r| r.1).max().unwrap_or(0), reads.iter().map(|r| r.1).sum())
+        }
+    }
+
+    impl FileBytes for Counted<'_> {
+        fn size(&self) -> u64 {
+            self.bytes.size()
+        }
+
+        fn copy_to(&self, at: u64, dst: &mut [u8]) {
+            self.reads.borrow_mut().push((at, dst.len()));
+            self.bytes.copy_to(at, dst)
+        }
+    }
+
+    #[test]
+    fn ranges_past_the_end_read_nothing() {
+        let file = b"abcdef".to_vec();
+        assert_eq!(read_vec(&file, 2, 3).as_deref(), Some(&b"cde"[..]));
+        assert_eq!(read_vec(&file, 4, 3), None);
+        assert_eq!(read_vec(&file, u64::MAX, 2), None);
+        assert_eq!(read_vec(&file[..], 6, 0).as_deref(), Some(&b""[..]));
+        assert_eq!(read_small(&file, 6).as_deref(), Some(&b"abcdef"[..]));
+        assert_eq!(read_small(&file, 5), None);
+    }
+}
