@@ -12,8 +12,6 @@
 //! (shaders/half.wgsl): half the memory and half the bytes read per token,
 //! the same numbers.
 
-use wgpu::util::DeviceExt;
-
 use super::{GpuContext, GpuError};
 use crate::model::{Half, Matrix, ModelConfig, Tensor, ValuesRef, Weights};
 
@@ -67,25 +65,40 @@ pub struct GpuWeights {
     pub bytes: u64,
 }
 
-/// Uploads `data`, zero-padded to a whole number of vec4s (the matmul kernels
-/// bind their inputs as `array<vec4<f32>>`).
-fn upload_f32(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<wgpu::Buffer, GpuError> {
-    let padded_len = data.len().max(1).next_multiple_of(4);
-    let padded;
-    let contents = if padded_len == data.len() {
-        data
-    } else {
-        padded = [data, &vec![0.0f32; padded_len - data.len()]].concat();
-        &padded
-    };
-    let size = padded_len as u64 * 4;
+/// A storage buffer holding `bytes`, zero-padded to a whole number of 16
+/// bytes (the matmul kernels bind their inputs as `array<vec4<f32>>`, or of
+/// u32 pairs of 16-bit values), written through the queue. Not
+/// `create_buffer_init`: in the browser, wgpu maps a new buffer through a
+/// temporary copy of all of it in WebAssembly memory, which never shrinks
+/// (opening GPT-2 small grew it by 150 MB more than its weights), while
+/// `write_buffer` hands the browser a view of `bytes` itself.
+fn upload_bytes(ctx: &GpuContext, name: &str, bytes: &[u8], total: &mut u64) -> Result<wgpu::Buffer, GpuError> {
+    let size = (bytes.len() as u64).max(1).next_multiple_of(16);
     ctx.check_binding(name, size)?;
-    *bytes += size;
-    Ok(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+    *total += size;
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(name),
-        contents: bytemuck::cast_slice(contents),
-        usage: STORAGE,
-    }))
+        size,
+        usage: STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    // Writes go in whole 4-byte words; a ragged end (an odd count of 16-bit
+    // values) goes as one word with zeros after it.
+    let whole = bytes.len() / 4 * 4;
+    if whole > 0 {
+        ctx.queue.write_buffer(&buffer, 0, &bytes[..whole]);
+    }
+    if whole < bytes.len() {
+        let mut tail = [0; 4];
+        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+        ctx.queue.write_buffer(&buffer, whole as u64, &tail);
+    }
+    Ok(buffer)
+}
+
+/// `data` as f32, zero-padded to a whole number of vec4s.
+fn upload_f32(ctx: &GpuContext, name: &str, data: &[f32], bytes: &mut u64) -> Result<wgpu::Buffer, GpuError> {
+    upload_bytes(ctx, name, bytemuck::cast_slice(data), bytes)
 }
 
 /// The 16-bit format every value of `data` is exactly, if any (bfloat16
@@ -118,7 +131,8 @@ pub fn pack_bits(bits: &[u16]) -> Vec<u32> {
     words
 }
 
-/// `values` as 16-bit pairs of `format`: 16-bit values as they are, f32
+/// `values` as 16-bit pairs of `format`: 16-bit values as they are (their
+/// bytes, on a little-endian target, are already [`pack_bits`]'s words), f32
 /// values (each exactly a `format` value) narrowed.
 fn upload_packed(
     ctx: &GpuContext,
@@ -127,18 +141,11 @@ fn upload_packed(
     format: Half,
     bytes: &mut u64,
 ) -> Result<wgpu::Buffer, GpuError> {
-    let words = match values {
-        ValuesRef::Half(_, bits) => pack_bits(bits),
-        ValuesRef::F32(data) => pack_half(data, format),
-    };
-    let size = words.len() as u64 * 4;
-    ctx.check_binding(name, size)?;
-    *bytes += size;
-    Ok(ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(name),
-        contents: bytemuck::cast_slice(&words),
-        usage: STORAGE,
-    }))
+    const _: () = assert!(cfg!(target_endian = "little"), "16-bit weights are uploaded as their bytes");
+    match values {
+        ValuesRef::Half(_, bits) => upload_bytes(ctx, name, bytemuck::cast_slice(bits), bytes),
+        ValuesRef::F32(data) => upload_bytes(ctx, name, bytemuck::cast_slice(&pack_half(data, format)), bytes),
+    }
 }
 
 /// A weight matrix, 16-bit when its values allow it.

@@ -61,7 +61,7 @@ pub enum Refusal {
     )]
     GpuMemory { bytes: u64, limit: u64 },
     #[error(
-        "loading needs about {} MB of WebAssembly memory (the files plus the weights read from them); \
+        "loading needs about {} MB of WebAssembly memory (the weights as read, and room for one tensor as it is placed); \
          this page can have at most {} MB",
         mb(*bytes), mb(*limit)
     )]
@@ -225,7 +225,10 @@ pub struct Plan {
     /// The largest tensor that must fit one binding, and the GPU bytes of
     /// the buffer it goes into.
     pub largest: Option<(String, u64)>,
-    /// Wasm memory while loading: the weight files plus the weights as read (16-bit matrices kept 16-bit).
+    /// Wasm memory while loading: the weights as read (16-bit matrices kept
+    /// 16-bit), and the largest of them once more (a tensor read, or its
+    /// parts, before it is placed). The files are not in it: they are read a
+    /// range at a time from outside it (`model::file_bytes`).
     pub wasm_bytes: u64,
 }
 
@@ -244,11 +247,11 @@ impl Plan {
             largest: None,
             wasm_bytes: 0,
         };
-        let (mut weight_bytes, mut read_bytes) = (0u64, 0u64);
+        let (mut read_bytes, mut largest_read) = (0u64, 0u64);
         for h in headers {
             plan.files.push((h.file.clone(), h.bytes));
-            weight_bytes = weight_bytes.saturating_add(h.bytes);
             for t in &h.tensors {
+                largest_read = largest_read.max(t.wasm_bytes());
                 plan.params = plan.params.saturating_add(t.values);
                 *plan.dtypes.entry(t.dtype.clone()).or_default() += t.values;
                 plan.gpu_bytes = plan.gpu_bytes.saturating_add(t.gpu_bytes());
@@ -261,14 +264,15 @@ impl Plan {
         }
         plan.files.extend(small.iter().cloned());
         plan.download_bytes = plan.files.iter().fold(0u64, |n, (_, b)| n.saturating_add(*b));
-        plan.wasm_bytes = weight_bytes.saturating_add(read_bytes);
+        plan.wasm_bytes = read_bytes.saturating_add(largest_read);
         Ok(plan)
     }
 
     /// The plan of one GGUF file of `bytes`, read before its header: its
     /// memory is bounded from the size alone (quantized values as small as
-    /// 4 bits widen to f32 in wasm memory: at most 8 times the file, plus the
-    /// file); the GPU's share is known once the file is read.
+    /// 4 bits widen to f32 in wasm memory: at most 8 times the file, plus one
+    /// tensor's bytes as read, at most the file); the GPU's share is known
+    /// once the file is read.
     pub fn gguf(file: &str, bytes: u64) -> Self {
         Plan {
             files: vec![(file.to_owned(), bytes)],
@@ -413,9 +417,10 @@ mod tests {
         assert_eq!(plan.dtypes.get("F16"), Some(&weight_values));
         // Matrices stay 16-bit on the GPU; the 12 bias vectors are widened.
         assert_eq!(plan.gpu_bytes, (weight_values - 12 * 2304) * 2 + 12 * 2304 * 4);
-        // In wasm memory too, but the position table is widened there: the file plus what it reads into.
+        // In wasm memory too, but the position table is widened there; the file is not in it
+        // (read by range), only room for its largest tensor, the token table, once more.
         let widened = 12 * 2304 + 1024 * 768;
-        assert_eq!(plan.wasm_bytes, 8 + header_len + (weight_values - widened) * 2 + widened * 4 + weight_values * 2);
+        assert_eq!(plan.wasm_bytes, (weight_values - widened) * 2 + widened * 4 + 50257 * 768 * 2);
         assert_eq!(plan.download_bytes, 8 + header_len + weight_values * 2 + 700 + 1_300_000);
         // The token table is chunked: the largest single binding is a block's MLP matrix.
         assert_eq!(plan.largest.as_ref().map(|(_, b)| *b), Some(768 * 3072 * 2));

@@ -1,6 +1,7 @@
 //! `window.attnscope`: a small hook for end-to-end tests and the curious.
 //!
-//! - `state()` returns what the page shows now (no GPU readback).
+//! - `state()` returns what the page shows now (no GPU readback), and the
+//!   size of the WebAssembly memory (`wasmMemoryBytes`).
 //! - `snapshot()` resolves to `state()` plus `matrix`: the shown stage matrix
 //!   of the selected layer and head, read back from the buffer (or trace) the
 //!   heatmap is drawn from; `weights` too when the stage is the softmax.
@@ -67,7 +68,14 @@ fn state_json(state: PageState, backend: Backend) -> Value {
         "topP": s.top_p.get_untracked(),
         "generated": state.generation.steps.get_untracked().iter().map(|g| json!({ "id": g.token.id, "text": g.token.text, "prob": g.prob })).collect::<Vec<_>>(),
         "kvBytes": status.config.get_untracked().map(|c| crate::engine::cost::forward_cost(&c, outputs.shown_tokens.get_untracked()).kv_bytes),
+        "wasmMemoryBytes": wasm_memory_bytes(),
     })
+}
+
+/// The size of this WebAssembly instance's memory (it only ever grows): the
+/// model tests read it before and after opening a model.
+fn wasm_memory_bytes() -> u64 {
+    core::arch::wasm32::memory_size(0) as u64 * 65_536
 }
 
 fn to_js(value: &Value) -> JsValue {
