@@ -300,8 +300,8 @@ test('GPT-2 small\'s shape by URL asks (250 MB), opens with 12 × 12 heads, and 
     assert.deepEqual([s.nLayer, s.nHead], [12, 12]);
     // The downloaded file stays a JavaScript array, read a tensor at a time into the
     // weights (16-bit kept 16-bit), and the GPU's buffers are written from them in place:
-    // WebAssembly memory grows by about the weights (261 MB seen). With the whole file
-    // copied in first and each buffer mapped through a copy of it, it grew by 413 MB.
+    // WebAssembly memory grows by about the weights (261 MB seen; 413 MB with each GPU
+    // buffer mapped through a copy of it).
     const grown = s.wasmMemoryBytes - before;
     console.log(`GPT-2 small's shape (250 MB of F16 safetensors): WebAssembly memory ${(before / 1e6).toFixed(0)} MB before, grew by ${(grown / 1e6).toFixed(0)} MB`);
     assert.ok(grown < 1.2 * 250e6, `wasm memory grew by ${grown} bytes`);
