@@ -56,6 +56,8 @@ fn matmul_bias_equals_the_reference_on_random_shapes() {
     // The browser's GEMM: rows read in place (≤ 32) or packed, depth blocks of
     // 256 with a ragged last one, 128-column blocks with ragged panels.
     shapes.extend([(32, 513, 137), (33, 256, 8), (64, 513, 137), (97, 600, 263), (5, 1000, 129), (130, 300, 260)]);
+    // Few rows and a row stride of a multiple of 4 KiB: packed, not read in place.
+    shapes.extend([(16, 300, 1024), (7, 70, 2048)]);
     // Up to 4 rows, the weights streamed four rows at a time (a ragged last group, ragged columns).
     shapes.extend([(1, 7, 9), (2, 513, 17), (3, 3, 5), (4, 1026, 300), (4, 1, 1), (1, 576, 1536)]);
     for (m, k, n) in shapes {

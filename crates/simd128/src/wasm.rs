@@ -43,8 +43,18 @@ const DOT_ROWS: usize = 64;
 /// weights hot (node) and cold from memory alike (GPT-2 small's matmuls over
 /// all 12 layers' weights at T = 64 in headless Chromium: 10–25 % faster
 /// packed): reused 16 times, a panel read in place keeps missing L1 where the
-/// row stride is a multiple of 4 KiB (`mlp_fc`'s 3072 columns).
+/// row stride is a multiple of 4 KiB (`mlp_fc`'s 3072 columns). Such a
+/// stride puts every row of the panel in one L1 set at any row count, so it
+/// is packed whatever the rows ([`in_place`]): GPT-2 small's 12 `mlp_fc`
+/// products at T = 16 took 88 ms in place and 49 packed; the other strides
+/// (multiples of 1 KiB only) ran 5–40 % slower packed at T = 16.
 const IN_PLACE_ROWS: usize = 32;
+
+/// Whether [`gemm`] reads `b`'s full panels in place: few rows, contiguous
+/// columns, and a row stride that is not a multiple of 4 KiB.
+fn in_place(m: usize, b: Strided) -> bool {
+    m <= IN_PLACE_ROWS && b.cs == 1 && (b.rs * 4) % 4096 != 0
+}
 /// Up to this many rows (a keystroke's new token, a KV-cache step), a
 /// product with row-major `b` streams `b` once, four of its rows at a time
 /// ([`gemm_streamed`]): the 4×8 tile would compute three rows of zeros and
@@ -138,7 +148,7 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
             pack_a(a, ap, p0, kc, m);
             let stride = 2 * kc + PANEL_PAD;
             let mut j0 = 0;
-            if m <= IN_PLACE_ROWS && b.cs == 1 {
+            if in_place(m, b) {
                 // Few rows: every full 8-column panel read in place.
                 while j0 + NR <= n {
                     let panel = &b.data[p0 * b.rs + j0..];
