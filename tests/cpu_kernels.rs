@@ -195,6 +195,10 @@ fn sixteen_bit_weights_equal_the_reference_on_their_values() {
             (9, 4100, 300),
             (40, 8200, 150),
             (5, 4100, 70),
+            // 5 to 32 rows: each 8-column panel widened once for every row block.
+            (32, 31, 17),
+            (16, 768, 1024),
+            (6, 65, 8),
         ] {
             let (x, b) = (values(&mut rng, m * k, 1.0), values(&mut rng, n, 1.0));
             let bits = halves(&mut rng, k * n, format);

@@ -258,11 +258,16 @@ fn matmul_columns_add(
     let out = &mut y[j0..];
     match w {
         ValuesRef::F32(w) => product(x, Strided { data: &w[j0..], rs: n, cs: 1 }, out, n, (m, k, nc)),
-        // The browser's few rows: each weight widened in registers as it is read.
+        // The browser's few rows: each weight widened in registers as it is
+        // read (a keystroke's rows), or a panel at a time into L1 (a short text).
         #[cfg(target_arch = "wasm32")]
-        ValuesRef::Half(format, bits) if m <= STREAM_ROWS => {
+        ValuesRef::Half(format, bits) if m <= attnscope_simd128::IN_PLACE_ROWS => {
             let b = attnscope_simd128::Half16 { data: &bits[j0..], rs: n, bf16: format == crate::model::Half::Bf16 };
-            attnscope_simd128::gemm_streamed_half(x, b, out, n, (m, k, nc));
+            if m <= STREAM_ROWS {
+                attnscope_simd128::gemm_streamed_half(x, b, out, n, (m, k, nc));
+            } else {
+                attnscope_simd128::gemm_few_half(x, b, out, n, (m, k, nc));
+            }
         }
         ValuesRef::Half(..) => {
             // Blocks of whole columns of w, the whole depth each, row by row.
