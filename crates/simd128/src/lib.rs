@@ -23,6 +23,12 @@
 //!   an in-order run, into `c`'s rows held in L1 (the 4×8 tile would compute
 //!   three rows of zeros and read each weight row 32 bytes at a time).
 //!
+//! Up to 32 rows the broadcast loop reads `b`'s panels in place, in depth
+//! blocks of 32 (a panel's rows fall in a few L1 sets), or packs them where
+//! the row stride is a multiple of 4 KiB. A 16-bit `b` is widened in
+//! registers as it is read for a few rows (streamed, dot), a panel at a time
+//! into L1 for up to 32 rows, and a 4 MiB block at a time for more.
+//!
 //! Plain simd128 (a multiply then an add: relaxed-simd's FMA is not in
 //! every browser). Packing buffers are kept per thread and reused, so a
 //! matmul allocates nothing.
