@@ -12,6 +12,21 @@ pub async fn go_on() -> ControlFlow<()> {
     ControlFlow::Continue(())
 }
 
+/// A pause with its closure's type erased. A loader generic over its
+/// caller's pause is compiled once per caller (each copy of the GGUF and
+/// safetensors loaders is ~15 kB of wasm); behind `&mut dyn Pause` it is
+/// compiled once.
+pub trait Pause {
+    /// The pause's future, boxed.
+    fn pause(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>;
+}
+
+impl<F: AsyncFnMut()> Pause for F {
+    fn pause(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+        Box::pin(self())
+    }
+}
+
 /// The value of a future that never waits (a paced computation whose pause
 /// returns at once), without an executor.
 pub fn at_once<T>(future: impl std::future::Future<Output = T>) -> T {

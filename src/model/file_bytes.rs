@@ -38,6 +38,19 @@ impl FileBytes for Vec<u8> {
     }
 }
 
+/// A reference to a file is the file: `&&[u8]` (a sized type) becomes a
+/// `&dyn FileBytes`, which the loaders take so that they are compiled once
+/// whatever the caller's file type.
+impl<T: FileBytes + ?Sized> FileBytes for &T {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+
+    fn copy_to(&self, at: u64, dst: &mut [u8]) {
+        (**self).copy_to(at, dst)
+    }
+}
+
 /// `len` bytes at `at`, or `None` where that runs past the end (the caller
 /// bounds `len` before asking: it is allocated whole).
 pub fn read_vec<F: FileBytes + ?Sized>(file: &F, at: u64, len: u64) -> Option<Vec<u8>> {

@@ -374,6 +374,16 @@ impl Model {
         bytes: &F,
         mut pause: impl AsyncFnMut(),
     ) -> Result<Self, ModelError> {
+        Self::from_gguf_erased(name, &bytes, &mut pause).await
+    }
+
+    /// [`Model::from_gguf_paced`] with the file and pause types erased: compiled once.
+    async fn from_gguf_erased(
+        name: &str,
+        bytes: &dyn FileBytes,
+        pause: &mut dyn crate::pace::Pause,
+    ) -> Result<Self, ModelError> {
+        let mut pause = async || pause.pause().await;
         let file = Gguf::parse(bytes)?;
         let config = config(&file)?;
         pause().await;

@@ -71,6 +71,19 @@ impl Model {
         tokenizer_json: &[u8],
         mut pause: impl AsyncFnMut(),
     ) -> Result<Self, ModelError> {
+        let shards: Vec<&dyn file_bytes::FileBytes> = shards.iter().map(|s| s as &dyn file_bytes::FileBytes).collect();
+        Self::from_shards_erased(name, config_json, &shards, tokenizer_json, &mut pause).await
+    }
+
+    /// [`Model::from_shards_paced`] with the file and pause types erased: compiled once.
+    async fn from_shards_erased(
+        name: &str,
+        config_json: &[u8],
+        shards: &[&dyn file_bytes::FileBytes],
+        tokenizer_json: &[u8],
+        pause: &mut dyn crate::pace::Pause,
+    ) -> Result<Self, ModelError> {
+        let mut pause = async || pause.pause().await;
         let config = ModelConfig::from_json(config_json)?;
         let weights = Weights::from_shards_paced(shards, &config, &mut pause).await?;
         pause().await;
