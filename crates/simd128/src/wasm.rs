@@ -179,17 +179,7 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
                 while j < j0 + nc {
                     let w = NR.min(n - j);
                     let b_panel = &bp[(j - j0) / NR * stride..][..2 * kc];
-                    for rb in 0..row_blocks {
-                        let acc = kernel_4x8(&ap[rb * MR * kc..][..MR * kc], b_panel);
-                        let i0 = rb * MR;
-                        for r in 0..MR.min(m - i0) {
-                            let row = &mut c[(i0 + r) * rsc + j..];
-                            add_into(row, acc[2 * r], w);
-                            if w > 4 {
-                                add_into(&mut row[4..], acc[2 * r + 1], w - 4);
-                            }
-                        }
-                    }
+                    add_panel_product(ap, b_panel, (m, kc), &mut c[j..], rsc, w);
                     j += NR;
                 }
                 j0 += nc;
@@ -197,6 +187,24 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
             p0 += kc;
         }
     });
+}
+
+/// Every 4-row block of the packed `a` (`m` rows, `kc` deep) times one
+/// packed 8-column panel of `b` (`kc` pairs of vectors), added into the
+/// first `w` columns of `c`'s rows.
+#[inline(always)]
+fn add_panel_product(ap: &[f32], panel: &[v128], (m, kc): (usize, usize), c: &mut [f32], rsc: usize, w: usize) {
+    for rb in 0..m.div_ceil(MR) {
+        let acc = kernel_4x8(&ap[rb * MR * kc..][..MR * kc], panel);
+        let i0 = rb * MR;
+        for r in 0..MR.min(m - i0) {
+            let row = &mut c[(i0 + r) * rsc..];
+            add_into(row, acc[2 * r], w);
+            if w > 4 {
+                add_into(&mut row[4..], acc[2 * r + 1], w - 4);
+            }
+        }
+    }
 }
 
 /// [`gemm`] for at most [`STREAM_ROWS`] rows and a row-major `b`: for each
@@ -769,7 +777,6 @@ pub fn gemm_few_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, k, n)
         let ap = &mut s.borrow_mut().a;
         let blocks = k.div_ceil(KC_IN_PLACE);
         let kc_max = k.div_ceil(blocks);
-        let row_blocks = m.div_ceil(MR);
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
@@ -792,17 +799,7 @@ pub fn gemm_few_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, k, n)
                     panel[2 * kk] = lo;
                     panel[2 * kk + 1] = hi;
                 }
-                for rb in 0..row_blocks {
-                    let acc = kernel_4x8(&ap[rb * MR * kc..][..MR * kc], &panel[..2 * kc]);
-                    let i0 = rb * MR;
-                    for r in 0..MR.min(m - i0) {
-                        let row = &mut c[(i0 + r) * rsc + j..];
-                        add_into(row, acc[2 * r], w);
-                        if w > 4 {
-                            add_into(&mut row[4..], acc[2 * r + 1], w - 4);
-                        }
-                    }
-                }
+                add_panel_product(ap, &panel[..2 * kc], (m, kc), &mut c[j..], rsc, w);
                 j += NR;
             }
             p0 += kc;
