@@ -74,7 +74,17 @@ fn random_operands(seed: u64, rows: usize, k: usize, n: usize, w_scale: f32) -> 
 }
 
 /// Both matmul kernels against the CPU composition of the same fusions.
-fn check_fused(o: &Operands, (row0, m, k, n): (usize, usize, usize, usize), fusion: MatmulFusion) {
+fn check_fused(o: &Operands, shape: (usize, usize, usize, usize), fusion: MatmulFusion) {
+    check_fused_on(o, shape, fusion, &MATMULS);
+}
+
+/// `kernels` against the CPU composition of the same fusions.
+fn check_fused_on(
+    o: &Operands,
+    (row0, m, k, n): (usize, usize, usize, usize),
+    fusion: MatmulFusion,
+    kernels: &[Kernel],
+) {
     let Operands { x, w, b, res, ln } = o;
     let x_rows = &x[row0 * k..];
     let normed = match fusion.layernorm {
@@ -90,7 +100,7 @@ fn check_fused(o: &Operands, (row0, m, k, n): (usize, usize, usize, usize), fusi
         ops::activate(&mut pre_want, a);
     }
     let want = if fusion.residual { ops::add(&res[row0 * n..], &pre_want) } else { pre_want.clone() };
-    for kernel in MATMULS {
+    for &kernel in kernels {
         let (y, ln_out, pre) = matmul_gpu(o, (row0, m, k, n), fusion, kernel);
         let what = format!("{kernel:?} rows {row0}+{m}, {k}x{n}, {fusion:?}");
         if fusion.write_pre {
@@ -182,5 +192,21 @@ proptest! {
         let fusion = every_fusion(layernorm, transposed, act);
         prop_assert_eq!(MatmulParams::new((m, k, n), fusion).kernel(), Kernel::MatmulSkinny);
         check_fused(&o, (row0, m, k, n), fusion);
+    }
+}
+
+/// matmul_skinny.wgsl with more column tiles than one dispatch dimension
+/// holds (65,535 workgroups of 64 columns): the tiles fold into z, and the
+/// last layer's spare workgroups write nothing. Tiny K keeps w at 16 MB.
+#[test]
+fn skinny_matmul_folds_wide_outputs_into_z() {
+    let (m, k, n) = (2, 1, 65_535 * 64 + 40);
+    for transposed in [false, true] {
+        let fusion = every_fusion(false, transposed, Some(Activation::Relu));
+        let params = MatmulParams::new((m, k, n), fusion);
+        assert_eq!(params.kernel(), Kernel::MatmulSkinny);
+        assert_eq!(params.workgroups(), [65_535, 1, 2]);
+        let o = random_operands(7, m, k, n, 0.5);
+        check_fused_on(&o, (0, m, k, n), fusion, &[Kernel::MatmulSkinny]);
     }
 }

@@ -141,6 +141,14 @@ mod cli {
             /// format and kept 16-bit (as such a checkpoint loads), beside the f32 copy.
             #[arg(long, value_enum, requires = "gpt2_small")]
             half: Option<HalfArg>,
+            /// Also time SmolLM2-135M's shape (Llama family: 30 layers, 9 query heads over 3 KV heads
+            /// of 64, d=576, SwiGLU 1536, vocab 49152, tied head, RoPE θ 100000) with random f32 weights,
+            /// as its GGUF file loads.
+            #[arg(long)]
+            smollm2: bool,
+            /// Skip the ablation sweeps (every head ablated alone: minutes on large shapes).
+            #[arg(long)]
+            no_sweep: bool,
             /// Runs per length (the median is reported).
             #[arg(long, default_value_t = 3)]
             repeat: usize,
@@ -432,7 +440,19 @@ mod cli {
                 }
                 Ok(())
             }
-            Command::Bench { model, t, backend, gpt2_small, half, repeat, all_backends, generate, matmul } => {
+            Command::Bench {
+                model,
+                t,
+                backend,
+                gpt2_small,
+                half,
+                smollm2,
+                no_sweep,
+                repeat,
+                all_backends,
+                generate,
+                matmul,
+            } => {
                 // Counts and sizes from flags are bounded before anything is reserved for them.
                 if !(1..=MAX_REPEAT).contains(&repeat) {
                     return Err(format!("--repeat must be between 1 and {MAX_REPEAT}, not {repeat}"));
@@ -452,6 +472,12 @@ mod cli {
                     (config, weights)
                 });
                 let gpt2_name = "GPT-2 small shape (random weights)";
+                let smol = smollm2.then(|| {
+                    let config = ModelConfig::smollm2_135m();
+                    let weights = random_weights(&config, 1);
+                    (config, weights)
+                });
+                let smol_name = "SmolLM2-135M shape (random weights)";
                 let gpt2_half = half.zip(gpt2.as_ref()).map(|(half, (config, weights))| {
                     let format = match half {
                         HalfArg::F16 => attnscope::model::Half::F16,
@@ -464,7 +490,9 @@ mod cli {
                     bench::cpu(&model.name, &model.config, &model.weights, &t, repeat)?;
                     bench::cpu_keystrokes(&model.config, &model.weights, &t, repeat)?;
                     bench::cpu_generation(&model.name, &model.config, &model.weights, generate, repeat)?;
-                    bench::cpu_sweep(&model.name, &model.config, &model.weights, &t, repeat)?;
+                    if !no_sweep {
+                        bench::cpu_sweep(&model.name, &model.config, &model.weights, &t, repeat)?;
+                    }
                     bench::cpu_head_finder(&model.config, &model.weights, &t, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
                         bench::cpu(gpt2_name, config, weights, &t, repeat)?;
@@ -473,17 +501,28 @@ mod cli {
                     if let Some((config, weights, name)) = &gpt2_half {
                         bench::cpu(name, config, weights, &t, repeat)?;
                     }
+                    if let Some((config, weights)) = &smol {
+                        bench::cpu(smol_name, config, weights, &t, repeat)?;
+                        bench::cpu_keystrokes(config, weights, &t, repeat)?;
+                    }
                 }
                 if backend == Backend::Gpu || all_backends {
                     let ctx = gpu_context()?;
                     bench::gpu(&ctx, &model.name, &model.config, &model.weights, &t, repeat)?;
-                    bench::gpu_sweep(&ctx, &model.name, &model.config, &model.weights, &t, repeat)?;
+                    if !no_sweep {
+                        bench::gpu_sweep(&ctx, &model.name, &model.config, &model.weights, &t, repeat)?;
+                    }
                     if let Some((config, weights)) = &gpt2 {
                         bench::gpu(&ctx, gpt2_name, config, weights, &t, repeat)?;
-                        bench::gpu_sweep(&ctx, gpt2_name, config, weights, &t, repeat)?;
+                        if !no_sweep {
+                            bench::gpu_sweep(&ctx, gpt2_name, config, weights, &t, repeat)?;
+                        }
                     }
                     if let Some((config, weights, name)) = &gpt2_half {
                         bench::gpu(&ctx, name, config, weights, &t, repeat)?;
+                    }
+                    if let Some((config, weights)) = &smol {
+                        bench::gpu(&ctx, smol_name, config, weights, &t, repeat)?;
                     }
                     bench::matmul(&ctx, &matmul, repeat)?;
                 }

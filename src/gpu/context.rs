@@ -82,8 +82,18 @@ impl GpuContext {
             max_buffer_size: supported.max_buffer_size.min(1 << 30),
             ..wgpu::Limits::default()
         };
+        // Natively, timestamp queries where the adapter has them (`attnscope bench`'s
+        // GPU time per kernel); the page asks for no optional feature.
+        let wanted =
+            if cfg!(target_arch = "wasm32") { wgpu::Features::empty() } else { wgpu::Features::TIMESTAMP_QUERY };
+        let required_features = adapter.features() & wanted;
         let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor { label: Some("attnscope"), required_limits, ..Default::default() })
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("attnscope"),
+                required_limits,
+                required_features,
+                ..Default::default()
+            })
             .await
             .map_err(|e| GpuError::Device(e.to_string()))?;
         let adapter_info = adapter.get_info();
@@ -108,6 +118,11 @@ impl GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Self, GpuError> {
         pollster::block_on(Self::new())
+    }
+
+    /// Whether the device has timestamp queries (natively, where the adapter does).
+    pub fn timestamps(&self) -> bool {
+        self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// The adapter's name, or what the browser tells of it ("swiftshader", "nvidia").

@@ -235,6 +235,30 @@ impl GpuForward {
 
     /// Runs the forward pass on `ids` and submits it; results stay on the GPU.
     pub fn run(&mut self, ctx: &GpuContext, ids: &[u32], opts: RunOptions) -> Result<RunStats, GpuError> {
+        self.run_with(ctx, ids, opts, None)
+    }
+
+    /// [`GpuForward::run`] with each dispatch in a compute pass of its own
+    /// between two timestamps (benchmarks; the adapter must have timestamp
+    /// queries, [`GpuContext::timestamps`]): what each kernel cost on the GPU.
+    pub async fn run_timed(
+        &mut self,
+        ctx: &GpuContext,
+        ids: &[u32],
+        opts: RunOptions,
+    ) -> Result<(RunStats, super::timing::DispatchTimes), GpuError> {
+        let mut timer = super::timing::Timer::default();
+        let stats = self.run_with(ctx, ids, opts, Some(&mut timer))?;
+        Ok((stats, timer.finish(ctx).await?))
+    }
+
+    fn run_with(
+        &mut self,
+        ctx: &GpuContext,
+        ids: &[u32],
+        opts: RunOptions,
+        timer: Option<&mut super::timing::Timer>,
+    ) -> Result<RunStats, GpuError> {
         // A shader or validation error reported since the last run means the
         // numbers cannot be trusted: say so instead of returning them.
         if let Some(fault) = ctx.fault() {
@@ -260,7 +284,12 @@ impl GpuForward {
         let plan = self.plan(buf, t, p, opts, None)?;
         ctx.queue.write_buffer(&buf.ids, p as u64 * 4, bytemuck::cast_slice(&ids[p..]));
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
-        let dispatches = self.encode_plan(ctx, &mut enc, plan);
+        let dispatches = match timer {
+            Some(timer) => {
+                timer.encode(ctx, &self.kernels, &mut enc, plan, |ctx, plan| self.write_params(ctx, plan))?
+            }
+            None => self.encode_plan(ctx, &mut enc, plan),
+        };
         ctx.queue.submit([enc.finish()]);
         let stats = RunStats { tokens: t, reused_prefix: p, dispatches, reallocated };
         self.ids.clear();
@@ -274,9 +303,7 @@ impl GpuForward {
     /// Writes a plan's parameters (ordered before the encoder's submission)
     /// and encodes its dispatches in one compute pass; returns how many.
     pub(crate) fn encode_plan(&self, ctx: &GpuContext, enc: &mut wgpu::CommandEncoder, plan: Plan<'_>) -> usize {
-        if let Some(buf) = self.buffers.as_ref() {
-            ctx.queue.write_buffer(&buf.uniform, 0, &plan.params.bytes);
-        }
+        self.write_params(ctx, &plan);
         let mut pass =
             enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
         for step in &plan.steps {
@@ -285,6 +312,14 @@ impl GpuForward {
             pass.dispatch_workgroups(step.workgroups[0], step.workgroups[1], step.workgroups[2]);
         }
         plan.steps.len()
+    }
+
+    /// Writes a plan's parameters into the uniform block (ordered before any
+    /// later submission).
+    fn write_params(&self, ctx: &GpuContext, plan: &Plan<'_>) {
+        if let Some(buf) = self.buffers.as_ref() {
+            ctx.queue.write_buffer(&buf.uniform, 0, &plan.params.bytes);
+        }
     }
 
     /// The dispatches and parameters for rows `p..t`; with `from = Some(l)`

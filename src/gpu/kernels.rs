@@ -260,12 +260,19 @@ impl MatmulParams {
     pub fn workgroups_for(&self, kernel: Kernel) -> [u32; 3] {
         let columns = |plain: u32| if kernel.is_gated() { plain / 2 } else { plain };
         if kernel.is_skinny() {
-            [self.n.div_ceil(columns(256)), self.m.div_ceil(4), 1]
+            // 64 columns of y a workgroup (32 gated); past a dimension's
+            // 65,535 workgroups the tiles fold into z (the kernel reads x + z·65535).
+            let tiles = self.n.div_ceil(columns(64));
+            let (x, z) = if tiles > SKINNY_MAX_X { (SKINNY_MAX_X, tiles.div_ceil(SKINNY_MAX_X)) } else { (tiles, 1) };
+            [x, self.m.div_ceil(4), z]
         } else {
             [self.n.div_ceil(columns(64)), self.m.div_ceil(64), 1]
         }
     }
 }
+
+/// WebGPU's guaranteed workgroups per dimension: matmul_skinny.wgsl's tiles fold into z past it.
+const SKINNY_MAX_X: u32 = 65_535;
 
 /// Up to this many rows, [`MatmulParams::kernel`] picks matmul_skinny.wgsl.
 pub const SKINNY_MAX_ROWS: usize = 16;

@@ -12,6 +12,7 @@ mod layout;
 mod lens;
 mod readback;
 mod stages;
+mod timing;
 mod trace;
 mod weights;
 pub(crate) mod wgsl;
@@ -29,4 +30,5 @@ pub use kernels::{
 pub use lens::LensRead;
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};
+pub use timing::DispatchTimes;
 pub use weights::{half_format, pack_half, rows_per_chunk, GpuWeights, PackedWeight};

@@ -141,6 +141,16 @@ impl ModelConfig {
         Self::gpt2(12, 12, 768, 1024, 50257)
     }
 
+    /// SmolLM2-135M's shape (Llama family, 135M parameters, tied head, RoPE θ
+    /// 100000, ε 1e-5, context 8192), for benchmarks; `config_llama`'s tests
+    /// read the same numbers from its config.json.
+    pub fn smollm2_135m() -> Self {
+        let mut c = Self::llama((30, 9, 3, 64), 576, 1536, 8192, 49152);
+        c.tie_word_embeddings = true;
+        c.rope_theta = Some(100_000.0);
+        c
+    }
+
     /// A GPT-2 shape: MLP 4·d wide, GELU (tanh), ε 1e-5, biases everywhere.
     pub fn gpt2(n_layer: usize, n_head: usize, n_embd: usize, n_positions: usize, vocab_size: usize) -> Self {
         Self {

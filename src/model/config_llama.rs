@@ -178,6 +178,11 @@ mod tests {
     }
 
     #[test]
+    fn smollm2_shape_for_benchmarks_is_its_config() {
+        assert_eq!(ModelConfig::smollm2_135m(), parse(SMOLLM2).unwrap());
+    }
+
+    #[test]
     fn transformers_5_rope_parameters_and_llama3_scaling() {
         let json = SMOLLM2.replace(
             r#""rope_scaling": null,

@@ -6,7 +6,7 @@ pub mod cpu;
 pub mod kernels;
 
 #[allow(unused_imports)]
-pub use close::{assert_close, assert_within};
+pub use close::{assert_close, assert_within, FORWARD};
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

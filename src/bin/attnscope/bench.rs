@@ -379,59 +379,105 @@ pub fn gpu(
     );
     let mut fwd = GpuForward::with_weights(ctx, config, gpu_weights).map_err(|e| e.to_string())?;
     println!(
-        "  {:>5}  {:>10}  {:>10}  {:>9}  {:>10}  {:>9}  {:>12}  {:>12}  {:>7}",
-        "T", "forward ms", "traced ms", "GFLOP/s", "dispatches", "read B", "append ms", "full ms", "ratio"
+        "  {:>5}  {:>10}  {:>10}  {:>9}  {:>10}  {:>9}  {:>10}  {:>10}  {:>7}",
+        "T", "forward ms", "traced ms", "GFLOP/s", "dispatches", "read B", "append ms", "keystroke", "ratio"
     );
     for &t in lengths {
-        if t > config.n_positions {
-            println!("  {t:>5}  skipped: the context holds {}", config.n_positions);
+        if t < 2 || t > config.n_positions {
+            println!("  {t:>5}  skipped: the context holds {} (and an append needs 2)", config.n_positions);
             continue;
         }
-        let ids = bench_ids(t, config.vocab_size);
-        let fast = RunOptions::fast(Mask::Causal);
-        let mut read_bytes = 0;
-        run_and_read(ctx, &mut fwd, &ids, fast)?; // warm-up: allocation, pipelines
-        let forward_ms = median_ms(
-            || {
-                fwd.clear_cache();
-                read_bytes = run_and_read(ctx, &mut fwd, &ids, fast)?;
-                Ok(())
-            },
-            repeat,
-        )?;
-        let dispatches = fwd.last_run().dispatches;
-        let traced_ms = median_ms(
-            || {
-                fwd.clear_cache();
-                run_and_read(ctx, &mut fwd, &ids, RunOptions::traced(Mask::Causal)).map(|_| ())
-            },
-            repeat,
-        )?;
-        // Appending one token: T−1 tokens cached, then T (one new row), timed
-        // alone; compare with all T rows afresh (forward_ms).
+        // A length the device cannot hold (the traced T×T matrices) is reported, and the next one tried.
+        if let Err(e) = gpu_length(ctx, &mut fwd, config, t, repeat) {
+            println!("  {t:>5}  failed: {e}");
+        }
+    }
+    println!(
+        "  forward = flash attention, then the top-10 next tokens read back; traced = every intermediate kept (T×T matrices); \
+         append = one new token with T−1 cached (KV reuse), flash attention; keystroke = the page's: one new token \
+         with T−1 cached, every intermediate kept (a traced run, the new row of each T×T matrix), the top-10 read \
+         back (the heatmaps' draws are not in it); ratio = forward ÷ append; GPU ms by kernel (where the adapter has \
+         timestamp queries): one more append and keystroke, each dispatch in a pass of its own"
+    );
+    Ok(())
+}
+
+/// One row of [`gpu`]'s table: the timings at `t` tokens.
+fn gpu_length(
+    ctx: &GpuContext,
+    fwd: &mut GpuForward,
+    config: &ModelConfig,
+    t: usize,
+    repeat: usize,
+) -> Result<(), String> {
+    let ids = bench_ids(t, config.vocab_size);
+    let fast = RunOptions::fast(Mask::Causal);
+    let traced = RunOptions::traced(Mask::Causal);
+    let mut read_bytes = 0;
+    run_and_read(ctx, fwd, &ids, fast)?; // warm-up: allocation, pipelines
+    let forward_ms = median_ms(
+        || {
+            fwd.clear_cache();
+            read_bytes = run_and_read(ctx, fwd, &ids, fast)?;
+            Ok(())
+        },
+        repeat,
+    )?;
+    let dispatches = fwd.last_run().dispatches;
+    run_and_read(ctx, fwd, &ids, traced)?; // warm-up: the T×T buffers, the row-attention pipelines
+    let traced_ms = median_ms(
+        || {
+            fwd.clear_cache();
+            run_and_read(ctx, fwd, &ids, traced).map(|_| ())
+        },
+        repeat,
+    )?;
+    // Appending one token: T−1 tokens cached, then T (one new row), timed
+    // alone; compare with all T rows afresh (forward_ms).
+    let mut append = |opts: RunOptions| -> Result<f64, String> {
         let mut times = Vec::with_capacity(repeat.max(1));
         for _ in 0..repeat.max(1) {
             fwd.clear_cache();
-            run_and_read(ctx, &mut fwd, &ids[..t - 1], fast)?;
+            run_and_read(ctx, fwd, &ids[..t - 1], opts)?;
             let start = Instant::now();
-            run_and_read(ctx, &mut fwd, &ids, fast)?;
+            run_and_read(ctx, fwd, &ids, opts)?;
             times.push(elapsed_ms(start));
             if fwd.last_run().reused_prefix != t - 1 {
                 return Err(format!("the append reused {} rows, not {}", fwd.last_run().reused_prefix, t - 1));
             }
         }
-        let append_ms = median(times);
-        let gflop = forward_cost(config, t).total_flops() as f64 / 1e9;
-        println!(
-            "  {t:>5}  {forward_ms:>10.2}  {traced_ms:>10.2}  {:>9.2}  {dispatches:>10}  {read_bytes:>9}  {append_ms:>12.2}  {forward_ms:>12.2}  {:>6.1}×",
-            gflop / (forward_ms / 1e3),
-            forward_ms / append_ms
-        );
+        Ok(median(times))
+    };
+    let append_ms = append(fast)?;
+    let keystroke_ms = append(traced)?;
+    if let Some(fault) = ctx.fault() {
+        return Err(fault.to_string());
     }
+    // Where the GPU's time goes: one more append and keystroke, each dispatch timed alone.
+    let mut breakdown = Vec::new();
+    if ctx.timestamps() {
+        for (what, opts) in [("append", fast), ("keystroke", traced)] {
+            fwd.clear_cache();
+            run_and_read(ctx, fwd, &ids[..t - 1], opts)?;
+            let (_, times) = pollster::block_on(fwd.run_timed(ctx, &ids, opts)).map_err(|e| e.to_string())?;
+            let kernels: Vec<String> =
+                times.by_kernel().iter().map(|(kernel, ms, n)| format!("{kernel:?} {ms:.3} ({n})")).collect();
+            breakdown.push(format!(
+                "         {what}, GPU ms by kernel (dispatches): {:.3} in all; {}",
+                times.total_ms(),
+                kernels.join(", ")
+            ));
+        }
+    }
+    let gflop = forward_cost(config, t).total_flops() as f64 / 1e9;
     println!(
-        "  forward = flash attention, then the top-10 next tokens read back; traced = every intermediate kept (T×T matrices); \
-         append = one new token with T−1 cached (KV reuse), full = the same T tokens with no cache"
+        "  {t:>5}  {forward_ms:>10.2}  {traced_ms:>10.2}  {:>9.2}  {dispatches:>10}  {read_bytes:>9}  {append_ms:>10.2}  {keystroke_ms:>10.2}  {:>6.1}×",
+        gflop / (forward_ms / 1e3),
+        forward_ms / append_ms
     );
+    for line in breakdown {
+        println!("{line}");
+    }
     Ok(())
 }
 
