@@ -21,7 +21,10 @@ struct Params {
     scale: f32,
     neg_inf_bits: u32,
     n_kv_head: u32,
-    _pad1: u32,
+    // attention_rows.wgsl: rows below `kept` were computed by an earlier run
+    // (never with a mask that lets a row see later keys): only their columns
+    // from `kept` on are written. 0 in flash_attention.wgsl.
+    kept: u32,
 }
 
 const WG: u32 = 64u;

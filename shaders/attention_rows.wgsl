@@ -18,6 +18,13 @@
 // creation error in WebGPU). Mask modes: 0 causal (j ≤ i), 1 bidirectional,
 // 2 sliding window (i − w < j ≤ i).
 // Limits: T ≤ 1024 (the scores of a row live in workgroup memory), d_head ≤ 256.
+// Kept rows (i < kept, a traced append or edit that keeps rows 0..kept of
+// the last run): their softmax and A·V stand, since the mask hides every key
+// from `kept` on from them (causal or a window; the caller passes kept = 0
+// for a bidirectional mask); only their raw scores against the keys that
+// changed or arrived since (j ≥ kept) are new, written with masked −∞ and
+// weight 0. So appending a token costs its own row plus one column, O(T),
+// not all T rows again, O(T²).
 // Workgroup 64: invocations stride over keys, then over the d_head outputs.
 // Dispatch (M, H, 1): workgroup (r, h) is query row row0 + r of head h.
 // The uniform block, the qkv binding and the mask rule are in
@@ -74,6 +81,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
         q_s[c] = qkv[i * stride + q_col(h) + c];
     }
     workgroupBarrier();
+
+    if i < p.kept {
+        // A kept row: its new column(s) only (uniform: the whole workgroup leaves).
+        for (var j = p.kept + lid; j < p.t; j += WG) {
+            let k_base = j * stride + k_col(h);
+            var s = 0.0;
+            for (var c = 0u; c < p.d_head; c++) {
+                s += q_s[c] * qkv[k_base + c];
+            }
+            let at = (h * p.cap + i) * p.cap + j;
+            raw[at] = s;
+            masked[at] = neg_inf;
+            weights[at] = 0.0;
+        }
+        return;
+    }
 
     // Scores: raw, scaled and masked; the running max of the allowed ones.
     var local_max = neg_inf;

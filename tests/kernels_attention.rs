@@ -57,6 +57,60 @@ proptest! {
         assert_close(&read(&ob, 0, t * d), &out_cpu, &format!("A·V {what}"));
     }
 
+    /// A traced append or edit: rows 0..kept come from an earlier run over
+    /// `t_before` tokens whose keys from `kept` on differed (an edited last
+    /// token, then typing on); the second run keeps those rows and writes
+    /// only their scores against keys kept..T, and rows kept..T whole. Every
+    /// matrix and A·V then equal one fresh run over the new tokens.
+    #[test]
+    fn kept_rows_get_only_their_new_columns((t, kept, t_before, n_head, d_head, window, before, after) in
+        (2usize..70, 1usize..4, prop::sample::select(vec![8usize, 64]), 0u32..6)
+            .prop_flat_map(|(t, h, dh, w)| {
+                (Just(t), 1..t, Just(h), Just(dh), Just(w))
+            })
+            .prop_flat_map(|(t, kept, h, dh, w)| {
+                (Just(t), Just(kept), kept..=t, Just(h), Just(dh), Just(w),
+                 vector(t * 3 * h * dh, 0.5), vector(t * 3 * h * dh, 0.5))
+            })
+    ) {
+        let ctx = gpu();
+        // 0 is the causal mask; 1..6 a window of that width.
+        let mask = if window == 0 { Mask::Causal } else { Mask::Window(window) };
+        let (cap, d, width) = (t + 3, n_head * d_head, 3 * n_head * d_head);
+        // The new tokens' q, k, v: the earlier run's for rows before `kept`.
+        let mut qkv = after;
+        qkv[..kept * width].copy_from_slice(&before[..kept * width]);
+        let len = n_head * cap * cap;
+        let (rawb, maskedb, wb, ob) = (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d));
+        let earlier = AttentionShape { m: t_before, t: t_before, n_head, n_kv_head: n_head, d_head, row0: 0, mask };
+        let qb = upload(ctx, &before);
+        run(Kernel::AttentionRows, &earlier.rows_params(cap).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], earlier.rows_workgroups());
+        let shape = AttentionShape { m: t, t, n_head, n_kv_head: n_head, d_head, row0: 0, mask };
+        let qb = upload(ctx, &qkv);
+        run(Kernel::AttentionRows, &shape.rows_params_keeping(cap, kept).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
+        let (mut raw_cpu, mut masked_cpu, mut weights_cpu, mut out_cpu) =
+            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
+        let mut dst = ScoreRows {
+            raw: &mut raw_cpu,
+            masked: &mut masked_cpu,
+            weights: &mut weights_cpu,
+            out: &mut out_cpu,
+            cap,
+            rows: cap,
+            first_row: 0,
+        };
+        kernels::attention_rows(&AttentionRows { row0: 0, m: t, t, n_head, d_head, mask }, &QkvRows::fused(&qkv, d), &mut dst);
+        // Compare rows 0..T, keys 0..T of each head (the earlier run may have left values past T).
+        let cells = |m: &[f32]| -> Vec<f32> {
+            (0..n_head * t * t).map(|at| m[((at / (t * t)) * cap + at / t % t) * cap + at % t]).collect()
+        };
+        let what = format!("T={t} kept {kept} after {t_before} H={n_head} d_head={d_head} {mask:?}");
+        assert_close(&cells(&read(&rawb, 0, len)), &cells(&raw_cpu), &format!("raw {what}"));
+        assert_close(&cells(&read(&maskedb, 0, len)), &cells(&masked_cpu), &format!("masked {what}"));
+        assert_close(&cells(&read(&wb, 0, len)), &cells(&weights_cpu), &format!("weights {what}"));
+        assert_close(&read(&ob, 0, t * d), &out_cpu, &format!("A·V {what}"));
+    }
+
     /// Flash attention never materialises T×T and equals the naive path.
     #[test]
     fn flash_attention_equals_naive((t, n_head, d_head, mask, row0, qkv) in

@@ -406,7 +406,8 @@ impl GpuForward {
                         mask: opts.mask,
                     };
                     let slot = layer.rows.as_ref().ok_or_else(|| GpuError::OutOfRange("T×T buffers".into()))?;
-                    params.put(slot, &shape.rows_params(buf.layout.cap)?);
+                    // Every row's scores against the new keys, but whole rows only from p on.
+                    params.put(slot, &shape.rows_params_keeping(buf.layout.cap, p)?);
                     push(Kernel::AttentionRows, slot, shape.rows_workgroups())?;
                 } else {
                     let shape = AttentionShape {

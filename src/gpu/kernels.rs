@@ -309,7 +309,9 @@ pub struct AttentionParams {
     pub scale: f32,
     pub neg_inf_bits: u32,
     pub n_kv_head: u32,
-    pub _pad: u32,
+    /// attention_rows.wgsl: rows below it are kept from an earlier run, only
+    /// their columns from `kept` on written ([`AttentionShape::rows_params_keeping`]).
+    pub kept: u32,
 }
 
 /// The largest T attention_rows.wgsl holds in workgroup memory, and d_head limits.
@@ -352,7 +354,7 @@ impl AttentionShape {
             scale: 1.0 / (self.d_head as f32).sqrt(),
             neg_inf_bits: f32::NEG_INFINITY.to_bits(),
             n_kv_head: self.n_kv_head as u32,
-            _pad: 0,
+            kept: 0,
         }
     }
 
@@ -360,6 +362,25 @@ impl AttentionShape {
     pub fn rows_params(&self, cap: usize) -> Result<AttentionParams, GpuError> {
         self.check(MAX_ROWS_D_HEAD, MAX_ROWS_T.min(cap), "attention_rows")?;
         Ok(self.params(cap))
+    }
+
+    /// [`AttentionShape::rows_params`] for rows `row0..row0+m` of which those
+    /// below `kept` were computed by an earlier run over the same first `kept`
+    /// tokens: for those only the scores against keys `kept..t` are written
+    /// (their softmax and A·V cannot change, as the mask hides those keys
+    /// from them). A mask that shows a row later keys keeps nothing.
+    pub fn rows_params_keeping(&self, cap: usize, kept: usize) -> Result<AttentionParams, GpuError> {
+        let mut params = self.rows_params(cap)?;
+        if kept > 0 {
+            if self.mask == Mask::Bidirectional {
+                return Err(GpuError::Unsupported("keeping rows under a bidirectional mask".into()));
+            }
+            if kept > self.row0 + self.m {
+                return Err(GpuError::OutOfRange(format!("{kept} kept rows of {}", self.row0 + self.m)));
+            }
+            params.kept = kept as u32;
+        }
+        Ok(params)
     }
 
     /// Parameters for flash_attention.wgsl.
