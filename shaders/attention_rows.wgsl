@@ -69,6 +69,16 @@ fn reduce_sum(lid: u32, value: f32) -> f32 {
     return total;
 }
 
+// The staged query row (q_s) · key j of head h (its KV head's K).
+fn q_dot_k(j: u32, h: u32) -> f32 {
+    let k_base = j * qkv_stride() + k_col(h);
+    var s = 0.0;
+    for (var c = 0u; c < p.d_head; c++) {
+        s += q_s[c] * qkv[k_base + c];
+    }
+    return s;
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
@@ -85,13 +95,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     if i < p.kept {
         // A kept row: its new column(s) only (uniform: the whole workgroup leaves).
         for (var j = p.kept + lid; j < p.t; j += WG) {
-            let k_base = j * stride + k_col(h);
-            var s = 0.0;
-            for (var c = 0u; c < p.d_head; c++) {
-                s += q_s[c] * qkv[k_base + c];
-            }
             let at = (h * p.cap + i) * p.cap + j;
-            raw[at] = s;
+            raw[at] = q_dot_k(j, h);
             masked[at] = neg_inf;
             weights[at] = 0.0;
         }
@@ -101,11 +106,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     // Scores: raw, scaled and masked; the running max of the allowed ones.
     var local_max = neg_inf;
     for (var j = lid; j < p.t; j += WG) {
-        let k_base = j * stride + k_col(h);
-        var s = 0.0;
-        for (var c = 0u; c < p.d_head; c++) {
-            s += q_s[c] * qkv[k_base + c];
-        }
+        let s = q_dot_k(j, h);
         let at = (h * p.cap + i) * p.cap + j;
         raw[at] = s;
         var m = neg_inf;

@@ -17,6 +17,25 @@ use proptest::prelude::*;
 mod buffers;
 use buffers::{output, upload};
 
+/// engine::kernels::attention_rows into whole buffers of the GPU's layout
+/// (`[H × cap × cap]` matrices, rows not computed left 0): raw, masked, weights, A·V.
+fn cpu_rows(rows: &AttentionRows, qkv: &[f32], cap: usize) -> [Vec<f32>; 4] {
+    let (len, d) = (rows.n_head * cap * cap, rows.n_head * rows.d_head);
+    let (mut raw, mut masked, mut weights, mut out) =
+        (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; rows.t * d]);
+    let mut dst = ScoreRows {
+        raw: &mut raw,
+        masked: &mut masked,
+        weights: &mut weights,
+        out: &mut out,
+        cap,
+        rows: cap,
+        first_row: 0,
+    };
+    kernels::attention_rows(rows, &QkvRows::fused(qkv, d), &mut dst);
+    [raw, masked, weights, out]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -37,19 +56,8 @@ proptest! {
         run(Kernel::AttentionRows, &shape.rows_params(cap).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
         // The CPU twin (engine::kernels::attention_rows) on the same layout:
         // whole buffers compare, rows before row0 included (zero on both).
-        let (mut raw_cpu, mut masked_cpu, mut weights_cpu, mut out_cpu) =
-            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
-        let mut dst = ScoreRows {
-            raw: &mut raw_cpu,
-            masked: &mut masked_cpu,
-            weights: &mut weights_cpu,
-            out: &mut out_cpu,
-            cap,
-            rows: cap,
-            first_row: 0,
-        };
         let rows = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
-        kernels::attention_rows(&rows, &QkvRows::fused(&qkv, d), &mut dst);
+        let [raw_cpu, masked_cpu, weights_cpu, out_cpu] = cpu_rows(&rows, &qkv, cap);
         let what = format!("T={t} rows {row0}.. cap {cap} H={n_head} d_head={d_head} {mask:?}");
         assert_close(&read(&rawb, 0, len), &raw_cpu, &format!("raw {what}"));
         assert_close(&read(&maskedb, 0, len), &masked_cpu, &format!("masked {what}"));
@@ -88,18 +96,8 @@ proptest! {
         let shape = AttentionShape { m: t, t, n_head, n_kv_head: n_head, d_head, row0: 0, mask };
         let qb = upload(ctx, &qkv);
         run(Kernel::AttentionRows, &shape.rows_params_keeping(cap, kept).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
-        let (mut raw_cpu, mut masked_cpu, mut weights_cpu, mut out_cpu) =
-            (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; t * d]);
-        let mut dst = ScoreRows {
-            raw: &mut raw_cpu,
-            masked: &mut masked_cpu,
-            weights: &mut weights_cpu,
-            out: &mut out_cpu,
-            cap,
-            rows: cap,
-            first_row: 0,
-        };
-        kernels::attention_rows(&AttentionRows { row0: 0, m: t, t, n_head, d_head, mask }, &QkvRows::fused(&qkv, d), &mut dst);
+        let [raw_cpu, masked_cpu, weights_cpu, out_cpu] =
+            cpu_rows(&AttentionRows { row0: 0, m: t, t, n_head, d_head, mask }, &qkv, cap);
         // Compare rows 0..T, keys 0..T of each head (the earlier run may have left values past T).
         let cells = |m: &[f32]| -> Vec<f32> {
             (0..n_head * t * t).map(|at| m[((at / (t * t)) * cap + at / t % t) * cap + at % t]).collect()
