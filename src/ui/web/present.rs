@@ -46,6 +46,12 @@ pub fn enter(state: PageState) {
             .and_then(|w| w.document())
             .and_then(|d| d.active_element())
             .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok());
+        // The button that was pressed is about to be hidden with the page's
+        // chrome: until the bar's › takes the focus (next frame), a Space or
+        // Enter on it would press that hidden button, not step the slides.
+        if let Some(el) = &focused {
+            let _ = el.blur();
+        }
         state.focus.before_present.set_value(Some((state.selection.mask.get_untracked(), focused)));
         state.selection.present.set(Some(0));
         // The slide's own controls take the focus, so Enter and Space press them.
