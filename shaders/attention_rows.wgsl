@@ -28,7 +28,9 @@
 // Workgroup 64: invocations stride over keys, then over the d_head outputs.
 // Dispatch (M, H, 1): workgroup (r, h) is query row row0 + r of head h.
 // The uniform block, the qkv binding and the mask rule are in
-// attention_common.wgsl, prepended by gpu::kernels.
+// attention_common.wgsl; the staged query row, the row's scores (row_s) and
+// the workgroup reductions in attention_row_common.wgsl; both prepended by
+// gpu::kernels.
 // CPU reference: engine::ops::attention_scores, softmax_rows, weighted_sum.
 
 
@@ -36,48 +38,6 @@
 @group(0) @binding(3) var<storage, read_write> masked: array<f32>;
 @group(0) @binding(4) var<storage, read_write> weights: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-
-var<workgroup> q_s: array<f32, 256>;
-var<workgroup> row_s: array<f32, 1024>;
-var<workgroup> red: array<f32, 64>;
-
-fn reduce_max(lid: u32, value: f32) -> f32 {
-    red[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            red[lid] = max(red[lid], red[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-
-fn reduce_sum(lid: u32, value: f32) -> f32 {
-    red[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            red[lid] = red[lid] + red[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
-}
-
-// The staged query row (q_s) · key j of head h (its KV head's K).
-fn q_dot_k(j: u32, h: u32) -> f32 {
-    let k_base = j * qkv_stride() + k_col(h);
-    var s = 0.0;
-    for (var c = 0u; c < p.d_head; c++) {
-        s += q_s[c] * qkv[k_base + c];
-    }
-    return s;
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
@@ -87,9 +47,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let d = p.n_head * p.d_head;
     let stride = qkv_stride();
     let neg_inf = bitcast<f32>(p.neg_inf_bits);
-    for (var c = lid; c < p.d_head; c += WG) {
-        q_s[c] = qkv[i * stride + q_col(h) + c];
-    }
+    stage_q(lid, i, h);
     workgroupBarrier();
 
     if i < p.kept {

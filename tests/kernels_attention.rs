@@ -1,4 +1,4 @@
-//! The attention kernels (attention_rows.wgsl, flash_attention.wgsl) against their CPU twin with the
+//! The attention kernels (attention_rows.wgsl, flash_attention.wgsl, flash_rows.wgsl) against their CPU twin with the
 //! same signature (engine::kernels::attention_rows, itself checked against engine::ops in
 //! tests/cpu_kernels.rs) and the naive path, on random shapes, masks and row offsets,
 //! through wgpu on whatever adapter is present (lavapipe in CI).
@@ -109,7 +109,8 @@ proptest! {
         assert_close(&read(&ob, 0, t * d), &out_cpu, &format!("A·V {what}"));
     }
 
-    /// Flash attention never materialises T×T and equals the naive path.
+    /// Flash attention (both kernels: an invocation per row, a workgroup per
+    /// row) never materialises T×T and equals the naive path.
     #[test]
     fn flash_attention_equals_naive((t, n_head, d_head, mask, row0, qkv) in
         (1usize..80, 1usize..4, prop::sample::select(vec![8usize, 16, 64, 80]), mask_strategy(), 0usize..80)
@@ -119,13 +120,43 @@ proptest! {
     ) {
         let ctx = gpu();
         let d = n_head * d_head;
-        let (qb, ob) = (upload(ctx, &qkv), output(ctx, t * d));
+        let (qb, ob, rb) = (upload(ctx, &qkv), output(ctx, t * d), output(ctx, t * d));
         let shape = AttentionShape { m: t - row0, t, n_head, n_kv_head: n_head, d_head, row0, mask };
         run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &ob], shape.flash_workgroups());
+        run(Kernel::FlashRows, &shape.flash_params().unwrap(), &[&qb, &rb], shape.flash_rows_workgroups());
         let (_, masked) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
         let want = ops::weighted_sum(&ops::softmax_rows(&masked, t), &qkv, t, n_head, d_head);
-        let what = format!("flash T={t} rows {row0}.. H={n_head} d_head={d_head} {mask:?}");
-        assert_close(&read(&ob, row0 * d, (t - row0) * d), &want[row0 * d..], &what);
+        let what = format!("T={t} rows {row0}.. H={n_head} d_head={d_head} {mask:?}");
+        assert_close(&read(&ob, row0 * d, (t - row0) * d), &want[row0 * d..], &format!("flash_attention {what}"));
+        assert_close(&read(&rb, row0 * d, (t - row0) * d), &want[row0 * d..], &format!("flash_rows {what}"));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// flash_rows.wgsl over more keys than one tile (1024): the last rows of
+    /// a long text, the running max and sum carried across tiles (the scores
+    /// drift so a later tile holds a larger max), every mask.
+    #[test]
+    fn flash_rows_carry_the_softmax_across_key_tiles((t, m, d_head, mask, qkv) in
+        (1025usize..2300, 1usize..4, prop::sample::select(vec![8usize, 72, 128]), mask_strategy())
+            .prop_flat_map(|(t, m, dh, mask)| (Just(t), Just(m), Just(dh), Just(mask), vector(t * 3 * dh, 0.5)))
+    ) {
+        let ctx = gpu();
+        // Keys grow with their position: later tiles hold the larger scores.
+        let qkv: Vec<f32> = qkv.iter().enumerate().map(|(at, v)| {
+            let (j, c) = (at / (3 * d_head), at % (3 * d_head));
+            if (d_head..2 * d_head).contains(&c) { v + j as f32 / t as f32 } else { v.abs() + 0.1 }
+        }).collect();
+        let row0 = t - m;
+        let (qb, rb) = (upload(ctx, &qkv), output(ctx, t * d_head));
+        let shape = AttentionShape { m, t, n_head: 1, n_kv_head: 1, d_head, row0, mask };
+        run(Kernel::FlashRows, &shape.flash_params().unwrap(), &[&qb, &rb], shape.flash_rows_workgroups());
+        let (_, masked) = ops::attention_scores(&qkv, t, 1, d_head, mask);
+        let want = ops::weighted_sum(&ops::softmax_rows(&masked, t), &qkv, t, 1, d_head);
+        assert_close(&read(&rb, row0 * d_head, m * d_head), &want[row0 * d_head..],
+            &format!("flash_rows T={t} rows {row0}.. d_head={d_head} {mask:?}"));
     }
 }
 
@@ -140,8 +171,14 @@ fn attention_is_stable_for_large_scores_and_empty_rows() {
     let qb = upload(ctx, &qkv);
     let len = t * t;
     for mask in [Mask::Causal, Mask::Window(0)] {
-        let (rawb, maskedb, wb, ob, fb) =
-            (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d_head), output(ctx, t * d_head));
+        let (rawb, maskedb, wb, ob, fb, rb) = (
+            output(ctx, len),
+            output(ctx, len),
+            output(ctx, len),
+            output(ctx, t * d_head),
+            output(ctx, t * d_head),
+            output(ctx, t * d_head),
+        );
         let shape = AttentionShape { m: t, t, n_head: 1, n_kv_head: 1, d_head, row0: 0, mask };
         run(
             Kernel::AttentionRows,
@@ -150,6 +187,7 @@ fn attention_is_stable_for_large_scores_and_empty_rows() {
             shape.rows_workgroups(),
         );
         run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &fb], shape.flash_workgroups());
+        run(Kernel::FlashRows, &shape.flash_params().unwrap(), &[&qb, &rb], shape.flash_rows_workgroups());
         let (_, masked) = ops::attention_scores(&qkv, t, 1, d_head, mask);
         let weights = ops::softmax_rows(&masked, t);
         let got = read(&wb, 0, len);
@@ -158,6 +196,7 @@ fn attention_is_stable_for_large_scores_and_empty_rows() {
         let out = ops::weighted_sum(&weights, &qkv, t, 1, d_head);
         assert_close(&read(&ob, 0, t * d_head), &out, &format!("A·V {mask:?}"));
         assert_close(&read(&fb, 0, t * d_head), &out, &format!("flash {mask:?}"));
+        assert_close(&read(&rb, 0, t * d_head), &out, &format!("flash_rows {mask:?}"));
     }
 }
 

@@ -1,5 +1,5 @@
-//! Grouped KV heads in both attention kernels (attention_rows.wgsl,
-//! flash_attention.wgsl): query head h reads KV head h / (n_head / n_kv_head)
+//! Grouped KV heads in the attention kernels (attention_rows.wgsl,
+//! flash_attention.wgsl, flash_rows.wgsl): query head h reads KV head h / (n_head / n_kv_head)
 //! from a fused projection Q (n_head·d_head) | K | V (n_kv_head·d_head each),
 //! against the CPU twin with the same signature (engine::kernels::attention_rows
 //! over `QkvRows::fused_grouped`, itself checked against full multi-head
@@ -63,6 +63,10 @@ fn grouped_heads_in_both_attention_kernels_equal_the_cpu_twin() {
         run(Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &fb], shape.flash_workgroups());
         let from = row0 * q_dim;
         assert_close(&read(&fb, from, t * q_dim - from), &out[from..], &format!("flash: A·V {what}"));
+
+        let rb = output(ctx, t * q_dim);
+        run(Kernel::FlashRows, &shape.flash_params().unwrap(), &[&qb, &rb], shape.flash_rows_workgroups());
+        assert_close(&read(&rb, from, t * q_dim - from), &out[from..], &format!("flash_rows: A·V {what}"));
     }
 }
 

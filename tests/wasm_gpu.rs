@@ -139,14 +139,15 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
     run(&ctx, &k, Kernel::Embed, &ep, &[&ids_buf, &teb, &peb, &eb], ep.workgroups());
     assert_close(&read_f32(&ctx, &eb, 0, 60).await.unwrap(), &ops::embed(&ids, &wte, &wpe, 10), "embed");
 
-    // attention_rows and flash_attention: T=9, 2 heads of 16, causal.
+    // attention_rows and both flash kernels: T=9, 2 heads of 16, causal.
     let (t, h, dh) = (9, 2, 16);
     let qkv = values(t * 3 * h * dh, 10, 0.5);
     let qb = upload(&ctx, &qkv);
-    let (rawb, maskb, wtb, ob, fb) = (
+    let (rawb, maskb, wtb, ob, fb, frb) = (
         output(&ctx, h * t * t),
         output(&ctx, h * t * t),
         output(&ctx, h * t * t),
+        output(&ctx, t * h * dh),
         output(&ctx, t * h * dh),
         output(&ctx, t * h * dh),
     );
@@ -160,6 +161,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
         shape.rows_workgroups(),
     );
     run(&ctx, &k, Kernel::FlashAttention, &shape.flash_params().unwrap(), &[&qb, &fb], shape.flash_workgroups());
+    run(&ctx, &k, Kernel::FlashRows, &shape.flash_params().unwrap(), &[&qb, &frb], shape.flash_rows_workgroups());
     let (raw_cpu, masked_cpu) = ops::attention_scores(&qkv, t, h, dh, Mask::Causal);
     let weights_cpu = ops::softmax_rows(&masked_cpu, t);
     let out_cpu = ops::weighted_sum(&weights_cpu, &qkv, t, h, dh);
@@ -168,6 +170,7 @@ async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
     assert_close(&read_f32(&ctx, &wtb, 0, h * t * t).await.unwrap(), &weights_cpu, "softmax");
     assert_close(&read_f32(&ctx, &ob, 0, t * h * dh).await.unwrap(), &out_cpu, "A·V");
     assert_close(&read_f32(&ctx, &fb, 0, t * h * dh).await.unwrap(), &out_cpu, "flash attention");
+    assert_close(&read_f32(&ctx, &frb, 0, t * h * dh).await.unwrap(), &out_cpu, "flash attention, a workgroup per row");
     assert_eq!(ctx.fault(), None);
 }
 

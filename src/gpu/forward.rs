@@ -11,7 +11,8 @@
 //! intermediate, no dispatch of its own). Matmuls over few rows (an appended token, the last
 //! position's logits) use matmul_skinny.wgsl, so an append costs O(T) (the
 //! attention row over the cache) plus one pass over the weights. Attention is attention_rows.wgsl when the trace wants the T×T
-//! matrices, flash_attention.wgsl otherwise. Buffers and bind groups are built
+//! matrices, flash attention otherwise (flash_rows.wgsl, a workgroup per row, for
+//! few rows such as generation's one; flash_attention.wgsl for more). Buffers and bind groups are built
 //! once per [`Layout`] (capacity in tokens, and which optional buffers exist);
 //! a run only writes the new ids and one block of parameters.
 
@@ -420,7 +421,8 @@ impl GpuForward {
                         mask: opts.mask,
                     };
                     params.put(&layer.flash, &shape.flash_params()?);
-                    push(Kernel::FlashAttention, &layer.flash, shape.flash_workgroups())?;
+                    let (kernel, workgroups) = shape.flash_kernel();
+                    push(kernel, &layer.flash, workgroups)?;
                 }
             }
             after_attention[l] = Some(count.get());

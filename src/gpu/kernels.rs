@@ -32,6 +32,8 @@ pub enum Kernel {
     MatmulSkinnyGated16,
     AttentionRows,
     FlashAttention,
+    /// Flash attention with a workgroup per query row (shaders/flash_rows.wgsl), for few rows.
+    FlashRows,
     TopK,
     ValueRange,
     RowNorms,
@@ -95,6 +97,9 @@ pub struct Kernels {
     matmul_layout: wgpu::BindGroupLayout,
     attention_rows: wgpu::ComputePipeline,
     flash_attention: wgpu::ComputePipeline,
+    flash_rows: wgpu::ComputePipeline,
+    /// The bind group layout of both flash kernels, so one bind group serves either.
+    flash_layout: wgpu::BindGroupLayout,
     top_k: wgpu::ComputePipeline,
     value_range: wgpu::ComputePipeline,
     row_norms: wgpu::ComputePipeline,
@@ -318,6 +323,11 @@ pub struct AttentionParams {
 pub const MAX_ROWS_T: usize = 1024;
 pub const MAX_ROWS_D_HEAD: usize = 256;
 pub const MAX_FLASH_D_HEAD: usize = 128;
+/// The most query rows flash_rows.wgsl (a workgroup per row and head) takes;
+/// more go to flash_attention.wgsl (an invocation per row, 64 rows a
+/// workgroup). Up to 64 rows, flash_attention.wgsl runs one workgroup per
+/// head whatever the count, each invocation walking all T keys alone.
+pub const FLASH_ROWS_MAX_M: usize = 64;
 
 impl AttentionShape {
     fn check(&self, max_d_head: usize, max_t: usize, what: &str) -> Result<(), GpuError> {
@@ -383,7 +393,7 @@ impl AttentionShape {
         Ok(params)
     }
 
-    /// Parameters for flash_attention.wgsl.
+    /// Parameters for flash_attention.wgsl and flash_rows.wgsl.
     pub fn flash_params(&self) -> Result<AttentionParams, GpuError> {
         self.check(MAX_FLASH_D_HEAD, usize::MAX, "flash_attention")?;
         Ok(self.params(self.t))
@@ -395,6 +405,22 @@ impl AttentionShape {
 
     pub fn flash_workgroups(&self) -> [u32; 3] {
         [(self.m as u32).div_ceil(64), self.n_head as u32, 1]
+    }
+
+    /// flash_rows.wgsl's dispatch: a workgroup per query row and head.
+    pub fn flash_rows_workgroups(&self) -> [u32; 3] {
+        [self.m as u32, self.n_head as u32, 1]
+    }
+
+    /// The flash kernel for these rows and its dispatch (both take
+    /// [`AttentionShape::flash_params`] and the same bind group): a
+    /// workgroup per row for at most [`FLASH_ROWS_MAX_M`] rows.
+    pub fn flash_kernel(&self) -> (Kernel, [u32; 3]) {
+        if self.m <= FLASH_ROWS_MAX_M {
+            (Kernel::FlashRows, self.flash_rows_workgroups())
+        } else {
+            (Kernel::FlashAttention, self.flash_workgroups())
+        }
     }
 }
 
@@ -623,10 +649,16 @@ fn matmul_source(kernel: &str, weights: &str, gated: bool) -> String {
     with_prelude(&with_prelude(&with_prelude(&common, HALF), weights), kernel)
 }
 const ATTENTION_COMMON: &str = wgsl!("attention_common.wgsl");
+const ATTENTION_ROW_COMMON: &str = wgsl!("attention_row_common.wgsl");
 
 /// The bindings of matmul_bias.wgsl and matmul_skinny.wgsl: the uniform
 /// block, then x, w, b (read), y (write), res, ln (read), ln_out, pre (write).
 fn matmul_bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    bind_group_layout(device, "matmul", &[true, true, true, false, true, true, false, false])
+}
+
+/// A uniform block at binding 0, then storage buffers at 1, 2, … (read-only where `read_only` says).
+fn bind_group_layout(device: &wgpu::Device, label: &str, read_only: &[bool]) -> wgpu::BindGroupLayout {
     let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
@@ -647,10 +679,9 @@ fn matmul_bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
         },
         count: None,
     };
-    let read_only = [true, true, true, false, true, true, false, false];
     let mut entries = vec![uniform];
     entries.extend(read_only.iter().enumerate().map(|(i, &ro)| storage(i as u32 + 1, ro)));
-    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("matmul"), entries: &entries })
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(label), entries: &entries })
 }
 
 impl Kernels {
@@ -663,6 +694,13 @@ impl Kernels {
             immediate_size: 0,
         });
         let mm = Some(&matmul_pipeline_layout);
+        let flash_layout = bind_group_layout(d, "flash attention", &[true, false]);
+        let flash_pipeline_layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("flash attention"),
+            bind_group_layouts: &[Some(&flash_layout)],
+            immediate_size: 0,
+        });
+        let flash = Some(&flash_pipeline_layout);
         Self {
             embed: pipeline(d, "embed", &with_prelude(EMBED_F32, EMBED), None),
             embed_16: pipeline(d, "embed (16-bit table)", &with_prelude(&with_prelude(HALF, EMBED_16), EMBED), None),
@@ -694,15 +732,22 @@ impl Kernels {
             attention_rows: pipeline(
                 d,
                 "attention_rows",
-                &with_prelude(ATTENTION_COMMON, wgsl!("attention_rows.wgsl")),
+                &with_prelude(ATTENTION_COMMON, &with_prelude(ATTENTION_ROW_COMMON, wgsl!("attention_rows.wgsl"))),
                 None,
             ),
             flash_attention: pipeline(
                 d,
                 "flash_attention",
                 &with_prelude(ATTENTION_COMMON, wgsl!("flash_attention.wgsl")),
-                None,
+                flash,
             ),
+            flash_rows: pipeline(
+                d,
+                "flash_rows",
+                &with_prelude(ATTENTION_COMMON, &with_prelude(ATTENTION_ROW_COMMON, wgsl!("flash_rows.wgsl"))),
+                flash,
+            ),
+            flash_layout,
             top_k: pipeline(d, "top_k", wgsl!("top_k.wgsl"), None),
             value_range: pipeline(d, "value_range", wgsl!("value_range.wgsl"), None),
             row_norms: pipeline(d, "row_norms", wgsl!("row_norms.wgsl"), None),
@@ -727,6 +772,7 @@ impl Kernels {
             Kernel::MatmulSkinnyGated16 => &self.matmul_skinny_gated_16,
             Kernel::AttentionRows => &self.attention_rows,
             Kernel::FlashAttention => &self.flash_attention,
+            Kernel::FlashRows => &self.flash_rows,
             Kernel::TopK => &self.top_k,
             Kernel::ValueRange => &self.value_range,
             Kernel::RowNorms => &self.row_norms,
@@ -758,6 +804,7 @@ impl Kernels {
         let auto_layout;
         let layout = match kernel {
             k if k.is_matmul() => &self.matmul_layout,
+            Kernel::FlashAttention | Kernel::FlashRows => &self.flash_layout,
             _ => {
                 auto_layout = self.pipeline(kernel).get_bind_group_layout(0);
                 &auto_layout

@@ -24,8 +24,8 @@ pub use head_finder::{PaintedScoresRead, TemplateScoresRead};
 pub use intervene::{GpuIntervened, SweepRead};
 pub use kernels::{
     AttentionParams, AttentionShape, EmbedParams, Half, HeadScoresParams, Kernel, Kernels, LayernormParams,
-    MatmulFusion, MatmulParams, RopeParams, RowNormsParams, TopKParams, ValueRangeParams, MAX_FLASH_D_HEAD,
-    MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
+    MatmulFusion, MatmulParams, RopeParams, RowNormsParams, TopKParams, ValueRangeParams, FLASH_ROWS_MAX_M,
+    MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
 pub use lens::LensRead;
 pub use readback::{begin_read, read_f32, PendingRead};

@@ -13,7 +13,8 @@ use attnscope::engine::intervene::{sweep, Replacement};
 use attnscope::engine::kv_cache::KvCache;
 use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::gpu::{
-    read_f32, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams, RunOptions,
+    read_f32, AttentionShape, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams,
+    RunOptions,
 };
 use attnscope::model::{ModelConfig, Token, Weights};
 use wgpu::util::DeviceExt;
@@ -558,25 +559,80 @@ impl MatmulBuffers {
     ) -> Result<f64, String> {
         let [d0, d1, d2] = &self.dummy;
         let buffers = [&self.x, &self.w, &self.b, &self.y, d0, d0, d1, d2];
-        let mut run = || -> Result<(), String> {
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            for _ in 0..reps {
-                kernels
-                    .dispatch(ctx, &mut enc, kernel, params, &buffers, params.workgroups_for(kernel))
-                    .map_err(|e| e.to_string())?;
-            }
-            ctx.queue.submit([enc.finish()]);
-            pollster::block_on(read_f32(ctx, &self.y, 0, 1)).map_err(|e| e.to_string())?;
-            Ok(())
-        };
-        run()?; // warm-up
-        let ms = median_ms(&mut run, repeat)? / reps as f64;
-        // A dispatch the device refused would time as nothing: report it instead.
-        match ctx.fault() {
-            Some(fault) => Err(format!("{kernel:?} {}×{}×{}: {fault}", params.m, params.k, params.n)),
-            None => Ok(ms),
-        }
+        let what = format!("{kernel:?} {}×{}×{}", params.m, params.k, params.n);
+        time_dispatches(ctx, kernels, (kernel, params, params.workgroups_for(kernel)), &buffers, (reps, repeat), &what)
     }
+}
+
+/// Median milliseconds of one dispatch of `kernel` over `buffers` (`reps`
+/// per submission; the last buffer is read back to wait for the GPU).
+fn time_dispatches<P: bytemuck::Pod>(
+    ctx: &GpuContext,
+    kernels: &Kernels,
+    (kernel, params, workgroups): (Kernel, &P, [u32; 3]),
+    buffers: &[&wgpu::Buffer],
+    (reps, repeat): (usize, usize),
+    what: &str,
+) -> Result<f64, String> {
+    let last = buffers.last().ok_or("no buffers")?;
+    let mut run = || -> Result<(), String> {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..reps {
+            kernels.dispatch(ctx, &mut enc, kernel, params, buffers, workgroups).map_err(|e| e.to_string())?;
+        }
+        ctx.queue.submit([enc.finish()]);
+        pollster::block_on(read_f32(ctx, last, 0, 1)).map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    run()?; // warm-up
+    let ms = median_ms(&mut run, repeat)? / reps as f64;
+    // A dispatch the device refused would time as nothing: report it instead.
+    match ctx.fault() {
+        Some(fault) => Err(format!("{what}: {fault}")),
+        None => Ok(ms),
+    }
+}
+
+/// Generation's attention (one new query row over T cached keys, no T×T
+/// kept) by both flash kernels, on SmolLM2-135M's heads: 9 query heads of
+/// 64 over 3 KV heads.
+fn flash_one_row(ctx: &GpuContext, kernels: &Kernels, repeat: usize) -> Result<(), String> {
+    let (n_head, n_kv_head, d_head) = (9, 3, 64);
+    println!(
+        "one new query row's attention (generation; SmolLM2's {n_head} heads over {n_kv_head} KV heads of {d_head}): \
+         flash_attention.wgsl (an invocation per row) vs flash_rows.wgsl (a workgroup per row)"
+    );
+    println!("  {:>5}  {:>14}  {:>12}  {:>6}", "T", "per-row-inv ms", "flash_rows ms", "ratio");
+    for t in [128usize, 512, 2048] {
+        let width = (n_head + 2 * n_kv_head) * d_head;
+        let data: Vec<f32> = (0..t * width).map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0).collect();
+        let qkv = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&data),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (t * n_head * d_head * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let shape = AttentionShape { m: 1, t, n_head, n_kv_head, d_head, row0: t - 1, mask: Mask::Causal };
+        let params = shape.flash_params().map_err(|e| e.to_string())?;
+        let reps = 10;
+        let mut ms = [0.0; 2];
+        for (slot, (kernel, workgroups)) in
+            [(Kernel::FlashAttention, shape.flash_workgroups()), (Kernel::FlashRows, shape.flash_rows_workgroups())]
+                .into_iter()
+                .enumerate()
+        {
+            let what = format!("{kernel:?} at T = {t}");
+            ms[slot] =
+                time_dispatches(ctx, kernels, (kernel, &params, workgroups), &[&qkv, &out], (reps, repeat), &what)?;
+        }
+        println!("  {t:>5}  {:>14.3}  {:>12.3}  {:>5.1}×", ms[0], ms[1], ms[0] / ms[1]);
+    }
+    Ok(())
 }
 
 /// GFLOP/s of the tiled matmul kernel on square n×n×n problems.
@@ -612,5 +668,5 @@ pub fn matmul(ctx: &GpuContext, sizes: &[usize], repeat: usize) -> Result<(), St
         let shape = format!("{m}×{k}×{n}{}", if transposed { " (wᵀ)" } else { "" });
         println!("  {shape:>22}  {skinny:>10.3}  {gbs:>9.2}  {tiled:>10.3}  {:>5.1}×", tiled / skinny);
     }
-    Ok(())
+    flash_one_row(ctx, &kernels, repeat)
 }
