@@ -73,8 +73,9 @@ fn lm_head_equals_the_reference_on_random_shapes() {
     let mut rng = Rng::new(7);
     let mut shapes: Vec<(usize, usize, usize)> =
         (0..30).map(|_| (pick(&mut rng, 1, 20), pick(&mut rng, 1, 100), pick(&mut rng, 1, 400))).collect();
-    // Rows enough for the browser's packed path (over 64; up to it, a dot kernel), ragged too.
+    // Several of the browser's dot-kernel blocks of 64 rows, the last one ragged (65: a lone row).
     shapes.extend([
+        (130, 20, 9),
         (1, 37, 7),
         (3, 70, 9),
         (1, 128, 4096),

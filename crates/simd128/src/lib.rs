@@ -17,7 +17,8 @@
 //! - **dot** (`b` stored by columns, as the tied LM head's `wteᵀ` and Q·Kᵀ):
 //!   a 2×4 tile of partial-sum vectors along `k` (1×4 for a lone row),
 //!   reduced at the end; no packing at all, every operand row is read in
-//!   order.
+//!   order; 64 rows of `a` at a time, a block that stays in L2 while `b`
+//!   streams past it (faster than packing `b` transposed for the 4×8 tile).
 //! - **streamed** (`b` row-major and at most 4 rows of `a`: a keystroke's new
 //!   token, a KV-cache step): `b` read once, four of its rows at a time, each
 //!   an in-order run, into `c`'s rows held in L1 (the 4×8 tile would compute

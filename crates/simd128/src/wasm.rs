@@ -32,10 +32,15 @@ const NC: usize = 128;
 /// one cache line, so the panels a row is scattered into do not all fall
 /// in one L1 set (a 8 KiB panel is a multiple of the 4 KiB set period).
 const PANEL_PAD: usize = 4;
-/// Up to this many rows, a product whose `b` is stored by columns takes the
-/// dot kernel; above, packing `b` (transposed on the way) pays off. (At 64
-/// rows the two tie in node; in the forward, with `wte` cold, GPT-2 small at
-/// T = 64 ran faster with the dot kernel.)
+/// A product whose `b` is stored by columns (`wteᵀ`, `Kᵀ`) and `a` by rows
+/// takes the dot kernel this many rows of `a` at a time: a block of `a`
+/// (192 KiB of GPT-2's 768-wide rows) stays in L2 while `b` streams past it
+/// four columns at a time. Packing `b` transposed for the 4×8 tile was the
+/// way above 64 rows, and slower: GPT-2 small's LM head (f32, headless
+/// Chromium, three rounds each, one session) at T = 128 took 376–388 ms
+/// packed against 263–296 in blocks of 64 (blocks of 32: 296–312, of 128:
+/// 292–307), at T = 256 696–738 against 538–558; Q·Kᵀ of a head (d_head 64,
+/// T = 128–512) the same or faster.
 const DOT_ROWS: usize = 64;
 /// Up to this many rows, `b`'s full panels are read in place, not packed:
 /// packing first and computing next cannot overlap the reads of a product
@@ -138,8 +143,15 @@ pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize
         a.data.len() > (m - 1) * a.rs + (k - 1) * a.cs && b.data.len() > (k - 1) * b.rs + (n - 1) * b.cs,
         "matmul operands are shorter than {m}×{k}×{n}"
     );
-    if a.cs == 1 && b.rs == 1 && m <= DOT_ROWS {
-        return gemm_dot(a, b, c, rsc, (m, k, n));
+    if a.cs == 1 && b.rs == 1 {
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = DOT_ROWS.min(m - i0);
+            let a_rows = Strided { data: &a.data[i0 * a.rs..], ..a };
+            gemm_dot(a_rows, b, &mut c[i0 * rsc..], rsc, (rows, k, n));
+            i0 += rows;
+        }
+        return;
     }
     if b.cs == 1 && m <= STREAM_ROWS {
         return gemm_streamed(a, b, c, rsc, (m, k, n));
@@ -369,9 +381,6 @@ fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, nc: u
     let (panels, stride) = (nc.div_ceil(NR), 2 * kc + PANEL_PAD);
     bp.clear();
     bp.resize(panels * stride, f32x4_splat(0.0));
-    if b.rs == 1 {
-        return pack_b_transposed(b, bp, p0, kc, j0, nc);
-    }
     let full = if b.cs == 1 { nc / NR } else { 0 };
     for kk in 0..kc {
         let row = p0 + kk;
@@ -389,59 +398,6 @@ fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, nc: u
             }
             bp[p * stride + 2 * kk] = load4(four(&vals));
             bp[p * stride + 2 * kk + 1] = load4(four(&vals[4..]));
-        }
-    }
-}
-
-/// [`pack_b`] when `b`'s columns are contiguous (`wteᵀ`): each panel's 8
-/// columns read 4 floats at a time and transposed in registers.
-fn pack_b_transposed(b: Strided, bp: &mut [v128], p0: usize, kc: usize, j0: usize, nc: usize) {
-    let stride = 2 * kc + PANEL_PAD;
-    let kc4 = kc / 4 * 4;
-    for p in 0..nc.div_ceil(NR) {
-        let cols = NR.min(nc - p * NR);
-        // Missing columns repeat the panel's first; they are zeroed below.
-        let col = |q: usize| &b.data[(j0 + p * NR + if q < cols { q } else { 0 }) * b.cs + p0..][..kc];
-        let src = [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)];
-        let panel = &mut bp[p * stride..][..2 * kc];
-        let mut kk = 0;
-        while kk < kc4 {
-            for half in 0..2 {
-                let [r0, r1, r2, r3] = [0, 1, 2, 3].map(|q| load4(four(&src[4 * half + q][kk..])));
-                // 4×4 transpose: lane q of out[s] is column q's value at kk + s.
-                let t0 = i32x4_shuffle::<0, 4, 1, 5>(r0, r1);
-                let t1 = i32x4_shuffle::<2, 6, 3, 7>(r0, r1);
-                let t2 = i32x4_shuffle::<0, 4, 1, 5>(r2, r3);
-                let t3 = i32x4_shuffle::<2, 6, 3, 7>(r2, r3);
-                let out = [
-                    i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
-                    i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
-                    i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
-                    i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
-                ];
-                for (s, v) in out.into_iter().enumerate() {
-                    panel[2 * (kk + s) + half] = v;
-                }
-            }
-            kk += 4;
-        }
-        for kk in kc4..kc {
-            let mut vals = [0.0f32; NR];
-            for (q, v) in vals.iter_mut().enumerate() {
-                *v = src[q][kk];
-            }
-            panel[2 * kk] = load4(four(&vals));
-            panel[2 * kk + 1] = load4(four(&vals[4..]));
-        }
-        if cols < NR {
-            // Zero the repeated columns' lanes.
-            let keep: [v128; 2] = [0, 1].map(|h| {
-                let lane = |q: usize| if 4 * h + q < cols { -1 } else { 0 };
-                i32x4(lane(0), lane(1), lane(2), lane(3))
-            });
-            for (i, v) in panel.iter_mut().enumerate() {
-                *v = v128_and(*v, keep[i % 2]);
-            }
         }
     }
 }
