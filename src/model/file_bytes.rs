@@ -51,6 +51,31 @@ impl<T: FileBytes + ?Sized> FileBytes for &T {
     }
 }
 
+/// `len` bytes of `file` from `start`, read a piece at a time by whoever
+/// holds it (a tensor widened in pieces never holds all its bytes at once).
+/// Its makers keep it inside the file.
+pub struct FileRange<'a, F: FileBytes + ?Sized> {
+    pub file: &'a F,
+    pub start: u64,
+    pub len: usize,
+}
+
+impl<'a> FileRange<'a, [u8]> {
+    /// All of `bytes`.
+    pub fn whole(bytes: &'a [u8]) -> Self {
+        Self { file: bytes, start: 0, len: bytes.len() }
+    }
+}
+
+impl<F: FileBytes + ?Sized> FileRange<'_, F> {
+    /// Copies the range's bytes from `at` (relative to its start) into `dst`.
+    /// Panics if that passes the range's end.
+    pub fn copy_to(&self, at: usize, dst: &mut [u8]) {
+        assert!(at + dst.len() <= self.len, "bytes {at}..+{} of a {}-byte range", dst.len(), self.len);
+        self.file.copy_to(self.start + at as u64, dst);
+    }
+}
+
 /// `len` bytes at `at`, or `None` where that runs past the end (the caller
 /// bounds `len` before asking: it is allocated whole).
 pub fn read_vec<F: FileBytes + ?Sized>(file: &F, at: u64, len: u64) -> Option<Vec<u8>> {

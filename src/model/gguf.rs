@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use super::file_bytes::{read_vec, FileBytes};
+use super::file_bytes::{read_vec, FileBytes, FileRange};
 
 /// The most metadata entries, tensors, array elements and dimensions read.
 pub const MAX_KV: u64 = 1 << 16;
@@ -295,6 +295,14 @@ impl<'a, F: FileBytes + ?Sized> Gguf<'a, F> {
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, GgufError> {
         let (kind, bytes) = self.tensor_bytes(name)?;
         Ok(super::gguf_quant::dequantize(kind, &bytes))
+    }
+
+    /// Tensor `name`'s type and where its bytes (a whole number of its
+    /// blocks) lie in the file: checked against the file's size when the
+    /// header was parsed.
+    pub fn tensor_range(&self, name: &str) -> Result<(TensorType, FileRange<'a, F>), GgufError> {
+        let info = self.tensors.get(name).ok_or_else(|| GgufError::Other(format!("no tensor `{name}`")))?;
+        Ok((info.kind, FileRange { file: self.file, start: info.start as u64, len: info.len }))
     }
 
     /// Tensor `name`'s type and bytes (a whole number of its blocks), read from the file.

@@ -121,11 +121,11 @@ impl<F: FileBytes + ?Sized> TensorSource for GgufSource<'_, '_, F> {
         pause: &mut impl AsyncFnMut(),
     ) -> Result<Tensor, ModelError> {
         let gguf = self.checked(name, shape)?;
-        let (kind, bytes) = self.file.tensor_bytes(&gguf)?;
+        let (kind, bytes) = self.file.tensor_range(&gguf)?;
         let (per_block, block_bytes) = kind.block();
         let unit = (block_bytes as usize, per_block as usize);
         let widen = |piece: &[u8]| super::gguf_quant::dequantize(kind, piece);
-        let data = super::weights::widen_paced(&gguf, &bytes, unit, widen, pause).await?;
+        let data = super::weights::widen_paced(&gguf, bytes, unit, widen, pause).await?;
         Ok(Tensor { shape: shape.to_vec(), data })
     }
 
@@ -143,7 +143,7 @@ impl<F: FileBytes + ?Sized> TensorSource for GgufSource<'_, '_, F> {
         pause: &mut impl AsyncFnMut(),
     ) -> Result<Matrix, ModelError> {
         let gguf = self.checked(name, shape)?;
-        let (kind, bytes) = self.file.tensor_bytes(&gguf)?;
+        let (kind, bytes) = self.file.tensor_range(&gguf)?;
         let format = match kind {
             TensorType::F16 => Half::F16,
             TensorType::BF16 => Half::Bf16,
@@ -154,7 +154,7 @@ impl<F: FileBytes + ?Sized> TensorSource for GgufSource<'_, '_, F> {
             }
             _ => return self.tensor_paced(name, shape, pause).await.map(Matrix::from),
         };
-        let bits = self.unpermuted(name, shape, halves_paced(&gguf, format, &bytes, pause).await?);
+        let bits = self.unpermuted(name, shape, halves_paced(&gguf, format, bytes, pause).await?);
         Ok(Matrix { shape: shape.to_vec(), data: Values::Half(format, bits) })
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::file_bytes::FileBytes;
+use super::file_bytes::{FileBytes, FileRange};
 use super::matrix::{Half, Matrix};
 use super::safetensors_file::Reader;
 use super::{ModelConfig, ModelError};
@@ -222,40 +222,51 @@ pub(crate) trait TensorSource {
 pub(super) const PACED_ELEMENTS: usize = 1 << 20;
 
 /// `bytes` widened to f32 by `widen`, in pieces of whole `unit` bytes
-/// (`per_unit` values each) of about [`PACED_ELEMENTS`] values, each checked
-/// finite (as [`finite`], tensor `name`) while it is fresh in the cache,
-/// awaiting `pause` after each piece.
-pub(crate) async fn widen_paced(
+/// (`per_unit` values each) of about [`PACED_ELEMENTS`] values, each read
+/// from the file into one reused buffer (the tensor's bytes are never held
+/// whole) and checked finite (as [`finite`], tensor `name`) while it is
+/// fresh in the cache, awaiting `pause` after each piece.
+pub(crate) async fn widen_paced<F: FileBytes + ?Sized>(
     name: &str,
-    bytes: &[u8],
+    bytes: FileRange<'_, F>,
     (unit, per_unit): (usize, usize),
     widen: impl Fn(&[u8]) -> Vec<f32>,
     pause: &mut impl AsyncFnMut(),
 ) -> Result<Vec<f32>, ModelError> {
-    let units = (PACED_ELEMENTS / per_unit.max(1)).max(1);
-    let mut out = Vec::with_capacity(bytes.len() / unit.max(1) * per_unit);
-    for piece in bytes.chunks(units * unit.max(1)) {
+    let unit = unit.max(1);
+    let piece_bytes = (PACED_ELEMENTS / per_unit.max(1)).max(1) * unit;
+    let mut out = Vec::with_capacity(bytes.len / unit * per_unit);
+    let mut piece = vec![0u8; piece_bytes.min(bytes.len)];
+    let mut from = 0;
+    while from < bytes.len {
+        let piece = &mut piece[..piece_bytes.min(bytes.len - from)];
+        bytes.copy_to(from, piece);
         let at = out.len();
         out.extend(widen(piece));
         if let Some(i) = out[at..].iter().position(|v| !v.is_finite()) {
             return Err(ModelError::NonFiniteWeight { name: name.to_owned(), index: at + i, value: out[at + i] });
         }
+        from += piece.len();
         pause().await;
     }
     Ok(out)
 }
 
 /// Little-endian 16-bit values of `format` as their bits, in pieces of
-/// [`PACED_ELEMENTS`] values, each checked finite (tensor `name`) and
-/// followed by `pause`.
-pub(crate) async fn halves_paced(
+/// [`PACED_ELEMENTS`] values read from the file into one reused buffer, each
+/// checked finite (tensor `name`) and followed by `pause`.
+pub(crate) async fn halves_paced<F: FileBytes + ?Sized>(
     name: &str,
     format: Half,
-    bytes: &[u8],
+    bytes: FileRange<'_, F>,
     pause: &mut impl AsyncFnMut(),
 ) -> Result<Vec<u16>, ModelError> {
-    let mut out = Vec::with_capacity(bytes.len() / 2);
-    for piece in bytes.chunks(2 * PACED_ELEMENTS) {
+    let mut out = Vec::with_capacity(bytes.len / 2);
+    let mut piece = vec![0u8; (2 * PACED_ELEMENTS).min(bytes.len)];
+    let mut from = 0;
+    while from < bytes.len {
+        let piece = &mut piece[..(2 * PACED_ELEMENTS).min(bytes.len - from)];
+        bytes.copy_to(from, piece);
         let at = out.len();
         out.extend(piece.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])));
         if let Some(i) = out[at..].iter().position(|&h| !format.is_finite(h)) {
@@ -265,6 +276,7 @@ pub(crate) async fn halves_paced(
             };
             return Err(ModelError::NonFiniteWeight { name: name.to_owned(), index: at + i, value });
         }
+        from += piece.len();
         pause().await;
     }
     Ok(out)
@@ -548,6 +560,7 @@ async fn llama_rest<S: TensorSource>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::file_bytes::tests::Counted;
     use super::*;
 
     /// The tiled fused transpose against the definition, on ragged sizes
@@ -612,9 +625,16 @@ mod tests {
                 piece.chunks(unit).flat_map(|u| vec![u[0] as f32; per_unit]).collect()
             };
             let mut pauses = 0;
-            let paced = at_once(widen_paced("t", &bytes, (unit, per_unit), widen, &mut async || pauses += 1));
+            // Read from the file a piece at a time, each byte once: never the tensor's bytes whole.
+            let counted = Counted::new(&bytes);
+            let range = FileRange { file: &counted, start: 0, len: bytes.len() };
+            let paced = at_once(widen_paced("t", range, (unit, per_unit), widen, &mut async || pauses += 1));
             assert_eq!(paced.unwrap(), widen(&bytes));
             assert_eq!(pauses, 3, "unit {unit}");
+            let reads = counted.reads.borrow().clone();
+            assert_eq!(reads.len(), 3, "unit {unit}: {reads:?}");
+            assert!(reads.windows(2).all(|w| w[0].0 + w[0].1 as u64 == w[1].0), "in order, each byte once: {reads:?}");
+            assert_eq!(counted.largest_and_total(), (PACED_ELEMENTS / per_unit * unit, bytes.len()));
         }
         // Each piece is checked finite as it is widened: a NaN in the second piece is named by
         // its index in the whole tensor, and no piece after it is widened.
@@ -626,7 +646,7 @@ mod tests {
             widened.set(from + piece.len());
             (from..from + piece.len()).map(|i| if i == bad { f32::NAN } else { 0.0 }).collect()
         };
-        let err = at_once(widen_paced("wte", &bytes, (1, 1), widen, &mut async || {})).unwrap_err();
+        let err = at_once(widen_paced("wte", FileRange::whole(&bytes), (1, 1), widen, &mut async || {})).unwrap_err();
         assert!(
             matches!(err, ModelError::NonFiniteWeight { ref name, index, .. } if name == "wte" && index == bad),
             "{err}"
