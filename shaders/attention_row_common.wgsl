@@ -25,13 +25,16 @@ fn q_dot_k(j: u32, h: u32) -> f32 {
     return s;
 }
 
-// The max of `value` over the workgroup (every invocation must call it).
-fn reduce_max(lid: u32, value: f32) -> f32 {
+// The max (take_max) or the sum of `value` over the workgroup (every
+// invocation must call it, with the same take_max).
+fn reduce(lid: u32, value: f32, take_max: bool) -> f32 {
     red[lid] = value;
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
         if lid < stride {
-            red[lid] = max(red[lid], red[lid + stride]);
+            let a = red[lid];
+            let b = red[lid + stride];
+            red[lid] = select(a + b, max(a, b), take_max);
         }
         workgroupBarrier();
     }
@@ -40,17 +43,10 @@ fn reduce_max(lid: u32, value: f32) -> f32 {
     return total;
 }
 
-// The sum of `value` over the workgroup (every invocation must call it).
+fn reduce_max(lid: u32, value: f32) -> f32 {
+    return reduce(lid, value, true);
+}
+
 fn reduce_sum(lid: u32, value: f32) -> f32 {
-    red[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            red[lid] = red[lid] + red[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
+    return reduce(lid, value, false);
 }

@@ -147,17 +147,6 @@ test('presenter buttons do what they say under Enter and Space; the slide title 
     await page.waitForFunction(() => window.attnscope.state().present === null);
     await page.waitForFunction(() => window.attnscope.state().mask === 'causal');
     await page.waitForFunction(() => document.activeElement?.classList.contains('present-button'));
-    // A Space pressed at once after the Present button, before the bar's ›
-    // takes the focus, steps the slides: it once pressed the hidden Present
-    // button instead and was lost (3 of 5 tries lost it; the keyboard walk
-    // above failed in CI this way). Several tries, as it is a race.
-    for (let k = 0; k < 4; k++) {
-      await page.locator('.present-button').click();
-      await page.keyboard.press(' ');
-      await page.waitForFunction(() => window.attnscope.state().present === 1, null, { timeout: 10_000 });
-      await page.keyboard.press('Escape');
-      await page.waitForFunction(() => window.attnscope.state().present === null);
-    }
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();
