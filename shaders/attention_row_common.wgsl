@@ -8,11 +8,13 @@ var<workgroup> q_s: array<f32, 256>;
 var<workgroup> row_s: array<f32, 1024>;
 var<workgroup> red: array<f32, 64>;
 
-// Stages query row i of head h into q_s (d_head ≤ 256); the caller's barrier publishes it.
+// Stages query row i of head h into q_s (d_head ≤ 256) for the whole
+// workgroup (every invocation must call it).
 fn stage_q(lid: u32, i: u32, h: u32) {
     for (var c = lid; c < p.d_head; c += WG) {
         q_s[c] = qkv[i * qkv_stride() + q_col(h) + c];
     }
+    workgroupBarrier();
 }
 
 // The staged query row (q_s) · key j of head h (its KV head's K).

@@ -48,7 +48,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let stride = qkv_stride();
     let neg_inf = bitcast<f32>(p.neg_inf_bits);
     stage_q(lid, i, h);
-    workgroupBarrier();
 
     if i < p.kept {
         // A kept row: its new column(s) only (uniform: the whole workgroup leaves).

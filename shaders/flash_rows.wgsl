@@ -39,7 +39,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let stride = qkv_stride();
     let neg_inf = bitcast<f32>(p.neg_inf_bits);
     stage_q(lid, i, h);
-    workgroupBarrier();
 
     // The keys row i may see (the same for the whole workgroup).
     var key_start = 0u;
