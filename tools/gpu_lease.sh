@@ -11,7 +11,8 @@
 # `attnscope bench --backend gpu` on SmolLM2-135M's and GPT-2 small's shapes
 # (forward, append, the page's keystroke, GPU ms per kernel, the one-row
 # matmuls and both flash kernels), PyTorch eager on CUDA on the same shapes
-# in the same run (tools/bench_torch_gpu.py, where torch is installed), and
+# in the same run (tools/bench_torch_gpu.py, where $ATTNSCOPE_PYTHON or
+# python3 has torch), and
 # the GPU test binaries against the CPU reference. `run` also works here on
 # lavapipe, a CPU emulation whose times say nothing about GPUs.
 set -euo pipefail
@@ -63,10 +64,11 @@ run() {
   "$bin/attnscope" gpu-info | tee "$out/adapter.txt"
   "$bin/attnscope" bench --backend gpu --model www/models/default --smollm2 --gpt2-small --no-sweep \
     --t "$T" --repeat 7 --matmul 1024 2>&1 | tee "$out/bench.txt" || true
-  if python3 -c 'import torch' 2>/dev/null; then
-    python3 tools/bench_torch_gpu.py --t "$T" --repeat 7 2>&1 | tee "$out/torch.txt" || true
+  local py="${ATTNSCOPE_PYTHON:-python3}" # a Python with torch (CUDA)
+  if "$py" -c 'import torch' 2>/dev/null; then
+    "$py" tools/bench_torch_gpu.py --t "$T" --repeat 7 2>&1 | tee "$out/torch.txt" || true
   else
-    echo "no torch here: the PyTorch peer did not run" | tee "$out/torch.txt"
+    echo "no torch in $py (ATTNSCOPE_PYTHON names another): the PyTorch peer did not run" | tee "$out/torch.txt"
   fi
   for t in "${TESTS[@]}"; do
     echo "== $t"
