@@ -67,12 +67,38 @@ impl<'a> FileRange<'a, [u8]> {
     }
 }
 
-impl<F: FileBytes + ?Sized> FileRange<'_, F> {
+impl<'a, F: FileBytes + ?Sized> FileRange<'a, F> {
     /// Copies the range's bytes from `at` (relative to its start) into `dst`.
     /// Panics if that passes the range's end.
     pub fn copy_to(&self, at: usize, dst: &mut [u8]) {
         assert!(at + dst.len() <= self.len, "bytes {at}..+{} of a {}-byte range", dst.len(), self.len);
         self.file.copy_to(self.start + at as u64, dst);
+    }
+
+    /// The range read `piece` bytes at a time (the last piece may be
+    /// shorter), each into the same buffer.
+    pub fn pieces(self, piece: usize) -> Pieces<'a, F> {
+        Pieces { buf: vec![0; piece.max(1).min(self.len)], range: self, from: 0 }
+    }
+}
+
+/// [`FileRange::pieces`]: the next piece with [`Pieces::next_piece`].
+pub struct Pieces<'a, F: FileBytes + ?Sized> {
+    range: FileRange<'a, F>,
+    buf: Vec<u8>,
+    from: usize,
+}
+
+impl<F: FileBytes + ?Sized> Pieces<'_, F> {
+    /// The next piece of the range, read from the file, or `None` at its end.
+    pub fn next_piece(&mut self) -> Option<&[u8]> {
+        let n = self.buf.len().min(self.range.len.checked_sub(self.from)?);
+        if n == 0 {
+            return None;
+        }
+        self.range.copy_to(self.from, &mut self.buf[..n]);
+        self.from += n;
+        Some(&self.buf[..n])
     }
 }
 
@@ -127,6 +153,18 @@ pub(crate) mod tests {
             self.reads.borrow_mut().push((at, dst.len()));
             self.bytes.copy_to(at, dst)
         }
+    }
+
+    #[test]
+    fn a_range_is_read_in_pieces_the_last_one_ragged() {
+        let file = b"abcdefghij".to_vec();
+        let mut pieces = FileRange { file: &file[..], start: 2, len: 7 }.pieces(3);
+        let mut got = Vec::new();
+        while let Some(piece) = pieces.next_piece() {
+            got.push(piece.to_vec());
+        }
+        assert_eq!(got, [b"cde".to_vec(), b"fgh".to_vec(), b"i".to_vec()]);
+        assert!(FileRange { file: &file[..], start: 4, len: 0 }.pieces(3).next_piece().is_none());
     }
 
     #[test]

@@ -307,11 +307,10 @@ impl<'a, F: FileBytes + ?Sized> Gguf<'a, F> {
 
     /// Tensor `name`'s type and bytes (a whole number of its blocks), read from the file.
     pub fn tensor_bytes(&self, name: &str) -> Result<(TensorType, Vec<u8>), GgufError> {
-        let info = self.tensors.get(name).ok_or_else(|| GgufError::Other(format!("no tensor `{name}`")))?;
-        // The range was checked against the file's size when the header was parsed.
-        let bytes = read_vec(self.file, info.start as u64, info.len as u64)
+        let (kind, range) = self.tensor_range(name)?;
+        let bytes = read_vec(range.file, range.start, range.len as u64)
             .ok_or_else(|| GgufError::Truncated(format!("tensor `{name}`")))?;
-        Ok((info.kind, bytes))
+        Ok((kind, bytes))
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

@@ -234,19 +234,14 @@ pub(crate) async fn widen_paced<F: FileBytes + ?Sized>(
     pause: &mut impl AsyncFnMut(),
 ) -> Result<Vec<f32>, ModelError> {
     let unit = unit.max(1);
-    let piece_bytes = (PACED_ELEMENTS / per_unit.max(1)).max(1) * unit;
     let mut out = Vec::with_capacity(bytes.len / unit * per_unit);
-    let mut piece = vec![0u8; piece_bytes.min(bytes.len)];
-    let mut from = 0;
-    while from < bytes.len {
-        let piece = &mut piece[..piece_bytes.min(bytes.len - from)];
-        bytes.copy_to(from, piece);
+    let mut pieces = bytes.pieces((PACED_ELEMENTS / per_unit.max(1)).max(1) * unit);
+    while let Some(piece) = pieces.next_piece() {
         let at = out.len();
         out.extend(widen(piece));
         if let Some(i) = out[at..].iter().position(|v| !v.is_finite()) {
             return Err(ModelError::NonFiniteWeight { name: name.to_owned(), index: at + i, value: out[at + i] });
         }
-        from += piece.len();
         pause().await;
     }
     Ok(out)
@@ -262,11 +257,8 @@ pub(crate) async fn halves_paced<F: FileBytes + ?Sized>(
     pause: &mut impl AsyncFnMut(),
 ) -> Result<Vec<u16>, ModelError> {
     let mut out = Vec::with_capacity(bytes.len / 2);
-    let mut piece = vec![0u8; (2 * PACED_ELEMENTS).min(bytes.len)];
-    let mut from = 0;
-    while from < bytes.len {
-        let piece = &mut piece[..(2 * PACED_ELEMENTS).min(bytes.len - from)];
-        bytes.copy_to(from, piece);
+    let mut pieces = bytes.pieces(2 * PACED_ELEMENTS);
+    while let Some(piece) = pieces.next_piece() {
         let at = out.len();
         out.extend(piece.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])));
         if let Some(i) = out[at..].iter().position(|&h| !format.is_finite(h)) {
@@ -276,7 +268,6 @@ pub(crate) async fn halves_paced<F: FileBytes + ?Sized>(
             };
             return Err(ModelError::NonFiniteWeight { name: name.to_owned(), index: at + i, value });
         }
-        from += piece.len();
         pause().await;
     }
     Ok(out)
