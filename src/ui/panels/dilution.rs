@@ -162,18 +162,16 @@ pub fn DilutionPanel() -> impl IntoView {
         let t = shown.get().len();
         (t > 0).then(|| Marker { x: t as f64, label: "your text".into() }).into_iter().collect::<Vec<_>>()
     });
-    // Every token, always: a lesson may pick one before scrolling here.
+    // Every token, always: a lesson may pick one before scrolling here. Keyed by position and
+    // text, so a keystroke touches only the options it changed (the last one or two), not every
+    // option of the list.
     let token_options = move || {
-        state
-            .outputs
-            .tokens
-            .get()
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                view! { <option value=i.to_string() selected=move || marked.get() == i>{format!("{i}: {}", visible(&t.text))}</option> }
-            })
-            .collect_view()
+        let options =
+            move || state.outputs.tokens.with(|t| t.iter().map(|t| visible(&t.text)).enumerate().collect::<Vec<_>>());
+        let option = move |(i, text): (usize, String)| {
+            view! { <option value=i.to_string() selected=move || marked.get() == i>{format!("{i}: {text}")}</option> }
+        };
+        view! { <For each=options key=|o| o.clone() children=option /> }
     };
     // The first-token weight of every head, at the text as typed (the first point).
     let sinks = move || {

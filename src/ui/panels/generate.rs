@@ -210,15 +210,26 @@ pub fn GeneratePanel() -> impl IntoView {
             )
         })
     };
-    // The KV cache: 2 (K and V) × T × d_head × 4 bytes per head and layer.
+    // The KV cache: 2 (K and V) × T × d_head × 4 bytes per head and layer. The table is built
+    // when the model changes; a keystroke updates its numbers in place (rebuilt whole, SmolLM2's
+    // 30 × 9 cells set every title again at each token).
+    let kv_t = Memo::new(move |_| outputs.shown_tokens.get() as u64);
     let kv_table = move || {
         let c = state.status.config.get()?;
-        let t = outputs.shown_tokens.get();
-        let per_head = 2 * t as u64 * c.d_head() as u64 * 4;
-        let total = forward_cost(&c, t).kv_bytes;
+        let d = c.d_head() as u64;
+        let per_head = move || 2 * kv_t.get() * d * 4;
+        let heads = c.n_head as u64;
+        let total = {
+            let c = c.clone();
+            move || forward_cost(&c, kv_t.get() as usize).kv_bytes
+        };
+        let caption = {
+            let total = total.clone();
+            move || format!("KV cache after {} tokens: {}", kv_t.get(), bytes(total()))
+        };
         Some(view! {
             <table class="kv-table" data-testid="kv-table">
-                <caption>{format!("KV cache after {t} tokens: {}", bytes(total))}</caption>
+                <caption>{caption}</caption>
                 <thead><tr><th scope="col">"layer"</th>
                     {(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}
                     <th>"layer"</th></tr></thead>
@@ -226,14 +237,14 @@ pub fn GeneratePanel() -> impl IntoView {
                     {(0..c.n_layer).map(|l| view! {
                         <tr><th>{format!("L{l}")}</th>
                             {(0..c.n_head).map(|h| view! {
-                                <td title=format!("layer {l}, head {h}: K and V, {t} tokens × {} values × 2 × 4 bytes", c.d_head())>
-                                    {format!("{per_head}")}</td>
+                                <td title=move || format!("layer {l}, head {h}: K and V, {} tokens × {d} values × 2 × 4 bytes", kv_t.get())>
+                                    {move || per_head().to_string()}</td>
                             }).collect_view()}
-                            <td>{format!("{}", per_head * c.n_head as u64)}</td></tr>
+                            <td>{move || (per_head() * heads).to_string()}</td></tr>
                     }).collect_view()}
                 </tbody>
                 <tfoot><tr><th colspan=c.n_head + 1>"total (bytes)"</th>
-                    <td data-testid="kv-total">{format!("{total}")}</td></tr></tfoot>
+                    <td data-testid="kv-total">{move || total().to_string()}</td></tr></tfoot>
             </table>
         })
     };

@@ -32,28 +32,30 @@ pub fn NextTokenPanel() -> impl IntoView {
         );
     });
 
+    // The list's rows stay in the page from run to run: each follows its rank's token, and only
+    // what changed (a word, a bar's width, a percentage) touches the page per keystroke (rebuilt
+    // whole, ten rows' every attribute was set again each run).
+    let count = Memo::new(move |_| outputs.next.with(Vec::len));
+    let top = Memo::new(move |_| outputs.next.with(|n| n.first().map_or(1.0, |n| n.prob).max(1e-9)));
+    let row = move |i: usize| {
+        let token = Memo::new(move |_| outputs.next.with(|n| n.get(i).cloned()));
+        let field = move |f: fn(&NextToken) -> String| move || token.with(|t| t.as_ref().map(f).unwrap_or_default());
+        view! {
+            <li class="next-item" title=field(|n| format!("id {}", n.id))
+                class:picked=move || present::picked(state) == Some(i)>
+                <span class="next-text">{field(|n| visible(&n.text))}</span>
+                <span class="next-bar"><span class="next-fill"
+                    style:width=move || format!("{:.1}%", 100.0 * token.with(|t| t.as_ref().map_or(0.0, |n| n.prob)) / top.get())>
+                </span></span>
+                <span class="next-prob">{field(|n| format!("{:.1}%", 100.0 * n.prob))}</span>
+            </li>
+        }
+    };
     let next_tokens = move || {
-        let next = outputs.next.get();
-        if next.is_empty() {
+        if count.get() == 0 {
             return view! { <p class="hint">"Type something to see what the model expects next."</p> }.into_any();
         }
-        let top = next.first().map_or(1.0, |n| n.prob).max(1e-9);
-        view! {
-            <ol class="next-list">
-                {next.into_iter().enumerate().map(|(i, n)| {
-                    let width = format!("{:.1}%", 100.0 * n.prob / top);
-                    view! {
-                        <li class="next-item" title=format!("id {}", n.id)
-                            class:picked=move || present::picked(state) == Some(i)>
-                            <span class="next-text">{visible(&n.text)}</span>
-                            <span class="next-bar"><span class="next-fill" style:width=width></span></span>
-                            <span class="next-prob">{format!("{:.1}%", 100.0 * n.prob)}</span>
-                        </li>
-                    }
-                }).collect_view()}
-            </ol>
-        }
-        .into_any()
+        view! { <ol class="next-list"><For each=move || 0..count.get() key=|i| *i children=row /></ol> }.into_any()
     };
 
     view! {
