@@ -12,7 +12,11 @@ Setup, once (see tools/peer/README.md; models are never committed):
     ~/.venvs/attnscope-torch/bin/pip install onnx onnxscript transformers
     (cd tools/peer && ~/.venvs/attnscope-torch/bin/python make_models.py all && npm ci)
 Run:
-    python3 tools/bench_browser.py [--breakdown]
+    python3 tools/bench_browser.py [--rounds N] [--breakdown]
+--rounds N (default 3) alternates the two N times (ours, ORT, ours, ORT, ...)
+and prints each one's median over the rounds and the median of the rounds'
+own ratios with their range: this shared machine's load drifts by ~10 %
+between minutes, and a ratio taken within one round is what it affects least.
 --breakdown also prints where GPT-2 small's forward spends its time in wasm
 (each kernel of a layer timed alone × the layer count, the LM head, the rest).
 """
@@ -57,14 +61,23 @@ def main():
         print("where GPT-2 small's forward spends its time in wasm (ms, share of the forward):")
         for line in re.findall(r"attnscope-cpu-wasm-part (.*)", out):
             print("  " + line)
-    a = ours()
-    b = ort()
-    print("forward ms in headless Chromium, one thread: attnscope page CPU engine (wasm, full trace) "
-          "vs ONNX Runtime Web 1.30 wasm (logits + every attention)")
-    print(f"  {'model':>11}  {'T':>4}  {'attnscope':>10}  {'ORT wasm':>10}  {'ratio':>6}")
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get((key[0].removesuffix("-f16"), key[1]))
-        ratio = f"{x / y:5.2f}×" if x and y else "   -"
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+    runs = []
+    for r in range(rounds):
+        runs.append((ours(), ort()))
+        print(f"round {r + 1} of {rounds} done", file=sys.stderr)
+    median = lambda xs: sorted(xs)[len(xs) // 2] if xs else None
+    peer = lambda key: (key[0].removesuffix("-f16"), key[1])
+    print(f"forward ms in headless Chromium, one thread, {rounds} alternating rounds: attnscope page CPU engine "
+          "(wasm, full trace) vs ONNX Runtime Web 1.30 wasm (logits + every attention); medians over the rounds, "
+          "and the median (range) of each round's own ratio")
+    print(f"  {'model':>11}  {'T':>4}  {'attnscope':>10}  {'ORT wasm':>10}  {'ratio':>6}  range")
+    keys = sorted({k for a, _ in runs for k in a} | {k for _, b in runs for k in b})
+    for key in keys:
+        x = median([a[key] for a, _ in runs if key in a])
+        y = median([b[peer(key)] for _, b in runs if peer(key) in b])
+        ratios = sorted(a[key] / b[peer(key)] for a, b in runs if key in a and peer(key) in b)
+        ratio = f"{median(ratios):5.2f}×  {ratios[0]:.2f}–{ratios[-1]:.2f}" if ratios else "   -"
         fmt = lambda v: f"{v:10.1f}" if v is not None else f"{'-':>10}"
         print(f"  {key[0]:>11}  {key[1]:>4}  {fmt(x)}  {fmt(y)}  {ratio}")
 
