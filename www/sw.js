@@ -75,6 +75,36 @@ async function keep(request, copy) {
   } catch { /* a full quota, a body cut short, storage denied: the page has its answer anyway */ }
 }
 
+// What is being kept now, by key: a second keep of the same file (four widgets
+// of one lesson page each sending their list) waits on the first.
+const underWay = new Map();
+/** Runs `work` for `key` unless a run for it is under way; resolves when that run ends. Never rejects. */
+function once(key, work) {
+  if (!underWay.has(key)) {
+    const run = (async () => { try { await work(); } catch { /* kept nothing */ } })()
+      .finally(() => underWay.delete(key));
+    underWay.set(key, run);
+  }
+  return underWay.get(key);
+}
+
+/**
+ * The page's own copy of `url` from its shared fetch cache (index.html), when it
+ * holds one of the right type: a file the page fetched before this worker took
+ * control, which need not be downloaded a second time. Never throws.
+ */
+async function pageCopy(url) {
+  try {
+    const copy = await (await caches.open(SHARED)).match(keyOf(url));
+    if (!copy || copy.status !== 200) return undefined;
+    const want = expectedType(url);
+    const type = (copy.headers.get('content-type') || '').toLowerCase();
+    return !want || want.some((w) => type.includes(w)) ? copy : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The kept copy for `request`; for a page load, the app's page as a last resort. Never throws. */
 async function kept(request) {
   try {
@@ -99,13 +129,14 @@ self.addEventListener('fetch', (event) => {
       throw offline;
     }
     if (request.mode === 'navigate' && response.status >= 500) return (await kept(request)) || response;
-    if (keepable(request, response)) event.waitUntil(keep(request, response.clone()));
+    if (keepable(request, response)) event.waitUntil(once(keyOf(request.url), () => keep(request, response.clone())));
     return response;
   })());
 });
 
 // { cache: [urls] } from the page: keep each one not kept yet, by the same
-// rules; reply how many are kept.
+// rules, from the page's shared fetch cache when it holds the file; reply how
+// many are kept.
 self.addEventListener('message', (event) => {
   const urls = (event.data && event.data.cache) || [];
   event.waitUntil((async () => {
@@ -113,14 +144,18 @@ self.addEventListener('message', (event) => {
     try {
       const cache = await caches.open(CACHE);
       for (const url of urls) {
-        if (typeof url !== 'string' || new URL(url).origin !== self.location.origin || await cache.match(keyOf(url))) {
-          continue;
-        }
-        try {
+        if (typeof url !== 'string' || new URL(url).origin !== self.location.origin) continue;
+        const key = keyOf(url);
+        // A keep of this file under way (the page's own fetch through this worker) ends first.
+        await underWay.get(key);
+        await once(key, async () => {
+          if (await cache.match(key)) return;
           const request = new Request(url);
-          const response = await fetch(request);
+          const copy = await pageCopy(url);
+          if (copy) return keep(request, copy);
+          const response = await fetch(request); // offline already: nothing to add
           if (keepable(request, response)) await keep(request, response);
-        } catch { /* offline already: nothing to add */ }
+        });
       }
       count = (await cache.keys()).length;
     } catch { /* storage denied */ }

@@ -31,11 +31,13 @@ const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'applic
   '.json': 'application/json', '.safetensors': 'application/octet-stream', '.md': 'text/markdown' };
 
 /** Serves dist/ on 127.0.0.1 at a free port; resolves to { url, requests, close }. */
-export async function serveDist() {
+export async function serveDist({ hold = null } = {}) {
   const requests = [];
   const server = createServer(async (req, res) => {
     const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     requests.push(urlPath);
+    // hold(path, requests): a promise to wait on before answering (a test's way to order two requests).
+    if (hold) await hold(urlPath, requests);
     const file = path.join(DIST, urlPath.endsWith('/') ? urlPath + 'index.html' : urlPath);
     if (!file.startsWith(DIST)) { res.writeHead(403).end(); return; }
     try {

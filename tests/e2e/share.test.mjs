@@ -152,6 +152,36 @@ test('after the first visit the page works offline', { timeout: 300_000 }, async
   }
 });
 
+test('a service worker that takes control after the model was fetched keeps it without a second download', { timeout: 300_000 }, async () => {
+  // sw.js is answered only once the model's request has come, so the worker's list of
+  // what to keep names a model it never saw: it must take the page's copy, not fetch again.
+  const isModel = (p) => p.endsWith('model.safetensors.shuffled');
+  const late = await serveDist({
+    hold: async (p, requests) => {
+      if (!p.endsWith('/sw.js')) return;
+      for (let i = 0; i < 600 && !requests.some(isModel); i++) await new Promise((r) => setTimeout(r, 50));
+    },
+  });
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, errors } = await openApp(browser, late.url);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    await page.waitForFunction(() => window.attnscopeOffline.cached >= 7, null, { timeout: 60_000 });
+    const downloads = late.requests.filter(isModel);
+    assert.equal(downloads.length, 1, `the model is downloaded once (${downloads.length})`);
+    await page.context().setOffline(true);
+    await page.reload();
+    await page.waitForFunction(() => {
+      const s = window.attnscope && window.attnscope.state();
+      return s && s.phase === 'ready' && s.renders > 0;
+    }, null, { timeout: 60_000 });
+    assert.deepEqual(errors.filter((e) => !/ERR_INTERNET_DISCONNECTED|Failed to fetch/i.test(e)), [], 'no page errors');
+  } finally {
+    await browser.close();
+    await late.close();
+  }
+});
+
 test('a link with the largest seed compares three seeds, and a later link naming a missing layer is clamped and said', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {
