@@ -5,7 +5,9 @@
 // workgroup-wide max and sum. Workgroup WG (64) invocations.
 
 var<workgroup> q_s: array<f32, 256>;
-var<workgroup> row_s: array<f32, 1024>;
+// The keys row_s holds (attention_rows.wgsl works a longer row in global memory).
+const ROW_S_KEYS: u32 = 1024u;
+var<workgroup> row_s: array<f32, ROW_S_KEYS>;
 var<workgroup> red: array<f32, 64>;
 
 // Stages query row i of head h into q_s (d_head ≤ 256) for the whole

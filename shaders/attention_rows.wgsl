@@ -17,7 +17,10 @@
 // −∞ is written as the bit pattern `neg_inf_bits` (a constant ∞ is a shader
 // creation error in WebGPU). Mask modes: 0 causal (j ≤ i), 1 bidirectional,
 // 2 sliding window (i − w < j ≤ i).
-// Limits: T ≤ 1024 (the scores of a row live in workgroup memory), d_head ≤ 256.
+// Limits: d_head ≤ 256; T only by the buffers (T ≤ cap). A row of up to 1024
+// keys (ROW_S_KEYS) is worked in workgroup memory (row_s); a longer one in its
+// own row of `weights`, which only this workgroup writes (storageBarrier before
+// A·V reads what other invocations wrote).
 // Kept rows (i < kept, a traced append or edit that keeps rows 0..kept of
 // the last run): their softmax and A·V stand, since the mask hides every key
 // from `kept` on from them (causal or a window; the caller passes kept = 0
@@ -61,48 +64,78 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     }
 
     // Scores: raw, scaled and masked; the running max of the allowed ones.
+    // `in_row_s` is uniform: the whole workgroup takes one path.
+    let in_row_s = p.t <= ROW_S_KEYS;
+    let base = (h * p.cap + i) * p.cap;
     var local_max = neg_inf;
     for (var j = lid; j < p.t; j += WG) {
         let s = q_dot_k(j, h);
-        let at = (h * p.cap + i) * p.cap + j;
-        raw[at] = s;
+        raw[base + j] = s;
         var m = neg_inf;
         if allowed(i, j) {
             m = s * p.scale;
             local_max = max(local_max, m);
         }
-        masked[at] = m;
-        row_s[j] = m;
+        masked[base + j] = m;
+        if in_row_s {
+            row_s[j] = m;
+        }
     }
     let row_max = reduce_max(lid, local_max);
 
     // Softmax: exp(s − max) / Σ; a row with no allowed key stays all zero.
+    // Each invocation reads back only the keys it wrote itself.
     let any_allowed = row_max != neg_inf;
     var local_sum = 0.0;
     for (var j = lid; j < p.t; j += WG) {
         var e = 0.0;
         if any_allowed && allowed(i, j) {
-            e = exp(row_s[j] - row_max);
+            var m: f32;
+            if in_row_s {
+                m = row_s[j];
+            } else {
+                m = masked[base + j];
+            }
+            e = exp(m - row_max);
         }
-        row_s[j] = e;
+        if in_row_s {
+            row_s[j] = e;
+        } else {
+            weights[base + j] = e;
+        }
         local_sum += e;
     }
     let total = reduce_sum(lid, local_sum);
     for (var j = lid; j < p.t; j += WG) {
+        var e: f32;
+        if in_row_s {
+            e = row_s[j];
+        } else {
+            e = weights[base + j];
+        }
         var wv = 0.0;
         if total > 0.0 {
-            wv = row_s[j] / total;
+            wv = e / total;
         }
-        row_s[j] = wv;
-        weights[(h * p.cap + i) * p.cap + j] = wv;
+        if in_row_s {
+            row_s[j] = wv;
+        }
+        weights[base + j] = wv;
     }
     workgroupBarrier();
+    storageBarrier();
 
     // A·V for this row, one output column per invocation.
     for (var c = lid; c < p.d_head; c += WG) {
         var o = 0.0;
-        for (var j = 0u; j < p.t; j++) {
-            o += row_s[j] * qkv[j * stride + v_col(h) + c];
+        if in_row_s {
+            for (var j = 0u; j < p.t; j++) {
+                o += row_s[j] * qkv[j * stride + v_col(h) + c];
+            }
+        } else {
+            for (var j = 0u; j < p.t; j++) {
+                o += weights[base + j] * qkv[j * stride + v_col(h) + c];
+            }
         }
         out[i * d + h * p.d_head + c] = o;
     }

@@ -26,7 +26,7 @@
 // attention_row_common.wgsl; both prepended by gpu::kernels.
 // CPU reference: engine::ops::attention_scores → softmax_rows → weighted_sum.
 
-const TILE: u32 = 1024u;
+const TILE: u32 = ROW_S_KEYS;
 const OUTS: u32 = 2u; // outputs per invocation: MAX_FLASH_D_HEAD / WG
 
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

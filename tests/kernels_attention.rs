@@ -160,6 +160,42 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// attention_rows.wgsl over more keys than workgroup memory holds (1024):
+    /// the row is worked in its own row of `weights`; the last rows of a long
+    /// text, every stage against the CPU twin, every mask, grouped KV heads.
+    #[test]
+    fn attention_rows_past_workgroup_memory((t, m, extra, d_head, n_head, mask, qkv) in
+        (1025usize..2300, 1usize..4, 0usize..5, prop::sample::select(vec![8usize, 72]), 1usize..3, mask_strategy())
+            .prop_flat_map(|(t, m, extra, dh, h, mask)| {
+                (Just(t), Just(m), Just(extra), Just(dh), Just(h), Just(mask), vector(t * 3 * h * dh, 0.5))
+            })
+    ) {
+        let ctx = gpu();
+        let width = 3 * n_head * d_head;
+        // Keys grow with their position: the row's max is among its last keys.
+        let qkv: Vec<f32> = qkv.iter().enumerate().map(|(at, v)| {
+            let (j, c) = (at / width, at % width);
+            if (n_head * d_head..2 * n_head * d_head).contains(&c) { v + j as f32 / t as f32 } else { v.abs() + 0.1 }
+        }).collect();
+        let (cap, d, row0) = (t + extra, n_head * d_head, t - m);
+        let len = n_head * cap * cap;
+        let qb = upload(ctx, &qkv);
+        let (rawb, maskedb, wb, ob) = (output(ctx, len), output(ctx, len), output(ctx, len), output(ctx, t * d));
+        let shape = AttentionShape { m, t, n_head, n_kv_head: n_head, d_head, row0, mask };
+        run(Kernel::AttentionRows, &shape.rows_params(cap).unwrap(), &[&qb, &rawb, &maskedb, &wb, &ob], shape.rows_workgroups());
+        let rows = AttentionRows { row0, m, t, n_head, d_head, mask };
+        let [raw_cpu, masked_cpu, weights_cpu, out_cpu] = cpu_rows(&rows, &qkv, cap);
+        let what = format!("T={t} rows {row0}.. cap {cap} H={n_head} d_head={d_head} {mask:?}");
+        assert_close(&read(&rawb, 0, len), &raw_cpu, &format!("raw {what}"));
+        assert_close(&read(&maskedb, 0, len), &masked_cpu, &format!("masked {what}"));
+        assert_close(&read(&wb, 0, len), &weights_cpu, &format!("weights {what}"));
+        assert_close(&read(&ob, row0 * d, m * d), &out_cpu[row0 * d..], &format!("A·V {what}"));
+    }
+}
+
 /// Large scores (±1000 after scaling) neither overflow nor give NaN, and a row
 /// with no allowed key (a window of width 0) gives zero weights and output.
 #[test]
@@ -204,8 +240,10 @@ fn attention_is_stable_for_large_scores_and_empty_rows() {
 fn attention_shapes_past_the_kernel_limits_are_refused() {
     let too_wide = AttentionShape { m: 1, t: 4, n_head: 1, n_kv_head: 1, d_head: 200, row0: 0, mask: Mask::Causal };
     assert!(too_wide.flash_params().unwrap_err().to_string().contains("d_head"));
-    let too_long = AttentionShape { m: 1, t: 2000, n_head: 1, n_kv_head: 1, d_head: 64, row0: 0, mask: Mask::Causal };
-    assert!(too_long.rows_params(2048).is_err());
+    // attention_rows.wgsl takes any T its buffers hold, and no more.
+    let long = AttentionShape { m: 1, t: 2000, n_head: 1, n_kv_head: 1, d_head: 64, row0: 0, mask: Mask::Causal };
+    assert!(long.rows_params(2048).is_ok());
+    assert!(long.rows_params(1999).unwrap_err().to_string().contains("T ≤ 1999"));
     let rows_past_t = AttentionShape { m: 3, t: 4, n_head: 1, n_kv_head: 1, d_head: 8, row0: 2, mask: Mask::Causal };
     assert!(rows_past_t.rows_params(4).is_err());
 }

@@ -17,6 +17,8 @@ pub enum GpuError {
     Readback(String),
     #[error("{what} needs {needed} bytes in one storage binding, but this GPU allows {limit}")]
     TooLarge { what: String, needed: u64, limit: u64 },
+    #[error("{what} take {needed} bytes of GPU memory, over the {limit} the page allows them")]
+    OverBudget { what: String, needed: u64, limit: u64 },
     #[error("the work needs {groups} workgroups in one dimension; this GPU allows {limit}")]
     TooManyWorkgroups { groups: u32, limit: u32 },
     #[error("the GPU reported an error: {0}")]

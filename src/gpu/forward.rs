@@ -20,7 +20,7 @@ use super::kernels::{
     AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, RopeParams,
     PARAM_STRIDE,
 };
-use super::layout::{Buffers, Layout, Slot};
+use super::layout::{most_matrix_tokens, Buffers, Layout, Slot};
 use super::weights::GpuWeights;
 use super::{GpuContext, GpuError};
 use crate::engine::{check_ids, EngineError, Mask};
@@ -205,7 +205,8 @@ impl GpuForward {
 
     fn ensure_layout(&mut self, ctx: &GpuContext, t: usize, opts: RunOptions) -> Result<bool, GpuError> {
         let current = self.buffers.as_ref().map(|b| b.layout);
-        let wanted = Layout::for_run(&self.config, current, t, opts.trace, opts.all_logits);
+        let matrix_cap = most_matrix_tokens(&self.config, ctx.device.limits().max_storage_buffer_binding_size);
+        let wanted = Layout::for_run(&self.config, current, t, opts.trace, opts.all_logits, matrix_cap);
         if current == Some(wanted) {
             return Ok(false);
         }

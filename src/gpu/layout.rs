@@ -24,8 +24,16 @@ pub struct Layout {
 impl Layout {
     /// The layout a run of `t` tokens needs, growing `current` (never shrinking
     /// it, so that switching views keeps the cache): capacity to the next power
-    /// of two (at least 16, at most the context).
-    pub fn for_run(config: &ModelConfig, current: Option<Layout>, t: usize, matrices: bool, all_logits: bool) -> Self {
+    /// of two (at least 16, at most the context), and with the T×T matrices at
+    /// most `matrix_cap` ([`most_matrix_tokens`]) when that still holds `t`.
+    pub fn for_run(
+        config: &ModelConfig,
+        current: Option<Layout>,
+        t: usize,
+        matrices: bool,
+        all_logits: bool,
+        matrix_cap: usize,
+    ) -> Self {
         let mut cap = t.next_power_of_two().max(16).min(config.n_positions.max(t));
         let (mut m, mut a) = (matrices, all_logits);
         if let Some(c) = current {
@@ -35,8 +43,46 @@ impl Layout {
                 cap = c.cap;
             }
         }
+        if m {
+            cap = cap.min(matrix_cap).max(t);
+        }
         Layout { cap, matrices: m, all_logits: a }
     }
+}
+
+/// The most bytes a traced layout's T×T matrices (raw scores, masked scores
+/// and weights of every head of every block) may take on the GPU in all.
+/// WebGPU tells a page nothing of a device's memory, and a laptop's
+/// integrated GPU shares the system's: 2 GiB holds GPT-2 small's at 1,114
+/// tokens (past its context), SmolLM2-135M's at 814 and a 2-block, 4-head
+/// model's at 2,048.
+pub const MATRIX_BUDGET: u64 = 2 << 30;
+
+/// Bytes of a layout's T×T matrices at capacity `cap`.
+pub fn matrix_bytes(config: &ModelConfig, cap: usize) -> u64 {
+    let cells = (cap as u64).saturating_mul(cap as u64);
+    (3 * config.n_layer as u64 * config.n_head as u64).saturating_mul(cells).saturating_mul(4)
+}
+
+/// The most tokens (up to the context) a traced run can hold on a device
+/// whose largest storage binding is `max_binding`: every matrix within
+/// [`MATRIX_BUDGET`] in all and each block's (`[H × cap × cap]`) within one
+/// binding. 0 if not one.
+pub fn most_matrix_tokens(config: &ModelConfig, max_binding: u64) -> usize {
+    let fits = |t: usize| {
+        let block = (config.n_head as u64).saturating_mul((t as u64).saturating_mul(t as u64)).saturating_mul(4);
+        matrix_bytes(config, t) <= MATRIX_BUDGET && block.next_multiple_of(16) <= max_binding
+    };
+    let (mut lo, mut hi) = (0, config.n_positions);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if fits(mid) {
+            lo = mid
+        } else {
+            hi = mid - 1
+        }
+    }
+    lo
 }
 
 /// A bind group and the index of its parameter block in the uniform buffer.
@@ -154,6 +200,14 @@ impl Buffers {
         layout: Layout,
     ) -> Result<Self, GpuError> {
         let (d, h, cap, v) = (config.n_embd, config.n_head, layout.cap, config.vocab_size);
+        // Bounded before any allocation: the matrices grow with the square of the text.
+        if layout.matrices && matrix_bytes(config, cap) > MATRIX_BUDGET {
+            return Err(GpuError::OverBudget {
+                what: format!("the T×T matrices of every head for {cap} tokens"),
+                needed: matrix_bytes(config, cap),
+                limit: MATRIX_BUDGET,
+            });
+        }
         let (llama, q_dim, width) = (config.architecture.is_llama_family(), config.q_dim(), config.qkv_dim());
         let mut a = Alloc { ctx, bytes: 0 };
         // RoPE's cos/sin for every position the buffers hold (engine::ops::rope_table).
@@ -307,5 +361,41 @@ impl Buffers {
 
     pub fn uniform_size(&self) -> usize {
         self.uniform.size() as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traced_tokens_stop_where_the_matrices_outgrow_the_budget_or_a_binding() {
+        let (smol, gpt2) = (ModelConfig::smollm2_135m(), ModelConfig::gpt2_small());
+        let gib = 1u64 << 30;
+        // 810 T×T matrices of f32 for SmolLM2 (30 blocks × 9 heads × 3), 432 for GPT-2 small.
+        assert_eq!(most_matrix_tokens(&smol, gib), 814);
+        assert!(matrix_bytes(&smol, 814) <= MATRIX_BUDGET && matrix_bytes(&smol, 815) > MATRIX_BUDGET);
+        assert_eq!(most_matrix_tokens(&gpt2, gib), 1024, "GPT-2 small's whole context (1,114 would fit)");
+        // A small binding bounds each block's [H × T × T] instead: 12 · 512² · 4 = 12 MiB.
+        assert_eq!(most_matrix_tokens(&gpt2, 12 << 20), 512);
+        assert_eq!(most_matrix_tokens(&gpt2, 0), 0);
+        let tiny = ModelConfig::gpt2(2, 4, 128, 2048, 100);
+        assert_eq!(most_matrix_tokens(&tiny, gib), 2048, "a small model's whole context of 2,048");
+    }
+
+    #[test]
+    fn a_traced_layout_grows_to_a_power_of_two_within_the_matrix_cap() {
+        let smol = ModelConfig::smollm2_135m();
+        let cap = most_matrix_tokens(&smol, 1 << 30);
+        let at = |t, current| Layout::for_run(&smol, current, t, true, false, cap);
+        assert_eq!(at(300, None).cap, 512);
+        assert_eq!(at(600, None).cap, cap, "not 1,024: the budget's largest");
+        assert_eq!(at(600, Some(at(300, None))).cap, cap);
+        // Past the cap it holds the text, and the buffers refuse it before allocating.
+        let past = at(cap + 1, None);
+        assert_eq!(past.cap, cap + 1);
+        assert!(matrix_bytes(&smol, past.cap) > MATRIX_BUDGET);
+        // Without matrices (generation, benchmarks) the cap does not apply.
+        assert_eq!(Layout::for_run(&smol, None, 600, false, false, cap).cap, 1024);
     }
 }

@@ -25,8 +25,9 @@ pub use intervene::{GpuIntervened, SweepRead};
 pub use kernels::{
     AttentionParams, AttentionShape, EmbedParams, Half, HeadScoresParams, Kernel, Kernels, LayernormParams,
     MatmulFusion, MatmulParams, RopeParams, RowNormsParams, TopKParams, ValueRangeParams, FLASH_ROWS_MAX_M,
-    MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_ROWS_T, MAX_TOP_K, SKINNY_MAX_ROWS,
+    MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
+pub use layout::{matrix_bytes, most_matrix_tokens, MATRIX_BUDGET};
 pub use lens::LensRead;
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};

@@ -130,6 +130,41 @@ test('on the CPU, text past what the page can keep every stage of: a clear messa
   }
 });
 
+test('on the GPU, text past what its T×T matrices may take: a clear message and the first tokens that fit', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, errors } = await openApp(browser, server.url);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    assert.match((await page.evaluate(() => window.attnscope.state())).backend, /^WebGPU/);
+    const text = 'word '.repeat(60);
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction(() => window.attnscope.state().tokens.length > 50, null, { timeout: 30_000 });
+    const state = () => page.evaluate(() => window.attnscope.state());
+    const all = (await state()).tokens.length;
+    assert.equal((await state()).inputError, null, 'the default model keeps its whole context on the GPU');
+    // The largest storage binding lowered (the test hook): a layer's [heads × T × T] f32 matrices
+    // within 14,400 bytes hold 30 tokens of the default model's 4 heads.
+    const heads = MODEL_CONFIG.n_head;
+    await page.evaluate((b) => window.attnscope.setLimits({ maxBinding: b }), heads * 30 * 30 * 4);
+    await page.locator('#text-input').fill(`${text}more`);
+    await page.waitForFunction(() => window.attnscope.state().inputError !== null, null, { timeout: 30_000 });
+    const s = await state();
+    const m = /On the GPU the page keeps every head's T×T matrices \(raw scores, masked scores, weights\) of a run, and for this model they fit at most (\d+) tokens \(.+ in all, at most .+ a layer on this GPU\): it runs the first \1\./.exec(s.inputError);
+    assert.ok(m, s.inputError);
+    assert.equal(Number(m[1]), 30);
+    assert.equal(s.tokens.length, 30, 'the tokens the page runs');
+    assert.match(s.backend, /^WebGPU/, 'still on the GPU');
+    const snap = await page.evaluate(() => window.attnscope.snapshot());
+    assert.equal(snap.matrix.length, 30, 'the map shows those tokens');
+    await page.evaluate(() => window.attnscope.setLimits(null));
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction((n) => window.attnscope.state().tokens.length === n && window.attnscope.state().inputError === null, all, { timeout: 30_000 });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('text past the context limit: a clear message, and the model\'s first tokens shown as it reads them', { timeout: 300_000 }, async () => {
   const browser = await launch({ webgpu: true });
   try {

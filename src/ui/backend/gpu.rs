@@ -111,6 +111,15 @@ impl GpuBackend {
         self.shown.get()
     }
 
+    /// The largest storage binding: the device's, or less through the test
+    /// hook (`crate::ui::web::models::set_limits`).
+    pub fn max_binding(&self) -> u64 {
+        let device = self.ctx.device.limits().max_storage_buffer_binding_size;
+        crate::ui::web::models::limits(crate::model::plan::Limits { max_binding: device, ..Default::default() })
+            .max_binding
+            .min(device)
+    }
+
     /// The forward pass, to share its weights with a timing run.
     pub fn forward(&self) -> Result<std::cell::Ref<'_, GpuForward>, BackendError> {
         busy(self.fwd.try_borrow())

@@ -92,7 +92,9 @@ impl From<GpuError> for BackendError {
             GpuError::Lost(_) | GpuError::Validation(_) | GpuError::Device(_) | GpuError::Readback(_) => {
                 BackendError::DeviceLost(e.to_string())
             }
-            GpuError::TooLarge { .. } | GpuError::TooManyWorkgroups { .. } => BackendError::Input(e.to_string()),
+            GpuError::TooLarge { .. } | GpuError::OverBudget { .. } | GpuError::TooManyWorkgroups { .. } => {
+                BackendError::Input(e.to_string())
+            }
             GpuError::Engine(e) => BackendError::Engine(e),
             other => BackendError::Gpu(other),
         }
@@ -309,6 +311,14 @@ impl Backend {
                 None => format!(
                     "The text is {total} tokens long, but this model's context holds at most {limit}: it reads the \
                      first {limit} and the page shows those. Shorten the text to see the rest."
+                ),
+                Some(kept) if host.on_gpu() => format!(
+                    "The text is {total} tokens long. On the GPU the page keeps every head's T×T matrices (raw \
+                     scores, masked scores, weights) of a run, and for this model they fit at most {kept} tokens \
+                     ({} in all, at most {} a layer on this GPU): it runs the first {kept}. Shorten the text to \
+                     see the rest.",
+                    crate::render::text::size_text(crate::gpu::MATRIX_BUDGET),
+                    crate::render::text::size_text(host.max_binding().unwrap_or(u64::MAX))
                 ),
                 Some(kept) => format!(
                     "The text is {total} tokens long. On the CPU the page keeps every stage of every head of a run \
@@ -676,6 +686,14 @@ impl Host {
         matches!(*self.engine(), Engine::Gpu(_))
     }
 
+    /// The GPU's largest storage binding (less through the test hook); none on the CPU.
+    fn max_binding(&self) -> Option<u64> {
+        match &*self.engine() {
+            Engine::Gpu(gpu) => Some(gpu.max_binding()),
+            Engine::Cpu(_) => None,
+        }
+    }
+
     /// "default · 2 layers × 4 heads, d=128, context 128, trained on Austen and Shakespeare".
     pub fn model_label(&self) -> String {
         let c = &self.model.config;
@@ -694,18 +712,21 @@ impl Host {
         }
     }
 
-    /// Leaves a GPU that faulted or was lost for the CPU backend: the page
-    /// keeps working without a reload, and says why.
-    /// The most tokens a run may have: the model's context, and on the CPU
-    /// no more than [`cpu_token_limit`].
+    /// The most tokens a run may have: the model's context, on the CPU no
+    /// more than [`cpu_token_limit`], on the GPU no more than its T×T
+    /// matrices hold ([`crate::gpu::most_matrix_tokens`]).
     pub fn token_limit(&self) -> usize {
         let context = self.model.config.n_positions;
         match &*self.engine() {
             Engine::Cpu(_) => context.min(cpu_token_limit(&self.model)),
-            Engine::Gpu(_) => context,
+            Engine::Gpu(gpu) => {
+                context.min(crate::gpu::most_matrix_tokens(&self.model.config, gpu.max_binding())).max(1)
+            }
         }
     }
 
+    /// Leaves a GPU that faulted or was lost for the CPU backend: the page
+    /// keeps working without a reload, and says why.
     fn fall_back_to_cpu(&self, why: String) {
         log::error!("switching to the CPU backend: {why}");
         *self.engine.borrow_mut() = Rc::new(Engine::Cpu(CpuBackend::default()));
