@@ -137,9 +137,10 @@ pub fn CostPanel() -> impl IntoView {
             Ok(timer) => timer,
             Err(e) => return error.set(Some(format!("The measurement could not start: {e}"))),
         };
-        // Within the context, and on the CPU within the tokens a whole trace may have in this page.
+        // Within the context and the tokens a whole traced run may have in this page (`Host::token_limit`).
         let limit = host.token_limit();
-        let ts: Vec<usize> = [8usize, 16, 32, 64, 128, 256, 512, 1024].into_iter().filter(|&t| t <= limit).collect();
+        let ts: Vec<usize> =
+            [8usize, 16, 32, 64, 128, 256, 512, 1024, 2048].into_iter().filter(|&t| t <= limit).collect();
         const REPEATS: usize = 3;
         let total = ts.len() * REPEATS;
         progress.set(Some((0, total)));
