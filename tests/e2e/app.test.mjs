@@ -97,29 +97,26 @@ test('typing shows GPU attention weights equal to the CPU reference', { timeout:
   }
 });
 
-test('on the CPU, text past what the page can keep every stage of: a clear message and the first tokens it can keep, never an abort', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: false });
+/**
+ * Opens the app on `webgpu` or the CPU, types a text of 60 words (whole on the default model),
+ * lowers a limit through the test hook (`limits`), adds a word and hands the state with its
+ * message to `check`; then puts the limits back and expects the whole text again, with no message.
+ */
+async function pastTheTokenLimit(webgpu, limits, check) {
+  const browser = await launch({ webgpu });
   try {
-    const { page, errors } = await openApp(browser, `${server.url}?backend=cpu`);
+    const { page, errors } = await openApp(browser, `${server.url}${webgpu ? '' : '?backend=cpu'}`);
     await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
     const text = 'word '.repeat(60);
     await page.locator('#text-input').fill(text);
     await page.waitForFunction(() => window.attnscope.state().tokens.length > 50, null, { timeout: 30_000 });
     const state = () => page.evaluate(() => window.attnscope.state());
     const all = (await state()).tokens.length;
-    assert.equal((await state()).inputError, null, 'the default model keeps its whole context on the CPU');
-    // WebAssembly memory lowered (the test hook) to the margin, the weights (3.75 MB in f32) and
-    // four traces of about 29 tokens.
-    await page.evaluate(() => window.attnscope.setLimits({ wasmMemory: 256 * 2 ** 20 + 8_000_000 }));
+    assert.equal((await state()).inputError, null, 'the default model keeps its whole context');
+    await page.evaluate((l) => window.attnscope.setLimits(l), limits);
     await page.locator('#text-input').fill(`${text}more`);
     await page.waitForFunction(() => window.attnscope.state().inputError !== null, null, { timeout: 30_000 });
-    const s = await state();
-    const m = /On the CPU the page keeps every stage of every head of a run in memory, and for this model that fits for at most (\d+) tokens \(.+ each run\): it runs the first \1\./.exec(s.inputError);
-    assert.ok(m, s.inputError);
-    const kept = Number(m[1]);
-    assert.ok(kept > 0 && kept < all, `${kept} of ${all} tokens`);
-    assert.equal(s.tokens.length, kept, 'the tokens the page runs');
-    assert.match(await page.locator('[data-testid=token-count]').innerText(), new RegExp(`^${kept} of \\d+ tokens`));
+    await check(page, await state(), all);
     // The limits back: the whole text again, and no message.
     await page.evaluate(() => window.attnscope.setLimits(null));
     await page.locator('#text-input').fill(text);
@@ -128,41 +125,32 @@ test('on the CPU, text past what the page can keep every stage of: a clear messa
   } finally {
     await browser.close();
   }
+}
+
+test('on the CPU, text past what the page can keep every stage of: a clear message and the first tokens it can keep, never an abort', { timeout: 300_000 }, async () => {
+  // WebAssembly memory lowered to the margin, the weights (3.75 MB in f32) and four traces of about 29 tokens.
+  await pastTheTokenLimit(false, { wasmMemory: 256 * 2 ** 20 + 8_000_000 }, async (page, s, all) => {
+    const m = /On the CPU the page keeps every stage of every head of a run in memory, and for this model that fits for at most (\d+) tokens \(.+ each run\): it runs the first \1\./.exec(s.inputError);
+    assert.ok(m, s.inputError);
+    const kept = Number(m[1]);
+    assert.ok(kept > 0 && kept < all, `${kept} of ${all} tokens`);
+    assert.equal(s.tokens.length, kept, 'the tokens the page runs');
+    assert.match(await page.locator('[data-testid=token-count]').innerText(), new RegExp(`^${kept} of \\d+ tokens`));
+  });
 });
 
 test('on the GPU, text past what its T×T matrices may take: a clear message and the first tokens that fit', { timeout: 300_000 }, async () => {
-  const browser = await launch({ webgpu: true });
-  try {
-    const { page, errors } = await openApp(browser, server.url);
-    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
-    assert.match((await page.evaluate(() => window.attnscope.state())).backend, /^WebGPU/);
-    const text = 'word '.repeat(60);
-    await page.locator('#text-input').fill(text);
-    await page.waitForFunction(() => window.attnscope.state().tokens.length > 50, null, { timeout: 30_000 });
-    const state = () => page.evaluate(() => window.attnscope.state());
-    const all = (await state()).tokens.length;
-    assert.equal((await state()).inputError, null, 'the default model keeps its whole context on the GPU');
-    // The largest storage binding lowered (the test hook): a layer's [heads × T × T] f32 matrices
-    // within 14,400 bytes hold 30 tokens of the default model's 4 heads.
-    const heads = MODEL_CONFIG.n_head;
-    await page.evaluate((b) => window.attnscope.setLimits({ maxBinding: b }), heads * 30 * 30 * 4);
-    await page.locator('#text-input').fill(`${text}more`);
-    await page.waitForFunction(() => window.attnscope.state().inputError !== null, null, { timeout: 30_000 });
-    const s = await state();
+  // The largest storage binding lowered: a layer's [heads × T × T] f32 matrices within
+  // 14,400 bytes hold 30 tokens of the default model's 4 heads.
+  await pastTheTokenLimit(true, { maxBinding: MODEL_CONFIG.n_head * 30 * 30 * 4 }, async (page, s) => {
+    assert.match(s.backend, /^WebGPU/, 'on the GPU');
     const m = /On the GPU the page keeps every head's T×T matrices \(raw scores, masked scores, weights\) of a run, and for this model they fit at most (\d+) tokens \(.+ in all, at most .+ a layer on this GPU\): it runs the first \1\./.exec(s.inputError);
     assert.ok(m, s.inputError);
     assert.equal(Number(m[1]), 30);
     assert.equal(s.tokens.length, 30, 'the tokens the page runs');
-    assert.match(s.backend, /^WebGPU/, 'still on the GPU');
     const snap = await page.evaluate(() => window.attnscope.snapshot());
     assert.equal(snap.matrix.length, 30, 'the map shows those tokens');
-    await page.evaluate(() => window.attnscope.setLimits(null));
-    await page.locator('#text-input').fill(text);
-    await page.waitForFunction((n) => window.attnscope.state().tokens.length === n && window.attnscope.state().inputError === null, all, { timeout: 30_000 });
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('text past the context limit: a clear message, and the model\'s first tokens shown as it reads them', { timeout: 300_000 }, async () => {
