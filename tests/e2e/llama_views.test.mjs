@@ -304,7 +304,7 @@ test('a 2,000-token text on a 2,048-token Llama renders, zooms and hovers on eac
       const expected = snap.matrix[zh.row][zh.col];
       assert.ok(expected === null ? zh.value === null : Math.abs(zh.value - expected) <= 1e-6,
         `zoomed hover (${zh.row}, ${zh.col}) reads ${zh.value}, the map holds ${expected}`);
-      await screenshot(page, `long-text-zoomed-${webgpu ? 'gpu' : 'cpu'}.png`);
+      await page.locator('.attention-panel').first().screenshot({ path: `${SCREENS}/long-text-zoomed-${webgpu ? 'gpu' : 'cpu'}.png` });
       await canvas.focus();
       await page.keyboard.press('0');
       assert.match(await page.locator('[data-testid=zoom-shown]').innerText(), /The whole map/);
