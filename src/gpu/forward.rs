@@ -20,7 +20,7 @@ use super::kernels::{
     AttentionShape, EmbedParams, Half, Kernel, Kernels, LayernormParams, MatmulFusion, MatmulParams, RopeParams,
     PARAM_STRIDE,
 };
-use super::layout::{most_matrix_tokens, Buffers, Layout, Slot};
+use super::layout::{matrix_caps, Buffers, Layout, Slot, MATRIX_BUDGET};
 use super::weights::GpuWeights;
 use super::{GpuContext, GpuError};
 use crate::engine::{check_ids, EngineError, Mask};
@@ -79,6 +79,10 @@ pub struct GpuForward {
     /// Set while the buffers hold an intervened run (see `gpu::intervene`):
     /// what restores the clean one.
     pub(crate) intervened: Option<super::intervene::CleanOutputs>,
+    /// The most bytes a traced layout's T×T matrices may take
+    /// ([`MATRIX_BUDGET`] unless set lower): past every block's, one
+    /// block's at a time (`gpu::one_block`).
+    matrix_budget: u64,
 }
 
 /// Where parameters for one slot go in the run's uniform block.
@@ -135,6 +139,7 @@ impl GpuForward {
             ids: Vec::new(),
             cache_valid: false,
             intervened: None,
+            matrix_budget: MATRIX_BUDGET,
         })
     }
 
@@ -198,6 +203,13 @@ impl GpuForward {
         self.buffers.as_ref()
     }
 
+    /// The most bytes a traced run's T×T matrices may take (at most
+    /// [`MATRIX_BUDGET`]; the page's test hook lowers it): the next run's
+    /// layout keeps every block's within it, else one block's.
+    pub fn set_matrix_budget(&mut self, bytes: u64) {
+        self.matrix_budget = bytes.min(MATRIX_BUDGET);
+    }
+
     /// Forgets the cached prefix: the next run computes every row.
     pub fn clear_cache(&mut self) {
         self.cache_valid = false;
@@ -205,8 +217,8 @@ impl GpuForward {
 
     fn ensure_layout(&mut self, ctx: &GpuContext, t: usize, opts: RunOptions) -> Result<bool, GpuError> {
         let current = self.buffers.as_ref().map(|b| b.layout);
-        let matrix_cap = most_matrix_tokens(&self.config, ctx.device.limits().max_storage_buffer_binding_size);
-        let wanted = Layout::for_run(&self.config, current, t, opts.trace, opts.all_logits, matrix_cap);
+        let caps = matrix_caps(&self.config, ctx.device.limits().max_storage_buffer_binding_size, self.matrix_budget);
+        let wanted = Layout::for_run(&self.config, current, t, opts.trace, opts.all_logits, caps);
         if current == Some(wanted) {
             return Ok(false);
         }
@@ -215,7 +227,7 @@ impl GpuForward {
         self.ids.clear();
         self.cache_valid = false;
         self.intervened = None;
-        self.buffers = Some(Buffers::new(ctx, &self.kernels, &self.config, &self.weights, wanted)?);
+        self.buffers = Some(Buffers::new(ctx, &self.kernels, &self.config, &self.weights, wanted, self.matrix_budget)?);
         Ok(true)
     }
 
@@ -352,6 +364,10 @@ impl GpuForward {
             Ok(())
         };
         let mut after_attention = vec![None; buf.slots.layers.len()];
+        // The plan rewrites the blocks the one block's matrices came from.
+        if let Some(block) = &buf.block {
+            block.holds.set(None);
+        }
 
         let embed_chunks = if from.is_some() { 0 } else { buf.slots.embed.len() };
         for (slot, chunk) in buf.slots.embed.iter().zip(&self.weights.wte).take(embed_chunks) {
@@ -397,7 +413,7 @@ impl GpuForward {
                     push(Kernel::Rope, slot, rope.workgroups())?;
                 }
 
-                if trace {
+                if trace && !buf.layout.one_block {
                     let shape = AttentionShape {
                         m: t,
                         t,

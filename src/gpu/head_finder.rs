@@ -65,32 +65,42 @@ impl GpuForward {
             mapped_at_creation: false,
         });
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("head scores") });
-        for layer in 0..n_layer {
-            let params = HeadScoresParams {
-                t: t as u32,
-                cap: cap as u32,
-                n_head: n_head as u32,
-                n_layer: n_layer as u32,
-                layer: layer as u32,
-                first_template,
-                token,
-                pattern_n: pattern.map_or(1, |p| p.side() as u32),
-            };
-            let inputs = [
-                self.buffer(Stage::Weights, layer)?,
-                self.buffer(Stage::ScoresMasked, layer)?,
-                &b.ids,
-                &pattern_buffer,
-            ];
-            let buffers = [inputs[0], inputs[1], inputs[2], inputs[3], &out];
-            self.kernels().dispatch(
-                ctx,
-                &mut enc,
-                Kernel::HeadScores,
-                &params,
-                &buffers,
-                params.workgroups(dispatched.min(templates)),
-            )?;
+        // Each layer's dispatch after its T×T matrices (computed first, with one block's at a time).
+        let encode = |enc: &mut wgpu::CommandEncoder| -> Result<(), GpuError> {
+            for layer in 0..n_layer {
+                self.encode_block(ctx, enc, layer)?;
+                let params = HeadScoresParams {
+                    t: t as u32,
+                    cap: cap as u32,
+                    n_head: n_head as u32,
+                    n_layer: n_layer as u32,
+                    layer: layer as u32,
+                    first_template,
+                    token,
+                    pattern_n: pattern.map_or(1, |p| p.side() as u32),
+                };
+                let inputs = [
+                    self.buffer(Stage::Weights, layer)?,
+                    self.buffer(Stage::ScoresMasked, layer)?,
+                    &b.ids,
+                    &pattern_buffer,
+                ];
+                let buffers = [inputs[0], inputs[1], inputs[2], inputs[3], &out];
+                self.kernels().dispatch(
+                    ctx,
+                    enc,
+                    Kernel::HeadScores,
+                    &params,
+                    &buffers,
+                    params.workgroups(dispatched.min(templates)),
+                )?;
+            }
+            Ok(())
+        };
+        if let Err(e) = encode(&mut enc) {
+            // The one block's matrices named by the dropped encoder were never computed.
+            self.forget_block();
+            return Err(e);
         }
         ctx.queue.submit([enc.finish()]);
         begin_read(ctx, &out, 0, len)

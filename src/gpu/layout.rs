@@ -17,22 +17,38 @@ pub struct Layout {
     pub cap: usize,
     /// Whether the T×T matrices (raw, masked, weights) exist.
     pub matrices: bool,
+    /// With `matrices`: whether they exist for one block at a time
+    /// ([`Buffers::block`]), for a text whose every block's matrices would
+    /// outgrow the budget: the forward then runs flash attention, and a
+    /// block's matrices are computed from its Q and K when something reads
+    /// them ([`super::GpuForward::ensure_block`]).
+    pub one_block: bool,
     /// Whether logits for every position have a buffer.
     pub all_logits: bool,
+}
+
+/// The most tokens a traced run can hold on a device ([`matrix_caps`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatrixCaps {
+    /// With every block's T×T matrices kept.
+    pub whole: usize,
+    /// With one block's at a time.
+    pub block: usize,
 }
 
 impl Layout {
     /// The layout a run of `t` tokens needs, growing `current` (never shrinking
     /// it, so that switching views keeps the cache): capacity to the next power
-    /// of two (at least 16, at most the context), and with the T×T matrices at
-    /// most `matrix_cap` ([`most_matrix_tokens`]) when that still holds `t`.
+    /// of two (at least 16, at most the context). With the T×T matrices: every
+    /// block's while `t` is within `caps.whole` (the capacity at most that),
+    /// else one block's at a time (the capacity at most `caps.block`).
     pub fn for_run(
         config: &ModelConfig,
         current: Option<Layout>,
         t: usize,
         matrices: bool,
         all_logits: bool,
-        matrix_cap: usize,
+        caps: MatrixCaps,
     ) -> Self {
         let mut cap = t.next_power_of_two().max(16).min(config.n_positions.max(t));
         let (mut m, mut a) = (matrices, all_logits);
@@ -43,10 +59,20 @@ impl Layout {
                 cap = c.cap;
             }
         }
+        let one_block = m && t > caps.whole;
         if m {
-            cap = cap.min(matrix_cap).max(t);
+            cap = cap.min(if one_block { caps.block } else { caps.whole }).max(t);
         }
-        Layout { cap, matrices: m, all_logits: a }
+        Layout { cap, matrices: m, one_block, all_logits: a }
+    }
+
+    /// Bytes its T×T matrices take: every block's, or one block's.
+    pub fn matrix_bytes(&self, config: &ModelConfig) -> u64 {
+        match (self.matrices, self.one_block) {
+            (false, _) => 0,
+            (true, false) => matrix_bytes(config, self.cap),
+            (true, true) => 3 * block_bytes(config, self.cap),
+        }
     }
 }
 
@@ -55,34 +81,49 @@ impl Layout {
 /// WebGPU tells a page nothing of a device's memory, and a laptop's
 /// integrated GPU shares the system's: 2 GiB holds GPT-2 small's at 1,114
 /// tokens (past its context), SmolLM2-135M's at 814 and a 2-block, 4-head
-/// model's at 2,048.
+/// model's at 2,048. Past that, one block's at a time.
 pub const MATRIX_BUDGET: u64 = 2 << 30;
 
-/// Bytes of a layout's T×T matrices at capacity `cap`.
+/// Bytes of a layout's T×T matrices at capacity `cap`, every block's.
 pub fn matrix_bytes(config: &ModelConfig, cap: usize) -> u64 {
+    3u64.saturating_mul(config.n_layer as u64).saturating_mul(block_bytes(config, cap))
+}
+
+/// Bytes of one block's `[H × cap × cap]` matrix (one of its three).
+pub fn block_bytes(config: &ModelConfig, cap: usize) -> u64 {
     let cells = (cap as u64).saturating_mul(cap as u64);
-    (3 * config.n_layer as u64 * config.n_head as u64).saturating_mul(cells).saturating_mul(4)
+    (config.n_head as u64).saturating_mul(cells).saturating_mul(4)
 }
 
 /// The most tokens (up to the context) a traced run can hold on a device
-/// whose largest storage binding is `max_binding`: every matrix within
-/// [`MATRIX_BUDGET`] in all and each block's (`[H × cap × cap]`) within one
-/// binding. 0 if not one.
-pub fn most_matrix_tokens(config: &ModelConfig, max_binding: u64) -> usize {
-    let fits = |t: usize| {
-        let block = (config.n_head as u64).saturating_mul((t as u64).saturating_mul(t as u64)).saturating_mul(4);
-        matrix_bytes(config, t) <= MATRIX_BUDGET && block.next_multiple_of(16) <= max_binding
-    };
-    let (mut lo, mut hi) = (0, config.n_positions);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if fits(mid) {
-            lo = mid
-        } else {
-            hi = mid - 1
+/// whose largest storage binding is `max_binding`, with its T×T matrices
+/// within `budget` in all and each block's (`[H × cap × cap]`) within one
+/// binding: every block's kept (`whole`), or one block's at a time
+/// (`block`). 0 if not one.
+pub fn matrix_caps(config: &ModelConfig, max_binding: u64, budget: u64) -> MatrixCaps {
+    let most = |fits: &dyn Fn(usize) -> bool| {
+        let (mut lo, mut hi) = (0, config.n_positions);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(mid) {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
         }
+        lo
+    };
+    let binds = |t: usize| block_bytes(config, t).next_multiple_of(16) <= max_binding;
+    MatrixCaps {
+        whole: most(&|t| binds(t) && matrix_bytes(config, t) <= budget),
+        block: most(&|t| binds(t) && 3u64.saturating_mul(block_bytes(config, t)) <= budget),
     }
-    lo
+}
+
+/// The most tokens a traced run can hold within [`MATRIX_BUDGET`] (one
+/// block's matrices at a time past every block's): [`matrix_caps`]'s `block`.
+pub fn most_matrix_tokens(config: &ModelConfig, max_binding: u64) -> usize {
+    matrix_caps(config, max_binding, MATRIX_BUDGET).block
 }
 
 /// A bind group and the index of its parameter block in the uniform buffer.
@@ -132,6 +173,19 @@ pub struct Slots {
     pub logits_all_traced: Option<Vec<Slot>>,
 }
 
+/// One block's T×T matrices, `[H × cap × cap]` each, in a layout that keeps
+/// one block's at a time, and the head outputs their computation writes
+/// (beside the forward's own, which flash attention wrote).
+pub struct BlockMatrices {
+    pub raw: wgpu::Buffer,
+    pub masked: wgpu::Buffer,
+    pub weights: wgpu::Buffer,
+    pub head_out: wgpu::Buffer,
+    /// The block whose matrices they hold for the buffers' current run
+    /// (None after any run until one is computed).
+    pub holds: std::cell::Cell<Option<usize>>,
+}
+
 pub struct Buffers {
     pub layout: Layout,
     pub ids: wgpu::Buffer,
@@ -142,6 +196,8 @@ pub struct Buffers {
     pub logits_all: Option<wgpu::Buffer>,
     pub uniform: wgpu::Buffer,
     pub slots: Slots,
+    /// The one block's matrices, in a [`Layout::one_block`] layout.
+    pub block: Option<BlockMatrices>,
     pub max_workgroups: u32,
     /// Bytes of activation buffers.
     pub bytes: u64,
@@ -198,14 +254,16 @@ impl Buffers {
         config: &ModelConfig,
         weights: &GpuWeights,
         layout: Layout,
+        budget: u64,
     ) -> Result<Self, GpuError> {
         let (d, h, cap, v) = (config.n_embd, config.n_head, layout.cap, config.vocab_size);
         // Bounded before any allocation: the matrices grow with the square of the text.
-        if layout.matrices && matrix_bytes(config, cap) > MATRIX_BUDGET {
+        if layout.matrix_bytes(config) > budget {
+            let heads = if layout.one_block { "one block's heads" } else { "every head" };
             return Err(GpuError::OverBudget {
-                what: format!("the T×T matrices of every head for {cap} tokens"),
-                needed: matrix_bytes(config, cap),
-                limit: MATRIX_BUDGET,
+                what: format!("the T×T matrices of {heads} for {cap} tokens"),
+                needed: layout.matrix_bytes(config),
+                limit: budget,
             });
         }
         let (llama, q_dim, width) = (config.architecture.is_llama_family(), config.q_dim(), config.qkv_dim());
@@ -224,7 +282,7 @@ impl Buffers {
         for l in 0..config.n_layer {
             let name = |what: &str| format!("h.{l}.{what}");
             let square = |a: &mut Alloc, what: &str| -> Result<Option<wgpu::Buffer>, GpuError> {
-                layout.matrices.then(|| a.buffer(&name(what), h * cap * cap)).transpose()
+                (layout.matrices && !layout.one_block).then(|| a.buffer(&name(what), h * cap * cap)).transpose()
             };
             layers.push(LayerBuffers {
                 ln_1: a.buffer(&name("ln_1"), cap * d)?,
@@ -242,6 +300,17 @@ impl Buffers {
                 qk_pre: llama.then(|| a.buffer(&name("qk_pre_rope"), cap * (q_dim + config.kv_dim()))).transpose()?,
             });
         }
+        let block = if layout.matrices && layout.one_block {
+            Some(BlockMatrices {
+                raw: a.buffer("one block's scores_raw", h * cap * cap)?,
+                masked: a.buffer("one block's scores_masked", h * cap * cap)?,
+                weights: a.buffer("one block's weights", h * cap * cap)?,
+                head_out: a.buffer("one block's head_out", cap * q_dim)?,
+                holds: std::cell::Cell::new(None),
+            })
+        } else {
+            None
+        };
         let ln_f = a.buffer("ln_f", cap * d)?;
         let logits_last = a.buffer("logits", v)?;
         let logits_all = layout.all_logits.then(|| a.buffer("logits (all positions)", cap * v)).transpose()?;
@@ -354,6 +423,7 @@ impl Buffers {
             logits_all,
             uniform,
             slots,
+            block,
             max_workgroups: ctx.device.limits().max_compute_workgroups_per_dimension,
             bytes: a.bytes,
         })
@@ -373,29 +443,47 @@ mod tests {
         let (smol, gpt2) = (ModelConfig::smollm2_135m(), ModelConfig::gpt2_small());
         let gib = 1u64 << 30;
         // 810 T×T matrices of f32 for SmolLM2 (30 blocks × 9 heads × 3), 432 for GPT-2 small.
-        assert_eq!(most_matrix_tokens(&smol, gib), 814);
+        let caps = matrix_caps(&smol, gib, MATRIX_BUDGET);
+        assert_eq!(caps.whole, 814);
         assert!(matrix_bytes(&smol, 814) <= MATRIX_BUDGET && matrix_bytes(&smol, 815) > MATRIX_BUDGET);
-        assert_eq!(most_matrix_tokens(&gpt2, gib), 1024, "GPT-2 small's whole context (1,114 would fit)");
+        // One block's at a time: 27 matrices, within the budget up to 4,459 tokens (5,461 would bind).
+        assert_eq!(caps.block, 4459);
+        assert_eq!(most_matrix_tokens(&smol, gib), 4459);
+        assert_eq!(matrix_caps(&gpt2, gib, MATRIX_BUDGET).whole, 1024, "GPT-2 small's whole context (1,114 would fit)");
         // A small binding bounds each block's [H × T × T] instead: 12 · 512² · 4 = 12 MiB.
-        assert_eq!(most_matrix_tokens(&gpt2, 12 << 20), 512);
+        assert_eq!(matrix_caps(&gpt2, 12 << 20, MATRIX_BUDGET), MatrixCaps { whole: 512, block: 512 });
         assert_eq!(most_matrix_tokens(&gpt2, 0), 0);
+        // A budget for 3 · 4 · 100² values: one block's for 100 tokens, both blocks' for 70.
         let tiny = ModelConfig::gpt2(2, 4, 128, 2048, 100);
-        assert_eq!(most_matrix_tokens(&tiny, gib), 2048, "a small model's whole context of 2,048");
+        assert_eq!(matrix_caps(&tiny, gib, MATRIX_BUDGET).whole, 2048, "a small model's whole context of 2,048");
+        assert_eq!(matrix_caps(&tiny, gib, 3 * 4 * 100 * 100 * 4), MatrixCaps { whole: 70, block: 100 });
     }
 
     #[test]
-    fn a_traced_layout_grows_to_a_power_of_two_within_the_matrix_cap() {
+    fn a_traced_layout_grows_to_a_power_of_two_within_the_matrix_caps() {
         let smol = ModelConfig::smollm2_135m();
-        let cap = most_matrix_tokens(&smol, 1 << 30);
-        let at = |t, current| Layout::for_run(&smol, current, t, true, false, cap);
+        let caps = matrix_caps(&smol, 1 << 30, MATRIX_BUDGET);
+        let at = |t, current| Layout::for_run(&smol, current, t, true, false, caps);
         assert_eq!(at(300, None).cap, 512);
-        assert_eq!(at(600, None).cap, cap, "not 1,024: the budget's largest");
-        assert_eq!(at(600, Some(at(300, None))).cap, cap);
-        // Past the cap it holds the text, and the buffers refuse it before allocating.
-        let past = at(cap + 1, None);
-        assert_eq!(past.cap, cap + 1);
-        assert!(matrix_bytes(&smol, past.cap) > MATRIX_BUDGET);
-        // Without matrices (generation, benchmarks) the cap does not apply.
-        assert_eq!(Layout::for_run(&smol, None, 600, false, false, cap).cap, 1024);
+        assert!(!at(300, None).one_block);
+        assert_eq!(at(600, None).cap, caps.whole, "not 1,024: every block's within the budget");
+        assert_eq!(at(600, Some(at(300, None))).cap, caps.whole);
+        // Past every block's, one block's at a time, to the next power of two.
+        let long = at(caps.whole + 1, None);
+        assert_eq!((long.cap, long.one_block), (1024, true));
+        assert_eq!(long.matrix_bytes(&smol), 3 * block_bytes(&smol, 1024));
+        assert_eq!(at(2000, Some(long)), Layout { cap: 2048, matrices: true, one_block: true, all_logits: false });
+        // Back within every block's: every block's again (a new layout), not the long one kept.
+        assert_eq!(
+            at(300, Some(long)),
+            Layout { cap: caps.whole, matrices: true, one_block: false, all_logits: false }
+        );
+        // Past the block cap it holds the text, and the buffers refuse it before allocating.
+        let past = at(caps.block + 1, None);
+        assert_eq!(past.cap, caps.block + 1);
+        assert!(past.matrix_bytes(&smol) > MATRIX_BUDGET || block_bytes(&smol, past.cap) > 1 << 30);
+        // Without matrices (generation, benchmarks) the caps do not apply.
+        let fast = Layout::for_run(&smol, None, 600, false, false, caps);
+        assert_eq!((fast.cap, fast.one_block), (1024, false));
     }
 }

@@ -169,6 +169,22 @@ impl GpuForward {
         }
         let missing = || GpuError::OutOfRange(format!("{stage:?} of layer {layer} (the model has {})", b.layers.len()));
         let l = || b.layers.get(layer).ok_or_else(missing);
+        // A layout of one block's matrices at a time holds this block's only
+        // once computed ([`GpuForward::ensure_block`]): never another's.
+        if let (Some(block), true) = (&b.block, stage.is_square()) {
+            l()?;
+            if block.holds.get() != Some(layer) {
+                return Err(GpuError::OutOfRange(format!(
+                    "{stage:?} of layer {layer}: the GPU holds one block's T×T matrices at a time for this text, \
+                     and not this one's now"
+                )));
+            }
+            return Ok(match stage {
+                Stage::ScoresRaw => &block.raw,
+                Stage::ScoresMasked => &block.masked,
+                _ => &block.weights,
+            });
+        }
         Ok(match stage {
             Stage::Embeddings => &b.x,
             Stage::LnF => &b.ln_f,
@@ -360,6 +376,7 @@ impl GpuForward {
         layer: usize,
         head: usize,
     ) -> Result<Vec<f32>, GpuError> {
+        self.ensure_block(ctx, layer)?;
         self.square_matrix(stage, layer, head)?.begin_read(ctx)?.finish(ctx).await
     }
 

@@ -137,6 +137,21 @@ impl HeatmapRenderer {
         size: (u32, u32),
         tiles: &[Tile<'_>],
     ) {
+        self.draw_onto(device, queue, target, size, tiles, true)
+    }
+
+    /// Draws every tile into `target` in one render pass (submitted now),
+    /// clearing it first if `clear`, else over what it holds: tiles drawn in
+    /// several passes, each after the compute its matrices needed.
+    pub fn draw_onto(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        target: &wgpu::TextureView,
+        size: (u32, u32),
+        tiles: &[Tile<'_>],
+        clear: bool,
+    ) {
         let Ok(mut uniforms) = self.uniforms.try_borrow_mut() else { return };
         if uniforms.size() < SLOT * tiles.len() as u64 {
             *uniforms = uniform_buffer(device, tiles.len().next_power_of_two());
@@ -201,7 +216,10 @@ impl HeatmapRenderer {
                     view: target,
                     depth_slice: None,
                     resolve_target: None,
-                    ops: wgpu::Operations { load: wgpu::LoadOp::Clear(self.background()), store: wgpu::StoreOp::Store },
+                    ops: wgpu::Operations {
+                        load: if clear { wgpu::LoadOp::Clear(self.background()) } else { wgpu::LoadOp::Load },
+                        store: wgpu::StoreOp::Store,
+                    },
                 })],
                 depth_stencil_attachment: None,
                 timestamp_writes: None,

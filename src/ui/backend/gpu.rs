@@ -120,6 +120,23 @@ impl GpuBackend {
             .min(device)
     }
 
+    /// The most bytes a run's T×T matrices may take: [`crate::gpu::MATRIX_BUDGET`],
+    /// or less where the test hook set a GPU memory (past it, one block's
+    /// matrices at a time).
+    pub fn matrix_budget(&self) -> u64 {
+        let limits = crate::ui::web::models::limits(crate::model::plan::Limits::default());
+        limits.gpu_memory.map_or(crate::gpu::MATRIX_BUDGET, |m| m.min(crate::gpu::MATRIX_BUDGET))
+    }
+
+    /// `view`'s matrix in the buffers; a T×T one of a block computed first
+    /// where the GPU holds one block's at a time (`GpuForward::ensure_block`).
+    pub(super) fn view_matrix<'f>(&self, fwd: &'f GpuForward, view: View) -> Result<GpuMatrix<'f>, BackendError> {
+        if view.stage.square() {
+            fwd.ensure_block(&self.ctx, view.layer)?;
+        }
+        Ok(fwd.head_matrix(view.stage, view.layer, view.head)?)
+    }
+
     /// The forward pass, to share its weights with a timing run.
     pub fn forward(&self) -> Result<std::cell::Ref<'_, GpuForward>, BackendError> {
         busy(self.fwd.try_borrow())
@@ -135,6 +152,7 @@ impl GpuBackend {
             return Ok(());
         }
         let mut fwd = busy(self.fwd.try_borrow_mut())?;
+        fwd.set_matrix_budget(self.matrix_budget());
         fwd.run(&self.ctx, ids, RunOptions::traced(mask))?;
         self.shown.set(ids.len());
         self.changed();
@@ -157,7 +175,7 @@ impl GpuBackend {
     pub async fn read_cell(&self, view: View, row: usize, col: usize) -> Result<f32, BackendError> {
         let read = {
             let fwd = busy(self.fwd.try_borrow())?;
-            fwd.head_matrix(view.stage, view.layer, view.head)?.begin_read_cell(&self.ctx, (row, col))?
+            self.view_matrix(&fwd, view)?.begin_read_cell(&self.ctx, (row, col))?
         };
         Ok(read.finish(&self.ctx).await?)
     }
@@ -166,7 +184,7 @@ impl GpuBackend {
     pub async fn read_range(&self, view: View) -> Result<(f32, f32), BackendError> {
         let pending = crate::gpu::begin_read(&self.ctx, &self.range, 0, 2)?;
         let v = pending.finish(&self.ctx).await?;
-        let scale = busy(self.fwd.try_borrow())?.head_matrix(view.stage, view.layer, view.head)?.scale;
+        let scale = self.view_matrix(&*busy(self.fwd.try_borrow())?, view)?.scale;
         match v.as_slice() {
             [lo, hi, ..] => Ok((lo * scale, hi * scale)),
             _ => Err(GpuError::Readback("a short range read".into()).into()),
@@ -176,7 +194,7 @@ impl GpuBackend {
     pub async fn read_matrix(&self, view: View) -> Result<Matrix, BackendError> {
         let read = {
             let fwd = busy(self.fwd.try_borrow())?;
-            fwd.head_matrix(view.stage, view.layer, view.head)?.begin_read(&self.ctx)?
+            self.view_matrix(&fwd, view)?.begin_read(&self.ctx)?
         };
         let (rows, cols) = (read.rows, read.cols);
         Ok(Matrix::from_vec(rows, cols, read.finish(&self.ctx).await?))
@@ -185,7 +203,7 @@ impl GpuBackend {
     pub async fn read_row(&self, view: View, row: usize) -> Result<Vec<f32>, BackendError> {
         let read = {
             let fwd = busy(self.fwd.try_borrow())?;
-            let m = fwd.head_matrix(view.stage, view.layer, view.head)?;
+            let m = self.view_matrix(&fwd, view)?;
             let m = m.row(row).ok_or(GpuError::OutOfRange(format!("row {row} of a {}-row matrix", m.rows)))?;
             m.begin_read(&self.ctx)?
         };
@@ -232,7 +250,7 @@ impl GpuBackend {
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Stage, canvas, |_| Vec::new());
         }
-        let matrix = fwd.head_matrix(view.stage, view.layer, view.head)?;
+        let matrix = self.view_matrix(&fwd, view)?;
         let range = if view.stage.signed() {
             // The range changes with the run and the view, not with the focused cell.
             let key = (self.run_id.get(), view);
@@ -270,25 +288,42 @@ impl GpuBackend {
         if self.shown.get() == 0 {
             return self.present(MapCanvas::Grid, canvas, |_| Vec::new());
         }
-        let mut matrices = Vec::with_capacity(shape.layers * shape.heads);
-        for layer in 0..shape.layers {
-            for head in 0..shape.heads {
-                matrices.push(((layer, head), fwd.head_matrix(AttentionStage::Weights, layer, head)?));
-            }
-        }
-        self.present(MapCanvas::Grid, canvas, |size| {
-            matrices
-                .into_iter()
-                .zip(grid_cells(size, shape))
-                .map(|((at, matrix), viewport)| Tile {
-                    matrix,
-                    colour_map: ColourMap::Sequential,
-                    range: ColourRange::Fixed(0.0, 1.0),
-                    viewport,
-                    hover: None,
-                    outline: at == selected,
+        // A block's tiles, each over its cell of the grid.
+        let tiles = |layer: usize, cells: &[[f32; 4]]| -> Result<Vec<Tile<'_>>, BackendError> {
+            (0..shape.heads)
+                .zip(&cells[(layer * shape.heads).min(cells.len())..])
+                .map(|(head, &viewport)| {
+                    Ok(Tile {
+                        matrix: fwd.head_matrix(AttentionStage::Weights, layer, head)?,
+                        colour_map: ColourMap::Sequential,
+                        range: ColourRange::Fixed(0.0, 1.0),
+                        viewport,
+                        hover: None,
+                        outline: (layer, head) == selected,
+                    })
                 })
                 .collect()
+        };
+        self.present_with(MapCanvas::Grid, canvas, |size, view| {
+            let cells = grid_cells(size, shape);
+            if !fwd.one_block() {
+                let all = (0..shape.layers).map(|l| tiles(l, &cells)).collect::<Result<Vec<_>, _>>()?;
+                self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &all.concat());
+                return Ok(());
+            }
+            // One block's T×T matrices at a time: each block's computed, then its row of tiles drawn.
+            for layer in 0..shape.layers {
+                fwd.ensure_block(&self.ctx, layer)?;
+                self.renderer.draw_onto(
+                    &self.ctx.device,
+                    &self.ctx.queue,
+                    view,
+                    size,
+                    &tiles(layer, &cells)?,
+                    layer == 0,
+                );
+            }
+            Ok(())
         })
     }
 
@@ -348,6 +383,20 @@ impl GpuBackend {
         canvas: Target<'_>,
         tiles: impl FnOnce((u32, u32)) -> Vec<Tile<'a>>,
     ) -> Drawn {
+        self.present_with(which, canvas, |size, view| {
+            self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &tiles(size));
+            Ok(())
+        })
+    }
+
+    /// Presents the canvas's next frame as `draw` draws it (given the
+    /// canvas's size and the frame's view).
+    fn present_with(
+        &self,
+        which: MapCanvas,
+        canvas: Target<'_>,
+        draw: impl FnOnce((u32, u32), &wgpu::TextureView) -> Drawn,
+    ) -> Drawn {
         let mut surfaces = busy(self.surfaces.try_borrow_mut())?;
         let stale = surfaces.get(&which).is_none_or(|s| &s.canvas != canvas.canvas);
         if stale {
@@ -380,10 +429,9 @@ impl GpuBackend {
                 return Ok(());
             }
         };
-        let tiles = tiles(size);
         let view = frame.texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.renderer.draw(&self.ctx.device, &self.ctx.queue, &view, size, &tiles);
+        let drawn = draw(size, &view);
         self.ctx.queue.present(frame);
-        Ok(())
+        drawn
     }
 }

@@ -85,6 +85,7 @@ impl GpuBackend {
                 None => GpuForward::with_weights(&self.ctx, fwd.config(), fwd.weights().clone())?,
             };
             let opts = if traced { RunOptions::traced(mask) } else { RunOptions::fast(mask) };
+            second.set_matrix_budget(self.matrix_budget());
             second.run(&self.ctx, ids, opts)?;
             *busy(slot.try_borrow_mut())? = Some(SecondPrompt { ids: ids.to_vec(), mask, traced, fwd: second });
         }
@@ -239,7 +240,7 @@ impl GpuBackend {
             let second = busy(self.interventions.prompt_b.try_borrow())?;
             let second = second.as_ref().ok_or(BackendError::NotReady("a second prompt"))?;
             let stage = |f: &GpuForward| -> Result<MatrixRead, BackendError> {
-                Ok(f.head_matrix(view.stage, view.layer, view.head)?.begin_read(&self.ctx)?)
+                Ok(self.view_matrix(f, view)?.begin_read(&self.ctx)?)
             };
             let stages =
                 if second.fwd.tokens() == fwd.tokens() { Some((stage(&fwd)?, stage(&second.fwd)?)) } else { None };

@@ -303,31 +303,41 @@ impl Backend {
         // Past the context the model reads the beginning: so does the page, and says so. On the
         // CPU, past the tokens whose every stage fits in the page's memory, the same.
         let (total, context, limit) = (tokens.len(), host.model.config.n_positions, host.token_limit());
-        let kept = (limit < context).then_some(limit);
         tokens.truncate(limit);
-        set_changed(
-            status.input_error,
-            (total > limit).then(|| match kept {
-                None => format!(
+        let message = || {
+            if limit >= context {
+                return format!(
                     "The text is {total} tokens long, but this model's context holds at most {limit}: it reads the \
                      first {limit} and the page shows those. Shorten the text to see the rest."
+                );
+            }
+            if limit == MAX_TEXT_TOKENS {
+                return format!(
+                    "The text is {total} tokens long. The page reads at most {MAX_TEXT_TOKENS} tokens of a text \
+                     (this model's context holds {context}): it runs the first {MAX_TEXT_TOKENS}. Shorten the text \
+                     to see the rest."
+                );
+            }
+            let size = crate::render::text::size_text;
+            match host.matrix_budget() {
+                Some(budget) => format!(
+                    "The text is {total} tokens long. On the GPU the page keeps a run's T×T matrices (raw scores, \
+                     masked scores, weights), for a long text one block's at a time, and for this model one \
+                     block's fit at most {limit} tokens ({} for the three, at most {} in all and {} a buffer on \
+                     this GPU): it runs the first {limit}. Shorten the text to see the rest.",
+                    size(3 * crate::gpu::block_bytes(&host.model.config, limit)),
+                    size(budget),
+                    size(host.max_binding().unwrap_or(u64::MAX))
                 ),
-                Some(kept) if host.on_gpu() => format!(
-                    "The text is {total} tokens long. On the GPU the page keeps every head's T×T matrices (raw \
-                     scores, masked scores, weights) of a run, and for this model they fit at most {kept} tokens \
-                     ({} in all, at most {} a layer on this GPU): it runs the first {kept}. Shorten the text to \
-                     see the rest.",
-                    crate::render::text::size_text(crate::gpu::MATRIX_BUDGET),
-                    crate::render::text::size_text(host.max_binding().unwrap_or(u64::MAX))
-                ),
-                Some(kept) => format!(
+                None => format!(
                     "The text is {total} tokens long. On the CPU the page keeps every stage of every head of a run \
-                     in memory, and for this model that fits for at most {kept} tokens ({} each run): it runs the \
-                     first {kept}. Shorten the text to see the rest, or use a browser with WebGPU.",
-                    crate::render::text::size_text(crate::engine::trace_bytes(&host.model.config, kept))
+                     in memory, and for this model that fits for at most {limit} tokens ({} each run): it runs the \
+                     first {limit}. Shorten the text to see the rest, or use a browser with WebGPU.",
+                    size(crate::engine::trace_bytes(&host.model.config, limit))
                 ),
-            }),
-        );
+            }
+        };
+        set_changed(status.input_error, (total > limit).then(message));
         set_changed(status.text_tokens, total);
         let mask = state.selection.mask.get_untracked();
         let tokenized = now_ms();
@@ -712,16 +722,26 @@ impl Host {
         }
     }
 
-    /// The most tokens a run may have: the model's context, on the CPU no
-    /// more than [`cpu_token_limit`], on the GPU no more than its T×T
-    /// matrices hold ([`crate::gpu::most_matrix_tokens`]).
+    /// The most tokens a run may have: the model's context, at most
+    /// [`MAX_TEXT_TOKENS`]; on the CPU no more than [`cpu_token_limit`], on
+    /// the GPU no more than one block's T×T matrices hold
+    /// ([`crate::gpu::matrix_caps`]).
     pub fn token_limit(&self) -> usize {
-        let context = self.model.config.n_positions;
+        let context = self.model.config.n_positions.min(MAX_TEXT_TOKENS);
         match &*self.engine() {
             Engine::Cpu(_) => context.min(cpu_token_limit(&self.model)),
             Engine::Gpu(gpu) => {
-                context.min(crate::gpu::most_matrix_tokens(&self.model.config, gpu.max_binding())).max(1)
+                let caps = crate::gpu::matrix_caps(&self.model.config, gpu.max_binding(), gpu.matrix_budget());
+                context.min(caps.block).max(1)
             }
+        }
+    }
+
+    /// The GPU's matrix budget (None on the CPU).
+    fn matrix_budget(&self) -> Option<u64> {
+        match &*self.engine() {
+            Engine::Gpu(gpu) => Some(gpu.matrix_budget()),
+            Engine::Cpu(_) => None,
         }
     }
 
@@ -754,6 +774,11 @@ impl Host {
         }
     }
 }
+
+/// The most tokens of a text the page reads, whatever the model's context:
+/// a long context's dilution and sinks are plain by then, and one block's
+/// T×T matrices stay within a GPU buffer (SmolLM2-135M: 151 MB each).
+pub const MAX_TEXT_TOKENS: usize = 2048;
 
 /// Whole traces the CPU may hold at once: the run shown, the one extending
 /// it, an intervened copy and a second prompt's (the diff, a patch's source).

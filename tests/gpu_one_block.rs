@@ -1,0 +1,167 @@
+//! A traced GPU run that keeps one block's T×T matrices at a time
+//! (`gpu::one_block`: a text whose every block's matrices would outgrow the
+//! budget) against the same run with every block's, on GPT-2 and Llama
+//! fixtures (grouped KV heads included), through wgpu on whatever adapter
+//! is present (lavapipe in CI): every stage of the trace, a keystroke's
+//! appended token, the head finder's scores, and that a block's matrices
+//! are never read while the buffers hold another's.
+//!
+//! Tolerance: whole forwards' (1e-4 absolute, `common::FORWARD`): the
+//! one-block run's head outputs are flash attention's where the other run's
+//! are attention_rows.wgsl's (the same sums in another order), so the
+//! blocks after the first see inputs a few ulps apart (2.3e-5 seen on a
+//! score of 35). The first block's matrices of one full run are the same
+//! kernel's over the same Q and K: equal bit for bit.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::path::PathBuf;
+
+use attnscope::engine::{Mask, Matrix, Trace};
+use attnscope::gpu::{block_bytes, matrix_bytes, GpuForward, GpuWeights, RunOptions, Stage};
+use attnscope::model::{Model, Token};
+use common::{assert_within, gpu, FORWARD};
+
+fn tokens(ids: &[u32]) -> Vec<Token> {
+    ids.iter().map(|&id| Token { id, text: String::new(), start: 0, end: 0 }).collect()
+}
+
+fn fixture(dir: &str) -> Model {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    Model::load_dir_tokenizer_optional(&path).unwrap().0
+}
+
+fn ids(n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|i| ((i * 7919 + 131) % vocab) as u32).collect()
+}
+
+fn forward(model: &Model, budget: Option<u64>) -> GpuForward {
+    let ctx = gpu();
+    let weights = GpuWeights::upload(ctx, &model.config, &model.weights).unwrap();
+    let mut fwd = GpuForward::with_weights(ctx, &model.config, weights).unwrap();
+    if let Some(b) = budget {
+        fwd.set_matrix_budget(b);
+    }
+    fwd
+}
+
+fn close(a: &Matrix, b: &Matrix, what: &str) {
+    assert_eq!((a.rows, a.cols), (b.rows, b.cols), "{what}: shape");
+    assert_within(&a.data, &b.data, FORWARD, what);
+}
+
+/// `one` (one block's matrices at a time) against `whole`; with `same_qk`
+/// (both one full run of the same text), the first block's weights bit for bit.
+fn assert_traces_close(one: &Trace, whole: &Trace, same_qk: bool, what: &str) {
+    for (l, (a, b)) in one.layers.iter().zip(&whole.layers).enumerate() {
+        for (h, (ha, hb)) in a.heads().iter().zip(b.heads()).enumerate() {
+            let w = |s: &str| format!("{what} layer {l} head {h} {s}");
+            close(&ha.scores_raw.to_matrix(), &hb.scores_raw.to_matrix(), &w("scores_raw"));
+            close(&ha.scores_masked(), &hb.scores_masked(), &w("scores_masked"));
+            close(&ha.weights.to_matrix(), &hb.weights.to_matrix(), &w("weights"));
+            close(&ha.output, &hb.output, &w("output"));
+            close(&ha.q, &hb.q, &w("q"));
+            if l == 0 && same_qk {
+                assert_eq!(ha.weights.to_matrix(), hb.weights.to_matrix(), "{}", w("weights, bit for bit"));
+            }
+        }
+        close(&a.resid_post, &b.resid_post, &format!("{what} layer {l} resid_post"));
+    }
+    close(&one.logits, &whole.logits, &format!("{what} logits"));
+}
+
+/// A budget that holds one block's matrices for `t` tokens, not every block's.
+fn one_block_budget(model: &Model, t: usize) -> u64 {
+    let budget = 3 * block_bytes(&model.config, t);
+    assert!(matrix_bytes(&model.config, t) > budget, "the fixture has one block only");
+    budget
+}
+
+#[test]
+fn one_block_at_a_time_equals_every_block_kept() {
+    let ctx = gpu();
+    for (dir, t) in [("gpt2-tiny", 37), ("llama-tiny", 45), ("llama-tiny-mha", 21)] {
+        let model = fixture(dir);
+        let ids = ids(t, model.config.vocab_size);
+        for mask in [Mask::Causal, Mask::Window(4), Mask::Bidirectional] {
+            let what = format!("{dir} T={t} {mask:?}");
+            let mut whole = forward(&model, None);
+            let want = pollster::block_on(whole.trace(ctx, tokens(&ids), mask, true)).unwrap();
+            assert!(!whole.one_block(), "{what}: every block's fit the default budget");
+            let mut one = forward(&model, Some(one_block_budget(&model, t)));
+            let got = pollster::block_on(one.trace(ctx, tokens(&ids), mask, true)).unwrap();
+            assert!(one.one_block(), "{what}: one block's at a time");
+            assert_traces_close(&got, &want, true, &what);
+        }
+    }
+}
+
+#[test]
+fn a_keystroke_with_one_block_at_a_time_equals_a_full_run() {
+    let ctx = gpu();
+    let model = fixture("llama-tiny");
+    let all = ids(40, model.config.vocab_size);
+    let mut one = forward(&model, Some(one_block_budget(&model, 40)));
+    // 39 tokens, then the 40th appended: its rows alone are computed (flash
+    // attention over the kept K and V), and the matrices read after are the new run's.
+    one.run(ctx, &all[..39], RunOptions::traced(Mask::Causal)).unwrap();
+    let _ = pollster::block_on(one.read_head(ctx, Stage::Weights, 1, 0)).unwrap();
+    let stats = one.run(ctx, &all, RunOptions::traced(Mask::Causal)).unwrap();
+    assert_eq!(stats.reused_prefix, 39);
+    let appended = pollster::block_on(one.read_trace(ctx, tokens(&all))).unwrap();
+    let mut fresh = forward(&model, Some(one_block_budget(&model, 40)));
+    let full = pollster::block_on(fresh.trace(ctx, tokens(&all), Mask::Causal, false)).unwrap();
+    assert_traces_close(&appended, &full, false, "an appended token");
+}
+
+#[test]
+fn a_block_not_computed_is_never_read() {
+    let ctx = gpu();
+    let model = fixture("gpt2-tiny");
+    let ids = ids(30, model.config.vocab_size);
+    let mut one = forward(&model, Some(one_block_budget(&model, 30)));
+    one.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap();
+    // After a run, no block's are there until one is computed.
+    assert!(one.square_matrix(Stage::Weights, 0, 0).is_err(), "read before it was computed");
+    one.ensure_block(ctx, 1).unwrap();
+    assert!(one.square_matrix(Stage::Weights, 1, 0).is_ok());
+    for stage in [Stage::ScoresRaw, Stage::ScoresMasked, Stage::Weights] {
+        let err = one.square_matrix(stage, 0, 0).err().expect("another block's matrices");
+        assert!(err.to_string().contains("one block's T×T matrices at a time"), "{err}");
+    }
+    // Q, K, V and the other stages of every block stay readable.
+    assert!(one.head_matrix(attnscope::engine::AttentionStage::Q, 0, 0).is_ok());
+    assert!(one.ensure_block(ctx, model.config.n_layer).is_err(), "a layer past the model");
+    // A new run forgets them.
+    one.run(ctx, &ids[..29], RunOptions::traced(Mask::Causal)).unwrap();
+    assert!(one.square_matrix(Stage::Weights, 1, 0).is_err(), "the last run's block read after a new run");
+}
+
+#[test]
+fn head_finder_with_one_block_at_a_time_equals_every_block_kept() {
+    let ctx = gpu();
+    let model = fixture("llama-tiny");
+    // A text with a repeat, for the induction template.
+    let half = ids(20, model.config.vocab_size);
+    let ids: Vec<u32> = half.iter().chain(&half).copied().collect();
+    let run = |budget| {
+        let mut fwd = forward(&model, budget);
+        fwd.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap();
+        pollster::block_on(fwd.template_scores(ctx, Some(ids[3]))).unwrap()
+    };
+    let (whole, one) = (run(None), run(Some(one_block_budget(&model, ids.len()))));
+    assert_eq!(whole.len(), one.len());
+    for (a, b) in one.iter().zip(&whole) {
+        let w = format!("head {}.{}", b.layer, b.head);
+        for (name, x, y) in [
+            ("previous", a.previous_token, b.previous_token),
+            ("first", a.first_token, b.first_token),
+            ("entropy", a.entropy, b.entropy),
+            ("induction", a.induction.unwrap_or(-1.0), b.induction.unwrap_or(-1.0)),
+            ("to_token", a.to_token.unwrap_or(-1.0), b.to_token.unwrap_or(-1.0)),
+        ] {
+            assert!((x - y).abs() <= 1e-4, "{w} {name}: one block {x}, every block {y}");
+        }
+    }
+}
