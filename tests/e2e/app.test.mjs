@@ -2,7 +2,7 @@
 // heatmap, and check the page's numbers against the CLI's CPU reference.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats, MODEL_CONFIG } from './harness.mjs';
+import { serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats, maxAbsDiff, MODEL_CONFIG } from './harness.mjs';
 
 const SENTENCE = 'The cat sat on the mat, and then the cat slept.';
 let server;
@@ -144,13 +144,81 @@ test('on the GPU, text past what its T×T matrices may take: a clear message and
   // 14,400 bytes hold 30 tokens of the default model's 4 heads.
   await pastTheTokenLimit(true, { maxBinding: MODEL_CONFIG.n_head * 30 * 30 * 4 }, async (page, s) => {
     assert.match(s.backend, /^WebGPU/, 'on the GPU');
-    const m = /On the GPU the page keeps every head's T×T matrices \(raw scores, masked scores, weights\) of a run, and for this model they fit at most (\d+) tokens \(.+ in all, at most .+ a layer on this GPU\): it runs the first \1\./.exec(s.inputError);
+    const m = /On the GPU the page keeps a run's T×T matrices \(raw scores, masked scores, weights\), for a long text one block's at a time, and for this model one block's fit at most (\d+) tokens \(.+ for the three, at most .+ in all and .+ a buffer on this GPU\): it runs the first \1\./.exec(s.inputError);
     assert.ok(m, s.inputError);
     assert.equal(Number(m[1]), 30);
     assert.equal(s.tokens.length, 30, 'the tokens the page runs');
     const snap = await page.evaluate(() => window.attnscope.snapshot());
     assert.equal(snap.matrix.length, 30, 'the map shows those tokens');
   });
+});
+
+test('on the GPU, a text whose every block\'s T×T matrices outgrow the GPU memory: one block\'s at a time, the same numbers, every map drawn', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: true });
+  try {
+    const { page, errors } = await openApp(browser, server.url);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    const text = 'the cat sat on the mat and the dog sat on the cat. '.repeat(4);
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction(() => window.attnscope.state().tokens.length > 40, null, { timeout: 30_000 });
+    const start = await page.evaluate(() => window.attnscope.state());
+    assert.equal(start.oneBlock, false, 'every block\'s matrices kept');
+    const all = start.tokens.length;
+    // Each block's raw scores and weights of one head, read back from the buffers the maps draw.
+    const read = async () => {
+      const out = [];
+      for (let layer = 0; layer < MODEL_CONFIG.n_layer; layer++) {
+        for (const stage of ['raw', 'weights']) {
+          await page.evaluate(([l, st]) => {
+            location.hash = location.hash.replace(/layer=\d+/, `layer=${l}`).replace(/head=\d+/, 'head=1').replace(/stage=\w+/, `stage=${st}`);
+          }, [layer, stage]);
+          await page.waitForFunction(([l, st]) => window.attnscope.state().layer === l && window.attnscope.state().stage === st, [layer, stage]);
+          const snap = await page.evaluate(() => window.attnscope.snapshot());
+          assert.equal(snap.matrix.length, all, `layer ${layer} ${stage}: every token`);
+          out.push({ layer, stage, matrix: snap.matrix });
+        }
+      }
+      return out;
+    };
+    // The model view's grid of every block's weights.
+    const gridStats = async () => {
+      await page.locator('[data-stage=weights]').click();
+      const grid = page.locator('canvas.grid-canvas:not(.off)');
+      await grid.scrollIntoViewIfNeeded();
+      await page.waitForFunction(() => document.querySelector('canvas.grid-canvas:not(.off)').width !== 300, null, { timeout: 30_000 });
+      await page.waitForTimeout(300);
+      return canvasStats(page, 'canvas.grid-canvas:not(.off)');
+    };
+    const every = await read();
+    const everyGrid = await gridStats();
+    // A GPU memory that holds one block's three [4 × 80 × 80] matrices but not both blocks'.
+    const budget = 3 * MODEL_CONFIG.n_head * 80 * 80 * 4;
+    const whole = 3 * MODEL_CONFIG.n_layer * MODEL_CONFIG.n_head * all * all * 4;
+    assert.ok(all <= 80 && whole > budget, `${all} tokens: one block's fit, every block's (${whole} bytes) do not`);
+    await page.evaluate((b) => window.attnscope.setLimits({ gpuMemory: b }), budget);
+    await page.locator('#text-input').fill(`${text}x`);
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction((n) => window.attnscope.state().gpuTokens === n, all, { timeout: 30_000 });
+    const s = await page.evaluate(() => window.attnscope.state());
+    assert.equal(s.inputError, null, 'the whole text, with no message');
+    assert.equal(s.oneBlock, true, 'one block\'s matrices at a time');
+    const one = await read();
+    for (const [i, want] of every.entries()) {
+      const what = `layer ${want.layer} ${want.stage}, one block's at a time`;
+      const diff = maxAbsDiff(one[i].matrix, want.matrix, what);
+      assert.ok(diff <= 1e-4, `${what}: ${diff}`);
+    }
+    // The grid draws every block's maps, each block's computed in turn: the same picture.
+    const oneGrid = await gridStats();
+    console.log(`the grid with every block's matrices ${JSON.stringify(everyGrid)}, one block's at a time ${JSON.stringify(oneGrid)}`);
+    assert.ok(oneGrid.stdLuminance > 10 && oneGrid.distinctColours > 20, 'the grid is drawn');
+    assert.ok(Math.abs(oneGrid.meanLuminance - everyGrid.meanLuminance) < 0.5, 'every block drawn, as with every block\'s kept');
+    await screenshot(page, 'one-block-at-a-time.png');
+    await page.evaluate(() => window.attnscope.setLimits(null));
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
 });
 
 test('text past the context limit: a clear message, and the model\'s first tokens shown as it reads them', { timeout: 300_000 }, async () => {

@@ -274,6 +274,15 @@ impl Backend {
         })
     }
 
+    /// Whether the GPU holds one block's T×T matrices at a time for the
+    /// shown run (`gpu::one_block`); false on the CPU.
+    pub fn one_block(self) -> bool {
+        self.host().is_some_and(|h| match &*h.engine() {
+            Engine::Gpu(gpu) => gpu.forward().is_ok_and(|f| f.one_block()),
+            Engine::Cpu(_) => false,
+        })
+    }
+
     /// Tokens the heatmaps show.
     pub fn shown(self) -> usize {
         self.host().map_or(0, |h| h.shown())

@@ -1,7 +1,8 @@
 //! `window.attnscope`: a small hook for end-to-end tests and the curious.
 //!
-//! - `state()` returns what the page shows now (no GPU readback), and the
-//!   size of the WebAssembly memory (`wasmMemoryBytes`).
+//! - `state()` returns what the page shows now (no GPU readback), the size
+//!   of the WebAssembly memory (`wasmMemoryBytes`), and whether the GPU holds
+//!   one block's T×T matrices at a time (`oneBlock`).
 //! - `snapshot()` resolves to `state()` plus `matrix`: the shown stage matrix
 //!   of the selected layer and head, read back from the buffer (or trace) the
 //!   heatmap is drawn from; `weights` too when the stage is the softmax.
@@ -48,6 +49,7 @@ fn state_json(state: PageState, backend: Backend) -> Value {
         "runs": outputs.runs.get_untracked(),
         "renders": state.telemetry.renders.get_untracked(),
         "bytesReadBack": backend.bytes_read_back(),
+        "oneBlock": backend.one_block(),
         "locked": state.focus.locked.get_untracked(),
         "hover": outputs.hover_value.get_untracked().map(|v| json!({
             "stage": v.view.stage.key(), "layer": v.view.layer, "head": v.view.head,
