@@ -352,7 +352,7 @@ fn heatmap_draws_weights_through_viridis_and_hatches_masked_cells() {
         outline: false,
     };
     let view = texture.create_view(&Default::default());
-    renderer.draw(&ctx.device, &ctx.queue, &view, (size, size), &[tile]);
+    renderer.draw(&ctx.device, &ctx.queue, &view, (size, size), &[tile], true);
     // Copy the texture out (rows padded to 256 bytes).
     let padded = 256u32;
     let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {

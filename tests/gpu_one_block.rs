@@ -78,6 +78,14 @@ fn one_block_budget(model: &Model, t: usize) -> u64 {
     budget
 }
 
+/// A fixture, `t` ids, and a forward whose budget holds one block's matrices for them.
+fn one_block_setup(dir: &str, t: usize) -> (Model, Vec<u32>, GpuForward) {
+    let model = fixture(dir);
+    let ids = ids(t, model.config.vocab_size);
+    let fwd = forward(&model, Some(one_block_budget(&model, t)));
+    (model, ids, fwd)
+}
+
 #[test]
 fn one_block_at_a_time_equals_every_block_kept() {
     let ctx = gpu();
@@ -100,9 +108,7 @@ fn one_block_at_a_time_equals_every_block_kept() {
 #[test]
 fn a_keystroke_with_one_block_at_a_time_equals_a_full_run() {
     let ctx = gpu();
-    let model = fixture("llama-tiny");
-    let all = ids(40, model.config.vocab_size);
-    let mut one = forward(&model, Some(one_block_budget(&model, 40)));
+    let (model, all, mut one) = one_block_setup("llama-tiny", 40);
     // 39 tokens, then the 40th appended: its rows alone are computed (flash
     // attention over the kept K and V), and the matrices read after are the new run's.
     one.run(ctx, &all[..39], RunOptions::traced(Mask::Causal)).unwrap();
@@ -118,9 +124,7 @@ fn a_keystroke_with_one_block_at_a_time_equals_a_full_run() {
 #[test]
 fn a_block_not_computed_is_never_read() {
     let ctx = gpu();
-    let model = fixture("gpt2-tiny");
-    let ids = ids(30, model.config.vocab_size);
-    let mut one = forward(&model, Some(one_block_budget(&model, 30)));
+    let (model, ids, mut one) = one_block_setup("gpt2-tiny", 30);
     one.run(ctx, &ids, RunOptions::traced(Mask::Causal)).unwrap();
     // After a run, no block's are there until one is computed.
     assert!(one.square_matrix(Stage::Weights, 0, 0).is_err(), "read before it was computed");

@@ -128,22 +128,11 @@ impl HeatmapRenderer {
         wgpu::Color { r: c(0.12), g: c(0.13), b: c(0.15), a: 1.0 }
     }
 
-    /// Clears `target` (`size` pixels) and draws every tile into it, in one render pass.
+    /// Draws every tile into `target` (`size` pixels) in one render pass
+    /// (submitted now), clearing it first if `clear`, else over what it
+    /// holds (tiles drawn in several passes, each after the compute its
+    /// matrices needed).
     pub fn draw(
-        &self,
-        device: &wgpu::Device,
-        queue: &wgpu::Queue,
-        target: &wgpu::TextureView,
-        size: (u32, u32),
-        tiles: &[Tile<'_>],
-    ) {
-        self.draw_onto(device, queue, target, size, tiles, true)
-    }
-
-    /// Draws every tile into `target` in one render pass (submitted now),
-    /// clearing it first if `clear`, else over what it holds: tiles drawn in
-    /// several passes, each after the compute its matrices needed.
-    pub fn draw_onto(
         &self,
         device: &wgpu::Device,
         queue: &wgpu::Queue,

@@ -308,20 +308,13 @@ impl GpuBackend {
             let cells = grid_cells(size, shape);
             if !fwd.one_block() {
                 let all = (0..shape.layers).map(|l| tiles(l, &cells)).collect::<Result<Vec<_>, _>>()?;
-                self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &all.concat());
+                self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &all.concat(), true);
                 return Ok(());
             }
             // One block's T×T matrices at a time: each block's computed, then its row of tiles drawn.
             for layer in 0..shape.layers {
                 fwd.ensure_block(&self.ctx, layer)?;
-                self.renderer.draw_onto(
-                    &self.ctx.device,
-                    &self.ctx.queue,
-                    view,
-                    size,
-                    &tiles(layer, &cells)?,
-                    layer == 0,
-                );
+                self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &tiles(layer, &cells)?, layer == 0);
             }
             Ok(())
         })
@@ -384,7 +377,7 @@ impl GpuBackend {
         tiles: impl FnOnce((u32, u32)) -> Vec<Tile<'a>>,
     ) -> Drawn {
         self.present_with(which, canvas, |size, view| {
-            self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &tiles(size));
+            self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &tiles(size), true);
             Ok(())
         })
     }
