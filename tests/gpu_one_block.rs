@@ -131,7 +131,7 @@ fn a_block_not_computed_is_never_read() {
     one.ensure_block(ctx, 1).unwrap();
     assert!(one.square_matrix(Stage::Weights, 1, 0).is_ok());
     for stage in [Stage::ScoresRaw, Stage::ScoresMasked, Stage::Weights] {
-        let err = one.square_matrix(stage, 0, 0).err().expect("another block's matrices");
+        let Err(err) = one.square_matrix(stage, 0, 0) else { panic!("{stage:?}: another block's matrices read") };
         assert!(err.to_string().contains("one block's T×T matrices at a time"), "{err}");
     }
     // Q, K, V and the other stages of every block stay readable.
