@@ -311,10 +311,13 @@ impl GpuBackend {
                 self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &all.concat(), true);
                 return Ok(());
             }
-            // One block's T×T matrices at a time: each block's computed, then its row of tiles drawn.
-            for layer in 0..shape.layers {
+            // One block's T×T matrices at a time: each block's computed, then its row of tiles
+            // drawn; the selected block's last, so that the map and hover that follow find it there.
+            let others = (0..shape.layers).filter(|&l| l != selected.0);
+            let order = others.chain(std::iter::once(selected.0).filter(|&l| l < shape.layers));
+            for (i, layer) in order.enumerate() {
                 fwd.ensure_block(&self.ctx, layer)?;
-                self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &tiles(layer, &cells)?, layer == 0);
+                self.renderer.draw(&self.ctx.device, &self.ctx.queue, view, size, &tiles(layer, &cells)?, i == 0);
             }
             Ok(())
         })
