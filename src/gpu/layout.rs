@@ -120,12 +120,6 @@ pub fn matrix_caps(config: &ModelConfig, max_binding: u64, budget: u64) -> Matri
     }
 }
 
-/// The most tokens a traced run can hold within [`MATRIX_BUDGET`] (one
-/// block's matrices at a time past every block's): [`matrix_caps`]'s `block`.
-pub fn most_matrix_tokens(config: &ModelConfig, max_binding: u64) -> usize {
-    matrix_caps(config, max_binding, MATRIX_BUDGET).block
-}
-
 /// A bind group and the index of its parameter block in the uniform buffer.
 pub struct Slot {
     pub bind_group: wgpu::BindGroup,
@@ -448,11 +442,10 @@ mod tests {
         assert!(matrix_bytes(&smol, 814) <= MATRIX_BUDGET && matrix_bytes(&smol, 815) > MATRIX_BUDGET);
         // One block's at a time: 27 matrices, within the budget up to 4,459 tokens (5,461 would bind).
         assert_eq!(caps.block, 4459);
-        assert_eq!(most_matrix_tokens(&smol, gib), 4459);
         assert_eq!(matrix_caps(&gpt2, gib, MATRIX_BUDGET).whole, 1024, "GPT-2 small's whole context (1,114 would fit)");
         // A small binding bounds each block's [H × T × T] instead: 12 · 512² · 4 = 12 MiB.
         assert_eq!(matrix_caps(&gpt2, 12 << 20, MATRIX_BUDGET), MatrixCaps { whole: 512, block: 512 });
-        assert_eq!(most_matrix_tokens(&gpt2, 0), 0);
+        assert_eq!(matrix_caps(&gpt2, 0, MATRIX_BUDGET), MatrixCaps { whole: 0, block: 0 });
         // A budget for 3 · 4 · 100² values: one block's for 100 tokens, both blocks' for 70.
         let tiny = ModelConfig::gpt2(2, 4, 128, 2048, 100);
         assert_eq!(matrix_caps(&tiny, gib, MATRIX_BUDGET).whole, 2048, "a small model's whole context of 2,048");

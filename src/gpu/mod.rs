@@ -28,7 +28,7 @@ pub use kernels::{
     MatmulFusion, MatmulParams, RopeParams, RowNormsParams, TopKParams, ValueRangeParams, FLASH_ROWS_MAX_M,
     MAX_FLASH_D_HEAD, MAX_ROWS_D_HEAD, MAX_TOP_K, SKINNY_MAX_ROWS,
 };
-pub use layout::{block_bytes, matrix_bytes, matrix_caps, most_matrix_tokens, MatrixCaps, MATRIX_BUDGET};
+pub use layout::{block_bytes, matrix_bytes, matrix_caps, MatrixCaps, MATRIX_BUDGET};
 pub use lens::LensRead;
 pub use readback::{begin_read, read_f32, PendingRead};
 pub use stages::{CellRead, GpuMatrix, MatrixRead, Stage, TopK, TopKRead};
