@@ -247,3 +247,52 @@ fn attention_shapes_past_the_kernel_limits_are_refused() {
     let rows_past_t = AttentionShape { m: 3, t: 4, n_head: 1, n_kv_head: 1, d_head: 8, row0: 2, mask: Mask::Causal };
     assert!(rows_past_t.rows_params(4).is_err());
 }
+
+/// Flash attention over the page's longest text (2,048 tokens), every row:
+/// the kernel the forward picks on this adapter (`flash_kernel` with its
+/// `loop_limit`) computes every row. On lavapipe, where one invocation stops
+/// after 65,535 loop iterations in all, flash_attention.wgsl's walk over
+/// 2,048 keys would stop short (from row 448 at d_head 64, silently zero),
+/// so the forward takes flash_rows.wgsl there. And where `flash_iterations`
+/// stays under that bound with the forward's margin, flash_attention.wgsl
+/// itself computes every row: the count does not undercount the driver's.
+#[test]
+fn flash_attention_over_a_long_text_computes_every_row() {
+    let ctx = gpu();
+    let mut rng = common::Lcg(11);
+    let check = |kernel: Kernel, workgroups: [u32; 3], shape: &AttentionShape, qkv: &[f32], what: &str| {
+        let d = shape.n_head * shape.d_head;
+        let (qb, ob) = (upload(ctx, qkv), output(ctx, shape.t * d));
+        run(kernel, &shape.flash_params().unwrap(), &[&qb, &ob], workgroups);
+        let (_, masked) = ops::attention_scores(qkv, shape.t, shape.n_head, shape.d_head, shape.mask);
+        let want = ops::weighted_sum(&ops::softmax_rows(&masked, shape.t), qkv, shape.t, shape.n_head, shape.d_head);
+        assert_close(&read(&ob, 0, shape.t * d), &want, &format!("{kernel:?} {what}"));
+    };
+    for (t, n_head, d_head) in [(2048usize, 2usize, 16usize), (2048, 1, 64)] {
+        let qkv = rng.vec(t * 3 * n_head * d_head, 0.5);
+        for mask in [Mask::Causal, Mask::Window(700), Mask::Bidirectional] {
+            let shape = AttentionShape { m: t, t, n_head, n_kv_head: n_head, d_head, row0: 0, mask };
+            let (kernel, workgroups) = shape.flash_kernel(ctx.loop_limit());
+            check(kernel, workgroups, &shape, &qkv, &format!("T={t} H={n_head} d_head={d_head} {mask:?}"));
+        }
+    }
+    if let Some(limit) = ctx.loop_limit() {
+        for d_head in [16usize, 64] {
+            // The longest text flash_attention.wgsl still takes on this adapter.
+            let fits = |t: usize| {
+                let shape = AttentionShape { m: t, t, n_head: 1, n_kv_head: 1, d_head, row0: 0, mask: Mask::Causal };
+                shape.flash_kernel(Some(limit)).0 == Kernel::FlashAttention
+            };
+            let t = (65..4096).take_while(|&t| fits(t)).last().expect("flash_attention takes 65 rows");
+            let shape = AttentionShape { m: t, t, n_head: 1, n_kv_head: 1, d_head, row0: 0, mask: Mask::Causal };
+            let qkv = rng.vec(t * 3 * d_head, 0.5);
+            check(
+                Kernel::FlashAttention,
+                shape.flash_workgroups(),
+                &shape,
+                &qkv,
+                &format!("T={t} d_head={d_head}, at the bound"),
+            );
+        }
+    }
+}

@@ -36,6 +36,9 @@ pub enum GpuError {
     Intervene(#[from] crate::engine::intervene::InterveneError),
 }
 
+/// llvmpipe's bound on the loop iterations of one shader invocation ([`GpuContext::loop_limit`]).
+pub const LLVMPIPE_LOOP_ITERATIONS: u64 = 65_535;
+
 pub struct GpuContext {
     pub instance: wgpu::Instance,
     pub adapter: wgpu::Adapter,
@@ -136,6 +139,21 @@ impl GpuContext {
                 other => format!("{other:?} adapter"),
             }
         })
+    }
+
+    /// The most loop iterations one shader invocation may run on this
+    /// adapter, if it has such a bound: Mesa's llvmpipe (lavapipe natively,
+    /// the Vulkan driver of CI and of machines without a GPU) counts every
+    /// iteration of every loop of an invocation and, past 65,535 in all,
+    /// silently ends each loop at its next turn (gallivm's
+    /// `LP_MAX_TGSI_LOOP_ITERATIONS`). A kernel whose iterations per
+    /// invocation grow with the text checks against it: flash attention takes
+    /// its kernel with a workgroup per row there, and what cannot is refused,
+    /// never computed short.
+    pub fn loop_limit(&self) -> Option<u64> {
+        let i = &self.adapter_info;
+        let llvmpipe = [&i.name, &i.driver].into_iter().any(|s| s.to_ascii_lowercase().contains("llvmpipe"));
+        llvmpipe.then_some(LLVMPIPE_LOOP_ITERATIONS)
     }
 
     /// "llvmpipe (Vulkan, Cpu)" and the like, for the UI and logs.

@@ -438,7 +438,7 @@ impl GpuForward {
                         mask: opts.mask,
                     };
                     params.put(&layer.flash, &shape.flash_params()?);
-                    let (kernel, workgroups) = shape.flash_kernel();
+                    let (kernel, workgroups) = shape.flash_kernel(buf.loop_limit);
                     push(kernel, &layer.flash, workgroups)?;
                 }
             }

@@ -411,11 +411,29 @@ impl AttentionShape {
         [self.m as u32, self.n_head as u32, 1]
     }
 
+    /// Loop iterations of one flash_attention.wgsl invocation at most, as
+    /// llvmpipe counts them (a loop's exit test counts as one): the last
+    /// rows' walk over every key (a dot product and an accumulation of
+    /// d_head each per key), the tile loads and the rescaling per tile, q's
+    /// load and the output's store. Measured on lavapipe, d_head 16: T = 1,789
+    /// (65,474 by this count) computes every row, T = 1,790 (65,510) stops
+    /// short from row 1,728 on; d_head 64: 448 keys whole, 512 not.
+    pub fn flash_iterations(&self) -> u64 {
+        let (t, d) = (self.t as u64, self.d_head.max(1) as u64);
+        let tile = (2048 / d).clamp(1, 64);
+        let tiles = t.div_ceil(tile);
+        2 * t * (d + 2) + tiles * (tile * d / 64 + d + 7) + 2 * (d + 1)
+    }
+
     /// The flash kernel for these rows and its dispatch (both take
     /// [`AttentionShape::flash_params`] and the same bind group): a
-    /// workgroup per row for at most [`FLASH_ROWS_MAX_M`] rows.
-    pub fn flash_kernel(&self) -> (Kernel, [u32; 3]) {
-        if self.m <= FLASH_ROWS_MAX_M {
+    /// workgroup per row for at most [`FLASH_ROWS_MAX_M`] rows, and for any
+    /// number where an invocation of flash_attention.wgsl would pass the
+    /// adapter's `loop_limit` (its 64 invocations share a row's keys).
+    pub fn flash_kernel(&self, loop_limit: Option<u64>) -> (Kernel, [u32; 3]) {
+        // A margin for a count that is the driver's, not ours.
+        let too_long = loop_limit.is_some_and(|limit| self.flash_iterations() > limit / 8 * 7);
+        if self.m <= FLASH_ROWS_MAX_M || too_long {
             (Kernel::FlashRows, self.flash_rows_workgroups())
         } else {
             (Kernel::FlashAttention, self.flash_workgroups())
@@ -558,12 +576,23 @@ pub struct HeadScoresParams {
     pub token: u32,
     /// The painted pattern's side (template 6).
     pub pattern_n: u32,
+    /// Templates in the output (its second index), dispatched or not.
+    pub templates: u32,
+    pub _pad: [u32; 3],
 }
 
 impl HeadScoresParams {
-    /// One workgroup per head and template.
-    pub fn workgroups(&self, templates: usize) -> [u32; 3] {
-        [self.n_head, templates as u32, 1]
+    /// Rows a workgroup sums (one per invocation).
+    pub const BLOCK_ROWS: usize = 64;
+
+    /// Blocks of [`Self::BLOCK_ROWS`] rows: the output holds a sum per block.
+    pub fn blocks(t: usize) -> usize {
+        t.div_ceil(Self::BLOCK_ROWS).max(1)
+    }
+
+    /// One workgroup per head, dispatched template and block of rows.
+    pub fn workgroups(&self, dispatched: usize) -> [u32; 3] {
+        [self.n_head, dispatched as u32, Self::blocks(self.t as usize) as u32]
     }
 }
 

@@ -193,6 +193,8 @@ pub struct Buffers {
     /// The one block's matrices, in a [`Layout::one_block`] layout.
     pub block: Option<BlockMatrices>,
     pub max_workgroups: u32,
+    /// The adapter's bound on one invocation's loop iterations ([`GpuContext::loop_limit`]).
+    pub loop_limit: Option<u64>,
     /// Bytes of activation buffers.
     pub bytes: u64,
 }
@@ -419,6 +421,7 @@ impl Buffers {
             slots,
             block,
             max_workgroups: ctx.device.limits().max_compute_workgroups_per_dimension,
+            loop_limit: ctx.loop_limit(),
             bytes: a.bytes,
         })
     }
