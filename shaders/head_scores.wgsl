@@ -9,9 +9,10 @@
 //            query i may not see key j
 //   ids      [t] u32: the run's token ids
 //   pattern  [n × n]: a painted pattern (values ≥ 0; template 6 only)
-//   out      for workgroup (h, y): out[2·((y·n_layer + layer)·n_head + h)] =
-//            the template's mean over its rows, and the next word the number
-//            of rows it is defined for (0: undefined, the mean is 0)
+//   out      for workgroup (h, y, z): out[2·(((z·templates + y)·n_layer + layer)·n_head + h)]
+//            = the template's sum over rows 64·z .. 64·z + 64 on which it is
+//            defined, and the next word the number of those rows; the caller
+//            adds the blocks up (gpu::head_finder, in f64) and divides
 // Templates (y + first_template), each a mean over query rows i < t:
 //   0 previous token: rows i ≥ 1, w(i, i − 1)
 //   1 first token:    rows i ≥ 1, w(i, 0)
@@ -22,8 +23,12 @@
 //   6 painted:        rows whose painted cells over visible keys sum to s > 0,
 //                     Σ over visible j of min(w(i, j), P(i, j) / s), where
 //                     P(i, j) = pattern[cell(i)·n + cell(j)], cell(x) = min(x·n / t, n − 1)
-// One workgroup of 64 invocations per (head, template): rows strided over the
-// invocations, sums in f32, then a tree reduction. Dispatch (n_head, templates, 1).
+// One workgroup of 64 invocations per (head, template, block of 64 rows): a
+// row per invocation, then a tree reduction in f32. Dispatch (n_head,
+// templates, ceil(t / 64)). An invocation's loops walk one row's keys (at most
+// 2·t iterations): within llvmpipe's 65,535 loop iterations per invocation
+// (gpu::GpuContext::loop_limit) up to 32,767 tokens, where one workgroup per
+// head striding over every row passed it from about 2,000 (t²/64 per invocation).
 // CPU twin: engine::head_finder::template_scores (0–5) and painted_scores (6),
 // which sum in f64: the means agree within 1e-4 (tests/gpu_head_finder.rs).
 
@@ -36,6 +41,11 @@ struct Params {
     first_template: u32,
     token: u32,
     pattern_n: u32,
+    // Templates in `out` (its second index), dispatched or not.
+    templates: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const NEG_INF_BITS: u32 = 0xff800000u;
@@ -143,15 +153,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let h = wg.x;
     let kind = wg.y + p.first_template;
     let base = h * p.cap * p.cap;
+    let i = wg.z * 64u + tid;
     var s = 0.0;
     var n = 0.0;
-    for (var i = tid; i < p.t; i += 64u) {
+    if i < p.t {
         // Only the rows the template is defined on count (to token X's sum
         // is not 0 on a row that does not see X under a bidirectional mask).
         let r = row_score(kind, base, i);
         if r.y > 0.0 {
-            s += r.x;
-            n += 1.0;
+            s = r.x;
+            n = 1.0;
         }
     }
     sums[tid] = s;
@@ -165,8 +176,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         workgroupBarrier();
     }
     if tid == 0u {
-        let at = 2u * ((wg.y * p.n_layer + p.layer) * p.n_head + h);
-        out[at] = select(0.0, sums[0] / rows[0], rows[0] > 0.0);
+        let at = 2u * (((wg.z * p.templates + wg.y) * p.n_layer + p.layer) * p.n_head + h);
+        out[at] = sums[0];
         out[at + 1u] = rows[0];
     }
 }

@@ -123,6 +123,17 @@ fn gpu_template_and_painted_scores_equal_the_cpu_on_llama_shapes_with_grouped_kv
     }
 }
 
+/// The page's longest text (2,048 tokens): 32 blocks of rows summed apart.
+/// One workgroup per head striding over every row ran t²/64 loop iterations
+/// per invocation, past the 65,535 after which lavapipe silently ends loops
+/// (`GpuContext::loop_limit`): its entropy and painted scores came back short.
+#[test]
+fn gpu_template_and_painted_scores_equal_the_cpu_on_the_pages_longest_text() {
+    let config = ModelConfig::gpt2(1, 2, 16, 2048, 37);
+    let weights = random_weights(&config, 5);
+    check(&config, &weights, &[2048], &[Mask::Causal, Mask::Window(300)], 5, "gpt2 1×2×16");
+}
+
 fn fixture(dir: &str) -> (ModelConfig, Weights) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
     let model = Model::load_dir_tokenizer_optional(&path).unwrap().0;

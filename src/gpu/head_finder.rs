@@ -1,8 +1,10 @@
 //! The head finder on the GPU: every layer × head scored against the
 //! templates of [`engine::head_finder`](crate::engine::head_finder) from the
 //! attention weights a traced run keeps resident (shaders/head_scores.wgsl,
-//! one dispatch per layer, a workgroup per head and template). Only two
-//! numbers per head and template come back: the mean and the rows it is over.
+//! one dispatch per layer, a workgroup per head, template and block of 64
+//! rows). Only two numbers per head, template and block come back: the sum
+//! over the block's rows and how many rows it is over; they are added up
+//! here, in f64.
 //! The results are the engine's own types, so the page can use either backend.
 
 use super::kernels::{HeadScoresParams, Kernel};
@@ -20,6 +22,8 @@ pub struct TemplateScoresRead {
     read: PendingRead,
     n_layer: usize,
     n_head: usize,
+    /// Blocks of rows, each summed apart.
+    blocks: usize,
     token: Option<u32>,
 }
 
@@ -27,12 +31,14 @@ pub struct TemplateScoresRead {
 pub struct PaintedScoresRead {
     read: PendingRead,
     heads: usize,
+    blocks: usize,
 }
 
 impl GpuForward {
     /// Dispatches head_scores.wgsl over every layer for the first `dispatched`
     /// of `templates` templates from `first_template` and starts reading back
-    /// the `(mean, rows)` pairs (those not dispatched stay zero: no rows).
+    /// the `(sum, rows)` pairs of every block of rows (those not dispatched
+    /// stay zero: no rows).
     fn begin_head_scores(
         &self,
         ctx: &GpuContext,
@@ -57,7 +63,7 @@ impl GpuForward {
                 usage: wgpu::BufferUsages::STORAGE,
             },
         );
-        let len = 2 * templates * n_layer * n_head;
+        let len = 2 * templates * n_layer * n_head * HeadScoresParams::blocks(t);
         let out = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("head scores"),
             size: (len.max(1) * 4) as u64,
@@ -78,6 +84,8 @@ impl GpuForward {
                     first_template,
                     token,
                     pattern_n: pattern.map_or(1, |p| p.side() as u32),
+                    templates: templates as u32,
+                    _pad: [0; 3],
                 };
                 let inputs = [
                     self.buffer(Stage::Weights, layer)?,
@@ -108,24 +116,26 @@ impl GpuForward {
 
     /// Starts scoring every head of the last (traced) run against the fixed
     /// templates; `token` chooses the "attends to token X" one. Reads back
-    /// 48 bytes per head.
+    /// 48 bytes per head and block of 64 rows.
     pub fn begin_template_scores(&self, ctx: &GpuContext, token: Option<u32>) -> Result<TemplateScoresRead, GpuError> {
         // No token: the last template (to token X) is not dispatched.
         let dispatched = if token.is_some() { FIXED_TEMPLATES } else { FIXED_TEMPLATES - 1 };
         let read = self.begin_head_scores(ctx, 0, FIXED_TEMPLATES, dispatched, token.unwrap_or(0), None)?;
         let c = self.config();
-        Ok(TemplateScoresRead { read, n_layer: c.n_layer, n_head: c.n_head, token })
+        let blocks = HeadScoresParams::blocks(self.tokens());
+        Ok(TemplateScoresRead { read, n_layer: c.n_layer, n_head: c.n_head, blocks, token })
     }
 
     /// Starts scoring every head of the last (traced) run against a painted
-    /// pattern (uploaded as n² f32). Reads back 8 bytes per head.
+    /// pattern (uploaded as n² f32). Reads back 8 bytes per head and block of 64 rows.
     pub fn begin_painted_scores(
         &self,
         ctx: &GpuContext,
         pattern: &PaintedPattern,
     ) -> Result<PaintedScoresRead, GpuError> {
         let read = self.begin_head_scores(ctx, PAINTED_TEMPLATE, 1, 1, 0, Some(pattern))?;
-        Ok(PaintedScoresRead { read, heads: self.config().n_layer * self.config().n_head })
+        let blocks = HeadScoresParams::blocks(self.tokens());
+        Ok(PaintedScoresRead { read, heads: self.config().n_layer * self.config().n_head, blocks })
     }
 
     /// [`crate::engine::head_finder::template_scores`] of the last traced run, on the GPU.
@@ -139,21 +149,32 @@ impl GpuForward {
     }
 }
 
-/// `(mean, rows)` pairs in head_scores.wgsl's order: template, layer, head.
-fn pairs(values: &[f32], want: usize) -> Result<Vec<(f64, f32)>, GpuError> {
-    if values.len() < 2 * want {
-        return Err(GpuError::Readback(format!("{} head scores, expected {}", values.len() / 2, want)));
+/// `(mean, rows)` for each of `want` (template, layer, head) entries, from
+/// head_scores.wgsl's `(sum, rows)` pairs of `blocks` blocks of rows (block,
+/// then template, layer, head): each block's sums added in f64; the mean is
+/// 0 where no row is defined.
+fn pairs(values: &[f32], want: usize, blocks: usize) -> Result<Vec<(f64, f64)>, GpuError> {
+    if values.len() < 2 * want * blocks {
+        return Err(GpuError::Readback(format!("{} head scores, expected {}", values.len() / 2, want * blocks)));
     }
-    Ok(values.chunks_exact(2).take(want).map(|p| (p[0] as f64, p[1])).collect())
+    Ok((0..want)
+        .map(|k| {
+            let (sum, rows) = (0..blocks).fold((0.0f64, 0.0f64), |(s, n), b| {
+                let at = 2 * (b * want + k);
+                (s + values[at] as f64, n + values[at + 1] as f64)
+            });
+            (if rows > 0.0 { sum / rows } else { 0.0 }, rows)
+        })
+        .collect())
 }
 
 impl TemplateScoresRead {
     /// Every head's scores, layer by layer (as `template_scores` orders them).
     pub async fn finish(self, ctx: &GpuContext) -> Result<Vec<TemplateScores>, GpuError> {
         let heads = self.n_layer * self.n_head;
-        let values = pairs(&self.read.finish(ctx).await?, FIXED_TEMPLATES * heads)?;
+        let values = pairs(&self.read.finish(ctx).await?, FIXED_TEMPLATES * heads, self.blocks)?;
         let at = |template: usize, i: usize| values[template * heads + i];
-        let defined = |(mean, rows): (f64, f32)| (rows > 0.0).then_some(mean);
+        let defined = |(mean, rows): (f64, f64)| (rows > 0.0).then_some(mean);
         Ok((0..heads)
             .map(|i| TemplateScores {
                 layer: i / self.n_head,
@@ -172,6 +193,6 @@ impl TemplateScoresRead {
 impl PaintedScoresRead {
     /// Every head's painted score, index `layer · n_head + head`.
     pub async fn finish(self, ctx: &GpuContext) -> Result<Vec<f64>, GpuError> {
-        Ok(pairs(&self.read.finish(ctx).await?, self.heads)?.into_iter().map(|(mean, _)| mean).collect())
+        Ok(pairs(&self.read.finish(ctx).await?, self.heads, self.blocks)?.into_iter().map(|(mean, _)| mean).collect())
     }
 }
