@@ -343,6 +343,17 @@ impl GpuForward {
     /// `out` (2 f32s) on the GPU, for the heatmap's colour map and legend
     /// (shaders/value_range.wgsl): nothing is read back.
     pub fn fit_range(&self, ctx: &GpuContext, m: &GpuMatrix<'_>, out: &wgpu::Buffer) -> Result<(), GpuError> {
+        // One workgroup of 256 invocations strides over every cell (and an exit test per loop).
+        let iterations = (m.rows * m.cols).div_ceil(256) as u64 + 10;
+        if let Some(limit) = ctx.loop_limit().filter(|&limit| iterations > limit / 8 * 7) {
+            return Err(GpuError::Unsupported(format!(
+                "the range of a {}×{} matrix on {}: its kernel would pass the {limit} loop iterations this \
+                 driver allows one invocation (and stop short)",
+                m.rows,
+                m.cols,
+                ctx.adapter_name()
+            )));
+        }
         let params = ValueRangeParams::new(m.rows, m.cols, m.offset, m.row_stride, m.masked.is_some());
         let masked = m.masked.unwrap_or(m.values);
         let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("range") });
