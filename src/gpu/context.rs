@@ -152,7 +152,8 @@ impl GpuContext {
     /// never computed short.
     pub fn loop_limit(&self) -> Option<u64> {
         let i = &self.adapter_info;
-        let llvmpipe = [&i.name, &i.driver].into_iter().any(|s| s.to_ascii_lowercase().contains("llvmpipe"));
+        // Mesa names it so, in lower case ("llvmpipe (LLVM 15.0.6, 256 bits)").
+        let llvmpipe = [&i.name, &i.driver].into_iter().any(|s| s.contains("llvmpipe"));
         llvmpipe.then_some(LLVMPIPE_LOOP_ITERATIONS)
     }
 
