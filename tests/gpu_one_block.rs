@@ -121,6 +121,62 @@ fn a_keystroke_with_one_block_at_a_time_equals_a_full_run() {
     assert_traces_close(&appended, &full, false, "an appended token");
 }
 
+/// Layer `layer`'s three T×T matrices of every head, as read back.
+fn block_matrices(ctx: &attnscope::gpu::GpuContext, fwd: &GpuForward, layer: usize, heads: usize) -> Vec<Vec<f32>> {
+    let stages = [Stage::ScoresRaw, Stage::ScoresMasked, Stage::Weights];
+    stages
+        .into_iter()
+        .flat_map(|stage| (0..heads).map(move |h| (stage, h)))
+        .map(|(stage, h)| pollster::block_on(fwd.read_head(ctx, stage, layer, h)).unwrap())
+        .collect()
+}
+
+/// A keystroke after the map of a block was read: that block is computed
+/// again only where the new tokens change it (the rows kept get their
+/// scores against the new keys, the new rows whole), as with every block's
+/// matrices kept; an appended token, a deleted one, then an edit that keeps
+/// fewer rows, each equal to a fresh run's block. Another block, or a
+/// block after a change of mask, is computed whole.
+#[test]
+fn a_keystroke_computes_only_what_it_changes_of_the_block_read_before_it() {
+    let ctx = gpu();
+    let (model, all, mut one) = one_block_setup("llama-tiny", 40);
+    let heads = model.config.n_head;
+    let mut edited = all.clone();
+    edited[20] = (edited[20] + 1) % model.config.vocab_size as u32;
+    for mask in [Mask::Causal, Mask::Window(5)] {
+        one.run(ctx, &all[..39], RunOptions::traced(mask)).unwrap();
+        let _ = block_matrices(ctx, &one, 1, heads);
+        assert_eq!(one.block_reused_rows(), Some(0), "{mask:?}: the first run's block, whole");
+        // (The last row is always recomputed: it gives the logits.)
+        for (ids, kept, what) in [(&all[..], 39, "appended"), (&all[..38], 37, "deleted"), (&edited[..], 20, "edited")]
+        {
+            one.run(ctx, ids, RunOptions::traced(mask)).unwrap();
+            let got = block_matrices(ctx, &one, 1, heads);
+            assert_eq!(one.block_reused_rows(), Some(kept), "{mask:?} {what}: rows reused");
+            let mut fresh = forward(&model, Some(one_block_budget(&model, 40)));
+            fresh.run(ctx, ids, RunOptions::traced(mask)).unwrap();
+            let want = block_matrices(ctx, &fresh, 1, heads);
+            // Scores as dot products (a kept row's score against a recomputed key
+            // differs from a fresh run's by the key's rounding: one row through
+            // matmul_skinny.wgsl, there through the tiles).
+            let t = ids.len();
+            for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                let name = ["scores_raw", "scores_masked", "weights"][k / heads];
+                let m = |v: &Vec<f32>| Matrix::from_vec(t, t, v.clone());
+                near(&m(a), &m(b), &format!("{mask:?} {what}: layer 1 head {} {name}", k % heads));
+            }
+        }
+        // Another block than the one held: whole.
+        let _ = block_matrices(ctx, &one, 0, heads);
+        assert_eq!(one.block_reused_rows(), Some(0), "{mask:?}: another block");
+    }
+    // A new mask keeps no row.
+    one.run(ctx, &all, RunOptions::traced(Mask::Causal)).unwrap();
+    let _ = block_matrices(ctx, &one, 0, heads);
+    assert_eq!(one.block_reused_rows(), Some(0), "after a change of mask");
+}
+
 #[test]
 fn a_block_not_computed_is_never_read() {
     let ctx = gpu();

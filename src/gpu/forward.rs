@@ -366,7 +366,9 @@ impl GpuForward {
         let mut after_attention = vec![None; buf.slots.layers.len()];
         // The plan rewrites the blocks the one block's matrices came from.
         if let Some(block) = &buf.block {
-            block.holds.set(None);
+            // An intervention's re-run (`from`) keeps no row of the blocks it re-runs.
+            let kept = if from.is_some() || opts.mask == Mask::Bidirectional { 0 } else { p };
+            block.after_run(kept);
         }
 
         let embed_chunks = if from.is_some() { 0 } else { buf.slots.embed.len() };

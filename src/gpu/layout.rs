@@ -178,6 +178,24 @@ pub struct BlockMatrices {
     /// The block whose matrices they hold for the buffers' current run
     /// (None after any run until one is computed).
     pub holds: std::cell::Cell<Option<usize>>,
+    /// After a run that kept the first `rows` tokens of the one before: the
+    /// block (`layer`, `rows`) whose first `rows` rows, over their first
+    /// `rows` keys, are still the new run's, so computing that block again
+    /// writes only what the new tokens change (O(T), as a keystroke's rows
+    /// with every block's matrices kept).
+    pub reusable: std::cell::Cell<Option<(usize, usize)>>,
+    /// The rows the last computation of a block reused (0: it computed them all).
+    pub reused_rows: std::cell::Cell<usize>,
+}
+
+impl BlockMatrices {
+    /// A new run keeps the first `p` rows of the last (0: none, or its
+    /// layers are re-run from an intervention): what the block held
+    /// stays good for its first `p` rows; nothing is held for the new run.
+    pub fn after_run(&self, p: usize) {
+        let held = self.holds.take().map(|layer| (layer, usize::MAX)).or(self.reusable.get());
+        self.reusable.set(held.map(|(layer, rows)| (layer, rows.min(p))).filter(|&(_, rows)| rows > 0));
+    }
 }
 
 pub struct Buffers {
@@ -303,6 +321,8 @@ impl Buffers {
                 weights: a.buffer("one block's weights", h * cap * cap)?,
                 head_out: a.buffer("one block's head_out", cap * q_dim)?,
                 holds: std::cell::Cell::new(None),
+                reusable: std::cell::Cell::new(None),
+                reused_rows: std::cell::Cell::new(0),
             })
         } else {
             None

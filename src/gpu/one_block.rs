@@ -9,7 +9,11 @@
 //! The matrices come from attention_rows.wgsl, as a layout with every
 //! block's computes them, over the Q and K the run wrote; its head outputs
 //! go to a buffer of their own, so the forward's (flash attention's, which
-//! the rest of the run read) stay as they were.
+//! the rest of the run read) stay as they were. A run that keeps the first
+//! rows of the last (a keystroke) leaves the block held before it good for
+//! those rows ([`BlockMatrices::after_run`](super::layout::BlockMatrices::after_run)):
+//! computed again, it gets only the kept rows' scores against the new keys
+//! and the new rows, as the layout with every block's does per keystroke.
 
 use super::kernels::{AttentionShape, Kernel};
 use super::{GpuContext, GpuError, GpuForward};
@@ -52,8 +56,12 @@ impl GpuForward {
         let t = self.tokens();
         let shape =
             AttentionShape { m: t, t, n_head: c.n_head, n_kv_head: c.n_kv_head, d_head: c.d_head(), row0: 0, mask };
-        let params = shape.rows_params(b.layout.cap)?;
+        // The same block after a run that kept its first rows: those rows get only their
+        // scores against the new keys, the rest whole (attention_rows.wgsl's `kept`).
+        let kept = block.reusable.get().filter(|&(l, _)| l == layer).map_or(0, |(_, rows)| rows.min(t));
+        let params = shape.rows_params_keeping(b.layout.cap, kept)?;
         block.holds.set(None);
+        block.reusable.set(None);
         self.kernels().dispatch(
             ctx,
             enc,
@@ -63,14 +71,22 @@ impl GpuForward {
             shape.rows_workgroups(),
         )?;
         block.holds.set(Some(layer));
+        block.reused_rows.set(kept);
         Ok(())
     }
 
-    /// Forgets which block's matrices the buffers hold (after a run, or an
-    /// encoder dropped unsubmitted): the next read computes them again.
+    /// How many rows the last computation of a block's matrices reused from
+    /// the run before (0: all computed; `None` without one block's layout).
+    pub fn block_reused_rows(&self) -> Option<usize> {
+        self.buffers().and_then(|b| b.block.as_ref()).map(|b| b.reused_rows.get())
+    }
+
+    /// Forgets which block's matrices the buffers hold (an encoder dropped
+    /// unsubmitted): the next read computes them again, whole.
     pub fn forget_block(&self) {
         if let Some(block) = self.buffers().and_then(|b| b.block.as_ref()) {
             block.holds.set(None);
+            block.reusable.set(None);
         }
     }
 }
