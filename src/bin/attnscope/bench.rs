@@ -397,7 +397,8 @@ pub fn gpu(
         "  forward = flash attention, then the top-10 next tokens read back; traced = every intermediate kept (T×T matrices); \
          append = one new token with T−1 cached (KV reuse), flash attention; keystroke = the page's: one new token \
          with T−1 cached, every intermediate kept (a traced run, the new row of each T×T matrix), the top-10 read \
-         back (the heatmaps' draws are not in it); ratio = forward ÷ append; GPU ms by kernel (where the adapter has \
+         back (the heatmaps' draws are not in it; for a text whose blocks' T×T matrices are kept one at a time, \
+         the shown block's computed again, what the page's map reads); ratio = forward ÷ append; GPU ms by kernel (where the adapter has \
          timestamp queries): one more append and keystroke, each dispatch in a pass of its own"
     );
     Ok(())
@@ -434,14 +435,26 @@ fn gpu_length(
         repeat,
     )?;
     // Appending one token: T−1 tokens cached, then T (one new row), timed
-    // alone; compare with all T rows afresh (forward_ms).
+    // alone; compare with all T rows afresh (forward_ms). With one block's
+    // T×T matrices at a time (a long text), a traced keystroke also computes
+    // again the block the page's map shows (layer 0's here, held before it),
+    // as the page does before it draws.
     let mut append = |opts: RunOptions| -> Result<f64, String> {
         let mut times = Vec::with_capacity(repeat.max(1));
+        let sync = |fwd: &GpuForward| -> Result<(), String> {
+            if opts.trace && fwd.one_block() {
+                fwd.ensure_block(ctx, 0).map_err(|e| e.to_string())?;
+                ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
         for _ in 0..repeat.max(1) {
             fwd.clear_cache();
             run_and_read(ctx, fwd, &ids[..t - 1], opts)?;
+            sync(fwd)?;
             let start = Instant::now();
             run_and_read(ctx, fwd, &ids, opts)?;
+            sync(fwd)?;
             times.push(elapsed_ms(start));
             if fwd.last_run().reused_prefix != t - 1 {
                 return Err(format!("the append reused {} rows, not {}", fwd.last_run().reused_prefix, t - 1));
