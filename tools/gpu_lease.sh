@@ -19,8 +19,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LEASE=.gpu-lease
-TESTS=(kernels_attention kernels_attention_gqa kernels_matmul kernels_matmul16 kernels_llama kernels_rows gpu_forward gpu_forward_llama)
-T=${ATTNSCOPE_LEASE_T:-16,128,512,1024}
+TESTS=(kernels_attention kernels_attention_gqa kernels_matmul kernels_matmul16 kernels_llama kernels_rows gpu_forward gpu_forward_llama
+  gpu_one_block gpu_head_finder)
+# 2,048: SmolLM2 with one block's T×T matrices at a time (GPT-2 small's context ends at 1,024: its row says so).
+T=${ATTNSCOPE_LEASE_T:-16,128,512,1024,2048}
 
 prepare() {
   rm -rf "$LEASE" && mkdir -p "$LEASE/bin" "$LEASE/debs"
