@@ -51,24 +51,34 @@ fn close(a: &Matrix, b: &Matrix, what: &str) {
     assert_within(&a.data, &b.data, FORWARD, what);
 }
 
-/// `one` (one block's matrices at a time) against `whole`; with `same_qk`
-/// (both one full run of the same text), the first block's weights bit for bit.
-fn assert_traces_close(one: &Trace, whole: &Trace, same_qk: bool, what: &str) {
+/// `compare(got, want, what)` on every stage of `one` and `whole` a trace
+/// reader sees: each head's raw, masked and softmax scores, output, Q and K,
+/// each block's residual stream, the logits.
+fn each_stage(one: &Trace, whole: &Trace, what: &str, compare: impl Fn(&Matrix, &Matrix, &str)) {
     for (l, (a, b)) in one.layers.iter().zip(&whole.layers).enumerate() {
         for (h, (ha, hb)) in a.heads().iter().zip(b.heads()).enumerate() {
             let w = |s: &str| format!("{what} layer {l} head {h} {s}");
-            close(&ha.scores_raw.to_matrix(), &hb.scores_raw.to_matrix(), &w("scores_raw"));
-            close(&ha.scores_masked(), &hb.scores_masked(), &w("scores_masked"));
-            close(&ha.weights.to_matrix(), &hb.weights.to_matrix(), &w("weights"));
-            close(&ha.output, &hb.output, &w("output"));
-            close(&ha.q, &hb.q, &w("q"));
-            if l == 0 && same_qk {
-                assert_eq!(ha.weights.to_matrix(), hb.weights.to_matrix(), "{}", w("weights, bit for bit"));
-            }
+            compare(&ha.scores_raw.to_matrix(), &hb.scores_raw.to_matrix(), &w("scores_raw"));
+            compare(&ha.scores_masked(), &hb.scores_masked(), &w("scores_masked"));
+            compare(&ha.weights.to_matrix(), &hb.weights.to_matrix(), &w("weights"));
+            compare(&ha.output, &hb.output, &w("output"));
+            compare(&ha.q, &hb.q, &w("q"));
+            compare(&ha.k, &hb.k, &w("k"));
         }
-        close(&a.resid_post, &b.resid_post, &format!("{what} layer {l} resid_post"));
+        compare(&a.resid_post, &b.resid_post, &format!("{what} layer {l} resid_post"));
     }
-    close(&one.logits, &whole.logits, &format!("{what} logits"));
+    compare(&one.logits, &whole.logits, &format!("{what} logits"));
+}
+
+/// `one` (one block's matrices at a time) against `whole`; with `same_qk`
+/// (both one full run of the same text), the first block's weights bit for bit.
+fn assert_traces_close(one: &Trace, whole: &Trace, same_qk: bool, what: &str) {
+    each_stage(one, whole, what, close);
+    if same_qk {
+        for (h, (ha, hb)) in one.layers[0].heads().iter().zip(whole.layers[0].heads()).enumerate() {
+            assert_eq!(ha.weights.to_matrix(), hb.weights.to_matrix(), "{what} layer 0 head {h} weights, bit for bit");
+        }
+    }
 }
 
 /// A budget that holds one block's matrices for `t` tokens, not every block's.
@@ -249,19 +259,7 @@ fn a_text_of_the_pages_longest_length_one_block_at_a_time_equals_the_cpu_referen
         assert!(one.one_block(), "{what}: one block's at a time");
         let want = attnscope::engine::forward_cpu(&model.config, &model.weights, tokens(&ids), mask).unwrap();
         assert_eq!(got.tokens.len(), t, "{what}: the whole text");
-        for (l, (a, b)) in got.layers.iter().zip(&want.layers).enumerate() {
-            for (h, (ha, hb)) in a.heads().iter().zip(b.heads()).enumerate() {
-                let w = |s: &str| format!("{what} layer {l} head {h} {s}");
-                near(&ha.scores_raw.to_matrix(), &hb.scores_raw.to_matrix(), &w("scores_raw"));
-                near(&ha.scores_masked(), &hb.scores_masked(), &w("scores_masked"));
-                near(&ha.weights.to_matrix(), &hb.weights.to_matrix(), &w("weights"));
-                near(&ha.output, &hb.output, &w("output"));
-                near(&ha.q, &hb.q, &w("q"));
-                near(&ha.k, &hb.k, &w("k"));
-            }
-            near(&a.resid_post, &b.resid_post, &format!("{what} layer {l} resid_post"));
-        }
-        near(&got.logits, &want.logits, &format!("{what} logits"));
+        each_stage(&got, &want, &what, near);
     }
 }
 
