@@ -296,3 +296,45 @@ fn flash_attention_over_a_long_text_computes_every_row() {
         }
     }
 }
+
+/// flash_rows.wgsl (each row a workgroup, the keys shared by its 64
+/// invocations) also loops with T: on a driver with a loop bound the forward
+/// refuses attention past it rather than compute it short; at the longest T
+/// it still takes (d_head 128: about 13,000 keys on lavapipe) the last row
+/// equals the softmax-weighted sum computed here in f64. Without a bound
+/// (a hardware GPU) nothing is refused and the row is checked at 16,384 keys.
+#[test]
+fn flash_rows_within_the_loop_bound_computes_the_row_and_past_it_is_refused() {
+    let ctx = gpu();
+    let d_head = 128;
+    let shape = |t: usize| AttentionShape { m: 1, t, n_head: 1, n_kv_head: 1, d_head, row0: t - 1, mask: Mask::Causal };
+    let t = match ctx.loop_limit() {
+        Some(limit) => {
+            let fits = |t: usize| shape(t).flash_kernel_within(Some(limit)).is_ok();
+            let t = (1..1000).map(|k| k * 64).take_while(|&t| fits(t)).last().expect("flash_rows takes 64 keys");
+            let err = shape(t + 64).flash_kernel_within(Some(limit)).unwrap_err();
+            assert!(err.to_string().contains("stops a loop"), "{err}");
+            t
+        }
+        None => 16_384,
+    };
+    let mut rng = common::Lcg(5);
+    let qkv = rng.vec(t * 3 * d_head, 0.5);
+    let s = shape(t);
+    let (kernel, workgroups) = s.flash_kernel_within(ctx.loop_limit()).unwrap();
+    assert_eq!(kernel, Kernel::FlashRows);
+    let (qb, ob) = (upload(ctx, &qkv), output(ctx, t * d_head));
+    run(kernel, &s.flash_params().unwrap(), &[&qb, &ob], workgroups);
+    // The last row by hand: q·k_j / √d, softmax over every key, Σ w_j v_j.
+    let row = |j: usize, part: usize| &qkv[j * 3 * d_head + part * d_head..][..d_head];
+    let q = row(t - 1, 0);
+    let scores: Vec<f64> = (0..t)
+        .map(|j| q.iter().zip(row(j, 1)).map(|(a, b)| (a * b) as f64).sum::<f64>() / (d_head as f64).sqrt())
+        .collect();
+    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = e.iter().sum();
+    let want: Vec<f32> =
+        (0..d_head).map(|c| ((0..t).map(|j| e[j] * row(j, 2)[c] as f64).sum::<f64>() / total) as f32).collect();
+    assert_close(&read(&ob, (t - 1) * d_head, d_head), &want, &format!("flash_rows, the last row of T = {t}"));
+}

@@ -440,7 +440,7 @@ impl GpuForward {
                         mask: opts.mask,
                     };
                     params.put(&layer.flash, &shape.flash_params()?);
-                    let (kernel, workgroups) = shape.flash_kernel(buf.loop_limit);
+                    let (kernel, workgroups) = shape.flash_kernel_within(buf.loop_limit)?;
                     push(kernel, &layer.flash, workgroups)?;
                 }
             }

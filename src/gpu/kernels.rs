@@ -425,6 +425,33 @@ impl AttentionShape {
         2 * t * (d + 2) + tiles * (tile * d / 64 + d + 7) + 2 * (d + 1)
     }
 
+    /// Loop iterations of one flash_rows.wgsl invocation at most, counted
+    /// as [`Self::flash_iterations`] counts them: per tile of 1,024 keys its
+    /// share of the scores (a dot product of d_head each) and of the
+    /// exponentials, two reductions, and its output columns' walk over the
+    /// tile's keys. About 2,100 per tile at d_head 64, 4,200 at 128: past
+    /// llvmpipe's bound from about 27,000 and 13,000 keys.
+    pub fn flash_rows_iterations(&self) -> u64 {
+        let (t, d) = (self.t as u64, self.d_head.max(1) as u64);
+        let tiles = t.div_ceil(1024);
+        t.div_ceil(64) * (d + 4) + d.div_ceil(64) * (t + 2 * tiles) + tiles * 24 + d + 16
+    }
+
+    /// [`Self::flash_kernel`], refused where the kernel it picks would pass
+    /// the adapter's `loop_limit` (and stop short there).
+    pub fn flash_kernel_within(&self, loop_limit: Option<u64>) -> Result<(Kernel, [u32; 3]), GpuError> {
+        let (kernel, workgroups) = self.flash_kernel(loop_limit);
+        if let Some(limit) = loop_limit.filter(|&limit| self.flash_rows_iterations() > limit / 8 * 7) {
+            if kernel == Kernel::FlashRows {
+                return Err(GpuError::Unsupported(format!(
+                    "attention over {} keys of {} on a driver that stops a loop after {limit} iterations",
+                    self.t, self.d_head
+                )));
+            }
+        }
+        Ok((kernel, workgroups))
+    }
+
     /// The flash kernel for these rows and its dispatch (both take
     /// [`AttentionShape::flash_params`] and the same bind group): a
     /// workgroup per row for at most [`FLASH_ROWS_MAX_M`] rows, and for any
