@@ -161,6 +161,14 @@ test('on the GPU, a text whose every block\'s T×T matrices outgrow the GPU memo
     const text = 'the cat sat on the mat and the dog sat on the cat. '.repeat(4);
     await page.locator('#text-input').fill(text);
     await page.waitForFunction(() => window.attnscope.state().tokens.length > 40, null, { timeout: 30_000 });
+    // The address follows the page once it has been still for 200 ms: wait for it to hold the
+    // filled text, so that the layer, head and stage replaced in it below keep that text (a
+    // replacement made before it is written changes nothing, and the wait for its view times out).
+    await page.waitForFunction((t) => {
+      const m = location.hash.match(/[#&]text=([^&]*)/);
+      return m && decodeURIComponent(m[1]) === t && /layer=\d+/.test(location.hash) && /head=\d+/.test(location.hash)
+        && /stage=\w+/.test(location.hash);
+    }, text, { timeout: 30_000 });
     const start = await page.evaluate(() => window.attnscope.state());
     assert.equal(start.oneBlock, false, 'every block\'s matrices kept');
     const all = start.tokens.length;
