@@ -39,6 +39,14 @@ pub enum GpuError {
 /// llvmpipe's bound on the loop iterations of one shader invocation ([`GpuContext::loop_limit`]).
 pub const LLVMPIPE_LOOP_ITERATIONS: u64 = 65_535;
 
+/// The adapter's `loop_limit` ([`GpuContext::loop_limit`]; `None`: no
+/// bound) if a kernel whose invocations each count `iterations` loop turns
+/// would pass it, with the margin every caller keeps: past 7/8 of the
+/// bound, since the count is ours, not the driver's. `None` if it stays within.
+pub fn past_loop_limit(loop_limit: Option<u64>, iterations: u64) -> Option<u64> {
+    loop_limit.filter(|&limit| iterations > limit / 8 * 7)
+}
+
 pub struct GpuContext {
     pub instance: wgpu::Instance,
     pub adapter: wgpu::Adapter,
@@ -196,5 +204,19 @@ impl GpuContext {
             return Err(GpuError::TooLarge { what: what.to_owned(), needed: bytes, limit });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_past_seven_eighths_of_the_bound_passes_it() {
+        let bound = Some(LLVMPIPE_LOOP_ITERATIONS);
+        let edge = LLVMPIPE_LOOP_ITERATIONS / 8 * 7;
+        assert_eq!(past_loop_limit(bound, edge), None);
+        assert_eq!(past_loop_limit(bound, edge + 1), bound);
+        assert_eq!(past_loop_limit(None, u64::MAX), None);
     }
 }

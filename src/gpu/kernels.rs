@@ -9,6 +9,7 @@ use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use super::wgsl::wgsl;
+use super::context::past_loop_limit;
 use super::{GpuContext, GpuError};
 use crate::engine::Mask;
 use crate::model::Activation;
@@ -441,7 +442,7 @@ impl AttentionShape {
     /// the adapter's `loop_limit` (and stop short there).
     pub fn flash_kernel_within(&self, loop_limit: Option<u64>) -> Result<(Kernel, [u32; 3]), GpuError> {
         let (kernel, workgroups) = self.flash_kernel(loop_limit);
-        if let Some(limit) = loop_limit.filter(|&limit| self.flash_rows_iterations() > limit / 8 * 7) {
+        if let Some(limit) = past_loop_limit(loop_limit, self.flash_rows_iterations()) {
             if kernel == Kernel::FlashRows {
                 return Err(GpuError::Unsupported(format!(
                     "attention over {} keys of {} on a driver that stops a loop after {limit} iterations",
@@ -458,8 +459,7 @@ impl AttentionShape {
     /// number where an invocation of flash_attention.wgsl would pass the
     /// adapter's `loop_limit` (its 64 invocations share a row's keys).
     pub fn flash_kernel(&self, loop_limit: Option<u64>) -> (Kernel, [u32; 3]) {
-        // A margin for a count that is the driver's, not ours.
-        let too_long = loop_limit.is_some_and(|limit| self.flash_iterations() > limit / 8 * 7);
+        let too_long = past_loop_limit(loop_limit, self.flash_iterations()).is_some();
         if self.m <= FLASH_ROWS_MAX_M || too_long {
             (Kernel::FlashRows, self.flash_rows_workgroups())
         } else {

@@ -18,7 +18,7 @@ mod trace;
 mod weights;
 pub(crate) mod wgsl;
 
-pub use context::{GpuContext, GpuError};
+pub use context::{past_loop_limit, GpuContext, GpuError};
 pub use contributions::ContributionsRead;
 pub use forward::{GpuForward, RunOptions, RunStats};
 pub use head_finder::{PaintedScoresRead, TemplateScoresRead};

@@ -5,6 +5,7 @@
 use super::forward::GpuForward;
 use super::kernels::{Kernel, RowNormsParams, TopKParams, ValueRangeParams, MAX_TOP_K};
 use super::readback::{begin_read, PendingRead};
+use super::context::past_loop_limit;
 use super::{GpuContext, GpuError};
 use crate::engine::AttentionStage;
 
@@ -345,7 +346,7 @@ impl GpuForward {
     pub fn fit_range(&self, ctx: &GpuContext, m: &GpuMatrix<'_>, out: &wgpu::Buffer) -> Result<(), GpuError> {
         // One workgroup of 256 invocations strides over every cell (and an exit test per loop).
         let iterations = (m.rows * m.cols).div_ceil(256) as u64 + 10;
-        if let Some(limit) = ctx.loop_limit().filter(|&limit| iterations > limit / 8 * 7) {
+        if let Some(limit) = past_loop_limit(ctx.loop_limit(), iterations) {
             return Err(GpuError::Unsupported(format!(
                 "a {}×{} matrix's range on a driver that stops a loop after {limit} iterations",
                 m.rows, m.cols

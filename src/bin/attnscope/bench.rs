@@ -13,7 +13,7 @@ use attnscope::engine::intervene::{sweep, Replacement};
 use attnscope::engine::kv_cache::KvCache;
 use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::gpu::{
-    read_f32, AttentionShape, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams,
+    past_loop_limit, read_f32, AttentionShape, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams,
     RunOptions,
 };
 use attnscope::model::{ModelConfig, Token, Weights};
@@ -635,7 +635,7 @@ fn flash_one_row(ctx: &GpuContext, kernels: &Kernels, repeat: usize) -> Result<(
         let params = shape.flash_params().map_err(|e| e.to_string())?;
         // A kernel whose invocation would pass the adapter's loop bound (with
         // the forward's margin) stops short there: its time would be for less work.
-        let within = |iterations: u64| ctx.loop_limit().is_none_or(|limit| iterations <= limit / 8 * 7);
+        let within = |iterations: u64| past_loop_limit(ctx.loop_limit(), iterations).is_none();
         let reps = 10;
         let mut ms = [None; 2];
         for (slot, (kernel, workgroups, iterations)) in [
