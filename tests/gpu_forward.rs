@@ -37,7 +37,7 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
                 ("q", &gh.q, &ch.q),
                 ("k", &gh.k, &ch.k),
                 ("v", &gh.v, &ch.v),
-                ("scores_raw", &gh.scores_raw.to_matrix(), &ch.scores_raw.to_matrix()),
+                ("scores_raw", &gh.scores_raw(), &ch.scores_raw()),
                 ("scores_scaled", &gh.scores_scaled(), &ch.scores_scaled()),
                 ("scores_masked", &gh.scores_masked(), &ch.scores_masked()),
                 ("weights", &gh.weights.to_matrix(), &ch.weights.to_matrix()),

@@ -78,7 +78,7 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
             close(&gh.weights.to_matrix(), &ch.weights.to_matrix(), &w(&format!("head {h} weights")));
             let terms = dot_terms(&ch.q, &ch.k);
             let scaled: Vec<f32> = terms.iter().map(|t| t / (ch.q.cols as f32).sqrt()).collect();
-            let raw = (gh.scores_raw.to_matrix(), ch.scores_raw.to_matrix());
+            let raw = (gh.scores_raw(), ch.scores_raw());
             close_scaled(&raw.0, &raw.1, Some(&terms), &w(&format!("head {h} scores_raw")));
             close_scaled(
                 &gh.scores_masked(),

@@ -58,7 +58,7 @@ fn each_stage(one: &Trace, whole: &Trace, what: &str, compare: impl Fn(&Matrix, 
     for (l, (a, b)) in one.layers.iter().zip(&whole.layers).enumerate() {
         for (h, (ha, hb)) in a.heads().iter().zip(b.heads()).enumerate() {
             let w = |s: &str| format!("{what} layer {l} head {h} {s}");
-            compare(&ha.scores_raw.to_matrix(), &hb.scores_raw.to_matrix(), &w("scores_raw"));
+            compare(&ha.scores_raw(), &hb.scores_raw(), &w("scores_raw"));
             compare(&ha.scores_masked(), &hb.scores_masked(), &w("scores_masked"));
             compare(&ha.weights.to_matrix(), &hb.weights.to_matrix(), &w("weights"));
             compare(&ha.output, &hb.output, &w("output"));

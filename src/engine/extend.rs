@@ -1,13 +1,14 @@
 //! Prefix reuse on the CPU reference: the trace of a text from the trace of
 //! its beginning. With a causal or sliding-window mask a later token never
-//! changes an earlier one, so only the new tokens' rows are computed (and,
-//! for the raw and scaled scores, which the trace keeps unmasked, the old
-//! queries against the new keys). Typing at the end of the text and
-//! generating then cost the new rows, as on the GPU. The result equals
+//! changes an earlier one, so only the new tokens' rows are computed (the
+//! raw scores of old queries against new keys, which the page shows
+//! unmasked, are computed from Q and K when read). Typing at the end of the
+//! text and generating then cost the new rows, as on the GPU. The result equals
 //! `forward_cpu` on the whole text (tests below).
 
+use std::sync::Arc;
+
 use super::forward::HeadColumns;
-use super::kernels;
 use super::stepwise::TraceRun;
 use super::trace::column_values;
 use super::{AttentionTrace, EngineError, HeadTrace, LayerTrace, Mask, Matrix, SquareMatrix, Trace};
@@ -30,24 +31,40 @@ pub fn shared_prefix(prev: &Trace, tokens: &[Token], mask: Mask) -> usize {
     prev.tokens.iter().zip(tokens).take_while(|(a, b)| a.id == b.id).count()
 }
 
+/// A KV head's keys, values and keys before RoPE, shared by its query heads.
+type KvRows = (Arc<Matrix>, Arc<Matrix>, Option<Arc<Matrix>>);
+
 /// The trace of `prev`'s first `p` tokens, cut from it: exact when no token
 /// sees a later one (causal and sliding-window masks), since then the first
 /// `p` rows of every stage do not depend on the tokens after them.
 pub fn truncate(prev: &Trace, p: usize) -> Trace {
     let heads = |l: &LayerTrace| {
+        // The query heads of a group keep sharing their KV head's matrices.
+        let mut group: Option<(&HeadTrace, KvRows)> = None;
         l.heads()
             .iter()
-            .map(|h| HeadTrace {
-                q: h.q.first_rows(p),
-                k: h.k.first_rows(p),
-                v: h.v.first_rows(p),
-                scores_raw: h.scores_raw.first(p),
-                mask: h.mask,
-                weights: h.weights.first(p),
-                output: h.output.first_rows(p),
-                q_pre_rope: h.q_pre_rope.as_ref().map(|m| m.first_rows(p)),
-                k_pre_rope: h.k_pre_rope.as_ref().map(|m| m.first_rows(p)),
-                kv_head: h.kv_head,
+            .map(|h| {
+                let (k, v, k_pre_rope) = match &group {
+                    Some((first, kv)) if Arc::ptr_eq(&first.k, &h.k) => kv.clone(),
+                    _ => {
+                        let cut = |m: &Arc<Matrix>| Arc::new(m.first_rows(p));
+                        let kv = (cut(&h.k), cut(&h.v), h.k_pre_rope.as_ref().map(cut));
+                        group = Some((h, kv.clone()));
+                        kv
+                    }
+                };
+                HeadTrace {
+                    q: h.q.first_rows(p),
+                    k,
+                    v,
+                    scores_read: h.scores_read.as_ref().map(|m| m.first(p)),
+                    mask: h.mask,
+                    weights: h.weights.first(p),
+                    output: h.output.first_rows(p),
+                    q_pre_rope: h.q_pre_rope.as_ref().map(|m| m.first_rows(p)),
+                    k_pre_rope,
+                    kv_head: h.kv_head,
+                }
             })
             .collect()
     };
@@ -151,44 +168,42 @@ pub(super) fn attention_trace(
     let t = p + n;
     let llama = config.architecture.is_llama_family();
     let empty = SquareMatrix::default();
+    // A new matrix's values get its room as they are gathered (a kept one copies them in).
+    let head_rows = |old: Option<&Matrix>, all: &[f32], stride: usize, col: usize| {
+        let new = column_values(all, n, stride, col, d_head, if old.is_some() { 0 } else { room });
+        Matrix::after(old, p, new, d_head, room)
+    };
+    let pre_rows = |old: Option<&Matrix>, col: usize| parts.pre.as_ref().map(|pre| head_rows(old, pre, q_dim + kv_dim, col));
+    // Each KV head's k, v and K before RoPE, built once from the first
+    // query head of its group (which holds them in the old trace) and
+    // shared by every query head of the group.
+    let group = config.kv_group().max(1);
+    let mut shared: Option<KvRows> = None;
     let heads = (0..config.n_head)
         .map(|h| {
             let old_head = old.and_then(|(old, _)| old.heads.get(h));
             let cols = HeadColumns::of(config, h);
-            // A new matrix's values get its room as they are gathered (a kept one copies them in).
-            let head_rows = |old: Option<&Matrix>, all: &[f32], stride: usize, col: usize| {
-                let new = column_values(all, n, stride, col, d_head, if old.is_some() { 0 } else { room });
-                Matrix::after(old, p, new, d_head, room)
-            };
-            let q = head_rows(old_head.map(|o| &o.q), &parts.qkv, width, cols.q);
-            let k = head_rows(old_head.map(|o| &o.k), &parts.qkv, width, cols.k);
-            let v = head_rows(old_head.map(|o| &o.v), &parts.qkv, width, cols.v);
-            let pre_rows = |old: Option<&Matrix>, col: usize| {
-                parts.pre.as_ref().map(|pre| head_rows(old, pre, q_dim + kv_dim, col))
-            };
+            if h % group == 0 || shared.is_none() {
+                shared = Some((
+                    Arc::new(head_rows(old_head.map(|o| &*o.k), &parts.qkv, width, cols.k)),
+                    Arc::new(head_rows(old_head.map(|o| &*o.v), &parts.qkv, width, cols.v)),
+                    pre_rows(old_head.and_then(|o| o.k_pre_rope.as_deref()), cols.k).map(Arc::new),
+                ));
+            }
+            let (k, v, k_pre_rope) = shared.clone().expect("set above");
             let span = h * n * t..(h + 1) * n * t;
-            // The old queries against the new keys: raw (the trace keeps them
-            // unmasked; they are masked for them, so weight 0).
-            // (Grown from the old matrices themselves: a clone would hold their spares too.)
-            let raw_base = old_head.map_or(&empty, |o| &o.scores_raw);
-            let mut new_keys = |i: usize, cells: &mut [f32]| {
-                let q_i = q.row(i);
-                for (j, cell) in cells.iter_mut().enumerate() {
-                    *cell = kernels::dot(q_i, k.row(p + j));
-                }
-            };
-            let scores_raw = raw_base.grown(p, t, room, &mut new_keys, &parts.raw[span.clone()]);
+            // (Grown from the old matrix itself: a clone would hold its spare too.)
             let weights_base = old_head.map_or(&empty, |o| &o.weights);
             let weights = weights_base.grown(p, t, room, &mut |_, _| {}, &parts.weights[span]);
             HeadTrace {
+                q: head_rows(old_head.map(|o| &o.q), &parts.qkv, width, cols.q),
                 output: head_rows(old_head.map(|o| &o.output), &parts.out, q_dim, cols.q),
                 q_pre_rope: pre_rows(old_head.and_then(|o| o.q_pre_rope.as_ref()), cols.q),
-                k_pre_rope: pre_rows(old_head.and_then(|o| o.k_pre_rope.as_ref()), cols.k),
+                k_pre_rope,
                 kv_head: llama.then_some(cols.kv_head),
-                q,
                 k,
                 v,
-                scores_raw,
+                scores_read: None,
                 mask,
                 weights,
             }
@@ -230,12 +245,12 @@ mod tests {
                     same(a, b, &format!("{w} q_pre_rope"));
                 }
                 if let (Some(a), Some(b)) = (&ha.k_pre_rope, &hb.k_pre_rope) {
-                    same(a, b, &format!("{w} k_pre_rope"));
+                    same(&**a, &**b, &format!("{w} k_pre_rope"));
                 }
                 same(&ha.q, &hb.q, &format!("{w} q"));
-                same(&ha.k, &hb.k, &format!("{w} k"));
-                same(&ha.v, &hb.v, &format!("{w} v"));
-                same(&ha.scores_raw, &hb.scores_raw, &format!("{w} raw"));
+                same(&*ha.k, &*hb.k, &format!("{w} k"));
+                same(&*ha.v, &*hb.v, &format!("{w} v"));
+                same(&ha.scores_raw(), &hb.scores_raw(), &format!("{w} raw"));
                 same(&ha.scores_scaled(), &hb.scores_scaled(), &format!("{w} scaled"));
                 same(&ha.scores_masked(), &hb.scores_masked(), &format!("{w} masked"));
                 assert_eq!(ha.mask, hb.mask, "{w} mask");
@@ -341,7 +356,7 @@ mod tests {
                 let shares = next.layers[0].resid_post.data.shares_with(&prev.layers[0].resid_post.data)
                     && next.logits.data.shares_with(&prev.logits.data)
                     && h.q.data.shares_with(&g.q.data)
-                    && h.scores_raw.shares_with(&g.scores_raw)
+                    && h.k.data.shares_with(&g.k.data)
                     && h.weights.shares_with(&g.weights);
                 // Steps 0 to 2 append in place (a run leaves room for 16 more rows), 3 cuts,
                 // 4 copies (step 2's row was written past the cut), 5 appends in place.
@@ -355,13 +370,13 @@ mod tests {
     }
 
     /// Where a trace's buffers lie: a per-token stage, the logits, and a
-    /// head's scores and weights in the last layer.
+    /// head's keys and weights in the last layer.
     fn buffers(t: &Trace) -> [*const f32; 4] {
         let (layer, head) = (t.layers.last().unwrap(), &t.layers.last().unwrap().heads()[0]);
         [
             layer.mlp_hidden.data.as_ptr(),
             t.logits.data.as_ptr(),
-            head.scores_raw.row(0).as_ptr(),
+            head.k.data.as_ptr(),
             head.weights.row(0).as_ptr(),
         ]
     }

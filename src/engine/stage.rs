@@ -156,13 +156,14 @@ impl AttentionStage {
     }
 
     /// The stage's matrix in a head's trace, as a matrix of its own where
-    /// the trace does not keep it dense: the scaled and masked scores are
-    /// computed from the raw ones, and the raw scores and the weights copied
-    /// out of their [`SquareMatrix`](super::SquareMatrix) (read them in
-    /// place with [`view`](Self::view)).
+    /// the trace does not keep it dense: the raw scores are computed from Q
+    /// and K (or copied from those a GPU run read back), the scaled and
+    /// masked ones from them, and the weights copied out of their
+    /// [`SquareMatrix`](super::SquareMatrix) (read them in place with
+    /// [`view`](Self::view)).
     pub fn matrix(self, head: &HeadTrace) -> Cow<'_, Matrix> {
         match self {
-            AttentionStage::ScoresRaw => Cow::Owned(head.scores_raw.to_matrix()),
+            AttentionStage::ScoresRaw => Cow::Owned(head.scores_raw()),
             AttentionStage::ScoresScaled => Cow::Owned(head.scores_scaled()),
             AttentionStage::ScoresMasked => Cow::Owned(head.scores_masked()),
             AttentionStage::Weights => Cow::Owned(head.weights.to_matrix()),
@@ -171,10 +172,11 @@ impl AttentionStage {
     }
 
     /// The stage's values where the trace keeps them, read in place; `None`
-    /// for the scaled and masked scores, which it computes ([`matrix`](Self::matrix)).
+    /// for the scores, which it computes ([`matrix`](Self::matrix)) unless a
+    /// GPU run's were read back.
     pub fn view(self, head: &HeadTrace) -> Option<MatrixView<'_>> {
         match self {
-            AttentionStage::ScoresRaw => Some(head.scores_raw.view()),
+            AttentionStage::ScoresRaw => head.scores_read.as_ref().map(|m| m.view()),
             AttentionStage::Weights => Some(head.weights.view()),
             _ => self.dense(head).map(Matrix::view),
         }
@@ -200,11 +202,9 @@ impl AttentionStage {
     /// Cell (`row`, `col`) of the stage's matrix in a head's trace, if inside it.
     pub fn cell(self, head: &HeadTrace, row: usize, col: usize) -> Option<f32> {
         match self {
-            AttentionStage::ScoresScaled | AttentionStage::ScoresMasked => {
-                let raw = &head.scores_raw;
-                (row < raw.side() && col < raw.side())
-                    .then(|| head.score(row, col, self == AttentionStage::ScoresMasked))
-            }
+            AttentionStage::ScoresRaw => (row < head.tokens() && col < head.tokens()).then(|| head.raw(row, col)),
+            AttentionStage::ScoresScaled | AttentionStage::ScoresMasked => (row < head.tokens() && col < head.tokens())
+                .then(|| head.score(row, col, self == AttentionStage::ScoresMasked)),
             _ => {
                 let m = self.view(head)?;
                 (row < m.rows && col < m.cols).then(|| m.at(row, col))

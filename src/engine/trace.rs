@@ -1,10 +1,12 @@
 //! `Trace`: every intermediate of a forward pass, with shapes, so the UI never recomputes.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::shared_rows::SharedRows;
 use super::square::{MatrixView, SquareMatrix};
-use super::Mask;
+use super::{kernels, Mask};
 use crate::model::{ModelConfig, Token};
 
 /// A dense row-major f32 matrix. Its values may share a buffer with another
@@ -112,19 +114,26 @@ impl Serialize for Matrix {
 
 /// One attention head of one layer.
 ///
-/// Of the scores only the raw Q·Kᵀ and the weights are kept: the scaled and
-/// masked scores follow from the raw ones, the scale and the mask
-/// ([`HeadTrace::scores_scaled`], [`HeadTrace::scores_masked`]), exactly as
-/// the attention kernel computes them, so a long text's trace holds two T×T
-/// matrices per head instead of four.
+/// Of its four T×T stages the CPU's trace keeps one, the weights: the raw
+/// scores are Q·Kᵀ of the `q` and `k` it keeps, computed when they are read
+/// ([`HeadTrace::raw`], [`HeadTrace::scores_raw`]) as the attention kernel
+/// computes them, and the scaled and masked scores follow from the raw
+/// ones, the scale and the mask ([`HeadTrace::scores_scaled`],
+/// [`HeadTrace::scores_masked`]). A long text's trace so holds one T×T
+/// matrix per head instead of four (SmolLM2 at T = 512: 0.28 GB, not 1.1).
 #[derive(Debug, Clone)]
 pub struct HeadTrace {
-    /// Queries, keys and values of this head, T×d_head each (after RoPE when the model has it).
+    /// Queries, keys and values of this head, T×d_head each (after RoPE
+    /// when the model has it). The keys and values are its KV head's, the
+    /// very matrices of the other query heads of its group (`kv_head`).
     pub q: Matrix,
-    pub k: Matrix,
-    pub v: Matrix,
-    /// Q·Kᵀ, T×T, over every key (the mask applies after the scaling).
-    pub scores_raw: SquareMatrix,
+    pub k: Arc<Matrix>,
+    pub v: Arc<Matrix>,
+    /// Q·Kᵀ, T×T over every key, as a GPU run computed it and its trace
+    /// read it back (that kernel's own numbers, which the tests hold against
+    /// the CPU's). `None` in the CPU's traces, which compute each raw score
+    /// from `q` and `k` when it is read ([`HeadTrace::raw`]).
+    pub scores_read: Option<SquareMatrix>,
     /// The mask the run used: which scaled scores became −∞.
     pub mask: Mask,
     /// Row softmax of the masked scores.
@@ -134,9 +143,9 @@ pub struct HeadTrace {
     /// RoPE models: this head's Q and K before the rotation (`q` and `k` are
     /// after it: what is dotted). Absent for learned positions (GPT-2).
     pub q_pre_rope: Option<Matrix>,
-    pub k_pre_rope: Option<Matrix>,
-    /// The Llama family: which KV head this query head reads (its `k` and
-    /// `v` are that head's, shared with the other heads of its group).
+    pub k_pre_rope: Option<Arc<Matrix>>,
+    /// The Llama family: which KV head this query head reads (its `k`, `v`
+    /// and `k_pre_rope` are that head's).
     pub kv_head: Option<usize>,
 }
 
@@ -146,13 +155,43 @@ impl HeadTrace {
         1.0 / (self.q.cols as f32).sqrt()
     }
 
+    /// Tokens (rows and columns of the T×T stages).
+    pub fn tokens(&self) -> usize {
+        self.q.rows
+    }
+
+    /// Raw score (i, j), q_i · k_j: the one read back from a GPU run, or on
+    /// the CPU computed now as its attention kernel computes it natively (in
+    /// the browser that kernel is the simd128 GEMM, whose sums may differ in
+    /// the last bit). Panics outside the T×T matrix, like indexing.
+    pub fn raw(&self, i: usize, j: usize) -> f32 {
+        match &self.scores_read {
+            Some(m) => m.at(i, j),
+            None => kernels::dot(self.q.row(i), self.k.row(j)),
+        }
+    }
+
+    /// Q·Kᵀ, T×T, over every key (the mask applies after the scaling):
+    /// computed by the attention kernel's own product where the trace keeps
+    /// no raw scores (`scores_read`).
+    pub fn scores_raw(&self) -> Matrix {
+        match &self.scores_read {
+            Some(m) => m.to_matrix(),
+            None => {
+                let (t, d_head) = (self.q.rows.min(self.k.rows), self.q.cols);
+                let (q, k) = (&self.q.data[..t * d_head], &self.k.data[..t * d_head]);
+                Matrix::from_vec(t, t, kernels::head_raw_scores(q, k, (t, t, d_head)))
+            }
+        }
+    }
+
     /// Score (i, j) scaled, and −∞ where the mask forbids key j to query i
     /// (`masked`): bit for bit what the kernels compute.
     pub fn score(&self, i: usize, j: usize, masked: bool) -> f32 {
         if masked && !self.mask.allows(i, j) {
             f32::NEG_INFINITY
         } else {
-            self.scores_raw.at(i, j) * self.scale()
+            self.raw(i, j) * self.scale()
         }
     }
 
@@ -167,11 +206,11 @@ impl HeadTrace {
     }
 
     fn scores(&self, masked: bool) -> Matrix {
-        let (rows, cols, scale) = (self.scores_raw.rows(), self.scores_raw.cols(), self.scale());
+        let raw = self.scores_raw();
+        let (rows, cols, scale) = (raw.rows, raw.cols, self.scale());
         let mut data = Vec::with_capacity(rows * cols);
         for i in 0..rows {
-            let row = self.scores_raw.row(i);
-            data.extend(row.iter().enumerate().map(|(j, &r)| {
+            data.extend(raw.row(i).iter().enumerate().map(|(j, &r)| {
                 if masked && !self.mask.allows(i, j) {
                     f32::NEG_INFINITY
                 } else {
@@ -190,9 +229,9 @@ impl Serialize for HeadTrace {
         use serde::ser::SerializeStruct;
         let mut out = s.serialize_struct("HeadTrace", 11)?;
         out.serialize_field("q", &self.q)?;
-        out.serialize_field("k", &self.k)?;
-        out.serialize_field("v", &self.v)?;
-        out.serialize_field("scores_raw", &self.scores_raw)?;
+        out.serialize_field("k", &*self.k)?;
+        out.serialize_field("v", &*self.v)?;
+        out.serialize_field("scores_raw", &self.scores_raw())?;
         out.serialize_field("scores_scaled", &self.scores_scaled())?;
         out.serialize_field("scores_masked", &self.scores_masked())?;
         out.serialize_field("weights", &self.weights)?;
@@ -201,7 +240,7 @@ impl Serialize for HeadTrace {
             out.serialize_field("q_pre_rope", m)?;
         }
         if let Some(m) = &self.k_pre_rope {
-            out.serialize_field("k_pre_rope", m)?;
+            out.serialize_field("k_pre_rope", &**m)?;
         }
         if let Some(kv) = self.kv_head {
             out.serialize_field("kv_head", &kv)?;
@@ -259,21 +298,27 @@ pub struct Trace {
     pub logits: Matrix,
 }
 
-/// Bytes of a whole [`Trace`] of `t` tokens (every stage of every head
-/// kept, f32): what the CPU engine holds for one run. The two T×T matrices
-/// per head (raw scores and weights) dominate a long text: 0.57 GB for
-/// SmolLM2 (270 heads) at T = 512.
+/// Bytes of a whole CPU [`Trace`] of `t` tokens (every stage it keeps,
+/// f32): what the CPU engine holds for one run. Each query head's T×T
+/// weights dominate a long text: 0.28 GB for SmolLM2 (270 heads) at T = 512.
 pub fn trace_bytes(config: &ModelConfig, t: usize) -> u64 {
     let t = t as u64;
     let (d, m, vocab, d_head) =
         (config.n_embd as u64, config.n_inner as u64, config.vocab_size as u64, config.d_head() as u64);
     let heads = (config.n_layer * config.n_head) as u64;
-    // q, k, v and the output, T×d_head each (and Q and K before RoPE).
-    let per_head_rows = if config.architecture.is_llama_family() { 6 } else { 4 };
-    let per_head = 2 * t * t + per_head_rows * t * d_head;
+    let kv_heads = (config.n_layer * config.n_kv_head.min(config.n_head)) as u64;
+    let rope = u64::from(config.architecture.is_llama_family());
+    // Per query head: the weights, q and the output (and Q before RoPE);
+    // per KV head, shared by its query heads: k and v (and K before RoPE).
+    let per_head = t * t + (2 + rope) * t * d_head;
+    let per_kv_head = (2 + rope) * t * d_head;
     // ln_1, attn_out, resid_mid, ln_2, mlp_out, resid_post (T×d) and mlp_hidden (T×n_inner).
     let per_layer = t * (6 * d + m);
-    let values = heads * per_head + config.n_layer as u64 * per_layer + 2 * t * d + t * vocab;
+    let values = heads * per_head
+        + kv_heads * per_kv_head
+        + config.n_layer as u64 * per_layer
+        + 2 * t * d
+        + t * vocab;
     values.saturating_mul(4)
 }
 
@@ -299,24 +344,27 @@ mod tests {
     use crate::engine::forward_cpu;
     use crate::model::Model;
 
-    /// Every matrix of a real trace, counted: what `trace_bytes` estimates.
+    /// Every buffer of a real trace, counted once: what `trace_bytes`
+    /// estimates (the query heads of a group hold their KV head's k, v and
+    /// K before RoPE in one buffer each).
     fn counted(trace: &Trace) -> u64 {
         let m = |x: &Matrix| x.data.len() as u64;
-        let head = |h: &HeadTrace| {
-            [&h.q, &h.k, &h.v, &h.output].into_iter().map(m).sum::<u64>()
-                + (h.scores_raw.side() * h.scores_raw.side() + h.weights.side() * h.weights.side()) as u64
-                + h.q_pre_rope.as_ref().map_or(0, m)
-                + h.k_pre_rope.as_ref().map_or(0, m)
-        };
-        let layer = |l: &LayerTrace| {
-            m(&l.attention.ln_1)
-                + l.heads().iter().map(head).sum::<u64>()
-                + [&l.attn_out, &l.resid_mid, &l.ln_2, &l.mlp_hidden, &l.mlp_out, &l.resid_post]
-                    .into_iter()
-                    .map(m)
-                    .sum::<u64>()
-        };
-        4 * (m(&trace.embeddings) + m(&trace.ln_f) + m(&trace.logits) + trace.layers.iter().map(layer).sum::<u64>())
+        let mut seen = std::collections::HashSet::new();
+        let mut once = |x: &Arc<Matrix>| if seen.insert(Arc::as_ptr(x)) { m(x) } else { 0 };
+        let mut values = m(&trace.embeddings) + m(&trace.ln_f) + m(&trace.logits);
+        for l in &trace.layers {
+            values += [&l.attention.ln_1, &l.attn_out, &l.resid_mid, &l.ln_2, &l.mlp_hidden, &l.mlp_out, &l.resid_post]
+                .into_iter()
+                .map(m)
+                .sum::<u64>();
+            for h in l.heads() {
+                assert!(h.scores_read.is_none(), "the CPU keeps no raw scores");
+                values += (h.weights.side() * h.weights.side()) as u64 + m(&h.q) + m(&h.output);
+                values += h.q_pre_rope.as_ref().map_or(0, m);
+                values += once(&h.k) + once(&h.v) + h.k_pre_rope.as_ref().map_or(0, &mut once);
+            }
+        }
+        4 * values
     }
 
     #[test]

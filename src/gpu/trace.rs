@@ -54,14 +54,14 @@ impl GpuForward {
                     |col: usize| pre.as_ref().map(|p| Matrix::from_columns(p, t, q_dim + kv_dim, col, d_head));
                 heads.push(HeadTrace {
                     q: Matrix::from_columns(&qkv, t, width, q_col, d_head),
-                    k: Matrix::from_columns(&qkv, t, width, k_col, d_head),
-                    v: Matrix::from_columns(&qkv, t, width, k_col + kv_dim, d_head),
-                    scores_raw: SquareMatrix::from_vec(t, raw),
+                    k: Matrix::from_columns(&qkv, t, width, k_col, d_head).into(),
+                    v: Matrix::from_columns(&qkv, t, width, k_col + kv_dim, d_head).into(),
+                    scores_read: Some(SquareMatrix::from_vec(t, raw)),
                     mask,
                     weights: SquareMatrix::from_vec(t, self.read_head(ctx, Stage::Weights, l, h).await?),
                     output: Matrix::from_columns(&head_out, t, q_dim, q_col, d_head),
                     q_pre_rope: pre_cols(q_col),
-                    k_pre_rope: pre_cols(k_col),
+                    k_pre_rope: pre_cols(k_col).map(Into::into),
                     kv_head: llama.then_some(kv_head),
                 });
             }

@@ -175,6 +175,20 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
     }
 }
 
+/// One head's raw scores over every key, `[m × t]` row-major: rows of `q`
+/// (`[m × d_head]`) against rows of `k` (`[t × d_head]`), by the product
+/// [`attention_rows`] computes them with. A trace that keeps no raw scores
+/// computes them so when they are read (`HeadTrace::scores_raw`).
+pub fn head_raw_scores(q: &[f32], k: &[f32], (m, t, d_head): (usize, usize, usize)) -> Vec<f32> {
+    let mut raw = vec![0.0; m * t];
+    if m > 0 && t > 0 {
+        let shape = AttentionRows { row0: 0, m, t, n_head: 1, d_head, mask: Mask::Bidirectional };
+        let qkv = QkvRows { q, q_row0: 0, q_stride: d_head, k, v: &[], kv_stride: d_head, group: 1 };
+        head_scores(&shape, &qkv, (0, 0), &mut raw, t);
+    }
+    raw
+}
+
 /// One head's raw scores `raw[(i − row0)·cap + j] = q_i · k_j` for its rows
 /// and every key (its query columns `col`, its KV head's key columns
 /// `kv_col`): a dot product each natively, the simd128 GEMM in the browser.
