@@ -273,6 +273,32 @@ fn attention_rows_equal_the_reference_composition() {
     }
 }
 
+/// A trace that keeps no raw scores computes them when read: a whole head's
+/// (`head_raw_scores`, a heatmap) and one pair's (`raw_score`, a hover) are
+/// bit for bit the attention kernel's, which the softmax read.
+#[test]
+fn raw_scores_read_later_are_the_kernels_bit_for_bit() {
+    let mut rng = Rng::new(17);
+    for _ in 0..30 {
+        let t = pick(&mut rng, 1, 70);
+        let d_head = [1, 3, 8, 16, 64, 80][pick(&mut rng, 0, 5)];
+        let qkv = values(&mut rng, t * 3 * d_head, 1.0);
+        let shape = AttentionRows { row0: 0, m: t, t, n_head: 1, d_head, mask: Mask::Causal };
+        let Scores { raw, .. } = Scores::run(&shape, &QkvRows::fused(&qkv, d_head), t, d_head);
+        let column = |c: usize| (0..t).flat_map(|i| qkv[i * 3 * d_head + c..][..d_head].to_vec()).collect::<Vec<_>>();
+        let (q, k) = (column(0), column(d_head));
+        let head = kernels::head_raw_scores(&q, &k, (t, t, d_head));
+        for i in 0..t {
+            for j in 0..t {
+                let one = kernels::raw_score(&q[i * d_head..][..d_head], &k[j * d_head..][..d_head]);
+                let what = format!("T={t} d_head={d_head} ({i}, {j})");
+                assert_eq!(head[i * t + j].to_bits(), raw[i * t + j].to_bits(), "head {what}");
+                assert_eq!(one.to_bits(), raw[i * t + j].to_bits(), "pair {what}");
+            }
+        }
+    }
+}
+
 #[test]
 fn attention_rows_with_no_allowed_key_give_zeros_not_nan() {
     let (t, d_head) = (3, 4);

@@ -1,4 +1,5 @@
-//! `SquareMatrix`: one head's T×T raw scores or weights in a trace, kept so
+//! `SquareMatrix`: one head's T×T weights in a trace (or the raw scores a
+//! GPU run read back), kept so
 //! that a keystroke's trace can grow the previous trace's matrix in place.
 //! A new token adds a row and a column: the old queries against the new key
 //! (the raw scores keep them unmasked) and the new query's row. Row-major at

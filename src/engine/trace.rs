@@ -161,13 +161,12 @@ impl HeadTrace {
     }
 
     /// Raw score (i, j), q_i · k_j: the one read back from a GPU run, or on
-    /// the CPU computed now as its attention kernel computes it natively (in
-    /// the browser that kernel is the simd128 GEMM, whose sums may differ in
-    /// the last bit). Panics outside the T×T matrix, like indexing.
+    /// the CPU computed now, bit for bit as its attention kernel computed it
+    /// (`kernels::raw_score`). Panics outside the T×T matrix, like indexing.
     pub fn raw(&self, i: usize, j: usize) -> f32 {
         match &self.scores_read {
             Some(m) => m.at(i, j),
-            None => kernels::dot(self.q.row(i), self.k.row(j)),
+            None => kernels::raw_score(self.q.row(i), self.k.row(j)),
         }
     }
 
@@ -365,6 +364,45 @@ mod tests {
             }
         }
         4 * values
+    }
+
+    /// The query heads of a group hold their KV head's K and V (one buffer,
+    /// not a copy each), and the raw scores computed on reading are Q·Kᵀ of
+    /// what the head keeps, the mask applied after the scaling.
+    #[test]
+    fn grouped_heads_share_their_kv_head_and_raw_scores_are_q_dot_k() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama-tiny");
+        let model = Model::load_dir_tokenizer_optional(&path).unwrap().0;
+        let config = &model.config;
+        let group = config.n_head / config.n_kv_head;
+        assert!(group > 1, "the fixture groups its heads");
+        let tokens: Vec<Token> =
+            (0..6u32).map(|i| Token { id: i * 5 % config.vocab_size as u32, text: String::new(), start: 0, end: 0 }).collect();
+        let trace = forward_cpu(config, &model.weights, tokens, Mask::Causal).unwrap();
+        for layer in &trace.layers {
+            let heads = layer.heads();
+            for (h, head) in heads.iter().enumerate() {
+                assert_eq!(head.kv_head, Some(h / group));
+                let first = &heads[h / group * group];
+                assert!(Arc::ptr_eq(&head.k, &first.k) && Arc::ptr_eq(&head.v, &first.v), "head {h}");
+                let k_pre = (head.k_pre_rope.as_ref().unwrap(), first.k_pre_rope.as_ref().unwrap());
+                assert!(Arc::ptr_eq(k_pre.0, k_pre.1));
+                if let Some(before) = (h / group * group).checked_sub(1) {
+                    assert!(!Arc::ptr_eq(&head.k, &heads[before].k), "head {h}: groups apart");
+                }
+                let (raw, scaled, masked) = (head.scores_raw(), head.scores_scaled(), head.scores_masked());
+                for i in 0..head.tokens() {
+                    for j in 0..head.tokens() {
+                        let want: f32 = head.q.row(i).iter().zip(head.k.row(j)).map(|(a, b)| a * b).sum();
+                        assert!((raw.at(i, j) - want).abs() <= 1e-5 * (1.0 + want.abs()), "({i}, {j})");
+                        assert_eq!(raw.at(i, j).to_bits(), head.raw(i, j).to_bits());
+                        assert_eq!(scaled.at(i, j), raw.at(i, j) * head.scale());
+                        let m = if j > i { f32::NEG_INFINITY } else { scaled.at(i, j) };
+                        assert_eq!(masked.at(i, j), m);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

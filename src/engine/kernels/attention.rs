@@ -189,6 +189,22 @@ pub fn head_raw_scores(q: &[f32], k: &[f32], (m, t, d_head): (usize, usize, usiz
     raw
 }
 
+/// One raw score `q · k` (rows of d_head), bit for bit the one
+/// [`head_raw_scores`] and the attention kernels compute for that pair: a
+/// score's sum does not depend on where it sits in the matrix (natively one
+/// [`dot`]; in the browser the simd128 GEMM's dot loop, whose lanes are
+/// independent). A hover reads a trace's raw score so without computing its row.
+pub fn raw_score(q: &[f32], k: &[f32]) -> f32 {
+    let d_head = q.len().min(k.len());
+    let mut raw = [0.0];
+    if d_head > 0 {
+        let shape = AttentionRows { row0: 0, m: 1, t: 1, n_head: 1, d_head, mask: Mask::Bidirectional };
+        let qkv = QkvRows { q, q_row0: 0, q_stride: d_head, k, v: &[], kv_stride: d_head, group: 1 };
+        head_scores(&shape, &qkv, (0, 0), &mut raw, 1);
+    }
+    raw[0]
+}
+
 /// One head's raw scores `raw[(i − row0)·cap + j] = q_i · k_j` for its rows
 /// and every key (its query columns `col`, its KV head's key columns
 /// `kv_col`): a dot product each natively, the simd128 GEMM in the browser.

@@ -799,8 +799,8 @@ const WASM_MARGIN: u64 = 256 << 20;
 /// The most tokens a CPU run may have in this page: [`CPU_TRACES`] whole
 /// traces ([`crate::engine::trace_bytes`]: every stage of every head) beside
 /// the weights within the WebAssembly memory the page allows (4 GiB, or what
-/// the test hook set); at least one. 413 tokens for SmolLM2-135M's GGUF
-/// (f32 once read), 615 for GPT-2 small in f32 (more for a 16-bit file: its
+/// the test hook set); at least one. 529 tokens for SmolLM2-135M's GGUF
+/// (f32 once read), 759 for GPT-2 small in f32 (798 for a 16-bit file: its
 /// weights take half the memory); the default model's whole context.
 pub fn cpu_token_limit(model: &Model) -> usize {
     crate::engine::most_traced_tokens(&model.config, cpu_trace_budget(model)).max(1)
