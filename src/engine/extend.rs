@@ -173,7 +173,8 @@ pub(super) fn attention_trace(
         let new = column_values(all, n, stride, col, d_head, if old.is_some() { 0 } else { room });
         Matrix::after(old, p, new, d_head, room)
     };
-    let pre_rows = |old: Option<&Matrix>, col: usize| parts.pre.as_ref().map(|pre| head_rows(old, pre, q_dim + kv_dim, col));
+    let pre_rows =
+        |old: Option<&Matrix>, col: usize| parts.pre.as_ref().map(|pre| head_rows(old, pre, q_dim + kv_dim, col));
     // Each KV head's k, v and K before RoPE, built once from the first
     // query head of its group (which holds them in the old trace) and
     // shared by every query head of the group.
@@ -373,12 +374,7 @@ mod tests {
     /// head's keys and weights in the last layer.
     fn buffers(t: &Trace) -> [*const f32; 4] {
         let (layer, head) = (t.layers.last().unwrap(), &t.layers.last().unwrap().heads()[0]);
-        [
-            layer.mlp_hidden.data.as_ptr(),
-            t.logits.data.as_ptr(),
-            head.k.data.as_ptr(),
-            head.weights.row(0).as_ptr(),
-        ]
+        [layer.mlp_hidden.data.as_ptr(), t.logits.data.as_ptr(), head.k.data.as_ptr(), head.weights.row(0).as_ptr()]
     }
 
     /// Typing inside the last word: each keystroke changes the last token,

@@ -313,11 +313,7 @@ pub fn trace_bytes(config: &ModelConfig, t: usize) -> u64 {
     let per_kv_head = (2 + rope) * t * d_head;
     // ln_1, attn_out, resid_mid, ln_2, mlp_out, resid_post (T×d) and mlp_hidden (T×n_inner).
     let per_layer = t * (6 * d + m);
-    let values = heads * per_head
-        + kv_heads * per_kv_head
-        + config.n_layer as u64 * per_layer
-        + 2 * t * d
-        + t * vocab;
+    let values = heads * per_head + kv_heads * per_kv_head + config.n_layer as u64 * per_layer + 2 * t * d + t * vocab;
     values.saturating_mul(4)
 }
 
@@ -376,8 +372,9 @@ mod tests {
         let config = &model.config;
         let group = config.n_head / config.n_kv_head;
         assert!(group > 1, "the fixture groups its heads");
-        let tokens: Vec<Token> =
-            (0..6u32).map(|i| Token { id: i * 5 % config.vocab_size as u32, text: String::new(), start: 0, end: 0 }).collect();
+        let tokens: Vec<Token> = (0..6u32)
+            .map(|i| Token { id: i * 5 % config.vocab_size as u32, text: String::new(), start: 0, end: 0 })
+            .collect();
         let trace = forward_cpu(config, &model.weights, tokens, Mask::Causal).unwrap();
         for layer in &trace.layers {
             let heads = layer.heads();

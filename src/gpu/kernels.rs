@@ -8,8 +8,8 @@
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
-use super::wgsl::wgsl;
 use super::context::past_loop_limit;
+use super::wgsl::wgsl;
 use super::{GpuContext, GpuError};
 use crate::engine::Mask;
 use crate::model::Activation;

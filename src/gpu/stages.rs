@@ -2,10 +2,10 @@
 //! of it: one cell, one row, one head's T×T matrix, the last logits row, the
 //! top-k next tokens.
 
+use super::context::past_loop_limit;
 use super::forward::GpuForward;
 use super::kernels::{Kernel, RowNormsParams, TopKParams, ValueRangeParams, MAX_TOP_K};
 use super::readback::{begin_read, PendingRead};
-use super::context::past_loop_limit;
 use super::{GpuContext, GpuError};
 use crate::engine::AttentionStage;
 

@@ -13,8 +13,8 @@ use attnscope::engine::intervene::{sweep, Replacement};
 use attnscope::engine::kv_cache::KvCache;
 use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::gpu::{
-    past_loop_limit, read_f32, AttentionShape, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion, MatmulParams,
-    RunOptions,
+    past_loop_limit, read_f32, AttentionShape, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion,
+    MatmulParams, RunOptions,
 };
 use attnscope::model::{ModelConfig, Token, Weights};
 use wgpu::util::DeviceExt;

@@ -29,6 +29,8 @@ mod attention;
 mod matmul;
 mod rows;
 
-pub use attention::{attention_rows, attention_rows_owned, head_raw_scores, raw_score, AttentionOut, AttentionRows, QkvRows, ScoreRows};
+pub use attention::{
+    attention_rows, attention_rows_owned, head_raw_scores, raw_score, AttentionOut, AttentionRows, QkvRows, ScoreRows,
+};
 pub use matmul::{lm_head, lm_head_columns, matmul_bias, matmul_bias_columns};
 pub use rows::{activate, add, dot, exp, layernorm, rmsnorm, swiglu};
