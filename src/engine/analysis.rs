@@ -30,9 +30,9 @@ pub fn position_losses(trace: &Trace) -> Vec<f64> {
 pub const MIN_EVAL_CONTEXT: usize = 4;
 
 /// The longest window [`mean_loss`] and [`attention_scores_by_head`] run:
-/// their traces keep two T×T matrices per head, so a long context (8192 for
-/// SmolLM2, 270 heads) would need hundreds of gigabytes; 256 tokens keep
-/// them near 450 MB.
+/// their traces keep a T×T matrix per head, so a long context (8192 for
+/// SmolLM2, 270 heads) would need tens of gigabytes; 256 tokens keep a
+/// whole trace of SmolLM2 near 350 MB (`engine::trace_bytes`).
 pub const MAX_EVAL_WINDOW: usize = 256;
 
 /// The window the evaluation cuts text into: the context, at most [`MAX_EVAL_WINDOW`].

@@ -73,6 +73,10 @@ pub(super) struct BlockSteps<'a> {
     parts: AttentionParts,
     keys: Vec<f32>,
     values: Vec<f32>,
+    /// The attention kernel's raw and masked scores, `[H × n × T]`: its
+    /// scratch (a trace keeps the weights; raw scores are computed from Q
+    /// and K when read), freed when the attention phase ends.
+    raw: Vec<f32>,
     masked: Vec<f32>,
     attn_out: Vec<f32>,
     resid_mid: Vec<f32>,
@@ -114,6 +118,7 @@ impl<'a> BlockSteps<'a> {
             parts: AttentionParts::default(),
             keys: Vec::new(),
             values: Vec::new(),
+            raw: Vec::new(),
             masked: Vec::new(),
             attn_out: Vec::new(),
             resid_mid: Vec::new(),
@@ -273,7 +278,7 @@ impl<'a> BlockSteps<'a> {
             }
             Phase::Attention => {
                 let len = c.n_head * n * self.keys();
-                (self.parts.raw, self.masked, self.parts.weights) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+                (self.raw, self.masked, self.parts.weights) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
                 self.parts.out = vec![0.0; n * c.q_dim()];
             }
             Phase::Proj => self.attn_out = vec![0.0; n * d],
@@ -327,7 +332,7 @@ impl<'a> BlockSteps<'a> {
                     group: c.kv_group().max(1),
                 };
                 let mut dst = ScoreRows {
-                    raw: &mut self.parts.raw,
+                    raw: &mut self.raw,
                     masked: &mut self.masked,
                     weights: &mut self.parts.weights,
                     out: &mut self.parts.out,
@@ -369,7 +374,7 @@ impl<'a> BlockSteps<'a> {
                 let old = self.old.map(|(layer, p)| (&layer.attention, p));
                 (self.keys, self.values) = keys_and_values(c, old, &self.parts.qkv);
             }
-            Phase::Attention => self.masked = Vec::new(),
+            Phase::Attention => (self.raw, self.masked) = (Vec::new(), Vec::new()),
             Phase::Proj => {
                 self.resid_mid = kernels::add(&self.x, &self.attn_out);
                 self.ln_2 = norm(c, &self.resid_mid, &self.block.ln_2_g, &self.block.ln_2_b);

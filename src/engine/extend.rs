@@ -115,8 +115,7 @@ pub(super) struct AttentionParts {
     /// and K columns before it (RoPE models), `[n × (q_dim + kv_dim)]`.
     pub qkv: Vec<f32>,
     pub pre: Option<Vec<f32>>,
-    /// Raw scores and weights of every head, `[H × n × T]` (over every key).
-    pub raw: Vec<f32>,
+    /// Weights of every head, `[H × n × T]` (over every key).
     pub weights: Vec<f32>,
     /// The heads' outputs side by side, `[n × q_dim]`.
     pub out: Vec<f32>,

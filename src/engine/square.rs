@@ -1,8 +1,8 @@
 //! `SquareMatrix`: one head's T×T weights in a trace (or the raw scores a
-//! GPU run read back), kept so
-//! that a keystroke's trace can grow the previous trace's matrix in place.
-//! A new token adds a row and a column: the old queries against the new key
-//! (the raw scores keep them unmasked) and the new query's row. Row-major at
+//! GPU run read back), kept so that a keystroke's trace can grow the
+//! previous trace's matrix in place. A new token adds a row and a column:
+//! the old queries against the new key (a weight of 0 under a causal or
+//! window mask; `grown` can fill other values) and the new query's row. Row-major at
 //! a stride wider than T, both go where the previous trace never reads, as
 //! [`SharedRows`](super::SharedRows) appends rows. Copying these matrices
 //! into each keystroke's trace was most of a SmolLM2 keystroke at T = 318

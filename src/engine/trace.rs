@@ -1,4 +1,6 @@
-//! `Trace`: every intermediate of a forward pass, with shapes, so the UI never recomputes.
+//! `Trace`: every intermediate of a forward pass, with shapes: the UI reads
+//! each stage from it (the raw, scaled and masked scores it computes from the
+//! kept Q, K and mask, bit for bit the kernel's) and never runs the model.
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::ops::ControlFlow;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use wasm_bindgen::{Clamped, JsCast};
 
@@ -29,6 +29,20 @@ const NO_TRACE: BackendError = BackendError::NotReady("nothing has run yet");
 pub(super) struct CpuBackend {
     trace: RefCell<Option<Rc<Trace>>>,
     intervened: RefCell<Option<(Rc<Trace>, InterventionRequest)>>,
+    computed: RefCell<Option<Computed>>,
+}
+
+/// The last stage matrix computed from a trace rather than read in place
+/// (the raw, scaled or masked scores: `AttentionStage::matrix`), for the
+/// trace on screen: a heatmap redrawn as the pointer moves, its range and
+/// its rows read it again without computing Q·Kᵀ again (T²·d_head
+/// multiply-adds: ~37 million for a head of GPT-2 small at T = 759).
+struct Computed {
+    /// The trace it came from (weak: it keeps no trace alive, and while
+    /// the allocation lives no other trace can have its address).
+    trace: Weak<Trace>,
+    view: View,
+    matrix: Rc<Matrix>,
 }
 
 /// One matrix to rasterise onto a 2D canvas.
@@ -139,14 +153,32 @@ impl CpuBackend {
         *self.intervened.borrow_mut() = None;
     }
 
+    /// `f` of the view's head and its stage's values: read in place where
+    /// the trace keeps them, else computed (once per trace and view:
+    /// [`Computed`]).
+    fn with_stage<R>(&self, view: View, f: impl FnOnce(&HeadTrace, MatrixView<'_>) -> R) -> Result<R, BackendError> {
+        let trace = self.current().ok_or(NO_TRACE)?;
+        let head = head_of(&trace, view)?;
+        if let Some(values) = view.stage.view(head) {
+            return Ok(f(head, values));
+        }
+        let cached =
+            self.computed.borrow().as_ref().and_then(|c| {
+                (c.view == view && Weak::ptr_eq(&c.trace, &Rc::downgrade(&trace))).then(|| c.matrix.clone())
+            });
+        let matrix = cached.unwrap_or_else(|| {
+            let matrix = Rc::new(view.stage.matrix(head).into_owned());
+            let trace_ref = Rc::downgrade(&trace);
+            *self.computed.borrow_mut() = Some(Computed { trace: trace_ref, view, matrix: matrix.clone() });
+            matrix
+        });
+        Ok(f(head, matrix.view()))
+    }
+
     /// Applies `f` to the view's head.
     fn with_head<R>(&self, view: View, f: impl FnOnce(&HeadTrace) -> R) -> Result<R, BackendError> {
-        let trace = self.current();
-        let trace = trace.as_deref().ok_or(NO_TRACE)?;
-        let head = trace.layers.get(view.layer).and_then(|l| l.heads().get(view.head)).ok_or_else(|| {
-            BackendError::Input(format!("layer {}, head {} is not in the model", view.layer, view.head))
-        })?;
-        Ok(f(head))
+        let trace = self.current().ok_or(NO_TRACE)?;
+        Ok(f(head_of(&trace, view)?))
     }
 
     fn with_trace<R>(&self, f: impl FnOnce(&Trace) -> Option<R>, what: &str) -> Result<R, BackendError> {
@@ -160,15 +192,15 @@ impl CpuBackend {
     }
 
     pub fn read_range(&self, view: View) -> Result<(f32, f32), BackendError> {
-        self.with_head(view, |head| stage_values(view, head, |values| value_range(values, hidden(view, head))))
+        self.with_stage(view, |head, values| value_range(values, hidden(view, head)))
     }
 
     pub fn read_matrix(&self, view: View) -> Result<Matrix, BackendError> {
-        self.with_head(view, |head| view.stage.matrix(head).into_owned())
+        self.with_stage(view, |_, values| values.to_matrix())
     }
 
     pub fn read_row(&self, view: View, row: usize) -> Result<Vec<f32>, BackendError> {
-        self.with_head(view, |head| stage_values(view, head, |m| (row < m.rows).then(|| m.row(row).to_vec())))?
+        self.with_stage(view, |_, m| (row < m.rows).then(|| m.row(row).to_vec()))?
             .ok_or_else(|| BackendError::Input(format!("row {row} is not in the trace")))
     }
 
@@ -211,11 +243,10 @@ impl CpuBackend {
 
     /// Draws `window` of the view's matrix over the whole canvas (the colour range is the whole matrix's).
     pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>, window: MapWindow) -> Drawn {
-        let trace = self.current();
-        let Some(head) = trace.as_deref().and_then(|t| t.layers.get(view.layer)?.heads().get(view.head)) else {
+        if self.current().is_none_or(|trace| head_of(&trace, view).is_err()) {
             return paint(canvas, &[], None);
-        };
-        stage_values(view, head, |values| {
+        }
+        self.with_stage(view, |head, values| {
             let masked = hidden(view, head);
             let range = if view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
             let window = window.clamped((values.rows, values.cols));
@@ -232,7 +263,7 @@ impl CpuBackend {
             });
             let hover = hover.and_then(|cell| window.to_local(cell));
             paint(canvas, &[Paint { values, masked, colour_map, range, at: [0.0, 0.0, 1.0, 1.0], hover }], None)
-        })
+        })?
     }
 
     /// Every head's weights in the model grid, `selected` outlined.
@@ -289,13 +320,13 @@ fn hidden(view: View, head: &HeadTrace) -> Option<Hidden<'static>> {
     view.stage.shows_mask().then_some(Hidden::mask(head.mask))
 }
 
-/// `f` of the view's stage in `head`: read in place where the trace keeps
-/// it, computed for the scaled and masked scores.
-fn stage_values<R>(view: View, head: &HeadTrace, f: impl FnOnce(MatrixView<'_>) -> R) -> R {
-    match view.stage.view(head) {
-        Some(values) => f(values),
-        None => f(view.stage.matrix(head).view()),
-    }
+/// The view's head in `trace`.
+fn head_of(trace: &Trace, view: View) -> Result<&HeadTrace, BackendError> {
+    trace
+        .layers
+        .get(view.layer)
+        .and_then(|l| l.heads().get(view.head))
+        .ok_or_else(|| BackendError::Input(format!("layer {}, head {} is not in the model", view.layer, view.head)))
 }
 
 /// The block view's matrices from a trace: the residual norms, then the

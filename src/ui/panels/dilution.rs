@@ -24,8 +24,8 @@ use crate::ui::web::dom::{sleep_ms, Pacer};
 use crate::ui::web::visible::on_screen;
 
 /// The most a trace of this panel may take (it keeps two, together within
-/// the page's budget for a second prompt's trace): 256 MiB, 169 tokens of
-/// SmolLM2-135M and 261 of GPT-2 small; the default model's whole context.
+/// the page's budget for a second prompt's trace): 256 MiB, 206 tokens of
+/// SmolLM2-135M and 299 of GPT-2 small; the default model's whole context.
 const DILUTION_TRACE_BYTES: u64 = 256 << 20;
 
 const FILLERS: [&str; 3] = [
