@@ -183,14 +183,18 @@ pub(super) fn attention_trace(
         .map(|h| {
             let old_head = old.and_then(|(old, _)| old.heads.get(h));
             let cols = HeadColumns::of(config, h);
-            if h % group == 0 || shared.is_none() {
-                shared = Some((
-                    Arc::new(head_rows(old_head.map(|o| &*o.k), &parts.qkv, width, cols.k)),
-                    Arc::new(head_rows(old_head.map(|o| &*o.v), &parts.qkv, width, cols.v)),
-                    pre_rows(old_head.and_then(|o| o.k_pre_rope.as_deref()), cols.k).map(Arc::new),
-                ));
-            }
-            let (k, v, k_pre_rope) = shared.clone().expect("set above");
+            let (k, v, k_pre_rope) = match &shared {
+                Some(kv) if h % group != 0 => kv.clone(),
+                _ => {
+                    let kv: KvRows = (
+                        Arc::new(head_rows(old_head.map(|o| &*o.k), &parts.qkv, width, cols.k)),
+                        Arc::new(head_rows(old_head.map(|o| &*o.v), &parts.qkv, width, cols.v)),
+                        pre_rows(old_head.and_then(|o| o.k_pre_rope.as_deref()), cols.k).map(Arc::new),
+                    );
+                    shared = Some(kv.clone());
+                    kv
+                }
+            };
             let span = h * n * t..(h + 1) * n * t;
             // (Grown from the old matrix itself: a clone would hold its spare too.)
             let weights_base = old_head.map_or(&empty, |o| &o.weights);

@@ -179,13 +179,9 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
 /// (`[m × d_head]`) against rows of `k` (`[t × d_head]`), by the product
 /// [`attention_rows`] computes them with. A trace that keeps no raw scores
 /// computes them so when they are read (`HeadTrace::scores_raw`).
-pub fn head_raw_scores(q: &[f32], k: &[f32], (m, t, d_head): (usize, usize, usize)) -> Vec<f32> {
-    let mut raw = vec![0.0; m * t];
-    if m > 0 && t > 0 {
-        let shape = AttentionRows { row0: 0, m, t, n_head: 1, d_head, mask: Mask::Bidirectional };
-        let qkv = QkvRows { q, q_row0: 0, q_stride: d_head, k, v: &[], kv_stride: d_head, group: 1 };
-        head_scores(&shape, &qkv, (0, 0), &mut raw, t);
-    }
+pub fn head_raw_scores(q: &[f32], k: &[f32], shape: (usize, usize, usize)) -> Vec<f32> {
+    let mut raw = vec![0.0; shape.0 * shape.1];
+    raw_scores_into(q, k, shape, &mut raw);
     raw
 }
 
@@ -195,14 +191,18 @@ pub fn head_raw_scores(q: &[f32], k: &[f32], (m, t, d_head): (usize, usize, usiz
 /// [`dot`]; in the browser the simd128 GEMM's dot loop, whose lanes are
 /// independent). A hover reads a trace's raw score so without computing its row.
 pub fn raw_score(q: &[f32], k: &[f32]) -> f32 {
-    let d_head = q.len().min(k.len());
     let mut raw = [0.0];
-    if d_head > 0 {
-        let shape = AttentionRows { row0: 0, m: 1, t: 1, n_head: 1, d_head, mask: Mask::Bidirectional };
-        let qkv = QkvRows { q, q_row0: 0, q_stride: d_head, k, v: &[], kv_stride: d_head, group: 1 };
-        head_scores(&shape, &qkv, (0, 0), &mut raw, 1);
-    }
+    raw_scores_into(q, k, (1, 1, q.len().min(k.len())), &mut raw);
     raw[0]
+}
+
+/// [`head_raw_scores`] into `raw` (`m × t` values, zero).
+fn raw_scores_into(q: &[f32], k: &[f32], (m, t, d_head): (usize, usize, usize), raw: &mut [f32]) {
+    if m > 0 && t > 0 && d_head > 0 {
+        let shape = AttentionRows { row0: 0, m, t, n_head: 1, d_head, mask: Mask::Bidirectional };
+        let qkv = QkvRows { q, q_row0: 0, q_stride: d_head, k, v: &[], kv_stride: d_head, group: 1 };
+        head_scores(&shape, &qkv, (0, 0), raw, t);
+    }
 }
 
 /// One head's raw scores `raw[(i − row0)·cap + j] = q_i · k_j` for its rows

@@ -159,20 +159,31 @@ impl CpuBackend {
     fn with_stage<R>(&self, view: View, f: impl FnOnce(&HeadTrace, MatrixView<'_>) -> R) -> Result<R, BackendError> {
         let trace = self.current().ok_or(NO_TRACE)?;
         let head = head_of(&trace, view)?;
+        Ok(self.stage_values(&trace, head, view, |values| f(head, values)))
+    }
+
+    /// `f` of the stage's values in `head` of `trace`, read in place or
+    /// computed as [`Self::with_stage`] says.
+    fn stage_values<R>(
+        &self,
+        trace: &Rc<Trace>,
+        head: &HeadTrace,
+        view: View,
+        f: impl FnOnce(MatrixView<'_>) -> R,
+    ) -> R {
         if let Some(values) = view.stage.view(head) {
-            return Ok(f(head, values));
+            return f(values);
         }
         let cached =
             self.computed.borrow().as_ref().and_then(|c| {
-                (c.view == view && Weak::ptr_eq(&c.trace, &Rc::downgrade(&trace))).then(|| c.matrix.clone())
+                (c.view == view && Weak::ptr_eq(&c.trace, &Rc::downgrade(trace))).then(|| c.matrix.clone())
             });
         let matrix = cached.unwrap_or_else(|| {
             let matrix = Rc::new(view.stage.matrix(head).into_owned());
-            let trace_ref = Rc::downgrade(&trace);
-            *self.computed.borrow_mut() = Some(Computed { trace: trace_ref, view, matrix: matrix.clone() });
+            *self.computed.borrow_mut() = Some(Computed { trace: Rc::downgrade(trace), view, matrix: matrix.clone() });
             matrix
         });
-        Ok(f(head, matrix.view()))
+        f(matrix.view())
     }
 
     /// Applies `f` to the view's head.
@@ -243,10 +254,11 @@ impl CpuBackend {
 
     /// Draws `window` of the view's matrix over the whole canvas (the colour range is the whole matrix's).
     pub fn draw_stage(&self, canvas: Target<'_>, view: View, hover: Option<MapCell>, window: MapWindow) -> Drawn {
-        if self.current().is_none_or(|trace| head_of(&trace, view).is_err()) {
+        let trace = self.current();
+        let Some((trace, head)) = trace.as_ref().and_then(|t| Some((t, head_of(t, view).ok()?))) else {
             return paint(canvas, &[], None);
-        }
-        self.with_stage(view, |head, values| {
+        };
+        self.stage_values(trace, head, view, |values| {
             let masked = hidden(view, head);
             let range = if view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
             let window = window.clamped((values.rows, values.cols));
@@ -263,7 +275,7 @@ impl CpuBackend {
             });
             let hover = hover.and_then(|cell| window.to_local(cell));
             paint(canvas, &[Paint { values, masked, colour_map, range, at: [0.0, 0.0, 1.0, 1.0], hover }], None)
-        })?
+        })
     }
 
     /// Every head's weights in the model grid, `selected` outlined.
