@@ -147,9 +147,11 @@ impl Raster<'_> {
         let cells: Vec<Option<u32>> = (0..rows)
             .flat_map(|i| self.values.row(i).iter().enumerate().map(move |(j, &v)| (i, j, v)))
             .map(|(i, j, v)| {
+                // A masked cell is hatched: no colour to compute (half a causal map's cells).
                 let masked = self.masked.is_some_and(|m| m.hides(i, j));
-                let c = colour(self.colour_map, self.range, v);
-                (!masked).then(|| pack(lit(c, hover_row == Some(i) || hover_col == Some(j))))
+                (!masked).then(|| {
+                    pack(lit(colour(self.colour_map, self.range, v), hover_row == Some(i) || hover_col == Some(j)))
+                })
             })
             .collect();
         // The hatching's two colours ((x + y) % 8 < 3 the light one), plain and lit.

@@ -62,6 +62,8 @@ test('dilution panel: later tokens give a marked token less as filler grows; fir
     const text = 'Answer in French. What is the capital of England?';
     const { page, errors } = await openApp(browser, `${server.url}#text=${encodeURIComponent(text)}`);
     await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    // Its token list follows the text while the panel is on screen: scrolled to, as a reader would.
+    await page.locator('.dilution-panel').scrollIntoViewIfNeeded();
     await page.locator('.dilution-token').selectOption('2');
     await page.locator('.dilution-run').click();
     await page.waitForSelector('[data-testid=sink-table]', { timeout: 60_000 });

@@ -19,6 +19,7 @@ use crate::render::text::{bytes, percent, visible};
 use crate::ui::backend::{spawn_latest, Backend};
 use crate::ui::state::{GenStep, PageState, Phase, View};
 use crate::ui::web::dom::sleep_ms;
+use crate::ui::web::visible::{on_screen, while_on_screen};
 
 /// How many tokens "Generate 10" and the seed comparison produce.
 const BATCH: usize = 10;
@@ -212,8 +213,10 @@ pub fn GeneratePanel() -> impl IntoView {
     };
     // The KV cache: 2 (K and V) × T × d_head × 4 bytes per head and layer. The table is built
     // when the model changes; a keystroke updates its numbers in place (rebuilt whole, SmolLM2's
-    // 30 × 9 cells set every title again at each token).
-    let kv_t = Memo::new(move |_| outputs.shown_tokens.get() as u64);
+    // 30 × 9 cells set every title again at each token), and only while it is on screen: off
+    // screen, its ~600 texts and titles per keystroke cost SmolLM2's page ~8 ms of style and layout.
+    let kv_node = NodeRef::<leptos::html::Table>::new();
+    let kv_t = while_on_screen(on_screen(kv_node), move || outputs.shown_tokens.get() as u64);
     let kv_table = move || {
         let c = state.status.config.get()?;
         let d = c.d_head() as u64;
@@ -228,7 +231,7 @@ pub fn GeneratePanel() -> impl IntoView {
             move || format!("KV cache after {} tokens: {}", kv_t.get(), bytes(total()))
         };
         Some(view! {
-            <table class="kv-table" data-testid="kv-table">
+            <table class="kv-table" data-testid="kv-table" node_ref=kv_node>
                 <caption>{caption}</caption>
                 <thead><tr><th scope="col">"layer"</th>
                     {(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}

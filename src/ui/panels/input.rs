@@ -10,6 +10,9 @@ use crate::render::text::visible;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::now_ms;
 
+/// What the working sign adds while a long run goes in steps (cut short on a narrow screen, whole in its title).
+const WORKING_IN_STEPS: &str = "the CPU runs this model a block at a time; keep typing";
+
 #[component]
 pub fn InputPanel() -> impl IntoView {
     let state = PageState::from_context();
@@ -68,10 +71,11 @@ pub fn InputPanel() -> impl IntoView {
                 }}
             </div>
             {move || state.status.working.get().then(|| view! {
-                <div class="working" role="status" data-testid="working"><span class="spinner" aria-hidden="true"></span>
+                <div class="working" role="status" data-testid="working" title=move || state.status.steps.get().map(|_| WORKING_IN_STEPS)>
+                    <span class="spinner" aria-hidden="true"></span>
                     {move || match state.status.steps.get() {
-                        // A large model on the CPU: blocks, then pieces of the LM head; typing goes on meanwhile.
-                        Some((done, of)) => format!(" working… step {done} of {of} (the CPU runs this model a block at a time; keep typing)"),
+                        // A large model on the CPU, a long run: blocks, then pieces of the LM head.
+                        Some((done, of)) => format!(" working… step {done} of {of} ({WORKING_IN_STEPS})"),
                         None => " working…".to_owned(),
                     }}
                 </div>
