@@ -23,6 +23,21 @@ impl Mask {
         }
     }
 
+    /// The keys `lo..hi` among `0..t` that query `row` may attend to: every
+    /// mask allows one contiguous run of them ([`Mask::allows`] of each),
+    /// empty (`lo == hi`) where it allows none.
+    pub fn keys(self, row: usize, t: usize) -> (usize, usize) {
+        let hi = match self {
+            Mask::Bidirectional => t,
+            Mask::Causal | Mask::Window(_) => row.saturating_add(1).min(t),
+        };
+        let lo = match self {
+            Mask::Window(w) => (row + 1).saturating_sub(w as usize).min(hi),
+            _ => 0,
+        };
+        (lo, hi)
+    }
+
     /// The mode and window width as the WGSL kernels receive them.
     pub fn gpu_code(self) -> (u32, u32) {
         match self {
@@ -63,6 +78,21 @@ impl Mask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_the_run_allows_lets_through() {
+        for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(1), Mask::Window(3), Mask::Window(0)] {
+            for t in 0..7 {
+                for row in 0..9 {
+                    let (lo, hi) = mask.keys(row, t);
+                    assert!(lo <= hi && hi <= t, "{mask:?} row {row} t {t}: {lo}..{hi}");
+                    for col in 0..t {
+                        assert_eq!(mask.allows(row, col), (lo..hi).contains(&col), "{mask:?} ({row}, {col}) t {t}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn parse_accepts_the_three_forms_and_rejects_others() {
