@@ -66,6 +66,19 @@ impl Hidden<'_> {
         Hidden::Mask { mask, row0: 0, col0: 0 }
     }
 
+    /// Row `i`'s cells among `0..cols` that may be shown: a mask's are one
+    /// run `lo..hi`; `Cells` may have holes anywhere, so the whole row, with
+    /// itself to ask cell by cell ([`Self::hides`]).
+    fn run(self, i: usize, cols: usize) -> ((usize, usize), Option<Self>) {
+        match self {
+            Hidden::Mask { mask, row0, col0 } => {
+                let (lo, hi) = mask.keys(row0 + i, col0 + cols);
+                ((lo.saturating_sub(col0), hi.saturating_sub(col0)), None)
+            }
+            Hidden::Cells(_) => ((0, cols), Some(self)),
+        }
+    }
+
     /// Whether cell (`i`, `j`) is masked.
     pub fn hides(&self, i: usize, j: usize) -> bool {
         match *self {
@@ -80,22 +93,14 @@ impl Hidden<'_> {
 pub fn value_range<'a>(values: impl Into<MatrixView<'a>>, masked: Option<Hidden<'_>>) -> (f32, f32) {
     let values = values.into();
     let mut range: Option<(f32, f32)> = None;
-    let mut take = |v: f32| range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
     for i in 0..values.rows {
         let row = values.row(i);
-        // A mask's cells are a run per row (as `Raster::pixels` reads them).
-        let (lo, hi) = match masked {
-            None => (0, row.len()),
-            Some(Hidden::Mask { mask, row0, col0 }) => {
-                let (lo, hi) = mask.keys(row0 + i, col0 + row.len());
-                (lo.saturating_sub(col0), hi.saturating_sub(col0))
+        let ((lo, hi), holes) = masked.map_or(((0, row.len()), None), |m| m.run(i, row.len()));
+        for (j, &v) in row.iter().enumerate().take(hi).skip(lo) {
+            if !holes.is_some_and(|m| m.hides(i, j)) {
+                range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
             }
-            Some(cells @ Hidden::Cells(_)) => {
-                row.iter().enumerate().filter(|&(j, _)| !cells.hides(i, j)).for_each(|(_, &v)| take(v));
-                continue;
-            }
-        };
-        row[lo..hi].iter().for_each(|&v| take(v));
+        }
     }
     range.unwrap_or((0.0, 0.0))
 }
@@ -153,33 +158,17 @@ impl Raster<'_> {
         let (hover_row, hover_col) = (self.hover.map(|h| h.0), self.hover.map(|h| h.1));
         let lit = |c: [f32; 3], lit: bool| if lit { mix(c, [1.0; 3], 0.18) } else { c };
         // Each cell's colour, the hover highlight included (None: masked, hatched per pixel),
-        // a row at a time: a mask's cells are a run per row, and a masked cell needs no colour
-        // (half a causal map's). (An iterator chain over the cells took ~30 ns a cell in the
-        // browser, ~8 ms of a keystroke's 500 × 500 map.)
+        // a row at a time over its run of cells the mask shows: a masked cell needs no colour
+        // (half a causal map's). (An iterator chain over every cell, each tested against the
+        // mask, took ~30 ns a cell in the browser: ~8 ms of a keystroke's 500 × 500 map.)
         let mut cells: Vec<Option<u32>> = vec![None; rows * cols];
         for (i, out) in cells.chunks_exact_mut(cols).enumerate() {
-            let row = self.values.row(i);
+            let ((lo, hi), holes) = self.masked.map_or(((0, cols), None), |m| m.run(i, cols));
             let row_lit = hover_row == Some(i);
-            let (lo, hi) = match self.masked {
-                None => (0, cols),
-                Some(Hidden::Mask { mask, row0, col0 }) => {
-                    let (lo, hi) = mask.keys(row0 + i, col0 + cols);
-                    (lo.saturating_sub(col0), hi.saturating_sub(col0))
+            for (j, (o, &v)) in out.iter_mut().zip(self.values.row(i)).enumerate().take(hi).skip(lo) {
+                if !holes.is_some_and(|m| m.hides(i, j)) {
+                    *o = Some(pack(lit(colour(self.colour_map, self.range, v), row_lit || hover_col == Some(j))));
                 }
-                Some(cells @ Hidden::Cells(_)) => {
-                    for (j, (o, &v)) in out.iter_mut().zip(row).enumerate() {
-                        if !cells.hides(i, j) {
-                            *o = Some(pack(lit(
-                                colour(self.colour_map, self.range, v),
-                                row_lit || hover_col == Some(j),
-                            )));
-                        }
-                    }
-                    continue;
-                }
-            };
-            for (j, (o, &v)) in out.iter_mut().zip(row).enumerate().take(hi).skip(lo) {
-                *o = Some(pack(lit(colour(self.colour_map, self.range, v), row_lit || hover_col == Some(j))));
             }
         }
         // The hatching's two colours ((x + y) % 8 < 3 the light one), plain and lit.

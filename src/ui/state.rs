@@ -245,8 +245,6 @@ pub struct Telemetry {
     pub latency_ms: RwSignal<Option<f64>>,
     /// The last keystroke's cost, part by part.
     pub keystroke: RwSignal<Option<Keystroke>>,
-    /// Times a run in steps has given the thread back to the browser.
-    pub yields: StoredValue<u64>,
 }
 
 /// What one keystroke cost, part by part (ms on the page's clock), from its
@@ -372,7 +370,6 @@ impl PageState {
                 timed_run: RwSignal::new(None),
                 latency_ms: RwSignal::new(None),
                 keystroke: RwSignal::new(None),
-                yields: StoredValue::new(0),
             },
             generation: Generation { steps: RwSignal::new(Vec::new()), playing: RwSignal::new(false) },
             embed,

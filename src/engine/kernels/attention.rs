@@ -114,15 +114,6 @@ pub fn attention_rows_owned(shape: &AttentionRows, qkv: &QkvRows) -> AttentionOu
     o
 }
 
-/// Keys `lo..hi` are the ones `mask` lets query `i` see among `0..t`.
-fn allowed_keys(mask: Mask, i: usize, t: usize) -> (usize, usize) {
-    match mask {
-        Mask::Bidirectional => (0, t),
-        Mask::Causal => (0, (i + 1).min(t)),
-        Mask::Window(w) => ((i + 1).saturating_sub(w as usize), (i + 1).min(t)),
-    }
-}
-
 /// Fills rows `row0..row0+m` of every head: Q·Kᵀ (raw, over every key, as
 /// the trace shows it), scaled by 1/√d_head with −∞ where the mask forbids
 /// (masked), the stable softmax (weights; a row with no allowed key is all
@@ -148,7 +139,7 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
         for i in row0..row0 + m {
             let at = dst.at(h, i);
             let raw = &dst.raw[at..][..t];
-            let (lo, hi) = allowed_keys(mask, i, t);
+            let (lo, hi) = mask.keys(i, t);
             let masked = &mut dst.masked[at..][..t];
             masked.fill(f32::NEG_INFINITY);
             let mut max = f32::NEG_INFINITY;
@@ -270,20 +261,6 @@ fn head_output(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn allowed_keys_follow_the_mask() {
-        for mask in [Mask::Causal, Mask::Bidirectional, Mask::Window(1), Mask::Window(3), Mask::Window(0)] {
-            for t in 1..7 {
-                for i in 0..t {
-                    let (lo, hi) = allowed_keys(mask, i, t);
-                    for j in 0..t {
-                        assert_eq!((lo..hi).contains(&j), mask.allows(i, j), "{mask:?} i={i} j={j} t={t}");
-                    }
-                }
-            }
-        }
-    }
 
     /// What `HeadTrace::scores_scaled` and `scores_masked` rely on to derive
     /// those stages from the raw scores: bit for bit the kernel's.

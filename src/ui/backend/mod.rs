@@ -183,6 +183,8 @@ pub struct Backend {
     applied: StoredValue<u64, LocalStorage>,
     /// The intervention being applied in paces on the CPU (a large model), if any.
     applying: StoredValue<Option<u64>, LocalStorage>,
+    /// Times a run in steps has given the thread back to the browser (the test hook's `yields`).
+    yields: StoredValue<u64, LocalStorage>,
 }
 
 /// Marks a run in steps over when dropped (however its task ends).
@@ -208,6 +210,7 @@ impl Default for Backend {
             stepping: StoredValue::new_local(None),
             applied: StoredValue::new_local(0),
             applying: StoredValue::new_local(None),
+            yields: StoredValue::new_local(0),
         }
     }
 }
@@ -277,6 +280,11 @@ impl Backend {
             Engine::Gpu(gpu) => gpu.ctx.bytes_read_back(),
             Engine::Cpu(_) => 0,
         })
+    }
+
+    /// Times a run in steps has given the thread back to the browser.
+    pub fn yields(self) -> u64 {
+        self.yields.get_value()
     }
 
     /// Whether the GPU holds one block's T×T matrices at a time for the
@@ -435,7 +443,7 @@ impl Backend {
                         status.steps.set(Some(run.progress()));
                     }
                     set_changed(status.working, true);
-                    state.telemetry.yields.update_value(|n| *n += 1);
+                    self.yields.set_value(self.yields.get_value() + 1);
                     yield_to_browser().await;
                     if stale() {
                         return;

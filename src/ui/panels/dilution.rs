@@ -167,7 +167,7 @@ pub fn DilutionPanel() -> impl IntoView {
     // keystroke for SmolLM2 at T = 506, seen or not. Keyed by position and text, so a keystroke
     // touches only the options it changed (the last one or two), not every option of the list.
     let token_options = move || {
-        let options = move || shown.with(|t| t.iter().map(|t| visible(&t.text)).enumerate().collect::<Vec<_>>());
+        let options = move || shown.get().iter().map(|t| visible(&t.text)).enumerate().collect::<Vec<_>>();
         let option = move |(i, text): (usize, String)| {
             view! { <option value=i.to_string() selected=move || marked.get() == i>{format!("{i}: {text}")}</option> }
         };

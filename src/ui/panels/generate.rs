@@ -213,10 +213,11 @@ pub fn GeneratePanel() -> impl IntoView {
     };
     // The KV cache: 2 (K and V) × T × d_head × 4 bytes per head and layer. The table is built
     // when the model changes; a keystroke updates its numbers in place (rebuilt whole, SmolLM2's
-    // 30 × 9 cells set every title again at each token), and only while it is on screen: off
-    // screen, its ~600 texts and titles per keystroke cost SmolLM2's page ~8 ms of style and layout.
-    let kv_node = NodeRef::<leptos::html::Table>::new();
-    let kv_t = while_on_screen(on_screen(kv_node), move || outputs.shown_tokens.get() as u64);
+    // 30 × 9 cells set every title again at each token), and only while the panel is on screen:
+    // off screen, its ~600 texts and titles per keystroke cost SmolLM2's page ~8 ms of style and
+    // layout.
+    let panel = NodeRef::<leptos::html::Section>::new();
+    let kv_t = while_on_screen(on_screen(panel), move || outputs.shown_tokens.get() as u64);
     let kv_table = move || {
         let c = state.status.config.get()?;
         let d = c.d_head() as u64;
@@ -231,7 +232,7 @@ pub fn GeneratePanel() -> impl IntoView {
             move || format!("KV cache after {} tokens: {}", kv_t.get(), bytes(total()))
         };
         Some(view! {
-            <table class="kv-table" data-testid="kv-table" node_ref=kv_node>
+            <table class="kv-table" data-testid="kv-table">
                 <caption>{caption}</caption>
                 <thead><tr><th scope="col">"layer"</th>
                     {(0..c.n_head).map(|h| view! { <th>{format!("H{h}")}</th> }).collect_view()}
@@ -310,7 +311,7 @@ pub fn GeneratePanel() -> impl IntoView {
     };
 
     view! {
-        <section class="panel generate-panel" aria-label="Generate">
+        <section class="panel generate-panel" aria-label="Generate" node_ref=panel>
             <h2 class="panel-heading nav-target" tabindex="-1">"Generate"</h2>
             <p class="formula">"Each step draws one token from the model's distribution and appends it. Its query \
                 attends over every cached key, so with a KV cache a step costs one new row; the cache grows by one \

@@ -10,9 +10,6 @@ use crate::render::text::visible;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::now_ms;
 
-/// What the working sign adds while a long run goes in steps (cut short on a narrow screen, whole in its title).
-const WORKING_IN_STEPS: &str = "the CPU runs this model a block at a time; keep typing";
-
 #[component]
 pub fn InputPanel() -> impl IntoView {
     let state = PageState::from_context();
@@ -71,11 +68,11 @@ pub fn InputPanel() -> impl IntoView {
                 }}
             </div>
             {move || state.status.working.get().then(|| view! {
-                <div class="working" role="status" data-testid="working" title=move || state.status.steps.get().map(|_| WORKING_IN_STEPS)>
+                <div class="working" role="status" data-testid="working">
                     <span class="spinner" aria-hidden="true"></span>
                     {move || match state.status.steps.get() {
                         // A large model on the CPU, a long run: blocks, then pieces of the LM head.
-                        Some((done, of)) => format!(" working… step {done} of {of} ({WORKING_IN_STEPS})"),
+                        Some((done, of)) => format!(" working… step {done} of {of} (keep typing)"),
                         None => " working…".to_owned(),
                     }}
                 </div>

@@ -61,7 +61,7 @@ fn state_json(state: PageState, backend: Backend) -> Value {
         "next": outputs.next.get_untracked().iter().map(|n| json!({ "id": n.id, "text": n.text, "prob": n.prob })).collect::<Vec<_>>(),
         "latencyMs": state.telemetry.latency_ms.get_untracked(),
         "keystroke": state.telemetry.keystroke.get_untracked(),
-        "yields": state.telemetry.yields.get_value(),
+        "yields": backend.yields(),
         "panel": s.panel.get_untracked().key(),
         "present": s.present.get_untracked(),
         "slide": untrack(|| super::present::current_slide(state)).map(|(_, s, _)| s.title(state.selection.head.get())),
