@@ -32,7 +32,7 @@ impl Mask {
             Mask::Causal | Mask::Window(_) => row.saturating_add(1).min(t),
         };
         let lo = match self {
-            Mask::Window(w) => (row + 1).saturating_sub(w as usize).min(hi),
+            Mask::Window(w) => row.saturating_add(1).saturating_sub(w as usize).min(hi),
             _ => 0,
         };
         (lo, hi)
