@@ -21,7 +21,7 @@ use crate::render::text::visible;
 use crate::ui::backend::{cpu_trace_budget, run_paced, runs_in_steps, Backend, BackendError};
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::{sleep_ms, Pacer};
-use crate::ui::web::visible::on_screen;
+use crate::ui::web::visible::{on_screen, while_on_screen};
 
 /// The most a trace of this panel may take (it keeps two, together within
 /// the page's budget for a second prompt's trace): 256 MiB, 206 tokens of
@@ -46,13 +46,10 @@ struct Point {
 pub fn DilutionPanel() -> impl IntoView {
     let state = PageState::from_context();
     let backend = Backend::from_context();
-    // The text's tokens for the chart's marker, followed only while the panel is on screen.
+    // The text's tokens for the chart's marker and the token list, followed only while the
+    // panel is on screen.
     let panel = NodeRef::<leptos::html::Section>::new();
-    let on_view = on_screen(panel);
-    let shown = Memo::new(move |last: Option<&Vec<crate::model::Token>>| match (on_view.get(), last) {
-        (false, Some(t)) => t.clone(),
-        _ => state.outputs.tokens.get(),
-    });
+    let shown = while_on_screen(on_screen(panel), move || state.outputs.tokens.get());
     let marked = RwSignal::new(1usize);
     let filler = RwSignal::new(0usize);
     let points = RwSignal::new(Vec::<Point>::new());
