@@ -40,8 +40,10 @@ async function checkPage(webgpu, tag) {
     // 1. The head finder: induction ranks layer-1 heads top.
     await page.locator('.finder-panel').scrollIntoViewIfNeeded();
     await page.locator('.finder-template[data-template=induction]').click();
-    await page.locator('.finder-head').first().waitFor({ timeout: 30_000 });
-    const ranked = await page.locator('.finder-head').evaluateAll((els) =>
+    // The list ranks the template chosen once its scores arrive (until then it shows the last ones, dimmed).
+    const induction = page.locator('.finder-list[data-template=induction][aria-busy=false] .finder-head');
+    await induction.first().waitFor({ timeout: 30_000 });
+    const ranked = await induction.evaluateAll((els) =>
       els.map((e) => ({ layer: +e.dataset.layer, head: +e.dataset.head, score: +e.dataset.score })));
     assert.equal(ranked[0].layer, 1, `top induction head in layer 1: ${JSON.stringify(ranked)}`);
     assert.equal(ranked[1].layer, 1, `second induction head in layer 1: ${JSON.stringify(ranked)}`);

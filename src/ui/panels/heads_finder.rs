@@ -220,8 +220,12 @@ fn RankedList() -> impl IntoView {
             };
             return view! { <p class="hint finder-empty">{why}</p> }.into_any();
         }
+        // Scored for another template until the new scores arrive: dimmed and busy, never
+        // shown as the new template's ranking.
+        let stale = scores.template != s.heads.template.get();
         view! {
-            <ol class="finder-list" data-testid="finder-list">
+            <ol class="finder-list" data-testid="finder-list" data-template=scores.template.key()
+                aria-busy=if stale { "true" } else { "false" }>
                 {ranked.into_iter().map(|RankedHead { layer, head, score }| view! {
                     <li>
                         <button class="finder-head" data-layer=layer data-head=head data-score=score
