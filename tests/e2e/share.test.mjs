@@ -119,7 +119,9 @@ test('export: PNG at 2×, SVG, CSV, JSON and an offline HTML snapshot of the sho
     const stats = await imageStats(page, `data:image/png;base64,${png.toString('base64')}`);
     assert.ok(stats.distinctColours > 50 && stats.stdLuminance > 10, `the PNG is not blank: ${JSON.stringify(stats)}`);
     const json = JSON.parse(files.json.toString());
-    assert.equal(maxAbsDiff(json.values.map((r) => r.map((v, j) => v)), snap.matrix.map((r, i) => r.map((v, j) => (j > i ? null : v))), 'json'), 0);
+    // The JSON's decimals are each f32's shortest form: read back as f32 they are the map's very values.
+    const f32 = (v) => (v === null ? null : Math.fround(v));
+    assert.equal(maxAbsDiff(json.values.map((r) => r.map(f32)), snap.matrix.map((r, i) => r.map((v, j) => (j > i ? null : v))), 'json'), 0);
     const csv = files.csv.toString().trim().split('\n');
     assert.equal(csv.length, t + 1, 'a header and a row per token');
     assert.match(await page.locator('[data-testid=export-note]').innerText(), /Saved attnscope-weights-L0H1\.html/);
@@ -137,6 +139,11 @@ test('after the first visit the page works offline', { timeout: 300_000 }, async
       text, { timeout: 60_000 });
     // The service worker keeps the page, its script, wasm, styles and the model's three files.
     await page.waitForFunction(() => window.attnscopeOffline.cached >= 7, null, { timeout: 60_000 });
+    // The model loader (models.js) is not part of a first visit: it comes when first called
+    // (here: the list of kept models), and the worker keeps it then.
+    const before = await page.evaluate(() => window.attnscopeOffline.cached);
+    assert.deepEqual(await page.evaluate(async () => window.attnscopeModels.list()), []);
+    await page.waitForFunction((n) => window.attnscopeOffline.cached === n + 1, before, { timeout: 60_000 });
     await page.context().setOffline(true);
     await page.reload();
     await page.waitForFunction((t) => {
@@ -146,6 +153,8 @@ test('after the first visit the page works offline', { timeout: 300_000 }, async
     const snap = await page.evaluate(() => window.attnscope.snapshot());
     const ref = cliTrace(text);
     assert.ok(maxAbsDiff(snap.matrix, traceMatrix(ref, 0, 0, 'weights'), 'offline') <= 1e-4, 'the same numbers offline');
+    // Offline, the kept model loader still loads (models kept on this device open offline).
+    assert.deepEqual(await page.evaluate(async () => window.attnscopeModels.list()), []);
     assert.deepEqual(errors.filter((e) => !/ERR_INTERNET_DISCONNECTED|Failed to fetch/i.test(e)), [], 'no page errors');
   } finally {
     await browser.close();
