@@ -86,29 +86,42 @@ fn to_js(value: &Value) -> JsValue {
 }
 
 /// `state()` plus the shown stage matrix, read back from where the heatmap is
-/// drawn from (−∞ as null), as rows.
+/// drawn from (−∞ as null), as rows of the f32 values themselves.
 async fn snapshot(state: PageState, backend: Backend) -> Result<JsValue, JsValue> {
-    let mut value = state_json(state, backend);
+    let value = to_js(&state_json(state, backend));
     if backend.host().is_none() {
         return Err(JsValue::from_str("the model is not loaded yet"));
     }
     let view = state.view_untracked();
-    let matrix: Vec<Vec<Value>> = match backend.shown() {
-        0 => Vec::new(), // empty text: nothing runs, nothing is shown
-        _ => {
-            let m = backend.read_matrix(view).await.map_err(|e| JsValue::from_str(&e.to_string()))?;
-            (0..m.rows)
-                .map(|r| m.row(r).iter().map(|&v| if v.is_finite() { json!(v) } else { Value::Null }).collect())
-                .collect()
-        }
+    let matrix = match backend.shown() {
+        0 => js_sys::Array::new(), // empty text: nothing runs, nothing is shown
+        _ => rows_js(&backend.read_matrix(view).await.map_err(|e| JsValue::from_str(&e.to_string()))?),
     };
-    let rows = matrix.len();
-    value["matrix"] = json!(matrix);
+    let set = |name: &str, v: &JsValue| js_sys::Reflect::set(&value, &name.into(), v);
+    set("weightsTokens", &matrix.length().into())?;
     if view.stage == AttentionStage::Weights {
-        value["weights"] = json!(matrix);
+        set("weights", &matrix)?;
     }
-    value["weightsTokens"] = json!(rows);
-    Ok(to_js(&value))
+    set("matrix", &matrix)?;
+    Ok(value)
+}
+
+/// `m` as an array of rows, −∞ (a masked score) as null. A row goes over
+/// as one Float32Array: a 2,000-token map is 4 million values, which a JSON
+/// text of them took ~50 s to build, parse and hand to a test.
+fn rows_js(m: &crate::engine::Matrix) -> js_sys::Array {
+    (0..m.rows)
+        .map(|r| {
+            let row = m.row(r);
+            let array = js_sys::Array::from(&js_sys::Float32Array::from(row));
+            for (i, v) in row.iter().enumerate() {
+                if !v.is_finite() {
+                    array.set(i as u32, JsValue::NULL);
+                }
+            }
+            JsValue::from(array)
+        })
+        .collect()
 }
 
 /// Installs `window.attnscope` for the page's state and backend.
