@@ -138,3 +138,18 @@ fn too_many_workgroups_is_an_error_not_a_crash() {
         kernels().dispatch(ctx, &mut enc, Kernel::Layernorm, &params, &[&a, &a, &b], params.workgroups()).unwrap_err();
     assert!(err.to_string().contains("workgroups"), "{err}");
 }
+
+/// Pipelines compile on first use (`Kernels::pipeline`): each one compiles,
+/// and `Kernel::ALL` lists every kernel at its own index.
+#[test]
+fn every_kernel_compiles_on_first_use() {
+    for (i, k) in Kernel::ALL.into_iter().enumerate() {
+        assert_eq!(k as usize, i, "{k:?} sits at its index in Kernel::ALL");
+    }
+    let ctx = gpu();
+    pollster::block_on(ctx.checked(|| {
+        kernels().compile_all();
+        Ok(())
+    }))
+    .expect("every kernel compiles");
+}

@@ -88,7 +88,14 @@ async fn check_matmul(ctx: &GpuContext, k: &Kernels, kernel: Kernel, (m, kk, n):
 #[wasm_bindgen_test]
 async fn every_kernel_matches_the_cpu_reference_through_webgpu() {
     let ctx = context().await;
-    let k = ctx.checked(|| Ok(Kernels::new(&ctx))).await.expect("all kernels compile in the browser");
+    let k = ctx
+        .checked(|| {
+            let k = Kernels::new(&ctx);
+            k.compile_all();
+            Ok(k)
+        })
+        .await
+        .expect("all kernels compile in the browser");
 
     // Both matmul kernels, fused: layernorm prologue, bias, GELU, residual, on
     // an odd shape (not a multiple of any tile) and an aligned one (vec4 loads).

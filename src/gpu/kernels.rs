@@ -5,6 +5,8 @@
 //! tests, one-off work); the forward pass builds its bind groups once per
 //! buffer layout with [`Kernels::bind`] and only rewrites parameters per run.
 
+use std::sync::OnceLock;
+
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
@@ -44,6 +46,30 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every kernel, in declaration order (`Kernel as usize` indexes it).
+    pub const ALL: [Kernel; 20] = [
+        Kernel::Embed,
+        Kernel::Embed16,
+        Kernel::Layernorm,
+        Kernel::MatmulBias,
+        Kernel::MatmulSkinny,
+        Kernel::MatmulBias16,
+        Kernel::MatmulSkinny16,
+        Kernel::MatmulBiasGated,
+        Kernel::MatmulSkinnyGated,
+        Kernel::MatmulBiasGated16,
+        Kernel::MatmulSkinnyGated16,
+        Kernel::AttentionRows,
+        Kernel::FlashAttention,
+        Kernel::FlashRows,
+        Kernel::TopK,
+        Kernel::ValueRange,
+        Kernel::RowNorms,
+        Kernel::Rope,
+        Kernel::HeadScores,
+        Kernel::ReplaceHead,
+    ];
+
     /// One of the eight matmul pipelines (they share one bind group layout).
     pub fn is_matmul(self) -> bool {
         matches!(
@@ -83,30 +109,18 @@ impl Kernel {
 pub use crate::model::Half;
 
 pub struct Kernels {
-    embed: wgpu::ComputePipeline,
-    embed_16: wgpu::ComputePipeline,
-    layernorm: wgpu::ComputePipeline,
-    matmul_bias: wgpu::ComputePipeline,
-    matmul_skinny: wgpu::ComputePipeline,
-    matmul_bias_16: wgpu::ComputePipeline,
-    matmul_skinny_16: wgpu::ComputePipeline,
-    matmul_bias_gated: wgpu::ComputePipeline,
-    matmul_skinny_gated: wgpu::ComputePipeline,
-    matmul_bias_gated_16: wgpu::ComputePipeline,
-    matmul_skinny_gated_16: wgpu::ComputePipeline,
+    device: wgpu::Device,
+    /// Each kernel's pipeline, compiled the first time it is dispatched
+    /// ([`Kernels::pipeline`]): a model uses about half of them (GPT-2 no
+    /// gated or RoPE kernel, a 16-bit model no f32 matmul), and a software
+    /// GPU (SwiftShader) takes seconds to compile them all.
+    pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
     /// The bind group layout every matmul pipeline shares, so one bind group serves any.
     matmul_layout: wgpu::BindGroupLayout,
-    attention_rows: wgpu::ComputePipeline,
-    flash_attention: wgpu::ComputePipeline,
-    flash_rows: wgpu::ComputePipeline,
+    matmul_pipeline_layout: wgpu::PipelineLayout,
     /// The bind group layout of both flash kernels, so one bind group serves either.
     flash_layout: wgpu::BindGroupLayout,
-    top_k: wgpu::ComputePipeline,
-    value_range: wgpu::ComputePipeline,
-    row_norms: wgpu::ComputePipeline,
-    rope: wgpu::ComputePipeline,
-    head_scores: wgpu::ComputePipeline,
-    replace_head: wgpu::ComputePipeline,
+    flash_pipeline_layout: wgpu::PipelineLayout,
 }
 
 /// Uniform blocks are padded to this, so several can share one buffer.
@@ -740,6 +754,7 @@ fn bind_group_layout(device: &wgpu::Device, label: &str, read_only: &[bool]) -> 
 }
 
 impl Kernels {
+    /// The kernels of `ctx`'s device; no pipeline is compiled yet.
     pub fn new(ctx: &GpuContext) -> Self {
         let d = &ctx.device;
         let matmul_layout = matmul_bind_group_layout(d);
@@ -748,92 +763,82 @@ impl Kernels {
             bind_group_layouts: &[Some(&matmul_layout)],
             immediate_size: 0,
         });
-        let mm = Some(&matmul_pipeline_layout);
         let flash_layout = bind_group_layout(d, "flash attention", &[true, false]);
         let flash_pipeline_layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("flash attention"),
             bind_group_layouts: &[Some(&flash_layout)],
             immediate_size: 0,
         });
-        let flash = Some(&flash_pipeline_layout);
         Self {
-            embed: pipeline(d, "embed", &with_prelude(EMBED_F32, EMBED), None),
-            embed_16: pipeline(d, "embed (16-bit table)", &with_prelude(&with_prelude(HALF, EMBED_16), EMBED), None),
-            layernorm: pipeline(d, "layernorm", wgsl!("layernorm.wgsl"), None),
-            matmul_bias: pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32, false), mm),
-            matmul_skinny: pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR, false), mm),
-            matmul_bias_16: pipeline(d, "matmul_bias (16-bit w)", &matmul_source(MATMUL_BIAS, W_16, false), mm),
-            matmul_skinny_16: pipeline(d, "matmul_skinny (16-bit w)", &matmul_source(MATMUL_SKINNY, W_16, false), mm),
-            matmul_bias_gated: pipeline(d, "matmul_bias (gated)", &matmul_source(MATMUL_BIAS, W_F32, true), mm),
-            matmul_skinny_gated: pipeline(
-                d,
-                "matmul_skinny (gated)",
-                &matmul_source(MATMUL_SKINNY, W_F32_SCALAR, true),
-                mm,
-            ),
-            matmul_bias_gated_16: pipeline(
-                d,
-                "matmul_bias (gated, 16-bit w)",
-                &matmul_source(MATMUL_BIAS, W_16, true),
-                mm,
-            ),
-            matmul_skinny_gated_16: pipeline(
-                d,
-                "matmul_skinny (gated, 16-bit w)",
-                &matmul_source(MATMUL_SKINNY, W_16, true),
-                mm,
-            ),
+            device: d.clone(),
+            pipelines: Default::default(),
             matmul_layout,
-            attention_rows: pipeline(
+            matmul_pipeline_layout,
+            flash_layout,
+            flash_pipeline_layout,
+        }
+    }
+
+    /// Compiles every kernel's pipeline now (the tests that check they all compile).
+    pub fn compile_all(&self) {
+        for kernel in Kernel::ALL {
+            self.pipeline(kernel);
+        }
+    }
+
+    /// `kernel`'s pipeline, compiled on first use.
+    pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        self.pipelines[kernel as usize].get_or_init(|| self.compile(kernel))
+    }
+
+    fn compile(&self, kernel: Kernel) -> wgpu::ComputePipeline {
+        let d = &self.device;
+        let (mm, flash) = (Some(&self.matmul_pipeline_layout), Some(&self.flash_pipeline_layout));
+        match kernel {
+            Kernel::Embed => pipeline(d, "embed", &with_prelude(EMBED_F32, EMBED), None),
+            Kernel::Embed16 => {
+                pipeline(d, "embed (16-bit table)", &with_prelude(&with_prelude(HALF, EMBED_16), EMBED), None)
+            }
+            Kernel::Layernorm => pipeline(d, "layernorm", wgsl!("layernorm.wgsl"), None),
+            Kernel::MatmulBias => pipeline(d, "matmul_bias", &matmul_source(MATMUL_BIAS, W_F32, false), mm),
+            Kernel::MatmulSkinny => {
+                pipeline(d, "matmul_skinny", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR, false), mm)
+            }
+            Kernel::MatmulBias16 => pipeline(d, "matmul_bias (16-bit w)", &matmul_source(MATMUL_BIAS, W_16, false), mm),
+            Kernel::MatmulSkinny16 => {
+                pipeline(d, "matmul_skinny (16-bit w)", &matmul_source(MATMUL_SKINNY, W_16, false), mm)
+            }
+            Kernel::MatmulBiasGated => pipeline(d, "matmul_bias (gated)", &matmul_source(MATMUL_BIAS, W_F32, true), mm),
+            Kernel::MatmulSkinnyGated => {
+                pipeline(d, "matmul_skinny (gated)", &matmul_source(MATMUL_SKINNY, W_F32_SCALAR, true), mm)
+            }
+            Kernel::MatmulBiasGated16 => {
+                pipeline(d, "matmul_bias (gated, 16-bit w)", &matmul_source(MATMUL_BIAS, W_16, true), mm)
+            }
+            Kernel::MatmulSkinnyGated16 => {
+                pipeline(d, "matmul_skinny (gated, 16-bit w)", &matmul_source(MATMUL_SKINNY, W_16, true), mm)
+            }
+            Kernel::AttentionRows => pipeline(
                 d,
                 "attention_rows",
                 &with_prelude(ATTENTION_COMMON, &with_prelude(ATTENTION_ROW_COMMON, wgsl!("attention_rows.wgsl"))),
                 None,
             ),
-            flash_attention: pipeline(
-                d,
-                "flash_attention",
-                &with_prelude(ATTENTION_COMMON, wgsl!("flash_attention.wgsl")),
-                flash,
-            ),
-            flash_rows: pipeline(
+            Kernel::FlashAttention => {
+                pipeline(d, "flash_attention", &with_prelude(ATTENTION_COMMON, wgsl!("flash_attention.wgsl")), flash)
+            }
+            Kernel::FlashRows => pipeline(
                 d,
                 "flash_rows",
                 &with_prelude(ATTENTION_COMMON, &with_prelude(ATTENTION_ROW_COMMON, wgsl!("flash_rows.wgsl"))),
                 flash,
             ),
-            flash_layout,
-            top_k: pipeline(d, "top_k", wgsl!("top_k.wgsl"), None),
-            value_range: pipeline(d, "value_range", wgsl!("value_range.wgsl"), None),
-            row_norms: pipeline(d, "row_norms", wgsl!("row_norms.wgsl"), None),
-            rope: pipeline(d, "rope", wgsl!("rope.wgsl"), None),
-            head_scores: pipeline(d, "head_scores", wgsl!("head_scores.wgsl"), None),
-            replace_head: pipeline(d, "replace_head", wgsl!("replace_head.wgsl"), None),
-        }
-    }
-
-    pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        match kernel {
-            Kernel::Embed => &self.embed,
-            Kernel::Embed16 => &self.embed_16,
-            Kernel::Layernorm => &self.layernorm,
-            Kernel::MatmulBias => &self.matmul_bias,
-            Kernel::MatmulSkinny => &self.matmul_skinny,
-            Kernel::MatmulBias16 => &self.matmul_bias_16,
-            Kernel::MatmulSkinny16 => &self.matmul_skinny_16,
-            Kernel::MatmulBiasGated => &self.matmul_bias_gated,
-            Kernel::MatmulSkinnyGated => &self.matmul_skinny_gated,
-            Kernel::MatmulBiasGated16 => &self.matmul_bias_gated_16,
-            Kernel::MatmulSkinnyGated16 => &self.matmul_skinny_gated_16,
-            Kernel::AttentionRows => &self.attention_rows,
-            Kernel::FlashAttention => &self.flash_attention,
-            Kernel::FlashRows => &self.flash_rows,
-            Kernel::TopK => &self.top_k,
-            Kernel::ValueRange => &self.value_range,
-            Kernel::RowNorms => &self.row_norms,
-            Kernel::Rope => &self.rope,
-            Kernel::HeadScores => &self.head_scores,
-            Kernel::ReplaceHead => &self.replace_head,
+            Kernel::TopK => pipeline(d, "top_k", wgsl!("top_k.wgsl"), None),
+            Kernel::ValueRange => pipeline(d, "value_range", wgsl!("value_range.wgsl"), None),
+            Kernel::RowNorms => pipeline(d, "row_norms", wgsl!("row_norms.wgsl"), None),
+            Kernel::Rope => pipeline(d, "rope", wgsl!("rope.wgsl"), None),
+            Kernel::HeadScores => pipeline(d, "head_scores", wgsl!("head_scores.wgsl"), None),
+            Kernel::ReplaceHead => pipeline(d, "replace_head", wgsl!("replace_head.wgsl"), None),
         }
     }
 
