@@ -342,3 +342,29 @@ fn the_pre_rope_stages_read_through_head_matrix_equal_the_cpu_trace() {
     let pre = head.q_pre_rope.as_ref().unwrap();
     assert!(pre.row(t - 1).iter().zip(head.q.row(t - 1)).any(|(a, b)| (a - b).abs() > 1e-4));
 }
+
+/// A forward's kernels compile when it is made, inside the page's error scope
+/// (`Kernels::compile_for`): runs of every kind (traced and fast, many rows
+/// and an appended one, flash and naive attention) compile nothing more, on
+/// a GPT-2 (f32, and its golden fixture) and on Llamas (grouped heads, bf16).
+#[test]
+fn a_forward_compiles_its_kernels_when_it_is_made() {
+    let ctx = gpu();
+    for dir in ["gpt2-tiny", "gpt2-tiny-f16", "llama-tiny", "llama-tiny-mha", "qwen2-tiny"] {
+        let model = fixture(dir);
+        let gw = GpuWeights::upload(ctx, &model.config, &model.weights).unwrap();
+        let mut fwd = GpuForward::with_weights(ctx, &model.config, gw).unwrap();
+        let made = fwd.compiled_kernels();
+        let v = model.config.vocab_size as u32;
+        let ids: Vec<u32> = (0..18u32).map(|i| (i * 7 + 3) % v).collect();
+        let other: Vec<u32> = (0..3u32).map(|i| (i * 5 + 1) % v).collect();
+        for traced in [true, false] {
+            let opts = || if traced { RunOptions::traced(Mask::Causal) } else { RunOptions::fast(Mask::Causal) };
+            fwd.run(ctx, &ids[..17], opts()).unwrap(); // more rows than the skinny kernels take
+            fwd.run(ctx, &ids, opts()).unwrap(); // one appended row
+            fwd.run(ctx, &other, opts()).unwrap(); // a few rows from the start
+        }
+        assert_eq!(fwd.compiled_kernels(), made, "{dir}: runs compiled nothing more");
+        assert!(made.len() < attnscope::gpu::Kernel::ALL.len(), "{dir}: not every kernel: {made:?}");
+    }
+}

@@ -129,8 +129,10 @@ impl GpuForward {
                 super::kernels::MAX_FLASH_D_HEAD
             )));
         }
+        let kernels = Kernels::new(ctx);
+        kernels.compile_for(config, &weights);
         Ok(Self {
-            kernels: Kernels::new(ctx),
+            kernels,
             config: config.clone(),
             weights,
             buffers: None,
@@ -188,6 +190,12 @@ impl GpuForward {
     /// Bytes of activation buffers (the pool) for the current capacity.
     pub fn activation_bytes(&self) -> u64 {
         self.buffers.as_ref().map_or(0, |b| b.bytes)
+    }
+
+    /// The kernels compiled so far ([`Kernels::compile_for`] compiles a
+    /// forward's own when it is made).
+    pub fn compiled_kernels(&self) -> Vec<super::Kernel> {
+        self.kernels.compiled()
     }
 
     pub(crate) fn kernels(&self) -> &Kernels {

@@ -11,10 +11,11 @@ use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use super::context::past_loop_limit;
+use super::weights::GpuWeights;
 use super::wgsl::wgsl;
 use super::{GpuContext, GpuError};
 use crate::engine::Mask;
-use crate::model::Activation;
+use crate::model::{Activation, ModelConfig};
 
 /// A kernel, named after its file in `shaders/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -784,6 +785,53 @@ impl Kernels {
         for kernel in Kernel::ALL {
             self.pipeline(kernel);
         }
+    }
+
+    /// Compiles now the kernels every forward pass of this model dispatches
+    /// (its family's, for its weights' formats), so that the error scope
+    /// around the forward's creation sees them compile: a GPU that cannot
+    /// compile one is refused before a run shows any number. The others (the
+    /// head finder's, an intervention's) compile on first use.
+    pub fn compile_for(&self, config: &ModelConfig, weights: &GpuWeights) {
+        let llama = config.architecture.is_llama_family();
+        let vocab = weights.wte.iter().chain(weights.lm_head.iter().flatten()).map(|c| c.format.is_some());
+        let mut sixteen = [false; 2]; // [f32 weights seen, 16-bit weights seen]
+        let mut gated = [false; 2];
+        for b in &weights.blocks {
+            for w in [&b.qkv_w, &b.proj_w, &b.mlp_proj_w] {
+                sixteen[usize::from(w.format.is_some())] = true;
+            }
+            let fc = usize::from(b.fc_w.format.is_some());
+            if llama {
+                gated[fc] = true
+            } else {
+                sixteen[fc] = true
+            }
+        }
+        for half in vocab {
+            sixteen[usize::from(half)] = true;
+        }
+        let mut used = vec![Kernel::Layernorm, Kernel::AttentionRows, Kernel::FlashAttention, Kernel::FlashRows];
+        used.extend([Kernel::TopK, Kernel::ValueRange, Kernel::RowNorms]);
+        used.extend(weights.wte.iter().map(|c| if c.format.is_some() { Kernel::Embed16 } else { Kernel::Embed }));
+        let pairs = [
+            (sixteen[0], [Kernel::MatmulBias, Kernel::MatmulSkinny]),
+            (sixteen[1], [Kernel::MatmulBias16, Kernel::MatmulSkinny16]),
+            (gated[0], [Kernel::MatmulBiasGated, Kernel::MatmulSkinnyGated]),
+            (gated[1], [Kernel::MatmulBiasGated16, Kernel::MatmulSkinnyGated16]),
+        ];
+        used.extend(pairs.into_iter().filter(|(seen, _)| *seen).flat_map(|(_, k)| k));
+        if llama {
+            used.push(Kernel::Rope);
+        }
+        for kernel in used {
+            self.pipeline(kernel);
+        }
+    }
+
+    /// The kernels compiled so far.
+    pub fn compiled(&self) -> Vec<Kernel> {
+        Kernel::ALL.into_iter().filter(|&k| self.pipelines[k as usize].get().is_some()).collect()
     }
 
     /// `kernel`'s pipeline, compiled on first use.
