@@ -71,6 +71,22 @@ impl Kernel {
         Kernel::ReplaceHead,
     ];
 
+    /// The matmul pipeline for its tile shape (`skinny`: 4 rows a
+    /// workgroup), weight format (`w16`: 16-bit) and epilogue (`gated`:
+    /// act(gate)·up): what a matmul dispatches and what a forward compiles.
+    pub fn matmul(skinny: bool, w16: bool, gated: bool) -> Kernel {
+        match (skinny, w16, gated) {
+            (true, false, false) => Kernel::MatmulSkinny,
+            (false, false, false) => Kernel::MatmulBias,
+            (true, true, false) => Kernel::MatmulSkinny16,
+            (false, true, false) => Kernel::MatmulBias16,
+            (true, false, true) => Kernel::MatmulSkinnyGated,
+            (false, false, true) => Kernel::MatmulBiasGated,
+            (true, true, true) => Kernel::MatmulSkinnyGated16,
+            (false, true, true) => Kernel::MatmulBiasGated16,
+        }
+    }
+
     /// One of the eight matmul pipelines (they share one bind group layout).
     pub fn is_matmul(self) -> bool {
         matches!(
@@ -259,16 +275,7 @@ impl MatmulParams {
     pub fn kernel(&self) -> Kernel {
         let w16 = self.flags & 256 != 0;
         let gated = self.flags & 1024 != 0;
-        match (self.m as usize <= SKINNY_MAX_ROWS, w16, gated) {
-            (true, false, false) => Kernel::MatmulSkinny,
-            (false, false, false) => Kernel::MatmulBias,
-            (true, true, false) => Kernel::MatmulSkinny16,
-            (false, true, false) => Kernel::MatmulBias16,
-            (true, false, true) => Kernel::MatmulSkinnyGated,
-            (false, false, true) => Kernel::MatmulBiasGated,
-            (true, true, true) => Kernel::MatmulSkinnyGated16,
-            (false, true, true) => Kernel::MatmulBiasGated16,
-        }
+        Kernel::matmul(self.m as usize <= SKINNY_MAX_ROWS, w16, gated)
     }
 
     /// Workgroups for [`MatmulParams::kernel`].
@@ -795,32 +802,31 @@ impl Kernels {
     pub fn compile_for(&self, config: &ModelConfig, weights: &GpuWeights) {
         let llama = config.architecture.is_llama_family();
         let vocab = weights.wte.iter().chain(weights.lm_head.iter().flatten()).map(|c| c.format.is_some());
-        let mut sixteen = [false; 2]; // [f32 weights seen, 16-bit weights seen]
-        let mut gated = [false; 2];
+        // Which weight formats the plain (not gated) and the gated matmuls
+        // read: [f32 seen, 16-bit seen] each.
+        let (mut plain, mut gated) = ([false; 2], [false; 2]);
         for b in &weights.blocks {
             for w in [&b.qkv_w, &b.proj_w, &b.mlp_proj_w] {
-                sixteen[usize::from(w.format.is_some())] = true;
+                plain[usize::from(w.format.is_some())] = true;
             }
             let fc = usize::from(b.fc_w.format.is_some());
             if llama {
                 gated[fc] = true
             } else {
-                sixteen[fc] = true
+                plain[fc] = true
             }
         }
         for half in vocab {
-            sixteen[usize::from(half)] = true;
+            plain[usize::from(half)] = true;
         }
         let mut used = vec![Kernel::Layernorm, Kernel::AttentionRows, Kernel::FlashAttention, Kernel::FlashRows];
         used.extend([Kernel::TopK, Kernel::ValueRange, Kernel::RowNorms]);
         used.extend(weights.wte.iter().map(|c| if c.format.is_some() { Kernel::Embed16 } else { Kernel::Embed }));
-        let pairs = [
-            (sixteen[0], [Kernel::MatmulBias, Kernel::MatmulSkinny]),
-            (sixteen[1], [Kernel::MatmulBias16, Kernel::MatmulSkinny16]),
-            (gated[0], [Kernel::MatmulBiasGated, Kernel::MatmulSkinnyGated]),
-            (gated[1], [Kernel::MatmulBiasGated16, Kernel::MatmulSkinnyGated16]),
-        ];
-        used.extend(pairs.into_iter().filter(|(seen, _)| *seen).flat_map(|(_, k)| k));
+        for (is_gated, seen) in [(false, plain), (true, gated)] {
+            for w16 in [false, true].into_iter().filter(|&w16| seen[usize::from(w16)]) {
+                used.extend([true, false].map(|skinny| Kernel::matmul(skinny, w16, is_gated)));
+            }
+        }
         if llama {
             used.push(Kernel::Rope);
         }
