@@ -7,6 +7,7 @@
 use crate::engine::head_finder::{PaintedPattern, TemplateScores};
 use crate::engine::intervene::Replacement;
 use crate::engine::lens::DirectContributions;
+use crate::engine::rank::{self, Direction};
 
 /// What a head's attention is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -190,14 +191,15 @@ pub fn rank(scores: &[Option<f64>], n_head: usize, k: usize) -> Vec<RankedHead> 
     if n_head == 0 {
         return Vec::new();
     }
-    let mut ranked: Vec<RankedHead> = scores
+    let ranked: Vec<RankedHead> = scores
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
             s.filter(|v| v.is_finite()).map(|score| RankedHead { layer: i / n_head, head: i % n_head, score })
         })
         .collect();
-    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then((a.layer, a.head).cmp(&(b.layer, b.head))));
+    // (Built in (layer, head) order: equal scores keep it.)
+    let mut ranked = rank::sorted(ranked, |h| h.score, Direction::Descending);
     ranked.truncate(k);
     ranked
 }
@@ -287,8 +289,7 @@ pub fn sorted_terms(c: &DirectContributions) -> Vec<(String, f32)> {
         terms.push(("position embedding".into(), p));
     }
     terms.push(("final norm's shift".into(), c.norm_shift));
-    terms.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-    terms
+    rank::sorted(terms, |t| t.1.abs() as f64, Direction::Descending)
 }
 
 #[cfg(test)]

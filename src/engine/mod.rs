@@ -16,6 +16,7 @@ pub mod lens;
 mod mask;
 pub mod ops;
 pub mod positional;
+pub mod rank;
 pub mod residual;
 pub mod sampling;
 mod shared_rows;

@@ -49,8 +49,8 @@ pub fn residual_norms(trace: &Trace) -> Matrix {
 /// (ties: lower index first).
 pub fn top_indices(values: &[f32], k: usize) -> Vec<(usize, f32)> {
     // By selection (a vocabulary's full sort was most of a lens point's time in the page).
-    let order = values.iter().copied().enumerate().collect();
-    super::sampling::first_k(order, k, |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)))
+    let keys: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+    super::rank::first(&keys, k, super::rank::Direction::Descending).into_iter().map(|i| (i, values[i])).collect()
 }
 
 #[cfg(test)]

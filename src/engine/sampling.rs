@@ -78,28 +78,12 @@ pub fn argmax(values: &[f32]) -> usize {
     values.iter().enumerate().fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
 }
 
-/// The first `k` of `items` under the total order `first`, in that order:
-/// selected, then only they sorted (a total order makes that exactly the
-/// full sort's first k, without sorting a whole vocabulary).
-pub fn first_k<T>(mut items: Vec<T>, k: usize, first: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<T> {
-    if k == 0 {
-        return Vec::new();
-    }
-    if k < items.len() {
-        items.select_nth_unstable_by(k - 1, &first);
-        items.truncate(k);
-    }
-    items.sort_by(first);
-    items
-}
-
 /// The tokens sampling may choose from, most likely first (ties: lower id
 /// first), with their probabilities renormalised over the kept set.
 pub fn candidates(probs: &[f64], top_k: Option<usize>, top_p: Option<f32>) -> Vec<(u32, f64)> {
-    let order: Vec<(u32, f64)> = probs.iter().enumerate().map(|(i, &p)| (i as u32, p)).collect();
-    let most_likely_first = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let k = top_k.map_or(order.len(), |k| k.max(1));
-    let mut order = first_k(order, k, most_likely_first);
+    let k = top_k.map_or(probs.len(), |k| k.max(1));
+    let first = super::rank::first(probs, k, super::rank::Direction::Descending);
+    let mut order: Vec<(u32, f64)> = first.into_iter().map(|i| (i as u32, probs[i])).collect();
     if let Some(p) = top_p {
         let mut cumulative = 0.0;
         let keep = order

@@ -2,6 +2,8 @@
 //! geometry only (pixel positions, SVG path data, tick values), so the UI
 //! draws SVG elements from numbers and never builds markup from strings.
 
+use crate::engine::rank::{self, Direction};
+
 /// A logarithmic axis mapping `[lo, hi]` (both > 0) onto pixels `[px0, px1]`
 /// (px1 < px0 for a y axis that grows upwards).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,8 +80,8 @@ fn nice(v: f64, up: bool) -> f64 {
 pub fn stack_labels(spans: &[(f64, f64)], left: f64, right: f64) -> Vec<(f64, usize)> {
     const GAP: f64 = 6.0;
     let mut rows: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut order: Vec<usize> = (0..spans.len()).collect();
-    order.sort_by(|&a, &b| spans[a].0.total_cmp(&spans[b].0));
+    let anchors: Vec<f64> = spans.iter().map(|s| s.0).collect();
+    let order = rank::order(&anchors, Direction::Ascending);
     let mut out = vec![(0.0, 0); spans.len()];
     for i in order {
         let (anchor, width) = spans[i];

@@ -11,6 +11,7 @@ use leptos::task::spawn_local;
 
 use super::chart::{LogChart, Marker, Series};
 use crate::engine::cost::{forward_cost, quadratic_crossover};
+use crate::engine::rank::{self, Direction};
 use crate::model::Token;
 use crate::render::plot::short;
 use crate::render::text::bytes;
@@ -174,8 +175,8 @@ pub fn CostPanel() -> impl IntoView {
                     // Let the page paint the progress bar.
                     sleep_ms(0).await;
                 }
-                runs.sort_by(f64::total_cmp);
-                timings.update(|v| v.push(Timing { t, ms: runs[runs.len() / 2] }));
+                let median = rank::order(&runs, Direction::Ascending).get(runs.len() / 2).map_or(0.0, |&i| runs[i]);
+                timings.update(|v| v.push(Timing { t, ms: median }));
             }
             progress.set(None);
         });
