@@ -250,7 +250,7 @@ fn attention_rows_equal_the_reference_composition() {
         let d = n_head * d_head;
         let qkv = values(&mut rng, t * 3 * d, 1.0);
         let shape = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
-        let Scores { raw, masked, weights, out } = Scores::run(&shape, &QkvRows::fused(&qkv, d), cap, d);
+        let Scores { raw, masked, weights, out, .. } = Scores::run(&shape, &QkvRows::fused(&qkv, d), cap, d);
         let (raw_ref, masked_ref) = ops::attention_scores(&qkv, t, n_head, d_head, mask);
         let weights_ref = ops::softmax_rows(&masked_ref, t);
         let out_ref = ops::weighted_sum(&weights_ref, &qkv, t, n_head, d_head);
@@ -275,25 +275,40 @@ fn attention_rows_equal_the_reference_composition() {
 
 /// A trace that keeps no raw scores computes them when read: a whole head's
 /// (`head_raw_scores`, a heatmap) and one pair's (`raw_score`, a hover) are
-/// bit for bit the attention kernel's, which the softmax read.
+/// bit for bit the attention kernel's, which the softmax read. So are the
+/// weights of a trace that keeps none: rows of them (`head_weight_rows`)
+/// and one weight from its raw score and its row's softmax max and sum
+/// (`SoftmaxRow::weight`).
 #[test]
-fn raw_scores_read_later_are_the_kernels_bit_for_bit() {
+fn raw_scores_and_weights_read_later_are_the_kernels_bit_for_bit() {
     let mut rng = Rng::new(17);
-    for _ in 0..30 {
+    for case in 0..30 {
         let t = pick(&mut rng, 1, 70);
         let d_head = [1, 3, 8, 16, 64, 80][pick(&mut rng, 0, 5)];
+        let mask = [Mask::Causal, Mask::Bidirectional, Mask::Window(pick(&mut rng, 0, 5) as u32)][case % 3];
         let qkv = values(&mut rng, t * 3 * d_head, 1.0);
-        let shape = AttentionRows { row0: 0, m: t, t, n_head: 1, d_head, mask: Mask::Causal };
-        let Scores { raw, .. } = Scores::run(&shape, &QkvRows::fused(&qkv, d_head), t, d_head);
+        let shape = AttentionRows { row0: 0, m: t, t, n_head: 1, d_head, mask };
+        let Scores { raw, weights, softmax, .. } = Scores::run(&shape, &QkvRows::fused(&qkv, d_head), t, d_head);
         let column = |c: usize| (0..t).flat_map(|i| qkv[i * 3 * d_head + c..][..d_head].to_vec()).collect::<Vec<_>>();
         let (q, k) = (column(0), column(d_head));
         let head = kernels::head_raw_scores(&q, &k, (t, t, d_head));
+        let rows = pick(&mut rng, 0, t - 1)..t;
+        let weight_rows = kernels::head_weight_rows(&q, &k, d_head, t, rows.clone(), mask);
+        let scale = 1.0 / (d_head as f32).sqrt();
         for i in 0..t {
+            let stats = kernels::SoftmaxRow { max: softmax[2 * i], sum: softmax[2 * i + 1] };
             for j in 0..t {
                 let one = kernels::raw_score(&q[i * d_head..][..d_head], &k[j * d_head..][..d_head]);
-                let what = format!("T={t} d_head={d_head} ({i}, {j})");
+                let what = format!("T={t} d_head={d_head} {mask:?} ({i}, {j})");
                 assert_eq!(head[i * t + j].to_bits(), raw[i * t + j].to_bits(), "head {what}");
                 assert_eq!(one.to_bits(), raw[i * t + j].to_bits(), "pair {what}");
+                let w = weights[i * t + j];
+                let from_stats = if mask.allows(i, j) { stats.weight(one, scale) } else { 0.0 };
+                assert_eq!(from_stats.to_bits(), w.to_bits(), "weight from the softmax row {what}");
+                if rows.contains(&i) {
+                    let row = weight_rows[(i - rows.start) * t + j];
+                    assert_eq!(row.to_bits(), w.to_bits(), "weight rows {what}");
+                }
             }
         }
     }

@@ -48,7 +48,7 @@ fn logits_and_attention_match_transformers_within_1e_4() {
         assert!(err <= 1e-4, "T={t}: max logit error {err}");
         for (l, layer) in case.attentions.iter().enumerate() {
             for (h, head) in layer.iter().enumerate() {
-                let ours = &trace.layers[l].heads()[h].weights;
+                let ours = &trace.layers[l].heads()[h].weights();
                 for (i, row) in head.iter().enumerate() {
                     for (j, &want) in row.iter().enumerate() {
                         let got = ours.at(i, j);

@@ -43,7 +43,7 @@ fn check(model: &Model, case: &Case, tol: f32) -> (f32, f32) {
     for (l, layer) in case.attentions.iter().enumerate() {
         assert_eq!(layer.len(), model.config.n_head);
         for (h, head) in layer.iter().enumerate() {
-            let ours = &trace.layers[l].heads()[h].weights;
+            let ours = &trace.layers[l].heads()[h].weights();
             for (i, row) in head.iter().enumerate() {
                 assert_eq!(row.len(), i + 1);
                 for j in 0..t {
@@ -153,7 +153,7 @@ fn prefix_reuse_and_the_kv_cache_equal_full_runs_on_the_fixtures() {
         for (la, lb) in extended.layers.iter().zip(&full.layers) {
             for (ha, hb) in la.heads().iter().zip(lb.heads()) {
                 assert!(
-                    diff(&ha.weights.to_matrix().data, &hb.weights.to_matrix().data) <= 1e-5,
+                    diff(&ha.weights().to_matrix().data, &hb.weights().to_matrix().data) <= 1e-5,
                     "{dir}: extend weights"
                 );
                 let (qa, qb) = (ha.q_pre_rope.as_ref().unwrap(), hb.q_pre_rope.as_ref().unwrap());

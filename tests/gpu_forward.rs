@@ -40,7 +40,7 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
                 ("scores_raw", &gh.scores_raw(), &ch.scores_raw()),
                 ("scores_scaled", &gh.scores_scaled(), &ch.scores_scaled()),
                 ("scores_masked", &gh.scores_masked(), &ch.scores_masked()),
-                ("weights", &gh.weights.to_matrix(), &ch.weights.to_matrix()),
+                ("weights", &gh.weights().to_matrix(), &ch.weights().to_matrix()),
                 ("output", &gh.output, &ch.output),
             ] {
                 close(a, b, &w(&format!("head {h} {name}")));

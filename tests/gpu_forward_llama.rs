@@ -75,7 +75,7 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
             ] {
                 close(a, b, &w(&format!("head {h} {name}")));
             }
-            close(&gh.weights.to_matrix(), &ch.weights.to_matrix(), &w(&format!("head {h} weights")));
+            close(&gh.weights().to_matrix(), &ch.weights().to_matrix(), &w(&format!("head {h} weights")));
             let terms = dot_terms(&ch.q, &ch.k);
             let scaled: Vec<f32> = terms.iter().map(|t| t / (ch.q.cols as f32).sqrt()).collect();
             let raw = (gh.scores_raw(), ch.scores_raw());

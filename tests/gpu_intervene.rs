@@ -39,7 +39,7 @@ fn traces_close(g: &Trace, c: &Trace, what: &str) {
     close(&g.embeddings, &c.embeddings, &format!("{what} embeddings"));
     for (l, (gl, cl)) in g.layers.iter().zip(&c.layers).enumerate() {
         for (h, (gh, ch)) in gl.heads().iter().zip(cl.heads()).enumerate() {
-            close(&gh.weights.to_matrix(), &ch.weights.to_matrix(), &format!("{what} layer {l} head {h} weights"));
+            close(&gh.weights().to_matrix(), &ch.weights().to_matrix(), &format!("{what} layer {l} head {h} weights"));
             close(&gh.output, &ch.output, &format!("{what} layer {l} head {h} output"));
         }
         close(&gl.attn_out, &cl.attn_out, &format!("{what} layer {l} attn_out"));

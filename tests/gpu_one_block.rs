@@ -60,7 +60,7 @@ fn each_stage(one: &Trace, whole: &Trace, what: &str, compare: impl Fn(&Matrix, 
             let w = |s: &str| format!("{what} layer {l} head {h} {s}");
             compare(&ha.scores_raw(), &hb.scores_raw(), &w("scores_raw"));
             compare(&ha.scores_masked(), &hb.scores_masked(), &w("scores_masked"));
-            compare(&ha.weights.to_matrix(), &hb.weights.to_matrix(), &w("weights"));
+            compare(&ha.weights().to_matrix(), &hb.weights().to_matrix(), &w("weights"));
             compare(&ha.output, &hb.output, &w("output"));
             compare(&ha.q, &hb.q, &w("q"));
             compare(&ha.k, &hb.k, &w("k"));
@@ -76,7 +76,11 @@ fn assert_traces_close(one: &Trace, whole: &Trace, same_qk: bool, what: &str) {
     each_stage(one, whole, what, close);
     if same_qk {
         for (h, (ha, hb)) in one.layers[0].heads().iter().zip(whole.layers[0].heads()).enumerate() {
-            assert_eq!(ha.weights.to_matrix(), hb.weights.to_matrix(), "{what} layer 0 head {h} weights, bit for bit");
+            assert_eq!(
+                ha.weights().to_matrix(),
+                hb.weights().to_matrix(),
+                "{what} layer 0 head {h} weights, bit for bit"
+            );
         }
     }
 }

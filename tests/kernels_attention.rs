@@ -23,10 +23,12 @@ fn cpu_rows(rows: &AttentionRows, qkv: &[f32], cap: usize) -> [Vec<f32>; 4] {
     let (len, d) = (rows.n_head * cap * cap, rows.n_head * rows.d_head);
     let (mut raw, mut masked, mut weights, mut out) =
         (vec![0.0; len], vec![0.0; len], vec![0.0; len], vec![0.0; rows.t * d]);
+    let mut softmax = vec![0.0; 2 * rows.n_head * cap];
     let mut dst = ScoreRows {
         raw: &mut raw,
         masked: &mut masked,
         weights: &mut weights,
+        softmax: &mut softmax,
         out: &mut out,
         cap,
         rows: cap,

@@ -42,7 +42,7 @@ fn grouped_heads_in_both_attention_kernels_equal_the_cpu_twin() {
         let len = n_head * t * t;
         let rows = AttentionRows { row0, m: t - row0, t, n_head, d_head, mask };
         let qkv_rows = QkvRows::fused_grouped(&qkv, q_dim, kv_dim, group);
-        let Scores { raw, masked, weights, out } = Scores::run(&rows, &qkv_rows, t, q_dim);
+        let Scores { raw, masked, weights, out, .. } = Scores::run(&rows, &qkv_rows, t, q_dim);
         let what = format!("T={t} rows {row0}.. H={n_head} over {n_kv_head} d_head={d_head} {mask:?}");
 
         let shape = AttentionShape { m: t - row0, t, n_head, n_kv_head, d_head, row0, mask };

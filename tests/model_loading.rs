@@ -135,7 +135,8 @@ fn transformer_prefix_and_f16_weights_load_and_agree_within_f16_precision() {
     let tokens = model32.tokenizer.encode("Good morning, sir.").unwrap();
     let a = forward_cpu(&model16.config, &model16.weights, tokens.clone(), Mask::Causal).unwrap();
     let b = forward_cpu(&model32.config, &model32.weights, tokens, Mask::Causal).unwrap();
-    for (x, y) in a.layers[1].heads()[0].weights.view().values().zip(b.layers[1].heads()[0].weights.view().values()) {
+    for (x, y) in a.layers[1].heads()[0].weights().view().values().zip(b.layers[1].heads()[0].weights().view().values())
+    {
         assert!((x - y).abs() < 5e-3, "f16 weights {x} vs f32 {y}");
     }
     for (x, y) in a.logits.data.iter().zip(&b.logits.data) {
@@ -210,11 +211,12 @@ fn cpu_trace_has_the_shapes_of_the_config_and_valid_softmax_rows() {
             assert_eq!(heads.len(), model.config.n_head);
             for head in heads {
                 assert_eq!((head.q.rows, head.q.cols), (t, model.config.d_head()));
-                assert_eq!((head.weights.rows(), head.weights.cols()), (t, t));
+                let weights = head.weights();
+                assert_eq!((weights.rows(), weights.cols()), (t, t));
                 // Computed from Q and K when read: once per head, not per cell.
                 let masked = head.scores_masked();
                 for i in 0..t {
-                    let row = head.weights.row(i);
+                    let row = weights.row(i);
                     assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "row {i} sums to 1");
                     for (j, &w) in row.iter().enumerate() {
                         if !mask.allows(i, j) {
@@ -282,7 +284,7 @@ mod fuzz {
             for layer in &trace.layers {
                 prop_assert_eq!(layer.resid_post.rows, t);
                 for head in layer.heads() {
-                    prop_assert_eq!((head.weights.rows(), head.weights.cols()), (t, t));
+                    prop_assert_eq!((head.weights().rows(), head.weights().cols()), (t, t));
                     prop_assert_eq!((head.output.rows, head.output.cols), (t, model.config.d_head()));
                 }
             }

@@ -141,7 +141,7 @@ fn the_gpu_trace_equals_the_cpu_trace() {
     assert!(diff(&gpu.logits.data, last) <= 1e-3, "logits differ by {}", diff(&gpu.logits.data, last));
     for (lg, lc) in gpu.layers.iter().zip(&cpu.layers) {
         for (hg, hc) in lg.heads().iter().zip(lc.heads()) {
-            assert!(diff(&hg.weights.to_matrix().data, &hc.weights.to_matrix().data) <= 1e-5);
+            assert!(diff(&hg.weights().to_matrix().data, &hc.weights().to_matrix().data) <= 1e-5);
         }
     }
     let top = |row: &[f32]| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);

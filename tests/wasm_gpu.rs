@@ -198,7 +198,11 @@ async fn whole_forward_on_the_placeholder_model_matches_the_cpu_in_the_browser()
         let gpu = fwd.trace(&ctx, tokens, mask, true).await.unwrap();
         for (l, (lg, lc)) in gpu.layers.iter().zip(&cpu.layers).enumerate() {
             for (h, (hg, hc)) in lg.heads().iter().zip(lc.heads()).enumerate() {
-                assert_close(&hg.weights.to_matrix().data, &hc.weights.to_matrix().data, &format!("weights {text:?}"));
+                assert_close(
+                    &hg.weights().to_matrix().data,
+                    &hc.weights().to_matrix().data,
+                    &format!("weights {text:?}"),
+                );
                 // The GPU's masked scores as its kernel wrote them (the trace derives them from the raw).
                 let masked = fwd.read_head(&ctx, Stage::ScoresMasked, l, h).await.unwrap();
                 assert_close(&masked, &hc.scores_masked().data, &format!("masked scores {text:?}"));

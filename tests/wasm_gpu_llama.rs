@@ -49,7 +49,11 @@ async fn a_grouped_llama_with_bf16_weights_matches_the_cpu_in_the_browser() {
             for (hg, hc) in lg.heads().iter().zip(lc.heads()) {
                 assert_eq!(hg.kv_head, hc.kv_head);
                 assert_close(&hg.q.data, &hc.q.data, &format!("q after RoPE {mask:?}"));
-                assert_close(&hg.weights.to_matrix().data, &hc.weights.to_matrix().data, &format!("weights {mask:?}"));
+                assert_close(
+                    &hg.weights().to_matrix().data,
+                    &hc.weights().to_matrix().data,
+                    &format!("weights {mask:?}"),
+                );
                 assert_close(&hg.output.data, &hc.output.data, &format!("A·V {mask:?}"));
             }
             assert_close(&lg.mlp_hidden.data, &lc.mlp_hidden.data, &format!("SwiGLU {mask:?}"));

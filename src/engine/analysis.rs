@@ -103,8 +103,8 @@ pub fn attention_scores_by_head(model: &Model, ids: &[u32]) -> Result<Vec<HeadSc
             for (h, head) in layer.heads().iter().enumerate() {
                 let s = &mut sums[l * heads + h];
                 for i in 1..window.len() {
-                    s.0 += head.weights.at(i, i - 1) as f64;
-                    s.1 += head.weights.at(i, 0) as f64;
+                    s.0 += head.weight(i, i - 1) as f64;
+                    s.1 += head.weight(i, 0) as f64;
                 }
             }
         }
@@ -135,7 +135,7 @@ pub fn attention_to(trace: &Trace, key: usize) -> Vec<f64> {
             if later.is_empty() {
                 return f64::NAN;
             }
-            later.clone().map(|q| head.weights.at(q, key) as f64).sum::<f64>() / later.len() as f64
+            later.clone().map(|q| head.weight(q, key) as f64).sum::<f64>() / later.len() as f64
         })
         .collect()
 }
@@ -193,7 +193,7 @@ pub fn induction_test(
             for (h, head) in layer.heads().iter().enumerate() {
                 let mut s = 0.0;
                 for i in 0..length - 1 {
-                    s += head.weights.at(length + i, i + 1) as f64;
+                    s += head.weight(length + i, i + 1) as f64;
                 }
                 scores[l * heads + h] += s / (length - 1) as f64;
             }
@@ -231,7 +231,7 @@ mod tests {
         let to_1 = attention_to(&trace, 1);
         assert_eq!(to_1.len(), 6);
         let head = &trace.layers[1].heads()[2];
-        let want = (2..5).map(|q| head.weights.at(q, 1) as f64).sum::<f64>() / 3.0;
+        let want = (2..5).map(|q| head.weight(q, 1) as f64).sum::<f64>() / 3.0;
         assert!((to_1[5] - want).abs() < 1e-12);
         assert!(attention_to(&trace, 4).iter().all(|v| v.is_nan()), "nothing after the last token");
         // The sink score is the same as attention_scores_by_head's first-token score on one window.

@@ -18,7 +18,7 @@ use std::ops::ControlFlow;
 
 use super::extend::{attention_trace, keys_and_values, AttentionParts};
 use super::forward::{head_piece_columns, norm, BlockTail};
-use super::kernels::{self, AttentionRows, QkvRows, ScoreRows};
+use super::kernels::{self, AttentionRows, QkvRows};
 use super::{ops, AttentionTrace, LayerTrace, Mask, Matrix};
 use crate::model::{BlockWeights, ModelConfig};
 
@@ -59,6 +59,9 @@ pub(super) struct BlockSteps<'a> {
     mask: Mask,
     /// Rows of room a matrix copied to grow leaves for later ones.
     room: usize,
+    /// Whether the trace keeps each head's weights of the new rows (else
+    /// their rows' softmax max and sum alone: `HeadTrace::kept_weights`).
+    keep_weights: bool,
     /// The new rows' residual stream entering the block, `[n × d]`.
     x: Vec<f32>,
     /// Columns (or, for attention, rows) per step of each phase.
@@ -73,11 +76,6 @@ pub(super) struct BlockSteps<'a> {
     parts: AttentionParts,
     keys: Vec<f32>,
     values: Vec<f32>,
-    /// The attention kernel's raw and masked scores, `[H × n × T]`: its
-    /// scratch (a trace keeps the weights; raw scores are computed from Q
-    /// and K when read), freed when the attention phase ends.
-    raw: Vec<f32>,
-    masked: Vec<f32>,
     attn_out: Vec<f32>,
     resid_mid: Vec<f32>,
     ln_2: Vec<f32>,
@@ -109,6 +107,7 @@ impl<'a> BlockSteps<'a> {
             old,
             mask,
             room,
+            keep_weights: true,
             x,
             piece,
             phase: 0,
@@ -118,8 +117,6 @@ impl<'a> BlockSteps<'a> {
             parts: AttentionParts::default(),
             keys: Vec::new(),
             values: Vec::new(),
-            raw: Vec::new(),
-            masked: Vec::new(),
             attn_out: Vec::new(),
             resid_mid: Vec::new(),
             ln_2: Vec::new(),
@@ -128,6 +125,13 @@ impl<'a> BlockSteps<'a> {
             mlp_out: Vec::new(),
             resid_post: Vec::new(),
         }
+    }
+
+    /// Whether the trace keeps each head's weights of the new rows (by
+    /// default it does); without, their rows' softmax max and sum alone.
+    pub fn keeping_weights(mut self, keep: bool) -> Self {
+        self.keep_weights = keep;
+        self
     }
 
     /// Columns (or, for attention, query rows) per step of each phase, for
@@ -278,7 +282,8 @@ impl<'a> BlockSteps<'a> {
             }
             Phase::Attention => {
                 let len = c.n_head * n * self.keys();
-                (self.raw, self.masked, self.parts.weights) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+                self.parts.weights = if self.keep_weights { vec![0.0; len] } else { Vec::new() };
+                self.parts.softmax = vec![0.0; 2 * c.n_head * n];
                 self.parts.out = vec![0.0; n * c.q_dim()];
             }
             Phase::Proj => self.attn_out = vec![0.0; n * d],
@@ -313,15 +318,9 @@ impl<'a> BlockSteps<'a> {
                 );
             }
             Phase::Attention => {
-                let (p, t) = (self.kept(), self.keys());
-                let shape = AttentionRows {
-                    row0: p + range.start,
-                    m: range.len(),
-                    t,
-                    n_head: c.n_head,
-                    d_head: c.d_head(),
-                    mask: self.mask,
-                };
+                let (p, t, heads) = (self.kept(), self.keys(), c.n_head);
+                let (row0, len) = (p + range.start, range.len());
+                let shape = AttentionRows { row0, m: len, t, n_head: heads, d_head: c.d_head(), mask: self.mask };
                 let qkv = QkvRows {
                     q: &self.parts.qkv,
                     q_row0: p,
@@ -331,16 +330,19 @@ impl<'a> BlockSteps<'a> {
                     kv_stride: c.kv_dim(),
                     group: c.kv_group().max(1),
                 };
-                let mut dst = ScoreRows {
-                    raw: &mut self.raw,
-                    masked: &mut self.masked,
-                    weights: &mut self.parts.weights,
-                    out: &mut self.parts.out,
-                    cap: t,
-                    rows: n,
-                    first_row: p,
-                };
-                kernels::attention_rows(&shape, &qkv, &mut dst);
+                // The kernel writes this piece's rows into scratch of their
+                // own (its raw and masked scores are dropped: the trace
+                // computes them from Q and K when read); they are then
+                // copied to the block's rows, the weights if kept.
+                let o = kernels::attention_rows_owned(&shape, &qkv);
+                self.parts.out[range.start * q_dim..][..len * q_dim].copy_from_slice(&o.out);
+                for h in 0..heads {
+                    let (from, to) = (h * len, h * n + range.start);
+                    self.parts.softmax[2 * to..][..2 * len].copy_from_slice(&o.softmax[2 * from..][..2 * len]);
+                    if self.keep_weights {
+                        self.parts.weights[to * t..][..len * t].copy_from_slice(&o.weights[from * t..][..len * t]);
+                    }
+                }
             }
             Phase::Proj => {
                 let (w, bias) = (&b.attn_proj_w, &b.attn_proj_b.data);
@@ -374,7 +376,7 @@ impl<'a> BlockSteps<'a> {
                 let old = self.old.map(|(layer, p)| (&layer.attention, p));
                 (self.keys, self.values) = keys_and_values(c, old, &self.parts.qkv);
             }
-            Phase::Attention => (self.raw, self.masked) = (Vec::new(), Vec::new()),
+            Phase::Attention => {}
             Phase::Proj => {
                 self.resid_mid = kernels::add(&self.x, &self.attn_out);
                 self.ln_2 = norm(c, &self.resid_mid, &self.block.ln_2_g, &self.block.ln_2_b);

@@ -59,7 +59,8 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
                     v,
                     scores_read: h.scores_read.as_ref().map(|m| m.first(p)),
                     mask: h.mask,
-                    weights: h.weights.first(p),
+                    kept_weights: h.kept_weights.as_ref().map(|w| w.first(p)),
+                    softmax: h.softmax.as_ref().map(|m| m.first_rows(p)),
                     output: h.output.first_rows(p),
                     q_pre_rope: h.q_pre_rope.as_ref().map(|m| m.first_rows(p)),
                     k_pre_rope,
@@ -115,8 +116,11 @@ pub(super) struct AttentionParts {
     /// and K columns before it (RoPE models), `[n × (q_dim + kv_dim)]`.
     pub qkv: Vec<f32>,
     pub pre: Option<Vec<f32>>,
-    /// Weights of every head, `[H × n × T]` (over every key).
+    /// Weights of every head, `[H × n × T]` (over every key), when the
+    /// trace keeps them (else empty).
     pub weights: Vec<f32>,
+    /// Every head's rows' softmax max and sum, `[H × n × 2]`.
+    pub softmax: Vec<f32>,
     /// The heads' outputs side by side, `[n × q_dim]`.
     pub out: Vec<f32>,
 }
@@ -195,10 +199,24 @@ pub(super) fn attention_trace(
                     kv
                 }
             };
-            let span = h * n * t..(h + 1) * n * t;
-            // (Grown from the old matrix itself: a clone would hold its spare too.)
-            let weights_base = old_head.map_or(&empty, |o| &o.weights);
-            let weights = weights_base.grown(p, t, room, &mut |_, _| {}, &parts.weights[span]);
+            // The weights are kept when the new rows' are and so were the
+            // kept rows' (grown from the old matrix itself: a clone would
+            // hold its spare too); the softmax rows likewise.
+            let kept_weights = match old_head.map(|o| o.kept_weights.as_ref()) {
+                _ if parts.weights.is_empty() => None,
+                Some(None) => None,
+                old => {
+                    let span = h * n * t..(h + 1) * n * t;
+                    Some(old.flatten().unwrap_or(&empty).grown(p, t, room, &mut |_, _| {}, &parts.weights[span]))
+                }
+            };
+            let softmax = match old_head.map(|o| o.softmax.as_ref()) {
+                Some(None) => None,
+                old => {
+                    let new = parts.softmax.get(2 * h * n..2 * (h + 1) * n).unwrap_or_default().to_vec();
+                    Some(Matrix::after(old.flatten(), p, new, 2, room))
+                }
+            };
             HeadTrace {
                 q: head_rows(old_head.map(|o| &o.q), &parts.qkv, width, cols.q),
                 output: head_rows(old_head.map(|o| &o.output), &parts.out, q_dim, cols.q),
@@ -209,7 +227,8 @@ pub(super) fn attention_trace(
                 v,
                 scores_read: None,
                 mask,
-                weights,
+                kept_weights,
+                softmax,
             }
         })
         .collect();
@@ -258,7 +277,7 @@ mod tests {
                 same(&ha.scores_scaled(), &hb.scores_scaled(), &format!("{w} scaled"));
                 same(&ha.scores_masked(), &hb.scores_masked(), &format!("{w} masked"));
                 assert_eq!(ha.mask, hb.mask, "{w} mask");
-                same(&ha.weights, &hb.weights, &format!("{w} weights"));
+                same(&*ha.weights(), &*hb.weights(), &format!("{w} weights"));
                 same(&ha.output, &hb.output, &format!("{w} output"));
             }
             same(&la.attn_out, &lb.attn_out, &format!("L{l} attn_out"));
@@ -333,6 +352,98 @@ mod tests {
         }
     }
 
+    /// Every weight of `lazy` (a trace that keeps none, or some) read as
+    /// the page reads them, bit for bit `kept`'s.
+    fn same_weights_bit_for_bit(lazy: &Trace, kept: &Trace, what: &str) {
+        let t = kept.tokens.len();
+        assert_eq!(lazy.tokens.len(), t, "{what}");
+        for (l, (la, lb)) in lazy.layers.iter().zip(&kept.layers).enumerate() {
+            for (h, (a, b)) in la.heads().iter().zip(lb.heads()).enumerate() {
+                let w = format!("{what} L{l}H{h}");
+                assert!(b.kept_weights.is_some() && a.softmax.is_some(), "{w}: the CPU keeps each row's softmax");
+                let whole = a.weights();
+                // Some rows and columns, out of order (a grid tile's picks).
+                let picks: Vec<usize> = (0..t).rev().step_by(2).chain([0]).collect();
+                let picked = a.weights_at(&picks, &picks);
+                for (r, &i) in picks.iter().enumerate() {
+                    for (c, &j) in picks.iter().enumerate() {
+                        assert_eq!(picked.at(r, c).to_bits(), b.weight(i, j).to_bits(), "{w} picked ({i}, {j})");
+                    }
+                }
+                for i in 0..t {
+                    let row = a.weight_row(i);
+                    for j in 0..t {
+                        let want = b.weight(i, j).to_bits();
+                        assert_eq!(a.weight(i, j).to_bits(), want, "{w} ({i}, {j})");
+                        assert_eq!((row[j].to_bits(), whole.at(i, j).to_bits()), (want, want), "{w} ({i}, {j})");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A trace that keeps no T×T weights computes each one from Q, K and
+    /// its row's softmax max and sum when read: bit for bit the one a trace
+    /// that keeps them holds, for whole runs, runs a row at a time,
+    /// extensions of either kind of trace, and cuts; on random shapes of
+    /// both families, with every mask.
+    #[test]
+    fn weights_computed_when_read_equal_the_kept_ones_bit_for_bit() {
+        let mut rng = Rng::new(23);
+        for case in 0..24 {
+            let (config, w, mut mask) = random_case(&mut rng, case);
+            if case % 8 == 7 {
+                mask = Mask::Bidirectional; // (nothing to extend: every run is whole)
+            }
+            let t = pick(&mut rng, 1, 24);
+            let p = pick(&mut rng, 1, t as u64);
+            let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % 40) as u32).collect();
+            let run = |prev: Option<&Trace>, ids: &[u32], keep: bool, flops: u64| {
+                let run = TraceRun::new(&config, &w, prev, tokens(ids), mask).unwrap();
+                run.block_flops(flops).keeping_weights(keep).finish()
+            };
+            // Each lazy run beside its twin that keeps the weights, computed
+            // in the same pieces (a product taken a column at a time may
+            // round otherwise than whole).
+            let (row, whole) = (1, u64::MAX);
+            let kept = run(None, &ids, true, whole);
+            let kept_prefix = run(None, &ids[..p], true, whole);
+            let lazy = run(None, &ids, false, whole);
+            let lazy_prefix = run(None, &ids[..p], false, whole);
+            let (lazy_rows, kept_rows) = (run(None, &ids[..p], false, row), run(None, &ids[..p], true, row));
+            let extended = run(Some(&kept_prefix), &ids, true, whole);
+            let runs = [
+                ("whole", lazy.clone(), kept.clone()),
+                (
+                    "a row at a time after a lazy prefix",
+                    run(Some(&lazy_rows), &ids, false, row),
+                    run(Some(&kept_rows), &ids, true, row),
+                ),
+                ("after a kept prefix", run(Some(&kept_prefix), &ids, false, whole), extended.clone()),
+                ("kept after a lazy prefix", run(Some(&lazy_prefix), &ids, true, whole), extended),
+            ];
+            for (what, trace, twin) in runs {
+                // Weights are kept only where the run keeps them and so did
+                // what it extends: a bidirectional mask extends nothing, and
+                // with nothing new to compute a run is its prefix.
+                let bidirectional = mask == Mask::Bidirectional;
+                let may_keep = match what {
+                    "after a kept prefix" => p == t && !bidirectional,
+                    "kept after a lazy prefix" => bidirectional,
+                    _ => false,
+                };
+                let none_kept = trace.layers.iter().flat_map(LayerTrace::heads).all(|h| h.kept_weights.is_none());
+                assert_eq!(!none_kept, may_keep, "case {case} {what}: weights kept");
+                same_weights_bit_for_bit(&trace, &twin, &format!("case {case} {what}"));
+                assert_traces_equal(&trace, &kept);
+            }
+            if mask != Mask::Bidirectional {
+                // (Cutting is exact only when no token sees a later one.)
+                same_weights_bit_for_bit(&truncate(&lazy, p), &truncate(&kept, p), &format!("case {case} cut"));
+            }
+        }
+    }
+
     /// Keystrokes as the page makes them, every trace kept (the screen holds
     /// the previous one while the next runs): each equals a full run of its
     /// text, and still does after the later ones appended to the buffers it
@@ -361,7 +472,7 @@ mod tests {
                     && next.logits.data.shares_with(&prev.logits.data)
                     && h.q.data.shares_with(&g.q.data)
                     && h.k.data.shares_with(&g.k.data)
-                    && h.weights.shares_with(&g.weights);
+                    && h.kept_weights.as_ref().unwrap().shares_with(g.kept_weights.as_ref().unwrap());
                 // Steps 0 to 2 append in place (a run leaves room for 16 more rows), 3 cuts,
                 // 4 copies (step 2's row was written past the cut), 5 appends in place.
                 assert_eq!(shares, [true, true, true, true, false, true][step], "case {case} step {step}");
@@ -377,7 +488,7 @@ mod tests {
     /// head's keys and weights in the last layer.
     fn buffers(t: &Trace) -> [*const f32; 4] {
         let (layer, head) = (t.layers.last().unwrap(), &t.layers.last().unwrap().heads()[0]);
-        [layer.mlp_hidden.data.as_ptr(), t.logits.data.as_ptr(), head.k.data.as_ptr(), head.weights.row(0).as_ptr()]
+        [layer.mlp_hidden.data.as_ptr(), t.logits.data.as_ptr(), head.k.data.as_ptr(), head.weight_row(0).as_ptr()]
     }
 
     /// Typing inside the last word: each keystroke changes the last token,

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::Trace;
+use super::{HeadTrace, Trace};
 
 /// One head's template scores on one text (weights are in [0, 1], so each score is too).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -39,45 +39,65 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
+/// What the template scores of every head on one text share: its token
+/// ids, the chosen token (for "attends to token X") and, for each query,
+/// the keys right after earlier copies of its token (induction).
+pub struct Templates {
+    ids: Vec<u32>,
+    token: Option<u32>,
+    after_copies: Vec<Vec<usize>>,
+}
+
+impl Templates {
+    pub fn new(trace: &Trace, token: Option<u32>) -> Self {
+        let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
+        let after_copies =
+            (0..ids.len()).map(|i| (0..i).filter(|&j| ids[j] == ids[i]).map(|j| j + 1).collect()).collect();
+        Self { ids, token, after_copies }
+    }
+
+    /// One head's [`TemplateScores`] (`h` is head `head` of `layer`).
+    pub fn score(&self, layer: usize, head: usize, h: &HeadTrace) -> TemplateScores {
+        let (ids, after_copies, t) = (&self.ids, &self.after_copies, self.ids.len());
+        // Kept, or computed once for the head (every row's entropy reads it whole).
+        let w = h.weights();
+        let later = 1..t;
+        let visible = |i: usize| (0..t).filter(|&j| h.mask.allows(i, j)).count();
+        let entropy = mean((0..t).filter(|&i| visible(i) >= 2).map(|i| {
+            let e: f64 = w.row(i).iter().filter(|&&p| p > 0.0).map(|&p| -(p as f64) * (p as f64).ln()).sum();
+            e / (visible(i) as f64).ln()
+        }));
+        let to_token = self.token.and_then(|x| {
+            let seen = (0..t).filter(|&i| (0..=i).any(|j| ids[j] == x && h.mask.allows(i, j)));
+            mean(seen.map(|i| (0..t).filter(|&j| ids[j] == x).map(|j| w.at(i, j) as f64).sum()))
+        });
+        TemplateScores {
+            layer,
+            head,
+            previous_token: mean(later.clone().map(|i| w.at(i, i - 1) as f64)).unwrap_or(0.0),
+            first_token: mean(later.clone().map(|i| w.at(i, 0) as f64)).unwrap_or(0.0),
+            self_token: mean(later.map(|i| w.at(i, i) as f64)).unwrap_or(0.0),
+            induction: mean(
+                (0..t)
+                    .filter(|&i| !after_copies[i].is_empty())
+                    .map(|i| after_copies[i].iter().map(|&k| w.at(i, k) as f64).sum()),
+            ),
+            entropy: entropy.unwrap_or(0.0),
+            to_token,
+        }
+    }
+}
+
 /// Every head's [`TemplateScores`] on `trace`, layer by layer; `token`
 /// chooses the "attends to token X" template.
 pub fn template_scores(trace: &Trace, token: Option<u32>) -> Vec<TemplateScores> {
-    let ids: Vec<u32> = trace.tokens.iter().map(|t| t.id).collect();
-    let t = ids.len();
-    // For each query, the keys right after earlier copies of its token.
-    let after_copies: Vec<Vec<usize>> =
-        (0..t).map(|i| (0..i).filter(|&j| ids[j] == ids[i]).map(|j| j + 1).collect()).collect();
-    let mut scores = Vec::new();
-    for (layer, layer_trace) in trace.layers.iter().enumerate() {
-        for (head, h) in layer_trace.heads().iter().enumerate() {
-            let w = &h.weights;
-            let later = 1..t;
-            let visible = |i: usize| (0..t).filter(|&j| h.mask.allows(i, j)).count();
-            let entropy = mean((0..t).filter(|&i| visible(i) >= 2).map(|i| {
-                let e: f64 = w.row(i).iter().filter(|&&p| p > 0.0).map(|&p| -(p as f64) * (p as f64).ln()).sum();
-                e / (visible(i) as f64).ln()
-            }));
-            let to_token = token.and_then(|x| {
-                let seen = (0..t).filter(|&i| (0..=i).any(|j| ids[j] == x && h.mask.allows(i, j)));
-                mean(seen.map(|i| (0..t).filter(|&j| ids[j] == x).map(|j| w.at(i, j) as f64).sum()))
-            });
-            scores.push(TemplateScores {
-                layer,
-                head,
-                previous_token: mean(later.clone().map(|i| w.at(i, i - 1) as f64)).unwrap_or(0.0),
-                first_token: mean(later.clone().map(|i| w.at(i, 0) as f64)).unwrap_or(0.0),
-                self_token: mean(later.map(|i| w.at(i, i) as f64)).unwrap_or(0.0),
-                induction: mean(
-                    (0..t)
-                        .filter(|&i| !after_copies[i].is_empty())
-                        .map(|i| after_copies[i].iter().map(|&k| w.at(i, k) as f64).sum()),
-                ),
-                entropy: entropy.unwrap_or(0.0),
-                to_token,
-            });
-        }
-    }
-    scores
+    let templates = Templates::new(trace, token);
+    let heads = trace
+        .layers
+        .iter()
+        .enumerate()
+        .flat_map(|(l, layer)| layer.heads().iter().enumerate().map(move |(h, head)| (l, h, head)));
+    heads.map(|(layer, head, h)| templates.score(layer, head, h)).collect()
 }
 
 /// The largest side of a painted pattern (cells per side).
@@ -138,24 +158,20 @@ impl PaintedPattern {
 /// equal, 0 when disjoint; the same as 1 − ½‖a − p‖₁); the score is the mean
 /// over those rows, 0 when there are none.
 pub fn painted_scores(trace: &Trace, pattern: &PaintedPattern) -> Vec<f64> {
-    let t = trace.tokens.len();
-    let mut out = Vec::new();
-    for layer_trace in &trace.layers {
-        for h in layer_trace.heads() {
-            let rows = (0..t).filter_map(|i| {
-                let visible: Vec<usize> = (0..t).filter(|&j| h.mask.allows(i, j)).collect();
-                let total: f64 = visible.iter().map(|&j| pattern.at(i, j, t) as f64).sum();
-                (total > 0.0).then(|| {
-                    visible
-                        .iter()
-                        .map(|&j| (h.weights.at(i, j) as f64).min(pattern.at(i, j, t) as f64 / total))
-                        .sum::<f64>()
-                })
-            });
-            out.push(mean(rows).unwrap_or(0.0));
-        }
-    }
-    out
+    trace.layers.iter().flat_map(|l| l.heads()).map(|h| painted_score(h, pattern)).collect()
+}
+
+/// One head's score against a painted pattern ([`painted_scores`]).
+pub fn painted_score(h: &HeadTrace, pattern: &PaintedPattern) -> f64 {
+    let t = h.tokens();
+    let w = h.weights();
+    let rows = (0..t).filter_map(|i| {
+        let visible: Vec<usize> = (0..t).filter(|&j| h.mask.allows(i, j)).collect();
+        let total: f64 = visible.iter().map(|&j| pattern.at(i, j, t) as f64).sum();
+        (total > 0.0)
+            .then(|| visible.iter().map(|&j| (w.at(i, j) as f64).min(pattern.at(i, j, t) as f64 / total)).sum::<f64>())
+    });
+    mean(rows).unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -249,7 +265,7 @@ mod tests {
         }
         // A head's own weights, painted at full size, overlap themselves fully.
         let h = &trace.layers[1].heads()[2];
-        let own: Vec<f32> = (0..n * n).map(|c| h.weights.at(c / n, c % n)).collect();
+        let own: Vec<f32> = (0..n * n).map(|c| h.weight(c / n, c % n)).collect();
         let own_score = painted_scores(&trace, &PaintedPattern::new(n, own).unwrap())[3 + 2];
         assert!((own_score - 1.0).abs() < 1e-5, "{own_score}");
         // A 2 × 2 grid stretched over 8 tokens: the lower-left quarter only.

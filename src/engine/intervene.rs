@@ -14,7 +14,7 @@ use thiserror::Error;
 use super::block_steps::BlockSteps;
 use super::cost::forward_cost;
 use super::forward::{attention_cpu, block_tail, layer_trace, logits, logits_paced, norm};
-use super::{EngineError, HeadTrace, Matrix, Trace};
+use super::{EngineError, HeadTrace, LayerTrace, Matrix, Trace};
 use crate::model::{ModelConfig, Weights};
 
 /// What a head's output is replaced by.
@@ -197,6 +197,8 @@ pub async fn intervene_paced(
     let Some(first) = interventions.iter().map(|iv| iv.layer).min() else {
         return Ok(Intervened { trace: clean.clone(), first_layer: config.n_layer, flops: 0, full_flops });
     };
+    // The re-run layers keep each head's T×T weights as the clean run did.
+    let keep = clean.layers.iter().flat_map(LayerTrace::heads).all(|h| h.kept_weights.is_some());
     let mut layers = clean.layers[..first].to_vec();
     let mut x = match first {
         0 => clean.embeddings.data.to_vec(),
@@ -207,7 +209,7 @@ pub async fn intervene_paced(
         let mut attention = if l == first {
             clean.layers[l].attention.clone()
         } else {
-            let half = BlockSteps::attention_half(config, block, x.clone(), clean.mask, flops);
+            let half = BlockSteps::attention_half(config, block, x.clone(), clean.mask, flops).keeping_weights(keep);
             half.paced(&mut pause).await.ok_or(InterveneError::Stopped)?.into_attention().0
         };
         for iv in interventions.iter().filter(|iv| iv.layer == l) {

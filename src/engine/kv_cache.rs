@@ -199,7 +199,7 @@ mod tests {
                 assert!(diff <= 1e-4, "position {p}: logits differ by {diff}");
                 for (l, layer) in full.layers.iter().enumerate() {
                     for (h, head) in layer.attention.heads.iter().enumerate() {
-                        let row = &head.weights.row(p)[..=p];
+                        let row = &head.weight_row(p)[..=p];
                         let got = &step.weights[l][h];
                         assert!(row.iter().zip(got).all(|(a, b)| (a - b).abs() <= 1e-5), "weights L{l}H{h} row {p}");
                     }

@@ -160,24 +160,24 @@ impl AttentionStage {
     /// and K (or copied from those a GPU run read back), the scaled and
     /// masked ones from them, and the weights copied out of their
     /// [`SquareMatrix`](super::SquareMatrix) (read them in place with
-    /// [`view`](Self::view)).
+    /// [`view`](Self::view)) or, where the trace keeps none, computed.
     pub fn matrix(self, head: &HeadTrace) -> Cow<'_, Matrix> {
         match self {
             AttentionStage::ScoresRaw => Cow::Owned(head.scores_raw()),
             AttentionStage::ScoresScaled => Cow::Owned(head.scores_scaled()),
             AttentionStage::ScoresMasked => Cow::Owned(head.scores_masked()),
-            AttentionStage::Weights => Cow::Owned(head.weights.to_matrix()),
+            AttentionStage::Weights => Cow::Owned(head.weights().to_matrix()),
             _ => Cow::Borrowed(self.dense(head).expect("a per-token stage is kept dense")),
         }
     }
 
     /// The stage's values where the trace keeps them, read in place; `None`
     /// for the scores, which it computes ([`matrix`](Self::matrix)) unless a
-    /// GPU run's were read back.
+    /// GPU run's were read back, and for weights it does not keep.
     pub fn view(self, head: &HeadTrace) -> Option<MatrixView<'_>> {
         match self {
             AttentionStage::ScoresRaw => head.scores_read.as_ref().map(|m| m.view()),
-            AttentionStage::Weights => Some(head.weights.view()),
+            AttentionStage::Weights => head.kept_weights.as_ref().map(|w| w.view()),
             _ => self.dense(head).map(Matrix::view),
         }
     }
@@ -205,6 +205,7 @@ impl AttentionStage {
             AttentionStage::ScoresRaw => (row < head.tokens() && col < head.tokens()).then(|| head.raw(row, col)),
             AttentionStage::ScoresScaled | AttentionStage::ScoresMasked => (row < head.tokens() && col < head.tokens())
                 .then(|| head.score(row, col, self == AttentionStage::ScoresMasked)),
+            AttentionStage::Weights => (row < head.tokens() && col < head.tokens()).then(|| head.weight(row, col)),
             _ => {
                 let m = self.view(head)?;
                 (row < m.rows && col < m.cols).then(|| m.at(row, col))

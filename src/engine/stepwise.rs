@@ -79,6 +79,9 @@ pub struct TraceRun<'a> {
     /// of ~100 ms (fresh WebAssembly pages touched).
     fill: usize,
     block_flops: u64,
+    /// Whether the trace keeps each head's T×T weights (see
+    /// [`keeping_weights`](Self::keeping_weights)).
+    keep_weights: bool,
     /// The whole trace, when nothing was left to compute.
     same: Option<Trace>,
 }
@@ -139,6 +142,7 @@ impl<'a> TraceRun<'a> {
             head_flops: u64::MAX,
             fill: usize::MAX,
             block_flops: u64::MAX,
+            keep_weights: true,
             same,
         })
     }
@@ -185,6 +189,16 @@ impl<'a> TraceRun<'a> {
         self
     }
 
+    /// Whether the trace keeps each head's T×T weights (by default it does;
+    /// so does it only where the trace it extends kept them). Without, it
+    /// keeps each row's softmax max and sum, and a weight is computed from
+    /// Q, K and them when read, bit for bit the same (`HeadTrace::weight`):
+    /// a long text's trace then holds no T×T matrix.
+    pub fn keeping_weights(mut self, keep: bool) -> Self {
+        self.keep_weights = keep;
+        self
+    }
+
     /// Rows this run computes (the rest are kept from the previous trace).
     pub fn new_rows(&self) -> usize {
         self.x.len() / self.config.n_embd.max(1)
@@ -227,7 +241,10 @@ impl<'a> TraceRun<'a> {
                     // Copied per kept or new matrix grown: room for the next keystrokes' rows.
                     let old = self.base.prefix().and_then(|(t, p)| Some((t.layers.get(l)?, p)));
                     let flops = (self.block_flops, HEADROOM_ROWS);
-                    none.insert(BlockSteps::new(config, block, old, self.x.clone(), self.mask, flops))
+                    let keep = self.keep_weights
+                        && old.is_none_or(|(layer, _)| layer.heads().iter().all(|h| h.kept_weights.is_some()));
+                    let steps = BlockSteps::new(config, block, old, self.x.clone(), self.mask, flops);
+                    none.insert(steps.keeping_weights(keep))
                 }
             };
             run.step();

@@ -2,13 +2,15 @@
 //! each stage from it (the raw, scaled and masked scores it computes from the
 //! kept Q, K and mask, bit for bit the kernel's) and never runs the model.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::kernels::{self, SoftmaxRow};
 use super::shared_rows::SharedRows;
 use super::square::{MatrixView, SquareMatrix};
-use super::{kernels, Mask};
+use super::Mask;
 use crate::model::{ModelConfig, Token};
 
 /// A dense row-major f32 matrix. Its values may share a buffer with another
@@ -116,13 +118,18 @@ impl Serialize for Matrix {
 
 /// One attention head of one layer.
 ///
-/// Of its four T×T stages the CPU's trace keeps one, the weights: the raw
-/// scores are Q·Kᵀ of the `q` and `k` it keeps, computed when they are read
+/// Of its four T×T stages the CPU's trace keeps at most one, the weights,
+/// and only while every head's fit the run's budget: the raw scores are
+/// Q·Kᵀ of the `q` and `k` it keeps, computed when they are read
 /// ([`HeadTrace::raw`], [`HeadTrace::scores_raw`]) as the attention kernel
-/// computes them, and the scaled and masked scores follow from the raw
-/// ones, the scale and the mask ([`HeadTrace::scores_scaled`],
-/// [`HeadTrace::scores_masked`]). A long text's trace so holds one T×T
-/// matrix per head instead of four (SmolLM2 at T = 512: 0.28 GB, not 1.1).
+/// computes them; the scaled and masked scores follow from the raw ones,
+/// the scale and the mask ([`HeadTrace::scores_scaled`],
+/// [`HeadTrace::scores_masked`]); and without kept weights, a weight
+/// follows from its raw score and its row's softmax max and sum
+/// ([`HeadTrace::weight`]), bit for bit the kernel's. A long text's trace
+/// so holds one T×T matrix per head, or none (SmolLM2 at T = 512: 0.28 GB
+/// of weights, 1.1 GB for all four stages; without, each row's max and sum:
+/// 2.2 kB a token).
 #[derive(Debug, Clone)]
 pub struct HeadTrace {
     /// Queries, keys and values of this head, T×d_head each (after RoPE
@@ -138,8 +145,13 @@ pub struct HeadTrace {
     pub scores_read: Option<SquareMatrix>,
     /// The mask the run used: which scaled scores became −∞.
     pub mask: Mask,
-    /// Row softmax of the masked scores.
-    pub weights: SquareMatrix,
+    /// Row softmax of the masked scores, T×T: a GPU run's read back, a CPU
+    /// run's when every head's fit its budget; `None` where they are
+    /// computed when read ([`HeadTrace::weight`], [`HeadTrace::weights`]).
+    pub kept_weights: Option<SquareMatrix>,
+    /// A CPU run's: each row's softmax max and sum (T×2, [`SoftmaxRow`]),
+    /// from which one weight costs one raw score.
+    pub softmax: Option<Matrix>,
     /// Weights · V, T×d_head.
     pub output: Matrix,
     /// RoPE models: this head's Q and K before the rotation (`q` and `k` are
@@ -170,6 +182,82 @@ impl HeadTrace {
             Some(m) => m.at(i, j),
             None => kernels::raw_score(self.q.row(i), self.k.row(j)),
         }
+    }
+
+    /// Weight (i, j), the row softmax of the masked scores: kept, or
+    /// computed now bit for bit as the kernel computed it (from the raw
+    /// score and its row's softmax max and sum, or the whole row). Panics
+    /// outside the T×T matrix, like indexing.
+    pub fn weight(&self, i: usize, j: usize) -> f32 {
+        let t = self.tokens();
+        assert!(i < t && j < t, "weight ({i}, {j}) of a {t}×{t} matrix");
+        match (&self.kept_weights, &self.softmax) {
+            (Some(w), _) => w.at(i, j),
+            (None, _) if !self.mask.allows(i, j) => 0.0,
+            (None, Some(s)) => SoftmaxRow { max: s.at(i, 0), sum: s.at(i, 1) }.weight(self.raw(i, j), self.scale()),
+            (None, None) => self.weight_row(i)[j],
+        }
+    }
+
+    /// Row `i` of the weights (T values): kept, or computed now as the
+    /// kernel computed it.
+    pub fn weight_row(&self, i: usize) -> Cow<'_, [f32]> {
+        match &self.kept_weights {
+            Some(w) => Cow::Borrowed(w.row(i)),
+            None => Cow::Owned(self.weight_rows(i..i + 1)),
+        }
+    }
+
+    /// The T×T weights: kept, or computed now (T²·d_head multiply-adds).
+    pub fn weights(&self) -> Cow<'_, SquareMatrix> {
+        match &self.kept_weights {
+            Some(w) => Cow::Borrowed(w),
+            None => Cow::Owned(SquareMatrix::from_vec(self.tokens(), self.weight_rows(0..self.tokens()))),
+        }
+    }
+
+    /// The weights at rows `rows` × columns `cols`, a `rows.len() ×
+    /// cols.len()` matrix: kept, or computed now bit for bit as the kernel
+    /// computed them (a raw score per cell and its row's softmax max and
+    /// sum; whole rows without those). What a map shrunk below a pixel a
+    /// cell reads (the model grid's tiles). Panics past the T×T matrix.
+    pub fn weights_at(&self, rows: &[usize], cols: &[usize]) -> Matrix {
+        let mut data = Vec::with_capacity(rows.len() * cols.len());
+        match (&self.kept_weights, &self.softmax) {
+            (Some(w), _) => {
+                for &i in rows {
+                    data.extend(cols.iter().map(|&j| w.at(i, j)));
+                }
+            }
+            (None, Some(s)) => {
+                let gather = |m: &Matrix, at: &[usize]| at.iter().flat_map(|&r| m.row(r).to_vec()).collect::<Vec<_>>();
+                let (q, k) = (gather(&self.q, rows), gather(&self.k, cols));
+                let raw = kernels::head_raw_scores(&q, &k, (rows.len(), cols.len(), self.q.cols));
+                for (&i, raw) in rows.iter().zip(raw.chunks_exact(cols.len().max(1))) {
+                    let row = SoftmaxRow { max: s.at(i, 0), sum: s.at(i, 1) };
+                    data.extend(cols.iter().zip(raw).map(|(&j, &r)| {
+                        if self.mask.allows(i, j) {
+                            row.weight(r, self.scale())
+                        } else {
+                            0.0
+                        }
+                    }));
+                }
+            }
+            (None, None) => {
+                for &i in rows {
+                    let row = self.weight_row(i);
+                    data.extend(cols.iter().map(|&j| row[j]));
+                }
+            }
+        }
+        Matrix::from_vec(rows.len(), cols.len(), data)
+    }
+
+    /// Rows `rows` of the weights computed from Q, K and the mask.
+    fn weight_rows(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
+        let (t, d_head) = (self.tokens(), self.q.cols);
+        kernels::head_weight_rows(&self.q.data, &self.k.data, d_head, t.min(self.k.rows), rows, self.mask)
     }
 
     /// Q·Kᵀ, T×T, over every key (the mask applies after the scaling):
@@ -235,7 +323,7 @@ impl Serialize for HeadTrace {
         out.serialize_field("scores_raw", &self.scores_raw())?;
         out.serialize_field("scores_scaled", &self.scores_scaled())?;
         out.serialize_field("scores_masked", &self.scores_masked())?;
-        out.serialize_field("weights", &self.weights)?;
+        out.serialize_field("weights", &*self.weights())?;
         out.serialize_field("output", &self.output)?;
         if let Some(m) = &self.q_pre_rope {
             out.serialize_field("q_pre_rope", m)?;
@@ -300,18 +388,20 @@ pub struct Trace {
 }
 
 /// Bytes of a whole CPU [`Trace`] of `t` tokens (every stage it keeps,
-/// f32): what the CPU engine holds for one run. Each query head's T×T
-/// weights dominate a long text: 0.28 GB for SmolLM2 (270 heads) at T = 512.
-pub fn trace_bytes(config: &ModelConfig, t: usize) -> u64 {
+/// f32): what the CPU engine holds for one run, with each query head's T×T
+/// weights or without (`kept_weights`). Those dominate a long text: 0.28 GB
+/// for SmolLM2 (270 heads) at T = 512.
+pub fn trace_bytes(config: &ModelConfig, t: usize, kept_weights: bool) -> u64 {
     let t = t as u64;
     let (d, m, vocab, d_head) =
         (config.n_embd as u64, config.n_inner as u64, config.vocab_size as u64, config.d_head() as u64);
     let heads = (config.n_layer * config.n_head) as u64;
     let kv_heads = (config.n_layer * config.n_kv_head.min(config.n_head)) as u64;
     let rope = u64::from(config.architecture.is_llama_family());
-    // Per query head: the weights, q and the output (and Q before RoPE);
-    // per KV head, shared by its query heads: k and v (and K before RoPE).
-    let per_head = t * t + (2 + rope) * t * d_head;
+    // Per query head: the weights (when kept), each row's softmax max and
+    // sum, q and the output (and Q before RoPE); per KV head, shared by its
+    // query heads: k and v (and K before RoPE).
+    let per_head = u64::from(kept_weights) * t * t + 2 * t + (2 + rope) * t * d_head;
     let per_kv_head = (2 + rope) * t * d_head;
     // ln_1, attn_out, resid_mid, ln_2, mlp_out, resid_post (T×d) and mlp_hidden (T×n_inner).
     let per_layer = t * (6 * d + m);
@@ -319,12 +409,13 @@ pub fn trace_bytes(config: &ModelConfig, t: usize) -> u64 {
     values.saturating_mul(4)
 }
 
-/// The most tokens (up to the context) whose [`trace_bytes`] fit in `budget`; 0 if not one.
-pub fn most_traced_tokens(config: &ModelConfig, budget: u64) -> usize {
+/// The most tokens (up to the context) whose [`trace_bytes`] fit in
+/// `budget`, with each head's weights kept or without; 0 if not one.
+pub fn most_traced_tokens(config: &ModelConfig, budget: u64, kept_weights: bool) -> usize {
     let (mut lo, mut hi) = (0, config.n_positions);
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if trace_bytes(config, mid) <= budget {
+        if trace_bytes(config, mid, kept_weights) <= budget {
             lo = mid
         } else {
             hi = mid - 1
@@ -339,6 +430,7 @@ mod tests {
 
     use super::*;
     use crate::engine::forward_cpu;
+    use crate::engine::stepwise::TraceRun;
     use crate::model::Model;
 
     /// Every buffer of a real trace, counted once: what `trace_bytes`
@@ -356,7 +448,8 @@ mod tests {
                 .sum::<u64>();
             for h in l.heads() {
                 assert!(h.scores_read.is_none(), "the CPU keeps no raw scores");
-                values += (h.weights.side() * h.weights.side()) as u64 + m(&h.q) + m(&h.output);
+                let kept = h.kept_weights.as_ref().map_or(0, |w| w.side() * w.side()) as u64;
+                values += kept + h.softmax.as_ref().map_or(0, m) + m(&h.q) + m(&h.output);
                 values += h.q_pre_rope.as_ref().map_or(0, m);
                 values += once(&h.k) + once(&h.v) + h.k_pre_rope.as_ref().map_or(0, &mut once);
             }
@@ -411,17 +504,24 @@ mod tests {
             let model = Model::load_dir_tokenizer_optional(&path).unwrap().0;
             let config = &model.config;
             for t in [1, 5, 13] {
-                let tokens = (0..t as u32)
-                    .map(|i| Token { id: i * 7 % config.vocab_size as u32, text: String::new(), start: 0, end: 0 })
-                    .collect();
-                let trace = forward_cpu(config, &model.weights, tokens, Mask::Causal).unwrap();
-                assert_eq!(trace_bytes(config, t), counted(&trace), "{dir} T={t}");
+                for keep in [true, false] {
+                    let tokens = (0..t as u32)
+                        .map(|i| Token { id: i * 7 % config.vocab_size as u32, text: String::new(), start: 0, end: 0 })
+                        .collect();
+                    let run = TraceRun::new(config, &model.weights, None, tokens, Mask::Causal).unwrap();
+                    let trace = run.keeping_weights(keep).finish();
+                    assert_eq!(trace_bytes(config, t, keep), counted(&trace), "{dir} T={t} weights kept: {keep}");
+                }
             }
-            // The most tokens within a budget: that many fit, one more does not.
-            let budget = trace_bytes(config, 9) + 1;
-            assert_eq!(most_traced_tokens(config, budget), 9, "{dir}");
-            assert_eq!(most_traced_tokens(config, 0), 0);
-            assert_eq!(most_traced_tokens(config, u64::MAX), config.n_positions);
+            for keep in [true, false] {
+                // The most tokens within a budget: that many fit, one more does not.
+                let budget = trace_bytes(config, 9, keep) + 1;
+                assert_eq!(most_traced_tokens(config, budget, keep), 9, "{dir}");
+                assert_eq!(most_traced_tokens(config, 0, keep), 0);
+                assert_eq!(most_traced_tokens(config, u64::MAX, keep), config.n_positions);
+            }
+            let (t, kept) = (200, most_traced_tokens(config, trace_bytes(config, 200, false), true));
+            assert!(kept < t, "{dir}: without the weights, more tokens fit the same bytes ({kept} with them)");
         }
     }
 }

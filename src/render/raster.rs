@@ -105,6 +105,34 @@ pub fn value_range<'a>(values: impl Into<MatrixView<'a>>, masked: Option<Hidden<
     range.unwrap_or((0.0, 0.0))
 }
 
+/// The cell under each of `pixels` pixels across `cells` cells, and whether
+/// the pixel falls in the 1-pixel gap drawn between cells 8 pixels or wider.
+pub fn pixel_cells(pixels: usize, cells: usize) -> Vec<(usize, bool)> {
+    let cell = pixels as f32 / cells.max(1) as f32;
+    (0..pixels)
+        .map(|p| {
+            let at = p as f32 + 0.5;
+            let k = ((at / cell) as usize).min(cells.saturating_sub(1));
+            (k, cell >= 8.0 && at - k as f32 * cell < 1.0)
+        })
+        .collect()
+}
+
+/// The cells a `width × height` raster of a `rows × cols` matrix shows
+/// when it has fewer pixels than cells: the row under each pixel row and
+/// the column under each pixel column ([`pixel_cells`]). A matrix of just
+/// those cells, drawn at that size, gives the very pixels the whole one
+/// does (no gaps at under a pixel a cell), so a map shrunk to a tile reads
+/// `height × width` values, not `rows × cols` (the model grid's tiles of a
+/// long text, whose weights may be computed when read). `None` when the
+/// raster has as many pixels as cells or more, either way.
+pub fn sampled_cells(rows: usize, cols: usize, width: usize, height: usize) -> Option<(Vec<usize>, Vec<usize>)> {
+    (rows > height && cols > width && width > 0 && height > 0).then(|| {
+        let cells = |pixels, cells| pixel_cells(pixels, cells).into_iter().map(|(k, _)| k).collect();
+        (cells(height, rows), cells(width, cols))
+    })
+}
+
 /// What to draw and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Raster<'a> {
@@ -141,20 +169,8 @@ impl Raster<'_> {
         if out.is_empty() || rows == 0 || cols == 0 {
             return out;
         }
-        let cell_w = self.width as f32 / cols as f32;
-        let cell_h = self.height as f32 / rows as f32;
-        // The cell under each pixel column and row, and whether it falls in the 1-pixel gap.
-        let along = |n: usize, cell: f32, cells: usize| -> Vec<(usize, bool)> {
-            (0..n)
-                .map(|p| {
-                    let at = p as f32 + 0.5;
-                    let k = ((at / cell) as usize).min(cells - 1);
-                    (k, cell >= 8.0 && at - k as f32 * cell < 1.0)
-                })
-                .collect()
-        };
-        let xs = along(self.width, cell_w, cols);
-        let ys = along(self.height, cell_h, rows);
+        let xs = pixel_cells(self.width, cols);
+        let ys = pixel_cells(self.height, rows);
         let (hover_row, hover_col) = (self.hover.map(|h| h.0), self.hover.map(|h| h.1));
         let lit = |c: [f32; 3], lit: bool| if lit { mix(c, [1.0; 3], 0.18) } else { c };
         // Each cell's colour, the hover highlight included (None: masked, hatched per pixel),
@@ -436,5 +452,47 @@ mod tests {
         assert!(hatch.contains(&at(15, 5)), "masked cell is hatched: {:?}", at(15, 5));
         assert_eq!(at(15, 15), [179, 88, 6], "3 is the largest |value|: the far orange");
         assert_eq!(at(0, 0), [31, 33, 38], "the 1-pixel gap between large cells is background");
+    }
+
+    /// A map shrunk to a tile smaller than its cells, drawn from the cells
+    /// `sampled_cells` picks (the hidden ones marked −∞), has the very
+    /// pixels of the whole matrix drawn at that size.
+    #[test]
+    fn a_matrix_of_the_sampled_cells_draws_the_whole_ones_pixels() {
+        for (t, (width, height)) in [(97, (40, 33)), (64, (63, 63)), (300, (17, 90)), (33, (32, 1))] {
+            let whole = Matrix::from_vec(t, t, (0..t * t).map(|k| ((k * 37) % 101) as f32 / 100.0).collect());
+            for mask in [Mask::Causal, Mask::Window(5), Mask::Bidirectional] {
+                let (rows, cols) = sampled_cells(t, t, width, height).expect("fewer pixels than cells");
+                assert_eq!((rows.len(), cols.len()), (height, width));
+                let pick = |f: &dyn Fn(usize, usize) -> f32| {
+                    Matrix::from_vec(
+                        height,
+                        width,
+                        rows.iter().flat_map(|&i| cols.iter().map(move |&j| f(i, j))).collect(),
+                    )
+                };
+                let values = pick(&|i, j| whole.at(i, j));
+                let hidden = pick(&|i, j| if mask.allows(i, j) { 0.0 } else { f32::NEG_INFINITY });
+                let raster = |values: &Matrix, masked| {
+                    Raster {
+                        values: values.view(),
+                        masked: Some(masked),
+                        colour_map: ColourMap::Sequential,
+                        range: (0.0, 1.0),
+                        width,
+                        height,
+                        hover: None,
+                    }
+                    .pixels()
+                };
+                assert_eq!(
+                    raster(&values, Hidden::Cells(&hidden)),
+                    raster(&whole, Hidden::mask(mask)),
+                    "T = {t} at {width}×{height}, {mask:?}"
+                );
+            }
+        }
+        assert_eq!(sampled_cells(10, 10, 10, 4), None, "as many pixels as cells across");
+        assert_eq!(sampled_cells(10, 10, 0, 4), None);
     }
 }

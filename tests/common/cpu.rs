@@ -22,6 +22,8 @@ pub struct Scores {
     pub raw: Vec<f32>,
     pub masked: Vec<f32>,
     pub weights: Vec<f32>,
+    /// Each row's softmax max and sum, `2·(h·cap + i)`.
+    pub softmax: Vec<f32>,
     pub out: Vec<f32>,
 }
 
@@ -34,12 +36,14 @@ impl Scores {
             raw: vec![0.0; len],
             masked: vec![0.0; len],
             weights: vec![0.0; len],
+            softmax: vec![0.0; 2 * shape.n_head * cap],
             out: vec![0.0; shape.t * q_dim],
         };
         let mut dst = ScoreRows {
             raw: &mut s.raw,
             masked: &mut s.masked,
             weights: &mut s.weights,
+            softmax: &mut s.softmax,
             out: &mut s.out,
             cap,
             rows: cap,

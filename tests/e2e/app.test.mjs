@@ -128,15 +128,113 @@ async function pastTheTokenLimit(webgpu, limits, check) {
 }
 
 test('on the CPU, text past what the page can keep every stage of: a clear message and the first tokens it can keep, never an abort', { timeout: 300_000 }, async () => {
-  // WebAssembly memory lowered to the margin, the weights (3.75 MB in f32) and four traces of about 29 tokens.
+  // WebAssembly memory lowered to the margin, the weights and four traces of a few dozen tokens.
   await pastTheTokenLimit(false, { wasmMemory: 256 * 2 ** 20 + 8_000_000 }, async (page, s, all) => {
-    const m = /On the CPU the page keeps every stage of every head of a run in memory, and for this model that fits for at most (\d+) tokens \(.+ each run\): it runs the first \1\./.exec(s.inputError);
+    const m = /On the CPU the page keeps every per-token stage of every head of a run in memory \(the T×T maps are computed when shown\), and for this model that fits for at most (\d+) tokens \(.+ each run\): it runs the first \1\./.exec(s.inputError);
     assert.ok(m, s.inputError);
     const kept = Number(m[1]);
     assert.ok(kept > 0 && kept < all, `${kept} of ${all} tokens`);
     assert.equal(s.tokens.length, kept, 'the tokens the page runs');
     assert.match(await page.locator('[data-testid=token-count]').innerText(), new RegExp(`^${kept} of \\d+ tokens`));
   });
+});
+
+/** Bytes of a CPU trace of `t` tokens of the default model (GPT-2 family), as `engine::trace_bytes` counts them. */
+function cpuTraceBytes(t, keptWeights) {
+  const { n_layer: layers, n_head: heads, n_embd: d, vocab_size: vocab } = MODEL_CONFIG;
+  const dHead = d / heads;
+  const perHead = (keptWeights ? t * t : 0) + 2 * t + 2 * t * dHead;
+  const perKvHead = 2 * t * dHead;
+  return 4 * (layers * heads * (perHead + perKvHead) + layers * t * (6 * d + 4 * d) + 2 * t * d + t * vocab);
+}
+
+test('on the CPU, a text whose every head\'s T×T weights outgrow the page\'s memory: computed when read, the same numbers, every map drawn', { timeout: 300_000 }, async () => {
+  const browser = await launch({ webgpu: false });
+  try {
+    const { page, errors } = await openApp(browser, `${server.url}?backend=cpu`);
+    await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
+    const text = 'the cat sat on the mat and the dog sat on the cat. '.repeat(7);
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction(() => window.attnscope.state().tokens.length > 100, null, { timeout: 30_000 });
+    await page.waitForFunction((t) => {
+      const m = location.hash.match(/[#&]text=([^&]*)/);
+      return m && decodeURIComponent(m[1]) === t && /layer=\d+/.test(location.hash) && /head=\d+/.test(location.hash)
+        && /stage=\w+/.test(location.hash);
+    }, text, { timeout: 30_000 });
+    const start = await page.evaluate(() => window.attnscope.state());
+    assert.equal(start.cpuWeightsKept, true, 'every head\'s weights kept');
+    assert.equal(start.inputError, null, 'the whole text');
+    const all = start.tokens.length;
+    // Each layer's weights and raw scores of one head, and a hovered weight.
+    const read = async () => {
+      const out = [];
+      for (let layer = 0; layer < MODEL_CONFIG.n_layer; layer++) {
+        for (const stage of ['raw', 'weights']) {
+          await page.evaluate(([l, st]) => {
+            location.hash = location.hash.replace(/layer=\d+/, `layer=${l}`).replace(/head=\d+/, 'head=1').replace(/stage=\w+/, `stage=${st}`);
+          }, [layer, stage]);
+          await page.waitForFunction(([l, st]) => window.attnscope.state().layer === l && window.attnscope.state().stage === st, [layer, stage]);
+          const snap = await page.evaluate(() => window.attnscope.snapshot());
+          assert.equal(snap.matrix.length, all, `layer ${layer} ${stage}: every token`);
+          out.push({ layer, stage, matrix: snap.matrix });
+        }
+      }
+      const canvas = page.locator('canvas.heatmap-canvas:not(.off)');
+      await canvas.scrollIntoViewIfNeeded();
+      const box = await canvas.boundingBox();
+      const [row, col] = [all - 1, 3];
+      await page.mouse.move(box.x + (col + 0.5) * box.width / all, box.y + (row + 0.5) * box.height / all);
+      await page.waitForFunction(([r, c]) => {
+        const hv = window.attnscope.state().hover;
+        return hv && hv.row === r && hv.col === c && hv.stage === 'weights';
+      }, [row, col], { timeout: 30_000 });
+      out.push({ hover: (await page.evaluate(() => window.attnscope.state())).hover.value });
+      await page.mouse.move(0, 0);
+      return out;
+    };
+    // The model view's grid of every head's weights: its pixels.
+    const gridPixels = async () => {
+      await page.locator('[data-stage=weights]').click();
+      const grid = page.locator('canvas.grid-canvas:not(.off)');
+      await grid.scrollIntoViewIfNeeded();
+      await page.waitForFunction(() => document.querySelector('canvas.grid-canvas:not(.off)').width !== 300, null, { timeout: 30_000 });
+      await page.waitForTimeout(300);
+      return page.evaluate(() => {
+        const c = document.querySelector('canvas.grid-canvas:not(.off)');
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let hash = 0;
+        for (let i = 0; i < data.length; i++) hash = (hash * 31 + data[i]) >>> 0;
+        return { width: c.width, height: c.height, hash };
+      });
+    };
+    const kept = await read();
+    const keptGrid = await gridPixels();
+    // WebAssembly memory lowered so that each of the page's traces may take halfway between this
+    // text's trace without the T×T weights and with them (`engine::trace_bytes`).
+    const between = Math.round((cpuTraceBytes(all, false) + cpuTraceBytes(all, true)) / 2);
+    assert.ok(start.cpuTraceBudget > cpuTraceBytes(all, true), 'by default, the weights fit');
+    const memory = 4 * 2 ** 30 - 4 * (start.cpuTraceBudget - between);
+    await page.evaluate((m) => window.attnscope.setLimits({ wasmMemory: m }), memory);
+    assert.equal((await page.evaluate(() => window.attnscope.state())).cpuTraceBudget, between);
+    await page.locator('#text-input').fill(`${text}x`);
+    await page.locator('#text-input').fill(text);
+    await page.waitForFunction((n) => window.attnscope.state().tokens.length === n && window.attnscope.state().cpuWeightsKept === false, all, { timeout: 30_000 });
+    const s = await page.evaluate(() => window.attnscope.state());
+    assert.equal(s.inputError, null, 'the whole text, with no message');
+    const computed = await read();
+    for (const [i, want] of kept.entries()) {
+      // Computed from Q, K and each row's softmax max and sum, bit for bit the kernel's.
+      assert.deepEqual(computed[i], want, `${want.stage ?? 'hover'} ${want.layer ?? ''}: the same numbers`);
+    }
+    const computedGrid = await gridPixels();
+    console.log(`the grid with every head's weights kept ${JSON.stringify(keptGrid)}, computed when read ${JSON.stringify(computedGrid)}`);
+    assert.deepEqual(computedGrid, keptGrid, 'the grid: the very same pixels');
+    await screenshot(page, 'cpu-weights-computed.png');
+    await page.evaluate(() => window.attnscope.setLimits(null));
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
 });
 
 test('on the GPU, text past what its T×T matrices may take: a clear message and the first tokens that fit', { timeout: 300_000 }, async () => {

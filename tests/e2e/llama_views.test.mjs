@@ -330,6 +330,41 @@ test('a 2,000-token text on a 2,048-token Llama renders, zooms and hovers on eac
         assert.ok(drift <= 1e-4, `one block's at a time, the last row is the same within 1e-4: ${drift}`);
         seen.push({ t, oneBlock: true, last: one });
         await page.evaluate(() => window.attnscope.setLimits(null));
+      } else {
+        // The same text with WebAssembly memory for four of its traces without the T×T weights
+        // but not with them: each weight is computed when read from Q, K and its row's softmax
+        // max and sum. The map, a hovered cell and the grid's pixels are the very same.
+        const grid = async () => {
+          const c = page.locator('canvas.grid-canvas:not(.off)');
+          await c.scrollIntoViewIfNeeded();
+          await page.waitForTimeout(300);
+          return page.evaluate(() => {
+            const g = document.querySelector('canvas.grid-canvas:not(.off)');
+            const data = g.getContext('2d').getImageData(0, 0, g.width, g.height).data;
+            let hash = 0;
+            for (let i = 0; i < data.length; i++) hash = (hash * 31 + data[i]) >>> 0;
+            return { width: g.width, height: g.height, hash };
+          });
+        };
+        const keptGrid = await grid();
+        const s = await page.evaluate(() => window.attnscope.state());
+        assert.equal(s.cpuWeightsKept, true);
+        // A budget of the weights' bytes less one: the rest of a trace takes far less.
+        const heads = TINY_GQA.heads * TINY_GQA.layers;
+        await page.evaluate(([budget, weights]) => window.attnscope.setLimits({ wasmMemory: 4 * 2 ** 30 - 4 * (budget - weights) }),
+          [s.cpuTraceBudget, heads * t * t * 4 - 1]);
+        await page.locator('#text-input').fill(`${text}x`);
+        await page.locator('#text-input').fill(text);
+        await page.waitForFunction((n) => { const s = window.attnscope.state(); return s.cpuWeightsKept === false && s.gpuTokens === n && s.renders > 0; },
+          t, { timeout: 180_000 });
+        await keep('computed');
+        const computed = await lastRow('computed');
+        assert.deepEqual(computed, last, 'weights computed when read: the last row, bit for bit');
+        assert.equal(await cell('computed', hover.row, hover.col), hover.value, 'and the hovered cell');
+        const computedGrid = await grid();
+        console.log(`CPU grid at T = ${t}, weights kept ${JSON.stringify(keptGrid)}, computed when read ${JSON.stringify(computedGrid)}`);
+        assert.deepEqual(computedGrid, keptGrid, 'the grid: the very same pixels');
+        await page.evaluate(() => window.attnscope.setLimits(null));
       }
       assert.deepEqual(errors, []);
     } finally {

@@ -57,7 +57,9 @@ impl<'a> QkvRows<'a> {
 }
 
 /// Where the outputs go. Element (h, i, j) of `raw`, `masked` and `weights`
-/// is at `(h·rows + i − first_row)·cap + j`; head h's output of row i at
+/// is at `(h·rows + i − first_row)·cap + j`; the softmax of row i of head h
+/// (its max and sum, [`SoftmaxRow`]) at `2·(h·rows + i − first_row)` of
+/// `softmax`; head h's output of row i at
 /// `(i − first_row)·d + h·d_head` of `out`. The kernel's layout is
 /// `first_row = 0, rows = cap`; the KV cache's one row is `first_row = i, rows = 1`.
 #[derive(Debug)]
@@ -65,6 +67,7 @@ pub struct ScoreRows<'a> {
     pub raw: &'a mut [f32],
     pub masked: &'a mut [f32],
     pub weights: &'a mut [f32],
+    pub softmax: &'a mut [f32],
     pub out: &'a mut [f32],
     pub cap: usize,
     pub rows: usize,
@@ -87,6 +90,7 @@ pub struct AttentionOut {
     pub raw: Vec<f32>,
     pub masked: Vec<f32>,
     pub weights: Vec<f32>,
+    pub softmax: Vec<f32>,
     pub out: Vec<f32>,
 }
 
@@ -99,12 +103,14 @@ pub fn attention_rows_owned(shape: &AttentionRows, qkv: &QkvRows) -> AttentionOu
         raw: vec![0.0; len],
         masked: vec![0.0; len],
         weights: vec![0.0; len],
+        softmax: vec![0.0; 2 * n_head * m],
         out: vec![0.0; m * n_head * d_head],
     };
     let mut dst = ScoreRows {
         raw: &mut o.raw,
         masked: &mut o.masked,
         weights: &mut o.weights,
+        softmax: &mut o.softmax,
         out: &mut o.out,
         cap: t,
         rows: m,
@@ -117,8 +123,8 @@ pub fn attention_rows_owned(shape: &AttentionRows, qkv: &QkvRows) -> AttentionOu
 /// Fills rows `row0..row0+m` of every head: Q·Kᵀ (raw, over every key, as
 /// the trace shows it), scaled by 1/√d_head with −∞ where the mask forbids
 /// (masked), the stable softmax (weights; a row with no allowed key is all
-/// zero, never NaN) and A·V (out). Panics if a buffer is shorter than the
-/// shape says, like indexing.
+/// zero, never NaN), each row's softmax max and sum (softmax) and A·V (out).
+/// Panics if a buffer is shorter than the shape says, like indexing.
 pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows) {
     let AttentionRows { row0, m, t, n_head, d_head, mask } = *shape;
     assert!(dst.cap >= t && row0 >= dst.first_row && row0 + m <= dst.first_row + dst.rows, "{shape:?} vs {dst:?}");
@@ -137,33 +143,70 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
         let span = (m - 1) * cap + t;
         head_scores(shape, qkv, (col, kv_col), &mut dst.raw[first..][..span], cap);
         for i in row0..row0 + m {
-            let at = dst.at(h, i);
-            let raw = &dst.raw[at..][..t];
-            let (lo, hi) = mask.keys(i, t);
-            let masked = &mut dst.masked[at..][..t];
-            masked.fill(f32::NEG_INFINITY);
-            let mut max = f32::NEG_INFINITY;
-            for (mk, &r) in masked[lo..hi].iter_mut().zip(&raw[lo..hi]) {
-                *mk = r * scale;
-                max = max.max(*mk);
-            }
-            let weights = &mut dst.weights[at..][..t];
-            weights.fill(0.0);
-            if max != f32::NEG_INFINITY {
-                let mut sum = 0.0;
-                for (w, &s) in weights[lo..hi].iter_mut().zip(&masked[lo..hi]) {
-                    *w = exp(s - max);
-                    sum += *w;
-                }
-                for w in &mut weights[lo..hi] {
-                    *w /= sum;
-                }
-            }
+            let (at, r) = (dst.at(h, i), h * dst.rows + i - dst.first_row);
+            let row = (&dst.raw[at..][..t], &mut dst.masked[at..][..t], &mut dst.weights[at..][..t]);
+            let SoftmaxRow { max, sum } = softmax_row(row.0, mask.keys(i, t), scale, row.1, row.2);
+            dst.softmax[2 * r..][..2].copy_from_slice(&[max, sum]);
         }
         let out_first = (row0 - dst.first_row) * d + col;
         let out_span = (m - 1) * d + d_head;
         head_output(shape, qkv, kv_col, &dst.weights[first..][..span], cap, &mut dst.out[out_first..][..out_span], d);
     }
+}
+
+/// A row's stable softmax: the largest scaled score the mask allows and
+/// the sum of their exponentials after subtracting it. With them one weight
+/// is `exp(raw · scale − max) / sum` ([`SoftmaxRow::weight`]), bit for bit
+/// what [`attention_rows`] wrote for it: a trace that keeps no T×T weights
+/// keeps these two numbers per row (`HeadTrace::softmax`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoftmaxRow {
+    pub max: f32,
+    pub sum: f32,
+}
+
+impl SoftmaxRow {
+    /// The weight of a key the mask allows whose raw score is `raw`
+    /// (0 in a row with no allowed key: its max is −∞).
+    pub fn weight(self, raw: f32, scale: f32) -> f32 {
+        if self.max == f32::NEG_INFINITY {
+            0.0
+        } else {
+            exp(raw * scale - self.max) / self.sum
+        }
+    }
+}
+
+/// One row of the kernel after its raw scores: `masked` the raw scores
+/// scaled where the mask allows (`lo..hi`) and −∞ elsewhere, `weights`
+/// their stable softmax (0 outside `lo..hi`, all 0 when the run is empty);
+/// returns the row's max and sum. The one place these loops live: the
+/// kernel and a trace computing its weights on reading both call it.
+pub fn softmax_row(
+    raw: &[f32],
+    (lo, hi): (usize, usize),
+    scale: f32,
+    masked: &mut [f32],
+    weights: &mut [f32],
+) -> SoftmaxRow {
+    masked.fill(f32::NEG_INFINITY);
+    let mut max = f32::NEG_INFINITY;
+    for (mk, &r) in masked[lo..hi].iter_mut().zip(&raw[lo..hi]) {
+        *mk = r * scale;
+        max = max.max(*mk);
+    }
+    weights.fill(0.0);
+    let mut sum = 0.0;
+    if max != f32::NEG_INFINITY {
+        for (w, &s) in weights[lo..hi].iter_mut().zip(&masked[lo..hi]) {
+            *w = exp(s - max);
+            sum += *w;
+        }
+        for w in &mut weights[lo..hi] {
+            *w /= sum;
+        }
+    }
+    SoftmaxRow { max, sum }
 }
 
 /// One head's raw scores over every key, `[m × t]` row-major: rows of `q`
@@ -174,6 +217,33 @@ pub fn head_raw_scores(q: &[f32], k: &[f32], shape: (usize, usize, usize)) -> Ve
     let mut raw = vec![0.0; shape.0 * shape.1];
     raw_scores_into(q, k, shape, &mut raw);
     raw
+}
+
+/// Rows `rows` of one head's weights over keys `0..t`, `[rows.len() × t]`
+/// row-major, from its queries `q` (row i at `i·d_head`) and keys `k` (row
+/// j at `j·d_head`) under `mask`: bit for bit what [`attention_rows`] wrote
+/// for them (the same product, then [`softmax_row`]). A trace that keeps no
+/// T×T weights computes them so when they are read.
+pub fn head_weight_rows(
+    q: &[f32],
+    k: &[f32],
+    d_head: usize,
+    t: usize,
+    rows: std::ops::Range<usize>,
+    mask: Mask,
+) -> Vec<f32> {
+    let m = rows.len();
+    let mut weights = vec![0.0; m * t];
+    if m == 0 || t == 0 {
+        return weights;
+    }
+    let mut raw = vec![0.0; m * t];
+    raw_scores_into(&q[rows.start * d_head..][..m * d_head], &k[..t * d_head], (m, t, d_head), &mut raw);
+    let (scale, mut masked) = (1.0 / (d_head as f32).sqrt(), vec![0.0; t]);
+    for (r, i) in rows.enumerate() {
+        softmax_row(&raw[r * t..][..t], mask.keys(i, t), scale, &mut masked, &mut weights[r * t..][..t]);
+    }
+    weights
 }
 
 /// One raw score `q · k` (rows of d_head), bit for bit the one
@@ -291,10 +361,12 @@ mod tests {
         let (q, k, v) = ([1.0, 0.0], [0.0, 0.0, 2.0, 0.0], [1.0, 1.0, 3.0, 5.0]);
         let qkv = QkvRows { q: &q, q_row0: 1, q_stride: 2, k: &k, v: &v, kv_stride: 2, group: 1 };
         let (mut raw, mut masked, mut weights, mut out) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
+        let mut softmax = [0.0; 2];
         let mut dst = ScoreRows {
             raw: &mut raw,
             masked: &mut masked,
             weights: &mut weights,
+            softmax: &mut softmax,
             out: &mut out,
             cap: 2,
             rows: 1,

@@ -30,7 +30,8 @@ mod matmul;
 mod rows;
 
 pub use attention::{
-    attention_rows, attention_rows_owned, head_raw_scores, raw_score, AttentionOut, AttentionRows, QkvRows, ScoreRows,
+    attention_rows, attention_rows_owned, head_raw_scores, head_weight_rows, raw_score, softmax_row, AttentionOut,
+    AttentionRows, QkvRows, ScoreRows, SoftmaxRow,
 };
 pub use matmul::{lm_head, lm_head_columns, matmul_bias, matmul_bias_columns};
 pub use rows::{activate, add, dot, exp, layernorm, rmsnorm, swiglu};

@@ -1,5 +1,6 @@
 //! The CPU backend: the reference forward pass compiled to wasm
-//! (`engine::forward_cpu`, extended row by row as text is added), its trace
+//! (`backend::cpu_run`: extended row by row as text is added, each head's
+//! T×T weights kept while they fit, else computed when read), its trace
 //! rasterised onto 2D canvases by `render::raster`, and reads straight from
 //! the trace.
 
@@ -11,12 +12,11 @@ use wasm_bindgen::{Clamped, JsCast};
 
 use super::questions::{self, InterventionOutcome, InterventionRequest};
 use super::{BackendError, Drawn, MapCell, Target};
-use crate::engine::extend::extend_cpu;
 use crate::engine::residual::residual_norms;
-use crate::engine::{forward_cpu, sampling, HeadTrace, Mask, Matrix, MatrixView, Trace};
+use crate::engine::{sampling, HeadTrace, Mask, Matrix, MatrixView, Trace};
 use crate::model::{Model, Token};
 use crate::render::layout::{grid_cells, place, to_fractions, GridShape, MapWindow, BLOCK_TILES};
-use crate::render::raster::{as_bytes, value_range, Hidden, Raster};
+use crate::render::raster::{as_bytes, sampled_cells, value_range, Hidden, Raster};
 use crate::render::ColourMap;
 use crate::ui::state::View;
 
@@ -58,18 +58,13 @@ struct Paint<'a> {
 
 impl CpuBackend {
     pub fn run(&self, model: &Model, tokens: &[Token], mask: Mask) -> Drawn {
-        let (config, weights) = (&model.config, &model.weights);
         let trace = if tokens.is_empty() {
             None
         } else {
             // Text typed, deleted or edited at the end, or generated: only the rows after the
             // beginning it shares with the last run are computed (engine::extend).
             let prev = self.last();
-            let next = match prev.as_deref() {
-                Some(prev) => extend_cpu(config, weights, prev, tokens.to_vec(), mask),
-                None => forward_cpu(config, weights, tokens.to_vec(), mask),
-            };
-            Some(Rc::new(next?))
+            Some(Rc::new(super::cpu_run(model, prev.as_deref(), tokens.to_vec(), mask)?.finish()))
         };
         self.show(trace);
         Ok(())
@@ -84,6 +79,11 @@ impl CpuBackend {
     pub fn show(&self, trace: impl Into<Option<Rc<Trace>>>) {
         *self.trace.borrow_mut() = trace.into();
         *self.intervened.borrow_mut() = None;
+    }
+
+    /// Whether the shown run keeps each head's T×T weights (true before any run).
+    pub fn weights_kept(&self) -> bool {
+        self.current().is_none_or(|t| t.layers.iter().flat_map(|l| l.heads()).all(|h| h.kept_weights.is_some()))
     }
 
     pub fn shown(&self) -> usize {
@@ -278,7 +278,11 @@ impl CpuBackend {
         })
     }
 
-    /// Every head's weights in the model grid, `selected` outlined.
+    /// Every head's weights in the model grid, `selected` outlined. A tile
+    /// with fewer pixels than its map has cells draws from the cells under
+    /// its pixels alone (`raster::sampled_cells`: the very same pixels),
+    /// read in place or, where the trace keeps no weights, computed from Q,
+    /// K and each row's softmax: a tile's worth of weights, not T².
     pub fn draw_grid(&self, canvas: Target<'_>, shape: GridShape, selected: (usize, usize)) -> Drawn {
         let size = canvas.size;
         let trace = self.current();
@@ -287,18 +291,29 @@ impl CpuBackend {
         let heads = (0..shape.layers).flat_map(|layer| (0..shape.heads).map(move |head| (layer, head)));
         let tiles: Vec<((usize, usize), [f32; 4])> =
             heads.zip(grid_cells(size, shape).into_iter().map(|at| to_fractions(at, size))).collect();
-        let items: Vec<Paint> = tiles
+        // Each tile's cells (sampled, or all) and the ones the mask hides, marked −∞.
+        let maps: Vec<(Matrix, Matrix, [f32; 4])> = tiles
             .iter()
             .filter_map(|&((layer, head), at)| {
                 let head = trace.layers.get(layer)?.heads().get(head)?;
-                Some(Paint {
-                    values: head.weights.view(),
-                    masked: Some(Hidden::mask(head.mask)),
-                    colour_map: ColourMap::Sequential,
-                    range: (0.0, 1.0),
-                    at,
-                    hover: None,
-                })
+                let (_, _, width, height) = place(at, size);
+                let t = head.tokens();
+                let (rows, cols) =
+                    sampled_cells(t, t, width, height).unwrap_or_else(|| ((0..t).collect(), (0..t).collect()));
+                let hides = |i: usize, j: usize| if head.mask.allows(i, j) { 0.0 } else { f32::NEG_INFINITY };
+                let hidden = rows.iter().flat_map(|&i| cols.iter().map(move |&j| hides(i, j))).collect();
+                Some((head.weights_at(&rows, &cols), Matrix::from_vec(rows.len(), cols.len(), hidden), at))
+            })
+            .collect();
+        let items: Vec<Paint> = maps
+            .iter()
+            .map(|(values, hidden, at)| Paint {
+                values: values.view(),
+                masked: Some(Hidden::Cells(hidden)),
+                colour_map: ColourMap::Sequential,
+                range: (0.0, 1.0),
+                at: *at,
+                hover: None,
             })
             .collect();
         let outline = tiles.iter().find(|(head, _)| *head == selected).map(|&(_, at)| at);

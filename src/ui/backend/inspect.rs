@@ -28,8 +28,20 @@ impl Backend {
     pub async fn head_scores(self, query: FinderQuery) -> Result<Vec<Option<f64>>, BackendError> {
         let host = self.ready()?;
         let model = &host.model;
-        self.ask(async |g| g.head_scores(model, &query).await, |c| Ok(questions::head_scores(&*c.trace()?, &query)))
-            .await
+        let engine = host.engine();
+        let Engine::Cpu(cpu) = &*engine else {
+            return self.ask(async |g| g.head_scores(model, &query).await, |_| Err(BackendError::Superseded)).await;
+        };
+        // A head at a time, in slices, from a task of its own (the one that asked may be full).
+        let trace = cpu.trace()?;
+        yield_to_browser().await;
+        let mut pacer = Pacer::new();
+        let pause = async || {
+            pacer.pause().await;
+            std::ops::ControlFlow::Continue(())
+        };
+        let scores = questions::head_scores_paced(&trace, &query, pause).await;
+        host.unless_replaced(&engine, scores)
     }
 
     /// How many of the last positions the lens should read of the `wanted`:

@@ -296,6 +296,16 @@ impl Backend {
         })
     }
 
+    /// On the CPU, whether the shown run keeps each head's T×T weights
+    /// ([`cpu_keeps_weights`]; else they are computed when read); `None`
+    /// on the GPU.
+    pub fn cpu_weights_kept(self) -> Option<bool> {
+        self.host().and_then(|h| match &*h.engine() {
+            Engine::Gpu(_) => None,
+            Engine::Cpu(cpu) => Some(cpu.weights_kept()),
+        })
+    }
+
     /// Tokens the heatmaps show.
     pub fn shown(self) -> usize {
         self.host().map_or(0, |h| h.shown())
@@ -352,10 +362,11 @@ impl Backend {
                     size(host.max_binding().unwrap_or(u64::MAX))
                 ),
                 None => format!(
-                    "The text is {total} tokens long. On the CPU the page keeps every stage of every head of a run \
-                     in memory, and for this model that fits for at most {limit} tokens ({} each run): it runs the \
-                     first {limit}. Shorten the text to see the rest, or use a browser with WebGPU.",
-                    size(crate::engine::trace_bytes(&host.model.config, limit))
+                    "The text is {total} tokens long. On the CPU the page keeps every per-token stage of every \
+                     head of a run in memory (the T×T maps are computed when shown), and for this model that fits \
+                     for at most {limit} tokens ({} each run): it runs the first {limit}. Shorten the text to see \
+                     the rest, or use a browser with WebGPU.",
+                    size(crate::engine::trace_bytes(&host.model.config, limit, false))
                 ),
             }
         };
@@ -416,12 +427,11 @@ impl Backend {
                 return;
             }
             let prev = cpu.last();
-            let (config, weights) = (&host.model.config, &host.model.weights);
             // The run's setup (the new rows' embeddings) is the engine's time too.
             let (mut busy, mut slice, mut longest) = (0.0, now_ms(), 0.0f64);
             // When the working sign last said how far the run is (never yet: its start).
             let mut told = slice;
-            let mut run = match stepped_run(config, weights, prev.as_deref(), tokens.clone(), mask) {
+            let mut run = match stepped_run(&host.model, prev.as_deref(), tokens.clone(), mask) {
                 Ok(run) => run,
                 Err(e) => return self.show_run(state, &host, tokens, Err(e.into()), None),
             };
@@ -819,13 +829,36 @@ const CPU_TRACES: u64 = 4;
 const WASM_MARGIN: u64 = 256 << 20;
 
 /// The most tokens a CPU run may have in this page: [`CPU_TRACES`] whole
-/// traces ([`crate::engine::trace_bytes`]: every stage of every head) beside
-/// the weights within the WebAssembly memory the page allows (4 GiB, or what
-/// the test hook set); at least one. 529 tokens for SmolLM2-135M's GGUF
-/// (f32 once read), 759 for GPT-2 small in f32 (798 for a 16-bit file: its
-/// weights take half the memory); the default model's whole context.
+/// traces ([`crate::engine::trace_bytes`]: every per-token stage of every
+/// head; the T×T weights computed when read, [`cpu_keeps_weights`]) beside
+/// the model's weights within the WebAssembly memory the page allows (4
+/// GiB, or what the test hook set); at least one. GPT-2 small's whole
+/// context (1,024; 759 when every head's weights were kept), 749 tokens
+/// for SmolLM2-135M's GGUF (f32 once read; 529 with the weights kept); the
+/// default model's whole context.
 pub fn cpu_token_limit(model: &Model) -> usize {
-    crate::engine::most_traced_tokens(&model.config, cpu_trace_budget(model)).max(1)
+    crate::engine::most_traced_tokens(&model.config, cpu_trace_budget(model), false).max(1)
+}
+
+/// Whether a CPU run of `t` tokens keeps each head's T×T weights: while a
+/// whole trace with them fits one of the [`CPU_TRACES`]. Past that it keeps
+/// each row's softmax max and sum, and a weight is computed when read from
+/// Q, K and them, bit for bit the same (`HeadTrace::weight`): a map costs
+/// T²·d_head multiply-adds then, a hovered cell d_head.
+pub fn cpu_keeps_weights(model: &Model, t: usize) -> bool {
+    crate::engine::trace_bytes(&model.config, t, true) <= cpu_trace_budget(model)
+}
+
+/// A CPU run of the page on `tokens` after `prev` (the rows they share
+/// kept), keeping the weights as [`cpu_keeps_weights`] says.
+pub(crate) fn cpu_run<'a>(
+    model: &'a Model,
+    prev: Option<&'a crate::engine::Trace>,
+    tokens: Vec<Token>,
+    mask: Mask,
+) -> Result<TraceRun<'a>, EngineError> {
+    let keep = cpu_keeps_weights(model, tokens.len());
+    Ok(TraceRun::new(&model.config, &model.weights, prev, tokens, mask)?.keeping_weights(keep))
 }
 
 /// The bytes one of the [`CPU_TRACES`] whole traces may take.
@@ -851,18 +884,17 @@ pub(crate) fn runs_in_steps(c: &ModelConfig, t: usize) -> bool {
 /// SmolLM2's first run of 267 tokens left tasks of 65–100 ms. (The LM head
 /// then went a few rows per step, each reading the whole 113 MB table:
 /// ~31 ms a step, 2.8 s for those 267 rows.)
-pub(super) const STEP_FLOPS: u64 = 200_000_000;
+pub(crate) const STEP_FLOPS: u64 = 200_000_000;
 
-/// A run in steps on `tokens` after `prev`, its steps sized for the page's
-/// slices ([`STEP_FLOPS`]).
+/// A run in steps on `tokens` after `prev` ([`cpu_run`]), its steps sized
+/// for the page's slices ([`STEP_FLOPS`]).
 fn stepped_run<'a>(
-    config: &'a ModelConfig,
-    weights: &'a crate::model::Weights,
+    model: &'a Model,
     prev: Option<&'a crate::engine::Trace>,
     tokens: Vec<Token>,
     mask: Mask,
 ) -> Result<TraceRun<'a>, EngineError> {
-    Ok(TraceRun::new(config, weights, prev, tokens, mask)?.head_flops(STEP_FLOPS).block_flops(STEP_FLOPS))
+    Ok(cpu_run(model, prev, tokens, mask)?.head_flops(STEP_FLOPS).block_flops(STEP_FLOPS))
 }
 
 /// A forward of `tokens` after `prev` in steps ([`stepped_run`]), awaiting
@@ -874,7 +906,15 @@ pub(crate) async fn run_paced(
     mask: Mask,
     pause: &mut impl AsyncFnMut() -> std::ops::ControlFlow<()>,
 ) -> Result<crate::engine::Trace, BackendError> {
-    let mut run = stepped_run(&model.config, &model.weights, prev, tokens, mask)?;
+    pace_run(stepped_run(model, prev, tokens, mask)?, pause).await
+}
+
+/// Takes `run`'s steps, awaiting `pause` after each; superseded when a
+/// pause says to stop.
+pub(crate) async fn pace_run(
+    mut run: TraceRun<'_>,
+    pause: &mut impl AsyncFnMut() -> std::ops::ControlFlow<()>,
+) -> Result<crate::engine::Trace, BackendError> {
     while !run.is_done() {
         run.step();
         if pause().await.is_break() {

@@ -11,11 +11,12 @@ use std::ops::{ControlFlow, Range};
 use serde::Serialize;
 
 use super::BackendError;
-use crate::engine::head_finder::{painted_scores, template_scores, PaintedPattern};
+use crate::engine::head_finder::{painted_score, PaintedPattern, Templates};
 use crate::engine::intervene::{self, InterveneError, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
+use crate::engine::rank::{self, Direction};
 use crate::engine::residual::residual_points;
-use crate::engine::{forward_cpu, sampling, Matrix, Trace};
+use crate::engine::{sampling, Matrix, Trace};
 use crate::inspect::{PaintGrid, Template};
 use crate::model::{Model, Token};
 use crate::ui::state::View;
@@ -80,13 +81,31 @@ fn asked(e: InterveneError) -> BackendError {
     }
 }
 
-/// Every head's score, layer by layer (`layer · n_head + head`).
-pub fn head_scores(trace: &Trace, query: &FinderQuery) -> Vec<Option<f64>> {
-    match query.scoring() {
-        Scoring::Nothing => vec![None; trace.layers.iter().map(|l| l.heads().len()).sum()],
-        Scoring::Painted(pattern) => painted_scores(trace, &pattern).into_iter().map(Some).collect(),
-        Scoring::Template(t) => template_scores(trace, query.token_x).iter().map(|s| t.pick(s)).collect(),
+/// Every head's score, layer by layer (`layer · n_head + head`), a head at
+/// a time, awaiting `pause` after each (a head whose weights the trace
+/// computes when read costs T²·d_head multiply-adds: SmolLM2's 270 at 808
+/// tokens, 42 million each); superseded when a pause says to stop.
+pub async fn head_scores_paced(
+    trace: &Trace,
+    query: &FinderQuery,
+    mut pause: impl AsyncFnMut() -> ControlFlow<()>,
+) -> Result<Vec<Option<f64>>, BackendError> {
+    let scoring = query.scoring();
+    let templates = matches!(scoring, Scoring::Template(_)).then(|| Templates::new(trace, query.token_x));
+    let mut scores = Vec::new();
+    for (layer, l) in trace.layers.iter().enumerate() {
+        for (head, h) in l.heads().iter().enumerate() {
+            scores.push(match (&scoring, &templates) {
+                (Scoring::Painted(pattern), _) => Some(painted_score(h, pattern)),
+                (Scoring::Template(t), Some(templates)) => t.pick(&templates.score(layer, head, h)),
+                _ => None,
+            });
+            if pause().await.is_break() {
+                return Err(BackendError::Superseded);
+            }
+        }
     }
+    Ok(scores)
 }
 
 /// How a [`FinderQuery`] is scored, on either backend.
@@ -312,11 +331,11 @@ pub fn diff(
     if tokens.len() > limit {
         return Err(input(format!(
             "prompt B is {} tokens long, but on the CPU the page runs at most {limit} tokens of this model (every \
-             stage of a run is kept in memory): shorten it",
+             per-token stage of a run is kept in memory): shorten it",
             tokens.len()
         )));
     }
-    let mut other = forward_cpu(&model.config, &model.weights, tokens, trace.mask)?;
+    let mut other = super::cpu_run(model, None, tokens, trace.mask)?.finish();
     if let Some(req) = shown {
         other =
             intervene(model, &other, req).map_err(|e| input(format!("prompt B with the same heads replaced: {e}")))?.1;
@@ -354,8 +373,8 @@ pub fn diff_of(
     ids.sort_unstable();
     ids.dedup();
     let p = |probs: &[f64], id: u32| probs.get(id as usize).map_or(0.0, |&v| v as f32);
-    let mut next: Vec<(u32, String, f32, f32)> =
+    let next: Vec<(u32, String, f32, f32)> =
         ids.into_iter().map(|id| (id, model.tokenizer.decode(&[id]), p(&pa, id), p(&pb, id))).collect();
-    next.sort_by(|x, y| (y.3 - y.2).abs().total_cmp(&(x.3 - x.2).abs()));
+    let next = rank::sorted(next, |x| (x.3 - x.2).abs() as f64, Direction::Descending);
     PromptDiff { stages, a_tokens, b_tokens, next }
 }

@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use super::{BackendError, Engine, Host};
-use crate::engine::{forward_cpu, Mask};
+use crate::engine::Mask;
 use crate::gpu::{GpuForward, RunOptions};
 use crate::model::Token;
 use crate::ui::web::dom::{now_ms, Pacer};
@@ -56,9 +56,9 @@ impl ForwardTimer {
                 }
             }
             _ => {
-                let (config, weights) = (&self.host.model.config, &self.host.model.weights);
+                let config = &self.host.model.config;
                 if !super::runs_in_steps(config, tokens.len()) {
-                    forward_cpu(config, weights, tokens.to_vec(), mask)?;
+                    super::cpu_run(&self.host.model, None, tokens.to_vec(), mask)?.finish();
                     return Ok(now_ms() - started);
                 }
                 // The time between pauses is the steps'.

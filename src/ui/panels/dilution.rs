@@ -13,19 +13,20 @@ use leptos::task::spawn_local;
 
 use super::chart::{LogChart, Marker, Series, YFormat};
 use crate::engine::analysis::{attention_to, first_token_weights};
-use crate::engine::extend::extend_cpu;
-use crate::engine::{forward_cpu, most_traced_tokens, trace_bytes, Mask};
+use crate::engine::stepwise::TraceRun;
+use crate::engine::{most_traced_tokens, trace_bytes, Mask};
 use crate::render::plot::head_colour;
 use crate::render::text::size_text;
 use crate::render::text::visible;
-use crate::ui::backend::{cpu_trace_budget, run_paced, runs_in_steps, Backend, BackendError};
+use crate::ui::backend::{cpu_trace_budget, pace_run, runs_in_steps, Backend, BackendError, STEP_FLOPS};
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::{sleep_ms, Pacer};
 use crate::ui::web::visible::{on_screen, while_on_screen};
 
 /// The most a trace of this panel may take (it keeps two, together within
-/// the page's budget for a second prompt's trace): 256 MiB, 206 tokens of
-/// SmolLM2-135M and 299 of GPT-2 small; the default model's whole context.
+/// the page's budget for a second prompt's trace): 256 MiB, 236 tokens of
+/// SmolLM2-135M and 367 of GPT-2 small (its traces keep no T×T weights);
+/// the default model's whole context.
 const DILUTION_TRACE_BYTES: u64 = 256 << 20;
 
 const FILLERS: [&str; 3] = [
@@ -81,7 +82,7 @@ pub fn DilutionPanel() -> impl IntoView {
             // stops before they pass DILUTION_TRACE_BYTES each, and says so.
             let context = config.n_positions;
             let budget = DILUTION_TRACE_BYTES.min(cpu_trace_budget(model) / 2);
-            let affordable = most_traced_tokens(config, budget).max(2);
+            let affordable = most_traced_tokens(config, budget, false).max(2);
             let limit = context.min(affordable);
             let mut prev = None;
             for k in 0.. {
@@ -100,20 +101,21 @@ pub fn DilutionPanel() -> impl IntoView {
                 }
                 let t = tokens.len();
                 // Each step appends filler: only its rows are computed (engine::extend). A large
-                // model runs them a block at a time, giving the thread back between slices.
-                let next = if runs_in_steps(config, t) {
-                    let mut pacer = Pacer::new();
-                    let mut pause = async || {
-                        pacer.pause().await;
-                        ControlFlow::Continue(())
-                    };
-                    run_paced(model, prev.as_ref(), tokens, mask, &mut pause).await
-                } else {
-                    match &prev {
-                        Some(prev) => extend_cpu(config, weights, prev, tokens, mask),
-                        None => forward_cpu(config, weights, tokens, mask),
+                // model runs them a block at a time, giving the thread back between slices. The
+                // panel reads a few weights of each head, computed when read (from Q, K and each
+                // row's softmax): its traces keep none of the T×T matrices.
+                let run = TraceRun::new(config, weights, prev.as_ref(), tokens, mask).map(|r| r.keeping_weights(false));
+                let next = match run {
+                    Err(e) => Err(BackendError::from(e)),
+                    Ok(run) if runs_in_steps(config, t) => {
+                        let mut pacer = Pacer::new();
+                        let mut pause = async || {
+                            pacer.pause().await;
+                            ControlFlow::Continue(())
+                        };
+                        pace_run(run.head_flops(STEP_FLOPS).block_flops(STEP_FLOPS), &mut pause).await
                     }
-                    .map_err(BackendError::from)
+                    Ok(run) => Ok(run.finish()),
                 };
                 match next {
                     Ok(trace) => {
@@ -129,10 +131,11 @@ pub fn DilutionPanel() -> impl IntoView {
                 }
                 if full {
                     if limit < context {
-                        let size = size_text(trace_bytes(config, limit));
+                        let size = size_text(trace_bytes(config, limit, false));
                         note.set(Some(format!(
                             "Stopped at {limit} tokens, before this model's context ({context}) is full: the page \
-                             computes this panel on the CPU, and a longer text's every stage would take over {size}."
+                             computes this panel on the CPU, and a longer text's every per-token stage would \
+                             take over {size}."
                         )));
                     }
                     break;

@@ -29,7 +29,7 @@ fn state_json(state: PageState, backend: Backend) -> Value {
         Phase::Failed(e) => format!("failed: {e}"),
     };
     let view = state.view_untracked();
-    json!({
+    let mut out = json!({
         "phase": phase,
         "model": status.model_label.get_untracked(),
         "modelKey": status.model_key.get_untracked(),
@@ -72,7 +72,16 @@ fn state_json(state: PageState, backend: Backend) -> Value {
         "generated": state.generation.steps.get_untracked().iter().map(|g| json!({ "id": g.token.id, "text": g.token.text, "prob": g.prob })).collect::<Vec<_>>(),
         "kvBytes": status.config.get_untracked().map(|c| crate::engine::cost::forward_cost(&c, outputs.shown_tokens.get_untracked()).kv_bytes),
         "wasmMemoryBytes": wasm_memory_bytes(),
-    })
+    });
+    // (Set apart: one `json!` of every key passes the macro's recursion limit.)
+    if let Some(o) = out.as_object_mut() {
+        o.insert("cpuWeightsKept".into(), json!(backend.cpu_weights_kept()));
+        o.insert(
+            "cpuTraceBudget".into(),
+            json!(backend.host().map(|h| crate::ui::backend::cpu_trace_budget(&h.model))),
+        );
+    }
+    out
 }
 
 /// The size of this WebAssembly instance's memory (it only ever grows): the
