@@ -212,7 +212,10 @@ impl HeadTrace {
     pub fn weights(&self) -> Cow<'_, SquareMatrix> {
         match &self.kept_weights {
             Some(w) => Cow::Borrowed(w),
-            None => Cow::Owned(SquareMatrix::from_vec(self.tokens(), self.weight_rows(0..self.tokens()))),
+            None => {
+                let t = self.tokens().min(self.k.rows);
+                Cow::Owned(SquareMatrix::from_vec(t, self.weight_rows(0..t)))
+            }
         }
     }
 

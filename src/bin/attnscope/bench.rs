@@ -152,6 +152,86 @@ pub fn cpu_head_finder(
     Ok(())
 }
 
+/// A trace that keeps no T×T weights (the page's CPU runs past its budget)
+/// against one that keeps them, at each length: the forward, the trace's
+/// bytes, and what reading the weights costs then: one head's whole map,
+/// the model grid's tiles (every head, 64 × 64 cells each) and the head
+/// finder, each against the same read of the kept weights.
+pub fn cpu_weights_on_read(
+    config: &ModelConfig,
+    weights: &Weights,
+    lengths: &[usize],
+    repeat: usize,
+) -> Result<(), String> {
+    use attnscope::engine::stepwise::TraceRun;
+    use attnscope::engine::trace_bytes;
+    println!("  weights computed when read (kept → computed, ms; 1 thread):");
+    println!(
+        "  {:>5}  {:>19}  {:>19}  {:>17}  {:>17}  {:>19}",
+        "T", "forward", "trace MB", "one head's map", "grid (64×64 each)", "head finder"
+    );
+    for &t in lengths.iter().filter(|&&t| t <= config.n_positions) {
+        let tokens: Vec<Token> = bench_ids(t, config.vocab_size)
+            .into_iter()
+            .map(|id| Token { id, text: String::new(), start: 0, end: 0 })
+            .collect();
+        let mut traces: [Option<Trace>; 2] = [None, None];
+        let mut forward = [0.0; 2];
+        for (slot, keep) in [true, false].into_iter().enumerate() {
+            forward[slot] = median_ms(
+                || {
+                    let run = TraceRun::new(config, weights, None, tokens.clone(), Mask::Causal)
+                        .map_err(|e| e.to_string())?;
+                    traces[slot] = Some(run.keeping_weights(keep).finish());
+                    Ok(())
+                },
+                repeat,
+            )?;
+        }
+        let [Some(kept), Some(computed)] = &traces else { return Err("no trace".into()) };
+        let cells: Vec<usize> = (0..64).map(|k| k * t / 64).collect();
+        let mut reads = Vec::new();
+        for trace in [kept, computed] {
+            let head = &trace.layers[0].heads()[0];
+            let map = median_ms(
+                || {
+                    std::hint::black_box(head.weights().to_matrix());
+                    Ok(())
+                },
+                repeat,
+            )?;
+            let grid = median_ms(
+                || {
+                    for h in trace.layers.iter().flat_map(|l| l.heads()) {
+                        std::hint::black_box(h.weights_at(&cells, &cells));
+                    }
+                    Ok(())
+                },
+                repeat,
+            )?;
+            let finder = median_ms(
+                || {
+                    std::hint::black_box(template_scores(trace, Some(tokens[0].id)));
+                    Ok(())
+                },
+                repeat,
+            )?;
+            reads.push((map, grid, finder));
+        }
+        let mb = |keep| trace_bytes(config, t, keep) as f64 / 1e6;
+        let pair = |a: f64, b: f64| format!("{a:.2} → {b:.2}");
+        println!(
+            "  {t:>5}  {:>19}  {:>19}  {:>17}  {:>17}  {:>19}",
+            pair(forward[0], forward[1]),
+            format!("{:.1} → {:.1}", mb(true), mb(false)),
+            pair(reads[0].0, reads[1].0),
+            pair(reads[0].1, reads[1].1),
+            pair(reads[0].2, reads[1].2),
+        );
+    }
+    Ok(())
+}
+
 /// Cached generation on the CPU: a 16-token prompt read once, then `steps`
 /// tokens one KV-cache step each, on one thread and on two.
 pub fn cpu_generation(
