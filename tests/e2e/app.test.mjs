@@ -2,7 +2,7 @@
 // heatmap, and check the page's numbers against the CLI's CPU reference.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats, maxAbsDiff, MODEL_CONFIG } from './harness.mjs';
+import { serveDist, launch, openApp, typeText, cliTrace, screenshot, canvasStats, canvasHash, maxAbsDiff, MODEL_CONFIG } from './harness.mjs';
 
 const SENTENCE = 'The cat sat on the mat, and then the cat slept.';
 let server;
@@ -139,6 +139,46 @@ test('on the CPU, text past what the page can keep every stage of: a clear messa
   });
 });
 
+/**
+ * Waits for the address to hold `text` with a layer, head and stage: it follows the page once the
+ * page has been still for 200 ms, and a layer, head or stage replaced in it before then changes
+ * nothing (the wait for that view times out).
+ */
+async function linked(page, text) {
+  await page.waitForFunction((t) => {
+    const m = location.hash.match(/[#&]text=([^&]*)/);
+    return m && decodeURIComponent(m[1]) === t && /layer=\d+/.test(location.hash) && /head=\d+/.test(location.hash)
+      && /stage=\w+/.test(location.hash);
+  }, text, { timeout: 30_000 });
+}
+
+/** Shows the weights stage and scrolls to the model grid once drawn at its size; returns its selector. */
+async function showGrid(page) {
+  const selector = 'canvas.grid-canvas:not(.off)';
+  await page.locator('[data-stage=weights]').click();
+  await page.locator(selector).scrollIntoViewIfNeeded();
+  await page.waitForFunction((sel) => document.querySelector(sel).width !== 300, selector, { timeout: 30_000 });
+  await page.waitForTimeout(300);
+  return selector;
+}
+
+/** Each layer's raw scores and weights of head 1 as the page shows them (`all` tokens each), through the address. */
+async function headOneStages(page, all) {
+  const out = [];
+  for (let layer = 0; layer < MODEL_CONFIG.n_layer; layer++) {
+    for (const stage of ['raw', 'weights']) {
+      await page.evaluate(([l, st]) => {
+        location.hash = location.hash.replace(/layer=\d+/, `layer=${l}`).replace(/head=\d+/, 'head=1').replace(/stage=\w+/, `stage=${st}`);
+      }, [layer, stage]);
+      await page.waitForFunction(([l, st]) => window.attnscope.state().layer === l && window.attnscope.state().stage === st, [layer, stage]);
+      const snap = await page.evaluate(() => window.attnscope.snapshot());
+      assert.equal(snap.matrix.length, all, `layer ${layer} ${stage}: every token`);
+      out.push({ layer, stage, matrix: snap.matrix });
+    }
+  }
+  return out;
+}
+
 /** Bytes of a CPU trace of `t` tokens of the default model (GPT-2 family), as `engine::trace_bytes` counts them. */
 function cpuTraceBytes(t, keptWeights) {
   const { n_layer: layers, n_head: heads, n_embd: d, vocab_size: vocab } = MODEL_CONFIG;
@@ -155,30 +195,17 @@ test('on the CPU, a text whose every head\'s T×T weights outgrow the page\'s me
     await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
     const text = 'the cat sat on the mat and the dog sat on the cat. '.repeat(7);
     await page.locator('#text-input').fill(text);
-    await page.waitForFunction(() => window.attnscope.state().tokens.length > 100, null, { timeout: 30_000 });
-    await page.waitForFunction((t) => {
-      const m = location.hash.match(/[#&]text=([^&]*)/);
-      return m && decodeURIComponent(m[1]) === t && /layer=\d+/.test(location.hash) && /head=\d+/.test(location.hash)
-        && /stage=\w+/.test(location.hash);
-    }, text, { timeout: 30_000 });
+    // (The run shown is this text's: on a busy machine the last text's may still be on screen.)
+    await page.waitForFunction(() => { const s = window.attnscope.state(); return s.tokens.length > 100 && s.gpuTokens === s.tokens.length; },
+      null, { timeout: 30_000 });
+    await linked(page, text);
     const start = await page.evaluate(() => window.attnscope.state());
     assert.equal(start.cpuWeightsKept, true, 'every head\'s weights kept');
     assert.equal(start.inputError, null, 'the whole text');
     const all = start.tokens.length;
     // Each layer's weights and raw scores of one head, and a hovered weight.
     const read = async () => {
-      const out = [];
-      for (let layer = 0; layer < MODEL_CONFIG.n_layer; layer++) {
-        for (const stage of ['raw', 'weights']) {
-          await page.evaluate(([l, st]) => {
-            location.hash = location.hash.replace(/layer=\d+/, `layer=${l}`).replace(/head=\d+/, 'head=1').replace(/stage=\w+/, `stage=${st}`);
-          }, [layer, stage]);
-          await page.waitForFunction(([l, st]) => window.attnscope.state().layer === l && window.attnscope.state().stage === st, [layer, stage]);
-          const snap = await page.evaluate(() => window.attnscope.snapshot());
-          assert.equal(snap.matrix.length, all, `layer ${layer} ${stage}: every token`);
-          out.push({ layer, stage, matrix: snap.matrix });
-        }
-      }
+      const out = await headOneStages(page, all);
       const canvas = page.locator('canvas.heatmap-canvas:not(.off)');
       await canvas.scrollIntoViewIfNeeded();
       const box = await canvas.boundingBox();
@@ -193,20 +220,7 @@ test('on the CPU, a text whose every head\'s T×T weights outgrow the page\'s me
       return out;
     };
     // The model view's grid of every head's weights: its pixels.
-    const gridPixels = async () => {
-      await page.locator('[data-stage=weights]').click();
-      const grid = page.locator('canvas.grid-canvas:not(.off)');
-      await grid.scrollIntoViewIfNeeded();
-      await page.waitForFunction(() => document.querySelector('canvas.grid-canvas:not(.off)').width !== 300, null, { timeout: 30_000 });
-      await page.waitForTimeout(300);
-      return page.evaluate(() => {
-        const c = document.querySelector('canvas.grid-canvas:not(.off)');
-        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let hash = 0;
-        for (let i = 0; i < data.length; i++) hash = (hash * 31 + data[i]) >>> 0;
-        return { width: c.width, height: c.height, hash };
-      });
-    };
+    const gridPixels = async () => canvasHash(page, await showGrid(page));
     const kept = await read();
     const keptGrid = await gridPixels();
     // WebAssembly memory lowered so that each of the page's traces may take halfway between this
@@ -258,43 +272,17 @@ test('on the GPU, a text whose every block\'s T×T matrices outgrow the GPU memo
     await page.waitForFunction(() => window.attnscope.state().renders > 0, null, { timeout: 60_000 });
     const text = 'the cat sat on the mat and the dog sat on the cat. '.repeat(4);
     await page.locator('#text-input').fill(text);
-    await page.waitForFunction(() => window.attnscope.state().tokens.length > 40, null, { timeout: 30_000 });
-    // The address follows the page once it has been still for 200 ms: wait for it to hold the
-    // filled text, so that the layer, head and stage replaced in it below keep that text (a
-    // replacement made before it is written changes nothing, and the wait for its view times out).
-    await page.waitForFunction((t) => {
-      const m = location.hash.match(/[#&]text=([^&]*)/);
-      return m && decodeURIComponent(m[1]) === t && /layer=\d+/.test(location.hash) && /head=\d+/.test(location.hash)
-        && /stage=\w+/.test(location.hash);
-    }, text, { timeout: 30_000 });
+    // (The run shown is this text's: on a busy machine the last text's may still be on screen.)
+    await page.waitForFunction(() => { const s = window.attnscope.state(); return s.tokens.length > 40 && s.gpuTokens === s.tokens.length; },
+      null, { timeout: 30_000 });
+    await linked(page, text);
     const start = await page.evaluate(() => window.attnscope.state());
     assert.equal(start.oneBlock, false, 'every block\'s matrices kept');
     const all = start.tokens.length;
     // Each block's raw scores and weights of one head, read back from the buffers the maps draw.
-    const read = async () => {
-      const out = [];
-      for (let layer = 0; layer < MODEL_CONFIG.n_layer; layer++) {
-        for (const stage of ['raw', 'weights']) {
-          await page.evaluate(([l, st]) => {
-            location.hash = location.hash.replace(/layer=\d+/, `layer=${l}`).replace(/head=\d+/, 'head=1').replace(/stage=\w+/, `stage=${st}`);
-          }, [layer, stage]);
-          await page.waitForFunction(([l, st]) => window.attnscope.state().layer === l && window.attnscope.state().stage === st, [layer, stage]);
-          const snap = await page.evaluate(() => window.attnscope.snapshot());
-          assert.equal(snap.matrix.length, all, `layer ${layer} ${stage}: every token`);
-          out.push({ layer, stage, matrix: snap.matrix });
-        }
-      }
-      return out;
-    };
+    const read = () => headOneStages(page, all);
     // The model view's grid of every block's weights.
-    const gridStats = async () => {
-      await page.locator('[data-stage=weights]').click();
-      const grid = page.locator('canvas.grid-canvas:not(.off)');
-      await grid.scrollIntoViewIfNeeded();
-      await page.waitForFunction(() => document.querySelector('canvas.grid-canvas:not(.off)').width !== 300, null, { timeout: 30_000 });
-      await page.waitForTimeout(300);
-      return canvasStats(page, 'canvas.grid-canvas:not(.off)');
-    };
+    const gridStats = async () => canvasStats(page, await showGrid(page));
     const every = await read();
     const everyGrid = await gridStats();
     // A GPU memory that holds one block's three [4 × 80 × 80] matrices but not both blocks'.

@@ -129,6 +129,17 @@ export async function canvasStats(page, selector = 'canvas.heatmap-canvas:not(.o
   return imageStats(page, dataUrl);
 }
 
+/** A canvas's size and a hash of its pixels (two drawings compare equal only with the very same pixels). */
+export async function canvasHash(page, selector) {
+  return page.evaluate((sel) => {
+    const c = document.querySelector(sel);
+    const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let hash = 0;
+    for (let i = 0; i < data.length; i++) hash = (hash * 31 + data[i]) >>> 0;
+    return { width: c.width, height: c.height, hash };
+  }, selector);
+}
+
 /** The trace's matrix for a page stage key (`raw`, `weights`, `q`, …), −∞ as null like the page. */
 export function traceMatrix(trace, layer, head, stage) {
   const h = trace.layers[layer].heads[head];

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { serveDist, launch, typeText, canvasStats, traceMatrix, maxAbsDiff, screenshot, CLI, SCREENS, MODEL_CONFIG } from './harness.mjs';
+import { serveDist, launch, typeText, canvasStats, canvasHash, traceMatrix, maxAbsDiff, screenshot, CLI, SCREENS, MODEL_CONFIG } from './harness.mjs';
 import { openEveryPanel, audit, serious, describe } from './a11y.mjs';
 import { randomLlama, writeModelDir, routeModel, TINY_GQA, SMOLLM2_GRID } from './random_llama.mjs';
 
@@ -338,13 +338,7 @@ test('a 2,000-token text on a 2,048-token Llama renders, zooms and hovers on eac
           const c = page.locator('canvas.grid-canvas:not(.off)');
           await c.scrollIntoViewIfNeeded();
           await page.waitForTimeout(300);
-          return page.evaluate(() => {
-            const g = document.querySelector('canvas.grid-canvas:not(.off)');
-            const data = g.getContext('2d').getImageData(0, 0, g.width, g.height).data;
-            let hash = 0;
-            for (let i = 0; i < data.length; i++) hash = (hash * 31 + data[i]) >>> 0;
-            return { width: g.width, height: g.height, hash };
-          });
+          return canvasHash(page, 'canvas.grid-canvas:not(.off)');
         };
         const keptGrid = await grid();
         const s = await page.evaluate(() => window.attnscope.state());
