@@ -29,14 +29,18 @@ const NO_TRACE: BackendError = BackendError::NotReady("nothing has run yet");
 pub(super) struct CpuBackend {
     trace: RefCell<Option<Rc<Trace>>>,
     intervened: RefCell<Option<(Rc<Trace>, InterventionRequest)>>,
-    computed: RefCell<Option<Computed>>,
+    /// The stage matrices last computed ([`Computed`]): the one a heatmap
+    /// drew, and the one another read asked for (the head view reads every
+    /// head's weights in turn, and would otherwise evict the map's).
+    computed: RefCell<[Option<Computed>; 2]>,
 }
 
-/// The last stage matrix computed from a trace rather than read in place
-/// (the raw, scaled or masked scores: `AttentionStage::matrix`), for the
-/// trace on screen: a heatmap redrawn as the pointer moves, its range and
-/// its rows read it again without computing Q·Kᵀ again (T²·d_head
-/// multiply-adds: ~37 million for a head of GPT-2 small at T = 759).
+/// A stage matrix computed from a trace rather than read in place (the
+/// raw, scaled or masked scores, and the weights of a trace that keeps
+/// none: `AttentionStage::matrix`), for the trace on screen: a heatmap
+/// redrawn as the pointer moves, its range and its rows read it again
+/// without computing Q·Kᵀ again (T²·d_head multiply-adds: 67 million for a
+/// head of GPT-2 small at T = 1,024).
 struct Computed {
     /// The trace it came from (weak: it keeps no trace alive, and while
     /// the allocation lives no other trace can have its address).
@@ -159,28 +163,30 @@ impl CpuBackend {
     fn with_stage<R>(&self, view: View, f: impl FnOnce(&HeadTrace, MatrixView<'_>) -> R) -> Result<R, BackendError> {
         let trace = self.current().ok_or(NO_TRACE)?;
         let head = head_of(&trace, view)?;
-        Ok(self.stage_values(&trace, head, view, |values| f(head, values)))
+        Ok(self.stage_values(&trace, head, (view, false), |values| f(head, values)))
     }
 
     /// `f` of the stage's values in `head` of `trace`, read in place or
-    /// computed as [`Self::with_stage`] says.
+    /// computed as [`Self::with_stage`] says; a matrix computed for a map
+    /// drawn (`drawn`) kept apart from one computed for another read.
     fn stage_values<R>(
         &self,
         trace: &Rc<Trace>,
         head: &HeadTrace,
-        view: View,
+        (view, drawn): (View, bool),
         f: impl FnOnce(MatrixView<'_>) -> R,
     ) -> R {
         if let Some(values) = view.stage.view(head) {
             return f(values);
         }
         let cached =
-            self.computed.borrow().as_ref().and_then(|c| {
+            self.computed.borrow().iter().flatten().find_map(|c| {
                 (c.view == view && Weak::ptr_eq(&c.trace, &Rc::downgrade(trace))).then(|| c.matrix.clone())
             });
         let matrix = cached.unwrap_or_else(|| {
             let matrix = Rc::new(view.stage.matrix(head).into_owned());
-            *self.computed.borrow_mut() = Some(Computed { trace: Rc::downgrade(trace), view, matrix: matrix.clone() });
+            let entry = Computed { trace: Rc::downgrade(trace), view, matrix: matrix.clone() };
+            self.computed.borrow_mut()[usize::from(!drawn)] = Some(entry);
             matrix
         });
         f(matrix.view())
@@ -258,7 +264,7 @@ impl CpuBackend {
         let Some((trace, head)) = trace.as_ref().and_then(|t| Some((t, head_of(t, view).ok()?))) else {
             return paint(canvas, &[], None);
         };
-        self.stage_values(trace, head, view, |values| {
+        self.stage_values(trace, head, (view, true), |values| {
             let masked = hidden(view, head);
             let range = if view.stage.signed() { value_range(values, masked) } else { (0.0, 1.0) };
             let window = window.clamped((values.rows, values.cols));

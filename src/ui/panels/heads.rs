@@ -12,6 +12,7 @@ use crate::render::plot::{head_colour, head_dash};
 use crate::render::text::visible;
 use crate::ui::backend::{spawn_latest, Backend, BackendError};
 use crate::ui::state::{PageState, View};
+use crate::ui::web::dom::Pacer;
 use crate::ui::web::visible::on_screen;
 
 /// Lines thinner than this weight are not drawn (they would be invisible).
@@ -60,9 +61,13 @@ pub fn HeadsPanel() -> impl IntoView {
         }
         let read = async move {
             let mut out = Vec::with_capacity(heads.len());
+            // On the CPU a trace past its budget computes each head's weights
+            // (T²·d_head multiply-adds): the thread goes back between slices.
+            let mut pacer = Pacer::new();
             for head in heads {
                 let m = backend.read_matrix(View { stage: AttentionStage::Weights, layer, head }).await?;
                 out.push(HeadWeights { layer, head, run, t: m.rows, weights: m.data.into_vec() });
+                pacer.pause().await;
             }
             Ok::<_, BackendError>(out)
         };
