@@ -198,7 +198,7 @@ pub async fn intervene_paced(
         return Ok(Intervened { trace: clean.clone(), first_layer: config.n_layer, flops: 0, full_flops });
     };
     // The re-run layers keep each head's T×T weights as the clean run did.
-    let keep = clean.layers.iter().flat_map(LayerTrace::heads).all(|h| h.kept_weights.is_some());
+    let keep = clean.layers.iter().all(LayerTrace::keeps_weights);
     let mut layers = clean.layers[..first].to_vec();
     let mut x = match first {
         0 => clean.embeddings.data.to_vec(),

@@ -241,8 +241,7 @@ impl<'a> TraceRun<'a> {
                     // Copied per kept or new matrix grown: room for the next keystrokes' rows.
                     let old = self.base.prefix().and_then(|(t, p)| Some((t.layers.get(l)?, p)));
                     let flops = (self.block_flops, HEADROOM_ROWS);
-                    let keep = self.keep_weights
-                        && old.is_none_or(|(layer, _)| layer.heads().iter().all(|h| h.kept_weights.is_some()));
+                    let keep = self.keep_weights && old.is_none_or(|(layer, _)| layer.keeps_weights());
                     let steps = BlockSteps::new(config, block, old, self.x.clone(), self.mask, flops);
                     none.insert(steps.keeping_weights(keep))
                 }

@@ -191,10 +191,10 @@ impl HeadTrace {
     pub fn weight(&self, i: usize, j: usize) -> f32 {
         let t = self.tokens();
         assert!(i < t && j < t, "weight ({i}, {j}) of a {t}×{t} matrix");
-        match (&self.kept_weights, &self.softmax) {
+        match (&self.kept_weights, self.row_softmax(i)) {
             (Some(w), _) => w.at(i, j),
             (None, _) if !self.mask.allows(i, j) => 0.0,
-            (None, Some(s)) => SoftmaxRow { max: s.at(i, 0), sum: s.at(i, 1) }.weight(self.raw(i, j), self.scale()),
+            (None, Some(row)) => row.weight(self.raw(i, j), self.scale()),
             (None, None) => self.weight_row(i)[j],
         }
     }
@@ -232,18 +232,15 @@ impl HeadTrace {
                     data.extend(cols.iter().map(|&j| w.at(i, j)));
                 }
             }
-            (None, Some(s)) => {
+            (None, Some(_)) => {
                 let gather = |m: &Matrix, at: &[usize]| at.iter().flat_map(|&r| m.row(r).to_vec()).collect::<Vec<_>>();
                 let (q, k) = (gather(&self.q, rows), gather(&self.k, cols));
                 let raw = kernels::head_raw_scores(&q, &k, (rows.len(), cols.len(), self.q.cols));
                 for (&i, raw) in rows.iter().zip(raw.chunks_exact(cols.len().max(1))) {
-                    let row = SoftmaxRow { max: s.at(i, 0), sum: s.at(i, 1) };
-                    data.extend(cols.iter().zip(raw).map(|(&j, &r)| {
-                        if self.mask.allows(i, j) {
-                            row.weight(r, self.scale())
-                        } else {
-                            0.0
-                        }
+                    let row = self.row_softmax(i);
+                    data.extend(cols.iter().zip(raw).map(|(&j, &r)| match row {
+                        Some(row) if self.mask.allows(i, j) => row.weight(r, self.scale()),
+                        _ => 0.0,
                     }));
                 }
             }
@@ -255,6 +252,11 @@ impl HeadTrace {
             }
         }
         Matrix::from_vec(rows.len(), cols.len(), data)
+    }
+
+    /// Row `i`'s softmax max and sum, where the trace keeps them.
+    fn row_softmax(&self, i: usize) -> Option<SoftmaxRow> {
+        self.softmax.as_ref().map(|s| SoftmaxRow { max: s.at(i, 0), sum: s.at(i, 1) })
     }
 
     /// Rows `rows` of the weights computed from Q, K and the mask.
@@ -372,6 +374,11 @@ pub struct LayerTrace {
 impl LayerTrace {
     pub fn heads(&self) -> &[HeadTrace] {
         &self.attention.heads
+    }
+
+    /// Whether every head keeps its T×T weights (`HeadTrace::kept_weights`).
+    pub fn keeps_weights(&self) -> bool {
+        self.heads().iter().all(|h| h.kept_weights.is_some())
     }
 }
 

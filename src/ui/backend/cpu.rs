@@ -13,7 +13,7 @@ use wasm_bindgen::{Clamped, JsCast};
 use super::questions::{self, InterventionOutcome, InterventionRequest};
 use super::{BackendError, Drawn, MapCell, Target};
 use crate::engine::residual::residual_norms;
-use crate::engine::{sampling, HeadTrace, Mask, Matrix, MatrixView, Trace};
+use crate::engine::{sampling, HeadTrace, LayerTrace, Mask, Matrix, MatrixView, Trace};
 use crate::model::{Model, Token};
 use crate::render::layout::{grid_cells, place, to_fractions, GridShape, MapWindow, BLOCK_TILES};
 use crate::render::raster::{as_bytes, sampled_cells, value_range, Hidden, Raster};
@@ -87,7 +87,7 @@ impl CpuBackend {
 
     /// Whether the shown run keeps each head's T×T weights (true before any run).
     pub fn weights_kept(&self) -> bool {
-        self.current().is_none_or(|t| t.layers.iter().flat_map(|l| l.heads()).all(|h| h.kept_weights.is_some()))
+        self.current().is_none_or(|t| t.layers.iter().all(LayerTrace::keeps_weights))
     }
 
     pub fn shown(&self) -> usize {

@@ -833,8 +833,8 @@ const WASM_MARGIN: u64 = 256 << 20;
 /// head; the T×T weights computed when read, [`cpu_keeps_weights`]) beside
 /// the model's weights within the WebAssembly memory the page allows (4
 /// GiB, or what the test hook set); at least one. GPT-2 small's whole
-/// context (1,024; 759 when every head's weights were kept), 749 tokens
-/// for SmolLM2-135M's GGUF (f32 once read; 529 with the weights kept); the
+/// context (1,024; 759 when every head's weights were kept), 808 tokens
+/// for SmolLM2-135M's GGUF (f32 once read; 528 with the weights kept); the
 /// default model's whole context.
 pub fn cpu_token_limit(model: &Model) -> usize {
     crate::engine::most_traced_tokens(&model.config, cpu_trace_budget(model), false).max(1)
