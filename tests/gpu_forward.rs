@@ -31,7 +31,7 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
     close(&g.embeddings, &c.embeddings, &format!("embeddings {what}"));
     for (l, (gl, cl)) in g.layers.iter().zip(&c.layers).enumerate() {
         let w = |s: &str| format!("layer {l} {s} {what}");
-        close(&gl.attention.ln_1, &cl.attention.ln_1, &w("ln_1"));
+        close(gl.attention.ln_1.as_ref().unwrap(), cl.attention.ln_1.as_ref().unwrap(), &w("ln_1"));
         for (h, (gh, ch)) in gl.heads().iter().zip(cl.heads()).enumerate() {
             for (name, a, b) in [
                 ("q", &gh.q, &ch.q),
@@ -48,11 +48,11 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
         }
         for (name, a, b) in [
             ("attn_out", &gl.attn_out, &cl.attn_out),
-            ("resid_mid", &gl.resid_mid, &cl.resid_mid),
-            ("ln_2", &gl.ln_2, &cl.ln_2),
-            ("mlp_hidden", &gl.mlp_hidden, &cl.mlp_hidden),
+            ("resid_mid", gl.resid_mid.as_ref().unwrap(), cl.resid_mid.as_ref().unwrap()),
+            ("ln_2", gl.ln_2.as_ref().unwrap(), cl.ln_2.as_ref().unwrap()),
+            ("mlp_hidden", gl.mlp_hidden.as_ref().unwrap(), cl.mlp_hidden.as_ref().unwrap()),
             ("mlp_out", &gl.mlp_out, &cl.mlp_out),
-            ("resid_post", &gl.resid_post, &cl.resid_post),
+            ("resid_post", gl.resid_post.as_ref().unwrap(), cl.resid_post.as_ref().unwrap()),
         ] {
             close(a, b, &w(name));
         }
@@ -519,9 +519,9 @@ fn residual_norms_and_token_rows_match_the_cpu_trace() {
         pollster::block_on(m.begin_read(ctx).unwrap().finish(ctx)).unwrap()
     };
     let l = model.config.n_layer - 1;
-    assert_close(&row(Stage::Ln1, l), cpu.layers[l].attention.ln_1.row(t), "ln_1 row");
-    assert_close(&row(Stage::MlpHidden, l), cpu.layers[l].mlp_hidden.row(t), "mlp_hidden row");
-    assert_close(&row(Stage::ResidPost, 0), cpu.layers[0].resid_post.row(t), "resid_post row");
+    assert_close(&row(Stage::Ln1, l), cpu.layers[l].attention.ln_1.as_ref().unwrap().row(t), "ln_1 row");
+    assert_close(&row(Stage::MlpHidden, l), cpu.layers[l].mlp_hidden.as_ref().unwrap().row(t), "mlp_hidden row");
+    assert_close(&row(Stage::ResidPost, 0), cpu.layers[0].resid_post.as_ref().unwrap().row(t), "resid_post row");
     assert!(fwd.token_row(Stage::Ln1, 0, ids.len()).is_err(), "token T is out of range");
 }
 

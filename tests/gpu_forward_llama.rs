@@ -62,7 +62,7 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
     close(&g.embeddings, &c.embeddings, &format!("embeddings {what}"));
     for (l, (gl, cl)) in g.layers.iter().zip(&c.layers).enumerate() {
         let w = |s: &str| format!("layer {l} {s} {what}");
-        close(&gl.attention.ln_1, &cl.attention.ln_1, &w("ln_1"));
+        close(gl.attention.ln_1.as_ref().unwrap(), cl.attention.ln_1.as_ref().unwrap(), &w("ln_1"));
         for (h, (gh, ch)) in gl.heads().iter().zip(cl.heads()).enumerate() {
             assert_eq!(gh.kv_head, ch.kv_head, "{}", w(&format!("head {h} kv_head")));
             for (name, a, b) in [
@@ -89,11 +89,11 @@ fn assert_traces_close(g: &Trace, c: &Trace, what: &str) {
         }
         for (name, a, b) in [
             ("attn_out", &gl.attn_out, &cl.attn_out),
-            ("resid_mid", &gl.resid_mid, &cl.resid_mid),
-            ("ln_2", &gl.ln_2, &cl.ln_2),
-            ("mlp_hidden", &gl.mlp_hidden, &cl.mlp_hidden),
+            ("resid_mid", gl.resid_mid.as_ref().unwrap(), cl.resid_mid.as_ref().unwrap()),
+            ("ln_2", gl.ln_2.as_ref().unwrap(), cl.ln_2.as_ref().unwrap()),
+            ("mlp_hidden", gl.mlp_hidden.as_ref().unwrap(), cl.mlp_hidden.as_ref().unwrap()),
             ("mlp_out", &gl.mlp_out, &cl.mlp_out),
-            ("resid_post", &gl.resid_post, &cl.resid_post),
+            ("resid_post", gl.resid_post.as_ref().unwrap(), cl.resid_post.as_ref().unwrap()),
         ] {
             close(a, b, &w(name));
         }

@@ -43,9 +43,13 @@ fn traces_close(g: &Trace, c: &Trace, what: &str) {
             close(&gh.output, &ch.output, &format!("{what} layer {l} head {h} output"));
         }
         close(&gl.attn_out, &cl.attn_out, &format!("{what} layer {l} attn_out"));
-        close(&gl.resid_mid, &cl.resid_mid, &format!("{what} layer {l} resid_mid"));
+        close(gl.resid_mid.as_ref().unwrap(), cl.resid_mid.as_ref().unwrap(), &format!("{what} layer {l} resid_mid"));
         close(&gl.mlp_out, &cl.mlp_out, &format!("{what} layer {l} mlp_out"));
-        close(&gl.resid_post, &cl.resid_post, &format!("{what} layer {l} resid_post"));
+        close(
+            gl.resid_post.as_ref().unwrap(),
+            cl.resid_post.as_ref().unwrap(),
+            &format!("{what} layer {l} resid_post"),
+        );
     }
     close(&g.ln_f, &c.ln_f, &format!("{what} ln_f"));
     close(&g.logits, &c.logits, &format!("{what} logits"));

@@ -65,7 +65,11 @@ fn each_stage(one: &Trace, whole: &Trace, what: &str, compare: impl Fn(&Matrix, 
             compare(&ha.q, &hb.q, &w("q"));
             compare(&ha.k, &hb.k, &w("k"));
         }
-        compare(&a.resid_post, &b.resid_post, &format!("{what} layer {l} resid_post"));
+        compare(
+            a.resid_post.as_ref().unwrap(),
+            b.resid_post.as_ref().unwrap(),
+            &format!("{what} layer {l} resid_post"),
+        );
     }
     compare(&one.logits, &whole.logits, &format!("{what} logits"));
 }

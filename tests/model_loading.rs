@@ -206,7 +206,7 @@ fn cpu_trace_has_the_shapes_of_the_config_and_valid_softmax_rows() {
             let trace = forward_cpu(&model.config, &model.weights, tokens.clone(), mask).unwrap();
             assert_eq!(trace.layers.len(), model.config.n_layer);
             assert_eq!((trace.logits.rows, trace.logits.cols), (t, model.config.vocab_size));
-            assert_eq!(trace.layers[1].mlp_hidden.cols, model.config.n_inner);
+            assert_eq!(trace.layers[1].mlp_hidden.as_ref().unwrap().cols, model.config.n_inner);
             let heads = trace.layers[1].heads();
             assert_eq!(heads.len(), model.config.n_head);
             for head in heads {
@@ -282,7 +282,7 @@ mod fuzz {
             prop_assert_eq!(trace.embeddings.rows, t);
             prop_assert_eq!(trace.logits.rows, t);
             for layer in &trace.layers {
-                prop_assert_eq!(layer.resid_post.rows, t);
+                prop_assert_eq!(layer.resid_post.as_ref().unwrap().rows, t);
                 for head in layer.heads() {
                     prop_assert_eq!((head.weights().rows(), head.weights().cols()), (t, t));
                     prop_assert_eq!((head.output.rows, head.output.cols), (t, model.config.d_head()));

@@ -494,11 +494,11 @@ mod cli {
                         bench::cpu_sweep(&model.name, &model.config, &model.weights, &t, repeat)?;
                     }
                     bench::cpu_head_finder(&model.config, &model.weights, &t, repeat)?;
-                    bench::cpu_weights_on_read(&model.config, &model.weights, &t, repeat)?;
+                    bench::cpu_page_traces(&model.config, &model.weights, &t, repeat)?;
                     if let Some((config, weights)) = &gpt2 {
                         bench::cpu(gpt2_name, config, weights, &t, repeat)?;
                         bench::cpu_keystrokes(config, weights, &t, repeat)?;
-                        bench::cpu_weights_on_read(config, weights, &t, repeat)?;
+                        bench::cpu_page_traces(config, weights, &t, repeat)?;
                     }
                     if let Some((config, weights, name)) = &gpt2_half {
                         bench::cpu(name, config, weights, &t, repeat)?;

@@ -19,9 +19,11 @@ fn nll(logits: &[f32], target: u32) -> f64 {
     log_sum - logits[target as usize] as f64
 }
 
-/// Per-position next-token losses of one trace: entry i is −log p(ids[i+1] | ids[..=i]).
+/// Per-position next-token losses of one trace: entry i is −log p(ids[i+1] | ids[..=i]),
+/// NaN where the trace holds no logits row (one with the last row alone).
 pub fn position_losses(trace: &Trace) -> Vec<f64> {
-    (0..trace.tokens.len().saturating_sub(1)).map(|i| nll(trace.logits.row(i), trace.tokens[i + 1].id)).collect()
+    let loss = |i: usize| trace.logits_at(i).map_or(f64::NAN, |row| nll(row, trace.tokens[i + 1].id));
+    (0..trace.tokens.len().saturating_sub(1)).map(loss).collect()
 }
 
 /// The smallest context the evaluation works in: the induction test shows a

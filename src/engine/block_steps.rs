@@ -62,6 +62,9 @@ pub(super) struct BlockSteps<'a> {
     /// Whether the trace keeps each head's weights of the new rows (else
     /// their rows' softmax max and sum alone: `HeadTrace::kept_weights`).
     keep_weights: bool,
+    /// Whether the trace keeps the layer's norms, stream and MLP hidden
+    /// layer (else computed when read: `Trace::stream_rows`).
+    keep_stages: bool,
     /// The new rows' residual stream entering the block, `[n × d]`.
     x: Vec<f32>,
     /// Columns (or, for attention, rows) per step of each phase.
@@ -98,7 +101,7 @@ impl<'a> BlockSteps<'a> {
         mask: Mask,
         (flops, room): (u64, usize),
     ) -> Self {
-        let old = old.map(|(layer, p)| (layer, p.min(layer.attention.ln_1.rows)));
+        let old = old.map(|(layer, p)| (layer, p.min(layer.attn_out.rows)));
         let n = x.len() / config.n_embd.max(1);
         let piece = Self::pieces(config, n, old.map_or(0, |(_, p)| p) + n, flops);
         BlockSteps {
@@ -108,6 +111,7 @@ impl<'a> BlockSteps<'a> {
             mask,
             room,
             keep_weights: true,
+            keep_stages: true,
             x,
             piece,
             phase: 0,
@@ -131,6 +135,15 @@ impl<'a> BlockSteps<'a> {
     /// default it does); without, their rows' softmax max and sum alone.
     pub fn keeping_weights(mut self, keep: bool) -> Self {
         self.keep_weights = keep;
+        self
+    }
+
+    /// Whether the trace keeps the layer's norms, residual stream and MLP
+    /// hidden layer (by default it does, and only where the old rows' layer
+    /// kept them); without, they are computed when read from the stream
+    /// entering the block and its attention and MLP outputs.
+    pub fn keeping_stages(mut self, keep: bool) -> Self {
+        self.keep_stages = keep;
         self
     }
 
@@ -223,7 +236,7 @@ impl<'a> BlockSteps<'a> {
         while !self.is_done() {
             self.step();
         }
-        attention_trace(self.config, None, self.parts, self.mask, 0)
+        attention_trace(self.config, None, self.parts, (self.mask, self.keep_stages), 0)
     }
 
     /// [`tail`](Self::tail)'s result, once every step is taken.
@@ -402,17 +415,22 @@ impl<'a> BlockSteps<'a> {
         }
         let (c, p, room) = (self.config, self.kept(), self.room);
         let old = self.old.map(|(layer, _)| layer);
-        let (attention, _) = attention_trace(c, old.map(|l| (&l.attention, p)), self.parts, self.mask, room);
+        let keep = self.keep_stages && old.is_none_or(LayerTrace::keeps_stages);
+        let (attention, _) = attention_trace(c, old.map(|l| (&l.attention, p)), self.parts, (self.mask, keep), room);
         let (d, m) = (c.n_embd, c.n_inner);
         let after = |old: Option<&Matrix>, new: Vec<f32>, cols: usize| Matrix::after(old, p, new, cols, room);
+        // Kept only where the old rows' are (checked above).
+        let kept = |old: Option<&Option<Matrix>>, new: Vec<f32>, cols: usize| {
+            keep.then(|| after(old.and_then(Option::as_ref), new, cols))
+        };
         let layer = LayerTrace {
             attention,
             attn_out: after(old.map(|l| &l.attn_out), self.attn_out, d),
-            resid_mid: after(old.map(|l| &l.resid_mid), self.resid_mid, d),
-            ln_2: after(old.map(|l| &l.ln_2), self.ln_2, d),
-            mlp_hidden: after(old.map(|l| &l.mlp_hidden), self.mlp_hidden, m),
+            resid_mid: kept(old.map(|l| &l.resid_mid), self.resid_mid, d),
+            ln_2: kept(old.map(|l| &l.ln_2), self.ln_2, d),
+            mlp_hidden: kept(old.map(|l| &l.mlp_hidden), self.mlp_hidden, m),
             mlp_out: after(old.map(|l| &l.mlp_out), self.mlp_out, d),
-            resid_post: after(old.map(|l| &l.resid_post), self.resid_post.clone(), d),
+            resid_post: kept(old.map(|l| &l.resid_post), self.resid_post.clone(), d),
         };
         (layer, self.resid_post)
     }

@@ -23,9 +23,12 @@ pub fn can_extend(prev: &Trace, tokens: &[Token], mask: Mask) -> bool {
 
 /// How many leading tokens of `prev`'s trace stay valid for `tokens`: the
 /// tokens (by id) they share from the start, when the mask never lets a
-/// token see a later one (else 0: every row may change).
+/// token see a later one (else 0: every row may change). (A trace with the
+/// last position's logits alone has none for an earlier one: a run cut from
+/// it takes its last row again, [`TraceRun::new`].)
 pub fn shared_prefix(prev: &Trace, tokens: &[Token], mask: Mask) -> usize {
-    if prev.mask != mask || mask == Mask::Bidirectional || prev.logits.rows != prev.tokens.len() {
+    let logit_rows = prev.logits.rows;
+    if prev.mask != mask || mask == Mask::Bidirectional || (logit_rows != prev.tokens.len() && logit_rows != 1) {
         return 0;
     }
     prev.tokens.iter().zip(tokens).take_while(|(a, b)| a.id == b.id).count()
@@ -36,7 +39,9 @@ type KvRows = (Arc<Matrix>, Arc<Matrix>, Option<Arc<Matrix>>);
 
 /// The trace of `prev`'s first `p` tokens, cut from it: exact when no token
 /// sees a later one (causal and sliding-window masks), since then the first
-/// `p` rows of every stage do not depend on the tokens after them.
+/// `p` rows of every stage do not depend on the tokens after them. A trace
+/// with the last position's logits alone keeps them only when `p` is its
+/// length (else it has no logits row, [`Trace::logits_at`]: `None`).
 pub fn truncate(prev: &Trace, p: usize) -> Trace {
     let heads = |l: &LayerTrace| {
         // The query heads of a group keep sharing their KV head's matrices.
@@ -69,6 +74,7 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
             })
             .collect()
     };
+    let cut = |m: &Option<Matrix>| m.as_ref().map(|m| m.first_rows(p));
     Trace {
         tokens: prev.tokens[..p.min(prev.tokens.len())].to_vec(),
         mask: prev.mask,
@@ -77,17 +83,21 @@ pub fn truncate(prev: &Trace, p: usize) -> Trace {
             .layers
             .iter()
             .map(|l| LayerTrace {
-                attention: AttentionTrace { ln_1: l.attention.ln_1.first_rows(p), heads: heads(l) },
+                attention: AttentionTrace { ln_1: cut(&l.attention.ln_1), heads: heads(l) },
                 attn_out: l.attn_out.first_rows(p),
-                resid_mid: l.resid_mid.first_rows(p),
-                ln_2: l.ln_2.first_rows(p),
-                mlp_hidden: l.mlp_hidden.first_rows(p),
+                resid_mid: cut(&l.resid_mid),
+                ln_2: cut(&l.ln_2),
+                mlp_hidden: cut(&l.mlp_hidden),
                 mlp_out: l.mlp_out.first_rows(p),
-                resid_post: l.resid_post.first_rows(p),
+                resid_post: cut(&l.resid_post),
             })
             .collect(),
         ln_f: prev.ln_f.first_rows(p),
-        logits: prev.logits.first_rows(p),
+        logits: match prev.keeps_every_logits_row() {
+            true => prev.logits.first_rows(p),
+            false if p >= prev.tokens.len() => prev.logits.clone(),
+            false => prev.logits.first_rows(0),
+        },
     }
 }
 
@@ -161,12 +171,12 @@ pub(super) fn attention_trace(
     config: &ModelConfig,
     old: Option<(&AttentionTrace, usize)>,
     parts: AttentionParts,
-    mask: Mask,
+    (mask, keep_ln_1): (Mask, bool),
     room: usize,
 ) -> (AttentionTrace, Vec<f32>) {
     let (d, d_head, width) = (config.n_embd, config.d_head(), config.qkv_dim());
     let (q_dim, kv_dim) = (config.q_dim(), config.kv_dim());
-    let p = old.map_or(0, |(old, p)| p.min(old.ln_1.rows));
+    let p = old.map_or(0, |(old, p)| p.min(old.rows()));
     let n = parts.ln_1.len() / d.max(1);
     let t = p + n;
     let llama = config.architecture.is_llama_family();
@@ -232,7 +242,12 @@ pub(super) fn attention_trace(
             }
         })
         .collect();
-    let ln_1 = Matrix::after(old.map(|(o, _)| &o.ln_1), p, parts.ln_1, d, room);
+    // Kept where asked and the kept rows' is (else computed when read: `Trace::ln_1`).
+    let ln_1 = match old {
+        _ if !keep_ln_1 => None,
+        Some((o, _)) => o.ln_1.as_ref().map(|m| m.appended(p, &parts.ln_1, room)),
+        None => Some(Matrix::after(None, 0, parts.ln_1, d, room)),
+    };
     (AttentionTrace { ln_1, heads }, parts.out)
 }
 
@@ -240,6 +255,7 @@ pub(super) fn attention_trace(
 mod tests {
     use super::*;
     use crate::engine::init::random_weights;
+    use crate::engine::residual::residual_norms;
     use crate::engine::sampling::Rng;
     use crate::engine::{forward_cpu, MatrixView};
 
@@ -256,10 +272,23 @@ mod tests {
         }
     }
 
+    /// Two matrices both traces keep (a trace that computes it when read
+    /// is checked against one that keeps it in `stages_computed_when_read_*`).
+    fn same_kept(a: &Option<Matrix>, b: &Option<Matrix>, what: &str) {
+        if let (Some(a), Some(b)) = (a, b) {
+            same(a, b, what);
+        }
+    }
+
     fn assert_traces_equal(a: &Trace, b: &Trace) {
         same(&a.embeddings, &b.embeddings, "embeddings");
+        let t = a.tokens.len();
+        for r in 0..=2 * a.layers.len() {
+            let rows = |x: &Trace| Matrix::from_vec(t, x.embeddings.cols, x.stream_rows(r, 0..t).unwrap().into_owned());
+            same(&rows(a), &rows(b), &format!("stream point {r}"));
+        }
         for (l, (la, lb)) in a.layers.iter().zip(&b.layers).enumerate() {
-            same(&la.attention.ln_1, &lb.attention.ln_1, &format!("L{l} ln_1"));
+            same_kept(&la.attention.ln_1, &lb.attention.ln_1, &format!("L{l} ln_1"));
             for (h, (ha, hb)) in la.heads().iter().zip(lb.heads()).enumerate() {
                 let w = format!("L{l}H{h}");
                 assert_eq!(ha.kv_head, hb.kv_head, "{w} kv_head");
@@ -281,14 +310,25 @@ mod tests {
                 same(&ha.output, &hb.output, &format!("{w} output"));
             }
             same(&la.attn_out, &lb.attn_out, &format!("L{l} attn_out"));
-            same(&la.resid_mid, &lb.resid_mid, &format!("L{l} resid_mid"));
-            same(&la.ln_2, &lb.ln_2, &format!("L{l} ln_2"));
-            same(&la.mlp_hidden, &lb.mlp_hidden, &format!("L{l} mlp_hidden"));
+            same_kept(&la.ln_2, &lb.ln_2, &format!("L{l} ln_2"));
+            same_kept(&la.mlp_hidden, &lb.mlp_hidden, &format!("L{l} mlp_hidden"));
             same(&la.mlp_out, &lb.mlp_out, &format!("L{l} mlp_out"));
-            same(&la.resid_post, &lb.resid_post, &format!("L{l} resid_post"));
         }
         same(&a.ln_f, &b.ln_f, "ln_f");
-        same(&a.logits, &b.logits, "logits");
+        same_logits(a, b);
+    }
+
+    /// The logits rows both traces hold (every row, or the last alone) agree.
+    fn same_logits(a: &Trace, b: &Trace) {
+        assert_eq!(a.tokens.len(), b.tokens.len(), "tokens");
+        for p in 0..a.tokens.len() {
+            if let (Some(x), Some(y)) = (a.logits_at(p), b.logits_at(p)) {
+                let (x, y) = (Matrix::from_vec(1, x.len(), x.to_vec()), Matrix::from_vec(1, y.len(), y.to_vec()));
+                same(&x, &y, &format!("logits after {p}"));
+            }
+        }
+        let last = a.tokens.len().saturating_sub(1);
+        assert_eq!(a.logits_at(last).map(<[f32]>::len), b.logits_at(last).map(<[f32]>::len), "last logits");
         assert_eq!(a.tokens, b.tokens);
     }
 
@@ -444,6 +484,137 @@ mod tests {
         }
     }
 
+    /// A trace that keeps no norms, stream or MLP hidden layer computes
+    /// them when read: the stream (the forward's own adds) and the norms
+    /// bit for bit a kept trace's, the MLP's hidden layer within rounding
+    /// (a product on other rows); for whole runs, runs a row at a time,
+    /// extensions of either kind of trace and cuts, on random shapes of
+    /// both families; the residual norms, the lens and an intervention the
+    /// same read from either.
+    #[test]
+    fn stages_computed_when_read_equal_the_kept_ones() {
+        let mut rng = Rng::new(41);
+        for case in 0..16 {
+            let (config, w, mask) = random_case(&mut rng, case);
+            let t = pick(&mut rng, 2, 20);
+            let p = pick(&mut rng, 1, t as u64 - 1);
+            let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % 40) as u32).collect();
+            let run = |prev: Option<&Trace>, ids: &[u32], keep: bool, flops: u64| {
+                let run = TraceRun::new(&config, &w, prev, tokens(ids), mask).unwrap();
+                run.block_flops(flops).keeping_stages(keep).finish()
+            };
+            // Each lean run beside its twin that keeps the stages, computed
+            // in the same pieces (a product taken a column at a time may
+            // round otherwise than whole).
+            let (row, whole) = (1, u64::MAX);
+            let (kept_prefix, lean_prefix) = (run(None, &ids[..p], true, whole), run(None, &ids[..p], false, whole));
+            let (kept_rows, lean_rows) = (run(None, &ids[..p], true, row), run(None, &ids[..p], false, row));
+            let after_kept = run(Some(&kept_prefix), &ids, true, whole);
+            let longer = [&ids[..], &[7, 3]].concat();
+            let runs = [
+                ("whole", run(None, &ids, false, whole), run(None, &ids, true, whole)),
+                (
+                    "a row at a time after a lean prefix",
+                    run(Some(&lean_rows), &ids, false, row),
+                    run(Some(&kept_rows), &ids, true, row),
+                ),
+                ("lean after a kept prefix", run(Some(&kept_prefix), &ids, false, whole), after_kept.clone()),
+                ("kept after a lean prefix (so lean)", run(Some(&lean_prefix), &ids, true, whole), after_kept),
+                ("cut", truncate(&run(None, &longer, false, whole), t), truncate(&run(None, &longer, true, whole), t)),
+            ];
+            for (what, lean, kept) in runs {
+                let what = format!("case {case} {what}");
+                assert!(lean.layers.iter().all(|l| !l.keeps_stages() && l.attention.ln_1.is_none()), "{what}");
+                assert!(kept.layers.iter().all(LayerTrace::keeps_stages), "{what}");
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                // Every point of the stream, whole and one row at a time.
+                for r in 0..=2 * config.n_layer {
+                    let want = kept.stream_rows(r, 0..t).unwrap();
+                    assert_eq!(bits(&lean.stream_rows(r, 0..t).unwrap()), bits(&want), "{what} point {r}");
+                    let i = pick(&mut rng, 0, t as u64 - 1);
+                    assert_eq!(
+                        bits(&lean.stream_rows(r, i..i + 1).unwrap()),
+                        bits(&want[i * config.n_embd..][..config.n_embd])
+                    );
+                }
+                assert!(
+                    lean.stream_rows(2 * config.n_layer + 1, 0..t).is_none() && lean.stream_rows(0, 0..t + 1).is_none()
+                );
+                for l in 0..config.n_layer {
+                    let all = 0..t;
+                    let (a, b) = (
+                        lean.ln_1(&config, &w, l, all.clone()).unwrap(),
+                        kept.ln_1(&config, &w, l, all.clone()).unwrap(),
+                    );
+                    assert_eq!(bits(&a), bits(&b), "{what} L{l} ln_1");
+                    let (a, b) = (
+                        lean.ln_2(&config, &w, l, all.clone()).unwrap(),
+                        kept.ln_2(&config, &w, l, all.clone()).unwrap(),
+                    );
+                    assert_eq!(bits(&a), bits(&b), "{what} L{l} ln_2");
+                    let (a, b) = (
+                        lean.mlp_hidden(&config, &w, l, all.clone()).unwrap(),
+                        kept.mlp_hidden(&config, &w, l, all).unwrap(),
+                    );
+                    let m = config.n_inner;
+                    same(
+                        &Matrix::from_vec(t, m, a.into_owned()),
+                        &Matrix::from_vec(t, m, b.into_owned()),
+                        &format!("{what} L{l} mlp_hidden"),
+                    );
+                    let i = t - 1;
+                    let row = lean.mlp_hidden(&config, &w, l, i..t).unwrap();
+                    same(
+                        &Matrix::from_vec(1, m, row.into_owned()),
+                        &Matrix::from_vec(1, m, kept.layers[l].mlp_hidden.as_ref().unwrap().row(i).to_vec()),
+                        &what,
+                    );
+                    assert!(
+                        lean.ln_1(&config, &w, l, 0..t + 1).is_none()
+                            && lean.mlp_hidden(&config, &w, config.n_layer, 0..1).is_none()
+                    );
+                }
+                assert_eq!(
+                    bits(&residual_norms(&lean).data),
+                    bits(&residual_norms(&kept).data),
+                    "{what} residual norms"
+                );
+                assert_traces_equal(&lean, &kept);
+                // An intervention reads the stream entering its first layer; its layers are lean as the clean run's.
+                let iv = [crate::engine::intervene::Intervention {
+                    layer: config.n_layer - 1,
+                    head: 0,
+                    kind: crate::engine::intervene::Replacement::Zero,
+                }];
+                let (a, b) = (
+                    crate::engine::intervene::intervene(&config, &w, &lean, None, &iv).unwrap(),
+                    crate::engine::intervene::intervene(&config, &w, &kept, None, &iv).unwrap(),
+                );
+                assert!(
+                    !a.trace.layers.last().unwrap().keeps_stages() && b.trace.layers.last().unwrap().keeps_stages(),
+                    "{what}"
+                );
+                assert_traces_equal(&a.trace, &b.trace);
+                let point = |x: &Trace| {
+                    crate::pace::at_once(crate::engine::lens::lens_point(
+                        &config,
+                        &w,
+                        x,
+                        1,
+                        0..t,
+                        3,
+                        &|id| id.to_string(),
+                        crate::pace::go_on,
+                    ))
+                    .unwrap()
+                };
+                let entries =
+                    |x: &Trace| point(x).top.iter().flatten().map(|e| (e.id, e.logit.to_bits())).collect::<Vec<_>>();
+                assert_eq!(entries(&lean), entries(&kept), "{what} lens");
+            }
+        }
+    }
+
     /// Keystrokes as the page makes them, every trace kept (the screen holds
     /// the previous one while the next runs): each equals a full run of its
     /// text, and still does after the later ones appended to the buffers it
@@ -468,7 +639,8 @@ mod tests {
                 let prev = &traces.last().unwrap().1;
                 let next = extend_cpu(&config, &w, prev, tokens(&text), mask).unwrap();
                 let (h, g) = (&next.layers[0].heads()[0], &prev.layers[0].heads()[0]);
-                let shares = next.layers[0].resid_post.data.shares_with(&prev.layers[0].resid_post.data)
+                let (resid, old) = (&next.layers[0].resid_post, &prev.layers[0].resid_post);
+                let shares = resid.as_ref().unwrap().data.shares_with(&old.as_ref().unwrap().data)
                     && next.logits.data.shares_with(&prev.logits.data)
                     && h.q.data.shares_with(&g.q.data)
                     && h.k.data.shares_with(&g.k.data)
@@ -484,11 +656,82 @@ mod tests {
         }
     }
 
+    /// Traces that keep their last logits row alone, as the page's do,
+    /// through keystrokes (appends, a paste, backspaces, an edit, the same ids) and
+    /// cuts: every other stage equals a full run of the text, the last row
+    /// its last row; an earlier row is not there to read. A backspace is a
+    /// cut (the same buffers, not one row computed again) whose last row's
+    /// logits the LM head computes from the kept final norm.
+    #[test]
+    fn traces_with_the_last_logits_row_alone_through_keystrokes() {
+        let mut rng = Rng::new(31);
+        for case in 0..12 {
+            let (config, w, mask) = random_case(&mut rng, case);
+            let full = |ids: &[u32]| forward_cpu(&config, &w, tokens(ids), mask).unwrap();
+            let mut text: Vec<u32> = (0..4).map(|_| (rng.next_u64() % 40) as u32).collect();
+            let first = TraceRun::new(&config, &w, None, tokens(&text), mask).unwrap();
+            let mut trace = first.every_logits(false).finish();
+            assert_traces_equal(&trace, &full(&text));
+            for (step, edit) in ["+", "+", "-", "-", "=", "~", "+++", "-", "+"].into_iter().enumerate() {
+                match edit {
+                    "+" | "+++" => text.extend((0..edit.len()).map(|_| (rng.next_u64() % 40) as u32)),
+                    "-" => _ = text.pop(),
+                    "~" => *text.last_mut().unwrap() = (text.last().unwrap() + 1) % 40,
+                    _ => {}
+                }
+                let what = format!("case {case} step {step} ({edit})");
+                // A run after a last-row-alone trace keeps the last row alone, asked or not.
+                let run = TraceRun::new(&config, &w, Some(&trace), tokens(&text), mask).unwrap();
+                let (done, steps) = run.progress();
+                let next = if step % 2 == 0 { run.every_logits(false) } else { run }.finish();
+                if edit == "-" {
+                    let lm_head = config.vocab_size.div_ceil(crate::engine::forward::head_piece_columns(
+                        1,
+                        config.n_embd,
+                        config.vocab_size,
+                        u64::MAX,
+                    ));
+                    assert_eq!((done, steps), (0, lm_head), "{what}: the LM head's steps alone");
+                    let (a, b) = (&next.layers.last().unwrap().mlp_out, &trace.layers.last().unwrap().mlp_out);
+                    assert!(a.data.shares_with(&b.data) && next.ln_f.data.shares_with(&trace.ln_f.data), "{what}");
+                    let row = crate::engine::kernels::lm_head(
+                        next.ln_f.row(text.len() - 1),
+                        w.head(),
+                        1,
+                        config.n_embd,
+                        config.vocab_size,
+                    );
+                    assert_eq!(next.last_logits(), &row[..], "{what}: the LM head on the kept final norm's row");
+                }
+                let want = full(&text);
+                assert_traces_equal(&next, &want);
+                let t = text.len();
+                assert_eq!((next.logits.rows, next.logits_at(t - 1).is_some()), (1, true), "{what}");
+                assert_eq!(next.last_logits().len(), config.vocab_size, "{what}");
+                if t > 1 {
+                    assert!(next.logits_at(t - 2).is_none() && !next.keeps_every_logits_row(), "{what}");
+                }
+                if mask != Mask::Bidirectional {
+                    // A cut of it holds no logits but at its whole length.
+                    let cut = truncate(&next, t - 1);
+                    assert_eq!(cut.logits.rows, usize::from(t == 1), "{what} cut");
+                    assert_eq!(truncate(&next, t).last_logits(), next.last_logits(), "{what} uncut");
+                }
+                trace = next;
+            }
+            // A whole trace's every row, cut to the last alone on asking: the same row.
+            let all = full(&text);
+            let last =
+                TraceRun::new(&config, &w, Some(&all), tokens(&text), mask).unwrap().every_logits(false).finish();
+            assert_eq!(last.last_logits(), all.last_logits(), "case {case}: the same ids");
+        }
+    }
+
     /// Where a trace's buffers lie: a per-token stage, the logits, and a
     /// head's keys and weights in the last layer.
     fn buffers(t: &Trace) -> [*const f32; 4] {
         let (layer, head) = (t.layers.last().unwrap(), &t.layers.last().unwrap().heads()[0]);
-        [layer.mlp_hidden.data.as_ptr(), t.logits.data.as_ptr(), head.k.data.as_ptr(), head.weight_row(0).as_ptr()]
+        [layer.mlp_out.data.as_ptr(), t.logits.data.as_ptr(), head.k.data.as_ptr(), head.weight_row(0).as_ptr()]
     }
 
     /// Typing inside the last word: each keystroke changes the last token,

@@ -199,30 +199,51 @@ pub(super) fn block_tail(config: &ModelConfig, block: &BlockWeights, x: &[f32], 
     let attn_out = kernels::matmul_bias(concat, &block.attn_proj_w, &block.attn_proj_b.data, rows, q_dim, d);
     let resid_mid = kernels::add(x, &attn_out);
     let ln_2 = norm(config, &resid_mid, &block.ln_2_g, &block.ln_2_b);
-    let mlp_hidden = if config.architecture.is_llama_family() {
-        let gate_up = kernels::matmul_bias(&ln_2, &block.mlp_fc_w, &block.mlp_fc_b.data, rows, d, 2 * m);
-        kernels::swiglu(&gate_up, m)
-    } else {
-        let mut hidden = kernels::matmul_bias(&ln_2, &block.mlp_fc_w, &block.mlp_fc_b.data, rows, d, m);
-        kernels::activate(&mut hidden, config.activation_function);
-        hidden
-    };
+    let mlp_hidden = mlp_hidden(config, block, &ln_2);
     let mlp_out = kernels::matmul_bias(&mlp_hidden, &block.mlp_proj_w, &block.mlp_proj_b.data, rows, m, d);
     let resid_post = kernels::add(&resid_mid, &mlp_out);
     BlockTail { attn_out, resid_mid, ln_2, mlp_hidden, mlp_out, resid_post }
 }
 
-/// A layer's trace of T rows from its attention half and its tail.
-pub(super) fn layer_trace(config: &ModelConfig, t: usize, attention: AttentionTrace, tail: BlockTail) -> LayerTrace {
+/// The MLP's hidden layer on rows of its norm `ln_2` (`[n × d]`): the
+/// first product, then the activation (GPT-2) or silu(gate)·up (the Llama
+/// family), `[n × n_inner]`.
+pub(super) fn mlp_hidden(config: &ModelConfig, block: &BlockWeights, ln_2: &[f32]) -> Vec<f32> {
+    let (d, m) = (config.n_embd, config.n_inner);
+    let rows = ln_2.len() / d.max(1);
+    if config.architecture.is_llama_family() {
+        let gate_up = kernels::matmul_bias(ln_2, &block.mlp_fc_w, &block.mlp_fc_b.data, rows, d, 2 * m);
+        kernels::swiglu(&gate_up, m)
+    } else {
+        let mut hidden = kernels::matmul_bias(ln_2, &block.mlp_fc_w, &block.mlp_fc_b.data, rows, d, m);
+        kernels::activate(&mut hidden, config.activation_function);
+        hidden
+    }
+}
+
+/// A layer's trace of T rows from its attention half and its tail, its
+/// norms, stream and MLP hidden layer kept or not (`keep_stages`: then
+/// computed when read, `Trace::stream_rows`).
+pub(super) fn layer_trace(
+    config: &ModelConfig,
+    t: usize,
+    mut attention: AttentionTrace,
+    tail: BlockTail,
+    keep_stages: bool,
+) -> LayerTrace {
     let d = config.n_embd;
+    let kept = |cols: usize, values: Vec<f32>| keep_stages.then(|| Matrix::from_vec(t, cols, values));
+    if !keep_stages {
+        attention.ln_1 = None;
+    }
     LayerTrace {
         attention,
         attn_out: Matrix::from_vec(t, d, tail.attn_out),
-        resid_mid: Matrix::from_vec(t, d, tail.resid_mid),
-        ln_2: Matrix::from_vec(t, d, tail.ln_2),
-        mlp_hidden: Matrix::from_vec(t, config.n_inner, tail.mlp_hidden),
+        resid_mid: kept(d, tail.resid_mid),
+        ln_2: kept(d, tail.ln_2),
+        mlp_hidden: kept(config.n_inner, tail.mlp_hidden),
         mlp_out: Matrix::from_vec(t, d, tail.mlp_out),
-        resid_post: Matrix::from_vec(t, d, tail.resid_post),
+        resid_post: kept(d, tail.resid_post),
     }
 }
 

@@ -52,6 +52,8 @@ pub enum InterveneError {
     TraceMismatch,
     #[error("position {position} is outside the text ({tokens} tokens)")]
     NoSuchPosition { position: usize, tokens: usize },
+    #[error("this trace keeps the logits after its last position ({last}) alone, not after position {position}")]
+    NoLogitsRow { position: usize, last: usize },
     /// A paced computation's pause said to stop (the page no longer wants the result).
     #[error("stopped: a newer run or request replaced this one")]
     Stopped,
@@ -86,10 +88,10 @@ pub(super) fn check_trace(config: &ModelConfig, trace: &Trace) -> Result<(), Int
         && trace.layers.len() == config.n_layer
         && trace.embeddings.rows == t
         && trace.embeddings.cols == config.n_embd
-        && trace.logits.rows == t
+        && (trace.logits.rows == t || trace.logits.rows == 1)
         && trace.logits.cols == config.vocab_size
         && trace.layers.iter().all(|l| {
-            l.resid_post.rows == t
+            l.attn_out.rows == t
                 && l.heads().len() == config.n_head
                 && l.heads().iter().all(|h| h.output.rows == t && h.output.cols == config.d_head())
         });
@@ -136,8 +138,9 @@ pub(super) fn concat_outputs(heads: &[HeadTrace], t: usize) -> Vec<f32> {
 }
 
 /// FLOPs of a re-run from `first` on T tokens: the tail (output projection
-/// and MLP) of layer `first`, every later layer whole, and the LM head.
-pub fn rerun_flops(config: &ModelConfig, t: usize, first: usize) -> u64 {
+/// and MLP) of layer `first`, every later layer whole, and the LM head on
+/// `logit_rows` rows (T, or the last alone).
+pub fn rerun_flops(config: &ModelConfig, t: usize, first: usize, logit_rows: usize) -> u64 {
     let c = forward_cost(config, t);
     let layers = config.n_layer as u64;
     if first as u64 >= layers {
@@ -146,7 +149,7 @@ pub fn rerun_flops(config: &ModelConfig, t: usize, first: usize) -> u64 {
     let attention = (c.qkv_flops + c.scores_flops + c.weighted_sum_flops) / layers;
     let tail = (c.attn_proj_flops + c.mlp_flops) / layers;
     let later = layers - first as u64 - 1;
-    tail + later * (attention + tail) + c.lm_head_flops
+    tail + later * (attention + tail) + c.lm_head_flops / t.max(1) as u64 * logit_rows.min(t) as u64
 }
 
 /// Re-runs the forward of `clean` (a trace of this model) with the heads of
@@ -197,19 +200,19 @@ pub async fn intervene_paced(
     let Some(first) = interventions.iter().map(|iv| iv.layer).min() else {
         return Ok(Intervened { trace: clean.clone(), first_layer: config.n_layer, flops: 0, full_flops });
     };
-    // The re-run layers keep each head's T×T weights as the clean run did.
+    // The re-run layers keep each head's T×T weights, and their norms,
+    // stream and MLP hidden layer, as the clean run did.
     let keep = clean.layers.iter().all(LayerTrace::keeps_weights);
+    let keep_stages = clean.layers.iter().all(LayerTrace::keeps_stages);
     let mut layers = clean.layers[..first].to_vec();
-    let mut x = match first {
-        0 => clean.embeddings.data.to_vec(),
-        l => clean.layers[l - 1].resid_post.data.to_vec(),
-    };
+    let mut x = clean.stream_rows(2 * first, 0..t).ok_or(InterveneError::TraceMismatch)?.into_owned();
     for (l, block) in weights.blocks.iter().enumerate().skip(first) {
         // The first re-run layer reads the clean stream: its attention is the clean one.
         let mut attention = if l == first {
             clean.layers[l].attention.clone()
         } else {
-            let half = BlockSteps::attention_half(config, block, x.clone(), clean.mask, flops).keeping_weights(keep);
+            let half = BlockSteps::attention_half(config, block, x.clone(), clean.mask, flops);
+            let half = half.keeping_weights(keep).keeping_stages(keep_stages);
             half.paced(&mut pause).await.ok_or(InterveneError::Stopped)?.into_attention().0
         };
         for iv in interventions.iter().filter(|iv| iv.layer == l) {
@@ -219,20 +222,22 @@ pub async fn intervene_paced(
         let tail = BlockSteps::tail(config, block, x.clone(), concat, flops).paced(&mut pause).await;
         let tail = tail.ok_or(InterveneError::Stopped)?.into_tail();
         x = tail.resid_post.clone();
-        layers.push(layer_trace(config, t, attention, tail));
+        layers.push(layer_trace(config, t, attention, tail, keep_stages));
     }
     let ln_f = norm(config, &x, &weights.ln_f_g, &weights.ln_f_b);
     let d = config.n_embd;
-    let logits = logits_paced(config, weights, &ln_f, &mut pause).await.ok_or(InterveneError::Stopped)?;
+    // Every position's logits, or the last's alone, as the clean run kept them.
+    let rows = clean.logits.rows;
+    let logits = logits_paced(config, weights, &ln_f[(t - rows) * d..], &mut pause).await;
     let trace = Trace {
         tokens: clean.tokens.clone(),
         mask: clean.mask,
         embeddings: clean.embeddings.clone(),
         layers,
         ln_f: Matrix::from_vec(t, d, ln_f),
-        logits: Matrix::from_vec(t, config.vocab_size, logits),
+        logits: Matrix::from_vec(rows, config.vocab_size, logits.ok_or(InterveneError::Stopped)?),
     };
-    Ok(Intervened { trace, first_layer: first, flops: rerun_flops(config, t, first), full_flops })
+    Ok(Intervened { trace, first_layer: first, flops: rerun_flops(config, t, first, rows), full_flops })
 }
 
 /// FLOPs of [`last_row_logits`] from `first` on T tokens: as [`rerun_flops`],
@@ -273,10 +278,8 @@ pub async fn last_row_logits_paced(
 ) -> Result<Vec<f32>, InterveneError> {
     let (t, d, q_dim) = (clean.tokens.len(), config.n_embd, config.q_dim());
     let first = interventions.iter().map(|iv| iv.layer).min().unwrap_or(config.n_layer);
-    let mut x = match first {
-        0 => clean.embeddings.data.to_vec(),
-        l => clean.layers[l.min(config.n_layer) - 1].resid_post.data.to_vec(),
-    };
+    let entering = clean.stream_rows(2 * first.min(config.n_layer), 0..t);
+    let mut x = entering.ok_or(InterveneError::TraceMismatch)?.into_owned();
     for (l, block) in weights.blocks.iter().enumerate().skip(first) {
         let computed;
         let heads = if l == first {
@@ -308,8 +311,7 @@ pub async fn last_row_logits_paced(
 
 /// The clean run's most likely next token after the last position.
 pub fn top_next_token(trace: &Trace) -> u32 {
-    let last = trace.logits.row(trace.logits.rows - 1);
-    super::residual::top_indices(last, 1).first().map_or(0, |&(id, _)| id as u32)
+    super::residual::top_indices(trace.last_logits(), 1).first().map_or(0, |&(id, _)| id as u32)
 }
 
 /// Every head replaced in turn: the change in one token's logit after the last position.
@@ -362,8 +364,7 @@ pub fn sweep(
     if token as usize >= config.vocab_size {
         return Err(EngineError::IdOutOfVocab { id: token, vocab: config.vocab_size }.into());
     }
-    let last = clean.tokens.len() - 1;
-    let clean_row = clean.logits.row(last);
+    let clean_row = clean.last_logits();
     let clean_logit = clean_row[token as usize];
     let (mut delta_logit, mut prob) = (Vec::new(), Vec::new());
     let (mut flops, mut full_flops) = (0, 0);

@@ -93,7 +93,7 @@ fn intervened_runs_equal_a_full_recomputation_on_both_families() {
             let last = run.trace.layers.last().unwrap();
             let what = format!("{dir} {interventions:?}");
             assert!(max_diff(&run.trace.logits.data, &want_logits) <= 1e-5, "{what}: logits");
-            assert!(max_diff(&last.resid_post.data, &want_x) <= 1e-5, "{what}: final residual");
+            assert!(max_diff(&last.resid_post.as_ref().unwrap().data, &want_x) <= 1e-5, "{what}: final residual");
             assert!(max_diff(&run.trace.logits.data, &clean.logits.data) > 1e-4, "{what} changes the logits");
             let first = interventions.iter().map(|iv| iv.layer).min().unwrap();
             assert_eq!(run.first_layer, first);
@@ -256,4 +256,45 @@ fn a_paced_intervention_pauses_per_rerun_layer_and_equals_the_run_at_once() {
     let stopped = crate::pace::at_once(intervene_paced(config, weights, &clean, None, &ivs, 2_000, stop_at_second));
     assert!(matches!(stopped, Err(InterveneError::Stopped)), "{stopped:?}");
     assert_eq!(pauses, 2);
+}
+
+/// A clean run that keeps its last logits row alone (the page's) gives an
+/// intervened run that does too: its row is the one an intervention on the
+/// whole trace gives, its other stages the same, its FLOPs without the LM
+/// head on the other rows; a sweep and the lens read the same last row.
+#[test]
+fn an_intervention_on_a_trace_with_the_last_logits_row_alone() {
+    for dir in ["gpt2-tiny", "llama-tiny"] {
+        let model = fixture(dir);
+        let (config, weights) = (&model.config, &model.weights);
+        let vocab = config.vocab_size as u32;
+        let ids: Vec<u32> = (0..7).map(|i| (i * 29 + 3) % vocab).collect();
+        let clean = ids_trace(&model, &ids);
+        let tokens = clean.tokens.clone();
+        let run = crate::engine::stepwise::TraceRun::new(config, weights, None, tokens, Mask::Causal).unwrap();
+        let last_alone = run.every_logits(false).finish();
+        assert_eq!(last_alone.logits.rows, 1, "{dir}");
+        let ivs = [Intervention { layer: 0, head: 1, kind: Replacement::Zero }];
+        let (whole, alone) = (
+            intervene(config, weights, &clean, None, &ivs).unwrap(),
+            intervene(config, weights, &last_alone, None, &ivs).unwrap(),
+        );
+        assert_eq!(alone.trace.logits.rows, 1, "{dir}: as the clean run kept them");
+        assert!(max_diff(alone.trace.last_logits(), whole.trace.last_logits()) <= 1e-5, "{dir}");
+        assert_eq!(alone.trace.layers[1].mlp_out, whole.trace.layers[1].mlp_out, "{dir}");
+        let head_rows = forward_cost(config, 7).lm_head_flops / 7 * 6;
+        assert_eq!(alone.flops + head_rows, whole.flops, "{dir}");
+        assert!(alone.trace.logits_at(5).is_none() && whole.trace.logits_at(5).is_some(), "{dir}");
+        let (a, b) = (
+            sweep(config, weights, &last_alone, None, Replacement::Mean, None).unwrap(),
+            sweep(config, weights, &clean, None, Replacement::Mean, None).unwrap(),
+        );
+        // (The LM head on one row may round otherwise than on seven.)
+        assert_eq!(a.token, b.token, "{dir}");
+        assert!((a.clean_logit - b.clean_logit).abs() <= 1e-5, "{dir}");
+        let token = a.token;
+        let lens = |t: &Trace, p| crate::engine::lens::direct_contributions(config, weights, t, p, token);
+        assert!((lens(&last_alone, 6).unwrap().logit - lens(&clean, 6).unwrap().logit).abs() <= 1e-5, "{dir}");
+        assert!(matches!(lens(&last_alone, 5), Err(InterveneError::NoLogitsRow { position: 5, last: 6 })), "{dir}");
+    }
 }

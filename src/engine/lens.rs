@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::forward::{logits_paced, norm};
 use super::intervene::{check_trace, InterveneError};
-use super::residual::{residual_point_name, residual_points, residual_stream, top_indices};
+use super::residual::{residual_point_name, residual_points, top_indices};
 use super::{EngineError, Trace};
 use crate::model::{ModelConfig, Weights};
 
@@ -108,10 +108,8 @@ pub async fn lens_point(
     if positions.start > positions.end || positions.end > t {
         return Err(InterveneError::NoSuchPosition { position: positions.end.max(positions.start), tokens: t });
     }
-    let stream = residual_stream(trace, point).ok_or(InterveneError::TraceMismatch)?;
-    let d = config.n_embd;
-    let rows = &stream.data[positions.start * d..positions.end * d];
-    let ln_f = norm(config, rows, &weights.ln_f_g, &weights.ln_f_b);
+    let rows = trace.stream_rows(point, positions.clone()).ok_or(InterveneError::TraceMismatch)?;
+    let ln_f = norm(config, &rows, &weights.ln_f_g, &weights.ln_f_b);
     let all = logits_paced(config, weights, &ln_f, &mut pause).await.ok_or(InterveneError::Stopped)?;
     // Each position's selection and softmax is a pass over the vocabulary.
     let mut top = Vec::with_capacity(positions.len());
@@ -180,9 +178,10 @@ pub fn direct_contributions(
     if token as usize >= config.vocab_size {
         return Err(EngineError::IdOutOfVocab { id: token, vocab: config.vocab_size }.into());
     }
+    let logits = trace.logits_at(position).ok_or(InterveneError::NoLogitsRow { position, last: t - 1 })?;
     let centred = !config.architecture.is_llama_family();
-    let last = trace.layers.last().map_or(&trace.embeddings, |l| &l.resid_post);
-    let x = last.row(position);
+    let last = trace.stream_rows(2 * trace.layers.len(), position..position + 1);
+    let x: &[f32] = &last.ok_or(InterveneError::TraceMismatch)?;
     let mean = if centred { x.iter().map(|&v| v as f64).sum::<f64>() / d as f64 } else { 0.0 };
     let spread = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
     let scale = 1.0 / (spread + config.layer_norm_epsilon as f64).sqrt();
@@ -224,7 +223,7 @@ pub fn direct_contributions(
     Ok(DirectContributions {
         token,
         position,
-        logit: trace.logits.at(position, token as usize),
+        logit: logits[token as usize],
         norm_scale: scale as f32,
         heads,
         attn_bias: weights.blocks.iter().map(|b| project(&b.attn_proj_b.data)).collect(),

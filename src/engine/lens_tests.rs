@@ -51,6 +51,7 @@ fn the_lens_is_the_final_norm_and_head_applied_to_each_residual_point() {
         let (d, vocab) = (config.n_embd, config.vocab_size);
         let eps = config.layer_norm_epsilon;
         for (point, stream) in [(1, &trace.layers[0].resid_mid), (4, &trace.layers[1].resid_post)] {
+            let stream = stream.as_ref().unwrap();
             // The plain-loop reference: the final norm, then the LM head.
             let normed = if config.architecture.is_llama_family() {
                 ops::rmsnorm(&stream.data, &weights.ln_f_g.data, d, eps)

@@ -30,4 +30,4 @@ pub use mask::Mask;
 pub use shared_rows::SharedRows;
 pub use square::{MatrixView, SquareMatrix};
 pub use stage::{kv_sharers, AttentionStage};
-pub use trace::{most_traced_tokens, trace_bytes, AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace};
+pub use trace::{most_traced_tokens, trace_bytes, AttentionTrace, HeadTrace, LayerTrace, Matrix, Trace, TraceKeeps};

@@ -19,15 +19,6 @@ pub fn residual_point_name(r: usize) -> String {
     }
 }
 
-/// The stream at residual point `r` (0: after the embeddings, then after
-/// each layer's attention and MLP), `T × d`; `None` past the last layer.
-pub fn residual_stream(trace: &Trace, r: usize) -> Option<&Matrix> {
-    match r {
-        0 => Some(&trace.embeddings),
-        r => trace.layers.get((r - 1) / 2).map(|l| if r % 2 == 1 { &l.resid_mid } else { &l.resid_post }),
-    }
-}
-
 /// ‖x‖₂ of each row of a `rows × d` slice, summed in f32 in column order
 /// (as shaders/row_norms.wgsl does).
 pub fn row_norms(x: &[f32], d: usize) -> Vec<f32> {
@@ -40,9 +31,10 @@ pub fn residual_norms(trace: &Trace) -> Matrix {
     let t = trace.tokens.len();
     let d = trace.embeddings.cols;
     let points = residual_points(trace.layers.len());
-    let rows: Vec<Vec<f32>> =
-        (0..points).filter_map(|r| residual_stream(trace, r)).map(|m| row_norms(&m.data, d)).collect();
-    Matrix::from_vec(rows.len(), t, rows.concat())
+    // Each point once, in order (a point the trace computes when read is the one before it plus a sum).
+    let mut norms = Vec::with_capacity(points * t);
+    let walked = trace.walk_stream(0..t, points - 1, |_, x| norms.extend(row_norms(x, d)));
+    Matrix::from_vec(if walked { points } else { 0 }, t, norms)
 }
 
 /// The `k` largest values of `values` with their indices, largest first

@@ -82,6 +82,12 @@ pub struct TraceRun<'a> {
     /// Whether the trace keeps each head's T×T weights (see
     /// [`keeping_weights`](Self::keeping_weights)).
     keep_weights: bool,
+    /// Whether the trace keeps every position's logits (see
+    /// [`every_logits`](Self::every_logits)).
+    every_logits: bool,
+    /// Whether the trace keeps each layer's norms, stream and MLP hidden
+    /// layer (see [`keeping_stages`](Self::keeping_stages)).
+    keep_stages: bool,
     /// The whole trace, when nothing was left to compute.
     same: Option<Trace>,
 }
@@ -103,6 +109,8 @@ impl<'a> TraceRun<'a> {
             return Err(EngineError::Empty);
         }
         let p = prev.map_or(0, |prev| shared_prefix(prev, &tokens, mask));
+        // After a trace with its last position's logits alone, the run keeps the last alone too.
+        let last_row_alone = p > 0 && prev.is_some_and(|prev| !prev.keeps_every_logits_row());
         let base = match prev {
             Some(prev) if p > 0 => Base::Prefix(prev, p),
             _ => Base::Nothing,
@@ -119,10 +127,16 @@ impl<'a> TraceRun<'a> {
         } else {
             (base, None)
         };
+        // A cut of a trace with its last position's logits alone (a
+        // backspace) has no logits row: the LM head runs on its last row
+        // (the kept final norm's), the rest is the cut.
+        let ln_f = same.as_ref().filter(|t| t.logits.rows == 0).map(|t| t.ln_f.row(p - 1).to_vec());
         let embeddings = if same.is_some() { Vec::new() } else { embed(config, weights, &ids[p..], p) };
         let new_logits = (ids.len() - p) * config.vocab_size;
         let logits_from = match base.prefix() {
-            Some((t, p)) if !t.logits.data.extends_in_place(p * t.logits.cols, new_logits) => p * t.logits.cols,
+            Some((t, p)) if !last_row_alone && !t.logits.data.extends_in_place(p * t.logits.cols, new_logits) => {
+                p * t.logits.cols
+            }
             _ => 0,
         };
         Ok(Self {
@@ -135,7 +149,7 @@ impl<'a> TraceRun<'a> {
             base,
             layers: Vec::with_capacity(weights.blocks.len()),
             block: None,
-            ln_f: None,
+            ln_f,
             logits: Vec::new(),
             logits_from,
             logit_cols: 0,
@@ -143,6 +157,8 @@ impl<'a> TraceRun<'a> {
             fill: usize::MAX,
             block_flops: u64::MAX,
             keep_weights: true,
+            every_logits: !last_row_alone,
+            keep_stages: true,
             same,
         })
     }
@@ -159,7 +175,7 @@ impl<'a> TraceRun<'a> {
 
     /// Values in the logits once allocated.
     fn logit_values(&self) -> usize {
-        self.logits_from + self.new_rows() * self.config.vocab_size
+        self.logits_from + self.logit_rows() * self.config.vocab_size
     }
 
     /// Steps that allocate the logits: taken so far (once the LM head has
@@ -178,7 +194,7 @@ impl<'a> TraceRun<'a> {
     /// Vocabulary entries per step of the LM head.
     fn head_columns(&self) -> usize {
         let c = self.config;
-        head_piece_columns(self.new_rows(), c.n_embd, c.vocab_size, self.head_flops)
+        head_piece_columns(self.logit_rows(), c.n_embd, c.vocab_size, self.head_flops)
     }
 
     /// About `flops` of a block per step ([`BlockSteps`]: a piece of a
@@ -199,6 +215,51 @@ impl<'a> TraceRun<'a> {
         self
     }
 
+    /// Whether the trace keeps every position's logits (by default it does;
+    /// so does it only where the trace it extends kept them). Without, the
+    /// LM head runs on the last position alone and the trace holds its row
+    /// ([`Trace::logits_at`]): a long text's logits were 18 % of a SmolLM2
+    /// trace and of its first run's work, and the page reads the last row.
+    pub fn every_logits(mut self, every: bool) -> Self {
+        if !every {
+            self.every_logits = false;
+            self.logits_from = 0;
+            if let Some(same) = self.same.as_mut().filter(|t| t.logits.rows > 1) {
+                let last = same.logits.rows - 1;
+                same.logits = Matrix::from_vec(1, same.logits.cols, same.logits.row(last).to_vec());
+            }
+        }
+        self
+    }
+
+    /// Whether the trace keeps each layer's norms (ln_1, ln_2), residual
+    /// stream (resid_mid, resid_post) and MLP hidden layer (by default it
+    /// does; so does it only where the trace it extends kept them).
+    /// Without, they are computed when read from the embeddings and each
+    /// layer's attention and MLP outputs ([`Trace::stream_rows`]): half of
+    /// a SmolLM2 trace without its weights and logits (52 %).
+    pub fn keeping_stages(mut self, keep: bool) -> Self {
+        self.keep_stages = keep;
+        self
+    }
+
+    /// Rows the LM head runs on: every new row, or the last alone.
+    fn logit_rows(&self) -> usize {
+        if self.same.is_some() {
+            1 // (a cut's last row, when it has none: `cut_lacks_logits`)
+        } else if self.every_logits {
+            self.new_rows()
+        } else {
+            self.new_rows().min(1)
+        }
+    }
+
+    /// Whether the run is a cut of a trace with its last position's logits
+    /// alone, whose new last row's logits the LM head computes.
+    fn cut_lacks_logits(&self) -> bool {
+        self.same.as_ref().is_some_and(|t| t.logits.rows == 0)
+    }
+
     /// Rows this run computes (the rest are kept from the previous trace).
     pub fn new_rows(&self) -> usize {
         self.x.len() / self.config.n_embd.max(1)
@@ -206,7 +267,7 @@ impl<'a> TraceRun<'a> {
 
     /// Steps taken and steps in all (blocks, then pieces of the LM head).
     pub fn progress(&self) -> (usize, usize) {
-        if self.same.is_some() {
+        if self.same.is_some() && !self.cut_lacks_logits() {
             return (0, 0);
         }
         let n = self.new_rows();
@@ -216,12 +277,13 @@ impl<'a> TraceRun<'a> {
         let (filled, fills) = self.fill_steps();
         let block = self.block.as_ref().map_or(0, BlockSteps::taken);
         let taken = self.layers.len() * per_block + block + filled + self.logit_cols.div_ceil(piece);
-        (taken, self.weights.blocks.len() * per_block + fills + vocab.div_ceil(piece))
+        let blocks = if self.same.is_some() { 0 } else { self.weights.blocks.len() };
+        (taken, blocks * per_block + fills + vocab.div_ceil(piece))
     }
 
     /// Whether every step is taken ([`finish`](Self::finish) then only assembles).
     pub fn is_done(&self) -> bool {
-        self.same.is_some()
+        (self.same.is_some() && !self.cut_lacks_logits())
             || (self.ln_f.is_some()
                 && self.logit_cols == self.config.vocab_size
                 && self.logits.len() == self.logit_values())
@@ -234,7 +296,7 @@ impl<'a> TraceRun<'a> {
         }
         let (config, weights) = (self.config, self.weights);
         let l = self.layers.len();
-        if let Some(block) = weights.blocks.get(l) {
+        if let Some(block) = weights.blocks.get(l).filter(|_| self.same.is_none()) {
             let run = match &mut self.block {
                 Some(run) => run,
                 none => {
@@ -243,7 +305,7 @@ impl<'a> TraceRun<'a> {
                     let flops = (self.block_flops, HEADROOM_ROWS);
                     let keep = self.keep_weights && old.is_none_or(|(layer, _)| layer.keeps_weights());
                     let steps = BlockSteps::new(config, block, old, self.x.clone(), self.mask, flops);
-                    none.insert(steps.keeping_weights(keep))
+                    none.insert(steps.keeping_weights(keep).keeping_stages(self.keep_stages))
                 }
             };
             run.step();
@@ -254,14 +316,15 @@ impl<'a> TraceRun<'a> {
             }
             return;
         }
-        let (d, vocab, n) = (config.n_embd, config.vocab_size, self.new_rows());
+        let (d, vocab, n) = (config.n_embd, config.vocab_size, self.logit_rows());
         let total = self.logit_values();
         if self.ln_f.is_none() {
             self.ln_f = Some(norm(config, &self.x, &weights.ln_f_g, &weights.ln_f_b));
             // Allocated once (grown piece by piece, its last doubling alone
             // copied ~26 MB, 267 rows of SmolLM2, in one step), with room
             // for the next keystrokes' rows to go in place.
-            self.logits = Vec::with_capacity(total + HEADROOM_ROWS * vocab);
+            let room = if self.every_logits { HEADROOM_ROWS * vocab } else { 0 };
+            self.logits = Vec::with_capacity(total + room);
         }
         if self.logits.len() < total {
             // The next piece of the allocation: kept rows copied, then zeros.
@@ -276,6 +339,7 @@ impl<'a> TraceRun<'a> {
         }
         let cols = self.logit_cols..(self.logit_cols + self.head_columns()).min(vocab);
         let ln_f = self.ln_f.as_deref().unwrap_or_default();
+        let ln_f = &ln_f[ln_f.len() - n * d..];
         let new = &mut self.logits[self.logits_from..];
         kernels::lm_head_columns(ln_f, weights.head(), (n, d, vocab), cols.clone(), new);
         self.logit_cols = cols.end;
@@ -286,17 +350,22 @@ impl<'a> TraceRun<'a> {
         while !self.is_done() {
             self.step();
         }
-        if let Some(same) = self.same.take() {
+        if let Some(mut same) = self.same.take() {
+            if same.logits.rows == 0 {
+                same.logits = Matrix::from_vec(1, self.config.vocab_size, self.logits);
+            }
             return same;
         }
         let (config, n) = (self.config, self.new_rows());
         let d = config.n_embd;
         let ln_f = self.ln_f.take().unwrap_or_default();
+        let (vocab, logit_rows) = (config.vocab_size, self.logit_rows());
         match self.base.prefix() {
             Some((prev, p)) => Trace {
                 embeddings: prev.embeddings.appended(p, &self.embeddings, HEADROOM_ROWS),
                 ln_f: prev.ln_f.appended(p, &ln_f, HEADROOM_ROWS),
                 logits: match self.logits_from {
+                    _ if !self.every_logits => Matrix::from_vec(1, vocab, self.logits),
                     0 => prev.logits.appended(p, &self.logits, HEADROOM_ROWS),
                     // The kept rows copied: the previous trace's buffer becomes
                     // their spare, as a copy in `appended` keeps it.
@@ -313,7 +382,7 @@ impl<'a> TraceRun<'a> {
             None => Trace {
                 embeddings: Matrix::from_vec(n, d, self.embeddings),
                 ln_f: Matrix::from_vec(n, d, ln_f),
-                logits: Matrix::from_vec(n, config.vocab_size, self.logits),
+                logits: Matrix::from_vec(logit_rows, vocab, self.logits),
                 tokens: self.tokens,
                 mask: self.mask,
                 layers: self.layers,

@@ -3,15 +3,17 @@
 //! kept Q, K and mask, bit for bit the kernel's) and never runs the model.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::forward::{mlp_hidden, norm};
 use super::kernels::{self, SoftmaxRow};
 use super::shared_rows::SharedRows;
 use super::square::{MatrixView, SquareMatrix};
 use super::Mask;
-use crate::model::{ModelConfig, Token};
+use crate::model::{ModelConfig, Token, Weights};
 
 /// A dense row-major f32 matrix. Its values may share a buffer with another
 /// trace's matrix of the same stage ([`SharedRows`]): a keystroke's trace
@@ -346,12 +348,26 @@ impl Serialize for HeadTrace {
 /// The attention half of a layer, up to the concatenated head outputs.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttentionTrace {
-    /// Layernorm of the residual stream entering the layer, T×d.
-    pub ln_1: Matrix,
+    /// The first norm (LayerNorm or RMSNorm) of the residual stream
+    /// entering the layer, T×d; `None` where the trace computes it when
+    /// read ([`Trace::ln_1`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ln_1: Option<Matrix>,
     pub heads: Vec<HeadTrace>,
 }
 
-/// One transformer block.
+impl AttentionTrace {
+    /// Rows (tokens) of the layer.
+    pub fn rows(&self) -> usize {
+        self.heads.first().map_or(0, |h| h.q.rows)
+    }
+}
+
+/// One transformer block. The stream's stages and the MLP's hidden layer
+/// are kept (a whole forward, the CLI, a GPU trace) or computed when read
+/// from the kept ones (the page's CPU runs: [`TraceKeeps::block_stages`];
+/// read through [`Trace::stream_rows`], [`Trace::ln_1`], [`Trace::ln_2`]
+/// and [`Trace::mlp_hidden`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerTrace {
     #[serde(flatten)]
@@ -359,21 +375,31 @@ pub struct LayerTrace {
     /// concat(head outputs) · W_o + b_o, T×d.
     pub attn_out: Matrix,
     /// Residual stream after attention: resid_pre + attn_out, T×d.
-    pub resid_mid: Matrix,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resid_mid: Option<Matrix>,
     /// ln_2(resid_mid), T×d.
-    pub ln_2: Matrix,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ln_2: Option<Matrix>,
     /// MLP hidden layer after the activation, T×n_inner (4d in GPT-2;
     /// silu(gate)·up in the Llama family).
-    pub mlp_hidden: Matrix,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlp_hidden: Option<Matrix>,
     /// MLP output, T×d.
     pub mlp_out: Matrix,
     /// Residual stream after the block: resid_mid + mlp_out, T×d.
-    pub resid_post: Matrix,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resid_post: Option<Matrix>,
 }
 
 impl LayerTrace {
     pub fn heads(&self) -> &[HeadTrace] {
         &self.attention.heads
+    }
+
+    /// Whether the layer keeps its norms, residual stream and MLP hidden
+    /// layer (else they are computed when read).
+    pub fn keeps_stages(&self) -> bool {
+        self.resid_post.is_some()
     }
 
     /// Whether every head keeps its T×T weights (`HeadTrace::kept_weights`).
@@ -393,15 +419,189 @@ pub struct Trace {
     pub layers: Vec<LayerTrace>,
     /// Final norm (LayerNorm or RMSNorm), T×d.
     pub ln_f: Matrix,
-    /// Next-token logits at every position, T×vocab.
+    /// Next-token logits: every position's, T×vocab (a whole forward, the
+    /// CLI), or the last position's alone, 1×vocab (the page's runs, whose
+    /// readers take the last row only: 196 kB a token on SmolLM2, 18 % of
+    /// its trace; and a GPU trace read without every row). Read through
+    /// [`Trace::logits_at`] and [`Trace::last_logits`].
     pub logits: Matrix,
+}
+
+impl Trace {
+    /// Whether [`logits`](Self::logits) holds every position's row (else
+    /// the last position's alone).
+    pub fn keeps_every_logits_row(&self) -> bool {
+        self.logits.rows == self.tokens.len()
+    }
+
+    /// The next-token logits after position `p`, when the trace holds them
+    /// (every row, or `p` the last position).
+    pub fn logits_at(&self, p: usize) -> Option<&[f32]> {
+        let t = self.tokens.len();
+        match self.logits.rows {
+            _ if p >= t => None,
+            rows if rows == t => Some(self.logits.row(p)),
+            1 if p + 1 == t => Some(self.logits.row(0)),
+            _ => None,
+        }
+    }
+
+    /// The last position's next-token logits (empty for a trace of nothing).
+    pub fn last_logits(&self) -> &[f32] {
+        self.tokens.len().checked_sub(1).and_then(|p| self.logits_at(p)).unwrap_or_default()
+    }
+
+    /// The residual stream's point `r` where the trace keeps it: 0 the
+    /// embeddings, then per layer after attention (resid_mid) and after
+    /// the MLP (resid_post).
+    fn kept_stream(&self, r: usize) -> Option<&Matrix> {
+        match r {
+            0 => Some(&self.embeddings),
+            r => self.layers.get((r - 1) / 2).and_then(|l| {
+                if r % 2 == 1 {
+                    l.resid_mid.as_ref()
+                } else {
+                    l.resid_post.as_ref()
+                }
+            }),
+        }
+    }
+
+    /// Hands `f` rows `rows` of the residual stream at each point `0..=last`
+    /// in turn (see [`stream_rows`](Self::stream_rows)); false when `rows`
+    /// or `last` are outside the trace.
+    pub fn walk_stream(&self, rows: Range<usize>, last: usize, mut f: impl FnMut(usize, &[f32])) -> bool {
+        let d = self.embeddings.cols;
+        if rows.start > rows.end || rows.end > self.embeddings.rows || last > 2 * self.layers.len() {
+            return false;
+        }
+        let span = rows.start * d..rows.end * d;
+        let mut x: Cow<'_, [f32]> = Cow::Borrowed(&self.embeddings.data[span.clone()]);
+        f(0, &x);
+        for r in 1..=last {
+            x = match self.kept_stream(r) {
+                Some(m) => Cow::Borrowed(&m.data[span.clone()]),
+                None => {
+                    // The forward's own add (`kernels::add`), on the same numbers: bit for bit.
+                    let layer = &self.layers[(r - 1) / 2];
+                    let added = if r % 2 == 1 { &layer.attn_out } else { &layer.mlp_out };
+                    let mut sum = x.into_owned();
+                    sum.iter_mut().zip(&added.data[span.clone()]).for_each(|(s, a)| *s += a);
+                    Cow::Owned(sum)
+                }
+            };
+            f(r, &x);
+        }
+        true
+    }
+
+    /// Rows `rows` (`[n × d]`) of the residual stream at point `r` (0:
+    /// after the embeddings, then after each layer's attention and MLP):
+    /// kept, or the kept point before it plus each attention's and MLP's
+    /// output after that, the forward's own sums bit for bit. `None`
+    /// outside the trace.
+    pub fn stream_rows(&self, r: usize, rows: Range<usize>) -> Option<Cow<'_, [f32]>> {
+        if let Some(m) = self.kept_stream(r) {
+            let d = m.cols;
+            return (rows.start <= rows.end && rows.end <= m.rows)
+                .then(|| Cow::Borrowed(&m.data[rows.start * d..rows.end * d]));
+        }
+        let mut out = Vec::new();
+        self.walk_stream(rows, r, |at, x| {
+            if at == r {
+                out = x.to_vec()
+            }
+        })
+        .then_some(Cow::Owned(out))
+    }
+
+    /// Rows `rows` of layer `l`'s first norm: kept, or the model's norm of
+    /// the stream entering the layer (row by row: bit for bit the forward's).
+    pub fn ln_1(
+        &self,
+        config: &ModelConfig,
+        weights: &Weights,
+        l: usize,
+        rows: Range<usize>,
+    ) -> Option<Cow<'_, [f32]>> {
+        let (layer, block) = (self.layers.get(l)?, weights.blocks.get(l)?);
+        match &layer.attention.ln_1 {
+            Some(m) => kept_rows(m, rows),
+            None => Some(Cow::Owned(norm(config, &self.stream_rows(2 * l, rows)?, &block.ln_1_g, &block.ln_1_b))),
+        }
+    }
+
+    /// Rows `rows` of layer `l`'s second norm: kept, or the model's norm of
+    /// the stream after its attention (bit for bit the forward's).
+    pub fn ln_2(
+        &self,
+        config: &ModelConfig,
+        weights: &Weights,
+        l: usize,
+        rows: Range<usize>,
+    ) -> Option<Cow<'_, [f32]>> {
+        let (layer, block) = (self.layers.get(l)?, weights.blocks.get(l)?);
+        match &layer.ln_2 {
+            Some(m) => kept_rows(m, rows),
+            None => Some(Cow::Owned(norm(config, &self.stream_rows(2 * l + 1, rows)?, &block.ln_2_g, &block.ln_2_b))),
+        }
+    }
+
+    /// Rows `rows` (`[n × n_inner]`) of layer `l`'s MLP hidden layer: kept,
+    /// or the MLP's first product and activation on [`ln_2`](Self::ln_2)'s
+    /// rows (the forward's operations; a product on other rows may round
+    /// its last bit otherwise).
+    pub fn mlp_hidden(
+        &self,
+        config: &ModelConfig,
+        weights: &Weights,
+        l: usize,
+        rows: Range<usize>,
+    ) -> Option<Cow<'_, [f32]>> {
+        match &self.layers.get(l)?.mlp_hidden {
+            Some(m) => kept_rows(m, rows),
+            None => {
+                let ln_2 = self.ln_2(config, weights, l, rows)?;
+                Some(Cow::Owned(mlp_hidden(config, weights.blocks.get(l)?, &ln_2)))
+            }
+        }
+    }
+}
+
+/// Rows `rows` of a kept matrix; `None` past its end.
+fn kept_rows(m: &Matrix, rows: Range<usize>) -> Option<Cow<'_, [f32]>> {
+    let c = m.cols;
+    (rows.start <= rows.end && rows.end <= m.rows).then(|| Cow::Borrowed(&m.data[rows.start * c..rows.end * c]))
+}
+
+/// What a CPU trace keeps besides every per-token stage (see
+/// [`trace_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceKeeps {
+    /// Each query head's T×T weights (else each row's softmax max and sum).
+    pub weights: bool,
+    /// Every position's logits (else the last position's alone).
+    pub every_logits: bool,
+    /// Each layer's norms, residual stream and MLP hidden layer (else
+    /// computed when read from the embeddings and each layer's attention
+    /// and MLP outputs: [`Trace::stream_rows`]).
+    pub block_stages: bool,
+}
+
+impl TraceKeeps {
+    /// Everything: what [`forward_cpu`](super::forward_cpu) keeps.
+    pub const ALL: TraceKeeps = TraceKeeps { weights: true, every_logits: true, block_stages: true };
+    /// The page's long CPU texts: none of the weights, no logits row but
+    /// the last, no block stage it can compute when read.
+    pub const LEAST: TraceKeeps = TraceKeeps { weights: false, every_logits: false, block_stages: false };
 }
 
 /// Bytes of a whole CPU [`Trace`] of `t` tokens (every stage it keeps,
 /// f32): what the CPU engine holds for one run, with each query head's T×T
-/// weights or without (`kept_weights`). Those dominate a long text: 0.28 GB
-/// for SmolLM2 (270 heads) at T = 512.
-pub fn trace_bytes(config: &ModelConfig, t: usize, kept_weights: bool) -> u64 {
+/// weights or without, every position's logits or the last's (`keeps`).
+/// The weights dominate a long text: 0.28 GB for SmolLM2 (270 heads) at
+/// T = 512.
+pub fn trace_bytes(config: &ModelConfig, t: usize, keeps: TraceKeeps) -> u64 {
     let t = t as u64;
     let (d, m, vocab, d_head) =
         (config.n_embd as u64, config.n_inner as u64, config.vocab_size as u64, config.d_head() as u64);
@@ -411,21 +611,24 @@ pub fn trace_bytes(config: &ModelConfig, t: usize, kept_weights: bool) -> u64 {
     // Per query head: the weights (when kept), each row's softmax max and
     // sum, q and the output (and Q before RoPE); per KV head, shared by its
     // query heads: k and v (and K before RoPE).
-    let per_head = u64::from(kept_weights) * t * t + 2 * t + (2 + rope) * t * d_head;
+    let per_head = u64::from(keeps.weights) * t * t + 2 * t + (2 + rope) * t * d_head;
     let per_kv_head = (2 + rope) * t * d_head;
-    // ln_1, attn_out, resid_mid, ln_2, mlp_out, resid_post (T×d) and mlp_hidden (T×n_inner).
-    let per_layer = t * (6 * d + m);
-    let values = heads * per_head + kv_heads * per_kv_head + config.n_layer as u64 * per_layer + 2 * t * d + t * vocab;
+    // attn_out and mlp_out (T×d); kept or computed when read: ln_1,
+    // resid_mid, ln_2, resid_post (T×d) and mlp_hidden (T×n_inner).
+    let per_layer = t * (2 * d) + u64::from(keeps.block_stages) * t * (4 * d + m);
+    let logit_rows = if keeps.every_logits { t } else { t.min(1) };
+    let values =
+        heads * per_head + kv_heads * per_kv_head + config.n_layer as u64 * per_layer + 2 * t * d + logit_rows * vocab;
     values.saturating_mul(4)
 }
 
 /// The most tokens (up to the context) whose [`trace_bytes`] fit in
-/// `budget`, with each head's weights kept or without; 0 if not one.
-pub fn most_traced_tokens(config: &ModelConfig, budget: u64, kept_weights: bool) -> usize {
+/// `budget`, keeping what `keeps` says; 0 if not one.
+pub fn most_traced_tokens(config: &ModelConfig, budget: u64, keeps: TraceKeeps) -> usize {
     let (mut lo, mut hi) = (0, config.n_positions);
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if trace_bytes(config, mid, kept_weights) <= budget {
+        if trace_bytes(config, mid, keeps) <= budget {
             lo = mid
         } else {
             hi = mid - 1
@@ -452,9 +655,10 @@ mod tests {
         let mut once = |x: &Arc<Matrix>| if seen.insert(Arc::as_ptr(x)) { m(x) } else { 0 };
         let mut values = m(&trace.embeddings) + m(&trace.ln_f) + m(&trace.logits);
         for l in &trace.layers {
-            values += [&l.attention.ln_1, &l.attn_out, &l.resid_mid, &l.ln_2, &l.mlp_hidden, &l.mlp_out, &l.resid_post]
+            values += m(&l.attn_out) + m(&l.mlp_out);
+            values += [&l.attention.ln_1, &l.resid_mid, &l.ln_2, &l.mlp_hidden, &l.resid_post]
                 .into_iter()
-                .map(m)
+                .map(|x| x.as_ref().map_or(0, m))
                 .sum::<u64>();
             for h in l.heads() {
                 assert!(h.scores_read.is_none(), "the CPU keeps no raw scores");
@@ -513,24 +717,36 @@ mod tests {
             let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
             let model = Model::load_dir_tokenizer_optional(&path).unwrap().0;
             let config = &model.config;
-            for t in [1, 5, 13] {
-                for keep in [true, false] {
+            let layouts =
+                (0..8).map(|k| TraceKeeps { weights: k & 1 == 1, every_logits: k & 2 == 2, block_stages: k & 4 == 4 });
+            for keeps in layouts.clone() {
+                for t in [1, 5, 13] {
                     let tokens = (0..t as u32)
                         .map(|i| Token { id: i * 7 % config.vocab_size as u32, text: String::new(), start: 0, end: 0 })
                         .collect();
                     let run = TraceRun::new(config, &model.weights, None, tokens, Mask::Causal).unwrap();
-                    let trace = run.keeping_weights(keep).finish();
-                    assert_eq!(trace_bytes(config, t, keep), counted(&trace), "{dir} T={t} weights kept: {keep}");
+                    let run = run.keeping_weights(keeps.weights).every_logits(keeps.every_logits);
+                    let trace = run.keeping_stages(keeps.block_stages).finish();
+                    assert_eq!(trace.keeps_every_logits_row(), keeps.every_logits || t == 1);
+                    assert_eq!(trace_bytes(config, t, keeps), counted(&trace), "{dir} T={t} {keeps:?}");
                 }
-            }
-            for keep in [true, false] {
                 // The most tokens within a budget: that many fit, one more does not.
-                let budget = trace_bytes(config, 9, keep) + 1;
-                assert_eq!(most_traced_tokens(config, budget, keep), 9, "{dir}");
-                assert_eq!(most_traced_tokens(config, 0, keep), 0);
-                assert_eq!(most_traced_tokens(config, u64::MAX, keep), config.n_positions);
+                let budget = trace_bytes(config, 9, keeps) + 1;
+                assert_eq!(most_traced_tokens(config, budget, keeps), 9, "{dir}");
+                assert_eq!(most_traced_tokens(config, 0, keeps), 0);
+                assert_eq!(most_traced_tokens(config, u64::MAX, keeps), config.n_positions);
             }
-            let (t, kept) = (200, most_traced_tokens(config, trace_bytes(config, 200, false), true));
+            let t = config.n_positions / 2;
+            let lazy = TraceKeeps { weights: false, ..TraceKeeps::ALL };
+            let kept = most_traced_tokens(config, trace_bytes(config, t, lazy), TraceKeeps::ALL);
+            let last_row = TraceKeeps { every_logits: false, ..lazy };
+            let every = most_traced_tokens(config, trace_bytes(config, t, last_row), lazy);
+            let stages = most_traced_tokens(config, trace_bytes(config, t, TraceKeeps::LEAST), last_row);
+            assert!(stages < t, "{dir}: without the block stages, more tokens fit the same bytes ({stages} with them)");
+            assert!(
+                every < t,
+                "{dir}: with the last logits row alone, more tokens fit the same bytes ({every} with every row)"
+            );
             assert!(kept < t, "{dir}: without the weights, more tokens fit the same bytes ({kept} with them)");
         }
     }

@@ -217,7 +217,7 @@ impl GpuForward {
             first_layer: first,
             reused_layers: first,
             dispatches,
-            flops: rerun_flops(&c, t, first),
+            flops: rerun_flops(&c, t, first, if opts.all_logits { t } else { 1 }),
             full_flops,
         })
     }
@@ -340,7 +340,7 @@ impl GpuForward {
                 self.encode_rerun(ctx, &mut enc, layer, fast, std::slice::from_ref(&replace))?;
                 measure(&mut enc, &buf.logits_last, 0, 1 + (layer - layers.start) * n_head + head)?;
                 ctx.queue.submit([enc.finish()]);
-                flops += rerun_flops(&c, t, layer);
+                flops += rerun_flops(&c, t, layer, 1);
             }
         }
         // The clean run back: the first swept layer's outputs and a re-run from there with the clean options.

@@ -67,13 +67,13 @@ impl GpuForward {
                 });
             }
             layers.push(LayerTrace {
-                attention: AttentionTrace { ln_1: rows(self.read_rows(ctx, Stage::Ln1, l).await?, d), heads },
+                attention: AttentionTrace { ln_1: Some(rows(self.read_rows(ctx, Stage::Ln1, l).await?, d)), heads },
                 attn_out: rows(self.read_rows(ctx, Stage::AttnOut, l).await?, d),
-                resid_mid: rows(self.read_rows(ctx, Stage::ResidMid, l).await?, d),
-                ln_2: rows(self.read_rows(ctx, Stage::Ln2, l).await?, d),
-                mlp_hidden: rows(self.read_rows(ctx, Stage::MlpHidden, l).await?, c.n_inner),
+                resid_mid: Some(rows(self.read_rows(ctx, Stage::ResidMid, l).await?, d)),
+                ln_2: Some(rows(self.read_rows(ctx, Stage::Ln2, l).await?, d)),
+                mlp_hidden: Some(rows(self.read_rows(ctx, Stage::MlpHidden, l).await?, c.n_inner)),
                 mlp_out: rows(self.read_rows(ctx, Stage::MlpOut, l).await?, d),
-                resid_post: rows(self.read_rows(ctx, Stage::ResidPost, l).await?, d),
+                resid_post: Some(rows(self.read_rows(ctx, Stage::ResidPost, l).await?, d)),
             });
         }
         let logits = if all_logits {

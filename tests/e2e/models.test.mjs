@@ -420,14 +420,16 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     // vocabulary, and the tables were built after a slice of the head). Bounded at 100.
     assert.ok(Math.max(0, ...reading) < 100, `the lens and the sweep run in slices: ${JSON.stringify(reading)}`);
     // The dilution panel: filler appended a piece of rows at a time until its traces would pass 256 MiB
-    // (248 tokens of SmolLM2, said so, its traces keeping no T×T weights; 206 with them, 169 when a
+    // (636 tokens of SmolLM2, said so, its traces keeping no T×T weights, the last logits row alone and
+    // none of the stages it computes when read; 304 keeping those, 248 with every logits row, 206 with the weights
+    // too, 169 when a
     // trace kept raw scores and K and V per query head;
     // before, it grew them to the 8,192-token context, far past
     // the 4 GiB of WebAssembly memory), and SmolLM2's attention sinks on the first token.
     await page.locator('.dilution-panel').scrollIntoViewIfNeeded();
     await page.locator('.dilution-run').click();
     await page.locator('[data-testid=dilution-note]').waitFor({ timeout: 300_000 });
-    assert.match(await page.locator('[data-testid=dilution-note]').innerText(), /^Stopped at 248 tokens, before this model's context \(8192\) is full/);
+    assert.match(await page.locator('[data-testid=dilution-note]').innerText(), /^Stopped at 636 tokens, before this model's context \(8192\) is full/);
     const sinks = await page.locator('[data-testid=sink-table] td[data-sink]').evaluateAll((tds) => tds.map((td) => Number(td.dataset.sink)));
     assert.equal(sinks.length, 30 * 9, 'every head of SmolLM2');
     assert.ok(sinks.filter((v) => v > 0.5).length > 30, `heads parking over half their weight on the first token: ${sinks.filter((v) => v > 0.5).length}`);

@@ -11,6 +11,7 @@ use attnscope::engine::extend::extend_cpu;
 use attnscope::engine::head_finder::template_scores;
 use attnscope::engine::intervene::{sweep, Replacement};
 use attnscope::engine::kv_cache::KvCache;
+use attnscope::engine::residual::residual_norms;
 use attnscope::engine::{forward_cpu, Mask, Trace};
 use attnscope::gpu::{
     past_loop_limit, read_f32, AttentionShape, GpuContext, GpuForward, GpuWeights, Kernel, Kernels, MatmulFusion,
@@ -157,18 +158,28 @@ pub fn cpu_head_finder(
 /// bytes, and what reading the weights costs then: one head's whole map,
 /// the model grid's tiles (every head, 64 × 64 cells each) and the head
 /// finder, each against the same read of the kept weights.
-pub fn cpu_weights_on_read(
+pub fn cpu_page_traces(
     config: &ModelConfig,
     weights: &Weights,
     lengths: &[usize],
     repeat: usize,
 ) -> Result<(), String> {
     use attnscope::engine::stepwise::TraceRun;
-    use attnscope::engine::trace_bytes;
-    println!("  weights computed when read (kept → computed, ms; 1 thread):");
+    use attnscope::engine::{trace_bytes, TraceKeeps};
     println!(
-        "  {:>5}  {:>19}  {:>19}  {:>17}  {:>17}  {:>19}",
-        "T", "forward", "trace MB", "one head's map", "grid (64×64 each)", "head finder"
+        "  the page's CPU traces: weights, norms, stream and MLP hidden layer computed when read, the last logits \
+         row alone (all kept → the page's, ms; 1 thread):"
+    );
+    println!(
+        "  {:>5}  {:>19}  {:>19}  {:>17}  {:>17}  {:>19}  {:>17}  {:>17}",
+        "T",
+        "forward",
+        "trace MB",
+        "one head's map",
+        "grid (64×64 each)",
+        "head finder",
+        "residual norms",
+        "a token's block"
     );
     for &t in lengths.iter().filter(|&&t| t <= config.n_positions) {
         let tokens: Vec<Token> = bench_ids(t, config.vocab_size)
@@ -177,12 +188,13 @@ pub fn cpu_weights_on_read(
             .collect();
         let mut traces: [Option<Trace>; 2] = [None, None];
         let mut forward = [0.0; 2];
-        for (slot, keep) in [true, false].into_iter().enumerate() {
+        for (slot, keep) in [TraceKeeps::ALL, TraceKeeps::LEAST].into_iter().enumerate() {
             forward[slot] = median_ms(
                 || {
                     let run = TraceRun::new(config, weights, None, tokens.clone(), Mask::Causal)
                         .map_err(|e| e.to_string())?;
-                    traces[slot] = Some(run.keeping_weights(keep).finish());
+                    let run = run.keeping_weights(keep.weights).every_logits(keep.every_logits);
+                    traces[slot] = Some(run.keeping_stages(keep.block_stages).finish());
                     Ok(())
                 },
                 repeat,
@@ -216,17 +228,37 @@ pub fn cpu_weights_on_read(
                 },
                 repeat,
             )?;
-            reads.push((map, grid, finder));
+            let norms = median_ms(
+                || {
+                    std::hint::black_box(residual_norms(trace));
+                    Ok(())
+                },
+                repeat,
+            )?;
+            // What the block view reads of the last token in the last layer: its stream in, ln_1, MLP hidden.
+            let (l, last) = (config.n_layer - 1, t - 1..t);
+            let block = median_ms(
+                || {
+                    std::hint::black_box(trace.stream_rows(2 * l, last.clone()));
+                    std::hint::black_box(trace.ln_1(config, weights, l, last.clone()));
+                    std::hint::black_box(trace.mlp_hidden(config, weights, l, last.clone()));
+                    Ok(())
+                },
+                repeat,
+            )?;
+            reads.push((map, grid, finder, norms, block));
         }
         let mb = |keep| trace_bytes(config, t, keep) as f64 / 1e6;
         let pair = |a: f64, b: f64| format!("{a:.2} → {b:.2}");
         println!(
-            "  {t:>5}  {:>19}  {:>19}  {:>17}  {:>17}  {:>19}",
+            "  {t:>5}  {:>19}  {:>19}  {:>17}  {:>17}  {:>19}  {:>17}  {:>17}",
             pair(forward[0], forward[1]),
-            format!("{:.1} → {:.1}", mb(true), mb(false)),
+            format!("{:.1} → {:.1}", mb(TraceKeeps::ALL), mb(TraceKeeps::LEAST)),
             pair(reads[0].0, reads[1].0),
             pair(reads[0].1, reads[1].1),
             pair(reads[0].2, reads[1].2),
+            pair(reads[0].3, reads[1].3),
+            pair(reads[0].4, reads[1].4),
         );
     }
     Ok(())

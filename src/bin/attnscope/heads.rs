@@ -199,8 +199,7 @@ pub fn intervene_json(
     }
     let ivs: Vec<Intervention> = heads.iter().map(|&(layer, head)| Intervention { layer, head, kind }).collect();
     let run = intervene(config, weights, &clean, source.as_ref(), &ivs).map_err(|e| e.to_string())?;
-    let last = clean.tokens.len() - 1;
-    let (before, after) = (clean.logits.row(last), run.trace.logits.row(last));
+    let (before, after) = (clean.last_logits(), run.trace.last_logits());
     let top = |row: &[f32]| -> Vec<Value> {
         top_indices(row, 5)
             .into_iter()

@@ -33,6 +33,12 @@ pub(super) struct CpuBackend {
     /// drew, and the one another read asked for (the head view reads every
     /// head's weights in turn, and would otherwise evict the map's).
     computed: RefCell<[Option<Computed>; 2]>,
+    /// The residual norms of the trace on screen (weak, as [`Computed`]):
+    /// every token at every point of the stream, which a trace that keeps
+    /// no stream sums from the layers' outputs (SmolLM2 at T = 2,048: 72
+    /// million adds and as many multiply-adds); the block view draws them
+    /// and each hover reads one.
+    norms: RefCell<Option<(Weak<Trace>, Rc<Matrix>)>>,
 }
 
 /// A stage matrix computed from a trace rather than read in place (the
@@ -222,7 +228,8 @@ impl CpuBackend {
     }
 
     pub fn last_logits(&self) -> Result<Vec<f32>, BackendError> {
-        self.with_trace(|t| t.logits.rows.checked_sub(1).map(|last| t.logits.row(last).to_vec()), "the last position")
+        let last = |t: &Trace| t.tokens.len().checked_sub(1).and_then(|p| t.logits_at(p)).map(<[f32]>::to_vec);
+        self.with_trace(last, "the last position")
     }
 
     /// The most likely next tokens, ranked by logit, with their probabilities at `temperature`.
@@ -234,28 +241,36 @@ impl CpuBackend {
         Ok(ranked.into_iter().map(|(id, _)| (id, probs.get(id as usize).copied().unwrap_or(0.0))).collect())
     }
 
+    /// [`residual_norms`] of `trace`, computed once per trace.
+    fn norms_of(&self, trace: &Rc<Trace>) -> Rc<Matrix> {
+        let mut cache = self.norms.borrow_mut();
+        match &*cache {
+            Some((of, norms)) if std::ptr::eq(of.as_ptr(), Rc::as_ptr(trace)) => norms.clone(),
+            _ => {
+                let norms = Rc::new(residual_norms(trace));
+                *cache = Some((Rc::downgrade(trace), norms.clone()));
+                norms
+            }
+        }
+    }
+
     pub fn read_norms(&self) -> Result<Vec<f32>, BackendError> {
-        self.with_trace(|t| Some(residual_norms(t).data.into_vec()), "the residual norms")
+        let trace = self.current().ok_or(NO_TRACE)?;
+        Ok(self.norms_of(&trace).data.to_vec())
     }
 
     pub fn read_norm(&self, point: usize, token: usize) -> Result<f32, BackendError> {
-        self.with_trace(
-            |t| {
-                let norms = residual_norms(t);
-                (point < norms.rows && token < norms.cols).then(|| norms.data[point * norms.cols + token])
-            },
-            "that point of the stream",
-        )
+        let trace = self.current().ok_or(NO_TRACE)?;
+        let norms = self.norms_of(&trace);
+        (point < norms.rows && token < norms.cols)
+            .then(|| norms.data[point * norms.cols + token])
+            .ok_or_else(|| BackendError::Input("that point of the stream is not in the trace".into()))
     }
 
-    pub fn mlp_row(&self, layer: usize, token: usize) -> Result<Vec<f32>, BackendError> {
-        self.with_trace(
-            |t| {
-                let hidden = &t.layers.get(layer)?.mlp_hidden;
-                (token < hidden.rows).then(|| hidden.row(token).to_vec())
-            },
-            "that token's MLP",
-        )
+    pub fn mlp_row(&self, model: &Model, layer: usize, token: usize) -> Result<Vec<f32>, BackendError> {
+        let (config, weights) = (&model.config, &model.weights);
+        let row = |t: &Trace| Some(t.mlp_hidden(config, weights, layer, token..token + 1)?.into_owned());
+        self.with_trace(row, "that token's MLP")
     }
 
     /// Draws `window` of the view's matrix over the whole canvas (the colour range is the whole matrix's).
@@ -326,10 +341,16 @@ impl CpuBackend {
         paint(canvas, &items, outline)
     }
 
-    pub fn draw_block(&self, canvas: Target<'_>, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
-        let trace = self.current();
-        let Some(trace) = trace.as_deref() else { return paint(canvas, &[], None) };
-        let parts = block_parts(trace, layer, token)
+    pub fn draw_block(
+        &self,
+        canvas: Target<'_>,
+        model: &Model,
+        layer: usize,
+        token: usize,
+        hover: Option<MapCell>,
+    ) -> Drawn {
+        let Some(trace) = self.current() else { return paint(canvas, &[], None) };
+        let parts = block_parts(model, &trace, layer, token, (*self.norms_of(&trace)).clone())
             .ok_or_else(|| BackendError::Input(format!("token {token} of layer {layer} is not in the trace")))?;
         let items: Vec<Paint> = parts
             .iter()
@@ -364,11 +385,15 @@ fn head_of(trace: &Trace, view: View) -> Result<&HeadTrace, BackendError> {
 
 /// The block view's matrices from a trace: the residual norms, then the
 /// token's rows into ln_1, out of it, and of the MLP activations.
-fn block_parts(trace: &Trace, layer: usize, token: usize) -> Option<[Matrix; 4]> {
-    let l = trace.layers.get(layer)?;
-    let input = if layer == 0 { &trace.embeddings } else { &trace.layers.get(layer - 1)?.resid_post };
-    let row = |m: &Matrix| (token < m.rows).then(|| Matrix::from_vec(1, m.cols, m.row(token).to_vec()));
-    Some([residual_norms(trace), row(input)?, row(&l.attention.ln_1)?, row(&l.mlp_hidden)?])
+/// (The stream, the norm and the MLP are kept in the trace or computed when
+/// read, one row each: `Trace::stream_rows`.)
+fn block_parts(model: &Model, trace: &Trace, layer: usize, token: usize, norms: Matrix) -> Option<[Matrix; 4]> {
+    let (config, weights, one) = (&model.config, &model.weights, token..token + 1);
+    let row = |values: std::borrow::Cow<'_, [f32]>| Matrix::from_vec(1, values.len(), values.into_owned());
+    let input = row(trace.stream_rows(2 * layer, one.clone()).filter(|_| layer < trace.layers.len())?);
+    let ln_1 = row(trace.ln_1(config, weights, layer, one.clone())?);
+    let hidden = row(trace.mlp_hidden(config, weights, layer, one)?);
+    Some([norms, input, ln_1, hidden])
 }
 
 /// Clears a 2D canvas and rasterises `items` onto it (the CPU backend's

@@ -35,7 +35,7 @@ use super::web::fetch::{fetch_bytes, fetch_with_progress, FetchError};
 use super::web::query;
 use crate::engine::cost::step_cost;
 use crate::engine::stepwise::TraceRun;
-use crate::engine::{EngineError, Mask, Matrix};
+use crate::engine::{EngineError, Mask, Matrix, TraceKeeps};
 use crate::gpu::GpuError;
 use crate::model::{shuffle, Model, ModelConfig, ModelError, Token};
 use crate::render::layout::{GridShape, MapWindow};
@@ -366,7 +366,7 @@ impl Backend {
                      head of a run in memory (the T×T maps are computed when shown), and for this model that fits \
                      for at most {limit} tokens ({} each run): it runs the first {limit}. Shorten the text to see \
                      the rest, or use a browser with WebGPU.",
-                    size(crate::engine::trace_bytes(&host.model.config, limit, false))
+                    size(crate::engine::trace_bytes(&host.model.config, limit, TraceKeeps::LEAST))
                 ),
             }
         };
@@ -614,10 +614,11 @@ impl Backend {
     /// norm through the stream, then the token's ln_1 input and output and
     /// its MLP activations, in the `render::layout::BLOCK_TILES` of the canvas.
     pub fn draw_block(self, canvases: &CanvasPair, layer: usize, token: usize, hover: Option<MapCell>) -> Drawn {
+        let host = self.ready()?;
         self.draw(
             canvases,
             |g, on| g.draw_block(on, layer, token, hover),
-            |c, on| c.draw_block(on, layer, token, hover),
+            |c, on| c.draw_block(on, &host.model, layer, token, hover),
         )
     }
 
@@ -704,7 +705,8 @@ impl Backend {
 
     /// The `k` most active MLP neurons of `token` in `layer` (reads its n_inner activations).
     pub async fn mlp_top(self, layer: usize, token: usize, k: usize) -> Result<Vec<(usize, f32)>, BackendError> {
-        let row = self.ask(async |g| g.mlp_row(layer, token).await, |c| c.mlp_row(layer, token)).await?;
+        let host = self.ready()?;
+        let row = self.ask(async |g| g.mlp_row(layer, token).await, |c| c.mlp_row(&host.model, layer, token)).await?;
         Ok(crate::engine::residual::top_indices(&row, k))
     }
 
@@ -829,15 +831,18 @@ const CPU_TRACES: u64 = 4;
 const WASM_MARGIN: u64 = 256 << 20;
 
 /// The most tokens a CPU run may have in this page: [`CPU_TRACES`] whole
-/// traces ([`crate::engine::trace_bytes`]: every per-token stage of every
-/// head; the T×T weights computed when read, [`cpu_keeps_weights`]) beside
-/// the model's weights within the WebAssembly memory the page allows (4
-/// GiB, or what the test hook set); at least one. GPT-2 small's whole
-/// context (1,024; 759 when every head's weights were kept), 808 tokens
-/// for SmolLM2-135M's GGUF (f32 once read; 528 with the weights kept); the
-/// default model's whole context.
+/// traces ([`crate::engine::trace_bytes`] of the page's runs: every
+/// per-token stage of every head, each layer's attention and MLP outputs;
+/// the T×T weights ([`cpu_keeps_weights`]), the norms, residual stream and
+/// MLP hidden layer computed when read; the last position's logits alone)
+/// beside the model's weights within the WebAssembly memory the page
+/// allows (4 GiB, or what the test hook set); at least one. GPT-2 small's
+/// whole context (1,024), SmolLM2-135M's GGUF (f32 once read) past the
+/// page's 2,048 tokens (~2,068; 808 when the trace kept every stage and
+/// every logits row, 528 with the weights too); the default model's whole
+/// context.
 pub fn cpu_token_limit(model: &Model) -> usize {
-    crate::engine::most_traced_tokens(&model.config, cpu_trace_budget(model), false).max(1)
+    crate::engine::most_traced_tokens(&model.config, cpu_trace_budget(model), TraceKeeps::LEAST).max(1)
 }
 
 /// Whether a CPU run of `t` tokens keeps each head's T×T weights: while a
@@ -846,11 +851,14 @@ pub fn cpu_token_limit(model: &Model) -> usize {
 /// Q, K and them, bit for bit the same (`HeadTrace::weight`): a map costs
 /// T²·d_head multiply-adds then, a hovered cell d_head.
 pub fn cpu_keeps_weights(model: &Model, t: usize) -> bool {
-    crate::engine::trace_bytes(&model.config, t, true) <= cpu_trace_budget(model)
+    let keeps = TraceKeeps { weights: true, ..TraceKeeps::LEAST };
+    crate::engine::trace_bytes(&model.config, t, keeps) <= cpu_trace_budget(model)
 }
 
 /// A CPU run of the page on `tokens` after `prev` (the rows they share
-/// kept), keeping the weights as [`cpu_keeps_weights`] says.
+/// kept), keeping the weights as [`cpu_keeps_weights`] says and the last
+/// position's logits alone (the page reads no other row: sampling, the
+/// next-token panel, the lens and the interventions all read the last).
 pub(crate) fn cpu_run<'a>(
     model: &'a Model,
     prev: Option<&'a crate::engine::Trace>,
@@ -858,7 +866,8 @@ pub(crate) fn cpu_run<'a>(
     mask: Mask,
 ) -> Result<TraceRun<'a>, EngineError> {
     let keep = cpu_keeps_weights(model, tokens.len());
-    Ok(TraceRun::new(&model.config, &model.weights, prev, tokens, mask)?.keeping_weights(keep))
+    let run = TraceRun::new(&model.config, &model.weights, prev, tokens, mask)?;
+    Ok(run.keeping_weights(keep).every_logits(false).keeping_stages(false))
 }
 
 /// The bytes one of the [`CPU_TRACES`] whole traces may take.

@@ -266,9 +266,11 @@ pub async fn intervene_paced(
     let run = intervene::intervene_paced(config, weights, clean, source.as_ref(), &ivs, flops, &mut pause)
         .await
         .map_err(asked)?;
-    let last = clean.tokens.len().checked_sub(1).ok_or(BackendError::NotReady("nothing has run yet"))?;
+    if clean.tokens.is_empty() {
+        return Err(BackendError::NotReady("nothing has run yet"));
+    }
     let cost = RerunCost { first_layer: run.first_layer, flops: run.flops, full_flops: run.full_flops };
-    Ok((outcome(model, req, clean.logits.row(last), run.trace.logits.row(last), cost)?, run.trace))
+    Ok((outcome(model, req, clean.last_logits(), run.trace.last_logits(), cost)?, run.trace))
 }
 
 /// One head of a sweep: `(layer, head)` replaced by `mode` alone, a layer
@@ -295,7 +297,7 @@ pub async fn sweep_head_paced(
     let row = intervene::last_row_logits_paced(config, weights, clean, source.as_ref(), &iv, &mut pause)
         .await
         .map_err(asked)?;
-    let clean_row = clean.logits.row(clean.tokens.len() - 1);
+    let clean_row = clean.last_logits();
     let (Some(after), Some(before)) = (row.get(token as usize), clean_row.get(token as usize)) else {
         return Err(input(format!("token {token} is not in the vocabulary")));
     };
@@ -349,7 +351,7 @@ pub fn diff(
         Ok(view.stage.matrix(h).into_owned())
     };
     let stages = if other.tokens.len() == trace.tokens.len() { Some((head(trace)?, head(&other)?)) } else { None };
-    let last = |t: &Trace| t.logits.row(t.tokens.len() - 1).to_vec();
+    let last = |t: &Trace| t.last_logits().to_vec();
     let texts = |t: &Trace| t.tokens.iter().map(|t| t.text.clone()).collect();
     Ok(diff_of(model, stages, texts(trace), texts(&other), &last(trace), &last(&other)))
 }

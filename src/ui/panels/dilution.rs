@@ -14,7 +14,7 @@ use leptos::task::spawn_local;
 use super::chart::{LogChart, Marker, Series, YFormat};
 use crate::engine::analysis::{attention_to, first_token_weights};
 use crate::engine::stepwise::TraceRun;
-use crate::engine::{most_traced_tokens, trace_bytes, Mask};
+use crate::engine::{most_traced_tokens, trace_bytes, Mask, TraceKeeps};
 use crate::render::plot::head_colour;
 use crate::render::text::size_text;
 use crate::render::text::visible;
@@ -82,7 +82,7 @@ pub fn DilutionPanel() -> impl IntoView {
             // stops before they pass DILUTION_TRACE_BYTES each, and says so.
             let context = config.n_positions;
             let budget = DILUTION_TRACE_BYTES.min(cpu_trace_budget(model) / 2);
-            let affordable = most_traced_tokens(config, budget, false).max(2);
+            let affordable = most_traced_tokens(config, budget, TraceKeeps::LEAST).max(2);
             let limit = context.min(affordable);
             let mut prev = None;
             for k in 0.. {
@@ -103,8 +103,10 @@ pub fn DilutionPanel() -> impl IntoView {
                 // Each step appends filler: only its rows are computed (engine::extend). A large
                 // model runs them a block at a time, giving the thread back between slices. The
                 // panel reads a few weights of each head, computed when read (from Q, K and each
-                // row's softmax): its traces keep none of the T×T matrices.
-                let run = TraceRun::new(config, weights, prev.as_ref(), tokens, mask).map(|r| r.keeping_weights(false));
+                // row's softmax): its traces keep none of the T×T matrices, nor any logits or
+                // stage they can compute when read.
+                let run = TraceRun::new(config, weights, prev.as_ref(), tokens, mask)
+                    .map(|r| r.keeping_weights(false).every_logits(false).keeping_stages(false));
                 let next = match run {
                     Err(e) => Err(BackendError::from(e)),
                     Ok(run) if runs_in_steps(config, t) => {
@@ -131,7 +133,7 @@ pub fn DilutionPanel() -> impl IntoView {
                 }
                 if full {
                     if limit < context {
-                        let size = size_text(trace_bytes(config, limit, false));
+                        let size = size_text(trace_bytes(config, limit, TraceKeeps::LEAST));
                         note.set(Some(format!(
                             "Stopped at {limit} tokens, before this model's context ({context}) is full: the page \
                              computes this panel on the CPU, and a longer text's every per-token stage would \
