@@ -484,6 +484,37 @@ mod tests {
         }
     }
 
+    /// A stage's matrix computed a piece of rows at a time (as the page
+    /// computes a large map between pauses) is bit for bit the matrix
+    /// computed whole, for every stage, on traces that keep the weights and
+    /// traces that do not.
+    #[test]
+    fn a_stage_matrix_in_pieces_of_rows_is_the_whole_one() {
+        use crate::engine::stage::AttentionStage;
+        let mut rng = Rng::new(43);
+        for case in 0..12 {
+            let (config, w, mask) = random_case(&mut rng, case);
+            let t = pick(&mut rng, 1, 20);
+            let ids: Vec<u32> = (0..t).map(|_| (rng.next_u64() % 40) as u32).collect();
+            for keep in [true, false] {
+                let trace =
+                    TraceRun::new(&config, &w, None, tokens(&ids), mask).unwrap().keeping_weights(keep).finish();
+                let head = &trace.layers[config.n_layer - 1].heads()[config.n_head - 1];
+                for stage in AttentionStage::ROPE {
+                    let whole = stage.matrix(head);
+                    let piece = pick(&mut rng, 1, t as u64);
+                    let mut rows = Vec::new();
+                    for start in (0..t).step_by(piece) {
+                        rows.extend(stage.matrix_rows(head, start..(start + piece).min(t)).unwrap());
+                    }
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&rows), bits(&whole.data), "case {case} {stage:?} weights kept {keep}");
+                    assert!(stage.matrix_rows(head, 0..t + 1).is_none());
+                }
+            }
+        }
+    }
+
     /// A trace that keeps no norms, stream or MLP hidden layer computes
     /// them when read: the stream (the forward's own adds) and the norms
     /// bit for bit a kept trace's, the MLP's hidden layer within rounding

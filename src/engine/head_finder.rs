@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{HeadTrace, Trace};
+use super::{HeadTrace, SquareMatrix, Trace};
 
 /// One head's template scores on one text (weights are in [0, 1], so each score is too).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -58,9 +58,14 @@ impl Templates {
 
     /// One head's [`TemplateScores`] (`h` is head `head` of `layer`).
     pub fn score(&self, layer: usize, head: usize, h: &HeadTrace) -> TemplateScores {
-        let (ids, after_copies, t) = (&self.ids, &self.after_copies, self.ids.len());
         // Kept, or computed once for the head (every row's entropy reads it whole).
-        let w = h.weights();
+        self.score_weights(layer, head, h, &h.weights())
+    }
+
+    /// [`score`](Self::score) with the head's weights `w` given (computed
+    /// by a caller that gives the thread back between pieces of rows).
+    pub fn score_weights(&self, layer: usize, head: usize, h: &HeadTrace, w: &SquareMatrix) -> TemplateScores {
+        let (ids, after_copies, t) = (&self.ids, &self.after_copies, self.ids.len());
         let later = 1..t;
         let visible = |i: usize| (0..t).filter(|&j| h.mask.allows(i, j)).count();
         let entropy = mean((0..t).filter(|&i| visible(i) >= 2).map(|i| {
@@ -163,8 +168,12 @@ pub fn painted_scores(trace: &Trace, pattern: &PaintedPattern) -> Vec<f64> {
 
 /// One head's score against a painted pattern ([`painted_scores`]).
 pub fn painted_score(h: &HeadTrace, pattern: &PaintedPattern) -> f64 {
+    painted_score_weights(h, &h.weights(), pattern)
+}
+
+/// [`painted_score`] with the head's weights `w` given.
+pub fn painted_score_weights(h: &HeadTrace, w: &SquareMatrix, pattern: &PaintedPattern) -> f64 {
     let t = h.tokens();
-    let w = h.weights();
     let rows = (0..t).filter_map(|i| {
         let visible: Vec<usize> = (0..t).filter(|&j| h.mask.allows(i, j)).collect();
         let total: f64 = visible.iter().map(|&j| pattern.at(i, j, t) as f64).sum();

@@ -3,6 +3,7 @@
 //! where its numbers live in a [`HeadTrace`].
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use super::square::MatrixView;
 use super::trace::{HeadTrace, Matrix};
@@ -169,6 +170,41 @@ impl AttentionStage {
             AttentionStage::Weights => Cow::Owned(head.weights().to_matrix()),
             _ => Cow::Borrowed(self.dense(head).expect("a per-token stage is kept dense")),
         }
+    }
+
+    /// Rows `rows` of [`matrix`](Self::matrix) (`rows.len() × cols`,
+    /// row-major), bit for bit its rows (each row is computed on its own
+    /// there too): what a caller that gives the thread back between pieces
+    /// computes a large map in (SmolLM2's at T = 2,048: 268 million
+    /// multiply-adds). `None` past the matrix's rows.
+    pub fn matrix_rows(self, head: &HeadTrace, rows: Range<usize>) -> Option<Vec<f32>> {
+        let t = head.tokens();
+        if rows.start > rows.end || rows.end > t {
+            return None;
+        }
+        let scaled = |masked: bool| {
+            let (raw, scale) = (head.scores_raw_rows(rows.clone()), head.scale());
+            let cols = raw.len() / rows.len().max(1);
+            let cell = |(k, &r): (usize, &f32)| {
+                let (i, j) = (rows.start + k / cols.max(1), k % cols.max(1));
+                if masked && !head.mask.allows(i, j) {
+                    f32::NEG_INFINITY
+                } else {
+                    r * scale
+                }
+            };
+            raw.iter().enumerate().map(cell).collect()
+        };
+        Some(match self {
+            AttentionStage::ScoresRaw => head.scores_raw_rows(rows),
+            AttentionStage::ScoresScaled => scaled(false),
+            AttentionStage::ScoresMasked => scaled(true),
+            AttentionStage::Weights => head.weight_rows(rows),
+            _ => {
+                let m = self.dense(head)?;
+                m.data.get(rows.start * m.cols..rows.end * m.cols)?.to_vec()
+            }
+        })
     }
 
     /// The stage's values where the trace keeps them, read in place; `None`

@@ -261,10 +261,31 @@ impl HeadTrace {
         self.softmax.as_ref().map(|s| SoftmaxRow { max: s.at(i, 0), sum: s.at(i, 1) })
     }
 
-    /// Rows `rows` of the weights computed from Q, K and the mask.
-    fn weight_rows(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
-        let (t, d_head) = (self.tokens(), self.q.cols);
-        kernels::head_weight_rows(&self.q.data, &self.k.data, d_head, t.min(self.k.rows), rows, self.mask)
+    /// Rows `rows` of the weights (`rows.len() × T`): kept, or computed
+    /// from Q, K and the mask as the kernel computed them. Panics past the
+    /// T×T matrix.
+    pub fn weight_rows(&self, rows: Range<usize>) -> Vec<f32> {
+        match &self.kept_weights {
+            Some(w) => rows.flat_map(|i| w.row(i).to_vec()).collect(),
+            None => {
+                let (t, d_head) = (self.tokens(), self.q.cols);
+                kernels::head_weight_rows(&self.q.data, &self.k.data, d_head, t.min(self.k.rows), rows, self.mask)
+            }
+        }
+    }
+
+    /// Rows `rows` of Q·Kᵀ over every key (`rows.len() × T`): read back, or
+    /// computed by the attention kernel's product (bit for bit
+    /// [`scores_raw`](Self::scores_raw)'s rows). Panics past the matrix.
+    pub fn scores_raw_rows(&self, rows: Range<usize>) -> Vec<f32> {
+        match &self.scores_read {
+            Some(m) => rows.flat_map(|i| m.row(i).to_vec()).collect(),
+            None => {
+                let (t, d_head) = (self.q.rows.min(self.k.rows), self.q.cols);
+                let q = &self.q.data[rows.start * d_head..rows.end * d_head];
+                kernels::head_raw_scores(q, &self.k.data[..t * d_head], (rows.len(), t, d_head))
+            }
+        }
     }
 
     /// Q·Kᵀ, T×T, over every key (the mask applies after the scaling):

@@ -198,6 +198,35 @@ impl CpuBackend {
         f(matrix.view())
     }
 
+    /// The trace on screen, when the view's matrix is computed (not kept
+    /// by the trace: `AttentionStage::view`), not yet cached, and costs
+    /// over `macs` multiply-adds (T²·d_head): a map to compute a piece of
+    /// rows at a time ([`store_computed`](Self::store_computed) then keeps it).
+    pub fn computes(&self, view: View, macs: u64) -> Option<Rc<Trace>> {
+        let trace = self.current()?;
+        let head = head_of(&trace, view).ok()?;
+        let (t, d_head) = (head.tokens() as u64, head.q.cols as u64);
+        if view.stage.view(head).is_some() || t * t * d_head <= macs {
+            return None;
+        }
+        let cached = self
+            .computed
+            .borrow()
+            .iter()
+            .flatten()
+            .any(|c| c.view == view && Weak::ptr_eq(&c.trace, &Rc::downgrade(&trace)));
+        (!cached).then_some(trace)
+    }
+
+    /// Keeps `matrix`, the view's matrix computed from `trace`, for the
+    /// draw (`drawn`) or the read that follows, while `trace` is on screen.
+    pub fn store_computed(&self, trace: &Rc<Trace>, view: View, drawn: bool, matrix: Matrix) {
+        if self.current().is_some_and(|t| Rc::ptr_eq(&t, trace)) {
+            let entry = Computed { trace: Rc::downgrade(trace), view, matrix: Rc::new(matrix) };
+            self.computed.borrow_mut()[usize::from(!drawn)] = Some(entry);
+        }
+    }
+
     /// Applies `f` to the view's head.
     fn with_head<R>(&self, view: View, f: impl FnOnce(&HeadTrace) -> R) -> Result<R, BackendError> {
         let trace = self.current().ok_or(NO_TRACE)?;
@@ -375,7 +404,7 @@ fn hidden(view: View, head: &HeadTrace) -> Option<Hidden<'static>> {
 }
 
 /// The view's head in `trace`.
-fn head_of(trace: &Trace, view: View) -> Result<&HeadTrace, BackendError> {
+pub(super) fn head_of(trace: &Trace, view: View) -> Result<&HeadTrace, BackendError> {
     trace
         .layers
         .get(view.layer)

@@ -666,6 +666,38 @@ impl Backend {
     }
 
     /// The whole stage matrix.
+    /// On the CPU, the view's matrix where the trace computes it (the
+    /// scores; the weights of a trace that keeps none) and it costs over
+    /// [`PACED_MAP_MACS`]: computed a piece of rows at a time, the thread
+    /// given back between pieces, and kept for the draw (`drawn`) or the
+    /// read that follows. A map of SmolLM2 at T = 2,048 is 268 million
+    /// multiply-adds: drawn at once, a task of ~270 ms. `Ok(false)` when
+    /// there was nothing to compute.
+    /// Whether [`compute_map`](Self::compute_map) has a map to compute for `view` now.
+    pub fn map_to_compute(self, view: View) -> bool {
+        let Some(host) = self.host() else { return false };
+        matches!(&*host.engine(), Engine::Cpu(cpu) if cpu.computes(view, PACED_MAP_MACS).is_some())
+    }
+
+    pub async fn compute_map(self, view: View, drawn: bool) -> Result<bool, BackendError> {
+        let engine = self.ready()?.engine();
+        let Engine::Cpu(cpu) = &*engine else { return Ok(false) };
+        let Some(trace) = cpu.computes(view, PACED_MAP_MACS) else { return Ok(false) };
+        let head = cpu::head_of(&trace, view)?;
+        let (t, d_head) = (head.tokens(), head.q.cols.max(1));
+        let piece = usize::try_from(PIECE_MACS / (t * d_head).max(1) as u64).unwrap_or(usize::MAX).max(1);
+        let mut values = Vec::with_capacity(t * t);
+        let mut pacer = super::web::dom::Pacer::new();
+        for start in (0..t).step_by(piece) {
+            let rows = view.stage.matrix_rows(head, start..(start + piece).min(t));
+            values.extend(rows.ok_or_else(|| BackendError::Input(format!("rows {start}.. are not in the map")))?);
+            pacer.pause().await;
+        }
+        let cols = values.len() / t.max(1);
+        cpu.store_computed(&trace, view, drawn, Matrix::from_vec(t, cols, values));
+        Ok(true)
+    }
+
     pub async fn read_matrix(self, view: View) -> Result<Matrix, BackendError> {
         self.ask(async |g| g.read_matrix(view).await, |c| c.read_matrix(view)).await
     }
@@ -869,6 +901,14 @@ pub(crate) fn cpu_run<'a>(
     let run = TraceRun::new(&model.config, &model.weights, prev, tokens, mask)?;
     Ok(run.keeping_weights(keep).every_logits(false).keeping_stages(false))
 }
+
+/// Multiply-adds past which the CPU computes a map a piece of rows at a
+/// time ([`Backend::compute_map`]): ~10 ms of this machine's wasm. Below,
+/// a draw computes it at once (a keystroke's map then costs no extra task).
+const PACED_MAP_MACS: u64 = 1 << 24;
+
+/// Multiply-adds of one piece of a map computed in pieces.
+const PIECE_MACS: u64 = 1 << 22;
 
 /// The bytes one of the [`CPU_TRACES`] whole traces may take.
 pub fn cpu_trace_budget(model: &Model) -> u64 {

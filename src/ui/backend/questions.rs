@@ -11,7 +11,7 @@ use std::ops::{ControlFlow, Range};
 use serde::Serialize;
 
 use super::BackendError;
-use crate::engine::head_finder::{painted_score, PaintedPattern, Templates};
+use crate::engine::head_finder::{painted_score_weights, PaintedPattern, Templates};
 use crate::engine::intervene::{self, InterveneError, Intervention, Replacement};
 use crate::engine::lens::{self, DirectContributions, LensPoint};
 use crate::engine::rank::{self, Direction};
@@ -81,10 +81,16 @@ fn asked(e: InterveneError) -> BackendError {
     }
 }
 
+/// Multiply-adds of one piece of a head's weights computed between pauses
+/// (SmolLM2's map at T = 2,048 is 268 million: at once, a task of ~270 ms).
+const MAP_PIECE_MACS: usize = 1 << 22;
+
 /// Every head's score, layer by layer (`layer · n_head + head`), a head at
 /// a time, awaiting `pause` after each (a head whose weights the trace
-/// computes when read costs T²·d_head multiply-adds: SmolLM2's 270 at 808
-/// tokens, 42 million each); superseded when a pause says to stop.
+/// computes when read costs T²·d_head multiply-adds, SmolLM2's 270 heads
+/// at 2,048 tokens 268 million each: computed a piece of rows at a time,
+/// awaiting `pause` between pieces too); superseded when a pause says to
+/// stop.
 pub async fn head_scores_paced(
     trace: &Trace,
     query: &FinderQuery,
@@ -95,9 +101,25 @@ pub async fn head_scores_paced(
     let mut scores = Vec::new();
     for (layer, l) in trace.layers.iter().enumerate() {
         for (head, h) in l.heads().iter().enumerate() {
+            // A head whose weights the trace computes: a piece of rows at a time, pausing between.
+            let t = h.tokens();
+            let w = match &h.kept_weights {
+                Some(w) => std::borrow::Cow::Borrowed(w),
+                None => {
+                    let piece = (MAP_PIECE_MACS / (t * h.q.cols).max(1)).max(1);
+                    let mut values = Vec::with_capacity(t * t);
+                    for start in (0..t).step_by(piece) {
+                        values.extend(h.weight_rows(start..(start + piece).min(t)));
+                        if pause().await.is_break() {
+                            return Err(BackendError::Superseded);
+                        }
+                    }
+                    std::borrow::Cow::Owned(crate::engine::SquareMatrix::from_vec(t, values))
+                }
+            };
             scores.push(match (&scoring, &templates) {
-                (Scoring::Painted(pattern), _) => Some(painted_score(h, pattern)),
-                (Scoring::Template(t), Some(templates)) => t.pick(&templates.score(layer, head, h)),
+                (Scoring::Painted(pattern), _) => Some(painted_score_weights(h, &w, pattern)),
+                (Scoring::Template(tp), Some(templates)) => tp.pick(&templates.score_weights(layer, head, h, &w)),
                 _ => None,
             });
             if pause().await.is_break() {

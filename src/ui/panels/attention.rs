@@ -40,10 +40,30 @@ pub fn AttentionPanel() -> impl IntoView {
     // A drag in progress: where it started (CSS pixels) and the window then; whether it moved.
     let drag = StoredValue::new(None::<((i32, i32), MapWindow)>);
     let dragged = StoredValue::new(false);
+    // A large map the CPU computes (the scores; the weights of a long text's trace): computed a piece
+    // of rows at a time first, then drawn (`computed` bumped). The run and view it is computing for.
+    let computed = RwSignal::new(0u32);
+    let computing = StoredValue::new(None::<(u64, crate::ui::state::View)>);
     // Draws the stage heatmap, times the input that led to it, and reads its colour range.
     let draw = move || {
         let Some(canvases) = canvases() else { return };
         let view = state.view_untracked();
+        if backend.map_to_compute(view) {
+            let key = (outputs.runs.get_untracked(), view);
+            if computing.get_value() != Some(key) {
+                computing.set_value(Some(key));
+                spawn_latest(
+                    "stage map",
+                    move || (outputs.runs.get(), state.view()),
+                    backend.compute_map(view, true),
+                    move |_| {
+                        computing.set_value(None);
+                        computed.update(|c| *c += 1);
+                    },
+                );
+            }
+            return;
+        }
         if let Err(e) = backend.draw_stage(&canvases, view, focus.cell.get_untracked(), untrack(window)) {
             return log::warn!("stage heatmap: {e}");
         }
@@ -92,6 +112,7 @@ pub fn AttentionPanel() -> impl IntoView {
         focus.cell.track();
         zoom.track();
         state.status.on_gpu.track();
+        computed.track();
         let _ = state.view();
         if gpu_ref.get().is_some() && cpu_ref.get().is_some() {
             draw();

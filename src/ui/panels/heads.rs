@@ -65,7 +65,10 @@ pub fn HeadsPanel() -> impl IntoView {
             // (T²·d_head multiply-adds): the thread goes back between slices.
             let mut pacer = Pacer::new();
             for head in heads {
-                let m = backend.read_matrix(View { stage: AttentionStage::Weights, layer, head }).await?;
+                let view = View { stage: AttentionStage::Weights, layer, head };
+                // (A long text's map computed a piece of rows at a time first.)
+                backend.compute_map(view, false).await?;
+                let m = backend.read_matrix(view).await?;
                 out.push(HeadWeights { layer, head, run, t: m.rows, weights: m.data.into_vec() });
                 pacer.pause().await;
             }
