@@ -13,7 +13,7 @@ use super::kernels::{self, SoftmaxRow};
 use super::shared_rows::SharedRows;
 use super::square::{MatrixView, SquareMatrix};
 use super::Mask;
-use crate::model::{ModelConfig, Token, Weights};
+use crate::model::{ModelConfig, Tensor, Token, Weights};
 
 /// A dense row-major f32 matrix. Its values may share a buffer with another
 /// trace's matrix of the same stage ([`SharedRows`]): a keystroke's trace
@@ -546,10 +546,7 @@ impl Trace {
         rows: Range<usize>,
     ) -> Option<Cow<'_, [f32]>> {
         let (layer, block) = (self.layers.get(l)?, weights.blocks.get(l)?);
-        match &layer.attention.ln_1 {
-            Some(m) => kept_rows(m, rows),
-            None => Some(Cow::Owned(norm(config, &self.stream_rows(2 * l, rows)?, &block.ln_1_g, &block.ln_1_b))),
-        }
+        self.norm_rows(config, &layer.attention.ln_1, (2 * l, rows), (&block.ln_1_g, &block.ln_1_b))
     }
 
     /// Rows `rows` of layer `l`'s second norm: kept, or the model's norm of
@@ -562,9 +559,21 @@ impl Trace {
         rows: Range<usize>,
     ) -> Option<Cow<'_, [f32]>> {
         let (layer, block) = (self.layers.get(l)?, weights.blocks.get(l)?);
-        match &layer.ln_2 {
+        self.norm_rows(config, &layer.ln_2, (2 * l + 1, rows), (&block.ln_2_g, &block.ln_2_b))
+    }
+
+    /// Rows of a norm: `kept`, or the model's norm (`gain`, `bias`) of the
+    /// stream's rows at `point`.
+    fn norm_rows<'a>(
+        &'a self,
+        config: &ModelConfig,
+        kept: &'a Option<Matrix>,
+        (point, rows): (usize, Range<usize>),
+        (gain, bias): (&Tensor, &Tensor),
+    ) -> Option<Cow<'a, [f32]>> {
+        match kept {
             Some(m) => kept_rows(m, rows),
-            None => Some(Cow::Owned(norm(config, &self.stream_rows(2 * l + 1, rows)?, &block.ln_2_g, &block.ln_2_b))),
+            None => Some(Cow::Owned(norm(config, &self.stream_rows(point, rows)?, gain, bias))),
         }
     }
 
