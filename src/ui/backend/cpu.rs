@@ -270,6 +270,22 @@ impl CpuBackend {
         Ok(ranked.into_iter().map(|(id, _)| (id, probs.get(id as usize).copied().unwrap_or(0.0))).collect())
     }
 
+    /// The trace on screen, when its residual norms are not cached yet and
+    /// cost over `values` values of the stream to walk (points × T × d).
+    pub fn norms_to_compute(&self, values: u64) -> Option<Rc<Trace>> {
+        let trace = self.current()?;
+        let cached = self.norms.borrow().as_ref().is_some_and(|(of, _)| std::ptr::eq(of.as_ptr(), Rc::as_ptr(&trace)));
+        let size = (2 * trace.layers.len() as u64 + 1) * trace.tokens.len() as u64 * trace.embeddings.cols as u64;
+        (!cached && size > values).then_some(trace)
+    }
+
+    /// Keeps `norms`, [`residual_norms`] of `trace` computed elsewhere, while `trace` is on screen.
+    pub fn store_norms(&self, trace: &Rc<Trace>, norms: Matrix) {
+        if self.current().is_some_and(|t| Rc::ptr_eq(&t, trace)) {
+            *self.norms.borrow_mut() = Some((Rc::downgrade(trace), Rc::new(norms)));
+        }
+    }
+
     /// [`residual_norms`] of `trace`, computed once per trace.
     fn norms_of(&self, trace: &Rc<Trace>) -> Rc<Matrix> {
         let mut cache = self.norms.borrow_mut();

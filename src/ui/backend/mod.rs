@@ -722,8 +722,45 @@ impl Backend {
         Ok(top.into_iter().map(|(id, p)| (id, tok.decode(&[id]), p)).collect())
     }
 
+    /// On the CPU, the residual norms of a long run's trace (every token at
+    /// every point of the stream, summed from the layers' outputs where the
+    /// trace keeps no stream: SmolLM2 at T = 2,048 walks 72 million values,
+    /// a task of ~100 ms at once): computed a piece of tokens at a time,
+    /// the thread given back between pieces, and kept for the reads and
+    /// draws of that trace.
+    /// Whether [`compute_norms`](Self::compute_norms) has norms to compute now.
+    pub fn norms_to_compute(self) -> bool {
+        let Some(host) = self.host() else { return false };
+        matches!(&*host.engine(), Engine::Cpu(cpu) if cpu.norms_to_compute(PACED_STREAM_VALUES).is_some())
+    }
+
+    pub async fn compute_norms(self) -> Result<(), BackendError> {
+        let engine = self.ready()?.engine();
+        let Engine::Cpu(cpu) = &*engine else { return Ok(()) };
+        let Some(trace) = cpu.norms_to_compute(PACED_STREAM_VALUES) else { return Ok(()) };
+        let (t, d) = (trace.tokens.len(), trace.embeddings.cols.max(1));
+        let points = crate::engine::residual::residual_points(trace.layers.len());
+        let piece = (PIECE_MACS as usize / (points * d)).max(1);
+        let mut norms = vec![0.0; points * t];
+        let mut pacer = super::web::dom::Pacer::new();
+        for start in (0..t).step_by(piece) {
+            let rows = start..(start + piece).min(t);
+            let walked = trace.walk_stream(rows.clone(), points - 1, |point, x| {
+                let at = point * t + rows.start;
+                norms[at..at + rows.len()].copy_from_slice(&crate::engine::residual::row_norms(x, d));
+            });
+            if !walked {
+                return Err(BackendError::Input("the residual stream is not in the trace".into()));
+            }
+            pacer.pause().await;
+        }
+        cpu.store_norms(&trace, Matrix::from_vec(points, t, norms));
+        Ok(())
+    }
+
     /// One token's residual norm at one point of the stream (4 bytes on the GPU).
     pub async fn read_norm(self, point: usize, token: usize) -> Result<f32, BackendError> {
+        self.compute_norms().await?;
         let stride = self.ready()?.model.config.n_positions;
         self.ask(async |g| g.read_norm(stride, point, token).await, |c| c.read_norm(point, token)).await
     }
@@ -731,6 +768,7 @@ impl Backend {
     /// Every token's residual norm at every point of the stream (points × T,
     /// row-major), as the block view last drew them.
     pub async fn read_norms(self) -> Result<Vec<f32>, BackendError> {
+        self.compute_norms().await?;
         let stride = self.ready()?.model.config.n_positions;
         self.ask(async |g| g.read_norms(stride).await, |c| c.read_norms()).await
     }
@@ -906,6 +944,10 @@ pub(crate) fn cpu_run<'a>(
 /// time ([`Backend::compute_map`]): ~10 ms of this machine's wasm. Below,
 /// a draw computes it at once (a keystroke's map then costs no extra task).
 const PACED_MAP_MACS: u64 = 1 << 24;
+
+/// Values of the residual stream (points × T × d) past which the CPU sums
+/// and measures it a piece of tokens at a time ([`Backend::compute_norms`]).
+const PACED_STREAM_VALUES: u64 = 1 << 24;
 
 /// Multiply-adds of one piece of a map computed in pieces.
 const PIECE_MACS: u64 = 1 << 22;

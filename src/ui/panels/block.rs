@@ -54,6 +54,9 @@ pub fn BlockPanel() -> impl IntoView {
     let picked = RwSignal::new(None::<usize>);
     // The colour scale of the norms map: its smallest and largest ‖x‖, per run.
     let norm_range = RwSignal::new(None::<(u64, f32, f32)>);
+    // Bumped when the CPU has summed a long run's norms in pieces (`Backend::compute_norms`).
+    let norms_ready = RwSignal::new(0u32);
+    let summing = StoredValue::new(None::<u64>);
 
     // The token changes far less often than the pointer: only then redraw and re-read.
     let token = Memo::new(move |_| block_token(state, norm_hover.get().map(|(_, tok)| tok), picked.get()));
@@ -71,6 +74,20 @@ pub fn BlockPanel() -> impl IntoView {
         backend.resized.track();
         let (layer, hover) = (layer.get(), norm_hover.get());
         let (Some(gpu), Some(cpu), Some(token)) = (gpu_ref.get(), cpu_ref.get(), token.get()) else { return };
+        norms_ready.track();
+        if backend.norms_to_compute() {
+            // A long run's norms on the CPU: summed a piece of tokens at a time first (once per
+            // run, however often the pointer moves meanwhile), then drawn.
+            if summing.get_value() != Some(run) {
+                summing.set_value(Some(run));
+                let done = move |()| {
+                    summing.set_value(None);
+                    norms_ready.update(|n| *n += 1);
+                };
+                spawn_latest("block view norms", move || runs.get(), backend.compute_norms(), done);
+            }
+            return;
+        }
         if let Err(e) = backend.draw_block(&CanvasPair { gpu, cpu }, layer, token, hover) {
             log::warn!("block view: {e}");
             return;
