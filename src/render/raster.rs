@@ -161,7 +161,9 @@ impl Raster<'_> {
     /// its bytes lie in memory (see [`as_bytes`]). Each cell's colour is
     /// computed once and written across its pixels, and a pixel row that
     /// repeats one above it is copied (a keystroke redraws a 500-pixel map
-    /// from T² colours, not from a colour per pixel).
+    /// from T² colours, not from a colour per pixel). A matrix with more
+    /// cells than pixels across or down is read only at the cells under
+    /// pixels (a 2,048-token map in 600 pixels: 600² colours, not 2,048²).
     pub fn pixels(&self) -> Vec<u32> {
         let (rows, cols) = (self.values.rows, self.values.cols);
         let background = pack(BACKGROUND);
@@ -169,21 +171,31 @@ impl Raster<'_> {
         if out.is_empty() || rows == 0 || cols == 0 {
             return out;
         }
-        let xs = pixel_cells(self.width, cols);
-        let ys = pixel_cells(self.height, rows);
-        let (hover_row, hover_col) = (self.hover.map(|h| h.0), self.hover.map(|h| h.1));
+        // The cells under pixels, each row and column once (`shown_*`), and
+        // each pixel's as a place among those (pixel_cells never decreases).
+        let (shown_cols, xs) = shown_cells(self.width, cols);
+        let (shown_rows, ys) = shown_cells(self.height, rows);
+        let cols = shown_cols.len();
+        let place = |shown: &[usize], cell: usize| shown.binary_search(&cell).ok();
+        let (hover_row, hover_col) =
+            (self.hover.and_then(|h| place(&shown_rows, h.0)), self.hover.and_then(|h| place(&shown_cols, h.1)));
         let lit = |c: [f32; 3], lit: bool| if lit { mix(c, [1.0; 3], 0.18) } else { c };
-        // Each cell's colour, the hover highlight included (None: masked, hatched per pixel),
+        // Each shown cell's colour, the hover highlight included (None: masked, hatched per pixel),
         // a row at a time over its run of cells the mask shows: a masked cell needs no colour
         // (half a causal map's). (An iterator chain over every cell, each tested against the
         // mask, took ~30 ns a cell in the browser: ~8 ms of a keystroke's 500 × 500 map.)
-        let mut cells: Vec<Option<u32>> = vec![None; rows * cols];
-        for (i, out) in cells.chunks_exact_mut(cols).enumerate() {
-            let ((lo, hi), holes) = self.masked.map_or(((0, cols), None), |m| m.run(i, cols));
-            let row_lit = hover_row == Some(i);
-            for (j, (o, &v)) in out.iter_mut().zip(self.values.row(i)).enumerate().take(hi).skip(lo) {
+        let mut cells: Vec<Option<u32>> = vec![None; shown_rows.len() * cols];
+        for ((r, out), &i) in cells.chunks_exact_mut(cols).enumerate().zip(&shown_rows) {
+            let ((lo, hi), holes) = self.masked.map_or(((0, self.values.cols), None), |m| m.run(i, self.values.cols));
+            let (lo, hi) = (shown_cols.partition_point(|&j| j < lo), shown_cols.partition_point(|&j| j < hi));
+            let (row_lit, values) = (hover_row == Some(r), self.values.row(i));
+            for (c, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
+                let j = shown_cols[c];
                 if !holes.is_some_and(|m| m.hides(i, j)) {
-                    *o = Some(pack(lit(colour(self.colour_map, self.range, v), row_lit || hover_col == Some(j))));
+                    *o = Some(pack(lit(
+                        colour(self.colour_map, self.range, values[j]),
+                        row_lit || hover_col == Some(c),
+                    )));
                 }
             }
         }
@@ -192,8 +204,7 @@ impl Raster<'_> {
         let hatch = [[pack(dark), pack(light)], [pack(lit(dark, true)), pack(lit(light, true))]];
         // Pixel rows repeat: a row equals the one above it in the same cell
         // (or the one 8 above, where the row's hatching shifts with y).
-        let hatched: Vec<bool> =
-            (0..rows).map(|i| cells[i * cols..(i + 1) * cols].iter().any(Option::is_none)).collect();
+        let hatched: Vec<bool> = cells.chunks_exact(cols).map(|row| row.iter().any(Option::is_none)).collect();
         let width = self.width;
         // Where the hatching's phase alone differs from the row above, that
         // row is copied and only the masked runs are refilled, from a whole
@@ -202,11 +213,11 @@ impl Raster<'_> {
             (0..16)
                 .flat_map(|at| {
                     let (row_lit, phase) = (at / 8 == 1, at % 8);
-                    xs.iter().enumerate().map(move |(x, &(j, gap_x))| {
+                    xs.iter().enumerate().map(move |(x, &(c, gap_x))| {
                         if gap_x {
                             background
                         } else {
-                            hatch[usize::from(row_lit || hover_col == Some(j))][usize::from((x + phase) % 8 < 3)]
+                            hatch[usize::from(row_lit || hover_col == Some(c))][usize::from((x + phase) % 8 < 3)]
                         }
                     })
                 })
@@ -214,56 +225,73 @@ impl Raster<'_> {
         } else {
             Vec::new()
         };
-        // Each cell column's pixels (first, one past the last).
+        // Each shown column's pixels (first, one past the last).
         let mut col_span = vec![(width, 0); cols];
-        for (x, &(j, _)) in xs.iter().enumerate() {
-            col_span[j] = (col_span[j].0.min(x), x + 1);
+        for (x, &(c, _)) in xs.iter().enumerate() {
+            col_span[c] = (col_span[c].0.min(x), x + 1);
         }
-        for (y, &(i, gap_y)) in ys.iter().enumerate() {
+        for (y, &(r, gap_y)) in ys.iter().enumerate() {
             if gap_y {
                 continue; // background already
             }
-            let period = if hatched[i] { 8 } else { 1 };
-            if y >= period && ys[y - period] == (i, gap_y) {
+            let period = if hatched[r] { 8 } else { 1 };
+            if y >= period && ys[y - period] == (r, gap_y) {
                 let from = (y - period) * width;
                 out.copy_within(from..from + width, y * width);
                 continue;
             }
-            let row_lit = hover_row == Some(i);
-            let cells = &cells[i * cols..(i + 1) * cols];
-            if y >= 1 && ys[y - 1] == (i, gap_y) {
+            let row_lit = hover_row == Some(r);
+            let cells = &cells[r * cols..(r + 1) * cols];
+            if y >= 1 && ys[y - 1] == (r, gap_y) {
                 // The row above with the hatching moved on by one phase.
                 out.copy_within((y - 1) * width..y * width, y * width);
                 let phase_row = &hatch_rows[(usize::from(row_lit) * 8 + y % 8) * width..][..width];
-                let mut j = 0;
-                while j < cols {
-                    if cells[j].is_some() {
-                        j += 1;
+                let mut c = 0;
+                while c < cols {
+                    if cells[c].is_some() {
+                        c += 1;
                         continue;
                     }
-                    let first = j;
-                    while j < cols && cells[j].is_none() {
-                        j += 1;
+                    let first = c;
+                    while c < cols && cells[c].is_none() {
+                        c += 1;
                     }
-                    let (from, to) = (col_span[first].0, col_span[j - 1].1);
+                    let (from, to) = (col_span[first].0, col_span[c - 1].1);
                     if from < to {
                         out[y * width + from..y * width + to].copy_from_slice(&phase_row[from..to]);
                     }
                 }
                 continue;
             }
-            for (x, (px, &(j, gap_x))) in out[y * width..(y + 1) * width].iter_mut().zip(&xs).enumerate() {
+            for (x, (px, &(c, gap_x))) in out[y * width..(y + 1) * width].iter_mut().zip(&xs).enumerate() {
                 if gap_x {
                     continue;
                 }
-                *px = match cells[j] {
-                    Some(c) => c,
-                    None => hatch[usize::from(row_lit || hover_col == Some(j))][usize::from((x + y) % 8 < 3)],
+                *px = match cells[c] {
+                    Some(colour) => colour,
+                    None => hatch[usize::from(row_lit || hover_col == Some(c))][usize::from((x + y) % 8 < 3)],
                 };
             }
         }
         out
     }
+}
+
+/// The cells under `pixels` pixels across `cells` cells ([`pixel_cells`]),
+/// each once in order, and each pixel's as a place in that list with
+/// whether the pixel is a gap.
+fn shown_cells(pixels: usize, cells: usize) -> (Vec<usize>, Vec<(usize, bool)>) {
+    let mut shown: Vec<usize> = Vec::new();
+    let places = pixel_cells(pixels, cells)
+        .into_iter()
+        .map(|(k, gap)| {
+            if shown.last() != Some(&k) {
+                shown.push(k);
+            }
+            (shown.len() - 1, gap)
+        })
+        .collect();
+    (shown, places)
 }
 
 /// Packed pixels as the RGBA8 bytes an `ImageData` takes.
@@ -361,6 +389,10 @@ mod tests {
             (128, 128, 500, 301),
             (30, 50, 531, 97),
             (12, 12, 200, 200),
+            // More cells than pixels: across and down, down only, across only.
+            (700, 700, 211, 197),
+            (50, 7, 31, 40),
+            (9, 400, 131, 60),
         ] {
             let values = Matrix::from_vec(rows, cols, (0..rows * cols).map(|_| next()).collect());
             let masked = Matrix::from_vec(
