@@ -299,9 +299,109 @@ pub fn pixel_size(css: (i32, i32), dpr: f64) -> (u32, u32) {
     (side(css.0), side(css.1))
 }
 
+/// Up to this many tokens the page's token strip shows every chip; a longer text shows
+/// its first and last [`EDGE_CHIPS`] and, around a hovered row between
+/// them, [`FOCUS_CHIPS`] either side, with the runs it leaves out as gaps.
+/// (2,048 chips were one task of ~125 ms to build and ~100 ms of layout at
+/// each change, in headless Chromium.)
+pub const ALL_CHIPS: usize = 512;
+const EDGE_CHIPS: usize = 192;
+const FOCUS_CHIPS: usize = 16;
+
+/// A run of the strip: tokens shown as chips, or tokens left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChipRun {
+    Chips(std::ops::Range<usize>),
+    Gap(std::ops::Range<usize>),
+}
+
+/// The runs of a strip of `n` tokens with a window of chips around row
+/// `focus` (see [`ALL_CHIPS`]): in order, covering `0..n` once.
+pub fn chip_runs(n: usize, focus: Option<usize>) -> Vec<ChipRun> {
+    if n <= ALL_CHIPS {
+        return vec![ChipRun::Chips(0..n)];
+    }
+    let window = focus.filter(|&f| f < n).map(|f| f.saturating_sub(FOCUS_CHIPS)..(f + FOCUS_CHIPS + 1).min(n));
+    let shown = [Some(0..EDGE_CHIPS), window, Some(n - EDGE_CHIPS..n)];
+    let mut runs: Vec<ChipRun> = Vec::new();
+    let mut next = 0;
+    for range in shown.into_iter().flatten() {
+        let (start, end) = (range.start.max(next), range.end.max(next));
+        if start > next {
+            runs.push(ChipRun::Gap(next..start));
+        }
+        match runs.last_mut() {
+            Some(ChipRun::Chips(last)) if last.end == start => last.end = end,
+            _ if end > start => runs.push(ChipRun::Chips(start..end)),
+            _ => {}
+        }
+        next = next.max(end);
+    }
+    runs
+}
+
+/// Where a strip of `n` tokens centres its window when row `hovered` is
+/// hovered and the window was centred on `kept`: where it was while the
+/// hovered row's chip is shown (a chip hovered at the window's edge must not
+/// move the strip under the pointer), else on the hovered row.
+pub fn chip_window(n: usize, hovered: Option<usize>, kept: Option<usize>) -> Option<usize> {
+    let shown = |row: usize| chip_runs(n, kept).iter().any(|r| matches!(r, ChipRun::Chips(c) if c.contains(&row)));
+    match hovered {
+        Some(row) if !shown(row) => Some(row),
+        _ => kept,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_hovered_chip_already_shown_keeps_the_strip_where_it_is() {
+        let n = 2048;
+        // Row 1000 is in the gap: the window opens on it.
+        let w = chip_window(n, Some(1000), None);
+        assert_eq!(w, Some(1000));
+        // The chip at the window's edge, then the head's and the tail's, hovered: no move.
+        for row in [1000 + FOCUS_CHIPS, 1000 - FOCUS_CHIPS, 3, n - 1] {
+            assert_eq!(chip_window(n, Some(row), w), w, "row {row}");
+        }
+        // Nothing hovered: the window stays.
+        assert_eq!(chip_window(n, None, w), w);
+        // A row in a gap again: the window moves there.
+        assert_eq!(chip_window(n, Some(1500), w), Some(1500));
+        assert_eq!(chip_window(300, Some(100), None), None, "a short strip has no window");
+    }
+
+    #[test]
+    fn a_long_strip_covers_every_token_once_in_chips_and_gaps() {
+        for (n, focus) in [
+            (0, None),
+            (5, Some(2)),
+            (512, Some(300)),
+            (513, None),
+            (2048, Some(1000)),
+            (2048, Some(200)),
+            (2048, Some(1840)),
+            (600, Some(300)),
+            (2048, Some(5000)),
+        ] {
+            let runs = chip_runs(n, focus);
+            let mut next = 0;
+            for run in &runs {
+                let (ChipRun::Chips(r) | ChipRun::Gap(r)) = run;
+                assert_eq!(r.start, next, "{n} tokens, focus {focus:?}: {runs:?}");
+                assert!(!r.is_empty() || n == 0, "{runs:?}");
+                next = r.end;
+            }
+            assert_eq!(next, n);
+            let chips: usize = runs.iter().map(|r| if let ChipRun::Chips(r) = r { r.len() } else { 0 }).sum();
+            assert!(chips == n || chips <= 2 * EDGE_CHIPS + 2 * FOCUS_CHIPS + 1, "{n}: {chips} chips");
+            // The hovered row has its chip.
+            if let Some(f) = focus.filter(|&f| f < n) {
+                assert!(runs.iter().any(|r| matches!(r, ChipRun::Chips(c) if c.contains(&f))), "{n}, {f}: {runs:?}");
+            }
+        }
+    }
 
     fn shape(layers: usize, heads: usize, kv_group: usize) -> GridShape {
         GridShape { layers, heads, kv_group }

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 
 use super::Terms;
 
+use crate::render::layout::{chip_runs, chip_window, ChipRun, ALL_CHIPS};
 use crate::render::text::visible;
 use crate::ui::state::{PageState, Phase};
 use crate::ui::web::dom::now_ms;
@@ -15,6 +16,8 @@ pub fn InputPanel() -> impl IntoView {
     let state = PageState::from_context();
     let (s, focus) = (state.selection, state.focus);
 
+    // Where a long text's strip centres its window of chips (render::layout::chip_window).
+    let window = StoredValue::new(None::<usize>);
     // Keyed by place and token: a keystroke re-creates only the chips that changed (usually the last).
     let chip = move |(i, token): (usize, crate::model::Token)| {
         let highlighted = move || {
@@ -79,11 +82,47 @@ pub fn InputPanel() -> impl IntoView {
             })}
             {move || state.status.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
             <ol class="tokens" aria-label="Tokens">
-                <For each=move || state.outputs.tokens.get().into_iter().enumerate()
-                    key=|(i, t)| (*i, t.id, t.start, t.end, t.text.clone())
-                    children=chip />
+                <For each=move || {
+                        let tokens = state.outputs.tokens.get();
+                        // A long text's strip reads the hovered row only to open a window on it.
+                        let n = tokens.len();
+                        let hovered = (n > ALL_CHIPS).then(|| focus.cell.get().map(|(r, _)| r)).flatten();
+                        let centre = chip_window(n, hovered, window.get_value().filter(|&c| c < n));
+                        window.set_value(centre);
+                        let mut tokens = tokens.into_iter().enumerate();
+                        chip_runs(n, centre)
+                            .into_iter()
+                            .flat_map(|run| match run {
+                                ChipRun::Chips(range) => {
+                                    tokens.by_ref().skip_while(|(i, _)| *i < range.start).take(range.len())
+                                        .map(Strip::Chip).collect::<Vec<_>>()
+                                }
+                                ChipRun::Gap(range) => vec![Strip::Gap(range)],
+                            })
+                            .collect::<Vec<_>>()
+                    }
+                    key=|item| match item {
+                        Strip::Chip((i, t)) => (*i, t.id, t.start, t.end, t.text.clone()),
+                        Strip::Gap(range) => (range.start, u32::MAX, range.end, 0, String::new()),
+                    }
+                    children=move |item| match item {
+                        Strip::Chip(token) => chip(token).into_any(),
+                        Strip::Gap(range) => view! {
+                            <li class="chip-gap" data-testid="chip-gap"
+                                title="Not drawn as chips: a strip of thousands of them took the browser ~100 ms to lay out at every change. The heatmap has every token; hover a row of it to see its chip here.">
+                                {format!("… {} tokens ({}–{}) …", range.len(), range.start, range.end - 1)}
+                            </li>
+                        }.into_any(),
+                    } />
             </ol>
             <Terms keys=crate::glossary::panel::INPUT.to_vec() />
         </section>
     }
+}
+
+/// One item of the strip: a token (its place and itself) or a run left out.
+#[derive(Clone)]
+enum Strip {
+    Chip((usize, crate::model::Token)),
+    Gap(std::ops::Range<usize>),
 }
