@@ -19,22 +19,35 @@ pub fn InputPanel() -> impl IntoView {
     // Where a long text's strip centres its window of chips (render::layout::chip_window).
     let window = StoredValue::new(None::<usize>);
     // Keyed by place and token: a keystroke re-creates only the chips that changed (usually the last).
+    // A run of tokens a long text leaves out comes as an item of its own ([`gap`]).
     let chip = move |(i, token): (usize, crate::model::Token)| {
+        let is_gap = token.id == GAP;
         let highlighted = move || {
             let square = s.stage.get().square();
-            focus.cell.get().is_some_and(|(r, c)| r == i || (square && c == i))
+            !is_gap && focus.cell.get().is_some_and(|(r, c)| r == i || (square && c == i))
         };
-        let title = format!("token {i}: id {}, bytes {}..{}", token.id, token.start, token.end);
+        let title = if is_gap {
+            format!(
+                "Tokens {}–{} are not drawn as chips (thousands of them took the browser ~100 ms to lay out \
+                 at every change): the heatmap has every token; hover a row of it to see its chip here.",
+                token.start,
+                token.end - 1
+            )
+        } else {
+            format!("token {i}: id {}, bytes {}..{}", token.id, token.start, token.end)
+        };
         view! {
-            <li class="chip" class:highlighted=highlighted title=title
+            <li class="chip" class:chip-gap=is_gap class:highlighted=highlighted title=title
                 on:mouseenter=move |_| {
-                    if !focus.locked.get_untracked() {
+                    if !is_gap && !focus.locked.get_untracked() {
                         let col = if s.stage.get_untracked().square() { i } else { 0 };
                         focus.cell.set(Some((i, col)));
                     }
                 }>
                 <span class="chip-text">{visible(&token.text)}</span>
-                <span class="chip-id">{token.id}</span>
+                <span class="chip-id">
+                    {if is_gap { format!("{} tokens", token.end - token.start) } else { token.id.to_string() }}
+                </span>
             </li>
         }
     };
@@ -90,39 +103,30 @@ pub fn InputPanel() -> impl IntoView {
                         let centre = chip_window(n, hovered, window.get_value().filter(|&c| c < n));
                         window.set_value(centre);
                         let mut tokens = tokens.into_iter().enumerate();
-                        chip_runs(n, centre)
-                            .into_iter()
-                            .flat_map(|run| match run {
-                                ChipRun::Chips(range) => {
-                                    tokens.by_ref().skip_while(|(i, _)| *i < range.start).take(range.len())
-                                        .map(Strip::Chip).collect::<Vec<_>>()
-                                }
-                                ChipRun::Gap(range) => vec![Strip::Gap(range)],
-                            })
-                            .collect::<Vec<_>>()
+                        let mut items = Vec::new();
+                        for run in chip_runs(n, centre) {
+                            match run {
+                                ChipRun::Chips(range) => items.extend(
+                                    tokens.by_ref().skip_while(|(i, _)| *i < range.start).take(range.len()),
+                                ),
+                                ChipRun::Gap(range) => items.push(gap(range)),
+                            }
+                        }
+                        items
                     }
-                    key=|item| match item {
-                        Strip::Chip((i, t)) => (*i, t.id, t.start, t.end, t.text.clone()),
-                        Strip::Gap(range) => (range.start, u32::MAX, range.end, 0, String::new()),
-                    }
-                    children=move |item| match item {
-                        Strip::Chip(token) => chip(token).into_any(),
-                        Strip::Gap(range) => view! {
-                            <li class="chip-gap" data-testid="chip-gap"
-                                title="Not drawn as chips: a strip of thousands of them took the browser ~100 ms to lay out at every change. The heatmap has every token; hover a row of it to see its chip here.">
-                                {format!("… {} tokens ({}–{}) …", range.len(), range.start, range.end - 1)}
-                            </li>
-                        }.into_any(),
-                    } />
+                    key=|(i, t)| (*i, t.id, t.start, t.end, t.text.clone())
+                    children=chip />
             </ol>
             <Terms keys=crate::glossary::panel::INPUT.to_vec() />
         </section>
     }
 }
 
-/// One item of the strip: a token (its place and itself) or a run left out.
-#[derive(Clone)]
-enum Strip {
-    Chip((usize, crate::model::Token)),
-    Gap(std::ops::Range<usize>),
+/// The id a strip item of tokens left out carries (no vocabulary is that large).
+const GAP: u32 = u32::MAX;
+
+/// The strip's item for tokens `range` (never empty) left out, at the place
+/// of the first; its span is the range.
+fn gap(range: std::ops::Range<usize>) -> (usize, crate::model::Token) {
+    (range.start, crate::model::Token { id: GAP, text: "…".to_owned(), start: range.start, end: range.end })
 }
