@@ -73,3 +73,28 @@ fn the_shuffled_copy_is_the_shipped_model() {
     );
     assert!(shuffle::unshuffle(&shipped).unwrap() == model);
 }
+
+/// The page fetches the default tokenizer's compact copy (its vocabulary
+/// rebuilt from the merges): it must be exactly the shipped tokenizer,
+/// compacted, and expand to it.
+#[test]
+fn the_compact_tokenizer_is_the_shipped_one() {
+    use attnscope::model::compact_vocab;
+    let dir = root().join("www/models/default");
+    let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let shipped = std::fs::read(dir.join(compact_vocab::FILE_NAME)).unwrap();
+    assert!(
+        compact_vocab::compact(&tokenizer).unwrap() == shipped,
+        "www/models/default/{} is stale: cargo run --release -- compact-tokenizer www/models/default/tokenizer.json",
+        compact_vocab::FILE_NAME
+    );
+    let expanded: serde_json::Value = serde_json::from_slice(&compact_vocab::expand(&shipped).unwrap()).unwrap();
+    assert_eq!(expanded, serde_json::from_slice::<serde_json::Value>(&tokenizer).unwrap());
+    // And the tokenizer it makes is the shipped one's, id for id.
+    let text = "The cat sat on the mat. ünïcödé, 12345 and <|endoftext|>";
+    let (a, b) = (
+        attnscope::model::TextTokenizer::from_bytes(&tokenizer).unwrap(),
+        attnscope::model::TextTokenizer::from_bytes(&compact_vocab::expand(&shipped).unwrap()).unwrap(),
+    );
+    assert_eq!(a.encode(text).unwrap(), b.encode(text).unwrap());
+}

@@ -104,6 +104,19 @@ mod cli {
             #[arg(long)]
             unshuffle: bool,
         },
+        /// Write a tokenizer.json without the part of its vocabulary that
+        /// follows from its merges (the page fetches the default model's
+        /// compact copy), or expand one back.
+        CompactTokenizer {
+            /// The tokenizer.json.
+            file: PathBuf,
+            /// Where to write; by default tokenizer.compact.json beside it.
+            #[arg(long)]
+            out: Option<PathBuf>,
+            /// Expand a compact copy instead.
+            #[arg(long)]
+            expand: bool,
+        },
         /// Continue a prompt, one sampled token at a time.
         Generate {
             #[arg(long, default_value = DEFAULT_MODEL)]
@@ -302,6 +315,14 @@ mod cli {
                     PathBuf::from(name)
                 });
                 std::fs::write(&out, filtered).map_err(|e| format!("cannot write {}: {e}", out.display()))
+            }
+            Command::CompactTokenizer { file, out, expand } => {
+                use attnscope::model::compact_vocab;
+                let bytes = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let written = if expand { compact_vocab::expand(&bytes) } else { compact_vocab::compact(&bytes) };
+                let written = written.map_err(|e| format!("{}: {e}", file.display()))?;
+                let out = out.unwrap_or_else(|| file.with_file_name(compact_vocab::FILE_NAME));
+                std::fs::write(&out, written).map_err(|e| format!("cannot write {}: {e}", out.display()))
             }
             Command::GpuInfo => {
                 let ctx = GpuContext::new_blocking().map_err(|e| e.to_string())?;

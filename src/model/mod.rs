@@ -5,6 +5,7 @@
 //! Everything here validates what it reads and reports problems as
 //! [`ModelError`], naming the file, tensor or shape at fault.
 
+pub mod compact_vocab;
 mod config;
 mod config_llama;
 mod error;

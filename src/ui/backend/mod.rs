@@ -37,7 +37,7 @@ use crate::engine::cost::step_cost;
 use crate::engine::stepwise::TraceRun;
 use crate::engine::{EngineError, Mask, Matrix, TraceKeeps};
 use crate::gpu::GpuError;
-use crate::model::{shuffle, Model, ModelConfig, ModelError, Token};
+use crate::model::{compact_vocab, shuffle, Model, ModelConfig, ModelError, Token};
 use crate::render::layout::{GridShape, MapWindow};
 
 /// Where the page fetches the default model from (Trunk copies www/models to models/).
@@ -239,7 +239,9 @@ impl Backend {
         let shuffled = fetch_with_progress(&format!("{MODEL_DIR}/{}", shuffle::FILE_NAME), progress).await?;
         let weights = shuffle::unshuffle(&shuffled)?;
         drop(shuffled);
-        let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/tokenizer.json")).await?;
+        // The tokenizer's compact copy: its vocabulary rebuilt from the merges.
+        let tokenizer = fetch_bytes(&format!("{MODEL_DIR}/{}", compact_vocab::FILE_NAME)).await?;
+        let tokenizer = compact_vocab::expand(&tokenizer)?;
         let model = Model::from_bytes(MODEL_NAME, &config, &weights, &tokenizer)?;
         self.replace(model).await
     }
