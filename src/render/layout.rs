@@ -303,9 +303,10 @@ pub fn pixel_size(css: (i32, i32), dpr: f64) -> (u32, u32) {
 /// its first and last [`EDGE_CHIPS`] and, around a hovered row between
 /// them, [`FOCUS_CHIPS`] either side, with the runs it leaves out as gaps.
 /// (2,048 chips were one task of ~125 ms to build and ~100 ms of layout at
-/// each change, in headless Chromium.)
-pub const ALL_CHIPS: usize = 512;
-const EDGE_CHIPS: usize = 192;
+/// each change, in headless Chromium; 161 chips at most keep the strip
+/// within about a screen of the page's text column.)
+pub const ALL_CHIPS: usize = 256;
+const EDGE_CHIPS: usize = 64;
 const FOCUS_CHIPS: usize = 16;
 
 /// A run of the strip: tokens shown as chips, or tokens left out.
@@ -369,7 +370,7 @@ mod tests {
         assert_eq!(chip_window(n, None, w), w);
         // A row in a gap again: the window moves there.
         assert_eq!(chip_window(n, Some(1500), w), Some(1500));
-        assert_eq!(chip_window(300, Some(100), None), None, "a short strip has no window");
+        assert_eq!(chip_window(200, Some(100), None), None, "a short strip has no window");
     }
 
     #[test]
