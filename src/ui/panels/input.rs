@@ -95,25 +95,25 @@ pub fn InputPanel() -> impl IntoView {
             })}
             {move || state.status.input_error.get().map(|e| view! { <div class="input-error" role="alert">{e}</div> })}
             <ol class="tokens" aria-label="Tokens">
-                <For each=move || {
-                        let tokens = state.outputs.tokens.get();
-                        // A long text's strip reads the hovered row only to open a window on it.
+                <For each=move || state.outputs.tokens.with(|tokens| {
+                        // A long text's strip reads the hovered row only to open a window on it,
+                        // and copies only the tokens it shows.
                         let n = tokens.len();
                         let hovered = (n > ALL_CHIPS).then(|| focus.cell.get().map(|(r, _)| r)).flatten();
                         let centre = chip_window(n, hovered, window.get_value().filter(|&c| c < n));
                         window.set_value(centre);
-                        let mut tokens = tokens.into_iter().enumerate();
                         let mut items = Vec::new();
                         for run in chip_runs(n, centre) {
                             match run {
-                                ChipRun::Chips(range) => items.extend(
-                                    tokens.by_ref().skip_while(|(i, _)| *i < range.start).take(range.len()),
-                                ),
+                                ChipRun::Chips(range) => {
+                                    let shown = tokens.get(range.clone()).unwrap_or_default();
+                                    items.extend(range.zip(shown.iter().cloned()));
+                                }
                                 ChipRun::Gap(range) => items.push(gap(range)),
                             }
                         }
                         items
-                    }
+                    })
                     key=|(i, t)| (*i, t.id, t.start, t.end, t.text.clone())
                     children=chip />
             </ol>
