@@ -436,8 +436,9 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     const diluting = await page.evaluate(() => window.longTasks.splice(0));
     console.log(`SmolLM2 on the CPU, long tasks while the dilution panel appends filler (ms): ${JSON.stringify(diluting)}`);
     // Seen: none over 50 ms (64–131 ms before the LM head went a piece of the vocabulary per
-    // step and its logits were allocated in 8 MB steps); stop 48's run on another machine, eight
-    // of 52–61 ms (not attributed). Bounded at 100 for a busy machine.
+    // step and its logits were allocated in 8 MB steps); on stop 48's machine eight of 52–61 ms,
+    // the heads' weights read in the run's last slice (now tasks of their own: one of 54 ms seen).
+    // Bounded at 100 for a busy machine.
     assert.ok(Math.max(0, ...diluting) < 100, `the dilution runs in slices: ${JSON.stringify(diluting)}`);
     // A long text pasted, L0 H0 still ablated: its first run takes each block on a piece of its
     // rows at a time, and the ablation's re-run each layer's projection and MLP the same way
