@@ -437,7 +437,7 @@ test('SmolLM2 on the CPU: typing and generating run in steps with no main-thread
     console.log(`SmolLM2 on the CPU, long tasks while the dilution panel appends filler (ms): ${JSON.stringify(diluting)}`);
     // Seen: none over 50 ms (64–131 ms before the LM head went a piece of the vocabulary per
     // step and its logits were allocated in 8 MB steps); on stop 48's machine eight of 52–61 ms,
-    // the heads' weights read in the run's last slice (now tasks of their own: one of 54 ms seen).
+    // the heads' weights read in the run's last slice (now slices of their own: none seen).
     // Bounded at 100 for a busy machine.
     assert.ok(Math.max(0, ...diluting) < 100, `the dilution runs in slices: ${JSON.stringify(diluting)}`);
     // A long text pasted, L0 H0 still ablated: its first run takes each block on a piece of its

@@ -85,6 +85,8 @@ pub fn DilutionPanel() -> impl IntoView {
             let affordable = most_traced_tokens(config, budget, TraceKeeps::LEAST).max(2);
             let limit = context.min(affordable);
             let mut prev = None;
+            // One pacer for the whole filling: the runs' slices and the reads after each run.
+            let mut pacer = Pacer::new();
             for k in 0.. {
                 let mut tokens = match model.tokenizer.encode(&format!("{text}{}", fill.repeat(k))) {
                     Ok(t) => t,
@@ -110,7 +112,6 @@ pub fn DilutionPanel() -> impl IntoView {
                 let next = match run {
                     Err(e) => Err(BackendError::from(e)),
                     Ok(run) if runs_in_steps(config, t) => {
-                        let mut pacer = Pacer::new();
                         let mut pause = async || {
                             pacer.pause().await;
                             ControlFlow::Continue(())
@@ -121,14 +122,16 @@ pub fn DilutionPanel() -> impl IntoView {
                 };
                 match next {
                     Ok(trace) => {
-                        // The heads' few weights, computed when read, each reading in a task of
-                        // its own, apart from the run's last slice and the chart's update (all in
-                        // one, tasks of 52–61 ms on SmolLM2 near 600 tokens).
-                        sleep_ms(0).await;
+                        // The heads' few weights, computed when read: where the run went in
+                        // slices, each reading is a slice of its own, apart from the run's end
+                        // and the chart's update (all in one, tasks of 52–61 ms on SmolLM2 near
+                        // 600 tokens); the pacer yields only where slices are long, so a small
+                        // model's reads go on in the step's task as before.
+                        pacer.pause().await;
                         let to_marked = attention_to(&trace, key);
-                        sleep_ms(0).await;
+                        pacer.pause().await;
                         let sink = first_token_weights(&trace);
-                        sleep_ms(0).await;
+                        pacer.pause().await;
                         points.update(|p| p.push(Point { t, to_marked, sink }));
                         prev = Some(trace);
                     }
