@@ -41,7 +41,7 @@ def main():
     ap.add_argument("--t", default="16,128")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    exe = os.path.join(ROOT, "target", "release", "attnscope")
+    exe = os.environ.get("ATTNSCOPE_EXE") or os.path.join(ROOT, "target", "release", "attnscope")
     ours = subprocess.run([exe, "bench", "--gpt2-small", "--t", args.t, "--repeat", str(args.repeat)],
                           cwd=ROOT, check=True, capture_output=True, text=True).stdout
     print(ours)

@@ -100,6 +100,20 @@ unsafe fn sgemm_add(
     c: *mut f32,
     rsc: usize,
 ) {
+    // A few rows: our AVX-512 kernels, which read the weights in place (gemm packs them first).
+    #[cfg(target_arch = "x86_64")]
+    if a.cs == 1 && super::avx512::available() {
+        use super::avx512::{gemm_dot_few, gemm_rows, DOT_ROWS_MAX, ROWS_MAX};
+        let (a, c) = ((a.data.as_ptr(), a.rs), (c, rsc));
+        if csb == 1 && m <= ROWS_MAX {
+            // SAFETY: the same views as gemm's below, the CPU checked.
+            return unsafe { gemm_rows((m, k, n), a, (b, rsb), c) };
+        }
+        if rsb == 1 && m <= DOT_ROWS_MAX {
+            // SAFETY: as above; b's transpose has row stride csb.
+            return unsafe { gemm_dot_few((m, k, n), a, (b, csb), c) };
+        }
+    }
     // dst = 1·dst + 1·(lhs·rhs); gemm takes column strides first.
     gemm::gemm(
         m,

@@ -26,6 +26,8 @@
 //! from 1.4–1.6× ONNX Runtime Web's time to ≤ 0.91× (README, "Performance").
 
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod matmul;
 mod rows;
 
