@@ -299,10 +299,18 @@ impl<'a> BlockSteps<'a> {
                 self.parts.softmax = vec![0.0; 2 * c.n_head * n];
                 self.parts.out = vec![0.0; n * c.q_dim()];
             }
-            Phase::Proj => self.attn_out = vec![0.0; n * d],
-            Phase::Up => self.up = vec![0.0; n * Self::up_width(c)],
-            Phase::Down => self.mlp_out = vec![0.0; n * d],
+            Phase::Proj => self.attn_out = self.zeros_with_room(n, d),
+            Phase::Up => self.up = self.zeros_with_room(n, Self::up_width(c)),
+            Phase::Down => self.mlp_out = self.zeros_with_room(n, d),
         }
+    }
+
+    /// `rows × cols` zeros in a buffer with the trace's room for later rows
+    /// already in it (the trace keeps the buffer without copying it to grow it).
+    fn zeros_with_room(&self, rows: usize, cols: usize) -> Vec<f32> {
+        let mut v = Vec::with_capacity((rows + self.room) * cols);
+        v.resize(rows * cols, 0.0);
+        v
     }
 
     /// Keys every new row is scored against: the kept rows and the new.

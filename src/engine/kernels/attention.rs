@@ -11,6 +11,9 @@ use super::rows::dot;
 use super::rows::exp;
 use crate::engine::Mask;
 
+/// Lanes of a softmax row's running max and sum ([`softmax_row`]).
+const ROW_LANES: usize = 16;
+
 /// Which rows and keys: the kernel's uniform block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionRows {
@@ -74,13 +77,6 @@ pub struct ScoreRows<'a> {
     pub first_row: usize,
 }
 
-impl ScoreRows<'_> {
-    /// Offset of row i of head h in the score buffers.
-    fn at(&self, h: usize, i: usize) -> usize {
-        (h * self.rows + i - self.first_row) * self.cap
-    }
-}
-
 /// What [`attention_rows_owned`] computes for rows `row0..row0+m`, in
 /// buffers of its own: element (h, i, j) of `raw`, `masked` and `weights` at
 /// `(h·m + i − row0)·t + j`; row i's heads side by side at `(i − row0)·d` of
@@ -134,24 +130,65 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
     if m == 0 {
         return;
     }
-    for h in 0..n_head {
+    // Each head's score rows and softmax pairs are blocks of their own; its
+    // output columns, interleaved with the other heads' in `out`, go to a
+    // buffer of its own ([m × d_head]) and are copied in after.
+    let (rows, cap, first_row) = (dst.rows, dst.cap, dst.first_row);
+    let (first, span) = ((row0 - dst.first_row) * cap, (m - 1) * cap + t);
+    let one_head = |(h, (((raw, masked), weights), softmax)): (usize, HeadRows)| {
         let col = h * d_head;
         // A query head reads the K and V columns of its group's KV head.
         let kv_col = h / qkv.group.max(1) * d_head;
         // Row i of this head's score rows is at first + (i − row0)·cap.
-        let (first, cap) = (dst.at(h, row0), dst.cap);
-        let span = (m - 1) * cap + t;
-        head_scores(shape, qkv, (col, kv_col), &mut dst.raw[first..][..span], cap);
-        for i in row0..row0 + m {
-            let (at, r) = (dst.at(h, i), h * dst.rows + i - dst.first_row);
-            let row = (&dst.raw[at..][..t], &mut dst.masked[at..][..t], &mut dst.weights[at..][..t]);
-            let SoftmaxRow { max, sum } = softmax_row(row.0, mask.keys(i, t), scale, row.1, row.2);
-            dst.softmax[2 * r..][..2].copy_from_slice(&[max, sum]);
+        let (raw, masked, weights) =
+            (&mut raw[first..][..span], &mut masked[first..][..span], &mut weights[first..][..span]);
+        head_scores(shape, qkv, (col, kv_col), raw, cap);
+        for (r, i) in (row0..row0 + m).enumerate() {
+            let at = r * cap..r * cap + t;
+            let max_sum =
+                softmax_row(&raw[at.clone()], mask.keys(i, t), scale, &mut masked[at.clone()], &mut weights[at]);
+            softmax[2 * (i - first_row)..][..2].copy_from_slice(&[max_sum.max, max_sum.sum]);
         }
-        let out_first = (row0 - dst.first_row) * d + col;
-        let out_span = (m - 1) * d + d_head;
-        head_output(shape, qkv, kv_col, &dst.weights[first..][..span], cap, &mut dst.out[out_first..][..out_span], d);
+        let mut out = vec![0.0; m * d_head];
+        head_output(shape, qkv, kv_col, weights, cap, &mut out, d_head);
+        out
+    };
+    let heads = dst
+        .raw
+        .chunks_mut(rows * cap)
+        .zip(dst.masked.chunks_mut(rows * cap))
+        .zip(dst.weights.chunks_mut(rows * cap))
+        .zip(dst.softmax.chunks_mut(2 * rows))
+        .take(n_head)
+        .enumerate();
+    let outs: Vec<Vec<f32>> = each_head(heads, n_head * m * t * d_head, one_head);
+    assert_eq!(outs.len(), n_head, "{shape:?} vs {dst:?}: a buffer is short of heads");
+    let out_first = (row0 - dst.first_row) * d;
+    for (h, head_out) in outs.iter().enumerate() {
+        for (r, row) in head_out.chunks_exact(d_head.max(1)).enumerate() {
+            dst.out[out_first + r * d + h * d_head..][..d_head].copy_from_slice(row);
+        }
     }
+}
+
+/// One head's score rows (raw, masked, weights) and softmax pairs in [`ScoreRows`].
+type HeadRows<'a> = (((&'a mut [f32], &'a mut [f32]), &'a mut [f32]), &'a mut [f32]);
+
+/// `work` over every head, natively on rayon's threads when the heads'
+/// products are worth a hand-off (`threads` feature; `size`: their
+/// multiply-adds), in head order.
+fn each_head<'a, R: Send>(
+    heads: impl Iterator<Item = (usize, HeadRows<'a>)> + Send,
+    size: usize,
+    work: impl Fn((usize, HeadRows<'a>)) -> R + Sync + Send,
+) -> Vec<R> {
+    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+    if size >= 1 << 18 && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        return heads.collect::<Vec<_>>().into_par_iter().map(work).collect();
+    }
+    let _ = size;
+    heads.map(work).collect()
 }
 
 /// A row's stable softmax: the largest scaled score the mask allows and
@@ -190,21 +227,36 @@ pub fn softmax_row(
     weights: &mut [f32],
 ) -> SoftmaxRow {
     masked.fill(f32::NEG_INFINITY);
-    let mut max = f32::NEG_INFINITY;
-    for (mk, &r) in masked[lo..hi].iter_mut().zip(&raw[lo..hi]) {
-        *mk = r * scale;
-        max = max.max(*mk);
-    }
     weights.fill(0.0);
-    let mut sum = 0.0;
-    if max != f32::NEG_INFINITY {
-        for (w, &s) in weights[lo..hi].iter_mut().zip(&masked[lo..hi]) {
-            *w = exp(s - max);
-            sum += *w;
+    let (raw, masked, weights) = (&raw[lo..hi], &mut masked[lo..hi], &mut weights[lo..hi]);
+    // The max and the sum kept in ROW_LANES lanes, a lane per column modulo
+    // ROW_LANES, summed in a fixed order at the end: loops the compiler
+    // vectorises (one running sum made the row's exponentials scalar).
+    let mut lanes = [f32::NEG_INFINITY; ROW_LANES];
+    for (i, (mk, &r)) in masked.iter_mut().zip(raw).enumerate() {
+        *mk = r * scale;
+        lanes[i % ROW_LANES] = lanes[i % ROW_LANES].max(*mk);
+    }
+    let max = lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    if max == f32::NEG_INFINITY {
+        return SoftmaxRow { max, sum: 0.0 };
+    }
+    let mut sums = [0.0f32; ROW_LANES];
+    let mut chunks = weights.chunks_exact_mut(ROW_LANES).zip(masked.chunks_exact(ROW_LANES));
+    for (w, s) in &mut chunks {
+        for l in 0..ROW_LANES {
+            w[l] = exp(s[l] - max);
+            sums[l] += w[l];
         }
-        for w in &mut weights[lo..hi] {
-            *w /= sum;
-        }
+    }
+    let done = weights.len() / ROW_LANES * ROW_LANES;
+    for (l, (w, &s)) in weights[done..].iter_mut().zip(&masked[done..]).enumerate() {
+        *w = exp(s - max);
+        sums[l] += *w;
+    }
+    let sum = sums.iter().sum::<f32>();
+    for w in weights.iter_mut() {
+        *w /= sum;
     }
     SoftmaxRow { max, sum }
 }
@@ -272,6 +324,10 @@ fn raw_scores_into(q: &[f32], k: &[f32], (m, t, d_head): (usize, usize, usize), 
 fn head_scores(shape: &AttentionRows, qkv: &QkvRows, (col, kv_col): (usize, usize), raw: &mut [f32], cap: usize) {
     let AttentionRows { row0, m, t, d_head, .. } = *shape;
     let q = &qkv.q[(row0 - qkv.q_row0) * qkv.q_stride + col..];
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        return scores_avx512(shape, (q, qkv.q_stride), (qkv.k, qkv.kv_stride, kv_col), raw, cap);
+    }
     #[cfg(not(target_arch = "wasm32"))]
     for r in 0..m {
         let q = &q[r * qkv.q_stride..][..d_head];
@@ -291,6 +347,44 @@ fn head_scores(shape: &AttentionRows, qkv: &QkvRows, (col, kv_col): (usize, usiz
     }
 }
 
+/// [`head_scores`] with AVX-512: the queries' rows 32 at a time against
+/// every key, each score a sum over the depth in one order whatever the
+/// rows and keys around it (a score read alone equals the map's, bit for bit).
+#[cfg(target_arch = "x86_64")]
+fn scores_avx512(
+    shape: &AttentionRows,
+    (q, q_stride): (&[f32], usize),
+    (k, kv_stride, kv_col): (&[f32], usize, usize),
+    raw: &mut [f32],
+    cap: usize,
+) {
+    use super::avx512::{gemm_dot_few, DOT_ROWS_MAX};
+    let AttentionRows { m, t, d_head, .. } = *shape;
+    if m == 0 || t == 0 {
+        return;
+    }
+    let views = (m - 1) * q_stride + d_head <= q.len()
+        && kv_col + (t - 1) * kv_stride + d_head <= k.len()
+        && (m - 1) * cap + t <= raw.len();
+    assert!(views, "attention operands are shorter than {m} rows × {t} keys of {d_head}");
+    for r in 0..m {
+        raw[r * cap..][..t].fill(0.0);
+    }
+    for r0 in (0..m).step_by(DOT_ROWS_MAX) {
+        let rows = DOT_ROWS_MAX.min(m - r0);
+        // SAFETY: the assert above covers rows r0..r0 + rows of q and raw and
+        // keys 0..t of k; the CPU has AVX-512 F (the caller checked).
+        unsafe {
+            gemm_dot_few(
+                (rows, d_head, t),
+                (q.as_ptr().add(r0 * q_stride), q_stride),
+                (k.as_ptr().add(kv_col), kv_stride),
+                (raw.as_mut_ptr().add(r0 * cap), cap),
+            )
+        }
+    }
+}
+
 /// One head's outputs `out[(i − row0)·d ..][..d_head] = Σ_j w_ij · v_j` for
 /// its rows, from their weight rows `weights[(i − row0)·cap ..][..t]` (zero
 /// where the mask forbids) and its KV head's value columns `kv_col`.
@@ -306,6 +400,24 @@ fn head_output(
     let AttentionRows { m, t, d_head, .. } = *shape;
     for r in 0..m {
         out[r * d..][..d_head].fill(0.0);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        let views = m == 0
+            || t == 0
+            || ((m - 1) * cap + t <= weights.len()
+                && kv_col + (t - 1) * qkv.kv_stride + d_head <= qkv.v.len()
+                && (m - 1) * d + d_head <= out.len());
+        assert!(views, "attention operands are shorter than {m} rows × {t} keys of {d_head}");
+        // SAFETY: the assert covers every view; AVX-512 F checked.
+        return unsafe {
+            super::avx512::weighted_rows(
+                (m, t, d_head),
+                (weights.as_ptr(), cap),
+                (qkv.v.as_ptr().wrapping_add(kv_col), qkv.kv_stride),
+                (out.as_mut_ptr(), d),
+            )
+        };
     }
     #[cfg(not(target_arch = "wasm32"))]
     for r in 0..m {

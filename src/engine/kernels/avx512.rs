@@ -260,6 +260,48 @@ unsafe fn tile_dot<const Q: usize, const V: usize>(at: &[f32], bt: *const f32, c
     }
 }
 
+/// `o[r] += Σ_j w[r][j] · v[j]` for `m` rows over `t` keys of `dv` columns
+/// (attention's A·V): `w` row stride `rsw`, `v` row stride `rsv`, `o` row
+/// stride `rso`. A zero weight (a key the mask forbids) is skipped, so a
+/// forbidden key's values never reach the row, whatever they are. Each
+/// row's 64 columns at a time are summed in registers.
+///
+/// # Safety
+/// The CPU has AVX-512 F ([`available`]); `w`, `v` and `o` hold every
+/// element of those views.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn weighted_rows(
+    (m, t, dv): (usize, usize, usize),
+    (w, rsw): (*const f32, usize),
+    (v, rsv): (*const f32, usize),
+    (o, rso): (*mut f32, usize),
+) {
+    for r in 0..m {
+        for c0 in (0..dv).step_by(NR) {
+            let masks = [0, 1, 2, 3].map(|q| lanes((dv - c0) as isize - 16 * q));
+            let out = o.wrapping_add(r * rso + c0);
+            // SAFETY: masked lanes lie past the row's dv columns and are neither read nor written.
+            let mut acc = [0, 1, 2, 3].map(|q| unsafe { _mm512_maskz_loadu_ps(masks[q], out.wrapping_add(16 * q)) });
+            for j in 0..t {
+                // SAFETY: weight (r, j) of the view.
+                let wj = unsafe { *w.add(r * rsw + j) };
+                if wj != 0.0 {
+                    let b = _mm512_set1_ps(wj);
+                    let vj = v.wrapping_add(j * rsv + c0);
+                    for q in 0..4 {
+                        // SAFETY: value row j's columns c0 + 16q.., masked to the row.
+                        let x = unsafe { _mm512_maskz_loadu_ps(masks[q], vj.wrapping_add(16 * q)) };
+                        acc[q] = _mm512_fmadd_ps(b, x, acc[q]);
+                    }
+                }
+            }
+            for q in 0..4 {
+                unsafe { _mm512_mask_storeu_ps(out.wrapping_add(16 * q), masks[q], acc[q]) };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +365,9 @@ mod tests {
         }
         let mut seed = 5;
         // Every row-tile and column-mask remainder, depth and column blocks with ragged ends.
-        for (m, k, n) in [(1, 1, 1), (5, 7, 9), (6, 256, 64), (7, 257, 65), (13, 513, 257), (48, 300, 300), (11, 600, 700)] {
+        for (m, k, n) in
+            [(1, 1, 1), (5, 7, 9), (6, 256, 64), (7, 257, 65), (13, 513, 257), (48, 300, 300), (11, 600, 700)]
+        {
             check(&mut seed, (m, k, n), false);
         }
         // One and two vectors of rows, full and ragged tiles of bᵀ's rows.

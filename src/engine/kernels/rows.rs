@@ -94,16 +94,29 @@ pub fn activate(x: &mut [f32], activation: Activation) {
         #[cfg(target_arch = "wasm32")]
         Activation::GeluTanh => attnscope_simd128::gelu_tanh(x),
         #[cfg(not(target_arch = "wasm32"))]
-        Activation::GeluTanh => {
+        Activation::GeluTanh => each_piece(x, |x| {
             const C: f32 = 0.797_884_6; // √(2/π)
             for v in x.iter_mut() {
                 let u = C * (*v + 0.044_715 * *v * *v * *v);
                 *v /= 1.0 + exp(-2.0 * u);
             }
-        }
-        Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + exp(-*v)),
+        }),
+        Activation::Silu => each_piece(x, |x| x.iter_mut().for_each(|v| *v /= 1.0 + exp(-*v))),
         other => crate::engine::ops::activate(x, other),
     }
+}
+
+/// `f` on pieces of `x`: natively on rayon's threads when `x` is long
+/// enough to be worth a hand-off (`threads` feature), else on `x` whole.
+/// Each value's result is the same either way.
+fn each_piece(x: &mut [f32], f: impl Fn(&mut [f32]) + Sync + Send) {
+    #[cfg(all(feature = "threads", not(target_arch = "wasm32")))]
+    if x.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        let piece = x.len().div_ceil(rayon::current_num_threads()).next_multiple_of(64);
+        return x.par_chunks_mut(piece).for_each(f);
+    }
+    f(x)
 }
 
 #[cfg(test)]

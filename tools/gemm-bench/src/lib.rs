@@ -9,11 +9,22 @@ pub enum Impl {
     Gemm,
     /// gemm with rayon on two threads (native only).
     Gemm2,
-    /// The engine's own simd128 GEMM (wasm only: src/engine/kernels/simd128.rs).
+    /// The engine's own simd128 GEMM (wasm only: crates/simd128).
     Simd128,
+    /// The engine's native AVX-512 kernels that read the weights in place
+    /// (src/engine/kernels/avx512.rs; the app uses them up to 48 rows, 32 for
+    /// the transposed LM head, and gemm above: here they take every shape,
+    /// the LM head 32 rows at a time).
+    Avx512,
 }
 
-pub const IMPLS: [Impl; 4] = [Impl::Naive, Impl::MatrixMultiply, Impl::Gemm, Impl::Gemm2];
+pub const IMPLS: [Impl; 5] = [Impl::Naive, Impl::MatrixMultiply, Impl::Gemm, Impl::Gemm2, Impl::Avx512];
+
+/// The app's file itself.
+#[cfg(target_arch = "x86_64")]
+#[path = "../../../src/engine/kernels/avx512.rs"]
+#[allow(dead_code)]
+mod avx512;
 
 /// The engine's reference loop (`engine::ops::matmul_bias` / `lm_head`).
 fn naive(a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, usize, usize), transposed: bool) {
@@ -71,6 +82,25 @@ pub fn run(which: Impl, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, 
         }
         #[cfg(not(target_arch = "wasm32"))]
         Impl::Simd128 => unreachable!("simd128 is the wasm build's"),
+        #[cfg(target_arch = "x86_64")]
+        Impl::Avx512 => {
+            assert!(avx512::available(), "no AVX-512 F on this CPU");
+            c.fill(0.0);
+            // SAFETY: AVX-512 F checked; every view lies in its vector.
+            unsafe {
+                if transposed {
+                    for r0 in (0..m).step_by(avx512::DOT_ROWS_MAX) {
+                        let rows = avx512::DOT_ROWS_MAX.min(m - r0);
+                        let (a, c) = ((a.as_ptr().add(r0 * k), k), (c.as_mut_ptr().add(r0 * n), n));
+                        avx512::gemm_dot_few((rows, k, n), a, (b.as_ptr(), k), c);
+                    }
+                } else {
+                    avx512::gemm_rows((m, k, n), (a.as_ptr(), k), (b.as_ptr(), n), (c.as_mut_ptr(), n));
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Impl::Avx512 => unreachable!("AVX-512 is x86-64's"),
         Impl::Gemm | Impl::Gemm2 => {
             let par = match which {
                 #[cfg(not(target_arch = "wasm32"))]
