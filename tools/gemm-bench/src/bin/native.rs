@@ -27,7 +27,7 @@ fn main() {
                 let b = &weights[turn % copies];
                 turn += 1;
                 let s = Instant::now();
-                run(which, &a, &b, &mut c, (m, k, n), t);
+                run(which, &a, b, &mut c, (m, k, n), t);
                 if r > 0 {
                     times[w].push(s.elapsed().as_secs_f64() * 1e3);
                 }
