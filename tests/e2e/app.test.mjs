@@ -298,7 +298,9 @@ test('on the GPU, a text whose every block\'s T×T matrices outgrow the GPU memo
     await page.evaluate((b) => window.attnscope.setLimits({ gpuMemory: b }), budget);
     await page.locator('#text-input').fill(`${text}x`);
     await page.locator('#text-input').fill(text);
-    await page.waitForFunction((n) => window.attnscope.state().gpuTokens === n, all, { timeout: 30_000 });
+    // (The state before the edit already shows this many tokens: wait for the run under the new limit.)
+    await page.waitForFunction((n) => { const s = window.attnscope.state(); return s.gpuTokens === n && s.oneBlock === true; },
+      all, { timeout: 30_000 });
     await linked(page, text); // (as on the CPU: the reads rewrite the address)
     const s = await page.evaluate(() => window.attnscope.state());
     assert.equal(s.inputError, null, 'the whole text, with no message');
