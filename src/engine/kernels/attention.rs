@@ -134,7 +134,7 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
     // output columns, interleaved with the other heads' in `out`, go to a
     // buffer of its own ([m × d_head]) and are copied in after.
     let (rows, cap, first_row) = (dst.rows, dst.cap, dst.first_row);
-    let (first, span) = ((row0 - dst.first_row) * cap, (m - 1) * cap + t);
+    let (first, span) = ((row0 - first_row) * cap, (m - 1) * cap + t);
     let one_head = |(h, (((raw, masked), weights), softmax)): (usize, HeadRows)| {
         let col = h * d_head;
         // A query head reads the K and V columns of its group's KV head.
@@ -163,7 +163,7 @@ pub fn attention_rows(shape: &AttentionRows, qkv: &QkvRows, dst: &mut ScoreRows)
         .enumerate();
     let outs: Vec<Vec<f32>> = each_head(heads, n_head * m * t * d_head, one_head);
     assert_eq!(outs.len(), n_head, "{shape:?} vs {dst:?}: a buffer is short of heads");
-    let out_first = (row0 - dst.first_row) * d;
+    let out_first = (row0 - first_row) * d;
     for (h, head_out) in outs.iter().enumerate() {
         for (r, row) in head_out.chunks_exact(d_head.max(1)).enumerate() {
             dst.out[out_first + r * d + h * d_head..][..d_head].copy_from_slice(row);
@@ -347,9 +347,9 @@ fn head_scores(shape: &AttentionRows, qkv: &QkvRows, (col, kv_col): (usize, usiz
     }
 }
 
-/// [`head_scores`] with AVX-512: the queries' rows 32 at a time against
-/// every key, each score a sum over the depth in one order whatever the
-/// rows and keys around it (a score read alone equals the map's, bit for bit).
+/// [`head_scores`] with AVX-512 ([`super::avx512::gemm_dot_few`]): each
+/// score a sum over the depth in one order whatever the rows and keys
+/// around it (a score read alone equals the map's, bit for bit).
 #[cfg(target_arch = "x86_64")]
 fn scores_avx512(
     shape: &AttentionRows,
@@ -358,7 +358,6 @@ fn scores_avx512(
     raw: &mut [f32],
     cap: usize,
 ) {
-    use super::avx512::{gemm_dot_few, DOT_ROWS_MAX};
     let AttentionRows { m, t, d_head, .. } = *shape;
     if m == 0 || t == 0 {
         return;
@@ -370,18 +369,15 @@ fn scores_avx512(
     for r in 0..m {
         raw[r * cap..][..t].fill(0.0);
     }
-    for r0 in (0..m).step_by(DOT_ROWS_MAX) {
-        let rows = DOT_ROWS_MAX.min(m - r0);
-        // SAFETY: the assert above covers rows r0..r0 + rows of q and raw and
-        // keys 0..t of k; the CPU has AVX-512 F (the caller checked).
-        unsafe {
-            gemm_dot_few(
-                (rows, d_head, t),
-                (q.as_ptr().add(r0 * q_stride), q_stride),
-                (k.as_ptr().add(kv_col), kv_stride),
-                (raw.as_mut_ptr().add(r0 * cap), cap),
-            )
-        }
+    // SAFETY: the assert above covers rows 0..m of q and raw and keys 0..t
+    // of k; the CPU has AVX-512 F (the caller checked).
+    unsafe {
+        super::avx512::gemm_dot_few(
+            (m, d_head, t),
+            (q.as_ptr(), q_stride),
+            (k.as_ptr().add(kv_col), kv_stride),
+            (raw.as_mut_ptr(), cap),
+        )
     }
 }
 

@@ -13,10 +13,11 @@
 //!   (256 KiB) stay in L2 while every row tile reads them; the first row
 //!   tile of each panel prefetches the panel read next.
 //! - [`gemm_dot_few`]: `b` given as its transpose, row-major (`bᵀ` `[n×k]`,
-//!   the tied LM head's `wte`), for at most 32 rows of `a`: `a` is
-//!   transposed into a scratch of one or two vectors a depth step, then
-//!   `cᵀ = bᵀ·aᵀ`, broadcasting `bᵀ`'s elements: 24 accumulators of 24 rows
-//!   of `bᵀ` (12 for two vectors), each row of `bᵀ` read once.
+//!   the tied LM head's `wte`, and attention's keys), 32 rows of `a` at a
+//!   time: they are transposed into a scratch of one or two vectors a
+//!   depth step, then `cᵀ = bᵀ·aᵀ`, broadcasting `bᵀ`'s elements: 24
+//!   accumulators of 24 rows of `bᵀ` (12 for two vectors), each row of `bᵀ`
+//!   read once a pass.
 //!
 //! `a` is read in place (unit column stride). The plain loops of
 //! `engine::ops` are the reference (the tests below, and through
@@ -36,7 +37,8 @@ const JB: usize = 256;
 /// Most rows of `a` [`gemm_rows`] is used for (above, gemm's packing pays off:
 /// at 64 rows it was 1.2× gemm's time, at 48 0.8×).
 pub const ROWS_MAX: usize = 48;
-/// Most rows of `a` [`gemm_dot_few`] takes: two vectors of 16.
+/// Rows of `a` [`gemm_dot_few`] takes at a time (two vectors of 16), and
+/// the most it is used for in a matmul (above, gemm's packing pays off).
 pub const DOT_ROWS_MAX: usize = 32;
 
 /// Whether this CPU runs these kernels (AVX-512 F; std caches the check).
@@ -164,8 +166,10 @@ unsafe fn tile_rows<const R: usize>(a: *const f32, b: *const f32, c: *mut f32, t
 }
 
 /// `c[m×n] += a[m×k] · b[k×n]` for `b` given as `bᵀ` (`[n×k]`, row stride
-/// `rsbt`), `m` ≤ [`DOT_ROWS_MAX`]: `a` row stride `rsa`, `c` row stride
-/// `rsc`, unit column strides.
+/// `rsbt`): `a` row stride `rsa`, `c` row stride `rsc`, unit column
+/// strides; [`DOT_ROWS_MAX`] rows of `a` at a time (each pass reads all of
+/// `bᵀ`). Each element is one sum over the depth in one order, whatever the
+/// rows and columns around it.
 ///
 /// # Safety
 /// The CPU has AVX-512 F ([`available`]); `a`, `bt` and `c` hold every
@@ -173,17 +177,20 @@ unsafe fn tile_rows<const R: usize>(a: *const f32, b: *const f32, c: *mut f32, t
 #[target_feature(enable = "avx512f")]
 pub unsafe fn gemm_dot_few(
     (m, k, n): (usize, usize, usize),
-    a: (*const f32, usize),
+    (a, rsa): (*const f32, usize),
     bt: (*const f32, usize),
-    c: (*mut f32, usize),
+    (c, rsc): (*mut f32, usize),
 ) {
-    assert!(m <= DOT_ROWS_MAX, "{m} rows: at most {DOT_ROWS_MAX}");
-    // SAFETY: as the caller vouched.
-    unsafe {
-        if m <= 16 {
-            dot_few::<1, 24>((m, k, n), a, bt, c)
-        } else {
-            dot_few::<2, 12>((m, k, n), a, bt, c)
+    for r0 in (0..m).step_by(DOT_ROWS_MAX) {
+        let rows = DOT_ROWS_MAX.min(m - r0);
+        // SAFETY: rows r0..r0 + rows of a and c, inside the views the caller vouched for.
+        let (a, c) = unsafe { ((a.add(r0 * rsa), rsa), (c.add(r0 * rsc), rsc)) };
+        unsafe {
+            if rows <= 16 {
+                dot_few::<1, 24>((rows, k, n), a, bt, c)
+            } else {
+                dot_few::<2, 12>((rows, k, n), a, bt, c)
+            }
         }
     }
 }
@@ -370,8 +377,10 @@ mod tests {
         {
             check(&mut seed, (m, k, n), false);
         }
-        // One and two vectors of rows, full and ragged tiles of bᵀ's rows.
-        for (m, k, n) in [(1, 1, 1), (5, 17, 23), (16, 64, 48), (17, 33, 25), (32, 100, 13), (20, 1000, 300)] {
+        // One and two vectors of rows, full and ragged tiles of bᵀ's rows; past 32 rows: 32 at a time, a ragged last pass.
+        for (m, k, n) in
+            [(1, 1, 1), (5, 17, 23), (16, 64, 48), (17, 33, 25), (32, 100, 13), (20, 1000, 300), (70, 65, 30)]
+        {
             check(&mut seed, (m, k, n), true);
         }
     }

@@ -13,8 +13,7 @@ pub enum Impl {
     Simd128,
     /// The engine's native AVX-512 kernels that read the weights in place
     /// (src/engine/kernels/avx512.rs; the app uses them up to 48 rows, 32 for
-    /// the transposed LM head, and gemm above: here they take every shape,
-    /// the LM head 32 rows at a time).
+    /// the transposed LM head, and gemm above: here they take every shape).
     Avx512,
 }
 
@@ -89,11 +88,7 @@ pub fn run(which: Impl, a: &[f32], b: &[f32], c: &mut [f32], (m, k, n): (usize, 
             // SAFETY: AVX-512 F checked; every view lies in its vector.
             unsafe {
                 if transposed {
-                    for r0 in (0..m).step_by(avx512::DOT_ROWS_MAX) {
-                        let rows = avx512::DOT_ROWS_MAX.min(m - r0);
-                        let (a, c) = ((a.as_ptr().add(r0 * k), k), (c.as_mut_ptr().add(r0 * n), n));
-                        avx512::gemm_dot_few((rows, k, n), a, (b.as_ptr(), k), c);
-                    }
+                    avx512::gemm_dot_few((m, k, n), (a.as_ptr(), k), (b.as_ptr(), k), (c.as_mut_ptr(), n));
                 } else {
                     avx512::gemm_rows((m, k, n), (a.as_ptr(), k), (b.as_ptr(), n), (c.as_mut_ptr(), n));
                 }
