@@ -116,6 +116,14 @@ test('the keyboard reaches and works every part: grid, residual map, tokenizer c
     const { page, errors } = await openApp(browser, `${server.url}#text=${encodeURIComponent(TEXT)}`);
     await ready(page);
     await openEveryPanel(page);
+    // The ten tokens openEveryPanel asked for are generated first: each is a run of its own, and
+    // while runs follow each other faster than SwiftShader answers a read, every read the residual
+    // map's readout makes is of a run already replaced, so it shows nothing until the last one (a
+    // CI run timed out on it with 6 of the 10 done).
+    await page.waitForFunction(() => {
+      const s = window.attnscope.state();
+      return document.querySelector('.gen-ten')?.disabled === false && s.gpuTokens === s.tokens.length;
+    }, null, { timeout: 180_000 });
     const layers = MODEL_CONFIG.n_layer, heads = MODEL_CONFIG.n_head;
 
     // The model grid: arrows choose the layer and head, Enter opens the attention panel.
