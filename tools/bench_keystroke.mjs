@@ -26,7 +26,8 @@ const arg = (name, fallback) => {
 const gpu = process.argv.includes('--gpu');
 const sizes = arg('--t', '16,128').split(',').map(Number);
 const keys = Number(arg('--keys', '21'));
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+// The middle value, or the mean of the two middle ones of an even count.
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const fmt = (v) => v.toFixed(2).padStart(8);
 
 /** The browser's own work for each keystroke's frame (Chromium's trace of

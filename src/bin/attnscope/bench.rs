@@ -20,10 +20,16 @@ use attnscope::gpu::{
 use attnscope::model::{ModelConfig, Token, Weights};
 use wgpu::util::DeviceExt;
 
-/// The median of at least one time.
+/// The median of at least one time: the middle one, or the mean of the two
+/// middle ones of an even count (`--repeat 2` read its maximum before).
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    let m = times.len() / 2;
+    if times.len().is_multiple_of(2) {
+        (times[m - 1] + times[m]) / 2.0
+    } else {
+        times[m]
+    }
 }
 
 fn elapsed_ms(start: Instant) -> f64 {
