@@ -101,8 +101,8 @@ fn median(mut times: Vec<f64>) -> f64 {
     let m = times.len() / 2;
     match times.len() {
         0 => f64::NAN,
-        n if n % 2 == 1 => times[m],
-        _ => (times[m - 1] + times[m]) / 2.0,
+        n if n.is_multiple_of(2) => (times[m - 1] + times[m]) / 2.0,
+        _ => times[m],
     }
 }
 

@@ -16,8 +16,9 @@
 //!   the tied LM head's `wte`, and attention's keys), 32 rows of `a` at a
 //!   time: they are transposed into a scratch of one or two vectors a
 //!   depth step, then `cᵀ = bᵀ·aᵀ`, broadcasting `bᵀ`'s elements: 24
-//!   accumulators of 24 rows of `bᵀ` (12 for two vectors), each row of `bᵀ`
-//!   read once a pass.
+//!   accumulators of 24 rows of `bᵀ` (12 for two vectors). `bᵀ` goes a
+//!   block at a time that stays in L2 while every group of rows passes
+//!   over it, so it is read from memory once.
 //!
 //! `a` is read in place (unit column stride). The plain loops of
 //! `engine::ops` are the reference (the tests below, and through
@@ -37,8 +38,7 @@ const JB: usize = 256;
 /// Most rows of `a` [`gemm_rows`] is used for (above, gemm's packing pays off:
 /// at 64 rows it was 1.2× gemm's time, at 48 0.8×).
 pub const ROWS_MAX: usize = 48;
-/// Rows of `a` [`gemm_dot_few`] takes at a time (two vectors of 16), and
-/// the most it is used for in a matmul (above, gemm's packing pays off).
+/// Rows of `a` [`gemm_dot_few`] takes at a time (two vectors of 16).
 pub const DOT_ROWS_MAX: usize = 32;
 
 /// Whether this CPU runs these kernels (AVX-512 F; std caches the check).
@@ -167,9 +167,12 @@ unsafe fn tile_rows<const R: usize>(a: *const f32, b: *const f32, c: *mut f32, t
 
 /// `c[m×n] += a[m×k] · b[k×n]` for `b` given as `bᵀ` (`[n×k]`, row stride
 /// `rsbt`): `a` row stride `rsa`, `c` row stride `rsc`, unit column
-/// strides; [`DOT_ROWS_MAX`] rows of `a` at a time (each pass reads all of
-/// `bᵀ`). Each element is one sum over the depth in one order, whatever the
-/// rows and columns around it.
+/// strides. `a` goes [`DOT_ROWS_MAX`] rows at a time, each group transposed
+/// once; `bᵀ` goes a block of [`DOT_BLOCK_BYTES`] at a time, which stays in
+/// L2 while every group passes over it, so `bᵀ` is read from memory once
+/// however many rows `a` has (a pass of each group over all of it read
+/// GPT-2's 154 MB table four times for 128 rows). Each element is one sum
+/// over the depth in one order, whatever the rows and columns around it.
 ///
 /// # Safety
 /// The CPU has AVX-512 F ([`available`]); `a`, `bt` and `c` hold every
@@ -178,50 +181,73 @@ unsafe fn tile_rows<const R: usize>(a: *const f32, b: *const f32, c: *mut f32, t
 pub unsafe fn gemm_dot_few(
     (m, k, n): (usize, usize, usize),
     (a, rsa): (*const f32, usize),
-    bt: (*const f32, usize),
+    (bt, rsbt): (*const f32, usize),
     (c, rsc): (*mut f32, usize),
 ) {
-    for r0 in (0..m).step_by(DOT_ROWS_MAX) {
-        let rows = DOT_ROWS_MAX.min(m - r0);
-        // SAFETY: rows r0..r0 + rows of a and c, inside the views the caller vouched for.
-        let (a, c) = unsafe { ((a.add(r0 * rsa), rsa), (c.add(r0 * rsc), rsc)) };
-        unsafe {
-            if rows <= 16 {
-                dot_few::<1, 24>((rows, k, n), a, bt, c)
-            } else {
-                dot_few::<2, 12>((rows, k, n), a, bt, c)
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY (all three): rows r0..r0 + rows of a and c, and rows
+    // v0..v0 + cols of bᵀ with columns v0.. of c, inside the caller's views.
+    let groups: Vec<(usize, Vec<f32>)> =
+        (0..m).step_by(DOT_ROWS_MAX).map(|r0| (r0, unsafe { transposed(a.add(r0 * rsa), rsa, m - r0, k) })).collect();
+    // A whole number of 24-row tiles (12 for two vectors of rows): a
+    // block's ragged end goes a row of `bᵀ` at a time.
+    let block = (DOT_BLOCK_BYTES / (4 * k).max(1)).max(24) / 24 * 24;
+    for v0 in (0..n).step_by(block) {
+        let cols = block.min(n - v0);
+        for (r0, at) in &groups {
+            let rows = DOT_ROWS_MAX.min(m - r0);
+            let tile = DotTile { m: rows, k, rsbt, rsc };
+            let (bt, c) = unsafe { (bt.add(v0 * rsbt), c.add(r0 * rsc + v0)) };
+            unsafe {
+                if rows <= 16 {
+                    dot_few::<1, 24>(at, cols, bt, c, &tile)
+                } else {
+                    dot_few::<2, 12>(at, cols, bt, c, &tile)
+                }
             }
         }
     }
 }
 
-/// [`gemm_dot_few`] for `a`'s rows in `Q` vectors, `V` rows of `bᵀ` a tile.
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_few<const Q: usize, const V: usize>(
-    (m, k, n): (usize, usize, usize),
-    (a, rsa): (*const f32, usize),
-    (bt, rsbt): (*const f32, usize),
-    (c, rsc): (*mut f32, usize),
-) {
-    // aᵀ, each depth step's rows in Q vectors (zero past m).
-    let width = 16 * Q;
+/// Bytes of `bᵀ` [`gemm_dot_few`] takes at a time: with the transposed rows
+/// of `a` (k × 32 values a group; 393 KB for GPT-2's 128 × 768) they stay in
+/// a 1 MiB L2.
+const DOT_BLOCK_BYTES: usize = 384 << 10;
+
+/// Up to [`DOT_ROWS_MAX`] rows of `a` from `a` (row stride `rsa`; `rows`
+/// is capped there), transposed: each depth step's rows in one vector of 16
+/// (up to 16 rows) or two (zero past the rows).
+///
+/// # Safety
+/// `a` holds `rows.min(DOT_ROWS_MAX)` rows of `k` values at stride `rsa`.
+unsafe fn transposed(a: *const f32, rsa: usize, rows: usize, k: usize) -> Vec<f32> {
+    let rows = rows.min(DOT_ROWS_MAX);
+    let width = if rows <= 16 { 16 } else { 32 };
     let mut at = vec![0.0f32; k * width];
-    for i in 0..m {
+    for i in 0..rows {
         for kk in 0..k {
-            // SAFETY: a's row i < m, column kk < k.
+            // SAFETY: a's row i < rows, column kk < k.
             at[kk * width + i] = unsafe { *a.add(i * rsa + kk) };
         }
     }
-    let tile = DotTile { m, k, rsbt, rsc };
+    at
+}
+
+/// [`gemm_dot_few`] for one group of `a`'s rows, transposed in `at` (`Q`
+/// vectors a depth step), against `n` rows of `bᵀ`, `V` of them a tile.
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_few<const Q: usize, const V: usize>(at: &[f32], n: usize, bt: *const f32, c: *mut f32, tile: &DotTile) {
     let mut v0 = 0;
     // SAFETY: rows v0.. of bt and columns v0.. of c, inside the views.
     unsafe {
         while v0 + V <= n {
-            tile_dot::<Q, V>(&at, bt.add(v0 * rsbt), c.add(v0), &tile);
+            tile_dot::<Q, V>(at, bt.add(v0 * tile.rsbt), c.add(v0), tile);
             v0 += V;
         }
         while v0 < n {
-            tile_dot::<Q, 1>(&at, bt.add(v0 * rsbt), c.add(v0), &tile);
+            tile_dot::<Q, 1>(at, bt.add(v0 * tile.rsbt), c.add(v0), tile);
             v0 += 1;
         }
     }
@@ -377,10 +403,19 @@ mod tests {
         {
             check(&mut seed, (m, k, n), false);
         }
-        // One and two vectors of rows, full and ragged tiles of bᵀ's rows; past 32 rows: 32 at a time, a ragged last pass.
-        for (m, k, n) in
-            [(1, 1, 1), (5, 17, 23), (16, 64, 48), (17, 33, 25), (32, 100, 13), (20, 1000, 300), (70, 65, 30)]
-        {
+        // One and two vectors of rows, full and ragged tiles of bᵀ's rows; past 32 rows: 32 at a time, a ragged last
+        // pass; several blocks of bᵀ (the last ragged) under one group of rows and under several.
+        for (m, k, n) in [
+            (1, 1, 1),
+            (5, 17, 23),
+            (16, 64, 48),
+            (17, 33, 25),
+            (32, 100, 13),
+            (20, 1000, 300),
+            (70, 65, 30),
+            (40, 2000, 150),
+            (33, 4096, 50),
+        ] {
             check(&mut seed, (m, k, n), true);
         }
     }

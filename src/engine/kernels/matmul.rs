@@ -100,16 +100,19 @@ unsafe fn sgemm_add(
     c: *mut f32,
     rsc: usize,
 ) {
-    // A few rows: our AVX-512 kernels, which read the weights in place (gemm packs them first).
+    // Our AVX-512 kernels, which read the weights in place (gemm packs them
+    // first): a few rows of `x·w`, and the tied LM head `x·wteᵀ` at any
+    // number of rows (a block of `wte` stays in L2 while every row passes
+    // over it; gemm transposes `wte` as it packs it: tools/gemm-bench).
     #[cfg(target_arch = "x86_64")]
     if a.cs == 1 && super::avx512::available() {
-        use super::avx512::{gemm_dot_few, gemm_rows, DOT_ROWS_MAX, ROWS_MAX};
+        use super::avx512::{gemm_dot_few, gemm_rows, ROWS_MAX};
         let (a, c) = ((a.data.as_ptr(), a.rs), (c, rsc));
         if csb == 1 && m <= ROWS_MAX {
             // SAFETY: the same views as gemm's below, the CPU checked.
             return unsafe { gemm_rows((m, k, n), a, (b, rsb), c) };
         }
-        if rsb == 1 && m <= DOT_ROWS_MAX {
+        if rsb == 1 {
             // SAFETY: as above; b's transpose has row stride csb.
             return unsafe { gemm_dot_few((m, k, n), a, (b, csb), c) };
         }

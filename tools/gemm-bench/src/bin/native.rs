@@ -6,8 +6,14 @@ use gemm_bench::{operands, run, IMPLS};
 use std::time::Instant;
 
 fn main() {
-    let cold = std::env::args().any(|a| a == "--cold");
-    let shapes = shapes();
+    let args: Vec<String> = std::env::args().collect();
+    let cold = args.iter().any(|a| a == "--cold");
+    // `--t 16,64,128`: the rows of every shape (GPT-2 small's text lengths).
+    let lengths: Vec<usize> = match args.iter().position(|a| a == "--t") {
+        Some(i) => args.get(i + 1).map(|v| v.split(',').filter_map(|t| t.parse().ok()).collect()).unwrap_or_default(),
+        None => vec![16, 128],
+    };
+    let shapes = shapes(&lengths);
     println!("{:>22} {:>14} {:>9} {:>9} {:>9} {:>9} {:>9}", "m×k×n", "", "naive", "mm", "gemm", "gemm×2", "avx512");
     for (m, k, n, t) in shapes {
         let (a, b0, mut c) = operands(m, k, n);
@@ -53,10 +59,10 @@ fn main() {
     }
 }
 
-/// GPT-2 small's matmuls at T = 16 and 128 (QKV, projection, MLP up and down, LM head).
-fn shapes() -> Vec<(usize, usize, usize, bool)> {
+/// GPT-2 small's matmuls at each text length (QKV, projection, MLP up and down, LM head).
+fn shapes(lengths: &[usize]) -> Vec<(usize, usize, usize, bool)> {
     let mut v = Vec::new();
-    for t in [16, 128] {
+    for &t in lengths {
         v.extend([
             (t, 768, 2304, false),
             (t, 768, 768, false),
