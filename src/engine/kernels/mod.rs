@@ -9,10 +9,11 @@
 //! the `threads` feature a matmul's columns are split over rayon's pool, and
 //! small-row products — a keystroke, a KV-cache step — stream the weights
 //! once instead), and on a CPU with AVX-512 our own kernels for 5–48 rows
-//! (32 for the LM head) and attention's Q·Kᵀ and A·V, which read the
-//! weights where they lie (`avx512`: gemm's packing copied every weight for
-//! a product that reads each a few times; GPT-2 small at T = 16 went from
-//! 1.37× PyTorch's one-thread time to 0.84×); in the browser our own simd128 GEMM, `crates/simd128`
+//! of `x·w`, the tied LM head at any number of rows, and attention's Q·Kᵀ
+//! and A·V, which read the weights where they lie (`avx512`: gemm's packing
+//! copied every weight for a product that reads each a few times; GPT-2
+//! small at T = 16 went from 1.37× PyTorch's one-thread time to 0.84×;
+//! gemm transposes `wte` as it packs it); in the browser our own simd128 GEMM, `crates/simd128`
 //! (single-threaded, no relaxed-simd), which also runs attention's Q·Kᵀ and
 //! A·V and GELU four lanes at a time.
 //!
