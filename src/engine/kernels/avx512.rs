@@ -187,27 +187,40 @@ pub unsafe fn gemm_dot_few(
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY (all three): rows r0..r0 + rows of a and c, and rows
+    // Each group of rows: its first row, its tile and its rows transposed.
+    // SAFETY (here and below): rows r0..r0 + rows of a and c, and rows
     // v0..v0 + cols of bᵀ with columns v0.. of c, inside the caller's views.
-    let groups: Vec<(usize, Vec<f32>)> =
-        (0..m).step_by(DOT_ROWS_MAX).map(|r0| (r0, unsafe { transposed(a.add(r0 * rsa), rsa, m - r0, k) })).collect();
+    let groups: Vec<(usize, DotTile, Vec<f32>)> = (0..m)
+        .step_by(DOT_ROWS_MAX)
+        .map(|r0| {
+            let rows = DOT_ROWS_MAX.min(m - r0);
+            (r0, DotTile { m: rows, k, rsbt, rsc }, unsafe { transposed(a.add(r0 * rsa), rsa, rows, k) })
+        })
+        .collect();
     // A whole number of 24-row tiles (12 for two vectors of rows): a
     // block's ragged end goes a row of `bᵀ` at a time.
     let block = (DOT_BLOCK_BYTES / (4 * k).max(1)).max(24) / 24 * 24;
     for v0 in (0..n).step_by(block) {
         let cols = block.min(n - v0);
-        for (r0, at) in &groups {
-            let rows = DOT_ROWS_MAX.min(m - r0);
-            let tile = DotTile { m: rows, k, rsbt, rsc };
+        for (r0, tile, at) in &groups {
             let (bt, c) = unsafe { (bt.add(v0 * rsbt), c.add(r0 * rsc + v0)) };
             unsafe {
-                if rows <= 16 {
-                    dot_few::<1, 24>(at, cols, bt, c, &tile)
-                } else {
-                    dot_few::<2, 12>(at, cols, bt, c, &tile)
+                match row_vectors(tile.m) {
+                    1 => dot_few::<1, 24>(at, cols, bt, c, tile),
+                    _ => dot_few::<2, 12>(at, cols, bt, c, tile),
                 }
             }
         }
+    }
+}
+
+/// Vectors of 16 that hold a depth step of `rows` ≤ [`DOT_ROWS_MAX`]
+/// transposed rows: the `Q` of [`dot_few`] and the width of [`transposed`].
+fn row_vectors(rows: usize) -> usize {
+    if rows <= 16 {
+        1
+    } else {
+        2
     }
 }
 
@@ -216,15 +229,13 @@ pub unsafe fn gemm_dot_few(
 /// a 1 MiB L2.
 const DOT_BLOCK_BYTES: usize = 384 << 10;
 
-/// Up to [`DOT_ROWS_MAX`] rows of `a` from `a` (row stride `rsa`; `rows`
-/// is capped there), transposed: each depth step's rows in one vector of 16
-/// (up to 16 rows) or two (zero past the rows).
+/// `rows` ≤ [`DOT_ROWS_MAX`] rows of `a` (row stride `rsa`), transposed:
+/// each depth step's rows in [`row_vectors`] vectors of 16 (zero past the rows).
 ///
 /// # Safety
-/// `a` holds `rows.min(DOT_ROWS_MAX)` rows of `k` values at stride `rsa`.
+/// `a` holds `rows` rows of `k` values at stride `rsa`.
 unsafe fn transposed(a: *const f32, rsa: usize, rows: usize, k: usize) -> Vec<f32> {
-    let rows = rows.min(DOT_ROWS_MAX);
-    let width = if rows <= 16 { 16 } else { 32 };
+    let width = 16 * row_vectors(rows);
     let mut at = vec![0.0f32; k * width];
     for i in 0..rows {
         for kk in 0..k {
