@@ -19,6 +19,20 @@ done
 # Release builds: the wasm-bindgen glue minified by terser (Trunk's minifier
 # gives up on its `export default`; ~3 kB gzipped), and its subresource
 # integrity hash in index.html updated to match.
+# Release builds: a second wasm built with relaxed SIMD (fused multiply-adds
+# in the CPU engine's matmuls) and index.html made to pick it where the
+# browser has relaxed SIMD (tools/build_relaxed_simd.sh, tools/wasm_loader.mjs).
+# ATTNSCOPE_NO_RELAXED_SIMD=1 skips the second build (a quicker `trunk serve
+# --release` loop); the page then loads the plain build everywhere.
+if [ "${TRUNK_PROFILE:-}" = release ]; then
+  SRC="${TRUNK_SOURCE_DIR:-$(dirname "$0")/..}"
+  glue=(attnscope-web-*.js)
+  [ ${#glue[@]} -eq 1 ] && [ -f "${glue[0]}" ] || { echo "stamp_build: expected one wasm-bindgen glue file in $STAGE" >&2; exit 1; }
+  if [ "${ATTNSCOPE_NO_RELAXED_SIMD:-}" != 1 ]; then
+    bash "$SRC/tools/build_relaxed_simd.sh" "$STAGE"
+  fi
+  node "$SRC/tools/wasm_loader.mjs" "$STAGE" "$(basename "${glue[0]}" .js)"
+fi
 if [ "${TRUNK_PROFILE:-}" = release ]; then
   TERSER="${TRUNK_SOURCE_DIR:-$(dirname "$0")/..}/.tools/node_modules/.bin/terser"
   [ -x "$TERSER" ] || { echo "stamp_build: $TERSER is missing (run tools/setup.sh)" >&2; exit 1; }

@@ -30,9 +30,14 @@
 //! registers as it is read for a few rows (streamed, dot), a panel at a time
 //! into L1 for up to 32 rows, and a 4 MiB block at a time for more.
 //!
-//! Plain simd128 (a multiply then an add: relaxed-simd's FMA is not in
-//! every browser). Packing buffers are kept per thread and reused, so a
-//! matmul allocates nothing.
+//! Every multiply-add goes through one helper, `madd`: with plain simd128 a
+//! multiply then an add, and in a build with the `relaxed-simd` target
+//! feature `f32x4.relaxed_madd`, which V8 compiles to one fused
+//! multiply-add where the CPU has FMA (rounded once instead of twice; a
+//! CPU without it gets the multiply and the add). Relaxed SIMD is not in
+//! every browser, so the app ships both builds and the page picks one
+//! (tools/build_relaxed_simd.sh). Packing buffers are kept per thread and
+//! reused, so a matmul allocates nothing.
 //!
 //! The app's wasm is built for size (`opt-level = "z"`), where LLVM neither
 //! unrolls nor inlines iterator adaptors (a `zip` of `chunks_exact` in an

@@ -316,8 +316,8 @@ fn axpy1<F: RowFormat>(y: &mut [f32], x: f32, b: &[F::Elem], format: F) {
         // loads and stores have no alignment requirement.
         unsafe {
             let (lo, hi) = format.load8(pb.add(j));
-            v128_store(py.add(j).cast(), f32x4_add(v128_load(py.add(j).cast()), f32x4_mul(s, lo)));
-            v128_store(py.add(j + 4).cast(), f32x4_add(v128_load(py.add(j + 4).cast()), f32x4_mul(s, hi)));
+            v128_store(py.add(j).cast(), madd(v128_load(py.add(j).cast()), s, lo));
+            v128_store(py.add(j + 4).cast(), madd(v128_load(py.add(j + 4).cast()), s, hi));
         }
         j += 8;
     }
@@ -343,8 +343,8 @@ fn axpy4<F: RowFormat>(y: &mut [f32], x: [f32; 4], b: [&[F::Elem]; 4], format: F
             let mut y1 = v128_load(py.add(j + 4).cast());
             for (s, p) in splats.into_iter().zip(pb) {
                 let (lo, hi) = format.load8(p.add(j));
-                y0 = f32x4_add(y0, f32x4_mul(s, lo));
-                y1 = f32x4_add(y1, f32x4_mul(s, hi));
+                y0 = madd(y0, s, lo);
+                y1 = madd(y1, s, hi);
             }
             v128_store(py.add(j).cast(), y0);
             v128_store(py.add(j + 4).cast(), y1);
@@ -352,7 +352,8 @@ fn axpy4<F: RowFormat>(y: &mut [f32], x: [f32; 4], b: [&[F::Elem]; 4], format: F
         j += 8;
     }
     for j in j..n {
-        // The same order of operations as the vector lanes.
+        // The same order of operations as the vector lanes (which, fused in
+        // the relaxed-SIMD build, round once per step instead of twice).
         let w = |q: usize| format.one(b[q][j]);
         y[j] = (((y[j] + x[0] * w(0)) + x[1] * w(1)) + x[2] * w(2)) + x[3] * w(3);
     }
@@ -399,6 +400,21 @@ fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, nc: u
             bp[p * stride + 2 * kk] = load4(four(&vals));
             bp[p * stride + 2 * kk + 1] = load4(four(&vals[4..]));
         }
+    }
+}
+
+/// `acc + a·b` lane by lane: one `f32x4.relaxed_madd` in a build with the
+/// relaxed-simd target feature (fused where the CPU has FMA), else a
+/// multiply and an add. Every matmul loop's multiply-add goes through here.
+#[inline(always)]
+fn madd(acc: v128, a: v128, b: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        f32x4_relaxed_madd(a, b, acc)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        f32x4_add(acc, f32x4_mul(a, b))
     }
 }
 
@@ -449,14 +465,14 @@ unsafe fn kernel_4x8_strided(ap: &[f32], b: *const f32, rs: usize, kc: usize) ->
                 v128_load32_splat(pa.add(3).cast()),
             )
         };
-        c0 = f32x4_add(c0, f32x4_mul(s0, b0));
-        c1 = f32x4_add(c1, f32x4_mul(s0, b1));
-        c2 = f32x4_add(c2, f32x4_mul(s1, b0));
-        c3 = f32x4_add(c3, f32x4_mul(s1, b1));
-        c4 = f32x4_add(c4, f32x4_mul(s2, b0));
-        c5 = f32x4_add(c5, f32x4_mul(s2, b1));
-        c6 = f32x4_add(c6, f32x4_mul(s3, b0));
-        c7 = f32x4_add(c7, f32x4_mul(s3, b1));
+        c0 = madd(c0, s0, b0);
+        c1 = madd(c1, s0, b1);
+        c2 = madd(c2, s1, b0);
+        c3 = madd(c3, s1, b1);
+        c4 = madd(c4, s2, b0);
+        c5 = madd(c5, s2, b1);
+        c6 = madd(c6, s3, b0);
+        c7 = madd(c7, s3, b1);
         left -= 1;
         if left > 0 {
             // SAFETY: the next step's elements, readable by the contract.
@@ -527,14 +543,14 @@ fn dot_tile(a: [&[f32]; 2], b: [&[f32]; 4]) -> [v128; 2] {
                 v128_load(pa1.add(kk).cast()),
             )
         };
-        c00 = f32x4_add(c00, f32x4_mul(x0, b0));
-        c01 = f32x4_add(c01, f32x4_mul(x0, b1));
-        c02 = f32x4_add(c02, f32x4_mul(x0, b2));
-        c03 = f32x4_add(c03, f32x4_mul(x0, b3));
-        c10 = f32x4_add(c10, f32x4_mul(x1, b0));
-        c11 = f32x4_add(c11, f32x4_mul(x1, b1));
-        c12 = f32x4_add(c12, f32x4_mul(x1, b2));
-        c13 = f32x4_add(c13, f32x4_mul(x1, b3));
+        c00 = madd(c00, x0, b0);
+        c01 = madd(c01, x0, b1);
+        c02 = madd(c02, x0, b2);
+        c03 = madd(c03, x0, b3);
+        c10 = madd(c10, x1, b0);
+        c11 = madd(c11, x1, b1);
+        c12 = madd(c12, x1, b2);
+        c13 = madd(c13, x1, b3);
         kk += 4;
     }
     let mut out = [hsum4([c00, c01, c02, c03]), hsum4([c10, c11, c12, c13])];
@@ -566,10 +582,10 @@ fn dot_row(a: &[f32], b: [&[f32]; 4]) -> v128 {
         // above); v128_load has no alignment requirement.
         unsafe {
             let x = v128_load(pa.add(kk).cast());
-            c0 = f32x4_add(c0, f32x4_mul(x, v128_load(pb0.add(kk).cast())));
-            c1 = f32x4_add(c1, f32x4_mul(x, v128_load(pb1.add(kk).cast())));
-            c2 = f32x4_add(c2, f32x4_mul(x, v128_load(pb2.add(kk).cast())));
-            c3 = f32x4_add(c3, f32x4_mul(x, v128_load(pb3.add(kk).cast())));
+            c0 = madd(c0, x, v128_load(pb0.add(kk).cast()));
+            c1 = madd(c1, x, v128_load(pb1.add(kk).cast()));
+            c2 = madd(c2, x, v128_load(pb2.add(kk).cast()));
+            c3 = madd(c3, x, v128_load(pb3.add(kk).cast()));
         }
         kk += 4;
     }

@@ -14,8 +14,11 @@
 //! copied every weight for a product that reads each a few times; GPT-2
 //! small at T = 16 went from 1.37× PyTorch's one-thread time to 0.84×;
 //! gemm transposes `wte` as it packs it); in the browser our own simd128 GEMM, `crates/simd128`
-//! (single-threaded, no relaxed-simd), which also runs attention's Q·Kᵀ and
-//! A·V and GELU four lanes at a time.
+//! (single-threaded), which also runs attention's Q·Kᵀ and A·V and GELU four
+//! lanes at a time. The app ships its wasm twice, with plain simd128 and with
+//! relaxed SIMD, where these loops' multiply-adds are fused
+//! (tools/build_relaxed_simd.sh; index.html picks by what the browser
+//! validates): [`WASM_SIMD`] says which one runs.
 //!
 //! Why our own in the browser: matrixmultiply's simd128 kernel (8×8 tile,
 //! 16 accumulators) spills on the 16 vector registers V8 has on x86-64 and
@@ -40,5 +43,10 @@ pub use attention::{
     attention_rows, attention_rows_owned, head_raw_scores, head_weight_rows, raw_score, softmax_row, AttentionOut,
     AttentionRows, QkvRows, ScoreRows, SoftmaxRow,
 };
+/// Which of the app's two wasm builds this is: "simd128", or
+/// "simd128 + relaxed-simd" (`crates/simd128`'s multiply-adds fused).
+#[cfg(target_arch = "wasm32")]
+pub const WASM_SIMD: &str = if cfg!(target_feature = "relaxed-simd") { "simd128 + relaxed-simd" } else { "simd128" };
+
 pub use matmul::{lm_head, lm_head_columns, matmul_bias, matmul_bias_columns};
 pub use rows::{activate, add, dot, exp, layernorm, rmsnorm, swiglu};

@@ -2,7 +2,8 @@
 //!
 //! - `state()` returns what the page shows now (no GPU readback), the size
 //!   of the WebAssembly memory (`wasmMemoryBytes`), and whether the GPU holds
-//!   one block's T×T matrices at a time (`oneBlock`).
+//!   one block's T×T matrices at a time (`oneBlock`), and which build of the
+//!   wasm runs (`cpuSimd`: "simd128" or "simd128 + relaxed-simd").
 //! - `snapshot()` resolves to `state()` plus `matrix`: the shown stage matrix
 //!   of the selected layer and head, read back from the buffer (or trace) the
 //!   heatmap is drawn from; `weights` too when the stage is the softmax.
@@ -76,6 +77,7 @@ fn state_json(state: PageState, backend: Backend) -> Value {
     // (Set apart: one `json!` of every key passes the macro's recursion limit.)
     if let Some(o) = out.as_object_mut() {
         o.insert("cpuWeightsKept".into(), json!(backend.cpu_weights_kept()));
+        o.insert("cpuSimd".into(), json!(crate::engine::kernels::WASM_SIMD));
         o.insert(
             "cpuTraceBudget".into(),
             json!(backend.host().map(|h| crate::ui::backend::cpu_trace_budget(&h.model))),
