@@ -5,13 +5,15 @@
 // tokens (T = 128 and 512), on GPT-2 small's shape (random F16 weights) and
 // SmolLM2-135M (its GGUF), served by the stand-in hub of the e2e tests.
 //
-//   node tools/bench_models.mjs [--models gpt2-small,smollm2] [--backends cpu,gpu]
+//   node tools/bench_models.mjs [--models gpt2-small,smollm2] [--backends cpu,cpu-plain,gpu]
 //                               [--t 128,512] [--keys 5] [--json out.json]
 //
 // Needs `trunk build --release` in dist/, the e2e node modules, the page
 // models (python3 tools/make_page_models.py, run by test.sh) and SmolLM2 in
 // the cache (python3 tools/get_smollm2.py). Without --backends gpu the page
-// runs its CPU engine in wasm; "gpu" is WebGPU through SwiftShader here, a
+// runs its CPU engine in wasm (the relaxed-SIMD build where Chromium has relaxed
+// SIMD; "cpu-plain" asks for the plain simd128 build, which browsers without
+// relaxed SIMD get; each row says which ran); "gpu" is WebGPU through SwiftShader here, a
 // CPU emulation: its times say nothing about GPUs. Run
 // `node tools/peer/bench.mjs gpt2-small|smollm2 --ep wasm --threads 1 --t 128,512`
 // in the same session for ONNX Runtime Web on the same shapes (full runs: it
@@ -88,6 +90,7 @@ for (const model of wanted) {
     const row = { model, backend };
     try {
       const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      if (backend === 'cpu-plain') await context.addInitScript(() => { window.attnscopePlainSimd = true; });
       const page = await context.newPage();
       const base = `${server.url}?hub=${encodeURIComponent(hub.url)}`;
       // Download once into this context's Cache Storage (by a link: a click on the plan's button).
@@ -102,6 +105,7 @@ for (const model of wanted) {
       }, key, { timeout: 900_000, polling: 50 });
       await ready(name);
       row.gpu = (await state(page)).gpu;
+      row.simd = (await state(page)).cpuSimd;
       // The cached open: a fresh navigation to the link, nothing to download or ask.
       await page.goto('about:blank');
       await page.goto(`${base}#text=Hi&model=${encodeURIComponent(name)}`);
