@@ -13,11 +13,13 @@
 # directory of its own (target/relaxed-simd): RUSTFLAGS are part of what
 # Cargo fingerprints, so sharing one would rebuild everything at each switch.
 #
-# Usage: tools/build_relaxed_simd.sh STAGE_DIR   (Trunk's staging directory)
+# Usage: tools/build_relaxed_simd.sh STAGE_DIR NAME
+#          (Trunk's staging directory; NAME: the glue's base name,
+#          attnscope-web-<hash>, as tools/stamp_build.sh found it)
 #        tools/build_relaxed_simd.sh --rustflags  (prints the build's RUSTFLAGS:
 #        tools/test.sh runs the kernels' wasm tests with them)
 set -euo pipefail
-STAGE="${1:?usage: build_relaxed_simd.sh STAGE_DIR | --rustflags}"
+STAGE="${1:?usage: build_relaxed_simd.sh STAGE_DIR NAME | --rustflags}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fail() { echo "build_relaxed_simd: $*" >&2; exit 1; }
 
@@ -30,11 +32,9 @@ grep -qxF "$PLAIN" "$ROOT/.cargo/config.toml" \
 FLAGS="-C target-feature=+simd128,+relaxed-simd --cfg erase_components"
 if [ "$STAGE" = --rustflags ]; then echo "$FLAGS"; exit 0; fi
 
-shopt -s nullglob
-glue=("$STAGE"/attnscope-web-*.js)
-[ ${#glue[@]} -eq 1 ] || fail "expected one wasm-bindgen glue file in $STAGE, found ${#glue[@]}"
-name="$(basename "${glue[0]}" .js)"
-[ -f "$STAGE/${name}_bg.wasm" ] || fail "$STAGE/${name}_bg.wasm is missing"
+name="${2:?usage: build_relaxed_simd.sh STAGE_DIR NAME}"
+glue="$STAGE/$name.js"
+[ -f "$glue" ] && [ -f "$STAGE/${name}_bg.wasm" ] || fail "$glue or $STAGE/${name}_bg.wasm is missing"
 
 # The same cargo invocation as Trunk's (index.html: the bin, the profile;
 # Trunk.toml: offline), in its own target directory.
@@ -48,8 +48,8 @@ trap 'rm -rf "$OUT"' EXIT
 # names afterwards (the glue's imports keep the plain name).
 wasm-bindgen --target web --no-typescript --out-dir "$OUT" --out-name attnscope-web \
   "$TARGET/wasm32-unknown-unknown/wasm-release/attnscope-web.wasm"
-if ! cmp -s "$OUT/attnscope-web.js" "${glue[0]}"; then
-  diff "$OUT/attnscope-web.js" "${glue[0]}" | head -20 >&2 || true
+if ! cmp -s "$OUT/attnscope-web.js" "$glue"; then
+  diff "$OUT/attnscope-web.js" "$glue" | head -20 >&2 || true
   fail "wasm-bindgen wrote different glue for the relaxed-SIMD build: both builds cannot share ${name}.js"
 fi
 # index.html's wasm-opt settings for the plain build (data-wasm-opt="z" and
