@@ -17,7 +17,7 @@
 // (a text box and one line of text that follows it, nothing else), timed as
 // the page times its own (from the frame that reacts to the input to the
 // first task after that frame): what any page pays per keystroke here.
-import { serveDist, launch, openApp } from '../tests/e2e/harness.mjs';
+import { serveDist, launch, openApp, median } from '../tests/e2e/harness.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -26,8 +26,6 @@ const arg = (name, fallback) => {
 const gpu = process.argv.includes('--gpu');
 const sizes = arg('--t', '16,128').split(',').map(Number);
 const keys = Number(arg('--keys', '21'));
-// The middle value, or the mean of the two middle ones of an even count.
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const fmt = (v) => v.toFixed(2).padStart(8);
 
 /** The browser's own work for each keystroke's frame (Chromium's trace of

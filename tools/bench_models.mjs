@@ -30,7 +30,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { serveDist, launch, ROOT } from '../tests/e2e/harness.mjs';
+import { serveDist, launch, ROOT, median } from '../tests/e2e/harness.mjs';
 import { startHub } from '../tests/e2e/hub_server.mjs';
 
 const arg = (name, fallback) => {
@@ -42,8 +42,6 @@ const backends = arg('--backends', 'cpu,gpu').split(',');
 const sizes = arg('--t', '128,512').split(',').map(Number);
 const keys = Number(arg('--keys', '5'));
 const jsonOut = arg('--json', null);
-// The middle value, or the mean of the two middle ones of an even count.
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
 const models = execFileSync('python3', [path.join(ROOT, 'tools/make_page_models.py')]).toString().trim();
 const server = await serveDist();

@@ -148,6 +148,13 @@ export function traceMatrix(trace, layer, head, stage) {
   return h[field];
 }
 
+/** The middle value of `xs`, or the mean of the two middle ones of an even count (tools/bench_*.mjs). */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 /** Every cell within `tol` (null, the masked −∞, must match null). */
 export function maxAbsDiff(actual, expected, what) {
   if (actual.length !== expected.length) throw new Error(`${what}: ${actual.length} rows, expected ${expected.length}`);
