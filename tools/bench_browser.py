@@ -23,9 +23,11 @@ between minutes, and a ratio taken within one round is what it affects least.
 --breakdown also prints where GPT-2 small's forward spends its time in wasm
 (each kernel of a layer timed alone × the layer count, the LM head, the rest).
 """
+import atexit
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,15 +35,38 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+BENCH_DIR = tempfile.mkdtemp(prefix="attnscope-bench-")
+atexit.register(shutil.rmtree, BENCH_DIR, ignore_errors=True)
+_built = {}
+
+
+def bench_wasm(relaxed):
+    """tests/wasm_cpu_bench.rs compiled once per build and copied aside: the two
+    builds share a target directory (tools/build_relaxed_simd.sh), so the
+    rounds run the copies rather than switching the crates back and forth."""
+    if relaxed not in _built:
+        env = dict(os.environ)
+        # Unset for the plain build, as Trunk builds it (a value, even "0",
+        # differs from unset to Cargo and would recompile both crates).
+        env.pop("ATTNSCOPE_RELAXED_SIMD", None)
+        if relaxed:
+            env["ATTNSCOPE_RELAXED_SIMD"] = "1"
+        out = subprocess.run(["cargo", "test", "--profile", "wasm-release", "--target", "wasm32-unknown-unknown",
+                              "--test", "wasm_cpu_bench", "--no-run", "--message-format=json"],
+                             cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+        exes = [m["executable"] for m in map(json.loads, out.splitlines())
+                if m.get("reason") == "compiler-artifact" and m.get("executable")
+                and m["target"]["name"] == "wasm_cpu_bench"]
+        if len(exes) != 1:
+            sys.exit(f"bench_browser: expected one wasm_cpu_bench test binary, cargo reported {exes}")
+        _built[relaxed] = os.path.join(BENCH_DIR, "relaxed.wasm" if relaxed else "plain.wasm")
+        shutil.copyfile(exes[0], _built[relaxed])
+    return _built[relaxed]
+
+
 def wasm_bench(test, relaxed=False):
-    env = dict(os.environ, CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="wasm-bindgen-test-runner",
-               CHROMEDRIVER="/usr/bin/chromedriver", WASM_BINDGEN_TEST_TIMEOUT="900")
-    if relaxed:  # the relaxed-SIMD build, in its own target directory (as the app build makes it)
-        flags = subprocess.run(["bash", "tools/build_relaxed_simd.sh", "--rustflags"], cwd=ROOT, check=True,
-                               capture_output=True, text=True).stdout.strip()
-        env.update(RUSTFLAGS=flags, CARGO_TARGET_DIR=os.path.join(ROOT, "target", "relaxed-simd"))
-    return subprocess.run(["cargo", "test", "--profile", "wasm-release", "--target", "wasm32-unknown-unknown",
-                           "--test", "wasm_cpu_bench", "--", "--nocapture", test],
+    env = dict(os.environ, CHROMEDRIVER="/usr/bin/chromedriver", WASM_BINDGEN_TEST_TIMEOUT="900")
+    return subprocess.run(["wasm-bindgen-test-runner", bench_wasm(relaxed), "--nocapture", test],
                           cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
 
 

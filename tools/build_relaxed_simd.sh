@@ -1,60 +1,68 @@
 #!/usr/bin/env bash
 # Release builds (tools/stamp_build.sh calls this): a second build of the app's
-# wasm with WebAssembly relaxed SIMD on, so the CPU engine's matmuls use fused
-# multiply-adds (`f32x4.relaxed_madd`: one instruction where plain simd128
-# issues a multiply and an add; crates/simd128), staged beside Trunk's plain
-# simd128 build as `<name>_bg.relaxed-simd.wasm`. index.html then loads it in
-# a browser that validates a relaxed-SIMD module (Chromium since 114) and the
-# plain build anywhere else, or when the relaxed one fails to load.
+# wasm with WebAssembly relaxed SIMD on in the CPU engine's products, so their
+# multiply-adds are fused (`f32x4.relaxed_madd`: one instruction where plain
+# simd128 issues a multiply and an add; crates/simd128), staged beside Trunk's
+# plain simd128 build as `<name>_bg.relaxed-simd.wasm`. index.html then loads
+# it in a browser that validates a relaxed-SIMD module (Chromium since 114)
+# and the plain build anywhere else, or when the relaxed one fails to load.
 #
-# Both builds come from the same source and differ only in the target
-# feature, so wasm-bindgen writes the same glue for both; this checks that it
-# does (byte for byte) rather than trusting it. The build has a target
-# directory of its own (target/relaxed-simd): RUSTFLAGS are part of what
-# Cargo fingerprints, so sharing one would rebuild everything at each switch.
+# The build differs from Trunk's by `ATTNSCOPE_RELAXED_SIMD=1` alone, which
+# crates/simd128/build.rs turns into a cfg of that crate: no RUSTFLAGS and no
+# cargo feature, so every dependency compiled for the plain build is reused
+# (only crates/simd128 and the app's crate compile again) and wasm-bindgen
+# writes the same glue for both, which this checks byte for byte. The two
+# builds share one target directory: switching between them recompiles those
+# two crates (about a minute), and leaves the last one built in place.
 #
 # Usage: tools/build_relaxed_simd.sh STAGE_DIR NAME
 #          (Trunk's staging directory; NAME: the glue's base name,
 #          attnscope-web-<hash>, as tools/stamp_build.sh found it)
-#        tools/build_relaxed_simd.sh --rustflags  (prints the build's RUSTFLAGS:
-#        tools/test.sh runs the kernels' wasm tests with them)
+#        tools/test.sh and tools/bench_browser.py build the wasm tests the
+#        same way: ATTNSCOPE_RELAXED_SIMD=1 cargo test ...
 set -euo pipefail
-STAGE="${1:?usage: build_relaxed_simd.sh STAGE_DIR NAME | --rustflags}"
+STAGE="${1:?usage: build_relaxed_simd.sh STAGE_DIR NAME}"
+name="${2:?usage: build_relaxed_simd.sh STAGE_DIR NAME}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fail() { echo "build_relaxed_simd: $*" >&2; exit 1; }
 
-# The plain build's flags (.cargo/config.toml), plus relaxed-simd. A RUSTFLAGS
-# variable replaces the config's, so they are repeated here; the check keeps
-# the two from drifting apart.
-PLAIN='rustflags = ["-C", "target-feature=+simd128", "--cfg", "erase_components"]'
-grep -qxF "$PLAIN" "$ROOT/.cargo/config.toml" \
-  || fail ".cargo/config.toml's wasm32 rustflags changed: update RUSTFLAGS in $0 to match"
-FLAGS="-C target-feature=+simd128,+relaxed-simd --cfg erase_components"
-if [ "$STAGE" = --rustflags ]; then echo "$FLAGS"; exit 0; fi
-
-name="${2:?usage: build_relaxed_simd.sh STAGE_DIR NAME}"
 glue="$STAGE/$name.js"
 [ -f "$glue" ] && [ -f "$STAGE/${name}_bg.wasm" ] || fail "$glue or $STAGE/${name}_bg.wasm is missing"
 
-# The same cargo invocation as Trunk's (index.html: the bin, the profile;
-# Trunk.toml: offline), in its own target directory.
-TARGET="$ROOT/target/relaxed-simd"
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" RUSTFLAGS="$FLAGS" \
-  cargo build --offline --locked --target wasm32-unknown-unknown --profile wasm-release --bin attnscope-web)
+# How many relaxed-SIMD instructions a module holds (binaryen's text form).
+relaxed_ops() { wasm-dis --all-features "$1" | grep -cE '\b(f32x4|f64x2|i8x16|i16x8|i32x4)\.relaxed_' || true; }
+[ "$(relaxed_ops "$STAGE/${name}_bg.wasm")" = 0 ] \
+  || fail "Trunk's plain build holds relaxed-SIMD instructions (is ATTNSCOPE_RELAXED_SIMD set in the environment?)"
 
+# The same cargo invocation as Trunk's (index.html: the bin, the profile;
+# Trunk.toml: offline).
+(cd "$ROOT" && ATTNSCOPE_RELAXED_SIMD=1 \
+  cargo build --offline --locked --target wasm32-unknown-unknown --profile wasm-release --bin attnscope-web)
+BUILT="$ROOT/target/wasm32-unknown-unknown/wasm-release/attnscope-web.wasm"
+
+# The products must hold the fused instruction inline: a function of its own
+# named for the intrinsic (the build keeps its names until wasm-opt) would
+# mean a caller without the target feature, and a call per multiply-add.
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
+wasm-dis --all-features "$BUILT" -o "$OUT/built.wat"
+fused=$(grep -c 'f32x4\.relaxed_madd' "$OUT/built.wat" || true)
+[ "$fused" -gt 0 ] || fail "the relaxed-SIMD build holds no f32x4.relaxed_madd (crates/simd128/build.rs did not set its cfg?)"
+if grep -qE '^ \(func \$[^ ]*relaxed_madd' "$OUT/built.wat"; then
+  fail "f32x4_relaxed_madd was not inlined into every product: a function that reaches crates/simd128's madd lacks the attnscope_relaxed_simd target_feature"
+fi
+rm "$OUT/built.wat"
+
 # Trunk runs wasm-bindgen with the bin's name and adds the hash to the file
 # names afterwards (the glue's imports keep the plain name).
-wasm-bindgen --target web --no-typescript --out-dir "$OUT" --out-name attnscope-web \
-  "$TARGET/wasm32-unknown-unknown/wasm-release/attnscope-web.wasm"
+wasm-bindgen --target web --no-typescript --out-dir "$OUT" --out-name attnscope-web "$BUILT"
 if ! cmp -s "$OUT/attnscope-web.js" "$glue"; then
   diff "$OUT/attnscope-web.js" "$glue" | head -20 >&2 || true
   fail "wasm-bindgen wrote different glue for the relaxed-SIMD build: both builds cannot share ${name}.js"
 fi
 # index.html's wasm-opt settings for the plain build (data-wasm-opt="z" and
-# its params); the relaxed-simd feature is read from the module's own
-# target_features section before it is stripped.
-wasm-opt -Oz --converge --strip-producers --strip-target-features \
+# its params), with relaxed SIMD allowed.
+wasm-opt -Oz --converge --strip-producers --strip-target-features --enable-simd --enable-relaxed-simd \
   "$OUT/attnscope-web_bg.wasm" -o "$STAGE/${name}_bg.relaxed-simd.wasm"
+echo "build_relaxed_simd: $fused fused multiply-adds in the products"
 ls -l "$STAGE/${name}_bg.wasm" "$STAGE/${name}_bg.relaxed-simd.wasm"

@@ -93,10 +93,10 @@ ls -l dist/*.wasm
 done_step
 
 # The relaxed-SIMD build (tools/build_relaxed_simd.sh, run by the app build
-# above) fuses the kernels' multiply-adds: their property tests again in it,
-# reusing that build's target directory (only the test crates compile).
+# above) fuses the kernels' multiply-adds: their property tests again in it
+# (the app build left the relaxed crates in place: only the test crates compile).
 step "the CPU kernels' wasm tests in the relaxed-SIMD build"
-CARGO_TARGET_DIR=target/relaxed-simd RUSTFLAGS="$(bash tools/build_relaxed_simd.sh --rustflags)" \
+ATTNSCOPE_RELAXED_SIMD=1 \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
   WASM_BINDGEN_TEST_TIMEOUT=180 cargo test --profile wasm-release --locked --target wasm32-unknown-unknown --test cpu_kernels --test cpu_kernels_llama
 done_step

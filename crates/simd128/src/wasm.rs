@@ -134,6 +134,7 @@ thread_local! {
 
 /// `c[i·rsc + j] += Σ_k a(i, k)·b(k, j)` for an `m×k` by `k×n` product.
 /// Panics if an operand is shorter than the shape says.
+#[cfg_attr(attnscope_relaxed_simd, target_feature(enable = "relaxed-simd"))]
 pub fn gemm(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
     if m == 0 || k == 0 || n == 0 {
         return;
@@ -223,6 +224,7 @@ fn add_panel_product(ap: &[f32], panel: &[v128], (m, kc): (usize, usize), c: &mu
 /// group of four rows of `b` (four runs the prefetcher follows), every row
 /// of `c` gains `Σ_s a(i, k0 + s)·b(k0 + s, ..)`, eight columns per step.
 /// Each weight is read from memory once; `c`'s rows (a few KiB) stay in L1.
+#[cfg_attr(attnscope_relaxed_simd, target_feature(enable = "relaxed-simd"))]
 fn gemm_streamed(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
     streamed(a, |kk| &b.data[kk * b.rs..][..n], F32, c, rsc, (m, k, n));
 }
@@ -403,16 +405,25 @@ fn pack_b(b: Strided, bp: &mut Vec<v128>, p0: usize, kc: usize, j0: usize, nc: u
     }
 }
 
-/// `acc + a·b` lane by lane: one `f32x4.relaxed_madd` in a build with the
-/// relaxed-simd target feature (fused where the CPU has FMA), else a
-/// multiply and an add. Every matmul loop's multiply-add goes through here.
+/// Whether this build fuses the products' multiply-adds (`madd`): the app's
+/// relaxed-SIMD build, or any build with the `relaxed-simd` target feature.
+pub const RELAXED: bool = cfg!(any(attnscope_relaxed_simd, target_feature = "relaxed-simd"));
+
+/// `acc + a·b` lane by lane: one `f32x4.relaxed_madd` in the relaxed build
+/// (fused where the CPU has FMA), else a multiply and an add. Every matmul
+/// loop's multiply-add goes through here. In the app's relaxed build
+/// (build.rs) the target feature is on only where a function says so
+/// (`cfg_attr(attnscope_relaxed_simd, target_feature(..))`): every function
+/// that reaches this one and is not `#[inline(always)]` must, or the
+/// intrinsic stays a function of its own, called per multiply-add
+/// (tools/build_relaxed_simd.sh fails the build if one is left).
 #[inline(always)]
 fn madd(acc: v128, a: v128, b: v128) -> v128 {
-    #[cfg(target_feature = "relaxed-simd")]
+    #[cfg(any(attnscope_relaxed_simd, target_feature = "relaxed-simd"))]
     {
         f32x4_relaxed_madd(a, b, acc)
     }
-    #[cfg(not(target_feature = "relaxed-simd"))]
+    #[cfg(not(any(attnscope_relaxed_simd, target_feature = "relaxed-simd")))]
     {
         f32x4_add(acc, f32x4_mul(a, b))
     }
@@ -486,6 +497,7 @@ unsafe fn kernel_4x8_strided(ap: &[f32], b: *const f32, rs: usize, kc: usize) ->
 }
 
 /// [`gemm`] when `a`'s rows and `b`'s columns are contiguous in `k`.
+#[cfg_attr(attnscope_relaxed_simd, target_feature(enable = "relaxed-simd"))]
 fn gemm_dot(a: Strided, b: Strided, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
     let mut j0 = 0;
     while j0 < n {
@@ -715,6 +727,7 @@ pub struct Half16<'a> {
 /// is read, so the product reads 2 bytes a weight and writes nothing else
 /// (widening into a scratch first, then reading it, made a keystroke 1.6–1.9×
 /// slower than with f32 weights). Panics if an operand is short or `m > 4`.
+#[cfg_attr(attnscope_relaxed_simd, target_feature(enable = "relaxed-simd"))]
 pub fn gemm_streamed_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
     if m == 0 || k == 0 || n == 0 {
         return;
@@ -734,6 +747,7 @@ pub fn gemm_streamed_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, 
 /// into a 1 KiB panel in L1 once and used by every row block. Widening a
 /// 4 MiB block of `b` first and then multiplying it (what more rows do) made
 /// an f16 product of 16 rows ~1.2× its f32 time. Panics if an operand is short.
+#[cfg_attr(attnscope_relaxed_simd, target_feature(enable = "relaxed-simd"))]
 pub fn gemm_few_half(a: Strided, b: Half16, c: &mut [f32], rsc: usize, (m, k, n): (usize, usize, usize)) {
     if m == 0 || k == 0 || n == 0 {
         return;

@@ -46,7 +46,7 @@ pub use attention::{
 /// Which of the app's two wasm builds this is: "simd128", or
 /// "simd128 + relaxed-simd" (`crates/simd128`'s multiply-adds fused).
 #[cfg(target_arch = "wasm32")]
-pub const WASM_SIMD: &str = if cfg!(target_feature = "relaxed-simd") { "simd128 + relaxed-simd" } else { "simd128" };
+pub const WASM_SIMD: &str = if attnscope_simd128::RELAXED { "simd128 + relaxed-simd" } else { "simd128" };
 
 pub use matmul::{lm_head, lm_head_columns, matmul_bias, matmul_bias_columns};
 pub use rows::{activate, add, dot, exp, layernorm, rmsnorm, swiglu};
