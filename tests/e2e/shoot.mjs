@@ -1,5 +1,5 @@
 // Ad-hoc screenshots while working on the page (not a test):
-//   ATTNSCOPE_DIST=dir node tests/e2e/shoot.mjs OUTDIR [--cpu] [--models | --smollm2-shape]
+//   ATTNSCOPE_DIST=dir node tests/e2e/shoot.mjs OUTDIR [--cpu] [--models | --smollm2 | --smollm2-shape | --smollm2-cpu | --heads]
 // --models: the model chooser, a plan to confirm and a download under way,
 // desktop and phone, against the tests' hub (tools/make_page_models.py).
 // --smollm2-shape: the model grid and the Positions panel of a random
@@ -9,6 +9,9 @@
 // tools/get_smollm2.py): the logit lens while it is read and when done, and
 // the dilution panel stopped at its memory bound, desktop and phone
 // (smollm2-cpu-*.png).
+// --smollm2: SmolLM2-135M-Instruct itself from the tests' hub (after
+// tools/get_smollm2.py), on WebGPU (or --cpu): its model grid and its
+// Positions panel, desktop and phone (smollm2-grid-*.png, smollm2-positions-*.png).
 // --heads: the default model's induction heads ablated on a repeated
 // sequence (the banner and the attention panel showing the ablated run, the
 // ablation panel after a sweep) and the two-prompt diff (heads-*.png).
@@ -19,9 +22,15 @@ import { randomLlama, routeModel, SMOLLM2_GRID } from './random_llama.mjs';
 import path from 'node:path';
 
 const out = process.argv[2] || '/tmp/shots';
+// SmolLM2 as the tests' hub serves it (tools/get_smollm2.py).
+const SMOLLM2 = 'HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf';
 const cpu = process.argv.includes('--cpu');
 if (process.argv.includes('--models')) {
   await shootModels();
+  process.exit(0);
+}
+if (process.argv.includes('--smollm2')) {
+  await shootSmolLM2();
   process.exit(0);
 }
 if (process.argv.includes('--smollm2-cpu')) {
@@ -163,21 +172,41 @@ async function shootModels() {
   });
 }
 
+/** Opens SmolLM2 by its hub name through the chooser and waits for its first run. */
+async function openSmolLM2(page) {
+  await page.click('[data-testid=model-button]');
+  await page.fill('[data-testid=model-id]', SMOLLM2);
+  await page.click('[data-testid=model-open]');
+  await page.locator('[data-testid=model-download]').click({ timeout: 60_000 });
+  await page.waitForFunction((k) => {
+    const s = window.attnscope?.state();
+    return !!s && s.modelKey === k && s.runs > 0 && s.phase === 'ready' && !document.querySelector('[data-testid=model-progress]');
+  }, SMOLLM2, { timeout: 400_000 });
+  // The sticky panel bar would sit over the top of an element's picture.
+  await page.addStyleTag({ content: '.panel-nav { position: static !important; }' });
+}
+
+/** SmolLM2's model grid (30 × 9 heads on 3 KV heads) and Positions panel, desktop and phone. */
+async function shootSmolLM2() {
+  const text = encodeURIComponent('The capital of France is Paris, and the capital of Italy is Rome.');
+  const url = (server, hub) => `${server.url}?${cpu ? 'backend=cpu&' : ''}hub=${encodeURIComponent(hub.url)}#text=${text}`;
+  await onDevicesWithHub(!cpu, url, async (page, device) => {
+    await openSmolLM2(page);
+    for (const [panel, file] of [['.model-panel', 'smollm2-grid'], ['.positions-panel', 'smollm2-positions']]) {
+      const el = page.locator(panel);
+      await el.scrollIntoViewIfNeeded();
+      await page.waitForTimeout(1500);
+      await el.screenshot({ path: path.join(out, `${file}-${device}.png`) });
+    }
+  });
+}
+
 /** SmolLM2 on the CPU: the lens being read and read, and the dilution panel, desktop and phone. */
 async function shootSmolLM2Cpu() {
-  const name = 'HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf';
   const text = encodeURIComponent('The capital of France is Paris, and the capital of Italy is');
   const url = (server, hub) => `${server.url}?backend=cpu&hub=${encodeURIComponent(hub.url)}#text=${text}`;
   await onDevicesWithHub(false, url, async (page, device) => {
-    await page.click('[data-testid=model-button]');
-    await page.fill('[data-testid=model-id]', name);
-    await page.click('[data-testid=model-open]');
-    await page.locator('[data-testid=model-download]').click({ timeout: 60_000 });
-    await page.waitForFunction((k) => {
-      const s = window.attnscope?.state();
-      return !!s && s.modelKey === k && s.runs > 0 && s.phase === 'ready' && !document.querySelector('[data-testid=model-progress]');
-    }, name, { timeout: 400_000 });
-    await page.addStyleTag({ content: '.panel-nav { position: static !important; }' });
+    await openSmolLM2(page);
     const lens = page.locator('.lens-panel');
     await lens.scrollIntoViewIfNeeded();
     await page.locator('[data-testid=lens-progress]').waitFor({ timeout: 60_000 });
